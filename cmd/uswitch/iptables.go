@@ -1,0 +1,135 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/uswitch-lab/uswitch/datapath/rules"
+)
+
+// loadFlags are shared by iptables-restore and iptables-save.
+type loadFlags struct {
+	counters bool
+	ipset    string
+}
+
+func (l *loadFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&l.counters, "c", false, "use the [pkts:bytes] counters of the input")
+	fs.BoolVar(&l.counters, "counters", false, "same as -c")
+	fs.StringVar(&l.ipset, "ipset", "", "`ipset save` output defining the sets -m set refers to")
+}
+
+func (l *loadFlags) loader() (*rules.Loader, error) {
+	ld := &rules.Loader{Counters: l.counters}
+	if l.ipset != "" {
+		f, err := os.Open(l.ipset)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		sets, err := rules.ParseIPSetSave(f, l.ipset)
+		if err != nil {
+			return nil, err
+		}
+		ld.Sets = sets
+	}
+	return ld, nil
+}
+
+// load reads a rule set and reports errors as iptables-restore does.
+func load(ld *rules.Loader, r io.Reader) (*rules.Ruleset, int) {
+	rs, err := ld.Load(r)
+	if err != nil {
+		var re *rules.RestoreError
+		if errors.As(err, &re) {
+			fmt.Fprint(os.Stderr, re.Stderr())
+			return nil, re.ExitCode()
+		}
+		fmt.Fprintf(os.Stderr, "%s: %v\n", rules.Program, err)
+		return nil, 1
+	}
+	return rs, 0
+}
+
+func iptablesRestore(args []string) int {
+	fs := flag.NewFlagSet("iptables-restore", flag.ContinueOnError)
+	var lf loadFlags
+	lf.register(fs)
+	test := fs.Bool("test", false, "check the input without applying it")
+	fs.BoolVar(test, "t", false, "same as --test")
+	noflush := fs.Bool("noflush", false, "don't flush the tables before restoring")
+	fs.BoolVar(noflush, "n", false, "same as --noflush")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ld, err := lf.loader()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "uswitch: %v\n", err)
+		return 1
+	}
+	ld.NoFlush = *noflush
+	in := io.Reader(os.Stdin)
+	if fs.NArg() > 0 {
+		f, err := os.Open(fs.Arg(0))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", rules.Program, err)
+			return 1
+		}
+		defer f.Close()
+		in = f
+	}
+	if _, code := load(ld, in); code != 0 {
+		return code
+	}
+	if !*test {
+		// There is no running uswitch instance to hand the rule set to
+		// yet: the live datapath (a later issue) adds that.
+		fmt.Fprintln(os.Stderr, "uswitch: rule set is valid; no running uswitch instance to apply it to")
+	}
+	return 0
+}
+
+func iptablesSave(args []string) int {
+	fs := flag.NewFlagSet("iptables-save", flag.ContinueOnError)
+	var lf loadFlags
+	lf.register(fs)
+	table := fs.String("t", "", "print only this table")
+	fs.StringVar(table, "table", "", "same as -t")
+	input := fs.String("input", "", "iptables-restore file to load (required)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *input == "" {
+		fmt.Fprintln(os.Stderr, "uswitch iptables-save: --input FILE is required (there is no running instance to read)")
+		return 2
+	}
+	ld, err := lf.loader()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "uswitch: %v\n", err)
+		return 1
+	}
+	f, err := os.Open(*input)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "uswitch: %v\n", err)
+		return 1
+	}
+	defer f.Close()
+	rs, code := load(ld, f)
+	if code != 0 {
+		return code
+	}
+	if *table != "" {
+		if _, ok := rules.ParseTable(*table); !ok {
+			fmt.Fprintf(os.Stderr, "Table `%s' does not exist\n", *table)
+			return 1
+		}
+	}
+	if err := rs.Save(os.Stdout, rules.SaveOptions{Counters: lf.counters, Table: *table}); err != nil {
+		fmt.Fprintf(os.Stderr, "uswitch: %v\n", err)
+		return 1
+	}
+	return 0
+}

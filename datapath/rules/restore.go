@@ -1,0 +1,730 @@
+package rules
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// The iptables-restore input grammar, as iptables-nft 1.8.9's
+// xtables-restore.c reads it:
+//
+//	# comment            ignored
+//	*TABLE               start a table (flushed unless --noflush)
+//	:CHAIN POLICY [p:b]  set a builtin chain's policy / create a user chain
+//	[p:b] -A CHAIN ...   any iptables command
+//	COMMIT               apply the table
+//
+// A Loader applies nothing until the whole input has been read and every
+// table has committed: the result is a new Ruleset or an error, never a
+// half-applied one.
+
+// Program is the program name used in messages, as iptables-restore.
+const Program = "iptables-restore"
+
+// Version is the iptables-nft version whose behaviour uswitch follows.
+const Version = "v1.8.9 (nf_tables)"
+
+// ErrorKind says how iptables-restore reports an error.
+type ErrorKind uint8
+
+const (
+	// KindLineFailed: "iptables-restore: line N failed[: REASON.]", exit 1.
+	KindLineFailed ErrorKind = iota
+	// KindParam: option error, "iptables-restore v1.8.9 (nf_tables): MSG"
+	// + "Error occurred at line: N" + the help hint, exit 2.
+	KindParam
+	// KindBadArg: "Bad argument `X'" + line + hint, exit 2.
+	KindBadArg
+	// KindKernel: the kernel refused the batch at commit, exit 4.
+	KindKernel
+	// KindCommitExpected: "COMMIT expected at line N", exit 1.
+	KindCommitExpected
+)
+
+// RestoreError is an error in restore input, located at Line.
+type RestoreError struct {
+	Kind ErrorKind
+	Line int
+	Msg  string
+}
+
+func (e *RestoreError) Error() string {
+	return strings.TrimRight(e.Stderr(), "\n")
+}
+
+// ExitCode is the exit status iptables-restore uses for the error.
+func (e *RestoreError) ExitCode() int {
+	switch e.Kind {
+	case KindParam, KindBadArg:
+		return 2
+	case KindKernel:
+		return 4
+	}
+	return 1
+}
+
+// Stderr formats the error exactly as iptables-restore prints it.
+func (e *RestoreError) Stderr() string {
+	hint := fmt.Sprintf("Try `%s -h' or '%s --help' for more information.\n", Program, Program)
+	switch e.Kind {
+	case KindParam:
+		return fmt.Sprintf("%s %s: %s\nError occurred at line: %d\n%s", Program, Version, e.Msg, e.Line, hint)
+	case KindBadArg:
+		return fmt.Sprintf("Bad argument `%s'\nError occurred at line: %d\n%s", e.Msg, e.Line, hint)
+	case KindKernel:
+		return fmt.Sprintf("%s %s: \nline %d: %s\n", Program, Version, e.Line, e.Msg)
+	case KindCommitExpected:
+		return fmt.Sprintf("%s: COMMIT expected at line %d\n", Program, e.Line)
+	}
+	if e.Msg == "" {
+		return fmt.Sprintf("%s: line %d failed\n", Program, e.Line)
+	}
+	return fmt.Sprintf("%s: line %d failed: %s.\n", Program, e.Line, e.Msg)
+}
+
+// Loader reads iptables-restore input.
+type Loader struct {
+	// NoFlush keeps what Base holds in each table instead of flushing
+	// it (iptables-restore --noflush).
+	NoFlush bool
+	// Counters takes the [pkts:bytes] counters of the input
+	// (iptables-restore -c); otherwise they are ignored.
+	Counters bool
+	// Base is the rule set the input applies to (nil = empty).
+	Base *Ruleset
+	// Sets resolves ipset names for -m set (nil = no sets known).
+	Sets SetLookup
+	// Table, when set, restores only that table (iptables-restore -T).
+	Table string
+}
+
+// Load reads the whole input and returns the resulting rule set.
+func (l *Loader) Load(r io.Reader) (*Ruleset, error) {
+	st := &loadState{l: l, rs: l.Base.clone()}
+	br := bufio.NewReader(r)
+	line := 0
+	for {
+		s, err := br.ReadString('\n')
+		if s != "" {
+			line++
+			if e := st.line(s, line); e != nil {
+				return nil, e
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if st.cur != nil {
+		return nil, &RestoreError{Kind: KindCommitExpected, Line: line + 1}
+	}
+	return st.rs, nil
+}
+
+// LoadString is Load on a string.
+func (l *Loader) LoadString(s string) (*Ruleset, error) { return l.Load(strings.NewReader(s)) }
+
+type loadState struct {
+	l   *Loader
+	rs  *Ruleset
+	cur *Table // table being edited, nil outside *TABLE ... COMMIT
+	// skip is set while a table other than Loader.Table is read.
+	skip bool
+}
+
+func (st *loadState) line(s string, n int) error {
+	if s == "\n" || s[0] == '#' {
+		return nil
+	}
+	inTable := st.cur != nil || st.skip
+	if inTable && strings.HasPrefix(s, "COMMIT") && (len(s) == 6 || s[6] == '\n') {
+		if st.skip {
+			st.skip = false
+			return nil
+		}
+		if err := st.commit(n); err != nil {
+			return err
+		}
+		st.cur = nil
+		return nil
+	}
+	if s[0] == '*' && !inTable {
+		f := strings.Fields(strings.TrimRight(s[1:], "\n"))
+		if len(f) == 0 {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("%s: line %d table name invalid", Program, n)}
+		}
+		id, ok := ParseTable(f[0])
+		if !ok {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("%s: line %d table name '%s' invalid", Program, n, f[0])}
+		}
+		if st.l.Table != "" && st.l.Table != f[0] {
+			st.skip = true
+			return nil
+		}
+		t := st.rs.Tables[id]
+		if t == nil || !st.l.NoFlush {
+			t = newTable(id)
+		} else {
+			t = t.clone()
+		}
+		st.cur = t
+		return nil
+	}
+	if st.skip {
+		return nil
+	}
+	if s[0] == ':' && st.cur != nil {
+		return st.chainLine(s, n)
+	}
+	if st.cur == nil {
+		return &RestoreError{Kind: KindLineFailed, Line: n}
+	}
+	return st.commandLine(s, n)
+}
+
+func (st *loadState) chainLine(s string, n int) error {
+	f := strings.Fields(strings.TrimRight(s[1:], "\n"))
+	if len(f) == 0 {
+		return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("%s: line %d chain name invalid", Program, n)}
+	}
+	name := f[0]
+	if err := validChainName(name); err != nil {
+		return &RestoreError{Kind: KindParam, Line: n, Msg: err.Error()}
+	}
+	if len(f) < 2 {
+		return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("%s: line %d policy invalid", Program, n)}
+	}
+	t := st.cur
+	if c := t.byName[name]; c != nil && c.Builtin {
+		var ctr Counters
+		hasCtr := len(f) > 2
+		if hasCtr {
+			var ok bool
+			if ctr, ok = parseBracketCounters(f[2]); !ok {
+				return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("invalid policy counters for chain '%s'", name)}
+			}
+		} else if st.l.Counters {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("invalid policy counters for chain '%s'", name)}
+		}
+		switch f[1] {
+		case "ACCEPT":
+			c.Policy = VerdictAccept
+		case "DROP":
+			c.Policy = VerdictDrop
+		case "-":
+		default:
+			return &RestoreError{Kind: KindLineFailed, Line: n, Msg: "Bad policy name"}
+		}
+		if st.l.Counters {
+			c.Counters = ctr
+		}
+		return nil
+	}
+	if c := t.byName[name]; c != nil {
+		// an existing user chain is flushed (nft_cmd_chain_restore)
+		t.flushChain(c)
+		return nil
+	}
+	t.addUserChain(name)
+	return nil
+}
+
+// parseBracketCounters parses "[pkts:bytes]".
+func parseBracketCounters(s string) (Counters, bool) {
+	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
+		return Counters{}, false
+	}
+	p, b, ok := strings.Cut(s[1:len(s)-1], ":")
+	if !ok {
+		return Counters{}, false
+	}
+	pv, err1 := parseCounter(p)
+	bv, err2 := parseCounter(b)
+	if err1 != nil || err2 != nil {
+		return Counters{}, false
+	}
+	return Counters{pv, bv}, true
+}
+
+func (st *loadState) commandLine(s string, n int) error {
+	var ctr Counters
+	hasCtr := false
+	if s[0] == '[' {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Bad line %d: need ]", n)}
+		}
+		p, b, ok := strings.Cut(s[1:end], ":")
+		if !ok {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Bad line %d: need :", n)}
+		}
+		pv, _ := parseCounter(p)
+		bv, _ := parseCounter(b)
+		ctr, hasCtr = Counters{pv, bv}, true
+		s = s[end+1:]
+	}
+	words := SplitWords(s)
+	cmd, err := parseCommand(words, st.cur.ID, n, st.l.Sets)
+	if err != nil {
+		var pe *ParamError
+		var ba *BadArgError
+		switch {
+		case errors.As(err, &ba):
+			return &RestoreError{Kind: KindBadArg, Line: n, Msg: ba.Arg}
+		case errors.As(err, &pe):
+			return &RestoreError{Kind: KindParam, Line: n, Msg: pe.Msg}
+		}
+		return &RestoreError{Kind: KindParam, Line: n, Msg: err.Error()}
+	}
+	if st.l.Counters && hasCtr {
+		for _, r := range cmd.rules {
+			r.Counters = ctr
+		}
+	}
+	return st.apply(cmd, n)
+}
+
+func lineFailed(n int, msg string) error {
+	return &RestoreError{Kind: KindLineFailed, Line: n, Msg: msg}
+}
+
+const (
+	msgNoChain   = "No chain/target/match by that name"
+	msgBadRule   = "Bad rule (does a matching rule exist in that chain?)"
+	msgIndex     = "Index of insertion too big"
+	msgBadPolicy = "Bad policy name"
+	msgBuiltin   = "Bad built-in chain name"
+)
+
+// apply executes one command on the table being edited.
+func (st *loadState) apply(cmd *command, n int) error {
+	t := st.cur
+	c := t.byName[cmd.chain]
+	for _, r := range cmd.rules {
+		r.jumpName = cmd.jumpName
+		r.op = cmd.op
+	}
+	switch cmd.op {
+	case 'A':
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		c.Rules = append(c.Rules, cmd.rules...)
+	case 'I':
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		pos := cmd.rulenum - 1
+		if pos > len(c.Rules) {
+			return lineFailed(n, msgIndex)
+		}
+		for _, r := range cmd.rules {
+			c.Rules = append(c.Rules[:pos], append([]*Rule{r}, c.Rules[pos:]...)...)
+		}
+	case 'R':
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		if len(cmd.rules) != 1 {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: "Replacement rule does not specify a unique address"}
+		}
+		if cmd.rulenum > len(c.Rules) {
+			return lineFailed(n, msgNoChain)
+		}
+		c.Rules[cmd.rulenum-1] = cmd.rules[0]
+	case 'D':
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		if cmd.deleteNum {
+			if cmd.rulenum > len(c.Rules) {
+				return lineFailed(n, msgNoChain)
+			}
+			c.Rules = append(c.Rules[:cmd.rulenum-1], c.Rules[cmd.rulenum:]...)
+			return nil
+		}
+		for _, r := range cmd.rules {
+			i := findRule(c, r)
+			if i < 0 {
+				return lineFailed(n, msgBadRule)
+			}
+			c.Rules = append(c.Rules[:i], c.Rules[i+1:]...)
+		}
+	case 'C':
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		for _, r := range cmd.rules {
+			if findRule(c, r) < 0 {
+				return lineFailed(n, msgBadRule)
+			}
+		}
+	case 'N':
+		if c != nil {
+			return lineFailed(n, "Chain already exists")
+		}
+		t.addUserChain(cmd.chain)
+	case 'X':
+		if cmd.chain == "" {
+			for _, uc := range t.userChains() {
+				if t.referenced(uc.Name) {
+					return &RestoreError{Kind: KindKernel, Line: n, Msg: fmt.Sprintf("CHAIN_DEL failed (Device or resource busy): chain %s", uc.Name)}
+				}
+				t.delChain(uc)
+			}
+			return nil
+		}
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		if c.Builtin {
+			return lineFailed(n, "Operation not permitted")
+		}
+		t.flushChain(c)
+		if t.referenced(c.Name) {
+			return &RestoreError{Kind: KindKernel, Line: n, Msg: fmt.Sprintf("CHAIN_DEL failed (Device or resource busy): chain %s", c.Name)}
+		}
+		t.delChain(c)
+	case 'F':
+		if cmd.chain == "" {
+			for _, ch := range t.Chains {
+				t.flushChain(ch)
+			}
+			return nil
+		}
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		t.flushChain(c)
+	case 'Z':
+		chains := t.Chains
+		if cmd.chain != "" {
+			if c == nil {
+				return lineFailed(n, msgNoChain)
+			}
+			chains = []*Chain{c}
+		}
+		for _, ch := range chains {
+			if cmd.rulenum > 0 {
+				if cmd.rulenum > len(ch.Rules) {
+					return lineFailed(n, msgNoChain)
+				}
+				ch.Rules[cmd.rulenum-1] = ch.Rules[cmd.rulenum-1].withCounters(Counters{})
+				continue
+			}
+			ch.Counters = Counters{}
+			for i, r := range ch.Rules {
+				ch.Rules[i] = r.withCounters(Counters{})
+			}
+		}
+	case 'P':
+		if c == nil || !c.Builtin {
+			return lineFailed(n, msgBuiltin)
+		}
+		switch cmd.policy {
+		case "ACCEPT":
+			c.Policy = VerdictAccept
+		case "DROP":
+			c.Policy = VerdictDrop
+		default:
+			return lineFailed(n, msgBadPolicy)
+		}
+	case 'E':
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		if c.Builtin {
+			return lineFailed(n, "Operation not permitted")
+		}
+		if t.byName[cmd.newName] != nil {
+			return lineFailed(n, "File exists")
+		}
+		for _, ch := range t.Chains {
+			for _, r := range ch.Rules {
+				if r.jumpName == c.Name {
+					r.jumpName = cmd.newName
+				}
+			}
+		}
+		delete(t.byName, c.Name)
+		c.Name = cmd.newName
+		t.byName[c.Name] = c
+		t.sortChains()
+	}
+	return nil
+}
+
+func (r *Rule) withCounters(c Counters) *Rule {
+	nr := *r
+	nr.Counters = c
+	return &nr
+}
+
+// findRule finds the first rule of c equal to r (as -D does: the same
+// specification, compared in its saved form).
+func findRule(c *Chain, r *Rule) int {
+	want := ruleSpec(r)
+	for i, x := range c.Rules {
+		if ruleSpec(x) == want {
+			return i
+		}
+	}
+	return -1
+}
+
+func ruleSpec(r *Rule) string {
+	var w SaveWriter
+	writeRuleBody(&w, r)
+	w.WriteString("|" + r.jumpName)
+	return w.String()
+}
+
+// commit checks the table as the kernel does when the batch is
+// committed, binds jumps, and installs the table in the working set.
+func (st *loadState) commit(n int) error {
+	t := st.cur
+	// every jump target must exist (nft checks this at commit and
+	// reports the COMMIT line)
+	for _, c := range t.Chains {
+		for _, r := range c.Rules {
+			if r.jumpName == "" {
+				r.Jump = nil
+				continue
+			}
+			j := t.byName[r.jumpName]
+			if j == nil {
+				return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Chain '%s' does not exist", r.jumpName)}
+			}
+			if j.Builtin {
+				return &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Operation not supported): rule in chain %s", opName(r.op), c.Name)}
+			}
+			r.Jump = j
+		}
+	}
+	if err := t.validate(); err != nil {
+		return err
+	}
+	st.rs.Tables[t.ID] = t
+	return nil
+}
+
+func opName(op byte) string {
+	switch op {
+	case 'I':
+		return "RULE_INSERT"
+	case 'R':
+		return "RULE_REPLACE"
+	}
+	return "RULE_APPEND"
+}
+
+// jumpStackSize is NFT_JUMP_STACK_SIZE: the deepest chain nesting the
+// kernel accepts (net/netfilter/nf_tables_api.c nft_chain_validate).
+const jumpStackSize = 16
+
+// validate computes every chain's hook reachability, rejects loops and
+// too deep nesting (-EMLINK, "Too many links"), and runs the extensions'
+// hook checks.
+func (t *Table) validate() error {
+	for _, c := range t.Chains {
+		c.Reach = 0
+	}
+	var bad *Rule
+	var badChain *Chain
+	var visit func(c *Chain, hooks HookMask, depth int, onPath map[*Chain]bool) bool
+	visit = func(c *Chain, hooks HookMask, depth int, onPath map[*Chain]bool) bool {
+		if c.Reach&hooks == hooks && depth > 0 {
+			return true
+		}
+		c.Reach |= hooks
+		onPath[c] = true
+		defer delete(onPath, c)
+		for _, r := range c.Rules {
+			if r.Jump == nil {
+				continue
+			}
+			if onPath[r.Jump] || depth+1 >= jumpStackSize {
+				if bad == nil || r.Line > bad.Line {
+					bad, badChain = r, c
+				}
+				return false
+			}
+			if !visit(r.Jump, hooks, depth+1, onPath) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, c := range t.Chains {
+		if c.Builtin {
+			visit(c, Hooks(c.Hook), 0, map[*Chain]bool{})
+		}
+	}
+	if bad == nil {
+		// loops among chains not reachable from a base chain
+		state := map[*Chain]uint8{}
+		var dfs func(c *Chain) bool
+		dfs = func(c *Chain) bool {
+			state[c] = 1
+			for _, r := range c.Rules {
+				if r.Jump == nil {
+					continue
+				}
+				switch state[r.Jump] {
+				case 1:
+					bad, badChain = r, c
+					return false
+				case 0:
+					if !dfs(r.Jump) {
+						return false
+					}
+				}
+			}
+			state[c] = 2
+			return true
+		}
+		for _, c := range t.Chains {
+			if state[c] == 0 && !dfs(c) {
+				break
+			}
+		}
+	}
+	if bad != nil {
+		return &RestoreError{Kind: KindKernel, Line: bad.Line, Msg: fmt.Sprintf("%s failed (Too many links): rule in chain %s", opName(bad.op), badChain.Name)}
+	}
+	for _, c := range t.Chains {
+		for _, r := range c.Rules {
+			if err := checkRuleHooks(t.ID, c, r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func checkRuleHooks(t TableID, c *Chain, r *Rule) error {
+	check := func(x any) error {
+		hc, ok := x.(HookChecker)
+		if !ok {
+			return nil
+		}
+		if err := hc.CheckHooks(t, c.Reach); err != nil {
+			return &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Invalid argument): rule in chain %s", opName(r.op), c.Name)}
+		}
+		return nil
+	}
+	for _, m := range r.Matches {
+		if err := check(m); err != nil {
+			return err
+		}
+	}
+	if r.Target != nil {
+		return check(r.Target)
+	}
+	return nil
+}
+
+func newTable(id TableID) *Table {
+	t := &Table{ID: id, byName: map[string]*Chain{}}
+	for h := Hook(0); h < NumHooks; h++ {
+		if tableHooks[id].Has(h) {
+			c := &Chain{Name: h.ChainName(), Builtin: true, Hook: h, Policy: VerdictAccept}
+			t.Chains = append(t.Chains, c)
+			t.byName[c.Name] = c
+		}
+	}
+	return t
+}
+
+// clone copies the table deeply enough that edits don't reach the
+// original (chains and rule slices; rules themselves are immutable).
+func (t *Table) clone() *Table {
+	nt := &Table{ID: t.ID, byName: make(map[string]*Chain, len(t.Chains))}
+	for _, c := range t.Chains {
+		nc := *c
+		nc.Rules = make([]*Rule, len(c.Rules))
+		for i, r := range c.Rules {
+			nr := *r
+			nc.Rules[i] = &nr
+		}
+		nt.Chains = append(nt.Chains, &nc)
+		nt.byName[nc.Name] = &nc
+	}
+	return nt
+}
+
+func (rs *Ruleset) clone() *Ruleset {
+	n := &Ruleset{}
+	if rs == nil {
+		return n
+	}
+	for i, t := range rs.Tables {
+		if t != nil {
+			n.Tables[i] = t.clone()
+		}
+	}
+	return n
+}
+
+func (t *Table) addUserChain(name string) *Chain {
+	c := &Chain{Name: name}
+	t.Chains = append(t.Chains, c)
+	t.byName[name] = c
+	t.sortChains()
+	return c
+}
+
+// sortChains keeps builtin chains in hook order first, then user chains
+// sorted by name (nft_cache_sort_chains).
+func (t *Table) sortChains() {
+	sort.SliceStable(t.Chains, func(i, j int) bool {
+		a, b := t.Chains[i], t.Chains[j]
+		if a.Builtin != b.Builtin {
+			return a.Builtin
+		}
+		if a.Builtin {
+			return a.Hook < b.Hook
+		}
+		return a.Name < b.Name
+	})
+}
+
+func (t *Table) userChains() []*Chain {
+	var out []*Chain
+	for _, c := range t.Chains {
+		if !c.Builtin {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (t *Table) flushChain(c *Chain) { c.Rules = nil }
+
+func (t *Table) referenced(name string) bool {
+	for _, c := range t.Chains {
+		for _, r := range c.Rules {
+			if r.jumpName == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (t *Table) delChain(c *Chain) {
+	delete(t.byName, c.Name)
+	for i, x := range t.Chains {
+		if x == c {
+			t.Chains = append(t.Chains[:i], t.Chains[i+1:]...)
+			break
+		}
+	}
+}

@@ -1,0 +1,3 @@
+module github.com/uswitch-lab/uswitch
+
+go 1.26.8
