@@ -242,10 +242,12 @@ type UDPMatch struct {
 func (m *UDPMatch) Name() string { return "udp" }
 
 func (m *UDPMatch) Parse(o *OptArg) error {
-	r, err := parsePortsTCPUDP(o.Arg, "udp")
+	// XTTYPE_PORTRC in 1.8.9 does not reject min > max
+	lo, hi, err := ParsePortRange(o.Arg, "udp")
 	if err != nil {
 		return err
 	}
+	r := PortRange{lo, hi}
 	switch o.Name {
 	case "source-port", "sport":
 		m.Src, m.InvSrc = r, o.Invert

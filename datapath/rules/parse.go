@@ -192,6 +192,11 @@ func (p *cmdParser) long(a string, invert bool) error {
 				return p.unknown(a, invert)
 			}
 		}
+		if hasVal && strings.IndexByte("psdjio", b.short) >= 0 {
+			// iptables 1.8.9 reads these from argv[optind-1]: the
+			// whole word when the value was attached
+			arg = a
+		}
 		return p.base(b.short, arg, have, invert)
 	}
 	inst, oi, err := p.findExtOpt(name)
@@ -387,6 +392,9 @@ func (p *cmdParser) shorts(a string, invert bool) error {
 		case 1:
 			if j+1 < len(a) {
 				arg, have = a[j+1:], true
+				if strings.IndexByte("psdjio", c) >= 0 {
+					arg = a // 1.8.9 uses argv[optind-1], see long()
+				}
 			} else if p.i < len(p.args) {
 				arg, have = p.args[p.i], true
 				p.i++

@@ -1,0 +1,127 @@
+// Package kerneltest runs the real Linux kernel and iptables as the oracle
+// for differential tests: it makes throw-away network namespaces and runs
+// iptables-restore / iptables-save inside them.
+//
+// Tests that need it call Require, which skips with a clear message when
+// the process is not root or the tools are missing. Every namespace made
+// here has a unique name and is removed in t.Cleanup, also on failure.
+package kerneltest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+var seq atomic.Int64
+
+// Require skips the test unless it runs as root with ip and iptables-nft.
+func Require(t testing.TB) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("kernel tests need Linux")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("kernel differential test needs root (network namespaces); CI runs it as root")
+	}
+	for _, tool := range []string{"ip", "iptables-restore", "iptables-save"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("kernel differential test needs %s (apt-get install -y iptables iproute2)", tool)
+		}
+	}
+	out, err := exec.Command("iptables", "--version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "nf_tables") {
+		t.Skipf("kernel differential test needs iptables-nft; iptables --version says %q", strings.TrimSpace(string(out)))
+	}
+}
+
+// Netns is a network namespace made for one test.
+type Netns struct{ Name string }
+
+// NewNetns makes a namespace with a unique name, removed at cleanup.
+func NewNetns(t testing.TB) *Netns {
+	t.Helper()
+	name := fmt.Sprintf("usw-t%d-%d", os.Getpid(), seq.Add(1))
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, out)
+		}
+	})
+	return &Netns{Name: name}
+}
+
+// Run runs a command inside the namespace with stdin, returning stdout,
+// stderr and the exit code.
+func (n *Netns) Run(stdin string, args ...string) (stdout, stderr string, code int, err error) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Name}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return o.String(), e.String(), ee.ExitCode(), nil
+	}
+	return o.String(), e.String(), 0, err
+}
+
+// Restore runs iptables-restore (with extra flags) on input.
+func (n *Netns) Restore(input string, flags ...string) (stderr string, code int, err error) {
+	_, e, c, err := n.Run(input, append([]string{"iptables-restore"}, flags...)...)
+	return e, c, err
+}
+
+// Save runs iptables-save [args] and drops the "# Generated"/"# Completed"
+// comment lines.
+func (n *Netns) Save(args ...string) (string, error) {
+	o, e, c, err := n.Run("", append([]string{"iptables-save"}, args...)...)
+	if err != nil {
+		return "", err
+	}
+	if c != 0 {
+		return "", fmt.Errorf("iptables-save: exit %d: %s", c, e)
+	}
+	return StripComments(o), nil
+}
+
+// StripComments removes the lines starting with '#'.
+func StripComments(s string) string {
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(s, "\n") {
+		if strings.HasPrefix(l, "#") || l == "" {
+			continue
+		}
+		b.WriteString(l)
+	}
+	return b.String()
+}
+
+// Corpus returns the path of ../shared/corpus/<sub> seen from the module
+// root, or skips the test when it is absent.
+func Corpus(t testing.TB, sub string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			p := filepath.Join(d, "..", "shared", "corpus", sub)
+			if _, err := os.Stat(p); err != nil {
+				t.Skipf("corpus %s not found (%v): it lives in ../shared/corpus beside the checkout; CI has it", sub, err)
+			}
+			return p
+		}
+		if filepath.Dir(d) == d {
+			t.Skip("module root not found")
+		}
+	}
+}
