@@ -104,6 +104,15 @@ type HookChecker interface {
 	CheckHooks(t TableID, hooks HookMask) error
 }
 
+// EntryChecker is implemented by extensions whose kernel checkentry looks
+// at par->hook_mask. Under nft_compat (net/netfilter/nft_compat.c,
+// nft_match_set_mtchk_param / nft_target_set_tgchk_param) that mask is
+// the hook of the rule's own chain when it is a base chain and empty for
+// a user chain, whatever jumps to it. The loader calls it at COMMIT.
+type EntryChecker interface {
+	CheckEntry(t TableID, hooks HookMask) error
+}
+
 // MatchSpec registers a match extension.
 type MatchSpec struct {
 	Name    string

@@ -456,7 +456,6 @@ func (st *loadState) apply(cmd *command, n int) error {
 		delete(t.byName, c.Name)
 		c.Name = cmd.newName
 		t.byName[c.Name] = c
-		t.sortChains()
 	}
 	return nil
 }
@@ -490,6 +489,7 @@ func ruleSpec(r *Rule) string {
 // committed, binds jumps, and installs the table in the working set.
 func (st *loadState) commit(n int) error {
 	t := st.cur
+	t.sortChains()
 	// every jump target must exist (nft checks this at commit and
 	// reports the COMMIT line)
 	for _, c := range t.Chains {
@@ -611,12 +611,22 @@ func (t *Table) validate() error {
 
 func checkRuleHooks(t TableID, c *Chain, r *Rule) error {
 	check := func(x any) error {
+		fail := &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Invalid argument): rule in chain %s", opName(r.op), c.Name)}
+		if ec, ok := x.(EntryChecker); ok {
+			var own HookMask
+			if c.Builtin {
+				own = Hooks(c.Hook)
+			}
+			if ec.CheckEntry(t, own) != nil {
+				return fail
+			}
+		}
 		hc, ok := x.(HookChecker)
 		if !ok {
 			return nil
 		}
 		if err := hc.CheckHooks(t, c.Reach); err != nil {
-			return &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Invalid argument): rule in chain %s", opName(r.op), c.Name)}
+			return fail
 		}
 		return nil
 	}
@@ -677,8 +687,7 @@ func (t *Table) addUserChain(name string) *Chain {
 	c := &Chain{Name: name}
 	t.Chains = append(t.Chains, c)
 	t.byName[name] = c
-	t.sortChains()
-	return c
+	return c // sorted at commit
 }
 
 // sortChains keeps builtin chains in hook order first, then user chains

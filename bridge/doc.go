@@ -1,0 +1,3 @@
+// Package bridge will hold the bridge FDB, ebtables and the br_netfilter
+// glue. Empty until the bridge issue.
+package bridge

@@ -1,0 +1,43 @@
+package rules
+
+// DNAT target, revision 2 (iptables 1.8.9 extensions/libxt_NAT.c
+// DNAT_opts, DNAT_parse_v2, DNATv2_save; kernel net/netfilter/xt_nat.c:
+// table nat, hooks PREROUTING and OUTPUT).
+
+// DNATTarget is "-j DNAT" (struct nf_nat_range2).
+type DNATTarget struct {
+	Range NATRange
+	given bool
+}
+
+func (t *DNATTarget) Name() string { return "DNAT" }
+
+func (t *DNATTarget) Parse(o *OptArg) error {
+	if o.Name == "to-destination" {
+		t.given = true
+		return t.Range.parseTo(o.Arg, natPortOK(o.Rule.Proto))
+	}
+	t.Range.parseFlag(o.Name)
+	return nil
+}
+
+func (t *DNATTarget) Final(r *RuleContext) error {
+	if !t.given {
+		return Errorf("DNAT: option \"--to-destination\" must be specified\n")
+	}
+	return nil
+}
+
+func (t *DNATTarget) CheckHooks(tb TableID, hooks HookMask) error {
+	return natCheck("DNAT", tb, hooks, Hooks(PreRouting, LocalOut))
+}
+
+func (t *DNATTarget) Save(w *SaveWriter) { t.Range.save(w, "to-destination", false) }
+
+func init() {
+	RegisterTarget(&TargetSpec{Name: "DNAT", Options: []Option{
+		{Name: "to-destination", Arg: RequiredArg},
+		{Name: "random"},
+		{Name: "persistent"},
+	}, New: func() Target { return &DNATTarget{} }})
+}

@@ -1,0 +1,95 @@
+package rules
+
+import "strings"
+
+// REJECT target (iptables 1.8.9 extensions/libipt_REJECT.c reject_table,
+// REJECT_parse, REJECT_save; kernel net/ipv4/netfilter/ipt_REJECT.c:
+// .table "filter", hooks INPUT/FORWARD/OUTPUT, tcp-reset only with
+// "-p tcp" not inverted).
+
+// Reject types (enum ipt_reject_with, linux/netfilter_ipv4/ipt_REJECT.h).
+const (
+	RejectNetUnreach uint8 = iota
+	RejectHostUnreach
+	RejectProtoUnreach
+	RejectPortUnreach
+	RejectEchoReply // not offered by iptables any more
+	RejectNetProhibited
+	RejectHostProhibited
+	RejectTCPReset
+	RejectAdminProhibited
+)
+
+// rejectNames is reject_table: the save name and its alias, by type.
+var rejectNames = [...]struct{ name, alias string }{
+	RejectNetUnreach:      {"icmp-net-unreachable", "net-unreach"},
+	RejectHostUnreach:     {"icmp-host-unreachable", "host-unreach"},
+	RejectProtoUnreach:    {"icmp-proto-unreachable", "proto-unreach"},
+	RejectPortUnreach:     {"icmp-port-unreachable", "port-unreach"},
+	RejectNetProhibited:   {"icmp-net-prohibited", "net-prohib"},
+	RejectHostProhibited:  {"icmp-host-prohibited", "host-prohib"},
+	RejectTCPReset:        {"tcp-reset", "tcp-rst"},
+	RejectAdminProhibited: {"icmp-admin-prohibited", "admin-prohib"},
+}
+
+// RejectTarget is "-j REJECT" (struct ipt_reject_info).
+type RejectTarget struct {
+	With uint8
+	// the rule's protocol, for the kernel's tcp-reset check
+	proto    uint8
+	protoInv bool
+}
+
+func (t *RejectTarget) Name() string { return "REJECT" }
+
+// rejectHasPrefix is strncasecmp(name, arg, strlen(arg)) == 0.
+func rejectHasPrefix(name, arg string) bool {
+	return len(arg) <= len(name) && strings.EqualFold(name[:len(arg)], arg)
+}
+
+func (t *RejectTarget) Parse(o *OptArg) error {
+	// the first type whose name or alias starts with the argument
+	// (case-insensitively) wins, so "" and "icmp" abbreviate too
+	for i, n := range rejectNames {
+		if n.name == "" {
+			continue
+		}
+		if rejectHasPrefix(n.name, o.Arg) || rejectHasPrefix(n.alias, o.Arg) {
+			t.With = uint8(i)
+			return nil
+		}
+	}
+	return Errorf("unknown reject type \"%s\"", o.Arg)
+}
+
+func (t *RejectTarget) Final(r *RuleContext) error {
+	t.proto, t.protoInv = r.Proto, r.ProtoInvert
+	return nil
+}
+
+var rejectHooks = Hooks(LocalIn, Forward, LocalOut)
+
+// CheckHooks is xt_check_target with ipt_REJECT's registration, then
+// reject_tg_check.
+func (t *RejectTarget) CheckHooks(tb TableID, hooks HookMask) error {
+	if tb != Filter {
+		return Errorf("REJECT: only valid in filter table, not %s", tb)
+	}
+	if hooks&^rejectHooks != 0 {
+		return Errorf("REJECT: bad hook mask")
+	}
+	if t.With == RejectTCPReset && (t.proto != 6 || t.protoInv) {
+		return Errorf("REJECT: TCP_RESET invalid for non-tcp")
+	}
+	return nil
+}
+
+func (t *RejectTarget) Save(w *SaveWriter) {
+	w.Opt("reject-with", rejectNames[t.With].name)
+}
+
+func init() {
+	RegisterTarget(&TargetSpec{Name: "REJECT", Options: []Option{
+		{Name: "reject-with", Arg: RequiredArg},
+	}, New: func() Target { return &RejectTarget{With: RejectPortUnreach} }})
+}

@@ -1,0 +1,45 @@
+package rules
+
+// SNAT target, revision 0 (iptables 1.8.9 extensions/libxt_NAT.c
+// SNAT_opts, NAT_parse, SNAT_fcheck, SNAT_save; kernel
+// net/netfilter/xt_nat.c: table nat, hooks POSTROUTING and INPUT).
+
+// SNATTarget is "-j SNAT" (struct nf_nat_ipv4_multi_range_compat with
+// one range).
+type SNATTarget struct {
+	Range NATRange
+	given bool
+}
+
+func (t *SNATTarget) Name() string { return "SNAT" }
+
+func (t *SNATTarget) Parse(o *OptArg) error {
+	if o.Name == "to-source" {
+		t.given = true
+		return t.Range.parseTo(o.Arg, natPortOK(o.Rule.Proto))
+	}
+	t.Range.parseFlag(o.Name)
+	return nil
+}
+
+func (t *SNATTarget) Final(r *RuleContext) error {
+	if !t.given {
+		return Errorf("SNAT: option \"--to-source\" must be specified\n")
+	}
+	return nil
+}
+
+func (t *SNATTarget) CheckHooks(tb TableID, hooks HookMask) error {
+	return natCheck("SNAT", tb, hooks, Hooks(PostRouting, LocalIn))
+}
+
+func (t *SNATTarget) Save(w *SaveWriter) { t.Range.save(w, "to-source", false) }
+
+func init() {
+	RegisterTarget(&TargetSpec{Name: "SNAT", Options: []Option{
+		{Name: "to-source", Arg: RequiredArg},
+		{Name: "random"},
+		{Name: "random-fully"},
+		{Name: "persistent"},
+	}, New: func() Target { return &SNATTarget{} }})
+}
