@@ -217,6 +217,33 @@ func protoName(n uint8) string {
 	return ""
 }
 
+// protoSaveName is proto_to_name(proto, 0) as iptables 1.8.9's
+// save_rule_details uses it: the fixed table, then getprotobynumber (the
+// first name /etc/protocols gives the number).
+func protoSaveName(n uint8) string {
+	if s := protoName(n); s != "" {
+		return s
+	}
+	if n == 0 {
+		return ""
+	}
+	return protocolByNumber[n]
+}
+
+// protocolByNumber is the official (first) name of each number in
+// Debian's /etc/protocols.
+var protocolByNumber = map[uint8]string{
+	1: "icmp", 2: "igmp", 3: "ggp", 4: "ipencap", 5: "st", 6: "tcp", 8: "egp", 9: "igp",
+	12: "pup", 17: "udp", 20: "hmp", 22: "xns-idp", 27: "rdp", 29: "iso-tp4", 33: "dccp",
+	36: "xtp", 37: "ddp", 38: "idpr-cmtp", 41: "ipv6", 43: "ipv6-route", 44: "ipv6-frag",
+	45: "idrp", 46: "rsvp", 47: "gre", 50: "esp", 51: "ah", 57: "skip", 58: "ipv6-icmp",
+	59: "ipv6-nonxt", 60: "ipv6-opts", 73: "rspf", 81: "vmtp", 88: "eigrp", 89: "ospf",
+	93: "ax.25", 94: "ipip", 97: "etherip", 98: "encap", 103: "pim", 108: "ipcomp",
+	112: "vrrp", 115: "l2tp", 124: "isis", 132: "sctp", 133: "fc", 135: "mobility-header",
+	136: "udplite", 137: "mpls-in-ip", 138: "manet", 139: "hip", 140: "shim6", 141: "wesp",
+	142: "rohc", 143: "ethernet",
+}
+
 // ParsePort is xtables_parse_port: a number 0-65535 or a service name
 // (for proto "tcp", "udp", ... or any when proto is "").
 func ParsePort(s, proto string) (uint16, error) {

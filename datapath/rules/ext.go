@@ -46,6 +46,9 @@ type OptArg struct {
 	Name   string // the option's long name as declared (not an abbreviation)
 	Arg    string // the argument ("" for NoArg)
 	Arg2   string // the second word of a TwoArgs option
+	// Arg2Missing: a TwoArgs option had no second word (the next word
+	// is missing, an option or "!"); the extension reports it.
+	Arg2Missing bool
 	Invert bool   // a "!" preceded the option
 	Rule   *RuleContext
 }
@@ -111,6 +114,25 @@ type HookChecker interface {
 // a user chain, whatever jumps to it. The loader calls it at COMMIT.
 type EntryChecker interface {
 	CheckEntry(t TableID, hooks HookMask) error
+}
+
+// Errno is an error a HookChecker or EntryChecker returns when the kernel
+// refuses the rule with another errno than EINVAL: Text is its strerror
+// text ("No such file or directory" for xt_CT's unknown helper), printed
+// in the "RULE_APPEND failed (...)" message.
+type Errno struct {
+	Text string
+	Msg  string // the kernel's log line, for reference
+}
+
+func (e *Errno) Error() string { return e.Msg }
+
+// ProtoChecker is implemented by xt extensions the kernel binds to one
+// protocol (xt_match.proto, checked by xt_check_match): the rule must say
+// -p PROTO without "!", or the kernel refuses the rule with -EINVAL when
+// the table commits.
+type ProtoChecker interface {
+	RequiredProto() uint8
 }
 
 // MatchSpec registers a match extension.

@@ -194,8 +194,9 @@ func parseMintXT(ext, opt, arg string, lmax uint64) (vals [2]uint64, n int, err 
 	}
 }
 
-// portByNameXT is xtables_getportbyname: getaddrinfo's service lookup
-// (a decimal number up to 65535, or a service name).
+// portByNameXT is xtables_getportbyname: getaddrinfo's service lookup. A
+// numeric service is read with strtoul base 10 into an int (negative
+// refused) and, as glibc does, cut to 16 bits; anything else is a service name.
 func portByNameXT(s string) (uint16, bool) {
 	t := strings.TrimLeft(s, " \t\n\v\f\r")
 	neg := false
@@ -205,10 +206,17 @@ func portByNameXT(s string) (uint16, bool) {
 	}
 	if t != "" && strings.Trim(t, "0123456789") == "" {
 		v, err := strconv.ParseUint(t, 10, 64)
-		if err != nil || v > 0xffff || (neg && v != 0) {
+		if err != nil {
+			v = ^uint64(0) // ERANGE: ULONG_MAX
+		} else if neg {
+			v = -v
+		}
+		// glibc keeps the number in an int and refuses a negative one
+		n := int32(v)
+		if n < 0 {
 			return 0, false
 		}
-		return uint16(v), true
+		return uint16(n), true
 	}
 	return lookupService(s, "")
 }
@@ -250,10 +258,10 @@ type ConntrackMatch struct {
 	// addresses and masks: orig src, orig dst, reply src, reply dst
 	Addr, Mask [4]uint32
 	// ports: orig src, orig dst, reply src, reply dst; [lo, hi]
-	Port               [4][2]uint16
-	ExpMin, ExpMax     uint32
-	StateAlias         bool
-	given              bool
+	Port           [4][2]uint16
+	ExpMin, ExpMax uint32
+	StateAlias     bool
+	given          bool
 }
 
 func (m *ConntrackMatch) Name() string {

@@ -206,7 +206,7 @@ func parsePlenXT(ext, opt, arg string) (int, error) {
 	if m, ok := inetAton(arg); ok {
 		return MaskLen(m), nil
 	}
-	return 0, Errorf("%s: bad value for option \"--%s\", neither a valid network mask nor valid CIDR (%u-%u).\n", ext, opt, 0, 32)
+	return 0, Errorf("%s: bad value for option \"--%s\", neither a valid network mask nor valid CIDR (%d-%d).\n", ext, opt, 0, 32)
 }
 
 // plenToMask is the mask of xtopt_parse_plenmask: a length outside 0-32

@@ -32,14 +32,14 @@ type SetCounter struct {
 
 // SetMatch is "-m set" (xt_set_info_match_v4).
 type SetMatch struct {
-	SetName   string
-	Set       IPSet
-	Dirs      []bool // per dimension: true = src, false = dst
-	Invert    bool   // IPSET_INV_MATCH
-	ReturnNoMatch    bool
-	SkipCounterUpd   bool
+	SetName           string
+	Set               IPSet
+	Dirs              []bool // per dimension: true = src, false = dst
+	Invert            bool   // IPSET_INV_MATCH
+	ReturnNoMatch     bool
+	SkipCounterUpd    bool
 	SkipSubcounterUpd bool
-	Packets, Bytes   SetCounter
+	Packets, Bytes    SetCounter
 }
 
 func (m *SetMatch) Name() string { return "set" }

@@ -145,6 +145,9 @@ func (m *TCPMatch) Parse(o *OptArg) error {
 		if m.given&tcpGivenFlags != 0 {
 			return Errorf("Only one of `--syn' or `--tcp-flags'  allowed")
 		}
+		if o.Arg2Missing {
+			return Errorf("--tcp-flags requires two args.")
+		}
 		mask, err := parseTCPFlags(o.Arg)
 		if err != nil {
 			return err
@@ -175,6 +178,10 @@ func (m *TCPMatch) Final(r *RuleContext) error {
 	}
 	return nil
 }
+
+// RequiredProto: a tcp match that stays an xt match (with --tcp-option,
+// or empty) is checked by the kernel's xt_tcpudp (.proto = IPPROTO_TCP).
+func (m *TCPMatch) RequiredProto() uint8 { return 6 }
 
 func (m *TCPMatch) allZero() bool {
 	return m.Src.Any() && m.Dst.Any() && m.FlagMask == 0 && m.FlagCmp == 0 && m.Option == 0 &&
@@ -263,6 +270,9 @@ func (m *UDPMatch) Final(r *RuleContext) error {
 	}
 	return nil
 }
+
+// RequiredProto is xt_tcpudp's .proto = IPPROTO_UDP.
+func (m *UDPMatch) RequiredProto() uint8 { return 17 }
 
 func (m *UDPMatch) nftNative() bool {
 	return !(m.Src.Any() && m.Dst.Any() && !m.InvSrc && !m.InvDst)

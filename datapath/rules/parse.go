@@ -319,11 +319,12 @@ func (p *cmdParser) dispatch(inst *extInst, oi int, arg string, invert bool) err
 	inst.used |= bit
 	oa := &OptArg{Name: o.Name, Arg: arg, Invert: invert, Rule: &p.rc}
 	if o.TwoArgs {
-		if !p.hasArg() {
-			return Errorf("--%s requires two args.", o.Name)
+		if p.hasArg() {
+			oa.Arg2 = p.args[p.i]
+			p.i++
+		} else {
+			oa.Arg2Missing = true
 		}
-		oa.Arg2 = p.args[p.i]
-		p.i++
 	}
 	p.syncRC()
 	return inst.ext.Parse(oa)

@@ -25,7 +25,7 @@ var tExtensions = map[string]bool{
 	"addrtype": true, "statistic": true, "physdev": true, "iprange": true,
 	"mac": true, "length": true, "ttl": true, "limit": true, "recent": true,
 	"set": true, "owner": true, "pkttype": true, "tos": true, "dscp": true,
-	"helper": true,
+	"helper": true, "sctp": true,
 	"REJECT": true, "MARK": true, "CONNMARK": true, "DNAT": true, "SNAT": true,
 	"MASQUERADE": true, "REDIRECT": true, "NETMAP": true, "LOG": true,
 	"NFLOG": true, "TRACE": true, "NOTRACK": true, "CT": true, "TTL": true,

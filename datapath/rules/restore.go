@@ -132,9 +132,12 @@ func (l *Loader) Load(r io.Reader) (*Ruleset, error) {
 func (l *Loader) LoadString(s string) (*Ruleset, error) { return l.Load(strings.NewReader(s)) }
 
 type loadState struct {
-	l   *Loader
-	rs  *Ruleset
-	cur *Table // table being edited, nil outside *TABLE ... COMMIT
+	// pendingJump is the first jump to a chain that did not exist when
+	// its rule was added; nft reports it when the table commits.
+	pendingJump string
+	l           *Loader
+	rs          *Ruleset
+	cur         *Table // table being edited, nil outside *TABLE ... COMMIT
 	// skip is set while a table other than Loader.Table is read.
 	skip bool
 }
@@ -254,23 +257,27 @@ func parseBracketCounters(s string) (Counters, bool) {
 }
 
 func (st *loadState) commandLine(s string, n int) error {
-	var ctr Counters
-	hasCtr := false
+	var pre []string
 	if s[0] == '[' {
+		// tokenize_rule_counters: "[pkts:bytes]" becomes
+		// "--set-counters pkts bytes" when restoring with -c
 		end := strings.IndexByte(s, ']')
 		if end < 0 {
 			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Bad line %d: need ]", n)}
 		}
 		p, b, ok := strings.Cut(s[1:end], ":")
-		if !ok {
+		if !ok || p == "" {
 			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Bad line %d: need :", n)}
 		}
-		pv, _ := parseCounter(p)
-		bv, _ := parseCounter(b)
-		ctr, hasCtr = Counters{pv, bv}, true
+		if b == "" {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Bad line %d: need ]", n)}
+		}
+		if st.l.Counters {
+			pre = []string{"--set-counters", p, b}
+		}
 		s = s[end+1:]
 	}
-	words := SplitWords(s)
+	words := append(pre, SplitWords(s)...)
 	cmd, err := parseCommand(words, st.cur.ID, n, st.l.Sets)
 	if err != nil {
 		var pe *ParamError
@@ -282,11 +289,6 @@ func (st *loadState) commandLine(s string, n int) error {
 			return &RestoreError{Kind: KindParam, Line: n, Msg: pe.Msg}
 		}
 		return &RestoreError{Kind: KindParam, Line: n, Msg: err.Error()}
-	}
-	if st.l.Counters && hasCtr {
-		for _, r := range cmd.rules {
-			r.Counters = ctr
-		}
 	}
 	return st.apply(cmd, n)
 }
@@ -310,6 +312,10 @@ func (st *loadState) apply(cmd *command, n int) error {
 	for _, r := range cmd.rules {
 		r.jumpName = cmd.jumpName
 		r.op = cmd.op
+	}
+	if cmd.jumpName != "" && (cmd.op == 'A' || cmd.op == 'I' || cmd.op == 'R') &&
+		t.byName[cmd.jumpName] == nil && st.pendingJump == "" {
+		st.pendingJump = cmd.jumpName
 	}
 	switch cmd.op {
 	case 'A':
@@ -490,6 +496,9 @@ func ruleSpec(r *Rule) string {
 func (st *loadState) commit(n int) error {
 	t := st.cur
 	t.sortChains()
+	if st.pendingJump != "" {
+		return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Chain '%s' does not exist", st.pendingJump)}
+	}
 	// every jump target must exist (nft checks this at commit and
 	// reports the COMMIT line)
 	for _, c := range t.Chains {
@@ -599,26 +608,101 @@ func (t *Table) validate() error {
 	if bad != nil {
 		return &RestoreError{Kind: KindKernel, Line: bad.Line, Msg: fmt.Sprintf("%s failed (Too many links): rule in chain %s", opName(bad.op), badChain.Name)}
 	}
+	// nft checks a rule when it is added: a hook violation is reported
+	// on the earliest line at which it exists, the offending rule or
+	// the later jump completing a path to it
+	times := t.reachTimes()
+	var first *RestoreError
 	for _, c := range t.Chains {
 		for _, r := range c.Rules {
-			if err := checkRuleHooks(t.ID, c, r); err != nil {
-				return err
+			if err := checkRuleHooks(t.ID, c, r, times[c]); err != nil && (first == nil || err.Line < first.Line) {
+				first = err
 			}
 		}
+	}
+	if first != nil {
+		return first
 	}
 	return nil
 }
 
-func checkRuleHooks(t TableID, c *Chain, r *Rule) error {
-	check := func(x any) error {
-		fail := &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Invalid argument): rule in chain %s", opName(r.op), c.Name)}
+// reachStep is when a chain became reachable from a hook: the input
+// line and the jump rule (and its chain) that completed the path; a nil
+// rule is the base chain itself.
+type reachStep struct {
+	line  int
+	rule  *Rule
+	chain *Chain
+}
+
+// reachTimes computes for every chain and hook the earliest line after
+// which the chain is reachable from the hook (the latest jump on the
+// best path). Loops were refused before.
+func (t *Table) reachTimes() map[*Chain]*[NumHooks]reachStep {
+	times := map[*Chain]*[NumHooks]reachStep{}
+	for _, c := range t.Chains {
+		var ts [NumHooks]reachStep
+		for h := range ts {
+			ts[h].line = -1
+		}
+		if c.Builtin {
+			ts[c.Hook].line = 0
+		}
+		times[c] = &ts
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, c := range t.Chains {
+			for _, r := range c.Rules {
+				if r.Jump == nil || times[r.Jump] == nil {
+					continue
+				}
+				for h := Hook(0); h < NumHooks; h++ {
+					from := times[c][h]
+					if from.line < 0 {
+						continue
+					}
+					step := reachStep{from.line, from.rule, from.chain}
+					if r.Line >= from.line {
+						step = reachStep{r.Line, r, c}
+					}
+					to := &times[r.Jump][h]
+					if to.line < 0 || step.line < to.line {
+						*to = step
+						changed = true
+					}
+				}
+			}
+		}
+	}
+	return times
+}
+
+// withErrno puts the strerror text of an *Errno check error into the
+// kernel's refusal message in place of EINVAL's.
+func withErrno(fail *RestoreError, err error) *RestoreError {
+	var e *Errno
+	if !errors.As(err, &e) {
+		return fail
+	}
+	f := *fail
+	f.Msg = strings.Replace(f.Msg, "(Invalid argument)", "("+e.Text+")", 1)
+	return &f
+}
+
+func checkRuleHooks(t TableID, c *Chain, r *Rule, times *[NumHooks]reachStep) *RestoreError {
+	failAt := func(r *Rule, c *Chain) *RestoreError {
+		return &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Invalid argument): rule in chain %s", opName(r.op), c.Name)}
+	}
+	check := func(x any) *RestoreError {
+		fail := failAt(r, c)
 		if ec, ok := x.(EntryChecker); ok {
 			var own HookMask
 			if c.Builtin {
 				own = Hooks(c.Hook)
 			}
-			if ec.CheckEntry(t, own) != nil {
-				return fail
+			if err := ec.CheckEntry(t, own); err != nil {
+				return withErrno(fail, err)
 			}
 		}
 		hc, ok := x.(HookChecker)
@@ -626,7 +710,28 @@ func checkRuleHooks(t TableID, c *Chain, r *Rule) error {
 			return nil
 		}
 		if err := hc.CheckHooks(t, c.Reach); err != nil {
-			return fail
+			if hc.CheckHooks(t, 0) != nil || times == nil {
+				return withErrno(fail, err) // refused whatever the hooks
+			}
+			// the hook that made the rule invalid earliest
+			var best *RestoreError
+			for h := Hook(0); h < NumHooks; h++ {
+				st := times[h]
+				if !c.Reach.Has(h) || st.line < 0 || hc.CheckHooks(t, Hooks(h)) == nil {
+					continue
+				}
+				e := fail
+				if st.rule != nil && st.line > r.Line {
+					e = failAt(st.rule, st.chain)
+				}
+				if best == nil || e.Line < best.Line {
+					best = e
+				}
+			}
+			if best == nil {
+				return fail
+			}
+			return best
 		}
 		return nil
 	}
@@ -634,9 +739,22 @@ func checkRuleHooks(t TableID, c *Chain, r *Rule) error {
 		if err := check(m); err != nil {
 			return err
 		}
+		if pc, ok := m.(ProtoChecker); ok {
+			if n, isNative := m.(nftNative); isNative && n.nftNative() {
+				continue // translated to nftables expressions, no xt check
+			}
+			if r.IP.Proto != pc.RequiredProto() || r.IP.Inv&InvProto != 0 {
+				return &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Invalid argument): rule in chain %s", opName(r.op), c.Name)}
+			}
+		}
 	}
 	if r.Target != nil {
-		return check(r.Target)
+		if err := check(r.Target); err != nil {
+			return err
+		}
+		if pc, ok := r.Target.(ProtoChecker); ok && (r.IP.Proto != pc.RequiredProto() || r.IP.Inv&InvProto != 0) {
+			return &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Invalid argument): rule in chain %s", opName(r.op), c.Name)}
+		}
 	}
 	return nil
 }

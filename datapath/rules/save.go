@@ -81,7 +81,7 @@ func writeRuleBody(b *SaveWriter, r *Rule) {
 		if ip.Inv&InvProto != 0 {
 			b.WriteString(" !")
 		}
-		if n := protoName(ip.Proto); n != "" {
+		if n := protoSaveName(ip.Proto); n != "" {
 			b.WriteString(" -p " + n)
 		} else {
 			b.WriteString(" -p " + strconv.Itoa(int(ip.Proto)))

@@ -20,7 +20,10 @@ func (t *MasqueradeTarget) Parse(o *OptArg) error {
 	return nil
 }
 
-func (t *MasqueradeTarget) Final(r *RuleContext) error { return nil }
+func (t *MasqueradeTarget) Final(r *RuleContext) error {
+	t.Range.compat()
+	return nil
+}
 
 func (t *MasqueradeTarget) CheckHooks(tb TableID, hooks HookMask) error {
 	return natCheck("MASQUERADE", tb, hooks, Hooks(PostRouting))

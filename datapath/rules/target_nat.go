@@ -119,13 +119,13 @@ func (r *NATRange) parseTo(arg string, portOK bool) error {
 	}
 	r.Flags |= NATMapIPs
 	lo, hi, dash := strings.Cut(start, "-")
-	min, ok := inetPton4(lo)
+	min, ok := tgInetPton4(lo)
 	if !ok {
 		return Errorf("Bad IP address \"%s\"", lo)
 	}
 	max := min
 	if dash {
-		if max, ok = inetPton4(hi); !ok {
+		if max, ok = tgInetPton4(hi); !ok {
 			return Errorf("Bad IP address \"%s\"", hi)
 		}
 	}
@@ -133,9 +133,9 @@ func (r *NATRange) parseTo(arg string, portOK bool) error {
 	return nil
 }
 
-// inetPton4 is inet_pton(AF_INET): exactly four decimal octets, no
+// tgInetPton4 is inet_pton(AF_INET): exactly four decimal octets, no
 // leading zeros.
-func inetPton4(s string) (uint32, bool) {
+func tgInetPton4(s string) (uint32, bool) {
 	parts := strings.Split(s, ".")
 	if len(parts) != 4 {
 		return 0, false
@@ -212,6 +212,11 @@ func (r *NATRange) parseFlag(name string) {
 		r.Flags |= NATPersistent
 	}
 }
+
+// compat drops the base port: struct nf_nat_ipv4_range (revision 0 of
+// SNAT, MASQUERADE and REDIRECT) has no room for it, while the offset
+// flag survives (NAT_parse, RANGE2_INIT_FROM_IPV4_MRC).
+func (r *NATRange) compat() { r.BasePort = 0 }
 
 // natCheck is xt_check_target's table and hook tests for a target
 // registered with .table = "nat" and the given hooks.

@@ -26,6 +26,7 @@ func (t *SNATTarget) Final(r *RuleContext) error {
 	if !t.given {
 		return Errorf("SNAT: option \"--to-source\" must be specified\n")
 	}
+	t.Range.compat()
 	return nil
 }
 

@@ -1,0 +1,51 @@
+package rules
+
+// helper match (extensions/libxt_helper.c; kernel
+// net/netfilter/xt_helper.c).
+
+// helperNameMax is sizeof(struct xt_helper_info.name) - 1: XTOPT_PUT
+// silently cuts longer names (xtoptions.c xtopt_parse_string).
+const helperNameMax = 29
+
+// HelperMatch is "-m helper": the conntrack helper's name ("" matches
+// any connection with a helper).
+type HelperMatch struct {
+	Helper string
+	Invert bool
+	given  bool
+}
+
+func (m *HelperMatch) Name() string { return "helper" }
+
+func (m *HelperMatch) Parse(o *OptArg) error {
+	name := o.Arg
+	if len(name) > helperNameMax {
+		name = name[:helperNameMax]
+	}
+	m.Helper, m.given = name, true
+	if o.Invert {
+		m.Invert = true
+	}
+	return nil
+}
+
+func (m *HelperMatch) Final(r *RuleContext) error {
+	if !m.given {
+		return Errorf("helper: option \"--helper\" must be specified\n")
+	}
+	return nil
+}
+
+func (m *HelperMatch) Save(w *SaveWriter) {
+	if m.Invert {
+		w.WriteString(" !")
+	}
+	w.WriteString(" --helper")
+	SaveString(w, m.Helper)
+}
+
+func init() {
+	RegisterMatch(&MatchSpec{Name: "helper", Options: []Option{
+		{Name: "helper", Arg: RequiredArg, Invert: true},
+	}, New: func() Match { return &HelperMatch{} }})
+}
