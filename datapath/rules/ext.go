@@ -43,14 +43,14 @@ type Option struct {
 
 // OptArg is one option occurrence handed to an extension's Parse.
 type OptArg struct {
-	Name   string // the option's long name as declared (not an abbreviation)
-	Arg    string // the argument ("" for NoArg)
-	Arg2   string // the second word of a TwoArgs option
+	Name string // the option's long name as declared (not an abbreviation)
+	Arg  string // the argument ("" for NoArg)
+	Arg2 string // the second word of a TwoArgs option
 	// Arg2Missing: a TwoArgs option had no second word (the next word
 	// is missing, an option or "!"); the extension reports it.
 	Arg2Missing bool
-	Invert bool   // a "!" preceded the option
-	Rule   *RuleContext
+	Invert      bool // a "!" preceded the option
+	Rule        *RuleContext
 }
 
 // RuleContext describes the rule being parsed, for extensions whose

@@ -292,6 +292,9 @@ func (m *HashlimitMatch) Final(r *RuleContext) error {
 
 // CheckHooks carries hashlimit_mt_check_common's refusals.
 func (m *HashlimitMatch) CheckHooks(t TableID, hooks HookMask) error {
+	if !procNameOK(m.HName) {
+		return Errorf("hashlimit: bad name")
+	}
 	if m.GCInterval == 0 || m.Expire == 0 {
 		return Errorf("hashlimit: zero gc interval or expire")
 	}

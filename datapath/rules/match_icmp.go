@@ -63,10 +63,7 @@ type ICMPMatch struct {
 	Type             uint8
 	CodeMin, CodeMax uint8
 	Invert           bool
-
-	proto    uint8 // the rule's -p, for the kernel's protocol check
-	protoInv bool
-	given    bool
+	given            bool
 }
 
 func (m *ICMPMatch) Name() string { return "icmp" }
@@ -144,21 +141,15 @@ func (m *ICMPMatch) Parse(o *OptArg) error {
 }
 
 func (m *ICMPMatch) Final(r *RuleContext) error {
-	m.proto, m.protoInv = r.Proto, r.ProtoInvert
 	if !m.given {
 		return Errorf("icmp: option \"--icmp-type\" must be specified\n")
 	}
 	return nil
 }
 
-// CheckEntry is x_tables.c xt_check_match's protocol test: the icmp match
-// is registered for IPPROTO_ICMP and refuses any other -p or "! -p".
-func (m *ICMPMatch) CheckEntry(t TableID, hooks HookMask) error {
-	if m.proto != 1 || m.protoInv {
-		return Errorf("icmp match: only valid for protocol 1")
-	}
-	return nil
-}
+// RequiredProto: xt_tcpudp.c registers icmp for IPPROTO_ICMP, so
+// x_tables.c xt_check_match refuses any other -p, or "! -p icmp".
+func (m *ICMPMatch) RequiredProto() uint8 { return 1 }
 
 func (m *ICMPMatch) Save(w *SaveWriter) {
 	if m.Invert {

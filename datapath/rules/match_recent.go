@@ -1,5 +1,7 @@
 package rules
 
+import "strings"
+
 // recent match (extensions/libxt_recent.c, revision 1; kernel
 // net/netfilter/xt_recent.c recent_mt_check).
 
@@ -128,11 +130,11 @@ func (m *RecentMatch) CheckHooks(t TableID, hooks HookMask) error {
 	if m.CheckSet&RecentReap != 0 && m.Seconds == 0 {
 		return Errorf("recent: reap without seconds")
 	}
-	if m.HitCount > 255 { // XT_RECENT_MAX_NSTAMPS - 1
+	if m.HitCount > 65535 { // XT_RECENT_MAX_NSTAMPS - 1
 		return Errorf("recent: hitcount too large")
 	}
-	if m.Name_ == "" {
-		return Errorf("recent: empty name")
+	if m.Name_ == "" || !procNameOK(m.Name_) {
+		return Errorf("recent: bad name")
 	}
 	return nil
 }
@@ -185,4 +187,12 @@ func init() {
 		// recent_init: name DEFAULT, source side, mask all ones
 		return &RecentMatch{Name_: "DEFAULT", Mask: 0xffffffff}
 	}})
+}
+
+// procNameOK reports whether name can be a /proc/net file name, which
+// xt_recent and xt_hashlimit create per table (fs/proc/generic.c
+// __proc_create refuses "." and ".." and a '/' names a missing
+// directory).
+func procNameOK(name string) bool {
+	return name != "." && name != ".." && !strings.Contains(name, "/")
 }

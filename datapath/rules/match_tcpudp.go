@@ -308,20 +308,29 @@ func (m *UDPMatch) Save(w *SaveWriter) {
 }
 
 // CommentMatch is "-m comment".
-type CommentMatch struct{ Text string }
+type CommentMatch struct {
+	Text  string
+	given bool
+}
 
 func (m *CommentMatch) Name() string { return "comment" }
 
 func (m *CommentMatch) Parse(o *OptArg) error {
-	// the kernel struct holds 256 bytes; XTTYPE_STRING rejects longer
-	if len(o.Arg) > 255 {
-		return Errorf("comment: option \"--comment\" is too long (max 255)")
-	}
+	// struct xt_comment_info holds 256 bytes: xtopt_parse_string cuts
+	// a longer comment to 255 characters
 	m.Text = o.Arg
+	if len(m.Text) > 255 {
+		m.Text = m.Text[:255]
+	}
+	m.given = true
 	return nil
 }
 
+// Final: --comment is XTOPT_MAND.
 func (m *CommentMatch) Final(r *RuleContext) error {
+	if !m.given {
+		return Errorf("comment: option \"--comment\" must be specified\n")
+	}
 	return nil
 }
 
