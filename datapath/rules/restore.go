@@ -611,11 +611,21 @@ func (t *Table) validate() error {
 	// nft checks a rule when it is added: a hook violation is reported
 	// on the earliest line at which it exists, the offending rule or
 	// the later jump completing a path to it
-	times := t.reachTimes()
+	// (the reach times are computed only once a check fails)
+	var times map[*Chain]*[NumHooks]reachStep
+	timesOf := func(c *Chain) *[NumHooks]reachStep {
+		if times == nil {
+			times = t.reachTimes()
+		}
+		return times[c]
+	}
 	var first *RestoreError
 	for _, c := range t.Chains {
 		for _, r := range c.Rules {
-			if err := checkRuleHooks(t.ID, c, r, times[c]); err != nil && (first == nil || err.Line < first.Line) {
+			if len(r.Matches) == 0 && r.Target == nil {
+				continue
+			}
+			if err := checkRuleHooks(t.ID, c, r, timesOf); err != nil && (first == nil || err.Line < first.Line) {
 				first = err
 			}
 		}
@@ -690,19 +700,18 @@ func withErrno(fail *RestoreError, err error) *RestoreError {
 	return &f
 }
 
-func checkRuleHooks(t TableID, c *Chain, r *Rule, times *[NumHooks]reachStep) *RestoreError {
+func checkRuleHooks(t TableID, c *Chain, r *Rule, timesOf func(*Chain) *[NumHooks]reachStep) *RestoreError {
 	failAt := func(r *Rule, c *Chain) *RestoreError {
 		return &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Invalid argument): rule in chain %s", opName(r.op), c.Name)}
 	}
 	check := func(x any) *RestoreError {
-		fail := failAt(r, c)
 		if ec, ok := x.(EntryChecker); ok {
 			var own HookMask
 			if c.Builtin {
 				own = Hooks(c.Hook)
 			}
 			if err := ec.CheckEntry(t, own); err != nil {
-				return withErrno(fail, err)
+				return withErrno(failAt(r, c), err)
 			}
 		}
 		hc, ok := x.(HookChecker)
@@ -710,8 +719,13 @@ func checkRuleHooks(t TableID, c *Chain, r *Rule, times *[NumHooks]reachStep) *R
 			return nil
 		}
 		if err := hc.CheckHooks(t, c.Reach); err != nil {
-			if hc.CheckHooks(t, 0) != nil || times == nil {
+			fail := failAt(r, c)
+			if hc.CheckHooks(t, 0) != nil {
 				return withErrno(fail, err) // refused whatever the hooks
+			}
+			times := timesOf(c)
+			if times == nil {
+				return withErrno(fail, err)
 			}
 			// the hook that made the rule invalid earliest
 			var best *RestoreError
