@@ -122,6 +122,13 @@ func cutLast(s, sep string) (before, after string, found bool) {
 
 // parseAddrList is xtables_ipparse_multiple: comma-separated addresses.
 func parseAddrList(s string) ([]addrMask, error) {
+	if strings.IndexByte(s, ',') < 0 && len(s) <= 255 {
+		a, m, err := ParseAddrMask(strings.TrimLeft(s, " \t\n\v\f\r"))
+		if err != nil {
+			return nil, err
+		}
+		return []addrMask{{a, m}}, nil
+	}
 	items := strings.Split(s, ",")
 	out := make([]addrMask, 0, len(items))
 	for _, it := range items {

@@ -110,6 +110,7 @@ type command struct {
 type cmdParser struct {
 	args []string
 	i    int
+	oa   OptArg
 
 	rc      RuleContext
 	cmd     command
@@ -317,7 +318,9 @@ func (p *cmdParser) dispatch(inst *extInst, oi int, arg string, invert bool) err
 		return Errorf("%s: option \"--%s\" cannot be inverted.\n", inst.name, canon)
 	}
 	inst.used |= bit
-	oa := &OptArg{Name: o.Name, Arg: arg, Invert: invert, Rule: &p.rc}
+	// one OptArg per parser, reused: extensions copy what they keep
+	p.oa = OptArg{Name: o.Name, Arg: arg, Invert: invert, Rule: &p.rc}
+	oa := &p.oa
 	if o.TwoArgs {
 		if p.hasArg() {
 			oa.Arg2 = p.args[p.i]
@@ -361,7 +364,7 @@ func (p *cmdParser) loadProto() bool {
 	}
 	p.protoOK = true
 	name := p.proto
-	if n, err := strconv.ParseUint(name, 0, 8); err == nil {
+	if n, ok := strtoui(name, 0, 255); ok {
 		name = protoName(uint8(n))
 		if name == "" {
 			return false

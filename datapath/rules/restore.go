@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -104,22 +103,29 @@ type Loader struct {
 
 // Load reads the whole input and returns the resulting rule set.
 func (l *Loader) Load(r io.Reader) (*Ruleset, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	return l.LoadString(string(data))
+}
+
+// LoadString is Load on a string. Lines are substrings of s: words the
+// rule set keeps (comments, names) share its memory.
+func (l *Loader) LoadString(s string) (*Ruleset, error) {
 	st := &loadState{l: l, rs: l.Base.clone()}
-	br := bufio.NewReader(r)
 	line := 0
-	for {
-		s, err := br.ReadString('\n')
-		if s != "" {
-			line++
-			if e := st.line(s, line); e != nil {
-				return nil, e
-			}
+	for len(s) > 0 {
+		end := strings.IndexByte(s, '\n')
+		var ln string
+		if end < 0 {
+			ln, s = s, ""
+		} else {
+			ln, s = s[:end+1], s[end+1:]
 		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
+		line++
+		if e := st.line(ln, line); e != nil {
+			return nil, e
 		}
 	}
 	if st.cur != nil {
@@ -127,9 +133,6 @@ func (l *Loader) Load(r io.Reader) (*Ruleset, error) {
 	}
 	return st.rs, nil
 }
-
-// LoadString is Load on a string.
-func (l *Loader) LoadString(s string) (*Ruleset, error) { return l.Load(strings.NewReader(s)) }
 
 type loadState struct {
 	// pendingJump is the first jump to a chain that did not exist when
