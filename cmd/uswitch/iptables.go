@@ -40,22 +40,23 @@ func (l *loadFlags) loader() (*rules.Loader, error) {
 }
 
 // load reads a rule set and reports errors as iptables-restore does.
-func load(ld *rules.Loader, r io.Reader) (*rules.Ruleset, int) {
+func load(ld *rules.Loader, r io.Reader, stderr io.Writer) (*rules.Ruleset, int) {
 	rs, err := ld.Load(r)
 	if err != nil {
 		var re *rules.RestoreError
 		if errors.As(err, &re) {
-			fmt.Fprint(os.Stderr, re.Stderr())
+			fmt.Fprint(stderr, re.Stderr())
 			return nil, re.ExitCode()
 		}
-		fmt.Fprintf(os.Stderr, "%s: %v\n", rules.Program, err)
+		fmt.Fprintf(stderr, "%s: %v\n", rules.Program, err)
 		return nil, 1
 	}
 	return rs, 0
 }
 
-func iptablesRestore(args []string) int {
+func iptablesRestore(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("iptables-restore", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var lf loadFlags
 	lf.register(fs)
 	test := fs.Bool("test", false, "check the input without applying it")
@@ -67,33 +68,34 @@ func iptablesRestore(args []string) int {
 	}
 	ld, err := lf.loader()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "uswitch: %v\n", err)
+		fmt.Fprintf(stderr, "uswitch: %v\n", err)
 		return 1
 	}
 	ld.NoFlush = *noflush
-	in := io.Reader(os.Stdin)
+	in := stdin
 	if fs.NArg() > 0 {
 		f, err := os.Open(fs.Arg(0))
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "%s: %v\n", rules.Program, err)
+			fmt.Fprintf(stderr, "%s: %v\n", rules.Program, err)
 			return 1
 		}
 		defer f.Close()
 		in = f
 	}
-	if _, code := load(ld, in); code != 0 {
+	if _, code := load(ld, in, stderr); code != 0 {
 		return code
 	}
 	if !*test {
 		// There is no running uswitch instance to hand the rule set to
 		// yet: the live datapath (a later issue) adds that.
-		fmt.Fprintln(os.Stderr, "uswitch: rule set is valid; no running uswitch instance to apply it to")
+		fmt.Fprintln(stderr, "uswitch: rule set is valid; no running uswitch instance to apply it to")
 	}
 	return 0
 }
 
-func iptablesSave(args []string) int {
+func iptablesSave(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("iptables-save", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	var lf loadFlags
 	lf.register(fs)
 	table := fs.String("t", "", "print only this table")
@@ -103,32 +105,32 @@ func iptablesSave(args []string) int {
 		return 2
 	}
 	if *input == "" {
-		fmt.Fprintln(os.Stderr, "uswitch iptables-save: --input FILE is required (there is no running instance to read)")
+		fmt.Fprintln(stderr, "uswitch iptables-save: --input FILE is required (there is no running instance to read)")
 		return 2
 	}
 	ld, err := lf.loader()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "uswitch: %v\n", err)
+		fmt.Fprintf(stderr, "uswitch: %v\n", err)
 		return 1
 	}
 	f, err := os.Open(*input)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "uswitch: %v\n", err)
+		fmt.Fprintf(stderr, "uswitch: %v\n", err)
 		return 1
 	}
 	defer f.Close()
-	rs, code := load(ld, f)
+	rs, code := load(ld, f, stderr)
 	if code != 0 {
 		return code
 	}
 	if *table != "" {
 		if _, ok := rules.ParseTable(*table); !ok {
-			fmt.Fprintf(os.Stderr, "Table `%s' does not exist\n", *table)
+			fmt.Fprintf(stderr, "Table `%s' does not exist\n", *table)
 			return 1
 		}
 	}
-	if err := rs.Save(os.Stdout, rules.SaveOptions{Counters: lf.counters, Table: *table}); err != nil {
-		fmt.Fprintf(os.Stderr, "uswitch: %v\n", err)
+	if err := rs.Save(stdout, rules.SaveOptions{Counters: lf.counters, Table: *table}); err != nil {
+		fmt.Fprintf(stderr, "uswitch: %v\n", err)
 		return 1
 	}
 	return 0

@@ -5,12 +5,13 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sort"
 )
 
 type subcommand struct {
-	run  func(args []string) int
+	run  func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 	help string
 }
 
@@ -42,5 +43,5 @@ func main() {
 		usage()
 		os.Exit(2)
 	}
-	os.Exit(sc.run(os.Args[2:]))
+	os.Exit(sc.run(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 }

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func run(t *testing.T, f func([]string, *bytes.Buffer, *bytes.Buffer) int, args ...string) (string, string, int) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code := f(args, &o, &e)
+	return o.String(), e.String(), code
+}
+
+func TestIptablesSaveCLI(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "rules")
+	os.WriteFile(in, []byte("*nat\n:PREROUTING ACCEPT [3:4]\n[1:2] -A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 10.0.0.1\nCOMMIT\n*filter\n:INPUT DROP [0:0]\nCOMMIT\n"), 0o644)
+	save := func(args []string, o, e *bytes.Buffer) int { return iptablesSave(args, strings.NewReader(""), o, e) }
+
+	out, _, code := run(t, save, "-t", "nat", "--input", in)
+	want := "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.0.0.1\nCOMMIT\n"
+	if code != 0 || out != want {
+		t.Fatalf("iptables-save -t nat: exit %d\n%s\nwant\n%s", code, out, want)
+	}
+	out, _, code = run(t, save, "-c", "-t", "nat", "--input", in)
+	if code != 0 || !strings.Contains(out, ":PREROUTING ACCEPT [3:4]\n") || !strings.Contains(out, "\n[1:2] -A PREROUTING -p tcp") {
+		t.Fatalf("iptables-save -c: exit %d\n%s", code, out)
+	}
+	if _, _, code = run(t, save, "--input", in, "-t", "nat"); code != 0 {
+		// flags after --input are still flags
+		t.Fatalf("exit %d", code)
+	}
+	if _, e, code := run(t, save); code != 2 || !strings.Contains(e, "--input") {
+		t.Fatalf("missing --input: exit %d %q", code, e)
+	}
+}
+
+func TestIptablesRestoreCLI(t *testing.T) {
+	restore := func(in string) func([]string, *bytes.Buffer, *bytes.Buffer) int {
+		return func(args []string, o, e *bytes.Buffer) int { return iptablesRestore(args, strings.NewReader(in), o, e) }
+	}
+	_, e, code := run(t, restore("*filter\n-A INPUT -p tcp --dport 99999 -j ACCEPT\nCOMMIT\n"), "--test")
+	if code != 2 || !strings.Contains(e, "invalid port/service `99999' specified\nError occurred at line: 2\n") {
+		t.Fatalf("exit %d, stderr %q", code, e)
+	}
+	_, e, code = run(t, restore("*filter\n-A INPUT -j ACCEPT\n"), "--test")
+	if code != 1 || e != "iptables-restore: COMMIT expected at line 3\n" {
+		t.Fatalf("exit %d, stderr %q", code, e)
+	}
+	if _, e, code = run(t, restore("*filter\n-A INPUT -j ACCEPT\nCOMMIT\n"), "--test"); code != 0 || e != "" {
+		t.Fatalf("exit %d, stderr %q", code, e)
+	}
+}
