@@ -1,0 +1,120 @@
+package packet
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+func TestBuildDecode(t *testing.T) {
+	for _, s := range []Spec{
+		{Src: 0x0a000001, Dst: 0x0a000002, Proto: ProtoTCP, SrcPort: 1234, DstPort: 80, TCPFlags: TCPSyn, DF: true, Payload: []byte("hello")},
+		{Src: 0xc0a80101, Dst: 0x08080808, Proto: ProtoUDP, SrcPort: 5353, DstPort: 53, Payload: []byte("q")},
+		{Src: 1, Dst: 2, Proto: ProtoICMP, ICMPType: ICMPEcho, ICMPID: 77, ICMPSeq: 1},
+		{Src: 1, Dst: 2, Proto: 47, Payload: []byte{1, 2, 3}},
+	} {
+		p := &Packet{Data: Build(s)}
+		if err := p.Decode(); err != nil {
+			t.Fatalf("%+v: %v", s, err)
+		}
+		if p.Src != s.Src || p.Dst != s.Dst || p.Proto != s.Proto || p.SrcPort != s.SrcPort || p.DstPort != s.DstPort {
+			t.Errorf("decoded %+v from %+v", p, s)
+		}
+		if !p.TransportChecksumOK() {
+			t.Errorf("%+v: bad transport checksum", s)
+		}
+	}
+}
+
+// TestIncrementalChecksums rewrites addresses and ports at random and
+// checks every checksum against a full recomputation.
+func TestIncrementalChecksums(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 2000; i++ {
+		proto := []uint8{ProtoTCP, ProtoUDP, ProtoICMP}[i%3]
+		payload := make([]byte, r.IntN(40))
+		for j := range payload {
+			payload[j] = byte(r.Uint32())
+		}
+		s := Spec{Src: r.Uint32(), Dst: r.Uint32(), Proto: proto, SrcPort: uint16(r.Uint32()), DstPort: uint16(r.Uint32()),
+			ICMPType: ICMPEcho, ICMPID: uint16(r.Uint32()), TTL: uint8(r.Uint32()), Payload: payload}
+		p := &Packet{Data: Build(s)}
+		if err := p.Decode(); err != nil {
+			t.Fatal(err)
+		}
+		p.SetSrc(r.Uint32())
+		p.SetDst(r.Uint32())
+		p.SetSrcPort(uint16(r.Uint32()))
+		p.SetDstPort(uint16(r.Uint32()))
+		p.SetTTL(uint8(r.Uint32()))
+		p.SetTOS(uint8(r.Uint32()))
+		if p.IP.CalculateChecksum() != 0 && ^Checksum(p.IP[:p.IP.HeaderLen()], 0) != 0 {
+			t.Fatalf("IPv4 checksum wrong after rewrite")
+		}
+		q := &Packet{Data: p.Data}
+		if err := q.Decode(); err != nil {
+			t.Fatalf("rewritten packet does not decode: %v", err)
+		}
+		if !q.TransportChecksumOK() {
+			t.Fatalf("transport checksum wrong after rewrite (proto %d)", proto)
+		}
+		if q.Src != p.Src || q.Dst != p.Dst || q.SrcPort != p.SrcPort || q.DstPort != p.DstPort {
+			t.Fatalf("fields out of sync after rewrite")
+		}
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	good := Build(Spec{Src: 1, Dst: 2, Proto: ProtoUDP, SrcPort: 1, DstPort: 2})
+	bad := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
+	for name, b := range map[string][]byte{
+		"short":    good[:10],
+		"version":  bad(func(b []byte) []byte { b[0] = 0x65; return b }),
+		"ihl":      bad(func(b []byte) []byte { b[0] = 0x44; return b }),
+		"totallen": bad(func(b []byte) []byte { b[3] = 200; IPv4(b).SetChecksum(); return b }),
+		"checksum": bad(func(b []byte) []byte { b[10] ^= 1; return b }),
+	} {
+		p := &Packet{Data: b}
+		if err := p.Decode(); err == nil {
+			t.Errorf("%s: decoded", name)
+		} else if _, ok := err.(*DecodeError); !ok {
+			t.Errorf("%s: %T", name, err)
+		}
+	}
+}
+
+func TestRewriteAllocs(t *testing.T) {
+	p := &Packet{Data: Build(Spec{Src: 1, Dst: 2, Proto: ProtoTCP, SrcPort: 1, DstPort: 2})}
+	if err := p.Decode(); err != nil {
+		t.Fatal(err)
+	}
+	n := testing.AllocsPerRun(1000, func() {
+		p.Decode()
+		p.SetDst(p.Dst + 1)
+		p.SetDstPort(p.DstPort + 1)
+	})
+	if n != 0 {
+		t.Fatalf("decode+rewrite allocates %v times", n)
+	}
+}
+
+// FuzzDecode: no input makes Decode panic, and a decoded packet's views
+// stay within the buffer.
+func FuzzDecode(f *testing.F) {
+	f.Add(Build(Spec{Src: 1, Dst: 2, Proto: ProtoTCP, SrcPort: 1, DstPort: 2, TCPFlags: TCPSyn}))
+	f.Add(Build(Spec{Src: 1, Dst: 2, Proto: ProtoICMP, ICMPType: 3, Payload: make([]byte, 28)}))
+	f.Add([]byte{0x45, 0, 0, 20})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := &Packet{Data: b}
+		if p.Decode() != nil {
+			return
+		}
+		_ = p.IP.Options()
+		_ = p.IP.Payload()
+		if p.HasL4 {
+			p.SetSrcPort(p.SrcPort ^ 1)
+			p.SetSrc(p.Src ^ 1)
+			p.SetDst(p.Dst ^ 1)
+		}
+		p.TransportChecksumOK()
+	})
+}
