@@ -14,33 +14,6 @@ import (
 
 type addrMask struct{ addr, mask uint32 }
 
-// strtoui is xtables_strtoui: strtoul with base 0 (0x.. hex, 0.. octal),
-// the whole string consumed, value within [min,max].
-func strtoui(s string, min, max uint64) (uint64, bool) {
-	if s == "" {
-		return 0, false
-	}
-	t := strings.TrimLeft(s, " \t\n\v\f\r")
-	if t != "" && t[0] == '+' {
-		t = t[1:]
-	}
-	base := 10
-	switch {
-	case len(t) > 1 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X'):
-		base, t = 16, t[2:]
-	case len(t) > 1 && t[0] == '0':
-		base, t = 8, t[1:]
-	}
-	if t == "" {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(t, base, 64)
-	if err != nil || v < min || v > max {
-		return 0, false
-	}
-	return v, true
-}
-
 // numericToIPAddr is __numeric_to_ipaddr: dotted quad, with fewer than
 // four parts allowed for an address ("10" = 10.0.0.0) but not a mask.
 func numericToIPAddr(s string, isMask bool) (uint32, bool) {
@@ -54,20 +27,20 @@ func numericToIPAddr(s string, isMask bool) (uint32, bool) {
 			if isMask || i != len(parts)-1 {
 				return 0, false
 			}
-			v, ok := strtoui(parts[i], 0, 255)
+			v, ok := strtoul(parts[i], 0, 255)
 			if !ok {
 				return 0, false
 			}
 			b[i] = v
 			return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]), true
 		}
-		v, ok := strtoui(parts[i], 0, 255)
+		v, ok := strtoul(parts[i], 0, 255)
 		if !ok {
 			return 0, false
 		}
 		b[i] = v
 	}
-	v, ok := strtoui(parts[3], 0, 255)
+	v, ok := strtoul(parts[3], 0, 255)
 	if !ok {
 		return 0, false
 	}
@@ -82,7 +55,7 @@ func parseIPMask(m string, hasMask bool) (uint32, error) {
 	if v, ok := numericToIPAddr(m, true); ok {
 		return v, nil
 	}
-	n, ok := strtoui(m, 0, 32)
+	n, ok := strtoul(m, 0, 32)
 	if !ok {
 		return 0, Errorf("invalid mask `%s' specified", m)
 	}
@@ -200,7 +173,7 @@ var etcProtocols = map[string]uint8{
 
 // parseProtocol is xtables_parse_protocol.
 func parseProtocol(s string) (uint8, error) {
-	if v, ok := strtoui(s, 0, 255); ok {
+	if v, ok := strtoul(s, 0, 255); ok {
 		return uint8(v), nil
 	}
 	for _, p := range chainProtos {
@@ -254,7 +227,7 @@ var protocolByNumber = map[uint8]string{
 // ParsePort is xtables_parse_port: a number 0-65535 or a service name
 // (for proto "tcp", "udp", ... or any when proto is "").
 func ParsePort(s, proto string) (uint16, error) {
-	if v, ok := strtoui(s, 0, 65535); ok {
+	if v, ok := strtoul(s, 0, 65535); ok {
 		return uint16(v), nil
 	}
 	if p, ok := lookupService(s, proto); ok {

@@ -32,7 +32,7 @@ func (m *AddrtypeMatch) Name() string { return "addrtype" }
 // addrtypeOne is parse_type: the first type the word abbreviates.
 func addrtypeOne(word string) (uint16, bool) {
 	for i, n := range addrTypeNames {
-		if len(word) <= len(n) && strings.EqualFold(n[:len(word)], word) {
+		if hasPrefixFold(n, word) {
 			return 1 << i, true
 		}
 	}
@@ -69,7 +69,7 @@ const (
 	addrtypeOptLimitOut
 )
 
-var addrtypeOpts = []maOpt{
+var addrtypeOpts = []optEntry{
 	{name: "src-type", id: addrtypeOptSrc},
 	{name: "dst-type", id: addrtypeOptDst},
 	{name: "limit-iface-in", id: addrtypeOptLimitIn, excl: 1 << addrtypeOptLimitOut},
@@ -78,26 +78,20 @@ var addrtypeOpts = []maOpt{
 
 func (m *AddrtypeMatch) Parse(o *OptArg) error {
 	switch o.Name {
-	case "src-type":
+	case "src-type", "dst-type":
 		v, err := parseAddrtypes(o.Arg)
 		if err != nil {
 			return err
 		}
-		m.Source |= v
+		types, inv, id := &m.Source, uint8(AddrtypeInvertSource), addrtypeOptSrc
+		if o.Name == "dst-type" {
+			types, inv, id = &m.Dest, AddrtypeInvertDest, addrtypeOptDst
+		}
+		*types |= v
 		if o.Invert {
-			m.Flags |= AddrtypeInvertSource
+			m.Flags |= inv
 		}
-		m.xflags |= 1 << addrtypeOptSrc
-	case "dst-type":
-		v, err := parseAddrtypes(o.Arg)
-		if err != nil {
-			return err
-		}
-		m.Dest |= v
-		if o.Invert {
-			m.Flags |= AddrtypeInvertDest
-		}
-		m.xflags |= 1 << addrtypeOptDst
+		m.xflags |= 1 << id
 	case "limit-iface-in":
 		m.Flags |= AddrtypeLimitIn
 		m.xflags |= 1 << addrtypeOptLimitIn
@@ -112,7 +106,7 @@ func (m *AddrtypeMatch) Final(r *RuleContext) error {
 	if m.xflags&(1<<addrtypeOptSrc|1<<addrtypeOptDst) == 0 {
 		return Errorf("addrtype: you must specify --src-type or --dst-type")
 	}
-	return maFcheck("addrtype", addrtypeOpts, m.xflags)
+	return fcheck("addrtype", addrtypeOpts, m.xflags)
 }
 
 // CheckEntry is addrtype_mt_checkentry_v1: the output interface is not

@@ -20,7 +20,7 @@ func (m *ConnlimitMatch) Name() string { return "connlimit" }
 func (m *ConnlimitMatch) Parse(o *OptArg) error {
 	switch o.Name {
 	case "connlimit-upto", "connlimit-above":
-		v, err := xtUintOpt("connlimit", o.Name, o.Arg, 0, 0xffffffff)
+		v, err := parseUintOpt("connlimit", o.Name, o.Arg, 0, 0xffffffff)
 		if err != nil {
 			return err
 		}
@@ -37,7 +37,7 @@ func (m *ConnlimitMatch) Parse(o *OptArg) error {
 			}
 		}
 	case "connlimit-mask":
-		l, err := parsePlenXT("connlimit", "connlimit-mask", o.Arg)
+		l, err := parsePlen("connlimit", "connlimit-mask", o.Arg)
 		if err != nil {
 			return err
 		}
@@ -58,10 +58,10 @@ func (m *ConnlimitMatch) Final(r *RuleContext) error {
 		return Errorf("You must specify \"--connlimit-above\" or \"--connlimit-upto\".")
 	}
 	if m.upto && m.above {
-		return Errorf("connlimit: option \"--connlimit-upto\" cannot be used together with \"--connlimit-above\".\n")
+		return cannotCombine("connlimit", "connlimit-upto", "connlimit-above")
 	}
 	if m.saddr && m.daddr {
-		return Errorf("connlimit: option \"--connlimit-saddr\" cannot be used together with \"--connlimit-daddr\".\n")
+		return cannotCombine("connlimit", "connlimit-saddr", "connlimit-daddr")
 	}
 	return nil
 }

@@ -38,20 +38,20 @@ const (
 	CTStateDNAT
 )
 
-var ctStateNames = []struct {
+// ctName is a state or status name and its bit.
+type ctName struct {
 	name string
 	bit  uint32
-}{
+}
+
+var ctStateNames = []ctName{
 	// the order conntrack_ps_state tries them in
 	{"INVALID", CTStateInvalid}, {"NEW", CTStateNew}, {"ESTABLISHED", CTStateEstablished},
 	{"RELATED", CTStateRelated}, {"UNTRACKED", CTStateUntracked}, {"SNAT", CTStateSNAT},
 	{"DNAT", CTStateDNAT},
 }
 
-var ctStatePrint = []struct {
-	name string
-	bit  uint32
-}{
+var ctStatePrint = []ctName{
 	{"INVALID", CTStateInvalid}, {"NEW", CTStateNew}, {"RELATED", CTStateRelated},
 	{"ESTABLISHED", CTStateEstablished}, {"UNTRACKED", CTStateUntracked},
 	{"SNAT", CTStateSNAT}, {"DNAT", CTStateDNAT},
@@ -65,20 +65,14 @@ const (
 	CTStatusConfirmed = 1 << 3
 )
 
-var ctStatusNames = []struct {
-	name string
-	bit  uint32
-}{
+var ctStatusNames = []ctName{
 	{"NONE", 0}, {"EXPECTED", CTStatusExpected}, {"SEEN_REPLY", CTStatusSeenReply},
 	{"ASSURED", CTStatusAssured}, {"CONFIRMED", CTStatusConfirmed},
 }
 
 // lookupPrefixWord is the strncasecmp(word, NAME, len(word)) chain of
 // conntrack_ps_state / conntrack_ps_status / state_parse_state.
-func lookupPrefixWord(word string, names []struct {
-	name string
-	bit  uint32
-}) (uint32, bool) {
+func lookupPrefixWord(word string, names []ctName) (uint32, bool) {
 	for _, n := range names {
 		if hasPrefixFold(n.name, word) {
 			return n.bit, true
@@ -87,12 +81,11 @@ func lookupPrefixWord(word string, names []struct {
 	return 0, false
 }
 
-// parseCTList is conntrack_ps_states / conntrack_ps_statuses: the
+// parseCTList is conntrack_ps_states / conntrack_ps_statuses (what is
+// "ctstate" or "ctstatus", emptyLast nil) and state_parse_states (what
+// "state", emptyLast its message for a list ending in a comma): the
 // message names the rest of the list from the failing word on.
-func parseCTList(arg, what string, names []struct {
-	name string
-	bit  uint32
-}) (uint32, error) {
+func parseCTList(arg, what string, names []ctName, emptyLast error) (uint32, error) {
 	var mask uint32
 	for {
 		i := strings.IndexByte(arg, ',')
@@ -106,35 +99,12 @@ func parseCTList(arg, what string, names []struct {
 		mask |= b
 		arg = arg[i+1:]
 	}
+	if arg == "" && emptyLast != nil {
+		return 0, emptyLast
+	}
 	b, ok := lookupPrefixWord(arg, names)
 	if arg == "" || !ok {
 		return 0, Errorf("Bad %s \"%s\"", what, arg)
-	}
-	return mask | b, nil
-}
-
-// parseStateList is state_parse_states (libxt_conntrack.c).
-func parseStateList(arg string) (uint32, error) {
-	names := ctStateNames[:5] // no SNAT/DNAT for -m state
-	var mask uint32
-	for {
-		i := strings.IndexByte(arg, ',')
-		if i < 0 {
-			break
-		}
-		b, ok := lookupPrefixWord(arg[:i], names)
-		if i == 0 || !ok {
-			return 0, Errorf("Bad state \"%s\"", arg)
-		}
-		mask |= b
-		arg = arg[i+1:]
-	}
-	if arg == "" {
-		return 0, Errorf("\"--state\" requires a list of states with no spaces, e.g. ESTABLISHED,RELATED")
-	}
-	b, ok := lookupPrefixWord(arg, names)
-	if !ok {
-		return 0, Errorf("Bad state \"%s\"", arg)
 	}
 	return mask | b, nil
 }
@@ -160,92 +130,6 @@ func formatCTStatus(mask uint32) string {
 		return "NONE"
 	}
 	return strings.Join(parts, ",")
-}
-
-// parseMintXT is xtopt_parse_mint for a two-component XTTYPE_UINT*RC:
-// "a", "a:b", ":b", "a:" (missing low 0, missing high max).
-func parseMintXT(ext, opt, arg string, lmax uint64) (vals [2]uint64, n int, err error) {
-	for {
-		if n == 2 {
-			return vals, n, Errorf("%s: Too many components for option \"--%s\" (max: %d)\n", ext, opt, 2)
-		}
-		var v uint64
-		end := arg
-		if arg == "" || arg[0] == ':' {
-			if n == 1 {
-				v = lmax
-			}
-		} else {
-			var ok bool
-			v, end, ok = xtStrtoul(arg, 0, lmax)
-			if !ok {
-				return vals, n, Errorf("%s: bad value for option \"--%s\" near \"%s\", or out of range (0-%d).\n", ext, opt, arg, lmax)
-			}
-			if end != "" && end[0] != ':' {
-				return vals, n, Errorf("%s: Argument to \"--%s\" has unexpected characters near \"%s\".\n", ext, opt, end)
-			}
-		}
-		vals[n] = v
-		n++
-		if end == "" {
-			return vals, n, nil
-		}
-		arg = end[1:]
-	}
-}
-
-// portByNameXT is xtables_getportbyname: getaddrinfo's service lookup. A
-// numeric service is read with strtoul base 10 into an int (negative
-// refused) and, as glibc does, cut to 16 bits; anything else is a service name.
-func portByNameXT(s string) (uint16, bool) {
-	t := strings.TrimLeft(s, " \t\n\v\f\r")
-	neg := false
-	if t != "" && (t[0] == '+' || t[0] == '-') {
-		neg = t[0] == '-'
-		t = t[1:]
-	}
-	if t != "" && strings.Trim(t, "0123456789") == "" {
-		v, err := strconv.ParseUint(t, 10, 64)
-		if err != nil {
-			v = ^uint64(0) // ERANGE: ULONG_MAX
-		} else if neg {
-			v = -v
-		}
-		// glibc keeps the number in an int and refuses a negative one
-		n := int32(v)
-		if n < 0 {
-			return 0, false
-		}
-		return uint16(n), true
-	}
-	return lookupService(s, "")
-}
-
-// parsePortRangeXT is xtopt_parse_mport with two components
-// (XTTYPE_PORTRC): empty parts keep 0 and 65535.
-func parsePortRangeXT(ext, opt, arg string) ([2]uint16, error) {
-	r := [2]uint16{0, 0xffff}
-	parts := strings.Split(arg, ":")
-	n := 0
-	for _, p := range parts {
-		if n == 2 {
-			return r, Errorf("%s: Too many components for option \"--%s\" (max: %d)\n", ext, opt, 2)
-		}
-		if p == "" {
-			n++
-			continue
-		}
-		v, ok := portByNameXT(p)
-		if !ok {
-			return r, Errorf("Port \"%s\" does not resolve to anything.\n", p)
-		}
-		r[n] = v
-		n++
-	}
-	if n == 1 {
-		r[1] = r[0]
-	}
-	return r, nil
 }
 
 // ConntrackMatch is "-m conntrack" (xt_conntrack_mtinfo3), and "-m state"
@@ -284,7 +168,9 @@ func (m *ConntrackMatch) set(flag uint16, inv bool) {
 func (m *ConntrackMatch) Parse(o *OptArg) error {
 	m.given = true
 	if m.StateAlias {
-		mask, err := parseStateList(o.Arg)
+		// no SNAT/DNAT for -m state
+		mask, err := parseCTList(o.Arg, "state", ctStateNames[:5],
+			Errorf("\"--state\" requires a list of states with no spaces, e.g. ESTABLISHED,RELATED"))
 		if err != nil {
 			return err
 		}
@@ -296,7 +182,7 @@ func (m *ConntrackMatch) Parse(o *OptArg) error {
 		return nil
 	}
 	if i, ok := ctAddrOpts[o.Name]; ok {
-		a, mk, err := parseHostMaskXT("conntrack", o.Name, o.Arg)
+		a, mk, err := parseHostMask("conntrack", o.Name, o.Arg)
 		if err != nil {
 			return err
 		}
@@ -305,7 +191,7 @@ func (m *ConntrackMatch) Parse(o *OptArg) error {
 		return nil
 	}
 	if i, ok := ctPortOpts[o.Name]; ok {
-		r, err := parsePortRangeXT("conntrack", o.Name, o.Arg)
+		r, err := parsePortRangeOpt("conntrack", o.Name, o.Arg)
 		if err != nil {
 			return err
 		}
@@ -315,7 +201,7 @@ func (m *ConntrackMatch) Parse(o *OptArg) error {
 	}
 	switch o.Name {
 	case "ctstate":
-		mask, err := parseCTList(o.Arg, "ctstate", ctStateNames)
+		mask, err := parseCTList(o.Arg, "ctstate", ctStateNames, nil)
 		if err != nil {
 			return err
 		}
@@ -334,19 +220,19 @@ func (m *ConntrackMatch) Parse(o *OptArg) error {
 		}
 		m.set(ctFlagProto, o.Invert)
 	case "ctstatus":
-		mask, err := parseCTList(o.Arg, "ctstatus", ctStatusNames)
+		mask, err := parseCTList(o.Arg, "ctstatus", ctStatusNames, nil)
 		if err != nil {
 			return err
 		}
 		m.StatusMask |= mask
 		m.set(ctFlagStatus, o.Invert)
 	case "ctexpire":
-		v, n, err := parseMintXT("conntrack", "ctexpire", o.Arg, 0xffffffff)
+		v, err := parseMint("conntrack", "ctexpire", o.Arg, 0xffffffff, 2)
 		if err != nil {
 			return err
 		}
 		m.ExpMin, m.ExpMax = uint32(v[0]), uint32(v[0])
-		if n >= 2 {
+		if len(v) >= 2 {
 			m.ExpMax = uint32(v[1])
 		}
 		m.set(ctFlagExpires, o.Invert)
@@ -368,7 +254,7 @@ func (m *ConntrackMatch) Parse(o *OptArg) error {
 func (m *ConntrackMatch) Final(r *RuleContext) error {
 	if m.StateAlias {
 		if !m.given {
-			return xtMustGiven("state", "state")
+			return mustBeSpecified("state", "state")
 		}
 		return nil
 	}

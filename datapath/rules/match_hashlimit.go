@@ -89,7 +89,7 @@ func (m *HashlimitMatch) parseBytes(rate string) (bool, error) {
 	if i <= 0 {
 		return false, nil
 	}
-	r := uint64(xtAtoi(rate))
+	r := uint64(atoi(rate))
 	if r == 0 {
 		return false, nil
 	}
@@ -123,7 +123,7 @@ func (m *HashlimitMatch) parseRate(rate string) (bool, error) {
 			return false, nil
 		}
 	}
-	r := uint64(xtAtoi(rate))
+	r := uint64(atoi(rate))
 	if r == 0 {
 		return false, nil
 	}
@@ -162,7 +162,7 @@ func (m *HashlimitMatch) Parse(o *OptArg) error {
 			return Errorf("hashlimit: Bad value for \"%s\" option: \"%s\"", opt, o.Arg)
 		}
 	case "hashlimit-burst":
-		v, end, ok := xtStrtoul(o.Arg, 1, ^uint64(0))
+		v, end, ok := strtoulPrefix(o.Arg, 1, ^uint64(0))
 		if !ok || (end == "" && v > hlBurstMax) {
 			return hlBurstError()
 		}
@@ -172,7 +172,7 @@ func (m *HashlimitMatch) Parse(o *OptArg) error {
 		}
 		m.Burst = v * f
 	case "hashlimit-srcmask", "hashlimit-dstmask":
-		l, err := parsePlenXT("hashlimit", o.Name, o.Arg)
+		l, err := parsePlen("hashlimit", o.Name, o.Arg)
 		if err != nil {
 			return err
 		}
@@ -182,7 +182,7 @@ func (m *HashlimitMatch) Parse(o *OptArg) error {
 			m.DstMask = uint8(l)
 		}
 	case "hashlimit-htable-size", "hashlimit-htable-max", "hashlimit-htable-gcinterval", "hashlimit-htable-expire":
-		v, err := xtUintOpt("hashlimit", o.Name, o.Arg, 0, 0xffffffff)
+		v, err := parseUintOpt("hashlimit", o.Name, o.Arg, 0, 0xffffffff)
 		if err != nil {
 			return err
 		}
@@ -212,18 +212,15 @@ func (m *HashlimitMatch) Parse(o *OptArg) error {
 			}
 		}
 	case "hashlimit-name":
-		if o.Arg == "" {
-			return Errorf("Argument must have a minimum length of 1 characters\n")
-		}
-		n := o.Arg
-		if len(n) >= hlNameLen {
-			n = n[:hlNameLen-1]
+		n, err := parseStringOpt(o.Arg, 1, hlNameLen)
+		if err != nil {
+			return err
 		}
 		m.HName = n
 	case "hashlimit-rate-match":
 		m.Mode |= HashlimitRateMatch
 	case "hashlimit-rate-interval":
-		r := int32(xtAtoi(o.Arg))
+		r := int32(atoi(o.Arg))
 		if r <= 0 {
 			return Errorf("hashlimit: Bad value for \"--hashlimit-rate-interval\" option: \"%s\"", o.Arg)
 		}
@@ -282,10 +279,10 @@ func (m *HashlimitMatch) Final(r *RuleContext) error {
 		}
 	}
 	if m.given&hlGivenName == 0 {
-		return xtMustGiven("hashlimit", "hashlimit-name")
+		return mustBeSpecified("hashlimit", "hashlimit-name")
 	}
 	if m.given&hlGivenUpto != 0 && m.given&hlGivenAbove != 0 {
-		return Errorf("hashlimit: option \"--hashlimit-upto\" cannot be used together with \"--hashlimit-above\".\n")
+		return cannotCombine("hashlimit", "hashlimit-upto", "hashlimit-above")
 	}
 	return nil
 }

@@ -3,9 +3,9 @@ package rules
 // helper match (extensions/libxt_helper.c; kernel
 // net/netfilter/xt_helper.c).
 
-// helperNameMax is sizeof(struct xt_helper_info.name) - 1: XTOPT_PUT
+// helperNameSize is sizeof(struct xt_helper_info.name): XTOPT_PUT
 // silently cuts longer names (xtoptions.c xtopt_parse_string).
-const helperNameMax = 29
+const helperNameSize = 30
 
 // HelperMatch is "-m helper": the conntrack helper's name ("" matches
 // any connection with a helper).
@@ -18,11 +18,7 @@ type HelperMatch struct {
 func (m *HelperMatch) Name() string { return "helper" }
 
 func (m *HelperMatch) Parse(o *OptArg) error {
-	name := o.Arg
-	if len(name) > helperNameMax {
-		name = name[:helperNameMax]
-	}
-	m.Helper, m.given = name, true
+	m.Helper, m.given = truncString(o.Arg, helperNameSize), true
 	if o.Invert {
 		m.Invert = true
 	}
@@ -31,7 +27,7 @@ func (m *HelperMatch) Parse(o *OptArg) error {
 
 func (m *HelperMatch) Final(r *RuleContext) error {
 	if !m.given {
-		return Errorf("helper: option \"--helper\" must be specified\n")
+		return mustBeSpecified("helper", "helper")
 	}
 	return nil
 }

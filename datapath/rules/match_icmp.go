@@ -1,9 +1,6 @@
 package rules
 
-import (
-	"strconv"
-	"strings"
-)
+import "strconv"
 
 // icmp match (extensions/libipt_icmp.c, libxt_icmp.h; kernel
 // net/netfilter/xt_tcpudp.c icmp_mt, registered with .proto IPPROTO_ICMP).
@@ -71,13 +68,13 @@ func (m *ICMPMatch) Name() string { return "icmp" }
 // icmpParseRange is libxt_icmp.h parse_range: "n" or "n:m", each 0-255;
 // it returns what follows.
 func icmpParseRange(s string) (lo, hi uint8, rest string, ok bool) {
-	v, rest, ok := maStrtoulEnd(s, 0, 255)
+	v, rest, ok := strtoulPrefix(s, 0, 255)
 	if !ok {
 		return 0, 0, "", false
 	}
 	lo, hi = uint8(v), uint8(v)
 	if rest != "" && rest[0] == ':' {
-		v, rest, ok = maStrtoulEnd(rest[1:], 0, 255)
+		v, rest, ok = strtoulPrefix(rest[1:], 0, 255)
 		if !ok {
 			return 0, 0, "", false
 		}
@@ -91,7 +88,7 @@ func icmpParseRange(s string) (lo, hi uint8, rest string, ok bool) {
 func parseICMPType(s string) (typ, codeMin, codeMax uint8, err error) {
 	match := -1
 	for i, n := range icmpNames {
-		if len(s) > len(n.name) || !strings.EqualFold(n.name[:len(s)], s) {
+		if !hasPrefixFold(n.name, s) {
 			continue
 		}
 		if match >= 0 {
@@ -142,7 +139,7 @@ func (m *ICMPMatch) Parse(o *OptArg) error {
 
 func (m *ICMPMatch) Final(r *RuleContext) error {
 	if !m.given {
-		return Errorf("icmp: option \"--icmp-type\" must be specified\n")
+		return mustBeSpecified("icmp", "icmp-type")
 	}
 	return nil
 }

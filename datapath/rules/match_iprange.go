@@ -30,35 +30,26 @@ func parseIPv4Range(arg, opt string) (IPv4Range, error) {
 	}
 	lo, ok := ParseAddr(from)
 	if !ok {
-		return IPv4Range{}, maBadValue("iprange", opt, from)
+		return IPv4Range{}, badValue("iprange", opt, from)
 	}
 	hi, ok := ParseAddr(to)
 	if !ok {
-		return IPv4Range{}, maBadValue("iprange", opt, to)
+		return IPv4Range{}, badValue("iprange", opt, to)
 	}
 	return IPv4Range{lo, hi}, nil
 }
 
 func (m *IPRangeMatch) Parse(o *OptArg) error {
-	switch o.Name {
-	case "src-range":
-		r, err := parseIPv4Range(o.Arg, "--src-range")
-		if err != nil {
-			return err
-		}
+	r, err := parseIPv4Range(o.Arg, "--"+o.Name)
+	if err != nil {
+		return err
+	}
+	if o.Name == "src-range" {
 		m.Src, m.HasSrc = r, true
-		if o.Invert {
-			m.InvSrc = true
-		}
-	case "dst-range":
-		r, err := parseIPv4Range(o.Arg, "--dst-range")
-		if err != nil {
-			return err
-		}
+		m.InvSrc = m.InvSrc || o.Invert
+	} else {
 		m.Dst, m.HasDst = r, true
-		if o.Invert {
-			m.InvDst = true
-		}
+		m.InvDst = m.InvDst || o.Invert
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ type LengthMatch struct {
 func (m *LengthMatch) Name() string { return "length" }
 
 func (m *LengthMatch) Parse(o *OptArg) error {
-	v, err := maParseMint("length", "length", o.Arg, 0xffff, 2)
+	v, err := parseMint("length", "length", o.Arg, 0xffff, 2)
 	if err != nil {
 		return err
 	}
@@ -33,7 +33,7 @@ func (m *LengthMatch) Parse(o *OptArg) error {
 
 func (m *LengthMatch) Final(r *RuleContext) error {
 	if !m.given {
-		return Errorf("length: option \"--length\" must be specified\n")
+		return mustBeSpecified("length", "length")
 	}
 	return nil
 }

@@ -43,7 +43,7 @@ func parseLimitRate(rate string) (uint32, bool, error) {
 			return 0, false, nil
 		}
 	}
-	r := uint32(int32(xtAtoi(rate))) // atoi, stored in a uint32_t
+	r := uint32(int32(atoi(rate))) // atoi, stored in a uint32_t
 	if r == 0 {
 		return 0, false, nil
 	}
@@ -66,7 +66,7 @@ func (m *LimitMatch) Parse(o *OptArg) error {
 		}
 		m.Avg = v
 	case "limit-burst":
-		v, err := xtUintOpt("limit", "limit-burst", o.Arg, 0, 10000)
+		v, err := parseUintOpt("limit", "limit-burst", o.Arg, 0, 10000)
 		if err != nil {
 			return err
 		}

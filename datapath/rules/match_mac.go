@@ -21,7 +21,7 @@ func parseEtherMAC(s string) ([6]byte, error) {
 	var mac [6]byte
 	bad := Errorf("Invalid MAC address specified.")
 	for i := 0; i < 6; i++ {
-		v, n, _ := maStrtoul(s, 16)
+		v, n, _ := strtoumax(s, 16)
 		if n > 2 {
 			return mac, bad
 		}
@@ -53,14 +53,14 @@ func (m *MACMatch) Parse(o *OptArg) error {
 
 func (m *MACMatch) Final(r *RuleContext) error {
 	if !m.given {
-		return Errorf("mac: option \"--mac-source\" must be specified\n")
+		return mustBeSpecified("mac", "mac-source")
 	}
 	return nil
 }
 
 // CheckHooks: xt_mac's .hooks.
 func (m *MACMatch) CheckHooks(t TableID, hooks HookMask) error {
-	return maHooksOutside(hooks, Hooks(PreRouting, LocalIn, Forward))
+	return hooksOutside(hooks, Hooks(PreRouting, LocalIn, Forward))
 }
 
 func (m *MACMatch) Save(w *SaveWriter) {

@@ -120,7 +120,7 @@ func (m *MultiportMatch) Parse(o *OptArg) error {
 	return nil
 }
 
-var multiportOpts = []maOpt{
+var multiportOpts = []optEntry{
 	{name: "source-ports", id: 0, excl: 7},
 	{name: "sports", id: 0, excl: 7},
 	{name: "destination-ports", id: 1, excl: 7},
@@ -132,7 +132,7 @@ func (m *MultiportMatch) Final(r *RuleContext) error {
 	if m.xflags == 0 {
 		return Errorf("multiport expection an option")
 	}
-	return maFcheck("multiport", multiportOpts, m.xflags)
+	return fcheck("multiport", multiportOpts, m.xflags)
 }
 
 func (m *MultiportMatch) Save(w *SaveWriter) {

@@ -31,20 +31,20 @@ func (m *OwnerMatch) Name() string { return "owner" }
 // 2^32-2 ((uid_t)-1 is reserved).
 func ownerParseRange(s, opt string) (lo, hi uint32, err error) {
 	const max = 1<<32 - 2
-	v, rest, ok := maStrtoulEnd(s, 0, max)
+	v, rest, ok := strtoulPrefix(s, 0, max)
 	if !ok {
-		return 0, 0, maBadValue("owner", opt, s)
+		return 0, 0, badValue("owner", opt, s)
 	}
 	lo, hi = uint32(v), uint32(v)
 	if rest != "" && (rest[0] == '-' || rest[0] == ':') {
-		v, rest, ok = maStrtoulEnd(rest[1:], 0, max)
+		v, rest, ok = strtoulPrefix(rest[1:], 0, max)
 		if !ok {
-			return 0, 0, maBadValue("owner", opt, s)
+			return 0, 0, badValue("owner", opt, s)
 		}
 		hi = uint32(v)
 	}
 	if rest != "" {
-		return 0, 0, maBadValue("owner", opt, s)
+		return 0, 0, badValue("owner", opt, s)
 	}
 	return lo, hi, nil
 }
@@ -73,17 +73,21 @@ func ownerLookup(name string, group bool) (uint32, bool) {
 	return uint32(n), true
 }
 
+// ownerID is the user (or group) of owner_parse_uid / owner_parse_gid: a
+// name, else a number or range.
+func ownerID(arg, opt string, group bool) (lo, hi uint32, err error) {
+	if id, ok := ownerLookup(arg, group); ok {
+		return id, id, nil
+	}
+	return ownerParseRange(arg, opt)
+}
+
 func (m *OwnerMatch) Parse(o *OptArg) error {
 	switch o.Name {
 	case "uid-owner":
-		lo, hi := uint32(0), uint32(0)
-		if id, ok := ownerLookup(o.Arg, false); ok {
-			lo, hi = id, id
-		} else {
-			var err error
-			if lo, hi, err = ownerParseRange(o.Arg, "--uid-owner"); err != nil {
-				return err
-			}
+		lo, hi, err := ownerID(o.Arg, "--uid-owner", false)
+		if err != nil {
+			return err
 		}
 		if o.Invert {
 			m.Invert |= OwnerUID
@@ -91,14 +95,9 @@ func (m *OwnerMatch) Parse(o *OptArg) error {
 		m.Match |= OwnerUID
 		m.UIDMin, m.UIDMax = lo, hi
 	case "gid-owner":
-		lo, hi := uint32(0), uint32(0)
-		if id, ok := ownerLookup(o.Arg, true); ok {
-			lo, hi = id, id
-		} else {
-			var err error
-			if lo, hi, err = ownerParseRange(o.Arg, "--gid-owner"); err != nil {
-				return err
-			}
+		lo, hi, err := ownerID(o.Arg, "--gid-owner", true)
+		if err != nil {
+			return err
 		}
 		if o.Invert {
 			m.Invert |= OwnerGID
@@ -112,7 +111,7 @@ func (m *OwnerMatch) Parse(o *OptArg) error {
 		m.Match |= OwnerSocket
 	case "suppl-groups":
 		if m.Match&OwnerGID == 0 {
-			return maBadValue("owner", "--suppl-groups", "you need to use --gid-owner first")
+			return badValue("owner", "--suppl-groups", "you need to use --gid-owner first")
 		}
 		m.Match |= OwnerSupplGroups
 	}
@@ -128,7 +127,7 @@ func (m *OwnerMatch) Final(r *RuleContext) error {
 
 // CheckHooks: xt_owner's .hooks.
 func (m *OwnerMatch) CheckHooks(t TableID, hooks HookMask) error {
-	return maHooksOutside(hooks, Hooks(LocalOut, PostRouting))
+	return hooksOutside(hooks, Hooks(LocalOut, PostRouting))
 }
 
 // CheckEntry is owner_check: reversed ranges are refused.

@@ -50,7 +50,7 @@ func (m *PktTypeMatch) Parse(o *OptArg) error {
 
 func (m *PktTypeMatch) Final(r *RuleContext) error {
 	if !m.given {
-		return Errorf("pkttype: option \"--pkt-type\" must be specified\n")
+		return mustBeSpecified("pkttype", "pkt-type")
 	}
 	return nil
 }

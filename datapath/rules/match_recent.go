@@ -52,13 +52,13 @@ func (m *RecentMatch) Parse(o *OptArg) error {
 			m.Invert = true
 		}
 	case "seconds":
-		v, err := xtUintOpt("recent", "seconds", o.Arg, 1, 0xffffffff)
+		v, err := parseUintOpt("recent", "seconds", o.Arg, 1, 0xffffffff)
 		if err != nil {
 			return err
 		}
 		m.Seconds = uint32(v)
 	case "hitcount":
-		v, err := xtUintOpt("recent", "hitcount", o.Arg, 0, 0xffffffff)
+		v, err := parseUintOpt("recent", "hitcount", o.Arg, 0, 0xffffffff)
 		if err != nil {
 			return err
 		}
@@ -69,17 +69,13 @@ func (m *RecentMatch) Parse(o *OptArg) error {
 		m.CheckSet |= RecentTTL
 	case "name":
 		// XTTYPE_STRING put into name[200]: silently cut to 199 bytes
-		n := o.Arg
-		if len(n) >= recentNameLen {
-			n = n[:recentNameLen-1]
-		}
-		m.Name_ = n
+		m.Name_ = truncString(o.Arg, recentNameLen)
 	case "rsource":
 		m.Dest = false
 	case "rdest":
 		m.Dest = true
 	case "mask":
-		a, err := parseHostXT(o.Arg)
+		a, err := parseHost(o.Arg)
 		if err != nil {
 			return err
 		}
@@ -105,11 +101,11 @@ func (m *RecentMatch) Final(r *RuleContext) error {
 			excl = 1<<0 | 1<<3 // set, remove
 		}
 		if name == "reap" && m.given&(1<<4) == 0 {
-			return Errorf("recent: option \"--reap\" also requires \"--seconds\".\n")
+			return alsoRequires("recent", "reap", "seconds")
 		}
 		for o := 0; o < len(recentOptNames); o++ {
 			if o != id && excl&(1<<uint(o)) != 0 && m.given&(1<<uint(o)) != 0 {
-				return Errorf("recent: option \"--%s\" cannot be used together with \"--%s\".\n", name, recentOptNames[o])
+				return cannotCombine("recent", name, recentOptNames[o])
 			}
 		}
 	}

@@ -45,7 +45,7 @@ type SetMatch struct {
 func (m *SetMatch) Name() string { return "set" }
 
 func parseSetCounter(s string) (uint64, error) {
-	v, ok := xtStrtoulFull(s, 0, 0)
+	v, ok := strtoul(s, 0, 0)
 	if !ok {
 		return 0, Errorf("Cannot parse %s as a counter value", s)
 	}

@@ -86,14 +86,14 @@ func (m *StatisticMatch) Parse(o *OptArg) error {
 		}
 		m.given |= statGivenProb
 	case "every":
-		v, err := xtUintOpt("statistic", "every", o.Arg, 1, 0xffffffff)
+		v, err := parseUintOpt("statistic", "every", o.Arg, 1, 0xffffffff)
 		if err != nil {
 			return err
 		}
 		m.Every = uint32(v) - 1
 		m.given |= statGivenEvery
 	case "packet":
-		v, err := xtUintOpt("statistic", "packet", o.Arg, 0, 0xffffffff)
+		v, err := parseUintOpt("statistic", "packet", o.Arg, 0, 0xffffffff)
 		if err != nil {
 			return err
 		}
@@ -120,21 +120,21 @@ func (m *StatisticMatch) Final(r *RuleContext) error {
 		return Errorf("the --packet p must be 0 <= p <= n-1")
 	}
 	if m.given&statGivenMode == 0 {
-		return xtMustGiven("statistic", "mode")
+		return mustBeSpecified("statistic", "mode")
 	}
 	if m.given&statGivenProb != 0 {
 		if m.given&statGivenEvery != 0 {
-			return Errorf("statistic: option \"--probability\" cannot be used together with \"--every\".\n")
+			return cannotCombine("statistic", "probability", "every")
 		}
 		if m.given&statGivenPacket != 0 {
-			return Errorf("statistic: option \"--probability\" cannot be used together with \"--packet\".\n")
+			return cannotCombine("statistic", "probability", "packet")
 		}
 	}
 	if m.given&statGivenEvery != 0 && m.given&statGivenPacket == 0 {
-		return Errorf("statistic: option \"--every\" also requires \"--packet\".\n")
+		return alsoRequires("statistic", "every", "packet")
 	}
 	if m.given&statGivenPacket != 0 && m.given&statGivenEvery == 0 {
-		return Errorf("statistic: option \"--packet\" also requires \"--every\".\n")
+		return alsoRequires("statistic", "packet", "every")
 	}
 	return nil
 }

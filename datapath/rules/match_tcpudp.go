@@ -162,7 +162,7 @@ func (m *TCPMatch) Parse(o *OptArg) error {
 		if m.given&tcpGivenOpt != 0 {
 			return Errorf("Only one `--tcp-option' allowed")
 		}
-		v, ok := strtoui(o.Arg, 1, 255)
+		v, ok := strtoul(o.Arg, 1, 255)
 		if !ok {
 			return Errorf("Bad TCP option \"%s\"", o.Arg)
 		}
@@ -318,18 +318,14 @@ func (m *CommentMatch) Name() string { return "comment" }
 func (m *CommentMatch) Parse(o *OptArg) error {
 	// struct xt_comment_info holds 256 bytes: xtopt_parse_string cuts
 	// a longer comment to 255 characters
-	m.Text = o.Arg
-	if len(m.Text) > 255 {
-		m.Text = m.Text[:255]
-	}
-	m.given = true
+	m.Text, m.given = truncString(o.Arg, 256), true
 	return nil
 }
 
 // Final: --comment is XTOPT_MAND.
 func (m *CommentMatch) Final(r *RuleContext) error {
 	if !m.given {
-		return Errorf("comment: option \"--comment\" must be specified\n")
+		return mustBeSpecified("comment", "comment")
 	}
 	return nil
 }

@@ -1,9 +1,6 @@
 package rules
 
-import (
-	"fmt"
-	"strings"
-)
+import "fmt"
 
 // tos match, revision 1 (extensions/libxt_tos.c with the XTTYPE_TOSMASK
 // parser of libxtables/xtoptions.c) and dscp match
@@ -20,43 +17,6 @@ type TOSMatch struct {
 
 func (m *TOSMatch) Name() string { return "tos" }
 
-var tosSymbols = []struct {
-	name  string
-	value uint8
-}{
-	{"Minimize-Delay", 0x10},
-	{"Maximize-Throughput", 0x08},
-	{"Maximize-Reliability", 0x04},
-	{"Minimize-Cost", 0x02},
-	{"Normal-Service", 0x00},
-}
-
-// parseTOSMask is xtopt_parse_tosmask: value[/mask] (mask 0xff when
-// left out), or a symbolic name with symMask.
-func parseTOSMask(arg string, symMask uint8) (value, mask uint8, err error) {
-	if v, rest, ok := maStrtoulEnd(arg, 0, 255); ok {
-		// tos_parse_numeric
-		value, mask = uint8(v), 0xff
-		if rest != "" && rest[0] == '/' {
-			mv, r2, ok := maStrtoulEnd(rest[1:], 0, 255)
-			if !ok {
-				return 0, 0, Errorf("Illegal value: \"%s\"", arg)
-			}
-			mask, rest = uint8(mv), r2
-		}
-		if rest != "" {
-			return 0, 0, Errorf("Illegal value: \"%s\"", arg)
-		}
-		return value, mask, nil
-	}
-	for _, s := range tosSymbols {
-		if strings.EqualFold(arg, s.name) {
-			return s.value, symMask, nil
-		}
-	}
-	return 0, 0, Errorf("Symbolic name \"%s\" is unknown", arg)
-}
-
 func (m *TOSMatch) Parse(o *OptArg) error {
 	v, mask, err := parseTOSMask(o.Arg, 0x3f)
 	if err != nil {
@@ -71,7 +31,7 @@ func (m *TOSMatch) Parse(o *OptArg) error {
 
 func (m *TOSMatch) Final(r *RuleContext) error {
 	if !m.given {
-		return Errorf("tos: option \"--tos\" must be specified\n")
+		return mustBeSpecified("tos", "tos")
 	}
 	return nil
 }
@@ -109,14 +69,14 @@ var dscpClasses = []struct {
 // with (case-insensitively).
 func classToDSCP(name string) (uint8, error) {
 	for _, c := range dscpClasses {
-		if len(name) >= len(c.name) && strings.EqualFold(name[:len(c.name)], c.name) {
+		if hasPrefixFold(name, c.name) {
 			return c.dscp, nil
 		}
 	}
 	return 0, Errorf("Invalid DSCP value `%s'", name)
 }
 
-var dscpOpts = []maOpt{
+var dscpOpts = []optEntry{
 	{name: "dscp", id: 0, excl: 1 << 1},
 	{name: "dscp-class", id: 1, excl: 1 << 0},
 }
@@ -124,7 +84,7 @@ var dscpOpts = []maOpt{
 func (m *DSCPMatch) Parse(o *OptArg) error {
 	switch o.Name {
 	case "dscp":
-		v, err := maParseInt("dscp", "dscp", o.Arg, 0, 0x3f)
+		v, err := parseUintOpt("dscp", "dscp", o.Arg, 0, 0x3f)
 		if err != nil {
 			return err
 		}
@@ -148,7 +108,7 @@ func (m *DSCPMatch) Final(r *RuleContext) error {
 	if m.xflags == 0 {
 		return Errorf("DSCP match: Parameter --dscp is required")
 	}
-	return maFcheck("dscp", dscpOpts, m.xflags)
+	return fcheck("dscp", dscpOpts, m.xflags)
 }
 
 func (m *DSCPMatch) Save(w *SaveWriter) {

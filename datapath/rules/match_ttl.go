@@ -32,7 +32,7 @@ const (
 )
 
 // ttlOpts is ttl_opts in its order; every option excludes all of them.
-var ttlOpts = []maOpt{
+var ttlOpts = []optEntry{
 	{name: "ttl-lt", id: ttlOptLt, excl: 7},
 	{name: "ttl-gt", id: ttlOptGt, excl: 7},
 	{name: "ttl-eq", id: ttlOptEq, excl: 7},
@@ -46,7 +46,7 @@ func (m *TTLMatch) Parse(o *OptArg) error {
 		// those of --ttl-eq
 		name = "ttl-eq"
 	}
-	v, err := maParseInt("ttl", name, o.Arg, 0, 255)
+	v, err := parseUintOpt("ttl", name, o.Arg, 0, 255)
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func (m *TTLMatch) Final(r *RuleContext) error {
 	if m.xflags == 0 {
 		return Errorf("TTL match: You must specify one of `--ttl-eq', `--ttl-lt', `--ttl-gt")
 	}
-	return maFcheck("ttl", ttlOpts, m.xflags)
+	return fcheck("ttl", ttlOpts, m.xflags)
 }
 
 func (m *TTLMatch) Save(w *SaveWriter) {

@@ -364,7 +364,7 @@ func (p *cmdParser) loadProto() bool {
 	}
 	p.protoOK = true
 	name := p.proto
-	if n, ok := strtoui(name, 0, 255); ok {
+	if n, ok := strtoul(name, 0, 255); ok {
 		name = protoName(uint8(n))
 		if name == "" {
 			return false

@@ -21,10 +21,10 @@ func (t *ChecksumTarget) Final(r *RuleContext) error {
 	if t.Fill {
 		given = 1
 	}
-	return c2Fcheck("CHECKSUM", given, []c2Entry{{name: "checksum-fill", mand: true}})
+	return fcheck("CHECKSUM", []optEntry{{name: "checksum-fill", mand: true}}, given)
 }
 
-func (t *ChecksumTarget) CheckHooks(tb TableID, hooks HookMask) error { return c2TableOnly(tb, Mangle) }
+func (t *ChecksumTarget) CheckHooks(tb TableID, hooks HookMask) error { return tableOnly(tb, Mangle) }
 
 func (t *ChecksumTarget) Save(w *SaveWriter) {
 	if t.Fill {

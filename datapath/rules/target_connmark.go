@@ -38,7 +38,7 @@ const (
 		1<<cmOOrMark | 1<<cmOXorMark | 1<<cmOSetXmark
 )
 
-var connmarkTgOpts = []tgOpt{
+var connmarkTgOpts = []optEntry{
 	{name: "set-xmark", id: cmOSetXmark, excl: cmFOpAny},
 	{name: "set-mark", id: cmOSetMark, excl: cmFOpAny},
 	{name: "and-mark", id: cmOAndMark, excl: cmFOpAny},
@@ -63,84 +63,46 @@ type ConnmarkTarget struct {
 
 func (t *ConnmarkTarget) Name() string { return "CONNMARK" }
 
-func (t *ConnmarkTarget) u32(o *OptArg) (uint32, error) {
-	v, err := tgParseUint("CONNMARK", o.Name, o.Arg, 0, 0xffffffff)
-	return uint32(v), err
-}
-
 func (t *ConnmarkTarget) Parse(o *OptArg) error {
 	switch o.Name {
-	case "set-xmark", "set-mark":
-		v, m, err := tgParseMarkMask("CONNMARK", o.Name, o.Arg)
+	case "set-xmark", "set-mark", "and-mark", "or-mark", "xor-mark":
+		v, m, err := parseMarkOp("CONNMARK", o)
 		if err != nil {
 			return err
 		}
 		t.Mode, t.CtMark, t.CtMask = ConnmarkSet, v, m
-		if o.Name == "set-mark" {
-			t.CtMask = v | m
-			t.xflags |= 1 << cmOSetMark
-		} else {
-			t.xflags |= 1 << cmOSetXmark
-		}
-	case "and-mark":
-		v, err := t.u32(o)
-		if err != nil {
-			return err
-		}
-		t.Mode, t.CtMark, t.CtMask = ConnmarkSet, 0, ^v
-		t.xflags |= 1 << cmOAndMark
-	case "or-mark":
-		v, err := t.u32(o)
-		if err != nil {
-			return err
-		}
-		t.Mode, t.CtMark, t.CtMask = ConnmarkSet, v, v
-		t.xflags |= 1 << cmOOrMark
-	case "xor-mark":
-		v, err := t.u32(o)
-		if err != nil {
-			return err
-		}
-		t.Mode, t.CtMark, t.CtMask = ConnmarkSet, v, 0
-		t.xflags |= 1 << cmOXorMark
 	case "save-mark":
 		t.Mode = ConnmarkSave
-		t.xflags |= 1 << cmOSaveMark
 	case "restore-mark":
 		t.Mode = ConnmarkRestore
-		t.xflags |= 1 << cmORestoreMark
 	case "ctmask", "nfmask", "mask":
 		// XTOPT_PUT: ctmask/nfmask land in the struct as they are
 		// parsed, whatever the mode (order matters)
-		v, err := t.u32(o)
+		x, err := parseUintOpt("CONNMARK", o.Name, o.Arg, 0, 0xffffffff)
 		if err != nil {
 			return err
 		}
+		v := uint32(x)
 		switch o.Name {
 		case "ctmask":
 			t.CtMask = v
-			t.xflags |= 1 << cmOCtmask
 		case "nfmask":
 			t.NfMask = v
-			t.xflags |= 1 << cmONfmask
 		default:
 			t.NfMask, t.CtMask = v, v
-			t.xflags |= 1 << cmOMask
 		}
 	case "left-shift-mark", "right-shift-mark":
-		v, err := tgParseUint("CONNMARK", o.Name, o.Arg, 0, 32)
+		v, err := parseUintOpt("CONNMARK", o.Name, o.Arg, 0, 32)
 		if err != nil {
 			return err
 		}
 		t.ShiftBits = uint8(v)
-		if o.Name == "left-shift-mark" {
-			t.ShiftDir = ConnmarkShiftLeft
-			t.xflags |= 1 << cmOLeftShift
-		} else {
+		t.ShiftDir = ConnmarkShiftLeft
+		if o.Name == "right-shift-mark" {
 			t.ShiftDir = ConnmarkShiftRight
-			t.xflags |= 1 << cmORightShift
 		}
 	}
+	t.xflags |= 1 << optID(connmarkTgOpts, o.Name)
 	return nil
 }
 
@@ -148,7 +110,7 @@ func (t *ConnmarkTarget) Final(r *RuleContext) error {
 	if t.xflags&cmFOpAny == 0 {
 		return Errorf("CONNMARK target: No operation specified")
 	}
-	return tgFcheck("CONNMARK", connmarkTgOpts, t.xflags)
+	return fcheck("CONNMARK", connmarkTgOpts, t.xflags)
 }
 
 // CheckHooks is connmark_tg_check: the kernel refuses shifts of 32 bits

@@ -85,9 +85,9 @@ func (t *CTTarget) Parse(o *OptArg) error {
 	case "notrack":
 		t.Flags |= CTNoTrack
 	case "helper":
-		t.Helper, _ = c2String(o.Arg, 0, 16)
+		t.Helper, _ = parseStringOpt(o.Arg, 0, 16)
 	case "timeout":
-		t.Timeout, _ = c2String(o.Arg, 0, 32)
+		t.Timeout, _ = parseStringOpt(o.Arg, 0, 32)
 	case "ctevents":
 		m, err := ctParseEvents(ctEvents, o.Arg)
 		if err != nil {
@@ -114,7 +114,7 @@ func (t *CTTarget) Parse(o *OptArg) error {
 			t.Flags |= CTZoneMark
 			return nil
 		}
-		v, ok := c2Strtoul(o.Arg, 0, 0xffff)
+		v, ok := strtoul(o.Arg, 0, 0xffff)
 		if !ok {
 			return Errorf("Cannot parse %s as a zone ID", o.Arg)
 		}
@@ -137,7 +137,7 @@ func (t *CTTarget) Final(r *RuleContext) error {
 // the timeout policy (EINVAL without a protocol, else ENOENT: a restore
 // cannot create nfct timeout policies).
 func (t *CTTarget) CheckHooks(tb TableID, hooks HookMask) error {
-	if err := c2TableOnly(tb, Raw); err != nil {
+	if err := tableOnly(tb, Raw); err != nil {
 		return err
 	}
 	if t.Flags&CTNoTrack != 0 {

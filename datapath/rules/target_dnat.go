@@ -15,21 +15,19 @@ func (t *DNATTarget) Name() string { return "DNAT" }
 func (t *DNATTarget) Parse(o *OptArg) error {
 	if o.Name == "to-destination" {
 		t.given = true
-		return t.Range.parseTo(o.Arg, natPortOK(o.Rule.Proto))
 	}
-	t.Range.parseFlag(o.Name)
-	return nil
+	return t.Range.parseOpt(o)
 }
 
 func (t *DNATTarget) Final(r *RuleContext) error {
 	if !t.given {
-		return Errorf("DNAT: option \"--to-destination\" must be specified\n")
+		return mustBeSpecified("DNAT", "to-destination")
 	}
 	return nil
 }
 
 func (t *DNATTarget) CheckHooks(tb TableID, hooks HookMask) error {
-	return natCheck("DNAT", tb, hooks, Hooks(PreRouting, LocalOut))
+	return checkTableHooks("DNAT", tb, Nat, hooks, Hooks(PreRouting, LocalOut))
 }
 
 func (t *DNATTarget) Save(w *SaveWriter) { t.Range.save(w, "to-destination", false) }

@@ -12,7 +12,7 @@ type DSCPTarget struct {
 	given uint32
 }
 
-var dscpEntries = []c2Entry{
+var dscpEntries = []optEntry{
 	{name: "set-dscp", id: 0, excl: 2},
 	{name: "set-dscp-class", id: 1, excl: 1},
 }
@@ -22,7 +22,7 @@ func (t *DSCPTarget) Name() string { return "DSCP" }
 func (t *DSCPTarget) Parse(o *OptArg) error {
 	switch o.Name {
 	case "set-dscp":
-		v, err := c2Int("DSCP", o.Name, o.Arg, 0, 0x3f)
+		v, err := parseUintOpt("DSCP", o.Name, o.Arg, 0, 0x3f)
 		if err != nil {
 			return err
 		}
@@ -45,10 +45,10 @@ func (t *DSCPTarget) Final(r *RuleContext) error {
 	if t.given == 0 {
 		return Errorf("DSCP target: Parameter --set-dscp is required")
 	}
-	return c2Fcheck("DSCP", t.given, dscpEntries)
+	return fcheck("DSCP", dscpEntries, t.given)
 }
 
-func (t *DSCPTarget) CheckHooks(tb TableID, hooks HookMask) error { return c2TableOnly(tb, Mangle) }
+func (t *DSCPTarget) CheckHooks(tb TableID, hooks HookMask) error { return tableOnly(tb, Mangle) }
 
 // Save is DSCP_save.
 func (t *DSCPTarget) Save(w *SaveWriter) { w.Opt("set-dscp", fmt.Sprintf("0x%02x", t.DSCP)) }

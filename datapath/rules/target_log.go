@@ -46,7 +46,7 @@ func (t *LogTarget) Parse(o *OptArg) error {
 	switch o.Name {
 	case "log-level":
 		// XTTYPE_SYSLOGLEVEL: a number 0-7 or a syslog name
-		if v, ok := c2Strtoul(o.Arg, 0, 7); ok {
+		if v, ok := strtoul(o.Arg, 0, 7); ok {
 			t.Level = uint8(v)
 			return nil
 		}
@@ -56,7 +56,7 @@ func (t *LogTarget) Parse(o *OptArg) error {
 		}
 		t.Level = v
 	case "log-prefix":
-		p, err := c2String(o.Arg, 1, logPrefixSize)
+		p, err := parseStringOpt(o.Arg, 1, logPrefixSize)
 		if err != nil {
 			return err
 		}

@@ -12,13 +12,7 @@ type MasqueradeTarget struct {
 
 func (t *MasqueradeTarget) Name() string { return "MASQUERADE" }
 
-func (t *MasqueradeTarget) Parse(o *OptArg) error {
-	if o.Name == "to-ports" {
-		return t.Range.parsePorts(o.Arg, natPortOK(o.Rule.Proto))
-	}
-	t.Range.parseFlag(o.Name)
-	return nil
-}
+func (t *MasqueradeTarget) Parse(o *OptArg) error { return t.Range.parseOpt(o) }
 
 func (t *MasqueradeTarget) Final(r *RuleContext) error {
 	t.Range.compat()
@@ -26,7 +20,7 @@ func (t *MasqueradeTarget) Final(r *RuleContext) error {
 }
 
 func (t *MasqueradeTarget) CheckHooks(tb TableID, hooks HookMask) error {
-	return natCheck("MASQUERADE", tb, hooks, Hooks(PostRouting))
+	return checkTableHooks("MASQUERADE", tb, Nat, hooks, Hooks(PostRouting))
 }
 
 func (t *MasqueradeTarget) Save(w *SaveWriter) { t.Range.save(w, "to-ports", true) }

@@ -44,7 +44,7 @@ func (r *NATRange) parsePorts(arg string, portOK bool) error {
 		return Errorf("Need TCP, UDP, SCTP or DCCP with port specification")
 	}
 	r.Flags |= NATProtoSpecified
-	v, end, ok := tgStrtoul(arg, 0, 65535)
+	v, end, ok := strtoulPrefix(arg, 0, 65535)
 	port := uint16(v)
 	if !ok {
 		p, found := lookupService(arg, "")
@@ -65,7 +65,7 @@ func (r *NATRange) parsePorts(arg string, portOK bool) error {
 		return Errorf("Garbage after port value: `%s'", end)
 	}
 	// a range: no service names here
-	mv, end, ok := tgStrtoul(arg, 0, 65535)
+	mv, end, ok := strtoulPrefix(arg, 0, 65535)
 	if !ok {
 		return Errorf("Port `%s' not valid", arg)
 	}
@@ -83,7 +83,7 @@ func (r *NATRange) parsePorts(arg string, portOK bool) error {
 	}
 	// parse_ports passes an end pointer here: trailing garbage after
 	// the base port goes unnoticed
-	bv, _, ok := tgStrtoul(arg, 1, 65535)
+	bv, _, ok := strtoulPrefix(arg, 1, 65535)
 	if !ok {
 		p, found := lookupService(arg, "")
 		if !found {
@@ -119,45 +119,18 @@ func (r *NATRange) parseTo(arg string, portOK bool) error {
 	}
 	r.Flags |= NATMapIPs
 	lo, hi, dash := strings.Cut(start, "-")
-	min, ok := tgInetPton4(lo)
+	min, ok := inetPton4(lo)
 	if !ok {
 		return Errorf("Bad IP address \"%s\"", lo)
 	}
 	max := min
 	if dash {
-		if max, ok = tgInetPton4(hi); !ok {
+		if max, ok = inetPton4(hi); !ok {
 			return Errorf("Bad IP address \"%s\"", hi)
 		}
 	}
 	r.MinAddr, r.MaxAddr = min, max
 	return nil
-}
-
-// tgInetPton4 is inet_pton(AF_INET): exactly four decimal octets, no
-// leading zeros.
-func tgInetPton4(s string) (uint32, bool) {
-	parts := strings.Split(s, ".")
-	if len(parts) != 4 {
-		return 0, false
-	}
-	var a uint32
-	for _, p := range parts {
-		if p == "" || len(p) > 3 || (len(p) > 1 && p[0] == '0') {
-			return 0, false
-		}
-		n := 0
-		for i := 0; i < len(p); i++ {
-			if p[i] < '0' || p[i] > '9' {
-				return 0, false
-			}
-			n = n*10 + int(p[i]-'0')
-		}
-		if n > 255 {
-			return 0, false
-		}
-		a = a<<8 | uint32(n)
-	}
-	return a, true
 }
 
 // String is sprint_range; skipColon drops a leading ':' (the
@@ -201,9 +174,15 @@ func (r *NATRange) save(w *SaveWriter, rangeOpt string, skipColon bool) {
 	}
 }
 
-// parseFlag handles the flag options shared by the NAT targets.
-func (r *NATRange) parseFlag(name string) {
-	switch name {
+// parseOpt is the option switch of NAT_parse and DNAT_parse_v2: the
+// range (--to-source, --to-destination: addresses and ports; --to-ports:
+// ports only) or one of the flags.
+func (r *NATRange) parseOpt(o *OptArg) error {
+	switch o.Name {
+	case "to-source", "to-destination":
+		return r.parseTo(o.Arg, natPortOK(o.Rule.Proto))
+	case "to-ports":
+		return r.parsePorts(o.Arg, natPortOK(o.Rule.Proto))
 	case "random":
 		r.Flags |= NATProtoRandom
 	case "random-fully":
@@ -211,21 +190,10 @@ func (r *NATRange) parseFlag(name string) {
 	case "persistent":
 		r.Flags |= NATPersistent
 	}
+	return nil
 }
 
 // compat drops the base port: struct nf_nat_ipv4_range (revision 0 of
 // SNAT, MASQUERADE and REDIRECT) has no room for it, while the offset
 // flag survives (NAT_parse, RANGE2_INIT_FROM_IPV4_MRC).
 func (r *NATRange) compat() { r.BasePort = 0 }
-
-// natCheck is xt_check_target's table and hook tests for a target
-// registered with .table = "nat" and the given hooks.
-func natCheck(name string, tb TableID, hooks, allowed HookMask) error {
-	if tb != Nat {
-		return Errorf("%s: only valid in nat table, not %s", name, tb)
-	}
-	if hooks&^allowed != 0 {
-		return Errorf("%s: bad hook mask", name)
-	}
-	return nil
-}

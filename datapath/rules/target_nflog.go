@@ -38,7 +38,7 @@ const (
 	nflogThreshold
 )
 
-var nflogEntries = []c2Entry{
+var nflogEntries = []optEntry{
 	{name: "nflog-group", id: nflogGroup},
 	{name: "nflog-prefix", id: nflogPrefix},
 	{name: "nflog-range", id: nflogRange, excl: 1 << nflogSize},
@@ -51,7 +51,7 @@ func (t *NFLogTarget) Name() string { return "NFLOG" }
 func (t *NFLogTarget) Parse(o *OptArg) error {
 	switch o.Name {
 	case "nflog-group":
-		v, err := c2Int("NFLOG", o.Name, o.Arg, 0, 0xffff)
+		v, err := parseUintOpt("NFLOG", o.Name, o.Arg, 0, 0xffff)
 		if err != nil {
 			return err
 		}
@@ -59,20 +59,17 @@ func (t *NFLogTarget) Parse(o *OptArg) error {
 		t.given |= 1 << nflogGroup
 	case "nflog-prefix":
 		// XTTYPE_STRING, min 1; NFLOG_parse keeps up to 127 bytes
-		if _, err := c2String(o.Arg, 1, 64); err != nil {
+		p, err := parseStringOpt(o.Arg, 1, nflogPrefixLen)
+		if err != nil {
 			return err
 		}
 		if strings.IndexByte(o.Arg, '\n') >= 0 {
 			return Errorf("Newlines not allowed in --log-prefix")
 		}
-		p := o.Arg
-		if len(p) >= nflogPrefixLen {
-			p = p[:nflogPrefixLen-1]
-		}
 		t.Prefix = p
 		t.given |= 1 << nflogPrefix
 	case "nflog-range", "nflog-size":
-		v, err := c2Int("NFLOG", o.Name, o.Arg, 0, 0xffffffff)
+		v, err := parseUintOpt("NFLOG", o.Name, o.Arg, 0, 0xffffffff)
 		if err != nil {
 			return err
 		}
@@ -83,7 +80,7 @@ func (t *NFLogTarget) Parse(o *OptArg) error {
 			t.given |= 1 << nflogSize
 		}
 	case "nflog-threshold":
-		v, err := c2Int("NFLOG", o.Name, o.Arg, 0, 0xffff)
+		v, err := parseUintOpt("NFLOG", o.Name, o.Arg, 0, 0xffff)
 		if err != nil {
 			return err
 		}
@@ -99,7 +96,7 @@ func (t *NFLogTarget) Final(r *RuleContext) error {
 	if t.given&(1<<nflogSize) != 0 {
 		t.CopyLen = true
 	}
-	if err := c2Fcheck("NFLOG", t.given, nflogEntries); err != nil {
+	if err := fcheck("NFLOG", nflogEntries, t.given); err != nil {
 		return err
 	}
 	if !t.CopyLen {

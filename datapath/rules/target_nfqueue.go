@@ -32,7 +32,7 @@ const (
 	nfqFanout
 )
 
-var nfqEntries = []c2Entry{
+var nfqEntries = []optEntry{
 	{name: "queue-num", id: nfqNum, excl: 1 << nfqBalance},
 	{name: "queue-balance", id: nfqBalance, excl: 1 << nfqNum},
 	{name: "queue-bypass", id: nfqBypass},
@@ -44,7 +44,7 @@ func (t *NFQueueTarget) Name() string { return "NFQUEUE" }
 func (t *NFQueueTarget) Parse(o *OptArg) error {
 	switch o.Name {
 	case "queue-num":
-		v, err := c2Int("NFQUEUE", o.Name, o.Arg, 0, 0xffff)
+		v, err := parseUintOpt("NFQUEUE", o.Name, o.Arg, 0, 0xffff)
 		if err != nil {
 			return err
 		}
@@ -53,7 +53,7 @@ func (t *NFQueueTarget) Parse(o *OptArg) error {
 	case "queue-balance":
 		// XTTYPE_UINT16RC: 1.8.9's xtopt_parse_mint bounds it by
 		// UINT16_MAX, not the entry's UINT16_MAX-1
-		r, err := c2Range("NFQUEUE", o.Name, o.Arg, 0xffff)
+		r, err := parseMint("NFQUEUE", o.Name, o.Arg, 0xffff, 2)
 		if err != nil {
 			return err
 		}
@@ -77,7 +77,7 @@ func (t *NFQueueTarget) Parse(o *OptArg) error {
 }
 
 func (t *NFQueueTarget) Final(r *RuleContext) error {
-	return c2Fcheck("NFQUEUE", t.given, nfqEntries)
+	return fcheck("NFQUEUE", nfqEntries, t.given)
 }
 
 // CheckHooks is nfqueue_tg_check: no queue (a wrapped total) is EINVAL.

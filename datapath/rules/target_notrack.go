@@ -15,7 +15,7 @@ func (t *NoTrackTarget) Final(r *RuleContext) error { return nil }
 func (t *NoTrackTarget) Save(w *SaveWriter)         {}
 
 // CheckHooks is xt_CT's table restriction.
-func (t *NoTrackTarget) CheckHooks(tb TableID, hooks HookMask) error { return c2TableOnly(tb, Raw) }
+func (t *NoTrackTarget) CheckHooks(tb TableID, hooks HookMask) error { return tableOnly(tb, Raw) }
 
 func init() {
 	RegisterTarget(&TargetSpec{Name: "NOTRACK", New: func() Target { return &NoTrackTarget{} }})

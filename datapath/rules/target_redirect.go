@@ -12,13 +12,7 @@ type RedirectTarget struct {
 
 func (t *RedirectTarget) Name() string { return "REDIRECT" }
 
-func (t *RedirectTarget) Parse(o *OptArg) error {
-	if o.Name == "to-ports" {
-		return t.Range.parsePorts(o.Arg, natPortOK(o.Rule.Proto))
-	}
-	t.Range.parseFlag(o.Name)
-	return nil
-}
+func (t *RedirectTarget) Parse(o *OptArg) error { return t.Range.parseOpt(o) }
 
 // Final is DNAT_fcheck: revision 0 has no base port.
 func (t *RedirectTarget) Final(r *RuleContext) error {
@@ -29,7 +23,7 @@ func (t *RedirectTarget) Final(r *RuleContext) error {
 }
 
 func (t *RedirectTarget) CheckHooks(tb TableID, hooks HookMask) error {
-	return natCheck("REDIRECT", tb, hooks, Hooks(PreRouting, LocalOut))
+	return checkTableHooks("REDIRECT", tb, Nat, hooks, Hooks(PreRouting, LocalOut))
 }
 
 func (t *RedirectTarget) Save(w *SaveWriter) { t.Range.save(w, "to-ports", true) }

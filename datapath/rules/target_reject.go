@@ -1,7 +1,5 @@
 package rules
 
-import "strings"
-
 // REJECT target (iptables 1.8.9 extensions/libipt_REJECT.c reject_table,
 // REJECT_parse, REJECT_save; kernel net/ipv4/netfilter/ipt_REJECT.c:
 // .table "filter", hooks INPUT/FORWARD/OUTPUT, tcp-reset only with
@@ -42,11 +40,6 @@ type RejectTarget struct {
 
 func (t *RejectTarget) Name() string { return "REJECT" }
 
-// rejectHasPrefix is strncasecmp(name, arg, strlen(arg)) == 0.
-func rejectHasPrefix(name, arg string) bool {
-	return len(arg) <= len(name) && strings.EqualFold(name[:len(arg)], arg)
-}
-
 func (t *RejectTarget) Parse(o *OptArg) error {
 	// the first type whose name or alias starts with the argument
 	// (case-insensitively) wins, so "" and "icmp" abbreviate too
@@ -54,7 +47,7 @@ func (t *RejectTarget) Parse(o *OptArg) error {
 		if n.name == "" {
 			continue
 		}
-		if rejectHasPrefix(n.name, o.Arg) || rejectHasPrefix(n.alias, o.Arg) {
+		if hasPrefixFold(n.name, o.Arg) || hasPrefixFold(n.alias, o.Arg) {
 			t.With = uint8(i)
 			return nil
 		}
@@ -72,11 +65,8 @@ var rejectHooks = Hooks(LocalIn, Forward, LocalOut)
 // CheckHooks is xt_check_target with ipt_REJECT's registration, then
 // reject_tg_check.
 func (t *RejectTarget) CheckHooks(tb TableID, hooks HookMask) error {
-	if tb != Filter {
-		return Errorf("REJECT: only valid in filter table, not %s", tb)
-	}
-	if hooks&^rejectHooks != 0 {
-		return Errorf("REJECT: bad hook mask")
+	if err := checkTableHooks("REJECT", tb, Filter, hooks, rejectHooks); err != nil {
+		return err
 	}
 	if t.With == RejectTCPReset && (t.proto != 6 || t.protoInv) {
 		return Errorf("REJECT: TCP_RESET invalid for non-tcp")

@@ -16,22 +16,20 @@ func (t *SNATTarget) Name() string { return "SNAT" }
 func (t *SNATTarget) Parse(o *OptArg) error {
 	if o.Name == "to-source" {
 		t.given = true
-		return t.Range.parseTo(o.Arg, natPortOK(o.Rule.Proto))
 	}
-	t.Range.parseFlag(o.Name)
-	return nil
+	return t.Range.parseOpt(o)
 }
 
 func (t *SNATTarget) Final(r *RuleContext) error {
 	if !t.given {
-		return Errorf("SNAT: option \"--to-source\" must be specified\n")
+		return mustBeSpecified("SNAT", "to-source")
 	}
 	t.Range.compat()
 	return nil
 }
 
 func (t *SNATTarget) CheckHooks(tb TableID, hooks HookMask) error {
-	return natCheck("SNAT", tb, hooks, Hooks(PostRouting, LocalIn))
+	return checkTableHooks("SNAT", tb, Nat, hooks, Hooks(PostRouting, LocalIn))
 }
 
 func (t *SNATTarget) Save(w *SaveWriter) { t.Range.save(w, "to-source", false) }

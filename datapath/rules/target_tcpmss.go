@@ -30,7 +30,7 @@ func (t *TCPMSSTarget) Parse(o *OptArg) error {
 	switch o.Name {
 	case "set-mss":
 		// max UINT16_MAX - sizeof(struct iphdr)
-		v, err := c2Int("TCPMSS", o.Name, o.Arg, 0, 0xffff-20)
+		v, err := parseUintOpt("TCPMSS", o.Name, o.Arg, 0, 0xffff-20)
 		if err != nil {
 			return err
 		}

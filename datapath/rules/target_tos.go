@@ -14,7 +14,7 @@ type TOSTarget struct {
 	given uint32
 }
 
-var tosEntries = []c2Entry{
+var tosEntries = []optEntry{
 	{name: "set-tos", id: 0, excl: 15},
 	{name: "and-tos", id: 1, excl: 15},
 	{name: "or-tos", id: 2, excl: 15},
@@ -27,7 +27,7 @@ func (t *TOSTarget) Parse(o *OptArg) error {
 	switch o.Name {
 	case "set-tos":
 		// XTTYPE_TOSMASK with the revision-1 symbolic mask 0x3f
-		// (parseTOSMask, shared with the tos match)
+		// (parseTOSMask, as the tos match)
 		v, m, err := parseTOSMask(o.Arg, 0x3f)
 		if err != nil {
 			return err
@@ -36,7 +36,7 @@ func (t *TOSTarget) Parse(o *OptArg) error {
 		t.given |= 1 << 0
 		return nil
 	}
-	b, err := c2Int("TOS", o.Name, o.Arg, 0, 255)
+	b, err := parseUintOpt("TOS", o.Name, o.Arg, 0, 255)
 	if err != nil {
 		return err
 	}
@@ -59,10 +59,10 @@ func (t *TOSTarget) Final(r *RuleContext) error {
 	if t.given == 0 {
 		return Errorf("TOS: An action is required")
 	}
-	return c2Fcheck("TOS", t.given, tosEntries)
+	return fcheck("TOS", tosEntries, t.given)
 }
 
-func (t *TOSTarget) CheckHooks(tb TableID, hooks HookMask) error { return c2TableOnly(tb, Mangle) }
+func (t *TOSTarget) CheckHooks(tb TableID, hooks HookMask) error { return tableOnly(tb, Mangle) }
 
 // Save is tos_tg_save.
 func (t *TOSTarget) Save(w *SaveWriter) {

@@ -22,7 +22,7 @@ type TTLTarget struct {
 	given uint32
 }
 
-var ttlEntries = []c2Entry{
+var ttlEntries = []optEntry{
 	{name: "ttl-set", id: 0, excl: 7},
 	{name: "ttl-dec", id: 2, excl: 7},
 	{name: "ttl-inc", id: 1, excl: 7},
@@ -39,7 +39,7 @@ func (t *TTLTarget) Parse(o *OptArg) error {
 	case "ttl-inc":
 		mode = TTLInc
 	}
-	v, err := c2Int("TTL", o.Name, o.Arg, min, 255)
+	v, err := parseUintOpt("TTL", o.Name, o.Arg, min, 255)
 	if err != nil {
 		return err
 	}
@@ -53,10 +53,10 @@ func (t *TTLTarget) Final(r *RuleContext) error {
 	if t.given == 0 {
 		return Errorf("TTL: You must specify an action")
 	}
-	return c2Fcheck("TTL", t.given, ttlEntries)
+	return fcheck("TTL", ttlEntries, t.given)
 }
 
-func (t *TTLTarget) CheckHooks(tb TableID, hooks HookMask) error { return c2TableOnly(tb, Mangle) }
+func (t *TTLTarget) CheckHooks(tb TableID, hooks HookMask) error { return tableOnly(tb, Mangle) }
 
 // Save is TTL_save.
 func (t *TTLTarget) Save(w *SaveWriter) {
