@@ -1,0 +1,272 @@
+package rules
+
+import (
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath/packet"
+)
+
+// Evaluation of the compiled rules: the traversal of one table's chains
+// for one packet at one hook, as ipt_do_table (net/ipv4/netfilter/
+// ip_tables.c) and nft_do_chain (net/netfilter/nf_tables_core.c, which
+// iptables-nft rules run in) do it, with the trace events nft emits.
+//
+//	base chain ──rule──rule──rule── policy
+//	                  │ -j X (push)      ▲
+//	                  ▼                  │ pop (RETURN / end of X)
+//	             chain X ──rule── end ───┘
+//	                  │ -g Y (no push): Y's end returns to the last push,
+//	                  ▼                 or to the base chain's policy
+//
+// Per-packet code reads the immutable IR and the Ctx only; it builds no
+// strings and allocates nothing.
+
+// TVerdict is what a target returns (the xt target's return value).
+type TVerdict uint8
+
+const (
+	TContinue TVerdict = iota // XT_CONTINUE: go on with the next rule
+	TAccept                   // NF_ACCEPT
+	TDrop                     // NF_DROP
+	TQueue                    // NF_QUEUE: Ctx.QueueNum, Ctx.QueueBypass
+	TStolen                   // NF_STOLEN: the target took the packet
+	TReturn                   // XT_RETURN (standard RETURN)
+)
+
+var tverdictNames = [...]string{"CONTINUE", "ACCEPT", "DROP", "QUEUE", "STOLEN", "RETURN"}
+
+func (v TVerdict) String() string { return tverdictNames[v] }
+
+// Env is what the host answers for matches that ask about it.
+type Env interface {
+	// AddrType is the route type (RTN_*) of addr, optionally only counted
+	// when the route's device is dev (xt_addrtype --limit-iface-*).
+	AddrType(addr uint32, dev string) uint8
+	// Now is the packet's time, in nanoseconds on a monotonic clock.
+	Now() int64
+	// Rand32 is a pseudo-random number (statistic, NFQUEUE balance);
+	// seeded so runs repeat.
+	Rand32() uint32
+	// ReversePath answers -m rpfilter: would a route lookup of the
+	// packet's source (as destination, from its destination, with the
+	// packet's mark and TOS; oif = the input interface when strict) leave
+	// through the input interface? (net/ipv4/netfilter/ipt_rpfilter.c)
+	ReversePath(src, dst uint32, inIf string, mark uint32, tos uint8, loose, validMark, acceptLocal bool) bool
+}
+
+// Ctx is the state one packet is evaluated with (the kernel's
+// xt_action_param plus the sk_buff fields rules read and write).
+type Ctx struct {
+	Pkt   *packet.Packet
+	Hook  Hook
+	Table TableID
+	// CT is the packet's connection (skb->_nfct); CT.Conn is nil for
+	// invalid and untracked packets.
+	CT  conntrack.Ref
+	Env Env
+
+	// HotDrop is set by a match that wants the packet dropped at once
+	// (xt's par->hotdrop, e.g. a truncated TCP header).
+	HotDrop bool
+	// Set by targets for the engine to act on:
+	NAT         *NATRequest // DNAT/SNAT/MASQUERADE/REDIRECT/NETMAP binding to make
+	Reject      *RejectRequest
+	QueueNum    uint16
+	QueueBypass bool
+	// Notrack asks the engine to untrack the packet (NOTRACK, CT --notrack);
+	// CTZone/CTTemplate carry CT --zone etc.
+	Notrack bool
+	CTZone  uint16
+	HasZone bool
+	// State is the match state that outlives rule-set swaps (recent
+	// lists, hashlimit buckets), shared by every packet; nil = none.
+	State *State
+}
+
+// NATRequest is the binding a NAT target asks the NAT core to make: the
+// manip type and the range (struct nf_nat_range2).
+type NATRequest struct {
+	Manip NATManip
+	Range NATRange
+	// Masquerade asks for the source address of the output interface;
+	// Redirect for the incoming interface's (or 127.0.0.1 in OUTPUT);
+	// Netmap maps the prefix keeping the host part (NetmapMask).
+	Masquerade, Redirect, Netmap bool
+	NetmapMask                   uint32
+}
+
+// NATManip is the manip type (HOOK2MANIP).
+type NATManip uint8
+
+const (
+	ManipSrc NATManip = iota
+	ManipDst
+)
+
+// RejectRequest is what -j REJECT sends back.
+type RejectRequest struct {
+	// TCPReset sends a RST; otherwise an ICMP error of Type/Code.
+	TCPReset   bool
+	Type, Code uint8
+}
+
+// Evaluator is implemented by matches: does the packet match?
+type Evaluator interface {
+	Eval(c *Ctx) bool
+}
+
+// Executor is implemented by targets: act on the packet, return a verdict.
+type Executor interface {
+	Exec(c *Ctx) TVerdict
+}
+
+// Tracer receives the trace events of a traversal (nft_trace_packet).
+// handle identifies the rule (its nft handle).
+type Tracer interface {
+	// Rule: a rule matched; verdict is CONTINUE/ACCEPT/DROP/QUEUE/STOLEN,
+	// or jump/goto to target.
+	Rule(t *Table, c *Chain, r *Rule, v TVerdict, jump *Chain, gotoFlag bool)
+	// Return: leaving a user chain (explicit RETURN or its end).
+	Return(t *Table, c *Chain, r *Rule)
+	// Policy: a base chain's policy applies.
+	Policy(t *Table, c *Chain, v TVerdict)
+}
+
+// matchIP is the rule's fixed part (ip_packet_match in ip_tables.c).
+func (ip *IPHeader) matchIP(c *Ctx) bool {
+	p := c.Pkt
+	if (p.Src&ip.SrcMask != ip.Src) != (ip.Inv&InvSrc != 0) {
+		return false
+	}
+	if (p.Dst&ip.DstMask != ip.Dst) != (ip.Inv&InvDst != 0) {
+		return false
+	}
+	if ip.In.Name != "" && !ip.In.Match(p.InIf) != (ip.Inv&InvIn != 0) {
+		return false
+	}
+	if ip.Out.Name != "" && !ip.Out.Match(p.OutIf) != (ip.Inv&InvOut != 0) {
+		return false
+	}
+	if ip.Proto != 0 && (p.Proto != ip.Proto) != (ip.Inv&InvProto != 0) {
+		return false
+	}
+	if ip.Frag {
+		// -f matches non-first fragments (IPT_F_FRAG && !fragoff: no match)
+		if (p.IP.FragOffset() == 0) != (ip.Inv&InvFrag != 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// maxJumpDepth bounds the jump stack like the kernel's per-table stack.
+const maxJumpDepth = 64
+
+// Run evaluates the table's chain for hook h and returns the verdict
+// (TAccept, TDrop, TQueue or TStolen). A table without that builtin
+// chain accepts. tr may be nil.
+func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
+	base := t.Builtin(c.Hook)
+	if base == nil {
+		return TAccept
+	}
+	c.Table = t.ID
+	type frame struct {
+		chain *Chain
+		next  int
+	}
+	var stack [maxJumpDepth]frame
+	sp := 0
+	chain, i := base, 0
+	for {
+		if i >= len(chain.Rules) {
+			if chain == base {
+				v := TAccept
+				if chain.Policy == VerdictDrop {
+					v = TDrop
+				}
+				if tr != nil {
+					tr.Policy(t, chain, v)
+				}
+				return v
+			}
+			// falling off a user chain: implicit RETURN
+			if tr != nil {
+				tr.Return(t, chain, nil)
+			}
+			if sp == 0 {
+				chain, i = base, len(base.Rules) // underflow: the policy
+				continue
+			}
+			sp--
+			chain, i = stack[sp].chain, stack[sp].next
+			continue
+		}
+		r := chain.Rules[i]
+		i++
+		if !r.IP.matchIP(c) {
+			continue
+		}
+		matched := true
+		for _, m := range r.Matches {
+			if !m.(Evaluator).Eval(c) {
+				matched = false
+				break
+			}
+		}
+		if c.HotDrop {
+			return TDrop
+		}
+		if !matched {
+			continue
+		}
+		switch {
+		case r.Target != nil:
+			v := r.Target.(Executor).Exec(c)
+			if tr != nil {
+				tr.Rule(t, chain, r, v, nil, false)
+			}
+			if v != TContinue {
+				return v
+			}
+		case r.Verdict == VerdictJump || r.Verdict == VerdictGoto:
+			if tr != nil {
+				tr.Rule(t, chain, r, TContinue, r.Jump, r.Verdict == VerdictGoto)
+			}
+			if r.Verdict == VerdictJump {
+				if sp == maxJumpDepth {
+					return TDrop
+				}
+				stack[sp] = frame{chain, i}
+				sp++
+			}
+			chain, i = r.Jump, 0
+		case r.Verdict == VerdictReturn:
+			if tr != nil {
+				tr.Return(t, chain, r)
+			}
+			if chain == base || sp == 0 {
+				chain, i = base, len(base.Rules)
+				continue
+			}
+			sp--
+			chain, i = stack[sp].chain, stack[sp].next
+		case r.Verdict == VerdictNone:
+			if tr != nil {
+				tr.Rule(t, chain, r, TContinue, nil, false)
+			}
+		default:
+			v := TAccept
+			switch r.Verdict {
+			case VerdictDrop:
+				v = TDrop
+			case VerdictQueue:
+				v = TQueue
+				c.QueueNum, c.QueueBypass = 0, false
+			}
+			if tr != nil {
+				tr.Rule(t, chain, r, v, nil, false)
+			}
+			return v
+		}
+	}
+}
