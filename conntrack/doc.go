@@ -1,5 +1,68 @@
-// Package conntrack will hold connection tracking: original and reply
-// tuples, the bucketed table with an injected clock, and the TCP, UDP and
-// ICMP trackers (net/netfilter/nf_conntrack_*.c). Empty until the offline
-// datapath issue.
+// Package conntrack is uswitch's connection tracker: IPv4 flows keyed by
+// original and reply tuples, as net/netfilter/nf_conntrack_core.c and the
+// protocol trackers nf_conntrack_proto_{tcp,udp,icmp,gre,generic}.c do it.
+//
+// # Per-packet use
+//
+// The engine calls Table.In once per packet at the conntrack hook
+// (PREROUTING or OUTPUT, priority -200) and carries the returned Ref with
+// the packet (the kernel's skb->_nfct): Ref.State gives the xt_conntrack /
+// xt_state bits, Ref.Info the ctinfo. A packet the raw table marked
+// NOTRACK carries the Untracked Ref and In is not called. At the end of
+// POSTROUTING or INPUT (confirm, priority INT_MAX) the engine calls
+// Table.Confirm: only then does a new entry enter the table, so a NEW
+// packet dropped on the way leaves nothing behind. NAT changes the reply
+// tuple of an unconfirmed entry with Conn.SetReplyTuple and marks it with
+// Conn.SetStatus(StatusSrcNAT...).
+//
+//	packet ──► In ──► Ref{Conn, Info} ──► mangle/nat/filter ... ──► Confirm
+//	            │  found by ORIGINAL tuple: NEW / RELATED / ESTABLISHED
+//	            │  found by REPLY tuple:    ESTABLISHED_REPLY
+//	            │  ICMP error about a flow: RELATED(_REPLY) of that flow
+//	            │  not found: new unconfirmed Conn, NEW
+//	            └► invalid: Ref{Conn: nil, Info: 0} (state INVALID)
+//
+// # Time
+//
+// Nothing here reads the wall clock and no timer or goroutine exists per
+// connection. Every method that needs time takes now, monotonic
+// nanoseconds from the engine's clock. An entry's deadline is checked when
+// a lookup meets it (nf_ct_is_expired in ____nf_conntrack_find) and by
+// Table.Reap, the amortised walk the engine calls periodically
+// (gc_worker in nf_conntrack_core.c).
+//
+// # Locks
+//
+// Lock order, outermost first:
+//
+//  1. Table.reapMu (only Reap holds it).
+//  2. bucket.mu of the table's hash buckets. When two are needed (the
+//     buckets of both tuples, on insert and delete) the lower index is
+//     taken first and an equal index once (nf_conntrack_double_lock).
+//  3. Conn.mu, the per-entry lock over the protocol state (ct->lock).
+//
+// Nobody acquires a bucket lock while holding Conn.mu: the TCP tracker
+// decides under Conn.mu and kills the entry after releasing it, as
+// nf_conntrack_tcp_packet does. Status, mark and deadline are atomics and
+// need no lock. An entry's tuples are immutable once it is confirmed;
+// before that only the packet that created it touches it.
 package conntrack
+
+// # Known gaps
+//
+//   - SCTP and DCCP have no tracker here: they are tracked by the generic
+//     one, without ports (the kernel tracks both with ports and states).
+//     GRE is tracked as version 0 only (keys zero; PPTP's GREv1 keys need
+//     the PPTP helper). UDP-Lite's partial checksum is not verified.
+//   - No helpers or expectations (EXPECTED is never set), no sequence
+//     adjustment (seqadj), no cttimeout policies, no events, no
+//     accounting, no labels.
+//   - Confirm resolves a clash only when the other entry has identical
+//     tuples (nf_ct_resolve_clash); the NAT-clash variant that inserts a
+//     short-lived IPS_NAT_CLASH entry for UDP is not done.
+//   - nf_conntrack_max is checked against confirmed entries; the kernel
+//     also counts unconfirmed ones in flight on other CPUs.
+//   - The TCP tracker follows 6.x nf_conntrack_proto_tcp.c without the
+//     2025 "reinitialized connection" SYN annotation (IP_CT_TCP_REINIT)
+//     proposal.
+//   - Zones apply to both directions (no per-direction zone flags).

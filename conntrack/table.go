@@ -1,0 +1,563 @@
+package conntrack
+
+import (
+	"math/bits"
+	"sync"
+	"sync/atomic"
+
+	"github.com/uswitch-lab/uswitch/datapath/packet"
+)
+
+// Hook is the netfilter hook a packet is at (kernel numbering,
+// include/uapi/linux/netfilter_ipv4.h). Conntrack verifies checksums only
+// at PREROUTING.
+type Hook uint8
+
+// Hooks.
+const (
+	HookPreRouting  Hook = 0
+	HookLocalIn     Hook = 1
+	HookForward     Hook = 2
+	HookLocalOut    Hook = 3
+	HookPostRouting Hook = 4
+)
+
+// Verdict is conntrack's own verdict on a packet: almost always Accept
+// (invalid packets are accepted without an entry, as the kernel does; the
+// rules decide their fate).
+type Verdict uint8
+
+// Verdicts.
+const (
+	Accept Verdict = iota
+	// DropTableFull: nf_conntrack_max reached and early_drop found no
+	// unassured entry ("nf_conntrack: table full, dropping packet").
+	DropTableFull
+	// DropInsertFailed: Confirm found the tuple taken by another entry
+	// (a clash that cannot be resolved) or the entry dying.
+	DropInsertFailed
+	// DropReopen: a TCP SYN reopening an entry that another path is
+	// already destroying (nf_ct_kill failed, NF_DROP).
+	DropReopen
+)
+
+var verdictNames = [...]string{"ACCEPT", "DROP(table full)", "DROP(insert failed)", "DROP(reopen race)"}
+
+func (v Verdict) String() string {
+	if int(v) < len(verdictNames) {
+		return verdictNames[v]
+	}
+	return "Verdict(?)"
+}
+
+// invalidReason says why a packet got no entry; counted in Stats.
+type invalidReason uint8
+
+const (
+	invNone          invalidReason = iota
+	invNoL4                        // fragment or bogus IP header (get_l4proto)
+	invTruncated                   // transport header short / malformed
+	invChecksum                    // bad transport checksum at PREROUTING
+	invTCPFlags                    // invalid TCP flag combination
+	invTCPNew                      // TCP packet that cannot start a connection
+	invTCPState                    // sIV transition
+	invTCPWindow                   // tcp_in_window said INVALID
+	invTCPRst                      // invalid RST
+	invICMPType                    // ICMP type > 18
+	invICMPNew                     // ICMP type that cannot create an entry / invert
+	invICMPErrorNoCt               // ICMP error about no known flow
+	invICMPErrorDst                // ICMP error whose outer daddr mismatches
+	numInvalidReasons
+)
+
+// InvalidReasonNames names Stats.Invalid's slots.
+var InvalidReasonNames = [numInvalidReasons]string{"", "no-l4", "truncated", "checksum",
+	"tcp-flags", "tcp-new", "tcp-state", "tcp-window", "tcp-rst", "icmp-type",
+	"icmp-new", "icmp-error-no-ct", "icmp-error-daddr"}
+
+// Stats are the table's counters (/proc/net/stat/nf_conntrack).
+type Stats struct {
+	Found, New, Insert, InsertFailed, Drop, EarlyDrop, Ignore, Expired, Clash uint64
+	// Invalid counts invalid packets by reason (InvalidReasonNames).
+	Invalid [numInvalidReasons]uint64
+	// Count is the number of confirmed entries.
+	Count int64
+}
+
+type counters struct {
+	found, new, insert, insertFailed, drop, earlyDrop, ignore, expired, clash atomic.Uint64
+	invalid                                                                   [numInvalidReasons]atomic.Uint64
+}
+
+// bucket is one hash chain and its lock.
+type bucket struct {
+	mu   sync.Mutex
+	head *tupleHash
+	_    [40]byte // keep neighbouring locks off one cache line
+}
+
+// Table is the connection table (the per-netns nf_conntrack_hash).
+type Table struct {
+	cfg         Config
+	tcpTimeouts [tcpTimeoutMax]int64
+	buckets     []bucket
+	mask        uint64
+	seed        uint64
+	count       atomic.Int64
+	// pressure is set when an allocation failed; Reap then early-drops
+	// (conntrack_gc_work.early_drop).
+	pressure atomic.Bool
+	stats    counters
+
+	reapMu     sync.Mutex
+	reapCursor int
+}
+
+// NewTable makes a table with cfg (start from DefaultConfig). seed keys
+// the bucket hash; pass a random value in production, a fixed one in
+// tests.
+func NewTable(cfg Config, seed uint64) *Table {
+	n := cfg.Buckets
+	if n < 1 {
+		n = 1024
+	}
+	n = 1 << bits.Len(uint(n-1))
+	t := &Table{cfg: cfg, buckets: make([]bucket, n), mask: uint64(n - 1), seed: seed | 1}
+	t.tcpTimeouts = cfg.tcpTimeouts()
+	return t
+}
+
+// Config returns the table's configuration.
+func (t *Table) Config() Config { return t.cfg }
+
+// Count is the number of confirmed entries (nf_conntrack_count).
+func (t *Table) Count() int { return int(t.count.Load()) }
+
+// Stats returns a snapshot of the counters.
+func (t *Table) Stats() Stats {
+	s := Stats{
+		Found: t.stats.found.Load(), New: t.stats.new.Load(), Insert: t.stats.insert.Load(),
+		InsertFailed: t.stats.insertFailed.Load(), Drop: t.stats.drop.Load(),
+		EarlyDrop: t.stats.earlyDrop.Load(), Ignore: t.stats.ignore.Load(),
+		Expired: t.stats.expired.Load(), Clash: t.stats.clash.Load(), Count: t.count.Load(),
+	}
+	for i := range s.Invalid {
+		s.Invalid[i] = t.stats.invalid[i].Load()
+	}
+	return s
+}
+
+func (t *Table) bucketOf(tu *Tuple) int { return int(tu.hash(t.seed) & t.mask) }
+
+// find looks a tuple up among confirmed entries, removing an expired
+// entry it meets (____nf_conntrack_find). It returns the tuple's entry
+// and direction.
+func (t *Table) find(tu Tuple, now int64) (*Conn, Dir) {
+	b := &t.buckets[t.bucketOf(&tu)]
+	for {
+		var stale *Conn
+		b.mu.Lock()
+		for h := b.head; h != nil; h = h.next {
+			if h.tuple != tu {
+				continue
+			}
+			c := h.conn
+			if c.expired(now) {
+				stale = c
+				break
+			}
+			b.mu.Unlock()
+			d := Original
+			if h == &c.th[Reply] {
+				d = Reply
+			}
+			return c, d
+		}
+		b.mu.Unlock()
+		if stale == nil {
+			return nil, 0
+		}
+		if t.delete(stale) {
+			t.stats.expired.Add(1)
+		}
+	}
+}
+
+// Lookup finds the confirmed, unexpired entry having tu as one of its
+// tuples, and which direction tu is.
+func (t *Table) Lookup(tu Tuple, now int64) (*Conn, Dir, bool) {
+	c, d := t.find(tu, now)
+	return c, d, c != nil
+}
+
+// TupleTaken reports whether a confirmed entry other than ignore uses tu
+// as its reply tuple or original tuple (nf_conntrack_tuple_taken, as NAT
+// asks with the would-be reply tuple).
+func (t *Table) TupleTaken(tu Tuple, ignore *Conn, now int64) bool {
+	c, _ := t.find(tu, now)
+	return c != nil && c != ignore
+}
+
+func (t *Table) lockPair(i, j int) {
+	if i > j {
+		i, j = j, i
+	}
+	t.buckets[i].mu.Lock()
+	if i != j {
+		t.buckets[j].mu.Lock()
+	}
+}
+
+func (t *Table) unlockPair(i, j int) {
+	t.buckets[i].mu.Unlock()
+	if i != j {
+		t.buckets[j].mu.Unlock()
+	}
+}
+
+func (b *bucket) link(h *tupleHash) {
+	h.prev = nil
+	h.next = b.head
+	if b.head != nil {
+		b.head.prev = h
+	}
+	b.head = h
+}
+
+func (b *bucket) unlink(h *tupleHash) {
+	if h.prev != nil {
+		h.prev.next = h.next
+	} else {
+		b.head = h.next
+	}
+	if h.next != nil {
+		h.next.prev = h.prev
+	}
+	h.next, h.prev = nil, nil
+}
+
+// delete removes a confirmed entry and marks it dying (nf_ct_delete). It
+// reports false when someone else already did.
+func (t *Table) delete(c *Conn) bool {
+	i, j := t.bucketOf(&c.th[0].tuple), t.bucketOf(&c.th[1].tuple)
+	t.lockPair(i, j)
+	defer t.unlockPair(i, j)
+	if c.Status()&StatusDying != 0 {
+		return false
+	}
+	c.SetStatus(StatusDying)
+	if !c.Confirmed() {
+		return true
+	}
+	t.buckets[i].unlink(&c.th[0])
+	t.buckets[j].unlink(&c.th[1])
+	t.count.Add(-1)
+	return true
+}
+
+// Delete removes an entry (conntrack -D); false if it was gone already.
+func (t *Table) Delete(c *Conn) bool { return t.delete(c) }
+
+// earlyDrop frees room for a new entry (early_drop): from the new
+// tuple's bucket, up to 8 buckets, delete every confirmed, non-assured,
+// non-dying entry of the first bucket that has any.
+func (t *Table) earlyDrop(bi int, now int64) bool {
+	const evictionRange = 8
+	for i := 0; i < evictionRange; i++ {
+		b := &t.buckets[(bi+i)&int(t.mask)]
+		var victims [16]*Conn
+		n := 0
+		b.mu.Lock()
+		for h := b.head; h != nil && n < len(victims); h = h.next {
+			c := h.conn
+			st := c.Status()
+			if c.expired(now) {
+				victims[n] = c // gc'd, not counted as a drop
+				n++
+				continue
+			}
+			if st&(StatusAssured|StatusDying) != 0 || st&StatusConfirmed == 0 {
+				continue
+			}
+			victims[n] = c
+			n++
+		}
+		b.mu.Unlock()
+		drops := 0
+		for _, c := range victims[:n] {
+			expired := c.expired(now)
+			if t.delete(c) {
+				if expired {
+					t.stats.expired.Add(1)
+				} else {
+					drops++
+				}
+			}
+		}
+		if drops > 0 {
+			t.stats.earlyDrop.Add(uint64(drops))
+			return true
+		}
+	}
+	return false
+}
+
+// alloc makes an unconfirmed entry for tuple (init_conntrack): nil and a
+// verdict when the table is full.
+func (t *Table) alloc(orig, repl Tuple, now int64) (*Conn, Verdict) {
+	if max := int64(t.cfg.Max); max > 0 && t.count.Load()+1 > max {
+		if !t.earlyDrop(t.bucketOf(&orig), now) {
+			t.pressure.Store(true)
+			t.stats.drop.Add(1)
+			return nil, DropTableFull
+		}
+	}
+	c := &Conn{created: now, zone: orig.Zone}
+	c.th[Original] = tupleHash{tuple: orig, conn: c}
+	c.th[Reply] = tupleHash{tuple: repl, conn: c}
+	return c, Accept
+}
+
+func (t *Table) invalid(r invalidReason) (Ref, Verdict) {
+	t.stats.invalid[r].Add(1)
+	return Ref{}, Accept
+}
+
+// In is nf_conntrack_in for one IPv4 packet at hook (PREROUTING or
+// OUTPUT) in zone: it finds or creates the packet's entry, runs the
+// protocol tracker and returns the Ref the packet carries on. An invalid
+// packet gets the zero Ref (state INVALID) and Accept. p must have been
+// decoded. A new entry is unconfirmed until Confirm. In must not be
+// called again for a packet that already has a Ref (the kernel returns at
+// once when skb->_nfct is set).
+func (t *Table) In(p *packet.Packet, zone uint16, hook Hook, now int64) (Ref, Verdict) {
+	if p.IP == nil || (!p.HasL4 && !p.L4Truncated) {
+		// Non-first fragment (conntrack wants defragmented packets).
+		return t.invalid(invNoL4)
+	}
+	if p.Proto == packet.ProtoICMP {
+		ref, done, reason := t.icmpError(p, zone, hook, now)
+		if reason != invNone {
+			return t.invalid(reason)
+		}
+		if done {
+			return ref, Accept
+		}
+	}
+	tu, ok := tupleFromL4(p.Proto, p.Src, p.Dst, p.L4, zone)
+	if !ok {
+		return t.invalid(invTruncated)
+	}
+	for repeat := 0; ; repeat++ {
+		// resolve_normal_ct
+		c, dir := t.find(tu, now)
+		var info CtInfo
+		if c == nil {
+			repl, ok := tu.Invert()
+			if !ok {
+				return t.invalid(invICMPNew)
+			}
+			var v Verdict
+			c, v = t.alloc(tu, repl, now)
+			if c == nil {
+				return Ref{}, v
+			}
+			t.stats.new.Add(1)
+			info = CtNew
+		} else {
+			t.stats.found.Add(1)
+			switch st := c.Status(); {
+			case dir == Reply:
+				info = CtEstablishedReply
+			case st&StatusSeenReply != 0:
+				info = CtEstablished
+			case st&StatusExpected != 0:
+				info = CtRelated
+			default:
+				info = CtNew
+			}
+		}
+
+		// nf_conntrack_handle_packet
+		switch p.Proto {
+		case packet.ProtoTCP:
+			v, reason := t.tcpPacket(c, p, info, hook, now)
+			switch v {
+			case tcpVInvalid:
+				return t.invalid(reason)
+			case tcpVRepeat:
+				// Kill and look up again (-NF_REPEAT); the kernel drops
+				// if it cannot kill.
+				if !t.delete(c) || repeat > 0 {
+					t.stats.drop.Add(1)
+					return Ref{}, DropReopen
+				}
+				continue
+			case tcpVKill:
+				t.delete(c)
+			}
+		case packet.ProtoUDP, packet.ProtoUDPLite:
+			if reason := t.udpPacket(c, p, hook, now); reason != invNone {
+				return t.invalid(reason)
+			}
+		case packet.ProtoICMP:
+			if reason := t.icmpPacket(c, now); reason != invNone {
+				return t.invalid(reason)
+			}
+		case packet.ProtoGRE:
+			t.grePacket(c, now)
+		default:
+			c.refresh(int64(t.cfg.GenericTimeout), now)
+		}
+		if info == CtEstablishedReply && c.Status()&StatusSeenReply == 0 {
+			c.SetStatus(StatusSeenReply)
+		}
+		return Ref{Conn: c, Info: info}, Accept
+	}
+}
+
+// Confirm is __nf_conntrack_confirm, called at the end of POSTROUTING and
+// INPUT: a new entry of a packet in the original direction enters the
+// table, its timeout starting now. It returns the Ref the packet keeps:
+// on a benign clash (the same flow confirmed meanwhile by another packet
+// with identical tuples) that of the entry already there, as
+// nf_ct_resolve_clash does for protocols that allow it.
+func (t *Table) Confirm(r Ref, now int64) (Ref, Verdict) {
+	c := r.Conn
+	if c == nil || c.Confirmed() || r.Info.Dir() != Original {
+		return r, Accept
+	}
+	i, j := t.bucketOf(&c.th[0].tuple), t.bucketOf(&c.th[1].tuple)
+	for {
+		t.lockPair(i, j)
+		if c.Status()&StatusDying != 0 {
+			t.unlockPair(i, j)
+			t.stats.insertFailed.Add(1)
+			return Ref{}, DropInsertFailed
+		}
+		var clash *tupleHash
+		for _, bi := range [2]int{i, j} {
+			for h := t.buckets[bi].head; h != nil && clash == nil; h = h.next {
+				if h.tuple == c.th[0].tuple || h.tuple == c.th[1].tuple {
+					clash = h
+				}
+			}
+		}
+		if clash == nil {
+			c.timeout.Store(now + c.timeout.Load())
+			c.SetStatus(StatusConfirmed)
+			t.buckets[i].link(&c.th[0])
+			t.buckets[j].link(&c.th[1])
+			t.count.Add(1)
+			t.unlockPair(i, j)
+			t.stats.insert.Add(1)
+			return r, Accept
+		}
+		old := clash.conn
+		t.unlockPair(i, j)
+		if old.expired(now) {
+			if t.delete(old) {
+				t.stats.expired.Add(1)
+			}
+			continue
+		}
+		proto := c.th[0].tuple.Proto
+		if clash == &old.th[Original] && old.th[Reply].tuple == c.th[Reply].tuple &&
+			(proto == packet.ProtoUDP || proto == packet.ProtoUDPLite || proto == packet.ProtoICMP || proto == packet.ProtoGRE) &&
+			(old.Status()^c.Status())&StatusNATMask == 0 {
+			t.stats.clash.Add(1)
+			return Ref{Conn: old, Info: r.Info}, Accept
+		}
+		t.stats.insertFailed.Add(1)
+		return Ref{}, DropInsertFailed
+	}
+}
+
+// Reap is the amortised garbage collector (gc_worker): it examines up to
+// budget entries from where the last call stopped, deletes the expired
+// ones and, while the table is under pressure (an allocation failed) and
+// at least 95% full, the ones that may be early-dropped (not assured, or
+// TCP in a closing state). It returns how many it removed.
+func (t *Table) Reap(now int64, budget int) int {
+	t.reapMu.Lock()
+	defer t.reapMu.Unlock()
+	removed, seen := 0, 0
+	var max95 int64
+	if t.pressure.Load() && t.cfg.Max > 0 {
+		max95 = int64(t.cfg.Max) / 100 * 95
+	}
+	for visited := 0; seen < budget && visited < len(t.buckets); visited++ {
+		seen++ // a bucket visit costs one unit of budget too
+		b := &t.buckets[t.reapCursor]
+		var victims [32]*Conn
+		n := 0
+		b.mu.Lock()
+		for h := b.head; h != nil && n < len(victims); h = h.next {
+			if h != &h.conn.th[Original] {
+				continue // visit each entry once, by its original tuple
+			}
+			seen++
+			c := h.conn
+			if c.expired(now) {
+				victims[n] = c
+				n++
+				continue
+			}
+			if max95 == 0 || t.count.Load() < max95 || c.Status()&StatusDying != 0 {
+				continue
+			}
+			if gcCanEarlyDrop(c) {
+				victims[n] = c
+				n++
+			}
+		}
+		b.mu.Unlock()
+		for _, c := range victims[:n] {
+			expired := c.expired(now)
+			if t.delete(c) {
+				removed++
+				if expired {
+					t.stats.expired.Add(1)
+				} else {
+					t.stats.earlyDrop.Add(1)
+				}
+			}
+		}
+		t.reapCursor++
+		if t.reapCursor == len(t.buckets) {
+			t.reapCursor = 0
+			t.pressure.Store(false)
+		}
+	}
+	return removed
+}
+
+// gcCanEarlyDrop is gc_worker_can_early_drop.
+func gcCanEarlyDrop(c *Conn) bool {
+	if c.Status()&StatusAssured == 0 {
+		return true
+	}
+	if c.th[0].tuple.Proto == packet.ProtoTCP {
+		return tcpCanEarlyDrop(c.TCPState())
+	}
+	return false
+}
+
+// Range calls f for every confirmed, unexpired entry (conntrack -L)
+// until f returns false. f must not call methods that take bucket locks.
+func (t *Table) Range(now int64, f func(*Conn) bool) {
+	for i := range t.buckets {
+		b := &t.buckets[i]
+		b.mu.Lock()
+		for h := b.head; h != nil; h = h.next {
+			if h != &h.conn.th[Original] || h.conn.expired(now) {
+				continue
+			}
+			if !f(h.conn) {
+				b.mu.Unlock()
+				return
+			}
+		}
+		b.mu.Unlock()
+	}
+}

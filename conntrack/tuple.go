@@ -1,0 +1,124 @@
+package conntrack
+
+import (
+	"encoding/binary"
+
+	"github.com/uswitch-lab/uswitch/datapath/packet"
+)
+
+// Dir is a tuple's direction (enum ip_conntrack_dir).
+type Dir uint8
+
+// Directions.
+const (
+	Original Dir = 0
+	Reply    Dir = 1
+)
+
+func (d Dir) String() string {
+	if d == Original {
+		return "ORIGINAL"
+	}
+	return "REPLY"
+}
+
+// Tuple is the lookup key of one direction of a flow (struct
+// nf_conntrack_tuple plus the zone nf_ct_key_equal compares). It is
+// comparable and 16 bytes; addresses and ports are in host byte order.
+//
+// For ICMP, SrcPort is the query id and DstPort is type<<8 | code (the
+// kernel's dst.u.icmp.type/code share the port's two bytes). For GRE the
+// ports are the keys (zero for version 0). Other protocols without a
+// tracker (the generic one) have zero ports.
+type Tuple struct {
+	Src, Dst         uint32
+	SrcPort, DstPort uint16
+	Zone             uint16
+	Proto            uint8
+	_                uint8
+}
+
+// ICMPType is the ICMP type of an ICMP tuple.
+func (t Tuple) ICMPType() uint8 { return uint8(t.DstPort >> 8) }
+
+// ICMPCode is the ICMP code of an ICMP tuple.
+func (t Tuple) ICMPCode() uint8 { return uint8(t.DstPort) }
+
+// icmpInvMap maps a query type to its answer plus one, zero when the type
+// cannot be inverted (invmap in nf_conntrack_proto_icmp.c).
+var icmpInvMap = [...]uint8{
+	packet.ICMPEcho:           packet.ICMPEchoReply + 1,
+	packet.ICMPEchoReply:      packet.ICMPEcho + 1,
+	packet.ICMPTimestamp:      packet.ICMPTimestampReply + 1,
+	packet.ICMPTimestampReply: packet.ICMPTimestamp + 1,
+	packet.ICMPInfoRequest:    packet.ICMPInfoReply + 1,
+	packet.ICMPInfoReply:      packet.ICMPInfoRequest + 1,
+	packet.ICMPAddressMask:    packet.ICMPAddressReply + 1,
+	packet.ICMPAddressReply:   packet.ICMPAddressMask + 1,
+}
+
+// Invert returns the tuple of the other direction and false when the
+// protocol cannot invert it (an ICMP type that is no query or answer),
+// as nf_ct_invert_tuple does.
+func (t Tuple) Invert() (Tuple, bool) {
+	r := Tuple{Src: t.Dst, Dst: t.Src, Proto: t.Proto, Zone: t.Zone}
+	switch t.Proto {
+	case packet.ProtoICMP:
+		typ := t.ICMPType()
+		if int(typ) >= len(icmpInvMap) || icmpInvMap[typ] == 0 {
+			return Tuple{}, false
+		}
+		r.SrcPort = t.SrcPort
+		r.DstPort = uint16(icmpInvMap[typ]-1)<<8 | uint16(t.ICMPCode())
+	default:
+		r.SrcPort, r.DstPort = t.DstPort, t.SrcPort
+	}
+	return r, true
+}
+
+// hasPorts reports the protocols whose tuple carries ports (the trackers
+// nf_ct_get_tuple knows). SCTP and DCCP are tracked by the generic
+// tracker here (a documented gap), so their tuples carry no ports.
+func hasPorts(proto uint8) bool {
+	return proto == packet.ProtoTCP || proto == packet.ProtoUDP || proto == packet.ProtoUDPLite
+}
+
+// tupleFromL4 builds the tuple of an IPv4 header at ip (already checked to
+// be 20 bytes) whose transport header starts at l4, with end the bytes
+// available. It follows nf_ct_get_tuple: TCP/UDP/UDPLite need the 4
+// port bytes, ICMP the 8-byte header, GRE and the rest nothing.
+func tupleFromL4(proto uint8, src, dst uint32, l4 []byte, zone uint16) (Tuple, bool) {
+	t := Tuple{Src: src, Dst: dst, Proto: proto, Zone: zone}
+	switch {
+	case hasPorts(proto):
+		if len(l4) < 4 {
+			return Tuple{}, false
+		}
+		t.SrcPort = binary.BigEndian.Uint16(l4)
+		t.DstPort = binary.BigEndian.Uint16(l4[2:])
+	case proto == packet.ProtoICMP:
+		if len(l4) < packet.ICMPHeaderLen {
+			return Tuple{}, false
+		}
+		t.SrcPort = binary.BigEndian.Uint16(l4[4:])
+		t.DstPort = uint16(l4[0])<<8 | uint16(l4[1])
+	}
+	// GRE: gre_pkt_to_tuple keys only version-1 (PPTP) headers, which need
+	// the PPTP helper's keymap; without it the keys stay zero.
+	return t, true
+}
+
+// hash mixes the tuple with the table's seed (a 64-bit multiply-xorshift
+// finaliser; the kernel uses siphash with a random key).
+func (t Tuple) hash(seed uint64) uint64 {
+	a := uint64(t.Src)<<32 | uint64(t.Dst)
+	b := uint64(t.SrcPort)<<48 | uint64(t.DstPort)<<32 | uint64(t.Zone)<<16 | uint64(t.Proto)
+	h := seed ^ a
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= b
+	h ^= h >> 29
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 32
+	return h
+}
