@@ -1,0 +1,606 @@
+// Package nat is uswitch's NAT core for IPv4, following
+// net/netfilter/nf_nat_core.c and nf_nat_proto.c: bindings made once per
+// connection and manip type (SRC, DST) on its first packet — null
+// bindings when no NAT target fired — the unique-tuple search with the
+// kernel's address hash and port ranges, rewriting of every later packet
+// from the connection's tuples with incremental checksums, and the
+// translation of ICMP errors about NATed flows.
+//
+// Conntrack owns the connections; Core only adds the source-mapping index
+// the kernel keeps (nf_nat_bysource) so a client keeps its mapped source.
+//
+// Lock order: Core.mu is a leaf lock (no conntrack lock is held while it
+// is taken, and none is taken under it except through Table.TupleTaken,
+// which locks buckets only).
+package nat
+
+import (
+	"encoding/binary"
+	"errors"
+	"sync"
+
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath/packet"
+)
+
+// Manip is the manip type (enum nf_nat_manip_type).
+type Manip uint8
+
+const (
+	Src Manip = iota // SNAT, MASQUERADE: POSTROUTING, INPUT
+	Dst              // DNAT, REDIRECT: PREROUTING, OUTPUT
+)
+
+// Range flags (NF_NAT_RANGE_*, include/uapi/linux/netfilter/nf_nat.h).
+const (
+	MapIPs           = 1
+	ProtoSpecified   = 2
+	ProtoRandom      = 4
+	Persistent       = 8
+	ProtoRandomFully = 16
+	ProtoOffset      = 32
+	Netmap           = 64
+
+	protoRandomAll = ProtoRandom | ProtoRandomFully
+)
+
+// Range is struct nf_nat_range2 for IPv4 (host byte order).
+type Range struct {
+	Flags            uint32
+	MinIP, MaxIP     uint32
+	MinPort, MaxPort uint16 // ports, or ICMP ids
+	BasePort         uint16
+}
+
+// Core makes and applies bindings.
+type Core struct {
+	ct *conntrack.Table
+
+	mu sync.Mutex
+	// bysource maps an original source (addr, port, proto, zone) to the
+	// connections SNATed from it (nf_nat_bysource); dead entries are
+	// dropped when met.
+	bysource map[srcKey][]*conntrack.Conn
+
+	// rand is the source of the random port offsets (get_random_u16);
+	// seeded so experiments repeat.
+	rmu  sync.Mutex
+	rand uint64
+}
+
+type srcKey struct {
+	addr  uint32
+	port  uint16
+	proto uint8
+	zone  uint16
+}
+
+// New makes a Core over the connection table; seed drives the random
+// port offsets.
+func New(ct *conntrack.Table, seed uint64) *Core {
+	return &Core{ct: ct, bysource: map[srcKey][]*conntrack.Conn{}, rand: seed | 1}
+}
+
+func (n *Core) random16() uint16 {
+	n.rmu.Lock()
+	// xorshift64*
+	x := n.rand
+	x ^= x >> 12
+	x ^= x << 25
+	x ^= x >> 27
+	n.rand = x
+	n.rmu.Unlock()
+	return uint16((x * 0x2545F4914F6CDD1D) >> 48)
+}
+
+// Initialized reports whether the manip of the connection is set up
+// (nf_nat_initialized).
+func Initialized(c *conntrack.Conn, m Manip) bool {
+	if m == Src {
+		return c.Status()&conntrack.StatusSrcNATDone != 0
+	}
+	return c.Status()&conntrack.StatusDstNATDone != 0
+}
+
+// ErrConfirmed: bindings can only be made before the connection is
+// confirmed.
+var ErrConfirmed = errors.New("nat: connection already confirmed")
+
+// Setup binds the manip of an unconfirmed connection to a tuple in r
+// (nf_nat_setup_info). now is the packet's time (for tuple checks).
+func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
+	if c.Confirmed() {
+		return ErrConfirmed
+	}
+	// what we have looks like the inverse of the reply tuple
+	curr, ok := c.Tuple(conntrack.Reply).Invert()
+	if !ok {
+		curr = c.Tuple(conntrack.Original)
+	}
+	nt := n.uniqueTuple(curr, r, c, m, now)
+	if nt != curr {
+		reply, ok := nt.Invert()
+		if !ok {
+			return errors.New("nat: tuple cannot be inverted")
+		}
+		if err := c.SetReplyTuple(reply); err != nil {
+			return err
+		}
+		if m == Src {
+			c.SetStatus(conntrack.StatusSrcNAT)
+		} else {
+			c.SetStatus(conntrack.StatusDstNAT)
+		}
+	}
+	if m == Src {
+		o := c.Tuple(conntrack.Original)
+		k := srcKey{o.Src, o.SrcPort, o.Proto, o.Zone}
+		n.mu.Lock()
+		n.bysource[k] = append(pruneDead(n.bysource[k]), c)
+		n.mu.Unlock()
+		c.SetStatus(conntrack.StatusSrcNATDone)
+	} else {
+		c.SetStatus(conntrack.StatusDstNATDone)
+	}
+	return nil
+}
+
+func pruneDead(cs []*conntrack.Conn) []*conntrack.Conn {
+	out := cs[:0]
+	for _, c := range cs {
+		if c.Status()&conntrack.StatusDying == 0 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// NullBinding installs the identity binding for the manip
+// (__nf_nat_alloc_null_binding): the address the reply tuple already
+// has, so later lookups see the manip as done.
+func (n *Core) NullBinding(c *conntrack.Conn, m Manip, now int64) error {
+	rt := c.Tuple(conntrack.Reply)
+	ip := rt.Src
+	if m == Src {
+		ip = rt.Dst
+	}
+	return n.Setup(c, &Range{Flags: MapIPs, MinIP: ip, MaxIP: ip}, m, now)
+}
+
+// usedTuple is nf_nat_used_tuple: is the reply tuple of t taken by
+// another connection?
+func (n *Core) usedTuple(t conntrack.Tuple, c *conntrack.Conn, now int64) bool {
+	reply, ok := t.Invert()
+	if !ok {
+		return false
+	}
+	return n.ct.TupleTaken(reply, c, now)
+}
+
+func inRange(t conntrack.Tuple, r *Range, m Manip) bool {
+	ip, port := t.Dst, t.DstPort
+	if m == Src {
+		ip, port = t.Src, t.SrcPort
+	}
+	if t.Proto == packet.ProtoICMP {
+		port = t.SrcPort
+	}
+	if r.Flags&MapIPs != 0 && (ip < r.MinIP || ip > r.MaxIP) {
+		return false
+	}
+	if r.Flags&ProtoSpecified == 0 {
+		return true
+	}
+	return port >= r.MinPort && port <= r.MaxPort
+}
+
+// uniqueTuple is get_unique_tuple.
+func (n *Core) uniqueTuple(orig conntrack.Tuple, r *Range, c *conntrack.Conn, m Manip, now int64) conntrack.Tuple {
+	// 1) SRC manip: keep the original tuple if in range and free, or
+	// reuse the client's current mapping
+	if m == Src && r.Flags&protoRandomAll == 0 {
+		if inRange(orig, r, m) {
+			if !n.usedTuple(orig, c, now) {
+				return orig
+			}
+		} else if t, ok := n.findSrc(orig, r, now); ok && !n.usedTuple(t, c, now) {
+			return t
+		}
+	}
+	// 2) the address
+	t := orig
+	bestIP(&t, r, m)
+	// 3) keep the port part if it is in range and unique
+	if r.Flags&protoRandomAll == 0 {
+		if r.Flags&ProtoSpecified != 0 {
+			if r.Flags&ProtoOffset == 0 && l4InRange(t, m, r) &&
+				(r.MinPort == r.MaxPort || !n.usedTuple(t, c, now)) {
+				return t
+			}
+		} else if !n.usedTuple(t, c, now) {
+			return t
+		}
+	}
+	// last chance: search the port range
+	n.l4UniqueTuple(&t, r, m, c, now)
+	return t
+}
+
+func l4InRange(t conntrack.Tuple, m Manip, r *Range) bool {
+	var port uint16
+	switch t.Proto {
+	case packet.ProtoICMP:
+		port = t.SrcPort
+	case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoUDPLite, packet.ProtoSCTP, packet.ProtoDCCP:
+		port = t.DstPort
+		if m == Src {
+			port = t.SrcPort
+		}
+	default:
+		return true
+	}
+	return port >= r.MinPort && port <= r.MaxPort
+}
+
+// findSrc is find_appropriate_src: an existing SNAT of the same original
+// source whose mapping is in range.
+func (n *Core) findSrc(orig conntrack.Tuple, r *Range, now int64) (conntrack.Tuple, bool) {
+	k := srcKey{orig.Src, orig.SrcPort, orig.Proto, orig.Zone}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, c := range n.bysource[k] {
+		if c.Status()&conntrack.StatusDying != 0 {
+			continue
+		}
+		o := c.Tuple(conntrack.Original)
+		if o.Src != orig.Src || o.SrcPort != orig.SrcPort || o.Proto != orig.Proto {
+			continue
+		}
+		// copy the source manip of that connection
+		res, ok := c.Tuple(conntrack.Reply).Invert()
+		if !ok {
+			continue
+		}
+		res.Dst, res.DstPort = orig.Dst, orig.DstPort
+		if orig.Proto == packet.ProtoICMP {
+			res.DstPort = orig.DstPort
+		}
+		if inRange(res, r, Src) {
+			return res, true
+		}
+	}
+	return conntrack.Tuple{}, false
+}
+
+// bestIP is find_best_ips_proto: the only address, or one chosen by a
+// hash of the source (and destination unless persistent) spread over the
+// range with reciprocal_scale, as the kernel does.
+func bestIP(t *conntrack.Tuple, r *Range, m Manip) {
+	if r.Flags&MapIPs == 0 {
+		return
+	}
+	ip := &t.Dst
+	if m == Src {
+		ip = &t.Src
+	}
+	if r.MinIP == r.MaxIP {
+		*ip = r.MinIP
+		return
+	}
+	// jhash2 over the source address as the kernel stores it (network
+	// order read as a host word), initval = the destination likewise
+	// xor zone, or 0 when persistent
+	var initval uint32
+	if r.Flags&Persistent == 0 {
+		initval = be32(t.Dst) ^ uint32(t.Zone)
+	}
+	j := jhash1(be32(t.Src), initval)
+	dist := r.MaxIP - r.MinIP + 1
+	*ip = r.MinIP + uint32((uint64(j)*uint64(dist))>>32)
+}
+
+// be32 is the value the kernel sees when it loads a __be32 as a u32 on a
+// little-endian machine.
+func be32(a uint32) uint32 {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], a)
+	return binary.LittleEndian.Uint32(b[:])
+}
+
+func rol32(x uint32, k uint) uint32 { return x<<k | x>>(32-k) }
+
+// jhash1 is jhash2(k, 1, initval) (include/linux/jhash.h, Bob Jenkins'
+// lookup3): one word.
+func jhash1(k0, initval uint32) uint32 {
+	a := uint32(0xdeadbeef) + 1<<2 + initval
+	b, c := a, a
+	a += k0
+	// __jhash_final
+	c ^= b
+	c -= rol32(b, 14)
+	a ^= c
+	a -= rol32(c, 11)
+	b ^= a
+	b -= rol32(a, 25)
+	c ^= b
+	c -= rol32(b, 16)
+	a ^= c
+	a -= rol32(c, 4)
+	b ^= a
+	b -= rol32(a, 14)
+	c ^= b
+	c -= rol32(b, 24)
+	return c
+}
+
+// maxAttempts is NF_NAT_MAX_ATTEMPTS.
+const maxAttempts = 128
+
+// l4UniqueTuple is nf_nat_l4proto_unique_tuple: search the port (or ICMP
+// id) range from an offset for a tuple nobody uses.
+func (n *Core) l4UniqueTuple(t *conntrack.Tuple, r *Range, m Manip, c *conntrack.Conn, now int64) {
+	var key *uint16
+	var min, size uint32
+	switch t.Proto {
+	case packet.ProtoICMP:
+		key = &t.SrcPort
+		if r.Flags&ProtoSpecified == 0 {
+			min, size = 0, 65536
+		} else {
+			min, size = uint32(r.MinPort), uint32(r.MaxPort)-uint32(r.MinPort)+1
+		}
+	case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoUDPLite, packet.ProtoSCTP, packet.ProtoDCCP:
+		key = &t.DstPort
+		if m == Src {
+			key = &t.SrcPort
+		}
+		if r.Flags&ProtoSpecified == 0 {
+			if m == Dst {
+				return // a DNAT without ports never changes them
+			}
+			switch {
+			case *key < 512:
+				min, size = 1, 511
+			case *key < 1024:
+				min, size = 600, 1023-600+1
+			default:
+				min, size = 1024, 65535-1024+1
+			}
+		} else {
+			lo, hi := uint32(r.MinPort), uint32(r.MaxPort)
+			if hi < lo {
+				lo, hi = hi, lo
+			}
+			min, size = lo, hi-lo+1
+		}
+	default:
+		return
+	}
+	var off uint16
+	switch {
+	case r.Flags&ProtoOffset != 0:
+		off = *key - r.BasePort
+	case r.Flags&protoRandomAll != 0 || m != Dst:
+		off = n.random16()
+	}
+	attempts := size
+	if attempts > maxAttempts {
+		attempts = maxAttempts
+	}
+	for {
+		for i := uint32(0); i < attempts; i, off = i+1, off+1 {
+			*key = uint16(min + uint32(off)%size)
+			if !n.usedTuple(*t, c, now) {
+				return
+			}
+		}
+		if attempts >= size || attempts < 16 {
+			return
+		}
+		attempts /= 2
+		off = n.random16()
+	}
+}
+
+// Translate rewrites a packet of an established (or just bound)
+// connection for the manip of its hook (nf_nat_packet): if the
+// connection's status says that manip changed the tuple in the packet's
+// direction, the source or destination becomes the inverse of the other
+// direction's tuple.
+func Translate(p *packet.Packet, ref conntrack.Ref, m Manip) {
+	c := ref.Conn
+	if c == nil {
+		return
+	}
+	dir := ref.Info.Dir()
+	bit := conntrack.StatusDstNAT
+	if m == Src {
+		bit = conntrack.StatusSrcNAT
+	}
+	if dir == conntrack.Reply {
+		bit ^= conntrack.StatusNATMask
+	}
+	if c.Status()&bit == 0 {
+		return
+	}
+	target, ok := c.Tuple(1 - dir).Invert()
+	if !ok {
+		return
+	}
+	manipPacket(p, target, m)
+}
+
+func manipPacket(p *packet.Packet, target conntrack.Tuple, m Manip) {
+	if m == Src {
+		if p.Src != target.Src {
+			p.SetSrc(target.Src)
+		}
+		if p.Proto == packet.ProtoICMP {
+			if p.HasL4 && p.ICMPID != target.SrcPort && !packet.IsICMPError(p.ICMPType) {
+				p.SetICMPID(target.SrcPort)
+			}
+		} else if p.SrcPort != target.SrcPort {
+			p.SetSrcPort(target.SrcPort)
+		}
+		return
+	}
+	if p.Dst != target.Dst {
+		p.SetDst(target.Dst)
+	}
+	if p.Proto == packet.ProtoICMP {
+		if p.HasL4 && p.ICMPID != target.SrcPort && !packet.IsICMPError(p.ICMPType) {
+			p.SetICMPID(target.SrcPort)
+		}
+	} else if p.DstPort != target.DstPort {
+		p.SetDstPort(target.DstPort)
+	}
+}
+
+// TranslateICMPError handles an ICMP error RELATED to a NATed connection
+// (nf_nat_icmp_reply_translation): the embedded packet is rewritten with
+// the opposite manip using the other direction's tuple, the ICMP checksum
+// recomputed, then the outer header is rewritten like a reply. It
+// reports false when the packet must be dropped (malformed inner header).
+func TranslateICMPError(p *packet.Packet, ref conntrack.Ref, m Manip) bool {
+	c := ref.Conn
+	if c == nil || !p.HasL4 || p.Proto != packet.ProtoICMP || !packet.IsICMPError(p.ICMPType) {
+		return true
+	}
+	dir := ref.Info.Dir()
+	bit := conntrack.StatusDstNAT
+	if m == Src {
+		bit = conntrack.StatusSrcNAT
+	}
+	if dir == conntrack.Reply {
+		bit ^= conntrack.StatusNATMask
+	}
+	if c.Status()&bit == 0 {
+		return true
+	}
+	// redirects are only passed when there is no NAT to do
+	if p.ICMPType == packet.ICMPRedirect {
+		return false
+	}
+	icmp := p.L4
+	if len(icmp) < packet.ICMPHeaderLen+packet.IPv4MinHeaderLen {
+		return false
+	}
+	inner := &packet.Packet{Data: icmp[packet.ICMPHeaderLen:]}
+	if !decodeInner(inner) {
+		return false
+	}
+	// the embedded packet is put back the way its sender sent it: the
+	// opposite manip, taking the other direction's tuple as it is
+	opp := Dst
+	if m == Dst {
+		opp = Src
+	}
+	manipInner(inner, c.Tuple(1-dir), opp)
+	// ICMP checksum over the whole message, recomputed
+	binary.BigEndian.PutUint16(icmp[2:], 0)
+	binary.BigEndian.PutUint16(icmp[2:], ^packet.Checksum(icmp, 0))
+	// outer header: like a reply to the inverted tuple
+	outer, ok := c.Tuple(1 - dir).Invert()
+	if !ok {
+		return false
+	}
+	if m == Src {
+		if p.Src != outer.Src {
+			p.SetSrc(outer.Src)
+		}
+	} else if p.Dst != outer.Dst {
+		p.SetDst(outer.Dst)
+	}
+	return true
+}
+
+// decodeInner decodes the truncated packet embedded in an ICMP error:
+// the IPv4 header must be whole, the total length may exceed what is
+// there, and only 8 bytes of transport header are guaranteed.
+func decodeInner(p *packet.Packet) bool {
+	b := p.Data
+	if len(b) < packet.IPv4MinHeaderLen || b[0]>>4 != 4 {
+		return false
+	}
+	h := packet.IPv4(b)
+	hl := h.HeaderLen()
+	if hl < packet.IPv4MinHeaderLen || hl > len(b) {
+		return false
+	}
+	p.IP = h
+	p.Proto = h.Protocol()
+	p.Src, p.Dst = h.Src(), h.Dst()
+	p.L4 = b[hl:]
+	p.HasL4 = len(p.L4) >= 8 && h.FragOffset() == 0
+	if p.HasL4 {
+		p.SrcPort = binary.BigEndian.Uint16(p.L4)
+		p.DstPort = binary.BigEndian.Uint16(p.L4[2:])
+		if p.Proto == packet.ProtoICMP {
+			p.ICMPType, p.ICMPID = p.L4[0], binary.BigEndian.Uint16(p.L4[4:])
+		}
+	}
+	return true
+}
+
+// manipInner rewrites the embedded packet's addresses and ports, keeping
+// its IPv4 header checksum right; its transport checksum is adjusted only
+// when the whole transport segment could be there (it is usually cut).
+func manipInner(p *packet.Packet, target conntrack.Tuple, m Manip) {
+	// The embedded packet went from the original sender: an opposite
+	// manip rewrites its source (for DST NAT) or destination.
+	ip := p.IP
+	if m == Src {
+		if p.Src != target.Src {
+			old := p.Src
+			ip.SetSrc(target.Src)
+			p.Src = target.Src
+			fixInnerL4(p, old, target.Src)
+		}
+		if p.HasL4 && p.Proto != packet.ProtoICMP && p.SrcPort != target.SrcPort {
+			setInnerPort(p, 0, target.SrcPort)
+		}
+		return
+	}
+	if p.Dst != target.Dst {
+		old := p.Dst
+		ip.SetDst(target.Dst)
+		p.Dst = target.Dst
+		fixInnerL4(p, old, target.Dst)
+	}
+	if p.HasL4 && p.Proto != packet.ProtoICMP && p.DstPort != target.DstPort {
+		setInnerPort(p, 2, target.DstPort)
+	}
+}
+
+func innerL4ChecksumOff(p *packet.Packet) int {
+	switch p.Proto {
+	case packet.ProtoTCP:
+		if len(p.L4) >= 18 {
+			return 16
+		}
+	case packet.ProtoUDP:
+		if len(p.L4) >= 8 && binary.BigEndian.Uint16(p.L4[6:]) != 0 {
+			return 6
+		}
+	}
+	return -1
+}
+
+func fixInnerL4(p *packet.Packet, old, new uint32) {
+	if off := innerL4ChecksumOff(p); off >= 0 {
+		binary.BigEndian.PutUint16(p.L4[off:], packet.UpdateChecksum32(binary.BigEndian.Uint16(p.L4[off:]), old, new))
+	}
+}
+
+func setInnerPort(p *packet.Packet, at int, port uint16) {
+	old := binary.BigEndian.Uint16(p.L4[at:])
+	binary.BigEndian.PutUint16(p.L4[at:], port)
+	if off := innerL4ChecksumOff(p); off >= 0 {
+		binary.BigEndian.PutUint16(p.L4[off:], packet.UpdateChecksum16(binary.BigEndian.Uint16(p.L4[off:]), old, port))
+	}
+	if at == 0 {
+		p.SrcPort = port
+	} else {
+		p.DstPort = port
+	}
+}

@@ -1,0 +1,179 @@
+package nat
+
+import (
+	"testing"
+
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath/packet"
+)
+
+const (
+	client = 0x0a000001 // 10.0.0.1
+	vip    = 0x0a600001 // 10.96.0.1
+	server = 0xc0a80102 // 192.168.1.2
+	router = 0xc0a80101
+)
+
+func pkt(t testing.TB, s packet.Spec) *packet.Packet {
+	t.Helper()
+	p := &packet.Packet{Data: packet.Build(s)}
+	if err := p.Decode(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newCore() (*conntrack.Table, *Core) {
+	ct := conntrack.NewTable(conntrack.DefaultConfig(), 1)
+	return ct, New(ct, 1)
+}
+
+func check(t *testing.T, p *packet.Packet, src, dst uint32, sport, dport uint16) {
+	t.Helper()
+	q := &packet.Packet{Data: p.Data}
+	if err := q.Decode(); err != nil {
+		t.Fatal(err)
+	}
+	if q.Src != src || q.Dst != dst || q.SrcPort != sport || q.DstPort != dport {
+		t.Fatalf("packet is %08x:%d > %08x:%d, want %08x:%d > %08x:%d", q.Src, q.SrcPort, q.Dst, q.DstPort, src, sport, dst, dport)
+	}
+	if !q.TransportChecksumOK() {
+		t.Fatal("transport checksum wrong")
+	}
+}
+
+// TestDNATFlow binds a DNAT on the first packet, rewrites it, and
+// translates the reply back to the VIP.
+func TestDNATFlow(t *testing.T) {
+	ct, n := newCore()
+	now := int64(1e9)
+	syn := pkt(t, packet.Spec{Src: client, Dst: vip, Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 80, TCPFlags: packet.TCPSyn, Seq: 1})
+	ref, _ := ct.In(syn, 0, conntrack.HookPreRouting, now)
+	if ref.Conn == nil || ref.Info != conntrack.CtNew {
+		t.Fatalf("ref %+v", ref)
+	}
+	if err := n.Setup(ref.Conn, &Range{Flags: MapIPs | ProtoSpecified, MinIP: server, MaxIP: server, MinPort: 8080, MaxPort: 8080}, Dst, now); err != nil {
+		t.Fatal(err)
+	}
+	Translate(syn, ref, Dst)
+	check(t, syn, client, server, 40000, 8080)
+	// POSTROUTING: the SRC manip gets a null binding, nothing changes
+	if err := n.NullBinding(ref.Conn, Src, now); err != nil {
+		t.Fatal(err)
+	}
+	Translate(syn, ref, Src)
+	check(t, syn, client, server, 40000, 8080)
+	if _, v := ct.Confirm(ref, now); v != conntrack.Accept {
+		t.Fatal(v)
+	}
+	st := ref.State()
+	if st&conntrack.StateDNAT == 0 || st&conntrack.StateSNAT != 0 {
+		t.Fatalf("state %b", st)
+	}
+	synack := pkt(t, packet.Spec{Src: server, Dst: client, Proto: packet.ProtoTCP, SrcPort: 8080, DstPort: 40000, TCPFlags: packet.TCPSyn | packet.TCPAck, Ack: 2, Seq: 100})
+	r2, _ := ct.In(synack, 0, conntrack.HookPreRouting, now)
+	if r2.Conn != ref.Conn || r2.Info != conntrack.CtEstablishedReply {
+		t.Fatalf("reply ref %+v", r2)
+	}
+	Translate(synack, r2, Dst) // PREROUTING: nothing for a reply of a DNAT
+	check(t, synack, server, client, 8080, 40000)
+	Translate(synack, r2, Src) // POSTROUTING: source back to the VIP
+	check(t, synack, vip, client, 80, 40000)
+	allocs := testing.AllocsPerRun(100, func() {
+		Translate(synack, r2, Src)
+	})
+	if allocs != 0 {
+		t.Fatalf("Translate allocates %v", allocs)
+	}
+}
+
+// TestSNATPortClash: two clients with the same source port masqueraded
+// to one address get different ports; a single-port range keeps its
+// port even when used.
+func TestSNATPortClash(t *testing.T) {
+	ct, n := newCore()
+	now := int64(1e9)
+	out := uint32(0xcb007101) // 203.0.113.1
+	var ports []uint16
+	for _, c := range []uint32{client, client + 1} {
+		p := pkt(t, packet.Spec{Src: c, Dst: server, Proto: packet.ProtoUDP, SrcPort: 5000, DstPort: 53})
+		ref, _ := ct.In(p, 0, conntrack.HookPreRouting, now)
+		n.NullBinding(ref.Conn, Dst, now)
+		if err := n.Setup(ref.Conn, &Range{Flags: MapIPs, MinIP: out, MaxIP: out}, Src, now); err != nil {
+			t.Fatal(err)
+		}
+		Translate(p, ref, Src)
+		if _, v := ct.Confirm(ref, now); v != conntrack.Accept {
+			t.Fatal(v)
+		}
+		q := &packet.Packet{Data: p.Data}
+		q.Decode()
+		if q.Src != out {
+			t.Fatalf("source %08x", q.Src)
+		}
+		ports = append(ports, q.SrcPort)
+	}
+	if ports[0] != 5000 {
+		t.Errorf("first flow changed its free port to %d", ports[0])
+	}
+	if ports[1] == 5000 || ports[1] < 1024 {
+		t.Errorf("second flow got port %d, want a free one in 1024-65535", ports[1])
+	}
+}
+
+// TestICMPErrorTranslation: an ICMP error about the DNATed packet, sent
+// back toward the client, is rewritten so the client sees its own packet
+// (to the VIP) inside, coming from the VIP.
+func TestICMPErrorTranslation(t *testing.T) {
+	ct, n := newCore()
+	now := int64(1e9)
+	p := pkt(t, packet.Spec{Src: client, Dst: vip, Proto: packet.ProtoUDP, SrcPort: 4000, DstPort: 53})
+	ref, _ := ct.In(p, 0, conntrack.HookPreRouting, now)
+	n.Setup(ref.Conn, &Range{Flags: MapIPs, MinIP: server, MaxIP: server}, Dst, now)
+	Translate(p, ref, Dst)
+	n.NullBinding(ref.Conn, Src, now)
+	ct.Confirm(ref, now)
+	// a router says the server is unreachable, about the packet as sent
+	inner := append([]byte(nil), p.Data...)
+	errp := pkt(t, packet.Spec{Src: router, Dst: client, Proto: packet.ProtoICMP, ICMPType: packet.ICMPDestUnreach, ICMPCode: 1, Payload: inner})
+	r2, _ := ct.In(errp, 0, conntrack.HookPreRouting, now)
+	if r2.Conn != ref.Conn || r2.Info != conntrack.CtRelatedReply {
+		t.Fatalf("error ref %+v", r2)
+	}
+	if !TranslateICMPError(errp, r2, Dst) || !TranslateICMPError(errp, r2, Src) {
+		t.Fatal("dropped")
+	}
+	q := &packet.Packet{Data: errp.Data}
+	if err := q.Decode(); err != nil {
+		t.Fatal(err)
+	}
+	if q.Src != vip || q.Dst != client || !q.TransportChecksumOK() {
+		t.Fatalf("outer %08x > %08x, checksum ok %v", q.Src, q.Dst, q.TransportChecksumOK())
+	}
+	in := packet.IPv4(q.L4[8:])
+	if in.Src() != client || in.Dst() != vip || in.CalculateChecksum() != 0 {
+		t.Fatalf("inner %08x > %08x", in.Src(), in.Dst())
+	}
+}
+
+func TestJhash(t *testing.T) {
+	// the spread over a range is deterministic and within it
+	r := &Range{Flags: MapIPs, MinIP: 0x0a000010, MaxIP: 0x0a00001f}
+	seen := map[uint32]bool{}
+	for i := uint32(0); i < 1000; i++ {
+		tu := conntrack.Tuple{Src: 0xc0a80000 + i, Dst: server, Proto: 6}
+		bestIP(&tu, r, Src)
+		if tu.Src < r.MinIP || tu.Src > r.MaxIP {
+			t.Fatalf("address %08x out of range", tu.Src)
+		}
+		seen[tu.Src] = true
+		again := conntrack.Tuple{Src: 0xc0a80000 + i, Dst: server, Proto: 6}
+		bestIP(&again, r, Src)
+		if again != tu {
+			t.Fatal("not deterministic")
+		}
+	}
+	if len(seen) != 16 {
+		t.Errorf("spread over %d of 16 addresses", len(seen))
+	}
+}
