@@ -18,6 +18,7 @@ type subcommand struct {
 var subcommands = map[string]subcommand{
 	"iptables-restore": {iptablesRestore, "read an iptables-restore rule set: [--test] [--noflush] [-c] [--ipset FILE] [FILE]"},
 	"iptables-save":    {iptablesSave, "print the canonical iptables-save form of a rule set: [-c] [-t TABLE] [--ipset FILE] --input FILE"},
+	"snapshot":         {snapshot, "capture the host's network state into a folder: DIR [--netns NAME]"},
 }
 
 func usage() {

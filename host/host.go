@@ -1,0 +1,252 @@
+// Package host is a snapshot of a Linux host's network state: the output
+// of the standard tools saved in a folder, parsed into the values the
+// datapath is built from.
+//
+// A snapshot folder holds
+//
+//	iptables-save   iptables-save
+//	ip-addr.json    ip -j addr show
+//	ip-link.json    ip -j -d link show
+//	ip-route.json   ip -j route show table all
+//	ip-rule.json    ip -j rule show
+//	sysctl          sysctl -a (at least net.ipv4.* and net.netfilter.*)
+//	ipset-save      ipset save            (optional)
+//	rt_tables       iproute2 table names  (optional)
+//	rt_dsfield      iproute2 TOS names    (optional)
+//
+// A missing file means the kernel's defaults: no rules, no addresses,
+// default sysctls; a missing ip-rule.json means the three default rules.
+// A malformed file is a *ParseError naming the file and the place.
+package host
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/uswitch-lab/uswitch/datapath/route"
+	"github.com/uswitch-lab/uswitch/datapath/rules"
+)
+
+// File names inside a snapshot folder.
+const (
+	FileIPTables = "iptables-save"
+	FileAddr     = "ip-addr.json"
+	FileLink     = "ip-link.json"
+	FileRoute    = "ip-route.json"
+	FileRule     = "ip-rule.json"
+	FileSysctl   = "sysctl"
+	FileIPSet    = "ipset-save"
+	FileRTTables = "rt_tables"
+	FileDSField  = "rt_dsfield"
+)
+
+// Snapshot is a parsed snapshot folder.
+type Snapshot struct {
+	Links  []route.Link
+	Addrs  []route.Addr
+	Routes []route.Route
+	Rules  []route.Rule // nil when ip-rule.json is absent (default rules)
+	Sysctl Sysctl
+	FIB    *route.FIB
+
+	IPTables string         // raw iptables-save text
+	IPSet    string         // raw ipset save text
+	Sets     rules.Sets     // parsed ipsets (nil without ipset-save)
+	Ruleset  *rules.Ruleset // the iptables rule set
+}
+
+func readOptional(dir, name string) ([]byte, bool, error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return b, true, nil
+}
+
+// Load parses the snapshot in dir.
+func Load(dir string) (*Snapshot, error) {
+	names := []string{FileIPTables, FileAddr, FileLink, FileRoute, FileRule, FileSysctl, FileIPSet, FileRTTables, FileDSField}
+	files := make([][]byte, len(names))
+	present := make([]bool, len(names))
+	for i, n := range names {
+		b, ok, err := readOptional(dir, n)
+		if err != nil {
+			return nil, err
+		}
+		files[i], present[i] = b, ok
+	}
+	return parse(func(name string) ([]byte, bool) {
+		for i, n := range names {
+			if n == name {
+				return files[i], present[i]
+			}
+		}
+		return nil, false
+	})
+}
+
+// Parse is Load on in-memory file contents keyed by file name.
+func Parse(files map[string][]byte) (*Snapshot, error) {
+	return parse(func(name string) ([]byte, bool) { b, ok := files[name]; return b, ok })
+}
+
+func parse(get func(string) ([]byte, bool)) (*Snapshot, error) {
+	s := &Snapshot{Sysctl: DefaultSysctl()}
+	var err error
+	tn := tableNames{}
+	if b, ok := get(FileRTTables); ok {
+		parseRTTables(b, tn, "")
+	}
+	if b, ok := get(FileDSField); ok {
+		parseRTTables(b, tn, "\x00ds:")
+	}
+	if b, ok := get(FileLink); ok {
+		if s.Links, err = parseLinks(FileLink, b); err != nil {
+			return nil, err
+		}
+	}
+	if b, ok := get(FileAddr); ok {
+		if s.Addrs, err = parseAddrs(FileAddr, b); err != nil {
+			return nil, err
+		}
+	}
+	if b, ok := get(FileRoute); ok {
+		if s.Routes, err = parseRoutes(FileRoute, b, tn); err != nil {
+			return nil, err
+		}
+	}
+	if b, ok := get(FileRule); ok {
+		if s.Rules, err = parseRules(FileRule, b, tn); err != nil {
+			return nil, err
+		}
+		if s.Rules == nil {
+			s.Rules = []route.Rule{} // present but empty: no rules at all
+		}
+	}
+	if b, ok := get(FileSysctl); ok {
+		if s.Sysctl, err = parseSysctl(FileSysctl, b); err != nil {
+			return nil, err
+		}
+	}
+	cfg := route.Config{Links: s.Links, Addrs: s.Addrs, Routes: s.Routes, Rules: s.Rules,
+		All: s.Sysctl.DevConf("all"), Dev: map[string]route.DevConf{},
+		MultipathHashPolicy: s.Sysctl.MultipathHashPolicy}
+	for _, l := range s.Links {
+		cfg.Dev[l.Name] = s.Sysctl.DevConf(l.Name)
+	}
+	if s.FIB, err = route.New(cfg); err != nil {
+		file := FileRoute
+		var ce *route.ConfigError
+		if errors.As(err, &ce) {
+			file = map[string]string{"link": FileLink, "address": FileAddr, "route": FileRoute}[ce.Kind]
+			err = ce.Err
+		}
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if b, ok := get(FileIPSet); ok {
+		s.IPSet = string(b)
+		if s.Sets, err = rules.ParseIPSetSave(bytes.NewReader(b), FileIPSet); err != nil {
+			return nil, err
+		}
+	}
+	if b, ok := get(FileIPTables); ok {
+		s.IPTables = string(b)
+	}
+	ld := &rules.Loader{}
+	if s.Sets != nil {
+		ld.Sets = s.Sets
+	}
+	if s.Ruleset, err = ld.LoadString(s.IPTables); err != nil {
+		return nil, fmt.Errorf("%s: %w", FileIPTables, err)
+	}
+	return s, nil
+}
+
+// Capture writes a snapshot of the running host (or of the network
+// namespace netns, through `ip netns exec`) into dir, creating it.
+// iptables-save and ipset save are optional: when the tool is missing
+// or fails the file is left out.
+func Capture(dir, netns string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	run := func(args ...string) ([]byte, error) {
+		if netns != "" {
+			args = append([]string{"ip", "netns", "exec", netns}, args...)
+		}
+		cmd := exec.Command(args[0], args[1:]...)
+		var out, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		if err := cmd.Run(); err != nil {
+			return out.Bytes(), fmt.Errorf("%v: %v: %s", args, err, bytes.TrimSpace(stderr.Bytes()))
+		}
+		return out.Bytes(), nil
+	}
+	jobs := []struct {
+		file     string
+		args     []string
+		optional bool
+	}{
+		{FileAddr, []string{"ip", "-j", "addr", "show"}, false},
+		{FileLink, []string{"ip", "-j", "-d", "link", "show"}, false},
+		{FileRoute, []string{"ip", "-j", "route", "show", "table", "all"}, false},
+		{FileRule, []string{"ip", "-j", "rule", "show"}, false},
+		{FileSysctl, []string{"sysctl", "-e", "-a"}, false},
+		{FileIPTables, []string{"iptables-save"}, true},
+		{FileIPSet, []string{"ipset", "save"}, true},
+	}
+	for _, j := range jobs {
+		out, err := run(j.args...)
+		if err != nil {
+			// sysctl -a exits non-zero for a few unreadable keys but
+			// prints the rest.
+			if j.file == FileSysctl && len(out) > 0 {
+				err = nil
+			} else if j.optional {
+				continue
+			} else {
+				return err
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, j.file), out, 0o644); err != nil {
+			return err
+		}
+	}
+	// Table and TOS names ip printed come from rt_tables and rt_dsfield.
+	for _, name := range []string{FileRTTables, FileDSField} {
+		if err := copyConf(dir, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyConf(dir, name string) error {
+	var tables []byte
+	for _, p := range []string{"/usr/share/iproute2/" + name, "/etc/iproute2/" + name} {
+		if b, err := os.ReadFile(p); err == nil {
+			tables = append(tables, b...)
+			tables = append(tables, '\n')
+		}
+		if m, _ := filepath.Glob(p + ".d/*.conf"); len(m) > 0 {
+			for _, f := range m {
+				if b, err := os.ReadFile(f); err == nil {
+					tables = append(tables, b...)
+					tables = append(tables, '\n')
+				}
+			}
+		}
+	}
+	if len(tables) > 0 {
+		return os.WriteFile(filepath.Join(dir, name), tables, 0o644)
+	}
+	return nil
+}

@@ -1,0 +1,109 @@
+package host
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/uswitch-lab/uswitch/datapath/route"
+)
+
+// testdata/snap was captured from a namespace with veth devices, a
+// multipath route, reject routes and rules of most kinds.
+func TestLoadTestdata(t *testing.T) {
+	s, err := Load("testdata/snap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Links) == 0 || len(s.Addrs) == 0 || len(s.Routes) == 0 || len(s.Rules) == 0 {
+		t.Fatalf("empty snapshot: %d links %d addrs %d routes %d rules", len(s.Links), len(s.Addrs), len(s.Routes), len(s.Rules))
+	}
+	if s.Ruleset == nil {
+		t.Fatal("no ruleset")
+	}
+	r := s.FIB.Output(&route.Flow{Dst: netip.MustParseAddr("10.1.0.2")})
+	if r.Err != 0 || r.Type != route.Local {
+		t.Errorf("10.1.0.2: %+v", r)
+	}
+	if !s.Sysctl.IPForward {
+		t.Error("ip_forward not read")
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	s, err := Parse(map[string][]byte{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Sysctl.IPForward || s.Sysctl.Conntrack.UDP != 30*time.Second || !s.Sysctl.Conntrack.TCPLoose {
+		t.Errorf("defaults: %+v", s.Sysctl)
+	}
+	if r := s.FIB.Output(&route.Flow{Dst: netip.MustParseAddr("8.8.8.8")}); r.Err != syscall.ENETUNREACH {
+		t.Errorf("empty host routes 8.8.8.8: %v", r.Err)
+	}
+}
+
+func TestSysctl(t *testing.T) {
+	s, err := parseSysctl("sysctl", []byte("net.ipv4.ip_forward = 1\nnet.ipv4.conf.eth0/100.rp_filter = 2\n"+
+		"net.netfilter.nf_conntrack_tcp_timeout_established = 600\nnet.netfilter.nf_conntrack_max = 1000\nkernel.x = a b\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.IPForward || s.Conf["eth0.100"].RPFilter != 2 || s.Conntrack.TCPEstablished != 600*time.Second || s.Conntrack.Max != 1000 {
+		t.Errorf("%+v", s)
+	}
+	_, err = parseSysctl("sysctl", []byte("net.ipv4.ip_forward = 1\nnet.ipv4.ip_forward = x\n"))
+	var pe *ParseError
+	if !errors.As(err, &pe) || pe.File != "sysctl" || pe.Line != 2 {
+		t.Errorf("bad value: %v", err)
+	}
+}
+
+func TestErrorsNamePlace(t *testing.T) {
+	for _, c := range []struct {
+		file, text string
+		line       int
+	}{
+		{FileRoute, "[{\"dst\":\"10.0.0.0/8\"},\n{\"dst\":\"bogus\"}]", 2},
+		{FileRoute, "[{\"dst\":\"10.0.0.0/8\"},\n{\"dst\":", 2},
+		{FileRule, "[{\"priority\":1,\n\"table\":\"nosuch\"}]", 1},
+		{FileAddr, "[{\"ifindex\":1,\"addr_info\":[{\"family\":\"inet\",\"local\":\"x\"}]}]", 1},
+		{FileLink, "{}", 1},
+	} {
+		_, err := Parse(map[string][]byte{c.file: []byte(c.text)})
+		var pe *ParseError
+		if !errors.As(err, &pe) || pe.File != c.file || pe.Line != c.line {
+			t.Errorf("%s %q: %v (want line %d)", c.file, c.text, err, c.line)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), c.file+":") {
+			t.Errorf("error %q does not start with the file name", err)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, n := range []string{FileRoute, FileRule, FileAddr, FileLink, FileSysctl} {
+		b, err := os.ReadFile(filepath.Join("testdata/snap", n))
+		if err == nil {
+			f.Add(n, b)
+		}
+	}
+	f.Add(FileRule, []byte(`[{"priority":5,"not":null,"src":"1.2.3.4","srclen":40,"table":"local"}]`))
+	f.Add(FileRoute, []byte(`[{"dst":"default","nexthops":[{"gateway":"1.1.1.1","dev":"x"}]}]`))
+	f.Fuzz(func(t *testing.T, name string, data []byte) {
+		switch name {
+		case FileRoute, FileRule, FileAddr, FileLink, FileSysctl:
+		default:
+			return
+		}
+		_, err := Parse(map[string][]byte{name: data})
+		if err != nil && !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not name %s: %v", name, err)
+		}
+	})
+}
