@@ -19,6 +19,7 @@ var subcommands = map[string]subcommand{
 	"iptables-restore": {iptablesRestore, "read an iptables-restore rule set: [--test] [--noflush] [-c] [--ipset FILE] [FILE]"},
 	"iptables-save":    {iptablesSave, "print the canonical iptables-save form of a rule set: [-c] [-t TABLE] [--ipset FILE] --input FILE"},
 	"snapshot":         {snapshot, "capture the host's network state into a folder: DIR [--netns NAME]"},
+	"trace":            {traceCmd, "replay packets against a host snapshot, printing xtables-monitor --trace lines: --snapshot DIR (--pcap FILE [--iif NAME] | --packet SPEC) [--trace-all]"},
 }
 
 func usage() {

@@ -77,8 +77,16 @@ type Ctx struct {
 	Notrack bool
 	CTZone  uint16
 	HasZone bool
+	// CTTemplate is the -j CT rule whose template the packet carries
+	// (skb->_nfct = the template, IP_CT_NEW): its helper, timeout policy,
+	// event masks and zone direction/mark flags, for the engine's
+	// conntrack lookup. nil = none.
+	CTTemplate *CTTarget
 	// State is the match state that outlives rule-set swaps (recent
-	// lists, hashlimit buckets), shared by every packet; nil = none.
+	// lists, hashlimit buckets), shared by every packet. The engine always
+	// passes its State (one per network namespace); nil falls back to one
+	// package-wide State, for tools and tests that run rules without an
+	// engine, never to fresh state per packet.
 	State *State
 }
 
@@ -189,13 +197,15 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 				}
 				return v
 			}
-			// falling off a user chain: implicit RETURN
+			// falling off a user chain: implicit RETURN; with nothing
+			// pushed (entered by goto) the base chain's policy applies
+			// and nft reports no return event (nft_do_chain)
+			if sp == 0 {
+				chain, i = base, len(base.Rules)
+				continue
+			}
 			if tr != nil {
 				tr.Return(t, chain, nil)
-			}
-			if sp == 0 {
-				chain, i = base, len(base.Rules) // underflow: the policy
-				continue
 			}
 			sp--
 			chain, i = stack[sp].chain, stack[sp].next
@@ -208,7 +218,7 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 		}
 		matched := true
 		for _, m := range r.Matches {
-			if !m.(Evaluator).Eval(c) {
+			if !m.Eval(c) {
 				matched = false
 				break
 			}
@@ -221,7 +231,7 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 		}
 		switch {
 		case r.Target != nil:
-			v := r.Target.(Executor).Exec(c)
+			v := r.Target.Exec(c)
 			if tr != nil {
 				tr.Rule(t, chain, r, v, nil, false)
 			}
@@ -241,12 +251,17 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 			}
 			chain, i = r.Jump, 0
 		case r.Verdict == VerdictReturn:
+			// a rule event with the RETURN verdict, then (when something
+			// was pushed) the return event
 			if tr != nil {
-				tr.Return(t, chain, r)
+				tr.Rule(t, chain, r, TReturn, nil, false)
 			}
 			if chain == base || sp == 0 {
 				chain, i = base, len(base.Rules)
 				continue
+			}
+			if tr != nil {
+				tr.Return(t, chain, r)
 			}
 			sp--
 			chain, i = stack[sp].chain, stack[sp].next

@@ -85,9 +85,11 @@ type Ext interface {
 	Save(w *SaveWriter)
 }
 
-// Match is a compiled match extension ("-m NAME").
+// Match is a compiled match extension ("-m NAME"); Eval runs it on a
+// packet.
 type Match interface {
 	Ext
+	Evaluator
 	// Name is the name printed after -m.
 	Name() string
 }
@@ -95,6 +97,7 @@ type Match interface {
 // Target is a compiled target extension ("-j NAME").
 type Target interface {
 	Ext
+	Executor
 	// Name is the name printed after -j.
 	Name() string
 }

@@ -13,6 +13,10 @@ type Set struct {
 	Type    string   // e.g. "hash:ip"
 	Options []string // create options (family inet, hashsize ...)
 	Members []string // "add" entries as written
+
+	// index is the membership structure -m set tests, built from
+	// Members on first use (see match_set.go).
+	index setIndexOnce
 }
 
 // SetName implements IPSet.

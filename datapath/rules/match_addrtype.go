@@ -158,3 +158,31 @@ func init() {
 		{Name: "limit-iface-out"},
 	}, New: func() Match { return &AddrtypeMatch{} }})
 }
+
+// Eval is addrtype_mt_v1 (net/netfilter/xt_addrtype.c): each given type
+// mask must contain the route type of the address (Env.AddrType, which
+// classes 0/8, 255.255.255.255 and 224/4 before the local-table lookup,
+// as inet_dev_addr_type does), limited to the input or output device
+// with --limit-iface-in/-out; source is tested first, both must hold.
+func (m *AddrtypeMatch) Eval(c *Ctx) bool {
+	dev := ""
+	switch {
+	case m.Flags&AddrtypeLimitIn != 0:
+		dev = c.Pkt.InIf
+	case m.Flags&AddrtypeLimitOut != 0:
+		dev = c.Pkt.OutIf
+	}
+	if m.Source != 0 {
+		t := c.Env.AddrType(c.Pkt.Src, dev)
+		if (t < 16 && m.Source&(1<<t) != 0) == (m.Flags&AddrtypeInvertSource != 0) {
+			return false
+		}
+	}
+	if m.Dest != 0 {
+		t := c.Env.AddrType(c.Pkt.Dst, dev)
+		if (t < 16 && m.Dest&(1<<t) != 0) == (m.Flags&AddrtypeInvertDest != 0) {
+			return false
+		}
+	}
+	return true
+}

@@ -3,6 +3,8 @@ package rules
 import (
 	"strconv"
 	"strings"
+
+	"github.com/uswitch-lab/uswitch/conntrack"
 )
 
 // conntrack and state matches (extensions/libxt_conntrack.c; kernel
@@ -330,4 +332,77 @@ func init() {
 	}, New: func() Match { return &ConntrackMatch{} }})
 	RegisterMatch(&MatchSpec{Name: "state", Options: []Option{opt("state")},
 		New: func() Match { return &ConntrackMatch{StateAlias: true} }})
+}
+
+// ctStateKernel maps the CTState* bits of this file (print order) to the
+// kernel's XT_CONNTRACK_STATE_* bits (conntrack.StateBits).
+var ctStateKernel = [...]struct {
+	user   uint32
+	kernel conntrack.StateBits
+}{
+	{CTStateInvalid, conntrack.StateInvalid}, {CTStateNew, conntrack.StateNew},
+	{CTStateRelated, conntrack.StateRelated}, {CTStateEstablished, conntrack.StateEstablished},
+	{CTStateUntracked, conntrack.StateUntracked}, {CTStateSNAT, conntrack.StateSNAT},
+	{CTStateDNAT, conntrack.StateDNAT},
+}
+
+func kernelStateMask(user uint32) conntrack.StateBits {
+	var k conntrack.StateBits
+	for _, b := range ctStateKernel {
+		if user&b.user != 0 {
+			k |= b.kernel
+		}
+	}
+	return k
+}
+
+// Eval is conntrack_mt (net/netfilter/xt_conntrack.c) as revision 3 runs
+// it; -m state is the same match (iptables-nft 1.8.9 sends it as
+// conntrack revision 3). The order of the tests is the kernel's. The
+// quirk: a packet without a connection (INVALID or UNTRACKED) matches
+// when --ctstate was given and passed, whatever the other options say,
+// and never matches otherwise.
+func (m *ConntrackMatch) Eval(c *Ctx) bool {
+	f, inv := m.MatchFlags, m.InvFlags
+	ct := c.CT.Conn
+	if f&ctFlagState != 0 {
+		if (c.CT.State()&kernelStateMask(m.StateMask) != 0) == (inv&ctFlagState != 0) {
+			return false
+		}
+	}
+	if ct == nil {
+		return f&ctFlagState != 0
+	}
+	if f&ctFlagDirection != 0 && (c.CT.Info.Dir() == conntrack.Original) == (inv&ctFlagDirection != 0) {
+		return false
+	}
+	orig, repl := ct.Tuple(conntrack.Original), ct.Tuple(conntrack.Reply)
+	addrs := [4]uint32{orig.Src, orig.Dst, repl.Src, repl.Dst}
+	for i, a := range addrs {
+		bit := uint16(ctFlagOrigSrc << uint(i))
+		if f&bit != 0 && ((a^m.Addr[i])&m.Mask[i] == 0) == (inv&bit != 0) {
+			return false
+		}
+	}
+	if f&ctFlagProto != 0 && (orig.Proto == m.L4Proto) == (inv&ctFlagProto != 0) {
+		return false
+	}
+	ports := [4]uint16{orig.SrcPort, orig.DstPort, repl.SrcPort, repl.DstPort}
+	for i, pt := range ports {
+		bit := uint16(ctFlagOrigSrcPort << uint(i))
+		if f&bit != 0 && (pt >= m.Port[i][0] && pt <= m.Port[i][1]) == (inv&bit != 0) {
+			return false
+		}
+	}
+	if f&ctFlagStatus != 0 && (uint32(ct.Status())&m.StatusMask != 0) == (inv&ctFlagStatus != 0) {
+		return false
+	}
+	if f&ctFlagExpires != 0 {
+		// nf_ct_expires(ct) / HZ: whole seconds left
+		exp := uint64(ct.Expires(c.Env.Now()) / 1e9)
+		if (exp >= uint64(m.ExpMin) && exp <= uint64(m.ExpMax)) == (inv&ctFlagExpires != 0) {
+			return false
+		}
+	}
+	return true
 }

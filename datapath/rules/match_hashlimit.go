@@ -1,6 +1,10 @@
 package rules
 
-import "strings"
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+)
 
 // hashlimit match (extensions/libxt_hashlimit.c, revision 3; kernel
 // net/netfilter/xt_hashlimit.c hashlimit_mt_check_common).
@@ -40,6 +44,14 @@ type HashlimitMatch struct {
 
 	mult  uint32 // udata->mult
 	given uint32 // bit per option id
+
+	// cache is the table of the last State the match ran with.
+	cache atomic.Pointer[hlCache]
+}
+
+type hlCache struct {
+	st *State
+	t  *hlTable
 }
 
 // option ids of hashlimit_mt_opts
@@ -427,4 +439,277 @@ func init() {
 		// hashlimit_mt4_init
 		return &HashlimitMatch{Burst: hlBurstDefault, GCInterval: hlGCInterval, SrcMask: 32, DstMask: 32, mult: 1}
 	}})
+}
+
+// Credit constants of net/netfilter/xt_hashlimit.c for HZ = 250
+// (revision 3 uses the 64-bit CREDITS_PER_JIFFY).
+const (
+	// CREDITS_PER_JIFFY: the power of two below 2^64 / (HZ*60*60*24).
+	hlCreditsPerJiffy = 1 << 39
+	// CREDITS_PER_JIFFY_BYTES: the power of two below 2^32 / HZ.
+	hlCreditsPerJiffyBytes = 1 << 24
+	hlByteCap              = hlCreditsPerJiffyBytes * hz
+)
+
+// hlKey is struct dsthash_dst for IPv4.
+type hlKey struct {
+	src, dst         uint32
+	srcPort, dstPort uint16
+}
+
+// hlEntry is struct dsthash_ent with its rateinfo.
+type hlEntry struct {
+	expires                 int64 // jiffies
+	prev                    int64 // jiffies
+	credit, creditCap, cost uint64
+	// rate-match mode
+	currentRate, rate, burst uint64
+	interval                 uint64
+	prevWindow               bool
+}
+
+// hlTable is struct xt_hashlimit_htable: created by the first rule that
+// names it, whose configuration it keeps (hinfo->cfg).
+type hlTable struct {
+	mu      sync.Mutex // guards everything below
+	cfg     *HashlimitMatch
+	max     int
+	entries map[hlKey]*hlEntry
+	nextGC  int64 // jiffies of the next htable_gc run
+}
+
+// table finds or creates the named table (htable_find_get/htable_create).
+func (m *HashlimitMatch) table(st *State, now int64) *hlTable {
+	if c := m.cache.Load(); c != nil && c.st == st {
+		return c.t
+	}
+	h := &st.hashlimit
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.tables == nil {
+		h.tables = make(map[string]*hlTable)
+	}
+	t := h.tables[m.HName]
+	if t == nil {
+		// htable_create: size defaults to 8192 buckets on hosts with more
+		// than 1 GiB, max to 8 * size
+		size := m.Size
+		if size == 0 {
+			size = 8192
+		}
+		max := int(m.Max)
+		if max == 0 {
+			max = 8 * int(size)
+		}
+		t = &hlTable{cfg: m, max: max, entries: make(map[hlKey]*hlEntry),
+			nextGC: now + msecsToJiffies(m.GCInterval)}
+		h.tables[m.HName] = t
+	}
+	m.cache.Store(&hlCache{st, t})
+	return t
+}
+
+// key is hashlimit_init_dst; ok false when the ports are missing. The
+// ports are the first four bytes after the IP header whatever the
+// fragment offset, as the kernel reads them.
+func (cfg *HashlimitMatch) key(p *Ctx) (k hlKey, ok bool) {
+	pk := p.Pkt
+	if cfg.Mode&HashlimitDIP != 0 {
+		k.dst = pk.Dst & plenToMask(int(cfg.DstMask))
+	}
+	if cfg.Mode&HashlimitSIP != 0 {
+		k.src = pk.Src & plenToMask(int(cfg.SrcMask))
+	}
+	if cfg.Mode&(HashlimitSPT|HashlimitDPT) == 0 {
+		return k, true
+	}
+	var off int
+	switch pk.Proto { // proto_ports_offset
+	case 6, 17, 33, 50, 132, 136:
+		off = 0
+	case 51:
+		off = 4
+	default:
+		return k, true // no ports: both zero
+	}
+	pl := pk.IP[pk.IP.HeaderLen():]
+	if len(pl) < off+4 {
+		return k, false
+	}
+	if cfg.Mode&HashlimitSPT != 0 {
+		k.srcPort = be16(pl, off)
+	}
+	if cfg.Mode&HashlimitDPT != 0 {
+		k.dstPort = be16(pl, off+2)
+	}
+	return k, true
+}
+
+// user2credits for revision 3: HZ*CREDITS_PER_JIFFY exceeds the scale,
+// so the user value is multiplied by their integer ratio.
+func hlUser2Credits(user uint64) uint64 {
+	return user * (hz * hlCreditsPerJiffy / hlScale)
+}
+
+// init is rateinfo_init.
+func (e *hlEntry) init(cfg *HashlimitMatch, now int64) {
+	e.prev = now
+	switch {
+	case cfg.Mode&HashlimitRateMatch != 0:
+		e.prevWindow, e.currentRate = false, 0
+		if cfg.Mode&HashlimitBytes != 0 {
+			r := uint64(0xffffffff)
+			if uint32(cfg.Avg) != 0 {
+				r = 0xffffffff / uint64(uint32(cfg.Avg))
+			}
+			e.rate = (r - 1) << hlByteShift // user2rate_bytes
+			e.burst = e.rate
+			if cfg.Burst != 0 {
+				e.burst = cfg.Burst * e.rate
+			}
+		} else {
+			e.rate = 0
+			if cfg.Avg != 0 {
+				e.rate = hlScale / cfg.Avg // user2rate
+			}
+			e.burst = cfg.Burst + e.rate
+		}
+		e.interval = uint64(cfg.Interval)
+	case cfg.Mode&HashlimitBytes != 0:
+		e.credit = hlByteCap
+		e.cost = (uint64(uint32(cfg.Avg)) * hlByteCap) >> 32 // user2credits_byte
+		e.creditCap = cfg.Burst
+	default:
+		e.credit = hlUser2Credits(cfg.Avg * cfg.Burst)
+		e.cost = hlUser2Credits(cfg.Avg)
+		e.creditCap = e.credit
+	}
+}
+
+// recalc is rateinfo_recalc.
+func (e *hlEntry) recalc(mode uint32, now int64) {
+	delta := uint64(now - e.prev)
+	if now <= e.prev {
+		return
+	}
+	if mode&HashlimitRateMatch != 0 {
+		interval := e.interval * hz
+		if delta < interval {
+			return
+		}
+		e.prev = now
+		e.prevWindow = e.currentRate*interval > delta*e.rate
+		e.currentRate = 0
+		return
+	}
+	e.prev = now
+	var cap uint64
+	if mode&HashlimitBytes != 0 {
+		old := e.credit
+		e.credit += hlCreditsPerJiffyBytes * delta
+		cap = hlByteCap
+		if old >= e.credit { // overflow
+			e.credit = cap
+			return
+		}
+	} else {
+		e.credit += delta * hlCreditsPerJiffy
+		cap = e.creditCap
+	}
+	if e.credit > cap {
+		e.credit = cap
+	}
+}
+
+// byteCost is hashlimit_byte_cost.
+func (e *hlEntry) byteCost(length int) uint64 {
+	tmp := (uint64(length)>>hlByteShift + 1) * e.cost
+	if tmp > hlByteCap {
+		tmp = hlByteCap
+	}
+	if e.credit < tmp && e.creditCap != 0 {
+		e.creditCap--
+		e.credit = hlByteCap
+	}
+	return tmp
+}
+
+// gc is htable_gc / htable_selective_cleanup, run from the packet path
+// every gc interval instead of from a timer: entries whose expiry passed
+// are freed.
+func (t *hlTable) gc(now int64) {
+	if timeAfter(t.nextGC, now) {
+		return
+	}
+	for k, e := range t.entries {
+		if !timeAfter(e.expires, now) {
+			delete(t.entries, k)
+		}
+	}
+	iv := msecsToJiffies(t.cfg.GCInterval)
+	if iv <= 0 {
+		iv = 1
+	}
+	for !timeAfter(t.nextGC, now) {
+		t.nextGC += iv
+	}
+}
+
+// Eval is hashlimit_mt_common (net/netfilter/xt_hashlimit.c, revision 3).
+// Tables are named and shared by every rule naming them; they live in the
+// State and keep the configuration of the rule that created them (mode,
+// masks, rate, burst, expiry), while "above" and the rate-match/bytes
+// choice of the cost come from the rule being evaluated, as in the
+// kernel. Times are jiffies of Env.Now; expired entries are collected
+// every --hashlimit-htable-gcinterval. A full table (htable-max) and a
+// packet whose ports cannot be read hotdrop the packet.
+func (m *HashlimitMatch) Eval(c *Ctx) bool {
+	now := jiffiesAt(c.Env.Now())
+	t := m.table(c.state(), now)
+	cfg := t.cfg
+	k, ok := cfg.key(c)
+	if !ok {
+		c.HotDrop = true
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.gc(now)
+	e := t.entries[k]
+	if e == nil {
+		if len(t.entries) >= t.max {
+			c.HotDrop = true // "max count of %u reached"
+			return false
+		}
+		e = &hlEntry{}
+		t.entries[k] = e
+		e.expires = now + msecsToJiffies(cfg.Expire)
+		e.init(cfg, now)
+	} else {
+		e.expires = now + msecsToJiffies(cfg.Expire)
+		e.recalc(cfg.Mode, now)
+	}
+	under := m.Mode&HashlimitInvert == 0
+	if m.Mode&HashlimitRateMatch != 0 {
+		cost := uint64(1)
+		if m.Mode&HashlimitBytes != 0 {
+			cost = uint64(c.Pkt.Len())
+		}
+		e.currentRate += cost
+		if !e.prevWindow && e.currentRate <= e.burst {
+			return under
+		}
+		return !under
+	}
+	var cost uint64
+	if m.Mode&HashlimitBytes != 0 {
+		cost = e.byteCost(c.Pkt.Len())
+	} else {
+		cost = e.cost
+	}
+	if e.credit >= cost {
+		e.credit -= cost
+		return under
+	}
+	return !under
 }

@@ -45,3 +45,28 @@ func init() {
 		{Name: "helper", Arg: RequiredArg, Invert: true},
 	}, New: func() Match { return &HelperMatch{} }})
 }
+
+// Eval is helper_mt (net/netfilter/xt_helper.c). The kernel tests the
+// helper of the connection's *master*: only expected (RELATED)
+// connections a helper set up can match; "" matches any helper, a name
+// matches when it starts with the helper's name (strncmp over the
+// helper's length).
+//
+// uswitch's conntrack creates no expectations (no helper logic runs), so
+// no connection has a master and the result is always what the kernel
+// returns for a master-less connection: false, or true with "!".
+func (m *HelperMatch) Eval(c *Ctx) bool {
+	master := ctMaster(c)
+	if master == "" {
+		return m.Invert
+	}
+	if m.Helper == "" {
+		return !m.Invert
+	}
+	ok := len(m.Helper) >= len(master) && m.Helper[:len(master)] == master
+	return ok != m.Invert
+}
+
+// ctMaster is the helper name of the packet's master connection; ""
+// while conntrack tracks no expectations (conntrack.Conn has no master).
+func ctMaster(c *Ctx) string { return "" }

@@ -167,3 +167,20 @@ func init() {
 		{Name: "icmp-type", Arg: RequiredArg, Invert: true},
 	}, New: func() Match { return &ICMPMatch{Type: 0xFF, CodeMax: 0xFF} }})
 }
+
+// Eval is icmp_match (net/netfilter/xt_tcpudp.c): type 0xFF is any
+// type; a non-first fragment never matches; a first fragment without the
+// 8-byte ICMP header is hotdropped.
+func (m *ICMPMatch) Eval(c *Ctx) bool {
+	p := c.Pkt
+	if p.IP.FragOffset() != 0 {
+		return false
+	}
+	if len(p.L4) < 8 {
+		c.HotDrop = true
+		return false
+	}
+	t, code := p.L4[0], p.L4[1]
+	ok := m.Type == 0xFF || t == m.Type && code >= m.CodeMin && code <= m.CodeMax
+	return ok != m.Invert
+}

@@ -76,3 +76,15 @@ func init() {
 		{Name: "dst-range", Arg: RequiredArg, Invert: true},
 	}, New: func() Match { return &IPRangeMatch{} }})
 }
+
+// Eval is iprange_mt4 (net/netfilter/xt_iprange.c): a reversed range
+// contains nothing.
+func (m *IPRangeMatch) Eval(c *Ctx) bool {
+	if m.HasSrc && m.Src.Contains(c.Pkt.Src) == m.InvSrc {
+		return false
+	}
+	if m.HasDst && m.Dst.Contains(c.Pkt.Dst) == m.InvDst {
+		return false
+	}
+	return true
+}

@@ -51,3 +51,9 @@ func init() {
 		{Name: "length", Arg: RequiredArg, Invert: true},
 	}, New: func() Match { return &LengthMatch{} }})
 }
+
+// Eval is length_mt (net/netfilter/xt_length.c): the IPv4 total length.
+func (m *LengthMatch) Eval(c *Ctx) bool {
+	l := c.Pkt.IP.TotalLen()
+	return (l >= m.Min && l <= m.Max) != m.Invert
+}

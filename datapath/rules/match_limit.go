@@ -1,6 +1,9 @@
 package rules
 
-import "strings"
+import (
+	"strings"
+	"sync"
+)
 
 // limit match (extensions/libxt_limit.c). iptables-nft 1.8.9 does not
 // load xt_limit: it translates the match into a native nftables limit
@@ -18,6 +21,17 @@ const (
 type LimitMatch struct {
 	Avg   uint32
 	Burst uint32
+
+	// rate packets per unit seconds: the nft limit expression's
+	// NFTA_LIMIT_RATE and NFTA_LIMIT_UNIT, set by Final.
+	rate, unit uint64
+
+	// mu guards the token bucket (struct nft_limit), one per rule,
+	// shared by every packet and worker.
+	mu      sync.Mutex
+	started bool
+	tokens  uint64 // nanoseconds of credit
+	last    int64  // Env.Now of the last packet
 }
 
 func (m *LimitMatch) Name() string { return "limit" }
@@ -91,6 +105,7 @@ func (m *LimitMatch) Final(r *RuleContext) error {
 	rate := uint64(limitMults[i-1] / m.Avg)
 	unit := uint64(limitMults[i-1] / limitScale)
 	m.Avg = uint32(limitScale * unit / rate)
+	m.rate, m.unit = rate, unit
 	if m.Burst == 0 {
 		m.Burst = limitBurstDefault
 	}
@@ -142,4 +157,44 @@ func init() {
 		// limit_init: 3/hour, burst 5
 		return &LimitMatch{Avg: limitScale * 60 * 60 / 3, Burst: limitBurstDefault}
 	}})
+}
+
+// Eval is the nftables limit expression iptables-nft 1.8.9 turns -m limit
+// into (nft_limit_pkts_eval / nft_limit_eval, net/netfilter/nft_limit.c),
+// not xt_limit: a token bucket counted in nanoseconds of Env.Now. A packet
+// costs unit*1e9/rate ns; the bucket holds at most cost*burst and starts
+// full (nft_limit_init); credit accrues with the time since the last
+// packet, matched or not. The bucket lives in the match value: one per
+// rule, restarted when a rule set is loaded, as a new nft rule's is.
+func (m *LimitMatch) Eval(c *Ctx) bool {
+	rate, unit := m.rate, m.unit
+	if rate == 0 { // not through Final: use the average as is
+		rate, unit = limitScale, uint64(m.Avg)
+	}
+	cost := unit * 1e9 / rate
+	burst := uint64(m.Burst)
+	if burst == 0 {
+		burst = limitBurstDefault
+	}
+	max := cost * burst
+	now := c.Env.Now()
+	m.mu.Lock()
+	if !m.started {
+		m.started, m.tokens, m.last = true, max, now
+	}
+	tokens := m.tokens
+	if now > m.last {
+		tokens += uint64(now - m.last)
+	}
+	if tokens > max {
+		tokens = max
+	}
+	m.last = now
+	ok := tokens >= cost
+	if ok {
+		tokens -= cost
+	}
+	m.tokens = tokens
+	m.mu.Unlock()
+	return ok
 }

@@ -76,3 +76,14 @@ func init() {
 		{Name: "mac-source", Arg: RequiredArg, Invert: true},
 	}, New: func() Match { return &MACMatch{} }})
 }
+
+// Eval is mac_mt (net/netfilter/xt_mac.c): the Ethernet source address.
+// A packet without an Ethernet header (TUN, NFQUEUE, locally made) never
+// matches, "!" or not.
+func (m *MACMatch) Eval(c *Ctx) bool {
+	l2 := c.Pkt.L2
+	if len(l2) < 14 {
+		return false
+	}
+	return ([6]byte(l2[6:12]) == m.Src) != m.Invert
+}

@@ -56,3 +56,19 @@ func init() {
 	RegisterMatch(&MatchSpec{Name: "mark", Options: opts, New: func() Match { return &MarkMatch{} }})
 	RegisterMatch(&MatchSpec{Name: "connmark", Options: opts, New: func() Match { return &ConnmarkMatch{} }})
 }
+
+// Eval is mark_mt (net/netfilter/xt_mark.c): (mark & mask) == value.
+func (m *MarkMatch) Eval(c *Ctx) bool {
+	return (c.Pkt.Mark&m.Mask == m.Mark) != m.Invert
+}
+
+// Eval is connmark_mt (net/netfilter/xt_connmark.c): the same test on the
+// connection's mark; without a connection (invalid or untracked) the
+// match fails, "!" or not.
+func (m *ConnmarkMatch) Eval(c *Ctx) bool {
+	ct := c.CT.Conn
+	if ct == nil {
+		return false
+	}
+	return (ct.Mark()&m.Mask == m.Mark) != m.Invert
+}

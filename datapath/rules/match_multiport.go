@@ -167,3 +167,34 @@ func init() {
 		{Name: "ports", Arg: RequiredArg, Invert: true},
 	}, New: func() Match { return &MultiportMatch{} }})
 }
+
+// Eval is multiport_mt with ports_match_v1 (net/netfilter/xt_multiport.c):
+// the first four bytes of the transport header are the ports (the rule's
+// -p guarantees a protocol that has them); a non-first fragment never
+// matches and a shorter first fragment is hotdropped.
+func (m *MultiportMatch) Eval(c *Ctx) bool {
+	p := c.Pkt
+	if p.IP.FragOffset() != 0 {
+		return false
+	}
+	if len(p.L4) < 4 {
+		c.HotDrop = true
+		return false
+	}
+	src, dst := be16(p.L4, 0), be16(p.L4, 2)
+	for _, r := range m.Ports {
+		var hit bool
+		switch m.Mode {
+		case MultiportSource:
+			hit = r.Contains(src)
+		case MultiportDestination:
+			hit = r.Contains(dst)
+		default:
+			hit = r.Contains(src) || r.Contains(dst)
+		}
+		if hit {
+			return !m.Invert
+		}
+	}
+	return m.Invert
+}

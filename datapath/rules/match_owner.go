@@ -169,3 +169,27 @@ func init() {
 		{Name: "suppl-groups"},
 	}, New: func() Match { return &OwnerMatch{} }})
 }
+
+// Eval is owner_mt (net/netfilter/xt_owner.c). Without a socket
+// (forwarded packets, the host's own answers) the rule matches only when
+// every option given is negated. With one, "! --socket-exists" fails,
+// then fsuid and fsgid are tested against the ranges.
+//
+// Meta carries no supplementary groups, so --suppl-groups only tests the
+// primary group (the kernel also walks the socket file's group list).
+func (m *OwnerMatch) Eval(c *Ctx) bool {
+	p := c.Pkt
+	if !p.HasSocket {
+		return m.Match^m.Invert == 0
+	}
+	if m.Match&m.Invert&OwnerSocket != 0 {
+		return false
+	}
+	if m.Match&OwnerUID != 0 && (p.UID >= m.UIDMin && p.UID <= m.UIDMax) == (m.Invert&OwnerUID != 0) {
+		return false
+	}
+	if m.Match&OwnerGID != 0 && (p.GID >= m.GIDMin && p.GID <= m.GIDMax) == (m.Invert&OwnerGID != 0) {
+		return false
+	}
+	return true
+}

@@ -114,3 +114,37 @@ func init() {
 		{Name: "physdev-is-bridged", Invert: true},
 	}, New: func() Match { return &PhysdevMatch{} }})
 }
+
+// Eval is physdev_mt (net/netfilter/xt_physdev.c), kernel-facts §2.5.
+// Bridge information exists when br_netfilter recorded the input port
+// (Meta.PhysIn); the output port (Meta.PhysOut) is known in FORWARD and
+// POSTROUTING of bridged traffic only.
+func (m *PhysdevMatch) Eval(c *Ctx) bool {
+	in, out := c.Pkt.PhysIn, c.Pkt.PhysOut
+	given := func(b uint8) bool { return m.Bitmask&b != 0 }
+	inv := func(b uint8) bool { return m.Invert&b != 0 }
+	if in == "" && out == "" {
+		// no bridge info: match only if every option given is negated
+		return m.Bitmask&^m.Invert == 0
+	}
+	if given(PhysdevBridged) && (out != "") == inv(PhysdevBridged) {
+		return false
+	}
+	if given(PhysdevIsIn) && (in != "") == inv(PhysdevIsIn) {
+		return false
+	}
+	if given(PhysdevIsOut) && (out != "") == inv(PhysdevIsOut) {
+		return false
+	}
+	// an unknown input port skips the --physdev-in test
+	if given(PhysdevIn) && in != "" && m.In.Match(in) == inv(PhysdevIn) {
+		return false
+	}
+	if !given(PhysdevOut) {
+		return true
+	}
+	if out == "" {
+		return false // unknown output port: no match even with "!"
+	}
+	return m.Out.Match(out) != inv(PhysdevOut)
+}

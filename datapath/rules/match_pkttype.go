@@ -3,6 +3,8 @@ package rules
 import (
 	"strconv"
 	"strings"
+
+	"github.com/uswitch-lab/uswitch/datapath/packet"
 )
 
 // pkttype match (extensions/libxt_pkttype.c; kernel
@@ -70,4 +72,18 @@ func init() {
 	RegisterMatch(&MatchSpec{Name: "pkttype", Options: []Option{
 		{Name: "pkt-type", Arg: RequiredArg, Invert: true},
 	}, New: func() Match { return &PktTypeMatch{} }})
+}
+
+// Eval is pkttype_mt (net/netfilter/xt_pkttype.c): skb->pkt_type, except
+// that a looped-back packet counts as multicast when its destination is
+// 224/4 and as broadcast otherwise.
+func (m *PktTypeMatch) Eval(c *Ctx) bool {
+	t := c.Pkt.PktType
+	if t == packet.PktLoopback {
+		t = PacketBroadcast
+		if c.Pkt.Dst>>28 == 0xe {
+			t = PacketMulticast
+		}
+	}
+	return (t == m.Type) != m.Invert
 }

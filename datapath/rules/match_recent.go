@@ -1,6 +1,9 @@
 package rules
 
-import "strings"
+import (
+	"strings"
+	"sync/atomic"
+)
 
 // recent match (extensions/libxt_recent.c, revision 1; kernel
 // net/netfilter/xt_recent.c recent_mt_check).
@@ -28,6 +31,13 @@ type RecentMatch struct {
 	Mask     uint32
 
 	given uint16
+	// cache is the table of the last State the match ran with.
+	cache atomic.Pointer[recentCache]
+}
+
+type recentCache struct {
+	st *State
+	t  *recentTable
 }
 
 // option ids, in the order of recent_opts_v1
@@ -191,4 +201,181 @@ func init() {
 // directory).
 func procNameOK(name string) bool {
 	return name != "." && name != ".." && !strings.Contains(name, "/")
+}
+
+// xt_recent module parameters (defaults).
+const (
+	recentListTot    = 100 // ip_list_tot: addresses per table
+	recentPktListTot = 20  // ip_pkt_list_tot: time stamps per address
+)
+
+// recentEntry is struct recent_entry: an address, the TTL it was last
+// seen with, and a ring of time stamps (jiffies).
+type recentEntry struct {
+	addr       uint32
+	ttl        uint8
+	index      int // next slot, 1-based as the kernel's e->index
+	nstamps    int
+	stamps     []int64
+	prev, next *recentEntry // LRU list, oldest first
+}
+
+// recentTable is struct recent_table. All fields are guarded by
+// State.recent.mu.
+type recentTable struct {
+	mask    int // nstamps_max_mask
+	entries map[uint32]*recentEntry
+	lru     recentEntry // sentinel: lru.next is the oldest
+}
+
+func newRecentTable(mask int) *recentTable {
+	t := &recentTable{mask: mask, entries: make(map[uint32]*recentEntry)}
+	t.lru.prev, t.lru.next = &t.lru, &t.lru
+	return t
+}
+
+func (t *recentTable) unlink(e *recentEntry) {
+	e.prev.next, e.next.prev = e.next, e.prev
+}
+
+func (t *recentTable) pushBack(e *recentEntry) {
+	e.prev, e.next = t.lru.prev, &t.lru
+	t.lru.prev.next = e
+	t.lru.prev = e
+}
+
+func (t *recentTable) remove(e *recentEntry) {
+	t.unlink(e)
+	delete(t.entries, e.addr)
+}
+
+// add is recent_entry_init: the oldest entry makes room when the table
+// is full.
+func (t *recentTable) add(addr uint32, ttl uint8, now int64) *recentEntry {
+	if len(t.entries) >= recentListTot {
+		t.remove(t.lru.next)
+	}
+	e := &recentEntry{addr: addr, ttl: ttl, index: 1, nstamps: 1, stamps: make([]int64, t.mask+1)}
+	e.stamps[0] = now
+	t.entries[addr] = e
+	t.pushBack(e)
+	return e
+}
+
+// update is recent_entry_update.
+func (t *recentTable) update(e *recentEntry, now int64) {
+	e.index &= t.mask
+	e.stamps[e.index] = now
+	e.index++
+	if e.index > e.nstamps {
+		e.nstamps = e.index
+	}
+	t.unlink(e)
+	t.pushBack(e)
+}
+
+// nstampsMask is recent_mt_check's nstamps_max_mask.
+func (m *RecentMatch) nstampsMask() int {
+	n := recentPktListTot
+	if int(m.HitCount) >= n {
+		n = int(m.HitCount)
+	}
+	p := 1
+	for p < n {
+		p <<= 1
+	}
+	return p - 1
+}
+
+// table returns the match's named table in st, creating it (a match that
+// needs more time stamps flushes and widens an existing one, as
+// recent_mt_check does).
+func (m *RecentMatch) table(st *State) *recentTable {
+	if c := m.cache.Load(); c != nil && c.st == st {
+		return c.t
+	}
+	r := &st.recent
+	if r.tables == nil {
+		r.tables = make(map[string]*recentTable)
+	}
+	t := r.tables[m.Name_]
+	if mask := m.nstampsMask(); t == nil {
+		t = newRecentTable(mask)
+		r.tables[m.Name_] = t
+	} else if mask > t.mask {
+		*t = *newRecentTable(mask)
+		t.lru.prev, t.lru.next = &t.lru, &t.lru
+	}
+	m.cache.Store(&recentCache{st, t})
+	return t
+}
+
+// Eval is recent_mt (net/netfilter/xt_recent.c). The table is shared by
+// every rule naming it and lives in the State, so it survives rule-set
+// swaps (the kernel keeps it while any rule refers to it; a table no
+// rule names any more is not freed here). Time stamps are jiffies of
+// Env.Now.
+func (m *RecentMatch) Eval(c *Ctx) bool {
+	p := c.Pkt
+	addr := p.Src
+	if m.Dest {
+		addr = p.Dst
+	}
+	addr &= m.Mask
+	ttl := p.IP.TTL()
+	if p.OutIf != "" && !p.HasSocket {
+		ttl++ // the TTL as seen before forwarding
+	}
+	now := jiffiesAt(c.Env.Now())
+	ret := m.Invert
+	r := &c.state().recent
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := m.table(c.state())
+	e := t.entries[addr]
+	if e != nil && m.CheckSet&RecentTTL != 0 && e.ttl != ttl && ttl != 0 && e.ttl != 0 {
+		e = nil // recent_entry_lookup with a TTL
+	}
+	if e == nil {
+		if m.CheckSet&RecentSet == 0 {
+			return ret
+		}
+		t.add(addr, ttl, now)
+		return !ret
+	}
+	switch {
+	case m.CheckSet&RecentSet != 0:
+		ret = !ret
+	case m.CheckSet&RecentRemove != 0:
+		t.remove(e)
+		return !ret
+	case m.CheckSet&(RecentCheck|RecentUpdate) != 0:
+		time := now - int64(m.Seconds)*hz
+		hits := uint32(0)
+		for i := 0; i < e.nstamps; i++ {
+			if m.Seconds != 0 && timeAfter(time, e.stamps[i]) {
+				continue
+			}
+			hits++
+			if m.HitCount == 0 || hits >= m.HitCount {
+				ret = !ret
+				break
+			}
+		}
+		if m.CheckSet&RecentReap != 0 { // recent_entry_reap
+			old := t.lru.next
+			if !(old == e && m.CheckSet&RecentUpdate != 0 && ret) &&
+				timeAfter(time, old.stamps[old.index-1]) {
+				t.remove(old)
+				if old == e {
+					return ret
+				}
+			}
+		}
+	}
+	if m.CheckSet&RecentSet != 0 || m.CheckSet&RecentUpdate != 0 && ret {
+		t.update(e, now)
+		e.ttl = ttl
+	}
+	return ret
 }

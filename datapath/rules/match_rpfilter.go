@@ -1,5 +1,7 @@
 package rules
 
+import "github.com/uswitch-lab/uswitch/datapath/packet"
+
 // rpfilter match (extensions/libxt_rpfilter.c; kernel
 // net/ipv4/netfilter/ipt_rpfilter.c: PREROUTING only, raw and mangle).
 
@@ -61,4 +63,31 @@ func init() {
 		opts = append(opts, Option{Name: x.name})
 	}
 	RegisterMatch(&MatchSpec{Name: "rpfilter", Options: opts, New: func() Match { return &RPFilterMatch{} }})
+}
+
+// Eval is rpfilter_mt (net/ipv4/netfilter/ipt_rpfilter.c): looped-back
+// packets pass; a 0/8 source to 255.255.255.255 or 224.0.0.0/24 (DHCP
+// and friends) passes; otherwise Env.ReversePath answers the reverse
+// route lookup (daddr = source, saddr = destination unless it is
+// multicast or broadcast, mark only with --validmark, TOS & IPTOS_RT_MASK).
+func (m *RPFilterMatch) Eval(c *Ctx) bool {
+	p := c.Pkt
+	inv := m.Flags&RPFilterInvert != 0
+	if p.PktType == packet.PktLoopback || p.InIf == "lo" {
+		return !inv
+	}
+	if p.Src>>24 == 0 && (p.Dst == 0xffffffff || p.Dst&0xffffff00 == 0xe0000000) {
+		return !inv
+	}
+	saddr := p.Dst // rpfilter_get_saddr
+	if p.Dst == 0xffffffff || p.Dst>>28 == 0xe {
+		saddr = 0
+	}
+	var mark uint32
+	if m.Flags&RPFilterValidMark != 0 {
+		mark = p.Mark
+	}
+	ok := c.Env.ReversePath(p.Src, saddr, p.InIf, mark, p.IP.TOS()&0x1e,
+		m.Flags&RPFilterLoose != 0, m.Flags&RPFilterValidMark != 0, m.Flags&RPFilterAcceptLocal != 0)
+	return ok != inv
 }

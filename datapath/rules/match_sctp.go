@@ -255,3 +255,88 @@ func init() {
 		{Name: "chunk-types", Arg: RequiredArg, Invert: true, Multi: true, TwoArgs: true},
 	}, New: func() Match { return &SCTPMatch{Src: anyPorts, Dst: anyPorts} }})
 }
+
+// Eval is sctp_mt (net/netfilter/xt_sctp.c): ports from the 12-byte
+// common header, then the chunk walk of match_packet. A non-first
+// fragment never matches; a truncated header or chunk, or a chunk of
+// length 0, hotdrops the packet.
+func (m *SCTPMatch) Eval(c *Ctx) bool {
+	p := c.Pkt
+	if p.IP.FragOffset() != 0 {
+		return false
+	}
+	sh := p.L4
+	if len(sh) < 12 {
+		c.HotDrop = true
+		return false
+	}
+	if m.HasSrc && m.Src.Contains(be16(sh, 0)) == m.InvSrc {
+		return false
+	}
+	if m.HasDst && m.Dst.Contains(be16(sh, 2)) == m.InvDst {
+		return false
+	}
+	if m.HasChunks && m.matchChunks(c, sh) == m.InvChunks {
+		return false
+	}
+	return true
+}
+
+func (m *SCTPMatch) chunkSet(t uint8) bool { return m.ChunkMap[t/32]&(1<<(t%32)) != 0 }
+
+// matchFlags is match_flags. As in the kernel, flag_info's chunk type is
+// compared with the chunk's type (parse_sctp_chunk stored the table
+// index there; see SCTPFlagInfo).
+func (m *SCTPMatch) matchFlags(typ, flags uint8) bool {
+	for _, fi := range m.FlagInfo {
+		if fi.Chunk == typ {
+			return flags&fi.Mask == fi.Flag
+		}
+	}
+	return true
+}
+
+// matchChunks is match_packet.
+func (m *SCTPMatch) matchChunks(c *Ctx, sh []byte) bool {
+	var left [8]uint32
+	if m.ChunkMatch == SCTPChunkAll {
+		left = m.ChunkMap
+	}
+	off := 12
+	for {
+		if off+4 > len(sh) || be16(sh, off+2) == 0 {
+			c.HotDrop = true // "Dropping invalid SCTP packet."
+			return false
+		}
+		typ, flags := sh[off], sh[off+1]
+		off += (int(be16(sh, off+2)) + 3) &^ 3
+		if m.chunkSet(typ) {
+			switch m.ChunkMatch {
+			case SCTPChunkAny:
+				if m.matchFlags(typ, flags) {
+					return true
+				}
+			case SCTPChunkAll:
+				if m.matchFlags(typ, flags) {
+					left[typ/32] &^= 1 << (typ % 32)
+				}
+			case SCTPChunkOnly:
+				if !m.matchFlags(typ, flags) {
+					return false
+				}
+			}
+		} else if m.ChunkMatch == SCTPChunkOnly {
+			return false
+		}
+		if off >= len(sh) {
+			break
+		}
+	}
+	switch m.ChunkMatch {
+	case SCTPChunkAll:
+		return left == [8]uint32{}
+	case SCTPChunkOnly:
+		return true
+	}
+	return false
+}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // statistic match (extensions/libxt_statistic.c; kernel
@@ -26,6 +27,12 @@ type StatisticMatch struct {
 	Packet      uint32
 
 	given uint8 // bit per option: mode, probability, every, packet
+
+	// count is the nth counter (xt_statistic_priv.count), one per rule
+	// shared by every packet and worker. It holds the kernel's value
+	// plus one so that the zero value means "not started": the kernel
+	// starts it at every - packet when the rule is checked.
+	count atomic.Uint32
 }
 
 const (
@@ -159,4 +166,33 @@ func init() {
 		{Name: "every", Arg: RequiredArg, Invert: true},
 		{Name: "packet", Arg: RequiredArg},
 	}, New: func() Match { return &StatisticMatch{} }})
+}
+
+// Eval is statistic_mt (net/netfilter/xt_statistic.c). random: matches
+// when (Rand32 & 0x7FFFFFFF) < P. nth: the shared counter advances by
+// one per packet, wrapping from every-1 to 0, and the packet matches when
+// it becomes 0: packets p, p+n, p+2n, ... (0-based) match.
+func (m *StatisticMatch) Eval(c *Ctx) bool {
+	hit := false
+	switch m.Mode {
+	case StatisticRandom:
+		hit = c.Env.Rand32()&0x7FFFFFFF < m.Probability
+	case StatisticNth:
+		for {
+			old := m.count.Load()
+			cur := old - 1
+			if old == 0 {
+				cur = m.Every - m.Packet // nth.count as statistic_mt_check sets it
+			}
+			next := cur + 1
+			if cur == m.Every {
+				next = 0
+			}
+			if m.count.CompareAndSwap(old, next+1) {
+				hit = next == 0
+				break
+			}
+		}
+	}
+	return hit != m.Invert
 }

@@ -383,3 +383,116 @@ func init() {
 	RegisterMatch(&MatchSpec{Name: "comment", Options: []Option{{Name: "comment", Arg: RequiredArg}},
 		New: func() Match { return &CommentMatch{} }})
 }
+
+// Eval is tcp_mt (net/netfilter/xt_tcpudp.c) for a match iptables-nft
+// keeps as an xt match, and the nftables payload expressions
+// (net/netfilter/nft_payload.c) it becomes otherwise (see nftNative).
+//
+// Non-first fragments never match. tcp_mt drops ("hotdrops") a fragment
+// at offset 1 and a first fragment too short for the 20-byte header;
+// the native form instead fails the rule (NFT_BREAK) when the bytes of
+// a field it loads are missing, and never drops.
+func (m *TCPMatch) Eval(c *Ctx) bool {
+	p := c.Pkt
+	th := p.L4
+	if m.nftNative() {
+		if !p.HasL4 && !p.L4Truncated {
+			return false // nft_payload: no transport header in a fragment
+		}
+		if !m.Src.Any() && (len(th) < 2 || m.Src.Contains(be16(th, 0)) == m.InvSrc) {
+			return false
+		}
+		if !m.Dst.Any() && (len(th) < 4 || m.Dst.Contains(be16(th, 2)) == m.InvDst) {
+			return false
+		}
+		if m.FlagMask != 0 && (len(th) < 14 || (th[13]&m.FlagMask == m.FlagCmp) == m.InvFlags) {
+			return false
+		}
+		return true
+	}
+	if off := p.IP.FragOffset(); off != 0 {
+		if off == 1 {
+			c.HotDrop = true // "Dropping evil TCP offset=1 frag."
+		}
+		return false
+	}
+	if len(th) < 20 {
+		c.HotDrop = true // "Dropping evil TCP offset=0 tinygram."
+		return false
+	}
+	if m.Src.Contains(be16(th, 0)) == m.InvSrc || m.Dst.Contains(be16(th, 2)) == m.InvDst {
+		return false
+	}
+	if (th[13]&m.FlagMask == m.FlagCmp) == m.InvFlags {
+		return false
+	}
+	if m.Option != 0 {
+		doff := int(th[12]>>4) * 4
+		if doff < 20 {
+			c.HotDrop = true
+			return false
+		}
+		return tcpFindOption(c, th, doff, m.Option, m.InvOpt)
+	}
+	return true
+}
+
+// tcpFindOption is tcp_find_option: walk the option kinds; kinds 0 and 1
+// are one byte, the others advance by their length byte (at least 1).
+// Options beyond the packet hotdrop it.
+func tcpFindOption(c *Ctx, th []byte, doff int, option uint8, invert bool) bool {
+	optlen := doff - 20
+	if optlen == 0 {
+		return invert
+	}
+	if doff > len(th) {
+		c.HotDrop = true
+		return false
+	}
+	for i := 0; i < optlen; {
+		k := th[20+i]
+		if k == option {
+			return !invert
+		}
+		if k < 2 || 20+i+1 >= len(th) {
+			i++
+			continue
+		}
+		if l := th[20+i+1]; l != 0 {
+			i += int(l)
+		} else {
+			i++
+		}
+	}
+	return invert
+}
+
+// Eval is udp_mt (net/netfilter/xt_tcpudp.c), or the payload expressions
+// of the native form (see TCPMatch.Eval).
+func (m *UDPMatch) Eval(c *Ctx) bool {
+	p := c.Pkt
+	uh := p.L4
+	if m.nftNative() {
+		if !p.HasL4 && !p.L4Truncated {
+			return false
+		}
+		if !m.Src.Any() && (len(uh) < 2 || m.Src.Contains(be16(uh, 0)) == m.InvSrc) {
+			return false
+		}
+		if !m.Dst.Any() && (len(uh) < 4 || m.Dst.Contains(be16(uh, 2)) == m.InvDst) {
+			return false
+		}
+		return true
+	}
+	if p.IP.FragOffset() != 0 {
+		return false
+	}
+	if len(uh) < 8 {
+		c.HotDrop = true // "Dropping evil UDP tinygram."
+		return false
+	}
+	return m.Src.Contains(be16(uh, 0)) != m.InvSrc && m.Dst.Contains(be16(uh, 2)) != m.InvDst
+}
+
+// Eval: comment_mt (net/netfilter/xt_comment.c) always matches.
+func (m *CommentMatch) Eval(c *Ctx) bool { return true }

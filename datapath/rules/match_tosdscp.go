@@ -127,3 +127,13 @@ func init() {
 		{Name: "dscp-class", Arg: RequiredArg, Invert: true},
 	}, New: func() Match { return &DSCPMatch{} }})
 }
+
+// Eval is tos_mt (net/netfilter/xt_dscp.c): (tos & mask) == value.
+func (m *TOSMatch) Eval(c *Ctx) bool {
+	return (c.Pkt.IP.TOS()&m.Mask == m.Value) != m.Invert
+}
+
+// Eval is dscp_mt (net/netfilter/xt_dscp.c): the upper six TOS bits.
+func (m *DSCPMatch) Eval(c *Ctx) bool {
+	return (c.Pkt.IP.TOS()>>2 == m.DSCP) != m.Invert
+}

@@ -98,3 +98,19 @@ func init() {
 		{Name: "ttl", Arg: RequiredArg, Invert: true, Alias: "ttl-eq"},
 	}, New: func() Match { return &TTLMatch{} }})
 }
+
+// Eval is ttl_mt (net/netfilter/xt_hl.c).
+func (m *TTLMatch) Eval(c *Ctx) bool {
+	ttl := c.Pkt.IP.TTL()
+	switch m.Mode {
+	case TTLEq:
+		return ttl == m.Value
+	case TTLNe:
+		return ttl != m.Value
+	case TTLLt:
+		return ttl < m.Value
+	case TTLGt:
+		return ttl > m.Value
+	}
+	return false
+}

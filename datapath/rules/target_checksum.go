@@ -32,6 +32,16 @@ func (t *ChecksumTarget) Save(w *SaveWriter) {
 	}
 }
 
+// Exec is checksum_tg (net/netfilter/xt_CHECKSUM.c): it completes a
+// checksum only when skb->ip_summed == CHECKSUM_PARTIAL (an offloaded
+// checksum not yet computed) and the packet is not GSO. uswitch has no
+// such state: every packet it carries has its transport checksum
+// complete (devices are opened without checksum offload, and every
+// rewrite updates checksums in place), so skb_checksum_help never runs
+// and the target only continues. Were a "checksum pending" flag ever
+// added to packet.Meta, this is where it would be filled.
+func (t *ChecksumTarget) Exec(c *Ctx) TVerdict { return TContinue }
+
 func init() {
 	RegisterTarget(&TargetSpec{Name: "CHECKSUM", Options: []Option{{Name: "checksum-fill"}},
 		New: func() Target { return &ChecksumTarget{} }})

@@ -140,6 +140,42 @@ func (t *ConnmarkTarget) Save(w *SaveWriter) {
 	}
 }
 
+// shift applies the revision-2 shift (shift_dir, shift_bits).
+func (t *ConnmarkTarget) shift(v uint32) uint32 {
+	if t.ShiftDir == ConnmarkShiftRight {
+		return v >> t.ShiftBits
+	}
+	return v << t.ShiftBits
+}
+
+// Exec is connmark_tg_shift (net/netfilter/xt_connmark.c), which serves
+// revisions 1 and 2 (revision 1 with no shift). Without a conntrack entry
+// (invalid or untracked packets) it does nothing. Quirk kept: --set-*
+// shifts the whole new ctmark, --save-mark shifts the masked packet mark
+// and --restore-mark the masked ctmark. The IPCT_MARK event the kernel
+// caches on a change has no listener in uswitch.
+func (t *ConnmarkTarget) Exec(c *Ctx) TVerdict {
+	ct := c.CT.Conn
+	if ct == nil {
+		return TContinue
+	}
+	switch t.Mode {
+	case ConnmarkSet:
+		nm := t.shift((ct.Mark() &^ t.CtMask) ^ t.CtMark)
+		if ct.Mark() != nm {
+			ct.SetMark(nm)
+		}
+	case ConnmarkSave:
+		nm := (ct.Mark() &^ t.CtMask) ^ t.shift(c.Pkt.Mark&t.NfMask)
+		if ct.Mark() != nm {
+			ct.SetMark(nm)
+		}
+	case ConnmarkRestore:
+		c.Pkt.Mark = (c.Pkt.Mark &^ t.NfMask) ^ t.shift(ct.Mark()&t.CtMask)
+	}
+	return TContinue
+}
+
 func init() {
 	RegisterTarget(&TargetSpec{Name: "CONNMARK", Options: []Option{
 		{Name: "set-xmark", Arg: RequiredArg},

@@ -3,6 +3,8 @@ package rules
 import (
 	"strconv"
 	"strings"
+
+	"github.com/uswitch-lab/uswitch/conntrack"
 )
 
 // CT target (iptables 1.8.9 extensions/libxt_CT.c, revision 2, the one
@@ -207,6 +209,44 @@ func (t *CTTarget) Save(w *SaveWriter) {
 			w.WriteString(" " + strconv.Itoa(int(t.Zone)))
 		}
 	}
+}
+
+// ctAttached reports whether the packet already has a conntrack reference
+// (skb->_nfct != 0): an entry, the untracked marker, or a template a
+// previous CT/NOTRACK rule attached during this traversal.
+func ctAttached(c *Ctx) bool {
+	return c.CT.Conn != nil || c.CT.IsUntracked() || c.Notrack || c.CTTemplate != nil
+}
+
+// Exec is xt_ct_target (net/netfilter/xt_CT.c): a packet that already has
+// a conntrack reference ("previously seen (loopback)") is left alone;
+// otherwise --notrack marks it untracked (nf_ct_set(skb, NULL,
+// IP_CT_UNTRACKED)) and any other CT rule attaches its template, whose
+// zone, helper, timeout and events the conntrack lookup then uses. Both
+// continue.
+//
+// The untracked marker is visible at once to later rules (c.CT =
+// conntrack.Untracked, as skb->_nfct is) and c.Notrack tells the engine.
+// A template sets c.CTTemplate and the zone: HasZone, CTZone = --zone, or
+// for "--zone mark" the low 16 bits of the mark now — nf_ct_zone_tmpl
+// reads skb->mark when conntrack runs, so an engine that lets later raw
+// rules change the mark should recompute it from CTTemplate.Flags.
+func (t *CTTarget) Exec(c *Ctx) TVerdict {
+	if ctAttached(c) {
+		return TContinue
+	}
+	if t.Flags&CTNoTrack != 0 {
+		c.Notrack = true
+		c.CT = conntrack.Untracked
+		return TContinue
+	}
+	c.CTTemplate = t
+	c.HasZone = true
+	c.CTZone = t.Zone
+	if t.Flags&CTZoneMark != 0 {
+		c.CTZone = uint16(c.Pkt.Mark)
+	}
+	return TContinue
 }
 
 func init() {

@@ -8,6 +8,8 @@ package rules
 type DNATTarget struct {
 	Range NATRange
 	given bool
+	// req is the binding request Exec hands out, built by Final.
+	req NATRequest
 }
 
 func (t *DNATTarget) Name() string { return "DNAT" }
@@ -23,7 +25,16 @@ func (t *DNATTarget) Final(r *RuleContext) error {
 	if !t.given {
 		return mustBeSpecified("DNAT", "to-destination")
 	}
+	t.req = NATRequest{Manip: ManipDst, Range: t.Range}
 	return nil
+}
+
+// Exec is xt_dnat_target_v2 (net/netfilter/xt_nat.c): the nf_nat_range2
+// as given (base port included) goes to nf_nat_setup_info with
+// NF_NAT_MANIP_DST; here it is left in c.NAT for the engine's NAT stage.
+func (t *DNATTarget) Exec(c *Ctx) TVerdict {
+	c.NAT = &t.req
+	return TAccept
 }
 
 func (t *DNATTarget) CheckHooks(tb TableID, hooks HookMask) error {

@@ -1,6 +1,11 @@
 package rules
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/uswitch-lab/uswitch/datapath/packet"
+)
 
 // DSCP target (iptables 1.8.9 extensions/libxt_DSCP.c, dscp_helper.c;
 // kernel net/netfilter/xt_DSCP.c, .table = "mangle").
@@ -52,6 +57,41 @@ func (t *DSCPTarget) CheckHooks(tb TableID, hooks HookMask) error { return table
 
 // Save is DSCP_save.
 func (t *DSCPTarget) Save(w *SaveWriter) { w.Opt("set-dscp", fmt.Sprintf("0x%02x", t.DSCP)) }
+
+// dscpShift and dscpECNMask are XT_DSCP_SHIFT and XT_DSCP_ECN_MASK
+// (linux/netfilter/xt_dscp.h).
+const (
+	dscpShift   = 2
+	dscpECNMask = 0x03
+)
+
+// Exec is dscp_tg (net/netfilter/xt_DSCP.c): when the packet's DSCP (TOS
+// >> 2) differs, replace it keeping the two ECN bits.
+func (t *DSCPTarget) Exec(c *Ctx) TVerdict {
+	h := c.Pkt.IP
+	if h.TOS()>>dscpShift != t.DSCP {
+		changeDSField(h, dscpECNMask, t.DSCP<<dscpShift)
+	}
+	return TContinue
+}
+
+// changeDSField is ipv4_change_dsfield (include/net/dsfield.h): TOS =
+// (TOS & mask) | value, with that function's own incremental update of
+// the header checksum (computed on the stored checksum rather than its
+// complement, so the result is bit-identical to the kernel's, including
+// which of 0x0000/0xffff it writes).
+func changeDSField(h packet.IPv4, mask, value uint8) {
+	check := uint32(binary.BigEndian.Uint16(h[10:]))
+	ds := h[1]&mask | value
+	check += uint32(h[1])
+	if (check+1)>>16 != 0 {
+		check = (check + 1) & 0xffff
+	}
+	check -= uint32(ds)
+	check += check >> 16 // adjust carry
+	binary.BigEndian.PutUint16(h[10:], uint16(check))
+	h[1] = ds
+}
 
 func init() {
 	RegisterTarget(&TargetSpec{Name: "DSCP", Options: []Option{

@@ -3,6 +3,7 @@ package rules
 import (
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // LOG target (iptables 1.8.9 extensions/libxt_LOG.c; kernel
@@ -31,6 +32,10 @@ type LogTarget struct {
 	Level  uint8  // syslog level 0-7
 	Prefix string // at most 29 bytes
 	Flags  uint8  // Log* bits
+
+	// logged counts the packets the rule handed to the logger; the one
+	// field written after load, by every worker (atomic).
+	logged atomic.Uint64
 }
 
 func (t *LogTarget) Name() string { return "LOG" }
@@ -102,6 +107,17 @@ func (t *LogTarget) Save(w *SaveWriter) {
 		}
 	}
 }
+
+// Exec is log_tg (net/netfilter/xt_LOG.c): hand the packet to nf_log with
+// the rule's level, prefix and flags, then XT_CONTINUE. uswitch writes no
+// kernel log; the packets are counted (Logged) and evaluation goes on.
+func (t *LogTarget) Exec(c *Ctx) TVerdict {
+	t.logged.Add(1)
+	return TContinue
+}
+
+// Logged is the number of packets the rule has logged.
+func (t *LogTarget) Logged() uint64 { return t.logged.Load() }
 
 func init() {
 	RegisterTarget(&TargetSpec{Name: "LOG", Options: []Option{

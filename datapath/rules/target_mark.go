@@ -80,6 +80,13 @@ func (t *MarkTarget) Save(w *SaveWriter) {
 	w.Opt("set-xmark", fmt.Sprintf("0x%x/0x%x", t.Mark, t.Mask))
 }
 
+// Exec is mark_tg (net/netfilter/xt_mark.c): skb->mark = (skb->mark &
+// ~mask) ^ mark, then XT_CONTINUE.
+func (t *MarkTarget) Exec(c *Ctx) TVerdict {
+	c.Pkt.Mark = (c.Pkt.Mark &^ t.Mask) ^ t.Mark
+	return TContinue
+}
+
 func init() {
 	RegisterTarget(&TargetSpec{Name: "MARK", Options: []Option{
 		{Name: "set-xmark", Arg: RequiredArg},

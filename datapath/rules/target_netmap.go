@@ -10,6 +10,9 @@ package rules
 type NetmapTarget struct {
 	MinAddr, MaxAddr uint32
 	given            bool
+	// reqSrc/reqDst are the binding requests Exec hands out by hook,
+	// built by Final.
+	reqSrc, reqDst NATRequest
 }
 
 func (t *NetmapTarget) Name() string { return "NETMAP" }
@@ -29,7 +32,32 @@ func (t *NetmapTarget) Final(r *RuleContext) error {
 	if !t.given {
 		return mustBeSpecified("NETMAP", "to")
 	}
+	req := NATRequest{Netmap: true, NetmapMask: t.Mask(), Range: NATRange{
+		Flags: NATMapIPs, MinAddr: t.MinAddr, MaxAddr: t.MaxAddr}}
+	t.reqSrc, t.reqDst = req, req
+	t.reqSrc.Manip, t.reqDst.Manip = ManipSrc, ManipDst
 	return nil
+}
+
+// Exec is netmap_tg4 (net/netfilter/xt_NETMAP.c): the manip type follows
+// the hook (HOOK2MANIP: PREROUTING and OUTPUT rewrite the destination,
+// INPUT and POSTROUTING the source) and the new address is the packet's
+// host part under the rule's network, a single-address range with
+// NF_NAT_RANGE_MAP_IPS. The address is per packet, so the request
+// carries the rule's network (Range.MinAddr) and mask (NetmapMask) and
+// the engine's NAT stage computes
+//
+//	new = addr &^ NetmapMask | Range.MinAddr & NetmapMask
+//
+// from the manipulated address (destination for ManipDst, source for
+// ManipSrc) before nf_nat_setup_info; the protocol range stays unset.
+func (t *NetmapTarget) Exec(c *Ctx) TVerdict {
+	if c.Hook == PreRouting || c.Hook == LocalOut {
+		c.NAT = &t.reqDst
+	} else {
+		c.NAT = &t.reqSrc
+	}
+	return TAccept
 }
 
 // Mask is the mapped network's mask.

@@ -3,6 +3,7 @@ package rules
 import (
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // NFLOG target (iptables 1.8.9 extensions/libxt_NFLOG.c). iptables-nft
@@ -28,6 +29,9 @@ type NFLogTarget struct {
 	CopyLen bool
 
 	given uint32
+	// logged counts the packets sent to the group; the one field written
+	// after load, by every worker (atomic).
+	logged atomic.Uint64
 }
 
 const (
@@ -123,6 +127,19 @@ func (t *NFLogTarget) Save(w *SaveWriter) {
 		w.Opt("nflog-threshold", strconv.Itoa(int(t.Threshold)))
 	}
 }
+
+// Exec is nflog_tg (net/netfilter/xt_NFLOG.c; iptables-nft's native
+// "log group" expression, nft_log_eval, does the same): pass the packet
+// to the nfnetlink_log group with the copy length, threshold and
+// prefix, then XT_CONTINUE. There is no netlink listener in uswitch yet;
+// the packets are counted (Logged) and evaluation goes on.
+func (t *NFLogTarget) Exec(c *Ctx) TVerdict {
+	t.logged.Add(1)
+	return TContinue
+}
+
+// Logged is the number of packets the rule has sent to its group.
+func (t *NFLogTarget) Logged() uint64 { return t.logged.Load() }
 
 func init() {
 	RegisterTarget(&TargetSpec{Name: "NFLOG", Options: []Option{

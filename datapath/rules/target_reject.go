@@ -78,6 +78,36 @@ func (t *RejectTarget) Save(w *SaveWriter) {
 	w.Opt("reject-with", rejectNames[t.With].name)
 }
 
+// rejectRequests is reject_tg's switch (net/ipv4/netfilter/ipt_REJECT.c)
+// as data, by reject type: a destination-unreachable code for
+// nf_send_unreach (ICMP_NET_UNREACH 0, ICMP_HOST_UNREACH 1,
+// ICMP_PROT_UNREACH 2, ICMP_PORT_UNREACH 3, ICMP_NET_ANO 9,
+// ICMP_HOST_ANO 10, ICMP_PKT_FILTERED 13) or a TCP reset (nf_send_reset).
+// Read-only: Exec hands out pointers into it.
+var rejectRequests = [...]RejectRequest{
+	RejectNetUnreach:      {Type: 3, Code: 0},
+	RejectHostUnreach:     {Type: 3, Code: 1},
+	RejectProtoUnreach:    {Type: 3, Code: 2},
+	RejectPortUnreach:     {Type: 3, Code: 3},
+	RejectNetProhibited:   {Type: 3, Code: 9},
+	RejectHostProhibited:  {Type: 3, Code: 10},
+	RejectTCPReset:        {TCPReset: true},
+	RejectAdminProhibited: {Type: 3, Code: 13},
+}
+
+// Exec is reject_tg: ask the engine to send the error (c.Reject; the
+// conditions under which nf_send_unreach and nf_send_reset stay silent —
+// ICMP errors, broadcasts, non-first fragments, RSTs, bad checksums —
+// are the sender's, net/ipv4/netfilter/nf_reject_ipv4.c) and drop the
+// packet. IPT_ICMP_ECHOREPLY, which reject_tg_check refuses, sends
+// nothing.
+func (t *RejectTarget) Exec(c *Ctx) TVerdict {
+	if t.With != RejectEchoReply && int(t.With) < len(rejectRequests) {
+		c.Reject = &rejectRequests[t.With]
+	}
+	return TDrop
+}
+
 func init() {
 	RegisterTarget(&TargetSpec{Name: "REJECT", Options: []Option{
 		{Name: "reject-with", Arg: RequiredArg},

@@ -9,6 +9,8 @@ package rules
 type SNATTarget struct {
 	Range NATRange
 	given bool
+	// req is the binding request Exec hands out, built by Final.
+	req NATRequest
 }
 
 func (t *SNATTarget) Name() string { return "SNAT" }
@@ -25,7 +27,18 @@ func (t *SNATTarget) Final(r *RuleContext) error {
 		return mustBeSpecified("SNAT", "to-source")
 	}
 	t.Range.compat()
+	t.req = NATRequest{Manip: ManipSrc, Range: t.Range}
 	return nil
+}
+
+// Exec is xt_snat_target_v0 (net/netfilter/xt_nat.c): the range converted
+// from the revision-0 compat struct (no base port) goes to
+// nf_nat_setup_info with NF_NAT_MANIP_SRC, which answers NF_ACCEPT. Here
+// the request is left in c.NAT for the engine's NAT stage, which makes
+// the binding on the packet's entry.
+func (t *SNATTarget) Exec(c *Ctx) TVerdict {
+	c.NAT = &t.req
+	return TAccept
 }
 
 func (t *SNATTarget) CheckHooks(tb TableID, hooks HookMask) error {

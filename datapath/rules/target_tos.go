@@ -69,6 +69,18 @@ func (t *TOSTarget) Save(w *SaveWriter) {
 	w.Opt("set-tos", fmt.Sprintf("0x%02x/0x%02x", t.Value, t.Mask))
 }
 
+// Exec is tos_tg (net/netfilter/xt_DSCP.c): new TOS = (old & ~mask) ^
+// value, written with ipv4_change_dsfield's checksum update only when it
+// differs.
+func (t *TOSTarget) Exec(c *Ctx) TVerdict {
+	h := c.Pkt.IP
+	orig := h.TOS()
+	if nv := (orig &^ t.Mask) ^ t.Value; nv != orig {
+		changeDSField(h, 0, nv)
+	}
+	return TContinue
+}
+
 func init() {
 	RegisterTarget(&TargetSpec{Name: "TOS", Options: []Option{
 		{Name: "set-tos", Arg: RequiredArg},

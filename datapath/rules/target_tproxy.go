@@ -59,6 +59,18 @@ func (t *TproxyTarget) Save(w *SaveWriter) {
 	w.Opt("tproxy-mark", fmt.Sprintf("0x%x/0x%x", t.MarkValue, t.MarkMask))
 }
 
+// Exec is tproxy_tg4 (net/netfilter/xt_TPROXY.c; the lookups are
+// nf_tproxy_get_sock_v4 in net/ipv4/netfilter/nf_tproxy_ipv4.c): without
+// an 8-byte transport header the packet is dropped; otherwise an
+// established socket for the packet's 4-tuple is looked up, then a
+// listener on on-ip:on-port (laddr defaulting to the first primary
+// address of the input device, lport to the destination port), and
+// only a transparent socket found that way gets the packet (mark set to
+// (mark & ~mask) ^ value, NF_ACCEPT). uswitch models no local sockets,
+// so no lookup can succeed and the kernel's no-socket path applies to
+// every packet: NF_DROP, the mark untouched.
+func (t *TproxyTarget) Exec(c *Ctx) TVerdict { return TDrop }
+
 func init() {
 	RegisterTarget(&TargetSpec{Name: "TPROXY", Options: []Option{
 		{Name: "on-port", Arg: RequiredArg},

@@ -14,6 +14,13 @@ func (t *TraceTarget) Parse(o *OptArg) error      { return nil }
 func (t *TraceTarget) Final(r *RuleContext) error { return nil }
 func (t *TraceTarget) Save(w *SaveWriter)         {}
 
+// Exec sets skb->nf_trace and continues, as xt_TRACE.c trace_tg and the
+// "meta nftrace set 1" iptables-nft emits for it (nft_meta_set_eval) do.
+func (t *TraceTarget) Exec(c *Ctx) TVerdict {
+	c.Pkt.Trace = true
+	return TContinue
+}
+
 func init() {
 	RegisterTarget(&TargetSpec{Name: "TRACE", New: func() Target { return &TraceTarget{} }})
 }

@@ -64,6 +64,27 @@ func (t *TTLTarget) Save(w *SaveWriter) {
 	w.Opt(name, strconv.Itoa(int(t.Value)))
 }
 
+// Exec is ttl_tg (net/netfilter/xt_HL.c): set, or add/subtract with the
+// result clamped to 255/0 (a TTL decremented to 0 is written as 0 and the
+// packet goes on: the target never drops), and only when the TTL changes
+// update the header checksum incrementally (csum_replace2).
+func (t *TTLTarget) Exec(c *Ctx) TVerdict {
+	old := c.Pkt.IP.TTL()
+	nt := int(old)
+	switch t.Mode {
+	case TTLSet:
+		nt = int(t.Value)
+	case TTLInc:
+		nt = min(nt+int(t.Value), 255)
+	case TTLDec:
+		nt = max(nt-int(t.Value), 0)
+	}
+	if uint8(nt) != old {
+		c.Pkt.SetTTL(uint8(nt))
+	}
+	return TContinue
+}
+
 func init() {
 	RegisterTarget(&TargetSpec{Name: "TTL", Options: []Option{
 		{Name: "ttl-set", Arg: RequiredArg},

@@ -1,0 +1,176 @@
+package datapath
+
+import (
+	"encoding/binary"
+
+	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/datapath/route"
+	"github.com/uswitch-lab/uswitch/datapath/rules"
+)
+
+// The host's own answers: what a Linux host with no listening sockets
+// sends back for a packet delivered to it, and what REJECT and the
+// forwarding path send. Each answer runs OUTPUT -> POSTROUTING like any
+// locally generated packet.
+
+// defaultTTL is net.ipv4.ip_default_ttl.
+const defaultTTL = 64
+
+// icmpErrorMax is the 576-byte limit icmp_send (net/ipv4/icmp.c) keeps an
+// error within.
+const icmpErrorMax = 576
+
+// answer reacts to a packet delivered locally (INPUT done).
+func (k *pkt) answer() {
+	p := k.p
+	if k.rt.Type != route.Local {
+		return // broadcast/multicast: icmp_echo_ignore_broadcasts, no RST/unreach
+	}
+	switch p.Proto {
+	case packet.ProtoICMP:
+		if p.HasL4 && p.ICMPType == packet.ICMPEcho {
+			k.echoReply()
+		}
+	case packet.ProtoTCP:
+		if p.HasL4 && p.TCPFlags&packet.TCPRst == 0 {
+			k.tcpReset()
+		}
+	case packet.ProtoUDP, packet.ProtoUDPLite:
+		if p.HasL4 {
+			k.icmpError(packet.ICMPDestUnreach, 3) // port unreachable
+		}
+	default:
+		if !p.IP.IsFragment() {
+			k.icmpError(packet.ICMPDestUnreach, 2) // protocol unreachable
+		}
+	}
+}
+
+// sendAnswer runs a generated packet through the OUTPUT path.
+func (k *pkt) sendAnswer(b []byte) { k.sendAnswerFrom(b, false) }
+
+// sendAnswerFrom is sendAnswer; anySrc lets the answer's source be an
+// address that is not ours (nf_send_reset for a forwarded packet).
+func (k *pkt) sendAnswerFrom(b []byte, anySrc bool) {
+	q := &packet.Packet{Data: b}
+	if err := q.Decode(); err != nil {
+		return
+	}
+	var tr *Tracer
+	if k.tr != nil {
+		tr = &Tracer{All: k.tr.All}
+	}
+	a := k.e.newPkt(q, k.env.now, tr)
+	a.p.Local = true
+	a.anySrc = anySrc
+	a.send()
+	f := a.fate
+	if tr != nil && k.tr != nil {
+		k.tr.Lines = append(k.tr.Lines, tr.Lines...)
+	}
+	k.fate.Answers = append(k.fate.Answers, Answer{Pkt: q, Fate: f})
+}
+
+// echoReply is icmp_echo (net/ipv4/icmp.c): the same id, sequence and
+// data back to the sender, from the address it pinged.
+func (k *pkt) echoReply() {
+	p := k.p
+	data := p.IP.Payload()[packet.ICMPHeaderLen:]
+	c := packet.ICMP(p.L4)
+	b := packet.Build(packet.Spec{Src: p.Dst, Dst: p.Src, Proto: packet.ProtoICMP, TTL: defaultTTL, TOS: p.IP.TOS(),
+		ICMPType: packet.ICMPEchoReply, ICMPID: c.ID(), ICMPSeq: c.Seq(), Payload: data})
+	k.sendAnswer(b)
+}
+
+// tcpReset is tcp_v4_send_reset (net/ipv4/tcp_ipv4.c) as
+// nf_send_reset also builds it: with an ACK in the segment the RST takes
+// its sequence from it; otherwise RST|ACK acknowledging the segment.
+func (k *pkt) tcpReset() {
+	k.sendAnswer(resetFor(k.p))
+}
+
+func resetFor(p *packet.Packet) []byte {
+	t := packet.TCP(p.L4)
+	// DF: tcp_v4_send_reset's control socket has IP_PMTUDISC_DO
+	// (tcp_sk_init) and nf_reject_iphdr_put sets IP_DF
+	s := packet.Spec{Src: p.Dst, Dst: p.Src, Proto: packet.ProtoTCP, TTL: defaultTTL, SrcPort: p.DstPort, DstPort: p.SrcPort, Window: 1, DF: true}
+	if t.Flags()&packet.TCPAck != 0 {
+		s.Seq = t.Ack()
+		s.TCPFlags = packet.TCPRst
+	} else {
+		seglen := uint32(len(p.IP.Payload()) - t.DataOffset())
+		if t.Flags()&packet.TCPSyn != 0 {
+			seglen++
+		}
+		if t.Flags()&packet.TCPFin != 0 {
+			seglen++
+		}
+		s.Ack = t.Seq() + seglen
+		s.TCPFlags = packet.TCPRst | packet.TCPAck
+	}
+	b := packet.Build(s)
+	// the RST carries a zero window
+	binary.BigEndian.PutUint16(b[packet.IPv4MinHeaderLen+14:], 0)
+	fixTCPChecksum(b)
+	return b
+}
+
+func fixTCPChecksum(b []byte) {
+	ip := packet.IPv4(b)
+	l4 := b[ip.HeaderLen():ip.TotalLen()]
+	binary.BigEndian.PutUint16(l4[16:], 0)
+	sum := packet.PseudoHeaderSum(ip.Src(), ip.Dst(), packet.ProtoTCP, uint16(len(l4)))
+	binary.BigEndian.PutUint16(l4[16:], ^packet.Checksum(l4, sum))
+}
+
+// icmpError is icmp_send (net/ipv4/icmp.c): an error about the packet as
+// it is now, from the address it was sent to when that is ours, else
+// from the address the route back selects; as much of the packet as fits
+// in 576 bytes. Errors are never sent about ICMP errors, fragments other
+// than the first, or broadcast/multicast destinations.
+func (k *pkt) icmpError(typ, code uint8) {
+	p := k.p
+	if p.IP.FragOffset() != 0 || p.Dst == 0xffffffff || p.Dst>>28 == 0xe {
+		return
+	}
+	if p.Proto == packet.ProtoICMP && (!p.HasL4 || packet.IsICMPError(p.ICMPType)) {
+		return
+	}
+	var src uint32
+	if k.rt.Type == route.Local {
+		src = p.Dst
+	}
+	room := icmpErrorMax - packet.IPv4MinHeaderLen - packet.ICMPHeaderLen
+	orig := []byte(p.IP)
+	if len(orig) > room {
+		orig = orig[:room]
+	}
+	b := packet.Build(packet.Spec{Src: src, Dst: p.Src, Proto: packet.ProtoICMP, TTL: defaultTTL,
+		TOS: p.IP.TOS()&0x1e | 0xc0, ICMPType: typ, ICMPCode: code, Payload: append([]byte(nil), orig...)})
+	if src == 0 && k.cfg.FIB != nil {
+		// the source of the route back to the sender
+		r := k.cfg.FIB.Output(&route.Flow{Dst: addr4(p.Src), Proto: packet.ProtoICMP})
+		if r.Err != 0 || !r.Src.IsValid() {
+			return
+		}
+		q := &packet.Packet{Data: b}
+		if q.Decode() != nil {
+			return
+		}
+		q.SetSrc(u32(r.Src))
+	}
+	k.sendAnswer(b)
+}
+
+// reject sends what a REJECT target asked for (nf_reject_ipv4.c: ICMP
+// errors through icmp_send, resets through nf_send_reset).
+func (k *pkt) reject(r *rules.RejectRequest) {
+	p := k.p
+	if r.TCPReset {
+		if p.Proto == packet.ProtoTCP && p.HasL4 && p.TCPFlags&packet.TCPRst == 0 {
+			k.sendAnswerFrom(resetFor(p), true)
+		}
+		return
+	}
+	k.icmpError(r.Type, r.Code)
+}

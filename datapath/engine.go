@@ -1,0 +1,631 @@
+package datapath
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/datapath/route"
+	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/nat"
+)
+
+// The IPv4 hook graph (kernel-facts §1; net/ipv4/ip_input.c,
+// ip_forward.c, ip_output.c), with the callbacks of each hook in
+// priority order as iptables-nft registers them:
+//
+//	receive ─> PREROUTING: raw -300, conntrack -200, mangle -150, nat(DNAT) -100
+//	              │ input route (daddr, saddr, tos, iif, mark)
+//	              ├─ local ──> INPUT: mangle -150, filter 0, nat(SNAT) 100,
+//	              │                   security 150, confirm  ──> deliver / answer
+//	              └─ forward ─> (TTL) FORWARD: mangle, filter 0, security 150
+//	                              └─> POSTROUTING: mangle -150, nat(SNAT) 100, confirm ─> out
+//	local ─> output route ─> OUTPUT: raw, conntrack, mangle (reroute), nat(DNAT) (reroute),
+//	                                 filter, security ─> POSTROUTING ─> out (lo: back to PREROUTING)
+//
+// Each hook is an ordered list of stages built once per configuration, so
+// IPVS, bridge and fault stages are one more entry at their priority.
+
+// Config is what the engine runs on: the rule set, the routing state and
+// the sysctls that matter. It is immutable once handed to the engine.
+type Config struct {
+	Rules *rules.Ruleset
+	FIB   *route.FIB
+	// IPForward is net.ipv4.ip_forward.
+	IPForward bool
+}
+
+// FateKind is what finally happened to a packet.
+type FateKind uint8
+
+const (
+	Delivered FateKind = iota // accepted for a local socket (INPUT done)
+	Forwarded                 // left through OutIf
+	Sent                      // a local packet left through OutIf
+	Dropped                   // dropped (By says where)
+	Queued                    // handed to NFQUEUE
+	Stolen
+)
+
+var fateNames = [...]string{"delivered", "forwarded", "sent", "dropped", "queued", "stolen"}
+
+func (k FateKind) String() string { return fateNames[k] }
+
+// Fate is the outcome of one packet.
+type Fate struct {
+	Kind  FateKind
+	OutIf string
+	// By names the verdict's origin for drops: "filter:FORWARD:policy",
+	// "filter:INPUT:rule:3", "route: no route to host", "conntrack: table full"...
+	By string
+	// Answers are the packets the host sent in reaction (REJECT, echo
+	// replies, RST, ICMP errors), each with its own fate.
+	Answers []Answer
+}
+
+// Answer is a packet the host generated and what became of it.
+type Answer struct {
+	Pkt  *packet.Packet
+	Fate Fate
+}
+
+func (f Fate) String() string {
+	switch f.Kind {
+	case Forwarded, Sent:
+		return fmt.Sprintf("%s out %s", f.Kind, f.OutIf)
+	case Dropped:
+		return "dropped by " + f.By
+	}
+	return f.Kind.String()
+}
+
+// Engine is the packet pipeline. Its configuration is swapped atomically;
+// conntrack, NAT and match state live outside it and survive swaps.
+type Engine struct {
+	cfg   atomic.Pointer[compiled]
+	CT    *conntrack.Table
+	NAT   *nat.Core
+	State *rules.State
+
+	rmu sync.Mutex
+	rng uint64
+
+	traceID atomic.Uint32
+}
+
+// compiled is a configuration plus what is derived from it once.
+type compiled struct {
+	Config
+	// ruleInfo holds each rule's nft handle and trace text (slow path).
+	ruleInfo map[*rules.Rule]ruleInfo
+	// ctOn: conntrack runs in this namespace. The kernel registers the
+	// conntrack hooks of a namespace only when something needs them
+	// (nf_ct_netns_get, called by the checkentry of the xt extensions
+	// below); without them no packet has a ct, so the NAT hooks
+	// (nf_nat_inet_fn: no ct, accept) never run the nat chains either.
+	ctOn bool
+}
+
+// needsConntrack is whether the rule's extensions call nf_ct_netns_get in
+// their checkentry (xt_conntrack, xt_state, xt_connmark, xt_connlimit,
+// xt_connbytes, xt_helper, xt_cluster, xt_nat and friends, xt_CT without
+// --notrack, xt_SYNPROXY).
+func needsConntrack(r *rules.Rule) bool {
+	for _, m := range r.Matches {
+		switch m.Name() {
+		case "conntrack", "state", "connmark", "connlimit", "connbytes", "helper", "cluster":
+			return true
+		}
+	}
+	if r.Target == nil {
+		return false
+	}
+	switch r.Target.Name() {
+	case "CONNMARK", "SNAT", "DNAT", "MASQUERADE", "REDIRECT", "NETMAP", "SYNPROXY", "CONNSECMARK":
+		return true
+	case "CT":
+		if t, ok := r.Target.(*rules.CTTarget); ok && t.Flags&rules.CTNoTrack == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+type ruleInfo struct {
+	handle uint64
+	text   string
+}
+
+// New makes an engine; seed makes random choices repeatable.
+func New(cfg Config, ctcfg conntrack.Config, seed uint64) *Engine {
+	ct := conntrack.NewTable(ctcfg, seed)
+	e := &Engine{CT: ct, NAT: nat.New(ct, seed), State: &rules.State{}, rng: seed | 1}
+	e.traceID.Store(uint32(seed*2654435761) | 1)
+	e.Swap(cfg)
+	return e
+}
+
+// Swap installs a new configuration; packets in flight finish on the old.
+func (e *Engine) Swap(cfg Config) {
+	c := &compiled{Config: cfg, ruleInfo: map[*rules.Rule]ruleInfo{}}
+	if cfg.Rules != nil {
+		for _, t := range cfg.Rules.Tables {
+			if t == nil {
+				continue
+			}
+			// nft hands out handles per table: chains first (in the
+			// order iptables-restore of a saved set declares them),
+			// then rules in line order
+			h := uint64(len(t.Chains))
+			for _, ch := range t.Chains {
+				for _, r := range ch.Rules {
+					h++
+					c.ruleInfo[r] = ruleInfo{handle: h, text: rules.RuleString(r)}
+					c.ctOn = c.ctOn || needsConntrack(r)
+				}
+			}
+		}
+	}
+	e.cfg.Store(c)
+}
+
+func (e *Engine) rand32() uint32 {
+	e.rmu.Lock()
+	x := e.rng
+	x ^= x >> 12
+	x ^= x << 25
+	x ^= x >> 27
+	e.rng = x
+	e.rmu.Unlock()
+	return uint32((x * 0x2545F4914F6CDD1D) >> 32)
+}
+
+// env answers the rules' questions about the host for one packet.
+type env struct {
+	e   *Engine
+	fib *route.FIB
+	now int64
+}
+
+func (v *env) AddrType(a uint32, dev string) uint8 {
+	if v.fib == nil {
+		return uint8(route.Unicast)
+	}
+	idx, limit := 0, dev != ""
+	if limit {
+		idx = v.fib.Ifindex(dev)
+	}
+	return uint8(v.fib.AddrType(addr4(a), idx, limit))
+}
+
+func (v *env) Now() int64     { return v.now }
+func (v *env) Rand32() uint32 { return v.e.rand32() }
+
+func (v *env) ReversePath(src, dst uint32, inIf string, mark uint32, tos uint8, loose, validMark, acceptLocal bool) bool {
+	if v.fib == nil {
+		return true
+	}
+	fl := route.Flow{Dst: addr4(src), Src: addr4(dst), TOS: tos, IIF: v.fib.Loopback()}
+	if validMark {
+		fl.Mark = mark
+	}
+	res := v.fib.Lookup(&fl)
+	if res.Err != 0 {
+		return false
+	}
+	if res.Type == route.Local && !acceptLocal {
+		return false
+	}
+	return loose || v.fib.LinkName(res.Dev) == inIf
+}
+
+func addr4(a uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)})
+}
+
+func u32(a netip.Addr) uint32 {
+	if !a.Is4() {
+		return 0
+	}
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+// pkt is one packet's way through the hooks.
+type pkt struct {
+	e   *Engine
+	cfg *compiled
+	p   *packet.Packet
+	ct  conntrack.Ref
+	env env
+	tr  *Tracer
+	// route decided for the packet
+	rt    route.Result
+	fate  Fate
+	trace uint32 // trace id
+	// anySrc: the packet's source need not be a local address
+	// (FLOWI_FLAG_ANYSRC, as ip_route_me_harder routes nf_send_reset's RST)
+	anySrc bool
+	// hasDst: rt is the route the packet already carries (loopback)
+	hasDst bool
+}
+
+// Receive runs a packet that arrived on p.InIf (PREROUTING onwards).
+// p must be decoded. now is the packet's time in monotonic nanoseconds.
+// tr may be nil.
+func (e *Engine) Receive(p *packet.Packet, now int64, tr *Tracer) Fate {
+	k := e.newPkt(p, now, tr)
+	k.receive()
+	return k.fate
+}
+
+// Send runs a packet the host itself sends (OUTPUT onwards).
+func (e *Engine) Send(p *packet.Packet, now int64, tr *Tracer) Fate {
+	k := e.newPkt(p, now, tr)
+	k.p.Local = true
+	k.send()
+	return k.fate
+}
+
+func (e *Engine) newPkt(p *packet.Packet, now int64, tr *Tracer) *pkt {
+	c := e.cfg.Load()
+	k := &pkt{e: e, cfg: c, p: p, tr: tr}
+	k.env = env{e: e, fib: c.FIB, now: now}
+	k.trace = e.traceID.Add(0x9e3779b9)
+	return k
+}
+
+func (k *pkt) drop(by string) {
+	k.fate.Kind = Dropped
+	k.fate.By = by
+}
+
+// runTable runs one table's chain for the hook and reports whether the
+// packet goes on.
+func (k *pkt) runTable(tid rules.TableID, h rules.Hook, in, out string) (rules.TVerdict, *rules.Ctx) {
+	rs := k.cfg.Rules
+	if rs == nil || rs.Tables[tid] == nil || rs.Tables[tid].Builtin(h) == nil {
+		return rules.TAccept, nil
+	}
+	k.p.InIf, k.p.OutIf = in, out
+	c := &rules.Ctx{Pkt: k.p, Hook: h, CT: k.ct, Env: &k.env, State: k.e.State}
+	var tr rules.Tracer
+	if k.tr != nil {
+		tr = k.tr.chain(k, c, in, out)
+	}
+	v := rs.Tables[tid].Run(c, tr)
+	if v == rules.TDrop && k.fate.By == "" {
+		k.fate.By = tid.String() + ":" + h.ChainName()
+		if k.tr != nil && k.tr.lastDrop != "" {
+			k.fate.By = k.tr.lastDrop
+		}
+	}
+	return v, c
+}
+
+// verdictOK handles a table verdict: false when the packet is gone.
+func (k *pkt) verdictOK(v rules.TVerdict, c *rules.Ctx, tid rules.TableID, h rules.Hook) bool {
+	switch v {
+	case rules.TAccept, rules.TContinue:
+		return true
+	case rules.TQueue:
+		// no queue reader offline: the kernel drops unless bypass is set
+		if c != nil && c.QueueBypass {
+			return true
+		}
+		k.fate.Kind = Queued
+		return false
+	case rules.TStolen:
+		k.fate.Kind = Stolen
+		return false
+	}
+	if k.fate.By == "" {
+		k.fate.By = tid.String() + ":" + h.ChainName()
+	}
+	k.fate.Kind = Dropped
+	if c != nil && c.Reject != nil {
+		k.reject(c.Reject)
+	}
+	if k.tr != nil {
+		k.tr.flushHeld()
+	}
+	return false
+}
+
+// hook runs the tables of a hook in the given order.
+func (k *pkt) tables(h rules.Hook, in, out string, order ...rules.TableID) bool {
+	for _, tid := range order {
+		v, c := k.runTable(tid, h, in, out)
+		if c != nil && c.Notrack && k.ct.Conn == nil {
+			k.ct = conntrack.Untracked
+		}
+		if !k.verdictOK(v, c, tid, h) {
+			return false
+		}
+	}
+	return true
+}
+
+// conntrackIn is nf_conntrack_in at PREROUTING/OUTPUT.
+func (k *pkt) conntrackIn(h conntrack.Hook) bool {
+	if !k.cfg.ctOn || k.ct.IsUntracked() || k.ct.Conn != nil {
+		return true
+	}
+	ref, v := k.e.CT.In(k.p, 0, h, k.env.now)
+	if v != conntrack.Accept {
+		k.drop("conntrack: " + v.String())
+		return false
+	}
+	k.ct = ref
+	return true
+}
+
+// natHook is the NAT core's hook (nf_nat_ipv4_fn / nf_nat_inet_fn): the
+// nat table's chain runs only for a new (or related) connection whose
+// manip is not set up yet; established packets are rewritten from the
+// connection's tuples.
+func (k *pkt) natHook(h rules.Hook, m nat.Manip, in, out string) bool {
+	c := k.ct.Conn
+	if c == nil {
+		return true
+	}
+	info := k.ct.Info
+	if (info == conntrack.CtRelated || info == conntrack.CtRelatedReply) && k.p.Proto == packet.ProtoICMP && packet.IsICMPError(k.p.ICMPType) {
+		if !nat.TranslateICMPError(k.p, k.ct, m) {
+			k.drop("nat: ICMP error translation")
+			return false
+		}
+		return true
+	}
+	if info == conntrack.CtNew || info == conntrack.CtRelated || info == conntrack.CtRelatedReply {
+		if !nat.Initialized(c, m) {
+			v, rc := k.runTable(rules.Nat, h, in, out)
+			if !k.verdictOK(v, rc, rules.Nat, h) {
+				return false
+			}
+			if !nat.Initialized(c, m) {
+				if rc != nil && rc.NAT != nil {
+					if !k.bind(rc.NAT, m, in, out) {
+						return false
+					}
+				} else if err := k.e.NAT.NullBinding(c, m, k.env.now); err != nil {
+					k.drop("nat: " + err.Error())
+					return false
+				}
+			}
+		}
+	}
+	nat.Translate(k.p, k.ct, m)
+	return true
+}
+
+// bind resolves a NAT target's request into a range and sets it up.
+func (k *pkt) bind(req *rules.NATRequest, m nat.Manip, in, out string) bool {
+	r := nat.Range{Flags: req.Range.Flags, MinIP: req.Range.MinAddr, MaxIP: req.Range.MaxAddr,
+		MinPort: req.Range.MinPort, MaxPort: req.Range.MaxPort, BasePort: req.Range.BasePort}
+	fib := k.cfg.FIB
+	switch {
+	case req.Masquerade:
+		// nf_nat_masquerade_ipv4: the source of the packet's route
+		if k.p.Src == 0 {
+			return true
+		}
+		nh := k.p.Dst
+		if k.rt.Gateway.IsValid() {
+			nh = u32(k.rt.Gateway)
+		}
+		var src uint32
+		if fib != nil {
+			src = u32(fib.SelectSource(fib.Ifindex(out), addr4(nh), route.ScopeUniverse))
+		}
+		if src == 0 {
+			k.drop("nat: MASQUERADE found no address on " + out)
+			return false
+		}
+		r.Flags |= nat.MapIPs
+		r.MinIP, r.MaxIP = src, src
+	case req.Redirect:
+		// nf_nat_redirect_ipv4: 127.0.0.1 for OUTPUT, else the first
+		// address of the incoming device
+		var a uint32 = 0x7f000001
+		if in != "" && fib != nil {
+			a = u32(fib.SelectSource(fib.Ifindex(in), netip.Addr{}, route.ScopeUniverse))
+			if a == 0 {
+				k.drop("nat: REDIRECT found no address on " + in)
+				return false
+			}
+		}
+		r.Flags |= nat.MapIPs
+		r.MinIP, r.MaxIP = a, a
+	case req.Netmap:
+		// xt_NETMAP: keep the host part of the address being mapped
+		orig := k.ct.Conn.Tuple(conntrack.Original)
+		a := orig.Dst
+		if m == nat.Src {
+			a = orig.Src
+		}
+		newIP := a&^req.NetmapMask | req.Range.MinAddr&req.NetmapMask
+		r.Flags |= nat.MapIPs
+		r.MinIP, r.MaxIP = newIP, newIP
+	}
+	if err := k.e.NAT.Setup(k.ct.Conn, &r, m, k.env.now); err != nil {
+		k.drop("nat: " + err.Error())
+		return false
+	}
+	return true
+}
+
+// confirm is the confirm hook at the end of INPUT/POSTROUTING.
+func (k *pkt) confirm() bool {
+	if k.ct.Conn == nil {
+		return true
+	}
+	ref, v := k.e.CT.Confirm(k.ct, k.env.now)
+	if v != conntrack.Accept {
+		k.drop("conntrack: " + v.String())
+		return false
+	}
+	k.ct = ref
+	return true
+}
+
+func (k *pkt) receive() {
+	p := k.p
+	in := p.InIf
+	dst0 := p.Dst
+	// PREROUTING
+	if !k.tables(rules.PreRouting, in, "", rules.Raw) || !k.conntrackIn(conntrack.HookPreRouting) ||
+		!k.tables(rules.PreRouting, in, "", rules.Mangle) || !k.natHook(rules.PreRouting, nat.Dst, in, "") {
+		return
+	}
+	// the input route, looked up after PREROUTING with the current
+	// addresses and mark
+	fib := k.cfg.FIB
+	if fib == nil {
+		k.drop("route: no routing configuration")
+		return
+	}
+	if k.hasDst && p.Dst == dst0 {
+		// a looped-back packet keeps its output route (ip_rcv_finish
+		// looks up only without a valid dst; NAT that changed daddr
+		// dropped it)
+		k.input()
+		return
+	}
+	k.rt = fib.Input(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), TOS: p.IP.TOS(), IIF: fib.Ifindex(in), Mark: p.Mark,
+		Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort})
+	if k.rt.Err != 0 {
+		k.drop("route: " + k.rt.Err.Error())
+		return
+	}
+	switch k.rt.Type {
+	case route.Local, route.Broadcast, route.Multicast:
+		k.input()
+	default:
+		k.forward()
+	}
+}
+
+func (k *pkt) input() {
+	in := k.p.InIf
+	if !k.tables(rules.LocalIn, in, "", rules.Mangle, rules.Filter) || !k.natHook(rules.LocalIn, nat.Src, in, "") ||
+		!k.tables(rules.LocalIn, in, "", rules.Security) || !k.confirm() {
+		return
+	}
+	k.fate.Kind = Delivered
+	k.answer()
+}
+
+func (k *pkt) forward() {
+	p := k.p
+	in := p.InIf
+	out := k.cfg.FIB.LinkName(k.rt.Dev)
+	// ip_forward: TTL is checked and decremented before the FORWARD hook
+	if p.IP.TTL() <= 1 {
+		k.drop("ip_forward: TTL exceeded")
+		k.icmpError(packet.ICMPTimeExceeded, 0)
+		return
+	}
+	p.SetTTL(p.IP.TTL() - 1)
+	if !k.tables(rules.Forward, in, out, rules.Mangle, rules.Filter, rules.Security) {
+		return
+	}
+	k.postrouting(in, out, Forwarded)
+}
+
+func (k *pkt) postrouting(in, out string, kind FateKind) {
+	if !k.tables(rules.PostRouting, in, out, rules.Mangle) || !k.natHook(rules.PostRouting, nat.Src, in, out) || !k.confirm() {
+		return
+	}
+	k.fate.Kind = kind
+	k.fate.OutIf = out
+	if kind == Sent && k.cfg.FIB != nil && k.rt.Dev == k.cfg.FIB.Loopback() {
+		k.loopback()
+	}
+}
+
+// loopback is loopback_xmit -> netif_rx: a local packet routed to lo
+// comes back in through PREROUTING with IN=lo, keeping its conntrack
+// (nf_conntrack_in ignores a packet that already has one), mark and
+// nf_trace; it is a new sk_buff for the trace (a new trace id).
+func (k *pkt) loopback() {
+	q := k.e.newPkt(k.p, k.env.now, k.tr)
+	q.ct, q.rt, q.hasDst = k.ct, k.rt, true
+	q.p.Local = false
+	q.p.InIf, q.p.OutIf = "lo", ""
+	q.receive()
+	k.fate = q.fate
+}
+
+func (k *pkt) send() {
+	p := k.p
+	fib := k.cfg.FIB
+	if fib == nil {
+		k.drop("route: no routing configuration")
+		return
+	}
+	k.rt = k.outputRoute()
+	if k.rt.Err != 0 {
+		k.drop("route: " + k.rt.Err.Error())
+		return
+	}
+	out := fib.LinkName(k.rt.Dev)
+	if !k.tables(rules.LocalOut, "", out, rules.Raw) || !k.conntrackIn(conntrack.HookLocalOut) {
+		return
+	}
+	mark, src, dst, tos := p.Mark, p.Src, p.Dst, p.IP.TOS()
+	if !k.tables(rules.LocalOut, "", out, rules.Mangle) {
+		return
+	}
+	// ipt_mangle_out / ip_route_me_harder: reroute when the mangle table
+	// changed what routing looks at
+	if p.Mark != mark || p.Src != src || p.Dst != dst || p.IP.TOS() != tos {
+		if !k.reroute() {
+			return
+		}
+		out = fib.LinkName(k.rt.Dev)
+	}
+	dst = p.Dst
+	if !k.natHook(rules.LocalOut, nat.Dst, "", out) {
+		return
+	}
+	if p.Dst != dst {
+		if !k.reroute() {
+			return
+		}
+		out = fib.LinkName(k.rt.Dev)
+	}
+	if !k.tables(rules.LocalOut, "", out, rules.Filter, rules.Security) {
+		return
+	}
+	k.postrouting("", out, Sent)
+}
+
+// outputRoute is the output route of the packet as it is now.
+func (k *pkt) outputRoute() route.Result {
+	p := k.p
+	fl := route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), TOS: p.IP.TOS(), Mark: p.Mark,
+		Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort, UID: p.UID}
+	r := k.cfg.FIB.Output(&fl)
+	if r.Err == syscall.ENETUNREACH && k.anySrc && p.Src != 0 {
+		// FLOWI_FLAG_ANYSRC skips the "source is ours" check
+		// (ip_route_output_key_hash_rcu); the route is the one for
+		// the destination
+		fl.Src = netip.Addr{}
+		r = k.cfg.FIB.Output(&fl)
+	}
+	return r
+}
+
+func (k *pkt) reroute() bool {
+	k.rt = k.outputRoute()
+	if k.rt.Err != 0 {
+		k.drop("route: " + k.rt.Err.Error())
+		return false
+	}
+	return true
+}
