@@ -86,7 +86,13 @@ func (k *pkt) echoReply() {
 // nf_send_reset also builds it: with an ACK in the segment the RST takes
 // its sequence from it; otherwise RST|ACK acknowledging the segment.
 func (k *pkt) tcpReset() {
-	k.sendAnswer(resetFor(k.p))
+	b := resetFor(k.p)
+	// tcp_v4_send_reset reflects the segment's TOS (arg.tos);
+	// nf_reject_iphdr_put (REJECT) leaves it 0
+	ip := packet.IPv4(b)
+	b[1] = k.p.IP.TOS()
+	ip.SetChecksum()
+	k.sendAnswer(b)
 }
 
 func resetFor(p *packet.Packet) []byte {

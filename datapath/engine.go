@@ -95,6 +95,9 @@ type Engine struct {
 	rng uint64
 
 	traceID atomic.Uint32
+	// pkts recycles the per-packet state, so the steady state allocates
+	// nothing; Put clears every pointer.
+	pkts sync.Pool
 }
 
 // compiled is a configuration plus what is derived from it once.
@@ -187,6 +190,7 @@ func (e *Engine) rand32() uint32 {
 // env answers the rules' questions about the host for one packet.
 type env struct {
 	e   *Engine
+	k   *pkt
 	fib *route.FIB
 	now int64
 }
@@ -223,6 +227,23 @@ func (v *env) ReversePath(src, dst uint32, inIf string, mark uint32, tos uint8, 
 	return loose || v.fib.LinkName(res.Dev) == inIf
 }
 
+// PathMTU implements rules.PathMTUEnv for TCPMSS --clamp-mss-to-pmtu:
+// the MTU of the packet's route and of the route back to its source.
+func (v *env) PathMTU(p *packet.Packet) (out, reverse uint32) {
+	if v.fib == nil || v.k == nil {
+		return 0, 0xffffffff
+	}
+	if v.k.rt.Dev != 0 {
+		out = uint32(v.fib.MTU(v.k.rt.Dev))
+	}
+	reverse = 0xffffffff
+	r := v.fib.Output(&route.Flow{Dst: addr4(p.Src)})
+	if r.Err == 0 {
+		reverse = uint32(v.fib.MTU(r.Dev))
+	}
+	return out, reverse
+}
+
 func addr4(a uint32) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)})
 }
@@ -243,10 +264,13 @@ type pkt struct {
 	ct  conntrack.Ref
 	env env
 	tr  *Tracer
+	// ctx is reused by every table run of the packet
+	ctx rules.Ctx
 	// route decided for the packet
 	rt    route.Result
 	fate  Fate
 	trace uint32 // trace id
+	zone  uint16 // conntrack zone set by -j CT --zone in raw
 	// anySrc: the packet's source need not be a local address
 	// (FLOWI_FLAG_ANYSRC, as ip_route_me_harder routes nf_send_reset's RST)
 	anySrc bool
@@ -260,7 +284,9 @@ type pkt struct {
 func (e *Engine) Receive(p *packet.Packet, now int64, tr *Tracer) Fate {
 	k := e.newPkt(p, now, tr)
 	k.receive()
-	return k.fate
+	f := k.fate
+	e.putPkt(k)
+	return f
 }
 
 // Send runs a packet the host itself sends (OUTPUT onwards).
@@ -268,15 +294,28 @@ func (e *Engine) Send(p *packet.Packet, now int64, tr *Tracer) Fate {
 	k := e.newPkt(p, now, tr)
 	k.p.Local = true
 	k.send()
-	return k.fate
+	f := k.fate
+	e.putPkt(k)
+	return f
 }
 
 func (e *Engine) newPkt(p *packet.Packet, now int64, tr *Tracer) *pkt {
 	c := e.cfg.Load()
-	k := &pkt{e: e, cfg: c, p: p, tr: tr}
-	k.env = env{e: e, fib: c.FIB, now: now}
-	k.trace = e.traceID.Add(0x9e3779b9)
+	k, _ := e.pkts.Get().(*pkt)
+	if k == nil {
+		k = new(pkt)
+	}
+	k.e, k.cfg, k.p, k.tr = e, c, p, tr
+	k.env = env{e: e, k: k, fib: c.FIB, now: now}
+	if tr != nil {
+		k.trace = e.traceID.Add(0x9e3779b9)
+	}
 	return k
+}
+
+func (e *Engine) putPkt(k *pkt) {
+	*k = pkt{}
+	e.pkts.Put(k)
 }
 
 func (k *pkt) drop(by string) {
@@ -292,7 +331,8 @@ func (k *pkt) runTable(tid rules.TableID, h rules.Hook, in, out string) (rules.T
 		return rules.TAccept, nil
 	}
 	k.p.InIf, k.p.OutIf = in, out
-	c := &rules.Ctx{Pkt: k.p, Hook: h, CT: k.ct, Env: &k.env, State: k.e.State}
+	c := &k.ctx
+	*c = rules.Ctx{Pkt: k.p, Hook: h, CT: k.ct, Env: &k.env, State: k.e.State}
 	var tr rules.Tracer
 	if k.tr != nil {
 		tr = k.tr.chain(k, c, in, out)
@@ -343,6 +383,9 @@ func (k *pkt) tables(h rules.Hook, in, out string, order ...rules.TableID) bool 
 		if c != nil && c.Notrack && k.ct.Conn == nil {
 			k.ct = conntrack.Untracked
 		}
+		if c != nil && c.HasZone {
+			k.zone = c.CTZone
+		}
 		if !k.verdictOK(v, c, tid, h) {
 			return false
 		}
@@ -355,7 +398,7 @@ func (k *pkt) conntrackIn(h conntrack.Hook) bool {
 	if !k.cfg.ctOn || k.ct.IsUntracked() || k.ct.Conn != nil {
 		return true
 	}
-	ref, v := k.e.CT.In(k.p, 0, h, k.env.now)
+	ref, v := k.e.CT.In(k.p, k.zone, h, k.env.now)
 	if v != conntrack.Accept {
 		k.drop("conntrack: " + v.String())
 		return false
@@ -500,6 +543,18 @@ func (k *pkt) receive() {
 		Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort})
 	if k.rt.Err != 0 {
 		k.drop("route: " + k.rt.Err.Error())
+		// ip_error (net/ipv4/route.c): the error route answers with
+		// an ICMP unreachable when forwarding is on (no INPUT hook)
+		if k.cfg.IPForward {
+			switch k.rt.Err {
+			case syscall.ENETUNREACH:
+				k.icmpError(packet.ICMPDestUnreach, 0)
+			case syscall.EHOSTUNREACH:
+				k.icmpError(packet.ICMPDestUnreach, 1)
+			case syscall.EACCES:
+				k.icmpError(packet.ICMPDestUnreach, 13)
+			}
+		}
 		return
 	}
 	switch k.rt.Type {

@@ -1,44 +1,19 @@
 package datapath
 
 import (
-	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath/datapathtest"
 	"github.com/uswitch-lab/uswitch/datapath/packet"
 	"github.com/uswitch-lab/uswitch/datapath/route"
 	"github.com/uswitch-lab/uswitch/datapath/rules"
 )
 
-func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
-func ad(s string) netip.Addr    { return netip.MustParseAddr(s) }
-
-// router: lo, eth0 10.0.0.1/24 (clients), eth1 192.168.1.1/24 (servers),
-// forwarding on.
 func testFIB(t testing.TB) *route.FIB {
 	t.Helper()
-	cfg := route.Config{
-		Links: []route.Link{{Name: "lo", Index: 1, Up: true, Loopback: true}, {Name: "eth0", Index: 2, Up: true}, {Name: "eth1", Index: 3, Up: true}},
-		Addrs: []route.Addr{
-			{Ifindex: 1, Dev: "lo", Local: ad("127.0.0.1"), Prefix: pfx("127.0.0.0/8"), Scope: route.ScopeHost},
-			{Ifindex: 2, Dev: "eth0", Local: ad("10.0.0.1"), Prefix: pfx("10.0.0.0/24"), Broadcast: ad("10.0.0.255")},
-			{Ifindex: 3, Dev: "eth1", Local: ad("192.168.1.1"), Prefix: pfx("192.168.1.0/24"), Broadcast: ad("192.168.1.255")},
-		},
-		Routes: []route.Route{
-			{Table: 255, Type: route.Local, Dst: pfx("127.0.0.0/8"), Scope: route.ScopeHost, PrefSrc: ad("127.0.0.1"), Nexthops: []route.Nexthop{{Dev: "lo"}}},
-			{Table: 255, Type: route.Local, Dst: pfx("127.0.0.1/32"), Scope: route.ScopeHost, PrefSrc: ad("127.0.0.1"), Nexthops: []route.Nexthop{{Dev: "lo"}}},
-			{Table: 255, Type: route.Local, Dst: pfx("10.0.0.1/32"), Scope: route.ScopeHost, PrefSrc: ad("10.0.0.1"), Nexthops: []route.Nexthop{{Dev: "eth0"}}},
-			{Table: 255, Type: route.Broadcast, Dst: pfx("10.0.0.255/32"), Scope: route.ScopeLink, PrefSrc: ad("10.0.0.1"), Nexthops: []route.Nexthop{{Dev: "eth0"}}},
-			{Table: 255, Type: route.Local, Dst: pfx("192.168.1.1/32"), Scope: route.ScopeHost, PrefSrc: ad("192.168.1.1"), Nexthops: []route.Nexthop{{Dev: "eth1"}}},
-			{Table: 255, Type: route.Broadcast, Dst: pfx("192.168.1.255/32"), Scope: route.ScopeLink, PrefSrc: ad("192.168.1.1"), Nexthops: []route.Nexthop{{Dev: "eth1"}}},
-			{Table: 254, Type: route.Unicast, Dst: pfx("10.0.0.0/24"), Scope: route.ScopeLink, PrefSrc: ad("10.0.0.1"), Protocol: "kernel", Nexthops: []route.Nexthop{{Dev: "eth0"}}},
-			{Table: 254, Type: route.Unicast, Dst: pfx("192.168.1.0/24"), Scope: route.ScopeLink, PrefSrc: ad("192.168.1.1"), Protocol: "kernel", Nexthops: []route.Nexthop{{Dev: "eth1"}}},
-		},
-		All: route.DevConf{Forwarding: true, SendRedirects: true},
-		Dev: map[string]route.DevConf{"eth0": {Forwarding: true}, "eth1": {Forwarding: true}, "lo": {Forwarding: true}},
-	}
-	f, err := route.New(cfg)
+	f, err := datapathtest.RouterFIB()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,5 +148,51 @@ func TestHostAnswers(t *testing.T) {
 				t.Errorf("rst %+v", a.Pkt)
 			}
 		}
+	}
+}
+
+// established sets up a DNAT+MASQUERADE TCP flow through the router and
+// returns a data packet of the client's (as bytes, to copy per run).
+func established(t testing.TB, e *Engine) []byte {
+	t.Helper()
+	for _, s := range []struct {
+		spec string
+		out  string
+	}{
+		{"tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 1 iif eth0", "eth1"},
+		{"tcp 192.168.1.2:8080 > 192.168.1.1:40000 syn ack 2 seq 7 iif eth1", "eth0"},
+		{"tcp 10.0.0.2:40000 > 10.0.0.1:80 ack 8 seq 2 iif eth0", "eth1"},
+	} {
+		if f := e.Receive(mk(t, s.spec), 1e9, nil); f.Kind != Forwarded || f.OutIf != s.out {
+			t.Fatalf("%s: %v", s.spec, f)
+		}
+	}
+	sp, _, _ := packet.ParseSpec("tcp 10.0.0.2:40000 > 10.0.0.1:80 ack 8 seq 2 psh len 64 iif eth0")
+	return packet.Build(sp)
+}
+
+// TestEstablishedNoAllocs: a packet of an established, NATed flow goes
+// through every hook without allocating.
+func TestEstablishedNoAllocs(t *testing.T) {
+	e := testEngine(t)
+	tmpl := established(t, e)
+	buf := make([]byte, len(tmpl))
+	p := &packet.Packet{}
+	run := func() {
+		copy(buf, tmpl)
+		*p = packet.Packet{Data: buf, Meta: packet.Meta{InIf: "eth0"}}
+		if err := p.Decode(); err != nil {
+			t.Fatal(err)
+		}
+		if f := e.Receive(p, 2e9, nil); f.Kind != Forwarded {
+			t.Fatalf("fate %v", f)
+		}
+	}
+	run()
+	if p.Dst != 0xc0a80102 || p.DstPort != 8080 || p.Src != 0xc0a80101 {
+		t.Fatalf("not translated: %08x:%d > %08x:%d", p.Src, p.SrcPort, p.Dst, p.DstPort)
+	}
+	if n := testing.AllocsPerRun(200, run); n != 0 {
+		t.Fatalf("established packet allocates %v times", n)
 	}
 }

@@ -400,3 +400,16 @@ func (t *table) lookup(fl *flow, res *tableResult, ignoreOIF bool) Errno {
 	}
 	return syscall.EAGAIN
 }
+
+// MTU is the MTU of the device (0 for an unknown device; 1500 when the
+// snapshot did not give one).
+func (f *FIB) MTU(index int) int {
+	l := f.link(index)
+	if l == nil {
+		return 0
+	}
+	if l.MTU == 0 {
+		return 1500
+	}
+	return l.MTU
+}

@@ -1,0 +1,143 @@
+package bench
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/uswitch-lab/uswitch/bench/rulegen"
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/datapath/datapathtest"
+	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/datapath/rules"
+)
+
+func engine(b testing.TB, ruleset string) *datapath.Engine {
+	b.Helper()
+	rs, err := (&rules.Loader{}).LoadString(ruleset)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fib, err := datapathtest.RouterFIB()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return datapath.New(datapath.Config{Rules: rs, FIB: fib, IPForward: true}, conntrack.DefaultConfig(), 1)
+}
+
+func build(b testing.TB, spec string) []byte {
+	sp, _, err := packet.ParseSpec(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return packet.Build(sp)
+}
+
+// runPkt copies tmpl into buf, decodes and runs it; it reports the fate.
+func runPkt(b testing.TB, e *datapath.Engine, buf, tmpl []byte, p *packet.Packet, in string, now int64) datapath.Fate {
+	return runFlow(b, e, buf, tmpl, p, in, now, -1)
+}
+
+// runFlow is runPkt with the source made unique for flow >= 0 (port and
+// address rewritten with incremental checksums), so every run is the
+// first packet of a new connection.
+func runFlow(b testing.TB, e *datapath.Engine, buf, tmpl []byte, p *packet.Packet, in string, now int64, flow int) datapath.Fate {
+	copy(buf, tmpl)
+	*p = packet.Packet{Data: buf[:len(tmpl)], Meta: packet.Meta{InIf: in}}
+	if err := p.Decode(); err != nil {
+		b.Fatal(err)
+	}
+	if flow >= 0 {
+		p.SetSrcPort(uint16(1024 + flow%60000))
+		p.SetSrc(p.Src + uint32(flow/60000))
+	}
+	return e.Receive(p, now, nil)
+}
+
+const natRules = `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 10.0.0.1/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 192.168.1.2:8080
+-A POSTROUTING -o eth1 -j MASQUERADE
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -d 192.168.1.2/32 -p tcp -m tcp --dport 8080 -j ACCEPT
+COMMIT
+`
+
+// BenchmarkEstablishedNAT: one packet of an established flow with DNAT
+// and SNAT (MASQUERADE) through PREROUTING, FORWARD and POSTROUTING.
+func BenchmarkEstablishedNAT(b *testing.B) {
+	e := engine(b, natRules)
+	buf := make([]byte, 2048)
+	p := &packet.Packet{}
+	for _, s := range []struct{ spec, in string }{
+		{"tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 1", "eth0"},
+		{"tcp 192.168.1.2:8080 > 192.168.1.1:40000 syn ack 2 seq 7", "eth1"},
+		{"tcp 10.0.0.2:40000 > 10.0.0.1:80 ack 8 seq 2", "eth0"},
+	} {
+		if f := runPkt(b, e, buf, build(b, s.spec), p, s.in, 1e9); f.Kind != datapath.Forwarded {
+			b.Fatalf("%s: %v", s.spec, f)
+		}
+	}
+	tmpl := build(b, "tcp 10.0.0.2:40000 > 10.0.0.1:80 ack 8 seq 2 psh len 64")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if f := runPkt(b, e, buf, tmpl, p, "eth0", 2e9); f.Kind != datapath.Forwarded {
+			b.Fatal(f)
+		}
+	}
+}
+
+// BenchmarkNewConnFilter: the first packet of a new connection through a
+// FORWARD chain of N rules that it matches none of (the linear chain is
+// the cost; the compiled classifier is a later issue).
+func BenchmarkNewConnFilter(b *testing.B) {
+	for _, n := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprintf("rules-%d", n), func(b *testing.B) {
+			e := engine(b, rulegen.FilterChain(n))
+			buf := make([]byte, 2048)
+			p := &packet.Packet{}
+			tmpl := build(b, "udp 10.0.1.2:1024 > 192.168.1.2:53")
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if f := runFlow(b, e, buf, tmpl, p, "eth0", int64(i), i); f.Kind != datapath.Forwarded {
+					b.Fatal(f)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkKubeProxyFirstPacket: the first packet of a connection to a
+// service VIP through a kube-proxy-shaped nat table of N services.
+func BenchmarkKubeProxyFirstPacket(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("services-%d", n), func(b *testing.B) {
+			e := engine(b, rulegen.KubeProxy(n))
+			buf := make([]byte, 2048)
+			p := &packet.Packet{}
+			// the last service: the whole KUBE-SERVICES chain is walked
+			vip := 0x0a600000 + uint32(n-1+10)
+			tmpl := build(b, fmt.Sprintf("tcp 10.0.1.2:1024 > %d.%d.%d.%d:80 syn", vip>>24, vip>>16&0xff, vip>>8&0xff, vip&0xff))
+			if f := runFlow(b, e, buf, tmpl, p, "eth0", 1, 0); f.Kind != datapath.Forwarded || p.Dst>>16 != 0x0af4 {
+				b.Fatalf("fate %v, dst %08x", f, p.Dst)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if f := runFlow(b, e, buf, tmpl, p, "eth0", int64(i), i+1); f.Kind != datapath.Forwarded {
+					b.Fatal(f)
+				}
+			}
+		})
+	}
+}

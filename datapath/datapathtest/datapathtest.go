@@ -1,0 +1,40 @@
+// Package datapathtest holds small, fixed host configurations for tests
+// and benchmarks of the datapath that need no root and no snapshot.
+package datapathtest
+
+import (
+	"net/netip"
+
+	"github.com/uswitch-lab/uswitch/datapath/route"
+)
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func ad(s string) netip.Addr    { return netip.MustParseAddr(s) }
+
+// RouterFIB is a router: lo, eth0 10.0.0.1/24 (clients), eth1
+// 192.168.1.1/24 (servers) with the default route via 192.168.1.254,
+// forwarding on.
+func RouterFIB() (*route.FIB, error) {
+	cfg := route.Config{
+		Links: []route.Link{{Name: "lo", Index: 1, Up: true, Loopback: true}, {Name: "eth0", Index: 2, Up: true}, {Name: "eth1", Index: 3, Up: true}},
+		Addrs: []route.Addr{
+			{Ifindex: 1, Dev: "lo", Local: ad("127.0.0.1"), Prefix: pfx("127.0.0.0/8"), Scope: route.ScopeHost},
+			{Ifindex: 2, Dev: "eth0", Local: ad("10.0.0.1"), Prefix: pfx("10.0.0.0/24"), Broadcast: ad("10.0.0.255")},
+			{Ifindex: 3, Dev: "eth1", Local: ad("192.168.1.1"), Prefix: pfx("192.168.1.0/24"), Broadcast: ad("192.168.1.255")},
+		},
+		Routes: []route.Route{
+			{Table: 255, Type: route.Local, Dst: pfx("127.0.0.0/8"), Scope: route.ScopeHost, PrefSrc: ad("127.0.0.1"), Nexthops: []route.Nexthop{{Dev: "lo"}}},
+			{Table: 255, Type: route.Local, Dst: pfx("127.0.0.1/32"), Scope: route.ScopeHost, PrefSrc: ad("127.0.0.1"), Nexthops: []route.Nexthop{{Dev: "lo"}}},
+			{Table: 255, Type: route.Local, Dst: pfx("10.0.0.1/32"), Scope: route.ScopeHost, PrefSrc: ad("10.0.0.1"), Nexthops: []route.Nexthop{{Dev: "eth0"}}},
+			{Table: 255, Type: route.Broadcast, Dst: pfx("10.0.0.255/32"), Scope: route.ScopeLink, PrefSrc: ad("10.0.0.1"), Nexthops: []route.Nexthop{{Dev: "eth0"}}},
+			{Table: 255, Type: route.Local, Dst: pfx("192.168.1.1/32"), Scope: route.ScopeHost, PrefSrc: ad("192.168.1.1"), Nexthops: []route.Nexthop{{Dev: "eth1"}}},
+			{Table: 255, Type: route.Broadcast, Dst: pfx("192.168.1.255/32"), Scope: route.ScopeLink, PrefSrc: ad("192.168.1.1"), Nexthops: []route.Nexthop{{Dev: "eth1"}}},
+			{Table: 254, Type: route.Unicast, Dst: pfx("10.0.0.0/24"), Scope: route.ScopeLink, PrefSrc: ad("10.0.0.1"), Protocol: "kernel", Nexthops: []route.Nexthop{{Dev: "eth0"}}},
+			{Table: 254, Type: route.Unicast, Dst: pfx("192.168.1.0/24"), Scope: route.ScopeLink, PrefSrc: ad("192.168.1.1"), Protocol: "kernel", Nexthops: []route.Nexthop{{Dev: "eth1"}}},
+			{Table: 254, Type: route.Unicast, Dst: pfx("0.0.0.0/0"), Protocol: "static", Nexthops: []route.Nexthop{{Gateway: ad("192.168.1.254"), Dev: "eth1"}}},
+		},
+		All: route.DevConf{Forwarding: true, SendRedirects: true},
+		Dev: map[string]route.DevConf{"eth0": {Forwarding: true}, "eth1": {Forwarding: true}, "lo": {Forwarding: true}},
+	}
+	return route.New(cfg)
+}
