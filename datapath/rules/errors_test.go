@@ -2,6 +2,7 @@ package rules
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
@@ -88,5 +89,53 @@ func TestNothingHalfApplied(t *testing.T) {
 	}
 	if c := base.Tables[Filter].Chain("INPUT"); c.Policy != VerdictDrop || len(c.Rules) != 1 {
 		t.Fatalf("base rule set changed: policy %v, %d rules", c.Policy, len(c.Rules))
+	}
+}
+
+// TestNoflushAgainstKernel: --noflush keeps what the tables held and adds
+// to it, as iptables-restore --noflush does in the kernel.
+func TestNoflushAgainstKernel(t *testing.T) {
+	kerneltest.Require(t)
+	base := "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:A - [0:0]\n-A INPUT -j A\n-A A -s 10.0.0.0/8 -j ACCEPT\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o eth0 -j MASQUERADE\nCOMMIT\n"
+	for _, c := range []struct{ name, input string }{
+		{"append", "*filter\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-I A 1 -s 192.168.0.0/16 -j RETURN\nCOMMIT\n"},
+		{"redeclare user chain flushes it", "*filter\n:A - [0:0]\n-A A -j DROP\nCOMMIT\n"},
+		{"new chain and policy", "*filter\n:B - [0:0]\n:FORWARD DROP [0:0]\n-A FORWARD -j B\nCOMMIT\n"},
+		{"delete rule", "*filter\n-D A -s 10.0.0.0/8 -j ACCEPT\nCOMMIT\n"},
+		{"other table untouched", "*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j NOTRACK\nCOMMIT\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ns := kerneltest.NewNetns(t)
+			if e, code, err := ns.Restore(base); err != nil || code != 0 {
+				t.Fatalf("base: %v %d %s", err, code, e)
+			}
+			kerr, kcode, err := ns.Restore(c.input, "--noflush")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := (&Loader{}).LoadString(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs, uerr := (&Loader{Base: b, NoFlush: true}).LoadString(c.input)
+			if kcode != 0 {
+				if uerr == nil {
+					t.Fatalf("kernel refused (%s), uswitch accepted", kerr)
+				}
+				return
+			}
+			if uerr != nil {
+				t.Fatalf("kernel accepted, uswitch: %v", uerr)
+			}
+			want, err := ns.Save()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got strings.Builder
+			rs.Save(&got, SaveOptions{})
+			if got.String() != want {
+				t.Errorf("differs:\n%s", lineDiff(want, got.String()))
+			}
+		})
 	}
 }
