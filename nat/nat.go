@@ -413,14 +413,7 @@ func Translate(p *packet.Packet, ref conntrack.Ref, m Manip) {
 		return
 	}
 	dir := ref.Info.Dir()
-	bit := conntrack.StatusDstNAT
-	if m == Src {
-		bit = conntrack.StatusSrcNAT
-	}
-	if dir == conntrack.Reply {
-		bit ^= conntrack.StatusNATMask
-	}
-	if c.Status()&bit == 0 {
+	if !applies(c, dir, m) {
 		return
 	}
 	target, ok := c.Tuple(1 - dir).Invert()
@@ -430,28 +423,40 @@ func Translate(p *packet.Packet, ref conntrack.Ref, m Manip) {
 	manipPacket(p, target, m)
 }
 
+// applies is nf_nat_packet's test: did the manip change the tuple for
+// packets of this direction? (A reply sees the other manip's bit.)
+func applies(c *conntrack.Conn, dir conntrack.Dir, m Manip) bool {
+	bit := conntrack.StatusDstNAT
+	if m == Src {
+		bit = conntrack.StatusSrcNAT
+	}
+	if dir == conntrack.Reply {
+		bit ^= conntrack.StatusNATMask
+	}
+	return c.Status()&bit != 0
+}
+
+// manipPacket is nf_nat_manip_pkt: the source (SRC) or destination (DST)
+// address and port become the target's. ICMP queries carry the id in
+// the source part for either manip (icmp_manip_pkt).
 func manipPacket(p *packet.Packet, target conntrack.Tuple, m Manip) {
 	if m == Src {
 		if p.Src != target.Src {
 			p.SetSrc(target.Src)
 		}
-		if p.Proto == packet.ProtoICMP {
-			if p.HasL4 && p.ICMPID != target.SrcPort && !packet.IsICMPError(p.ICMPType) {
-				p.SetICMPID(target.SrcPort)
-			}
-		} else if p.SrcPort != target.SrcPort {
-			p.SetSrcPort(target.SrcPort)
-		}
-		return
-	}
-	if p.Dst != target.Dst {
+	} else if p.Dst != target.Dst {
 		p.SetDst(target.Dst)
 	}
-	if p.Proto == packet.ProtoICMP {
+	switch {
+	case p.Proto == packet.ProtoICMP:
 		if p.HasL4 && p.ICMPID != target.SrcPort && !packet.IsICMPError(p.ICMPType) {
 			p.SetICMPID(target.SrcPort)
 		}
-	} else if p.DstPort != target.DstPort {
+	case m == Src:
+		if p.SrcPort != target.SrcPort {
+			p.SetSrcPort(target.SrcPort)
+		}
+	case p.DstPort != target.DstPort:
 		p.SetDstPort(target.DstPort)
 	}
 }
@@ -467,14 +472,7 @@ func TranslateICMPError(p *packet.Packet, ref conntrack.Ref, m Manip) bool {
 		return true
 	}
 	dir := ref.Info.Dir()
-	bit := conntrack.StatusDstNAT
-	if m == Src {
-		bit = conntrack.StatusSrcNAT
-	}
-	if dir == conntrack.Reply {
-		bit ^= conntrack.StatusNATMask
-	}
-	if c.Status()&bit == 0 {
+	if !applies(c, dir, m) {
 		return true
 	}
 	// redirects are only passed when there is no NAT to do

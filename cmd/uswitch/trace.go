@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
@@ -130,46 +131,48 @@ func readCapture(file, iif string) ([]tracePacket, error) {
 		out = append(out, tp)
 		return nil
 	}
+	// the link type and ingress name of a packet
+	var info func(ci gopacket.CaptureInfo) (layers.LinkType, string, error)
+	var rd interface {
+		ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+	}
 	if magic[0] == 0x0a && magic[1] == 0x0d && magic[2] == 0x0d && magic[3] == 0x0a {
 		r, err := pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", file, err)
 		}
-		for n := 1; ; n++ {
-			data, ci, err := r.ReadPacketData()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("%s: packet %d: %v", file, n, err)
-			}
+		rd = r
+		info = func(ci gopacket.CaptureInfo) (layers.LinkType, string, error) {
 			ifc, err := r.Interface(ci.InterfaceIndex)
 			if err != nil {
-				return nil, fmt.Errorf("%s: packet %d: %v", file, n, err)
+				return 0, "", err
 			}
-			name := ifc.Name
 			if iif != "" {
-				name = iif
+				return ifc.LinkType, iif, nil
 			}
-			if err := add(n, data, ifc.LinkType, name, ci.Timestamp.UnixNano()); err != nil {
-				return nil, err
-			}
+			return ifc.LinkType, ifc.Name, nil
 		}
-		return out, nil
-	}
-	r, err := pcapgo.NewReader(br)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", file, err)
+	} else {
+		r, err := pcapgo.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", file, err)
+		}
+		rd = r
+		info = func(gopacket.CaptureInfo) (layers.LinkType, string, error) { return r.LinkType(), iif, nil }
 	}
 	for n := 1; ; n++ {
-		data, ci, err := r.ReadPacketData()
+		data, ci, err := rd.ReadPacketData()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: packet %d: %v", file, n, err)
 		}
-		if err := add(n, data, r.LinkType(), iif, ci.Timestamp.UnixNano()); err != nil {
+		lt, name, err := info(ci)
+		if err != nil {
+			return nil, fmt.Errorf("%s: packet %d: %v", file, n, err)
+		}
+		if err := add(n, data, lt, name, ci.Timestamp.UnixNano()); err != nil {
 			return nil, err
 		}
 	}
