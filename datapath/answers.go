@@ -3,6 +3,7 @@ package datapath
 import (
 	"encoding/binary"
 
+	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath/packet"
 	"github.com/uswitch-lab/uswitch/datapath/route"
 	"github.com/uswitch-lab/uswitch/datapath/rules"
@@ -47,11 +48,13 @@ func (k *pkt) answer() {
 }
 
 // sendAnswer runs a generated packet through the OUTPUT path.
-func (k *pkt) sendAnswer(b []byte) { k.sendAnswerFrom(b, false) }
+func (k *pkt) sendAnswer(b []byte) { k.sendAnswerFrom(b, false, false) }
 
 // sendAnswerFrom is sendAnswer; anySrc lets the answer's source be an
-// address that is not ours (nf_send_reset for a forwarded packet).
-func (k *pkt) sendAnswerFrom(b []byte, anySrc bool) {
+// address that is not ours (nf_send_reset for a forwarded packet);
+// attach gives the answer the packet's connection (nf_ct_attach, as
+// nf_send_reset and icmp_glue_bits for ICMP errors do).
+func (k *pkt) sendAnswerFrom(b []byte, anySrc, attach bool) {
 	q := &packet.Packet{Data: b}
 	if err := q.Decode(); err != nil {
 		return
@@ -63,6 +66,16 @@ func (k *pkt) sendAnswerFrom(b []byte, anySrc bool) {
 	a := k.e.newPkt(q, k.env.now, tr)
 	a.p.Local = true
 	a.anySrc = anySrc
+	if attach && k.ct.Conn != nil {
+		// nf_ct_attach (nf_conntrack_attach): the answer carries the
+		// original's connection as RELATED in the other direction, so
+		// NAT translates it and conntrack does not track it anew
+		info := conntrack.CtRelatedReply
+		if k.ct.Info.Dir() != conntrack.Original {
+			info = conntrack.CtRelated
+		}
+		a.ct = conntrack.Ref{Conn: k.ct.Conn, Info: info}
+	}
 	a.send()
 	f := a.fate
 	if tr != nil && k.tr != nil {
@@ -165,7 +178,8 @@ func (k *pkt) icmpError(typ, code uint8) {
 		}
 		q.SetSrc(u32(r.Src))
 	}
-	k.sendAnswer(b)
+	// icmp_glue_bits attaches the offending packet's connection to an error
+	k.sendAnswerFrom(b, false, true)
 }
 
 // reject sends what a REJECT target asked for (nf_reject_ipv4.c: ICMP
@@ -174,7 +188,7 @@ func (k *pkt) reject(r *rules.RejectRequest) {
 	p := k.p
 	if r.TCPReset {
 		if p.Proto == packet.ProtoTCP && p.HasL4 && p.TCPFlags&packet.TCPRst == 0 {
-			k.sendAnswerFrom(resetFor(p), true)
+			k.sendAnswerFrom(resetFor(p), true, true)
 		}
 		return
 	}

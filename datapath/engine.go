@@ -637,12 +637,13 @@ func (k *pkt) send() {
 		return
 	}
 	// ipt_mangle_out / ip_route_me_harder: reroute when the mangle table
-	// changed what routing looks at
+	// changed what routing looks at. The OUTPUT hook keeps the device it
+	// started with (nf_hook_state.out, set once in __ip_local_out); the
+	// new route's device shows from POSTROUTING on.
 	if p.Mark != mark || p.Src != src || p.Dst != dst || p.IP.TOS() != tos {
 		if !k.reroute() {
 			return
 		}
-		out = fib.LinkName(k.rt.Dev)
 	}
 	dst = p.Dst
 	if !k.natHook(rules.LocalOut, nat.Dst, "", out) {
@@ -652,12 +653,11 @@ func (k *pkt) send() {
 		if !k.reroute() {
 			return
 		}
-		out = fib.LinkName(k.rt.Dev)
 	}
 	if !k.tables(rules.LocalOut, "", out, rules.Filter, rules.Security) {
 		return
 	}
-	k.postrouting("", out, Sent)
+	k.postrouting("", fib.LinkName(k.rt.Dev), Sent)
 }
 
 // outputRoute is the output route of the packet as it is now.

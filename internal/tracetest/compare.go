@@ -1,0 +1,147 @@
+package tracetest
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+var (
+	idRE     = regexp.MustCompile(`ID=\d+ `)
+	traceRE  = regexp.MustCompile(`^(PACKET: 2 | TRACE: 2 )([0-9a-f]{8}) `)
+	handleRE = regexp.MustCompile(`:rule:0x[0-9a-f]+:`)
+)
+
+// Normalize rewrites one packet's lines so that kernel and uswitch lines
+// compare: each trace id becomes its order of first appearance in the
+// packet's lines (#1 the packet, #2 its first answer, ...), rule handles
+// are dropped, and the IP ID of packets the host generated itself (trace
+// ids after the first) is dropped.
+func Normalize(lines []string) []string {
+	ids := map[string]int{}
+	out := make([]string, 0, len(lines))
+	for _, l := range lines {
+		m := traceRE.FindStringSubmatchIndex(l)
+		if m != nil {
+			id := l[m[4]:m[5]]
+			n, ok := ids[id]
+			if !ok {
+				n = len(ids) + 1
+				ids[id] = n
+			}
+			l = l[:m[4]] + fmt.Sprintf("#%d", n) + l[m[5]:]
+			if n > 1 && strings.HasPrefix(l, "PACKET:") {
+				l = idRE.ReplaceAllString(l, "ID=* ")
+			}
+		}
+		l = handleRE.ReplaceAllString(l, ":rule:")
+		out = append(out, l)
+	}
+	return out
+}
+
+// Diff compares two line lists and returns a unified-style difference
+// ("" when equal).
+func Diff(kernel, uswitch []string) string {
+	if equal(kernel, uswitch) {
+		return ""
+	}
+	// longest common subsequence, fine for a packet's few lines
+	n, m := len(kernel), len(uswitch)
+	lcs := make([][]int, n+1)
+	for i := range lcs {
+		lcs[i] = make([]int, m+1)
+	}
+	for i := n - 1; i >= 0; i-- {
+		for j := m - 1; j >= 0; j-- {
+			if kernel[i] == uswitch[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	var b strings.Builder
+	i, j := 0, 0
+	for i < n || j < m {
+		switch {
+		case i < n && j < m && kernel[i] == uswitch[j]:
+			b.WriteString("   " + kernel[i] + "\n")
+			i++
+			j++
+		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
+			b.WriteString(" u " + uswitch[j] + "\n")
+			j++
+		default:
+			b.WriteString(" k " + kernel[i] + "\n")
+			i++
+		}
+	}
+	return b.String()
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Sorted returns a sorted copy (egress packets of one packet may leave in
+// any order).
+func Sorted(s []string) []string {
+	c := append([]string(nil), s...)
+	sort.Strings(c)
+	return c
+}
+
+// Mismatch is one packet on which kernel and uswitch disagree.
+type Mismatch struct {
+	Index  int // 0-based packet index
+	Packet Packet
+	Diff   string
+	// PortOnly: the lines differ only in TCP/UDP port numbers.
+	PortOnly bool
+}
+
+var portRE = regexp.MustCompile(`(SPORT|DPORT)=\d+ `)
+
+func maskPorts(l []string) []string {
+	out := make([]string, len(l))
+	for i, s := range l {
+		out[i] = portRE.ReplaceAllString(s, "$1=* ")
+	}
+	return out
+}
+
+func (m Mismatch) String() string {
+	return fmt.Sprintf("packet %d (%v):\n%s", m.Index+1, m.Packet, m.Diff)
+}
+
+// Compare diffs the normalized trace lines and the egress packets of
+// every packet.
+func Compare(packets []Packet, k *Result, u *Run) []Mismatch {
+	var out []Mismatch
+	for i, p := range packets {
+		kl := append(Normalize(k.Lines[i]), Sorted(k.Egress[i])...)
+		ul := append(Normalize(u.Lines[i]), Sorted(u.Egress[i])...)
+		if u.Errs[i] != "" {
+			ul = append(ul, "ERROR "+u.Errs[i])
+		}
+		if d := Diff(kl, ul); d != "" {
+			m := Mismatch{Index: i, Packet: p, Diff: d}
+			// the kernel picks a NAT port at random when the tuple
+			// clashes (nf_nat_l4proto_unique_tuple: get_random_u16
+			// for SNAT); uswitch's seeded choice cannot match it
+			m.PortOnly = equal(maskPorts(kl), maskPorts(ul))
+			out = append(out, m)
+		}
+	}
+	return out
+}

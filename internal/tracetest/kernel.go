@@ -1,0 +1,405 @@
+package tracetest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/host"
+	"github.com/uswitch-lab/uswitch/internal/kerneltest"
+)
+
+// The sentinel: after each packet the harness writes one packet into the
+// TUN device SentinelIf, which two raw PREROUTING rules (inserted at the
+// top) trace and drop. Trace events are emitted synchronously while the
+// kernel processes a TUN write (tun_get_user -> netif_receive_skb, and
+// answers and forwarding happen inside it), and xtables-monitor prints
+// them in the order its netlink socket received them, so once the
+// sentinel's DROP line is printed every line of the packet before it is
+// too.
+const (
+	SentinelIf  = "usent"
+	sentinelSrc = 0xc633640a // 198.51.100.10
+	sentinelDst = 0xc633640b // 198.51.100.11
+)
+
+// sentinelRules are inserted in this order with -I PREROUTING 1.
+var sentinelRules = [][]string{
+	{"-t", "raw", "-I", "PREROUTING", "1", "-i", SentinelIf, "-j", "DROP"},
+	{"-t", "raw", "-I", "PREROUTING", "1", "-i", SentinelIf, "-j", "TRACE"},
+}
+
+// Result is what the kernel did with a scenario.
+type Result struct {
+	// Snapshot is the folder host.Capture wrote for R after the run.
+	Snapshot string
+	// Lines are the xtables-monitor lines of each packet, sentinels removed.
+	Lines [][]string
+	// Egress are the packets read back from the TUN devices after each
+	// packet, as EgressLine formats them.
+	Egress [][]string
+	// Netns is the router namespace's name.
+	Netns string
+	// Elapsed is each packet's injection time since the first.
+	Elapsed []time.Duration
+}
+
+// Require skips the test unless the kernel harness can run here.
+func Require(t testing.TB) {
+	t.Helper()
+	kerneltest.Require(t)
+	if _, err := exec.LookPath("xtables-monitor"); err != nil {
+		t.Skip("trace differential test needs xtables-monitor (iptables-nft)")
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skip("trace differential test needs /dev/net/tun")
+	}
+	if sysSetns() == 0 {
+		t.Skipf("setns syscall number unknown on %s", runtime.GOARCH)
+	}
+}
+
+func sysSetns() uintptr {
+	switch runtime.GOARCH {
+	case "amd64":
+		return 308
+	case "arm64", "riscv64", "loong64":
+		return 268
+	case "386":
+		return 346
+	case "arm":
+		return 375
+	case "ppc64", "ppc64le":
+		return 350
+	case "s390x":
+		return 339
+	}
+	return 0
+}
+
+// inNetns runs f on a fresh OS thread that has joined the namespace; the
+// thread is never given back to the runtime (the goroutine exits locked,
+// so the runtime ends the thread).
+func inNetns(name string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := syscall.Open("/run/netns/"+name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- err
+			return
+		}
+		_, _, e := syscall.RawSyscall(sysSetns(), uintptr(fd), syscall.CLONE_NEWNET, 0)
+		syscall.Close(fd)
+		if e != 0 {
+			errc <- fmt.Errorf("setns %s: %v", name, e)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// openTun makes TUN device name in the calling thread's namespace.
+func openTun(name string) (int, error) {
+	fd, err := syscall.Open("/dev/net/tun", syscall.O_RDWR|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	var ifr [40]byte
+	copy(ifr[:15], name)
+	binary.NativeEndian.PutUint16(ifr[16:], syscall.IFF_TUN|syscall.IFF_NO_PI)
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TUNSETIFF, uintptr(unsafe.Pointer(&ifr[0]))); e != 0 {
+		syscall.Close(fd)
+		return -1, fmt.Errorf("TUNSETIFF %s: %v", name, e)
+	}
+	return fd, nil
+}
+
+type kernelRun struct {
+	t    testing.TB
+	ns   *kerneltest.Netns
+	tuns map[string]int
+	raw  int
+	// names in creation order, for draining
+	order []string
+	lines chan string
+	seq   uint16 // the last sentinel's source port
+}
+
+func (k *kernelRun) sh(args ...string) error {
+	o, e, c, err := k.ns.Run("", args...)
+	if err != nil {
+		return err
+	}
+	if c != 0 {
+		return fmt.Errorf("%s: exit %d: %s%s", strings.Join(args, " "), c, o, e)
+	}
+	return nil
+}
+
+// RunKernel builds the scenario in a fresh namespace, injects its
+// packets one by one while xtables-monitor --trace records, and captures
+// the namespace's snapshot into a temporary folder. Everything it makes
+// is removed in t.Cleanup.
+func RunKernel(t testing.TB, scn *Scenario) *Result {
+	t.Helper()
+	ns := kerneltest.NewNetns(t)
+	k := &kernelRun{t: t, ns: ns, tuns: map[string]int{}, raw: -1}
+	t.Cleanup(func() {
+		for _, fd := range k.tuns {
+			syscall.Close(fd)
+		}
+		if k.raw >= 0 {
+			syscall.Close(k.raw)
+		}
+	})
+	for _, c := range [][]string{
+		{"ip", "link", "set", "lo", "up"},
+		{"sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"},
+		{"sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"},
+	} {
+		if err := k.sh(c...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ifs := append([]Iface{{Name: SentinelIf}}, scn.Ifaces...)
+	err := inNetns(ns.Name, func() error {
+		for _, ifc := range ifs {
+			fd, err := openTun(ifc.Name)
+			if err != nil {
+				return err
+			}
+			k.tuns[ifc.Name] = fd
+			k.order = append(k.order, ifc.Name)
+		}
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW|syscall.SOCK_CLOEXEC, syscall.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		k.raw = fd
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ifc := range ifs {
+		for _, a := range ifc.Addrs {
+			if err := k.sh("ip", "addr", "add", a, "dev", ifc.Name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := k.sh("ip", "link", "set", ifc.Name, "up"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range scn.Sysctls {
+		if err := k.sh("sysctl", "-q", "-w", s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range scn.IP {
+		if err := k.sh(append([]string{"ip"}, strings.Fields(c)...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if scn.Rules != "" {
+		e, c, err := ns.Restore(scn.Rules)
+		if err != nil || c != 0 {
+			t.Fatalf("iptables-restore: exit %d %v: %s", c, err, e)
+		}
+	}
+	for _, r := range sentinelRules {
+		if err := k.sh(append([]string{"iptables"}, r...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// the monitor; stdbuf keeps its stdout line-buffered into the pipe
+	mon := exec.Command("ip", "netns", "exec", ns.Name, "stdbuf", "-oL", "xtables-monitor", "--trace")
+	var stderr bytes.Buffer
+	mon.Stderr = &stderr
+	out, err := mon.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	k.lines = make(chan string, 1024)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(k.lines)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			k.lines <- sc.Text()
+		}
+	}()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		mon.Process.Kill()
+		for range k.lines {
+		}
+		<-done
+		mon.Wait()
+	}
+	t.Cleanup(stop)
+
+	// wait until the monitor listens: sentinels until one shows
+	ready := false
+	for i := 0; i < 50 && !ready; i++ {
+		if err := k.sentinel(); err != nil {
+			t.Fatal(err)
+		}
+		_, ok, err := k.collect(100 * time.Millisecond)
+		if err != nil {
+			t.Fatalf("xtables-monitor: %v: %s", err, stderr.String())
+		}
+		ready = ok
+	}
+	if !ready {
+		t.Fatalf("xtables-monitor printed no sentinel in 5s: %s", stderr.String())
+	}
+	// a late sentinel of the start-up loop may still be on its way
+	k.sentinel()
+	for {
+		_, ok, err := k.collect(200 * time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+	}
+	k.drain()
+
+	res := &Result{Netns: ns.Name}
+	start := time.Now()
+	for i, p := range scn.Packets {
+		res.Elapsed = append(res.Elapsed, time.Since(start))
+		if err := k.inject(p); err != nil {
+			t.Fatalf("packet %d (%v): %v", i+1, p, err)
+		}
+		if err := k.sentinel(); err != nil {
+			t.Fatal(err)
+		}
+		lines, ok, err := k.collect(3 * time.Second)
+		if err != nil {
+			t.Fatalf("packet %d: xtables-monitor: %v: %s", i+1, err, stderr.String())
+		}
+		if !ok {
+			t.Fatalf("packet %d (%v): sentinel not seen in 3s", i+1, p)
+		}
+		res.Lines = append(res.Lines, lines)
+		res.Egress = append(res.Egress, k.drain())
+	}
+	stop()
+	res.Snapshot = filepath.Join(t.TempDir(), "snapshot")
+	if err := host.Capture(res.Snapshot, ns.Name); err != nil {
+		t.Fatalf("capture: %v", err)
+	}
+	return res
+}
+
+func (k *kernelRun) sentinel() error {
+	k.seq++
+	if k.seq == 0 {
+		k.seq = 1
+	}
+	b := packet.Build(packet.Spec{Src: sentinelSrc, Dst: sentinelDst, Proto: packet.ProtoUDP, SrcPort: k.seq, DstPort: 9})
+	_, err := syscall.Write(k.tuns[SentinelIf], b)
+	return err
+}
+
+// collect reads monitor lines up to the sentinel's DROP event and returns
+// those before the sentinel's PACKET line.
+func (k *kernelRun) collect(timeout time.Duration) ([]string, bool, error) {
+	var lines []string
+	tm := time.NewTimer(timeout)
+	defer tm.Stop()
+	for {
+		select {
+		case l, ok := <-k.lines:
+			if !ok {
+				return lines, false, errors.New("monitor exited")
+			}
+			if strings.Contains(l, "raw:PREROUTING:rule:") && strings.HasSuffix(l, "-i "+SentinelIf+" -j DROP") {
+				// cut the sentinel's PACKET and TRACE lines; an
+				// older sentinel ends what came before it
+				j := len(lines) - 1
+				for ; j >= 0; j-- {
+					if strings.HasPrefix(lines[j], "PACKET:") && strings.Contains(lines[j], " IN="+SentinelIf+" ") {
+						break
+					}
+				}
+				if j < 0 {
+					return lines, true, fmt.Errorf("sentinel PACKET line not found in %q", lines)
+				}
+				if strings.Contains(lines[j], fmt.Sprintf(" SPORT=%d ", k.seq)) {
+					return lines[:j], true, nil
+				}
+				lines = lines[:0]
+				continue
+			}
+			lines = append(lines, l)
+		case <-tm.C:
+			return lines, false, nil
+		}
+	}
+}
+
+func (k *kernelRun) inject(p Packet) error {
+	b := p.Bytes()
+	if p.In == Local {
+		sa := &syscall.SockaddrInet4{}
+		binary.BigEndian.PutUint32(sa.Addr[:], p.Spec.Dst)
+		err := syscall.Sendto(k.raw, b, 0, sa)
+		if err == syscall.EPERM || err == syscall.ENETUNREACH || err == syscall.EHOSTUNREACH || err == syscall.EINVAL {
+			// dropped by netfilter (NF_DROP -> EPERM) or not routable:
+			// the trace says what happened
+			err = nil
+		}
+		return err
+	}
+	fd, ok := k.tuns[p.In]
+	if !ok {
+		return fmt.Errorf("no TUN device %q", p.In)
+	}
+	_, err := syscall.Write(fd, b)
+	return err
+}
+
+// drain reads what R sent out of its TUN devices.
+func (k *kernelRun) drain() []string {
+	var out []string
+	buf := make([]byte, 65536)
+	for _, name := range k.order {
+		fd := k.tuns[name]
+		for {
+			n, err := syscall.Read(fd, buf)
+			if err != nil || n <= 0 {
+				break
+			}
+			out = append(out, EgressLine(name, buf[:n]))
+		}
+	}
+	return out
+}

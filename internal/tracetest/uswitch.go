@@ -1,0 +1,89 @@
+package tracetest
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/datapath/trace"
+	"github.com/uswitch-lab/uswitch/host"
+)
+
+// Run is what uswitch did with the packets.
+type Run struct {
+	Lines  [][]string
+	Egress [][]string
+	Fates  []datapath.Fate
+	// Errs holds a panic or decode error per packet ("" = none).
+	Errs []string
+}
+
+// RunUswitch loads the snapshot and runs each packet through one
+// datapath.Engine with a Tracer, in order, the i-th at elapsed[i] (nil:
+// one millisecond apart).
+func RunUswitch(snapshotDir string, packets []Packet, elapsed []time.Duration) (*Run, error) {
+	s, err := host.Load(snapshotDir)
+	if err != nil {
+		return nil, err
+	}
+	e := datapath.New(s.EngineConfig(), s.ConntrackConfig(), 1)
+	r := &Run{}
+	base := int64(time.Hour) // a monotonic clock that is well past zero
+	for i, p := range packets {
+		now := base + int64(i)*int64(time.Millisecond)
+		if i < len(elapsed) {
+			now = base + int64(elapsed[i])
+		}
+		lines, egress, fate, perr := runOne(e, p, now)
+		r.Lines = append(r.Lines, lines)
+		r.Egress = append(r.Egress, egress)
+		r.Fates = append(r.Fates, fate)
+		r.Errs = append(r.Errs, perr)
+	}
+	return r, nil
+}
+
+func runOne(e *datapath.Engine, p Packet, now int64) (lines, egress []string, f datapath.Fate, perr string) {
+	tr := &datapath.Tracer{}
+	defer func() {
+		if x := recover(); x != nil {
+			lines = tr.Lines
+			perr = fmt.Sprint("panic: ", x)
+		}
+	}()
+	pk := &packet.Packet{Data: p.Bytes()}
+	if err := pk.Decode(); err != nil {
+		return nil, nil, f, "decode: " + err.Error()
+	}
+	if p.In == Local {
+		// a raw IP_HDRINCL socket of root
+		pk.HasSocket = true
+		f = e.Send(pk, now, tr)
+	} else {
+		pk.InIf = p.In
+		f = e.Receive(pk, now, tr)
+	}
+	if (f.Kind == datapath.Forwarded || f.Kind == datapath.Sent) && f.OutIf != "lo" {
+		egress = append(egress, EgressLine(f.OutIf, pk.Data))
+	}
+	for _, a := range f.Answers {
+		if (a.Fate.Kind == datapath.Forwarded || a.Fate.Kind == datapath.Sent) && a.Fate.OutIf != "lo" {
+			egress = append(egress, EgressLine(a.Fate.OutIf, a.Pkt.Data))
+		}
+	}
+	return tr.Lines, egress, f, ""
+}
+
+// EgressLine describes a packet that left R through dev: its PACKET-line
+// fields without the IP ID (the kernel picks the IDs of the packets it
+// generates itself).
+func EgressLine(dev string, b []byte) string {
+	p := &packet.Packet{Data: append([]byte(nil), b...)}
+	if err := p.Decode(); err != nil {
+		return fmt.Sprintf("EGRESS %s undecodable %x", dev, b)
+	}
+	l := trace.PacketLine(0, p, "", dev, false)
+	l = l[len("PACKET: 2 00000000 "):]
+	return "EGRESS " + idRE.ReplaceAllString(l, "")
+}
