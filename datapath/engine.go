@@ -442,7 +442,10 @@ func (k *pkt) natHook(h rules.Hook, m nat.Manip, in, out string) bool {
 			}
 		}
 	}
-	nat.Translate(k.p, k.ct, m)
+	if !nat.Translate(k.p, k.ct, m) {
+		k.drop("nat: truncated transport header")
+		return false
+	}
 	return true
 }
 

@@ -406,21 +406,33 @@ func (n *Core) l4UniqueTuple(t *conntrack.Tuple, r *Range, m Manip, c *conntrack
 // connection for the manip of its hook (nf_nat_packet): if the
 // connection's status says that manip changed the tuple in the packet's
 // direction, the source or destination becomes the inverse of the other
-// direction's tuple.
-func Translate(p *packet.Packet, ref conntrack.Ref, m Manip) {
+// direction's tuple. It reports false when the packet must be dropped:
+// the transport header the manip rewrites is not all there
+// (nf_nat_ipv4_manip_pkt: tcp/udp/icmp need 8 bytes, GRE the 8-byte
+// PPTP header).
+func Translate(p *packet.Packet, ref conntrack.Ref, m Manip) bool {
 	c := ref.Conn
 	if c == nil {
-		return
+		return true
 	}
 	dir := ref.Info.Dir()
 	if !applies(c, dir, m) {
-		return
+		return true
 	}
 	target, ok := c.Tuple(1 - dir).Invert()
 	if !ok {
-		return
+		return true
+	}
+	if p.IP.FragOffset() == 0 {
+		switch p.Proto {
+		case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoUDPLite, packet.ProtoICMP, packet.ProtoGRE:
+			if len(p.IP)-p.IP.HeaderLen() < 8 {
+				return false
+			}
+		}
 	}
 	manipPacket(p, target, m)
+	return true
 }
 
 // applies is nf_nat_packet's test: did the manip change the tuple for
