@@ -18,6 +18,7 @@ type subcommand struct {
 var subcommands = map[string]subcommand{
 	"iptables-restore": {iptablesRestore, "read an iptables-restore rule set: [--test] [--noflush] [-c] [--ipset FILE] [FILE]"},
 	"iptables-save":    {iptablesSave, "print the canonical iptables-save form of a rule set: [-c] [-t TABLE] [--ipset FILE] --input FILE"},
+	"lab":              {labCmd, "bring up a lab of namespaces routed by uswitch through TUN devices (root): [down] [--config FILE] [--demo-only] [--no-demo]"},
 	"snapshot":         {snapshot, "capture the host's network state into a folder: DIR [--netns NAME]"},
 	"trace":            {traceCmd, "replay packets against a host snapshot, printing xtables-monitor --trace lines: --snapshot DIR (--pcap FILE [--iif NAME] | --packet SPEC) [--trace-all]"},
 }

@@ -1,0 +1,91 @@
+package lab
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/uswitch-lab/uswitch/datapath/route"
+)
+
+func TestDefaultLoads(t *testing.T) {
+	c := Default()
+	if len(c.Namespaces) != 4 || len(c.Interfaces) != 4 || c.Ruleset == nil || !c.Sysctl.IPForward {
+		t.Fatalf("default lab: %d namespaces, %d interfaces, rules %v, ip_forward %v", len(c.Namespaces), len(c.Interfaces), c.Ruleset != nil, c.Sysctl.IPForward)
+	}
+	ec, _, err := c.EngineConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the kernel's routes for the interface addresses are there
+	fib := ec.FIB
+	for _, tc := range []struct {
+		dst  string
+		typ  route.Type
+		want string
+	}{
+		{"10.10.1.1", route.Local, "tun-client"},
+		{"10.10.2.7", route.Unicast, "tun-web1"},
+		{"203.0.113.2", route.Unicast, "tun-wan"},
+		{"10.10.3.255", route.Broadcast, "tun-web2"},
+	} {
+		r := fib.Output(&route.Flow{Dst: mustAddr(tc.dst)})
+		if r.Err != 0 || r.Type != tc.typ || (tc.typ != route.Local && fib.LinkName(r.Dev) != tc.want) {
+			t.Errorf("route to %s: %+v (dev %s), want %v via %s", tc.dst, r, fib.LinkName(r.Dev), tc.typ, tc.want)
+		}
+	}
+	if r := fib.Output(&route.Flow{Dst: mustAddr("8.8.8.8")}); r.Err == 0 {
+		t.Errorf("the default lab routes 8.8.8.8 (%+v): it must not route out of the machine", r)
+	}
+}
+
+// TestConfigErrors: unknown keys and bad values name the key and the line.
+func TestConfigErrors(t *testing.T) {
+	const base = `name = "x"
+[uswitch]
+workers = 1
+[[interface]]
+name = "t0"
+netns = "a"
+addresses = ["10.0.0.1/24"]
+[[namespace]]
+name = "a"
+addresses = ["10.0.0.2/24"]
+`
+	for _, tc := range []struct {
+		name, text, key, msg string
+		line                 int
+	}{
+		{"unknown top key", "colour = 1\n" + base, "colour", "unknown key", 1},
+		{"unknown nested key", base + "mtux = 3\n", "namespace.mtux", "unknown key", 11},
+		{"unknown server key", base + "[[namespace.server]]\nkind = \"http\"\nprot = 80\n", "namespace.server.prot", "unknown key", 13},
+		{"bad address", strings.Replace(base, `"10.0.0.2/24"`, `"10.0.0.300/24"`, 1), "namespace.addresses", "10.0.0.300/24", 10},
+		{"bad server kind", base + "server = [{ kind = \"ftp\", port = 21 }]\n", "namespace.server.kind", "ftp", 11},
+		{"bad port", base + "[[namespace.server]]\nkind = \"http\"\nport = 70000\n", "namespace.server.port", "70000", 13},
+		{"wrong type", strings.Replace(base, "workers = 1", `workers = "two"`, 1), "uswitch.workers", "incompatible types", 3},
+		{"bad route", base + "routes = [\"10.1.0.0/16 via nowhere\"]\n", "namespace.routes", "nowhere", 11},
+		{"unknown netns", strings.Replace(base, `netns = "a"`, `netns = "b"`, 1), "interface.netns", "no [[namespace]]", 6},
+		{"bad rule set", strings.Replace(base, "workers = 1", "workers = 1\nrules = \"\"\"\n*filter\n-A FORWARD -j NOPE\nCOMMIT\n\"\"\"", 1), "uswitch.rules", "rule set line 3: Chain 'NOPE' does not exist", 7},
+		{"unknown sysctl", base + "[uswitch.sysctl]\n\"net.ipv4.ip_forwarding\" = 1\n", "uswitch.sysctl.net.ipv4.ip_forwarding", "not a sysctl", 12},
+		{"bad sysctl value", base + "[uswitch.sysctl]\n\"net.ipv4.ip_forward\" = \"yes\"\n", "uswitch.sysctl.net.ipv4.ip_forward", "integer", 12},
+		{"syntax", base + "[[namespace]\n", "namespace", "delimiter", 11},
+		{"demo from nowhere", base + "[[demo]]\nfrom = \"zz\"\nping = \"10.0.0.1\"\n", "demo.from", "zz", 12},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("lab.toml", []byte(tc.text))
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v (%T), want a *ConfigError", err, err)
+			}
+			if ce.Line != tc.line || ce.Key != tc.key || !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("got %q (line %d, key %q), want line %d, key %q, containing %q", err, ce.Line, ce.Key, tc.line, tc.key, tc.msg)
+			}
+			if !strings.HasPrefix(err.Error(), "lab.toml:") {
+				t.Errorf("%q does not name the file", err)
+			}
+		})
+	}
+}
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

@@ -1,0 +1,396 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/datapath/packet"
+)
+
+// The live datapath: a fixed goroutine topology, nothing per packet.
+//
+//	TUN a ─ reader a ─┐                      ┌─ worker 0 ─ Engine.Receive ─┐
+//	TUN b ─ reader b ─┼─ by flow hash ───────┼─ worker 1 ─ Engine.Receive ─┼─ write to the TUN of
+//	  ...             │  (bounded queues of  │   ...                       │  Fate.OutIf (and of
+//	TUN n ─ reader n ─┘   batches)           └─ worker W ─ Engine.Receive ─┘  each Answer's OutIf)
+//
+// A reader reads a batch of packets into buffers it preallocated, decodes
+// each once, and appends it to the batch of the worker its flow hashes
+// to, so the packets of one flow direction are handled in order by one
+// worker. A worker runs the engine on each packet and writes what leaves
+// in one batched write per output device.
+//
+// Memory ownership: each reader owns a fixed set of elements (a buffer of
+// the device's MTU and a packet.Packet). An element goes reader -> one
+// worker -> back to its reader's free list after the worker has written
+// it; nothing retains it after that. Answers are packets the engine made
+// and are dropped after being written.
+
+const (
+	// batchSize is how many packets one read and one worker batch hold.
+	batchSize = 64
+	// elemsPerPort bounds the packets a reader has in flight.
+	elemsPerPort = 512
+	// queueDepth is the capacity, in batches, of each worker's queue.
+	queueDepth = 64
+	// defaultMTU is a TUN's MTU when the config gives none.
+	defaultMTU = 1500
+)
+
+// Device is a batch packet device: a TUN, or a fake in tests.
+type Device interface {
+	Name() string
+	// Read reads up to len(bufs) packets, waiting for the first;
+	// sizes[i] is the length of packet i; the n packets are valid even
+	// when err is not nil.
+	Read(bufs [][]byte, sizes []int) (n int, err error)
+	// Write writes the packets, returning how many were taken.
+	Write(pkts [][]byte) (int, error)
+	Close() error
+}
+
+type elem struct {
+	buf  []byte
+	pkt  packet.Packet
+	from *port
+}
+
+type port struct {
+	dev  Device
+	name string
+	mtu  int
+	free chan *elem
+}
+
+type work struct{ elems []*elem }
+
+// Stats are the datapath's counters.
+type Stats struct {
+	Received  uint64 // packets read from the devices
+	NotIPv4   uint64 // IPv6 and other versions (the namespaces' own IPv6 chatter)
+	Malformed uint64 // failed packet.Decode otherwise (bad header, length...)
+	Forwarded uint64
+	Delivered uint64 // to uswitch itself (answered by the engine)
+	Answers   uint64 // packets the engine generated and uswitch sent
+	Dropped   uint64
+	Other     uint64 // queued, stolen
+	NoDevice  uint64 // leaving through an interface with no device
+	TxErrors  uint64
+	// DropsBy counts drops by the engine's reason (Fate.By).
+	DropsBy map[string]uint64
+}
+
+func (s Stats) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d packets in, %d forwarded, %d to uswitch itself, %d answers sent, %d dropped",
+		s.Received, s.Forwarded, s.Delivered, s.Answers, s.Dropped)
+	if s.Malformed > 0 {
+		fmt.Fprintf(&b, ", %d malformed", s.Malformed)
+	}
+	if s.NotIPv4 > 0 {
+		fmt.Fprintf(&b, ", %d not IPv4 (ignored)", s.NotIPv4)
+	}
+	if s.TxErrors > 0 || s.NoDevice > 0 {
+		fmt.Fprintf(&b, ", %d write errors, %d without device", s.TxErrors, s.NoDevice)
+	}
+	if len(s.DropsBy) > 0 {
+		keys := make([]string, 0, len(s.DropsBy))
+		for k := range s.DropsBy {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b.WriteString(" (")
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s: %d", k, s.DropsBy[k])
+		}
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+// Datapath moves packets between devices through an Engine.
+type Datapath struct {
+	eng    *datapath.Engine
+	ports  []*port
+	byName map[string]*port // immutable after NewDatapath
+	queues []chan *work
+	start  time.Time
+
+	readers sync.WaitGroup
+	workers sync.WaitGroup
+	done    chan struct{}
+	once    sync.Once
+	works   sync.Pool
+
+	rx, notIPv4, malformed, fwd, delivered, answers, dropped, other, nodev, txerr atomic.Uint64
+
+	dmu     sync.Mutex // guards dropsBy
+	dropsBy map[string]uint64
+	// errc reports a device that failed other than by being closed.
+	errc chan error
+}
+
+// NewDatapath starts the readers, workers and the conntrack reaper over
+// the devices; mtu gives each device's buffer size (missing: 1500).
+func NewDatapath(eng *datapath.Engine, devs []Device, mtu map[string]int, workers int) *Datapath {
+	if workers <= 0 {
+		workers = 1
+	}
+	d := &Datapath{eng: eng, byName: map[string]*port{}, start: time.Now(), done: make(chan struct{}),
+		dropsBy: map[string]uint64{}, errc: make(chan error, len(devs))}
+	d.works.New = func() any { return &work{elems: make([]*elem, 0, batchSize)} }
+	for _, dv := range devs {
+		m := mtu[dv.Name()]
+		if m == 0 {
+			m = defaultMTU
+		}
+		p := &port{dev: dv, name: dv.Name(), mtu: m, free: make(chan *elem, elemsPerPort)}
+		for range elemsPerPort {
+			p.free <- &elem{buf: make([]byte, m), from: p}
+		}
+		d.ports = append(d.ports, p)
+		d.byName[p.name] = p
+	}
+	for range workers {
+		q := make(chan *work, queueDepth)
+		d.queues = append(d.queues, q)
+		d.workers.Add(1)
+		go d.worker(q)
+	}
+	for _, p := range d.ports {
+		d.readers.Add(1)
+		go d.reader(p)
+	}
+	d.workers.Add(1)
+	go d.reaper()
+	return d
+}
+
+// now is the engine's clock: monotonic nanoseconds since the start.
+func (d *Datapath) now() int64 { return int64(time.Since(d.start)) + 1 }
+
+// flowHash spreads flows over workers; every packet of one direction of
+// a flow hashes alike. Fragments hash on addresses and protocol only, so
+// a first fragment (which has ports) stays with the others.
+func flowHash(p *packet.Packet) uint32 {
+	h := p.Src*0x9e3779b1 ^ p.Dst ^ uint32(p.Proto)<<24
+	if p.HasL4 && !p.IP.IsFragment() {
+		h ^= (uint32(p.SrcPort)<<16 | uint32(p.DstPort)) * 0x85ebca6b
+	}
+	h ^= h >> 15
+	h *= 0x2c1b3c6d
+	h ^= h >> 12
+	return h
+}
+
+func (d *Datapath) reader(p *port) {
+	defer d.readers.Done()
+	stash := make([]*elem, 0, batchSize)
+	bufs := make([][]byte, batchSize)
+	sizes := make([]int, batchSize)
+	pending := make([]*work, len(d.queues))
+	for {
+		// gather free elements: wait for one, take what else is free
+		if len(stash) == 0 {
+			select {
+			case el := <-p.free:
+				stash = append(stash, el)
+			case <-d.done:
+				return
+			}
+		}
+	fill:
+		for len(stash) < batchSize {
+			select {
+			case el := <-p.free:
+				stash = append(stash, el)
+			default:
+				break fill
+			}
+		}
+		for i, el := range stash {
+			bufs[i] = el.buf[:cap(el.buf)]
+		}
+		n, err := p.dev.Read(bufs[:len(stash)], sizes[:len(stash)])
+		for i := range n {
+			el := stash[i]
+			d.rx.Add(1)
+			el.pkt = packet.Packet{Data: el.buf[:sizes[i]]}
+			if el.pkt.Decode() != nil {
+				if sizes[i] == 0 || el.buf[0]>>4 != 4 {
+					d.notIPv4.Add(1)
+				} else {
+					d.malformed.Add(1)
+				}
+				p.free <- el
+				continue
+			}
+			el.pkt.InIf = p.name
+			w := flowHash(&el.pkt) % uint32(len(d.queues))
+			if pending[w] == nil {
+				pending[w] = d.works.Get().(*work)
+			}
+			pending[w].elems = append(pending[w].elems, el)
+		}
+		stash = append(stash[:0], stash[n:]...)
+		for w, wk := range pending {
+			if wk != nil {
+				d.queues[w] <- wk
+				pending[w] = nil
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, os.ErrClosed) && !errors.Is(err, io.EOF) {
+				select {
+				case d.errc <- fmt.Errorf("%s: read: %w", p.name, err):
+				default:
+				}
+			}
+			for _, el := range stash {
+				p.free <- el
+			}
+			return
+		}
+	}
+}
+
+// out collects a worker's packets per output device for one batch.
+type out struct {
+	p    *port
+	pkts [][]byte
+}
+
+func (d *Datapath) worker(q chan *work) {
+	defer d.workers.Done()
+	outs := make([]out, 0, len(d.ports))
+	drops := map[string]uint64{}
+	send := func(name string, b []byte) bool {
+		p := d.byName[name]
+		if p == nil {
+			d.nodev.Add(1)
+			return false
+		}
+		for i := range outs {
+			if outs[i].p == p {
+				outs[i].pkts = append(outs[i].pkts, b)
+				return true
+			}
+		}
+		outs = append(outs, out{p: p, pkts: append(make([][]byte, 0, batchSize), b)})
+		return true
+	}
+	for wk := range q {
+		now := d.now()
+		for _, el := range wk.elems {
+			f := d.eng.Receive(&el.pkt, now, nil)
+			switch f.Kind {
+			case datapath.Forwarded, datapath.Sent:
+				if send(f.OutIf, el.pkt.IP) {
+					d.fwd.Add(1)
+				}
+			case datapath.Delivered:
+				d.delivered.Add(1)
+			case datapath.Dropped:
+				d.dropped.Add(1)
+				drops[f.By]++
+			default:
+				d.other.Add(1)
+			}
+			for _, a := range f.Answers {
+				if a.Fate.Kind == datapath.Sent || a.Fate.Kind == datapath.Forwarded {
+					if send(a.Fate.OutIf, a.Pkt.IP) {
+						d.answers.Add(1)
+					}
+				}
+			}
+		}
+		for i := range outs {
+			o := &outs[i]
+			if len(o.pkts) == 0 {
+				continue
+			}
+			n, _ := o.p.dev.Write(o.pkts)
+			if n < len(o.pkts) {
+				d.txerr.Add(uint64(len(o.pkts) - n))
+			}
+			clear(o.pkts)
+			o.pkts = o.pkts[:0]
+		}
+		for i, el := range wk.elems {
+			el.pkt = packet.Packet{}
+			el.from.free <- el
+			wk.elems[i] = nil
+		}
+		wk.elems = wk.elems[:0]
+		d.works.Put(wk)
+		if len(drops) > 0 {
+			d.dmu.Lock()
+			for k, v := range drops {
+				d.dropsBy[k] += v
+			}
+			d.dmu.Unlock()
+			clear(drops)
+		}
+	}
+}
+
+// reaper is conntrack's amortised garbage collection (gc_worker), one
+// goroutine on a ticker.
+func (d *Datapath) reaper() {
+	defer d.workers.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.done:
+			return
+		case <-t.C:
+			d.eng.CT.Reap(d.now(), 16384)
+		}
+	}
+}
+
+// Stats returns the counters.
+func (d *Datapath) Stats() Stats {
+	s := Stats{Received: d.rx.Load(), NotIPv4: d.notIPv4.Load(), Malformed: d.malformed.Load(), Forwarded: d.fwd.Load(),
+		Delivered: d.delivered.Load(), Answers: d.answers.Load(), Dropped: d.dropped.Load(),
+		Other: d.other.Load(), NoDevice: d.nodev.Load(), TxErrors: d.txerr.Load(), DropsBy: map[string]uint64{}}
+	d.dmu.Lock()
+	for k, v := range d.dropsBy {
+		s.DropsBy[k] = v
+	}
+	d.dmu.Unlock()
+	return s
+}
+
+// Err reports a device failure (a read error other than Close).
+func (d *Datapath) Err() <-chan error { return d.errc }
+
+// Close stops the datapath: the devices are closed, which ends the
+// readers; the workers finish the queued batches and end. Idempotent.
+func (d *Datapath) Close() error {
+	var err error
+	d.once.Do(func() {
+		close(d.done)
+		for _, p := range d.ports {
+			err = errors.Join(err, p.dev.Close())
+		}
+		d.readers.Wait()
+		for _, q := range d.queues {
+			close(q)
+		}
+		d.workers.Wait()
+	})
+	return err
+}

@@ -1,0 +1,112 @@
+package lab
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+)
+
+// demoTimeout bounds each demo request.
+const demoTimeout = 2 * time.Second
+
+// Describe prints the lab's layout.
+func (l *Lab) Describe(w io.Writer) {
+	c := l.cfg
+	fmt.Fprintf(w, "uswitch lab %q: %d namespaces, %d TUN interfaces\n", c.Name, len(c.Namespaces), len(c.Interfaces))
+	for _, n := range c.Namespaces {
+		var addrs []string
+		for _, a := range n.Addresses {
+			addrs = append(addrs, a.String())
+		}
+		line := fmt.Sprintf("  %-12s %-16s", n.Name, strings.Join(addrs, ","))
+		if it := c.iface(n.Name); it != nil {
+			var ua []string
+			for _, a := range it.Addresses {
+				ua = append(ua, a.String())
+			}
+			line += fmt.Sprintf(" <-> uswitch %s %s", it.Name, strings.Join(ua, ","))
+		}
+		var sv []string
+		for _, s := range n.Servers {
+			sv = append(sv, fmt.Sprintf("%s:%d", s.Kind, s.Port))
+		}
+		if len(sv) > 0 {
+			line += "  [" + strings.Join(sv, " ") + "]"
+		}
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
+	}
+}
+
+// Demo runs the config's demo steps and prints what happened. It returns
+// an error when a step that should succeed failed (a TCP step whose note
+// mentions REJECT is expected to be refused).
+func (l *Lab) Demo(w io.Writer) error {
+	var failed []string
+	for _, d := range l.cfg.Demo {
+		switch {
+		case d.HTTP != "":
+			n := max(d.Count, 1)
+			seen := map[string]int{}
+			for range n {
+				r, err := l.HTTPGet(d.From, d.HTTP, demoTimeout)
+				if err != nil {
+					fmt.Fprintf(w, "  GET %s from %s: %v\n", d.HTTP, d.From, err)
+					failed = append(failed, "GET "+d.HTTP)
+					continue
+				}
+				seen[r.ServedBy]++
+				fmt.Fprintf(w, "  GET %s from %s: %d, answered by %s (it saw the client as %s) in %v\n",
+					d.HTTP, d.From, r.Status, r.ServedBy, r.ClientAddr, r.Took.Round(10*time.Microsecond))
+			}
+			var by []string
+			for k, v := range seen {
+				by = append(by, fmt.Sprintf("%s %d", k, v))
+			}
+			sort.Strings(by)
+			fmt.Fprintf(w, "    -> %s answered by: %s", d.HTTP, strings.Join(by, ", "))
+		case d.Ping != "":
+			rtt, err := l.Ping(d.From, netip.MustParseAddr(d.Ping), demoTimeout)
+			if err != nil {
+				fmt.Fprintf(w, "  ping %s from %s: %v", d.Ping, d.From, err)
+				failed = append(failed, "ping "+d.Ping)
+			} else {
+				fmt.Fprintf(w, "  ping %s from %s: echo reply in %v", d.Ping, d.From, rtt.Round(10*time.Microsecond))
+			}
+		case d.UDP != "":
+			b, err := l.UDPExchange(d.From, d.UDP, []byte("hello from "+d.From), demoTimeout)
+			if err != nil {
+				fmt.Fprintf(w, "  UDP echo %s from %s: %v", d.UDP, d.From, err)
+				failed = append(failed, "udp "+d.UDP)
+			} else {
+				fmt.Fprintf(w, "  UDP echo %s from %s: %q", d.UDP, d.From, b)
+			}
+		case d.TCP != "":
+			expectRefused := strings.Contains(d.Note, "REJECT")
+			hello, err := l.TCPHello(d.From, d.TCP, demoTimeout)
+			switch {
+			case err != nil && expectRefused:
+				fmt.Fprintf(w, "  TCP %s from %s: refused as expected (%v)", d.TCP, d.From, err)
+			case err != nil:
+				fmt.Fprintf(w, "  TCP %s from %s: %v", d.TCP, d.From, err)
+				failed = append(failed, "tcp "+d.TCP)
+			case expectRefused:
+				fmt.Fprintf(w, "  TCP %s from %s: connected (%q), but it should have been refused", d.TCP, d.From, hello)
+				failed = append(failed, "tcp "+d.TCP)
+			default:
+				fmt.Fprintf(w, "  TCP %s from %s: greeting %q", d.TCP, d.From, hello)
+			}
+		}
+		if d.Note != "" {
+			fmt.Fprintf(w, "  (%s)", d.Note)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "uswitch datapath: %v\n", l.Stats())
+	if len(failed) > 0 {
+		return fmt.Errorf("demo steps failed: %s", strings.Join(failed, "; "))
+	}
+	return nil
+}

@@ -1,0 +1,217 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/datapath/route"
+	"github.com/uswitch-lab/uswitch/host"
+)
+
+// sysctls are uswitch's sysctls, parsed by the host package's `sysctl -a`
+// reader so a lab and a snapshot mean the same by each key.
+type sysctls struct {
+	host.Sysctl
+	ct conntrack.Config
+}
+
+type sysctlError struct {
+	key string
+	err error
+}
+
+func (e *sysctlError) Error() string { return e.key + ": " + e.err.Error() }
+
+// knownSysctl is what uswitch's datapath reads; other keys are errors
+// rather than silently ignored.
+var knownSysctl = regexp.MustCompile(`^(net\.ipv4\.ip_forward|net\.ipv4\.fib_multipath_hash_policy|` +
+	`net\.ipv4\.conf\.[^.]+\.(forwarding|rp_filter|route_localnet|accept_local|src_valid_mark|send_redirects)|` +
+	`net\.netfilter\.nf_conntrack_(max|tcp_loose|tcp_be_liberal|tcp_max_retrans|tcp_timeout_[a-z_]+|udp_timeout(_stream)?|icmp_timeout|generic_timeout))$`)
+
+// parseSysctls flattens the [uswitch.sysctl] table (dotted keys may be
+// quoted or nested) and reads it as `sysctl -a` lines.
+func parseSysctls(m map[string]any) (sysctls, error) {
+	flat := map[string]string{}
+	var walk func(prefix string, m map[string]any) error
+	walk = func(prefix string, m map[string]any) error {
+		for k, v := range m {
+			key := prefix + k
+			switch x := v.(type) {
+			case map[string]any:
+				if err := walk(key+".", x); err != nil {
+					return err
+				}
+			case int64:
+				flat[key] = fmt.Sprint(x)
+			case bool:
+				flat[key] = map[bool]string{true: "1", false: "0"}[x]
+			default:
+				return &sysctlError{key, fmt.Errorf("%v: want an integer", v)}
+			}
+		}
+		return nil
+	}
+	if err := walk("", m); err != nil {
+		return sysctls{}, err
+	}
+	keys := make([]string, 0, len(flat))
+	for k := range flat {
+		if !knownSysctl.MatchString(k) {
+			return sysctls{}, &sysctlError{k, fmt.Errorf("not a sysctl uswitch reads")}
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s = %s\n", k, flat[k])
+	}
+	s, err := host.Parse(map[string][]byte{host.FileSysctl: []byte(b.String())})
+	if err != nil {
+		var pe *host.ParseError
+		if errors.As(err, &pe) && pe.Line > 0 && pe.Line <= len(keys) {
+			return sysctls{}, &sysctlError{keys[pe.Line-1], pe.Err}
+		}
+		return sysctls{}, err
+	}
+	return sysctls{Sysctl: s.Sysctl, ct: s.ConntrackConfig()}, nil
+}
+
+// fibConfig is uswitch's routing state: lo and one link per interface
+// (ifindex 1, 2, ... in config order), their addresses, the routes the
+// kernel adds for each address (fib_add_ifaddr, net/ipv4/fib_frontend.c:
+// a local /32 in table local, the subnet broadcast, the prefix route in
+// main), then the configured routes and rules. ifindex maps interface
+// names to the indexes used (nil: 2, 3, ...).
+func (c *Config) fibConfig(ifindex map[string]int) (route.Config, error) {
+	lo := route.Link{Name: "lo", Index: 1, Up: true, Loopback: true, MTU: 65536}
+	cfg := route.Config{Links: []route.Link{lo}, Dev: map[string]route.DevConf{}}
+	idx := func(i int, name string) int {
+		if ifindex != nil {
+			if n, ok := ifindex[name]; ok {
+				return n
+			}
+		}
+		return i + 2
+	}
+	loAddr := netip.MustParsePrefix("127.0.0.1/8")
+	cfg.Addrs = append(cfg.Addrs, route.Addr{Ifindex: 1, Dev: "lo", Local: loAddr.Addr(), Prefix: loAddr.Masked(), Scope: route.ScopeHost})
+	cfg.Routes = append(cfg.Routes,
+		route.Route{Table: route.TableLocal, Type: route.Local, Dst: loAddr.Masked(), Scope: route.ScopeHost, Protocol: "kernel", PrefSrc: loAddr.Addr(), Nexthops: []route.Nexthop{{Dev: "lo"}}},
+		route.Route{Table: route.TableLocal, Type: route.Local, Dst: netip.PrefixFrom(loAddr.Addr(), 32), Scope: route.ScopeHost, Protocol: "kernel", PrefSrc: loAddr.Addr(), Nexthops: []route.Nexthop{{Dev: "lo"}}})
+	for i, it := range c.Interfaces {
+		mtu := it.MTU
+		if mtu == 0 {
+			mtu = defaultMTU
+		}
+		// a TUN is point-to-point without ARP; multicast is off
+		cfg.Links = append(cfg.Links, route.Link{Name: it.Name, Index: idx(i, it.Name), Up: true, MTU: mtu})
+		for _, a := range it.Addresses {
+			p := a.Prefix
+			ad := route.Addr{Ifindex: idx(i, it.Name), Dev: it.Name, Local: p.Addr(), Prefix: p.Masked()}
+			if p.Bits() < 31 {
+				ad.Broadcast = lastAddr(p)
+			}
+			cfg.Addrs = append(cfg.Addrs, ad)
+			nh := []route.Nexthop{{Dev: it.Name}}
+			cfg.Routes = append(cfg.Routes, route.Route{Table: route.TableLocal, Type: route.Local, Dst: netip.PrefixFrom(p.Addr(), 32),
+				Scope: route.ScopeHost, Protocol: "kernel", PrefSrc: p.Addr(), Nexthops: nh})
+			if p.Bits() < 32 {
+				cfg.Routes = append(cfg.Routes, route.Route{Table: route.TableMain, Type: route.Unicast, Dst: p.Masked(),
+					Scope: route.ScopeLink, Protocol: "kernel", PrefSrc: p.Addr(), Nexthops: nh})
+			}
+			if ad.Broadcast.IsValid() {
+				cfg.Routes = append(cfg.Routes, route.Route{Table: route.TableLocal, Type: route.Broadcast, Dst: netip.PrefixFrom(ad.Broadcast, 32),
+					Scope: route.ScopeLink, Protocol: "kernel", PrefSrc: p.Addr(), Nexthops: nh})
+			}
+		}
+	}
+	for _, r := range c.Uswitch.Routes {
+		rt := r.Route
+		rt.Nexthops = append([]route.Nexthop(nil), rt.Nexthops...)
+		for j := range rt.Nexthops {
+			nh := &rt.Nexthops[j]
+			if nh.Dev != "" {
+				continue
+			}
+			// `ip route add X via GW` finds the device of the gateway
+			gw := nh.Gateway
+			if !gw.IsValid() {
+				return cfg, fmt.Errorf("route %q: give dev or via", r.Text)
+			}
+			for _, a := range cfg.Addrs {
+				if a.Dev != "lo" && a.Prefix.Contains(gw) {
+					nh.Dev = a.Dev
+					break
+				}
+			}
+			if nh.Dev == "" {
+				return cfg, fmt.Errorf("route %q: gateway %v is on no interface's subnet", r.Text, gw)
+			}
+		}
+		cfg.Routes = append(cfg.Routes, rt)
+	}
+	if len(c.Uswitch.IPRules) > 0 || c.Uswitch.NoDefaultRules {
+		if !c.Uswitch.NoDefaultRules {
+			cfg.Rules = route.DefaultRules()
+		} else {
+			cfg.Rules = []route.Rule{}
+		}
+		for _, r := range c.Uswitch.IPRules {
+			cfg.Rules = append(cfg.Rules, r.Rule)
+		}
+		sort.SliceStable(cfg.Rules, func(i, j int) bool { return cfg.Rules[i].Priority < cfg.Rules[j].Priority })
+	}
+	s := c.Sysctl.Sysctl
+	if s.Conf == nil {
+		s = host.DefaultSysctl()
+	}
+	cfg.All = s.DevConf("all")
+	cfg.MultipathHashPolicy = s.MultipathHashPolicy
+	for _, l := range cfg.Links {
+		cfg.Dev[l.Name] = s.DevConf(l.Name)
+	}
+	// net.ipv4.ip_forward sets forwarding on all and every device
+	// (devinet_sysctl_forward -> inet_forward_change)
+	if s.IPForward {
+		cfg.All.Forwarding = true
+		for n, d := range cfg.Dev {
+			d.Forwarding = true
+			cfg.Dev[n] = d
+		}
+	}
+	if _, err := route.New(cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= ^uint32(0) >> p.Bits()
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// EngineConfig builds the datapath configuration of the lab.
+func (c *Config) EngineConfig() (datapath.Config, conntrack.Config, error) {
+	rc, err := c.fibConfig(nil)
+	if err != nil {
+		return datapath.Config{}, conntrack.Config{}, err
+	}
+	fib, err := route.New(rc)
+	if err != nil {
+		return datapath.Config{}, conntrack.Config{}, err
+	}
+	ct := c.Sysctl.ct
+	if ct.Max == 0 {
+		ct = conntrack.DefaultConfig()
+	}
+	return datapath.Config{Rules: c.Ruleset, FIB: fib, IPForward: c.Sysctl.IPForward}, ct, nil
+}

@@ -1,0 +1,202 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/uswitch-lab/uswitch/datapath"
+)
+
+// Lab is a running lab. Its life:
+//
+//	Up ──> running ──Close──> closed
+//	 │  (namespaces, TUNs, datapath and servers exist; Run waits)
+//	 └─ on any failure Up removes what it made and returns the error
+//
+// Close is idempotent and removes everything in reverse order: servers,
+// datapath (closing the TUNs), namespaces.
+type Lab struct {
+	cfg *Config
+	log io.Writer
+	// nss holds a handle of every namespace the lab made, by name;
+	// immutable after Up.
+	nss    map[string]netns.NsHandle
+	made   []string // namespaces made, in order
+	eng    *datapath.Engine
+	dp     *Datapath
+	srv    []*server
+	closed sync.Once
+	cerr   error
+}
+
+// Up makes the lab: namespaces, one TUN per attached namespace moved
+// into it with its addresses and routes, uswitch's engine over them, and
+// the built-in servers. It fails if a namespace of the lab already
+// exists (a crashed lab: run Down). log receives progress lines (nil:
+// none).
+func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
+	if log == nil {
+		log = io.Discard
+	}
+	for _, n := range cfg.Namespaces {
+		if nsExists(n.Name) {
+			return nil, fmt.Errorf("namespace %s already exists (a lab left behind? `uswitch lab down` removes it)", n.Name)
+		}
+	}
+	l = &Lab{cfg: cfg, log: log, nss: map[string]netns.NsHandle{}}
+	defer func() {
+		if err != nil {
+			l.Close()
+			l = nil
+		}
+	}()
+	for _, n := range cfg.Namespaces {
+		h, err := createNamedNS(n.Name)
+		if err != nil {
+			return l, fmt.Errorf("namespace %s: %w", n.Name, err)
+		}
+		l.nss[n.Name] = h
+		l.made = append(l.made, n.Name)
+	}
+	var devs []Device
+	mtus := map[string]int{}
+	defer func() {
+		if err != nil && l.dp == nil {
+			for _, d := range devs {
+				d.Close()
+			}
+		}
+	}()
+	for _, n := range cfg.Namespaces {
+		it := cfg.iface(n.Name)
+		if it == nil {
+			if err := configureNS(l.nss[n.Name], "", 0, &n); err != nil {
+				return l, fmt.Errorf("namespace %s: %w", n.Name, err)
+			}
+			continue
+		}
+		t, err := openTUN(l.nss[n.Name], it.Name)
+		if err != nil {
+			return l, fmt.Errorf("namespace %s: %w", n.Name, err)
+		}
+		devs = append(devs, t)
+		mtu := it.MTU
+		if mtu == 0 {
+			mtu = defaultMTU
+		}
+		mtus[it.Name] = mtu
+		if err := configureNS(l.nss[n.Name], it.Name, mtu, &n); err != nil {
+			return l, fmt.Errorf("namespace %s: %w", n.Name, err)
+		}
+	}
+	ecfg, ctcfg, err := cfg.EngineConfig()
+	if err != nil {
+		return l, err
+	}
+	seed := cfg.Uswitch.Seed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	l.eng = datapath.New(ecfg, ctcfg, seed)
+	workers := cfg.Uswitch.Workers
+	if workers == 0 {
+		workers = runtime.NumCPU()
+	}
+	l.dp = NewDatapath(l.eng, devs, mtus, workers)
+	for _, n := range cfg.Namespaces {
+		for _, s := range n.Servers {
+			sv, err := startServer(l.nss[n.Name], n.Name, s)
+			if err != nil {
+				return l, err
+			}
+			l.srv = append(l.srv, sv)
+		}
+	}
+	return l, nil
+}
+
+// Config is the lab's configuration.
+func (l *Lab) Config() *Config { return l.cfg }
+
+// Engine is the lab's packet engine.
+func (l *Lab) Engine() *datapath.Engine { return l.eng }
+
+// Stats are the datapath's counters.
+func (l *Lab) Stats() Stats {
+	if l.dp == nil {
+		return Stats{}
+	}
+	return l.dp.Stats()
+}
+
+// Run waits until ctx is done or a device fails.
+func (l *Lab) Run(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-l.dp.Err():
+		return err
+	}
+}
+
+// Close stops the servers and the datapath and removes the namespaces
+// (their TUNs go with them). Idempotent; the error of the first call is
+// returned by every call.
+func (l *Lab) Close() error {
+	l.closed.Do(func() {
+		var errs []error
+		for i := len(l.srv) - 1; i >= 0; i-- {
+			errs = append(errs, l.srv[i].Close())
+		}
+		if l.dp != nil {
+			errs = append(errs, l.dp.Close())
+		}
+		for i := len(l.made) - 1; i >= 0; i-- {
+			n := l.made[i]
+			if h, ok := l.nss[n]; ok {
+				h.Close()
+			}
+			if err := deleteNS(n); err != nil {
+				errs = append(errs, fmt.Errorf("namespace %s: %w", n, err))
+			}
+		}
+		l.cerr = errors.Join(errs...)
+	})
+	return l.cerr
+}
+
+// Down removes what a lab of this config made, found by the config's
+// fixed names: its namespaces (with the TUNs in them) and any TUN of an
+// interface's name left in the current namespace. It works after a
+// crash, when no Lab value exists; removed lists what it removed.
+func Down(cfg *Config) (removed []string, err error) {
+	nss, ifs := cfg.Names()
+	var errs []error
+	for _, n := range nss {
+		if !nsExists(n) {
+			continue
+		}
+		if e := deleteNS(n); e != nil {
+			errs = append(errs, fmt.Errorf("namespace %s: %w", n, e))
+			continue
+		}
+		removed = append(removed, "namespace "+n)
+	}
+	for _, i := range ifs {
+		ok, e := deleteHostLink(i)
+		if e != nil {
+			errs = append(errs, fmt.Errorf("device %s: %w", i, e))
+		}
+		if ok {
+			removed = append(removed, "device "+i)
+		}
+	}
+	return removed, errors.Join(errs...)
+}

@@ -1,0 +1,164 @@
+package lab
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netns"
+)
+
+// The built-in servers, so a lab needs nothing installed. Each answers
+// with the name of its namespace, so a client sees which server it
+// reached, and with the address it saw the client come from (NAT shows):
+//
+//	tcp-echo  on connect sends "NAME CLIENT\n", then echoes every byte
+//	udp-echo  answers each datagram with "NAME CLIENT " + the datagram
+//	http      GET / -> "NAME\n" (headers X-Served-By: NAME,
+//	          X-Client-Addr: CLIENT); GET /bytes/N -> N bytes (0..255
+//	          repeating), for transfers
+//
+// Their listening sockets are created inside the namespace (inNetns);
+// the goroutines serving them run anywhere. These are test fixtures of
+// the lab, not datapath: a goroutine per TCP connection is fine here.
+
+type server struct {
+	ns, kind string
+	port     int
+	ln       net.Listener
+	pc       net.PacketConn
+	hs       *http.Server
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	wg       sync.WaitGroup
+}
+
+func startServer(h netns.NsHandle, nsName string, s Server) (*server, error) {
+	sv := &server{ns: nsName, kind: string(s.Kind), port: int(s.Port), conns: map[net.Conn]struct{}{}}
+	addr := fmt.Sprintf("0.0.0.0:%d", s.Port)
+	err := inNetns(h, func() error {
+		var err error
+		if s.Kind == UDPEcho {
+			sv.pc, err = net.ListenPacket("udp4", addr)
+		} else {
+			sv.ln, err = net.Listen("tcp4", addr)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s server on port %d: %w", nsName, s.Kind, s.Port, err)
+	}
+	sv.wg.Add(1)
+	switch s.Kind {
+	case UDPEcho:
+		go sv.udpEcho()
+	case TCPEcho:
+		go sv.tcpEcho()
+	case HTTP:
+		sv.hs = &http.Server{Handler: http.HandlerFunc(sv.serveHTTP)}
+		go func() {
+			defer sv.wg.Done()
+			sv.hs.Serve(sv.ln)
+		}()
+	}
+	return sv, nil
+}
+
+func (sv *server) udpEcho() {
+	defer sv.wg.Done()
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := sv.pc.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		reply := append([]byte(sv.ns+" "+from.String()+" "), buf[:n]...)
+		sv.pc.WriteTo(reply, from)
+	}
+}
+
+func (sv *server) tcpEcho() {
+	defer sv.wg.Done()
+	for {
+		c, err := sv.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		sv.mu.Lock()
+		sv.conns[c] = struct{}{}
+		sv.mu.Unlock()
+		sv.wg.Add(1)
+		go func() {
+			defer sv.wg.Done()
+			defer func() {
+				sv.mu.Lock()
+				delete(sv.conns, c)
+				sv.mu.Unlock()
+				c.Close()
+			}()
+			if _, err := io.WriteString(c, sv.ns+" "+c.RemoteAddr().String()+"\n"); err != nil {
+				return
+			}
+			io.Copy(c, c)
+		}()
+	}
+}
+
+func (sv *server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Served-By", sv.ns)
+	w.Header().Set("X-Client-Addr", r.RemoteAddr)
+	if n, ok := strings.CutPrefix(r.URL.Path, "/bytes/"); ok {
+		size, err := strconv.ParseInt(n, 10, 64)
+		if err != nil || size < 0 {
+			http.Error(w, "bad size", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		bw := bufio.NewWriterSize(w, 32<<10)
+		var chunk [256]byte
+		for i := range chunk {
+			chunk[i] = byte(i)
+		}
+		for size > 0 {
+			k := min(size, int64(len(chunk)))
+			if _, err := bw.Write(chunk[:k]); err != nil {
+				return
+			}
+			size -= k
+		}
+		bw.Flush()
+		return
+	}
+	io.WriteString(w, sv.ns+"\n")
+}
+
+func (sv *server) Close() error {
+	var err error
+	switch {
+	case sv.hs != nil:
+		err = sv.hs.Close()
+	case sv.ln != nil:
+		err = sv.ln.Close()
+		sv.mu.Lock()
+		for c := range sv.conns {
+			c.Close()
+		}
+		sv.mu.Unlock()
+	case sv.pc != nil:
+		err = sv.pc.Close()
+	}
+	sv.wg.Wait()
+	return err
+}
