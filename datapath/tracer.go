@@ -75,6 +75,15 @@ func (t *Tracer) Rule(tab *rules.Table, c *rules.Chain, r *rules.Rule, v rules.T
 		word = trace.JumpVerdict(gotoFlag, jump.Name)
 	case v == rules.TReturn:
 		word = "0xfffffffb" // NFT_RETURN printed in hex by print_verdict
+	case v == rules.TQueue && t.c != nil && (t.c.QueueNum != 0 || t.c.QueueBypass):
+		// the verdict is NF_QUEUE_NR(num) | NF_VERDICT_FLAG_QUEUE_BYPASS,
+		// which print_verdict knows only without the queue bits: hex
+		// (kernel 6.18: "rule:0x38003" for --queue-num 3 --queue-bypass)
+		code := uint32(t.c.QueueNum)<<16 | 3
+		if t.c.QueueBypass {
+			code |= 0x8000
+		}
+		word = "0x" + strconv.FormatUint(uint64(code), 16)
 	default:
 		word = v.String()
 	}

@@ -287,14 +287,16 @@ func bestIP(t *conntrack.Tuple, r *Range, m Manip) {
 		*ip = r.MinIP
 		return
 	}
-	// jhash2 over the source address as the kernel stores it (network
-	// order read as a host word), initval = the destination likewise
-	// xor zone, or 0 when persistent
+	// jhash2 over the source address as the kernel stores it: the whole
+	// union nf_inet_addr (4 words: the address in network order read as
+	// a host word, then zeros), initval = the destination likewise xor
+	// zone, or 0 when persistent (checked against 6.18: 10.0.1.2..5 ->
+	// 10.0.2.2-10.0.2.4 for daddr 10.0.1.1 gives .3 .4 .2 .2)
 	var initval uint32
 	if r.Flags&Persistent == 0 {
 		initval = be32(t.Dst) ^ uint32(t.Zone)
 	}
-	j := jhash1(be32(t.Src), initval)
+	j := jhash2x4(be32(t.Src), initval)
 	dist := r.MaxIP - r.MinIP + 1
 	*ip = r.MinIP + uint32((uint64(j)*uint64(dist))>>32)
 }
@@ -308,30 +310,6 @@ func be32(a uint32) uint32 {
 }
 
 func rol32(x uint32, k uint) uint32 { return x<<k | x>>(32-k) }
-
-// jhash1 is jhash2(k, 1, initval) (include/linux/jhash.h, Bob Jenkins'
-// lookup3): one word.
-func jhash1(k0, initval uint32) uint32 {
-	a := uint32(0xdeadbeef) + 1<<2 + initval
-	b, c := a, a
-	a += k0
-	// __jhash_final
-	c ^= b
-	c -= rol32(b, 14)
-	a ^= c
-	a -= rol32(c, 11)
-	b ^= a
-	b -= rol32(a, 25)
-	c ^= b
-	c -= rol32(b, 16)
-	a ^= c
-	a -= rol32(c, 4)
-	b ^= a
-	b -= rol32(a, 14)
-	c ^= b
-	c -= rol32(b, 24)
-	return c
-}
 
 // maxAttempts is NF_NAT_MAX_ATTEMPTS.
 const maxAttempts = 128
@@ -613,4 +591,51 @@ func setInnerPort(p *packet.Packet, at int, port uint16) {
 	} else {
 		p.DstPort = port
 	}
+}
+
+// jhash2x4 is jhash2(k, 4, initval) over an IPv4 address stored in a
+// union nf_inet_addr: the address word, then three zero words.
+func jhash2x4(k0, initval uint32) uint32 {
+	a := uint32(0xdeadbeef) + 4<<2 + initval
+	b, c := a, a
+	a += k0
+	// __jhash_mix
+	a -= c
+	a ^= rol32(c, 4)
+	c += b
+	b -= a
+	b ^= rol32(a, 6)
+	a += c
+	c -= b
+	c ^= rol32(b, 8)
+	b += a
+	a -= c
+	a ^= rol32(c, 16)
+	c += b
+	b -= a
+	b ^= rol32(a, 19)
+	a += c
+	c -= b
+	c ^= rol32(b, 4)
+	b += a
+	// the fourth (zero) word, then __jhash_final
+	return jhashFinal(a, b, c)
+}
+
+func jhashFinal(a, b, c uint32) uint32 {
+	c ^= b
+	c -= rol32(b, 14)
+	a ^= c
+	a -= rol32(c, 11)
+	b ^= a
+	b -= rol32(a, 25)
+	c ^= b
+	c -= rol32(b, 16)
+	a ^= c
+	a -= rol32(c, 4)
+	b ^= a
+	b -= rol32(a, 14)
+	c ^= b
+	c -= rol32(b, 24)
+	return c
 }

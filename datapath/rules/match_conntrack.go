@@ -398,8 +398,16 @@ func (m *ConntrackMatch) Eval(c *Ctx) bool {
 		return false
 	}
 	if f&ctFlagExpires != 0 {
-		// nf_ct_expires(ct) / HZ: whole seconds left
-		exp := uint64(ct.Expires(c.Env.Now()) / 1e9)
+		// nf_ct_expires(ct) / HZ: whole seconds left. An unconfirmed
+		// entry holds its timeout relative (__nf_ct_refresh_acct adds
+		// nfct_time_stamp only once confirmed), so ct->timeout - jiffies
+		// is negative and nf_ct_expires says 0 (on a host up longer than
+		// the timeout plus INITIAL_JIFFIES' 5 minutes; checked on 6.18:
+		// a forwarded SYN does not match --ctexpire 100:500000)
+		var exp uint64
+		if ct.Confirmed() {
+			exp = uint64(ct.Expires(c.Env.Now()) / 1e9)
+		}
 		if (exp >= uint64(m.ExpMin) && exp <= uint64(m.ExpMax)) == (inv&ctFlagExpires != 0) {
 			return false
 		}

@@ -384,6 +384,18 @@ func init() {
 		New: func() Match { return &CommentMatch{} }})
 }
 
+// nftCombinedInv is add_nft_tcpudp's shortcut in iptables-nft 1.8.9
+// (iptables/nft.c): a single non-zero source port and a single non-zero
+// destination port, both inverted or neither, load the 4 port bytes and
+// compare them as one word. Inverted, that is NEQ on the pair, so
+// "! --sport A ! --dport B" matches unless both ports are equal (fixed
+// upstream in 2024 by using the shortcut only without inversion). The
+// kernel runs what iptables-nft 1.8.9 installed; checked by the
+// match-tcp-udp trace scenario.
+func nftCombinedInv(src, dst PortRange, invSrc, invDst bool) bool {
+	return invSrc && invDst && src.Lo != 0 && src.Lo == src.Hi && dst.Lo != 0 && dst.Lo == dst.Hi
+}
+
 // Eval is tcp_mt (net/netfilter/xt_tcpudp.c) for a match iptables-nft
 // keeps as an xt match, and the nftables payload expressions
 // (net/netfilter/nft_payload.c) it becomes otherwise (see nftNative).
@@ -399,11 +411,17 @@ func (m *TCPMatch) Eval(c *Ctx) bool {
 		if !p.HasL4 && !p.L4Truncated {
 			return false // nft_payload: no transport header in a fragment
 		}
-		if !m.Src.Any() && (len(th) < 2 || m.Src.Contains(be16(th, 0)) == m.InvSrc) {
-			return false
-		}
-		if !m.Dst.Any() && (len(th) < 4 || m.Dst.Contains(be16(th, 2)) == m.InvDst) {
-			return false
+		if nftCombinedInv(m.Src, m.Dst, m.InvSrc, m.InvDst) {
+			if len(th) < 4 || m.Src.Contains(be16(th, 0)) && m.Dst.Contains(be16(th, 2)) {
+				return false
+			}
+		} else {
+			if !m.Src.Any() && (len(th) < 2 || m.Src.Contains(be16(th, 0)) == m.InvSrc) {
+				return false
+			}
+			if !m.Dst.Any() && (len(th) < 4 || m.Dst.Contains(be16(th, 2)) == m.InvDst) {
+				return false
+			}
 		}
 		if m.FlagMask != 0 && (len(th) < 14 || (th[13]&m.FlagMask == m.FlagCmp) == m.InvFlags) {
 			return false
@@ -475,6 +493,9 @@ func (m *UDPMatch) Eval(c *Ctx) bool {
 	if m.nftNative() {
 		if !p.HasL4 && !p.L4Truncated {
 			return false
+		}
+		if nftCombinedInv(m.Src, m.Dst, m.InvSrc, m.InvDst) {
+			return len(uh) >= 4 && !(m.Src.Contains(be16(uh, 0)) && m.Dst.Contains(be16(uh, 2)))
 		}
 		if !m.Src.Any() && (len(uh) < 2 || m.Src.Contains(be16(uh, 0)) == m.InvSrc) {
 			return false

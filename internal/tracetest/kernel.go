@@ -205,14 +205,21 @@ func RunKernel(t testing.TB, scn *Scenario) *Result {
 			t.Fatal(err)
 		}
 	}
-	for _, s := range scn.Sysctls {
-		if err := k.sh("sysctl", "-q", "-w", s); err != nil {
+	if len(scn.Sysctls) > 0 {
+		// one sysctl process for all (each process costs more than the keys)
+		if err := k.sh(append([]string{"sysctl", "-q", "-w"}, scn.Sysctls...)...); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, c := range scn.IP {
 		if err := k.sh(append([]string{"ip"}, strings.Fields(c)...)...); err != nil {
 			t.Fatal(err)
+		}
+	}
+	if len(scn.IPSet) > 0 {
+		_, e, c, err := ns.Run(strings.Join(scn.IPSet, "\n")+"\n", "ipset", "restore")
+		if err != nil || c != 0 {
+			t.Fatalf("ipset restore: exit %d %v: %s", c, err, e)
 		}
 	}
 	if scn.Rules != "" {

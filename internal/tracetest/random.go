@@ -11,7 +11,9 @@ import (
 // The random generator: rule sets drawn from fixed per-chain fragment
 // lists, and random packets through the three-legged router. Everything
 // is a function of the seed. Fragments avoid what the kernel decides at
-// random (NAT port ranges, statistic, limits).
+// random: NAT port choices are compared modulo the port, statistic is
+// nth only, limits and hashlimits refill slower than a scenario lasts,
+// NFQUEUE uses one queue (--queue-balance hashes with a per-boot seed).
 
 // RandomIfaces is the router of the random scenarios.
 var RandomIfaces = []Iface{
@@ -36,6 +38,14 @@ var fragments = map[string][]string{
 		"-i tun3 -j MARK --or-mark 0x4",
 		"-m connmark --mark 0x1/0x1 -j MARK --set-mark 0x1",
 		"-p icmp -j ACCEPT",
+		"-m tos --tos 0x10 -j MARK --or-mark 0x8",
+		"-m dscp --dscp 0x04 -j MARK --or-mark 0x10",
+		"-m statistic --mode nth --every 3 --packet 0 -j MARK --or-mark 0x20",
+		"-p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1200",
+		"-p udp -j TTL --ttl-dec 1",
+		"-m recent --set --name R --rsource",
+		"-m rpfilter --invert -j DROP",
+		"-m set --match-set rs src -j MARK --or-mark 0x40",
 	},
 	"mangle INPUT": {
 		"-p tcp -j MARK --set-mark 0x20",
@@ -45,6 +55,9 @@ var fragments = map[string][]string{
 		"-m mark --mark 0x1/0x1 -j MARK --or-mark 0x100",
 		"-o tun2 -j CONNMARK --set-mark 0x7/0xf",
 		"-m conntrack --ctstate NEW -j MARK --and-mark 0xff",
+		"-j DSCP --set-dscp 0x0a",
+		"-p udp --dport 123 -j NFQUEUE --queue-num 1 --queue-bypass",
+		"-p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu",
 	},
 	"mangle OUTPUT": {
 		"-p udp --dport 443 -j MARK --set-mark 0x1",
@@ -53,12 +66,18 @@ var fragments = map[string][]string{
 	"mangle POSTROUTING": {
 		"-m mark ! --mark 0x0 -j CONNMARK --save-mark",
 		"-o tun3 -p tcp -j MARK --set-mark 0x9",
+		"-p udp -j TOS --set-tos 0x08",
+		"-p udp -j CHECKSUM --checksum-fill",
+		"-j TTL --ttl-inc 1",
 	},
 	"nat PREROUTING": {
 		"-d 10.0.1.1/32 -p tcp --dport 8080 -j DNAT --to-destination 10.0.2.2:80",
 		"-p udp --dport 5353 -j DNAT --to-destination 10.0.3.3",
 		"-i tun2 -p tcp --dport 2222 -j DNAT --to-destination 10.0.1.2:22",
 		"-d 10.0.3.1/32 -p tcp -j REDIRECT --to-ports 8000",
+		"-d 10.0.1.1/32 -p tcp --dport 8443 -j DNAT --to-destination 10.0.2.2-10.0.2.6",
+		"-d 10.0.2.1/32 -p udp -j DNAT --to-destination 10.0.3.3:5000-5010",
+		"-d 10.9.1.0/24 -j NETMAP --to 10.0.3.0/24",
 	},
 	"nat OUTPUT": {
 		"-p udp --dport 53 -j DNAT --to-destination 10.0.2.2",
@@ -68,6 +87,8 @@ var fragments = map[string][]string{
 		"-o tun2 -j MASQUERADE",
 		"-o tun3 -s 10.0.1.0/24 -j SNAT --to-source 10.0.3.1",
 		"-o tun1 -p udp -j RETURN",
+		"-o tun3 -p tcp -j SNAT --to-source 10.0.3.1-10.0.3.3 --persistent",
+		"-o tun1 -s 10.0.2.0/24 -j NETMAP --to 10.0.66.0/24",
 	},
 	"filter INPUT": {
 		"-p tcp --dport 22 -j DROP",
@@ -81,6 +102,9 @@ var fragments = map[string][]string{
 		"-p udp --dport 69 -j REJECT",
 		"-j U1",
 		"-s 10.0.3.0/24 -g U2",
+		"-m hashlimit --hashlimit-upto 1/hour --hashlimit-burst 3 --hashlimit-mode srcip --hashlimit-name rh -j ACCEPT",
+		"-m limit --limit 1/hour --limit-burst 4 -j LOG --log-prefix in",
+		"-m addrtype --dst-type LOCAL --limit-iface-in -p udp -j ACCEPT",
 	},
 	"filter FORWARD": {
 		"-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
@@ -98,6 +122,13 @@ var fragments = map[string][]string{
 		"-d 10.9.0.0/16 -j ACCEPT",
 		"-j U1",
 		"-m conntrack --ctstate DNAT -j ACCEPT",
+		"-p icmp --icmp-type echo-reply -j ACCEPT",
+		"-j NFLOG --nflog-group 2",
+		"-m recent --rcheck --name R --rsource --hitcount 3 -j DROP",
+		"-m set --match-set rs dst -j DROP",
+		"-p tcp -m tcp --syn -m connlimit --connlimit-above 2 --connlimit-mask 24 -j REJECT --reject-with tcp-reset",
+		"-p tcp ! --sport 22 ! --dport 23 -j ACCEPT",
+		"-m comment --comment \"random fragment\" -p udp --sport 1024:65535 -j RETURN",
 	},
 	"filter OUTPUT": {
 		"-p udp --dport 9 -j DROP",
@@ -105,6 +136,8 @@ var fragments = map[string][]string{
 		"-p icmp -j U1",
 		"-m owner --uid-owner 0 -p tcp -j ACCEPT",
 		"-p tcp --dport 25 -j REJECT --reject-with tcp-reset",
+		"-m pkttype --pkt-type unicast -p udp -j ACCEPT",
+		"-m statistic --mode nth --every 2 --packet 1 -j ACCEPT",
 	},
 	"filter U1": {
 		"-p tcp --dport 80 -j ACCEPT",
@@ -145,6 +178,9 @@ func RandomRules(r *rand.Rand) string {
 	b.WriteString(traceAllRules)
 	if r.IntN(4) == 0 {
 		b.WriteString("-A PREROUTING -p udp --dport 9 -j CT --notrack\n")
+	}
+	if r.IntN(4) == 0 {
+		b.WriteString("-A PREROUTING -p udp --dport 123 -j NOTRACK\n")
 	}
 	b.WriteString("COMMIT\n")
 	for _, tc := range tableChains {
@@ -345,6 +381,9 @@ var RandomSysctls = []string{
 	"net.ipv4.conf.tun3.send_redirects=0",
 }
 
+// randomIPSet is the ipset the "rs" fragments match.
+var randomIPSet = []string{"create rs hash:ip", "add rs 10.0.1.3", "add rs 10.0.2.4", "add rs 10.0.3.5"}
+
 // RandomScenario is scenario number i of the seed.
 func RandomScenario(seed uint64, i, packets int) Scenario {
 	r := rand.New(rand.NewPCG(seed, uint64(i)))
@@ -353,6 +392,7 @@ func RandomScenario(seed uint64, i, packets int) Scenario {
 		Ifaces:  RandomIfaces,
 		Sysctls: RandomSysctls,
 		IP:      randomIP,
+		IPSet:   randomIPSet,
 		Rules:   RandomRules(r),
 		Packets: RandomPackets(r, packets),
 	}

@@ -26,11 +26,28 @@
 //     drops it (gre_manip_pkt, skb_ensure_writable), uswitch sends it.
 //   - SCTP: the kernel's conntrack validates SCTP (chunks, CRC32c) and
 //     leaves a bad packet without a ct (so no nat chains); uswitch tracks
-//     it as a generic protocol.
+//     it as a generic protocol. The -m sctp scenario (valid CRC32c)
+//     therefore runs without conntrack.
+//   - NFQUEUE --queue-balance (and --queue-cpu-fanout): the queue comes
+//     from jhash with a per-boot random seed (or the CPU), and the trace
+//     verdict carries the queue number; only single queues are compared.
+//   - statistic --mode random with 0 < probability < 1, and limits or
+//     hashlimits whose refill is faster than a scenario: the kernel's
+//     draws and jiffies are not reproducible; probabilities 0 and 1 and
+//     slow refills (per hour/day) are compared.
+//   - -m helper matching a real expectation and recent/hashlimit expiry
+//     (--seconds, --hashlimit-htable-expire) would need FTP payload or
+//     waiting; only helper-less conntracks and unexpired entries are
+//     compared.
+//   - physdev and mac on bridged/Ethernet frames: the router has only TUN
+//     devices (no bridge, no MAC header), so only the "no bridge"/"not
+//     Ethernet" answers are compared.
 package tracetest
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 
 	"github.com/uswitch-lab/uswitch/datapath/packet"
 )
@@ -47,6 +64,9 @@ type Iface struct {
 type Packet struct {
 	Spec packet.Spec
 	In   string
+	// TCPOpts are TCP options (a multiple of 4 bytes) put between the
+	// TCP header and the payload of a TCP packet.
+	TCPOpts []byte
 }
 
 // Local is the In of a packet sent by R itself.
@@ -76,7 +96,50 @@ func (p Packet) Bytes() []byte {
 	if p.In == Local && sp.ID == 0 {
 		sp.ID = 0x4242
 	}
-	return packet.Build(sp)
+	if len(p.TCPOpts) == 0 || sp.Proto != packet.ProtoTCP {
+		return packet.Build(sp)
+	}
+	sp.Payload = append(append([]byte(nil), p.TCPOpts...), sp.Payload...)
+	b := packet.Build(sp)
+	l4 := b[packet.IPv4MinHeaderLen:]
+	l4[12] = byte(5+len(p.TCPOpts)/4) << 4
+	binary.BigEndian.PutUint16(l4[16:], 0)
+	sum := packet.PseudoHeaderSum(sp.Src, sp.Dst, packet.ProtoTCP, uint16(len(l4)))
+	binary.BigEndian.PutUint16(l4[16:], ^packet.Checksum(l4, sum))
+	return b
+}
+
+// WithOpts returns p with TCP options.
+func (p Packet) WithOpts(o ...byte) Packet {
+	for len(o)%4 != 0 {
+		o = append(o, 1) // NOP
+	}
+	p.TCPOpts = o
+	return p
+}
+
+// MSS is the TCP option MSS=v.
+func MSS(v uint16) []byte { return []byte{2, 4, byte(v >> 8), byte(v)} }
+
+// SCTP is an SCTP packet with one chunk of type chunk (flags, 4 bytes of
+// value) and a correct CRC32c, so the kernel's conntrack accepts it.
+func SCTP(src, dst string, sport, dport uint16, chunk, flags uint8, in string) Packet {
+	p := P("udp " + src + ":1 > " + dst + ":1 iif " + in)
+	if in == Local {
+		p = P("udp " + src + ":1 > " + dst + ":1 local")
+	}
+	b := make([]byte, 12+8)
+	binary.BigEndian.PutUint16(b[0:], sport)
+	binary.BigEndian.PutUint16(b[2:], dport)
+	if chunk != 1 { // INIT has a zero verification tag
+		binary.BigEndian.PutUint32(b[4:], 0x01020304)
+	}
+	b[12], b[13] = chunk, flags
+	binary.BigEndian.PutUint16(b[14:], 8)
+	binary.BigEndian.PutUint32(b[16:], 0x0a0b0c0d)
+	binary.LittleEndian.PutUint32(b[8:], crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+	p.Spec.Proto, p.Spec.SrcPort, p.Spec.DstPort, p.Spec.Payload = packet.ProtoSCTP, 0, 0, b
+	return p
 }
 
 func (p Packet) String() string {
@@ -103,4 +166,7 @@ type Scenario struct {
 	// interest in the raw table (PREROUTING and OUTPUT).
 	Rules   string
 	Packets []Packet
+	// IPSet are `ipset` commands run inside R before the rules are
+	// restored, e.g. "create s1 hash:ip", "add s1 10.0.1.2".
+	IPSet []string
 }

@@ -1,7 +1,9 @@
 package tracetest
 
 import (
+	"encoding/binary"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/uswitch-lab/uswitch/datapath"
@@ -85,5 +87,40 @@ func EgressLine(dev string, b []byte) string {
 	}
 	l := trace.PacketLine(0, p, "", dev, false)
 	l = l[len("PACKET: 2 00000000 "):]
-	return "EGRESS " + idRE.ReplaceAllString(l, "")
+	return "EGRESS " + idRE.ReplaceAllString(l, "") + wireDetail(p)
+}
+
+// wireDetail adds what the trace line leaves out but targets change:
+// the TCP options (TCPMSS) and whether the checksums are right (TTL, TOS,
+// DSCP, CHECKSUM and NAT must keep or make them right).
+func wireDetail(p *packet.Packet) string {
+	ip := p.IP
+	var b strings.Builder
+	if packet.Checksum(ip[:ip.HeaderLen()], 0) != 0xffff {
+		b.WriteString("BADIPCSUM ")
+	}
+	if ip.FragOffset() != 0 || ip.MF() || !p.HasL4 {
+		return b.String()
+	}
+	l4 := []byte(ip[ip.HeaderLen():ip.TotalLen()])
+	switch ip.Protocol() {
+	case packet.ProtoTCP:
+		if doff := int(l4[12]>>4) * 4; doff > packet.TCPMinHeaderLen && doff <= len(l4) {
+			fmt.Fprintf(&b, "TCPOPT=%x ", l4[packet.TCPMinHeaderLen:doff])
+		}
+		if packet.Checksum(l4, packet.PseudoHeaderSum(ip.Src(), ip.Dst(), packet.ProtoTCP, uint16(len(l4)))) != 0xffff {
+			b.WriteString("BADL4CSUM ")
+		}
+	case packet.ProtoUDP:
+		if binary.BigEndian.Uint16(l4[6:]) == 0 {
+			b.WriteString("NOCSUM ")
+		} else if packet.Checksum(l4, packet.PseudoHeaderSum(ip.Src(), ip.Dst(), packet.ProtoUDP, uint16(len(l4)))) != 0xffff {
+			b.WriteString("BADL4CSUM ")
+		}
+	case packet.ProtoICMP:
+		if packet.Checksum(l4, 0) != 0xffff {
+			b.WriteString("BADL4CSUM ")
+		}
+	}
+	return b.String()
 }
