@@ -146,13 +146,41 @@ func fixTCPChecksum(b []byte) {
 // it is now, from the address it was sent to when that is ours, else
 // from the address the route back selects; as much of the packet as fits
 // in 576 bytes. Errors are never sent about ICMP errors, fragments other
-// than the first, or broadcast/multicast destinations.
-func (k *pkt) icmpError(typ, code uint8) {
+// than the first, or broadcast/multicast destinations, and are subject
+// to the global and per-peer rate limits (icmplimit.go).
+func (k *pkt) icmpError(typ, code uint8) { k.icmpSend(typ, code, 0) }
+
+// sendRedirect is ip_rt_send_redirect (net/ipv4/route.c): an ICMP host
+// redirect to the sender naming the route's nexthop (rt_nexthop: the
+// gateway, or the destination itself when it is on link), with the
+// per-peer backoff.
+func (k *pkt) sendRedirect() {
+	p := k.p
+	if !k.redirectAllow(p.Src) {
+		return
+	}
+	src := p.Src
+	gw := p.Dst
+	if k.rt.Gateway.IsValid() {
+		gw = u32(k.rt.Gateway)
+	}
+	k.icmpSend(packet.ICMPRedirect, 1, gw)
+	k.redirectSent(src)
+}
+
+// icmpSend is __icmp_send; info is the header's rest field
+// (icmp_param.data.icmph.un.gateway).
+func (k *pkt) icmpSend(typ, code uint8, info uint32) {
 	p := k.p
 	if p.IP.FragOffset() != 0 || p.Dst == 0xffffffff || p.Dst>>28 == 0xe {
 		return
 	}
 	if p.Proto == packet.ProtoICMP && (!p.HasL4 || packet.IsICMPError(p.ICMPType)) {
+		return
+	}
+	// icmpv4_global_allow: the global bucket first
+	ok, apply := k.icmpGlobalAllow(typ, code)
+	if !ok {
 		return
 	}
 	var src uint32
@@ -165,18 +193,36 @@ func (k *pkt) icmpError(typ, code uint8) {
 		orig = orig[:room]
 	}
 	b := packet.Build(packet.Spec{Src: src, Dst: p.Src, Proto: packet.ProtoICMP, TTL: defaultTTL,
-		TOS: p.IP.TOS()&0x1e | 0xc0, ICMPType: typ, ICMPCode: code, Payload: append([]byte(nil), orig...)})
-	if src == 0 && k.cfg.FIB != nil {
-		// the source of the route back to the sender
-		r := k.cfg.FIB.Output(&route.Flow{Dst: addr4(p.Src), Proto: packet.ProtoICMP})
-		if r.Err != 0 || !r.Src.IsValid() {
+		TOS: p.IP.TOS()&0x1e | 0xc0, ICMPType: typ, ICMPCode: code, ICMPID: uint16(info >> 16), ICMPSeq: uint16(info),
+		Payload: append([]byte(nil), orig...)})
+	loopback := false
+	if k.cfg.FIB != nil {
+		// icmp_route_lookup: the route back to the sender, from our
+		// address when the packet was for us
+		fl := route.Flow{Dst: addr4(p.Src), Proto: packet.ProtoICMP}
+		if src != 0 {
+			fl.Src = addr4(src)
+		}
+		r := k.cfg.FIB.Output(&fl)
+		if r.Err != 0 {
 			return
 		}
-		q := &packet.Packet{Data: b}
-		if q.Decode() != nil {
-			return
+		loopback = r.Dev == k.cfg.FIB.Loopback()
+		if src == 0 {
+			if !r.Src.IsValid() {
+				return
+			}
+			q := &packet.Packet{Data: b}
+			if q.Decode() != nil {
+				return
+			}
+			q.SetSrc(u32(r.Src))
 		}
-		q.SetSrc(u32(r.Src))
+	}
+	// icmpv4_xrlim_allow: the peer's bucket, no limit towards the
+	// loopback
+	if apply && !k.icmpPeerAllow(p.Src, loopback) {
+		return
 	}
 	// icmp_glue_bits attaches the offending packet's connection to an error
 	k.sendAnswerFrom(b, false, true)

@@ -37,6 +37,9 @@ type Config struct {
 	FIB   *route.FIB
 	// IPForward is net.ipv4.ip_forward.
 	IPForward bool
+	// ICMP holds the ICMP rate limit and redirect sysctls; nil means
+	// the kernel defaults.
+	ICMP *ICMPConfig
 }
 
 // FateKind is what finally happened to a packet.
@@ -94,6 +97,10 @@ type Engine struct {
 	rmu sync.Mutex
 	rng uint64
 
+	// icmp is the ICMP limiter and redirect backoff state (the
+	// namespace's inet_peer entries and global ICMP credit)
+	icmp icmpLimits
+
 	traceID atomic.Uint32
 	// pkts recycles the per-packet state, so the steady state allocates
 	// nothing; Put clears every pointer.
@@ -111,6 +118,10 @@ type compiled struct {
 	// below); without them no packet has a ct, so the NAT hooks
 	// (nf_nat_inet_fn: no ct, accept) never run the nat chains either.
 	ctOn bool
+	// natOn: the nat hooks run. nf_nat registers its hooks
+	// (nf_nat_register_fn) with the first nat chain of the namespace;
+	// without a nat table no connection gets even a null binding.
+	natOn bool
 }
 
 // needsConntrack is whether the rule's extensions call nf_ct_netns_get in
@@ -147,6 +158,7 @@ type ruleInfo struct {
 func New(cfg Config, ctcfg conntrack.Config, seed uint64) *Engine {
 	ct := conntrack.NewTable(ctcfg, seed)
 	e := &Engine{CT: ct, NAT: nat.New(ct, seed), State: &rules.State{}, rng: seed | 1}
+	e.icmp.rng = seed*0x9e3779b97f4a7c15 | 1
 	e.traceID.Store(uint32(seed*2654435761) | 1)
 	e.Swap(cfg)
 	return e
@@ -156,6 +168,7 @@ func New(cfg Config, ctcfg conntrack.Config, seed uint64) *Engine {
 func (e *Engine) Swap(cfg Config) {
 	c := &compiled{Config: cfg, ruleInfo: map[*rules.Rule]ruleInfo{}}
 	if cfg.Rules != nil {
+		c.natOn = cfg.Rules.Tables[rules.Nat] != nil
 		for _, t := range cfg.Rules.Tables {
 			if t == nil {
 				continue
@@ -175,6 +188,9 @@ func (e *Engine) Swap(cfg Config) {
 	}
 	e.cfg.Store(c)
 }
+
+// Config is the configuration the engine runs on now.
+func (e *Engine) Config() Config { return e.cfg.Load().Config }
 
 func (e *Engine) rand32() uint32 {
 	e.rmu.Lock()
@@ -413,7 +429,7 @@ func (k *pkt) conntrackIn(h conntrack.Hook) bool {
 // connection's tuples.
 func (k *pkt) natHook(h rules.Hook, m nat.Manip, in, out string) bool {
 	c := k.ct.Conn
-	if c == nil {
+	if c == nil || !k.cfg.natOn {
 		return true
 	}
 	info := k.ct.Info
@@ -549,13 +565,19 @@ func (k *pkt) receive() {
 		// ip_error (net/ipv4/route.c): the error route answers with
 		// an ICMP unreachable when forwarding is on (no INPUT hook)
 		if k.cfg.IPForward {
+			code := -1
 			switch k.rt.Err {
 			case syscall.ENETUNREACH:
-				k.icmpError(packet.ICMPDestUnreach, 0)
+				code = 0
 			case syscall.EHOSTUNREACH:
-				k.icmpError(packet.ICMPDestUnreach, 1)
+				code = 1
 			case syscall.EACCES:
-				k.icmpError(packet.ICMPDestUnreach, 13)
+				code = 13
+			}
+			// ip_error spends the sender's peer tokens first
+			// (error_cost out of error_burst)
+			if code >= 0 && k.ipErrorAllow(p.Src) {
+				k.icmpError(packet.ICMPDestUnreach, uint8(code))
 			}
 		}
 		return
@@ -589,6 +611,11 @@ func (k *pkt) forward() {
 		return
 	}
 	p.SetTTL(p.IP.TTL() - 1)
+	// IPSKB_DOREDIRECT: ip_rt_send_redirect before the FORWARD hook;
+	// the packet is forwarded all the same
+	if k.rt.Redirect {
+		k.sendRedirect()
+	}
 	if !k.tables(rules.Forward, in, out, rules.Mangle, rules.Filter, rules.Security) {
 		return
 	}

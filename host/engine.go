@@ -1,6 +1,8 @@
 package host
 
 import (
+	"strconv"
+
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath"
 )
@@ -41,5 +43,40 @@ func (s *Snapshot) ConntrackConfig() conntrack.Config {
 
 // EngineConfig is the datapath configuration of the snapshot.
 func (s *Snapshot) EngineConfig() datapath.Config {
-	return datapath.Config{Rules: s.Ruleset, FIB: s.FIB, IPForward: s.Sysctl.IPForward}
+	ic := s.Sysctl.ICMPConfig()
+	return datapath.Config{Rules: s.Ruleset, FIB: s.FIB, IPForward: s.Sysctl.IPForward, ICMP: &ic}
+}
+
+// ICMPConfig is the ICMP rate limit and redirect configuration of the
+// sysctls (kernel defaults for what the file lacks or cannot be read).
+func (s *Sysctl) ICMPConfig() datapath.ICMPConfig {
+	c := datapath.DefaultICMPConfig()
+	get := func(k string, dst *int64, conv func(int64) int64) {
+		v, ok := s.Raw[k]
+		if !ok {
+			return
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return
+		}
+		if conv != nil {
+			n = conv(n)
+		}
+		*dst = n
+	}
+	// icmp_ratelimit is shown in milliseconds (proc_dointvec_ms_jiffies)
+	get("net.ipv4.icmp_ratelimit", &c.Ratelimit, datapath.MsecsToJiffies)
+	var mask int64 = int64(c.Ratemask)
+	get("net.ipv4.icmp_ratemask", &mask, nil)
+	c.Ratemask = uint32(mask)
+	get("net.ipv4.icmp_msgs_per_sec", &c.MsgsPerSec, nil)
+	get("net.ipv4.icmp_msgs_burst", &c.MsgsBurst, nil)
+	// the route knobs are plain jiffies (proc_dointvec)
+	get("net.ipv4.route.error_cost", &c.ErrorCost, nil)
+	get("net.ipv4.route.error_burst", &c.ErrorBurst, nil)
+	get("net.ipv4.route.redirect_number", &c.RedirectNumber, nil)
+	get("net.ipv4.route.redirect_load", &c.RedirectLoad, nil)
+	get("net.ipv4.route.redirect_silence", &c.RedirectSilence, nil)
+	return c
 }

@@ -461,13 +461,19 @@ func TranslateICMPError(p *packet.Packet, ref conntrack.Ref, m Manip) bool {
 	if c == nil || !p.HasL4 || p.Proto != packet.ProtoICMP || !packet.IsICMPError(p.ICMPType) {
 		return true
 	}
+	// nf_nat_icmp_reply_translation (net/netfilter/nf_nat_proto.c):
+	// a redirect passes only when the connection's NAT is set up in
+	// both directions and is null (so the host's own redirect about a
+	// connection still unconfirmed at FORWARD is dropped at nat OUTPUT)
+	if p.ICMPType == packet.ICMPRedirect {
+		st := c.Status()
+		if st&conntrack.StatusNATDoneMask != conntrack.StatusNATDoneMask || st&conntrack.StatusNATMask != 0 {
+			return false
+		}
+	}
 	dir := ref.Info.Dir()
 	if !applies(c, dir, m) {
 		return true
-	}
-	// redirects are only passed when there is no NAT to do
-	if p.ICMPType == packet.ICMPRedirect {
-		return false
 	}
 	icmp := p.L4
 	if len(icmp) < packet.ICMPHeaderLen+packet.IPv4MinHeaderLen {

@@ -20,7 +20,7 @@ func check(t *testing.T, scn *Scenario) int {
 	}
 	if dump {
 		for i, p := range scn.Packets {
-			t.Logf("packet %d %v\nkernel:\n%s\nuswitch:\n%s\nfate: %v", i+1, p,
+			t.Logf("packet %d at %v %v\nkernel:\n%s\nuswitch:\n%s\nfate: %v", i+1, k.Elapsed[i], p,
 				strings.Join(append(k.Lines[i], k.Egress[i]...), "\n"), strings.Join(append(u.Lines[i], u.Egress[i]...), "\n"), u.Fates[i])
 		}
 	}

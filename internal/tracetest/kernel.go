@@ -52,8 +52,35 @@ type Result struct {
 	Egress [][]string
 	// Netns is the router namespace's name.
 	Netns string
-	// Elapsed is each packet's injection time since the first.
+	// Elapsed is each packet's injection time since the kernel tick
+	// (jiffy) boundary before the first packet: the kernel aligns its
+	// ticks to multiples of TICK_NSEC of CLOCK_MONOTONIC
+	// (tick_init_jiffy_update, kernel/time/tick-sched.c), so a replay
+	// whose clock starts on a tick boundary sees the same jiffies.
 	Elapsed []time.Duration
+}
+
+// tickNsec is TICK_NSEC of the reference kernel (HZ 250).
+const tickNsec = 4 * time.Millisecond
+
+// monotonic is CLOCK_MONOTONIC, the clock jiffies follow.
+func monotonic() time.Duration {
+	var ts syscall.Timespec
+	syscall.Syscall(syscall.SYS_CLOCK_GETTIME, 1, uintptr(unsafe.Pointer(&ts)), 0)
+	return time.Duration(ts.Nano())
+}
+
+// waitTickStart spins until CLOCK_MONOTONIC is between 0.2 ms (the
+// tick interrupt has updated jiffies) and 2.5 ms (1.5 ms left for the
+// kernel to get to the packet) into a tick.
+func waitTickStart() {
+	const lo, hi = 200 * time.Microsecond, 2500 * time.Microsecond
+	for {
+		if ph := monotonic() % tickNsec; ph >= lo && ph <= hi {
+			return
+		}
+		runtime.Gosched()
+	}
 }
 
 // Require skips the test unless the kernel harness can run here.
@@ -300,8 +327,15 @@ func RunKernel(t testing.TB, scn *Scenario) *Result {
 
 	res := &Result{Netns: ns.Name}
 	start := time.Now()
+	phase := monotonic() % tickNsec
 	for i, p := range scn.Packets {
-		res.Elapsed = append(res.Elapsed, time.Since(start))
+		// the kernel handles the packet inside the write (TUN) or
+		// sendto (raw socket), a little after it starts: start it
+		// early in a tick, so that the jiffies the kernel reads are
+		// those of the time taken here (the ICMP rate limits and
+		// the redirect backoff count in jiffies)
+		waitTickStart()
+		res.Elapsed = append(res.Elapsed, phase+time.Since(start))
 		if err := k.inject(p); err != nil {
 			t.Fatalf("packet %d (%v): %v", i+1, p, err)
 		}

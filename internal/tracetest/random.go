@@ -313,11 +313,12 @@ func randomPacket(r *rand.Rand) Packet {
 		// subnet broadcast (not from a local socket: without
 		// SO_BROADCAST the kernel refuses to send it, EACCES)
 		s.Dst = legNets[r.IntN(3)] | 0xff
+	case x == 19 && in != Local:
+		// unroutable (no default route): ip_error answers with a net
+		// unreachable when the sender's inet_peer has tokens
+		s.Dst = 0xcb007100 | uint32(1+r.IntN(254)) // 203.0.113.0/24
 	default:
-		// any host of the legs. (No unroutable destinations: the
-		// kernel's ip_error answers them only when the sender's
-		// inet_peer has tokens, which any ICMP error to it within
-		// the last second used up.)
+		// any host of the legs
 		s.Dst = legNets[r.IntN(3)] | uint32(7+r.IntN(247))
 	}
 	s.TTL = 64
@@ -367,18 +368,10 @@ func randomPacket(r *rand.Rand) Packet {
 	return Packet{Spec: s, In: in}
 }
 
-// RandomSysctls turn off what the kernel rate-limits by time (ICMP
-// errors per peer and globally) and ICMP redirects, which uswitch does
-// not send (and the kernel rate-limits per peer too).
+// RandomSysctls are the router's: forwarding on, everything else the
+// kernel's defaults (ICMP redirects and the ICMP rate limits included).
 var RandomSysctls = []string{
 	"net.ipv4.ip_forward=1",
-	"net.ipv4.icmp_ratelimit=0",
-	"net.ipv4.icmp_msgs_per_sec=100000",
-	"net.ipv4.icmp_msgs_burst=100000",
-	"net.ipv4.conf.all.send_redirects=0",
-	"net.ipv4.conf.tun1.send_redirects=0",
-	"net.ipv4.conf.tun2.send_redirects=0",
-	"net.ipv4.conf.tun3.send_redirects=0",
 }
 
 // randomIPSet is the ipset the "rs" fragments match.

@@ -17,11 +17,15 @@
 // NAT tuple's port at random.
 //
 // Known differences the scenarios steer around:
-//   - ICMP redirects (uswitch sends none; the kernel rate-limits them per
-//     peer): the random scenarios turn send_redirects off.
-//   - ICMP error rate limits (icmp_ratelimit, icmp_msgs_*, and ip_error's
-//     per-peer tokens that any ICMP error to the peer spends): raised or
-//     avoided (no unroutable destinations in the random packets).
+//   - ICMP redirects and the ICMP rate limits count in jiffies: the
+//     harness injects each packet early in a kernel tick (ticks are
+//     aligned to CLOCK_MONOTONIC) and replays it at the same point of
+//     its tick, so both sides see the same jiffies; a kernel that takes
+//     over 1.5 ms to reach a packet would still differ. The global limit
+//     (icmp_msgs_per_sec/burst) spends a random 0-2 credits per message
+//     (icmp_global_consume): only runs that stay well inside the burst of
+//     50 compare, which a scenario's pace (about a packet a millisecond,
+//     at most a few errors each) keeps them.
 //   - NAT of a GRE packet with under 8 bytes of GRE header: the kernel
 //     drops it (gre_manip_pkt, skb_ensure_writable), uswitch sends it.
 //   - SCTP: the kernel's conntrack validates SCTP (chunks, CRC32c) and

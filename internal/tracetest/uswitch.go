@@ -31,7 +31,7 @@ func RunUswitch(snapshotDir string, packets []Packet, elapsed []time.Duration) (
 	}
 	e := datapath.New(s.EngineConfig(), s.ConntrackConfig(), 1)
 	r := &Run{}
-	base := int64(time.Hour) // a monotonic clock that is well past zero
+	base := int64(time.Hour) // well past zero, and a whole number of 4 ms kernel ticks
 	for i, p := range packets {
 		now := base + int64(i)*int64(time.Millisecond)
 		if i < len(elapsed) {
@@ -118,6 +118,11 @@ func wireDetail(p *packet.Packet) string {
 			b.WriteString("BADL4CSUM ")
 		}
 	case packet.ProtoICMP:
+		if len(l4) >= packet.ICMPHeaderLen {
+			// type, code and the rest of the header (a redirect's
+			// gateway, an echo's id and sequence)
+			fmt.Fprintf(&b, "ICMP=%d/%d REST=%08x ", l4[0], l4[1], binary.BigEndian.Uint32(l4[4:]))
+		}
 		if packet.Checksum(l4, 0) != 0xffff {
 			b.WriteString("BADL4CSUM ")
 		}
