@@ -137,6 +137,21 @@ type Datapath struct {
 
 	dmu     sync.Mutex // guards dropsBy
 	dropsBy map[string]uint64
+
+	// live trace (xtables-monitor --trace): while someone listens, the
+	// workers run the engine with a tracer and publish the lines of the
+	// packets -j TRACE marked
+	tracing  atomic.Int32
+	tmu      sync.Mutex // guards tsubs
+	tsubs    map[chan string]struct{}
+	tdropped atomic.Uint64 // lines a slow listener missed
+
+	// packet capture: while someone captures, readers and workers copy
+	// the packets of the captured devices to the capturers
+	capturing atomic.Int32
+	cmu       sync.Mutex // guards csubs
+	csubs     map[*capture]struct{}
+	cdropped  atomic.Uint64 // packets a slow capturer missed
 	// errc reports a device that failed other than by being closed.
 	errc chan error
 }
@@ -237,6 +252,9 @@ func (d *Datapath) reader(p *port) {
 				continue
 			}
 			el.pkt.InIf = p.name
+			if d.capturing.Load() > 0 {
+				d.tap(p.name, el.pkt.Data)
+			}
 			w := flowHash(&el.pkt) % uint32(len(d.queues))
 			if pending[w] == nil {
 				pending[w] = d.works.Get().(*work)
@@ -275,11 +293,15 @@ func (d *Datapath) worker(q chan *work) {
 	defer d.workers.Done()
 	outs := make([]out, 0, len(d.ports))
 	drops := map[string]uint64{}
+	var wtr datapath.Tracer
 	send := func(name string, b []byte) bool {
 		p := d.byName[name]
 		if p == nil {
 			d.nodev.Add(1)
 			return false
+		}
+		if d.capturing.Load() > 0 {
+			d.tap(name, b)
 		}
 		for i := range outs {
 			if outs[i].p == p {
@@ -293,7 +315,15 @@ func (d *Datapath) worker(q chan *work) {
 	for wk := range q {
 		now := d.now()
 		for _, el := range wk.elems {
-			f := d.eng.Receive(&el.pkt, now, nil)
+			var tr *datapath.Tracer
+			if d.tracing.Load() > 0 {
+				wtr = datapath.Tracer{Lines: wtr.Lines[:0]}
+				tr = &wtr
+			}
+			f := d.eng.Receive(&el.pkt, now, tr)
+			if tr != nil && len(tr.Lines) > 0 {
+				d.publishTrace(tr.Lines)
+			}
 			switch f.Kind {
 			case datapath.Forwarded, datapath.Sent:
 				if send(f.OutIf, el.pkt.IP) {
@@ -372,6 +402,102 @@ func (d *Datapath) Stats() Stats {
 	}
 	d.dmu.Unlock()
 	return s
+}
+
+// SubscribeTrace starts sending the trace lines of the packets -j TRACE
+// marks to the returned channel (buffered; lines a slow reader has no
+// room for are dropped and counted); cancel stops it. While anyone
+// listens the engine runs with a tracer, so drop reasons name the rule.
+func (d *Datapath) SubscribeTrace(buffer int) (lines <-chan string, cancel func()) {
+	ch := make(chan string, buffer)
+	d.tmu.Lock()
+	if d.tsubs == nil {
+		d.tsubs = map[chan string]struct{}{}
+	}
+	d.tsubs[ch] = struct{}{}
+	d.tracing.Add(1)
+	d.tmu.Unlock()
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			d.tmu.Lock()
+			delete(d.tsubs, ch)
+			d.tracing.Add(-1)
+			d.tmu.Unlock()
+		})
+	}
+}
+
+func (d *Datapath) publishTrace(lines []string) {
+	d.tmu.Lock()
+	for ch := range d.tsubs {
+		for _, l := range lines {
+			select {
+			case ch <- l:
+			default:
+				d.tdropped.Add(1)
+			}
+		}
+	}
+	d.tmu.Unlock()
+}
+
+// Captured is a packet seen on a device (its IPv4 packet, copied).
+type Captured struct {
+	Time  time.Time
+	Iface string
+	Data  []byte
+}
+
+type capture struct {
+	iface string // "" or "any": every device
+	ch    chan Captured
+}
+
+// SubscribeCapture copies every packet read from or written to the
+// device iface ("any": all of them) to the returned channel (buffered;
+// what a slow reader has no room for is dropped and counted); cancel
+// stops it.
+func (d *Datapath) SubscribeCapture(iface string, buffer int) (pkts <-chan Captured, cancel func()) {
+	if iface == "any" {
+		iface = ""
+	}
+	c := &capture{iface: iface, ch: make(chan Captured, buffer)}
+	d.cmu.Lock()
+	if d.csubs == nil {
+		d.csubs = map[*capture]struct{}{}
+	}
+	d.csubs[c] = struct{}{}
+	d.capturing.Add(1)
+	d.cmu.Unlock()
+	var once sync.Once
+	return c.ch, func() {
+		once.Do(func() {
+			d.cmu.Lock()
+			delete(d.csubs, c)
+			d.capturing.Add(-1)
+			d.cmu.Unlock()
+		})
+	}
+}
+
+// HasDevice reports whether the datapath has a device of that name.
+func (d *Datapath) HasDevice(name string) bool { return d.byName[name] != nil }
+
+func (d *Datapath) tap(iface string, b []byte) {
+	now := time.Now()
+	d.cmu.Lock()
+	for c := range d.csubs {
+		if c.iface != "" && c.iface != iface {
+			continue
+		}
+		select {
+		case c.ch <- Captured{Time: now, Iface: iface, Data: append([]byte(nil), b...)}:
+		default:
+			d.cdropped.Add(1)
+		}
+	}
+	d.cmu.Unlock()
 }
 
 // Err reports a device failure (a read error other than Close).

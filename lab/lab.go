@@ -20,20 +20,24 @@ import (
 //	 │  (namespaces, TUNs, datapath and servers exist; Run waits)
 //	 └─ on any failure Up removes what it made and returns the error
 //
-// Close is idempotent and removes everything in reverse order: servers,
-// datapath (closing the TUNs), namespaces.
+// Close is idempotent and removes everything in reverse order: control
+// socket, servers, datapath (closing the TUNs), namespaces.
 type Lab struct {
 	cfg *Config
 	log io.Writer
 	// nss holds a handle of every namespace the lab made, by name;
 	// immutable after Up.
-	nss    map[string]netns.NsHandle
-	made   []string // namespaces made, in order
-	eng    *datapath.Engine
-	dp     *Datapath
-	srv    []*server
-	closed sync.Once
-	cerr   error
+	nss  map[string]netns.NsHandle
+	made []string // namespaces made, in order
+	eng  *datapath.Engine
+	dp   *Datapath
+	srv  []*server
+	ctl  *control // live control socket and metrics listener (nil: none)
+	// restoreMu serialises live restores, so a --noflush restore's base
+	// is the set it replaces.
+	restoreMu sync.Mutex
+	closed    sync.Once
+	cerr      error
 }
 
 // Up makes the lab: namespaces, one TUN per attached namespace moved
@@ -146,12 +150,16 @@ func (l *Lab) Run(ctx context.Context) error {
 	}
 }
 
-// Close stops the servers and the datapath and removes the namespaces
-// (their TUNs go with them). Idempotent; the error of the first call is
+// Close closes the control socket and metrics listener, stops the
+// servers and the datapath and removes the namespaces (their TUNs go
+// with them). Idempotent; the error of the first call is
 // returned by every call.
 func (l *Lab) Close() error {
 	l.closed.Do(func() {
 		var errs []error
+		if l.ctl != nil {
+			errs = append(errs, l.ctl.close())
+		}
 		for i := len(l.srv) - 1; i >= 0; i-- {
 			errs = append(errs, l.srv[i].Close())
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/lab"
 )
 
 // loadFlags are shared by iptables-restore and iptables-save.
@@ -63,8 +64,13 @@ func iptablesRestore(args []string, stdin io.Reader, stdout, stderr io.Writer) i
 	fs.BoolVar(test, "t", false, "same as --test")
 	noflush := fs.Bool("noflush", false, "don't flush the tables before restoring")
 	fs.BoolVar(noflush, "n", false, "same as --noflush")
+	var inst instanceFlags
+	inst.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if !*test {
+		return restoreLive(inst.path(), &lf, *noflush, fs.Arg(0), stdin, stdout, stderr)
 	}
 	ld, err := lf.loader()
 	if err != nil {
@@ -85,12 +91,38 @@ func iptablesRestore(args []string, stdin io.Reader, stdout, stderr io.Writer) i
 	if _, code := load(ld, in, stderr); code != 0 {
 		return code
 	}
-	if !*test {
-		// There is no running uswitch instance to hand the rule set to
-		// yet: the live datapath (a later issue) adds that.
-		fmt.Fprintln(stderr, "uswitch: rule set is valid; no running uswitch instance to apply it to")
-	}
 	return 0
+}
+
+// restoreLive sends the rule set to the running instance, which loads it
+// over its own (Base) and swaps it in atomically, or keeps the old one
+// and answers with iptables-restore's error and exit code.
+func restoreLive(sock string, lf *loadFlags, noflush bool, file string, stdin io.Reader, stdout, stderr io.Writer) int {
+	in := stdin
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", rules.Program, err)
+			return 1
+		}
+		defer f.Close()
+		in = f
+	}
+	data, err := io.ReadAll(in)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", rules.Program, err)
+		return 1
+	}
+	req := lab.ControlRequest{Cmd: "iptables-restore", Input: string(data), NoFlush: noflush, Counters: lf.counters}
+	if lf.ipset != "" {
+		b, err := os.ReadFile(lf.ipset)
+		if err != nil {
+			fmt.Fprintf(stderr, "uswitch: %v\n", err)
+			return 1
+		}
+		req.IPSet = string(b)
+	}
+	return controlCall(sock, req, stdout, stderr)
 }
 
 func iptablesSave(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -100,13 +132,14 @@ func iptablesSave(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	lf.register(fs)
 	table := fs.String("t", "", "print only this table")
 	fs.StringVar(table, "table", "", "same as -t")
-	input := fs.String("input", "", "iptables-restore file to load (required)")
+	input := fs.String("input", "", "iptables-restore file to load and print (default: the running instance's rule set)")
+	var inst instanceFlags
+	inst.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *input == "" {
-		fmt.Fprintln(stderr, "uswitch iptables-save: --input FILE is required (there is no running instance to read)")
-		return 2
+		return controlCall(inst.path(), lab.ControlRequest{Cmd: "iptables-save", Counters: lf.counters, Table: *table}, stdout, stderr)
 	}
 	ld, err := lf.loader()
 	if err != nil {

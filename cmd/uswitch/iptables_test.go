@@ -34,8 +34,9 @@ func TestIptablesSaveCLI(t *testing.T) {
 		// flags after --input are still flags
 		t.Fatalf("exit %d", code)
 	}
-	if _, e, code := run(t, save); code != 2 || !strings.Contains(e, "--input") {
-		t.Fatalf("missing --input: exit %d %q", code, e)
+	// without --input it reads the running instance
+	if _, e, code := run(t, save, "--socket", filepath.Join(dir, "none.sock")); code != 1 || !strings.Contains(e, "no running uswitch instance at") {
+		t.Fatalf("no instance: exit %d %q", code, e)
 	}
 }
 

@@ -26,6 +26,8 @@ func labCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	demoOnly := fs.Bool("demo-only", false, "run the demonstration, then tear the lab down and exit")
 	noDemo := fs.Bool("no-demo", false, "skip the demonstration")
 	printCfg := fs.Bool("print-default", false, "print the embedded default lab file and exit")
+	sock := fs.String("socket", "", "control socket for iptables-save/-restore, conntrack, metrics (default "+lab.SocketPath("NAME")+"; \"none\": no socket)")
+	metrics := fs.String("metrics", "", "also serve Prometheus metrics over HTTP at this address, e.g. 127.0.0.1:9469")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -71,7 +73,24 @@ func labCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer l.Close()
+	if *sock != "none" {
+		if err := l.ListenControl(*sock); err != nil {
+			fmt.Fprintf(stderr, "uswitch: lab: %v\n", err)
+			return 1
+		}
+	}
 	l.Describe(stdout)
+	if p := l.ControlPath(); p != "" {
+		fmt.Fprintf(stdout, "control socket: %s (uswitch iptables-save, iptables-restore, conntrack -L, metrics)\n", p)
+	}
+	if *metrics != "" {
+		a, err := l.ListenMetrics(*metrics)
+		if err != nil {
+			fmt.Fprintf(stderr, "uswitch: lab: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "metrics: http://%s/metrics\n", a)
+	}
 	status := 0
 	if !*noDemo {
 		fmt.Fprintln(stdout, "demo (every packet below crosses uswitch):")

@@ -16,9 +16,14 @@ type subcommand struct {
 }
 
 var subcommands = map[string]subcommand{
-	"iptables-restore": {iptablesRestore, "read an iptables-restore rule set: [--test] [--noflush] [-c] [--ipset FILE] [FILE]"},
-	"iptables-save":    {iptablesSave, "print the canonical iptables-save form of a rule set: [-c] [-t TABLE] [--ipset FILE] --input FILE"},
-	"lab":              {labCmd, "bring up a lab of namespaces routed by uswitch through TUN devices (root): [down] [--config FILE] [--demo-only] [--no-demo]"},
+	"conntrack":        {conntrackCmd, "the running instance's connection tracking table: -L [-o extended] | -C [--socket PATH | --lab NAME]"},
+	"iptables-restore": {iptablesRestore, "load a rule set into the running instance, atomically (or check it: --test): [--noflush] [-c] [--ipset FILE] [--socket PATH | --lab NAME] [FILE]"},
+	"iptables-save":    {iptablesSave, "print the running instance's rule set (or, with --input FILE, a file's canonical form): [-c] [-t TABLE] [--socket PATH | --lab NAME]"},
+	"nfqueue":          {nfqueueCmd, "decide the packets of kernel NFQUEUE queues with the engine (root): (--queue-num N | --queue-balance A:B) [--netns NAME] [--snapshot DIR] [--rules FILE] [--no-batch]"},
+	"lab":              {labCmd, "bring up a lab of namespaces routed by uswitch through TUN devices (root): [down] [--config FILE] [--demo-only] [--no-demo] [--socket PATH] [--metrics ADDR]"},
+	"monitor":          {monitorCmd, "print the running instance's live trace lines of packets marked by -j TRACE, as xtables-monitor --trace: --trace [--socket PATH | --lab NAME]"},
+	"pcap":             {pcapCmd, "write a pcap of the packets a running lab's device reads and writes (tcpdump -r): [-i DEVICE|any] [-w FILE|-] [-c COUNT] [--socket PATH | --lab NAME]"},
+	"metrics":          {metricsCmd, "print the running instance's Prometheus metrics: [--socket PATH | --lab NAME]"},
 	"snapshot":         {snapshot, "capture the host's network state into a folder: DIR [--netns NAME]"},
 	"trace":            {traceCmd, "replay packets against a host snapshot, printing xtables-monitor --trace lines: --snapshot DIR (--pcap FILE [--iif NAME] | --packet SPEC) [--trace-all]"},
 }

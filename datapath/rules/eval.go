@@ -192,6 +192,9 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 				if chain.Policy == VerdictDrop {
 					v = TDrop
 				}
+				if chain.hits != nil {
+					chain.hits.add(len(c.Pkt.IP))
+				}
 				if tr != nil {
 					tr.Policy(t, chain, v)
 				}
@@ -228,6 +231,12 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 		}
 		if !matched {
 			continue
+		}
+		// the rule's counter, before its target (ipt_do_table's
+		// ADD_COUNTER; iptables-nft's counter expression before the
+		// verdict)
+		if r.hits != nil {
+			r.hits.add(len(c.Pkt.IP))
 		}
 		switch {
 		case r.Target != nil:

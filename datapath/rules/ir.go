@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 )
 
 // TableID names one of the five IPv4 xtables tables.
@@ -107,6 +108,31 @@ type Counters struct {
 	Packets, Bytes uint64
 }
 
+// hitCounter counts, while a rule set runs, the packets and bytes
+// (skb->len: the IP packet) that matched a rule or met a base chain's
+// policy. It is allocated when the rule or chain is made, so counting
+// allocates nothing. A rule or builtin chain a --noflush restore (or a
+// restore that does not name its table) carries over shares its
+// counter with the old set, as the kernel keeps the counters of rules a
+// restore leaves alone; a flushed table's rules start again from zero
+// (or from the input's [pkts:bytes] with -c).
+type hitCounter struct {
+	pkts, bytes atomic.Uint64
+}
+
+func (h *hitCounter) add(n int) {
+	h.pkts.Add(1)
+	h.bytes.Add(uint64(n))
+}
+
+func (h *hitCounter) load(base Counters) Counters {
+	if h != nil {
+		base.Packets += h.pkts.Load()
+		base.Bytes += h.bytes.Load()
+	}
+	return base
+}
+
 // Ruleset is a whole IPv4 xtables configuration: up to five tables.
 // A Ruleset is immutable once returned by a Loader; a change builds a new
 // one.
@@ -143,6 +169,8 @@ type Chain struct {
 	// Counters are the policy counters of a builtin chain.
 	Counters Counters
 	Rules    []*Rule
+	// hits counts the packets that met the policy (builtin chains).
+	hits *hitCounter
 	// Reach is the set of hooks from which the chain can be reached
 	// (computed at commit, as x_tables' mark_source_chains does).
 	Reach HookMask
@@ -201,6 +229,15 @@ type Rule struct {
 	// Line is the input line the rule came from.
 	Line int
 
+	hits     *hitCounter
 	jumpName string // chain named by -j/-g, bound to Jump at commit
 	op       byte   // the command that added the rule (A, I, R)
 }
+
+// LiveCounters are the rule's counters now: those it was loaded with
+// (-c) plus the packets and bytes that matched it since.
+func (r *Rule) LiveCounters() Counters { return r.hits.load(r.Counters) }
+
+// LiveCounters are a builtin chain's policy counters now: those it was
+// loaded with plus the packets that met the policy since.
+func (c *Chain) LiveCounters() Counters { return c.hits.load(c.Counters) }

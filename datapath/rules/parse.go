@@ -860,7 +860,7 @@ func (p *cmdParser) finish(invert bool) error {
 	}
 	for _, s := range srcs {
 		for _, d := range dsts {
-			r := &Rule{IP: p.ip, Matches: matches, Verdict: verdict, Target: target, Line: p.rc.Line}
+			r := &Rule{IP: p.ip, Matches: matches, Verdict: verdict, Target: target, Line: p.rc.Line, hits: new(hitCounter)}
 			r.IP.Inv = p.inv
 			r.IP.Src, r.IP.SrcMask = s.addr, s.mask
 			r.IP.Dst, r.IP.DstMask = d.addr, d.mask

@@ -231,6 +231,9 @@ func (st *loadState) chainLine(s string, n int) error {
 		if st.l.Counters {
 			c.Counters = ctr
 		}
+		// the chain line sets the policy and its counters anew
+		// (nft_chain_set with NFTA_CHAIN_COUNTERS)
+		c.hits = new(hitCounter)
 		return nil
 	}
 	if c := t.byName[name]; c != nil {
@@ -780,7 +783,7 @@ func newTable(id TableID) *Table {
 	t := &Table{ID: id, byName: map[string]*Chain{}}
 	for h := Hook(0); h < NumHooks; h++ {
 		if tableHooks[id].Has(h) {
-			c := &Chain{Name: h.ChainName(), Builtin: true, Hook: h, Policy: VerdictAccept}
+			c := &Chain{Name: h.ChainName(), Builtin: true, Hook: h, Policy: VerdictAccept, hits: new(hitCounter)}
 			t.Chains = append(t.Chains, c)
 			t.byName[c.Name] = c
 		}

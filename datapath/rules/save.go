@@ -37,7 +37,7 @@ func (rs *Ruleset) Save(w io.Writer, o SaveOptions) error {
 			} else {
 				b.WriteString("-")
 			}
-			ctr := c.Counters
+			ctr := c.LiveCounters()
 			if !c.Builtin {
 				ctr = Counters{}
 			}
@@ -46,7 +46,8 @@ func (rs *Ruleset) Save(w io.Writer, o SaveOptions) error {
 		for _, c := range t.Chains {
 			for _, r := range c.Rules {
 				if o.Counters {
-					b.WriteString("[" + strconv.FormatUint(r.Counters.Packets, 10) + ":" + strconv.FormatUint(r.Counters.Bytes, 10) + "] ")
+					ctr := r.LiveCounters()
+					b.WriteString("[" + strconv.FormatUint(ctr.Packets, 10) + ":" + strconv.FormatUint(ctr.Bytes, 10) + "] ")
 				}
 				b.WriteString("-A " + c.Name)
 				writeRuleBody(&b, r)

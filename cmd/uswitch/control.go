@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/uswitch-lab/uswitch/lab"
+)
+
+// instanceFlags choose the running lab a command talks to.
+type instanceFlags struct {
+	socket, lab string
+}
+
+func (f *instanceFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.socket, "socket", "", "control socket of the running uswitch (default: $USWITCH_SOCKET, else "+lab.SocketPath("LAB")+")")
+	fs.StringVar(&f.lab, "lab", "default", "name of the running lab whose socket to use")
+}
+
+func (f *instanceFlags) path() string {
+	if f.socket != "" {
+		return f.socket
+	}
+	if s := os.Getenv("USWITCH_SOCKET"); s != "" {
+		return s
+	}
+	return lab.SocketPath(f.lab)
+}
+
+// controlCall sends one request to the running instance and prints its
+// answer; the result is the remote tool's exit code.
+func controlCall(path string, req lab.ControlRequest, stdout, stderr io.Writer) int {
+	resp, err := controlRequest(path, req)
+	if err != nil {
+		fmt.Fprintf(stderr, "uswitch: %v\n", err)
+		return 1
+	}
+	io.WriteString(stdout, resp.Stdout)
+	io.WriteString(stderr, resp.Stderr)
+	return resp.Code
+}
+
+func controlRequest(path string, req lab.ControlRequest) (lab.ControlResponse, error) {
+	var resp lab.ControlResponse
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return resp, fmt.Errorf("no running uswitch instance at %s (start one with `uswitch lab`, or give --socket)", path)
+		}
+		return resp, fmt.Errorf("control socket: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Minute))
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		return resp, fmt.Errorf("control socket: %w", err)
+	}
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		return resp, fmt.Errorf("control socket: no answer: %w", err)
+	}
+	return resp, nil
+}
+
+// conntrackCmd is `conntrack -L [-o extended]` and `conntrack -C` against
+// the running instance.
+func conntrackCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("conntrack", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var inst instanceFlags
+	inst.register(fs)
+	list := fs.Bool("L", false, "list the connection tracking table")
+	fs.BoolVar(list, "dump", false, "same as -L")
+	count := fs.Bool("C", false, "show the table's counter")
+	fs.BoolVar(count, "count", false, "same as -C")
+	output := fs.String("o", "", "output format: extended")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *list == *count || fs.NArg() != 0 || (*output != "" && *output != "extended") {
+		fmt.Fprintln(stderr, "usage: uswitch conntrack (-L [-o extended] | -C) [--socket PATH | --lab NAME]")
+		return 2
+	}
+	req := lab.ControlRequest{Cmd: "conntrack", Op: "L", Extended: *output == "extended"}
+	if *count {
+		req.Op = "C"
+	}
+	return controlCall(inst.path(), req, stdout, stderr)
+}
+
+// metricsCmd prints the running instance's Prometheus metrics.
+func metricsCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("metrics", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var inst instanceFlags
+	inst.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	return controlCall(inst.path(), lab.ControlRequest{Cmd: "metrics"}, stdout, stderr)
+}
+
+// monitorCmd is `xtables-monitor --trace` against the running instance:
+// the trace lines of the packets -j TRACE marks, until interrupted.
+func monitorCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("monitor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var inst instanceFlags
+	inst.register(fs)
+	tr := fs.Bool("trace", false, "print the trace events of packets marked by -j TRACE (xtables-monitor --trace)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if !*tr || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: uswitch monitor --trace [--socket PATH | --lab NAME]")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return traceStream(ctx, inst.path(), stdout, stderr)
+}
+
+// pcapCmd writes a pcap of a device's packets (read and written by
+// uswitch) to a file or stdout, until interrupted or -c packets.
+func pcapCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pcap", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var inst instanceFlags
+	inst.register(fs)
+	iface := fs.String("i", "any", "the lab device to capture (\"any\": all)")
+	file := fs.String("w", "-", "the pcap file to write (\"-\": stdout, e.g. | tcpdump -nr -)")
+	count := fs.Int("c", 0, "stop after this many packets")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 || *count < 0 {
+		fmt.Fprintln(stderr, "usage: uswitch pcap [-i DEVICE] [-w FILE] [-c COUNT] [--socket PATH | --lab NAME]")
+		return 2
+	}
+	w := stdout
+	if *file != "-" {
+		f, err := os.Create(*file)
+		if err != nil {
+			fmt.Fprintf(stderr, "uswitch: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		w = f
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return streamCall(ctx, inst.path(), lab.ControlRequest{Cmd: "pcap", Iface: *iface, Count: *count}, w, stderr)
+}
+
+// traceStream copies the instance's live trace lines to w until ctx is
+// done or the instance goes.
+func traceStream(ctx context.Context, path string, w, stderr io.Writer) int {
+	return streamCall(ctx, path, lab.ControlRequest{Cmd: "trace"}, w, stderr)
+}
+
+// streamCall sends a streaming request and copies the stream to w until
+// ctx is done or the instance ends it.
+func streamCall(ctx context.Context, path string, req lab.ControlRequest, w, stderr io.Writer) int {
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(stderr, "uswitch: no running uswitch instance at %s\n", path)
+		} else {
+			fmt.Fprintf(stderr, "uswitch: control socket: %v\n", err)
+		}
+		return 1
+	}
+	defer c.Close()
+	go func() {
+		<-ctx.Done()
+		c.Close()
+	}()
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		fmt.Fprintf(stderr, "uswitch: control socket: %v\n", err)
+		return 1
+	}
+	br := bufio.NewReader(c)
+	head, err := br.ReadBytes('\n')
+	var resp lab.ControlResponse
+	if err == nil {
+		err = json.Unmarshal(head, &resp)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "uswitch: control socket: no answer: %v\n", err)
+		return 1
+	}
+	if !resp.Stream {
+		io.WriteString(stderr, resp.Stderr)
+		return max(resp.Code, 1)
+	}
+	io.Copy(w, br)
+	return 0
+}

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/datapath/nfq"
+	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/host"
+)
+
+// nfqueueCmd binds kernel NFQUEUE queues and decides their packets with
+// the engine until interrupted (see package nfq for where the kernel's
+// queue rule goes).
+func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("nfqueue", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	num := fs.Int("queue-num", -1, "bind queue `N`")
+	balance := fs.String("queue-balance", "", "bind queues `A:B` (as iptables' --queue-balance)")
+	netnsName := fs.String("netns", "", "bind the queues of network namespace `NAME` (and capture its state)")
+	snap := fs.String("snapshot", "", "host snapshot folder to run on (default: capture the namespace now)")
+	rulesFile := fs.String("rules", "", "uswitch's rule set, an iptables-save `FILE` (default: the snapshot's)")
+	noBatch := fs.Bool("no-batch", false, "one sendmsg per verdict, no batch verdicts")
+	maxLen := fs.Uint("queue-maxlen", nfq.DefaultMaxQueueLen, "kernel queue length before fail-open accepts")
+	duration := fs.Duration("duration", 0, "stop after this long (0: run until SIGINT/SIGTERM)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	queues, err := queueList(*num, *balance)
+	if err != nil || fs.NArg() != 0 {
+		if err == nil {
+			err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		}
+		fmt.Fprintf(stderr, "uswitch nfqueue: %v\nusage: uswitch nfqueue (--queue-num N | --queue-balance A:B) [--netns NAME] [--snapshot DIR] [--rules FILE]\n", err)
+		return 2
+	}
+	dir := *snap
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "uswitch-nfqueue-")
+		if err != nil {
+			fmt.Fprintf(stderr, "uswitch nfqueue: %v\n", err)
+			return 1
+		}
+		defer os.RemoveAll(tmp)
+		if err := host.Capture(tmp, *netnsName); err != nil {
+			fmt.Fprintf(stderr, "uswitch nfqueue: capture: %v\n", err)
+			return 1
+		}
+		dir = tmp
+	}
+	s, err := host.Load(dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "uswitch nfqueue: %v\n", err)
+		return 1
+	}
+	cfg := s.EngineConfig()
+	if *rulesFile != "" {
+		b, err := os.ReadFile(*rulesFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "uswitch nfqueue: %v\n", err)
+			return 1
+		}
+		ld := &rules.Loader{}
+		if s.Sets != nil {
+			ld.Sets = s.Sets
+		}
+		if cfg.Rules, err = ld.LoadString(string(b)); err != nil {
+			fmt.Fprintf(stderr, "uswitch nfqueue: %s: %v\n", *rulesFile, err)
+			return 1
+		}
+	}
+	eng := datapath.New(cfg, s.ConntrackConfig(), uint64(time.Now().UnixNano()))
+	srv, err := nfq.Start(eng, s.FIB.LinkName, nfq.Options{Queues: queues, NetNS: *netnsName,
+		MaxQueueLen: uint32(*maxLen), NoBatch: *noBatch,
+		Logf: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }})
+	if err != nil {
+		fmt.Fprintf(stderr, "uswitch nfqueue: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "uswitch nfqueue: deciding queues %v%s\n", queues, map[bool]string{true: " in " + *netnsName}[*netnsName != ""])
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	var timeout <-chan time.Time
+	if *duration > 0 {
+		timeout = time.After(*duration)
+	}
+	select {
+	case <-sig:
+	case <-timeout:
+	}
+	srv.Close()
+	fmt.Fprintf(stdout, "uswitch nfqueue: %v\n", srv.Stats())
+	return 0
+}
+
+// queueList is --queue-num N or the range of --queue-balance A:B.
+func queueList(num int, balance string) ([]uint16, error) {
+	if (num >= 0) == (balance != "") {
+		return nil, fmt.Errorf("need exactly one of --queue-num and --queue-balance")
+	}
+	if num >= 0 {
+		if num > 65535 {
+			return nil, fmt.Errorf("--queue-num %d: out of range 0-65535", num)
+		}
+		return []uint16{uint16(num)}, nil
+	}
+	a, b, ok := strings.Cut(balance, ":")
+	lo, err1 := strconv.ParseUint(a, 10, 16)
+	hi, err2 := strconv.ParseUint(b, 10, 16)
+	if !ok || err1 != nil || err2 != nil || lo > hi {
+		return nil, fmt.Errorf("--queue-balance %q: want A:B with 0 <= A <= B <= 65535", balance)
+	}
+	var qs []uint16
+	for n := lo; n <= hi; n++ {
+		qs = append(qs, uint16(n))
+	}
+	return qs, nil
+}

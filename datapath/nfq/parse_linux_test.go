@@ -1,0 +1,42 @@
+package nfq
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/mdlayher/netlink"
+)
+
+// TestParsePacket reads the attributes of an NFQNL_MSG_PACKET as
+// nfqnl_build_packet_message lays them out.
+func TestParsePacket(t *testing.T) {
+	be32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+	payload := []byte{0x45, 0, 0, 20, 1, 2, 3}
+	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: nfqaPacketHdr, Data: []byte{0, 0, 0x12, 0x34, 0x08, 0x00, HookForward}},
+		{Type: nfqaMark, Data: be32(0x42)},
+		{Type: 4, Data: make([]byte, 16)}, // timestamp: skipped
+		{Type: nfqaIfindexIndev, Data: be32(2)},
+		{Type: nfqaIfindexOutdev, Data: be32(3)},
+		{Type: nfqaPayload, Data: payload},
+		{Type: nfqaUID, Data: be32(1000)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &queue{free: make(chan []byte, 1)}
+	it, ok := parsePacket(attrs, q)
+	if !ok || it.ID != 0x1234 || it.Hook != HookForward || it.Mark != 0x42 || it.InDev != 2 || it.OutDev != 3 ||
+		!it.HasUID || it.UID != 1000 || string(it.Payload) != string(payload) {
+		t.Errorf("parsed %+v, %v", it, ok)
+	}
+	if &it.Payload[0] == &attrs[len(attrs)-len(payload)] {
+		t.Errorf("payload aliases the receive buffer")
+	}
+	if _, ok := parsePacket(attrs[:8], q); ok {
+		t.Errorf("a message without a payload parsed")
+	}
+	if _, ok := parsePacket([]byte{3, 0}, q); ok {
+		t.Errorf("a truncated message parsed")
+	}
+}
