@@ -595,15 +595,4 @@ COMMIT
 	},
 }
 
-func TestExtScenarios(t *testing.T) {
-	Require(t)
-	total, ok := 0, 0
-	for i := range extScenarios {
-		scn := &extScenarios[i]
-		t.Run(scn.Name, func(t *testing.T) {
-			total += len(scn.Packets)
-			ok += check(t, scn)
-		})
-	}
-	t.Logf("%d scenarios, %d/%d packets agree", len(extScenarios), ok, total)
-}
+func TestExtScenarios(t *testing.T) { runScenarios(t, extScenarios) }

@@ -136,15 +136,4 @@ COMMIT
 	},
 }
 
-func TestICMPScenarios(t *testing.T) {
-	Require(t)
-	total, ok := 0, 0
-	for i := range icmpScenarios {
-		scn := &icmpScenarios[i]
-		t.Run(scn.Name, func(t *testing.T) {
-			total += len(scn.Packets)
-			ok += check(t, scn)
-		})
-	}
-	t.Logf("%d scenarios, %d/%d packets agree", len(icmpScenarios), ok, total)
-}
+func TestICMPScenarios(t *testing.T) { runScenarios(t, icmpScenarios) }

@@ -347,17 +347,21 @@ COMMIT
 	},
 }
 
-func TestScenarios(t *testing.T) {
+func TestScenarios(t *testing.T) { runScenarios(t, scenarios) }
+
+// runScenarios runs hand-written scenarios against the kernel and
+// uswitch and reports how many packets agree.
+func runScenarios(t *testing.T, list []Scenario) {
 	Require(t)
 	total, ok := 0, 0
-	for i := range scenarios {
-		scn := &scenarios[i]
+	for i := range list {
+		scn := &list[i]
 		t.Run(scn.Name, func(t *testing.T) {
 			total += len(scn.Packets)
 			ok += check(t, scn)
 		})
 	}
-	t.Logf("%d scenarios, %d/%d packets agree", len(scenarios), ok, total)
+	t.Logf("%d scenarios, %d/%d packets agree", len(list), ok, total)
 }
 
 // The random part: USWITCH_TRACE_SEED picks another seed (the default
