@@ -11,6 +11,7 @@ import (
 	"github.com/uswitch-lab/uswitch/datapath/packet"
 	"github.com/uswitch-lab/uswitch/datapath/route"
 	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/lvs"
 	"github.com/uswitch-lab/uswitch/nat"
 )
 
@@ -93,9 +94,16 @@ type Engine struct {
 	CT    *conntrack.Table
 	NAT   *nat.Core
 	State *rules.State
+	// LVS is the namespace's IPVS (nil: none). Its services are
+	// configured through it and take effect at once; its connections
+	// survive rule-set swaps like conntrack's.
+	LVS *lvs.Director
 
 	rmu sync.Mutex
 	rng uint64
+	// randFn is rand32 as a func value made once (a method value made
+	// per packet would allocate)
+	randFn func() uint32
 
 	// icmp is the ICMP limiter and redirect backoff state (the
 	// namespace's inet_peer entries and global ICMP credit)
@@ -158,6 +166,7 @@ type ruleInfo struct {
 func New(cfg Config, ctcfg conntrack.Config, seed uint64) *Engine {
 	ct := conntrack.NewTable(ctcfg, seed)
 	e := &Engine{CT: ct, NAT: nat.New(ct, seed), State: &rules.State{}, rng: seed | 1}
+	e.randFn = e.rand32
 	e.icmp.rng = seed*0x9e3779b97f4a7c15 | 1
 	e.traceID.Store(uint32(seed*2654435761) | 1)
 	e.Swap(cfg)
@@ -292,6 +301,9 @@ type pkt struct {
 	anySrc bool
 	// hasDst: rt is the route the packet already carries (loopback)
 	hasDst bool
+	// ipvsDone is skb->ipvs_property: IPVS handled the packet and its
+	// hooks ignore it from now on
+	ipvsDone bool
 }
 
 // Receive runs a packet that arrived on p.InIf (PREROUTING onwards).
@@ -592,7 +604,9 @@ func (k *pkt) receive() {
 
 func (k *pkt) input() {
 	in := k.p.InIf
-	if !k.tables(rules.LocalIn, in, "", rules.Mangle, rules.Filter) || !k.natHook(rules.LocalIn, nat.Src, in, "") ||
+	if !k.tables(rules.LocalIn, in, "", rules.Mangle, rules.Filter) ||
+		!k.ipvsOut(lvs.HookLocalIn, "INPUT", 98) || !k.ipvsIn(lvs.HookLocalIn, "INPUT", 99) ||
+		!k.natHook(rules.LocalIn, nat.Src, in, "") ||
 		!k.tables(rules.LocalIn, in, "", rules.Security) || !k.confirm() {
 		return
 	}
@@ -616,7 +630,12 @@ func (k *pkt) forward() {
 	if k.rt.Redirect {
 		k.sendRedirect()
 	}
-	if !k.tables(rules.Forward, in, out, rules.Mangle, rules.Filter, rules.Security) {
+	if !k.tables(rules.Forward, in, out, rules.Mangle, rules.Filter) || !k.ipvsOut(lvs.HookForward, "FORWARD", 100) {
+		return
+	}
+	// a reply rerouted by IPVS may leave by another device
+	out = k.cfg.FIB.LinkName(k.rt.Dev)
+	if !k.tables(rules.Forward, in, out, rules.Security) {
 		return
 	}
 	k.postrouting(in, out, Forwarded)
@@ -640,6 +659,7 @@ func (k *pkt) postrouting(in, out string, kind FateKind) {
 func (k *pkt) loopback() {
 	q := k.e.newPkt(k.p, k.env.now, k.tr)
 	q.ct, q.rt, q.hasDst = k.ct, k.rt, true
+	q.ipvsDone = k.ipvsDone
 	q.p.Local = false
 	q.p.InIf, q.p.OutIf = "lo", ""
 	q.receive()
@@ -647,7 +667,6 @@ func (k *pkt) loopback() {
 }
 
 func (k *pkt) send() {
-	p := k.p
 	fib := k.cfg.FIB
 	if fib == nil {
 		k.drop("route: no routing configuration")
@@ -658,6 +677,15 @@ func (k *pkt) send() {
 		k.drop("route: " + k.rt.Err.Error())
 		return
 	}
+	k.localOut(Sent)
+}
+
+// localOut runs the OUTPUT hooks and POSTROUTING for a packet with its
+// output route in k.rt (__ip_local_out): the host's own packets and the
+// ones IPVS re-injects.
+func (k *pkt) localOut(kind FateKind) {
+	p := k.p
+	fib := k.cfg.FIB
 	out := fib.LinkName(k.rt.Dev)
 	if !k.tables(rules.LocalOut, "", out, rules.Raw) || !k.conntrackIn(conntrack.HookLocalOut) {
 		return
@@ -684,10 +712,13 @@ func (k *pkt) send() {
 			return
 		}
 	}
+	if !k.ipvsOut(lvs.HookLocalOut, "OUTPUT", -99) || !k.ipvsIn(lvs.HookLocalOut, "OUTPUT", -98) {
+		return
+	}
 	if !k.tables(rules.LocalOut, "", out, rules.Filter, rules.Security) {
 		return
 	}
-	k.postrouting("", fib.LinkName(k.rt.Dev), Sent)
+	k.postrouting("", fib.LinkName(k.rt.Dev), kind)
 }
 
 // outputRoute is the output route of the packet as it is now.

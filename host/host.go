@@ -11,6 +11,7 @@
 //	ip-rule.json    ip -j rule show
 //	sysctl          sysctl -a (at least net.ipv4.* and net.netfilter.*)
 //	ipset-save      ipset save            (optional)
+//	ipvsadm-save    ipvsadm -Sn           (optional)
 //	rt_tables       iproute2 table names  (optional)
 //	rt_dsfield      iproute2 TOS names    (optional)
 //
@@ -30,6 +31,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/datapath/route"
 	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/lvs"
 )
 
 // File names inside a snapshot folder.
@@ -43,6 +45,7 @@ const (
 	FileIPSet    = "ipset-save"
 	FileRTTables = "rt_tables"
 	FileDSField  = "rt_dsfield"
+	FileIPVS     = "ipvsadm-save"
 )
 
 // Snapshot is a parsed snapshot folder.
@@ -58,6 +61,10 @@ type Snapshot struct {
 	IPSet    string         // raw ipset save text
 	Sets     rules.Sets     // parsed ipsets (nil without ipset-save)
 	Ruleset  *rules.Ruleset // the iptables rule set
+
+	// IPVS is the virtual server table read from ipvsadm-save (as
+	// ipvsadm -R reads it); nil when the file is absent.
+	IPVS *lvs.Director
 }
 
 func readOptional(dir, name string) ([]byte, bool, error) {
@@ -73,7 +80,8 @@ func readOptional(dir, name string) ([]byte, bool, error) {
 
 // Load parses the snapshot in dir.
 func Load(dir string) (*Snapshot, error) {
-	names := []string{FileIPTables, FileAddr, FileLink, FileRoute, FileRule, FileSysctl, FileIPSet, FileRTTables, FileDSField}
+	names := []string{FileIPTables, FileAddr, FileLink, FileRoute, FileRule, FileSysctl, FileIPSet, FileRTTables, FileDSField,
+		FileIPVS}
 	files := make([][]byte, len(names))
 	present := make([]bool, len(names))
 	for i, n := range names {
@@ -167,6 +175,18 @@ func parse(get func(string) ([]byte, bool)) (*Snapshot, error) {
 	if s.Ruleset, err = ld.LoadString(s.IPTables); err != nil {
 		return nil, fmt.Errorf("%s: %w", FileIPTables, err)
 	}
+	if b, ok := get(FileIPVS); ok {
+		d := lvs.NewDirector()
+		if err := lvs.Restore(d, bytes.NewReader(b), FileIPVS); err != nil {
+			var re *lvs.RuleError
+			if errors.As(err, &re) {
+				return nil, &ParseError{File: FileIPVS, Line: re.Line, Offset: -1, Err: fmt.Errorf("%w: %s", re.Err, re.Text)}
+			}
+			return nil, fmt.Errorf("%s: %w", FileIPVS, err)
+		}
+		d.SetSysctls(s.Sysctl.IPVS)
+		s.IPVS = d
+	}
 	return s, nil
 }
 
@@ -202,6 +222,15 @@ func Capture(dir, netns string) error {
 		{FileSysctl, []string{"sysctl", "-e", "-a"}, false},
 		{FileIPTables, []string{"iptables-save"}, true},
 		{FileIPSet, []string{"ipset", "save"}, true},
+	}
+	// ipvsadm loads the ip_vs module when it is not there: ask it only
+	// when IPVS is already in use.
+	if _, err := os.Stat("/proc/net/ip_vs"); err == nil {
+		jobs = append(jobs, struct {
+			file     string
+			args     []string
+			optional bool
+		}{FileIPVS, []string{"ipvsadm", "-Sn"}, true})
 	}
 	for _, j := range jobs {
 		out, err := run(j.args...)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/uswitch-lab/uswitch/datapath/route"
+	"github.com/uswitch-lab/uswitch/lvs"
 )
 
 // testdata/snap was captured from a namespace with veth devices, a
@@ -107,3 +108,33 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestIPVSSave(t *testing.T) {
+	if _, err := lvs.NewScheduler("rr", &lvs.Service{}); err != nil {
+		// not written yet: any scheduler does for loading
+		lvs.RegisterScheduler("rr", func(*lvs.Service) lvs.Scheduler { return firstSched{} })
+	}
+	s, err := Parse(map[string][]byte{})
+	if err != nil || s.IPVS != nil {
+		t.Fatalf("no file: %v %v", s, err)
+	}
+	s, err = Parse(map[string][]byte{FileIPVS: []byte("-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.1.1:80 -m -w 1\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc := s.IPVS.Service(lvs.ServiceKey{Proto: lvs.ProtoTCP, Addr: 0x0a000001, Port: 80}); svc == nil || len(svc.Dests) != 1 {
+		t.Fatalf("service not loaded: %v", s.IPVS.Services())
+	}
+	_, err = Parse(map[string][]byte{FileIPVS: []byte("-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.1.1 -w x\n")})
+	var pe *ParseError
+	if !errors.As(err, &pe) || pe.File != FileIPVS || pe.Line != 2 ||
+		err.Error() != "ipvsadm-save:2: illegal weight specified: -a -t 10.0.0.1:80 -r 10.0.1.1 -w x" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+type firstSched struct{}
+
+func (firstSched) Name() string                               { return "rr" }
+func (firstSched) Schedule(*lvs.Service, *lvs.Flow) *lvs.Dest { return nil }
+func (firstSched) Update(*lvs.Service)                        {}

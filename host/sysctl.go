@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/uswitch-lab/uswitch/datapath/route"
+	"github.com/uswitch-lab/uswitch/lvs"
 )
 
 // Conntrack holds the net.netfilter.nf_conntrack_* settings the datapath
@@ -41,6 +42,9 @@ type Sysctl struct {
 	Conf                map[string]route.DevConf
 	MultipathHashPolicy int // net.ipv4.fib_multipath_hash_policy
 	Conntrack           Conntrack
+	// IPVS is net.ipv4.vs.* (only present where the ip_vs module is
+	// loaded; a snapshot or lab may give them for uswitch's IPVS).
+	IPVS lvs.Sysctls
 	// Raw holds every line of the file by key.
 	Raw map[string]string
 }
@@ -49,6 +53,7 @@ type Sysctl struct {
 func DefaultSysctl() Sysctl {
 	return Sysctl{
 		Conf: map[string]route.DevConf{"all": route.DefaultDevConf(), "default": route.DefaultDevConf()},
+		IPVS: lvs.DefaultSysctls,
 		Conntrack: Conntrack{
 			Max:               262144,
 			TCPLoose:          true,
@@ -165,6 +170,23 @@ func (s *Sysctl) set(k, v string) error {
 		"tcp_timeout_max_retrans": &ct.TCPMaxRetransTime, "tcp_timeout_unacknowledged": &ct.TCPUnacknowledged,
 		"udp_timeout": &ct.UDP, "udp_timeout_stream": &ct.UDPStream, "icmp_timeout": &ct.ICMP,
 		"generic_timeout": &ct.Generic,
+	}
+	if knob, ok := strings.CutPrefix(k, "net.ipv4.vs."); ok {
+		vs := &s.IPVS
+		flags := map[string]*bool{"conntrack": &vs.Conntrack, "expire_nodest_conn": &vs.ExpireNodestConn,
+			"expire_quiescent_template": &vs.ExpireQuiescentTemplate, "snat_reroute": &vs.SnatReroute,
+			"nat_icmp_send": &vs.NatICMPSend}
+		if f := flags[knob]; f != nil {
+			n, err := atoi(v)
+			*f = n != 0
+			return err
+		}
+		if knob == "conn_reuse_mode" {
+			n, err := atoi(v)
+			vs.ConnReuseMode = n
+			return err
+		}
+		return nil
 	}
 	switch k {
 	case "net.ipv4.ip_forward":

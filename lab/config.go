@@ -49,6 +49,9 @@ type Config struct {
 	Interfaces []Interface `toml:"interface"`
 	// Namespaces are the network namespaces the lab makes.
 	Namespaces []Namespace `toml:"namespace"`
+	// Links are veth pairs straight between two namespaces, outside
+	// uswitch (topology.go).
+	Links []Link `toml:"link"`
 	// Demo is what `uswitch lab` does to show traffic crossing uswitch.
 	Demo []Demo `toml:"demo"`
 
@@ -95,6 +98,10 @@ type Interface struct {
 	Netns     string        `toml:"netns"`
 	Addresses []PrefixValue `toml:"addresses"`
 	MTU       int           `toml:"mtu"`
+	// Decap makes uswitch play the namespace's tunnel device: a tunnel
+	// packet it writes to this TUN addressed to one of the namespace's
+	// addresses is handed over as its inner packet (decap.go).
+	Decap DecapValue `toml:"decap"`
 }
 
 // Namespace is a network namespace of the lab.
@@ -102,11 +109,25 @@ type Namespace struct {
 	Name string `toml:"name"`
 	// Addresses are put on the namespace's TUN.
 	Addresses []PrefixValue `toml:"addresses"`
-	// Routes are "PREFIX [via GW]" (or "default via GW"); they always go
-	// out of the namespace's TUN, so a namespace never has a route out
-	// of the machine.
-	Routes  []NSRoute `toml:"routes"`
-	Servers []Server  `toml:"server"`
+	// Loopback are extra addresses put on the namespace's lo (a DR or
+	// TUN real server holds the VIP there).
+	Loopback []PrefixValue `toml:"loopback"`
+	// Routes are "PREFIX [via GW] [dev NAME] [table N]" (or "default
+	// ..."). NAME is a device of the namespace: its TUN or one end of a
+	// [[link]]; without dev a route goes out of the namespace's TUN, or,
+	// in a namespace without one, where the kernel finds the gateway.
+	// Devices are the lab's own, so a namespace never has a route out of
+	// the machine.
+	Routes []NSRoute `toml:"routes"`
+	// IPRules are the namespace's `ip rule` lines, as [uswitch]'s
+	// ip_rules, except that priority may be left to the kernel.
+	IPRules []NSRule `toml:"ip_rules"`
+	// Sysctl is written into the namespace's /proc/sys: net.ipv4.* keys
+	// only, integer (or boolean) values.
+	Sysctl map[string]any `toml:"sysctl"`
+	// Sysctls is Sysctl checked and flattened, sorted by key.
+	Sysctls []NSSysctl `toml:"-"`
+	Servers []Server   `toml:"server"`
 }
 
 // Demo is one step of the demonstration: from a namespace, exactly one
@@ -176,29 +197,64 @@ func (p *PrefixValue) UnmarshalText(b []byte) error {
 }
 
 // NSRoute is a route inside a namespace: Dst via Gateway (optional), out
-// of the namespace's TUN.
+// of Dev (empty: the namespace's TUN, or where the gateway is) in Table
+// (0: main).
 type NSRoute struct {
 	Dst     netip.Prefix
 	Gateway netip.Addr
+	Dev     string
+	Table   uint32
 	Text    string
 }
 
-// UnmarshalText parses "PREFIX|default [via GW]".
+// UnmarshalText parses "PREFIX|default [via GW] [dev NAME] [table N]".
 func (r *NSRoute) UnmarshalText(b []byte) error {
 	f := strings.Fields(string(b))
-	if len(f) != 1 && (len(f) != 3 || f[1] != "via") {
-		return fmt.Errorf("route %q: want PREFIX [via GATEWAY] (routes in a namespace always use its TUN)", b)
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("route %q: %s", b, fmt.Sprintf(format, a...))
+	}
+	if len(f) == 0 {
+		return fail("want PREFIX [via GATEWAY] [dev NAME] [table N]")
 	}
 	d, err := parseDst(f[0])
 	if err != nil {
-		return fmt.Errorf("route %q: %v", b, err)
+		return fail("%v", err)
 	}
-	r.Dst, r.Text = d, string(b)
-	if len(f) == 3 {
-		if r.Gateway, err = netip.ParseAddr(f[2]); err != nil || !r.Gateway.Is4() {
-			return fmt.Errorf("route %q: bad gateway %q", b, f[2])
+	rt := NSRoute{Dst: d, Text: string(b)}
+	seen := map[string]bool{}
+	for i := 1; i < len(f); i += 2 {
+		k := f[i]
+		if k != "via" && k != "dev" && k != "table" {
+			return fail("unknown word %q (want PREFIX [via GATEWAY] [dev NAME] [table N])", k)
+		}
+		if seen[k] {
+			return fail("%q given twice", k)
+		}
+		seen[k] = true
+		if i+1 >= len(f) {
+			return fail("%q needs a value", k)
+		}
+		v := f[i+1]
+		switch k {
+		case "via":
+			if rt.Gateway, err = netip.ParseAddr(v); err != nil || !rt.Gateway.Is4() {
+				return fail("bad gateway %q", v)
+			}
+		case "dev":
+			if !ifNameRe.MatchString(v) {
+				return fail("bad device name %q", v)
+			}
+			rt.Dev = v
+		case "table":
+			if rt.Table, err = tableID(v); err != nil {
+				return fail("%v", err)
+			}
+			if rt.Table == route.TableMain {
+				rt.Table = 0
+			}
 		}
 	}
+	*r = rt
 	return nil
 }
 
@@ -333,10 +389,25 @@ type RuleSpec struct {
 
 // UnmarshalText parses `ip rule add` arguments.
 func (r *RuleSpec) UnmarshalText(b []byte) error {
-	f := strings.Fields(string(b))
-	fail := func(format string, a ...any) error { return fmt.Errorf("ip rule %q: %s", b, fmt.Sprintf(format, a...)) }
-	ru := route.Rule{UIDEnd: ^uint32(0), SuppressPrefixLen: -1, SuppressIfgroup: -1}
-	hasPrio := false
+	ru, hasPrio, err := parseRule(string(b))
+	if err != nil {
+		return err
+	}
+	if !hasPrio {
+		return fmt.Errorf("ip rule %q: give a priority (the order is otherwise that of `ip rule add`)", b)
+	}
+	r.Rule, r.Text = ru, string(b)
+	return nil
+}
+
+// parseRule parses `ip rule add` arguments; hasPrio reports whether a
+// priority was given.
+func parseRule(b string) (ru route.Rule, hasPrio bool, err error) {
+	f := strings.Fields(b)
+	fail := func(format string, a ...any) (route.Rule, bool, error) {
+		return route.Rule{}, false, fmt.Errorf("ip rule %q: %s", b, fmt.Sprintf(format, a...))
+	}
+	ru = route.Rule{UIDEnd: ^uint32(0), SuppressPrefixLen: -1, SuppressIfgroup: -1}
 	for i := 0; i < len(f); i++ {
 		k := f[i]
 		switch k {
@@ -361,7 +432,6 @@ func (r *RuleSpec) UnmarshalText(b []byte) error {
 		}
 		i++
 		v := f[i]
-		var err error
 		switch k {
 		case "from", "to":
 			var p netip.Prefix
@@ -446,11 +516,7 @@ func (r *RuleSpec) UnmarshalText(b []byte) error {
 	if ru.Action == 0 {
 		return fail("no action (lookup TABLE, goto PRIO, blackhole, unreachable, prohibit or nop)")
 	}
-	if !hasPrio {
-		return fail("give a priority (the order is otherwise that of `ip rule add`)")
-	}
-	r.Rule, r.Text = ru, string(b)
-	return nil
+	return ru, hasPrio, nil
 }
 
 // ConfigError is a lab file that does not load: the file, the line (0
@@ -508,8 +574,12 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 		return nil, &ConfigError{File: file, Err: err}
 	}
-	if und := md.Undecoded(); len(und) > 0 {
-		k := und[0]
+	for _, k := range md.Undecoded() {
+		// toml lists the nested keys of a sysctl table as undecoded
+		// although they are in its map[string]any
+		if len(k) > 2 && (k[0] == "uswitch" || k[0] == "namespace") && k[1] == "sysctl" {
+			continue
+		}
 		return nil, &ConfigError{File: file, Line: keyLine(src, k), Key: k.String(), Err: errors.New("unknown key")}
 	}
 	if err := c.check(src); err != nil {
@@ -637,9 +707,12 @@ func (c *Config) check(src string) error {
 		}
 	}
 	for _, n := range c.Namespaces {
-		if _, ok := attached[n.Name]; !ok && (len(n.Addresses) > 0 || len(n.Routes) > 0) {
-			return fail("namespace.addresses", "%q has addresses or routes but no [[interface]] attaches it", n.Name)
+		if _, ok := attached[n.Name]; !ok && len(n.Addresses) > 0 {
+			return fail("namespace.addresses", "%q has addresses but no [[interface]] attaches it", n.Name)
 		}
+	}
+	if err := c.checkTopology(src, ns, attached); err != nil {
+		return err
 	}
 	for _, r := range c.Uswitch.Routes {
 		for _, nh := range r.Nexthops {
@@ -778,6 +851,11 @@ func (c *Config) Rename(ns func(string) string) *Config {
 	d.Namespaces = append([]Namespace(nil), c.Namespaces...)
 	d.Interfaces = append([]Interface(nil), c.Interfaces...)
 	d.Demo = append([]Demo(nil), c.Demo...)
+	d.Links = append([]Link(nil), c.Links...)
+	for i := range d.Links {
+		d.Links[i].ANetns = ns(d.Links[i].ANetns)
+		d.Links[i].BNetns = ns(d.Links[i].BNetns)
+	}
 	for i := range d.Demo {
 		d.Demo[i].From = ns(d.Demo[i].From)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/datapath/rules"
 )
 
@@ -93,34 +94,55 @@ type ControlResponse struct {
 // maxRequest bounds a request (a rule set of a few hundred thousand rules).
 const maxRequest = 64 << 20
 
-// control is a lab's control socket and metrics listener.
-type control struct {
-	l     *Lab
+// ControlHandler answers the one-shot requests of a control socket
+// ("iptables-save", "iptables-restore", "conntrack", "metrics"). A Lab is
+// one; EngineControl gives them for any engine (uswitch nfqueue uses it).
+type ControlHandler interface {
+	Control(req ControlRequest) ControlResponse
+}
+
+// ControlServer serves a ControlHandler on a Unix socket only its owner
+// can use (0600, and the peer's uid checked), and optionally its metrics
+// over HTTP. The streams ("trace", "pcap") need a lab's datapath; without
+// one they are refused.
+type ControlServer struct {
+	h ControlHandler
+	// dp is the datapath the streams read (nil: none); set before
+	// Listen.
+	dp *Datapath
+
+	mu    sync.Mutex // guards ln, path, http
 	ln    net.Listener
 	path  string
 	http  *http.Server
 	conns sync.WaitGroup
-	// done ends the trace streams at Close
-	done     chan struct{}
-	doneOnce sync.Once
+	// done ends the streams at Close
+	done      chan struct{}
+	closeOnce sync.Once
+	cerr      error
 }
 
-// ListenControl serves live control on a Unix socket at path (""
-// = SocketPath of the lab's name). A socket left by a dead instance is
-// replaced; one a live instance answers on is an error. Close removes it.
-func (l *Lab) ListenControl(path string) error {
-	if path == "" {
-		path = SocketPath(l.cfg.Name)
-	}
-	if l.ctl != nil && l.ctl.ln != nil {
+// NewControlServer makes a server for h; Listen and ListenMetrics open
+// its listeners, Close closes them.
+func NewControlServer(h ControlHandler) *ControlServer {
+	return &ControlServer{h: h, done: make(chan struct{})}
+}
+
+// Listen serves control on a Unix socket at path. A socket left by a
+// dead instance is replaced; one a live instance answers on is an error.
+// Close removes it.
+func (c *ControlServer) Listen(path string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ln != nil {
 		return errors.New("control socket already open")
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	if _, err := os.Lstat(path); err == nil {
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
+		if cn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			cn.Close()
 			return fmt.Errorf("control socket %s: another uswitch instance is listening there", path)
 		}
 		os.Remove(path)
@@ -136,31 +158,27 @@ func (l *Lab) ListenControl(path string) error {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(true)
-	c := l.controlState()
 	c.ln, c.path = ln, path
-	go c.accept()
+	go c.accept(ln)
 	return nil
 }
 
-// Tracing reports whether a live trace listener is attached.
-func (l *Lab) Tracing() bool { return l.dp != nil && l.dp.tracing.Load() > 0 }
-
-// Capturing reports whether a packet capture is attached.
-func (l *Lab) Capturing() bool { return l.dp != nil && l.dp.capturing.Load() > 0 }
-
-// ControlPath is the control socket's path ("" when there is none).
-func (l *Lab) ControlPath() string {
-	if l.ctl == nil || l.ctl.ln == nil {
+// Path is the control socket's path ("" when there is none).
+func (c *ControlServer) Path() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ln == nil {
 		return ""
 	}
-	return l.ctl.path
+	return c.path
 }
 
-// ListenMetrics serves Prometheus metrics over HTTP at addr (GET
-// /metrics), e.g. "127.0.0.1:9469". It returns the address it listens
-// on. Close stops it.
-func (l *Lab) ListenMetrics(addr string) (string, error) {
-	c := l.controlState()
+// ListenMetrics serves the handler's metrics in Prometheus' text format
+// over HTTP at addr (GET /metrics), e.g. "127.0.0.1:9469". It returns
+// the address it listens on. Close stops it.
+func (c *ControlServer) ListenMetrics(addr string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.http != nil {
 		return "", errors.New("metrics listener already open")
 	}
@@ -171,37 +189,74 @@ func (l *Lab) ListenMetrics(addr string) (string, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		io.WriteString(w, l.Metrics())
+		io.WriteString(w, c.h.Control(ControlRequest{Cmd: "metrics"}).Stdout)
 	})
 	c.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go c.http.Serve(ln)
 	return ln.Addr().String(), nil
 }
 
-func (l *Lab) controlState() *control {
+// Close stops both listeners, ends the streams and waits for the
+// requests being served. Idempotent.
+func (c *ControlServer) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.done)
+		c.mu.Lock()
+		var errs []error
+		if c.ln != nil {
+			errs = append(errs, c.ln.Close())
+		}
+		if c.http != nil {
+			errs = append(errs, c.http.Close())
+		}
+		c.mu.Unlock()
+		c.conns.Wait()
+		c.cerr = errors.Join(errs...)
+	})
+	return c.cerr
+}
+
+// ListenControl serves live control on a Unix socket at path (""
+// = SocketPath of the lab's name). Close removes it.
+func (l *Lab) ListenControl(path string) error {
+	if path == "" {
+		path = SocketPath(l.cfg.Name)
+	}
+	return l.controlState().Listen(path)
+}
+
+// Tracing reports whether a live trace listener is attached.
+func (l *Lab) Tracing() bool { return l.dp != nil && l.dp.tracing.Load() > 0 }
+
+// Capturing reports whether a packet capture is attached.
+func (l *Lab) Capturing() bool { return l.dp != nil && l.dp.capturing.Load() > 0 }
+
+// ControlPath is the control socket's path ("" when there is none).
+func (l *Lab) ControlPath() string {
 	if l.ctl == nil {
-		l.ctl = &control{l: l, done: make(chan struct{})}
+		return ""
+	}
+	return l.ctl.Path()
+}
+
+// ListenMetrics serves Prometheus metrics over HTTP at addr (GET
+// /metrics), e.g. "127.0.0.1:9469". It returns the address it listens
+// on. Close stops it.
+func (l *Lab) ListenMetrics(addr string) (string, error) {
+	return l.controlState().ListenMetrics(addr)
+}
+
+func (l *Lab) controlState() *ControlServer {
+	if l.ctl == nil {
+		l.ctl = NewControlServer(l)
+		l.ctl.dp = l.dp
 	}
 	return l.ctl
 }
 
-// close stops both listeners and waits for the requests being served.
-func (c *control) close() error {
-	var errs []error
-	c.doneOnce.Do(func() { close(c.done) })
-	if c.ln != nil {
-		errs = append(errs, c.ln.Close())
-	}
-	if c.http != nil {
-		errs = append(errs, c.http.Close())
-	}
-	c.conns.Wait()
-	return errors.Join(errs...)
-}
-
-func (c *control) accept() {
+func (c *ControlServer) accept(ln net.Listener) {
 	for {
-		conn, err := c.ln.Accept()
+		conn, err := ln.Accept()
 		if err != nil {
 			return
 		}
@@ -213,7 +268,7 @@ func (c *control) accept() {
 	}
 }
 
-func (c *control) serve(conn net.Conn) {
+func (c *ControlServer) serve(conn net.Conn) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(time.Minute))
 	enc := json.NewEncoder(conn)
@@ -234,17 +289,17 @@ func (c *control) serve(conn net.Conn) {
 		c.streamPcap(conn, enc, req)
 		return
 	}
-	enc.Encode(c.l.Control(req))
+	enc.Encode(c.h.Control(req))
 }
 
 // streamPcap answers a "pcap" request: a ControlResponse with Stream
 // set, then a pcap file (LINKTYPE_RAW: the IPv4 packets as the TUN
 // carries them) of the packets read from and written to the device,
 // until the client goes, Count packets were sent or the lab closes.
-func (c *control) streamPcap(conn net.Conn, enc *json.Encoder, req ControlRequest) {
-	dp := c.l.dp
+func (c *ControlServer) streamPcap(conn net.Conn, enc *json.Encoder, req ControlRequest) {
+	dp := c.dp
 	if dp == nil {
-		enc.Encode(ControlResponse{Code: 1, Stderr: "uswitch: this lab has no datapath to capture\n"})
+		enc.Encode(ControlResponse{Code: 1, Stderr: "uswitch: this instance has no device to capture (pcap is for labs)\n"})
 		return
 	}
 	if req.Iface != "any" && !dp.HasDevice(req.Iface) {
@@ -302,12 +357,12 @@ func (c *control) streamPcap(conn net.Conn, enc *json.Encoder, req ControlReques
 // streamTrace answers a "trace" request: a ControlResponse with Stream
 // set, then trace lines (xtables-monitor --trace), one a line, until the
 // client goes or the lab closes.
-func (c *control) streamTrace(conn net.Conn, enc *json.Encoder) {
-	if c.l.dp == nil {
-		enc.Encode(ControlResponse{Code: 1, Stderr: "uswitch: this lab has no datapath to trace\n"})
+func (c *ControlServer) streamTrace(conn net.Conn, enc *json.Encoder) {
+	if c.dp == nil {
+		enc.Encode(ControlResponse{Code: 1, Stderr: "uswitch: this instance has no live trace (monitor --trace is for labs)\n"})
 		return
 	}
-	lines, cancel := c.l.dp.SubscribeTrace(4096)
+	lines, cancel := c.dp.SubscribeTrace(4096)
 	defer cancel()
 	conn.SetDeadline(time.Time{})
 	if enc.Encode(ControlResponse{Stream: true}) != nil {
@@ -348,28 +403,48 @@ func (c *control) streamTrace(conn net.Conn, enc *json.Encoder) {
 // Control runs one control request against the lab (what the socket
 // server does for each connection).
 func (l *Lab) Control(req ControlRequest) ControlResponse {
+	l.ecInit.Do(func() { l.ec = EngineControl{Eng: l.eng, Now: l.now, Metrics: l.Metrics} })
+	return l.ec.Control(req)
+}
+
+// EngineControl answers the control commands of a running engine:
+// iptables-save, iptables-restore (an atomic swap), conntrack and
+// metrics. Set the fields before the first request.
+type EngineControl struct {
+	Eng *datapath.Engine
+	// Now is the engine's clock (for conntrack timeouts).
+	Now func() int64
+	// Metrics returns the instance's metrics (Prometheus text).
+	Metrics func() string
+	// restoreMu serialises live restores, so a --noflush restore's base
+	// is the set it replaces.
+	restoreMu sync.Mutex
+}
+
+// Control runs one request.
+func (e *EngineControl) Control(req ControlRequest) ControlResponse {
 	switch req.Cmd {
 	case "iptables-save":
-		return l.iptablesSave(req)
+		return e.iptablesSave(req)
 	case "iptables-restore":
-		return l.iptablesRestore(req)
+		return e.iptablesRestore(req)
 	case "conntrack":
-		return l.conntrack(req)
+		return e.conntrack(req)
 	case "metrics":
-		return ControlResponse{Stdout: l.Metrics()}
+		return ControlResponse{Stdout: e.Metrics()}
 	case "trace", "pcap":
 		return ControlResponse{Code: 2, Stderr: "uswitch: " + req.Cmd + " streams only over the control socket\n"}
 	}
 	return ControlResponse{Code: 2, Stderr: fmt.Sprintf("uswitch: unknown control command %q\n", req.Cmd)}
 }
 
-func (l *Lab) iptablesSave(req ControlRequest) ControlResponse {
+func (e *EngineControl) iptablesSave(req ControlRequest) ControlResponse {
 	if req.Table != "" {
 		if _, ok := rules.ParseTable(req.Table); !ok {
 			return ControlResponse{Code: 1, Stderr: fmt.Sprintf("Table `%s' does not exist\n", req.Table)}
 		}
 	}
-	rs := l.eng.Config().Rules
+	rs := e.Eng.Config().Rules
 	if rs == nil {
 		return ControlResponse{}
 	}
@@ -381,10 +456,10 @@ func (l *Lab) iptablesSave(req ControlRequest) ControlResponse {
 // iptablesRestore loads the input over the running set (tables the input
 // names are flushed unless NoFlush; the others stay, as the kernel keeps
 // them) and swaps it in. A set that fails to load changes nothing.
-func (l *Lab) iptablesRestore(req ControlRequest) ControlResponse {
-	l.restoreMu.Lock()
-	defer l.restoreMu.Unlock()
-	eng := l.eng
+func (e *EngineControl) iptablesRestore(req ControlRequest) ControlResponse {
+	e.restoreMu.Lock()
+	defer e.restoreMu.Unlock()
+	eng := e.Eng
 	cur := eng.Config()
 	ld := &rules.Loader{NoFlush: req.NoFlush, Counters: req.Counters, Base: cur.Rules}
 	if req.IPSet != "" {
@@ -411,13 +486,13 @@ func (l *Lab) iptablesRestore(req ControlRequest) ControlResponse {
 // prints.
 const conntrackVersion = "conntrack v1.4.7 (conntrack-tools)"
 
-func (l *Lab) conntrack(req ControlRequest) ControlResponse {
-	now := l.now()
+func (e *EngineControl) conntrack(req ControlRequest) ControlResponse {
+	now := e.Now()
 	switch req.Op {
 	case "L":
 		var b []byte
 		n := 0
-		l.eng.CT.Range(now, func(c *conntrack.Conn) bool {
+		e.Eng.CT.Range(now, func(c *conntrack.Conn) bool {
 			b = c.AppendText(b, now, req.Extended)
 			b = append(b, '\n')
 			n++
@@ -426,7 +501,7 @@ func (l *Lab) conntrack(req ControlRequest) ControlResponse {
 		return ControlResponse{Stdout: string(b),
 			Stderr: fmt.Sprintf("%s: %d flow entries have been shown.\n", conntrackVersion, n)}
 	case "C":
-		return ControlResponse{Stdout: strconv.Itoa(l.eng.CT.Count()) + "\n"}
+		return ControlResponse{Stdout: strconv.Itoa(e.Eng.CT.Count()) + "\n"}
 	}
 	return ControlResponse{Code: 2, Stderr: fmt.Sprintf("%s: unsupported command %q\n", conntrackVersion, req.Op)}
 }
@@ -439,13 +514,44 @@ func (l *Lab) now() int64 {
 	return l.dp.now()
 }
 
+// MetricHeader writes the HELP and TYPE lines of a metric.
+func MetricHeader(w io.Writer, name, typ, help string) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+}
+
+// WriteConntrackMetrics writes the engine's conntrack table size and
+// statistics (conntrack -S) in Prometheus' text format.
+func WriteConntrackMetrics(w io.Writer, eng *datapath.Engine) {
+	ct := eng.CT.Stats()
+	MetricHeader(w, "uswitch_conntrack_entries", "gauge", "Connections in the conntrack table.")
+	fmt.Fprintf(w, "uswitch_conntrack_entries %d\n", eng.CT.Count())
+	MetricHeader(w, "uswitch_conntrack_events_total", "counter", "Conntrack statistics (conntrack -S).")
+	for _, f := range []struct {
+		k string
+		v uint64
+	}{{"found", ct.Found}, {"new", ct.New}, {"insert", ct.Insert}, {"insert_failed", ct.InsertFailed},
+		{"drop", ct.Drop}, {"early_drop", ct.EarlyDrop}, {"ignore", ct.Ignore}, {"expired", ct.Expired}, {"clash", ct.Clash}} {
+		fmt.Fprintf(w, "uswitch_conntrack_events_total{event=%q} %d\n", f.k, f.v)
+	}
+}
+
+// writeDropMetrics writes drop counters by reason, sorted by reason.
+func writeDropMetrics(w io.Writer, name string, by map[string]uint64) {
+	keys := make([]string, 0, len(by))
+	for k := range by {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "%s{reason=\"%s\"} %d\n", name, escapeLabel(k), by[k])
+	}
+}
+
 // Metrics returns the lab's metrics in Prometheus' text format.
 func (l *Lab) Metrics() string {
 	var b bytes.Buffer
 	s := l.Stats()
-	metric := func(name, typ, help string) {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
-	}
+	metric := func(name, typ, help string) { MetricHeader(&b, name, typ, help) }
 	metric("uswitch_packets_received_total", "counter", "Packets read from the lab's devices.")
 	fmt.Fprintf(&b, "uswitch_packets_received_total %d\n", s.Received)
 	metric("uswitch_packets_total", "counter", "Packets by what became of them.")
@@ -462,26 +568,9 @@ func (l *Lab) Metrics() string {
 	fmt.Fprintf(&b, "uswitch_tx_errors_total{error=\"write\"} %d\n", s.TxErrors)
 	fmt.Fprintf(&b, "uswitch_tx_errors_total{error=\"no_device\"} %d\n", s.NoDevice)
 	metric("uswitch_drops_total", "counter", "Packets the engine dropped, by reason (table:chain:rule N, policy, route, conntrack...).")
-	keys := make([]string, 0, len(s.DropsBy))
-	for k := range s.DropsBy {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(&b, "uswitch_drops_total{reason=\"%s\"} %d\n", escapeLabel(k), s.DropsBy[k])
-	}
+	writeDropMetrics(&b, "uswitch_drops_total", s.DropsBy)
 	if l.eng != nil {
-		ct := l.eng.CT.Stats()
-		metric("uswitch_conntrack_entries", "gauge", "Connections in the conntrack table.")
-		fmt.Fprintf(&b, "uswitch_conntrack_entries %d\n", l.eng.CT.Count())
-		metric("uswitch_conntrack_events_total", "counter", "Conntrack statistics (conntrack -S).")
-		for _, f := range []struct {
-			k string
-			v uint64
-		}{{"found", ct.Found}, {"new", ct.New}, {"insert", ct.Insert}, {"insert_failed", ct.InsertFailed},
-			{"drop", ct.Drop}, {"early_drop", ct.EarlyDrop}, {"ignore", ct.Ignore}, {"expired", ct.Expired}, {"clash", ct.Clash}} {
-			fmt.Fprintf(&b, "uswitch_conntrack_events_total{event=%q} %d\n", f.k, f.v)
-		}
+		WriteConntrackMetrics(&b, l.eng)
 	}
 	if l.dp != nil {
 		metric("uswitch_worker_queue_depth", "gauge", "Batches waiting in each worker's queue.")

@@ -68,6 +68,9 @@ type port struct {
 	name string
 	mtu  int
 	free chan *elem
+	// decap opens the tunnel packets written to the device (nil: none);
+	// set before the goroutines start, read-only after (decap.go).
+	decap *decapSpec
 }
 
 type work struct{ elems []*elem }
@@ -157,8 +160,9 @@ type Datapath struct {
 }
 
 // NewDatapath starts the readers, workers and the conntrack reaper over
-// the devices; mtu gives each device's buffer size (missing: 1500).
-func NewDatapath(eng *datapath.Engine, devs []Device, mtu map[string]int, workers int) *Datapath {
+// the devices; mtu gives each device's buffer size (missing: 1500); the
+// options are applied before anything starts.
+func NewDatapath(eng *datapath.Engine, devs []Device, mtu map[string]int, workers int, opts ...DatapathOption) *Datapath {
 	if workers <= 0 {
 		workers = 1
 	}
@@ -176,6 +180,9 @@ func NewDatapath(eng *datapath.Engine, devs []Device, mtu map[string]int, worker
 		}
 		d.ports = append(d.ports, p)
 		d.byName[p.name] = p
+	}
+	for _, o := range opts {
+		o(d)
 	}
 	for range workers {
 		q := make(chan *work, queueDepth)
@@ -303,6 +310,9 @@ func (d *Datapath) worker(q chan *work) {
 		if d.capturing.Load() > 0 {
 			d.tap(name, b)
 		}
+		// a decapsulating device gets the inner packet, a subslice of
+		// b with the same owner (decap.go)
+		b = p.decap.apply(b)
 		for i := range outs {
 			if outs[i].p == p {
 				outs[i].pkts = append(outs[i].pkts, b)

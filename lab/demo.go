@@ -38,6 +38,18 @@ func (l *Lab) Describe(w io.Writer) {
 		}
 		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
+	for _, k := range c.Links {
+		fmt.Fprintf(w, "  link %s/%s %s <-> %s/%s %s\n", k.ANetns, k.AName, joinPrefixes(k.AAddresses),
+			k.BNetns, k.BName, joinPrefixes(k.BAddresses))
+	}
+}
+
+func joinPrefixes(ps []PrefixValue) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
 }
 
 // Demo runs the config's demo steps and prints what happened. It returns

@@ -32,12 +32,12 @@ type Lab struct {
 	eng  *datapath.Engine
 	dp   *Datapath
 	srv  []*server
-	ctl  *control // live control socket and metrics listener (nil: none)
-	// restoreMu serialises live restores, so a --noflush restore's base
-	// is the set it replaces.
-	restoreMu sync.Mutex
-	closed    sync.Once
-	cerr      error
+	ctl  *ControlServer // live control socket and metrics listener (nil: none)
+	// ec answers the control commands; set up by the first request
+	ec     EngineControl
+	ecInit sync.Once
+	closed sync.Once
+	cerr   error
 }
 
 // Up makes the lab: namespaces, one TUN per attached namespace moved
@@ -68,6 +68,9 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 		}
 		l.nss[n.Name] = h
 		l.made = append(l.made, n.Name)
+	}
+	if err := upTopology(cfg, l.nss); err != nil {
+		return l, err
 	}
 	var devs []Device
 	mtus := map[string]int{}
@@ -100,6 +103,9 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 			return l, fmt.Errorf("namespace %s: %w", n.Name, err)
 		}
 	}
+	if err := upRouting(cfg, l.nss); err != nil {
+		return l, err
+	}
 	ecfg, ctcfg, err := cfg.EngineConfig()
 	if err != nil {
 		return l, err
@@ -113,7 +119,7 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	if workers == 0 {
 		workers = runtime.NumCPU()
 	}
-	l.dp = NewDatapath(l.eng, devs, mtus, workers)
+	l.dp = NewDatapath(l.eng, devs, mtus, workers, cfg.DatapathOptions()...)
 	for _, n := range cfg.Namespaces {
 		for _, s := range n.Servers {
 			sv, err := startServer(l.nss[n.Name], n.Name, s)
@@ -158,7 +164,7 @@ func (l *Lab) Close() error {
 	l.closed.Do(func() {
 		var errs []error
 		if l.ctl != nil {
-			errs = append(errs, l.ctl.close())
+			errs = append(errs, l.ctl.Close())
 		}
 		for i := len(l.srv) - 1; i >= 0; i-- {
 			errs = append(errs, l.srv[i].Close())

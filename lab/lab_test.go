@@ -9,28 +9,20 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
-)
 
-var labSeq atomic.Int32
+	"github.com/uswitch-lab/uswitch/internal/labtest"
+)
 
 // needRoot skips tests that make namespaces and TUN devices.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: makes network namespaces and TUN devices")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skipf("no /dev/net/tun: %v", err)
-	}
+	labtest.TUN(t)
 }
 
 // uniquePrefix gives namespace names no other test or run uses.
-func uniquePrefix() string {
-	return fmt.Sprintf("ul%d%c", os.Getpid()%1000000, 'a'+labSeq.Add(1)-1)
-}
+func uniquePrefix() string { return labtest.Name("ul") }
 
 // testLab is a client, two web servers behind the service 10.96.0.10:80
 // (statistic DNAT) and a wan host behind MASQUERADE; P is the prefix.
@@ -116,23 +108,17 @@ func testConfig(t *testing.T) (*Config, string) {
 // failure (and checks nothing is left).
 func upLab(t *testing.T, c *Config) *Lab {
 	t.Helper()
-	l, err := Up(c, nil)
-	if err != nil {
-		Down(c)
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-		Down(c)
 		for _, n := range c.Namespaces {
 			if nsExists(n.Name) {
 				t.Errorf("namespace %s left behind", n.Name)
 			}
 		}
 	})
-	return l
+	return labtest.Up(t, func() (*Lab, error) { return Up(c, nil) }, func() error {
+		_, err := Down(c)
+		return err
+	})
 }
 
 func TestLabTraffic(t *testing.T) {

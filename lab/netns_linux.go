@@ -89,7 +89,8 @@ func inNetns(ns netns.NsHandle, fn func() error) error {
 }
 
 // configureNS sets up a namespace's side of its TUN: lo up, the TUN's
-// MTU, addresses, up, and the routes, all out of the TUN.
+// MTU, addresses and up. The routes come later, with the rest of the
+// namespace's routing (upRouting, once every device is there).
 func configureNS(ns netns.NsHandle, tun string, mtu int, n *Namespace) error {
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
@@ -121,18 +122,6 @@ func configureNS(ns netns.NsHandle, tun string, mtu int, n *Namespace) error {
 	}
 	if err := h.LinkSetUp(l); err != nil {
 		return fmt.Errorf("%s up: %w", tun, err)
-	}
-	for _, r := range n.Routes {
-		rt := &netlink.Route{LinkIndex: l.Attrs().Index,
-			Dst: &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), 32)}}
-		if r.Gateway.IsValid() {
-			rt.Gw = r.Gateway.AsSlice()
-		} else {
-			rt.Scope = netlink.SCOPE_LINK
-		}
-		if err := h.RouteAdd(rt); err != nil {
-			return fmt.Errorf("route %q: %w", r.Text, err)
-		}
 	}
 	return nil
 }

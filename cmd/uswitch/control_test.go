@@ -22,6 +22,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/uswitch-lab/uswitch/internal/labtest"
 	"github.com/uswitch-lab/uswitch/lab"
 )
 
@@ -101,23 +102,9 @@ func ruleCounters(t *testing.T, save, rule string) (uint64, uint64) {
 // flows but not it, conntrack -L, counters, a refused rule set, metrics,
 // and the socket's permissions.
 func TestLiveControl(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: makes network namespaces and TUN devices")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skipf("no /dev/net/tun: %v", err)
-	}
-	p := fmt.Sprintf("uctl%d", os.Getpid()%1000000)
-	cfg, err := lab.Parse("control.toml", []byte(strings.ReplaceAll(controlLab, "LAB", p)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := lab.Up(cfg, nil)
-	if err != nil {
-		lab.Down(cfg)
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close(); lab.Down(cfg) })
+	labtest.TUN(t)
+	p := labtest.Name("uctl")
+	l := upLab(t, "control.toml", strings.ReplaceAll(controlLab, "LAB", p))
 	if err := l.ListenControl(""); err != nil {
 		t.Fatal(err)
 	}
@@ -344,6 +331,19 @@ func TestLiveControl(t *testing.T) {
 	if _, errs, code := cli(iptablesSave, "", S...); code != 1 || !strings.Contains(errs, "no running uswitch instance") {
 		t.Errorf("iptables-save without an instance: exit %d %q", code, errs)
 	}
+}
+
+// upLab brings up the lab of a config text and removes it at cleanup.
+func upLab(t *testing.T, name, text string) *lab.Lab {
+	t.Helper()
+	cfg, err := lab.Parse(name, []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return labtest.Up(t, func() (*lab.Lab, error) { return lab.Up(cfg, nil) }, func() error {
+		_, err := lab.Down(cfg)
+		return err
+	})
 }
 
 // tracing reports whether a trace listener is attached (the stream

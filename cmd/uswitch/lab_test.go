@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uswitch-lab/uswitch/internal/labtest"
 	"github.com/uswitch-lab/uswitch/lab"
 )
 
@@ -30,10 +31,8 @@ func TestLabPrintDefault(t *testing.T) {
 // TestLabDown: `uswitch lab down --config F` removes the namespaces a lab
 // of F made (here left by a lab that was never closed).
 func TestLabDown(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: makes network namespaces and TUN devices")
-	}
-	p := fmt.Sprintf("ucmd%d", os.Getpid()%1000000)
+	labtest.TUN(t)
+	p := labtest.Name("ucmd")
 	text := fmt.Sprintf(`
 [[interface]]
 name = "t0"
@@ -51,8 +50,10 @@ name = "%[1]s-b"
 	if err != nil {
 		t.Fatal(err)
 	}
+	// left running on purpose: `lab down` removes its namespaces under it
 	l, err := lab.Up(cfg, nil)
 	if err != nil {
+		lab.Down(cfg)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close(); lab.Down(cfg) })

@@ -18,8 +18,9 @@ type subcommand struct {
 var subcommands = map[string]subcommand{
 	"conntrack":        {conntrackCmd, "the running instance's connection tracking table: -L [-o extended] | -C [--socket PATH | --lab NAME]"},
 	"iptables-restore": {iptablesRestore, "load a rule set into the running instance, atomically (or check it: --test): [--noflush] [-c] [--ipset FILE] [--socket PATH | --lab NAME] [FILE]"},
+	"ipvsadm":          {ipvsadmCmd, "list or save an IPVS table offline, as ipvsadm 1.31 prints it: (--snapshot DIR | --input FILE) -Ln|-Sn|-Lnc|-L --timeout [--stats|--rate] | -R < FILE"},
 	"iptables-save":    {iptablesSave, "print the running instance's rule set (or, with --input FILE, a file's canonical form): [-c] [-t TABLE] [--socket PATH | --lab NAME]"},
-	"nfqueue":          {nfqueueCmd, "decide the packets of kernel NFQUEUE queues with the engine (root): (--queue-num N | --queue-balance A:B) [--netns NAME] [--snapshot DIR] [--rules FILE] [--no-batch]"},
+	"nfqueue":          {nfqueueCmd, "decide the packets of kernel NFQUEUE queues with the engine (root): (--queue-num N | --queue-balance A:B) [--netns NAME] [--snapshot DIR] [--rules FILE] [--no-batch] [--socket PATH] [--metrics ADDR]"},
 	"lab":              {labCmd, "bring up a lab of namespaces routed by uswitch through TUN devices (root): [down] [--config FILE] [--demo-only] [--no-demo] [--socket PATH] [--metrics ADDR]"},
 	"monitor":          {monitorCmd, "print the running instance's live trace lines of packets marked by -j TRACE, as xtables-monitor --trace: --trace [--socket PATH | --lab NAME]"},
 	"pcap":             {pcapCmd, "write a pcap of the packets a running lab's device reads and writes (tcpdump -r): [-i DEVICE|any] [-w FILE|-] [-c COUNT] [--socket PATH | --lab NAME]"},

@@ -15,6 +15,7 @@ import (
 	"github.com/uswitch-lab/uswitch/datapath/nfq"
 	"github.com/uswitch-lab/uswitch/datapath/rules"
 	"github.com/uswitch-lab/uswitch/host"
+	"github.com/uswitch-lab/uswitch/lab"
 )
 
 // nfqueueCmd binds kernel NFQUEUE queues and decides their packets with
@@ -31,6 +32,8 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	noBatch := fs.Bool("no-batch", false, "one sendmsg per verdict, no batch verdicts")
 	maxLen := fs.Uint("queue-maxlen", nfq.DefaultMaxQueueLen, "kernel queue length before fail-open accepts")
 	duration := fs.Duration("duration", 0, "stop after this long (0: run until SIGINT/SIGTERM)")
+	sock := fs.String("socket", "", "control socket for iptables-save/-restore, conntrack, metrics (default "+lab.SocketPath("nfqueue-N")+", N the first queue; \"none\": no socket)")
+	metricsAddr := fs.String("metrics", "", "also serve Prometheus metrics over HTTP at this address, e.g. 127.0.0.1:9469")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -85,6 +88,34 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "uswitch nfqueue: %v\n", err)
 		return 1
 	}
+	defer srv.Close()
+	// live control: the lab's server and commands over this engine
+	ctl := lab.NewControlServer(&lab.EngineControl{Eng: eng, Now: srv.Now, Metrics: func() string {
+		var b strings.Builder
+		srv.WriteMetrics(&b)
+		lab.WriteConntrackMetrics(&b, eng)
+		return b.String()
+	}})
+	defer ctl.Close()
+	if *sock != "none" {
+		p := *sock
+		if p == "" {
+			p = lab.SocketPath(fmt.Sprintf("nfqueue-%d", queues[0]))
+		}
+		if err := ctl.Listen(p); err != nil {
+			fmt.Fprintf(stderr, "uswitch nfqueue: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "control socket: %s (uswitch iptables-save, iptables-restore, conntrack -L, metrics --socket %s)\n", p, p)
+	}
+	if *metricsAddr != "" {
+		a, err := ctl.ListenMetrics(*metricsAddr)
+		if err != nil {
+			fmt.Fprintf(stderr, "uswitch nfqueue: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "metrics: http://%s/metrics\n", a)
+	}
 	fmt.Fprintf(stdout, "uswitch nfqueue: deciding queues %v%s\n", queues, map[bool]string{true: " in " + *netnsName}[*netnsName != ""])
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -97,6 +128,7 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case <-sig:
 	case <-timeout:
 	}
+	ctl.Close()
 	srv.Close()
 	fmt.Fprintf(stdout, "uswitch nfqueue: %v\n", srv.Stats())
 	return 0

@@ -60,6 +60,7 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	e := datapath.New(s.EngineConfig(), s.ConntrackConfig(), 1)
+	e.LVS = s.IPVS
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	for i, tp := range pkts {

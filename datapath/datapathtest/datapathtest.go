@@ -14,7 +14,19 @@ func ad(s string) netip.Addr    { return netip.MustParseAddr(s) }
 // RouterFIB is a router: lo, eth0 10.0.0.1/24 (clients), eth1
 // 192.168.1.1/24 (servers) with the default route via 192.168.1.254,
 // forwarding on.
-func RouterFIB() (*route.FIB, error) {
+func RouterFIB() (*route.FIB, error) { return route.New(RouterConfig()) }
+
+// DirectorFIB is RouterFIB with 10.96.0.0/16 routed as local (the VIPs
+// of an IPVS director, as kube-proxy's kube-ipvs0 makes them local).
+func DirectorFIB() (*route.FIB, error) {
+	cfg := RouterConfig()
+	cfg.Routes = append(cfg.Routes, route.Route{Table: 255, Type: route.Local, Dst: pfx("10.96.0.0/16"), Scope: route.ScopeHost,
+		PrefSrc: ad("10.0.0.1"), Nexthops: []route.Nexthop{{Dev: "lo"}}})
+	return route.New(cfg)
+}
+
+// RouterConfig is RouterFIB's configuration.
+func RouterConfig() route.Config {
 	cfg := route.Config{
 		Links: []route.Link{{Name: "lo", Index: 1, Up: true, Loopback: true}, {Name: "eth0", Index: 2, Up: true}, {Name: "eth1", Index: 3, Up: true}},
 		Addrs: []route.Addr{
@@ -36,5 +48,5 @@ func RouterFIB() (*route.FIB, error) {
 		All: route.DevConf{Forwarding: true, SendRedirects: true},
 		Dev: map[string]route.DevConf{"eth0": {Forwarding: true}, "eth1": {Forwarding: true}, "lo": {Forwarding: true}},
 	}
-	return route.New(cfg)
+	return cfg
 }

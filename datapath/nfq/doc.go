@@ -77,15 +77,28 @@
 // length, the kernel accepts packets instead of dropping them, so a
 // slow or stopped reader never stalls traffic; ENOBUFS on the socket is
 // switched off (NETLINK_NO_ENOBUFS) for the same reason, and the
-// socket's receive buffer is sized for a full queue (a netlink message
-// the buffer cannot take is lost, and its packet waits in the kernel
-// queue until a later batch verdict accepts it unseen). Packets that
+// socket's receive buffer is sized for a full queue (a packet whose
+// netlink message the buffer cannot take is accepted by fail-open at
+// once, after the kernel numbered it: the reader counts the gaps in the
+// ids as overruns). Packets that
 // pass by fail-open are not seen by uswitch's conntrack: a TCP flow
 // whose segments went by can afterwards look out of window to it.
 //
 // The reader is a thin one on mdlayher/netlink: one NETLINK_NETFILTER
 // socket per queue, bound with NFQNL_MSG_CONFIG, each recvmsg into one
 // reused buffer, the attributes read in place.
+//
+// # Counters
+//
+// Server.Stats and Server.WriteMetrics (Prometheus text; `uswitch
+// nfqueue` serves it on its control socket and --metrics) give per
+// queue: packets read, verdicts sent, accepted and dropped, overruns
+// (packets accepted by fail-open because the socket's buffer was full),
+// the reader's backlog and the last batch, and the kernel's own view
+// from /proc/net/netfilter/nfnetlink_queue of the namespace: the queue
+// depth, the ids given out, its drops. Fail-open on a full kernel queue
+// happens before a packet is numbered and no one counts it; a depth at
+// the queue's maximum length is its sign.
 //
 // Memory ownership: the reader copies each payload out of its receive
 // buffer into a buffer from the queue's free list; the worker's engine

@@ -5,8 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,6 +79,8 @@ type Options struct {
 
 	// hold, in tests, stops the workers until it is closed.
 	hold chan struct{}
+	// rcvbuf, in tests, replaces the socket's receive buffer size.
+	rcvbuf int
 }
 
 // Stats are the server's counters.
@@ -92,17 +98,65 @@ type Stats struct {
 	SendErrors    uint64
 	Answers       uint64 // packets uswitch generated and sent (RST, ICMP errors)
 	AnswerErrors  uint64
+	// Verdicts counts the packets whose verdict reached the kernel
+	// (each covered by its own message or by a batch verdict).
+	Verdicts uint64
+	// Overruns counts the packets the kernel queued for uswitch but
+	// could not put in the socket's receive buffer (gaps in the packet
+	// ids): the kernel accepted them by fail-open, unseen. This is the
+	// fail-open count uswitch can know: fail-open on a full kernel
+	// queue (QueueStats.Kernel.Depth at the maximum length) happens
+	// before the kernel numbers the packet and is counted nowhere.
+	Overruns uint64
+	// ENOBUFS counts receive errors ENOBUFS (socket overruns the kernel
+	// reported; none while NETLINK_NO_ENOBUFS is on, as it is).
+	ENOBUFS uint64
 	// DropsBy counts drops by the engine's reason (Fate.By).
 	DropsBy map[string]uint64
 	// PerQueue counts the packets of each queue, in Options.Queues order.
 	PerQueue []uint64
+	// Queues are the per-queue counters, in Options.Queues order.
+	Queues []QueueStats
+}
+
+// QueueStats are the counters of one queue.
+type QueueStats struct {
+	Num      uint16
+	Packets  uint64 // packets read (and decided)
+	Accepted uint64
+	Dropped  uint64
+	Verdicts uint64 // packets whose verdict was sent
+	Overruns uint64 // packets accepted by fail-open unseen (id gaps)
+	ENOBUFS  uint64
+	// Backlog is the packets read and waiting for the worker now;
+	// LastBatch the size of the worker's last round.
+	Backlog   int
+	LastBatch int
+	// Kernel is the kernel's view of the queue, when it could be read.
+	Kernel    KernelQueue
+	HasKernel bool
+}
+
+// KernelQueue is a queue's line of /proc/net/netfilter/nfnetlink_queue
+// (net/netfilter/nfnetlink_queue.c seq_show).
+type KernelQueue struct {
+	PortID uint32
+	// Depth is the packets waiting in the kernel for a verdict
+	// (queue_total); at MaxQueueLen, new packets pass by fail-open.
+	Depth uint32
+	// Dropped and UserDropped are the kernel's drops for a full queue
+	// and a full socket (queue_dropped, queue_user_dropped); both stay
+	// 0 with fail-open, which accepts those packets instead.
+	Dropped, UserDropped uint32
+	// IDSequence is the last packet id the kernel gave out.
+	IDSequence uint32
 }
 
 func (s Stats) String() string {
 	return fmt.Sprintf("%d packets (per queue %v): %d accepted (%d rewritten, %d re-marked), %d dropped (%d malformed); "+
-		"%d verdict sendmsgs, %d batch verdicts; %d route mismatches; %d receive errors, %d send errors; %d answers sent (%d failed); drops by %v",
+		"%d verdicts in %d sendmsgs, %d batch verdicts; %d overruns (fail-open); %d route mismatches; %d receive errors (%d ENOBUFS), %d send errors; %d answers sent (%d failed); drops by %v",
 		s.Packets, s.PerQueue, s.Accepted, s.Rewritten, s.Remarked, s.Dropped, s.Malformed,
-		s.Sendmsgs, s.BatchVerdicts, s.RouteMismatch, s.RecvErrors, s.SendErrors, s.Answers, s.AnswerErrors, s.DropsBy)
+		s.Verdicts, s.Sendmsgs, s.BatchVerdicts, s.Overruns, s.RouteMismatch, s.RecvErrors, s.ENOBUFS, s.SendErrors, s.Answers, s.AnswerErrors, s.DropsBy)
 }
 
 // Server reads NFQUEUE queues and answers them through an Engine.
@@ -126,14 +180,26 @@ type Server struct {
 
 	answers, answerErrs atomic.Uint64
 
+	pmu  sync.Mutex // guards pbuf and reads of procq
+	pbuf []byte
+
 	pkts, acc, drop, malf, rew, remark, mism, sends, batches, rerr, serr atomic.Uint64
+
+	// procq is /proc/net/netfilter/nfnetlink_queue opened in the
+	// namespace (nil if it could not be): the kernel's queue depths.
+	procq *os.File
 }
 
 type queue struct {
-	pkts atomic.Uint64
-	num  uint16
-	conn *netlink.Conn
-	ch   chan Queued
+	// counters: written by the queue's reader (overruns, enobufs,
+	// lastID) or worker (the others), read by Stats
+	pkts, acc, drop, verdicts, overruns, enobufs atomic.Uint64
+	lastBatch                                    atomic.Int64
+	// lastID is the last packet id the reader saw (reader only).
+	lastID uint32
+	num    uint16
+	conn   *netlink.Conn
+	ch     chan Queued
 	// free holds payload buffers the worker is done with.
 	free chan []byte
 }
@@ -161,13 +227,23 @@ func Start(eng *datapath.Engine, name func(int) string, o Options) (*Server, err
 		nsfd = int(h)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{eng: eng, name: name, opts: o, start: time.Now(), cancel: cancel, raw: -1}
+	s := &Server{eng: eng, name: name, opts: o, start: time.Now(), cancel: cancel, raw: -1, pbuf: make([]byte, 0, 64<<10)}
 	fd, err := rawSocket(o.NetNS)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("nfqueue: raw socket for answers: %w", err)
 	}
 	s.raw = fd
+	// the kernel's queue table of the namespace: a proc file's network
+	// namespace is the opener's, so open it from a thread in there
+	// (/proc/thread-self: /proc/self/net is the main thread's)
+	if err := inNetNS(o.NetNS, func() error {
+		f, err := os.Open("/proc/thread-self/net/netfilter/nfnetlink_queue")
+		s.procq = f
+		return err
+	}); err != nil {
+		o.Logf("nfqueue: no kernel queue statistics: %v", err)
+	}
 	for _, n := range o.Queues {
 		// mdlayher/netlink opens the socket on a locked thread inside
 		// the namespace (Config.NetNS) and sets the thread back; the
@@ -183,7 +259,7 @@ func Start(eng *datapath.Engine, name func(int) string, o Options) (*Server, err
 		}
 		q := &queue{num: n, conn: c, ch: make(chan Queued, depth), free: make(chan []byte, chanDepth+maxBatch)}
 		s.queues = append(s.queues, q)
-		if err := setupSocket(c); err != nil {
+		if err := setupSocket(c, o.rcvbuf); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("nfqueue: queue %d: %w", n, err)
 		}
@@ -256,6 +332,7 @@ func (s *Server) reader(ctx context.Context, q *queue) {
 		if rerr != nil {
 			s.rerr.Add(1)
 			if rerr == unix.ENOBUFS {
+				q.enobufs.Add(1)
 				continue
 			}
 			s.opts.Logf("nfqueue: queue %d: receive: %v", q.num, rerr)
@@ -272,6 +349,14 @@ func (s *Server) reader(ctx context.Context, q *queue) {
 			typ := binary.NativeEndian.Uint16(b[4:])
 			if typ == nfnlSubsysQueue<<8|nfqnlMsgPacket && l >= unix.SizeofNlMsghdr+4 {
 				if it, ok := parsePacket(b[unix.SizeofNlMsghdr+4:l], q); ok {
+					// ids count up from 1 per queue instance
+					// (__nfqnl_enqueue_packet); one the kernel
+					// numbered but could not deliver was accepted by
+					// fail-open
+					if it.ID > q.lastID {
+						q.overruns.Add(uint64(it.ID - q.lastID - 1))
+						q.lastID = it.ID
+					}
 					select {
 					case q.ch <- it:
 					case <-ctx.Done():
@@ -389,13 +474,14 @@ func (s *Server) worker(ctx context.Context, q *queue) {
 			}
 		}
 		q.pkts.Add(uint64(len(items)))
+		q.lastBatch.Store(int64(len(items)))
 		msgs = msgs[:0]
 		var last uint32
 		plain := false
 		for i := range items {
 			it := &items[i]
 			dec := d.Decide(it)
-			s.count(&dec)
+			s.count(q, &dec)
 			s.sendAnswers(&dec.Fate)
 			if !s.opts.NoBatch && dec.Batchable() {
 				last, plain = it.ID, true
@@ -403,7 +489,7 @@ func (s *Server) worker(ctx context.Context, q *queue) {
 			}
 			msgs = append(msgs, verdictMsg(q.num, it.ID, dec.Verdict, false, dec.SetMark, dec.Mark, dec.Payload))
 			if s.opts.NoBatch {
-				s.send(q, msgs)
+				s.send(q, msgs, 1)
 				msgs = msgs[:0]
 			}
 		}
@@ -414,7 +500,8 @@ func (s *Server) worker(ctx context.Context, q *queue) {
 			s.batches.Add(1)
 		}
 		if len(msgs) > 0 {
-			s.send(q, msgs)
+			// one sendmsg for the round: it carries every verdict
+			s.send(q, msgs, len(items))
 		}
 		for i := range items {
 			q.recycle(items[i].Payload)
@@ -423,20 +510,25 @@ func (s *Server) worker(ctx context.Context, q *queue) {
 	}
 }
 
-func (s *Server) send(q *queue, msgs []netlink.Message) {
+// send sends msgs in one sendmsg; they give the verdicts of n packets.
+func (s *Server) send(q *queue, msgs []netlink.Message, n int) {
 	s.sends.Add(1)
 	if _, err := q.conn.SendMessages(msgs); err != nil {
 		s.serr.Add(1)
 		s.opts.Logf("nfqueue: queue %d: verdict: %v", q.num, err)
+		return
 	}
+	q.verdicts.Add(uint64(n))
 }
 
-func (s *Server) count(d *Decision) {
+func (s *Server) count(q *queue, d *Decision) {
 	s.pkts.Add(1)
 	if d.Verdict == VerdictAccept {
 		s.acc.Add(1)
+		q.acc.Add(1)
 	} else {
 		s.drop.Add(1)
+		q.drop.Add(1)
 		if d.Fate.By != "" {
 			s.dmu.Lock()
 			if s.dropsBy == nil {
@@ -515,10 +607,63 @@ func (s *Server) Stats() Stats {
 		st.DropsBy = maps.Clone(s.dropsBy)
 	}
 	s.dmu.Unlock()
+	kq := s.kernelQueues()
 	for _, q := range s.queues {
-		st.PerQueue = append(st.PerQueue, q.pkts.Load())
+		qs := QueueStats{Num: q.num, Packets: q.pkts.Load(), Accepted: q.acc.Load(), Dropped: q.drop.Load(),
+			Verdicts: q.verdicts.Load(), Overruns: q.overruns.Load(), ENOBUFS: q.enobufs.Load(),
+			Backlog: len(q.ch), LastBatch: int(q.lastBatch.Load())}
+		qs.Kernel, qs.HasKernel = kq[q.num]
+		st.PerQueue = append(st.PerQueue, qs.Packets)
+		st.Queues = append(st.Queues, qs)
+		st.Verdicts += qs.Verdicts
+		st.Overruns += qs.Overruns
+		st.ENOBUFS += qs.ENOBUFS
 	}
 	return st
+}
+
+// kernelQueues reads the kernel's queue table of the namespace, by
+// queue number (nil when it cannot be read).
+func (s *Server) kernelQueues() map[uint16]KernelQueue {
+	if s.procq == nil {
+		return nil
+	}
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	// a seq_file read from offset 0 runs seq_show again: fresh numbers
+	buf := s.pbuf[:cap(s.pbuf)]
+	n, err := s.procq.ReadAt(buf, 0)
+	if err != nil && err != io.EOF {
+		return nil
+	}
+	return parseProcQueues(buf[:n])
+}
+
+// parseProcQueues parses /proc/net/netfilter/nfnetlink_queue: per line
+// queue_num peer_portid queue_total copy_mode copy_range queue_dropped
+// queue_user_dropped id_sequence 1.
+func parseProcQueues(b []byte) map[uint16]KernelQueue {
+	m := map[uint16]KernelQueue{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			continue
+		}
+		var v [8]uint64
+		ok := true
+		for i := range v {
+			var err error
+			if v[i], err = strconv.ParseUint(f[i], 10, 32); err != nil {
+				ok = false
+			}
+		}
+		if !ok || v[0] > 65535 {
+			continue
+		}
+		m[uint16(v[0])] = KernelQueue{PortID: uint32(v[1]), Depth: uint32(v[2]), Dropped: uint32(v[5]),
+			UserDropped: uint32(v[6]), IDSequence: uint32(v[7])}
+	}
+	return m
 }
 
 // Close unbinds the queues and stops. Packets still in a kernel queue
@@ -536,20 +681,30 @@ func (s *Server) Close() error {
 		if s.raw >= 0 {
 			unix.Close(s.raw)
 		}
+		if s.procq != nil {
+			s.pmu.Lock()
+			s.procq.Close()
+			s.procq = nil
+			s.pmu.Unlock()
+		}
 	})
 	return nil
 }
 
 // rcvbuf is the netlink socket's receive buffer: room for a full kernel
-// queue of full-size packets. A message the kernel cannot put in the
-// buffer is lost (NETLINK_NO_ENOBUFS: silently) and its packet stays in
-// the kernel queue until a later batch verdict accepts it unseen.
+// queue of full-size packets. A packet whose message the kernel cannot
+// put in the buffer is accepted by fail-open at once (NETLINK_NO_ENOBUFS:
+// silently; __nfqnl_enqueue_packet), after it got its id: the reader
+// counts the missing ids as overruns.
 const rcvbuf = 32 << 20
 
 // setupSocket sizes the receive buffer (SO_RCVBUFFORCE, as root, past
-// net.core.rmem_max) and turns off ENOBUFS reports, so an overrun never
-// stops the reader.
-func setupSocket(c *netlink.Conn) error {
+// net.core.rmem_max; size 0 = rcvbuf) and turns off ENOBUFS reports,
+// so an overrun never stops the reader.
+func setupSocket(c *netlink.Conn, size int) error {
+	if size == 0 {
+		size = rcvbuf
+	}
 	if err := c.SetOption(netlink.NoENOBUFS, true); err != nil {
 		return fmt.Errorf("NETLINK_NO_ENOBUFS: %w", err)
 	}
@@ -559,9 +714,9 @@ func setupSocket(c *netlink.Conn) error {
 	}
 	var serr error
 	err = rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf)
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, size)
 		if serr != nil {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, size)
 		}
 	})
 	if err == nil {
@@ -598,53 +753,63 @@ func (s *Server) sendAnswers(f *datapath.Fate) {
 }
 
 // rawSocket opens an IPPROTO_RAW socket (IP_HDRINCL) in the named
-// namespace ("" = ours), on a locked thread that is set back before it
-// is released; a thread that cannot be set back stays locked and dies
-// with its goroutine.
+// namespace ("" = ours).
 func rawSocket(name string) (int, error) {
-	open := func() (int, error) {
-		return unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	fd := -1
+	err := inNetNS(name, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+		return err
+	})
+	if err != nil && fd >= 0 {
+		unix.Close(fd)
+		fd = -1
 	}
+	return fd, err
+}
+
+// inNetNS runs fn in the named namespace ("" = ours, on the calling
+// goroutine), on a locked thread that is set back before it is
+// released; a thread that cannot be set back stays locked and dies with
+// its goroutine. What fn opens (sockets, proc files) belongs to the
+// namespace.
+func inNetNS(name string, fn func() error) error {
 	if name == "" {
-		return open()
+		return fn()
 	}
-	type result struct {
-		fd  int
-		err error
-	}
-	done := make(chan result, 1)
+	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		orig, err := netns.Get()
 		if err != nil {
 			runtime.UnlockOSThread()
-			done <- result{-1, err}
+			done <- err
 			return
 		}
 		defer orig.Close()
 		h, err := netns.GetFromName(name)
 		if err != nil {
 			runtime.UnlockOSThread()
-			done <- result{-1, err}
+			done <- err
 			return
 		}
 		defer h.Close()
 		if err := netns.Set(h); err != nil {
 			runtime.UnlockOSThread()
-			done <- result{-1, err}
+			done <- err
 			return
 		}
-		fd, err := open()
+		ferr := fn()
 		if e := netns.Set(orig); e != nil {
-			if fd >= 0 {
-				unix.Close(fd)
-			}
-			done <- result{-1, errors.Join(err, fmt.Errorf("setns back: %w", e))}
+			done <- errors.Join(ferr, fmt.Errorf("setns back: %w", e))
 			return // locked for good
 		}
 		runtime.UnlockOSThread()
-		done <- result{fd, err}
+		done <- ferr
 	}()
-	r := <-done
-	return r.fd, r.err
+	return <-done
 }
+
+// Now is the server's engine clock (monotonic nanoseconds), for
+// whoever reads the engine's conntrack table alongside the server.
+func (s *Server) Now() int64 { return s.now() }

@@ -9,16 +9,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/datapath/rules"
 	"github.com/uswitch-lab/uswitch/host"
+	"github.com/uswitch-lab/uswitch/internal/labtest"
 )
 
 // The topology: client ─ veth ─ router ─ veth ─ server, the router's
@@ -67,22 +65,13 @@ type topo struct {
 
 func run(t testing.TB, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return labtest.Run(t, args...)
 }
 
 func needRoot(t testing.TB) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, NFQUEUE)")
-	}
-	for _, tool := range []string{"ip", "iptables", "ping"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
-		}
-	}
+	t.Helper()
+	labtest.Root(t, "makes network namespaces and binds NFQUEUE queues")
+	labtest.Tools(t, "ip", "iptables", "ping")
 	if testing.Short() {
 		t.Skip("namespaces: not in -short")
 	}
@@ -94,15 +83,12 @@ func needRoot(t testing.TB) {
 // %d for the queue number, e.g. "-A FORWARD -j NFQUEUE --queue-num %[1]d".
 func newTopo(t testing.TB, queueRule string) *topo {
 	needRoot(t)
-	id := fmt.Sprintf("%d%03d", os.Getpid()%100000, time.Now().UnixNano()%1000)
+	id := labtest.Name("")
 	tp := &topo{client: "usq-c" + id, router: "usq-r" + id, server: "usq-s" + id, queue: uint16(1000 + os.Getpid()%20000)}
 	for _, ns := range []string{tp.client, tp.router, tp.server} {
-		if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-			t.Skipf("cannot make namespaces: %v %s", err, out)
-		}
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		labtest.Netns(t, ns)
 	}
-	ns := func(n string, args ...string) { run(t, append([]string{"ip", "netns", "exec", n}, args...)...) }
+	ns := func(n string, args ...string) { t.Helper(); labtest.In(t, n, args...) }
 	run(t, "ip", "link", "add", "uqa"+id, "netns", tp.client, "type", "veth", "peer", "name", "ra", "netns", tp.router)
 	run(t, "ip", "link", "add", "uqb"+id, "netns", tp.server, "type", "veth", "peer", "name", "rb", "netns", tp.router)
 	ns(tp.client, "ip", "link", "set", "uqa"+id, "name", "eth0")
@@ -155,36 +141,7 @@ func (tp *topo) engine(t testing.TB, rs string) (*datapath.Engine, datapath.Conf
 // in it.
 func inNS(t testing.TB, name string, fn func()) {
 	t.Helper()
-	done := make(chan error)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			done <- err
-			return
-		}
-		defer orig.Close()
-		h, err := netns.GetFromName(name)
-		if err != nil {
-			done <- err
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			done <- err
-			return
-		}
-		fn()
-		if err := netns.Set(orig); err != nil {
-			done <- err
-			return // thread stays locked and is discarded
-		}
-		runtime.UnlockOSThread()
-		done <- nil
-	}()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	labtest.InNetns(t, name, func() error { fn(); return nil })
 }
 
 // servers starts, in the server namespace, TCP servers that answer with
@@ -472,6 +429,11 @@ func TestFailOpen(t *testing.T) {
 	if n := srv.Stats().Packets; n != 0 {
 		t.Errorf("%d packets decided while held", n)
 	}
+	// the kernel queue is full (4 packets numbered and waiting); the
+	// rest passed by fail-open before being numbered
+	if q := srv.Stats().Queues[0]; !q.HasKernel || q.Kernel.Depth != 4 || q.Kernel.IDSequence != 4 || q.Overruns != 0 {
+		t.Errorf("while held: %+v, want kernel depth 4, 4 ids, no overrun", q)
+	}
 	close(hold)
 	time.Sleep(200 * time.Millisecond)
 	st := srv.Stats()
@@ -479,8 +441,129 @@ func TestFailOpen(t *testing.T) {
 	if st.Packets == 0 {
 		t.Errorf("no queued packet decided after the stall")
 	}
+	// the 4 queued packets decided and answered (and their echoes,
+	// queued in turn); every id the kernel gave out decided
+	if q := st.Queues[0]; q.Packets < 4 || q.Verdicts != q.Packets || uint64(q.Kernel.IDSequence) != q.Packets || q.Kernel.Depth != 0 {
+		t.Errorf("after the stall: %+v, want the 4 queued packets (and what followed) decided and answered", q)
+	}
 	if err := tp.udp(t, 9001); err != nil {
 		t.Errorf("after the stall: %v", err)
+	}
+}
+
+// TestCounters: every packet of N pings and a dropped UDP datagram is
+// counted once, given a verdict once, and matches the kernel's own
+// numbering of the queue.
+func TestCounters(t *testing.T) {
+	tp := newTopo(t, "-A FORWARD -j NFQUEUE --queue-num %[1]d")
+	eng, _, names := tp.engine(t, ruleSet)
+	srv, err := Start(eng, names, Options{Queues: []uint16{tp.queue}, NetNS: tp.router, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	tp.servers(t)
+	const pings = 5
+	if out, err := exec.Command("ip", "netns", "exec", tp.client, "ping", "-c", fmt.Sprint(pings), "-i", "0.05", "-W", "1", "10.77.2.2").CombinedOutput(); err != nil {
+		t.Fatalf("ping: %v\n%s", err, out)
+	}
+	if err := tp.udp(t, 9002); err == nil {
+		t.Errorf("udp 9002: answered through uswitch's DROP")
+	}
+	// the verdict of the last packet is sent after its decision
+	time.Sleep(50 * time.Millisecond)
+	st := srv.Stats()
+	t.Logf("%v", st)
+	if len(st.Queues) != 1 {
+		t.Fatalf("queues %+v", st.Queues)
+	}
+	q := st.Queues[0]
+	// each ping crosses FORWARD twice (request, reply); the datagram once
+	want := uint64(2*pings + 1)
+	if q.Num != tp.queue || q.Packets != want || q.Verdicts != want || q.Accepted != 2*pings || q.Dropped != 1 ||
+		st.Packets != want || st.Verdicts != want || st.Accepted != 2*pings || st.Dropped != 1 {
+		t.Errorf("queue %+v, totals %v: want %d packets and verdicts, %d accepted, 1 dropped", q, st, want, 2*pings)
+	}
+	if q.Overruns != 0 || q.ENOBUFS != 0 || q.Backlog != 0 || q.LastBatch < 1 {
+		t.Errorf("queue %+v: want no overrun, no backlog, a last batch", q)
+	}
+	if !q.HasKernel || q.Kernel.IDSequence != uint32(want) || q.Kernel.Depth != 0 || q.Kernel.Dropped != 0 || q.Kernel.UserDropped != 0 {
+		t.Errorf("kernel's queue %+v (read: %v): want %d ids given out, none waiting or dropped", q.Kernel, q.HasKernel, want)
+	}
+	var b strings.Builder
+	srv.WriteMetrics(&b)
+	for _, line := range []string{
+		fmt.Sprintf("uswitch_nfqueue_packets_received_total{queue=\"%d\"} %d\n", tp.queue, want),
+		fmt.Sprintf("uswitch_nfqueue_verdicts_total{queue=\"%d\"} %d\n", tp.queue, want),
+		fmt.Sprintf("uswitch_nfqueue_packets_total{queue=\"%d\",verdict=\"accept\"} %d\n", tp.queue, 2*pings),
+		fmt.Sprintf("uswitch_nfqueue_packets_total{queue=\"%d\",verdict=\"drop\"} 1\n", tp.queue),
+		fmt.Sprintf("uswitch_nfqueue_failopen_total{queue=\"%d\"} 0\n", tp.queue),
+		fmt.Sprintf("uswitch_nfqueue_kernel_queue_depth{queue=\"%d\"} 0\n", tp.queue),
+		fmt.Sprintf("uswitch_nfqueue_kernel_packet_ids_total{queue=\"%d\"} %d\n", tp.queue, want),
+		`uswitch_drops_total{reason="filter:FORWARD"} 1` + "\n",
+	} {
+		if !strings.Contains(b.String(), line) {
+			t.Errorf("metrics lack %q:\n%s", line, b.String())
+		}
+	}
+}
+
+// TestOverrun: with the worker held and a receive buffer of a few
+// messages, the kernel cannot deliver most packets to the socket and
+// accepts them by fail-open; the reader counts them from the gaps in
+// the packet ids, and every id the kernel gave out is either decided
+// or counted so.
+func TestOverrun(t *testing.T) {
+	tp := newTopo(t, "-A FORWARD -j NFQUEUE --queue-num %[1]d")
+	eng, _, names := tp.engine(t, ruleSet)
+	hold := make(chan struct{})
+	srv, err := Start(eng, names, Options{Queues: []uint16{tp.queue}, NetNS: tp.router, Logf: t.Logf, hold: hold, rcvbuf: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	tp.servers(t)
+	var pc net.PacketConn
+	inNS(t, tp.client, func() { pc, err = net.ListenPacket("udp4", "10.77.1.2:0") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	dst := &net.UDPAddr{IP: net.IPv4(10, 77, 2, 2), Port: 9001}
+	const sent = 100
+	for i := range sent {
+		pc.WriteTo([]byte(fmt.Sprint(i)), dst)
+	}
+	echoes := 0
+	buf := make([]byte, 64)
+	pc.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		if _, _, err := pc.ReadFrom(buf); err != nil {
+			break
+		}
+		echoes++
+	}
+	close(hold)
+	time.Sleep(200 * time.Millisecond) // the backlog drains
+	// one more exchange: its ids close any gap at the end
+	if err := tp.udp(t, 9001); err != nil {
+		t.Errorf("after the stall: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	st := srv.Stats()
+	q := st.Queues[0]
+	t.Logf("%d of %d echoes while stalled; then %+v", echoes, sent, q)
+	if q.Overruns == 0 || st.Overruns != q.Overruns {
+		t.Errorf("no overrun counted with a %d-byte receive buffer: %+v", 4096, q)
+	}
+	if !q.HasKernel || uint64(q.Kernel.IDSequence) != q.Packets+q.Overruns {
+		t.Errorf("kernel gave out %d ids; uswitch decided %d and counted %d overruns", q.Kernel.IDSequence, q.Packets, q.Overruns)
+	}
+	if q.Verdicts != q.Packets || q.Kernel.Depth != 0 || q.Kernel.UserDropped != 0 {
+		t.Errorf("%+v: want a verdict for every decided packet, none waiting or dropped", q)
+	}
+	if echoes == 0 {
+		t.Errorf("no echo while stalled: the overrun packets were not accepted by fail-open")
 	}
 }
 

@@ -40,3 +40,22 @@ func TestParsePacket(t *testing.T) {
 		t.Errorf("a truncated message parsed")
 	}
 }
+
+// TestParseProcQueues reads /proc/net/netfilter/nfnetlink_queue lines as
+// nfnetlink_queue.c seq_show prints them ("%5u %6u %5u %1u %5u %5u %5u
+// %8u %2d").
+func TestParseProcQueues(t *testing.T) {
+	in := "    5   1234     3 2 65535     0     0       17  1\n" +
+		"65535 4294967295 4096 2 65535     7     9 4294967295  1\n" +
+		"garbage line\n"
+	m := parseProcQueues([]byte(in))
+	if len(m) != 2 {
+		t.Fatalf("parsed %v", m)
+	}
+	if q := m[5]; q != (KernelQueue{PortID: 1234, Depth: 3, IDSequence: 17}) {
+		t.Errorf("queue 5: %+v", q)
+	}
+	if q := m[65535]; q != (KernelQueue{PortID: 4294967295, Depth: 4096, Dropped: 7, UserDropped: 9, IDSequence: 4294967295}) {
+		t.Errorf("queue 65535: %+v", q)
+	}
+}

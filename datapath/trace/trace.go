@@ -152,3 +152,11 @@ func PolicyLine(id uint32, table, chain, verdict string) string {
 func ReturnLine(id uint32, table, chain string) string {
 	return hdr(id, table, chain) + ":return:"
 }
+
+// IPVSLine is uswitch's own event for an IPVS hook function: the kernel's
+// trace has none (IPVS is not nf_tables), so the line names the hook, its
+// priority and what IPVS did, in the same frame as the others:
+// " TRACE: 2 <id> ipvs:INPUT:99:<event>".
+func IPVSLine(id uint32, chain string, prio int, event string) string {
+	return fmt.Sprintf("%s:%d:%s", hdr(id, "ipvs", chain), prio, event)
+}

@@ -1,0 +1,181 @@
+package datapath
+
+import (
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/datapath/route"
+	"github.com/uswitch-lab/uswitch/datapath/trace"
+	"github.com/uswitch-lab/uswitch/lvs"
+)
+
+// IPVS in the hook graph (kernel-facts §3.1; ip_vs_core.c ip_vs_ops4).
+// The hooks exist only while the director has a service, as the kernel
+// registers them with the first one:
+//
+//	INPUT:  mangle -150, filter 0, [ipvs reply 98, ipvs schedule 99], nat 100, security 150, confirm
+//	FORWARD: mangle, filter 0, [ipvs reply 100], security 150
+//	OUTPUT: raw, conntrack, mangle, nat -100, [ipvs local reply -99, ipvs local request -98], filter, security
+//
+// A scheduled packet is routed to its real server by IPVS itself
+// (__ip_vs_get_out_rt: a route to the dest address only), its TTL
+// decremented, rewritten (NAT), left alone (DR) or encapsulated (TUN),
+// and re-injected at LOCAL_OUT with no input device: it runs the OUTPUT
+// hooks (IPVS ignores it there: skb->ipvs_property) and POSTROUTING.
+
+func (k *pkt) ipvsOn() bool {
+	d := k.e.LVS
+	return d != nil && !k.ipvsDone && !d.Empty()
+}
+
+// tracing reports whether the packet's IPVS steps are traced (the event
+// text is built only then).
+func (k *pkt) tracing() bool { return k.tr != nil && (k.tr.All || k.p.Trace) }
+
+func (k *pkt) ipvsTrace(chain string, prio int, event string) {
+	k.tr.Lines = append(k.tr.Lines, trace.IPVSLine(k.trace, chain, prio, event))
+}
+
+// ipvsOut is ip_vs_out at LOCAL_IN 98, FORWARD 100 or LOCAL_OUT -99.
+func (k *pkt) ipvsOut(h lvs.Hook, chain string, prio int) bool {
+	if !k.ipvsOn() {
+		return true
+	}
+	r := k.e.LVS.Out(k.p, h, k.env.now)
+	if r.Conn == nil {
+		return true
+	}
+	if k.tracing() {
+		k.ipvsTrace(chain, prio, "reply "+r.Conn.String())
+	}
+	k.ipvsDone = true
+	k.ipvsUntrack(r.Conn, false)
+	// ip_vs_route_me_harder: with snat_reroute (or a local route) the
+	// reply, now from the VIP, is routed as the host's own packet
+	if h == lvs.HookForward && k.e.LVS.Sysctls().SnatReroute {
+		if !k.reroute() {
+			return false
+		}
+	}
+	return true
+}
+
+// ipvsUntrack is ip_vs_notrack / ip_vs_update_conntrack.
+func (k *pkt) ipvsUntrack(cp *lvs.Conn, outin bool) {
+	if cp.Flags()&lvs.ConnNFCT == 0 {
+		if k.cfg.ctOn || k.ct.Conn != nil {
+			k.ct = conntrack.Untracked
+		}
+		return
+	}
+	c := k.ct.Conn
+	if c == nil || c.Confirmed() {
+		return
+	}
+	t := c.Tuple(conntrack.Reply)
+	if outin {
+		t.Src, t.SrcPort = cp.DAddr, cp.DPort
+	} else {
+		t.Dst, t.DstPort = cp.VAddr, cp.VPort
+	}
+	_ = c.SetReplyTuple(t)
+}
+
+// ipvsIn is ip_vs_in at LOCAL_IN 99 or LOCAL_OUT -98. It reports whether
+// the hook list goes on (false: the packet was sent, dropped or stolen).
+func (k *pkt) ipvsIn(h lvs.Hook, chain string, prio int) bool {
+	if !k.ipvsOn() {
+		return true
+	}
+	r := k.e.LVS.In(k.p, h, k.env.now, k.e.randFn)
+	switch r.V {
+	case lvs.Accept:
+		return true
+	case lvs.Leave:
+		if k.tracing() {
+			k.ipvsTrace(chain, prio, "leave (no destination available)")
+		}
+		k.drop(r.Reason)
+		k.icmpError(packet.ICMPDestUnreach, 3)
+		return false
+	case lvs.Drop:
+		if k.tracing() {
+			k.ipvsTrace(chain, prio, "drop "+r.Conn.String()+": "+r.Reason)
+		}
+		k.drop(r.Reason)
+		return false
+	}
+	if k.tracing() {
+		ev := "conn "
+		if r.New {
+			ev = "schedule "
+		}
+		k.ipvsTrace(chain, prio, ev+r.Conn.String())
+	}
+	return k.ipvsXmit(r.Conn)
+}
+
+// ipvsXmit is ip_vs_nat_xmit / ip_vs_dr_xmit / ip_vs_tunnel_xmit. It
+// returns true when the packet continues to local delivery (the dest is
+// this host).
+func (k *pkt) ipvsXmit(cp *lvs.Conn) bool {
+	p := k.p
+	fwd := cp.Fwd()
+	if fwd == lvs.LocalNode || fwd == lvs.Bypass {
+		return true
+	}
+	fib := k.cfg.FIB
+	rt := fib.Output(&route.Flow{Dst: addr4(cp.DAddr)})
+	if rt.Err != 0 {
+		k.drop("ipvs: no route to real server " + addr4(cp.DAddr).String())
+		k.icmpError(packet.ICMPDestUnreach, 1)
+		return false
+	}
+	if rt.Type == route.Local {
+		// the real server is this host: the packet goes on to local
+		// delivery (NAT rewritten first)
+		if fwd == lvs.Masq {
+			lvs.DNAT(p, cp)
+			k.ipvsUntrack(cp, true)
+		}
+		k.ipvsDone = true
+		return true
+	}
+	// decrement_ttl
+	if p.IP.TTL() <= 1 {
+		k.drop("ipvs: TTL exceeded")
+		k.icmpError(packet.ICMPTimeExceeded, 0)
+		return false
+	}
+	p.SetTTL(p.IP.TTL() - 1)
+	switch fwd {
+	case lvs.Masq:
+		lvs.DNAT(p, cp)
+		k.ipvsUntrack(cp, true)
+	case lvs.Tunnel:
+		src := u32(rt.Src)
+		if src == 0 {
+			src = u32(fib.SelectSource(rt.Dev, addr4(cp.DAddr), route.ScopeUniverse))
+		}
+		k.ipvsUntrack(cp, true)
+		if err := lvs.Encap(p, cp, src, uint16(k.e.rand32())); err != nil {
+			k.drop(err.Error())
+			return false
+		}
+	case lvs.Route:
+		// only the MAC changes: the next hop is the real server
+		if k.ct.Conn != nil && cp.Flags()&lvs.ConnNFCT == 0 {
+			k.ct = conntrack.Untracked
+		} else if k.cfg.ctOn && cp.Flags()&lvs.ConnNFCT == 0 {
+			k.ct = conntrack.Untracked
+		}
+	}
+	k.ipvsDone = true
+	k.rt = rt
+	k.hasDst = false
+	kind := Forwarded
+	if p.Local {
+		kind = Sent
+	}
+	k.localOut(kind)
+	return false
+}

@@ -1,0 +1,236 @@
+package datapath
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/lvs"
+)
+
+// ipvsEngine is the router of RouterFIB as a director: the VIP is its
+// client-side address 10.0.0.1, real servers on eth1.
+func ipvsEngine(t *testing.T, ruleText string, sched string, dests ...lvs.DestConfig) (*Engine, lvs.ServiceKey) {
+	t.Helper()
+	var rs *rules.Ruleset
+	if ruleText != "" {
+		var err error
+		if rs, err = (&rules.Loader{}).LoadString(ruleText); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := New(Config{Rules: rs, FIB: testFIB(t), IPForward: true}, conntrack.DefaultConfig(), 1)
+	e.LVS = lvs.NewDirector()
+	k := lvs.ServiceKey{Proto: lvs.ProtoTCP, Addr: 0x0a000001, Port: 80}
+	if err := e.LVS.AddService(lvs.ServiceConfig{Key: k, SchedName: sched}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dests {
+		if err := e.LVS.AddDest(k, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e, k
+}
+
+func rs(last byte, fwd lvs.FwdMethod) lvs.DestConfig {
+	return lvs.DestConfig{Addr: 0xc0a80100 | uint32(last), Port: 8080, Fwd: fwd, Weight: 1}
+}
+
+func TestIPVSMasqFlow(t *testing.T) {
+	e, _ := ipvsEngine(t, "", "rr", rs(2, lvs.Masq), rs(3, lvs.Masq))
+	tr := &Tracer{All: true}
+	syn := mk(t, "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 1 iif eth0")
+	f := e.Receive(syn, 1e9, tr)
+	if f.Kind != Forwarded || f.OutIf != "eth1" {
+		t.Fatalf("fate %v\n%s", f, strings.Join(tr.Lines, "\n"))
+	}
+	if syn.Dst != 0xc0a80102 || syn.DstPort != 8080 || syn.Src != 0x0a000002 || syn.IP.TTL() != 63 || !syn.TransportChecksumOK() {
+		t.Fatalf("scheduled %08x:%d > %08x:%d ttl %d", syn.Src, syn.SrcPort, syn.Dst, syn.DstPort, syn.IP.TTL())
+	}
+	if text := strings.Join(tr.Lines, "\n"); !strings.Contains(text, "ipvs:INPUT:99:schedule TCP 10.0.0.2:40000 -> 10.0.0.1:80 -> 192.168.1.2:8080 Masq SYN_RECV") {
+		t.Errorf("trace lacks the IPVS step:\n%s", text)
+	}
+	synack := mk(t, "tcp 192.168.1.2:8080 > 10.0.0.2:40000 syn ack 2 seq 7 iif eth1")
+	f = e.Receive(synack, 1e9+1, nil)
+	if f.Kind != Forwarded || f.OutIf != "eth0" {
+		t.Fatalf("reply fate %v", f)
+	}
+	if synack.Src != 0x0a000001 || synack.SrcPort != 80 || synack.Dst != 0x0a000002 || synack.DstPort != 40000 || !synack.TransportChecksumOK() {
+		t.Fatalf("reply %08x:%d > %08x:%d", synack.Src, synack.SrcPort, synack.Dst, synack.DstPort)
+	}
+	ack := mk(t, "tcp 10.0.0.2:40000 > 10.0.0.1:80 ack 8 seq 2 iif eth0")
+	if f = e.Receive(ack, 1e9+2, nil); f.Kind != Forwarded || ack.Dst != 0xc0a80102 {
+		t.Fatalf("ack fate %v dst %08x", f, ack.Dst)
+	}
+	// rr: the next client goes to the other server
+	syn2 := mk(t, "tcp 10.0.0.3:40001 > 10.0.0.1:80 syn seq 1 iif eth0")
+	if f = e.Receive(syn2, 1e9+3, nil); f.Kind != Forwarded || syn2.Dst != 0xc0a80103 {
+		t.Fatalf("second connection %v to %08x", f, syn2.Dst)
+	}
+	svc := e.LVS.Services()[0]
+	d2, d3 := svc.Dests[0], svc.Dests[1]
+	if d2.ActiveConns.Load() != 1 || d2.InactConns.Load() != 0 || d3.ActiveConns.Load() != 0 || d3.InactConns.Load() != 1 {
+		t.Errorf("counters: rs2 %d/%d rs3 %d/%d", d2.ActiveConns.Load(), d2.InactConns.Load(), d3.ActiveConns.Load(), d3.InactConns.Load())
+	}
+	if st := svc.Stats.Snapshot(); st.Conns != 2 || st.InPkts != 3 || st.OutPkts != 1 {
+		t.Errorf("service stats %+v", st)
+	}
+	// a packet to the VIP on another port is the host's: RST
+	other := mk(t, "tcp 10.0.0.2:40002 > 10.0.0.1:81 syn seq 1 iif eth0")
+	if f = e.Receive(other, 1e9+4, nil); f.Kind != Delivered {
+		t.Fatalf("VIP other port: %v", f)
+	}
+}
+
+func TestIPVSDirectRouteAndTunnel(t *testing.T) {
+	e, _ := ipvsEngine(t, "", "rr", rs(4, lvs.Route), lvs.DestConfig{Addr: 0xc0a80105, Port: 80, Fwd: lvs.Tunnel, Weight: 1})
+	syn := mk(t, "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 1 iif eth0")
+	orig := append([]byte(nil), syn.IP...)
+	if f := e.Receive(syn, 1e9, nil); f.Kind != Forwarded || f.OutIf != "eth1" {
+		t.Fatalf("DR fate %v", f)
+	}
+	// DR: only the TTL changed
+	if syn.Dst != 0x0a000001 || syn.DstPort != 80 || syn.IP.TTL() != orig[8]-1 || string(syn.IP[20:]) != string(orig[20:]) {
+		t.Fatalf("DR rewrote the packet: %x", syn.IP)
+	}
+	syn2 := mk(t, "tcp 10.0.0.3:40000 > 10.0.0.1:80 syn seq 1 iif eth0 ")
+	if f := e.Receive(syn2, 1e9, nil); f.Kind != Forwarded || f.OutIf != "eth1" {
+		t.Fatalf("TUN fate %v", f)
+	}
+	if syn2.Proto != 4 || syn2.Src != 0xc0a80101 || syn2.Dst != 0xc0a80105 {
+		t.Fatalf("TUN outer %08x > %08x proto %d", syn2.Src, syn2.Dst, syn2.Proto)
+	}
+	inner, ok := lvs.Decap(syn2.IP, 0)
+	if !ok {
+		t.Fatal("not decapsulable")
+	}
+	q := &packet.Packet{Data: inner}
+	if err := q.Decode(); err != nil || q.Src != 0x0a000003 || q.Dst != 0x0a000001 || q.DstPort != 80 || q.IP.TTL() != syn2.IP.TTL() {
+		t.Fatalf("inner %v %08x > %08x:%d", err, q.Src, q.Dst, q.DstPort)
+	}
+}
+
+const ipvsFilter = `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT
+-A FORWARD -m conntrack --ctstate UNTRACKED -j ACCEPT
+COMMIT
+`
+
+// With vs.conntrack=1 the reply matches the connection IPVS altered
+// (ESTABLISHED); without it the scheduled packets are untracked.
+func TestIPVSConntrack(t *testing.T) {
+	for _, ctOn := range []bool{false, true} {
+		e, _ := ipvsEngine(t, ipvsFilter, "rr", rs(2, lvs.Masq))
+		sc := e.LVS.Sysctls()
+		sc.Conntrack = ctOn
+		e.LVS.SetSysctls(sc)
+		syn := mk(t, "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 1 iif eth0")
+		if f := e.Receive(syn, 1e9, nil); f.Kind != Forwarded {
+			t.Fatalf("conntrack=%v: syn %v", ctOn, f)
+		}
+		synack := mk(t, "tcp 192.168.1.2:8080 > 10.0.0.2:40000 syn ack 2 seq 7 iif eth1")
+		f := e.Receive(synack, 1e9+1, nil)
+		if ctOn {
+			if f.Kind != Forwarded || synack.Src != 0x0a000001 {
+				t.Fatalf("conntrack=1: reply %v from %08x", f, synack.Src)
+			}
+			if e.CT.Count() != 1 {
+				t.Errorf("conntrack=1: %d entries", e.CT.Count())
+			}
+			var seen bool
+			e.CT.Range(1e9+2, func(c *conntrack.Conn) bool {
+				r := c.Tuple(conntrack.Reply)
+				seen = r.Src == 0xc0a80102 && r.SrcPort == 8080
+				return true
+			})
+			if !seen {
+				t.Error("conntrack=1: reply tuple not altered to the real server")
+			}
+		} else if f.Kind != Dropped {
+			// the reply is a NEW connection to the filter
+			t.Fatalf("conntrack=0: reply %v (want dropped by FORWARD policy)", f)
+		}
+	}
+}
+
+func TestIPVSLeave(t *testing.T) {
+	d := rs(2, lvs.Masq)
+	d.Weight = 0
+	e, _ := ipvsEngine(t, "", "wlc", d)
+	syn := mk(t, "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 1 iif eth0")
+	f := e.Receive(syn, 1e9, nil)
+	if f.Kind != Dropped || len(f.Answers) != 1 {
+		t.Fatalf("fate %v answers %d", f, len(f.Answers))
+	}
+	a := f.Answers[0].Pkt
+	if a.Proto != packet.ProtoICMP || a.ICMPType != 3 || a.ICMPCode != 3 || a.Dst != 0x0a000002 {
+		t.Fatalf("answer %d/%d/%d to %08x", a.Proto, a.ICMPType, a.ICMPCode, a.Dst)
+	}
+}
+
+const kubeIPVSRules = `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 10.0.0.1/32 -p tcp -m tcp --dport 80 -j MARK --set-xmark 0x4000/0x4000
+-A POSTROUTING -m mark --mark 0x4000/0x4000 -j MASQUERADE
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+COMMIT
+`
+
+// kube-proxy's IPVS mode: vs.conntrack=1, the scheduled packet is
+// masqueraded in POSTROUTING (its nat SRC binding is made there, from the
+// reply tuple IPVS altered), the real server answers the director, and
+// the reply is de-masqueraded by conntrack and given the VIP by IPVS.
+func TestIPVSMasqueradedScheduling(t *testing.T) {
+	e, _ := ipvsEngine(t, kubeIPVSRules, "rr", rs(2, lvs.Masq))
+	sc := e.LVS.Sysctls()
+	sc.Conntrack = true
+	e.LVS.SetSysctls(sc)
+	tr := &Tracer{All: true}
+	syn := mk(t, "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 1 iif eth0")
+	f := e.Receive(syn, 1e9, tr)
+	if f.Kind != Forwarded || f.OutIf != "eth1" || syn.Src != 0xc0a80101 || syn.Dst != 0xc0a80102 || syn.DstPort != 8080 || !syn.TransportChecksumOK() {
+		t.Fatalf("fate %v, %08x:%d > %08x:%d\n%s", f, syn.Src, syn.SrcPort, syn.Dst, syn.DstPort, strings.Join(tr.Lines, "\n"))
+	}
+	text := strings.Join(tr.Lines, "\n")
+	iIPVS := strings.Index(text, "ipvs:INPUT:99")
+	iPost := strings.Index(text, "nat:POSTROUTING:rule")
+	if iIPVS < 0 || iPost < iIPVS {
+		t.Errorf("want the IPVS step before nat POSTROUTING:\n%s", text)
+	}
+	synack := mk(t, "tcp 192.168.1.2:8080 > 192.168.1.1:40000 syn ack 2 seq 7 iif eth1")
+	synack.SetDstPort(syn.SrcPort)
+	f = e.Receive(synack, 1e9+1, nil)
+	if f.Kind != Forwarded || f.OutIf != "eth0" || synack.Src != 0x0a000001 || synack.SrcPort != 80 || synack.Dst != 0x0a000002 || synack.DstPort != 40000 || !synack.TransportChecksumOK() {
+		t.Fatalf("reply %v: %08x:%d > %08x:%d", f, synack.Src, synack.SrcPort, synack.Dst, synack.DstPort)
+	}
+}
+
+// A client on the director itself (OUTPUT -98) is scheduled too.
+func TestIPVSLocalClient(t *testing.T) {
+	e, _ := ipvsEngine(t, "", "rr", rs(2, lvs.Masq))
+	p := mk(t, "tcp 192.168.1.1:40000 > 10.0.0.1:80 syn seq 1")
+	f := e.Send(p, 1e9, nil)
+	if f.Kind != Sent || f.OutIf != "eth1" || p.Dst != 0xc0a80102 {
+		t.Fatalf("local client: %v to %08x", f, p.Dst)
+	}
+	// the reply comes to the director's own address: LOCAL_IN 98 gives
+	// it the VIP back before the socket sees it
+	r := mk(t, "tcp 192.168.1.2:8080 > 192.168.1.1:40000 syn ack 2 seq 7 iif eth1")
+	if f := e.Receive(r, 1e9+1, nil); f.Kind != Delivered || r.Src != 0x0a000001 || r.SrcPort != 80 {
+		t.Fatalf("reply to a local client: %v from %08x:%d", f, r.Src, r.SrcPort)
+	}
+}

@@ -1,0 +1,455 @@
+package lvs
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/uswitch-lab/uswitch/datapath/packet"
+)
+
+// Hook is where an IPVS hook function runs (kernel-facts §3.1,
+// net/netfilter/ipvs/ip_vs_core.c ip_vs_ops4):
+//
+//	LOCAL_IN   98  ip_vs_out (reply4)        VS/NAT replies to a local client
+//	LOCAL_IN   99  ip_vs_in  (remote_request) schedule and forward
+//	LOCAL_OUT -99  ip_vs_out (local_reply4)  VS/NAT replies from a local real server
+//	LOCAL_OUT -98  ip_vs_in  (local_request) schedule requests of local clients
+//	FORWARD    99  ip_vs_forward_icmp        ICMP errors for IPVS connections
+//	FORWARD   100  ip_vs_out (reply4)        VS/NAT replies being forwarded
+type Hook uint8
+
+const (
+	HookLocalIn Hook = iota
+	HookLocalOut
+	HookForward
+)
+
+// Verdict is what an IPVS hook decided.
+type Verdict uint8
+
+const (
+	// Accept: not IPVS's packet (or a reply it rewrote): the hook list
+	// goes on.
+	Accept Verdict = iota
+	// Drop: the packet is dropped (Result.Reason says why).
+	Drop
+	// Xmit: the packet belongs to Result.Conn and must be transmitted
+	// to its real server by the caller (ip_vs_*_xmit: route to the
+	// dest, rewrite or encapsulate, re-inject at LOCAL_OUT; NF_STOLEN).
+	Xmit
+	// Leave: a service matched but no dest is available (ip_vs_leave):
+	// the caller answers ICMP port unreachable and drops.
+	Leave
+)
+
+var verdictNames = [...]string{"accept", "drop", "xmit", "leave"}
+
+func (v Verdict) String() string { return verdictNames[v] }
+
+// Result is an IPVS hook's outcome.
+type Result struct {
+	V    Verdict
+	Conn *Conn
+	// New: the connection was made by this packet (scheduled).
+	New bool
+	// Reason names a drop.
+	Reason string
+}
+
+// In is ip_vs_in (LOCAL_IN 99, LOCAL_OUT -98): find the packet's
+// connection or schedule a new one. p must be decoded; it is not
+// modified (the caller transmits on Xmit). rnd is the random source of
+// the schedulers that need one.
+func (d *Director) In(p *packet.Packet, h Hook, now int64, rnd func() uint32) Result {
+	if d.Empty() || !p.HasL4 {
+		return Result{}
+	}
+	// "remote client: only PACKET_HOST"
+	if h != HookLocalOut && p.PktType != packet.PktHost {
+		return Result{}
+	}
+	switch p.Proto {
+	case ProtoTCP, ProtoUDP, ProtoSCTP:
+	default:
+		// ICMP errors for IPVS connections (ip_vs_in_icmp) are not
+		// handled: they continue as the host's own
+		return Result{}
+	}
+	t := d.Conns
+	cp := t.lookupIn(p.Proto, p.Src, p.SrcPort, p.Dst, p.DstPort, now)
+	if cp != nil && d.reuse(p, cp) {
+		cp = nil
+	}
+	res := Result{}
+	if cp == nil {
+		if !schedulable(p) {
+			return Result{}
+		}
+		svc := d.Lookup(p.Mark, p.Proto, p.Dst, p.DstPort)
+		if svc == nil {
+			return Result{}
+		}
+		var leave bool
+		cp, leave = d.schedule(svc, p, h, now, rnd)
+		if cp == nil {
+			if leave {
+				return Result{V: Leave, Reason: "ipvs: no destination available"}
+			}
+			return Result{}
+		}
+		res.New = true
+	}
+	res.Conn = cp
+	// "Check the server status": a removed dest's connections drop
+	if cp.Dest != nil && cp.Dest.Flags.Load()&DestAvailable == 0 {
+		if d.Sysctls().ExpireNodestConn {
+			t.expireNow(cp)
+		}
+		res.V, res.Reason = Drop, "ipvs: destination not available"
+		return res
+	}
+	inStats(cp, p)
+	cp.setState(d, dirInput, p)
+	cp.InPkts.Add(1)
+	if cp.flags.Load()&ConnOnePacket != 0 {
+		t.release(cp)
+	} else {
+		cp.touch(now)
+	}
+	res.V = Xmit
+	return res
+}
+
+// reuse is conn_reuse_mode: a new SYN on a connection in TIME_WAIT (not
+// controlling others) expires it so the SYN is scheduled afresh
+// (is_new_conn_expected).
+func (d *Director) reuse(p *packet.Packet, cp *Conn) bool {
+	mode := d.Sysctls().ConnReuseMode
+	if mode == 0 || p.Proto != ProtoTCP || p.TCPFlags&(packet.TCPSyn|packet.TCPAck|packet.TCPRst|packet.TCPFin) != packet.TCPSyn {
+		return false
+	}
+	st := cp.State()
+	expected := st == TCPTimeWait || (mode&2 != 0 && st == TCPFinWait && cp.flags.Load()&ConnNoOutput != 0)
+	if !expected || cp.nControlled.Load() > 0 {
+		return false
+	}
+	d.Conns.expireNow(cp)
+	return true
+}
+
+// schedulable is the protocol's conn_schedule test: TCP schedules on a
+// SYN without RST (tcp_conn_schedule), SCTP on an INIT chunk, UDP on any
+// packet.
+func schedulable(p *packet.Packet) bool {
+	switch p.Proto {
+	case ProtoTCP:
+		return p.TCPFlags&packet.TCPSyn != 0 && p.TCPFlags&packet.TCPRst == 0
+	case ProtoSCTP:
+		// the first chunk's type follows the 12-byte common header
+		return len(p.L4) > 12 && p.L4[12] == 1 // INIT
+	}
+	return true
+}
+
+// schedule is ip_vs_schedule: pick a dest (through a persistence
+// template for persistent services) and make the connection. leave
+// reports "service but no dest" (the ICMP answer).
+func (d *Director) schedule(svc *Service, p *packet.Packet, h Hook, now int64, rnd func() uint32) (*Conn, bool) {
+	if h == HookLocalOut || p.InIf == "lo" {
+		// "Do not schedule replies from local real server"
+		if d.Conns.lookupIn(p.Proto, p.Dst, p.DstPort, p.Src, p.SrcPort, now) != nil {
+			return nil, false
+		}
+	}
+	f := Flow{Proto: p.Proto, Src: p.Src, Dst: p.Dst, SPort: p.SrcPort, DPort: p.DstPort, Now: now, Rand: rnd}
+	var flags uint32
+	if svc.Flags&SvcOnePacket != 0 && p.Proto == ProtoUDP {
+		flags = ConnOnePacket
+	}
+	if svc.Flags&SvcPersistent != 0 {
+		return d.schedPersist(svc, p, &f, flags, now)
+	}
+	if svc.FwMark == 0 && p.DstPort != svc.Port {
+		// "port zero only supported in persistent services"
+		return nil, true
+	}
+	dest := svc.Sched.Schedule(svc, &f)
+	if dest == nil {
+		return nil, true
+	}
+	dport := dest.Port
+	if dport == 0 {
+		dport = p.DstPort
+	}
+	cp := &Conn{Proto: p.Proto, CAddr: p.Src, CPort: p.SrcPort, VAddr: p.Dst, VPort: p.DstPort, DAddr: dest.Addr, DPort: dport, FwMark: p.Mark}
+	cp.flags.Store(flags)
+	d.Conns.newConn(cp, dest, svc, connKey{}, now)
+	connStats(cp, svc)
+	return cp, false
+}
+
+const ftpPort = 21
+
+// schedPersist is ip_vs_sched_persist: the template <proto, client net,
+// 0, vaddr, vport> (fwmark: <IPPROTO_IP, cnet, 0, mark, 0>; port-0 and
+// FTP services: vport 0) keeps a client net on one dest for the
+// service's timeout.
+func (d *Director) schedPersist(svc *Service, p *packet.Packet, f *Flow, flags uint32, now int64) (*Conn, bool) {
+	snet := p.Src & svc.Netmask
+	proto, vaddr, vport := p.Proto, p.Dst, uint16(0)
+	if p.DstPort == svc.Port {
+		if svc.Port != ftpPort {
+			vport = p.DstPort
+		}
+	} else if svc.FwMark != 0 {
+		proto, vaddr = 0, svc.FwMark
+	}
+	tk := connKey{a1: snet, a2: vaddr, p2: vport, proto: proto}
+	t := d.Conns
+	ct := t.lookupTemplate(tk, now)
+	if ct != nil && !d.checkTemplate(ct) {
+		t.dropTemplate(tk, ct)
+		ct = nil
+	}
+	var dest *Dest
+	if ct == nil {
+		dest = svc.Sched.Schedule(svc, f)
+		if dest == nil {
+			return nil, true
+		}
+		var tport uint16
+		if p.DstPort == svc.Port && svc.Port != ftpPort {
+			tport = dest.Port
+		}
+		ct = &Conn{Proto: proto, CAddr: snet, VAddr: vaddr, VPort: vport, DAddr: dest.Addr, DPort: tport}
+		if svc.FwMark != 0 {
+			ct.FwMark = svc.FwMark
+		}
+		ct.flags.Store(ConnTemplate)
+		t.newConn(ct, dest, svc, tk, now)
+		ct.timeout.Store(int64(svc.Timeout) * int64(time.Second))
+	} else {
+		dest = ct.Dest
+	}
+	// ip_vs_conn_put(ct) restarts the template's timer
+	ct.touch(now)
+	dport := p.DstPort
+	if dport == svc.Port && dest.Port != 0 {
+		dport = dest.Port
+	}
+	cp := &Conn{Proto: p.Proto, CAddr: p.Src, CPort: p.SrcPort, VAddr: p.Dst, VPort: p.DstPort, DAddr: dest.Addr, DPort: dport, FwMark: p.Mark}
+	cp.flags.Store(flags)
+	cp.Control = ct
+	ct.nControlled.Add(1)
+	t.newConn(cp, dest, svc, connKey{}, now)
+	connStats(cp, svc)
+	return cp, false
+}
+
+// checkTemplate is ip_vs_check_template: a template is used only while
+// its dest is available (and, with expire_quiescent_template, has
+// weight).
+func (d *Director) checkTemplate(ct *Conn) bool {
+	dest := ct.Dest
+	if dest == nil || dest.Flags.Load()&DestAvailable == 0 {
+		return false
+	}
+	if d.Sysctls().ExpireQuiescentTemplate && dest.Weight.Load() == 0 {
+		return false
+	}
+	return true
+}
+
+// Out is ip_vs_out (LOCAL_IN 98, FORWARD 100, LOCAL_OUT -99): a packet
+// from a real server of a VS/NAT connection gets the VIP and virtual port
+// back as its source (handle_response). It returns Accept with the
+// connection when it rewrote the packet, Accept without one when the
+// packet is not IPVS's, Drop when the rewrite failed.
+func (d *Director) Out(p *packet.Packet, h Hook, now int64) Result {
+	if d.Empty() || !p.HasL4 {
+		return Result{}
+	}
+	switch p.Proto {
+	case ProtoTCP, ProtoUDP, ProtoSCTP:
+	default:
+		return Result{}
+	}
+	cp := d.Conns.lookupOut(p.Proto, p.Src, p.SrcPort, p.Dst, p.DstPort, now)
+	if cp == nil || cp.Fwd() != Masq {
+		// ignore_cp: only VS/NAT connections see their replies here
+		return Result{}
+	}
+	// snat_handler + saddr = vaddr, with incremental checksums
+	if p.SrcPort != cp.VPort {
+		p.SetSrcPort(cp.VPort)
+	}
+	p.SetSrc(cp.VAddr)
+	outStats(cp, p)
+	cp.setState(d, dirOutput, p)
+	cp.touch(now)
+	return Result{V: Accept, Conn: cp}
+}
+
+// DNAT is the rewrite of ip_vs_nat_xmit: the destination becomes the
+// real server (tcp_dnat_handler, udp_dnat_handler: ports and checksums).
+func DNAT(p *packet.Packet, cp *Conn) {
+	if p.DstPort != cp.DPort {
+		p.SetDstPort(cp.DPort)
+	}
+	p.SetDst(cp.DAddr)
+}
+
+// directions of ip_vs_set_state
+const (
+	dirInput = iota
+	dirOutput
+	dirInputOnly
+)
+
+// tcpStates is the kernel's tcp_states table (ip_vs_proto_tcp.c), rows
+// INPUT, OUTPUT, INPUT-ONLY by flag syn, fin, ack, rst; columns by the
+// current state.
+var tcpStates = [12][tcpLast]uint8{
+	// INPUT
+	{TCPSynRecv, TCPEstablished, TCPEstablished, TCPSynRecv, TCPSynRecv, TCPSynRecv, TCPSynRecv, TCPSynRecv, TCPSynRecv, TCPSynRecv, TCPSynRecv},
+	{TCPClose, TCPCloseWait, TCPSynSent, TCPTimeWait, TCPTimeWait, TCPTimeWait, TCPClose, TCPCloseWait, TCPLastAck, TCPListen, TCPTimeWait},
+	{TCPClose, TCPEstablished, TCPSynSent, TCPEstablished, TCPFinWait, TCPTimeWait, TCPClose, TCPCloseWait, TCPClose, TCPListen, TCPEstablished},
+	{TCPClose, TCPClose, TCPClose, TCPSynRecv, TCPClose, TCPClose, TCPClose, TCPClose, TCPLastAck, TCPListen, TCPSynRecv},
+	// OUTPUT
+	{TCPSynSent, TCPEstablished, TCPSynSent, TCPSynRecv, TCPSynSent, TCPSynSent, TCPSynSent, TCPSynSent, TCPSynSent, TCPListen, TCPSynRecv},
+	{TCPTimeWait, TCPFinWait, TCPSynSent, TCPTimeWait, TCPFinWait, TCPTimeWait, TCPClose, TCPTimeWait, TCPLastAck, TCPListen, TCPTimeWait},
+	{TCPEstablished, TCPEstablished, TCPSynSent, TCPEstablished, TCPFinWait, TCPTimeWait, TCPClose, TCPCloseWait, TCPLastAck, TCPEstablished, TCPEstablished},
+	{TCPClose, TCPClose, TCPSynSent, TCPClose, TCPClose, TCPTimeWait, TCPClose, TCPClose, TCPClose, TCPClose, TCPClose},
+	// INPUT-ONLY
+	{TCPSynRecv, TCPEstablished, TCPEstablished, TCPSynRecv, TCPSynRecv, TCPSynRecv, TCPSynRecv, TCPSynRecv, TCPSynRecv, TCPSynRecv, TCPSynRecv},
+	{TCPClose, TCPFinWait, TCPSynSent, TCPTimeWait, TCPFinWait, TCPTimeWait, TCPClose, TCPCloseWait, TCPLastAck, TCPListen, TCPTimeWait},
+	{TCPClose, TCPEstablished, TCPSynSent, TCPEstablished, TCPFinWait, TCPTimeWait, TCPClose, TCPCloseWait, TCPClose, TCPListen, TCPEstablished},
+	{TCPClose, TCPClose, TCPClose, TCPSynRecv, TCPClose, TCPClose, TCPClose, TCPClose, TCPLastAck, TCPListen, TCPClose},
+}
+
+// tcpTimeout is the timeout table (tcp_timeouts), with ESTABLISHED and
+// FIN_WAIT from ipvsadm --set.
+func (d *Director) tcpTimeout(s uint8) time.Duration {
+	switch s {
+	case TCPEstablished:
+		return time.Duration(d.Timeouts().TCP) * time.Second
+	case TCPFinWait:
+		return time.Duration(d.Timeouts().TCPFin) * time.Second
+	case TCPNone:
+		return 2 * time.Second
+	case TCPSynSent, TCPTimeWait, TCPListen, TCPSynAck:
+		return 120 * time.Second
+	case TCPSynRecv, TCPCloseWait:
+		return 60 * time.Second
+	case TCPClose:
+		return 10 * time.Second
+	case TCPLastAck:
+		return 30 * time.Second
+	}
+	return 2 * time.Second
+}
+
+// setState is ip_vs_set_state: the protocol's state transition, the
+// active/inactive counters of the dest and the new timeout.
+func (cp *Conn) setState(d *Director, dir int, p *packet.Packet) {
+	if cp.Template() {
+		return
+	}
+	switch cp.Proto {
+	case ProtoUDP:
+		// udp_state_transition: one state, the UDP timeout
+		cp.timeout.Store(int64(d.Timeouts().UDP) * int64(time.Second))
+		return
+	case ProtoSCTP:
+		// the SCTP state machine is not modelled: a connection is
+		// ESTABLISHED from its first packet, with the TCP timeout
+		cp.mu.Lock()
+		cp.state.Store(1)
+		cp.timeout.Store(int64(d.tcpTimeout(TCPEstablished)))
+		cp.mu.Unlock()
+		return
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	off := dir * 4
+	fl := cp.flags.Load()
+	if fl&ConnNoOutput != 0 {
+		if dir == dirOutput {
+			cp.flags.And(^ConnNoOutput)
+		} else {
+			off = dirInputOnly * 4
+		}
+	}
+	cur := uint8(cp.state.Load())
+	next := TCPClose
+	idx := -1
+	switch f := p.TCPFlags; {
+	case f&packet.TCPRst != 0:
+		idx = 3
+	case f&packet.TCPSyn != 0:
+		idx = 0
+	case f&packet.TCPFin != 0:
+		idx = 1
+	case f&packet.TCPAck != 0:
+		idx = 2
+	}
+	if idx >= 0 && cur < tcpLast {
+		next = tcpStates[off+idx][cur]
+	}
+	if next != cur {
+		if dest := cp.Dest; dest != nil {
+			fl = cp.flags.Load()
+			if fl&ConnInactive == 0 && next != TCPEstablished {
+				dest.ActiveConns.Add(-1)
+				dest.InactConns.Add(1)
+				cp.flags.Or(ConnInactive)
+			} else if fl&ConnInactive != 0 && next == TCPEstablished {
+				dest.ActiveConns.Add(1)
+				dest.InactConns.Add(-1)
+				cp.flags.And(^ConnInactive)
+			}
+		}
+	}
+	cp.state.Store(uint32(next))
+	cp.timeout.Store(int64(d.tcpTimeout(next)))
+}
+
+// connStats is ip_vs_conn_stats.
+func connStats(cp *Conn, svc *Service) {
+	if cp.Dest != nil {
+		cp.Dest.Stats.Conns.Add(1)
+	}
+	svc.current().Stats.Conns.Add(1)
+}
+
+func inStats(cp *Conn, p *packet.Packet) {
+	n := uint64(len(p.IP))
+	if dest := cp.Dest; dest != nil {
+		dest.Stats.InPkts.Add(1)
+		dest.Stats.InBytes.Add(n)
+	}
+	if cp.svc != nil {
+		s := cp.svc.current()
+		s.Stats.InPkts.Add(1)
+		s.Stats.InBytes.Add(n)
+	}
+}
+
+func outStats(cp *Conn, p *packet.Packet) {
+	n := uint64(len(p.IP))
+	if dest := cp.Dest; dest != nil {
+		dest.Stats.OutPkts.Add(1)
+		dest.Stats.OutBytes.Add(n)
+	}
+	if cp.svc != nil {
+		s := cp.svc.current()
+		s.Stats.OutPkts.Add(1)
+		s.Stats.OutBytes.Add(n)
+	}
+}
+
+// String describes the connection as the trace prints it.
+func (cp *Conn) String() string {
+	return fmt.Sprintf("%s %s:%d -> %s:%d -> %s:%d %s %s", ProtoName(cp.Proto), Addr(cp.CAddr), cp.CPort,
+		Addr(cp.VAddr), cp.VPort, Addr(cp.DAddr), cp.DPort, cp.Fwd(), cp.StateName())
+}

@@ -1,0 +1,159 @@
+package lvs
+
+import (
+	"math/bits"
+	"math/rand/v2"
+)
+
+// The IPVS scheduling modules (net/netfilter/ipvs/ip_vs_*.c), one file
+// per family:
+//
+//	sched_rr.go     rr, wrr              cursor in the dest list
+//	sched_lc.go     lc wlc sed nq fo ovf twos   stateless scans
+//	sched_hash.go   dh sh mh             lookup tables rebuilt by Update
+//	sched_lblc.go   lblc lblcr           per-destination-IP caches with ageing
+//
+// Every scheduler walks svc.Dests, which is the kernel's
+// svc->destinations list (order of addition), so ties are broken as the
+// kernel breaks them: the first dest in list order wins unless a later
+// one is strictly better. Update stands for the kernel's add_dest,
+// del_dest and upd_dest callbacks (init_service is the factory).
+
+func init() {
+	RegisterScheduler("rr", func(svc *Service) Scheduler { return newRR(svc) })
+	RegisterScheduler("wrr", func(svc *Service) Scheduler { return newWRR(svc) })
+	RegisterScheduler("lc", func(*Service) Scheduler { return lcSched{} })
+	RegisterScheduler("wlc", func(*Service) Scheduler { return wlcSched{} })
+	RegisterScheduler("sed", func(*Service) Scheduler { return sedSched{} })
+	RegisterScheduler("nq", func(*Service) Scheduler { return nqSched{} })
+	RegisterScheduler("fo", func(*Service) Scheduler { return foSched{} })
+	RegisterScheduler("ovf", func(*Service) Scheduler { return ovfSched{} })
+	RegisterScheduler("twos", func(*Service) Scheduler { return twosSched{} })
+	RegisterScheduler("dh", func(svc *Service) Scheduler { return newDH(svc) })
+	RegisterScheduler("sh", func(svc *Service) Scheduler { return newSH(svc) })
+	RegisterScheduler("mh", func(svc *Service) Scheduler { return newMH(svc) })
+	RegisterScheduler("lblc", func(*Service) Scheduler { return newLBLC() })
+	RegisterScheduler("lblcr", func(*Service) Scheduler { return newLBLCR() })
+}
+
+// overloaded is IP_VS_DEST_F_OVERLOAD.
+func overloaded(d *Dest) bool { return d.Flags.Load()&DestOverload != 0 }
+
+// wlcPick is ip_vs_wlc_schedule (also __ip_vs_lblc_schedule and
+// __ip_vs_lblcr_schedule, which are the same loop): the first available
+// dest in list order, then any later non-overloaded dest whose
+// overhead/weight is strictly lower, compared without division as
+// loh*dw > doh*lw. A weight-0 dest can never win that compare.
+func wlcPick(dests []*Dest) *Dest {
+	var least *Dest
+	var loh int64
+	i := 0
+	for ; i < len(dests); i++ {
+		d := dests[i]
+		if !overloaded(d) && d.Weight.Load() > 0 {
+			least, loh = d, d.Overhead()
+			break
+		}
+	}
+	if least == nil {
+		return nil
+	}
+	lw := int64(least.Weight.Load())
+	for i++; i < len(dests); i++ {
+		d := dests[i]
+		if overloaded(d) {
+			continue
+		}
+		doh := d.Overhead()
+		dw := int64(d.Weight.Load())
+		if loh*dw > doh*lw {
+			least, loh, lw = d, doh, dw
+		}
+	}
+	return least
+}
+
+// hash32 is the kernel's hash_32 (include/linux/hash.h, generic
+// version): multiply by GOLDEN_RATIO_32 and keep the top bits.
+func hash32(v uint32, nbits uint) uint32 { return (v * 0x61C88647) >> (32 - nbits) }
+
+// gcd32 is lib/math/gcd.c for positive values.
+func gcd32(a, b int32) int32 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// schedPort is ip_vs_sh_get_port / ip_vs_mh_get_port: the source port
+// for TCP, UDP and SCTP, 0 for anything else.
+func schedPort(f *Flow) uint16 {
+	switch f.Proto {
+	case ProtoTCP, ProtoUDP, ProtoSCTP:
+		return f.SPort
+	}
+	return 0
+}
+
+// flowRand32 is prandom_u32 for twos: the flow's source, or the
+// process-wide generator when the caller gave none.
+func flowRand32(f *Flow) uint32 {
+	if f.Rand != nil {
+		return f.Rand()
+	}
+	return rand.Uint32()
+}
+
+// hsiphash32 is the kernel's hsiphash() of one 4-byte word on a 64-bit
+// kernel (lib/siphash.c: with BITS_PER_LONG == 64 "HalfSipHash1-3" is
+// really SipHash-1-3 with the two unsigned longs of hsiphash_key_t as
+// the 128-bit key, truncated to u32). The word is v in CPU order,
+// loaded little-endian, so the message block is len<<56 | v.
+func hsiphash32(v uint32, k0, k1 uint64) uint32 {
+	v0 := uint64(0x736f6d6570736575) ^ k0
+	v1 := uint64(0x646f72616e646f6d) ^ k1
+	v2 := uint64(0x6c7967656e657261) ^ k0
+	v3 := uint64(0x7465646279746573) ^ k1
+	b := uint64(4)<<56 | uint64(v)
+	v3 ^= b
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0 ^= b
+	v2 ^= 0xff
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
+	return uint32(v0 ^ v1 ^ v2 ^ v3)
+}
+
+// sipRound is SIPHASH_PERMUTATION (include/linux/siphash.h).
+func sipRound(v0, v1, v2, v3 uint64) (uint64, uint64, uint64, uint64) {
+	v0 += v1
+	v1 = bits.RotateLeft64(v1, 13)
+	v1 ^= v0
+	v0 = bits.RotateLeft64(v0, 32)
+	v2 += v3
+	v3 = bits.RotateLeft64(v3, 16)
+	v3 ^= v2
+	v0 += v3
+	v3 = bits.RotateLeft64(v3, 21)
+	v3 ^= v0
+	v2 += v1
+	v1 = bits.RotateLeft64(v1, 17)
+	v1 ^= v2
+	v2 = bits.RotateLeft64(v2, 32)
+	return v0, v1, v2, v3
+}
+
+// destIndex returns the position of d in dests, trying the hint first
+// (the position it had the last time), or -1.
+func destIndex(dests []*Dest, d *Dest, hint int) int {
+	if hint >= 0 && hint < len(dests) && dests[hint] == d {
+		return hint
+	}
+	for i, x := range dests {
+		if x == d {
+			return i
+		}
+	}
+	return -1
+}
