@@ -19,6 +19,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/datapath/route"
 	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/lvs"
 )
 
 //go:embed default.toml
@@ -59,6 +60,8 @@ type Config struct {
 	File string `toml:"-"`
 	// Ruleset is the compiled rule set (Uswitch.Rules or RulesFile).
 	Ruleset *rules.Ruleset `toml:"-"`
+	// IPVSRules are the checked IPVS commands (Uswitch.IPVS or IPVSFile).
+	IPVSRules []lvs.Rule `toml:"-"`
 	// Sysctl holds the parsed sysctls (Uswitch.Sysctl).
 	Sysctl sysctls `toml:"-"`
 }
@@ -86,6 +89,11 @@ type Router struct {
 	// to the config file). At most one of them.
 	Rules     string `toml:"rules"`
 	RulesFile string `toml:"rules_file"`
+	// IPVS is an ipvsadm -S (ipvsadm-save / ipvsadm -R) input: the
+	// virtual services of uswitch's IPVS; IPVSFile names one. The
+	// net.ipv4.vs.* sysctls go in Sysctl.
+	IPVS     string `toml:"ipvs"`
+	IPVSFile string `toml:"ipvs_file"`
 	// Sysctl is uswitch's sysctls by their dotted name.
 	Sysctl map[string]any `toml:"sysctl"`
 }
@@ -771,6 +779,9 @@ func (c *Config) check(src string) error {
 		return fail(key, "%v", err)
 	}
 	c.Ruleset = rs
+	if err := c.checkIPVS(src); err != nil {
+		return err
+	}
 	sc, err := parseSysctls(c.Uswitch.Sysctl)
 	if err != nil {
 		var se *sysctlError
@@ -866,4 +877,59 @@ func (c *Config) Rename(ns func(string) string) *Config {
 		d.Interfaces[i].Netns = ns(d.Interfaces[i].Netns)
 	}
 	return &d
+}
+
+// checkIPVS reads the IPVS table and applies it to a scratch director,
+// so a lab whose table ipvsadm would refuse does not come up.
+func (c *Config) checkIPVS(src string) error {
+	if c.Uswitch.IPVS != "" && c.Uswitch.IPVSFile != "" {
+		return &ConfigError{File: c.File, Line: keyLine(src, toml.Key{"uswitch", "ipvs_file"}), Key: "uswitch.ipvs_file", Err: errors.New("give ipvs or ipvs_file, not both")}
+	}
+	text, key, name := c.Uswitch.IPVS, "uswitch.ipvs", "ipvs"
+	if c.Uswitch.IPVSFile != "" {
+		key, name = "uswitch.ipvs_file", c.Uswitch.IPVSFile
+		p := c.Uswitch.IPVSFile
+		if !filepath.IsAbs(p) && c.File != "" {
+			p = filepath.Join(filepath.Dir(c.File), p)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return &ConfigError{File: c.File, Line: keyLine(src, toml.Key{"uswitch", "ipvs_file"}), Key: key, Err: err}
+		}
+		text = string(b)
+	}
+	if text == "" {
+		return nil
+	}
+	line := keyLine(src, toml.Key{"uswitch", strings.TrimPrefix(key, "uswitch.")})
+	rl, err := lvs.ParseRules(strings.NewReader(text), name)
+	if err == nil {
+		err = lvs.ApplyRules(lvs.NewDirector(), rl, name)
+	}
+	if err != nil {
+		var re *lvs.RuleError
+		if errors.As(err, &re) && key == "uswitch.ipvs" && line > 0 && re.Line > 0 {
+			// the text starts on the line after `ipvs = """`
+			return &ConfigError{File: c.File, Line: line + re.Line, Key: key, Err: fmt.Errorf("ipvsadm line %d: %v: %s", re.Line, re.Err, re.Text)}
+		}
+		return &ConfigError{File: c.File, Line: line, Key: key, Err: err}
+	}
+	c.IPVSRules = rl
+	return nil
+}
+
+// Director makes the lab's IPVS: the configured table and the
+// net.ipv4.vs.* sysctls (an empty director when the lab has none, so
+// `uswitch ipvsadm -A ...` can add services to the running lab).
+func (c *Config) Director() (*lvs.Director, error) {
+	d := lvs.NewDirector()
+	if c.Sysctl.Sysctl.Conf != nil {
+		d.SetSysctls(c.Sysctl.Sysctl.IPVS)
+	}
+	if len(c.IPVSRules) > 0 {
+		if err := d.Bulk(func() error { return lvs.ApplyRules(d, c.IPVSRules, "ipvs") }); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/lvs"
 )
 
 // Live control and observation of a running lab, over a Unix socket only
@@ -80,6 +81,8 @@ type ControlRequest struct {
 	// capture after that many packets (0: never).
 	Iface string `json:"iface,omitempty"`
 	Count int    `json:"count,omitempty"`
+	// Args are the arguments of "ipvsadm" (its stdin, for -R, is Input).
+	Args []string `json:"args,omitempty"`
 }
 
 // ControlResponse is the outcome: what the tool prints and its exit code.
@@ -432,6 +435,8 @@ func (e *EngineControl) Control(req ControlRequest) ControlResponse {
 		return e.conntrack(req)
 	case "metrics":
 		return ControlResponse{Stdout: e.Metrics()}
+	case "ipvsadm":
+		return e.ipvsadm(req)
 	case "trace", "pcap":
 		return ControlResponse{Code: 2, Stderr: "uswitch: " + req.Cmd + " streams only over the control socket\n"}
 	}
@@ -480,6 +485,23 @@ func (e *EngineControl) iptablesRestore(req ControlRequest) ControlResponse {
 	cur.Rules = rs
 	eng.Swap(cur)
 	return ControlResponse{}
+}
+
+// ipvsadm runs an ipvsadm command against the engine's IPVS.
+func (e *EngineControl) ipvsadm(req ControlRequest) ControlResponse {
+	d := e.Eng.LVS
+	if d == nil {
+		return ControlResponse{Code: 1, Stderr: "Can't initialize ipvs: this uswitch instance has no IPVS\n"}
+	}
+	c, err := lvs.ParseCommand(req.Args)
+	if err != nil {
+		return ControlResponse{Code: 2, Stderr: err.Error() + "\n"}
+	}
+	var out strings.Builder
+	if err := lvs.Exec(d, c, strings.NewReader(req.Input), &out, e.Now()); err != nil {
+		return ControlResponse{Code: 1, Stdout: out.String(), Stderr: err.Error() + "\n"}
+	}
+	return ControlResponse{Stdout: out.String()}
 }
 
 // conntrackVersion is the conntrack-tools version whose output uswitch

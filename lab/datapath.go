@@ -391,12 +391,22 @@ func (d *Datapath) reaper() {
 	defer d.workers.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	tick := 0
 	for {
 		select {
 		case <-d.done:
 			return
 		case <-t.C:
-			d.eng.CT.Reap(d.now(), 16384)
+			now := d.now()
+			d.eng.CT.Reap(now, 16384)
+			if lv := d.eng.LVS; lv != nil {
+				// IPVS connection timers, and its rate estimator
+				// every other second (ip_vs_est: 2 s)
+				lv.Conns.Reap(now)
+				if tick++; tick%2 == 0 {
+					lv.Estimate()
+				}
+			}
 		}
 	}
 }

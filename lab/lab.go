@@ -115,6 +115,9 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 		seed = uint64(time.Now().UnixNano())
 	}
 	l.eng = datapath.New(ecfg, ctcfg, seed)
+	if l.eng.LVS, err = cfg.Director(); err != nil {
+		return l, err
+	}
 	workers := cfg.Uswitch.Workers
 	if workers == 0 {
 		workers = runtime.NumCPU()

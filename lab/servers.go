@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"golang.org/x/net/ipv4"
 	"io"
 	"net"
 	"net/http"
@@ -70,11 +71,17 @@ func startServer(h netns.NsHandle, nsName string, s Server) (*server, error) {
 	return sv, nil
 }
 
+// udpEcho answers from the address the datagram was sent to (IP_PKTINFO),
+// as a UDP server bound to 0.0.0.0 must for a client whose socket is
+// connected to that address: a DR or TUN real server receives the VIP's
+// traffic on lo, and a reply from its own address would be dropped.
 func (sv *server) udpEcho() {
 	defer sv.wg.Done()
+	pc := ipv4.NewPacketConn(sv.pc)
+	dstOK := pc.SetControlMessage(ipv4.FlagDst, true) == nil
 	buf := make([]byte, 65536)
 	for {
-		n, from, err := sv.pc.ReadFrom(buf)
+		n, cm, from, err := pc.ReadFrom(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -82,7 +89,11 @@ func (sv *server) udpEcho() {
 			continue
 		}
 		reply := append([]byte(sv.ns+" "+from.String()+" "), buf[:n]...)
-		sv.pc.WriteTo(reply, from)
+		var out *ipv4.ControlMessage
+		if dstOK && cm != nil && cm.Dst != nil {
+			out = &ipv4.ControlMessage{Src: cm.Dst}
+		}
+		pc.WriteTo(reply, out, from)
 	}
 }
 

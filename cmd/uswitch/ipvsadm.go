@@ -8,27 +8,33 @@ import (
 	"strings"
 
 	"github.com/uswitch-lab/uswitch/host"
+	"github.com/uswitch-lab/uswitch/lab"
 	"github.com/uswitch-lab/uswitch/lvs"
 )
 
-const ipvsadmUsage = `usage: uswitch ipvsadm [--snapshot DIR] [--input FILE] IPVSADM-ARGS
+const ipvsadmUsage = `usage: uswitch ipvsadm [--snapshot DIR | --input FILE | --socket PATH | --lab NAME] IPVSADM-ARGS
   -L|-l [-n] [--stats|--rate|--thresholds|--persistent-conn|--tun-info] [--exact] [--nosort] [-t|-u|-f SERVICE]
   -L -c          connection entries
   -L --timeout   the --set timeouts
   -S [-n]        the rules (ipvsadm -Sn form)
   -R             read rules from stdin (after --snapshot/--input), print the result as -Sn
+  -A -E -D -C -a -e -d -Z --set   change the running instance's table
 --snapshot DIR reads DIR/ipvsadm-save (host snapshot), --input FILE an ipvsadm -S file;
-names are never resolved (-L prints what -Ln prints).
+without them the command goes to the running lab (--lab, default "default") or
+the instance at --socket (uswitch nfqueue). Names are never resolved (-L prints
+what -Ln prints).
 `
 
 // ipvsadmCmd is the offline ipvsadm: the table of a host snapshot or a
 // rule file, listed or saved as ipvsadm 1.31 prints it.
 func ipvsadmCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var snapshot, input string
+	var inst instanceFlags
+	inst.lab = "default"
 	var rest []string
 	for i := 0; i < len(args); i++ {
 		name, val, hasVal := strings.Cut(args[i], "=")
-		if name != "--snapshot" && name != "--input" {
+		if name != "--snapshot" && name != "--input" && name != "--socket" && name != "--lab" {
 			rest = append(rest, args[i])
 			continue
 		}
@@ -40,10 +46,15 @@ func ipvsadmCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			i++
 			val = args[i]
 		}
-		if name == "--snapshot" {
+		switch name {
+		case "--snapshot":
 			snapshot = val
-		} else {
+		case "--input":
 			input = val
+		case "--socket":
+			inst.socket = val
+		default:
+			inst.lab = val
 		}
 	}
 	if len(rest) == 0 || rest[0] == "-h" || rest[0] == "--help" {
@@ -58,14 +69,23 @@ func ipvsadmCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	if snapshot == "" && input == "" {
+		// the running instance
+		req := lab.ControlRequest{Cmd: "ipvsadm", Args: rest}
+		if c.Cmd == lvs.CmdRestore {
+			b, err := io.ReadAll(stdin)
+			if err != nil {
+				fmt.Fprintf(stderr, "uswitch ipvsadm: %v\n", err)
+				return 1
+			}
+			req.Input = string(b)
+		}
+		return controlCall(inst.path(), req, stdout, stderr)
+	}
 	switch c.Cmd {
 	case lvs.CmdList, lvs.CmdSave, lvs.CmdRestore:
 	default:
-		fmt.Fprintf(stderr, "uswitch ipvsadm: no running instance to %s; offline only -L, -S and -R work\n", c.Cmd)
-		return 1
-	}
-	if snapshot == "" && input == "" && c.Cmd != lvs.CmdRestore {
-		fmt.Fprintln(stderr, "uswitch ipvsadm: no running instance: give --snapshot DIR or --input FILE")
+		fmt.Fprintf(stderr, "uswitch ipvsadm: a snapshot or file is read only: %s needs the running instance\n", c.Cmd)
 		return 1
 	}
 	d := lvs.NewDirector()

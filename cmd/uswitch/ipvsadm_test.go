@@ -59,12 +59,13 @@ func TestIpvsadmCLI(t *testing.T) {
 			"Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n  -> RemoteAddress:Port\n" +
 			"TCP  10.0.0.1:80                         0        0        0        0        0\n" +
 			"  -> 10.0.1.1:8080                       0        0        0        0        0\n"},
-		{args: []string{"-R"}, stdin: save, out: save},
-		{args: []string{"-R"}, stdin: "-A -t 10.0.0.1:80 -w 3\n", code: 1,
+		{args: []string{"--input", os.DevNull, "-R"}, stdin: save, out: save},
+		{args: []string{"--input", os.DevNull, "-R"}, stdin: "-A -t 10.0.0.1:80 -w 3\n", code: 1,
 			err: "stdin:1: Illegal 'weight' option with the 'add-service' command: -A -t 10.0.0.1:80 -w 3\n"},
-		{args: []string{"-Ln"}, code: 1, err: "uswitch ipvsadm: no running instance: give --snapshot DIR or --input FILE\n"},
+		{args: []string{"--socket", filepath.Join(dir, "none.sock"), "-Ln"}, code: 1,
+			err: "uswitch: no running uswitch instance at " + filepath.Join(dir, "none.sock") + " (start one with `uswitch lab`, or give --socket)\n"},
 		{args: []string{"--input", in, "-A", "-t", "1.2.3.4:80"}, code: 1,
-			err: "uswitch ipvsadm: no running instance to add-service; offline only -L, -S and -R work\n"},
+			err: "uswitch ipvsadm: a snapshot or file is read only: add-service needs the running instance\n"},
 		{args: []string{"--input", in, "-Lnc", "--stats"}, code: 2, err: "options conflicts in the list command\n"},
 		{args: []string{"--input", in, "-Lnc", "--timeout"}, code: 2,
 			err: "The option 'timeout' conflicts with the 'connection' option in the 'list' command\n"},
