@@ -630,7 +630,8 @@ func (k *pkt) forward() {
 	if k.rt.Redirect {
 		k.sendRedirect()
 	}
-	if !k.tables(rules.Forward, in, out, rules.Mangle, rules.Filter) || !k.ipvsOut(lvs.HookForward, "FORWARD", 100) {
+	if !k.tables(rules.Forward, in, out, rules.Mangle, rules.Filter) || !k.ipvsForwardICMP() ||
+		!k.ipvsOut(lvs.HookForward, "FORWARD", 100) {
 		return
 	}
 	// a reply rerouted by IPVS may leave by another device

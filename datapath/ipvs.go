@@ -111,13 +111,28 @@ func (k *pkt) ipvsIn(h lvs.Hook, chain string, prio int) bool {
 		}
 		k.ipvsTrace(chain, prio, ev+r.Conn.String())
 	}
-	return k.ipvsXmit(r.Conn)
+	return k.ipvsXmit(r.Conn, r.ICMP)
+}
+
+// ipvsForwardICMP is ip_vs_forward_icmp at FORWARD 99.
+func (k *pkt) ipvsForwardICMP() bool {
+	if !k.ipvsOn() || k.p.Proto != packet.ProtoICMP {
+		return true
+	}
+	r := k.e.LVS.ForwardICMP(k.p, k.env.now)
+	if r.V != lvs.Xmit {
+		return true
+	}
+	if k.tracing() {
+		k.ipvsTrace("FORWARD", 99, "icmp error for "+r.Conn.String())
+	}
+	return k.ipvsXmit(r.Conn, true)
 }
 
 // ipvsXmit is ip_vs_nat_xmit / ip_vs_dr_xmit / ip_vs_tunnel_xmit. It
 // returns true when the packet continues to local delivery (the dest is
 // this host).
-func (k *pkt) ipvsXmit(cp *lvs.Conn) bool {
+func (k *pkt) ipvsXmit(cp *lvs.Conn, icmp bool) bool {
 	p := k.p
 	fwd := cp.Fwd()
 	if fwd == lvs.LocalNode || fwd == lvs.Bypass {
@@ -134,8 +149,7 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn) bool {
 		// the real server is this host: the packet goes on to local
 		// delivery (NAT rewritten first)
 		if fwd == lvs.Masq {
-			lvs.DNAT(p, cp)
-			k.ipvsUntrack(cp, true)
+			k.natToServer(cp, icmp)
 		}
 		k.ipvsDone = true
 		return true
@@ -149,8 +163,7 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn) bool {
 	p.SetTTL(p.IP.TTL() - 1)
 	switch fwd {
 	case lvs.Masq:
-		lvs.DNAT(p, cp)
-		k.ipvsUntrack(cp, true)
+		k.natToServer(cp, icmp)
 	case lvs.Tunnel:
 		src := u32(rt.Src)
 		if src == 0 {
@@ -178,4 +191,18 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn) bool {
 	}
 	k.localOut(kind)
 	return false
+}
+
+// natToServer is ip_vs_nat_xmit's rewrite (or ip_vs_nat_icmp's for an
+// ICMP error) and its conntrack handling.
+func (k *pkt) natToServer(cp *lvs.Conn, icmp bool) {
+	if icmp {
+		lvs.NATICMPIn(k.p, cp)
+		if cp.Flags()&lvs.ConnNFCT == 0 && (k.cfg.ctOn || k.ct.Conn != nil) {
+			k.ct = conntrack.Untracked
+		}
+		return
+	}
+	lvs.DNAT(k.p, cp)
+	k.ipvsUntrack(cp, true)
 }

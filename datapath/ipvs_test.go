@@ -234,3 +234,56 @@ func TestIPVSLocalClient(t *testing.T) {
 		t.Fatalf("reply to a local client: %v from %08x:%d", f, r.Src, r.SrcPort)
 	}
 }
+
+func icmpErr(t *testing.T, src, dst uint32, typ, code uint8, in string, inIf string) *packet.Packet {
+	t.Helper()
+	inner := mk(t, in)
+	p := &packet.Packet{Data: packet.Build(packet.Spec{Src: src, Dst: dst, Proto: packet.ProtoICMP, ICMPType: typ, ICMPCode: code,
+		Payload: inner.IP[:28]}), Meta: packet.Meta{InIf: inIf}}
+	if err := p.Decode(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func icmpOK(p *packet.Packet) bool { return packet.Checksum(p.L4, 0) == 0xffff }
+
+// ICMP errors about a VS/NAT connection are translated both ways: the
+// real server's port unreachable reaches the client from the VIP about
+// its packet to the VIP (ip_vs_out_icmp), and an error about a reply the
+// director sent reaches the real server about its own packet
+// (ip_vs_in_icmp).
+func TestIPVSICMPErrors(t *testing.T) {
+	e, _ := ipvsEngine(t, "", "rr", rs(2, lvs.Masq))
+	uk := lvs.ServiceKey{Proto: lvs.ProtoUDP, Addr: 0x0a000001, Port: 53}
+	if err := e.LVS.AddService(lvs.ServiceConfig{Key: uk, SchedName: "rr"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.LVS.AddDest(uk, lvs.DestConfig{Addr: 0xc0a80102, Port: 5353, Fwd: lvs.Masq, Weight: 1}); err != nil {
+		t.Fatal(err)
+	}
+	q := mk(t, "udp 10.0.0.2:4000 > 10.0.0.1:53 iif eth0")
+	if f := e.Receive(q, 1e9, nil); f.Kind != Forwarded || q.Dst != 0xc0a80102 || q.DstPort != 5353 {
+		t.Fatalf("query %v to %08x:%d", f, q.Dst, q.DstPort)
+	}
+	// the real server has nothing on 5353
+	unreach := icmpErr(t, 0xc0a80102, 0x0a000002, 3, 3, "udp 10.0.0.2:4000 > 192.168.1.2:5353", "eth1")
+	if f := e.Receive(unreach, 1e9+1, nil); f.Kind != Forwarded || f.OutIf != "eth0" {
+		t.Fatalf("port unreachable: %v", f)
+	}
+	in := packet.IPv4(unreach.L4[8:])
+	if unreach.Src != 0x0a000001 || in.Dst() != 0x0a000001 || in.Src() != 0x0a000002 || uint16(in[22])<<8|uint16(in[23]) != 53 ||
+		!icmpOK(unreach) || in.CalculateChecksum() != 0 {
+		t.Fatalf("error to the client (icmp ok %v, inner csum %04x/%04x): from %08x, quoted %08x > %08x:%d", icmpOK(unreach), in.CalculateChecksum(), in.Checksum(), unreach.Src, in.Src(), in.Dst(), uint16(in[22])<<8|uint16(in[23]))
+	}
+	// a router on the client's side cannot deliver a reply from the VIP
+	noHost := icmpErr(t, 0x0a0000fe, 0x0a000001, 3, 1, "udp 10.0.0.1:53 > 10.0.0.2:4000", "eth0")
+	tr := &Tracer{All: true}
+	if f := e.Receive(noHost, 1e9+2, tr); f.Kind != Forwarded || f.OutIf != "eth1" {
+		t.Fatalf("host unreachable: %v\n%s", f, strings.Join(tr.Lines, "\n"))
+	}
+	in = packet.IPv4(noHost.L4[8:])
+	if noHost.Dst != 0xc0a80102 || in.Src() != 0xc0a80102 || uint16(in[20])<<8|uint16(in[21]) != 5353 || !icmpOK(noHost) {
+		t.Fatalf("error to the real server: to %08x, quoted from %08x:%d", noHost.Dst, in.Src(), uint16(in[20])<<8|uint16(in[21]))
+	}
+}

@@ -52,12 +52,16 @@ type Result struct {
 	Conn *Conn
 	// New: the connection was made by this packet (scheduled).
 	New bool
+	// ICMP: the packet is an ICMP error about the connection (the
+	// caller rewrites it with NATICMPIn instead of DNAT for VS/NAT).
+	ICMP bool
 	// Reason names a drop.
 	Reason string
 }
 
-// In is ip_vs_in (LOCAL_IN 99, LOCAL_OUT -98): find the packet's
-// connection or schedule a new one. p must be decoded; it is not
+// In is ip_vs_in (LOCAL_IN 99, LOCAL_OUT -98) and ip_vs_forward_icmp
+// (FORWARD 99): find the packet's connection or schedule a new one; an
+// ICMP error about a connection is sent on to its real server. p must be decoded; it is not
 // modified (the caller transmits on Xmit). rnd is the random source of
 // the schedulers that need one.
 func (d *Director) In(p *packet.Packet, h Hook, now int64, rnd func() uint32) Result {
@@ -70,9 +74,9 @@ func (d *Director) In(p *packet.Packet, h Hook, now int64, rnd func() uint32) Re
 	}
 	switch p.Proto {
 	case ProtoTCP, ProtoUDP, ProtoSCTP:
+	case packet.ProtoICMP:
+		return d.inICMP(p, now)
 	default:
-		// ICMP errors for IPVS connections (ip_vs_in_icmp) are not
-		// handled: they continue as the host's own
 		return Result{}
 	}
 	t := d.Conns
@@ -271,6 +275,8 @@ func (d *Director) Out(p *packet.Packet, h Hook, now int64) Result {
 	}
 	switch p.Proto {
 	case ProtoTCP, ProtoUDP, ProtoSCTP:
+	case packet.ProtoICMP:
+		return d.outICMP(p, now)
 	default:
 		return Result{}
 	}

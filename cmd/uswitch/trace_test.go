@@ -92,3 +92,65 @@ func TestTracePcapng(t *testing.T) {
 		t.Fatalf("exit %d %s\n%s", code, errs, out)
 	}
 }
+
+// TestTraceKubeIPVS replays packets against examples/kube-ipvs, a node
+// as kube-proxy's IPVS mode leaves it: a pod's connection to a ClusterIP
+// is scheduled by IPVS to an endpoint (no masquerade from the pod CIDR)
+// and its reply gets the ClusterIP back in FORWARD; an outside client's
+// NodePort connection is marked by KUBE-NODE-PORT and masqueraded by
+// KUBE-POSTROUTING after IPVS scheduled it (vs.conntrack=1). The pod's
+// reply leaves by the device it came in on towards an on-link source,
+// so the node also sends an ICMP redirect (2.1), as the kernel would.
+func TestTraceKubeIPVS(t *testing.T) {
+	dir := t.TempDir()
+	ng := filepath.Join(dir, "k.pcapng")
+	f, _ := os.Create(ng)
+	w, err := pcapgo.NewNgWriterInterface(f, pcapgo.NgInterface{Name: "cni0", LinkType: layers.LinkTypeRaw}, pcapgo.DefaultNgWriterOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eth0, _ := w.AddInterface(pcapgo.NgInterface{Name: "eth0", LinkType: layers.LinkTypeRaw})
+	ts := time.Unix(1700000000, 0)
+	for i, p := range []struct {
+		spec string
+		ifc  int
+	}{
+		{"tcp 10.244.0.9:40000 > 10.96.100.50:80 syn seq 1", 0},
+		{"tcp 10.244.0.5:80 > 10.244.0.9:40000 syn ack 2 seq 7", 0},
+		{"tcp 192.168.122.50:41000 > 192.168.122.10:30080 syn seq 1", eth0},
+		{"udp 10.244.0.9:5353 > 10.96.0.10:53", 0},
+	} {
+		b := specBytes(t, p.spec)
+		ci := gopacket.CaptureInfo{Timestamp: ts.Add(time.Duration(i) * time.Millisecond), CaptureLength: len(b), Length: len(b), InterfaceIndex: p.ifc}
+		if err := w.WritePacket(ci, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Flush()
+	f.Close()
+	out, errs, code := runTrace(t, "--snapshot", "../../examples/kube-ipvs", "--pcap", ng, "--trace-all")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{
+		"ipvs:INPUT:99:schedule TCP 10.244.0.9:40000 -> 10.96.100.50:80 -> 10.244.0.5:80 Masq SYN_RECV",
+		"OUT=cni0 SRC=10.244.0.9 DST=10.244.0.5 LEN=40 TOS=0x0 TTL=63",
+		"FATE: 1 forwarded out cni0\n",
+		"ipvs:FORWARD:100:reply TCP 10.244.0.9:40000 -> 10.96.100.50:80 -> 10.244.0.5:80 Masq SYN_RECV",
+		"FATE: 2 forwarded out cni0\n",
+		"nat:KUBE-NODE-PORT:rule:",
+		"nat:KUBE-MARK-MASQ:rule:0xd:CONTINUE",
+		"ipvs:INPUT:99:schedule TCP 192.168.122.50:41000 -> 192.168.122.10:30080 -> 10.244.0.5:80 Masq SYN_RECV",
+		"nat:KUBE-POSTROUTING:rule:0x12:ACCEPT  -4 -t nat -A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully",
+		"FATE: 3 forwarded out cni0\n",
+		"ipvs:INPUT:99:schedule UDP 10.244.0.9:5353 -> 10.96.0.10:53 -> 10.244.0.2:53 Masq UDP",
+		"FATE: 4 forwarded out cni0\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+}
