@@ -66,6 +66,10 @@ type Fate struct {
 	// By names the verdict's origin for drops: "filter:FORWARD:policy",
 	// "filter:INPUT:rule:3", "route: no route to host", "conntrack: table full"...
 	By string
+	// NextHop is the neighbour a Forwarded or Sent packet goes to on
+	// OutIf (the gateway, or the destination on link): an L2 device
+	// resolves its MAC.
+	NextHop uint32
 	// Answers are the packets the host sent in reaction (REJECT, echo
 	// replies, RST, ICMP errors), each with its own fate.
 	Answers []Answer
@@ -304,6 +308,9 @@ type pkt struct {
 	// ipvsDone is skb->ipvs_property: IPVS handled the packet and its
 	// hooks ignore it from now on
 	ipvsDone bool
+	// nh is a next hop fixed by IPVS-DR (FLOWI_FLAG_KNOWN_NH: the real
+	// server, whatever the destination address); 0: from the route
+	nh uint32
 }
 
 // Receive runs a packet that arrived on p.InIf (PREROUTING onwards).
@@ -648,6 +655,16 @@ func (k *pkt) postrouting(in, out string, kind FateKind) {
 	}
 	k.fate.Kind = kind
 	k.fate.OutIf = out
+	// ip_finish_output2: the neighbour is the route's gateway, or the
+	// destination itself on a link (IPVS-DR: the real server)
+	switch {
+	case k.nh != 0:
+		k.fate.NextHop = k.nh
+	case k.rt.Gateway.IsValid():
+		k.fate.NextHop = u32(k.rt.Gateway)
+	default:
+		k.fate.NextHop = k.p.Dst
+	}
 	if kind == Sent && k.cfg.FIB != nil && k.rt.Dev == k.cfg.FIB.Loopback() {
 		k.loopback()
 	}

@@ -176,6 +176,10 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn, icmp bool) bool {
 		}
 	case lvs.Route:
 		// only the MAC changes: the next hop is the real server
+		// (KNOWN_NH), or the gateway towards it
+		if !rt.Gateway.IsValid() {
+			k.nh = cp.DAddr
+		}
 		if k.ct.Conn != nil && cp.Flags()&lvs.ConnNFCT == 0 {
 			k.ct = conntrack.Untracked
 		} else if k.cfg.ctOn && cp.Flags()&lvs.ConnNFCT == 0 {

@@ -89,10 +89,10 @@ func TestIPVSDirectRouteAndTunnel(t *testing.T) {
 	e, _ := ipvsEngine(t, "", "rr", rs(4, lvs.Route), lvs.DestConfig{Addr: 0xc0a80105, Port: 80, Fwd: lvs.Tunnel, Weight: 1})
 	syn := mk(t, "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 1 iif eth0")
 	orig := append([]byte(nil), syn.IP...)
-	if f := e.Receive(syn, 1e9, nil); f.Kind != Forwarded || f.OutIf != "eth1" {
-		t.Fatalf("DR fate %v", f)
+	// DR: only the TTL changed; the next hop is the real server
+	if f := e.Receive(syn, 1e9, nil); f.Kind != Forwarded || f.OutIf != "eth1" || f.NextHop != 0xc0a80104 {
+		t.Fatalf("DR fate %v next hop %08x", f, f.NextHop)
 	}
-	// DR: only the TTL changed
 	if syn.Dst != 0x0a000001 || syn.DstPort != 80 || syn.IP.TTL() != orig[8]-1 || string(syn.IP[20:]) != string(orig[20:]) {
 		t.Fatalf("DR rewrote the packet: %x", syn.IP)
 	}
