@@ -150,6 +150,10 @@ type Demo struct {
 	Count int    `toml:"count"`
 	// Note is printed after the step's result.
 	Note string `toml:"note"`
+	// ExpectFail: the step shows something that does not work (a
+	// connection that hangs, a refused one): its failure is printed as
+	// expected and does not fail the demo; a success does.
+	ExpectFail bool `toml:"expect_fail"`
 }
 
 // Server is a built-in server: "tcp-echo", "udp-echo" or "http".

@@ -54,7 +54,8 @@ func joinPrefixes(ps []PrefixValue) string {
 
 // Demo runs the config's demo steps and prints what happened. It returns
 // an error when a step that should succeed failed (a TCP step whose note
-// mentions REJECT is expected to be refused).
+// mentions REJECT is expected to be refused) or an expect_fail step
+// succeeded.
 func (l *Lab) Demo(w io.Writer) error {
 	var failed []string
 	for _, d := range l.cfg.Demo {
@@ -65,9 +66,16 @@ func (l *Lab) Demo(w io.Writer) error {
 			for range n {
 				r, err := l.HTTPGet(d.From, d.HTTP, demoTimeout)
 				if err != nil {
+					if d.ExpectFail {
+						fmt.Fprintf(w, "  GET %s from %s: failed, as expected (%v)\n", d.HTTP, d.From, err)
+						continue
+					}
 					fmt.Fprintf(w, "  GET %s from %s: %v\n", d.HTTP, d.From, err)
 					failed = append(failed, "GET "+d.HTTP)
 					continue
+				}
+				if d.ExpectFail {
+					failed = append(failed, "GET "+d.HTTP+" (it should have failed)")
 				}
 				seen[r.ServedBy]++
 				fmt.Fprintf(w, "  GET %s from %s: %d, answered by %s (it saw the client as %s) in %v\n",
@@ -78,27 +86,47 @@ func (l *Lab) Demo(w io.Writer) error {
 				by = append(by, fmt.Sprintf("%s %d", k, v))
 			}
 			sort.Strings(by)
+			if len(by) == 0 {
+				by = []string{"nobody"}
+			}
 			fmt.Fprintf(w, "    -> %s answered by: %s", d.HTTP, strings.Join(by, ", "))
 		case d.Ping != "":
 			rtt, err := l.Ping(d.From, netip.MustParseAddr(d.Ping), demoTimeout)
-			if err != nil {
+			switch {
+			case err != nil && d.ExpectFail:
+				fmt.Fprintf(w, "  ping %s from %s: failed, as expected (%v)", d.Ping, d.From, err)
+			case err != nil:
 				fmt.Fprintf(w, "  ping %s from %s: %v", d.Ping, d.From, err)
 				failed = append(failed, "ping "+d.Ping)
-			} else {
+			default:
 				fmt.Fprintf(w, "  ping %s from %s: echo reply in %v", d.Ping, d.From, rtt.Round(10*time.Microsecond))
+				if d.ExpectFail {
+					failed = append(failed, "ping "+d.Ping+" (it should have failed)")
+				}
 			}
 		case d.UDP != "":
 			b, err := l.UDPExchange(d.From, d.UDP, []byte("hello from "+d.From), demoTimeout)
-			if err != nil {
+			switch {
+			case err != nil && d.ExpectFail:
+				fmt.Fprintf(w, "  UDP echo %s from %s: failed, as expected (%v)", d.UDP, d.From, err)
+			case err != nil:
 				fmt.Fprintf(w, "  UDP echo %s from %s: %v", d.UDP, d.From, err)
 				failed = append(failed, "udp "+d.UDP)
-			} else {
+			default:
 				fmt.Fprintf(w, "  UDP echo %s from %s: %q", d.UDP, d.From, b)
+				if d.ExpectFail {
+					failed = append(failed, "udp "+d.UDP+" (it should have failed)")
+				}
 			}
 		case d.TCP != "":
 			expectRefused := strings.Contains(d.Note, "REJECT")
 			hello, err := l.TCPHello(d.From, d.TCP, demoTimeout)
 			switch {
+			case err != nil && d.ExpectFail:
+				fmt.Fprintf(w, "  TCP %s from %s: failed, as expected (%v)", d.TCP, d.From, err)
+			case err == nil && d.ExpectFail:
+				fmt.Fprintf(w, "  TCP %s from %s: greeting %q, but it should have failed", d.TCP, d.From, hello)
+				failed = append(failed, "tcp "+d.TCP)
 			case err != nil && expectRefused:
 				fmt.Fprintf(w, "  TCP %s from %s: refused as expected (%v)", d.TCP, d.From, err)
 			case err != nil:

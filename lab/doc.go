@@ -50,7 +50,9 @@
 //	  b_netns = "usw-gw"    b_name = "veth-rs1"  b_addresses = ["10.30.1.1/24"]
 //	  mtu = 1500                        optional (68-65535)
 //	[[demo]]                            the demonstration's steps: from, one
-//	                                    of http, ping, udp, tcp; count, note
+//	                                    of http, ping, udp, tcp; count, note;
+//	                                    expect_fail = true: a step that
+//	                                    shows a failure (it must fail)
 //
 // Everything the lab makes lives inside its namespaces (the TUNs are
 // created there, both veth ends are created there, addresses, routes,

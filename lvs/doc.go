@@ -1,3 +1,46 @@
-// Package lvs will hold the IPVS virtual servers, schedulers, connection
-// table and the ipvsadm language. Empty until the IPVS issue.
+// Package lvs is uswitch's IP Virtual Server: virtual services, real
+// servers and their schedulers, the IPVS connection table, the hook
+// functions the datapath calls, and the ipvsadm language.
+//
+// It follows net/netfilter/ipvs of the Linux kernel (kernel-facts §3):
+//
+//	Director           netns_ipvs: services (copy-on-write index published
+//	                   atomically), sysctls (net.ipv4.vs.*), --set timeouts
+//	├─ Service         ip_vs_service: <proto, VIP, port> or fwmark; scheduler,
+//	│  └─ Dest         persistence (timeout, netmask), one-packet; real servers
+//	│                  with weight, thresholds, forwarding method, tunnel type
+//	├─ ConnTable       ip_vs_conn_tab: connections by client side, by real
+//	│                  server side, persistence templates; expiry moved by
+//	│                  every packet, reaped on the caller's clock
+//	└─ Scheduler       rr wrr lc wlc sed nq lblc lblcr dh sh mh fo ovf twos
+//
+// The datapath (datapath/ipvs.go) calls In at LOCAL_IN 99 and LOCAL_OUT
+// -98 (ip_vs_in: schedule or find the connection), Out at LOCAL_IN 98,
+// FORWARD 100 and LOCAL_OUT -99 (ip_vs_out: VS/NAT replies get the VIP
+// back), ForwardICMP at FORWARD 99, and transmits what In returns: DNAT
+// for masquerading, nothing for direct routing (the next hop becomes the
+// real server), Encap for tunnelling (IPIP, GUE, GRE), then the packet
+// re-enters at LOCAL_OUT. Decap is the real server's side of a tunnel,
+// which the lab plays for namespaces (this kernel has no ipip module).
+//
+// Protocol state: TCP follows ip_vs_proto_tcp.c's tcp_states tables
+// (INPUT, OUTPUT, INPUT-ONLY for DR/TUN), with the active/inactive counts
+// of the dest moved as the kernel moves them; UDP has one state and the
+// UDP timeout.
+//
+// Known differences from the kernel:
+//   - SCTP connections are scheduled on INIT and kept ESTABLISHED with the
+//     TCP timeout; the SCTP state machine (ip_vs_proto_sctp.c) is not
+//     modelled.
+//   - No application helpers (FTP), no persistence engines (sip is
+//     accepted and ignored), no sync daemon, no cache bypass
+//     (sysctl_cache_bypass), no defragmentation (fragments other than the
+//     first are not IPVS's).
+//   - The MTU checks of __ip_vs_get_out_rt (ICMP fragmentation needed) and
+//     the ICMP errors about tunnelled packets (IPIP inside the quote) are
+//     not done.
+//   - Direct routing needs an L2 link to change only the MAC; over a TUN
+//     the packet is sent unchanged to the real server's device.
+//   - The connection table's hash order (what ipvsadm -Lnc lists first)
+//     is not the kernel's.
 package lvs
