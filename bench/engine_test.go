@@ -12,7 +12,11 @@ import (
 	"github.com/uswitch-lab/uswitch/datapath/rules"
 )
 
-func engine(b testing.TB, ruleset string) *datapath.Engine {
+func engine(b testing.TB, ruleset string) *datapath.Engine { return engineMode(b, ruleset, false) }
+
+// engineMode is engine with the classifier on (linear false) or the
+// linear reference walk.
+func engineMode(b testing.TB, ruleset string, linear bool) *datapath.Engine {
 	b.Helper()
 	rs, err := (&rules.Loader{}).LoadString(ruleset)
 	if err != nil {
@@ -22,8 +26,13 @@ func engine(b testing.TB, ruleset string) *datapath.Engine {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return datapath.New(datapath.Config{Rules: rs, FIB: fib, IPForward: true}, conntrack.DefaultConfig(), 1)
+	return datapath.New(datapath.Config{Rules: rs, FIB: fib, IPForward: true, Linear: linear}, conntrack.DefaultConfig(), 1)
 }
+
+var modes = []struct {
+	name   string
+	linear bool
+}{{"compiled", false}, {"linear", true}}
 
 func build(b testing.TB, spec string) []byte {
 	sp, _, err := packet.ParseSpec(spec)
@@ -97,12 +106,25 @@ func BenchmarkEstablishedNAT(b *testing.B) {
 }
 
 // BenchmarkNewConnFilter: the first packet of a new connection through a
-// FORWARD chain of N rules that it matches none of (the linear chain is
-// the cost; the compiled classifier is a later issue).
+// FORWARD chain of N rules that it matches none of, through the compiled
+// classifier and through the linear walk.
 func BenchmarkNewConnFilter(b *testing.B) {
-	for _, n := range []int{100, 1000, 10000} {
-		b.Run(fmt.Sprintf("rules-%d", n), func(b *testing.B) {
-			e := engine(b, rulegen.FilterChain(n))
+	for _, m := range modes {
+		for _, n := range []int{100, 1000, 10000, 30000} {
+			if m.linear && n > 10000 && testing.Short() {
+				continue
+			}
+			b.Run(fmt.Sprintf("%s/rules-%d", m.name, n), func(b *testing.B) {
+				benchNewConnFilter(b, n, m.linear)
+			})
+		}
+	}
+}
+
+func benchNewConnFilter(b *testing.B, n int, linear bool) {
+	{
+		{
+			e := engineMode(b, rulegen.FilterChain(n), linear)
 			buf := make([]byte, 2048)
 			p := &packet.Packet{}
 			tmpl := build(b, "udp 10.0.1.2:1024 > 192.168.1.2:53")
@@ -113,16 +135,26 @@ func BenchmarkNewConnFilter(b *testing.B) {
 					b.Fatal(f)
 				}
 			}
-		})
+		}
 	}
 }
 
 // BenchmarkKubeProxyFirstPacket: the first packet of a connection to a
 // service VIP through a kube-proxy-shaped nat table of N services.
 func BenchmarkKubeProxyFirstPacket(b *testing.B) {
-	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("services-%d", n), func(b *testing.B) {
-			e := engine(b, rulegen.KubeProxy(n))
+	for _, m := range modes {
+		for _, n := range []int{1000, 10000, 30000} {
+			b.Run(fmt.Sprintf("%s/services-%d", m.name, n), func(b *testing.B) {
+				benchKubeFirst(b, n, m.linear)
+			})
+		}
+	}
+}
+
+func benchKubeFirst(b *testing.B, n int, linear bool) {
+	{
+		{
+			e := engineMode(b, rulegen.KubeProxy(n), linear)
 			buf := make([]byte, 2048)
 			p := &packet.Packet{}
 			// the last service: the whole KUBE-SERVICES chain is walked
@@ -138,6 +170,6 @@ func BenchmarkKubeProxyFirstPacket(b *testing.B) {
 					b.Fatal(f)
 				}
 			}
-		})
+		}
 	}
 }

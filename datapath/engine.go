@@ -41,6 +41,9 @@ type Config struct {
 	// ICMP holds the ICMP rate limit and redirect sysctls; nil means
 	// the kernel defaults.
 	ICMP *ICMPConfig
+	// Linear walks every chain rule by rule instead of through the
+	// compiled classifier (the reference; benchmarks compare the two).
+	Linear bool
 }
 
 // FateKind is what finally happened to a packet.
@@ -367,7 +370,7 @@ func (k *pkt) runTable(tid rules.TableID, h rules.Hook, in, out string) (rules.T
 	}
 	k.p.InIf, k.p.OutIf = in, out
 	c := &k.ctx
-	*c = rules.Ctx{Pkt: k.p, Hook: h, CT: k.ct, Env: &k.env, State: k.e.State}
+	*c = rules.Ctx{Pkt: k.p, Hook: h, CT: k.ct, Env: &k.env, State: k.e.State, Linear: k.cfg.Linear}
 	var tr rules.Tracer
 	if k.tr != nil {
 		tr = k.tr.chain(k, c, in, out)

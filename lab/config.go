@@ -110,6 +110,13 @@ type Interface struct {
 	// packet it writes to this TUN addressed to one of the namespace's
 	// addresses is handed over as its inner packet (decap.go).
 	Decap DecapValue `toml:"decap"`
+	// Kind is "tun" (the default: IPv4 packets, no link header) or
+	// "tap" (Ethernet frames, with ARP: tap.go).
+	Kind IfaceKind `toml:"kind"`
+	// MAC is uswitch's own MAC address on a TAP (the source of what it
+	// writes there, the address its ARP replies give); zero: derived
+	// from the interface's name (DefaultMAC).
+	MAC MACValue `toml:"mac"`
 }
 
 // Namespace is a network namespace of the lab.
@@ -716,6 +723,9 @@ func (c *Config) check(src string) error {
 		attached[it.Netns] = it.Name
 		if it.MTU != 0 && (it.MTU < 576 || it.MTU > 65535) {
 			return fail("interface.mtu", "%d: want 576-65535", it.MTU)
+		}
+		if it.MAC.Set && it.Kind != KindTAP {
+			return fail("interface.mac", "%q: only a kind = \"tap\" interface has a MAC address", it.MAC.String())
 		}
 	}
 	for _, n := range c.Namespaces {

@@ -589,6 +589,16 @@ func (l *Lab) Metrics() string {
 	metric("uswitch_tx_errors_total", "counter", "Packets a device did not take, or with no device to leave by.")
 	fmt.Fprintf(&b, "uswitch_tx_errors_total{error=\"write\"} %d\n", s.TxErrors)
 	fmt.Fprintf(&b, "uswitch_tx_errors_total{error=\"no_device\"} %d\n", s.NoDevice)
+	metric("uswitch_arp_total", "counter", "ARP on TAP ports: requests for uswitch's addresses answered, requests sent to resolve a next hop.")
+	fmt.Fprintf(&b, "uswitch_arp_total{event=\"request_answered\"} %d\n", s.ARPReplied)
+	fmt.Fprintf(&b, "uswitch_arp_total{event=\"request_sent\"} %d\n", s.ARPRequested)
+	metric("uswitch_l2_drops_total", "counter", "Frames and packets TAP ports dropped: next hop unresolved, not IPv4 or ARP, VLAN-tagged, to another host's MAC.")
+	for _, f := range []struct {
+		k string
+		v uint64
+	}{{"unresolved", s.Unresolved}, {"not_ipv4", s.NotIPv4Frames}, {"vlan", s.VLANFrames}, {"otherhost", s.OtherHost}} {
+		fmt.Fprintf(&b, "uswitch_l2_drops_total{reason=%q} %d\n", f.k, f.v)
+	}
 	metric("uswitch_drops_total", "counter", "Packets the engine dropped, by reason (table:chain:rule N, policy, route, conntrack...).")
 	writeDropMetrics(&b, "uswitch_drops_total", s.DropsBy)
 	if l.eng != nil {

@@ -29,7 +29,10 @@ import (
 // in one batched write per output device.
 //
 // Memory ownership: each reader owns a fixed set of elements (a buffer of
-// the device's MTU and a packet.Packet). An element goes reader -> one
+// the device's MTU plus ethHeaderLen of headroom, and a packet.Packet). A
+// TUN's packet is read after the headroom; a TAP's frame is read from
+// the start, its Ethernet header filling the headroom; so every packet
+// has room for an Ethernet header in front (tap.go). An element goes reader -> one
 // worker -> back to its reader's free list after the worker has written
 // it; nothing retains it after that. Answers are packets the engine made
 // and are dropped after being written.
@@ -71,6 +74,9 @@ type port struct {
 	// decap opens the tunnel packets written to the device (nil: none);
 	// set before the goroutines start, read-only after (decap.go).
 	decap *decapSpec
+	// l2 is the Ethernet side of a TAP port (nil: a TUN); set before
+	// the goroutines start (tap.go).
+	l2 *tapPort
 }
 
 type work struct{ elems []*elem }
@@ -89,6 +95,15 @@ type Stats struct {
 	TxErrors  uint64
 	// DropsBy counts drops by the engine's reason (Fate.By).
 	DropsBy map[string]uint64
+
+	// TAP ports (tap.go, neigh.go); Malformed also counts frames
+	// shorter than an Ethernet header and bad ARP messages.
+	ARPReplied    uint64 // ARP requests for uswitch's addresses answered
+	ARPRequested  uint64 // ARP requests uswitch sent to resolve a next hop
+	Unresolved    uint64 // packets dropped waiting for a MAC (queue full, no answer)
+	NotIPv4Frames uint64 // frames neither IPv4 nor ARP (IPv6, 802.3...): dropped
+	VLANFrames    uint64 // VLAN-tagged frames: dropped
+	OtherHost     uint64 // frames to another host's MAC: dropped (ip_rcv)
 }
 
 func (s Stats) String() string {
@@ -100,6 +115,15 @@ func (s Stats) String() string {
 	}
 	if s.NotIPv4 > 0 {
 		fmt.Fprintf(&b, ", %d not IPv4 (ignored)", s.NotIPv4)
+	}
+	if s.ARPReplied+s.ARPRequested > 0 {
+		fmt.Fprintf(&b, ", ARP: %d requests answered, %d sent", s.ARPReplied, s.ARPRequested)
+	}
+	if s.Unresolved > 0 {
+		fmt.Fprintf(&b, ", %d dropped unresolved", s.Unresolved)
+	}
+	if n := s.NotIPv4Frames + s.VLANFrames + s.OtherHost; n > 0 {
+		fmt.Fprintf(&b, ", %d frames ignored (%d not IPv4, %d VLAN, %d to other hosts)", n, s.NotIPv4Frames, s.VLANFrames, s.OtherHost)
 	}
 	if s.TxErrors > 0 || s.NoDevice > 0 {
 		fmt.Fprintf(&b, ", %d write errors, %d without device", s.TxErrors, s.NoDevice)
@@ -176,7 +200,7 @@ func NewDatapath(eng *datapath.Engine, devs []Device, mtu map[string]int, worker
 		}
 		p := &port{dev: dv, name: dv.Name(), mtu: m, free: make(chan *elem, elemsPerPort)}
 		for range elemsPerPort {
-			p.free <- &elem{buf: make([]byte, m), from: p}
+			p.free <- &elem{buf: make([]byte, ethHeaderLen+m), from: p}
 		}
 		d.ports = append(d.ports, p)
 		d.byName[p.name] = p
@@ -222,6 +246,12 @@ func (d *Datapath) reader(p *port) {
 	bufs := make([][]byte, batchSize)
 	sizes := make([]int, batchSize)
 	pending := make([]*work, len(d.queues))
+	// a TUN's packets are read after the headroom; a TAP's frames from
+	// the start of the buffer
+	hr := ethHeaderLen
+	if p.l2 != nil {
+		hr = 0
+	}
 	for {
 		// gather free elements: wait for one, take what else is free
 		if len(stash) == 0 {
@@ -242,15 +272,29 @@ func (d *Datapath) reader(p *port) {
 			}
 		}
 		for i, el := range stash {
-			bufs[i] = el.buf[:cap(el.buf)]
+			bufs[i] = el.buf[hr:cap(el.buf)]
 		}
 		n, err := p.dev.Read(bufs[:len(stash)], sizes[:len(stash)])
+		var now int64
+		if p.l2 != nil && n > 0 {
+			now = d.now()
+		}
 		for i := range n {
 			el := stash[i]
 			d.rx.Add(1)
-			el.pkt = packet.Packet{Data: el.buf[:sizes[i]]}
+			if p.l2 != nil {
+				ip, pt, ok := p.l2.input(el.buf[:sizes[i]], now, p.dev)
+				if !ok {
+					p.free <- el
+					continue
+				}
+				el.pkt = packet.Packet{Data: ip, L2: el.buf[:ethHeaderLen:ethHeaderLen]}
+				el.pkt.PktType = pt
+			} else {
+				el.pkt = packet.Packet{Data: el.buf[hr : hr+sizes[i]]}
+			}
 			if el.pkt.Decode() != nil {
-				if sizes[i] == 0 || el.buf[0]>>4 != 4 {
+				if len(el.pkt.Data) == 0 || el.pkt.Data[0]>>4 != 4 {
 					d.notIPv4.Add(1)
 				} else {
 					d.malformed.Add(1)
@@ -301,7 +345,24 @@ func (d *Datapath) worker(q chan *work) {
 	outs := make([]out, 0, len(d.ports))
 	drops := map[string]uint64{}
 	var wtr datapath.Tracer
-	send := func(name string, b []byte) bool {
+	// held are the pooled frames of this batch's TAP writes, released
+	// once the batch is written
+	var held []*frameBuf
+	var now int64
+	add := func(p *port, b []byte) {
+		for i := range outs {
+			if outs[i].p == p {
+				outs[i].pkts = append(outs[i].pkts, b)
+				return
+			}
+		}
+		outs = append(outs, out{p: p, pkts: append(make([][]byte, 0, batchSize), b)})
+	}
+	// send writes the IPv4 packet b to the device name; nh is its next
+	// hop (Fate.NextHop), own the buffer b was read into (nil for a
+	// packet the engine made), whose headroom a TAP port writes the
+	// Ethernet header into
+	send := func(name string, b []byte, nh uint32, own []byte) bool {
 		p := d.byName[name]
 		if p == nil {
 			d.nodev.Add(1)
@@ -313,17 +374,23 @@ func (d *Datapath) worker(q chan *work) {
 		// a decapsulating device gets the inner packet, a subslice of
 		// b with the same owner (decap.go)
 		b = p.decap.apply(b)
-		for i := range outs {
-			if outs[i].p == p {
-				outs[i].pkts = append(outs[i].pkts, b)
+		if p.l2 != nil {
+			// a TAP port: the frame, or the packet waits for its
+			// next hop's MAC (and an ARP request goes out)
+			f, req := p.l2.output(b, nh, own, now, &held)
+			if req != nil {
+				add(p, req)
+			}
+			if f == nil {
 				return true
 			}
+			b = f
 		}
-		outs = append(outs, out{p: p, pkts: append(make([][]byte, 0, batchSize), b)})
+		add(p, b)
 		return true
 	}
 	for wk := range q {
-		now := d.now()
+		now = d.now()
 		for _, el := range wk.elems {
 			var tr *datapath.Tracer
 			if d.tracing.Load() > 0 {
@@ -336,7 +403,7 @@ func (d *Datapath) worker(q chan *work) {
 			}
 			switch f.Kind {
 			case datapath.Forwarded, datapath.Sent:
-				if send(f.OutIf, el.pkt.IP) {
+				if send(f.OutIf, el.pkt.IP, f.NextHop, el.buf) {
 					d.fwd.Add(1)
 				}
 			case datapath.Delivered:
@@ -349,7 +416,7 @@ func (d *Datapath) worker(q chan *work) {
 			}
 			for _, a := range f.Answers {
 				if a.Fate.Kind == datapath.Sent || a.Fate.Kind == datapath.Forwarded {
-					if send(a.Fate.OutIf, a.Pkt.IP) {
+					if send(a.Fate.OutIf, a.Pkt.IP, a.Fate.NextHop, nil) {
 						d.answers.Add(1)
 					}
 				}
@@ -367,6 +434,11 @@ func (d *Datapath) worker(q chan *work) {
 			clear(o.pkts)
 			o.pkts = o.pkts[:0]
 		}
+		for i, f := range held {
+			f.release()
+			held[i] = nil
+		}
+		held = held[:0]
 		for i, el := range wk.elems {
 			el.pkt = packet.Packet{}
 			el.from.free <- el
@@ -399,6 +471,12 @@ func (d *Datapath) reaper() {
 		case <-t.C:
 			now := d.now()
 			d.eng.CT.Reap(now, 16384)
+			// TAP ports: ARP retransmissions, neighbour ageing
+			for _, p := range d.ports {
+				if p.l2 != nil {
+					p.l2.tick(now, p.dev)
+				}
+			}
 			if lv := d.eng.LVS; lv != nil {
 				// IPVS connection timers, and its rate estimator
 				// every other second (ip_vs_est: 2 s)
@@ -416,6 +494,11 @@ func (d *Datapath) Stats() Stats {
 	s := Stats{Received: d.rx.Load(), NotIPv4: d.notIPv4.Load(), Malformed: d.malformed.Load(), Forwarded: d.fwd.Load(),
 		Delivered: d.delivered.Load(), Answers: d.answers.Load(), Dropped: d.dropped.Load(),
 		Other: d.other.Load(), NoDevice: d.nodev.Load(), TxErrors: d.txerr.Load(), DropsBy: map[string]uint64{}}
+	for _, p := range d.ports {
+		if p.l2 != nil {
+			p.l2.addStats(&s)
+		}
+	}
 	d.dmu.Lock()
 	for k, v := range d.dropsBy {
 		s.DropsBy[k] = v

@@ -12,6 +12,12 @@
 //	                                    rules | rules_file, [uswitch.sysctl]
 //	[[interface]]                       one of uswitch's TUNs, in a namespace
 //	  name, netns, addresses, mtu
+//	  kind = "tun" | "tap"              tun (default): IPv4 packets, no link
+//	                                    header; tap: Ethernet frames, with
+//	                                    ARP and a neighbour table (tap.go)
+//	  mac = "02:75:73:00:00:01"         uswitch's MAC on a tap (default:
+//	                                    02:75:73 and three bytes hashed from
+//	                                    the name, DefaultMAC)
 //	  decap = "ipip" | "gre" | "gue:PORT"
 //	                                    uswitch plays the namespace's tunnel
 //	                                    device: a tunnel packet of that kind

@@ -40,8 +40,8 @@ type Lab struct {
 	cerr   error
 }
 
-// Up makes the lab: namespaces, one TUN per attached namespace moved
-// into it with its addresses and routes, uswitch's engine over them, and
+// Up makes the lab: namespaces, one TUN (or TAP, kind = "tap") per
+// attached namespace, made inside it, with its addresses and routes, uswitch's engine over them, and
 // the built-in servers. It fails if a namespace of the lab already
 // exists (a crashed lab: run Down). log receives progress lines (nil:
 // none).
@@ -89,7 +89,11 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 			}
 			continue
 		}
-		t, err := openTUN(l.nss[n.Name], it.Name)
+		open := openTUN
+		if it.Kind == KindTAP {
+			open = openTAP // an Ethernet port (tap.go)
+		}
+		t, err := open(l.nss[n.Name], it.Name)
 		if err != nil {
 			return l, fmt.Errorf("namespace %s: %w", n.Name, err)
 		}
@@ -122,7 +126,7 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	if workers == 0 {
 		workers = runtime.NumCPU()
 	}
-	l.dp = NewDatapath(l.eng, devs, mtus, workers, cfg.DatapathOptions()...)
+	l.dp = NewDatapath(l.eng, devs, mtus, workers, append(cfg.DatapathOptions(), cfg.tapOptions()...)...)
 	for _, n := range cfg.Namespaces {
 		for _, s := range n.Servers {
 			sv, err := startServer(l.nss[n.Name], n.Name, s)

@@ -10,8 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tunDev is a TUN device (IFF_TUN|IFF_NO_PI: IPv4 packets, no header)
-// opened non-blocking and handed to Go's poller, so a blocked Read parks
+// tunDev is a TUN device (IFF_TUN|IFF_NO_PI: IPv4 packets, no header),
+// or a TAP device (IFF_TAP|IFF_NO_PI: Ethernet frames), opened
+// non-blocking and handed to Go's poller, so a blocked Read parks
 // only its goroutine and Close wakes it.
 type tunDev struct {
 	name string
@@ -25,6 +26,25 @@ type tunDev struct {
 // in the host's namespace. It is not persistent: it disappears when the
 // file is closed, also when the process dies.
 func openTUN(ns netns.NsHandle, name string) (*tunDev, error) {
+	return openTunTap(ns, name, unix.IFF_TUN|unix.IFF_NO_PI)
+}
+
+// openTAP creates a TAP device (IFF_TAP|IFF_NO_PI: Ethernet frames, no
+// header) inside the namespace, as openTUN does. Its MAC address, the
+// namespace's, is the kernel's random one (tun_net_init:
+// eth_hw_addr_random); uswitch's own MAC on the link is its business
+// (tap.go).
+func openTAP(ns netns.NsHandle, name string) (*tunDev, error) {
+	return openTunTap(ns, name, unix.IFF_TAP|unix.IFF_NO_PI)
+}
+
+// openTunTap opens /dev/net/tun in the namespace and attaches it to a new
+// device of that name and mode (TUNSETIFF with flags).
+func openTunTap(ns netns.NsHandle, name string, flags uint16) (*tunDev, error) {
+	kind := "tun"
+	if flags&unix.IFF_TAP != 0 {
+		kind = "tap"
+	}
 	var fd int
 	err := inNetns(ns, func() error {
 		var err error
@@ -34,19 +54,19 @@ func openTUN(ns netns.NsHandle, name string) (*tunDev, error) {
 		}
 		ifr, err := unix.NewIfreq(name)
 		if err == nil {
-			ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+			ifr.SetUint16(flags)
 			err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
 		}
 		if err != nil {
 			unix.Close(fd)
-			return fmt.Errorf("TUNSETIFF %s: %w", name, err)
+			return fmt.Errorf("TUNSETIFF %s (%s): %w", name, kind, err)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	f := os.NewFile(uintptr(fd), "tun:"+name)
+	f := os.NewFile(uintptr(fd), kind+":"+name)
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
@@ -85,8 +105,8 @@ func (t *tunDev) Read(bufs [][]byte, sizes []int) (n int, err error) {
 	return n, err
 }
 
-// Write writes each packet with one write(2) (a TUN takes one packet per
-// write). It returns how many were taken; a packet the kernel refuses
+// Write writes each packet with one write(2) (a TUN takes one packet,
+// a TAP one frame, per write). It returns how many were taken; a packet the kernel refuses
 // (EINVAL, EIO while the device is down) is skipped and counted as not
 // taken, and the first such error is returned.
 func (t *tunDev) Write(pkts [][]byte) (int, error) {

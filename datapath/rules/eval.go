@@ -64,6 +64,10 @@ type Ctx struct {
 	CT  conntrack.Ref
 	Env Env
 
+	// Linear walks every chain rule by rule, without the compiled
+	// classifier (the reference the classifier is tested against).
+	Linear bool
+
 	// HotDrop is set by a match that wants the packet dropped at once
 	// (xt's par->hotdrop, e.g. a truncated TCP header).
 	HotDrop bool
@@ -166,6 +170,16 @@ func (ip *IPHeader) matchIP(c *Ctx) bool {
 	return true
 }
 
+// visit sets up the classifier for a visit of ch from its first rule:
+// the candidate rules, in buf, or nil to walk it linearly.
+func visit(ch *Chain, c *Ctx, buf []int32) []int32 {
+	if ch.index == nil || c.Linear {
+		return nil
+	}
+	got, _ := ch.index.candidates(c, buf)
+	return got
+}
+
 // maxJumpDepth bounds the jump stack like the kernel's per-table stack.
 const maxJumpDepth = 64
 
@@ -183,9 +197,38 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 		next  int
 	}
 	var stack [maxJumpDepth]frame
+	// the classifier state of the stacked visits, kept apart from the
+	// chain pointers so escape analysis keeps cbuf on the stack: the
+	// visit's candidates (nil: linear), how far they were used, where
+	// its candidates start and the first free entry above them
+	type cframe struct {
+		cand             []int32
+		cpos, vbase, top int
+	}
+	var cstack [maxJumpDepth]cframe
+	// candidate lists of the chain visits on the stack, bump-allocated
+	var cbuf [maxCand]int32
+	// top is the first free entry of cbuf; vbase is where the current
+	// visit's candidates start
+	top, vbase := 0, 0
 	sp := 0
 	chain, i := base, 0
+	var cand []int32
+	cpos := 0
+	cand = visit(base, c, cbuf[:])
+	top = len(cand)
 	for {
+		if cand != nil {
+			// skip to the next rule that can match
+			for cpos < len(cand) && int(cand[cpos]) < i {
+				cpos++
+			}
+			if cpos < len(cand) {
+				i = int(cand[cpos])
+			} else {
+				i = len(chain.Rules)
+			}
+		}
 		if i >= len(chain.Rules) {
 			if chain == base {
 				v := TAccept
@@ -205,6 +248,7 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 			// and nft reports no return event (nft_do_chain)
 			if sp == 0 {
 				chain, i = base, len(base.Rules)
+				cand = nil
 				continue
 			}
 			if tr != nil {
@@ -212,6 +256,8 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 			}
 			sp--
 			chain, i = stack[sp].chain, stack[sp].next
+			cf := cstack[sp]
+			cand, cpos, vbase, top = cf.cand, cf.cpos, cf.vbase, cf.top
 			continue
 		}
 		r := chain.Rules[i]
@@ -256,9 +302,15 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 					return TDrop
 				}
 				stack[sp] = frame{chain, i}
+				cstack[sp] = cframe{cand, cpos, vbase, top}
 				sp++
+				vbase = top
 			}
+			// a goto ends the current visit: its candidates' space is
+			// reused
 			chain, i = r.Jump, 0
+			cand, cpos = visit(chain, c, cbuf[vbase:]), 0
+			top = vbase + len(cand)
 		case r.Verdict == VerdictReturn:
 			// a rule event with the RETURN verdict, then (when something
 			// was pushed) the return event
@@ -267,6 +319,7 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 			}
 			if chain == base || sp == 0 {
 				chain, i = base, len(base.Rules)
+				cand = nil
 				continue
 			}
 			if tr != nil {
@@ -274,6 +327,8 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 			}
 			sp--
 			chain, i = stack[sp].chain, stack[sp].next
+			cf := cstack[sp]
+			cand, cpos, vbase, top = cf.cand, cf.cpos, cf.vbase, cf.top
 		case r.Verdict == VerdictNone:
 			if tr != nil {
 				tr.Rule(t, chain, r, TContinue, nil, false)

@@ -176,6 +176,9 @@ type Chain struct {
 	Reach HookMask
 	// refs counts rules jumping here (for -X).
 	refs int
+	// index is the compiled classifier (nil: walk linearly); built by
+	// Ruleset.Compile once the chain is final.
+	index *chainIndex
 }
 
 // Iface is an interface selector (-i/-o) with its wildcard precomputed.

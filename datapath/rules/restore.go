@@ -131,6 +131,7 @@ func (l *Loader) LoadString(s string) (*Ruleset, error) {
 	if st.cur != nil {
 		return nil, &RestoreError{Kind: KindCommitExpected, Line: line + 1}
 	}
+	st.rs.Compile()
 	return st.rs, nil
 }
 
