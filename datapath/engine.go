@@ -369,6 +369,15 @@ func (k *pkt) runTable(tid rules.TableID, h rules.Hook, in, out string) (rules.T
 		return rules.TAccept, nil
 	}
 	k.p.InIf, k.p.OutIf = in, out
+	if k.tr == nil {
+		// an empty chain: its policy, without a traversal
+		if v, ok := rs.Tables[tid].RunEmpty(h, len(k.p.IP)); ok {
+			if v == rules.TDrop && k.fate.By == "" {
+				k.fate.By = tid.String() + ":" + h.ChainName()
+			}
+			return v, nil
+		}
+	}
 	c := &k.ctx
 	*c = rules.Ctx{Pkt: k.p, Hook: h, CT: k.ct, Env: &k.env, State: k.e.State, Linear: k.cfg.Linear}
 	var tr rules.Tracer

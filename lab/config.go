@@ -46,7 +46,8 @@ type Config struct {
 	Name string `toml:"name"`
 	// Uswitch is the router's own state.
 	Uswitch Router `toml:"uswitch"`
-	// Interfaces are uswitch's TUN devices, each living in one namespace.
+	// Interfaces are uswitch's TUN (or TAP) devices, each living in one
+	// namespace.
 	Interfaces []Interface `toml:"interface"`
 	// Namespaces are the network namespaces the lab makes.
 	Namespaces []Namespace `toml:"namespace"`
@@ -98,7 +99,8 @@ type Router struct {
 	Sysctl map[string]any `toml:"sysctl"`
 }
 
-// Interface is one of uswitch's TUN devices. It is created inside its
+// Interface is one of uswitch's TUN devices, or with Kind "tap" a TAP
+// device (an Ethernet link, tap.go). It is created inside its
 // namespace, where the namespace's addresses and routes are put on it;
 // uswitch's side has Addresses (in uswitch's routing state only).
 type Interface struct {

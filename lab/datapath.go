@@ -369,6 +369,8 @@ func (d *Datapath) worker(q chan *work) {
 			return false
 		}
 		if d.capturing.Load() > 0 {
+			// the IPv4 packet, also on a TAP port (LINKTYPE_RAW,
+			// as on a TUN; tap.go)
 			d.tap(name, b)
 		}
 		// a decapsulating device gets the inner packet, a subslice of

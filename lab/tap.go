@@ -378,6 +378,9 @@ func (t *tapPort) arp(f []byte, now int64, dev Device) {
 		t.reply(dev, m.sha, arpMsg{op: arpOpReply, sha: t.mac, spa: m.tpa, tha: m.sha, tpa: m.spa})
 	}
 	if len(flush) > 0 {
+		// the waiting packets go from this goroutine; a worker that
+		// found the MAC a moment earlier may write a later packet of
+		// the same flow first (only while the address resolves)
 		t.rw = t.rw[:0]
 		for _, q := range flush {
 			putEth(q.b, m.sha, t.mac, etherTypeIPv4)
@@ -520,7 +523,7 @@ func (t *tapPort) tick(now int64, dev Device) {
 	}
 }
 
-// tapStats adds a port's counters to s.
+// addStats adds a port's counters to s.
 func (t *tapPort) addStats(s *Stats) {
 	s.ARPReplied += t.arpReplied.Load()
 	s.ARPRequested += t.arpRequested.Load()

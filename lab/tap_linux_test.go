@@ -78,14 +78,19 @@ func sniff(t *testing.T, l *Lab, ns, dev string) *sniffer {
 	go func() {
 		defer close(s.done)
 		buf := make([]byte, 65536)
+		flags := 0
 		for {
 			select {
 			case <-s.quit:
-				return
+				// drain what is queued, then end
+				flags = unix.MSG_DONTWAIT
 			default:
 			}
-			n, _, err := unix.Recvfrom(s.fd, buf, 0)
+			n, _, err := unix.Recvfrom(s.fd, buf, flags)
 			if err != nil {
+				if flags != 0 {
+					return
+				}
 				continue // the timeout: look at quit again
 			}
 			s.mu.Lock()

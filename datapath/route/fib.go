@@ -30,6 +30,13 @@ type FIB struct {
 	customLocal bool
 
 	cfg Config
+
+	// l4Keyed: a rule selects by ipproto/sport/dport, or multipath
+	// hashes L4: the input cache must key on them
+	l4Keyed bool
+	// icache remembers input route decisions (the FIB is immutable, so
+	// a decision never goes stale; a new FIB starts empty)
+	icache routeCache
 }
 
 type linkInfo struct {
@@ -240,6 +247,12 @@ func New(cfg Config) (*FIB, error) {
 				f.rules[i].target = j
 				break
 			}
+		}
+	}
+	f.l4Keyed = f.mpPolicy == 1 || f.mpPolicy == 3
+	for _, r := range f.rules {
+		if r.IPProto != 0 || r.SPort.IsSet() || r.DPort.IsSet() {
+			f.l4Keyed = true
 		}
 	}
 	return f, nil

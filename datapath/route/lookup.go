@@ -444,6 +444,22 @@ func (f *FIB) mkrouteOutput(fl *flow, res *tableResult, rule *fibRule, typ Type,
 // Input is ip_route_input_noref / ip_route_input_slow
 // (net/ipv4/route.c): the route of a packet received on IIF.
 func (f *FIB) Input(in *Flow) Result {
+	k, ok := inputKey(in)
+	if !ok {
+		return f.input(in)
+	}
+	if !f.l4Keyed {
+		k.sport, k.dport, k.proto = 0, 0, 0
+	}
+	if r, hit := f.icache.get(k); hit {
+		return r
+	}
+	r := f.input(in)
+	f.icache.put(k, r)
+	return r
+}
+
+func (f *FIB) input(in *Flow) Result {
 	fl := f.toFlow(in)
 	fl.oif = 0
 	fl.uid = 0 // sock_net_uid(net, NULL)

@@ -349,3 +349,20 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 		}
 	}
 }
+
+// RunEmpty is Run for a builtin chain without rules when nothing traces
+// the packet: the policy applies (and is counted) without setting up a
+// traversal. ok is false when the chain has rules (or does not exist).
+func (t *Table) RunEmpty(h Hook, bytes int) (v TVerdict, ok bool) {
+	base := t.Builtin(h)
+	if base == nil || len(base.Rules) != 0 {
+		return 0, false
+	}
+	if base.hits != nil {
+		base.hits.add(bytes)
+	}
+	if base.Policy == VerdictDrop {
+		return TDrop, true
+	}
+	return TAccept, true
+}
