@@ -74,7 +74,7 @@ func fmtRatio(a, b float64) string {
 func writeRow(w io.Writer, label string, ns [numEngines]float64) {
 	fmt.Fprintf(w, "%-10s", label)
 	for _, v := range ns {
-		fmt.Fprintf(w, " %16s", fmtNS(v))
+		fmt.Fprintf(w, " %19s", fmtNS(v))
 	}
 	fmt.Fprintf(w, " %13s\n", fmtRatio(ns[kernelNFT], ns[uswCompiled]))
 }
@@ -82,7 +82,7 @@ func writeRow(w io.Writer, label string, ns [numEngines]float64) {
 func writeHeader(w io.Writer, first string) {
 	fmt.Fprintf(w, "%-10s", first)
 	for _, name := range engineNames {
-		fmt.Fprintf(w, " %16s", name+" ns")
+		fmt.Fprintf(w, " %19s", name+" ns")
 	}
 	fmt.Fprintf(w, " %13s\n", "nft/compiled")
 }
@@ -112,16 +112,15 @@ func writeTable(w io.Writer, s sweep) {
 // ns/packet against rules (or services), one line per engine, a legend.
 func writeSVG(w io.Writer, sweeps []sweep, caption string) error {
 	const (
-		pw, ph             = 460, 360 // panel size
-		ml, mr, mt, mb     = 70, 20, 40, 50
-		legendH            = 30
-		captionH           = 24
-		tickLen            = 5
-		fontSans           = `font-family="sans-serif"`
-		gridColor          = "#ddd"
-		axisColor          = "#333"
-		markerR            = 3.5
-		minDecadeSpanDecim = 1
+		pw, ph         = 460, 360 // panel size
+		ml, mr, mt, mb = 70, 20, 40, 50
+		legendH        = 30
+		captionH       = 24
+		tickLen        = 5
+		fontSans       = `font-family="sans-serif"`
+		gridColor      = "#ddd"
+		axisColor      = "#333"
+		markerR        = 3.5
 	)
 	width := pw * len(sweeps)
 	height := ph + legendH + captionH
@@ -146,10 +145,10 @@ func writeSVG(w io.Writer, sweeps []sweep, caption string) error {
 		}
 		lx0, lx1 := math.Floor(math.Log10(xmin)), math.Ceil(math.Log10(xmax))
 		ly0, ly1 := math.Floor(math.Log10(ymin)), math.Ceil(math.Log10(ymax))
-		if lx1-lx0 < minDecadeSpanDecim {
+		if lx1-lx0 < 1 {
 			lx1 = lx0 + 1
 		}
-		if ly1-ly0 < minDecadeSpanDecim {
+		if ly1-ly0 < 1 {
 			ly1 = ly0 + 1
 		}
 		left, right := x0+ml, x0+pw-mr

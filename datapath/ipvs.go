@@ -154,6 +154,21 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn, icmp bool) bool {
 		k.ipvsDone = true
 		return true
 	}
+	// ensure_mtu_is_adequate: a DF packet that does not fit (with the
+	// tunnel's headers) is answered with fragmentation needed
+	mtu := fib.MTU(rt.Dev)
+	if fwd == lvs.Tunnel && cp.Dest != nil {
+		mtu -= lvs.EncapLen(cp.Dest)
+		if mtu < 68 {
+			k.drop("ipvs: tunnel MTU below 68")
+			return false
+		}
+	}
+	if p.IP.DF() && len(p.IP) > mtu && !icmp {
+		k.drop("ipvs: packet too big")
+		k.icmpSend(packet.ICMPDestUnreach, 4, uint32(mtu))
+		return false
+	}
 	// decrement_ttl
 	if p.IP.TTL() <= 1 {
 		k.drop("ipvs: TTL exceeded")

@@ -287,3 +287,22 @@ func TestIPVSICMPErrors(t *testing.T) {
 		t.Fatalf("error to the real server: to %08x, quoted from %08x:%d", noHost.Dst, in.Src(), uint16(in[20])<<8|uint16(in[21]))
 	}
 }
+
+// A DF packet that does not fit the tunnel is answered with
+// fragmentation needed and the tunnel's MTU (ensure_mtu_is_adequate).
+func TestIPVSTunnelMTU(t *testing.T) {
+	e, _ := ipvsEngine(t, "", "rr", lvs.DestConfig{Addr: 0xc0a80105, Port: 80, Fwd: lvs.Tunnel, Weight: 1})
+	big := mk(t, "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 1 len 1460 df iif eth0")
+	f := e.Receive(big, 1e9, nil)
+	if f.Kind != Dropped || len(f.Answers) != 1 {
+		t.Fatalf("fate %v, %d answers", f, len(f.Answers))
+	}
+	a := f.Answers[0].Pkt
+	if a.ICMPType != 3 || a.ICMPCode != 4 || uint16(a.L4[6])<<8|uint16(a.L4[7]) != 1480 {
+		t.Fatalf("answer %d/%d mtu %d", a.ICMPType, a.ICMPCode, uint16(a.L4[6])<<8|uint16(a.L4[7]))
+	}
+	small := mk(t, "tcp 10.0.0.2:40001 > 10.0.0.1:80 syn seq 1 len 1400 df iif eth0")
+	if f := e.Receive(small, 1e9, nil); f.Kind != Forwarded || len(small.IP) != 1400+40+20 {
+		t.Fatalf("small: %v len %d", f, len(small.IP))
+	}
+}
