@@ -109,7 +109,8 @@ func writeTable(w io.Writer, s sweep) {
 }
 
 // writeSVG draws the sweeps side by side, one panel each: log-log axes,
-// ns/packet against rules (or services), one line per engine, a legend.
+// ns/packet against rules (or services), one line per engine, each
+// engine's no-rules baseline dashed, a legend.
 func writeSVG(w io.Writer, sweeps []sweep, caption string) error {
 	const (
 		pw, ph         = 460, 360 // panel size
@@ -140,7 +141,12 @@ func writeSVG(w io.Writer, sweeps []sweep, caption string) error {
 				ymin, ymax = math.Min(ymin, v), math.Max(ymax, v)
 			}
 		}
-		if math.IsInf(xmin, 0) {
+		for _, v := range s.base.ns {
+			if v > 0 && !math.IsNaN(v) {
+				ymin, ymax = math.Min(ymin, v), math.Max(ymax, v)
+			}
+		}
+		if math.IsInf(xmin, 0) || math.IsInf(ymin, 0) {
 			xmin, xmax, ymin, ymax = 1, 10, 1, 10
 		}
 		lx0, lx1 := math.Floor(math.Log10(xmin)), math.Ceil(math.Log10(xmax))
@@ -198,6 +204,9 @@ func writeSVG(w io.Writer, sweeps []sweep, caption string) error {
 			if len(pts) == 0 {
 				continue
 			}
+			if v := s.base.ns[e]; v > 0 && !math.IsNaN(v) { // the baseline, dashed
+				fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="1" stroke-dasharray="4 3"/>`+"\n", left, py(v), right, py(v), engineColors[e])
+			}
 			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", strings.Join(pts, " "), engineColors[e])
 			for _, p := range pts {
 				xy := strings.SplitN(p, ",", 2)
@@ -212,8 +221,10 @@ func writeSVG(w io.Writer, sweeps []sweep, caption string) error {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"/>`+"\n", lx, ly, lx+24, ly, engineColors[e])
 		fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="%.1f" fill="%s"/>`+"\n", lx+12, ly, markerR, engineColors[e])
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" %s font-size="12">%s</text>`+"\n", lx+30, ly+4, fontSans, engineNames[e])
-		lx += 160
+		lx += 150
 	}
+	fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#333" stroke-width="1" stroke-dasharray="4 3"/>`+"\n", lx, ly, lx+24, ly)
+	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" %s font-size="12">no rules</text>`+"\n", lx+30, ly+4, fontSans)
 	fmt.Fprintf(&b, `<text x="20" y="%d" %s font-size="11" fill="#555">%s</text>`+"\n", ph+legendH+14, fontSans, xmlEscape(caption))
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
