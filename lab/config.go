@@ -63,6 +63,8 @@ type Config struct {
 	Ruleset *rules.Ruleset `toml:"-"`
 	// IPVSRules are the checked IPVS commands (Uswitch.IPVS or IPVSFile).
 	IPVSRules []lvs.Rule `toml:"-"`
+	// Sets are the parsed Uswitch.IPSet (nil without).
+	Sets rules.Sets `toml:"-"`
 	// Sysctl holds the parsed sysctls (Uswitch.Sysctl).
 	Sysctl sysctls `toml:"-"`
 }
@@ -95,6 +97,9 @@ type Router struct {
 	// net.ipv4.vs.* sysctls go in Sysctl.
 	IPVS     string `toml:"ipvs"`
 	IPVSFile string `toml:"ipvs_file"`
+	// IPSet is an `ipset save` text: the sets -m set and -j SET name
+	// (kube-proxy's IPVS mode matches its KUBE-* sets).
+	IPSet string `toml:"ipset"`
 	// Sysctl is uswitch's sysctls by their dotted name.
 	Sysctl map[string]any `toml:"sysctl"`
 }
@@ -783,7 +788,15 @@ func (c *Config) check(src string) error {
 		}
 		text = string(b)
 	}
-	rs, err := (&rules.Loader{}).LoadString(text)
+	ld := &rules.Loader{}
+	if c.Uswitch.IPSet != "" {
+		sets, err := rules.ParseIPSetSave(strings.NewReader(c.Uswitch.IPSet), "ipset")
+		if err != nil {
+			return fail("uswitch.ipset", "%v", err)
+		}
+		c.Sets, ld.Sets = sets, sets
+	}
+	rs, err := ld.LoadString(text)
 	if err != nil {
 		var re *rules.RestoreError
 		if errors.As(err, &re) && key == "uswitch.rules" {

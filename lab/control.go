@@ -406,7 +406,7 @@ func (c *ControlServer) streamTrace(conn net.Conn, enc *json.Encoder) {
 // Control runs one control request against the lab (what the socket
 // server does for each connection).
 func (l *Lab) Control(req ControlRequest) ControlResponse {
-	l.ecInit.Do(func() { l.ec = EngineControl{Eng: l.eng, Now: l.now, Metrics: l.Metrics} })
+	l.ecInit.Do(func() { l.ec = EngineControl{Eng: l.eng, Now: l.now, Metrics: l.Metrics, Sets: l.cfg.Sets} })
 	return l.ec.Control(req)
 }
 
@@ -419,6 +419,8 @@ type EngineControl struct {
 	Now func() int64
 	// Metrics returns the instance's metrics (Prometheus text).
 	Metrics func() string
+	// Sets are the instance's ipsets, for restores without --ipset.
+	Sets rules.Sets
 	// restoreMu serialises live restores, so a --noflush restore's base
 	// is the set it replaces.
 	restoreMu sync.Mutex
@@ -467,6 +469,9 @@ func (e *EngineControl) iptablesRestore(req ControlRequest) ControlResponse {
 	eng := e.Eng
 	cur := eng.Config()
 	ld := &rules.Loader{NoFlush: req.NoFlush, Counters: req.Counters, Base: cur.Rules}
+	if e.Sets != nil {
+		ld.Sets = e.Sets
+	}
 	if req.IPSet != "" {
 		sets, err := rules.ParseIPSetSave(strings.NewReader(req.IPSet), "ipset")
 		if err != nil {
