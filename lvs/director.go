@@ -103,6 +103,12 @@ func (d *Director) workSet() *serviceSet {
 	return d.work
 }
 
+// lookupWork finds a service in the set being changed (mu held).
+func (d *Director) lookupWork(k ServiceKey) (*serviceSet, *Service) {
+	w := d.workSet()
+	return w, w.byKey[k]
+}
+
 // commit publishes the changes (mu held), unless inside Bulk.
 func (d *Director) commit() {
 	if d.bulk > 0 || d.work == nil {
@@ -247,7 +253,12 @@ func (w *serviceSet) reindex() {
 	}
 }
 
+// checkServiceConfig checks -A/-E's service and fills in ipvsadm's
+// default scheduler.
 func checkServiceConfig(c *ServiceConfig) error {
+	if c.SchedName == "" {
+		c.SchedName = "wlc"
+	}
 	if c.Key.FwMark == 0 {
 		switch c.Key.Proto {
 		case ProtoTCP, ProtoUDP, ProtoSCTP:
@@ -278,9 +289,6 @@ func (svc *Service) apply(c *ServiceConfig) {
 func (d *Director) AddService(c ServiceConfig) error {
 	if err := checkServiceConfig(&c); err != nil {
 		return err
-	}
-	if c.SchedName == "" {
-		c.SchedName = "wlc"
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -313,13 +321,9 @@ func (d *Director) EditService(c ServiceConfig) error {
 	if err := checkServiceConfig(&c); err != nil {
 		return err
 	}
-	if c.SchedName == "" {
-		c.SchedName = "wlc"
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	w := d.workSet()
-	old := w.byKey[c.Key]
+	w, old := d.lookupWork(c.Key)
 	if old == nil {
 		return ErrNoService
 	}
@@ -376,8 +380,7 @@ func (d *Director) replace(w *serviceSet, old *Service, edit func(*Service) erro
 func (d *Director) DelService(k ServiceKey) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	w := d.workSet()
-	old := w.byKey[k]
+	w, old := d.lookupWork(k)
 	if old == nil {
 		return ErrNoService
 	}
@@ -461,8 +464,7 @@ func (d *Director) AddDest(k ServiceKey, c DestConfig) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	w := d.workSet()
-	old := w.byKey[k]
+	w, old := d.lookupWork(k)
 	if old == nil {
 		return ErrNoService
 	}
@@ -488,8 +490,7 @@ func (d *Director) EditDest(k ServiceKey, c DestConfig) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	w := d.workSet()
-	old := w.byKey[k]
+	w, old := d.lookupWork(k)
 	if old == nil {
 		return ErrNoService
 	}
@@ -509,8 +510,7 @@ func (d *Director) EditDest(k ServiceKey, c DestConfig) error {
 func (d *Director) DelDest(k ServiceKey, addr uint32, port uint16) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	w := d.workSet()
-	old := w.byKey[k]
+	w, old := d.lookupWork(k)
 	if old == nil {
 		return ErrNoService
 	}

@@ -428,29 +428,26 @@ func connStats(cp *Conn, svc *Service) {
 	svc.current().Stats.Conns.Add(1)
 }
 
-func inStats(cp *Conn, p *packet.Packet) {
-	n := uint64(len(p.IP))
-	if dest := cp.Dest; dest != nil {
-		dest.Stats.InPkts.Add(1)
-		dest.Stats.InBytes.Add(n)
-	}
-	if cp.svc != nil {
-		s := cp.svc.current()
-		s.Stats.InPkts.Add(1)
-		s.Stats.InBytes.Add(n)
-	}
-}
+func inStats(cp *Conn, p *packet.Packet)  { countPacket(cp, len(p.IP), true) }
+func outStats(cp *Conn, p *packet.Packet) { countPacket(cp, len(p.IP), false) }
 
-func outStats(cp *Conn, p *packet.Packet) {
-	n := uint64(len(p.IP))
+// countPacket is ip_vs_in_stats / ip_vs_out_stats: the dest's and the
+// service's packet and byte counters of one direction.
+func countPacket(cp *Conn, n int, in bool) {
+	add := func(st *Stats) {
+		if in {
+			st.InPkts.Add(1)
+			st.InBytes.Add(uint64(n))
+		} else {
+			st.OutPkts.Add(1)
+			st.OutBytes.Add(uint64(n))
+		}
+	}
 	if dest := cp.Dest; dest != nil {
-		dest.Stats.OutPkts.Add(1)
-		dest.Stats.OutBytes.Add(n)
+		add(&dest.Stats)
 	}
 	if cp.svc != nil {
-		s := cp.svc.current()
-		s.Stats.OutPkts.Add(1)
-		s.Stats.OutBytes.Add(n)
+		add(&cp.svc.current().Stats)
 	}
 }
 
