@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -100,9 +101,16 @@ func uniqueName() string { return labtest.Name("ub") }
 // labPair brings up the TUN lab and returns its client and server
 // namespaces; it is removed at cleanup.
 func labPair(b *testing.B) (client, server string) {
+	return labPairWith(b, "")
+}
+
+// labPairWith is labPair with extra [uswitch] keys (offload, queues,
+// inline, workers).
+func labPairWith(b *testing.B, uswitch string) (client, server string) {
 	needRoot(b)
 	p := uniqueName()
 	src := strings.ReplaceAll(strings.Replace(labTOML, "RULES", labRules, 1), "P-", p+"-")
+	src = strings.Replace(src, "[uswitch]\n", "[uswitch]\n"+uswitch+"\n", 1)
 	c, err := lab.Parse("bench.toml", []byte(src))
 	if err != nil {
 		b.Fatal(err)
@@ -246,6 +254,16 @@ func benchUDP64(b *testing.B, client, server string) {
 // last receive) and the loss in percent; timer: reset the benchmark
 // timer at the first send and stop it after the last.
 func udp64(b *testing.B, client, server string, n int, timer bool) (pps, loss float64) {
+	return udp64With(b, client, server, n, timer, false)
+}
+
+// udp64With is udp64; with proc the packets are sent by a child
+// process (the test binary again, udpSenderMain) on the client's
+// sockets, so the load generator is scheduled by the kernel beside
+// uswitch as a namespace's programs are, not by this process's Go
+// scheduler among uswitch's own goroutines (whose readers, woken by
+// the network poller, wait behind senders that never block).
+func udp64With(b *testing.B, client, server string, n int, timer, proc bool) (pps, loss float64) {
 	var rc *net.UDPConn
 	inNS(b, server, func() error {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: udpPort})
@@ -294,12 +312,27 @@ func udp64(b *testing.B, client, server string, n int, timer bool) (pps, loss fl
 		b.Fatalf("warm-up: %d of %d packets arrived", got.Load(), udpFlows)
 	}
 	got.Store(0)
+	var child *exec.Cmd
+	var childIn io.WriteCloser
+	if proc {
+		child, childIn = startUDPSender(b, conns, n)
+	}
 	if timer {
 		b.ResetTimer()
 	}
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	var sendErr atomic.Int64
+	if proc {
+		childIn.Write([]byte{1}) // go
+		childIn.Close()
+		if err := child.Wait(); err != nil {
+			b.Fatalf("sender: %v", err)
+		} else if out := child.Stdout.(*strings.Builder).String(); out != "" {
+			b.Logf("sender: %s", out)
+		}
+		conns = nil
+	}
 	for i, c := range conns {
 		k := n / udpFlows
 		if i < n%udpFlows {
@@ -339,6 +372,99 @@ func udp64(b *testing.B, client, server string, n int, timer bool) (pps, loss fl
 		b.Logf("%d sends failed (device queue full)", sendErr.Load())
 	}
 	return float64(rx) / el.Seconds(), 100 * float64(int64(n)-rx) / float64(n)
+}
+
+// udpSenderEnv makes the test binary a UDP sender (udpSenderMain): the
+// count of packets for each of the sockets passed as fds 3, 4, ...
+const udpSenderEnv = "USWITCH_BENCH_UDP_SENDER"
+
+func TestMain(m *testing.M) {
+	if v := os.Getenv(udpSenderEnv); v != "" {
+		os.Exit(udpSenderMain(v))
+	}
+	os.Exit(m.Run())
+}
+
+// startUDPSender starts the child that will send n 64-byte packets
+// over conns (a share each, on the same sockets) once it reads a byte
+// from its stdin.
+func startUDPSender(b *testing.B, conns []*net.UDPConn, n int) (*exec.Cmd, io.WriteCloser) {
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	var counts []string
+	for i, c := range conns {
+		f, err := c.File()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+		k := n / len(conns)
+		if i < n%len(conns) {
+			k++
+		}
+		counts = append(counts, fmt.Sprint(k))
+	}
+	cmd.Env = append(os.Environ(), udpSenderEnv+"="+strings.Join(counts, ","))
+	cmd.Stdout = new(strings.Builder)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	return cmd, in
+}
+
+// udpSenderMain is the child of startUDPSender: counts is the packets
+// to send on fds 3, 4, ..., one goroutine each, after a byte on stdin.
+func udpSenderMain(counts string) int {
+	var one [1]byte
+	os.Stdin.Read(one[:])
+	var wg sync.WaitGroup
+	var fails atomic.Int64
+	for i, c := range strings.Split(counts, ",") {
+		var k int
+		fmt.Sscan(c, &k)
+		fd := 3 + i
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := make([]byte, udp64Payload)
+			for range k {
+				if _, err := syscall.Write(fd, m); err != nil {
+					fails.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if f := fails.Load(); f > 0 {
+		fmt.Printf("%d sends failed", f)
+	}
+	return 0
+}
+
+// BenchmarkLabUDP64Proc: BenchmarkLabUDP64 with the packets sent by
+// another process (udp64With).
+func BenchmarkLabUDP64Proc(b *testing.B) {
+	c, s := labPair(b)
+	pps, loss := udp64With(b, c, s, b.N, true, true)
+	b.ReportMetric(pps, "pps")
+	b.ReportMetric(loss, "%loss")
+}
+
+// BenchmarkKernelUDP64Proc: BenchmarkKernelUDP64 with the packets sent
+// by another process.
+func BenchmarkKernelUDP64Proc(b *testing.B) {
+	c, s := kernelPair(b)
+	pps, loss := udp64With(b, c, s, b.N, true, true)
+	b.ReportMetric(pps, "pps")
+	b.ReportMetric(loss, "%loss")
 }
 
 // benchTCP streams b.N chunks of 64 KiB from the client to a server that
@@ -394,6 +520,35 @@ func benchTCP(b *testing.B, client, server string) {
 func BenchmarkLabUDP64(b *testing.B) {
 	c, s := labPair(b)
 	benchUDP64(b, c, s)
+}
+
+// labModes are the TUN lab's datapath configurations BenchmarkLabModes
+// compares: one queue without offloads and with workers (the lab
+// before offloads), offloads with workers, and the default (offloads,
+// a queue per CPU, each queue's reader running the engine).
+var labModes = []struct{ name, toml string }{
+	{"plain-1q-workers", "offload = false\nqueues = 1\ninline = false"},
+	{"plain-Nq-inline", "offload = false"},
+	{"offload-1q-workers", "queues = 1\ninline = false"},
+	{"offload-1q-inline", "queues = 1"},
+	{"offload-Nq-workers", "inline = false"},
+	{"offload-Nq-inline", ""},
+	{"offload-4q-inline", "queues = 4"},
+}
+
+// BenchmarkLabModes: BenchmarkLabTCP and BenchmarkLabUDP64 in each of
+// labModes.
+func BenchmarkLabModes(b *testing.B) {
+	for _, m := range labModes {
+		b.Run("TCP/"+m.name, func(b *testing.B) {
+			c, s := labPairWith(b, m.toml)
+			benchTCP(b, c, s)
+		})
+		b.Run("UDP64/"+m.name, func(b *testing.B) {
+			c, s := labPairWith(b, m.toml)
+			benchUDP64(b, c, s)
+		})
+	}
 }
 
 // BenchmarkKernelUDP64: the same through the kernel forwarding over veth.

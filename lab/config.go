@@ -73,6 +73,20 @@ type Config struct {
 type Router struct {
 	// Workers is the number of datapath workers (0 = one per CPU).
 	Workers int `toml:"workers"`
+	// Queues is the number of queues of each TUN (IFF_MULTI_QUEUE),
+	// each with a reader of its own (0 = as many as workers; a TAP
+	// has one).
+	Queues int `toml:"queues"`
+	// Offload gives the TUNs a virtio-net header with checksum and
+	// segmentation offloads: the namespaces hand uswitch TCP
+	// super-packets, which it cuts into segments, and it coalesces
+	// the segments it writes (offload.go). Default true; an
+	// interface's own offload overrides it; a TAP has none.
+	Offload *bool `toml:"offload"`
+	// Inline makes each queue's reader run the engine itself (run to
+	// completion) instead of handing its packets to the workers by
+	// flow hash. Default true.
+	Inline *bool `toml:"inline"`
 	// Seed makes the engine's random choices (statistic, NAT ports)
 	// repeatable; 0 picks one from the clock.
 	Seed uint64 `toml:"seed"`
@@ -120,6 +134,8 @@ type Interface struct {
 	// Kind is "tun" (the default: IPv4 packets, no link header) or
 	// "tap" (Ethernet frames, with ARP: tap.go).
 	Kind IfaceKind `toml:"kind"`
+	// Offload overrides [uswitch] offload for this TUN.
+	Offload *bool `toml:"offload"`
 	// MAC is uswitch's own MAC address on a TAP (the source of what it
 	// writes there, the address its ARP replies give); zero: derived
 	// from the interface's name (DefaultMAC).
@@ -686,6 +702,9 @@ func (c *Config) check(src string) error {
 	if c.Uswitch.Workers < 0 || c.Uswitch.Workers > 256 {
 		return fail("uswitch.workers", "%d: want 0 (one per CPU) to 256", c.Uswitch.Workers)
 	}
+	if c.Uswitch.Queues < 0 || c.Uswitch.Queues > 256 {
+		return fail("uswitch.queues", "%d: want 0 (as many as workers) to 256", c.Uswitch.Queues)
+	}
 	ns := map[string]int{}
 	for i, n := range c.Namespaces {
 		if !ifNameRe.MatchString(n.Name) {
@@ -733,6 +752,9 @@ func (c *Config) check(src string) error {
 		}
 		if it.MAC.Set && it.Kind != KindTAP {
 			return fail("interface.mac", "%q: only a kind = \"tap\" interface has a MAC address", it.MAC.String())
+		}
+		if it.Offload != nil && *it.Offload && it.Kind == KindTAP {
+			return fail("interface.offload", "%q: a kind = \"tap\" interface has no offloads", it.Name)
 		}
 	}
 	for _, n := range c.Namespaces {

@@ -581,6 +581,10 @@ func (l *Lab) Metrics() string {
 	metric := func(name, typ, help string) { MetricHeader(&b, name, typ, help) }
 	metric("uswitch_packets_received_total", "counter", "Packets read from the lab's devices.")
 	fmt.Fprintf(&b, "uswitch_packets_received_total %d\n", s.Received)
+	metric("uswitch_offload_packets_total", "counter", "TUN offloads: super-packets read and cut into segments (gso_in), super-packets written coalesced from segments (gro_out), what the offloads dropped (error).")
+	fmt.Fprintf(&b, "uswitch_offload_packets_total{kind=\"gso_in\"} %d\n", s.GSOIn)
+	fmt.Fprintf(&b, "uswitch_offload_packets_total{kind=\"gro_out\"} %d\n", s.GROOut)
+	fmt.Fprintf(&b, "uswitch_offload_packets_total{kind=\"error\"} %d\n", s.OffloadErrors)
 	metric("uswitch_packets_total", "counter", "Packets by what became of them.")
 	for _, f := range []struct {
 		k string
@@ -610,9 +614,9 @@ func (l *Lab) Metrics() string {
 		WriteConntrackMetrics(&b, l.eng)
 	}
 	if l.dp != nil {
-		metric("uswitch_worker_queue_depth", "gauge", "Batches waiting in each worker's queue.")
-		for i, q := range l.dp.queues {
-			fmt.Fprintf(&b, "uswitch_worker_queue_depth{worker=\"%d\"} %d\n", i, len(q))
+		metric("uswitch_worker_queue_depth", "gauge", "Batches waiting in each worker's queue (inline: the readers of each queue index, which have none).")
+		for i, n := range l.dp.queueDepths() {
+			fmt.Fprintf(&b, "uswitch_worker_queue_depth{worker=\"%d\"} %d\n", i, n)
 		}
 		metric("uswitch_capture_packets_dropped_total", "counter", "Captured packets a slow capturer had no room for.")
 		fmt.Fprintf(&b, "uswitch_capture_packets_dropped_total %d\n", l.dp.cdropped.Load())

@@ -28,6 +28,17 @@ import (
 // worker. A worker runs the engine on each packet and writes what leaves
 // in one batched write per output device.
 //
+// A TUN may have several queues (IFF_MULTI_QUEUE, tun_linux.go): each
+// is a Device of the port's name with a reader of its own; the kernel
+// keeps a flow on one queue. Worker w writes to queue w mod the port's
+// queues. With inline (run to completion), there are no workers: each
+// reader runs the engine on its batch itself and writes to the queues
+// of its own index, so a flow stays on one queue index on every TUN
+// (the kernel steers a flow's packets to the queue its replies were
+// written on: tun_flow_update), one goroutine per queue:
+//
+//	TUN a queue i ─ reader a/i ─ Engine.Receive ─ write to queue i of Fate.OutIf
+//
 // Memory ownership: each reader owns a fixed set of elements (a buffer of
 // the device's MTU plus ethHeaderLen of headroom, and a packet.Packet). A
 // TUN's packet is read after the headroom; a TAP's frame is read from
@@ -35,7 +46,9 @@ import (
 // has room for an Ethernet header in front (tap.go). An element goes reader -> one
 // worker -> back to its reader's free list after the worker has written
 // it; nothing retains it after that. Answers are packets the engine made
-// and are dropped after being written.
+// and are dropped after being written. A device with offloads may
+// rewrite the headers of a packet it is given to write (coalescing,
+// offload.go) before it returns; nothing reads them after.
 
 const (
 	// batchSize is how many packets one read and one worker batch hold.
@@ -63,14 +76,23 @@ type Device interface {
 type elem struct {
 	buf  []byte
 	pkt  packet.Packet
-	from *port
+	from *rxq
+}
+
+// rxq is one queue of a port: its device and its reader's elements.
+type rxq struct {
+	p    *port
+	dev  Device
+	free chan *elem
 }
 
 type port struct {
-	dev  Device
-	name string
-	mtu  int
-	free chan *elem
+	// dev is the first queue's device (a TAP's only one: its ARP
+	// goes there); queues are all of them, in order.
+	dev    Device
+	queues []*rxq
+	name   string
+	mtu    int
 	// decap opens the tunnel packets written to the device (nil: none);
 	// set before the goroutines start, read-only after (decap.go).
 	decap *decapSpec
@@ -93,6 +115,13 @@ type Stats struct {
 	Other     uint64 // queued, stolen
 	NoDevice  uint64 // leaving through an interface with no device
 	TxErrors  uint64
+	// OffloadErrors are packets the devices' offloads dropped on
+	// reading: malformed super-packets or checksum offsets (offload.go).
+	OffloadErrors uint64
+	// GSOIn are the super-packets read from the devices and cut into
+	// segments; GROOut the super-packets written, each coalesced from
+	// several segments (offload.go).
+	GSOIn, GROOut uint64
 	// DropsBy counts drops by the engine's reason (Fate.By).
 	DropsBy map[string]uint64
 
@@ -124,6 +153,12 @@ func (s Stats) String() string {
 	}
 	if n := s.NotIPv4Frames + s.VLANFrames + s.OtherHost; n > 0 {
 		fmt.Fprintf(&b, ", %d frames ignored (%d not IPv4, %d VLAN, %d to other hosts)", n, s.NotIPv4Frames, s.VLANFrames, s.OtherHost)
+	}
+	if s.GSOIn+s.GROOut > 0 {
+		fmt.Fprintf(&b, ", offloads: %d super-packets in, %d out", s.GSOIn, s.GROOut)
+	}
+	if s.OffloadErrors > 0 {
+		fmt.Fprintf(&b, ", %d dropped by offloads", s.OffloadErrors)
 	}
 	if s.TxErrors > 0 || s.NoDevice > 0 {
 		fmt.Fprintf(&b, ", %d write errors, %d without device", s.TxErrors, s.NoDevice)
@@ -159,6 +194,9 @@ type Datapath struct {
 	done    chan struct{}
 	once    sync.Once
 	works   sync.Pool
+	// inline: readers run the engine themselves (WithInline); set
+	// before the goroutines start.
+	inline bool
 
 	rx, notIPv4, malformed, fwd, delivered, answers, dropped, other, nodev, txerr atomic.Uint64
 
@@ -184,8 +222,9 @@ type Datapath struct {
 }
 
 // NewDatapath starts the readers, workers and the conntrack reaper over
-// the devices; mtu gives each device's buffer size (missing: 1500); the
-// options are applied before anything starts.
+// the devices; devices of one name are the queues of one port; mtu
+// gives each device's buffer size (missing: 1500); the options are
+// applied before anything starts.
 func NewDatapath(eng *datapath.Engine, devs []Device, mtu map[string]int, workers int, opts ...DatapathOption) *Datapath {
 	if workers <= 0 {
 		workers = 1
@@ -194,29 +233,38 @@ func NewDatapath(eng *datapath.Engine, devs []Device, mtu map[string]int, worker
 		dropsBy: map[string]uint64{}, errc: make(chan error, len(devs))}
 	d.works.New = func() any { return &work{elems: make([]*elem, 0, batchSize)} }
 	for _, dv := range devs {
-		m := mtu[dv.Name()]
-		if m == 0 {
-			m = defaultMTU
+		p := d.byName[dv.Name()]
+		if p == nil {
+			m := mtu[dv.Name()]
+			if m == 0 {
+				m = defaultMTU
+			}
+			p = &port{dev: dv, name: dv.Name(), mtu: m}
+			d.ports = append(d.ports, p)
+			d.byName[p.name] = p
 		}
-		p := &port{dev: dv, name: dv.Name(), mtu: m, free: make(chan *elem, elemsPerPort)}
+		q := &rxq{p: p, dev: dv, free: make(chan *elem, elemsPerPort)}
 		for range elemsPerPort {
-			p.free <- &elem{buf: make([]byte, ethHeaderLen+m), from: p}
+			q.free <- &elem{buf: make([]byte, ethHeaderLen+p.mtu), from: q}
 		}
-		d.ports = append(d.ports, p)
-		d.byName[p.name] = p
+		p.queues = append(p.queues, q)
 	}
 	for _, o := range opts {
 		o(d)
 	}
-	for range workers {
-		q := make(chan *work, queueDepth)
-		d.queues = append(d.queues, q)
-		d.workers.Add(1)
-		go d.worker(q)
+	if !d.inline {
+		for i := range workers {
+			q := make(chan *work, queueDepth)
+			d.queues = append(d.queues, q)
+			d.workers.Add(1)
+			go d.worker(q, i)
+		}
 	}
 	for _, p := range d.ports {
-		d.readers.Add(1)
-		go d.reader(p)
+		for i, q := range p.queues {
+			d.readers.Add(1)
+			go d.reader(q, i)
+		}
 	}
 	d.workers.Add(1)
 	go d.reaper()
@@ -240,12 +288,24 @@ func flowHash(p *packet.Packet) uint32 {
 	return h
 }
 
-func (d *Datapath) reader(p *port) {
+// WithInline makes the readers run the engine on what they read
+// themselves (run to completion), with no workers.
+func WithInline() DatapathOption { return func(d *Datapath) { d.inline = true } }
+
+func (d *Datapath) reader(q *rxq, qi int) {
 	defer d.readers.Done()
+	p := q.p
 	stash := make([]*elem, 0, batchSize)
 	bufs := make([][]byte, batchSize)
 	sizes := make([]int, batchSize)
 	pending := make([]*work, len(d.queues))
+	// inline: this reader is the worker of its batches
+	var self *worker
+	var batch []*elem
+	if d.inline {
+		self = d.newWorker(qi)
+		batch = make([]*elem, 0, batchSize)
+	}
 	// a TUN's packets are read after the headroom; a TAP's frames from
 	// the start of the buffer
 	hr := ethHeaderLen
@@ -256,7 +316,7 @@ func (d *Datapath) reader(p *port) {
 		// gather free elements: wait for one, take what else is free
 		if len(stash) == 0 {
 			select {
-			case el := <-p.free:
+			case el := <-q.free:
 				stash = append(stash, el)
 			case <-d.done:
 				return
@@ -265,7 +325,7 @@ func (d *Datapath) reader(p *port) {
 	fill:
 		for len(stash) < batchSize {
 			select {
-			case el := <-p.free:
+			case el := <-q.free:
 				stash = append(stash, el)
 			default:
 				break fill
@@ -274,7 +334,7 @@ func (d *Datapath) reader(p *port) {
 		for i, el := range stash {
 			bufs[i] = el.buf[hr:cap(el.buf)]
 		}
-		n, err := p.dev.Read(bufs[:len(stash)], sizes[:len(stash)])
+		n, err := q.dev.Read(bufs[:len(stash)], sizes[:len(stash)])
 		var now int64
 		if p.l2 != nil && n > 0 {
 			now = d.now()
@@ -285,7 +345,7 @@ func (d *Datapath) reader(p *port) {
 			if p.l2 != nil {
 				ip, pt, ok := p.l2.input(el.buf[:sizes[i]], now, p.dev)
 				if !ok {
-					p.free <- el
+					q.free <- el
 					continue
 				}
 				el.pkt = packet.Packet{Data: ip, L2: el.buf[:ethHeaderLen:ethHeaderLen]}
@@ -299,12 +359,16 @@ func (d *Datapath) reader(p *port) {
 				} else {
 					d.malformed.Add(1)
 				}
-				p.free <- el
+				q.free <- el
 				continue
 			}
 			el.pkt.InIf = p.name
 			if d.capturing.Load() > 0 {
 				d.tap(p.name, el.pkt.Data)
+			}
+			if self != nil {
+				batch = append(batch, el)
+				continue
 			}
 			w := flowHash(&el.pkt) % uint32(len(d.queues))
 			if pending[w] == nil {
@@ -313,6 +377,11 @@ func (d *Datapath) reader(p *port) {
 			pending[w].elems = append(pending[w].elems, el)
 		}
 		stash = append(stash[:0], stash[n:]...)
+		if self != nil && len(batch) > 0 {
+			self.run(batch)
+			clear(batch)
+			batch = batch[:0]
+		}
 		for w, wk := range pending {
 			if wk != nil {
 				d.queues[w] <- wk
@@ -327,7 +396,7 @@ func (d *Datapath) reader(p *port) {
 				}
 			}
 			for _, el := range stash {
-				p.free <- el
+				q.free <- el
 			}
 			return
 		}
@@ -340,122 +409,146 @@ type out struct {
 	pkts [][]byte
 }
 
-func (d *Datapath) worker(q chan *work) {
-	defer d.workers.Done()
-	outs := make([]out, 0, len(d.ports))
-	drops := map[string]uint64{}
-	var wtr datapath.Tracer
+// worker is a worker's state: what one goroutine running the engine
+// (a worker, or an inline reader) reuses from batch to batch.
+type worker struct {
+	d *Datapath
+	// idx picks the queue of a multi-queue port written to
+	idx   int
+	outs  []out
+	drops map[string]uint64
+	wtr   datapath.Tracer
 	// held are the pooled frames of this batch's TAP writes, released
 	// once the batch is written
-	var held []*frameBuf
-	var now int64
-	add := func(p *port, b []byte) {
-		for i := range outs {
-			if outs[i].p == p {
-				outs[i].pkts = append(outs[i].pkts, b)
-				return
-			}
-		}
-		outs = append(outs, out{p: p, pkts: append(make([][]byte, 0, batchSize), b)})
-	}
-	// send writes the IPv4 packet b to the device name; nh is its next
-	// hop (Fate.NextHop), own the buffer b was read into (nil for a
-	// packet the engine made), whose headroom a TAP port writes the
-	// Ethernet header into
-	send := func(name string, b []byte, nh uint32, own []byte) bool {
-		p := d.byName[name]
-		if p == nil {
-			d.nodev.Add(1)
-			return false
-		}
-		if d.capturing.Load() > 0 {
-			// the IPv4 packet, also on a TAP port (LINKTYPE_RAW,
-			// as on a TUN; tap.go)
-			d.tap(name, b)
-		}
-		// a decapsulating device gets the inner packet, a subslice of
-		// b with the same owner (decap.go)
-		b = p.decap.apply(b)
-		if p.l2 != nil {
-			// a TAP port: the frame, or the packet waits for its
-			// next hop's MAC (and an ARP request goes out)
-			f, req := p.l2.output(b, nh, own, now, &held)
-			if req != nil {
-				add(p, req)
-			}
-			if f == nil {
-				return true
-			}
-			b = f
-		}
-		add(p, b)
-		return true
-	}
+	held []*frameBuf
+	now  int64
+}
+
+func (d *Datapath) newWorker(idx int) *worker {
+	return &worker{d: d, idx: idx, outs: make([]out, 0, len(d.ports)), drops: map[string]uint64{}}
+}
+
+func (d *Datapath) worker(q chan *work, idx int) {
+	defer d.workers.Done()
+	w := d.newWorker(idx)
 	for wk := range q {
-		now = d.now()
-		for _, el := range wk.elems {
-			var tr *datapath.Tracer
-			if d.tracing.Load() > 0 {
-				wtr = datapath.Tracer{Lines: wtr.Lines[:0]}
-				tr = &wtr
-			}
-			f := d.eng.Receive(&el.pkt, now, tr)
-			if tr != nil && len(tr.Lines) > 0 {
-				d.publishTrace(tr.Lines)
-			}
-			switch f.Kind {
-			case datapath.Forwarded, datapath.Sent:
-				if send(f.OutIf, el.pkt.IP, f.NextHop, el.buf) {
-					d.fwd.Add(1)
-				}
-			case datapath.Delivered:
-				d.delivered.Add(1)
-			case datapath.Dropped:
-				d.dropped.Add(1)
-				drops[f.By]++
-			default:
-				d.other.Add(1)
-			}
-			for _, a := range f.Answers {
-				if a.Fate.Kind == datapath.Sent || a.Fate.Kind == datapath.Forwarded {
-					if send(a.Fate.OutIf, a.Pkt.IP, a.Fate.NextHop, nil) {
-						d.answers.Add(1)
-					}
-				}
-			}
-		}
-		for i := range outs {
-			o := &outs[i]
-			if len(o.pkts) == 0 {
-				continue
-			}
-			n, _ := o.p.dev.Write(o.pkts)
-			if n < len(o.pkts) {
-				d.txerr.Add(uint64(len(o.pkts) - n))
-			}
-			clear(o.pkts)
-			o.pkts = o.pkts[:0]
-		}
-		for i, f := range held {
-			f.release()
-			held[i] = nil
-		}
-		held = held[:0]
-		for i, el := range wk.elems {
-			el.pkt = packet.Packet{}
-			el.from.free <- el
-			wk.elems[i] = nil
-		}
+		w.run(wk.elems)
+		clear(wk.elems)
 		wk.elems = wk.elems[:0]
 		d.works.Put(wk)
-		if len(drops) > 0 {
-			d.dmu.Lock()
-			for k, v := range drops {
-				d.dropsBy[k] += v
-			}
-			d.dmu.Unlock()
-			clear(drops)
+	}
+}
+
+func (w *worker) add(p *port, b []byte) {
+	for i := range w.outs {
+		if w.outs[i].p == p {
+			w.outs[i].pkts = append(w.outs[i].pkts, b)
+			return
 		}
+	}
+	w.outs = append(w.outs, out{p: p, pkts: append(make([][]byte, 0, batchSize), b)})
+}
+
+// send writes the IPv4 packet b to the device name; nh is its next
+// hop (Fate.NextHop), own the buffer b was read into (nil for a
+// packet the engine made), whose headroom a TAP port writes the
+// Ethernet header into
+func (w *worker) send(name string, b []byte, nh uint32, own []byte) bool {
+	d := w.d
+	p := d.byName[name]
+	if p == nil {
+		d.nodev.Add(1)
+		return false
+	}
+	if d.capturing.Load() > 0 {
+		// the IPv4 packet, also on a TAP port (LINKTYPE_RAW,
+		// as on a TUN; tap.go)
+		d.tap(name, b)
+	}
+	// a decapsulating device gets the inner packet, a subslice of
+	// b with the same owner (decap.go)
+	b = p.decap.apply(b)
+	if p.l2 != nil {
+		// a TAP port: the frame, or the packet waits for its
+		// next hop's MAC (and an ARP request goes out)
+		f, req := p.l2.output(b, nh, own, w.now, &w.held)
+		if req != nil {
+			w.add(p, req)
+		}
+		if f == nil {
+			return true
+		}
+		b = f
+	}
+	w.add(p, b)
+	return true
+}
+
+// run runs the engine on the elements, writes what leaves, and gives
+// the elements back to their readers.
+func (w *worker) run(elems []*elem) {
+	d := w.d
+	w.now = d.now()
+	for _, el := range elems {
+		var tr *datapath.Tracer
+		if d.tracing.Load() > 0 {
+			w.wtr = datapath.Tracer{Lines: w.wtr.Lines[:0]}
+			tr = &w.wtr
+		}
+		f := d.eng.Receive(&el.pkt, w.now, tr)
+		if tr != nil && len(tr.Lines) > 0 {
+			d.publishTrace(tr.Lines)
+		}
+		switch f.Kind {
+		case datapath.Forwarded, datapath.Sent:
+			if w.send(f.OutIf, el.pkt.IP, f.NextHop, el.buf) {
+				d.fwd.Add(1)
+			}
+		case datapath.Delivered:
+			d.delivered.Add(1)
+		case datapath.Dropped:
+			d.dropped.Add(1)
+			w.drops[f.By]++
+		default:
+			d.other.Add(1)
+		}
+		for _, a := range f.Answers {
+			if a.Fate.Kind == datapath.Sent || a.Fate.Kind == datapath.Forwarded {
+				if w.send(a.Fate.OutIf, a.Pkt.IP, a.Fate.NextHop, nil) {
+					d.answers.Add(1)
+				}
+			}
+		}
+	}
+	for i := range w.outs {
+		o := &w.outs[i]
+		if len(o.pkts) == 0 {
+			continue
+		}
+		q := o.p.queues[w.idx%len(o.p.queues)]
+		n, _ := q.dev.Write(o.pkts)
+		if n < len(o.pkts) {
+			d.txerr.Add(uint64(len(o.pkts) - n))
+		}
+		clear(o.pkts)
+		o.pkts = o.pkts[:0]
+	}
+	for i, f := range w.held {
+		f.release()
+		w.held[i] = nil
+	}
+	w.held = w.held[:0]
+	for _, el := range elems {
+		el.pkt = packet.Packet{}
+		el.from.free <- el
+	}
+	if len(w.drops) > 0 {
+		d.dmu.Lock()
+		for k, v := range w.drops {
+			d.dropsBy[k] += v
+		}
+		d.dmu.Unlock()
+		clear(w.drops)
 	}
 }
 
@@ -499,6 +592,11 @@ func (d *Datapath) Stats() Stats {
 	for _, p := range d.ports {
 		if p.l2 != nil {
 			p.l2.addStats(&s)
+		}
+		for _, q := range p.queues {
+			if o, ok := q.dev.(interface{ offloadStats(*Stats) }); ok {
+				o.offloadStats(&s)
+			}
 		}
 	}
 	d.dmu.Lock()
@@ -586,6 +684,23 @@ func (d *Datapath) SubscribeCapture(iface string, buffer int) (pkts <-chan Captu
 	}
 }
 
+// queueDepths is the batches waiting in each worker's queue; inline,
+// the readers of queue index i are worker i and nothing waits.
+func (d *Datapath) queueDepths() []int {
+	if d.inline {
+		n := 0
+		for _, p := range d.ports {
+			n = max(n, len(p.queues))
+		}
+		return make([]int, n)
+	}
+	ds := make([]int, len(d.queues))
+	for i, q := range d.queues {
+		ds[i] = len(q)
+	}
+	return ds
+}
+
 // HasDevice reports whether the datapath has a device of that name.
 func (d *Datapath) HasDevice(name string) bool { return d.byName[name] != nil }
 
@@ -615,7 +730,9 @@ func (d *Datapath) Close() error {
 	d.once.Do(func() {
 		close(d.done)
 		for _, p := range d.ports {
-			err = errors.Join(err, p.dev.Close())
+			for _, q := range p.queues {
+				err = errors.Join(err, q.dev.Close())
+			}
 		}
 		d.readers.Wait()
 		for _, q := range d.queues {

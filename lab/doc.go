@@ -10,8 +10,20 @@
 //	[uswitch]                           uswitch's own state: workers, seed,
 //	                                    routes, ip_rules, no_default_rules,
 //	                                    rules | rules_file, [uswitch.sysctl]
+//	  queues = N                        queues per TUN (IFF_MULTI_QUEUE), a
+//	                                    reader each (default: workers)
+//	  offload = true                    virtio-net header: TCP (and UDP)
+//	                                    super-packets from the namespaces are
+//	                                    cut into segments, the segments
+//	                                    uswitch writes coalesced (offload.go;
+//	                                    default true; TUN only)
+//	  inline = true                     each queue's reader runs the engine
+//	                                    itself, no worker hand-off (default
+//	                                    true; false: readers -> workers by
+//	                                    flow hash)
 //	[[interface]]                       one of uswitch's TUNs, in a namespace
 //	  name, netns, addresses, mtu
+//	  offload = false                   this TUN's own [uswitch] offload
 //	  kind = "tun" | "tap"              tun (default): IPv4 packets, no link
 //	                                    header; tap: Ethernet frames, with
 //	                                    ARP and a neighbour table (tap.go)

@@ -81,6 +81,14 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 			}
 		}
 	}()
+	workers := cfg.Uswitch.Workers
+	if workers == 0 {
+		workers = runtime.NumCPU()
+	}
+	queues := cfg.Uswitch.Queues
+	if queues == 0 {
+		queues = workers
+	}
 	for _, n := range cfg.Namespaces {
 		it := cfg.iface(n.Name)
 		if it == nil {
@@ -93,11 +101,17 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 		if it.Kind == KindTAP {
 			open = openTAP // an Ethernet port (tap.go)
 		}
-		t, err := open(l.nss[n.Name], it.Name)
+		offload := cfg.Uswitch.Offload == nil || *cfg.Uswitch.Offload
+		if it.Offload != nil {
+			offload = *it.Offload
+		}
+		qs, err := open(l.nss[n.Name], it.Name, tunOptions{queues: queues, offload: offload})
+		for _, q := range qs {
+			devs = append(devs, q)
+		}
 		if err != nil {
 			return l, fmt.Errorf("namespace %s: %w", n.Name, err)
 		}
-		devs = append(devs, t)
 		mtu := it.MTU
 		if mtu == 0 {
 			mtu = defaultMTU
@@ -122,11 +136,11 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	if l.eng.LVS, err = cfg.Director(); err != nil {
 		return l, err
 	}
-	workers := cfg.Uswitch.Workers
-	if workers == 0 {
-		workers = runtime.NumCPU()
+	opts := append(cfg.DatapathOptions(), cfg.tapOptions()...)
+	if cfg.Uswitch.Inline == nil || *cfg.Uswitch.Inline {
+		opts = append(opts, WithInline())
 	}
-	l.dp = NewDatapath(l.eng, devs, mtus, workers, append(cfg.DatapathOptions(), cfg.tapOptions()...)...)
+	l.dp = NewDatapath(l.eng, devs, mtus, workers, opts...)
 	for _, n := range cfg.Namespaces {
 		for _, s := range n.Servers {
 			sv, err := startServer(l.nss[n.Name], n.Name, s)

@@ -4,75 +4,204 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
-// tunDev is a TUN device (IFF_TUN|IFF_NO_PI: IPv4 packets, no header),
-// or a TAP device (IFF_TAP|IFF_NO_PI: Ethernet frames), opened
-// non-blocking and handed to Go's poller, so a blocked Read parks
-// only its goroutine and Close wakes it.
+// tunDev is one queue of a TUN device (IFF_TUN|IFF_NO_PI: IPv4 packets,
+// no header), or a TAP device (IFF_TAP|IFF_NO_PI: Ethernet frames),
+// opened non-blocking and handed to Go's poller, so a blocked Read
+// parks only its goroutine and Close wakes it.
+//
+// A TUN may have several queues (IFF_MULTI_QUEUE): one tunDev each,
+// all of one name. The kernel picks the queue a packet from the
+// namespace goes to by its flow hash (tun_select_queue), so one flow's
+// packets come in order from one queue; any queue may be written.
+//
+// With offloads (IFF_VNET_HDR and TUNSETOFFLOAD, offload.go) a
+// virtio_net_hdr precedes every packet both ways: Read cuts the
+// namespace's TCP (and UDP) super-packets into segments and completes
+// partial checksums, so what it returns are real IPv4 packets, and
+// Write coalesces the TCP segments of a batch into super-packets (and
+// the UDP datagrams, where the kernel has USO).
 type tunDev struct {
 	name string
 	f    *os.File
 	rc   syscall.RawConn
+	// vnet: the device has IFF_VNET_HDR; immutable after open.
+	vnet bool
+	// gro: Write coalesces TCP segments (vnet only); uso: and UDP
+	// datagrams (the kernel took TUN_F_USO4, so it knows UDP_L4);
+	// immutable.
+	gro, uso bool
+	// Read's state; Read is called by one goroutine at a time (the
+	// queue's reader): rbuf receives what read(2) returns, and gso is
+	// the super-packet in it being cut, whose segments the next Reads
+	// return before reading again.
+	rbuf []byte
+	gso  gsoPacket
+	// rxErrors counts what Read dropped: malformed super-packets or
+	// checksum offsets, packets larger than the buffers.
+	rxErrors atomic.Uint64
+	// rxSuper counts the super-packets Read cut; txSuper the ones
+	// Write made (offload.go).
+	rxSuper, txSuper atomic.Uint64
+	// wpool holds Write's scratch state (*tunWriter): workers write
+	// to one queue concurrently.
+	wpool sync.Pool
 }
 
-// openTUN creates a TUN device inside the namespace. The device belongs
-// to the namespace of the thread that opened /dev/net/tun (tun_chr_open
-// takes current's net namespace, drivers/net/tun.c), so it never exists
-// in the host's namespace. It is not persistent: it disappears when the
-// file is closed, also when the process dies.
-func openTUN(ns netns.NsHandle, name string) (*tunDev, error) {
-	return openTunTap(ns, name, unix.IFF_TUN|unix.IFF_NO_PI)
+// tunWriter is one Write's scratch state (pooled; its references to
+// the packets are cleared before it goes back).
+type tunWriter struct {
+	gro    groBatch
+	iov    [][]byte
+	iovecs []unix.Iovec
+}
+
+// TUNSETOFFLOAD flags (include/uapi/linux/if_tun.h).
+const (
+	tunFCSUM = 0x01 // TUN_F_CSUM: uswitch takes partial checksums
+	tunFTSO4 = 0x02 // TUN_F_TSO4: and TCPv4 super-packets
+	tunFUSO4 = 0x20 // TUN_F_USO4: and UDPv4 ones (UDP_SEGMENT)
+	tunFUSO6 = 0x40 // TUN_F_USO6: the kernel takes USO only with both (set_offload)
+)
+
+// tunOptions are how a device is opened.
+type tunOptions struct {
+	// queues is the number of queues (IFF_MULTI_QUEUE when > 1; TUN
+	// only; 0 or 1: one).
+	queues int
+	// offload: IFF_VNET_HDR with checksum and segmentation offloads,
+	// and coalescing on write (TUN only).
+	offload bool
+}
+
+// openTUN creates a TUN device inside the namespace: one tunDev per
+// queue. The device belongs to the namespace of the thread that opened
+// /dev/net/tun (tun_chr_open takes current's net namespace,
+// drivers/net/tun.c), so it never exists in the host's namespace. It is
+// not persistent: it disappears when its last queue is closed, also
+// when the process dies.
+func openTUN(ns netns.NsHandle, name string, o tunOptions) ([]*tunDev, error) {
+	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	if o.queues > 1 {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	if o.offload {
+		flags |= unix.IFF_VNET_HDR
+	}
+	return openTunTap(ns, name, flags, max(o.queues, 1))
 }
 
 // openTAP creates a TAP device (IFF_TAP|IFF_NO_PI: Ethernet frames, no
-// header) inside the namespace, as openTUN does. Its MAC address, the
-// namespace's, is the kernel's random one (tun_net_init:
-// eth_hw_addr_random); uswitch's own MAC on the link is its business
-// (tap.go).
-func openTAP(ns netns.NsHandle, name string) (*tunDev, error) {
-	return openTunTap(ns, name, unix.IFF_TAP|unix.IFF_NO_PI)
+// header, one queue, no offloads) inside the namespace, as openTUN
+// does. Its MAC address, the namespace's, is the kernel's random one
+// (tun_net_init: eth_hw_addr_random); uswitch's own MAC on the link is
+// its business (tap.go).
+func openTAP(ns netns.NsHandle, name string, _ tunOptions) ([]*tunDev, error) {
+	return openTunTap(ns, name, unix.IFF_TAP|unix.IFF_NO_PI, 1)
 }
 
-// openTunTap opens /dev/net/tun in the namespace and attaches it to a new
-// device of that name and mode (TUNSETIFF with flags).
-func openTunTap(ns netns.NsHandle, name string, flags uint16) (*tunDev, error) {
+// openTunTap opens /dev/net/tun in the namespace queues times and
+// attaches each to the device of that name and mode (TUNSETIFF with
+// flags: the first creates it, the others add queues). With
+// IFF_VNET_HDR it asks for the offloads (TUNSETOFFLOAD), USO if the
+// kernel has it.
+func openTunTap(ns netns.NsHandle, name string, flags uint16, queues int) (devs []*tunDev, err error) {
 	kind := "tun"
 	if flags&unix.IFF_TAP != 0 {
 		kind = "tap"
 	}
-	var fd int
-	err := inNetns(ns, func() error {
-		var err error
-		fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	vnet := flags&unix.IFF_VNET_HDR != 0
+	uso := false
+	var fds []int
+	defer func() {
 		if err != nil {
-			return fmt.Errorf("open /dev/net/tun: %w", err)
+			for _, d := range devs {
+				d.f.Close()
+			}
+			devs = nil
 		}
-		ifr, err := unix.NewIfreq(name)
-		if err == nil {
-			ifr.SetUint16(flags)
-			err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
-		}
-		if err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("TUNSETIFF %s (%s): %w", name, kind, err)
+	}()
+	err = inNetns(ns, func() error {
+		for q := range queues {
+			fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("open /dev/net/tun: %w", err)
+			}
+			fds = append(fds, fd)
+			ifr, err := unix.NewIfreq(name)
+			if err == nil {
+				ifr.SetUint16(flags)
+				err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+			}
+			if err != nil {
+				return fmt.Errorf("TUNSETIFF %s (%s, queue %d): %w", name, kind, q, err)
+			}
+			if q == 0 && txQueueLen > 0 {
+				if err := setTxQueueLen(name, txQueueLen); err != nil {
+					return fmt.Errorf("%s: txqueuelen: %w", name, err)
+				}
+			}
+			if vnet && q == 0 {
+				// the features are the device's: once
+				err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunFCSUM|tunFTSO4|tunFUSO4|tunFUSO6)
+				uso = err == nil
+				if err != nil {
+					err = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunFCSUM|tunFTSO4)
+				}
+				if err != nil {
+					return fmt.Errorf("TUNSETOFFLOAD %s: %w", name, err)
+				}
+			}
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	for _, fd := range fds {
+		f := os.NewFile(uintptr(fd), kind+":"+name)
+		rc, e := f.SyscallConn()
+		if e != nil {
+			f.Close()
+			err = errors.Join(err, e)
+			continue
+		}
+		d := &tunDev{name: name, f: f, rc: rc, vnet: vnet, gro: vnet, uso: vnet && uso}
+		if vnet {
+			d.rbuf = make([]byte, vnetHdrLen+maxGSOPacket)
+		}
+		d.wpool.New = func() any { return &tunWriter{} }
+		devs = append(devs, d)
 	}
-	f := os.NewFile(uintptr(fd), kind+":"+name)
-	rc, err := f.SyscallConn()
+	return devs, err
+}
+
+// txQueueLen is the length of a TUN's queues towards uswitch (each
+// queue's ptr_ring, tun_queue_resize; the kernel's default is 500): a
+// burst the namespace sends while uswitch's readers wait for a CPU
+// waits there instead of being dropped (tun_net_xmit drops when the
+// ring is full; nothing pushes back on the sender).
+var txQueueLen = 8192
+
+// setTxQueueLen sets the device's txqueuelen (SIOCSIFTXQLEN) in the
+// calling thread's namespace.
+func setTxQueueLen(name string, n int) error {
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		f.Close()
-		return nil, err
+		return err
 	}
-	return &tunDev{name: name, f: f, rc: rc}, nil
+	defer unix.Close(s)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	ifr.SetUint32(uint32(n))
+	return unix.IoctlIfreq(s, unix.SIOCSIFTXQLEN, ifr)
 }
 
 func (t *tunDev) Name() string { return t.name }
@@ -80,7 +209,12 @@ func (t *tunDev) Name() string { return t.name }
 // Read reads up to len(bufs) packets: it waits for the first, then takes
 // what is already queued without waiting. sizes[i] is the length of
 // packet i. The n packets read are valid even when err is not nil.
+// With offloads the packets are the segments of what the device
+// returned, each whole (a super-packet's segments may span Reads).
 func (t *tunDev) Read(bufs [][]byte, sizes []int) (n int, err error) {
+	if t.vnet {
+		return t.readVnet(bufs, sizes)
+	}
 	var rerr error
 	err = t.rc.Read(func(fd uintptr) bool {
 		for n < len(bufs) {
@@ -105,11 +239,86 @@ func (t *tunDev) Read(bufs [][]byte, sizes []int) (n int, err error) {
 	return n, err
 }
 
+// readVnet is Read on a device with IFF_VNET_HDR: each read(2) returns
+// a virtio_net_hdr and a packet, a super-packet (gso_type TCPV4 or
+// UDP_L4) or one with a partial checksum (NEEDS_CSUM); the one goes out
+// as its segments, the other with its checksum completed.
+func (t *tunDev) readVnet(bufs [][]byte, sizes []int) (n int, err error) {
+	var rerr error
+	err = t.rc.Read(func(fd uintptr) bool {
+		for n < len(bufs) {
+			if t.gso.pending() > 0 {
+				m, ok := t.gso.cut(bufs[n])
+				if !ok {
+					t.rxErrors.Add(1)
+					continue
+				}
+				sizes[n] = m
+				n++
+				continue
+			}
+			m, e := unix.Read(int(fd), t.rbuf)
+			switch {
+			case e == unix.EINTR:
+				continue
+			case e == unix.EAGAIN:
+				return n > 0 // nothing yet: wait for the poller
+			case e != nil:
+				rerr = e
+				return true
+			case m < vnetHdrLen:
+				t.rxErrors.Add(1)
+				continue
+			}
+			var h vnetHdr
+			h.decode(t.rbuf)
+			pkt := t.rbuf[vnetHdrLen:m]
+			if h.gsoType != vnetGSONone {
+				switch {
+				case t.gso.init(&h, pkt):
+					t.rxSuper.Add(1)
+				case len(pkt) > 0 && pkt[0]>>4 != 4:
+					// an IPv6 super-packet (USO6 comes with
+					// USO4): its head, for the reader to count
+					// and drop as it drops all IPv6
+					sizes[n] = copy(bufs[n], pkt)
+					n++
+				default:
+					t.rxErrors.Add(1)
+				}
+				continue
+			}
+			if h.flags&vnetFlagNeedsCsum != 0 && !completeChecksum(&h, pkt[:ipv4Len(pkt)]) {
+				t.rxErrors.Add(1)
+				continue
+			}
+			if len(pkt) > len(bufs[n]) {
+				t.rxErrors.Add(1)
+				continue
+			}
+			sizes[n] = copy(bufs[n], pkt)
+			n++
+		}
+		return true
+	})
+	if err == nil {
+		err = rerr
+	}
+	return n, err
+}
+
 // Write writes each packet with one write(2) (a TUN takes one packet,
 // a TAP one frame, per write). It returns how many were taken; a packet the kernel refuses
 // (EINVAL, EIO while the device is down) is skipped and counted as not
-// taken, and the first such error is returned.
+// taken, and the first such error is returned. With offloads each
+// write(2) is a writev(2) of a virtio_net_hdr and a packet, or of a
+// super-packet coalesced from the batch's TCP segments (offload.go),
+// whose first packet's headers are rewritten in place.
+// Safe for concurrent use.
 func (t *tunDev) Write(pkts [][]byte) (int, error) {
+	if t.vnet {
+		return t.writeVnet(pkts)
+	}
 	ok, i := 0, 0
 	var first error
 	err := t.rc.Write(func(fd uintptr) bool {
@@ -137,7 +346,62 @@ func (t *tunDev) Write(pkts [][]byte) (int, error) {
 	return ok, first
 }
 
-// Close closes the device; a Read in progress returns os.ErrClosed.
+func (t *tunDev) writeVnet(pkts [][]byte) (int, error) {
+	w := t.wpool.Get().(*tunWriter)
+	w.gro.coalesce(pkts, t.gro, t.uso)
+	ok, u := 0, 0
+	var first error
+	err := t.rc.Write(func(fd uintptr) bool {
+		for u < len(w.gro.units) {
+			w.iov = w.gro.build(u, pkts, w.iov[:0])
+			w.iovecs = w.iovecs[:0]
+			for _, b := range w.iov {
+				if len(b) == 0 {
+					continue
+				}
+				v := unix.Iovec{Base: &b[0]}
+				v.SetLen(len(b))
+				w.iovecs = append(w.iovecs, v)
+			}
+			_, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iovecs[0])), uintptr(len(w.iovecs)))
+			switch {
+			case e == unix.EINTR:
+				continue
+			case e == unix.EAGAIN:
+				return false
+			case e != 0:
+				if first == nil {
+					first = e
+				}
+			default:
+				ok += w.gro.units[u].n
+				if w.gro.units[u].n > 1 {
+					t.txSuper.Add(1)
+				}
+			}
+			u++
+		}
+		return true
+	})
+	if err != nil && first == nil {
+		first = err
+	}
+	clear(w.iov)
+	w.iov = w.iov[:0]
+	clear(w.iovecs)
+	w.iovecs = w.iovecs[:0]
+	t.wpool.Put(w)
+	return ok, first
+}
+
+// offloadStats adds the device's offload counters to s.
+func (t *tunDev) offloadStats(s *Stats) {
+	s.OffloadErrors += t.rxErrors.Load()
+	s.GSOIn += t.rxSuper.Load()
+	s.GROOut += t.txSuper.Load()
+}
+
+// Close closes the queue; a Read in progress returns os.ErrClosed.
 func (t *tunDev) Close() error {
 	err := t.f.Close()
 	if errors.Is(err, os.ErrClosed) {
