@@ -107,9 +107,14 @@ func labPair(b *testing.B) (client, server string) {
 // labPairWith is labPair with extra [uswitch] keys (offload, queues,
 // inline, workers).
 func labPairWith(b *testing.B, uswitch string) (client, server string) {
+	return labPairRules(b, labRules, uswitch)
+}
+
+// labPairRules is labPairWith with another rule set.
+func labPairRules(b *testing.B, ruleset, uswitch string) (client, server string) {
 	needRoot(b)
 	p := uniqueName()
-	src := strings.ReplaceAll(strings.Replace(labTOML, "RULES", labRules, 1), "P-", p+"-")
+	src := strings.ReplaceAll(strings.Replace(labTOML, "RULES", ruleset, 1), "P-", p+"-")
 	src = strings.Replace(src, "[uswitch]\n", "[uswitch]\n"+uswitch+"\n", 1)
 	c, err := lab.Parse("bench.toml", []byte(src))
 	if err != nil {
@@ -125,10 +130,13 @@ func labPairWith(b *testing.B, uswitch string) (client, server string) {
 // kernelPair makes client, router and server namespaces joined by veth,
 // the router's interfaces named as uswitch's in the lab (ua, ub), with
 // forwarding on and labRules restored; removed at cleanup.
-func kernelPair(b *testing.B) (client, server string) {
+func kernelPair(b *testing.B) (client, server string) { return kernelPairRules(b, labRules) }
+
+// kernelPairRules is kernelPair with another rule set.
+func kernelPairRules(b *testing.B, ruleset string) (client, server string) {
 	cl, rt, sv := routerPair(b)
 	cmd := exec.Command("ip", "netns", "exec", rt, "iptables-restore")
-	cmd.Stdin = strings.NewReader(labRules)
+	cmd.Stdin = strings.NewReader(ruleset)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("iptables-restore: %v\n%s", err, out)
 	}
@@ -549,6 +557,31 @@ func BenchmarkLabModes(b *testing.B) {
 			benchUDP64(b, c, s)
 		})
 	}
+}
+
+// labRulesN is labRules with n rules at the head of FORWARD that no
+// packet matches (distinct source /32s and TCP ports, as
+// rulegen.FilterChain), before even the conntrack rule: every packet
+// walks them, in the kernel one by one.
+func labRulesN(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "-A FORWARD -s 172.16.%d.%d/32 -p tcp -m tcp --dport %d -j DROP\n", i/250, 1+i%250, 1024+i)
+	}
+	return strings.Replace(labRules, "-A FORWARD -m conntrack", b.String()+"-A FORWARD -m conntrack", 1)
+}
+
+// BenchmarkLabUDP64Rules10k / BenchmarkKernelUDP64Rules10k: 64-byte UDP
+// through a FORWARD chain of 10,000 rules none matches (the issue's
+// "10,000-rule set"), uswitch's lab (compiled classifier) vs the kernel.
+func BenchmarkLabUDP64Rules10k(b *testing.B) {
+	c, s := labPairRules(b, labRulesN(10000), "")
+	benchUDP64(b, c, s)
+}
+
+func BenchmarkKernelUDP64Rules10k(b *testing.B) {
+	c, s := kernelPairRules(b, labRulesN(10000))
+	benchUDP64(b, c, s)
 }
 
 // BenchmarkKernelUDP64: the same through the kernel forwarding over veth.
