@@ -121,12 +121,14 @@ func (r Ref) State() StateBits {
 }
 
 // tupleHash is one direction of an entry linked into a table bucket
-// (struct nf_conntrack_tuple_hash). next/prev are guarded by the lock of
-// the bucket the tuple hashes to.
+// (struct nf_conntrack_tuple_hash). next and prev are written under the
+// lock of the bucket the tuple hashes to; next is read without it by
+// lookups (bucket).
 type tupleHash struct {
-	tuple      Tuple
-	conn       *Conn
-	next, prev *tupleHash
+	tuple Tuple
+	conn  *Conn
+	next  atomic.Pointer[tupleHash]
+	prev  *tupleHash
 }
 
 // Conn is one tracked connection (struct nf_conn).
@@ -152,6 +154,18 @@ type Conn struct {
 	// mu guards proto (ct->lock).
 	mu    sync.Mutex
 	proto protoState
+
+	// NAT is the entry's place in the NAT core's by-source index
+	// (nf_conn's nat_bysource). Only the NAT core touches it, under its
+	// own lock.
+	NAT NATLink
+}
+
+// NATLink links an entry into a hash chain of the NAT core's by-source
+// index (an hlist_node). Linked says whether it is in a chain.
+type NATLink struct {
+	Next, Prev *Conn
+	Linked     bool
 }
 
 // protoState is the per-protocol part (union nf_conntrack_proto).
@@ -215,7 +229,11 @@ func (c *Conn) refresh(extra, now int64) {
 	if c.Confirmed() {
 		extra += now
 	}
-	c.timeout.Store(extra)
+	// only when it changes, as __nf_ct_refresh_acct does (an atomic
+	// store is a locked exchange on amd64)
+	if c.timeout.Load() != extra {
+		c.timeout.Store(extra)
+	}
 }
 
 // TCPState returns the TCP tracker's state (TCPNone for other protocols).

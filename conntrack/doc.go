@@ -36,10 +36,16 @@
 // Lock order, outermost first:
 //
 //  1. Table.reapMu (only Reap holds it).
-//  2. bucket.mu of the table's hash buckets. When two are needed (the
-//     buckets of both tuples, on insert and delete) the lower index is
-//     taken first and an equal index once (nf_conntrack_double_lock).
+//  2. The bucket locks: bucket i's chain is guarded by
+//     Table.locks[i%1024] (CONNTRACK_LOCKS, nf_conntrack_locks). When two
+//     are needed (the buckets of both tuples, on insert and delete) the
+//     lower lock index is taken first and an equal one once
+//     (nf_conntrack_double_lock).
 //  3. Conn.mu, the per-entry lock over the protocol state (ct->lock).
+//
+// Lookups (find: In, Lookup, TupleTaken, the ICMP error path) take no
+// lock: they walk a chain through atomic pointers, as the kernel walks it
+// under RCU; insertion, deletion, early drop, Reap and Range lock.
 //
 // Nobody acquires a bucket lock while holding Conn.mu: the TCP tracker
 // decides under Conn.mu and kills the entry after releasing it, as

@@ -89,11 +89,23 @@ type counters struct {
 	invalid                                                                   [numInvalidReasons]atomic.Uint64
 }
 
-// bucket is one hash chain and its lock.
+// bucket is one hash chain (an hlist_nulls_head of nf_conntrack_hash):
+// a bare head, 8 bytes, so a table of 262,144 buckets is 2 MiB and its
+// heads stay in the cache; the lock of bucket i is locks[i&lockMask].
+// Writers change a chain under its lock; lookups walk it without one
+// (the kernel's RCU walk in ____nf_conntrack_find), which is why head
+// and next are atomic and an unlinked entry keeps its next.
 type bucket struct {
-	mu   sync.Mutex
-	head *tupleHash
-	_    [40]byte // keep neighbouring locks off one cache line
+	head atomic.Pointer[tupleHash]
+}
+
+// maxLocks is CONNTRACK_LOCKS: the buckets share this many locks.
+const maxLocks = 1024
+
+// lockStripe is one of the locks the buckets share (nf_conntrack_locks).
+type lockStripe struct {
+	mu sync.Mutex
+	_  [56]byte // keep neighbouring locks off one cache line
 }
 
 // Table is the connection table (the per-netns nf_conntrack_hash).
@@ -102,8 +114,17 @@ type Table struct {
 	tcpTimeouts [tcpTimeoutMax]int64
 	buckets     []bucket
 	mask        uint64
-	seed        uint64
-	count       atomic.Int64
+	locks       []lockStripe
+	lockMask    int
+	// occupied has bit i set while bucket i's chain is not empty, so
+	// the lookup of an absent tuple (every new connection's, every NAT
+	// port probe) is mostly answered by this bitmap, 32 KiB for 262,144
+	// buckets, without a cache miss on the heads. Changed under the
+	// bucket's lock, with atomic Or/And as a word spans buckets of
+	// several locks; read without a lock, like the chains.
+	occupied []atomic.Uint64
+	seed     uint64
+	count    atomic.Int64
 	// pressure is set when an allocation failed; Reap then early-drops
 	// (conntrack_gc_work.early_drop).
 	pressure atomic.Bool
@@ -111,7 +132,18 @@ type Table struct {
 
 	reapMu     sync.Mutex
 	reapCursor int
+
+	// onDelete is called for every entry delete removes (SetDeleteHook)
+	onDelete func(*Conn)
 }
+
+// SetDeleteHook makes f be called once for every entry the table deletes
+// (expired, early-dropped, killed, Delete), confirmed or not, after it is
+// marked dying and unlinked, with no conntrack lock held: the destroy
+// path on which the kernel's extensions let go of an entry
+// (nf_nat_cleanup_conntrack takes it off nf_nat_bysource). Set it before
+// the table is used.
+func (t *Table) SetDeleteHook(f func(*Conn)) { t.onDelete = f }
 
 // NewTable makes a table with cfg (start from DefaultConfig). seed keys
 // the bucket hash; pass a random value in production, a fixed one in
@@ -122,7 +154,9 @@ func NewTable(cfg Config, seed uint64) *Table {
 		n = 1024
 	}
 	n = 1 << bits.Len(uint(n-1))
-	t := &Table{cfg: cfg, buckets: make([]bucket, n), mask: uint64(n - 1), seed: seed | 1}
+	nl := min(n, maxLocks)
+	t := &Table{cfg: cfg, buckets: make([]bucket, n), mask: uint64(n - 1), seed: seed | 1,
+		locks: make([]lockStripe, nl), lockMask: nl - 1, occupied: make([]atomic.Uint64, (n+63)/64)}
 	t.tcpTimeouts = cfg.tcpTimeouts()
 	return t
 }
@@ -149,31 +183,41 @@ func (t *Table) Stats() Stats {
 
 func (t *Table) bucketOf(tu *Tuple) int { return int(tu.hash(t.seed) & t.mask) }
 
+// lock is the lock of bucket i.
+func (t *Table) lock(i int) *sync.Mutex { return &t.locks[i&t.lockMask].mu }
+
 // find looks a tuple up among confirmed entries, removing an expired
 // entry it meets (____nf_conntrack_find). It returns the tuple's entry
-// and direction.
+// and direction. It takes no lock: like the kernel's RCU walk it may miss
+// an entry being inserted meanwhile (Confirm resolves that clash); an
+// entry being deleted meanwhile is passed over once marked dying, as the
+// locked walk never saw one.
 func (t *Table) find(tu Tuple, now int64) (*Conn, Dir) {
-	b := &t.buckets[t.bucketOf(&tu)]
+	bi := t.bucketOf(&tu)
+	if t.occupied[bi>>6].Load()&(1<<(bi&63)) == 0 {
+		return nil, 0
+	}
+	b := &t.buckets[bi]
 	for {
 		var stale *Conn
-		b.mu.Lock()
-		for h := b.head; h != nil; h = h.next {
+		for h := b.head.Load(); h != nil; h = h.next.Load() {
 			if h.tuple != tu {
 				continue
 			}
 			c := h.conn
+			if c.Status()&StatusDying != 0 {
+				continue
+			}
 			if c.expired(now) {
 				stale = c
 				break
 			}
-			b.mu.Unlock()
 			d := Original
 			if h == &c.th[Reply] {
 				d = Reply
 			}
 			return c, d
 		}
-		b.mu.Unlock()
 		if stale == nil {
 			return nil, 0
 		}
@@ -198,42 +242,62 @@ func (t *Table) TupleTaken(tu Tuple, ignore *Conn, now int64) bool {
 	return c != nil && c != ignore
 }
 
+// lockPair takes the locks of buckets i and j, the lower lock first and
+// a shared one once (nf_conntrack_double_lock).
 func (t *Table) lockPair(i, j int) {
+	i, j = i&t.lockMask, j&t.lockMask
 	if i > j {
 		i, j = j, i
 	}
-	t.buckets[i].mu.Lock()
+	t.locks[i].mu.Lock()
 	if i != j {
-		t.buckets[j].mu.Lock()
+		t.locks[j].mu.Lock()
 	}
 }
 
 func (t *Table) unlockPair(i, j int) {
-	t.buckets[i].mu.Unlock()
+	i, j = i&t.lockMask, j&t.lockMask
+	t.locks[i].mu.Unlock()
 	if i != j {
-		t.buckets[j].mu.Unlock()
+		t.locks[j].mu.Unlock()
 	}
 }
 
-func (b *bucket) link(h *tupleHash) {
+// link puts h at the head of bucket bi's chain (its lock held); h is
+// published whole by the store of the head, then the bucket marked
+// occupied.
+func (t *Table) link(bi int, h *tupleHash) {
+	b := &t.buckets[bi]
+	old := b.head.Load()
 	h.prev = nil
-	h.next = b.head
-	if b.head != nil {
-		b.head.prev = h
+	h.next.Store(old)
+	if old != nil {
+		old.prev = h
 	}
-	b.head = h
+	b.head.Store(h)
+	if old == nil {
+		t.occupied[bi>>6].Or(1 << (bi & 63))
+	}
 }
 
-func (b *bucket) unlink(h *tupleHash) {
+// unlink takes h off bucket bi's chain (its lock held). h keeps its next,
+// so a lookup standing on it goes on along the chain
+// (hlist_nulls_del_rcu).
+func (t *Table) unlink(bi int, h *tupleHash) {
+	b := &t.buckets[bi]
+	next := h.next.Load()
 	if h.prev != nil {
-		h.prev.next = h.next
+		h.prev.next.Store(next)
 	} else {
-		b.head = h.next
+		b.head.Store(next)
+		if next == nil {
+			t.occupied[bi>>6].And(^(uint64(1) << (bi & 63)))
+		}
 	}
-	if h.next != nil {
-		h.next.prev = h.prev
+	if next != nil {
+		next.prev = h.prev
 	}
-	h.next, h.prev = nil, nil
+	h.prev = nil
 }
 
 // delete removes a confirmed entry and marks it dying (nf_ct_delete). It
@@ -241,17 +305,20 @@ func (b *bucket) unlink(h *tupleHash) {
 func (t *Table) delete(c *Conn) bool {
 	i, j := t.bucketOf(&c.th[0].tuple), t.bucketOf(&c.th[1].tuple)
 	t.lockPair(i, j)
-	defer t.unlockPair(i, j)
 	if c.Status()&StatusDying != 0 {
+		t.unlockPair(i, j)
 		return false
 	}
 	c.SetStatus(StatusDying)
-	if !c.Confirmed() {
-		return true
+	if c.Confirmed() {
+		t.unlink(i, &c.th[0])
+		t.unlink(j, &c.th[1])
+		t.count.Add(-1)
 	}
-	t.buckets[i].unlink(&c.th[0])
-	t.buckets[j].unlink(&c.th[1])
-	t.count.Add(-1)
+	t.unlockPair(i, j)
+	if t.onDelete != nil {
+		t.onDelete(c)
+	}
 	return true
 }
 
@@ -264,11 +331,11 @@ func (t *Table) Delete(c *Conn) bool { return t.delete(c) }
 func (t *Table) earlyDrop(bi int, now int64) bool {
 	const evictionRange = 8
 	for i := 0; i < evictionRange; i++ {
-		b := &t.buckets[(bi+i)&int(t.mask)]
+		b, mu := &t.buckets[(bi+i)&int(t.mask)], t.lock((bi+i)&int(t.mask))
 		var victims [16]*Conn
 		n := 0
-		b.mu.Lock()
-		for h := b.head; h != nil && n < len(victims); h = h.next {
+		mu.Lock()
+		for h := b.head.Load(); h != nil && n < len(victims); h = h.next.Load() {
 			c := h.conn
 			st := c.Status()
 			if c.expired(now) {
@@ -282,7 +349,7 @@ func (t *Table) earlyDrop(bi int, now int64) bool {
 			victims[n] = c
 			n++
 		}
-		b.mu.Unlock()
+		mu.Unlock()
 		drops := 0
 		for _, c := range victims[:n] {
 			expired := c.expired(now)
@@ -437,7 +504,7 @@ func (t *Table) Confirm(r Ref, now int64) (Ref, Verdict) {
 		}
 		var clash *tupleHash
 		for _, bi := range [2]int{i, j} {
-			for h := t.buckets[bi].head; h != nil && clash == nil; h = h.next {
+			for h := t.buckets[bi].head.Load(); h != nil && clash == nil; h = h.next.Load() {
 				if h.tuple == c.th[0].tuple || h.tuple == c.th[1].tuple {
 					clash = h
 				}
@@ -446,8 +513,8 @@ func (t *Table) Confirm(r Ref, now int64) (Ref, Verdict) {
 		if clash == nil {
 			c.timeout.Store(now + c.timeout.Load())
 			c.SetStatus(StatusConfirmed)
-			t.buckets[i].link(&c.th[0])
-			t.buckets[j].link(&c.th[1])
+			t.link(i, &c.th[0])
+			t.link(j, &c.th[1])
 			t.count.Add(1)
 			t.unlockPair(i, j)
 			t.stats.insert.Add(1)
@@ -488,11 +555,11 @@ func (t *Table) Reap(now int64, budget int) int {
 	}
 	for visited := 0; seen < budget && visited < len(t.buckets); visited++ {
 		seen++ // a bucket visit costs one unit of budget too
-		b := &t.buckets[t.reapCursor]
+		b, mu := &t.buckets[t.reapCursor], t.lock(t.reapCursor)
 		var victims [32]*Conn
 		n := 0
-		b.mu.Lock()
-		for h := b.head; h != nil && n < len(victims); h = h.next {
+		mu.Lock()
+		for h := b.head.Load(); h != nil && n < len(victims); h = h.next.Load() {
 			if h != &h.conn.th[Original] {
 				continue // visit each entry once, by its original tuple
 			}
@@ -511,7 +578,7 @@ func (t *Table) Reap(now int64, budget int) int {
 				n++
 			}
 		}
-		b.mu.Unlock()
+		mu.Unlock()
 		for _, c := range victims[:n] {
 			expired := c.expired(now)
 			if t.delete(c) {
@@ -547,17 +614,17 @@ func gcCanEarlyDrop(c *Conn) bool {
 // until f returns false. f must not call methods that take bucket locks.
 func (t *Table) Range(now int64, f func(*Conn) bool) {
 	for i := range t.buckets {
-		b := &t.buckets[i]
-		b.mu.Lock()
-		for h := b.head; h != nil; h = h.next {
+		b, mu := &t.buckets[i], t.lock(i)
+		mu.Lock()
+		for h := b.head.Load(); h != nil; h = h.next.Load() {
 			if h != &h.conn.th[Original] || h.conn.expired(now) {
 				continue
 			}
 			if !f(h.conn) {
-				b.mu.Unlock()
+				mu.Unlock()
 				return
 			}
 		}
-		b.mu.Unlock()
+		mu.Unlock()
 	}
 }

@@ -81,6 +81,11 @@ func (k *pkt) sendAnswerFrom(b []byte, anySrc, attach bool) {
 	if tr != nil && k.tr != nil {
 		k.tr.Lines = append(k.tr.Lines, tr.Lines...)
 	}
+	if tr == nil {
+		// nothing refers to a any more: back to the pool with its
+		// traversal scratch
+		k.e.putPkt(a)
+	}
 	k.fate.Answers = append(k.fate.Answers, Answer{Pkt: q, Fate: f})
 }
 

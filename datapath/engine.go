@@ -137,6 +137,10 @@ type compiled struct {
 	// (nf_nat_register_fn) with the first nat chain of the namespace;
 	// without a nat table no connection gets even a null binding.
 	natOn bool
+	// base holds each table's builtin chain of each hook (nil: the table
+	// or the chain does not exist), resolved once instead of by name per
+	// packet
+	base [rules.NumHooks][rules.NumTables]*rules.Chain
 }
 
 // needsConntrack is whether the rule's extensions call nf_ct_netns_get in
@@ -188,6 +192,9 @@ func (e *Engine) Swap(cfg Config) {
 		for _, t := range cfg.Rules.Tables {
 			if t == nil {
 				continue
+			}
+			for h := rules.Hook(0); h < rules.NumHooks; h++ {
+				c.base[h][t.ID] = t.Builtin(h)
 			}
 			// nft hands out handles per table: chains first (in the
 			// order iptables-restore of a saved set declares them),
@@ -314,6 +321,9 @@ type pkt struct {
 	// nh is a next hop fixed by IPVS-DR (FLOWI_FLAG_KNOWN_NH: the real
 	// server, whatever the destination address); 0: from the route
 	nh uint32
+	// scratch is the traversal stack of the packet's table runs; it
+	// stays with the pooled pkt (putPkt keeps it), so no run clears one
+	scratch *rules.Scratch
 }
 
 // Receive runs a packet that arrived on p.InIf (PREROUTING onwards).
@@ -352,7 +362,8 @@ func (e *Engine) newPkt(p *packet.Packet, now int64, tr *Tracer) *pkt {
 }
 
 func (e *Engine) putPkt(k *pkt) {
-	*k = pkt{}
+	s := k.scratch
+	*k = pkt{scratch: s}
 	e.pkts.Put(k)
 }
 
@@ -364,27 +375,30 @@ func (k *pkt) drop(by string) {
 // runTable runs one table's chain for the hook and reports whether the
 // packet goes on.
 func (k *pkt) runTable(tid rules.TableID, h rules.Hook, in, out string) (rules.TVerdict, *rules.Ctx) {
-	rs := k.cfg.Rules
-	if rs == nil || rs.Tables[tid] == nil || rs.Tables[tid].Builtin(h) == nil {
+	base := k.cfg.base[h][tid]
+	if base == nil {
 		return rules.TAccept, nil
 	}
 	k.p.InIf, k.p.OutIf = in, out
 	if k.tr == nil {
 		// an empty chain: its policy, without a traversal
-		if v, ok := rs.Tables[tid].RunEmpty(h, len(k.p.IP)); ok {
+		if v, ok := base.RunEmpty(len(k.p.IP)); ok {
 			if v == rules.TDrop && k.fate.By == "" {
 				k.fate.By = tid.String() + ":" + h.ChainName()
 			}
 			return v, nil
 		}
 	}
+	if k.scratch == nil {
+		k.scratch = new(rules.Scratch)
+	}
 	c := &k.ctx
-	*c = rules.Ctx{Pkt: k.p, Hook: h, CT: k.ct, Env: &k.env, State: k.e.State, Linear: k.cfg.Linear}
+	*c = rules.Ctx{Pkt: k.p, Hook: h, CT: k.ct, Env: &k.env, State: k.e.State, Linear: k.cfg.Linear, Scratch: k.scratch}
 	var tr rules.Tracer
 	if k.tr != nil {
 		tr = k.tr.chain(k, c, in, out)
 	}
-	v := rs.Tables[tid].Run(c, tr)
+	v := k.cfg.Rules.Tables[tid].RunBase(base, c, tr)
 	if v == rules.TDrop && k.fate.By == "" {
 		k.fate.By = tid.String() + ":" + h.ChainName()
 		if k.tr != nil && k.tr.lastDrop != "" {
@@ -426,6 +440,9 @@ func (k *pkt) verdictOK(v rules.TVerdict, c *rules.Ctx, tid rules.TableID, h rul
 // hook runs the tables of a hook in the given order.
 func (k *pkt) tables(h rules.Hook, in, out string, order ...rules.TableID) bool {
 	for _, tid := range order {
+		if k.cfg.base[h][tid] == nil {
+			continue // no such chain: runTable would accept
+		}
 		v, c := k.runTable(tid, h, in, out)
 		if c != nil && c.Notrack && k.ct.Conn == nil {
 			k.ct = conntrack.Untracked
@@ -694,6 +711,11 @@ func (k *pkt) loopback() {
 	q.p.InIf, q.p.OutIf = "lo", ""
 	q.receive()
 	k.fate = q.fate
+	if q.tr == nil {
+		// nothing refers to q any more (a tracer would: it keeps the
+		// last pkt it traced); back to the pool with its scratch
+		k.e.putPkt(q)
+	}
 }
 
 func (k *pkt) send() {

@@ -7,16 +7,21 @@
 // translation of ICMP errors about NATed flows.
 //
 // Conntrack owns the connections; Core only adds the source-mapping index
-// the kernel keeps (nf_nat_bysource) so a client keeps its mapped source.
+// the kernel keeps (nf_nat_bysource) so a client keeps its mapped source:
+// hash chains linked through the connections themselves (Conn.NAT), so
+// indexing allocates nothing, and a connection leaves its chain when
+// conntrack deletes it (the table's delete hook, as
+// nf_nat_cleanup_conntrack runs on the kernel's destroy path).
 //
-// Lock order: Core.mu is a leaf lock (no conntrack lock is held while it
-// is taken, and none is taken under it except through Table.TupleTaken,
-// which locks buckets only).
+// Lock order: Core.mu is a leaf lock: no conntrack lock is held while it
+// is taken (the delete hook runs after the table released its locks) and
+// none is taken under it.
 package nat
 
 import (
 	"encoding/binary"
 	"errors"
+	"math/bits"
 	"sync"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
@@ -57,10 +62,13 @@ type Core struct {
 	ct *conntrack.Table
 
 	mu sync.Mutex
-	// bysource maps an original source (addr, port, proto, zone) to the
-	// connections SNATed from it (nf_nat_bysource); dead entries are
-	// dropped when met.
-	bysource map[srcKey][]*conntrack.Conn
+	// bysource holds the chains of the connections whose SRC manip is
+	// set up, hashed by original source (addr, port, proto, zone) and
+	// linked through Conn.NAT, newest first (nf_nat_bysource,
+	// hlist_add_head_rcu); mu guards the heads and every link
+	bysource []*conntrack.Conn
+	srcMask  uint32
+	srcSeed  uint64
 
 	// rand is the source of the random port offsets (get_random_u16);
 	// seeded so experiments repeat.
@@ -68,17 +76,49 @@ type Core struct {
 	rand uint64
 }
 
-type srcKey struct {
-	addr  uint32
-	port  uint16
-	proto uint8
-	zone  uint16
+// New makes a Core over the connection table; seed drives the random
+// port offsets. The Core takes the table's delete hook. Its by-source
+// index has as many chains as the table has buckets (nf_nat_htable_size
+// is nf_conntrack_htable_size).
+func New(ct *conntrack.Table, seed uint64) *Core {
+	n := ct.Config().Buckets
+	if n < 1 {
+		n = 1024
+	}
+	n = 1 << bits.Len(uint(n-1))
+	c := &Core{ct: ct, bysource: make([]*conntrack.Conn, n), srcMask: uint32(n - 1),
+		srcSeed: seed*0x9e3779b97f4a7c15 | 1, rand: seed | 1}
+	ct.SetDeleteHook(c.forget)
+	return c
 }
 
-// New makes a Core over the connection table; seed drives the random
-// port offsets.
-func New(ct *conntrack.Table, seed uint64) *Core {
-	return &Core{ct: ct, bysource: map[srcKey][]*conntrack.Conn{}, rand: seed | 1}
+// srcHash is hash_by_src: the chain of an original source (address,
+// port, protocol, zone).
+func (n *Core) srcHash(t *conntrack.Tuple) uint32 {
+	h := n.srcSeed ^ (uint64(t.Src)<<32 | uint64(t.SrcPort)<<16 | uint64(t.Proto)<<8) ^ uint64(t.Zone)<<56
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	return uint32(h) & n.srcMask
+}
+
+// forget takes a deleted connection off its by-source chain
+// (nf_nat_cleanup_conntrack).
+func (n *Core) forget(c *conntrack.Conn) {
+	n.mu.Lock()
+	if l := &c.NAT; l.Linked {
+		if l.Prev != nil {
+			l.Prev.NAT.Next = l.Next
+		} else {
+			o := c.Tuple(conntrack.Original)
+			n.bysource[n.srcHash(&o)] = l.Next
+		}
+		if l.Next != nil {
+			l.Next.NAT.Prev = l.Prev
+		}
+		*l = conntrack.NATLink{}
+	}
+	n.mu.Unlock()
 }
 
 func (n *Core) random16() uint16 {
@@ -134,25 +174,21 @@ func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
 	}
 	if m == Src {
 		o := c.Tuple(conntrack.Original)
-		k := srcKey{o.Src, o.SrcPort, o.Proto, o.Zone}
 		n.mu.Lock()
-		n.bysource[k] = append(pruneDead(n.bysource[k]), c)
+		if l := &c.NAT; !l.Linked && c.Status()&conntrack.StatusDying == 0 {
+			h := &n.bysource[n.srcHash(&o)]
+			l.Next, l.Prev, l.Linked = *h, nil, true
+			if *h != nil {
+				(*h).NAT.Prev = c
+			}
+			*h = c
+		}
 		n.mu.Unlock()
 		c.SetStatus(conntrack.StatusSrcNATDone)
 	} else {
 		c.SetStatus(conntrack.StatusDstNATDone)
 	}
 	return nil
-}
-
-func pruneDead(cs []*conntrack.Conn) []*conntrack.Conn {
-	out := cs[:0]
-	for _, c := range cs {
-		if c.Status()&conntrack.StatusDying == 0 {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // NullBinding installs the identity binding for the manip
@@ -245,15 +281,15 @@ func l4InRange(t conntrack.Tuple, m Manip, r *Range) bool {
 // findSrc is find_appropriate_src: an existing SNAT of the same original
 // source whose mapping is in range.
 func (n *Core) findSrc(orig conntrack.Tuple, r *Range, now int64) (conntrack.Tuple, bool) {
-	k := srcKey{orig.Src, orig.SrcPort, orig.Proto, orig.Zone}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for _, c := range n.bysource[k] {
-		if c.Status()&conntrack.StatusDying != 0 {
+	for c := n.bysource[n.srcHash(&orig)]; c != nil; c = c.NAT.Next {
+		// same_src, and the zone (nf_ct_zone_equal)
+		o := c.Tuple(conntrack.Original)
+		if o.Src != orig.Src || o.SrcPort != orig.SrcPort || o.Proto != orig.Proto || o.Zone != orig.Zone {
 			continue
 		}
-		o := c.Tuple(conntrack.Original)
-		if o.Src != orig.Src || o.SrcPort != orig.SrcPort || o.Proto != orig.Proto {
+		if c.Status()&conntrack.StatusDying != 0 {
 			continue
 		}
 		// copy the source manip of that connection
@@ -368,7 +404,9 @@ func (n *Core) l4UniqueTuple(t *conntrack.Tuple, r *Range, m Manip, c *conntrack
 	for {
 		for i := uint32(0); i < attempts; i, off = i+1, off+1 {
 			*key = uint16(min + uint32(off)%size)
-			if !n.usedTuple(*t, c, now) {
+			// a one-port range takes its port used or not (the kernel
+			// looks it up and returns either way): skip the lookup
+			if size == 1 || !n.usedTuple(*t, c, now) {
 				return
 			}
 		}
@@ -397,9 +435,15 @@ func Translate(p *packet.Packet, ref conntrack.Ref, m Manip) bool {
 	if !applies(c, dir, m) {
 		return true
 	}
-	target, ok := c.Tuple(1 - dir).Invert()
-	if !ok {
-		return true
+	var target conntrack.Tuple
+	if other := c.Tuple(1 - dir); other.Proto == packet.ProtoICMP {
+		var ok bool
+		if target, ok = other.Invert(); !ok {
+			return true
+		}
+	} else {
+		// Invert without its checks: only ICMP can fail to invert
+		target = conntrack.Tuple{Src: other.Dst, Dst: other.Src, SrcPort: other.DstPort, DstPort: other.SrcPort}
 	}
 	if p.IP.FragOffset() == 0 {
 		switch p.Proto {

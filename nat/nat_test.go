@@ -177,3 +177,79 @@ func TestJhash(t *testing.T) {
 		t.Errorf("spread over %d of 16 addresses", len(seen))
 	}
 }
+
+// TestBySourceIndex: a client's second connection reuses the mapping of
+// its first (find_appropriate_src), and a deleted connection leaves the
+// index (nf_nat_cleanup_conntrack), so its mapping is no longer offered
+// and the chain is empty again.
+func TestBySourceIndex(t *testing.T) {
+	ct, n := newCore()
+	now := int64(1e9)
+	r := &Range{Flags: MapIPs, MinIP: 0xcb007101, MaxIP: 0xcb007104} // 4 addresses
+	var refs []conntrack.Ref
+	var srcs []uint32
+	for _, dst := range []uint32{server, server + 1} {
+		p := pkt(t, packet.Spec{Src: client, Dst: dst, Proto: packet.ProtoUDP, SrcPort: 5000, DstPort: 53})
+		ref, _ := ct.In(p, 0, conntrack.HookPreRouting, now)
+		n.NullBinding(ref.Conn, Dst, now)
+		if err := n.Setup(ref.Conn, r, Src, now); err != nil {
+			t.Fatal(err)
+		}
+		if _, v := ct.Confirm(ref, now); v != conntrack.Accept {
+			t.Fatal(v)
+		}
+		refs = append(refs, ref)
+		srcs = append(srcs, ref.Conn.Tuple(conntrack.Reply).Dst)
+	}
+	if srcs[0] != srcs[1] {
+		t.Fatalf("second connection mapped to %08x, first to %08x", srcs[1], srcs[0])
+	}
+	orig := refs[0].Conn.Tuple(conntrack.Original)
+	if _, ok := n.findSrc(orig, r, now); !ok {
+		t.Fatal("mapping not found")
+	}
+	for _, ref := range refs {
+		if !ct.Delete(ref.Conn) {
+			t.Fatal("not deleted")
+		}
+		if ref.Conn.NAT.Linked {
+			t.Fatal("deleted connection still indexed")
+		}
+	}
+	if _, ok := n.findSrc(orig, r, now); ok {
+		t.Fatal("a deleted connection's mapping is still offered")
+	}
+	for i, c := range n.bysource {
+		if c != nil {
+			t.Fatalf("chain %d not empty", i)
+		}
+	}
+}
+
+// TestSetupNoAllocs: binding a connection, SNAT included (the by-source
+// index is linked through the connection), allocates nothing.
+func TestSetupNoAllocs(t *testing.T) {
+	ct, n := newCore()
+	now := int64(1e9)
+	const runs = 100
+	var refs []conntrack.Ref
+	for i := 0; i < runs+1; i++ {
+		p := pkt(t, packet.Spec{Src: client + uint32(i), Dst: vip, Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 80, TCPFlags: packet.TCPSyn, Seq: 1})
+		ref, _ := ct.In(p, 0, conntrack.HookPreRouting, now)
+		refs = append(refs, ref)
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(runs, func() {
+		c := refs[i].Conn
+		i++
+		if err := n.Setup(c, &Range{Flags: MapIPs | ProtoSpecified, MinIP: server, MaxIP: server, MinPort: 8080, MaxPort: 8080}, Dst, now); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Setup(c, &Range{Flags: MapIPs | ProtoRandomFully, MinIP: router, MaxIP: router}, Src, now); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("Setup allocates %v", allocs)
+	}
+}

@@ -92,6 +92,37 @@ type Ctx struct {
 	// package-wide State, for tools and tests that run rules without an
 	// engine, never to fresh state per packet.
 	State *State
+	// Scratch is the traversal stack Run uses; nil: one on Run's own
+	// stack, cleared by every call (~6 KiB). An engine hands each packet
+	// one it reuses, so its table runs clear nothing. Run writes before
+	// it reads every part of it; one Scratch serves one Run at a time.
+	Scratch *Scratch
+}
+
+// Scratch is the state of one traversal: the jump stack (the kernel's
+// per-cpu jumpstack of ipt_do_table) and the classifier's candidate lists
+// of the visits on it. It holds no pointer into itself, so a Scratch
+// declared by a caller stays on that caller's stack.
+type Scratch struct {
+	stack [maxJumpDepth]frame
+	// the classifier state of the stacked visits, kept apart from the
+	// chain pointers: whether the visit walks linearly, how far its
+	// candidates were used, where they start (vbase) and the first
+	// free entry above them (top); a non-linear visit's candidates are
+	// cbuf[vbase:top]
+	cstack [maxJumpDepth]cframe
+	// candidate lists of the chain visits on the stack, bump-allocated
+	cbuf [maxCand]int32
+}
+
+type frame struct {
+	chain *Chain
+	next  int
+}
+
+type cframe struct {
+	linear           bool
+	cpos, vbase, top int32
 }
 
 // NATRequest is the binding a NAT target asks the NAT core to make: the
@@ -187,27 +218,26 @@ const maxJumpDepth = 64
 // (TAccept, TDrop, TQueue or TStolen). A table without that builtin
 // chain accepts. tr may be nil.
 func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
-	base := t.Builtin(c.Hook)
+	return t.RunBase(t.Builtin(c.Hook), c, tr)
+}
+
+// RunBase is Run from base, which must be t.Builtin(c.Hook) (nil: accept);
+// an engine that resolved the builtin chains of a rule set once passes
+// them here and saves the lookup by name.
+func (t *Table) RunBase(base *Chain, c *Ctx, tr Tracer) TVerdict {
 	if base == nil {
 		return TAccept
 	}
+	if c.Scratch != nil {
+		return t.run(base, c, tr, c.Scratch)
+	}
+	var s Scratch
+	return t.run(base, c, tr, &s)
+}
+
+func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 	c.Table = t.ID
-	type frame struct {
-		chain *Chain
-		next  int
-	}
-	var stack [maxJumpDepth]frame
-	// the classifier state of the stacked visits, kept apart from the
-	// chain pointers so escape analysis keeps cbuf on the stack: the
-	// visit's candidates (nil: linear), how far they were used, where
-	// its candidates start and the first free entry above them
-	type cframe struct {
-		cand             []int32
-		cpos, vbase, top int
-	}
-	var cstack [maxJumpDepth]cframe
-	// candidate lists of the chain visits on the stack, bump-allocated
-	var cbuf [maxCand]int32
+	stack, cstack, cbuf := &s.stack, &s.cstack, s.cbuf[:]
 	// top is the first free entry of cbuf; vbase is where the current
 	// visit's candidates start
 	top, vbase := 0, 0
@@ -215,8 +245,19 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 	chain, i := base, 0
 	var cand []int32
 	cpos := 0
-	cand = visit(base, c, cbuf[:])
+	cand = visit(base, c, cbuf)
 	top = len(cand)
+	// pop returns to the visit on top of the stack
+	pop := func() {
+		sp--
+		chain, i = stack[sp].chain, stack[sp].next
+		cf := cstack[sp]
+		cpos, vbase, top = int(cf.cpos), int(cf.vbase), int(cf.top)
+		cand = nil
+		if !cf.linear {
+			cand = cbuf[vbase:top:top]
+		}
+	}
 	for {
 		if cand != nil {
 			// skip to the next rule that can match
@@ -254,10 +295,7 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 			if tr != nil {
 				tr.Return(t, chain, nil)
 			}
-			sp--
-			chain, i = stack[sp].chain, stack[sp].next
-			cf := cstack[sp]
-			cand, cpos, vbase, top = cf.cand, cf.cpos, cf.vbase, cf.top
+			pop()
 			continue
 		}
 		r := chain.Rules[i]
@@ -302,7 +340,7 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 					return TDrop
 				}
 				stack[sp] = frame{chain, i}
-				cstack[sp] = cframe{cand, cpos, vbase, top}
+				cstack[sp] = cframe{cand == nil, int32(cpos), int32(vbase), int32(top)}
 				sp++
 				vbase = top
 			}
@@ -325,10 +363,7 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 			if tr != nil {
 				tr.Return(t, chain, r)
 			}
-			sp--
-			chain, i = stack[sp].chain, stack[sp].next
-			cf := cstack[sp]
-			cand, cpos, vbase, top = cf.cand, cf.cpos, cf.vbase, cf.top
+			pop()
 		case r.Verdict == VerdictNone:
 			if tr != nil {
 				tr.Rule(t, chain, r, TContinue, nil, false)
@@ -354,7 +389,12 @@ func (t *Table) Run(c *Ctx, tr Tracer) TVerdict {
 // the packet: the policy applies (and is counted) without setting up a
 // traversal. ok is false when the chain has rules (or does not exist).
 func (t *Table) RunEmpty(h Hook, bytes int) (v TVerdict, ok bool) {
-	base := t.Builtin(h)
+	return t.Builtin(h).RunEmpty(bytes)
+}
+
+// RunEmpty is Table.RunEmpty for a builtin chain already looked up (nil:
+// ok is false).
+func (base *Chain) RunEmpty(bytes int) (v TVerdict, ok bool) {
 	if base == nil || len(base.Rules) != 0 {
 		return 0, false
 	}

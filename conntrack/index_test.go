@@ -1,0 +1,80 @@
+package conntrack
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// checkIndex verifies the lock-free lookup structures: every chain is
+// consistent (prev/next), holds only tuples that hash to it, and the
+// occupancy bit of a bucket is set exactly when its chain is not empty.
+func checkIndex(t *testing.T, tb *Table) {
+	t.Helper()
+	n := 0
+	for i := range tb.buckets {
+		h := tb.buckets[i].head.Load()
+		occ := tb.occupied[i>>6].Load()&(1<<(i&63)) != 0
+		if occ != (h != nil) {
+			t.Fatalf("bucket %d: occupied %v, head %v", i, occ, h != nil)
+		}
+		var prev *tupleHash
+		for ; h != nil; prev, h = h, h.next.Load() {
+			if h.prev != prev {
+				t.Fatalf("bucket %d: broken prev link", i)
+			}
+			if tb.bucketOf(&h.tuple) != i {
+				t.Fatalf("bucket %d holds a tuple of bucket %d", i, tb.bucketOf(&h.tuple))
+			}
+			n++
+		}
+	}
+	if n != 2*tb.Count() {
+		t.Fatalf("%d tuples linked for %d entries", n, tb.Count())
+	}
+}
+
+// TestIndexChurn creates, finds and deletes flows at random in a table
+// small enough for chains to share buckets (and buckets to share bitmap
+// words and locks): lookups find exactly the live flows, and the chains
+// and the occupancy bitmap stay consistent.
+func TestIndexChurn(t *testing.T) {
+	for _, buckets := range []int{1, 64, 256} {
+		cfg := DefaultConfig()
+		cfg.Buckets, cfg.Max = buckets, 0
+		tb := NewTable(cfg, 9)
+		r := rand.New(rand.NewPCG(uint64(buckets), 1))
+		live := map[uint16]*Conn{}
+		for step := 0; step < 5000; step++ {
+			sp := uint16(1024 + r.IntN(300))
+			if c := live[sp]; c != nil && r.IntN(2) == 0 {
+				if !tb.Delete(c) {
+					t.Fatal("delete failed")
+				}
+				delete(live, sp)
+				continue
+			}
+			p := mkpkt(t, udpSpec(true, sp, 53), nil)
+			ref, _ := tb.In(p, 0, HookPreRouting, 1)
+			if c := live[sp]; c != nil {
+				if ref.Conn != c {
+					t.Fatalf("step %d: port %d found %p, want %p", step, sp, ref.Conn, c)
+				}
+				continue
+			}
+			if ref.Info != CtNew {
+				t.Fatalf("step %d: port %d: a deleted flow was found (%v)", step, sp, ref.Info)
+			}
+			if _, v := tb.Confirm(ref, 1); v != Accept {
+				t.Fatal(v)
+			}
+			live[sp] = ref.Conn
+			if step%97 == 0 {
+				checkIndex(t, tb)
+			}
+		}
+		checkIndex(t, tb)
+		if tb.Count() != len(live) {
+			t.Fatalf("count %d, live %d", tb.Count(), len(live))
+		}
+	}
+}
