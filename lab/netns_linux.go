@@ -3,6 +3,7 @@ package lab
 import (
 	"errors"
 	"fmt"
+	"github.com/uswitch-lab/uswitch/internal/netnsrun"
 	"net"
 	"os"
 	"path/filepath"
@@ -61,32 +62,7 @@ func createNamedNS(name string) (netns.NsHandle, error) {
 // fn creates belongs to that namespace for its whole life, wherever it is
 // used afterwards. The thread is set back before it is unlocked; a thread
 // that cannot be set back is left locked so the runtime discards it.
-func inNetns(ns netns.NsHandle, fn func() error) error {
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			done <- fmt.Errorf("setns: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			done <- errors.Join(ferr, fmt.Errorf("setns back: %w", err))
-			return // locked for good: the thread dies with the goroutine
-		}
-		runtime.UnlockOSThread()
-		done <- ferr
-	}()
-	return <-done
-}
+func inNetns(ns netns.NsHandle, fn func() error) error { return netnsrun.In(ns, fn) }
 
 // configureNS sets up a namespace's side of its TUN: lo up, the TUN's
 // MTU, addresses and up. The routes come later, with the rest of the

@@ -5,10 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/uswitch-lab/uswitch/internal/netnsrun"
 	"io"
 	"maps"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -773,42 +773,7 @@ func rawSocket(name string) (int, error) {
 // released; a thread that cannot be set back stays locked and dies with
 // its goroutine. What fn opens (sockets, proc files) belongs to the
 // namespace.
-func inNetNS(name string, fn func() error) error {
-	if name == "" {
-		return fn()
-	}
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		defer orig.Close()
-		h, err := netns.GetFromName(name)
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		ferr := fn()
-		if e := netns.Set(orig); e != nil {
-			done <- errors.Join(ferr, fmt.Errorf("setns back: %w", e))
-			return // locked for good
-		}
-		runtime.UnlockOSThread()
-		done <- ferr
-	}()
-	return <-done
-}
+func inNetNS(name string, fn func() error) error { return netnsrun.InNamed(name, fn) }
 
 // Now is the server's engine clock (monotonic nanoseconds), for
 // whoever reads the engine's conntrack table alongside the server.

@@ -9,17 +9,14 @@
 package labtest
 
 import (
-	"fmt"
+	"github.com/uswitch-lab/uswitch/internal/netnsrun"
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
-
-	"github.com/vishvananda/netns"
 )
 
 // Root skips t unless it runs as root; why says what the test makes,
@@ -97,37 +94,7 @@ func In(t testing.TB, ns string, args ...string) string {
 // stays locked and dies with its goroutine.
 func InNetns(t testing.TB, name string, fn func() error) {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		defer orig.Close()
-		h, err := netns.GetFromName(name)
-		if err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			runtime.UnlockOSThread()
-			done <- err
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			done <- fmt.Errorf("setns back: %w", err)
-			return // the thread stays locked and is discarded
-		}
-		runtime.UnlockOSThread()
-		done <- ferr
-	}()
-	if err := <-done; err != nil {
+	if err := netnsrun.InNamed(name, fn); err != nil {
 		t.Fatalf("in namespace %s: %v", name, err)
 	}
 }
