@@ -59,12 +59,22 @@ func (k *pkt) ipvsOut(h lvs.Hook, chain string, prio int) bool {
 	return true
 }
 
+// ipvsNotrack is ip_vs_notrack for a connection without netfilter
+// conntrack (vs.conntrack=0 when it was made): the packet becomes
+// untracked. It reports whether the connection uses conntrack instead.
+func (k *pkt) ipvsNotrack(cp *lvs.Conn) (nfct bool) {
+	if cp.Flags()&lvs.ConnNFCT != 0 {
+		return true
+	}
+	if k.cfg.ctOn || k.ct.Conn != nil {
+		k.ct = conntrack.Untracked
+	}
+	return false
+}
+
 // ipvsUntrack is ip_vs_notrack / ip_vs_update_conntrack.
 func (k *pkt) ipvsUntrack(cp *lvs.Conn, outin bool) {
-	if cp.Flags()&lvs.ConnNFCT == 0 {
-		if k.cfg.ctOn || k.ct.Conn != nil {
-			k.ct = conntrack.Untracked
-		}
+	if !k.ipvsNotrack(cp) {
 		return
 	}
 	c := k.ct.Conn
@@ -195,11 +205,7 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn, icmp bool) bool {
 		if !rt.Gateway.IsValid() {
 			k.nh = cp.DAddr
 		}
-		if k.ct.Conn != nil && cp.Flags()&lvs.ConnNFCT == 0 {
-			k.ct = conntrack.Untracked
-		} else if k.cfg.ctOn && cp.Flags()&lvs.ConnNFCT == 0 {
-			k.ct = conntrack.Untracked
-		}
+		k.ipvsNotrack(cp)
 	}
 	k.ipvsDone = true
 	k.rt = rt
@@ -217,9 +223,7 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn, icmp bool) bool {
 func (k *pkt) natToServer(cp *lvs.Conn, icmp bool) {
 	if icmp {
 		lvs.NATICMPIn(k.p, cp)
-		if cp.Flags()&lvs.ConnNFCT == 0 && (k.cfg.ctOn || k.ct.Conn != nil) {
-			k.ct = conntrack.Untracked
-		}
+		k.ipvsNotrack(cp)
 		return
 	}
 	lvs.DNAT(k.p, cp)

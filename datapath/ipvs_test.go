@@ -134,6 +134,11 @@ func TestIPVSConntrack(t *testing.T) {
 		if f := e.Receive(syn, 1e9, nil); f.Kind != Forwarded {
 			t.Fatalf("conntrack=%v: syn %v", ctOn, f)
 		}
+		// untracked (conntrack=0): the SYN's unconfirmed entry is
+		// dropped, nothing is confirmed
+		if want := map[bool]int{false: 0, true: 1}[ctOn]; e.CT.Count() != want {
+			t.Fatalf("conntrack=%v: %d entries after the SYN, want %d", ctOn, e.CT.Count(), want)
+		}
 		synack := mk(t, "tcp 192.168.1.2:8080 > 10.0.0.2:40000 syn ack 2 seq 7 iif eth1")
 		f := e.Receive(synack, 1e9+1, nil)
 		if ctOn {

@@ -8,19 +8,18 @@ import (
 // Connection flags (IP_VS_CONN_F_*, include/uapi/linux/ip_vs.h). The low
 // bits are the forwarding method.
 const (
-	ConnFwdMask    uint32 = 0x0007
-	ConnHashed     uint32 = 0x0040
-	ConnNoOutput   uint32 = 0x0080
-	ConnInactive   uint32 = 0x0100
-	ConnOutSeq     uint32 = 0x0200
-	ConnInSeq      uint32 = 0x0400
-	ConnSeqMask    uint32 = 0x0600
-	ConnNoCPort    uint32 = 0x0800
-	ConnTemplate   uint32 = 0x1000
-	ConnOnePacket  uint32 = 0x2000
-	ConnNFCT       uint32 = 1 << 16 // use netfilter conntrack
-	ConnDestMask   uint32 = ConnFwdMask | ConnOnePacket | ConnNoOutput | ConnNFCT
-	connTunnelMask uint32 = 0
+	ConnFwdMask   uint32 = 0x0007
+	ConnHashed    uint32 = 0x0040
+	ConnNoOutput  uint32 = 0x0080
+	ConnInactive  uint32 = 0x0100
+	ConnOutSeq    uint32 = 0x0200
+	ConnInSeq     uint32 = 0x0400
+	ConnSeqMask   uint32 = 0x0600
+	ConnNoCPort   uint32 = 0x0800
+	ConnTemplate  uint32 = 0x1000
+	ConnOnePacket uint32 = 0x2000
+	ConnNFCT      uint32 = 1 << 16 // use netfilter conntrack
+	ConnDestMask  uint32 = ConnFwdMask | ConnOnePacket | ConnNoOutput | ConnNFCT
 )
 
 // TCP states of an IPVS connection (IP_VS_TCP_S_*, ip_vs_proto_tcp.c).
@@ -82,6 +81,8 @@ type Conn struct {
 	nControlled atomic.Int32
 	// svc is the service (for stats); may be nil after -D
 	svc *Service
+	// tkey is a template's key in the template map
+	tkey connKey
 	// dead: removed from the table
 	dead atomic.Bool
 }
@@ -97,10 +98,6 @@ func (c *Conn) State() uint8 { return uint8(c.state.Load()) }
 
 // StateName is what ipvsadm -Lnc prints in the state column.
 func (c *Conn) StateName() string {
-	if c.flags.Load()&ConnTemplate != 0 {
-		// a template's protocol is the service's; ipvsadm prints
-		// the state name of the protocol handler (NONE for TCP)
-	}
 	switch c.Proto {
 	case ProtoTCP:
 		s := c.State()

@@ -181,6 +181,7 @@ func (t *ConnTable) newConn(c *Conn, dest *Dest, svc *Service, tk connKey, now i
 		return
 	}
 	if flags&ConnTemplate != 0 {
+		c.tkey = tk
 		s := &t.shards[shardOf(tk.a1, 0)]
 		s.mu.Lock()
 		s.tmpl[tk] = c
@@ -213,11 +214,8 @@ func (t *ConnTable) unlink(s *connShard, c *Conn) {
 	}
 	delete(s.all, c)
 	if c.Template() {
-		for k, x := range s.tmpl {
-			if x == c {
-				delete(s.tmpl, k)
-				break
-			}
+		if s.tmpl[c.tkey] == c {
+			delete(s.tmpl, c.tkey)
 		}
 	} else {
 		ik := inKey(c.Proto, c.CAddr, c.CPort, c.VAddr, c.VPort)
@@ -268,21 +266,10 @@ func (t *ConnTable) release(c *Conn) {
 
 // expireNow removes a connection at once (ip_vs_conn_expire_now).
 func (t *ConnTable) expireNow(c *Conn) {
-	if c.Template() {
-		// templates are found by their key; unlink searches
-		for i := range t.shards {
-			s := &t.shards[i]
-			s.mu.Lock()
-			if _, ok := s.all[c]; ok {
-				t.unlink(s, c)
-				s.mu.Unlock()
-				return
-			}
-			s.mu.Unlock()
-		}
-		return
-	}
 	s := &t.shards[shardOf(c.CAddr, c.CPort)]
+	if c.Template() {
+		s = &t.shards[shardOf(c.tkey.a1, 0)]
+	}
 	s.mu.Lock()
 	t.unlink(s, c)
 	s.mu.Unlock()

@@ -2,7 +2,6 @@ package lvs
 
 import (
 	"errors"
-	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -425,15 +424,9 @@ func findDest(svc *Service, addr uint32, port uint16) int {
 	return -1
 }
 
-func checkDestConfig(k ServiceKey, c *DestConfig) error {
+func checkDestConfig(c *DestConfig) error {
 	if c.Weight < 0 || (c.LThreshold > c.UThreshold && c.UThreshold != 0) {
 		return ErrInvalidArgument
-	}
-	if k.FwMark == 0 && k.Port == 0 && c.Port != 0 && c.Fwd == Masq {
-		// a port-0 service NATs to the client's port; ipvsadm refuses
-		// a port there only for Masq? The kernel keeps the dest port
-		// as configured; accept it.
-		return nil
 	}
 	return nil
 }
@@ -459,7 +452,7 @@ func (dst *Dest) apply(c *DestConfig) {
 // AddDest is -a. A dest that was removed but still has connections is
 // brought back with its counters, as the kernel takes it out of the trash.
 func (d *Director) AddDest(k ServiceKey, c DestConfig) error {
-	if err := checkDestConfig(k, &c); err != nil {
+	if err := checkDestConfig(&c); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -485,7 +478,7 @@ func (d *Director) AddDest(k ServiceKey, c DestConfig) error {
 
 // EditDest is -e.
 func (d *Director) EditDest(k ServiceKey, c DestConfig) error {
-	if err := checkDestConfig(k, &c); err != nil {
+	if err := checkDestConfig(&c); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -597,5 +590,3 @@ func SortedDests(list []*Dest) []*Dest {
 	})
 	return out
 }
-
-func (k ServiceKey) describe() string { return fmt.Sprint(k) }
