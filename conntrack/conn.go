@@ -159,6 +159,9 @@ type Conn struct {
 	// (nf_conn's nat_bysource). Only the NAT core touches it, under its
 	// own lock.
 	NAT NATLink
+
+	// Memo is the datapath's flow cache of each direction (Memo's doc).
+	Memo [2]Memo
 }
 
 // NATLink links an entry into a hash chain of the NAT core's by-source
