@@ -43,7 +43,10 @@ type Config struct {
 	ICMP *ICMPConfig
 	// Linear walks every chain rule by rule instead of through the
 	// compiled classifier (the reference; benchmarks compare the two).
+	// It turns the flow cache off too.
 	Linear bool
+	// NoFlowCache turns the flow cache (flowcache.go) off.
+	NoFlowCache bool
 }
 
 // FateKind is what finally happened to a packet.
@@ -76,6 +79,9 @@ type Fate struct {
 	// Answers are the packets the host sent in reaction (REJECT, echo
 	// replies, RST, ICMP errors), each with its own fate.
 	Answers []Answer
+	// FlowCached: the packet's table runs after conntrack and its input
+	// route came from the flow cache.
+	FlowCached bool
 }
 
 // Answer is a packet the host generated and what became of it.
@@ -141,6 +147,10 @@ type compiled struct {
 	// or the chain does not exist), resolved once instead of by name per
 	// packet
 	base [rules.NumHooks][rules.NumTables]*rules.Chain
+	// gen is the configuration's flow cache generation; memoOn says
+	// the flow cache runs
+	gen    uint32
+	memoOn bool
 }
 
 // needsConntrack is whether the rule's extensions call nf_ct_netns_get in
@@ -186,7 +196,8 @@ func New(cfg Config, ctcfg conntrack.Config, seed uint64) *Engine {
 
 // Swap installs a new configuration; packets in flight finish on the old.
 func (e *Engine) Swap(cfg Config) {
-	c := &compiled{Config: cfg, ruleInfo: map[*rules.Rule]ruleInfo{}}
+	c := &compiled{Config: cfg, ruleInfo: map[*rules.Rule]ruleInfo{}, gen: nextMemoGen()}
+	c.memoOn = cfg.Rules != nil && cfg.Rules.Memoizable() && cfg.FIB != nil && !cfg.Linear && !cfg.NoFlowCache
 	if cfg.Rules != nil {
 		c.natOn = cfg.Rules.Tables[rules.Nat] != nil
 		for _, t := range cfg.Rules.Tables {
@@ -324,6 +335,12 @@ type pkt struct {
 	// scratch is the traversal stack of the packet's table runs; it
 	// stays with the pooled pkt (putPkt keeps it), so no run clears one
 	scratch *rules.Scratch
+	// the flow cache (flowcache.go): rec records the packet's table runs
+	// into memo for memoKey; replay skips them (the recording's counters
+	// are replayed, k.rt is its route)
+	rec, replay bool
+	memoKey     memoKey
+	memo        rules.Memo
 }
 
 // Receive runs a packet that arrived on p.InIf (PREROUTING onwards).
@@ -380,11 +397,18 @@ func (k *pkt) runTable(tid rules.TableID, h rules.Hook, in, out string) (rules.T
 		return rules.TAccept, nil
 	}
 	k.p.InIf, k.p.OutIf = in, out
+	if k.rec && tid == rules.Nat {
+		// the nat chains run for a connection's first packet only
+		k.memo.Tainted = true
+	}
 	if k.tr == nil {
 		// an empty chain: its policy, without a traversal
 		if v, ok := base.RunEmpty(len(k.p.IP)); ok {
 			if v == rules.TDrop && k.fate.By == "" {
 				k.fate.By = tid.String() + ":" + h.ChainName()
+			}
+			if k.rec {
+				k.memo.Policy(base)
 			}
 			return v, nil
 		}
@@ -394,6 +418,9 @@ func (k *pkt) runTable(tid rules.TableID, h rules.Hook, in, out string) (rules.T
 	}
 	c := &k.ctx
 	*c = rules.Ctx{Pkt: k.p, Hook: h, CT: k.ct, Env: &k.env, State: k.e.State, Linear: k.cfg.Linear, Scratch: k.scratch}
+	if k.rec {
+		c.Memo = &k.memo
+	}
 	var tr rules.Tracer
 	if k.tr != nil {
 		tr = k.tr.chain(k, c, in, out)
@@ -439,6 +466,9 @@ func (k *pkt) verdictOK(v rules.TVerdict, c *rules.Ctx, tid rules.TableID, h rul
 
 // hook runs the tables of a hook in the given order.
 func (k *pkt) tables(h rules.Hook, in, out string, order ...rules.TableID) bool {
+	if k.replay {
+		return true // the flow cache replayed them
+	}
 	for _, tid := range order {
 		if k.cfg.base[h][tid] == nil {
 			continue // no such chain: runTable would accept
@@ -584,12 +614,22 @@ func (k *pkt) confirm() bool {
 }
 
 func (k *pkt) receive() {
+	k.receive1()
+	if k.rec {
+		k.memoStore()
+	}
+}
+
+func (k *pkt) receive1() {
 	p := k.p
 	in := p.InIf
 	dst0 := p.Dst
 	// PREROUTING
-	if !k.tables(rules.PreRouting, in, "", rules.Raw) || !k.conntrackIn(conntrack.HookPreRouting) ||
-		!k.tables(rules.PreRouting, in, "", rules.Mangle) || !k.natHook(rules.PreRouting, nat.Dst, in, "") {
+	if !k.tables(rules.PreRouting, in, "", rules.Raw) || !k.conntrackIn(conntrack.HookPreRouting) {
+		return
+	}
+	k.memoStart()
+	if !k.tables(rules.PreRouting, in, "", rules.Mangle) || !k.natHook(rules.PreRouting, nat.Dst, in, "") {
 		return
 	}
 	// the input route, looked up after PREROUTING with the current
@@ -606,8 +646,10 @@ func (k *pkt) receive() {
 		k.input()
 		return
 	}
-	k.rt = fib.Input(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), TOS: p.IP.TOS(), IIF: fib.Ifindex(in), Mark: p.Mark,
-		Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort})
+	if !k.replay {
+		k.rt = fib.Input(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), TOS: p.IP.TOS(), IIF: fib.Ifindex(in), Mark: p.Mark,
+			Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort})
+	}
 	if k.rt.Err != 0 {
 		k.drop("route: " + k.rt.Err.Error())
 		// ip_error (net/ipv4/route.c): the error route answers with

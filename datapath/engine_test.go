@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -174,7 +175,18 @@ func established(t testing.TB, e *Engine) []byte {
 // TestEstablishedNoAllocs: a packet of an established, NATed flow goes
 // through every hook without allocating.
 func TestEstablishedNoAllocs(t *testing.T) {
+	for _, cached := range []bool{true, false} {
+		t.Run(fmt.Sprintf("flowcache=%v", cached), func(t *testing.T) { establishedNoAllocs(t, cached) })
+	}
+}
+
+func establishedNoAllocs(t *testing.T, cached bool) {
 	e := testEngine(t)
+	if !cached {
+		cfg := e.Config()
+		cfg.NoFlowCache = true
+		e.Swap(cfg)
+	}
 	tmpl := established(t, e)
 	buf := make([]byte, len(tmpl))
 	p := &packet.Packet{}
@@ -184,10 +196,11 @@ func TestEstablishedNoAllocs(t *testing.T) {
 		if err := p.Decode(); err != nil {
 			t.Fatal(err)
 		}
-		if f := e.Receive(p, 2e9, nil); f.Kind != Forwarded {
-			t.Fatalf("fate %v", f)
+		if f := e.Receive(p, 2e9, nil); f.Kind != Forwarded || f.FlowCached != cached {
+			t.Fatalf("fate %v, from the flow cache %v", f, f.FlowCached)
 		}
 	}
+	// the handshake's last packet recorded the flow
 	run()
 	if p.Dst != 0xc0a80102 || p.DstPort != 8080 || p.Src != 0xc0a80101 {
 		t.Fatalf("not translated: %08x:%d > %08x:%d", p.Src, p.SrcPort, p.Dst, p.DstPort)

@@ -67,6 +67,8 @@ type Ctx struct {
 	// Linear walks every chain rule by rule, without the compiled
 	// classifier (the reference the classifier is tested against).
 	Linear bool
+	// Memo, when set, records the traversal for the flow cache (memo.go).
+	Memo *Memo
 
 	// HotDrop is set by a match that wants the packet dropped at once
 	// (xt's par->hotdrop, e.g. a truncated TCP header).
@@ -279,6 +281,9 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 				if chain.hits != nil {
 					chain.hits.add(len(c.Pkt.IP))
 				}
+				if c.Memo != nil {
+					c.Memo.hit(chain.hitID)
+				}
 				if tr != nil {
 					tr.Policy(t, chain, v)
 				}
@@ -301,14 +306,20 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 		r := chain.Rules[i]
 		i++
 		if !r.IP.matchIP(c) {
+			if c.Memo != nil {
+				c.Memo.eval(r, -1)
+			}
 			continue
 		}
-		matched := true
-		for _, m := range r.Matches {
+		matched, last := true, len(r.Matches)-1
+		for j, m := range r.Matches {
 			if !m.Eval(c) {
-				matched = false
+				matched, last = false, j
 				break
 			}
+		}
+		if c.Memo != nil {
+			c.Memo.eval(r, last)
 		}
 		if c.HotDrop {
 			return TDrop
@@ -321,6 +332,12 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 		// verdict)
 		if r.hits != nil {
 			r.hits.add(len(c.Pkt.IP))
+		}
+		if c.Memo != nil {
+			c.Memo.hit(r.hitID)
+			if r.Target != nil || r.Verdict == VerdictQueue {
+				c.Memo.Tainted = true
+			}
 		}
 		switch {
 		case r.Target != nil:

@@ -138,6 +138,11 @@ func (h *hitCounter) load(base Counters) Counters {
 // one.
 type Ruleset struct {
 	Tables [NumTables]*Table // nil when the table does not exist
+
+	// counters are the rules' and builtin chains' counters by id - 1
+	// (the flow cache's replay); memoReady says they are numbered
+	counters  []*hitCounter
+	memoReady bool
 }
 
 // Table is one xtables table.
@@ -179,6 +184,8 @@ type Chain struct {
 	// index is the compiled classifier (nil: walk linearly); built by
 	// Ruleset.Compile once the chain is final.
 	index *chainIndex
+	// hitID numbers hits for the flow cache (0: none)
+	hitID uint32
 }
 
 // Iface is an interface selector (-i/-o) with its wildcard precomputed.
@@ -235,6 +242,11 @@ type Rule struct {
 	hits     *hitCounter
 	jumpName string // chain named by -j/-g, bound to Jump at commit
 	op       byte   // the command that added the rule (A, I, R)
+	// hitID numbers hits for the flow cache (0: none); firstImpure is
+	// the first match whose result can differ between the packets of a
+	// flow (len(Matches): none; -1: the fixed part, -f)
+	hitID       uint32
+	firstImpure int16
 }
 
 // LiveCounters are the rule's counters now: those it was loaded with

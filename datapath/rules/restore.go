@@ -132,6 +132,7 @@ func (l *Loader) LoadString(s string) (*Ruleset, error) {
 		return nil, &RestoreError{Kind: KindCommitExpected, Line: line + 1}
 	}
 	st.rs.Compile()
+	st.rs.prepareMemo()
 	return st.rs, nil
 }
 
