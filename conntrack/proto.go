@@ -13,7 +13,7 @@ func (t *Table) udpPacket(c *Conn, p *packet.Packet, hook Hook, now int64) inval
 		if l := int(u.Length()); l > len(p.L4) || l < packet.UDPHeaderLen {
 			return invTruncated
 		}
-		if u.Checksum() != 0 && t.cfg.Checksum && hook == HookPreRouting && !p.TransportChecksumOK() {
+		if u.Checksum() != 0 && t.cfg.Checksum && hook == HookPreRouting && !p.ChecksumGood() {
 			return invChecksum
 		}
 	} else {
@@ -89,7 +89,7 @@ func (t *Table) icmpError(p *packet.Packet, zone uint16, hook Hook, now int64) (
 	if !p.HasL4 {
 		return Ref{}, false, invTruncated // "short packet"
 	}
-	if t.cfg.Checksum && hook == HookPreRouting && !p.TransportChecksumOK() {
+	if t.cfg.Checksum && hook == HookPreRouting && !p.ChecksumGood() {
 		return Ref{}, false, invChecksum
 	}
 	typ := p.ICMPType

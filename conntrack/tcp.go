@@ -484,7 +484,7 @@ func (t *Table) tcpPacket(c *Conn, p *packet.Packet, info CtInfo, hook Hook, now
 	if p.L4Truncated || !p.HasL4 {
 		return tcpVInvalid, invTruncated
 	}
-	if t.cfg.Checksum && hook == HookPreRouting && !p.TransportChecksumOK() {
+	if t.cfg.Checksum && hook == HookPreRouting && !p.ChecksumGood() {
 		return tcpVInvalid, invChecksum
 	}
 	if !tcpValidFlags[p.TCPFlags&^(packet.TCPEce|packet.TCPCwr|packet.TCPPsh)] {

@@ -73,6 +73,12 @@ type Device interface {
 	Close() error
 }
 
+// validReader is a Device that says which packets it read came with
+// their transport checksum vouched for (tunDev.ReadValid).
+type validReader interface {
+	ReadValid(bufs [][]byte, sizes []int, valid []bool) (int, error)
+}
+
 type elem struct {
 	buf  []byte
 	pkt  packet.Packet
@@ -298,6 +304,9 @@ func (d *Datapath) reader(q *rxq, qi int) {
 	stash := make([]*elem, 0, batchSize)
 	bufs := make([][]byte, batchSize)
 	sizes := make([]int, batchSize)
+	// valid says which packets the device vouched the checksum of
+	vr, _ := q.dev.(validReader)
+	valid := make([]bool, batchSize)
 	pending := make([]*work, len(d.queues))
 	// inline: this reader is the worker of its batches
 	var self *worker
@@ -334,7 +343,14 @@ func (d *Datapath) reader(q *rxq, qi int) {
 		for i, el := range stash {
 			bufs[i] = el.buf[hr:cap(el.buf)]
 		}
-		n, err := q.dev.Read(bufs[:len(stash)], sizes[:len(stash)])
+		var n int
+		var err error
+		clear(valid)
+		if vr != nil {
+			n, err = vr.ReadValid(bufs[:len(stash)], sizes[:len(stash)], valid[:len(stash)])
+		} else {
+			n, err = q.dev.Read(bufs[:len(stash)], sizes[:len(stash)])
+		}
 		var now int64
 		if p.l2 != nil && n > 0 {
 			now = d.now()
@@ -363,6 +379,7 @@ func (d *Datapath) reader(q *rxq, qi int) {
 				continue
 			}
 			el.pkt.InIf = p.name
+			el.pkt.CsumValid = valid[i]
 			if d.capturing.Load() > 0 {
 				d.tap(p.name, el.pkt.Data)
 			}

@@ -212,8 +212,18 @@ func (t *tunDev) Name() string { return t.name }
 // With offloads the packets are the segments of what the device
 // returned, each whole (a super-packet's segments may span Reads).
 func (t *tunDev) Read(bufs [][]byte, sizes []int) (n int, err error) {
+	return t.ReadValid(bufs, sizes, nil)
+}
+
+// ReadValid is Read that also says, per packet, whether the kernel
+// vouched for its transport checksum (valid[i], when valid is not nil):
+// a segment of a super-packet, or a packet whose virtio_net_hdr had
+// NEEDS_CSUM (its checksum completed here) or DATA_VALID; the kernel's
+// skb is CHECKSUM_PARTIAL or CHECKSUM_UNNECESSARY then, and its
+// conntrack does not verify the checksum.
+func (t *tunDev) ReadValid(bufs [][]byte, sizes []int, valid []bool) (n int, err error) {
 	if t.vnet {
-		return t.readVnet(bufs, sizes)
+		return t.readVnet(bufs, sizes, valid)
 	}
 	var rerr error
 	err = t.rc.Read(func(fd uintptr) bool {
@@ -243,7 +253,7 @@ func (t *tunDev) Read(bufs [][]byte, sizes []int) (n int, err error) {
 // a virtio_net_hdr and a packet, a super-packet (gso_type TCPV4 or
 // UDP_L4) or one with a partial checksum (NEEDS_CSUM); the one goes out
 // as its segments, the other with its checksum completed.
-func (t *tunDev) readVnet(bufs [][]byte, sizes []int) (n int, err error) {
+func (t *tunDev) readVnet(bufs [][]byte, sizes []int, valid []bool) (n int, err error) {
 	var rerr error
 	err = t.rc.Read(func(fd uintptr) bool {
 		for n < len(bufs) {
@@ -254,6 +264,9 @@ func (t *tunDev) readVnet(bufs [][]byte, sizes []int) (n int, err error) {
 					continue
 				}
 				sizes[n] = m
+				if valid != nil {
+					valid[n] = true
+				}
 				n++
 				continue
 			}
@@ -297,6 +310,9 @@ func (t *tunDev) readVnet(bufs [][]byte, sizes []int) (n int, err error) {
 				continue
 			}
 			sizes[n] = copy(bufs[n], pkt)
+			if valid != nil {
+				valid[n] = h.flags&(vnetFlagNeedsCsum|vnetFlagDataValid) != 0
+			}
 			n++
 		}
 		return true

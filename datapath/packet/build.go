@@ -89,6 +89,10 @@ func Build(s Spec) []byte {
 	return b
 }
 
+// ChecksumGood is nf_ip_checksum's answer: the device vouched for the
+// transport checksum (CsumValid), or it verifies.
+func (p *Packet) ChecksumGood() bool { return p.CsumValid || p.TransportChecksumOK() }
+
 // TransportChecksumOK verifies the TCP/UDP/ICMP checksum of a decoded
 // packet (true for other protocols, fragments and UDP without checksum).
 func (p *Packet) TransportChecksumOK() bool {

@@ -60,6 +60,12 @@ type Meta struct {
 	// false for forwarded packets and for packets the host answers itself.
 	HasSocket bool
 	UID, GID  uint32
+	// CsumValid says the transport checksum needs no verifying: the
+	// device vouched for it (skb->ip_summed CHECKSUM_UNNECESSARY, or
+	// CHECKSUM_PARTIAL: a virtio_net_hdr with DATA_VALID or NEEDS_CSUM,
+	// a segment cut from a super-packet). nf_ip_checksum, and so
+	// conntrack's checksum check, skips such packets.
+	CsumValid bool
 }
 
 // skb->pkt_type values (include/uapi/linux/if_packet.h).
