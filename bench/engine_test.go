@@ -81,9 +81,20 @@ COMMIT
 `
 
 // BenchmarkEstablishedNAT: one packet of an established flow with DNAT
-// and SNAT (MASQUERADE) through PREROUTING, FORWARD and POSTROUTING.
+// and SNAT (MASQUERADE) through PREROUTING, FORWARD and POSTROUTING,
+// with the flow cache and without.
 func BenchmarkEstablishedNAT(b *testing.B) {
+	b.Run("flowcache", func(b *testing.B) { benchEstablishedNAT(b, false) })
+	b.Run("nocache", func(b *testing.B) { benchEstablishedNAT(b, true) })
+}
+
+func benchEstablishedNAT(b *testing.B, nocache bool) {
 	e := engine(b, natRules)
+	if nocache {
+		cfg := e.Config()
+		cfg.NoFlowCache = true
+		e.Swap(cfg)
+	}
 	buf := make([]byte, 2048)
 	p := &packet.Packet{}
 	for _, s := range []struct{ spec, in string }{
