@@ -131,8 +131,10 @@ type Engine struct {
 // compiled is a configuration plus what is derived from it once.
 type compiled struct {
 	Config
-	// ruleInfo holds each rule's nft handle and trace text (slow path).
+	// ruleInfo holds each rule's nft handle and trace text (slow path),
+	// made by info once something traces
 	ruleInfo map[*rules.Rule]ruleInfo
+	infoOnce sync.Once
 	// ctOn: conntrack runs in this namespace. The kernel registers the
 	// conntrack hooks of a namespace only when something needs them
 	// (nf_ct_netns_get, called by the checkentry of the xt extensions
@@ -196,7 +198,7 @@ func New(cfg Config, ctcfg conntrack.Config, seed uint64) *Engine {
 
 // Swap installs a new configuration; packets in flight finish on the old.
 func (e *Engine) Swap(cfg Config) {
-	c := &compiled{Config: cfg, ruleInfo: map[*rules.Rule]ruleInfo{}, gen: nextMemoGen()}
+	c := &compiled{Config: cfg, gen: nextMemoGen()}
 	c.memoOn = cfg.Rules != nil && cfg.Rules.Memoizable() && cfg.FIB != nil && !cfg.Linear && !cfg.NoFlowCache
 	if cfg.Rules != nil {
 		c.natOn = cfg.Rules.Tables[rules.Nat] != nil
@@ -207,6 +209,29 @@ func (e *Engine) Swap(cfg Config) {
 			for h := rules.Hook(0); h < rules.NumHooks; h++ {
 				c.base[h][t.ID] = t.Builtin(h)
 			}
+			for _, ch := range t.Chains {
+				for _, r := range ch.Rules {
+					c.ctOn = c.ctOn || needsConntrack(r)
+				}
+			}
+		}
+	}
+	e.cfg.Store(c)
+}
+
+// info is a rule's nft handle and trace text, made for the whole rule
+// set when a trace first asks (a swap of a large set does not pay for
+// texts nothing may print).
+func (c *compiled) info(r *rules.Rule) ruleInfo {
+	c.infoOnce.Do(func() {
+		c.ruleInfo = map[*rules.Rule]ruleInfo{}
+		if c.Rules == nil {
+			return
+		}
+		for _, t := range c.Rules.Tables {
+			if t == nil {
+				continue
+			}
 			// nft hands out handles per table: chains first (in the
 			// order iptables-restore of a saved set declares them),
 			// then rules in line order
@@ -215,12 +240,11 @@ func (e *Engine) Swap(cfg Config) {
 				for _, r := range ch.Rules {
 					h++
 					c.ruleInfo[r] = ruleInfo{handle: h, text: rules.RuleString(r)}
-					c.ctOn = c.ctOn || needsConntrack(r)
 				}
 			}
 		}
-	}
-	e.cfg.Store(c)
+	})
+	return c.ruleInfo[r]
 }
 
 // Config is the configuration the engine runs on now.

@@ -87,7 +87,7 @@ func (t *Tracer) Rule(tab *rules.Table, c *rules.Chain, r *rules.Rule, v rules.T
 	default:
 		word = v.String()
 	}
-	info := t.k.cfg.ruleInfo[r]
+	info := t.k.cfg.info(r)
 	line := trace.RuleLine(t.k.trace, tab.ID.String(), c.Name, info.handle, word, info.text)
 	if v == rules.TDrop && t.c != nil && t.c.Reject != nil {
 		// the PACKET line goes with the event it belongs to
