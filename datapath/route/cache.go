@@ -1,24 +1,25 @@
 package route
 
 import (
-	"sync"
+	"sync/atomic"
 )
 
 // routeCache remembers input route decisions by everything Input looks
 // at (the kernel keeps a dst on the socket or the nexthop's cached
 // route; uswitch's FIB never changes once built, so a result is valid
-// for the FIB's life). It is sharded and bounded: a full shard is
-// emptied.
+// for the FIB's life). It is direct-mapped: a slot holds an immutable
+// entry, read with one atomic load and no lock, and a new decision for
+// a slot replaces what was there.
 type routeCache struct {
-	shards [16]cacheShard
+	slots [cacheSlots]atomic.Pointer[cacheEntry]
 }
 
-type cacheShard struct {
-	mu sync.RWMutex
-	m  map[cacheKey]Result
-}
+const cacheSlots = 1 << 13
 
-const cacheShardMax = 4096
+type cacheEntry struct {
+	k cacheKey
+	r Result
+}
 
 type cacheKey struct {
 	dst, src     uint32
@@ -42,25 +43,22 @@ func inputKey(in *Flow) (cacheKey, bool) {
 	}, true
 }
 
-func (k *cacheKey) shard() int {
-	h := (k.dst*0x9e3779b1 ^ k.src*0x85ebca6b ^ uint32(k.sport)<<16 ^ uint32(k.dport)) * 0xc2b2ae35
-	return int(h >> 28)
+func (k *cacheKey) slot() int {
+	h := k.dst*0x9e3779b1 ^ k.src*0x85ebca6b ^ (uint32(k.sport)<<16|uint32(k.dport))*0xc2b2ae35 ^
+		(k.mark^uint32(k.iif)<<20^uint32(k.tos)<<8^uint32(k.proto))*0x27d4eb2f
+	h ^= h >> 15
+	h *= 0x2c1b3c6d
+	h ^= h >> 13
+	return int(h & (cacheSlots - 1))
 }
 
 func (c *routeCache) get(k cacheKey) (Result, bool) {
-	s := &c.shards[k.shard()]
-	s.mu.RLock()
-	r, ok := s.m[k]
-	s.mu.RUnlock()
-	return r, ok
+	if e := c.slots[k.slot()].Load(); e != nil && e.k == k {
+		return e.r, true
+	}
+	return Result{}, false
 }
 
 func (c *routeCache) put(k cacheKey, r Result) {
-	s := &c.shards[k.shard()]
-	s.mu.Lock()
-	if s.m == nil || len(s.m) >= cacheShardMax {
-		s.m = make(map[cacheKey]Result, 64)
-	}
-	s.m[k] = r
-	s.mu.Unlock()
+	c.slots[k.slot()].Store(&cacheEntry{k: k, r: r})
 }
