@@ -20,7 +20,19 @@ func numericToIPAddr(s string, isMask bool) (uint32, bool) {
 	if len(s) > 19 {
 		s = s[:19]
 	}
-	parts := strings.SplitN(s, ".", 4)
+	// strings.SplitN(s, ".", 4), without allocating
+	var pa [4]string
+	n := 0
+	for n < 3 {
+		i := strings.IndexByte(s, '.')
+		if i < 0 {
+			break
+		}
+		pa[n], s = s[:i], s[i+1:]
+		n++
+	}
+	pa[n] = s
+	parts := pa[:n+1]
 	var b [4]uint64
 	for i := 0; i < 3; i++ {
 		if i >= len(parts)-1 {
@@ -94,16 +106,16 @@ func cutLast(s, sep string) (before, after string, found bool) {
 }
 
 // parseAddrList is xtables_ipparse_multiple: comma-separated addresses.
-func parseAddrList(s string) ([]addrMask, error) {
+// The addresses are appended to out.
+func parseAddrList(s string, out []addrMask) ([]addrMask, error) {
 	if strings.IndexByte(s, ',') < 0 && len(s) <= 255 {
 		a, m, err := ParseAddrMask(strings.TrimLeft(s, " \t\n\v\f\r"))
 		if err != nil {
 			return nil, err
 		}
-		return []addrMask{{a, m}}, nil
+		return append(out, addrMask{a, m}), nil
 	}
 	items := strings.Split(s, ",")
-	out := make([]addrMask, 0, len(items))
 	for _, it := range items {
 		it = strings.TrimLeft(it, " \t\n\v\f\r")
 		if len(it) > 255 {

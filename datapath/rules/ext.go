@@ -254,19 +254,26 @@ type nftNative interface {
 // normalizeNFT applies iptables-nft's native-translation round trip to a
 // rule's matches.
 func normalizeNFT(ms []Match) []Match {
-	var out []Match
-	first := map[string]nftNative{}
+	// in place: out never gets ahead of the match being read
+	out := ms[:0]
 	for _, m := range ms {
 		n, ok := m.(nftNative)
 		if !ok || !n.nftNative() {
 			out = append(out, m)
 			continue
 		}
-		if f := first[m.Name()]; f != nil {
+		// the first native match of the same name kept so far
+		var f nftNative
+		for _, o := range out {
+			if on, ok := o.(nftNative); ok && on.nftNative() && o.Name() == m.Name() {
+				f = on
+				break
+			}
+		}
+		if f != nil {
 			f.nftMerge(m)
 			continue
 		}
-		first[m.Name()] = n
 		out = append(out, m)
 	}
 	// drop native matches that ended up empty

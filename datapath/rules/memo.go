@@ -63,7 +63,15 @@ func (rs *Ruleset) Memoizable() bool { return rs.memoReady }
 // finds, per rule, the first part whose result can differ between the
 // packets of one flow.
 func (rs *Ruleset) prepareMemo() {
-	rs.counters = rs.counters[:0]
+	n := 0
+	for _, t := range rs.Tables {
+		if t != nil {
+			for _, c := range t.Chains {
+				n += 1 + len(c.Rules)
+			}
+		}
+	}
+	rs.counters = make([]*hitCounter, 0, n)
 	number := func(h *hitCounter) uint32 {
 		if h == nil {
 			return 0

@@ -131,11 +131,20 @@ type cmdParser struct {
 
 // parseCommand parses the words of one restore line for table t.
 func parseCommand(words []string, t TableID, line int, sets SetLookup) (*command, error) {
-	p := &cmdParser{args: words, rc: RuleContext{Table: t, Line: line, Sets: sets}}
+	return new(cmdParser).parse(words, t, line, sets)
+}
+
+// parse is parseCommand on a parser that may have parsed another line
+// before (its buffers are reused).
+func (p *cmdParser) parse(words []string, t TableID, line int, sets SetLookup) (*command, error) {
+	exts := p.exts[:0]
+	clear(p.exts)
+	*p = cmdParser{args: words, rc: RuleContext{Table: t, Line: line, Sets: sets}, exts: exts}
 	if err := p.run(); err != nil {
 		return nil, err
 	}
-	return &p.cmd, nil
+	cmd := p.cmd
+	return &cmd, nil
 }
 
 func (p *cmdParser) run() error {
@@ -830,18 +839,28 @@ func (p *cmdParser) finish(invert bool) error {
 	if p.options&optDestination == 0 {
 		dst = "0.0.0.0/0"
 	}
-	srcs, err := parseAddrList(src)
+	var sbuf, dbuf [1]addrMask
+	srcs, err := parseAddrList(src, sbuf[:0])
 	if err != nil {
 		return err
 	}
-	dsts, err := parseAddrList(dst)
+	dsts, err := parseAddrList(dst, dbuf[:0])
 	if err != nil {
 		return err
 	}
 	if (len(srcs) > 1 || len(dsts) > 1) && p.inv&(InvSrc|InvDst) != 0 {
 		return Errorf("! not allowed with multiple source or destination IP addresses")
 	}
+	nm := 0
+	for _, e := range p.exts {
+		if !e.target {
+			nm++
+		}
+	}
 	var matches []Match
+	if nm > 0 {
+		matches = make([]Match, 0, nm)
+	}
 	var target Target
 	for _, e := range p.exts {
 		if e.target {
@@ -860,7 +879,13 @@ func (p *cmdParser) finish(invert bool) error {
 	}
 	for _, s := range srcs {
 		for _, d := range dsts {
-			r := &Rule{IP: p.ip, Matches: matches, Verdict: verdict, Target: target, Line: p.rc.Line, hits: new(hitCounter)}
+			// the rule and its counter in one allocation
+			rc := &struct {
+				r Rule
+				h hitCounter
+			}{}
+			r := &rc.r
+			*r = Rule{IP: p.ip, Matches: matches, Verdict: verdict, Target: target, Line: p.rc.Line, hits: &rc.h}
 			r.IP.Inv = p.inv
 			r.IP.Src, r.IP.SrcMask = s.addr, s.mask
 			r.IP.Dst, r.IP.DstMask = d.addr, d.mask

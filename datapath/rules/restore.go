@@ -145,6 +145,10 @@ type loadState struct {
 	cur         *Table // table being edited, nil outside *TABLE ... COMMIT
 	// skip is set while a table other than Loader.Table is read.
 	skip bool
+	// words and parser are reused by every command line (nothing
+	// keeps either once the line is applied)
+	words  []string
+	parser cmdParser
 }
 
 func (st *loadState) line(s string, n int) error {
@@ -285,8 +289,8 @@ func (st *loadState) commandLine(s string, n int) error {
 		}
 		s = s[end+1:]
 	}
-	words := append(pre, SplitWords(s)...)
-	cmd, err := parseCommand(words, st.cur.ID, n, st.l.Sets)
+	st.words = appendWords(append(st.words[:0], pre...), s)
+	cmd, err := st.parser.parse(st.words, st.cur.ID, n, st.l.Sets)
 	if err != nil {
 		var pe *ParamError
 		var ba *BadArgError

@@ -9,8 +9,10 @@ package rules
 //
 // Words without quotes are substrings of line (no copy); only words with
 // quotes are assembled.
-func SplitWords(line string) []string {
-	words := make([]string, 0, 16)
+func SplitWords(line string) []string { return appendWords(make([]string, 0, 16), line) }
+
+// appendWords is SplitWords appending to words.
+func appendWords(words []string, line string) []string {
 	i := 0
 	for i < len(line) {
 		c := line[i]
