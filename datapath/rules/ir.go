@@ -186,6 +186,8 @@ type Chain struct {
 	index *chainIndex
 	// hitID numbers hits for the flow cache (0: none)
 	hitID uint32
+	// vstate is validate's mark (on the path, visited)
+	vstate uint8
 }
 
 // Iface is an interface selector (-i/-o) with its wildcard precomputed.

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -559,25 +559,30 @@ func (t *Table) validate() error {
 	}
 	var bad *Rule
 	var badChain *Chain
-	var visit func(c *Chain, hooks HookMask, depth int, onPath map[*Chain]bool) bool
-	visit = func(c *Chain, hooks HookMask, depth int, onPath map[*Chain]bool) bool {
+	// vstate marks a chain on the current path (visit) and, for the
+	// search of loops, visited (1: on the stack, 2: done)
+	for _, c := range t.Chains {
+		c.vstate = 0
+	}
+	var visit func(c *Chain, hooks HookMask, depth int) bool
+	visit = func(c *Chain, hooks HookMask, depth int) bool {
 		if c.Reach&hooks == hooks && depth > 0 {
 			return true
 		}
 		c.Reach |= hooks
-		onPath[c] = true
-		defer delete(onPath, c)
+		c.vstate = 1
+		defer func() { c.vstate = 0 }()
 		for _, r := range c.Rules {
 			if r.Jump == nil {
 				continue
 			}
-			if onPath[r.Jump] || depth+1 >= jumpStackSize {
+			if r.Jump.vstate == 1 || depth+1 >= jumpStackSize {
 				if bad == nil || r.Line > bad.Line {
 					bad, badChain = r, c
 				}
 				return false
 			}
-			if !visit(r.Jump, hooks, depth+1, onPath) {
+			if !visit(r.Jump, hooks, depth+1) {
 				return false
 			}
 		}
@@ -585,20 +590,22 @@ func (t *Table) validate() error {
 	}
 	for _, c := range t.Chains {
 		if c.Builtin {
-			visit(c, Hooks(c.Hook), 0, map[*Chain]bool{})
+			visit(c, Hooks(c.Hook), 0)
 		}
 	}
 	if bad == nil {
 		// loops among chains not reachable from a base chain
-		state := map[*Chain]uint8{}
+		for _, c := range t.Chains {
+			c.vstate = 0
+		}
 		var dfs func(c *Chain) bool
 		dfs = func(c *Chain) bool {
-			state[c] = 1
+			c.vstate = 1
 			for _, r := range c.Rules {
 				if r.Jump == nil {
 					continue
 				}
-				switch state[r.Jump] {
+				switch r.Jump.vstate {
 				case 1:
 					bad, badChain = r, c
 					return false
@@ -608,11 +615,11 @@ func (t *Table) validate() error {
 					}
 				}
 			}
-			state[c] = 2
+			c.vstate = 2
 			return true
 		}
 		for _, c := range t.Chains {
-			if state[c] == 0 && !dfs(c) {
+			if c.vstate == 0 && !dfs(c) {
 				break
 			}
 		}
@@ -837,16 +844,24 @@ func (t *Table) addUserChain(name string) *Chain {
 // sortChains keeps builtin chains in hook order first, then user chains
 // sorted by name (nft_cache_sort_chains).
 func (t *Table) sortChains() {
-	sort.SliceStable(t.Chains, func(i, j int) bool {
-		a, b := t.Chains[i], t.Chains[j]
-		if a.Builtin != b.Builtin {
-			return a.Builtin
+	// builtin chains by hook, then user chains by name: every key is
+	// unique, so an unstable sort gives the one order (and a table saved
+	// by iptables-save is in it already)
+	cmp := func(a, b *Chain) int {
+		switch {
+		case a.Builtin != b.Builtin:
+			if a.Builtin {
+				return -1
+			}
+			return 1
+		case a.Builtin:
+			return int(a.Hook) - int(b.Hook)
 		}
-		if a.Builtin {
-			return a.Hook < b.Hook
-		}
-		return a.Name < b.Name
-	})
+		return strings.Compare(a.Name, b.Name)
+	}
+	if !slices.IsSortedFunc(t.Chains, cmp) {
+		slices.SortFunc(t.Chains, cmp)
+	}
 }
 
 func (t *Table) userChains() []*Chain {
