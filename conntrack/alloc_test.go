@@ -3,6 +3,7 @@ package conntrack
 import (
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/uswitch-lab/uswitch/datapath/packet"
 )
@@ -161,4 +162,12 @@ func FuzzIn(f *testing.F) {
 		}
 		tb.Reap(now, 16)
 	})
+}
+
+// A conntrack entry, the one allocation of a new connection, stays in
+// the allocator's 320-byte size class.
+func TestConnSize(t *testing.T) {
+	if n := unsafe.Sizeof(Conn{}); n > 320 {
+		t.Errorf("Conn is %d bytes, more than the 320-byte size class", n)
+	}
 }

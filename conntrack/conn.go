@@ -121,19 +121,25 @@ func (r Ref) State() StateBits {
 }
 
 // tupleHash is one direction of an entry linked into a table bucket
-// (struct nf_conntrack_tuple_hash). next and prev are written under the
-// lock of the bucket the tuple hashes to; next is read without it by
-// lookups (bucket).
+// (struct nf_conntrack_tuple_hash). next is written under the lock of
+// the bucket the tuple hashes to and read without it by lookups
+// (bucket). There is no back link: an unlink finds the predecessor by
+// walking the (short) chain under the lock, so linking a new entry
+// writes nothing into the entry it is put in front of.
 type tupleHash struct {
 	tuple Tuple
 	conn  *Conn
 	next  atomic.Pointer[tupleHash]
-	prev  *tupleHash
 }
 
 // Conn is one tracked connection (struct nf_conn).
+//
+// The fields are ordered so that the entry is 320 bytes, a size class of
+// the Go allocator (one conntrack entry is the only allocation of a new
+// connection): alloc_test.go checks it.
 type Conn struct {
 	// th holds the ORIGINAL and REPLY tuples; immutable once confirmed.
+	// The zone (nf_ct_zone) is that of both tuples.
 	th [2]tupleHash
 
 	status atomic.Uint32
@@ -145,8 +151,6 @@ type Conn struct {
 
 	// created is the now of the packet that made the entry.
 	created int64
-	// zone is the conntrack zone (nf_ct_zone); both tuples carry it too.
-	zone uint16
 	// Helper names the conntrack helper bound to the entry ("" = none).
 	// Set it before Confirm; no helper logic runs here.
 	Helper string
@@ -198,7 +202,7 @@ func (c *Conn) Mark() uint32 { return c.mark.Load() }
 func (c *Conn) SetMark(m uint32) { c.mark.Store(m) }
 
 // Zone is the entry's conntrack zone.
-func (c *Conn) Zone() uint16 { return c.zone }
+func (c *Conn) Zone() uint16 { return c.th[Original].tuple.Zone }
 
 // Created is the now at which the entry was made.
 func (c *Conn) Created() int64 { return c.created }
@@ -260,7 +264,7 @@ func (c *Conn) SetReplyTuple(t Tuple) error {
 	if c.Confirmed() {
 		return ErrConfirmed
 	}
-	t.Zone = c.zone
+	t.Zone = c.th[Original].tuple.Zone
 	c.th[Reply].tuple = t
 	return nil
 }

@@ -110,8 +110,8 @@ func (c *Conn) AppendText(b []byte, now int64, extended bool) []byte {
 		b = append(b, "[ASSURED] "...)
 	}
 	b = appendKV(b, "mark", uint64(c.Mark()))
-	if c.zone != 0 {
-		b = appendKV(b, "zone", uint64(c.zone))
+	if z := c.Zone(); z != 0 {
+		b = appendKV(b, "zone", uint64(z))
 	}
 	if c.Helper != "" {
 		b = append(b, "helper="...)

@@ -265,39 +265,37 @@ func (t *Table) unlockPair(i, j int) {
 
 // link puts h at the head of bucket bi's chain (its lock held); h is
 // published whole by the store of the head, then the bucket marked
-// occupied.
-func (t *Table) link(bi int, h *tupleHash) {
-	b := &t.buckets[bi]
-	old := b.head.Load()
-	h.prev = nil
+// occupied. old is the chain's head, as the caller loaded it under the
+// lock.
+func (t *Table) link(bi int, h, old *tupleHash) {
 	h.next.Store(old)
-	if old != nil {
-		old.prev = h
-	}
-	b.head.Store(h)
+	t.buckets[bi].head.Store(h)
 	if old == nil {
 		t.occupied[bi>>6].Or(1 << (bi & 63))
 	}
 }
 
-// unlink takes h off bucket bi's chain (its lock held). h keeps its next,
-// so a lookup standing on it goes on along the chain
-// (hlist_nulls_del_rcu).
+// unlink takes h off bucket bi's chain (its lock held), finding its
+// predecessor by walking the chain (hlist_nulls_del_rcu has the back
+// link instead; chains are short and deletes rarer than inserts). h
+// keeps its next, so a lookup standing on it goes on along the chain.
 func (t *Table) unlink(bi int, h *tupleHash) {
 	b := &t.buckets[bi]
 	next := h.next.Load()
-	if h.prev != nil {
-		h.prev.next.Store(next)
-	} else {
+	if b.head.Load() == h {
 		b.head.Store(next)
 		if next == nil {
 			t.occupied[bi>>6].And(^(uint64(1) << (bi & 63)))
 		}
+		return
 	}
-	if next != nil {
-		next.prev = h.prev
+	for p := b.head.Load(); p != nil; p = p.next.Load() {
+		if p.next.Load() == h {
+			p.next.Store(next)
+			return
+		}
 	}
-	h.prev = nil
+	panic("conntrack: unlinking an entry not in its bucket")
 }
 
 // delete removes a confirmed entry and marks it dying (nf_ct_delete). It
@@ -379,7 +377,7 @@ func (t *Table) alloc(orig, repl Tuple, now int64) (*Conn, Verdict) {
 			return nil, DropTableFull
 		}
 	}
-	c := &Conn{created: now, zone: orig.Zone}
+	c := &Conn{created: now}
 	c.th[Original] = tupleHash{tuple: orig, conn: c}
 	c.th[Reply] = tupleHash{tuple: repl, conn: c}
 	return c, Accept
@@ -502,19 +500,22 @@ func (t *Table) Confirm(r Ref, now int64) (Ref, Verdict) {
 			t.stats.insertFailed.Add(1)
 			return Ref{}, DropInsertFailed
 		}
-		var clash *tupleHash
-		for _, bi := range [2]int{i, j} {
-			for h := t.buckets[bi].head.Load(); h != nil && clash == nil; h = h.next.Load() {
-				if h.tuple == c.th[0].tuple || h.tuple == c.th[1].tuple {
-					clash = h
-				}
-			}
+		// heads of empty buckets are not loaded (most are empty, and
+		// the bucket array is too big to stay in the cache): linking
+		// into one is then a store alone
+		hi, hj := t.lockedHead(i), t.lockedHead(j)
+		clash := c.clashIn(hi)
+		if clash == nil && j != i {
+			clash = c.clashIn(hj)
 		}
 		if clash == nil {
 			c.timeout.Store(now + c.timeout.Load())
 			c.SetStatus(StatusConfirmed)
-			t.link(i, &c.th[0])
-			t.link(j, &c.th[1])
+			t.link(i, &c.th[0], hi)
+			if j == i {
+				hj = &c.th[0]
+			}
+			t.link(j, &c.th[1], hj)
 			t.count.Add(1)
 			t.unlockPair(i, j)
 			t.stats.insert.Add(1)
@@ -538,6 +539,27 @@ func (t *Table) Confirm(r Ref, now int64) (Ref, Verdict) {
 		t.stats.insertFailed.Add(1)
 		return Ref{}, DropInsertFailed
 	}
+}
+
+// lockedHead is the head of bucket bi's chain, its lock held: nil
+// without a load of the head when the occupancy bit says the chain is
+// empty (the bit changes only under the bucket's lock).
+func (t *Table) lockedHead(bi int) *tupleHash {
+	if t.occupied[bi>>6].Load()&(1<<(bi&63)) == 0 {
+		return nil
+	}
+	return t.buckets[bi].head.Load()
+}
+
+// clashIn returns the first entry of the chain from h having one of c's
+// tuples, or nil.
+func (c *Conn) clashIn(h *tupleHash) *tupleHash {
+	for ; h != nil; h = h.next.Load() {
+		if h.tuple == c.th[0].tuple || h.tuple == c.th[1].tuple {
+			return h
+		}
+	}
+	return nil
 }
 
 // Reap is the amortised garbage collector (gc_worker): it examines up to

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"math/bits"
 	"sync"
+	"sync/atomic"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath/packet"
@@ -67,13 +68,18 @@ type Core struct {
 	// linked through Conn.NAT, newest first (nf_nat_bysource,
 	// hlist_add_head_rcu); mu guards the heads and every link
 	bysource []*conntrack.Conn
-	srcMask  uint32
-	srcSeed  uint64
+	// srcOcc has bit i set while chain i is not empty, so that linking
+	// into an empty chain (the usual case: the head array is as big as
+	// conntrack's and stays out of the cache) stores without loading
+	// the head, and findSrc of an empty chain loads nothing; mu guards it
+	srcOcc  []uint64
+	srcMask uint32
+	srcSeed uint64
 
-	// rand is the source of the random port offsets (get_random_u16);
-	// seeded so experiments repeat.
-	rmu  sync.Mutex
-	rand uint64
+	// rand is the state of the random port offsets (get_random_u16),
+	// seeded so experiments repeat; advanced by compare-and-swap, so
+	// concurrent bindings take distinct steps of the sequence.
+	rand atomic.Uint64
 }
 
 // New makes a Core over the connection table; seed drives the random
@@ -86,8 +92,9 @@ func New(ct *conntrack.Table, seed uint64) *Core {
 		n = 1024
 	}
 	n = 1 << bits.Len(uint(n-1))
-	c := &Core{ct: ct, bysource: make([]*conntrack.Conn, n), srcMask: uint32(n - 1),
-		srcSeed: seed*0x9e3779b97f4a7c15 | 1, rand: seed | 1}
+	c := &Core{ct: ct, bysource: make([]*conntrack.Conn, n), srcOcc: make([]uint64, (n+63)/64), srcMask: uint32(n - 1),
+		srcSeed: seed*0x9e3779b97f4a7c15 | 1}
+	c.rand.Store(seed | 1)
 	ct.SetDeleteHook(c.forget)
 	return c
 }
@@ -111,7 +118,11 @@ func (n *Core) forget(c *conntrack.Conn) {
 			l.Prev.NAT.Next = l.Next
 		} else {
 			o := c.Tuple(conntrack.Original)
-			n.bysource[n.srcHash(&o)] = l.Next
+			hi := n.srcHash(&o)
+			n.bysource[hi] = l.Next
+			if l.Next == nil {
+				n.srcOcc[hi>>6] &^= 1 << (hi & 63)
+			}
 		}
 		if l.Next != nil {
 			l.Next.NAT.Prev = l.Prev
@@ -122,15 +133,17 @@ func (n *Core) forget(c *conntrack.Conn) {
 }
 
 func (n *Core) random16() uint16 {
-	n.rmu.Lock()
-	// xorshift64*
-	x := n.rand
-	x ^= x >> 12
-	x ^= x << 25
-	x ^= x >> 27
-	n.rand = x
-	n.rmu.Unlock()
-	return uint16((x * 0x2545F4914F6CDD1D) >> 48)
+	for {
+		// xorshift64*
+		old := n.rand.Load()
+		x := old
+		x ^= x >> 12
+		x ^= x << 25
+		x ^= x >> 27
+		if n.rand.CompareAndSwap(old, x) {
+			return uint16((x * 0x2545F4914F6CDD1D) >> 48)
+		}
+	}
 }
 
 // Initialized reports whether the manip of the connection is set up
@@ -174,14 +187,18 @@ func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
 	}
 	if m == Src {
 		o := c.Tuple(conntrack.Original)
+		hi := n.srcHash(&o)
 		n.mu.Lock()
 		if l := &c.NAT; !l.Linked && c.Status()&conntrack.StatusDying == 0 {
-			h := &n.bysource[n.srcHash(&o)]
-			l.Next, l.Prev, l.Linked = *h, nil, true
-			if *h != nil {
-				(*h).NAT.Prev = c
+			var head *conntrack.Conn
+			if n.srcOcc[hi>>6]&(1<<(hi&63)) != 0 {
+				head = n.bysource[hi]
+				head.NAT.Prev = c
+			} else {
+				n.srcOcc[hi>>6] |= 1 << (hi & 63)
 			}
-			*h = c
+			l.Next, l.Prev, l.Linked = head, nil, true
+			n.bysource[hi] = c
 		}
 		n.mu.Unlock()
 		c.SetStatus(conntrack.StatusSrcNATDone)
@@ -281,9 +298,13 @@ func l4InRange(t conntrack.Tuple, m Manip, r *Range) bool {
 // findSrc is find_appropriate_src: an existing SNAT of the same original
 // source whose mapping is in range.
 func (n *Core) findSrc(orig conntrack.Tuple, r *Range, now int64) (conntrack.Tuple, bool) {
+	hi := n.srcHash(&orig)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for c := n.bysource[n.srcHash(&orig)]; c != nil; c = c.NAT.Next {
+	if n.srcOcc[hi>>6]&(1<<(hi&63)) == 0 {
+		return conntrack.Tuple{}, false
+	}
+	for c := n.bysource[hi]; c != nil; c = c.NAT.Next {
 		// same_src, and the zone (nf_ct_zone_equal)
 		o := c.Tuple(conntrack.Original)
 		if o.Src != orig.Src || o.SrcPort != orig.SrcPort || o.Proto != orig.Proto || o.Zone != orig.Zone {
@@ -401,12 +422,25 @@ func (n *Core) l4UniqueTuple(t *conntrack.Tuple, r *Range, m Manip, c *conntrack
 	if attempts > maxAttempts {
 		attempts = maxAttempts
 	}
+	// the reply tuple each candidate is checked as (usedTuple), made
+	// once: only the key changes from one candidate to the next, and
+	// it is the reply's destination port for a SRC manip, its source
+	// port for a DST manip, and the id for ICMP (which Invert keeps)
+	reply, invertible := t.Invert()
+	rkey := &reply.SrcPort
+	if m == Src && t.Proto != packet.ProtoICMP {
+		rkey = &reply.DstPort
+	}
 	for {
 		for i := uint32(0); i < attempts; i, off = i+1, off+1 {
 			*key = uint16(min + uint32(off)%size)
 			// a one-port range takes its port used or not (the kernel
 			// looks it up and returns either way): skip the lookup
-			if size == 1 || !n.usedTuple(*t, c, now) {
+			if size == 1 || !invertible {
+				return
+			}
+			*rkey = *key
+			if !n.ct.TupleTaken(reply, c, now) {
 				return
 			}
 		}

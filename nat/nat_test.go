@@ -253,3 +253,70 @@ func TestSetupNoAllocs(t *testing.T) {
 		t.Fatalf("Setup allocates %v", allocs)
 	}
 }
+
+// checkBySource verifies the by-source index: every chain's links agree
+// both ways, its entries hash to it, and a chain's occupancy bit is set
+// exactly when the chain is not empty.
+func checkBySource(t *testing.T, n *Core) int {
+	t.Helper()
+	total := 0
+	for i, c := range n.bysource {
+		if occ := n.srcOcc[i>>6]&(1<<(i&63)) != 0; occ != (c != nil) {
+			t.Fatalf("chain %d: occupied %v, head %v", i, occ, c != nil)
+		}
+		var prev *conntrack.Conn
+		for ; c != nil; prev, c = c, c.NAT.Next {
+			o := c.Tuple(conntrack.Original)
+			if !c.NAT.Linked || c.NAT.Prev != prev || n.srcHash(&o) != uint32(i) {
+				t.Fatalf("chain %d: broken link", i)
+			}
+			total++
+		}
+	}
+	return total
+}
+
+// TestBySourceChurn: SNAT bindings made and connections deleted at random
+// in an index small enough for sources to share chains keep the index
+// consistent, and every live SNATed connection in it.
+func TestBySourceChurn(t *testing.T) {
+	cfg := conntrack.DefaultConfig()
+	cfg.Buckets, cfg.Max = 64, 0
+	ct := conntrack.NewTable(cfg, 3)
+	n := New(ct, 3)
+	now := int64(1e9)
+	r := &Range{Flags: MapIPs, MinIP: router, MaxIP: router}
+	live := map[uint16]*conntrack.Conn{}
+	seed := uint32(1)
+	for step := 0; step < 3000; step++ {
+		seed = seed*1664525 + 1013904223
+		sp := uint16(1024 + seed>>24)
+		if c := live[sp]; c != nil {
+			if !ct.Delete(c) {
+				t.Fatal("not deleted")
+			}
+			delete(live, sp)
+		} else {
+			p := pkt(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoUDP, SrcPort: sp, DstPort: 53})
+			ref, _ := ct.In(p, 0, conntrack.HookPreRouting, now)
+			if err := n.Setup(ref.Conn, r, Src, now); err != nil {
+				t.Fatal(err)
+			}
+			if _, v := ct.Confirm(ref, now); v != conntrack.Accept {
+				t.Fatal(v)
+			}
+			live[sp] = ref.Conn
+		}
+		if step%101 == 0 {
+			if got := checkBySource(t, n); got != len(live) {
+				t.Fatalf("step %d: %d indexed, %d live", step, got, len(live))
+			}
+		}
+	}
+	for _, c := range live {
+		ct.Delete(c)
+	}
+	if got := checkBySource(t, n); got != 0 {
+		t.Fatalf("%d indexed after deleting all", got)
+	}
+}

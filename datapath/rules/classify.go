@@ -42,7 +42,7 @@ const maxCand = 512
 // chainIndex is one chain's index. Immutable once built.
 type chainIndex struct {
 	dst, src prefixField
-	proto    exactField[uint8]
+	proto    protoField
 	in       exactField[string]
 	dport    portField
 	sport    portField
@@ -61,10 +61,36 @@ type exactField[K comparable] struct {
 	any []int32
 }
 
+// protoField files rules by protocol number: a table, as the key is a
+// byte.
+type protoField struct {
+	by  *[256][]int32 // nil when every rule is a wildcard
+	any []int32
+}
+
+func (f *protoField) add(i int32, proto uint8, wildcard bool) {
+	if wildcard {
+		f.any = append(f.any, i)
+		return
+	}
+	if f.by == nil {
+		f.by = new([256][]int32)
+	}
+	f.by[proto] = append(f.by[proto], i)
+}
+
 // portField files rules by single port, and port ranges by elementary
 // interval.
 type portField struct {
-	exact exactField[uint16]
+	// exact files the single ports; the key is a uint16 widened, for
+	// the runtime's fast map access of 4-byte keys
+	exact exactField[uint32]
+	// has marks the ports exact has, so a port no rule names is
+	// answered without a map lookup; nil when exact is empty
+	has *[65536 / 64]uint64
+	// minExact is the length of exact's shortest list: a port in has
+	// brings at least that many candidates
+	minExact int
 	// bounds are the sorted interval starts; ranges[i] are the range
 	// rules covering [bounds[i], bounds[i+1]).
 	bounds []uint16
@@ -116,7 +142,11 @@ func (f *portField) add(i int32, r PortRange, ok bool) {
 	case !ok || r.Any():
 		f.exact.any = append(f.exact.any, i)
 	case r.Lo == r.Hi:
-		f.exact.add(i, r.Lo, false)
+		f.exact.add(i, uint32(r.Lo), false)
+		if f.has == nil {
+			f.has = new([65536 / 64]uint64)
+		}
+		f.has[r.Lo>>6] |= 1 << (r.Lo & 63)
 	default:
 		// ranges are filed by elementary interval in finish; keep
 		// them in bounds/ranges' build list meanwhile
@@ -128,6 +158,11 @@ func (f *portField) add(i int32, r PortRange, ok bool) {
 // finish turns the collected ranges (bounds pairs, one rule each) into
 // elementary intervals with the rules covering each.
 func (f *portField) finish() {
+	for _, l := range f.exact.m {
+		if f.minExact == 0 || len(l) < f.minExact {
+			f.minExact = len(l)
+		}
+	}
 	if len(f.ranges) == 0 {
 		f.bounds, f.ranges = nil, nil
 		return
@@ -255,49 +290,83 @@ func (cl *candLists) add(l []int32) {
 	cl.total += len(l)
 }
 
-func (f *prefixField) lists(a uint32, cl *candLists) {
-	for _, n := range f.lens {
-		mask := ^uint32(0) << (32 - n)
-		cl.add(f.byLen[n][a&mask])
-	}
+// lists collects the field's lists for address a, giving up (with
+// total >= limit) as soon as the field cannot beat limit candidates.
+// The wildcards go first: they are there for every packet and cost no
+// lookup.
+func (f *prefixField) lists(a uint32, cl *candLists, limit int) {
 	cl.add(f.any)
+	for _, n := range f.lens {
+		if cl.total >= limit {
+			return
+		}
+		cl.add(f.byLen[n][a&(^uint32(0)<<(32-n))])
+	}
 }
 
-func (f *portField) lists(p uint16, cl *candLists) {
-	cl.add(f.exact.m[p])
-	cl.add(f.rangeList(p))
+func (f *portField) lists(p uint16, cl *candLists, limit int) {
 	cl.add(f.exact.any)
+	if cl.total < limit && f.has != nil && f.has[p>>6]&(1<<(p&63)) != 0 {
+		if cl.total+f.minExact >= limit {
+			cl.total = limit // cannot win whatever the list
+			return
+		}
+		cl.add(f.exact.m[uint32(p)])
+	}
+	if cl.total < limit {
+		cl.add(f.rangeList(p))
+	}
 }
 
 // candidates fills buf with the sorted candidate rule indexes of the
 // chain for the packet; ok is false when the chain should be walked
 // linearly (too many candidates for buf).
+//
+// A field's wildcards are candidates whatever the packet, so a field
+// whose wildcards alone are as many as the best field's candidates so
+// far cannot win and is not looked up; a field's lookups stop as soon
+// as it has that many. On a tie the earlier field is kept, as the
+// candidates of any field give the same traversal.
 func (x *chainIndex) candidates(c *Ctx, buf []int32) (out []int32, ok bool) {
 	p := c.Pkt
-	var best, cur candLists
-	x.dst.lists(p.Dst, &best)
-	x.src.lists(p.Src, &cur)
+	var cls [2]candLists
+	best, cur := &cls[0], &cls[1]
+	x.dst.lists(p.Dst, best, len(buf)+1)
+	// pick keeps the better of cur and best in best and empties cur
 	pick := func() {
 		if cur.total < best.total {
-			best = cur
+			best, cur = cur, best
 		}
-		cur = candLists{}
+		cur.n, cur.total = 0, 0
 	}
-	pick()
-	cur.add(x.proto.m[p.Proto])
-	cur.add(x.proto.any)
-	pick()
-	if c.Pkt.InIf != "" || len(x.in.m) > 0 {
-		cur.add(x.in.m[p.InIf])
+	if len(x.src.any) < best.total {
+		x.src.lists(p.Src, cur, best.total)
+		pick()
+	}
+	if len(x.proto.any) < best.total {
+		cur.add(x.proto.any)
+		if x.proto.by != nil {
+			cur.add(x.proto.by[p.Proto])
+		}
+		pick()
+	}
+	if len(x.in.any) < best.total && (p.InIf != "" || len(x.in.m) > 0) {
 		cur.add(x.in.any)
+		if len(x.in.m) > 0 {
+			cur.add(x.in.m[p.InIf])
+		}
 		pick()
 	}
 	// ports are known only with a whole transport header
 	if p.HasL4 && (p.Proto == packet.ProtoTCP || p.Proto == packet.ProtoUDP) {
-		x.dport.lists(p.DstPort, &cur)
-		pick()
-		x.sport.lists(p.SrcPort, &cur)
-		pick()
+		if len(x.dport.exact.any) < best.total {
+			x.dport.lists(p.DstPort, cur, best.total)
+			pick()
+		}
+		if len(x.sport.exact.any) < best.total {
+			x.sport.lists(p.SrcPort, cur, best.total)
+			pick()
+		}
 	}
 	if best.total > len(buf) {
 		return nil, false
@@ -312,6 +381,22 @@ func mergeLists(ls [][]int32, out []int32) []int32 {
 		return out
 	case 1:
 		return append(out, ls[0]...)
+	case 2:
+		// the common case (an exact entry and the wildcards): a plain
+		// two-way merge
+		a, b := ls[0], ls[1]
+		for len(a) > 0 && len(b) > 0 {
+			switch {
+			case a[0] < b[0]:
+				out, a = append(out, a[0]), a[1:]
+			case b[0] < a[0]:
+				out, b = append(out, b[0]), b[1:]
+			default:
+				out, a, b = append(out, a[0]), a[1:], b[1:]
+			}
+		}
+		out = append(out, a...)
+		return append(out, b...)
 	}
 	var pos [35]int
 	for {

@@ -216,3 +216,56 @@ func TestClassifierNoAllocs(t *testing.T) {
 		t.Errorf("%v allocations per traversal", n)
 	}
 }
+
+// BenchmarkCandidates: the classifier's candidate lookup for the last
+// service of a kube-proxy-shaped KUBE-SERVICES chain and for a filter
+// chain of source/port rules it matches none of.
+func BenchmarkCandidates(b *testing.B) {
+	const n = 30000
+	var kube, filt strings.Builder
+	kube.WriteString("*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC - [0:0]\n:KUBE-NODEPORTS - [0:0]\n")
+	kube.WriteString("-A PREROUTING -j KUBE-SERVICES\n")
+	filt.WriteString("*filter\n:FORWARD ACCEPT [0:0]\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&kube, "-A KUBE-SERVICES -d 10.96.%d.%d/32 -p tcp -m comment --comment \"svc%d\" -m tcp --dport 80 -j KUBE-SVC\n", i>>8, i&0xff, i)
+		fmt.Fprintf(&filt, "-A FORWARD -s 172.16.%d.%d/32 -p tcp -m tcp --dport %d -j DROP\n", i>>8, i&0xff, 1024+i)
+	}
+	kube.WriteString("-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\nCOMMIT\n")
+	filt.WriteString("-A FORWARD -j ACCEPT\nCOMMIT\n")
+	for _, tc := range []struct {
+		name, rules, chain string
+		table              TableID
+		pkt                string
+	}{
+		{"kube", kube.String(), "KUBE-SERVICES", Nat, "tcp 10.0.1.2:1024 > 10.96.117.47:80 syn"},
+		{"filter", filt.String(), "FORWARD", Filter, "udp 10.0.1.2:1024 > 192.168.1.2:53"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			rs, err := (&Loader{}).LoadString(tc.rules)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ch := rs.Tables[tc.table].Chain(tc.chain)
+			if ch == nil || ch.index == nil {
+				b.Fatal("no index")
+			}
+			sp, _, err := packet.ParseSpec(tc.pkt)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := &packet.Packet{Data: packet.Build(sp), Meta: packet.Meta{InIf: "eth0"}}
+			if err := p.Decode(); err != nil {
+				b.Fatal(err)
+			}
+			c := &Ctx{Pkt: p}
+			var buf [maxCand]int32
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, ok := ch.index.candidates(c, buf[:]); !ok {
+					b.Fatal("linear")
+				}
+			}
+		})
+	}
+}
