@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/datapath/nfq"
@@ -21,6 +22,7 @@ import (
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
 	"github.com/uswitch-lab/uswitch/internal/labtest"
 	"github.com/uswitch-lab/uswitch/lab"
+	"golang.org/x/sys/unix"
 )
 
 // The live-datapath benchmarks: the same traffic between a client and a
@@ -335,7 +337,7 @@ func udp64With(b *testing.B, client, server string, n int, timer, proc bool) (pp
 		childIn.Write([]byte{1}) // go
 		childIn.Close()
 		if err := child.Wait(); err != nil {
-			b.Fatalf("sender: %v", err)
+			b.Fatalf("sender: %v: %s", err, child.Stdout)
 		} else if out := child.Stdout.(*strings.Builder).String(); out != "" {
 			b.Logf("sender: %s", out)
 		}
@@ -349,12 +351,11 @@ func udp64With(b *testing.B, client, server string, n int, timer, proc bool) (pp
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m := make([]byte, udp64Payload)
-			for range k {
-				if _, err := c.Write(m); err != nil {
-					sendErr.Add(1) // ENOBUFS from a full device queue
-				}
+			fails, err := sendUDP64(c, k)
+			if err != nil {
+				b.Errorf("sender: %v", err)
 			}
+			sendErr.Add(fails) // ENOBUFS from a full device queue
 		}()
 	}
 	wg.Wait()
@@ -438,16 +439,21 @@ func udpSenderMain(counts string) int {
 	for i, c := range strings.Split(counts, ",") {
 		var k int
 		fmt.Sscan(c, &k)
-		fd := 3 + i
+		// the socket as a net.UDPConn (a dup of fd 3+i, non-blocking
+		// under the runtime's poller), as the in-process senders have it
+		conn, err := net.FilePacketConn(os.NewFile(uintptr(3+i), "udp"))
+		if err != nil {
+			fmt.Printf("socket %d: %v", i, err)
+			return 1
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m := make([]byte, udp64Payload)
-			for range k {
-				if _, err := syscall.Write(fd, m); err != nil {
-					fails.Add(1)
-				}
+			f, err := sendUDP64(conn.(*net.UDPConn), k)
+			if err != nil {
+				fmt.Printf("sender: %v; ", err)
 			}
+			fails.Add(f)
 		}()
 	}
 	wg.Wait()
@@ -455,6 +461,63 @@ func udpSenderMain(counts string) int {
 		fmt.Printf("%d sends failed", f)
 	}
 	return 0
+}
+
+// sendBatch is how many datagrams one sendmmsg(2) of sendUDP64 sends.
+const sendBatch = 64
+
+// mmsghdr is struct mmsghdr (include/linux/socket.h); Go pads it to the
+// kernel's size.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+}
+
+// sendUDP64 sends k 64-byte datagrams on the connected socket c,
+// sendBatch a sendmmsg(2) (net/socket.c __sys_sendmmsg): the load
+// generator of every UDP benchmark, in process and in udpSenderMain,
+// for uswitch and for the kernel alike. It waits for room in the
+// socket (EAGAIN) as c.Write does. Every datagram is either sent or
+// counted in fails, once, as one write(2) a datagram did: a datagram
+// the kernel refuses (sendmmsg returns the error when it is the first
+// of the call) is counted and skipped, the rest are sent again. err is
+// a failure of c itself.
+func sendUDP64(c *net.UDPConn, k int) (fails int64, err error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	payload := make([]byte, udp64Payload)
+	var iov unix.Iovec
+	iov.Base = &payload[0]
+	iov.SetLen(len(payload))
+	var hdrs [sendBatch]mmsghdr
+	for i := range hdrs {
+		hdrs[i].hdr.Iov = &iov // the same bytes for each datagram
+		hdrs[i].hdr.SetIovlen(1)
+	}
+	var sent int
+	var errno syscall.Errno
+	send := func(fd uintptr) bool {
+		for {
+			n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(min(k, sendBatch)), 0, 0, 0)
+			sent, errno = int(n), e
+			if e != unix.EINTR {
+				return e != unix.EAGAIN
+			}
+		}
+	}
+	for k > 0 {
+		if err := rc.Write(send); err != nil {
+			return fails, err
+		}
+		if errno != 0 {
+			sent = 1 // refused, as a write(2) of it would have been
+			fails++
+		}
+		k -= sent
+	}
+	return fails, nil
 }
 
 // BenchmarkLabUDP64Proc: BenchmarkLabUDP64 with the packets sent by
@@ -614,16 +677,23 @@ func BenchmarkKernelTCP(b *testing.B) {
 // no room for pass unseen (here without their DNAT, so they are lost
 // further on); %failopen is the share of the packets that arrived at
 // the router that uswitch never decided.
-func BenchmarkNFQueueUDP64(b *testing.B) {
+func BenchmarkNFQueueUDP64(b *testing.B) { nfqueueUDP64(b, false) }
+
+// BenchmarkNFQueueUDP64Proc: BenchmarkNFQueueUDP64 with the packets
+// sent by another process (udp64With), so the senders do not take the
+// Go scheduler's Ps from the queue readers and workers.
+func BenchmarkNFQueueUDP64Proc(b *testing.B) { nfqueueUDP64(b, true) }
+
+func nfqueueUDP64(b *testing.B, proc bool) {
 	kc, ks := kernelPair(b)
 	bc, br, bs, bsrv := nfqueuePair(b, false)
 	nc, nr, ns, nsrv := nfqueuePair(b, true)
 	brx0, nrx0 := rxPackets(b, br), rxPackets(b, nr)
 	bst0, nst0 := bsrv.Stats(), nsrv.Stats()
 	b.ResetTimer()
-	kpps, kloss := udp64(b, kc, ks, b.N, false)
-	bpps, bloss := udp64(b, bc, bs, b.N, false)
-	npps, nloss := udp64(b, nc, ns, b.N, false)
+	kpps, kloss := udp64With(b, kc, ks, b.N, false, proc)
+	bpps, bloss := udp64With(b, bc, bs, b.N, false, proc)
+	npps, nloss := udp64With(b, nc, ns, b.N, false, proc)
 	b.StopTimer()
 	bst, nst := bsrv.Stats(), nsrv.Stats()
 	// unseen: arrived at the router but never decided by uswitch, i.e.
@@ -648,4 +718,15 @@ func BenchmarkNFQueueUDP64(b *testing.B) {
 	b.ReportMetric(nloss, "nobatch-%loss")
 	b.ReportMetric(bunseen, "batch-%failopen")
 	b.ReportMetric(nunseen, "nobatch-%failopen")
+	// the mean number of messages a recvmmsg of the queue reader
+	// returned, and of packets a verdict sendmsg answered
+	perCall := func(x1, x0, calls1, calls0 uint64) float64 {
+		if calls1 == calls0 {
+			return 0
+		}
+		return float64(x1-x0) / float64(calls1-calls0)
+	}
+	b.ReportMetric(perCall(bst.Messages, bst0.Messages, bst.Reads, bst0.Reads), "batch-msgs/read")
+	b.ReportMetric(perCall(nst.Messages, nst0.Messages, nst.Reads, nst0.Reads), "nobatch-msgs/read")
+	b.ReportMetric(perCall(bst.Verdicts, bst0.Verdicts, bst.Sendmsgs, bst0.Sendmsgs), "batch-verdicts/sendmsg")
 }

@@ -85,8 +85,10 @@
 // whose segments went by can afterwards look out of window to it.
 //
 // The reader is a thin one on mdlayher/netlink: one NETLINK_NETFILTER
-// socket per queue, bound with NFQNL_MSG_CONFIG, each recvmsg into one
-// reused buffer, the attributes read in place.
+// socket per queue, bound with NFQNL_MSG_CONFIG, read with recvmmsg(2)
+// up to 64 datagrams (packets) a syscall into per-slot buffers mapped
+// once per reader, the attributes read in place; verdicts go back
+// batched, one sendmsg per worker round.
 //
 // # Counters
 //

@@ -40,6 +40,10 @@ func (s *Server) WriteMetrics(w io.Writer) {
 		always(func(q *QueueStats) uint64 { return q.Overruns }))
 	perQueue("uswitch_nfqueue_enobufs_total", "counter", "ENOBUFS receive errors (socket overruns the kernel reported).",
 		always(func(q *QueueStats) uint64 { return q.ENOBUFS }))
+	perQueue("uswitch_nfqueue_reads_total", "counter", "recvmmsg calls on the queue socket that returned messages (the mean read batch is messages/reads).",
+		always(func(q *QueueStats) uint64 { return q.Reads }))
+	perQueue("uswitch_nfqueue_messages_received_total", "counter", "Netlink datagrams read from the queue socket (one queued packet each).",
+		always(func(q *QueueStats) uint64 { return q.Messages }))
 	perQueue("uswitch_nfqueue_backlog", "gauge", "Packets read from the socket and waiting for the worker.",
 		always(func(q *QueueStats) uint64 { return uint64(q.Backlog) }))
 	perQueue("uswitch_nfqueue_last_batch", "gauge", "Packets in the worker's last round (one verdict sendmsg).",

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
@@ -111,6 +112,10 @@ type Stats struct {
 	// ENOBUFS counts receive errors ENOBUFS (socket overruns the kernel
 	// reported; none while NETLINK_NO_ENOBUFS is on, as it is).
 	ENOBUFS uint64
+	// Reads counts the recvmmsg calls that returned messages and
+	// Messages the netlink datagrams they returned (one packet each):
+	// Messages/Reads is the mean read batch (at most recvBatch).
+	Reads, Messages uint64
 	// DropsBy counts drops by the engine's reason (Fate.By).
 	DropsBy map[string]uint64
 	// PerQueue counts the packets of each queue, in Options.Queues order.
@@ -128,6 +133,8 @@ type QueueStats struct {
 	Verdicts uint64 // packets whose verdict was sent
 	Overruns uint64 // packets accepted by fail-open unseen (id gaps)
 	ENOBUFS  uint64
+	Reads    uint64 // recvmmsg calls that returned messages
+	Messages uint64 // netlink datagrams read
 	// Backlog is the packets read and waiting for the worker now;
 	// LastBatch the size of the worker's last round.
 	Backlog   int
@@ -154,9 +161,18 @@ type KernelQueue struct {
 
 func (s Stats) String() string {
 	return fmt.Sprintf("%d packets (per queue %v): %d accepted (%d rewritten, %d re-marked), %d dropped (%d malformed); "+
-		"%d verdicts in %d sendmsgs, %d batch verdicts; %d overruns (fail-open); %d route mismatches; %d receive errors (%d ENOBUFS), %d send errors; %d answers sent (%d failed); drops by %v",
+		"%d messages in %d reads (%.1f a read); %d verdicts in %d sendmsgs, %d batch verdicts; %d overruns (fail-open); %d route mismatches; %d receive errors (%d ENOBUFS), %d send errors; %d answers sent (%d failed); drops by %v",
 		s.Packets, s.PerQueue, s.Accepted, s.Rewritten, s.Remarked, s.Dropped, s.Malformed,
-		s.Verdicts, s.Sendmsgs, s.BatchVerdicts, s.Overruns, s.RouteMismatch, s.RecvErrors, s.ENOBUFS, s.SendErrors, s.Answers, s.AnswerErrors, s.DropsBy)
+		s.Messages, s.Reads, s.ReadBatch(), s.Verdicts, s.Sendmsgs, s.BatchVerdicts, s.Overruns, s.RouteMismatch, s.RecvErrors, s.ENOBUFS, s.SendErrors, s.Answers, s.AnswerErrors, s.DropsBy)
+}
+
+// ReadBatch is the mean number of messages a read returned (0 before
+// the first).
+func (s Stats) ReadBatch() float64 {
+	if s.Reads == 0 {
+		return 0
+	}
+	return float64(s.Messages) / float64(s.Reads)
 }
 
 // Server reads NFQUEUE queues and answers them through an Engine.
@@ -194,7 +210,10 @@ type queue struct {
 	// counters: written by the queue's reader (overruns, enobufs,
 	// lastID) or worker (the others), read by Stats
 	pkts, acc, drop, verdicts, overruns, enobufs atomic.Uint64
-	lastBatch                                    atomic.Int64
+	// reads counts the recvmmsg calls that returned datagrams, msgs
+	// the datagrams (reader): msgs/reads is the mean read batch
+	reads, msgs atomic.Uint64
+	lastBatch   atomic.Int64
 	// lastID is the last packet id the reader saw (reader only).
 	lastID uint32
 	num    uint16
@@ -307,10 +326,12 @@ func bindQueue(c *netlink.Conn, n uint16, maxLen uint32) error {
 	return nil
 }
 
-// reader receives the queue's packet messages into one reused buffer,
-// copies each payload into a buffer of the queue's free list and hands
-// it to the worker. It blocks when the worker is behind; the kernel
-// queue then fills and fail-open accepts the overflow.
+// reader receives the queue's packet messages with recvmmsg(2), up to
+// recvBatch datagrams a syscall into the queue's preallocated batch
+// (rb, reused), copies each payload into a buffer of the queue's free
+// list and hands it to the worker. It blocks when the worker is
+// behind; the kernel queue then fills and fail-open accepts the
+// overflow.
 func (s *Server) reader(ctx context.Context, q *queue) {
 	defer s.wg.Done()
 	rc, err := q.conn.SyscallConn()
@@ -318,14 +339,24 @@ func (s *Server) reader(ctx context.Context, q *queue) {
 		s.opts.Logf("nfqueue: queue %d: %v", q.num, err)
 		return
 	}
-	buf := make([]byte, 256<<10)
+	rb, err := newRecvBatch(recvBatch, recvSlot)
+	if err != nil {
+		s.opts.Logf("nfqueue: queue %d: receive buffers: %v", q.num, err)
+		return
+	}
+	defer rb.close()
+	// MSG_DONTWAIT: recvmmsg takes what the socket holds (at least one
+	// datagram) and returns at once; on an empty socket EAGAIN hands
+	// the wait to the runtime's poller. One closure for every read:
+	// one made per call would escape, with n and rerr.
+	var n int
+	var rerr error
+	recv := func(fd uintptr) bool {
+		n, rerr = rb.recv(fd, unix.MSG_DONTWAIT)
+		return rerr != unix.EAGAIN && rerr != unix.EINTR
+	}
 	for {
-		var n int
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
-			return rerr != unix.EAGAIN && rerr != unix.EINTR
-		})
+		err := rc.Read(recv)
 		if err != nil || ctx.Err() != nil {
 			return // closed
 		}
@@ -341,32 +372,129 @@ func (s *Server) reader(ctx context.Context, q *queue) {
 			}
 			continue
 		}
-		for b := buf[:n]; len(b) >= unix.SizeofNlMsghdr; {
-			l := int(binary.NativeEndian.Uint32(b))
-			if l < unix.SizeofNlMsghdr || l > len(b) {
-				break
+		q.reads.Add(1)
+		q.msgs.Add(uint64(n))
+		for i := range n {
+			b, trunc := rb.msg(i)
+			if trunc {
+				// cannot happen with recvSlot bytes a slot; what is
+				// left of the message is read (and fails to parse)
+				s.rerr.Add(1)
+				s.opts.Logf("nfqueue: queue %d: message of more than %d bytes truncated", q.num, recvSlot)
 			}
-			typ := binary.NativeEndian.Uint16(b[4:])
-			if typ == nfnlSubsysQueue<<8|nfqnlMsgPacket && l >= unix.SizeofNlMsghdr+4 {
-				if it, ok := parsePacket(b[unix.SizeofNlMsghdr+4:l], q); ok {
-					// ids count up from 1 per queue instance
-					// (__nfqnl_enqueue_packet); one the kernel
-					// numbered but could not deliver was accepted by
-					// fail-open
-					if it.ID > q.lastID {
-						q.overruns.Add(uint64(it.ID - q.lastID - 1))
-						q.lastID = it.ID
-					}
-					select {
-					case q.ch <- it:
-					case <-ctx.Done():
-						return
-					}
-				}
+			if !q.deliver(ctx, b) {
+				return
 			}
-			b = b[min(nlmsgAlign(l), len(b)):]
 		}
 	}
+}
+
+// deliver parses one received datagram (netlink messages back to back)
+// and hands each packet to the worker; false when ctx ended while the
+// worker was behind.
+func (q *queue) deliver(ctx context.Context, b []byte) bool {
+	for len(b) >= unix.SizeofNlMsghdr {
+		l := int(binary.NativeEndian.Uint32(b))
+		if l < unix.SizeofNlMsghdr || l > len(b) {
+			break
+		}
+		typ := binary.NativeEndian.Uint16(b[4:])
+		if typ == nfnlSubsysQueue<<8|nfqnlMsgPacket && l >= unix.SizeofNlMsghdr+4 {
+			if it, ok := parsePacket(b[unix.SizeofNlMsghdr+4:l], q); ok {
+				// ids count up from 1 per queue instance
+				// (__nfqnl_enqueue_packet); one the kernel numbered
+				// but could not deliver was accepted by fail-open
+				if it.ID > q.lastID {
+					q.overruns.Add(uint64(it.ID - q.lastID - 1))
+					q.lastID = it.ID
+				}
+				select {
+				case q.ch <- it:
+				case <-ctx.Done():
+					return false
+				}
+			}
+		}
+		b = b[min(nlmsgAlign(l), len(b)):]
+	}
+	return true
+}
+
+const (
+	// recvBatch is how many datagrams (each one NFQNL_MSG_PACKET,
+	// nfqnl_enqueue_packet unicasts one skb per packet) one recvmmsg
+	// reads at most.
+	recvBatch = 64
+	// recvSlot is the room for one datagram: a payload of up to the
+	// copy range bindQueue asks for (0xffff) and the attributes before
+	// it (nfqnl_build_packet_message: headers, marks, devices,
+	// timestamp, hardware address, cap_len, skb_info; under 512
+	// bytes). A batch is recvBatch*recvSlot bytes (4.25 MiB) of
+	// anonymous memory (newRecvBatch): only the pages the kernel
+	// writes become resident, the first of each slot for small packets.
+	recvSlot = 0xffff + 4<<10 + 1
+)
+
+// mmsghdr is struct mmsghdr (include/linux/socket.h): a msghdr and the
+// length recvmmsg received into it (Go pads it to the kernel's size).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+}
+
+// recvBatchState is a reader's recvmmsg state, allocated once: a slot
+// of buf and its iovec for each message header. Owned by the reader;
+// the slots are overwritten by the next recv, so what is kept of a
+// message is copied out first (parsePacket).
+type recvBatchState struct {
+	hdrs []mmsghdr
+	iovs []unix.Iovec
+	// buf is mmap'd, not from the Go heap: a make of this size is
+	// zeroed, and so made resident, whole; fresh anonymous pages are
+	// faulted in only where the kernel writes. Unmapped by close.
+	buf  []byte
+	slot int
+}
+
+// newRecvBatch maps n slots of slot bytes.
+func newRecvBatch(n, slot int) (*recvBatchState, error) {
+	buf, err := unix.Mmap(-1, 0, n*slot, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, err
+	}
+	rb := &recvBatchState{hdrs: make([]mmsghdr, n), iovs: make([]unix.Iovec, n), buf: buf, slot: slot}
+	for i := range rb.hdrs {
+		rb.iovs[i].Base = &rb.buf[i*slot]
+		rb.iovs[i].SetLen(slot)
+		rb.hdrs[i].hdr.Iov = &rb.iovs[i]
+		rb.hdrs[i].hdr.SetIovlen(1)
+	}
+	return rb, nil
+}
+
+// close unmaps the slots; rb is not used again.
+func (rb *recvBatchState) close() {
+	unix.Munmap(rb.buf)
+	rb.buf = nil
+}
+
+// recv is one recvmmsg(2) (net/socket.c do_recvmmsg) into every slot:
+// the count of datagrams received, or the error when there was none.
+// An error after the first datagram is kept by the kernel for the next
+// call (sk_err).
+func (rb *recvBatchState) recv(fd uintptr, flags int) (int, error) {
+	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&rb.hdrs[0])), uintptr(len(rb.hdrs)), uintptr(flags), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// msg is the i-th datagram of the last recv and whether the kernel
+// truncated it (MSG_TRUNC: it was longer than a slot).
+func (rb *recvBatchState) msg(i int) ([]byte, bool) {
+	h := &rb.hdrs[i]
+	return rb.buf[i*rb.slot : i*rb.slot+min(int(h.n), rb.slot)], h.hdr.Flags&unix.MSG_TRUNC != 0
 }
 
 func nlmsgAlign(n int) int { return (n + 3) &^ 3 }
@@ -611,6 +739,7 @@ func (s *Server) Stats() Stats {
 	for _, q := range s.queues {
 		qs := QueueStats{Num: q.num, Packets: q.pkts.Load(), Accepted: q.acc.Load(), Dropped: q.drop.Load(),
 			Verdicts: q.verdicts.Load(), Overruns: q.overruns.Load(), ENOBUFS: q.enobufs.Load(),
+			Reads: q.reads.Load(), Messages: q.msgs.Load(),
 			Backlog: len(q.ch), LastBatch: int(q.lastBatch.Load())}
 		qs.Kernel, qs.HasKernel = kq[q.num]
 		st.PerQueue = append(st.PerQueue, qs.Packets)
@@ -618,6 +747,8 @@ func (s *Server) Stats() Stats {
 		st.Verdicts += qs.Verdicts
 		st.Overruns += qs.Overruns
 		st.ENOBUFS += qs.ENOBUFS
+		st.Reads += qs.Reads
+		st.Messages += qs.Messages
 	}
 	return st
 }
