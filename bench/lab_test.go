@@ -154,6 +154,12 @@ var queueSeq atomic.Int32
 // route; see datapath/nfq), and uswitch runs labRules on the router's
 // captured state. noBatch sends one verdict per sendmsg.
 func nfqueuePair(b *testing.B, noBatch bool) (client, router, server string, srv *nfq.Server) {
+	return nfqueuePairWith(b, nfq.Options{NoBatch: noBatch})
+}
+
+// nfqueuePairWith is nfqueuePair with the server's options (Queues,
+// NetNS and Logf are set here).
+func nfqueuePairWith(b *testing.B, o nfq.Options) (client, router, server string, srv *nfq.Server) {
 	cl, rt, sv := routerPair(b)
 	q := uint16(30000 + os.Getpid()%20000 + int(queueSeq.Add(1))*50)
 	if out, err := exec.Command("ip", "netns", "exec", rt, "iptables", "-t", "raw", "-A", "PREROUTING",
@@ -173,7 +179,8 @@ func nfqueuePair(b *testing.B, noBatch bool) (client, router, server string, srv
 		b.Fatal(err)
 	}
 	eng := datapath.New(cfg, snap.ConntrackConfig(), 1)
-	srv, err = nfq.Start(eng, snap.FIB.LinkName, nfq.Options{Queues: []uint16{q}, NetNS: rt, NoBatch: noBatch, Logf: b.Logf})
+	o.Queues, o.NetNS, o.Logf = []uint16{q}, rt, b.Logf
+	srv, err = nfq.Start(eng, snap.FIB.LinkName, o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -771,6 +778,13 @@ func BenchmarkKernelUDP64Rules10kRate(b *testing.B) {
 // share of the best step's packets uswitch never saw.
 func BenchmarkNFQueueUDP64Rate(b *testing.B) {
 	c, _, s, _ := nfqueuePair(b, false)
+	benchUDP64Rate(b, c, s)
+}
+
+// BenchmarkNFQueueUDP64RateInline: BenchmarkNFQueueUDP64Rate with the
+// queue's reader deciding what it read itself (Options.Inline).
+func BenchmarkNFQueueUDP64RateInline(b *testing.B) {
+	c, _, s, _ := nfqueuePairWith(b, nfq.Options{Inline: true})
 	benchUDP64Rate(b, c, s)
 }
 

@@ -30,6 +30,7 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	snap := fs.String("snapshot", "", "host snapshot folder to run on (default: capture the namespace now)")
 	rulesFile := fs.String("rules", "", "uswitch's rule set, an iptables-save `FILE` (default: the snapshot's)")
 	noBatch := fs.Bool("no-batch", false, "one sendmsg per verdict, no batch verdicts")
+	inline := fs.Bool("inline", false, "each queue's reader decides what it read (no worker goroutine)")
 	maxLen := fs.Uint("queue-maxlen", nfq.DefaultMaxQueueLen, "kernel queue length before fail-open accepts")
 	duration := fs.Duration("duration", 0, "stop after this long (0: run until SIGINT/SIGTERM)")
 	sock := fs.String("socket", "", "control socket for iptables-save/-restore, conntrack, metrics (default "+lab.SocketPath("nfqueue-N")+", N the first queue; \"none\": no socket)")
@@ -82,7 +83,7 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	eng := datapath.New(cfg, s.ConntrackConfig(), uint64(time.Now().UnixNano()))
 	srv, err := nfq.Start(eng, s.FIB.LinkName, nfq.Options{Queues: queues, NetNS: *netnsName,
-		MaxQueueLen: uint32(*maxLen), NoBatch: *noBatch,
+		MaxQueueLen: uint32(*maxLen), NoBatch: *noBatch, Inline: *inline,
 		Logf: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }})
 	if err != nil {
 		fmt.Fprintf(stderr, "uswitch nfqueue: %v\n", err)

@@ -300,10 +300,18 @@ func (tp *topo) markedPackets(t testing.TB) string {
 	return ""
 }
 
+// TestForwardQueue: a FORWARD queue decided by uswitch, with workers
+// (the default) and with the readers deciding inline.
 func TestForwardQueue(t *testing.T) {
+	for _, inline := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) { forwardQueue(t, inline) })
+	}
+}
+
+func forwardQueue(t *testing.T, inline bool) {
 	tp := newTopo(t, "-A FORWARD -j NFQUEUE --queue-num %[1]d")
 	eng, cfg, names := tp.engine(t, ruleSet)
-	srv, err := Start(eng, names, Options{Queues: []uint16{tp.queue}, NetNS: tp.router, Logf: t.Logf})
+	srv, err := Start(eng, names, Options{Queues: []uint16{tp.queue}, NetNS: tp.router, Logf: t.Logf, Inline: inline})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ func TestParsePacket(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := &queue{free: make(chan []byte, 1)}
-	it, ok := parsePacket(attrs, q)
+	it, ok := parsePacket(attrs, q, true)
 	if !ok || it.ID != 0x1234 || it.Hook != HookForward || it.Mark != 0x42 || it.InDev != 2 || it.OutDev != 3 ||
 		!it.HasUID || it.UID != 1000 || string(it.Payload) != string(payload) {
 		t.Errorf("parsed %+v, %v", it, ok)
@@ -33,10 +33,10 @@ func TestParsePacket(t *testing.T) {
 	if &it.Payload[0] == &attrs[len(attrs)-len(payload)] {
 		t.Errorf("payload aliases the receive buffer")
 	}
-	if _, ok := parsePacket(attrs[:8], q); ok {
+	if _, ok := parsePacket(attrs[:8], q, true); ok {
 		t.Errorf("a message without a payload parsed")
 	}
-	if _, ok := parsePacket([]byte{3, 0}, q); ok {
+	if _, ok := parsePacket([]byte{3, 0}, q, true); ok {
 		t.Errorf("a truncated message parsed")
 	}
 }
