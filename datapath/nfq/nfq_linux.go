@@ -418,24 +418,34 @@ func (s *Server) reader(ctx context.Context, q *queue, inline bool) {
 // collect parses the packet messages of one datagram into r's items
 // (payloads in place), deciding a full round at once.
 func (q *queue) collect(b []byte, r *rounds, s *Server) {
-	for len(b) >= unix.SizeofNlMsghdr {
-		l := int(binary.NativeEndian.Uint32(b))
-		if l < unix.SizeofNlMsghdr || l > len(b) {
-			break
-		}
-		typ := binary.NativeEndian.Uint16(b[4:])
-		if typ == nfnlSubsysQueue<<8|nfqnlMsgPacket && l >= unix.SizeofNlMsghdr+4 {
-			if it, ok := parsePacket(b[unix.SizeofNlMsghdr+4:l], q, false); ok {
-				q.seen(it.ID)
-				r.items = append(r.items, it)
-				if len(r.items) == maxBatch {
-					s.round(q, r)
-					r.reset()
-				}
+	for attrs, rest, ok := nextPacket(b); ok; attrs, rest, ok = nextPacket(rest) {
+		if it, ok := parsePacket(attrs, q, false); attrs != nil && ok {
+			q.seen(it.ID)
+			r.items = append(r.items, it)
+			if len(r.items) == maxBatch {
+				s.round(q, r)
+				r.reset()
 			}
 		}
-		b = b[min(nlmsgAlign(l), len(b)):]
 	}
+}
+
+// nextPacket walks the netlink messages of a datagram (back to back):
+// the attributes of the first one if it is a packet message (nil for
+// another message), the messages after it, and false at the end.
+func nextPacket(b []byte) (attrs, rest []byte, ok bool) {
+	if len(b) < unix.SizeofNlMsghdr {
+		return nil, nil, false
+	}
+	l := int(binary.NativeEndian.Uint32(b))
+	if l < unix.SizeofNlMsghdr || l > len(b) {
+		return nil, nil, false
+	}
+	rest = b[min(nlmsgAlign(l), len(b)):]
+	if typ := binary.NativeEndian.Uint16(b[4:]); typ == nfnlSubsysQueue<<8|nfqnlMsgPacket && l >= unix.SizeofNlMsghdr+4 {
+		return b[unix.SizeofNlMsghdr+4 : l], rest, true
+	}
+	return nil, rest, true
 }
 
 // seen notes the reader's packet id: ids count up from 1 per queue
@@ -452,23 +462,15 @@ func (q *queue) seen(id uint32) {
 // and hands each packet to the worker; false when ctx ended while the
 // worker was behind.
 func (q *queue) deliver(ctx context.Context, b []byte) bool {
-	for len(b) >= unix.SizeofNlMsghdr {
-		l := int(binary.NativeEndian.Uint32(b))
-		if l < unix.SizeofNlMsghdr || l > len(b) {
-			break
-		}
-		typ := binary.NativeEndian.Uint16(b[4:])
-		if typ == nfnlSubsysQueue<<8|nfqnlMsgPacket && l >= unix.SizeofNlMsghdr+4 {
-			if it, ok := parsePacket(b[unix.SizeofNlMsghdr+4:l], q, true); ok {
-				q.seen(it.ID)
-				select {
-				case q.ch <- it:
-				case <-ctx.Done():
-					return false
-				}
+	for attrs, rest, ok := nextPacket(b); ok; attrs, rest, ok = nextPacket(rest) {
+		if it, ok := parsePacket(attrs, q, true); attrs != nil && ok {
+			q.seen(it.ID)
+			select {
+			case q.ch <- it:
+			case <-ctx.Done():
+				return false
 			}
 		}
-		b = b[min(nlmsgAlign(l), len(b)):]
 	}
 	return true
 }
