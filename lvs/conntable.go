@@ -149,8 +149,9 @@ func (t *ConnTable) newConn(c *Conn, dest *Dest, svc *Service, tk connKey, now i
 		// dest->conn_flags: the forwarding method, NOOUTPUT for
 		// anything but NAT, and INACTIVE: a new connection starts
 		// inactive until its protocol says otherwise
-		df := uint32(dest.Fwd) | ConnInactive
-		if dest.Fwd != Masq {
+		fwd := dest.P().Fwd
+		df := uint32(fwd) | ConnInactive
+		if fwd != Masq {
 			df |= ConnNoOutput
 		}
 		if c.Proto != ProtoUDP {
@@ -173,7 +174,7 @@ func (t *ConnTable) newConn(c *Conn, dest *Dest, svc *Service, tk connKey, now i
 		} else {
 			dest.ActiveConns.Add(1)
 		}
-		if dest.UThreshold != 0 && dest.TotalConns() >= int64(dest.UThreshold) {
+		if u := dest.P().UThreshold; u != 0 && dest.TotalConns() >= int64(u) {
 			dest.Flags.Or(DestOverload)
 		}
 	}
@@ -250,13 +251,14 @@ func (t *ConnTable) release(c *Conn) {
 	} else {
 		dest.ActiveConns.Add(-1)
 	}
+	dp := dest.P()
 	switch {
-	case dest.LThreshold != 0:
-		if dest.TotalConns() < int64(dest.LThreshold) {
+	case dp.LThreshold != 0:
+		if dest.TotalConns() < int64(dp.LThreshold) {
 			dest.Flags.And(^DestOverload)
 		}
-	case dest.UThreshold != 0:
-		if dest.TotalConns()*4 < int64(dest.UThreshold)*3 {
+	case dp.UThreshold != 0:
+		if dest.TotalConns()*4 < int64(dp.UThreshold)*3 {
 			dest.Flags.And(^DestOverload)
 		}
 	default:

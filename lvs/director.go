@@ -432,15 +432,14 @@ func checkDestConfig(c *DestConfig) error {
 }
 
 func (dst *Dest) apply(c *DestConfig) {
-	dst.Fwd = c.Fwd
+	dst.SetParams(DestParams{Fwd: c.Fwd, UThreshold: c.UThreshold, LThreshold: c.LThreshold,
+		TunType: c.TunType, TunPort: c.TunPort, TunFlags: c.TunFlags})
 	// dest->last_weight is the latest non-zero weight (mh builds its
 	// table from it, so a quiesced dest keeps its slots)
 	if c.Weight != 0 {
 		dst.LastWeight.Store(c.Weight)
 	}
 	dst.Weight.Store(c.Weight)
-	dst.UThreshold, dst.LThreshold = c.UThreshold, c.LThreshold
-	dst.TunType, dst.TunPort, dst.TunFlags = c.TunType, c.TunPort, c.TunFlags
 	// __ip_vs_update_dest: the overload flag is re-evaluated only by
 	// conn binding; a threshold of 0 clears it
 	if c.UThreshold == 0 {

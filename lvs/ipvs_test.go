@@ -331,7 +331,9 @@ func TestEncapDecap(t *testing.T) {
 	}{{TunIPIP, 0, 0}, {TunGRE, 0, 0}, {TunGRE, TunFlagCsum, 0}, {TunGUE, 0, 6080}, {TunGUE, TunFlagCsum, 6080}} {
 		p := pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn")
 		inner := append([]byte(nil), p.IP...)
-		cp := &Conn{DAddr: 0xc0a80105, Dest: &Dest{TunType: tc.typ, TunFlags: tc.flag, TunPort: tc.port}}
+		dst := &Dest{}
+		dst.SetParams(DestParams{Fwd: Tunnel, TunType: tc.typ, TunFlags: tc.flag, TunPort: tc.port})
+		cp := &Conn{DAddr: 0xc0a80105, Dest: dst}
 		if err := Encap(p, cp, 0xc0a80101, 99); err != nil {
 			t.Fatal(err)
 		}

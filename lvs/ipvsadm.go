@@ -862,9 +862,10 @@ func Clone(d *Director) (*Director, error) {
 			return nil, fmt.Errorf("service %v: %w", svc.ServiceKey, err)
 		}
 		for _, dst := range svc.Dests {
-			dc := DestConfig{Addr: dst.Addr, Port: dst.Port, Fwd: dst.Fwd, Weight: dst.Weight.Load(),
-				UThreshold: dst.UThreshold, LThreshold: dst.LThreshold, TunType: dst.TunType,
-				TunPort: dst.TunPort, TunFlags: dst.TunFlags}
+			dp := dst.P()
+			dc := DestConfig{Addr: dst.Addr, Port: dst.Port, Fwd: dp.Fwd, Weight: dst.Weight.Load(),
+				UThreshold: dp.UThreshold, LThreshold: dp.LThreshold, TunType: dp.TunType,
+				TunPort: dp.TunPort, TunFlags: dp.TunFlags}
 			if err := n.AddDest(svc.ServiceKey, dc); err != nil {
 				return nil, fmt.Errorf("service %v dest %v: %w", svc.ServiceKey, dst.AddrPort(), err)
 			}

@@ -189,16 +189,17 @@ func tunFlag(tab []string, f uint16) string {
 // tunInfo is fwd_tun_info: "ipip", "gue:PORT:FLAGS", "gre:FLAGS", or
 // "n/a" for other methods.
 func tunInfo(dst *Dest) string {
-	if dst.Fwd != Tunnel {
+	dp := dst.P()
+	if dp.Fwd != Tunnel {
 		return "n/a"
 	}
-	switch dst.TunType {
+	switch dp.TunType {
 	case TunIPIP:
 		return "ipip"
 	case TunGUE:
-		return fmt.Sprintf("gue:%d:%s", dst.TunPort, tunFlag(tunFlagShort[:], dst.TunFlags))
+		return fmt.Sprintf("gue:%d:%s", dp.TunPort, tunFlag(tunFlagShort[:], dp.TunFlags))
 	case TunGRE:
-		return "gre:" + tunFlag(tunFlagShort[:], dst.TunFlags)
+		return "gre:" + tunFlag(tunFlagShort[:], dp.TunFlags)
 	}
 	return "n/a"
 }
@@ -279,16 +280,17 @@ func printService(w io.Writer, svc *Service, f ListFormat) {
 			dname = dname[:28]
 		}
 		weight := dst.Weight.Load()
+		dp := dst.P()
 		active, inact := uint32(dst.ActiveConns.Load()), uint32(dst.InactConns.Load())
 		switch {
 		case f&FmtRule != 0:
-			fmt.Fprintf(w, "-a %s -r %s %s -w %d", name, dname, fwdSwitch(dst.Fwd), weight)
-			if dst.Fwd == Tunnel {
-				switch dst.TunType {
+			fmt.Fprintf(w, "-a %s -r %s %s -w %d", name, dname, fwdSwitch(dp.Fwd), weight)
+			if dp.Fwd == Tunnel {
+				switch dp.TunType {
 				case TunGRE:
-					fmt.Fprintf(w, " --tun-type gre %s", tunFlag(tunFlagOpt[:], dst.TunFlags))
+					fmt.Fprintf(w, " --tun-type gre %s", tunFlag(tunFlagOpt[:], dp.TunFlags))
 				case TunGUE:
-					fmt.Fprintf(w, " --tun-type gue --tun-port %d %s", dst.TunPort, tunFlag(tunFlagOpt[:], dst.TunFlags))
+					fmt.Fprintf(w, " --tun-type gue --tun-port %d %s", dp.TunPort, tunFlag(tunFlagOpt[:], dp.TunFlags))
 				case TunIPIP:
 					fmt.Fprint(w, " --tun-type ipip")
 				}
@@ -308,15 +310,15 @@ func printService(w io.Writer, svc *Service, f ListFormat) {
 			largenum(w, r.OutBPS, f)
 			fmt.Fprint(w, "\n")
 		case f&FmtThresholds != 0:
-			fmt.Fprintf(w, "  -> %-28s %-10d %-10d %-10d %-10d\n", dname, dst.UThreshold, dst.LThreshold, active, inact)
+			fmt.Fprintf(w, "  -> %-28s %-10d %-10d %-10d %-10d\n", dname, dp.UThreshold, dp.LThreshold, active, inact)
 		case f&FmtPersistConn != 0:
 			fmt.Fprintf(w, "  -> %-28s %-9d %-11d %-10d %-10d\n", dname, uint32(weight),
 				uint32(dst.PersistConns.Load()), active, inact)
 		case f&FmtTunInfo != 0:
-			fmt.Fprintf(w, "  -> %-28s %-7s %-13s %-6d %-10d %-10d\n", dname, fwdColumn(dst.Fwd), tunInfo(dst),
+			fmt.Fprintf(w, "  -> %-28s %-7s %-13s %-6d %-10d %-10d\n", dname, fwdColumn(dp.Fwd), tunInfo(dst),
 				weight, active, inact)
 		default:
-			fmt.Fprintf(w, "  -> %-28s %-7s %-6d %-10d %-10d\n", dname, fwdColumn(dst.Fwd), weight, active, inact)
+			fmt.Fprintf(w, "  -> %-28s %-7s %-6d %-10d %-10d\n", dname, fwdColumn(dp.Fwd), weight, active, inact)
 		}
 	}
 }

@@ -198,17 +198,11 @@ func (svc *Service) current() *Service {
 type Dest struct {
 	Addr uint32
 	Port uint16
-	// Fwd is the forwarding method (IP_VS_CONN_F_FWD_MASK).
-	Fwd FwdMethod
+	// params are the forwarding method, thresholds and tunnel; -e
+	// replaces them whole while packets read them (P).
+	params atomic.Pointer[DestParams]
 	// Weight: 0 takes no new connections (quiesced).
 	Weight atomic.Int32
-	// UThreshold/LThreshold are the upper/lower connection thresholds
-	// (0 = none): at total >= upper the dest is overloaded until total
-	// falls below lower (or 3/4 of upper when lower is 0).
-	UThreshold, LThreshold uint32
-	TunType                TunType
-	TunPort                uint16
-	TunFlags               uint16
 
 	// Flags are IP_VS_DEST_F_*.
 	Flags atomic.Uint32
@@ -228,6 +222,32 @@ type Dest struct {
 	// Svc is the service the dest belongs to (nil once removed).
 	Svc atomic.Pointer[Service]
 }
+
+// DestParams are what -a and -e set on a dest besides its weight.
+type DestParams struct {
+	// Fwd is the forwarding method (IP_VS_CONN_F_FWD_MASK).
+	Fwd FwdMethod
+	// UThreshold/LThreshold are the upper/lower connection thresholds
+	// (0 = none): at total >= upper the dest is overloaded until total
+	// falls below lower (or 3/4 of upper when lower is 0).
+	UThreshold, LThreshold uint32
+	TunType                TunType
+	TunPort                uint16
+	TunFlags               uint16
+}
+
+var noParams DestParams
+
+// P is the dest's current parameters (all zero before any were set).
+func (d *Dest) P() *DestParams {
+	if p := d.params.Load(); p != nil {
+		return p
+	}
+	return &noParams
+}
+
+// SetParams replaces the dest's parameters.
+func (d *Dest) SetParams(p DestParams) { d.params.Store(&p) }
 
 // Available is the scheduler's test that a dest can take a new
 // connection: weight > 0 and not overloaded (every scheduler skips

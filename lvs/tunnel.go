@@ -15,11 +15,12 @@ const (
 
 // EncapLen is the bytes a dest's tunnel adds in front of the packet.
 func EncapLen(d *Dest) int {
-	switch d.TunType {
+	dp := d.P()
+	switch dp.TunType {
 	case TunGUE:
 		return 20 + 8 + 4
 	case TunGRE:
-		if d.TunFlags&TunFlagCsum != 0 {
+		if dp.TunFlags&TunFlagCsum != 0 {
 			return 20 + 8
 		}
 		return 20 + 4
@@ -46,7 +47,8 @@ func Encap(p *packet.Packet, cp *Conn, src uint32, id uint16) error {
 	b := make([]byte, hl+len(inner))
 	copy(b[hl:], inner)
 	next := uint8(protoIPIP)
-	switch dest.TunType {
+	dp := dest.P()
+	switch dp.TunType {
 	case TunGUE:
 		next = packet.ProtoUDP
 		u := b[20:28]
@@ -55,18 +57,18 @@ func Encap(p *packet.Packet, cp *Conn, src uint32, id uint16) error {
 		h := (p.Src ^ p.Dst ^ uint32(p.SrcPort)<<16 ^ uint32(p.DstPort)) * 0x9e3779b1
 		sport := uint16(32768 + (uint32(uint64(h) * (60999 - 32768 + 1) >> 32)))
 		binary.BigEndian.PutUint16(u[0:], sport)
-		binary.BigEndian.PutUint16(u[2:], dest.TunPort)
+		binary.BigEndian.PutUint16(u[2:], dp.TunPort)
 		binary.BigEndian.PutUint16(u[4:], uint16(len(b)-20))
 		// GUE header: version 0, hlen 0, proto IPIP, no flags
 		g := b[28:32]
 		g[0], g[1], g[2], g[3] = 0, protoIPIP, 0, 0
-		if dest.TunFlags&(TunFlagCsum|TunFlagRemCsum) != 0 {
+		if dp.TunFlags&(TunFlagCsum|TunFlagRemCsum) != 0 {
 			binary.BigEndian.PutUint16(u[6:], udpChecksum(src, cp.DAddr, b[20:]))
 		}
 	case TunGRE:
 		next = protoGRE
 		g := b[20:]
-		if dest.TunFlags&TunFlagCsum != 0 {
+		if dp.TunFlags&TunFlagCsum != 0 {
 			g[0] = 0x80 // C
 			binary.BigEndian.PutUint16(g[2:], 0x0800)
 			binary.BigEndian.PutUint16(g[4:], ^packet.Checksum(b[20:], 0))
