@@ -593,6 +593,8 @@ func (l *Lab) Metrics() string {
 		{"malformed", s.Malformed}, {"not_ipv4", s.NotIPv4}, {"other", s.Other}} {
 		fmt.Fprintf(&b, "uswitch_packets_total{fate=%q} %d\n", f.k, f.v)
 	}
+	metric("uswitch_flow_cache_hits_total", "counter", "Packets whose table runs and input route came from the flow cache.")
+	fmt.Fprintf(&b, "uswitch_flow_cache_hits_total %d\n", s.FlowCached)
 	metric("uswitch_answers_sent_total", "counter", "Packets uswitch generated (REJECT, ICMP errors, echo replies) and sent.")
 	fmt.Fprintf(&b, "uswitch_answers_sent_total %d\n", s.Answers)
 	metric("uswitch_tx_errors_total", "counter", "Packets a device did not take, or with no device to leave by.")

@@ -115,12 +115,15 @@ type Stats struct {
 	NotIPv4   uint64 // IPv6 and other versions (the namespaces' own IPv6 chatter)
 	Malformed uint64 // failed packet.Decode otherwise (bad header, length...)
 	Forwarded uint64
-	Delivered uint64 // to uswitch itself (answered by the engine)
-	Answers   uint64 // packets the engine generated and uswitch sent
-	Dropped   uint64
-	Other     uint64 // queued, stolen
-	NoDevice  uint64 // leaving through an interface with no device
-	TxErrors  uint64
+	// FlowCached counts the packets whose table runs and input route
+	// the engine's flow cache replayed (datapath/flowcache.go)
+	FlowCached uint64
+	Delivered  uint64 // to uswitch itself (answered by the engine)
+	Answers    uint64 // packets the engine generated and uswitch sent
+	Dropped    uint64
+	Other      uint64 // queued, stolen
+	NoDevice   uint64 // leaving through an interface with no device
+	TxErrors   uint64
 	// OffloadErrors are packets the devices' offloads dropped on
 	// reading: malformed super-packets or checksum offsets (offload.go).
 	OffloadErrors uint64
@@ -145,6 +148,9 @@ func (s Stats) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d packets in, %d forwarded, %d to uswitch itself, %d answers sent, %d dropped",
 		s.Received, s.Forwarded, s.Delivered, s.Answers, s.Dropped)
+	if s.FlowCached > 0 {
+		fmt.Fprintf(&b, ", %d from the flow cache", s.FlowCached)
+	}
 	if s.Malformed > 0 {
 		fmt.Fprintf(&b, ", %d malformed", s.Malformed)
 	}
@@ -205,6 +211,7 @@ type Datapath struct {
 	inline bool
 
 	rx, notIPv4, malformed, fwd, delivered, answers, dropped, other, nodev, txerr atomic.Uint64
+	flowCached                                                                    atomic.Uint64
 
 	dmu     sync.Mutex // guards dropsBy
 	dropsBy map[string]uint64
@@ -516,6 +523,9 @@ func (w *worker) run(elems []*elem) {
 		if tr != nil && len(tr.Lines) > 0 {
 			d.publishTrace(tr.Lines)
 		}
+		if f.FlowCached {
+			d.flowCached.Add(1)
+		}
 		switch f.Kind {
 		case datapath.Forwarded, datapath.Sent:
 			if w.send(f.OutIf, el.pkt.IP, f.NextHop, el.buf) {
@@ -603,7 +613,7 @@ func (d *Datapath) reaper() {
 
 // Stats returns the counters.
 func (d *Datapath) Stats() Stats {
-	s := Stats{Received: d.rx.Load(), NotIPv4: d.notIPv4.Load(), Malformed: d.malformed.Load(), Forwarded: d.fwd.Load(),
+	s := Stats{Received: d.rx.Load(), NotIPv4: d.notIPv4.Load(), Malformed: d.malformed.Load(), Forwarded: d.fwd.Load(), FlowCached: d.flowCached.Load(),
 		Delivered: d.delivered.Load(), Answers: d.answers.Load(), Dropped: d.dropped.Load(),
 		Other: d.other.Load(), NoDevice: d.nodev.Load(), TxErrors: d.txerr.Load(), DropsBy: map[string]uint64{}}
 	for _, p := range d.ports {

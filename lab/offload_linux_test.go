@@ -121,6 +121,10 @@ func TestOffloadTransfer(t *testing.T) {
 			if s.OffloadErrors != 0 || s.Malformed != 0 || s.TxErrors != 0 {
 				t.Errorf("errors: %v", s)
 			}
+			// the established flow's packets go through the flow cache
+			if s.FlowCached*2 < s.Forwarded {
+				t.Errorf("%d of %d forwarded packets from the flow cache, want at least half", s.FlowCached, s.Forwarded)
+			}
 			if k := <-capDone; len(bad) > 0 || k < size/1500 {
 				t.Errorf("%d of %d captured packets bad (%v)", len(bad), k, bad[:min(len(bad), 1)])
 			}
