@@ -652,13 +652,17 @@ func (k *pkt) receive1() {
 	if !k.tables(rules.PreRouting, in, "", rules.Raw) || !k.conntrackIn(conntrack.HookPreRouting) {
 		return
 	}
-	k.memoStart()
+	fib := k.cfg.FIB
+	iif := 0
+	if fib != nil {
+		iif = fib.Ifindex(in)
+	}
+	k.memoStart(iif)
 	if !k.tables(rules.PreRouting, in, "", rules.Mangle) || !k.natHook(rules.PreRouting, nat.Dst, in, "") {
 		return
 	}
 	// the input route, looked up after PREROUTING with the current
 	// addresses and mark
-	fib := k.cfg.FIB
 	if fib == nil {
 		k.drop("route: no routing configuration")
 		return
@@ -671,7 +675,7 @@ func (k *pkt) receive1() {
 		return
 	}
 	if !k.replay {
-		k.rt = fib.Input(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), TOS: p.IP.TOS(), IIF: fib.Ifindex(in), Mark: p.Mark,
+		k.rt = fib.Input(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), TOS: p.IP.TOS(), IIF: iif, Mark: p.Mark,
 			Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort})
 	}
 	if k.rt.Err != 0 {

@@ -66,10 +66,11 @@ type memoKey struct {
 	w2 uint64 // tos and ctinfo (the low 16 bits of W[2])
 }
 
-// memoStart consults the flow cache after the PREROUTING conntrack hook:
-// on a hit the packet replays the recording (k.replay, k.rt set); on a
-// miss it records (k.rec) if it can.
-func (k *pkt) memoStart() {
+// memoStart consults the flow cache after the PREROUTING conntrack hook
+// for a packet that came in on ifindex iif: on a hit the packet replays
+// the recording (k.replay, k.rt set); on a miss it records (k.rec) if it
+// can.
+func (k *pkt) memoStart(iif int) {
 	c := k.ct.Conn
 	p := k.p
 	if !k.cfg.memoOn || c == nil || k.tr != nil || k.hasDst || !p.HasL4 ||
@@ -81,7 +82,6 @@ func (k *pkt) memoStart() {
 	if st&conntrack.StatusConfirmed == 0 {
 		return
 	}
-	iif := k.cfg.FIB.Ifindex(p.InIf)
 	if iif <= 0 || iif > 0xffff {
 		return
 	}
