@@ -96,8 +96,15 @@ server = [{ kind = "udp-echo", port = 7 }, { kind = "tcp-echo", port = 7 }]
 
 func testConfig(t *testing.T) (*Config, string) {
 	t.Helper()
+	return prefixedConfig(t, "test.toml", testLab)
+}
+
+// prefixedConfig parses the lab src with its "P-" names made unique to
+// the test; it returns the config and the prefix.
+func prefixedConfig(t *testing.T, name, src string) (*Config, string) {
+	t.Helper()
 	p := uniquePrefix()
-	c, err := Parse("test.toml", []byte(strings.ReplaceAll(testLab, "P-", p+"-")))
+	c, err := Parse(name, []byte(strings.ReplaceAll(src, "P-", p+"-")))
 	if err != nil {
 		t.Fatal(err)
 	}

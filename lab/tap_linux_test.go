@@ -142,11 +142,7 @@ func nsLinkMAC(t *testing.T, l *Lab, ns, dev string) [6]byte {
 // namespace's.
 func TestLabTAP(t *testing.T) {
 	needRoot(t)
-	p := uniquePrefix()
-	c, err := Parse("tap.toml", []byte(strings.ReplaceAll(tapLab, "P-", p+"-")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, p := prefixedConfig(t, "tap.toml", tapLab)
 	l := upLab(t, c)
 	cli, srv := p+"-c", p+"-s"
 	const to = 3 * time.Second
@@ -304,11 +300,7 @@ server = [{ kind = "http", port = 80 }]
 // MAC changed.
 func TestLabTAPDirectRouting(t *testing.T) {
 	needRoot(t)
-	p := uniquePrefix()
-	c, err := Parse("tap-dr.toml", []byte(strings.ReplaceAll(tapDRLab, "P-", p+"-")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, p := prefixedConfig(t, "tap-dr.toml", tapDRLab)
 	l := upLab(t, c)
 	cli, rs := p+"-c", p+"-rs"
 	ours := [6]byte{0x02, 0x75, 0x73, 0, 0, 1}

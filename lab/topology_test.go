@@ -328,11 +328,7 @@ mtu = 1400
 // the config says.
 func TestLabLinkRouter(t *testing.T) {
 	needRoot(t)
-	p := uniquePrefix()
-	c, err := Parse("topo.toml", []byte(strings.ReplaceAll(topoLab, "P-", p+"-")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, p := prefixedConfig(t, "topo.toml", topoLab)
 	l := upLab(t, c)
 	cli, gw, rs := p+"-c", p+"-gw", p+"-rs"
 	const to = 2 * time.Second
@@ -511,11 +507,7 @@ server = [{ kind = "udp-echo", port = 7 }]
 // back to the client (direct return, no tunnel).
 func TestLabDecap(t *testing.T) {
 	needRoot(t)
-	p := uniquePrefix()
-	c, err := Parse("decap.toml", []byte(strings.ReplaceAll(decapLab, "P-", p+"-")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, p := prefixedConfig(t, "decap.toml", decapLab)
 	l := upLab(t, c)
 	cli := p + "-c"
 	for _, tc := range []struct{ kind, rip, rs string }{{"ipip", "10.10.2.2", p + "-r1"}, {"gue", "10.10.3.2", p + "-r2"}} {
