@@ -19,8 +19,8 @@ import (
 	"github.com/uswitch-lab/uswitch/bench/rulegen"
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath"
-	"github.com/uswitch-lab/uswitch/datapath/packet"
 	"github.com/uswitch-lab/uswitch/internal/labtest"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // The kernel comparison: the same rule sets and packets through the Linux

@@ -8,8 +8,8 @@ import (
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/datapath/datapathtest"
-	"github.com/uswitch-lab/uswitch/datapath/packet"
-	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 func engine(b testing.TB, ruleset string) *datapath.Engine { return engineMode(b, ruleset, false) }
@@ -18,7 +18,7 @@ func engine(b testing.TB, ruleset string) *datapath.Engine { return engineMode(b
 // linear reference walk.
 func engineMode(b testing.TB, ruleset string, linear bool) *datapath.Engine {
 	b.Helper()
-	rs, err := (&rules.Loader{}).LoadString(ruleset)
+	rs, err := (&iptables.Loader{}).LoadString(ruleset)
 	if err != nil {
 		b.Fatal(err)
 	}

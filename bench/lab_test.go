@@ -17,12 +17,12 @@ import (
 	"unsafe"
 
 	"github.com/uswitch-lab/uswitch/datapath"
-	"github.com/uswitch-lab/uswitch/datapath/nfq"
-	"github.com/uswitch-lab/uswitch/datapath/rules"
 	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
 	"github.com/uswitch-lab/uswitch/internal/labtest"
+	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/lab"
+	"github.com/uswitch-lab/uswitch/nfqueue"
 	"golang.org/x/sys/unix"
 )
 
@@ -151,15 +151,15 @@ var queueSeq atomic.Int32
 // nfqueuePair is kernelPair with uswitch deciding instead of the
 // kernel's rules: the router's only rule queues every arriving packet
 // from raw PREROUTING (before any routing, so uswitch's DNAT decides the
-// route; see datapath/nfq), and uswitch runs labRules on the router's
+// route; see nfqueue), and uswitch runs labRules on the router's
 // captured state. noBatch sends one verdict per sendmsg.
-func nfqueuePair(b *testing.B, noBatch bool) (client, router, server string, srv *nfq.Server) {
-	return nfqueuePairWith(b, nfq.Options{NoBatch: noBatch})
+func nfqueuePair(b *testing.B, noBatch bool) (client, router, server string, srv *nfqueue.Server) {
+	return nfqueuePairWith(b, nfqueue.Options{NoBatch: noBatch})
 }
 
 // nfqueuePairWith is nfqueuePair with the server's options (Queues,
 // NetNS and Logf are set here).
-func nfqueuePairWith(b *testing.B, o nfq.Options) (client, router, server string, srv *nfq.Server) {
+func nfqueuePairWith(b *testing.B, o nfqueue.Options) (client, router, server string, srv *nfqueue.Server) {
 	cl, rt, sv := routerPair(b)
 	q := uint16(30000 + os.Getpid()%20000 + int(queueSeq.Add(1))*50)
 	if out, err := exec.Command("ip", "netns", "exec", rt, "iptables", "-t", "raw", "-A", "PREROUTING",
@@ -175,12 +175,12 @@ func nfqueuePairWith(b *testing.B, o nfq.Options) (client, router, server string
 		b.Fatal(err)
 	}
 	cfg := snap.EngineConfig()
-	if cfg.Rules, err = (&rules.Loader{}).LoadString(labRules); err != nil {
+	if cfg.Rules, err = (&iptables.Loader{}).LoadString(labRules); err != nil {
 		b.Fatal(err)
 	}
 	eng := datapath.New(cfg, snap.ConntrackConfig(), 1)
 	o.Queues, o.NetNS, o.Logf = []uint16{q}, rt, b.Logf
-	srv, err = nfq.Start(eng, snap.FIB.LinkName, o)
+	srv, err = nfqueue.Start(eng, snap.FIB.LinkName, o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -784,7 +784,7 @@ func BenchmarkNFQueueUDP64Rate(b *testing.B) {
 // BenchmarkNFQueueUDP64RateInline: BenchmarkNFQueueUDP64Rate with the
 // queue's reader deciding what it read itself (Options.Inline).
 func BenchmarkNFQueueUDP64RateInline(b *testing.B) {
-	c, _, s, _ := nfqueuePairWith(b, nfq.Options{Inline: true})
+	c, _, s, _ := nfqueuePairWith(b, nfqueue.Options{Inline: true})
 	benchUDP64Rate(b, c, s)
 }
 
@@ -840,7 +840,7 @@ func nfqueueUDP64(b *testing.B, proc bool) {
 	// unseen: arrived at the router but never decided by uswitch, i.e.
 	// accepted by fail-open (full kernel queue or socket overrun); a
 	// few ARP packets are counted too
-	unseen := func(rx0, rx1 uint64, st0, st1 nfq.Stats) float64 {
+	unseen := func(rx0, rx1 uint64, st0, st1 nfqueue.Stats) float64 {
 		arrived, decided := float64(rx1-rx0), float64(st1.Packets-st0.Packets)
 		if arrived == 0 {
 			return 0

@@ -6,13 +6,13 @@ import (
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/bench/rulegen"
-	"github.com/uswitch-lab/uswitch/datapath/rules"
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
+	"github.com/uswitch-lab/uswitch/iptables"
 )
 
 var loadSizes = []int{1000, 10000, 30000}
 
-func countRules(rs *rules.Ruleset) int {
+func countRules(rs *iptables.Ruleset) int {
 	n := 0
 	for _, t := range rs.Tables {
 		if t == nil {
@@ -35,7 +35,7 @@ func BenchmarkLoad(b *testing.B) {
 			b.SetBytes(int64(len(input)))
 			var nrules int
 			for i := 0; i < b.N; i++ {
-				rs, err := (&rules.Loader{}).LoadString(input)
+				rs, err := (&iptables.Loader{}).LoadString(input)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -72,7 +72,7 @@ func BenchmarkKernelRestore(b *testing.B) {
 // TestKubeProxySetLoads keeps the generated benchmark input honest: it
 // loads, and the 30,000-service set has about 150,000 nat rules or more.
 func TestKubeProxySetLoads(t *testing.T) {
-	rs, err := (&rules.Loader{}).LoadString(rulegen.KubeProxy(30000))
+	rs, err := (&iptables.Loader{}).LoadString(rulegen.KubeProxy(30000))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 const (

@@ -3,7 +3,7 @@ package conntrack
 import (
 	"testing"
 
-	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 const (

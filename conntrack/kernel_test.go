@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uswitch-lab/uswitch/datapath/packet"
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // TestMain doubles as the packet sender of the kernel differential test:

@@ -3,7 +3,7 @@ package conntrack
 import (
 	"strconv"
 
-	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // protoName is conntrack-tools' protocol name table.

@@ -1,6 +1,6 @@
 package conntrack
 
-import "github.com/uswitch-lab/uswitch/datapath/packet"
+import "github.com/uswitch-lab/uswitch/packet"
 
 // udpPacket is nf_conntrack_udp_packet (and _udplite_packet).
 func (t *Table) udpPacket(c *Conn, p *packet.Packet, hook Hook, now int64) invalidReason {

@@ -3,7 +3,7 @@ package conntrack
 import (
 	"encoding/binary"
 
-	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // TCPState is the TCP tracker's state (enum tcp_conntrack,

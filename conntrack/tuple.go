@@ -3,7 +3,7 @@ package conntrack
 import (
 	"encoding/binary"
 
-	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // Dir is a tuple's direction (enum ip_conntrack_dir).

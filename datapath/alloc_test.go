@@ -3,7 +3,7 @@ package datapath
 import (
 	"testing"
 
-	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // TestNewConnAllocs: the first packet of a connection through DNAT and

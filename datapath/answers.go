@@ -4,9 +4,9 @@ import (
 	"encoding/binary"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
-	"github.com/uswitch-lab/uswitch/datapath/packet"
-	"github.com/uswitch-lab/uswitch/datapath/route"
-	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/packet"
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 // The host's own answers: what a Linux host with no listening sockets
@@ -235,7 +235,7 @@ func (k *pkt) icmpSend(typ, code uint8, info uint32) {
 
 // reject sends what a REJECT target asked for (nf_reject_ipv4.c: ICMP
 // errors through icmp_send, resets through nf_send_reset).
-func (k *pkt) reject(r *rules.RejectRequest) {
+func (k *pkt) reject(r *iptables.RejectRequest) {
 	p := k.p
 	if r.TCPReset {
 		if p.Proto == packet.ProtoTCP && p.HasL4 && p.TCPFlags&packet.TCPRst == 0 {

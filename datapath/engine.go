@@ -8,11 +8,11 @@ import (
 	"syscall"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
-	"github.com/uswitch-lab/uswitch/datapath/packet"
-	"github.com/uswitch-lab/uswitch/datapath/route"
-	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/lvs"
 	"github.com/uswitch-lab/uswitch/nat"
+	"github.com/uswitch-lab/uswitch/packet"
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 // The IPv4 hook graph (kernel-facts §1; net/ipv4/ip_input.c,
@@ -34,7 +34,7 @@ import (
 // Config is what the engine runs on: the rule set, the routing state and
 // the sysctls that matter. It is immutable once handed to the engine.
 type Config struct {
-	Rules *rules.Ruleset
+	Rules *iptables.Ruleset
 	FIB   *route.FIB
 	// IPForward is net.ipv4.ip_forward.
 	IPForward bool
@@ -106,7 +106,7 @@ type Engine struct {
 	cfg   atomic.Pointer[compiled]
 	CT    *conntrack.Table
 	NAT   *nat.Core
-	State *rules.State
+	State *iptables.State
 	// LVS is the namespace's IPVS (nil: none). Its services are
 	// configured through it and take effect at once; its connections
 	// survive rule-set swaps like conntrack's.
@@ -133,7 +133,7 @@ type compiled struct {
 	Config
 	// ruleInfo holds each rule's nft handle and trace text (slow path),
 	// made by info once something traces
-	ruleInfo map[*rules.Rule]ruleInfo
+	ruleInfo map[*iptables.Rule]ruleInfo
 	infoOnce sync.Once
 	// ctOn: conntrack runs in this namespace. The kernel registers the
 	// conntrack hooks of a namespace only when something needs them
@@ -148,7 +148,7 @@ type compiled struct {
 	// base holds each table's builtin chain of each hook (nil: the table
 	// or the chain does not exist), resolved once instead of by name per
 	// packet
-	base [rules.NumHooks][rules.NumTables]*rules.Chain
+	base [iptables.NumHooks][iptables.NumTables]*iptables.Chain
 	// gen is the configuration's flow cache generation; memoOn says
 	// the flow cache runs
 	gen    uint32
@@ -159,7 +159,7 @@ type compiled struct {
 // their checkentry (xt_conntrack, xt_state, xt_connmark, xt_connlimit,
 // xt_connbytes, xt_helper, xt_cluster, xt_nat and friends, xt_CT without
 // --notrack, xt_SYNPROXY).
-func needsConntrack(r *rules.Rule) bool {
+func needsConntrack(r *iptables.Rule) bool {
 	for _, m := range r.Matches {
 		switch m.Name() {
 		case "conntrack", "state", "connmark", "connlimit", "connbytes", "helper", "cluster":
@@ -173,7 +173,7 @@ func needsConntrack(r *rules.Rule) bool {
 	case "CONNMARK", "SNAT", "DNAT", "MASQUERADE", "REDIRECT", "NETMAP", "SYNPROXY", "CONNSECMARK":
 		return true
 	case "CT":
-		if t, ok := r.Target.(*rules.CTTarget); ok && t.Flags&rules.CTNoTrack == 0 {
+		if t, ok := r.Target.(*iptables.CTTarget); ok && t.Flags&iptables.CTNoTrack == 0 {
 			return true
 		}
 	}
@@ -188,7 +188,7 @@ type ruleInfo struct {
 // New makes an engine; seed makes random choices repeatable.
 func New(cfg Config, ctcfg conntrack.Config, seed uint64) *Engine {
 	ct := conntrack.NewTable(ctcfg, seed)
-	e := &Engine{CT: ct, NAT: nat.New(ct, seed), State: &rules.State{}, rng: seed | 1}
+	e := &Engine{CT: ct, NAT: nat.New(ct, seed), State: &iptables.State{}, rng: seed | 1}
 	e.randFn = e.rand32
 	e.icmp.rng = seed*0x9e3779b97f4a7c15 | 1
 	e.traceID.Store(uint32(seed*2654435761) | 1)
@@ -201,12 +201,12 @@ func (e *Engine) Swap(cfg Config) {
 	c := &compiled{Config: cfg, gen: nextMemoGen()}
 	c.memoOn = cfg.Rules != nil && cfg.Rules.Memoizable() && cfg.FIB != nil && !cfg.Linear && !cfg.NoFlowCache
 	if cfg.Rules != nil {
-		c.natOn = cfg.Rules.Tables[rules.Nat] != nil
+		c.natOn = cfg.Rules.Tables[iptables.Nat] != nil
 		for _, t := range cfg.Rules.Tables {
 			if t == nil {
 				continue
 			}
-			for h := rules.Hook(0); h < rules.NumHooks; h++ {
+			for h := iptables.Hook(0); h < iptables.NumHooks; h++ {
 				c.base[h][t.ID] = t.Builtin(h)
 			}
 			for _, ch := range t.Chains {
@@ -222,9 +222,9 @@ func (e *Engine) Swap(cfg Config) {
 // info is a rule's nft handle and trace text, made for the whole rule
 // set when a trace first asks (a swap of a large set does not pay for
 // texts nothing may print).
-func (c *compiled) info(r *rules.Rule) ruleInfo {
+func (c *compiled) info(r *iptables.Rule) ruleInfo {
 	c.infoOnce.Do(func() {
-		c.ruleInfo = map[*rules.Rule]ruleInfo{}
+		c.ruleInfo = map[*iptables.Rule]ruleInfo{}
 		if c.Rules == nil {
 			return
 		}
@@ -239,7 +239,7 @@ func (c *compiled) info(r *rules.Rule) ruleInfo {
 			for _, ch := range t.Chains {
 				for _, r := range ch.Rules {
 					h++
-					c.ruleInfo[r] = ruleInfo{handle: h, text: rules.RuleString(r)}
+					c.ruleInfo[r] = ruleInfo{handle: h, text: iptables.RuleString(r)}
 				}
 			}
 		}
@@ -301,7 +301,7 @@ func (v *env) ReversePath(src, dst uint32, inIf string, mark uint32, tos uint8, 
 	return loose || v.fib.LinkName(res.Dev) == inIf
 }
 
-// PathMTU implements rules.PathMTUEnv for TCPMSS --clamp-mss-to-pmtu:
+// PathMTU implements iptables.PathMTUEnv for TCPMSS --clamp-mss-to-pmtu:
 // the MTU of the packet's route and of the route back to its source.
 func (v *env) PathMTU(p *packet.Packet) (out, reverse uint32) {
 	if v.fib == nil || v.k == nil {
@@ -339,7 +339,7 @@ type pkt struct {
 	env env
 	tr  *Tracer
 	// ctx is reused by every table run of the packet
-	ctx rules.Ctx
+	ctx iptables.Ctx
 	// route decided for the packet
 	rt    route.Result
 	fate  Fate
@@ -358,13 +358,13 @@ type pkt struct {
 	nh uint32
 	// scratch is the traversal stack of the packet's table runs; it
 	// stays with the pooled pkt (putPkt keeps it), so no run clears one
-	scratch *rules.Scratch
+	scratch *iptables.Scratch
 	// the flow cache (flowcache.go): rec records the packet's table runs
 	// into memo for memoKey; replay skips them (the recording's counters
 	// are replayed, k.rt is its route)
 	rec, replay bool
 	memoKey     memoKey
-	memo        rules.Memo
+	memo        iptables.Memo
 }
 
 // Receive runs a packet that arrived on p.InIf (PREROUTING onwards).
@@ -415,20 +415,20 @@ func (k *pkt) drop(by string) {
 
 // runTable runs one table's chain for the hook and reports whether the
 // packet goes on.
-func (k *pkt) runTable(tid rules.TableID, h rules.Hook, in, out string) (rules.TVerdict, *rules.Ctx) {
+func (k *pkt) runTable(tid iptables.TableID, h iptables.Hook, in, out string) (iptables.TVerdict, *iptables.Ctx) {
 	base := k.cfg.base[h][tid]
 	if base == nil {
-		return rules.TAccept, nil
+		return iptables.TAccept, nil
 	}
 	k.p.InIf, k.p.OutIf = in, out
-	if k.rec && tid == rules.Nat {
+	if k.rec && tid == iptables.Nat {
 		// the nat chains run for a connection's first packet only
 		k.memo.Tainted = true
 	}
 	if k.tr == nil {
 		// an empty chain: its policy, without a traversal
 		if v, ok := base.RunEmpty(len(k.p.IP)); ok {
-			if v == rules.TDrop && k.fate.By == "" {
+			if v == iptables.TDrop && k.fate.By == "" {
 				k.fate.By = tid.String() + ":" + h.ChainName()
 			}
 			if k.rec {
@@ -438,19 +438,19 @@ func (k *pkt) runTable(tid rules.TableID, h rules.Hook, in, out string) (rules.T
 		}
 	}
 	if k.scratch == nil {
-		k.scratch = new(rules.Scratch)
+		k.scratch = new(iptables.Scratch)
 	}
 	c := &k.ctx
-	*c = rules.Ctx{Pkt: k.p, Hook: h, CT: k.ct, Env: &k.env, State: k.e.State, Linear: k.cfg.Linear, Scratch: k.scratch}
+	*c = iptables.Ctx{Pkt: k.p, Hook: h, CT: k.ct, Env: &k.env, State: k.e.State, Linear: k.cfg.Linear, Scratch: k.scratch}
 	if k.rec {
 		c.Memo = &k.memo
 	}
-	var tr rules.Tracer
+	var tr iptables.Tracer
 	if k.tr != nil {
 		tr = k.tr.chain(k, c, in, out)
 	}
 	v := k.cfg.Rules.Tables[tid].RunBase(base, c, tr)
-	if v == rules.TDrop && k.fate.By == "" {
+	if v == iptables.TDrop && k.fate.By == "" {
 		k.fate.By = tid.String() + ":" + h.ChainName()
 		if k.tr != nil && k.tr.lastDrop != "" {
 			k.fate.By = k.tr.lastDrop
@@ -460,18 +460,18 @@ func (k *pkt) runTable(tid rules.TableID, h rules.Hook, in, out string) (rules.T
 }
 
 // verdictOK handles a table verdict: false when the packet is gone.
-func (k *pkt) verdictOK(v rules.TVerdict, c *rules.Ctx, tid rules.TableID, h rules.Hook) bool {
+func (k *pkt) verdictOK(v iptables.TVerdict, c *iptables.Ctx, tid iptables.TableID, h iptables.Hook) bool {
 	switch v {
-	case rules.TAccept, rules.TContinue:
+	case iptables.TAccept, iptables.TContinue:
 		return true
-	case rules.TQueue:
+	case iptables.TQueue:
 		// no queue reader offline: the kernel drops unless bypass is set
 		if c != nil && c.QueueBypass {
 			return true
 		}
 		k.fate.Kind = Queued
 		return false
-	case rules.TStolen:
+	case iptables.TStolen:
 		k.fate.Kind = Stolen
 		return false
 	}
@@ -489,7 +489,7 @@ func (k *pkt) verdictOK(v rules.TVerdict, c *rules.Ctx, tid rules.TableID, h rul
 }
 
 // hook runs the tables of a hook in the given order.
-func (k *pkt) tables(h rules.Hook, in, out string, order ...rules.TableID) bool {
+func (k *pkt) tables(h iptables.Hook, in, out string, order ...iptables.TableID) bool {
 	if k.replay {
 		return true // the flow cache replayed them
 	}
@@ -529,7 +529,7 @@ func (k *pkt) conntrackIn(h conntrack.Hook) bool {
 // nat table's chain runs only for a new (or related) connection whose
 // manip is not set up yet; established packets are rewritten from the
 // connection's tuples.
-func (k *pkt) natHook(h rules.Hook, m nat.Manip, in, out string) bool {
+func (k *pkt) natHook(h iptables.Hook, m nat.Manip, in, out string) bool {
 	c := k.ct.Conn
 	if c == nil || !k.cfg.natOn {
 		return true
@@ -544,8 +544,8 @@ func (k *pkt) natHook(h rules.Hook, m nat.Manip, in, out string) bool {
 	}
 	if info == conntrack.CtNew || info == conntrack.CtRelated || info == conntrack.CtRelatedReply {
 		if !nat.Initialized(c, m) {
-			v, rc := k.runTable(rules.Nat, h, in, out)
-			if !k.verdictOK(v, rc, rules.Nat, h) {
+			v, rc := k.runTable(iptables.Nat, h, in, out)
+			if !k.verdictOK(v, rc, iptables.Nat, h) {
 				return false
 			}
 			if !nat.Initialized(c, m) {
@@ -568,7 +568,7 @@ func (k *pkt) natHook(h rules.Hook, m nat.Manip, in, out string) bool {
 }
 
 // bind resolves a NAT target's request into a range and sets it up.
-func (k *pkt) bind(req *rules.NATRequest, m nat.Manip, in, out string) bool {
+func (k *pkt) bind(req *iptables.NATRequest, m nat.Manip, in, out string) bool {
 	r := nat.Range{Flags: req.Range.Flags, MinIP: req.Range.MinAddr, MaxIP: req.Range.MaxAddr,
 		MinPort: req.Range.MinPort, MaxPort: req.Range.MaxPort, BasePort: req.Range.BasePort}
 	fib := k.cfg.FIB
@@ -649,7 +649,7 @@ func (k *pkt) receive1() {
 	in := p.InIf
 	dst0 := p.Dst
 	// PREROUTING
-	if !k.tables(rules.PreRouting, in, "", rules.Raw) || !k.conntrackIn(conntrack.HookPreRouting) {
+	if !k.tables(iptables.PreRouting, in, "", iptables.Raw) || !k.conntrackIn(conntrack.HookPreRouting) {
 		return
 	}
 	fib := k.cfg.FIB
@@ -658,7 +658,7 @@ func (k *pkt) receive1() {
 		iif = fib.Ifindex(in)
 	}
 	k.memoStart(iif)
-	if !k.tables(rules.PreRouting, in, "", rules.Mangle) || !k.natHook(rules.PreRouting, nat.Dst, in, "") {
+	if !k.tables(iptables.PreRouting, in, "", iptables.Mangle) || !k.natHook(iptables.PreRouting, nat.Dst, in, "") {
 		return
 	}
 	// the input route, looked up after PREROUTING with the current
@@ -710,10 +710,10 @@ func (k *pkt) receive1() {
 
 func (k *pkt) input() {
 	in := k.p.InIf
-	if !k.tables(rules.LocalIn, in, "", rules.Mangle, rules.Filter) ||
+	if !k.tables(iptables.LocalIn, in, "", iptables.Mangle, iptables.Filter) ||
 		!k.ipvsOut(lvs.HookLocalIn, "INPUT", 98) || !k.ipvsIn(lvs.HookLocalIn, "INPUT", 99) ||
-		!k.natHook(rules.LocalIn, nat.Src, in, "") ||
-		!k.tables(rules.LocalIn, in, "", rules.Security) || !k.confirm() {
+		!k.natHook(iptables.LocalIn, nat.Src, in, "") ||
+		!k.tables(iptables.LocalIn, in, "", iptables.Security) || !k.confirm() {
 		return
 	}
 	k.fate.Kind = Delivered
@@ -736,20 +736,20 @@ func (k *pkt) forward() {
 	if k.rt.Redirect {
 		k.sendRedirect()
 	}
-	if !k.tables(rules.Forward, in, out, rules.Mangle, rules.Filter) || !k.ipvsForwardICMP() ||
+	if !k.tables(iptables.Forward, in, out, iptables.Mangle, iptables.Filter) || !k.ipvsForwardICMP() ||
 		!k.ipvsOut(lvs.HookForward, "FORWARD", 100) {
 		return
 	}
 	// a reply rerouted by IPVS may leave by another device
 	out = k.cfg.FIB.LinkName(k.rt.Dev)
-	if !k.tables(rules.Forward, in, out, rules.Security) {
+	if !k.tables(iptables.Forward, in, out, iptables.Security) {
 		return
 	}
 	k.postrouting(in, out, Forwarded)
 }
 
 func (k *pkt) postrouting(in, out string, kind FateKind) {
-	if !k.tables(rules.PostRouting, in, out, rules.Mangle) || !k.natHook(rules.PostRouting, nat.Src, in, out) || !k.confirm() {
+	if !k.tables(iptables.PostRouting, in, out, iptables.Mangle) || !k.natHook(iptables.PostRouting, nat.Src, in, out) || !k.confirm() {
 		return
 	}
 	k.fate.Kind = kind
@@ -809,11 +809,11 @@ func (k *pkt) localOut(kind FateKind) {
 	p := k.p
 	fib := k.cfg.FIB
 	out := fib.LinkName(k.rt.Dev)
-	if !k.tables(rules.LocalOut, "", out, rules.Raw) || !k.conntrackIn(conntrack.HookLocalOut) {
+	if !k.tables(iptables.LocalOut, "", out, iptables.Raw) || !k.conntrackIn(conntrack.HookLocalOut) {
 		return
 	}
 	mark, src, dst, tos := p.Mark, p.Src, p.Dst, p.IP.TOS()
-	if !k.tables(rules.LocalOut, "", out, rules.Mangle) {
+	if !k.tables(iptables.LocalOut, "", out, iptables.Mangle) {
 		return
 	}
 	// ipt_mangle_out / ip_route_me_harder: reroute when the mangle table
@@ -826,7 +826,7 @@ func (k *pkt) localOut(kind FateKind) {
 		}
 	}
 	dst = p.Dst
-	if !k.natHook(rules.LocalOut, nat.Dst, "", out) {
+	if !k.natHook(iptables.LocalOut, nat.Dst, "", out) {
 		return
 	}
 	if p.Dst != dst {
@@ -837,7 +837,7 @@ func (k *pkt) localOut(kind FateKind) {
 	if !k.ipvsOut(lvs.HookLocalOut, "OUTPUT", -99) || !k.ipvsIn(lvs.HookLocalOut, "OUTPUT", -98) {
 		return
 	}
-	if !k.tables(rules.LocalOut, "", out, rules.Filter, rules.Security) {
+	if !k.tables(iptables.LocalOut, "", out, iptables.Filter, iptables.Security) {
 		return
 	}
 	k.postrouting("", fib.LinkName(k.rt.Dev), kind)

@@ -7,9 +7,9 @@ import (
 
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath/datapathtest"
-	"github.com/uswitch-lab/uswitch/datapath/packet"
-	"github.com/uswitch-lab/uswitch/datapath/route"
-	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/packet"
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 func testFIB(t testing.TB) *route.FIB {
@@ -48,7 +48,7 @@ COMMIT
 
 func testEngine(t testing.TB) *Engine {
 	t.Helper()
-	rs, err := (&rules.Loader{}).LoadString(testRules)
+	rs, err := (&iptables.Loader{}).LoadString(testRules)
 	if err != nil {
 		t.Fatal(err)
 	}

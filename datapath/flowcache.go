@@ -4,8 +4,8 @@ import (
 	"sync/atomic"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
-	"github.com/uswitch-lab/uswitch/datapath/packet"
-	"github.com/uswitch-lab/uswitch/datapath/route"
+	"github.com/uswitch-lab/uswitch/packet"
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 // The flow cache. A received packet of a confirmed TCP or UDP connection

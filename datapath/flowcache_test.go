@@ -9,8 +9,8 @@ import (
 
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath/datapathtest"
-	"github.com/uswitch-lab/uswitch/datapath/packet"
-	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // TestFlowCacheMatchesLinear runs the same packets — TCP connections
@@ -175,8 +175,8 @@ type simFlow struct {
 func flowCacheRun(t *testing.T, seed uint64, npkts int) (total, cached int) {
 	r := rand.New(rand.NewPCG(seed, 0xf10))
 	text := flowRules(r)
-	mk := func(linear bool) (*Engine, *rules.Ruleset) {
-		rs, err := (&rules.Loader{}).LoadString(text)
+	mk := func(linear bool) (*Engine, *iptables.Ruleset) {
+		rs, err := (&iptables.Loader{}).LoadString(text)
 		if err != nil {
 			t.Fatalf("seed %d: %v\n%s", seed, err, text)
 		}
@@ -301,7 +301,7 @@ func flowCacheRun(t *testing.T, seed uint64, npkts int) (total, cached int) {
 			}
 			for ri, ra := range ca.Rules {
 				if a, b := ra.LiveCounters(), cb.Rules[ri].LiveCounters(); a != b {
-					t.Fatalf("seed %d: %v %s rule %d (%s): reference %v, engine %v\nrules:\n%s", seed, ta.ID, ca.Name, ri+1, rules.RuleString(ra), a, b, text)
+					t.Fatalf("seed %d: %v %s rule %d (%s): reference %v, engine %v\nrules:\n%s", seed, ta.ID, ca.Name, ri+1, iptables.RuleString(ra), a, b, text)
 				}
 			}
 		}
@@ -334,7 +334,7 @@ func TestFlowCacheSwap(t *testing.T) {
 		t.Fatalf("before the swap: %v, from the flow cache %v", f, f.FlowCached)
 	}
 	old := e.Config()
-	block, err := (&rules.Loader{}).LoadString(strings.Replace(testRules, "-A FORWARD -m conntrack",
+	block, err := (&iptables.Loader{}).LoadString(strings.Replace(testRules, "-A FORWARD -m conntrack",
 		"-A FORWARD -d 192.168.1.2/32 -p tcp --dport 8080 -j DROP\n-A FORWARD -m conntrack", 1))
 	if err != nil {
 		t.Fatal(err)
@@ -347,18 +347,18 @@ func TestFlowCacheSwap(t *testing.T) {
 			t.Fatalf("packet %d after the swap: %v, from the flow cache %v", i, f, f.FlowCached)
 		}
 	}
-	if c := block.Tables[rules.Filter].Chain("FORWARD").Rules[0].LiveCounters(); c.Packets != 3 {
+	if c := block.Tables[iptables.Filter].Chain("FORWARD").Rules[0].LiveCounters(); c.Packets != 3 {
 		t.Fatalf("the new DROP rule counted %d packets, want 3", c.Packets)
 	}
 	e.Swap(old)
 	if f := send(); f.Kind != Forwarded || f.FlowCached {
 		t.Fatalf("back on the old rules, first packet: %v, from the flow cache %v", f, f.FlowCached)
 	}
-	before := old.Rules.Tables[rules.Filter].Chain("FORWARD").Rules[0].LiveCounters()
+	before := old.Rules.Tables[iptables.Filter].Chain("FORWARD").Rules[0].LiveCounters()
 	if f := send(); f.Kind != Forwarded || !f.FlowCached {
 		t.Fatalf("back on the old rules, second packet: %v, from the flow cache %v", f, f.FlowCached)
 	}
-	if after := old.Rules.Tables[rules.Filter].Chain("FORWARD").Rules[0].LiveCounters(); after.Packets != before.Packets+1 {
+	if after := old.Rules.Tables[iptables.Filter].Chain("FORWARD").Rules[0].LiveCounters(); after.Packets != before.Packets+1 {
 		t.Fatalf("the replayed ESTABLISHED rule counted %d -> %d packets", before.Packets, after.Packets)
 	}
 }

@@ -2,10 +2,10 @@ package datapath
 
 import (
 	"github.com/uswitch-lab/uswitch/conntrack"
-	"github.com/uswitch-lab/uswitch/datapath/packet"
-	"github.com/uswitch-lab/uswitch/datapath/route"
-	"github.com/uswitch-lab/uswitch/datapath/trace"
 	"github.com/uswitch-lab/uswitch/lvs"
+	"github.com/uswitch-lab/uswitch/packet"
+	"github.com/uswitch-lab/uswitch/route"
+	"github.com/uswitch-lab/uswitch/trace"
 )
 
 // IPVS in the hook graph (kernel-facts §3.1; ip_vs_core.c ip_vs_ops4).

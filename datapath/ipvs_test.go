@@ -5,19 +5,19 @@ import (
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
-	"github.com/uswitch-lab/uswitch/datapath/packet"
-	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/lvs"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // ipvsEngine is the router of RouterFIB as a director: the VIP is its
 // client-side address 10.0.0.1, real servers on eth1.
 func ipvsEngine(t *testing.T, ruleText string, sched string, dests ...lvs.DestConfig) (*Engine, lvs.ServiceKey) {
 	t.Helper()
-	var rs *rules.Ruleset
+	var rs *iptables.Ruleset
 	if ruleText != "" {
 		var err error
-		if rs, err = (&rules.Loader{}).LoadString(ruleText); err != nil {
+		if rs, err = (&iptables.Loader{}).LoadString(ruleText); err != nil {
 			t.Fatal(err)
 		}
 	}

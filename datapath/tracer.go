@@ -3,8 +3,8 @@ package datapath
 import (
 	"strconv"
 
-	"github.com/uswitch-lab/uswitch/datapath/rules"
-	"github.com/uswitch-lab/uswitch/datapath/trace"
+	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/trace"
 )
 
 // Tracer collects the xtables-monitor-style trace lines of the packets
@@ -16,7 +16,7 @@ type Tracer struct {
 
 	// per base-chain traversal
 	k       *pkt
-	c       *rules.Ctx
+	c       *iptables.Ctx
 	in, out string
 	printed bool
 	// held are the lines of a REJECT rule's event: the kernel emits a
@@ -27,7 +27,7 @@ type Tracer struct {
 	lastDrop string
 }
 
-func (t *Tracer) chain(k *pkt, c *rules.Ctx, in, out string) rules.Tracer {
+func (t *Tracer) chain(k *pkt, c *iptables.Ctx, in, out string) iptables.Tracer {
 	t.k, t.c, t.in, t.out, t.printed = k, c, in, out, false
 	t.lastDrop = ""
 	return t
@@ -52,7 +52,7 @@ func (t *Tracer) flushHeld() {
 	t.held = nil
 }
 
-func ruleNum(c *rules.Chain, r *rules.Rule) int {
+func ruleNum(c *iptables.Chain, r *iptables.Rule) int {
 	for i, x := range c.Rules {
 		if x == r {
 			return i + 1
@@ -61,9 +61,9 @@ func ruleNum(c *rules.Chain, r *rules.Rule) int {
 	return 0
 }
 
-// Rule implements rules.Tracer.
-func (t *Tracer) Rule(tab *rules.Table, c *rules.Chain, r *rules.Rule, v rules.TVerdict, jump *rules.Chain, gotoFlag bool) {
-	if v == rules.TDrop {
+// Rule implements iptables.Tracer.
+func (t *Tracer) Rule(tab *iptables.Table, c *iptables.Chain, r *iptables.Rule, v iptables.TVerdict, jump *iptables.Chain, gotoFlag bool) {
+	if v == iptables.TDrop {
 		t.lastDrop = tab.ID.String() + ":" + c.Name + ":rule:" + strconv.Itoa(ruleNum(c, r))
 	}
 	if !t.on() {
@@ -73,9 +73,9 @@ func (t *Tracer) Rule(tab *rules.Table, c *rules.Chain, r *rules.Rule, v rules.T
 	switch {
 	case jump != nil:
 		word = trace.JumpVerdict(gotoFlag, jump.Name)
-	case v == rules.TReturn:
+	case v == iptables.TReturn:
 		word = "0xfffffffb" // NFT_RETURN printed in hex by print_verdict
-	case v == rules.TQueue && t.c != nil && (t.c.QueueNum != 0 || t.c.QueueBypass):
+	case v == iptables.TQueue && t.c != nil && (t.c.QueueNum != 0 || t.c.QueueBypass):
 		// the verdict is NF_QUEUE_NR(num) | NF_VERDICT_FLAG_QUEUE_BYPASS,
 		// which print_verdict knows only without the queue bits: hex
 		// (kernel 6.18: "rule:0x38003" for --queue-num 3 --queue-bypass)
@@ -89,7 +89,7 @@ func (t *Tracer) Rule(tab *rules.Table, c *rules.Chain, r *rules.Rule, v rules.T
 	}
 	info := t.k.cfg.info(r)
 	line := trace.RuleLine(t.k.trace, tab.ID.String(), c.Name, info.handle, word, info.text)
-	if v == rules.TDrop && t.c != nil && t.c.Reject != nil {
+	if v == iptables.TDrop && t.c != nil && t.c.Reject != nil {
 		// the PACKET line goes with the event it belongs to
 		n := len(t.Lines)
 		t.packet()
@@ -102,15 +102,15 @@ func (t *Tracer) Rule(tab *rules.Table, c *rules.Chain, r *rules.Rule, v rules.T
 	t.Lines = append(t.Lines, line)
 }
 
-// Return implements rules.Tracer. The kernel (6.18, checked with
+// Return implements iptables.Tracer. The kernel (6.18, checked with
 // xtables-monitor) reports no event when a user chain is left: an
 // explicit -j RETURN is only its rule event with the verdict 0xfffffffb
 // (NFT_RETURN in hex), and falling off the end of a chain is silent.
-func (t *Tracer) Return(tab *rules.Table, c *rules.Chain, r *rules.Rule) {}
+func (t *Tracer) Return(tab *iptables.Table, c *iptables.Chain, r *iptables.Rule) {}
 
-// Policy implements rules.Tracer.
-func (t *Tracer) Policy(tab *rules.Table, c *rules.Chain, v rules.TVerdict) {
-	if v == rules.TDrop {
+// Policy implements iptables.Tracer.
+func (t *Tracer) Policy(tab *iptables.Table, c *iptables.Chain, v iptables.TVerdict) {
+	if v == iptables.TDrop {
 		t.lastDrop = tab.ID.String() + ":" + c.Name + ":policy"
 	}
 	if !t.on() {

@@ -29,9 +29,9 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"github.com/uswitch-lab/uswitch/datapath/route"
-	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/lvs"
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 // File names inside a snapshot folder.
@@ -57,10 +57,10 @@ type Snapshot struct {
 	Sysctl Sysctl
 	FIB    *route.FIB
 
-	IPTables string         // raw iptables-save text
-	IPSet    string         // raw ipset save text
-	Sets     rules.Sets     // parsed ipsets (nil without ipset-save)
-	Ruleset  *rules.Ruleset // the iptables rule set
+	IPTables string            // raw iptables-save text
+	IPSet    string            // raw ipset save text
+	Sets     iptables.Sets     // parsed ipsets (nil without ipset-save)
+	Ruleset  *iptables.Ruleset // the iptables rule set
 
 	// IPVS is the virtual server table read from ipvsadm-save (as
 	// ipvsadm -R reads it); nil when the file is absent.
@@ -161,14 +161,14 @@ func parse(get func(string) ([]byte, bool)) (*Snapshot, error) {
 	}
 	if b, ok := get(FileIPSet); ok {
 		s.IPSet = string(b)
-		if s.Sets, err = rules.ParseIPSetSave(bytes.NewReader(b), FileIPSet); err != nil {
+		if s.Sets, err = iptables.ParseIPSetSave(bytes.NewReader(b), FileIPSet); err != nil {
 			return nil, err
 		}
 	}
 	if b, ok := get(FileIPTables); ok {
 		s.IPTables = string(b)
 	}
-	ld := &rules.Loader{}
+	ld := &iptables.Loader{}
 	if s.Sets != nil {
 		ld.Sets = s.Sets
 	}

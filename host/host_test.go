@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uswitch-lab/uswitch/datapath/route"
 	"github.com/uswitch-lab/uswitch/lvs"
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 // testdata/snap was captured from a namespace with veth devices, a

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/uswitch-lab/uswitch/datapath/route"
 	"github.com/uswitch-lab/uswitch/lvs"
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 // Conntrack holds the net.netfilter.nf_conntrack_* settings the datapath

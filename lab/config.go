@@ -17,9 +17,9 @@ import (
 	// the line of a bad value.
 	"github.com/BurntSushi/toml"
 
-	"github.com/uswitch-lab/uswitch/datapath/route"
-	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/lvs"
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 //go:embed default.toml
@@ -60,11 +60,11 @@ type Config struct {
 	// File is where the config came from ("" for an embedded one).
 	File string `toml:"-"`
 	// Ruleset is the compiled rule set (Uswitch.Rules or RulesFile).
-	Ruleset *rules.Ruleset `toml:"-"`
+	Ruleset *iptables.Ruleset `toml:"-"`
 	// IPVSRules are the checked IPVS commands (Uswitch.IPVS or IPVSFile).
 	IPVSRules []lvs.Rule `toml:"-"`
 	// Sets are the parsed Uswitch.IPSet (nil without).
-	Sets rules.Sets `toml:"-"`
+	Sets iptables.Sets `toml:"-"`
 	// Sysctl holds the parsed sysctls (Uswitch.Sysctl).
 	Sysctl sysctls `toml:"-"`
 }
@@ -810,9 +810,9 @@ func (c *Config) check(src string) error {
 		}
 		text = string(b)
 	}
-	ld := &rules.Loader{}
+	ld := &iptables.Loader{}
 	if c.Uswitch.IPSet != "" {
-		sets, err := rules.ParseIPSetSave(strings.NewReader(c.Uswitch.IPSet), "ipset")
+		sets, err := iptables.ParseIPSetSave(strings.NewReader(c.Uswitch.IPSet), "ipset")
 		if err != nil {
 			return fail("uswitch.ipset", "%v", err)
 		}
@@ -820,7 +820,7 @@ func (c *Config) check(src string) error {
 	}
 	rs, err := ld.LoadString(text)
 	if err != nil {
-		var re *rules.RestoreError
+		var re *iptables.RestoreError
 		if errors.As(err, &re) && key == "uswitch.rules" {
 			// the text starts on the line after `rules = """`
 			if l := keyLine(src, toml.Key{"uswitch", "rules"}); l > 0 && re.Line > 0 {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/uswitch-lab/uswitch/datapath/route"
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 func TestDefaultLoads(t *testing.T) {

@@ -23,7 +23,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath"
-	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/lvs"
 )
 
@@ -420,7 +420,7 @@ type EngineControl struct {
 	// Metrics returns the instance's metrics (Prometheus text).
 	Metrics func() string
 	// Sets are the instance's ipsets, for restores without --ipset.
-	Sets rules.Sets
+	Sets iptables.Sets
 	// restoreMu serialises live restores, so a --noflush restore's base
 	// is the set it replaces.
 	restoreMu sync.Mutex
@@ -447,7 +447,7 @@ func (e *EngineControl) Control(req ControlRequest) ControlResponse {
 
 func (e *EngineControl) iptablesSave(req ControlRequest) ControlResponse {
 	if req.Table != "" {
-		if _, ok := rules.ParseTable(req.Table); !ok {
+		if _, ok := iptables.ParseTable(req.Table); !ok {
 			return ControlResponse{Code: 1, Stderr: fmt.Sprintf("Table `%s' does not exist\n", req.Table)}
 		}
 	}
@@ -456,7 +456,7 @@ func (e *EngineControl) iptablesSave(req ControlRequest) ControlResponse {
 		return ControlResponse{}
 	}
 	var b strings.Builder
-	rs.Save(&b, rules.SaveOptions{Counters: req.Counters, Table: req.Table})
+	rs.Save(&b, iptables.SaveOptions{Counters: req.Counters, Table: req.Table})
 	return ControlResponse{Stdout: b.String()}
 }
 
@@ -468,12 +468,12 @@ func (e *EngineControl) iptablesRestore(req ControlRequest) ControlResponse {
 	defer e.restoreMu.Unlock()
 	eng := e.Eng
 	cur := eng.Config()
-	ld := &rules.Loader{NoFlush: req.NoFlush, Counters: req.Counters, Base: cur.Rules}
+	ld := &iptables.Loader{NoFlush: req.NoFlush, Counters: req.Counters, Base: cur.Rules}
 	if e.Sets != nil {
 		ld.Sets = e.Sets
 	}
 	if req.IPSet != "" {
-		sets, err := rules.ParseIPSetSave(strings.NewReader(req.IPSet), "ipset")
+		sets, err := iptables.ParseIPSetSave(strings.NewReader(req.IPSet), "ipset")
 		if err != nil {
 			return ControlResponse{Code: 1, Stderr: fmt.Sprintf("uswitch: %v\n", err)}
 		}
@@ -481,11 +481,11 @@ func (e *EngineControl) iptablesRestore(req ControlRequest) ControlResponse {
 	}
 	rs, err := ld.LoadString(req.Input)
 	if err != nil {
-		var re *rules.RestoreError
+		var re *iptables.RestoreError
 		if errors.As(err, &re) {
 			return ControlResponse{Code: re.ExitCode(), Stderr: re.Stderr()}
 		}
-		return ControlResponse{Code: 1, Stderr: fmt.Sprintf("%s: %v\n", rules.Program, err)}
+		return ControlResponse{Code: 1, Stderr: fmt.Sprintf("%s: %v\n", iptables.Program, err)}
 	}
 	cur.Rules = rs
 	eng.Swap(cur)

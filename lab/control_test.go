@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/datapath"
-	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // engineLab is a Lab with an engine but no namespaces or devices: the

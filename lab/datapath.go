@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/uswitch-lab/uswitch/datapath"
-	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // The live datapath: a fixed goroutine topology, nothing per packet.

@@ -10,8 +10,8 @@ import (
 
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath"
-	"github.com/uswitch-lab/uswitch/datapath/route"
 	"github.com/uswitch-lab/uswitch/host"
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 // sysctls are uswitch's sysctls, parsed by the host package's `sysctl -a`

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uswitch-lab/uswitch/datapath/packet"
 	"github.com/uswitch-lab/uswitch/internal/labtest"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // TestOffloadTransfer sends 24 MB through the test lab's TCP echo on

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/uswitch-lab/uswitch/datapath"
-	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // fakeDev is a Device for tests: Read returns what is sent to in (until

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/uswitch-lab/uswitch/datapath/route"
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 // The lab's topology beyond uswitch's TUNs: veth pairs straight between

@@ -13,8 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/uswitch-lab/uswitch/datapath/packet"
-	"github.com/uswitch-lab/uswitch/datapath/route"
+	"github.com/uswitch-lab/uswitch/packet"
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 // TestTopologyConfig: every topology key parses into what Up uses.

@@ -3,7 +3,7 @@ package lvs
 import (
 	"encoding/binary"
 
-	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // ICMP errors about IPVS connections (ip_vs_core.c ip_vs_in_icmp,

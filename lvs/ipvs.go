@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // Hook is where an IPVS hook function runs (kernel-facts §3.1,

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // firstAvail is a test scheduler: the first available dest in list order.

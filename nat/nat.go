@@ -26,7 +26,7 @@ import (
 	"sync/atomic"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
-	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // Manip is the manip type (enum nf_nat_manip_type).

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
-	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 const (

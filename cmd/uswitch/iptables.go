@@ -7,7 +7,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/uswitch-lab/uswitch/datapath/rules"
+	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/lab"
 )
 
@@ -23,15 +23,15 @@ func (l *loadFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&l.ipset, "ipset", "", "`ipset save` output defining the sets -m set refers to")
 }
 
-func (l *loadFlags) loader() (*rules.Loader, error) {
-	ld := &rules.Loader{Counters: l.counters}
+func (l *loadFlags) loader() (*iptables.Loader, error) {
+	ld := &iptables.Loader{Counters: l.counters}
 	if l.ipset != "" {
 		f, err := os.Open(l.ipset)
 		if err != nil {
 			return nil, err
 		}
 		defer f.Close()
-		sets, err := rules.ParseIPSetSave(f, l.ipset)
+		sets, err := iptables.ParseIPSetSave(f, l.ipset)
 		if err != nil {
 			return nil, err
 		}
@@ -41,15 +41,15 @@ func (l *loadFlags) loader() (*rules.Loader, error) {
 }
 
 // load reads a rule set and reports errors as iptables-restore does.
-func load(ld *rules.Loader, r io.Reader, stderr io.Writer) (*rules.Ruleset, int) {
+func load(ld *iptables.Loader, r io.Reader, stderr io.Writer) (*iptables.Ruleset, int) {
 	rs, err := ld.Load(r)
 	if err != nil {
-		var re *rules.RestoreError
+		var re *iptables.RestoreError
 		if errors.As(err, &re) {
 			fmt.Fprint(stderr, re.Stderr())
 			return nil, re.ExitCode()
 		}
-		fmt.Fprintf(stderr, "%s: %v\n", rules.Program, err)
+		fmt.Fprintf(stderr, "%s: %v\n", iptables.Program, err)
 		return nil, 1
 	}
 	return rs, 0
@@ -82,7 +82,7 @@ func iptablesRestore(args []string, stdin io.Reader, stdout, stderr io.Writer) i
 	if fs.NArg() > 0 {
 		f, err := os.Open(fs.Arg(0))
 		if err != nil {
-			fmt.Fprintf(stderr, "%s: %v\n", rules.Program, err)
+			fmt.Fprintf(stderr, "%s: %v\n", iptables.Program, err)
 			return 1
 		}
 		defer f.Close()
@@ -102,7 +102,7 @@ func restoreLive(sock string, lf *loadFlags, noflush bool, file string, stdin io
 	if file != "" {
 		f, err := os.Open(file)
 		if err != nil {
-			fmt.Fprintf(stderr, "%s: %v\n", rules.Program, err)
+			fmt.Fprintf(stderr, "%s: %v\n", iptables.Program, err)
 			return 1
 		}
 		defer f.Close()
@@ -110,7 +110,7 @@ func restoreLive(sock string, lf *loadFlags, noflush bool, file string, stdin io
 	}
 	data, err := io.ReadAll(in)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", rules.Program, err)
+		fmt.Fprintf(stderr, "%s: %v\n", iptables.Program, err)
 		return 1
 	}
 	req := lab.ControlRequest{Cmd: "iptables-restore", Input: string(data), NoFlush: noflush, Counters: lf.counters}
@@ -157,12 +157,12 @@ func iptablesSave(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		return code
 	}
 	if *table != "" {
-		if _, ok := rules.ParseTable(*table); !ok {
+		if _, ok := iptables.ParseTable(*table); !ok {
 			fmt.Fprintf(stderr, "Table `%s' does not exist\n", *table)
 			return 1
 		}
 	}
-	if err := rs.Save(stdout, rules.SaveOptions{Counters: lf.counters, Table: *table}); err != nil {
+	if err := rs.Save(stdout, iptables.SaveOptions{Counters: lf.counters, Table: *table}); err != nil {
 		fmt.Fprintf(stderr, "uswitch: %v\n", err)
 		return 1
 	}

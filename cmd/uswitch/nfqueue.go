@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/uswitch-lab/uswitch/datapath"
-	"github.com/uswitch-lab/uswitch/datapath/nfq"
-	"github.com/uswitch-lab/uswitch/datapath/rules"
 	"github.com/uswitch-lab/uswitch/host"
+	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/lab"
+	"github.com/uswitch-lab/uswitch/nfqueue"
 )
 
 // nfqueueCmd binds kernel NFQUEUE queues and decides their packets with
@@ -31,7 +31,7 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	rulesFile := fs.String("rules", "", "uswitch's rule set, an iptables-save `FILE` (default: the snapshot's)")
 	noBatch := fs.Bool("no-batch", false, "one sendmsg per verdict, no batch verdicts")
 	inline := fs.Bool("inline", false, "each queue's reader decides what it read (no worker goroutine)")
-	maxLen := fs.Uint("queue-maxlen", nfq.DefaultMaxQueueLen, "kernel queue length before fail-open accepts")
+	maxLen := fs.Uint("queue-maxlen", nfqueue.DefaultMaxQueueLen, "kernel queue length before fail-open accepts")
 	duration := fs.Duration("duration", 0, "stop after this long (0: run until SIGINT/SIGTERM)")
 	sock := fs.String("socket", "", "control socket for iptables-save/-restore, conntrack, metrics (default "+lab.SocketPath("nfqueue-N")+", N the first queue; \"none\": no socket)")
 	metricsAddr := fs.String("metrics", "", "also serve Prometheus metrics over HTTP at this address, e.g. 127.0.0.1:9469")
@@ -72,7 +72,7 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "uswitch nfqueue: %v\n", err)
 			return 1
 		}
-		ld := &rules.Loader{}
+		ld := &iptables.Loader{}
 		if s.Sets != nil {
 			ld.Sets = s.Sets
 		}
@@ -82,7 +82,7 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	eng := datapath.New(cfg, s.ConntrackConfig(), uint64(time.Now().UnixNano()))
-	srv, err := nfq.Start(eng, s.FIB.LinkName, nfq.Options{Queues: queues, NetNS: *netnsName,
+	srv, err := nfqueue.Start(eng, s.FIB.LinkName, nfqueue.Options{Queues: queues, NetNS: *netnsName,
 		MaxQueueLen: uint32(*maxLen), NoBatch: *noBatch, Inline: *inline,
 		Logf: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }})
 	if err != nil {

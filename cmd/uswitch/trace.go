@@ -13,8 +13,8 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/uswitch-lab/uswitch/datapath"
-	"github.com/uswitch-lab/uswitch/datapath/packet"
 	"github.com/uswitch-lab/uswitch/host"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // tracePacket is one packet to replay.

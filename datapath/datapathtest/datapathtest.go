@@ -5,7 +5,7 @@ package datapathtest
 import (
 	"net/netip"
 
-	"github.com/uswitch-lab/uswitch/datapath/route"
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }

@@ -16,9 +16,9 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/uswitch-lab/uswitch/datapath/packet"
 	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // The sentinel: after each packet the harness writes one packet into the

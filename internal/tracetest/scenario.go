@@ -53,7 +53,7 @@ import (
 	"fmt"
 	"hash/crc32"
 
-	"github.com/uswitch-lab/uswitch/datapath/packet"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // Iface is a TUN device in the router namespace with its addresses

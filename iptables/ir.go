@@ -1,0 +1,260 @@
+package iptables
+
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+)
+
+// TableID names one of the five IPv4 xtables tables.
+type TableID uint8
+
+// The tables, in the order iptables-nft 1.8.9's iptables-save prints them
+// (its enum nft_table_type: mangle, security, raw, filter, nat).
+const (
+	Mangle TableID = iota
+	Security
+	Raw
+	Filter
+	Nat
+	NumTables
+)
+
+var tableNames = [NumTables]string{"mangle", "security", "raw", "filter", "nat"}
+
+func (t TableID) String() string {
+	if t < NumTables {
+		return tableNames[t]
+	}
+	return fmt.Sprintf("table(%d)", uint8(t))
+}
+
+// ParseTable maps a table name to its ID.
+func ParseTable(name string) (TableID, bool) {
+	for i, n := range tableNames {
+		if n == name {
+			return TableID(i), true
+		}
+	}
+	return 0, false
+}
+
+// Hook is a netfilter IPv4 hook (include/uapi/linux/netfilter_ipv4.h).
+type Hook uint8
+
+const (
+	PreRouting Hook = iota
+	LocalIn
+	Forward
+	LocalOut
+	PostRouting
+	NumHooks
+)
+
+var hookChains = [NumHooks]string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
+
+// ChainName is the builtin chain name of the hook.
+func (h Hook) ChainName() string { return hookChains[h] }
+
+func (h Hook) String() string { return hookChains[h] }
+
+// HookMask is a set of hooks.
+type HookMask uint8
+
+// Has reports whether h is in the set.
+func (m HookMask) Has(h Hook) bool { return m&(1<<h) != 0 }
+
+// Hooks makes a mask.
+func Hooks(hs ...Hook) HookMask {
+	var m HookMask
+	for _, h := range hs {
+		m |= 1 << h
+	}
+	return m
+}
+
+// tableHooks lists the builtin chains of each table in hook order
+// (iptables/nft.c xtables_ipv4).
+var tableHooks = [NumTables]HookMask{
+	Mangle:   Hooks(PreRouting, LocalIn, Forward, LocalOut, PostRouting),
+	Security: Hooks(LocalIn, Forward, LocalOut),
+	Raw:      Hooks(PreRouting, LocalOut),
+	Filter:   Hooks(LocalIn, Forward, LocalOut),
+	Nat:      Hooks(PreRouting, LocalIn, LocalOut, PostRouting),
+}
+
+// TableHooks returns the hooks a table has builtin chains for.
+func TableHooks(t TableID) HookMask { return tableHooks[t] }
+
+// Verdict is a standard (built-in) target's verdict.
+type Verdict uint8
+
+const (
+	VerdictNone   Verdict = iota // no target: fall through to the next rule
+	VerdictAccept                // ACCEPT
+	VerdictDrop                  // DROP
+	VerdictReturn                // RETURN
+	VerdictQueue                 // QUEUE (queue 0)
+	VerdictJump                  // -j CHAIN
+	VerdictGoto                  // -g CHAIN
+)
+
+var verdictNames = [...]string{"", "ACCEPT", "DROP", "RETURN", "QUEUE", "JUMP", "GOTO"}
+
+func (v Verdict) String() string { return verdictNames[v] }
+
+// Counters are packet and byte counters.
+type Counters struct {
+	Packets, Bytes uint64
+}
+
+// hitCounter counts, while a rule set runs, the packets and bytes
+// (skb->len: the IP packet) that matched a rule or met a base chain's
+// policy. It is allocated when the rule or chain is made, so counting
+// allocates nothing. A rule or builtin chain a --noflush restore (or a
+// restore that does not name its table) carries over shares its
+// counter with the old set, as the kernel keeps the counters of rules a
+// restore leaves alone; a flushed table's rules start again from zero
+// (or from the input's [pkts:bytes] with -c).
+type hitCounter struct {
+	pkts, bytes atomic.Uint64
+}
+
+func (h *hitCounter) add(n int) {
+	h.pkts.Add(1)
+	h.bytes.Add(uint64(n))
+}
+
+func (h *hitCounter) load(base Counters) Counters {
+	if h != nil {
+		base.Packets += h.pkts.Load()
+		base.Bytes += h.bytes.Load()
+	}
+	return base
+}
+
+// Ruleset is a whole IPv4 xtables configuration: up to five tables.
+// A Ruleset is immutable once returned by a Loader; a change builds a new
+// one.
+type Ruleset struct {
+	Tables [NumTables]*Table // nil when the table does not exist
+
+	// counters are the rules' and builtin chains' counters by id - 1
+	// (the flow cache's replay); memoReady says they are numbered
+	counters  []*hitCounter
+	memoReady bool
+}
+
+// Table is one xtables table.
+type Table struct {
+	ID TableID
+	// Chains holds the builtin chains in hook order, then the user
+	// chains sorted by name (the order iptables-save prints them).
+	Chains []*Chain
+	byName map[string]*Chain
+}
+
+// Chain looks a chain up by name.
+func (t *Table) Chain(name string) *Chain { return t.byName[name] }
+
+// Builtin returns the builtin chain of hook h, or nil.
+func (t *Table) Builtin(h Hook) *Chain {
+	if !tableHooks[t.ID].Has(h) {
+		return nil
+	}
+	return t.byName[h.ChainName()]
+}
+
+// Chain is a builtin or user-defined chain.
+type Chain struct {
+	Name    string
+	Builtin bool
+	Hook    Hook    // valid when Builtin
+	Policy  Verdict // VerdictAccept or VerdictDrop for builtin chains
+	// Counters are the policy counters of a builtin chain.
+	Counters Counters
+	Rules    []*Rule
+	// hits counts the packets that met the policy (builtin chains).
+	hits *hitCounter
+	// Reach is the set of hooks from which the chain can be reached
+	// (computed at commit, as x_tables' mark_source_chains does).
+	Reach HookMask
+	// refs counts rules jumping here (for -X).
+	refs int
+	// index is the compiled classifier (nil: walk linearly); built by
+	// Ruleset.Compile once the chain is final.
+	index *chainIndex
+	// hitID numbers hits for the flow cache (0: none)
+	hitID uint32
+	// vstate is validate's mark (on the path, visited)
+	vstate uint8
+}
+
+// Iface is an interface selector (-i/-o) with its wildcard precomputed.
+type Iface struct {
+	Name     string // as given, including a trailing '+'
+	Prefix   string // Name without the '+'
+	Wildcard bool   // trailing '+': prefix match
+}
+
+// Match reports whether the interface name matches.
+func (f *Iface) Match(name string) bool {
+	if f.Wildcard {
+		return strings.HasPrefix(name, f.Prefix)
+	}
+	return name == f.Name
+}
+
+// Inversion bits of IPHeader (IPT_INV_* in linux/netfilter_ipv4/ip_tables.h).
+const (
+	InvIn    = 0x01
+	InvOut   = 0x02
+	InvTOS   = 0x04
+	InvSrc   = 0x08
+	InvDst   = 0x10
+	InvFrag  = 0x20
+	InvProto = 0x40
+)
+
+// IPHeader is the rule's fixed part: struct ipt_ip.
+type IPHeader struct {
+	Src, SrcMask uint32 // host byte order
+	Dst, DstMask uint32
+	In, Out      Iface // empty Name = any
+	Proto        uint8 // 0 = any
+	Frag         bool  // -f: non-first fragments only
+	Inv          uint8 // Inv* bits
+}
+
+// Rule is one compiled rule.
+type Rule struct {
+	Counters Counters
+	IP       IPHeader
+	// Matches in the order given; Save prints comment matches last, as
+	// iptables-nft stores them as rule userdata.
+	Matches []Match
+	// Verdict is the standard verdict; VerdictJump/VerdictGoto use Jump.
+	Verdict Verdict
+	Jump    *Chain
+	// Target is the extension target (Verdict is VerdictNone then).
+	Target Target
+	// Line is the input line the rule came from.
+	Line int
+
+	hits     *hitCounter
+	jumpName string // chain named by -j/-g, bound to Jump at commit
+	op       byte   // the command that added the rule (A, I, R)
+	// hitID numbers hits for the flow cache (0: none); firstImpure is
+	// the first match whose result can differ between the packets of a
+	// flow (len(Matches): none; -1: the fixed part, -f)
+	hitID       uint32
+	firstImpure int16
+}
+
+// LiveCounters are the rule's counters now: those it was loaded with
+// (-c) plus the packets and bytes that matched it since.
+func (r *Rule) LiveCounters() Counters { return r.hits.load(r.Counters) }
+
+// LiveCounters are a builtin chain's policy counters now: those it was
+// loaded with plus the packets that met the policy since.
+func (c *Chain) LiveCounters() Counters { return c.hits.load(c.Counters) }

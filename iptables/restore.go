@@ -1,0 +1,898 @@
+package iptables
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// The iptables-restore input grammar, as iptables-nft 1.8.9's
+// xtables-restore.c reads it:
+//
+//	# comment            ignored
+//	*TABLE               start a table (flushed unless --noflush)
+//	:CHAIN POLICY [p:b]  set a builtin chain's policy / create a user chain
+//	[p:b] -A CHAIN ...   any iptables command
+//	COMMIT               apply the table
+//
+// A Loader applies nothing until the whole input has been read and every
+// table has committed: the result is a new Ruleset or an error, never a
+// half-applied one.
+
+// Program is the program name used in messages, as iptables-restore.
+const Program = "iptables-restore"
+
+// Version is the iptables-nft version whose behaviour uswitch follows.
+const Version = "v1.8.9 (nf_tables)"
+
+// ErrorKind says how iptables-restore reports an error.
+type ErrorKind uint8
+
+const (
+	// KindLineFailed: "iptables-restore: line N failed[: REASON.]", exit 1.
+	KindLineFailed ErrorKind = iota
+	// KindParam: option error, "iptables-restore v1.8.9 (nf_tables): MSG"
+	// + "Error occurred at line: N" + the help hint, exit 2.
+	KindParam
+	// KindBadArg: "Bad argument `X'" + line + hint, exit 2.
+	KindBadArg
+	// KindKernel: the kernel refused the batch at commit, exit 4.
+	KindKernel
+	// KindCommitExpected: "COMMIT expected at line N", exit 1.
+	KindCommitExpected
+)
+
+// RestoreError is an error in restore input, located at Line.
+type RestoreError struct {
+	Kind ErrorKind
+	Line int
+	Msg  string
+}
+
+func (e *RestoreError) Error() string {
+	return strings.TrimRight(e.Stderr(), "\n")
+}
+
+// ExitCode is the exit status iptables-restore uses for the error.
+func (e *RestoreError) ExitCode() int {
+	switch e.Kind {
+	case KindParam, KindBadArg:
+		return 2
+	case KindKernel:
+		return 4
+	}
+	return 1
+}
+
+// Stderr formats the error exactly as iptables-restore prints it.
+func (e *RestoreError) Stderr() string {
+	hint := fmt.Sprintf("Try `%s -h' or '%s --help' for more information.\n", Program, Program)
+	switch e.Kind {
+	case KindParam:
+		return fmt.Sprintf("%s %s: %s\nError occurred at line: %d\n%s", Program, Version, e.Msg, e.Line, hint)
+	case KindBadArg:
+		return fmt.Sprintf("Bad argument `%s'\nError occurred at line: %d\n%s", e.Msg, e.Line, hint)
+	case KindKernel:
+		return fmt.Sprintf("%s %s: \nline %d: %s\n", Program, Version, e.Line, e.Msg)
+	case KindCommitExpected:
+		return fmt.Sprintf("%s: COMMIT expected at line %d\n", Program, e.Line)
+	}
+	if e.Msg == "" {
+		return fmt.Sprintf("%s: line %d failed\n", Program, e.Line)
+	}
+	return fmt.Sprintf("%s: line %d failed: %s.\n", Program, e.Line, e.Msg)
+}
+
+// Loader reads iptables-restore input.
+type Loader struct {
+	// NoFlush keeps what Base holds in each table instead of flushing
+	// it (iptables-restore --noflush).
+	NoFlush bool
+	// Counters takes the [pkts:bytes] counters of the input
+	// (iptables-restore -c); otherwise they are ignored.
+	Counters bool
+	// Base is the rule set the input applies to (nil = empty).
+	Base *Ruleset
+	// Sets resolves ipset names for -m set (nil = no sets known).
+	Sets SetLookup
+	// Table, when set, restores only that table (iptables-restore -T).
+	Table string
+}
+
+// Load reads the whole input and returns the resulting rule set.
+func (l *Loader) Load(r io.Reader) (*Ruleset, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	return l.LoadString(string(data))
+}
+
+// LoadString is Load on a string. Lines are substrings of s: words the
+// rule set keeps (comments, names) share its memory.
+func (l *Loader) LoadString(s string) (*Ruleset, error) {
+	st := &loadState{l: l, rs: l.Base.clone()}
+	line := 0
+	for len(s) > 0 {
+		end := strings.IndexByte(s, '\n')
+		var ln string
+		if end < 0 {
+			ln, s = s, ""
+		} else {
+			ln, s = s[:end+1], s[end+1:]
+		}
+		line++
+		if e := st.line(ln, line); e != nil {
+			return nil, e
+		}
+	}
+	if st.cur != nil {
+		return nil, &RestoreError{Kind: KindCommitExpected, Line: line + 1}
+	}
+	st.rs.Compile()
+	st.rs.prepareMemo()
+	return st.rs, nil
+}
+
+type loadState struct {
+	// pendingJump is the first jump to a chain that did not exist when
+	// its rule was added; nft reports it when the table commits.
+	pendingJump string
+	l           *Loader
+	rs          *Ruleset
+	cur         *Table // table being edited, nil outside *TABLE ... COMMIT
+	// skip is set while a table other than Loader.Table is read.
+	skip bool
+	// words and parser are reused by every command line (nothing
+	// keeps either once the line is applied)
+	words  []string
+	parser cmdParser
+}
+
+func (st *loadState) line(s string, n int) error {
+	if s == "\n" || s[0] == '#' {
+		return nil
+	}
+	inTable := st.cur != nil || st.skip
+	if inTable && strings.HasPrefix(s, "COMMIT") && (len(s) == 6 || s[6] == '\n') {
+		if st.skip {
+			st.skip = false
+			return nil
+		}
+		if err := st.commit(n); err != nil {
+			return err
+		}
+		st.cur = nil
+		return nil
+	}
+	if s[0] == '*' && !inTable {
+		f := strings.Fields(strings.TrimRight(s[1:], "\n"))
+		if len(f) == 0 {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("%s: line %d table name invalid", Program, n)}
+		}
+		id, ok := ParseTable(f[0])
+		if !ok {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("%s: line %d table name '%s' invalid", Program, n, f[0])}
+		}
+		if st.l.Table != "" && st.l.Table != f[0] {
+			st.skip = true
+			return nil
+		}
+		t := st.rs.Tables[id]
+		if t == nil || !st.l.NoFlush {
+			t = newTable(id)
+		} else {
+			t = t.clone()
+		}
+		st.cur = t
+		return nil
+	}
+	if st.skip {
+		return nil
+	}
+	if s[0] == ':' && st.cur != nil {
+		return st.chainLine(s, n)
+	}
+	if st.cur == nil {
+		return &RestoreError{Kind: KindLineFailed, Line: n}
+	}
+	return st.commandLine(s, n)
+}
+
+func (st *loadState) chainLine(s string, n int) error {
+	f := strings.Fields(strings.TrimRight(s[1:], "\n"))
+	if len(f) == 0 {
+		return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("%s: line %d chain name invalid", Program, n)}
+	}
+	name := f[0]
+	if err := validChainName(name); err != nil {
+		return &RestoreError{Kind: KindParam, Line: n, Msg: err.Error()}
+	}
+	if len(f) < 2 {
+		return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("%s: line %d policy invalid", Program, n)}
+	}
+	t := st.cur
+	if c := t.byName[name]; c != nil && c.Builtin {
+		var ctr Counters
+		hasCtr := len(f) > 2
+		if hasCtr {
+			var ok bool
+			if ctr, ok = parseBracketCounters(f[2]); !ok {
+				return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("invalid policy counters for chain '%s'", name)}
+			}
+		} else if st.l.Counters {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("invalid policy counters for chain '%s'", name)}
+		}
+		switch f[1] {
+		case "ACCEPT":
+			c.Policy = VerdictAccept
+		case "DROP":
+			c.Policy = VerdictDrop
+		case "-":
+		default:
+			return &RestoreError{Kind: KindLineFailed, Line: n, Msg: "Bad policy name"}
+		}
+		if st.l.Counters {
+			c.Counters = ctr
+		}
+		// the chain line sets the policy and its counters anew
+		// (nft_chain_set with NFTA_CHAIN_COUNTERS)
+		c.hits = new(hitCounter)
+		return nil
+	}
+	if c := t.byName[name]; c != nil {
+		// an existing user chain is flushed (nft_cmd_chain_restore)
+		t.flushChain(c)
+		return nil
+	}
+	t.addUserChain(name)
+	return nil
+}
+
+// parseBracketCounters parses "[pkts:bytes]".
+func parseBracketCounters(s string) (Counters, bool) {
+	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
+		return Counters{}, false
+	}
+	p, b, ok := strings.Cut(s[1:len(s)-1], ":")
+	if !ok {
+		return Counters{}, false
+	}
+	pv, err1 := parseCounter(p)
+	bv, err2 := parseCounter(b)
+	if err1 != nil || err2 != nil {
+		return Counters{}, false
+	}
+	return Counters{pv, bv}, true
+}
+
+func (st *loadState) commandLine(s string, n int) error {
+	var pre []string
+	if s[0] == '[' {
+		// tokenize_rule_counters: "[pkts:bytes]" becomes
+		// "--set-counters pkts bytes" when restoring with -c
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Bad line %d: need ]", n)}
+		}
+		p, b, ok := strings.Cut(s[1:end], ":")
+		if !ok || p == "" {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Bad line %d: need :", n)}
+		}
+		if b == "" {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Bad line %d: need ]", n)}
+		}
+		if st.l.Counters {
+			pre = []string{"--set-counters", p, b}
+		}
+		s = s[end+1:]
+	}
+	st.words = appendWords(append(st.words[:0], pre...), s)
+	cmd, err := st.parser.parse(st.words, st.cur.ID, n, st.l.Sets)
+	if err != nil {
+		var pe *ParamError
+		var ba *BadArgError
+		switch {
+		case errors.As(err, &ba):
+			return &RestoreError{Kind: KindBadArg, Line: n, Msg: ba.Arg}
+		case errors.As(err, &pe):
+			return &RestoreError{Kind: KindParam, Line: n, Msg: pe.Msg}
+		}
+		return &RestoreError{Kind: KindParam, Line: n, Msg: err.Error()}
+	}
+	return st.apply(cmd, n)
+}
+
+func lineFailed(n int, msg string) error {
+	return &RestoreError{Kind: KindLineFailed, Line: n, Msg: msg}
+}
+
+const (
+	msgNoChain   = "No chain/target/match by that name"
+	msgBadRule   = "Bad rule (does a matching rule exist in that chain?)"
+	msgIndex     = "Index of insertion too big"
+	msgBadPolicy = "Bad policy name"
+	msgBuiltin   = "Bad built-in chain name"
+)
+
+// apply executes one command on the table being edited.
+func (st *loadState) apply(cmd *command, n int) error {
+	t := st.cur
+	c := t.byName[cmd.chain]
+	for _, r := range cmd.rules {
+		r.jumpName = cmd.jumpName
+		r.op = cmd.op
+	}
+	if cmd.jumpName != "" && (cmd.op == 'A' || cmd.op == 'I' || cmd.op == 'R') &&
+		t.byName[cmd.jumpName] == nil && st.pendingJump == "" {
+		st.pendingJump = cmd.jumpName
+	}
+	switch cmd.op {
+	case 'A':
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		c.Rules = append(c.Rules, cmd.rules...)
+	case 'I':
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		pos := cmd.rulenum - 1
+		if pos > len(c.Rules) {
+			return lineFailed(n, msgIndex)
+		}
+		for _, r := range cmd.rules {
+			c.Rules = append(c.Rules[:pos], append([]*Rule{r}, c.Rules[pos:]...)...)
+		}
+	case 'R':
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		if len(cmd.rules) != 1 {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: "Replacement rule does not specify a unique address"}
+		}
+		if cmd.rulenum > len(c.Rules) {
+			return lineFailed(n, msgNoChain)
+		}
+		c.Rules[cmd.rulenum-1] = cmd.rules[0]
+	case 'D':
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		if cmd.deleteNum {
+			if cmd.rulenum > len(c.Rules) {
+				return lineFailed(n, msgNoChain)
+			}
+			c.Rules = append(c.Rules[:cmd.rulenum-1], c.Rules[cmd.rulenum:]...)
+			return nil
+		}
+		for _, r := range cmd.rules {
+			i := findRule(c, r)
+			if i < 0 {
+				return lineFailed(n, msgBadRule)
+			}
+			c.Rules = append(c.Rules[:i], c.Rules[i+1:]...)
+		}
+	case 'C':
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		for _, r := range cmd.rules {
+			if findRule(c, r) < 0 {
+				return lineFailed(n, msgBadRule)
+			}
+		}
+	case 'N':
+		if c != nil {
+			return lineFailed(n, "Chain already exists")
+		}
+		t.addUserChain(cmd.chain)
+	case 'X':
+		if cmd.chain == "" {
+			for _, uc := range t.userChains() {
+				if t.referenced(uc.Name) {
+					return &RestoreError{Kind: KindKernel, Line: n, Msg: fmt.Sprintf("CHAIN_DEL failed (Device or resource busy): chain %s", uc.Name)}
+				}
+				t.delChain(uc)
+			}
+			return nil
+		}
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		if c.Builtin {
+			return lineFailed(n, "Operation not permitted")
+		}
+		t.flushChain(c)
+		if t.referenced(c.Name) {
+			return &RestoreError{Kind: KindKernel, Line: n, Msg: fmt.Sprintf("CHAIN_DEL failed (Device or resource busy): chain %s", c.Name)}
+		}
+		t.delChain(c)
+	case 'F':
+		if cmd.chain == "" {
+			for _, ch := range t.Chains {
+				t.flushChain(ch)
+			}
+			return nil
+		}
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		t.flushChain(c)
+	case 'Z':
+		chains := t.Chains
+		if cmd.chain != "" {
+			if c == nil {
+				return lineFailed(n, msgNoChain)
+			}
+			chains = []*Chain{c}
+		}
+		for _, ch := range chains {
+			if cmd.rulenum > 0 {
+				if cmd.rulenum > len(ch.Rules) {
+					return lineFailed(n, msgNoChain)
+				}
+				ch.Rules[cmd.rulenum-1] = ch.Rules[cmd.rulenum-1].withCounters(Counters{})
+				continue
+			}
+			ch.Counters = Counters{}
+			for i, r := range ch.Rules {
+				ch.Rules[i] = r.withCounters(Counters{})
+			}
+		}
+	case 'P':
+		if c == nil || !c.Builtin {
+			return lineFailed(n, msgBuiltin)
+		}
+		switch cmd.policy {
+		case "ACCEPT":
+			c.Policy = VerdictAccept
+		case "DROP":
+			c.Policy = VerdictDrop
+		default:
+			return lineFailed(n, msgBadPolicy)
+		}
+	case 'E':
+		if c == nil {
+			return lineFailed(n, msgNoChain)
+		}
+		if c.Builtin {
+			return lineFailed(n, "Operation not permitted")
+		}
+		if t.byName[cmd.newName] != nil {
+			return lineFailed(n, "File exists")
+		}
+		for _, ch := range t.Chains {
+			for _, r := range ch.Rules {
+				if r.jumpName == c.Name {
+					r.jumpName = cmd.newName
+				}
+			}
+		}
+		delete(t.byName, c.Name)
+		c.Name = cmd.newName
+		t.byName[c.Name] = c
+	}
+	return nil
+}
+
+func (r *Rule) withCounters(c Counters) *Rule {
+	nr := *r
+	nr.Counters = c
+	return &nr
+}
+
+// findRule finds the first rule of c equal to r (as -D does: the same
+// specification, compared in its saved form).
+func findRule(c *Chain, r *Rule) int {
+	want := ruleSpec(r)
+	for i, x := range c.Rules {
+		if ruleSpec(x) == want {
+			return i
+		}
+	}
+	return -1
+}
+
+func ruleSpec(r *Rule) string {
+	var w SaveWriter
+	writeRuleBody(&w, r)
+	w.WriteString("|" + r.jumpName)
+	return w.String()
+}
+
+// commit checks the table as the kernel does when the batch is
+// committed, binds jumps, and installs the table in the working set.
+func (st *loadState) commit(n int) error {
+	t := st.cur
+	t.sortChains()
+	if st.pendingJump != "" {
+		return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Chain '%s' does not exist", st.pendingJump)}
+	}
+	// every jump target must exist (nft checks this at commit and
+	// reports the COMMIT line)
+	for _, c := range t.Chains {
+		for _, r := range c.Rules {
+			if r.jumpName == "" {
+				r.Jump = nil
+				continue
+			}
+			j := t.byName[r.jumpName]
+			if j == nil {
+				return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Chain '%s' does not exist", r.jumpName)}
+			}
+			if j.Builtin {
+				return &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Operation not supported): rule in chain %s", opName(r.op), c.Name)}
+			}
+			r.Jump = j
+		}
+	}
+	if err := t.validate(); err != nil {
+		return err
+	}
+	st.rs.Tables[t.ID] = t
+	return nil
+}
+
+func opName(op byte) string {
+	switch op {
+	case 'I':
+		return "RULE_INSERT"
+	case 'R':
+		return "RULE_REPLACE"
+	}
+	return "RULE_APPEND"
+}
+
+// jumpStackSize is NFT_JUMP_STACK_SIZE: the deepest chain nesting the
+// kernel accepts (net/netfilter/nf_tables_api.c nft_chain_validate).
+const jumpStackSize = 16
+
+// validate computes every chain's hook reachability, rejects loops and
+// too deep nesting (-EMLINK, "Too many links"), and runs the extensions'
+// hook checks.
+func (t *Table) validate() error {
+	for _, c := range t.Chains {
+		c.Reach = 0
+	}
+	var bad *Rule
+	var badChain *Chain
+	// vstate marks a chain on the current path (visit) and, for the
+	// search of loops, visited (1: on the stack, 2: done)
+	for _, c := range t.Chains {
+		c.vstate = 0
+	}
+	var visit func(c *Chain, hooks HookMask, depth int) bool
+	visit = func(c *Chain, hooks HookMask, depth int) bool {
+		if c.Reach&hooks == hooks && depth > 0 {
+			return true
+		}
+		c.Reach |= hooks
+		c.vstate = 1
+		defer func() { c.vstate = 0 }()
+		for _, r := range c.Rules {
+			if r.Jump == nil {
+				continue
+			}
+			if r.Jump.vstate == 1 || depth+1 >= jumpStackSize {
+				if bad == nil || r.Line > bad.Line {
+					bad, badChain = r, c
+				}
+				return false
+			}
+			if !visit(r.Jump, hooks, depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, c := range t.Chains {
+		if c.Builtin {
+			visit(c, Hooks(c.Hook), 0)
+		}
+	}
+	if bad == nil {
+		// loops among chains not reachable from a base chain
+		for _, c := range t.Chains {
+			c.vstate = 0
+		}
+		var dfs func(c *Chain) bool
+		dfs = func(c *Chain) bool {
+			c.vstate = 1
+			for _, r := range c.Rules {
+				if r.Jump == nil {
+					continue
+				}
+				switch r.Jump.vstate {
+				case 1:
+					bad, badChain = r, c
+					return false
+				case 0:
+					if !dfs(r.Jump) {
+						return false
+					}
+				}
+			}
+			c.vstate = 2
+			return true
+		}
+		for _, c := range t.Chains {
+			if c.vstate == 0 && !dfs(c) {
+				break
+			}
+		}
+	}
+	if bad != nil {
+		return &RestoreError{Kind: KindKernel, Line: bad.Line, Msg: fmt.Sprintf("%s failed (Too many links): rule in chain %s", opName(bad.op), badChain.Name)}
+	}
+	// nft checks a rule when it is added: a hook violation is reported
+	// on the earliest line at which it exists, the offending rule or
+	// the later jump completing a path to it
+	// (the reach times are computed only once a check fails)
+	var times map[*Chain]*[NumHooks]reachStep
+	timesOf := func(c *Chain) *[NumHooks]reachStep {
+		if times == nil {
+			times = t.reachTimes()
+		}
+		return times[c]
+	}
+	var first *RestoreError
+	for _, c := range t.Chains {
+		for _, r := range c.Rules {
+			if len(r.Matches) == 0 && r.Target == nil {
+				continue
+			}
+			if err := checkRuleHooks(t.ID, c, r, timesOf); err != nil && (first == nil || err.Line < first.Line) {
+				first = err
+			}
+		}
+	}
+	if first != nil {
+		return first
+	}
+	return nil
+}
+
+// reachStep is when a chain became reachable from a hook: the input
+// line and the jump rule (and its chain) that completed the path; a nil
+// rule is the base chain itself.
+type reachStep struct {
+	line  int
+	rule  *Rule
+	chain *Chain
+}
+
+// reachTimes computes for every chain and hook the earliest line after
+// which the chain is reachable from the hook (the latest jump on the
+// best path). Loops were refused before.
+func (t *Table) reachTimes() map[*Chain]*[NumHooks]reachStep {
+	times := map[*Chain]*[NumHooks]reachStep{}
+	for _, c := range t.Chains {
+		var ts [NumHooks]reachStep
+		for h := range ts {
+			ts[h].line = -1
+		}
+		if c.Builtin {
+			ts[c.Hook].line = 0
+		}
+		times[c] = &ts
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, c := range t.Chains {
+			for _, r := range c.Rules {
+				if r.Jump == nil || times[r.Jump] == nil {
+					continue
+				}
+				for h := Hook(0); h < NumHooks; h++ {
+					from := times[c][h]
+					if from.line < 0 {
+						continue
+					}
+					step := reachStep{from.line, from.rule, from.chain}
+					if r.Line >= from.line {
+						step = reachStep{r.Line, r, c}
+					}
+					to := &times[r.Jump][h]
+					if to.line < 0 || step.line < to.line {
+						*to = step
+						changed = true
+					}
+				}
+			}
+		}
+	}
+	return times
+}
+
+// withErrno puts the strerror text of an *Errno check error into the
+// kernel's refusal message in place of EINVAL's.
+func withErrno(fail *RestoreError, err error) *RestoreError {
+	var e *Errno
+	if !errors.As(err, &e) {
+		return fail
+	}
+	f := *fail
+	f.Msg = strings.Replace(f.Msg, "(Invalid argument)", "("+e.Text+")", 1)
+	return &f
+}
+
+func checkRuleHooks(t TableID, c *Chain, r *Rule, timesOf func(*Chain) *[NumHooks]reachStep) *RestoreError {
+	failAt := func(r *Rule, c *Chain) *RestoreError {
+		return &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Invalid argument): rule in chain %s", opName(r.op), c.Name)}
+	}
+	check := func(x any) *RestoreError {
+		if ec, ok := x.(EntryChecker); ok {
+			var own HookMask
+			if c.Builtin {
+				own = Hooks(c.Hook)
+			}
+			if err := ec.CheckEntry(t, own); err != nil {
+				return withErrno(failAt(r, c), err)
+			}
+		}
+		hc, ok := x.(HookChecker)
+		if !ok {
+			return nil
+		}
+		if err := hc.CheckHooks(t, c.Reach); err != nil {
+			fail := failAt(r, c)
+			if hc.CheckHooks(t, 0) != nil {
+				return withErrno(fail, err) // refused whatever the hooks
+			}
+			times := timesOf(c)
+			if times == nil {
+				return withErrno(fail, err)
+			}
+			// the hook that made the rule invalid earliest
+			var best *RestoreError
+			for h := Hook(0); h < NumHooks; h++ {
+				st := times[h]
+				if !c.Reach.Has(h) || st.line < 0 || hc.CheckHooks(t, Hooks(h)) == nil {
+					continue
+				}
+				e := fail
+				if st.rule != nil && st.line > r.Line {
+					e = failAt(st.rule, st.chain)
+				}
+				if best == nil || e.Line < best.Line {
+					best = e
+				}
+			}
+			if best == nil {
+				return fail
+			}
+			return best
+		}
+		return nil
+	}
+	for _, m := range r.Matches {
+		if err := check(m); err != nil {
+			return err
+		}
+		if pc, ok := m.(ProtoChecker); ok {
+			if n, isNative := m.(nftNative); isNative && n.nftNative() {
+				continue // translated to nftables expressions, no xt check
+			}
+			if r.IP.Proto != pc.RequiredProto() || r.IP.Inv&InvProto != 0 {
+				return &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Invalid argument): rule in chain %s", opName(r.op), c.Name)}
+			}
+		}
+	}
+	if r.Target != nil {
+		if err := check(r.Target); err != nil {
+			return err
+		}
+		if pc, ok := r.Target.(ProtoChecker); ok && (r.IP.Proto != pc.RequiredProto() || r.IP.Inv&InvProto != 0) {
+			return &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Invalid argument): rule in chain %s", opName(r.op), c.Name)}
+		}
+	}
+	return nil
+}
+
+func newTable(id TableID) *Table {
+	t := &Table{ID: id, byName: map[string]*Chain{}}
+	for h := Hook(0); h < NumHooks; h++ {
+		if tableHooks[id].Has(h) {
+			c := &Chain{Name: h.ChainName(), Builtin: true, Hook: h, Policy: VerdictAccept, hits: new(hitCounter)}
+			t.Chains = append(t.Chains, c)
+			t.byName[c.Name] = c
+		}
+	}
+	return t
+}
+
+// clone copies the table deeply enough that edits don't reach the
+// original (chains and rule slices; rules themselves are immutable).
+func (t *Table) clone() *Table {
+	nt := &Table{ID: t.ID, byName: make(map[string]*Chain, len(t.Chains))}
+	for _, c := range t.Chains {
+		nc := *c
+		nc.Rules = make([]*Rule, len(c.Rules))
+		for i, r := range c.Rules {
+			nr := *r
+			nc.Rules[i] = &nr
+		}
+		nt.Chains = append(nt.Chains, &nc)
+		nt.byName[nc.Name] = &nc
+	}
+	return nt
+}
+
+func (rs *Ruleset) clone() *Ruleset {
+	n := &Ruleset{}
+	if rs == nil {
+		return n
+	}
+	for i, t := range rs.Tables {
+		if t != nil {
+			n.Tables[i] = t.clone()
+		}
+	}
+	return n
+}
+
+func (t *Table) addUserChain(name string) *Chain {
+	c := &Chain{Name: name}
+	t.Chains = append(t.Chains, c)
+	t.byName[name] = c
+	return c // sorted at commit
+}
+
+// sortChains keeps builtin chains in hook order first, then user chains
+// sorted by name (nft_cache_sort_chains).
+func (t *Table) sortChains() {
+	// builtin chains by hook, then user chains by name: every key is
+	// unique, so an unstable sort gives the one order (and a table saved
+	// by iptables-save is in it already)
+	cmp := func(a, b *Chain) int {
+		switch {
+		case a.Builtin != b.Builtin:
+			if a.Builtin {
+				return -1
+			}
+			return 1
+		case a.Builtin:
+			return int(a.Hook) - int(b.Hook)
+		}
+		return strings.Compare(a.Name, b.Name)
+	}
+	if !slices.IsSortedFunc(t.Chains, cmp) {
+		slices.SortFunc(t.Chains, cmp)
+	}
+}
+
+func (t *Table) userChains() []*Chain {
+	var out []*Chain
+	for _, c := range t.Chains {
+		if !c.Builtin {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (t *Table) flushChain(c *Chain) { c.Rules = nil }
+
+func (t *Table) referenced(name string) bool {
+	for _, c := range t.Chains {
+		for _, r := range c.Rules {
+			if r.jumpName == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (t *Table) delChain(c *Chain) {
+	delete(t.byName, c.Name)
+	for i, x := range t.Chains {
+		if x == c {
+			t.Chains = append(t.Chains[:i], t.Chains[i+1:]...)
+			break
+		}
+	}
+}

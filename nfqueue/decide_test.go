@@ -1,0 +1,142 @@
+package nfqueue
+
+import (
+	"testing"
+
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/datapath/datapathtest"
+	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/packet"
+)
+
+const unitRules = `*mangle
+:FORWARD ACCEPT [0:0]
+-A FORWARD -p udp -m udp --dport 53 -j MARK --set-xmark 0x7/0xffffffff
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 10.96.0.10/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 192.168.1.10:8080
+-A POSTROUTING -o eth1 -p tcp -m tcp --dport 443 -j MASQUERADE
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -p tcp -m tcp --dport 22 -j DROP
+COMMIT
+`
+
+// RouterFIB: lo 1, eth0 2 (10.0.0.1/24), eth1 3 (192.168.1.1/24, default).
+func newDecider(t *testing.T) *Decider {
+	fib, err := datapathtest.RouterFIB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := (&iptables.Loader{}).LoadString(unitRules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := datapath.New(datapath.Config{Rules: rs, FIB: fib, IPForward: true}, conntrack.DefaultConfig(), 1)
+	var clock int64
+	return &Decider{Eng: eng, Name: fib.LinkName, Now: func() int64 { clock += 1000; return clock }}
+}
+
+func ip4(a, b, c, d byte) uint32 { return uint32(a)<<24 | uint32(b)<<16 | uint32(c)<<8 | uint32(d) }
+
+func TestDecide(t *testing.T) {
+	d := newDecider(t)
+	client := ip4(10, 0, 0, 2)
+	cases := []struct {
+		name    string
+		hook    uint8
+		spec    packet.Spec
+		verdict uint32
+		mark    uint32
+		setMark bool
+		rewrite bool
+		dst     uint32 // after, when rewritten
+		src     uint32
+	}{
+		{name: "forward accept", hook: HookForward,
+			spec: packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoTCP, SrcPort: 1000, DstPort: 80, TCPFlags: 0x02, TTL: 63}, verdict: VerdictAccept},
+		{name: "forward drop", hook: HookForward,
+			spec: packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoTCP, SrcPort: 1001, DstPort: 22, TCPFlags: 0x02, TTL: 63}, verdict: VerdictDrop},
+		{name: "forward mark", hook: HookForward,
+			spec: packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoUDP, SrcPort: 1002, DstPort: 53, TTL: 63}, verdict: VerdictAccept, mark: 7, setMark: true},
+		{name: "forward masquerade", hook: HookForward,
+			spec:    packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoTCP, SrcPort: 1003, DstPort: 443, TCPFlags: 0x02, TTL: 63},
+			verdict: VerdictAccept, rewrite: true, src: ip4(192, 168, 1, 1), dst: ip4(8, 8, 8, 8)},
+		{name: "prerouting dnat", hook: HookPreRouting,
+			spec:    packet.Spec{Src: client, Dst: ip4(10, 96, 0, 10), Proto: packet.ProtoTCP, SrcPort: 1004, DstPort: 80, TCPFlags: 0x02, TTL: 64},
+			verdict: VerdictAccept, rewrite: true, src: client, dst: ip4(192, 168, 1, 10)},
+		// TTL 1 at FORWARD arrived with 2: forwarded, not expired
+		{name: "forward ttl 1", hook: HookForward,
+			spec: packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoTCP, SrcPort: 1005, DstPort: 80, TCPFlags: 0x02, TTL: 1}, verdict: VerdictAccept},
+		{name: "prerouting ttl 1", hook: HookPreRouting,
+			spec: packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoTCP, SrcPort: 1006, DstPort: 80, TCPFlags: 0x02, TTL: 1}, verdict: VerdictDrop},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := packet.Build(c.spec)
+			q := Queued{ID: uint32(i + 1), Hook: c.hook, InDev: 2, OutDev: 3, Payload: b}
+			dec := d.Decide(&q)
+			if dec.Verdict != c.verdict || dec.SetMark != c.setMark || (c.setMark && dec.Mark != c.mark) {
+				t.Fatalf("verdict %d mark %#x (set %v), want %d %#x (%v); fate %v", dec.Verdict, dec.Mark, dec.SetMark, c.verdict, c.mark, c.setMark, dec.Fate)
+			}
+			if dec.Verdict == VerdictDrop {
+				return
+			}
+			if (dec.Payload != nil) != c.rewrite {
+				t.Fatalf("rewritten %v, want %v", dec.Payload != nil, c.rewrite)
+			}
+			if dec.Batchable() != (!c.rewrite && !c.setMark) {
+				t.Errorf("batchable %v", dec.Batchable())
+			}
+			if dec.RouteMismatch {
+				t.Errorf("route mismatch: %v", dec.Fate)
+			}
+			if !c.rewrite {
+				return
+			}
+			p := packet.Packet{Data: dec.Payload}
+			if err := p.Decode(); err != nil {
+				t.Fatal(err)
+			}
+			if p.Src != c.src || p.Dst != c.dst {
+				t.Errorf("rewritten to %08x > %08x, want %08x > %08x", p.Src, p.Dst, c.src, c.dst)
+			}
+			if p.IP.TTL() != c.spec.TTL {
+				t.Errorf("TTL %d, want the queued %d (the kernel decrements)", p.IP.TTL(), c.spec.TTL)
+			}
+			if !p.TransportChecksumOK() {
+				t.Errorf("bad transport checksum")
+			}
+		})
+	}
+	if dec := d.Decide(&Queued{ID: 99, Hook: HookForward, Payload: []byte{0x45, 0, 0}}); dec.Verdict != VerdictDrop || !dec.Malformed {
+		t.Errorf("malformed: %+v", dec)
+	}
+}
+
+func TestVerdictMsg(t *testing.T) {
+	m := verdictMsg(7, 0x01020304, VerdictAccept, false, true, 0x42, []byte{0x45})
+	if m.Header.Type != 3<<8|1 {
+		t.Errorf("type %#x", m.Header.Type)
+	}
+	want := []byte{
+		2, 0, 0, 7, // nfgenmsg: AF_INET, v0, queue 7
+		12, 0, 2, 0, 0, 0, 0, 1, 1, 2, 3, 4, // NFQA_VERDICT_HDR
+		8, 0, 3, 0, 0, 0, 0, 0x42, // NFQA_MARK
+		5, 0, 10, 0, 0x45, 0, 0, 0, // NFQA_PAYLOAD, padded
+	}
+	if string(m.Data) != string(want) {
+		t.Errorf("data\n% x\nwant\n% x", m.Data, want)
+	}
+	if b := verdictMsg(7, 9, VerdictAccept, true, false, 0, nil); b.Header.Type != 3<<8|3 || len(b.Data) != 16 {
+		t.Errorf("batch: type %#x, % x", b.Header.Type, b.Data)
+	}
+}
