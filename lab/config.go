@@ -18,6 +18,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/lvs"
 	"github.com/uswitch-lab/uswitch/route"
 )
@@ -130,7 +131,7 @@ type Interface struct {
 	// Decap makes uswitch play the namespace's tunnel device: a tunnel
 	// packet it writes to this TUN addressed to one of the namespace's
 	// addresses is handed over as its inner packet (decap.go).
-	Decap DecapValue `toml:"decap"`
+	Decap link.DecapValue `toml:"decap"`
 	// Kind is "tun" (the default: IPv4 packets, no link header) or
 	// "tap" (Ethernet frames, with ARP: tap.go).
 	Kind IfaceKind `toml:"kind"`

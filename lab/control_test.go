@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/packet"
 )
@@ -52,18 +53,18 @@ func TestControlCommands(t *testing.T) {
 		t.Fatalf("reply: %v", f)
 	}
 
-	r := l.Control(ControlRequest{Cmd: "conntrack", Op: "L"})
+	r := l.Control(control.Request{Cmd: "conntrack", Op: "L"})
 	want := "udp      17 30 src=10.10.1.2 dst=203.0.113.2 sport=5000 dport=7 src=203.0.113.2 dst=203.0.113.1 sport=7 dport=5000 mark=0 use=1\n"
 	if r.Code != 0 || r.Stdout != want || r.Stderr != "conntrack v1.4.7 (conntrack-tools): 1 flow entries have been shown.\n" {
 		t.Errorf("conntrack -L: %+v\nwant %q", r, want)
 	}
-	if r := l.Control(ControlRequest{Cmd: "conntrack", Op: "C"}); r.Stdout != "1\n" {
+	if r := l.Control(control.Request{Cmd: "conntrack", Op: "C"}); r.Stdout != "1\n" {
 		t.Errorf("conntrack -C: %+v", r)
 	}
 
 	save := func(table string) string {
 		t.Helper()
-		r := l.Control(ControlRequest{Cmd: "iptables-save", Counters: true, Table: table})
+		r := l.Control(control.Request{Cmd: "iptables-save", Counters: true, Table: table})
 		if r.Code != 0 || r.Stderr != "" {
 			t.Fatalf("iptables-save: %+v", r)
 		}
@@ -83,7 +84,7 @@ func TestControlCommands(t *testing.T) {
 
 	// swap in a set that refuses new flows: the established one goes on
 	// with its NAT binding, a new one is dropped
-	if r := l.Control(ControlRequest{Cmd: "iptables-restore", Input: filterOnlyEstablished}); r.Code != 0 || r.Stderr != "" {
+	if r := l.Control(control.Request{Cmd: "iptables-restore", Input: filterOnlyEstablished}); r.Code != 0 || r.Stderr != "" {
 		t.Fatalf("iptables-restore: %+v", r)
 	}
 	if f := receive(t, l, "udp 10.10.1.2:5000 > 203.0.113.2:7 len 10 iif tc"); f.Kind != datapath.Forwarded {
@@ -107,7 +108,7 @@ func TestControlCommands(t *testing.T) {
 
 	// a bad set is refused with iptables-restore's words and exit code;
 	// the running set is untouched
-	r = l.Control(ControlRequest{Cmd: "iptables-restore", Input: "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -p tcp --dport 99999 -j ACCEPT\nCOMMIT\n"})
+	r = l.Control(control.Request{Cmd: "iptables-restore", Input: "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -p tcp --dport 99999 -j ACCEPT\nCOMMIT\n"})
 	if r.Code != 2 || !strings.Contains(r.Stderr, "invalid port/service `99999' specified\nError occurred at line: 3\n") {
 		t.Errorf("bad restore: %+v", r)
 	}
@@ -118,23 +119,23 @@ func TestControlCommands(t *testing.T) {
 		t.Errorf("new flow after the refused restore: %v", f)
 	}
 	// --noflush adds to the running set
-	if r := l.Control(ControlRequest{Cmd: "iptables-restore", NoFlush: true, Input: "*filter\n-A FORWARD -i tc -p udp -j ACCEPT\nCOMMIT\n"}); r.Code != 0 {
+	if r := l.Control(control.Request{Cmd: "iptables-restore", NoFlush: true, Input: "*filter\n-A FORWARD -i tc -p udp -j ACCEPT\nCOMMIT\n"}); r.Code != 0 {
 		t.Fatalf("iptables-restore --noflush: %+v", r)
 	}
 	if got := save("filter"); !strings.Contains(got, ":FORWARD DROP [2:76]\n") || !strings.Contains(got, "[1:38] -A FORWARD -m conntrack") || !strings.Contains(got, "[0:0] -A FORWARD -i tc -p udp -j ACCEPT\n") {
 		t.Errorf("after --noflush:\n%s", got)
 	}
-	if r := l.Control(ControlRequest{Cmd: "iptables-save", Table: "nope"}); r.Code != 1 || r.Stderr != "Table `nope' does not exist\n" {
+	if r := l.Control(control.Request{Cmd: "iptables-save", Table: "nope"}); r.Code != 1 || r.Stderr != "Table `nope' does not exist\n" {
 		t.Errorf("iptables-save -t nope: %+v", r)
 	}
 
-	m := l.Control(ControlRequest{Cmd: "metrics"}).Stdout
+	m := l.Control(control.Request{Cmd: "metrics"}).Stdout
 	for _, w := range []string{"# TYPE uswitch_conntrack_entries gauge\nuswitch_conntrack_entries 1\n", "uswitch_packets_received_total 0\n", `uswitch_conntrack_events_total{event="new"}`} {
 		if !strings.Contains(m, w) {
 			t.Errorf("metrics lack %q:\n%s", w, m)
 		}
 	}
-	if r := l.Control(ControlRequest{Cmd: "frobnicate"}); r.Code != 2 {
+	if r := l.Control(control.Request{Cmd: "frobnicate"}); r.Code != 2 {
 		t.Errorf("unknown command: %+v", r)
 	}
 }
@@ -161,8 +162,8 @@ func TestControlSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	json.NewEncoder(c).Encode(ControlRequest{Cmd: "iptables-save", Table: "nat"})
-	var r ControlResponse
+	json.NewEncoder(c).Encode(control.Request{Cmd: "iptables-save", Table: "nat"})
+	var r control.Response
 	if err := json.NewDecoder(c).Decode(&r); err != nil || r.Code != 0 || !strings.HasPrefix(r.Stdout, "*nat\n") {
 		t.Errorf("over the socket: %+v %v", r, err)
 	}
@@ -191,10 +192,10 @@ func TestControlSocket(t *testing.T) {
 }
 
 func TestSocketPath(t *testing.T) {
-	if p := SocketPath("default"); p != "/run/uswitch/default.sock" {
+	if p := control.SocketPath("default"); p != "/run/uswitch/default.sock" {
 		t.Error(p)
 	}
-	if p := SocketPath("a/b"); p != "/run/uswitch/a_b.sock" {
+	if p := control.SocketPath("a/b"); p != "/run/uswitch/a_b.sock" {
 		t.Error(p)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/host"
+	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/route"
 )
 
@@ -109,7 +110,7 @@ func (c *Config) fibConfig(ifindex map[string]int) (route.Config, error) {
 	for i, it := range c.Interfaces {
 		mtu := it.MTU
 		if mtu == 0 {
-			mtu = defaultMTU
+			mtu = link.DefaultMTU
 		}
 		// a TUN is point-to-point without ARP; multicast is off
 		cfg.Links = append(cfg.Links, route.Link{Name: it.Name, Index: idx(i, it.Name), Up: true, MTU: mtu})

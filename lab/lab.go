@@ -11,7 +11,9 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/link"
 )
 
 // Lab is a running lab. Its life:
@@ -30,11 +32,11 @@ type Lab struct {
 	nss  map[string]netns.NsHandle
 	made []string // namespaces made, in order
 	eng  *datapath.Engine
-	dp   *Datapath
+	dp   *link.Datapath
 	srv  []*server
-	ctl  *ControlServer // live control socket and metrics listener (nil: none)
+	ctl  *control.Server // live control socket and metrics listener (nil: none)
 	// ec answers the control commands; set up by the first request
-	ec     EngineControl
+	ec     control.Engine
 	ecInit sync.Once
 	closed sync.Once
 	cerr   error
@@ -72,7 +74,7 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	if err := upTopology(cfg, l.nss); err != nil {
 		return l, err
 	}
-	var devs []Device
+	var devs []link.Device
 	mtus := map[string]int{}
 	defer func() {
 		if err != nil && l.dp == nil {
@@ -97,15 +99,15 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 			}
 			continue
 		}
-		open := openTUN
+		open := link.OpenTUN
 		if it.Kind == KindTAP {
-			open = openTAP // an Ethernet port (tap.go)
+			open = link.OpenTAP // an Ethernet port (tap.go)
 		}
 		offload := cfg.Uswitch.Offload == nil || *cfg.Uswitch.Offload
 		if it.Offload != nil {
 			offload = *it.Offload
 		}
-		qs, err := open(l.nss[n.Name], it.Name, tunOptions{queues: queues, offload: offload})
+		qs, err := open(l.nss[n.Name], it.Name, link.Options{Queues: queues, Offload: offload})
 		for _, q := range qs {
 			devs = append(devs, q)
 		}
@@ -114,7 +116,7 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 		}
 		mtu := it.MTU
 		if mtu == 0 {
-			mtu = defaultMTU
+			mtu = link.DefaultMTU
 		}
 		mtus[it.Name] = mtu
 		if err := configureNS(l.nss[n.Name], it.Name, mtu, &n); err != nil {
@@ -136,11 +138,11 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	if l.eng.LVS, err = cfg.Director(); err != nil {
 		return l, err
 	}
-	opts := append(cfg.DatapathOptions(), cfg.tapOptions()...)
+	opts := cfg.DatapathOptions()
 	if cfg.Uswitch.Inline == nil || *cfg.Uswitch.Inline {
-		opts = append(opts, WithInline())
+		opts = append(opts, link.WithInline())
 	}
-	l.dp = NewDatapath(l.eng, devs, mtus, workers, opts...)
+	l.dp = link.NewDatapath(l.eng, devs, mtus, workers, opts...)
 	for _, n := range cfg.Namespaces {
 		for _, s := range n.Servers {
 			sv, err := startServer(l.nss[n.Name], n.Name, s)
@@ -159,10 +161,10 @@ func (l *Lab) Config() *Config { return l.cfg }
 // Engine is the lab's packet engine.
 func (l *Lab) Engine() *datapath.Engine { return l.eng }
 
-// Stats are the datapath's counters.
-func (l *Lab) Stats() Stats {
+// link.Stats are the datapath's counters.
+func (l *Lab) Stats() link.Stats {
 	if l.dp == nil {
-		return Stats{}
+		return link.Stats{}
 	}
 	return l.dp.Stats()
 }

@@ -3,11 +3,12 @@ package lab
 import (
 	"errors"
 	"fmt"
-	"github.com/uswitch-lab/uswitch/internal/netnsrun"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+
+	"github.com/uswitch-lab/uswitch/internal/netnsrun"
 
 	// vishvananda/netns: named namespaces (the bind mounts under
 	// /run/netns that `ip netns` also uses) and setns handles; netlink

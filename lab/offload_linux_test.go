@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/uswitch-lab/uswitch/internal/labtest"
+	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -50,7 +51,7 @@ func TestOffloadTransfer(t *testing.T) {
 			go func() {
 				n := 0
 				for {
-					var cp Captured
+					var cp link.Captured
 					select {
 					case cp = <-caps:
 					case <-capStop:

@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"golang.org/x/net/ipv4"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/net/ipv4"
 
 	"github.com/vishvananda/netns"
 )

@@ -16,32 +16,9 @@ import (
 )
 
 // tapLab: a client on a TUN, a server namespace on a TAP (an Ethernet
-// link with ARP) behind uswitch.
-const tapLab = `
-name = "tap"
-[uswitch]
-workers = 2
-[uswitch.sysctl]
-"net.ipv4.ip_forward" = 1
-[[interface]]
-name = "tc"
-netns = "P-c"
-addresses = ["10.10.1.1/24"]
-[[interface]]
-name = "ts"
-netns = "P-s"
-kind = "tap"
-addresses = ["10.10.2.1/24"]
-[[namespace]]
-name = "P-c"
-addresses = ["10.10.1.2/24"]
-routes = ["default via 10.10.1.1"]
-[[namespace]]
-name = "P-s"
-addresses = ["10.10.2.2/24"]
-routes = ["default via 10.10.2.1"]
-server = [{ kind = "http", port = 8080 }]
-`
+// link with ARP) behind uswitch (testdata/tap.toml; link's fake-device
+// test reads it too).
+var tapLab = mustRead("testdata/tap.toml")
 
 // sniffer reads every frame of one device inside a namespace through an
 // AF_PACKET socket, until stop.
@@ -218,8 +195,7 @@ func TestLabTAP(t *testing.T) {
 			t.Errorf("no neighbour entry for 10.10.2.1 in %v", ns)
 		}
 		// and uswitch resolved the server
-		dp := l.dp.byName["ts"].l2
-		if got, ok := dp.neigh.entries()[ip4("10.10.2.2")]; !ok || got != theirs {
+		if got, ok := l.dp.Neighbours("ts")[netip.MustParseAddr("10.10.2.2")]; !ok || got != theirs {
 			t.Errorf("uswitch's entry for 10.10.2.2: %s (%v), want %s", macString(got), ok, macString(theirs))
 		}
 	})
@@ -230,16 +206,16 @@ func TestLabTAP(t *testing.T) {
 		frames := sn.stop()
 		var ip, arp int
 		for _, f := range frames {
-			if len(f) < ethHeaderLen || [6]byte(f[6:12]) != ours {
+			if len(f) < 14 || [6]byte(f[6:12]) != ours {
 				continue
 			}
-			if [6]byte(f[0:6]) != theirs && !(binary.BigEndian.Uint16(f[12:]) == etherTypeARP && [6]byte(f[0:6]) == broadcastMAC) {
+			if [6]byte(f[0:6]) != theirs && !(binary.BigEndian.Uint16(f[12:]) == unix.ETH_P_ARP && [6]byte(f[0:6]) == [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}) {
 				t.Errorf("a frame from uswitch to %s: %x", macString([6]byte(f[0:6])), f[:min(len(f), 34)])
 			}
 			switch binary.BigEndian.Uint16(f[12:]) {
-			case etherTypeIPv4:
+			case unix.ETH_P_IP:
 				ip++
-			case etherTypeARP:
+			case unix.ETH_P_ARP:
 				arp++
 			}
 		}
@@ -316,10 +292,10 @@ func TestLabTAPDirectRouting(t *testing.T) {
 	vip := netip.MustParseAddr("10.10.1.100").As4()
 	found := 0
 	for _, f := range sn.stop() {
-		if len(f) < ethHeaderLen+40 || binary.BigEndian.Uint16(f[12:]) != etherTypeIPv4 {
+		if len(f) < 14+40 || binary.BigEndian.Uint16(f[12:]) != unix.ETH_P_IP {
 			continue
 		}
-		ip := f[ethHeaderLen:]
+		ip := f[14:]
 		if ip[9] != syscall.IPPROTO_TCP || [4]byte(ip[16:20]) != vip || binary.BigEndian.Uint16(ip[ip[0]&0xf*4+2:]) != 80 {
 			continue
 		}

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -13,7 +12,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/uswitch-lab/uswitch/packet"
+	"github.com/uswitch-lab/uswitch/link"
+	"github.com/uswitch-lab/uswitch/link/linktest"
 	"github.com/uswitch-lab/uswitch/route"
 )
 
@@ -58,10 +58,10 @@ mtu = 1400
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := c.Interfaces[0].Decap; d.Kind != DecapGUE || d.Port != 6080 || d.String() != "gue:6080" {
+	if d := c.Interfaces[0].Decap; d.Kind != link.DecapGUE || d.Port != 6080 || d.String() != "gue:6080" {
 		t.Errorf("decap %+v", d)
 	}
-	if d := c.Interfaces[1].Decap; d.Kind != DecapIPIP {
+	if d := c.Interfaces[1].Decap; d.Kind != link.DecapIPIP {
 		t.Errorf("decap %+v", d)
 	}
 	gw := c.Namespaces[1]
@@ -118,15 +118,13 @@ mtu = 1400
 		t.Errorf("rename: %+v (original %+v)", r.Links[0], c.Links[0])
 	}
 	// the decap option carries the namespace's addresses: TUN, lo, link ends
-	d := &Datapath{byName: map[string]*port{"tg": {name: "tg"}, "tx": {name: "tx"}}}
-	for _, o := range c.DatapathOptions() {
-		o(d)
+	d := link.NewDatapath(testEngine(t, c), []link.Device{linktest.New("tg"), linktest.New("tx")}, nil, 1, c.DatapathOptions()...)
+	defer d.Close()
+	if p, _ := d.Port("tg"); p.Decap != (link.DecapValue{Kind: link.DecapGUE, Port: 6080}) || len(p.DecapAddrs) != 4 {
+		t.Errorf("tg decap %+v", p)
 	}
-	if s := d.byName["tg"].decap; s == nil || s.proto != 17 || s.guePort != 6080 || len(s.addrs) != 4 {
-		t.Errorf("tg decap %+v", s)
-	}
-	if s := d.byName["tx"].decap; s == nil || s.proto != 4 || len(s.addrs) != 1 {
-		t.Errorf("tx decap %+v", s)
+	if p, _ := d.Port("tx"); p.Decap.Kind != link.DecapIPIP || len(p.DecapAddrs) != 1 {
+		t.Errorf("tx decap %+v", p)
 	}
 }
 
@@ -190,85 +188,6 @@ name = "b"
 				t.Errorf("got %q (line %d, key %q), want line %d, key %q, containing %q", err, ce.Line, ce.Key, tc.line, tc.key, tc.msg)
 			}
 		})
-	}
-}
-
-// tunnel packets for the decap tests: an inner UDP datagram from
-// 10.10.1.2:40000 to the VIP 10.20.0.100:7, in IPIP, GRE or GUE from
-// 10.10.1.2 to dst.
-func innerUDP(sport uint16, payload string) []byte {
-	return packet.Build(packet.Spec{Src: ip4("10.10.1.2"), Dst: ip4("10.20.0.100"), Proto: packet.ProtoUDP,
-		SrcPort: sport, DstPort: 7, Payload: []byte(payload)})
-}
-
-func ip4(s string) uint32 {
-	a := netip.MustParseAddr(s).As4()
-	return binary.BigEndian.Uint32(a[:])
-}
-
-func encap(kind string, dst string, inner []byte) []byte {
-	s := packet.Spec{Src: ip4("10.10.1.2"), Dst: ip4(dst)}
-	switch kind {
-	case "ipip":
-		s.Proto, s.Payload = 4, inner
-	case "gre":
-		s.Proto, s.Payload = 47, append([]byte{0, 0, 0x08, 0x00}, inner...)
-	case "gue":
-		s.Proto, s.SrcPort, s.DstPort = packet.ProtoUDP, 50000, 6080
-		s.Payload = append([]byte{0, 4, 0, 0}, inner...) // version 0, proto IPIP
-	}
-	return packet.Build(s)
-}
-
-// TestDecapApply: the write path opens exactly the tunnel packets of the
-// device's kind addressed to its namespace, in place, without
-// allocating.
-func TestDecapApply(t *testing.T) {
-	inner := innerUDP(40000, "hello")
-	mine := []PrefixValue{{netip.MustParsePrefix("10.10.2.2/24")}, {netip.MustParsePrefix("10.20.0.100/32")}}
-	ipip := newDecapSpec(DecapValue{Kind: DecapIPIP}, mine)
-	gre := newDecapSpec(DecapValue{Kind: DecapGRE}, mine)
-	gue := newDecapSpec(DecapValue{Kind: DecapGUE, Port: 6080}, mine)
-	var none *decapSpec
-	for _, tc := range []struct {
-		name   string
-		spec   *decapSpec
-		pkt    []byte
-		decaps bool
-	}{
-		{"ipip", ipip, encap("ipip", "10.10.2.2", inner), true},
-		{"ipip to the lo address", ipip, encap("ipip", "10.20.0.100", inner), true},
-		{"gre", gre, encap("gre", "10.10.2.2", inner), true},
-		{"gue", gue, encap("gue", "10.10.2.2", inner), true},
-		{"ipip to another host", ipip, encap("ipip", "10.10.2.3", inner), false},
-		{"gre on an ipip device", ipip, encap("gre", "10.10.2.2", inner), false},
-		{"ipip on a gue device", gue, encap("ipip", "10.10.2.2", inner), false},
-		{"gue on another port", newDecapSpec(DecapValue{Kind: DecapGUE, Port: 5555}, mine), encap("gue", "10.10.2.2", inner), false},
-		{"plain udp", gue, inner, false},
-		{"no decap", none, encap("ipip", "10.10.2.2", inner), false},
-		{"truncated", ipip, encap("ipip", "10.10.2.2", inner)[:30], false},
-		{"short", ipip, []byte{0x45, 0, 0}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got := tc.spec.apply(tc.pkt)
-			if !tc.decaps {
-				if len(got) != len(tc.pkt) || (len(got) > 0 && &got[0] != &tc.pkt[0]) {
-					t.Fatalf("changed a packet it should pass: %x", got)
-				}
-				return
-			}
-			if string(got) != string(inner) {
-				t.Fatalf("inner %x, want %x", got, inner)
-			}
-			// a subslice of the packet: no copy
-			if &got[len(got)-1] != &tc.pkt[len(tc.pkt)-1] {
-				t.Errorf("inner is not a subslice of the packet")
-			}
-		})
-	}
-	pkt := encap("gue", "10.10.2.2", inner)
-	if n := testing.AllocsPerRun(1000, func() { gue.apply(pkt) }); n != 0 {
-		t.Errorf("apply allocates %v times", n)
 	}
 }
 
@@ -529,7 +448,7 @@ func TestLabDecap(t *testing.T) {
 			defer pc.Close()
 			defer syscall.Close(raw)
 			sport := uint16(pc.LocalAddr().(*net.UDPAddr).Port)
-			pkt := encap(tc.kind, tc.rip, innerUDP(sport, "tunnelled "+tc.kind))
+			pkt := linktest.Encap(tc.kind, tc.rip, linktest.InnerUDP(sport, "tunnelled "+tc.kind))
 			to := &syscall.SockaddrInet4{Addr: netip.MustParseAddr(tc.rip).As4()}
 			if err := syscall.Sendto(raw, pkt, 0, to); err != nil {
 				t.Fatal(err)

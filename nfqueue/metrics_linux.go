@@ -1,40 +1,46 @@
 package nfqueue
 
+// (_linux: Server is Linux's alone, as NFQUEUE is.)
+
 import (
-	"fmt"
 	"io"
-	"sort"
-	"strings"
+	"strconv"
+
+	"github.com/uswitch-lab/uswitch/internal/prom"
 )
 
 // WriteMetrics writes the server's counters in Prometheus' text format,
-// per queue where the counter is a queue's (label queue="N"). The
-// engine's own metrics (conntrack) are the caller's to add.
-func (s *Server) WriteMetrics(w io.Writer) {
+// per queue where the counter is a queue's (label queue="N"), and the
+// engine's drops by reason. The engine's conntrack metrics are the
+// caller's to add (control.WriteConntrack).
+func (s *Server) WriteMetrics(w io.Writer) error {
+	m := prom.New(w)
 	st := s.Stats()
-	metric := func(name, typ, help string) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
-	}
 	perQueue := func(name, typ, help string, v func(q *QueueStats) (uint64, bool)) {
-		metric(name, typ, help)
+		m.Family(name, typ, help)
 		for i := range st.Queues {
 			q := &st.Queues[i]
 			if n, ok := v(q); ok {
-				fmt.Fprintf(w, "%s{queue=\"%d\"} %d\n", name, q.Num, n)
+				m.Sample(name, n, "queue", strconv.Itoa(int(q.Num)))
 			}
 		}
 	}
 	always := func(f func(q *QueueStats) uint64) func(q *QueueStats) (uint64, bool) {
 		return func(q *QueueStats) (uint64, bool) { return f(q), true }
 	}
+	kernel := func(f func(q *QueueStats) uint64) func(q *QueueStats) (uint64, bool) {
+		return func(q *QueueStats) (uint64, bool) { return f(q), q.HasKernel }
+	}
 	perQueue("uswitch_nfqueue_packets_received_total", "counter", "Packets read from the queue and decided.",
 		always(func(q *QueueStats) uint64 { return q.Packets }))
 	perQueue("uswitch_nfqueue_verdicts_total", "counter", "Packets whose verdict reached the kernel (own message or batch verdict).",
 		always(func(q *QueueStats) uint64 { return q.Verdicts }))
-	metric("uswitch_nfqueue_packets_total", "counter", "Decided packets by verdict.")
+	const verdicts = "uswitch_nfqueue_packets_total"
+	m.Family(verdicts, "counter", "Decided packets by verdict.")
 	for _, q := range st.Queues {
-		fmt.Fprintf(w, "uswitch_nfqueue_packets_total{queue=\"%d\",verdict=\"accept\"} %d\n", q.Num, q.Accepted)
-		fmt.Fprintf(w, "uswitch_nfqueue_packets_total{queue=\"%d\",verdict=\"drop\"} %d\n", q.Num, q.Dropped)
+		n := strconv.Itoa(int(q.Num))
+		m.Sample(verdicts, q.Accepted, "queue", n, "verdict", "accept")
+		m.Sample(verdicts, q.Dropped, "queue", n, "verdict", "drop")
 	}
 	perQueue("uswitch_nfqueue_failopen_total", "counter", "Packets the kernel queued but could not deliver to uswitch's socket (netlink overrun; gaps in the packet ids), accepted by fail-open unseen. Fail-open on a full kernel queue is counted by no one: see uswitch_nfqueue_kernel_queue_depth.",
 		always(func(q *QueueStats) uint64 { return q.Overruns }))
@@ -49,17 +55,13 @@ func (s *Server) WriteMetrics(w io.Writer) {
 	perQueue("uswitch_nfqueue_last_batch", "gauge", "Packets in the worker's last round (one verdict sendmsg).",
 		always(func(q *QueueStats) uint64 { return uint64(q.LastBatch) }))
 	perQueue("uswitch_nfqueue_kernel_queue_depth", "gauge", "Packets waiting in the kernel queue for a verdict (queue_total); at the maximum length new packets pass by fail-open.",
-		func(q *QueueStats) (uint64, bool) { return uint64(q.Kernel.Depth), q.HasKernel })
-	metric("uswitch_nfqueue_kernel_queue_maxlen", "gauge", "The kernel queue's maximum length.")
-	for _, q := range st.Queues {
-		fmt.Fprintf(w, "uswitch_nfqueue_kernel_queue_maxlen{queue=\"%d\"} %d\n", q.Num, s.opts.MaxQueueLen)
-	}
+		kernel(func(q *QueueStats) uint64 { return uint64(q.Kernel.Depth) }))
+	perQueue("uswitch_nfqueue_kernel_queue_maxlen", "gauge", "The kernel queue's maximum length.",
+		always(func(*QueueStats) uint64 { return uint64(s.opts.MaxQueueLen) }))
 	perQueue("uswitch_nfqueue_kernel_packet_ids_total", "counter", "Packet ids the kernel gave out on the queue (id_sequence).",
-		func(q *QueueStats) (uint64, bool) { return uint64(q.Kernel.IDSequence), q.HasKernel })
+		kernel(func(q *QueueStats) uint64 { return uint64(q.Kernel.IDSequence) }))
 	perQueue("uswitch_nfqueue_kernel_dropped_total", "counter", "Packets the kernel dropped for a full queue or socket (queue_dropped + queue_user_dropped; 0 with fail-open).",
-		func(q *QueueStats) (uint64, bool) {
-			return uint64(q.Kernel.Dropped) + uint64(q.Kernel.UserDropped), q.HasKernel
-		})
+		kernel(func(q *QueueStats) uint64 { return uint64(q.Kernel.Dropped) + uint64(q.Kernel.UserDropped) }))
 	for _, c := range []struct {
 		name, help string
 		v          uint64
@@ -75,17 +77,9 @@ func (s *Server) WriteMetrics(w io.Writer) {
 		{"uswitch_answers_sent_total", "Packets uswitch generated (REJECT, ICMP errors) and sent through its raw socket.", st.Answers},
 		{"uswitch_answer_errors_total", "Generated packets the raw socket did not take.", st.AnswerErrors},
 	} {
-		metric(c.name, "counter", c.help)
-		fmt.Fprintf(w, "%s %d\n", c.name, c.v)
+		m.Counter(c.name, c.help, c.v)
 	}
-	metric("uswitch_drops_total", "counter", "Packets the engine dropped, by reason (table:chain:rule N, policy, route, conntrack...).")
-	keys := make([]string, 0, len(st.DropsBy))
-	for k := range st.DropsBy {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-	for _, k := range keys {
-		fmt.Fprintf(w, "uswitch_drops_total{reason=\"%s\"} %d\n", esc.Replace(k), st.DropsBy[k])
-	}
+	m.Family("uswitch_drops_total", "counter", "Packets the engine dropped, by reason (table:chain:rule N, policy, route, conntrack...).")
+	m.Map("uswitch_drops_total", "reason", st.DropsBy)
+	return m.Err()
 }

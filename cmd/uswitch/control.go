@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/uswitch-lab/uswitch/lab"
+	"github.com/uswitch-lab/uswitch/control"
 )
 
 // instanceFlags choose the running lab a command talks to.
@@ -23,7 +23,7 @@ type instanceFlags struct {
 }
 
 func (f *instanceFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.socket, "socket", "", "control socket of the running uswitch (default: $USWITCH_SOCKET, else "+lab.SocketPath("LAB")+")")
+	fs.StringVar(&f.socket, "socket", "", "control socket of the running uswitch (default: $USWITCH_SOCKET, else "+control.SocketPath("LAB")+")")
 	fs.StringVar(&f.lab, "lab", "default", "name of the running lab whose socket to use")
 }
 
@@ -34,12 +34,12 @@ func (f *instanceFlags) path() string {
 	if s := os.Getenv("USWITCH_SOCKET"); s != "" {
 		return s
 	}
-	return lab.SocketPath(f.lab)
+	return control.SocketPath(f.lab)
 }
 
 // controlCall sends one request to the running instance and prints its
 // answer; the result is the remote tool's exit code.
-func controlCall(path string, req lab.ControlRequest, stdout, stderr io.Writer) int {
+func controlCall(path string, req control.Request, stdout, stderr io.Writer) int {
 	resp, err := controlRequest(path, req)
 	if err != nil {
 		fmt.Fprintf(stderr, "uswitch: %v\n", err)
@@ -50,8 +50,8 @@ func controlCall(path string, req lab.ControlRequest, stdout, stderr io.Writer) 
 	return resp.Code
 }
 
-func controlRequest(path string, req lab.ControlRequest) (lab.ControlResponse, error) {
-	var resp lab.ControlResponse
+func controlRequest(path string, req control.Request) (control.Response, error) {
+	var resp control.Response
 	c, err := net.DialTimeout("unix", path, 5*time.Second)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -89,7 +89,7 @@ func conntrackCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "usage: uswitch conntrack (-L [-o extended] | -C) [--socket PATH | --lab NAME]")
 		return 2
 	}
-	req := lab.ControlRequest{Cmd: "conntrack", Op: "L", Extended: *output == "extended"}
+	req := control.Request{Cmd: "conntrack", Op: "L", Extended: *output == "extended"}
 	if *count {
 		req.Op = "C"
 	}
@@ -105,7 +105,7 @@ func metricsCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	return controlCall(inst.path(), lab.ControlRequest{Cmd: "metrics"}, stdout, stderr)
+	return controlCall(inst.path(), control.Request{Cmd: "metrics"}, stdout, stderr)
 }
 
 // monitorCmd is `xtables-monitor --trace` against the running instance:
@@ -157,18 +157,18 @@ func pcapCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return streamCall(ctx, inst.path(), lab.ControlRequest{Cmd: "pcap", Iface: *iface, Count: *count}, w, stderr)
+	return streamCall(ctx, inst.path(), control.Request{Cmd: "pcap", Iface: *iface, Count: *count}, w, stderr)
 }
 
 // traceStream copies the instance's live trace lines to w until ctx is
 // done or the instance goes.
 func traceStream(ctx context.Context, path string, w, stderr io.Writer) int {
-	return streamCall(ctx, path, lab.ControlRequest{Cmd: "trace"}, w, stderr)
+	return streamCall(ctx, path, control.Request{Cmd: "trace"}, w, stderr)
 }
 
 // streamCall sends a streaming request and copies the stream to w until
 // ctx is done or the instance ends it.
-func streamCall(ctx context.Context, path string, req lab.ControlRequest, w, stderr io.Writer) int {
+func streamCall(ctx context.Context, path string, req control.Request, w, stderr io.Writer) int {
 	c, err := net.DialTimeout("unix", path, 5*time.Second)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -189,7 +189,7 @@ func streamCall(ctx context.Context, path string, req lab.ControlRequest, w, std
 	}
 	br := bufio.NewReader(c)
 	head, err := br.ReadBytes('\n')
-	var resp lab.ControlResponse
+	var resp control.Response
 	if err == nil {
 		err = json.Unmarshal(head, &resp)
 	}

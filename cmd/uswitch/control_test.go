@@ -22,6 +22,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/internal/labtest"
 	"github.com/uswitch-lab/uswitch/lab"
 )
@@ -109,7 +110,7 @@ func TestLiveControl(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := l.ControlPath()
-	if sock != filepath.Join(lab.RuntimeDir, p+".sock") {
+	if sock != filepath.Join(control.RuntimeDir, p+".sock") {
 		t.Errorf("socket at %s", sock)
 	}
 	if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {

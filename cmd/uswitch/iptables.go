@@ -7,8 +7,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/iptables"
-	"github.com/uswitch-lab/uswitch/lab"
 )
 
 // loadFlags are shared by iptables-restore and iptables-save.
@@ -113,7 +113,7 @@ func restoreLive(sock string, lf *loadFlags, noflush bool, file string, stdin io
 		fmt.Fprintf(stderr, "%s: %v\n", iptables.Program, err)
 		return 1
 	}
-	req := lab.ControlRequest{Cmd: "iptables-restore", Input: string(data), NoFlush: noflush, Counters: lf.counters}
+	req := control.Request{Cmd: "iptables-restore", Input: string(data), NoFlush: noflush, Counters: lf.counters}
 	if lf.ipset != "" {
 		b, err := os.ReadFile(lf.ipset)
 		if err != nil {
@@ -139,7 +139,7 @@ func iptablesSave(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		return 2
 	}
 	if *input == "" {
-		return controlCall(inst.path(), lab.ControlRequest{Cmd: "iptables-save", Counters: lf.counters, Table: *table}, stdout, stderr)
+		return controlCall(inst.path(), control.Request{Cmd: "iptables-save", Counters: lf.counters, Table: *table}, stdout, stderr)
 	}
 	ld, err := lf.loader()
 	if err != nil {

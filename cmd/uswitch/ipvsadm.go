@@ -7,8 +7,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/host"
-	"github.com/uswitch-lab/uswitch/lab"
 	"github.com/uswitch-lab/uswitch/lvs"
 )
 
@@ -71,7 +71,7 @@ func ipvsadmCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if snapshot == "" && input == "" {
 		// the running instance
-		req := lab.ControlRequest{Cmd: "ipvsadm", Args: rest}
+		req := control.Request{Cmd: "ipvsadm", Args: rest}
 		if c.Cmd == lvs.CmdRestore {
 			b, err := io.ReadAll(stdin)
 			if err != nil {

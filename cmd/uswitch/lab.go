@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/lab"
 )
 
@@ -26,7 +27,7 @@ func labCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	demoOnly := fs.Bool("demo-only", false, "run the demonstration, then tear the lab down and exit")
 	noDemo := fs.Bool("no-demo", false, "skip the demonstration")
 	printCfg := fs.Bool("print-default", false, "print the embedded default lab file and exit")
-	sock := fs.String("socket", "", "control socket for iptables-save/-restore, conntrack, metrics (default "+lab.SocketPath("NAME")+"; \"none\": no socket)")
+	sock := fs.String("socket", "", "control socket for iptables-save/-restore, conntrack, metrics (default "+control.SocketPath("NAME")+"; \"none\": no socket)")
 	metrics := fs.String("metrics", "", "also serve Prometheus metrics over HTTP at this address, e.g. 127.0.0.1:9469")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -11,10 +11,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/host"
+	"github.com/uswitch-lab/uswitch/internal/prom"
 	"github.com/uswitch-lab/uswitch/iptables"
-	"github.com/uswitch-lab/uswitch/lab"
 	"github.com/uswitch-lab/uswitch/nfqueue"
 )
 
@@ -33,7 +34,7 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	inline := fs.Bool("inline", false, "each queue's reader decides what it read (no worker goroutine)")
 	maxLen := fs.Uint("queue-maxlen", nfqueue.DefaultMaxQueueLen, "kernel queue length before fail-open accepts")
 	duration := fs.Duration("duration", 0, "stop after this long (0: run until SIGINT/SIGTERM)")
-	sock := fs.String("socket", "", "control socket for iptables-save/-restore, conntrack, metrics (default "+lab.SocketPath("nfqueue-N")+", N the first queue; \"none\": no socket)")
+	sock := fs.String("socket", "", "control socket for iptables-save/-restore, conntrack, metrics (default "+control.SocketPath("nfqueue-N")+", N the first queue; \"none\": no socket)")
 	metricsAddr := fs.String("metrics", "", "also serve Prometheus metrics over HTTP at this address, e.g. 127.0.0.1:9469")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -91,17 +92,17 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	defer srv.Close()
 	// live control: the lab's server and commands over this engine
-	ctl := lab.NewControlServer(&lab.EngineControl{Eng: eng, Now: srv.Now, Metrics: func() string {
+	ctl := control.NewServer(&control.Engine{Eng: eng, Now: srv.Now, Metrics: func() string {
 		var b strings.Builder
 		srv.WriteMetrics(&b)
-		lab.WriteConntrackMetrics(&b, eng)
+		control.WriteConntrack(prom.New(&b), eng)
 		return b.String()
-	}})
+	}}, nil)
 	defer ctl.Close()
 	if *sock != "none" {
 		p := *sock
 		if p == "" {
-			p = lab.SocketPath(fmt.Sprintf("nfqueue-%d", queues[0]))
+			p = control.SocketPath(fmt.Sprintf("nfqueue-%d", queues[0]))
 		}
 		if err := ctl.Listen(p); err != nil {
 			fmt.Fprintf(stderr, "uswitch nfqueue: %v\n", err)

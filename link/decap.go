@@ -1,8 +1,9 @@
-package lab
+package link
 
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -72,6 +73,7 @@ func (d DecapValue) String() string {
 // decapSpec is a device's decapsulation, fixed when the datapath starts
 // and only read afterwards.
 type decapSpec struct {
+	v       DecapValue
 	proto   uint8  // the outer protocol: 4, 47 or 17
 	guePort uint16 // DecapGUE's port, else 0
 	// addrs are the namespace's addresses (big-endian uint32, as
@@ -81,7 +83,7 @@ type decapSpec struct {
 
 // newDecapSpec makes the spec of a decap value for a namespace holding
 // addrs; nil for DecapNone.
-func newDecapSpec(v DecapValue, addrs []PrefixValue) *decapSpec {
+func newDecapSpec(v DecapValue, addrs []netip.Prefix) *decapSpec {
 	var proto uint8
 	switch v.Kind {
 	case DecapIPIP:
@@ -93,7 +95,7 @@ func newDecapSpec(v DecapValue, addrs []PrefixValue) *decapSpec {
 	default:
 		return nil
 	}
-	s := &decapSpec{proto: proto, guePort: v.Port}
+	s := &decapSpec{v: v, proto: proto, guePort: v.Port}
 	for _, a := range addrs {
 		b := a.Addr().As4()
 		s.addrs = append(s.addrs, binary.BigEndian.Uint32(b[:]))
@@ -126,36 +128,13 @@ func (s *decapSpec) apply(b []byte) []byte {
 	return b
 }
 
-// DatapathOptions are the datapath options the config asks for: the
-// decapsulating devices, each with its namespace's addresses (its
-// TUN's, lo's and its [[link]] ends').
-func (c *Config) DatapathOptions() []DatapathOption {
-	var opts []DatapathOption
-	for _, it := range c.Interfaces {
-		if it.Decap.Kind == DecapNone {
-			continue
-		}
-		var addrs []PrefixValue
-		for _, n := range c.Namespaces {
-			if n.Name == it.Netns {
-				addrs = append(append(addrs, n.Addresses...), n.Loopback...)
-			}
-		}
-		for _, e := range c.linkEnds(it.Netns) {
-			addrs = append(addrs, e.addrs...)
-		}
-		opts = append(opts, WithDecap(it.Name, it.Decap, addrs))
-	}
-	return opts
-}
-
 // DatapathOption changes a datapath before it starts (NewDatapath).
 type DatapathOption func(*Datapath)
 
 // WithDecap makes the datapath decapsulate the tunnel packets of kind v
 // it writes to the device dev that are addressed to one of addrs (the
 // namespace's addresses): see decap.go.
-func WithDecap(dev string, v DecapValue, addrs []PrefixValue) DatapathOption {
+func WithDecap(dev string, v DecapValue, addrs []netip.Prefix) DatapathOption {
 	s := newDecapSpec(v, addrs)
 	return func(d *Datapath) {
 		if p := d.byName[dev]; p != nil {

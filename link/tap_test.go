@@ -1,68 +1,15 @@
-package lab
+package link
 
 import (
 	"encoding/hex"
-	"errors"
 	"net/netip"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/link/linktest"
 	"github.com/uswitch-lab/uswitch/packet"
 )
-
-// fakeDev is a Device for tests: Read returns what is sent to in (until
-// Close), Write records copies.
-type fakeDev struct {
-	name    string
-	in      chan []byte
-	mu      sync.Mutex
-	written [][]byte
-	closed  chan struct{}
-	once    sync.Once
-}
-
-func newFakeDev(name string) *fakeDev {
-	return &fakeDev{name: name, in: make(chan []byte, 64), closed: make(chan struct{})}
-}
-
-func (f *fakeDev) Name() string { return f.name }
-
-func (f *fakeDev) Read(bufs [][]byte, sizes []int) (int, error) {
-	select {
-	case b := <-f.in:
-		sizes[0] = copy(bufs[0], b)
-		return 1, nil
-	case <-f.closed:
-		return 0, os.ErrClosed
-	}
-}
-
-func (f *fakeDev) Write(pkts [][]byte) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, p := range pkts {
-		f.written = append(f.written, append([]byte(nil), p...))
-	}
-	return len(pkts), nil
-}
-
-func (f *fakeDev) Close() error {
-	f.once.Do(func() { close(f.closed) })
-	return nil
-}
-
-// take returns and forgets what was written.
-func (f *fakeDev) take() [][]byte {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	w := f.written
-	f.written = nil
-	return w
-}
 
 func unhex(t testing.TB, s string) []byte {
 	t.Helper()
@@ -80,16 +27,16 @@ var (
 )
 
 func testTapPort() *tapPort {
-	return newTapPort("tp", testOurMAC, []PrefixValue{{netip.MustParsePrefix("10.10.2.1/24")}, {netip.MustParsePrefix("192.0.2.1/24")}}, 1500)
+	return newTapPort("tp", testOurMAC, []netip.Prefix{netip.MustParsePrefix("10.10.2.1/24"), netip.MustParsePrefix("192.0.2.1/24")}, 1500)
 }
 
 // arpFrame is an ARP frame from the peer.
 func arpFrame(ethDst [6]byte, op uint16, sha [6]byte, spa, tpa string, tha [6]byte) []byte {
 	var s uint32
 	if spa != "" {
-		s = ip4(spa)
+		s = packet.MustAddr(spa)
 	}
-	return putARP(make([]byte, 60), ethDst, sha, arpMsg{op: op, sha: sha, spa: s, tha: tha, tpa: ip4(tpa)})
+	return putARP(make([]byte, 60), ethDst, sha, arpMsg{op: op, sha: sha, spa: s, tha: tha, tpa: packet.MustAddr(tpa)})
 }
 
 func ipFrame(dst [6]byte, ip []byte) []byte {
@@ -102,7 +49,7 @@ func ipFrame(dst [6]byte, ip []byte) []byte {
 // TestTapInput: frames are classed as eth_type_trans and ip_rcv class
 // them; only IPv4 for us, broadcast or multicast goes on.
 func TestTapInput(t *testing.T) {
-	ip := packet.Build(packet.Spec{Src: ip4("10.10.2.2"), Dst: ip4("10.10.1.2"), Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2})
+	ip := packet.Build(packet.Spec{Src: packet.MustAddr("10.10.2.2"), Dst: packet.MustAddr("10.10.1.2"), Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2})
 	vlan := ipFrame(testOurMAC, ip)
 	vlan[12], vlan[13] = 0x81, 0x00
 	v6 := ipFrame(testOurMAC, ip)
@@ -118,7 +65,7 @@ func TestTapInput(t *testing.T) {
 	}{
 		{"ipv4 to us", ipFrame(testOurMAC, ip), true, packet.PktHost, nil},
 		{"ipv4 broadcast", ipFrame(broadcastMAC, ip), true, packet.PktBroadcast, nil},
-		{"ipv4 multicast", ipFrame(multicastMAC(ip4("224.0.0.5")), ip), true, packet.PktMulticast, nil},
+		{"ipv4 multicast", ipFrame(multicastMAC(packet.MustAddr("224.0.0.5")), ip), true, packet.PktMulticast, nil},
 		{"ipv4 to another host", ipFrame(testOtherMAC, ip), false, 0, func(p *tapPort) uint64 { return p.otherHost.Load() }},
 		{"vlan", vlan, false, 0, func(p *tapPort) uint64 { return p.vlan.Load() }},
 		{"ipv6", v6, false, 0, func(p *tapPort) uint64 { return p.notIPv4.Load() }},
@@ -127,7 +74,7 @@ func TestTapInput(t *testing.T) {
 		{"bad arp", arpFrame(broadcastMAC, 9, testPeerMAC, "10.10.2.2", "10.10.2.1", [6]byte{}), false, 0, func(p *tapPort) uint64 { return p.malformed.Load() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tp, dev := testTapPort(), newFakeDev("tp")
+			tp, dev := testTapPort(), linktest.New("tp")
 			got, pt, ok := tp.input(tc.frame, 1, dev)
 			if ok != tc.ok {
 				t.Fatalf("ok = %v", ok)
@@ -141,7 +88,7 @@ func TestTapInput(t *testing.T) {
 			if tc.counter(tp) != 1 {
 				t.Errorf("not counted")
 			}
-			if w := dev.take(); len(w) != 0 {
+			if w := dev.Take(); len(w) != 0 {
 				t.Errorf("wrote %x", w)
 			}
 		})
@@ -151,18 +98,18 @@ func TestTapInput(t *testing.T) {
 // TestTapARP: the ARP replies uswitch sends, byte for byte, and what it
 // learns from which ARP.
 func TestTapARP(t *testing.T) {
-	tp, dev := testTapPort(), newFakeDev("tp")
+	tp, dev := testTapPort(), linktest.New("tp")
 
 	// a request for our address: a reply from our MAC, and the sender
 	// is learned
 	tp.input(arpFrame(broadcastMAC, arpOpRequest, testPeerMAC, "10.10.2.2", "10.10.2.1", [6]byte{}), 1, dev)
-	w := dev.take()
+	w := dev.Take()
 	want := unhex(t, `0abbccddee02 027573000001 0806
 		0001 0800 06 04 0002 027573000001 0a0a0201 0abbccddee02 0a0a0202`)
 	if len(w) != 1 || string(w[0]) != string(want) {
 		t.Fatalf("reply %x, want %x", w, want)
 	}
-	if mac, ok := tp.neigh.lookup(ip4("10.10.2.2")); !ok || mac != testPeerMAC {
+	if mac, ok := tp.neigh.lookup(packet.MustAddr("10.10.2.2")); !ok || mac != testPeerMAC {
 		t.Errorf("sender not learned: %v %v", mac, ok)
 	}
 	if tp.arpReplied.Load() != 1 {
@@ -171,14 +118,14 @@ func TestTapARP(t *testing.T) {
 
 	// our second address too
 	tp.input(arpFrame(broadcastMAC, arpOpRequest, testPeerMAC, "192.0.2.7", "192.0.2.1", [6]byte{}), 1, dev)
-	if w := dev.take(); len(w) != 1 || w[0][ethHeaderLen+7] != arpOpReply {
+	if w := dev.Take(); len(w) != 1 || w[0][ethHeaderLen+7] != arpOpReply {
 		t.Errorf("no reply for the second address: %x", w)
 	}
 
 	// a duplicate address probe (sender 0.0.0.0): answered with target
 	// address 0, nothing learned
 	tp.input(arpFrame(broadcastMAC, arpOpRequest, testOtherMAC, "", "10.10.2.1", [6]byte{}), 1, dev)
-	w = dev.take()
+	w = dev.Take()
 	want = unhex(t, `0abbccddee03 027573000001 0806
 		0001 0800 06 04 0002 027573000001 0a0a0201 0abbccddee03 00000000`)
 	if len(w) != 1 || string(w[0]) != string(want) {
@@ -197,16 +144,16 @@ func TestTapARP(t *testing.T) {
 	} {
 		tp.input(f, 1, dev)
 	}
-	if w := dev.take(); len(w) != 0 {
+	if w := dev.Take(); len(w) != 0 {
 		t.Errorf("wrote %x", w)
 	}
-	if _, ok := tp.neigh.lookup(ip4("10.10.2.3")); ok {
+	if _, ok := tp.neigh.lookup(packet.MustAddr("10.10.2.3")); ok {
 		t.Errorf("learned 10.10.2.3 from unsolicited ARP")
 	}
 
 	// any ARP from a known host refreshes (and moves) its entry
 	tp.input(arpFrame(broadcastMAC, arpOpRequest, testOtherMAC, "10.10.2.2", "10.10.2.9", [6]byte{}), 5, dev)
-	if mac, _ := tp.neigh.lookup(ip4("10.10.2.2")); mac != testOtherMAC {
+	if mac, _ := tp.neigh.lookup(packet.MustAddr("10.10.2.2")); mac != testOtherMAC {
 		t.Errorf("entry not updated: %v", mac)
 	}
 }
@@ -215,13 +162,13 @@ func TestTapARP(t *testing.T) {
 // the target's subnet, else its first.
 func TestTapARPRequest(t *testing.T) {
 	tp := testTapPort()
-	got := tp.request(make([]byte, 64), ip4("192.0.2.9"))
+	got := tp.request(make([]byte, 64), packet.MustAddr("192.0.2.9"))
 	want := unhex(t, `ffffffffffff 027573000001 0806
 		0001 0800 06 04 0001 027573000001 c0000201 000000000000 c0000209`)
 	if string(got) != string(want) {
 		t.Errorf("request %x, want %x", got, want)
 	}
-	got = tp.request(make([]byte, 64), ip4("198.51.100.1"))
+	got = tp.request(make([]byte, 64), packet.MustAddr("198.51.100.1"))
 	if src := got[ethHeaderLen+14 : ethHeaderLen+18]; string(src) != "\x0a\x0a\x02\x01" {
 		t.Errorf("sender %x, want the first address", src)
 	}
@@ -231,12 +178,12 @@ func TestTapARPRequest(t *testing.T) {
 // unresQLen, the oldest dropped beyond), one request goes out, and the
 // reply flushes them in order; then frames go out at once.
 func TestTapNeighbourQueue(t *testing.T) {
-	tp, dev := testTapPort(), newFakeDev("tp")
+	tp, dev := testTapPort(), linktest.New("tp")
 	var held []*frameBuf
 	pkt := func(id byte) []byte {
-		return packet.Build(packet.Spec{Src: ip4("10.10.1.2"), Dst: ip4("10.10.2.2"), Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2, Payload: []byte{id}})
+		return packet.Build(packet.Spec{Src: packet.MustAddr("10.10.1.2"), Dst: packet.MustAddr("10.10.2.2"), Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2, Payload: []byte{id}})
 	}
-	nh := ip4("10.10.2.2")
+	nh := packet.MustAddr("10.10.2.2")
 	f, req := tp.output(pkt(1), nh, nil, 1, &held)
 	if f != nil || req == nil {
 		t.Fatalf("first packet: frame %x, request %x", f, req)
@@ -258,7 +205,7 @@ func TestTapNeighbourQueue(t *testing.T) {
 	held = held[:0]
 	// the reply flushes packets 2, 3, 4
 	tp.input(arpFrame(testOurMAC, arpOpReply, testPeerMAC, "10.10.2.2", "10.10.2.1", testOurMAC), 3, dev)
-	w := dev.take()
+	w := dev.Take()
 	if len(w) != 3 {
 		t.Fatalf("flushed %d frames", len(w))
 	}
@@ -284,7 +231,7 @@ func TestTapNeighbourQueue(t *testing.T) {
 		t.Fatalf("answer frame %x, held %d", f, len(held))
 	}
 	// a broadcast needs no resolution
-	f, req = tp.output(pkt(7), ip4("10.10.2.255"), nil, 4, &held)
+	f, req = tp.output(pkt(7), packet.MustAddr("10.10.2.255"), nil, 4, &held)
 	if req != nil || f == nil || [6]byte(f[0:6]) != broadcastMAC {
 		t.Errorf("broadcast frame %x", f)
 	}
@@ -294,24 +241,24 @@ func TestTapNeighbourQueue(t *testing.T) {
 // arpProbes times, then its packets are dropped; a learned one lasts
 // neighLifetime after its last ARP.
 func TestTapNeighbourAging(t *testing.T) {
-	tp, dev := testTapPort(), newFakeDev("tp")
+	tp, dev := testTapPort(), linktest.New("tp")
 	var held []*frameBuf
-	pkt := packet.Build(packet.Spec{Src: ip4("10.10.1.2"), Dst: ip4("10.10.2.9"), Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2})
+	pkt := packet.Build(packet.Spec{Src: packet.MustAddr("10.10.1.2"), Dst: packet.MustAddr("10.10.2.9"), Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2})
 	const s = int64(time.Second)
-	tp.output(pkt, ip4("10.10.2.9"), nil, 0, &held)
-	tp.output(pkt, ip4("10.10.2.9"), nil, 0, &held)
+	tp.output(pkt, packet.MustAddr("10.10.2.9"), nil, 0, &held)
+	tp.output(pkt, packet.MustAddr("10.10.2.9"), nil, 0, &held)
 	tp.tick(s/2, dev) // too early
-	if w := dev.take(); len(w) != 0 {
+	if w := dev.Take(); len(w) != 0 {
 		t.Fatalf("re-sent after half a second")
 	}
 	for i := int64(1); i <= 2; i++ {
 		tp.tick(i*s, dev)
-		if w := dev.take(); len(w) != 1 || w[0][ethHeaderLen+7] != arpOpRequest {
+		if w := dev.Take(); len(w) != 1 || w[0][ethHeaderLen+7] != arpOpRequest {
 			t.Fatalf("second %d: wrote %x", i, w)
 		}
 	}
 	tp.tick(3*s, dev)
-	if w := dev.take(); len(w) != 0 || tp.unresolved.Load() != 2 || tp.arpRequested.Load() != 3 {
+	if w := dev.Take(); len(w) != 0 || tp.unresolved.Load() != 2 || tp.arpRequested.Load() != 3 {
 		t.Fatalf("after %d requests: wrote %d, unresolved %d (want 2), requested %d", arpProbes, len(w), tp.unresolved.Load(), tp.arpRequested.Load())
 	}
 	if len(tp.neigh.m) != 0 {
@@ -321,11 +268,11 @@ func TestTapNeighbourAging(t *testing.T) {
 	tp.input(arpFrame(broadcastMAC, arpOpRequest, testPeerMAC, "10.10.2.2", "10.10.2.1", [6]byte{}), 10*s, dev)
 	tp.input(arpFrame(broadcastMAC, arpOpRequest, testPeerMAC, "10.10.2.2", "10.10.2.77", [6]byte{}), 50*s, dev)
 	tp.tick(109*s, dev)
-	if _, ok := tp.neigh.lookup(ip4("10.10.2.2")); !ok {
+	if _, ok := tp.neigh.lookup(packet.MustAddr("10.10.2.2")); !ok {
 		t.Errorf("entry gone before its lifetime")
 	}
 	tp.tick(110*s, dev)
-	if _, ok := tp.neigh.lookup(ip4("10.10.2.2")); ok {
+	if _, ok := tp.neigh.lookup(packet.MustAddr("10.10.2.2")); ok {
 		t.Errorf("entry kept past its lifetime")
 	}
 }
@@ -333,13 +280,13 @@ func TestTapNeighbourAging(t *testing.T) {
 // TestTapOutputNoAllocs: a packet to a resolved next hop is framed in
 // its buffer's headroom without allocating.
 func TestTapOutputNoAllocs(t *testing.T) {
-	tp, dev := testTapPort(), newFakeDev("tp")
+	tp, dev := testTapPort(), linktest.New("tp")
 	tp.input(arpFrame(broadcastMAC, arpOpRequest, testPeerMAC, "10.10.2.2", "10.10.2.1", [6]byte{}), 1, dev)
 	own := make([]byte, ethHeaderLen+1500)
-	n := copy(own[ethHeaderLen:], packet.Build(packet.Spec{Src: ip4("10.10.1.2"), Dst: ip4("10.10.2.2"), Proto: packet.ProtoTCP, SrcPort: 1, DstPort: 2}))
+	n := copy(own[ethHeaderLen:], packet.Build(packet.Spec{Src: packet.MustAddr("10.10.1.2"), Dst: packet.MustAddr("10.10.2.2"), Proto: packet.ProtoTCP, SrcPort: 1, DstPort: 2}))
 	b := own[ethHeaderLen : ethHeaderLen+n]
 	held := make([]*frameBuf, 0, 8)
-	nh := ip4("10.10.2.2")
+	nh := packet.MustAddr("10.10.2.2")
 	if a := testing.AllocsPerRun(1000, func() {
 		if f, _ := tp.output(b, nh, own, 2, &held); f == nil {
 			panic("not resolved")
@@ -352,156 +299,13 @@ func TestTapOutputNoAllocs(t *testing.T) {
 	}
 }
 
-// TestTapConfig: kind and mac parse, default to a TUN and to
-// DefaultMAC, and bad values name their key and line.
-func TestTapConfig(t *testing.T) {
-	const base = `name = "x"
-[[interface]]
-name = "t0"
-netns = "a"
-addresses = ["10.0.0.1/24"]
-KIND
-[[namespace]]
-name = "a"
-addresses = ["10.0.0.2/24"]
-`
-	parse := func(kind string) (*Config, error) {
-		return Parse("lab.toml", []byte(strings.Replace(base, "KIND", kind, 1)))
-	}
-	c, err := parse(`kind = "tap"` + "\n" + `mac = "02:00:00:aa:bb:cc"`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if it := c.Interfaces[0]; it.Kind != KindTAP || it.LinkMAC() != [6]byte{2, 0, 0, 0xaa, 0xbb, 0xcc} {
-		t.Errorf("interface %+v", it)
-	}
-	c, err = parse(`kind = "tap"`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m := c.Interfaces[0].LinkMAC(); m != DefaultMAC("t0") || m[0] != 0x02 || m[1] != 0x75 || m[2] != 0x73 || DefaultMAC("t1") == m {
-		t.Errorf("default MAC %s", macString(m))
-	}
-	if c, err = parse(""); err != nil || c.Interfaces[0].Kind == KindTAP {
-		t.Errorf("default kind: %v %v", c, err)
-	}
-	// the datapath option makes the device an Ethernet port
-	c, _ = parse(`kind = "tap"`)
+// TestWithTAP: the option makes the device an Ethernet port with the
+// MAC and addresses given.
+func TestWithTAP(t *testing.T) {
 	d := &Datapath{byName: map[string]*port{"t0": {name: "t0", mtu: 1500}}}
-	for _, o := range c.tapOptions() {
-		o(d)
-	}
-	if l2 := d.byName["t0"].l2; l2 == nil || l2.mac != DefaultMAC("t0") || len(l2.addrs) != 1 {
+	WithTAP("t0", testOurMAC, []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24")})(d)
+	WithTAP("nosuch", testOurMAC, nil)(d) // no such device: nothing
+	if l2 := d.byName["t0"].l2; l2 == nil || l2.mac != testOurMAC || len(l2.addrs) != 1 {
 		t.Errorf("tap port %+v", l2)
-	}
-	for _, tc := range []struct{ text, key, msg string }{
-		{`kind = "tup"`, "interface.kind", `kind "tup": want tun or tap`},
-		{`kind = "tap"` + "\n" + `mac = "01:00:5e:00:00:01"`, "interface.mac", "unicast"},
-		{`kind = "tap"` + "\n" + `mac = "02:00:00"`, "interface.mac", "Ethernet address"},
-		{`mac = "02:00:00:00:00:01"`, "interface.mac", `only a kind = "tap"`},
-	} {
-		_, err := parse(tc.text)
-		var ce *ConfigError
-		if !errors.As(err, &ce) {
-			t.Fatalf("%s: error %v, want a *ConfigError", tc.text, err)
-		}
-		line := 6
-		if strings.Contains(tc.text, "\n") {
-			line = 7
-		}
-		if ce.Key != tc.key || ce.Line != line || !strings.Contains(err.Error(), tc.msg) {
-			t.Errorf("%s: %q (key %q line %d), want key %q line %d containing %q", tc.text, err, ce.Key, ce.Line, tc.key, line, tc.msg)
-		}
-	}
-}
-
-// waitWritten waits until the device has written n frames or packets.
-func waitWritten(t *testing.T, f *fakeDev, n int) [][]byte {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	var got [][]byte
-	for len(got) < n && time.Now().Before(deadline) {
-		got = append(got, f.take()...)
-		time.Sleep(time.Millisecond)
-	}
-	if len(got) != n {
-		t.Fatalf("%s wrote %d, want %d: %x", f.name, len(got), n, got)
-	}
-	return got
-}
-
-// TestTapDatapath: a TUN and a TAP port in one datapath over fake
-// devices (no root): a forwarded packet waits for ARP and is flushed by
-// the reply, the next goes at once; the TAP's IPv4 reaches the TUN; an
-// echo request to uswitch's TAP address is answered in a frame; a frame
-// to another MAC is dropped.
-func TestTapDatapath(t *testing.T) {
-	c, err := Parse("t.toml", []byte(strings.ReplaceAll(strings.ReplaceAll(tapLab, "P-", "x-"), `server = [{ kind = "http", port = 8080 }]`, "")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ecfg, ctcfg, err := c.EngineConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tun, tap := newFakeDev("tc"), newFakeDev("ts")
-	dp := NewDatapath(datapath.New(ecfg, ctcfg, 1), []Device{tun, tap}, nil, 2, c.tapOptions()...)
-	defer dp.Close()
-	ours := DefaultMAC("ts")
-	udp := func(id byte) []byte {
-		return packet.Build(packet.Spec{Src: ip4("10.10.1.2"), Dst: ip4("10.10.2.2"), TTL: 64, Proto: packet.ProtoUDP, SrcPort: 1000, DstPort: 7, Payload: []byte{id}})
-	}
-	tun.in <- udp(1)
-	w := waitWritten(t, tap, 1)
-	if string(w[0]) != string(dp.byName["ts"].l2.request(make([]byte, 64), ip4("10.10.2.2"))) {
-		t.Fatalf("not the ARP request: %x", w[0])
-	}
-	tap.in <- arpFrame(ours, arpOpReply, testPeerMAC, "10.10.2.2", "10.10.2.1", ours)
-	w = waitWritten(t, tap, 1)
-	check := func(f []byte, id byte) {
-		t.Helper()
-		if [6]byte(f[0:6]) != testPeerMAC || [6]byte(f[6:12]) != ours || f[12] != 8 || f[13] != 0 {
-			t.Errorf("header %x", f[:14])
-		}
-		ip := packet.IPv4(f[ethHeaderLen:])
-		if ip.TTL() != 63 || ip.Dst() != ip4("10.10.2.2") || f[len(f)-1] != id {
-			t.Errorf("packet %x", ip)
-		}
-	}
-	check(w[0], 1)
-	tun.in <- udp(2)
-	check(waitWritten(t, tap, 1)[0], 2)
-
-	// the server's answer, to our MAC, reaches the TUN as a packet
-	back := packet.Build(packet.Spec{Src: ip4("10.10.2.2"), Dst: ip4("10.10.1.2"), TTL: 64, Proto: packet.ProtoUDP, SrcPort: 7, DstPort: 1000, Payload: []byte("x")})
-	f := make([]byte, ethHeaderLen+len(back))
-	putEth(f, ours, testPeerMAC, etherTypeIPv4)
-	copy(f[ethHeaderLen:], back)
-	tap.in <- f
-	if p := waitWritten(t, tun, 1)[0]; len(p) != len(back) || packet.IPv4(p).Src() != ip4("10.10.2.2") || packet.IPv4(p).TTL() != 63 {
-		t.Errorf("on the TUN: %x", p)
-	}
-	// an echo request to uswitch's own TAP address: the reply is framed
-	ping := packet.Build(packet.Spec{Src: ip4("10.10.2.2"), Dst: ip4("10.10.2.1"), TTL: 64, Proto: packet.ProtoICMP, ICMPType: packet.ICMPEcho, ICMPID: 9, ICMPSeq: 1})
-	f = make([]byte, ethHeaderLen+len(ping))
-	putEth(f, ours, testPeerMAC, etherTypeIPv4)
-	copy(f[ethHeaderLen:], ping)
-	tap.in <- f
-	r := waitWritten(t, tap, 1)[0]
-	if [6]byte(r[0:6]) != testPeerMAC || packet.IPv4(r[ethHeaderLen:]).Src() != ip4("10.10.2.1") || r[ethHeaderLen+20] != packet.ICMPEchoReply {
-		t.Errorf("echo reply %x", r)
-	}
-	// to another MAC: dropped, counted
-	putEth(f, testOtherMAC, testPeerMAC, etherTypeIPv4)
-	tap.in <- f
-	deadline := time.Now().Add(2 * time.Second)
-	for dp.Stats().OtherHost == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if s := dp.Stats(); s.OtherHost != 1 || s.ARPRequested != 1 || s.Forwarded != 3 {
-		t.Errorf("stats %+v", s)
-	}
-	if w := tap.take(); len(w) != 0 {
-		t.Errorf("wrote %x", w)
 	}
 }

@@ -1,17 +1,20 @@
-package lab
+package link
 
 import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/internal/prom"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -57,8 +60,8 @@ const (
 	elemsPerPort = 512
 	// queueDepth is the capacity, in batches, of each worker's queue.
 	queueDepth = 64
-	// defaultMTU is a TUN's MTU when the config gives none.
-	defaultMTU = 1500
+	// DefaultMTU is a TUN's MTU when the config gives none.
+	DefaultMTU = 1500
 )
 
 // Device is a batch packet device: a TUN, or a fake in tests.
@@ -74,7 +77,7 @@ type Device interface {
 }
 
 // validReader is a Device that says which packets it read came with
-// their transport checksum vouched for (tunDev.ReadValid).
+// their transport checksum vouched for (Queue.ReadValid).
 type validReader interface {
 	ReadValid(bufs [][]byte, sizes []int, valid []bool) (int, error)
 }
@@ -250,7 +253,7 @@ func NewDatapath(eng *datapath.Engine, devs []Device, mtu map[string]int, worker
 		if p == nil {
 			m := mtu[dv.Name()]
 			if m == 0 {
-				m = defaultMTU
+				m = DefaultMTU
 			}
 			p = &port{dev: dv, name: dv.Name(), mtu: m}
 			d.ports = append(d.ports, p)
@@ -284,8 +287,8 @@ func NewDatapath(eng *datapath.Engine, devs []Device, mtu map[string]int, worker
 	return d
 }
 
-// now is the engine's clock: monotonic nanoseconds since the start.
-func (d *Datapath) now() int64 { return int64(time.Since(d.start)) + 1 }
+// Now is the engine's clock: monotonic nanoseconds since the start.
+func (d *Datapath) Now() int64 { return int64(time.Since(d.start)) + 1 }
 
 // flowHash spreads flows over workers; every packet of one direction of
 // a flow hashes alike. Fragments hash on addresses and protocol only, so
@@ -360,7 +363,7 @@ func (d *Datapath) reader(q *rxq, qi int) {
 		}
 		var now int64
 		if p.l2 != nil && n > 0 {
-			now = d.now()
+			now = d.Now()
 		}
 		for i := range n {
 			el := stash[i]
@@ -512,7 +515,7 @@ func (w *worker) send(name string, b []byte, nh uint32, own []byte) bool {
 // the elements back to their readers.
 func (w *worker) run(elems []*elem) {
 	d := w.d
-	w.now = d.now()
+	w.now = d.Now()
 	for _, el := range elems {
 		var tr *datapath.Tracer
 		if d.tracing.Load() > 0 {
@@ -591,7 +594,7 @@ func (d *Datapath) reaper() {
 		case <-d.done:
 			return
 		case <-t.C:
-			now := d.now()
+			now := d.Now()
 			d.eng.CT.Reap(now, 16384)
 			// TAP ports: ARP retransmissions, neighbour ageing
 			for _, p := range d.ports {
@@ -731,6 +734,41 @@ func (d *Datapath) queueDepths() []int {
 // HasDevice reports whether the datapath has a device of that name.
 func (d *Datapath) HasDevice(name string) bool { return d.byName[name] != nil }
 
+// PortConfig is how a port was set up: by NewDatapath and its options.
+type PortConfig struct {
+	Name   string
+	MTU    int
+	Queues int
+	// Ethernet: a TAP port (WithTAP), with uswitch's MAC and addresses
+	// on the link.
+	Ethernet bool
+	MAC      [6]byte
+	Addrs    []netip.Prefix
+	// Decap is what the port decapsulates (WithDecap), for packets to
+	// DecapAddrs.
+	Decap      DecapValue
+	DecapAddrs []netip.Prefix
+}
+
+// Port returns the configuration of the port called name.
+func (d *Datapath) Port(name string) (PortConfig, bool) {
+	p := d.byName[name]
+	if p == nil {
+		return PortConfig{}, false
+	}
+	c := PortConfig{Name: p.name, MTU: p.mtu, Queues: len(p.queues)}
+	if p.l2 != nil {
+		c.Ethernet, c.MAC, c.Addrs = true, p.l2.mac, p.l2.addrs
+	}
+	if p.decap != nil {
+		c.Decap = p.decap.v
+		for _, a := range p.decap.addrs {
+			c.DecapAddrs = append(c.DecapAddrs, netip.PrefixFrom(packet.AddrOf(a), 32))
+		}
+	}
+	return c, true
+}
+
 func (d *Datapath) tap(iface string, b []byte) {
 	now := time.Now()
 	d.cmu.Lock()
@@ -768,4 +806,81 @@ func (d *Datapath) Close() error {
 		d.workers.Wait()
 	})
 	return err
+}
+
+// Tracing reports whether a live trace listener is attached.
+func (d *Datapath) Tracing() bool { return d.tracing.Load() > 0 }
+
+// Capturing reports whether a packet capture is attached.
+func (d *Datapath) Capturing() bool { return d.capturing.Load() > 0 }
+
+// WriteMetrics writes the datapath's counters (Stats), its queues and
+// its dropped trace lines and captured packets. A nil datapath (a lab
+// without devices) writes its counters as zeros.
+func (d *Datapath) WriteMetrics(m *prom.Writer) {
+	var s Stats
+	if d != nil {
+		s = d.Stats()
+	}
+	m.Counter("uswitch_packets_received_total", "Packets read from the lab's devices.", s.Received)
+	const offload = "uswitch_offload_packets_total"
+	m.Family(offload, "counter", "TUN offloads: super-packets read and cut into segments (gso_in), super-packets written coalesced from segments (gro_out), what the offloads dropped (error).")
+	m.Sample(offload, s.GSOIn, "kind", "gso_in")
+	m.Sample(offload, s.GROOut, "kind", "gro_out")
+	m.Sample(offload, s.OffloadErrors, "kind", "error")
+	const fates = "uswitch_packets_total"
+	m.Family(fates, "counter", "Packets by what became of them.")
+	for _, f := range []struct {
+		k string
+		v uint64
+	}{{"forwarded", s.Forwarded}, {"delivered", s.Delivered}, {"dropped", s.Dropped},
+		{"malformed", s.Malformed}, {"not_ipv4", s.NotIPv4}, {"other", s.Other}} {
+		m.Sample(fates, f.v, "fate", f.k)
+	}
+	m.Counter("uswitch_flow_cache_hits_total", "Packets whose table runs and input route came from the flow cache.", s.FlowCached)
+	m.Counter("uswitch_answers_sent_total", "Packets uswitch generated (REJECT, ICMP errors, echo replies) and sent.", s.Answers)
+	const tx = "uswitch_tx_errors_total"
+	m.Family(tx, "counter", "Packets a device did not take, or with no device to leave by.")
+	m.Sample(tx, s.TxErrors, "error", "write")
+	m.Sample(tx, s.NoDevice, "error", "no_device")
+	const arp = "uswitch_arp_total"
+	m.Family(arp, "counter", "ARP on TAP ports: requests for uswitch's addresses answered, requests sent to resolve a next hop.")
+	m.Sample(arp, s.ARPReplied, "event", "request_answered")
+	m.Sample(arp, s.ARPRequested, "event", "request_sent")
+	const l2 = "uswitch_l2_drops_total"
+	m.Family(l2, "counter", "Frames and packets TAP ports dropped: next hop unresolved, not IPv4 or ARP, VLAN-tagged, to another host's MAC.")
+	for _, f := range []struct {
+		k string
+		v uint64
+	}{{"unresolved", s.Unresolved}, {"not_ipv4", s.NotIPv4Frames}, {"vlan", s.VLANFrames}, {"otherhost", s.OtherHost}} {
+		m.Sample(l2, f.v, "reason", f.k)
+	}
+	const drops = "uswitch_drops_total"
+	m.Family(drops, "counter", "Packets the engine dropped, by reason (table:chain:rule N, policy, route, conntrack...).")
+	m.Map(drops, "reason", s.DropsBy)
+	if d == nil {
+		return
+	}
+	const depth = "uswitch_worker_queue_depth"
+	m.Family(depth, "gauge", "Batches waiting in each worker's queue (inline: the readers of each queue index, which have none).")
+	for i, n := range d.queueDepths() {
+		m.Sample(depth, uint64(n), "worker", strconv.Itoa(i))
+	}
+	m.Counter("uswitch_capture_packets_dropped_total", "Captured packets a slow capturer had no room for.", d.cdropped.Load())
+	m.Counter("uswitch_trace_lines_dropped_total", "Live trace lines a slow listener had no room for.", d.tdropped.Load())
+}
+
+// Neighbours is the neighbour table of the TAP port called port (as `ip
+// neigh show dev PORT` lists its reachable entries): the resolved next
+// hops and their MACs; nil for a TUN or no such port.
+func (d *Datapath) Neighbours(port string) map[netip.Addr][6]byte {
+	p := d.byName[port]
+	if p == nil || p.l2 == nil {
+		return nil
+	}
+	out := map[netip.Addr][6]byte{}
+	for ip, mac := range p.l2.neigh.entries() {
+		out[packet.AddrOf(ip)] = mac
+	}
+	return out
 }

@@ -1,4 +1,4 @@
-package lab
+package link
 
 import (
 	"encoding/binary"

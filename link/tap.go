@@ -1,10 +1,7 @@
-package lab
+package link
 
 import (
 	"encoding/binary"
-	"fmt"
-	"hash/fnv"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -67,86 +64,10 @@ const (
 
 var broadcastMAC = [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 
-// IfaceKind is an interface's kind: "tun" (the default) or "tap".
-type IfaceKind string
-
-// The interface kinds.
-const (
-	KindTUN IfaceKind = "tun"
-	KindTAP IfaceKind = "tap"
-)
-
-// UnmarshalText checks the kind.
-func (k *IfaceKind) UnmarshalText(b []byte) error {
-	switch IfaceKind(b) {
-	case KindTUN, KindTAP:
-		*k = IfaceKind(b)
-		return nil
-	}
-	return fmt.Errorf("kind %q: want tun or tap", b)
-}
-
-// MACValue is a MAC address key, "02:75:73:00:00:01"; Set is false when
-// the key is absent.
-type MACValue struct {
-	Addr [6]byte
-	Set  bool
-}
-
-// UnmarshalText parses a unicast Ethernet address.
-func (m *MACValue) UnmarshalText(b []byte) error {
-	hw, err := net.ParseMAC(string(b))
-	if err != nil || len(hw) != 6 {
-		return fmt.Errorf("mac %q: want an Ethernet address such as 02:75:73:00:00:01", b)
-	}
-	var a [6]byte
-	copy(a[:], hw)
-	if a[0]&1 != 0 || a == [6]byte{} {
-		return fmt.Errorf("mac %q: want a unicast, non-zero address", b)
-	}
-	*m = MACValue{Addr: a, Set: true}
-	return nil
-}
-
-func (m MACValue) String() string { return macString(m.Addr) }
-
-func macString(a [6]byte) string { return net.HardwareAddr(a[:]).String() }
-
-// DefaultMAC is uswitch's MAC on a TAP interface without a mac key:
-// 02:75:73 ("us", locally administered, unicast) followed by the low
-// three bytes of the FNV-1a hash of the interface's name, so it is the
-// same in every run of the lab.
-func DefaultMAC(iface string) [6]byte {
-	h := fnv.New32a()
-	h.Write([]byte(iface))
-	s := h.Sum32()
-	return [6]byte{0x02, 0x75, 0x73, byte(s >> 16), byte(s >> 8), byte(s)}
-}
-
-// LinkMAC is uswitch's MAC on the interface (a TAP's): mac, or
-// DefaultMAC of its name.
-func (it *Interface) LinkMAC() [6]byte {
-	if it.MAC.Set {
-		return it.MAC.Addr
-	}
-	return DefaultMAC(it.Name)
-}
-
-// tapOptions are the datapath options of the lab's TAP interfaces.
-func (c *Config) tapOptions() []DatapathOption {
-	var opts []DatapathOption
-	for _, it := range c.Interfaces {
-		if it.Kind == KindTAP {
-			opts = append(opts, WithTAP(it.Name, it.LinkMAC(), it.Addresses))
-		}
-	}
-	return opts
-}
-
 // WithTAP makes the device dev an Ethernet port: uswitch's MAC on it is
 // mac and its addresses there addrs (the ones it answers ARP for and
 // sends requests from).
-func WithTAP(dev string, mac [6]byte, addrs []PrefixValue) DatapathOption {
+func WithTAP(dev string, mac [6]byte, addrs []netip.Prefix) DatapathOption {
 	return func(d *Datapath) {
 		if p := d.byName[dev]; p != nil {
 			p.l2 = newTapPort(p.name, mac, addrs, p.mtu)
@@ -171,10 +92,10 @@ type tapPort struct {
 	arpReplied, arpRequested, unresolved, notIPv4, vlan, otherHost, malformed atomic.Uint64
 }
 
-func newTapPort(name string, mac [6]byte, addrs []PrefixValue, mtu int) *tapPort {
+func newTapPort(name string, mac [6]byte, addrs []netip.Prefix, mtu int) *tapPort {
 	t := &tapPort{name: name, mac: mac, neigh: newNeighTable()}
 	for _, a := range addrs {
-		t.addrs = append(t.addrs, a.Prefix)
+		t.addrs = append(t.addrs, a)
 	}
 	size := ethHeaderLen + max(mtu, arpLen)
 	t.pool.New = func() any {
@@ -273,11 +194,6 @@ func putARP(f []byte, ethDst, ethSrc [6]byte, m arpMsg) []byte {
 	return f
 }
 
-func u32addr(a netip.Addr) uint32 {
-	b := a.As4()
-	return binary.BigEndian.Uint32(b[:])
-}
-
 // owns reports whether ip is one of uswitch's addresses on the link.
 // arp_process answers for any local address under the default
 // arp_ignore = 0; a lab port answers only for its own (arp_ignore = 1),
@@ -285,7 +201,7 @@ func u32addr(a netip.Addr) uint32 {
 // claimed on this link.
 func (t *tapPort) owns(ip uint32) bool {
 	for _, p := range t.addrs {
-		if u32addr(p.Addr()) == ip {
+		if packet.AddrFrom(p.Addr()) == ip {
 			return true
 		}
 	}
@@ -299,11 +215,11 @@ func (t *tapPort) srcFor(target uint32) uint32 {
 	a := netip.AddrFrom4([4]byte{byte(target >> 24), byte(target >> 16), byte(target >> 8), byte(target)})
 	for _, p := range t.addrs {
 		if p.Contains(a) {
-			return u32addr(p.Addr())
+			return packet.AddrFrom(p.Addr())
 		}
 	}
 	if len(t.addrs) > 0 {
-		return u32addr(t.addrs[0].Addr())
+		return packet.AddrFrom(t.addrs[0].Addr())
 	}
 	return 0
 }
@@ -438,7 +354,7 @@ func (t *tapPort) linkMAC(ip uint32) (mac [6]byte, ok bool) {
 		return multicastMAC(ip), true
 	}
 	for _, p := range t.addrs {
-		if p.Bits() < 31 && ip|(^uint32(0)>>p.Bits()) == ip && u32addr(p.Masked().Addr()) == ip&^(^uint32(0)>>p.Bits()) {
+		if p.Bits() < 31 && ip|(^uint32(0)>>p.Bits()) == ip && packet.AddrFrom(p.Masked().Addr()) == ip&^(^uint32(0)>>p.Bits()) {
 			return broadcastMAC, true
 		}
 	}

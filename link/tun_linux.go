@@ -1,4 +1,4 @@
-package lab
+package link
 
 import (
 	"errors"
@@ -10,15 +10,17 @@ import (
 	"unsafe"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/uswitch-lab/uswitch/internal/netnsrun"
 	"golang.org/x/sys/unix"
 )
 
-// tunDev is one queue of a TUN device (IFF_TUN|IFF_NO_PI: IPv4 packets,
+// Queue is one queue of a TUN device (IFF_TUN|IFF_NO_PI: IPv4 packets,
 // no header), or a TAP device (IFF_TAP|IFF_NO_PI: Ethernet frames),
 // opened non-blocking and handed to Go's poller, so a blocked Read
 // parks only its goroutine and Close wakes it.
 //
-// A TUN may have several queues (IFF_MULTI_QUEUE): one tunDev each,
+// A TUN may have several queues (IFF_MULTI_QUEUE): one Queue each,
 // all of one name. The kernel picks the queue a packet from the
 // namespace goes to by its flow hash (tun_select_queue), so one flow's
 // packets come in order from one queue; any queue may be written.
@@ -29,7 +31,7 @@ import (
 // partial checksums, so what it returns are real IPv4 packets, and
 // Write coalesces the TCP segments of a batch into super-packets (and
 // the UDP datagrams, where the kernel has USO).
-type tunDev struct {
+type Queue struct {
 	name string
 	f    *os.File
 	rc   syscall.RawConn
@@ -72,39 +74,39 @@ const (
 	tunFUSO6 = 0x40 // TUN_F_USO6: the kernel takes USO only with both (set_offload)
 )
 
-// tunOptions are how a device is opened.
-type tunOptions struct {
-	// queues is the number of queues (IFF_MULTI_QUEUE when > 1; TUN
+// Options are how a device is opened.
+type Options struct {
+	// Queues is the number of queues (IFF_MULTI_QUEUE when > 1; TUN
 	// only; 0 or 1: one).
-	queues int
-	// offload: IFF_VNET_HDR with checksum and segmentation offloads,
+	Queues int
+	// Offload: IFF_VNET_HDR with checksum and segmentation offloads,
 	// and coalescing on write (TUN only).
-	offload bool
+	Offload bool
 }
 
-// openTUN creates a TUN device inside the namespace: one tunDev per
+// OpenTUN creates a TUN device inside the namespace: one Queue per
 // queue. The device belongs to the namespace of the thread that opened
 // /dev/net/tun (tun_chr_open takes current's net namespace,
 // drivers/net/tun.c), so it never exists in the host's namespace. It is
 // not persistent: it disappears when its last queue is closed, also
 // when the process dies.
-func openTUN(ns netns.NsHandle, name string, o tunOptions) ([]*tunDev, error) {
+func OpenTUN(ns netns.NsHandle, name string, o Options) ([]*Queue, error) {
 	flags := uint16(unix.IFF_TUN | unix.IFF_NO_PI)
-	if o.queues > 1 {
+	if o.Queues > 1 {
 		flags |= unix.IFF_MULTI_QUEUE
 	}
-	if o.offload {
+	if o.Offload {
 		flags |= unix.IFF_VNET_HDR
 	}
-	return openTunTap(ns, name, flags, max(o.queues, 1))
+	return openTunTap(ns, name, flags, max(o.Queues, 1))
 }
 
-// openTAP creates a TAP device (IFF_TAP|IFF_NO_PI: Ethernet frames, no
-// header, one queue, no offloads) inside the namespace, as openTUN
+// OpenTAP creates a TAP device (IFF_TAP|IFF_NO_PI: Ethernet frames, no
+// header, one queue, no offloads) inside the namespace, as OpenTUN
 // does. Its MAC address, the namespace's, is the kernel's random one
 // (tun_net_init: eth_hw_addr_random); uswitch's own MAC on the link is
 // its business (tap.go).
-func openTAP(ns netns.NsHandle, name string, _ tunOptions) ([]*tunDev, error) {
+func OpenTAP(ns netns.NsHandle, name string, _ Options) ([]*Queue, error) {
 	return openTunTap(ns, name, unix.IFF_TAP|unix.IFF_NO_PI, 1)
 }
 
@@ -113,7 +115,7 @@ func openTAP(ns netns.NsHandle, name string, _ tunOptions) ([]*tunDev, error) {
 // flags: the first creates it, the others add queues). With
 // IFF_VNET_HDR it asks for the offloads (TUNSETOFFLOAD), USO if the
 // kernel has it.
-func openTunTap(ns netns.NsHandle, name string, flags uint16, queues int) (devs []*tunDev, err error) {
+func openTunTap(ns netns.NsHandle, name string, flags uint16, queues int) (devs []*Queue, err error) {
 	kind := "tun"
 	if flags&unix.IFF_TAP != 0 {
 		kind = "tap"
@@ -129,7 +131,7 @@ func openTunTap(ns netns.NsHandle, name string, flags uint16, queues int) (devs 
 			devs = nil
 		}
 	}()
-	err = inNetns(ns, func() error {
+	err = netnsrun.In(ns, func() error {
 		for q := range queues {
 			fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 			if err != nil {
@@ -171,7 +173,7 @@ func openTunTap(ns netns.NsHandle, name string, flags uint16, queues int) (devs 
 			err = errors.Join(err, e)
 			continue
 		}
-		d := &tunDev{name: name, f: f, rc: rc, vnet: vnet, gro: vnet, uso: vnet && uso}
+		d := &Queue{name: name, f: f, rc: rc, vnet: vnet, gro: vnet, uso: vnet && uso}
 		if vnet {
 			d.rbuf = make([]byte, vnetHdrLen+maxGSOPacket)
 		}
@@ -204,14 +206,14 @@ func setTxQueueLen(name string, n int) error {
 	return unix.IoctlIfreq(s, unix.SIOCSIFTXQLEN, ifr)
 }
 
-func (t *tunDev) Name() string { return t.name }
+func (t *Queue) Name() string { return t.name }
 
 // Read reads up to len(bufs) packets: it waits for the first, then takes
 // what is already queued without waiting. sizes[i] is the length of
 // packet i. The n packets read are valid even when err is not nil.
 // With offloads the packets are the segments of what the device
 // returned, each whole (a super-packet's segments may span Reads).
-func (t *tunDev) Read(bufs [][]byte, sizes []int) (n int, err error) {
+func (t *Queue) Read(bufs [][]byte, sizes []int) (n int, err error) {
 	return t.ReadValid(bufs, sizes, nil)
 }
 
@@ -221,7 +223,7 @@ func (t *tunDev) Read(bufs [][]byte, sizes []int) (n int, err error) {
 // NEEDS_CSUM (its checksum completed here) or DATA_VALID; the kernel's
 // skb is CHECKSUM_PARTIAL or CHECKSUM_UNNECESSARY then, and its
 // conntrack does not verify the checksum.
-func (t *tunDev) ReadValid(bufs [][]byte, sizes []int, valid []bool) (n int, err error) {
+func (t *Queue) ReadValid(bufs [][]byte, sizes []int, valid []bool) (n int, err error) {
 	if t.vnet {
 		return t.readVnet(bufs, sizes, valid)
 	}
@@ -253,7 +255,7 @@ func (t *tunDev) ReadValid(bufs [][]byte, sizes []int, valid []bool) (n int, err
 // a virtio_net_hdr and a packet, a super-packet (gso_type TCPV4 or
 // UDP_L4) or one with a partial checksum (NEEDS_CSUM); the one goes out
 // as its segments, the other with its checksum completed.
-func (t *tunDev) readVnet(bufs [][]byte, sizes []int, valid []bool) (n int, err error) {
+func (t *Queue) readVnet(bufs [][]byte, sizes []int, valid []bool) (n int, err error) {
 	var rerr error
 	err = t.rc.Read(func(fd uintptr) bool {
 		for n < len(bufs) {
@@ -331,7 +333,7 @@ func (t *tunDev) readVnet(bufs [][]byte, sizes []int, valid []bool) (n int, err 
 // super-packet coalesced from the batch's TCP segments (offload.go),
 // whose first packet's headers are rewritten in place.
 // Safe for concurrent use.
-func (t *tunDev) Write(pkts [][]byte) (int, error) {
+func (t *Queue) Write(pkts [][]byte) (int, error) {
 	if t.vnet {
 		return t.writeVnet(pkts)
 	}
@@ -362,7 +364,7 @@ func (t *tunDev) Write(pkts [][]byte) (int, error) {
 	return ok, first
 }
 
-func (t *tunDev) writeVnet(pkts [][]byte) (int, error) {
+func (t *Queue) writeVnet(pkts [][]byte) (int, error) {
 	w := t.wpool.Get().(*tunWriter)
 	w.gro.coalesce(pkts, t.gro, t.uso)
 	ok, u := 0, 0
@@ -411,14 +413,14 @@ func (t *tunDev) writeVnet(pkts [][]byte) (int, error) {
 }
 
 // offloadStats adds the device's offload counters to s.
-func (t *tunDev) offloadStats(s *Stats) {
+func (t *Queue) offloadStats(s *Stats) {
 	s.OffloadErrors += t.rxErrors.Load()
 	s.GSOIn += t.rxSuper.Load()
 	s.GROOut += t.txSuper.Load()
 }
 
 // Close closes the queue; a Read in progress returns os.ErrClosed.
-func (t *tunDev) Close() error {
+func (t *Queue) Close() error {
 	err := t.f.Close()
 	if errors.Is(err, os.ErrClosed) {
 		return nil

@@ -1,0 +1,493 @@
+// Package control is uswitch's control plane: a Unix-socket server that
+// answers as the real tools would (iptables-save, iptables-restore,
+// conntrack, ipvsadm, metrics) for a running engine, and streams its live
+// trace lines and packet captures. The lab and the NFQUEUE front end
+// serve their engines through it.
+package control
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/link"
+	"github.com/uswitch-lab/uswitch/lvs"
+)
+
+// Live control and observation of a running lab, over a Unix socket only
+// its owner can use (the socket is 0600 in a 0700 directory, and the
+// server also checks the peer's uid):
+//
+//	client ──{"cmd":"iptables-restore","input":...}──> server
+//	       <──{"code":0,"stdout":...,"stderr":...}──── (one request, one
+//	                                                     answer, then EOF)
+//
+// The server does what the real tool would do to the kernel and answers
+// with the tool's exit code and output, so `uswitch iptables-save`,
+// `iptables-restore`, `conntrack -L` and `metrics` print exactly what
+// they got. Control is not datapath: a goroutine per connection is fine.
+
+// RuntimeDir is where labs put their control sockets.
+const RuntimeDir = "/run/uswitch"
+
+// SocketPath is the default control socket of the lab called name.
+func SocketPath(name string) string {
+	if name == "" {
+		name = "default"
+	}
+	name = strings.Map(func(r rune) rune {
+		if r == '/' || r == 0 || r == ' ' {
+			return '_'
+		}
+		return r
+	}, name)
+	return filepath.Join(RuntimeDir, name+".sock")
+}
+
+// Request is one command sent to a running lab.
+type Request struct {
+	// Cmd is "iptables-save", "iptables-restore", "conntrack", "metrics",
+	// "trace" (a stream of live trace lines) or "pcap" (a pcap stream of
+	// a device's packets); the streams only over the socket.
+	Cmd string `json:"cmd"`
+	// Counters: iptables-save -c / iptables-restore -c.
+	Counters bool `json:"counters,omitempty"`
+	// Table: iptables-save -t.
+	Table string `json:"table,omitempty"`
+	// NoFlush: iptables-restore --noflush.
+	NoFlush bool `json:"noflush,omitempty"`
+	// Input is the iptables-restore input.
+	Input string `json:"input,omitempty"`
+	// IPSet is `ipset save` output for -m set (iptables-restore --ipset).
+	IPSet string `json:"ipset,omitempty"`
+	// Op is the conntrack command: "L" (list) or "C" (count).
+	Op string `json:"op,omitempty"`
+	// Extended: conntrack -o extended.
+	Extended bool `json:"extended,omitempty"`
+	// Iface is the device to capture ("any": all); Count stops the
+	// capture after that many packets (0: never).
+	Iface string `json:"iface,omitempty"`
+	Count int    `json:"count,omitempty"`
+	// Args are the arguments of "ipvsadm" (its stdin, for -R, is Input).
+	Args []string `json:"args,omitempty"`
+}
+
+// Response is the outcome: what the tool prints and its exit code.
+type Response struct {
+	Code   int    `json:"code"`
+	Stdout string `json:"stdout,omitempty"`
+	Stderr string `json:"stderr,omitempty"`
+	// Stream: trace lines follow, one a line, until either side closes.
+	Stream bool `json:"stream,omitempty"`
+}
+
+// maxRequest bounds a request (a rule set of a few hundred thousand rules).
+const maxRequest = 64 << 20
+
+// Handler answers the one-shot requests of a control socket
+// ("iptables-save", "iptables-restore", "conntrack", "metrics"). A Lab is
+// one; Engine gives them for any engine (uswitch nfqueue uses it).
+type Handler interface {
+	Control(req Request) Response
+}
+
+// Server serves a Handler on a Unix socket only its owner
+// can use (0600, and the peer's uid checked), and optionally its metrics
+// over HTTP. The streams ("trace", "pcap") need a lab's datapath; without
+// one they are refused.
+type Server struct {
+	h Handler
+	// dp is the datapath the streams read (nil: none); immutable.
+	dp *link.Datapath
+
+	mu    sync.Mutex // guards ln, path, http
+	ln    net.Listener
+	path  string
+	http  *http.Server
+	conns sync.WaitGroup
+	// done ends the streams at Close
+	done      chan struct{}
+	closeOnce sync.Once
+	cerr      error
+}
+
+// NewServer makes a server for h whose streams read dp (nil: an
+// instance without devices, which refuses them); Listen and
+// ListenMetrics open its listeners, Close closes them.
+func NewServer(h Handler, dp *link.Datapath) *Server {
+	return &Server{h: h, dp: dp, done: make(chan struct{})}
+}
+
+// Listen serves control on a Unix socket at path. A socket left by a
+// dead instance is replaced; one a live instance answers on is an error.
+// Close removes it.
+func (c *Server) Listen(path string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ln != nil {
+		return errors.New("control socket already open")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		if cn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			cn.Close()
+			return fmt.Errorf("control socket %s: another uswitch instance is listening there", path)
+		}
+		os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	// owner only (the window between bind and chmod is closed by the
+	// peer uid check in serve)
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("control socket: %w", err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(true)
+	c.ln, c.path = ln, path
+	go c.accept(ln)
+	return nil
+}
+
+// Path is the control socket's path ("" when there is none).
+func (c *Server) Path() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ln == nil {
+		return ""
+	}
+	return c.path
+}
+
+// ListenMetrics serves the handler's metrics in Prometheus' text format
+// over HTTP at addr (GET /metrics), e.g. "127.0.0.1:9469". It returns
+// the address it listens on. Close stops it.
+func (c *Server) ListenMetrics(addr string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.http != nil {
+		return "", errors.New("metrics listener already open")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		io.WriteString(w, c.h.Control(Request{Cmd: "metrics"}).Stdout)
+	})
+	c.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go c.http.Serve(ln)
+	return ln.Addr().String(), nil
+}
+
+// Close stops both listeners, ends the streams and waits for the
+// requests being served. Idempotent.
+func (c *Server) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.done)
+		c.mu.Lock()
+		var errs []error
+		if c.ln != nil {
+			errs = append(errs, c.ln.Close())
+		}
+		if c.http != nil {
+			errs = append(errs, c.http.Close())
+		}
+		c.mu.Unlock()
+		c.conns.Wait()
+		c.cerr = errors.Join(errs...)
+	})
+	return c.cerr
+}
+
+func (c *Server) accept(ln net.Listener) {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.conns.Add(1)
+		go func() {
+			defer c.conns.Done()
+			c.serve(conn)
+		}()
+	}
+}
+
+func (c *Server) serve(conn net.Conn) {
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(time.Minute))
+	enc := json.NewEncoder(conn)
+	if err := peerAllowed(conn); err != nil {
+		enc.Encode(Response{Code: 1, Stderr: "uswitch: " + err.Error() + "\n"})
+		return
+	}
+	var req Request
+	if err := json.NewDecoder(bufio.NewReader(io.LimitReader(conn, maxRequest))).Decode(&req); err != nil {
+		enc.Encode(Response{Code: 1, Stderr: "uswitch: bad control request: " + err.Error() + "\n"})
+		return
+	}
+	switch req.Cmd {
+	case "trace":
+		c.streamTrace(conn, enc)
+		return
+	case "pcap":
+		c.streamPcap(conn, enc, req)
+		return
+	}
+	enc.Encode(c.h.Control(req))
+}
+
+// streamPcap answers a "pcap" request: a Response with Stream
+// set, then a pcap file (LINKTYPE_RAW: the IPv4 packets as the TUN
+// carries them) of the packets read from and written to the device,
+// until the client goes, Count packets were sent or the lab closes.
+func (c *Server) streamPcap(conn net.Conn, enc *json.Encoder, req Request) {
+	dp := c.dp
+	if dp == nil {
+		enc.Encode(Response{Code: 1, Stderr: "uswitch: this instance has no device to capture (pcap is for labs)\n"})
+		return
+	}
+	if req.Iface != "any" && !dp.HasDevice(req.Iface) {
+		enc.Encode(Response{Code: 1, Stderr: fmt.Sprintf("uswitch: pcap: no device %q in the lab (\"any\": all of them)\n", req.Iface)})
+		return
+	}
+	pkts, cancel := dp.SubscribeCapture(req.Iface, 4096)
+	defer cancel()
+	conn.SetDeadline(time.Time{})
+	if enc.Encode(Response{Stream: true}) != nil {
+		return
+	}
+	gone := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, conn)
+		close(gone)
+	}()
+	bw := bufio.NewWriter(conn)
+	pw := pcapgo.NewWriter(bw)
+	if pw.WriteFileHeader(65535, layers.LinkTypeRaw) != nil || bw.Flush() != nil {
+		return
+	}
+	n := 0
+	full := func() bool { return req.Count > 0 && n >= req.Count }
+	write := func(p link.Captured) error {
+		n++
+		ci := gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Data), Length: len(p.Data)}
+		return pw.WritePacket(ci, p.Data)
+	}
+	for {
+		select {
+		case <-gone:
+			return
+		case <-c.done:
+			bw.Flush()
+			return
+		case p := <-pkts:
+			err := write(p)
+		drain: // write what is queued in one go
+			for err == nil && !full() {
+				select {
+				case p := <-pkts:
+					err = write(p)
+				default:
+					break drain
+				}
+			}
+			if err != nil || bw.Flush() != nil || full() {
+				return
+			}
+		}
+	}
+}
+
+// streamTrace answers a "trace" request: a Response with Stream
+// set, then trace lines (xtables-monitor --trace), one a line, until the
+// client goes or the lab closes.
+func (c *Server) streamTrace(conn net.Conn, enc *json.Encoder) {
+	if c.dp == nil {
+		enc.Encode(Response{Code: 1, Stderr: "uswitch: this instance has no live trace (monitor --trace is for labs)\n"})
+		return
+	}
+	lines, cancel := c.dp.SubscribeTrace(4096)
+	defer cancel()
+	conn.SetDeadline(time.Time{})
+	if enc.Encode(Response{Stream: true}) != nil {
+		return
+	}
+	gone := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, conn)
+		close(gone)
+	}()
+	w := bufio.NewWriter(conn)
+	for {
+		select {
+		case <-gone:
+			return
+		case <-c.done:
+			return
+		case ln := <-lines:
+			w.WriteString(ln)
+			w.WriteByte('\n')
+			// write what is queued in one go
+			for more := true; more; {
+				select {
+				case ln := <-lines:
+					w.WriteString(ln)
+					w.WriteByte('\n')
+				default:
+					more = false
+				}
+			}
+			if w.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+// Engine answers the control commands of a running engine:
+// iptables-save, iptables-restore (an atomic swap), conntrack and
+// metrics. Set the fields before the first request.
+type Engine struct {
+	Eng *datapath.Engine
+	// Now is the engine's clock (for conntrack timeouts).
+	Now func() int64
+	// Metrics returns the instance's metrics (Prometheus text).
+	Metrics func() string
+	// Sets are the instance's ipsets, for restores without --ipset.
+	Sets iptables.Sets
+	// restoreMu serialises live restores, so a --noflush restore's base
+	// is the set it replaces.
+	restoreMu sync.Mutex
+}
+
+// Control runs one request.
+func (e *Engine) Control(req Request) Response {
+	switch req.Cmd {
+	case "iptables-save":
+		return e.iptablesSave(req)
+	case "iptables-restore":
+		return e.iptablesRestore(req)
+	case "conntrack":
+		return e.conntrack(req)
+	case "metrics":
+		return Response{Stdout: e.Metrics()}
+	case "ipvsadm":
+		return e.ipvsadm(req)
+	case "trace", "pcap":
+		return Response{Code: 2, Stderr: "uswitch: " + req.Cmd + " streams only over the control socket\n"}
+	}
+	return Response{Code: 2, Stderr: fmt.Sprintf("uswitch: unknown control command %q\n", req.Cmd)}
+}
+
+func (e *Engine) iptablesSave(req Request) Response {
+	if req.Table != "" {
+		if _, ok := iptables.ParseTable(req.Table); !ok {
+			return Response{Code: 1, Stderr: fmt.Sprintf("Table `%s' does not exist\n", req.Table)}
+		}
+	}
+	rs := e.Eng.Config().Rules
+	if rs == nil {
+		return Response{}
+	}
+	var b strings.Builder
+	rs.Save(&b, iptables.SaveOptions{Counters: req.Counters, Table: req.Table})
+	return Response{Stdout: b.String()}
+}
+
+// iptablesRestore loads the input over the running set (tables the input
+// names are flushed unless NoFlush; the others stay, as the kernel keeps
+// them) and swaps it in. A set that fails to load changes nothing.
+func (e *Engine) iptablesRestore(req Request) Response {
+	e.restoreMu.Lock()
+	defer e.restoreMu.Unlock()
+	eng := e.Eng
+	cur := eng.Config()
+	ld := &iptables.Loader{NoFlush: req.NoFlush, Counters: req.Counters, Base: cur.Rules}
+	if e.Sets != nil {
+		ld.Sets = e.Sets
+	}
+	if req.IPSet != "" {
+		sets, err := iptables.ParseIPSetSave(strings.NewReader(req.IPSet), "ipset")
+		if err != nil {
+			return Response{Code: 1, Stderr: fmt.Sprintf("uswitch: %v\n", err)}
+		}
+		ld.Sets = sets
+	}
+	rs, err := ld.LoadString(req.Input)
+	if err != nil {
+		var re *iptables.RestoreError
+		if errors.As(err, &re) {
+			return Response{Code: re.ExitCode(), Stderr: re.Stderr()}
+		}
+		return Response{Code: 1, Stderr: fmt.Sprintf("%s: %v\n", iptables.Program, err)}
+	}
+	cur.Rules = rs
+	eng.Swap(cur)
+	return Response{}
+}
+
+// ipvsadm runs an ipvsadm command against the engine's IPVS.
+func (e *Engine) ipvsadm(req Request) Response {
+	d := e.Eng.LVS
+	if d == nil {
+		return Response{Code: 1, Stderr: "Can't initialize ipvs: this uswitch instance has no IPVS\n"}
+	}
+	c, err := lvs.ParseCommand(req.Args)
+	if err != nil {
+		return Response{Code: 2, Stderr: err.Error() + "\n"}
+	}
+	var out strings.Builder
+	if err := lvs.Exec(d, c, strings.NewReader(req.Input), &out, e.Now()); err != nil {
+		return Response{Code: 1, Stdout: out.String(), Stderr: err.Error() + "\n"}
+	}
+	return Response{Stdout: out.String()}
+}
+
+// conntrackVersion is the conntrack-tools version whose output uswitch
+// prints.
+const conntrackVersion = "conntrack v1.4.7 (conntrack-tools)"
+
+func (e *Engine) conntrack(req Request) Response {
+	now := e.Now()
+	switch req.Op {
+	case "L":
+		var b []byte
+		n := 0
+		e.Eng.CT.Range(now, func(c *conntrack.Conn) bool {
+			b = c.AppendText(b, now, req.Extended)
+			b = append(b, '\n')
+			n++
+			return true
+		})
+		return Response{Stdout: string(b),
+			Stderr: fmt.Sprintf("%s: %d flow entries have been shown.\n", conntrackVersion, n)}
+	case "C":
+		return Response{Stdout: strconv.Itoa(e.Eng.CT.Count()) + "\n"}
+	}
+	return Response{Code: 2, Stderr: fmt.Sprintf("%s: unsupported command %q\n", conntrackVersion, req.Op)}
+}
