@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/uswitch-lab/uswitch/internal/kerneltest"
 )
 
 // FuzzLoad feeds arbitrary restore input to the loader: it must never
@@ -16,7 +18,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add("*filter\n-A INPUT ! -i eth+ -p udp ! --sport 1:2 -g FOO\nCOMMIT\n")
 	f.Add("*mangle\n[5:6] -A PREROUTING -f -d 1.2.3.4/255.0.255.0 -j ACCEPT\n-I PREROUTING 1 -j DROP\n-D PREROUTING 2\nCOMMIT\n")
 	// seed with the corpus when it is there
-	if dir, err := filepath.Abs("../../../shared/corpus/iptables-save"); err == nil {
+	if dir, ok := kerneltest.CorpusDir("iptables-save"); ok {
 		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 			if err == nil && !d.IsDir() {
 				if data, err := os.ReadFile(p); err == nil && len(data) < 64<<10 {

@@ -115,7 +115,7 @@ func init() {
 	}, New: func() Match { return &PhysdevMatch{} }})
 }
 
-// Eval is physdev_mt (net/netfilter/xt_physdev.c), kernel-facts §2.5.
+// Eval is physdev_mt (net/netfilter/xt_physdev.c).
 // Bridge information exists when br_netfilter recorded the input port
 // (Meta.PhysIn); the output port (Meta.PhysOut) is known in FORWARD and
 // POSTROUTING of bridged traffic only.

@@ -33,7 +33,8 @@ func (r *recTracer) Policy(t *Table, c *Chain, v TVerdict) {
 }
 
 // TestTraversal checks the jump stack semantics of ipt_do_table /
-// nft_do_chain (kernel-facts §7.1) and the trace events nft emits.
+// nft_do_chain (net/ipv4/netfilter/ip_tables.c, net/netfilter/nf_tables_core.c)
+// and the trace events nft emits.
 func TestTraversal(t *testing.T) {
 	for _, c := range []struct {
 		name, rules string

@@ -2,7 +2,8 @@
 // servers and their schedulers, the IPVS connection table, the hook
 // functions the datapath calls, and the ipvsadm language.
 //
-// It follows net/netfilter/ipvs of the Linux kernel (kernel-facts §3):
+// It follows net/netfilter/ipvs of the Linux kernel (ip_vs_core.c,
+// ip_vs_conn.c, ip_vs_ctl.c, ip_vs_xmit.c, ip_vs_sched.c):
 //
 //	Director           netns_ipvs: services (copy-on-write index published
 //	                   atomically), sysctls (net.ipv4.vs.*), --set timeouts

@@ -104,24 +104,32 @@ func StripComments(s string) string {
 	return b.String()
 }
 
-// Corpus returns the path of ../shared/corpus/<sub> seen from the module
-// root, or skips the test when it is absent.
-func Corpus(t testing.TB, sub string) string {
-	t.Helper()
+// CorpusDir returns the path of ../shared/corpus/<sub> seen from the
+// module root, and whether it is there.
+func CorpusDir(sub string) (string, bool) {
 	dir, err := os.Getwd()
 	if err != nil {
-		t.Fatal(err)
+		return "", false
 	}
 	for d := dir; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
 			p := filepath.Join(d, "..", "shared", "corpus", sub)
-			if _, err := os.Stat(p); err != nil {
-				t.Skipf("corpus %s not found (%v): it lives in ../shared/corpus beside the checkout; CI has it", sub, err)
-			}
-			return p
+			_, err := os.Stat(p)
+			return p, err == nil
 		}
 		if filepath.Dir(d) == d {
-			t.Skip("module root not found")
+			return "", false
 		}
 	}
+}
+
+// Corpus returns the path of ../shared/corpus/<sub> seen from the module
+// root, or skips the test when it is absent.
+func Corpus(t testing.TB, sub string) string {
+	t.Helper()
+	p, ok := CorpusDir(sub)
+	if !ok {
+		t.Skipf("corpus %s not found beside the module: it lives in ../shared/corpus beside the checkout; CI has it", sub)
+	}
+	return p
 }
