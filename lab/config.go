@@ -185,6 +185,10 @@ type Demo struct {
 	// connection that hangs, a refused one): its failure is printed as
 	// expected and does not fail the demo; a success does.
 	ExpectFail bool `toml:"expect_fail"`
+	// ExpectRefused: a tcp step whose connection must be refused (a
+	// TCP reset: REJECT --reject-with tcp-reset, or no listener), not
+	// time out or succeed.
+	ExpectRefused bool `toml:"expect_refused"`
 }
 
 // Server is a built-in server: "tcp-echo", "udp-echo" or "http".
@@ -793,6 +797,9 @@ func (c *Config) check(src string) error {
 		}
 		if d.Count < 0 || d.Count > 1000 {
 			return fail("demo.count", "%d: want 0-1000", d.Count)
+		}
+		if d.ExpectRefused && (d.TCP == "" || d.ExpectFail) {
+			return fail("demo.expect_refused", "%v: only a tcp step without expect_fail can expect a refusal", d.ExpectRefused)
 		}
 	}
 	if c.Uswitch.Rules != "" && c.Uswitch.RulesFile != "" {

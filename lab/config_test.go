@@ -71,6 +71,7 @@ addresses = ["10.0.0.2/24"]
 		{"bad sysctl value", base + "[uswitch.sysctl]\n\"net.ipv4.ip_forward\" = \"yes\"\n", "uswitch.sysctl.net.ipv4.ip_forward", "integer", 12},
 		{"syntax", base + "[[namespace]\n", "namespace", "delimiter", 11},
 		{"demo from nowhere", base + "[[demo]]\nfrom = \"zz\"\nping = \"10.0.0.1\"\n", "demo.from", "zz", 12},
+		{"refusal on a ping", base + "[[demo]]\nfrom = \"a\"\nping = \"10.0.0.1\"\nexpect_refused = true\n", "demo.expect_refused", "only a tcp step", 14},
 		{"bad queues", strings.Replace(base, "workers = 1", "workers = 1\nqueues = 300", 1), "uswitch.queues", "300", 4},
 		{"offload not a bool", strings.Replace(base, "workers = 1", "workers = 1\noffload = 1", 1), "uswitch.offload", "incompatible types", 4},
 	} {

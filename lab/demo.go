@@ -1,11 +1,13 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -119,7 +121,7 @@ func (l *Lab) Demo(w io.Writer) error {
 				}
 			}
 		case d.TCP != "":
-			expectRefused := strings.Contains(d.Note, "REJECT")
+			expectRefused := d.ExpectRefused
 			hello, err := l.TCPHello(d.From, d.TCP, demoTimeout)
 			switch {
 			case err != nil && d.ExpectFail:
@@ -127,7 +129,7 @@ func (l *Lab) Demo(w io.Writer) error {
 			case err == nil && d.ExpectFail:
 				fmt.Fprintf(w, "  TCP %s from %s: greeting %q, but it should have failed", d.TCP, d.From, hello)
 				failed = append(failed, "tcp "+d.TCP)
-			case err != nil && expectRefused:
+			case errors.Is(err, syscall.ECONNREFUSED) && expectRefused:
 				fmt.Fprintf(w, "  TCP %s from %s: refused as expected (%v)", d.TCP, d.From, err)
 			case err != nil:
 				fmt.Fprintf(w, "  TCP %s from %s: %v", d.TCP, d.From, err)

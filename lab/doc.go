@@ -69,6 +69,8 @@
 //	  mtu = 1500                        optional (68-65535)
 //	[[demo]]                            the demonstration's steps: from, one
 //	                                    of http, ping, udp, tcp; count, note;
+//	                                    expect_refused = true: a tcp step
+//	                                    whose connection must be reset;
 //	                                    expect_fail = true: a step that
 //	                                    shows a failure (it must fail)
 //

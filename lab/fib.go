@@ -39,46 +39,24 @@ var knownSysctl = regexp.MustCompile(`^(net\.ipv4\.ip_forward|net\.ipv4\.fib_mul
 // parseSysctls flattens the [uswitch.sysctl] table (dotted keys may be
 // quoted or nested) and reads it as `sysctl -a` lines.
 func parseSysctls(m map[string]any) (sysctls, error) {
-	flat := map[string]string{}
-	var walk func(prefix string, m map[string]any) error
-	walk = func(prefix string, m map[string]any) error {
-		for k, v := range m {
-			key := prefix + k
-			switch x := v.(type) {
-			case map[string]any:
-				if err := walk(key+".", x); err != nil {
-					return err
-				}
-			case int64:
-				flat[key] = fmt.Sprint(x)
-			case bool:
-				flat[key] = map[bool]string{true: "1", false: "0"}[x]
-			default:
-				return &sysctlError{key, fmt.Errorf("%v: want an integer", v)}
-			}
+	kv, bad, err := flattenSysctls(m, func(key string) error {
+		if !knownSysctl.MatchString(key) {
+			return fmt.Errorf("not a sysctl uswitch reads")
 		}
 		return nil
+	})
+	if err != nil {
+		return sysctls{}, &sysctlError{bad, err}
 	}
-	if err := walk("", m); err != nil {
-		return sysctls{}, err
-	}
-	keys := make([]string, 0, len(flat))
-	for k := range flat {
-		if !knownSysctl.MatchString(k) {
-			return sysctls{}, &sysctlError{k, fmt.Errorf("not a sysctl uswitch reads")}
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var b strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s = %s\n", k, flat[k])
+	for _, e := range kv {
+		fmt.Fprintf(&b, "%s = %s\n", e.Key, e.Value)
 	}
 	s, err := host.Parse(map[string][]byte{host.FileSysctl: []byte(b.String())})
 	if err != nil {
 		var pe *host.ParseError
-		if errors.As(err, &pe) && pe.Line > 0 && pe.Line <= len(keys) {
-			return sysctls{}, &sysctlError{keys[pe.Line-1], pe.Err}
+		if errors.As(err, &pe) && pe.Line > 0 && pe.Line <= len(kv) {
+			return sysctls{}, &sysctlError{kv[pe.Line-1].Key, pe.Err}
 		}
 		return sysctls{}, err
 	}

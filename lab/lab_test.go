@@ -236,12 +236,9 @@ func TestLabTraffic(t *testing.T) {
 // behind (its TUNs die with the process); Down removes them by name.
 func TestDownAfterCrash(t *testing.T) {
 	needRoot(t)
-	if os.Getenv("USWITCH_LAB_CRASH_PREFIX") != "" {
-		t.Skip("helper")
-	}
 	c, p := testConfig(t)
 	t.Cleanup(func() { Down(c) })
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.v")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "USWITCH_LAB_CRASH_PREFIX="+p)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -296,21 +293,29 @@ func TestDownAfterCrash(t *testing.T) {
 	}
 }
 
-// TestCrashHelper is the lab process TestDownAfterCrash kills.
-func TestCrashHelper(t *testing.T) {
-	p := os.Getenv("USWITCH_LAB_CRASH_PREFIX")
-	if p == "" {
-		t.Skip("run by TestDownAfterCrash")
+// TestMain runs the test binary as the lab process TestDownAfterCrash
+// kills when USWITCH_LAB_CRASH_PREFIX is set (no test runs then).
+func TestMain(m *testing.M) {
+	if p := os.Getenv("USWITCH_LAB_CRASH_PREFIX"); p != "" {
+		os.Exit(crashHelper(p))
 	}
+	os.Exit(m.Run())
+}
+
+// crashHelper brings up a lab with the prefix, says so, and waits to be
+// killed.
+func crashHelper(p string) int {
 	c, err := Parse("test.toml", []byte(strings.ReplaceAll(testLab, "P-", p+"-")))
-	if err != nil {
-		t.Fatal(err)
+	if err == nil {
+		_, err = Up(c, nil)
 	}
-	if _, err := Up(c, nil); err != nil {
-		t.Fatal(err)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "crash helper:", err)
+		return 1
 	}
 	fmt.Println("LAB UP")
 	time.Sleep(time.Minute)
+	return 0
 }
 
 // TestDefaultLabDemo brings up the default lab under unique names (its

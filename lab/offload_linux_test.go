@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/uswitch-lab/uswitch/internal/labtest"
 	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/packet"
+	"golang.org/x/sys/unix"
 )
 
 // TestOffloadTransfer sends 24 MB through the test lab's TCP echo on
@@ -196,10 +198,29 @@ func TestOffloadUDPBurst(t *testing.T) {
 	}
 	s := l.Stats()
 	t.Logf("%d of %d datagrams arrived; datapath: %v", arrived, n, s)
-	if bad > 0 || dup > 0 || arrived == 0 {
-		t.Errorf("%d bad, %d duplicated, %d arrived", bad, dup, arrived)
+	// UDP has no flow control: a few datagrams may be lost to a full
+	// socket or TUN queue on a loaded machine, but not more than a tenth
+	if bad > 0 || dup > 0 || arrived < n*9/10 {
+		t.Errorf("%d bad, %d duplicated, %d of %d arrived (want at least 90%%)", bad, dup, arrived, n)
+	}
+	// the flow's datagrams were written coalesced, as UDP_L4
+	// super-packets, where the kernel takes them (TUN_F_USO4, 6.2)
+	if kernelAtLeast(6, 2) && s.GROOut == 0 {
+		t.Errorf("no UDP super-packet written on a kernel with USO: %v", s)
 	}
 	if s.OffloadErrors != 0 || s.TxErrors != 0 {
 		t.Errorf("errors: %v", s)
 	}
+}
+
+// kernelAtLeast reports whether the running kernel's release is at least
+// major.minor.
+func kernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	var ma, mi int
+	fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi)
+	return ma > major || ma == major && mi >= minor
 }

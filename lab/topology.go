@@ -2,7 +2,9 @@ package lab
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,19 +76,16 @@ func (s NSSysctl) perDevice() bool {
 // is uswitch's business).
 var nsSysctlRe = regexp.MustCompile(`^net\.ipv4(\.[A-Za-z0-9_\-]+)+$`)
 
-// flattenSysctls turns the sysctl table (dotted keys quoted or nested)
-// into checked key/value pairs, net.ipv4.ip_forward first (writing it
-// resets every device's forwarding, devinet_sysctl_forward), the rest
-// sorted. badKey is the key of the error, if any.
-func flattenSysctls(m map[string]any) (out []NSSysctl, badKey string, err error) {
+// flattenSysctls turns a sysctl table (dotted keys quoted or nested)
+// into key/value pairs, each key checked by valid, net.ipv4.ip_forward
+// first (writing it resets every device's forwarding,
+// devinet_sysctl_forward), the rest sorted. badKey is the key of the
+// error, if any. Both the namespaces' sysctl tables and [uswitch.sysctl]
+// are read by it.
+func flattenSysctls(m map[string]any, valid func(key string) error) (out []NSSysctl, badKey string, err error) {
 	var walk func(prefix string, m map[string]any) error
 	walk = func(prefix string, m map[string]any) error {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			key := prefix + k
 			var v string
 			switch x := m[k].(type) {
@@ -106,9 +105,9 @@ func flattenSysctls(m map[string]any) (out []NSSysctl, badKey string, err error)
 				badKey = key
 				return fmt.Errorf("%v: want an integer", m[k])
 			}
-			if !nsSysctlRe.MatchString(key) {
+			if err := valid(key); err != nil {
 				badKey = key
-				return fmt.Errorf("not a net.ipv4.* sysctl (a namespace may set only those)")
+				return err
 			}
 			out = append(out, NSSysctl{Key: key, Value: v})
 		}
@@ -125,6 +124,14 @@ func flattenSysctls(m map[string]any) (out []NSSysctl, badKey string, err error)
 		return out[i].Key < out[j].Key
 	})
 	return out, "", nil
+}
+
+// nsSysctl is a namespace's sysctl key check: net.ipv4.* only.
+func nsSysctl(key string) error {
+	if !nsSysctlRe.MatchString(key) {
+		return fmt.Errorf("not a net.ipv4.* sysctl (a namespace may set only those)")
+	}
+	return nil
 }
 
 // checkTopology checks the [[link]] tables and the namespaces' loopback
@@ -172,7 +179,7 @@ func (c *Config) checkTopology(src string, ns map[string]int, attached map[strin
 				return fail("namespace.routes", "%q: namespace %q has no TUN: give dev or via", r.Text, n.Name)
 			}
 		}
-		sc, bad, err := flattenSysctls(n.Sysctl)
+		sc, bad, err := flattenSysctls(n.Sysctl, nsSysctl)
 		if err != nil {
 			return &ConfigError{File: c.File, Line: nsLine(src, n.Name, bad), Key: "namespace.sysctl." + bad, Err: err}
 		}
