@@ -277,50 +277,16 @@ func (c *Server) streamPcap(conn net.Conn, enc *json.Encoder, req Request) {
 	}
 	pkts, cancel := dp.SubscribeCapture(req.Iface, 4096)
 	defer cancel()
-	conn.SetDeadline(time.Time{})
-	if enc.Encode(Response{Stream: true}) != nil {
-		return
-	}
-	gone := make(chan struct{})
-	go func() {
-		io.Copy(io.Discard, conn)
-		close(gone)
-	}()
-	bw := bufio.NewWriter(conn)
-	pw := pcapgo.NewWriter(bw)
-	if pw.WriteFileHeader(65535, layers.LinkTypeRaw) != nil || bw.Flush() != nil {
-		return
-	}
 	n := 0
-	full := func() bool { return req.Count > 0 && n >= req.Count }
-	write := func(p link.Captured) error {
+	var pw *pcapgo.Writer
+	stream(c, conn, enc, pkts, func(w *bufio.Writer) error {
+		pw = pcapgo.NewWriter(w)
+		return pw.WriteFileHeader(65535, layers.LinkTypeRaw)
+	}, func(p link.Captured) (bool, error) {
 		n++
 		ci := gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Data), Length: len(p.Data)}
-		return pw.WritePacket(ci, p.Data)
-	}
-	for {
-		select {
-		case <-gone:
-			return
-		case <-c.done:
-			bw.Flush()
-			return
-		case p := <-pkts:
-			err := write(p)
-		drain: // write what is queued in one go
-			for err == nil && !full() {
-				select {
-				case p := <-pkts:
-					err = write(p)
-				default:
-					break drain
-				}
-			}
-			if err != nil || bw.Flush() != nil || full() {
-				return
-			}
-		}
-	}
+		return req.Count > 0 && n >= req.Count, pw.WritePacket(ci, p.Data)
+	})
 }
 
 // streamTrace answers a "trace" request: a Response with Stream
@@ -333,6 +299,22 @@ func (c *Server) streamTrace(conn net.Conn, enc *json.Encoder) {
 	}
 	lines, cancel := c.dp.SubscribeTrace(4096)
 	defer cancel()
+	var w *bufio.Writer
+	stream(c, conn, enc, lines, func(bw *bufio.Writer) error {
+		w = bw
+		return nil
+	}, func(ln string) (bool, error) {
+		w.WriteString(ln)
+		return false, w.WriteByte('\n')
+	})
+}
+
+// stream answers a stream request: a Response with Stream set, then
+// what start writes, then each item of ch as write writes it, what is
+// queued in one go and flushed together, until the client goes, write
+// says the stream is full or fails, or the server closes (which flushes
+// what was written).
+func stream[T any](c *Server, conn net.Conn, enc *json.Encoder, ch <-chan T, start func(*bufio.Writer) error, write func(T) (full bool, err error)) {
 	conn.SetDeadline(time.Time{})
 	if enc.Encode(Response{Stream: true}) != nil {
 		return
@@ -342,27 +324,29 @@ func (c *Server) streamTrace(conn net.Conn, enc *json.Encoder) {
 		io.Copy(io.Discard, conn)
 		close(gone)
 	}()
-	w := bufio.NewWriter(conn)
+	bw := bufio.NewWriter(conn)
+	if start(bw) != nil || bw.Flush() != nil {
+		return
+	}
 	for {
 		select {
 		case <-gone:
 			return
 		case <-c.done:
+			bw.Flush()
 			return
-		case ln := <-lines:
-			w.WriteString(ln)
-			w.WriteByte('\n')
-			// write what is queued in one go
-			for more := true; more; {
+		case v := <-ch:
+			full, err := write(v)
+		drain:
+			for err == nil && !full {
 				select {
-				case ln := <-lines:
-					w.WriteString(ln)
-					w.WriteByte('\n')
+				case v := <-ch:
+					full, err = write(v)
 				default:
-					more = false
+					break drain
 				}
 			}
-			if w.Flush() != nil {
+			if err != nil || bw.Flush() != nil || full {
 				return
 			}
 		}
