@@ -15,7 +15,17 @@ import (
 // does with it (drivers/net/tun.c: tun_put_user, tun_get_user;
 // include/linux/virtio_net.h: virtio_net_hdr_from_skb,
 // virtio_net_hdr_to_skb; net/ipv4/tcp_offload.c: tcp_gso_segment,
-// tcp_gro_receive; net/ipv4/af_inet.c: inet_gso_segment).
+// tcp_gro_receive; net/ipv4/af_inet.c: inet_gso_segment). Prior art:
+// wireguard-go (golang.zx2c4.com/wireguard: tun/offload_linux.go,
+// tun/tun_linux.go) does the same for its TUN, with TSO/USO splitting,
+// TCP and UDP GRO tables and batched Read and Write; uswitch has its
+// own because it opens multi-queue TUNs inside the namespace it serves,
+// tells conntrack per packet whether the kernel vouched for the
+// checksum (Queue.ReadValid), and cuts a super-packet into the
+// caller's buffers without allocating, across as many Reads as that
+// takes. wireguard-go's splitter and coalescer are unexported (reached
+// only through a real TUN's Read and Write), so they serve as no test
+// oracle either.
 //
 //	namespace ──TSO super-packet──> TUN read ──segment──> MSS-sized packets ─> engine
 //	namespace <──one GSO packet──── TUN write <─coalesce── segments (datagrams) of a batch <─ engine
