@@ -1,0 +1,159 @@
+// Package iptables is the iptables language and its evaluation: it reads
+// rule sets as iptables-nft 1.8.9's iptables-restore does, refuses what
+// that refuses with the same message, line and exit status, prints them
+// back as its iptables-save does, and runs packets through a table's
+// chains as the kernel's traversal does.
+//
+// It knows the five IPv4 tables (raw, mangle, nat, filter, security) and
+// nothing else: no ip6tables, arptables or ebtables, no native nft
+// syntax. Rules decide; other packages act. The datapath package's
+// Engine runs the tables at their hooks in priority order; package
+// conntrack tracks the connections rules read through Ctx.CT; package
+// nat makes the bindings NAT targets ask for in Ctx.NAT (a NATRequest)
+// and rewrites packets; the engine sends what Ctx.Reject asks for, hands
+// Ctx.QueueNum to NFQUEUE and untracks on Ctx.Notrack; route types and
+// reverse-path answers come from the Env the engine passes (package
+// route has them).
+//
+// # Pipeline
+//
+//	iptables-restore text
+//	   │ Loader.Load: restore.go (lines), SplitWords and parse.go
+//	   │ (commands), xtopt.go and addr.go (values), ext.go (registry)
+//	   ▼
+//	Table, Chain, Rule with Match and Target values (ir.go)
+//	   │ COMMIT: jumps, loops, Reach, extension checks ──► RestoreError
+//	   ▼
+//	Ruleset ──► Save, RuleString: iptables-save text (save.go)
+//	   │ Compile: chain indexes (classify.go); counters numbered (memo.go)
+//	   ▼
+//	Table.Run(Ctx, Tracer), per packet and hook (eval.go)
+//	   └─► TVerdict, target requests in Ctx, trace events, Memo
+//
+// Loader.Load reads iptables-restore input (the grammar is at the top of
+// restore.go): *table, :chain lines, COMMIT, and iptables commands (-A,
+// -I, -D, -R, -C, -N, -X, -F, -Z, -P, -E). There is no stand-alone
+// iptables command: a single command is a restore line, applied to
+// Loader.Base with Loader.NoFlush. Lines are split into words as
+// add_param_to_argv (iptables/xshared.c) does (SplitWords) and parsed as
+// do_parse does with getopt_long (parse.go): abbreviated long options,
+// "!" as its own word, options of the extensions loaded by -m and -j,
+// the implicit protocol match of -p tcp. Values go through the
+// libxtables parsers (xtopt.go and addr.go, after libxtables/xtoptions.c
+// and libxtables/xtables.c) with their exact messages; host names are
+// never resolved. Ruleset.Save (iptables/xtables-save.c, iptables/nft.c)
+// and RuleString print the result; a loaded set prints as iptables-nft
+// would print it after its own round trip through nftables.
+//
+// The result is typed: a Ruleset holds up to NumTables Tables; a Table
+// holds its builtin chains in hook order, then its user chains by name;
+// a Chain has its Policy, Rules and Reach; a Rule has the fixed part
+// (IPHeader, struct ipt_ip), Matches, and either a standard Verdict
+// (with Jump for -j and -g) or a Target. Strings are handled at load
+// only.
+//
+// # Commit checks
+//
+// At each COMMIT the table is checked as the kernel checks the batch:
+// jumps are bound; loops and nesting deeper than nft_chain_validate
+// allows (net/netfilter/nf_tables_api.c) are refused; each chain's Reach,
+// the hooks it can be reached from (mark_source_chains in
+// net/ipv4/netfilter/ip_tables.c), goes to the extensions' checks:
+// HookChecker (tables and hooks, as xt_check_match and xt_check_target
+// in net/netfilter/x_tables.c), EntryChecker (checkentry with the hook
+// mask net/netfilter/nft_compat.c gives it) and ProtoChecker. A refusal
+// is a RestoreError of one ErrorKind whose Stderr and ExitCode are those
+// of iptables-restore, on the line iptables-nft blames: the rule, or the
+// later jump that made it reachable from a forbidden hook. Nothing is
+// applied until every table has committed: Load returns a new Ruleset or
+// an error, never half of one.
+//
+// # Evaluation
+//
+// Table.Run is ipt_do_table (net/ipv4/netfilter/ip_tables.c) and
+// nft_do_chain (net/netfilter/nf_tables_core.c) for one packet at one
+// hook. A rule's IPHeader is tested first (ip_packet_match), then its
+// matches in order (Evaluator); a rule that matches counts the packet,
+// then its verdict applies or its Target runs (Executor, returning a
+// TVerdict). -j pushes the position on the jump stack
+// (Scratch), -g does not; RETURN or a user chain's end pops; the base
+// chain's end applies its policy:
+//
+//	INPUT ── rule ── rule ─────────── rule ── policy
+//	           │ -j A (push)     ▲ pop: RETURN or end of A
+//	           ▼                 │
+//	         A ── rule ── rule ──┘
+//	                       │ -g B (no push): B's end returns to INPUT
+//
+// Ctx carries the packet, its conntrack Ref, the Env and the State in,
+// and the requests of targets out. A Tracer gets the events nft's
+// nft_trace_packet emits (Rule, Return, Policy), which the datapath
+// prints as xtables-monitor --trace lines. The per-packet path builds no
+// strings and allocates nothing.
+//
+// # Classifier
+//
+// Ruleset.Compile (Loader calls it) indexes every chain of at least 16
+// rules (classify.go) by what rules test before anything with side
+// effects can run: destination and source prefix, protocol, input
+// interface, and tcp or udp ports when no stateful match comes first. A
+// rule testing a field in a way the index does not model (inverted, a
+// non-prefix mask, an iface+ wildcard) is a wildcard of that field. A
+// packet's candidates are the rules its value admits in the field with
+// the fewest; they are evaluated in full and in order. A rule that
+// matches is a candidate of every field, and a skipped rule would have
+// failed before any stateful match, so the first match, side effects
+// and counters are those of the linear walk. Ctx.Linear (the datapath's
+// Config.Linear) keeps that walk as the reference.
+//
+// # Flow cache
+//
+// With Ctx.Memo set, a traversal records the counters it adds to
+// (memo.go) and is Tainted as soon as it evaluates a match that can
+// answer differently for the flow's next packet (decided from what ran,
+// not from what the chain holds), fires a target other than a standard
+// verdict, queues, or adds to more than MaxMemoHits counters. The
+// datapath's flow cache keeps untainted recordings on the connection
+// and replays them with Ruleset.Replay; Ruleset.Memoizable says a
+// Loader numbered the counters.
+//
+// # Extensions
+//
+// Each extension is a typed value in a match_*.go or target_*.go file
+// (related ones share a file), which pairs the parser, ->save and checks
+// of iptables' extensions/libxt_NAME.c with the evaluator of the
+// kernel's net/netfilter/xt_NAME.c (libipt_NAME.c and
+// net/ipv4/netfilter/ipt_NAME.c for the IPv4-only ones). To add one, implement Match (Parse, Final,
+// Save, Eval, Name) or Target (with Exec), declare its long options as
+// Option values, register it from init with RegisterMatch or
+// RegisterTarget (ext.go), report bad values with Errorf, and add
+// HookChecker, EntryChecker or ProtoChecker where the kernel restricts
+// it (Errno for a refusal other than EINVAL). A match that keeps state
+// or answers per packet must also be known as such to the classifier
+// (classify.go) and the flow cache (memo.go).
+//
+// # Concurrency
+//
+// A Ruleset is immutable once a Loader returns it; a change builds a new
+// one, and the datapath swaps it in atomically while packets in flight
+// finish on the old one. Counters are atomic and shared with the new set
+// by rules a --noflush restore carries over. State a match keeps per
+// rule (limit's bucket, statistic's count, connlimit's lists) has its
+// own lock; what the kernel keys by name per namespace (recent lists,
+// hashlimit tables) lives in a State, which the engine keeps across
+// swaps. A Scratch serves one Run at a time.
+//
+// # Tests
+//
+// TestCorpusStable loads every dump in ../shared/corpus/iptables-save
+// (beside the module) to a printed fixed point or a located error.
+// Where root is available (internal/kerneltest), TestCorpusKernelRoundTrip,
+// TestGeneratedKernelRoundTrip and TestRestoreErrorsAgainstKernel require
+// the kernel's iptables-save output or refusal, byte for byte, in a
+// throw-away namespace. TestPeerT and TestPeerTKernel run iptables' own
+// extensions/*.t lines from ../shared/corpus/iptables-t (known failures
+// in testdata). TestClassifierMatchesLinear
+// compares the classifier with the linear walk on random rule sets,
+// FuzzLoad fuzzes the loader through Save, and the NoAllocs tests keep
+// the per-packet path free of allocations.
+package iptables
