@@ -4,16 +4,13 @@
 // back as its iptables-save does, and runs packets through a table's
 // chains as the kernel's traversal does.
 //
-// It knows the five IPv4 tables (raw, mangle, nat, filter, security) and
-// nothing else: no ip6tables, arptables or ebtables, no native nft
-// syntax. Rules decide; other packages act. The datapath package's
-// Engine runs the tables at their hooks in priority order; package
-// conntrack tracks the connections rules read through Ctx.CT; package
-// nat makes the bindings NAT targets ask for in Ctx.NAT (a NATRequest)
-// and rewrites packets; the engine sends what Ctx.Reject asks for, hands
-// Ctx.QueueNum to NFQUEUE and untracks on Ctx.Notrack; route types and
-// reverse-path answers come from the Env the engine passes (package
-// route has them).
+// It knows the five IPv4 tables and nothing else: no ip6tables,
+// arptables or ebtables, no native nft syntax. Rules decide; others act.
+// The datapath package's Engine runs the tables at their hooks in
+// priority order, sends what Ctx.Reject asks for and queues on TQueue;
+// package conntrack tracks the connections rules read through Ctx.CT;
+// package nat makes the bindings NAT targets request in Ctx.NAT;
+// package route answers the Env's route-type and reverse-path questions.
 //
 // # Pipeline
 //
@@ -30,34 +27,31 @@
 //	Table.Run(Ctx, Tracer), per packet and hook (eval.go)
 //	   └─► TVerdict, target requests in Ctx, trace events, Memo
 //
-// Loader.Load reads iptables-restore input (the grammar is at the top of
-// restore.go): *table, :chain lines, COMMIT, and iptables commands (-A,
-// -I, -D, -R, -C, -N, -X, -F, -Z, -P, -E). There is no stand-alone
-// iptables command: a single command is a restore line, applied to
-// Loader.Base with Loader.NoFlush. Lines are split into words as
-// add_param_to_argv (iptables/xshared.c) does (SplitWords) and parsed as
-// do_parse does with getopt_long (parse.go): abbreviated long options,
-// "!" as its own word, options of the extensions loaded by -m and -j,
-// the implicit protocol match of -p tcp. Values go through the
-// libxtables parsers (xtopt.go and addr.go, after libxtables/xtoptions.c
-// and libxtables/xtables.c) with their exact messages; host names are
-// never resolved. Ruleset.Save (iptables/xtables-save.c, iptables/nft.c)
-// and RuleString print the result; a loaded set prints as iptables-nft
-// would print it after its own round trip through nftables.
+// Loader.Load reads iptables-restore input (iptables/xtables-restore.c):
+// *table, :chain, COMMIT and iptables commands (-A -I -D -R -C -N -X -F
+// -Z -P -E). A single iptables command is such a line, applied to
+// Loader.Base with Loader.NoFlush. Lines are split as add_param_to_argv
+// (iptables/xshared.c) does (SplitWords) and parsed as do_parse does
+// with getopt_long (parse.go): abbreviations, "!" words, the options of
+// extensions loaded by -m and -j, the implicit match of -p tcp. Values
+// go through libxtables' parsers (xtopt.go, addr.go, after
+// libxtables/xtoptions.c and xtables.c) with their exact messages; host
+// names are never resolved. Ruleset.Save (iptables/xtables-save.c) and
+// RuleString print a set as iptables-nft prints it back from nftables.
 //
 // The result is typed: a Ruleset holds up to NumTables Tables; a Table
 // holds its builtin chains in hook order, then its user chains by name;
 // a Chain has its Policy, Rules and Reach; a Rule has the fixed part
 // (IPHeader, struct ipt_ip), Matches, and either a standard Verdict
-// (with Jump for -j and -g) or a Target. Strings are handled at load
-// only.
+// (with Jump for -j and -g) or a Target. Strings are parsed at load,
+// never per packet.
 //
 // # Commit checks
 //
 // At each COMMIT the table is checked as the kernel checks the batch:
 // jumps are bound; loops and nesting deeper than nft_chain_validate
-// allows (net/netfilter/nf_tables_api.c) are refused; each chain's Reach,
-// the hooks it can be reached from (mark_source_chains in
+// allows (net/netfilter/nf_tables_api.c) are refused; each chain's
+// Reach, the hooks it can be reached from (mark_source_chains in
 // net/ipv4/netfilter/ip_tables.c), goes to the extensions' checks:
 // HookChecker (tables and hooks, as xt_check_match and xt_check_target
 // in net/netfilter/x_tables.c), EntryChecker (checkentry with the hook
@@ -75,9 +69,9 @@
 // hook. A rule's IPHeader is tested first (ip_packet_match), then its
 // matches in order (Evaluator); a rule that matches counts the packet,
 // then its verdict applies or its Target runs (Executor, returning a
-// TVerdict). -j pushes the position on the jump stack
-// (Scratch), -g does not; RETURN or a user chain's end pops; the base
-// chain's end applies its policy:
+// TVerdict). -j pushes the position on the jump stack (Scratch), -g
+// does not; RETURN or a user chain's end pops; the base chain's end
+// applies its policy:
 //
 //	INPUT ── rule ── rule ─────────── rule ── policy
 //	           │ -j A (push)     ▲ pop: RETURN or end of A
@@ -86,10 +80,10 @@
 //	                       │ -g B (no push): B's end returns to INPUT
 //
 // Ctx carries the packet, its conntrack Ref, the Env and the State in,
-// and the requests of targets out. A Tracer gets the events nft's
-// nft_trace_packet emits (Rule, Return, Policy), which the datapath
-// prints as xtables-monitor --trace lines. The per-packet path builds no
-// strings and allocates nothing.
+// and the requests of targets out (NAT, Reject, QueueNum, Notrack). A
+// Tracer gets the events nft_trace_packet emits (Rule, Return, Policy),
+// which the datapath prints as xtables-monitor --trace lines. The
+// per-packet path builds no strings and allocates nothing.
 //
 // # Classifier
 //
@@ -120,40 +114,41 @@
 // # Extensions
 //
 // Each extension is a typed value in a match_*.go or target_*.go file
-// (related ones share a file), which pairs the parser, ->save and checks
+// (related ones share a file) that pairs the parser, ->save and checks
 // of iptables' extensions/libxt_NAME.c with the evaluator of the
-// kernel's net/netfilter/xt_NAME.c (libipt_NAME.c and
-// net/ipv4/netfilter/ipt_NAME.c for the IPv4-only ones). To add one, implement Match (Parse, Final,
-// Save, Eval, Name) or Target (with Exec), declare its long options as
-// Option values, register it from init with RegisterMatch or
-// RegisterTarget (ext.go), report bad values with Errorf, and add
-// HookChecker, EntryChecker or ProtoChecker where the kernel restricts
-// it (Errno for a refusal other than EINVAL). A match that keeps state
-// or answers per packet must also be known as such to the classifier
-// (classify.go) and the flow cache (memo.go).
+// kernel's net/netfilter/xt_NAME.c (libipt_*.c and ipt_*.c for some
+// IPv4-only ones; each file names its sources). To add one, implement
+// Match (Parse, Final, Save, Eval, Name) or Target (Exec in place of
+// Eval), declare its long options as Option values, register it from init with
+// RegisterMatch or RegisterTarget (ext.go), report bad values with
+// Errorf, and implement HookChecker, EntryChecker or ProtoChecker where
+// the kernel restricts it (Errno for a refusal other than EINVAL). A
+// match that keeps state or answers per packet must also be known as
+// such to the classifier (classify.go) and the flow cache (memo.go).
 //
 // # Concurrency
 //
 // A Ruleset is immutable once a Loader returns it; a change builds a new
 // one, and the datapath swaps it in atomically while packets in flight
-// finish on the old one. Counters are atomic and shared with the new set
-// by rules a --noflush restore carries over. State a match keeps per
-// rule (limit's bucket, statistic's count, connlimit's lists) has its
-// own lock; what the kernel keys by name per namespace (recent lists,
-// hashlimit tables) lives in a State, which the engine keeps across
-// swaps. A Scratch serves one Run at a time.
+// finish on the old one. Counters are atomic; a rule a restore leaves
+// alone (--noflush, or a table it does not name) keeps its counter.
+// State a match keeps per rule (limit's bucket, statistic's count,
+// connlimit's lists) has its own lock; what the kernel keys by name per
+// namespace (recent lists, hashlimit tables) lives in a State, which the
+// engine keeps across swaps. A Scratch serves one Run at a time.
 //
 // # Tests
 //
 // TestCorpusStable loads every dump in ../shared/corpus/iptables-save
-// (beside the module) to a printed fixed point or a located error.
-// Where root is available (internal/kerneltest), TestCorpusKernelRoundTrip,
-// TestGeneratedKernelRoundTrip and TestRestoreErrorsAgainstKernel require
-// the kernel's iptables-save output or refusal, byte for byte, in a
-// throw-away namespace. TestPeerT and TestPeerTKernel run iptables' own
-// extensions/*.t lines from ../shared/corpus/iptables-t (known failures
-// in testdata). TestClassifierMatchesLinear
-// compares the classifier with the linear walk on random rule sets,
-// FuzzLoad fuzzes the loader through Save, and the NoAllocs tests keep
-// the per-packet path free of allocations.
+// (beside the module) to a printed fixed point or a located error. As
+// root, with iptables-nft in a throw-away namespace (internal/kerneltest),
+// TestCorpusKernelRoundTrip and TestGeneratedKernelRoundTrip require the
+// kernel's iptables-save output or a refusal on its line, and
+// TestRestoreErrorsAgainstKernel its stderr and exit status. TestPeerT
+// and TestPeerTKernel run iptables' own extensions/*.t lines from
+// ../shared/corpus/iptables-t (known failures in testdata).
+// TestClassifierMatchesLinear compares the classifier with the linear
+// walk on random rule sets; FuzzLoad wants whatever loads to print to a
+// form that loads back the same; the NoAllocs tests keep the per-packet
+// path free of allocations.
 package iptables
