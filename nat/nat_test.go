@@ -1,6 +1,7 @@
 package nat
 
 import (
+	"sync/atomic"
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
@@ -319,4 +320,52 @@ func TestBySourceChurn(t *testing.T) {
 	if got := checkBySource(t, n); got != 0 {
 		t.Fatalf("%d indexed after deleting all", got)
 	}
+}
+
+// BenchmarkSNAT is a connection's life as NAT sees it: a conntrack entry,
+// its SNAT binding (find_appropriate_src, then a link into the by-source
+// index), confirm, and, 255 connections later, its delete (which unlinks
+// it). "parallel" runs it on every CPU, each goroutine for its own
+// client and source ports (so no two bind the same mapped tuple), so the
+// by-source index's locking is all they share in NAT.
+func BenchmarkSNAT(b *testing.B) {
+	r := &Range{Flags: MapIPs, MinIP: router, MaxIP: router}
+	life := func(ct *conntrack.Table, n *Core, g uint32, next func() bool) {
+		var ps [256]*packet.Packet
+		var live [256]*conntrack.Conn
+		for i := range ps {
+			ps[i] = &packet.Packet{Data: packet.Build(packet.Spec{Src: client + g, Dst: server, Proto: packet.ProtoUDP, SrcPort: 1024 + uint16(g)<<8 + uint16(i), DstPort: 53})}
+			if err := ps[i].Decode(); err != nil {
+				panic(err)
+			}
+		}
+		now := int64(1e9)
+		for i := 0; next(); i++ {
+			k := i & 255
+			if live[k] != nil {
+				ct.Delete(live[k])
+			}
+			ref, _ := ct.In(ps[k], 0, conntrack.HookPreRouting, now)
+			if err := n.Setup(ref.Conn, r, Src, now); err != nil {
+				panic(err)
+			}
+			if _, v := ct.Confirm(ref, now); v != conntrack.Accept {
+				panic(v)
+			}
+			live[k] = ref.Conn
+		}
+	}
+	b.Run("serial", func(b *testing.B) {
+		ct, n := newCore()
+		b.ReportAllocs()
+		life(ct, n, 0, b.Loop)
+	})
+	b.Run("parallel", func(b *testing.B) {
+		ct, n := newCore()
+		var clients atomic.Uint32
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			life(ct, n, clients.Add(1)-1, pb.Next)
+		})
+	})
 }
