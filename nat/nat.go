@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/internal/kernhash"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -353,20 +354,15 @@ func bestIP(t *conntrack.Tuple, r *Range, m Manip) {
 	if r.Flags&Persistent == 0 {
 		initval = be32(t.Dst) ^ uint32(t.Zone)
 	}
-	j := jhash2x4(be32(t.Src), initval)
+	addr := [4]uint32{be32(t.Src)} // union nf_inet_addr: an IPv4 address, then zeros
+	j := kernhash.Jhash2(addr[:], initval)
 	dist := r.MaxIP - r.MinIP + 1
 	*ip = r.MinIP + uint32((uint64(j)*uint64(dist))>>32)
 }
 
 // be32 is the value the kernel sees when it loads a __be32 as a u32 on a
-// little-endian machine.
-func be32(a uint32) uint32 {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], a)
-	return binary.LittleEndian.Uint32(b[:])
-}
-
-func rol32(x uint32, k uint) uint32 { return x<<k | x>>(32-k) }
+// little-endian machine: the host-order value byte-swapped.
+func be32(a uint32) uint32 { return bits.ReverseBytes32(a) }
 
 // maxAttempts is NF_NAT_MAX_ATTEMPTS.
 const maxAttempts = 128
@@ -675,51 +671,4 @@ func setInnerPort(p *packet.Packet, at int, port uint16) {
 	} else {
 		p.DstPort = port
 	}
-}
-
-// jhash2x4 is jhash2(k, 4, initval) over an IPv4 address stored in a
-// union nf_inet_addr: the address word, then three zero words.
-func jhash2x4(k0, initval uint32) uint32 {
-	a := uint32(0xdeadbeef) + 4<<2 + initval
-	b, c := a, a
-	a += k0
-	// __jhash_mix
-	a -= c
-	a ^= rol32(c, 4)
-	c += b
-	b -= a
-	b ^= rol32(a, 6)
-	a += c
-	c -= b
-	c ^= rol32(b, 8)
-	b += a
-	a -= c
-	a ^= rol32(c, 16)
-	c += b
-	b -= a
-	b ^= rol32(a, 19)
-	a += c
-	c -= b
-	c ^= rol32(b, 4)
-	b += a
-	// the fourth (zero) word, then __jhash_final
-	return jhashFinal(a, b, c)
-}
-
-func jhashFinal(a, b, c uint32) uint32 {
-	c ^= b
-	c -= rol32(b, 14)
-	a ^= c
-	a -= rol32(c, 11)
-	b ^= a
-	b -= rol32(a, 25)
-	c ^= b
-	c -= rol32(b, 16)
-	a ^= c
-	a -= rol32(c, 4)
-	b ^= a
-	b -= rol32(a, 14)
-	c ^= b
-	c -= rol32(b, 24)
-	return c
 }
