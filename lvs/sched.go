@@ -1,9 +1,6 @@
 package lvs
 
-import (
-	"math/bits"
-	"math/rand/v2"
-)
+import "math/rand/v2"
 
 // The IPVS scheduling modules (net/netfilter/ipvs/ip_vs_*.c), one file
 // per family:
@@ -102,46 +99,6 @@ func flowRand32(f *Flow) uint32 {
 		return f.Rand()
 	}
 	return rand.Uint32()
-}
-
-// hsiphash32 is the kernel's hsiphash() of one 4-byte word on a 64-bit
-// kernel (lib/siphash.c: with BITS_PER_LONG == 64 "HalfSipHash1-3" is
-// really SipHash-1-3 with the two unsigned longs of hsiphash_key_t as
-// the 128-bit key, truncated to u32). The word is v in CPU order,
-// loaded little-endian, so the message block is len<<56 | v.
-func hsiphash32(v uint32, k0, k1 uint64) uint32 {
-	v0 := uint64(0x736f6d6570736575) ^ k0
-	v1 := uint64(0x646f72616e646f6d) ^ k1
-	v2 := uint64(0x6c7967656e657261) ^ k0
-	v3 := uint64(0x7465646279746573) ^ k1
-	b := uint64(4)<<56 | uint64(v)
-	v3 ^= b
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0 ^= b
-	v2 ^= 0xff
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	return uint32(v0 ^ v1 ^ v2 ^ v3)
-}
-
-// sipRound is SIPHASH_PERMUTATION (include/linux/siphash.h).
-func sipRound(v0, v1, v2, v3 uint64) (uint64, uint64, uint64, uint64) {
-	v0 += v1
-	v1 = bits.RotateLeft64(v1, 13)
-	v1 ^= v0
-	v0 = bits.RotateLeft64(v0, 32)
-	v2 += v3
-	v3 = bits.RotateLeft64(v3, 16)
-	v3 ^= v2
-	v0 += v3
-	v3 = bits.RotateLeft64(v3, 21)
-	v3 ^= v0
-	v2 += v1
-	v1 = bits.RotateLeft64(v1, 17)
-	v1 ^= v2
-	v2 = bits.RotateLeft64(v2, 32)
-	return v0, v1, v2, v3
 }
 
 // destIndex returns the position of d in dests, trying the hint first

@@ -4,6 +4,8 @@ import (
 	"math/bits"
 	"sync"
 	"sync/atomic"
+
+	"github.com/uswitch-lab/uswitch/internal/kernhash"
 )
 
 // The hashing schedulers keep a lookup table built by Update from the
@@ -150,9 +152,9 @@ const (
 )
 
 // mhHash is ip_vs_mh_hashkey for IPv4: hsiphash of the u32
-// offset + port + addr (host order) under key k.
+// offset + port + addr (host order) under key k (both key words k).
 func mhHash(addr uint32, port uint16, k uint64, offset uint32) uint32 {
-	return hsiphash32(offset+uint32(port)+addr, k, k)
+	return kernhash.Hsiphash1u32(offset+uint32(port)+addr, kernhash.HsiphashKey{k, k})
 }
 
 // mhSched is ip_vs_mh.c: Maglev consistent hashing. Each dest gets a
