@@ -1,6 +1,7 @@
 package nat
 
 import (
+	"fmt"
 	"sync/atomic"
 	"testing"
 
@@ -275,7 +276,7 @@ func checkBySource(t *testing.T, n *Core) int {
 	t.Helper()
 	total := 0
 	for i, c := range n.bysource {
-		if occ := n.srcOcc[i>>6]&(1<<(i&63)) != 0; occ != (c != nil) {
+		if occ := n.srcOccupied(uint32(i)); occ != (c != nil) {
 			t.Fatalf("chain %d: occupied %v, head %v", i, occ, c != nil)
 		}
 		var prev *conntrack.Conn
@@ -332,6 +333,67 @@ func TestBySourceChurn(t *testing.T) {
 	}
 	if got := checkBySource(t, n); got != 0 {
 		t.Fatalf("%d indexed after deleting all", got)
+	}
+}
+
+// TestBySourceConcurrent: goroutines binding and deleting SNATed
+// connections at once, in an index of 256 chains (so a word of the
+// occupancy bitmap spans chains of 64 locks, and goroutines share
+// chains), leave it consistent, holding exactly the live connections.
+// Run it with -race.
+func TestBySourceConcurrent(t *testing.T) {
+	cfg := conntrack.DefaultConfig()
+	cfg.Buckets, cfg.Max = 256, 0
+	ct := conntrack.NewTable(cfg, 5)
+	n := New(ct, 5)
+	r := &Range{Flags: MapIPs, MinIP: router, MaxIP: router}
+	const workers = 4
+	var ps [workers][256]*packet.Packet
+	for g := range ps {
+		for i := range ps[g] {
+			ps[g][i] = pkt(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoUDP, SrcPort: 1024 + uint16(g)<<8 + uint16(i), DstPort: 53})
+		}
+	}
+	live := make([]map[int]*conntrack.Conn, workers)
+	errs := make(chan error, workers)
+	for g := range workers {
+		live[g] = map[int]*conntrack.Conn{}
+		go func() {
+			now := int64(1e9)
+			seed := uint32(g + 1)
+			for range 4000 {
+				seed = seed*1664525 + 1013904223
+				k := int(seed >> 24)
+				if c := live[g][k]; c != nil {
+					ct.Delete(c)
+					delete(live[g], k)
+					continue
+				}
+				ref, _ := ct.In(ps[g][k], 0, conntrack.HookPreRouting, now)
+				if err := n.Setup(ref.Conn, r, Src, now); err != nil {
+					errs <- err
+					return
+				}
+				if _, v := ct.Confirm(ref, now); v != conntrack.Accept {
+					errs <- fmt.Errorf("confirm: %v", v)
+					return
+				}
+				live[g][k] = ref.Conn
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := 0
+	for g := range workers {
+		total += len(live[g])
+	}
+	if got := checkBySource(t, n); got != total {
+		t.Fatalf("%d indexed, %d live", got, total)
 	}
 }
 
