@@ -36,19 +36,38 @@ func init() {
 // overloaded is IP_VS_DEST_F_OVERLOAD.
 func overloaded(d *Dest) bool { return d.Flags.Load()&DestOverload != 0 }
 
-// wlcPick is ip_vs_wlc_schedule (also __ip_vs_lblc_schedule and
-// __ip_vs_lblcr_schedule, which are the same loop): the first available
-// dest in list order, then any later non-overloaded dest whose
-// overhead/weight is strictly lower, compared without division as
-// loh*dw > doh*lw. A weight-0 dest can never win that compare.
-func wlcPick(dests []*Dest) *Dest {
+// overheadKind says how leastPick weighs a dest's connections.
+type overheadKind uint8
+
+const (
+	// wlcOverhead is ip_vs_dest_conn_overhead: activeconns<<8 +
+	// inactconns (wlc, lblc, lblcr)
+	wlcOverhead overheadKind = iota
+	// sedOverhead is ip_vs_sed_dest_overhead: activeconns + 1
+	sedOverhead
+)
+
+func (k overheadKind) of(d *Dest) int64 {
+	if k == sedOverhead {
+		return int64(d.ActiveConns.Load()) + 1
+	}
+	return d.Overhead()
+}
+
+// leastPick is the loop of ip_vs_wlc_schedule and ip_vs_sed_schedule,
+// which differ only in the overhead (also of __ip_vs_lblc_schedule and
+// __ip_vs_lblcr_schedule, which are wlc's): the first available dest in
+// list order, then any later non-overloaded dest whose overhead/weight is
+// strictly lower, compared without division as loh*dw > doh*lw. A
+// weight-0 dest can never win that compare.
+func leastPick(dests []*Dest, k overheadKind) *Dest {
 	var least *Dest
 	var loh int64
 	i := 0
 	for ; i < len(dests); i++ {
 		d := dests[i]
 		if !overloaded(d) && d.Weight.Load() > 0 {
-			least, loh = d, d.Overhead()
+			least, loh = d, k.of(d)
 			break
 		}
 	}
@@ -61,7 +80,7 @@ func wlcPick(dests []*Dest) *Dest {
 		if overloaded(d) {
 			continue
 		}
-		doh := d.Overhead()
+		doh := k.of(d)
 		dw := int64(d.Weight.Load())
 		if loh*dw > doh*lw {
 			least, loh, lw = d, doh, dw
