@@ -101,6 +101,26 @@ func gcd32(a, b int32) int32 {
 	return a
 }
 
+// gcdMaxWeight is ip_vs_wrr_gcd_weight and ip_vs_wrr_max_weight in one
+// pass (ip_vs_mh_gcd_weight and ip_vs_mh_shift_weight's max are the same
+// loops over mh's last weights): the greatest common divisor of the
+// positive weights, 0 if there is none, and the largest weight, of
+// dests as weight reads them.
+func gcdMaxWeight(dests []*Dest, weight func(*Dest) int32) (g, maxw int32) {
+	for _, d := range dests {
+		w := weight(d)
+		if w > 0 {
+			if g > 0 {
+				g = gcd32(w, g)
+			} else {
+				g = w
+			}
+		}
+		maxw = max(maxw, w)
+	}
+	return g, maxw
+}
+
 // schedPort is ip_vs_sh_get_port / ip_vs_mh_get_port: the source port
 // for TCP, UDP and SCTP, 0 for anything else.
 func schedPort(f *Flow) uint16 {

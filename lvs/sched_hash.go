@@ -220,20 +220,7 @@ func (s *mhSched) rebuild(dests []*Dest) {
 		// table stays
 		return
 	}
-	var g, maxw int32
-	for _, d := range dests {
-		w := s.lastW[d]
-		if w > 0 {
-			if g > 0 {
-				g = gcd32(w, g)
-			} else {
-				g = w
-			}
-		}
-		if w > maxw {
-			maxw = w
-		}
-	}
+	g, maxw := gcdMaxWeight(dests, func(d *Dest) int32 { return s.lastW[d] })
 	t := new([mhTabSize]*Dest)
 	if g < 1 {
 		s.tab.Store(t) // ip_vs_mh_reset: every slot empty
