@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync/atomic"
 
+	"github.com/uswitch-lab/uswitch/internal/kernhash"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -152,7 +153,7 @@ func nfqHashInitval(env Env) uint32 {
 		v = env.Rand32()
 	}
 	if v == 0 {
-		v = jhashInitval // no Env (or one that only says 0): any fixed non-zero value
+		v = kernhash.JhashInitval // no Env (or one that only says 0): any fixed non-zero value
 	}
 	nfqHashInit.CompareAndSwap(0, v)
 	return nfqHashInit.Load()
@@ -166,9 +167,9 @@ func nfqHashInitval(env Env) uint32 {
 func nfqHashV4(p *packet.Packet, initval uint32) uint32 {
 	s, d := bits.ReverseBytes32(p.Src), bits.ReverseBytes32(p.Dst)
 	if s < d {
-		return jhash3Words(s, d, uint32(p.Proto), initval)
+		return kernhash.Jhash3Words(s, d, uint32(p.Proto), initval)
 	}
-	return jhash3Words(d, s, uint32(p.Proto), initval)
+	return kernhash.Jhash3Words(d, s, uint32(p.Proto), initval)
 }
 
 // fanoutHash stands in for the CPU of --queue-cpu-fanout: jhash_3words of
@@ -180,42 +181,13 @@ func fanoutHash(p *packet.Packet, initval uint32) uint32 {
 	if a > b || (a == b && pa > pb) {
 		a, b, pa, pb = b, a, pb, pa
 	}
-	return jhash3Words(a, b, (uint32(pa)<<16|uint32(pb))^uint32(p.Proto), initval)
+	return kernhash.Jhash3Words(a, b, (uint32(pa)<<16|uint32(pb))^uint32(p.Proto), initval)
 }
 
 // reciprocalScale is reciprocal_scale (include/linux/math.h): val scaled
 // into [0, n) by a multiply instead of a modulo.
 func reciprocalScale(val, n uint32) uint32 {
 	return uint32(uint64(val) * uint64(n) >> 32)
-}
-
-// jhashInitval is JHASH_INITVAL (include/linux/jhash.h).
-const jhashInitval = 0xdeadbeef
-
-// jhash3Words is jhash_3words (include/linux/jhash.h): __jhash_nwords
-// with initval + JHASH_INITVAL + (3 << 2), i.e. __jhash_final of the
-// three words each offset by it.
-func jhash3Words(a, b, c, initval uint32) uint32 {
-	iv := initval + jhashInitval + 3<<2
-	a += iv
-	b += iv
-	c += iv
-	// __jhash_final
-	c ^= b
-	c -= bits.RotateLeft32(b, 14)
-	a ^= c
-	a -= bits.RotateLeft32(c, 11)
-	b ^= a
-	b -= bits.RotateLeft32(a, 25)
-	c ^= b
-	c -= bits.RotateLeft32(b, 16)
-	a ^= c
-	a -= bits.RotateLeft32(c, 4)
-	b ^= a
-	b -= bits.RotateLeft32(a, 14)
-	c ^= b
-	c -= bits.RotateLeft32(b, 24)
-	return c
 }
 
 func init() {

@@ -92,36 +92,27 @@ func inKey(proto uint8, saddr uint32, sport uint16, daddr uint32, dport uint16) 
 // lookupIn is ip_vs_conn_in_get for a packet client -> VIP.
 func (t *ConnTable) lookupIn(proto uint8, saddr uint32, sport uint16, daddr uint32, dport uint16, now int64) *Conn {
 	s := &t.shards[shardOf(saddr, sport)]
-	k := inKey(proto, saddr, sport, daddr, dport)
-	s.mu.Lock()
-	c := s.in[k]
-	if c != nil && c.expired(now) && !t.rearm(c, now) {
-		t.unlink(s, c)
-		c = nil
-	}
-	s.mu.Unlock()
-	return c
+	return t.get(s, s.in, inKey(proto, saddr, sport, daddr, dport), now)
 }
 
 // lookupOut is ip_vs_conn_out_get for a packet real server -> client.
 func (t *ConnTable) lookupOut(proto uint8, saddr uint32, sport uint16, daddr uint32, dport uint16, now int64) *Conn {
 	s := &t.shards[shardOf(daddr, dport)]
-	k := connKey{a1: saddr, p1: sport, a2: daddr, p2: dport, proto: proto}
-	s.mu.Lock()
-	c := s.out[k]
-	if c != nil && c.expired(now) && !t.rearm(c, now) {
-		t.unlink(s, c)
-		c = nil
-	}
-	s.mu.Unlock()
-	return c
+	return t.get(s, s.out, connKey{a1: saddr, p1: sport, a2: daddr, p2: dport, proto: proto}, now)
 }
 
 // lookupTemplate is ip_vs_ct_in_get.
 func (t *ConnTable) lookupTemplate(k connKey, now int64) *Conn {
 	s := &t.shards[shardOf(k.a1, 0)]
+	return t.get(s, s.tmpl, k, now)
+}
+
+// get is the lookup of k in m, one of shard s's maps (which are made
+// once, so m is read without the lock): an expired entry that cannot be
+// re-armed counts as absent and is removed.
+func (t *ConnTable) get(s *connShard, m map[connKey]*Conn, k connKey, now int64) *Conn {
 	s.mu.Lock()
-	c := s.tmpl[k]
+	c := m[k]
 	if c != nil && c.expired(now) && !t.rearm(c, now) {
 		t.unlink(s, c)
 		c = nil

@@ -102,10 +102,18 @@ func (d *Director) workSet() *serviceSet {
 	return d.work
 }
 
-// lookupWork finds a service in the set being changed (mu held).
-func (d *Director) lookupWork(k ServiceKey) (*serviceSet, *Service) {
+// change runs f, under mu, on the set being changed and its service k,
+// or fails with ErrNoService: the start of every change to a service
+// (-E, -D, -a, -e, -d).
+func (d *Director) change(k ServiceKey, f func(w *serviceSet, old *Service) error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	w := d.workSet()
-	return w, w.byKey[k]
+	old := w.byKey[k]
+	if old == nil {
+		return ErrNoService
+	}
+	return f(w, old)
 }
 
 // commit publishes the changes (mu held), unless inside Bulk.
@@ -320,25 +328,21 @@ func (d *Director) EditService(c ServiceConfig) error {
 	if err := checkServiceConfig(&c); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	w, old := d.lookupWork(c.Key)
-	if old == nil {
-		return ErrNoService
-	}
-	return d.replace(w, old, func(svc *Service) error {
-		// the kernel calls no scheduler callback on -E unless the
-		// scheduler changes (ip_vs_edit_service)
-		changed := svc.SchedName != c.SchedName
-		svc.apply(&c)
-		if changed {
-			sched, err := NewScheduler(c.SchedName, svc)
-			if err != nil {
-				return ErrNoScheduler
+	return d.change(c.Key, func(w *serviceSet, old *Service) error {
+		return d.replace(w, old, func(svc *Service) error {
+			// the kernel calls no scheduler callback on -E unless
+			// the scheduler changes (ip_vs_edit_service)
+			changed := svc.SchedName != c.SchedName
+			svc.apply(&c)
+			if changed {
+				sched, err := NewScheduler(c.SchedName, svc)
+				if err != nil {
+					return ErrNoScheduler
+				}
+				svc.Sched = sched
 			}
-			svc.Sched = sched
-		}
-		return nil
+			return nil
+		})
 	})
 }
 
@@ -377,26 +381,22 @@ func (d *Director) replace(w *serviceSet, old *Service, edit func(*Service) erro
 // DelService is -D: the service goes; its connections keep their dests
 // until they expire (the kernel's dest trash).
 func (d *Director) DelService(k ServiceKey) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	w, old := d.lookupWork(k)
-	if old == nil {
-		return ErrNoService
-	}
-	var list []*Service
-	for _, x := range w.list {
-		if x != old {
-			list = append(list, x)
+	return d.change(k, func(w *serviceSet, old *Service) error {
+		var list []*Service
+		for _, x := range w.list {
+			if x != old {
+				list = append(list, x)
+			}
 		}
-	}
-	for _, dst := range old.Dests {
-		dst.Svc.Store(nil)
-	}
-	delete(w.byKey, k)
-	w.list = list
-	w.reindex()
-	d.commit()
-	return nil
+		for _, dst := range old.Dests {
+			dst.Svc.Store(nil)
+		}
+		delete(w.byKey, k)
+		w.list = list
+		w.reindex()
+		d.commit()
+		return nil
+	})
 }
 
 // Clear is -C: every service goes.
@@ -454,24 +454,20 @@ func (d *Director) AddDest(k ServiceKey, c DestConfig) error {
 	if err := checkDestConfig(&c); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	w, old := d.lookupWork(k)
-	if old == nil {
-		return ErrNoService
-	}
-	if findDest(old, c.Addr, c.Port) >= 0 {
-		return ErrDestExists
-	}
-	dst := d.Conns.trashGet(k, c.Addr, c.Port)
-	if dst == nil {
-		dst = &Dest{Addr: c.Addr, Port: c.Port}
-	}
-	dst.apply(&c)
-	return d.replace(w, old, func(svc *Service) error {
-		svc.Dests = append(svc.Dests, dst)
-		svc.Sched.Update(svc)
-		return nil
+	return d.change(k, func(w *serviceSet, old *Service) error {
+		if findDest(old, c.Addr, c.Port) >= 0 {
+			return ErrDestExists
+		}
+		dst := d.Conns.trashGet(k, c.Addr, c.Port)
+		if dst == nil {
+			dst = &Dest{Addr: c.Addr, Port: c.Port}
+		}
+		dst.apply(&c)
+		return d.replace(w, old, func(svc *Service) error {
+			svc.Dests = append(svc.Dests, dst)
+			svc.Sched.Update(svc)
+			return nil
+		})
 	})
 }
 
@@ -480,44 +476,36 @@ func (d *Director) EditDest(k ServiceKey, c DestConfig) error {
 	if err := checkDestConfig(&c); err != nil {
 		return err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	w, old := d.lookupWork(k)
-	if old == nil {
-		return ErrNoService
-	}
-	i := findDest(old, c.Addr, c.Port)
-	if i < 0 {
-		return ErrNoDest
-	}
-	old.Dests[i].apply(&c)
-	return d.replace(w, old, func(svc *Service) error {
-		svc.Sched.Update(svc)
-		return nil
+	return d.change(k, func(w *serviceSet, old *Service) error {
+		i := findDest(old, c.Addr, c.Port)
+		if i < 0 {
+			return ErrNoDest
+		}
+		old.Dests[i].apply(&c)
+		return d.replace(w, old, func(svc *Service) error {
+			svc.Sched.Update(svc)
+			return nil
+		})
 	})
 }
 
 // DelDest is -d: the dest stops taking connections at once; the ones it
 // has keep it until they expire.
 func (d *Director) DelDest(k ServiceKey, addr uint32, port uint16) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	w, old := d.lookupWork(k)
-	if old == nil {
-		return ErrNoService
-	}
-	i := findDest(old, addr, port)
-	if i < 0 {
-		return ErrNoDest
-	}
-	gone := old.Dests[i]
-	gone.Flags.And(^DestAvailable)
-	d.Conns.trashPut(k, gone)
-	return d.replace(w, old, func(svc *Service) error {
-		svc.Dests = append(svc.Dests[:i:i], svc.Dests[i+1:]...)
-		svc.Sched.Update(svc)
-		gone.Svc.Store(nil)
-		return nil
+	return d.change(k, func(w *serviceSet, old *Service) error {
+		i := findDest(old, addr, port)
+		if i < 0 {
+			return ErrNoDest
+		}
+		gone := old.Dests[i]
+		gone.Flags.And(^DestAvailable)
+		d.Conns.trashPut(k, gone)
+		return d.replace(w, old, func(svc *Service) error {
+			svc.Dests = append(svc.Dests[:i:i], svc.Dests[i+1:]...)
+			svc.Sched.Update(svc)
+			gone.Svc.Store(nil)
+			return nil
+		})
 	})
 }
 

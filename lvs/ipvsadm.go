@@ -331,6 +331,40 @@ func popt(args []string) (items []poptItem, rest []string) {
 	return
 }
 
+// fmtArgs are the options that are -L/-S switches, by tag: the option
+// and the format bit it sets.
+var fmtArgs = map[string]struct {
+	opt int
+	bit ListFormat
+}{
+	"n": {optNumeric, FmtNumeric}, "stats": {optStats, FmtStats}, "rate": {optRate, FmtRate},
+	"thresholds": {optThresholds, FmtThresholds}, "persistent-conn": {optPersistentConn, FmtPersistConn},
+	"nosort": {optNoSort, FmtNoSort}, "X": {optExact, FmtExact}, "tun-info": {optTunInfo, FmtTunInfo},
+}
+
+// numArg is an option whose argument is a number within [min, max]
+// (ipvsadm.c parse_options: string_to_number, and fail(2, "illegal
+// <what> specified") when it is not one), and keep stores it (nil for
+// the sync daemon's, which are checked and not kept).
+type numArg struct {
+	opt      int
+	min, max int64
+	what     string
+	keep     func(c *Command, n int64)
+}
+
+// numArgs are the options ParseCommand reads as numbers, by tag.
+var numArgs = map[string]numArg{
+	"w":           {optWeight, 0, 65535, "weight", func(c *Command, n int64) { c.Dest.Weight = int32(n) }},
+	"x":           {optUThreshold, 0, math.MaxInt32, "u_threshold", func(c *Command, n int64) { c.Dest.UThreshold = uint32(n) }},
+	"y":           {optLThreshold, 0, math.MaxInt32, "l_threshold", func(c *Command, n int64) { c.Dest.LThreshold = uint32(n) }},
+	"tun-port":    {optTunPort, 1, 65535, "tunnel port", func(c *Command, n int64) { c.Dest.TunPort = uint16(n) }},
+	"syncid":      {optSyncID, 0, 255, "syncid", nil},
+	"mcast-port":  {optMcastPort, 1, 65535, "mcast-port", nil},
+	"mcast-ttl":   {optMcastTTL, 1, 255, "mcast-ttl", nil},
+	"sync-maxlen": {optSyncMaxlen, 1, 65535 - 20 - 8, "sync-maxlen", nil}, // 65535 - IP and UDP headers
+}
+
 // ParseCommand parses one ipvsadm command line (without the program
 // name) and checks it as ipvsadm does before it talks to the kernel.
 func ParseCommand(args []string) (*Command, error) {
@@ -473,62 +507,15 @@ func ParseCommand(args []string) (*Command, error) {
 		case "m":
 			err = set(optForward)
 			c.Dest.Fwd = Masq
-		case "w":
-			err = set(optWeight)
-			n, ok := stringToNumber(it.arg, 0, 65535)
-			if !ok {
-				return nil, failf("illegal weight specified")
-			}
-			c.Dest.Weight = int32(n)
-		case "x":
-			err = set(optUThreshold)
-			n, ok := stringToNumber(it.arg, 0, math.MaxInt32)
-			if !ok {
-				return nil, failf("illegal u_threshold specified")
-			}
-			c.Dest.UThreshold = uint32(n)
-		case "y":
-			err = set(optLThreshold)
-			n, ok := stringToNumber(it.arg, 0, math.MaxInt32)
-			if !ok {
-				return nil, failf("illegal l_threshold specified")
-			}
-			c.Dest.LThreshold = uint32(n)
 		case "c":
 			err = set(optConnection)
-		case "n":
-			err = set(optNumeric)
-			c.Format |= FmtNumeric
 		case "mcast-interface":
 			err = set(optMcast)
-		case "syncid":
-			err = set(optSyncID)
-			if _, ok := stringToNumber(it.arg, 0, 255); !ok {
-				return nil, failf("illegal syncid specified")
-			}
 		case "timeout":
 			err = set(optTimeout)
 		case "daemon":
 			err = set(optDaemon)
-		case "stats":
-			err = set(optStats)
-			c.Format |= FmtStats
-		case "rate":
-			err = set(optRate)
-			c.Format |= FmtRate
-		case "thresholds":
-			err = set(optThresholds)
-			c.Format |= FmtThresholds
-		case "persistent-conn":
-			err = set(optPersistentConn)
-			c.Format |= FmtPersistConn
-		case "nosort":
-			err = set(optNoSort)
-			c.Format |= FmtNoSort
 		case "sort":
-		case "X":
-			err = set(optExact)
-			c.Format |= FmtExact
 		case "6":
 			if c.Service.Key.FwMark == 0 {
 				return nil, failf("-6 used before -f")
@@ -553,24 +540,6 @@ func ParseCommand(args []string) (*Command, error) {
 			} else if perr != nil || !a.Is4() || !a.IsMulticast() {
 				return nil, failf("invalid IPv4 mcast-group `%s'", it.arg)
 			}
-		case "mcast-port":
-			err = set(optMcastPort)
-			if _, ok := stringToNumber(it.arg, 1, 65535); !ok {
-				return nil, failf("illegal mcast-port specified")
-			}
-		case "mcast-ttl":
-			err = set(optMcastTTL)
-			if _, ok := stringToNumber(it.arg, 1, 255); !ok {
-				return nil, failf("illegal mcast-ttl specified")
-			}
-		case "sync-maxlen":
-			err = set(optSyncMaxlen)
-			if _, ok := stringToNumber(it.arg, 1, 65535-20-8); !ok {
-				return nil, failf("illegal sync-maxlen specified")
-			}
-		case "tun-info":
-			err = set(optTunInfo)
-			c.Format |= FmtTunInfo
 		case "tun-type":
 			err = set(optTunType)
 			switch it.arg {
@@ -583,13 +552,6 @@ func ParseCommand(args []string) (*Command, error) {
 			default:
 				return nil, failf("illegal tunnel type specified")
 			}
-		case "tun-port":
-			err = set(optTunPort)
-			n, ok := stringToNumber(it.arg, 1, 65535)
-			if !ok {
-				return nil, failf("illegal tunnel port specified")
-			}
-			c.Dest.TunPort = uint16(n)
 		case "tun-nocsum":
 			err = set(optTunNoCsum)
 			c.Dest.TunFlags |= TunFlagNoCsum
@@ -600,8 +562,24 @@ func ParseCommand(args []string) (*Command, error) {
 			err = set(optTunRemCsum)
 			c.Dest.TunFlags |= TunFlagRemCsum
 		default:
-			// a second command, or -h/-v/-R/... after the command
-			return nil, failf("invalid option `%s'", it.typed)
+			if sw, ok := fmtArgs[it.def.tag]; ok {
+				err = set(sw.opt)
+				c.Format |= sw.bit
+				break
+			}
+			na, ok := numArgs[it.def.tag]
+			if !ok {
+				// a second command, or -h/-v/-R/... after the command
+				return nil, failf("invalid option `%s'", it.typed)
+			}
+			err = set(na.opt)
+			n, ok := stringToNumber(it.arg, na.min, na.max)
+			if !ok {
+				return nil, failf("illegal %s specified", na.what)
+			}
+			if na.keep != nil {
+				na.keep(c, n)
+			}
 		}
 		if err != nil {
 			return nil, err

@@ -1,9 +1,6 @@
 package lvs
 
-import (
-	"math/bits"
-	"math/rand/v2"
-)
+import "math/rand/v2"
 
 // The IPVS scheduling modules (net/netfilter/ipvs/ip_vs_*.c), one file
 // per family:
@@ -39,19 +36,38 @@ func init() {
 // overloaded is IP_VS_DEST_F_OVERLOAD.
 func overloaded(d *Dest) bool { return d.Flags.Load()&DestOverload != 0 }
 
-// wlcPick is ip_vs_wlc_schedule (also __ip_vs_lblc_schedule and
-// __ip_vs_lblcr_schedule, which are the same loop): the first available
-// dest in list order, then any later non-overloaded dest whose
-// overhead/weight is strictly lower, compared without division as
-// loh*dw > doh*lw. A weight-0 dest can never win that compare.
-func wlcPick(dests []*Dest) *Dest {
+// overheadKind says how leastPick weighs a dest's connections.
+type overheadKind uint8
+
+const (
+	// wlcOverhead is ip_vs_dest_conn_overhead: activeconns<<8 +
+	// inactconns (wlc, lblc, lblcr)
+	wlcOverhead overheadKind = iota
+	// sedOverhead is ip_vs_sed_dest_overhead: activeconns + 1
+	sedOverhead
+)
+
+func (k overheadKind) of(d *Dest) int64 {
+	if k == sedOverhead {
+		return int64(d.ActiveConns.Load()) + 1
+	}
+	return d.Overhead()
+}
+
+// leastPick is the loop of ip_vs_wlc_schedule and ip_vs_sed_schedule,
+// which differ only in the overhead (also of __ip_vs_lblc_schedule and
+// __ip_vs_lblcr_schedule, which are wlc's): the first available dest in
+// list order, then any later non-overloaded dest whose overhead/weight is
+// strictly lower, compared without division as loh*dw > doh*lw. A
+// weight-0 dest can never win that compare.
+func leastPick(dests []*Dest, k overheadKind) *Dest {
 	var least *Dest
 	var loh int64
 	i := 0
 	for ; i < len(dests); i++ {
 		d := dests[i]
 		if !overloaded(d) && d.Weight.Load() > 0 {
-			least, loh = d, d.Overhead()
+			least, loh = d, k.of(d)
 			break
 		}
 	}
@@ -64,7 +80,7 @@ func wlcPick(dests []*Dest) *Dest {
 		if overloaded(d) {
 			continue
 		}
-		doh := d.Overhead()
+		doh := k.of(d)
 		dw := int64(d.Weight.Load())
 		if loh*dw > doh*lw {
 			least, loh, lw = d, doh, dw
@@ -85,6 +101,26 @@ func gcd32(a, b int32) int32 {
 	return a
 }
 
+// gcdMaxWeight is ip_vs_wrr_gcd_weight and ip_vs_wrr_max_weight in one
+// pass (ip_vs_mh_gcd_weight and ip_vs_mh_shift_weight's max are the same
+// loops over mh's last weights): the greatest common divisor of the
+// positive weights, 0 if there is none, and the largest weight, of
+// dests as weight reads them.
+func gcdMaxWeight(dests []*Dest, weight func(*Dest) int32) (g, maxw int32) {
+	for _, d := range dests {
+		w := weight(d)
+		if w > 0 {
+			if g > 0 {
+				g = gcd32(w, g)
+			} else {
+				g = w
+			}
+		}
+		maxw = max(maxw, w)
+	}
+	return g, maxw
+}
+
 // schedPort is ip_vs_sh_get_port / ip_vs_mh_get_port: the source port
 // for TCP, UDP and SCTP, 0 for anything else.
 func schedPort(f *Flow) uint16 {
@@ -102,46 +138,6 @@ func flowRand32(f *Flow) uint32 {
 		return f.Rand()
 	}
 	return rand.Uint32()
-}
-
-// hsiphash32 is the kernel's hsiphash() of one 4-byte word on a 64-bit
-// kernel (lib/siphash.c: with BITS_PER_LONG == 64 "HalfSipHash1-3" is
-// really SipHash-1-3 with the two unsigned longs of hsiphash_key_t as
-// the 128-bit key, truncated to u32). The word is v in CPU order,
-// loaded little-endian, so the message block is len<<56 | v.
-func hsiphash32(v uint32, k0, k1 uint64) uint32 {
-	v0 := uint64(0x736f6d6570736575) ^ k0
-	v1 := uint64(0x646f72616e646f6d) ^ k1
-	v2 := uint64(0x6c7967656e657261) ^ k0
-	v3 := uint64(0x7465646279746573) ^ k1
-	b := uint64(4)<<56 | uint64(v)
-	v3 ^= b
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0 ^= b
-	v2 ^= 0xff
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	v0, v1, v2, v3 = sipRound(v0, v1, v2, v3)
-	return uint32(v0 ^ v1 ^ v2 ^ v3)
-}
-
-// sipRound is SIPHASH_PERMUTATION (include/linux/siphash.h).
-func sipRound(v0, v1, v2, v3 uint64) (uint64, uint64, uint64, uint64) {
-	v0 += v1
-	v1 = bits.RotateLeft64(v1, 13)
-	v1 ^= v0
-	v0 = bits.RotateLeft64(v0, 32)
-	v2 += v3
-	v3 = bits.RotateLeft64(v3, 16)
-	v3 ^= v2
-	v0 += v3
-	v3 = bits.RotateLeft64(v3, 21)
-	v3 ^= v0
-	v2 += v1
-	v1 = bits.RotateLeft64(v1, 17)
-	v1 ^= v2
-	v2 = bits.RotateLeft64(v2, 32)
-	return v0, v1, v2, v3
 }
 
 // destIndex returns the position of d in dests, trying the hint first

@@ -4,6 +4,8 @@ import (
 	"math/bits"
 	"sync"
 	"sync/atomic"
+
+	"github.com/uswitch-lab/uswitch/internal/kernhash"
 )
 
 // The hashing schedulers keep a lookup table built by Update from the
@@ -150,9 +152,9 @@ const (
 )
 
 // mhHash is ip_vs_mh_hashkey for IPv4: hsiphash of the u32
-// offset + port + addr (host order) under key k.
+// offset + port + addr (host order) under key k (both key words k).
 func mhHash(addr uint32, port uint16, k uint64, offset uint32) uint32 {
-	return hsiphash32(offset+uint32(port)+addr, k, k)
+	return kernhash.Hsiphash1u32(offset+uint32(port)+addr, kernhash.HsiphashKey{k, k})
 }
 
 // mhSched is ip_vs_mh.c: Maglev consistent hashing. Each dest gets a
@@ -218,20 +220,7 @@ func (s *mhSched) rebuild(dests []*Dest) {
 		// table stays
 		return
 	}
-	var g, maxw int32
-	for _, d := range dests {
-		w := s.lastW[d]
-		if w > 0 {
-			if g > 0 {
-				g = gcd32(w, g)
-			} else {
-				g = w
-			}
-		}
-		if w > maxw {
-			maxw = w
-		}
-	}
+	g, maxw := gcdMaxWeight(dests, func(d *Dest) int32 { return s.lastW[d] })
 	t := new([mhTabSize]*Dest)
 	if g < 1 {
 		s.tab.Store(t) // ip_vs_mh_reset: every slot empty

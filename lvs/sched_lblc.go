@@ -141,7 +141,7 @@ func (s *lblcSched) Schedule(svc *Service, f *Flow) *Dest {
 			return d
 		}
 	}
-	d := wlcPick(svc.Dests)
+	d := leastPick(svc.Dests, wlcOverhead)
 	if d == nil {
 		return nil
 	}
@@ -340,14 +340,14 @@ func (s *lblcrSched) Schedule(svc *Service, f *Flow) *Dest {
 		if d != nil && !lblcOverloaded(d, svc.Dests) {
 			return d
 		}
-		d = wlcPick(svc.Dests)
+		d = leastPick(svc.Dests, wlcOverhead)
 		if d == nil {
 			return nil
 		}
 		en.insert(d, f.Now)
 		return d
 	}
-	d := wlcPick(svc.Dests)
+	d := leastPick(svc.Dests, wlcOverhead)
 	if d == nil {
 		return nil
 	}

@@ -30,7 +30,7 @@ type wlcSched struct{}
 func (wlcSched) Name() string    { return "wlc" }
 func (wlcSched) Update(*Service) {}
 
-func (wlcSched) Schedule(svc *Service, _ *Flow) *Dest { return wlcPick(svc.Dests) }
+func (wlcSched) Schedule(svc *Service, _ *Flow) *Dest { return leastPick(svc.Dests, wlcOverhead) }
 
 // sedSched is ip_vs_sed.c: the least (activeconns+1)/weight, compared
 // as in wlc (loh*dw > doh*lw replaces the current choice).
@@ -39,35 +39,7 @@ type sedSched struct{}
 func (sedSched) Name() string    { return "sed" }
 func (sedSched) Update(*Service) {}
 
-func (sedSched) Schedule(svc *Service, _ *Flow) *Dest {
-	dests := svc.Dests
-	var least *Dest
-	var loh int64
-	i := 0
-	for ; i < len(dests); i++ {
-		d := dests[i]
-		if !overloaded(d) && d.Weight.Load() > 0 {
-			least, loh = d, int64(d.ActiveConns.Load())+1
-			break
-		}
-	}
-	if least == nil {
-		return nil
-	}
-	lw := int64(least.Weight.Load())
-	for i++; i < len(dests); i++ {
-		d := dests[i]
-		if overloaded(d) {
-			continue
-		}
-		doh := int64(d.ActiveConns.Load()) + 1
-		dw := int64(d.Weight.Load())
-		if loh*dw > doh*lw {
-			least, loh, lw = d, doh, dw
-		}
-	}
-	return least
-}
+func (sedSched) Schedule(svc *Service, _ *Flow) *Dest { return leastPick(svc.Dests, sedOverhead) }
 
 // nqSched is ip_vs_nq.c: the first available dest with no active
 // connection at once, else sed's choice.

@@ -2,12 +2,14 @@ package lvs
 
 // Plain reference versions of the kernel schedulers, written from the
 // kernel sources a second time without regard for speed: linked lists
-// where the kernel has them, whole permutations for Maglev, a SipHash
-// over bytes. sched_test.go runs them against the real ones.
+// where the kernel has them, whole permutations for Maglev, the
+// byte-string hsiphash. sched_test.go runs them against the real ones.
 
 import (
 	"encoding/binary"
 	"math/bits"
+
+	"github.com/uswitch-lab/uswitch/internal/kernhash"
 )
 
 type refSched interface {
@@ -361,46 +363,13 @@ func (r *refSH) pick(svc *Service, f *Flow) *Dest {
 
 // --- mh
 
-// refSipHash13 is SipHash-1-3 of msg under (k0, k1), from the paper.
-func refSipHash13(msg []byte, k0, k1 uint64) uint64 {
-	v := [4]uint64{k0 ^ 0x736f6d6570736575, k1 ^ 0x646f72616e646f6d, k0 ^ 0x6c7967656e657261, k1 ^ 0x7465646279746573}
-	round := func() {
-		v[0] += v[1]
-		v[1] = bits.RotateLeft64(v[1], 13) ^ v[0]
-		v[0] = bits.RotateLeft64(v[0], 32)
-		v[2] += v[3]
-		v[3] = bits.RotateLeft64(v[3], 16) ^ v[2]
-		v[0] += v[3]
-		v[3] = bits.RotateLeft64(v[3], 21) ^ v[0]
-		v[2] += v[1]
-		v[1] = bits.RotateLeft64(v[1], 17) ^ v[2]
-		v[2] = bits.RotateLeft64(v[2], 32)
-	}
-	var last [8]byte
-	n := len(msg) / 8 * 8
-	for i := 0; i < n; i += 8 {
-		m := binary.LittleEndian.Uint64(msg[i:])
-		v[3] ^= m
-		round()
-		v[0] ^= m
-	}
-	copy(last[:], msg[n:])
-	last[7] = byte(len(msg))
-	m := binary.LittleEndian.Uint64(last[:])
-	v[3] ^= m
-	round()
-	v[0] ^= m
-	v[2] ^= 0xff
-	round()
-	round()
-	round()
-	return v[0] ^ v[1] ^ v[2] ^ v[3]
-}
-
+// refMHHash is ip_vs_mh_hashkey's hsiphash(&v, sizeof(v), key), with the
+// general byte-string hsiphash (checked against the kernel's vectors in
+// internal/kernhash) where the scheduler uses the one-word form.
 func refMHHash(x uint32, key uint64) uint32 {
 	var b [4]byte
 	binary.LittleEndian.PutUint32(b[:], x)
-	return uint32(refSipHash13(b[:], key, key))
+	return kernhash.Hsiphash(b[:], kernhash.HsiphashKey{key, key})
 }
 
 type refMH struct {

@@ -102,20 +102,7 @@ func (*wrrSched) Name() string { return "wrr" }
 // the cursor goes back to the head and cw is brought into the new
 // [1, mw] grid.
 func (s *wrrSched) Update(svc *Service) {
-	var g, maxw int32
-	for _, d := range svc.Dests {
-		w := d.Weight.Load()
-		if w > 0 {
-			if g > 0 {
-				g = gcd32(w, g)
-			} else {
-				g = w
-			}
-		}
-		if w > maxw {
-			maxw = w
-		}
-	}
+	g, maxw := gcdMaxWeight(svc.Dests, func(d *Dest) int32 { return d.Weight.Load() })
 	if g == 0 {
 		g = 1
 	}

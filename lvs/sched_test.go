@@ -404,16 +404,6 @@ func TestSchedMHMinimalDisruption(t *testing.T) {
 	}
 }
 
-func TestSchedHsiphash(t *testing.T) {
-	for _, v := range []uint32{0, 1, 0x0a000001, 0xffffffff, 12345678} {
-		for _, k := range []uint64{2654435761, 2654446892, 0} {
-			if a, b := hsiphash32(v, k, k), refMHHash(v, k); a != b {
-				t.Fatalf("hsiphash(%#x,%d) = %#x, reference %#x", v, k, a, b)
-			}
-		}
-	}
-}
-
 func TestSchedNoAllocs(t *testing.T) {
 	for _, name := range []string{"rr", "wrr", "wlc", "sh", "mh"} {
 		svc, s := mkSvc(t, name, 0, 3, 1, 2, 5, 4)

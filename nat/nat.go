@@ -13,9 +13,12 @@
 // conntrack deletes it (the table's delete hook, as
 // nf_nat_cleanup_conntrack runs on the kernel's destroy path).
 //
-// Lock order: Core.mu is a leaf lock: no conntrack lock is held while it
-// is taken (the delete hook runs after the table released its locks) and
-// none is taken under it.
+// Locks: chain i of the by-source index is guarded by
+// Core.srcLocks[i%1024], as nf_nat_core.c guards nf_nat_bysource[h] with
+// nf_nat_locks[h % CONNTRACK_LOCKS]. They are leaf locks: no conntrack
+// lock is held while one is taken (the delete hook runs after the table
+// released its locks), none is taken under one, and no two are held at
+// once.
 package nat
 
 import (
@@ -26,6 +29,7 @@ import (
 	"sync/atomic"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/internal/kernhash"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -62,24 +66,39 @@ type Range struct {
 type Core struct {
 	ct *conntrack.Table
 
-	mu sync.Mutex
 	// bysource holds the chains of the connections whose SRC manip is
 	// set up, hashed by original source (addr, port, proto, zone) and
 	// linked through Conn.NAT, newest first (nf_nat_bysource,
-	// hlist_add_head_rcu); mu guards the heads and every link
+	// hlist_add_head_rcu); chain i's head and the links of its entries
+	// are guarded by srcLock(i)
 	bysource []*conntrack.Conn
 	// srcOcc has bit i set while chain i is not empty, so that linking
 	// into an empty chain (the usual case: the head array is as big as
 	// conntrack's and stays out of the cache) stores without loading
-	// the head, and findSrc of an empty chain loads nothing; mu guards it
-	srcOcc  []uint64
+	// the head, and findSrc of an empty chain loads nothing. Bit i
+	// changes and is read under srcLock(i); the changes are atomic
+	// Or/And because a word holds the bits of chains of 64 locks.
+	srcOcc  []atomic.Uint64
 	srcMask uint32
 	srcSeed uint64
+	// srcLocks are the locks the chains share (nf_nat_locks), chain i
+	// taking srcLocks[i&srcLockMask]
+	srcLocks    []srcLock
+	srcLockMask uint32
 
 	// rand is the state of the random port offsets (get_random_u16),
 	// seeded so experiments repeat; advanced by compare-and-swap, so
 	// concurrent bindings take distinct steps of the sequence.
 	rand atomic.Uint64
+}
+
+// srcLockCount is CONNTRACK_LOCKS, the size of nf_nat_locks.
+const srcLockCount = 1024
+
+// srcLock is one of the locks the by-source chains share.
+type srcLock struct {
+	mu sync.Mutex
+	_  [56]byte // keep neighbouring locks off one cache line
 }
 
 // New makes a Core over the connection table; seed drives the random
@@ -92,8 +111,9 @@ func New(ct *conntrack.Table, seed uint64) *Core {
 		n = 1024
 	}
 	n = 1 << bits.Len(uint(n-1))
-	c := &Core{ct: ct, bysource: make([]*conntrack.Conn, n), srcOcc: make([]uint64, (n+63)/64), srcMask: uint32(n - 1),
-		srcSeed: seed*0x9e3779b97f4a7c15 | 1}
+	nl := min(n, srcLockCount)
+	c := &Core{ct: ct, bysource: make([]*conntrack.Conn, n), srcOcc: make([]atomic.Uint64, (n+63)/64), srcMask: uint32(n - 1),
+		srcSeed: seed*0x9e3779b97f4a7c15 | 1, srcLocks: make([]srcLock, nl), srcLockMask: uint32(nl - 1)}
 	c.rand.Store(seed | 1)
 	ct.SetDeleteHook(c.forget)
 	return c
@@ -109,19 +129,28 @@ func (n *Core) srcHash(t *conntrack.Tuple) uint32 {
 	return uint32(h) & n.srcMask
 }
 
+// srcLock is the lock of by-source chain i.
+func (n *Core) srcLock(i uint32) *sync.Mutex { return &n.srcLocks[i&n.srcLockMask].mu }
+
+// srcOccupied reports whether chain i is not empty; call it under the
+// chain's lock.
+func (n *Core) srcOccupied(i uint32) bool { return n.srcOcc[i>>6].Load()&(1<<(i&63)) != 0 }
+
 // forget takes a deleted connection off its by-source chain
-// (nf_nat_cleanup_conntrack).
+// (nf_nat_cleanup_conntrack). The original tuple, and so the chain, is
+// known without the lock: it never changes.
 func (n *Core) forget(c *conntrack.Conn) {
-	n.mu.Lock()
+	o := c.Tuple(conntrack.Original)
+	hi := n.srcHash(&o)
+	mu := n.srcLock(hi)
+	mu.Lock()
 	if l := &c.NAT; l.Linked {
 		if l.Prev != nil {
 			l.Prev.NAT.Next = l.Next
 		} else {
-			o := c.Tuple(conntrack.Original)
-			hi := n.srcHash(&o)
 			n.bysource[hi] = l.Next
 			if l.Next == nil {
-				n.srcOcc[hi>>6] &^= 1 << (hi & 63)
+				n.srcOcc[hi>>6].And(^(1 << (hi & 63)))
 			}
 		}
 		if l.Next != nil {
@@ -129,7 +158,7 @@ func (n *Core) forget(c *conntrack.Conn) {
 		}
 		*l = conntrack.NATLink{}
 	}
-	n.mu.Unlock()
+	mu.Unlock()
 }
 
 func (n *Core) random16() uint16 {
@@ -188,19 +217,20 @@ func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
 	if m == Src {
 		o := c.Tuple(conntrack.Original)
 		hi := n.srcHash(&o)
-		n.mu.Lock()
+		mu := n.srcLock(hi)
+		mu.Lock()
 		if l := &c.NAT; !l.Linked && c.Status()&conntrack.StatusDying == 0 {
 			var head *conntrack.Conn
-			if n.srcOcc[hi>>6]&(1<<(hi&63)) != 0 {
+			if n.srcOccupied(hi) {
 				head = n.bysource[hi]
 				head.NAT.Prev = c
 			} else {
-				n.srcOcc[hi>>6] |= 1 << (hi & 63)
+				n.srcOcc[hi>>6].Or(1 << (hi & 63))
 			}
 			l.Next, l.Prev, l.Linked = head, nil, true
 			n.bysource[hi] = c
 		}
-		n.mu.Unlock()
+		mu.Unlock()
 		c.SetStatus(conntrack.StatusSrcNATDone)
 	} else {
 		c.SetStatus(conntrack.StatusDstNATDone)
@@ -299,9 +329,10 @@ func l4InRange(t conntrack.Tuple, m Manip, r *Range) bool {
 // source whose mapping is in range.
 func (n *Core) findSrc(orig conntrack.Tuple, r *Range, now int64) (conntrack.Tuple, bool) {
 	hi := n.srcHash(&orig)
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.srcOcc[hi>>6]&(1<<(hi&63)) == 0 {
+	mu := n.srcLock(hi)
+	mu.Lock()
+	defer mu.Unlock()
+	if !n.srcOccupied(hi) {
 		return conntrack.Tuple{}, false
 	}
 	for c := n.bysource[hi]; c != nil; c = c.NAT.Next {
@@ -353,20 +384,15 @@ func bestIP(t *conntrack.Tuple, r *Range, m Manip) {
 	if r.Flags&Persistent == 0 {
 		initval = be32(t.Dst) ^ uint32(t.Zone)
 	}
-	j := jhash2x4(be32(t.Src), initval)
+	addr := [4]uint32{be32(t.Src)} // union nf_inet_addr: an IPv4 address, then zeros
+	j := kernhash.Jhash2(addr[:], initval)
 	dist := r.MaxIP - r.MinIP + 1
 	*ip = r.MinIP + uint32((uint64(j)*uint64(dist))>>32)
 }
 
 // be32 is the value the kernel sees when it loads a __be32 as a u32 on a
-// little-endian machine.
-func be32(a uint32) uint32 {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], a)
-	return binary.LittleEndian.Uint32(b[:])
-}
-
-func rol32(x uint32, k uint) uint32 { return x<<k | x>>(32-k) }
+// little-endian machine: the host-order value byte-swapped.
+func be32(a uint32) uint32 { return bits.ReverseBytes32(a) }
 
 // maxAttempts is NF_NAT_MAX_ATTEMPTS.
 const maxAttempts = 128
@@ -675,51 +701,4 @@ func setInnerPort(p *packet.Packet, at int, port uint16) {
 	} else {
 		p.DstPort = port
 	}
-}
-
-// jhash2x4 is jhash2(k, 4, initval) over an IPv4 address stored in a
-// union nf_inet_addr: the address word, then three zero words.
-func jhash2x4(k0, initval uint32) uint32 {
-	a := uint32(0xdeadbeef) + 4<<2 + initval
-	b, c := a, a
-	a += k0
-	// __jhash_mix
-	a -= c
-	a ^= rol32(c, 4)
-	c += b
-	b -= a
-	b ^= rol32(a, 6)
-	a += c
-	c -= b
-	c ^= rol32(b, 8)
-	b += a
-	a -= c
-	a ^= rol32(c, 16)
-	c += b
-	b -= a
-	b ^= rol32(a, 19)
-	a += c
-	c -= b
-	c ^= rol32(b, 4)
-	b += a
-	// the fourth (zero) word, then __jhash_final
-	return jhashFinal(a, b, c)
-}
-
-func jhashFinal(a, b, c uint32) uint32 {
-	c ^= b
-	c -= rol32(b, 14)
-	a ^= c
-	a -= rol32(c, 11)
-	b ^= a
-	b -= rol32(a, 25)
-	c ^= b
-	c -= rol32(b, 16)
-	a ^= c
-	a -= rol32(c, 4)
-	b ^= a
-	b -= rol32(a, 14)
-	c ^= b
-	c -= rol32(b, 24)
-	return c
 }

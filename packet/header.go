@@ -175,23 +175,6 @@ func IsICMPError(t uint8) bool {
 	return false
 }
 
-// Checksum adds b to the one's-complement sum initial and returns the
-// folded 16-bit sum (not inverted).
-func Checksum(b []byte, initial uint32) uint16 {
-	sum := initial
-	n := len(b)
-	for i := 0; i+1 < n; i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if n%2 == 1 {
-		sum += uint32(b[n-1]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return uint16(sum)
-}
-
 // UpdateChecksum16 is RFC 1624 eqn. 3: the checksum after a 16-bit word
 // changed from old to new: HC' = ~(~HC + ~m + m').
 func UpdateChecksum16(sum, old, new uint16) uint16 {
