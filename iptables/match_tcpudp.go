@@ -3,6 +3,8 @@ package iptables
 import (
 	"strconv"
 	"strings"
+
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // tcp and udp matches (extensions/libxt_tcp.c, libxt_udp.c; kernel
@@ -39,22 +41,12 @@ func parsePortsTCPUDP(s, proto string) (PortRange, error) {
 	return PortRange{lo, hi}, nil
 }
 
-// TCP flag bits.
-const (
-	TCPFin = 0x01
-	TCPSyn = 0x02
-	TCPRst = 0x04
-	TCPPsh = 0x08
-	TCPAck = 0x10
-	TCPUrg = 0x20
-)
-
 var tcpFlagNames = []struct {
 	name string
 	bit  uint8
 }{
-	{"FIN", TCPFin}, {"SYN", TCPSyn}, {"RST", TCPRst}, {"PSH", TCPPsh},
-	{"ACK", TCPAck}, {"URG", TCPUrg}, {"ALL", 0x3f}, {"NONE", 0},
+	{"FIN", packet.TCPFin}, {"SYN", packet.TCPSyn}, {"RST", packet.TCPRst}, {"PSH", packet.TCPPsh},
+	{"ACK", packet.TCPAck}, {"URG", packet.TCPUrg}, {"ALL", 0x3f}, {"NONE", 0},
 }
 
 func parseTCPFlags(s string) (uint8, error) {
@@ -138,7 +130,7 @@ func (m *TCPMatch) Parse(o *OptArg) error {
 		if m.given&tcpGivenFlags != 0 {
 			return Errorf("Only one of `--syn' or `--tcp-flags'  allowed")
 		}
-		m.FlagMask, m.FlagCmp = TCPSyn|TCPRst|TCPAck|TCPFin, TCPSyn
+		m.FlagMask, m.FlagCmp = packet.TCPSyn|packet.TCPRst|packet.TCPAck|packet.TCPFin, packet.TCPSyn
 		m.InvFlags = o.Invert
 		m.given |= tcpGivenFlags
 	case "tcp-flags":

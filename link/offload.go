@@ -2,7 +2,6 @@ package link
 
 import (
 	"encoding/binary"
-	"math/bits"
 
 	"github.com/uswitch-lab/uswitch/packet"
 )
@@ -92,58 +91,10 @@ func (h *vnetHdr) encode(b []byte) {
 	binary.NativeEndian.PutUint16(b[8:], h.csumOffset)
 }
 
-// csum is packet.Checksum eight bytes at a time: the one's-complement
-// sum of b as big-endian 16-bit words, plus initial, folded and not
-// inverted. The sum is independent of byte order (RFC 1071 2.(B)): b is
-// summed as little-endian 64-bit words with end-around carry, folded to
-// 16 bits and byte-swapped.
-func csum(b []byte, initial uint32) uint16 {
-	var acc, c uint64
-	for len(b) >= 32 {
-		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b), c)
-		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[8:]), c)
-		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[16:]), c)
-		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b[24:]), c)
-		b = b[32:]
-	}
-	acc, c = bits.Add64(acc, 0, c)
-	acc += c // acc is 0 if that overflowed: no further carry
-	for len(b) >= 8 {
-		acc, c = bits.Add64(acc, binary.LittleEndian.Uint64(b), 0)
-		acc += c
-		b = b[8:]
-	}
-	if len(b) >= 4 {
-		acc, c = bits.Add64(acc, uint64(binary.LittleEndian.Uint32(b)), 0)
-		acc += c
-		b = b[4:]
-	}
-	if len(b) >= 2 {
-		acc, c = bits.Add64(acc, uint64(binary.LittleEndian.Uint16(b)), 0)
-		acc += c
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		// the high byte of a big-endian word: the low byte of a
-		// little-endian one
-		acc, c = bits.Add64(acc, uint64(b[0]), 0)
-		acc += c
-	}
-	s := acc>>32 + acc&0xffffffff
-	s = s>>32 + s&0xffffffff
-	s = s>>16 + s&0xffff
-	s = s>>16 + s&0xffff
-	s = s>>16 + s&0xffff
-	t := uint64(bits.ReverseBytes16(uint16(s))) + uint64(initial)
-	t = t>>16 + t&0xffff
-	t = t>>16 + t&0xffff
-	return uint16(t)
-}
-
 // ipChecksum recomputes an IPv4 header's checksum.
 func ipChecksum(ip []byte, ihl int) {
 	ip[10], ip[11] = 0, 0
-	binary.BigEndian.PutUint16(ip[10:], ^csum(ip[:ihl], 0))
+	binary.BigEndian.PutUint16(ip[10:], ^packet.Checksum(ip[:ihl], 0))
 }
 
 // completeChecksum finishes a partial checksum (NEEDS_CSUM) as the
@@ -157,7 +108,7 @@ func completeChecksum(h *vnetHdr, pkt []byte) (ok bool) {
 	if cs+co+2 > len(pkt) {
 		return false
 	}
-	c := ^csum(pkt[cs:], 0)
+	c := ^packet.Checksum(pkt[cs:], 0)
 	if c == 0 {
 		c = 0xffff
 	}
@@ -276,11 +227,11 @@ func (g *gsoPacket) cut(out []byte) (n int, ok bool) {
 			l4[13] &^= tcpFIN | tcpPSH
 		}
 		l4[16], l4[17] = 0, 0
-		binary.BigEndian.PutUint16(l4[16:], ^csum(l4, sum))
+		binary.BigEndian.PutUint16(l4[16:], ^packet.Checksum(l4, sum))
 	case packet.ProtoUDP:
 		binary.BigEndian.PutUint16(l4[4:], uint16(len(l4)))
 		l4[6], l4[7] = 0, 0
-		c := ^csum(l4, sum)
+		c := ^packet.Checksum(l4, sum)
 		if c == 0 {
 			c = 0xffff
 		}
@@ -473,7 +424,7 @@ func (g *groBatch) build(u int, pkts [][]byte, iov [][]byte) [][]byte {
 		binary.BigEndian.PutUint16(h[24:], uint16(un.size-20))
 		src, dst := binary.BigEndian.Uint32(h[12:]), binary.BigEndian.Uint32(h[16:])
 		sum := packet.PseudoHeaderSum(src, dst, packet.ProtoUDP, uint16(un.size-20))
-		binary.BigEndian.PutUint16(h[26:], csum(nil, sum))
+		binary.BigEndian.PutUint16(h[26:], packet.Checksum(nil, sum))
 		hdr = vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOUDPL4, hdrLen: 28,
 			gsoSize: uint16(un.mss), csumStart: 20, csumOffset: 6}
 		hdr.encode(g.hdr[:])
@@ -491,7 +442,7 @@ func (g *groBatch) build(u int, pkts [][]byte, iov [][]byte) [][]byte {
 		h[33] |= t[33] & (tcpPSH | tcpFIN)
 		src, dst := binary.BigEndian.Uint32(h[12:]), binary.BigEndian.Uint32(h[16:])
 		sum := packet.PseudoHeaderSum(src, dst, packet.ProtoTCP, uint16(un.size-20))
-		binary.BigEndian.PutUint16(h[36:], csum(nil, sum))
+		binary.BigEndian.PutUint16(h[36:], packet.Checksum(nil, sum))
 		hdr = vnetHdr{flags: vnetFlagNeedsCsum, gsoType: vnetGSOTCPv4, hdrLen: uint16(20 + doff),
 			gsoSize: uint16(un.mss), csumStart: 20, csumOffset: 16}
 		if h[33]&tcpCWR != 0 {

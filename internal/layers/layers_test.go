@@ -22,7 +22,7 @@ var layer = map[string]int{
 	"packet":            0,
 	"route":             0,
 	"netfilter":         0,
-	"internal/jhash":    0,
+	"internal/kernhash": 0,
 	"internal/prom":     0,
 	"internal/netnsrun": 0,
 	// test plumbing below everything that uses it
