@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
+	"github.com/uswitch-lab/uswitch/internal/testtools"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -83,18 +83,15 @@ func waitTickStart() {
 	}
 }
 
-// Require skips the test unless the kernel harness can run here.
+// Require skips the test (or fails it, see testtools) unless the kernel
+// harness can run here. A scenario with ipset commands needs ipset too:
+// RunKernel checks that.
 func Require(t testing.TB) {
 	t.Helper()
-	kerneltest.Require(t)
-	if _, err := exec.LookPath("xtables-monitor"); err != nil {
-		t.Skip("trace differential test needs xtables-monitor (iptables-nft)")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("trace differential test needs /dev/net/tun")
-	}
+	kerneltest.Require(t, "xtables-monitor", "stdbuf", "sysctl")
+	testtools.TUN(t)
 	if sysSetns() == 0 {
-		t.Skipf("setns syscall number unknown on %s", runtime.GOARCH)
+		testtools.Skipf(t, "setns syscall number unknown on %s", runtime.GOARCH)
 	}
 }
 
@@ -183,6 +180,9 @@ func (k *kernelRun) sh(args ...string) error {
 // is removed in t.Cleanup.
 func RunKernel(t testing.TB, scn *Scenario) *Result {
 	t.Helper()
+	if len(scn.IPSet) > 0 {
+		testtools.Need(t, "ipset")
+	}
 	ns := kerneltest.NewNetns(t)
 	k := &kernelRun{t: t, ns: ns, tuns: map[string]int{}, raw: -1}
 	t.Cleanup(func() {
