@@ -47,11 +47,14 @@ func Name(prefix string) string {
 }
 
 // Netns makes a network namespace called name (`ip netns add`) and
-// deletes it at cleanup. It skips t if the namespace cannot be made.
+// deletes it at cleanup. Not root, it skips t; as root, a namespace that
+// cannot be made fails t.
 func Netns(t testing.TB, name string) {
 	t.Helper()
+	testtools.Root(t, "makes network namespaces")
+	testtools.Need(t, "ip")
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("cannot make network namespace %s: %v %s", name, err, out)
+		t.Fatalf("ip netns add %s: %v %s", name, err, out)
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
