@@ -20,6 +20,7 @@ import (
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/internal/labtest"
+	"github.com/uswitch-lab/uswitch/internal/testtools"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -125,7 +126,7 @@ func TestCompareKernelSmoke(t *testing.T) {
 
 func needKernelRig(t *testing.T) {
 	labtest.TUN(t)
-	labtest.Tools(t, "ip", "iptables-restore", "iptables-legacy-restore", "conntrack", "sysctl")
+	testtools.Need(t, "ip", "iptables-restore", "iptables-legacy-restore", "conntrack", "sysctl")
 }
 
 // runCompare measures the sweeps cfg asks for, prints the tables and

@@ -219,7 +219,7 @@ func rxPackets(b *testing.B, router string) uint64 {
 // veth links, addresses, routes and forwarding, and no rule.
 func routerPair(b *testing.B) (client, router, server string) {
 	needRoot(b)
-	kerneltest.Require(b)
+	kerneltest.Require(b, "sysctl")
 	p := uniqueName()
 	cl, rt, sv := p+"-c", p+"-r", p+"-s"
 	for _, ns := range []string{cl, rt, sv} {

@@ -113,10 +113,7 @@ func must(t *testing.T, n *kerneltest.Netns, args ...string) {
 }
 
 func newCtLab(t *testing.T) *ctLab {
-	kerneltest.Require(t)
-	if _, err := exec.LookPath("conntrack"); err != nil {
-		t.Skip("kernel differential test needs conntrack (apt-get install -y conntrack)")
-	}
+	kerneltest.Require(t, "conntrack", "ping", "sysctl")
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

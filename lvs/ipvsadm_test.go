@@ -7,41 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 )
 
-// testSched is a stand-in for schedulers not written yet: it picks the
-// first available dest.
-type testSched struct{ name string }
-
-func (s testSched) Name() string { return s.name }
-func (s testSched) Schedule(svc *Service, f *Flow) *Dest {
-	for _, d := range svc.Dests {
-		if d.Available() {
-			return d
-		}
-	}
-	return nil
-}
-func (s testSched) Update(*Service) {}
-
+// allSchedNames are the kernel's 14 schedulers, all registered by
+// sched.go.
 var allSchedNames = []string{"rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "dh", "sh", "fo", "ovf", "mh", "twos"}
-
-var schedOnce sync.Once
-
-// ensureSchedulers registers a test-only scheduler for every kernel
-// scheduler name that is not registered (yet).
-func ensureSchedulers() {
-	schedOnce.Do(func() {
-		for _, n := range allSchedNames {
-			if _, err := NewScheduler(n, &Service{}); err != nil {
-				name := n
-				RegisterScheduler(name, func(*Service) Scheduler { return testSched{name} })
-			}
-		}
-	})
-}
 
 // corpusDir is the shared corpus folder, ../shared/corpus/ipvsadm from
 // the repository root.
@@ -82,7 +53,6 @@ func listString(t *testing.T, d *Director, f ListFormat) string {
 // TestIpvsadmCorpusSaveLoads: every save file (-S/-Sn) of the corpus
 // loads, and its -Sn form reads back to the same -Sn.
 func TestIpvsadmCorpusSaveLoads(t *testing.T) {
-	ensureSchedulers()
 	dir := corpusDir(t)
 	files, _ := filepath.Glob(filepath.Join(dir, "*ipvsadm-S*"))
 	if len(files) == 0 {
@@ -115,7 +85,6 @@ func TestIpvsadmCorpusSaveLoads(t *testing.T) {
 // the 1.31 save form (which adds --tun-type ipip to tunnel dests; the
 // file came from an older ipvsadm).
 func TestIpvsadmBraintreeSave(t *testing.T) {
-	ensureSchedulers()
 	b, err := os.ReadFile(filepath.Join(corpusDir(t), "braintree-big_brother-fwmark-tunnel.ipvsadm-Sn.txt"))
 	if err != nil {
 		t.Skip(err)
@@ -189,7 +158,6 @@ var listingCases = map[string]struct {
 // TestIpvsadmCorpusListings rebuilds every -L/-Ln listing of the corpus
 // and prints it byte for byte.
 func TestIpvsadmCorpusListings(t *testing.T) {
-	ensureSchedulers()
 	dir := corpusDir(t)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -241,7 +209,6 @@ func trimLines(s string) string {
 // TestIpvsadmPrintFormats checks the other listings against hand-made
 // expectations derived from ipvsadm.c's format strings.
 func TestIpvsadmPrintFormats(t *testing.T) {
-	ensureSchedulers()
 	d := NewDirector()
 	restoreString(t, d, `
 # a comment, and ipvsadm words dropped as ipvsadm -R drops them
@@ -478,7 +445,6 @@ func randomConfig(r *rand.Rand, d *Director) {
 // TestIpvsadmRoundTrip: random configuration -> -Sn -> parse -> -Sn is
 // the same text.
 func TestIpvsadmRoundTrip(t *testing.T) {
-	ensureSchedulers()
 	r := rand.New(rand.NewSource(1))
 	for i := 0; i < 300; i++ {
 		d := NewDirector()
@@ -500,7 +466,6 @@ func TestIpvsadmRoundTrip(t *testing.T) {
 // TestIpvsadmParseOptions: long names, defaults, clustered and attached
 // forms read as ipvsadm reads them.
 func TestIpvsadmParseOptions(t *testing.T) {
-	ensureSchedulers()
 	for _, tc := range []struct{ in, save string }{
 		{"--add-service --tcp-service 10.1.1.1:http --scheduler rr --persistent --netmask 255.255.0.0",
 			"-A -t 10.1.1.1:80 -s rr -p 360 -M 255.255.0.0\n"},
@@ -549,7 +514,6 @@ func TestIpvsadmParseOptions(t *testing.T) {
 
 // TestIpvsadmErrors: exact messages, naming the file, line and text.
 func TestIpvsadmErrors(t *testing.T) {
-	ensureSchedulers()
 	const pre = "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.1.1 -m\n"
 	for _, tc := range []struct{ in, want string }{
 		{"-t 10.0.0.1:80 -A", "f:1: Try `ipvsadm -h' or 'ipvsadm --help' for more information.: -t 10.0.0.1:80 -A"},
@@ -632,7 +596,6 @@ func TestIpvsadmErrors(t *testing.T) {
 // TestRestoreAllOrNothing: a failing line leaves the director as it was;
 // a good file applies on top of it.
 func TestRestoreAllOrNothing(t *testing.T) {
-	ensureSchedulers()
 	d := NewDirector()
 	restoreString(t, d, "-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.1.1 -m -w 2\n--set 5 6 7\n")
 	before := saveString(t, d)
@@ -653,7 +616,6 @@ func TestRestoreAllOrNothing(t *testing.T) {
 // TestIpvsadmSortQuirk: ipvsadm's compare is a signed 32-bit difference
 // of the addresses (and of the marks).
 func TestIpvsadmSortQuirk(t *testing.T) {
-	ensureSchedulers()
 	d := NewDirector()
 	restoreString(t, d, "-A -t 10.0.0.1:80\n-A -t 200.0.0.1:80\n-A -t 10.0.0.1:79\n-A -u 1.1.1.1:1\n-A -f 3000000000\n-A -f 2\n")
 	want := "-A -f -1294967296 -s wlc\n-A -t 200.0.0.1:80 -s wlc\n-A -t 10.0.0.1:79 -s wlc\n-A -t 10.0.0.1:80 -s wlc\n-A -u 1.1.1.1:1 -s wlc\n-A -f 2 -s wlc\n"
@@ -663,7 +625,6 @@ func TestIpvsadmSortQuirk(t *testing.T) {
 }
 
 func FuzzRestore(f *testing.F) {
-	ensureSchedulers()
 	for _, s := range []string{
 		"-A -t 10.0.0.1:80 -s rr -p 60 -M 255.255.255.0\n-a -t 10.0.0.1:80 -r 10.0.1.1:8080 -m -w 3\n",
 		"-A -f 3 -s wrr\n-a -f 3 -r 10.0.1.220:80 -i -w 1\n",
@@ -699,7 +660,6 @@ func FuzzRestore(f *testing.F) {
 }
 
 func ExampleSave() {
-	ensureSchedulers()
 	d := NewDirector()
 	_ = Restore(d, strings.NewReader("ipvsadm -A -t 10.0.0.1:http -s rr\nipvsadm -a -t 10.0.0.1:80 -r 192.168.1.2 -m\n"), "example")
 	_ = Save(os.Stdout, d)

@@ -16,6 +16,7 @@ import (
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/internal/labtest"
+	"github.com/uswitch-lab/uswitch/internal/testtools"
 	"github.com/uswitch-lab/uswitch/iptables"
 )
 
@@ -71,7 +72,7 @@ func run(t testing.TB, args ...string) string {
 func needRoot(t testing.TB) {
 	t.Helper()
 	labtest.Root(t, "makes network namespaces and binds NFQUEUE queues")
-	labtest.Tools(t, "ip", "iptables", "ping")
+	testtools.Need(t, "ip", "iptables", "ping", "sysctl")
 	if testing.Short() {
 		t.Skip("namespaces: not in -short")
 	}

@@ -100,7 +100,7 @@ var kernelSysctls = []string{
 }
 
 func setupKernel(t *testing.T) (*kerneltest.Netns, *host.Snapshot) {
-	kerneltest.Require(t)
+	kerneltest.Require(t, "sysctl")
 	ns := kerneltest.NewNetns(t)
 	for _, c := range kernelSetup {
 		if _, e, code, err := ns.Run("", append([]string{"ip"}, strings.Fields(c)...)...); err != nil || code != 0 {

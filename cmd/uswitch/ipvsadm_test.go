@@ -8,22 +8,9 @@ import (
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/host"
-	"github.com/uswitch-lab/uswitch/lvs"
 )
 
-type firstSched struct{}
-
-func (firstSched) Name() string                               { return "rr" }
-func (firstSched) Schedule(*lvs.Service, *lvs.Flow) *lvs.Dest { return nil }
-func (firstSched) Update(*lvs.Service)                        {}
-
 func TestIpvsadmCLI(t *testing.T) {
-	for _, n := range []string{"rr", "wlc"} {
-		if _, err := lvs.NewScheduler(n, &lvs.Service{}); err != nil {
-			// not written yet: any scheduler does for listing
-			lvs.RegisterScheduler(n, func(*lvs.Service) lvs.Scheduler { return firstSched{} })
-		}
-	}
 	dir := t.TempDir()
 	save := "-A -t 10.0.0.1:80 -s rr -p 60\n-a -t 10.0.0.1:80 -r 10.0.1.1:8080 -m -w 2\n"
 	if err := os.WriteFile(filepath.Join(dir, host.FileIPVS), []byte(save), 0o644); err != nil {

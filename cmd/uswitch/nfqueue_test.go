@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/uswitch-lab/uswitch/internal/labtest"
+	"github.com/uswitch-lab/uswitch/internal/testtools"
 )
 
 func TestNFQueueFlags(t *testing.T) {
@@ -80,7 +81,7 @@ func nfqueueNS(t *testing.T, base int) (ns, queue string) {
 	if testing.Short() {
 		t.Skip("namespaces: not in -short")
 	}
-	labtest.Tools(t, "ip", "iptables", "ping")
+	testtools.Need(t, "ip", "iptables", "ping", "sysctl")
 	ns = labtest.Name("usq-cmd")
 	labtest.Netns(t, ns)
 	queue = fmt.Sprint(base + os.Getpid()%20000)

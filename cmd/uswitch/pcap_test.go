@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/uswitch-lab/uswitch/internal/labtest"
+	"github.com/uswitch-lab/uswitch/internal/testtools"
 )
 
 // pcapLab forwards and masquerades the client's pings to the wan host.
@@ -60,10 +61,7 @@ addresses = ["203.0.113.2/24"]
 // their addresses on each side of uswitch.
 func TestPcapTcpdump(t *testing.T) {
 	labtest.TUN(t)
-	tcpdump, err := exec.LookPath("tcpdump")
-	if err != nil {
-		t.Skip("needs tcpdump to read the capture back (apt-get install tcpdump; .ci/run installs it)")
-	}
+	testtools.Need(t, "tcpdump") // reads the capture back
 	p := labtest.Name("upc")
 	l := upLab(t, "pcap.toml", strings.ReplaceAll(pcapLab, "LAB", p))
 	sock := filepath.Join(t.TempDir(), "lab.sock")
@@ -96,7 +94,7 @@ func TestPcapTcpdump(t *testing.T) {
 		t.Fatal("pcap -c 4 did not end")
 	}
 
-	cmd := exec.Command(tcpdump, "-r", file, "-nn")
+	cmd := exec.Command("tcpdump", "-r", file, "-nn")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

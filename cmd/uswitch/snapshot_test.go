@@ -17,7 +17,7 @@ func TestSnapshotUsage(t *testing.T) {
 }
 
 func TestSnapshotNetns(t *testing.T) {
-	kerneltest.Require(t)
+	kerneltest.Require(t, "sysctl") // the snapshot runs sysctl -a
 	ns := kerneltest.NewNetns(t)
 	if _, e, code, err := ns.Run("", "ip", "link", "set", "lo", "up"); err != nil || code != 0 {
 		t.Fatal(err, e)

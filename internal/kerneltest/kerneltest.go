@@ -3,8 +3,9 @@
 // iptables-restore / iptables-save inside them.
 //
 // Tests that need it call Require, which skips with a clear message when
-// the process is not root or the tools are missing. Every namespace made
-// here has a unique name and is removed in t.Cleanup, also on failure.
+// the process is not root or the tools are missing (internal/testtools).
+// Every namespace made here has a unique name and is removed in
+// t.Cleanup, also on failure.
 package kerneltest
 
 import (
@@ -17,27 +18,25 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/uswitch-lab/uswitch/internal/testtools"
 )
 
 var seq atomic.Int64
 
-// Require skips the test unless it runs as root with ip and iptables-nft.
-func Require(t testing.TB) {
+// Require skips the test (or fails it, see testtools) unless it runs as
+// root on Linux with ip and iptables-nft, and with the other tools the
+// test runs in its namespaces (testtools.Need names them).
+func Require(t testing.TB, tools ...string) {
 	t.Helper()
 	if runtime.GOOS != "linux" {
-		t.Skip("kernel tests need Linux")
+		testtools.Skipf(t, "kernel tests need Linux")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("kernel differential test needs root (network namespaces); CI runs it as root")
-	}
-	for _, tool := range []string{"ip", "iptables-restore", "iptables-save"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("kernel differential test needs %s (apt-get install -y iptables iproute2)", tool)
-		}
-	}
+	testtools.Root(t, "the kernel differential test makes network namespaces (CI runs it as root)")
+	testtools.Need(t, append([]string{"ip", "iptables", "iptables-restore", "iptables-save"}, tools...)...)
 	out, err := exec.Command("iptables", "--version").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "nf_tables") {
-		t.Skipf("kernel differential test needs iptables-nft; iptables --version says %q", strings.TrimSpace(string(out)))
+		testtools.Skipf(t, "kernel differential test needs iptables-nft; iptables --version says %q (update-alternatives --set iptables /usr/sbin/iptables-nft)", strings.TrimSpace(string(out)))
 	}
 }
 

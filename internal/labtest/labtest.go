@@ -1,6 +1,7 @@
 // Package labtest is what the tests that bring up namespaces, labs and
-// NFQUEUE topologies share: the root and tool checks that skip them
-// with a reason, names no other test or run uses, namespaces and labs
+// NFQUEUE topologies share: the root checks that skip them with a
+// reason (internal/testtools; tests name the programs they run with
+// testtools.Need), names no other test or run uses, namespaces and labs
 // removed at cleanup (also when the test fails), commands run in a
 // namespace, and code run on a thread inside one.
 //
@@ -9,7 +10,6 @@
 package labtest
 
 import (
-	"github.com/uswitch-lab/uswitch/internal/netnsrun"
 	"io"
 	"os"
 	"os/exec"
@@ -17,34 +17,23 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/uswitch-lab/uswitch/internal/netnsrun"
+	"github.com/uswitch-lab/uswitch/internal/testtools"
 )
 
 // Root skips t unless it runs as root; why says what the test makes,
-// e.g. "makes network namespaces and TUN devices".
+// e.g. "makes network namespaces and TUN devices". It is testtools.Root:
+// under USWITCH_REQUIRE_TOOLS=1 it fails t instead.
 func Root(t testing.TB, why string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: " + why)
-	}
+	testtools.Root(t, why)
 }
 
-// TUN skips t unless it runs as root with /dev/net/tun.
+// TUN skips t unless it runs as root with /dev/net/tun (testtools.TUN).
 func TUN(t testing.TB) {
 	t.Helper()
-	Root(t, "makes network namespaces and TUN devices")
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skipf("no /dev/net/tun: %v", err)
-	}
-}
-
-// Tools skips t unless every tool is in $PATH.
-func Tools(t testing.TB, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s", tool)
-		}
-	}
+	testtools.TUN(t)
 }
 
 var seq atomic.Uint32
@@ -58,11 +47,14 @@ func Name(prefix string) string {
 }
 
 // Netns makes a network namespace called name (`ip netns add`) and
-// deletes it at cleanup. It skips t if the namespace cannot be made.
+// deletes it at cleanup. Not root, it skips t; as root, a namespace that
+// cannot be made fails t.
 func Netns(t testing.TB, name string) {
 	t.Helper()
+	testtools.Root(t, "makes network namespaces")
+	testtools.Need(t, "ip")
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("cannot make network namespace %s: %v %s", name, err, out)
+		t.Fatalf("ip netns add %s: %v %s", name, err, out)
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/uswitch-lab/uswitch/internal/testtools"
 )
 
 func TestName(t *testing.T) {
@@ -57,4 +59,24 @@ func (f *fakeTB) Helper() {}
 func (f *fakeTB) Fatal(args ...any) {
 	f.failed = true
 	panic("fatal")
+}
+
+func (f *fakeTB) Fatalf(format string, args ...any) {
+	f.failed = true
+	panic("fatal")
+}
+
+// TestNetnsFailsAsRoot: as root, a namespace that cannot be made fails
+// the test; it is not skipped.
+func TestNetnsFailsAsRoot(t *testing.T) {
+	Root(t, "makes a network namespace")
+	testtools.Need(t, "ip")
+	ft := &fakeTB{TB: t}
+	func() {
+		defer func() { recover() }()
+		Netns(ft, "bad/name") // ip refuses names with a slash
+	}()
+	if !ft.failed {
+		t.Error("Netns with a name ip refuses did not fail the test")
+	}
 }

@@ -6,19 +6,19 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
+	"github.com/uswitch-lab/uswitch/internal/netnsrun"
+	"github.com/uswitch-lab/uswitch/internal/testtools"
 	"github.com/uswitch-lab/uswitch/packet"
+	"golang.org/x/sys/unix"
 )
 
 // The sentinel: after each packet the harness writes one packet into the
@@ -65,8 +65,8 @@ const tickNsec = 4 * time.Millisecond
 
 // monotonic is CLOCK_MONOTONIC, the clock jiffies follow.
 func monotonic() time.Duration {
-	var ts syscall.Timespec
-	syscall.Syscall(syscall.SYS_CLOCK_GETTIME, 1, uintptr(unsafe.Pointer(&ts)), 0)
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return time.Duration(ts.Nano())
 }
 
@@ -83,74 +83,31 @@ func waitTickStart() {
 	}
 }
 
-// Require skips the test unless the kernel harness can run here.
+// Require skips the test (or fails it, see testtools) unless the kernel
+// harness can run here. A scenario with ipset commands needs ipset too:
+// RunKernel checks that.
 func Require(t testing.TB) {
 	t.Helper()
-	kerneltest.Require(t)
-	if _, err := exec.LookPath("xtables-monitor"); err != nil {
-		t.Skip("trace differential test needs xtables-monitor (iptables-nft)")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		t.Skip("trace differential test needs /dev/net/tun")
-	}
-	if sysSetns() == 0 {
-		t.Skipf("setns syscall number unknown on %s", runtime.GOARCH)
-	}
+	kerneltest.Require(t, "xtables-monitor", "stdbuf", "sysctl")
+	testtools.TUN(t)
 }
 
-func sysSetns() uintptr {
-	switch runtime.GOARCH {
-	case "amd64":
-		return 308
-	case "arm64", "riscv64", "loong64":
-		return 268
-	case "386":
-		return 346
-	case "arm":
-		return 375
-	case "ppc64", "ppc64le":
-		return 350
-	case "s390x":
-		return 339
-	}
-	return 0
-}
-
-// inNetns runs f on a fresh OS thread that has joined the namespace; the
-// thread is never given back to the runtime (the goroutine exits locked,
-// so the runtime ends the thread).
-func inNetns(name string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd, err := syscall.Open("/run/netns/"+name, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		_, _, e := syscall.RawSyscall(sysSetns(), uintptr(fd), syscall.CLONE_NEWNET, 0)
-		syscall.Close(fd)
-		if e != 0 {
-			errc <- fmt.Errorf("setns %s: %v", name, e)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
-}
-
-// openTun makes TUN device name in the calling thread's namespace.
-func openTun(name string) (int, error) {
-	fd, err := syscall.Open("/dev/net/tun", syscall.O_RDWR|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+// openTUN makes the TUN device name (IFF_TUN|IFF_NO_PI: IPv4 packets, no
+// header) in the calling thread's namespace, non-blocking (drain reads
+// until EAGAIN), and returns its fd.
+func openTUN(name string) (int, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
 	}
-	var ifr [40]byte
-	copy(ifr[:15], name)
-	binary.NativeEndian.PutUint16(ifr[16:], syscall.IFF_TUN|syscall.IFF_NO_PI)
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TUNSETIFF, uintptr(unsafe.Pointer(&ifr[0]))); e != 0 {
-		syscall.Close(fd)
-		return -1, fmt.Errorf("TUNSETIFF %s: %v", name, e)
+	ifr, err := unix.NewIfreq(name)
+	if err == nil {
+		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("TUNSETIFF %s: %w", name, err)
 	}
 	return fd, nil
 }
@@ -183,14 +140,17 @@ func (k *kernelRun) sh(args ...string) error {
 // is removed in t.Cleanup.
 func RunKernel(t testing.TB, scn *Scenario) *Result {
 	t.Helper()
+	if len(scn.IPSet) > 0 {
+		testtools.Need(t, "ipset")
+	}
 	ns := kerneltest.NewNetns(t)
 	k := &kernelRun{t: t, ns: ns, tuns: map[string]int{}, raw: -1}
 	t.Cleanup(func() {
 		for _, fd := range k.tuns {
-			syscall.Close(fd)
+			unix.Close(fd)
 		}
 		if k.raw >= 0 {
-			syscall.Close(k.raw)
+			unix.Close(k.raw)
 		}
 	})
 	for _, c := range [][]string{
@@ -203,16 +163,18 @@ func RunKernel(t testing.TB, scn *Scenario) *Result {
 		}
 	}
 	ifs := append([]Iface{{Name: SentinelIf}}, scn.Ifaces...)
-	err := inNetns(ns.Name, func() error {
+	// the TUN devices and the raw socket belong to the namespace of the
+	// thread that opens them
+	err := netnsrun.InNamed(ns.Name, func() error {
 		for _, ifc := range ifs {
-			fd, err := openTun(ifc.Name)
+			fd, err := openTUN(ifc.Name)
 			if err != nil {
 				return err
 			}
 			k.tuns[ifc.Name] = fd
 			k.order = append(k.order, ifc.Name)
 		}
-		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW|syscall.SOCK_CLOEXEC, syscall.IPPROTO_RAW)
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 		if err != nil {
 			return err
 		}
@@ -366,7 +328,7 @@ func (k *kernelRun) sentinel() error {
 		k.seq = 1
 	}
 	b := packet.Build(packet.Spec{Src: sentinelSrc, Dst: sentinelDst, Proto: packet.ProtoUDP, SrcPort: k.seq, DstPort: 9})
-	_, err := syscall.Write(k.tuns[SentinelIf], b)
+	_, err := unix.Write(k.tuns[SentinelIf], b)
 	return err
 }
 
@@ -410,10 +372,10 @@ func (k *kernelRun) collect(timeout time.Duration) ([]string, bool, error) {
 func (k *kernelRun) inject(p Packet) error {
 	b := p.Bytes()
 	if p.In == Local {
-		sa := &syscall.SockaddrInet4{}
+		sa := &unix.SockaddrInet4{}
 		binary.BigEndian.PutUint32(sa.Addr[:], p.Spec.Dst)
-		err := syscall.Sendto(k.raw, b, 0, sa)
-		if err == syscall.EPERM || err == syscall.ENETUNREACH || err == syscall.EHOSTUNREACH || err == syscall.EINVAL {
+		err := unix.Sendto(k.raw, b, 0, sa)
+		if err == unix.EPERM || err == unix.ENETUNREACH || err == unix.EHOSTUNREACH || err == unix.EINVAL {
 			// dropped by netfilter (NF_DROP -> EPERM) or not routable:
 			// the trace says what happened
 			err = nil
@@ -424,7 +386,7 @@ func (k *kernelRun) inject(p Packet) error {
 	if !ok {
 		return fmt.Errorf("no TUN device %q", p.In)
 	}
-	_, err := syscall.Write(fd, b)
+	_, err := unix.Write(fd, b)
 	return err
 }
 
@@ -435,7 +397,7 @@ func (k *kernelRun) drain() []string {
 	for _, name := range k.order {
 		fd := k.tuns[name]
 		for {
-			n, err := syscall.Read(fd, buf)
+			n, err := unix.Read(fd, buf)
 			if err != nil || n <= 0 {
 				break
 			}

@@ -377,16 +377,20 @@ var RandomSysctls = []string{
 // randomIPSet is the ipset the "rs" fragments match.
 var randomIPSet = []string{"create rs hash:ip", "add rs 10.0.1.3", "add rs 10.0.2.4", "add rs 10.0.3.5"}
 
-// RandomScenario is scenario number i of the seed.
+// RandomScenario is scenario number i of the seed. It makes the ipset
+// only when its rules use it, so that the others run without ipset.
 func RandomScenario(seed uint64, i, packets int) Scenario {
 	r := rand.New(rand.NewPCG(seed, uint64(i)))
-	return Scenario{
+	scn := Scenario{
 		Name:    fmt.Sprintf("random-%d-%d", seed, i),
 		Ifaces:  RandomIfaces,
 		Sysctls: RandomSysctls,
 		IP:      randomIP,
-		IPSet:   randomIPSet,
 		Rules:   RandomRules(r),
 		Packets: RandomPackets(r, packets),
 	}
+	if strings.Contains(scn.Rules, "--match-set") {
+		scn.IPSet = randomIPSet
+	}
+	return scn
 }
