@@ -21,6 +21,7 @@ import (
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/internal/labtest"
 	"github.com/uswitch-lab/uswitch/internal/testtools"
+	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -412,7 +413,7 @@ func newKernelRig(t *testing.T, legacy bool) *kernelRig {
 		"net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
 		"net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
 	labtest.InNetns(t, r.ns, func() error {
-		fd, err := openTUN("eth0")
+		fd, err := link.OpenFD("eth0", unix.IFF_TUN|unix.IFF_NO_PI)
 		r.tun = fd
 		return err
 	})
@@ -443,26 +444,6 @@ func newKernelRig(t *testing.T, legacy bool) *kernelRig {
 	}
 	t.Cleanup(r.h.Close)
 	return r
-}
-
-// openTUN opens the TUN device name (IFF_TUN|IFF_NO_PI) in the calling
-// thread's namespace.
-func openTUN(name string) (int, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("TUNSETIFF %s: %w", name, err)
-	}
-	return fd, nil
 }
 
 // restore loads rules with iptables-restore (nft) or

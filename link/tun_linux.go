@@ -110,6 +110,29 @@ func OpenTAP(ns netns.NsHandle, name string, _ Options) ([]*Queue, error) {
 	return openTunTap(ns, name, unix.IFF_TAP|unix.IFF_NO_PI, 1)
 }
 
+// OpenFD opens /dev/net/tun, non-blocking, in the calling thread's
+// namespace and attaches it to the device name with flags (TUNSETIFF:
+// IFF_TUN or IFF_TAP, IFF_NO_PI, IFF_MULTI_QUEUE, IFF_VNET_HDR): the
+// first open creates the device. It is the one TUN opener: OpenTUN and
+// OpenTAP build their queues on it, and the kernel-side test rigs that
+// drive a descriptor themselves (tracetest, bench) call it directly.
+func OpenFD(name string, flags uint16) (int, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err == nil {
+		ifr.SetUint16(flags)
+		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("TUNSETIFF %s: %w", name, err)
+	}
+	return fd, nil
+}
+
 // openTunTap opens /dev/net/tun in the namespace queues times and
 // attaches each to the device of that name and mode (TUNSETIFF with
 // flags: the first creates it, the others add queues). With
@@ -133,19 +156,11 @@ func openTunTap(ns netns.NsHandle, name string, flags uint16, queues int) (devs 
 	}()
 	err = netnsrun.In(ns, func() error {
 		for q := range queues {
-			fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+			fd, err := OpenFD(name, flags)
 			if err != nil {
-				return fmt.Errorf("open /dev/net/tun: %w", err)
+				return fmt.Errorf("%s queue %d: %w", kind, q, err)
 			}
 			fds = append(fds, fd)
-			ifr, err := unix.NewIfreq(name)
-			if err == nil {
-				ifr.SetUint16(flags)
-				err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
-			}
-			if err != nil {
-				return fmt.Errorf("TUNSETIFF %s (%s, queue %d): %w", name, kind, q, err)
-			}
 			if q == 0 && txQueueLen > 0 {
 				if err := setTxQueueLen(name, txQueueLen); err != nil {
 					return fmt.Errorf("%s: txqueuelen: %w", name, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
 	"github.com/uswitch-lab/uswitch/internal/netnsrun"
 	"github.com/uswitch-lab/uswitch/internal/testtools"
+	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/packet"
 	"golang.org/x/sys/unix"
 )
@@ -92,26 +93,6 @@ func Require(t testing.TB) {
 	testtools.TUN(t)
 }
 
-// openTUN makes the TUN device name (IFF_TUN|IFF_NO_PI: IPv4 packets, no
-// header) in the calling thread's namespace, non-blocking (drain reads
-// until EAGAIN), and returns its fd.
-func openTUN(name string) (int, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	ifr, err := unix.NewIfreq(name)
-	if err == nil {
-		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
-		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
-	}
-	if err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("TUNSETIFF %s: %w", name, err)
-	}
-	return fd, nil
-}
-
 type kernelRun struct {
 	t    testing.TB
 	ns   *kerneltest.Netns
@@ -167,7 +148,7 @@ func RunKernel(t testing.TB, scn *Scenario) *Result {
 	// thread that opens them
 	err := netnsrun.InNamed(ns.Name, func() error {
 		for _, ifc := range ifs {
-			fd, err := openTUN(ifc.Name)
+			fd, err := link.OpenFD(ifc.Name, unix.IFF_TUN|unix.IFF_NO_PI)
 			if err != nil {
 				return err
 			}
