@@ -11,6 +11,7 @@ import (
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/lvs"
 	"github.com/uswitch-lab/uswitch/nat"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 	"github.com/uswitch-lab/uswitch/route"
 )
@@ -148,7 +149,7 @@ type compiled struct {
 	// base holds each table's builtin chain of each hook (nil: the table
 	// or the chain does not exist), resolved once instead of by name per
 	// packet
-	base [iptables.NumHooks][iptables.NumTables]*iptables.Chain
+	base [netfilter.NumHooks][iptables.NumTables]*iptables.Chain
 	// gen is the configuration's flow cache generation; memoOn says
 	// the flow cache runs
 	gen    uint32
@@ -206,7 +207,7 @@ func (e *Engine) Swap(cfg Config) {
 			if t == nil {
 				continue
 			}
-			for h := iptables.Hook(0); h < iptables.NumHooks; h++ {
+			for h := netfilter.Hook(0); h < netfilter.NumHooks; h++ {
 				c.base[h][t.ID] = t.Builtin(h)
 			}
 			for _, ch := range t.Chains {
@@ -415,7 +416,7 @@ func (k *pkt) drop(by string) {
 
 // runTable runs one table's chain for the hook and reports whether the
 // packet goes on.
-func (k *pkt) runTable(tid iptables.TableID, h iptables.Hook, in, out string) (iptables.TVerdict, *iptables.Ctx) {
+func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (iptables.TVerdict, *iptables.Ctx) {
 	base := k.cfg.base[h][tid]
 	if base == nil {
 		return iptables.TAccept, nil
@@ -429,7 +430,7 @@ func (k *pkt) runTable(tid iptables.TableID, h iptables.Hook, in, out string) (i
 		// an empty chain: its policy, without a traversal
 		if v, ok := base.RunEmpty(len(k.p.IP)); ok {
 			if v == iptables.TDrop && k.fate.By == "" {
-				k.fate.By = tid.String() + ":" + h.ChainName()
+				k.fate.By = tid.String() + ":" + h.String()
 			}
 			if k.rec {
 				k.memo.Policy(base)
@@ -451,7 +452,7 @@ func (k *pkt) runTable(tid iptables.TableID, h iptables.Hook, in, out string) (i
 	}
 	v := k.cfg.Rules.Tables[tid].RunBase(base, c, tr)
 	if v == iptables.TDrop && k.fate.By == "" {
-		k.fate.By = tid.String() + ":" + h.ChainName()
+		k.fate.By = tid.String() + ":" + h.String()
 		if k.tr != nil && k.tr.lastDrop != "" {
 			k.fate.By = k.tr.lastDrop
 		}
@@ -460,7 +461,7 @@ func (k *pkt) runTable(tid iptables.TableID, h iptables.Hook, in, out string) (i
 }
 
 // verdictOK handles a table verdict: false when the packet is gone.
-func (k *pkt) verdictOK(v iptables.TVerdict, c *iptables.Ctx, tid iptables.TableID, h iptables.Hook) bool {
+func (k *pkt) verdictOK(v iptables.TVerdict, c *iptables.Ctx, tid iptables.TableID, h netfilter.Hook) bool {
 	switch v {
 	case iptables.TAccept, iptables.TContinue:
 		return true
@@ -476,7 +477,7 @@ func (k *pkt) verdictOK(v iptables.TVerdict, c *iptables.Ctx, tid iptables.Table
 		return false
 	}
 	if k.fate.By == "" {
-		k.fate.By = tid.String() + ":" + h.ChainName()
+		k.fate.By = tid.String() + ":" + h.String()
 	}
 	k.fate.Kind = Dropped
 	if c != nil && c.Reject != nil {
@@ -489,7 +490,7 @@ func (k *pkt) verdictOK(v iptables.TVerdict, c *iptables.Ctx, tid iptables.Table
 }
 
 // hook runs the tables of a hook in the given order.
-func (k *pkt) tables(h iptables.Hook, in, out string, order ...iptables.TableID) bool {
+func (k *pkt) tables(h netfilter.Hook, in, out string, order ...iptables.TableID) bool {
 	if k.replay {
 		return true // the flow cache replayed them
 	}
@@ -512,7 +513,7 @@ func (k *pkt) tables(h iptables.Hook, in, out string, order ...iptables.TableID)
 }
 
 // conntrackIn is nf_conntrack_in at PREROUTING/OUTPUT.
-func (k *pkt) conntrackIn(h conntrack.Hook) bool {
+func (k *pkt) conntrackIn(h netfilter.Hook) bool {
 	if !k.cfg.ctOn || k.ct.IsUntracked() || k.ct.Conn != nil {
 		return true
 	}
@@ -529,7 +530,7 @@ func (k *pkt) conntrackIn(h conntrack.Hook) bool {
 // nat table's chain runs only for a new (or related) connection whose
 // manip is not set up yet; established packets are rewritten from the
 // connection's tuples.
-func (k *pkt) natHook(h iptables.Hook, m nat.Manip, in, out string) bool {
+func (k *pkt) natHook(h netfilter.Hook, m nat.Manip, in, out string) bool {
 	c := k.ct.Conn
 	if c == nil || !k.cfg.natOn {
 		return true
@@ -649,7 +650,7 @@ func (k *pkt) receive1() {
 	in := p.InIf
 	dst0 := p.Dst
 	// PREROUTING
-	if !k.tables(iptables.PreRouting, in, "", iptables.Raw) || !k.conntrackIn(conntrack.HookPreRouting) {
+	if !k.tables(netfilter.PreRouting, in, "", iptables.Raw) || !k.conntrackIn(netfilter.PreRouting) {
 		return
 	}
 	fib := k.cfg.FIB
@@ -658,7 +659,7 @@ func (k *pkt) receive1() {
 		iif = fib.Ifindex(in)
 	}
 	k.memoStart(iif)
-	if !k.tables(iptables.PreRouting, in, "", iptables.Mangle) || !k.natHook(iptables.PreRouting, nat.Dst, in, "") {
+	if !k.tables(netfilter.PreRouting, in, "", iptables.Mangle) || !k.natHook(netfilter.PreRouting, nat.Dst, in, "") {
 		return
 	}
 	// the input route, looked up after PREROUTING with the current
@@ -710,10 +711,10 @@ func (k *pkt) receive1() {
 
 func (k *pkt) input() {
 	in := k.p.InIf
-	if !k.tables(iptables.LocalIn, in, "", iptables.Mangle, iptables.Filter) ||
-		!k.ipvsOut(lvs.HookLocalIn, "INPUT", 98) || !k.ipvsIn(lvs.HookLocalIn, "INPUT", 99) ||
-		!k.natHook(iptables.LocalIn, nat.Src, in, "") ||
-		!k.tables(iptables.LocalIn, in, "", iptables.Security) || !k.confirm() {
+	if !k.tables(netfilter.LocalIn, in, "", iptables.Mangle, iptables.Filter) ||
+		!k.ipvsOut(netfilter.LocalIn, "INPUT", 98) || !k.ipvsIn(netfilter.LocalIn, "INPUT", 99) ||
+		!k.natHook(netfilter.LocalIn, nat.Src, in, "") ||
+		!k.tables(netfilter.LocalIn, in, "", iptables.Security) || !k.confirm() {
 		return
 	}
 	k.fate.Kind = Delivered
@@ -736,20 +737,20 @@ func (k *pkt) forward() {
 	if k.rt.Redirect {
 		k.sendRedirect()
 	}
-	if !k.tables(iptables.Forward, in, out, iptables.Mangle, iptables.Filter) || !k.ipvsForwardICMP() ||
-		!k.ipvsOut(lvs.HookForward, "FORWARD", 100) {
+	if !k.tables(netfilter.Forward, in, out, iptables.Mangle, iptables.Filter) || !k.ipvsForwardICMP() ||
+		!k.ipvsOut(netfilter.Forward, "FORWARD", 100) {
 		return
 	}
 	// a reply rerouted by IPVS may leave by another device
 	out = k.cfg.FIB.LinkName(k.rt.Dev)
-	if !k.tables(iptables.Forward, in, out, iptables.Security) {
+	if !k.tables(netfilter.Forward, in, out, iptables.Security) {
 		return
 	}
 	k.postrouting(in, out, Forwarded)
 }
 
 func (k *pkt) postrouting(in, out string, kind FateKind) {
-	if !k.tables(iptables.PostRouting, in, out, iptables.Mangle) || !k.natHook(iptables.PostRouting, nat.Src, in, out) || !k.confirm() {
+	if !k.tables(netfilter.PostRouting, in, out, iptables.Mangle) || !k.natHook(netfilter.PostRouting, nat.Src, in, out) || !k.confirm() {
 		return
 	}
 	k.fate.Kind = kind
@@ -809,11 +810,11 @@ func (k *pkt) localOut(kind FateKind) {
 	p := k.p
 	fib := k.cfg.FIB
 	out := fib.LinkName(k.rt.Dev)
-	if !k.tables(iptables.LocalOut, "", out, iptables.Raw) || !k.conntrackIn(conntrack.HookLocalOut) {
+	if !k.tables(netfilter.LocalOut, "", out, iptables.Raw) || !k.conntrackIn(netfilter.LocalOut) {
 		return
 	}
 	mark, src, dst, tos := p.Mark, p.Src, p.Dst, p.IP.TOS()
-	if !k.tables(iptables.LocalOut, "", out, iptables.Mangle) {
+	if !k.tables(netfilter.LocalOut, "", out, iptables.Mangle) {
 		return
 	}
 	// ipt_mangle_out / ip_route_me_harder: reroute when the mangle table
@@ -826,7 +827,7 @@ func (k *pkt) localOut(kind FateKind) {
 		}
 	}
 	dst = p.Dst
-	if !k.natHook(iptables.LocalOut, nat.Dst, "", out) {
+	if !k.natHook(netfilter.LocalOut, nat.Dst, "", out) {
 		return
 	}
 	if p.Dst != dst {
@@ -834,10 +835,10 @@ func (k *pkt) localOut(kind FateKind) {
 			return
 		}
 	}
-	if !k.ipvsOut(lvs.HookLocalOut, "OUTPUT", -99) || !k.ipvsIn(lvs.HookLocalOut, "OUTPUT", -98) {
+	if !k.ipvsOut(netfilter.LocalOut, "OUTPUT", -99) || !k.ipvsIn(netfilter.LocalOut, "OUTPUT", -98) {
 		return
 	}
-	if !k.tables(iptables.LocalOut, "", out, iptables.Filter, iptables.Security) {
+	if !k.tables(netfilter.LocalOut, "", out, iptables.Filter, iptables.Security) {
 		return
 	}
 	k.postrouting("", fib.LinkName(k.rt.Dev), kind)

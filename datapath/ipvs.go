@@ -3,6 +3,7 @@ package datapath
 import (
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/lvs"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 	"github.com/uswitch-lab/uswitch/route"
 	"github.com/uswitch-lab/uswitch/trace"
@@ -36,7 +37,7 @@ func (k *pkt) ipvsTrace(chain string, prio int, event string) {
 }
 
 // ipvsOut is ip_vs_out at LOCAL_IN 98, FORWARD 100 or LOCAL_OUT -99.
-func (k *pkt) ipvsOut(h lvs.Hook, chain string, prio int) bool {
+func (k *pkt) ipvsOut(h netfilter.Hook, chain string, prio int) bool {
 	if !k.ipvsOn() {
 		return true
 	}
@@ -51,7 +52,7 @@ func (k *pkt) ipvsOut(h lvs.Hook, chain string, prio int) bool {
 	k.ipvsUntrack(r.Conn, false)
 	// ip_vs_route_me_harder: with snat_reroute (or a local route) the
 	// reply, now from the VIP, is routed as the host's own packet
-	if h == lvs.HookForward && k.e.LVS.Sysctls().SnatReroute {
+	if h == netfilter.Forward && k.e.LVS.Sysctls().SnatReroute {
 		if !k.reroute() {
 			return false
 		}
@@ -92,7 +93,7 @@ func (k *pkt) ipvsUntrack(cp *lvs.Conn, outin bool) {
 
 // ipvsIn is ip_vs_in at LOCAL_IN 99 or LOCAL_OUT -98. It reports whether
 // the hook list goes on (false: the packet was sent, dropped or stolen).
-func (k *pkt) ipvsIn(h lvs.Hook, chain string, prio int) bool {
+func (k *pkt) ipvsIn(h netfilter.Hook, chain string, prio int) bool {
 	if !k.ipvsOn() {
 		return true
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/uswitch-lab/uswitch/internal/netnsrun"
 	"io"
 	"maps"
 	"os"
@@ -15,6 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/uswitch-lab/uswitch/internal/netnsrun"
+	"github.com/uswitch-lab/uswitch/netfilter"
 
 	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
@@ -571,7 +573,7 @@ func parsePacket(b []byte, q *queue, copyPayload bool) (Queued, bool) {
 		switch typ {
 		case nfqaPacketHdr:
 			if len(v) >= 7 {
-				it.ID, it.Hook, haveID = binary.BigEndian.Uint32(v), v[6], true
+				it.ID, it.Hook, haveID = binary.BigEndian.Uint32(v), netfilter.Hook(v[6]), true
 			}
 		case nfqaMark:
 			if len(v) >= 4 {
@@ -710,7 +712,7 @@ func (s *Server) round(q *queue, r *rounds) {
 	if plain {
 		// every id up to last is decided: the special ones by the
 		// messages before this one, the rest are plain accepts
-		msgs = append(msgs, verdictMsg(q.num, last, VerdictAccept, true, false, 0, nil))
+		msgs = append(msgs, verdictMsg(q.num, last, netfilter.Accept, true, false, 0, nil))
 		s.batches.Add(1)
 	}
 	if len(msgs) > 0 {
@@ -734,7 +736,7 @@ func (s *Server) send(q *queue, msgs []netlink.Message, n int) {
 
 func (s *Server) count(q *queue, d *Decision) {
 	s.pkts.Add(1)
-	if d.Verdict == VerdictAccept {
+	if d.Verdict == netfilter.Accept {
 		s.acc.Add(1)
 		q.acc.Add(1)
 	} else {
@@ -755,7 +757,7 @@ func (s *Server) count(q *queue, d *Decision) {
 	if d.Payload != nil {
 		s.rew.Add(1)
 	}
-	if d.SetMark && d.Verdict == VerdictAccept {
+	if d.SetMark && d.Verdict == netfilter.Accept {
 		s.remark.Add(1)
 	}
 	if d.RouteMismatch {
@@ -766,9 +768,9 @@ func (s *Server) count(q *queue, d *Decision) {
 // verdictMsg builds an NFQNL_MSG_VERDICT (or _BATCH) message:
 // nfgenmsg, NFQA_VERDICT_HDR, and NFQA_MARK and NFQA_PAYLOAD when set
 // (net/netfilter/nfnetlink_queue.c nfqnl_recv_verdict).
-func verdictMsg(queue uint16, id, verdict uint32, batch, setMark bool, mark uint32, payload []byte) netlink.Message {
+func verdictMsg(queue uint16, id uint32, verdict netfilter.Verdict, batch, setMark bool, mark uint32, payload []byte) netlink.Message {
 	var hdr [8]byte
-	binary.BigEndian.PutUint32(hdr[0:], verdict)
+	binary.BigEndian.PutUint32(hdr[0:], uint32(verdict))
 	binary.BigEndian.PutUint32(hdr[4:], id)
 	ae := netlink.NewAttributeEncoder()
 	ae.Bytes(nfqaVerdictHdr, hdr[:])
