@@ -12,7 +12,9 @@ import (
 
 // Verdict is conntrack's own verdict on a packet: almost always Accept
 // (invalid packets are accepted without an entry, as the kernel does; the
-// rules decide their fate).
+// rules decide their fate). It is kept apart from netfilter.Verdict
+// because each drop has a reason the caller reports (nf_conntrack_in
+// and __nf_conntrack_confirm return a bare NF_DROP).
 type Verdict uint8
 
 // Verdicts.

@@ -21,7 +21,10 @@ import (
 // Per-packet code reads the immutable IR and the Ctx only; it builds no
 // strings and allocates nothing.
 
-// TVerdict is what a target returns (the xt target's return value).
+// TVerdict is what a target returns (the xt target's return value). It
+// is not a netfilter.Verdict: it adds XT_CONTINUE and XT_RETURN, which
+// never leave the table (ipt_do_table turns them into the next rule or
+// the caller's), and its numbering is its own.
 type TVerdict uint8
 
 const (

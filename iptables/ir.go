@@ -54,7 +54,9 @@ var tableHooks = [NumTables]netfilter.HookMask{
 // TableHooks returns the hooks a table has builtin chains for.
 func TableHooks(t TableID) netfilter.HookMask { return tableHooks[t] }
 
-// Verdict is a standard (built-in) target's verdict.
+// Verdict is a standard (built-in) target's verdict as the rule set
+// spells it (the IR of -j ACCEPT, -j CHAIN, -g CHAIN...), not a hook's
+// netfilter.Verdict: jumps and RETURN are part of it.
 type Verdict uint8
 
 const (

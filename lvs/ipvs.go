@@ -20,7 +20,9 @@ import (
 //	FORWARD    99  ip_vs_forward_icmp  ICMP errors for IPVS connections
 //	FORWARD   100  ip_vs_out_hook      VS/NAT replies being forwarded
 
-// Verdict is what an IPVS hook decided.
+// Verdict is what an IPVS hook decided. It is not a netfilter.Verdict:
+// Xmit and Leave ask the caller to act (transmit to the real server,
+// answer ICMP) before the packet is stolen or dropped.
 type Verdict uint8
 
 const (
