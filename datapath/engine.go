@@ -16,21 +16,12 @@ import (
 	"github.com/uswitch-lab/uswitch/route"
 )
 
-// The IPv4 hook graph (kernel-facts §1; net/ipv4/ip_input.c,
-// ip_forward.c, ip_output.c), with the callbacks of each hook in
-// priority order as iptables-nft registers them:
-//
-//	receive ─> PREROUTING: raw -300, conntrack -200, mangle -150, nat(DNAT) -100
-//	              │ input route (daddr, saddr, tos, iif, mark)
-//	              ├─ local ──> INPUT: mangle -150, filter 0, nat(SNAT) 100,
-//	              │                   security 150, confirm  ──> deliver / answer
-//	              └─ forward ─> (TTL) FORWARD: mangle, filter 0, security 150
-//	                              └─> POSTROUTING: mangle -150, nat(SNAT) 100, confirm ─> out
-//	local ─> output route ─> OUTPUT: raw, conntrack, mangle (reroute), nat(DNAT) (reroute),
-//	                                 filter, security ─> POSTROUTING ─> out (lo: back to PREROUTING)
-//
-// Each hook is an ordered list of stages built once per configuration, so
-// IPVS, bridge and fault stages are one more entry at their priority.
+// The IPv4 hook graph is drawn in doc.go: each hook is an ordered list
+// of stages built once per configuration (hooks.go), so IPVS, bridge and
+// fault stages are one more entry at their priority. The functions below
+// are what the kernel does between the hooks (routing, ip_forward's TTL,
+// delivery, loopback), in net/ipv4/ip_input.c, ip_forward.c and
+// ip_output.c.
 
 // Config is what the engine runs on: the rule set, the routing state and
 // the sysctls that matter. It is immutable once handed to the engine.
@@ -154,6 +145,8 @@ type compiled struct {
 	// the flow cache runs
 	gen    uint32
 	memoOn bool
+	// hooks are the stage lists of each hook (hooks.go)
+	hooks hookLists
 }
 
 // needsConntrack is whether the rule's extensions call nf_ct_netns_get in
@@ -217,6 +210,7 @@ func (e *Engine) Swap(cfg Config) {
 			}
 		}
 	}
+	c.buildHooks()
 	e.cfg.Store(c)
 }
 
@@ -357,6 +351,8 @@ type pkt struct {
 	// nh is a next hop fixed by IPVS-DR (FLOWI_FLAG_KNOWN_NH: the real
 	// server, whatever the destination address); 0: from the route
 	nh uint32
+	// iif is the input interface's index (a received packet)
+	iif int
 	// scratch is the traversal stack of the packet's table runs; it
 	// stays with the pooled pkt (putPkt keeps it), so no run clears one
 	scratch *iptables.Scratch
@@ -487,29 +483,6 @@ func (k *pkt) verdictOK(v iptables.TVerdict, c *iptables.Ctx, tid iptables.Table
 		k.tr.flushHeld()
 	}
 	return false
-}
-
-// hook runs the tables of a hook in the given order.
-func (k *pkt) tables(h netfilter.Hook, in, out string, order ...iptables.TableID) bool {
-	if k.replay {
-		return true // the flow cache replayed them
-	}
-	for _, tid := range order {
-		if k.cfg.base[h][tid] == nil {
-			continue // no such chain: runTable would accept
-		}
-		v, c := k.runTable(tid, h, in, out)
-		if c != nil && c.Notrack && k.ct.Conn == nil {
-			k.ct = conntrack.Untracked
-		}
-		if c != nil && c.HasZone {
-			k.zone = c.CTZone
-		}
-		if !k.verdictOK(v, c, tid, h) {
-			return false
-		}
-	}
-	return true
 }
 
 // conntrackIn is nf_conntrack_in at PREROUTING/OUTPUT.
@@ -649,17 +622,11 @@ func (k *pkt) receive1() {
 	p := k.p
 	in := p.InIf
 	dst0 := p.Dst
-	// PREROUTING
-	if !k.tables(netfilter.PreRouting, in, "", iptables.Raw) || !k.conntrackIn(netfilter.PreRouting) {
-		return
-	}
 	fib := k.cfg.FIB
-	iif := 0
 	if fib != nil {
-		iif = fib.Ifindex(in)
+		k.iif = fib.Ifindex(in)
 	}
-	k.memoStart(iif)
-	if !k.tables(netfilter.PreRouting, in, "", iptables.Mangle) || !k.natHook(netfilter.PreRouting, nat.Dst, in, "") {
+	if !k.run(&hookState{hook: netfilter.PreRouting, in: in}) {
 		return
 	}
 	// the input route, looked up after PREROUTING with the current
@@ -676,7 +643,7 @@ func (k *pkt) receive1() {
 		return
 	}
 	if !k.replay {
-		k.rt = fib.Input(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), TOS: p.IP.TOS(), IIF: iif, Mark: p.Mark,
+		k.rt = fib.Input(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), TOS: p.IP.TOS(), IIF: k.iif, Mark: p.Mark,
 			Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort})
 	}
 	if k.rt.Err != 0 {
@@ -710,11 +677,7 @@ func (k *pkt) receive1() {
 }
 
 func (k *pkt) input() {
-	in := k.p.InIf
-	if !k.tables(netfilter.LocalIn, in, "", iptables.Mangle, iptables.Filter) ||
-		!k.ipvsOut(netfilter.LocalIn, "INPUT", 98) || !k.ipvsIn(netfilter.LocalIn, "INPUT", 99) ||
-		!k.natHook(netfilter.LocalIn, nat.Src, in, "") ||
-		!k.tables(netfilter.LocalIn, in, "", iptables.Security) || !k.confirm() {
+	if !k.run(&hookState{hook: netfilter.LocalIn, in: k.p.InIf}) {
 		return
 	}
 	k.fate.Kind = Delivered
@@ -737,20 +700,16 @@ func (k *pkt) forward() {
 	if k.rt.Redirect {
 		k.sendRedirect()
 	}
-	if !k.tables(netfilter.Forward, in, out, iptables.Mangle, iptables.Filter) || !k.ipvsForwardICMP() ||
-		!k.ipvsOut(netfilter.Forward, "FORWARD", 100) {
+	st := hookState{hook: netfilter.Forward, in: in, out: out}
+	if !k.run(&st) {
 		return
 	}
-	// a reply rerouted by IPVS may leave by another device
-	out = k.cfg.FIB.LinkName(k.rt.Dev)
-	if !k.tables(netfilter.Forward, in, out, iptables.Security) {
-		return
-	}
-	k.postrouting(in, out, Forwarded)
+	// st.out: a reply rerouted by IPVS may leave by another device
+	k.postrouting(in, st.out, Forwarded)
 }
 
 func (k *pkt) postrouting(in, out string, kind FateKind) {
-	if !k.tables(netfilter.PostRouting, in, out, iptables.Mangle) || !k.natHook(netfilter.PostRouting, nat.Src, in, out) || !k.confirm() {
+	if !k.run(&hookState{hook: netfilter.PostRouting, in: in, out: out}) {
 		return
 	}
 	k.fate.Kind = kind
@@ -773,9 +732,11 @@ func (k *pkt) postrouting(in, out string, kind FateKind) {
 // loopback is loopback_xmit -> netif_rx: a local packet routed to lo
 // comes back in through PREROUTING with IN=lo, keeping its conntrack
 // (nf_conntrack_in ignores a packet that already has one), mark and
-// nf_trace; it is a new sk_buff for the trace (a new trace id).
+// nf_trace; it is a new sk_buff for the trace (a new trace id). It
+// stays on the packet's configuration, whatever a Swap installed since.
 func (k *pkt) loopback() {
 	q := k.e.newPkt(k.p, k.env.now, k.tr)
+	q.cfg, q.env.fib = k.cfg, k.cfg.FIB
 	q.ct, q.rt, q.hasDst = k.ct, k.rt, true
 	q.ipvsDone = k.ipvsDone
 	q.p.Local = false
@@ -803,42 +764,12 @@ func (k *pkt) send() {
 	k.localOut(Sent)
 }
 
-// localOut runs the OUTPUT hooks and POSTROUTING for a packet with its
+// localOut runs the OUTPUT hook and POSTROUTING for a packet with its
 // output route in k.rt (__ip_local_out): the host's own packets and the
-// ones IPVS re-injects.
+// ones IPVS re-injects. The OUTPUT stages may reroute it (mangle, nat).
 func (k *pkt) localOut(kind FateKind) {
-	p := k.p
 	fib := k.cfg.FIB
-	out := fib.LinkName(k.rt.Dev)
-	if !k.tables(netfilter.LocalOut, "", out, iptables.Raw) || !k.conntrackIn(netfilter.LocalOut) {
-		return
-	}
-	mark, src, dst, tos := p.Mark, p.Src, p.Dst, p.IP.TOS()
-	if !k.tables(netfilter.LocalOut, "", out, iptables.Mangle) {
-		return
-	}
-	// ipt_mangle_out / ip_route_me_harder: reroute when the mangle table
-	// changed what routing looks at. The OUTPUT hook keeps the device it
-	// started with (nf_hook_state.out, set once in __ip_local_out); the
-	// new route's device shows from POSTROUTING on.
-	if p.Mark != mark || p.Src != src || p.Dst != dst || p.IP.TOS() != tos {
-		if !k.reroute() {
-			return
-		}
-	}
-	dst = p.Dst
-	if !k.natHook(netfilter.LocalOut, nat.Dst, "", out) {
-		return
-	}
-	if p.Dst != dst {
-		if !k.reroute() {
-			return
-		}
-	}
-	if !k.ipvsOut(netfilter.LocalOut, "OUTPUT", -99) || !k.ipvsIn(netfilter.LocalOut, "OUTPUT", -98) {
-		return
-	}
-	if !k.tables(netfilter.LocalOut, "", out, iptables.Filter, iptables.Security) {
+	if !k.run(&hookState{hook: netfilter.LocalOut, out: fib.LinkName(k.rt.Dev)}) {
 		return
 	}
 	k.postrouting("", fib.LinkName(k.rt.Dev), kind)
