@@ -26,9 +26,10 @@ import (
 // has a service. datapath/doc.go draws the lists.
 //
 // A stage is a small value dispatched by a switch (pkt.stage) rather
-// than a func value: stages are few, the switch lets the compiler see
-// every call, and the two measured the same (the engine benchmarks in
-// bench/).
+// than a func value: through a func value the compiler cannot see where
+// the hook's state goes, so it moves to the heap (three allocations per
+// forwarded packet, TestEstablishedNoAllocs); with the switch it stays
+// on the stack.
 
 // stageOp is what a stage does.
 type stageOp uint8
