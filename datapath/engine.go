@@ -104,10 +104,12 @@ type Engine struct {
 	// survive rule-set swaps like conntrack's.
 	LVS *lvs.Director
 
-	rmu sync.Mutex
-	rng uint64
-	// randFn is rand32 as a func value made once (a method value made
-	// per packet would allocate)
+	// seed seeds the random sources (worker.go); rules and icm are the
+	// engine's own, for Receive and Send (a Worker has its own)
+	seed       uint64
+	rules, icm sharedXorshift
+	// randFn is rules.uint32 as a func value made once (a method value
+	// made per packet would allocate)
 	randFn func() uint32
 
 	// icmp is the ICMP limiter and redirect backoff state (the
@@ -182,9 +184,11 @@ type ruleInfo struct {
 // New makes an engine; seed makes random choices repeatable.
 func New(cfg Config, ctcfg conntrack.Config, seed uint64) *Engine {
 	ct := conntrack.NewTable(ctcfg, seed)
-	e := &Engine{CT: ct, NAT: nat.New(ct, seed), State: &iptables.State{}, rng: seed | 1}
-	e.randFn = e.rand32
-	e.icmp.rng = seed*0x9e3779b97f4a7c15 | 1
+	e := &Engine{CT: ct, NAT: nat.New(ct, seed), State: &iptables.State{}, seed: seed}
+	r, i := seeds(seed, 0)
+	e.rules.s.Store(r)
+	e.icm.s.Store(i)
+	e.randFn = e.rules.uint32
 	e.traceID.Store(uint32(seed*2654435761) | 1)
 	e.Swap(cfg)
 	return e
@@ -245,17 +249,6 @@ func (c *compiled) info(r *iptables.Rule) ruleInfo {
 // Config is the configuration the engine runs on now.
 func (e *Engine) Config() Config { return e.cfg.Load().Config }
 
-func (e *Engine) rand32() uint32 {
-	e.rmu.Lock()
-	x := e.rng
-	x ^= x >> 12
-	x ^= x << 25
-	x ^= x >> 27
-	e.rng = x
-	e.rmu.Unlock()
-	return uint32((x * 0x2545F4914F6CDD1D) >> 32)
-}
-
 // env answers the rules' questions about the host for one packet.
 type env struct {
 	e   *Engine
@@ -276,7 +269,7 @@ func (v *env) AddrType(a uint32, dev string) uint8 {
 }
 
 func (v *env) Now() int64     { return v.now }
-func (v *env) Rand32() uint32 { return v.e.rand32() }
+func (v *env) Rand32() uint32 { return v.k.rand32() }
 
 func (v *env) ReversePath(src, dst uint32, inIf string, mark uint32, tos uint8, loose, validMark, acceptLocal bool) bool {
 	if v.fib == nil {
@@ -327,7 +320,10 @@ func u32(a netip.Addr) uint32 {
 
 // pkt is one packet's way through the hooks.
 type pkt struct {
-	e   *Engine
+	e *Engine
+	// w is the worker the packet runs on (its random source); nil: the
+	// engine's own
+	w   *Worker
 	cfg *compiled
 	p   *packet.Packet
 	ct  conntrack.Ref
@@ -366,9 +362,11 @@ type pkt struct {
 
 // Receive runs a packet that arrived on p.InIf (PREROUTING onwards).
 // p must be decoded. now is the packet's time in monotonic nanoseconds.
-// tr may be nil.
+// tr may be nil. It is safe for concurrent use; its random draws come
+// from one source shared by all callers (lock-free), so goroutines that
+// run many packets at once should each use a Worker.
 func (e *Engine) Receive(p *packet.Packet, now int64, tr *Tracer) Fate {
-	k := e.newPkt(p, now, tr)
+	k := e.newPkt(p, now, tr, nil)
 	k.receive()
 	f := k.fate
 	e.putPkt(k)
@@ -377,7 +375,7 @@ func (e *Engine) Receive(p *packet.Packet, now int64, tr *Tracer) Fate {
 
 // Send runs a packet the host itself sends (OUTPUT onwards).
 func (e *Engine) Send(p *packet.Packet, now int64, tr *Tracer) Fate {
-	k := e.newPkt(p, now, tr)
+	k := e.newPkt(p, now, tr, nil)
 	k.p.Local = true
 	k.send()
 	f := k.fate
@@ -385,13 +383,13 @@ func (e *Engine) Send(p *packet.Packet, now int64, tr *Tracer) Fate {
 	return f
 }
 
-func (e *Engine) newPkt(p *packet.Packet, now int64, tr *Tracer) *pkt {
+func (e *Engine) newPkt(p *packet.Packet, now int64, tr *Tracer, w *Worker) *pkt {
 	c := e.cfg.Load()
 	k, _ := e.pkts.Get().(*pkt)
 	if k == nil {
 		k = new(pkt)
 	}
-	k.e, k.cfg, k.p, k.tr = e, c, p, tr
+	k.e, k.w, k.cfg, k.p, k.tr = e, w, c, p, tr
 	k.env = env{e: e, k: k, fib: c.FIB, now: now}
 	if tr != nil {
 		k.trace = e.traceID.Add(0x9e3779b9)
@@ -735,7 +733,7 @@ func (k *pkt) postrouting(in, out string, kind FateKind) {
 // nf_trace; it is a new sk_buff for the trace (a new trace id). It
 // stays on the packet's configuration, whatever a Swap installed since.
 func (k *pkt) loopback() {
-	q := k.e.newPkt(k.p, k.env.now, k.tr)
+	q := k.e.newPkt(k.p, k.env.now, k.tr, k.w)
 	q.cfg, q.env.fib = k.cfg, k.cfg.FIB
 	q.ct, q.rt, q.hasDst = k.ct, k.rt, true
 	q.ipvsDone = k.ipvsDone

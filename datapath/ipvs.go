@@ -98,7 +98,7 @@ func (k *pkt) ipvsIn(h netfilter.Hook, prio netfilter.Priority) bool {
 	if !k.ipvsOn() {
 		return true
 	}
-	r := k.e.LVS.In(k.p, h, k.env.now, k.e.randFn)
+	r := k.e.LVS.In(k.p, h, k.env.now, k.randFunc())
 	switch r.V {
 	case lvs.Accept:
 		return true
@@ -197,7 +197,7 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn, icmp bool) bool {
 			src = u32(fib.SelectSource(rt.Dev, addr4(cp.DAddr), route.ScopeUniverse))
 		}
 		k.ipvsUntrack(cp, true)
-		if err := lvs.Encap(p, cp, src, uint16(k.e.rand32())); err != nil {
+		if err := lvs.Encap(p, cp, src, uint16(k.rand32())); err != nil {
 			k.drop(err.Error())
 			return false
 		}
