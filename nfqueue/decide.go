@@ -48,6 +48,9 @@ func (d *Decision) Batchable() bool {
 // concurrent use: each worker has its own (the engine is shared).
 type Decider struct {
 	Eng *datapath.Engine
+	// W is the engine worker the decider runs packets on (its own
+	// random source); nil: the engine's shared one.
+	W *datapath.Worker
 	// Name gives an interface's name from its ifindex (the engine's
 	// FIB: Engine config FIB.LinkName).
 	Name func(ifindex int) string
@@ -80,7 +83,11 @@ func (d *Decider) Decide(q *Queued) Decision {
 		if q.HasUID {
 			p.HasSocket, p.UID, p.GID = true, q.UID, q.GID
 		}
-		f = d.Eng.Send(p, d.Now(), nil)
+		if d.W != nil {
+			f = d.W.Send(p, d.Now(), nil)
+		} else {
+			f = d.Eng.Send(p, d.Now(), nil)
+		}
 	default:
 		// The engine runs the packet's way from PREROUTING. At FORWARD
 		// (and POSTROUTING) ip_forward has decremented the TTL already:
@@ -89,7 +96,11 @@ func (d *Decider) Decide(q *Queued) Decision {
 		if q.Hook != netfilter.PreRouting && q.Hook != netfilter.LocalIn && ttl < 255 {
 			p.SetTTL(ttl + 1)
 		}
-		f = d.Eng.Receive(p, d.Now(), nil)
+		if d.W != nil {
+			f = d.W.Receive(p, d.Now(), nil)
+		} else {
+			f = d.Eng.Receive(p, d.Now(), nil)
+		}
 		// The kernel decrements the TTL itself when it forwards.
 		if p.IP.TTL() != ttl {
 			p.SetTTL(ttl)

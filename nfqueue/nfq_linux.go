@@ -226,8 +226,11 @@ type queue struct {
 	// lastID is the last packet id the reader saw (reader only).
 	lastID uint32
 	num    uint16
-	conn   *netlink.Conn
-	ch     chan Queued
+	// idx is the queue's place in Server.queues: its decider's engine
+	// worker (datapath.Engine.NewWorker)
+	idx  int
+	conn *netlink.Conn
+	ch   chan Queued
 	// free holds payload buffers the worker is done with.
 	free chan []byte
 }
@@ -285,7 +288,7 @@ func Start(eng *datapath.Engine, name func(int) string, o Options) (*Server, err
 		if o.hold != nil {
 			depth = 1 // tests of fail-open: the kernel queue fills first
 		}
-		q := &queue{num: n, conn: c, ch: make(chan Queued, depth), free: make(chan []byte, chanDepth+maxBatch)}
+		q := &queue{num: n, idx: len(s.queues), conn: c, ch: make(chan Queued, depth), free: make(chan []byte, chanDepth+maxBatch)}
 		s.queues = append(s.queues, q)
 		if err := setupSocket(c, o.rcvbuf); err != nil {
 			s.Close()
@@ -352,7 +355,7 @@ func (s *Server) reader(ctx context.Context, q *queue, inline bool) {
 	defer s.wg.Done()
 	var r *rounds
 	if inline {
-		r = s.newRounds()
+		r = s.newRounds(q)
 	}
 	rc, err := q.conn.SyscallConn()
 	if err != nil {
@@ -642,7 +645,7 @@ func (s *Server) worker(ctx context.Context, q *queue) {
 			return
 		}
 	}
-	r := s.newRounds()
+	r := s.newRounds(q)
 	for {
 		select {
 		case it := <-q.ch:
@@ -674,8 +677,10 @@ type rounds struct {
 	msgs  []netlink.Message
 }
 
-func (s *Server) newRounds() *rounds {
-	return &rounds{d: &Decider{Eng: s.eng, Name: s.name, Now: s.now},
+// newRounds makes the round state of q's deciding goroutine, with its
+// own engine worker.
+func (s *Server) newRounds(q *queue) *rounds {
+	return &rounds{d: &Decider{Eng: s.eng, W: s.eng.NewWorker(q.idx), Name: s.name, Now: s.now},
 		items: make([]Queued, 0, maxBatch), msgs: make([]netlink.Message, 0, maxBatch+1)}
 }
 
