@@ -5,6 +5,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -16,7 +17,7 @@ func established(tb testing.TB, t *Table) (*packet.Packet, *packet.Packet) {
 		tcpSpec(false, 80, 3000, fS|fA, 100, 2, 0),
 		tcpSpec(true, 3000, 80, fA, 2, 101, 0),
 	} {
-		r, _ := t.In(mkpkt(tb, s, nil), 0, HookPreRouting, now)
+		r, _ := t.In(mkpkt(tb, s, nil), 0, netfilter.PreRouting, now)
 		t.Confirm(r, now)
 	}
 	return mkpkt(tb, tcpSpec(true, 3000, 80, fA, 2, 101, 0), nil), mkpkt(tb, tcpSpec(false, 80, 3000, fA, 101, 2, 0), nil)
@@ -26,13 +27,13 @@ func TestNoAllocsExistingFlow(t *testing.T) {
 	tb := testTable()
 	p, q := established(t, tb)
 	u := mkpkt(t, udpSpec(true, 4000, 53), nil)
-	r, _ := tb.In(u, 0, HookPreRouting, 0)
+	r, _ := tb.In(u, 0, netfilter.PreRouting, 0)
 	tb.Confirm(r, 0)
 	e := mkpkt(t, icmpErr(srvIP, cliIP, 3, 3, udpSpec(true, 4000, 53)), nil)
 	var sink StateBits
 	n := testing.AllocsPerRun(1000, func() {
 		for _, x := range []*packet.Packet{p, q, u, e} {
-			r, _ := tb.In(x, 0, HookPreRouting, 1)
+			r, _ := tb.In(x, 0, netfilter.PreRouting, 1)
 			r, _ = tb.Confirm(r, 1)
 			sink |= r.State()
 		}
@@ -54,7 +55,7 @@ func BenchmarkInEstablished(b *testing.B) {
 		if i&1 == 1 {
 			x = q
 		}
-		r, _ := tb.In(x, 0, HookPreRouting, 1)
+		r, _ := tb.In(x, 0, netfilter.PreRouting, 1)
 		tb.Confirm(r, 1)
 	}
 }
@@ -69,7 +70,7 @@ func BenchmarkInUDP4096Flows(b *testing.B) {
 	now := int64(0)
 	for i := 0; b.Loop(); i++ {
 		now += 1e6
-		r, _ := tb.In(pkts[i%len(pkts)], 0, HookPreRouting, now)
+		r, _ := tb.In(pkts[i%len(pkts)], 0, netfilter.PreRouting, now)
 		tb.Confirm(r, now)
 		if i%1024 == 0 {
 			tb.Reap(now, 256)
@@ -101,7 +102,7 @@ func TestConcurrent(t *testing.T) {
 					tcpSpec(false, 80, sp, fR|fA, 101, 2, 0),
 				} {
 					p := mkpkt(t, s, nil)
-					r, _ := tb.In(p, 0, HookPreRouting, now)
+					r, _ := tb.In(p, 0, netfilter.PreRouting, now)
 					tb.Confirm(r, now)
 				}
 			}
@@ -147,9 +148,9 @@ func FuzzIn(f *testing.F) {
 		if p.Decode() != nil {
 			return
 		}
-		for _, h := range []Hook{HookPreRouting, HookLocalOut} {
+		for _, h := range []netfilter.Hook{netfilter.PreRouting, netfilter.LocalOut} {
 			if hook&1 == 1 {
-				h = HookLocalOut
+				h = netfilter.LocalOut
 			}
 			r, _ := tb.In(p, uint16(hook>>4), h, now)
 			if (r.Conn == nil) != (r.State()&(StateInvalid|StateUntracked) != 0) {

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -123,7 +124,7 @@ func TestTCPTimeouts(t *testing.T) {
 	now := int64(0)
 	isn, rsn := uint32(1), uint32(100)
 	p := func(s packet.Spec) Ref {
-		ref, _ := tb.In(mkpkt(t, s, nil), 0, HookPreRouting, now)
+		ref, _ := tb.In(mkpkt(t, s, nil), 0, netfilter.PreRouting, now)
 		tb.Confirm(ref, now)
 		return ref
 	}
@@ -206,7 +207,7 @@ func TestGenericAndZones(t *testing.T) {
 	tb := testTable()
 	now := int64(0)
 	g := packet.Spec{Proto: 253, Src: cliIP, Dst: srvIP, Payload: []byte("abcd")}
-	r, _ := tb.In(mkpkt(t, g, nil), 0, HookPreRouting, now)
+	r, _ := tb.In(mkpkt(t, g, nil), 0, netfilter.PreRouting, now)
 	tb.Confirm(r, now)
 	if r.State() != StateNew {
 		t.Fatalf("generic: %s", stateString(r.State()))
@@ -215,7 +216,7 @@ func TestGenericAndZones(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 	// The same flow in zone 5 is a different entry.
-	r5, _ := tb.In(mkpkt(t, g, nil), 5, HookPreRouting, now)
+	r5, _ := tb.In(mkpkt(t, g, nil), 5, netfilter.PreRouting, now)
 	if r5.State() != StateNew || r5.Conn == r.Conn {
 		t.Fatalf("zone 5 found zone 0's entry")
 	}
@@ -234,7 +235,7 @@ func TestGenericAndZones(t *testing.T) {
 func TestNATReplyTuple(t *testing.T) {
 	tb := testTable()
 	now := int64(0)
-	r, _ := tb.In(mkpkt(t, udpSpec(true, 7000, 53), nil), 0, HookPreRouting, now)
+	r, _ := tb.In(mkpkt(t, udpSpec(true, 7000, 53), nil), 0, netfilter.PreRouting, now)
 	repl := r.Conn.Tuple(Reply)
 	repl.Src = 0x0a0a0a0a // DNAT to 10.10.10.10
 	if err := r.Conn.SetReplyTuple(repl); err != nil {
@@ -249,7 +250,7 @@ func TestNATReplyTuple(t *testing.T) {
 		t.Errorf("SetReplyTuple after confirm: %v", err)
 	}
 	back := packet.Spec{Proto: packet.ProtoUDP, Src: 0x0a0a0a0a, Dst: cliIP, SrcPort: 53, DstPort: 7000}
-	r2, _ := tb.In(mkpkt(t, back, nil), 0, HookPreRouting, now)
+	r2, _ := tb.In(mkpkt(t, back, nil), 0, netfilter.PreRouting, now)
 	if r2.Conn != r.Conn || r2.Info != CtEstablishedReply {
 		t.Errorf("reply from the DNAT target not found: %+v", r2)
 	}
@@ -262,7 +263,7 @@ func TestEarlyDropAndTableFull(t *testing.T) {
 	tb := NewTable(cfg, 1)
 	now := int64(0)
 	in := func(sport uint16, assure bool) (Ref, Verdict) {
-		r, v := tb.In(mkpkt(t, udpSpec(true, sport, 53), nil), 0, HookPreRouting, now)
+		r, v := tb.In(mkpkt(t, udpSpec(true, sport, 53), nil), 0, netfilter.PreRouting, now)
 		tb.Confirm(r, now)
 		if assure && r.Conn != nil {
 			r.Conn.SetStatus(StatusAssured)
@@ -301,7 +302,7 @@ func TestReapBudget(t *testing.T) {
 	tb := testTable()
 	now := int64(0)
 	for i := 0; i < 500; i++ {
-		r, _ := tb.In(mkpkt(t, udpSpec(true, uint16(10000+i), 53), nil), 0, HookPreRouting, now)
+		r, _ := tb.In(mkpkt(t, udpSpec(true, uint16(10000+i), 53), nil), 0, netfilter.PreRouting, now)
 		tb.Confirm(r, now)
 	}
 	now += 31 * sec

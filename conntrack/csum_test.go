@@ -3,6 +3,7 @@ package conntrack
 import (
 	"testing"
 
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -15,12 +16,12 @@ func TestChecksumVouched(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		valid bool
-		hook  Hook
+		hook  netfilter.Hook
 		want  StateBits
 	}{
-		{"verified at PREROUTING", false, HookPreRouting, StateInvalid},
-		{"vouched for", true, HookPreRouting, StateNew},
-		{"OUTPUT does not verify", false, HookLocalOut, StateNew},
+		{"verified at PREROUTING", false, netfilter.PreRouting, StateInvalid},
+		{"vouched for", true, netfilter.PreRouting, StateNew},
+		{"OUTPUT does not verify", false, netfilter.LocalOut, StateNew},
 	} {
 		for _, proto := range []uint8{packet.ProtoTCP, packet.ProtoUDP} {
 			sp := tcpSpec(true, 3000, 80, fS, 1, 0, 0)

@@ -3,6 +3,7 @@ package conntrack
 import (
 	"testing"
 
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -74,7 +75,7 @@ func run(t *testing.T, tb *Table, now *int64, steps []step) {
 	for i, s := range steps {
 		*now += s.dt
 		p := mkpkt(t, s.spec, s.raw)
-		ref, v := tb.In(p, 0, HookPreRouting, *now)
+		ref, v := tb.In(p, 0, netfilter.PreRouting, *now)
 		if v != Accept {
 			t.Fatalf("step %d %s: verdict %v", i, s.name, v)
 		}

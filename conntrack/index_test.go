@@ -3,6 +3,8 @@ package conntrack
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // checkIndex verifies the lock-free lookup structures: every chain is
@@ -53,7 +55,7 @@ func TestIndexChurn(t *testing.T) {
 				continue
 			}
 			p := mkpkt(t, udpSpec(true, sp, 53), nil)
-			ref, _ := tb.In(p, 0, HookPreRouting, 1)
+			ref, _ := tb.In(p, 0, netfilter.PreRouting, 1)
 			if c := live[sp]; c != nil {
 				if ref.Conn != c {
 					t.Fatalf("step %d: port %d found %p, want %p", step, sp, ref.Conn, c)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -310,7 +311,7 @@ func TestKernelDifferential(t *testing.T) {
 			t.Fatal(err)
 		}
 		now := nowNS()
-		ref, _ := tb.In(p, 0, HookPreRouting, now)
+		ref, _ := tb.In(p, 0, netfilter.PreRouting, now)
 		tb.Confirm(ref, now)
 		us, udir := ref.State(), ""
 		if ref.Conn != nil {
@@ -327,7 +328,7 @@ func TestKernelDifferential(t *testing.T) {
 	ks, _ := l.send(b)
 	p := &packet.Packet{Data: b}
 	_ = p.Decode()
-	ref, _ := tb.In(p, 0, HookPreRouting, nowNS())
+	ref, _ := tb.In(p, 0, netfilter.PreRouting, nowNS())
 	if ks != ref.State() {
 		t.Errorf("bad-checksum SYN: kernel %s, uswitch %s", stateString(ks), stateString(ref.State()))
 	}

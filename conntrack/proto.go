@@ -1,9 +1,12 @@
 package conntrack
 
-import "github.com/uswitch-lab/uswitch/packet"
+import (
+	"github.com/uswitch-lab/uswitch/netfilter"
+	"github.com/uswitch-lab/uswitch/packet"
+)
 
 // udpPacket is nf_conntrack_udp_packet (and _udplite_packet).
-func (t *Table) udpPacket(c *Conn, p *packet.Packet, hook Hook, now int64) invalidReason {
+func (t *Table) udpPacket(c *Conn, p *packet.Packet, hook netfilter.Hook, now int64) invalidReason {
 	// udp_error / udplite_error
 	if !p.HasL4 || len(p.L4) < packet.UDPHeaderLen {
 		return invTruncated
@@ -13,7 +16,7 @@ func (t *Table) udpPacket(c *Conn, p *packet.Packet, hook Hook, now int64) inval
 		if l := int(u.Length()); l > len(p.L4) || l < packet.UDPHeaderLen {
 			return invTruncated
 		}
-		if u.Checksum() != 0 && t.cfg.Checksum && hook == HookPreRouting && !p.ChecksumGood() {
+		if u.Checksum() != 0 && t.cfg.Checksum && hook == netfilter.PreRouting && !p.ChecksumGood() {
 			return invChecksum
 		}
 	} else {
@@ -85,11 +88,11 @@ func (t *Table) icmpPacket(c *Conn, now int64) invalidReason {
 // reports done with the RELATED Ref when the packet is an ICMP error
 // about a known flow, a reason when it is invalid, and neither for ICMP
 // queries and answers, which take the normal path.
-func (t *Table) icmpError(p *packet.Packet, zone uint16, hook Hook, now int64) (ref Ref, done bool, reason invalidReason) {
+func (t *Table) icmpError(p *packet.Packet, zone uint16, hook netfilter.Hook, now int64) (ref Ref, done bool, reason invalidReason) {
 	if !p.HasL4 {
 		return Ref{}, false, invTruncated // "short packet"
 	}
-	if t.cfg.Checksum && hook == HookPreRouting && !p.ChecksumGood() {
+	if t.cfg.Checksum && hook == netfilter.PreRouting && !p.ChecksumGood() {
 		return Ref{}, false, invChecksum
 	}
 	typ := p.ICMPType

@@ -5,26 +5,16 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/uswitch-lab/uswitch/netfilter"
+
 	"github.com/uswitch-lab/uswitch/packet"
-)
-
-// Hook is the netfilter hook a packet is at (kernel numbering,
-// include/uapi/linux/netfilter_ipv4.h). Conntrack verifies checksums only
-// at PREROUTING.
-type Hook uint8
-
-// Hooks.
-const (
-	HookPreRouting  Hook = 0
-	HookLocalIn     Hook = 1
-	HookForward     Hook = 2
-	HookLocalOut    Hook = 3
-	HookPostRouting Hook = 4
 )
 
 // Verdict is conntrack's own verdict on a packet: almost always Accept
 // (invalid packets are accepted without an entry, as the kernel does; the
-// rules decide their fate).
+// rules decide their fate). It is kept apart from netfilter.Verdict
+// because each drop has a reason the caller reports (nf_conntrack_in
+// and __nf_conntrack_confirm return a bare NF_DROP).
 type Verdict uint8
 
 // Verdicts.
@@ -394,8 +384,10 @@ func (t *Table) invalid(r invalidReason) (Ref, Verdict) {
 // packet gets the zero Ref (state INVALID) and Accept. p must have been
 // decoded. A new entry is unconfirmed until Confirm. In must not be
 // called again for a packet that already has a Ref (the kernel returns at
-// once when skb->_nfct is set).
-func (t *Table) In(p *packet.Packet, zone uint16, hook Hook, now int64) (Ref, Verdict) {
+// once when skb->_nfct is set). Checksums are verified only at
+// PREROUTING (tcp_error, udp_error and icmp_error in
+// net/netfilter/nf_conntrack_proto_*.c check only there).
+func (t *Table) In(p *packet.Packet, zone uint16, hook netfilter.Hook, now int64) (Ref, Verdict) {
 	if p.IP == nil || (!p.HasL4 && !p.L4Truncated) {
 		// Non-first fragment (conntrack wants defragmented packets).
 		return t.invalid(invNoL4)

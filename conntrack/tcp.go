@@ -3,6 +3,7 @@ package conntrack
 import (
 	"encoding/binary"
 
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -480,11 +481,11 @@ const (
 
 // tcpPacket is nf_conntrack_tcp_packet. It takes c.mu itself and never
 // holds it on return; killing is left to the caller.
-func (t *Table) tcpPacket(c *Conn, p *packet.Packet, info CtInfo, hook Hook, now int64) (tcpVerdict, invalidReason) {
+func (t *Table) tcpPacket(c *Conn, p *packet.Packet, info CtInfo, hook netfilter.Hook, now int64) (tcpVerdict, invalidReason) {
 	if p.L4Truncated || !p.HasL4 {
 		return tcpVInvalid, invTruncated
 	}
-	if t.cfg.Checksum && hook == HookPreRouting && !p.ChecksumGood() {
+	if t.cfg.Checksum && hook == netfilter.PreRouting && !p.ChecksumGood() {
 		return tcpVInvalid, invChecksum
 	}
 	if !tcpValidFlags[p.TCPFlags&^(packet.TCPEce|packet.TCPCwr|packet.TCPPsh)] {

@@ -63,7 +63,7 @@ func (k *pkt) sendAnswerFrom(b []byte, anySrc, attach bool) {
 	if k.tr != nil {
 		tr = &Tracer{All: k.tr.All}
 	}
-	a := k.e.newPkt(q, k.env.now, tr)
+	a := k.e.newPkt(q, k.env.now, tr, k.w)
 	a.p.Local = true
 	a.anySrc = anySrc
 	if attach && k.ct.Conn != nil {

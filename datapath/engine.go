@@ -11,25 +11,17 @@ import (
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/lvs"
 	"github.com/uswitch-lab/uswitch/nat"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 	"github.com/uswitch-lab/uswitch/route"
 )
 
-// The IPv4 hook graph (kernel-facts §1; net/ipv4/ip_input.c,
-// ip_forward.c, ip_output.c), with the callbacks of each hook in
-// priority order as iptables-nft registers them:
-//
-//	receive ─> PREROUTING: raw -300, conntrack -200, mangle -150, nat(DNAT) -100
-//	              │ input route (daddr, saddr, tos, iif, mark)
-//	              ├─ local ──> INPUT: mangle -150, filter 0, nat(SNAT) 100,
-//	              │                   security 150, confirm  ──> deliver / answer
-//	              └─ forward ─> (TTL) FORWARD: mangle, filter 0, security 150
-//	                              └─> POSTROUTING: mangle -150, nat(SNAT) 100, confirm ─> out
-//	local ─> output route ─> OUTPUT: raw, conntrack, mangle (reroute), nat(DNAT) (reroute),
-//	                                 filter, security ─> POSTROUTING ─> out (lo: back to PREROUTING)
-//
-// Each hook is an ordered list of stages built once per configuration, so
-// IPVS, bridge and fault stages are one more entry at their priority.
+// The IPv4 hook graph is drawn in doc.go: each hook is an ordered list
+// of stages built once per configuration (hooks.go), so IPVS, bridge and
+// fault stages are one more entry at their priority. The functions below
+// are what the kernel does between the hooks (routing, ip_forward's TTL,
+// delivery, loopback), in net/ipv4/ip_input.c, ip_forward.c and
+// ip_output.c.
 
 // Config is what the engine runs on: the rule set, the routing state and
 // the sysctls that matter. It is immutable once handed to the engine.
@@ -112,10 +104,12 @@ type Engine struct {
 	// survive rule-set swaps like conntrack's.
 	LVS *lvs.Director
 
-	rmu sync.Mutex
-	rng uint64
-	// randFn is rand32 as a func value made once (a method value made
-	// per packet would allocate)
+	// seed seeds the random sources (worker.go); rules and icm are the
+	// engine's own, for Receive and Send (a Worker has its own)
+	seed       uint64
+	rules, icm sharedXorshift
+	// randFn is rules.uint32 as a func value made once (a method value
+	// made per packet would allocate)
 	randFn func() uint32
 
 	// icmp is the ICMP limiter and redirect backoff state (the
@@ -148,11 +142,13 @@ type compiled struct {
 	// base holds each table's builtin chain of each hook (nil: the table
 	// or the chain does not exist), resolved once instead of by name per
 	// packet
-	base [iptables.NumHooks][iptables.NumTables]*iptables.Chain
+	base [netfilter.NumHooks][iptables.NumTables]*iptables.Chain
 	// gen is the configuration's flow cache generation; memoOn says
 	// the flow cache runs
 	gen    uint32
 	memoOn bool
+	// hooks are the stage lists of each hook (hooks.go)
+	hooks hookLists
 }
 
 // needsConntrack is whether the rule's extensions call nf_ct_netns_get in
@@ -188,9 +184,11 @@ type ruleInfo struct {
 // New makes an engine; seed makes random choices repeatable.
 func New(cfg Config, ctcfg conntrack.Config, seed uint64) *Engine {
 	ct := conntrack.NewTable(ctcfg, seed)
-	e := &Engine{CT: ct, NAT: nat.New(ct, seed), State: &iptables.State{}, rng: seed | 1}
-	e.randFn = e.rand32
-	e.icmp.rng = seed*0x9e3779b97f4a7c15 | 1
+	e := &Engine{CT: ct, NAT: nat.New(ct, seed), State: &iptables.State{}, seed: seed}
+	r, i := seeds(seed, 0)
+	e.rules.s.Store(r)
+	e.icm.s.Store(i)
+	e.randFn = e.rules.uint32
 	e.traceID.Store(uint32(seed*2654435761) | 1)
 	e.Swap(cfg)
 	return e
@@ -206,7 +204,7 @@ func (e *Engine) Swap(cfg Config) {
 			if t == nil {
 				continue
 			}
-			for h := iptables.Hook(0); h < iptables.NumHooks; h++ {
+			for h := netfilter.Hook(0); h < netfilter.NumHooks; h++ {
 				c.base[h][t.ID] = t.Builtin(h)
 			}
 			for _, ch := range t.Chains {
@@ -216,6 +214,7 @@ func (e *Engine) Swap(cfg Config) {
 			}
 		}
 	}
+	c.buildHooks()
 	e.cfg.Store(c)
 }
 
@@ -250,17 +249,6 @@ func (c *compiled) info(r *iptables.Rule) ruleInfo {
 // Config is the configuration the engine runs on now.
 func (e *Engine) Config() Config { return e.cfg.Load().Config }
 
-func (e *Engine) rand32() uint32 {
-	e.rmu.Lock()
-	x := e.rng
-	x ^= x >> 12
-	x ^= x << 25
-	x ^= x >> 27
-	e.rng = x
-	e.rmu.Unlock()
-	return uint32((x * 0x2545F4914F6CDD1D) >> 32)
-}
-
 // env answers the rules' questions about the host for one packet.
 type env struct {
 	e   *Engine
@@ -281,7 +269,7 @@ func (v *env) AddrType(a uint32, dev string) uint8 {
 }
 
 func (v *env) Now() int64     { return v.now }
-func (v *env) Rand32() uint32 { return v.e.rand32() }
+func (v *env) Rand32() uint32 { return v.k.rand32() }
 
 func (v *env) ReversePath(src, dst uint32, inIf string, mark uint32, tos uint8, loose, validMark, acceptLocal bool) bool {
 	if v.fib == nil {
@@ -332,7 +320,10 @@ func u32(a netip.Addr) uint32 {
 
 // pkt is one packet's way through the hooks.
 type pkt struct {
-	e   *Engine
+	e *Engine
+	// w is the worker the packet runs on (its random source); nil: the
+	// engine's own
+	w   *Worker
 	cfg *compiled
 	p   *packet.Packet
 	ct  conntrack.Ref
@@ -356,6 +347,8 @@ type pkt struct {
 	// nh is a next hop fixed by IPVS-DR (FLOWI_FLAG_KNOWN_NH: the real
 	// server, whatever the destination address); 0: from the route
 	nh uint32
+	// iif is the input interface's index (a received packet)
+	iif int
 	// scratch is the traversal stack of the packet's table runs; it
 	// stays with the pooled pkt (putPkt keeps it), so no run clears one
 	scratch *iptables.Scratch
@@ -369,9 +362,11 @@ type pkt struct {
 
 // Receive runs a packet that arrived on p.InIf (PREROUTING onwards).
 // p must be decoded. now is the packet's time in monotonic nanoseconds.
-// tr may be nil.
+// tr may be nil. It is safe for concurrent use; its random draws come
+// from one source shared by all callers (lock-free), so goroutines that
+// run many packets at once should each use a Worker.
 func (e *Engine) Receive(p *packet.Packet, now int64, tr *Tracer) Fate {
-	k := e.newPkt(p, now, tr)
+	k := e.newPkt(p, now, tr, nil)
 	k.receive()
 	f := k.fate
 	e.putPkt(k)
@@ -380,7 +375,7 @@ func (e *Engine) Receive(p *packet.Packet, now int64, tr *Tracer) Fate {
 
 // Send runs a packet the host itself sends (OUTPUT onwards).
 func (e *Engine) Send(p *packet.Packet, now int64, tr *Tracer) Fate {
-	k := e.newPkt(p, now, tr)
+	k := e.newPkt(p, now, tr, nil)
 	k.p.Local = true
 	k.send()
 	f := k.fate
@@ -388,13 +383,13 @@ func (e *Engine) Send(p *packet.Packet, now int64, tr *Tracer) Fate {
 	return f
 }
 
-func (e *Engine) newPkt(p *packet.Packet, now int64, tr *Tracer) *pkt {
+func (e *Engine) newPkt(p *packet.Packet, now int64, tr *Tracer, w *Worker) *pkt {
 	c := e.cfg.Load()
 	k, _ := e.pkts.Get().(*pkt)
 	if k == nil {
 		k = new(pkt)
 	}
-	k.e, k.cfg, k.p, k.tr = e, c, p, tr
+	k.e, k.w, k.cfg, k.p, k.tr = e, w, c, p, tr
 	k.env = env{e: e, k: k, fib: c.FIB, now: now}
 	if tr != nil {
 		k.trace = e.traceID.Add(0x9e3779b9)
@@ -415,7 +410,7 @@ func (k *pkt) drop(by string) {
 
 // runTable runs one table's chain for the hook and reports whether the
 // packet goes on.
-func (k *pkt) runTable(tid iptables.TableID, h iptables.Hook, in, out string) (iptables.TVerdict, *iptables.Ctx) {
+func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (iptables.TVerdict, *iptables.Ctx) {
 	base := k.cfg.base[h][tid]
 	if base == nil {
 		return iptables.TAccept, nil
@@ -429,7 +424,7 @@ func (k *pkt) runTable(tid iptables.TableID, h iptables.Hook, in, out string) (i
 		// an empty chain: its policy, without a traversal
 		if v, ok := base.RunEmpty(len(k.p.IP)); ok {
 			if v == iptables.TDrop && k.fate.By == "" {
-				k.fate.By = tid.String() + ":" + h.ChainName()
+				k.fate.By = tid.String() + ":" + h.String()
 			}
 			if k.rec {
 				k.memo.Policy(base)
@@ -451,7 +446,7 @@ func (k *pkt) runTable(tid iptables.TableID, h iptables.Hook, in, out string) (i
 	}
 	v := k.cfg.Rules.Tables[tid].RunBase(base, c, tr)
 	if v == iptables.TDrop && k.fate.By == "" {
-		k.fate.By = tid.String() + ":" + h.ChainName()
+		k.fate.By = tid.String() + ":" + h.String()
 		if k.tr != nil && k.tr.lastDrop != "" {
 			k.fate.By = k.tr.lastDrop
 		}
@@ -460,7 +455,7 @@ func (k *pkt) runTable(tid iptables.TableID, h iptables.Hook, in, out string) (i
 }
 
 // verdictOK handles a table verdict: false when the packet is gone.
-func (k *pkt) verdictOK(v iptables.TVerdict, c *iptables.Ctx, tid iptables.TableID, h iptables.Hook) bool {
+func (k *pkt) verdictOK(v iptables.TVerdict, c *iptables.Ctx, tid iptables.TableID, h netfilter.Hook) bool {
 	switch v {
 	case iptables.TAccept, iptables.TContinue:
 		return true
@@ -476,7 +471,7 @@ func (k *pkt) verdictOK(v iptables.TVerdict, c *iptables.Ctx, tid iptables.Table
 		return false
 	}
 	if k.fate.By == "" {
-		k.fate.By = tid.String() + ":" + h.ChainName()
+		k.fate.By = tid.String() + ":" + h.String()
 	}
 	k.fate.Kind = Dropped
 	if c != nil && c.Reject != nil {
@@ -488,31 +483,8 @@ func (k *pkt) verdictOK(v iptables.TVerdict, c *iptables.Ctx, tid iptables.Table
 	return false
 }
 
-// hook runs the tables of a hook in the given order.
-func (k *pkt) tables(h iptables.Hook, in, out string, order ...iptables.TableID) bool {
-	if k.replay {
-		return true // the flow cache replayed them
-	}
-	for _, tid := range order {
-		if k.cfg.base[h][tid] == nil {
-			continue // no such chain: runTable would accept
-		}
-		v, c := k.runTable(tid, h, in, out)
-		if c != nil && c.Notrack && k.ct.Conn == nil {
-			k.ct = conntrack.Untracked
-		}
-		if c != nil && c.HasZone {
-			k.zone = c.CTZone
-		}
-		if !k.verdictOK(v, c, tid, h) {
-			return false
-		}
-	}
-	return true
-}
-
 // conntrackIn is nf_conntrack_in at PREROUTING/OUTPUT.
-func (k *pkt) conntrackIn(h conntrack.Hook) bool {
+func (k *pkt) conntrackIn(h netfilter.Hook) bool {
 	if !k.cfg.ctOn || k.ct.IsUntracked() || k.ct.Conn != nil {
 		return true
 	}
@@ -529,7 +501,7 @@ func (k *pkt) conntrackIn(h conntrack.Hook) bool {
 // nat table's chain runs only for a new (or related) connection whose
 // manip is not set up yet; established packets are rewritten from the
 // connection's tuples.
-func (k *pkt) natHook(h iptables.Hook, m nat.Manip, in, out string) bool {
+func (k *pkt) natHook(h netfilter.Hook, m nat.Manip, in, out string) bool {
 	c := k.ct.Conn
 	if c == nil || !k.cfg.natOn {
 		return true
@@ -648,17 +620,11 @@ func (k *pkt) receive1() {
 	p := k.p
 	in := p.InIf
 	dst0 := p.Dst
-	// PREROUTING
-	if !k.tables(iptables.PreRouting, in, "", iptables.Raw) || !k.conntrackIn(conntrack.HookPreRouting) {
-		return
-	}
 	fib := k.cfg.FIB
-	iif := 0
 	if fib != nil {
-		iif = fib.Ifindex(in)
+		k.iif = fib.Ifindex(in)
 	}
-	k.memoStart(iif)
-	if !k.tables(iptables.PreRouting, in, "", iptables.Mangle) || !k.natHook(iptables.PreRouting, nat.Dst, in, "") {
+	if !k.run(&hookState{hook: netfilter.PreRouting, in: in}) {
 		return
 	}
 	// the input route, looked up after PREROUTING with the current
@@ -675,7 +641,7 @@ func (k *pkt) receive1() {
 		return
 	}
 	if !k.replay {
-		k.rt = fib.Input(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), TOS: p.IP.TOS(), IIF: iif, Mark: p.Mark,
+		k.rt = fib.Input(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), TOS: p.IP.TOS(), IIF: k.iif, Mark: p.Mark,
 			Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort})
 	}
 	if k.rt.Err != 0 {
@@ -709,11 +675,7 @@ func (k *pkt) receive1() {
 }
 
 func (k *pkt) input() {
-	in := k.p.InIf
-	if !k.tables(iptables.LocalIn, in, "", iptables.Mangle, iptables.Filter) ||
-		!k.ipvsOut(lvs.HookLocalIn, "INPUT", 98) || !k.ipvsIn(lvs.HookLocalIn, "INPUT", 99) ||
-		!k.natHook(iptables.LocalIn, nat.Src, in, "") ||
-		!k.tables(iptables.LocalIn, in, "", iptables.Security) || !k.confirm() {
+	if !k.run(&hookState{hook: netfilter.LocalIn, in: k.p.InIf}) {
 		return
 	}
 	k.fate.Kind = Delivered
@@ -736,20 +698,16 @@ func (k *pkt) forward() {
 	if k.rt.Redirect {
 		k.sendRedirect()
 	}
-	if !k.tables(iptables.Forward, in, out, iptables.Mangle, iptables.Filter) || !k.ipvsForwardICMP() ||
-		!k.ipvsOut(lvs.HookForward, "FORWARD", 100) {
+	st := hookState{hook: netfilter.Forward, in: in, out: out}
+	if !k.run(&st) {
 		return
 	}
-	// a reply rerouted by IPVS may leave by another device
-	out = k.cfg.FIB.LinkName(k.rt.Dev)
-	if !k.tables(iptables.Forward, in, out, iptables.Security) {
-		return
-	}
-	k.postrouting(in, out, Forwarded)
+	// st.out: a reply rerouted by IPVS may leave by another device
+	k.postrouting(in, st.out, Forwarded)
 }
 
 func (k *pkt) postrouting(in, out string, kind FateKind) {
-	if !k.tables(iptables.PostRouting, in, out, iptables.Mangle) || !k.natHook(iptables.PostRouting, nat.Src, in, out) || !k.confirm() {
+	if !k.run(&hookState{hook: netfilter.PostRouting, in: in, out: out}) {
 		return
 	}
 	k.fate.Kind = kind
@@ -772,9 +730,11 @@ func (k *pkt) postrouting(in, out string, kind FateKind) {
 // loopback is loopback_xmit -> netif_rx: a local packet routed to lo
 // comes back in through PREROUTING with IN=lo, keeping its conntrack
 // (nf_conntrack_in ignores a packet that already has one), mark and
-// nf_trace; it is a new sk_buff for the trace (a new trace id).
+// nf_trace; it is a new sk_buff for the trace (a new trace id). It
+// stays on the packet's configuration, whatever a Swap installed since.
 func (k *pkt) loopback() {
-	q := k.e.newPkt(k.p, k.env.now, k.tr)
+	q := k.e.newPkt(k.p, k.env.now, k.tr, k.w)
+	q.cfg, q.env.fib = k.cfg, k.cfg.FIB
 	q.ct, q.rt, q.hasDst = k.ct, k.rt, true
 	q.ipvsDone = k.ipvsDone
 	q.p.Local = false
@@ -802,42 +762,12 @@ func (k *pkt) send() {
 	k.localOut(Sent)
 }
 
-// localOut runs the OUTPUT hooks and POSTROUTING for a packet with its
+// localOut runs the OUTPUT hook and POSTROUTING for a packet with its
 // output route in k.rt (__ip_local_out): the host's own packets and the
-// ones IPVS re-injects.
+// ones IPVS re-injects. The OUTPUT stages may reroute it (mangle, nat).
 func (k *pkt) localOut(kind FateKind) {
-	p := k.p
 	fib := k.cfg.FIB
-	out := fib.LinkName(k.rt.Dev)
-	if !k.tables(iptables.LocalOut, "", out, iptables.Raw) || !k.conntrackIn(conntrack.HookLocalOut) {
-		return
-	}
-	mark, src, dst, tos := p.Mark, p.Src, p.Dst, p.IP.TOS()
-	if !k.tables(iptables.LocalOut, "", out, iptables.Mangle) {
-		return
-	}
-	// ipt_mangle_out / ip_route_me_harder: reroute when the mangle table
-	// changed what routing looks at. The OUTPUT hook keeps the device it
-	// started with (nf_hook_state.out, set once in __ip_local_out); the
-	// new route's device shows from POSTROUTING on.
-	if p.Mark != mark || p.Src != src || p.Dst != dst || p.IP.TOS() != tos {
-		if !k.reroute() {
-			return
-		}
-	}
-	dst = p.Dst
-	if !k.natHook(iptables.LocalOut, nat.Dst, "", out) {
-		return
-	}
-	if p.Dst != dst {
-		if !k.reroute() {
-			return
-		}
-	}
-	if !k.ipvsOut(lvs.HookLocalOut, "OUTPUT", -99) || !k.ipvsIn(lvs.HookLocalOut, "OUTPUT", -98) {
-		return
-	}
-	if !k.tables(iptables.LocalOut, "", out, iptables.Filter, iptables.Security) {
+	if !k.run(&hookState{hook: netfilter.LocalOut, out: fib.LinkName(k.rt.Dev)}) {
 		return
 	}
 	k.postrouting("", fib.LinkName(k.rt.Dev), kind)

@@ -111,9 +111,6 @@ type icmpLimits struct {
 	credit   int64
 	stamp    int64
 	stampSet bool
-	// rng draws icmp_global_consume's credits (its own stream, so the
-	// rules' random draws do not depend on ICMP traffic)
-	rng uint64
 }
 
 // peer is inet_getpeer_v4 (net/ipv4/inetpeer.c): a new entry starts
@@ -223,11 +220,9 @@ func (k *pkt) icmpPeerAllow(dst uint32, loopback bool) bool {
 			return false
 		}
 	}
-	// get_random_u32_below(3): a credit of one on average
-	l.rng ^= l.rng << 13
-	l.rng ^= l.rng >> 7
-	l.rng ^= l.rng << 17
-	l.credit -= int64(l.rng % 3)
+	// get_random_u32_below(3): a credit of one on average, drawn from
+	// the worker's ICMP stream (worker.go)
+	l.credit -= int64(k.icmpRand32() % 3)
 	return true
 }
 

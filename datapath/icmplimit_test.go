@@ -52,7 +52,7 @@ func TestICMPPeerRatelimit(t *testing.T) {
 
 func TestRedirectBackoff(t *testing.T) {
 	e := testEngine(t)
-	k := e.newPkt(mk(t, "udp 10.0.0.2:1 > 10.0.0.3:2 iif eth0"), 0, nil)
+	k := e.newPkt(mk(t, "udp 10.0.0.2:1 > 10.0.0.3:2 iif eth0"), 0, nil, nil)
 	defer e.putPkt(k)
 	c := DefaultICMPConfig()
 	var sent []int64

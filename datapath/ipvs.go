@@ -3,18 +3,16 @@ package datapath
 import (
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/lvs"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 	"github.com/uswitch-lab/uswitch/route"
 	"github.com/uswitch-lab/uswitch/trace"
 )
 
-// IPVS in the hook graph (kernel-facts §3.1; ip_vs_core.c ip_vs_ops4).
-// The hooks exist only while the director has a service, as the kernel
-// registers them with the first one:
-//
-//	INPUT:  mangle -150, filter 0, [ipvs reply 98, ipvs schedule 99], nat 100, security 150, confirm
-//	FORWARD: mangle, filter 0, [ipvs reply 100], security 150
-//	OUTPUT: raw, conntrack, mangle, nat -100, [ipvs local reply -99, ipvs local request -98], filter, security
+// IPVS in the hook graph (net/netfilter/ipvs/ip_vs_core.c ip_vs_ops4;
+// the stages at netfilter.PriIPVS*, drawn in doc.go). The stages are in
+// the lists only while the director has a service, as the kernel
+// registers the hooks with the first one (ip_vs_register_hooks).
 //
 // A scheduled packet is routed to its real server by IPVS itself
 // (__ip_vs_get_out_rt: a route to the dest address only), its TTL
@@ -31,12 +29,14 @@ func (k *pkt) ipvsOn() bool {
 // text is built only then).
 func (k *pkt) tracing() bool { return k.tr != nil && (k.tr.All || k.p.Trace) }
 
-func (k *pkt) ipvsTrace(chain string, prio int, event string) {
-	k.tr.Lines = append(k.tr.Lines, trace.IPVSLine(k.trace, chain, prio, event))
+func (k *pkt) ipvsTrace(h netfilter.Hook, prio netfilter.Priority, event string) {
+	k.tr.Lines = append(k.tr.Lines, trace.IPVSLine(k.trace, h.String(), int(prio), event))
 }
 
-// ipvsOut is ip_vs_out at LOCAL_IN 98, FORWARD 100 or LOCAL_OUT -99.
-func (k *pkt) ipvsOut(h lvs.Hook, chain string, prio int) bool {
+// ipvsOut is ip_vs_out_hook at LOCAL_IN 98, FORWARD 100 or LOCAL_OUT -99.
+// A reply it rerouted at FORWARD leaves by st.out from then on.
+func (k *pkt) ipvsOut(st *hookState, prio netfilter.Priority) bool {
+	h := st.hook
 	if !k.ipvsOn() {
 		return true
 	}
@@ -45,16 +45,17 @@ func (k *pkt) ipvsOut(h lvs.Hook, chain string, prio int) bool {
 		return true
 	}
 	if k.tracing() {
-		k.ipvsTrace(chain, prio, "reply "+r.Conn.String())
+		k.ipvsTrace(h, prio, "reply "+r.Conn.String())
 	}
 	k.ipvsDone = true
 	k.ipvsUntrack(r.Conn, false)
 	// ip_vs_route_me_harder: with snat_reroute (or a local route) the
 	// reply, now from the VIP, is routed as the host's own packet
-	if h == lvs.HookForward && k.e.LVS.Sysctls().SnatReroute {
+	if h == netfilter.Forward && k.e.LVS.Sysctls().SnatReroute {
 		if !k.reroute() {
 			return false
 		}
+		st.out = k.cfg.FIB.LinkName(k.rt.Dev)
 	}
 	return true
 }
@@ -90,26 +91,27 @@ func (k *pkt) ipvsUntrack(cp *lvs.Conn, outin bool) {
 	_ = c.SetReplyTuple(t)
 }
 
-// ipvsIn is ip_vs_in at LOCAL_IN 99 or LOCAL_OUT -98. It reports whether
-// the hook list goes on (false: the packet was sent, dropped or stolen).
-func (k *pkt) ipvsIn(h lvs.Hook, chain string, prio int) bool {
+// ipvsIn is ip_vs_in_hook at LOCAL_IN 99 or LOCAL_OUT -98. It reports
+// whether the hook list goes on (false: the packet was sent, dropped or
+// stolen).
+func (k *pkt) ipvsIn(h netfilter.Hook, prio netfilter.Priority) bool {
 	if !k.ipvsOn() {
 		return true
 	}
-	r := k.e.LVS.In(k.p, h, k.env.now, k.e.randFn)
+	r := k.e.LVS.In(k.p, h, k.env.now, k.randFunc())
 	switch r.V {
 	case lvs.Accept:
 		return true
 	case lvs.Leave:
 		if k.tracing() {
-			k.ipvsTrace(chain, prio, "leave (no destination available)")
+			k.ipvsTrace(h, prio, "leave (no destination available)")
 		}
 		k.drop(r.Reason)
 		k.icmpError(packet.ICMPDestUnreach, 3)
 		return false
 	case lvs.Drop:
 		if k.tracing() {
-			k.ipvsTrace(chain, prio, "drop "+r.Conn.String()+": "+r.Reason)
+			k.ipvsTrace(h, prio, "drop "+r.Conn.String()+": "+r.Reason)
 		}
 		k.drop(r.Reason)
 		return false
@@ -119,13 +121,13 @@ func (k *pkt) ipvsIn(h lvs.Hook, chain string, prio int) bool {
 		if r.New {
 			ev = "schedule "
 		}
-		k.ipvsTrace(chain, prio, ev+r.Conn.String())
+		k.ipvsTrace(h, prio, ev+r.Conn.String())
 	}
 	return k.ipvsXmit(r.Conn, r.ICMP)
 }
 
 // ipvsForwardICMP is ip_vs_forward_icmp at FORWARD 99.
-func (k *pkt) ipvsForwardICMP() bool {
+func (k *pkt) ipvsForwardICMP(prio netfilter.Priority) bool {
 	if !k.ipvsOn() || k.p.Proto != packet.ProtoICMP {
 		return true
 	}
@@ -134,7 +136,7 @@ func (k *pkt) ipvsForwardICMP() bool {
 		return true
 	}
 	if k.tracing() {
-		k.ipvsTrace("FORWARD", 99, "icmp error for "+r.Conn.String())
+		k.ipvsTrace(netfilter.Forward, prio, "icmp error for "+r.Conn.String())
 	}
 	return k.ipvsXmit(r.Conn, true)
 }
@@ -195,7 +197,7 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn, icmp bool) bool {
 			src = u32(fib.SelectSource(rt.Dev, addr4(cp.DAddr), route.ScopeUniverse))
 		}
 		k.ipvsUntrack(cp, true)
-		if err := lvs.Encap(p, cp, src, uint16(k.e.rand32())); err != nil {
+		if err := lvs.Encap(p, cp, src, uint16(k.rand32())); err != nil {
 			k.drop(err.Error())
 			return false
 		}

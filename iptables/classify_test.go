@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -171,8 +172,8 @@ func TestClassifierMatchesLinear(t *testing.T) {
 			q.Decode()
 			now := int64(n) * 1e6
 			envL.now, envC.now = now, now
-			cl := &Ctx{Pkt: p, Hook: Forward, Env: envL, State: stL, Linear: true}
-			cc := &Ctx{Pkt: &q, Hook: Forward, Env: envC, State: stC}
+			cl := &Ctx{Pkt: p, Hook: netfilter.Forward, Env: envL, State: stL, Linear: true}
+			cc := &Ctx{Pkt: &q, Hook: netfilter.Forward, Env: envC, State: stC}
 			vl := lin.Tables[Filter].Run(cl, nil)
 			vc := cmp.Tables[Filter].Run(cc, nil)
 			if vl != vc || p.Mark != q.Mark || (cl.Reject == nil) != (cc.Reject == nil) || cl.HotDrop != cc.HotDrop {
@@ -209,7 +210,7 @@ func TestClassifierNoAllocs(t *testing.T) {
 	st := &State{}
 	c := &Ctx{}
 	n := testing.AllocsPerRun(200, func() {
-		*c = Ctx{Pkt: p, Hook: Forward, Env: env, State: st}
+		*c = Ctx{Pkt: p, Hook: netfilter.Forward, Env: env, State: st}
 		rs.Tables[Filter].Run(c, nil)
 	})
 	if n != 0 {

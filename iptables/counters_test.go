@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -37,7 +38,7 @@ func TestLiveCounters(t *testing.T) {
 	var c Ctx
 	run := func(rs *Ruleset, p *packet.Packet, n int) {
 		for range n {
-			c = Ctx{Pkt: p, Hook: Forward}
+			c = Ctx{Pkt: p, Hook: netfilter.Forward}
 			rs.Tables[Filter].Run(&c, nil)
 		}
 	}
@@ -80,7 +81,7 @@ func TestLiveCounters(t *testing.T) {
 	}
 	// a flushing restore of filter: its counters start again; nat,
 	// which the input does not name, is left alone with its counters
-	c = Ctx{Pkt: web, Hook: PostRouting}
+	c = Ctx{Pkt: web, Hook: netfilter.PostRouting}
 	web.OutIf = "eth1"
 	rs.Tables[Nat].Run(&c, nil)
 	fl, err := (&Loader{Base: nf}).LoadString("*filter\n:FORWARD DROP [0:0]\n-A FORWARD -p tcp -m tcp --dport 80 -j ACCEPT\nCOMMIT\n")

@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -20,7 +21,10 @@ import (
 // Per-packet code reads the immutable IR and the Ctx only; it builds no
 // strings and allocates nothing.
 
-// TVerdict is what a target returns (the xt target's return value).
+// TVerdict is what a target returns (the xt target's return value). It
+// is not a netfilter.Verdict: it adds XT_CONTINUE and XT_RETURN, which
+// never leave the table (ipt_do_table turns them into the next rule or
+// the caller's), and its numbering is its own.
 type TVerdict uint8
 
 const (
@@ -57,7 +61,7 @@ type Env interface {
 // xt_action_param plus the sk_buff fields rules read and write).
 type Ctx struct {
 	Pkt   *packet.Packet
-	Hook  Hook
+	Hook  netfilter.Hook
 	Table TableID
 	// CT is the packet's connection (skb->_nfct); CT.Conn is nil for
 	// invalid and untracked packets.
@@ -405,7 +409,7 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 // RunEmpty is Run for a builtin chain without rules when nothing traces
 // the packet: the policy applies (and is counted) without setting up a
 // traversal. ok is false when the chain has rules (or does not exist).
-func (t *Table) RunEmpty(h Hook, bytes int) (v TVerdict, ok bool) {
+func (t *Table) RunEmpty(h netfilter.Hook, bytes int) (v TVerdict, ok bool) {
 	return t.Builtin(h).RunEmpty(bytes)
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -100,9 +101,9 @@ func evTable(t testing.TB, tbl, ch, rule string) *Table {
 	return rs.Tables[id]
 }
 
-func evHook(ch string) Hook {
-	for h := Hook(0); h < NumHooks; h++ {
-		if h.ChainName() == ch {
+func evHook(ch string) netfilter.Hook {
+	for h := netfilter.Hook(0); h < netfilter.NumHooks; h++ {
+		if h.String() == ch {
 			return h
 		}
 	}
@@ -114,7 +115,7 @@ func evHook(ch string) Hook {
 func ctOf(t testing.TB, p *packet.Packet, reply bool) conntrack.Ref {
 	tab := conntrack.NewTable(conntrack.DefaultConfig(), 1)
 	q := p.Clone()
-	r, _ := tab.In(q, 0, conntrack.HookPreRouting, 0)
+	r, _ := tab.In(q, 0, netfilter.PreRouting, 0)
 	r, _ = tab.Confirm(r, 0)
 	if !reply {
 		return r
@@ -123,7 +124,7 @@ func ctOf(t testing.TB, p *packet.Packet, reply bool) conntrack.Ref {
 	rs := packet.Spec{Src: p.Dst, Dst: p.Src, Proto: p.Proto, SrcPort: p.DstPort, DstPort: p.SrcPort,
 		TCPFlags: packet.TCPSyn | packet.TCPAck}
 	rp := evPkt(t, rs, nil)
-	rr, _ := tab.In(rp, 0, conntrack.HookPreRouting, 0)
+	rr, _ := tab.In(rp, 0, netfilter.PreRouting, 0)
 	return rr
 }
 
@@ -467,7 +468,7 @@ func evSeq(t *testing.T, rule string, n int, step int64, st *State, mod func(i i
 				t.Fatal(err)
 			}
 		}
-		c := &Ctx{Pkt: p, Hook: LocalIn, Env: env, State: st}
+		c := &Ctx{Pkt: p, Hook: netfilter.LocalIn, Env: env, State: st}
 		if evRun(tab, c) {
 			b.WriteByte('1')
 		} else {
@@ -516,11 +517,11 @@ func TestEvalStateful(t *testing.T) {
 	tab := evTable(t, "filter", "INPUT", "-m recent --rcheck --seconds 2 --name w")
 	env := newEvalEnv()
 	env.now = 3e9
-	if evRun(tab, &Ctx{Pkt: evPkt(t, tcpSyn, nil), Hook: LocalIn, Env: env, State: st2}) {
+	if evRun(tab, &Ctx{Pkt: evPkt(t, tcpSyn, nil), Hook: netfilter.LocalIn, Env: env, State: st2}) {
 		t.Error("recent --seconds 2 matched a 3 s old stamp")
 	}
 	env.now = 1e9
-	if !evRun(tab, &Ctx{Pkt: evPkt(t, tcpSyn, nil), Hook: LocalIn, Env: env, State: st2}) {
+	if !evRun(tab, &Ctx{Pkt: evPkt(t, tcpSyn, nil), Hook: netfilter.LocalIn, Env: env, State: st2}) {
 		t.Error("recent --seconds 2 did not match a 1 s old stamp")
 	}
 }
@@ -540,8 +541,8 @@ func TestEvalConnlimit(t *testing.T) {
 		s := tcpSyn
 		s.SrcPort = uint16(2000 + i)
 		p := evPkt(t, s, nil)
-		r, _ := ctt.In(p, 0, conntrack.HookPreRouting, 0)
-		c := &Ctx{Pkt: p, Hook: LocalIn, Env: env, CT: r}
+		r, _ := ctt.In(p, 0, netfilter.PreRouting, 0)
+		c := &Ctx{Pkt: p, Hook: netfilter.LocalIn, Env: env, CT: r}
 		if evRun(tab, c) {
 			got.WriteByte('1')
 		} else {
@@ -554,8 +555,8 @@ func TestEvalConnlimit(t *testing.T) {
 	s.SrcPort = 2000
 	s.TCPFlags = packet.TCPAck
 	p := evPkt(t, s, nil)
-	r, _ := ctt.In(p, 0, conntrack.HookPreRouting, 0)
-	if evRun(tab, &Ctx{Pkt: p, Hook: LocalIn, Env: env, CT: r}) {
+	r, _ := ctt.In(p, 0, netfilter.PreRouting, 0)
+	if evRun(tab, &Ctx{Pkt: p, Hook: netfilter.LocalIn, Env: env, CT: r}) {
 		got.WriteByte('1')
 	} else {
 		got.WriteByte('0')
@@ -643,7 +644,7 @@ func TestEvalNoAllocs(t *testing.T) {
 	pkts := []*packet.Packet{evPkt(t, tcpSyn, withL2), evPkt(t, udp53, nil), evPkt(t, ping, nil), evPkt(t, tcpAck, nil)}
 	refs := make([]conntrack.Ref, len(pkts))
 	for i, p := range pkts {
-		refs[i], _ = ctt.In(p.Clone(), 0, conntrack.HookPreRouting, 0)
+		refs[i], _ = ctt.In(p.Clone(), 0, netfilter.PreRouting, 0)
 		refs[i], _ = ctt.Confirm(refs[i], 0)
 	}
 	env := newEvalEnv()
@@ -653,12 +654,12 @@ func TestEvalNoAllocs(t *testing.T) {
 	c := new(Ctx)
 	run := func() {
 		for i, p := range pkts {
-			*c = Ctx{Pkt: p, Hook: LocalIn, Env: env, State: st, CT: refs[i]}
+			*c = Ctx{Pkt: p, Hook: netfilter.LocalIn, Env: env, State: st, CT: refs[i]}
 			rs.Tables[Filter].Run(c, nil)
-			*c = Ctx{Pkt: p, Hook: PreRouting, Env: env, State: st, CT: refs[i]}
+			*c = Ctx{Pkt: p, Hook: netfilter.PreRouting, Env: env, State: st, CT: refs[i]}
 			rs.Tables[Raw].Run(c, nil)
 		}
-		*c = Ctx{Pkt: out, Hook: LocalOut, Env: env, State: st}
+		*c = Ctx{Pkt: out, Hook: netfilter.LocalOut, Env: env, State: st}
 		rs.Tables[Filter].Run(c, nil)
 		env.now += 1e6
 	}

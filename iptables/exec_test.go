@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -96,7 +97,7 @@ func withMSSOpts(opts, data []byte, tail int) func(uint32) []byte {
 type execCase struct {
 	name  string
 	table TableID
-	hook  Hook
+	hook  netfilter.Hook
 	// rules are the options after "-A CHAIN -s SRC/32"
 	rules  []string
 	pkt    func(src uint32) []byte // nil: syn
@@ -219,81 +220,81 @@ const (
 
 var execCases = []execCase{
 	// MARK (xt_mark.c mark_tg), every option form, from mark 0xff
-	{name: "MARK set-xmark", table: Mangle, hook: PreRouting, rules: []string{"-j MARK --set-xmark 0x10/0xf0"}, mark: 0xff, tv: TContinue, rv: TAccept, check: wantMark(0x1f)},
-	{name: "MARK set-mark", table: Mangle, hook: PreRouting, rules: []string{"-j MARK --set-mark 0x5"}, mark: 0xff, tv: TContinue, rv: TAccept, check: wantMark(0x5)},
-	{name: "MARK set-mark/mask", table: Mangle, hook: Forward, rules: []string{"-j MARK --set-mark 0x5/0xf"}, mark: 0xff, tv: TContinue, rv: TAccept, check: wantMark(0xf5)},
-	{name: "MARK and-mark", table: Filter, hook: LocalIn, rules: []string{"-j MARK --and-mark 0x0f"}, mark: 0xff, tv: TContinue, rv: TAccept, check: wantMark(0x0f)},
-	{name: "MARK or-mark", table: Raw, hook: PreRouting, rules: []string{"-j MARK --or-mark 0x100"}, mark: 0xff, tv: TContinue, rv: TAccept, check: wantMark(0x1ff)},
-	{name: "MARK xor-mark", table: Nat, hook: PostRouting, rules: []string{"-j MARK --xor-mark 0x0f"}, mark: 0xff, tv: TContinue, rv: TAccept, check: wantMark(0xf0)},
-	{name: "MARK chained", table: Mangle, hook: LocalOut, rules: []string{"-j MARK --set-mark 0x1", "-j MARK --or-mark 0x10"}, tv: TContinue, rv: TAccept, check: wantMark(0x11)},
+	{name: "MARK set-xmark", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j MARK --set-xmark 0x10/0xf0"}, mark: 0xff, tv: TContinue, rv: TAccept, check: wantMark(0x1f)},
+	{name: "MARK set-mark", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j MARK --set-mark 0x5"}, mark: 0xff, tv: TContinue, rv: TAccept, check: wantMark(0x5)},
+	{name: "MARK set-mark/mask", table: Mangle, hook: netfilter.Forward, rules: []string{"-j MARK --set-mark 0x5/0xf"}, mark: 0xff, tv: TContinue, rv: TAccept, check: wantMark(0xf5)},
+	{name: "MARK and-mark", table: Filter, hook: netfilter.LocalIn, rules: []string{"-j MARK --and-mark 0x0f"}, mark: 0xff, tv: TContinue, rv: TAccept, check: wantMark(0x0f)},
+	{name: "MARK or-mark", table: Raw, hook: netfilter.PreRouting, rules: []string{"-j MARK --or-mark 0x100"}, mark: 0xff, tv: TContinue, rv: TAccept, check: wantMark(0x1ff)},
+	{name: "MARK xor-mark", table: Nat, hook: netfilter.PostRouting, rules: []string{"-j MARK --xor-mark 0x0f"}, mark: 0xff, tv: TContinue, rv: TAccept, check: wantMark(0xf0)},
+	{name: "MARK chained", table: Mangle, hook: netfilter.LocalOut, rules: []string{"-j MARK --set-mark 0x1", "-j MARK --or-mark 0x10"}, tv: TContinue, rv: TAccept, check: wantMark(0x11)},
 
 	// CONNMARK (xt_connmark.c connmark_tg_shift), ctmark 0x1234, mark 0xab
-	{name: "CONNMARK set-xmark", table: Mangle, hook: PreRouting, rules: []string{"-j CONNMARK --set-xmark 0x10/0xf0"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x1214, 0xab)},
-	{name: "CONNMARK set-mark", table: Mangle, hook: PreRouting, rules: []string{"-j CONNMARK --set-mark 0x5"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x5, 0xab)},
-	{name: "CONNMARK set-mark/mask", table: Mangle, hook: PreRouting, rules: []string{"-j CONNMARK --set-mark 0x5/0xf"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x1235, 0xab)},
-	{name: "CONNMARK and-mark", table: Filter, hook: Forward, rules: []string{"-j CONNMARK --and-mark 0xff"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x34, 0xab)},
-	{name: "CONNMARK or-mark", table: Filter, hook: Forward, rules: []string{"-j CONNMARK --or-mark 0x1"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x1235, 0xab)},
-	{name: "CONNMARK xor-mark", table: Filter, hook: Forward, rules: []string{"-j CONNMARK --xor-mark 0xffff"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0xedcb, 0xab)},
-	{name: "CONNMARK save-mark", table: Mangle, hook: PostRouting, rules: []string{"-j CONNMARK --save-mark"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0xab, 0xab)},
-	{name: "CONNMARK save-mark masks", table: Mangle, hook: PostRouting, rules: []string{"-j CONNMARK --save-mark --nfmask 0xf0 --ctmask 0xff00"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x94, 0xab)},
-	{name: "CONNMARK save-mark --mask", table: Mangle, hook: PostRouting, rules: []string{"-j CONNMARK --save-mark --mask 0xff"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x12ab, 0xab)},
-	{name: "CONNMARK restore-mark", table: Mangle, hook: PreRouting, rules: []string{"-j CONNMARK --restore-mark"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x1234, 0x1234)},
-	{name: "CONNMARK restore-mark masks", table: Mangle, hook: PreRouting, rules: []string{"-j CONNMARK --restore-mark --nfmask 0xff00 --ctmask 0xff00"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x1234, 0x12ab)},
-	{name: "CONNMARK set left-shift", table: Mangle, hook: PreRouting, rules: []string{"-j CONNMARK --set-xmark 0x3/0xf --left-shift-mark 4"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x12330, 0xab)},
-	{name: "CONNMARK save right-shift", table: Mangle, hook: PreRouting, rules: []string{"-j CONNMARK --save-mark --right-shift-mark 4"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0xa, 0xab)},
-	{name: "CONNMARK restore left-shift", table: Mangle, hook: PreRouting, rules: []string{"-j CONNMARK --restore-mark --nfmask 0xff00 --ctmask 0xff --left-shift-mark 8"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x1234, 0x34ab)},
-	{name: "CONNMARK no ct", table: Mangle, hook: PreRouting, rules: []string{"-j CONNMARK --restore-mark"}, mark: 0xab, tv: TContinue, rv: TAccept, check: wantMark(0xab)},
+	{name: "CONNMARK set-xmark", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j CONNMARK --set-xmark 0x10/0xf0"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x1214, 0xab)},
+	{name: "CONNMARK set-mark", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j CONNMARK --set-mark 0x5"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x5, 0xab)},
+	{name: "CONNMARK set-mark/mask", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j CONNMARK --set-mark 0x5/0xf"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x1235, 0xab)},
+	{name: "CONNMARK and-mark", table: Filter, hook: netfilter.Forward, rules: []string{"-j CONNMARK --and-mark 0xff"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x34, 0xab)},
+	{name: "CONNMARK or-mark", table: Filter, hook: netfilter.Forward, rules: []string{"-j CONNMARK --or-mark 0x1"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x1235, 0xab)},
+	{name: "CONNMARK xor-mark", table: Filter, hook: netfilter.Forward, rules: []string{"-j CONNMARK --xor-mark 0xffff"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0xedcb, 0xab)},
+	{name: "CONNMARK save-mark", table: Mangle, hook: netfilter.PostRouting, rules: []string{"-j CONNMARK --save-mark"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0xab, 0xab)},
+	{name: "CONNMARK save-mark masks", table: Mangle, hook: netfilter.PostRouting, rules: []string{"-j CONNMARK --save-mark --nfmask 0xf0 --ctmask 0xff00"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x94, 0xab)},
+	{name: "CONNMARK save-mark --mask", table: Mangle, hook: netfilter.PostRouting, rules: []string{"-j CONNMARK --save-mark --mask 0xff"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x12ab, 0xab)},
+	{name: "CONNMARK restore-mark", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j CONNMARK --restore-mark"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x1234, 0x1234)},
+	{name: "CONNMARK restore-mark masks", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j CONNMARK --restore-mark --nfmask 0xff00 --ctmask 0xff00"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x1234, 0x12ab)},
+	{name: "CONNMARK set left-shift", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j CONNMARK --set-xmark 0x3/0xf --left-shift-mark 4"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x12330, 0xab)},
+	{name: "CONNMARK save right-shift", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j CONNMARK --save-mark --right-shift-mark 4"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0xa, 0xab)},
+	{name: "CONNMARK restore left-shift", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j CONNMARK --restore-mark --nfmask 0xff00 --ctmask 0xff --left-shift-mark 8"}, ct: true, ctMark: 0x1234, mark: 0xab, tv: TContinue, rv: TAccept, check: wantCTMark(0x1234, 0x34ab)},
+	{name: "CONNMARK no ct", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j CONNMARK --restore-mark"}, mark: 0xab, tv: TContinue, rv: TAccept, check: wantMark(0xab)},
 
 	// TTL (xt_HL.c ttl_tg), from 64
-	{name: "TTL set", table: Mangle, hook: PreRouting, rules: []string{"-j TTL --ttl-set 10"}, tv: TContinue, rv: TAccept, check: wantTTL(10)},
-	{name: "TTL set same", table: Mangle, hook: PreRouting, rules: []string{"-j TTL --ttl-set 64"}, tv: TContinue, rv: TAccept, check: wantTTL(64)},
-	{name: "TTL inc", table: Mangle, hook: Forward, rules: []string{"-j TTL --ttl-inc 10"}, tv: TContinue, rv: TAccept, check: wantTTL(74)},
-	{name: "TTL inc clamps", table: Mangle, hook: Forward, rules: []string{"-j TTL --ttl-inc 250"}, tv: TContinue, rv: TAccept, check: wantTTL(255)},
-	{name: "TTL dec", table: Mangle, hook: PostRouting, rules: []string{"-j TTL --ttl-dec 5"}, tv: TContinue, rv: TAccept, check: wantTTL(59)},
-	{name: "TTL dec to 0", table: Mangle, hook: PostRouting, rules: []string{"-j TTL --ttl-dec 100"}, tv: TContinue, rv: TAccept, check: wantTTL(0)},
+	{name: "TTL set", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j TTL --ttl-set 10"}, tv: TContinue, rv: TAccept, check: wantTTL(10)},
+	{name: "TTL set same", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j TTL --ttl-set 64"}, tv: TContinue, rv: TAccept, check: wantTTL(64)},
+	{name: "TTL inc", table: Mangle, hook: netfilter.Forward, rules: []string{"-j TTL --ttl-inc 10"}, tv: TContinue, rv: TAccept, check: wantTTL(74)},
+	{name: "TTL inc clamps", table: Mangle, hook: netfilter.Forward, rules: []string{"-j TTL --ttl-inc 250"}, tv: TContinue, rv: TAccept, check: wantTTL(255)},
+	{name: "TTL dec", table: Mangle, hook: netfilter.PostRouting, rules: []string{"-j TTL --ttl-dec 5"}, tv: TContinue, rv: TAccept, check: wantTTL(59)},
+	{name: "TTL dec to 0", table: Mangle, hook: netfilter.PostRouting, rules: []string{"-j TTL --ttl-dec 100"}, tv: TContinue, rv: TAccept, check: wantTTL(0)},
 
 	// TOS (xt_DSCP.c tos_tg)
-	{name: "TOS set-tos", table: Mangle, hook: PreRouting, rules: []string{"-j TOS --set-tos 0x10"}, pkt: withTOS(0x1e), tv: TContinue, rv: TAccept, check: wantTOS(0x10)},
-	{name: "TOS set-tos/mask", table: Mangle, hook: PreRouting, rules: []string{"-j TOS --set-tos 0x10/0x3f"}, pkt: withTOS(0xfe), tv: TContinue, rv: TAccept, check: wantTOS(0xd0)},
-	{name: "TOS set-tos symbolic", table: Mangle, hook: PreRouting, rules: []string{"-j TOS --set-tos Minimize-Delay"}, pkt: withTOS(0xfe), tv: TContinue, rv: TAccept, check: wantTOS(0xd0)},
-	{name: "TOS and-tos", table: Mangle, hook: Forward, rules: []string{"-j TOS --and-tos 0x0f"}, pkt: withTOS(0x1e), tv: TContinue, rv: TAccept, check: wantTOS(0x0e)},
-	{name: "TOS or-tos", table: Mangle, hook: Forward, rules: []string{"-j TOS --or-tos 0x01"}, pkt: withTOS(0x1e), tv: TContinue, rv: TAccept, check: wantTOS(0x1f)},
-	{name: "TOS xor-tos", table: Mangle, hook: Forward, rules: []string{"-j TOS --xor-tos 0xff"}, pkt: withTOS(0x1e), tv: TContinue, rv: TAccept, check: wantTOS(0xe1)},
-	{name: "TOS unchanged", table: Mangle, hook: Forward, rules: []string{"-j TOS --or-tos 0x02"}, pkt: withTOS(0x1e), tv: TContinue, rv: TAccept, check: wantTOS(0x1e)},
+	{name: "TOS set-tos", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j TOS --set-tos 0x10"}, pkt: withTOS(0x1e), tv: TContinue, rv: TAccept, check: wantTOS(0x10)},
+	{name: "TOS set-tos/mask", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j TOS --set-tos 0x10/0x3f"}, pkt: withTOS(0xfe), tv: TContinue, rv: TAccept, check: wantTOS(0xd0)},
+	{name: "TOS set-tos symbolic", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j TOS --set-tos Minimize-Delay"}, pkt: withTOS(0xfe), tv: TContinue, rv: TAccept, check: wantTOS(0xd0)},
+	{name: "TOS and-tos", table: Mangle, hook: netfilter.Forward, rules: []string{"-j TOS --and-tos 0x0f"}, pkt: withTOS(0x1e), tv: TContinue, rv: TAccept, check: wantTOS(0x0e)},
+	{name: "TOS or-tos", table: Mangle, hook: netfilter.Forward, rules: []string{"-j TOS --or-tos 0x01"}, pkt: withTOS(0x1e), tv: TContinue, rv: TAccept, check: wantTOS(0x1f)},
+	{name: "TOS xor-tos", table: Mangle, hook: netfilter.Forward, rules: []string{"-j TOS --xor-tos 0xff"}, pkt: withTOS(0x1e), tv: TContinue, rv: TAccept, check: wantTOS(0xe1)},
+	{name: "TOS unchanged", table: Mangle, hook: netfilter.Forward, rules: []string{"-j TOS --or-tos 0x02"}, pkt: withTOS(0x1e), tv: TContinue, rv: TAccept, check: wantTOS(0x1e)},
 
 	// DSCP (xt_DSCP.c dscp_tg): keeps the ECN bits
-	{name: "DSCP set-dscp", table: Mangle, hook: PostRouting, rules: []string{"-j DSCP --set-dscp 0x2e"}, pkt: withTOS(0x03), tv: TContinue, rv: TAccept, check: wantTOS(0xbb)},
-	{name: "DSCP set-dscp-class", table: Mangle, hook: PostRouting, rules: []string{"-j DSCP --set-dscp-class AF41"}, pkt: withTOS(0x01), tv: TContinue, rv: TAccept, check: wantTOS(0x89)},
-	{name: "DSCP same", table: Mangle, hook: PostRouting, rules: []string{"-j DSCP --set-dscp 0x2e"}, pkt: withTOS(0xba), tv: TContinue, rv: TAccept, check: wantTOS(0xba)},
+	{name: "DSCP set-dscp", table: Mangle, hook: netfilter.PostRouting, rules: []string{"-j DSCP --set-dscp 0x2e"}, pkt: withTOS(0x03), tv: TContinue, rv: TAccept, check: wantTOS(0xbb)},
+	{name: "DSCP set-dscp-class", table: Mangle, hook: netfilter.PostRouting, rules: []string{"-j DSCP --set-dscp-class AF41"}, pkt: withTOS(0x01), tv: TContinue, rv: TAccept, check: wantTOS(0x89)},
+	{name: "DSCP same", table: Mangle, hook: netfilter.PostRouting, rules: []string{"-j DSCP --set-dscp 0x2e"}, pkt: withTOS(0xba), tv: TContinue, rv: TAccept, check: wantTOS(0xba)},
 
 	// TCPMSS (xt_TCPMSS.c)
-	{name: "TCPMSS set-mss lowers", table: Mangle, hook: Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 1400"}, tv: TContinue, rv: TAccept, check: wantMSS(1400, 24, 44)},
-	{name: "TCPMSS set-mss never raises", table: Mangle, hook: Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 1500"}, tv: TContinue, rv: TAccept, check: wantMSS(1460, 24, 44)},
-	{name: "TCPMSS after other options", table: Mangle, hook: Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 1000"},
+	{name: "TCPMSS set-mss lowers", table: Mangle, hook: netfilter.Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 1400"}, tv: TContinue, rv: TAccept, check: wantMSS(1400, 24, 44)},
+	{name: "TCPMSS set-mss never raises", table: Mangle, hook: netfilter.Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 1500"}, tv: TContinue, rv: TAccept, check: wantMSS(1460, 24, 44)},
+	{name: "TCPMSS after other options", table: Mangle, hook: netfilter.Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 1000"},
 		pkt: withMSSOpts([]byte{1, 1, 4, 2, 0, 0, 2, 4, 0x05, 0xb4, 1, 0}, nil, 0), tv: TContinue, rv: TAccept, check: wantMSS(1000, 32, 52)},
-	{name: "TCPMSS clamp", table: Mangle, hook: PostRouting, rules: []string{"-p tcp -j TCPMSS --clamp-mss-to-pmtu"},
+	{name: "TCPMSS clamp", table: Mangle, hook: netfilter.PostRouting, rules: []string{"-p tcp -j TCPMSS --clamp-mss-to-pmtu"},
 		env: &execEnv{out: 1500, rev: 1400}, tv: TContinue, rv: TAccept, check: wantMSS(1360, 24, 44)},
-	{name: "TCPMSS clamp reverse route missing", table: Mangle, hook: PostRouting, rules: []string{"-p tcp -j TCPMSS --clamp-mss-to-pmtu"},
+	{name: "TCPMSS clamp reverse route missing", table: Mangle, hook: netfilter.PostRouting, rules: []string{"-p tcp -j TCPMSS --clamp-mss-to-pmtu"},
 		env: &execEnv{out: 1280, rev: 0xffffffff}, tv: TContinue, rv: TAccept, check: wantMSS(1240, 24, 44)},
-	{name: "TCPMSS clamp MTU too small", table: Mangle, hook: PostRouting, rules: []string{"-p tcp -j TCPMSS --clamp-mss-to-pmtu"},
+	{name: "TCPMSS clamp MTU too small", table: Mangle, hook: netfilter.PostRouting, rules: []string{"-p tcp -j TCPMSS --clamp-mss-to-pmtu"},
 		env: &execEnv{out: 40, rev: 1500}, tv: TDrop, rv: TDrop},
-	{name: "TCPMSS clamp without PathMTU", table: Mangle, hook: Forward, rules: []string{"-p tcp -j TCPMSS --clamp-mss-to-pmtu"},
+	{name: "TCPMSS clamp without PathMTU", table: Mangle, hook: netfilter.Forward, rules: []string{"-p tcp -j TCPMSS --clamp-mss-to-pmtu"},
 		env: &plainEnv{}, tv: TDrop, rv: TDrop},
-	{name: "TCPMSS adds option", table: Mangle, hook: Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 1400"},
+	{name: "TCPMSS adds option", table: Mangle, hook: netfilter.Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 1400"},
 		pkt: withMSSOpts(nil, nil, 0), tv: TContinue, rv: TAccept, check: wantMSS(536, 24, 44)},
-	{name: "TCPMSS adds option into tailroom", table: Mangle, hook: Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 500"},
+	{name: "TCPMSS adds option into tailroom", table: Mangle, hook: netfilter.Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 500"},
 		pkt: withMSSOpts([]byte{1, 1, 4, 2}, nil, 16), tv: TContinue, rv: TAccept, check: wantMSS(500, 28, 48)},
-	{name: "TCPMSS no room with data", table: Mangle, hook: Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 500"},
+	{name: "TCPMSS no room with data", table: Mangle, hook: netfilter.Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 500"},
 		pkt: withMSSOpts(nil, []byte("GET /"), 16), tv: TContinue, rv: TAccept, check: wantMSS(0, 20, 45)},
-	{name: "TCPMSS doff at maximum", table: Mangle, hook: Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 500"},
+	{name: "TCPMSS doff at maximum", table: Mangle, hook: netfilter.Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 500"},
 		pkt: withMSSOpts(make([]byte, 40), nil, 16), tv: TContinue, rv: TAccept, check: wantMSS(0, 60, 80)},
-	{name: "TCPMSS truncated header", table: Mangle, hook: Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 500"},
+	{name: "TCPMSS truncated header", table: Mangle, hook: netfilter.Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 500"},
 		pkt: func(src uint32) []byte {
 			b := syn(src)
 			b[20+12] = 15 << 4 // data offset past the end
 			return b
 		}, tv: TDrop, rv: TDrop},
-	{name: "TCPMSS fragment", table: Mangle, hook: Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 500"},
+	{name: "TCPMSS fragment", table: Mangle, hook: netfilter.Forward, rules: []string{"-p tcp -j TCPMSS --set-mss 500"},
 		pkt: func(src uint32) []byte {
 			b := syn(src)
 			binary.BigEndian.PutUint16(b[6:], 3) // offset 24 bytes
@@ -302,57 +303,57 @@ var execCases = []execCase{
 		}, tv: TContinue, rv: TAccept},
 
 	// CHECKSUM (xt_CHECKSUM.c): no partial checksums in uswitch
-	{name: "CHECKSUM fill", table: Mangle, hook: PostRouting, rules: []string{"-p udp -j CHECKSUM --checksum-fill"}, pkt: withTOS(0), tv: TContinue, rv: TAccept, check: wantTOS(0)},
+	{name: "CHECKSUM fill", table: Mangle, hook: netfilter.PostRouting, rules: []string{"-p udp -j CHECKSUM --checksum-fill"}, pkt: withTOS(0), tv: TContinue, rv: TAccept, check: wantTOS(0)},
 
 	// TRACE, LOG, NFLOG: continue
-	{name: "TRACE", table: Raw, hook: PreRouting, rules: []string{"-j TRACE"}, tv: TContinue, rv: TAccept,
+	{name: "TRACE", table: Raw, hook: netfilter.PreRouting, rules: []string{"-j TRACE"}, tv: TContinue, rv: TAccept,
 		check: func(t *testing.T, c *Ctx, _ *conntrack.Conn) {
 			if !c.Pkt.Trace {
 				t.Errorf("nf_trace not set")
 			}
 		}},
-	{name: "LOG", table: Filter, hook: LocalIn, rules: []string{`-j LOG --log-prefix "in: " --log-level 6 --log-tcp-sequence --log-tcp-options --log-ip-options --log-uid --log-macdecode`}, tv: TContinue, rv: TAccept},
-	{name: "NFLOG", table: Filter, hook: Forward, rules: []string{"-j NFLOG --nflog-group 5 --nflog-prefix x --nflog-size 128 --nflog-threshold 2"}, tv: TContinue, rv: TAccept},
-	{name: "NFLOG range", table: Mangle, hook: PreRouting, rules: []string{"-j NFLOG --nflog-range 64"}, tv: TContinue, rv: TAccept},
+	{name: "LOG", table: Filter, hook: netfilter.LocalIn, rules: []string{`-j LOG --log-prefix "in: " --log-level 6 --log-tcp-sequence --log-tcp-options --log-ip-options --log-uid --log-macdecode`}, tv: TContinue, rv: TAccept},
+	{name: "NFLOG", table: Filter, hook: netfilter.Forward, rules: []string{"-j NFLOG --nflog-group 5 --nflog-prefix x --nflog-size 128 --nflog-threshold 2"}, tv: TContinue, rv: TAccept},
+	{name: "NFLOG range", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j NFLOG --nflog-range 64"}, tv: TContinue, rv: TAccept},
 
 	// NOTRACK and CT (xt_CT.c)
-	{name: "NOTRACK", table: Raw, hook: PreRouting, rules: []string{"-j NOTRACK"}, tv: TContinue, rv: TAccept,
+	{name: "NOTRACK", table: Raw, hook: netfilter.PreRouting, rules: []string{"-j NOTRACK"}, tv: TContinue, rv: TAccept,
 		check: func(t *testing.T, c *Ctx, _ *conntrack.Conn) {
 			if !c.Notrack || !c.CT.IsUntracked() {
 				t.Errorf("not untracked: %v %+v", c.Notrack, c.CT)
 			}
 		}},
-	{name: "CT notrack", table: Raw, hook: LocalOut, rules: []string{"-j CT --notrack", "-j CT --zone 9"}, tv: TContinue, rv: TAccept,
+	{name: "CT notrack", table: Raw, hook: netfilter.LocalOut, rules: []string{"-j CT --notrack", "-j CT --zone 9"}, tv: TContinue, rv: TAccept,
 		check: func(t *testing.T, c *Ctx, _ *conntrack.Conn) {
 			if !c.Notrack || !c.CT.IsUntracked() || c.CTTemplate != nil || c.HasZone {
 				t.Errorf("CT --notrack: %+v", c)
 			}
 		}},
-	{name: "CT zone", table: Raw, hook: PreRouting, rules: []string{"-j CT --zone 5", "-j CT --zone 6", "-j CT --notrack"}, tv: TContinue, rv: TAccept,
+	{name: "CT zone", table: Raw, hook: netfilter.PreRouting, rules: []string{"-j CT --zone 5", "-j CT --zone 6", "-j CT --notrack"}, tv: TContinue, rv: TAccept,
 		check: func(t *testing.T, c *Ctx, _ *conntrack.Conn) {
 			if c.Notrack || !c.HasZone || c.CTZone != 5 || c.CTTemplate == nil || c.CTTemplate.Zone != 5 {
 				t.Errorf("CT --zone 5: notrack %v zone %v/%d", c.Notrack, c.HasZone, c.CTZone)
 			}
 		}},
-	{name: "CT zone mark", table: Raw, hook: PreRouting, rules: []string{"-j CT --zone-orig mark"}, mark: 0x10007, tv: TContinue, rv: TAccept,
+	{name: "CT zone mark", table: Raw, hook: netfilter.PreRouting, rules: []string{"-j CT --zone-orig mark"}, mark: 0x10007, tv: TContinue, rv: TAccept,
 		check: func(t *testing.T, c *Ctx, _ *conntrack.Conn) {
 			if !c.HasZone || c.CTZone != 7 || c.CTTemplate.Flags&(CTZoneMark|CTZoneDirOrig) != CTZoneMark|CTZoneDirOrig {
 				t.Errorf("CT --zone-orig mark: zone %v/%d", c.HasZone, c.CTZone)
 			}
 		}},
-	{name: "CT helper", table: Raw, hook: PreRouting, rules: []string{"-p tcp -j CT --helper ftp --ctevents new,mark --expevents new"}, tv: TContinue, rv: TAccept,
+	{name: "CT helper", table: Raw, hook: netfilter.PreRouting, rules: []string{"-p tcp -j CT --helper ftp --ctevents new,mark --expevents new"}, tv: TContinue, rv: TAccept,
 		check: func(t *testing.T, c *Ctx, _ *conntrack.Conn) {
 			if c.CTTemplate == nil || c.CTTemplate.Helper != "ftp" || c.CTZone != 0 || c.Notrack {
 				t.Errorf("CT --helper ftp: %+v", c.CTTemplate)
 			}
 		}},
-	{name: "CT previously seen", table: Raw, hook: LocalOut, rules: []string{"-j CT --zone 5", "-j NOTRACK"}, ct: true, tv: TContinue, rv: TAccept,
+	{name: "CT previously seen", table: Raw, hook: netfilter.LocalOut, rules: []string{"-j CT --zone 5", "-j NOTRACK"}, ct: true, tv: TContinue, rv: TAccept,
 		check: func(t *testing.T, c *Ctx, _ *conntrack.Conn) {
 			if c.Notrack || c.HasZone || c.CTTemplate != nil || c.CT.Conn == nil {
 				t.Errorf("packet with a ct was changed: %+v", c)
 			}
 		}},
-	{name: "NOTRACK already untracked", table: Raw, hook: PreRouting, rules: []string{"-j NOTRACK"}, ref: &conntrack.Ref{Info: conntrack.CtUntracked}, tv: TContinue, rv: TAccept,
+	{name: "NOTRACK already untracked", table: Raw, hook: netfilter.PreRouting, rules: []string{"-j NOTRACK"}, ref: &conntrack.Ref{Info: conntrack.CtUntracked}, tv: TContinue, rv: TAccept,
 		check: func(t *testing.T, c *Ctx, _ *conntrack.Conn) {
 			if c.Notrack {
 				t.Errorf("untracked packet re-marked")
@@ -360,17 +361,17 @@ var execCases = []execCase{
 		}},
 
 	// NFQUEUE (xt_NFQUEUE.c nfqueue_tg_v3)
-	{name: "NFQUEUE default", table: Filter, hook: Forward, rules: []string{"-j NFQUEUE"}, tv: TQueue, rv: TQueue, check: wantQueue(0, false)},
-	{name: "NFQUEUE num", table: Filter, hook: Forward, rules: []string{"-j NFQUEUE --queue-num 3"}, tv: TQueue, rv: TQueue, check: wantQueue(3, false)},
-	{name: "NFQUEUE bypass", table: Mangle, hook: PreRouting, rules: []string{"-j NFQUEUE --queue-num 65535 --queue-bypass"}, tv: TQueue, rv: TQueue, check: wantQueue(65535, true)},
-	{name: "NFQUEUE balance", table: Raw, hook: PreRouting, rules: []string{"-j NFQUEUE --queue-balance 4:7"}, tv: TQueue, rv: TQueue,
+	{name: "NFQUEUE default", table: Filter, hook: netfilter.Forward, rules: []string{"-j NFQUEUE"}, tv: TQueue, rv: TQueue, check: wantQueue(0, false)},
+	{name: "NFQUEUE num", table: Filter, hook: netfilter.Forward, rules: []string{"-j NFQUEUE --queue-num 3"}, tv: TQueue, rv: TQueue, check: wantQueue(3, false)},
+	{name: "NFQUEUE bypass", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j NFQUEUE --queue-num 65535 --queue-bypass"}, tv: TQueue, rv: TQueue, check: wantQueue(65535, true)},
+	{name: "NFQUEUE balance", table: Raw, hook: netfilter.PreRouting, rules: []string{"-j NFQUEUE --queue-balance 4:7"}, tv: TQueue, rv: TQueue,
 		check: func(t *testing.T, c *Ctx, _ *conntrack.Conn) {
 			want := 4 + uint16(reciprocalScale(nfqHashV4(c.Pkt, nfqHashInit.Load()), 4))
 			if c.QueueNum != want || c.QueueBypass {
 				t.Errorf("queue %d, want %d", c.QueueNum, want)
 			}
 		}},
-	{name: "NFQUEUE cpu-fanout", table: Filter, hook: LocalOut, rules: []string{"-j NFQUEUE --queue-balance 10:12 --queue-cpu-fanout --queue-bypass"}, tv: TQueue, rv: TQueue,
+	{name: "NFQUEUE cpu-fanout", table: Filter, hook: netfilter.LocalOut, rules: []string{"-j NFQUEUE --queue-balance 10:12 --queue-cpu-fanout --queue-bypass"}, tv: TQueue, rv: TQueue,
 		check: func(t *testing.T, c *Ctx, _ *conntrack.Conn) {
 			want := 10 + uint16(fanoutHash(c.Pkt, nfqHashInit.Load())%3)
 			if c.QueueNum != want || !c.QueueBypass {
@@ -379,56 +380,56 @@ var execCases = []execCase{
 		}},
 
 	// REJECT (ipt_REJECT.c reject_tg)
-	{name: "REJECT default", table: Filter, hook: LocalIn, rules: []string{"-j REJECT"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 3})},
-	{name: "REJECT net-unreach", table: Filter, hook: LocalIn, rules: []string{"-j REJECT --reject-with icmp-net-unreachable"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 0})},
-	{name: "REJECT host-unreach", table: Filter, hook: Forward, rules: []string{"-j REJECT --reject-with host-unreach"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 1})},
-	{name: "REJECT proto-unreach", table: Filter, hook: Forward, rules: []string{"-j REJECT --reject-with icmp-proto-unreachable"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 2})},
-	{name: "REJECT port-unreach", table: Filter, hook: LocalOut, rules: []string{"-j REJECT --reject-with icmp-port-unreachable"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 3})},
-	{name: "REJECT net-prohib", table: Filter, hook: LocalIn, rules: []string{"-j REJECT --reject-with icmp-net-prohibited"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 9})},
-	{name: "REJECT host-prohib", table: Filter, hook: LocalIn, rules: []string{"-j REJECT --reject-with icmp-host-prohibited"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 10})},
-	{name: "REJECT admin-prohib", table: Filter, hook: LocalIn, rules: []string{"-j REJECT --reject-with admin-prohib"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 13})},
-	{name: "REJECT tcp-reset", table: Filter, hook: LocalIn, rules: []string{"-p tcp -j REJECT --reject-with tcp-reset"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{TCPReset: true})},
+	{name: "REJECT default", table: Filter, hook: netfilter.LocalIn, rules: []string{"-j REJECT"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 3})},
+	{name: "REJECT net-unreach", table: Filter, hook: netfilter.LocalIn, rules: []string{"-j REJECT --reject-with icmp-net-unreachable"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 0})},
+	{name: "REJECT host-unreach", table: Filter, hook: netfilter.Forward, rules: []string{"-j REJECT --reject-with host-unreach"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 1})},
+	{name: "REJECT proto-unreach", table: Filter, hook: netfilter.Forward, rules: []string{"-j REJECT --reject-with icmp-proto-unreachable"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 2})},
+	{name: "REJECT port-unreach", table: Filter, hook: netfilter.LocalOut, rules: []string{"-j REJECT --reject-with icmp-port-unreachable"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 3})},
+	{name: "REJECT net-prohib", table: Filter, hook: netfilter.LocalIn, rules: []string{"-j REJECT --reject-with icmp-net-prohibited"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 9})},
+	{name: "REJECT host-prohib", table: Filter, hook: netfilter.LocalIn, rules: []string{"-j REJECT --reject-with icmp-host-prohibited"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 10})},
+	{name: "REJECT admin-prohib", table: Filter, hook: netfilter.LocalIn, rules: []string{"-j REJECT --reject-with admin-prohib"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{Type: 3, Code: 13})},
+	{name: "REJECT tcp-reset", table: Filter, hook: netfilter.LocalIn, rules: []string{"-p tcp -j REJECT --reject-with tcp-reset"}, tv: TDrop, rv: TDrop, check: wantReject(RejectRequest{TCPReset: true})},
 
 	// NAT targets (xt_nat.c, xt_MASQUERADE.c, xt_REDIRECT.c, xt_NETMAP.c)
-	{name: "DNAT address", table: Nat, hook: PreRouting, rules: []string{"-j DNAT --to-destination 192.168.1.10"}, ct: true, tv: TAccept, rv: TAccept,
+	{name: "DNAT address", table: Nat, hook: netfilter.PreRouting, rules: []string{"-j DNAT --to-destination 192.168.1.10"}, ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(natReq(ManipDst, NATRange{Flags: NATMapIPs, MinAddr: ip4("192.168.1.10"), MaxAddr: ip4("192.168.1.10")}))},
-	{name: "DNAT address:port", table: Nat, hook: LocalOut, rules: []string{"-p tcp -j DNAT --to-destination 192.168.1.10:8080"}, ct: true, tv: TAccept, rv: TAccept,
+	{name: "DNAT address:port", table: Nat, hook: netfilter.LocalOut, rules: []string{"-p tcp -j DNAT --to-destination 192.168.1.10:8080"}, ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(natReq(ManipDst, NATRange{Flags: natTCP, MinAddr: ip4("192.168.1.10"), MaxAddr: ip4("192.168.1.10"), MinPort: 8080, MaxPort: 8080}))},
-	{name: "DNAT range base random persistent", table: Nat, hook: PreRouting, rules: []string{"-p tcp -j DNAT --to-destination 10.9.0.1-10.9.0.4:1000-2000/1500 --random --persistent"}, ct: true, tv: TAccept, rv: TAccept,
+	{name: "DNAT range base random persistent", table: Nat, hook: netfilter.PreRouting, rules: []string{"-p tcp -j DNAT --to-destination 10.9.0.1-10.9.0.4:1000-2000/1500 --random --persistent"}, ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(natReq(ManipDst, NATRange{Flags: natTCP | NATProtoOffset | NATProtoRandom | NATPersistent,
 			MinAddr: ip4("10.9.0.1"), MaxAddr: ip4("10.9.0.4"), MinPort: 1000, MaxPort: 2000, BasePort: 1500}))},
-	{name: "DNAT port only", table: Nat, hook: PreRouting, rules: []string{"-p udp -j DNAT --to-destination :53"}, pkt: withTOS(0), ct: true, tv: TAccept, rv: TAccept,
+	{name: "DNAT port only", table: Nat, hook: netfilter.PreRouting, rules: []string{"-p udp -j DNAT --to-destination :53"}, pkt: withTOS(0), ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(natReq(ManipDst, NATRange{Flags: NATProtoSpecified, MinPort: 53, MaxPort: 53}))},
-	{name: "SNAT", table: Nat, hook: PostRouting, rules: []string{"-j SNAT --to-source 1.2.3.4"}, ct: true, tv: TAccept, rv: TAccept,
+	{name: "SNAT", table: Nat, hook: netfilter.PostRouting, rules: []string{"-j SNAT --to-source 1.2.3.4"}, ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(natReq(ManipSrc, NATRange{Flags: NATMapIPs, MinAddr: ip4("1.2.3.4"), MaxAddr: ip4("1.2.3.4")}))},
-	{name: "SNAT range random-fully", table: Nat, hook: LocalIn, rules: []string{"-p udp -j SNAT --to-source 1.2.3.4-1.2.3.10:1024-2048 --random-fully"}, pkt: withTOS(0), ct: true, tv: TAccept, rv: TAccept,
+	{name: "SNAT range random-fully", table: Nat, hook: netfilter.LocalIn, rules: []string{"-p udp -j SNAT --to-source 1.2.3.4-1.2.3.10:1024-2048 --random-fully"}, pkt: withTOS(0), ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(natReq(ManipSrc, NATRange{Flags: natTCP | NATProtoRandomFull, MinAddr: ip4("1.2.3.4"), MaxAddr: ip4("1.2.3.10"), MinPort: 1024, MaxPort: 2048}))},
-	{name: "SNAT random persistent", table: Nat, hook: PostRouting, rules: []string{"-j SNAT --to-source 1.2.3.4 --random --persistent"}, ct: true, tv: TAccept, rv: TAccept,
+	{name: "SNAT random persistent", table: Nat, hook: netfilter.PostRouting, rules: []string{"-j SNAT --to-source 1.2.3.4 --random --persistent"}, ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(natReq(ManipSrc, NATRange{Flags: NATMapIPs | NATProtoRandom | NATPersistent, MinAddr: ip4("1.2.3.4"), MaxAddr: ip4("1.2.3.4")}))},
-	{name: "MASQUERADE", table: Nat, hook: PostRouting, rules: []string{"-j MASQUERADE"}, ct: true, tv: TAccept, rv: TAccept,
+	{name: "MASQUERADE", table: Nat, hook: netfilter.PostRouting, rules: []string{"-j MASQUERADE"}, ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(&NATRequest{Manip: ManipSrc, Masquerade: true})},
-	{name: "MASQUERADE ports random", table: Nat, hook: PostRouting, rules: []string{"-p tcp -j MASQUERADE --to-ports 1000-2000 --random"}, ct: true, tv: TAccept, rv: TAccept,
+	{name: "MASQUERADE ports random", table: Nat, hook: netfilter.PostRouting, rules: []string{"-p tcp -j MASQUERADE --to-ports 1000-2000 --random"}, ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(&NATRequest{Manip: ManipSrc, Masquerade: true, Range: NATRange{Flags: NATProtoSpecified | NATProtoRandom, MinPort: 1000, MaxPort: 2000}})},
-	{name: "MASQUERADE random-fully", table: Nat, hook: PostRouting, rules: []string{"-j MASQUERADE --random-fully"}, ct: true, tv: TAccept, rv: TAccept,
+	{name: "MASQUERADE random-fully", table: Nat, hook: netfilter.PostRouting, rules: []string{"-j MASQUERADE --random-fully"}, ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(&NATRequest{Manip: ManipSrc, Masquerade: true, Range: NATRange{Flags: NATProtoRandomFull}})},
-	{name: "REDIRECT", table: Nat, hook: PreRouting, rules: []string{"-j REDIRECT"}, ct: true, tv: TAccept, rv: TAccept,
+	{name: "REDIRECT", table: Nat, hook: netfilter.PreRouting, rules: []string{"-j REDIRECT"}, ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(&NATRequest{Manip: ManipDst, Redirect: true})},
-	{name: "REDIRECT ports random", table: Nat, hook: LocalOut, rules: []string{"-p tcp -j REDIRECT --to-ports 8080-8081 --random"}, ct: true, tv: TAccept, rv: TAccept,
+	{name: "REDIRECT ports random", table: Nat, hook: netfilter.LocalOut, rules: []string{"-p tcp -j REDIRECT --to-ports 8080-8081 --random"}, ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(&NATRequest{Manip: ManipDst, Redirect: true, Range: NATRange{Flags: NATProtoSpecified | NATProtoRandom, MinPort: 8080, MaxPort: 8081}})},
-	{name: "NETMAP PREROUTING", table: Nat, hook: PreRouting, rules: []string{"-j NETMAP --to 10.1.0.0/16"}, ct: true, tv: TAccept, rv: TAccept,
+	{name: "NETMAP PREROUTING", table: Nat, hook: netfilter.PreRouting, rules: []string{"-j NETMAP --to 10.1.0.0/16"}, ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(&NATRequest{Manip: ManipDst, Netmap: true, NetmapMask: 0xffff0000, Range: NATRange{Flags: NATMapIPs, MinAddr: ip4("10.1.0.0"), MaxAddr: ip4("10.1.255.255")}})},
-	{name: "NETMAP OUTPUT", table: Nat, hook: LocalOut, rules: []string{"-j NETMAP --to 10.1.2.0/24"}, ct: true, tv: TAccept, rv: TAccept,
+	{name: "NETMAP OUTPUT", table: Nat, hook: netfilter.LocalOut, rules: []string{"-j NETMAP --to 10.1.2.0/24"}, ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(&NATRequest{Manip: ManipDst, Netmap: true, NetmapMask: 0xffffff00, Range: NATRange{Flags: NATMapIPs, MinAddr: ip4("10.1.2.0"), MaxAddr: ip4("10.1.2.255")}})},
-	{name: "NETMAP POSTROUTING", table: Nat, hook: PostRouting, rules: []string{"-j NETMAP --to 10.1.0.0/16"}, ct: true, tv: TAccept, rv: TAccept,
+	{name: "NETMAP POSTROUTING", table: Nat, hook: netfilter.PostRouting, rules: []string{"-j NETMAP --to 10.1.0.0/16"}, ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(&NATRequest{Manip: ManipSrc, Netmap: true, NetmapMask: 0xffff0000, Range: NATRange{Flags: NATMapIPs, MinAddr: ip4("10.1.0.0"), MaxAddr: ip4("10.1.255.255")}})},
-	{name: "NETMAP INPUT", table: Nat, hook: LocalIn, rules: []string{"-j NETMAP --to 172.16.0.0/12"}, ct: true, tv: TAccept, rv: TAccept,
+	{name: "NETMAP INPUT", table: Nat, hook: netfilter.LocalIn, rules: []string{"-j NETMAP --to 172.16.0.0/12"}, ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(&NATRequest{Manip: ManipSrc, Netmap: true, NetmapMask: 0xfff00000, Range: NATRange{Flags: NATMapIPs, MinAddr: ip4("172.16.0.0"), MaxAddr: ip4("172.31.255.255")}})},
-	{name: "NAT then ACCEPT not reached", table: Nat, hook: PreRouting, rules: []string{"-j DNAT --to-destination 192.168.1.11", "-j DNAT --to-destination 192.168.1.12"}, ct: true, tv: TAccept, rv: TAccept,
+	{name: "NAT then ACCEPT not reached", table: Nat, hook: netfilter.PreRouting, rules: []string{"-j DNAT --to-destination 192.168.1.11", "-j DNAT --to-destination 192.168.1.12"}, ct: true, tv: TAccept, rv: TAccept,
 		check: wantNAT(natReq(ManipDst, NATRange{Flags: NATMapIPs, MinAddr: ip4("192.168.1.11"), MaxAddr: ip4("192.168.1.11")}))},
 
 	// TPROXY (xt_TPROXY.c): no sockets, so the no-socket path: drop
-	{name: "TPROXY", table: Mangle, hook: PreRouting, rules: []string{"-p tcp -j TPROXY --on-port 3128 --on-ip 127.0.0.1 --tproxy-mark 0x1/0x1"}, mark: 0x10, tv: TDrop, rv: TDrop, check: wantMark(0x10)},
-	{name: "TPROXY udp", table: Mangle, hook: PreRouting, rules: []string{"-p udp -j TPROXY --on-port 53"}, pkt: withTOS(0), tv: TDrop, rv: TDrop},
+	{name: "TPROXY", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-p tcp -j TPROXY --on-port 3128 --on-ip 127.0.0.1 --tproxy-mark 0x1/0x1"}, mark: 0x10, tv: TDrop, rv: TDrop, check: wantMark(0x10)},
+	{name: "TPROXY udp", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-p udp -j TPROXY --on-port 53"}, pkt: withTOS(0), tv: TDrop, rv: TDrop},
 }
 
 // execSrc is the source address that selects case i's rules.
@@ -440,7 +441,7 @@ func execRuleset(t testing.TB) *Ruleset {
 	var lines [NumTables][]string
 	for i, c := range execCases {
 		for _, r := range c.rules {
-			lines[c.table] = append(lines[c.table], fmt.Sprintf("-A %s -s %s/32 %s", c.hook.ChainName(), FormatAddr(execSrc(i)), r))
+			lines[c.table] = append(lines[c.table], fmt.Sprintf("-A %s -s %s/32 %s", c.hook.String(), FormatAddr(execSrc(i)), r))
 		}
 	}
 	var b strings.Builder
@@ -449,9 +450,9 @@ func execRuleset(t testing.TB) *Ruleset {
 			continue
 		}
 		fmt.Fprintf(&b, "*%s\n", tb)
-		for h := Hook(0); h < NumHooks; h++ {
+		for h := netfilter.Hook(0); h < netfilter.NumHooks; h++ {
 			if TableHooks(tb).Has(h) {
-				fmt.Fprintf(&b, ":%s ACCEPT [0:0]\n", h.ChainName())
+				fmt.Fprintf(&b, ":%s ACCEPT [0:0]\n", h.String())
 			}
 		}
 		for _, l := range lines[tb] {
@@ -730,7 +731,7 @@ func BenchmarkExecTargets(b *testing.B) {
 		copy(buf, orig)
 		p.Data = buf
 		_ = p.Decode()
-		*c = Ctx{Pkt: &p, Hook: PreRouting, Env: env}
+		*c = Ctx{Pkt: &p, Hook: netfilter.PreRouting, Env: env}
 		tb.Run(c, nil)
 	}
 }

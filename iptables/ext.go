@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // This file defines how match and target extensions plug into the parser
@@ -107,7 +109,7 @@ type Target interface {
 // validate). It is called at COMMIT time with the set of hooks from which
 // the rule's chain is reachable.
 type HookChecker interface {
-	CheckHooks(t TableID, hooks HookMask) error
+	CheckHooks(t TableID, hooks netfilter.HookMask) error
 }
 
 // EntryChecker is implemented by extensions whose kernel checkentry looks
@@ -116,7 +118,7 @@ type HookChecker interface {
 // the hook of the rule's own chain when it is a base chain and empty for
 // a user chain, whatever jumps to it. The loader calls it at COMMIT.
 type EntryChecker interface {
-	CheckEntry(t TableID, hooks HookMask) error
+	CheckEntry(t TableID, hooks netfilter.HookMask) error
 }
 
 // Errno is an error a HookChecker or EntryChecker returns when the kernel

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // TableID names one of the five IPv4 xtables tables.
@@ -39,54 +41,22 @@ func ParseTable(name string) (TableID, bool) {
 	return 0, false
 }
 
-// Hook is a netfilter IPv4 hook (include/uapi/linux/netfilter_ipv4.h).
-type Hook uint8
-
-const (
-	PreRouting Hook = iota
-	LocalIn
-	Forward
-	LocalOut
-	PostRouting
-	NumHooks
-)
-
-var hookChains = [NumHooks]string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
-
-// ChainName is the builtin chain name of the hook.
-func (h Hook) ChainName() string { return hookChains[h] }
-
-func (h Hook) String() string { return hookChains[h] }
-
-// HookMask is a set of hooks.
-type HookMask uint8
-
-// Has reports whether h is in the set.
-func (m HookMask) Has(h Hook) bool { return m&(1<<h) != 0 }
-
-// Hooks makes a mask.
-func Hooks(hs ...Hook) HookMask {
-	var m HookMask
-	for _, h := range hs {
-		m |= 1 << h
-	}
-	return m
-}
-
 // tableHooks lists the builtin chains of each table in hook order
 // (iptables/nft.c xtables_ipv4).
-var tableHooks = [NumTables]HookMask{
-	Mangle:   Hooks(PreRouting, LocalIn, Forward, LocalOut, PostRouting),
-	Security: Hooks(LocalIn, Forward, LocalOut),
-	Raw:      Hooks(PreRouting, LocalOut),
-	Filter:   Hooks(LocalIn, Forward, LocalOut),
-	Nat:      Hooks(PreRouting, LocalIn, LocalOut, PostRouting),
+var tableHooks = [NumTables]netfilter.HookMask{
+	Mangle:   netfilter.Hooks(netfilter.PreRouting, netfilter.LocalIn, netfilter.Forward, netfilter.LocalOut, netfilter.PostRouting),
+	Security: netfilter.Hooks(netfilter.LocalIn, netfilter.Forward, netfilter.LocalOut),
+	Raw:      netfilter.Hooks(netfilter.PreRouting, netfilter.LocalOut),
+	Filter:   netfilter.Hooks(netfilter.LocalIn, netfilter.Forward, netfilter.LocalOut),
+	Nat:      netfilter.Hooks(netfilter.PreRouting, netfilter.LocalIn, netfilter.LocalOut, netfilter.PostRouting),
 }
 
 // TableHooks returns the hooks a table has builtin chains for.
-func TableHooks(t TableID) HookMask { return tableHooks[t] }
+func TableHooks(t TableID) netfilter.HookMask { return tableHooks[t] }
 
-// Verdict is a standard (built-in) target's verdict.
+// Verdict is a standard (built-in) target's verdict as the rule set
+// spells it (the IR of -j ACCEPT, -j CHAIN, -g CHAIN...), not a hook's
+// netfilter.Verdict: jumps and RETURN are part of it.
 type Verdict uint8
 
 const (
@@ -158,19 +128,19 @@ type Table struct {
 func (t *Table) Chain(name string) *Chain { return t.byName[name] }
 
 // Builtin returns the builtin chain of hook h, or nil.
-func (t *Table) Builtin(h Hook) *Chain {
+func (t *Table) Builtin(h netfilter.Hook) *Chain {
 	if !tableHooks[t.ID].Has(h) {
 		return nil
 	}
-	return t.byName[h.ChainName()]
+	return t.byName[h.String()]
 }
 
 // Chain is a builtin or user-defined chain.
 type Chain struct {
 	Name    string
 	Builtin bool
-	Hook    Hook    // valid when Builtin
-	Policy  Verdict // VerdictAccept or VerdictDrop for builtin chains
+	Hook    netfilter.Hook // valid when Builtin
+	Policy  Verdict        // VerdictAccept or VerdictDrop for builtin chains
 	// Counters are the policy counters of a builtin chain.
 	Counters Counters
 	Rules    []*Rule
@@ -178,7 +148,7 @@ type Chain struct {
 	hits *hitCounter
 	// Reach is the set of hooks from which the chain can be reached
 	// (computed at commit, as x_tables' mark_source_chains does).
-	Reach HookMask
+	Reach netfilter.HookMask
 	// refs counts rules jumping here (for -X).
 	refs int
 	// index is the compiled classifier (nil: walk linearly); built by

@@ -1,6 +1,10 @@
 package iptables
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
+)
 
 // addrtype match, revision 1 (extensions/libxt_addrtype.c; kernel
 // net/netfilter/xt_addrtype.c addrtype_mt_checkentry_v1).
@@ -112,14 +116,14 @@ func (m *AddrtypeMatch) Final(r *RuleContext) error {
 // CheckEntry is addrtype_mt_checkentry_v1: the output interface is not
 // known in PREROUTING and INPUT, the input one not in OUTPUT and
 // POSTROUTING.
-func (m *AddrtypeMatch) CheckEntry(t TableID, hooks HookMask) error {
+func (m *AddrtypeMatch) CheckEntry(t TableID, hooks netfilter.HookMask) error {
 	if m.Flags&AddrtypeLimitIn != 0 && m.Flags&AddrtypeLimitOut != 0 {
 		return Errorf("both incoming and outgoing interface limitation cannot be selected")
 	}
-	if m.Flags&AddrtypeLimitOut != 0 && hooks&Hooks(PreRouting, LocalIn) != 0 {
+	if m.Flags&AddrtypeLimitOut != 0 && hooks&netfilter.Hooks(netfilter.PreRouting, netfilter.LocalIn) != 0 {
 		return Errorf("output interface limitation not valid in PREROUTING and INPUT")
 	}
-	if m.Flags&AddrtypeLimitIn != 0 && hooks&Hooks(PostRouting, LocalOut) != 0 {
+	if m.Flags&AddrtypeLimitIn != 0 && hooks&netfilter.Hooks(netfilter.PostRouting, netfilter.LocalOut) != 0 {
 		return Errorf("input interface limitation not valid in POSTROUTING and OUTPUT")
 	}
 	return nil

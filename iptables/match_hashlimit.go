@@ -4,6 +4,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // hashlimit match (extensions/libxt_hashlimit.c, revision 3; kernel
@@ -300,7 +302,7 @@ func (m *HashlimitMatch) Final(r *RuleContext) error {
 }
 
 // CheckHooks carries hashlimit_mt_check_common's refusals.
-func (m *HashlimitMatch) CheckHooks(t TableID, hooks HookMask) error {
+func (m *HashlimitMatch) CheckHooks(t TableID, hooks netfilter.HookMask) error {
 	if !procNameOK(m.HName) {
 		return Errorf("hashlimit: bad name")
 	}

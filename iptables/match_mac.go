@@ -1,6 +1,10 @@
 package iptables
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
+)
 
 // mac match (extensions/libxt_mac.c, libxtables/xtoptions.c
 // xtopt_parse_ethermac; kernel net/netfilter/xt_mac.c, registered for the
@@ -59,8 +63,8 @@ func (m *MACMatch) Final(r *RuleContext) error {
 }
 
 // CheckHooks: xt_mac's .hooks.
-func (m *MACMatch) CheckHooks(t TableID, hooks HookMask) error {
-	return hooksOutside(hooks, Hooks(PreRouting, LocalIn, Forward))
+func (m *MACMatch) CheckHooks(t TableID, hooks netfilter.HookMask) error {
+	return hooksOutside(hooks, netfilter.Hooks(netfilter.PreRouting, netfilter.LocalIn, netfilter.Forward))
 }
 
 func (m *MACMatch) Save(w *SaveWriter) {

@@ -3,6 +3,8 @@ package iptables
 import (
 	"os/user"
 	"strconv"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // owner match, revision 1 (extensions/libxt_owner.c; kernel
@@ -126,12 +128,12 @@ func (m *OwnerMatch) Final(r *RuleContext) error {
 }
 
 // CheckHooks: xt_owner's .hooks.
-func (m *OwnerMatch) CheckHooks(t TableID, hooks HookMask) error {
-	return hooksOutside(hooks, Hooks(LocalOut, PostRouting))
+func (m *OwnerMatch) CheckHooks(t TableID, hooks netfilter.HookMask) error {
+	return hooksOutside(hooks, netfilter.Hooks(netfilter.LocalOut, netfilter.PostRouting))
 }
 
 // CheckEntry is owner_check: reversed ranges are refused.
-func (m *OwnerMatch) CheckEntry(t TableID, hooks HookMask) error {
+func (m *OwnerMatch) CheckEntry(t TableID, hooks netfilter.HookMask) error {
 	if m.Match&OwnerUID != 0 && m.UIDMax < m.UIDMin || m.Match&OwnerGID != 0 && m.GIDMax < m.GIDMin {
 		return Errorf("owner: reversed range")
 	}

@@ -1,5 +1,7 @@
 package iptables
 
+import "github.com/uswitch-lab/uswitch/netfilter"
+
 // physdev match (extensions/libxt_physdev.c; kernel
 // net/netfilter/xt_physdev.c physdev_mt_check).
 
@@ -74,10 +76,10 @@ func (m *PhysdevMatch) Final(r *RuleContext) error {
 // CheckEntry is physdev_mt_check: the output port is only known for
 // bridged traffic, so --physdev-out/--physdev-is-out without
 // --physdev-is-bridged are refused in OUTPUT.
-func (m *PhysdevMatch) CheckEntry(t TableID, hooks HookMask) error {
+func (m *PhysdevMatch) CheckEntry(t TableID, hooks netfilter.HookMask) error {
 	if m.Bitmask&(PhysdevOut|PhysdevIsOut) != 0 &&
 		(m.Bitmask&PhysdevBridged == 0 || m.Invert&PhysdevBridged != 0) &&
-		hooks.Has(LocalOut) {
+		hooks.Has(netfilter.LocalOut) {
 		return Errorf("--physdev-out and --physdev-is-out only supported in the FORWARD and POSTROUTING chains with bridged traffic")
 	}
 	return nil

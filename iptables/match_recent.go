@@ -3,6 +3,8 @@ package iptables
 import (
 	"strings"
 	"sync/atomic"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // recent match (extensions/libxt_recent.c, revision 1; kernel
@@ -124,7 +126,7 @@ func (m *RecentMatch) Final(r *RuleContext) error {
 
 // CheckHooks carries recent_mt_check's refusals (the kernel reports them
 // when the rule is committed).
-func (m *RecentMatch) CheckHooks(t TableID, hooks HookMask) error {
+func (m *RecentMatch) CheckHooks(t TableID, hooks netfilter.HookMask) error {
 	ops := m.CheckSet & (RecentSet | RecentRemove | RecentCheck | RecentUpdate)
 	if ops&(ops-1) != 0 || ops == 0 {
 		return Errorf("recent: one operation")

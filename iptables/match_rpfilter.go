@@ -1,6 +1,9 @@
 package iptables
 
-import "github.com/uswitch-lab/uswitch/packet"
+import (
+	"github.com/uswitch-lab/uswitch/netfilter"
+	"github.com/uswitch-lab/uswitch/packet"
+)
 
 // rpfilter match (extensions/libxt_rpfilter.c; kernel
 // net/ipv4/netfilter/ipt_rpfilter.c: PREROUTING only, raw and mangle).
@@ -39,11 +42,11 @@ func (m *RPFilterMatch) Final(r *RuleContext) error { return nil }
 
 // CheckHooks: the match is registered for NF_INET_PRE_ROUTING only and
 // rpfilter_check accepts the raw and mangle tables.
-func (m *RPFilterMatch) CheckHooks(t TableID, hooks HookMask) error {
+func (m *RPFilterMatch) CheckHooks(t TableID, hooks netfilter.HookMask) error {
 	if t != Raw && t != Mangle {
 		return Errorf("rpfilter: only valid in 'raw' or 'mangle' table, not '%s'", t)
 	}
-	if hooks&^Hooks(PreRouting) != 0 {
+	if hooks&^netfilter.Hooks(netfilter.PreRouting) != 0 {
 		return Errorf("rpfilter: PREROUTING only")
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // The iptables project's own extension tests (extensions/*.t, format in
@@ -128,8 +129,8 @@ func tInput(l tLine) string {
 	b.WriteString("*" + l.table + "\n")
 	if id, ok := ParseTable(l.table); ok {
 		builtin := false
-		for h := Hook(0); h < NumHooks; h++ {
-			if TableHooks(id).Has(h) && h.ChainName() == l.chain {
+		for h := netfilter.Hook(0); h < netfilter.NumHooks; h++ {
+			if TableHooks(id).Has(h) && h.String() == l.chain {
 				builtin = true
 			}
 		}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // The iptables-restore input grammar, as iptables-nft 1.8.9's
@@ -564,8 +566,8 @@ func (t *Table) validate() error {
 	for _, c := range t.Chains {
 		c.vstate = 0
 	}
-	var visit func(c *Chain, hooks HookMask, depth int) bool
-	visit = func(c *Chain, hooks HookMask, depth int) bool {
+	var visit func(c *Chain, hooks netfilter.HookMask, depth int) bool
+	visit = func(c *Chain, hooks netfilter.HookMask, depth int) bool {
 		if c.Reach&hooks == hooks && depth > 0 {
 			return true
 		}
@@ -590,7 +592,7 @@ func (t *Table) validate() error {
 	}
 	for _, c := range t.Chains {
 		if c.Builtin {
-			visit(c, Hooks(c.Hook), 0)
+			visit(c, netfilter.Hooks(c.Hook), 0)
 		}
 	}
 	if bad == nil {
@@ -631,8 +633,8 @@ func (t *Table) validate() error {
 	// on the earliest line at which it exists, the offending rule or
 	// the later jump completing a path to it
 	// (the reach times are computed only once a check fails)
-	var times map[*Chain]*[NumHooks]reachStep
-	timesOf := func(c *Chain) *[NumHooks]reachStep {
+	var times map[*Chain]*[netfilter.NumHooks]reachStep
+	timesOf := func(c *Chain) *[netfilter.NumHooks]reachStep {
 		if times == nil {
 			times = t.reachTimes()
 		}
@@ -667,10 +669,10 @@ type reachStep struct {
 // reachTimes computes for every chain and hook the earliest line after
 // which the chain is reachable from the hook (the latest jump on the
 // best path). Loops were refused before.
-func (t *Table) reachTimes() map[*Chain]*[NumHooks]reachStep {
-	times := map[*Chain]*[NumHooks]reachStep{}
+func (t *Table) reachTimes() map[*Chain]*[netfilter.NumHooks]reachStep {
+	times := map[*Chain]*[netfilter.NumHooks]reachStep{}
 	for _, c := range t.Chains {
-		var ts [NumHooks]reachStep
+		var ts [netfilter.NumHooks]reachStep
 		for h := range ts {
 			ts[h].line = -1
 		}
@@ -686,7 +688,7 @@ func (t *Table) reachTimes() map[*Chain]*[NumHooks]reachStep {
 				if r.Jump == nil || times[r.Jump] == nil {
 					continue
 				}
-				for h := Hook(0); h < NumHooks; h++ {
+				for h := netfilter.Hook(0); h < netfilter.NumHooks; h++ {
 					from := times[c][h]
 					if from.line < 0 {
 						continue
@@ -719,15 +721,15 @@ func withErrno(fail *RestoreError, err error) *RestoreError {
 	return &f
 }
 
-func checkRuleHooks(t TableID, c *Chain, r *Rule, timesOf func(*Chain) *[NumHooks]reachStep) *RestoreError {
+func checkRuleHooks(t TableID, c *Chain, r *Rule, timesOf func(*Chain) *[netfilter.NumHooks]reachStep) *RestoreError {
 	failAt := func(r *Rule, c *Chain) *RestoreError {
 		return &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Invalid argument): rule in chain %s", opName(r.op), c.Name)}
 	}
 	check := func(x any) *RestoreError {
 		if ec, ok := x.(EntryChecker); ok {
-			var own HookMask
+			var own netfilter.HookMask
 			if c.Builtin {
-				own = Hooks(c.Hook)
+				own = netfilter.Hooks(c.Hook)
 			}
 			if err := ec.CheckEntry(t, own); err != nil {
 				return withErrno(failAt(r, c), err)
@@ -748,9 +750,9 @@ func checkRuleHooks(t TableID, c *Chain, r *Rule, timesOf func(*Chain) *[NumHook
 			}
 			// the hook that made the rule invalid earliest
 			var best *RestoreError
-			for h := Hook(0); h < NumHooks; h++ {
+			for h := netfilter.Hook(0); h < netfilter.NumHooks; h++ {
 				st := times[h]
-				if !c.Reach.Has(h) || st.line < 0 || hc.CheckHooks(t, Hooks(h)) == nil {
+				if !c.Reach.Has(h) || st.line < 0 || hc.CheckHooks(t, netfilter.Hooks(h)) == nil {
 					continue
 				}
 				e := fail
@@ -794,9 +796,9 @@ func checkRuleHooks(t TableID, c *Chain, r *Rule, timesOf func(*Chain) *[NumHook
 
 func newTable(id TableID) *Table {
 	t := &Table{ID: id, byName: map[string]*Chain{}}
-	for h := Hook(0); h < NumHooks; h++ {
+	for h := netfilter.Hook(0); h < netfilter.NumHooks; h++ {
 		if tableHooks[id].Has(h) {
-			c := &Chain{Name: h.ChainName(), Builtin: true, Hook: h, Policy: VerdictAccept, hits: new(hitCounter)}
+			c := &Chain{Name: h.String(), Builtin: true, Hook: h, Policy: VerdictAccept, hits: new(hitCounter)}
 			t.Chains = append(t.Chains, c)
 			t.byName[c.Name] = c
 		}

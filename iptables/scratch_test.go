@@ -3,6 +3,8 @@ package iptables
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // TestScratchReuse: traversals that share one Scratch, as an engine's
@@ -30,8 +32,8 @@ func TestScratchReuse(t *testing.T) {
 				q.Decode()
 				now := int64(n) * 1e6
 				envF.now, envR.now = now, now
-				cf := &Ctx{Pkt: p, Hook: Forward, Env: envF, State: stF, Linear: linear}
-				cr := &Ctx{Pkt: &q, Hook: Forward, Env: envR, State: stR, Linear: linear, Scratch: s}
+				cf := &Ctx{Pkt: p, Hook: netfilter.Forward, Env: envF, State: stF, Linear: linear}
+				cr := &Ctx{Pkt: &q, Hook: netfilter.Forward, Env: envR, State: stR, Linear: linear, Scratch: s}
 				vf := fresh.Tables[Filter].Run(cf, nil)
 				vr := reuse.Tables[Filter].Run(cr, nil)
 				if vf != vr || p.Mark != q.Mark || (cf.Reject == nil) != (cr.Reject == nil) || cf.HotDrop != cr.HotDrop {
@@ -63,8 +65,8 @@ func TestScratchNoAllocs(t *testing.T) {
 	c := &Ctx{}
 	s := new(Scratch)
 	n := testing.AllocsPerRun(200, func() {
-		*c = Ctx{Pkt: p, Hook: Forward, Env: env, State: st, Scratch: s}
-		rs.Tables[Filter].RunBase(rs.Tables[Filter].Builtin(Forward), c, nil)
+		*c = Ctx{Pkt: p, Hook: netfilter.Forward, Env: env, State: st, Scratch: s}
+		rs.Tables[Filter].RunBase(rs.Tables[Filter].Builtin(netfilter.Forward), c, nil)
 	})
 	if n != 0 {
 		t.Errorf("%v allocations per traversal", n)

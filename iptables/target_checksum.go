@@ -1,5 +1,7 @@
 package iptables
 
+import "github.com/uswitch-lab/uswitch/netfilter"
+
 // CHECKSUM target (iptables 1.8.9 extensions/libxt_CHECKSUM.c: the one
 // option is XTOPT_MAND; kernel net/netfilter/xt_CHECKSUM.c, .table =
 // "mangle").
@@ -24,7 +26,9 @@ func (t *ChecksumTarget) Final(r *RuleContext) error {
 	return fcheck("CHECKSUM", []optEntry{{name: "checksum-fill", mand: true}}, given)
 }
 
-func (t *ChecksumTarget) CheckHooks(tb TableID, hooks HookMask) error { return tableOnly(tb, Mangle) }
+func (t *ChecksumTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
+	return tableOnly(tb, Mangle)
+}
 
 func (t *ChecksumTarget) Save(w *SaveWriter) {
 	if t.Fill {

@@ -1,6 +1,10 @@
 package iptables
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
+)
 
 // CONNMARK target, revision 2 (iptables 1.8.9 extensions/libxt_CONNMARK.c
 // connmark_tg_opts_v2, connmark_tg_init_v2, connmark_tg_parse_v2,
@@ -115,7 +119,7 @@ func (t *ConnmarkTarget) Final(r *RuleContext) error {
 
 // CheckHooks is connmark_tg_check: the kernel refuses shifts of 32 bits
 // or more.
-func (t *ConnmarkTarget) CheckHooks(tb TableID, hooks HookMask) error {
+func (t *ConnmarkTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
 	if t.ShiftBits > 31 {
 		return Errorf("CONNMARK: shift of %d bits", t.ShiftBits)
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // CT target (iptables 1.8.9 extensions/libxt_CT.c, revision 2, the one
@@ -138,7 +139,7 @@ func (t *CTTarget) Final(r *RuleContext) error {
 // (ENOENT without a layer-4 protocol or when not registered for it) and
 // the timeout policy (EINVAL without a protocol, else ENOENT: a restore
 // cannot create nfct timeout policies).
-func (t *CTTarget) CheckHooks(tb TableID, hooks HookMask) error {
+func (t *CTTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
 	if err := tableOnly(tb, Raw); err != nil {
 		return err
 	}

@@ -1,5 +1,7 @@
 package iptables
 
+import "github.com/uswitch-lab/uswitch/netfilter"
+
 // DNAT target, revision 2 (iptables 1.8.9 extensions/libxt_NAT.c
 // DNAT_opts, DNAT_parse_v2, DNATv2_save; kernel net/netfilter/xt_nat.c:
 // table nat, hooks PREROUTING and OUTPUT).
@@ -37,8 +39,8 @@ func (t *DNATTarget) Exec(c *Ctx) TVerdict {
 	return TAccept
 }
 
-func (t *DNATTarget) CheckHooks(tb TableID, hooks HookMask) error {
-	return checkTableHooks("DNAT", tb, Nat, hooks, Hooks(PreRouting, LocalOut))
+func (t *DNATTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
+	return checkTableHooks("DNAT", tb, Nat, hooks, netfilter.Hooks(netfilter.PreRouting, netfilter.LocalOut))
 }
 
 func (t *DNATTarget) Save(w *SaveWriter) { t.Range.save(w, "to-destination", false) }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -53,7 +54,9 @@ func (t *DSCPTarget) Final(r *RuleContext) error {
 	return fcheck("DSCP", dscpEntries, t.given)
 }
 
-func (t *DSCPTarget) CheckHooks(tb TableID, hooks HookMask) error { return tableOnly(tb, Mangle) }
+func (t *DSCPTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
+	return tableOnly(tb, Mangle)
+}
 
 // Save is DSCP_save.
 func (t *DSCPTarget) Save(w *SaveWriter) { w.Opt("set-dscp", fmt.Sprintf("0x%02x", t.DSCP)) }

@@ -1,5 +1,7 @@
 package iptables
 
+import "github.com/uswitch-lab/uswitch/netfilter"
+
 // MASQUERADE target (iptables 1.8.9 extensions/libxt_NAT.c
 // MASQUERADE_opts, NAT_parse, MASQUERADE_save; kernel
 // net/netfilter/xt_MASQUERADE.c: table nat, hook POSTROUTING only).
@@ -35,8 +37,8 @@ func (t *MasqueradeTarget) Exec(c *Ctx) TVerdict {
 	return TAccept
 }
 
-func (t *MasqueradeTarget) CheckHooks(tb TableID, hooks HookMask) error {
-	return checkTableHooks("MASQUERADE", tb, Nat, hooks, Hooks(PostRouting))
+func (t *MasqueradeTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
+	return checkTableHooks("MASQUERADE", tb, Nat, hooks, netfilter.Hooks(netfilter.PostRouting))
 }
 
 func (t *MasqueradeTarget) Save(w *SaveWriter) { t.Range.save(w, "to-ports", true) }

@@ -1,5 +1,7 @@
 package iptables
 
+import "github.com/uswitch-lab/uswitch/netfilter"
+
 // NETMAP target (iptables 1.8.9 extensions/libipt_NETMAP.c NETMAP_opts,
 // NETMAP_parse, NETMAP_save; libxtables/xtoptions.c
 // xtopt_parse_hostmask; kernel net/netfilter/xt_NETMAP.c: table nat,
@@ -52,7 +54,7 @@ func (t *NetmapTarget) Final(r *RuleContext) error {
 // from the manipulated address (destination for ManipDst, source for
 // ManipSrc) before nf_nat_setup_info; the protocol range stays unset.
 func (t *NetmapTarget) Exec(c *Ctx) TVerdict {
-	if c.Hook == PreRouting || c.Hook == LocalOut {
+	if c.Hook == netfilter.PreRouting || c.Hook == netfilter.LocalOut {
 		c.NAT = &t.reqDst
 	} else {
 		c.NAT = &t.reqSrc
@@ -63,8 +65,8 @@ func (t *NetmapTarget) Exec(c *Ctx) TVerdict {
 // Mask is the mapped network's mask.
 func (t *NetmapTarget) Mask() uint32 { return ^(t.MinAddr ^ t.MaxAddr) }
 
-func (t *NetmapTarget) CheckHooks(tb TableID, hooks HookMask) error {
-	return checkTableHooks("NETMAP", tb, Nat, hooks, Hooks(PreRouting, LocalIn, LocalOut, PostRouting))
+func (t *NetmapTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
+	return checkTableHooks("NETMAP", tb, Nat, hooks, netfilter.Hooks(netfilter.PreRouting, netfilter.LocalIn, netfilter.LocalOut, netfilter.PostRouting))
 }
 
 func (t *NetmapTarget) Save(w *SaveWriter) {

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/uswitch-lab/uswitch/internal/kernhash"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -89,7 +90,7 @@ func (t *NFQueueTarget) Final(r *RuleContext) error {
 
 // CheckHooks is nfqueue_tg_check: no queue (a wrapped total) is EINVAL.
 // The last queue cannot pass 65535, so its ERANGE case cannot happen.
-func (t *NFQueueTarget) CheckHooks(tb TableID, hooks HookMask) error {
+func (t *NFQueueTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
 	if t.QueuesTotal == 0 {
 		return Errorf("number of total queues is 0")
 	}

@@ -1,6 +1,9 @@
 package iptables
 
-import "github.com/uswitch-lab/uswitch/conntrack"
+import (
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/netfilter"
+)
 
 // NOTRACK target. iptables 1.8.9 (extensions/libxt_CT.c) registers NOTRACK
 // as an alias of CT revision 2 with XT_CT_NOTRACK|XT_CT_NOTRACK_ALIAS and
@@ -17,7 +20,9 @@ func (t *NoTrackTarget) Final(r *RuleContext) error { return nil }
 func (t *NoTrackTarget) Save(w *SaveWriter)         {}
 
 // CheckHooks is xt_CT's table restriction.
-func (t *NoTrackTarget) CheckHooks(tb TableID, hooks HookMask) error { return tableOnly(tb, Raw) }
+func (t *NoTrackTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
+	return tableOnly(tb, Raw)
+}
 
 // Exec is what iptables 1.8.9's NOTRACK becomes, xt_ct_target with
 // --notrack (and the kernel's own notrack_tg, net/netfilter/xt_CT.c):

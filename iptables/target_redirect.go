@@ -1,5 +1,7 @@
 package iptables
 
+import "github.com/uswitch-lab/uswitch/netfilter"
+
 // REDIRECT target (iptables 1.8.9 extensions/libxt_NAT.c REDIRECT_opts,
 // NAT_parse, DNAT_fcheck, REDIRECT_save; kernel net/netfilter/
 // xt_REDIRECT.c: table nat, hooks PREROUTING and OUTPUT).
@@ -37,8 +39,8 @@ func (t *RedirectTarget) Exec(c *Ctx) TVerdict {
 	return TAccept
 }
 
-func (t *RedirectTarget) CheckHooks(tb TableID, hooks HookMask) error {
-	return checkTableHooks("REDIRECT", tb, Nat, hooks, Hooks(PreRouting, LocalOut))
+func (t *RedirectTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
+	return checkTableHooks("REDIRECT", tb, Nat, hooks, netfilter.Hooks(netfilter.PreRouting, netfilter.LocalOut))
 }
 
 func (t *RedirectTarget) Save(w *SaveWriter) { t.Range.save(w, "to-ports", true) }

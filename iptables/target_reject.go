@@ -1,5 +1,7 @@
 package iptables
 
+import "github.com/uswitch-lab/uswitch/netfilter"
+
 // REJECT target (iptables 1.8.9 extensions/libipt_REJECT.c reject_table,
 // REJECT_parse, REJECT_save; kernel net/ipv4/netfilter/ipt_REJECT.c:
 // .table "filter", hooks INPUT/FORWARD/OUTPUT, tcp-reset only with
@@ -60,11 +62,11 @@ func (t *RejectTarget) Final(r *RuleContext) error {
 	return nil
 }
 
-var rejectHooks = Hooks(LocalIn, Forward, LocalOut)
+var rejectHooks = netfilter.Hooks(netfilter.LocalIn, netfilter.Forward, netfilter.LocalOut)
 
 // CheckHooks is xt_check_target with ipt_REJECT's registration, then
 // reject_tg_check.
-func (t *RejectTarget) CheckHooks(tb TableID, hooks HookMask) error {
+func (t *RejectTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
 	if err := checkTableHooks("REJECT", tb, Filter, hooks, rejectHooks); err != nil {
 		return err
 	}

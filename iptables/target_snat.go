@@ -1,5 +1,7 @@
 package iptables
 
+import "github.com/uswitch-lab/uswitch/netfilter"
+
 // SNAT target, revision 0 (iptables 1.8.9 extensions/libxt_NAT.c
 // SNAT_opts, NAT_parse, SNAT_fcheck, SNAT_save; kernel
 // net/netfilter/xt_nat.c: table nat, hooks POSTROUTING and INPUT).
@@ -41,8 +43,8 @@ func (t *SNATTarget) Exec(c *Ctx) TVerdict {
 	return TAccept
 }
 
-func (t *SNATTarget) CheckHooks(tb TableID, hooks HookMask) error {
-	return checkTableHooks("SNAT", tb, Nat, hooks, Hooks(PostRouting, LocalIn))
+func (t *SNATTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
+	return checkTableHooks("SNAT", tb, Nat, hooks, netfilter.Hooks(netfilter.PostRouting, netfilter.LocalIn))
 }
 
 func (t *SNATTarget) Save(w *SaveWriter) { t.Range.save(w, "to-source", false) }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"strconv"
 
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -58,7 +59,7 @@ func (t *TCPMSSTarget) Final(r *RuleContext) error {
 }
 
 // CheckHooks is xt_check_target's protocol test.
-func (t *TCPMSSTarget) CheckHooks(tb TableID, hooks HookMask) error {
+func (t *TCPMSSTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
 	if !t.tcp {
 		return Errorf("TCPMSS needs -p tcp")
 	}
@@ -66,8 +67,8 @@ func (t *TCPMSSTarget) CheckHooks(tb TableID, hooks HookMask) error {
 }
 
 // CheckEntry is tcpmss_tg4_check's hook test for --clamp-mss-to-pmtu.
-func (t *TCPMSSTarget) CheckEntry(tb TableID, own HookMask) error {
-	if t.ClampPMTU() && own&^Hooks(Forward, LocalOut, PostRouting) != 0 {
+func (t *TCPMSSTarget) CheckEntry(tb TableID, own netfilter.HookMask) error {
+	if t.ClampPMTU() && own&^netfilter.Hooks(netfilter.Forward, netfilter.LocalOut, netfilter.PostRouting) != 0 {
 		return Errorf("path-MTU clamping only supported in FORWARD, OUTPUT and POSTROUTING hooks")
 	}
 	return nil

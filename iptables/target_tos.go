@@ -1,6 +1,10 @@
 package iptables
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
+)
 
 // TOS target, revision 1 (iptables 1.8.9 extensions/libxt_TOS.c,
 // libxtables/xtoptions.c xtopt_parse_tosmask; kernel net/netfilter/xt_DSCP.c
@@ -62,7 +66,9 @@ func (t *TOSTarget) Final(r *RuleContext) error {
 	return fcheck("TOS", tosEntries, t.given)
 }
 
-func (t *TOSTarget) CheckHooks(tb TableID, hooks HookMask) error { return tableOnly(tb, Mangle) }
+func (t *TOSTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
+	return tableOnly(tb, Mangle)
+}
 
 // Save is tos_tg_save.
 func (t *TOSTarget) Save(w *SaveWriter) {

@@ -1,6 +1,10 @@
 package iptables
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
+)
 
 // TPROXY target, revision 1 (iptables 1.8.9 extensions/libxt_TPROXY.c
 // tproxy_tg1_opts, tproxy_tg1_parse, tproxy_tg_save4; libxtables
@@ -43,8 +47,8 @@ func (t *TproxyTarget) Final(r *RuleContext) error {
 
 // CheckHooks is xt_check_target with xt_TPROXY's registration, then
 // tproxy_tg4_check.
-func (t *TproxyTarget) CheckHooks(tb TableID, hooks HookMask) error {
-	if err := checkTableHooks("TPROXY", tb, Mangle, hooks, Hooks(PreRouting)); err != nil {
+func (t *TproxyTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
+	if err := checkTableHooks("TPROXY", tb, Mangle, hooks, netfilter.Hooks(netfilter.PreRouting)); err != nil {
 		return err
 	}
 	if (t.proto != 6 && t.proto != 17) || t.protoInv {

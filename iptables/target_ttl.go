@@ -1,6 +1,10 @@
 package iptables
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
+)
 
 // TTL target (iptables 1.8.9 extensions/libipt_TTL.c; kernel
 // net/netfilter/xt_HL.c, .table = "mangle": xt_check_target refuses it in
@@ -56,7 +60,9 @@ func (t *TTLTarget) Final(r *RuleContext) error {
 	return fcheck("TTL", ttlEntries, t.given)
 }
 
-func (t *TTLTarget) CheckHooks(tb TableID, hooks HookMask) error { return tableOnly(tb, Mangle) }
+func (t *TTLTarget) CheckHooks(tb TableID, hooks netfilter.HookMask) error {
+	return tableOnly(tb, Mangle)
+}
 
 // Save is TTL_save.
 func (t *TTLTarget) Save(w *SaveWriter) {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -74,7 +75,7 @@ func TestTraversal(t *testing.T) {
 				t.Fatal(err)
 			}
 			tr := &recTracer{}
-			ctx := &Ctx{Pkt: p, Hook: LocalIn, Env: nil, State: &State{}}
+			ctx := &Ctx{Pkt: p, Hook: netfilter.LocalIn, Env: nil, State: &State{}}
 			v := rs.Tables[Filter].Run(ctx, tr)
 			if v != c.verdict || strings.Join(tr.ev, " ") != c.events {
 				t.Errorf("verdict %v, events\n  %s\nwant %v\n  %s", v, strings.Join(tr.ev, " "), c.verdict, c.events)

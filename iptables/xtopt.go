@@ -4,6 +4,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // The libxtables helpers every match and target extension of this package
@@ -567,7 +569,7 @@ func tableOnly(t, want TableID) error {
 
 // checkTableHooks is xt_check_target's table and hook tests for a target
 // the kernel registers with .table = want and the hooks allowed.
-func checkTableHooks(name string, t, want TableID, hooks, allowed HookMask) error {
+func checkTableHooks(name string, t, want TableID, hooks, allowed netfilter.HookMask) error {
 	if t != want {
 		return Errorf("%s: only valid in %s table, not %s", name, want, t)
 	}
@@ -580,7 +582,7 @@ func checkTableHooks(name string, t, want TableID, hooks, allowed HookMask) erro
 // hooksOutside is the xt_match .hooks restriction nft_compat's validate
 // enforces for every base chain the rule can be reached from
 // (nft_match_validate): hooks must lie within allowed.
-func hooksOutside(hooks, allowed HookMask) error {
+func hooksOutside(hooks, allowed netfilter.HookMask) error {
 	if hooks&^allowed != 0 {
 		return Errorf("match not valid in this hook")
 	}

@@ -4,27 +4,25 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/uswitch-lab/uswitch/netfilter"
+
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
-// Hook is where an IPVS hook function runs (kernel-facts §3.1,
-// net/netfilter/ipvs/ip_vs_core.c ip_vs_ops4):
+// IPVS's callbacks on the netfilter hooks (ip_vs_ops4,
+// net/netfilter/ipvs/ip_vs_core.c; the priorities are netfilter's
+// PriIPVS* constants). In and Out take the hook they run at:
 //
-//	LOCAL_IN   98  ip_vs_out (reply4)        VS/NAT replies to a local client
-//	LOCAL_IN   99  ip_vs_in  (remote_request) schedule and forward
-//	LOCAL_OUT -99  ip_vs_out (local_reply4)  VS/NAT replies from a local real server
-//	LOCAL_OUT -98  ip_vs_in  (local_request) schedule requests of local clients
-//	FORWARD    99  ip_vs_forward_icmp        ICMP errors for IPVS connections
-//	FORWARD   100  ip_vs_out (reply4)        VS/NAT replies being forwarded
-type Hook uint8
+//	LOCAL_IN   98  ip_vs_out_hook      VS/NAT replies to a local client
+//	LOCAL_IN   99  ip_vs_in_hook       schedule and forward remote requests
+//	LOCAL_OUT -99  ip_vs_out_hook      VS/NAT replies from a local real server
+//	LOCAL_OUT -98  ip_vs_in_hook       schedule requests of local clients
+//	FORWARD    99  ip_vs_forward_icmp  ICMP errors for IPVS connections
+//	FORWARD   100  ip_vs_out_hook      VS/NAT replies being forwarded
 
-const (
-	HookLocalIn Hook = iota
-	HookLocalOut
-	HookForward
-)
-
-// Verdict is what an IPVS hook decided.
+// Verdict is what an IPVS hook decided. It is not a netfilter.Verdict:
+// Xmit and Leave ask the caller to act (transmit to the real server,
+// answer ICMP) before the packet is stolen or dropped.
 type Verdict uint8
 
 const (
@@ -64,12 +62,12 @@ type Result struct {
 // ICMP error about a connection is sent on to its real server. p must be decoded; it is not
 // modified (the caller transmits on Xmit). rnd is the random source of
 // the schedulers that need one.
-func (d *Director) In(p *packet.Packet, h Hook, now int64, rnd func() uint32) Result {
+func (d *Director) In(p *packet.Packet, h netfilter.Hook, now int64, rnd func() uint32) Result {
 	if d.Empty() || !p.HasL4 {
 		return Result{}
 	}
 	// "remote client: only PACKET_HOST"
-	if h != HookLocalOut && p.PktType != packet.PktHost {
+	if h != netfilter.LocalOut && p.PktType != packet.PktHost {
 		return Result{}
 	}
 	switch p.Proto {
@@ -158,8 +156,8 @@ func schedulable(p *packet.Packet) bool {
 // schedule is ip_vs_schedule: pick a dest (through a persistence
 // template for persistent services) and make the connection. leave
 // reports "service but no dest" (the ICMP answer).
-func (d *Director) schedule(svc *Service, p *packet.Packet, h Hook, now int64, rnd func() uint32) (*Conn, bool) {
-	if h == HookLocalOut || p.InIf == "lo" {
+func (d *Director) schedule(svc *Service, p *packet.Packet, h netfilter.Hook, now int64, rnd func() uint32) (*Conn, bool) {
+	if h == netfilter.LocalOut || p.InIf == "lo" {
 		// "Do not schedule replies from local real server"
 		if d.Conns.lookupIn(p.Proto, p.Dst, p.DstPort, p.Src, p.SrcPort, now) != nil {
 			return nil, false
@@ -269,7 +267,7 @@ func (d *Director) checkTemplate(ct *Conn) bool {
 // back as its source (handle_response). It returns Accept with the
 // connection when it rewrote the packet, Accept without one when the
 // packet is not IPVS's, Drop when the rewrite failed.
-func (d *Director) Out(p *packet.Packet, h Hook, now int64) Result {
+func (d *Director) Out(p *packet.Packet, h netfilter.Hook, now int64) Result {
 	if d.Empty() || !p.HasL4 {
 		return Result{}
 	}

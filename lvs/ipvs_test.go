@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -91,12 +92,12 @@ func TestTCPStatesNAT(t *testing.T) {
 		p := pk(t, s.spec)
 		var r Result
 		if s.out {
-			r = d.Out(p, HookForward, now)
+			r = d.Out(p, netfilter.Forward, now)
 			if r.Conn == nil || p.Src != vip.Addr || p.SrcPort != 80 || !p.TransportChecksumOK() {
 				t.Fatalf("step %d: reply not rewritten: %v %08x:%d", i, r, p.Src, p.SrcPort)
 			}
 		} else {
-			r = d.In(p, HookLocalIn, now, nil)
+			r = d.In(p, netfilter.LocalIn, now, nil)
 			if r.V != Xmit {
 				t.Fatalf("step %d: %v", i, r.V)
 			}
@@ -125,12 +126,12 @@ func TestTCPStatesInputOnly(t *testing.T) {
 		{"tcp 10.0.0.2:1000 > 10.0.0.1:80 fin ack 1", "FIN_WAIT"},
 		{"tcp 10.0.0.2:1000 > 10.0.0.1:80 ack 2", "FIN_WAIT"},
 	} {
-		r := d.In(pk(t, s.spec), HookLocalIn, sec, nil)
+		r := d.In(pk(t, s.spec), netfilter.LocalIn, sec, nil)
 		if r.Conn.StateName() != s.state {
 			t.Errorf("%s: %s, want %s", s.spec, r.Conn.StateName(), s.state)
 		}
 	}
-	if r := d.Out(pk(t, "tcp 192.168.1.2:8080 > 10.0.0.2:1000 ack 1"), HookForward, sec); r.Conn != nil {
+	if r := d.Out(pk(t, "tcp 192.168.1.2:8080 > 10.0.0.2:1000 ack 1"), netfilter.Forward, sec); r.Conn != nil {
 		t.Error("a DR connection's reply was rewritten")
 	}
 	if counts(ds) != [3]int32{0, 1, 0} {
@@ -142,13 +143,13 @@ func TestTCPStatesInputOnly(t *testing.T) {
 // the UDP timeout; a non-service port is left alone.
 func TestScheduleRules(t *testing.T) {
 	d := director(t, ServiceConfig{Key: vip}, dest(2, 1))
-	if r := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 ack 1"), HookLocalIn, sec, nil); r.V != Accept || r.Conn != nil {
+	if r := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 ack 1"), netfilter.LocalIn, sec, nil); r.V != Accept || r.Conn != nil {
 		t.Errorf("ACK without connection: %v", r.V)
 	}
-	if r := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:81 syn"), HookLocalIn, sec, nil); r.V != Accept {
+	if r := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:81 syn"), netfilter.LocalIn, sec, nil); r.V != Accept {
 		t.Errorf("other port: %v", r.V)
 	}
-	if r := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn rst"), HookLocalIn, sec, nil); r.V != Accept {
+	if r := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn rst"), netfilter.LocalIn, sec, nil); r.V != Accept {
 		t.Errorf("SYN+RST: %v", r.V)
 	}
 	u := ServiceKey{Proto: ProtoUDP, Addr: 0x0a000001, Port: 53}
@@ -158,12 +159,12 @@ func TestScheduleRules(t *testing.T) {
 	if err := d.AddDest(u, DestConfig{Addr: 0xc0a80102, Port: 53, Fwd: Masq, Weight: 1}); err != nil {
 		t.Fatal(err)
 	}
-	r := d.In(pk(t, "udp 10.0.0.2:1000 > 10.0.0.1:53"), HookLocalIn, sec, nil)
+	r := d.In(pk(t, "udp 10.0.0.2:1000 > 10.0.0.1:53"), netfilter.LocalIn, sec, nil)
 	if r.V != Xmit || r.Conn.StateName() != "UDP" || r.Conn.Expires(sec) != 300*sec {
 		t.Fatalf("udp: %v %s %d", r.V, r.Conn.StateName(), r.Conn.Expires(sec))
 	}
 	d.SetTimeouts(Timeouts{UDP: 10})
-	r = d.In(pk(t, "udp 10.0.0.2:1000 > 10.0.0.1:53"), HookLocalIn, 2*sec, nil)
+	r = d.In(pk(t, "udp 10.0.0.2:1000 > 10.0.0.1:53"), netfilter.LocalIn, 2*sec, nil)
 	if r.New || r.Conn.Expires(2*sec) != 10*sec {
 		t.Errorf("udp after --set: new %v expires %d", r.New, r.Conn.Expires(2*sec)/sec)
 	}
@@ -176,7 +177,7 @@ func TestScheduleRules(t *testing.T) {
 // ones; a removed dest's connections are dropped.
 func TestQuiesceAndRemove(t *testing.T) {
 	d := director(t, ServiceConfig{Key: vip}, dest(2, 1), dest(3, 1))
-	r := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn"), HookLocalIn, sec, nil)
+	r := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn"), netfilter.LocalIn, sec, nil)
 	if r.Conn.DAddr != 0xc0a80102 {
 		t.Fatalf("first to %08x", r.Conn.DAddr)
 	}
@@ -184,16 +185,16 @@ func TestQuiesceAndRemove(t *testing.T) {
 	if err := d.EditDest(vip, q); err != nil {
 		t.Fatal(err)
 	}
-	if r := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 ack 1"), HookLocalIn, 2*sec, nil); r.V != Xmit || r.Conn.DAddr != 0xc0a80102 {
+	if r := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 ack 1"), netfilter.LocalIn, 2*sec, nil); r.V != Xmit || r.Conn.DAddr != 0xc0a80102 {
 		t.Fatalf("established on quiesced dest: %v", r.V)
 	}
-	if r := d.In(pk(t, "tcp 10.0.0.3:1000 > 10.0.0.1:80 syn"), HookLocalIn, 2*sec, nil); r.Conn.DAddr != 0xc0a80103 {
+	if r := d.In(pk(t, "tcp 10.0.0.3:1000 > 10.0.0.1:80 syn"), netfilter.LocalIn, 2*sec, nil); r.Conn.DAddr != 0xc0a80103 {
 		t.Fatalf("new connection went to %08x", r.Conn.DAddr)
 	}
 	if err := d.DelDest(vip, 0xc0a80102, 8080); err != nil {
 		t.Fatal(err)
 	}
-	if r := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 ack 1"), HookLocalIn, 3*sec, nil); r.V != Drop {
+	if r := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 ack 1"), netfilter.LocalIn, 3*sec, nil); r.V != Drop {
 		t.Fatalf("packet for a removed dest: %v", r.V)
 	}
 	// added back before its connections expired, it keeps its counters
@@ -212,16 +213,16 @@ func TestPersistence(t *testing.T) {
 	svc := ServiceConfig{Key: vip, Flags: SvcPersistent, Timeout: 300, Netmask: 0xffffff00, SchedName: "test-rr"}
 	RegisterScheduler("test-rr", func(*Service) Scheduler { return &testRR{} })
 	d := director(t, svc, dest(2, 1), dest(3, 1))
-	first := d.In(pk(t, "udp 10.0.0.2:1000 > 10.0.0.1:80"), HookLocalIn, sec, nil)
+	first := d.In(pk(t, "udp 10.0.0.2:1000 > 10.0.0.1:80"), netfilter.LocalIn, sec, nil)
 	if first.V != Accept {
 		t.Fatalf("udp to a tcp service: %v", first.V)
 	}
-	a := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn"), HookLocalIn, sec, nil).Conn
-	b := d.In(pk(t, "tcp 10.0.0.7:1000 > 10.0.0.1:80 syn"), HookLocalIn, 2*sec, nil).Conn
+	a := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn"), netfilter.LocalIn, sec, nil).Conn
+	b := d.In(pk(t, "tcp 10.0.0.7:1000 > 10.0.0.1:80 syn"), netfilter.LocalIn, 2*sec, nil).Conn
 	if a.DAddr != b.DAddr || a.Control == nil || a.Control != b.Control {
 		t.Fatalf("same /24 went to %08x and %08x", a.DAddr, b.DAddr)
 	}
-	other := d.In(pk(t, "tcp 10.0.1.2:1000 > 10.0.0.1:80 syn"), HookLocalIn, 2*sec, nil).Conn
+	other := d.In(pk(t, "tcp 10.0.1.2:1000 > 10.0.0.1:80 syn"), netfilter.LocalIn, 2*sec, nil).Conn
 	if other.DAddr == a.DAddr {
 		t.Fatalf("rr gave the other net the same dest")
 	}
@@ -236,7 +237,7 @@ func TestPersistence(t *testing.T) {
 	if got := counts(ds); got != [3]int32{0, 0, 1} {
 		t.Fatalf("after the connections: %v", got)
 	}
-	c := d.In(pk(t, "tcp 10.0.0.9:2000 > 10.0.0.1:80 syn"), HookLocalIn, now, nil).Conn
+	c := d.In(pk(t, "tcp 10.0.0.9:2000 > 10.0.0.1:80 syn"), netfilter.LocalIn, now, nil).Conn
 	if c.DAddr != a.DAddr {
 		t.Fatalf("within the persistence timeout: %08x", c.DAddr)
 	}
@@ -249,7 +250,7 @@ func TestPersistence(t *testing.T) {
 	if got := counts(ds); got != [3]int32{} {
 		t.Fatalf("after the template expired: %v", got)
 	}
-	n := d.In(pk(t, "tcp 10.0.0.9:2001 > 10.0.0.1:80 syn"), HookLocalIn, 364*sec, nil).Conn
+	n := d.In(pk(t, "tcp 10.0.0.9:2001 > 10.0.0.1:80 syn"), netfilter.LocalIn, 364*sec, nil).Conn
 	if n.Control == c.Control {
 		t.Fatal("an expired template was reused")
 	}
@@ -279,12 +280,12 @@ func TestFwmarkService(t *testing.T) {
 	d := director(t, ServiceConfig{Key: fk, Flags: SvcPersistent, Timeout: 30}, x)
 	p := pk(t, "tcp 10.0.0.2:1000 > 10.0.0.99:443 syn")
 	p.Mark = 7
-	r := d.In(p, HookLocalIn, sec, nil)
+	r := d.In(p, netfilter.LocalIn, sec, nil)
 	if r.V != Xmit || r.Conn.DPort != 443 || r.Conn.Control == nil || r.Conn.Control.Proto != 0 || r.Conn.Control.VAddr != 7 {
 		t.Fatalf("fwmark: %v %+v", r.V, r.Conn)
 	}
 	p = pk(t, "udp 10.0.0.2:1000 > 10.0.0.99:53")
-	if r := d.In(p, HookLocalIn, sec, nil); r.V != Accept {
+	if r := d.In(p, netfilter.LocalIn, sec, nil); r.V != Accept {
 		t.Fatalf("unmarked: %v", r.V)
 	}
 }
@@ -298,7 +299,7 @@ func TestThresholds(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		p := pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn")
 		p.SetSrcPort(uint16(1000 + i))
-		r := d.In(p, HookLocalIn, sec, nil)
+		r := d.In(p, netfilter.LocalIn, sec, nil)
 		if i < 2 && r.V != Xmit || i == 2 && r.V != Leave {
 			t.Fatalf("conn %d: %v", i, r.V)
 		}
@@ -314,7 +315,7 @@ func TestOnePacket(t *testing.T) {
 	u := ServiceKey{Proto: ProtoUDP, Addr: 0x0a000001, Port: 53}
 	d := director(t, ServiceConfig{Key: u, Flags: SvcOnePacket}, DestConfig{Addr: 0xc0a80102, Port: 53, Fwd: Masq, Weight: 1})
 	for i := 0; i < 2; i++ {
-		if r := d.In(pk(t, "udp 10.0.0.2:1000 > 10.0.0.1:53"), HookLocalIn, sec, nil); r.V != Xmit || !r.New {
+		if r := d.In(pk(t, "udp 10.0.0.2:1000 > 10.0.0.1:53"), netfilter.LocalIn, sec, nil); r.V != Xmit || !r.New {
 			t.Fatalf("packet %d: %v new=%v", i, r.V, r.New)
 		}
 	}
@@ -366,17 +367,17 @@ func FuzzDecap(f *testing.F) {
 func TestEstablishedNoAllocs(t *testing.T) {
 	d := director(t, ServiceConfig{Key: vip}, dest(2, 1))
 	p := pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn")
-	d.In(p, HookLocalIn, sec, nil)
+	d.In(p, netfilter.LocalIn, sec, nil)
 	in := pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 ack 1")
 	out := pk(t, "tcp 192.168.1.2:8080 > 10.0.0.2:1000 ack 1")
 	orig := append([]byte(nil), out.Data...)
 	n := testing.AllocsPerRun(100, func() {
-		if r := d.In(in, HookLocalIn, 2*sec, nil); r.V != Xmit {
+		if r := d.In(in, netfilter.LocalIn, 2*sec, nil); r.V != Xmit {
 			t.Fatal(r.V)
 		}
 		copy(out.Data, orig)
 		_ = out.Decode()
-		if r := d.Out(out, HookForward, 2*sec); r.Conn == nil {
+		if r := d.Out(out, netfilter.Forward, 2*sec); r.Conn == nil {
 			t.Fatal("no reply conn")
 		}
 	})
@@ -395,7 +396,7 @@ func TestEstimator(t *testing.T) {
 			p := pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn")
 			p.SetSrcPort(port)
 			port++
-			d.In(p, HookLocalIn, sec, nil)
+			d.In(p, netfilter.LocalIn, sec, nil)
 		}
 		d.Estimate()
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -50,7 +51,7 @@ func TestDNATFlow(t *testing.T) {
 	ct, n := newCore()
 	now := int64(1e9)
 	syn := pkt(t, packet.Spec{Src: client, Dst: vip, Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 80, TCPFlags: packet.TCPSyn, Seq: 1})
-	ref, _ := ct.In(syn, 0, conntrack.HookPreRouting, now)
+	ref, _ := ct.In(syn, 0, netfilter.PreRouting, now)
 	if ref.Conn == nil || ref.Info != conntrack.CtNew {
 		t.Fatalf("ref %+v", ref)
 	}
@@ -73,7 +74,7 @@ func TestDNATFlow(t *testing.T) {
 		t.Fatalf("state %b", st)
 	}
 	synack := pkt(t, packet.Spec{Src: server, Dst: client, Proto: packet.ProtoTCP, SrcPort: 8080, DstPort: 40000, TCPFlags: packet.TCPSyn | packet.TCPAck, Ack: 2, Seq: 100})
-	r2, _ := ct.In(synack, 0, conntrack.HookPreRouting, now)
+	r2, _ := ct.In(synack, 0, netfilter.PreRouting, now)
 	if r2.Conn != ref.Conn || r2.Info != conntrack.CtEstablishedReply {
 		t.Fatalf("reply ref %+v", r2)
 	}
@@ -99,7 +100,7 @@ func TestSNATPortClash(t *testing.T) {
 	var ports []uint16
 	for _, c := range []uint32{client, client + 1} {
 		p := pkt(t, packet.Spec{Src: c, Dst: server, Proto: packet.ProtoUDP, SrcPort: 5000, DstPort: 53})
-		ref, _ := ct.In(p, 0, conntrack.HookPreRouting, now)
+		ref, _ := ct.In(p, 0, netfilter.PreRouting, now)
 		n.NullBinding(ref.Conn, Dst, now)
 		if err := n.Setup(ref.Conn, &Range{Flags: MapIPs, MinIP: out, MaxIP: out}, Src, now); err != nil {
 			t.Fatal(err)
@@ -130,7 +131,7 @@ func TestICMPErrorTranslation(t *testing.T) {
 	ct, n := newCore()
 	now := int64(1e9)
 	p := pkt(t, packet.Spec{Src: client, Dst: vip, Proto: packet.ProtoUDP, SrcPort: 4000, DstPort: 53})
-	ref, _ := ct.In(p, 0, conntrack.HookPreRouting, now)
+	ref, _ := ct.In(p, 0, netfilter.PreRouting, now)
 	n.Setup(ref.Conn, &Range{Flags: MapIPs, MinIP: server, MaxIP: server}, Dst, now)
 	Translate(p, ref, Dst)
 	n.NullBinding(ref.Conn, Src, now)
@@ -138,7 +139,7 @@ func TestICMPErrorTranslation(t *testing.T) {
 	// a router says the server is unreachable, about the packet as sent
 	inner := append([]byte(nil), p.Data...)
 	errp := pkt(t, packet.Spec{Src: router, Dst: client, Proto: packet.ProtoICMP, ICMPType: packet.ICMPDestUnreach, ICMPCode: 1, Payload: inner})
-	r2, _ := ct.In(errp, 0, conntrack.HookPreRouting, now)
+	r2, _ := ct.In(errp, 0, netfilter.PreRouting, now)
 	if r2.Conn != ref.Conn || r2.Info != conntrack.CtRelatedReply {
 		t.Fatalf("error ref %+v", r2)
 	}
@@ -205,7 +206,7 @@ func TestBySourceIndex(t *testing.T) {
 	var srcs []uint32
 	for _, dst := range []uint32{server, server + 1} {
 		p := pkt(t, packet.Spec{Src: client, Dst: dst, Proto: packet.ProtoUDP, SrcPort: 5000, DstPort: 53})
-		ref, _ := ct.In(p, 0, conntrack.HookPreRouting, now)
+		ref, _ := ct.In(p, 0, netfilter.PreRouting, now)
 		n.NullBinding(ref.Conn, Dst, now)
 		if err := n.Setup(ref.Conn, r, Src, now); err != nil {
 			t.Fatal(err)
@@ -250,7 +251,7 @@ func TestSetupNoAllocs(t *testing.T) {
 	var refs []conntrack.Ref
 	for i := 0; i < runs+1; i++ {
 		p := pkt(t, packet.Spec{Src: client + uint32(i), Dst: vip, Proto: packet.ProtoTCP, SrcPort: 40000, DstPort: 80, TCPFlags: packet.TCPSyn, Seq: 1})
-		ref, _ := ct.In(p, 0, conntrack.HookPreRouting, now)
+		ref, _ := ct.In(p, 0, netfilter.PreRouting, now)
 		refs = append(refs, ref)
 	}
 	i := 0
@@ -313,7 +314,7 @@ func TestBySourceChurn(t *testing.T) {
 			delete(live, sp)
 		} else {
 			p := pkt(t, packet.Spec{Src: client, Dst: server, Proto: packet.ProtoUDP, SrcPort: sp, DstPort: 53})
-			ref, _ := ct.In(p, 0, conntrack.HookPreRouting, now)
+			ref, _ := ct.In(p, 0, netfilter.PreRouting, now)
 			if err := n.Setup(ref.Conn, r, Src, now); err != nil {
 				t.Fatal(err)
 			}
@@ -369,7 +370,7 @@ func TestBySourceConcurrent(t *testing.T) {
 					delete(live[g], k)
 					continue
 				}
-				ref, _ := ct.In(ps[g][k], 0, conntrack.HookPreRouting, now)
+				ref, _ := ct.In(ps[g][k], 0, netfilter.PreRouting, now)
 				if err := n.Setup(ref.Conn, r, Src, now); err != nil {
 					errs <- err
 					return
@@ -420,7 +421,7 @@ func BenchmarkSNAT(b *testing.B) {
 			if live[k] != nil {
 				ct.Delete(live[k])
 			}
-			ref, _ := ct.In(ps[k], 0, conntrack.HookPreRouting, now)
+			ref, _ := ct.In(ps[k], 0, netfilter.PreRouting, now)
 			if err := n.Setup(ref.Conn, r, Src, now); err != nil {
 				panic(err)
 			}

@@ -4,28 +4,14 @@ import (
 	"bytes"
 
 	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
-)
-
-// Netfilter hook numbers (NFQA_PACKET_HDR hook, enum nf_inet_hooks).
-const (
-	HookPreRouting  = 0
-	HookLocalIn     = 1
-	HookForward     = 2
-	HookLocalOut    = 3
-	HookPostRouting = 4
-)
-
-// Verdicts (NF_DROP, NF_ACCEPT).
-const (
-	VerdictDrop   = 0
-	VerdictAccept = 1
 )
 
 // Queued is one packet the kernel queued, as the reader hands it over.
 type Queued struct {
 	ID      uint32
-	Hook    uint8
+	Hook    netfilter.Hook
 	Mark    uint32
 	InDev   uint32 // ifindex, 0 = none
 	OutDev  uint32
@@ -37,7 +23,7 @@ type Queued struct {
 
 // Decision is uswitch's verdict on a queued packet.
 type Decision struct {
-	Verdict uint32
+	Verdict netfilter.Verdict
 	// Mark is the packet's mark after uswitch's rules; SetMark says it
 	// differs from the mark the kernel queued it with.
 	Mark    uint32
@@ -55,13 +41,16 @@ type Decision struct {
 // Batchable is whether the decision is a plain ACCEPT that a batch
 // verdict can give.
 func (d *Decision) Batchable() bool {
-	return d.Verdict == VerdictAccept && !d.SetMark && d.Payload == nil
+	return d.Verdict == netfilter.Accept && !d.SetMark && d.Payload == nil
 }
 
 // Decider runs queued packets through an engine. It is not safe for
 // concurrent use: each worker has its own (the engine is shared).
 type Decider struct {
 	Eng *datapath.Engine
+	// W is the engine worker the decider runs packets on (its own
+	// random source); nil: the engine's shared one.
+	W *datapath.Worker
 	// Name gives an interface's name from its ifindex (the engine's
 	// FIB: Engine config FIB.LinkName).
 	Name func(ifindex int) string
@@ -79,7 +68,7 @@ func (d *Decider) Decide(q *Queued) Decision {
 	p := &d.pkt
 	*p = packet.Packet{Data: q.Payload}
 	if err := p.Decode(); err != nil {
-		return Decision{Verdict: VerdictDrop, Malformed: true}
+		return Decision{Verdict: netfilter.Drop, Malformed: true}
 	}
 	if q.InDev != 0 {
 		p.InIf = d.Name(int(q.InDev))
@@ -88,22 +77,30 @@ func (d *Decider) Decide(q *Queued) Decision {
 	ttl := p.IP.TTL()
 	var f datapath.Fate
 	switch {
-	case q.Hook == HookLocalOut || (q.Hook == HookPostRouting && q.InDev == 0):
+	case q.Hook == netfilter.LocalOut || (q.Hook == netfilter.PostRouting && q.InDev == 0):
 		// a packet of the namespace's own: the engine's OUTPUT path
 		p.InIf = ""
 		if q.HasUID {
 			p.HasSocket, p.UID, p.GID = true, q.UID, q.GID
 		}
-		f = d.Eng.Send(p, d.Now(), nil)
+		if d.W != nil {
+			f = d.W.Send(p, d.Now(), nil)
+		} else {
+			f = d.Eng.Send(p, d.Now(), nil)
+		}
 	default:
 		// The engine runs the packet's way from PREROUTING. At FORWARD
 		// (and POSTROUTING) ip_forward has decremented the TTL already:
 		// give the engine the packet as it arrived, and the kernel the
 		// TTL it queued, so the TTL is decremented once.
-		if q.Hook != HookPreRouting && q.Hook != HookLocalIn && ttl < 255 {
+		if q.Hook != netfilter.PreRouting && q.Hook != netfilter.LocalIn && ttl < 255 {
 			p.SetTTL(ttl + 1)
 		}
-		f = d.Eng.Receive(p, d.Now(), nil)
+		if d.W != nil {
+			f = d.W.Receive(p, d.Now(), nil)
+		} else {
+			f = d.Eng.Receive(p, d.Now(), nil)
+		}
 		// The kernel decrements the TTL itself when it forwards.
 		if p.IP.TTL() != ttl {
 			p.SetTTL(ttl)
@@ -113,14 +110,14 @@ func (d *Decider) Decide(q *Queued) Decision {
 
 	switch f.Kind {
 	case datapath.Dropped, datapath.Stolen:
-		dec.Verdict = VerdictDrop
+		dec.Verdict = netfilter.Drop
 		return dec
 	}
 	// Forwarded, Sent, Delivered, and Queued (the rule set itself has
 	// an NFQUEUE rule: uswitch is that queue's reader, so the packet
 	// goes on).
-	dec.Verdict = VerdictAccept
-	if q.Hook == HookForward && f.Kind == datapath.Forwarded && q.OutDev != 0 && f.OutIf != d.Name(int(q.OutDev)) {
+	dec.Verdict = netfilter.Accept
+	if q.Hook == netfilter.Forward && f.Kind == datapath.Forwarded && q.OutDev != 0 && f.OutIf != d.Name(int(q.OutDev)) {
 		dec.RouteMismatch = true
 	}
 	if len(p.IP) != len(d.orig) || !bytes.Equal(p.IP, d.orig) {

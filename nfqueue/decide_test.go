@@ -7,6 +7,7 @@ import (
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/datapath/datapathtest"
 	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -52,32 +53,32 @@ func TestDecide(t *testing.T) {
 	client := ip4(10, 0, 0, 2)
 	cases := []struct {
 		name    string
-		hook    uint8
+		hook    netfilter.Hook
 		spec    packet.Spec
-		verdict uint32
+		verdict netfilter.Verdict
 		mark    uint32
 		setMark bool
 		rewrite bool
 		dst     uint32 // after, when rewritten
 		src     uint32
 	}{
-		{name: "forward accept", hook: HookForward,
-			spec: packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoTCP, SrcPort: 1000, DstPort: 80, TCPFlags: 0x02, TTL: 63}, verdict: VerdictAccept},
-		{name: "forward drop", hook: HookForward,
-			spec: packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoTCP, SrcPort: 1001, DstPort: 22, TCPFlags: 0x02, TTL: 63}, verdict: VerdictDrop},
-		{name: "forward mark", hook: HookForward,
-			spec: packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoUDP, SrcPort: 1002, DstPort: 53, TTL: 63}, verdict: VerdictAccept, mark: 7, setMark: true},
-		{name: "forward masquerade", hook: HookForward,
+		{name: "forward accept", hook: netfilter.Forward,
+			spec: packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoTCP, SrcPort: 1000, DstPort: 80, TCPFlags: 0x02, TTL: 63}, verdict: netfilter.Accept},
+		{name: "forward drop", hook: netfilter.Forward,
+			spec: packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoTCP, SrcPort: 1001, DstPort: 22, TCPFlags: 0x02, TTL: 63}, verdict: netfilter.Drop},
+		{name: "forward mark", hook: netfilter.Forward,
+			spec: packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoUDP, SrcPort: 1002, DstPort: 53, TTL: 63}, verdict: netfilter.Accept, mark: 7, setMark: true},
+		{name: "forward masquerade", hook: netfilter.Forward,
 			spec:    packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoTCP, SrcPort: 1003, DstPort: 443, TCPFlags: 0x02, TTL: 63},
-			verdict: VerdictAccept, rewrite: true, src: ip4(192, 168, 1, 1), dst: ip4(8, 8, 8, 8)},
-		{name: "prerouting dnat", hook: HookPreRouting,
+			verdict: netfilter.Accept, rewrite: true, src: ip4(192, 168, 1, 1), dst: ip4(8, 8, 8, 8)},
+		{name: "prerouting dnat", hook: netfilter.PreRouting,
 			spec:    packet.Spec{Src: client, Dst: ip4(10, 96, 0, 10), Proto: packet.ProtoTCP, SrcPort: 1004, DstPort: 80, TCPFlags: 0x02, TTL: 64},
-			verdict: VerdictAccept, rewrite: true, src: client, dst: ip4(192, 168, 1, 10)},
+			verdict: netfilter.Accept, rewrite: true, src: client, dst: ip4(192, 168, 1, 10)},
 		// TTL 1 at FORWARD arrived with 2: forwarded, not expired
-		{name: "forward ttl 1", hook: HookForward,
-			spec: packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoTCP, SrcPort: 1005, DstPort: 80, TCPFlags: 0x02, TTL: 1}, verdict: VerdictAccept},
-		{name: "prerouting ttl 1", hook: HookPreRouting,
-			spec: packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoTCP, SrcPort: 1006, DstPort: 80, TCPFlags: 0x02, TTL: 1}, verdict: VerdictDrop},
+		{name: "forward ttl 1", hook: netfilter.Forward,
+			spec: packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoTCP, SrcPort: 1005, DstPort: 80, TCPFlags: 0x02, TTL: 1}, verdict: netfilter.Accept},
+		{name: "prerouting ttl 1", hook: netfilter.PreRouting,
+			spec: packet.Spec{Src: client, Dst: ip4(8, 8, 8, 8), Proto: packet.ProtoTCP, SrcPort: 1006, DstPort: 80, TCPFlags: 0x02, TTL: 1}, verdict: netfilter.Drop},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -87,7 +88,7 @@ func TestDecide(t *testing.T) {
 			if dec.Verdict != c.verdict || dec.SetMark != c.setMark || (c.setMark && dec.Mark != c.mark) {
 				t.Fatalf("verdict %d mark %#x (set %v), want %d %#x (%v); fate %v", dec.Verdict, dec.Mark, dec.SetMark, c.verdict, c.mark, c.setMark, dec.Fate)
 			}
-			if dec.Verdict == VerdictDrop {
+			if dec.Verdict == netfilter.Drop {
 				return
 			}
 			if (dec.Payload != nil) != c.rewrite {
@@ -117,13 +118,13 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
-	if dec := d.Decide(&Queued{ID: 99, Hook: HookForward, Payload: []byte{0x45, 0, 0}}); dec.Verdict != VerdictDrop || !dec.Malformed {
+	if dec := d.Decide(&Queued{ID: 99, Hook: netfilter.Forward, Payload: []byte{0x45, 0, 0}}); dec.Verdict != netfilter.Drop || !dec.Malformed {
 		t.Errorf("malformed: %+v", dec)
 	}
 }
 
 func TestVerdictMsg(t *testing.T) {
-	m := verdictMsg(7, 0x01020304, VerdictAccept, false, true, 0x42, []byte{0x45})
+	m := verdictMsg(7, 0x01020304, netfilter.Accept, false, true, 0x42, []byte{0x45})
 	if m.Header.Type != 3<<8|1 {
 		t.Errorf("type %#x", m.Header.Type)
 	}
@@ -136,7 +137,7 @@ func TestVerdictMsg(t *testing.T) {
 	if string(m.Data) != string(want) {
 		t.Errorf("data\n% x\nwant\n% x", m.Data, want)
 	}
-	if b := verdictMsg(7, 9, VerdictAccept, true, false, 0, nil); b.Header.Type != 3<<8|3 || len(b.Data) != 16 {
+	if b := verdictMsg(7, 9, netfilter.Accept, true, false, 0, nil); b.Header.Type != 3<<8|3 || len(b.Data) != 16 {
 		t.Errorf("batch: type %#x, % x", b.Header.Type, b.Data)
 	}
 }

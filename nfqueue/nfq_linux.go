@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/uswitch-lab/uswitch/internal/netnsrun"
 	"io"
 	"maps"
 	"os"
@@ -15,6 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/uswitch-lab/uswitch/internal/netnsrun"
+	"github.com/uswitch-lab/uswitch/netfilter"
 
 	"github.com/mdlayher/netlink"
 	"github.com/vishvananda/netns"
@@ -224,8 +226,11 @@ type queue struct {
 	// lastID is the last packet id the reader saw (reader only).
 	lastID uint32
 	num    uint16
-	conn   *netlink.Conn
-	ch     chan Queued
+	// idx is the queue's place in Server.queues: its decider's engine
+	// worker (datapath.Engine.NewWorker)
+	idx  int
+	conn *netlink.Conn
+	ch   chan Queued
 	// free holds payload buffers the worker is done with.
 	free chan []byte
 }
@@ -283,7 +288,7 @@ func Start(eng *datapath.Engine, name func(int) string, o Options) (*Server, err
 		if o.hold != nil {
 			depth = 1 // tests of fail-open: the kernel queue fills first
 		}
-		q := &queue{num: n, conn: c, ch: make(chan Queued, depth), free: make(chan []byte, chanDepth+maxBatch)}
+		q := &queue{num: n, idx: len(s.queues), conn: c, ch: make(chan Queued, depth), free: make(chan []byte, chanDepth+maxBatch)}
 		s.queues = append(s.queues, q)
 		if err := setupSocket(c, o.rcvbuf); err != nil {
 			s.Close()
@@ -350,7 +355,7 @@ func (s *Server) reader(ctx context.Context, q *queue, inline bool) {
 	defer s.wg.Done()
 	var r *rounds
 	if inline {
-		r = s.newRounds()
+		r = s.newRounds(q)
 	}
 	rc, err := q.conn.SyscallConn()
 	if err != nil {
@@ -571,7 +576,7 @@ func parsePacket(b []byte, q *queue, copyPayload bool) (Queued, bool) {
 		switch typ {
 		case nfqaPacketHdr:
 			if len(v) >= 7 {
-				it.ID, it.Hook, haveID = binary.BigEndian.Uint32(v), v[6], true
+				it.ID, it.Hook, haveID = binary.BigEndian.Uint32(v), netfilter.Hook(v[6]), true
 			}
 		case nfqaMark:
 			if len(v) >= 4 {
@@ -640,7 +645,7 @@ func (s *Server) worker(ctx context.Context, q *queue) {
 			return
 		}
 	}
-	r := s.newRounds()
+	r := s.newRounds(q)
 	for {
 		select {
 		case it := <-q.ch:
@@ -672,8 +677,10 @@ type rounds struct {
 	msgs  []netlink.Message
 }
 
-func (s *Server) newRounds() *rounds {
-	return &rounds{d: &Decider{Eng: s.eng, Name: s.name, Now: s.now},
+// newRounds makes the round state of q's deciding goroutine, with its
+// own engine worker.
+func (s *Server) newRounds(q *queue) *rounds {
+	return &rounds{d: &Decider{Eng: s.eng, W: s.eng.NewWorker(q.idx), Name: s.name, Now: s.now},
 		items: make([]Queued, 0, maxBatch), msgs: make([]netlink.Message, 0, maxBatch+1)}
 }
 
@@ -710,7 +717,7 @@ func (s *Server) round(q *queue, r *rounds) {
 	if plain {
 		// every id up to last is decided: the special ones by the
 		// messages before this one, the rest are plain accepts
-		msgs = append(msgs, verdictMsg(q.num, last, VerdictAccept, true, false, 0, nil))
+		msgs = append(msgs, verdictMsg(q.num, last, netfilter.Accept, true, false, 0, nil))
 		s.batches.Add(1)
 	}
 	if len(msgs) > 0 {
@@ -734,7 +741,7 @@ func (s *Server) send(q *queue, msgs []netlink.Message, n int) {
 
 func (s *Server) count(q *queue, d *Decision) {
 	s.pkts.Add(1)
-	if d.Verdict == VerdictAccept {
+	if d.Verdict == netfilter.Accept {
 		s.acc.Add(1)
 		q.acc.Add(1)
 	} else {
@@ -755,7 +762,7 @@ func (s *Server) count(q *queue, d *Decision) {
 	if d.Payload != nil {
 		s.rew.Add(1)
 	}
-	if d.SetMark && d.Verdict == VerdictAccept {
+	if d.SetMark && d.Verdict == netfilter.Accept {
 		s.remark.Add(1)
 	}
 	if d.RouteMismatch {
@@ -766,9 +773,9 @@ func (s *Server) count(q *queue, d *Decision) {
 // verdictMsg builds an NFQNL_MSG_VERDICT (or _BATCH) message:
 // nfgenmsg, NFQA_VERDICT_HDR, and NFQA_MARK and NFQA_PAYLOAD when set
 // (net/netfilter/nfnetlink_queue.c nfqnl_recv_verdict).
-func verdictMsg(queue uint16, id, verdict uint32, batch, setMark bool, mark uint32, payload []byte) netlink.Message {
+func verdictMsg(queue uint16, id uint32, verdict netfilter.Verdict, batch, setMark bool, mark uint32, payload []byte) netlink.Message {
 	var hdr [8]byte
-	binary.BigEndian.PutUint32(hdr[0:], verdict)
+	binary.BigEndian.PutUint32(hdr[0:], uint32(verdict))
 	binary.BigEndian.PutUint32(hdr[4:], id)
 	ae := netlink.NewAttributeEncoder()
 	ae.Bytes(nfqaVerdictHdr, hdr[:])

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/mdlayher/netlink"
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // TestParsePacket reads the attributes of an NFQNL_MSG_PACKET as
@@ -13,7 +14,7 @@ func TestParsePacket(t *testing.T) {
 	be32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 	payload := []byte{0x45, 0, 0, 20, 1, 2, 3}
 	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: nfqaPacketHdr, Data: []byte{0, 0, 0x12, 0x34, 0x08, 0x00, HookForward}},
+		{Type: nfqaPacketHdr, Data: []byte{0, 0, 0x12, 0x34, 0x08, 0x00, byte(netfilter.Forward)}},
 		{Type: nfqaMark, Data: be32(0x42)},
 		{Type: 4, Data: make([]byte, 16)}, // timestamp: skipped
 		{Type: nfqaIfindexIndev, Data: be32(2)},
@@ -26,7 +27,7 @@ func TestParsePacket(t *testing.T) {
 	}
 	q := &queue{free: make(chan []byte, 1)}
 	it, ok := parsePacket(attrs, q, true)
-	if !ok || it.ID != 0x1234 || it.Hook != HookForward || it.Mark != 0x42 || it.InDev != 2 || it.OutDev != 3 ||
+	if !ok || it.ID != 0x1234 || it.Hook != netfilter.Forward || it.Mark != 0x42 || it.InDev != 2 || it.OutDev != 3 ||
 		!it.HasUID || it.UID != 1000 || string(it.Payload) != string(payload) {
 		t.Errorf("parsed %+v, %v", it, ok)
 	}

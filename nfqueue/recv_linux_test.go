@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"golang.org/x/sys/unix"
 )
 
@@ -91,7 +92,7 @@ func TestRecvBatch(t *testing.T) {
 func packetMsg(t testing.TB, id uint32) []byte {
 	t.Helper()
 	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: nfqaPacketHdr, Data: []byte{byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id), 0x08, 0x00, HookForward}},
+		{Type: nfqaPacketHdr, Data: []byte{byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id), 0x08, 0x00, byte(netfilter.Forward)}},
 		{Type: nfqaIfindexIndev, Data: binary.BigEndian.AppendUint32(nil, 2)},
 		{Type: nfqaIfindexOutdev, Data: binary.BigEndian.AppendUint32(nil, 3)},
 		{Type: nfqaPayload, Data: append([]byte{0x45, 0, 0, 64}, make([]byte, 60)...)},
