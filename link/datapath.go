@@ -225,6 +225,8 @@ type Datapath struct {
 	tracing  atomic.Int32
 	tmu      sync.Mutex // guards tsubs
 	tsubs    map[chan string]struct{}
+	// nworkers numbers the engine workers made (newWorker)
+	nworkers atomic.Int64
 	tdropped atomic.Uint64 // lines a slow listener missed
 
 	// packet capture: while someone captures, readers and workers copy
@@ -440,6 +442,8 @@ type out struct {
 // (a worker, or an inline reader) reuses from batch to batch.
 type worker struct {
 	d *Datapath
+	// ew runs the engine with this worker's own random source
+	ew *datapath.Worker
 	// idx picks the queue of a multi-queue port written to
 	idx   int
 	outs  []out
@@ -452,7 +456,10 @@ type worker struct {
 }
 
 func (d *Datapath) newWorker(idx int) *worker {
-	return &worker{d: d, idx: idx, outs: make([]out, 0, len(d.ports)), drops: map[string]uint64{}}
+	// every worker (an inline reader is one) draws from a stream of its
+	// own: no lock, no shared generator state
+	ew := d.eng.NewWorker(int(d.nworkers.Add(1) - 1))
+	return &worker{d: d, ew: ew, idx: idx, outs: make([]out, 0, len(d.ports)), drops: map[string]uint64{}}
 }
 
 func (d *Datapath) worker(q chan *work, idx int) {
@@ -522,7 +529,7 @@ func (w *worker) run(elems []*elem) {
 			w.wtr = datapath.Tracer{Lines: w.wtr.Lines[:0]}
 			tr = &w.wtr
 		}
-		f := d.eng.Receive(&el.pkt, w.now, tr)
+		f := w.ew.Receive(&el.pkt, w.now, tr)
 		if tr != nil && len(tr.Lines) > 0 {
 			d.publishTrace(tr.Lines)
 		}
