@@ -222,9 +222,9 @@ type Datapath struct {
 	// live trace (xtables-monitor --trace): while someone listens, the
 	// workers run the engine with a tracer and publish the lines of the
 	// packets -j TRACE marked
-	tracing  atomic.Int32
-	tmu      sync.Mutex // guards tsubs
-	tsubs    map[chan string]struct{}
+	tracing atomic.Int32
+	tmu     sync.Mutex // guards tsubs
+	tsubs   map[chan string]struct{}
 	// nworkers numbers the engine workers made (newWorker)
 	nworkers atomic.Int64
 	tdropped atomic.Uint64 // lines a slow listener missed
