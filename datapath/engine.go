@@ -48,7 +48,7 @@ const (
 	Delivered FateKind = iota // accepted for a local socket (INPUT done)
 	Forwarded                 // left through OutIf
 	Sent                      // a local packet left through OutIf
-	Dropped                   // dropped (By says where)
+	Dropped                   // dropped (Reason says why, By where)
 	Queued                    // handed to NFQUEUE
 	Stolen
 )
@@ -61,9 +61,16 @@ func (k FateKind) String() string { return fateNames[k] }
 type Fate struct {
 	Kind  FateKind
 	OutIf string
-	// By names the verdict's origin for drops: "filter:FORWARD:policy",
-	// "filter:INPUT:rule:3", "route: no route to host", "conntrack: table full"...
-	By string
+	// Reason is why a Dropped packet was dropped, with where (Table,
+	// Hook, and for a traced packet the chain Arg and Rule) or what
+	// (Detail: an errno, a verdict, an address; Arg: a device, an
+	// error's text) as the reason says (drop.go). By prints them.
+	Reason DropReason
+	Table  iptables.TableID
+	Hook   netfilter.Hook
+	Rule   int32
+	Detail uint32
+	Arg    string
 	// NextHop is the neighbour a Forwarded or Sent packet goes to on
 	// OutIf (the gateway, or the destination on link): an L2 device
 	// resolves its MAC.
@@ -87,7 +94,7 @@ func (f Fate) String() string {
 	case Forwarded, Sent:
 		return fmt.Sprintf("%s out %s", f.Kind, f.OutIf)
 	case Dropped:
-		return "dropped by " + f.By
+		return "dropped by " + f.By()
 	}
 	return f.Kind.String()
 }
@@ -403,9 +410,22 @@ func (e *Engine) putPkt(k *pkt) {
 	e.pkts.Put(k)
 }
 
-func (k *pkt) drop(by string) {
+// drop drops the packet for reason, with its detail and argument.
+func (k *pkt) drop(reason DropReason, detail uint32, arg string) {
 	k.fate.Kind = Dropped
-	k.fate.By = by
+	k.fate.Reason, k.fate.Detail, k.fate.Arg = reason, detail, arg
+}
+
+// tableDrop records a table's drop at the hook, unless an earlier one
+// is recorded; a traced packet also gets the chain and rule.
+func (k *pkt) tableDrop(tid iptables.TableID, h netfilter.Hook) {
+	if k.fate.Reason != DropNone {
+		return
+	}
+	k.fate.Reason, k.fate.Table, k.fate.Hook = DropTable, tid, h
+	if k.tr != nil && k.tr.dropChain != "" {
+		k.fate.Arg, k.fate.Rule = k.tr.dropChain, k.tr.dropRule
+	}
 }
 
 // runTable runs one table's chain for the hook and reports whether the
@@ -423,8 +443,8 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 	if k.tr == nil {
 		// an empty chain: its policy, without a traversal
 		if v, ok := base.RunEmpty(len(k.p.IP)); ok {
-			if v == iptables.TDrop && k.fate.By == "" {
-				k.fate.By = tid.String() + ":" + h.String()
+			if v == iptables.TDrop {
+				k.tableDrop(tid, h)
 			}
 			if k.rec {
 				k.memo.Policy(base)
@@ -445,11 +465,8 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 		tr = k.tr.chain(k, c, in, out)
 	}
 	v := k.cfg.Rules.Tables[tid].RunBase(base, c, tr)
-	if v == iptables.TDrop && k.fate.By == "" {
-		k.fate.By = tid.String() + ":" + h.String()
-		if k.tr != nil && k.tr.lastDrop != "" {
-			k.fate.By = k.tr.lastDrop
-		}
+	if v == iptables.TDrop {
+		k.tableDrop(tid, h)
 	}
 	return v, c
 }
@@ -470,9 +487,7 @@ func (k *pkt) verdictOK(v iptables.TVerdict, c *iptables.Ctx, tid iptables.Table
 		k.fate.Kind = Stolen
 		return false
 	}
-	if k.fate.By == "" {
-		k.fate.By = tid.String() + ":" + h.String()
-	}
+	k.tableDrop(tid, h)
 	k.fate.Kind = Dropped
 	if c != nil && c.Reject != nil {
 		k.reject(c.Reject)
@@ -490,7 +505,7 @@ func (k *pkt) conntrackIn(h netfilter.Hook) bool {
 	}
 	ref, v := k.e.CT.In(k.p, k.zone, h, k.env.now)
 	if v != conntrack.Accept {
-		k.drop("conntrack: " + v.String())
+		k.drop(DropConntrack, uint32(v), "")
 		return false
 	}
 	k.ct = ref
@@ -509,7 +524,7 @@ func (k *pkt) natHook(h netfilter.Hook, m nat.Manip, in, out string) bool {
 	info := k.ct.Info
 	if (info == conntrack.CtRelated || info == conntrack.CtRelatedReply) && k.p.Proto == packet.ProtoICMP && packet.IsICMPError(k.p.ICMPType) {
 		if !nat.TranslateICMPError(k.p, k.ct, m) {
-			k.drop("nat: ICMP error translation")
+			k.drop(DropNATICMP, 0, "")
 			return false
 		}
 		return true
@@ -526,14 +541,14 @@ func (k *pkt) natHook(h netfilter.Hook, m nat.Manip, in, out string) bool {
 						return false
 					}
 				} else if err := k.e.NAT.NullBinding(c, m, k.env.now); err != nil {
-					k.drop("nat: " + err.Error())
+					k.drop(DropNAT, 0, err.Error())
 					return false
 				}
 			}
 		}
 	}
 	if !nat.Translate(k.p, k.ct, m) {
-		k.drop("nat: truncated transport header")
+		k.drop(DropNATTruncated, 0, "")
 		return false
 	}
 	return true
@@ -559,7 +574,7 @@ func (k *pkt) bind(req *iptables.NATRequest, m nat.Manip, in, out string) bool {
 			src = u32(fib.SelectSource(fib.Ifindex(out), addr4(nh), route.ScopeUniverse))
 		}
 		if src == 0 {
-			k.drop("nat: MASQUERADE found no address on " + out)
+			k.drop(DropMasqNoAddr, 0, out)
 			return false
 		}
 		r.Flags |= nat.MapIPs
@@ -571,7 +586,7 @@ func (k *pkt) bind(req *iptables.NATRequest, m nat.Manip, in, out string) bool {
 		if in != "" && fib != nil {
 			a = u32(fib.SelectSource(fib.Ifindex(in), netip.Addr{}, route.ScopeUniverse))
 			if a == 0 {
-				k.drop("nat: REDIRECT found no address on " + in)
+				k.drop(DropRedirectNoAddr, 0, in)
 				return false
 			}
 		}
@@ -589,7 +604,7 @@ func (k *pkt) bind(req *iptables.NATRequest, m nat.Manip, in, out string) bool {
 		r.MinIP, r.MaxIP = newIP, newIP
 	}
 	if err := k.e.NAT.Setup(k.ct.Conn, &r, m, k.env.now); err != nil {
-		k.drop("nat: " + err.Error())
+		k.drop(DropNAT, 0, err.Error())
 		return false
 	}
 	return true
@@ -602,7 +617,7 @@ func (k *pkt) confirm() bool {
 	}
 	ref, v := k.e.CT.Confirm(k.ct, k.env.now)
 	if v != conntrack.Accept {
-		k.drop("conntrack: " + v.String())
+		k.drop(DropConntrack, uint32(v), "")
 		return false
 	}
 	k.ct = ref
@@ -630,7 +645,7 @@ func (k *pkt) receive1() {
 	// the input route, looked up after PREROUTING with the current
 	// addresses and mark
 	if fib == nil {
-		k.drop("route: no routing configuration")
+		k.drop(DropNoRouteConfig, 0, "")
 		return
 	}
 	if k.hasDst && p.Dst == dst0 {
@@ -645,7 +660,7 @@ func (k *pkt) receive1() {
 			Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort})
 	}
 	if k.rt.Err != 0 {
-		k.drop("route: " + k.rt.Err.Error())
+		k.drop(DropRoute, uint32(k.rt.Err), "")
 		// ip_error (net/ipv4/route.c): the error route answers with
 		// an ICMP unreachable when forwarding is on (no INPUT hook)
 		if k.cfg.IPForward {
@@ -688,7 +703,7 @@ func (k *pkt) forward() {
 	out := k.cfg.FIB.LinkName(k.rt.Dev)
 	// ip_forward: TTL is checked and decremented before the FORWARD hook
 	if p.IP.TTL() <= 1 {
-		k.drop("ip_forward: TTL exceeded")
+		k.drop(DropTTL, 0, "")
 		k.icmpError(packet.ICMPTimeExceeded, 0)
 		return
 	}
@@ -751,12 +766,12 @@ func (k *pkt) loopback() {
 func (k *pkt) send() {
 	fib := k.cfg.FIB
 	if fib == nil {
-		k.drop("route: no routing configuration")
+		k.drop(DropNoRouteConfig, 0, "")
 		return
 	}
 	k.rt = k.outputRoute()
 	if k.rt.Err != 0 {
-		k.drop("route: " + k.rt.Err.Error())
+		k.drop(DropRoute, uint32(k.rt.Err), "")
 		return
 	}
 	k.localOut(Sent)
@@ -792,7 +807,7 @@ func (k *pkt) outputRoute() route.Result {
 func (k *pkt) reroute() bool {
 	k.rt = k.outputRoute()
 	if k.rt.Err != 0 {
-		k.drop("route: " + k.rt.Err.Error())
+		k.drop(DropRoute, uint32(k.rt.Err), "")
 		return false
 	}
 	return true

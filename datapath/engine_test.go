@@ -108,7 +108,7 @@ func TestForwardPolicyDrop(t *testing.T) {
 	tr := &Tracer{All: true}
 	p := mk(t, "udp 10.0.0.2:5000 > 192.168.1.9:53 iif eth0")
 	f := e.Receive(p, 1e9, tr)
-	if f.Kind != Dropped || f.By != "filter:FORWARD:policy" {
+	if f.Kind != Dropped || f.By() != "filter:FORWARD:policy" {
 		t.Fatalf("fate %v\n%s", f, strings.Join(tr.Lines, "\n"))
 	}
 	if !strings.Contains(strings.Join(tr.Lines, "\n"), "filter:SVC:rule:0x") {

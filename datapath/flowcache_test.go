@@ -272,7 +272,7 @@ func flowCacheRun(t *testing.T, seed uint64, npkts int) (total, cached int) {
 		if fa.FlowCached {
 			t.Fatalf("seed %d: the reference used the flow cache", seed)
 		}
-		if fa.Kind != fb.Kind || fa.OutIf != fb.OutIf || fa.By != fb.By || len(fa.Answers) != len(fb.Answers) ||
+		if fa.Kind != fb.Kind || fa.OutIf != fb.OutIf || fa.By() != fb.By() || len(fa.Answers) != len(fb.Answers) ||
 			!bytes.Equal(pa.Data, pb.Data) || pa.Mark != pb.Mark {
 			t.Fatalf("seed %d, packet %d (%s in %s, cached %v): reference %v mark %#x, engine %v mark %#x\n% x\n% x\nrules:\n%s",
 				seed, total, describeSpec(sp), in, fb.FlowCached, fa, pa.Mark, fb, pb.Mark, pa.Data, pb.Data, text)
@@ -343,7 +343,7 @@ func TestFlowCacheSwap(t *testing.T) {
 	cfg.Rules = block
 	e.Swap(cfg)
 	for i := range 3 {
-		if f := send(); f.Kind != Dropped || f.FlowCached || f.By != "filter:FORWARD:rule:1" && f.By != "filter:FORWARD" {
+		if f := send(); f.Kind != Dropped || f.FlowCached || f.By() != "filter:FORWARD:rule:1" && f.By() != "filter:FORWARD" {
 			t.Fatalf("packet %d after the swap: %v, from the flow cache %v", i, f, f.FlowCached)
 		}
 	}

@@ -106,14 +106,14 @@ func (k *pkt) ipvsIn(h netfilter.Hook, prio netfilter.Priority) bool {
 		if k.tracing() {
 			k.ipvsTrace(h, prio, "leave (no destination available)")
 		}
-		k.drop(r.Reason)
+		k.drop(DropIPVS, 0, r.Reason)
 		k.icmpError(packet.ICMPDestUnreach, 3)
 		return false
 	case lvs.Drop:
 		if k.tracing() {
 			k.ipvsTrace(h, prio, "drop "+r.Conn.String()+": "+r.Reason)
 		}
-		k.drop(r.Reason)
+		k.drop(DropIPVS, 0, r.Reason)
 		return false
 	}
 	if k.tracing() {
@@ -153,7 +153,7 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn, icmp bool) bool {
 	fib := k.cfg.FIB
 	rt := fib.Output(&route.Flow{Dst: addr4(cp.DAddr)})
 	if rt.Err != 0 {
-		k.drop("ipvs: no route to real server " + addr4(cp.DAddr).String())
+		k.drop(DropIPVSNoRoute, cp.DAddr, "")
 		k.icmpError(packet.ICMPDestUnreach, 1)
 		return false
 	}
@@ -172,18 +172,18 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn, icmp bool) bool {
 	if fwd == lvs.Tunnel && cp.Dest != nil {
 		mtu -= lvs.EncapLen(cp.Dest)
 		if mtu < 68 {
-			k.drop("ipvs: tunnel MTU below 68")
+			k.drop(DropIPVSMTU, 0, "")
 			return false
 		}
 	}
 	if p.IP.DF() && len(p.IP) > mtu && !icmp {
-		k.drop("ipvs: packet too big")
+		k.drop(DropIPVSTooBig, 0, "")
 		k.icmpSend(packet.ICMPDestUnreach, 4, uint32(mtu))
 		return false
 	}
 	// decrement_ttl
 	if p.IP.TTL() <= 1 {
-		k.drop("ipvs: TTL exceeded")
+		k.drop(DropIPVSTTL, 0, "")
 		k.icmpError(packet.ICMPTimeExceeded, 0)
 		return false
 	}
@@ -198,7 +198,7 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn, icmp bool) bool {
 		}
 		k.ipvsUntrack(cp, true)
 		if err := lvs.Encap(p, cp, src, uint16(k.rand32())); err != nil {
-			k.drop(err.Error())
+			k.drop(DropIPVSEncap, 0, err.Error())
 			return false
 		}
 	case lvs.Route:

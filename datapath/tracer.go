@@ -24,12 +24,15 @@ type Tracer struct {
 	// answer from inside the target, so the answer's events come first
 	held []string
 
-	lastDrop string
+	// dropChain and dropRule are where the chain run's last DROP was:
+	// the chain, and the rule's number (0: its policy)
+	dropChain string
+	dropRule  int32
 }
 
 func (t *Tracer) chain(k *pkt, c *iptables.Ctx, in, out string) iptables.Tracer {
 	t.k, t.c, t.in, t.out, t.printed = k, c, in, out, false
-	t.lastDrop = ""
+	t.dropChain, t.dropRule = "", 0
 	return t
 }
 
@@ -64,7 +67,7 @@ func ruleNum(c *iptables.Chain, r *iptables.Rule) int {
 // Rule implements iptables.Tracer.
 func (t *Tracer) Rule(tab *iptables.Table, c *iptables.Chain, r *iptables.Rule, v iptables.TVerdict, jump *iptables.Chain, gotoFlag bool) {
 	if v == iptables.TDrop {
-		t.lastDrop = tab.ID.String() + ":" + c.Name + ":rule:" + strconv.Itoa(ruleNum(c, r))
+		t.dropChain, t.dropRule = c.Name, int32(ruleNum(c, r))
 	}
 	if !t.on() {
 		return
@@ -111,7 +114,7 @@ func (t *Tracer) Return(tab *iptables.Table, c *iptables.Chain, r *iptables.Rule
 // Policy implements iptables.Tracer.
 func (t *Tracer) Policy(tab *iptables.Table, c *iptables.Chain, v iptables.TVerdict) {
 	if v == iptables.TDrop {
-		t.lastDrop = tab.ID.String() + ":" + c.Name + ":policy"
+		t.dropChain, t.dropRule = c.Name, 0
 	}
 	if !t.on() {
 		return

@@ -134,8 +134,8 @@ type Stats struct {
 	// segments; GROOut the super-packets written, each coalesced from
 	// several segments (offload.go).
 	GSOIn, GROOut uint64
-	// DropsBy counts drops by the engine's reason (Fate.By).
-	DropsBy map[string]uint64
+	// Drops counts the engine's drops by reason (datapath.DropKey).
+	Drops map[datapath.DropKey]uint64
 
 	// TAP ports (tap.go, neigh.go); Malformed also counts frames
 	// shorter than an Ethernet header and bad ARP messages.
@@ -178,10 +178,12 @@ func (s Stats) String() string {
 	if s.TxErrors > 0 || s.NoDevice > 0 {
 		fmt.Fprintf(&b, ", %d write errors, %d without device", s.TxErrors, s.NoDevice)
 	}
-	if len(s.DropsBy) > 0 {
-		keys := make([]string, 0, len(s.DropsBy))
-		for k := range s.DropsBy {
-			keys = append(keys, k)
+	if len(s.Drops) > 0 {
+		keys := make([]string, 0, len(s.Drops))
+		by := map[string]uint64{}
+		for k, n := range s.Drops {
+			keys = append(keys, k.String())
+			by[k.String()] = n
 		}
 		sort.Strings(keys)
 		b.WriteString(" (")
@@ -189,7 +191,7 @@ func (s Stats) String() string {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(&b, "%s: %d", k, s.DropsBy[k])
+			fmt.Fprintf(&b, "%s: %d", k, by[k])
 		}
 		b.WriteString(")")
 	}
@@ -216,8 +218,7 @@ type Datapath struct {
 	rx, notIPv4, malformed, fwd, delivered, answers, dropped, other, nodev, txerr atomic.Uint64
 	flowCached                                                                    atomic.Uint64
 
-	dmu     sync.Mutex // guards dropsBy
-	dropsBy map[string]uint64
+	drops datapath.DropCounts
 
 	// live trace (xtables-monitor --trace): while someone listens, the
 	// workers run the engine with a tracer and publish the lines of the
@@ -248,7 +249,7 @@ func NewDatapath(eng *datapath.Engine, devs []Device, mtu map[string]int, worker
 		workers = 1
 	}
 	d := &Datapath{eng: eng, byName: map[string]*port{}, start: time.Now(), done: make(chan struct{}),
-		dropsBy: map[string]uint64{}, errc: make(chan error, len(devs))}
+		errc: make(chan error, len(devs))}
 	d.works.New = func() any { return &work{elems: make([]*elem, 0, batchSize)} }
 	for _, dv := range devs {
 		p := d.byName[dv.Name()]
@@ -445,10 +446,9 @@ type worker struct {
 	// ew runs the engine with this worker's own random source
 	ew *datapath.Worker
 	// idx picks the queue of a multi-queue port written to
-	idx   int
-	outs  []out
-	drops map[string]uint64
-	wtr   datapath.Tracer
+	idx  int
+	outs []out
+	wtr  datapath.Tracer
 	// held are the pooled frames of this batch's TAP writes, released
 	// once the batch is written
 	held []*frameBuf
@@ -459,7 +459,7 @@ func (d *Datapath) newWorker(idx int) *worker {
 	// every worker (an inline reader is one) draws from a stream of its
 	// own: no lock, no shared generator state
 	ew := d.eng.NewWorker(int(d.nworkers.Add(1) - 1))
-	return &worker{d: d, ew: ew, idx: idx, outs: make([]out, 0, len(d.ports)), drops: map[string]uint64{}}
+	return &worker{d: d, ew: ew, idx: idx, outs: make([]out, 0, len(d.ports))}
 }
 
 func (d *Datapath) worker(q chan *work, idx int) {
@@ -545,7 +545,7 @@ func (w *worker) run(elems []*elem) {
 			d.delivered.Add(1)
 		case datapath.Dropped:
 			d.dropped.Add(1)
-			w.drops[f.By]++
+			d.drops.Add(&f)
 		default:
 			d.other.Add(1)
 		}
@@ -578,14 +578,6 @@ func (w *worker) run(elems []*elem) {
 	for _, el := range elems {
 		el.pkt = packet.Packet{}
 		el.from.free <- el
-	}
-	if len(w.drops) > 0 {
-		d.dmu.Lock()
-		for k, v := range w.drops {
-			d.dropsBy[k] += v
-		}
-		d.dmu.Unlock()
-		clear(w.drops)
 	}
 }
 
@@ -625,7 +617,7 @@ func (d *Datapath) reaper() {
 func (d *Datapath) Stats() Stats {
 	s := Stats{Received: d.rx.Load(), NotIPv4: d.notIPv4.Load(), Malformed: d.malformed.Load(), Forwarded: d.fwd.Load(), FlowCached: d.flowCached.Load(),
 		Delivered: d.delivered.Load(), Answers: d.answers.Load(), Dropped: d.dropped.Load(),
-		Other: d.other.Load(), NoDevice: d.nodev.Load(), TxErrors: d.txerr.Load(), DropsBy: map[string]uint64{}}
+		Other: d.other.Load(), NoDevice: d.nodev.Load(), TxErrors: d.txerr.Load(), Drops: d.drops.Snapshot()}
 	for _, p := range d.ports {
 		if p.l2 != nil {
 			p.l2.addStats(&s)
@@ -636,11 +628,6 @@ func (d *Datapath) Stats() Stats {
 			}
 		}
 	}
-	d.dmu.Lock()
-	for k, v := range d.dropsBy {
-		s.DropsBy[k] = v
-	}
-	d.dmu.Unlock()
 	return s
 }
 
@@ -862,9 +849,7 @@ func (d *Datapath) WriteMetrics(m *prom.Writer) {
 	}{{"unresolved", s.Unresolved}, {"not_ipv4", s.NotIPv4Frames}, {"vlan", s.VLANFrames}, {"otherhost", s.OtherHost}} {
 		m.Sample(l2, f.v, "reason", f.k)
 	}
-	const drops = "uswitch_drops_total"
-	m.Family(drops, "counter", "Packets the engine dropped, by reason (table:chain:rule N, policy, route, conntrack...).")
-	m.Map(drops, "reason", s.DropsBy)
+	datapath.WriteDropMetrics(m, s.Drops)
 	if d == nil {
 		return
 	}

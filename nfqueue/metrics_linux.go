@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 
+	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/internal/prom"
 )
 
@@ -79,7 +80,6 @@ func (s *Server) WriteMetrics(w io.Writer) error {
 	} {
 		m.Counter(c.name, c.help, c.v)
 	}
-	m.Family("uswitch_drops_total", "counter", "Packets the engine dropped, by reason (table:chain:rule N, policy, route, conntrack...).")
-	m.Map("uswitch_drops_total", "reason", st.DropsBy)
+	datapath.WriteDropMetrics(m, st.Drops)
 	return m.Err()
 }

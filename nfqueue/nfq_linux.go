@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -125,8 +124,8 @@ type Stats struct {
 	// Messages the netlink datagrams they returned (one packet each):
 	// Messages/Reads is the mean read batch (at most recvBatch).
 	Reads, Messages uint64
-	// DropsBy counts drops by the engine's reason (Fate.By).
-	DropsBy map[string]uint64
+	// Drops counts the engine's drops by reason (datapath.DropKey).
+	Drops map[datapath.DropKey]uint64
 	// PerQueue counts the packets of each queue, in Options.Queues order.
 	PerQueue []uint64
 	// Queues are the per-queue counters, in Options.Queues order.
@@ -172,7 +171,7 @@ func (s Stats) String() string {
 	return fmt.Sprintf("%d packets (per queue %v): %d accepted (%d rewritten, %d re-marked), %d dropped (%d malformed); "+
 		"%d messages in %d reads (%.1f a read); %d verdicts in %d sendmsgs, %d batch verdicts; %d overruns (fail-open); %d route mismatches; %d receive errors (%d ENOBUFS), %d send errors; %d answers sent (%d failed); drops by %v",
 		s.Packets, s.PerQueue, s.Accepted, s.Rewritten, s.Remarked, s.Dropped, s.Malformed,
-		s.Messages, s.Reads, s.ReadBatch(), s.Verdicts, s.Sendmsgs, s.BatchVerdicts, s.Overruns, s.RouteMismatch, s.RecvErrors, s.ENOBUFS, s.SendErrors, s.Answers, s.AnswerErrors, s.DropsBy)
+		s.Messages, s.Reads, s.ReadBatch(), s.Verdicts, s.Sendmsgs, s.BatchVerdicts, s.Overruns, s.RouteMismatch, s.RecvErrors, s.ENOBUFS, s.SendErrors, s.Answers, s.AnswerErrors, s.Drops)
 }
 
 // ReadBatch is the mean number of messages a read returned (0 before
@@ -200,8 +199,7 @@ type Server struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 
-	dmu     sync.Mutex // guards dropsBy
-	dropsBy map[string]uint64
+	drops datapath.DropCounts
 
 	answers, answerErrs atomic.Uint64
 
@@ -747,14 +745,7 @@ func (s *Server) count(q *queue, d *Decision) {
 	} else {
 		s.drop.Add(1)
 		q.drop.Add(1)
-		if d.Fate.By != "" {
-			s.dmu.Lock()
-			if s.dropsBy == nil {
-				s.dropsBy = map[string]uint64{}
-			}
-			s.dropsBy[d.Fate.By]++
-			s.dmu.Unlock()
-		}
+		s.drops.Add(&d.Fate)
 	}
 	if d.Malformed {
 		s.malf.Add(1)
@@ -820,11 +811,7 @@ func (s *Server) Stats() Stats {
 		Rewritten: s.rew.Load(), Remarked: s.remark.Load(), RouteMismatch: s.mism.Load(), Sendmsgs: s.sends.Load(),
 		BatchVerdicts: s.batches.Load(), RecvErrors: s.rerr.Load(), SendErrors: s.serr.Load(),
 		Answers: s.answers.Load(), AnswerErrors: s.answerErrs.Load()}
-	s.dmu.Lock()
-	if len(s.dropsBy) > 0 {
-		st.DropsBy = maps.Clone(s.dropsBy)
-	}
-	s.dmu.Unlock()
+	st.Drops = s.drops.Snapshot()
 	kq := s.kernelQueues()
 	for _, q := range s.queues {
 		qs := QueueStats{Num: q.num, Packets: q.pkts.Load(), Accepted: q.acc.Load(), Dropped: q.drop.Load(),

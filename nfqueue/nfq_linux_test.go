@@ -509,7 +509,7 @@ func TestCounters(t *testing.T) {
 		fmt.Sprintf("uswitch_nfqueue_failopen_total{queue=\"%d\"} 0\n", tp.queue),
 		fmt.Sprintf("uswitch_nfqueue_kernel_queue_depth{queue=\"%d\"} 0\n", tp.queue),
 		fmt.Sprintf("uswitch_nfqueue_kernel_packet_ids_total{queue=\"%d\"} %d\n", tp.queue, want),
-		`uswitch_drops_total{reason="filter:FORWARD"} 1` + "\n",
+		`uswitch_drops_total{reason="table",table="filter",hook="FORWARD"} 1` + "\n",
 	} {
 		if !strings.Contains(b.String(), line) {
 			t.Errorf("metrics lack %q:\n%s", line, b.String())

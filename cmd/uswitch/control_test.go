@@ -241,7 +241,7 @@ func TestLiveControl(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, w := range []string{"uswitch_conntrack_entries ", `uswitch_drops_total{reason="filter:FORWARD"} `, `uswitch_packets_total{fate="forwarded"} `, "uswitch_worker_queue_depth{worker=\"1\"} "} {
+	for _, w := range []string{"uswitch_conntrack_entries ", `uswitch_drops_total{reason="table",table="filter",hook="FORWARD"} `, `uswitch_packets_total{fate="forwarded"} `, "uswitch_worker_queue_depth{worker=\"1\"} "} {
 		if !strings.Contains(string(body), w) {
 			t.Errorf("metrics lack %q:\n%s", w, body)
 		}

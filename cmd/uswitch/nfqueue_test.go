@@ -158,7 +158,7 @@ func TestNFQueueControl(t *testing.T) {
 		fmt.Sprintf("uswitch_nfqueue_failopen_total{queue=%q} 0", q),
 		fmt.Sprintf("uswitch_nfqueue_kernel_queue_depth{queue=%q} 0", q),
 		fmt.Sprintf("uswitch_nfqueue_kernel_packet_ids_total{queue=%q} %d", q, want),
-		`uswitch_drops_total{reason="filter:OUTPUT"} 1`,
+		`uswitch_drops_total{reason="table",table="filter",hook="OUTPUT"} 1`,
 		"uswitch_conntrack_entries 1", // the answered ping's (the dropped one is never confirmed)
 		`uswitch_conntrack_events_total{event="new"} 2`,
 	} {
