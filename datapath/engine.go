@@ -61,6 +61,9 @@ func (k FateKind) String() string { return fateNames[k] }
 type Fate struct {
 	Kind  FateKind
 	OutIf string
+	// OutIndex is OutIf's index in the configuration's FIB (0:
+	// unknown), for a writer that keeps its devices by index.
+	OutIndex int
 	// Reason is why a Dropped packet was dropped, with where (Table,
 	// Hook, and for a traced packet the chain Arg and Rule) or what
 	// (Detail: an errno, a verdict, an address; Arg: a device, an
@@ -637,7 +640,11 @@ func (k *pkt) receive1() {
 	dst0 := p.Dst
 	fib := k.cfg.FIB
 	if fib != nil {
-		k.iif = fib.Ifindex(in)
+		// the reader's index, if it is this configuration's for the
+		// name (a name compare, not a map lookup), else by name
+		if k.iif = p.InIndex; k.iif == 0 || fib.LinkName(k.iif) != in {
+			k.iif = fib.Ifindex(in)
+		}
 	}
 	if !k.run(&hookState{hook: netfilter.PreRouting, in: in}) {
 		return
@@ -727,6 +734,9 @@ func (k *pkt) postrouting(in, out string, kind FateKind) {
 	}
 	k.fate.Kind = kind
 	k.fate.OutIf = out
+	if k.cfg.FIB != nil && k.cfg.FIB.LinkName(k.rt.Dev) == out {
+		k.fate.OutIndex = k.rt.Dev
+	}
 	// ip_finish_output2: the neighbour is the route's gateway, or the
 	// destination itself on a link (IPVS-DR: the real server)
 	switch {

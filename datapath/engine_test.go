@@ -209,3 +209,24 @@ func establishedNoAllocs(t *testing.T, cached bool) {
 		t.Fatalf("established packet allocates %v times", n)
 	}
 }
+
+// TestIfindex: a reader's input index is taken when it is the
+// configuration's for the name and ignored when it is not (a stale one
+// gives the same fate as none); a forwarded packet's fate carries its
+// output device's index.
+func TestIfindex(t *testing.T) {
+	e := testEngine(t)
+	fib := e.Config().FIB
+	eth0, eth1 := fib.Ifindex("eth0"), fib.Ifindex("eth1")
+	if eth0 == 0 || eth1 == 0 || eth0 == eth1 {
+		t.Fatalf("test FIB: eth0 %d, eth1 %d", eth0, eth1)
+	}
+	for _, idx := range []int{0, eth0, eth1, 99} {
+		p := mk(t, "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 1 iif eth0")
+		p.InIndex = idx
+		f := e.Receive(p, 1e9, nil)
+		if f.Kind != Forwarded || f.OutIf != "eth1" || f.OutIndex != eth1 || len(f.Answers) != 0 {
+			t.Errorf("InIndex %d: fate %v, out index %d, %d answers; want forwarded out eth1 (%d), no redirect", idx, f, f.OutIndex, len(f.Answers), eth1)
+		}
+	}
+}

@@ -102,6 +102,9 @@ type port struct {
 	queues []*rxq
 	name   string
 	mtu    int
+	// ifindex is the port's index in the engine's FIB at start (0:
+	// none); the engine checks it against the name
+	ifindex int
 	// decap opens the tunnel packets written to the device (nil: none);
 	// set before the goroutines start, read-only after (decap.go).
 	decap *decapSpec
@@ -203,8 +206,12 @@ type Datapath struct {
 	eng    *datapath.Engine
 	ports  []*port
 	byName map[string]*port // immutable after NewDatapath
-	queues []chan *work
-	start  time.Time
+	// byIndex are the ports by their index in the engine's FIB at start
+	// (nil where none): the output port of a Fate without a map lookup;
+	// immutable after NewDatapath
+	byIndex []*port
+	queues  []chan *work
+	start   time.Time
 
 	readers sync.WaitGroup
 	workers sync.WaitGroup
@@ -267,6 +274,17 @@ func NewDatapath(eng *datapath.Engine, devs []Device, mtu map[string]int, worker
 			q.free <- &elem{buf: make([]byte, ethHeaderLen+p.mtu), from: q}
 		}
 		p.queues = append(p.queues, q)
+	}
+	if fib := eng.Config().FIB; fib != nil {
+		for _, p := range d.ports {
+			if i := fib.Ifindex(p.name); i > 0 {
+				p.ifindex = i
+				if i >= len(d.byIndex) {
+					d.byIndex = append(d.byIndex, make([]*port, i+1-len(d.byIndex))...)
+				}
+				d.byIndex[i] = p
+			}
+		}
 	}
 	for _, o := range opts {
 		o(d)
@@ -391,7 +409,7 @@ func (d *Datapath) reader(q *rxq, qi int) {
 				q.free <- el
 				continue
 			}
-			el.pkt.InIf = p.name
+			el.pkt.InIf, el.pkt.InIndex = p.name, p.ifindex
 			el.pkt.CsumValid = valid[i]
 			if d.capturing.Load() > 0 {
 				d.tap(p.name, el.pkt.Data)
@@ -487,9 +505,15 @@ func (w *worker) add(p *port, b []byte) {
 // hop (Fate.NextHop), own the buffer b was read into (nil for a
 // packet the engine made), whose headroom a TAP port writes the
 // Ethernet header into
-func (w *worker) send(name string, b []byte, nh uint32, own []byte) bool {
+func (w *worker) send(idx int, name string, b []byte, nh uint32, own []byte) bool {
 	d := w.d
-	p := d.byName[name]
+	var p *port
+	if idx > 0 && idx < len(d.byIndex) {
+		p = d.byIndex[idx]
+	}
+	if p == nil || p.name != name {
+		p = d.byName[name] // a FIB swapped in since the start
+	}
 	if p == nil {
 		d.nodev.Add(1)
 		return false
@@ -538,7 +562,7 @@ func (w *worker) run(elems []*elem) {
 		}
 		switch f.Kind {
 		case datapath.Forwarded, datapath.Sent:
-			if w.send(f.OutIf, el.pkt.IP, f.NextHop, el.buf) {
+			if w.send(f.OutIndex, f.OutIf, el.pkt.IP, f.NextHop, el.buf) {
 				d.fwd.Add(1)
 			}
 		case datapath.Delivered:
@@ -551,7 +575,7 @@ func (w *worker) run(elems []*elem) {
 		}
 		for _, a := range f.Answers {
 			if a.Fate.Kind == datapath.Sent || a.Fate.Kind == datapath.Forwarded {
-				if w.send(a.Fate.OutIf, a.Pkt.IP, a.Fate.NextHop, nil) {
+				if w.send(a.Fate.OutIndex, a.Fate.OutIf, a.Pkt.IP, a.Fate.NextHop, nil) {
 					d.answers.Add(1)
 				}
 			}

@@ -43,8 +43,11 @@ type Packet struct {
 type Meta struct {
 	// InIf/OutIf name the input and output interfaces ("" = none), as
 	// -i/-o and the trace's IN=/OUT= see them.
-	InIf, OutIf       string
-	InIndex, OutIndex int
+	InIf, OutIf string
+	// InIndex is the input interface's index when the reader knows it
+	// (link resolves each port's once, at start): the engine then takes
+	// it instead of looking the name up. 0: unknown.
+	InIndex int
 	// PhysIn/PhysOut are the bridge ports (br_netfilter), "" if not bridged.
 	PhysIn, PhysOut string
 	Mark            uint32
