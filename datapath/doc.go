@@ -16,7 +16,7 @@
 //	trace      xtables-monitor --trace lines
 //
 // The front ends that feed the Engine live above it: nfqueue (NFQUEUE)
-// and the lab (TUN/TAP).
+// and link (TUN/TAP), which the lab drives.
 //
 // # The hook graph
 //
@@ -79,7 +79,10 @@
 // scratch) is pooled, chains are walked through the classifier, input
 // routes come from a per-FIB cache, and an established flow whose
 // traversal depended only on the flow replays it from the flow cache
-// kept on its conntrack entry (flowcache.go). A configuration (rules,
+// kept on its conntrack entry (flowcache.go). A drop is a DropReason
+// with small values, not a string (drop.go), counted per reason by
+// atomic counters (DropCounts). Interfaces travel by index where the
+// reader knows it (packet.Meta.InIndex, Fate.OutIndex). A configuration (rules,
 // routes, sysctls) is immutable and swapped atomically (Engine.Swap);
 // packets in flight finish on the old one.
 package datapath

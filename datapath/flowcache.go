@@ -23,9 +23,9 @@ import (
 // confirmation and the local answer.
 //
 // What makes a traversal recordable is decided while it runs
-// (rules.Memo): no evaluated match that can answer differently for the
+// (iptables.Memo): no evaluated match that can answer differently for the
 // flow's next packet, no target other than a standard verdict, and no
-// more than rules.MaxMemoHits counters. Only packets that went on
+// more than iptables.MaxMemoHits counters. Only packets that went on
 // (forwarded or delivered) are recorded. A new configuration (rules,
 // routes or sysctls: Swap) has a new generation, so every recording made
 // before it is stale at once. Tracing, IPVS (its hooks keep state) and
