@@ -241,15 +241,8 @@ func (t tableNames) id(v any) (uint32, error) {
 	case float64:
 		return uint32(x), nil
 	case string:
-		switch x {
-		case "main":
-			return route.TableMain, nil
-		case "local":
-			return route.TableLocal, nil
-		case "default":
-			return route.TableDefault, nil
-		case "unspec":
-			return route.TableUnspec, nil
+		if id, ok := route.TableByName(x); ok {
+			return id, nil
 		}
 		if n, err := strconv.ParseUint(x, 0, 32); err == nil {
 			return uint32(n), nil

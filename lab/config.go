@@ -413,13 +413,8 @@ func (r *RouteSpec) UnmarshalText(b []byte) error {
 }
 
 func tableID(v string) (uint32, error) {
-	switch v {
-	case "main":
-		return route.TableMain, nil
-	case "local":
-		return route.TableLocal, nil
-	case "default":
-		return route.TableDefault, nil
+	if id, ok := route.TableByName(v); ok && id != route.TableUnspec {
+		return id, nil
 	}
 	n, err := strconv.ParseUint(v, 10, 32)
 	if err != nil || n == 0 {

@@ -141,6 +141,22 @@ const (
 	TableLocal   uint32 = 255
 )
 
+// TableByName is the id of a table's name in /etc/iproute2/rt_tables'
+// reserved set: main, local, default, unspec.
+func TableByName(name string) (uint32, bool) {
+	switch name {
+	case "main":
+		return TableMain, true
+	case "local":
+		return TableLocal, true
+	case "default":
+		return TableDefault, true
+	case "unspec":
+		return TableUnspec, true
+	}
+	return 0, false
+}
+
 // Nexthop is one path of a route.
 type Nexthop struct {
 	Gateway netip.Addr // invalid = directly connected
