@@ -22,6 +22,16 @@ type instanceFlags struct {
 	socket, lab string
 }
 
+// newFlags is a subcommand's flag set, its errors and usage to stderr,
+// with the flags that pick the running instance.
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *instanceFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	inst := &instanceFlags{}
+	inst.register(fs)
+	return fs, inst
+}
+
 func (f *instanceFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.socket, "socket", "", "control socket of the running uswitch (default: $USWITCH_SOCKET, else "+control.SocketPath("LAB")+")")
 	fs.StringVar(&f.lab, "lab", "default", "name of the running lab whose socket to use")
@@ -73,10 +83,7 @@ func controlRequest(path string, req control.Request) (control.Response, error) 
 // conntrackCmd is `conntrack -L [-o extended]` and `conntrack -C` against
 // the running instance.
 func conntrackCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("conntrack", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var inst instanceFlags
-	inst.register(fs)
+	fs, inst := newFlags("conntrack", stderr)
 	list := fs.Bool("L", false, "list the connection tracking table")
 	fs.BoolVar(list, "dump", false, "same as -L")
 	count := fs.Bool("C", false, "show the table's counter")
@@ -98,10 +105,7 @@ func conntrackCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 
 // metricsCmd prints the running instance's Prometheus metrics.
 func metricsCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("metrics", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var inst instanceFlags
-	inst.register(fs)
+	fs, inst := newFlags("metrics", stderr)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -111,10 +115,7 @@ func metricsCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // monitorCmd is `xtables-monitor --trace` against the running instance:
 // the trace lines of the packets -j TRACE marks, until interrupted.
 func monitorCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("monitor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var inst instanceFlags
-	inst.register(fs)
+	fs, inst := newFlags("monitor", stderr)
 	tr := fs.Bool("trace", false, "print the trace events of packets marked by -j TRACE (xtables-monitor --trace)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -131,10 +132,7 @@ func monitorCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // pcapCmd writes a pcap of a device's packets (read and written by
 // uswitch) to a file or stdout, until interrupted or -c packets.
 func pcapCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("pcap", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var inst instanceFlags
-	inst.register(fs)
+	fs, inst := newFlags("pcap", stderr)
 	iface := fs.String("i", "any", "the lab device to capture (\"any\": all)")
 	file := fs.String("w", "-", "the pcap file to write (\"-\": stdout, e.g. | tcpdump -nr -)")
 	count := fs.Int("c", 0, "stop after this many packets")

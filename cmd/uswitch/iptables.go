@@ -56,16 +56,13 @@ func load(ld *iptables.Loader, r io.Reader, stderr io.Writer) (*iptables.Ruleset
 }
 
 func iptablesRestore(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("iptables-restore", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs, inst := newFlags("iptables-restore", stderr)
 	var lf loadFlags
 	lf.register(fs)
 	test := fs.Bool("test", false, "check the input without applying it")
 	fs.BoolVar(test, "t", false, "same as --test")
 	noflush := fs.Bool("noflush", false, "don't flush the tables before restoring")
 	fs.BoolVar(noflush, "n", false, "same as --noflush")
-	var inst instanceFlags
-	inst.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -126,15 +123,12 @@ func restoreLive(sock string, lf *loadFlags, noflush bool, file string, stdin io
 }
 
 func iptablesSave(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("iptables-save", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs, inst := newFlags("iptables-save", stderr)
 	var lf loadFlags
 	lf.register(fs)
 	table := fs.String("t", "", "print only this table")
 	fs.StringVar(table, "table", "", "same as -t")
 	input := fs.String("input", "", "iptables-restore file to load and print (default: the running instance's rule set)")
-	var inst instanceFlags
-	inst.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
