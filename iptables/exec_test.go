@@ -366,14 +366,14 @@ var execCases = []execCase{
 	{name: "NFQUEUE bypass", table: Mangle, hook: netfilter.PreRouting, rules: []string{"-j NFQUEUE --queue-num 65535 --queue-bypass"}, tv: TQueue, rv: TQueue, check: wantQueue(65535, true)},
 	{name: "NFQUEUE balance", table: Raw, hook: netfilter.PreRouting, rules: []string{"-j NFQUEUE --queue-balance 4:7"}, tv: TQueue, rv: TQueue,
 		check: func(t *testing.T, c *Ctx, _ *conntrack.Conn) {
-			want := 4 + uint16(reciprocalScale(nfqHashV4(c.Pkt, nfqHashInit.Load()), 4))
+			want := 4 + uint16(reciprocalScale(nfqHashV4(c.Pkt, nfqHashInitval(c.State, c.Env)), 4))
 			if c.QueueNum != want || c.QueueBypass {
 				t.Errorf("queue %d, want %d", c.QueueNum, want)
 			}
 		}},
 	{name: "NFQUEUE cpu-fanout", table: Filter, hook: netfilter.LocalOut, rules: []string{"-j NFQUEUE --queue-balance 10:12 --queue-cpu-fanout --queue-bypass"}, tv: TQueue, rv: TQueue,
 		check: func(t *testing.T, c *Ctx, _ *conntrack.Conn) {
-			want := 10 + uint16(fanoutHash(c.Pkt, nfqHashInit.Load())%3)
+			want := 10 + uint16(fanoutHash(c.Pkt, nfqHashInitval(c.State, c.Env))%3)
 			if c.QueueNum != want || !c.QueueBypass {
 				t.Errorf("queue %d bypass %v, want %d", c.QueueNum, c.QueueBypass, want)
 			}

@@ -1,6 +1,9 @@
 package iptables
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // stateFields collects the per-match shared state kinds (see State).
 // Matches add their fields here.
@@ -15,4 +18,6 @@ type stateFields struct {
 		mu     sync.Mutex // guards tables (the map only; each table has its lock)
 		tables map[string]*hlTable
 	}
+	// nfqHashInit is NFQUEUE's jhash_initval (0: not drawn yet).
+	nfqHashInit atomic.Uint32
 }

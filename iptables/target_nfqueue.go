@@ -3,7 +3,6 @@ package iptables
 import (
 	"math/bits"
 	"strconv"
-	"sync/atomic"
 
 	"github.com/uswitch-lab/uswitch/internal/kernhash"
 	"github.com/uswitch-lab/uswitch/netfilter"
@@ -126,7 +125,7 @@ func (t *NFQueueTarget) Save(w *SaveWriter) {
 func (t *NFQueueTarget) Exec(c *Ctx) TVerdict {
 	q := t.QueueNum
 	if t.QueuesTotal > 1 {
-		init := nfqHashInitval(c.Env)
+		init := nfqHashInitval(c.State, c.Env)
 		var h uint32
 		if t.Flags&NFQCPUFanout != 0 {
 			h = fanoutHash(c.Pkt, init) % uint32(t.QueuesTotal)
@@ -140,13 +139,17 @@ func (t *NFQueueTarget) Exec(c *Ctx) TVerdict {
 	return TQueue
 }
 
-// nfqHashInit is xt_NFQUEUE.c's jhash_initval: drawn once, non-zero, when
-// first needed (init_hashrandom), here from Env.Rand32 so seeded runs
-// repeat. Shared by every NFQUEUE rule, as the module's is.
-var nfqHashInit atomic.Uint32
-
-func nfqHashInitval(env Env) uint32 {
-	if v := nfqHashInit.Load(); v != 0 {
+// nfqHashInitval is xt_NFQUEUE.c's jhash_initval: drawn once, non-zero,
+// when first needed (init_hashrandom), here from Env.Rand32 so seeded
+// runs repeat. Shared by every NFQUEUE rule of an engine (it lives in its
+// State, which survives swaps), as the module's is by a kernel's; each
+// engine draws its own, so tests with many engines do not depend on
+// their order. Without a State, a fixed value.
+func nfqHashInitval(st *State, env Env) uint32 {
+	if st == nil {
+		return kernhash.JhashInitval
+	}
+	if v := st.nfqHashInit.Load(); v != 0 {
 		return v
 	}
 	var v uint32
@@ -156,8 +159,8 @@ func nfqHashInitval(env Env) uint32 {
 	if v == 0 {
 		v = kernhash.JhashInitval // no Env (or one that only says 0): any fixed non-zero value
 	}
-	nfqHashInit.CompareAndSwap(0, v)
-	return nfqHashInit.Load()
+	st.nfqHashInit.CompareAndSwap(0, v)
+	return st.nfqHashInit.Load()
 }
 
 // nfqHashV4 is hash_v4 (include/net/netfilter/nf_queue.h): jhash_3words
