@@ -11,10 +11,12 @@
 package testtools
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -44,13 +46,34 @@ var packages = map[string]string{
 // is a failure.
 func Required() bool { return os.Getenv(RequireEnv) == "1" }
 
-// Skipf skips t with the message, or fails it when Required.
+// Skipf skips t with the message, or fails it when Required. The
+// message is also said once per test binary on the terminal, when there
+// is one: `go test ./...` shows a passing package's skips only with -v,
+// and a newcomer without a tool should see which and what to install.
 func Skipf(t testing.TB, format string, args ...any) {
 	t.Helper()
 	if Required() {
 		t.Fatalf(format+" ("+RequireEnv+"=1: not skipped)", args...)
 	}
+	notice(t.Name(), fmt.Sprintf(format, args...))
 	t.Skipf(format, args...)
+}
+
+var noticed sync.Map // the messages said on the terminal
+
+// notice writes msg to the controlling terminal, once per message (a
+// test binary's output is shown only with -v or on failure); nothing
+// without a terminal (CI).
+func notice(test, msg string) {
+	if _, done := noticed.LoadOrStore(msg, true); done {
+		return
+	}
+	tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0)
+	if err != nil {
+		return
+	}
+	defer tty.Close()
+	fmt.Fprintf(tty, "SKIP %s (and others like it): %s\n", test, msg)
 }
 
 // Need skips t (see Skipf) unless every tool is found in $PATH, naming
