@@ -161,7 +161,7 @@ func openTunTap(ns netns.NsHandle, name string, flags uint16, queues int) (devs 
 				return fmt.Errorf("%s queue %d: %w", kind, q, err)
 			}
 			fds = append(fds, fd)
-			if q == 0 && txQueueLen > 0 {
+			if q == 0 {
 				if err := setTxQueueLen(name, txQueueLen); err != nil {
 					return fmt.Errorf("%s: txqueuelen: %w", name, err)
 				}
@@ -203,7 +203,7 @@ func openTunTap(ns netns.NsHandle, name string, flags uint16, queues int) (devs 
 // burst the namespace sends while uswitch's readers wait for a CPU
 // waits there instead of being dropped (tun_net_xmit drops when the
 // ring is full; nothing pushes back on the sender).
-var txQueueLen = 8192
+const txQueueLen = 8192
 
 // setTxQueueLen sets the device's txqueuelen (SIOCSIFTXQLEN) in the
 // calling thread's namespace.
