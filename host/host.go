@@ -15,8 +15,11 @@
 //	rt_tables       iproute2 table names  (optional)
 //	rt_dsfield      iproute2 TOS names    (optional)
 //
-// A missing file means the kernel's defaults: no rules, no addresses,
-// default sysctls; a missing ip-rule.json means the three default rules.
+// ip-link.json, ip-addr.json and ip-route.json are required (Load is an
+// error naming the folder and the missing files without them; `uswitch
+// snapshot` always writes them); any other missing file means the
+// kernel's defaults: no rules, default sysctls; a missing ip-rule.json
+// means the three default rules. Every file is read up to MaxFileSize.
 // A malformed file is a *ParseError naming the file and the place.
 package host
 
@@ -24,10 +27,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/lvs"
@@ -67,29 +72,91 @@ type Snapshot struct {
 	IPVS *lvs.Director
 }
 
-func readOptional(dir, name string) ([]byte, bool, error) {
-	b, err := os.ReadFile(filepath.Join(dir, name))
+// MaxFileSize is the largest snapshot file Load reads: a larger one (or
+// an endless one, such as a link to /dev/zero) is an error.
+const MaxFileSize = 64 << 20
+
+// RequiredFiles are the files Load needs to build a FIB.
+var RequiredFiles = []string{FileLink, FileAddr, FileRoute}
+
+// readFile reads dir/name up to MaxFileSize bytes; a missing file is
+// not an error (false).
+func readFile(dir, name string) ([]byte, bool, error) {
+	path := filepath.Join(dir, name)
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, err
 	}
+	defer f.Close()
+	tooBig := fmt.Errorf("snapshot file %s is larger than the limit of %d bytes (%d MiB)", path, MaxFileSize, MaxFileSize>>20)
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
+		return nil, false, tooBig
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, false, fmt.Errorf("snapshot file %s: %w", path, err)
+	}
+	if len(b) > MaxFileSize {
+		return nil, false, tooBig
+	}
 	return b, true, nil
 }
 
-// Load parses the snapshot in dir.
-func Load(dir string) (*Snapshot, error) {
+// Load parses the snapshot in dir, which must hold the RequiredFiles.
+func Load(dir string) (*Snapshot, error) { return load(dir, RequiredFiles) }
+
+// LoadPartial is Load on a folder that may lack the RequiredFiles (for
+// a reader of a single file, such as ipvsadm-save): it must still exist
+// and hold at least one of the snapshot's files.
+func LoadPartial(dir string) (*Snapshot, error) { return load(dir, nil) }
+
+func load(dir string, required []string) (*Snapshot, error) {
 	names := []string{FileIPTables, FileAddr, FileLink, FileRoute, FileRule, FileSysctl, FileIPSet, FileRTTables, FileDSField,
 		FileIPVS}
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() {
+		why := "no such folder"
+		if err == nil {
+			why = "not a folder"
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			why = err.Error()
+		}
+		want := required
+		if want == nil {
+			want = names
+		}
+		return nil, fmt.Errorf("snapshot %s: %s: missing %s", dir, why, strings.Join(want, ", "))
+	}
 	files := make([][]byte, len(names))
 	present := make([]bool, len(names))
+	found := false
 	for i, n := range names {
-		b, ok, err := readOptional(dir, n)
+		b, ok, err := readFile(dir, n)
 		if err != nil {
 			return nil, err
 		}
 		files[i], present[i] = b, ok
+		found = found || ok
+	}
+	var missing []string
+	for _, r := range required {
+		for i, n := range names {
+			if n == r && !present[i] {
+				missing = append(missing, r)
+			}
+		}
+	}
+	if !found {
+		if required == nil {
+			missing = names
+		}
+		return nil, fmt.Errorf("snapshot %s: no snapshot files: missing %s", dir, strings.Join(missing, ", "))
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("snapshot %s: missing %s", dir, strings.Join(missing, ", "))
 	}
 	return parse(func(name string) ([]byte, bool) {
 		for i, n := range names {

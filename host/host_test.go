@@ -128,3 +128,70 @@ func TestIPVSSave(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestLoadMissing: a missing folder, an empty one and one without the
+// required files are errors naming the folder and the missing files,
+// not a snapshot of an empty host.
+func TestLoadMissing(t *testing.T) {
+	tmp := t.TempDir()
+	partial := filepath.Join(tmp, "partial")
+	os.Mkdir(partial, 0o755)
+	os.WriteFile(filepath.Join(partial, FileLink), []byte("[]"), 0o644)
+	os.WriteFile(filepath.Join(partial, FileSysctl), []byte(""), 0o644)
+	empty := filepath.Join(tmp, "empty")
+	os.Mkdir(empty, 0o755)
+	for _, c := range []struct{ dir, want string }{
+		{filepath.Join(tmp, "none"), "snapshot " + filepath.Join(tmp, "none") + ": no such folder: missing ip-link.json, ip-addr.json, ip-route.json"},
+		{empty, "snapshot " + empty + ": no snapshot files: missing ip-link.json, ip-addr.json, ip-route.json"},
+		{partial, "snapshot " + partial + ": missing ip-addr.json, ip-route.json"},
+	} {
+		if _, err := Load(c.dir); err == nil || err.Error() != c.want {
+			t.Errorf("Load(%s): %v, want %q", c.dir, err, c.want)
+		}
+	}
+	// LoadPartial takes a folder with any snapshot file, not an empty one
+	if _, err := LoadPartial(partial); err != nil {
+		t.Errorf("LoadPartial: %v", err)
+	}
+	if _, err := LoadPartial(empty); err == nil || !strings.Contains(err.Error(), empty+": no snapshot files: missing iptables-save,") {
+		t.Errorf("LoadPartial(empty): %v", err)
+	}
+}
+
+// TestLoadSizeLimit: a snapshot file is read up to MaxFileSize; a link
+// to /dev/zero fails fast instead of exhausting memory, and so does a
+// larger regular (here sparse) file.
+func TestLoadSizeLimit(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range RequiredFiles {
+		os.WriteFile(filepath.Join(dir, n), []byte("[]"), 0o644)
+	}
+	if _, err := Load(dir); err != nil {
+		t.Fatal(err)
+	}
+	addr := filepath.Join(dir, FileAddr)
+	want := "snapshot file " + addr + " is larger than the limit of 67108864 bytes (64 MiB)"
+	os.Remove(addr)
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		if err := os.Symlink("/dev/zero", addr); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		if _, err := Load(dir); err == nil || err.Error() != want {
+			t.Errorf("/dev/zero: %v, want %q", err, want)
+		}
+		if d := time.Since(t0); d > 10*time.Second {
+			t.Errorf("/dev/zero took %v", d)
+		}
+		os.Remove(addr)
+	}
+	f, err := os.Create(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(MaxFileSize + 1)
+	f.Close()
+	if _, err := Load(dir); err == nil || err.Error() != want {
+		t.Errorf("sparse: %v, want %q", err, want)
+	}
+}

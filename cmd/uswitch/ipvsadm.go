@@ -90,7 +90,7 @@ func ipvsadmCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	d := lvs.NewDirector()
 	if snapshot != "" {
-		s, err := host.Load(snapshot)
+		s, err := host.LoadPartial(snapshot)
 		if err != nil {
 			fmt.Fprintf(stderr, "uswitch ipvsadm: %s: %v\n", snapshot, err)
 			return 1
