@@ -2,15 +2,12 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 
-	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/host"
@@ -29,7 +26,7 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	snap := fs.String("snapshot", "", "host snapshot folder (see `uswitch snapshot`)")
-	pcapFile := fs.String("pcap", "", "pcap or pcapng capture to replay")
+	pcapFile := fs.String("pcap", "", "pcap or pcapng capture to replay, read and traced packet by packet: a record cut short or longer than the snapshot length (or 262144 bytes) is an error naming the packet, exit 1, after the packets before it")
 	iif := fs.String("iif", "", "ingress interface of the packets of a plain pcap (\"local\" = sent by the host)")
 	all := fs.Bool("trace-all", false, "trace every packet, not only those a -j TRACE rule marks")
 	human := fs.String("packet", "", "one packet in human form, e.g. 'tcp 10.0.0.1:1234 > 10.96.0.10:80 syn iif eth0'")
@@ -45,29 +42,18 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "uswitch trace: %v\n", err)
 		return 1
 	}
-	var pkts []tracePacket
-	if *human != "" {
-		sp, meta, err := packet.ParseSpec(*human)
-		if err != nil {
-			fmt.Fprintf(stderr, "uswitch trace: %v\n", err)
-			return 2
-		}
-		pkts = append(pkts, tracePacket{data: packet.Build(sp), meta: meta})
-	} else {
-		if pkts, err = readCapture(*pcapFile, *iif); err != nil {
-			fmt.Fprintf(stderr, "uswitch trace: %v\n", err)
-			return 1
-		}
-	}
 	e := datapath.New(s.EngineConfig(), s.ConntrackConfig(), 1)
 	e.LVS = s.IPVS
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
-	for i, tp := range pkts {
+	traced := 0
+	trace := func(tp tracePacket) {
+		traced++
+		i := traced
 		p := &packet.Packet{Data: tp.data, L2: tp.l2, Meta: tp.meta}
 		if err := p.Decode(); err != nil {
-			fmt.Fprintf(out, "FATE: %d dropped by ip_rcv: %v\n", i+1, err)
-			continue
+			fmt.Fprintf(out, "FATE: %d dropped by ip_rcv: %v\n", i, err)
+			return
 		}
 		if p.Meta.InIf == "local" {
 			p.Meta.InIf, p.Meta.Local = "", true
@@ -82,38 +68,66 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		for _, l := range tr.Lines {
 			fmt.Fprintln(out, l)
 		}
-		fmt.Fprintf(out, "FATE: %d %s\n", i+1, f)
+		fmt.Fprintf(out, "FATE: %d %s\n", i, f)
 		for j, a := range f.Answers {
-			fmt.Fprintf(out, "FATE: %d.%d answer %s\n", i+1, j+1, a.Fate)
+			fmt.Fprintf(out, "FATE: %d.%d answer %s\n", i, j+1, a.Fate)
 		}
+	}
+	if *human != "" {
+		sp, meta, err := packet.ParseSpec(*human)
+		if err != nil {
+			fmt.Fprintf(stderr, "uswitch trace: %v\n", err)
+			return 2
+		}
+		trace(tracePacket{data: packet.Build(sp), meta: meta})
+		return 0
+	}
+	// the capture is read and traced packet by packet; an error (a
+	// truncated or oversized record) ends it after what was whole
+	if err := readCapture(*pcapFile, *iif, trace); err != nil {
+		out.Flush()
+		fmt.Fprintf(stderr, "uswitch trace: %v\n", err)
+		return 1
 	}
 	return 0
 }
 
-// readCapture reads a pcap or pcapng file. In pcapng the interface name
-// of each packet is its ingress ("local" = sent by the host); a plain
-// pcap takes iif for every packet.
-func readCapture(file, iif string) ([]tracePacket, error) {
+// readCapture reads a pcap or pcapng file and calls trace on each of
+// its IPv4 packets in turn. In pcapng the interface name of each packet
+// is its ingress ("local" = sent by the host) unless iif is given; a
+// plain pcap takes iif for every packet. An error names the file and the
+// (1-based) number of the record it is about.
+func readCapture(file, iif string, trace func(tracePacket)) error {
 	f, err := os.Open(file)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer f.Close()
-	br := bufio.NewReader(f)
-	magic, err := br.Peek(4)
+	cr, err := newCaptureReader(f)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", file, err)
+		return fmt.Errorf("%s: %v", file, err)
 	}
-	var out []tracePacket
-	add := func(n int, data []byte, lt layers.LinkType, name string, ts int64) error {
-		tp := tracePacket{meta: packet.Meta{InIf: name}, ts: ts}
-		switch lt {
+	for n := 1; ; n++ {
+		cp, err := cr.next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: packet %d: %v", file, n, err)
+		}
+		name := cp.ifname
+		if iif != "" {
+			name = iif
+		}
+		tp := tracePacket{meta: packet.Meta{InIf: name}, ts: cp.ts}
+		data := cp.data
+		switch cp.lt {
 		case layers.LinkTypeEthernet:
 			if len(data) < 14 {
 				return fmt.Errorf("%s: packet %d: %d bytes, shorter than an Ethernet header", file, n, len(data))
 			}
 			if et := uint16(data[12])<<8 | uint16(data[13]); et != 0x0800 {
-				return nil // not IPv4: skipped
+				continue // not IPv4: skipped
 			}
 			tp.l2, tp.data = append([]byte(nil), data[:14]...), append([]byte(nil), data[14:]...)
 		case layers.LinkTypeRaw, layers.LinkTypeIPv4:
@@ -124,58 +138,11 @@ func readCapture(file, iif string) ([]tracePacket, error) {
 			}
 			tp.data = append([]byte(nil), data[16:]...)
 		default:
-			return fmt.Errorf("%s: link type %v is not supported (Ethernet, raw IP and Linux cooked are)", file, lt)
+			return fmt.Errorf("%s: packet %d: link type %v is not supported (Ethernet, raw IP and Linux cooked are)", file, n, cp.lt)
 		}
 		if tp.meta.InIf == "" {
 			return fmt.Errorf("%s: packet %d has no ingress interface: give --iif", file, n)
 		}
-		out = append(out, tp)
-		return nil
+		trace(tp)
 	}
-	// the link type and ingress name of a packet
-	var info func(ci gopacket.CaptureInfo) (layers.LinkType, string, error)
-	var rd interface {
-		ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
-	}
-	if magic[0] == 0x0a && magic[1] == 0x0d && magic[2] == 0x0d && magic[3] == 0x0a {
-		r, err := pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", file, err)
-		}
-		rd = r
-		info = func(ci gopacket.CaptureInfo) (layers.LinkType, string, error) {
-			ifc, err := r.Interface(ci.InterfaceIndex)
-			if err != nil {
-				return 0, "", err
-			}
-			if iif != "" {
-				return ifc.LinkType, iif, nil
-			}
-			return ifc.LinkType, ifc.Name, nil
-		}
-	} else {
-		r, err := pcapgo.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %v", file, err)
-		}
-		rd = r
-		info = func(gopacket.CaptureInfo) (layers.LinkType, string, error) { return r.LinkType(), iif, nil }
-	}
-	for n := 1; ; n++ {
-		data, ci, err := rd.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: packet %d: %v", file, n, err)
-		}
-		lt, name, err := info(ci)
-		if err != nil {
-			return nil, fmt.Errorf("%s: packet %d: %v", file, n, err)
-		}
-		if err := add(n, data, lt, name, ci.Timestamp.UnixNano()); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
 }

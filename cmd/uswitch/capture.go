@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+
+	"github.com/google/gopacket/layers"
+)
+
+// maxCaptureLen bounds the length of a captured packet whatever the
+// capture's snapshot length says (tcpdump's own maximum).
+const maxCaptureLen = 262144
+
+// maxBlockLen bounds a pcapng block: a packet of maxCaptureLen and room
+// for its header and options.
+const maxBlockLen = maxCaptureLen + 65536
+
+// maxInterfaces bounds the interfaces of a pcapng section.
+const maxInterfaces = 1 << 16
+
+// capPacket is one packet read from a capture. data is only valid
+// until the next read.
+type capPacket struct {
+	data   []byte
+	lt     layers.LinkType
+	ifname string // pcapng interface name
+	ts     int64  // Unix nanoseconds
+}
+
+// captureReader reads a pcap or pcapng capture packet by packet, with
+// every length checked against its bounds before anything is allocated
+// for it. next returns io.EOF at the clean end of the capture and
+// io.ErrUnexpectedEOF (wrapped) when it ends inside a record.
+type captureReader interface {
+	next() (capPacket, error)
+}
+
+// errTruncated is a capture that ends in the middle of a record.
+var errTruncated = errors.New("truncated capture: the record ends early")
+
+func newCaptureReader(r io.Reader) (captureReader, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	magic, err := br.Peek(4)
+	if err != nil {
+		return nil, fmt.Errorf("not a pcap or pcapng file: %v", err)
+	}
+	if binary.BigEndian.Uint32(magic) == 0x0a0d0d0a {
+		return &ngReader{r: br}, nil
+	}
+	return newPcapReader(br)
+}
+
+// readFull is io.ReadFull with a short read reported as errTruncated.
+func readFull(r io.Reader, b []byte) error {
+	if _, err := io.ReadFull(r, b); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return errTruncated
+		}
+		return err
+	}
+	return nil
+}
+
+// pcapReader reads a classic pcap file.
+type pcapReader struct {
+	r     *bufio.Reader
+	bo    binary.ByteOrder
+	nano  bool
+	lt    layers.LinkType
+	bound uint32 // min(snaplen, maxCaptureLen)
+	hdr   [16]byte
+	buf   []byte
+}
+
+func newPcapReader(r *bufio.Reader) (*pcapReader, error) {
+	var h [24]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return nil, fmt.Errorf("not a pcap or pcapng file: short header")
+	}
+	p := &pcapReader{r: r}
+	switch {
+	case binary.LittleEndian.Uint32(h[:]) == 0xa1b2c3d4:
+		p.bo = binary.LittleEndian
+	case binary.BigEndian.Uint32(h[:]) == 0xa1b2c3d4:
+		p.bo = binary.BigEndian
+	case binary.LittleEndian.Uint32(h[:]) == 0xa1b23c4d:
+		p.bo, p.nano = binary.LittleEndian, true
+	case binary.BigEndian.Uint32(h[:]) == 0xa1b23c4d:
+		p.bo, p.nano = binary.BigEndian, true
+	default:
+		return nil, fmt.Errorf("not a pcap or pcapng file: magic %x", h[:4])
+	}
+	p.bound = p.bo.Uint32(h[16:20])
+	if p.bound == 0 || p.bound > maxCaptureLen {
+		p.bound = maxCaptureLen
+	}
+	p.lt = layers.LinkType(p.bo.Uint32(h[20:24]) & 0xffff)
+	return p, nil
+}
+
+func (p *pcapReader) next() (capPacket, error) {
+	if n, err := io.ReadFull(p.r, p.hdr[:]); err != nil {
+		if n == 0 && errors.Is(err, io.EOF) {
+			return capPacket{}, io.EOF
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return capPacket{}, errTruncated
+		}
+		return capPacket{}, err
+	}
+	caplen := p.bo.Uint32(p.hdr[8:12])
+	if caplen > p.bound {
+		return capPacket{}, fmt.Errorf("capture length %d exceeds the bound of %d bytes (the snapshot length, at most %d)", caplen, p.bound, maxCaptureLen)
+	}
+	if cap(p.buf) < int(caplen) {
+		p.buf = make([]byte, p.bound)
+	}
+	data := p.buf[:caplen]
+	if err := readFull(p.r, data); err != nil {
+		return capPacket{}, err
+	}
+	sec, frac := int64(p.bo.Uint32(p.hdr[0:4])), int64(p.bo.Uint32(p.hdr[4:8]))
+	if !p.nano {
+		frac *= 1000
+	}
+	return capPacket{data: data, lt: p.lt, ts: sec*1e9 + frac}, nil
+}
+
+// ngInterface is a pcapng interface description.
+type ngInterface struct {
+	name  string
+	lt    layers.LinkType
+	bound uint32 // min(snaplen, maxCaptureLen)
+	units uint64 // timestamp units per second
+	off   int64  // timestamp offset in seconds
+}
+
+// ngReader reads a pcapng file block by block.
+type ngReader struct {
+	r      *bufio.Reader
+	bo     binary.ByteOrder
+	ifaces []ngInterface
+	hdr    [8]byte
+	buf    []byte
+}
+
+func (g *ngReader) next() (capPacket, error) {
+	for {
+		if n, err := io.ReadFull(g.r, g.hdr[:]); err != nil {
+			if n == 0 && errors.Is(err, io.EOF) {
+				return capPacket{}, io.EOF
+			}
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return capPacket{}, errTruncated
+			}
+			return capPacket{}, err
+		}
+		typ := binary.BigEndian.Uint32(g.hdr[0:4])
+		if typ == 0x0a0d0d0a { // section header: its byte order follows
+			m, err := g.r.Peek(4)
+			if err != nil {
+				return capPacket{}, errTruncated
+			}
+			switch {
+			case binary.BigEndian.Uint32(m) == 0x1a2b3c4d:
+				g.bo = binary.BigEndian
+			case binary.LittleEndian.Uint32(m) == 0x1a2b3c4d:
+				g.bo = binary.LittleEndian
+			default:
+				return capPacket{}, fmt.Errorf("pcapng section header with a bad byte order magic %x", m)
+			}
+			g.ifaces = g.ifaces[:0]
+		} else if g.bo == nil {
+			return capPacket{}, errors.New("pcapng block before the section header")
+		} else {
+			typ = g.bo.Uint32(g.hdr[0:4])
+		}
+		total := g.bo.Uint32(g.hdr[4:8])
+		if total < 12 || total%4 != 0 {
+			return capPacket{}, fmt.Errorf("pcapng block of type %#x has a bad length %d", typ, total)
+		}
+		if total > maxBlockLen {
+			return capPacket{}, fmt.Errorf("pcapng block of type %#x is %d bytes, more than the bound of %d", typ, total, maxBlockLen)
+		}
+		if cap(g.buf) < int(total)-8 {
+			g.buf = make([]byte, total-8)
+		}
+		body := g.buf[:total-8]
+		if err := readFull(g.r, body); err != nil {
+			return capPacket{}, err
+		}
+		if g.bo.Uint32(body[len(body)-4:]) != total {
+			return capPacket{}, fmt.Errorf("pcapng block of type %#x: trailing length %d is not %d", typ, g.bo.Uint32(body[len(body)-4:]), total)
+		}
+		body = body[:len(body)-4]
+		switch typ {
+		case 1: // interface description
+			if err := g.iface(body); err != nil {
+				return capPacket{}, err
+			}
+		case 6, 2: // enhanced packet, obsolete packet
+			if len(body) < 20 {
+				return capPacket{}, fmt.Errorf("pcapng packet block of %d bytes", total)
+			}
+			id := g.bo.Uint32(body[0:4])
+			if typ == 2 {
+				id = uint32(g.bo.Uint16(body[0:2]))
+			}
+			if id >= uint32(len(g.ifaces)) {
+				return capPacket{}, fmt.Errorf("pcapng packet on interface %d: the section has %d", id, len(g.ifaces))
+			}
+			ifc := &g.ifaces[id]
+			caplen := g.bo.Uint32(body[12:16])
+			if caplen > ifc.bound {
+				return capPacket{}, fmt.Errorf("capture length %d exceeds the bound of %d bytes (the snapshot length, at most %d)", caplen, ifc.bound, maxCaptureLen)
+			}
+			if caplen > uint32(len(body)-20) {
+				return capPacket{}, fmt.Errorf("capture length %d exceeds its block of %d bytes", caplen, total)
+			}
+			ts := uint64(g.bo.Uint32(body[4:8]))<<32 | uint64(g.bo.Uint32(body[8:12]))
+			return capPacket{data: body[20 : 20+caplen], lt: ifc.lt, ifname: ifc.name, ts: ifc.nanos(ts)}, nil
+		case 3: // simple packet: interface 0, no timestamp
+			if len(body) < 4 || len(g.ifaces) == 0 {
+				return capPacket{}, errors.New("pcapng simple packet block without an interface or a length")
+			}
+			ifc := &g.ifaces[0]
+			caplen := min(g.bo.Uint32(body[0:4]), ifc.bound, uint32(len(body)-4))
+			return capPacket{data: body[4 : 4+caplen], lt: ifc.lt, ifname: ifc.name}, nil
+		}
+		// any other block (statistics, name resolution, ...) is skipped
+	}
+}
+
+// iface reads an interface description block.
+func (g *ngReader) iface(body []byte) error {
+	if len(body) < 8 {
+		return errors.New("pcapng interface description block too short")
+	}
+	ifc := ngInterface{lt: layers.LinkType(g.bo.Uint16(body[0:2])), bound: g.bo.Uint32(body[4:8]), units: 1e6}
+	if ifc.bound == 0 || ifc.bound > maxCaptureLen {
+		ifc.bound = maxCaptureLen
+	}
+	for o := body[8:]; len(o) >= 4; {
+		code, n := g.bo.Uint16(o[0:2]), int(g.bo.Uint16(o[2:4]))
+		if code == 0 || 4+n > len(o) {
+			break
+		}
+		v := o[4 : 4+n]
+		switch {
+		case code == 2: // if_name
+			ifc.name = string(v)
+			for i, c := range v {
+				if c == 0 {
+					ifc.name = string(v[:i])
+					break
+				}
+			}
+		case code == 9 && n >= 1: // if_tsresol
+			e := uint(v[0] & 0x7f)
+			if v[0]&0x80 != 0 {
+				if e > 63 {
+					return fmt.Errorf("pcapng interface timestamp resolution 2^-%d", e)
+				}
+				ifc.units = 1 << e
+			} else {
+				if e > 19 {
+					return fmt.Errorf("pcapng interface timestamp resolution 10^-%d", e)
+				}
+				ifc.units = 1
+				for range e {
+					ifc.units *= 10
+				}
+			}
+		case code == 14 && n >= 8: // if_tsoffset
+			ifc.off = int64(g.bo.Uint64(v))
+		}
+		o = o[min(len(o), 4+(n+3)&^3):]
+	}
+	if len(g.ifaces) >= maxInterfaces {
+		return fmt.Errorf("pcapng section with more than %d interfaces", maxInterfaces)
+	}
+	g.ifaces = append(g.ifaces, ifc)
+	return nil
+}
+
+// nanos converts a timestamp in the interface's units to Unix ns.
+func (ifc *ngInterface) nanos(ts uint64) int64 {
+	sec, frac := ts/ifc.units, ts%ifc.units
+	hi, lo := bits.Mul64(frac, 1e9)
+	ns, _ := bits.Div64(hi, lo, ifc.units)
+	return (int64(sec)+ifc.off)*1e9 + int64(ns)
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+)
+
+// FuzzCapture reads arbitrary bytes as a pcap or pcapng capture: it
+// must never panic nor return a packet longer than maxCaptureLen (or
+// its snapshot length), and must end.
+func FuzzCapture(f *testing.F) {
+	ip := []byte{0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2}
+	var pc, ng bytes.Buffer
+	pw := pcapgo.NewWriter(&pc)
+	pw.WriteFileHeader(65535, layers.LinkTypeRaw)
+	nw, _ := pcapgo.NewNgWriterInterface(&ng, pcapgo.NgInterface{Name: "eth0", LinkType: layers.LinkTypeRaw}, pcapgo.DefaultNgWriterOptions)
+	ci := gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, 5000), CaptureLength: len(ip), Length: len(ip)}
+	pw.WritePacket(ci, ip)
+	nw.WritePacket(ci, ip)
+	nw.Flush()
+	f.Add(pc.Bytes())
+	f.Add(ng.Bytes())
+	f.Add(pc.Bytes()[:pc.Len()-1])
+	f.Add(ng.Bytes()[:ng.Len()-1])
+	f.Add(append(pcapHeader(0xffffffff), pcapRecord(0xfffffff0, nil)...))
+	f.Add(append(ngStart(), ngEPB(0x7ffffff0, make([]byte, 8))...))
+	f.Add(append(ngStart(), ngBlock(3, le.AppendUint32(nil, 0xffffffff), 0)...))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := newCaptureReader(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		for n := 0; ; n++ {
+			p, err := r.next()
+			if err != nil {
+				if errors.Is(err, io.EOF) && n > len(data) {
+					t.Fatalf("%d packets from %d bytes", n, len(data))
+				}
+				return
+			}
+			if len(p.data) > maxCaptureLen {
+				t.Fatalf("packet %d of %d bytes", n+1, len(p.data))
+			}
+			if n > len(data) {
+				t.Fatalf("more packets (%d) than bytes (%d)", n, len(data))
+			}
+		}
+	})
+}
+
+// TestCaptureReader reads back what pcapgo wrote: the packets, their
+// interfaces and timestamps, in both formats.
+func TestCaptureReader(t *testing.T) {
+	ip := []byte{0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2}
+	ts := time.Unix(1700000000, 123456000)
+	var pc, ng bytes.Buffer
+	pw := pcapgo.NewWriterNanos(&pc)
+	pw.WriteFileHeader(65535, layers.LinkTypeRaw)
+	nw, _ := pcapgo.NewNgWriterInterface(&ng, pcapgo.NgInterface{Name: "eth0", LinkType: layers.LinkTypeRaw}, pcapgo.DefaultNgWriterOptions)
+	eth1, _ := nw.AddInterface(pcapgo.NgInterface{Name: "eth1", LinkType: layers.LinkTypeEthernet})
+	ci := gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(ip), Length: len(ip)}
+	pw.WritePacket(ci, ip)
+	nw.WritePacket(ci, ip)
+	ci.InterfaceIndex = eth1
+	nw.WritePacket(ci, ip)
+	nw.Flush()
+	for _, c := range []struct {
+		name string
+		data []byte
+		want []capPacket
+	}{
+		{"pcap", pc.Bytes(), []capPacket{{data: ip, lt: layers.LinkTypeRaw, ts: ts.UnixNano()}}},
+		{"pcapng", ng.Bytes(), []capPacket{{data: ip, lt: layers.LinkTypeRaw, ifname: "eth0", ts: ts.UnixNano()},
+			{data: ip, lt: layers.LinkTypeEthernet, ifname: "eth1", ts: ts.UnixNano()}}},
+	} {
+		r, err := newCaptureReader(bytes.NewReader(c.data))
+		if err != nil {
+			t.Fatal(c.name, err)
+		}
+		for i, w := range c.want {
+			p, err := r.next()
+			if err != nil || !bytes.Equal(p.data, w.data) || p.lt != w.lt || p.ifname != w.ifname || p.ts != w.ts {
+				t.Errorf("%s %d: %+v %v, want %+v", c.name, i+1, p, err, w)
+			}
+		}
+		if _, err := r.next(); err != io.EOF {
+			t.Errorf("%s: end %v", c.name, err)
+		}
+	}
+}
