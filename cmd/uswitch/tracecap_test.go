@@ -131,3 +131,13 @@ func TestTraceCaptureBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceNoSnapshot: a missing snapshot folder is an error, not
+// "dropped by route: no such device".
+func TestTraceNoSnapshot(t *testing.T) {
+	none := filepath.Join(t.TempDir(), "none")
+	out, errs, code := runTrace(t, "--snapshot", none, "--packet", "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn iif eth0")
+	if code != 1 || out != "" || errs != "uswitch trace: snapshot "+none+": no such folder: missing ip-link.json, ip-addr.json, ip-route.json\n" {
+		t.Errorf("exit %d, stderr %q\n%s", code, errs, out)
+	}
+}
