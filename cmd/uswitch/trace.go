@@ -11,6 +11,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/host"
+	"github.com/uswitch-lab/uswitch/internal/capture"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -103,25 +104,25 @@ func readCapture(file, iif string, trace func(tracePacket)) error {
 		return err
 	}
 	defer f.Close()
-	cr, err := newCaptureReader(f)
+	cr, err := capture.NewReader(f)
 	if err != nil {
 		return fmt.Errorf("%s: %v", file, err)
 	}
 	for n := 1; ; n++ {
-		cp, err := cr.next()
+		cp, err := cr.Next()
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("%s: packet %d: %v", file, n, err)
 		}
-		name := cp.ifname
+		name := cp.Iface
 		if iif != "" {
 			name = iif
 		}
-		tp := tracePacket{meta: packet.Meta{InIf: name}, ts: cp.ts}
-		data := cp.data
-		switch cp.lt {
+		tp := tracePacket{meta: packet.Meta{InIf: name}, ts: cp.Time}
+		data := cp.Data
+		switch cp.Link {
 		case layers.LinkTypeEthernet:
 			if len(data) < 14 {
 				return fmt.Errorf("%s: packet %d: %d bytes, shorter than an Ethernet header", file, n, len(data))
@@ -138,7 +139,7 @@ func readCapture(file, iif string, trace func(tracePacket)) error {
 			}
 			tp.data = append([]byte(nil), data[16:]...)
 		default:
-			return fmt.Errorf("%s: packet %d: link type %v is not supported (Ethernet, raw IP and Linux cooked are)", file, n, cp.lt)
+			return fmt.Errorf("%s: packet %d: link type %v is not supported (Ethernet, raw IP and Linux cooked are)", file, n, cp.Link)
 		}
 		if tp.meta.InIf == "" {
 			return fmt.Errorf("%s: packet %d has no ingress interface: give --iif", file, n)

@@ -26,9 +26,11 @@ var layer = map[string]int{
 	"internal/prom":     0,
 	"internal/netnsrun": 0,
 	// test plumbing below everything that uses it
-	"internal/testtools":  0,
-	"internal/kerneltest": 1,
-	"internal/labtest":    1,
+	"internal/testtools":           0,
+	"internal/capture":             0,
+	"internal/capture/capturetest": 0,
+	"internal/kerneltest":          1,
+	"internal/labtest":             1,
 	// L1: state machines over packets
 	"conntrack": 1,
 	"lvs":       1,

@@ -1,4 +1,9 @@
-package main
+// Package capture reads pcap and pcapng captures packet by packet, with
+// every claimed length checked against its bound before anything is
+// allocated for it (gopacket's pcapgo readers allocate what a record
+// claims), so a hostile or truncated capture costs at most MaxLen bytes
+// and is reported with its record number.
+package capture
 
 import (
 	"bufio"
@@ -11,38 +16,38 @@ import (
 	"github.com/google/gopacket/layers"
 )
 
-// maxCaptureLen bounds the length of a captured packet whatever the
+// MaxLen bounds the length of a captured packet whatever the
 // capture's snapshot length says (tcpdump's own maximum).
-const maxCaptureLen = 262144
+const MaxLen = 262144
 
-// maxBlockLen bounds a pcapng block: a packet of maxCaptureLen and room
+// maxBlockLen bounds a pcapng block: a packet of MaxLen and room
 // for its header and options.
-const maxBlockLen = maxCaptureLen + 65536
+const maxBlockLen = MaxLen + 65536
 
 // maxInterfaces bounds the interfaces of a pcapng section.
 const maxInterfaces = 1 << 16
 
-// capPacket is one packet read from a capture. data is only valid
+// Packet is one packet read from a capture. data is only valid
 // until the next read.
-type capPacket struct {
-	data   []byte
-	lt     layers.LinkType
-	ifname string // pcapng interface name
-	ts     int64  // Unix nanoseconds
+type Packet struct {
+	Data  []byte
+	Link  layers.LinkType
+	Iface string // pcapng interface name
+	Time  int64  // Unix nanoseconds
 }
 
-// captureReader reads a pcap or pcapng capture packet by packet, with
+// Reader reads a pcap or pcapng capture packet by packet, with
 // every length checked against its bounds before anything is allocated
 // for it. next returns io.EOF at the clean end of the capture and
 // io.ErrUnexpectedEOF (wrapped) when it ends inside a record.
-type captureReader interface {
-	next() (capPacket, error)
+type Reader interface {
+	Next() (Packet, error)
 }
 
-// errTruncated is a capture that ends in the middle of a record.
-var errTruncated = errors.New("truncated capture: the record ends early")
+// ErrTruncated is a capture that ends in the middle of a record.
+var ErrTruncated = errors.New("truncated capture: the record ends early")
 
-func newCaptureReader(r io.Reader) (captureReader, error) {
+func NewReader(r io.Reader) (Reader, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	magic, err := br.Peek(4)
 	if err != nil {
@@ -54,11 +59,11 @@ func newCaptureReader(r io.Reader) (captureReader, error) {
 	return newPcapReader(br)
 }
 
-// readFull is io.ReadFull with a short read reported as errTruncated.
+// readFull is io.ReadFull with a short read reported as ErrTruncated.
 func readFull(r io.Reader, b []byte) error {
 	if _, err := io.ReadFull(r, b); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return errTruncated
+			return ErrTruncated
 		}
 		return err
 	}
@@ -71,7 +76,7 @@ type pcapReader struct {
 	bo    binary.ByteOrder
 	nano  bool
 	lt    layers.LinkType
-	bound uint32 // min(snaplen, maxCaptureLen)
+	bound uint32 // min(snaplen, MaxLen)
 	hdr   [16]byte
 	buf   []byte
 }
@@ -95,46 +100,46 @@ func newPcapReader(r *bufio.Reader) (*pcapReader, error) {
 		return nil, fmt.Errorf("not a pcap or pcapng file: magic %x", h[:4])
 	}
 	p.bound = p.bo.Uint32(h[16:20])
-	if p.bound == 0 || p.bound > maxCaptureLen {
-		p.bound = maxCaptureLen
+	if p.bound == 0 || p.bound > MaxLen {
+		p.bound = MaxLen
 	}
 	p.lt = layers.LinkType(p.bo.Uint32(h[20:24]) & 0xffff)
 	return p, nil
 }
 
-func (p *pcapReader) next() (capPacket, error) {
+func (p *pcapReader) Next() (Packet, error) {
 	if n, err := io.ReadFull(p.r, p.hdr[:]); err != nil {
 		if n == 0 && errors.Is(err, io.EOF) {
-			return capPacket{}, io.EOF
+			return Packet{}, io.EOF
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return capPacket{}, errTruncated
+			return Packet{}, ErrTruncated
 		}
-		return capPacket{}, err
+		return Packet{}, err
 	}
 	caplen := p.bo.Uint32(p.hdr[8:12])
 	if caplen > p.bound {
-		return capPacket{}, fmt.Errorf("capture length %d exceeds the bound of %d bytes (the snapshot length, at most %d)", caplen, p.bound, maxCaptureLen)
+		return Packet{}, fmt.Errorf("capture length %d exceeds the bound of %d bytes (the snapshot length, at most %d)", caplen, p.bound, MaxLen)
 	}
 	if cap(p.buf) < int(caplen) {
 		p.buf = make([]byte, p.bound)
 	}
 	data := p.buf[:caplen]
 	if err := readFull(p.r, data); err != nil {
-		return capPacket{}, err
+		return Packet{}, err
 	}
 	sec, frac := int64(p.bo.Uint32(p.hdr[0:4])), int64(p.bo.Uint32(p.hdr[4:8]))
 	if !p.nano {
 		frac *= 1000
 	}
-	return capPacket{data: data, lt: p.lt, ts: sec*1e9 + frac}, nil
+	return Packet{Data: data, Link: p.lt, Time: sec*1e9 + frac}, nil
 }
 
 // ngInterface is a pcapng interface description.
 type ngInterface struct {
 	name  string
 	lt    layers.LinkType
-	bound uint32 // min(snaplen, maxCaptureLen)
+	bound uint32 // min(snaplen, MaxLen)
 	units uint64 // timestamp units per second
 	off   int64  // timestamp offset in seconds
 }
@@ -148,22 +153,22 @@ type ngReader struct {
 	buf    []byte
 }
 
-func (g *ngReader) next() (capPacket, error) {
+func (g *ngReader) Next() (Packet, error) {
 	for {
 		if n, err := io.ReadFull(g.r, g.hdr[:]); err != nil {
 			if n == 0 && errors.Is(err, io.EOF) {
-				return capPacket{}, io.EOF
+				return Packet{}, io.EOF
 			}
 			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return capPacket{}, errTruncated
+				return Packet{}, ErrTruncated
 			}
-			return capPacket{}, err
+			return Packet{}, err
 		}
 		typ := binary.BigEndian.Uint32(g.hdr[0:4])
 		if typ == 0x0a0d0d0a { // section header: its byte order follows
 			m, err := g.r.Peek(4)
 			if err != nil {
-				return capPacket{}, errTruncated
+				return Packet{}, ErrTruncated
 			}
 			switch {
 			case binary.BigEndian.Uint32(m) == 0x1a2b3c4d:
@@ -171,65 +176,65 @@ func (g *ngReader) next() (capPacket, error) {
 			case binary.LittleEndian.Uint32(m) == 0x1a2b3c4d:
 				g.bo = binary.LittleEndian
 			default:
-				return capPacket{}, fmt.Errorf("pcapng section header with a bad byte order magic %x", m)
+				return Packet{}, fmt.Errorf("pcapng section header with a bad byte order magic %x", m)
 			}
 			g.ifaces = g.ifaces[:0]
 		} else if g.bo == nil {
-			return capPacket{}, errors.New("pcapng block before the section header")
+			return Packet{}, errors.New("pcapng block before the section header")
 		} else {
 			typ = g.bo.Uint32(g.hdr[0:4])
 		}
 		total := g.bo.Uint32(g.hdr[4:8])
 		if total < 12 || total%4 != 0 {
-			return capPacket{}, fmt.Errorf("pcapng block of type %#x has a bad length %d", typ, total)
+			return Packet{}, fmt.Errorf("pcapng block of type %#x has a bad length %d", typ, total)
 		}
 		if total > maxBlockLen {
-			return capPacket{}, fmt.Errorf("pcapng block of type %#x is %d bytes, more than the bound of %d", typ, total, maxBlockLen)
+			return Packet{}, fmt.Errorf("pcapng block of type %#x is %d bytes, more than the bound of %d", typ, total, maxBlockLen)
 		}
 		if cap(g.buf) < int(total)-8 {
 			g.buf = make([]byte, total-8)
 		}
 		body := g.buf[:total-8]
 		if err := readFull(g.r, body); err != nil {
-			return capPacket{}, err
+			return Packet{}, err
 		}
 		if g.bo.Uint32(body[len(body)-4:]) != total {
-			return capPacket{}, fmt.Errorf("pcapng block of type %#x: trailing length %d is not %d", typ, g.bo.Uint32(body[len(body)-4:]), total)
+			return Packet{}, fmt.Errorf("pcapng block of type %#x: trailing length %d is not %d", typ, g.bo.Uint32(body[len(body)-4:]), total)
 		}
 		body = body[:len(body)-4]
 		switch typ {
 		case 1: // interface description
 			if err := g.iface(body); err != nil {
-				return capPacket{}, err
+				return Packet{}, err
 			}
 		case 6, 2: // enhanced packet, obsolete packet
 			if len(body) < 20 {
-				return capPacket{}, fmt.Errorf("pcapng packet block of %d bytes", total)
+				return Packet{}, fmt.Errorf("pcapng packet block of %d bytes", total)
 			}
 			id := g.bo.Uint32(body[0:4])
 			if typ == 2 {
 				id = uint32(g.bo.Uint16(body[0:2]))
 			}
 			if id >= uint32(len(g.ifaces)) {
-				return capPacket{}, fmt.Errorf("pcapng packet on interface %d: the section has %d", id, len(g.ifaces))
+				return Packet{}, fmt.Errorf("pcapng packet on interface %d: the section has %d", id, len(g.ifaces))
 			}
 			ifc := &g.ifaces[id]
 			caplen := g.bo.Uint32(body[12:16])
 			if caplen > ifc.bound {
-				return capPacket{}, fmt.Errorf("capture length %d exceeds the bound of %d bytes (the snapshot length, at most %d)", caplen, ifc.bound, maxCaptureLen)
+				return Packet{}, fmt.Errorf("capture length %d exceeds the bound of %d bytes (the snapshot length, at most %d)", caplen, ifc.bound, MaxLen)
 			}
 			if caplen > uint32(len(body)-20) {
-				return capPacket{}, fmt.Errorf("capture length %d exceeds its block of %d bytes", caplen, total)
+				return Packet{}, fmt.Errorf("capture length %d exceeds its block of %d bytes", caplen, total)
 			}
 			ts := uint64(g.bo.Uint32(body[4:8]))<<32 | uint64(g.bo.Uint32(body[8:12]))
-			return capPacket{data: body[20 : 20+caplen], lt: ifc.lt, ifname: ifc.name, ts: ifc.nanos(ts)}, nil
+			return Packet{Data: body[20 : 20+caplen], Link: ifc.lt, Iface: ifc.name, Time: ifc.nanos(ts)}, nil
 		case 3: // simple packet: interface 0, no timestamp
 			if len(body) < 4 || len(g.ifaces) == 0 {
-				return capPacket{}, errors.New("pcapng simple packet block without an interface or a length")
+				return Packet{}, errors.New("pcapng simple packet block without an interface or a length")
 			}
 			ifc := &g.ifaces[0]
 			caplen := min(g.bo.Uint32(body[0:4]), ifc.bound, uint32(len(body)-4))
-			return capPacket{data: body[4 : 4+caplen], lt: ifc.lt, ifname: ifc.name}, nil
+			return Packet{Data: body[4 : 4+caplen], Link: ifc.lt, Iface: ifc.name}, nil
 		}
 		// any other block (statistics, name resolution, ...) is skipped
 	}
@@ -241,8 +246,8 @@ func (g *ngReader) iface(body []byte) error {
 		return errors.New("pcapng interface description block too short")
 	}
 	ifc := ngInterface{lt: layers.LinkType(g.bo.Uint16(body[0:2])), bound: g.bo.Uint32(body[4:8]), units: 1e6}
-	if ifc.bound == 0 || ifc.bound > maxCaptureLen {
-		ifc.bound = maxCaptureLen
+	if ifc.bound == 0 || ifc.bound > MaxLen {
+		ifc.bound = MaxLen
 	}
 	for o := body[8:]; len(o) >= 4; {
 		code, n := g.bo.Uint16(o[0:2]), int(g.bo.Uint16(o[2:4]))

@@ -1,7 +1,8 @@
-package main
+package capture
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"testing"
@@ -10,10 +11,11 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+	"github.com/uswitch-lab/uswitch/internal/capture/capturetest"
 )
 
 // FuzzCapture reads arbitrary bytes as a pcap or pcapng capture: it
-// must never panic nor return a packet longer than maxCaptureLen (or
+// must never panic nor return a packet longer than MaxLen (or
 // its snapshot length), and must end.
 func FuzzCapture(f *testing.F) {
 	ip := []byte{0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2}
@@ -29,24 +31,24 @@ func FuzzCapture(f *testing.F) {
 	f.Add(ng.Bytes())
 	f.Add(pc.Bytes()[:pc.Len()-1])
 	f.Add(ng.Bytes()[:ng.Len()-1])
-	f.Add(append(pcapHeader(0xffffffff), pcapRecord(0xfffffff0, nil)...))
-	f.Add(append(ngStart(), ngEPB(0x7ffffff0, make([]byte, 8))...))
-	f.Add(append(ngStart(), ngBlock(3, le.AppendUint32(nil, 0xffffffff), 0)...))
+	f.Add(append(capturetest.PcapHeader(0xffffffff), capturetest.PcapRecord(0xfffffff0, nil)...))
+	f.Add(append(capturetest.NgStart(), capturetest.NgEPB(0x7ffffff0, make([]byte, 8))...))
+	f.Add(append(capturetest.NgStart(), capturetest.NgBlock(3, binary.LittleEndian.AppendUint32(nil, 0xffffffff), 0)...))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := newCaptureReader(bytes.NewReader(data))
+		r, err := NewReader(bytes.NewReader(data))
 		if err != nil {
 			return
 		}
 		for n := 0; ; n++ {
-			p, err := r.next()
+			p, err := r.Next()
 			if err != nil {
 				if errors.Is(err, io.EOF) && n > len(data) {
 					t.Fatalf("%d packets from %d bytes", n, len(data))
 				}
 				return
 			}
-			if len(p.data) > maxCaptureLen {
-				t.Fatalf("packet %d of %d bytes", n+1, len(p.data))
+			if len(p.Data) > MaxLen {
+				t.Fatalf("packet %d of %d bytes", n+1, len(p.Data))
 			}
 			if n > len(data) {
 				t.Fatalf("more packets (%d) than bytes (%d)", n, len(data))
@@ -74,23 +76,23 @@ func TestCaptureReader(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		data []byte
-		want []capPacket
+		want []Packet
 	}{
-		{"pcap", pc.Bytes(), []capPacket{{data: ip, lt: layers.LinkTypeRaw, ts: ts.UnixNano()}}},
-		{"pcapng", ng.Bytes(), []capPacket{{data: ip, lt: layers.LinkTypeRaw, ifname: "eth0", ts: ts.UnixNano()},
-			{data: ip, lt: layers.LinkTypeEthernet, ifname: "eth1", ts: ts.UnixNano()}}},
+		{"pcap", pc.Bytes(), []Packet{{Data: ip, Link: layers.LinkTypeRaw, Time: ts.UnixNano()}}},
+		{"pcapng", ng.Bytes(), []Packet{{Data: ip, Link: layers.LinkTypeRaw, Iface: "eth0", Time: ts.UnixNano()},
+			{Data: ip, Link: layers.LinkTypeEthernet, Iface: "eth1", Time: ts.UnixNano()}}},
 	} {
-		r, err := newCaptureReader(bytes.NewReader(c.data))
+		r, err := NewReader(bytes.NewReader(c.data))
 		if err != nil {
 			t.Fatal(c.name, err)
 		}
 		for i, w := range c.want {
-			p, err := r.next()
-			if err != nil || !bytes.Equal(p.data, w.data) || p.lt != w.lt || p.ifname != w.ifname || p.ts != w.ts {
+			p, err := r.Next()
+			if err != nil || !bytes.Equal(p.Data, w.Data) || p.Link != w.Link || p.Iface != w.Iface || p.Time != w.Time {
 				t.Errorf("%s %d: %+v %v, want %+v", c.name, i+1, p, err, w)
 			}
 		}
-		if _, err := r.next(); err != io.EOF {
+		if _, err := r.Next(); err != io.EOF {
 			t.Errorf("%s: end %v", c.name, err)
 		}
 	}
