@@ -124,7 +124,7 @@ func labPairRules(b *testing.B, ruleset, uswitch string) (client, server string)
 		b.Fatal(err)
 	}
 	labtest.Up(b, func() (*lab.Lab, error) { return lab.Up(c, nil) }, func() error {
-		_, err := lab.Down(c)
+		_, _, err := lab.Down(c)
 		return err
 	})
 	return p + "-c", p + "-s"

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -70,6 +73,9 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 		}
 		l.nss[n.Name] = h
 		l.made = append(l.made, n.Name)
+		if err := markNS(n.Name); err != nil {
+			return l, err
+		}
 	}
 	if err := upTopology(cfg, l.nss); err != nil {
 		return l, err
@@ -210,14 +216,22 @@ func (l *Lab) Close() error {
 }
 
 // Down removes what a lab of this config made, found by the config's
-// fixed names: its namespaces (with the TUNs in them) and any TUN of an
-// interface's name left in the current namespace. It works after a
-// crash, when no Lab value exists; removed lists what it removed.
-func Down(cfg *Config) (removed []string, err error) {
-	nss, ifs := cfg.Names()
+// fixed names: its namespaces (with the TUNs in them) and the control
+// socket a dead lab left. It works after a crash, when no Lab value
+// exists. A namespace of a lab's name that no lab made (one that existed
+// before, or was made since) is left alone: Up marks each namespace it
+// makes with the namespace's identity (markNS), and Down removes only
+// marked ones. removed lists what it removed, kept what it left alone.
+func Down(cfg *Config) (removed, kept []string, err error) {
+	nss, _ := cfg.Names()
 	var errs []error
 	for _, n := range nss {
 		if !nsExists(n) {
+			unmarkNS(n)
+			continue
+		}
+		if !madeByLab(n) {
+			kept = append(kept, "namespace "+n+" (not made by a uswitch lab)")
 			continue
 		}
 		if e := deleteNS(n); e != nil {
@@ -226,14 +240,27 @@ func Down(cfg *Config) (removed []string, err error) {
 		}
 		removed = append(removed, "namespace "+n)
 	}
-	for _, i := range ifs {
-		ok, e := deleteHostLink(i)
-		if e != nil {
-			errs = append(errs, fmt.Errorf("device %s: %w", i, e))
-		}
-		if ok {
-			removed = append(removed, "device "+i)
+	// a control socket nothing answers on: its lab died (kill -9)
+	if p := control.SocketPath(cfg.Name); staleSocket(p) {
+		if e := os.Remove(p); e != nil {
+			errs = append(errs, e)
+		} else {
+			removed = append(removed, "control socket "+p)
 		}
 	}
-	return removed, errors.Join(errs...)
+	return removed, kept, errors.Join(errs...)
+}
+
+// staleSocket reports whether path is a Unix socket nothing listens on.
+func staleSocket(path string) bool {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 {
+		return false
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
 }

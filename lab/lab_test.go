@@ -123,7 +123,7 @@ func upLab(t *testing.T, c *Config) *Lab {
 		}
 	})
 	return labtest.Up(t, func() (*Lab, error) { return Up(c, nil) }, func() error {
-		_, err := Down(c)
+		_, _, err := Down(c)
 		return err
 	})
 }
@@ -270,7 +270,7 @@ func TestDownAfterCrash(t *testing.T) {
 			t.Fatalf("namespace %s did not survive the crash (test is not testing anything)", n.Name)
 		}
 	}
-	removed, err := Down(c)
+	removed, _, err := Down(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +288,7 @@ func TestDownAfterCrash(t *testing.T) {
 		}
 	}
 	// a second Down finds nothing and is no error
-	if removed, err := Down(c); err != nil || len(removed) != 0 {
+	if removed, _, err := Down(c); err != nil || len(removed) != 0 {
 		t.Errorf("second down: %v %v", removed, err)
 	}
 }

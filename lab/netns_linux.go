@@ -7,8 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 
+	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/internal/netnsrun"
+	"golang.org/x/sys/unix"
 
 	// vishvananda/netns: named namespaces (the bind mounts under
 	// /run/netns that `ip netns` also uses) and setns handles; netlink
@@ -103,28 +107,57 @@ func configureNS(ns netns.NsHandle, tun string, mtu int, n *Namespace) error {
 	return nil
 }
 
+// markDir holds a marker file per namespace a lab made, holding the
+// namespace's inode (its nsfs id), so Down removes only namespaces a lab
+// made: not one that existed before under a name a lab file uses, nor
+// one made since by someone else under a lab's old name.
+var markDir = filepath.Join(control.RuntimeDir, "netns")
+
+// nsInode is the nsfs inode of a named namespace (0: none).
+func nsInode(name string) uint64 {
+	var st unix.Stat_t
+	if unix.Stat(filepath.Join(netnsDir, name), &st) != nil {
+		return 0
+	}
+	return st.Ino
+}
+
+// markNS records that a lab made the namespace name.
+func markNS(name string) error {
+	ino := nsInode(name)
+	if ino == 0 {
+		return fmt.Errorf("namespace %s: not found after creating it", name)
+	}
+	if err := os.MkdirAll(markDir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(markDir, name), []byte(strconv.FormatUint(ino, 10)+"\n"), 0o600)
+}
+
+// madeByLab reports whether the namespace name is one a lab made (its
+// marker holds its inode).
+func madeByLab(name string) bool {
+	b, err := os.ReadFile(filepath.Join(markDir, name))
+	if err != nil {
+		return false
+	}
+	ino, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return err == nil && ino != 0 && ino == nsInode(name)
+}
+
+// unmarkNS forgets the marker of name.
+func unmarkNS(name string) { os.Remove(filepath.Join(markDir, name)) }
+
 // deleteNS removes a named namespace; the devices in it (the lab's TUNs)
 // go with it. A namespace that is not there is not an error.
 func deleteNS(name string) error {
 	if !nsExists(name) {
+		unmarkNS(name)
 		return nil
 	}
-	return netns.DeleteNamed(name)
-}
-
-// deleteHostLink removes a device of that name from the current
-// namespace, if there is one (a TUN left behind outside its namespace).
-func deleteHostLink(name string) (bool, error) {
-	l, err := netlink.LinkByName(name)
-	if err != nil {
-		var nf netlink.LinkNotFoundError
-		if errors.As(err, &nf) {
-			return false, nil
-		}
-		return false, err
+	if err := netns.DeleteNamed(name); err != nil {
+		return err
 	}
-	if l.Type() != "tuntap" {
-		return false, nil // not ours: leave it
-	}
-	return true, netlink.LinkDel(l)
+	unmarkNS(name)
+	return nil
 }

@@ -342,7 +342,7 @@ func upLab(t *testing.T, name, text string) *lab.Lab {
 		t.Fatal(err)
 	}
 	return labtest.Up(t, func() (*lab.Lab, error) { return lab.Up(cfg, nil) }, func() error {
-		_, err := lab.Down(cfg)
+		_, _, err := lab.Down(cfg)
 		return err
 	})
 }

@@ -49,11 +49,14 @@ func labCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	if down {
-		removed, err := lab.Down(cfg)
+		removed, kept, err := lab.Down(cfg)
 		for _, r := range removed {
 			fmt.Fprintf(stdout, "removed %s\n", r)
 		}
-		if len(removed) == 0 && err == nil {
+		for _, k := range kept {
+			fmt.Fprintf(stdout, "left alone %s\n", k)
+		}
+		if len(removed) == 0 && len(kept) == 0 && err == nil {
 			fmt.Fprintln(stdout, "nothing to remove")
 		}
 		if err != nil {
