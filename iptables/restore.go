@@ -122,9 +122,10 @@ func (l *Loader) LoadString(s string) (*Ruleset, error) {
 		// up to its newline or maxLine bytes, the rest of a longer one
 		// is the next line; C strings end at a NUL, so the rest of a
 		// line after one is never seen
-		end := strings.IndexByte(s, '\n')
-		if end < 0 || end >= maxLine {
-			end = min(len(s), maxLine) - 1
+		lim := min(len(s), maxLine)
+		end := strings.IndexByte(s[:lim], '\n')
+		if end < 0 {
+			end = lim - 1
 		}
 		ln := s[:end+1]
 		s = s[end+1:]
