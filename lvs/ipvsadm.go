@@ -774,7 +774,7 @@ func (e *RuleError) Error() string {
 	if !printable(text) {
 		text = strconv.Quote(text)
 	}
-	return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, escaped(e.Err.Error()), text)
+	return fmt.Sprintf("%s:%d: %s: %s", escaped(e.File), e.Line, escaped(e.Err.Error()), text)
 }
 
 // printable says whether s is UTF-8 without control characters (a tab
