@@ -98,8 +98,27 @@ type Response struct {
 	Stream bool `json:"stream,omitempty"`
 }
 
-// maxRequest bounds a request (a rule set of a few hundred thousand rules).
-const maxRequest = 64 << 20
+// MaxRequest bounds a request, in bytes of JSON (a rule set of a few
+// hundred thousand rules). A larger one is refused whole with
+// TooLarge's answer; clients check it before sending (CheckSize).
+const MaxRequest = 64 << 20
+
+// TooLarge is the answer to a request over MaxRequest: nothing of it
+// was done.
+func TooLarge() Response {
+	return Response{Code: 1, Stderr: "uswitch: " + tooLargeMsg + ": refused, nothing was changed\n"}
+}
+
+const tooLargeMsg = "control request larger than the control socket's limit of 64 MiB (67108864 bytes)"
+
+// CheckSize says whether an encoded request of n bytes fits the
+// control socket's limit, with an error naming the limit if not.
+func CheckSize(n int) error {
+	if n <= MaxRequest {
+		return nil
+	}
+	return fmt.Errorf("control request of %d bytes is larger than the control socket's limit of 64 MiB (%d bytes): not sent, nothing was changed", n, MaxRequest)
+}
 
 // Handler answers the one-shot requests of a control socket
 // ("iptables-save", "iptables-restore", "conntrack", "metrics"). A Lab is
@@ -246,7 +265,16 @@ func (c *Server) serve(conn net.Conn) {
 		return
 	}
 	var req Request
-	if err := json.NewDecoder(bufio.NewReader(io.LimitReader(conn, maxRequest))).Decode(&req); err != nil {
+	lr := &io.LimitedReader{R: conn, N: MaxRequest}
+	if err := json.NewDecoder(bufio.NewReader(lr)).Decode(&req); err != nil {
+		if lr.N <= 0 {
+			// over the limit: answer, then read (and drop) the rest
+			// so that the client's write ends and it reads the
+			// answer instead of a broken pipe
+			enc.Encode(TooLarge())
+			io.Copy(io.Discard, conn)
+			return
+		}
 		enc.Encode(Response{Code: 1, Stderr: "uswitch: bad control request: " + err.Error() + "\n"})
 		return
 	}

@@ -30,8 +30,12 @@
 // Loader.Load reads iptables-restore input (iptables/xtables-restore.c):
 // *table, :chain, COMMIT and iptables commands (-A -I -D -R -C -N -X -F
 // -Z -P -E). A single iptables command is such a line, applied to
-// Loader.Base with Loader.NoFlush. Lines are split as add_param_to_argv
-// (iptables/xshared.c) does (SplitWords) and parsed as do_parse does
+// Loader.Base with Loader.NoFlush. Lines are read as its fgets does,
+// within its fixed buffers: at most 10239 bytes (the rest of a longer
+// line is the next line), ending at a NUL; words of 1024 bytes or more
+// ("Parameter too long!") and more than 251 words ("Parser cannot
+// handle more arguments") are refused. Lines are split as
+// add_param_to_argv (iptables/xshared.c) does (SplitWords) and parsed as do_parse does
 // with getopt_long (parse.go): abbreviations, "!" words, the options of
 // extensions loaded by -m and -j, the implicit match of -p tcp. Values
 // go through libxtables' parsers (xtopt.go, addr.go, after

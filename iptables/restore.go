@@ -118,12 +118,19 @@ func (l *Loader) LoadString(s string) (*Ruleset, error) {
 	st := &loadState{l: l, rs: l.Base.clone()}
 	line := 0
 	for len(s) > 0 {
-		end := strings.IndexByte(s, '\n')
-		var ln string
+		// fgets into iptables-restore's 10240-byte buffer: a line is
+		// up to its newline or maxLine bytes, the rest of a longer one
+		// is the next line; C strings end at a NUL, so the rest of a
+		// line after one is never seen
+		lim := min(len(s), maxLine)
+		end := strings.IndexByte(s[:lim], '\n')
 		if end < 0 {
-			ln, s = s, ""
-		} else {
-			ln, s = s[:end+1], s[end+1:]
+			end = lim - 1
+		}
+		ln := s[:end+1]
+		s = s[end+1:]
+		if z := strings.IndexByte(ln, 0); z >= 0 {
+			ln = ln[:z]
 		}
 		line++
 		if e := st.line(ln, line); e != nil {
@@ -154,7 +161,7 @@ type loadState struct {
 }
 
 func (st *loadState) line(s string, n int) error {
-	if s == "\n" || s[0] == '#' {
+	if s == "\n" || strings.HasPrefix(s, "#") {
 		return nil
 	}
 	inTable := st.cur != nil || st.skip
@@ -169,7 +176,7 @@ func (st *loadState) line(s string, n int) error {
 		st.cur = nil
 		return nil
 	}
-	if s[0] == '*' && !inTable {
+	if strings.HasPrefix(s, "*") && !inTable {
 		f := strings.Fields(strings.TrimRight(s[1:], "\n"))
 		if len(f) == 0 {
 			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("%s: line %d table name invalid", Program, n)}
@@ -194,7 +201,7 @@ func (st *loadState) line(s string, n int) error {
 	if st.skip {
 		return nil
 	}
-	if s[0] == ':' && st.cur != nil {
+	if strings.HasPrefix(s, ":") && st.cur != nil {
 		return st.chainLine(s, n)
 	}
 	if st.cur == nil {
@@ -272,7 +279,7 @@ func parseBracketCounters(s string) (Counters, bool) {
 
 func (st *loadState) commandLine(s string, n int) error {
 	var pre []string
-	if s[0] == '[' {
+	if strings.HasPrefix(s, "[") {
 		// tokenize_rule_counters: "[pkts:bytes]" becomes
 		// "--set-counters pkts bytes" when restoring with -c
 		end := strings.IndexByte(s, ']')
@@ -292,6 +299,9 @@ func (st *loadState) commandLine(s string, n int) error {
 		s = s[end+1:]
 	}
 	st.words = appendWords(append(st.words[:0], pre...), s)
+	if err := checkWordLimits(st.words, len(pre), n); err != nil {
+		return err
+	}
 	cmd, err := st.parser.parse(st.words, st.cur.ID, n, st.l.Sets)
 	if err != nil {
 		var pe *ParamError
@@ -305,6 +315,34 @@ func (st *loadState) commandLine(s string, n int) error {
 		return &RestoreError{Kind: KindParam, Line: n, Msg: err.Error()}
 	}
 	return st.apply(cmd, n)
+}
+
+// iptables-restore's fixed buffers (iptables/xtables-restore.c and
+// xshared.c): a line is read into 10240 bytes with fgets, a word into
+// 1024 (struct xt_param_buf) and a command's words into 255 pointers
+// (MAX_ARGC) of which argv[0], "-t" and the table name take three.
+const (
+	maxLine     = 10240 - 1
+	maxParamLen = 1024 - 1
+	maxWords    = 255 - 1 - 3
+)
+
+// checkWordLimits refuses a command line whose words do not fit
+// add_param_to_argv's buffers, with its message for the first word
+// that does not fit: a word is refused while it is read (Parameter too
+// long!), before it would be stored (Parser cannot handle more
+// arguments). The first pre words are the "--set-counters" words of
+// -c, stored without the length check.
+func checkWordLimits(words []string, pre, n int) error {
+	for i, w := range words {
+		if i >= pre && len(w) > maxParamLen {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: "Parameter too long!"}
+		}
+		if i >= maxWords {
+			return &RestoreError{Kind: KindParam, Line: n, Msg: "Parser cannot handle more arguments"}
+		}
+	}
+	return nil
 }
 
 func lineFailed(n int, msg string) error {

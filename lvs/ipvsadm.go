@@ -10,7 +10,8 @@ package lvs
 // Deviations: IPv4 only (-6 and IPv6 addresses are refused); host names
 // must be numeric (no resolver); service names come from a small
 // built-in table instead of /etc/services; the sync daemon commands are
-// refused; a rule file may hold blank lines and #-comment lines.
+// refused; a rule file may hold blank lines and #-comment lines, but no
+// line over 64 KiB and no control characters but tab and CR.
 
 import (
 	"bufio"
@@ -21,6 +22,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Cmd is an ipvsadm command (ipvsadm.c CMD_*).
@@ -768,7 +770,61 @@ type RuleError struct {
 }
 
 func (e *RuleError) Error() string {
-	return fmt.Sprintf("%s:%d: %v: %s", e.File, e.Line, e.Err, e.Text)
+	text := e.Text
+	if !printable(text) {
+		text = strconv.Quote(text)
+	}
+	return fmt.Sprintf("%s:%d: %s: %s", escaped(e.File), e.Line, escaped(e.Err.Error()), text)
+}
+
+// printable says whether s is UTF-8 without control characters (a tab
+// is fine), so that it can be shown as it is.
+func printable(s string) bool {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			// a real U+FFFD is printable; an invalid byte is not
+			if _, w := utf8.DecodeRuneInString(s[i:]); w == 1 {
+				return false
+			}
+		}
+		if r != '\t' && !strconv.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// escaped is s, or s with its bad bytes escaped as strconv.Quote
+// escapes them (without the quotes) when it is not printable.
+func escaped(s string) string {
+	if printable(s) {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
+}
+
+// maxRuleLine bounds a rule file's line (without its newline).
+const maxRuleLine = 64 << 10
+
+// badByte is the first byte of a rule file line that has no place in
+// one: a NUL or another control character (tab and CR are blanks), and
+// its offset, or -1.
+func badByte(line string) (byte, int) {
+	for i := 0; i < len(line); i++ {
+		if c := line[i]; (c < 0x20 && c != '\t' && c != '\r') || c == 0x7f {
+			return c, i
+		}
+	}
+	return 0, -1
+}
+
+// preview is the start of a long line, for an error message.
+func preview(line string) string {
+	if len(line) <= 64 {
+		return line
+	}
+	return line[:64] + "..."
 }
 
 func (e *RuleError) Unwrap() error { return e.Err }
@@ -776,15 +832,33 @@ func (e *RuleError) Unwrap() error { return e.Err }
 // ParseRules reads a rule file as `ipvsadm -R` does, one command a line
 // (words split on blanks, the word "ipvsadm" dropped wherever it is),
 // and checks every line. Restore-only commands (-A -E -D -C -a -e -d -Z
-// --set) are accepted; anything else is an error naming the line.
+// --set) are accepted; anything else is an error naming the line. A
+// line over 64 KiB, or with a NUL or another control character (tab and
+// CR are blanks), is an error too; an error shows the line's bytes
+// escaped as strconv.Quote does when they are not all printable.
 func ParseRules(r io.Reader, name string) ([]Rule, error) {
 	var out []Rule
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	br := bufio.NewReader(r)
 	n := 0
-	for sc.Scan() {
+	for {
+		text, err := readRuleLine(br)
+		if err == io.EOF {
+			break
+		}
 		n++
-		text := sc.Text()
+		if err == errLineTooLong {
+			return nil, &RuleError{File: name, Line: n, Text: preview(text), Err: failf("line longer than %d bytes", maxRuleLine)}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, n, err)
+		}
+		if c, i := badByte(text); i >= 0 {
+			what := "control character"
+			if c == 0 {
+				what = "NUL byte"
+			}
+			return nil, &RuleError{File: name, Line: n, Text: preview(strings.TrimSpace(text)), Err: failf("%s %q at byte %d", what, c, i+1)}
+		}
 		var words []string
 		for _, w := range strings.FieldsFunc(text, func(r rune) bool { return r == ' ' || r == '\t' || r == '\r' }) {
 			if w != "ipvsadm" {
@@ -809,10 +883,36 @@ func ParseRules(r io.Reader, name string) ([]Rule, error) {
 		}
 		out = append(out, Rule{Line: n, Text: strings.TrimSpace(text), Command: c})
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s:%d: %w", name, n+1, err)
-	}
 	return out, nil
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// readRuleLine reads one line without its newline: io.EOF at the end,
+// errLineTooLong (with the line's start) for a line over maxRuleLine,
+// the rest of which is read and dropped.
+func readRuleLine(br *bufio.Reader) (string, error) {
+	var b []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(b) <= maxRuleLine {
+			b = append(b, frag...)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil && err != io.EOF {
+			return "", err
+		}
+		if err == io.EOF && len(b) == 0 {
+			return "", io.EOF
+		}
+		line := strings.TrimSuffix(string(b), "\n")
+		if len(line) > maxRuleLine {
+			return line, errLineTooLong
+		}
+		return line, nil
+	}
 }
 
 // ApplyRules runs the rules on d in order and stops at the first that

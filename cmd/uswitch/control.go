@@ -62,6 +62,15 @@ func controlCall(path string, req control.Request, stdout, stderr io.Writer) int
 
 func controlRequest(path string, req control.Request) (control.Response, error) {
 	var resp control.Response
+	body, err := json.Marshal(req)
+	if err != nil {
+		return resp, fmt.Errorf("control request: %w", err)
+	}
+	// the instance would refuse it whole: say so without sending it
+	if err := control.CheckSize(len(body)); err != nil {
+		return resp, err
+	}
+	body = append(body, '\n')
 	c, err := net.DialTimeout("unix", path, 5*time.Second)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -71,7 +80,12 @@ func controlRequest(path string, req control.Request) (control.Response, error) 
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Minute))
-	if err := json.NewEncoder(c).Encode(req); err != nil {
+	if _, err := c.Write(body); err != nil {
+		// an instance that refused the request may have said why
+		// before it stopped reading
+		if derr := json.NewDecoder(c).Decode(&resp); derr == nil {
+			return resp, nil
+		}
 		return resp, fmt.Errorf("control socket: %w", err)
 	}
 	if err := json.NewDecoder(c).Decode(&resp); err != nil {
