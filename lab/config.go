@@ -288,7 +288,7 @@ func (r *NSRoute) UnmarshalText(b []byte) error {
 				return fail("bad gateway %q", v)
 			}
 		case "dev":
-			if !ifNameRe.MatchString(v) {
+			if !validDevName(v) {
 				return fail("bad device name %q", v)
 			}
 			rt.Dev = v
@@ -693,6 +693,10 @@ func unquoteKey(s string) string {
 // restricted to a safe set.
 var ifNameRe = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,15}$`)
 
+// validDevName is ifNameRe without the two names dev_valid_name
+// (net/core/dev.c) refuses although they fit it: "." and "..".
+func validDevName(s string) bool { return ifNameRe.MatchString(s) && s != "." && s != ".." }
+
 // check validates what the types could not: names, references between
 // sections, the rule set and the sysctls. Errors name the key and line.
 func (c *Config) check(src string) error {
@@ -705,10 +709,18 @@ func (c *Config) check(src string) error {
 	if c.Uswitch.Queues < 0 || c.Uswitch.Queues > 256 {
 		return fail("uswitch.queues", "%d: want 0 (as many as workers) to 256", c.Uswitch.Queues)
 	}
+	if len(c.Namespaces) == 0 {
+		// an empty file would otherwise load as a lab named "" that
+		// makes nothing
+		return &ConfigError{File: c.File, Line: 1, Key: "namespace", Err: errors.New("the lab has no [[namespace]] (an empty file is no lab)")}
+	}
 	ns := map[string]int{}
 	for i, n := range c.Namespaces {
-		if !ifNameRe.MatchString(n.Name) {
-			return fail("namespace.name", "%q: want 1-15 characters of A-Z a-z 0-9 _ . -", n.Name)
+		if !validDevName(n.Name) || n.Name == "lo" {
+			// `ip netns add` refuses "/", "." and ".."; "lo" would read
+			// as the loopback device wherever a namespace and a device
+			// name share a place
+			return fail("namespace.name", "%q: want 1-15 characters of A-Z a-z 0-9 _ . - (not lo, . or ..)", n.Name)
 		}
 		if _, dup := ns[n.Name]; dup {
 			return fail("namespace.name", "%q appears twice", n.Name)
@@ -733,8 +745,8 @@ func (c *Config) check(src string) error {
 	ifs := map[string]bool{}
 	attached := map[string]string{}
 	for _, it := range c.Interfaces {
-		if !ifNameRe.MatchString(it.Name) || it.Name == "lo" {
-			return fail("interface.name", "%q: want 1-15 characters of A-Z a-z 0-9 _ . - (not lo)", it.Name)
+		if !validDevName(it.Name) || it.Name == "lo" {
+			return fail("interface.name", "%q: want 1-15 characters of A-Z a-z 0-9 _ . - (not lo, . or ..)", it.Name)
 		}
 		if ifs[it.Name] {
 			return fail("interface.name", "%q appears twice", it.Name)

@@ -1,8 +1,10 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"regexp"
 	"slices"
 	"sort"
@@ -154,8 +156,8 @@ func (c *Config) checkTopology(src string, ns map[string]int, attached map[strin
 			if _, ok := ns[e.netns]; !ok {
 				return fail("link."+e.side+"_netns", "%q: no [[namespace]] of that name", e.netns)
 			}
-			if !ifNameRe.MatchString(e.name) || e.name == "lo" {
-				return fail("link."+e.side+"_name", "%q: want 1-15 characters of A-Z a-z 0-9 _ . - (not lo)", e.name)
+			if !validDevName(e.name) || e.name == "lo" {
+				return fail("link."+e.side+"_name", "%q: want 1-15 characters of A-Z a-z 0-9 _ . - (not lo, . or ..)", e.name)
 			}
 			if devs[e.netns][e.name] {
 				return fail("link."+e.side+"_name", "%q: namespace %q already has a device of that name", e.name, e.netns)
@@ -168,6 +170,9 @@ func (c *Config) checkTopology(src string, ns map[string]int, attached map[strin
 		if l.MTU != 0 && (l.MTU < 68 || l.MTU > 65535) {
 			return fail("link.mtu", "%d: want 68-65535", l.MTU)
 		}
+	}
+	if err := c.checkAddresses(src); err != nil {
+		return err
 	}
 	for i := range c.Namespaces {
 		n := &c.Namespaces[i]
@@ -245,4 +250,132 @@ func (c *Config) linkEnds(ns string) (ends []linkEnd) {
 type linkEnd struct {
 	name  string
 	addrs []PrefixValue
+}
+
+// linkAddr is an address on one of the lab's links: where it is set
+// (the table, its index among the file's tables of that kind, the key)
+// and which link it is on.
+type linkAddr struct {
+	p     netip.Prefix
+	link  int
+	table string
+	index int
+	key   string
+}
+
+// checkAddresses refuses addresses that make routing ambiguous. Each
+// [[interface]] is a link between uswitch and its namespace (its
+// addresses and the namespace's), each [[link]] one between two
+// namespaces; the two sides of a link share its subnets, but two links
+// must not have the same address nor overlapping subnets, and a
+// namespace's address must not be its TUN's (uswitch's side). The
+// loopback addresses are not on a link (real servers share a VIP there).
+func (c *Config) checkAddresses(src string) error {
+	var all []linkAddr
+	nsIndex := map[string]int{}
+	for i, n := range c.Namespaces {
+		nsIndex[n.Name] = i
+	}
+	for i, it := range c.Interfaces {
+		for _, a := range it.Addresses {
+			all = append(all, linkAddr{a.Prefix, i, "interface", i, "addresses"})
+		}
+		j := nsIndex[it.Netns]
+		for _, a := range c.Namespaces[j].Addresses {
+			all = append(all, linkAddr{a.Prefix, i, "namespace", j, "addresses"})
+		}
+	}
+	for i, l := range c.Links {
+		for _, a := range l.AAddresses {
+			all = append(all, linkAddr{a.Prefix, len(c.Interfaces) + i, "link", i, "a_addresses"})
+		}
+		for _, a := range l.BAddresses {
+			all = append(all, linkAddr{a.Prefix, len(c.Interfaces) + i, "link", i, "b_addresses"})
+		}
+	}
+	line := func(a linkAddr) int { return blockValueLine(src, a.table, a.index, a.key, a.p.String()) }
+	where := func(a linkAddr) string {
+		switch a.table {
+		case "interface":
+			return fmt.Sprintf("interface %q", c.Interfaces[a.index].Name)
+		case "namespace":
+			return fmt.Sprintf("namespace %q", c.Namespaces[a.index].Name)
+		}
+		l := c.Links[a.index]
+		if a.key == "a_addresses" {
+			return fmt.Sprintf("link end %q in %q", l.AName, l.ANetns)
+		}
+		return fmt.Sprintf("link end %q in %q", l.BName, l.BNetns)
+	}
+	// equal addresses first: they also overlap, and are the worse news
+	for pass := 0; pass < 2; pass++ {
+		for i, a := range all {
+			for _, b := range all[:i] {
+				same := a.p.Addr() == b.p.Addr()
+				if pass == 0 && !same || pass == 1 && (a.link == b.link || !a.p.Overlaps(b.p)) {
+					continue
+				}
+				// report at the later of the two in the file
+				la, lb := line(a), line(b)
+				if lb > la {
+					a, b, la = b, a, lb
+				}
+				var msg string
+				switch {
+				case pass == 1:
+					msg = fmt.Sprintf("%s: the subnet of %s overlaps %s of %s (another link)", a.p, where(a), b.p, where(b))
+				case a.link == b.link && (a.table == "interface") != (b.table == "interface"):
+					msg = fmt.Sprintf("%s: a namespace's address on its TUN is uswitch's (%s's)", a.p, where(b))
+					if a.table == "interface" {
+						msg = fmt.Sprintf("%s: uswitch's address on a TUN is the namespace's (%s's)", a.p, where(b))
+					}
+				default:
+					msg = fmt.Sprintf("%s: the address of %s is also that of %s", a.p, where(a), where(b))
+				}
+				return &ConfigError{File: c.File, Line: la, Key: a.table + "." + a.key, Err: errors.New(msg)}
+			}
+		}
+	}
+	return nil
+}
+
+// blockValueLine is the line of value v of key in the index-th
+// [[table]] of the file, or of the key there, or valueLine's guess when
+// the tables are not written as [[table]] headers.
+func blockValueLine(src, table string, index int, key, v string) int {
+	lines := strings.Split(src, "\n")
+	header := "[[" + table + "]]"
+	keyRe := regexp.MustCompile(`^\s*` + regexp.QuoteMeta(key) + `\s*=`)
+	n, keyLine := -1, 0
+	in := false
+	for i, ln := range lines {
+		t := strings.TrimSpace(ln)
+		if strings.HasPrefix(t, "[") {
+			if t == header {
+				n++
+				in = n == index
+				keyLine = 0
+				continue
+			}
+			if !strings.HasPrefix(t, "["+table+".") && !strings.HasPrefix(t, "[["+table+".") {
+				if in {
+					break
+				}
+				continue
+			}
+		}
+		if !in {
+			continue
+		}
+		if keyRe.MatchString(ln) {
+			keyLine = i + 1
+		}
+		if keyLine > 0 && (strings.Contains(ln, `"`+v+`"`) || strings.Contains(ln, `'`+v+`'`)) {
+			return i + 1
+		}
+	}
+	if keyLine > 0 {
+		return keyLine
+	}
+	return valueLine(src, table+"."+key, v)
 }
