@@ -91,6 +91,8 @@ addresses = ["10.0.0.2/24"]
 			"link.a_addresses", `10.0.0.5/24: the subnet of link end "v0" in "a" overlaps`, 16},
 		{"same address on both veth ends", base + "[[namespace]]\nname = \"b\"\n[[link]]\na_netns = \"a\"\na_name = \"v0\"\na_addresses = [\"10.1.0.5/24\"]\nb_netns = \"b\"\nb_name = \"v1\"\nb_addresses = [\"10.1.0.5/24\"]\n",
 			"link.b_addresses", `10.1.0.5/24: the address of link end "v1" in "b" is also that of link end "v0" in "a"`, 19},
+		{"TUN address is its namespace's, multi-line", "name = \"x\"\n[[namespace]]\nname = \"a\"\naddresses = [\n  \"10.0.0.2/24\",\n]\n[[interface]]\nname = \"t0\"\nnetns = \"a\"\naddresses = [\n  \"10.0.0.9/24\",\n  \"10.0.0.2/24\",\n]\n",
+			"interface.addresses", `10.0.0.2/24: uswitch's address on a TUN is the namespace's (namespace "a"'s)`, 12},
 		{"offload not a bool", strings.Replace(base, "workers = 1", "workers = 1\noffload = 1", 1), "uswitch.offload", "incompatible types", 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
