@@ -616,6 +616,17 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 		return nil, &ConfigError{File: file, Err: err}
 	}
+	for _, k := range md.Keys() {
+		// toml matches a key to a field case-insensitively, and which of
+		// [[namespace]] and [[Namespace]] wins is up to map order: every
+		// key is lower case, as written here (a sysctl's name is not a key)
+		if len(k) > 2 && (k[0] == "uswitch" || k[0] == "namespace") && k[1] == "sysctl" {
+			continue
+		}
+		if s := k.String(); s != strings.ToLower(s) {
+			return nil, &ConfigError{File: file, Line: keyLine(src, k), Key: s, Err: errors.New("unknown key (keys are lower case)")}
+		}
+	}
 	for _, k := range md.Undecoded() {
 		// toml lists the nested keys of a sysctl table as undecoded
 		// although they are in its map[string]any

@@ -93,6 +93,8 @@ addresses = ["10.0.0.2/24"]
 			"link.b_addresses", `10.1.0.5/24: the address of link end "v1" in "b" is also that of link end "v0" in "a"`, 19},
 		{"TUN address is its namespace's, multi-line", "name = \"x\"\n[[namespace]]\nname = \"a\"\naddresses = [\n  \"10.0.0.2/24\",\n]\n[[interface]]\nname = \"t0\"\nnetns = \"a\"\naddresses = [\n  \"10.0.0.9/24\",\n  \"10.0.0.2/24\",\n]\n",
 			"interface.addresses", `10.0.0.2/24: uswitch's address on a TUN is the namespace's (namespace "a"'s)`, 12},
+		{"key not lower case", base + "[[Namespace]]\nname = \"b\"\n", "Namespace", "keys are lower case", 11},
+		{"nested key not lower case", base + "Addresses = []\n", "namespace.Addresses", "keys are lower case", 11},
 		{"offload not a bool", strings.Replace(base, "workers = 1", "workers = 1\noffload = 1", 1), "uswitch.offload", "incompatible types", 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
