@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/uswitch-lab/uswitch/netfilter"
@@ -101,6 +102,12 @@ type Loader struct {
 	Sets SetLookup
 	// Table, when set, restores only that table (iptables-restore -T).
 	Table string
+	// Test is iptables-restore --test: the batch is aborted instead of
+	// committed, so nothing the kernel alone refuses (KindKernel: loops,
+	// jump depth, hook and table checks, deleting a chain still jumped
+	// to) is reported. The Ruleset returned is then unchecked: it is
+	// for inspection, never to run.
+	Test bool
 }
 
 // Load reads the whole input and returns the resulting rule set.
@@ -433,6 +440,9 @@ func (st *loadState) apply(cmd *command, n int) error {
 		if cmd.chain == "" {
 			for _, uc := range t.userChains() {
 				if t.referenced(uc.Name) {
+					if st.l.Test {
+						continue // the kernel would refuse it; --test never asks
+					}
 					return &RestoreError{Kind: KindKernel, Line: n, Msg: fmt.Sprintf("CHAIN_DEL failed (Device or resource busy): chain %s", uc.Name)}
 				}
 				t.delChain(uc)
@@ -447,6 +457,9 @@ func (st *loadState) apply(cmd *command, n int) error {
 		}
 		t.flushChain(c)
 		if t.referenced(c.Name) {
+			if st.l.Test {
+				return nil // the kernel would refuse it; --test never asks
+			}
 			return &RestoreError{Kind: KindKernel, Line: n, Msg: fmt.Sprintf("CHAIN_DEL failed (Device or resource busy): chain %s", c.Name)}
 		}
 		t.delChain(c)
@@ -563,11 +576,17 @@ func (st *loadState) commit(n int) error {
 			if j == nil {
 				return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Chain '%s' does not exist", r.jumpName)}
 			}
-			if j.Builtin {
+			if j.Builtin && !st.l.Test {
 				return &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Operation not supported): rule in chain %s", opName(r.op), c.Name)}
 			}
 			r.Jump = j
 		}
+	}
+	if st.l.Test {
+		// --test aborts the batch instead of committing it: what only
+		// the kernel refuses (loops, nesting, hooks) is never seen
+		st.rs.Tables[t.ID] = t
+		return nil
 	}
 	if err := t.validate(); err != nil {
 		return err
@@ -591,81 +610,11 @@ func opName(op byte) string {
 const jumpStackSize = 16
 
 // validate computes every chain's hook reachability, rejects loops and
-// too deep nesting (-EMLINK, "Too many links"), and runs the extensions'
-// hook checks.
+// too deep nesting (-EMLINK, "Too many links", validateJumps), and runs
+// the extensions' hook checks.
 func (t *Table) validate() error {
-	for _, c := range t.Chains {
-		c.Reach = 0
-	}
-	var bad *Rule
-	var badChain *Chain
-	// vstate marks a chain on the current path (visit) and, for the
-	// search of loops, visited (1: on the stack, 2: done)
-	for _, c := range t.Chains {
-		c.vstate = 0
-	}
-	var visit func(c *Chain, hooks netfilter.HookMask, depth int) bool
-	visit = func(c *Chain, hooks netfilter.HookMask, depth int) bool {
-		if c.Reach&hooks == hooks && depth > 0 {
-			return true
-		}
-		c.Reach |= hooks
-		c.vstate = 1
-		defer func() { c.vstate = 0 }()
-		for _, r := range c.Rules {
-			if r.Jump == nil {
-				continue
-			}
-			if r.Jump.vstate == 1 || depth+1 >= jumpStackSize {
-				if bad == nil || r.Line > bad.Line {
-					bad, badChain = r, c
-				}
-				return false
-			}
-			if !visit(r.Jump, hooks, depth+1) {
-				return false
-			}
-		}
-		return true
-	}
-	for _, c := range t.Chains {
-		if c.Builtin {
-			visit(c, netfilter.Hooks(c.Hook), 0)
-		}
-	}
-	if bad == nil {
-		// loops among chains not reachable from a base chain
-		for _, c := range t.Chains {
-			c.vstate = 0
-		}
-		var dfs func(c *Chain) bool
-		dfs = func(c *Chain) bool {
-			c.vstate = 1
-			for _, r := range c.Rules {
-				if r.Jump == nil {
-					continue
-				}
-				switch r.Jump.vstate {
-				case 1:
-					bad, badChain = r, c
-					return false
-				case 0:
-					if !dfs(r.Jump) {
-						return false
-					}
-				}
-			}
-			c.vstate = 2
-			return true
-		}
-		for _, c := range t.Chains {
-			if c.vstate == 0 && !dfs(c) {
-				break
-			}
-		}
-	}
-	if bad != nil {
-		return &RestoreError{Kind: KindKernel, Line: bad.Line, Msg: fmt.Sprintf("%s failed (Too many links): rule in chain %s", opName(bad.op), badChain.Name)}
+	if err := t.validateJumps(); err != nil {
+		return err
 	}
 	// nft checks a rule when it is added: a hook violation is reported
 	// on the earliest line at which it exists, the offending rule or
@@ -935,4 +884,116 @@ func (t *Table) delChain(c *Chain) {
 			break
 		}
 	}
+}
+
+// maxBatchErrors is how many failed messages iptables-nft prints for
+// one batch: the kernel's error list is cut there (the 16th line of a
+// longer list is printed garbled; uswitch prints it whole).
+const maxBatchErrors = 16
+
+// jumpsValid walks the jumps the base chains reach, as
+// nft_chain_validate does from each base chain, using only the jump
+// rules of lines up to last (last < 0: all of them), and sets each
+// chain's Reach. It reports whether no chain is on a loop or deeper
+// than the jump stack. Loops among chains no base chain reaches are
+// never walked: the kernel accepts them ("-A X -j X" in a chain nothing
+// jumps to commits, as A -> B -> A does).
+func (t *Table) jumpsValid(last int) bool {
+	for _, c := range t.Chains {
+		c.Reach = 0
+		c.vstate = 0
+	}
+	// deepest is the deepest each chain was entered at from the current
+	// base chain: entering it again no deeper finds nothing new
+	deepest := map[*Chain]int{}
+	var visit func(c *Chain, hooks netfilter.HookMask, depth int) bool
+	visit = func(c *Chain, hooks netfilter.HookMask, depth int) bool {
+		if d, ok := deepest[c]; ok && d >= depth {
+			return true
+		}
+		deepest[c] = depth
+		c.Reach |= hooks
+		c.vstate = 1
+		defer func() { c.vstate = 0 }()
+		for _, r := range c.Rules {
+			if r.Jump == nil || (last >= 0 && r.Line > last) {
+				continue
+			}
+			if r.Jump.vstate == 1 || depth+1 >= jumpStackSize {
+				return false
+			}
+			if !visit(r.Jump, hooks, depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	ok := true
+	for _, c := range t.Chains {
+		if c.Builtin {
+			clear(deepest)
+			if !visit(c, netfilter.Hooks(c.Hook), 0) {
+				ok = false
+			}
+		}
+	}
+	return ok
+}
+
+// validateJumps refuses loops and nesting deeper than the jump stack as
+// the nf_tables batch does: the kernel validates the table again at each
+// rule added once a jump is in it, so the first rule that fails is the
+// one whose line makes the table invalid (the jump completing the loop
+// or the too deep path, or the base chain's jump that reaches it, e.g.
+// "line 10: RULE_APPEND failed (Too many links): rule in chain
+// FORWARD"), and every later rule of the batch fails as well, since the
+// failed ones stay in place until the batch is aborted. iptables-legacy
+// reports "line N failed" on the COMMIT line instead (exit 1) and has no
+// depth limit.
+func (t *Table) validateJumps() error {
+	if t.jumpsValid(-1) {
+		return nil
+	}
+	var lines []int
+	for _, c := range t.Chains {
+		for _, r := range c.Rules {
+			if r.Jump != nil {
+				lines = append(lines, r.Line)
+			}
+		}
+	}
+	slices.Sort(lines)
+	lines = slices.Compact(lines)
+	// validity only goes down as jumps are added: the first line whose
+	// jumps make the table invalid
+	i := sort.Search(len(lines), func(i int) bool { return !t.jumpsValid(lines[i]) })
+	if i == len(lines) {
+		i = len(lines) - 1 // cannot happen: all of them are invalid
+	}
+	first := lines[i]
+	t.jumpsValid(-1) // Reach of the whole table
+	type failed struct {
+		r *Rule
+		c *Chain
+	}
+	var fails []failed
+	for _, c := range t.Chains {
+		for _, r := range c.Rules {
+			if r.Line >= first {
+				fails = append(fails, failed{r, c})
+			}
+		}
+	}
+	slices.SortStableFunc(fails, func(a, b failed) int { return a.r.Line - b.r.Line })
+	if len(fails) > maxBatchErrors {
+		fails = fails[:maxBatchErrors]
+	}
+	var msg strings.Builder
+	for i, f := range fails {
+		if i > 0 {
+			fmt.Fprintf(&msg, "\nline %d: ", f.r.Line)
+		}
+		fmt.Fprintf(&msg, "%s failed (Too many links): rule in chain %s", opName(f.r.op), f.c.Name)
+	}
+	return &RestoreError{Kind: KindKernel, Line: first, Msg: msg.String()}
 }
