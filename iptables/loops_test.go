@@ -78,11 +78,11 @@ var loopCases = []struct {
 			"line 34: RULE_APPEND failed (Too many links): rule in chain OUTPUT\n" +
 			"line 35: RULE_APPEND failed (Too many links): rule in chain OUTPUT\n", exit: 4},
 	{name: "a short path does not hide a deep one",
-		input:  deepChain(16, "-I INPUT 1 -j C8"),
+		input: deepChain(16, "-I INPUT 1 -j C8"),
 		stderr: linksPrefix + "line 33: RULE_APPEND failed (Too many links): rule in chain C15\n" +
 			"line 34: RULE_INSERT failed (Too many links): rule in chain INPUT\n", exit: 4},
 	{name: "the deep path made by a later base chain jump",
-		input:  deepChain(16, "-A OUTPUT -j C1"),
+		input: deepChain(16, "-A OUTPUT -j C1"),
 		stderr: linksPrefix + "line 33: RULE_APPEND failed (Too many links): rule in chain C15\n" +
 			"line 34: RULE_APPEND failed (Too many links): rule in chain OUTPUT\n", exit: 4},
 	// with --test the kernel is never asked: these load
