@@ -146,3 +146,50 @@ func TestRestoreLoopsAgainstKernel(t *testing.T) {
 		})
 	}
 }
+
+// noflushLoop: a loop completed by an input restored with --noflush
+// over rules already there. Only the rules of the new batch fail (the
+// rule of line 6 already there is not one of them); iptables-restore
+// v1.8.9 (nf_tables) printed this.
+var noflushLoop = struct{ base, input, stderr string }{
+	base:  "*filter\n:A - [0:0]\n:B - [0:0]\n-A A -j B\n-A INPUT -j A\n-A INPUT -s 9.9.9.9\nCOMMIT\n",
+	input: "*filter\n-A INPUT -s 1.1.1.1\n-A B -j A\n-A OUTPUT -s 2.2.2.2\nCOMMIT\n",
+	stderr: linksPrefix + "line 3: RULE_APPEND failed (Too many links): rule in chain B\n" +
+		"line 4: RULE_APPEND failed (Too many links): rule in chain OUTPUT\n",
+}
+
+func TestRestoreLoopsNoFlush(t *testing.T) {
+	base, err := (&Loader{}).LoadString(noflushLoop.base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = (&Loader{Base: base, NoFlush: true}).LoadString(noflushLoop.input)
+	var re *RestoreError
+	if !errors.As(err, &re) || re.Stderr() != noflushLoop.stderr || re.ExitCode() != 4 {
+		t.Fatalf("got %v, want (exit 4):\n%s", err, noflushLoop.stderr)
+	}
+	if _, err := (&Loader{Base: base, NoFlush: true, Test: true}).LoadString(noflushLoop.input); err != nil {
+		t.Errorf("with --test: %v", err)
+	}
+}
+
+func TestRestoreLoopsNoFlushAgainstKernel(t *testing.T) {
+	kerneltest.Require(t)
+	ns := kerneltest.NewNetns(t)
+	if kerr, code, err := ns.Restore(noflushLoop.base); err != nil || code != 0 {
+		t.Fatalf("base: %v %d %s", err, code, kerr)
+	}
+	for _, flags := range [][]string{{"--noflush", "--test"}, {"--noflush"}} {
+		want, wexit := noflushLoop.stderr, 4
+		if len(flags) == 2 {
+			want, wexit = "", 0
+		}
+		kerr, code, err := ns.Restore(noflushLoop.input, flags...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kerr != want || code != wexit {
+			t.Errorf("%v: the kernel's iptables-restore (exit %d):\n%s\nthe test expects (exit %d):\n%s", flags, code, kerr, wexit, want)
+		}
+	}
+}

@@ -371,6 +371,7 @@ func (st *loadState) apply(cmd *command, n int) error {
 	for _, r := range cmd.rules {
 		r.jumpName = cmd.jumpName
 		r.op = cmd.op
+		r.fresh = true
 	}
 	if cmd.jumpName != "" && (cmd.op == 'A' || cmd.op == 'I' || cmd.op == 'R') &&
 		t.byName[cmd.jumpName] == nil && st.pendingJump == "" {
@@ -802,6 +803,7 @@ func (t *Table) clone() *Table {
 		nc.Rules = make([]*Rule, len(c.Rules))
 		for i, r := range c.Rules {
 			nr := *r
+			nr.fresh = false
 			nc.Rules[i] = &nr
 		}
 		nt.Chains = append(nt.Chains, &nc)
@@ -916,7 +918,7 @@ func (t *Table) jumpsValid(last int) bool {
 		c.vstate = 1
 		defer func() { c.vstate = 0 }()
 		for _, r := range c.Rules {
-			if r.Jump == nil || (last >= 0 && r.Line > last) {
+			if r.Jump == nil || (last >= 0 && r.fresh && r.Line > last) {
 				continue
 			}
 			if r.Jump.vstate == 1 || depth+1 >= jumpStackSize {
@@ -957,7 +959,7 @@ func (t *Table) validateJumps() error {
 	var lines []int
 	for _, c := range t.Chains {
 		for _, r := range c.Rules {
-			if r.Jump != nil {
+			if r.Jump != nil && r.fresh {
 				lines = append(lines, r.Line)
 			}
 		}
@@ -967,10 +969,10 @@ func (t *Table) validateJumps() error {
 	// validity only goes down as jumps are added: the first line whose
 	// jumps make the table invalid
 	i := sort.Search(len(lines), func(i int) bool { return !t.jumpsValid(lines[i]) })
-	if i == len(lines) {
-		i = len(lines) - 1 // cannot happen: all of them are invalid
+	first := 0 // cannot happen: what was committed before is valid
+	if i < len(lines) {
+		first = lines[i]
 	}
-	first := lines[i]
 	t.jumpsValid(-1) // Reach of the whole table
 	type failed struct {
 		r *Rule
@@ -979,7 +981,7 @@ func (t *Table) validateJumps() error {
 	var fails []failed
 	for _, c := range t.Chains {
 		for _, r := range c.Rules {
-			if r.Line >= first {
+			if r.fresh && r.Line >= first {
 				fails = append(fails, failed{r, c})
 			}
 		}
