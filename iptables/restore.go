@@ -888,9 +888,11 @@ func (t *Table) delChain(c *Chain) {
 	}
 }
 
-// maxBatchErrors is how many failed messages iptables-nft prints for
-// one batch: the kernel's error list is cut there (the 16th line of a
-// longer list is printed garbled; uswitch prints it whole).
+// maxBatchErrors is how many failed messages iptables-nft 1.8.9 printed
+// for one batch in every case tried. Its text is then cut at about 1022
+// bytes: the 16th line of a longer list was printed cut short, and
+// sometimes for a later rule than the 16th ("line 53: RULE_APPEND" after
+// line 47); uswitch prints the first 16 lines whole.
 const maxBatchErrors = 16
 
 // jumpsValid walks the jumps the base chains reach, as
