@@ -193,3 +193,79 @@ func TestRestoreLoopsNoFlushAgainstKernel(t *testing.T) {
 		}
 	}
 }
+
+// testModeCases are inputs for iptables-restore --test, whose commands
+// iptables-nft parses but never runs: stderr and exit are what
+// iptables-restore v1.8.9 (nf_tables) -t printed ("" and 0: accepted,
+// though the input fails without -t).
+var testModeCases = []struct {
+	name, input string
+	counters    bool
+	stderr      string
+	exit        int
+}{
+	{name: "jump to a missing chain", input: "*filter\n-A INPUT -j NOPE\nCOMMIT\n"},
+	{name: "jump to a builtin chain", input: "*filter\n-A INPUT -j INPUT\nCOMMIT\n"},
+	{name: "append to a missing chain", input: "*filter\n-A NOPE -j ACCEPT\nCOMMIT\n"},
+	{name: "insert past the end", input: "*filter\n-I INPUT 5 -j ACCEPT\nCOMMIT\n"},
+	{name: "replace past the end", input: "*filter\n-R INPUT 3 -j ACCEPT\nCOMMIT\n"},
+	{name: "delete a missing rule", input: "*filter\n-D INPUT -s 1.1.1.1\nCOMMIT\n"},
+	{name: "check a missing rule", input: "*filter\n-C INPUT -j ACCEPT\nCOMMIT\n"},
+	{name: "new builtin chain", input: "*filter\n-N INPUT\nCOMMIT\n"},
+	{name: "new chain twice", input: "*filter\n:X - [0:0]\n-N X\nCOMMIT\n"},
+	{name: "delete a missing chain", input: "*filter\n-X NOPE\nCOMMIT\n"},
+	{name: "delete a builtin chain", input: "*filter\n-X INPUT\nCOMMIT\n"},
+	{name: "delete a chain jumped to", input: "*filter\n:X - [0:0]\n-A INPUT -j X\n-X\nCOMMIT\n"},
+	{name: "delete a chain jumped to, then new", input: "*filter\n:X - [0:0]\n-A INPUT -j X\n-X X\n-N X\nCOMMIT\n"},
+	{name: "flush a missing chain", input: "*filter\n-F NOPE\nCOMMIT\n"},
+	{name: "rename a missing chain", input: "*filter\n-E NOPE X\nCOMMIT\n"},
+	{name: "bad policy", input: "*filter\n-P INPUT FOO\nCOMMIT\n"},
+	{name: "policy of a missing chain", input: "*filter\n-P NOPE DROP\nCOMMIT\n"},
+	{name: "bad policy on a chain line", input: "*filter\n:INPUT FOO [0:0]\nCOMMIT\n"},
+	{name: "MASQUERADE in INPUT", input: "*nat\n-A INPUT -j MASQUERADE\nCOMMIT\n"},
+	// what parsing refuses is refused with -t too
+	{name: "bad ctstate", input: "*filter\n-A INPUT -m conntrack --ctstate FOO\nCOMMIT\n",
+		stderr: "iptables-restore v1.8.9 (nf_tables): Bad ctstate \"FOO\"\nError occurred at line: 2\n" + restoreHint, exit: 2},
+	{name: "no COMMIT", input: "*filter\n-A INPUT -j ACCEPT\n",
+		stderr: "iptables-restore: COMMIT expected at line 3\n", exit: 1},
+	{name: "policy counters missing with -c", input: "*filter\n:INPUT DROP\nCOMMIT\n", counters: true,
+		stderr: "iptables-restore v1.8.9 (nf_tables): invalid policy counters for chain 'INPUT'\nError occurred at line: 2\n" + restoreHint, exit: 2},
+}
+
+func TestRestoreTestMode(t *testing.T) {
+	for _, c := range testModeCases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := (&Loader{Test: true, Counters: c.counters}).LoadString(c.input)
+			if c.stderr == "" {
+				if err != nil {
+					t.Fatalf("iptables-restore -t accepts it, uswitch: %v", err)
+				}
+				return
+			}
+			var re *RestoreError
+			if !errors.As(err, &re) || re.Stderr() != c.stderr || re.ExitCode() != c.exit {
+				t.Fatalf("got %v, want (exit %d):\n%s", err, c.exit, c.stderr)
+			}
+		})
+	}
+}
+
+func TestRestoreTestModeAgainstKernel(t *testing.T) {
+	kerneltest.Require(t)
+	ns := kerneltest.NewNetns(t)
+	for _, c := range testModeCases {
+		t.Run(c.name, func(t *testing.T) {
+			flags := []string{"--test"}
+			if c.counters {
+				flags = append(flags, "-c")
+			}
+			kerr, code, err := ns.Restore(c.input, flags...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kerr != c.stderr || code != c.exit {
+				t.Errorf("the kernel's iptables-restore -t (exit %d):\n%s\nthe test expects (exit %d):\n%s", code, kerr, c.exit, c.stderr)
+			}
+		})
+	}
+}

@@ -102,11 +102,13 @@ type Loader struct {
 	Sets SetLookup
 	// Table, when set, restores only that table (iptables-restore -T).
 	Table string
-	// Test is iptables-restore --test: the batch is aborted instead of
-	// committed, so nothing the kernel alone refuses (KindKernel: loops,
-	// jump depth, hook and table checks, deleting a chain still jumped
-	// to) is reported. The Ruleset returned is then unchecked: it is
-	// for inspection, never to run.
+	// Test is iptables-restore --test: lines are read and commands
+	// parsed, but iptables-nft never runs the commands and aborts the
+	// batch instead of committing it, so nothing running or committing
+	// them refuses (a missing chain, rule or index, a bad policy name,
+	// missing jump targets, loops, jump depth, hook and table checks,
+	// deleting a chain still jumped to) is reported. The Ruleset
+	// returned then holds no rule of the input: it is not the result.
 	Test bool
 }
 
@@ -248,6 +250,9 @@ func (st *loadState) chainLine(s string, n int) error {
 			c.Policy = VerdictDrop
 		case "-":
 		default:
+			if st.l.Test {
+				return nil // the policy is set when the batch runs
+			}
 			return &RestoreError{Kind: KindLineFailed, Line: n, Msg: "Bad policy name"}
 		}
 		if st.l.Counters {
@@ -320,6 +325,11 @@ func (st *loadState) commandLine(s string, n int) error {
 			return &RestoreError{Kind: KindParam, Line: n, Msg: pe.Msg}
 		}
 		return &RestoreError{Kind: KindParam, Line: n, Msg: err.Error()}
+	}
+	if st.l.Test {
+		// --test parses each command but never runs it: what running it
+		// refuses (a missing chain, rule or index) is never seen
+		return nil
 	}
 	return st.apply(cmd, n)
 }
@@ -441,9 +451,6 @@ func (st *loadState) apply(cmd *command, n int) error {
 		if cmd.chain == "" {
 			for _, uc := range t.userChains() {
 				if t.referenced(uc.Name) {
-					if st.l.Test {
-						continue // the kernel would refuse it; --test never asks
-					}
 					return &RestoreError{Kind: KindKernel, Line: n, Msg: fmt.Sprintf("CHAIN_DEL failed (Device or resource busy): chain %s", uc.Name)}
 				}
 				t.delChain(uc)
@@ -458,9 +465,6 @@ func (st *loadState) apply(cmd *command, n int) error {
 		}
 		t.flushChain(c)
 		if t.referenced(c.Name) {
-			if st.l.Test {
-				return nil // the kernel would refuse it; --test never asks
-			}
 			return &RestoreError{Kind: KindKernel, Line: n, Msg: fmt.Sprintf("CHAIN_DEL failed (Device or resource busy): chain %s", c.Name)}
 		}
 		t.delChain(c)
@@ -562,6 +566,13 @@ func ruleSpec(r *Rule) string {
 func (st *loadState) commit(n int) error {
 	t := st.cur
 	t.sortChains()
+	if st.l.Test {
+		// --test aborts the batch instead of committing it: what only
+		// committing it refuses (missing jump targets, loops, nesting,
+		// hooks) is never seen
+		st.rs.Tables[t.ID] = t
+		return nil
+	}
 	if st.pendingJump != "" {
 		return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Chain '%s' does not exist", st.pendingJump)}
 	}
@@ -577,17 +588,11 @@ func (st *loadState) commit(n int) error {
 			if j == nil {
 				return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Chain '%s' does not exist", r.jumpName)}
 			}
-			if j.Builtin && !st.l.Test {
+			if j.Builtin {
 				return &RestoreError{Kind: KindKernel, Line: r.Line, Msg: fmt.Sprintf("%s failed (Operation not supported): rule in chain %s", opName(r.op), c.Name)}
 			}
 			r.Jump = j
 		}
-	}
-	if st.l.Test {
-		// --test aborts the batch instead of committing it: what only
-		// the kernel refuses (loops, nesting, hooks) is never seen
-		st.rs.Tables[t.ID] = t
-		return nil
 	}
 	if err := t.validate(); err != nil {
 		return err
