@@ -67,8 +67,9 @@
 // of iptables-restore, on the line iptables-nft blames: the rule, or the
 // later jump that made it reachable from a forbidden hook. Nothing is
 // applied until every table has committed: Load returns a new Ruleset or
-// an error, never half of one. Loader.Test is --test: the batch is never
-// committed, so no KindKernel refusal is reported.
+// an error, never half of one. Loader.Test is --test: commands are parsed
+// but iptables-nft never runs them nor commits the batch, so only what
+// reading and parsing refuse is reported.
 //
 // # Evaluation
 //

@@ -197,7 +197,11 @@ func TestRestoreLoopsNoFlushAgainstKernel(t *testing.T) {
 // testModeCases are inputs for iptables-restore --test, whose commands
 // iptables-nft parses but never runs: stderr and exit are what
 // iptables-restore v1.8.9 (nf_tables) -t printed ("" and 0: accepted,
-// though the input fails without -t).
+// though the input fails without -t). iptables-restore v1.8.9 (legacy)
+// -t runs the commands on its copy of the table and refuses most of
+// them as without -t ("Couldn't load target `NOPE'", "line 2 failed",
+// "Can't set policy `FOO' on `INPUT' line 2: Bad policy name"), though
+// not what only the kernel checks (MASQUERADE in INPUT, loops).
 var testModeCases = []struct {
 	name, input string
 	counters    bool
