@@ -10,7 +10,7 @@ import (
 )
 
 // FuzzLoad feeds arbitrary restore input to the loader: it must never
-// panic, and whatever it accepts must print to a form that loads back to
+// panic, --test must accept what it accepts, and whatever it accepts must print to a form that loads back to
 // the same rule set (compared through its printed form).
 func FuzzLoad(f *testing.F) {
 	f.Add("*filter\n:INPUT DROP [1:2]\n-A INPUT -s 10.0.0.0/8 -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n")
@@ -33,6 +33,12 @@ func FuzzLoad(f *testing.F) {
 	f.Fuzz(func(t *testing.T, input string) {
 		ld := &Loader{Counters: true, Sets: Sets{}}
 		rs, err := ld.LoadString(input)
+		// --test refuses only what reading and parsing refuse: never
+		// what loads without it
+		_, terr := (&Loader{Counters: true, Sets: Sets{}, Test: true}).LoadString(input)
+		if err == nil && terr != nil {
+			t.Fatalf("loads, but not with --test: %v", terr)
+		}
 		if err != nil {
 			if re, ok := err.(*RestoreError); ok && re.Line <= 0 {
 				t.Fatalf("error without a line: %v", err)
