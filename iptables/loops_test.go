@@ -62,6 +62,9 @@ var loopCases = []struct {
 		// legacy: "iptables-restore: line 6 failed\n", exit 1
 		input:  "*filter\n:INPUT ACCEPT [0:0]\n:X - [0:0]\n-A X -j X\n-A INPUT -j X\nCOMMIT\n",
 		stderr: linksPrefix + "line 5: RULE_APPEND failed (Too many links): rule in chain INPUT\n", exit: 4},
+	{name: "goto loop",
+		input:  "*filter\n:A - [0:0]\n-A A -g A\n-A INPUT -g A\nCOMMIT\n",
+		stderr: linksPrefix + "line 4: RULE_APPEND failed (Too many links): rule in chain INPUT\n", exit: 4},
 	{name: "15 jumps", input: deepChain(15)},
 	{name: "16 jumps",
 		// legacy accepts it (ip_tables has no nesting limit)
