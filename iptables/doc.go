@@ -54,7 +54,10 @@
 //
 // At each COMMIT the table is checked as the kernel checks the batch:
 // jumps are bound; loops and nesting deeper than nft_chain_validate
-// allows (net/netfilter/nf_tables_api.c) are refused; each chain's
+// allows (net/netfilter/nf_tables_api.c) among the chains a base chain
+// reaches are refused on the first line that makes the table invalid,
+// with every later rule of the batch (loops nothing reaches commit, as
+// in the kernel); each chain's
 // Reach, the hooks it can be reached from (mark_source_chains in
 // net/ipv4/netfilter/ip_tables.c), goes to the extensions' checks:
 // HookChecker (tables and hooks, as xt_check_match and xt_check_target
@@ -64,7 +67,9 @@
 // of iptables-restore, on the line iptables-nft blames: the rule, or the
 // later jump that made it reachable from a forbidden hook. Nothing is
 // applied until every table has committed: Load returns a new Ruleset or
-// an error, never half of one.
+// an error, never half of one. Loader.Test is --test: commands are parsed
+// but iptables-nft never runs them nor commits the batch, so only what
+// reading and parsing refuse is reported.
 //
 // # Evaluation
 //

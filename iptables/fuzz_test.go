@@ -10,12 +10,14 @@ import (
 )
 
 // FuzzLoad feeds arbitrary restore input to the loader: it must never
-// panic, and whatever it accepts must print to a form that loads back to
+// panic, --test must accept what it accepts, and whatever it accepts must print to a form that loads back to
 // the same rule set (compared through its printed form).
 func FuzzLoad(f *testing.F) {
 	f.Add("*filter\n:INPUT DROP [1:2]\n-A INPUT -s 10.0.0.0/8 -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n")
 	f.Add("*nat\n:PREROUTING ACCEPT [0:0]\n:X - [0:0]\n-A PREROUTING -j X\n-A X -m comment --comment \"a \\\"b\\\"\" -j RETURN\nCOMMIT\n")
 	f.Add("*filter\n-A INPUT ! -i eth+ -p udp ! --sport 1:2 -g FOO\nCOMMIT\n")
+	f.Add("*filter\n-A INPUT -m comment --comment \"abc\n-A INPUT -j ACCEPT\nCOMMIT\n")
+	f.Add("*filter\n:X - [0:0]\n-A X -j X\n-A INPUT -j X\nCOMMIT\n")
 	f.Add("*mangle\n[5:6] -A PREROUTING -f -d 1.2.3.4/255.0.255.0 -j ACCEPT\n-I PREROUTING 1 -j DROP\n-D PREROUTING 2\nCOMMIT\n")
 	// seed with the corpus when it is there
 	if dir, ok := kerneltest.CorpusDir("iptables-save"); ok {
@@ -31,6 +33,12 @@ func FuzzLoad(f *testing.F) {
 	f.Fuzz(func(t *testing.T, input string) {
 		ld := &Loader{Counters: true, Sets: Sets{}}
 		rs, err := ld.LoadString(input)
+		// --test refuses only what reading and parsing refuse: never
+		// what loads without it
+		_, terr := (&Loader{Counters: true, Sets: Sets{}, Test: true}).LoadString(input)
+		if err == nil && terr != nil {
+			t.Fatalf("loads, but not with --test: %v", terr)
+		}
 		if err != nil {
 			if re, ok := err.(*RestoreError); ok && re.Line <= 0 {
 				t.Fatalf("error without a line: %v", err)
@@ -40,6 +48,17 @@ func FuzzLoad(f *testing.F) {
 		var a strings.Builder
 		if err := rs.Save(&a, SaveOptions{Counters: true}); err != nil {
 			t.Fatal(err)
+		}
+		if commentWithNewline(rs) {
+			// a quoted comment that runs to the end of its line keeps
+			// the newline, and iptables-save prints it inside the quotes
+			// ("abc<NL>" on two lines, before the target), which iptables-restore refuses
+			// ("Bad argument `<NL>'"): the kernel's iptables-save 1.8.9
+			// prints the same, so only the printed form is checked
+			if !strings.Contains(a.String(), "\n\"") {
+				t.Fatalf("a comment with a newline is not printed as the kernel prints it:\n%s", a.String())
+			}
+			return
 		}
 		rs2, err := ld.LoadString(a.String())
 		if err != nil {
@@ -51,6 +70,26 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("printed form is not a fixed point:\n%s\n---\n%s", a.String(), b.String())
 		}
 	})
+}
+
+// commentWithNewline reports whether a rule of rs has a comment holding
+// a newline (a quote left open to the end of its line).
+func commentWithNewline(rs *Ruleset) bool {
+	for _, t := range rs.Tables {
+		if t == nil {
+			continue
+		}
+		for _, c := range t.Chains {
+			for _, r := range c.Rules {
+				for _, m := range r.Matches {
+					if cm, ok := m.(*CommentMatch); ok && strings.Contains(cm.Text, "\n") {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
 }
 
 // FuzzSplitWords checks the tokenizer never panics and that words

@@ -213,6 +213,7 @@ type Rule struct {
 
 	hits     *hitCounter
 	jumpName string // chain named by -j/-g, bound to Jump at commit
+	fresh    bool   // added by the input being loaded (a message of its batch)
 	op       byte   // the command that added the rule (A, I, R)
 	// hitID numbers hits for the flow cache (0: none); firstImpure is
 	// the first match whose result can differ between the packets of a

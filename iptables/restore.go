@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/uswitch-lab/uswitch/netfilter"
@@ -101,6 +102,14 @@ type Loader struct {
 	Sets SetLookup
 	// Table, when set, restores only that table (iptables-restore -T).
 	Table string
+	// Test is iptables-restore --test: lines are read and commands
+	// parsed, but iptables-nft never runs the commands and aborts the
+	// batch instead of committing it, so nothing running or committing
+	// them refuses (a missing chain, rule or index, a bad policy name,
+	// missing jump targets, loops, jump depth, hook and table checks,
+	// deleting a chain still jumped to) is reported. The Ruleset
+	// returned then holds no rule of the input: it is not the result.
+	Test bool
 }
 
 // Load reads the whole input and returns the resulting rule set.
@@ -241,6 +250,9 @@ func (st *loadState) chainLine(s string, n int) error {
 			c.Policy = VerdictDrop
 		case "-":
 		default:
+			if st.l.Test {
+				return nil // the policy is set when the batch runs
+			}
 			return &RestoreError{Kind: KindLineFailed, Line: n, Msg: "Bad policy name"}
 		}
 		if st.l.Counters {
@@ -314,6 +326,11 @@ func (st *loadState) commandLine(s string, n int) error {
 		}
 		return &RestoreError{Kind: KindParam, Line: n, Msg: err.Error()}
 	}
+	if st.l.Test {
+		// --test parses each command but never runs it: what running it
+		// refuses (a missing chain, rule or index) is never seen
+		return nil
+	}
 	return st.apply(cmd, n)
 }
 
@@ -364,6 +381,7 @@ func (st *loadState) apply(cmd *command, n int) error {
 	for _, r := range cmd.rules {
 		r.jumpName = cmd.jumpName
 		r.op = cmd.op
+		r.fresh = true
 	}
 	if cmd.jumpName != "" && (cmd.op == 'A' || cmd.op == 'I' || cmd.op == 'R') &&
 		t.byName[cmd.jumpName] == nil && st.pendingJump == "" {
@@ -548,6 +566,13 @@ func ruleSpec(r *Rule) string {
 func (st *loadState) commit(n int) error {
 	t := st.cur
 	t.sortChains()
+	if st.l.Test {
+		// --test aborts the batch instead of committing it: what only
+		// committing it refuses (missing jump targets, loops, nesting,
+		// hooks) is never seen
+		st.rs.Tables[t.ID] = t
+		return nil
+	}
 	if st.pendingJump != "" {
 		return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Chain '%s' does not exist", st.pendingJump)}
 	}
@@ -591,81 +616,11 @@ func opName(op byte) string {
 const jumpStackSize = 16
 
 // validate computes every chain's hook reachability, rejects loops and
-// too deep nesting (-EMLINK, "Too many links"), and runs the extensions'
-// hook checks.
+// too deep nesting (-EMLINK, "Too many links", validateJumps), and runs
+// the extensions' hook checks.
 func (t *Table) validate() error {
-	for _, c := range t.Chains {
-		c.Reach = 0
-	}
-	var bad *Rule
-	var badChain *Chain
-	// vstate marks a chain on the current path (visit) and, for the
-	// search of loops, visited (1: on the stack, 2: done)
-	for _, c := range t.Chains {
-		c.vstate = 0
-	}
-	var visit func(c *Chain, hooks netfilter.HookMask, depth int) bool
-	visit = func(c *Chain, hooks netfilter.HookMask, depth int) bool {
-		if c.Reach&hooks == hooks && depth > 0 {
-			return true
-		}
-		c.Reach |= hooks
-		c.vstate = 1
-		defer func() { c.vstate = 0 }()
-		for _, r := range c.Rules {
-			if r.Jump == nil {
-				continue
-			}
-			if r.Jump.vstate == 1 || depth+1 >= jumpStackSize {
-				if bad == nil || r.Line > bad.Line {
-					bad, badChain = r, c
-				}
-				return false
-			}
-			if !visit(r.Jump, hooks, depth+1) {
-				return false
-			}
-		}
-		return true
-	}
-	for _, c := range t.Chains {
-		if c.Builtin {
-			visit(c, netfilter.Hooks(c.Hook), 0)
-		}
-	}
-	if bad == nil {
-		// loops among chains not reachable from a base chain
-		for _, c := range t.Chains {
-			c.vstate = 0
-		}
-		var dfs func(c *Chain) bool
-		dfs = func(c *Chain) bool {
-			c.vstate = 1
-			for _, r := range c.Rules {
-				if r.Jump == nil {
-					continue
-				}
-				switch r.Jump.vstate {
-				case 1:
-					bad, badChain = r, c
-					return false
-				case 0:
-					if !dfs(r.Jump) {
-						return false
-					}
-				}
-			}
-			c.vstate = 2
-			return true
-		}
-		for _, c := range t.Chains {
-			if c.vstate == 0 && !dfs(c) {
-				break
-			}
-		}
-	}
-	if bad != nil {
-		return &RestoreError{Kind: KindKernel, Line: bad.Line, Msg: fmt.Sprintf("%s failed (Too many links): rule in chain %s", opName(bad.op), badChain.Name)}
+	if err := t.validateJumps(); err != nil {
+		return err
 	}
 	// nft checks a rule when it is added: a hook violation is reported
 	// on the earliest line at which it exists, the offending rule or
@@ -853,6 +808,7 @@ func (t *Table) clone() *Table {
 		nc.Rules = make([]*Rule, len(c.Rules))
 		for i, r := range c.Rules {
 			nr := *r
+			nr.fresh = false
 			nc.Rules[i] = &nr
 		}
 		nt.Chains = append(nt.Chains, &nc)
@@ -935,4 +891,118 @@ func (t *Table) delChain(c *Chain) {
 			break
 		}
 	}
+}
+
+// maxBatchErrors is how many failed messages iptables-nft 1.8.9 printed
+// for one batch in every case tried. Its text is then cut at about 1022
+// bytes: the 16th line of a longer list was printed cut short, and
+// sometimes for a later rule than the 16th ("line 53: RULE_APPEND" after
+// line 47); uswitch prints the first 16 lines whole.
+const maxBatchErrors = 16
+
+// jumpsValid walks the jumps the base chains reach, as
+// nft_chain_validate does from each base chain, using only the jump
+// rules of lines up to last (last < 0: all of them), and sets each
+// chain's Reach. It reports whether no chain is on a loop or deeper
+// than the jump stack. Loops among chains no base chain reaches are
+// never walked: the kernel accepts them ("-A X -j X" in a chain nothing
+// jumps to commits, as A -> B -> A does).
+func (t *Table) jumpsValid(last int) bool {
+	for _, c := range t.Chains {
+		c.Reach = 0
+		c.vstate = 0
+	}
+	// deepest is the deepest each chain was entered at from the current
+	// base chain: entering it again no deeper finds nothing new
+	deepest := map[*Chain]int{}
+	var visit func(c *Chain, hooks netfilter.HookMask, depth int) bool
+	visit = func(c *Chain, hooks netfilter.HookMask, depth int) bool {
+		if d, ok := deepest[c]; ok && d >= depth {
+			return true
+		}
+		deepest[c] = depth
+		c.Reach |= hooks
+		c.vstate = 1
+		defer func() { c.vstate = 0 }()
+		for _, r := range c.Rules {
+			if r.Jump == nil || (last >= 0 && r.fresh && r.Line > last) {
+				continue
+			}
+			if r.Jump.vstate == 1 || depth+1 >= jumpStackSize {
+				return false
+			}
+			if !visit(r.Jump, hooks, depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	ok := true
+	for _, c := range t.Chains {
+		if c.Builtin {
+			clear(deepest)
+			if !visit(c, netfilter.Hooks(c.Hook), 0) {
+				ok = false
+			}
+		}
+	}
+	return ok
+}
+
+// validateJumps refuses loops and nesting deeper than the jump stack as
+// the nf_tables batch does: the kernel validates the table again at each
+// rule added once a jump is in it, so the first rule that fails is the
+// one whose line makes the table invalid (the jump completing the loop
+// or the too deep path, or the base chain's jump that reaches it, e.g.
+// "line 10: RULE_APPEND failed (Too many links): rule in chain
+// FORWARD"), and every later rule of the batch fails as well, since the
+// failed ones stay in place until the batch is aborted. iptables-legacy
+// reports "line N failed" on the COMMIT line instead (exit 1) and has no
+// depth limit.
+func (t *Table) validateJumps() error {
+	if t.jumpsValid(-1) {
+		return nil
+	}
+	var lines []int
+	for _, c := range t.Chains {
+		for _, r := range c.Rules {
+			if r.Jump != nil && r.fresh {
+				lines = append(lines, r.Line)
+			}
+		}
+	}
+	slices.Sort(lines)
+	lines = slices.Compact(lines)
+	// validity only goes down as jumps are added: the first line whose
+	// jumps make the table invalid
+	i := sort.Search(len(lines), func(i int) bool { return !t.jumpsValid(lines[i]) })
+	first := 0 // cannot happen: what was committed before is valid
+	if i < len(lines) {
+		first = lines[i]
+	}
+	t.jumpsValid(-1) // Reach of the whole table
+	type failed struct {
+		r *Rule
+		c *Chain
+	}
+	var fails []failed
+	for _, c := range t.Chains {
+		for _, r := range c.Rules {
+			if r.fresh && r.Line >= first {
+				fails = append(fails, failed{r, c})
+			}
+		}
+	}
+	slices.SortStableFunc(fails, func(a, b failed) int { return a.r.Line - b.r.Line })
+	if len(fails) > maxBatchErrors {
+		fails = fails[:maxBatchErrors]
+	}
+	var msg strings.Builder
+	for i, f := range fails {
+		if i > 0 {
+			fmt.Fprintf(&msg, "\nline %d: ", f.r.Line)
+		}
+		fmt.Fprintf(&msg, "%s failed (Too many links): rule in chain %s", opName(f.r.op), f.c.Name)
+	}
+	return &RestoreError{Kind: KindKernel, Line: first, Msg: msg.String()}
 }

@@ -75,6 +75,7 @@ func iptablesRestore(args []string, stdin io.Reader, stdout, stderr io.Writer) i
 		return 1
 	}
 	ld.NoFlush = *noflush
+	ld.Test = true
 	in := stdin
 	if fs.NArg() > 0 {
 		f, err := os.Open(fs.Arg(0))
