@@ -5,41 +5,15 @@ import (
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath/datapathtest"
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // allTables has every table with its builtin chains, a rule that needs
 // conntrack and a nat table.
-const allTables = `*raw
-:PREROUTING ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-COMMIT
-*mangle
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
-COMMIT
-*security
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
-COMMIT
-*filter
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
--A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT
-COMMIT
-`
+var allTables = datapathtest.Table("raw") + datapathtest.Table("mangle") + datapathtest.Table("security") +
+	datapathtest.Table("nat") + datapathtest.Table("filter", "-A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT")
 
 // stageNames lists a hook's stages as the diagram in doc.go names them.
 func stageNames(l []stage) string {

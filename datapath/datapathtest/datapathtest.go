@@ -4,7 +4,10 @@ package datapathtest
 
 import (
 	"net/netip"
+	"strings"
 
+	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/route"
 )
 
@@ -49,4 +52,26 @@ func RouterConfig() route.Config {
 		Dev: map[string]route.DevConf{"eth0": {Forwarding: true}, "eth1": {Forwarding: true}, "lo": {Forwarding: true}},
 	}
 	return cfg
+}
+
+// Table is the iptables-restore text of a table with each of its
+// builtin chains (policy ACCEPT, in hook order) and the rules lines,
+// e.g. Table("filter", "-A FORWARD -j ACCEPT").
+func Table(name string, rules ...string) string {
+	id, ok := iptables.ParseTable(name)
+	if !ok {
+		panic("datapathtest: no table " + name)
+	}
+	var b strings.Builder
+	b.WriteString("*" + name + "\n")
+	for h := range netfilter.NumHooks {
+		if iptables.TableHooks(id).Has(h) {
+			b.WriteString(":" + h.String() + " ACCEPT [0:0]\n")
+		}
+	}
+	for _, r := range rules {
+		b.WriteString(r + "\n")
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
 }

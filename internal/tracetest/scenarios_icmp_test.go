@@ -3,6 +3,8 @@ package tracetest
 import (
 	"fmt"
 	"testing"
+
+	"github.com/uswitch-lab/uswitch/datapath/datapathtest"
 )
 
 // The host's ICMP rate limits and redirects: ip_rt_send_redirect's
@@ -29,14 +31,7 @@ var icmpScenarios = []Scenario{
 		Ifaces:  legs,
 		Sysctls: fwd,
 		IP:      []string{"route add 10.9.0.0/16 via 10.0.1.9"},
-		Rules: traceAll + `*mangle
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
-COMMIT
-*filter
+		Rules: traceAll + datapathtest.Table("mangle") + `*filter
 :INPUT ACCEPT [0:0]
 :FORWARD ACCEPT [0:0]
 :OUTPUT ACCEPT [0:0]

@@ -4,6 +4,8 @@ import (
 	"os"
 	"strconv"
 	"testing"
+
+	"github.com/uswitch-lab/uswitch/datapath/datapathtest"
 )
 
 // three TUN legs: tun1 10.0.1.1/24 (clients), tun2 10.0.2.1/24 (servers),
@@ -25,20 +27,7 @@ COMMIT
 `
 
 // every table with every builtin chain present and empty except raw's TRACE
-const allTables = traceAll + `*mangle
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
-COMMIT
-*nat
-:PREROUTING ACCEPT [0:0]
-:INPUT ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
-COMMIT
-`
+var allTables = traceAll + datapathtest.Table("mangle") + datapathtest.Table("nat")
 
 // handshake returns the packets of a TCP handshake and one data segment
 // from client c to server s (through R), the server's replies arriving on
