@@ -71,6 +71,21 @@ type Packet struct {
 	// TCPOpts are TCP options (a multiple of 4 bytes) put between the
 	// TCP header and the payload of a TCP packet.
 	TCPOpts []byte
+	// Raw, when set, is the packet as it goes on the wire (a fragment, a
+	// header with IP options, a malformed packet); Spec then holds only
+	// its addresses and protocol, for String and for a local packet's
+	// destination (see RawPacket).
+	Raw []byte
+}
+
+// RawPacket is a packet given as its bytes, arriving on in (or Local).
+func RawPacket(b []byte, in string) Packet {
+	p := Packet{Raw: b, In: in}
+	if len(b) >= packet.IPv4MinHeaderLen {
+		h := packet.IPv4(b)
+		p.Spec.Src, p.Spec.Dst, p.Spec.Proto, p.Spec.TTL = h.Src(), h.Dst(), h.Protocol(), h.TTL()
+	}
+	return p
 }
 
 // Local is the In of a packet sent by R itself.
@@ -96,6 +111,9 @@ func P(s string) Packet {
 // Bytes is the packet on the wire. A local packet without an IP ID gets
 // one: raw_send_hdrinc fills in a random ID when it is 0.
 func (p Packet) Bytes() []byte {
+	if p.Raw != nil {
+		return append([]byte(nil), p.Raw...)
+	}
 	sp := p.Spec
 	if p.In == Local && sp.ID == 0 {
 		sp.ID = 0x4242
@@ -148,6 +166,9 @@ func SCTP(src, dst string, sport, dport uint16, chunk, flags uint8, in string) P
 
 func (p Packet) String() string {
 	s := p.Spec
+	if p.Raw != nil {
+		return fmt.Sprintf("raw %d bytes proto %d %s > %s in %s", len(p.Raw), s.Proto, addr(s.Src), addr(s.Dst), p.In)
+	}
 	return fmt.Sprintf("proto %d %s:%d > %s:%d flags %#x icmp %d/%d ttl %d in %s",
 		s.Proto, addr(s.Src), s.SrcPort, addr(s.Dst), s.DstPort, s.TCPFlags, s.ICMPType, s.ICMPCode, s.TTL, p.In)
 }
