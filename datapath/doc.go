@@ -29,18 +29,20 @@
 //	received (Engine.Receive)                local (Engine.Send, the host's answers)
 //	  │                                        │
 //	  ▼                                        ▼
-//	PREROUTING  raw -300                     output route (ip_route_output_key)
-//	            conntrack -200                 │
-//	            flowcache -200                 ▼
-//	            mangle -150                  OUTPUT  raw -300
+//	PREROUTING  defrag -400 †                output route (ip_route_output_key)
+//	            raw -300                       │
+//	            conntrack -200                 ▼
+//	            flowcache -200               OUTPUT  defrag -400 †
+//	            mangle -150                          raw -300
 //	            nat (DNAT) -100                      conntrack -200
 //	  │                                              mangle -150, reroute
 //	  ▼ input route (ip_route_input_noref,           nat (DNAT) -100, reroute
 //	  │ or the flow cache's on a hit)                ipvs-out -99
 //	  ├──────── local ───────┐                       ipvs-in -98 *
 //	  │ forward              ▼                       filter 0
-//	  ▼                    INPUT  mangle -150        security 150
-//	TTL, redirect                 filter 0             │
+//	  ▼                    reassembly †              security 150
+//	TTL, MTU (DF),         INPUT  mangle -150          │
+//	redirect                      filter 0             │
 //	  │                           ipvs-out 98          │
 //	  ▼                           ipvs-in 99 *         │
 //	FORWARD  mangle -150          nat (SNAT) 100       │
@@ -54,9 +56,11 @@
 //	             nat (SNAT) 100
 //	             confirm
 //	  │
-//	  ▼
+//	  ▼ fragmentation to the output MTU (ip_fragment) †
 //	Forwarded / Sent by Fate.OutIf (Sent to lo: back in at PREROUTING)
 //
+//	† fragments wait (Fate Held) until their datagram is whole, and the
+//	  datagram goes on in their place (defrag.go)
 //	* a packet IPVS schedules goes to its real server: routed to it,
 //	  rewritten or encapsulated, and re-injected at OUTPUT (ip_vs_*_xmit)
 //
@@ -66,7 +70,7 @@
 // (INT_MAX). A list holds a stage only when the configuration needs it:
 //
 //	raw, mangle, filter, security   the table has the hook's builtin chain
-//	conntrack, confirm              a rule needs conntrack (nf_ct_netns_get)
+//	defrag, conntrack, confirm      a rule needs conntrack (nf_ct_netns_get)
 //	nat                             conntrack and a nat table
 //	flowcache                       conntrack and the flow cache on (Config)
 //	ipvs-*                          the director has a service: each hook has

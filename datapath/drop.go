@@ -9,6 +9,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/internal/prom"
+	"github.com/uswitch-lab/uswitch/ipfrag"
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
@@ -70,13 +71,21 @@ const (
 	// DropIPVSEncap: the tunnel encapsulation failed; Fate.Arg is the
 	// error.
 	DropIPVSEncap
+	// DropDefrag: reassembly refused the fragment (ip_defrag:
+	// a duplicate, an overlap that discarded its queue, memory over
+	// ipfrag_high_thresh...); Fate.Detail is the ipfrag.Status.
+	DropDefrag
+	// DropFragNeeded: too big for the output MTU with DF set
+	// (ip_forward's ip_exceeds_mtu, ip_fragment): ICMP fragmentation
+	// needed went back; Fate.Detail is the MTU.
+	DropFragNeeded
 
 	NumDropReasons
 )
 
 var dropNames = [NumDropReasons]string{"", "table", "conntrack", "nat_icmp", "nat", "nat_truncated",
 	"masquerade_no_address", "redirect_no_address", "no_route_config", "route", "ttl",
-	"ipvs", "ipvs_no_route", "ipvs_mtu", "ipvs_too_big", "ipvs_ttl", "ipvs_encap"}
+	"ipvs", "ipvs_no_route", "ipvs_mtu", "ipvs_too_big", "ipvs_ttl", "ipvs_encap", "defrag", "frag_needed"}
 
 // String is the reason's metric label value.
 func (r DropReason) String() string {
@@ -131,6 +140,10 @@ func (f *Fate) By() string {
 		return "ipvs: packet too big"
 	case DropIPVSTTL:
 		return "ipvs: TTL exceeded"
+	case DropDefrag:
+		return "defrag: " + ipfrag.Status(f.Detail).String()
+	case DropFragNeeded:
+		return "ip_fragment: DF set and over MTU " + strconv.Itoa(int(f.Detail))
 	}
 	return f.Reason.String()
 }

@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/ipfrag"
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/lvs"
 	"github.com/uswitch-lab/uswitch/nat"
@@ -39,6 +40,8 @@ type Config struct {
 	Linear bool
 	// NoFlowCache turns the flow cache (flowcache.go) off.
 	NoFlowCache bool
+	// Frag is net.ipv4.ipfrag_*; nil means the kernel defaults.
+	Frag *ipfrag.Config
 }
 
 // FateKind is what finally happened to a packet.
@@ -51,9 +54,13 @@ const (
 	Dropped                   // dropped (Reason says why, By where)
 	Queued                    // handed to NFQUEUE
 	Stolen
+	// Held: a fragment waits in a reassembly queue (nf_defrag_ipv4 or
+	// ip_local_deliver took it: NF_STOLEN); the fragment that completes
+	// its datagram carries the datagram's fate.
+	Held
 )
 
-var fateNames = [...]string{"delivered", "forwarded", "sent", "dropped", "queued", "stolen"}
+var fateNames = [...]string{"delivered", "forwarded", "sent", "dropped", "queued", "stolen", "held"}
 
 func (k FateKind) String() string { return fateNames[k] }
 
@@ -84,6 +91,17 @@ type Fate struct {
 	// FlowCached: the packet's table runs after conntrack and its input
 	// route came from the flow cache.
 	FlowCached bool
+	// Datagram is set when the packet handed in was the fragment that
+	// completed a datagram: the fate is the reassembled datagram's, and
+	// a writer sends Datagram (or Frags) instead of the packet.
+	// Reassembled lists the fragments it was built from (their
+	// packet.Meta.Seq), in offset order.
+	Datagram    *packet.Packet
+	Reassembled []ipfrag.Frag
+	// Frags is set when the packet left in fragments (ip_fragment: over
+	// the output MTU, or a reassembled datagram sent on in the sizes it
+	// came in): a writer sends these instead of the packet, in order.
+	Frags [][]byte
 }
 
 // Answer is a packet the host generated and what became of it.
@@ -95,6 +113,9 @@ type Answer struct {
 func (f Fate) String() string {
 	switch f.Kind {
 	case Forwarded, Sent:
+		if len(f.Frags) > 0 {
+			return fmt.Sprintf("%s out %s in %d fragments", f.Kind, f.OutIf, len(f.Frags))
+		}
 		return fmt.Sprintf("%s out %s", f.Kind, f.OutIf)
 	case Dropped:
 		return "dropped by " + f.By()
@@ -113,6 +134,9 @@ type Engine struct {
 	// configured through it and take effect at once; its connections
 	// survive rule-set swaps like conntrack's.
 	LVS *lvs.Director
+	// Frags are the namespace's reassembly queues (defrag.go); they
+	// survive swaps, which only change their sysctls.
+	Frags *ipfrag.Table
 
 	// seed seeds the random sources (worker.go); rules and icm are the
 	// engine's own, for Receive and Send (a Worker has its own)
@@ -194,7 +218,7 @@ type ruleInfo struct {
 // New makes an engine; seed makes random choices repeatable.
 func New(cfg Config, ctcfg conntrack.Config, seed uint64) *Engine {
 	ct := conntrack.NewTable(ctcfg, seed)
-	e := &Engine{CT: ct, NAT: nat.New(ct, seed), State: &iptables.State{}, seed: seed}
+	e := &Engine{CT: ct, NAT: nat.New(ct, seed), State: &iptables.State{}, seed: seed, Frags: ipfrag.New(fragConfig(cfg))}
 	r, i := seeds(seed, 0)
 	e.rules.s.Store(r)
 	e.icm.s.Store(i)
@@ -225,7 +249,17 @@ func (e *Engine) Swap(cfg Config) {
 		}
 	}
 	c.buildHooks()
+	if e.Frags != nil {
+		e.Frags.SetConfig(fragConfig(cfg))
+	}
 	e.cfg.Store(c)
+}
+
+func fragConfig(cfg Config) ipfrag.Config {
+	if cfg.Frag != nil {
+		return *cfg.Frag
+	}
+	return ipfrag.DefaultConfig
 }
 
 // info is a rule's nft handle and trace text, made for the whole rule
@@ -368,6 +402,14 @@ type pkt struct {
 	rec, replay bool
 	memoKey     memoKey
 	memo        iptables.Memo
+	// reassembly (defrag.go): fragMax is IPCB(skb)->frag_max_size,
+	// fragPMTU IPSKB_FRAG_PMTU, ignoreDF skb->ignore_df (conntrack's
+	// reassembly sets it); pieces are the payload lengths of the
+	// fragments, the frag_list ip_do_fragment's fast path follows
+	fragMax  int
+	fragPMTU bool
+	ignoreDF bool
+	pieces   []int
 }
 
 // Receive runs a packet that arrived on p.InIf (PREROUTING onwards).
@@ -649,6 +691,8 @@ func (k *pkt) receive1() {
 	if !k.run(&hookState{hook: netfilter.PreRouting, in: in}) {
 		return
 	}
+	// reassembly at PREROUTING put the datagram in the fragment's place
+	p = k.p
 	// the input route, looked up after PREROUTING with the current
 	// addresses and mark
 	if fib == nil {
@@ -697,6 +741,10 @@ func (k *pkt) receive1() {
 }
 
 func (k *pkt) input() {
+	// ip_local_deliver reassembles before INPUT
+	if k.p.IP.IsFragment() && !k.gather(ipfrag.LocalDeliver) {
+		return
+	}
 	if !k.run(&hookState{hook: netfilter.LocalIn, in: k.p.InIf}) {
 		return
 	}
@@ -712,6 +760,12 @@ func (k *pkt) forward() {
 	if p.IP.TTL() <= 1 {
 		k.drop(DropTTL, 0, "")
 		k.icmpError(packet.ICMPTimeExceeded, 0)
+		return
+	}
+	// ip_exceeds_mtu: too big with DF goes back as fragmentation needed
+	if mtu := k.cfg.FIB.MTU(k.rt.Dev); mtu > 0 && k.exceedsMTU(mtu) {
+		k.drop(DropFragNeeded, uint32(mtu), "")
+		k.icmpSend(packet.ICMPDestUnreach, 4, uint32(mtu))
 		return
 	}
 	p.SetTTL(p.IP.TTL() - 1)
@@ -730,6 +784,9 @@ func (k *pkt) forward() {
 
 func (k *pkt) postrouting(in, out string, kind FateKind) {
 	if !k.run(&hookState{hook: netfilter.PostRouting, in: in, out: out}) {
+		return
+	}
+	if !k.finishOutput(out) {
 		return
 	}
 	k.fate.Kind = kind

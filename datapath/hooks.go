@@ -64,6 +64,9 @@ const (
 	opIPVSIn
 	// opIPVSForwardICMP is ip_vs_forward_icmp.
 	opIPVSForwardICMP
+	// opDefrag is ipv4_conntrack_defrag (nf_defrag_ipv4.c): fragments
+	// wait for their datagram, which goes on in their place.
+	opDefrag
 )
 
 // stage is one callback on a hook.
@@ -94,6 +97,8 @@ func (s stage) String() string {
 		n = "ipvs-in"
 	case opIPVSForwardICMP:
 		n = "ipvs-icmp"
+	case opDefrag:
+		n = "defrag"
 	default:
 		n = "stage(" + strconv.Itoa(int(s.op)) + ")"
 	}
@@ -137,6 +142,9 @@ func (c *compiled) buildHooks() {
 			if c.ctOn {
 				switch h {
 				case netfilter.PreRouting, netfilter.LocalOut:
+					// nf_defrag_ipv4 comes with conntrack
+					// (nf_ct_netns_get -> nf_defrag_ipv4_enable)
+					add(netfilter.PriConntrackDefrag, opDefrag, 0)
 					add(netfilter.PriConntrack, opConntrack, 0)
 				case netfilter.LocalIn, netfilter.PostRouting:
 					add(netfilter.PriConntrackConfirm, opConfirm, 0)
@@ -227,6 +235,8 @@ func (k *pkt) stage(s *stage, st *hookState) bool {
 		return k.ipvsIn(st.hook, s.prio)
 	case opIPVSForwardICMP:
 		return k.ipvsForwardICMP(s.prio)
+	case opDefrag:
+		return k.defragHook(st.hook)
 	}
 	panic("datapath: unknown stage " + s.String())
 }

@@ -35,17 +35,17 @@ func TestHookStages(t *testing.T) {
 		return New(Config{Rules: rs, FIB: testFIB(t), IPForward: true}, conntrack.DefaultConfig(), 1)
 	}
 	full := [netfilter.NumHooks]string{
-		netfilter.PreRouting:  "raw -300, conntrack -200, flowcache -200, mangle -150, nat -100",
+		netfilter.PreRouting:  "defrag -400, raw -300, conntrack -200, flowcache -200, mangle -150, nat -100",
 		netfilter.LocalIn:     "mangle -150, filter 0, nat 100, security 150, confirm",
 		netfilter.Forward:     "mangle -150, filter 0, security 150",
-		netfilter.LocalOut:    "raw -300, conntrack -200, mangle -150, nat -100, filter 0, security 150",
+		netfilter.LocalOut:    "defrag -400, raw -300, conntrack -200, mangle -150, nat -100, filter 0, security 150",
 		netfilter.PostRouting: "mangle -150, nat 100, confirm",
 	}
 	ipvs := [netfilter.NumHooks]string{
-		netfilter.PreRouting:  "raw -300, conntrack -200, mangle -150, nat -100",
+		netfilter.PreRouting:  "defrag -400, raw -300, conntrack -200, mangle -150, nat -100",
 		netfilter.LocalIn:     "mangle -150, filter 0, ipvs-out 98, ipvs-in 99, nat 100, security 150, confirm",
 		netfilter.Forward:     "mangle -150, filter 0, ipvs-icmp 99, ipvs-out 100, security 150",
-		netfilter.LocalOut:    "raw -300, conntrack -200, mangle -150, nat -100, ipvs-out -99, ipvs-in -98, filter 0, security 150",
+		netfilter.LocalOut:    "defrag -400, raw -300, conntrack -200, mangle -150, nat -100, ipvs-out -99, ipvs-in -98, filter 0, security 150",
 		netfilter.PostRouting: "mangle -150, nat 100, confirm",
 	}
 	// no rule needs conntrack: no conntrack, NAT or confirm stage

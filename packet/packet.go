@@ -69,6 +69,10 @@ type Meta struct {
 	// a segment cut from a super-packet). nf_ip_checksum, and so
 	// conntrack's checksum check, skips such packets.
 	CsumValid bool
+	// Seq is a number the reader gives the packet (trace: its place in
+	// the capture); reassembly reports it back for the fragments a
+	// datagram was built from (ipfrag.Frag).
+	Seq uint64
 }
 
 // skb->pkt_type values (include/uapi/linux/if_packet.h).

@@ -85,7 +85,10 @@ func PacketLine(id uint32, p *packet.Packet, in, out string, loopback bool) stri
 		}
 		b.WriteString(") ")
 	}
-	if ip.FragOffset() == 0 {
+	// the kernel hands the bytes after the IP header over as the
+	// transport header also for a fragment that is not the first
+	// (nf_trace_fill_pkt_info), and xtables-monitor prints them alike
+	{
 		l4 := ip[ip.HeaderLen():]
 		switch ip.Protocol() {
 		case packet.ProtoDCCP, packet.ProtoSCTP, packet.ProtoUDPLite, packet.ProtoUDP:

@@ -33,6 +33,7 @@ var layer = map[string]int{
 	"internal/labtest":             1,
 	// L1: state machines over packets
 	"conntrack": 1,
+	"ipfrag":    1,
 	"lvs":       1,
 	"trace":     1,
 	// L2: what reads conntrack: NAT and the iptables language

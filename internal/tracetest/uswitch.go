@@ -37,7 +37,7 @@ func RunUswitch(snapshotDir string, packets []Packet, elapsed []time.Duration) (
 		if i < len(elapsed) {
 			now = base + int64(elapsed[i])
 		}
-		lines, egress, fate, perr := runOne(e, p, now)
+		lines, egress, fate, perr := runOne(e, p, now, uint64(i+1))
 		r.Lines = append(r.Lines, lines)
 		r.Egress = append(r.Egress, egress)
 		r.Fates = append(r.Fates, fate)
@@ -46,7 +46,7 @@ func RunUswitch(snapshotDir string, packets []Packet, elapsed []time.Duration) (
 	return r, nil
 }
 
-func runOne(e *datapath.Engine, p Packet, now int64) (lines, egress []string, f datapath.Fate, perr string) {
+func runOne(e *datapath.Engine, p Packet, now int64, seq uint64) (lines, egress []string, f datapath.Fate, perr string) {
 	tr := &datapath.Tracer{}
 	defer func() {
 		if x := recover(); x != nil {
@@ -58,6 +58,7 @@ func runOne(e *datapath.Engine, p Packet, now int64) (lines, egress []string, f 
 	if err := pk.Decode(); err != nil {
 		return nil, nil, f, "decode: " + err.Error()
 	}
+	pk.Seq = seq
 	if p.In == Local {
 		// a raw IP_HDRINCL socket of root
 		pk.HasSocket = true
@@ -66,15 +67,29 @@ func runOne(e *datapath.Engine, p Packet, now int64) (lines, egress []string, f 
 		pk.InIf = p.In
 		f = e.Receive(pk, now, tr)
 	}
-	if (f.Kind == datapath.Forwarded || f.Kind == datapath.Sent) && f.OutIf != "lo" {
-		egress = append(egress, EgressLine(f.OutIf, pk.Data))
+	if f.Datagram != nil {
+		// the fragment completed a datagram: the fate is the datagram's
+		pk = f.Datagram
 	}
+	egress = appendEgress(egress, pk, f)
 	for _, a := range f.Answers {
-		if (a.Fate.Kind == datapath.Forwarded || a.Fate.Kind == datapath.Sent) && a.Fate.OutIf != "lo" {
-			egress = append(egress, EgressLine(a.Fate.OutIf, a.Pkt.Data))
-		}
+		egress = appendEgress(egress, a.Pkt, a.Fate)
 	}
 	return tr.Lines, egress, f, ""
+}
+
+// appendEgress adds what left R of p: the packet, or its fragments.
+func appendEgress(egress []string, p *packet.Packet, f datapath.Fate) []string {
+	if (f.Kind != datapath.Forwarded && f.Kind != datapath.Sent) || f.OutIf == "lo" {
+		return egress
+	}
+	if f.Frags != nil {
+		for _, b := range f.Frags {
+			egress = append(egress, EgressLine(f.OutIf, b))
+		}
+		return egress
+	}
+	return append(egress, EgressLine(f.OutIf, p.Data))
 }
 
 // EgressLine describes a packet that left R through dev: its PACKET-line
