@@ -5,6 +5,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/ipfrag"
 )
 
 // ConntrackConfig is the conntrack configuration the snapshot's sysctls
@@ -44,7 +45,32 @@ func (s *Snapshot) ConntrackConfig() conntrack.Config {
 // EngineConfig is the datapath configuration of the snapshot.
 func (s *Snapshot) EngineConfig() datapath.Config {
 	ic := s.Sysctl.ICMPConfig()
-	return datapath.Config{Rules: s.Ruleset, FIB: s.FIB, IPForward: s.Sysctl.IPForward, ICMP: &ic}
+	fc := s.Sysctl.FragConfig()
+	return datapath.Config{Rules: s.Ruleset, FIB: s.FIB, IPForward: s.Sysctl.IPForward, ICMP: &ic, Frag: &fc}
+}
+
+// FragConfig is net.ipv4.ipfrag_* (the kernel's defaults for what the
+// file lacks or cannot be read). ipfrag_time shows in seconds
+// (proc_dointvec_jiffies).
+func (s *Sysctl) FragConfig() ipfrag.Config {
+	c := ipfrag.DefaultConfig
+	get := func(k string) (int64, bool) {
+		n, err := strconv.ParseInt(s.Raw[k], 10, 64)
+		return n, err == nil
+	}
+	if n, ok := get("net.ipv4.ipfrag_high_thresh"); ok {
+		c.HighThresh = n
+	}
+	if n, ok := get("net.ipv4.ipfrag_low_thresh"); ok {
+		c.LowThresh = n
+	}
+	if n, ok := get("net.ipv4.ipfrag_time"); ok {
+		c.Timeout = n * 1e9
+	}
+	if n, ok := get("net.ipv4.ipfrag_max_dist"); ok {
+		c.MaxDist = int(n)
+	}
+	return c
 }
 
 // ICMPConfig is the ICMP rate limit and redirect configuration of the

@@ -32,6 +32,7 @@ func (e *sysctlError) Error() string { return e.key + ": " + e.err.Error() }
 // knownSysctl is what uswitch's datapath reads; other keys are errors
 // rather than silently ignored.
 var knownSysctl = regexp.MustCompile(`^(net\.ipv4\.ip_forward|net\.ipv4\.fib_multipath_hash_policy|` +
+	`net\.ipv4\.ipfrag_(high_thresh|low_thresh|time|max_dist)|` +
 	`net\.ipv4\.vs\.(conntrack|expire_nodest_conn|expire_quiescent_template|snat_reroute|conn_reuse_mode|nat_icmp_send)|` +
 	`net\.ipv4\.conf\.[^.]+\.(forwarding|rp_filter|route_localnet|accept_local|src_valid_mark|send_redirects)|` +
 	`net\.netfilter\.nf_conntrack_(max|tcp_loose|tcp_be_liberal|tcp_max_retrans|tcp_timeout_[a-z_]+|udp_timeout(_stream)?|icmp_timeout|generic_timeout))$`)
@@ -193,5 +194,6 @@ func (c *Config) EngineConfig() (datapath.Config, conntrack.Config, error) {
 	if ct.Max == 0 {
 		ct = conntrack.DefaultConfig()
 	}
-	return datapath.Config{Rules: c.Ruleset, FIB: fib, IPForward: c.Sysctl.IPForward}, ct, nil
+	fc := c.Sysctl.FragConfig()
+	return datapath.Config{Rules: c.Ruleset, FIB: fib, IPForward: c.Sysctl.IPForward, Frag: &fc}, ct, nil
 }

@@ -128,6 +128,9 @@ type Stats struct {
 	Answers    uint64 // packets the engine generated and uswitch sent
 	Dropped    uint64
 	Other      uint64 // queued, stolen
+	// Held are fragments that waited for their datagram (reassembly);
+	// FragTimeouts the fragments dropped when it timed out
+	Held, FragTimeouts uint64
 	NoDevice   uint64 // leaving through an interface with no device
 	TxErrors   uint64
 	// OffloadErrors are packets the devices' offloads dropped on
@@ -223,6 +226,9 @@ type Datapath struct {
 	inline bool
 
 	rx, notIPv4, malformed, fwd, delivered, answers, dropped, other, nodev, txerr atomic.Uint64
+	// held: fragments waiting for their datagram; fragTimeouts:
+	// fragments dropped when their reassembly timed out
+	held, fragTimeouts atomic.Uint64
 	flowCached                                                                    atomic.Uint64
 
 	drops datapath.DropCounts
@@ -562,7 +568,13 @@ func (w *worker) run(elems []*elem) {
 		}
 		switch f.Kind {
 		case datapath.Forwarded, datapath.Sent:
-			if w.send(f.OutIndex, f.OutIf, el.pkt.IP, f.NextHop, el.buf) {
+			if f.Datagram != nil {
+				// the packet completed a datagram: the datagram
+				// (or its fragments) leaves, not the fragment
+				if w.sendFate(&f, f.Datagram.IP, nil) {
+					d.fwd.Add(1)
+				}
+			} else if w.sendFate(&f, el.pkt.IP, el.buf) {
 				d.fwd.Add(1)
 			}
 		case datapath.Delivered:
@@ -570,17 +582,49 @@ func (w *worker) run(elems []*elem) {
 		case datapath.Dropped:
 			d.dropped.Add(1)
 			d.drops.Add(&f)
+		case datapath.Held:
+			d.held.Add(1)
 		default:
 			d.other.Add(1)
 		}
-		for _, a := range f.Answers {
-			if a.Fate.Kind == datapath.Sent || a.Fate.Kind == datapath.Forwarded {
-				if w.send(a.Fate.OutIndex, a.Fate.OutIf, a.Pkt.IP, a.Fate.NextHop, nil) {
-					d.answers.Add(1)
-				}
+		w.sendAnswers(f.Answers)
+	}
+	w.flush()
+	for _, el := range elems {
+		el.pkt = packet.Packet{}
+		el.from.free <- el
+	}
+}
+
+// sendFate writes a forwarded or sent packet b (own: the buffer it was
+// read into, nil for one the engine made), or the fragments the fate
+// cut it into.
+func (w *worker) sendFate(f *datapath.Fate, b, own []byte) bool {
+	if f.Frags == nil {
+		return w.send(f.OutIndex, f.OutIf, b, f.NextHop, own)
+	}
+	ok := true
+	for _, fr := range f.Frags {
+		ok = w.send(f.OutIndex, f.OutIf, fr, f.NextHop, nil) && ok
+	}
+	return ok
+}
+
+// sendAnswers writes the packets the engine generated that leave.
+func (w *worker) sendAnswers(as []datapath.Answer) {
+	for _, a := range as {
+		if a.Fate.Kind == datapath.Sent || a.Fate.Kind == datapath.Forwarded {
+			if w.sendFate(&a.Fate, a.Pkt.IP, nil) {
+				w.d.answers.Add(1)
 			}
 		}
 	}
+}
+
+// flush writes what the batch collected per device and releases the
+// batch's TAP frames.
+func (w *worker) flush() {
+	d := w.d
 	for i := range w.outs {
 		o := &w.outs[i]
 		if len(o.pkts) == 0 {
@@ -599,10 +643,6 @@ func (w *worker) run(elems []*elem) {
 		w.held[i] = nil
 	}
 	w.held = w.held[:0]
-	for _, el := range elems {
-		el.pkt = packet.Packet{}
-		el.from.free <- el
-	}
 }
 
 // reaper is conntrack's amortised garbage collection (gc_worker), one
@@ -612,6 +652,9 @@ func (d *Datapath) reaper() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	tick := 0
+	// rw writes what the timers send (ICMP time exceeded for a
+	// reassembly that timed out)
+	rw := d.newWorker(0)
 	for {
 		select {
 		case <-d.done:
@@ -619,6 +662,15 @@ func (d *Datapath) reaper() {
 		case <-t.C:
 			now := d.Now()
 			d.eng.CT.Reap(now, 16384)
+			// reassembly timers (ip_expire)
+			if x := d.eng.ExpireFragments(now, nil); len(x) > 0 {
+				rw.now = now
+				for _, e := range x {
+					d.fragTimeouts.Add(uint64(len(e.Frags)))
+					rw.sendAnswers(e.Answers)
+				}
+				rw.flush()
+			}
 			// TAP ports: ARP retransmissions, neighbour ageing
 			for _, p := range d.ports {
 				if p.l2 != nil {
@@ -641,7 +693,7 @@ func (d *Datapath) reaper() {
 func (d *Datapath) Stats() Stats {
 	s := Stats{Received: d.rx.Load(), NotIPv4: d.notIPv4.Load(), Malformed: d.malformed.Load(), Forwarded: d.fwd.Load(), FlowCached: d.flowCached.Load(),
 		Delivered: d.delivered.Load(), Answers: d.answers.Load(), Dropped: d.dropped.Load(),
-		Other: d.other.Load(), NoDevice: d.nodev.Load(), TxErrors: d.txerr.Load(), Drops: d.drops.Snapshot()}
+		Other: d.other.Load(), Held: d.held.Load(), FragTimeouts: d.fragTimeouts.Load(), NoDevice: d.nodev.Load(), TxErrors: d.txerr.Load(), Drops: d.drops.Snapshot()}
 	for _, p := range d.ports {
 		if p.l2 != nil {
 			p.l2.addStats(&s)
@@ -852,10 +904,11 @@ func (d *Datapath) WriteMetrics(m *prom.Writer) {
 		k string
 		v uint64
 	}{{"forwarded", s.Forwarded}, {"delivered", s.Delivered}, {"dropped", s.Dropped},
-		{"malformed", s.Malformed}, {"not_ipv4", s.NotIPv4}, {"other", s.Other}} {
+		{"malformed", s.Malformed}, {"not_ipv4", s.NotIPv4}, {"held", s.Held}, {"other", s.Other}} {
 		m.Sample(fates, f.v, "fate", f.k)
 	}
 	m.Counter("uswitch_flow_cache_hits_total", "Packets whose table runs and input route came from the flow cache.", s.FlowCached)
+	m.Counter("uswitch_fragment_timeouts_total", "Fragments dropped when their datagram's reassembly timed out (ipfrag_time).", s.FragTimeouts)
 	m.Counter("uswitch_answers_sent_total", "Packets uswitch generated (REJECT, ICMP errors, echo replies) and sent.", s.Answers)
 	const tx = "uswitch_tx_errors_total"
 	m.Family(tx, "counter", "Packets a device did not take, or with no device to leave by.")
