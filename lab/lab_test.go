@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/uswitch-lab/uswitch/internal/labtest"
+	"github.com/uswitch-lab/uswitch/internal/testtools"
 )
 
 // needRoot skips tests that make namespaces and TUN devices.
@@ -141,6 +142,29 @@ func TestLabTraffic(t *testing.T) {
 			if _, err := l.Ping(cli, netip.MustParseAddr(dst), to); err != nil {
 				t.Errorf("ping %s: %v", dst, err)
 			}
+		}
+	})
+	t.Run("ping -s 3000", func(t *testing.T) {
+		// fragments both ways: reassembled by uswitch (conntrack's
+		// defrag, or before INPUT), the datagram and the echo reply
+		// fragmented again to the MTU (issue 12)
+		testtools.Need(t, "ping")
+		for _, c := range []struct{ ns, dst string }{{cli, "10.10.1.1"}, {cli, "203.0.113.2"}, {wan, "203.0.113.1"}} {
+			out, err := exec.Command("ip", "netns", "exec", c.ns, "ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "-s", "3000", c.dst).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), " 0% packet loss") || !strings.Contains(string(out), "3008 bytes from "+c.dst) ||
+				strings.Contains(string(out), "truncated") {
+				t.Errorf("ping -s 3000 %s from %s: %v\n%s", c.dst, c.ns, err, out)
+			}
+		}
+	})
+	t.Run("udp 3000 bytes", func(t *testing.T) {
+		msg := bytes.Repeat([]byte("0123456789abcdef"), 3000/16)
+		b, err := l.UDPExchange(cli, "203.0.113.2:7", msg, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasSuffix(b, msg) {
+			t.Errorf("UDP answer of %d bytes does not end in the %d sent", len(b), len(msg))
 		}
 	})
 	t.Run("service spread over both servers", func(t *testing.T) {
