@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/google/gopacket/layers"
 
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/internal/capture"
+	"github.com/uswitch-lab/uswitch/ipfrag"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -48,10 +50,14 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	traced := 0
+	var expire func(int64)
 	trace := func(tp tracePacket) {
 		traced++
 		i := traced
+		// reassembly timers due by this packet's time (ip_expire)
+		expire(tp.ts)
 		p := &packet.Packet{Data: tp.data, L2: tp.l2, Meta: tp.meta}
+		p.Seq = uint64(i)
 		if err := p.Decode(); err != nil {
 			fmt.Fprintf(out, "FATE: %d dropped by ip_rcv: %v\n", i, err)
 			return
@@ -69,9 +75,30 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		for _, l := range tr.Lines {
 			fmt.Fprintln(out, l)
 		}
-		fmt.Fprintf(out, "FATE: %d %s\n", i, f)
+		if f.Kind == datapath.Held {
+			// one FATE line per datagram: a fragment that waits
+			// for the others gets a HELD line instead
+			fmt.Fprintf(out, "HELD: %d fragment of %s, waiting for its datagram\n", i, fragDesc(p))
+			return
+		}
+		fmt.Fprintf(out, "FATE: %d %s%s\n", i, f, reassembled(f.Reassembled))
 		for j, a := range f.Answers {
 			fmt.Fprintf(out, "FATE: %d.%d answer %s\n", i, j+1, a.Fate)
+		}
+	}
+	// expire reports the reassembly queues whose time ran out by now
+	expire = func(now int64) {
+		for _, x := range e.ExpireFragments(now, nil) {
+			fmt.Fprintf(out, "EXPIRED: datagram %s, packets %s dropped: reassembly timed out (ipfrag_time)\n", keyDesc(x.Key), seqs(x.Frags))
+			for j, a := range x.Answers {
+				fmt.Fprintf(out, "FATE: expired.%d answer %s\n", j+1, a.Fate)
+			}
+		}
+	}
+	// pending reports what is still held when the input ends
+	pending := func() {
+		for _, x := range e.Frags.Pending() {
+			fmt.Fprintf(out, "HELD: at the end, datagram %s never completed: packets %s\n", keyDesc(x.Key), seqs(x.Frags))
 		}
 	}
 	if *human != "" {
@@ -81,16 +108,50 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 2
 		}
 		trace(tracePacket{data: packet.Build(sp), meta: meta})
+		pending()
 		return 0
 	}
 	// the capture is read and traced packet by packet; an error (a
 	// truncated or oversized record) ends it after what was whole
 	if err := readCapture(*pcapFile, *iif, trace); err != nil {
+		pending()
 		out.Flush()
 		fmt.Fprintf(stderr, "uswitch trace: %v\n", err)
 		return 1
 	}
+	pending()
 	return 0
+}
+
+// fragDesc describes a fragment: its datagram and where it lies in it.
+func fragDesc(p *packet.Packet) string {
+	ip := p.IP
+	return fmt.Sprintf("%s > %s id %d proto %d, offset %d, %d bytes", packet.AddrOf(p.Src), packet.AddrOf(p.Dst), ip.ID(), p.Proto,
+		int(ip.FragOffset())*8, len(ip)-ip.HeaderLen())
+}
+
+func keyDesc(k ipfrag.Key) string {
+	return fmt.Sprintf("%s > %s id %d proto %d", packet.AddrOf(k.Src), packet.AddrOf(k.Dst), k.ID, k.Proto)
+}
+
+// seqs lists the packet numbers of fragments.
+func seqs(fs []ipfrag.Frag) string {
+	var b strings.Builder
+	for i, f := range fs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, f.Seq)
+	}
+	return b.String()
+}
+
+// reassembled says which fragments a datagram was built from.
+func reassembled(fs []ipfrag.Frag) string {
+	if len(fs) == 0 {
+		return ""
+	}
+	return " (datagram reassembled from packets " + seqs(fs) + ")"
 }
 
 // readCapture reads a pcap or pcapng file and calls trace on each of

@@ -154,3 +154,74 @@ func TestTraceKubeIPVS(t *testing.T) {
 		t.Log(out)
 	}
 }
+
+// fragment cuts the IPv4 packet b at payload bytes [off, end) (MF unless
+// it reaches the end).
+func fragment(b []byte, off, end int) []byte {
+	hl := packet.IPv4(b).HeaderLen()
+	pl := b[hl:]
+	end = min(end, len(pl))
+	f := append(append([]byte(nil), b[:hl]...), pl[off:end]...)
+	f[2], f[3] = byte(len(f)>>8), byte(len(f))
+	fo := off / 8
+	if end < len(pl) {
+		fo |= 0x2000
+	}
+	f[6], f[7] = byte(fo>>8), byte(fo)
+	packet.IPv4(f).SetChecksum()
+	return f
+}
+
+// TestTraceFragments: fragments are held until their datagram is whole,
+// which gets the one FATE line naming the packets it was built from and
+// leaves (DNATed) in fragments; a queue that times out is reported with
+// the ICMP time exceeded the host sends, and what is still held at the
+// end is listed.
+func TestTraceFragments(t *testing.T) {
+	syn := specBytes(t, "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 1 id 1 len 2000")
+	lone := specBytes(t, "tcp 10.0.0.2:40001 > 10.0.0.1:80 syn seq 1 id 2 len 2000")
+	last := specBytes(t, "tcp 10.0.0.2:40002 > 10.0.0.1:80 syn seq 1 id 3 len 2000")
+	var pc bytes.Buffer
+	pw := pcapgo.NewWriter(&pc)
+	pw.WriteFileHeader(65535, layers.LinkTypeRaw)
+	t0 := time.Unix(1700000000, 0)
+	for _, r := range []struct {
+		at time.Duration
+		b  []byte
+	}{
+		{0, fragment(syn, 0, 1480)},
+		{time.Millisecond, fragment(syn, 1480, 4000)},
+		{2 * time.Millisecond, fragment(lone, 0, 1480)},
+		{40 * time.Second, fragment(last, 1480, 4000)},
+	} {
+		pw.WritePacket(gopacket.CaptureInfo{Timestamp: t0.Add(r.at), CaptureLength: len(r.b), Length: len(r.b)}, r.b)
+	}
+	file := filepath.Join(t.TempDir(), "frags.pcap")
+	os.WriteFile(file, pc.Bytes(), 0o644)
+	out, errs, code := runTrace(t, "--snapshot", "../../examples/router", "--pcap", file, "--iif", "eth0")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{
+		"HELD: 1 fragment of 10.0.0.2 > 10.0.0.1 id 1 proto 6, offset 0, 1480 bytes, waiting for its datagram\n",
+		// the whole SYN is traced (LEN=2040), DNATed, and leaves in
+		// the two fragments it came in
+		"PACKET: 2 ", " LEN=2040 ", "DST=192.168.1.2 ",
+		"FATE: 2 forwarded out eth1 in 2 fragments (datagram reassembled from packets 1, 2)\n",
+		"HELD: 3 fragment of 10.0.0.2 > 10.0.0.1 id 2 proto 6",
+		// 30 s later: the queue of packet 3 expired; its first
+		// fragment was for the host's own address, so the host
+		// answers time exceeded
+		"EXPIRED: datagram 10.0.0.2 > 10.0.0.1 id 2 proto 6, packets 3 dropped: reassembly timed out (ipfrag_time)\n",
+		"FATE: expired.1 answer sent out eth0\n",
+		"HELD: 4 fragment of 10.0.0.2 > 10.0.0.1 id 3 proto 6, offset 1480",
+		"HELD: at the end, datagram 10.0.0.2 > 10.0.0.1 id 3 proto 6 never completed: packets 4\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "FATE: 1 ") || strings.Contains(out, "FATE: 3 ") {
+		t.Errorf("a held fragment got a FATE line:\n%s", out)
+	}
+}
