@@ -272,6 +272,7 @@ func RunKernel(t testing.TB, scn *Scenario) *Result {
 	start := time.Now()
 	phase := monotonic() % tickNsec
 	for i, p := range scn.Packets {
+		time.Sleep(p.Delay)
 		// the kernel handles the packet inside the write (TUN) or
 		// sendto (raw socket), a little after it starts: start it
 		// early in a tick, so that the jiffies the kernel reads are

@@ -52,6 +52,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"time"
 
 	"github.com/uswitch-lab/uswitch/packet"
 )
@@ -76,6 +77,10 @@ type Packet struct {
 	// its addresses and protocol, for String and for a local packet's
 	// destination (see RawPacket).
 	Raw []byte
+	// Delay is a pause before the packet (the kernel's timers, such as
+	// reassembly's ipfrag_time, fire meanwhile; uswitch's clock moves
+	// on by as much and its timers fire before the packet).
+	Delay time.Duration
 }
 
 // RawPacket is a packet given as its bytes, arriving on in (or Local).

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/uswitch-lab/uswitch/packet"
 )
@@ -193,6 +194,40 @@ COMMIT
 			frags(udp3000(602), cut{0, 1480, true}),
 		),
 	},
+	{
+		// ipfrag_time runs out (1 s here): ip_expire answers ICMP time
+		// exceeded (fragment reassembly) about a queue whose first
+		// fragment came, for conntrack's queues only when that
+		// fragment was for the host itself
+		Name:    "frag-timeout-conntrack",
+		Ifaces:  legs,
+		Sysctls: append([]string{"net.ipv4.ipfrag_time=1"}, fwd...),
+		Rules:   traceAll + ctForward,
+		Packets: cat(
+			frags(big("udp 10.0.1.2:5 > 10.0.1.1:9 iif tun1", 3000, 701), std(3008)[0]),
+			frags(udp3000(702), std(3008)[0]),
+			frags(big("udp 10.0.1.2:5 > 10.0.1.1:9 iif tun1", 3000, 703), std(3008)[1]),
+			[]Packet{delayed(P("udp 10.0.1.2:1000 > 10.0.2.2:7 iif tun1"), 1600*time.Millisecond)},
+			// the queue is gone: the rest of the datagram waits anew
+			frags(big("udp 10.0.1.2:5 > 10.0.1.1:9 iif tun1", 3000, 701), std(3008)[1:]...),
+		),
+	},
+	{
+		Name:    "frag-timeout-local",
+		Ifaces:  legs,
+		Sysctls: append([]string{"net.ipv4.ipfrag_time=1"}, fwd...),
+		Rules:   traceAll,
+		Packets: cat(
+			frags(big("udp 10.0.1.2:5 > 10.0.1.1:9 iif tun1", 3000, 801), std(3008)[0]),
+			frags(big("icmp 10.0.1.2 > 10.0.1.1 id 9 seq 1 iif tun1", 3000, 802), std(3008)[2]),
+			[]Packet{delayed(P("udp 10.0.1.2:1000 > 10.0.2.2:7 iif tun1"), 1600*time.Millisecond)},
+		),
+	},
+}
+
+func delayed(p Packet, d time.Duration) Packet {
+	p.Delay = d
+	return p
 }
 
 func TestFragScenarios(t *testing.T) { runScenarios(t, fragScenarios) }

@@ -54,9 +54,17 @@ func runOne(e *datapath.Engine, p Packet, now int64, seq uint64) (lines, egress 
 			perr = fmt.Sprint("panic: ", x)
 		}
 	}()
+	// the reassembly timers due by now fire first (ip_expire); their
+	// answers and trace lines come before the packet's, as the
+	// kernel's do before the packet is written
+	for _, x := range e.ExpireFragments(now, tr) {
+		for _, a := range x.Answers {
+			egress = appendEgress(egress, a.Pkt, a.Fate)
+		}
+	}
 	pk := &packet.Packet{Data: p.Bytes()}
 	if err := pk.Decode(); err != nil {
-		return nil, nil, f, "decode: " + err.Error()
+		return tr.Lines, egress, f, "decode: " + err.Error()
 	}
 	pk.Seq = seq
 	if p.In == Local {
