@@ -115,7 +115,11 @@ func (d *Decider) Decide(q *Queued) Decision {
 	}
 	// Forwarded, Sent, Delivered, and Queued (the rule set itself has
 	// an NFQUEUE rule: uswitch is that queue's reader, so the packet
-	// goes on).
+	// goes on). Held: a fragment reached the queue (the kernel
+	// reassembles before any queue when its conntrack runs, so only a
+	// namespace without it queues fragments); the engine keeps a copy
+	// for its datagram and the kernel passes the fragment on, the
+	// datagram's verdict applying to its last fragment only.
 	dec.Verdict = netfilter.Accept
 	if q.Hook == netfilter.Forward && f.Kind == datapath.Forwarded && q.OutDev != 0 && f.OutIf != d.Name(int(q.OutDev)) {
 		dec.RouteMismatch = true
