@@ -118,3 +118,46 @@ func FuzzDecode(f *testing.F) {
 		p.TransportChecksumOK()
 	})
 }
+
+func TestFrame(t *testing.T) {
+	ip := Build(Spec{Src: 1, Dst: 2, Proto: ProtoUDP, SrcPort: 1, DstPort: 2})
+	src := MAC{2, 0, 0, 0, 0, 1}
+	b := BuildFrame(Broadcast, src, EtherTypeIPv4, ip)
+	f := Frame{Data: b}
+	if err := f.Decode(); err != nil || f.Dst != Broadcast || f.Src != src || f.InnerProto != EtherTypeIPv4 || len(f.Payload) != len(ip) || f.VLAN {
+		t.Fatalf("%v %+v", err, f)
+	}
+	tagged := append(append(append([]byte(nil), b[:12]...), 0x81, 0x00, 0x20, 0x05), b[12:]...)
+	f = Frame{Data: tagged}
+	if err := f.Decode(); err != nil || !f.VLAN || f.VLANID() != 5 || f.VLANPrio() != 1 || f.InnerProto != EtherTypeIPv4 || f.HeaderLen() != 18 {
+		t.Fatalf("tagged: %v %+v", err, f)
+	}
+	for _, n := range []int{0, 13, 15, 17} {
+		f = Frame{Data: tagged[:n]}
+		if n >= 14 && n < 18 {
+			if f.Decode() == nil {
+				t.Errorf("%d bytes of a tagged frame decoded", n)
+			}
+		} else if f.Decode() == nil {
+			t.Errorf("%d bytes decoded", n)
+		}
+	}
+	if m, err := ParseMAC("2:0:0:0:0:a"); err != nil || m != (MAC{2, 0, 0, 0, 0, 10}) || m.String() != "02:00:00:00:00:0a" {
+		t.Errorf("ParseMAC: %v %v", m, err)
+	}
+	for _, s := range []string{"", "1:2:3:4:5", "1:2:3:4:5:6:7", "001:2:3:4:5:6", "g:0:0:0:0:0"} {
+		if _, err := ParseMAC(s); err == nil {
+			t.Errorf("ParseMAC(%q) accepted", s)
+		}
+	}
+}
+
+func FuzzFrame(f *testing.F) {
+	f.Add(BuildFrame(Broadcast, MAC{2}, EtherTypeIPv4, Build(Spec{Src: 1, Dst: 2, Proto: ProtoICMP})))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr := Frame{Data: b}
+		if fr.Decode() == nil && fr.HeaderLen()+len(fr.Payload) != len(b) {
+			t.Fatalf("header %d + payload %d != %d", fr.HeaderLen(), len(fr.Payload), len(b))
+		}
+	})
+}
