@@ -97,6 +97,8 @@ type kernelRun struct {
 	t    testing.TB
 	ns   *kerneltest.Netns
 	tuns map[string]int
+	// taps are the devices of tuns that are TAP bridge ports
+	taps map[string]bool
 	raw  int
 	// names in creation order, for draining
 	order []string
@@ -125,7 +127,7 @@ func RunKernel(t testing.TB, scn *Scenario) *Result {
 		testtools.Need(t, "ipset")
 	}
 	ns := kerneltest.NewNetns(t)
-	k := &kernelRun{t: t, ns: ns, tuns: map[string]int{}, raw: -1}
+	k := &kernelRun{t: t, ns: ns, tuns: map[string]int{}, taps: map[string]bool{}, raw: -1}
 	t.Cleanup(func() {
 		for _, fd := range k.tuns {
 			unix.Close(fd)
@@ -144,8 +146,8 @@ func RunKernel(t testing.TB, scn *Scenario) *Result {
 		}
 	}
 	ifs := append([]Iface{{Name: SentinelIf}}, scn.Ifaces...)
-	// the TUN devices and the raw socket belong to the namespace of the
-	// thread that opens them
+	// the TUN and TAP devices and the raw socket belong to the
+	// namespace of the thread that opens them
 	err := netnsrun.InNamed(ns.Name, func() error {
 		for _, ifc := range ifs {
 			fd, err := link.OpenFD(ifc.Name, unix.IFF_TUN|unix.IFF_NO_PI)
@@ -154,6 +156,17 @@ func RunKernel(t testing.TB, scn *Scenario) *Result {
 			}
 			k.tuns[ifc.Name] = fd
 			k.order = append(k.order, ifc.Name)
+		}
+		for _, br := range scn.Bridges {
+			for _, pt := range br.Ports {
+				fd, err := link.OpenFD(pt.Name, unix.IFF_TAP|unix.IFF_NO_PI)
+				if err != nil {
+					return err
+				}
+				k.tuns[pt.Name] = fd
+				k.taps[pt.Name] = true
+				k.order = append(k.order, pt.Name)
+			}
 		}
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 		if err != nil {
@@ -173,6 +186,30 @@ func RunKernel(t testing.TB, scn *Scenario) *Result {
 		}
 		if err := k.sh("ip", "link", "set", ifc.Name, "up"); err != nil {
 			t.Fatal(err)
+		}
+	}
+	for _, br := range scn.Bridges {
+		cmds := [][]string{{"ip", "link", "add", br.Name, "type", "bridge"}}
+		if br.MAC != "" {
+			cmds = append(cmds, []string{"ip", "link", "set", br.Name, "address", br.MAC})
+		}
+		for _, pt := range br.Ports {
+			if pt.MAC != "" {
+				cmds = append(cmds, []string{"ip", "link", "set", pt.Name, "address", pt.MAC})
+			}
+			cmds = append(cmds, []string{"ip", "link", "set", pt.Name, "master", br.Name}, []string{"ip", "link", "set", pt.Name, "up"})
+			if pt.Hairpin {
+				cmds = append(cmds, []string{"ip", "link", "set", pt.Name, "type", "bridge_slave", "hairpin", "on"})
+			}
+		}
+		for _, a := range br.Addrs {
+			cmds = append(cmds, []string{"ip", "addr", "add", a, "dev", br.Name})
+		}
+		cmds = append(cmds, []string{"ip", "link", "set", br.Name, "up"})
+		for _, c := range cmds {
+			if err := k.sh(c...); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	if len(scn.Sysctls) > 0 {
@@ -196,6 +233,13 @@ func RunKernel(t testing.TB, scn *Scenario) *Result {
 		e, c, err := ns.Restore(scn.Rules)
 		if err != nil || c != 0 {
 			t.Fatalf("iptables-restore: exit %d %v: %s", c, err, e)
+		}
+	}
+	if scn.Ebtables != "" {
+		testtools.Need(t, "ebtables-restore")
+		_, e, c, err := ns.Run(scn.Ebtables, "ebtables-restore")
+		if err != nil || c != 0 {
+			t.Fatalf("ebtables-restore: exit %d %v: %s", c, err, e)
 		}
 	}
 	for _, r := range sentinelRules {
@@ -382,6 +426,10 @@ func (k *kernelRun) drain() []string {
 			n, err := unix.Read(fd, buf)
 			if err != nil || n <= 0 {
 				break
+			}
+			if k.taps[name] {
+				out = append(out, FrameEgressLine(name, buf[:n]))
+				continue
 			}
 			out = append(out, EgressLine(name, buf[:n]))
 		}

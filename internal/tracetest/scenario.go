@@ -77,6 +77,9 @@ type Packet struct {
 	// its addresses and protocol, for String and for a local packet's
 	// destination (see RawPacket).
 	Raw []byte
+	// Frame, when set, is an Ethernet frame that arrives on the bridge
+	// port In (a TAP device of a Scenario.Bridges entry).
+	Frame []byte
 	// Delay is a pause before the packet (the kernel's timers, such as
 	// reassembly's ipfrag_time, fire meanwhile; uswitch's clock moves
 	// on by as much and its timers fire before the packet).
@@ -116,6 +119,9 @@ func P(s string) Packet {
 // Bytes is the packet on the wire. A local packet without an IP ID gets
 // one: raw_send_hdrinc fills in a random ID when it is 0.
 func (p Packet) Bytes() []byte {
+	if p.Frame != nil {
+		return append([]byte(nil), p.Frame...)
+	}
 	if p.Raw != nil {
 		return append([]byte(nil), p.Raw...)
 	}
@@ -171,6 +177,9 @@ func SCTP(src, dst string, sport, dport uint16, chunk, flags uint8, in string) P
 
 func (p Packet) String() string {
 	s := p.Spec
+	if p.Frame != nil {
+		return fmt.Sprintf("frame %d bytes in %s", len(p.Frame), p.In)
+	}
 	if p.Raw != nil {
 		return fmt.Sprintf("raw %d bytes proto %d %s > %s in %s", len(p.Raw), s.Proto, addr(s.Src), addr(s.Dst), p.In)
 	}
@@ -199,4 +208,27 @@ type Scenario struct {
 	// IPSet are `ipset` commands run inside R before the rules are
 	// restored, e.g. "create s1 hash:ip", "add s1 10.0.1.2".
 	IPSet []string
+	// Bridges are bridges in R whose ports are TAP devices: a frame
+	// written to a port's TAP arrives on that port, and what the bridge
+	// sends out of a port is read back from its TAP.
+	Bridges []Bridge
+	// Ebtables is ebtables-restore input (ebtables-nft), restored
+	// after the iptables rules.
+	Ebtables string
+}
+
+// Bridge is a bridge device of R with its addresses, its MAC (set, so
+// that a snapshot carries it) and its ports.
+type Bridge struct {
+	Name  string
+	Addrs []string
+	MAC   string
+	Ports []BridgePort
+}
+
+// BridgePort is a TAP device enslaved to a bridge.
+type BridgePort struct {
+	Name    string
+	MAC     string
+	Hairpin bool
 }

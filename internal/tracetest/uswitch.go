@@ -113,6 +113,36 @@ func EgressLine(dev string, b []byte) string {
 	return "EGRESS " + idRE.ReplaceAllString(l, "") + wireDetail(p)
 }
 
+// FrameEgressLine describes a frame that left R through the bridge port
+// dev: its Ethernet header, then an IPv4 packet as EgressLine does, an
+// ARP message's fields, or the payload's length.
+func FrameEgressLine(dev string, b []byte) string {
+	f := &packet.Frame{Data: append([]byte(nil), b...)}
+	if err := f.Decode(); err != nil {
+		return fmt.Sprintf("FRAME %s undecodable %x", dev, b)
+	}
+	var s strings.Builder
+	fmt.Fprintf(&s, "FRAME OUT=%s MACSRC=%s MACDST=%s PROTO=%04x ", dev, f.Src, f.Dst, f.Proto)
+	if f.VLAN {
+		fmt.Fprintf(&s, "VLAN=%d PRIO=%d INNER=%04x ", f.VLANID(), f.VLANPrio(), f.InnerProto)
+	}
+	switch f.InnerProto {
+	case packet.EtherTypeIPv4:
+		l := EgressLine(dev, f.Payload)
+		s.WriteString(strings.TrimPrefix(l, "EGRESS OUT="+dev+" "))
+	case packet.EtherTypeARP:
+		if a := f.Payload; len(a) >= 28 {
+			fmt.Fprintf(&s, "ARP op %d %s %d.%d.%d.%d > %s %d.%d.%d.%d", binary.BigEndian.Uint16(a[6:]),
+				packet.MAC(a[8:14]), a[14], a[15], a[16], a[17], packet.MAC(a[18:24]), a[24], a[25], a[26], a[27])
+		} else {
+			fmt.Fprintf(&s, "ARP %d bytes", len(a))
+		}
+	default:
+		fmt.Fprintf(&s, "%d bytes", len(f.Payload))
+	}
+	return s.String()
+}
+
 // wireDetail adds what the trace line leaves out but targets change:
 // the TCP options (TCPMSS) and whether the checksums are right (TTL, TOS,
 // DSCP, CHECKSUM and NAT must keep or make them right).
