@@ -51,6 +51,12 @@ const (
 	FileRTTables = "rt_tables"
 	FileDSField  = "rt_dsfield"
 	FileIPVS     = "ipvsadm-save"
+	// FileEbtables is ebtables-save's output, FileBridgeFDB `bridge -j
+	// fdb show`, FileNeigh `ip -j neigh show`: the bridge level's state
+	// (all optional).
+	FileEbtables  = "ebtables-save"
+	FileBridgeFDB = "bridge-fdb.json"
+	FileNeigh     = "ip-neigh.json"
 )
 
 // Snapshot is a parsed snapshot folder.
@@ -70,6 +76,11 @@ type Snapshot struct {
 	// IPVS is the virtual server table read from ipvsadm-save (as
 	// ipvsadm -R reads it); nil when the file is absent.
 	IPVS *lvs.Director
+
+	// Raw is every snapshot file read, by name, for the readers of the
+	// files the snapshot keeps as they are (ebtables-save,
+	// bridge-fdb.json, ip-neigh.json).
+	Raw map[string][]byte
 }
 
 // MaxFileSize is the largest snapshot file Load reads: a larger one (or
@@ -115,7 +126,7 @@ func LoadPartial(dir string) (*Snapshot, error) { return load(dir, nil) }
 
 func load(dir string, required []string) (*Snapshot, error) {
 	names := []string{FileIPTables, FileAddr, FileLink, FileRoute, FileRule, FileSysctl, FileIPSet, FileRTTables, FileDSField,
-		FileIPVS}
+		FileIPVS, FileEbtables, FileBridgeFDB, FileNeigh}
 	fi, err := os.Stat(dir)
 	if err != nil || !fi.IsDir() {
 		why := "no such folder"
@@ -174,7 +185,12 @@ func Parse(files map[string][]byte) (*Snapshot, error) {
 }
 
 func parse(get func(string) ([]byte, bool)) (*Snapshot, error) {
-	s := &Snapshot{Sysctl: DefaultSysctl()}
+	s := &Snapshot{Sysctl: DefaultSysctl(), Raw: map[string][]byte{}}
+	for _, name := range []string{FileEbtables, FileBridgeFDB, FileNeigh} {
+		if b, ok := get(name); ok {
+			s.Raw[name] = b
+		}
+	}
 	var err error
 	tn := tableNames{}
 	if b, ok := get(FileRTTables); ok {
@@ -289,6 +305,9 @@ func Capture(dir, netns string) error {
 		{FileSysctl, []string{"sysctl", "-e", "-a"}, false},
 		{FileIPTables, []string{"iptables-save"}, true},
 		{FileIPSet, []string{"ipset", "save"}, true},
+		{FileEbtables, []string{"ebtables-save"}, true},
+		{FileBridgeFDB, []string{"bridge", "-j", "fdb", "show"}, true},
+		{FileNeigh, []string{"ip", "-j", "neigh", "show"}, true},
 	}
 	// ipvsadm loads the ip_vs module when it is not there: ask it only
 	// when IPVS is already in use.
