@@ -368,6 +368,9 @@ type pkt struct {
 	rec, replay bool
 	memoKey     memoKey
 	memo        iptables.Memo
+	// opt is the packet's IP options as ip_rcv_options compiled them
+	// (options.go); zero for a packet without
+	opt packet.Options
 }
 
 // Receive runs a packet that arrived on p.InIf (PREROUTING onwards).
@@ -659,6 +662,9 @@ func (k *pkt) receive1() {
 		// a looped-back packet keeps its output route (ip_rcv_finish
 		// looks up only without a valid dst; NAT that changed daddr
 		// dropped it)
+		if p.IP.HeaderLen() > packet.IPv4MinHeaderLen && !k.rcvOptions() {
+			return
+		}
 		k.input()
 		return
 	}
@@ -688,6 +694,10 @@ func (k *pkt) receive1() {
 		}
 		return
 	}
+	// ip_rcv_options, after the input route (options.go)
+	if p.IP.HeaderLen() > packet.IPv4MinHeaderLen && !k.rcvOptions() {
+		return
+	}
 	switch k.rt.Type {
 	case route.Local, route.Broadcast, route.Multicast:
 		k.input()
@@ -714,15 +724,22 @@ func (k *pkt) forward() {
 		k.icmpError(packet.ICMPTimeExceeded, 0)
 		return
 	}
+	if k.opt.SRR != 0 && k.srFailed() {
+		return
+	}
 	p.SetTTL(p.IP.TTL() - 1)
-	// IPSKB_DOREDIRECT: ip_rt_send_redirect before the FORWARD hook;
-	// the packet is forwarded all the same
-	if k.rt.Redirect {
+	// IPSKB_DOREDIRECT: ip_rt_send_redirect before the FORWARD hook
+	// (not for a source routed packet); the packet is forwarded all the
+	// same
+	if k.rt.Redirect && k.opt.SRR == 0 {
 		k.sendRedirect()
 	}
 	st := hookState{hook: netfilter.Forward, in: in, out: out}
 	if !k.run(&st) {
 		return
+	}
+	if k.opt.OptLen != 0 {
+		k.forwardOptions() // ip_forward_finish (options.go)
 	}
 	// st.out: a reply rerouted by IPVS may leave by another device
 	k.postrouting(in, st.out, Forwarded)
