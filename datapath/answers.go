@@ -263,6 +263,9 @@ func (k *pkt) icmpSend(typ, code uint8, info uint32) {
 // errors through icmp_send, resets through nf_send_reset).
 func (k *pkt) reject(r *iptables.RejectRequest) {
 	p := k.p
+	if k.opt.Changed && k.rejectCsumFails(!r.TCPReset) {
+		return // options.go: the checksum check fails on the rewritten header
+	}
 	if r.TCPReset {
 		if p.Proto == packet.ProtoTCP && p.HasL4 && p.TCPFlags&packet.TCPRst == 0 {
 			k.sendAnswerFrom(resetFor(p), true, true)

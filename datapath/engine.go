@@ -673,6 +673,11 @@ func (k *pkt) receive1() {
 			Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort})
 	}
 	if k.rt.Err != 0 {
+		// an error route (ip_error: no route, unreachable, prohibit)
+		// has its options compiled first (options.go)
+		if errorRoute(k.rt.Err) && p.IP.HeaderLen() > packet.IPv4MinHeaderLen && !k.rcvOptions() {
+			return
+		}
 		k.drop(DropRoute, uint32(k.rt.Err), "")
 		// ip_error (net/ipv4/route.c): the error route answers with
 		// an ICMP unreachable when forwarding is on (no INPUT hook)

@@ -1,8 +1,10 @@
 package datapath
 
 import (
+	"syscall"
 	"time"
 
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 	"github.com/uswitch-lab/uswitch/route"
 )
@@ -266,4 +268,48 @@ func (k *pkt) echoRoom() (n int, faddr uint32, ok bool) {
 		faddr = d.FAddr
 	}
 	return int(d.OptLen), faddr, ok
+}
+
+// rejectCsumFails is whether a REJECT's transport checksum check
+// (nf_reject_ip_tcphdr_get and nf_send_unreach: nf_ip_checksum, in
+// net/netfilter/utils.c) fails only because ip_options_compile rewrote
+// the header in place: without a verified checksum at hand
+// nf_ip_checksum sums the whole packet from its IP header, counting on
+// the header's own checksum to cancel it out, and a header whose
+// options were rewritten keeps its old checksum until ip_forward_options
+// makes it right. The checksum is at hand (no sum) when the device
+// vouched for it (CHECKSUM_UNNECESSARY), or for a packet conntrack
+// checked in PREROUTING (CHECKSUM_COMPLETE, csum_valid): nf_send_unreach
+// then skips the check (skb_csum_unnecessary) and nf_send_reset's check
+// at INPUT takes the stored sum; ip_forward's skb_forward_csum demotes a
+// forwarded packet's to CHECKSUM_NONE, so at FORWARD a reset sums anew.
+// unreach: the ICMP variant (only TCP and checksummed UDP are summed,
+// nf_reject_verify_csum; ICMP and others are left to the caller as
+// before).
+func (k *pkt) rejectCsumFails(unreach bool) bool {
+	p := k.p
+	if !k.opt.Changed || p.CsumValid {
+		return false
+	}
+	verified := k.ct.Conn != nil
+	if unreach {
+		switch {
+		case p.Proto == packet.ProtoTCP:
+		case p.Proto == packet.ProtoUDP && p.HasL4 && packet.UDP(p.L4).Checksum() != 0:
+		default:
+			return false
+		}
+		return !verified
+	}
+	return !verified || k.ctx.Hook != netfilter.LocalIn
+}
+
+// errorRoute is whether a failed input route is one the kernel still
+// gives the packet (ip_route_input_slow's no_route: an RTN_UNREACHABLE
+// dst whose input is ip_error), so ip_rcv_options runs before ip_error
+// answers; the other failures (martians, rp_filter) drop the packet in
+// the lookup. A blackhole route (EINVAL) is an ip_error route too but
+// cannot be told from a martian here; its options are not compiled.
+func errorRoute(err syscall.Errno) bool {
+	return err == syscall.ENETUNREACH || err == syscall.EHOSTUNREACH || err == syscall.EACCES
 }

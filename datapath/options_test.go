@@ -3,12 +3,15 @@ package datapath
 import (
 	"bytes"
 	"encoding/binary"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath/datapathtest"
 	"github.com/uswitch-lab/uswitch/internal/prom"
+	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/packet"
 	"github.com/uswitch-lab/uswitch/route"
 )
@@ -227,4 +230,53 @@ func FuzzReceiveOptions(f *testing.F) {
 			checkCsum(t, a.Pkt.Data)
 		}
 	})
+}
+
+// TestOptionsErrorRoute: an unreachable route is an ip_error route, so
+// the options are compiled first: invalid ones get a parameter problem,
+// valid ones are echoed in the unreachable.
+func TestOptionsErrorRoute(t *testing.T) {
+	e := optEngine(t, func(c *route.Config) {
+		c.Routes = append(c.Routes, route.Route{Table: 254, Type: route.Unreachable, Dst: netip.MustParsePrefix("10.70.0.0/16")})
+	})
+	f := e.Receive(withOptions(t, "udp 10.0.0.2:1 > 10.70.0.1:53", "eth0", packet.OptRR, 0, 4, 0), 1e9, nil)
+	if f.Reason != DropIPOptions || len(f.Answers) != 1 || f.Answers[0].Pkt.ICMPType != packet.ICMPParamProb {
+		t.Errorf("invalid: %v", f)
+	}
+	f = e.Receive(withOptions(t, "udp 10.0.0.2:1 > 10.70.0.1:53", "eth0", packet.OptRR, 7, 4, 0, 0, 0, 0), 1e9, nil)
+	if f.Reason != DropRoute || len(f.Answers) != 1 || f.Answers[0].Pkt.ICMPType != packet.ICMPDestUnreach ||
+		!bytes.Equal(f.Answers[0].Pkt.IP.Options(), []byte{packet.OptRR, 7, 8, 10, 0, 0, 1, 0}) {
+		t.Errorf("valid: %v", f)
+	}
+}
+
+// TestOptionsRejectCsum: without conntrack a REJECT's checksum check
+// fails on a header whose options were rewritten (nf_ip_checksum sums
+// the stale header): no reset, no unreachable; an unchanged header is
+// answered.
+func TestOptionsRejectCsum(t *testing.T) {
+	rs, err := (&iptables.Loader{}).LoadString(datapathtest.Table("filter",
+		"-A FORWARD -p tcp -m tcp --dport 25 -j REJECT --reject-with tcp-reset",
+		"-A FORWARD -p udp -m udp --dport 69 -j REJECT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(Config{Rules: rs, FIB: testFIB(t), IPForward: true}, conntrack.DefaultConfig(), 1)
+	rr := []byte{packet.OptRR, 7, 4, 0, 0, 0, 0}
+	full := []byte{packet.OptRR, 7, 8, 1, 2, 3, 4}
+	for _, c := range []struct {
+		form    string
+		opts    []byte
+		answers int
+	}{
+		{"tcp 10.0.0.2:1 > 8.8.8.8:25 syn", rr, 0},
+		{"tcp 10.0.0.2:1 > 8.8.8.8:25 syn", full, 1},
+		{"udp 10.0.0.2:1 > 8.8.8.8:69", rr, 0},
+		{"udp 10.0.0.2:1 > 8.8.8.8:69", full, 1},
+	} {
+		f := e.Receive(withOptions(t, c.form, "eth0", c.opts...), 1e9, nil)
+		if f.Kind != Dropped || len(f.Answers) != c.answers {
+			t.Errorf("%s % x: %v, %d answers", c.form, c.opts, f, len(f.Answers))
+		}
+	}
 }
