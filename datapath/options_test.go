@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath/datapathtest"
@@ -279,4 +280,23 @@ func TestOptionsRejectCsum(t *testing.T) {
 			t.Errorf("%s % x: %v, %d answers", c.form, c.opts, f, len(f.Answers))
 		}
 	}
+}
+
+// TestOptionsTimestamp: a forwarded timestamp option gets the
+// milliseconds since midnight UTC (inet_current_timestamp) and, with
+// flag 1, the address the host records (fib_compute_spec_dst).
+func TestOptionsTimestamp(t *testing.T) {
+	defer func(c func() time.Time) { wallClock = c }(wallClock)
+	wallClock = func() time.Time { return time.Date(2026, 1, 2, 1, 2, 3, 456e6, time.FixedZone("x", 3600)) }
+	const ms = (2*60+3)*1000 + 456 // 00:02:03.456 UTC
+	e := optEngine(t, nil)
+	p := withOptions(t, "udp 10.0.0.2:1 > 8.8.8.8:53", "eth0", packet.OptTimestamp, 12, 5, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+	if f := e.Receive(p, 1e9, nil); f.Kind != Forwarded {
+		t.Fatalf("fate %v", f)
+	}
+	want := []byte{packet.OptTimestamp, 12, 13, 1, 10, 0, 0, 1, 0, ms >> 16, ms >> 8 & 0xff, ms & 0xff}
+	if got := p.IP.Options(); !bytes.Equal(got, want) {
+		t.Errorf("options % x, want % x", got, want)
+	}
+	checkCsum(t, p.Data)
 }
