@@ -675,7 +675,7 @@ func (k *pkt) receive1() {
 	if k.rt.Err != 0 {
 		// an error route (ip_error: no route, unreachable, prohibit)
 		// has its options compiled first (options.go)
-		if errorRoute(k.rt.Err) && p.IP.HeaderLen() > packet.IPv4MinHeaderLen && !k.rcvOptions() {
+		if errorRoute(&k.rt) && p.IP.HeaderLen() > packet.IPv4MinHeaderLen && !k.rcvOptions() {
 			return
 		}
 		k.drop(DropRoute, uint32(k.rt.Err), "")

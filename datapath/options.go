@@ -1,7 +1,6 @@
 package datapath
 
 import (
-	"syscall"
 	"time"
 
 	"github.com/uswitch-lab/uswitch/netfilter"
@@ -306,10 +305,8 @@ func (k *pkt) rejectCsumFails(unreach bool) bool {
 
 // errorRoute is whether a failed input route is one the kernel still
 // gives the packet (ip_route_input_slow's no_route: an RTN_UNREACHABLE
-// dst whose input is ip_error), so ip_rcv_options runs before ip_error
-// answers; the other failures (martians, rp_filter) drop the packet in
-// the lookup. A blackhole route (EINVAL) is an ip_error route too but
-// cannot be told from a martian here; its options are not compiled.
-func errorRoute(err syscall.Errno) bool {
-	return err == syscall.ENETUNREACH || err == syscall.EHOSTUNREACH || err == syscall.EACCES
-}
+// dst whose input is ip_error, for a failed FIB lookup, a blackhole or
+// prohibit route included), so ip_rcv_options runs before ip_error; the
+// route package marks such a result Unreachable. Martians and rp_filter
+// failures drop the packet in the lookup itself.
+func errorRoute(r *route.Result) bool { return r.Type == route.Unreachable }

@@ -238,8 +238,13 @@ func FuzzReceiveOptions(f *testing.F) {
 // valid ones are echoed in the unreachable.
 func TestOptionsErrorRoute(t *testing.T) {
 	e := optEngine(t, func(c *route.Config) {
-		c.Routes = append(c.Routes, route.Route{Table: 254, Type: route.Unreachable, Dst: netip.MustParsePrefix("10.70.0.0/16")})
+		c.Routes = append(c.Routes, route.Route{Table: 254, Type: route.Unreachable, Dst: netip.MustParsePrefix("10.70.0.0/16")},
+			route.Route{Table: 254, Type: route.Blackhole, Dst: netip.MustParsePrefix("10.71.0.0/16")})
 	})
+	// a blackhole is an ip_error route too (silent, but after the options)
+	if f := e.Receive(withOptions(t, "udp 10.0.0.2:1 > 10.71.0.1:53", "eth0", packet.OptRR, 0, 4, 0), 1e9, nil); f.Reason != DropIPOptions || len(f.Answers) != 1 {
+		t.Errorf("blackhole: %v", f)
+	}
 	f := e.Receive(withOptions(t, "udp 10.0.0.2:1 > 10.70.0.1:53", "eth0", packet.OptRR, 0, 4, 0), 1e9, nil)
 	if f.Reason != DropIPOptions || len(f.Answers) != 1 || f.Answers[0].Pkt.ICMPType != packet.ICMPParamProb {
 		t.Errorf("invalid: %v", f)

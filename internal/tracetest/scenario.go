@@ -50,8 +50,7 @@
 //     that leaves by another device is dropped by the kernel
 //     (nf_nat_oif_changed kills the connection), which uswitch does
 //     not model; the options scenarios give each source-routed packet
-//     its own connection. A blackhole route's ip_error compiles options
-//     in the kernel, not in uswitch (it cannot tell it from a martian).
+//     its own connection.
 //   - physdev and mac on bridged/Ethernet frames: the router has only TUN
 //     devices (no bridge, no MAC header), so only the "no bridge"/"not
 //     Ethernet" answers are compared.

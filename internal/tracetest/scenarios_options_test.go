@@ -155,7 +155,7 @@ var optionScenarios2 = []Scenario{
 		Name:    "options-paths",
 		Ifaces:  legs,
 		Sysctls: fwd,
-		IP:      []string{"route add unreachable 10.70.0.0/16"},
+		IP:      []string{"route add unreachable 10.70.0.0/16", "route add blackhole 10.71.0.0/16", "route add prohibit 10.72.0.0/16"},
 		Rules: traceAll + `*nat
 :PREROUTING ACCEPT [0:0]
 :INPUT ACCEPT [0:0]
@@ -174,6 +174,11 @@ COMMIT
 `,
 		Packets: []Packet{
 			withIPOpts("udp 10.0.1.2:1000 > 10.70.0.1:53 iif tun1", optRR, 0, 4, 0),
+			withIPOpts("udp 10.0.1.2:1000 > 10.70.0.1:53 iif tun1", optRR, 7, 4, 0, 0, 0, 0),
+			withIPOpts("udp 10.0.1.2:1000 > 10.71.0.1:53 iif tun1", optRR, 0, 4, 0),
+			withIPOpts("udp 10.0.1.2:1000 > 10.72.0.1:53 iif tun1", optRR, 0, 4, 0),
+			withIPOpts("udp 10.0.1.2:1000 > 10.72.0.1:53 iif tun1", optRR, 7, 4, 0, 0, 0, 0),
+			withIPOpts("udp 0.0.0.0:1000 > 10.0.2.2:53 iif tun1", optRR, 0, 4, 0),
 			withIPOpts("udp 10.0.1.2:1001 > 10.0.2.2:53 ttl 1 iif tun1", optRR, 0, 4, 0),
 			withIPOpts("udp 10.0.1.2:1002 > 10.0.1.1:8053 iif tun1", optRR, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0),
 			withIPOpts("udp 10.0.1.2:1003 > 10.0.2.2:69 iif tun1", optRR, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0),
