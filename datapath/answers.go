@@ -90,13 +90,18 @@ func (k *pkt) sendAnswerFrom(b []byte, anySrc, attach bool) {
 }
 
 // echoReply is icmp_echo (net/ipv4/icmp.c): the same id, sequence and
-// data back to the sender, from the address it pinged.
+// data back to the sender, from the address it pinged, with the echo of
+// the request's IP options (icmp_reply: ip_options_echo).
 func (k *pkt) echoReply() {
 	p := k.p
 	data := p.IP.Payload()[packet.ICMPHeaderLen:]
 	c := packet.ICMP(p.L4)
 	b := packet.Build(packet.Spec{Src: p.Dst, Dst: p.Src, Proto: packet.ProtoICMP, TTL: defaultTTL, TOS: p.IP.TOS(),
 		ICMPType: packet.ICMPEchoReply, ICMPID: c.ID(), ICMPSeq: c.Seq(), Payload: data})
+	b, ok := k.replyOptions(b)
+	if !ok {
+		return
+	}
 	k.sendAnswer(b)
 }
 
@@ -110,6 +115,11 @@ func (k *pkt) tcpReset() {
 	ip := packet.IPv4(b)
 	b[1] = k.p.IP.TOS()
 	ip.SetChecksum()
+	// ip_send_unicast_reply echoes the segment's IP options
+	b, ok := k.replyOptions(b)
+	if !ok {
+		return
+	}
 	k.sendAnswer(b)
 }
 
@@ -192,7 +202,18 @@ func (k *pkt) icmpSend(typ, code uint8, info uint32) {
 	if k.rt.Type == route.Local {
 		src = p.Dst
 	}
-	room := icmpErrorMax - packet.IPv4MinHeaderLen - packet.ICMPHeaderLen
+	// __ip_options_echo: the error carries the packet's options echoed
+	// (none: nothing compiled them, or it had none); the kernel sends
+	// nothing when they cannot be echoed
+	optLen, faddr, ok := k.echoRoom()
+	if !ok {
+		return
+	}
+	to := p.Src
+	if faddr != 0 {
+		to = faddr // icmp_route_lookup: a reversed source route's first hop
+	}
+	room := icmpErrorMax - packet.IPv4MinHeaderLen - optLen - packet.ICMPHeaderLen
 	orig := []byte(p.IP)
 	if len(orig) > room {
 		orig = orig[:room]
@@ -204,7 +225,7 @@ func (k *pkt) icmpSend(typ, code uint8, info uint32) {
 	if k.cfg.FIB != nil {
 		// icmp_route_lookup: the route back to the sender, from our
 		// address when the packet was for us
-		fl := route.Flow{Dst: addr4(p.Src), Proto: packet.ProtoICMP}
+		fl := route.Flow{Dst: addr4(to), Proto: packet.ProtoICMP}
 		if src != 0 {
 			fl.Src = addr4(src)
 		}
@@ -224,6 +245,11 @@ func (k *pkt) icmpSend(typ, code uint8, info uint32) {
 			q.SetSrc(u32(r.Src))
 		}
 	}
+	if optLen != 0 {
+		if b, ok = k.replyOptions(b); !ok {
+			return
+		}
+	}
 	// icmpv4_xrlim_allow: the peer's bucket, no limit towards the
 	// loopback
 	if apply && !k.icmpPeerAllow(p.Src, loopback) {
@@ -237,6 +263,9 @@ func (k *pkt) icmpSend(typ, code uint8, info uint32) {
 // errors through icmp_send, resets through nf_send_reset).
 func (k *pkt) reject(r *iptables.RejectRequest) {
 	p := k.p
+	if k.opt.Changed && k.rejectCsumFails(!r.TCPReset) {
+		return // options.go: the checksum check fails on the rewritten header
+	}
 	if r.TCPReset {
 		if p.Proto == packet.ProtoTCP && p.HasL4 && p.TCPFlags&packet.TCPRst == 0 {
 			k.sendAnswerFrom(resetFor(p), true, true)

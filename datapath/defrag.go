@@ -185,42 +185,17 @@ func (k *pkt) fragment(mtu int) [][]byte {
 		binary.BigEndian.PutUint16(f[6:], fo)
 		packet.IPv4(f).SetChecksum()
 		frags = append(frags, f)
-		if i == 0 && hlen > packet.IPv4MinHeaderLen {
-			// ip_options_fragment: the next fragments carry only
-			// the options with the copied flag, the others made
-			// NOOPs in place
+		if i == 0 && off0 == 0 && hlen > packet.IPv4MinHeaderLen {
+			// ip_options_fragment: after the datagram's first
+			// fragment, the next carry only the options with the
+			// copied flag, the others made NOOPs in place (a
+			// fragment cut again keeps its options as they are)
 			hdr = append([]byte(nil), hdr...)
-			optionsFragment(hdr[packet.IPv4MinHeaderLen:])
+			packet.FragmentOptions(hdr[packet.IPv4MinHeaderLen:])
 		}
 		off += n
 	}
 	return frags
-}
-
-// optionsFragment is ip_options_fragment (net/ipv4/ip_options.c).
-func optionsFragment(o []byte) {
-	for len(o) > 0 {
-		switch o[0] {
-		case 0: // IPOPT_END
-			return
-		case 1: // IPOPT_NOOP
-			o = o[1:]
-			continue
-		}
-		if len(o) < 2 {
-			return
-		}
-		l := int(o[1])
-		if l < 2 || l > len(o) {
-			return
-		}
-		if o[0]&0x80 == 0 {
-			for i := range l {
-				o[i] = 1
-			}
-		}
-		o = o[l:]
-	}
 }
 
 // ExpiredDatagram is a reassembly queue whose time ran out

@@ -79,13 +79,25 @@ const (
 	// (ip_forward's ip_exceeds_mtu, ip_fragment): ICMP fragmentation
 	// needed went back; Fate.Detail is the MTU.
 	DropFragNeeded
+	// DropIPOptions: invalid IP options (ip_rcv_options:
+	// ip_options_compile failed, InHdrErrors); Fate.Detail is the ICMP
+	// parameter problem's pointer (the offset of the byte at fault).
+	DropIPOptions
+	// DropSourceRoute: a source route option arrived on a device
+	// without accept_source_route (ip_rcv_options, IN_DEV_SOURCE_ROUTE).
+	DropSourceRoute
+	// DropSourceRouteFailed: a source route could not be followed
+	// (ip_options_rcv_srr; ip_forward's sr_failed: a strict route via a
+	// gateway).
+	DropSourceRouteFailed
 
 	NumDropReasons
 )
 
 var dropNames = [NumDropReasons]string{"", "table", "conntrack", "nat_icmp", "nat", "nat_truncated",
 	"masquerade_no_address", "redirect_no_address", "no_route_config", "route", "ttl",
-	"ipvs", "ipvs_no_route", "ipvs_mtu", "ipvs_too_big", "ipvs_ttl", "ipvs_encap", "defrag", "frag_needed"}
+	"ipvs", "ipvs_no_route", "ipvs_mtu", "ipvs_too_big", "ipvs_ttl", "ipvs_encap", "defrag", "frag_needed",
+	"ip_options", "source_route", "source_route_failed"}
 
 // String is the reason's metric label value.
 func (r DropReason) String() string {
@@ -144,6 +156,12 @@ func (f *Fate) By() string {
 		return "defrag: " + ipfrag.Status(f.Detail).String()
 	case DropFragNeeded:
 		return "ip_fragment: DF set and over MTU " + strconv.Itoa(int(f.Detail))
+	case DropIPOptions:
+		return "ip_options: bad option at offset " + strconv.Itoa(int(f.Detail))
+	case DropSourceRoute:
+		return "ip_options: source route not accepted"
+	case DropSourceRouteFailed:
+		return "ip_options: source route failed"
 	}
 	return f.Reason.String()
 }

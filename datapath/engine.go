@@ -410,6 +410,9 @@ type pkt struct {
 	fragPMTU bool
 	ignoreDF bool
 	pieces   []int
+	// opt is the packet's IP options as ip_rcv_options compiled them
+	// (options.go); zero for a packet without
+	opt packet.Options
 }
 
 // Receive runs a packet that arrived on p.InIf (PREROUTING onwards).
@@ -703,6 +706,9 @@ func (k *pkt) receive1() {
 		// a looped-back packet keeps its output route (ip_rcv_finish
 		// looks up only without a valid dst; NAT that changed daddr
 		// dropped it)
+		if p.IP.HeaderLen() > packet.IPv4MinHeaderLen && !k.rcvOptions() {
+			return
+		}
 		k.input()
 		return
 	}
@@ -711,6 +717,11 @@ func (k *pkt) receive1() {
 			Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort})
 	}
 	if k.rt.Err != 0 {
+		// an error route (ip_error: no route, unreachable, prohibit)
+		// has its options compiled first (options.go)
+		if errorRoute(&k.rt) && p.IP.HeaderLen() > packet.IPv4MinHeaderLen && !k.rcvOptions() {
+			return
+		}
 		k.drop(DropRoute, uint32(k.rt.Err), "")
 		// ip_error (net/ipv4/route.c): the error route answers with
 		// an ICMP unreachable when forwarding is on (no INPUT hook)
@@ -730,6 +741,10 @@ func (k *pkt) receive1() {
 				k.icmpError(packet.ICMPDestUnreach, uint8(code))
 			}
 		}
+		return
+	}
+	// ip_rcv_options, after the input route (options.go)
+	if p.IP.HeaderLen() > packet.IPv4MinHeaderLen && !k.rcvOptions() {
 		return
 	}
 	switch k.rt.Type {
@@ -762,6 +777,9 @@ func (k *pkt) forward() {
 		k.icmpError(packet.ICMPTimeExceeded, 0)
 		return
 	}
+	if k.opt.SRR != 0 && k.srFailed() {
+		return
+	}
 	// ip_exceeds_mtu: too big with DF goes back as fragmentation needed
 	if mtu := k.cfg.FIB.MTU(k.rt.Dev); mtu > 0 && k.exceedsMTU(mtu) {
 		k.drop(DropFragNeeded, uint32(mtu), "")
@@ -769,14 +787,18 @@ func (k *pkt) forward() {
 		return
 	}
 	p.SetTTL(p.IP.TTL() - 1)
-	// IPSKB_DOREDIRECT: ip_rt_send_redirect before the FORWARD hook;
-	// the packet is forwarded all the same
-	if k.rt.Redirect {
+	// IPSKB_DOREDIRECT: ip_rt_send_redirect before the FORWARD hook
+	// (not for a source routed packet); the packet is forwarded all the
+	// same
+	if k.rt.Redirect && k.opt.SRR == 0 {
 		k.sendRedirect()
 	}
 	st := hookState{hook: netfilter.Forward, in: in, out: out}
 	if !k.run(&st) {
 		return
+	}
+	if k.opt.OptLen != 0 {
+		k.forwardOptions() // ip_forward_finish (options.go)
 	}
 	// st.out: a reply rerouted by IPVS may leave by another device
 	k.postrouting(in, st.out, Forwarded)

@@ -58,6 +58,11 @@ func TestSysctl(t *testing.T) {
 	if !s.IPForward || s.Conf["eth0.100"].RPFilter != 2 || s.Conntrack.TCPEstablished != 600*time.Second || s.Conntrack.Max != 1000 {
 		t.Errorf("%+v", s)
 	}
+	s, err = parseSysctl("sysctl", []byte("net.ipv4.conf.all.accept_source_route = 1\nnet.ipv4.conf.tun1.accept_source_route = 1\n"+
+		"net.ipv4.conf.tun2.accept_source_route = 0\n"))
+	if err != nil || !s.Conf["all"].AcceptSourceRoute || !s.Conf["tun1"].AcceptSourceRoute || s.Conf["tun2"].AcceptSourceRoute {
+		t.Errorf("accept_source_route: %v %+v", err, s.Conf)
+	}
 	_, err = parseSysctl("sysctl", []byte("net.ipv4.ip_forward = 1\nnet.ipv4.ip_forward = x\n"))
 	var pe *ParseError
 	if !errors.As(err, &pe) || pe.File != "sysctl" || pe.Line != 2 {

@@ -136,7 +136,7 @@ func (s *Sysctl) set(k, v string) error {
 		}
 		var n int
 		switch knob {
-		case "forwarding", "rp_filter", "route_localnet", "accept_local", "src_valid_mark", "send_redirects":
+		case "forwarding", "rp_filter", "route_localnet", "accept_local", "src_valid_mark", "send_redirects", "accept_source_route":
 			var err error
 			if n, err = atoi(v); err != nil {
 				return err
@@ -157,6 +157,8 @@ func (s *Sysctl) set(k, v string) error {
 			c.SrcValidMark = n != 0
 		case "send_redirects":
 			c.SendRedirects = n != 0
+		case "accept_source_route":
+			c.AcceptSourceRoute = n != 0
 		}
 		s.Conf[dev] = c
 		return nil

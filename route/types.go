@@ -289,9 +289,16 @@ type DevConf struct {
 	AcceptLocal   bool
 	SrcValidMark  bool
 	SendRedirects bool
+	// AcceptSourceRoute is accept_source_route: packets with a loose or
+	// strict source route option are accepted only when "all" and the
+	// input device both have it (IN_DEV_SOURCE_ROUTE).
+	AcceptSourceRoute bool
 }
 
-// DefaultDevConf is what a new namespace has (net/ipv4/devinet.c ipv4_devconf).
+// DefaultDevConf is what a new namespace has (net/ipv4/devinet.c
+// ipv4_devconf). A new device's accept_source_route is 1
+// (ipv4_devconf_dflt) while "all" has 0, so source routes are refused
+// either way; DefaultDevConf leaves it off.
 func DefaultDevConf() DevConf { return DevConf{SendRedirects: true} }
 
 // Config is everything a FIB is built from.

@@ -81,6 +81,12 @@ func PacketLine(id uint32, p *packet.Packet, in, out string, loopback bool) stri
 	if hl := ip.HeaderLen(); hl > packet.IPv4MinHeaderLen {
 		b.WriteString("OPT (")
 		for _, c := range ip.Options() {
+			// xtables-monitor's trace_print_packet prints the option
+			// bytes through a (signed) char with %02X: a byte of 0x80
+			// or more comes out sign-extended, "FFFFFF83" for 0x83
+			if c >= 0x80 {
+				b.WriteString("FFFFFF")
+			}
 			fmt.Fprintf(&b, "%02X", c)
 		}
 		b.WriteString(") ")

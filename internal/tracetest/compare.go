@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -124,6 +125,77 @@ func (m Mismatch) String() string {
 	return fmt.Sprintf("packet %d (%v):\n%s", m.Index+1, m.Packet, m.Diff)
 }
 
+var optRE = regexp.MustCompile(`OPT \(([0-9A-F]+)\)`)
+
+// maskTimestamps masks the times an IP timestamp option holds in the
+// lines' OPT (...) fields: the router writes the milliseconds since
+// midnight UTC when it handles the packet (inet_current_timestamp), which
+// the kernel and uswitch cannot share. Only the time words before the
+// option's pointer are masked; the pointer, flags, overflow count and
+// recorded addresses still compare.
+func maskTimestamps(lines []string) []string {
+	out := make([]string, len(lines))
+	for n, l := range lines {
+		m := optRE.FindStringSubmatchIndex(l)
+		if m == nil {
+			out[n] = l
+			continue
+		}
+		hex := l[m[2]:m[3]]
+		// each byte's text: "XX", or "FFFFFFXX" for 0x80 and above
+		// (trace.PacketLine)
+		var bs []byte
+		var pos []int
+		for i := 0; i+2 <= len(hex); {
+			w := 2
+			if strings.HasPrefix(hex[i:], "FFFFFF") && i+8 <= len(hex) && hex[i+6] >= '8' {
+				w = 8
+			}
+			v, _ := strconv.ParseUint(hex[i+w-2:i+w], 16, 8)
+			bs, pos = append(bs, byte(v)), append(pos, i)
+			i += w
+		}
+		mask := make([]bool, len(bs))
+		for i := 0; i < len(bs); {
+			if bs[i] == 0 {
+				break
+			}
+			if bs[i] == 1 || i+1 >= len(bs) || bs[i+1] < 2 {
+				i++
+				continue
+			}
+			ln := int(bs[i+1])
+			if bs[i] == 68 && ln >= 4 && i+ln <= len(bs) {
+				ptr, flag := int(bs[i+2]), bs[i+3]&0xf
+				step, first := 4, 4
+				if flag == 1 || flag == 3 {
+					step, first = 8, 8
+				}
+				for w := first; w+4 <= ln && w+4 <= ptr-1; w += step {
+					for j := 0; j < 4; j++ {
+						mask[i+w+j] = true
+					}
+				}
+			}
+			i += ln
+		}
+		var b strings.Builder
+		for i := range bs {
+			end := len(hex)
+			if i+1 < len(pos) {
+				end = pos[i+1]
+			}
+			if mask[i] {
+				b.WriteString("**")
+			} else {
+				b.WriteString(hex[pos[i]:end])
+			}
+		}
+		out[n] = l[:m[2]] + b.String() + l[m[3]:]
+	}
+	return out
+}
+
 // Compare diffs the normalized trace lines and the egress packets of
 // every packet.
 func Compare(packets []Packet, k *Result, u *Run) []Mismatch {
@@ -142,8 +214,8 @@ func Compare(packets []Packet, k *Result, u *Run) []Mismatch {
 				}
 			}
 		}
-		kl := append(kn, Sorted(k.Egress[i])...)
-		ul := append(un, Sorted(u.Egress[i])...)
+		kl := maskTimestamps(append(kn, Sorted(k.Egress[i])...))
+		ul := maskTimestamps(append(un, Sorted(u.Egress[i])...))
 		if u.Errs[i] != "" {
 			ul = append(ul, "ERROR "+u.Errs[i])
 		}

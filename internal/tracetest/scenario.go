@@ -12,7 +12,10 @@
 //
 // Compare normalizes only trace ids (to #1, #2... per packet), rule
 // handles (uswitch cannot know the insertion order behind a saved rule
-// set) and the IP ID of packets the host generated. A difference only in
+// set), the IP ID of packets the host generated, and the times an IP
+// timestamp option records (milliseconds since midnight by each side's
+// clock; maskTimestamps keeps the option's pointer, flags, overflow and
+// addresses). A difference only in
 // TCP/UDP ports is reported but tolerated: the kernel picks a clashing
 // NAT tuple's port at random.
 //
@@ -43,6 +46,11 @@
 //     (--seconds, --hashlimit-htable-expire) would need FTP payload or
 //     waiting; only helper-less conntracks and unexpired entries are
 //     compared.
+//   - IP options: a source-routed packet of a masqueraded connection
+//     that leaves by another device is dropped by the kernel
+//     (nf_nat_oif_changed kills the connection), which uswitch does
+//     not model; the options scenarios give each source-routed packet
+//     its own connection.
 //   - physdev and mac on bridged/Ethernet frames: the router has only TUN
 //     devices (no bridge, no MAC header), so only the "no bridge"/"not
 //     Ethernet" answers are compared.

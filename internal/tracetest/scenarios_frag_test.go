@@ -231,3 +231,69 @@ func delayed(p Packet, d time.Duration) Packet {
 }
 
 func TestFragScenarios(t *testing.T) { runScenarios(t, fragScenarios) }
+
+// withOptions puts IP options (padded to 4 bytes) into p's header.
+func withOptions(p Packet, opts ...byte) Packet {
+	for len(opts)%4 != 0 {
+		opts = append(opts, 0)
+	}
+	b := packet.Build(p.Spec)
+	out := append(append(append([]byte(nil), b[:20]...), opts...), b[20:]...)
+	out[0] = 0x40 | byte((20+len(opts))/4)
+	binary.BigEndian.PutUint16(out[2:], uint16(len(out)))
+	packet.IPv4(out).SetChecksum()
+	q := RawPacket(out, p.In)
+	q.Spec = p.Spec
+	return q
+}
+
+// fragsRaw cuts the raw datagram p (with options) into fragments of at
+// most n payload bytes; every fragment keeps the whole header, as a
+// sender that copies all options would.
+func fragsRaw(p Packet, n int) []Packet {
+	b := p.Raw
+	hl := packet.IPv4(b).HeaderLen()
+	pl := b[hl:]
+	var out []Packet
+	for off := 0; off < len(pl); off += n {
+		end := min(off+n, len(pl))
+		f := append(append([]byte(nil), b[:hl]...), pl[off:end]...)
+		binary.BigEndian.PutUint16(f[2:], uint16(len(f)))
+		fo := uint16(off / 8)
+		if end < len(pl) {
+			fo |= 0x2000
+		}
+		binary.BigEndian.PutUint16(f[6:], fo)
+		packet.IPv4(f).SetChecksum()
+		out = append(out, RawPacket(f, p.In))
+	}
+	return out
+}
+
+// TestFragOptionsScenario: a datagram with a record-route option (not
+// copied into later fragments) and a router alert (copied) is reassembled,
+// the router's address recorded, and sent on in fragments whose later
+// headers carry NOOPs in place of the record route (ip_options_fragment).
+func TestFragOptionsScenario(t *testing.T) {
+	rr := []byte{packet.OptRR, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0}
+	ra := []byte{packet.OptRA, 4, 0, 0}
+	opts := append(append([]byte(nil), ra...), rr...)
+	p := withOptions(big("udp 10.0.1.2:1000 > 10.0.2.2:7 iif tun1", 3000, 901), opts...)
+	runScenarios(t, []Scenario{
+		{
+			Name:    "frag-options-conntrack",
+			Ifaces:  legs,
+			Sysctls: fwd,
+			Rules:   traceAll + ctForward,
+			Packets: fragsRaw(p, 1456),
+		},
+		{
+			Name:    "frag-options-mtu",
+			Ifaces:  legs,
+			Sysctls: fwd,
+			IP:      []string{"link set tun2 mtu 1000"},
+			Rules:   traceAll,
+			Packets: fragsRaw(p, 1456),
+		},
+	})
+}
