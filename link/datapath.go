@@ -131,8 +131,8 @@ type Stats struct {
 	// Held are fragments that waited for their datagram (reassembly);
 	// FragTimeouts the fragments dropped when it timed out
 	Held, FragTimeouts uint64
-	NoDevice   uint64 // leaving through an interface with no device
-	TxErrors   uint64
+	NoDevice           uint64 // leaving through an interface with no device
+	TxErrors           uint64
 	// OffloadErrors are packets the devices' offloads dropped on
 	// reading: malformed super-packets or checksum offsets (offload.go).
 	OffloadErrors uint64
@@ -229,7 +229,7 @@ type Datapath struct {
 	// held: fragments waiting for their datagram; fragTimeouts:
 	// fragments dropped when their reassembly timed out
 	held, fragTimeouts atomic.Uint64
-	flowCached                                                                    atomic.Uint64
+	flowCached         atomic.Uint64
 
 	drops datapath.DropCounts
 
