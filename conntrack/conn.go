@@ -173,6 +173,11 @@ type Conn struct {
 type NATLink struct {
 	Next, Prev *Conn
 	Linked     bool
+	// MasqIndex is the output device a MASQUERADE binding was made for
+	// (nf_conn_nat's masq_index; 0: none). It is written before the
+	// entry is confirmed and only read after. It sits here, in the
+	// link's padding, to keep Conn in its size class.
+	MasqIndex int32
 }
 
 // protoState is the per-protocol part (union nf_conntrack_proto).

@@ -577,6 +577,15 @@ func (k *pkt) natHook(h netfilter.Hook, m nat.Manip, in, out string) bool {
 		}
 		return true
 	}
+	// nf_nat_oif_changed: a masqueraded connection whose packets now
+	// leave by another device is killed and the packet dropped (its
+	// source address belongs to the old device)
+	if h == netfilter.PostRouting && c.NAT.MasqIndex != 0 && info.Dir() == conntrack.Original && nat.Initialized(c, m) &&
+		k.cfg.FIB != nil && int32(k.cfg.FIB.Ifindex(out)) != c.NAT.MasqIndex {
+		k.e.CT.Delete(c)
+		k.drop(DropNAT, 0, "MASQUERADE: output device changed")
+		return false
+	}
 	if info == conntrack.CtNew || info == conntrack.CtRelated || info == conntrack.CtRelatedReply {
 		if !nat.Initialized(c, m) {
 			v, rc := k.runTable(iptables.Nat, h, in, out)
@@ -627,6 +636,8 @@ func (k *pkt) bind(req *iptables.NATRequest, m nat.Manip, in, out string) bool {
 		}
 		r.Flags |= nat.MapIPs
 		r.MinIP, r.MaxIP = src, src
+		// nat->masq_index
+		k.ct.Conn.NAT.MasqIndex = int32(fib.Ifindex(out))
 	case req.Redirect:
 		// nf_nat_redirect_ipv4: 127.0.0.1 for OUTPUT, else the first
 		// address of the incoming device
