@@ -156,7 +156,8 @@ func (n *Core) forget(c *conntrack.Conn) {
 		if l.Next != nil {
 			l.Next.NAT.Prev = l.Prev
 		}
-		*l = conntrack.NATLink{}
+		// field by field: MasqIndex is read without this lock
+		l.Next, l.Prev, l.Linked = nil, nil, false
 	}
 	mu.Unlock()
 }
