@@ -3,6 +3,8 @@ package packet
 import (
 	"encoding/binary"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // Ethernet framing, for the bridge level (bridge/, ebtables) and TAP
@@ -51,41 +53,18 @@ func (m MAC) IsValidUnicast() bool { return !m.IsMulticast() && !m.IsZero() }
 // ether_aton reads them).
 func ParseMAC(s string) (MAC, error) {
 	var m MAC
-	i := 0
-	for n := 0; n < 6; n++ {
-		if n > 0 {
-			if i >= len(s) || s[i] != ':' {
-				return MAC{}, fmt.Errorf("%q is not a MAC address", s)
-			}
-			i++
-		}
-		v, digits := 0, 0
-		for digits < 2 && i < len(s) && hexVal(s[i]) >= 0 {
-			v = v<<4 | hexVal(s[i])
-			i++
-			digits++
-		}
-		if digits == 0 {
-			return MAC{}, fmt.Errorf("%q is not a MAC address", s)
-		}
-		m[n] = byte(v)
-	}
-	if i != len(s) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 6 {
 		return MAC{}, fmt.Errorf("%q is not a MAC address", s)
 	}
-	return m, nil
-}
-
-func hexVal(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'a' && c <= 'f':
-		return int(c-'a') + 10
-	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
+	for i, p := range parts {
+		v, err := strconv.ParseUint(p, 16, 8)
+		if err != nil || len(p) == 0 || len(p) > 2 || p[0] == '+' || p[0] == '-' {
+			return MAC{}, fmt.Errorf("%q is not a MAC address", s)
+		}
+		m[i] = byte(v)
 	}
-	return -1
+	return m, nil
 }
 
 // Frame is one decoded Ethernet frame. Decode fills it; it never panics.
