@@ -239,6 +239,39 @@ func DefaultSelf(mac packet.MAC, bridge bool) []packet.MAC {
 	return append(l, packet.MAC{0x01, 0x00, 0x5e, 0, 0, 1}, packet.MAC{0x33, 0x33, 0xff, mac[3], mac[4], mac[5]})
 }
 
+// SetMAC is `ip link set BRIDGE address MAC` (br_set_mac_address ->
+// br_stp_change_bridge_id -> br_fdb_change_mac_address): the bridge's
+// own entry without a port, if it has one, is removed, and mac gets a
+// local entry unless a port's local entry has it. The device's own
+// address list (Self) is left as it is, as the kernel leaves it. Like
+// Load, it is for setting up: not while frames are handled.
+func (b *Bridge) SetMAC(mac packet.MAC, now int64) error {
+	if !mac.IsValidUnicast() {
+		return ErrInvalid
+	}
+	if e := b.t.find(Key{MAC: b.MAC}); e != nil && e.port.Load() == BridgePort &&
+		e.flags.Load()&(flagLocal|flagAddedByUser) == flagLocal {
+		// fdb_delete_local: a port with the same address keeps the entry
+		if i := b.portWithMAC(b.MAC); i >= 0 {
+			e.port.Store(int32(i))
+		} else {
+			b.t.remove(e)
+		}
+	}
+	b.MAC = mac
+	b.addLocal(BridgePort, mac, now)
+	return nil
+}
+
+func (b *Bridge) portWithMAC(mac packet.MAC) int {
+	for i := range b.ports {
+		if b.ports[i].MAC == mac {
+			return i
+		}
+	}
+	return -1
+}
+
 // NumPorts is the number of ports.
 func (b *Bridge) NumPorts() int { return len(b.ports) }
 

@@ -90,15 +90,19 @@ type Verdict uint8
 const (
 	// VerdictDrop: the frame goes nowhere (Decision.Reason says why).
 	VerdictDrop Verdict = iota
-	// VerdictLocal: the destination is a local entry (the bridge's or a port's
-	// own address) or a link-local group: the frame goes up to the bridge
-	// device only (br_pass_frame_up).
+	// VerdictLocal: the destination is a local entry (the bridge's or a
+	// port's own address): the frame goes up to the bridge device only
+	// (br_pass_frame_up).
 	VerdictLocal
 	// VerdictForward: a known unicast destination: one port (br_forward).
 	VerdictForward
 	// VerdictFlood: unknown unicast, broadcast or multicast: the ports in Out
 	// (br_flood); with Up a copy also goes up.
 	VerdictFlood
+	// VerdictPass: not bridged: a link-local group frame stays with the
+	// input port's own stack (RX_HANDLER_PASS in br_handle_frame), not the
+	// bridge device's.
+	VerdictPass
 )
 
 func (v Verdict) String() string {
@@ -111,6 +115,8 @@ func (v Verdict) String() string {
 		return "forward"
 	case VerdictFlood:
 		return "flood"
+	case VerdictPass:
+		return "pass"
 	}
 	return "?"
 }
@@ -242,7 +248,7 @@ func (b *Bridge) Decide(in int, dst packet.MAC, now int64) Decision {
 		if dst[5] == 1 {
 			return b.drop(d, DropPause)
 		}
-		d.Kind, d.Verdict, d.Up = LinkLocal, VerdictLocal, true
+		d.Kind, d.Verdict = LinkLocal, VerdictPass
 		return d
 	}
 	d.Up = b.promisc
@@ -303,4 +309,41 @@ func (b *Bridge) shouldDeliver(in, to int) bool {
 		return false
 	}
 	return true
+}
+
+// Output is the decision for a frame the bridge device itself sends
+// (br_dev_xmit in br_device.c: the host's own traffic routed out of br0,
+// after the bridge LOCAL_OUT hook's caller): broadcast and multicast go to
+// every port (br_flood lets locally originated frames past bcast_flood
+// and mcast_flood), a known destination to its entry's port (a local
+// entry of a port too; the bridge's own entry, without a port, drops the
+// frame), an unknown unicast to the ports with flood. Nothing goes up and
+// no port is excluded as the input. It allocates nothing.
+func (b *Bridge) Output(dst packet.MAC) Decision {
+	d := Decision{Kind: kindOf(dst)}
+	flag := Flood
+	if d.Kind == Unicast {
+		if e := b.t.find(Key{MAC: dst}); e != nil {
+			to := int(e.port.Load())
+			if to == BridgePort {
+				return b.drop(d, DropNoPort)
+			}
+			d.Verdict = VerdictForward
+			d.Out.Add(to)
+			return d
+		}
+	} else {
+		flag = 0
+	}
+	for p := range b.ports {
+		if flag != 0 && PortFlags(b.ports[p].flags.Load())&flag == 0 {
+			continue
+		}
+		d.Out.Add(p)
+	}
+	if d.Out.Len() == 0 {
+		return b.drop(d, DropNoPort)
+	}
+	d.Verdict = VerdictFlood
+	return d
 }

@@ -13,7 +13,7 @@
 //	  │ br_handle_frame: source multicast or zero ──────────────► drop (Input)
 //	  │ dst 01:80:c2:00:00:0X (link local), not in group_fwd_mask:
 //	  │   :01 pause ──────────────────────────────────────────────► drop
-//	  │   others: learn, pass up, never forwarded ────────────────► Up
+//	  │   others: learn, stay on the port's own stack ───────────► Pass
 //	  ▼
 //	bridge PRE_ROUTING hooks (ebtables nat, br_netfilter + IPv4 PREROUTING)
 //	  │                                        (the datapath runs these)

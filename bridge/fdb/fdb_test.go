@@ -143,7 +143,7 @@ func TestDecide(t *testing.T) {
 		}, in: 0, dst: hostB, src: mcast, verdict: VerdictDrop, reason: DropInvalidSource},
 		{name: "zero source", in: 0, dst: hostB, src: packet.MAC{}, verdict: VerdictDrop, reason: DropInvalidSource},
 		{name: "pause", in: 0, dst: mac("01:80:c2:00:00:01"), src: hostA, verdict: VerdictDrop, reason: DropPause},
-		{name: "LLDP goes up only", in: 0, dst: mac("01:80:c2:00:00:0e"), src: hostA, verdict: VerdictLocal, up: true},
+		{name: "LLDP stays on the port", in: 0, dst: mac("01:80:c2:00:00:0e"), src: hostA, verdict: VerdictPass},
 		{name: "STP group forwarded with STP off", in: 0, dst: mac("01:80:c2:00:00:00"), src: hostA, verdict: VerdictFlood, up: true, out: []int{1, 2}},
 	}
 	b := testBridge(t, nil)
@@ -442,6 +442,10 @@ func FuzzInput(f *testing.F) {
 		case VerdictLocal:
 			if !d.Up || d.Out.Len() != 0 {
 				t.Fatalf("local %+v", d)
+			}
+		case VerdictPass:
+			if d.Up || d.Out.Len() != 0 || d.Kind != LinkLocal {
+				t.Fatalf("pass %+v", d)
 			}
 		case VerdictForward:
 			if d.Out.Len() != 1 || d.Out.Has(in) {

@@ -149,8 +149,17 @@ func TestKernelBridge(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	// what a port's own stack receives (link-local groups): a socket bound
+	// to the test ethertype on the port sees only frames the bridge passes
+	portStack := make([]*rawSock, 3)
+	for i, n := range portNames {
+		portStack[i] = openRaw(t, brNS.Name, n)
+	}
+
 	var seq uint32
-	// send sends one frame from peer i and compares who got it.
+	// send sends one frame from peer from (or, with from BridgePort, from
+	// br0 itself) and compares who got it: the peers behind the ports, br0
+	// (passed up) and the ports' own stacks ("vetha-stack").
 	send := func(name string, from int, dst, src packet.MAC) {
 		t.Helper()
 		seq++
@@ -158,7 +167,11 @@ func TestKernelBridge(t *testing.T) {
 		copy(payload, "USWFDB")
 		binary.BigEndian.PutUint32(payload[6:], seq)
 		data := packet.BuildFrame(dst, src, testEtherType, payload)
-		if _, err := unix.Write(socks[from].fd, data); err != nil {
+		w, fromName := up, "br0"
+		if from != BridgePort {
+			w, fromName = socks[from], portNames[from]
+		}
+		if _, err := unix.Write(w.fd, data); err != nil {
 			t.Fatalf("%s: write: %v", name, err)
 		}
 		time.Sleep(40 * time.Millisecond)
@@ -171,9 +184,19 @@ func TestKernelBridge(t *testing.T) {
 		if slices.Contains(up.received(t), seq) {
 			got = append(got, "br0")
 		}
-		f := packet.Frame{Data: data}
-		f.Decode()
-		d := model.Input(from, &f, clock())
+		for i, s := range portStack {
+			if slices.Contains(s.received(t), seq) {
+				got = append(got, portNames[i]+"-stack")
+			}
+		}
+		var d Decision
+		if from == BridgePort {
+			d = model.Output(dst)
+		} else {
+			f := packet.Frame{Data: data}
+			f.Decode()
+			d = model.Input(from, &f, clock())
+		}
 		var want []string
 		for p := d.Out.Next(0); p >= 0; p = d.Out.Next(p + 1) {
 			want = append(want, portNames[p])
@@ -181,9 +204,12 @@ func TestKernelBridge(t *testing.T) {
 		if d.Up {
 			want = append(want, "br0")
 		}
+		if d.Verdict == VerdictPass {
+			want = append(want, portNames[from]+"-stack")
+		}
 		t.Logf("%-36s kernel %v, model %v %v", name, got, d.Verdict, want)
 		if !slices.Equal(got, want) {
-			t.Errorf("%s (%v -> %v from %s): kernel delivered to %v, model %v (%v)", name, src, dst, portNames[from], got, want, d.Verdict)
+			t.Errorf("%s (%v -> %v from %s): kernel delivered to %v, model %v (%v)", name, src, dst, fromName, got, want, d.Verdict)
 		}
 	}
 	linkSet := func(dev string, args ...string) {
@@ -224,7 +250,28 @@ func TestKernelBridge(t *testing.T) {
 	send("to the bridge", 0, model.MAC, hostA)
 	send("to another port's address", 0, portMACs[2], hostA)
 	send("back to the input port", 0, hostA, hostA)
+	send("multicast source", 0, hostB, mcastGroup)
+	send("LLDP group", 0, mac("01:80:c2:00:00:0e"), hostA)
+	send("pause group", 1, mac("01:80:c2:00:00:01"), hostB)
+	send("STP group, STP off", 2, mac("01:80:c2:00:00:00"), hostC)
+	send("from br0: known", BridgePort, hostB, model.MAC)
+	send("from br0: unknown", BridgePort, unknown, model.MAC)
+	send("from br0: broadcast", BridgePort, packet.Broadcast, model.MAC)
+	send("from br0: to a port's address", BridgePort, portMACs[2], model.MAC)
 	compareFDB("learned")
+
+	linkSet("vetha", "isolated", "on")
+	linkSet("vethb", "isolated", "on")
+	model.SetPortFlags(0, DefaultPortFlags|Isolated)
+	model.SetPortFlags(1, DefaultPortFlags|Isolated)
+	send("isolated: broadcast", 0, packet.Broadcast, hostA)
+	send("isolated: to isolated", 0, hostB, hostA)
+	send("isolated: to not isolated", 0, hostC, hostA)
+	send("isolated: from not isolated", 2, hostA, hostC)
+	linkSet("vetha", "isolated", "off")
+	linkSet("vethb", "isolated", "off")
+	model.SetPortFlags(0, DefaultPortFlags)
+	model.SetPortFlags(1, DefaultPortFlags)
 
 	linkSet("vetha", "hairpin", "on")
 	model.SetPortFlags(0, DefaultPortFlags|Hairpin)
@@ -278,6 +325,17 @@ func TestKernelBridge(t *testing.T) {
 	send("to the sticky entry", 1, sticky, hostB)
 	send("to a user permanent entry", 0, mac("02:00:00:00:05:03"), hostA)
 	compareFDB("moves and static entries")
+
+	// an address set on the bridge: an entry without a port
+	brMAC := mac("02:00:00:00:00:aa")
+	run(brNS, "ip", "link", "set", "br0", "address", brMAC.String())
+	if err := model.SetMAC(brMAC, clock()); err != nil {
+		t.Fatal(err)
+	}
+	send("to the set bridge address", 1, brMAC, hostB)
+	send("from br0 to its own address", BridgePort, brMAC, brMAC)
+	send("to the old bridge address (vetha's)", 1, portMACs[0], hostB)
+	compareFDB("bridge address set")
 
 	// ageing: 1 s (100 centiseconds); the kernel's cleanup runs at once
 	// on the change and then at the next expiry
