@@ -1,6 +1,8 @@
 package fdb
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -290,13 +292,7 @@ func (b *Bridge) Entries() []Entry {
 }
 
 func sortNewestFirst(l []Entry) {
-	// insertion sort is enough for control-plane sizes; use a simple
-	// stable sort by seq descending.
-	for i := 1; i < len(l); i++ {
-		for j := i; j > 0 && l[j].seq > l[j-1].seq; j-- {
-			l[j], l[j-1] = l[j-1], l[j]
-		}
-	}
+	slices.SortFunc(l, func(a, b Entry) int { return cmp.Compare(b.seq, a.seq) })
 }
 
 // Add is `bridge fdb add MAC dev PORT master [permanent|static|dynamic]
