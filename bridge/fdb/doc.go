@@ -31,6 +31,10 @@
 // POST_ROUTING per output port of the Decision (cloning the frame when it
 // leaves by more than one way: Decision.Copies).
 //
+// Frames the bridge device itself sends (the host's traffic out of br0,
+// br_dev_xmit) take Output: broadcast and multicast to every port,
+// a known destination to its port, unknown unicast to the flood ports.
+//
 // Multicast is flooded as the kernel does without a multicast querier on
 // the link (br_multicast_querier_exists false: no MDB forwarding, a copy
 // up); IGMP/MLD snooping, VLAN filtering, STP (every port is
