@@ -32,10 +32,11 @@ var layer = map[string]int{
 	"internal/kerneltest":          1,
 	"internal/labtest":             1,
 	// L1: state machines over packets
-	"conntrack": 1,
-	"ipfrag":    1,
-	"lvs":       1,
-	"trace":     1,
+	"conntrack":  1,
+	"ipfrag":     1,
+	"lvs":        1,
+	"trace":      1,
+	"bridge/fdb": 1,
 	// L2: what reads conntrack: NAT and the iptables language
 	"nat":      2,
 	"iptables": 2,

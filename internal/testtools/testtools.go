@@ -27,6 +27,7 @@ const RequireEnv = "USWITCH_REQUIRE_TOOLS"
 // installs it.
 var packages = map[string]string{
 	"ip":                      "iproute2",
+	"bridge":                  "iproute2",
 	"iptables":                "iptables",
 	"iptables-save":           "iptables",
 	"iptables-restore":        "iptables",
