@@ -388,13 +388,14 @@ func TestNoAllocs(t *testing.T) {
 	b.Input(1, fb, 1)
 	now := int64(2)
 	var d Decision
+	unknown := mac("02:00:00:00:00:0c")
 	n := testing.AllocsPerRun(1000, func() {
 		now++
 		b.Learn(0, hostA, now)
 		d = b.Decide(0, hostB, now)
 		d = b.Input(1, fb, now)
 		d = b.Decide(0, packet.Broadcast, now)
-		d = b.Decide(0, mac("02:00:00:00:00:0c"), now)
+		d = b.Decide(0, unknown, now)
 		d = b.Decide(0, other, now)
 	})
 	if n != 0 {
