@@ -59,6 +59,19 @@ func PacketLine(id uint32, p *packet.Packet, in, out string, loopback bool) stri
 	switch {
 	case loopback:
 		b.WriteString("LOOPBACK ")
+	case len(p.L2) >= 14 && in == "":
+		// no input device, no device type: xtables-monitor prints the
+		// link-layer header raw, each byte as a signed char would
+		// print with %02x (br_netfilter's POSTROUTING of a bridged
+		// packet)
+		b.WriteString("LL=0x0 ")
+		for _, c := range p.L2[:14] {
+			if c >= 0x80 {
+				b.WriteString("ffffff")
+			}
+			fmt.Fprintf(&b, "%02x", c)
+		}
+		b.WriteString(" ")
 	case len(p.L2) >= 14:
 		e := p.L2
 		fmt.Fprintf(&b, "MACSRC=%s MACDST=%s MACPROTO=%04x ", etherNtoa(e[6:12]), etherNtoa(e[0:6]), uint16(e[12])<<8|uint16(e[13]))
