@@ -180,6 +180,16 @@ type Tracer interface {
 	Policy(t *Table, c *Chain, v TVerdict)
 }
 
+// TargetTracer is a Tracer that also sees a matched rule with an
+// extension target before the target runs, with the packet as the target
+// finds it: iptables-legacy logs a traced packet there (ip_tables.c
+// ipt_do_table calls trace_packet before the target), where the nft
+// trace reports the rule with its verdict, after it.
+type TargetTracer interface {
+	Tracer
+	Target(t *Table, c *Chain, r *Rule)
+}
+
 // matchIP is the rule's fixed part (ip_packet_match in ip_tables.c).
 func (ip *IPHeader) matchIP(c *Ctx) bool {
 	p := c.Pkt
@@ -243,6 +253,7 @@ func (t *Table) RunBase(base *Chain, c *Ctx, tr Tracer) TVerdict {
 
 func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 	c.Table = t.ID
+	pre, _ := tr.(TargetTracer) // nil without a tracer
 	stack, cstack, cbuf := &s.stack, &s.cstack, s.cbuf[:]
 	// top is the first free entry of cbuf; vbase is where the current
 	// visit's candidates start
@@ -345,6 +356,9 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 		}
 		switch {
 		case r.Target != nil:
+			if pre != nil {
+				pre.Target(t, chain, r)
+			}
 			v := r.Target.Exec(c)
 			if tr != nil {
 				tr.Rule(t, chain, r, v, nil, false)
