@@ -339,7 +339,9 @@ COMMIT
 	{
 		// legacy TRACE through raw, mangle, nat and filter: a user
 		// chain left by RETURN and by falling off its end, policies,
-		// an unconditional rule, MARK before and after its rule
+		// an unconditional rule, MARK before and after its rule; the nat
+		// table has no NAT target, so conntrack is not in use and the nat
+		// chains never run (on both sides)
 		name:    "legacy-trace",
 		sysctls: []string{"net.ipv4.ip_forward=1"},
 		rules: `*raw
@@ -387,6 +389,40 @@ COMMIT
 			P("icmp 10.70.1.9 > 10.70.1.1 type 8 id 7 iif A"),
 			P("udp 10.70.1.1:7000 > 10.70.2.9:9 local"),
 			P("tcp 10.70.1.1:7001 > 10.70.2.9:80 syn local"),
+		},
+	},
+	{
+		// a NAT target puts conntrack in use (legacy iptable_nat alone
+		// does not): the nat chains run for a connection's first packet
+		name:    "legacy-trace-nat",
+		sysctls: []string{"net.ipv4.ip_forward=1"},
+		rules: `*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -s 10.70.1.9/32 -j TRACE
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:NU - [0:0]
+-A PREROUTING -p tcp -j NU
+-A NU -p tcp --dport 81 -j DNAT --to-destination 10.70.2.9:8081
+-A POSTROUTING -o TUNB -p tcp -j MASQUERADE
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m conntrack --ctstate NEW -j LOG --log-prefix "PFX-new "
+COMMIT
+`,
+		packets: []Packet{
+			P("tcp 10.70.1.9:40000 > 10.70.2.9:80 syn iif A"),
+			P("tcp 10.70.1.9:40001 > 10.70.2.9:81 syn iif A"),
+			P("tcp 10.70.1.9:40001 > 10.70.2.9:81 ack 1 seq 1 iif A"),
+			P("udp 10.70.1.9:5000 > 10.70.2.9:53 iif A"),
 		},
 	},
 }
