@@ -305,9 +305,15 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 				return v
 			}
 			// falling off a user chain: implicit RETURN; with nothing
-			// pushed (entered by goto) the base chain's policy applies
-			// and nft reports no return event (nft_do_chain)
+			// pushed (entered by goto) the base chain's policy applies.
+			// nft reports no return event then (nft_do_chain), legacy
+			// ip_tables traces the chain's tail entry before the
+			// underflow: the Return event, which each tracer prints or
+			// not
 			if sp == 0 {
+				if tr != nil {
+					tr.Return(t, chain, nil)
+				}
 				chain, i = base, len(base.Rules)
 				cand = nil
 				continue

@@ -371,8 +371,11 @@ COMMIT
 :FORWARD DROP [0:0]
 :OUTPUT ACCEPT [0:0]
 :UC - [0:0]
+:UG - [0:0]
+-A FORWARD -p udp --dport 8 -g UG
 -A FORWARD -j UC
 -A FORWARD -p icmp -j ACCEPT
+-A UG -p tcp -j ACCEPT
 -A UC -p udp --dport 9 -j RETURN
 -A UC -p tcp -j ACCEPT
 -A UC -p udp --dport 53 -j ACCEPT
@@ -385,6 +388,7 @@ COMMIT
 			P("udp 10.70.1.9:5000 > 10.70.2.9:9 iif A"),
 			P("udp 10.70.1.9:5000 > 10.70.2.9:53 iif A"),
 			P("udp 10.70.1.9:5001 > 10.70.2.9:7 iif A"),
+			P("udp 10.70.1.9:5002 > 10.70.2.9:8 iif A"), // goto UG, off its end: return, then FORWARD's policy
 			P("icmp 10.70.1.9 > 10.70.2.9 type 8 id 7 iif A"),
 			P("icmp 10.70.1.9 > 10.70.1.1 type 8 id 7 iif A"),
 			P("udp 10.70.1.1:7000 > 10.70.2.9:9 local"),
