@@ -61,7 +61,7 @@ func (k *pkt) sendAnswerFrom(b []byte, anySrc, attach bool) {
 	}
 	var tr *Tracer
 	if k.tr != nil {
-		tr = &Tracer{All: k.tr.All}
+		tr = k.tr.sub()
 	}
 	a := k.e.newPkt(q, k.env.now, tr, k.w)
 	a.p.Local = true

@@ -27,7 +27,9 @@ func (k *pkt) ipvsOn() bool {
 
 // tracing reports whether the packet's IPVS steps are traced (the event
 // text is built only then).
-func (k *pkt) tracing() bool { return k.tr != nil && (k.tr.All || k.p.Trace) }
+func (k *pkt) tracing() bool {
+	return k.tr != nil && k.tr.Format == FormatMonitor && (k.tr.All || k.p.Trace)
+}
 
 func (k *pkt) ipvsTrace(h netfilter.Hook, prio netfilter.Priority, event string) {
 	k.tr.Lines = append(k.tr.Lines, trace.IPVSLine(k.trace, h.String(), int(prio), event))

@@ -7,12 +7,28 @@ import (
 	"github.com/uswitch-lab/uswitch/trace"
 )
 
+// TraceFormat chooses the lines a Tracer collects.
+type TraceFormat uint8
+
+const (
+	// FormatMonitor is what `xtables-monitor --trace` prints for
+	// iptables-nft (the trace package's PACKET and TRACE lines).
+	FormatMonitor TraceFormat = iota
+	// FormatLog is what the kernel writes to its log (dmesg without the
+	// timestamp): the line of every LOG rule a packet hits, traced or
+	// not, and for a traced packet iptables-legacy's TRACE lines
+	// ("TRACE: raw:PREROUTING:rule:1 IN=..."); see tracelog.go.
+	FormatLog
+)
+
 // Tracer collects the xtables-monitor-style trace lines of the packets
 // marked for tracing (skb->nf_trace, set by -j TRACE), or of every packet
-// with All. It also remembers which rule dropped a packet, for the fate.
+// with All; with Format FormatLog, the kernel log's lines instead. It
+// also remembers which rule dropped a packet, for the fate.
 type Tracer struct {
-	All   bool
-	Lines []string
+	All    bool
+	Format TraceFormat
+	Lines  []string
 
 	// per base-chain traversal
 	k       *pkt
@@ -69,6 +85,10 @@ func (t *Tracer) Rule(tab *iptables.Table, c *iptables.Chain, r *iptables.Rule, 
 	if v == iptables.TDrop {
 		t.dropChain, t.dropRule = c.Name, int32(ruleNum(c, r))
 	}
+	if t.Format == FormatLog {
+		t.logRule(tab, c, r, v, jump)
+		return
+	}
 	if !t.on() {
 		return
 	}
@@ -109,7 +129,13 @@ func (t *Tracer) Rule(tab *iptables.Table, c *iptables.Chain, r *iptables.Rule, 
 // xtables-monitor) reports no event when a user chain is left: an
 // explicit -j RETURN is only its rule event with the verdict 0xfffffffb
 // (NFT_RETURN in hex), and falling off the end of a chain is silent.
-func (t *Tracer) Return(tab *iptables.Table, c *iptables.Chain, r *iptables.Rule) {}
+func (t *Tracer) Return(tab *iptables.Table, c *iptables.Chain, r *iptables.Rule) {
+	if t.Format == FormatLog && r == nil && t.on() {
+		// iptables-legacy: the user chain's tail entry (its implicit
+		// RETURN rule) matched
+		t.logTrace(tab, c, "return", len(c.Rules)+1)
+	}
+}
 
 // Policy implements iptables.Tracer.
 func (t *Tracer) Policy(tab *iptables.Table, c *iptables.Chain, v iptables.TVerdict) {
@@ -117,6 +143,10 @@ func (t *Tracer) Policy(tab *iptables.Table, c *iptables.Chain, v iptables.TVerd
 		t.dropChain, t.dropRule = c.Name, 0
 	}
 	if !t.on() {
+		return
+	}
+	if t.Format == FormatLog {
+		t.logTrace(tab, c, "policy", len(c.Rules)+1)
 		return
 	}
 	t.packet()

@@ -276,7 +276,9 @@ func parse(get func(string) ([]byte, bool)) (*Snapshot, error) {
 // Capture writes a snapshot of the running host (or of the network
 // namespace netns, through `ip netns exec`) into dir, creating it.
 // iptables-save and ipset save are optional: when the tool is missing
-// or fails the file is left out.
+// or fails the file is left out. When iptables-save (iptables-nft) shows
+// no table, iptables-legacy-save's tables are taken if there are any (a
+// host or namespace whose rules are iptables-legacy's).
 func Capture(dir, netns string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -331,6 +333,14 @@ func Capture(dir, netns string) error {
 				return err
 			}
 		}
+		if j.file == FileIPTables && !hasTable(out) {
+			// no iptables-nft tables: the namespace's rules may be
+			// iptables-legacy's (x_tables), which iptables-save (nft)
+			// only warns about
+			if legacy, err := run("iptables-legacy-save"); err == nil && hasTable(legacy) {
+				out = legacy
+			}
+		}
 		if err := os.WriteFile(filepath.Join(dir, j.file), out, 0o644); err != nil {
 			return err
 		}
@@ -342,6 +352,16 @@ func Capture(dir, netns string) error {
 		}
 	}
 	return nil
+}
+
+// hasTable says iptables-save output has a table ("*name" line).
+func hasTable(save []byte) bool {
+	for _, l := range bytes.Split(save, []byte("\n")) {
+		if len(l) > 0 && l[0] == '*' {
+			return true
+		}
+	}
+	return false
 }
 
 func copyConf(dir, name string) error {

@@ -180,6 +180,16 @@ type Tracer interface {
 	Policy(t *Table, c *Chain, v TVerdict)
 }
 
+// TargetTracer is a Tracer that also sees a matched rule with an
+// extension target before the target runs, with the packet as the target
+// finds it: iptables-legacy logs a traced packet there (ip_tables.c
+// ipt_do_table calls trace_packet before the target), where the nft
+// trace reports the rule with its verdict, after it.
+type TargetTracer interface {
+	Tracer
+	Target(t *Table, c *Chain, r *Rule)
+}
+
 // matchIP is the rule's fixed part (ip_packet_match in ip_tables.c).
 func (ip *IPHeader) matchIP(c *Ctx) bool {
 	p := c.Pkt
@@ -243,6 +253,7 @@ func (t *Table) RunBase(base *Chain, c *Ctx, tr Tracer) TVerdict {
 
 func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 	c.Table = t.ID
+	pre, _ := tr.(TargetTracer) // nil without a tracer
 	stack, cstack, cbuf := &s.stack, &s.cstack, s.cbuf[:]
 	// top is the first free entry of cbuf; vbase is where the current
 	// visit's candidates start
@@ -294,9 +305,15 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 				return v
 			}
 			// falling off a user chain: implicit RETURN; with nothing
-			// pushed (entered by goto) the base chain's policy applies
-			// and nft reports no return event (nft_do_chain)
+			// pushed (entered by goto) the base chain's policy applies.
+			// nft reports no return event then (nft_do_chain), legacy
+			// ip_tables traces the chain's tail entry before the
+			// underflow: the Return event, which each tracer prints or
+			// not
 			if sp == 0 {
+				if tr != nil {
+					tr.Return(t, chain, nil)
+				}
 				chain, i = base, len(base.Rules)
 				cand = nil
 				continue
@@ -345,6 +362,9 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 		}
 		switch {
 		case r.Target != nil:
+			if pre != nil {
+				pre.Target(t, chain, r)
+			}
 			v := r.Target.Exec(c)
 			if tr != nil {
 				tr.Rule(t, chain, r, v, nil, false)

@@ -50,7 +50,7 @@ func TestTraversal(t *testing.T) {
 		{"goto returns to the last jump", "-A INPUT -j A\n-A INPUT -j ACCEPT\n-A A -g B\n-A A -j DROP\n-A B -p tcp", TAccept,
 			"INPUT:1:JUMP:A A:1:GOTO:B B:1:CONTINUE B:return INPUT:2:ACCEPT"},
 		{"goto from the base chain: policy", "-A INPUT -g B\n-A INPUT -j ACCEPT\n-A B -p tcp", TDrop,
-			"INPUT:1:GOTO:B B:1:CONTINUE INPUT:policy:DROP"},
+			"INPUT:1:GOTO:B B:1:CONTINUE B:return INPUT:policy:DROP"},
 		{"RETURN in the base chain: policy", "-A INPUT -j RETURN\n-A INPUT -j ACCEPT", TDrop,
 			"INPUT:1:RETURN INPUT:policy:DROP"},
 		{"depth", "-A INPUT -j A\n-A A -j B\n-A B -j C\n-A C -j DROP", TDrop,

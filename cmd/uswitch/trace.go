@@ -32,12 +32,23 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	pcapFile := fs.String("pcap", "", "pcap or pcapng capture to replay, read and traced packet by packet: a record cut short or longer than the snapshot length (or 262144 bytes) is an error naming the packet, exit 1, after the packets before it")
 	iif := fs.String("iif", "", "ingress interface of the packets of a plain pcap (\"local\" = sent by the host)")
 	all := fs.Bool("trace-all", false, "trace every packet, not only those a -j TRACE rule marks")
+	format := fs.String("format", "monitor", "trace lines: \"monitor\" (xtables-monitor --trace, iptables-nft) or \"log\" (the kernel log: LOG rules' lines, iptables-legacy TRACE lines)")
 	human := fs.String("packet", "", "one packet in human form, e.g. 'tcp 10.0.0.1:1234 > 10.96.0.10:80 syn iif eth0'")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *snap == "" || (*pcapFile == "") == (*human == "") {
 		fmt.Fprintln(stderr, "uswitch trace: need --snapshot DIR and one of --pcap FILE or --packet SPEC")
+		return 2
+	}
+	var tf datapath.TraceFormat
+	switch *format {
+	case "monitor":
+		tf = datapath.FormatMonitor
+	case "log":
+		tf = datapath.FormatLog
+	default:
+		fmt.Fprintf(stderr, "uswitch trace: --format %q: want monitor or log\n", *format)
 		return 2
 	}
 	s, err := host.Load(*snap)
@@ -65,7 +76,7 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if p.Meta.InIf == "local" {
 			p.Meta.InIf, p.Meta.Local = "", true
 		}
-		tr := &datapath.Tracer{All: *all}
+		tr := &datapath.Tracer{All: *all, Format: tf}
 		var f datapath.Fate
 		if p.Local {
 			f = e.Send(p, tp.ts, tr)

@@ -225,3 +225,28 @@ func TestTraceFragments(t *testing.T) {
 		t.Errorf("a held fragment got a FATE line:\n%s", out)
 	}
 }
+
+// TestTraceFormatLog prints the README's example in the kernel log's
+// form: iptables-legacy TRACE lines (the TRACE rule itself has none, a
+// rule is logged before its target runs: the DNAT rule sees the old
+// address), then the FATE line.
+func TestTraceFormatLog(t *testing.T) {
+	out, errs, code := runTrace(t, "--snapshot", "../../examples/router", "--format", "log", "--packet", "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn iif eth0")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	const tcp = "TOS=0x00 PREC=0x00 TTL=64 ID=0 PROTO=TCP SPT=40000 DPT=80 SEQ=0 ACK=0 WINDOW=64240 RES=0x00 SYN URGP=0 \n"
+	const fwd = "IN=eth0 OUT=eth1 MAC= SRC=10.0.0.2 DST=192.168.1.2 LEN=40 TOS=0x00 PREC=0x00 TTL=63 ID=0 PROTO=TCP SPT=40000 DPT=8080 SEQ=0 ACK=0 WINDOW=64240 RES=0x00 SYN URGP=0 \n"
+	want := "TRACE: raw:PREROUTING:policy:2 IN=eth0 OUT= MAC= SRC=10.0.0.2 DST=10.0.0.1 LEN=40 " + tcp +
+		"TRACE: nat:PREROUTING:rule:1 IN=eth0 OUT= MAC= SRC=10.0.0.2 DST=10.0.0.1 LEN=40 " + tcp +
+		"TRACE: filter:FORWARD:rule:2 " + fwd +
+		"TRACE: filter:SVC:rule:1 " + fwd +
+		"TRACE: nat:POSTROUTING:rule:1 " + fwd +
+		"FATE: 1 forwarded out eth1\n"
+	if out != want {
+		t.Errorf("got\n%s\nwant\n%s", out, want)
+	}
+	if _, errs, code := runTrace(t, "--snapshot", "../../examples/router", "--format", "xml", "--packet", "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn iif eth0"); code != 2 || !strings.Contains(errs, "want monitor or log") {
+		t.Errorf("--format xml: exit %d, %q", code, errs)
+	}
+}
