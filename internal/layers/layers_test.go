@@ -36,6 +36,7 @@ var layer = map[string]int{
 	"ipfrag":    1,
 	"lvs":       1,
 	"trace":     1,
+	"iproute":   1,
 	// L2: what reads conntrack: NAT and the iptables language
 	"nat":      2,
 	"iptables": 2,
