@@ -335,7 +335,8 @@ func Get(env Env, g *GetArgs, json bool) (string, *Error) {
 		case route.Broadcast:
 			flags |= rtcfBroadcast | rtcfLocal
 		case route.Multicast:
-			flags |= rtcfMulticast
+			// local only when the device joined the group, even on lo
+			flags = rtcfMulticast
 			if joined(f, res.Dev, g.Dst) {
 				flags |= rtcfLocal
 			}
@@ -350,8 +351,12 @@ func Get(env Env, g *GetArgs, json bool) (string, *Error) {
 	if g.HasSrc && g.Src != netip.IPv4Unspecified() {
 		o.str("from", g.Src.String(), "from "+g.Src.String()+" ")
 	}
-	// no "tos": Linux 6.18's rt_fill_info reports rtm_tos 0 whatever
-	// the request's (checked against the kernel)
+	// rtm_tos is the matched route's tos (res.dscp in Linux 6.18's
+	// inet_rtm_getroute), not the request's (checked against the kernel)
+	if res.Route != nil && res.Route.TOS != 0 {
+		t := names.DSField(res.Route.TOS)
+		o.str("tos", t, "tos "+t+" ")
+	}
 	if res.Gateway.IsValid() {
 		o.str("gateway", res.Gateway.String(), "via "+res.Gateway.String()+" ")
 	}

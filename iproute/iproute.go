@@ -186,7 +186,8 @@ func (c *Command) Answer(env Env) (stdout, warnings string, err *Error) {
 		out, err := Get(env, &c.Get, c.JSON)
 		return out, strings.Join(c.Get.Warnings, ""), err
 	case c.Object == "route":
-		return ShowRoutes(env, &c.Show, c.JSON), "", nil
+		out, err := ShowRoutes(env, &c.Show, c.JSON)
+		return out, "", err
 	default:
 		return ShowRules(env, c.JSON), "", nil
 	}

@@ -82,19 +82,36 @@ func dumpOrder(rs []route.Route) []route.Route {
 
 // ShowRoutes answers `ip route show`: the routes of the table (or all),
 // as fib_dump_info fills them and print_route prints them.
-func ShowRoutes(env Env, s *ShowArgs, json bool) string {
+// A table that does not exist fails the dump as the kernel does
+// (inet_dump_fib: "FIB table does not exist"); local and main always
+// exist, others when they hold a route.
+func ShowRoutes(env Env, s *ShowArgs, json bool) (string, *Error) {
 	names := env.Names
 	if names == nil {
 		names = DefaultNames()
 	}
+	routes := dumpOrder(env.FIB.Config().Routes)
+	if !s.All && s.Table != route.TableMain && s.Table != route.TableLocal {
+		exists := false
+		for i := range routes {
+			exists = exists || routes[i].Table == s.Table
+		}
+		if !exists {
+			out := ""
+			if json {
+				out = "[" // new_json_obj ran before the dump failed
+			}
+			return out, &Error{Msg: "Error: ipv4: FIB table does not exist.\nDump terminated\n", Code: exitNL}
+		}
+	}
 	var objs []string
-	for _, r := range dumpOrder(env.FIB.Config().Routes) {
+	for _, r := range routes {
 		if !s.All && r.Table != s.Table {
 			continue
 		}
 		objs = append(objs, routeObj(names, &r, s.All, json))
 	}
-	return list(json, objs)
+	return list(json, objs), nil
 }
 
 func nhFlags(n *route.Nexthop) []string {
