@@ -26,6 +26,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/iproute"
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/lvs"
@@ -64,6 +65,7 @@ func SocketPath(name string) string {
 // Request is one command sent to a running lab.
 type Request struct {
 	// Cmd is "iptables-save", "iptables-restore", "conntrack", "metrics",
+	// "ipvsadm", "ip",
 	// "trace" (a stream of live trace lines) or "pcap" (a pcap stream of
 	// a device's packets); the streams only over the socket.
 	Cmd string `json:"cmd"`
@@ -85,7 +87,8 @@ type Request struct {
 	// capture after that many packets (0: never).
 	Iface string `json:"iface,omitempty"`
 	Count int    `json:"count,omitempty"`
-	// Args are the arguments of "ipvsadm" (its stdin, for -R, is Input).
+	// Args are the arguments of "ipvsadm" (its stdin, for -R, is Input)
+	// and of "ip" (ip route get|show, ip rule show, with -j).
 	Args []string `json:"args,omitempty"`
 }
 
@@ -410,6 +413,8 @@ func (e *Engine) Control(req Request) Response {
 		return Response{Stdout: e.Metrics()}
 	case "ipvsadm":
 		return e.ipvsadm(req)
+	case "ip":
+		return e.ip(req)
 	case "trace", "pcap":
 		return Response{Code: 2, Stderr: "uswitch: " + req.Cmd + " streams only over the control socket\n"}
 	}
@@ -478,6 +483,19 @@ func (e *Engine) ipvsadm(req Request) Response {
 		return Response{Code: 1, Stdout: out.String(), Stderr: err.Error() + "\n"}
 	}
 	return Response{Stdout: out.String()}
+}
+
+// ip answers `ip route get|show` and `ip rule show` from the engine's
+// current FIB. The uid ip route get shows is this process's: the
+// socket admits only its owner's uid and root (peerAllowed).
+func (e *Engine) ip(req Request) Response {
+	f := e.Eng.Config().FIB
+	if f == nil {
+		return Response{Code: 1, Stderr: "uswitch: this instance has no routing table\n"}
+	}
+	var out, errb strings.Builder
+	code := iproute.Run(iproute.Env{FIB: f, UID: uint32(os.Getuid())}, req.Args, &out, &errb)
+	return Response{Code: code, Stdout: out.String(), Stderr: errb.String()}
 }
 
 // conntrackVersion is the conntrack-tools version whose output uswitch

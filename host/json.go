@@ -394,7 +394,7 @@ func parseRoutes(file string, data []byte, names tableNames) ([]route.Route, err
 					return fmt.Errorf("route %s: %v", j.Dst, err)
 				}
 				r.Nexthops = append(r.Nexthops, route.Nexthop{Gateway: gw, Dev: n.Dev, Weight: max(n.Weight, 1),
-					OnLink: hasFlag(n.Flags, "onlink"), Dead: hasFlag(n.Flags, "dead")})
+					OnLink: hasFlag(n.Flags, "onlink"), Dead: hasFlag(n.Flags, "dead"), LinkDown: hasFlag(n.Flags, "linkdown")})
 			}
 		} else if j.Dev != "" || j.Gateway != "" {
 			gw, err := parseGW(j.Gateway)
@@ -402,7 +402,7 @@ func parseRoutes(file string, data []byte, names tableNames) ([]route.Route, err
 				return fmt.Errorf("route %s: %v", j.Dst, err)
 			}
 			r.Nexthops = []route.Nexthop{{Gateway: gw, Dev: j.Dev, Weight: 1,
-				OnLink: hasFlag(j.Flags, "onlink"), Dead: hasFlag(j.Flags, "dead")}}
+				OnLink: hasFlag(j.Flags, "onlink"), Dead: hasFlag(j.Flags, "dead"), LinkDown: hasFlag(j.Flags, "linkdown")}}
 		}
 		out = append(out, r)
 		return nil

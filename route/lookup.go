@@ -499,6 +499,12 @@ func (f *FIB) input(in *Flow) Result {
 	if isZeronet(fl.src) {
 		return Result{Err: syscall.EINVAL}
 	}
+	if fl.dst == 0 {
+		// martian destination: 0.0.0.0 itself (other 0.0.0.0/8
+		// destinations are routed since Linux 5.3; checked against the
+		// kernel with ip route get 0.0.0.0 iif DEV)
+		return Result{Err: syscall.EINVAL}
+	}
 	if isLoopback(fl.dst) {
 		if !f.routeLocalnet(dev) {
 			return Result{Err: syscall.EINVAL}

@@ -164,6 +164,10 @@ type Nexthop struct {
 	Weight  int        // multipath weight, 1 if unset
 	OnLink  bool       // "onlink": gateway assumed on the link
 	Dead    bool       // RTNH_F_DEAD: never chosen (fib_lookup_good_nhc)
+	// LinkDown is RTNH_F_LINKDOWN: the device has no carrier. Only
+	// `ip route show` prints it; lookups still use the nexthop (with
+	// ignore_routes_with_linkdown off, the default).
+	LinkDown bool
 }
 
 // Route is one route of one table, as `ip route` shows it.

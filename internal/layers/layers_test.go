@@ -37,6 +37,7 @@ var layer = map[string]int{
 	"lvs":        1,
 	"trace":      1,
 	"bridge/fdb": 1,
+	"iproute":    1,
 	// L2: what reads conntrack: NAT and the iptables language
 	"nat":      2,
 	"iptables": 2,
