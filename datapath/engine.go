@@ -42,6 +42,8 @@ type Config struct {
 	NoFlowCache bool
 	// Frag is net.ipv4.ipfrag_*; nil means the kernel defaults.
 	Frag *ipfrag.Config
+	// Bridges are the namespace's bridge devices (bridge.go).
+	Bridges []BridgeConfig
 }
 
 // FateKind is what finally happened to a packet.
@@ -98,6 +100,12 @@ type Fate struct {
 	// packet.Meta.Seq), in offset order.
 	Datagram    *packet.Packet
 	Reassembled []ipfrag.Frag
+	// Frames is set when the packet left through a bridge device: the
+	// Ethernet frames that left its ports (the packet or its
+	// fragments, or the ARP request that asks for its next hop when
+	// ARPPending).
+	Frames     []FrameOut
+	ARPPending bool
 	// Frags is set when the packet left in fragments (ip_fragment: over
 	// the output MTU, or a reassembled datagram sent on in the sizes it
 	// came in): a writer sends these instead of the packet, in order.
@@ -137,6 +145,11 @@ type Engine struct {
 	// Frags are the namespace's reassembly queues (defrag.go); they
 	// survive swaps, which only change their sysctls.
 	Frags *ipfrag.Table
+	// bridges are the bridge devices (bridge.go), rebuilt by Swap with
+	// the state of those that stay; BridgeErr is the last Swap's
+	// error building them (the bridges then are the previous ones)
+	bridges   atomic.Pointer[bridgeSet]
+	BridgeErr error
 
 	// seed seeds the random sources (worker.go); rules and icm are the
 	// engine's own, for Receive and Send (a Worker has its own)
@@ -251,6 +264,12 @@ func (e *Engine) Swap(cfg Config) {
 	c.buildHooks()
 	if e.Frags != nil {
 		e.Frags.SetConfig(fragConfig(cfg))
+	}
+	if bs, err := buildBridges(cfg.Bridges, e.bridges.Load(), 0); err != nil {
+		e.BridgeErr = err
+	} else {
+		e.BridgeErr = nil
+		e.bridges.Store(bs)
 	}
 	e.cfg.Store(c)
 }
@@ -705,8 +724,19 @@ func (k *pkt) receive1() {
 	if !k.run(&hookState{hook: netfilter.PreRouting, in: in}) {
 		return
 	}
-	// reassembly at PREROUTING put the datagram in the fragment's place
-	p = k.p
+	k.rcvFinish(dst0)
+}
+
+// rcvFinish is ip_rcv_finish after the PREROUTING hook: the input
+// route (unless the packet carries one), IP options, then delivery or
+// forwarding. dst0 is the destination the packet came in with. A packet
+// br_netfilter passed up from a bridge comes here directly: its
+// PREROUTING ran when it was bridged (ip_sabotage_in).
+func (k *pkt) rcvFinish(dst0 uint32) {
+	// reassembly at PREROUTING may have put the datagram in the
+	// fragment's place
+	p := k.p
+	fib := k.cfg.FIB
 	// the input route, looked up after PREROUTING with the current
 	// addresses and mark
 	if fib == nil {
@@ -824,6 +854,11 @@ func (k *pkt) postrouting(in, out string, kind FateKind) {
 	}
 	k.fate.Kind = kind
 	k.fate.OutIf = out
+	defer func() {
+		if b := k.e.bridgeNamed(out); b != nil && k.fate.Kind == kind {
+			k.bridgeOutput(b)
+		}
+	}()
 	if k.cfg.FIB != nil && k.cfg.FIB.LinkName(k.rt.Dev) == out {
 		k.fate.OutIndex = k.rt.Dev
 	}

@@ -34,6 +34,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/lvs"
 	"github.com/uswitch-lab/uswitch/route"
@@ -76,6 +77,10 @@ type Snapshot struct {
 	// IPVS is the virtual server table read from ipvsadm-save (as
 	// ipvsadm -R reads it); nil when the file is absent.
 	IPVS *lvs.Director
+
+	// Bridges are the bridge devices, their ports, forwarding entries
+	// and neighbours (bridge.go).
+	Bridges []datapath.BridgeConfig
 
 	// Raw is every snapshot file read, by name, for the readers of the
 	// files the snapshot keeps as they are (ebtables-save,
@@ -269,6 +274,11 @@ func parse(get func(string) ([]byte, bool)) (*Snapshot, error) {
 		}
 		d.SetSysctls(s.Sysctl.IPVS)
 		s.IPVS = d
+	}
+	if b, ok := get(FileLink); ok {
+		if s.Bridges, err = s.bridges(b); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }

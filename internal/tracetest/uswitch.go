@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/uswitch-lab/uswitch/bridge/fdb"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/packet"
@@ -28,6 +29,17 @@ func RunUswitch(snapshotDir string, packets []Packet, elapsed []time.Duration) (
 	s, err := host.Load(snapshotDir)
 	if err != nil {
 		return nil, err
+	}
+	// the snapshot is taken after the kernel's run: the bridges'
+	// learned entries are what the run taught it, not where it started
+	for i := range s.Bridges {
+		var keep []fdb.ShowEntry
+		for _, en := range s.Bridges[i].Entries {
+			if en.State != "" {
+				keep = append(keep, en)
+			}
+		}
+		s.Bridges[i].Entries = keep
 	}
 	e := datapath.New(s.EngineConfig(), s.ConntrackConfig(), 1)
 	r := &Run{}
@@ -62,6 +74,27 @@ func runOne(e *datapath.Engine, p Packet, now int64, seq uint64) (lines, egress 
 			egress = appendEgress(egress, a.Pkt, a.Fate)
 		}
 	}
+	if p.Frame != nil {
+		// a frame on a bridge port
+		ff := e.ReceiveFrame(p.Bytes(), p.In, now, tr)
+		for _, o := range ff.Out {
+			egress = append(egress, FrameEgressLine(o.Port, o.Data))
+		}
+		if ff.Up != nil {
+			// what the IP stack sent out of other devices (frames out
+			// of a bridge are in ff.Out already)
+			f = *ff.Up
+			if f.Frames == nil {
+				egress = appendEgress(egress, f.Datagram, f)
+			}
+			for _, a := range f.Answers {
+				if a.Fate.Frames == nil {
+					egress = appendEgress(egress, a.Pkt, a.Fate)
+				}
+			}
+		}
+		return tr.Lines, egress, f, ""
+	}
 	pk := &packet.Packet{Data: p.Bytes()}
 	if err := pk.Decode(); err != nil {
 		return tr.Lines, egress, f, "decode: " + err.Error()
@@ -86,9 +119,16 @@ func runOne(e *datapath.Engine, p Packet, now int64, seq uint64) (lines, egress 
 	return tr.Lines, egress, f, ""
 }
 
-// appendEgress adds what left R of p: the packet, or its fragments.
+// appendEgress adds what left R of p: the packet, or its fragments, or
+// the frames a bridge device sent.
 func appendEgress(egress []string, p *packet.Packet, f datapath.Fate) []string {
 	if (f.Kind != datapath.Forwarded && f.Kind != datapath.Sent) || f.OutIf == "lo" {
+		return egress
+	}
+	if f.Frames != nil {
+		for _, o := range f.Frames {
+			egress = append(egress, FrameEgressLine(o.Port, o.Data))
+		}
 		return egress
 	}
 	if f.Frags != nil {

@@ -1,0 +1,631 @@
+package datapath
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/uswitch-lab/uswitch/bridge/fdb"
+	"github.com/uswitch-lab/uswitch/netfilter"
+	"github.com/uswitch-lab/uswitch/packet"
+	"github.com/uswitch-lab/uswitch/route"
+)
+
+// The bridge level. A bridge is an L3 device of the FIB (br0: its
+// addresses, its routes) and a set of ports; frames arriving on a port
+// take the kernel's way (net/bridge/br_input.c, br_forward.c,
+// br_netfilter_hooks.c):
+//
+//	port ─> br_handle_frame: bad source dropped, link-local groups
+//	   ─> bridge PREROUTING: [ebtables nat -300]
+//	                         br_nf_pre_routing 0: IPv4 PREROUTING hooks,
+//	                         IN=br0 PHYSIN=port (defrag, raw, conntrack,
+//	                         mangle, nat); a DNAT routed elsewhere goes
+//	                         up, one to the same bridge stays bridged
+//	   ─> learn the source (after PREROUTING), look the destination up
+//	   ─> each port out: bridge FORWARD: [ebtables filter -200]
+//	                                     br_nf_forward 0: IPv4 FORWARD,
+//	                                     IN=OUT=br0 PHYSIN/PHYSOUT
+//	                     bridge POSTROUTING: [ebtables nat 300]
+//	                                     br_nf_post_routing: IPv4
+//	                                     POSTROUTING OUT=br0, confirm,
+//	                                     refragmentation
+//	   ─> up to br0: bridge INPUT [ebtables filter -200], then the IP
+//	      stack without PREROUTING again (ip_sabotage_in): routing,
+//	      INPUT or FORWARD; ARP answered for br0's addresses
+//
+// Packets the IP stack sends out of br0 (the host's own, routed ones)
+// get their Ethernet header from br0's neighbours (an ARP request goes
+// out first when the neighbour is unknown), then the bridge's own
+// lookup (br_dev_xmit) and bridge OUTPUT/POSTROUTING per port.
+//
+// The ebtables stages are not wired yet: the bracketed ones above pass
+// every frame.
+
+// BridgeConfig is one bridge device of the namespace and br_netfilter's
+// settings for it.
+type BridgeConfig struct {
+	// FDB is the bridge, its ports and their flags; its Name is the
+	// bridge device's name in the FIB.
+	FDB fdb.Config
+	// Entries are forwarding entries to start with (a snapshot's
+	// `bridge -j fdb show`), nil for none.
+	Entries []fdb.ShowEntry
+	// CallIPTables is net.bridge.bridge-nf-call-iptables (or the
+	// bridge's own nf_call_iptables): bridged IPv4 crosses the IPv4
+	// hooks.
+	CallIPTables bool
+	// FilterVLANTagged is bridge-nf-filter-vlan-tagged: tagged IPv4
+	// crosses them too.
+	FilterVLANTagged bool
+	// Neighbours are br0's neighbour entries to start with (ip neigh):
+	// IPv4 address to MAC.
+	Neighbours map[uint32]packet.MAC
+}
+
+// bridgeSet is the configuration's bridges, built by Swap; a bridge's
+// FDB and neighbours survive a swap that keeps its name and ports.
+type bridgeSet struct {
+	byName map[string]*bridgeState
+	byPort map[string]portRef
+}
+
+type portRef struct {
+	b   *bridgeState
+	idx int
+}
+
+type bridgeState struct {
+	cfg BridgeConfig
+	fdb *fdb.Bridge
+	// neigh is br0's neighbour table (guarded by mu)
+	mu    sync.Mutex
+	neigh map[uint32]packet.MAC
+}
+
+func (b *bridgeState) name() string { return b.fdb.Name }
+
+func (b *bridgeState) lookupNeigh(a uint32) (packet.MAC, bool) {
+	b.mu.Lock()
+	m, ok := b.neigh[a]
+	b.mu.Unlock()
+	return m, ok
+}
+
+func (b *bridgeState) learnNeigh(a uint32, m packet.MAC) {
+	b.mu.Lock()
+	b.neigh[a] = m
+	b.mu.Unlock()
+}
+
+// samePorts: two bridge configurations have the same ports by name.
+func samePorts(a, b *fdb.Config) bool {
+	if len(a.Ports) != len(b.Ports) {
+		return false
+	}
+	for i := range a.Ports {
+		if a.Ports[i].Name != b.Ports[i].Name {
+			return false
+		}
+	}
+	return true
+}
+
+// buildBridges makes the bridge set of a configuration, keeping the
+// state of the bridges old already has.
+func buildBridges(cfgs []BridgeConfig, old *bridgeSet, now int64) (*bridgeSet, error) {
+	if len(cfgs) == 0 {
+		return nil, nil
+	}
+	s := &bridgeSet{byName: map[string]*bridgeState{}, byPort: map[string]portRef{}}
+	for i := range cfgs {
+		c := cfgs[i]
+		name := c.FDB.Name
+		if _, dup := s.byName[name]; dup {
+			return nil, fmt.Errorf("bridge %s twice", name)
+		}
+		var b *bridgeState
+		if old != nil {
+			if ob := old.byName[name]; ob != nil && samePorts(&ob.cfg.FDB, &c.FDB) {
+				b = &bridgeState{cfg: c, fdb: ob.fdb, neigh: ob.neigh}
+			}
+		}
+		if b == nil {
+			f, err := fdb.New(c.FDB)
+			if err != nil {
+				return nil, err
+			}
+			if c.Entries != nil {
+				if err := f.Load(c.Entries, now); err != nil {
+					return nil, fmt.Errorf("bridge %s: %w", name, err)
+				}
+			}
+			b = &bridgeState{cfg: c, fdb: f, neigh: map[uint32]packet.MAC{}}
+			for a, m := range c.Neighbours {
+				b.neigh[a] = m
+			}
+		}
+		s.byName[name] = b
+		for j := range c.FDB.Ports {
+			pn := c.FDB.Ports[j].Name
+			if _, dup := s.byPort[pn]; dup {
+				return nil, fmt.Errorf("port %s in two bridges", pn)
+			}
+			s.byPort[pn] = portRef{b: b, idx: j}
+		}
+	}
+	return s, nil
+}
+
+// Bridge returns the FDB of the bridge name (nil: no such bridge), for
+// `bridge fdb show` and the control plane.
+func (e *Engine) Bridge(name string) *fdb.Bridge {
+	if s := e.bridges.Load(); s != nil {
+		if b := s.byName[name]; b != nil {
+			return b.fdb
+		}
+	}
+	return nil
+}
+
+// BridgeOf names the bridge a port belongs to ("" for none).
+func (e *Engine) BridgeOf(port string) string {
+	if s := e.bridges.Load(); s != nil {
+		if r, ok := s.byPort[port]; ok {
+			return r.b.name()
+		}
+	}
+	return ""
+}
+
+// FrameOut is a frame that leaves a bridge port.
+type FrameOut struct {
+	Port string
+	Data []byte
+}
+
+// FrameFate is what became of a frame that arrived on a bridge port.
+type FrameFate struct {
+	Bridge string
+	// Out are the frames that left ports (the frame bridged or
+	// flooded, and what the IP stack sent out of the bridge in
+	// reaction), in the order they left.
+	Out []FrameOut
+	// Up is the fate of the IPv4 packet the bridge passed up to its
+	// own device (delivered, routed, dropped); nil when nothing went up
+	// or it was not IPv4 (ARP: UpARP).
+	Up *Fate
+	// UpARP says an ARP message went up (and Out holds the reply, if
+	// any).
+	UpARP bool
+	// Held: the frame is a fragment waiting for its datagram.
+	Held bool
+	// Pass: a link-local frame went to the input port's own stack.
+	Pass bool
+	// Drop says why the frame (or the copy for one way) was dropped;
+	// "" when nothing was.
+	Drop string
+}
+
+func (f FrameFate) String() string {
+	var parts []string
+	var ports []string
+	for _, o := range f.Out {
+		ports = append(ports, o.Port)
+	}
+	switch {
+	case f.Held:
+		parts = append(parts, "held (fragment)")
+	case f.Pass:
+		parts = append(parts, "passed to the port's own stack")
+	}
+	if len(ports) == 1 {
+		parts = append(parts, "bridged out "+ports[0])
+	} else if len(ports) > 1 {
+		parts = append(parts, "out "+strings.Join(ports, ", "))
+	}
+	if f.Up != nil {
+		parts = append(parts, "passed up to "+f.Bridge+": "+f.Up.String())
+	} else if f.UpARP {
+		parts = append(parts, "ARP passed up to "+f.Bridge)
+	}
+	if f.Drop != "" {
+		parts = append(parts, "dropped by "+f.Drop)
+	}
+	if len(parts) == 0 {
+		return "dropped"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// ReceiveFrame runs an Ethernet frame that arrived on the bridge port
+// port (br_handle_frame). data is the frame from its destination MAC;
+// the engine may rewrite it in place. tr may be nil.
+func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) FrameFate {
+	s := e.bridges.Load()
+	var ff FrameFate
+	ref, ok := portRef{}, false
+	if s != nil {
+		ref, ok = s.byPort[port]
+	}
+	if !ok {
+		ff.Drop = "bridge: " + port + " is not a bridge port"
+		return ff
+	}
+	b := ref.b
+	ff.Bridge = b.name()
+	fr := &packet.Frame{Data: data}
+	if err := fr.Decode(); err != nil {
+		ff.Drop = "bridge: " + err.Error()
+		return ff
+	}
+	if !fr.Src.IsValidUnicast() {
+		ff.Drop = "bridge: invalid source address " + fr.Src.String()
+		return ff
+	}
+	if d := fr.Dst; d[0] == 0x01 && d[1] == 0x80 && d[2] == 0xc2 && d[3] == 0 && d[4] == 0 && d[5]&0xf0 == 0 && d[5] != 0 {
+		// the link-local groups: learned from and passed to the
+		// port's own stack (or dropped, pause), no bridge hook
+		dec := b.fdb.Input(ref.idx, fr, now)
+		if dec.Verdict == fdb.VerdictDrop {
+			ff.Drop = "bridge: " + dec.Reason.String()
+		} else {
+			ff.Pass = true
+		}
+		return ff
+	}
+	c := e.cfg.Load()
+	br := b.name()
+	// skb->pkt_type as the port classed it, PACKET_HOST for the
+	// bridge's own address (br_handle_frame)
+	pktType := uint8(packet.PktOtherHost)
+	switch {
+	case fr.Dst.IsBroadcast():
+		pktType = packet.PktBroadcast
+	case fr.Dst.IsMulticast():
+		pktType = packet.PktMulticast
+	case fr.Dst == b.fdb.MAC:
+		pktType = packet.PktHost
+	}
+	// bridge PREROUTING: ebtables nat (-300) [not wired], then
+	// br_nf_pre_routing
+	var k *pkt
+	isIPv4 := fr.InnerProto == packet.EtherTypeIPv4 && (!fr.VLAN || b.cfg.FilterVLANTagged)
+	if isIPv4 && b.cfg.CallIPTables {
+		p := &packet.Packet{Data: fr.Payload, L2: fr.Data[:fr.HeaderLen()]}
+		if err := p.Decode(); err != nil {
+			// br_validate_ipv4
+			ff.Drop = "br_netfilter: " + err.Error()
+			return ff
+		}
+		p.InIf, p.PhysIn, p.PktType = br, port, pktType
+		if p.PktType == packet.PktOtherHost {
+			// setup_pre_routing: PACKET_OTHERHOST runs the IPv4
+			// hooks as PACKET_HOST (pkt_otherhost remembered)
+			p.PktType = packet.PktHost
+		}
+		k = e.newPkt(p, now, tr, nil)
+		defer func() {
+			if k.tr == nil {
+				e.putPkt(k)
+			}
+		}()
+		if c.FIB != nil {
+			k.iif = c.FIB.Ifindex(br)
+		}
+		dst0 := p.Dst
+		if !k.run(&hookState{hook: netfilter.PreRouting, in: br}) {
+			k.frameFate(&ff)
+			return ff
+		}
+		// reassembly may have put the datagram in the fragment's place
+		p = k.p
+		if p.Dst != dst0 {
+			// br_nf_pre_routing_finish: a DNAT. Routed to the
+			// bridge itself it stays bridged, to the new
+			// destination's MAC; routed elsewhere it goes up to be
+			// routed.
+			if c.FIB == nil {
+				ff.Drop = "br_netfilter: no routing configuration"
+				return ff
+			}
+			rt := c.FIB.Input(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), TOS: p.IP.TOS(), IIF: k.iif, Mark: p.Mark,
+				Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort})
+			if rt.Err != 0 {
+				ff.Drop = "br_netfilter: DNAT: route: " + rt.Err.Error()
+				return ff
+			}
+			if rt.Dev != k.iif || rt.Type == route.Local {
+				copy(fr.Data[0:6], b.fdb.MAC[:])
+				fr.Dst = b.fdb.MAC
+				e.bridgeUp(k, b, fr, &ff, now, tr)
+				return ff
+			}
+			// bridged DNAT: the neighbour of the new next hop
+			nh := p.Dst
+			if rt.Gateway.IsValid() {
+				nh = u32(rt.Gateway)
+			}
+			if m, ok := b.lookupNeigh(nh); ok {
+				copy(fr.Data[0:6], m[:])
+				fr.Dst = m
+			}
+		}
+	}
+	// br_handle_frame_finish: learning after PREROUTING, then the
+	// forwarding database
+	b.fdb.Learn(ref.idx, fr.Src, now)
+	dec := b.fdb.Decide(ref.idx, fr.Dst, now)
+	if dec.Verdict == fdb.VerdictDrop {
+		ff.Drop = "bridge: " + dec.Reason.String()
+		return ff
+	}
+	// br_flood / br_forward: every way but the last gets a clone; the
+	// last port gets the frame itself unless a copy also goes up
+	// (local_rcv), which then takes the original
+	ways := dec.Copies()
+	for j := dec.Out.Next(0); j >= 0; j = dec.Out.Next(j + 1) {
+		out := b.fdb.Port(j).Name
+		data := fr.Data
+		if ways > 1 {
+			data = append([]byte(nil), data...)
+		}
+		last := dec.Out.Next(j+1) < 0 && !dec.Up
+		e.bridgeForward(k, b, out, data, last, now, tr, &ff)
+	}
+	if dec.Up {
+		e.bridgeUp(k, b, fr, &ff, now, tr)
+	}
+	return ff
+}
+
+// frameFate reports an IPv4 pkt's end inside a bridge hook on the
+// frame's fate.
+func (k *pkt) frameFate(ff *FrameFate) {
+	switch k.fate.Kind {
+	case Held:
+		ff.Held = true
+	case Dropped:
+		ff.Drop = k.fate.By()
+	default:
+		ff.Drop = k.fate.Kind.String()
+	}
+}
+
+// bridgeForward sends one copy of a bridged frame out of port out:
+// bridge FORWARD (br_nf_forward: the IPv4 FORWARD hooks), bridge
+// POSTROUTING (br_nf_post_routing: the IPv4 POSTROUTING hooks and
+// refragmentation). k is the frame's IPv4 state when br_netfilter runs
+// for it (nil otherwise); data is this copy's frame.
+//
+// The copy that is the original sk_buff keeps the trace id (orig); the
+// others are clones (deliver_clone), with ids of their own: the
+// kernel's trace id hashes the skb's address.
+func (e *Engine) bridgeForward(k *pkt, b *bridgeState, out string, data []byte, orig bool, now int64, tr *Tracer, ff *FrameFate) {
+	if k == nil {
+		ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
+		return
+	}
+	br := b.name()
+	hl := len(k.p.L2)
+	// this copy's packet: the frame's bytes, the pkt's state
+	p := &packet.Packet{Data: data[hl : hl+len(k.p.IP)], L2: data[:hl], Meta: k.p.Meta}
+	if err := p.Decode(); err != nil {
+		ff.Drop = "br_netfilter: " + err.Error()
+		return
+	}
+	p.PhysOut = out
+	q := e.newPkt(p, now, tr, k.w)
+	defer func() {
+		if q.tr == nil {
+			e.putPkt(q)
+		}
+	}()
+	q.cfg, q.env.fib = k.cfg, k.cfg.FIB
+	q.ct, q.zone, q.iif = k.ct, k.zone, k.iif
+	if orig {
+		q.trace = k.trace
+	}
+	q.fragMax, q.fragPMTU, q.ignoreDF, q.pieces = k.fragMax, k.fragPMTU, k.ignoreDF, k.pieces
+	if !q.run(&hookState{hook: netfilter.Forward, in: br, out: br}) {
+		q.frameFate(ff)
+		return
+	}
+	// br_nf_post_routing: the IPv4 POSTROUTING hooks without an input
+	// device
+	if !q.run(&hookState{hook: netfilter.PostRouting, out: br}) {
+		q.frameFate(ff)
+		return
+	}
+	// br_nf_dev_queue_xmit: a reassembled datagram leaves in the
+	// fragments it came in (or cut to the port's MTU)
+	mtu := 0
+	if q.cfg.FIB != nil {
+		mtu = q.cfg.FIB.MTU(q.cfg.FIB.Ifindex(out))
+	}
+	if q.fragMax != 0 && mtu > 0 {
+		if q.p.IP.DF() && q.fragMax > mtu {
+			ff.Drop = "br_netfilter: DF set and over MTU"
+			return
+		}
+		for _, f := range q.fragment(mtu) {
+			ff.Out = append(ff.Out, FrameOut{Port: out, Data: append(append([]byte(nil), data[:hl]...), f...)})
+		}
+		return
+	}
+	ff.Out = append(ff.Out, FrameOut{Port: out, Data: data[:hl+len(q.p.IP)]})
+}
+
+// bridgeUp passes a frame up to the bridge device (br_pass_frame_up):
+// IPv4 into the IP stack (routing, INPUT or FORWARD; without PREROUTING
+// again when br_netfilter ran it, ip_sabotage_in), ARP to the host's
+// ARP. k is the frame's IPv4 state when br_netfilter ran (nil
+// otherwise).
+func (e *Engine) bridgeUp(k *pkt, b *bridgeState, fr *packet.Frame, ff *FrameFate, now int64, tr *Tracer) {
+	br := b.name()
+	switch fr.InnerProto {
+	case packet.EtherTypeIPv4:
+	case packet.EtherTypeARP:
+		ff.UpARP = true
+		e.bridgeARP(b, fr, ff)
+		return
+	default:
+		return
+	}
+	if fr.VLAN {
+		return // no VLAN device on the bridge
+	}
+	var f Fate
+	if k != nil {
+		// ip_sabotage_in: PREROUTING already ran; the input route is
+		// looked up anew (the bridge's fake rtable is no valid dst).
+		// Received again on br0, the skb has a new skb_iif, which the
+		// kernel's trace id hashes: a new id
+		k.p.InIf = br
+		if k.tr != nil {
+			k.trace = e.traceID.Add(0x9e3779b9)
+		}
+		if k.p.PktType == packet.PktHost && fr.Dst != b.fdb.MAC && !fr.Dst.IsMulticast() {
+			k.p.PktType = packet.PktOtherHost
+		}
+		k.rcvFinish(k.p.Dst)
+		f = k.fate
+		f.Datagram = k.p
+	} else {
+		// the frame's IPv4 packet enters the IP stack on br0
+		p := &packet.Packet{Data: append([]byte(nil), fr.Payload...), L2: fr.Data[:fr.HeaderLen()]}
+		if err := p.Decode(); err != nil {
+			ff.Drop = "ip_rcv: " + err.Error()
+			return
+		}
+		p.InIf = br
+		switch {
+		case fr.Dst.IsBroadcast():
+			p.PktType = packet.PktBroadcast
+		case fr.Dst.IsMulticast():
+			p.PktType = packet.PktMulticast
+		}
+		f = e.Receive(p, now, tr)
+		if f.Datagram == nil {
+			f.Datagram = p
+		}
+	}
+	e.bridgeSendFate(&f, ff)
+	ff.Up = &f
+}
+
+// bridgeSendFate turns what the IP stack sent out of bridge devices
+// (the packet routed there, answers) into frames.
+func (e *Engine) bridgeSendFate(f *Fate, ff *FrameFate) {
+	for _, o := range f.Frames {
+		ff.Out = append(ff.Out, o)
+	}
+	for _, a := range f.Answers {
+		ff.Out = append(ff.Out, a.Fate.Frames...)
+	}
+}
+
+// bridgeARP is arp_process for br0: a request for one of its addresses
+// is answered (and its sender learned as a neighbour); a reply teaches
+// the neighbour.
+func (e *Engine) bridgeARP(b *bridgeState, fr *packet.Frame, ff *FrameFate) {
+	a := fr.Payload
+	if len(a) < 28 || binary.BigEndian.Uint16(a[0:]) != 1 || binary.BigEndian.Uint16(a[2:]) != packet.EtherTypeIPv4 || a[4] != 6 || a[5] != 4 {
+		return
+	}
+	op := binary.BigEndian.Uint16(a[6:])
+	var sha packet.MAC
+	copy(sha[:], a[8:14])
+	spa := binary.BigEndian.Uint32(a[14:])
+	tpa := binary.BigEndian.Uint32(a[24:])
+	c := e.cfg.Load()
+	if c.FIB == nil {
+		return
+	}
+	local := c.FIB.AddrType(addr4(tpa), 0, false) == route.Local
+	switch op {
+	case 1: // request
+		if !local || spa == 0 {
+			return
+		}
+		b.learnNeigh(spa, sha)
+		reply := make([]byte, 28)
+		copy(reply, a[:6])
+		binary.BigEndian.PutUint16(reply[6:], 2)
+		copy(reply[8:14], b.fdb.MAC[:])
+		binary.BigEndian.PutUint32(reply[14:], tpa)
+		copy(reply[18:24], sha[:])
+		binary.BigEndian.PutUint32(reply[24:], spa)
+		e.bridgeXmit(b, sha, packet.EtherTypeARP, reply, ff)
+	case 2: // reply
+		if spa != 0 {
+			b.learnNeigh(spa, sha)
+		}
+	}
+}
+
+// bridgeXmit is br_dev_xmit: a frame the bridge device itself sends to
+// dst leaves by the port the FDB names, or by all (bridge OUTPUT and
+// POSTROUTING per port: ebtables, not wired).
+func (e *Engine) bridgeXmit(b *bridgeState, dst packet.MAC, proto uint16, payload []byte, ff *FrameFate) {
+	frame := packet.BuildFrame(dst, b.fdb.MAC, proto, payload)
+	dec := b.fdb.Output(dst)
+	ways := dec.Out.Len()
+	for j := dec.Out.Next(0); j >= 0; j = dec.Out.Next(j + 1) {
+		data := frame
+		if ways > 1 {
+			data = append([]byte(nil), frame...)
+		}
+		ff.Out = append(ff.Out, FrameOut{Port: b.fdb.Port(j).Name, Data: data})
+	}
+}
+
+// bridgeOutput gives a packet the IP stack sends out of a bridge device
+// its Ethernet header: the next hop's MAC from br0's neighbours, or an
+// ARP request first (the packet then waits for the answer, which an
+// offline replay never gets). It fills k.fate.Frames.
+func (k *pkt) bridgeOutput(b *bridgeState) {
+	var ff FrameFate
+	nh := k.fate.NextHop
+	mac, ok := b.lookupNeigh(nh)
+	if nh == 0xffffffff || k.rt.Type == route.Broadcast {
+		mac, ok = packet.Broadcast, true
+	}
+	if !ok {
+		// neigh_resolve_output: an ARP request from the packet's
+		// source when it is ours (arp_solicit, arp_announce 0)
+		req := make([]byte, 28)
+		binary.BigEndian.PutUint16(req[0:], 1)
+		binary.BigEndian.PutUint16(req[2:], packet.EtherTypeIPv4)
+		req[4], req[5] = 6, 4
+		binary.BigEndian.PutUint16(req[6:], 1)
+		copy(req[8:14], b.fdb.MAC[:])
+		src := k.p.Src
+		if k.cfg.FIB != nil && k.cfg.FIB.AddrType(addr4(src), 0, false) != route.Local {
+			src = u32(k.cfg.FIB.SelectSource(k.cfg.FIB.Ifindex(b.name()), addr4(nh), route.ScopeLink))
+		}
+		binary.BigEndian.PutUint32(req[14:], src)
+		binary.BigEndian.PutUint32(req[24:], nh)
+		k.e.bridgeXmit(b, packet.Broadcast, packet.EtherTypeARP, req, &ff)
+		k.fate.Frames = ff.Out
+		k.fate.ARPPending = true
+		return
+	}
+	pkts := k.fate.Frags
+	if pkts == nil {
+		pkts = [][]byte{k.p.IP}
+	}
+	for _, ip := range pkts {
+		k.e.bridgeXmit(b, mac, packet.EtherTypeIPv4, ip, &ff)
+	}
+	k.fate.Frames = ff.Out
+}
+
+// bridgeState of a device name, nil when it is not a bridge.
+func (e *Engine) bridgeNamed(name string) *bridgeState {
+	if s := e.bridges.Load(); s != nil {
+		return s.byName[name]
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package tracetest
+
+import (
+	"testing"
+
+	"github.com/uswitch-lab/uswitch/packet"
+)
+
+// Bridged traffic against the kernel: a bridge with TAP ports, frames
+// injected per port, the frames leaving every port and the IPv4 hooks
+// br_netfilter runs (xtables-monitor, family 2) compared.
+
+var (
+	macA  = packet.MAC{2, 0, 0, 0, 0, 0x0a}
+	macB  = packet.MAC{2, 0, 0, 0, 0, 0x0b}
+	macC  = packet.MAC{2, 0, 0, 0, 0, 0x0c}
+	macBr = packet.MAC{2, 0, 0, 0, 0, 0xfe}
+)
+
+// br0 has three TAP ports, and a routed TUN leg.
+var br0 = []Bridge{{Name: "br0", Addrs: []string{"10.1.0.254/24"}, MAC: "02:00:00:00:00:fe",
+	Ports: []BridgePort{{Name: "p1", MAC: "02:00:00:00:01:01"}, {Name: "p2", MAC: "02:00:00:00:01:02"}, {Name: "p3", MAC: "02:00:00:00:01:03"}}}}
+
+// eth is the IPv4 packet form s (no iif) in a frame src -> dst arriving on in.
+func eth(dst, src packet.MAC, s, in string) Packet {
+	b := P(s + " iif x").Bytes()
+	return Packet{Frame: packet.BuildFrame(dst, src, packet.EtherTypeIPv4, b), In: in}
+}
+
+// arpFrame is an ARP request (op 1) or reply (op 2).
+func arpFrame(op uint16, dst, sha packet.MAC, spa string, tha packet.MAC, tpa string, in string) Packet {
+	a := make([]byte, 28)
+	a[0], a[1], a[2], a[3], a[4], a[5] = 0, 1, 8, 0, 6, 4
+	a[6], a[7] = byte(op>>8), byte(op)
+	copy(a[8:], sha[:])
+	s, t := packet.MustAddr(spa), packet.MustAddr(tpa)
+	a[14], a[15], a[16], a[17] = byte(s>>24), byte(s>>16), byte(s>>8), byte(s)
+	copy(a[18:], tha[:])
+	a[24], a[25], a[26], a[27] = byte(t>>24), byte(t>>16), byte(t>>8), byte(t)
+	return Packet{Frame: packet.BuildFrame(dst, sha, packet.EtherTypeARP, a), In: in}
+}
+
+var bridgeScenarios = []Scenario{
+	{
+		// learning and flooding: unknown unicast floods, the answer
+		// is learned, then known unicast goes to one port; broadcast
+		// and ARP; IPv4 hooks with IN=br0
+		Name:    "bridge-learn-flood",
+		Ifaces:  []Iface{{Name: "tun1", Addrs: []string{"10.0.1.1/24"}}},
+		Bridges: br0,
+		Sysctls: fwd,
+		Rules:   traceAll + ctForward,
+		Packets: []Packet{
+			eth(macB, macA, "udp 10.1.0.1:1000 > 10.1.0.2:7", "p1"),
+			eth(macA, macB, "udp 10.1.0.2:7 > 10.1.0.1:1000", "p2"),
+			eth(macB, macA, "udp 10.1.0.1:1000 > 10.1.0.2:7", "p1"),
+			eth(packet.Broadcast, macC, "udp 10.1.0.3:68 > 10.1.0.255:67", "p3"),
+			arpFrame(1, packet.Broadcast, macA, "10.1.0.1", packet.MAC{}, "10.1.0.254", "p1"),
+			arpFrame(1, packet.Broadcast, macA, "10.1.0.1", packet.MAC{}, "10.1.0.2", "p1"),
+		},
+	},
+	{
+		// to and through the host: br0's own address (echo), and
+		// routed out of the TUN leg and back in to the bridge
+		Name:    "bridge-up-routed",
+		Ifaces:  []Iface{{Name: "tun1", Addrs: []string{"10.0.1.1/24"}}},
+		Bridges: br0,
+		Sysctls: fwd,
+		IP:      []string{"neigh replace 10.1.0.1 lladdr 02:00:00:00:00:0a dev br0 nud permanent"},
+		Rules:   traceAll + ctForward,
+		Packets: []Packet{
+			eth(macBr, macA, "icmp 10.1.0.1 > 10.1.0.254 id 1 seq 1", "p1"),
+			eth(macBr, macA, "udp 10.1.0.1:1000 > 10.0.1.2:7", "p1"),
+			P("udp 10.0.1.2:7 > 10.1.0.1:1000 iif tun1"),
+			P("udp 10.0.1.2:7 > 10.1.0.9:1000 iif tun1"),
+		},
+	},
+	{
+		// DNAT on the bridge: to another host on the same bridge it
+		// stays bridged (bridged DNAT), to a routed address it goes up
+		Name:    "bridge-dnat",
+		Ifaces:  []Iface{{Name: "tun1", Addrs: []string{"10.0.1.1/24"}}},
+		Bridges: br0,
+		Sysctls: fwd,
+		IP:      []string{"neigh replace 10.1.0.3 lladdr 02:00:00:00:00:0c dev br0 nud permanent"},
+		Rules: traceAll + ctForward + `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 10.1.0.100 -p tcp --dport 80 -j DNAT --to-destination 10.1.0.3:8080
+-A PREROUTING -d 10.1.0.101 -p tcp --dport 80 -j DNAT --to-destination 10.0.1.2:8080
+COMMIT
+`,
+		Packets: []Packet{
+			eth(macC, macC, "udp 10.1.0.3:1 > 10.1.0.1:1", "p3"),
+			eth(macBr, macA, "tcp 10.1.0.1:40000 > 10.1.0.100:80 syn", "p1"),
+			eth(macBr, macA, "tcp 10.1.0.1:40001 > 10.1.0.101:80 syn", "p1"),
+		},
+	},
+}
+
+func TestBridgeScenarios(t *testing.T) { runScenarios(t, bridgeScenarios) }
