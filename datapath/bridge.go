@@ -79,10 +79,23 @@ type portRef struct {
 type bridgeState struct {
 	cfg BridgeConfig
 	fdb *fdb.Bridge
-	// neigh is br0's neighbour table (guarded by mu)
-	mu    sync.Mutex
-	neigh map[uint32]packet.MAC
+	// neigh is br0's neighbour table, and pending the neighbours being
+	// resolved (NUD_INCOMPLETE) with the packets waiting for them
+	// (guarded by mu)
+	mu      sync.Mutex
+	neigh   map[uint32]packet.MAC
+	pending map[uint32]*neighQueue
 }
+
+// neighQueue is an unresolved neighbour's queue (arp_queue): at most
+// neighQueueMax packets, the oldest dropped first (__neigh_event_send).
+type neighQueue struct {
+	pkts [][]byte
+}
+
+// neighQueueMax is about unres_qlen_bytes (SK_WMEM_MAX, 212992 bytes)
+// of small packets: the kernel counts truesize.
+const neighQueueMax = 101
 
 func (b *bridgeState) name() string { return b.fdb.Name }
 
@@ -93,10 +106,43 @@ func (b *bridgeState) lookupNeigh(a uint32) (packet.MAC, bool) {
 	return m, ok
 }
 
-func (b *bridgeState) learnNeigh(a uint32, m packet.MAC) {
+// learnNeigh records a neighbour's address and returns the packets that
+// were waiting for it.
+func (b *bridgeState) learnNeigh(a uint32, m packet.MAC) [][]byte {
 	b.mu.Lock()
 	b.neigh[a] = m
+	var q [][]byte
+	if w := b.pending[a]; w != nil {
+		q = w.pkts
+		delete(b.pending, a)
+	}
 	b.mu.Unlock()
+	return q
+}
+
+// queueNeigh puts a packet in the queue of an unresolved neighbour; it
+// reports whether the neighbour was new (a solicitation goes out: the
+// kernel sends one at once, and the next ones from its timer,
+// retrans_time apart, which an offline replay does not run).
+func (b *bridgeState) queueNeigh(a uint32, pkts [][]byte) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pending == nil {
+		b.pending = map[uint32]*neighQueue{}
+	}
+	w := b.pending[a]
+	isNew := w == nil
+	if isNew {
+		w = &neighQueue{}
+		b.pending[a] = w
+	}
+	for _, p := range pkts {
+		if len(w.pkts) >= neighQueueMax {
+			w.pkts = w.pkts[1:]
+		}
+		w.pkts = append(w.pkts, append([]byte(nil), p...))
+	}
+	return isNew
 }
 
 // samePorts: two bridge configurations have the same ports by name.
@@ -319,8 +365,18 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 			k.frameFate(&ff)
 			return ff
 		}
-		// reassembly may have put the datagram in the fragment's place
-		p = k.p
+		// reassembly may have put the datagram in the fragment's place:
+		// the frame carries it from now on
+		if k.p != p {
+			p = k.p
+			hl := fr.HeaderLen()
+			data := make([]byte, hl+len(p.IP))
+			copy(data, fr.Data[:hl])
+			copy(data[hl:], p.IP)
+			fr = &packet.Frame{Data: data}
+			fr.Decode()
+			p.L2 = data[:hl]
+		}
 		if p.Dst != dst0 {
 			// br_nf_pre_routing_finish: a DNAT. Routed to the
 			// bridge itself it stays bridged, to the new
@@ -364,15 +420,17 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 	// br_flood / br_forward: every way but the last gets a clone; the
 	// last port gets the frame itself unless a copy also goes up
 	// (local_rcv), which then takes the original
+	// (the port list is newest first: br_add_if adds at its head)
 	ways := dec.Copies()
-	for j := dec.Out.Next(0); j >= 0; j = dec.Out.Next(j + 1) {
-		out := b.fdb.Port(j).Name
+	var idx [16]int
+	ports := dec.Out.AppendPorts(idx[:0])
+	for i := len(ports) - 1; i >= 0; i-- {
+		out := b.fdb.Port(ports[i]).Name
 		data := fr.Data
 		if ways > 1 {
 			data = append([]byte(nil), data...)
 		}
-		last := dec.Out.Next(j+1) < 0 && !dec.Up
-		e.bridgeForward(k, b, out, data, last, now, tr, &ff)
+		e.bridgeForward(k, b, out, data, i == 0 && !dec.Up, now, tr, &ff)
 	}
 	if dec.Up {
 		e.bridgeUp(k, b, fr, &ff, now, tr)
@@ -409,6 +467,10 @@ func (e *Engine) bridgeForward(k *pkt, b *bridgeState, out string, data []byte, 
 	}
 	br := b.name()
 	hl := len(k.p.L2)
+	if hl+len(k.p.IP) > len(data) {
+		ff.Drop = "bridge: frame shorter than its packet"
+		return
+	}
 	// this copy's packet: the frame's bytes, the pkt's state
 	p := &packet.Packet{Data: data[hl : hl+len(k.p.IP)], L2: data[:hl], Meta: k.p.Meta}
 	if err := p.Decode(); err != nil {
@@ -544,12 +606,17 @@ func (e *Engine) bridgeARP(b *bridgeState, fr *packet.Frame, ff *FrameFate) {
 		return
 	}
 	local := c.FIB.AddrType(addr4(tpa), 0, false) == route.Local
+	flush := func(q [][]byte) {
+		for _, ip := range q {
+			e.bridgeXmit(b, sha, packet.EtherTypeIPv4, ip, ff)
+		}
+	}
 	switch op {
 	case 1: // request
 		if !local || spa == 0 {
 			return
 		}
-		b.learnNeigh(spa, sha)
+		flush(b.learnNeigh(spa, sha))
 		reply := make([]byte, 28)
 		copy(reply, a[:6])
 		binary.BigEndian.PutUint16(reply[6:], 2)
@@ -560,7 +627,7 @@ func (e *Engine) bridgeARP(b *bridgeState, fr *packet.Frame, ff *FrameFate) {
 		e.bridgeXmit(b, sha, packet.EtherTypeARP, reply, ff)
 	case 2: // reply
 		if spa != 0 {
-			b.learnNeigh(spa, sha)
+			flush(b.learnNeigh(spa, sha))
 		}
 	}
 }
@@ -592,9 +659,19 @@ func (k *pkt) bridgeOutput(b *bridgeState) {
 	if nh == 0xffffffff || k.rt.Type == route.Broadcast {
 		mac, ok = packet.Broadcast, true
 	}
+	pkts := k.fate.Frags
+	if pkts == nil {
+		pkts = [][]byte{k.p.IP}
+	}
 	if !ok {
-		// neigh_resolve_output: an ARP request from the packet's
-		// source when it is ours (arp_solicit, arp_announce 0)
+		// neigh_resolve_output: the packet waits in the neighbour's
+		// queue; a new neighbour is solicited with an ARP request from
+		// the packet's source when it is ours (arp_solicit,
+		// arp_announce 0)
+		k.fate.ARPPending = true
+		if !b.queueNeigh(nh, pkts) {
+			return
+		}
 		req := make([]byte, 28)
 		binary.BigEndian.PutUint16(req[0:], 1)
 		binary.BigEndian.PutUint16(req[2:], packet.EtherTypeIPv4)
@@ -609,12 +686,7 @@ func (k *pkt) bridgeOutput(b *bridgeState) {
 		binary.BigEndian.PutUint32(req[24:], nh)
 		k.e.bridgeXmit(b, packet.Broadcast, packet.EtherTypeARP, req, &ff)
 		k.fate.Frames = ff.Out
-		k.fate.ARPPending = true
 		return
-	}
-	pkts := k.fate.Frags
-	if pkts == nil {
-		pkts = [][]byte{k.p.IP}
 	}
 	for _, ip := range pkts {
 		k.e.bridgeXmit(b, mac, packet.EtherTypeIPv4, ip, &ff)

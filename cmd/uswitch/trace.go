@@ -67,6 +67,16 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		i := traced
 		// reassembly timers due by this packet's time (ip_expire)
 		expire(tp.ts)
+		if tp.l2 != nil && e.BridgeOf(tp.meta.InIf) != "" {
+			// a frame on a bridge port: the bridge level first
+			tr := &datapath.Tracer{All: *all}
+			ff := e.ReceiveFrame(append(append([]byte(nil), tp.l2...), tp.data...), tp.meta.InIf, tp.ts, tr)
+			for _, l := range tr.Lines {
+				fmt.Fprintln(out, l)
+			}
+			fmt.Fprintf(out, "FATE: %d %s\n", i, ff)
+			return
+		}
 		p := &packet.Packet{Data: tp.data, L2: tp.l2, Meta: tp.meta}
 		p.Seq = uint64(i)
 		if err := p.Decode(); err != nil {
@@ -124,7 +134,8 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	// the capture is read and traced packet by packet; an error (a
 	// truncated or oversized record) ends it after what was whole
-	if err := readCapture(*pcapFile, *iif, trace); err != nil {
+	isPort := func(name string) bool { return e.BridgeOf(name) != "" }
+	if err := readCapture(*pcapFile, *iif, isPort, trace); err != nil {
 		pending()
 		out.Flush()
 		fmt.Fprintf(stderr, "uswitch trace: %v\n", err)
@@ -170,7 +181,7 @@ func reassembled(fs []ipfrag.Frag) string {
 // is its ingress ("local" = sent by the host) unless iif is given; a
 // plain pcap takes iif for every packet. An error names the file and the
 // (1-based) number of the record it is about.
-func readCapture(file, iif string, trace func(tracePacket)) error {
+func readCapture(file, iif string, bridgePort func(string) bool, trace func(tracePacket)) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return err
@@ -199,8 +210,8 @@ func readCapture(file, iif string, trace func(tracePacket)) error {
 			if len(data) < 14 {
 				return fmt.Errorf("%s: packet %d: %d bytes, shorter than an Ethernet header", file, n, len(data))
 			}
-			if et := uint16(data[12])<<8 | uint16(data[13]); et != 0x0800 {
-				continue // not IPv4: skipped
+			if et := uint16(data[12])<<8 | uint16(data[13]); et != 0x0800 && !bridgePort(name) {
+				continue // not IPv4 and not on a bridge port: skipped
 			}
 			tp.l2, tp.data = append([]byte(nil), data[:14]...), append([]byte(nil), data[14:]...)
 		case layers.LinkTypeRaw, layers.LinkTypeIPv4:

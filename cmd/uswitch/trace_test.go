@@ -250,3 +250,54 @@ func TestTraceFormatLog(t *testing.T) {
 		t.Errorf("--format xml: exit %d, %q", code, errs)
 	}
 }
+
+// TestTraceBridge: frames of a pcapng whose interface is a bridge port
+// of the snapshot (examples/bridge: br0 with veth1 and veth2, br_netfilter
+// on) take the bridge level: flooded, learned, passed up, with the IPv4
+// hooks br_netfilter runs traced as IN=br0.
+func TestTraceBridge(t *testing.T) {
+	a, b, br := packet.MAC{2, 0, 0, 0, 0, 0xa}, packet.MAC{2, 0, 0, 0, 0, 0xb}, packet.MAC{2, 0, 0, 0, 0, 0xfe}
+	udp := specBytes(t, "udp 10.1.0.1:1000 > 10.1.0.2:53")
+	back := specBytes(t, "udp 10.1.0.2:53 > 10.1.0.1:1000")
+	ping := specBytes(t, "icmp 10.1.0.1 > 10.1.0.254 id 1 seq 1")
+	var ng bytes.Buffer
+	nw, err := pcapgo.NewNgWriterInterface(&ng, pcapgo.NgInterface{Name: "veth1", LinkType: layers.LinkTypeEthernet}, pcapgo.DefaultNgWriterOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	veth2, err := nw.AddInterface(pcapgo.NgInterface{Name: "veth2", LinkType: layers.LinkTypeEthernet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		iface int
+		data  []byte
+	}{
+		{0, packet.BuildFrame(b, a, packet.EtherTypeIPv4, udp)},
+		{veth2, packet.BuildFrame(a, b, packet.EtherTypeIPv4, back)},
+		{0, packet.BuildFrame(br, a, packet.EtherTypeIPv4, ping)},
+	} {
+		nw.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, 0), CaptureLength: len(f.data), Length: len(f.data), InterfaceIndex: f.iface}, f.data)
+	}
+	nw.Flush()
+	file := filepath.Join(t.TempDir(), "br.pcapng")
+	os.WriteFile(file, ng.Bytes(), 0o644)
+	out, errs, code := runTrace(t, "--snapshot", "../../examples/bridge", "--pcap", file)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{
+		"PACKET: 2 ", "IN=br0 MACSRC=2:0:0:0:0:a MACDST=2:0:0:0:0:b MACPROTO=0800 SRC=10.1.0.1 DST=10.1.0.2",
+		"filter:FORWARD:rule:",
+		"FATE: 1 bridged out veth2\n",
+		// the answer's destination was learned on veth1
+		"FATE: 2 bridged out veth1\n",
+		// the echo request goes up; the reply waits for 10.1.0.1's MAC,
+		// asked for on every port
+		"FATE: 3 out veth1, veth2; passed up to br0: delivered\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -98,6 +98,116 @@ COMMIT
 			eth(macBr, macA, "tcp 10.1.0.1:40001 > 10.1.0.101:80 syn", "p1"),
 		},
 	},
+	{
+		// physdev in every hook iptables accepts it, marks set on
+		// bridged packets, a bridged packet dropped by FORWARD
+		Name:    "bridge-physdev-mark",
+		Ifaces:  []Iface{{Name: "tun1", Addrs: []string{"10.0.1.1/24"}}},
+		Bridges: br0,
+		Sysctls: fwd,
+		Rules: traceAll + `*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -m physdev --physdev-in p1 -j MARK --set-mark 0x11
+-A PREROUTING -m physdev --physdev-in p2 -j MARK --set-mark 0x22
+-A FORWARD -m physdev --physdev-is-bridged --physdev-out p3 -j MARK --set-mark 0x33
+-A POSTROUTING -m physdev --physdev-out p2 -j RETURN
+-A POSTROUTING -m physdev --physdev-is-out -j ACCEPT
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m physdev --physdev-in p1 -j ACCEPT
+-A INPUT -m physdev ! --physdev-is-in -j ACCEPT
+-A FORWARD -m mark --mark 0x22 -j DROP
+-A FORWARD -m physdev --physdev-in p1 --physdev-out p2 -j ACCEPT
+-A FORWARD -m physdev --physdev-is-bridged -j ACCEPT
+COMMIT
+`,
+		Packets: []Packet{
+			eth(macB, macA, "udp 10.1.0.1:1 > 10.1.0.2:2", "p1"),
+			eth(macA, macB, "udp 10.1.0.2:2 > 10.1.0.1:1", "p2"),
+			eth(macC, macA, "udp 10.1.0.1:1 > 10.1.0.3:2", "p1"),
+			eth(macBr, macA, "icmp 10.1.0.1 > 10.1.0.254 id 2 seq 1", "p1"),
+			P("udp 10.0.1.2:7 > 10.1.0.1:1000 iif tun1"),
+		},
+	},
+	{
+		// bridge-nf-call-iptables=0: bridged IPv4 does not cross
+		// iptables; what goes up does, as on any device
+		Name:    "bridge-no-call-iptables",
+		Ifaces:  []Iface{{Name: "tun1", Addrs: []string{"10.0.1.1/24"}}},
+		Bridges: br0,
+		Sysctls: append([]string{"net.bridge.bridge-nf-call-iptables=0"}, fwd...),
+		IP:      []string{"neigh replace 10.1.0.1 lladdr 02:00:00:00:00:0a dev br0 nud permanent"},
+		Rules:   traceAll + ctForward,
+		Packets: []Packet{
+			eth(macB, macA, "udp 10.1.0.1:1 > 10.1.0.2:2", "p1"),
+			eth(macBr, macA, "icmp 10.1.0.1 > 10.1.0.254 id 3 seq 1", "p1"),
+			eth(macBr, macA, "udp 10.1.0.1:1000 > 10.0.1.2:7", "p1"),
+		},
+	},
+	{
+		// hairpin: a frame for a host learned on its own input port
+		// goes back out of it only with hairpin on
+		Name: "bridge-hairpin",
+		Bridges: []Bridge{{Name: "br0", Addrs: []string{"10.1.0.254/24"}, MAC: "02:00:00:00:00:fe",
+			Ports: []BridgePort{{Name: "p1", MAC: "02:00:00:00:01:01", Hairpin: true}, {Name: "p2", MAC: "02:00:00:00:01:02"}}}},
+		Rules: traceAll,
+		Packets: []Packet{
+			eth(macC, macB, "udp 10.1.0.2:1 > 10.1.0.3:2", "p1"),
+			eth(macB, macC, "udp 10.1.0.3:2 > 10.1.0.2:1", "p1"),
+			eth(macC, macA, "udp 10.1.0.1:1 > 10.1.0.3:2", "p2"),
+			eth(macA, macB, "udp 10.1.0.2:1 > 10.1.0.1:2", "p2"),
+			eth(macA, macB, "udp 10.1.0.2:1 > 10.1.0.1:2", "p1"),
+		},
+	},
+	{
+		// out of the bridge through a MASQUERADE and back: the reply
+		// is routed into the bridge to a known neighbour
+		Name:    "bridge-masquerade",
+		Ifaces:  []Iface{{Name: "tun1", Addrs: []string{"10.0.1.1/24"}}},
+		Bridges: br0,
+		Sysctls: fwd,
+		IP:      []string{"neigh replace 10.1.0.1 lladdr 02:00:00:00:00:0a dev br0 nud permanent"},
+		Rules: traceAll + ctForward + `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A POSTROUTING -s 10.1.0.0/24 -o tun1 -j MASQUERADE
+COMMIT
+`,
+		Packets: []Packet{
+			eth(macBr, macA, "tcp 10.1.0.1:40000 > 10.0.1.2:80 syn seq 1", "p1"),
+			P("tcp 10.0.1.2:80 > 10.0.1.1:40000 syn ack 2 seq 100 iif tun1"),
+			eth(macBr, macA, "tcp 10.1.0.1:40000 > 10.0.1.2:80 ack 101 seq 2", "p1"),
+		},
+	},
+	{
+		// fragments bridged with conntrack: br_netfilter's PREROUTING
+		// reassembles them, and the datagram leaves the port in the
+		// fragments it came in
+		Name:    "bridge-fragments",
+		Bridges: br0,
+		Rules:   traceAll + ctForward,
+		Packets: append(
+			ethFrags(macB, macA, "p1", frags(big("udp 10.1.0.1:1000 > 10.1.0.2:7 iif x", 3000, 77), std(3008)...)),
+			ethFrags(macA, macB, "p2", frags(big("udp 10.1.0.2:7 > 10.1.0.1:1000 iif x", 2000, 78), order(std(2008), 1, 0)...))...),
+	},
+}
+
+// ethFrags puts raw IPv4 packets into frames src -> dst arriving on in.
+func ethFrags(dst, src packet.MAC, in string, ps []Packet) []Packet {
+	var out []Packet
+	for _, p := range ps {
+		out = append(out, Packet{Frame: packet.BuildFrame(dst, src, packet.EtherTypeIPv4, p.Raw), In: in})
+	}
+	return out
 }
 
 func TestBridgeScenarios(t *testing.T) { runScenarios(t, bridgeScenarios) }

@@ -84,11 +84,11 @@ func runOne(e *datapath.Engine, p Packet, now int64, seq uint64) (lines, egress 
 			// what the IP stack sent out of other devices (frames out
 			// of a bridge are in ff.Out already)
 			f = *ff.Up
-			if f.Frames == nil {
+			if f.Frames == nil && !f.ARPPending {
 				egress = appendEgress(egress, f.Datagram, f)
 			}
 			for _, a := range f.Answers {
-				if a.Fate.Frames == nil {
+				if a.Fate.Frames == nil && !a.Fate.ARPPending {
 					egress = appendEgress(egress, a.Pkt, a.Fate)
 				}
 			}
@@ -125,7 +125,7 @@ func appendEgress(egress []string, p *packet.Packet, f datapath.Fate) []string {
 	if (f.Kind != datapath.Forwarded && f.Kind != datapath.Sent) || f.OutIf == "lo" {
 		return egress
 	}
-	if f.Frames != nil {
+	if f.Frames != nil || f.ARPPending {
 		for _, o := range f.Frames {
 			egress = append(egress, FrameEgressLine(o.Port, o.Data))
 		}
