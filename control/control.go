@@ -310,13 +310,26 @@ func (c *Server) streamPcap(conn net.Conn, enc *json.Encoder, req Request) {
 	defer cancel()
 	n := 0
 	var pw *pcapgo.Writer
+	// a bridge port is captured as Ethernet; "any" as IPv4, bridge
+	// frames with their IPv4 packet only
+	ether := req.Iface != "any" && dp.IsBridgePort(req.Iface)
 	stream(c, conn, enc, pkts, func(w *bufio.Writer) error {
 		pw = pcapgo.NewWriter(w)
+		if ether {
+			return pw.WriteFileHeader(65535, layers.LinkTypeEthernet)
+		}
 		return pw.WriteFileHeader(65535, layers.LinkTypeRaw)
 	}, func(p link.Captured) (bool, error) {
+		data := p.Data
+		if p.Ether && !ether {
+			if len(data) < 14 || data[12] != 0x08 || data[13] != 0x00 {
+				return false, nil
+			}
+			data = data[14:]
+		}
 		n++
-		ci := gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Data), Length: len(p.Data)}
-		return req.Count > 0 && n >= req.Count, pw.WritePacket(ci, p.Data)
+		ci := gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(data), Length: len(data)}
+		return req.Count > 0 && n >= req.Count, pw.WritePacket(ci, data)
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/uswitch-lab/uswitch/bridge/fdb"
+	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 	"github.com/uswitch-lab/uswitch/route"
@@ -91,6 +92,19 @@ type bridgeState struct {
 // neighQueueMax packets, the oldest dropped first (__neigh_event_send).
 type neighQueue struct {
 	pkts [][]byte
+	// dnat are bridged frames a DNAT sent to this neighbour
+	dnat []*bridgedDNAT
+}
+
+// bridgedDNAT is a frame br_netfilter's DNAT keeps bridged, waiting for
+// its new destination's MAC: the frame, its input port and its IPv4
+// state.
+type bridgedDNAT struct {
+	frame []byte
+	in    int
+	meta  packet.Meta
+	ct    conntrack.Ref
+	zone  uint16
 }
 
 // neighQueueMax is about unres_qlen_bytes (SK_WMEM_MAX, 212992 bytes)
@@ -106,18 +120,15 @@ func (b *bridgeState) lookupNeigh(a uint32) (packet.MAC, bool) {
 	return m, ok
 }
 
-// learnNeigh records a neighbour's address and returns the packets that
-// were waiting for it.
-func (b *bridgeState) learnNeigh(a uint32, m packet.MAC) [][]byte {
+// learnNeigh records a neighbour's address and returns what was
+// waiting for it.
+func (b *bridgeState) learnNeigh(a uint32, m packet.MAC) *neighQueue {
 	b.mu.Lock()
 	b.neigh[a] = m
-	var q [][]byte
-	if w := b.pending[a]; w != nil {
-		q = w.pkts
-		delete(b.pending, a)
-	}
+	w := b.pending[a]
+	delete(b.pending, a)
 	b.mu.Unlock()
-	return q
+	return w
 }
 
 // queueNeigh puts a packet in the queue of an unresolved neighbour; it
@@ -249,6 +260,9 @@ type FrameFate struct {
 	Held bool
 	// Pass: a link-local frame went to the input port's own stack.
 	Pass bool
+	// ARPPending: a DNAT kept the frame bridged towards a neighbour
+	// being resolved; it leaves when the ARP answer comes.
+	ARPPending bool
 	// Drop says why the frame (or the copy for one way) was dropped;
 	// "" when nothing was.
 	Drop string
@@ -265,6 +279,8 @@ func (f FrameFate) String() string {
 		parts = append(parts, "held (fragment)")
 	case f.Pass:
 		parts = append(parts, "passed to the port's own stack")
+	case f.ARPPending:
+		parts = append(parts, "waiting for ARP (bridged DNAT)")
 	}
 	if len(ports) == 1 {
 		parts = append(parts, "bridged out "+ports[0])
@@ -403,19 +419,31 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 			if rt.Gateway.IsValid() {
 				nh = u32(rt.Gateway)
 			}
-			if m, ok := b.lookupNeigh(nh); ok {
-				copy(fr.Data[0:6], m[:])
-				fr.Dst = m
+			m, ok := b.lookupNeigh(nh)
+			if !ok {
+				// br_nf_pre_routing_finish_bridge: the neighbour's
+				// output queues the frame behind an ARP request from
+				// br0; its answer sends it on bridged (bridged_dnat)
+				e.queueBridgedDNAT(k, b, ref.idx, fr, nh, &ff)
+				return ff
 			}
+			copy(fr.Data[0:6], m[:])
+			fr.Dst = m
 		}
 	}
-	// br_handle_frame_finish: learning after PREROUTING, then the
-	// forwarding database
-	b.fdb.Learn(ref.idx, fr.Src, now)
-	dec := b.fdb.Decide(ref.idx, fr.Dst, now)
+	e.bridgeFinish(k, b, ref.idx, fr, &ff, now, tr)
+	return ff
+}
+
+// bridgeFinish is br_handle_frame_finish: learning after PREROUTING,
+// the forwarding database, then the ways out (each port's FORWARD and
+// POSTROUTING) and up.
+func (e *Engine) bridgeFinish(k *pkt, b *bridgeState, in int, fr *packet.Frame, ff *FrameFate, now int64, tr *Tracer) {
+	b.fdb.Learn(in, fr.Src, now)
+	dec := b.fdb.Decide(in, fr.Dst, now)
 	if dec.Verdict == fdb.VerdictDrop {
 		ff.Drop = "bridge: " + dec.Reason.String()
-		return ff
+		return
 	}
 	// br_flood / br_forward: every way but the last gets a clone; the
 	// last port gets the frame itself unless a copy also goes up
@@ -430,12 +458,11 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 		if ways > 1 {
 			data = append([]byte(nil), data...)
 		}
-		e.bridgeForward(k, b, out, data, i == 0 && !dec.Up, now, tr, &ff)
+		e.bridgeForward(k, b, out, data, i == 0 && !dec.Up, now, tr, ff)
 	}
 	if dec.Up {
-		e.bridgeUp(k, b, fr, &ff, now, tr)
+		e.bridgeUp(k, b, fr, ff, now, tr)
 	}
-	return ff
 }
 
 // frameFate reports an IPv4 pkt's end inside a bridge hook on the
@@ -588,6 +615,76 @@ func (e *Engine) bridgeSendFate(f *Fate, ff *FrameFate) {
 	}
 }
 
+// queueBridgedDNAT keeps a bridged DNAT's frame until its destination
+// answers ARP (a request from br0 goes out when the neighbour is new).
+func (e *Engine) queueBridgedDNAT(k *pkt, b *bridgeState, in int, fr *packet.Frame, nh uint32, ff *FrameFate) {
+	hl := fr.HeaderLen()
+	frame := make([]byte, hl+len(k.p.IP))
+	copy(frame, fr.Data[:hl])
+	copy(frame[hl:], k.p.IP)
+	d := &bridgedDNAT{frame: frame, in: in, meta: k.p.Meta, ct: k.ct, zone: k.zone}
+	b.mu.Lock()
+	if b.pending == nil {
+		b.pending = map[uint32]*neighQueue{}
+	}
+	w := b.pending[nh]
+	isNew := w == nil
+	if isNew {
+		w = &neighQueue{}
+		b.pending[nh] = w
+	}
+	if len(w.dnat) < neighQueueMax {
+		w.dnat = append(w.dnat, d)
+	}
+	b.mu.Unlock()
+	ff.ARPPending = true
+	if isNew {
+		e.bridgeXmit(b, packet.Broadcast, packet.EtherTypeARP, arpRequest(b, k.cfg.FIB, k.p.Src, nh), ff)
+	}
+}
+
+// resumeBridgedDNAT sends a queued bridged DNAT frame on to mac: its
+// header (source and protocol kept) gets the destination, and it is
+// bridged from its input port (br_nf_dev_xmit ->
+// br_handle_frame_finish).
+func (e *Engine) resumeBridgedDNAT(b *bridgeState, d *bridgedDNAT, mac packet.MAC, ff *FrameFate) {
+	copy(d.frame[0:6], mac[:])
+	fr := &packet.Frame{Data: d.frame}
+	if fr.Decode() != nil {
+		return
+	}
+	p := &packet.Packet{Data: fr.Payload, L2: fr.Data[:fr.HeaderLen()], Meta: d.meta}
+	if p.Decode() != nil {
+		return
+	}
+	now := int64(0)
+	k := e.newPkt(p, now, nil, nil)
+	defer e.putPkt(k)
+	k.ct, k.zone = d.ct, d.zone
+	if k.cfg.FIB != nil {
+		k.iif = k.cfg.FIB.Ifindex(b.name())
+	}
+	e.bridgeFinish(k, b, d.in, fr, ff, now, nil)
+}
+
+// arpRequest is an ARP request from br0 for target, from src when src
+// is one of the host's addresses, else from br0's address towards it
+// (arp_solicit with arp_announce 0).
+func arpRequest(b *bridgeState, fib *route.FIB, src, target uint32) []byte {
+	req := make([]byte, 28)
+	binary.BigEndian.PutUint16(req[0:], 1)
+	binary.BigEndian.PutUint16(req[2:], packet.EtherTypeIPv4)
+	req[4], req[5] = 6, 4
+	binary.BigEndian.PutUint16(req[6:], 1)
+	copy(req[8:14], b.fdb.MAC[:])
+	if fib != nil && fib.AddrType(addr4(src), 0, false) != route.Local {
+		src = u32(fib.SelectSource(fib.Ifindex(b.name()), addr4(target), route.ScopeLink))
+	}
+	binary.BigEndian.PutUint32(req[14:], src)
+	binary.BigEndian.PutUint32(req[24:], target)
+	return req
+}
+
 // bridgeARP is arp_process for br0: a request for one of its addresses
 // is answered (and its sender learned as a neighbour); a reply teaches
 // the neighbour.
@@ -606,9 +703,15 @@ func (e *Engine) bridgeARP(b *bridgeState, fr *packet.Frame, ff *FrameFate) {
 		return
 	}
 	local := c.FIB.AddrType(addr4(tpa), 0, false) == route.Local
-	flush := func(q [][]byte) {
-		for _, ip := range q {
+	flush := func(w *neighQueue) {
+		if w == nil {
+			return
+		}
+		for _, ip := range w.pkts {
 			e.bridgeXmit(b, sha, packet.EtherTypeIPv4, ip, ff)
+		}
+		for _, d := range w.dnat {
+			e.resumeBridgedDNAT(b, d, sha, ff)
 		}
 	}
 	switch op {
@@ -672,18 +775,7 @@ func (k *pkt) bridgeOutput(b *bridgeState) {
 		if !b.queueNeigh(nh, pkts) {
 			return
 		}
-		req := make([]byte, 28)
-		binary.BigEndian.PutUint16(req[0:], 1)
-		binary.BigEndian.PutUint16(req[2:], packet.EtherTypeIPv4)
-		req[4], req[5] = 6, 4
-		binary.BigEndian.PutUint16(req[6:], 1)
-		copy(req[8:14], b.fdb.MAC[:])
-		src := k.p.Src
-		if k.cfg.FIB != nil && k.cfg.FIB.AddrType(addr4(src), 0, false) != route.Local {
-			src = u32(k.cfg.FIB.SelectSource(k.cfg.FIB.Ifindex(b.name()), addr4(nh), route.ScopeLink))
-		}
-		binary.BigEndian.PutUint32(req[14:], src)
-		binary.BigEndian.PutUint32(req[24:], nh)
+		req := arpRequest(b, k.cfg.FIB, k.p.Src, nh)
 		k.e.bridgeXmit(b, packet.Broadcast, packet.EtherTypeARP, req, &ff)
 		k.fate.Frames = ff.Out
 		return

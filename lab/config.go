@@ -50,6 +50,8 @@ type Config struct {
 	// Interfaces are uswitch's TUN (or TAP) devices, each living in one
 	// namespace.
 	Interfaces []Interface `toml:"interface"`
+	// Bridges are uswitch's bridges; their ports are TAP interfaces.
+	Bridges []Bridge `toml:"bridge"`
 	// Namespaces are the network namespaces the lab makes.
 	Namespaces []Namespace `toml:"namespace"`
 	// Links are veth pairs straight between two namespaces, outside
@@ -139,8 +141,29 @@ type Interface struct {
 	Offload *bool `toml:"offload"`
 	// MAC is uswitch's own MAC address on a TAP (the source of what it
 	// writes there, the address its ARP replies give); zero: derived
-	// from the interface's name (DefaultMAC).
+	// from the interface's name (DefaultMAC). On a bridge port it is
+	// the port's own address.
 	MAC MACValue `toml:"mac"`
+	// Bridge makes this TAP a port of the [[bridge]] of that name: its
+	// frames are bridged (it has no addresses of its own).
+	Bridge string `toml:"bridge"`
+	// Hairpin is the port's hairpin mode: frames may leave by the port
+	// they came in on.
+	Hairpin bool `toml:"hairpin"`
+}
+
+// Bridge is one of uswitch's bridges (a Linux bridge device, br0): its
+// addresses are uswitch's on the bridge; its ports are the kind = "tap"
+// interfaces that name it.
+type Bridge struct {
+	Name      string        `toml:"name"`
+	Addresses []PrefixValue `toml:"addresses"`
+	// MAC is the bridge's address; zero: its lowest port's, as the
+	// kernel chooses.
+	MAC MACValue `toml:"mac"`
+	// AgeingTime is the forwarding database's ageing time in seconds
+	// (ageing_time; nil: 300; 0: no learning).
+	AgeingTime *int `toml:"ageing_time"`
 }
 
 // Namespace is a network namespace of the lab.
@@ -778,6 +801,36 @@ func (c *Config) check(src string) error {
 		}
 		if it.Offload != nil && *it.Offload && it.Kind == KindTAP {
 			return fail("interface.offload", "%q: a kind = \"tap\" interface has no offloads", it.Name)
+		}
+		if it.Hairpin && it.Bridge == "" {
+			return fail("interface.hairpin", "%q: hairpin is for a bridge port (bridge = ...)", it.Name)
+		}
+		if it.Bridge != "" {
+			if it.Kind != KindTAP {
+				return fail("interface.bridge", "%q: a bridge port is a kind = \"tap\" interface", it.Bridge)
+			}
+			if len(it.Addresses) > 0 {
+				return fail("interface.addresses", "%q: a bridge port has no addresses (give them to the [[bridge]])", it.Name)
+			}
+			found := false
+			for _, b := range c.Bridges {
+				found = found || b.Name == it.Bridge
+			}
+			if !found {
+				return fail("interface.bridge", "%q: no [[bridge]] of that name", it.Bridge)
+			}
+		}
+	}
+	for _, b := range c.Bridges {
+		if !validDevName(b.Name) || b.Name == "lo" {
+			return fail("bridge.name", "%q: want 1-15 characters of A-Z a-z 0-9 _ . - (not lo, . or ..)", b.Name)
+		}
+		if ifs[b.Name] {
+			return fail("bridge.name", "%q is also an interface's name, or appears twice", b.Name)
+		}
+		ifs[b.Name] = true
+		if b.AgeingTime != nil && (*b.AgeingTime < 0 || *b.AgeingTime > 1000000) {
+			return fail("bridge.ageing_time", "%d: want 0 to 1000000 seconds", *b.AgeingTime)
 		}
 	}
 	for _, n := range c.Namespaces {

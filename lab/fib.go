@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/bridge/fdb"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/link"
@@ -33,6 +34,7 @@ func (e *sysctlError) Error() string { return e.key + ": " + e.err.Error() }
 // rather than silently ignored.
 var knownSysctl = regexp.MustCompile(`^(net\.ipv4\.ip_forward|net\.ipv4\.fib_multipath_hash_policy|` +
 	`net\.ipv4\.ipfrag_(high_thresh|low_thresh|time|max_dist)|` +
+	`net\.bridge\.bridge-nf-(call-iptables|call-ip6tables|call-arptables|filter-vlan-tagged|pass-vlan-input-dev)|` +
 	`net\.ipv4\.vs\.(conntrack|expire_nodest_conn|expire_quiescent_template|snat_reroute|conn_reuse_mode|nat_icmp_send)|` +
 	`net\.ipv4\.conf\.[^.]+\.(forwarding|rp_filter|route_localnet|accept_local|src_valid_mark|send_redirects)|` +
 	`net\.netfilter\.nf_conntrack_(max|tcp_loose|tcp_be_liberal|tcp_max_retrans|tcp_timeout_[a-z_]+|udp_timeout(_stream)?|icmp_timeout|generic_timeout))$`)
@@ -86,21 +88,50 @@ func (c *Config) fibConfig(ifindex map[string]int) (route.Config, error) {
 	cfg.Routes = append(cfg.Routes,
 		route.Route{Table: route.TableLocal, Type: route.Local, Dst: loAddr.Masked(), Scope: route.ScopeHost, Protocol: "kernel", PrefSrc: loAddr.Addr(), Nexthops: []route.Nexthop{{Dev: "lo"}}},
 		route.Route{Table: route.TableLocal, Type: route.Local, Dst: netip.PrefixFrom(loAddr.Addr(), 32), Scope: route.ScopeHost, Protocol: "kernel", PrefSrc: loAddr.Addr(), Nexthops: []route.Nexthop{{Dev: "lo"}}})
-	for i, it := range c.Interfaces {
+	type l3 struct {
+		name  string
+		mtu   int
+		addrs []PrefixValue
+	}
+	var devs []l3
+	for _, it := range c.Interfaces {
 		mtu := it.MTU
 		if mtu == 0 {
 			mtu = link.DefaultMTU
 		}
+		devs = append(devs, l3{it.Name, mtu, it.Addresses})
+	}
+	for _, b := range c.Bridges {
+		// a bridge's MTU is its ports' smallest (br_mtu_auto)
+		mtu := 0
+		for _, it := range c.Interfaces {
+			if it.Bridge == b.Name {
+				m := it.MTU
+				if m == 0 {
+					m = link.DefaultMTU
+				}
+				if mtu == 0 || m < mtu {
+					mtu = m
+				}
+			}
+		}
+		if mtu == 0 {
+			mtu = link.DefaultMTU
+		}
+		devs = append(devs, l3{b.Name, mtu, b.Addresses})
+	}
+	for i, it := range devs {
+		mtu := it.mtu
 		// a TUN is point-to-point without ARP; multicast is off
-		cfg.Links = append(cfg.Links, route.Link{Name: it.Name, Index: idx(i, it.Name), Up: true, MTU: mtu})
-		for _, a := range it.Addresses {
+		cfg.Links = append(cfg.Links, route.Link{Name: it.name, Index: idx(i, it.name), Up: true, MTU: mtu})
+		for _, a := range it.addrs {
 			p := a.Prefix
-			ad := route.Addr{Ifindex: idx(i, it.Name), Dev: it.Name, Local: p.Addr(), Prefix: p.Masked()}
+			ad := route.Addr{Ifindex: idx(i, it.name), Dev: it.name, Local: p.Addr(), Prefix: p.Masked()}
 			if p.Bits() < 31 {
 				ad.Broadcast = lastAddr(p)
 			}
 			cfg.Addrs = append(cfg.Addrs, ad)
-			nh := []route.Nexthop{{Dev: it.Name}}
+			nh := []route.Nexthop{{Dev: it.name}}
 			cfg.Routes = append(cfg.Routes, route.Route{Table: route.TableLocal, Type: route.Local, Dst: netip.PrefixFrom(p.Addr(), 32),
 				Scope: route.ScopeHost, Protocol: "kernel", PrefSrc: p.Addr(), Nexthops: nh})
 			if p.Bits() < 32 {
@@ -195,5 +226,47 @@ func (c *Config) EngineConfig() (datapath.Config, conntrack.Config, error) {
 		ct = conntrack.DefaultConfig()
 	}
 	fc := c.Sysctl.FragConfig()
-	return datapath.Config{Rules: c.Ruleset, FIB: fib, IPForward: c.Sysctl.IPForward, Frag: &fc}, ct, nil
+	return datapath.Config{Rules: c.Ruleset, FIB: fib, IPForward: c.Sysctl.IPForward, Frag: &fc, Bridges: c.bridgeConfigs(fib)}, ct, nil
+}
+
+// bridgeConfigs are the lab's bridges for the engine: each with its
+// ports (the TAP interfaces naming it, their MACs the ports' own) and
+// net.bridge.bridge-nf-call-iptables (default 1).
+func (c *Config) bridgeConfigs(fib *route.FIB) []datapath.BridgeConfig {
+	callIPT := true
+	if v, ok := c.Sysctl.Raw["net.bridge.bridge-nf-call-iptables"]; ok {
+		callIPT = v != "0"
+	}
+	vlan := c.Sysctl.Raw["net.bridge.bridge-nf-filter-vlan-tagged"] == "1"
+	var out []datapath.BridgeConfig
+	for _, b := range c.Bridges {
+		bc := datapath.BridgeConfig{CallIPTables: callIPT, FilterVLANTagged: vlan}
+		bc.FDB = fdb.Config{Name: b.Name, Index: fib.Ifindex(b.Name)}
+		if b.MAC.Set {
+			bc.FDB.MAC, bc.FDB.MACSet = b.MAC.Addr, true
+		}
+		if b.AgeingTime != nil {
+			if *b.AgeingTime == 0 {
+				bc.FDB.AgeingZero = true
+			} else {
+				bc.FDB.AgeingTime = int64(*b.AgeingTime) * 1e9
+			}
+		}
+		for i := range c.Interfaces {
+			it := &c.Interfaces[i]
+			if it.Bridge != b.Name {
+				continue
+			}
+			fl := fdb.DefaultPortFlags
+			if it.Hairpin {
+				fl |= fdb.Hairpin
+			}
+			bc.FDB.Ports = append(bc.FDB.Ports, fdb.PortConfig{Name: it.Name, Index: fib.Ifindex(it.Name), MAC: it.LinkMAC(), Flags: fl})
+		}
+		if len(bc.FDB.Ports) == 0 && !bc.FDB.MACSet {
+			bc.FDB.MAC, bc.FDB.MACSet = DefaultMAC(b.Name), true
+		}
+		out = append(out, bc)
+	}
+	return out
 }

@@ -81,7 +81,10 @@ func (it *Interface) LinkMAC() [6]byte {
 func (c *Config) DatapathOptions() []link.DatapathOption {
 	var opts []link.DatapathOption
 	for _, it := range c.Interfaces {
-		if it.Kind == KindTAP {
+		switch {
+		case it.Bridge != "":
+			opts = append(opts, link.WithBridgePort(it.Name))
+		case it.Kind == KindTAP:
 			opts = append(opts, link.WithTAP(it.Name, it.LinkMAC(), prefixes(it.Addresses)))
 		}
 		if it.Decap.Kind == link.DecapNone {

@@ -276,13 +276,27 @@ func (c *Config) checkAddresses(src string) error {
 	for i, n := range c.Namespaces {
 		nsIndex[n.Name] = i
 	}
+	// the ports of a bridge and the bridge itself are one link (one
+	// Ethernet segment)
+	bridgeLink := map[string]int{}
+	for k, b := range c.Bridges {
+		id := len(c.Interfaces) + len(c.Links) + k
+		bridgeLink[b.Name] = id
+		for _, a := range b.Addresses {
+			all = append(all, linkAddr{a.Prefix, id, "bridge", k, "addresses"})
+		}
+	}
 	for i, it := range c.Interfaces {
+		id := i
+		if it.Bridge != "" {
+			id = bridgeLink[it.Bridge]
+		}
 		for _, a := range it.Addresses {
-			all = append(all, linkAddr{a.Prefix, i, "interface", i, "addresses"})
+			all = append(all, linkAddr{a.Prefix, id, "interface", i, "addresses"})
 		}
 		j := nsIndex[it.Netns]
 		for _, a := range c.Namespaces[j].Addresses {
-			all = append(all, linkAddr{a.Prefix, i, "namespace", j, "addresses"})
+			all = append(all, linkAddr{a.Prefix, id, "namespace", j, "addresses"})
 		}
 	}
 	for i, l := range c.Links {
@@ -300,6 +314,8 @@ func (c *Config) checkAddresses(src string) error {
 			return fmt.Sprintf("interface %q", c.Interfaces[a.index].Name)
 		case "namespace":
 			return fmt.Sprintf("namespace %q", c.Namespaces[a.index].Name)
+		case "bridge":
+			return fmt.Sprintf("bridge %q", c.Bridges[a.index].Name)
 		}
 		l := c.Links[a.index]
 		if a.key == "a_addresses" {

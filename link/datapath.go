@@ -86,6 +86,9 @@ type elem struct {
 	buf  []byte
 	pkt  packet.Packet
 	from *rxq
+	// frame is set for a bridge port's frame (the whole frame in buf);
+	// pkt is then unused
+	frame []byte
 }
 
 // rxq is one queue of a port: its device and its reader's elements.
@@ -111,6 +114,21 @@ type port struct {
 	// l2 is the Ethernet side of a TAP port (nil: a TUN); set before
 	// the goroutines start (tap.go).
 	l2 *tapPort
+	// bridge: the TAP is a port of one of the engine's bridges; its
+	// frames go to Engine.ReceiveFrame whole (set before the start)
+	bridge bool
+}
+
+// WithBridgePort makes the TAP device dev a port of a bridge of the
+// engine (datapath.BridgeConfig): the frames read from it are bridged
+// by the engine, and the frames the engine sends out of it are written
+// as they are.
+func WithBridgePort(dev string) DatapathOption {
+	return func(d *Datapath) {
+		if p := d.byName[dev]; p != nil {
+			p.bridge = true
+		}
+	}
 }
 
 type work struct{ elems []*elem }
@@ -331,6 +349,16 @@ func flowHash(p *packet.Packet) uint32 {
 	return h
 }
 
+// frameHash spreads a bridge port's frames over workers by their
+// addresses, so one conversation's frames keep their order.
+func frameHash(f []byte) uint32 {
+	var h uint32 = 0x811c9dc5
+	for i := 0; i < 12 && i < len(f); i++ {
+		h = (h ^ uint32(f[i])) * 0x01000193
+	}
+	return h
+}
+
 // WithInline makes the readers run the engine on what they read
 // themselves (run to completion), with no workers.
 func WithInline() DatapathOption { return func(d *Datapath) { d.inline = true } }
@@ -355,7 +383,7 @@ func (d *Datapath) reader(q *rxq, qi int) {
 	// a TUN's packets are read after the headroom; a TAP's frames from
 	// the start of the buffer
 	hr := ethHeaderLen
-	if p.l2 != nil {
+	if p.l2 != nil || p.bridge {
 		hr = 0
 	}
 	for {
@@ -395,6 +423,19 @@ func (d *Datapath) reader(q *rxq, qi int) {
 		for i := range n {
 			el := stash[i]
 			d.rx.Add(1)
+			if p.bridge {
+				el.frame = el.buf[:sizes[i]]
+				if self != nil {
+					batch = append(batch, el)
+					continue
+				}
+				w := frameHash(el.frame) % uint32(len(d.queues))
+				if pending[w] == nil {
+					pending[w] = d.works.Get().(*work)
+				}
+				pending[w].elems = append(pending[w].elems, el)
+				continue
+			}
 			if p.l2 != nil {
 				ip, pt, ok := p.l2.input(el.buf[:sizes[i]], now, p.dev)
 				if !ok {
@@ -559,6 +600,10 @@ func (w *worker) run(elems []*elem) {
 			w.wtr = datapath.Tracer{Lines: w.wtr.Lines[:0]}
 			tr = &w.wtr
 		}
+		if el.frame != nil {
+			w.runFrame(el, tr)
+			continue
+		}
 		f := w.ew.Receive(&el.pkt, w.now, tr)
 		if tr != nil && len(tr.Lines) > 0 {
 			d.publishTrace(tr.Lines)
@@ -592,7 +637,61 @@ func (w *worker) run(elems []*elem) {
 	w.flush()
 	for _, el := range elems {
 		el.pkt = packet.Packet{}
+		el.frame = nil
 		el.from.free <- el
+	}
+}
+
+// runFrame bridges a frame read from a bridge port: the frames that
+// leave ports are written as they are; what the IP stack sent out of
+// other devices is sent as any fate is.
+func (w *worker) runFrame(el *elem, tr *datapath.Tracer) {
+	d := w.d
+	if d.capturing.Load() > 0 {
+		d.tapFrame(el.from.p.name, el.frame, true)
+	}
+	ff := d.eng.ReceiveFrame(el.frame, el.from.p.name, w.now, tr)
+	if tr != nil && len(tr.Lines) > 0 {
+		d.publishTrace(tr.Lines)
+	}
+	w.writeFrames(ff.Out)
+	switch {
+	case len(ff.Out) > 0:
+		d.fwd.Add(1)
+	case ff.Held:
+		d.held.Add(1)
+	case ff.Drop != "":
+		d.dropped.Add(1)
+	}
+	if f := ff.Up; f != nil {
+		if f.Kind == datapath.Delivered {
+			d.delivered.Add(1)
+		}
+		if f.Frames == nil && (f.Kind == datapath.Forwarded || f.Kind == datapath.Sent) && f.Datagram != nil {
+			w.sendFate(f, f.Datagram.IP, nil)
+		}
+		for _, a := range f.Answers {
+			if a.Fate.Frames == nil && (a.Fate.Kind == datapath.Sent || a.Fate.Kind == datapath.Forwarded) {
+				if w.sendFate(&a.Fate, a.Pkt.IP, nil) {
+					d.answers.Add(1)
+				}
+			}
+		}
+	}
+}
+
+// writeFrames queues frames for their bridge ports.
+func (w *worker) writeFrames(fs []datapath.FrameOut) {
+	for _, o := range fs {
+		p := w.d.byName[o.Port]
+		if p == nil {
+			w.d.nodev.Add(1)
+			continue
+		}
+		if w.d.capturing.Load() > 0 {
+			w.d.tapFrame(o.Port, o.Data, true)
+		}
+		w.add(p, o.Data)
 	}
 }
 
@@ -600,6 +699,12 @@ func (w *worker) run(elems []*elem) {
 // read into, nil for one the engine made), or the fragments the fate
 // cut it into.
 func (w *worker) sendFate(f *datapath.Fate, b, own []byte) bool {
+	if f.Frames != nil || f.ARPPending {
+		// out of a bridge device: its frames (or nothing yet, waiting
+		// for the next hop's ARP answer)
+		w.writeFrames(f.Frames)
+		return f.Frames != nil
+	}
 	if f.Frags == nil {
 		return w.send(f.OutIndex, f.OutIf, b, f.NextHop, own)
 	}
@@ -750,6 +855,9 @@ type Captured struct {
 	Time  time.Time
 	Iface string
 	Data  []byte
+	// Ether: Data is an Ethernet frame (a bridge port's), not an IPv4
+	// packet
+	Ether bool
 }
 
 type capture struct {
@@ -801,6 +909,13 @@ func (d *Datapath) queueDepths() []int {
 	return ds
 }
 
+// IsBridgePort reports whether the device name is a bridge port (its
+// captures are Ethernet frames).
+func (d *Datapath) IsBridgePort(name string) bool {
+	p := d.byName[name]
+	return p != nil && p.bridge
+}
+
 // HasDevice reports whether the datapath has a device of that name.
 func (d *Datapath) HasDevice(name string) bool { return d.byName[name] != nil }
 
@@ -839,7 +954,11 @@ func (d *Datapath) Port(name string) (PortConfig, bool) {
 	return c, true
 }
 
-func (d *Datapath) tap(iface string, b []byte) {
+func (d *Datapath) tap(iface string, b []byte) { d.tapFrame(iface, b, false) }
+
+// tapFrame hands a packet, or a bridge port's frame (ether), to the
+// captures that want iface.
+func (d *Datapath) tapFrame(iface string, b []byte, ether bool) {
 	now := time.Now()
 	d.cmu.Lock()
 	for c := range d.csubs {
@@ -847,7 +966,7 @@ func (d *Datapath) tap(iface string, b []byte) {
 			continue
 		}
 		select {
-		case c.ch <- Captured{Time: now, Iface: iface, Data: append([]byte(nil), b...)}:
+		case c.ch <- Captured{Time: now, Iface: iface, Data: append([]byte(nil), b...), Ether: ether}:
 		default:
 			d.cdropped.Add(1)
 		}

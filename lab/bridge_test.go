@@ -1,0 +1,68 @@
+package lab
+
+import (
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uswitch-lab/uswitch/internal/testtools"
+)
+
+// TestBridgeLab: namespaces on TAP ports of a uswitch bridge reach each
+// other (ARP and IPv4 bridged, br_netfilter's FORWARD with physdev),
+// the bridge's own address, the wan through a MASQUERADE, and a
+// service DNATed to a host on the same bridge (bridged DNAT).
+func TestBridgeLab(t *testing.T) {
+	needRoot(t)
+	src, err := os.ReadFile("testdata/bridge.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, p := prefixedConfig(t, "bridge.toml", string(src))
+	l := upLab(t, c)
+	a, b, wan := p+"-a", p+"-b", p+"-wan"
+	const to = 2 * time.Second
+	t.Run("ping", func(t *testing.T) {
+		for _, c := range []struct{ ns, dst string }{{a, "10.20.0.3"}, {b, "10.20.0.4"}, {a, "10.20.0.1"}, {a, "203.0.113.2"}} {
+			if _, err := l.Ping(c.ns, netip.MustParseAddr(c.dst), to); err != nil {
+				t.Errorf("ping %s from %s: %v", c.dst, c.ns, err)
+			}
+		}
+	})
+	t.Run("ping -s 3000 across the bridge", func(t *testing.T) {
+		testtools.Need(t, "ping")
+		out, err := exec.Command("ip", "netns", "exec", a, "ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "-s", "3000", "10.20.0.3").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), " 0% packet loss") {
+			t.Errorf("ping -s 3000: %v\n%s", err, out)
+		}
+	})
+	t.Run("udp to the wan, masqueraded", func(t *testing.T) {
+		r, err := l.UDPExchange(a, "203.0.113.2:7", []byte("hello"), to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(r), wan+" 203.0.113.1:") {
+			t.Errorf("answer %q", r)
+		}
+	})
+	t.Run("bridged DNAT", func(t *testing.T) {
+		r, err := l.HTTPGet(a, "http://10.96.0.10/", to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.ServedBy != b || !strings.HasPrefix(r.ClientAddr, "10.20.0.2:") {
+			t.Errorf("served by %q, client seen as %q", r.ServedBy, r.ClientAddr)
+		}
+	})
+	fdb := l.Engine().Bridge("br0")
+	if fdb == nil {
+		t.Fatal("no bridge br0 in the engine")
+	}
+	if n := len(fdb.ShowEntries(time.Now().UnixNano(), false)); n == 0 {
+		t.Errorf("empty forwarding database")
+	}
+	t.Logf("datapath: %v", l.Stats())
+}
