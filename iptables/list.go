@@ -30,6 +30,9 @@ type Names interface {
 	Service(port uint16, proto string) string
 	// Proto is getprotobynumber.
 	Proto(n uint8) string
+	// User and Group are getpwuid and getgrgid.
+	User(uid uint32) string
+	Group(gid uint32) string
 }
 
 // listFmt is the FMT_* mask of do_commandx.
@@ -52,6 +55,8 @@ func (noNames) Host(uint32) string            { return "" }
 func (noNames) Network(uint32) string         { return "" }
 func (noNames) Service(uint16, string) string { return "" }
 func (noNames) Proto(uint8) string            { return "" }
+func (noNames) User(uint32) string            { return "" }
+func (noNames) Group(uint32) string           { return "" }
 
 // ErrNoChain is -L/-S of a chain the table lacks; iptables-nft 1.8.9
 // says so in its own words (nft_chain_list_get failing).
@@ -193,6 +198,9 @@ func (t *Table) listRule(b *SaveWriter, r *Rule, num int, f listFmt) {
 	switch {
 	case r.Target != nil:
 		target = r.Target.Name()
+		if n, ok := r.Target.(interface{ listName() string }); ok {
+			target = n.listName()
+		}
 	case r.Verdict == VerdictJump || r.Verdict == VerdictGoto:
 		target = r.jumpTarget()
 	case r.Verdict != VerdictNone:
@@ -258,8 +266,6 @@ func (t *Table) listRule(b *SaveWriter, r *Rule, num int, f listFmt) {
 	for _, m := range r.Matches {
 		if l, ok := m.(lister); ok {
 			l.list(b, ip, f)
-		} else {
-			b.WriteString(m.Name() + " ")
 		}
 	}
 	if r.Target != nil {

@@ -247,14 +247,15 @@ func (m *ConntrackMatch) list(b *SaveWriter, _ *IPHeader, f listFmt) {
 	}
 }
 
-// list is mac_print (libxt_mac.c).
+// list is mac_print (libxt_mac.c); iptables-nft 1.8.9 prints the
+// address it reads back from nftables in lower case.
 func (m *MACMatch) list(b *SaveWriter, _ *IPHeader, _ listFmt) {
 	b.WriteString(" MAC")
 	if m.Invert {
 		b.WriteString(" !")
 	}
 	a := m.Src
-	fmt.Fprintf(b, " %02X:%02X:%02X:%02X:%02X:%02X", a[0], a[1], a[2], a[3], a[4], a[5])
+	fmt.Fprintf(b, " %02x:%02x:%02x:%02x:%02x:%02x", a[0], a[1], a[2], a[3], a[4], a[5])
 }
 
 // list is limit_print (libxt_limit.c).
@@ -333,7 +334,9 @@ func (t *RejectTarget) list(b *SaveWriter, _ *IPHeader, _ listFmt) {
 	b.WriteString(" reject-with " + rejectNames[t.With].name)
 }
 
-var logLevelNames = [...]string{"emerg", "alert", "crit", "error", "warning", "notice", "info", "debug"}
+// logLevelNames are nft's: iptables-nft 1.8.9 prints the log
+// expression's level back under those names.
+var logLevelNames = [...]string{"emerg", "alert", "crit", "err", "warn", "notice", "info", "debug"}
 
 // list is LOG_print (libxt_LOG.c).
 func (t *LogTarget) list(b *SaveWriter, _ *IPHeader, f listFmt) {
@@ -440,5 +443,239 @@ func (t *TCPMSSTarget) list(b *SaveWriter, _ *IPHeader, _ listFmt) {
 		b.WriteString(" TCPMSS clamp to PMTU")
 	} else {
 		fmt.Fprintf(b, " TCPMSS set %d", t.MSS)
+	}
+}
+
+// list is iprange_mt4_print (libxt_iprange.c).
+func (m *IPRangeMatch) list(b *SaveWriter, _ *IPHeader, _ listFmt) {
+	if m.HasSrc {
+		b.WriteString(" source IP range")
+		if m.InvSrc {
+			b.WriteString(" !")
+		}
+		b.WriteString(" " + FormatAddr(m.Src.Lo) + "-" + FormatAddr(m.Src.Hi))
+	}
+	if m.HasDst {
+		b.WriteString(" destination IP range")
+		if m.InvDst {
+			b.WriteString(" !")
+		}
+		b.WriteString(" " + FormatAddr(m.Dst.Lo) + "-" + FormatAddr(m.Dst.Hi))
+	}
+}
+
+// list is recent_print (libxt_recent.c).
+func (m *RecentMatch) list(b *SaveWriter, _ *IPHeader, _ listFmt) {
+	if m.Invert {
+		b.WriteString(" !")
+	}
+	b.WriteString(" recent:")
+	for _, x := range []struct {
+		bit  uint8
+		name string
+	}{{RecentSet, " SET"}, {RecentCheck, " CHECK"}, {RecentUpdate, " UPDATE"}, {RecentRemove, " REMOVE"}} {
+		if m.CheckSet&x.bit != 0 {
+			b.WriteString(x.name)
+		}
+	}
+	if m.Seconds != 0 {
+		fmt.Fprintf(b, " seconds: %d", m.Seconds)
+	}
+	if m.CheckSet&RecentReap != 0 {
+		b.WriteString(" reap")
+	}
+	if m.HitCount != 0 {
+		fmt.Fprintf(b, " hit_count: %d", m.HitCount)
+	}
+	if m.CheckSet&RecentTTL != 0 {
+		b.WriteString(" TTL-Match")
+	}
+	b.WriteString(" name: " + m.Name_)
+	if m.Dest {
+		b.WriteString(" side: dest")
+	} else {
+		b.WriteString(" side: source")
+	}
+	b.WriteString(" mask: " + FormatAddr(m.Mask))
+}
+
+// list is rpfilter_print (libxt_rpfilter.c).
+func (m *RPFilterMatch) list(b *SaveWriter, _ *IPHeader, _ listFmt) {
+	b.WriteString(" rpfilter")
+	for _, x := range []struct {
+		bit  uint8
+		name string
+	}{{RPFilterLoose, "loose"}, {RPFilterValidMark, "validmark"}, {RPFilterAcceptLocal, "accept-local"}, {RPFilterInvert, "invert"}} {
+		if m.Flags&x.bit != 0 {
+			b.WriteString(" " + x.name)
+		}
+	}
+}
+
+// list is ttl_print (libipt_ttl.c).
+func (m *TTLMatch) list(b *SaveWriter, _ *IPHeader, _ listFmt) {
+	b.WriteString(" TTL match ")
+	switch m.Mode {
+	case TTLEq:
+		b.WriteString("TTL == ")
+	case TTLNe:
+		b.WriteString("TTL != ")
+	case TTLLt:
+		b.WriteString("TTL < ")
+	case TTLGt:
+		b.WriteString("TTL > ")
+	}
+	fmt.Fprintf(b, "%d", m.Value)
+}
+
+// list is pkttype_print (libxt_pkttype.c).
+func (m *PktTypeMatch) list(b *SaveWriter, _ *IPHeader, _ listFmt) {
+	if m.Invert {
+		b.WriteString(" PKTTYPE != ")
+	} else {
+		b.WriteString(" PKTTYPE = ")
+	}
+	for _, t := range pktTypes {
+		if t.typ == m.Type {
+			b.WriteString(t.name)
+			return
+		}
+	}
+	fmt.Fprintf(b, "%d", m.Type)
+}
+
+// list is owner_mt_print (libxt_owner.c); names from the user and
+// group databases without -n.
+func (m *OwnerMatch) list(b *SaveWriter, _ *IPHeader, f listFmt) {
+	item := func(bit uint8, label string, lo, hi uint32, name func(uint32) string) {
+		if m.Match&bit == 0 {
+			return
+		}
+		if m.Invert&bit != 0 {
+			b.WriteString(" !")
+		}
+		b.WriteString(" " + label)
+		switch {
+		case name == nil:
+		case lo != hi:
+			fmt.Fprintf(b, " %d-%d", lo, hi)
+		case !f.numeric && name(lo) != "":
+			b.WriteString(" " + name(lo))
+		default:
+			fmt.Fprintf(b, " %d", lo)
+		}
+	}
+	item(OwnerSocket, "owner socket exists", 0, 0, nil)
+	item(OwnerUID, "owner UID match", m.UIDMin, m.UIDMax, f.names.User)
+	item(OwnerGID, "owner GID match", m.GIDMin, m.GIDMax, f.names.Group)
+}
+
+// listName is the name iptables-nft shows in the target column: NOTRACK
+// is the CT target to it.
+func (t *NoTrackTarget) listName() string { return "CT" }
+
+// list is notrack_ct0_tg_print (libxt_CT.c).
+func (t *NoTrackTarget) list(b *SaveWriter, _ *IPHeader, _ listFmt) { b.WriteString(" NOTRACK") }
+
+// list is ct_print_v1 (libxt_CT.c).
+func (t *CTTarget) list(b *SaveWriter, _ *IPHeader, _ listFmt) {
+	b.WriteString(" CT")
+	if t.Flags&CTNoTrack != 0 {
+		b.WriteString(" notrack")
+	}
+	if t.Helper != "" {
+		b.WriteString(" helper " + t.Helper)
+	}
+	if t.Timeout != "" {
+		b.WriteString(" timeout " + t.Timeout)
+	}
+	if t.Flags&CTZoneMark != 0 {
+		b.WriteString(" zone mark")
+	} else if t.Zone != 0 {
+		fmt.Fprintf(b, " zone %d", t.Zone)
+	}
+}
+
+// list is connlimit_print4 (libxt_connlimit.c).
+func (m *ConnlimitMatch) list(b *SaveWriter, _ *IPHeader, _ listFmt) {
+	side, op := "src", ">"
+	if m.Daddr {
+		side = "dst"
+	}
+	if m.Invert {
+		op = "<="
+	}
+	n := 0
+	for x := m.Mask; x != 0; x &= x - 1 {
+		n++
+	}
+	fmt.Fprintf(b, " #conn %s/%d %s %d", side, n, op, m.Limit)
+}
+
+// list is NFLOG_print (libxt_NFLOG.c), with the threshold as
+// iptables-nft reads it back (printed unless 0, as Save does).
+func (t *NFLogTarget) list(b *SaveWriter, _ *IPHeader, _ listFmt) {
+	if t.Prefix != "" {
+		b.WriteString(" nflog-prefix")
+		SaveString(b, t.Prefix)
+	}
+	if t.Group != 0 {
+		fmt.Fprintf(b, " nflog-group %d", t.Group)
+	}
+	if t.CopyLen {
+		fmt.Fprintf(b, " nflog-size %d", t.Size)
+	} else if t.Size != 0 {
+		fmt.Fprintf(b, " nflog-range %d", t.Size)
+	}
+	if t.Threshold != 0 {
+		fmt.Fprintf(b, " nflog-threshold %d", t.Threshold)
+	}
+}
+
+// list is connmark_tg_print_v2 (libxt_CONNMARK.c).
+func (t *ConnmarkTarget) list(b *SaveWriter, _ *IPHeader, _ listFmt) {
+	shift := func() {
+		if t.ShiftBits != 0 {
+			op := "left-shift-mark"
+			if t.ShiftDir != 0 {
+				op = "right-shift-mark"
+			}
+			fmt.Fprintf(b, " %s %d", op, t.ShiftBits)
+		}
+	}
+	switch t.Mode {
+	case ConnmarkSet:
+		switch {
+		case t.CtMark == 0:
+			fmt.Fprintf(b, " CONNMARK and 0x%x", ^t.CtMask)
+		case t.CtMark == t.CtMask:
+			fmt.Fprintf(b, " CONNMARK or 0x%x", t.CtMark)
+		case t.CtMask == 0:
+			fmt.Fprintf(b, " CONNMARK xor 0x%x", t.CtMark)
+		case t.CtMask == 0xffffffff:
+			fmt.Fprintf(b, " CONNMARK set 0x%x", t.CtMark)
+		default:
+			fmt.Fprintf(b, " CONNMARK xset 0x%x/0x%x", t.CtMark, t.CtMask)
+		}
+	case ConnmarkSave:
+		switch {
+		case t.NfMask == 0xffffffff && t.CtMask == 0xffffffff:
+			b.WriteString(" CONNMARK save")
+		case t.NfMask == t.CtMask:
+			fmt.Fprintf(b, " CONNMARK save mask 0x%x", t.NfMask)
+		default:
+			fmt.Fprintf(b, " CONNMARK save nfmask 0x%x ctmask ~0x%x", t.NfMask, t.CtMask)
+		}
+		shift()
+	case ConnmarkRestore:
+		switch {
+		case t.CtMask == 0xffffffff && t.NfMask == 0xffffffff:
+			b.WriteString(" CONNMARK restore")
+		case t.CtMask == t.NfMask:
+			fmt.Fprintf(b, " CONNMARK restore mask 0x%x", t.CtMask)
+		default:
+			fmt.Fprintf(b, " CONNMARK restore ctmask 0x%x nfmask ~0x%x", t.CtMask, t.NfMask)
+		}
+		shift()
 	}
 }

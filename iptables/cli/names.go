@@ -25,6 +25,8 @@ type FileNames struct {
 	networks map[uint32]string
 	services map[string]string // "port/proto" -> name; "port/" -> first of any proto
 	protos   map[uint8]string
+	users    map[uint32]string
+	groups   map[uint32]string
 }
 
 var _ iptables.Names = (*FileNames)(nil)
@@ -38,6 +40,19 @@ func (n *FileNames) load() {
 	n.networks = map[uint32]string{}
 	n.services = map[string]string{}
 	n.protos = map[uint8]string{}
+	n.users = map[uint32]string{}
+	n.groups = map[uint32]string{}
+	for file, m := range map[string]map[uint32]string{dir + "/passwd": n.users, dir + "/group": n.groups} {
+		eachColonLine(file, func(f []string) {
+			if len(f) < 3 {
+				return
+			}
+			id, err := strconv.ParseUint(f[2], 10, 32)
+			if _, dup := m[uint32(id)]; err == nil && !dup {
+				m[uint32(id)] = f[0]
+			}
+		})
+	}
 	eachLine(dir+"/hosts", func(f []string) {
 		a, err := netip.ParseAddr(f[0])
 		if err != nil || !a.Is4() || len(f) < 2 {
@@ -134,3 +149,23 @@ func (n *FileNames) Service(port uint16, proto string) string {
 
 // Proto is /etc/protocols' name of the number.
 func (n *FileNames) Proto(p uint8) string { n.once.Do(n.load); return n.protos[p] }
+
+func eachColonLine(path string, fn func([]string)) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if l := sc.Text(); l != "" && !strings.HasPrefix(l, "#") {
+			fn(strings.Split(l, ":"))
+		}
+	}
+}
+
+// User is the name /etc/passwd gives the uid.
+func (n *FileNames) User(uid uint32) string { n.once.Do(n.load); return n.users[uid] }
+
+// Group is the name /etc/group gives the gid.
+func (n *FileNames) Group(gid uint32) string { n.once.Do(n.load); return n.groups[gid] }
