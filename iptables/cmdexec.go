@@ -106,15 +106,26 @@ func (rs *Ruleset) Exec(c *CommandLine) (*Ruleset, error) {
 		t = t.clone()
 	}
 	st.cur = t
+	// what iptables-nft 1.8.9 says where the restore path says less:
+	// a rule number past the end of a chain that has rules (an empty
+	// chain has no rule to find: ENOENT), and -X of a builtin chain
+	// (ENOENT when empty, the kernel's EBUSY when it has rules)
 	ch := t.byName[c.cmd.chain]
 	switch {
-	case c.cmd.op == 'R' && ch != nil && c.cmd.rulenum > len(ch.Rules):
-		return nil, lineFailedCmd("Index of replacement too big")
-	case c.cmd.op == 'D' && c.cmd.deleteNum && ch != nil && c.cmd.rulenum > len(ch.Rules):
-		if c.Verbose {
-			return nil, lineFailedCmd("Index of deletion too big")
+	case ch == nil:
+	case (c.cmd.op == 'R' || c.cmd.op == 'D' && c.cmd.deleteNum) && c.cmd.rulenum > len(ch.Rules):
+		if len(ch.Rules) == 0 {
+			return nil, lineFailedCmd(msgNoChain)
 		}
-		return nil, lineFailedCmd(msgNoChain)
+		if c.cmd.op == 'R' {
+			return nil, lineFailedCmd("Index of replacement too big")
+		}
+		return nil, lineFailedCmd("Index of deletion too big")
+	case c.cmd.op == 'X' && ch.Builtin:
+		if len(ch.Rules) == 0 {
+			return nil, lineFailedCmd(msgNoChain)
+		}
+		return nil, &CmdError{4, fmt.Sprintf("%s %s:  CHAIN_DEL failed (Device or resource busy): chain %s\n", cmdProgram, Version, ch.Name)}
 	}
 	if err := st.apply(&c.cmd, 1); err != nil {
 		return nil, CommandError(err)
