@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -117,6 +118,16 @@ var (
 // ParseCommandLine parses the arguments of one iptables command. Errors
 // are *ParamError or *BadArgError, with iptables' text.
 func ParseCommandLine(args []string) (*CommandLine, error) {
+	// argv words are C strings: a NUL ends one
+	cloned := false
+	for i, a := range args {
+		if k := strings.IndexByte(a, 0); k >= 0 {
+			if !cloned {
+				args, cloned = slices.Clone(args), true
+			}
+			args[i] = a[:k]
+		}
+	}
 	cl := &CommandLine{}
 	tid := Filter
 	if name := scanTable(args); name != "" {

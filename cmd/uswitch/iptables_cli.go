@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/host"
+	"github.com/uswitch-lab/uswitch/iptables"
 	iptcli "github.com/uswitch-lab/uswitch/iptables/cli"
 )
 
@@ -54,6 +56,10 @@ func iptablesCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return iptcli.Run(rest, &iptcli.File{Path: file}, &iptcli.FileNames{}, stdout, stderr)
 	case snap != "":
 		return iptcli.Run(rest, &iptcli.File{Path: filepath.Join(snap, host.FileIPTables), ReadOnly: true}, &iptcli.FileNames{}, stdout, stderr)
+	}
+	// -h, -V and command lines iptables refuses need no instance
+	if cl, err := iptables.ParseCommandLine(rest); err != nil || cl.Help != "" || cl.Version {
+		return iptcli.Run(rest, &iptcli.File{Path: os.DevNull, ReadOnly: true}, nil, stdout, stderr)
 	}
 	return controlCall(inst.path(), control.Request{Cmd: "iptables", Args: rest}, stdout, stderr)
 }
