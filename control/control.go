@@ -420,6 +420,8 @@ func (e *Engine) Control(req Request) Response {
 		return e.iptablesSave(req)
 	case "iptables-restore":
 		return e.iptablesRestore(req)
+	case "iptables":
+		return e.iptablesCmd(req)
 	case "conntrack":
 		return e.conntrack(req)
 	case "metrics":

@@ -30,6 +30,8 @@ const (
 	optCounters
 	optNumeric
 	optVerbose
+	optExpanded    // -x (command line only)
+	optLineNumbers // --line-numbers (command line only)
 )
 
 // optChars is opt2char (iptables 1.8.9 xshared.c optflags).
@@ -44,6 +46,8 @@ var optChars = map[int]byte{
 	optCounters:    'c',
 	optNumeric:     'n',
 	optVerbose:     'v',
+	optExpanded:    'x',
+	optLineNumbers: '0',
 }
 
 var optInv = map[int]uint8{
@@ -127,6 +131,11 @@ type cmdParser struct {
 	stdV   Verdict // standard verdict of -j ACCEPT etc.
 	ctrs   Counters
 	hasCtr bool
+
+	// cli is set when parsing an iptables command line rather than a
+	// restore line (cmdline.go); cl collects what only it has
+	cli bool
+	cl  *CommandLine
 }
 
 // parseCommand parses the words of one restore line for table t.
@@ -448,6 +457,9 @@ func (p *cmdParser) addCommand(op byte, invert bool) error {
 	if invert {
 		return Errorf("unexpected '!' flag")
 	}
+	if p.cli {
+		return p.cliAddCommand(op)
+	}
 	if p.cmd.op != 0 {
 		return Errorf("Cannot use -%c with -%c", op, p.cmd.op)
 	}
@@ -519,6 +531,12 @@ func (p *cmdParser) base(c byte, arg string, have, invert bool) error {
 			p.cmd.rulenum = 1
 		}
 	case 'L', 'S':
+		if p.cli {
+			if err := p.addCommand(c, invert); err != nil {
+				return err
+			}
+			return p.cliList(c, arg, have)
+		}
 		return Errorf("-%c is not supported in iptables-restore input", c)
 	case 'F', 'X':
 		if err := p.addCommand(c, invert); err != nil {
@@ -537,6 +555,9 @@ func (p *cmdParser) base(c byte, arg string, have, invert bool) error {
 			}
 			p.i++
 			p.cmd.rulenum = int(n)
+			if p.cli {
+				p.cl.cmds = cmdZeroNum // replaces -L (do_parse)
+			}
 		}
 	case 'N':
 		if err := validChainName(arg); err != nil {
@@ -570,8 +591,14 @@ func (p *cmdParser) base(c byte, arg string, have, invert bool) error {
 		p.cmd.policy = p.args[p.i]
 		p.i++
 	case 'h':
+		if p.cli {
+			return p.cliHelp()
+		}
 		return Errorf("-h is not supported in iptables-restore input")
 	case 'V':
+		if p.cli {
+			return errVersion
+		}
 		return Errorf("-V is not supported in iptables-restore input")
 	case 'p':
 		if err := p.setOption(optProtocol, invert); err != nil {
@@ -662,12 +689,28 @@ func (p *cmdParser) base(c byte, arg string, have, invert bool) error {
 		if invert {
 			return Errorf("unexpected ! flag before --table")
 		}
+		if p.cli {
+			p.cl.Table = arg
+			return nil
+		}
 		return Errorf("The -t option cannot be used in iptables-restore.\n")
 	case 'x', '0':
+		if p.cli {
+			if c == 'x' {
+				return p.setOption(optExpanded, invert)
+			}
+			return p.setOption(optLineNumbers, invert)
+		}
 		return Errorf("Illegal option `-%c' with this command", map[byte]byte{'x': 'x', '0': '0'}[c])
 	case 'w':
+		if p.cli {
+			return p.cliWait(arg, have)
+		}
 		return Errorf("You cannot use `-w' from iptables-restore")
 	case 'W':
+		if p.cli {
+			return p.cliWaitInterval(arg, have)
+		}
 		return Errorf("You cannot use `-W' from iptables-restore")
 	case 'M', '4':
 	case '6':
@@ -797,6 +840,12 @@ func (p *cmdParser) finish(invert bool) error {
 	if p.cmd.op == 0 {
 		return Errorf("no command specified")
 	}
+	if p.cli {
+		if err := p.cliCheck(); err != nil || p.cl.ruleless() {
+			return err
+		}
+		return p.buildRules()
+	}
 	ruleCmd := strings.IndexByte("ACDIR", p.cmd.op) >= 0 && !p.cmd.deleteNum
 	if !ruleCmd {
 		// options only make sense with rule commands
@@ -812,15 +861,21 @@ func (p *cmdParser) finish(invert bool) error {
 		}
 		return nil
 	}
-	if p.options&optNumeric != 0 {
+	if p.options&optNumeric != 0 && !p.cli {
 		return Errorf("Illegal option `-n' with this command")
 	}
-	if p.options&optCounters != 0 && p.cmd.op != 'A' && p.cmd.op != 'I' && p.cmd.op != 'R' {
+	if p.options&optCounters != 0 && !p.cli && p.cmd.op != 'A' && p.cmd.op != 'I' && p.cmd.op != 'R' {
 		return Errorf("Illegal option `-c' with this command")
 	}
 	if len(p.cmd.chain) >= 29 {
 		return Errorf("chain name `%s' too long (must be under %d chars)", p.cmd.chain, 29)
 	}
+	return p.buildRules()
+}
+
+// buildRules checks the rule's chain and addresses (the tail of
+// do_parse) and makes one rule per source and destination.
+func (p *cmdParser) buildRules() error {
 	switch p.cmd.chain {
 	case "PREROUTING", "INPUT":
 		if p.options&optVianameOut != 0 {

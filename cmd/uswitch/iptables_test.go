@@ -56,3 +56,30 @@ func TestIptablesRestoreCLI(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, e)
 	}
 }
+
+// TestIptablesCmdFile: `uswitch iptables --file` changes and lists a
+// file; -h and a refused command line need no running instance.
+func TestIptablesCmdFile(t *testing.T) {
+	path := t.TempDir() + "/rules"
+	run := func(args ...string) (string, string, int) {
+		var o, e bytes.Buffer
+		code := iptablesCmd(args, strings.NewReader(""), &o, &e)
+		return o.String(), e.String(), code
+	}
+	if _, e, c := run("--file", path, "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"); c != 0 {
+		t.Fatalf("-A: %d %s", c, e)
+	}
+	o, _, c := run("--file="+path, "-S", "INPUT")
+	if want := "-P INPUT ACCEPT\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n"; c != 0 || o != want {
+		t.Fatalf("-S: %d %q, want %q", c, o, want)
+	}
+	if _, e, c := run("--file", path, "-D", "INPUT", "3"); c != 1 || e != "iptables: Index of deletion too big.\n" {
+		t.Fatalf("-D 3: %d %q", c, e)
+	}
+	if o, _, c := run("--socket", "/nonexistent", "-h"); c != 0 || !strings.HasPrefix(o, "iptables v1.8.9 (nf_tables)\n\nUsage:") {
+		t.Fatalf("-h: %d %q", c, o)
+	}
+	if _, e, c := run("--socket", "/nonexistent", "-L", "-s", "1.2.3.4"); c != 2 || !strings.Contains(e, "Illegal option `-s' with this command") {
+		t.Fatalf("-L -s: %d %q", c, e)
+	}
+}

@@ -18,6 +18,7 @@ type subcommand struct {
 var subcommands = map[string]subcommand{
 	"conntrack":        {conntrackCmd, "the running instance's connection tracking table: -L [-o extended] | -C [--socket PATH | --lab NAME]"},
 	"iptables-restore": {iptablesRestore, "load a rule set into the running instance, atomically (or check it: --test): [--noflush] [-c] [--ipset FILE] [--socket PATH | --lab NAME] [FILE]"},
+	"iptables":         {iptablesCmd, "the iptables 1.8.9 command line (-A -C -D -I -R -L -S -F -Z -N -X -P -E, -t -n -v -x --line-numbers, -h) on the running instance ([--socket PATH | --lab NAME]) or offline (--file FILE: an iptables-save text, rewritten atomically | --snapshot DIR: read-only)"},
 	"ipvsadm":          {ipvsadmCmd, "list, save or change an IPVS table as ipvsadm 1.31 does: a running instance's ([--socket PATH | --lab NAME] -Ln|-Sn|-Lnc|-A|-E|-D|-a|-e|-d|-C|-Z|--set ...) or offline (--snapshot DIR | --input FILE) -Ln|-Sn|-Lnc|-L --timeout [--stats|--rate] | -R < FILE"},
 	"ip":               {ipCmd, "answer ip route get ADDR [from A] [iif D] [oif D] [mark N] [tos T] [ipproto P] [sport N] [dport N] [uid N], ip route show [table T|all] and ip rule show as iproute2 6.1 prints them (-j: JSON), from a host snapshot (--snapshot DIR) or the running instance (--socket PATH | --lab NAME)"},
 	"iptables-save":    {iptablesSave, "print the running instance's rule set (or, with --input FILE, a file's canonical form): [-c] [-t TABLE] [--ipset FILE] [--socket PATH | --lab NAME]"},

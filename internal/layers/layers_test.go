@@ -44,6 +44,7 @@ var layer = map[string]int{
 	// L3: the engine
 	"datapath":              3,
 	"datapath/datapathtest": 3,
+	"iptables/cli":          3,
 	// L4: what feeds the engine, or configures it
 	"host":          4,
 	"link":          4,

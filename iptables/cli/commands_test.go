@@ -1,0 +1,143 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/uswitch-lab/uswitch/internal/kerneltest"
+	"github.com/uswitch-lab/uswitch/iptables"
+)
+
+// sequences are command lines run in order on a fresh kernel namespace
+// and on an empty uswitch --file; each must print, fail and exit the
+// same, and leave the same iptables-save behind.
+var sequences = [][]string{
+	{
+		"-N FOO", "-N FOO", "-A INPUT -j FOO", "-A INPUT -p tcp --dport 22 -j ACCEPT",
+		"-I INPUT 2 -s 10.0.0.0/8 -j DROP", "-I INPUT 9 -j ACCEPT", "-C INPUT -j DROP",
+		"-C INPUT -s 10.0.0.0/8 -j DROP", "-D INPUT -p tcp -j ACCEPT", "-D INPUT 7",
+		"-R INPUT 9 -j ACCEPT", "-R INPUT 1 -p udp --sport 53 -j FOO", "-X FOO", "-X INPUT",
+		"-E FOO INPUT", "-E NOPE X", "-E FOO BAR", "-P INPUT DROP", "-P FOO DROP", "-P INPUT FOO",
+		"-L NOPE", "-S NOPE", "-F NOPE", "-Z NOPE", "-A NOPE -j ACCEPT", "-A INPUT -j NOSUCH",
+		"-S", "-S INPUT 1", "-S INPUT 9", "-L INPUT 1", "-L INPUT 0", "-L -Z INPUT -n", "-F INPUT", "-X", "-X BAR",
+	},
+	{
+		"-t nat -N DOCKER", "-t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER",
+		"-t nat -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
+		"-t nat -A DOCKER -i docker0 -j RETURN", "-t nat -A DOCKER ! -i docker0 -p tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80",
+		"-t nat -P POSTROUTING DROP", "-t nat -L -n", "-t nat -S", "-t nat -D DOCKER 1", "-t nat -F", "-t nat -X",
+		"-t foo -L", "-t raw -A PREROUTING -p udp --dport 4789 -j NOTRACK", "-t raw -L -n -v",
+	},
+	{
+		"-A OUTPUT -d 1.2.3.4,5.6.7.8 -j ACCEPT", "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+		"-A FORWARD -p icmp --icmp-type echo-request -m limit --limit 5/s -j ACCEPT",
+		"-A FORWARD -m comment --comment \"two words\" -j REJECT --reject-with tcp-reset -p tcp",
+		"-D OUTPUT -d 1.2.3.4,5.6.7.8 -j ACCEPT", "-L -v -n --line-numbers", "-L", "-Z FORWARD 2",
+		"-Z", "-L -n -v -x", "-A INPUT -x", "-L -s 1.2.3.4", "-N X -n", "-D INPUT 1 -v", "-S -n", "-L -Z -F",
+		"", "-L INPUT -j ACCEPT", "-C INPUT --line-numbers", "-V", "-F -v", "-Z -v",
+	},
+}
+
+// TestCommandsAgainstKernel runs the sequences on the real iptables and
+// on uswitch iptables --file.
+func TestCommandsAgainstKernel(t *testing.T) {
+	kerneltest.Require(t)
+	var agree, total int
+	for i, seq := range sequences {
+		ns := kerneltest.NewNetns(t)
+		path := filepath.Join(t.TempDir(), "rules")
+		for _, line := range seq {
+			args := splitArgs(line)
+			total++
+			ko, ke, kc, err := ns.Run("", append([]string{"iptables"}, args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			uo, ue, uc := runFile(path, args...)
+			ksave, err := ns.Save()
+			if err != nil {
+				t.Fatal(err)
+			}
+			usave := fileSave(t, path)
+			if ko == uo && ke == ue && kc == uc && ksave == usave {
+				agree++
+				continue
+			}
+			t.Errorf("sequence %d: iptables %s:\n%s%s", i, line,
+				lineDiff(ko+ke+fmt.Sprint(kc), uo+ue+fmt.Sprint(uc)), lineDiff(ksave, usave))
+		}
+	}
+	t.Logf("commands: %d/%d agree (output, error, exit status and iptables-save after each)", agree, total)
+}
+
+// fileSave is iptables-save of the file's rule set (without counters).
+func fileSave(t *testing.T, path string) string {
+	rs, err := (&File{Path: path}).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	rs.Save(&b, iptables.SaveOptions{})
+	return b.String()
+}
+
+// splitArgs splits a command line as a shell would (double quotes only).
+func splitArgs(s string) []string {
+	var out []string
+	var cur strings.Builder
+	in, have := false, false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			in, have = !in, true
+		case r == ' ' && !in:
+			if have {
+				out = append(out, cur.String())
+			}
+			cur.Reset()
+			have = false
+		default:
+			cur.WriteRune(r)
+			have = true
+		}
+	}
+	if have {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+// TestHelpAgainstKernel compares -h, -m NAME -h, -j NAME -h and
+// -p tcp/udp/icmp -h with the real iptables for every extension uswitch
+// implements.
+func TestHelpAgainstKernel(t *testing.T) {
+	kerneltest.Require(t)
+	ns := kerneltest.NewNetns(t)
+	cmds := [][]string{{"-h"}, {"--help"}, {"-p", "tcp", "-h"}, {"-p", "udp", "--help"}, {"-p", "icmp", "-h"}, {"-m", "tcp", "-j", "REJECT", "-h"}}
+	for _, m := range iptables.Matches() {
+		cmds = append(cmds, []string{"-m", m, "--help"})
+	}
+	for _, tg := range iptables.Targets() {
+		cmds = append(cmds, []string{"-j", tg, "--help"})
+	}
+	agree := 0
+	for _, args := range cmds {
+		ko, ke, kc, err := ns.Run("", append([]string{"iptables"}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o, e strings.Builder
+		uc := Run(args, &File{Path: filepath.Join(t.TempDir(), "x")}, nil, &o, &e)
+		if ko == o.String() && ke == e.String() && kc == uc {
+			agree++
+			continue
+		}
+		t.Errorf("iptables %s:\n%s", strings.Join(args, " "), lineDiff(ko+ke+fmt.Sprint(kc), o.String()+e.String()+fmt.Sprint(uc)))
+	}
+	t.Logf("help: %d/%d agree", agree, len(cmds))
+}
+
+func TestMain(m *testing.M) { os.Exit(m.Run()) }
