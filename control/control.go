@@ -25,6 +25,7 @@ import (
 	"github.com/google/gopacket/pcapgo"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/bridge/fdb"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/iproute"
 	"github.com/uswitch-lab/uswitch/iptables"
@@ -430,6 +431,10 @@ func (e *Engine) Control(req Request) Response {
 		return e.ipvsadm(req)
 	case "ip":
 		return e.ip(req)
+	case "bridge":
+		var out, errb strings.Builder
+		code := fdb.Command(e.Eng.Bridges(), req.Args, e.Now(), &out, &errb)
+		return Response{Code: code, Stdout: out.String(), Stderr: errb.String()}
 	case "trace", "pcap":
 		return Response{Code: 2, Stderr: "uswitch: " + req.Cmd + " streams only over the control socket\n"}
 	}

@@ -3,6 +3,7 @@ package datapath
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -224,6 +225,24 @@ func (e *Engine) Bridge(name string) *fdb.Bridge {
 		}
 	}
 	return nil
+}
+
+// Bridges are the engine's bridges in name order.
+func (e *Engine) Bridges() []*fdb.Bridge {
+	s := e.bridges.Load()
+	if s == nil {
+		return nil
+	}
+	names := make([]string, 0, len(s.byName))
+	for n := range s.byName {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	out := make([]*fdb.Bridge, len(names))
+	for i, n := range names {
+		out[i] = s.byName[n].fdb
+	}
+	return out
 }
 
 // BridgeOf names the bridge a port belongs to ("" for none).

@@ -767,6 +767,10 @@ func (d *Datapath) reaper() {
 		case <-t.C:
 			now := d.Now()
 			d.eng.CT.Reap(now, 16384)
+			// the bridges' forwarding entries age (br_fdb_cleanup)
+			for _, b := range d.eng.Bridges() {
+				b.Expire(now)
+			}
 			// reassembly timers (ip_expire)
 			if x := d.eng.ExpireFragments(now, nil); len(x) > 0 {
 				rw.now = now

@@ -7,6 +7,9 @@ import (
 	"sort"
 	"strconv"
 
+	"io"
+	"strings"
+
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -244,4 +247,73 @@ func (b *Bridge) Load(l []ShowEntry, now int64) error {
 		}
 	}
 	return nil
+}
+
+// Command is iproute2's `bridge [-j] [-s] fdb show [br NAME]` over the
+// bridges bs at now: the output and exit status bridge(8) gives.
+// Other bridge commands are refused with a message.
+func Command(bs []*Bridge, args []string, now int64, stdout, stderr io.Writer) int {
+	jsonOut, stats := false, false
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "-j", "-json":
+			jsonOut = true
+		case "-s", "-stats", "-statistics":
+			stats = true
+		default:
+			fmt.Fprintf(stderr, "Option \"%s\" is unknown, try \"bridge help\".\n", args[0])
+			return 255
+		}
+		args = args[1:]
+	}
+	if len(args) < 1 || !strings.HasPrefix("fdb", args[0]) {
+		fmt.Fprintln(stderr, "uswitch bridge: only `bridge fdb show [br NAME]` is answered")
+		return 255
+	}
+	args = args[1:]
+	if len(args) > 0 && !strings.HasPrefix("show", args[0]) && !strings.HasPrefix("list", args[0]) {
+		fmt.Fprintf(stderr, "uswitch bridge: fdb %s: only fdb show is answered\n", args[0])
+		return 255
+	}
+	if len(args) > 0 {
+		args = args[1:]
+	}
+	only := ""
+	for len(args) > 0 {
+		switch args[0] {
+		case "br", "brport", "dev":
+			if len(args) < 2 {
+				fmt.Fprintf(stderr, "Command line is not complete. Try option \"help\"\n")
+				return 255
+			}
+			only = args[1]
+			args = args[2:]
+		default:
+			fmt.Fprintf(stderr, "uswitch bridge: fdb show %s: not answered\n", args[0])
+			return 255
+		}
+	}
+	var all []ShowEntry
+	found := only == ""
+	for _, b := range bs {
+		if only != "" && b.Name != only && b.PortByName(only) < 0 {
+			continue
+		}
+		found = true
+		all = append(all, b.ShowEntries(now, stats)...)
+	}
+	if !found {
+		fmt.Fprintf(stderr, "Cannot find bridge device \"%s\"\n", only)
+		return 1
+	}
+	if jsonOut {
+		b, _ := json.Marshal(all)
+		if all == nil {
+			b = []byte("[]")
+		}
+		stdout.Write(append(b, '\n'))
+		return 0
+	}
+	stdout.Write(AppendText(nil, all))
+	return 0
 }

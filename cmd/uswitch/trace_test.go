@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -299,5 +301,43 @@ func TestTraceBridge(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestBridgeFDBShow: `uswitch bridge -j fdb show` on a snapshot prints
+// what the kernel's `bridge -j fdb show` printed when it was taken, for
+// the bridge and its ports (the kernel also lists the other devices'
+// own addresses, which uswitch does not keep).
+func TestBridgeFDBShow(t *testing.T) {
+	raw, err := os.ReadFile("../../examples/bridge/bridge-fdb.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []map[string]any
+	if err := json.Unmarshal(raw, &all); err != nil {
+		t.Fatal(err)
+	}
+	var mine []map[string]any
+	for _, e := range all {
+		switch e["ifname"] {
+		case "br0", "veth1", "veth2":
+			mine = append(mine, e)
+		}
+	}
+	want, _ := json.Marshal(mine) // keys sorted: compare as values
+	var o, e bytes.Buffer
+	if code := bridgeCmd([]string{"--snapshot", "../../examples/bridge", "-j", "fdb", "show"}, nil, &o, &e); code != 0 {
+		t.Fatalf("exit %d: %s", code, e.String())
+	}
+	var got []map[string]any
+	if err := json.Unmarshal(o.Bytes(), &got); err != nil {
+		t.Fatalf("%v: %s", err, o.String())
+	}
+	if !reflect.DeepEqual(got, mine) {
+		t.Errorf("got\n%s\nwant\n%s", o.String(), want)
+	}
+	o.Reset()
+	if code := bridgeCmd([]string{"--snapshot", "../../examples/bridge", "fdb", "show", "br", "nope"}, nil, &o, &e); code != 1 {
+		t.Errorf("unknown bridge: exit %d", code)
 	}
 }
