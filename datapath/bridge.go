@@ -121,6 +121,15 @@ func (b *bridgeState) lookupNeigh(a uint32) (packet.MAC, bool) {
 	return m, ok
 }
 
+// hasNeigh: a is a neighbour entry, resolved or being resolved.
+func (b *bridgeState) hasNeigh(a uint32) bool {
+	b.mu.Lock()
+	_, ok := b.neigh[a]
+	_, pend := b.pending[a]
+	b.mu.Unlock()
+	return ok || pend
+}
+
 // learnNeigh records a neighbour's address and returns what was
 // waiting for it.
 func (b *bridgeState) learnNeigh(a uint32, m packet.MAC) *neighQueue {
@@ -468,18 +477,41 @@ func (e *Engine) bridgeFinish(k *pkt, b *bridgeState, in int, fr *packet.Frame, 
 	// last port gets the frame itself unless a copy also goes up
 	// (local_rcv), which then takes the original
 	// (the port list is newest first: br_add_if adds at its head)
+	//
+	// A clone dropped in FORWARD or POSTROUTING is freed before the
+	// next is made, which then takes its place in the slab: the same
+	// address, so the same trace id (the kernel's trace id hashes the
+	// skb's address).
 	ways := dec.Copies()
 	var idx [16]int
 	ports := dec.Out.AppendPorts(idx[:0])
+	var freed uint32
+	out0 := len(ff.Out)
 	for i := len(ports) - 1; i >= 0; i-- {
 		out := b.fdb.Port(ports[i]).Name
 		data := fr.Data
 		if ways > 1 {
 			data = append([]byte(nil), data...)
 		}
-		e.bridgeForward(k, b, out, data, i == 0 && !dec.Up, now, tr, ff)
+		orig := i == 0 && !dec.Up
+		id := e.bridgeForward(k, b, out, data, orig, freed, now, tr, ff)
+		if !orig {
+			freed = id
+		}
 	}
 	if dec.Up {
+		if k != nil && k.p.PktType != packet.PktHost && k.ct.Conn != nil && !k.ct.Conn.Confirmed() {
+			// br_nf_local_in: a broadcast or multicast's connection is
+			// confirmed before it goes up, so that the clones do not
+			// race; with a clone still alive (queued on a port) the
+			// copy going up loses its connection instead
+			if len(ff.Out) > out0 {
+				k.ct = conntrack.Ref{}
+			} else if !k.confirm() {
+				ff.Drop = k.fate.By()
+				return
+			}
+		}
 		e.bridgeUp(k, b, fr, ff, now, tr)
 	}
 }
@@ -506,22 +538,26 @@ func (k *pkt) frameFate(ff *FrameFate) {
 // The copy that is the original sk_buff keeps the trace id (orig); the
 // others are clones (deliver_clone), with ids of their own: the
 // kernel's trace id hashes the skb's address.
-func (e *Engine) bridgeForward(k *pkt, b *bridgeState, out string, data []byte, orig bool, now int64, tr *Tracer, ff *FrameFate) {
+//
+// reuse is the trace id of a clone freed just before (0: none); the
+// result is this copy's trace id when it was dropped (its skb freed),
+// else 0.
+func (e *Engine) bridgeForward(k *pkt, b *bridgeState, out string, data []byte, orig bool, reuse uint32, now int64, tr *Tracer, ff *FrameFate) (freed uint32) {
 	if k == nil {
 		ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
-		return
+		return 0
 	}
 	br := b.name()
 	hl := len(k.p.L2)
 	if hl+len(k.p.IP) > len(data) {
 		ff.Drop = "bridge: frame shorter than its packet"
-		return
+		return freed
 	}
 	// this copy's packet: the frame's bytes, the pkt's state
 	p := &packet.Packet{Data: data[hl : hl+len(k.p.IP)], L2: data[:hl], Meta: k.p.Meta}
 	if err := p.Decode(); err != nil {
 		ff.Drop = "br_netfilter: " + err.Error()
-		return
+		return freed
 	}
 	p.PhysOut = out
 	q := e.newPkt(p, now, tr, k.w)
@@ -532,19 +568,27 @@ func (e *Engine) bridgeForward(k *pkt, b *bridgeState, out string, data []byte, 
 	}()
 	q.cfg, q.env.fib = k.cfg, k.cfg.FIB
 	q.ct, q.zone, q.iif = k.ct, k.zone, k.iif
-	if orig {
+	switch {
+	case orig:
 		q.trace = k.trace
+	case reuse != 0:
+		q.trace = reuse
 	}
+	defer func() {
+		if q.fate.Kind == Dropped {
+			freed = q.trace
+		}
+	}()
 	q.fragMax, q.fragPMTU, q.ignoreDF, q.pieces = k.fragMax, k.fragPMTU, k.ignoreDF, k.pieces
 	if !q.run(&hookState{hook: netfilter.Forward, in: br, out: br}) {
 		q.frameFate(ff)
-		return
+		return freed
 	}
 	// br_nf_post_routing: the IPv4 POSTROUTING hooks without an input
 	// device
 	if !q.run(&hookState{hook: netfilter.PostRouting, out: br}) {
 		q.frameFate(ff)
-		return
+		return freed
 	}
 	// br_nf_dev_queue_xmit: a reassembled datagram leaves in the
 	// fragments it came in (or cut to the port's MTU)
@@ -555,14 +599,15 @@ func (e *Engine) bridgeForward(k *pkt, b *bridgeState, out string, data []byte, 
 	if q.fragMax != 0 && mtu > 0 {
 		if q.p.IP.DF() && q.fragMax > mtu {
 			ff.Drop = "br_netfilter: DF set and over MTU"
-			return
+			return freed
 		}
 		for _, f := range q.fragment(mtu) {
 			ff.Out = append(ff.Out, FrameOut{Port: out, Data: append(append([]byte(nil), data[:hl]...), f...)})
 		}
-		return
+		return freed
 	}
 	ff.Out = append(ff.Out, FrameOut{Port: out, Data: data[:hl+len(q.p.IP)]})
+	return freed
 }
 
 // bridgeUp passes a frame up to the bridge device (br_pass_frame_up):
@@ -733,12 +778,23 @@ func (e *Engine) bridgeARP(b *bridgeState, fr *packet.Frame, ff *FrameFate) {
 			e.resumeBridgedDNAT(b, d, sha, ff)
 		}
 	}
+	if spa == 0 {
+		return
+	}
+	// arp_process: a request for one of our addresses creates or
+	// updates its sender's entry (neigh_event_ns); any other request or
+	// reply only updates an entry that exists, a resolved or a pending
+	// one (__neigh_lookup without create)
+	if op == 1 && local {
+		flush(b.learnNeigh(spa, sha))
+	} else if b.hasNeigh(spa) {
+		flush(b.learnNeigh(spa, sha))
+	}
 	switch op {
 	case 1: // request
-		if !local || spa == 0 {
+		if !local {
 			return
 		}
-		flush(b.learnNeigh(spa, sha))
 		reply := make([]byte, 28)
 		copy(reply, a[:6])
 		binary.BigEndian.PutUint16(reply[6:], 2)
@@ -747,10 +803,6 @@ func (e *Engine) bridgeARP(b *bridgeState, fr *packet.Frame, ff *FrameFate) {
 		copy(reply[18:24], sha[:])
 		binary.BigEndian.PutUint32(reply[24:], spa)
 		e.bridgeXmit(b, sha, packet.EtherTypeARP, reply, ff)
-	case 2: // reply
-		if spa != 0 {
-			flush(b.learnNeigh(spa, sha))
-		}
 	}
 }
 

@@ -2,6 +2,9 @@ package tracetest
 
 import (
 	"encoding/binary"
+	"encoding/json"
+	"net/netip"
+	"slices"
 	"fmt"
 	"strings"
 	"time"
@@ -31,8 +34,26 @@ func RunUswitch(snapshotDir string, packets []Packet, elapsed []time.Duration) (
 		return nil, err
 	}
 	// the snapshot is taken after the kernel's run: the bridges'
-	// learned entries are what the run taught it, not where it started
+	// learned entries and the neighbours it resolved are what the run
+	// taught it, not where it started (the scenario's own neighbours
+	// are permanent)
+	var neighs []struct {
+		Dst   string   `json:"dst"`
+		State []string `json:"state"`
+	}
+	json.Unmarshal(s.Raw[host.FileNeigh], &neighs)
+	permanent := map[uint32]bool{}
+	for _, n := range neighs {
+		if a, err := netip.ParseAddr(n.Dst); err == nil && a.Is4() && slices.Contains(n.State, "PERMANENT") {
+			permanent[packet.AddrFrom(a)] = true
+		}
+	}
 	for i := range s.Bridges {
+		for a := range s.Bridges[i].Neighbours {
+			if !permanent[a] {
+				delete(s.Bridges[i].Neighbours, a)
+			}
+		}
 		var keep []fdb.ShowEntry
 		for _, en := range s.Bridges[i].Entries {
 			if en.State != "" {
