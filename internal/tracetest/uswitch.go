@@ -3,9 +3,9 @@ package tracetest
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"slices"
-	"fmt"
 	"strings"
 	"time"
 
