@@ -1,6 +1,9 @@
 package ebtables
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // ethertype is one line of /etc/ethertypes (Debian netbase), which
 // ebtables reads to name -p values (ebtables' ethertype lookups in
@@ -128,4 +131,14 @@ func ipProtoName(v uint8) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// parseHex reads a number as strtol(s, &end, 16) does: an optional
+// 0x prefix, hex digits, nothing after them.
+func parseHex(s string, bitSize int) (uint64, error) {
+	t := s
+	if len(t) > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X') {
+		t = t[2:]
+	}
+	return strconv.ParseUint(t, 16, bitSize)
 }

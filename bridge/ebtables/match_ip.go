@@ -291,7 +291,7 @@ func (m *IPMatch) parse(opt, arg string, inv bool) error {
 		m.dst, m.dmsk, err = parseIPv4Mask(arg)
 	case "ip-tos":
 		m.tosSet, m.tosInv = true, inv
-		v, e := strconv.ParseUint(arg, 16, 8)
+		v, e := parseHex(arg, 8)
 		if e != nil {
 			return paramErr("Problem with specified IP tos")
 		}
@@ -477,7 +477,7 @@ func (m *IP6Match) parse(opt, arg string, inv bool) error {
 		m.dst, m.dmsk, m.dbits, err = parseIPv6Mask(arg)
 	case "ip6-tclass":
 		m.tcSet, m.tcInv = true, inv
-		v, e := strconv.ParseUint(arg, 16, 8)
+		v, e := parseHex(arg, 8)
 		if e != nil {
 			return paramErr("Problem with specified IPv6 traffic class '%s'", arg)
 		}

@@ -99,7 +99,7 @@ func (m *ARPMatch) parse(opt, arg string, inv bool) error {
 		m.htype = uint16(v)
 	case "arp-ptype":
 		m.ptSet, m.ptInv = true, inv
-		v, err := strconv.ParseUint(arg, 16, 16)
+		v, err := parseHex(arg, 16)
 		if err != nil {
 			ev, ok := ethertypeByName(arg)
 			if !ok {
@@ -271,7 +271,7 @@ func (m *VLANMatch) parse(opt, arg string, inv bool) error {
 		}
 		m.prioSet, m.prioInv, m.prio = true, inv, uint8(v)
 	case "vlan-encap":
-		v, err := strconv.ParseUint(arg, 16, 16)
+		v, err := parseHex(arg, 16)
 		if err != nil {
 			ev, ok := ethertypeByName(arg)
 			if !ok {
@@ -677,7 +677,7 @@ type Match8023 struct {
 func (m *Match8023) Name() string { return "802_3" }
 
 func (m *Match8023) parse(opt, arg string, inv bool) error {
-	v, err := strconv.ParseUint(arg, 16, 16)
+	v, err := parseHex(arg, 16)
 	if opt == "802_3-sap" {
 		if err != nil || v > 0xff {
 			return paramErr("Problem with specified sap hex value, %s", arg)

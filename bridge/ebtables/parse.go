@@ -286,7 +286,7 @@ func (p *ruleParser) option(o optDef, arg string, inv bool) *ruleError {
 			r.Length = true
 			return nil
 		}
-		v, err := strconv.ParseUint(arg, 16, 64)
+		v, err := parseHex(arg, 64)
 		if err == nil {
 			if v < 0x0600 {
 				return paramErr("Sorry, protocols have values above or equal to 0x0600")
@@ -385,6 +385,9 @@ func (p *ruleParser) ext(name string) extParser {
 // finish runs the extensions' final checks and builds the rule.
 func (p *ruleParser) finish() *ruleError {
 	r := p.r
+	if p.noBridgeMeta && (r.LogicalIn.Set || r.LogicalOut.Set) {
+		return &ruleError{kind: errKernel, msg: "Operation not supported"}
+	}
 	// "-i +" matches every device: ebtables-nft drops it.
 	for _, m := range []*IfMatch{&r.In, &r.Out, &r.LogicalIn, &r.LogicalOut} {
 		if m.Set && m.Wild && m.Name == "" && !m.Inv {
@@ -409,9 +412,6 @@ func (p *ruleParser) finish() *ruleError {
 			r.Target, r.Verdict, r.Jump = x.(Target), VContinue, ""
 			p.badJump = ""
 		}
-	}
-	if p.noBridgeMeta && (r.LogicalIn.Set || r.LogicalOut.Set) {
-		return &ruleError{kind: errKernel, msg: "Operation not supported"}
 	}
 	return nil
 }

@@ -26,7 +26,10 @@ func RuleString(r *Rule) string {
 	return b.String()
 }
 
-func writeRule(b *strings.Builder, r *Rule) {
+func writeRule(out *strings.Builder, r *Rule) {
+	var b0 strings.Builder
+	b := &b0
+	defer func() { out.WriteString(b0.String()) }()
 	sep := func() {
 		if b.Len() > 0 {
 			b.WriteByte(' ')
