@@ -390,7 +390,8 @@ func (p *ruleParser) finish() *ruleError {
 	}
 	// "-i +" matches every device: ebtables-nft drops it.
 	for _, m := range []*IfMatch{&r.In, &r.Out, &r.LogicalIn, &r.LogicalOut} {
-		if m.Set && m.Wild && m.Name == "" && !m.Inv {
+		// so does an empty name (ebt_dev_check: an empty entry matches)
+		if m.Set && m.Name == "" && !m.Inv {
 			*m = IfMatch{}
 		}
 	}

@@ -98,7 +98,7 @@ func SplitWords(s string) []string {
 		case c == '"':
 			quoted = !quoted
 			in = true
-		case !quoted && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+		case !quoted && (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'):
 			if in {
 				out = append(out, cur.String())
 				cur.Reset()
