@@ -1,6 +1,7 @@
 package ebtables
 
 import (
+	"strings"
 	"sync/atomic"
 
 	"github.com/uswitch-lab/uswitch/netfilter"
@@ -205,4 +206,8 @@ type Rule struct {
 	Pkts, Bytes atomic.Uint64
 
 	jumpIdx int // resolved user chain index in its table, at Compile
+
+	// saveOrder is the matches and watchers in the order their first
+	// option came, which is how ebtables-nft prints them back.
+	saveOrder []interface{ save(*strings.Builder) }
 }

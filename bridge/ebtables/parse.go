@@ -395,7 +395,27 @@ func (p *ruleParser) finish() *ruleError {
 			*m = IfMatch{}
 		}
 	}
+	// ebtables-nft 1.8.9 keeps only the first and the last of a rule's
+	// matches and watchers when it has three or more (the ones between
+	// are neither in the kernel's rule nor in ebtables-save's output:
+	// "--log --limit 1/s --mark 5" saves as "--log-level notice --mark
+	// 0x5"); checked against the real ebtables in TestMultiExtKernel.
+	var mw []int
+	for i := range p.exts {
+		if extByName(p.extNames[i]).kind != kTarget {
+			mw = append(mw, i)
+		}
+	}
+	drop := map[int]bool{}
+	if len(mw) >= 3 {
+		for _, i := range mw[1 : len(mw)-1] {
+			drop[i] = true
+		}
+	}
 	for i, x := range p.exts {
+		if drop[i] {
+			continue
+		}
 		if err := x.final(p); err != nil {
 			if re, ok := err.(*ruleError); ok {
 				return re
@@ -405,8 +425,10 @@ func (p *ruleParser) finish() *ruleError {
 		switch extByName(p.extNames[i]).kind {
 		case kMatch:
 			r.Matches = append(r.Matches, x.(Match))
+			r.saveOrder = append(r.saveOrder, x.(Match))
 		case kWatcher:
 			r.Watchers = append(r.Watchers, x.(Watcher))
+			r.saveOrder = append(r.saveOrder, x.(Watcher))
 		case kTarget:
 			// an extension target (named by -j, or implied by its
 			// options) replaces the standard one

@@ -101,11 +101,17 @@ func writeRule(out *strings.Builder, r *Rule) {
 		}
 	}
 	var ext strings.Builder
-	for _, m := range r.Matches {
-		m.save(&ext)
-	}
-	for _, w := range r.Watchers {
-		w.save(&ext)
+	if r.saveOrder != nil {
+		for _, x := range r.saveOrder {
+			x.save(&ext)
+		}
+	} else {
+		for _, m := range r.Matches {
+			m.save(&ext)
+		}
+		for _, w := range r.Watchers {
+			w.save(&ext)
+		}
 	}
 	if ext.Len() > 0 {
 		if b.Len() == 0 {
