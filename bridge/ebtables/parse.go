@@ -386,6 +386,13 @@ func (p *ruleParser) ext(name string) extParser {
 func (p *ruleParser) finish() *ruleError {
 	r := p.r
 	if p.noBridgeMeta && (r.LogicalIn.Set || r.LogicalOut.Set) {
+		// a bare "+" becomes a zero-length comparison, which nf_tables
+		// refuses before it gets to the missing meta key
+		for _, m := range []*IfMatch{&r.LogicalIn, &r.LogicalOut} {
+			if m.Set && m.Wild && m.Name == "" {
+				return &ruleError{kind: errKernel, msg: "Invalid argument"}
+			}
+		}
 		return &ruleError{kind: errKernel, msg: "Operation not supported"}
 	}
 	// "-i +" matches every device: ebtables-nft drops it.

@@ -31,6 +31,8 @@ type Loader struct {
 	NoBridgeMeta bool
 	// Prog is the program name in messages ("ebtables-restore").
 	Prog string
+
+	cmdMode bool // Command: messages as the ebtables command prints them
 }
 
 const version = "v1.8.9 (nf_tables)"
@@ -44,6 +46,10 @@ func (l *Loader) prog() string {
 
 func (l *Loader) paramError(line int, msg string) *RestoreError {
 	p := l.prog()
+	if l.cmdMode {
+		return &RestoreError{ExitCode: 2, Stderr: fmt.Sprintf(
+			"%s %s: %s\nTry `%s -h' or '%s --help' for more information.\n", p, version, msg, p, p)}
+	}
 	return &RestoreError{ExitCode: 2, Line: line, Stderr: fmt.Sprintf(
 		"%s %s: %s\nError occurred at line: %d\nTry `%s -h' or '%s --help' for more information.\n", p, version, msg, line, p, p)}
 }
@@ -54,6 +60,10 @@ func (l *Loader) commitError() *RestoreError {
 }
 
 func (l *Loader) kernelError(line int, errno, chain string) *RestoreError {
+	if l.cmdMode {
+		return &RestoreError{ExitCode: 4, Stderr: fmt.Sprintf(
+			"%s %s:  RULE_APPEND failed (%s): rule in chain %s\n", l.prog(), version, errno, chain)}
+	}
 	return &RestoreError{ExitCode: 4, Line: line, Stderr: fmt.Sprintf(
 		"%s %s: \nline %d: RULE_APPEND failed (%s): rule in chain %s\n", l.prog(), version, line, errno, chain)}
 }
@@ -404,27 +414,65 @@ func (st *loadState) loops() bool {
 	return false
 }
 
-// ParseRule parses one ebtables command line's rule part, as "ebtables
-// -t TABLE -A CHAIN <words>" would add it to chain of a fresh table
-// (user chains other than chain are unknown to -j). It returns the rule
-// or the error ebtables prints.
+// Command applies one ebtables command line (the words after
+// "ebtables": an optional -t TABLE, then -A, -I, -N, -X, -F, -P or -E
+// and its arguments) to Base, as ebtables-nft 1.8.9 does, and returns
+// the new rule set or the error the ebtables command prints (messages
+// without a line, exit status 1, 2 or 4).
+func (l *Loader) Command(words []string) (*Ruleset, *RestoreError) {
+	lc := *l
+	lc.cmdMode, lc.NoFlush = true, true
+	if lc.Prog == "" {
+		lc.Prog = "ebtables"
+	}
+	table := "filter"
+	for len(words) >= 2 && (words[0] == "-t" || words[0] == "--table") {
+		table, words = words[1], words[2:]
+	}
+	id, ok := ParseTable(table)
+	if !ok || id == BRoute && !lc.Broute {
+		return nil, &RestoreError{ExitCode: 3, Stderr: fmt.Sprintf(
+			"%s %s: table '%s' does not exist\nPerhaps %s or your kernel needs to be upgraded.\n", lc.Prog, version, table, lc.Prog)}
+	}
+	st := &loadState{l: &lc, rs: &Ruleset{}}
+	if lc.Base != nil {
+		st.rs = lc.Base.Clone()
+	}
+	if st.rs.Tables[id] == nil {
+		st.rs.Tables[id] = newTable(id)
+	}
+	st.tbl = st.rs.Tables[id]
+	if err := st.command(1, words); err != nil {
+		return nil, err
+	}
+	if st.badJump != "" {
+		return nil, lc.paramError(1, fmt.Sprintf("Chain '%s' does not exist", st.badJump))
+	}
+	if st.kernelErr != nil {
+		return nil, st.kernelErr
+	}
+	if st.commitBad || st.loops() {
+		return nil, &RestoreError{ExitCode: 1, Stderr: lc.Prog + ": No chain/target/match by that name\n"}
+	}
+	return st.rs, nil
+}
+
+// ParseRule parses the rule part of "ebtables -t TABLE -A CHAIN
+// <words>" against a fresh table (CHAIN may be a user chain, made
+// first) and returns the rule, or the error ebtables prints.
 func ParseRule(table TableID, chain string, words []string) (*Rule, *RestoreError) {
-	l := &Loader{Prog: "ebtables", Broute: true}
-	tbl := newTable(table)
-	c := tbl.Chain(chain)
-	ci := chainInfo{table: table, name: chain}
-	if c != nil {
-		ci.builtin, ci.hook = c.Builtin, c.Hook
+	var base *Ruleset
+	t := newTable(table)
+	if t.Chain(chain) == nil {
+		t.Chains = append(t.Chains, &Chain{Name: chain, Policy: VAccept})
 	}
-	r, p, err := parseRuleWords(words, ci, func(s string) bool { return s == chain && c == nil }, false)
+	base = &Ruleset{}
+	base.Tables[table] = t
+	l := &Loader{Base: base, Broute: true}
+	rs, err := l.Command(append([]string{"-t", table.String(), "-A", chain}, words...))
 	if err != nil {
-		if err.kind == errKernel {
-			return nil, l.kernelError(1, err.msg, chain)
-		}
-		return nil, l.paramError(1, err.msg)
+		return nil, err
 	}
-	if p.badJump != "" {
-		return nil, l.paramError(1, fmt.Sprintf("Chain '%s' does not exist", p.badJump))
-	}
-	return r, nil
+	c := rs.Tables[table].Chain(chain)
+	return c.Rules[len(c.Rules)-1], nil
 }

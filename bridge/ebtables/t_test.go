@@ -78,6 +78,8 @@ func tInput(l tLine) string { return "*" + l.table + "\n-A " + l.chain + " " + l
 type tOutcome struct {
 	accepted bool
 	saved    []string
+	stderr   string // when refused
+	code     int
 }
 
 func savedLines(save, chain string) []string {
@@ -94,7 +96,7 @@ func runT(l tLine, noMeta bool) tOutcome {
 	ld := &Loader{NoBridgeMeta: noMeta}
 	rs, err := ld.Load(tInput(l))
 	if err != nil {
-		return tOutcome{}
+		return tOutcome{stderr: err.Stderr, code: err.ExitCode}
 	}
 	var b strings.Builder
 	rs.Save(&b, SaveOptions{})
@@ -178,10 +180,11 @@ func TestT(t *testing.T) {
 	report(t, "ebtables .t expectations (v1.8.11 files)", stats)
 }
 
-// TestTKernel runs every .t line through this machine's ebtables-nft in
-// a throw-away namespace and requires uswitch (with NoBridgeMeta, as
-// this kernel lacks CONFIG_NFT_BRIDGE_META) to agree: refused by both,
-// or accepted by both and saved identically.
+// TestTKernel runs every .t line through this machine's
+// ebtables-restore in a throw-away namespace and requires uswitch (with
+// NoBridgeMeta, as this kernel lacks CONFIG_NFT_BRIDGE_META) to agree:
+// refused by both with the same stderr and exit status, or accepted by
+// both and saved identically.
 func TestTKernel(t *testing.T) {
 	kerneltest.Require(t, "ebtables", "ebtables-restore", "ebtables-save")
 	testtools.Root(t, "makes network namespaces")
@@ -190,11 +193,11 @@ func TestTKernel(t *testing.T) {
 	ns := kerneltest.NewNetns(t)
 	stats := map[string][2]int{}
 	for _, l := range readTFiles(t, dir) {
-		_, _, code, err := ns.Run(tInput(l), "ebtables-restore")
+		_, kerr, code, err := ns.Run(tInput(l), "ebtables-restore")
 		if err != nil {
 			t.Fatal(err)
 		}
-		var k tOutcome
+		k := tOutcome{stderr: kerr, code: code}
 		if code == 0 {
 			out, _, c, err := ns.Run("", "ebtables-save", "-t", l.table)
 			if err != nil {
@@ -206,7 +209,8 @@ func TestTKernel(t *testing.T) {
 			}
 		}
 		u := runT(l, true)
-		agree := k.accepted == u.accepted && strings.Join(k.saved, "\n") == strings.Join(u.saved, "\n")
+		agree := k.accepted == u.accepted && strings.Join(k.saved, "\n") == strings.Join(u.saved, "\n") &&
+			k.stderr == u.stderr && k.code == u.code
 		s := stats[l.file]
 		s[1]++
 		if agree {
@@ -216,10 +220,66 @@ func TestTKernel(t *testing.T) {
 		_, listed := known[l.key()]
 		switch {
 		case !agree && !listed:
-			t.Errorf("%s: %q: kernel accepted=%v %q, uswitch accepted=%v %q", l.key(), l.rule, k.accepted, k.saved, u.accepted, u.saved)
+			t.Errorf("%s: %q: kernel accepted=%v %q exit %d %q, uswitch accepted=%v %q exit %d %q", l.key(), l.rule, k.accepted, k.saved, k.code, k.stderr, u.accepted, u.saved, u.code, u.stderr)
 		case agree && listed:
 			t.Errorf("%s agrees now: remove it from testdata/ebtables-t-kernel-known.txt", l.key())
 		}
 	}
 	report(t, "kernel agreement on .t lines (ebtables-nft 1.8.9 in a netns)", stats)
+}
+
+// TestTCommandKernel runs every .t line as an ebtables command ("ebtables
+// -t TABLE -A CHAIN rule", what iptables-test.py runs) in a namespace
+// and requires Loader.Command to agree: same exit status and stderr,
+// and when accepted the same saved rule.
+func TestTCommandKernel(t *testing.T) {
+	kerneltest.Require(t, "ebtables", "ebtables-restore", "ebtables-save")
+	dir := kerneltest.Corpus(t, "iptables-t")
+	known := readKnown(t, "testdata/ebtables-t-kernel-known.txt")
+	ns := kerneltest.NewNetns(t)
+	agreeN, total := 0, 0
+	for _, l := range readTFiles(t, dir) {
+		words := append([]string{"-t", l.table, "-A", l.chain}, SplitWords(l.rule)...)
+		if _, _, _, err := ns.Run("", "ebtables", "-t", l.table, "-F"); err != nil {
+			t.Fatal(err)
+		}
+		_, kerr, kcode, err := ns.Run("", append([]string{"ebtables"}, words...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ksaved []string
+		if kcode == 0 {
+			out, _, c, err := ns.Run("", "ebtables-save", "-t", l.table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ksaved = savedLines(out, l.chain)
+			if c != 0 {
+				ksaved = []string{fmt.Sprintf("ebtables-save failed: exit %d", c)}
+			}
+		}
+		rs, uerr := (&Loader{NoBridgeMeta: true}).Command(words)
+		var usaved []string
+		ucode, ustderr := 0, ""
+		if uerr != nil {
+			ucode, ustderr = uerr.ExitCode, uerr.Stderr
+		} else {
+			var b strings.Builder
+			rs.Save(&b, SaveOptions{})
+			usaved = savedLines(b.String(), l.chain)
+		}
+		agree := kcode == ucode && kerr == ustderr && strings.Join(ksaved, "\n") == strings.Join(usaved, "\n")
+		total++
+		if agree {
+			agreeN++
+		}
+		_, listed := known[l.key()]
+		switch {
+		case !agree && !listed:
+			t.Errorf("%s: ebtables %q: kernel exit %d %q %q; uswitch exit %d %q %q", l.key(), l.rule, kcode, kerr, ksaved, ucode, ustderr, usaved)
+		case agree && listed:
+			t.Errorf("%s agrees now: remove it from testdata/ebtables-t-kernel-known.txt", l.key())
+		}
+	}
+	t.Logf("ebtables command lines agreeing with ebtables-nft 1.8.9 (exit status, stderr, saved rule): %d/%d", agreeN, total)
 }
