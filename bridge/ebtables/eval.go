@@ -158,7 +158,10 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 	sp := 0
 	ci, i := start, 0
 	bytes := uint64(0)
-	if n := len(c.Frame.Data) - packet.EtherHeaderLen; n > 0 {
+	// skb->len at the bridge hooks: without the MAC header, and
+	// without an 802.1Q tag, which the receive path has moved into
+	// skb->vlan_tci (skb_vlan_untag)
+	if n := len(c.Frame.Data) - c.Frame.HeaderLen(); n > 0 {
 		bytes = uint64(n)
 	}
 	for {

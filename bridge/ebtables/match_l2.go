@@ -157,11 +157,7 @@ func (m *ARPMatch) save(b *strings.Builder) {
 	}
 	if m.ptSet {
 		writeInv(b, "--arp-ptype", m.ptInv)
-		if n, ok := ethertypeName(m.ptype); ok {
-			b.WriteString(n)
-		} else {
-			fmt.Fprintf(b, "0x%x", m.ptype)
-		}
+		fmt.Fprintf(b, "0x%x", m.ptype)
 	}
 	if m.sipSet {
 		writeInv(b, "--arp-ip-src", m.sipInv)
@@ -648,16 +644,35 @@ func amongHas(l []amongEntry, mac packet.MAC, ip uint32) bool {
 	return false
 }
 
-// match is ebt_among_mt.
+func anyIP(l []amongEntry) bool {
+	for _, e := range l {
+		if e.hasIP {
+			return true
+		}
+	}
+	return false
+}
+
+// match is ebt_among_mt, as ebtables-nft runs it: the IPv4 address is
+// read only when the list has MAC=IP entries (nft looks the frame up in
+// an "ether addr" set, or an "ether addr . ip addr" one); legacy
+// ebt_among also gave up on an IPv4 frame too short for its header
+// when the list had no addresses (checked in TestEvalKernel).
 func (m *AmongMatch) match(c *Ctx) bool {
 	if m.srcSet {
-		ip, ok := amongIP(c, true)
+		ip, ok := uint32(0), true
+		if anyIP(m.src) {
+			ip, ok = amongIP(c, true)
+		}
 		if !ok || amongHas(m.src, c.Frame.Src, ip) == m.srcInv {
 			return false
 		}
 	}
 	if m.dstSet {
-		ip, ok := amongIP(c, false)
+		ip, ok := uint32(0), true
+		if anyIP(m.dst) {
+			ip, ok = amongIP(c, false)
+		}
 		if !ok || amongHas(m.dst, c.Frame.Dst, ip) == m.dstInv {
 			return false
 		}

@@ -155,15 +155,18 @@ func (m *STPMatch) save(b *strings.Builder) {
 	}
 }
 
-// match is ebt_stp_mt. The kernel's struct stp_header is six bytes
-// (dsap, ssap, ctrl, pid, vers, type) and the config BPDU follows it:
-// this follows those offsets as they are.
+// match is ebt_stp_mt (net/bridge/netfilter/ebt_stp.c). The kernel's
+// struct stp_header is six bytes (dsap, ssap, ctrl, pid, vers, type) and
+// the config BPDU follows it: this follows those offsets as they are.
 func (m *STPMatch) match(c *Ctx) bool {
 	h := c.netHeader()
 	if len(h) < 6 {
 		return false
 	}
-	if h[0] != 0x42 || h[1] != 0x42 || h[2] != 0x03 || h[3] != 0 || h[4] != 0 {
+	// "The stp code only considers these": the six bytes must be
+	// 42 42 03 00 00 00 (ebt_stp_mt's memcmp covers the type byte too,
+	// so only configuration BPDUs, type 0, ever match)
+	if h[0] != 0x42 || h[1] != 0x42 || h[2] != 0x03 || h[3] != 0 || h[4] != 0 || h[5] != 0 {
 		return false
 	}
 	test := func(f int, ok bool) bool { return ok != (m.inv&(1<<f) != 0) }
@@ -174,7 +177,7 @@ func (m *STPMatch) match(c *Ctx) bool {
 		return true
 	}
 	st := h[6:]
-	if len(st) < 35 {
+	if len(st) < 31 { // sizeof(struct stp_config_pdu)
 		return false
 	}
 	in := func(i int, v uint32) bool { r := m.ranges[i]; return v >= r[0] && v <= r[1] }
