@@ -39,7 +39,12 @@
 // counted, its watchers (log, nflog) record a request for the caller,
 // and its target decides: ACCEPT, DROP, CONTINUE, RETURN, a user chain,
 // or an extension target (mark, dnat, snat, redirect, arpreply) that
-// acts on the frame and returns its --X-target verdict. Frame contents
+// acts on the frame and returns its --X-target verdict. Where
+// ebtables-nft's nft translation and legacy ebt_do_table differ, this
+// follows ebtables-nft, which is what runs on a current host: RETURN in
+// a base chain ends it with its policy, among reads IP addresses only
+// for MAC=IP lists (TestEvalKernel and TestEvalKernelNAT bridge frames
+// through the real ebtables and compare every rule counter). Frame contents
 // never cause a panic: short headers do not match. Run allocates
 // nothing; Ctx is the caller's, reusable.
 package ebtables

@@ -118,12 +118,12 @@ type frameRet struct {
 
 // Run is ebt_do_table for one frame at table t's builtin chain h: rules
 // in order; a rule whose basic part and matches hold is counted
-// (1 packet, the frame's length after the MAC header, skb->len at the
-// bridge hooks), its watchers run, then its target: ACCEPT and DROP
-// end the traversal, CONTINUE goes on, RETURN pops to the calling
-// chain (on a base chain it acts as CONTINUE), a user chain is
-// entered. A chain's end applies its policy (RETURN: back to the
-// caller). The result is the kernel's NF verdict.
+// (1 packet, the frame's length after the MAC header and VLAN tag,
+// skb->len at the bridge hooks), its watchers run, then its target:
+// ACCEPT and DROP end the traversal, CONTINUE goes on, RETURN pops to
+// the calling chain, a user chain is entered. A chain's end applies its policy (RETURN: back to the
+// caller). RETURN on a base chain applies the chain's policy, as
+// ebtables-nft's rules do. The result is the kernel's NF verdict.
 //
 // For the broute table (h = BRouting) a DROP means "route the frame":
 // Run sets c.Route and returns Accept, and a frame to the bridge's MAC
@@ -204,8 +204,14 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 			i++
 		case VReturn:
 			if sp == 0 {
-				i++ // RETURN on a base chain acts as CONTINUE
-				continue
+				// RETURN on a base chain: ebtables-nft makes it nft's
+				// "return", which ends the base chain with its policy
+				// (legacy ebt_do_table treated it as CONTINUE);
+				// checked in TestEvalKernelNAT
+				if ct.chains[ci].Policy == VDrop {
+					return netfilter.Drop
+				}
+				return netfilter.Accept
 			}
 			sp--
 			ci, i = stack[sp].chain, stack[sp].rule+1

@@ -174,13 +174,13 @@ func TestEvalTraversal(t *testing.T) {
 			t.Errorf("case %d: %v, want %v", i, v, c.want)
 		}
 	}
-	// RETURN on a base chain acts as CONTINUE (ebt_do_table)
-	if v := p.Run(Filter, LocalOut, newCtx(ipv4Frame(6, 1, 2), "", "p2")); v != netfilter.Drop {
-		t.Errorf("OUTPUT: %v, want DROP after RETURN-as-CONTINUE", v)
+	// RETURN on a base chain ends it with the policy (ebtables-nft)
+	if v := p.Run(Filter, LocalOut, newCtx(ipv4Frame(6, 1, 2), "", "p2")); v != netfilter.Accept {
+		t.Errorf("OUTPUT: %v, want ACCEPT (policy) after RETURN", v)
 	}
 	var b strings.Builder
 	p.Ruleset().Save(&b, SaveOptions{Counters: true})
-	for _, want := range []string{"[3:76] -A FORWARD -j sub", "[1:28] -A FORWARD -p IPv4 -j ACCEPT", "[1:28] -A sub -p ARP -j deny", "[2:48] -A sub -j CONTINUE"} {
+	for _, want := range []string{"[3:76] -A FORWARD -j sub", "[1:28] -A FORWARD -p IPv4 -j ACCEPT", "[1:28] -A sub -p ARP -j deny", "[0:0] -A OUTPUT -j DROP", "[2:48] -A sub -j CONTINUE"} {
 		if !strings.Contains(b.String(), want+"\n") {
 			t.Errorf("counters: no %q in\n%s", want, b.String())
 		}
