@@ -15,12 +15,24 @@ type Program struct {
 }
 
 type ctable struct {
-	chains []*Chain
+	chains []cchain
 	base   [NumHooks]int // chain index of each hook's builtin chain, -1 if none
 }
 
-// maxDepth bounds nested jumps (EBT_MAX chain depth is the number of
-// user chains; loops are refused at load).
+// cchain is a chain with its jumps resolved. Rules are shared with the
+// Ruleset (and, after a --noflush load, with the rule sets before it),
+// so everything the compiled form adds lives here, not in Rule.
+type cchain struct {
+	policy Verdict
+	rules  []crule
+}
+
+type crule struct {
+	*Rule
+	jump int // VJump: the user chain's index
+}
+
+// maxDepth bounds nested jumps (loops are refused at load).
 const maxDepth = 64
 
 // Compile resolves a rule set for Run.
@@ -30,26 +42,29 @@ func Compile(rs *Ruleset) *Program {
 		if t == nil {
 			continue
 		}
-		ct := &ctable{chains: t.Chains}
+		ct := &ctable{}
 		for h := range ct.base {
 			ct.base[h] = -1
 		}
+		index := map[string]int{}
 		for ci, c := range t.Chains {
+			index[c.Name] = ci
 			if c.Builtin {
 				ct.base[c.Hook] = ci
 			}
 		}
 		for _, c := range t.Chains {
+			cc := cchain{policy: c.Policy}
 			for _, r := range c.Rules {
-				r.jumpIdx = -1
-				if r.Verdict == VJump {
-					for ci, d := range t.Chains {
-						if d.Name == r.Jump {
-							r.jumpIdx = ci
-						}
+				j := -1
+				if r.Verdict == VJump && r.Target == nil {
+					if v, ok := index[r.Jump]; ok {
+						j = v
 					}
 				}
+				cc.rules = append(cc.rules, crule{r, j})
 			}
+			ct.chains = append(ct.chains, cc)
 		}
 		p.tables[i] = ct
 	}
@@ -165,9 +180,9 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 		bytes = uint64(n)
 	}
 	for {
-		chain := ct.chains[ci]
-		if i >= len(chain.Rules) {
-			switch chain.Policy {
+		chain := &ct.chains[ci]
+		if i >= len(chain.rules) {
+			switch chain.policy {
 			case VAccept:
 				return netfilter.Accept
 			case VDrop:
@@ -181,7 +196,8 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 			ci, i = stack[sp].chain, stack[sp].rule+1
 			continue
 		}
-		r := chain.Rules[i]
+		cr := &chain.rules[i]
+		r := cr.Rule
 		if !basicMatch(r, c) || !matchAll(r, c) {
 			i++
 			continue
@@ -208,7 +224,7 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 				// "return", which ends the base chain with its policy
 				// (legacy ebt_do_table treated it as CONTINUE);
 				// checked in TestEvalKernelNAT
-				if ct.chains[ci].Policy == VDrop {
+				if chain.policy == VDrop {
 					return netfilter.Drop
 				}
 				return netfilter.Accept
@@ -216,12 +232,12 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 			sp--
 			ci, i = stack[sp].chain, stack[sp].rule+1
 		default:
-			if r.jumpIdx < 0 || sp >= maxDepth {
+			if cr.jump < 0 || sp >= maxDepth {
 				return netfilter.Drop
 			}
 			stack[sp] = frameRet{ci, i}
 			sp++
-			ci, i = r.jumpIdx, 0
+			ci, i = cr.jump, 0
 		}
 	}
 }

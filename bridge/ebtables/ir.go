@@ -205,8 +205,6 @@ type Rule struct {
 	// Counters: set from -c at load, counted by the evaluator.
 	Pkts, Bytes atomic.Uint64
 
-	jumpIdx int // resolved user chain index in its table, at Compile
-
 	// saveOrder is the matches and watchers in the order their first
 	// option came, which is how ebtables-nft prints them back.
 	saveOrder []interface{ save(*strings.Builder) }
