@@ -323,6 +323,11 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			}
 		}
 	case "-F", "--flush":
+		if len(args) == 0 {
+			// ebtables-restore 1.8.9 leaves the table as it is for a
+			// bare -F (TestRestoreSeqKernel)
+			return nil
+		}
 		for _, c := range tbl.Chains {
 			if len(args) == 0 || c.Name == args[0] {
 				c.Rules = nil
@@ -356,6 +361,15 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 		if c == nil || c.Builtin || tbl.Chain(args[1]) != nil {
 			st.commitBad = true
 			return nil
+		}
+		// jumps follow the chain (nft refers to it by handle); rules are
+		// shared with older rule sets, so the jumping ones are copied
+		for _, x := range tbl.Chains {
+			for i, r := range x.Rules {
+				if r.Verdict == VJump && r.Jump == c.Name {
+					x.Rules[i] = r.withJump(args[1])
+				}
+			}
 		}
 		c.Name = args[1]
 	case "-Z", "--zero":
@@ -475,4 +489,17 @@ func ParseRule(table TableID, chain string, words []string) (*Rule, *RestoreErro
 	}
 	c := rs.Tables[table].Chain(chain)
 	return c.Rules[len(c.Rules)-1], nil
+}
+
+// withJump copies r with another jump target (and its counters).
+func (r *Rule) withJump(name string) *Rule {
+	n := &Rule{
+		ProtoSet: r.ProtoSet, ProtoInv: r.ProtoInv, Length: r.Length, Proto: r.Proto,
+		Src: r.Src, Dst: r.Dst, In: r.In, Out: r.Out, LogicalIn: r.LogicalIn, LogicalOut: r.LogicalOut,
+		Matches: r.Matches, Watchers: r.Watchers, Verdict: r.Verdict, Jump: name, Target: r.Target,
+		saveOrder: r.saveOrder,
+	}
+	n.Pkts.Store(r.Pkts.Load())
+	n.Bytes.Store(r.Bytes.Load())
+	return n
 }
