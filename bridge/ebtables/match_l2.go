@@ -606,33 +606,27 @@ func (m *AmongMatch) save(b *strings.Builder) {
 	}
 }
 
-// amongIP is get_ip_src/get_ip_dst: the IPv4 address from the IP or ARP
-// header; ok=false when the header is cut short.
+// amongIP is the address part of ebtables-nft's among set key
+// ("ether daddr . ip daddr"): it needs skb->protocol IPv4 (for a VLAN
+// frame the receive path has untagged, the inner protocol) and reads
+// four bytes at offset 12 (source) or 16 (destination) of the network
+// header. Any other frame, ARP included, matches neither the list nor
+// its negation, and neither does one too short for the load. (Legacy
+// ebt_among.c also took ARP's sender and target addresses:
+// get_ip_src/get_ip_dst.) Found by TestEvalKernelRandom.
 func amongIP(c *Ctx, src bool) (uint32, bool) {
-	h := c.netHeader()
-	switch c.Frame.Proto {
-	case packet.EtherTypeIPv4:
-		if len(h) < 20 {
-			return 0, false
-		}
-		if src {
-			return binary.BigEndian.Uint32(h[12:]), true
-		}
-		return binary.BigEndian.Uint32(h[16:]), true
-	case packet.EtherTypeARP:
-		if len(h) < 8 || h[5] != 4 || h[4] != 6 {
-			return 0, false
-		}
-		off := 8 + 6
-		if !src {
-			off = 8 + 6 + 4 + 6
-		}
-		if off+4 > len(h) {
-			return 0, false
-		}
-		return binary.BigEndian.Uint32(h[off:]), true
+	if c.Frame.InnerProto != packet.EtherTypeIPv4 {
+		return 0, false
 	}
-	return 0, true
+	h := c.Frame.Payload
+	off := 16
+	if src {
+		off = 12
+	}
+	if off+4 > len(h) {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(h[off:]), true
 }
 
 func amongHas(l []amongEntry, mac packet.MAC, ip uint32) bool {
@@ -653,11 +647,10 @@ func anyIP(l []amongEntry) bool {
 	return false
 }
 
-// match is ebt_among_mt, as ebtables-nft runs it: the IPv4 address is
-// read only when the list has MAC=IP entries (nft looks the frame up in
-// an "ether addr" set, or an "ether addr . ip addr" one); legacy
-// ebt_among also gave up on an IPv4 frame too short for its header
-// when the list had no addresses (checked in TestEvalKernel).
+// match is ebt_among_mt as ebtables-nft translates it: a lookup of
+// "ether addr" in a set, or of "ether addr . ip addr" when the list
+// has MAC=IP entries (entries without an address match any); checked
+// against the kernel in TestEvalKernel and TestEvalKernelRandom.
 func (m *AmongMatch) match(c *Ctx) bool {
 	if m.srcSet {
 		ip, ok := uint32(0), true
