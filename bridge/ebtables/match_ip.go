@@ -614,8 +614,16 @@ func (m *IP6Match) match(c *Ctx) bool {
 	if !m.protoSet {
 		return true
 	}
+	// ebtables-nft matches --ip6-proto on nft's transport protocol
+	// (nft_set_pktinfo_ipv6_validate): version 6, a payload length
+	// that fits the frame, and an extension-header chain that ends in
+	// a transport header (not NEXTHDR_NONE); otherwise neither the
+	// protocol nor its negation matches (TestEvalKernelRandom)
+	if h[0]>>4 != 6 || 40+int(binary.BigEndian.Uint16(h[4:])) > len(h) {
+		return false
+	}
 	proto, off, frag, ok := skipExt(h)
-	if !ok {
+	if !ok || proto == 59 {
 		return false
 	}
 	if (proto == m.proto) == m.protoInv {

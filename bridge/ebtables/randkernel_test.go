@@ -12,15 +12,22 @@ import (
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
-// TestEvalKernelRandom: random rules and random frames, bridged through
-// ebtables-nft and through Program.Run; every rule's counters must
-// agree. The seed is fixed, so a failure reproduces.
+// TestEvalKernelRandom: random rules (basic part plus an ip, ip6, arp,
+// vlan, 802_3, stp, among, pkttype or mark match) and random frames,
+// bridged through ebtables-nft and through Program.Run; every rule's
+// counters must agree. The seeds are fixed, so a failure reproduces.
 func TestEvalKernelRandom(t *testing.T) {
-	ns := bridgeNS(t)
-	seed := uint64(13)
+	seeds := []uint64{13, 1, 2, 3}
 	if v, err := strconv.ParseUint(os.Getenv("USWITCH_EBT_SEED"), 10, 64); err == nil {
-		seed = v // USWITCH_EBT_SEED=n tries another rule set and frames
+		seeds = []uint64{v} // USWITCH_EBT_SEED=n tries another rule set and frames
 	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { evalKernelRandom(t, seed) })
+	}
+}
+
+func evalKernelRandom(t *testing.T, seed uint64) {
+	ns := bridgeNS(t)
 	r := rand.New(rand.NewPCG(seed, 2))
 	macs := []string{"02:00:00:00:00:0a", "02:00:00:00:00:0b", "02:00:00:00:00:0d", "ff:ff:ff:ff:ff:ff"}
 	pick := func(l ...string) string { return l[r.IntN(len(l))] }
@@ -51,6 +58,22 @@ func TestEvalKernelRandom(t *testing.T) {
 			func() string { return "--arp-mac-src " + inv() + pick(macs[:3]...) },
 			func() string { return inv() + "--arp-gratuitous" },
 		},
+		"IPv6": {
+			func() string { return "--ip6-src " + inv() + pick("fe80::1", "fe80::/64", "2001:db8::/32") },
+			func() string { return "--ip6-dst " + inv() + pick("2001:db8::2", "ff02::/16") },
+			func() string { return "--ip6-tclass " + inv() + pick("0x00", "0x10") },
+			func() string { return "--ip6-proto " + inv() + pick("tcp", "udp", "ipv6-icmp") },
+			func() string {
+				return "--ip6-proto " + pick("tcp", "udp") + " --ip6-dport " + inv() + pick("22", "53", "1:100")
+			},
+			func() string {
+				return "--ip6-proto ipv6-icmp --ip6-icmp-type " + inv() + pick("echo-request", "neighbour-solicitation", "1:4/0:255")
+			},
+		},
+		"Length": {
+			func() string { return "--802_3-sap " + inv() + pick("0x42", "0xaa") },
+			func() string { return "--802_3-type " + inv() + pick("0x1234", "0x0800") },
+		},
 		"802_1Q": {
 			func() string { return "--vlan-id " + inv() + pick("1", "10", "20") },
 			func() string { return "--vlan-prio " + inv() + pick("0", "3") },
@@ -61,6 +84,9 @@ func TestEvalKernelRandom(t *testing.T) {
 			func() string { return "--among-src " + inv() + pick(macs[:3]...) },
 			func() string { return "--among-dst " + inv() + pick("2:0:0:0:0:b=10.0.0.2", "2:0:0:0:0:c") },
 			func() string { return "--mark " + inv() + "0" },
+			func() string { return "--stp-type " + inv() + pick("config", "tcn") },
+			func() string { return "--stp-port " + inv() + pick("1", "2:10") },
+			func() string { return "--stp-root-prio " + inv() + pick("0", "32768") },
 		},
 	}
 	var rules strings.Builder
@@ -153,7 +179,56 @@ func randomFrame(r *rand.Rand) namedFrame {
 		copy(a[24:], []byte{10, 0, 0, byte(1 + r.IntN(3))})
 		return a
 	}
-	switch r.IntN(5) {
+	ip6 := func() []byte {
+		next := []uint8{6, 17, 58, 0}[r.IntN(4)]
+		h := make([]byte, 40+28)
+		h[0], h[1] = 0x60|byte(r.IntN(2)), 0
+		binary.BigEndian.PutUint16(h[4:], 28)
+		h[6], h[7] = next, 64
+		h[8], h[9] = 0xfe, 0x80
+		h[23] = byte(1 + r.IntN(2))
+		if r.IntN(2) == 0 {
+			h[24], h[25], h[39] = 0x20, 0x01, 2
+		} else {
+			h[24], h[25], h[39] = 0xff, 0x02, 1
+		}
+		l4 := h[40:]
+		if next == 0 { // hop-by-hop, then UDP
+			l4[0], l4[1] = 17, 0
+			l4 = l4[8:]
+		}
+		binary.BigEndian.PutUint16(l4[0:], []uint16{22, 53, 80}[r.IntN(3)])
+		binary.BigEndian.PutUint16(l4[2:], []uint16{22, 53, 80}[r.IntN(3)])
+		if next == 58 {
+			l4[0], l4[1] = []byte{128, 135, 1}[r.IntN(3)], 0
+		}
+		return h
+	}
+	llc := func() []byte {
+		if r.IntN(2) == 0 { // a configuration or TCN BPDU
+			b := make([]byte, 6+31)
+			copy(b, []byte{0x42, 0x42, 0x03, 0, 0, []byte{0, 0x80}[r.IntN(2)]})
+			binary.BigEndian.PutUint16(b[7:], []uint16{0, 32768}[r.IntN(2)])
+			binary.BigEndian.PutUint16(b[6+21:], uint16(r.IntN(4)))
+			return b
+		}
+		b := []byte{0xaa, 0xaa, 0x03, 0, 0, 0, 0x12, 0x34, 1, 2}
+		if r.IntN(2) == 0 {
+			b[7] = 0x00
+			b[6] = 0x08
+		}
+		return b
+	}
+	switch r.IntN(7) {
+	case 5:
+		return namedFrame{"ipv6", packet.BuildFrame(dst, src, packet.EtherTypeIPv6, ip6())}
+	case 6:
+		b := llc()
+		d := dst
+		if b[0] == 0x42 {
+			d = packet.MAC{0x01, 0x80, 0xc2}
+		}
+		return namedFrame{"llc", packet.BuildFrame(d, src, uint16(len(b)), b)}
 	case 0, 1:
 		return namedFrame{"ipv4", packet.BuildFrame(dst, src, packet.EtherTypeIPv4, ip4())}
 	case 2:
