@@ -16,6 +16,7 @@ func TestSwap(t *testing.T) {
 	rs := mustLoad("*filter\n:a RETURN\n-A FORWARD -j a\n-A a -p IPv4 -j CONTINUE\n-A FORWARD -p IPv4 --limit 100/sec -j ACCEPT\n")
 	var cur atomic.Pointer[Program]
 	cur.Store(Compile(rs))
+	cur.Load().Run(Filter, Forward, newCtx(ipv4Frame(6, 1, 2), "p1", "p2"))
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for w := 0; w < 4; w++ {
