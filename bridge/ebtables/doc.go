@@ -42,9 +42,23 @@
 // acts on the frame and returns its --X-target verdict. Where
 // ebtables-nft's nft translation and legacy ebt_do_table differ, this
 // follows ebtables-nft, which is what runs on a current host: RETURN in
-// a base chain ends it with its policy, among reads IP addresses only
-// for MAC=IP lists (TestEvalKernel and TestEvalKernelNAT bridge frames
-// through the real ebtables and compare every rule counter). Frame contents
-// never cause a panic: short headers do not match. Run allocates
-// nothing; Ctx is the caller's, reusable.
+// a base chain ends it with its policy; among with MAC=IP entries looks
+// only at IPv4 frames (the set key is "ether addr . ip addr");
+// --ip6-proto needs a valid IPv6 header chain ending in a transport
+// header; the byte counter leaves out the VLAN tag. The kernel tests
+// bridge frames through the real ebtables in a namespace and compare
+// every rule counter (TestEvalKernel, TestEvalKernelNAT,
+// TestEvalKernelRandom) and the frames that leave (TestEvalKernelFrames).
+// Frame contents never cause a panic: short headers do not match. Run
+// allocates nothing; Ctx is the caller's, reusable.
+//
+// # Quirks of ebtables-nft 1.8.9 kept on purpose
+//
+// Inversions print after the option ("--ip-src ! 10.0.0.1"; the v1.8.11
+// .t files expect "! --ip-src"); of three or more matches and watchers
+// in one rule only the first and the last are kept; "-p 0x0600" prints
+// as "Length"; a bare -F inside a restore changes nothing; user chains
+// are listed sorted by name; --logical-in/--logical-out load only where
+// the kernel has CONFIG_NFT_BRIDGE_META (Loader.NoBridgeMeta says it
+// does not, as on the test machine).
 package ebtables

@@ -278,6 +278,7 @@ func formatProto(v uint8) string {
 	return strconv.Itoa(int(v))
 }
 
+// Name is the extension's name as ebtables knows it.
 func (m *IPMatch) Name() string { return "ip" }
 
 func (m *IPMatch) parse(opt, arg string, inv bool) error {
@@ -464,6 +465,7 @@ func parseIPv6Mask(s string) ([16]byte, [16]byte, int, error) {
 	return a, m, n, nil
 }
 
+// Name is the extension's name as ebtables knows it.
 func (m *IP6Match) Name() string { return "ip6" }
 
 func (m *IP6Match) parse(opt, arg string, inv bool) error {

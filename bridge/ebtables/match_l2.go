@@ -69,6 +69,7 @@ func init() {
 		make: func() extParser { return &Match8023{} }})
 }
 
+// Name is the extension's name as ebtables knows it.
 func (m *ARPMatch) Name() string { return "arp" }
 
 func (m *ARPMatch) parse(opt, arg string, inv bool) error {
@@ -250,6 +251,7 @@ type VLANMatch struct {
 	encap                  uint16
 }
 
+// Name is the extension's name as ebtables knows it.
 func (m *VLANMatch) Name() string { return "vlan" }
 
 func (m *VLANMatch) parse(opt, arg string, inv bool) error {
@@ -333,6 +335,7 @@ type MarkMatch struct {
 	value, mask uint32
 }
 
+// Name is the extension's name as ebtables knows it.
 func (m *MarkMatch) Name() string { return "mark_m" }
 
 func (m *MarkMatch) parse(opt, arg string, inv bool) error {
@@ -390,6 +393,7 @@ type PktTypeMatch struct {
 	t   PktType
 }
 
+// Name is the extension's name as ebtables knows it.
 func (m *PktTypeMatch) Name() string { return "pkttype" }
 
 func (m *PktTypeMatch) parse(opt, arg string, inv bool) error {
@@ -444,6 +448,7 @@ type LimitMatch struct {
 	credit  int64 // ns of credit
 }
 
+// Name is the extension's name as ebtables knows it.
 func (m *LimitMatch) Name() string { return "limit" }
 
 func (m *LimitMatch) parse(opt, arg string, inv bool) error {
@@ -534,6 +539,7 @@ type AmongMatch struct {
 	src, dst       []amongEntry
 }
 
+// Name is the extension's name as ebtables knows it.
 func (m *AmongMatch) Name() string { return "among" }
 
 func parseAmong(s string) ([]amongEntry, error) {
@@ -682,6 +688,7 @@ type Match8023 struct {
 	typ                              uint16
 }
 
+// Name is the extension's name as ebtables knows it.
 func (m *Match8023) Name() string { return "802_3" }
 
 func (m *Match8023) parse(opt, arg string, inv bool) error {

@@ -33,6 +33,7 @@ func init() {
 	register(&extDef{name: "stp", kind: kMatch, opts: opts, make: func() extParser { return &STPMatch{} }})
 }
 
+// Name is the extension's name as ebtables knows it.
 func (m *STPMatch) Name() string { return "stp" }
 
 func (m *STPMatch) parse(opt, arg string, inv bool) error {

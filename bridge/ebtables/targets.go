@@ -72,6 +72,7 @@ type MarkTarget struct {
 	verdict Verdict
 }
 
+// Name is the extension's name as ebtables knows it.
 func (t *MarkTarget) Name() string { return "mark" }
 
 func (t *MarkTarget) parse(opt, arg string, inv bool) error {
@@ -136,6 +137,7 @@ type DNATTarget struct {
 	verdict Verdict
 }
 
+// Name is the extension's name as ebtables knows it.
 func (t *DNATTarget) Name() string { return "dnat" }
 
 func (t *DNATTarget) parse(opt, arg string, inv bool) error {
@@ -217,6 +219,7 @@ type SNATTarget struct {
 	verdict Verdict
 }
 
+// Name is the extension's name as ebtables knows it.
 func (t *SNATTarget) Name() string { return "snat" }
 
 func (t *SNATTarget) parse(opt, arg string, inv bool) error {
@@ -273,6 +276,7 @@ func (t *SNATTarget) target(c *Ctx, h Hook) Verdict {
 // the frame is for this host.
 type RedirectTarget struct{ verdict Verdict }
 
+// Name is the extension's name as ebtables knows it.
 func (t *RedirectTarget) Name() string { return "redirect" }
 
 func (t *RedirectTarget) parse(opt, arg string, inv bool) error {
@@ -322,6 +326,7 @@ type ARPReplyTarget struct {
 	verdict Verdict
 }
 
+// Name is the extension's name as ebtables knows it.
 func (t *ARPReplyTarget) Name() string { return "arpreply" }
 
 func (t *ARPReplyTarget) parse(opt, arg string, inv bool) error {
@@ -391,6 +396,7 @@ type LogWatcher struct {
 	IP, ARP, IP6 bool
 }
 
+// Name is the extension's name as ebtables knows it.
 func (w *LogWatcher) Name() string { return "log" }
 
 func (w *LogWatcher) parse(opt, arg string, inv bool) error {
@@ -453,6 +459,7 @@ type NFLogWatcher struct {
 	Threshold uint16
 }
 
+// Name is the extension's name as ebtables knows it.
 func (w *NFLogWatcher) Name() string { return "nflog" }
 
 func (w *NFLogWatcher) parse(opt, arg string, inv bool) error {
