@@ -39,8 +39,9 @@ var layer = map[string]int{
 	"bridge/fdb": 1,
 	"iproute":    1,
 	// L2: what reads conntrack: NAT and the iptables language
-	"nat":      2,
-	"iptables": 2,
+	"nat":             2,
+	"iptables":        2,
+	"bridge/ebtables": 2,
 	// L3: the engine
 	"datapath":              3,
 	"datapath/datapathtest": 3,
