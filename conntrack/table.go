@@ -87,7 +87,7 @@ type counters struct {
 	// (conntrack -S): nf_conntrack_tuple_taken finding the tuple taken;
 	// nf_conntrack_handle_icmp refusing an ICMP packet.
 	tupleFound, icmpErrors atomic.Uint64
-	invalid                                                                   [numInvalidReasons]atomic.Uint64
+	invalid                [numInvalidReasons]atomic.Uint64
 }
 
 // bucket is one hash chain (an hlist_nulls_head of nf_conntrack_hash):
