@@ -809,3 +809,13 @@ func (t *Table) Flush(now int64, portid uint32) int {
 func (c *Command) WantEvent(e *Event) bool {
 	return c.Events&e.Type != 0 && c.Filter.Match(e.Conn)
 }
+
+// EventsTrailer is what conntrack -E prints when it is interrupted
+// after n events: the XML footer (if any event was printed as XML) and
+// the count on stderr.
+func EventsTrailer(out Output, n int) (stdout, stderr string) {
+	if out&OutXML != 0 && n > 0 {
+		stdout = XMLFooter
+	}
+	return stdout, Program + ": " + strconv.Itoa(n) + " flow events have been shown.\n"
+}

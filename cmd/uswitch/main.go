@@ -16,7 +16,7 @@ type subcommand struct {
 }
 
 var subcommands = map[string]subcommand{
-	"conntrack":        {conntrackCmd, "the running instance's connection tracking table: -L [-o extended] | -C [--socket PATH | --lab NAME]"},
+	"conntrack":        {conntrackCmd, "conntrack(8) on the running instance's connection tracking table, as conntrack-tools 1.4.7: -L|-G|-D [filters] [-o extended,xml,id] | -F | -C | -S | -E [-e NEW,UPDATE,DESTROY] [filters] [--socket PATH | --lab NAME]"},
 	"iptables-restore": {iptablesRestore, "load a rule set into the running instance, atomically (or check it: --test): [--noflush] [-c] [--ipset FILE] [--socket PATH | --lab NAME] [FILE]"},
 	"ipvsadm":          {ipvsadmCmd, "list, save or change an IPVS table as ipvsadm 1.31 does: a running instance's ([--socket PATH | --lab NAME] -Ln|-Sn|-Lnc|-A|-E|-D|-a|-e|-d|-C|-Z|--set ...) or offline (--snapshot DIR | --input FILE) -Ln|-Sn|-Lnc|-L --timeout [--stats|--rate] | -R < FILE"},
 	"iptables-save":    {iptablesSave, "print the running instance's rule set (or, with --input FILE, a file's canonical form): [-c] [-t TABLE] [--ipset FILE] [--socket PATH | --lab NAME]"},

@@ -14,8 +14,8 @@ func TestHelpNamesEveryFlag(t *testing.T) {
 	// "  -n\tusage" (a short boolean) or "  -name [value]\n    \tusage"
 	flagLine := regexp.MustCompile(`(?m)^  -([a-z][a-z0-9-]*)(?:\t([^\n]*)|[^\n]*\n[ \t]+([^\n]*))`)
 	for name, sc := range subcommands {
-		if name == "ipvsadm" {
-			continue // ipvsadm's own option parser; its usage text is ipvsadmUsage
+		if name == "ipvsadm" || name == "conntrack" {
+			continue // the tools' own option parsers; their usage texts are ipvsadmUsage, conntrack.Usage
 		}
 		var out, errb bytes.Buffer
 		sc.run([]string{"-h"}, strings.NewReader(""), &out, &errb)
