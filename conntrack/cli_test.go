@@ -257,8 +257,8 @@ func TestCLIStats(t *testing.T) {
 	}
 	feed(udpSpec(true, 5000, 53))
 	feed(icmpErr(srvIP, cliIP, 3, 3, udpSpec(true, 6000, 7))) // about no flow: error
-	feed(tcpSpec(true, 1, 80, fA|fS|fF|fR, 1, 1, 0))           // bad flags: invalid
-	feed(icmpSpec(cliIP, srvIP, 9, 0, 1, nil))                 // cannot be inverted: invalid
+	feed(tcpSpec(true, 1, 80, fA|fS|fF|fR, 1, 1, 0))          // bad flags: invalid
+	feed(icmpSpec(cliIP, srvIP, 9, 0, 1, nil))                // cannot be inverted: invalid
 	tu := Tuple{Src: cliIP, Dst: srvIP, SrcPort: 5000, DstPort: 53, Proto: packet.ProtoUDP}
 	if !tb.TupleTaken(tu, nil, now) { // found
 		t.Fatal("tuple not taken")
