@@ -699,11 +699,15 @@ func (c *Command) Exec(t *Table, now int64, portid uint32) Result {
 	}
 	var b []byte
 	n := 0
+	out := c.Out
+	if c.Op == OpGet {
+		out |= outGet
+	}
 	appendOne := func(e *Conn) {
 		if c.Out&OutXML != 0 && n == 0 {
 			b = append(b, XMLHeader...)
 		}
-		b = e.AppendEntry(b, now, c.Out)
+		b = e.AppendEntry(b, now, out)
 		b = append(b, '\n')
 		n++
 	}

@@ -199,6 +199,7 @@ func TestCLIOutput(t *testing.T) {
 	})
 	id := fmt.Sprint(tcp.ID())
 	line := "tcp      6 432000 ESTABLISHED src=10.1.0.2 dst=10.2.0.2 sport=1001 dport=80 src=10.2.0.2 dst=10.1.0.2 sport=80 dport=1001 [ASSURED] mark=0 use=1"
+	lineGet := strings.Replace(line, "use=1", "use=2", 1)
 	xml := `<flow><meta direction="original"><layer3 protonum="2" protoname="ipv4"><src>10.1.0.2</src><dst>10.2.0.2</dst></layer3><layer4 protonum="6" protoname="tcp"><sport>1001</sport><dport>80</dport></layer4></meta>` +
 		`<meta direction="reply"><layer3 protonum="2" protoname="ipv4"><src>10.2.0.2</src><dst>10.1.0.2</dst></layer3><layer4 protonum="6" protoname="tcp"><sport>80</sport><dport>1001</dport></layer4></meta>` +
 		`<meta direction="independent"><state>ESTABLISHED</state><timeout>432000</timeout><mark>0</mark><use>1</use><id>` + id + `</id><assured/></meta></flow>`
@@ -217,10 +218,10 @@ func TestCLIOutput(t *testing.T) {
 		{"-L -p icmp -o xml", Result{Stdout: XMLHeader + `<flow><meta direction="original"><layer3 protonum="2" protoname="ipv4"><src>10.1.0.2</src><dst>10.2.0.2</dst></layer3><layer4 protonum="1" protoname="icmp"></layer4></meta>`}},
 		{"-L expect", Result{Stderr: Program + ": 0 expectations have been shown.\n"}},
 		{"-L dying", Result{Stderr: Program + ": 0 flow entries have been shown.\n"}},
-		{"-G -p tcp -s 10.1.0.2 -d 10.2.0.2 --sport 1001 --dport 80", Result{Stdout: line + "\n", Stderr: shown}},
-		{"-G -p tcp -r 10.2.0.2 -q 10.1.0.2 --reply-port-src 80 --reply-port-dst 1001", Result{Stdout: line + "\n", Stderr: shown}},
+		{"-G -p tcp -s 10.1.0.2 -d 10.2.0.2 --sport 1001 --dport 80", Result{Stdout: lineGet + "\n", Stderr: shown}},
+		{"-G -p tcp -r 10.2.0.2 -q 10.1.0.2 --reply-port-src 80 --reply-port-dst 1001", Result{Stdout: lineGet + "\n", Stderr: shown}},
 		{"-G -p tcp -s 10.1.0.2 -d 10.2.0.2 --sport 1001 --dport 81", Result{Stderr: Program + ": Operation failed: such conntrack doesn't exist\n", Code: 1}},
-		{"-G -p icmp -s 10.1.0.2 -d 10.2.0.2 --icmp-type 8 --icmp-code 0 --icmp-id 77", Result{Stdout: "icmp     1 30 src=10.1.0.2 dst=10.2.0.2 type=8 code=0 id=77 src=10.2.0.2 dst=10.1.0.2 type=0 code=0 id=77 mark=0 use=1\n", Stderr: shown}},
+		{"-G -p icmp -s 10.1.0.2 -d 10.2.0.2 --icmp-type 8 --icmp-code 0 --icmp-id 77", Result{Stdout: "icmp     1 30 src=10.1.0.2 dst=10.2.0.2 type=8 code=0 id=77 src=10.2.0.2 dst=10.1.0.2 type=0 code=0 id=77 mark=0 use=2\n", Stderr: shown}},
 		{"-C", Result{Stdout: "5\n"}},
 		{"--count expect", Result{Stdout: "0\n"}},
 		{"-S", Result{Stdout: "cpu=0   \tfound=0 invalid=0 insert=0 insert_failed=0 drop=0 early_drop=0 error=0 search_restart=0 clash_resolve=0 chaintoolong=0 \n"}},

@@ -90,6 +90,10 @@ const (
 	OutID
 	// OutTimestamp prefixes an event with the time it was printed.
 	OutTimestamp
+
+	// outGet: the entry as -G prints it, use=2 (ctnetlink_get_conntrack
+	// holds a reference of its own while it fills the answer).
+	outGet Output = 1 << 7
 )
 
 // AppendText appends the entry as `conntrack -L` prints it
@@ -110,7 +114,7 @@ func (c *Conn) AppendText(b []byte, now int64, extended bool) []byte {
 // line without its newline, or an XML <flow> element.
 func (c *Conn) AppendEntry(b []byte, now int64, out Output) []byte {
 	if out&OutXML != 0 {
-		return c.appendXML(b, now, nil)
+		return c.appendXML(b, now, out, nil)
 	}
 	return c.appendLine(b, now, out, nil)
 }
@@ -156,7 +160,11 @@ func (c *Conn) appendLine(b []byte, now int64, out Output, ev *Event) []byte {
 		b = append(b, c.Helper...)
 		b = append(b, ' ')
 	}
-	if ev == nil {
+	switch {
+	case ev != nil:
+	case out&outGet != 0:
+		b = append(b, "use=2 "...)
+	default:
 		b = append(b, "use=1 "...)
 	}
 	if out&OutID != 0 {
@@ -222,7 +230,7 @@ func appendXMLElem(b []byte, name string, v uint64) []byte {
 // appendXML is snprintf_xml.c's <flow> element (ICMP and GRE carry no
 // layer 4 fields there); ev non-nil adds the event type attribute and
 // leaves out what event messages lack (use, a zero mark).
-func (c *Conn) appendXML(b []byte, now int64, ev *Event) []byte {
+func (c *Conn) appendXML(b []byte, now int64, out Output, ev *Event) []byte {
 	st := c.Status()
 	b = append(b, "<flow"...)
 	if ev != nil {
@@ -253,7 +261,11 @@ func (c *Conn) appendXML(b []byte, now int64, ev *Event) []byte {
 	if z := c.Zone(); z != 0 {
 		b = appendXMLElem(b, "zone", uint64(z))
 	}
-	if ev == nil {
+	switch {
+	case ev != nil:
+	case out&outGet != 0:
+		b = appendXMLElem(b, "use", 2)
+	default:
 		b = appendXMLElem(b, "use", 1)
 	}
 	b = appendXMLElem(b, "id", uint64(c.ID()))
@@ -285,7 +297,7 @@ func AppendEvent(b []byte, e *Event, out Output, wall int64) []byte {
 		b = append(b, "]\t"...)
 	}
 	if out&OutXML != 0 {
-		b = e.Conn.appendXML(b, e.Now, e)
+		b = e.Conn.appendXML(b, e.Now, out, e)
 	} else {
 		switch e.Type {
 		case EventNew:
