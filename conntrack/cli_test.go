@@ -445,4 +445,20 @@ func TestEventsNoListener(t *testing.T) {
 	if ref.Conn.proto.ecache.Load() != 0 {
 		t.Errorf("cached %#x without a listener", ref.Conn.proto.ecache.Load())
 	}
+	// an entry made before the listener came reports nothing, not even
+	// its end (the kernel's nf_conntrack_events=2)
+	var got []string
+	tb.Subscribe(func(e *Event) { got = append(got, e.Type.String()) })
+	p = mkpkt(t, udpSpec(true, 5000, 53), nil)
+	ref, _ = tb.In(p, 0, netfilter.PreRouting, sec)
+	ref.Conn.SetMark(1)
+	tb.Confirm(ref, sec)
+	tb.Kill(ref.Conn, sec, 1)
+	p = mkpkt(t, udpSpec(true, 5001, 53), nil)
+	ref, _ = tb.In(p, 0, netfilter.PreRouting, sec)
+	tb.Confirm(ref, sec)
+	tb.Kill(ref.Conn, sec, 1)
+	if strings.Join(got, " ") != "NEW DESTROY" {
+		t.Errorf("events %q, want the second entry's NEW DESTROY only", got)
+	}
 }

@@ -21,8 +21,12 @@ import (
 // one UPDATE. Bits cached while a packet is dropped before confirm wait
 // for the entry's next packet, as they do in the kernel.
 //
-// Without a listener (no Subscribe), nothing is cached or delivered: the
-// per-packet cost is one atomic pointer load where an event could arise.
+// An entry reports events only if a listener existed when it was made:
+// the kernel adds the ecache extension in init_conntrack only then
+// (nf_ct_ecache_ext_add with net.netfilter.nf_conntrack_events = 2, the
+// default, checked: an entry made before conntrack -E started leaves
+// without a DESTROY). Without a listener nothing is cached or delivered:
+// the per-packet cost is one atomic load where an event could arise.
 
 // ecache bits (enum ip_conntrack_events, the ones uswitch raises).
 const (
@@ -31,6 +35,9 @@ const (
 	ecacheReply     uint32 = 1 << 3 // IPCT_REPLY: first reply seen
 	ecacheAssured   uint32 = 1 << 2 // IPCT_ASSURED
 	ecacheMark      uint32 = 1 << 8 // IPCT_MARK
+	// ecacheExt: the entry has the ecache extension (made while a
+	// listener existed); only such entries report events.
+	ecacheExt uint32 = 1 << 31
 )
 
 // EventType is the kind of an event message (IPCTNL_MSG_CT_NEW with
@@ -133,10 +140,18 @@ func (t *Table) Listening() bool { return t.events.list.Load() != nil }
 // cacheEvent records bits on c for the next delivery
 // (nf_conntrack_event_cache); nothing without a listener.
 func (t *Table) cacheEvent(c *Conn, bits uint32) {
-	if t.events.list.Load() == nil {
+	if t.events.list.Load() == nil || c.proto.ecache.Load()&ecacheExt == 0 {
 		return
 	}
 	c.proto.ecache.Or(bits)
+}
+
+// ecacheAdd gives a new entry the ecache extension if anybody listens
+// (nf_ct_ecache_ext_add in init_conntrack).
+func (t *Table) ecacheAdd(c *Conn) {
+	if t.events.list.Load() != nil {
+		c.proto.ecache.Store(ecacheExt)
+	}
 }
 
 // deliverCached sends what is cached on c: NEW when isNew (c just
@@ -146,10 +161,10 @@ func (t *Table) deliverCached(c *Conn, isNew bool, now int64) {
 	if list == nil {
 		return
 	}
-	if !isNew && c.proto.ecache.Load() == 0 {
+	if v := c.proto.ecache.Load(); v&ecacheExt == 0 || (!isNew && v == ecacheExt) {
 		return
 	}
-	bits := c.proto.ecache.Swap(0)
+	bits := c.proto.ecache.And(ecacheExt)
 	e := Event{Type: EventUpdate, Conn: c, Now: now, Mark: bits&ecacheMark != 0}
 	if isNew {
 		e.Type = EventNew
@@ -162,7 +177,7 @@ func (t *Table) deliverCached(c *Conn, isNew bool, now int64) {
 // deliverDestroy sends DESTROY for a confirmed entry just deleted.
 func (t *Table) deliverDestroy(c *Conn, now int64, user bool, portid uint32) {
 	list := t.events.list.Load()
-	if list == nil {
+	if list == nil || c.proto.ecache.Load()&ecacheExt == 0 {
 		return
 	}
 	e := Event{Type: EventDestroy, Conn: c, Now: now, User: user, PortID: portid}

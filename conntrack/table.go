@@ -403,6 +403,7 @@ func (t *Table) alloc(orig, repl Tuple, now int64) (*Conn, Verdict) {
 	c := &Conn{created: now}
 	c.th[Original] = tupleHash{tuple: orig, conn: c}
 	c.th[Reply] = tupleHash{tuple: repl, conn: c}
+	t.ecacheAdd(c)
 	return c, Accept
 }
 
