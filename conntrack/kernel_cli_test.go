@@ -1,4 +1,4 @@
-package conntrack
+package conntrack_test
 
 import (
 	"bufio"
@@ -11,16 +11,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uswitch-lab/uswitch/netfilter"
+	. "github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/host"
+	"github.com/uswitch-lab/uswitch/internal/kerneltest"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // The conntrack(8) differential test: the same packets go through the
-// forwarding namespace R of ctLab (its kernel tracks them: the FORWARD
-// rules match on --ctstate) and through a Table; then conntrack -L with
-// filter combinations and output formats, -G, -C, -S, and the event
-// lines of conntrack -E (NEW, UPDATE on the reply and on ASSURED, the
-// TCP state changes, DESTROY on -D and -F) are compared line for line.
+// forwarding namespace R of CtLab (veths to namespaces A and B, whose
+// raw sockets send them; R's kernel tracks them: its FORWARD rules match
+// on --ctstate, a mangle rule CONNMARKs one flow) and through a
+// datapath.Engine built from a snapshot of R (its addresses, routes,
+// sysctls and iptables rules, as uswitch trace loads one); then
+// conntrack -L with filter combinations and output formats, -G, -C, -S,
+// and the event lines of conntrack -E (NEW, UPDATE on the reply and on
+// ASSURED, the TCP state changes, the mark, DESTROY on -D and -F) are
+// compared line for line: conntrack v1.4.7 on the kernel's table, and
+// the conntrack package's command line on the engine's.
 //
 // Masked, because they cannot agree: the timeout column (the kernel's
 // clock runs on between the packets and the listing) and entry ids
@@ -91,21 +99,32 @@ func (k *kernelEvents) stop() ([]string, string) {
 }
 
 func TestKernelCLI(t *testing.T) {
-	l := newCtLab(t)
+	l := NewCtLab(t)
+	r := l.R()
 	// no IPv6 chatter in R's table or counters
-	must(t, l.r, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
-	if e, c, err := l.r.Restore("*mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p udp --sport 5001 -j CONNMARK --set-mark 0x17\nCOMMIT\n", "--noflush"); err != nil || c != 0 {
+	Must(t, r, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+	if e, c, err := r.Restore("*mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p udp --sport 5001 -j CONNMARK --set-mark 0x17\nCOMMIT\n", "--noflush"); err != nil || c != 0 {
 		t.Fatalf("restore: %v %s", err, e)
 	}
-	statsBefore := kernelStats(t, l)
-	evPlain := startKernelEvents(t, l.r.Name, "-f", "ipv4")
-	evExt := startKernelEvents(t, l.r.Name, "-f", "ipv4", "-o", "extended,id", "-e", "NEW,DESTROY", "-p", "udp")
-	evXML := startKernelEvents(t, l.r.Name, "-f", "ipv4", "-o", "xml", "-p", "tcp", "--dport", "443")
+	snap := t.TempDir()
+	if err := host.Capture(snap, r.Name); err != nil {
+		t.Fatal(err)
+	}
+	s, err := host.Load(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := datapath.New(s.EngineConfig(), s.ConntrackConfig(), 1)
+	tb := eng.CT
+
+	statsBefore := kernelStats(t, r)
+	evPlain := startKernelEvents(t, r.Name, "-f", "ipv4")
+	evExt := startKernelEvents(t, r.Name, "-f", "ipv4", "-o", "extended,id", "-e", "NEW,DESTROY", "-p", "udp")
+	evXML := startKernelEvents(t, r.Name, "-f", "ipv4", "-o", "xml", "-p", "tcp", "--dport", "443")
 	time.Sleep(200 * time.Millisecond) // the listeners subscribe
 
-	tb := testTable()
 	start := time.Now()
-	nowNS := func() int64 { return int64(time.Since(start)) + 1e9 }
+	nowNS := func() int64 { return int64(time.Since(start)) + int64(time.Hour) }
 	type listener struct {
 		cmd   *Command
 		lines []string
@@ -126,20 +145,23 @@ func TestKernelCLI(t *testing.T) {
 		})
 	}
 
-	c, s := true, false
+	c, sv := true, false
 	isn, rsn := uint32(1000), uint32(5000)
+	fS, fA, fF, fP := uint8(FS), uint8(FA), uint8(FF), uint8(FP)
+	tcpSpec, udpSpec, icmpSpec, icmpErr := TCPSpec, UDPSpec, ICMPSpec, ICMPErr
+	cliIP, srvIP := uint32(CliIP), uint32(SrvIP)
 	pk := []packet.Spec{
 		// a TCP connection's whole life
-		tcpSpec(c, 2001, 80, fS, isn, 0, 0), tcpSpec(s, 80, 2001, fS|fA, rsn, isn+1, 0), tcpSpec(c, 2001, 80, fA, isn+1, rsn+1, 0),
-		tcpSpec(c, 2001, 80, fP|fA, isn+1, rsn+1, 100), tcpSpec(s, 80, 2001, fA, rsn+1, isn+101, 0),
-		tcpSpec(c, 2001, 80, fF|fA, isn+101, rsn+1, 0), tcpSpec(s, 80, 2001, fA, rsn+1, isn+102, 0),
-		tcpSpec(s, 80, 2001, fF|fA, rsn+1, isn+102, 0), tcpSpec(c, 2001, 80, fA, isn+102, rsn+2, 0),
+		tcpSpec(c, 2001, 80, fS, isn, 0, 0), tcpSpec(sv, 80, 2001, fS|fA, rsn, isn+1, 0), tcpSpec(c, 2001, 80, fA, isn+1, rsn+1, 0),
+		tcpSpec(c, 2001, 80, fP|fA, isn+1, rsn+1, 100), tcpSpec(sv, 80, 2001, fA, rsn+1, isn+101, 0),
+		tcpSpec(c, 2001, 80, fF|fA, isn+101, rsn+1, 0), tcpSpec(sv, 80, 2001, fA, rsn+1, isn+102, 0),
+		tcpSpec(sv, 80, 2001, fF|fA, rsn+1, isn+102, 0), tcpSpec(c, 2001, 80, fA, isn+102, rsn+2, 0),
 		// established, left open
-		tcpSpec(c, 2003, 443, fS, isn, 0, 0), tcpSpec(s, 443, 2003, fS|fA, rsn, isn+1, 0), tcpSpec(c, 2003, 443, fA, isn+1, rsn+1, 0),
+		tcpSpec(c, 2003, 443, fS, isn, 0, 0), tcpSpec(sv, 443, 2003, fS|fA, rsn, isn+1, 0), tcpSpec(c, 2003, 443, fA, isn+1, rsn+1, 0),
 		// a SYN unanswered
 		tcpSpec(c, 2002, 80, fS, isn, 0, 0),
 		// UDP replied, UDP one way (connmarked), ICMP echo and reply
-		udpSpec(c, 5000, 53), udpSpec(s, 53, 5000), udpSpec(c, 5001, 53),
+		udpSpec(c, 5000, 53), udpSpec(sv, 53, 5000), udpSpec(c, 5001, 53),
 		icmpSpec(cliIP, srvIP, 8, 0, 77, nil), icmpSpec(srvIP, cliIP, 0, 0, 77, nil),
 		// a generic protocol
 		{Proto: 253, Src: cliIP, Dst: srvIP, Payload: []byte("abcd")},
@@ -147,20 +169,22 @@ func TestKernelCLI(t *testing.T) {
 		tcpSpec(c, 2009, 80, fS|fF, isn, 0, 0),
 		icmpErr(srvIP, cliIP, 3, 3, udpSpec(c, 6000, 7)),
 	}
-	for _, spec := range pk {
+	fates := map[string]int{}
+	for i, spec := range pk {
 		b := packet.Build(spec)
-		l.send(b)
-		p := &packet.Packet{Data: b}
+		l.Send(b)
+		p := &packet.Packet{Data: append([]byte(nil), b...)}
+		p.InIf, p.Seq = "a0", uint64(i+1)
+		if spec.Src == srvIP {
+			p.InIf = "b0"
+		}
 		if err := p.Decode(); err != nil {
 			t.Fatal(err)
 		}
-		now := nowNS()
-		ref, _ := tb.In(p, 0, netfilter.PreRouting, now)
-		if ref.Conn != nil && p.Proto == packet.ProtoUDP && p.SrcPort == 5001 {
-			ref.Conn.SetMark(0x17) // R's CONNMARK rule
-		}
-		tb.Confirm(ref, now)
+		f := eng.Receive(p, nowNS(), nil)
+		fates[f.Kind.String()]++
 	}
+	t.Logf("the engine's fates: %v", fates)
 
 	// conntrack -L (and -G, -C) with filters and formats
 	lists := [][]string{
@@ -187,7 +211,7 @@ func TestKernelCLI(t *testing.T) {
 		if args[0] == "-L" && !contains(args, "-f") {
 			kargs = append(append([]string{}, args...), "-f", "ipv4")
 		}
-		ko, ke, kc, err := l.r.Run("", append([]string{"conntrack"}, kargs...)...)
+		ko, ke, kc, err := r.Run("", append([]string{"conntrack"}, kargs...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,7 +232,7 @@ func TestKernelCLI(t *testing.T) {
 
 	// conntrack -S: the counters' changes over the packets, summed
 	// over the kernel's CPUs
-	statsAfter := kernelStats(t, l)
+	statsAfter := kernelStats(t, r)
 	var ks []string
 	for i, name := range statNames {
 		ks = append(ks, name+"="+itoa(statsAfter[i]-statsBefore[i]))
@@ -222,7 +246,7 @@ func TestKernelCLI(t *testing.T) {
 
 	// -D with a filter, then -F: the DESTROY events
 	for _, args := range [][]string{{"-D", "-p", "udp", "--dport", "53", "-s", "10.1.0.2"}, {"-D", "-p", "tcp", "--state", "TIME_WAIT"}} {
-		ko, ke, kc, _ := l.r.Run("", append([]string{"conntrack"}, args...)...)
+		ko, ke, kc, _ := r.Run("", append([]string{"conntrack"}, args...)...)
 		cmd, _ := ParseCommand(args)
 		r := cmd.Exec(tb, nowNS(), 1)
 		if kl, ul := sortedMasked(ko, false), sortedMasked(r.Stdout, false); strings.Join(kl, "\n") != strings.Join(ul, "\n") || ke != r.Stderr || kc != r.Code {
@@ -231,7 +255,7 @@ func TestKernelCLI(t *testing.T) {
 		}
 		compared++
 	}
-	_, ke, _, _ := l.r.Run("", "conntrack", "-F")
+	_, ke, _, _ := r.Run("", "conntrack", "-F")
 	if r := (&Command{Op: OpFlush, Table: "conntrack"}).Exec(tb, nowNS(), 1); r.Stderr != ke {
 		t.Errorf("-F: kernel %q, uswitch %q", ke, r.Stderr)
 	}
@@ -263,8 +287,8 @@ func TestKernelCLI(t *testing.T) {
 var statNames = []string{"found", "invalid", "insert", "insert_failed", "drop", "early_drop", "error", "search_restart", "clash_resolve", "chaintoolong"}
 
 // kernelStats sums conntrack -S over the CPUs.
-func kernelStats(t *testing.T, l *ctLab) []uint64 {
-	o, e, c, err := l.r.Run("", "conntrack", "-S")
+func kernelStats(t *testing.T, r *kerneltest.Netns) []uint64 {
+	o, e, c, err := r.Run("", "conntrack", "-S")
 	if err != nil || c != 0 {
 		t.Fatalf("conntrack -S: %v %s", err, e)
 	}
@@ -274,7 +298,7 @@ func kernelStats(t *testing.T, l *ctLab) []uint64 {
 			k, v, _ := strings.Cut(f, "=")
 			for i, n := range statNames {
 				if n == k {
-					sum[i] += atoi(v)
+					sum[i] += Atoi(v)
 				}
 			}
 		}
