@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/internal/labtest"
 )
 
@@ -217,4 +219,47 @@ func TestLiveConntrack(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("%d events streamed:\n%s", n, ev)
+}
+
+// TestConntrackArgs: --lab and --socket are taken out of conntrack's own
+// arguments wherever they stand; a refused command line is answered
+// locally with conntrack's message and status; the default lab's socket
+// is the default.
+func TestConntrackArgs(t *testing.T) {
+	for _, c := range []struct {
+		args       []string
+		path, rest string
+	}{
+		{[]string{"-L"}, control.SocketPath("default"), "-L"},
+		{[]string{"-L", "--lab", "x", "-p", "tcp"}, control.SocketPath("x"), "-L -p tcp"},
+		{[]string{"--socket=/tmp/s.sock", "-D", "-s", "1.2.3.4"}, "/tmp/s.sock", "-D -s 1.2.3.4"},
+		{[]string{"-E", "-lab", "y", "-e", "NEW"}, control.SocketPath("y"), "-E -e NEW"},
+	} {
+		t.Setenv("USWITCH_SOCKET", "")
+		inst, rest, err := instanceArgs(c.args)
+		if err != nil || inst.path() != c.path || strings.Join(rest, " ") != c.rest {
+			t.Errorf("%q: %v %q %q, want %q %q", c.args, err, inst.path(), rest, c.path, c.rest)
+		}
+	}
+	if _, _, err := instanceArgs([]string{"-L", "--lab"}); err == nil {
+		t.Error("--lab without a name accepted")
+	}
+	nowhere := filepath.Join(t.TempDir(), "none.sock")
+	for _, c := range []struct {
+		args    []string
+		code    int
+		out, er string
+	}{
+		{[]string{"-L", "-p", "foo"}, 2, "", conntrack.Program + ": `foo' unsupported protocol\nTry `conntrack -h' or 'conntrack --help' for more information.\n"},
+		{[]string{"-L", "-D"}, 2, "", conntrack.Program + ": Invalid commands combination\nTry `conntrack -h' or 'conntrack --help' for more information.\n"},
+		{[]string{"-V"}, 0, conntrack.Program + "\n", ""},
+		{[]string{"-h"}, 0, conntrack.Usage, ""},
+		{nil, 0, conntrack.Usage, ""},
+		{[]string{"-C"}, 1, "", "uswitch: no running uswitch instance at " + nowhere + " (start one with `uswitch lab`, or give --socket)\n"},
+	} {
+		out, er, code := cli(conntrackCmd, "", append(c.args, "--socket", nowhere)...)
+		if code != c.code || out != c.out || er != c.er {
+			t.Errorf("conntrack %q: exit %d %q %q, want %d %q %q", c.args, code, out, er, c.code, c.out, c.er)
+		}
+	}
 }
