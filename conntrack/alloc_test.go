@@ -172,3 +172,42 @@ func TestConnSize(t *testing.T) {
 		t.Errorf("Conn is %d bytes, more than the 320-byte size class", n)
 	}
 }
+
+// TestNoAllocsWithListener: a listener costs no allocation on packets
+// that change nothing (an established flow's data), and nothing at all
+// is allocated for events while nobody listens (TestNoAllocsExistingFlow).
+func TestNoAllocsWithListener(t *testing.T) {
+	tb := testTable()
+	events := 0
+	tb.Subscribe(func(*Event) { events++ })
+	p, q := established(t, tb)
+	if events != 3 {
+		t.Fatalf("%d events for the handshake, want NEW and two UPDATEs", events)
+	}
+	n := testing.AllocsPerRun(1000, func() {
+		for _, x := range []*packet.Packet{p, q} {
+			r, _ := tb.In(x, 0, netfilter.PreRouting, 1)
+			tb.Confirm(r, 1)
+		}
+	})
+	if n != 0 || events != 3 {
+		t.Errorf("%v allocations per run, %d events", n, events)
+	}
+}
+
+// BenchmarkInEstablishedListening is BenchmarkInEstablished with an
+// event listener attached (conntrack -E running).
+func BenchmarkInEstablishedListening(b *testing.B) {
+	tb := testTable()
+	tb.Subscribe(func(*Event) {})
+	p, q := established(b, tb)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		x := p
+		if i&1 == 1 {
+			x = q
+		}
+		r, _ := tb.In(x, 0, netfilter.PreRouting, 1)
+		tb.Confirm(r, 1)
+	}
+}

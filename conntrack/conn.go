@@ -183,6 +183,11 @@ type NATLink struct {
 // protoState is the per-protocol part (union nf_conntrack_proto).
 type protoState struct {
 	tcp tcpState
+	// ecache holds the events cached for the entry until the packet's
+	// confirm delivers them (the nf_conntrack_ecache extension's cache
+	// word; ecacheNew...). Atomic, not guarded by mu; it sits here, in
+	// tcpState's tail padding, to keep Conn at 320 bytes.
+	ecache atomic.Uint32
 	// udpStream is when a replied UDP flow becomes a stream (ns);
 	// GRE keeps nothing beyond the timeouts.
 	udpStream int64
@@ -203,8 +208,16 @@ func (c *Conn) ClearStatus(s Status) { c.status.And(^uint32(s)) }
 // Mark is the connmark (ct->mark).
 func (c *Conn) Mark() uint32 { return c.mark.Load() }
 
-// SetMark sets the connmark; CONNMARK computes the value.
-func (c *Conn) SetMark(m uint32) { c.mark.Store(m) }
+// SetMark sets the connmark; CONNMARK computes the value. A change is
+// an IPCT_MARK event (xt_connmark.c caches it when the value differs);
+// an entry knows no table, so the bit is cached even without an event
+// listener: one atomic OR on a mark change, none on a mark kept.
+func (c *Conn) SetMark(m uint32) {
+	if c.mark.Load() != m {
+		c.mark.Store(m)
+		c.proto.ecache.Or(ecacheMark)
+	}
+}
 
 // Zone is the entry's conntrack zone.
 func (c *Conn) Zone() uint16 { return c.th[Original].tuple.Zone }

@@ -61,8 +61,10 @@ package conntrack
 //     GRE is tracked as version 0 only (keys zero; PPTP's GREv1 keys need
 //     the PPTP helper). UDP-Lite's partial checksum is not verified.
 //   - No helpers or expectations (EXPECTED is never set), no sequence
-//     adjustment (seqadj), no cttimeout policies, no events, no
-//     accounting, no labels.
+//     adjustment (seqadj), no cttimeout policies, no accounting, no
+//     labels. Events are NEW, UPDATE (reply, assured, TCP state, mark)
+//     and DESTROY; no helper, seqadj or label events, no per-entry
+//     event masks (-j CT --ctevents).
 //   - Confirm resolves a clash only when the other entry has identical
 //     tuples (nf_ct_resolve_clash); the NAT-clash variant that inserts a
 //     short-lived IPS_NAT_CLASH entry for UDP is not done.

@@ -56,6 +56,7 @@ func (t *Table) udpPacket(c *Conn, p *packet.Packet, hook netfilter.Hook, now in
 	}
 	if stream {
 		c.SetStatus(StatusAssured)
+		t.cacheEvent(c, ecacheAssured)
 	}
 	return invNone
 }
@@ -65,8 +66,9 @@ func (t *Table) grePacket(c *Conn, now int64) {
 	st := c.Status()
 	if st&StatusSeenReply != 0 {
 		c.refresh(int64(t.cfg.GRETimeoutStream), now)
-		if st&StatusNATClash == 0 {
+		if st&StatusNATClash == 0 && st&StatusAssured == 0 {
 			c.SetStatus(StatusAssured)
+			t.cacheEvent(c, ecacheAssured)
 		}
 		return
 	}

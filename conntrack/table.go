@@ -72,11 +72,22 @@ type Stats struct {
 	Invalid [numInvalidReasons]uint64
 	// Count is the number of confirmed entries.
 	Count int64
+	// TupleFound counts tuples TupleTaken found taken (the kernel's
+	// found since 4.x: nf_conntrack_tuple_taken).
+	TupleFound uint64
+	// Errors counts ICMP packets the ICMP error path refused (bad type,
+	// checksum, error about no flow): the kernel's error, counted in
+	// nf_conntrack_handle_icmp. They are in Invalid by reason too.
+	Errors uint64
 }
 
 type counters struct {
 	found, new, insert, insertFailed, drop, earlyDrop, ignore, expired, clash atomic.Uint64
-	invalid                                                                   [numInvalidReasons]atomic.Uint64
+	// tupleFound and icmpErrors are the kernel's own found and error
+	// (conntrack -S): nf_conntrack_tuple_taken finding the tuple taken;
+	// nf_conntrack_handle_icmp refusing an ICMP packet.
+	tupleFound, icmpErrors atomic.Uint64
+	invalid                [numInvalidReasons]atomic.Uint64
 }
 
 // bucket is one hash chain (an hlist_nulls_head of nf_conntrack_hash):
@@ -125,6 +136,9 @@ type Table struct {
 
 	// onDelete is called for every entry delete removes (SetDeleteHook)
 	onDelete func(*Conn)
+
+	// events are the event listeners (event.go)
+	events eventSubs
 }
 
 // SetDeleteHook makes f be called once for every entry the table deletes
@@ -164,6 +178,7 @@ func (t *Table) Stats() Stats {
 		InsertFailed: t.stats.insertFailed.Load(), Drop: t.stats.drop.Load(),
 		EarlyDrop: t.stats.earlyDrop.Load(), Ignore: t.stats.ignore.Load(),
 		Expired: t.stats.expired.Load(), Clash: t.stats.clash.Load(), Count: t.count.Load(),
+		TupleFound: t.stats.tupleFound.Load(), Errors: t.stats.icmpErrors.Load(),
 	}
 	for i := range s.Invalid {
 		s.Invalid[i] = t.stats.invalid[i].Load()
@@ -211,7 +226,7 @@ func (t *Table) find(tu Tuple, now int64) (*Conn, Dir) {
 		if stale == nil {
 			return nil, 0
 		}
-		if t.delete(stale) {
+		if t.delete(stale, now, false, 0) {
 			t.stats.expired.Add(1)
 		}
 	}
@@ -229,7 +244,11 @@ func (t *Table) Lookup(tu Tuple, now int64) (*Conn, Dir, bool) {
 // asks with the would-be reply tuple).
 func (t *Table) TupleTaken(tu Tuple, ignore *Conn, now int64) bool {
 	c, _ := t.find(tu, now)
-	return c != nil && c != ignore
+	if c != nil && c != ignore {
+		t.stats.tupleFound.Add(1)
+		return true
+	}
+	return false
 }
 
 // lockPair takes the locks of buckets i and j, the lower lock first and
@@ -288,9 +307,10 @@ func (t *Table) unlink(bi int, h *tupleHash) {
 	panic("conntrack: unlinking an entry not in its bucket")
 }
 
-// delete removes a confirmed entry and marks it dying (nf_ct_delete). It
-// reports false when someone else already did.
-func (t *Table) delete(c *Conn) bool {
+// delete removes a confirmed entry and marks it dying (nf_ct_delete),
+// with a DESTROY event for a listener (user: a userspace request, from
+// portid). It reports false when someone else already did.
+func (t *Table) delete(c *Conn, now int64, user bool, portid uint32) bool {
 	i, j := t.bucketOf(&c.th[0].tuple), t.bucketOf(&c.th[1].tuple)
 	t.lockPair(i, j)
 	if c.Status()&StatusDying != 0 {
@@ -298,20 +318,33 @@ func (t *Table) delete(c *Conn) bool {
 		return false
 	}
 	c.SetStatus(StatusDying)
-	if c.Confirmed() {
+	confirmed := c.Confirmed()
+	if confirmed {
 		t.unlink(i, &c.th[0])
 		t.unlink(j, &c.th[1])
 		t.count.Add(-1)
 	}
 	t.unlockPair(i, j)
+	if confirmed {
+		t.deliverDestroy(c, now, user, portid)
+	}
 	if t.onDelete != nil {
 		t.onDelete(c)
 	}
 	return true
 }
 
-// Delete removes an entry (conntrack -D); false if it was gone already.
-func (t *Table) Delete(c *Conn) bool { return t.delete(c) }
+// Delete removes an entry; false if it was gone already. Its DESTROY
+// event, if anybody listens, reports the timeout as of now 0; use Kill
+// for conntrack -D.
+func (t *Table) Delete(c *Conn) bool { return t.delete(c, 0, false, 0) }
+
+// Kill removes an entry at a userspace request (conntrack -D, -F) from
+// portid (the requester; ctnetlink's NETLINK_CB(skb).portid), false if it
+// was gone already.
+func (t *Table) Kill(c *Conn, now int64, portid uint32) bool {
+	return t.delete(c, now, true, portid)
+}
 
 // earlyDrop frees room for a new entry (early_drop): from the new
 // tuple's bucket, up to 8 buckets, delete every confirmed, non-assured,
@@ -341,7 +374,7 @@ func (t *Table) earlyDrop(bi int, now int64) bool {
 		drops := 0
 		for _, c := range victims[:n] {
 			expired := c.expired(now)
-			if t.delete(c) {
+			if t.delete(c, now, false, 0) {
 				if expired {
 					t.stats.expired.Add(1)
 				} else {
@@ -370,6 +403,7 @@ func (t *Table) alloc(orig, repl Tuple, now int64) (*Conn, Verdict) {
 	c := &Conn{created: now}
 	c.th[Original] = tupleHash{tuple: orig, conn: c}
 	c.th[Reply] = tupleHash{tuple: repl, conn: c}
+	t.ecacheAdd(c)
 	return c, Accept
 }
 
@@ -395,6 +429,7 @@ func (t *Table) In(p *packet.Packet, zone uint16, hook netfilter.Hook, now int64
 	if p.Proto == packet.ProtoICMP {
 		ref, done, reason := t.icmpError(p, zone, hook, now)
 		if reason != invNone {
+			t.stats.icmpErrors.Add(1)
 			return t.invalid(reason)
 		}
 		if done {
@@ -445,13 +480,13 @@ func (t *Table) In(p *packet.Packet, zone uint16, hook netfilter.Hook, now int64
 			case tcpVRepeat:
 				// Kill and look up again (-NF_REPEAT); the kernel drops
 				// if it cannot kill.
-				if !t.delete(c) || repeat > 0 {
+				if !t.delete(c, now, false, 0) || repeat > 0 {
 					t.stats.drop.Add(1)
 					return Ref{}, DropReopen
 				}
 				continue
 			case tcpVKill:
-				t.delete(c)
+				t.delete(c, now, false, 0)
 			}
 		case packet.ProtoUDP, packet.ProtoUDPLite:
 			if reason := t.udpPacket(c, p, hook, now); reason != invNone {
@@ -468,6 +503,7 @@ func (t *Table) In(p *packet.Packet, zone uint16, hook netfilter.Hook, now int64
 		}
 		if info == CtEstablishedReply && c.Status()&StatusSeenReply == 0 {
 			c.SetStatus(StatusSeenReply)
+			t.cacheEvent(c, ecacheReply)
 		}
 		return Ref{Conn: c, Info: info}, Accept
 	}
@@ -482,6 +518,9 @@ func (t *Table) In(p *packet.Packet, zone uint16, hook netfilter.Hook, now int64
 func (t *Table) Confirm(r Ref, now int64) (Ref, Verdict) {
 	c := r.Conn
 	if c == nil || c.Confirmed() || r.Info.Dir() != Original {
+		if c != nil && c.Confirmed() {
+			t.deliverCached(c, false, now)
+		}
 		return r, Accept
 	}
 	i, j := t.bucketOf(&c.th[0].tuple), t.bucketOf(&c.th[1].tuple)
@@ -511,12 +550,13 @@ func (t *Table) Confirm(r Ref, now int64) (Ref, Verdict) {
 			t.count.Add(1)
 			t.unlockPair(i, j)
 			t.stats.insert.Add(1)
+			t.deliverCached(c, true, now)
 			return r, Accept
 		}
 		old := clash.conn
 		t.unlockPair(i, j)
 		if old.expired(now) {
-			if t.delete(old) {
+			if t.delete(old, now, false, 0) {
 				t.stats.expired.Add(1)
 			}
 			continue
@@ -595,7 +635,7 @@ func (t *Table) Reap(now int64, budget int) int {
 		mu.Unlock()
 		for _, c := range victims[:n] {
 			expired := c.expired(now)
-			if t.delete(c) {
+			if t.delete(c, now, false, 0) {
 				removed++
 				if expired {
 					t.stats.expired.Add(1)

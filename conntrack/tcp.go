@@ -647,6 +647,9 @@ inWindow:
 		timeout = to[newState]
 	}
 	c.mu.Unlock()
+	if oldState != newState {
+		t.cacheEvent(c, ecacheProtoinfo)
+	}
 
 	status := c.Status()
 	if status&StatusSeenReply == 0 {
@@ -665,6 +668,7 @@ inWindow:
 	} else if status&StatusAssured == 0 && (oldState == TCPSynRecv || oldState == TCPEstablished) &&
 		newState == TCPEstablished {
 		c.SetStatus(StatusAssured)
+		t.cacheEvent(c, ecacheAssured)
 	}
 	c.refresh(timeout, now)
 	return tcpVAccept, 0

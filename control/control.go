@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -80,17 +79,24 @@ type Request struct {
 	Input string `json:"input,omitempty"`
 	// IPSet is `ipset save` output for -m set (iptables-restore --ipset).
 	IPSet string `json:"ipset,omitempty"`
-	// Op is the conntrack command: "L" (list) or "C" (count).
+	// Op is the conntrack command of older clients: "L" (list) or "C"
+	// (count), when Args is empty.
 	Op string `json:"op,omitempty"`
-	// Extended: conntrack -o extended.
+	// Extended: conntrack -o extended, with Op.
 	Extended bool `json:"extended,omitempty"`
 	// Iface is the device to capture ("any": all); Count stops the
 	// capture after that many packets (0: never).
 	Iface string `json:"iface,omitempty"`
 	Count int    `json:"count,omitempty"`
 	// Args are the arguments of "ipvsadm" (its stdin, for -R, is Input)
-	// and of "ip" (ip route get|show, ip rule show, with -j).
+	// and of "ip" (ip route get|show, ip rule show, with -j), "bridge"
+	// (bridge fdb show) and "conntrack" (conntrack(8)'s; -E streams
+	// events).
 	Args []string `json:"args,omitempty"`
+	// PortID is the requesting process (the socket peer's pid), which
+	// conntrack's DESTROY events name ([USERSPACE] portid=N); the
+	// server sets it.
+	PortID uint32 `json:"-"`
 }
 
 // Response is the outcome: what the tool prints and its exit code.
@@ -264,7 +270,8 @@ func (c *Server) serve(conn net.Conn) {
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(time.Minute))
 	enc := json.NewEncoder(conn)
-	if err := peerAllowed(conn); err != nil {
+	pid, err := peerAllowed(conn)
+	if err != nil {
 		enc.Encode(Response{Code: 1, Stderr: "uswitch: " + err.Error() + "\n"})
 		return
 	}
@@ -282,10 +289,16 @@ func (c *Server) serve(conn net.Conn) {
 		enc.Encode(Response{Code: 1, Stderr: "uswitch: bad control request: " + err.Error() + "\n"})
 		return
 	}
+	req.PortID = pid
 	switch req.Cmd {
 	case "trace":
 		c.streamTrace(conn, enc)
 		return
+	case "conntrack":
+		if cmd, err := conntrack.ParseCommand(req.Args); err == nil && cmd.Op == conntrack.OpEvent {
+			c.streamConntrack(conn, enc, cmd)
+			return
+		}
 	case "pcap":
 		c.streamPcap(conn, enc, req)
 		return
@@ -522,22 +535,89 @@ func (e *Engine) ip(req Request) Response {
 // prints.
 const conntrackVersion = "conntrack v1.4.7 (conntrack-tools)"
 
+// conntrack runs a conntrack(8) command line (Args; or the Op of older
+// clients) against the engine's table. -E streams only over the socket.
 func (e *Engine) conntrack(req Request) Response {
-	now := e.Now()
-	switch req.Op {
-	case "L":
-		var b []byte
-		n := 0
-		e.Eng.CT.Range(now, func(c *conntrack.Conn) bool {
-			b = c.AppendText(b, now, req.Extended)
-			b = append(b, '\n')
-			n++
-			return true
-		})
-		return Response{Stdout: string(b),
-			Stderr: fmt.Sprintf("%s: %d flow entries have been shown.\n", conntrackVersion, n)}
-	case "C":
-		return Response{Stdout: strconv.Itoa(e.Eng.CT.Count()) + "\n"}
+	args := req.Args
+	if len(args) == 0 {
+		switch req.Op {
+		case "L":
+			args = []string{"-L"}
+			if req.Extended {
+				args = append(args, "-o", "extended")
+			}
+		case "C":
+			args = []string{"-C"}
+		default:
+			return Response{Code: 2, Stderr: fmt.Sprintf("%s: unsupported command %q\n", conntrackVersion, req.Op)}
+		}
 	}
-	return Response{Code: 2, Stderr: fmt.Sprintf("%s: unsupported command %q\n", conntrackVersion, req.Op)}
+	cmd, err := conntrack.ParseCommand(args)
+	if err != nil {
+		return cliError(err)
+	}
+	if cmd.Op == conntrack.OpEvent {
+		return Response{Code: 2, Stderr: "uswitch: conntrack -E streams only over the control socket\n"}
+	}
+	r := cmd.Exec(e.Eng.CT, e.Now(), req.PortID)
+	return Response{Code: r.Code, Stdout: r.Stdout, Stderr: r.Stderr}
+}
+
+func cliError(err error) Response {
+	var ce *conntrack.CLIError
+	if errors.As(err, &ce) {
+		return Response{Code: ce.Code, Stderr: ce.Stderr()}
+	}
+	return Response{Code: 1, Stderr: "uswitch: " + err.Error() + "\n"}
+}
+
+// ConntrackTable gives the engine's conntrack table and its clock, for
+// conntrack -E.
+func (e *Engine) ConntrackTable() (*conntrack.Table, func() int64) { return e.Eng.CT, e.Now }
+
+// ConntrackSource is a Handler with a conntrack table whose events the
+// server can stream (conntrack -E). Engine and the lab are.
+type ConntrackSource interface {
+	ConntrackTable() (*conntrack.Table, func() int64)
+}
+
+// EventQueue is how many formatted events wait for a slow -E client;
+// more are dropped (a netlink event socket overruns with ENOBUFS).
+const EventQueue = 4096
+
+// streamConntrack answers conntrack -E: a Response with Stream set, then
+// the events cmd selects, one a line as conntrack prints them (the XML
+// header before the first with -o xml), until the client goes or the
+// server closes. The client prints the trailer (conntrack.EventsTrailer).
+func (c *Server) streamConntrack(conn net.Conn, enc *json.Encoder, cmd *conntrack.Command) {
+	src, ok := c.h.(ConntrackSource)
+	if !ok {
+		enc.Encode(Response{Code: 1, Stderr: "uswitch: this instance has no conntrack table\n"})
+		return
+	}
+	tb, _ := src.ConntrackTable()
+	ch := make(chan []byte, EventQueue)
+	cancel := tb.Subscribe(func(e *conntrack.Event) {
+		if !cmd.WantEvent(e) {
+			return
+		}
+		select {
+		case ch <- conntrack.AppendEvent(nil, e, cmd.Out, time.Now().UnixMicro()):
+		default:
+		}
+	})
+	defer cancel()
+	var w *bufio.Writer
+	header := false
+	stream(c, conn, enc, ch, func(bw *bufio.Writer) error {
+		w = bw
+		return nil
+	}, func(ln []byte) (bool, error) {
+		if cmd.Out&conntrack.OutXML != 0 && !header {
+			w.WriteString(conntrack.XMLHeader)
+			header = true
+		}
+		w.Write(ln)
+		return false, w.WriteByte('\n')
+	})
 }

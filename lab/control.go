@@ -3,6 +3,7 @@ package lab
 import (
 	"bytes"
 
+	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/internal/prom"
 )
@@ -73,3 +74,7 @@ func (l *Lab) Metrics() string {
 	}
 	return b.String()
 }
+
+// ConntrackTable is the lab engine's conntrack table and clock (the
+// control socket streams its events for conntrack -E).
+func (l *Lab) ConntrackTable() (*conntrack.Table, func() int64) { return l.eng.CT, l.now }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,9 +12,11 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/control"
 )
 
@@ -94,27 +97,96 @@ func controlRequest(path string, req control.Request) (control.Response, error) 
 	return resp, nil
 }
 
-// conntrackCmd is `conntrack -L [-o extended]` and `conntrack -C` against
-// the running instance.
+// conntrackCmd is conntrack(8) against the running instance: its
+// arguments as conntrack-tools 1.4.7 takes them (-L, -G, -D, -F, -C, -S,
+// -E with filters and -o), plus --lab NAME / --socket PATH anywhere.
 func conntrackCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs, inst := newFlags("conntrack", stderr)
-	list := fs.Bool("L", false, "list the connection tracking table")
-	fs.BoolVar(list, "dump", false, "same as -L")
-	count := fs.Bool("C", false, "show the table's counter")
-	fs.BoolVar(count, "count", false, "same as -C")
-	output := fs.String("o", "", "output format: extended")
-	if err := fs.Parse(args); err != nil {
+	inst, rest, err := instanceArgs(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "uswitch: %v\n", err)
 		return 2
 	}
-	if *list == *count || fs.NArg() != 0 || (*output != "" && *output != "extended") {
-		fmt.Fprintln(stderr, "usage: uswitch conntrack (-L [-o extended] | -C) [--socket PATH | --lab NAME]")
+	cmd, err := conntrack.ParseCommand(rest)
+	if err != nil {
+		var ce *conntrack.CLIError
+		if errors.As(err, &ce) {
+			io.WriteString(stderr, ce.Stderr())
+			return ce.Code
+		}
+		fmt.Fprintf(stderr, "uswitch: %v\n", err)
 		return 2
 	}
-	req := control.Request{Cmd: "conntrack", Op: "L", Extended: *output == "extended"}
-	if *count {
-		req.Op = "C"
+	switch cmd.Op {
+	case conntrack.OpHelp:
+		io.WriteString(stdout, conntrack.Usage)
+		return 0
+	case conntrack.OpVersion:
+		fmt.Fprintln(stdout, conntrack.Program)
+		return 0
+	case conntrack.OpEvent:
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return conntrackEvents(ctx, inst.path(), rest, cmd.Out, stdout, stderr)
 	}
-	return controlCall(inst.path(), req, stdout, stderr)
+	return controlCall(inst.path(), control.Request{Cmd: "conntrack", Args: rest}, stdout, stderr)
+}
+
+// instanceArgs takes --lab NAME and --socket PATH (or -lab, -socket,
+// =VALUE) out of a tool's own arguments.
+func instanceArgs(args []string) (*instanceFlags, []string, error) {
+	inst := &instanceFlags{lab: "default"}
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if !strings.HasPrefix(args[i], "-") || (name != "lab" && name != "socket") {
+			rest = append(rest, args[i])
+			continue
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return nil, nil, fmt.Errorf("flag needs an argument: %s", args[i])
+			}
+			i++
+			val = args[i]
+		}
+		if name == "lab" {
+			inst.lab = val
+		} else {
+			inst.socket = val
+		}
+	}
+	return inst, rest, nil
+}
+
+// conntrackEvents is conntrack -E: the instance's event lines until ctx
+// is done (SIGINT, SIGTERM) or the instance goes, then conntrack's
+// trailer.
+func conntrackEvents(ctx context.Context, path string, args []string, out conntrack.Output, stdout, stderr io.Writer) int {
+	n := 0
+	lines := &lineCounter{w: stdout}
+	code := streamCall(ctx, path, control.Request{Cmd: "conntrack", Args: args}, lines, stderr)
+	if code != 0 {
+		return code
+	}
+	n = lines.n
+	if out&conntrack.OutXML != 0 && n >= 2 {
+		n -= 2 // the XML header's lines
+	}
+	o, e := conntrack.EventsTrailer(out, n)
+	io.WriteString(stdout, o)
+	io.WriteString(stderr, e)
+	return 0
+}
+
+// lineCounter counts the newlines written through it.
+type lineCounter struct {
+	w io.Writer
+	n int
+}
+
+func (l *lineCounter) Write(b []byte) (int, error) {
+	l.n += bytes.Count(b, []byte{'\n'})
+	return l.w.Write(b)
 }
 
 // metricsCmd prints the running instance's Prometheus metrics.

@@ -16,7 +16,7 @@ type subcommand struct {
 }
 
 var subcommands = map[string]subcommand{
-	"conntrack":        {conntrackCmd, "the running instance's connection tracking table: -L [-o extended] | -C [--socket PATH | --lab NAME]"},
+	"conntrack":        {conntrackCmd, "conntrack(8) on the running instance's connection tracking table, as conntrack-tools 1.4.7: -L|-G|-D [filters] [-o extended,xml,id] | -F | -C | -S | -E [-e NEW,UPDATE,DESTROY] [filters] [--socket PATH | --lab NAME]"},
 	"iptables-restore": {iptablesRestore, "load a rule set into the running instance, atomically (or check it: --test): [--noflush] [-c] [--ipset FILE] [--socket PATH | --lab NAME] [FILE]"},
 	"iptables":         {iptablesCmd, "the iptables 1.8.9 command line (-A -C -D -I -R -L -S -F -Z -N -X -P -E, -t -n -v -x --line-numbers, -h) on the running instance ([--socket PATH | --lab NAME]) or offline (--file FILE: an iptables-save text, rewritten atomically | --snapshot DIR: read-only)"},
 	"ipvsadm":          {ipvsadmCmd, "list, save or change an IPVS table as ipvsadm 1.31 does: a running instance's ([--socket PATH | --lab NAME] -Ln|-Sn|-Lnc|-A|-E|-D|-a|-e|-d|-C|-Z|--set ...) or offline (--snapshot DIR | --input FILE) -Ln|-Sn|-Lnc|-L --timeout [--stats|--rate] | -R < FILE"},
