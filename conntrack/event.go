@@ -137,6 +137,14 @@ func (t *Table) Subscribe(f func(*Event)) (cancel func()) {
 // Listening reports whether an event listener is attached.
 func (t *Table) Listening() bool { return t.events.list.Load() != nil }
 
+// Listeners is the number of event listeners attached.
+func (t *Table) Listeners() int {
+	if l := t.events.list.Load(); l != nil {
+		return len(*l)
+	}
+	return 0
+}
+
 // cacheEvent records bits on c for the next delivery
 // (nf_conntrack_event_cache); nothing without a listener.
 func (t *Table) cacheEvent(c *Conn, bits uint32) {

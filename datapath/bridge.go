@@ -7,11 +7,13 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/uswitch-lab/uswitch/bridge/ebtables"
 	"github.com/uswitch-lab/uswitch/bridge/fdb"
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 	"github.com/uswitch-lab/uswitch/route"
+	"github.com/uswitch-lab/uswitch/trace"
 )
 
 // The bridge level. A bridge is an L3 device of the FIB (br0: its
@@ -65,6 +67,76 @@ type BridgeConfig struct {
 	// IPv4 address to MAC.
 	Neighbours map[uint32]packet.MAC
 }
+
+// ebtStage runs the ebtables table t's chain for the bridge hook h on
+// the frame fr (in and out are the ports, "" for none): the verdict,
+// with the mark the frame's packet carries read and written, an
+// arpreply sent out of in, and log watchers printed by a log-format
+// tracer. It reports whether the frame goes on; why it stopped is in
+// ff.Drop.
+func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *bridgeState, fr *packet.Frame, in, out string, mark *uint32, pktType *uint8, now int64, tr *Tracer, ff *FrameFate) bool {
+	p := c.ebt
+	if p == nil || !p.Has(t, h) {
+		return true
+	}
+	var x ebtables.Ctx
+	x.Frame, x.In, x.Out, x.Now, x.Env = fr, in, out, now, b
+	if in != "" {
+		x.LogicalIn = b.name()
+	}
+	if out != "" {
+		x.LogicalOut = b.name()
+	}
+	if mark != nil {
+		x.Mark = *mark
+	}
+	if pktType != nil {
+		x.PktType = ebtables.PktType(*pktType)
+	}
+	v := p.Run(t, h, &x)
+	if mark != nil {
+		*mark = x.Mark
+	}
+	if pktType != nil {
+		*pktType = uint8(x.PktType)
+	}
+	if x.ReplyLen > 0 && in != "" {
+		ff.Out = append(ff.Out, FrameOut{Port: in, Data: append([]byte(nil), x.Reply[:x.ReplyLen]...)})
+	}
+	if tr != nil && tr.Format == FormatLog {
+		for i := range x.NLogs {
+			if w, ok := x.Logs[i].Watcher.(*ebtables.LogWatcher); ok {
+				li := trace.EbtLogInfo{Prefix: w.Prefix, In: x.Logs[i].In, Out: x.Logs[i].Out}
+				if w.IP {
+					li.Flags |= trace.EbtLogIP
+				}
+				if w.ARP {
+					li.Flags |= trace.EbtLogARP
+				}
+				if w.IP6 {
+					li.Flags |= trace.EbtLogIP6
+				}
+				tr.Lines = append(tr.Lines, trace.EbtLogLine(&li, fr))
+			}
+		}
+	}
+	if v == netfilter.Drop {
+		ff.Drop = "ebtables " + t.String() + " " + h.String()
+		return false
+	}
+	return true
+}
+
+// PortMAC is ebtables.Env's: a port's own address.
+func (b *bridgeState) PortMAC(port string) (packet.MAC, bool) {
+	if i := b.fdb.PortByName(port); i >= 0 {
+		return b.fdb.Port(i).MAC, true
+	}
+	return packet.MAC{}, false
+}
+
+// BridgeMAC is ebtables.Env's: the bridge's address.
+func (b *bridgeState) BridgeMAC(port string) (packet.MAC, bool) { return b.fdb.MAC, true }
 
 // bridgeSet is the configuration's bridges, built by Swap; a bridge's
 // FDB and neighbours survive a swap that keeps its name and ports.
@@ -378,8 +450,12 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 	case fr.Dst == b.fdb.MAC:
 		pktType = packet.PktHost
 	}
-	// bridge PREROUTING: ebtables nat (-300) [not wired], then
-	// br_nf_pre_routing
+	// bridge PREROUTING: ebtables nat (-300), then br_nf_pre_routing
+	// (0); skb->mark is shared by both levels
+	var mark uint32
+	if !e.ebtStage(c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, &ff) {
+		return ff
+	}
 	var k *pkt
 	isIPv4 := fr.InnerProto == packet.EtherTypeIPv4 && (!fr.VLAN || b.cfg.FilterVLANTagged)
 	if isIPv4 && b.cfg.CallIPTables {
@@ -389,7 +465,7 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 			ff.Drop = "br_netfilter: " + err.Error()
 			return ff
 		}
-		p.InIf, p.PhysIn, p.PktType = br, port, pktType
+		p.InIf, p.PhysIn, p.PktType, p.Mark = br, port, pktType, mark
 		if p.PktType == packet.PktOtherHost {
 			// setup_pre_routing: PACKET_OTHERHOST runs the IPv4
 			// hooks as PACKET_HOST (pkt_otherhost remembered)
@@ -439,7 +515,7 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 			if rt.Dev != k.iif || rt.Type == route.Local {
 				copy(fr.Data[0:6], b.fdb.MAC[:])
 				fr.Dst = b.fdb.MAC
-				e.bridgeUp(k, b, fr, &ff, now, tr)
+				e.bridgeUp(k, b, ref.idx, fr, k.p.Mark, &ff, now, tr)
 				return ff
 			}
 			// bridged DNAT: the neighbour of the new next hop
@@ -459,14 +535,17 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 			fr.Dst = m
 		}
 	}
-	e.bridgeFinish(k, b, ref.idx, fr, &ff, now, tr)
+	if k != nil {
+		mark = k.p.Mark
+	}
+	e.bridgeFinish(k, b, ref.idx, fr, mark, &ff, now, tr)
 	return ff
 }
 
 // bridgeFinish is br_handle_frame_finish: learning after PREROUTING,
 // the forwarding database, then the ways out (each port's FORWARD and
 // POSTROUTING) and up.
-func (e *Engine) bridgeFinish(k *pkt, b *bridgeState, in int, fr *packet.Frame, ff *FrameFate, now int64, tr *Tracer) {
+func (e *Engine) bridgeFinish(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark uint32, ff *FrameFate, now int64, tr *Tracer) {
 	b.fdb.Learn(in, fr.Src, now)
 	dec := b.fdb.Decide(in, fr.Dst, now)
 	if dec.Verdict == fdb.VerdictDrop {
@@ -494,7 +573,7 @@ func (e *Engine) bridgeFinish(k *pkt, b *bridgeState, in int, fr *packet.Frame, 
 			data = append([]byte(nil), data...)
 		}
 		orig := i == 0 && !dec.Up
-		id := e.bridgeForward(k, b, out, data, orig, freed, now, tr, ff)
+		id := e.bridgeForward(k, b, b.fdb.Port(in).Name, out, data, mark, orig, freed, now, tr, ff)
 		if !orig {
 			freed = id
 		}
@@ -512,7 +591,7 @@ func (e *Engine) bridgeFinish(k *pkt, b *bridgeState, in int, fr *packet.Frame, 
 				return
 			}
 		}
-		e.bridgeUp(k, b, fr, ff, now, tr)
+		e.bridgeUp(k, b, in, fr, mark, ff, now, tr)
 	}
 }
 
@@ -542,9 +621,24 @@ func (k *pkt) frameFate(ff *FrameFate) {
 // reuse is the trace id of a clone freed just before (0: none); the
 // result is this copy's trace id when it was dropped (its skb freed),
 // else 0.
-func (e *Engine) bridgeForward(k *pkt, b *bridgeState, out string, data []byte, orig bool, reuse uint32, now int64, tr *Tracer, ff *FrameFate) (freed uint32) {
+func (e *Engine) bridgeForward(k *pkt, b *bridgeState, in, out string, data []byte, mark uint32, orig bool, reuse uint32, now int64, tr *Tracer, ff *FrameFate) (freed uint32) {
+	c := e.cfg.Load()
+	if k != nil {
+		c = k.cfg
+	}
+	fr := &packet.Frame{Data: data}
+	if fr.Decode() != nil {
+		return 0
+	}
+	// bridge FORWARD: ebtables filter (-200), then br_nf_forward (0)
+	if !e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, ff) {
+		return 0
+	}
 	if k == nil {
-		ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
+		// bridge POSTROUTING: ebtables nat (300)
+		if e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, ff) {
+			ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
+		}
 		return 0
 	}
 	br := b.name()
@@ -559,7 +653,7 @@ func (e *Engine) bridgeForward(k *pkt, b *bridgeState, out string, data []byte, 
 		ff.Drop = "br_netfilter: " + err.Error()
 		return freed
 	}
-	p.PhysOut = out
+	p.PhysOut, p.Mark = out, mark
 	q := e.newPkt(p, now, tr, k.w)
 	defer func() {
 		if q.tr == nil {
@@ -584,8 +678,14 @@ func (e *Engine) bridgeForward(k *pkt, b *bridgeState, out string, data []byte, 
 		q.frameFate(ff)
 		return freed
 	}
-	// br_nf_post_routing: the IPv4 POSTROUTING hooks without an input
-	// device
+	// bridge POSTROUTING: ebtables nat (300), then br_nf_post_routing
+	// (INT_MAX): the IPv4 POSTROUTING hooks without an input device
+	mark = q.p.Mark
+	if !e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, ff) {
+		q.fate.Kind = Dropped
+		return freed
+	}
+	q.p.Mark = mark
 	if !q.run(&hookState{hook: netfilter.PostRouting, out: br}) {
 		q.frameFate(ff)
 		return freed
@@ -615,8 +715,19 @@ func (e *Engine) bridgeForward(k *pkt, b *bridgeState, out string, data []byte, 
 // again when br_netfilter ran it, ip_sabotage_in), ARP to the host's
 // ARP. k is the frame's IPv4 state when br_netfilter ran (nil
 // otherwise).
-func (e *Engine) bridgeUp(k *pkt, b *bridgeState, fr *packet.Frame, ff *FrameFate, now int64, tr *Tracer) {
+func (e *Engine) bridgeUp(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark uint32, ff *FrameFate, now int64, tr *Tracer) {
 	br := b.name()
+	// bridge INPUT: ebtables filter (-200)
+	c := e.cfg.Load()
+	if k != nil {
+		c = k.cfg
+	}
+	if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, b.fdb.Port(in).Name, "", &mark, nil, time0(k), tr, ff) {
+		return
+	}
+	if k != nil {
+		k.p.Mark = mark
+	}
 	switch fr.InnerProto {
 	case packet.EtherTypeIPv4:
 	case packet.EtherTypeARP:
@@ -652,7 +763,7 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, fr *packet.Frame, ff *FrameFat
 			ff.Drop = "ip_rcv: " + err.Error()
 			return
 		}
-		p.InIf = br
+		p.InIf, p.Mark = br, mark
 		switch {
 		case fr.Dst.IsBroadcast():
 			p.PktType = packet.PktBroadcast
@@ -666,6 +777,14 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, fr *packet.Frame, ff *FrameFat
 	}
 	e.bridgeSendFate(&f, ff)
 	ff.Up = &f
+}
+
+// time0 is the pkt's time (0 without one).
+func time0(k *pkt) int64 {
+	if k == nil {
+		return 0
+	}
+	return k.env.now
 }
 
 // bridgeSendFate turns what the IP stack sent out of bridge devices
@@ -728,7 +847,7 @@ func (e *Engine) resumeBridgedDNAT(b *bridgeState, d *bridgedDNAT, mac packet.MA
 	if k.cfg.FIB != nil {
 		k.iif = k.cfg.FIB.Ifindex(b.name())
 	}
-	e.bridgeFinish(k, b, d.in, fr, ff, now, nil)
+	e.bridgeFinish(k, b, d.in, fr, d.meta.Mark, ff, now, nil)
 }
 
 // arpRequest is an ARP request from br0 for target, from src when src
@@ -809,16 +928,31 @@ func (e *Engine) bridgeARP(b *bridgeState, fr *packet.Frame, ff *FrameFate) {
 // bridgeXmit is br_dev_xmit: a frame the bridge device itself sends to
 // dst leaves by the port the FDB names, or by all (bridge OUTPUT and
 // POSTROUTING per port: ebtables, not wired).
+//
+// Per port: bridge OUTPUT (ebtables filter -200 then nat 100: the nft
+// order) and POSTROUTING (ebtables nat 300).
 func (e *Engine) bridgeXmit(b *bridgeState, dst packet.MAC, proto uint16, payload []byte, ff *FrameFate) {
 	frame := packet.BuildFrame(dst, b.fdb.MAC, proto, payload)
 	dec := b.fdb.Output(dst)
 	ways := dec.Out.Len()
+	c := e.cfg.Load()
 	for j := dec.Out.Next(0); j >= 0; j = dec.Out.Next(j + 1) {
 		data := frame
 		if ways > 1 {
 			data = append([]byte(nil), frame...)
 		}
-		ff.Out = append(ff.Out, FrameOut{Port: b.fdb.Port(j).Name, Data: data})
+		out := b.fdb.Port(j).Name
+		fr := &packet.Frame{Data: data}
+		if fr.Decode() != nil {
+			continue
+		}
+		var mark uint32
+		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, nil, ff) ||
+			!e.ebtStage(c, ebtables.NAT, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, nil, ff) ||
+			!e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, 0, nil, ff) {
+			continue
+		}
+		ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/uswitch-lab/uswitch/bridge/ebtables"
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/ipfrag"
 	"github.com/uswitch-lab/uswitch/iptables"
@@ -44,6 +45,8 @@ type Config struct {
 	Frag *ipfrag.Config
 	// Bridges are the namespace's bridge devices (bridge.go).
 	Bridges []BridgeConfig
+	// Ebtables is the bridge level's rule set (nil: none).
+	Ebtables *ebtables.Ruleset
 }
 
 // FateKind is what finally happened to a packet.
@@ -196,6 +199,8 @@ type compiled struct {
 	memoOn bool
 	// hooks are the stage lists of each hook (hooks.go)
 	hooks hookLists
+	// ebt is the compiled ebtables rule set (nil: none)
+	ebt *ebtables.Program
 }
 
 // needsConntrack is whether the rule's extensions call nf_ct_netns_get in
@@ -262,6 +267,9 @@ func (e *Engine) Swap(cfg Config) {
 		}
 	}
 	c.buildHooks()
+	if cfg.Ebtables != nil {
+		c.ebt = ebtables.Compile(cfg.Ebtables)
+	}
 	if e.Frags != nil {
 		e.Frags.SetConfig(fragConfig(cfg))
 	}

@@ -46,7 +46,7 @@ func (s *Snapshot) ConntrackConfig() conntrack.Config {
 func (s *Snapshot) EngineConfig() datapath.Config {
 	ic := s.Sysctl.ICMPConfig()
 	fc := s.Sysctl.FragConfig()
-	return datapath.Config{Rules: s.Ruleset, FIB: s.FIB, IPForward: s.Sysctl.IPForward, ICMP: &ic, Frag: &fc, Bridges: s.Bridges}
+	return datapath.Config{Rules: s.Ruleset, FIB: s.FIB, IPForward: s.Sysctl.IPForward, ICMP: &ic, Frag: &fc, Bridges: s.Bridges, Ebtables: s.Ebtables}
 }
 
 // FragConfig is net.ipv4.ipfrag_* (the kernel's defaults for what the

@@ -34,6 +34,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/uswitch-lab/uswitch/bridge/ebtables"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/lvs"
@@ -81,6 +82,8 @@ type Snapshot struct {
 	// Bridges are the bridge devices, their ports, forwarding entries
 	// and neighbours (bridge.go).
 	Bridges []datapath.BridgeConfig
+	// Ebtables is the ebtables rule set (nil without ebtables-save).
+	Ebtables *ebtables.Ruleset
 
 	// Raw is every snapshot file read, by name, for the readers of the
 	// files the snapshot keeps as they are (ebtables-save,
@@ -279,6 +282,13 @@ func parse(get func(string) ([]byte, bool)) (*Snapshot, error) {
 		if s.Bridges, err = s.bridges(b); err != nil {
 			return nil, err
 		}
+	}
+	if b, ok := get(FileEbtables); ok && len(bytes.TrimSpace(b)) > 0 {
+		rs, rerr := (&ebtables.Loader{}).Load(string(b))
+		if rerr != nil {
+			return nil, fmt.Errorf("%s: %s", FileEbtables, strings.TrimSpace(rerr.Stderr))
+		}
+		s.Ebtables = rs
 	}
 	return s, nil
 }

@@ -98,6 +98,13 @@ func TestLiveConntrack(t *testing.T) {
 	go func() {
 		udpDone <- conntrackEvents(udpCtx, sock, []string{"-E", "-p", "udp", "-e", "NEW", "-o", "xml"}, conntrack.OutXML, &evUDP, &bytes.Buffer{})
 	}()
+	// both listeners attached before the traffic
+	for i := 0; tb.Listeners() < 2; i++ {
+		if i == 100 {
+			t.Fatal("conntrack -E -p udp did not subscribe")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	// traffic: a TCP exchange, a UDP one, a ping
 	conn, err := l.Dial(client, "tcp4", "203.0.113.2:7", to)
