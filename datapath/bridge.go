@@ -74,13 +74,19 @@ type BridgeConfig struct {
 // arpreply sent out of in, and log watchers printed by a log-format
 // tracer. It reports whether the frame goes on; why it stopped is in
 // ff.Drop.
-func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *bridgeState, fr *packet.Frame, in, out string, mark *uint32, pktType *uint8, now int64, tr *Tracer, ff *FrameFate) bool {
+//
+// tid is the frame's trace id when its sk_buff has nf_trace (0: not
+// traced): the chain's events are traced in the bridge family's form.
+func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *bridgeState, fr *packet.Frame, in, out string, mark *uint32, pktType *uint8, now int64, tr *Tracer, tid uint32, ff *FrameFate) bool {
 	p := c.ebt
 	if p == nil || !p.Has(t, h) {
 		return true
 	}
 	var x ebtables.Ctx
 	x.Frame, x.In, x.Out, x.Now, x.Env = fr, in, out, now, b
+	if tr != nil && tid != 0 && tr.Format == FormatMonitor {
+		x.Tracer = &ebtTracer{t: tr, id: tid, fr: fr, in: in, out: out, x: &x}
+	}
 	if in != "" {
 		x.LogicalIn = b.name()
 	}
@@ -125,6 +131,60 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 		return false
 	}
 	return true
+}
+
+// ebtTracer prints an ebtables chain's events for a traced frame as
+// xtables-monitor prints the bridge family's: the PACKET line with the
+// first event (the frame as it is then, mark included), then one line
+// an event.
+type ebtTracer struct {
+	t       *Tracer
+	id      uint32
+	fr      *packet.Frame
+	in, out string
+	x       *ebtables.Ctx
+	printed bool
+}
+
+func (et *ebtTracer) packet() {
+	if !et.printed {
+		et.printed = true
+		et.t.Lines = append(et.t.Lines, trace.BridgePacketLine(et.id, et.fr, et.in, et.out, et.x.Mark))
+	}
+}
+
+func ebtVerdictName(v ebtables.Verdict, jump string) string {
+	switch v {
+	case ebtables.VAccept:
+		return "ACCEPT"
+	case ebtables.VDrop:
+		return "DROP"
+	case ebtables.VContinue:
+		return "CONTINUE"
+	case ebtables.VReturn:
+		return "0xfffffffb"
+	}
+	return "JUMP:" + jump
+}
+
+func (et *ebtTracer) Rule(t ebtables.TableID, chain string, rule int, v ebtables.Verdict, jump string) {
+	et.packet()
+	et.t.Lines = append(et.t.Lines, trace.BridgeRuleLine(et.id, t.String(), chain, uint64(rule), ebtVerdictName(v, jump)))
+}
+
+func (et *ebtTracer) Policy(t ebtables.TableID, chain string, v ebtables.Verdict) {
+	et.packet()
+	et.t.Lines = append(et.t.Lines, trace.BridgePolicyLine(et.id, t.String(), chain, ebtVerdictName(v, "")))
+}
+
+func (et *ebtTracer) Return(t ebtables.TableID, chain string) {}
+
+// traceID is k's trace id when its packet is traced (nf_trace), else 0.
+func (k *pkt) traceID() uint32 {
+	if k == nil || k.tr == nil || !(k.tr.All || k.p.Trace) {
+		return 0
+	}
+	return k.trace
 }
 
 // PortMAC is ebtables.Env's: a port's own address.
@@ -453,7 +513,7 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 	// bridge PREROUTING: ebtables nat (-300), then br_nf_pre_routing
 	// (0); skb->mark is shared by both levels
 	var mark uint32
-	if !e.ebtStage(c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, &ff) {
+	if !e.ebtStage(c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, &ff) {
 		return ff
 	}
 	var k *pkt
@@ -630,14 +690,35 @@ func (e *Engine) bridgeForward(k *pkt, b *bridgeState, in, out string, data []by
 	if fr.Decode() != nil {
 		return 0
 	}
-	// bridge FORWARD: ebtables filter (-200), then br_nf_forward (0)
-	if !e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, ff) {
+	if k == nil {
+		// bridge FORWARD: ebtables filter (-200); POSTROUTING:
+		// ebtables nat (300)
+		if e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff) &&
+			e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff) {
+			ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
+		}
 		return 0
 	}
-	if k == nil {
-		// bridge POSTROUTING: ebtables nat (300)
-		if e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, ff) {
-			ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
+	// this copy's trace id: the original's, a freed clone's, or new
+	tid := uint32(0)
+	if k.tr != nil {
+		switch {
+		case orig:
+			tid = k.trace
+		case reuse != 0:
+			tid = reuse
+		default:
+			tid = e.traceID.Add(0x9e3779b9)
+		}
+	}
+	traced := uint32(0)
+	if k.traceID() != 0 {
+		traced = tid
+	}
+	// bridge FORWARD: ebtables filter (-200), then br_nf_forward (0)
+	if !e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, traced, ff) {
+		if !orig {
+			return tid
 		}
 		return 0
 	}
@@ -662,11 +743,8 @@ func (e *Engine) bridgeForward(k *pkt, b *bridgeState, in, out string, data []by
 	}()
 	q.cfg, q.env.fib = k.cfg, k.cfg.FIB
 	q.ct, q.zone, q.iif = k.ct, k.zone, k.iif
-	switch {
-	case orig:
-		q.trace = k.trace
-	case reuse != 0:
-		q.trace = reuse
+	if tid != 0 {
+		q.trace = tid
 	}
 	defer func() {
 		if q.fate.Kind == Dropped {
@@ -681,7 +759,7 @@ func (e *Engine) bridgeForward(k *pkt, b *bridgeState, in, out string, data []by
 	// bridge POSTROUTING: ebtables nat (300), then br_nf_post_routing
 	// (INT_MAX): the IPv4 POSTROUTING hooks without an input device
 	mark = q.p.Mark
-	if !e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, ff) {
+	if !e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, q.traceID(), ff) {
 		q.fate.Kind = Dropped
 		return freed
 	}
@@ -722,7 +800,7 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark
 	if k != nil {
 		c = k.cfg
 	}
-	if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, b.fdb.Port(in).Name, "", &mark, nil, time0(k), tr, ff) {
+	if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, b.fdb.Port(in).Name, "", &mark, nil, time0(k), tr, k.traceID(), ff) {
 		return
 	}
 	if k != nil {
@@ -932,6 +1010,12 @@ func (e *Engine) bridgeARP(b *bridgeState, fr *packet.Frame, ff *FrameFate) {
 // Per port: bridge OUTPUT (ebtables filter -200 then nat 100: the nft
 // order) and POSTROUTING (ebtables nat 300).
 func (e *Engine) bridgeXmit(b *bridgeState, dst packet.MAC, proto uint16, payload []byte, ff *FrameFate) {
+	e.bridgeXmitTraced(b, dst, proto, payload, 0, nil, ff)
+}
+
+// bridgeXmitTraced is bridgeXmit for a packet whose sk_buff may be
+// traced (tid, tr).
+func (e *Engine) bridgeXmitTraced(b *bridgeState, dst packet.MAC, proto uint16, payload []byte, tid uint32, tr *Tracer, ff *FrameFate) {
 	frame := packet.BuildFrame(dst, b.fdb.MAC, proto, payload)
 	dec := b.fdb.Output(dst)
 	ways := dec.Out.Len()
@@ -947,9 +1031,9 @@ func (e *Engine) bridgeXmit(b *bridgeState, dst packet.MAC, proto uint16, payloa
 			continue
 		}
 		var mark uint32
-		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, nil, ff) ||
-			!e.ebtStage(c, ebtables.NAT, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, nil, ff) ||
-			!e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, 0, nil, ff) {
+		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff) ||
+			!e.ebtStage(c, ebtables.NAT, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff) ||
+			!e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, 0, tr, tid, ff) {
 			continue
 		}
 		ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
@@ -986,7 +1070,7 @@ func (k *pkt) bridgeOutput(b *bridgeState) {
 		return
 	}
 	for _, ip := range pkts {
-		k.e.bridgeXmit(b, mac, packet.EtherTypeIPv4, ip, &ff)
+		k.e.bridgeXmitTraced(b, mac, packet.EtherTypeIPv4, ip, k.traceID(), k.tr, &ff)
 	}
 	k.fate.Frames = ff.Out
 }

@@ -182,3 +182,62 @@ func ReturnLine(id uint32, table, chain string) string {
 func IPVSLine(id uint32, chain string, prio int, event string) string {
 	return fmt.Sprintf("%s:%d:%s", hdr(id, "ipvs", chain), prio, event)
 }
+
+// signedHex appends b as xtables-monitor prints header bytes with %02x
+// of a signed char: each byte of 0x80 or more as ffffffXX.
+func signedHex(sb *strings.Builder, b []byte) {
+	for _, c := range b {
+		if c >= 0x80 {
+			sb.WriteString("ffffff")
+		}
+		fmt.Fprintf(sb, "%02x", c)
+	}
+}
+
+// BridgePacketLine is the PACKET line of a bridge-family (7) trace
+// event (trace_print_packet): the ports as IN=/OUT=, the MAC header
+// (raw as LL=0x0 without an input port), the network header as NH= hex
+// (the IPv4 header for IPv4, else up to 40 bytes: the kernel's
+// NFT_TRACETYPE_NETWORK_HSIZE), the mark.
+func BridgePacketLine(id uint32, f *packet.Frame, in, out string, mark uint32) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "PACKET: 7 %08x ", id)
+	if in != "" {
+		b.WriteString("IN=" + in + " ")
+	}
+	if out != "" {
+		b.WriteString("OUT=" + out + " ")
+	}
+	if in != "" {
+		fmt.Fprintf(&b, "MACSRC=%s MACDST=%s MACPROTO=%04x ", etherNtoa(f.Src[:]), etherNtoa(f.Dst[:]), f.Proto)
+	} else {
+		b.WriteString("LL=0x0 ")
+		signedHex(&b, f.Data[:min(len(f.Data), packet.EtherHeaderLen)])
+		b.WriteString(" ")
+	}
+	nh := f.Payload
+	n := min(len(nh), 40)
+	if f.InnerProto == packet.EtherTypeIPv4 && len(nh) >= packet.IPv4MinHeaderLen {
+		n = min(len(nh), int(nh[0]&0x0f)*4)
+	}
+	if n > 0 {
+		b.WriteString("NH=")
+		signedHex(&b, nh[:n])
+		b.WriteString(" ")
+	}
+	if mark != 0 {
+		fmt.Fprintf(&b, "MARK=0x%x ", mark)
+	}
+	return b.String()
+}
+
+// BridgeRuleLine is a bridge-family rule event: no rule text follows
+// (xtables-monitor prints none for family 7), only two spaces.
+func BridgeRuleLine(id uint32, table, chain string, handle uint64, verdict string) string {
+	return fmt.Sprintf(" TRACE: 7 %08x %s:%s:rule:0x%x:%s  ", id, table, chain, handle, verdict)
+}
+
+// BridgePolicyLine is a bridge-family policy event.
+func BridgePolicyLine(id uint32, table, chain, verdict string) string {
+	return fmt.Sprintf(" TRACE: 7 %08x %s:%s:policy:%s ", id, table, chain, verdict)
+}

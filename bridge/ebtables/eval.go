@@ -15,6 +15,7 @@ type Program struct {
 }
 
 type ctable struct {
+	id     TableID
 	chains []cchain
 	base   [NumHooks]int // chain index of each hook's builtin chain, -1 if none
 }
@@ -23,6 +24,7 @@ type ctable struct {
 // Ruleset (and, after a --noflush load, with the rule sets before it),
 // so everything the compiled form adds lives here, not in Rule.
 type cchain struct {
+	name   string
 	policy Verdict
 	rules  []crule
 }
@@ -42,7 +44,7 @@ func Compile(rs *Ruleset) *Program {
 		if t == nil {
 			continue
 		}
-		ct := &ctable{}
+		ct := &ctable{id: TableID(i)}
 		for h := range ct.base {
 			ct.base[h] = -1
 		}
@@ -54,7 +56,7 @@ func Compile(rs *Ruleset) *Program {
 			}
 		}
 		for _, c := range t.Chains {
-			cc := cchain{policy: c.Policy}
+			cc := cchain{name: c.Name, policy: c.Policy}
 			for _, r := range c.Rules {
 				j := -1
 				if r.Verdict == VJump && r.Target == nil {
@@ -182,6 +184,13 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 	for {
 		chain := &ct.chains[ci]
 		if i >= len(chain.rules) {
+			if c.Tracer != nil {
+				if chain.policy == VAccept || chain.policy == VDrop {
+					c.Tracer.Policy(ct.id, chain.name, chain.policy)
+				} else {
+					c.Tracer.Return(ct.id, chain.name)
+				}
+			}
 			switch chain.policy {
 			case VAccept:
 				return netfilter.Accept
@@ -210,6 +219,13 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 		v := r.Verdict
 		if r.Target != nil {
 			v = r.Target.target(c, c.hook)
+		}
+		if c.Tracer != nil {
+			jump := ""
+			if v >= 0 && cr.jump >= 0 {
+				jump = ct.chains[cr.jump].name
+			}
+			c.Tracer.Rule(ct.id, chain.name, i+1, v, jump)
 		}
 		switch v {
 		case VAccept:

@@ -103,6 +103,18 @@ type Ctx struct {
 	Logs        [MaxLogs]LogRequest
 	NLogs       int
 	LogsDropped int
+	// Tracer, when set, sees the traversal rule by rule (nft's trace
+	// events of a traced frame); nil costs nothing.
+	Tracer Tracer
+}
+
+// Tracer receives a traversal's events: a rule that matched with its
+// verdict (jump names the user chain of a jump), a chain's policy, and
+// falling off the end of a user chain. rule counts from 1 in its chain.
+type Tracer interface {
+	Rule(t TableID, chain string, rule int, v Verdict, jump string)
+	Policy(t TableID, chain string, v Verdict)
+	Return(t TableID, chain string)
 }
 
 // Reset clears the outputs of a previous traversal.

@@ -10,7 +10,7 @@ import (
 
 var (
 	idRE     = regexp.MustCompile(`ID=\d+ `)
-	traceRE  = regexp.MustCompile(`^(PACKET: 2 | TRACE: 2 )([0-9a-f]{8}) `)
+	traceRE  = regexp.MustCompile(`^(PACKET: [27] | TRACE: [27] )([0-9a-f]{8}) `)
 	handleRE = regexp.MustCompile(`:rule:0x[0-9a-f]+:`)
 )
 
@@ -32,14 +32,43 @@ func Normalize(lines []string) []string {
 				ids[id] = n
 			}
 			l = l[:m[4]] + fmt.Sprintf("#%d", n) + l[m[5]:]
-			if n > 1 && strings.HasPrefix(l, "PACKET:") {
+			if n > 1 && strings.HasPrefix(l, "PACKET: 2") {
 				l = idRE.ReplaceAllString(l, "ID=* ")
+			}
+			if n > 1 && strings.HasPrefix(l, "PACKET: 7") {
+				l = maskNHID(l)
 			}
 		}
 		l = handleRE.ReplaceAllString(l, ":rule:")
 		out = append(out, l)
 	}
 	return out
+}
+
+var nhRE = regexp.MustCompile(`NH=([0-9a-f]+) `)
+
+// maskNHID blanks the IP ID and header checksum inside a bridge-family
+// PACKET line's NH= bytes (xtables-monitor prints each byte of 0x80 or
+// more as ffffffXX): the IDs of packets the host made are the kernel's
+// choice.
+func maskNHID(l string) string {
+	return nhRE.ReplaceAllStringFunc(l, func(m string) string {
+		h := m[3 : len(m)-1]
+		var bs []string
+		for len(h) >= 2 {
+			if strings.HasPrefix(h, "ffffff") && len(h) >= 8 {
+				bs, h = append(bs, h[6:8]), h[8:]
+				continue
+			}
+			bs, h = append(bs, h[:2]), h[2:]
+		}
+		for _, i := range []int{4, 5, 10, 11} {
+			if i < len(bs) {
+				bs[i] = "**"
+			}
+		}
+		return "NH=" + strings.Join(bs, "") + " "
+	})
 }
 
 // Diff compares two line lists and returns a unified-style difference

@@ -211,3 +211,69 @@ func ethFrags(dst, src packet.MAC, in string, ps []Packet) []Packet {
 }
 
 func TestBridgeScenarios(t *testing.T) { runScenarios(t, bridgeScenarios) }
+
+// ebtables on the bridge path, against the kernel's ebtables-nft: nat
+// PREROUTING marks and dnat before iptables, filter FORWARD drops and
+// marks, nat POSTROUTING snat, filter INPUT, OUTPUT for what the host
+// sends, arpreply; the bridge chains of traced frames print the bridge
+// family's trace lines (PACKET: 7).
+var ebtScenarios = []Scenario{
+	{
+		Name:    "ebtables-filter-mark",
+		Ifaces:  []Iface{{Name: "tun1", Addrs: []string{"10.0.1.1/24"}}},
+		Bridges: br0,
+		Sysctls: fwd,
+		IP:      []string{"neigh replace 10.1.0.1 lladdr 02:00:00:00:00:0a dev br0 nud permanent"},
+		Rules: traceAll + ctForward + `*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A FORWARD -m mark --mark 0x7 -j MARK --set-mark 0x8
+COMMIT
+`,
+		Ebtables: `*filter
+:INPUT ACCEPT
+:FORWARD ACCEPT
+:OUTPUT ACCEPT
+-A INPUT -p IPv4 --ip-proto udp -j DROP
+-A FORWARD -s 02:00:00:00:00:0c -j DROP
+-A FORWARD -p IPv4 -j mark --mark-or 0x100 --mark-target CONTINUE
+-A OUTPUT -p IPv4 -j mark --mark-set 0x9 --mark-target ACCEPT
+*nat
+:PREROUTING ACCEPT
+:OUTPUT ACCEPT
+:POSTROUTING ACCEPT
+-A PREROUTING -p IPv4 -j mark --mark-set 0x7 --mark-target CONTINUE
+-A POSTROUTING -o p3 -j snat --to-src 02:00:00:00:00:ee --snat-target ACCEPT
+`,
+		Packets: []Packet{
+			eth(macB, macA, "udp 10.1.0.1:1 > 10.1.0.2:2", "p1"),
+			eth(macA, macB, "udp 10.1.0.2:2 > 10.1.0.1:1", "p2"),
+			eth(macA, macC, "udp 10.1.0.3:1 > 10.1.0.1:2", "p3"),
+			eth(macBr, macA, "icmp 10.1.0.1 > 10.1.0.254 id 5 seq 1", "p1"),
+			eth(macBr, macA, "udp 10.1.0.1:5 > 10.1.0.254:9", "p1"),
+			P("udp 10.0.1.2:7 > 10.1.0.1:1000 iif tun1"),
+		},
+	},
+	{
+		Name:    "ebtables-dnat-arpreply",
+		Bridges: br0,
+		Rules:   traceAll,
+		Ebtables: `*nat
+:PREROUTING ACCEPT
+:OUTPUT ACCEPT
+:POSTROUTING ACCEPT
+-A PREROUTING -p ARP --arp-op Request --arp-ip-dst 10.1.0.77 -j arpreply --arpreply-mac 02:00:00:00:00:77
+-A PREROUTING -d 02:00:00:00:00:77 -j dnat --to-dst 02:00:00:00:00:0b --dnat-target ACCEPT
+`,
+		Packets: []Packet{
+			eth(macA, macB, "udp 10.1.0.2:1 > 10.1.0.1:1", "p2"),
+			arpFrame(1, packet.Broadcast, macA, "10.1.0.1", packet.MAC{}, "10.1.0.77", "p1"),
+			eth(packet.MAC{2, 0, 0, 0, 0, 0x77}, macA, "udp 10.1.0.1:1 > 10.1.0.77:2", "p1"),
+		},
+	},
+}
+
+func TestEbtablesScenarios(t *testing.T) { runScenarios(t, ebtScenarios) }
