@@ -23,6 +23,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/uswitch-lab/uswitch/bridge/ebtables"
 	"github.com/uswitch-lab/uswitch/bridge/fdb"
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath"
@@ -444,6 +445,25 @@ func (e *Engine) Control(req Request) Response {
 		return e.ipvsadm(req)
 	case "ip":
 		return e.ip(req)
+	case "ebtables-save":
+		rs := e.Eng.Config().Ebtables
+		if rs == nil {
+			return Response{}
+		}
+		var b strings.Builder
+		rs.Save(&b, ebtables.SaveOptions{Counters: req.Counters})
+		return Response{Stdout: b.String()}
+	case "ebtables-restore":
+		e.restoreMu.Lock()
+		defer e.restoreMu.Unlock()
+		cur := e.Eng.Config()
+		rs, rerr := (&ebtables.Loader{Base: cur.Ebtables, NoFlush: req.NoFlush}).Load(req.Input)
+		if rerr != nil {
+			return Response{Code: rerr.ExitCode, Stderr: rerr.Stderr}
+		}
+		cur.Ebtables = rs
+		e.Eng.Swap(cur)
+		return Response{}
 	case "bridge":
 		var out, errb strings.Builder
 		code := fdb.Command(e.Eng.Bridges(), req.Args, e.Now(), &out, &errb)

@@ -4,10 +4,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/uswitch-lab/uswitch/bridge/ebtables"
 	"github.com/uswitch-lab/uswitch/internal/testtools"
 )
 
@@ -55,6 +57,24 @@ func TestBridgeLab(t *testing.T) {
 		}
 		if r.ServedBy != b || !strings.HasPrefix(r.ClientAddr, "10.20.0.2:") {
 			t.Errorf("served by %q, client seen as %q", r.ServedBy, r.ClientAddr)
+		}
+	})
+	t.Run("ebtables", func(t *testing.T) {
+		// FORWARD drops UDP to 10.20.0.4 at the bridge level
+		if _, err := l.UDPExchange(a, "10.20.0.4:7", []byte("x"), 300*time.Millisecond); err == nil {
+			t.Errorf("UDP to 10.20.0.4 crossed the bridge despite ebtables")
+		}
+		if _, err := l.UDPExchange(a, "10.20.0.3:7", []byte("x"), to); err != nil {
+			t.Errorf("UDP to 10.20.0.3: %v", err)
+		}
+		rs := l.Engine().Config().Ebtables
+		if rs == nil {
+			t.Fatal("no ebtables rule set in the engine")
+		}
+		var b strings.Builder
+		rs.Save(&b, ebtables.SaveOptions{Counters: true})
+		if !regexp.MustCompile(`\[[1-9]\d*:\d+\] -A FORWARD -p IPv4 --ip-dst 10\.20\.0\.4 --ip-proto udp -j DROP`).MatchString(b.String()) {
+			t.Errorf("the DROP rule's counters did not count the datagram:\n%s", b.String())
 		}
 	})
 	fdb := l.Engine().Bridge("br0")

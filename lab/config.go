@@ -17,6 +17,7 @@ import (
 	// the line of a bad value.
 	"github.com/BurntSushi/toml"
 
+	"github.com/uswitch-lab/uswitch/bridge/ebtables"
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/lvs"
@@ -62,6 +63,9 @@ type Config struct {
 
 	// File is where the config came from ("" for an embedded one).
 	File string `toml:"-"`
+	// Ebtables is the bridges' ebtables rule set (Uswitch.Ebtables or
+	// EbtablesFile; nil: none).
+	Ebtables *ebtables.Ruleset `toml:"-"`
 	// Ruleset is the compiled rule set (Uswitch.Rules or RulesFile).
 	Ruleset *iptables.Ruleset `toml:"-"`
 	// IPVSRules are the checked IPVS commands (Uswitch.IPVS or IPVSFile).
@@ -109,6 +113,10 @@ type Router struct {
 	// to the config file). At most one of them.
 	Rules     string `toml:"rules"`
 	RulesFile string `toml:"rules_file"`
+	// Ebtables is an ebtables-restore input for the bridges; EbtablesFile
+	// names one (relative to the lab file).
+	Ebtables     string `toml:"ebtables"`
+	EbtablesFile string `toml:"ebtables_file"`
 	// IPVS is an ipvsadm -S (ipvsadm-save / ipvsadm -R) input: the
 	// virtual services of uswitch's IPVS; IPVSFile names one. The
 	// net.ipv4.vs.* sysctls go in Sysctl.
@@ -909,6 +917,32 @@ func (c *Config) check(src string) error {
 		return fail(key, "%v", err)
 	}
 	c.Ruleset = rs
+	if c.Uswitch.Ebtables != "" && c.Uswitch.EbtablesFile != "" {
+		return fail("uswitch.ebtables_file", "give ebtables or ebtables_file, not both")
+	}
+	etext, ekey := c.Uswitch.Ebtables, "uswitch.ebtables"
+	if c.Uswitch.EbtablesFile != "" {
+		ekey = "uswitch.ebtables_file"
+		p := c.Uswitch.EbtablesFile
+		if !filepath.IsAbs(p) && c.File != "" {
+			p = filepath.Join(filepath.Dir(c.File), p)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fail(ekey, "%v", err)
+		}
+		etext = string(b)
+	}
+	if strings.TrimSpace(etext) != "" {
+		ers, rerr := (&ebtables.Loader{}).Load(etext)
+		if rerr != nil {
+			if l := keyLine(src, toml.Key{"uswitch", "ebtables"}); l > 0 && rerr.Line > 0 && ekey == "uswitch.ebtables" {
+				return &ConfigError{File: c.File, Line: l + rerr.Line, Key: ekey, Err: fmt.Errorf("rule set line %d: %s", rerr.Line, strings.TrimSpace(rerr.Stderr))}
+			}
+			return fail(ekey, "%s", strings.TrimSpace(rerr.Stderr))
+		}
+		c.Ebtables = ers
+	}
 	if err := c.checkIPVS(src); err != nil {
 		return err
 	}

@@ -226,7 +226,7 @@ func (c *Config) EngineConfig() (datapath.Config, conntrack.Config, error) {
 		ct = conntrack.DefaultConfig()
 	}
 	fc := c.Sysctl.FragConfig()
-	return datapath.Config{Rules: c.Ruleset, FIB: fib, IPForward: c.Sysctl.IPForward, Frag: &fc, Bridges: c.bridgeConfigs(fib)}, ct, nil
+	return datapath.Config{Rules: c.Ruleset, FIB: fib, IPForward: c.Sysctl.IPForward, Frag: &fc, Bridges: c.bridgeConfigs(fib), Ebtables: c.Ebtables}, ct, nil
 }
 
 // bridgeConfigs are the lab's bridges for the engine: each with its
