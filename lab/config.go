@@ -220,6 +220,9 @@ type Demo struct {
 	// TCP reset: REJECT --reject-with tcp-reset, or no listener), not
 	// time out or succeed.
 	ExpectRefused bool `toml:"expect_refused"`
+	// Sysctl changes uswitch's sysctls before the step (live, as
+	// `sysctl -w` would): net.bridge.bridge-nf-call-iptables only.
+	Sysctl map[string]any `toml:"sysctl"`
 }
 
 // Server is a built-in server: "tcp-echo", "udp-echo" or "http".
@@ -876,6 +879,11 @@ func (c *Config) check(src string) error {
 		}
 		if d.Count < 0 || d.Count > 1000 {
 			return fail("demo.count", "%d: want 0-1000", d.Count)
+		}
+		for k := range d.Sysctl {
+			if k != "net.bridge.bridge-nf-call-iptables" {
+				return fail("demo.sysctl", "%q: a demo step can change net.bridge.bridge-nf-call-iptables only", k)
+			}
 		}
 		if d.ExpectRefused && (d.TCP == "" || d.ExpectFail) {
 			return fail("demo.expect_refused", "%v: only a tcp step without expect_fail can expect a refusal", d.ExpectRefused)

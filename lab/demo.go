@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/uswitch-lab/uswitch/datapath"
 )
 
 // demoTimeout bounds each demo request.
@@ -61,6 +63,17 @@ func joinPrefixes(ps []PrefixValue) string {
 func (l *Lab) Demo(w io.Writer) error {
 	var failed []string
 	for _, d := range l.cfg.Demo {
+		if v, ok := d.Sysctl["net.bridge.bridge-nf-call-iptables"]; ok {
+			on := fmt.Sprint(v) != "0" && fmt.Sprint(v) != "false"
+			cfg := l.eng.Config()
+			bs := append([]datapath.BridgeConfig(nil), cfg.Bridges...)
+			for i := range bs {
+				bs[i].CallIPTables = on
+			}
+			cfg.Bridges = bs
+			l.eng.Swap(cfg)
+			fmt.Fprintf(w, "  sysctl net.bridge.bridge-nf-call-iptables=%v\n", v)
+		}
 		switch {
 		case d.HTTP != "":
 			n := max(d.Count, 1)
