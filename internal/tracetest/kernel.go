@@ -189,7 +189,13 @@ func RunKernel(t testing.TB, scn *Scenario) *Result {
 		}
 	}
 	for _, br := range scn.Bridges {
-		cmds := [][]string{{"ip", "link", "add", br.Name, "type", "bridge"}}
+		// no multicast snooping: with it the bridge device joins the
+		// snoopers' groups (224.0.0.106, br_ip4_multicast_join_snoopers)
+		// and sends IGMP reports from its timers, at moments no replay
+		// can know; uswitch floods multicast as the kernel does
+		// without a querier
+		cmds := [][]string{{"ip", "link", "add", br.Name, "type", "bridge", "mcast_snooping", "0"},
+			{"sysctl", "-q", "-w", "net.ipv4.igmp_link_local_mcast_reports=0"}}
 		if br.MAC != "" {
 			cmds = append(cmds, []string{"ip", "link", "set", br.Name, "address", br.MAC})
 		}
