@@ -83,7 +83,7 @@ type Fault struct {
 	TTL, TOS                uint8
 	Mark, MarkMask          uint32
 
-	key   uint64
+	key uint64
 	// epoch is when the schedules start (Set.SetEpoch), on the
 	// callers' clock
 	epoch int64

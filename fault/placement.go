@@ -42,8 +42,8 @@ const BridgeBRouting = netfilter.NumHooks
 // Placement is a parsed placement.
 type Placement struct {
 	Kind  PlaceKind
-	Iface string          // wire placements
-	Hook  netfilter.Hook  // hook placements (BridgeBRouting: the bridge's BROUTING)
+	Iface string         // wire placements
+	Hook  netfilter.Hook // hook placements (BridgeBRouting: the bridge's BROUTING)
 	Prio  netfilter.Priority
 }
 
