@@ -42,6 +42,8 @@ type Config struct {
 	NoFlowCache bool
 	// Frag is net.ipv4.ipfrag_*; nil means the kernel defaults.
 	Frag *ipfrag.Config
+	// Faults are fault stages (package fault) on the IPv4 hooks.
+	Faults []FaultStage
 }
 
 // FateKind is what finally happened to a packet.

@@ -141,18 +141,21 @@ type Decision struct {
 
 // Queued reports whether the packet goes through the fault's queue (a
 // delaying fault at a wire placement).
-func (f *Fault) Queued() bool { return f.Kind == KindNetem && f.Netem.delays() }
+func (f *Fault) Queued() bool {
+	return f.Kind == KindNetem && (f.Netem.delays() || f.Netem.Duplicate != 0)
+}
 
 // Key is the fault's stream key.
 func (f *Fault) Key() uint64 { return f.key }
 
-// Decide decides for the packet of c at time now (ns from the set's
-// epoch). c carries the packet and what the match may read (Hook, CT,
+// Decide decides for the packet of c at time now (on the clock of
+// Set.SetEpoch; the schedule counts from the epoch). c carries the packet and what the match may read (Hook, CT,
 // Env, State); the caller owns c and reuses it, so nothing escapes per
 // packet. It reports false when the fault is not active or does not
 // match (d is then untouched). It changes nothing in the packet: Apply
 // does.
 func (f *Fault) Decide(c *iptables.Ctx, now int64, d *Decision) bool {
+	now -= f.epoch
 	if now < f.Start || (f.Stop > 0 && now >= f.Stop) {
 		return false
 	}
@@ -331,7 +334,7 @@ func (f *Fault) delay(st *flowState, fk, nIdx uint64, lanes int, o *One) {
 		}
 		o.Delay = tabledist(n.Latency, int32(n.Jitter), rnd, n.Dist)
 		st.counter++
-		if f.Queued() {
+		if f.Netem.delays() {
 			f.Delayed.Add(1)
 		}
 		return
@@ -437,7 +440,7 @@ func oneText(o *One, queued bool) string {
 	switch {
 	case o.Reorder:
 		parts = append(parts, "reorder (sent at once)")
-	case queued:
+	case queued && o.Delay != 0:
 		parts = append(parts, "delay "+fmtDur(o.Delay))
 	}
 	if len(parts) == 0 {

@@ -204,7 +204,7 @@ var (
 // decodes is dropped, as ip_rcv would drop it.
 func (f *Fault) Act(c *iptables.Ctx, now int64, traced bool) (matched, drop bool, text string) {
 	var d Decision
-	if !f.Decide(c, now-f.epoch, &d) {
+	if !f.Decide(c, now, &d) {
 		return false, false, ""
 	}
 	if traced {

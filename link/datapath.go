@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/fault"
 	"github.com/uswitch-lab/uswitch/internal/prom"
 	"github.com/uswitch-lab/uswitch/packet"
 )
@@ -111,6 +112,9 @@ type port struct {
 	// l2 is the Ethernet side of a TAP port (nil: a TUN); set before
 	// the goroutines start (tap.go).
 	l2 *tapPort
+	// ingress and egress are the port's wire faults (fault.go); set
+	// before the goroutines start
+	ingress, egress []*fault.Fault
 }
 
 type work struct{ elems []*elem }
@@ -251,6 +255,9 @@ type Datapath struct {
 	cdropped  atomic.Uint64 // packets a slow capturer missed
 	// errc reports a device that failed other than by being closed.
 	errc chan error
+	// faults are the wire faults and their delay queues (fault.go;
+	// nil: none); set before the goroutines start
+	faults *wireFaults
 }
 
 // NewDatapath starts the readers, workers and the conntrack reaper over
@@ -311,6 +318,10 @@ func NewDatapath(eng *datapath.Engine, devs []Device, mtu map[string]int, worker
 	}
 	d.workers.Add(1)
 	go d.reaper()
+	if d.faults != nil && len(d.faults.queues) > 0 {
+		d.workers.Add(1)
+		go d.faults.run()
+	}
 	return d
 }
 
@@ -348,6 +359,11 @@ func (d *Datapath) reader(q *rxq, qi int) {
 	// inline: this reader is the worker of its batches
 	var self *worker
 	var batch []*elem
+	// fc is this reader's context for ingress faults
+	var fc *faultCtx
+	if len(p.ingress) > 0 {
+		fc = new(faultCtx)
+	}
 	if d.inline {
 		self = d.newWorker(qi)
 		batch = make([]*elem, 0, batchSize)
@@ -420,6 +436,10 @@ func (d *Datapath) reader(q *rxq, qi int) {
 			if d.capturing.Load() > 0 {
 				d.tap(p.name, el.pkt.Data)
 			}
+			if fc != nil && !d.faults.ingress(fc, p, &el.pkt, 0, d.Now()) {
+				q.free <- el
+				continue
+			}
 			if self != nil {
 				batch = append(batch, el)
 				continue
@@ -477,6 +497,10 @@ type worker struct {
 	// once the batch is written
 	held []*frameBuf
 	now  int64
+	// fc and fpkt serve the egress faults (fault.go), made at the
+	// first
+	fc   *faultCtx
+	fpkt packet.Packet
 }
 
 func (d *Datapath) newWorker(idx int) *worker {
@@ -524,6 +548,23 @@ func (w *worker) send(idx int, name string, b []byte, nh uint32, own []byte) boo
 		d.nodev.Add(1)
 		return false
 	}
+	if len(p.egress) > 0 {
+		if w.fc == nil {
+			w.fc = new(faultCtx)
+		}
+		if !d.faults.egress(w.fc, &w.fpkt, p, b, nh, 0, w.now) {
+			return true
+		}
+	}
+	w.emit(p, b, nh, own)
+	return true
+}
+
+// emit hands b to p's write batch: the capture, decapsulation, a TAP
+// port's Ethernet header.
+func (w *worker) emit(p *port, b []byte, nh uint32, own []byte) {
+	d := w.d
+	name := p.name
 	if d.capturing.Load() > 0 {
 		// the IPv4 packet, also on a TAP port (LINKTYPE_RAW,
 		// as on a TUN; tap.go)
@@ -540,12 +581,11 @@ func (w *worker) send(idx int, name string, b []byte, nh uint32, own []byte) boo
 			w.add(p, req)
 		}
 		if f == nil {
-			return true
+			return
 		}
 		b = f
 	}
 	w.add(p, b)
-	return true
 }
 
 // run runs the engine on the elements, writes what leaves, and gives

@@ -1,0 +1,363 @@
+package link
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/fault"
+	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/netfilter"
+	"github.com/uswitch-lab/uswitch/packet"
+	"github.com/uswitch-lab/uswitch/route"
+)
+
+// Wire faults (package fault): wire:IFACE:ingress faults act right after
+// a reader decoded a packet of IFACE, before the engine; wire:IFACE:egress
+// faults right before a packet is handed to IFACE's write batch. A fault
+// that drops, corrupts or marks does it in place. A fault that holds
+// packets (delay, jitter, reorder, rate, slot, duplicate) hands a copy
+// to its queue (fault.Queue: netem's limit, tfifo, rate and slots), and
+// the runtime's one delay goroutine sends what is due: it sleeps on one
+// timer until the earliest queue's next time, or until a new packet is
+// queued; no goroutine or timer per packet. A released ingress packet
+// goes on with the port's next ingress faults and then through the
+// engine on the delay goroutine's own engine worker; a released egress
+// packet with the next egress faults and then to the device.
+//
+//	reader ─ ingress faults ─┬─> workers ─ engine ─ egress faults ─┬─> write
+//	                         └─> queue ┐                 queue <───┘
+//	                                   └── delay goroutine ──> engine / write
+//
+// Memory: a queued copy lives in a buffer of the delay goroutine's pool
+// from Enqueue until it is written (or dropped); the reader's element
+// goes back to its reader at once.
+
+// WithFaults runs the set's wire faults on the datapath's ports. The
+// set's epoch is the datapath's clock at start (its schedules count
+// from then).
+func WithFaults(s *fault.Set) DatapathOption {
+	return func(d *Datapath) {
+		if s == nil {
+			return
+		}
+		s.SetEpoch(d.Now())
+		wf := &wireFaults{d: d, set: s, kick: make(chan struct{}, 1)}
+		for _, p := range d.ports {
+			p.ingress = s.Wire(p.name, false)
+			p.egress = s.Wire(p.name, true)
+			for i, f := range p.ingress {
+				if f.Queued() {
+					wf.queues = append(wf.queues, &delayQueue{f: f, port: p, fi: i, q: fault.NewQueue[*held](f, d.Now())})
+				}
+			}
+			for i, f := range p.egress {
+				if f.Queued() {
+					wf.queues = append(wf.queues, &delayQueue{f: f, port: p, fi: i, egress: true, q: fault.NewQueue[*held](f, d.Now())})
+				}
+			}
+		}
+		d.faults = wf
+	}
+}
+
+// wireFaults is the datapath's fault state: the set, the queues of the
+// holding faults and the delay goroutine's wake-up.
+type wireFaults struct {
+	d      *Datapath
+	set    *fault.Set
+	queues []*delayQueue
+	kick   chan struct{}
+	bufs   sync.Pool
+	// dropped counts packets wire faults dropped (loss, partition,
+	// queue limit, a corrupted header)
+	dropped atomic.Uint64
+}
+
+// delayQueue is one holding fault's queue on one port.
+type delayQueue struct {
+	mu     sync.Mutex // guards q
+	f      *fault.Fault
+	port   *port
+	fi     int // f's index in the port's ingress or egress faults
+	egress bool
+	q      *fault.Queue[*held]
+}
+
+// held is a queued copy: its bytes (a pool buffer) and, for egress, the
+// next hop.
+type held struct {
+	buf []byte
+	nh  uint32
+}
+
+func (wf *wireFaults) queueOf(p *port, fi int, egress bool) *delayQueue {
+	for _, q := range wf.queues {
+		if q.port == p && q.fi == fi && q.egress == egress {
+			return q
+		}
+	}
+	return nil
+}
+
+func (wf *wireFaults) copyOf(b []byte) *held {
+	h, _ := wf.bufs.Get().(*held)
+	if h == nil {
+		h = &held{}
+	}
+	h.buf = append(h.buf[:0], b...)
+	return h
+}
+
+func (wf *wireFaults) put(h *held) {
+	h.nh = 0
+	wf.bufs.Put(h)
+}
+
+// enqueue queues the copies d decided (the duplicate first, as netem
+// enqueues it at the root before the original's delay) and wakes the
+// delay goroutine. It applies each copy's corruption and mark to its
+// own bytes.
+func (wf *wireFaults) enqueue(q *delayQueue, d *fault.Decision, b []byte, nh uint32, now int64) {
+	var hd *held
+	if d.HasDup && !d.Dup.Drop {
+		hd = wf.copyOf(b)
+		hd.nh = nh
+	}
+	h := wf.copyOf(b)
+	h.nh = nh
+	q.f.Apply(d, &d.Orig, h.buf, nil)
+	q.mu.Lock()
+	if _, ok := q.q.Enqueue(now, len(b), &d.Orig, h); !ok {
+		wf.put(h)
+		wf.dropped.Add(1)
+		if hd != nil {
+			// the limit drops the duplicate with the original
+			wf.put(hd)
+			hd = nil
+		}
+	}
+	if hd != nil {
+		q.f.Apply(d, &d.Dup, hd.buf, nil)
+		if _, ok := q.q.Enqueue(now, len(b), &d.Dup, hd); !ok {
+			wf.put(hd)
+			wf.dropped.Add(1)
+		}
+	}
+	q.mu.Unlock()
+	select {
+	case wf.kick <- struct{}{}:
+	default:
+	}
+}
+
+// wireEnv answers a wire fault's match: no routes at the wire (every
+// address unicast, every reverse path good), and a fixed Rand32 (a
+// fault's probabilities come from its own draws, not -m statistic).
+type wireEnv struct{ now int64 }
+
+func (e *wireEnv) AddrType(uint32, string) uint8 { return uint8(route.Unicast) }
+func (e *wireEnv) Now() int64                    { return e.now }
+func (e *wireEnv) Rand32() uint32                { return 0 }
+func (e *wireEnv) ReversePath(src, dst uint32, inIf string, mark uint32, tos uint8, loose, validMark, acceptLocal bool) bool {
+	return true
+}
+
+// faultCtx is a goroutine's reused match context for wire faults.
+type faultCtx struct {
+	c   iptables.Ctx
+	env wireEnv
+	d   fault.Decision
+}
+
+// ingress runs p's ingress faults from index from on the packet of
+// buffer b (decoded as pk). It reports whether the packet goes on to
+// the engine now; false: it was dropped or queued (b is no longer
+// needed: a queued packet was copied).
+func (wf *wireFaults) ingress(fc *faultCtx, p *port, pk *packet.Packet, from int, now int64) bool {
+	for i := from; i < len(p.ingress); i++ {
+		f := p.ingress[i]
+		fc.env.now = now
+		fc.c = iptables.Ctx{Pkt: pk, Hook: netfilter.PreRouting, Env: &fc.env, State: wf.d.eng.State}
+		if !f.Decide(&fc.c, now, &fc.d) || !fc.d.Acted {
+			continue
+		}
+		d := &fc.d
+		if d.Orig.Drop {
+			wf.dropped.Add(1)
+			return false
+		}
+		if f.Queued() {
+			wf.enqueue(wf.queueOf(p, i, false), d, pk.IP, 0, now)
+			return false
+		}
+		f.Apply(d, &d.Orig, pk.IP, pk)
+		if d.Orig.Corrupt && pk.Decode() != nil {
+			wf.dropped.Add(1)
+			return false
+		}
+	}
+	return true
+}
+
+// egress runs p's egress faults from index from on packet b leaving
+// through p. It reports whether b goes on to the device now.
+func (wf *wireFaults) egress(fc *faultCtx, pk *packet.Packet, p *port, b []byte, nh uint32, from int, now int64) bool {
+	decoded := false
+	for i := from; i < len(p.egress); i++ {
+		f := p.egress[i]
+		if !decoded {
+			*pk = packet.Packet{Data: b}
+			if pk.Decode() != nil {
+				return true // not ours to judge: the device gets it
+			}
+			pk.OutIf = p.name
+			decoded = true
+		}
+		fc.env.now = now
+		fc.c = iptables.Ctx{Pkt: pk, Hook: netfilter.PostRouting, Env: &fc.env, State: wf.d.eng.State}
+		if !f.Decide(&fc.c, now, &fc.d) || !fc.d.Acted {
+			continue
+		}
+		d := &fc.d
+		if d.Orig.Drop {
+			wf.dropped.Add(1)
+			return false
+		}
+		if f.Queued() {
+			wf.enqueue(wf.queueOf(p, i, true), d, b, nh, now)
+			return false
+		}
+		f.Apply(d, &d.Orig, b, pk)
+	}
+	return true
+}
+
+// run is the delay goroutine: it sends what the queues release, then
+// sleeps until the earliest next time or a kick.
+func (wf *wireFaults) run() {
+	d := wf.d
+	defer d.workers.Done()
+	w := d.newWorker(0)
+	var fc faultCtx
+	var pk packet.Packet
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	type out struct {
+		q *delayQueue
+		h *held
+	}
+	var due []out
+	var done []*held
+	for {
+		now := d.Now()
+		next := int64(math.MaxInt64)
+		for _, q := range wf.queues {
+			q.mu.Lock()
+			for {
+				h, ok := q.q.Dequeue(now)
+				if !ok {
+					break
+				}
+				due = append(due, out{q, h})
+			}
+			next = min(next, q.q.Next(now))
+			q.mu.Unlock()
+		}
+		w.now = now
+		for _, o := range due {
+			p := o.q.port
+			if o.q.egress {
+				if wf.egress(&fc, &pk, p, o.h.buf, o.h.nh, o.q.fi+1, now) {
+					w.emit(p, o.h.buf, o.h.nh, nil)
+				}
+			} else {
+				pk = packet.Packet{Data: o.h.buf}
+				if pk.Decode() == nil {
+					pk.InIf, pk.InIndex = p.name, p.ifindex
+					if wf.ingress(&fc, p, &pk, o.q.fi+1, now) {
+						w.runDelayed(&pk)
+					}
+				} else {
+					d.malformed.Add(1)
+				}
+			}
+			done = append(done, o.h)
+		}
+		if len(due) > 0 {
+			w.flush()
+			for i, h := range done {
+				wf.put(h)
+				done[i] = nil
+			}
+			done = done[:0]
+			clear(due)
+			due = due[:0]
+		}
+		if next != math.MaxInt64 && next <= d.Now() {
+			continue
+		}
+		var tc <-chan time.Time
+		if next != math.MaxInt64 {
+			timer.Reset(time.Duration(next - d.Now()))
+			tc = timer.C
+		}
+		select {
+		case <-d.done:
+			return
+		case <-wf.kick:
+		case <-tc:
+		}
+		if tc != nil && !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// runDelayed runs a released ingress packet through the engine and
+// sends what leaves, as worker.run does for a read packet.
+func (w *worker) runDelayed(p *packet.Packet) {
+	d := w.d
+	f := w.ew.Receive(p, w.now, nil)
+	switch f.Kind {
+	case datapath.Forwarded, datapath.Sent:
+		b := p.IP
+		if f.Datagram != nil {
+			b = f.Datagram.IP
+		}
+		if w.sendFate(&f, b, nil) {
+			d.fwd.Add(1)
+		}
+	case datapath.Delivered:
+		d.delivered.Add(1)
+	case datapath.Dropped:
+		d.dropped.Add(1)
+		d.drops.Add(&f)
+	case datapath.Held:
+		d.held.Add(1)
+	default:
+		d.other.Add(1)
+	}
+	w.sendAnswers(f.Answers)
+}
+
+// FaultDrops is the number of packets the wire faults dropped.
+func (d *Datapath) FaultDrops() uint64 {
+	if d.faults == nil {
+		return 0
+	}
+	return d.faults.dropped.Load()
+}
+
+// Faults is the datapath's fault set (nil: none).
+func (d *Datapath) Faults() *fault.Set {
+	if d.faults == nil {
+		return nil
+	}
+	return d.faults.set
+}
