@@ -17,6 +17,7 @@ import (
 	// the line of a bad value.
 	"github.com/BurntSushi/toml"
 
+	"github.com/uswitch-lab/uswitch/fault"
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/lvs"
@@ -57,6 +58,10 @@ type Config struct {
 	Links []Link `toml:"link"`
 	// Demo is what `uswitch lab` does to show traffic crossing uswitch.
 	Demo []Demo `toml:"demo"`
+	// Experiment and Faults are the fault-injection tables (package
+	// fault, faults.go).
+	Experiment fault.Experiment `toml:"experiment"`
+	Faults     []fault.Spec     `toml:"fault"`
 
 	// File is where the config came from ("" for an embedded one).
 	File string `toml:"-"`
@@ -871,7 +876,7 @@ func (c *Config) check(src string) error {
 	if _, err := c.fibConfig(nil); err != nil {
 		return fail("uswitch.routes", "%v", err)
 	}
-	return nil
+	return c.checkFaults(src)
 }
 
 // valueLine finds the line of a key, preferring one whose line shows the

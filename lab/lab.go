@@ -140,6 +140,14 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
+	fs, err := cfg.FaultSet(cfg.FaultSeed(seed))
+	if err != nil {
+		return l, err
+	}
+	if fs != nil {
+		ecfg.Faults = faultStages(fs)
+		fmt.Fprintf(log, "faults: %d, seed %d\n", len(fs.Faults), fs.Seed)
+	}
 	l.eng = datapath.New(ecfg, ctcfg, seed)
 	if l.eng.LVS, err = cfg.Director(); err != nil {
 		return l, err
@@ -147,6 +155,9 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	opts := cfg.DatapathOptions()
 	if cfg.Uswitch.Inline == nil || *cfg.Uswitch.Inline {
 		opts = append(opts, link.WithInline())
+	}
+	if fs != nil {
+		opts = append(opts, link.WithFaults(fs))
 	}
 	l.dp = link.NewDatapath(l.eng, devs, mtus, workers, opts...)
 	for _, n := range cfg.Namespaces {
