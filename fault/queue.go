@@ -28,6 +28,9 @@ type Queue[T any] struct {
 	// index)
 	slotNext               int64
 	packetsLeft, bytesLeft int64
+	// slotOn: slots run (netem: slot_next != 0, which ktime never is;
+	// a caller's clock may start at 0)
+	slotOn bool
 	slots                  uint64
 }
 
@@ -63,7 +66,7 @@ func NewQueue[T any](f *Fault, now int64) *Queue[T] {
 	if n.HasSlot {
 		q.packetsLeft, q.bytesLeft = slotMax(n.SlotPackets), slotMax(n.SlotBytes)
 		if n.SlotMin|n.SlotMax|n.SlotJitter != 0 {
-			q.slotNext = now
+			q.slotNext, q.slotOn = now, true
 		}
 	}
 	return q
@@ -142,12 +145,12 @@ func (q *Queue[T]) Dequeue(now int64) (T, bool) {
 		return zero, false
 	}
 	t := q.tf[0].t
-	if q.slotNext != 0 && q.slotNext < t {
+	if q.slotOn && q.slotNext < t {
 		q.nextSlot(now)
 	}
 	if t <= now && q.slotNext <= now {
 		it := heap.Pop(&q.tf).(qitem[T])
-		if q.slotNext != 0 {
+		if q.slotOn {
 			q.packetsLeft--
 			q.bytesLeft -= int64(it.len)
 			if q.packetsLeft <= 0 || q.bytesLeft <= 0 {
