@@ -31,7 +31,7 @@ type Queue[T any] struct {
 	// slotOn: slots run (netem: slot_next != 0, which ktime never is;
 	// a caller's clock may start at 0)
 	slotOn bool
-	slots                  uint64
+	slots  uint64
 }
 
 type qitem[T any] struct {
