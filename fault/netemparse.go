@@ -239,6 +239,9 @@ func ParseNetem(words []string) (Netem, error) {
 						return n, fmt.Errorf("netem: slot: %w", err)
 					}
 				}
+				if n.SlotJitter > math.MaxInt32 {
+					return n, errors.New("netem: slot jitter over 2.147s (netem keeps it in 32 bits)")
+				}
 			} else {
 				s, err := need("slot min")
 				if err != nil {
