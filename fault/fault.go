@@ -87,6 +87,9 @@ type Fault struct {
 	// epoch is when the schedules start (Set.SetEpoch), on the
 	// callers' clock
 	epoch int64
+	// observe, when set (Set.Observe, offline tools), sees every
+	// decision
+	observe func(Decision)
 	flows [flowShards]flowShard
 
 	// counters
@@ -189,6 +192,7 @@ func (f *Fault) Decide(c *iptables.Ctx, now int64, d *Decision) bool {
 	st.n++
 	*d = Decision{Fault: f, Flow: fl, N: st.n}
 	if !f.selected(st) {
+		f.seen(d)
 		return true
 	}
 	st.acted++
@@ -204,7 +208,16 @@ func (f *Fault) Decide(c *iptables.Ctx, now int64, d *Decision) bool {
 	case KindNetem:
 		f.netem(st, fk, p, d)
 	}
+	f.seen(d)
 	return true
+}
+
+// seen hands the decision to the observer (a copy: d stays the
+// caller's).
+func (f *Fault) seen(d *Decision) {
+	if f.observe != nil {
+		f.observe(*d)
+	}
 }
 
 func (f *Fault) newState(fk uint64) *flowState {

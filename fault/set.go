@@ -112,6 +112,15 @@ func (s *Set) SetEpoch(t int64) {
 	}
 }
 
+// Observe makes fn see every decision of the set's faults (offline
+// tools: uswitch trace --faults prints them). Call it before the faults
+// see packets; fn runs under the fault's flow lock.
+func (s *Set) Observe(fn func(Decision)) {
+	for _, f := range s.Faults {
+		f.observe = fn
+	}
+}
+
 // Wire returns the faults at wire:iface:ingress (egress false) or
 // egress, in file order.
 func (s *Set) Wire(iface string, egress bool) []*Fault {

@@ -26,7 +26,7 @@ var subcommands = map[string]subcommand{
 	"pcap":             {pcapCmd, "write a pcap of the packets a running lab's device reads and writes (tcpdump -r): [-i DEVICE|any] [-w FILE|-] [-c COUNT] [--socket PATH | --lab NAME]"},
 	"metrics":          {metricsCmd, "print the running instance's Prometheus metrics: [--socket PATH | --lab NAME]"},
 	"snapshot":         {snapshot, "capture the host's network state into a folder: DIR [--netns NAME]"},
-	"trace":            {traceCmd, "replay packets against a host snapshot, printing xtables-monitor --trace lines: --snapshot DIR (--pcap FILE [--iif NAME] | --packet SPEC) [--trace-all]; exit 1 on a truncated or oversized capture record, after tracing the packets before it"},
+	"trace":            {traceCmd, "replay packets against a host snapshot, printing xtables-monitor --trace lines: --snapshot DIR (--pcap FILE [--iif NAME] | --packet SPEC) [--trace-all] [--faults FILE [--seed N]]; exit 1 on a truncated or oversized capture record, after tracing the packets before it"},
 }
 
 func usage() {
