@@ -90,7 +90,7 @@ type Fault struct {
 	// observe, when set (Set.Observe, offline tools), sees every
 	// decision
 	observe func(Decision)
-	flows [flowShards]flowShard
+	flows   [flowShards]flowShard
 
 	// counters
 	Matched, Acted, Dropped, Duplicated, Corrupted, Delayed, Reordered, Marked, Mangled, LimitDrops atomic.Uint64
