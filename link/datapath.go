@@ -977,6 +977,9 @@ func (d *Datapath) WriteMetrics(m *prom.Writer) {
 	}
 	m.Counter("uswitch_capture_packets_dropped_total", "Captured packets a slow capturer had no room for.", d.cdropped.Load())
 	m.Counter("uswitch_trace_lines_dropped_total", "Live trace lines a slow listener had no room for.", d.tdropped.Load())
+	if d.faults != nil {
+		d.faults.set.WriteMetrics(m)
+	}
 }
 
 // Neighbours is the neighbour table of the TAP port called port (as `ip
