@@ -1,0 +1,167 @@
+package link_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/lab"
+	"github.com/uswitch-lab/uswitch/link"
+	"github.com/uswitch-lab/uswitch/link/linktest"
+	"github.com/uswitch-lab/uswitch/packet"
+)
+
+const faultTUNs = `
+name = "f"
+[uswitch]
+seed = 5
+[uswitch.sysctl]
+"net.ipv4.ip_forward" = 1
+[[interface]]
+name = "tc"
+netns = "x-c"
+addresses = ["10.10.1.1/24"]
+[[interface]]
+name = "ts"
+netns = "x-s"
+addresses = ["10.10.2.1/24"]
+[[namespace]]
+name = "x-c"
+addresses = ["10.10.1.2/24"]
+[[namespace]]
+name = "x-s"
+addresses = ["10.10.2.2/24"]
+`
+
+// faultPath runs the lab's engine and faults over two fake TUNs and
+// returns the datapath and its devices.
+func faultPath(t *testing.T, faults string) (*link.Datapath, *linktest.Dev, *linktest.Dev) {
+	t.Helper()
+	c, err := lab.Parse("f.toml", []byte(faultTUNs+faults))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecfg, ctcfg, err := c.EngineConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := c.FaultSet(c.FaultSeed(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st []datapath.FaultStage
+	for _, f := range fs.Hooks() {
+		st = append(st, f)
+	}
+	ecfg.Faults = st
+	tc, ts := linktest.New("tc"), linktest.New("ts")
+	dp := link.NewDatapath(datapath.New(ecfg, ctcfg, 5), []link.Device{tc, ts}, nil, 2, append(c.DatapathOptions(), link.WithFaults(fs))...)
+	t.Cleanup(func() { dp.Close() })
+	return dp, tc, ts
+}
+
+func udpN(i int) []byte {
+	return packet.Build(packet.Spec{Src: packet.MustAddr("10.10.1.2"), Dst: packet.MustAddr("10.10.2.2"), TTL: 64, Proto: packet.ProtoUDP,
+		SrcPort: 1000, DstPort: 7, Payload: []byte{byte(i)}})
+}
+
+func ids(t *testing.T, pkts [][]byte) []int {
+	var out []int
+	for _, b := range pkts {
+		p := packet.Packet{Data: b}
+		if err := p.Decode(); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, int(p.L4[8]))
+	}
+	return out
+}
+
+// TestWireDelayReorder: delay 20ms reorder 100% gap 5 on the egress
+// wire: the delay goroutine sends the 5th and 10th packets at once (the
+// head of the queue), the others 20 ms later, in order.
+func TestWireDelayReorder(t *testing.T) {
+	dp, tc, ts := faultPath(t, `
+[[fault]]
+name = "slow"
+at = "wire:ts:egress"
+netem = "delay 20ms reorder 100% gap 5"
+`)
+	start := time.Now()
+	for i := 1; i <= 10; i++ {
+		tc.In <- udpN(i)
+	}
+	got := ts.WaitWritten(10, 2*time.Second)
+	el := time.Since(start)
+	g := ids(t, got)
+	want := []int{5, 10, 1, 2, 3, 4, 6, 7, 8, 9}
+	if len(g) != len(want) {
+		t.Fatalf("written %v", g)
+	}
+	for i := range want {
+		if g[i] != want[i] {
+			t.Fatalf("written %v, want %v", g, want)
+		}
+	}
+	if el < 20*time.Millisecond {
+		t.Errorf("delayed packets written after %v, before their 20 ms", el)
+	}
+	if f := dp.Faults().Faults[0]; f.Reordered.Load() != 2 || f.Delayed.Load() != 8 {
+		t.Errorf("reordered %d, delayed %d", f.Reordered.Load(), f.Delayed.Load())
+	}
+}
+
+// TestWireDuplicateAndNth: duplicate 100% on the egress wire writes each
+// packet twice; an ingress fault dropping the flow's 2nd packet (nth)
+// keeps it from the engine.
+func TestWireDuplicateAndNth(t *testing.T) {
+	_, tc, ts := faultPath(t, `
+[[fault]]
+name = "second"
+at = "wire:tc:ingress"
+action = "loss"
+nth = [2]
+
+[[fault]]
+name = "twice"
+at = "wire:ts:egress"
+netem = "duplicate 100%"
+`)
+	for i := 1; i <= 3; i++ {
+		tc.In <- udpN(i)
+	}
+	got := ids(t, ts.WaitWritten(4, 2*time.Second))
+	if len(got) != 4 {
+		t.Fatalf("written %v", got)
+	}
+	n := map[int]int{}
+	for _, i := range got {
+		n[i]++
+	}
+	if n[1] != 2 || n[3] != 2 || n[2] != 0 {
+		t.Errorf("written %v: want 1 and 3 twice, 2 never", got)
+	}
+}
+
+// TestHookFaultLive: a hook fault runs in the live engine: every other
+// packet dropped at FORWARD.
+func TestHookFaultLive(t *testing.T) {
+	dp, tc, ts := faultPath(t, `
+[[fault]]
+name = "half"
+at = "hook:ipv4:FORWARD@-10"
+action = "loss"
+every = 2
+`)
+	for i := 1; i <= 6; i++ {
+		tc.In <- udpN(i)
+	}
+	got := ids(t, ts.WaitWritten(3, 2*time.Second))
+	if len(got) != 3 || got[0] != 1 || got[1] != 3 || got[2] != 5 {
+		t.Errorf("written %v, want [1 3 5]", got)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if s := dp.Stats(); s.Drops[datapath.DropKey{Reason: datapath.DropFault}] != 3 {
+		t.Errorf("drops %v", s.Drops)
+	}
+}
