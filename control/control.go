@@ -87,6 +87,9 @@ type Request struct {
 	Count int    `json:"count,omitempty"`
 	// Args are the arguments of "ipvsadm" (its stdin, for -R, is Input).
 	Args []string `json:"args,omitempty"`
+	// Name is the fault of "fault" with Op "del" (Op "add" takes
+	// [[fault]] tables in Input; "list" nothing).
+	Name string `json:"name,omitempty"`
 }
 
 // Response is the outcome: what the tool prints and its exit code.

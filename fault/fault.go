@@ -45,6 +45,8 @@ const (
 type Fault struct {
 	Name string
 	At   Placement
+	// Spec is what the fault was compiled from (for listing).
+	Spec Spec
 	// Match is the iptables match text ("" matches every packet);
 	// match its parsed rule.
 	Match string

@@ -46,6 +46,7 @@ func ParseFile(name string, data []byte) (*File, error) {
 type Set struct {
 	Seed   uint64
 	Faults []*Fault
+	epoch  int64
 }
 
 // NewSet compiles specs with seed. Names are unique.
@@ -107,9 +108,48 @@ func LoadFile(path string, seed, def uint64) (*Set, error) {
 // SetEpoch sets the time (on the clock Decide's callers use) that the
 // schedules count from. Call it before the faults see packets.
 func (s *Set) SetEpoch(t int64) {
+	s.epoch = t
 	for _, f := range s.Faults {
 		f.epoch = t
 	}
+}
+
+// Epoch is the set's epoch (SetEpoch).
+func (s *Set) Epoch() int64 { return s.epoch }
+
+// With returns a set of s's faults (the same ones: their state and
+// counters go on) and specs compiled with s's seed; names stay unique.
+func (s *Set) With(specs []Spec, sets iptables.SetLookup) (*Set, error) {
+	add, err := NewSet(specs, s.Seed, sets)
+	if err != nil {
+		return nil, err
+	}
+	n := &Set{Seed: s.Seed, epoch: s.epoch}
+	n.Faults = append(append(n.Faults, s.Faults...), add.Faults...)
+	seen := map[string]bool{}
+	for _, f := range n.Faults {
+		if seen[f.Name] {
+			return nil, fmt.Errorf("fault %s: a second fault of that name", f.Name)
+		}
+		seen[f.Name] = true
+	}
+	n.SetEpoch(s.epoch)
+	return n, nil
+}
+
+// Without returns a set of s's faults but the one called name (false:
+// none is).
+func (s *Set) Without(name string) (*Set, bool) {
+	n := &Set{Seed: s.Seed, epoch: s.epoch}
+	found := false
+	for _, f := range s.Faults {
+		if f.Name == name {
+			found = true
+			continue
+		}
+		n.Faults = append(n.Faults, f)
+	}
+	return n, found
 }
 
 // Observe makes fn see every decision of the set's faults (offline
@@ -180,6 +220,54 @@ func (s *Set) Ifaces() []string {
 		}
 	}
 	return out
+}
+
+// Describe is the fault's definition in one line: placement, match,
+// action and selection.
+func (f *Fault) Describe() string {
+	s := f.At.String()
+	if f.Match != "" {
+		s += " match '" + f.Match + "'"
+	}
+	sp := &f.Spec
+	if sp.Action != "" {
+		s += " " + sp.Action
+		if sp.Probability != nil {
+			s += " " + sp.Probability.words()
+		}
+	}
+	if sp.Netem != "" {
+		s += " netem '" + sp.Netem + "'"
+	}
+	for _, x := range []struct {
+		k string
+		v uint64
+	}{{"skip", f.Skip}, {"every", f.Every}, {"offset", f.Offset}, {"times", f.Times}} {
+		if x.v != 0 {
+			s += " " + x.k + " " + strconv.FormatUint(x.v, 10)
+		}
+	}
+	if len(f.Nth) > 0 {
+		s += fmt.Sprintf(" nth %v", f.Nth)
+	}
+	if f.Start != 0 || f.Stop != 0 {
+		s += fmt.Sprintf(" from %s", fmtDur(f.Start))
+		if f.Stop != 0 {
+			s += " to " + fmtDur(f.Stop)
+		}
+	}
+	return s
+}
+
+// WriteList prints the faults as `uswitch fault list` does: the seed,
+// then per fault its definition and counters.
+func (s *Set) WriteList(w io.Writer) {
+	fmt.Fprintf(w, "seed %d\n", s.Seed)
+	for _, f := range s.Faults {
+		fmt.Fprintf(w, "%s: %s\n  matched %d acted %d: dropped %d duplicated %d corrupted %d delayed %d reordered %d ecn %d mangled %d limit %d\n",
+			f.Name, f.Describe(), f.Matched.Load(), f.Acted.Load(), f.Dropped.Load(), f.Duplicated.Load(), f.Corrupted.Load(),
+			f.Delayed.Load(), f.Reordered.Load(), f.Marked.Load(), f.Mangled.Load(), f.LimitDrops.Load())
+	}
 }
 
 // WriteSummary prints one line per fault: placement, counters.

@@ -120,7 +120,7 @@ func Compile(s *Spec, seed uint64, sets iptables.SetLookup) (*Fault, error) {
 	if !nameRe.MatchString(s.Name) {
 		return nil, fmt.Errorf("name %q: 1 to 64 letters, digits, '_', '.', '-'", s.Name)
 	}
-	f := &Fault{Name: s.Name, Match: strings.TrimSpace(s.Match), key: Key(seed, s.Name)}
+	f := &Fault{Name: s.Name, Match: strings.TrimSpace(s.Match), key: Key(seed, s.Name), Spec: *s}
 	action := s.Action
 	if action == "" {
 		switch {

@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/fault"
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/packet"
@@ -153,6 +155,76 @@ func TestLabFaults(t *testing.T) {
 			t.Errorf("fault counters: dropped %d, datapath %d, want %d", live.Dropped.Load(), l.dp.FaultDrops(), n-len(want))
 		}
 		t.Logf("%d of %d datagrams arrived (seed 11), as predicted", len(got), n)
+	})
+
+	t.Run("live add, list, del", func(t *testing.T) {
+		// every other datagram to :9100 dropped at FORWARD, added live
+		r := l.Control(control.Request{Cmd: "fault", Op: "add", Input: "[[fault]]\nname = \"half\"\nat = \"hook:ipv4:FORWARD\"\nmatch = \"-p udp --dport 9100\"\naction = \"loss\"\nevery = 2\n"})
+		if r.Code != 0 {
+			t.Fatalf("add: %+v", r)
+		}
+		for _, bad := range []string{
+			"[[fault]]\nname = \"half\"\nat = \"wire:fc:egress\"\nnetem = \"loss 1%\"\n",
+			"[[fault]]\nname = \"x\"\nat = \"wire:nope:egress\"\nnetem = \"loss 1%\"\n",
+		} {
+			if r := l.Control(control.Request{Cmd: "fault", Op: "add", Input: bad}); r.Code == 0 {
+				t.Errorf("add %q accepted", bad)
+			}
+		}
+		var pc net.PacketConn
+		if err := inNetns(l.nss[srv], func() error {
+			var err error
+			pc, err = net.ListenPacket("udp4", "10.20.2.2:9100")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		conn, err := l.Dial(cli, "udp4", "10.20.2.2:9100", time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		for i := 0; i < 10; i++ {
+			conn.Write([]byte("x"))
+		}
+		got := 0
+		buf := make([]byte, 100)
+		for {
+			pc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				break
+			}
+			got++
+		}
+		if got != 5 {
+			t.Errorf("received %d of 10, want 5 (every 2nd dropped)", got)
+		}
+		r = l.Control(control.Request{Cmd: "fault", Op: "list"})
+		if r.Code != 0 || !strings.Contains(r.Stdout, "half: hook:ipv4:FORWARD match '-p udp --dport 9100' loss every 2\n  matched 10 acted 5: dropped 5") ||
+			!strings.Contains(r.Stdout, "udp-loss: wire:fs:egress") {
+			t.Errorf("list:\n%s%s", r.Stdout, r.Stderr)
+		}
+		if r := l.Control(control.Request{Cmd: "fault", Op: "del", Name: "half"}); r.Code != 0 {
+			t.Fatalf("del: %+v", r)
+		}
+		for i := 0; i < 4; i++ {
+			conn.Write([]byte("x"))
+		}
+		got = 0
+		for {
+			pc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				break
+			}
+			got++
+		}
+		if got != 4 {
+			t.Errorf("after del: received %d of 4", got)
+		}
+		if r := l.Control(control.Request{Cmd: "fault", Op: "del", Name: "half"}); r.Code != 1 {
+			t.Errorf("second del: %+v", r)
+		}
 	})
 
 	t.Run("icmp delay", func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/fault"
 	"github.com/uswitch-lab/uswitch/iptables"
@@ -31,22 +32,79 @@ func (c *Config) checkFaults(src string) error {
 		return &ConfigError{File: c.File, Key: "fault", Err: err}
 	}
 	for i, f := range s.Faults {
-		switch f.At.Kind {
-		case fault.WireIngress, fault.WireEgress:
-			found := false
-			for _, it := range c.Interfaces {
-				found = found || it.Name == f.At.Iface
-			}
-			if !found {
-				return &ConfigError{File: c.File, Line: faultLine(src, i), Key: "fault.at",
-					Err: fmt.Errorf("fault %s: %s: the lab has no interface %s", f.Name, f.At, f.At.Iface)}
-			}
-		case fault.HookBridge:
-			return &ConfigError{File: c.File, Line: faultLine(src, i), Key: "fault.at",
-				Err: fmt.Errorf("fault %s: %s: bridge placements are parsed but wait for the bridge datapath", f.Name, f.At)}
+		if err := c.checkPlacement(f); err != nil {
+			return &ConfigError{File: c.File, Line: faultLine(src, i), Key: "fault.at", Err: err}
 		}
 	}
 	return nil
+}
+
+// checkPlacement: a wire placement names one of the lab's interfaces;
+// bridge placements wait for the bridge datapath.
+func (c *Config) checkPlacement(f *fault.Fault) error {
+	switch f.At.Kind {
+	case fault.WireIngress, fault.WireEgress:
+		for _, it := range c.Interfaces {
+			if it.Name == f.At.Iface {
+				return nil
+			}
+		}
+		return fmt.Errorf("fault %s: %s: the lab has no interface %s", f.Name, f.At, f.At.Iface)
+	case fault.HookBridge:
+		return fmt.Errorf("fault %s: %s: bridge placements are parsed but wait for the bridge datapath", f.Name, f.At)
+	}
+	return nil
+}
+
+// faultControl answers `uswitch fault list|add|del`: add compiles the
+// [[fault]] tables of req.Input with the running set's seed and installs
+// the set with them (hook faults by a swap of the engine's
+// configuration, wire faults on the datapath); del removes one by name
+// (what it held is dropped). Faults of both sets keep their state.
+func (l *Lab) faultControl(req control.Request) control.Response {
+	l.fmu.Lock()
+	defer l.fmu.Unlock()
+	cur := l.dp.Faults()
+	if cur == nil {
+		return control.Response{Code: 1, Stderr: "uswitch fault: this lab runs without faults\n"}
+	}
+	var next *fault.Set
+	switch req.Op {
+	case "list":
+		var b strings.Builder
+		cur.WriteList(&b)
+		return control.Response{Stdout: b.String()}
+	case "add":
+		ff, err := fault.ParseFile("fault", []byte(req.Input))
+		if err != nil {
+			return control.Response{Code: 1, Stderr: "uswitch fault: " + err.Error() + "\n"}
+		}
+		if len(ff.Faults) == 0 {
+			return control.Response{Code: 2, Stderr: "uswitch fault: add: no [[fault]] table\n"}
+		}
+		if next, err = cur.With(ff.Faults, l.cfg.setLookup()); err != nil {
+			return control.Response{Code: 1, Stderr: "uswitch fault: " + err.Error() + "\n"}
+		}
+		for _, f := range next.Faults[len(cur.Faults):] {
+			if err := l.cfg.checkPlacement(f); err != nil {
+				return control.Response{Code: 1, Stderr: "uswitch fault: " + err.Error() + "\n"}
+			}
+		}
+	case "del":
+		var ok bool
+		if next, ok = cur.Without(req.Name); !ok {
+			return control.Response{Code: 1, Stderr: fmt.Sprintf("uswitch fault: no fault called %q\n", req.Name)}
+		}
+	default:
+		return control.Response{Code: 2, Stderr: fmt.Sprintf("uswitch fault: unknown operation %q (list, add, del)\n", req.Op)}
+	}
+	ec := l.eng.Config()
+	ec.Faults = faultStages(next)
+	l.eng.Swap(ec)
+	if err := l.dp.SetFaults(next); err != nil {
+		return control.Response{Code: 1, Stderr: "uswitch fault: " + err.Error() + "\n"}
+	}
+	return control.Response{}
 }
 
 // faultLine is the line of the i-th [[fault]] header.
@@ -72,11 +130,9 @@ func (c *Config) FaultSeed(engineSeed uint64) uint64 {
 	return engineSeed
 }
 
-// FaultSet compiles the lab's faults with seed (nil: none).
+// FaultSet compiles the lab's faults with seed (an empty set when it
+// has none: faults can be added live).
 func (c *Config) FaultSet(seed uint64) (*fault.Set, error) {
-	if len(c.Faults) == 0 {
-		return nil, nil
-	}
 	return fault.NewSet(c.Faults, seed, c.setLookup())
 }
 

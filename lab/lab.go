@@ -41,6 +41,8 @@ type Lab struct {
 	// ec answers the control commands; set up by the first request
 	ec     control.Engine
 	ecInit sync.Once
+	// fmu serialises live fault changes (faults.go)
+	fmu    sync.Mutex
 	closed sync.Once
 	cerr   error
 }
@@ -144,8 +146,8 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	if err != nil {
 		return l, err
 	}
-	if fs != nil {
-		ecfg.Faults = faultStages(fs)
+	ecfg.Faults = faultStages(fs)
+	if len(fs.Faults) > 0 {
 		fmt.Fprintf(log, "faults: %d, seed %d\n", len(fs.Faults), fs.Seed)
 	}
 	l.eng = datapath.New(ecfg, ctcfg, seed)
@@ -156,9 +158,7 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	if cfg.Uswitch.Inline == nil || *cfg.Uswitch.Inline {
 		opts = append(opts, link.WithInline())
 	}
-	if fs != nil {
-		opts = append(opts, link.WithFaults(fs))
-	}
+	opts = append(opts, link.WithFaults(fs))
 	l.dp = link.NewDatapath(l.eng, devs, mtus, workers, opts...)
 	for _, n := range cfg.Namespaces {
 		for _, s := range n.Servers {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/uswitch-lab/uswitch/datapath"
-	"github.com/uswitch-lab/uswitch/fault"
 	"github.com/uswitch-lab/uswitch/internal/prom"
 	"github.com/uswitch-lab/uswitch/packet"
 )
@@ -112,9 +111,9 @@ type port struct {
 	// l2 is the Ethernet side of a TAP port (nil: a TUN); set before
 	// the goroutines start (tap.go).
 	l2 *tapPort
-	// ingress and egress are the port's wire faults (fault.go); set
-	// before the goroutines start
-	ingress, egress []*fault.Fault
+	// faults are the port's wire faults (fault.go; nil: none),
+	// swapped whole by SetFaults
+	faults atomic.Pointer[portFaults]
 }
 
 type work struct{ elems []*elem }
@@ -318,7 +317,7 @@ func NewDatapath(eng *datapath.Engine, devs []Device, mtu map[string]int, worker
 	}
 	d.workers.Add(1)
 	go d.reaper()
-	if d.faults != nil && len(d.faults.queues) > 0 {
+	if d.faults != nil {
 		d.workers.Add(1)
 		go d.faults.run()
 	}
@@ -359,11 +358,9 @@ func (d *Datapath) reader(q *rxq, qi int) {
 	// inline: this reader is the worker of its batches
 	var self *worker
 	var batch []*elem
-	// fc is this reader's context for ingress faults
+	// fc is this reader's context for ingress faults (made at the
+	// first)
 	var fc *faultCtx
-	if len(p.ingress) > 0 {
-		fc = new(faultCtx)
-	}
 	if d.inline {
 		self = d.newWorker(qi)
 		batch = make([]*elem, 0, batchSize)
@@ -436,9 +433,14 @@ func (d *Datapath) reader(q *rxq, qi int) {
 			if d.capturing.Load() > 0 {
 				d.tap(p.name, el.pkt.Data)
 			}
-			if fc != nil && !d.faults.ingress(fc, p, &el.pkt, 0, d.Now()) {
-				q.free <- el
-				continue
+			if pf := p.faults.Load(); pf != nil && len(pf.ingress) > 0 {
+				if fc == nil {
+					fc = new(faultCtx)
+				}
+				if !d.faults.ingress(fc, p, pf, &el.pkt, 0, d.Now()) {
+					q.free <- el
+					continue
+				}
 			}
 			if self != nil {
 				batch = append(batch, el)
@@ -548,11 +550,11 @@ func (w *worker) send(idx int, name string, b []byte, nh uint32, own []byte) boo
 		d.nodev.Add(1)
 		return false
 	}
-	if len(p.egress) > 0 {
+	if pf := p.faults.Load(); pf != nil && len(pf.egress) > 0 {
 		if w.fc == nil {
 			w.fc = new(faultCtx)
 		}
-		if !d.faults.egress(w.fc, &w.fpkt, p, b, nh, 0, w.now) {
+		if !d.faults.egress(w.fc, &w.fpkt, p, pf, b, nh, 0, w.now) {
 			return true
 		}
 	}
@@ -978,7 +980,7 @@ func (d *Datapath) WriteMetrics(m *prom.Writer) {
 	m.Counter("uswitch_capture_packets_dropped_total", "Captured packets a slow capturer had no room for.", d.cdropped.Load())
 	m.Counter("uswitch_trace_lines_dropped_total", "Live trace lines a slow listener had no room for.", d.tdropped.Load())
 	if d.faults != nil {
-		d.faults.set.WriteMetrics(m)
+		d.faults.tab.Load().set.WriteMetrics(m)
 	}
 }
 

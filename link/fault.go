@@ -1,6 +1,7 @@
 package link
 
 import (
+	"errors"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -35,42 +36,90 @@ import (
 // from Enqueue until it is written (or dropped); the reader's element
 // goes back to its reader at once.
 
-// WithFaults runs the set's wire faults on the datapath's ports. The
-// set's epoch is the datapath's clock at start (its schedules count
-// from then).
+// WithFaults runs the set's wire faults on the datapath's ports (an
+// empty set: none yet, SetFaults may add some). The set's epoch is the
+// datapath's clock at start (its schedules count from then).
 func WithFaults(s *fault.Set) DatapathOption {
 	return func(d *Datapath) {
 		if s == nil {
-			return
+			s = &fault.Set{}
 		}
 		s.SetEpoch(d.Now())
-		wf := &wireFaults{d: d, set: s, kick: make(chan struct{}, 1)}
-		for _, p := range d.ports {
-			p.ingress = s.Wire(p.name, false)
-			p.egress = s.Wire(p.name, true)
-			for i, f := range p.ingress {
-				if f.Queued() {
-					wf.queues = append(wf.queues, &delayQueue{f: f, port: p, fi: i, q: fault.NewQueue[*held](f, d.Now())})
-				}
-			}
-			for i, f := range p.egress {
-				if f.Queued() {
-					wf.queues = append(wf.queues, &delayQueue{f: f, port: p, fi: i, egress: true, q: fault.NewQueue[*held](f, d.Now())})
-				}
-			}
-		}
-		d.faults = wf
+		d.faults = &wireFaults{d: d, kick: make(chan struct{}, 1)}
+		d.faults.install(s)
 	}
 }
 
-// wireFaults is the datapath's fault state: the set, the queues of the
-// holding faults and the delay goroutine's wake-up.
+// SetFaults replaces the datapath's wire faults with s's (a fault of
+// both sets, the same *fault.Fault, keeps its queue and what it holds;
+// a removed fault's held packets are dropped, as deleting a netem qdisc
+// drops its queue). s's faults get the epoch of the set they replace.
+// The datapath must have been made WithFaults.
+func (d *Datapath) SetFaults(s *fault.Set) error {
+	if d.faults == nil {
+		return errors.New("link: the datapath was made without faults (WithFaults)")
+	}
+	d.faults.mu.Lock()
+	defer d.faults.mu.Unlock()
+	s.SetEpoch(d.faults.tab.Load().set.Epoch())
+	d.faults.install(s)
+	return nil
+}
+
+// install publishes s's faults on the ports and their queues (callers
+// serialise installs).
+func (wf *wireFaults) install(s *fault.Set) {
+	old := wf.tab.Load()
+	t := &faultTable{set: s, byFault: map[*fault.Fault]*delayQueue{}}
+	now := wf.d.Now()
+	for _, p := range wf.d.ports {
+		pf := &portFaults{ingress: s.Wire(p.name, false), egress: s.Wire(p.name, true)}
+		for _, l := range []struct {
+			fs     []*fault.Fault
+			egress bool
+		}{{pf.ingress, false}, {pf.egress, true}} {
+			for _, f := range l.fs {
+				if !f.Queued() {
+					continue
+				}
+				q := (*delayQueue)(nil)
+				if old != nil {
+					q = old.byFault[f]
+				}
+				if q == nil {
+					q = &delayQueue{f: f, port: p, egress: l.egress, q: fault.NewQueue[*held](f, now)}
+				}
+				t.queues = append(t.queues, q)
+				t.byFault[f] = q
+			}
+		}
+		p.faults.Store(pf)
+	}
+	wf.tab.Store(t)
+	select {
+	case wf.kick <- struct{}{}:
+	default:
+	}
+}
+
+// portFaults are a port's wire faults, in the set's order.
+type portFaults struct{ ingress, egress []*fault.Fault }
+
+// faultTable is one installed set: its faults' queues, immutable.
+type faultTable struct {
+	set     *fault.Set
+	queues  []*delayQueue
+	byFault map[*fault.Fault]*delayQueue
+}
+
+// wireFaults is the datapath's fault state: the installed set and
+// queues, and the delay goroutine's wake-up.
 type wireFaults struct {
-	d      *Datapath
-	set    *fault.Set
-	queues []*delayQueue
-	kick   chan struct{}
-	bufs   sync.Pool
+	d    *Datapath
+	mu   sync.Mutex // serialises SetFaults
+	tab  atomic.Pointer[faultTable]
+	kick chan struct{}
+	bufs sync.Pool
 	// dropped counts packets wire faults dropped (loss, partition,
 	// queue limit, a corrupted header)
 	dropped atomic.Uint64
@@ -81,7 +130,6 @@ type delayQueue struct {
 	mu     sync.Mutex // guards q
 	f      *fault.Fault
 	port   *port
-	fi     int // f's index in the port's ingress or egress faults
 	egress bool
 	q      *fault.Queue[*held]
 }
@@ -93,13 +141,15 @@ type held struct {
 	nh  uint32
 }
 
-func (wf *wireFaults) queueOf(p *port, fi int, egress bool) *delayQueue {
-	for _, q := range wf.queues {
-		if q.port == p && q.fi == fi && q.egress == egress {
-			return q
+// after is the index after f in fs (len(fs) when f is not there any
+// more: a released packet of a deleted fault skips the rest).
+func after(fs []*fault.Fault, f *fault.Fault) int {
+	for i, x := range fs {
+		if x == f {
+			return i + 1
 		}
 	}
-	return nil
+	return len(fs)
 }
 
 func (wf *wireFaults) copyOf(b []byte) *held {
@@ -176,9 +226,9 @@ type faultCtx struct {
 // buffer b (decoded as pk). It reports whether the packet goes on to
 // the engine now; false: it was dropped or queued (b is no longer
 // needed: a queued packet was copied).
-func (wf *wireFaults) ingress(fc *faultCtx, p *port, pk *packet.Packet, from int, now int64) bool {
-	for i := from; i < len(p.ingress); i++ {
-		f := p.ingress[i]
+func (wf *wireFaults) ingress(fc *faultCtx, p *port, pf *portFaults, pk *packet.Packet, from int, now int64) bool {
+	for i := from; i < len(pf.ingress); i++ {
+		f := pf.ingress[i]
 		fc.env.now = now
 		fc.c = iptables.Ctx{Pkt: pk, Hook: netfilter.PreRouting, Env: &fc.env, State: wf.d.eng.State}
 		if !f.Decide(&fc.c, now, &fc.d) || !fc.d.Acted {
@@ -190,7 +240,9 @@ func (wf *wireFaults) ingress(fc *faultCtx, p *port, pk *packet.Packet, from int
 			return false
 		}
 		if f.Queued() {
-			wf.enqueue(wf.queueOf(p, i, false), d, pk.IP, 0, now)
+			if q := wf.tab.Load().byFault[f]; q != nil {
+				wf.enqueue(q, d, pk.IP, 0, now)
+			}
 			return false
 		}
 		f.Apply(d, &d.Orig, pk.IP, pk)
@@ -204,10 +256,10 @@ func (wf *wireFaults) ingress(fc *faultCtx, p *port, pk *packet.Packet, from int
 
 // egress runs p's egress faults from index from on packet b leaving
 // through p. It reports whether b goes on to the device now.
-func (wf *wireFaults) egress(fc *faultCtx, pk *packet.Packet, p *port, b []byte, nh uint32, from int, now int64) bool {
+func (wf *wireFaults) egress(fc *faultCtx, pk *packet.Packet, p *port, pf *portFaults, b []byte, nh uint32, from int, now int64) bool {
 	decoded := false
-	for i := from; i < len(p.egress); i++ {
-		f := p.egress[i]
+	for i := from; i < len(pf.egress); i++ {
+		f := pf.egress[i]
 		if !decoded {
 			*pk = packet.Packet{Data: b}
 			if pk.Decode() != nil {
@@ -227,7 +279,9 @@ func (wf *wireFaults) egress(fc *faultCtx, pk *packet.Packet, p *port, b []byte,
 			return false
 		}
 		if f.Queued() {
-			wf.enqueue(wf.queueOf(p, i, true), d, b, nh, now)
+			if q := wf.tab.Load().byFault[f]; q != nil {
+				wf.enqueue(q, d, b, nh, now)
+			}
 			return false
 		}
 		f.Apply(d, &d.Orig, b, pk)
@@ -254,7 +308,7 @@ func (wf *wireFaults) run() {
 	for {
 		now := d.Now()
 		next := int64(math.MaxInt64)
-		for _, q := range wf.queues {
+		for _, q := range wf.tab.Load().queues {
 			q.mu.Lock()
 			for {
 				h, ok := q.q.Dequeue(now)
@@ -269,15 +323,16 @@ func (wf *wireFaults) run() {
 		w.now = now
 		for _, o := range due {
 			p := o.q.port
+			pf := p.faults.Load()
 			if o.q.egress {
-				if wf.egress(&fc, &pk, p, o.h.buf, o.h.nh, o.q.fi+1, now) {
+				if wf.egress(&fc, &pk, p, pf, o.h.buf, o.h.nh, after(pf.egress, o.q.f), now) {
 					w.emit(p, o.h.buf, o.h.nh, nil)
 				}
 			} else {
 				pk = packet.Packet{Data: o.h.buf}
 				if pk.Decode() == nil {
 					pk.InIf, pk.InIndex = p.name, p.ifindex
-					if wf.ingress(&fc, p, &pk, o.q.fi+1, now) {
+					if wf.ingress(&fc, p, pf, &pk, after(pf.ingress, o.q.f), now) {
 						w.runDelayed(&pk)
 					}
 				} else {
@@ -359,5 +414,5 @@ func (d *Datapath) Faults() *fault.Set {
 	if d.faults == nil {
 		return nil
 	}
-	return d.faults.set
+	return d.faults.tab.Load().set
 }
