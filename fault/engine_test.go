@@ -159,3 +159,53 @@ func BenchmarkEngineFaultNoMatch(b *testing.B) {
 		})
 	}
 }
+
+// TestConntrackFull: while conntrack-full max = 2 is active (1 s to
+// 3 s), a third connection finds the table full: its packet is dropped
+// (conntrack -S drop; the entries are ASSURED, so early_drop finds
+// nothing to evict), the established ones go on; after the window a
+// new connection is tracked again.
+func TestConntrackFull(t *testing.T) {
+	e, s := engine(t, Spec{Name: "ct-full", Action: "conntrack-full", Max: 2, Start: "1s", Stop: "3s"})
+	s.BindConntrack(e.CT)
+	flow := func(sport int, now int64) datapath.Fate {
+		return e.Receive(spec(t, "udp 10.0.0.2:"+itoa(uint16(sport))+" > 192.168.1.2:53 iif eth0"), now, nil)
+	}
+	for _, sp := range []int{1001, 1002} {
+		flow(sp, 1e6)
+		e.Receive(spec(t, "udp 192.168.1.2:53 > 10.0.0.2:"+itoa(uint16(sp))+" iif eth1"), 2e6, nil)
+		flow(sp, 3e6) // both ways seen: ASSURED
+	}
+	if f := flow(1003, 0.5e9); f.Kind != datapath.Forwarded {
+		t.Fatalf("before the window: %v", f)
+	}
+	if n := e.CT.Count(); n != 3 {
+		t.Fatalf("%d entries", n)
+	}
+	f := flow(1004, 1.5e9)
+	if f.Kind != datapath.Dropped || f.By() != "conntrack: DROP(table full)" {
+		t.Errorf("in the window, a new flow: %v", f)
+	}
+	if f := flow(1001, 1.6e9); f.Kind != datapath.Forwarded {
+		t.Errorf("in the window, an established flow: %v", f)
+	}
+	if got := e.CT.Max(); got != 2 {
+		t.Errorf("max %d in the window", got)
+	}
+	if f := flow(1005, 3.5e9); f.Kind != datapath.Forwarded {
+		t.Errorf("after the window: %v", f)
+	}
+	if got := e.CT.Max(); got != conntrack.DefaultConfig().Max {
+		t.Errorf("max %d after the window", got)
+	}
+	drop, _ := s.Faults[0].TableFull()
+	if drop != 1 {
+		t.Errorf("table-full drops %d, want 1", drop)
+	}
+	var b strings.Builder
+	s.WriteList(&b)
+	if !strings.Contains(b.String(), `ct-full: hook:ipv4:PREROUTING@-201 conntrack-full max 2 from 1s to 3s`) ||
+		!strings.Contains(b.String(), `drop 1 early_drop 0 ("nf_conntrack: table full, dropping packet" x1)`) {
+		t.Errorf("list:\n%s", b.String())
+	}
+}

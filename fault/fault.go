@@ -24,9 +24,12 @@ const (
 	KindPartition
 	// KindMangle: TTL, TOS or mark set.
 	KindMangle
+	// KindConntrackFull: while active, the conntrack table's
+	// nf_conntrack_max is Max (state.go).
+	KindConntrackFull
 )
 
-var kindNames = [...]string{"netem", "partition", "mangle"}
+var kindNames = [...]string{"netem", "partition", "mangle", "conntrack-full"}
 
 func (k Kind) String() string { return kindNames[k] }
 
@@ -84,6 +87,10 @@ type Fault struct {
 	SetTTL, SetTOS, SetMark bool
 	TTL, TOS                uint8
 	Mark, MarkMask          uint32
+
+	// conntrack-full (state.go)
+	Max   int
+	state stateFault
 
 	key uint64
 	// epoch is when the schedules start (Set.SetEpoch), on the

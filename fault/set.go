@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -230,7 +231,9 @@ func (f *Fault) Describe() string {
 		s += " match '" + f.Match + "'"
 	}
 	sp := &f.Spec
-	if sp.Action != "" {
+	if f.Kind == KindConntrackFull {
+		s += " conntrack-full max " + strconv.Itoa(f.Max)
+	} else if sp.Action != "" {
 		s += " " + sp.Action
 		if sp.Probability != nil {
 			s += " " + sp.Probability.words()
@@ -251,9 +254,9 @@ func (f *Fault) Describe() string {
 		s += fmt.Sprintf(" nth %v", f.Nth)
 	}
 	if f.Start != 0 || f.Stop != 0 {
-		s += fmt.Sprintf(" from %s", fmtDur(f.Start))
+		s += " from " + time.Duration(f.Start).String()
 		if f.Stop != 0 {
-			s += " to " + fmtDur(f.Stop)
+			s += " to " + time.Duration(f.Stop).String()
 		}
 	}
 	return s
@@ -264,6 +267,10 @@ func (f *Fault) Describe() string {
 func (s *Set) WriteList(w io.Writer) {
 	fmt.Fprintf(w, "seed %d\n", s.Seed)
 	for _, f := range s.Faults {
+		if f.Kind == KindConntrackFull {
+			fmt.Fprintf(w, "%s: %s\n  %s\n", f.Name, f.Describe(), f.stateText())
+			continue
+		}
 		fmt.Fprintf(w, "%s: %s\n  matched %d acted %d: dropped %d duplicated %d corrupted %d delayed %d reordered %d ecn %d mangled %d limit %d\n",
 			f.Name, f.Describe(), f.Matched.Load(), f.Acted.Load(), f.Dropped.Load(), f.Duplicated.Load(), f.Corrupted.Load(),
 			f.Delayed.Load(), f.Reordered.Load(), f.Marked.Load(), f.Mangled.Load(), f.LimitDrops.Load())
@@ -300,6 +307,10 @@ var (
 // A corrupted packet is decoded again; one whose header no longer
 // decodes is dropped, as ip_rcv would drop it.
 func (f *Fault) Act(c *iptables.Ctx, now int64, traced bool) (matched, drop bool, text string) {
+	if f.Kind == KindConntrackFull {
+		f.tick(now)
+		return false, false, ""
+	}
 	var d Decision
 	if !f.Decide(c, now, &d) {
 		return false, false, ""

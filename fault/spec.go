@@ -75,6 +75,8 @@ type Spec struct {
 	TTL  *int   `toml:"ttl"`
 	TOS  *int   `toml:"tos"`
 	Mark string `toml:"mark"`
+	// conntrack-full: the emulated nf_conntrack_max
+	Max int `toml:"max"`
 }
 
 // Schedule is the schedule table: { start = "5s", stop = "15s" }.
@@ -133,6 +135,11 @@ func Compile(s *Spec, seed uint64, sets iptables.SetLookup) (*Fault, error) {
 		}
 	}
 	at := s.At
+	if at == "" && action == "conntrack-full" {
+		// a state fault: its stage only watches the clock, before
+		// conntrack
+		at = "hook:ipv4:PREROUTING@-201"
+	}
 	if at == "" {
 		if action != "partition" && action != "mangle" {
 			return nil, fmt.Errorf("action %s needs a placement (at = \"wire:IFACE:egress\", ...)", action)
@@ -189,8 +196,17 @@ func Compile(s *Spec, seed uint64, sets iptables.SetLookup) (*Fault, error) {
 		f.Kind = KindPartition
 	case "mangle":
 		f.Kind = KindMangle
+	case "conntrack-full":
+		f.Kind = KindConntrackFull
+		if s.Max <= 0 {
+			return nil, errors.New("conntrack-full: max = N (the emulated nf_conntrack_max, at least 1)")
+		}
+		f.Max = s.Max
+		if f.Match != "" {
+			return nil, errors.New("conntrack-full: a state fault has no match")
+		}
 	default:
-		return nil, fmt.Errorf("unknown action %q (netem, loss, delay, duplicate, corrupt, rate, partition, mangle)", action)
+		return nil, fmt.Errorf("unknown action %q (netem, loss, delay, duplicate, corrupt, rate, partition, mangle, conntrack-full)", action)
 	}
 	if s.Limit > 0 {
 		words = append(words, "limit", strconv.Itoa(s.Limit))
@@ -345,6 +361,9 @@ func (f *Fault) compileKind(s *Spec) error {
 
 // check refuses what a placement cannot do.
 func (f *Fault) check() error {
+	if f.Kind == KindConntrackFull && f.At.Kind != HookIPv4 {
+		return fmt.Errorf("%s: conntrack-full runs as an IPv4 hook stage (leave `at` out)", f.At)
+	}
 	switch f.At.Kind {
 	case HookIPv4, HookBridge:
 		if f.Kind == KindNetem && (f.Netem.delays() || f.Netem.Duplicate != 0) {

@@ -95,9 +95,15 @@ func (l *Lab) faultControl(req control.Request) control.Response {
 		if next, ok = cur.Without(req.Name); !ok {
 			return control.Response{Code: 1, Stderr: fmt.Sprintf("uswitch fault: no fault called %q\n", req.Name)}
 		}
+		for _, f := range cur.Faults {
+			if f.Name == req.Name {
+				defer f.Release() // after the swap: no stage sets it again
+			}
+		}
 	default:
 		return control.Response{Code: 2, Stderr: fmt.Sprintf("uswitch fault: unknown operation %q (list, add, del)\n", req.Op)}
 	}
+	next.BindConntrack(l.eng.CT)
 	ec := l.eng.Config()
 	ec.Faults = faultStages(next)
 	l.eng.Swap(ec)

@@ -67,6 +67,9 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		ecfg.Faults = tf.stages()
 	}
 	e := datapath.New(ecfg, s.ConntrackConfig(), 1)
+	if tf != nil {
+		tf.set.BindConntrack(e.CT)
+	}
 	e.LVS = s.IPVS
 	traced := 0
 	var expire func(int64)

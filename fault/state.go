@@ -1,0 +1,114 @@
+package fault
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/uswitch-lab/uswitch/conntrack"
+)
+
+// State faults act on the engine's state rather than on packets.
+//
+// conntrack-full emulates nf_conntrack_max = Max for the lab while its
+// schedule is active (the sysctl is read-only in a child namespace, so
+// the kernel cannot stage this per lab): new connections then meet the
+// kernel's behaviour, which package conntrack implements
+// (__nf_conntrack_alloc, early_drop in nf_conntrack_core.c): up to 8
+// buckets from the new tuple's are searched for an entry that is not
+// ASSURED to evict (conntrack -S early_drop), else the packet is
+// dropped (drop; the kernel logs "nf_conntrack: table full, dropping
+// packet", uswitch's fate says "conntrack: DROP(table full)").
+// Established connections are untouched. The fault is a stage before
+// conntrack that only watches the clock: the limit switches on and off
+// with the first packet at or after the schedule's start and stop, the
+// moment it can first matter, the same live and offline.
+
+// TableFullMessage is the kernel's log line for a packet dropped on a
+// full table (net_warn_ratelimited in __nf_conntrack_alloc).
+const TableFullMessage = "nf_conntrack: table full, dropping packet"
+
+// stateFault is a state fault's runtime state.
+type stateFault struct {
+	mu     sync.Mutex
+	ct     *conntrack.Table
+	active bool
+	// base are the table's drop and early_drop counters when the fault
+	// became active; acc what earlier windows added
+	base, acc conntrack.Stats
+	windows   int
+}
+
+// BindConntrack gives the set's conntrack-full faults the engine's
+// table. Call it before packets flow.
+func (s *Set) BindConntrack(t *conntrack.Table) {
+	for _, f := range s.Faults {
+		if f.Kind == KindConntrackFull {
+			f.state.mu.Lock()
+			f.state.ct = t
+			f.state.mu.Unlock()
+		}
+	}
+}
+
+// tick switches the limit at the schedule's edges.
+func (f *Fault) tick(now int64) {
+	now -= f.epoch
+	on := now >= f.Start && (f.Stop == 0 || now < f.Stop)
+	st := &f.state
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if on == st.active || st.ct == nil {
+		return
+	}
+	st.active = on
+	if on {
+		st.ct.SetMax(f.Max)
+		st.base = st.ct.Stats()
+		st.windows++
+		f.Acted.Add(1)
+		return
+	}
+	st.ct.SetMax(0)
+	cur := st.ct.Stats()
+	st.acc.Drop += cur.Drop - st.base.Drop
+	st.acc.EarlyDrop += cur.EarlyDrop - st.base.EarlyDrop
+}
+
+// Release lifts a conntrack-full fault's limit (a fault deleted live).
+func (f *Fault) Release() {
+	st := &f.state
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.active && st.ct != nil {
+		st.ct.SetMax(0)
+		st.active = false
+	}
+}
+
+// TableFull reports the packets a conntrack-full fault's windows have
+// seen dropped for a full table, and the entries early-dropped.
+func (f *Fault) TableFull() (drop, earlyDrop uint64) {
+	st := &f.state
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	drop, earlyDrop = st.acc.Drop, st.acc.EarlyDrop
+	if st.active && st.ct != nil {
+		cur := st.ct.Stats()
+		drop += cur.Drop - st.base.Drop
+		earlyDrop += cur.EarlyDrop - st.base.EarlyDrop
+	}
+	return drop, earlyDrop
+}
+
+func (f *Fault) stateText() string {
+	drop, early := f.TableFull()
+	st := &f.state
+	st.mu.Lock()
+	active, windows := st.active, st.windows
+	st.mu.Unlock()
+	s := fmt.Sprintf("active %v, windows %d: conntrack -S drop %d early_drop %d", active, windows, drop, early)
+	if drop > 0 {
+		s += fmt.Sprintf(" (%q x%d)", TableFullMessage, drop)
+	}
+	return s
+}
