@@ -167,7 +167,7 @@ func BenchmarkEngineFaultNoMatch(b *testing.B) {
 // new connection is tracked again.
 func TestConntrackFull(t *testing.T) {
 	e, s := engine(t, Spec{Name: "ct-full", Action: "conntrack-full", Max: 2, Start: "1s", Stop: "3s"})
-	s.BindConntrack(e.CT)
+	s.BindState(e.CT, e.NAT)
 	flow := func(sport int, now int64) datapath.Fate {
 		return e.Receive(spec(t, "udp 10.0.0.2:"+itoa(uint16(sport))+" > 192.168.1.2:53 iif eth0"), now, nil)
 	}
@@ -207,5 +207,57 @@ func TestConntrackFull(t *testing.T) {
 	if !strings.Contains(b.String(), `ct-full: hook:ipv4:PREROUTING@-201 conntrack-full max 2 from 1s to 3s`) ||
 		!strings.Contains(b.String(), `drop 1 early_drop 0 ("nf_conntrack: table full, dropping packet" x1)`) {
 		t.Errorf("list:\n%s", b.String())
+	}
+}
+
+// TestNATExhaust: with every source NAT pool cut to 2 ports, a third
+// masqueraded connection to the same destination finds no free port
+// and is dropped at confirm (conntrack -S insert_failed), one to
+// another destination reuses the ports; after the window the full pool
+// is back.
+func TestNATExhaust(t *testing.T) {
+	fib, err := datapathtest.RouterFIB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := (&iptables.Loader{}).LoadString(datapathtest.Table("nat", "-A POSTROUTING -o eth1 -j MASQUERADE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewSet([]Spec{{Name: "pool", Action: "nat-exhaust", Ports: 2, Stop: "1s"}}, 42, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := datapath.New(datapath.Config{Rules: rs, FIB: fib, IPForward: true, Faults: []datapath.FaultStage{s.Faults[0]}}, conntrack.DefaultConfig(), 1)
+	s.BindState(e.CT, e.NAT)
+	send := func(sport int, dst string, now int64) (datapath.Fate, *packet.Packet) {
+		p := spec(t, "udp 10.0.0.2:"+itoa(uint16(sport))+" > "+dst+":53 iif eth0")
+		return e.Receive(p, now, nil), p
+	}
+	ports := map[uint16]bool{}
+	for i, sp := range []int{2001, 2002, 2003} {
+		f, p := send(sp, "192.168.1.2", 1e6)
+		if i < 2 {
+			if f.Kind != datapath.Forwarded || p.SrcPort < 1024 || p.SrcPort > 1025 {
+				t.Fatalf("flow %d: %v from port %d, want forwarded from 1024 or 1025", i+1, f, p.SrcPort)
+			}
+			ports[p.SrcPort] = true
+			continue
+		}
+		if f.Kind != datapath.Dropped || !strings.Contains(f.By(), "insert failed") {
+			t.Errorf("third flow: %v, want dropped at confirm (insert failed)", f)
+		}
+	}
+	if len(ports) != 2 {
+		t.Errorf("ports %v", ports)
+	}
+	if f, p := send(2004, "192.168.1.3", 2e6); f.Kind != datapath.Forwarded || p.SrcPort > 1025 {
+		t.Errorf("another destination: %v from %d", f, p.SrcPort)
+	}
+	if n := s.Faults[0].InsertFailed(); n != 1 {
+		t.Errorf("insert_failed %d, want 1", n)
+	}
+	if f, p := send(2005, "192.168.1.2", 2e9); f.Kind != datapath.Forwarded || p.SrcPort != 2005 {
+		t.Errorf("after the window: %v from %d, want the port kept", f, p.SrcPort)
 	}
 }

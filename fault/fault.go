@@ -27,9 +27,15 @@ const (
 	// KindConntrackFull: while active, the conntrack table's
 	// nf_conntrack_max is Max (state.go).
 	KindConntrackFull
+	// KindNATExhaust: while active, source NAT port pools are cut to
+	// Ports ports (state.go).
+	KindNATExhaust
 )
 
-var kindNames = [...]string{"netem", "partition", "mangle", "conntrack-full"}
+var kindNames = [...]string{"netem", "partition", "mangle", "conntrack-full", "nat-exhaust"}
+
+// stateKind: a fault on the engine's state, not on packets.
+func (k Kind) stateKind() bool { return k == KindConntrackFull || k == KindNATExhaust }
 
 func (k Kind) String() string { return kindNames[k] }
 
@@ -88,9 +94,9 @@ type Fault struct {
 	TTL, TOS                uint8
 	Mark, MarkMask          uint32
 
-	// conntrack-full (state.go)
-	Max   int
-	state stateFault
+	// conntrack-full and nat-exhaust (state.go)
+	Max, Ports int
+	state      stateFault
 
 	key uint64
 	// epoch is when the schedules start (Set.SetEpoch), on the

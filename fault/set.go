@@ -233,6 +233,8 @@ func (f *Fault) Describe() string {
 	sp := &f.Spec
 	if f.Kind == KindConntrackFull {
 		s += " conntrack-full max " + strconv.Itoa(f.Max)
+	} else if f.Kind == KindNATExhaust {
+		s += " nat-exhaust ports " + strconv.Itoa(f.Ports)
 	} else if sp.Action != "" {
 		s += " " + sp.Action
 		if sp.Probability != nil {
@@ -267,7 +269,7 @@ func (f *Fault) Describe() string {
 func (s *Set) WriteList(w io.Writer) {
 	fmt.Fprintf(w, "seed %d\n", s.Seed)
 	for _, f := range s.Faults {
-		if f.Kind == KindConntrackFull {
+		if f.Kind.stateKind() {
 			fmt.Fprintf(w, "%s: %s\n  %s\n", f.Name, f.Describe(), f.stateText())
 			continue
 		}
@@ -307,7 +309,7 @@ var (
 // A corrupted packet is decoded again; one whose header no longer
 // decodes is dropped, as ip_rcv would drop it.
 func (f *Fault) Act(c *iptables.Ctx, now int64, traced bool) (matched, drop bool, text string) {
-	if f.Kind == KindConntrackFull {
+	if f.Kind.stateKind() {
 		f.tick(now)
 		return false, false, ""
 	}

@@ -75,8 +75,10 @@ type Spec struct {
 	TTL  *int   `toml:"ttl"`
 	TOS  *int   `toml:"tos"`
 	Mark string `toml:"mark"`
-	// conntrack-full: the emulated nf_conntrack_max
-	Max int `toml:"max"`
+	// conntrack-full: the emulated nf_conntrack_max; nat-exhaust: the
+	// ports left in every source NAT pool
+	Max   int `toml:"max"`
+	Ports int `toml:"ports"`
 }
 
 // Schedule is the schedule table: { start = "5s", stop = "15s" }.
@@ -135,7 +137,7 @@ func Compile(s *Spec, seed uint64, sets iptables.SetLookup) (*Fault, error) {
 		}
 	}
 	at := s.At
-	if at == "" && action == "conntrack-full" {
+	if at == "" && (action == "conntrack-full" || action == "nat-exhaust") {
 		// a state fault: its stage only watches the clock, before
 		// conntrack
 		at = "hook:ipv4:PREROUTING@-201"
@@ -202,11 +204,14 @@ func Compile(s *Spec, seed uint64, sets iptables.SetLookup) (*Fault, error) {
 			return nil, errors.New("conntrack-full: max = N (the emulated nf_conntrack_max, at least 1)")
 		}
 		f.Max = s.Max
-		if f.Match != "" {
-			return nil, errors.New("conntrack-full: a state fault has no match")
+	case "nat-exhaust":
+		f.Kind = KindNATExhaust
+		if s.Ports <= 0 || s.Ports > 65535 {
+			return nil, errors.New("nat-exhaust: ports = K (1 to 65535: the ports left in each source NAT pool)")
 		}
+		f.Ports = s.Ports
 	default:
-		return nil, fmt.Errorf("unknown action %q (netem, loss, delay, duplicate, corrupt, rate, partition, mangle, conntrack-full)", action)
+		return nil, fmt.Errorf("unknown action %q (netem, loss, delay, duplicate, corrupt, rate, partition, mangle, conntrack-full, nat-exhaust)", action)
 	}
 	if s.Limit > 0 {
 		words = append(words, "limit", strconv.Itoa(s.Limit))
@@ -361,8 +366,13 @@ func (f *Fault) compileKind(s *Spec) error {
 
 // check refuses what a placement cannot do.
 func (f *Fault) check() error {
-	if f.Kind == KindConntrackFull && f.At.Kind != HookIPv4 {
-		return fmt.Errorf("%s: conntrack-full runs as an IPv4 hook stage (leave `at` out)", f.At)
+	if f.Kind.stateKind() {
+		if f.At.Kind != HookIPv4 {
+			return fmt.Errorf("%s: %s runs as an IPv4 hook stage (leave `at` out)", f.At, f.Kind)
+		}
+		if f.Match != "" {
+			return fmt.Errorf("%s: a state fault has no match", f.Kind)
+		}
 	}
 	switch f.At.Kind {
 	case HookIPv4, HookBridge:

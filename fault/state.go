@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/nat"
 )
 
 // State faults act on the engine's state rather than on packets.
@@ -27,10 +28,20 @@ import (
 // full table (net_warn_ratelimited in __nf_conntrack_alloc).
 const TableFullMessage = "nf_conntrack: table full, dropping packet"
 
+// nat-exhaust cuts every source NAT's port pool (SNAT, MASQUERADE) to
+// its first Ports ports while active (nat.Core.SetPoolLimit): once they
+// are taken towards a destination, the kernel's search
+// (nf_nat_l4proto_unique_tuple: up to 128 attempts from a random
+// offset) finds none and the new connection's packet is dropped at
+// confirm with insert_failed (conntrack -S), "At worst ... we will end
+// up with a final duplicate in __nf_conntrack_confirm and drop the
+// packet" (nf_nat_core.c get_unique_tuple).
+
 // stateFault is a state fault's runtime state.
 type stateFault struct {
 	mu     sync.Mutex
 	ct     *conntrack.Table
+	nat    *nat.Core
 	active bool
 	// base are the table's drop and early_drop counters when the fault
 	// became active; acc what earlier windows added
@@ -38,14 +49,36 @@ type stateFault struct {
 	windows   int
 }
 
-// BindConntrack gives the set's conntrack-full faults the engine's
-// table. Call it before packets flow.
-func (s *Set) BindConntrack(t *conntrack.Table) {
+// BindState gives the set's state faults the engine's conntrack table
+// and NAT core. Call it before packets flow.
+func (s *Set) BindState(t *conntrack.Table, n *nat.Core) {
 	for _, f := range s.Faults {
-		if f.Kind == KindConntrackFull {
+		if f.Kind == KindConntrackFull || f.Kind == KindNATExhaust {
 			f.state.mu.Lock()
-			f.state.ct = t
+			f.state.ct, f.state.nat = t, n
 			f.state.mu.Unlock()
+		}
+	}
+}
+
+// set applies the fault's change (on) or undoes it.
+func (f *Fault) set(on bool) {
+	st := &f.state
+	switch f.Kind {
+	case KindConntrackFull:
+		if on {
+			st.ct.SetMax(f.Max)
+		} else {
+			st.ct.SetMax(0)
+		}
+	case KindNATExhaust:
+		if st.nat == nil {
+			return
+		}
+		if on {
+			st.nat.SetPoolLimit(f.Ports)
+		} else {
+			st.nat.SetPoolLimit(0)
 		}
 	}
 }
@@ -61,17 +94,17 @@ func (f *Fault) tick(now int64) {
 		return
 	}
 	st.active = on
+	f.set(on)
 	if on {
-		st.ct.SetMax(f.Max)
 		st.base = st.ct.Stats()
 		st.windows++
 		f.Acted.Add(1)
 		return
 	}
-	st.ct.SetMax(0)
 	cur := st.ct.Stats()
 	st.acc.Drop += cur.Drop - st.base.Drop
 	st.acc.EarlyDrop += cur.EarlyDrop - st.base.EarlyDrop
+	st.acc.InsertFailed += cur.InsertFailed - st.base.InsertFailed
 }
 
 // Release lifts a conntrack-full fault's limit (a fault deleted live).
@@ -80,7 +113,7 @@ func (f *Fault) Release() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.active && st.ct != nil {
-		st.ct.SetMax(0)
+		f.set(false)
 		st.active = false
 	}
 }
@@ -100,12 +133,28 @@ func (f *Fault) TableFull() (drop, earlyDrop uint64) {
 	return drop, earlyDrop
 }
 
+// InsertFailed reports the connections a nat-exhaust fault's windows
+// have seen dropped at confirm (conntrack -S insert_failed).
+func (f *Fault) InsertFailed() uint64 {
+	st := &f.state
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	n := st.acc.InsertFailed
+	if st.active && st.ct != nil {
+		n += st.ct.Stats().InsertFailed - st.base.InsertFailed
+	}
+	return n
+}
+
 func (f *Fault) stateText() string {
-	drop, early := f.TableFull()
 	st := &f.state
 	st.mu.Lock()
 	active, windows := st.active, st.windows
 	st.mu.Unlock()
+	if f.Kind == KindNATExhaust {
+		return fmt.Sprintf("active %v, windows %d: conntrack -S insert_failed %d", active, windows, f.InsertFailed())
+	}
+	drop, early := f.TableFull()
 	s := fmt.Sprintf("active %v, windows %d: conntrack -S drop %d early_drop %d", active, windows, drop, early)
 	if drop > 0 {
 		s += fmt.Sprintf(" (%q x%d)", TableFullMessage, drop)

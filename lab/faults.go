@@ -103,7 +103,7 @@ func (l *Lab) faultControl(req control.Request) control.Response {
 	default:
 		return control.Response{Code: 2, Stderr: fmt.Sprintf("uswitch fault: unknown operation %q (list, add, del)\n", req.Op)}
 	}
-	next.BindConntrack(l.eng.CT)
+	next.BindState(l.eng.CT, l.eng.NAT)
 	ec := l.eng.Config()
 	ec.Faults = faultStages(next)
 	l.eng.Swap(ec)

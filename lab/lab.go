@@ -151,7 +151,7 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 		fmt.Fprintf(log, "faults: %d, seed %d\n", len(fs.Faults), fs.Seed)
 	}
 	l.eng = datapath.New(ecfg, ctcfg, seed)
-	fs.BindConntrack(l.eng.CT)
+	fs.BindState(l.eng.CT, l.eng.NAT)
 	if l.eng.LVS, err = cfg.Director(); err != nil {
 		return l, err
 	}

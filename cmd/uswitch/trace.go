@@ -68,7 +68,7 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	e := datapath.New(ecfg, s.ConntrackConfig(), 1)
 	if tf != nil {
-		tf.set.BindConntrack(e.CT)
+		tf.set.BindState(e.CT, e.NAT)
 	}
 	e.LVS = s.IPVS
 	traced := 0
