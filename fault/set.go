@@ -126,6 +126,9 @@ func (s *Set) With(specs []Spec, sets iptables.SetLookup) (*Set, error) {
 		return nil, err
 	}
 	n := &Set{Seed: s.Seed, epoch: s.epoch}
+	for _, f := range add.Faults {
+		f.epoch = s.epoch // the faults of s have theirs (and may be running)
+	}
 	n.Faults = append(append(n.Faults, s.Faults...), add.Faults...)
 	seen := map[string]bool{}
 	for _, f := range n.Faults {
@@ -134,7 +137,6 @@ func (s *Set) With(specs []Spec, sets iptables.SetLookup) (*Set, error) {
 		}
 		seen[f.Name] = true
 	}
-	n.SetEpoch(s.epoch)
 	return n, nil
 }
 

@@ -53,15 +53,15 @@ func WithFaults(s *fault.Set) DatapathOption {
 // SetFaults replaces the datapath's wire faults with s's (a fault of
 // both sets, the same *fault.Fault, keeps its queue and what it holds;
 // a removed fault's held packets are dropped, as deleting a netem qdisc
-// drops its queue). s's faults get the epoch of the set they replace.
-// The datapath must have been made WithFaults.
+// drops its queue). Make s with the running set's With or Without, so
+// its faults count their schedules from the same epoch. The datapath
+// must have been made WithFaults.
 func (d *Datapath) SetFaults(s *fault.Set) error {
 	if d.faults == nil {
 		return errors.New("link: the datapath was made without faults (WithFaults)")
 	}
 	d.faults.mu.Lock()
 	defer d.faults.mu.Unlock()
-	s.SetEpoch(d.faults.tab.Load().set.Epoch())
 	d.faults.install(s)
 	return nil
 }
