@@ -79,8 +79,13 @@ type Fault struct {
 	Nth                        []uint64
 
 	// Start and Stop bound when the fault acts, in ns from the set's
-	// epoch (Stop 0: never stops).
+	// epoch (Stop 0: never stops); with Period, it acts only in the
+	// first For of every Period from Start.
 	Start, Stop int64
+	Period, For int64
+	// paused: a live pause (uswitch fault pause); the fault sees no
+	// packet until resumed
+	paused atomic.Bool
 
 	// Partition: the groups, the direction; Reject answers (ICMP port
 	// unreachable, or a TCP RST with RejectTCP) instead of dropping.
@@ -173,8 +178,7 @@ func (f *Fault) Key() uint64 { return f.key }
 // match (d is then untouched). It changes nothing in the packet: Apply
 // does.
 func (f *Fault) Decide(c *iptables.Ctx, now int64, d *Decision) bool {
-	now -= f.epoch
-	if now < f.Start || (f.Stop > 0 && now >= f.Stop) {
+	if !f.active(now) {
 		return false
 	}
 	p := c.Pkt
@@ -234,6 +238,25 @@ func (f *Fault) seen(d *Decision) {
 		f.observe(*d)
 	}
 }
+
+// active reports whether the schedule (and no pause) lets the fault act
+// at now (the callers' clock).
+func (f *Fault) active(now int64) bool {
+	now -= f.epoch
+	if now < f.Start || (f.Stop > 0 && now >= f.Stop) || f.paused.Load() {
+		return false
+	}
+	return f.Period == 0 || (now-f.Start)%f.Period < f.For
+}
+
+// Pause stops the fault from acting until Resume (its state stays).
+func (f *Fault) Pause() { f.paused.Store(true) }
+
+// Resume undoes Pause.
+func (f *Fault) Resume() { f.paused.Store(false) }
+
+// Paused reports whether the fault is paused.
+func (f *Fault) Paused() bool { return f.paused.Load() }
 
 func (f *Fault) newState(fk uint64) *flowState {
 	n := &f.Netem

@@ -278,3 +278,29 @@ func BenchmarkDecideLoss(b *testing.B) {
 		f.Decide(&c, 0, &d)
 	}
 }
+
+// TestFlipFlop: schedule { start = "1s", every = "10s", for = "3s" }
+// acts in [1s, 4s), [11s, 14s)...; a paused fault does not act.
+func TestFlipFlop(t *testing.T) {
+	f := mustFault(t, Spec{Name: "ff", At: "wire:t0:egress", Action: "loss", Schedule: &Schedule{Start: "1s", Every: "10s", For: "3s"}}, 1)
+	p := udp(t, ipA, ipB, 1, 2, 10)
+	for _, tc := range []struct {
+		at   float64
+		want bool
+	}{{0.5, false}, {1, true}, {3.9, true}, {4, false}, {10.9, false}, {11, true}, {13.99, true}, {14.01, false}} {
+		if _, ok := decide(f, p, int64(tc.at*1e9)); ok != tc.want {
+			t.Errorf("at %.2fs: active %v, want %v", tc.at, ok, tc.want)
+		}
+	}
+	f.Pause()
+	if _, ok := decide(f, p, 2e9); ok {
+		t.Error("paused fault acted")
+	}
+	f.Resume()
+	if _, ok := decide(f, p, 2e9); !ok {
+		t.Error("resumed fault did not act")
+	}
+	if _, err := Compile(&Spec{Name: "x", At: "wire:t:egress", Action: "loss", Schedule: &Schedule{Every: "1s", For: "2s"}}, 1, nil); err == nil {
+		t.Error("for > every accepted")
+	}
+}

@@ -257,6 +257,12 @@ func (f *Fault) Describe() string {
 	if len(f.Nth) > 0 {
 		s += fmt.Sprintf(" nth %v", f.Nth)
 	}
+	if f.Period != 0 {
+		s += " every " + time.Duration(f.Period).String() + " for " + time.Duration(f.For).String()
+	}
+	if f.Paused() {
+		s += " (paused)"
+	}
 	if f.Start != 0 || f.Stop != 0 {
 		s += " from " + time.Duration(f.Start).String()
 		if f.Stop != 0 {

@@ -85,6 +85,11 @@ type Spec struct {
 type Schedule struct {
 	Start string `toml:"start"`
 	Stop  string `toml:"stop"`
+	// Every and For make the fault flip-flop from Start on: active for
+	// For at the start of every period of Every (Jepsen's flip-flop;
+	// { every = "10s", for = "3s" }).
+	Every string `toml:"every"`
+	For   string `toml:"for"`
 }
 
 // Percent is a probability written as "5%", or as a number: a fraction
@@ -250,6 +255,20 @@ func Compile(s *Spec, seed uint64, sets iptables.SetLookup) (*Fault, error) {
 			return nil, errors.New("start/stop and schedule both given")
 		}
 		start, stop = s.Schedule.Start, s.Schedule.Stop
+		if (s.Schedule.Every == "") != (s.Schedule.For == "") {
+			return nil, errors.New("schedule: every and for go together")
+		}
+		if s.Schedule.Every != "" {
+			if f.Period, err = parseDuration(s.Schedule.Every); err != nil {
+				return nil, fmt.Errorf("schedule every: %w", err)
+			}
+			if f.For, err = parseDuration(s.Schedule.For); err != nil {
+				return nil, fmt.Errorf("schedule for: %w", err)
+			}
+			if f.Period <= 0 || f.For <= 0 || f.For > f.Period {
+				return nil, errors.New("schedule: 0 < for <= every")
+			}
+		}
 	}
 	if start != "" {
 		if f.Start, err = parseDuration(start); err != nil {

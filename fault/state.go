@@ -85,8 +85,7 @@ func (f *Fault) set(on bool) {
 
 // tick switches the limit at the schedule's edges.
 func (f *Fault) tick(now int64) {
-	now -= f.epoch
-	on := now >= f.Start && (f.Stop == 0 || now < f.Stop)
+	on := f.active(now)
 	st := &f.state
 	st.mu.Lock()
 	defer st.mu.Unlock()

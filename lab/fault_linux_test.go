@@ -205,6 +205,27 @@ func TestLabFaults(t *testing.T) {
 			!strings.Contains(r.Stdout, "udp-loss: wire:fs:egress") {
 			t.Errorf("list:\n%s%s", r.Stdout, r.Stderr)
 		}
+		// paused: nothing dropped
+		if r := l.Control(control.Request{Cmd: "fault", Op: "pause", Name: "half"}); r.Code != 0 {
+			t.Fatalf("pause: %+v", r)
+		}
+		for i := 0; i < 4; i++ {
+			conn.Write([]byte("x"))
+		}
+		got = 0
+		for {
+			pc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				break
+			}
+			got++
+		}
+		if got != 4 {
+			t.Errorf("paused: received %d of 4", got)
+		}
+		if r := l.Control(control.Request{Cmd: "fault", Op: "resume", Name: "half"}); r.Code != 0 {
+			t.Fatalf("resume: %+v", r)
+		}
 		if r := l.Control(control.Request{Cmd: "fault", Op: "del", Name: "half"}); r.Code != 0 {
 			t.Fatalf("del: %+v", r)
 		}

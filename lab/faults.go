@@ -56,11 +56,12 @@ func (c *Config) checkPlacement(f *fault.Fault) error {
 	return nil
 }
 
-// faultControl answers `uswitch fault list|add|del`: add compiles the
+// faultControl answers `uswitch fault list|add|del|pause|resume`: add compiles the
 // [[fault]] tables of req.Input with the running set's seed and installs
 // the set with them (hook faults by a swap of the engine's
 // configuration, wire faults on the datapath); del removes one by name
-// (what it held is dropped). Faults of both sets keep their state.
+// (what it held is dropped); pause and resume one by name. Faults of
+// both sets keep their state.
 func (l *Lab) faultControl(req control.Request) control.Response {
 	l.fmu.Lock()
 	defer l.fmu.Unlock()
@@ -100,8 +101,20 @@ func (l *Lab) faultControl(req control.Request) control.Response {
 				defer f.Release() // after the swap: no stage sets it again
 			}
 		}
+	case "pause", "resume":
+		for _, f := range cur.Faults {
+			if f.Name == req.Name {
+				if req.Op == "pause" {
+					f.Pause()
+				} else {
+					f.Resume()
+				}
+				return control.Response{}
+			}
+		}
+		return control.Response{Code: 1, Stderr: fmt.Sprintf("uswitch fault: no fault called %q\n", req.Name)}
 	default:
-		return control.Response{Code: 2, Stderr: fmt.Sprintf("uswitch fault: unknown operation %q (list, add, del)\n", req.Op)}
+		return control.Response{Code: 2, Stderr: fmt.Sprintf("uswitch fault: unknown operation %q (list, add, del, pause, resume)\n", req.Op)}
 	}
 	next.BindState(l.eng.CT, l.eng.NAT)
 	ec := l.eng.Config()

@@ -14,7 +14,7 @@ const faultUsage = `usage: uswitch fault list [--socket PATH | --lab NAME]
        uswitch fault add [--socket PATH | --lab NAME] --file FILE
        uswitch fault add [--socket PATH | --lab NAME] --at PLACEMENT [--match M] [--action A] [--start D] [--stop D]
                          [--skip N] [--every N] [--offset N] [--nth N,N...] [--times N] [--order fifo] [--scope fault] NAME [NETEM WORDS...]
-       uswitch fault del [--socket PATH | --lab NAME] NAME`
+       uswitch fault del|pause|resume [--socket PATH | --lab NAME] NAME`
 
 // faultCmd changes and lists the faults of a running lab: add takes a
 // fault file's [[fault]] tables, or one fault from flags and netem's
@@ -58,7 +58,7 @@ func faultCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, faultUsage)
 			return 2
 		}
-	case "del":
+	case "del", "pause", "resume":
 		if fs.NArg() != 1 {
 			fmt.Fprintln(stderr, faultUsage)
 			return 2

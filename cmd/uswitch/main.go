@@ -17,7 +17,7 @@ type subcommand struct {
 
 var subcommands = map[string]subcommand{
 	"conntrack":        {conntrackCmd, "the running instance's connection tracking table: -L [-o extended] | -C [--socket PATH | --lab NAME]"},
-	"fault":            {faultCmd, "list, add or delete the faults of a running lab: list | add (--file FILE | --at PLACEMENT [--match M] [--action A] [--start D --stop D] [--every N [--offset K]] [--nth N,...] [--times N] [--skip N] [--order fifo] [--scope fault] NAME [NETEM WORDS]) | del NAME [--socket PATH | --lab NAME]"},
+	"fault":            {faultCmd, "list, add, delete, pause or resume the faults of a running lab: list | add (--file FILE | --at PLACEMENT [--match M] [--action A] [--start D --stop D] [--every N [--offset K]] [--nth N,...] [--times N] [--skip N] [--order fifo] [--scope fault] NAME [NETEM WORDS]) | del|pause|resume NAME [--socket PATH | --lab NAME]"},
 	"iptables-restore": {iptablesRestore, "load a rule set into the running instance, atomically (or check it: --test): [--noflush] [-c] [--ipset FILE] [--socket PATH | --lab NAME] [FILE]"},
 	"ipvsadm":          {ipvsadmCmd, "list, save or change an IPVS table as ipvsadm 1.31 does: a running instance's ([--socket PATH | --lab NAME] -Ln|-Sn|-Lnc|-A|-E|-D|-a|-e|-d|-C|-Z|--set ...) or offline (--snapshot DIR | --input FILE) -Ln|-Sn|-Lnc|-L --timeout [--stats|--rate] | -R < FILE"},
 	"iptables-save":    {iptablesSave, "print the running instance's rule set (or, with --input FILE, a file's canonical form): [-c] [-t TABLE] [--ipset FILE] [--socket PATH | --lab NAME]"},
