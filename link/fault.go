@@ -13,6 +13,7 @@ import (
 	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 	"github.com/uswitch-lab/uswitch/route"
+	"github.com/uswitch-lab/uswitch/trace"
 )
 
 // Wire faults (package fault): wire:IFACE:ingress faults act right after
@@ -203,6 +204,19 @@ func (wf *wireFaults) enqueue(q *delayQueue, d *fault.Decision, b []byte, nh uin
 	}
 }
 
+// publish sends a wire fault's decision to the live trace listeners: a
+// line in the trace format with "fault" as the table and the placement
+// as the chain (the packet has no trace id at the wire: 0).
+func (wf *wireFaults) publish(d *fault.Decision) {
+	v := "ACCEPT"
+	if d.Orig.Drop {
+		v = "DROP"
+	} else if d.Fault.Queued() {
+		v = "QUEUE"
+	}
+	wf.d.publishTrace([]string{trace.RuleLine(0, "fault", d.Fault.At.String(), 0, v, " "+d.Text())})
+}
+
 // wireEnv answers a wire fault's match: no routes at the wire (every
 // address unicast, every reverse path good), and a fixed Rand32 (a
 // fault's probabilities come from its own draws, not -m statistic).
@@ -235,6 +249,9 @@ func (wf *wireFaults) ingress(fc *faultCtx, p *port, pf *portFaults, pk *packet.
 			continue
 		}
 		d := &fc.d
+		if wf.d.tracing.Load() > 0 {
+			wf.publish(d)
+		}
 		if d.Orig.Drop {
 			wf.dropped.Add(1)
 			return false
@@ -274,6 +291,9 @@ func (wf *wireFaults) egress(fc *faultCtx, pk *packet.Packet, p *port, pf *portF
 			continue
 		}
 		d := &fc.d
+		if wf.d.tracing.Load() > 0 {
+			wf.publish(d)
+		}
 		if d.Orig.Drop {
 			wf.dropped.Add(1)
 			return false

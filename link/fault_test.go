@@ -165,3 +165,26 @@ every = 2
 		t.Errorf("drops %v", s.Drops)
 	}
 }
+
+// TestWireFaultTrace: while a live trace listens, a wire fault's
+// decisions are trace lines.
+func TestWireFaultTrace(t *testing.T) {
+	dp, tc, _ := faultPath(t, `
+[[fault]]
+name = "first"
+at = "wire:tc:ingress"
+action = "loss"
+nth = [1]
+`)
+	lines, cancel := dp.SubscribeTrace(16)
+	defer cancel()
+	tc.In <- udpN(1)
+	select {
+	case l := <-lines:
+		if l != " TRACE: 2 00000000 fault:wire:tc:ingress:rule:0x0:DROP  -4 -t fault -A wire:tc:ingress first n=1 drop" {
+			t.Errorf("line %q", l)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no trace line")
+	}
+}
