@@ -4,6 +4,8 @@ import (
 	"math"
 	"sort"
 	"testing"
+
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 const (
@@ -341,4 +343,50 @@ func TestCorrupt(t *testing.T) {
 	f = mustFault(t, Spec{Name: "c", At: "wire:t0:egress", Netem: "corrupt 0.1%"}, 42)
 	k := count(run(t, f, bigN), func(d *Decision) bool { return d.Orig.Corrupt })
 	binomialOK(t, "corrupt 0.1%", k, bigN, 0.001)
+}
+
+// TestECN: loss with ecn marks an ECN-capable packet CE (checksum
+// right) instead of dropping it; a packet that is not ECT is dropped.
+func TestECN(t *testing.T) {
+	f := mustFault(t, Spec{Name: "e", At: "wire:t0:egress", Netem: "loss 100% ecn"}, 1)
+	p := &packet.Packet{Data: packet.Build(packet.Spec{Src: ipA, Dst: ipB, Proto: packet.ProtoUDP, TOS: 0x02, SrcPort: 1, DstPort: 2})}
+	if err := p.Decode(); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := decide(f, p, 0)
+	if d.Orig.Drop || !d.Orig.ECN {
+		t.Fatalf("ECT(0): %+v", d.Orig)
+	}
+	f.Apply(&d, &d.Orig, p.IP, p)
+	if p.IP.TOS()&3 != 3 || p.Decode() != nil {
+		t.Errorf("TOS %#x after marking (decode %v)", p.IP.TOS(), p.Decode())
+	}
+	d, _ = decide(f, udp(t, ipA, ipB, 1, 2, 10), 0)
+	if !d.Orig.Drop {
+		t.Errorf("not ECT: %+v, want dropped", d.Orig)
+	}
+}
+
+// TestTabledist: netem's rounding of sigma·table/8192, and the uniform
+// draw without a table.
+func TestTabledist(t *testing.T) {
+	tb := &Table{v: []int16{-8192, 0, 4096, 8191}}
+	for _, c := range []struct {
+		rnd  uint32
+		want int64
+	}{{0, 1000 - 100}, {1, 1000}, {2, 1000 + 50}, {3, 1000 + 100}} {
+		if got := tabledist(1000, 100, c.rnd, tb); got != c.want {
+			t.Errorf("table[%d]: %d, want %d", c.rnd, got, c.want)
+		}
+	}
+	// sigma over the scale: the whole multiples and the rest, rounded
+	if got := tabledist(0, 10000, 3, tb); got != 9999 {
+		t.Errorf("sigma 10000 at 8191/8192: %d, want 9999", got)
+	}
+	if got := tabledist(100, 10, 25, nil); got != 100+25%20-10 {
+		t.Errorf("uniform: %d", got)
+	}
+	if got := tabledist(100, 0, 25, tb); got != 100 {
+		t.Errorf("no jitter: %d", got)
+	}
 }
