@@ -1,6 +1,9 @@
 package link_test
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,8 +39,16 @@ addresses = ["10.10.2.2/24"]
 // faultPath runs the lab's engine and faults over two fake TUNs and
 // returns the datapath and its devices.
 func faultPath(t *testing.T, faults string) (*link.Datapath, *linktest.Dev, *linktest.Dev) {
+	return faultPathWorkers(t, faults, 2, true)
+}
+
+func faultPathWorkers(t *testing.T, faults string, workers int, inline bool) (*link.Datapath, *linktest.Dev, *linktest.Dev) {
 	t.Helper()
-	c, err := lab.Parse("f.toml", []byte(faultTUNs+faults))
+	src := faultTUNs
+	if !inline {
+		src = strings.Replace(src, "seed = 5\n", "seed = 5\ninline = false\n", 1)
+	}
+	c, err := lab.Parse("f.toml", []byte(src+faults))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +66,11 @@ func faultPath(t *testing.T, faults string) (*link.Datapath, *linktest.Dev, *lin
 	}
 	ecfg.Faults = st
 	tc, ts := linktest.New("tc"), linktest.New("ts")
-	dp := link.NewDatapath(datapath.New(ecfg, ctcfg, 5), []link.Device{tc, ts}, nil, 2, append(c.DatapathOptions(), link.WithFaults(fs))...)
+	opts := c.DatapathOptions()
+	if inline {
+		opts = append(opts, link.WithInline())
+	}
+	dp := link.NewDatapath(datapath.New(ecfg, ctcfg, 5), []link.Device{tc, ts}, nil, workers, append(opts, link.WithFaults(fs))...)
 	t.Cleanup(func() { dp.Close() })
 	return dp, tc, ts
 }
@@ -186,5 +201,53 @@ nth = [1]
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("no trace line")
+	}
+}
+
+// TestWireLossWorkers: the same packets through a 30% loss fault leave
+// the same survivors with 1, 2 and 4 workers (flows spread over the
+// workers by hash) and inline: the draws are per flow and index.
+func TestWireLossWorkers(t *testing.T) {
+	const flows, per = 40, 25
+	var ref []string
+	for _, tc := range []struct {
+		workers int
+		inline  bool
+	}{{1, false}, {2, false}, {4, false}, {2, true}} {
+		dp, in, out := faultPathWorkers(t, `
+[[fault]]
+name = "lossy"
+at = "wire:ts:egress"
+netem = "loss 30%"
+`, tc.workers, tc.inline)
+		go func() {
+			for i := range per {
+				for f := range flows {
+					in.In <- packet.Build(packet.Spec{Src: packet.MustAddr("10.10.1.2"), Dst: packet.MustAddr("10.10.2.2"), TTL: 64, Proto: packet.ProtoUDP,
+						SrcPort: uint16(2000 + f), DstPort: 7, Payload: []byte{byte(i)}})
+				}
+			}
+		}()
+		// every packet is written or dropped by the fault
+		var got []string
+		for deadline := time.Now().Add(5 * time.Second); len(got)+int(dp.FaultDrops()) < flows*per && time.Now().Before(deadline); {
+			for _, b := range out.Take() {
+				p := packet.Packet{Data: b}
+				p.Decode()
+				got = append(got, fmt.Sprintf("%d/%d", p.SrcPort, p.L4[8]))
+			}
+			time.Sleep(time.Millisecond)
+		}
+		slices.Sort(got)
+		if len(got) < flows*per*60/100 || len(got) > flows*per*80/100 {
+			t.Fatalf("%+v: %d of %d survived", tc, len(got), flows*per)
+		}
+		if ref == nil {
+			ref = got
+			continue
+		}
+		if !slices.Equal(got, ref) {
+			t.Errorf("%+v: %d survivors differ from 1 worker's %d", tc, len(got), len(ref))
+		}
 	}
 }
