@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"github.com/uswitch-lab/uswitch/iptables"
-	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -503,6 +502,3 @@ func oneText(o *One, queued bool) string {
 func fmtDur(ns int64) string {
 	return strconv.FormatFloat(float64(ns)/1e6, 'f', 3, 64) + "ms"
 }
-
-// hookOf reports the IPv4 hook and priority of a hook placement.
-func (f *Fault) hookOf() (netfilter.Hook, netfilter.Priority) { return f.At.Hook, f.At.Prio }

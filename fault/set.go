@@ -287,15 +287,6 @@ func (s *Set) WriteList(w io.Writer) {
 	}
 }
 
-// WriteSummary prints one line per fault: placement, counters.
-func (s *Set) WriteSummary(w io.Writer) {
-	fmt.Fprintf(w, "faults: seed=%d\n", s.Seed)
-	for _, f := range s.Faults {
-		fmt.Fprintf(w, "  %-16s %-28s matched %d acted %d dropped %d duplicated %d corrupted %d delayed %d reordered %d ecn %d mangled %d limit-drops %d\n",
-			f.Name, f.At, f.Matched.Load(), f.Acted.Load(), f.Dropped.Load(), f.Duplicated.Load(), f.Corrupted.Load(),
-			f.Delayed.Load(), f.Reordered.Load(), f.Marked.Load(), f.Mangled.Load(), f.LimitDrops.Load())
-	}
-}
 
 // The engine's view of a hook fault (datapath.FaultStage).
 
