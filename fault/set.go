@@ -287,7 +287,6 @@ func (s *Set) WriteList(w io.Writer) {
 	}
 }
 
-
 // The engine's view of a hook fault (datapath.FaultStage).
 
 // FaultHook is the fault's hook and priority.
