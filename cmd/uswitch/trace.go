@@ -112,19 +112,38 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(out, "HELD: %d fragment of %s, waiting for its datagram\n", i, fragDesc(p))
 			return
 		}
-		if tf != nil && (f.Kind == datapath.Forwarded || f.Kind == datapath.Sent) && len(f.Frags) == 0 {
-			q := p
-			if f.Datagram != nil {
-				q = f.Datagram
-			}
-			if fl := tf.wire(q, f.OutIf, true, tp.ts); fl != nil {
-				fmt.Fprintf(out, "FATE: %d %s, then dropped by fault: %s (%s)%s\n", i, f, fl.Name, fl.At, reassembled(f.Reassembled))
-				return
+		if tf != nil && (f.Kind == datapath.Forwarded || f.Kind == datapath.Sent) {
+			// the wire's egress faults see what the device is given:
+			// the packet (or datagram), or each of its fragments
+			if len(f.Frags) == 0 {
+				q := p
+				if f.Datagram != nil {
+					q = f.Datagram
+				}
+				if fl := tf.wire(q, f.OutIf, true, tp.ts); fl != nil {
+					fmt.Fprintf(out, "FATE: %d %s, then dropped by fault: %s (%s)%s\n", i, f, fl.Name, fl.At, reassembled(f.Reassembled))
+					return
+				}
+			} else {
+				for k, fr := range f.Frags {
+					q := &packet.Packet{Data: fr}
+					if q.Decode() != nil {
+						continue
+					}
+					if fl := tf.wire(q, f.OutIf, true, tp.ts); fl != nil {
+						fmt.Fprintf(out, "FAULT: %d fragment %d dropped by fault: %s (%s)\n", i, k+1, fl.Name, fl.At)
+					}
+				}
 			}
 		}
 		fmt.Fprintf(out, "FATE: %d %s%s\n", i, f, reassembled(f.Reassembled))
 		for j, a := range f.Answers {
 			fmt.Fprintf(out, "FATE: %d.%d answer %s\n", i, j+1, a.Fate)
+			if tf != nil && (a.Fate.Kind == datapath.Forwarded || a.Fate.Kind == datapath.Sent) && len(a.Fate.Frags) == 0 {
+				if fl := tf.wire(a.Pkt, a.Fate.OutIf, true, tp.ts); fl != nil {
+					fmt.Fprintf(out, "FAULT: %d.%d answer dropped by fault: %s (%s)\n", i, j+1, fl.Name, fl.At)
+				}
+			}
 		}
 	}
 	// expire reports the reassembly queues whose time ran out by now
