@@ -144,3 +144,22 @@ func keys(m map[int]bool) []int {
 	}
 	return out
 }
+
+// TestTraceFaultsExample runs the README's fault example.
+func TestTraceFaultsExample(t *testing.T) {
+	out, errs, code := runTrace(t, "--snapshot", "../../examples/router", "--packet", "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn iif eth0", "--faults", "../../examples/faults/router.toml")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{
+		"FAULTS: 3, seed 42\n",
+		"FAULT: 1 eth0-lossy wire:eth0:ingress n=1 accept\n",
+		"FAULT: 1 third hook:ipv4:FORWARD@-10 n=1 pass\n",
+		"FAULT: 1 eth1-slow wire:eth1:egress n=1 delay 9.415ms, leaves +9.415ms\n",
+		"FATE: 1 forwarded out eth1\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
+		}
+	}
+}
