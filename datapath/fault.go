@@ -46,8 +46,11 @@ func (c *compiled) addFaultStages(h netfilter.Hook, l []stage) []stage {
 func (k *pkt) fault(s *stage, st *hookState) bool {
 	f := k.cfg.Faults[s.fault]
 	k.p.InIf, k.p.OutIf = st.in, st.out
+	// only what a match reads and Act sets: the rest of the reused
+	// context is a table run's, which sets it all before it reads it
 	c := &k.ctx
-	*c = iptables.Ctx{Pkt: k.p, Hook: st.hook, CT: k.ct, Env: &k.env, State: k.e.State, Scratch: k.scratch}
+	c.Pkt, c.Hook, c.CT, c.Env, c.State = k.p, st.hook, k.ct, &k.env, k.e.State
+	c.Reject, c.HotDrop = nil, false
 	traced := k.tr != nil && (k.tr.All || k.p.Trace)
 	matched, drop, text := f.Act(c, k.env.now, traced)
 	if matched && traced {

@@ -177,11 +177,21 @@ func (f *Fault) Key() uint64 { return f.key }
 // match (d is then untouched). It changes nothing in the packet: Apply
 // does.
 func (f *Fault) Decide(c *iptables.Ctx, now int64, d *Decision) bool {
+	if !f.Sees(c, now) {
+		return false
+	}
+	f.decide(c, d)
+	return true
+}
+
+// Sees reports whether the fault is active at now and the packet of c
+// matches it: Decide's first half, for callers that avoid preparing a
+// Decision for the packets no fault sees.
+func (f *Fault) Sees(c *iptables.Ctx, now int64) bool {
 	if !f.active(now) {
 		return false
 	}
-	p := c.Pkt
-	if f.Kind == KindPartition && !f.partitioned(p) {
+	if f.Kind == KindPartition && !f.partitioned(c.Pkt) {
 		return false
 	}
 	if f.match != nil {
@@ -190,6 +200,12 @@ func (f *Fault) Decide(c *iptables.Ctx, now int64, d *Decision) bool {
 			return false
 		}
 	}
+	return true
+}
+
+// decide is Decide for a packet the fault sees.
+func (f *Fault) decide(c *iptables.Ctx, d *Decision) {
+	p := c.Pkt
 	f.Matched.Add(1)
 	var fl Flow
 	if !f.ScopeFault {
@@ -211,7 +227,7 @@ func (f *Fault) Decide(c *iptables.Ctx, now int64, d *Decision) bool {
 	*d = Decision{Fault: f, Flow: fl, N: st.n}
 	if !f.selected(st) {
 		f.seen(d)
-		return true
+		return
 	}
 	st.acted++
 	d.Acted = true
@@ -227,7 +243,6 @@ func (f *Fault) Decide(c *iptables.Ctx, now int64, d *Decision) bool {
 		f.netem(st, fk, p, d)
 	}
 	f.seen(d)
-	return true
 }
 
 // seen hands the decision to the observer (a copy: d stays the

@@ -311,10 +311,11 @@ func (f *Fault) Act(c *iptables.Ctx, now int64, traced bool) (matched, drop bool
 		f.tick(now)
 		return false, false, ""
 	}
-	var d Decision
-	if !f.Decide(c, now, &d) {
+	if !f.Sees(c, now) {
 		return false, false, ""
 	}
+	var d Decision
+	f.decide(c, &d)
 	if traced {
 		text = d.Text()
 	}
