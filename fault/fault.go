@@ -120,12 +120,25 @@ const flowShards = 64
 type flowShard struct {
 	mu sync.Mutex
 	m  map[Flow]*flowState
+	// sweepAt is the size at which the shard next drops its idle
+	// flows (then twice what is left, at least minSweep)
+	sweepAt int
 }
+
+// FlowIdle is how long a flow may be silent before a fault forgets it:
+// its next packet starts it again at index 1 with fresh state, whether
+// or not its entry was swept yet, so forgetting depends only on the
+// flow's own timing (the same live and offline) and memory stays
+// bounded by the flows of the last FlowIdle.
+const FlowIdle = int64(600e9)
+
+const minSweep = 4096
 
 // flowState is what netem keeps per qdisc, kept per flow here.
 type flowState struct {
 	n     uint64 // packets seen (matched while active)
 	acted uint64
+	last  int64 // the time of the last (from the epoch)
 	// correlated streams
 	dup, loss, corrupt, reorder, delay crnd
 	clg                                uint8  // loss model state
@@ -180,7 +193,7 @@ func (f *Fault) Decide(c *iptables.Ctx, now int64, d *Decision) bool {
 	if !f.Sees(c, now) {
 		return false
 	}
-	f.decide(c, d)
+	f.decide(c, now, d)
 	return true
 }
 
@@ -204,7 +217,8 @@ func (f *Fault) Sees(c *iptables.Ctx, now int64) bool {
 }
 
 // decide is Decide for a packet the fault sees.
-func (f *Fault) decide(c *iptables.Ctx, d *Decision) {
+func (f *Fault) decide(c *iptables.Ctx, now int64, d *Decision) {
+	now -= f.epoch
 	p := c.Pkt
 	f.Matched.Add(1)
 	var fl Flow
@@ -216,13 +230,20 @@ func (f *Fault) decide(c *iptables.Ctx, d *Decision) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	st := sh.m[fl]
-	if st == nil {
+	switch {
+	case st == nil:
+		if len(sh.m) >= sh.sweepAt {
+			sh.sweep(now)
+		}
 		st = f.newState(fk)
 		if sh.m == nil {
 			sh.m = map[Flow]*flowState{}
 		}
 		sh.m[fl] = st
+	case now-st.last > FlowIdle:
+		*st = *f.newState(fk) // a new flow of the same tuple
 	}
+	st.last = now
 	st.n++
 	*d = Decision{Fault: f, Flow: fl, N: st.n}
 	if !f.selected(st) {
@@ -251,6 +272,16 @@ func (f *Fault) seen(d *Decision) {
 	if f.observe != nil {
 		f.observe(*d)
 	}
+}
+
+// sweep drops the flows idle longer than FlowIdle.
+func (sh *flowShard) sweep(now int64) {
+	for k, st := range sh.m {
+		if now-st.last > FlowIdle {
+			delete(sh.m, k)
+		}
+	}
+	sh.sweepAt = max(minSweep, 2*len(sh.m))
 }
 
 // active reports whether the schedule (and no pause) lets the fault act

@@ -304,3 +304,39 @@ func TestFlipFlop(t *testing.T) {
 		t.Error("for > every accepted")
 	}
 }
+
+// TestFlowIdle: a flow silent for longer than FlowIdle starts again at
+// index 1, swept or not; a sweep drops only idle flows.
+func TestFlowIdle(t *testing.T) {
+	f := mustFault(t, Spec{Name: "i", At: "wire:t0:egress", Action: "loss", Every: 2}, 1)
+	p := udp(t, ipA, ipB, 1, 2, 10)
+	q := udp(t, ipA, ipB, 3, 4, 10)
+	for i, at := range []int64{0, 1e9, FlowIdle + 1e9 + 1, FlowIdle + 2e9} {
+		d, _ := decide(f, p, at)
+		if want := []uint64{1, 2, 1, 2}[i]; d.N != want {
+			t.Errorf("packet at %d: n=%d, want %d", at, d.N, want)
+		}
+	}
+	decide(f, q, FlowIdle+2e9)
+	for i := range f.flows {
+		f.flows[i].sweep(2*FlowIdle + 3e9 - 1) // p idle since FlowIdle+2e9: over; q too
+	}
+	n := 0
+	for i := range f.flows {
+		n += len(f.flows[i].m)
+	}
+	if n != 0 {
+		t.Errorf("%d flows after the sweep", n)
+	}
+	decide(f, p, 0)
+	for i := range f.flows {
+		f.flows[i].sweep(1e9)
+	}
+	n = 0
+	for i := range f.flows {
+		n += len(f.flows[i].m)
+	}
+	if n != 1 {
+		t.Errorf("%d flows after a sweep with none idle, want 1", n)
+	}
+}

@@ -315,7 +315,7 @@ func (f *Fault) Act(c *iptables.Ctx, now int64, traced bool) (matched, drop bool
 		return false, false, ""
 	}
 	var d Decision
-	f.decide(c, &d)
+	f.decide(c, now, &d)
 	if traced {
 		text = d.Text()
 	}
