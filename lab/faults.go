@@ -126,6 +126,33 @@ func (l *Lab) faultControl(req control.Request) control.Response {
 	return control.Response{}
 }
 
+// AddFaults adds a fault file's tables to the lab (uswitch lab
+// --faults FILE): its [[fault]] tables join the lab's, its [experiment]
+// seed replaces the lab's when set. They are checked as the lab file's.
+func (c *Config) AddFaults(file string, data []byte) error {
+	f, err := fault.ParseFile(file, data)
+	if err != nil {
+		return err
+	}
+	old := c.Faults
+	c.Faults = append(append([]fault.Spec(nil), c.Faults...), f.Faults...)
+	if f.Experiment.Seed != 0 {
+		c.Experiment.Seed = f.Experiment.Seed
+	}
+	if f.Experiment.Name != "" {
+		c.Experiment.Name = f.Experiment.Name
+	}
+	if err := c.checkFaults(""); err != nil {
+		c.Faults = old
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.File, ce.Line = file, 0
+		}
+		return err
+	}
+	return nil
+}
+
 // faultLine is the line of the i-th [[fault]] header.
 func faultLine(src string, i int) int {
 	n := -1

@@ -22,7 +22,7 @@ var subcommands = map[string]subcommand{
 	"ipvsadm":          {ipvsadmCmd, "list, save or change an IPVS table as ipvsadm 1.31 does: a running instance's ([--socket PATH | --lab NAME] -Ln|-Sn|-Lnc|-A|-E|-D|-a|-e|-d|-C|-Z|--set ...) or offline (--snapshot DIR | --input FILE) -Ln|-Sn|-Lnc|-L --timeout [--stats|--rate] | -R < FILE"},
 	"iptables-save":    {iptablesSave, "print the running instance's rule set (or, with --input FILE, a file's canonical form): [-c] [-t TABLE] [--ipset FILE] [--socket PATH | --lab NAME]"},
 	"nfqueue":          {nfqueueCmd, "decide the packets of kernel NFQUEUE queues with the engine (root): (--queue-num N | --queue-balance A:B) [--netns NAME] [--snapshot DIR] [--rules FILE] [--queue-maxlen N] [--no-batch] [--inline] [--duration D] [--socket PATH] [--metrics ADDR]"},
-	"lab":              {labCmd, "bring up a lab of namespaces routed by uswitch through TUN/TAP devices (root): [down] [--config FILE] [--demo-only] [--no-demo] [--print-default] [--socket PATH] [--metrics ADDR]"},
+	"lab":              {labCmd, "bring up a lab of namespaces routed by uswitch through TUN/TAP devices (root): [down] [--config FILE] [--faults FILE] [--demo-only] [--no-demo] [--print-default] [--socket PATH] [--metrics ADDR]"},
 	"monitor":          {monitorCmd, "print the running instance's live trace lines of packets marked by -j TRACE, as xtables-monitor --trace: --trace [--socket PATH | --lab NAME]"},
 	"pcap":             {pcapCmd, "write a pcap of the packets a running lab's device reads and writes (tcpdump -r): [-i DEVICE|any] [-w FILE|-] [-c COUNT] [--socket PATH | --lab NAME]"},
 	"metrics":          {metricsCmd, "print the running instance's Prometheus metrics: [--socket PATH | --lab NAME]"},
