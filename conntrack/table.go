@@ -139,6 +139,26 @@ type Table struct {
 
 	// events are the event listeners (event.go)
 	events eventSubs
+	// maxOverride, when above 0, is nf_conntrack_max instead of
+	// cfg.Max (SetMax: a fault's emulated limit)
+	maxOverride atomic.Int64
+}
+
+// SetMax makes n the table's nf_conntrack_max until SetMax(0) restores
+// the configured one: the kernel's sysctl is read-only in a child
+// namespace, so a lab emulates a full table this way (package fault's
+// conntrack-full). Entries over the limit stay; new ones meet
+// early_drop, then the drop.
+func (t *Table) SetMax(n int) { t.maxOverride.Store(int64(max(n, 0))) }
+
+// Max is nf_conntrack_max now (0: no limit).
+func (t *Table) Max() int { return int(t.max()) }
+
+func (t *Table) max() int64 {
+	if m := t.maxOverride.Load(); m > 0 {
+		return m
+	}
+	return int64(t.cfg.Max)
 }
 
 // SetDeleteHook makes f be called once for every entry the table deletes
@@ -393,7 +413,7 @@ func (t *Table) earlyDrop(bi int, now int64) bool {
 // alloc makes an unconfirmed entry for tuple (init_conntrack): nil and a
 // verdict when the table is full.
 func (t *Table) alloc(orig, repl Tuple, now int64) (*Conn, Verdict) {
-	if max := int64(t.cfg.Max); max > 0 && t.count.Load()+1 > max {
+	if max := t.max(); max > 0 && t.count.Load()+1 > max {
 		if !t.earlyDrop(t.bucketOf(&orig), now) {
 			t.pressure.Store(true)
 			t.stats.drop.Add(1)
@@ -604,8 +624,8 @@ func (t *Table) Reap(now int64, budget int) int {
 	defer t.reapMu.Unlock()
 	removed, seen := 0, 0
 	var max95 int64
-	if t.pressure.Load() && t.cfg.Max > 0 {
-		max95 = int64(t.cfg.Max) / 100 * 95
+	if max := t.max(); t.pressure.Load() && max > 0 {
+		max95 = max / 100 * 95
 	}
 	for visited := 0; seen < budget && visited < len(t.buckets); visited++ {
 		seen++ // a bucket visit costs one unit of budget too

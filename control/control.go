@@ -98,6 +98,9 @@ type Request struct {
 	// conntrack's DESTROY events name ([USERSPACE] portid=N); the
 	// server sets it.
 	PortID uint32 `json:"-"`
+	// Name is the fault of "fault" with Op "del" (Op "add" takes
+	// [[fault]] tables in Input; "list" nothing).
+	Name string `json:"name,omitempty"`
 }
 
 // Response is the outcome: what the tool prints and its exit code.

@@ -90,6 +90,9 @@ const (
 	// (ip_options_rcv_srr; ip_forward's sr_failed: a strict route via a
 	// gateway).
 	DropSourceRouteFailed
+	// DropFault: a fault stage dropped the packet (fault.go); Fate.Arg
+	// is the fault's name.
+	DropFault
 
 	NumDropReasons
 )
@@ -97,7 +100,7 @@ const (
 var dropNames = [NumDropReasons]string{"", "table", "conntrack", "nat_icmp", "nat", "nat_truncated",
 	"masquerade_no_address", "redirect_no_address", "no_route_config", "route", "ttl",
 	"ipvs", "ipvs_no_route", "ipvs_mtu", "ipvs_too_big", "ipvs_ttl", "ipvs_encap", "defrag", "frag_needed",
-	"ip_options", "source_route", "source_route_failed"}
+	"ip_options", "source_route", "source_route_failed", "fault"}
 
 // String is the reason's metric label value.
 func (r DropReason) String() string {
@@ -162,6 +165,8 @@ func (f *Fate) By() string {
 		return "ip_options: source route not accepted"
 	case DropSourceRouteFailed:
 		return "ip_options: source route failed"
+	case DropFault:
+		return "fault: " + f.Arg
 	}
 	return f.Reason.String()
 }

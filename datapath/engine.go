@@ -47,6 +47,8 @@ type Config struct {
 	Bridges []BridgeConfig
 	// Ebtables is the bridge level's rule set (nil: none).
 	Ebtables *ebtables.Ruleset
+	// Faults are fault stages (package fault) on the IPv4 hooks.
+	Faults []FaultStage
 }
 
 // FateKind is what finally happened to a packet.

@@ -67,6 +67,8 @@ const (
 	// opDefrag is ipv4_conntrack_defrag (nf_defrag_ipv4.c): fragments
 	// wait for their datagram, which goes on in their place.
 	opDefrag
+	// opFault is a fault at hook:ipv4:HOOK@PRIORITY (fault.go).
+	opFault
 )
 
 // stage is one callback on a hook.
@@ -75,6 +77,8 @@ type stage struct {
 	op   stageOp
 	// table is the table of opTable and opMangleOut
 	table iptables.TableID
+	// fault is opFault's index in the configuration's Faults
+	fault int32
 }
 
 // String names the stage as the diagram in doc.go does.
@@ -99,6 +103,8 @@ func (s stage) String() string {
 		n = "ipvs-icmp"
 	case opDefrag:
 		n = "defrag"
+	case opFault:
+		n = "fault"
 	default:
 		n = "stage(" + strconv.Itoa(int(s.op)) + ")"
 	}
@@ -177,6 +183,7 @@ func (c *compiled) buildHooks() {
 					add(netfilter.PriIPVSLocalRequest, opIPVSIn, 0)
 				}
 			}
+			l = c.addFaultStages(h, l)
 			slices.SortStableFunc(l, func(a, b stage) int { return cmp.Compare(a.prio, b.prio) })
 			c.hooks[v][h] = l
 		}
@@ -237,6 +244,8 @@ func (k *pkt) stage(s *stage, st *hookState) bool {
 		return k.ipvsForwardICMP(s.prio)
 	case opDefrag:
 		return k.defragHook(st.hook)
+	case opFault:
+		return k.fault(s, st)
 	}
 	panic("datapath: unknown stage " + s.String())
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/uswitch-lab/uswitch/bridge/ebtables"
+	"github.com/uswitch-lab/uswitch/fault"
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/lvs"
@@ -60,6 +61,10 @@ type Config struct {
 	Links []Link `toml:"link"`
 	// Demo is what `uswitch lab` does to show traffic crossing uswitch.
 	Demo []Demo `toml:"demo"`
+	// Experiment and Faults are the fault-injection tables (package
+	// fault, faults.go).
+	Experiment fault.Experiment `toml:"experiment"`
+	Faults     []fault.Spec     `toml:"fault"`
 
 	// File is where the config came from ("" for an embedded one).
 	File string `toml:"-"`
@@ -966,7 +971,7 @@ func (c *Config) check(src string) error {
 	if _, err := c.fibConfig(nil); err != nil {
 		return fail("uswitch.routes", "%v", err)
 	}
-	return nil
+	return c.checkFaults(src)
 }
 
 // valueLine finds the line of a key, preferring one whose line shows the

@@ -114,3 +114,19 @@ addresses = ["10.0.0.2/24"]
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// TestAddFaults: a fault file's tables join a lab's, checked as the lab
+// file's own.
+func TestAddFaults(t *testing.T) {
+	c := Default()
+	if err := c.AddFaults("f.toml", []byte("[experiment]\nseed = 9\n[[fault]]\nname = \"x\"\nat = \"hook:ipv4:FORWARD\"\naction = \"loss\"\nevery = 2\n")); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Faults) != 1 || c.FaultSeed(1) != 9 {
+		t.Errorf("faults %d, seed %d", len(c.Faults), c.FaultSeed(1))
+	}
+	err := c.AddFaults("g.toml", []byte("[[fault]]\nname = \"y\"\nat = \"wire:nosuch:egress\"\nnetem = \"loss 1%\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "g.toml") || !strings.Contains(err.Error(), "no interface nosuch") || len(c.Faults) != 1 {
+		t.Errorf("bad placement: %v, %d faults", err, len(c.Faults))
+	}
+}

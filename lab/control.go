@@ -51,6 +51,9 @@ func (l *Lab) controlState() *control.Server {
 // Control runs one control request against the lab (what the socket
 // server does for each connection).
 func (l *Lab) Control(req control.Request) control.Response {
+	if req.Cmd == "fault" {
+		return l.faultControl(req)
+	}
 	l.ecInit.Do(func() { l.ec = control.Engine{Eng: l.eng, Now: l.now, Metrics: l.Metrics, Sets: l.cfg.Sets} })
 	return l.ec.Control(req)
 }

@@ -41,6 +41,8 @@ type Lab struct {
 	// ec answers the control commands; set up by the first request
 	ec     control.Engine
 	ecInit sync.Once
+	// fmu serialises live fault changes (faults.go)
+	fmu    sync.Mutex
 	closed sync.Once
 	cerr   error
 }
@@ -140,7 +142,16 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
+	fs, err := cfg.FaultSet(cfg.FaultSeed(seed))
+	if err != nil {
+		return l, err
+	}
+	ecfg.Faults = faultStages(fs)
+	if len(fs.Faults) > 0 {
+		fmt.Fprintf(log, "faults: %d, seed %d\n", len(fs.Faults), fs.Seed)
+	}
 	l.eng = datapath.New(ecfg, ctcfg, seed)
+	fs.BindState(l.eng.CT, l.eng.NAT)
 	if l.eng.LVS, err = cfg.Director(); err != nil {
 		return l, err
 	}
@@ -148,6 +159,7 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	if cfg.Uswitch.Inline == nil || *cfg.Uswitch.Inline {
 		opts = append(opts, link.WithInline())
 	}
+	opts = append(opts, link.WithFaults(fs))
 	l.dp = link.NewDatapath(l.eng, devs, mtus, workers, opts...)
 	for _, n := range cfg.Namespaces {
 		for _, s := range n.Servers {

@@ -117,6 +117,9 @@ type port struct {
 	// bridge: the TAP is a port of one of the engine's bridges; its
 	// frames go to Engine.ReceiveFrame whole (set before the start)
 	bridge bool
+	// faults are the port's wire faults (fault.go; nil: none),
+	// swapped whole by SetFaults
+	faults atomic.Pointer[portFaults]
 }
 
 // WithBridgePort makes the TAP device dev a port of a bridge of the
@@ -269,6 +272,9 @@ type Datapath struct {
 	cdropped  atomic.Uint64 // packets a slow capturer missed
 	// errc reports a device that failed other than by being closed.
 	errc chan error
+	// faults are the wire faults and their delay queues (fault.go;
+	// nil: none); set before the goroutines start
+	faults *wireFaults
 }
 
 // NewDatapath starts the readers, workers and the conntrack reaper over
@@ -329,6 +335,10 @@ func NewDatapath(eng *datapath.Engine, devs []Device, mtu map[string]int, worker
 	}
 	d.workers.Add(1)
 	go d.reaper()
+	if d.faults != nil {
+		d.workers.Add(1)
+		go d.faults.run()
+	}
 	return d
 }
 
@@ -376,6 +386,9 @@ func (d *Datapath) reader(q *rxq, qi int) {
 	// inline: this reader is the worker of its batches
 	var self *worker
 	var batch []*elem
+	// fc is this reader's context for ingress faults (made at the
+	// first)
+	var fc *faultCtx
 	if d.inline {
 		self = d.newWorker(qi)
 		batch = make([]*elem, 0, batchSize)
@@ -461,6 +474,15 @@ func (d *Datapath) reader(q *rxq, qi int) {
 			if d.capturing.Load() > 0 {
 				d.tap(p.name, el.pkt.Data)
 			}
+			if pf := p.faults.Load(); pf != nil && len(pf.ingress) > 0 {
+				if fc == nil {
+					fc = new(faultCtx)
+				}
+				if !d.faults.ingress(fc, p, pf, &el.pkt, 0, d.Now()) {
+					q.free <- el
+					continue
+				}
+			}
 			if self != nil {
 				batch = append(batch, el)
 				continue
@@ -518,6 +540,10 @@ type worker struct {
 	// once the batch is written
 	held []*frameBuf
 	now  int64
+	// fc and fpkt serve the egress faults (fault.go), made at the
+	// first
+	fc   *faultCtx
+	fpkt packet.Packet
 }
 
 func (d *Datapath) newWorker(idx int) *worker {
@@ -565,6 +591,23 @@ func (w *worker) send(idx int, name string, b []byte, nh uint32, own []byte) boo
 		d.nodev.Add(1)
 		return false
 	}
+	if pf := p.faults.Load(); pf != nil && len(pf.egress) > 0 {
+		if w.fc == nil {
+			w.fc = new(faultCtx)
+		}
+		if !d.faults.egress(w.fc, &w.fpkt, p, pf, b, nh, 0, w.now) {
+			return true
+		}
+	}
+	w.emit(p, b, nh, own)
+	return true
+}
+
+// emit hands b to p's write batch: the capture, decapsulation, a TAP
+// port's Ethernet header.
+func (w *worker) emit(p *port, b []byte, nh uint32, own []byte) {
+	d := w.d
+	name := p.name
 	if d.capturing.Load() > 0 {
 		// the IPv4 packet, also on a TAP port (LINKTYPE_RAW,
 		// as on a TUN; tap.go)
@@ -581,12 +624,11 @@ func (w *worker) send(idx int, name string, b []byte, nh uint32, own []byte) boo
 			w.add(p, req)
 		}
 		if f == nil {
-			return true
+			return
 		}
 		b = f
 	}
 	w.add(p, b)
-	return true
 }
 
 // run runs the engine on the elements, writes what leaves, and gives
@@ -1060,6 +1102,9 @@ func (d *Datapath) WriteMetrics(m *prom.Writer) {
 	}
 	m.Counter("uswitch_capture_packets_dropped_total", "Captured packets a slow capturer had no room for.", d.cdropped.Load())
 	m.Counter("uswitch_trace_lines_dropped_total", "Live trace lines a slow listener had no room for.", d.tdropped.Load())
+	if d.faults != nil {
+		d.faults.tab.Load().set.WriteMetrics(m)
+	}
 }
 
 // Neighbours is the neighbour table of the TAP port called port (as `ip

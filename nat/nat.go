@@ -90,7 +90,53 @@ type Core struct {
 	// seeded so experiments repeat; advanced by compare-and-swap, so
 	// concurrent bindings take distinct steps of the sequence.
 	rand atomic.Uint64
+	// poolLimit, when above 0, cuts every source NAT's TCP/UDP port
+	// range to its first poolLimit ports (SetPoolLimit)
+	poolLimit atomic.Uint32
 }
+
+// cutPool is r with its port range cut to k ports (SetPoolLimit): a
+// range without ports gets the kernel's implicit one for the original
+// source port (1-511, 600-1023 or 1024-65535), made explicit and cut,
+// so a port outside it is remapped as with --to-ports.
+func cutPool(r *Range, orig conntrack.Tuple, k uint32) *Range {
+	switch orig.Proto {
+	case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoUDPLite, packet.ProtoSCTP, packet.ProtoDCCP:
+	default:
+		return r
+	}
+	c := *r
+	if c.Flags&ProtoSpecified == 0 {
+		c.Flags |= ProtoSpecified
+		switch p := orig.SrcPort; {
+		case p < 512:
+			c.MinPort, c.MaxPort = 1, 511
+		case p < 1024:
+			c.MinPort, c.MaxPort = 600, 1023
+		default:
+			c.MinPort, c.MaxPort = 1024, 65535
+		}
+	}
+	lo, hi := uint32(c.MinPort), uint32(c.MaxPort)
+	if hi < lo {
+		lo, hi = hi, lo
+	}
+	if hi-lo+1 > k {
+		hi = lo + k - 1
+	}
+	c.MinPort, c.MaxPort = uint16(lo), uint16(hi)
+	return &c
+}
+
+// SetPoolLimit cuts the port range of every source NAT binding made
+// from now on (SNAT, MASQUERADE of TCP, UDP, UDP-Lite, SCTP, DCCP) to
+// its first k ports; 0 lifts the cut. It emulates NAT port exhaustion
+// (package fault's nat-exhaust): once the k ports are taken for a
+// destination, the search (nf_nat_l4proto_unique_tuple) finds none, the
+// connection keeps a clashing tuple and its packet is dropped at
+// confirm with insert_failed, as the kernel does with a pool that ran
+// dry.
+func (n *Core) SetPoolLimit(k int) { n.poolLimit.Store(uint32(max(k, 0))) }
 
 // srcLockCount is CONNTRACK_LOCKS, the size of nf_nat_locks.
 const srcLockCount = 1024
@@ -199,6 +245,9 @@ func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
 	curr, ok := c.Tuple(conntrack.Reply).Invert()
 	if !ok {
 		curr = c.Tuple(conntrack.Original)
+	}
+	if k := n.poolLimit.Load(); k > 0 && m == Src {
+		r = cutPool(r, curr, k)
 	}
 	nt := n.uniqueTuple(curr, r, c, m, now)
 	if nt != curr {

@@ -29,11 +29,12 @@ func labCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	printCfg := fs.Bool("print-default", false, "print the embedded default lab file and exit")
 	sock := fs.String("socket", "", "control socket for iptables-save/-restore, conntrack, metrics (default "+control.SocketPath("NAME")+"; \"none\": no socket)")
 	metrics := fs.String("metrics", "", "also serve Prometheus metrics over HTTP at this address, e.g. 127.0.0.1:9469")
+	faults := fs.String("faults", "", "a fault file: its [experiment] and [[fault]] tables join the lab's")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: uswitch lab [down] [--config FILE] [--demo-only | --no-demo] [--print-default]")
+		fmt.Fprintln(stderr, "usage: uswitch lab [down] [--config FILE] [--faults FILE] [--demo-only | --no-demo] [--print-default]")
 		return 2
 	}
 	if *printCfg {
@@ -44,6 +45,16 @@ func labCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if *file != "" {
 		var err error
 		if cfg, err = lab.Load(*file); err != nil {
+			fmt.Fprintf(stderr, "uswitch: lab: %v\n", err)
+			return 1
+		}
+	}
+	if *faults != "" && !down {
+		b, err := os.ReadFile(*faults)
+		if err == nil {
+			err = cfg.AddFaults(*faults, b)
+		}
+		if err != nil {
 			fmt.Fprintf(stderr, "uswitch: lab: %v\n", err)
 			return 1
 		}

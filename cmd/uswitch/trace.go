@@ -11,6 +11,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/fault"
 	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/internal/capture"
 	"github.com/uswitch-lab/uswitch/ipfrag"
@@ -34,6 +35,8 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	all := fs.Bool("trace-all", false, "trace every packet, not only those a -j TRACE rule marks")
 	format := fs.String("format", "monitor", "trace lines: \"monitor\" (xtables-monitor --trace, iptables-nft) or \"log\" (the kernel log: LOG rules' lines, iptables-legacy TRACE lines)")
 	human := fs.String("packet", "", "one packet in human form, e.g. 'tcp 10.0.0.1:1234 > 10.96.0.10:80 syn iif eth0'")
+	faultsFile := fs.String("faults", "", "fault file ([experiment] and [[fault]] tables): each fault's decision per packet is printed as a FAULT line, with the capture's timestamps as the clock")
+	faultSeed := fs.Uint64("seed", 0, "the faults' seed (default: the fault file's [experiment] seed, else 1)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -41,12 +44,12 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "uswitch trace: need --snapshot DIR and one of --pcap FILE or --packet SPEC")
 		return 2
 	}
-	var tf datapath.TraceFormat
+	var tfmt datapath.TraceFormat
 	switch *format {
 	case "monitor":
-		tf = datapath.FormatMonitor
+		tfmt = datapath.FormatMonitor
 	case "log":
-		tf = datapath.FormatLog
+		tfmt = datapath.FormatLog
 	default:
 		fmt.Fprintf(stderr, "uswitch trace: --format %q: want monitor or log\n", *format)
 		return 2
@@ -56,10 +59,29 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "uswitch trace: %v\n", err)
 		return 1
 	}
-	e := datapath.New(s.EngineConfig(), s.ConntrackConfig(), 1)
-	e.LVS = s.IPVS
+	ecfg := s.EngineConfig()
+	var tf *traceFaults
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
+	if *faultsFile != "" {
+		set, err := fault.LoadFile(*faultsFile, *faultSeed, 1)
+		if err != nil {
+			fmt.Fprintf(stderr, "uswitch trace: %v\n", err)
+			return 1
+		}
+		if b := set.Bridge(); len(b) > 0 {
+			fmt.Fprintf(stderr, "uswitch trace: fault %s: %s: bridge placements wait for the bridge datapath\n", b[0].Name, b[0].At)
+			return 1
+		}
+		fmt.Fprintf(out, "FAULTS: %d, seed %d\n", len(set.Faults), set.Seed)
+		tf = newTraceFaults(set, out)
+		ecfg.Faults = tf.stages()
+	}
+	e := datapath.New(ecfg, s.ConntrackConfig(), 1)
+	if tf != nil {
+		tf.set.BindState(e.CT, e.NAT)
+	}
+	e.LVS = s.IPVS
 	traced := 0
 	var expire func(int64)
 	trace := func(tp tracePacket) {
@@ -86,7 +108,16 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if p.Meta.InIf == "local" {
 			p.Meta.InIf, p.Meta.Local = "", true
 		}
-		tr := &datapath.Tracer{All: *all, Format: tf}
+		if tf != nil {
+			tf.start(i, tp.ts)
+			if !p.Local {
+				if fl := tf.wire(p, p.InIf, false, tp.ts); fl != nil {
+					fmt.Fprintf(out, "FATE: %d dropped by fault: %s (%s)\n", i, fl.Name, fl.At)
+					return
+				}
+			}
+		}
+		tr := &datapath.Tracer{All: *all, Format: tfmt}
 		var f datapath.Fate
 		if p.Local {
 			f = e.Send(p, tp.ts, tr)
@@ -102,9 +133,38 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(out, "HELD: %d fragment of %s, waiting for its datagram\n", i, fragDesc(p))
 			return
 		}
+		if tf != nil && (f.Kind == datapath.Forwarded || f.Kind == datapath.Sent) {
+			// the wire's egress faults see what the device is given:
+			// the packet (or datagram), or each of its fragments
+			if len(f.Frags) == 0 {
+				q := p
+				if f.Datagram != nil {
+					q = f.Datagram
+				}
+				if fl := tf.wire(q, f.OutIf, true, tp.ts); fl != nil {
+					fmt.Fprintf(out, "FATE: %d %s, then dropped by fault: %s (%s)%s\n", i, f, fl.Name, fl.At, reassembled(f.Reassembled))
+					return
+				}
+			} else {
+				for k, fr := range f.Frags {
+					q := &packet.Packet{Data: fr}
+					if q.Decode() != nil {
+						continue
+					}
+					if fl := tf.wire(q, f.OutIf, true, tp.ts); fl != nil {
+						fmt.Fprintf(out, "FAULT: %d fragment %d dropped by fault: %s (%s)\n", i, k+1, fl.Name, fl.At)
+					}
+				}
+			}
+		}
 		fmt.Fprintf(out, "FATE: %d %s%s\n", i, f, reassembled(f.Reassembled))
 		for j, a := range f.Answers {
 			fmt.Fprintf(out, "FATE: %d.%d answer %s\n", i, j+1, a.Fate)
+			if tf != nil && (a.Fate.Kind == datapath.Forwarded || a.Fate.Kind == datapath.Sent) && len(a.Fate.Frags) == 0 {
+				if fl := tf.wire(a.Pkt, a.Fate.OutIf, true, tp.ts); fl != nil {
+					fmt.Fprintf(out, "FAULT: %d.%d answer dropped by fault: %s (%s)\n", i, j+1, fl.Name, fl.At)
+				}
+			}
 		}
 	}
 	// expire reports the reassembly queues whose time ran out by now

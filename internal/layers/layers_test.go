@@ -46,6 +46,10 @@ var layer = map[string]int{
 	"datapath":              3,
 	"datapath/datapathtest": 3,
 	"iptables/cli":          3,
+	// fault injection: iptables matches over packets, beside the engine
+	// (the engine runs hook faults through its own FaultStage interface,
+	// so it imports nothing of fault)
+	"fault": 3,
 	// L4: what feeds the engine, or configures it
 	"host":          4,
 	"link":          4,
