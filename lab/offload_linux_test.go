@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -148,10 +149,24 @@ func TestOffloadUDPBurst(t *testing.T) {
 	labtest.InNetns(t, p+"-wan", func() error {
 		var err error
 		srv, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 9999})
-		if err == nil {
-			srv.SetReadBuffer(8 << 20)
+		if err != nil {
+			return err
 		}
-		return err
+		// SO_RCVBUFFORCE (root): SetReadBuffer is capped by the
+		// namespace's net.core.rmem_max (208 KiB), a few hundred
+		// datagrams, which a burst overruns whenever the reader is
+		// descheduled
+		rc, err := srv.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+		}); err != nil {
+			return err
+		}
+		return serr
 	})
 	defer srv.Close()
 	const n = 20000
@@ -175,6 +190,12 @@ func TestOffloadUDPBurst(t *testing.T) {
 			got[seq]++
 		}
 	}()
+	// the client's TUN queue holds the whole burst (its ring is
+	// txqueuelen long, 500 by default: a burst outruns a reader that is
+	// descheduled for a moment, and tun_net_xmit drops)
+	if out, err := exec.Command("ip", "-n", p+"-c", "link", "set", "dev", "tc", "txqueuelen", "20000").CombinedOutput(); err != nil {
+		t.Fatalf("txqueuelen: %v: %s", err, out)
+	}
 	conn, err := l.Dial(p+"-c", "udp4", "203.0.113.2:9999", time.Second)
 	if err != nil {
 		t.Fatal(err)
