@@ -749,6 +749,27 @@ func validDevName(s string) bool { return ifNameRe.MatchString(s) && s != "." &&
 
 // check validates what the types could not: names, references between
 // sections, the rule set and the sysctls. Errors name the key and line.
+// ruleText is the rule set a [uswitch] key gives inline (name) or as a
+// file (name_file, relative to the lab file), and the key it came from.
+func (c *Config) ruleText(inline, file, name string, fail func(string, string, ...any) error) (string, string, error) {
+	if inline != "" && file != "" {
+		return "", "", fail("uswitch."+name+"_file", "give %s or %s_file, not both", name, name)
+	}
+	if file == "" {
+		return inline, "uswitch." + name, nil
+	}
+	key := "uswitch." + name + "_file"
+	p := file
+	if !filepath.IsAbs(p) && c.File != "" {
+		p = filepath.Join(filepath.Dir(c.File), p)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", "", fail(key, "%v", err)
+	}
+	return string(b), key, nil
+}
+
 func (c *Config) check(src string) error {
 	fail := func(key string, format string, a ...any) error {
 		return &ConfigError{File: c.File, Line: valueLine(src, key, a...), Key: key, Err: fmt.Errorf(format, a...)}
@@ -894,21 +915,9 @@ func (c *Config) check(src string) error {
 			return fail("demo.expect_refused", "%v: only a tcp step without expect_fail can expect a refusal", d.ExpectRefused)
 		}
 	}
-	if c.Uswitch.Rules != "" && c.Uswitch.RulesFile != "" {
-		return fail("uswitch.rules_file", "give rules or rules_file, not both")
-	}
-	text, key := c.Uswitch.Rules, "uswitch.rules"
-	if c.Uswitch.RulesFile != "" {
-		key = "uswitch.rules_file"
-		p := c.Uswitch.RulesFile
-		if !filepath.IsAbs(p) && c.File != "" {
-			p = filepath.Join(filepath.Dir(c.File), p)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return fail(key, "%v", err)
-		}
-		text = string(b)
+	text, key, err := c.ruleText(c.Uswitch.Rules, c.Uswitch.RulesFile, "rules", fail)
+	if err != nil {
+		return err
 	}
 	ld := &iptables.Loader{}
 	if c.Uswitch.IPSet != "" {
@@ -930,21 +939,9 @@ func (c *Config) check(src string) error {
 		return fail(key, "%v", err)
 	}
 	c.Ruleset = rs
-	if c.Uswitch.Ebtables != "" && c.Uswitch.EbtablesFile != "" {
-		return fail("uswitch.ebtables_file", "give ebtables or ebtables_file, not both")
-	}
-	etext, ekey := c.Uswitch.Ebtables, "uswitch.ebtables"
-	if c.Uswitch.EbtablesFile != "" {
-		ekey = "uswitch.ebtables_file"
-		p := c.Uswitch.EbtablesFile
-		if !filepath.IsAbs(p) && c.File != "" {
-			p = filepath.Join(filepath.Dir(c.File), p)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return fail(ekey, "%v", err)
-		}
-		etext = string(b)
+	etext, ekey, err := c.ruleText(c.Uswitch.Ebtables, c.Uswitch.EbtablesFile, "ebtables", fail)
+	if err != nil {
+		return err
 	}
 	if strings.TrimSpace(etext) != "" {
 		ers, rerr := (&ebtables.Loader{}).Load(etext)

@@ -3,8 +3,6 @@ package tracetest
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -209,34 +207,5 @@ func RandomBridgeScenario(seed uint64, i, frames int) Scenario {
 // frames per CI run); USWITCH_TRACE_SEED and USWITCH_TRACE_RANDOM as
 // for TestRandom.
 func TestRandomBridge(t *testing.T) {
-	Require(t)
-	seed := uint64(1)
-	if s := os.Getenv("USWITCH_TRACE_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 0, 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seed = v
-	}
-	n := 30
-	if s := os.Getenv("USWITCH_TRACE_RANDOM"); s != "" {
-		v, err := strconv.Atoi(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n = v
-	}
-	total, ok := 0, 0
-	for i := range n {
-		scn := RandomBridgeScenario(seed, i, 50)
-		t.Run(scn.Name, func(t *testing.T) {
-			total += len(scn.Packets)
-			good := check(t, &scn)
-			ok += good
-			if good != len(scn.Packets) {
-				t.Logf("rules:\n%s", scn.Rules)
-			}
-		})
-	}
-	t.Logf("seed %d: %d scenarios, %d/%d frames agree", seed, n, ok, total)
+	runRandom(t, func(seed uint64, i int) Scenario { return RandomBridgeScenario(seed, i, 50) })
 }

@@ -356,6 +356,14 @@ func runScenarios(t *testing.T, list []Scenario) {
 // The random part: USWITCH_TRACE_SEED picks another seed (the default
 // keeps CI reproducible), USWITCH_TRACE_RANDOM the number of scenarios.
 func TestRandom(t *testing.T) {
+	// 30 scenarios of 70 packets: with the hand-written ones more than
+	// 40 scenarios and 2,000 random packets per CI run (issue 3)
+	runRandom(t, func(seed uint64, i int) Scenario { return RandomScenario(seed, i, 70) })
+}
+
+// runRandom runs seeded random scenarios (30 unless USWITCH_TRACE_RANDOM
+// says otherwise, of seed USWITCH_TRACE_SEED or 1) made by gen.
+func runRandom(t *testing.T, gen func(seed uint64, i int) Scenario) {
 	Require(t)
 	seed := uint64(1)
 	if s := os.Getenv("USWITCH_TRACE_SEED"); s != "" {
@@ -365,8 +373,6 @@ func TestRandom(t *testing.T) {
 		}
 		seed = v
 	}
-	// 30 scenarios of 70 packets: with the hand-written ones more than
-	// 40 scenarios and 2,000 random packets per CI run (issue 3)
 	n := 30
 	if s := os.Getenv("USWITCH_TRACE_RANDOM"); s != "" {
 		v, err := strconv.Atoi(s)
@@ -377,7 +383,7 @@ func TestRandom(t *testing.T) {
 	}
 	total, ok := 0, 0
 	for i := range n {
-		scn := RandomScenario(seed, i, 70)
+		scn := gen(seed, i)
 		t.Run(scn.Name, func(t *testing.T) {
 			total += len(scn.Packets)
 			good := check(t, &scn)
