@@ -465,26 +465,55 @@ func (f FrameFate) String() string {
 // port (br_handle_frame). data is the frame from its destination MAC;
 // the engine may rewrite it in place. tr may be nil.
 func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) FrameFate {
-	s := e.bridges.Load()
 	var ff FrameFate
+	e.ReceiveFrameInto(&ff, data, port, now, tr)
+	return ff
+}
+
+// bridgeCall is what one ReceiveFrameInto works with, pooled: the
+// frame and packet views of the frame and of the copy going out.
+type bridgeCall struct {
+	fr0, fr1 packet.Frame
+	p0, p1   packet.Packet
+}
+
+// ReceiveFrameInto is ReceiveFrame into ff, whose Out keeps its
+// capacity from call to call (a worker reuses one FrameFate): an
+// established bridged flow allocates nothing. ff is reset first.
+func (e *Engine) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now int64, tr *Tracer) {
+	bc, _ := e.bcalls.Get().(*bridgeCall)
+	if bc == nil {
+		bc = new(bridgeCall)
+	}
+	defer func() {
+		*bc = bridgeCall{}
+		e.bcalls.Put(bc)
+	}()
+	*ff = FrameFate{Out: ff.Out[:0]}
+	e.receiveFrame(bc, ff, data, port, now, tr)
+}
+
+func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port string, now int64, tr *Tracer) {
+	s := e.bridges.Load()
 	ref, ok := portRef{}, false
 	if s != nil {
 		ref, ok = s.byPort[port]
 	}
 	if !ok {
 		ff.Drop = "bridge: " + port + " is not a bridge port"
-		return ff
+		return
 	}
 	b := ref.b
 	ff.Bridge = b.name()
-	fr := &packet.Frame{Data: data}
+	fr := &bc.fr0
+	fr.Data = data
 	if err := fr.Decode(); err != nil {
 		ff.Drop = "bridge: " + err.Error()
-		return ff
+		return
 	}
 	if !fr.Src.IsValidUnicast() {
 		ff.Drop = "bridge: invalid source address " + fr.Src.String()
-		return ff
+		return
 	}
 	if d := fr.Dst; d[0] == 0x01 && d[1] == 0x80 && d[2] == 0xc2 && d[3] == 0 && d[4] == 0 && d[5]&0xf0 == 0 && d[5] != 0 {
 		// the link-local groups: learned from and passed to the
@@ -495,7 +524,7 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 		} else {
 			ff.Pass = true
 		}
-		return ff
+		return
 	}
 	c := e.cfg.Load()
 	br := b.name()
@@ -513,17 +542,18 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 	// bridge PREROUTING: ebtables nat (-300), then br_nf_pre_routing
 	// (0); skb->mark is shared by both levels
 	var mark uint32
-	if !e.ebtStage(c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, &ff) {
-		return ff
+	if !e.ebtStage(c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff) {
+		return
 	}
 	var k *pkt
 	isIPv4 := fr.InnerProto == packet.EtherTypeIPv4 && (!fr.VLAN || b.cfg.FilterVLANTagged)
 	if isIPv4 && b.cfg.CallIPTables {
-		p := &packet.Packet{Data: fr.Payload, L2: fr.Data[:fr.HeaderLen()]}
+		p := &bc.p0
+		*p = packet.Packet{Data: fr.Payload, L2: fr.Data[:fr.HeaderLen()]}
 		if err := p.Decode(); err != nil {
 			// br_validate_ipv4
 			ff.Drop = "br_netfilter: " + err.Error()
-			return ff
+			return
 		}
 		p.InIf, p.PhysIn, p.PktType, p.Mark = br, port, pktType, mark
 		if p.PktType == packet.PktOtherHost {
@@ -542,8 +572,8 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 		}
 		dst0 := p.Dst
 		if !k.run(&hookState{hook: netfilter.PreRouting, in: br}) {
-			k.frameFate(&ff)
-			return ff
+			k.frameFate(ff)
+			return
 		}
 		// reassembly may have put the datagram in the fragment's place:
 		// the frame carries it from now on
@@ -564,19 +594,19 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 			// routed.
 			if c.FIB == nil {
 				ff.Drop = "br_netfilter: no routing configuration"
-				return ff
+				return
 			}
 			rt := c.FIB.Input(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), TOS: p.IP.TOS(), IIF: k.iif, Mark: p.Mark,
 				Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort})
 			if rt.Err != 0 {
 				ff.Drop = "br_netfilter: DNAT: route: " + rt.Err.Error()
-				return ff
+				return
 			}
 			if rt.Dev != k.iif || rt.Type == route.Local {
 				copy(fr.Data[0:6], b.fdb.MAC[:])
 				fr.Dst = b.fdb.MAC
-				e.bridgeUp(k, b, ref.idx, fr, k.p.Mark, &ff, now, tr)
-				return ff
+				e.bridgeUp(k, b, ref.idx, fr, k.p.Mark, ff, now, tr)
+				return
 			}
 			// bridged DNAT: the neighbour of the new next hop
 			nh := p.Dst
@@ -588,8 +618,8 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 				// br_nf_pre_routing_finish_bridge: the neighbour's
 				// output queues the frame behind an ARP request from
 				// br0; its answer sends it on bridged (bridged_dnat)
-				e.queueBridgedDNAT(k, b, ref.idx, fr, nh, &ff)
-				return ff
+				e.queueBridgedDNAT(k, b, ref.idx, fr, nh, ff)
+				return
 			}
 			copy(fr.Data[0:6], m[:])
 			fr.Dst = m
@@ -598,14 +628,13 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 	if k != nil {
 		mark = k.p.Mark
 	}
-	e.bridgeFinish(k, b, ref.idx, fr, mark, &ff, now, tr)
-	return ff
+	e.bridgeFinish(bc, k, b, ref.idx, fr, mark, ff, now, tr)
 }
 
 // bridgeFinish is br_handle_frame_finish: learning after PREROUTING,
 // the forwarding database, then the ways out (each port's FORWARD and
 // POSTROUTING) and up.
-func (e *Engine) bridgeFinish(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark uint32, ff *FrameFate, now int64, tr *Tracer) {
+func (e *Engine) bridgeFinish(bc *bridgeCall, k *pkt, b *bridgeState, in int, fr *packet.Frame, mark uint32, ff *FrameFate, now int64, tr *Tracer) {
 	b.fdb.Learn(in, fr.Src, now)
 	dec := b.fdb.Decide(in, fr.Dst, now)
 	if dec.Verdict == fdb.VerdictDrop {
@@ -633,7 +662,7 @@ func (e *Engine) bridgeFinish(k *pkt, b *bridgeState, in int, fr *packet.Frame, 
 			data = append([]byte(nil), data...)
 		}
 		orig := i == 0 && !dec.Up
-		id := e.bridgeForward(k, b, b.fdb.Port(in).Name, out, data, mark, orig, freed, now, tr, ff)
+		id := e.bridgeForward(bc, k, b, b.fdb.Port(in).Name, out, data, mark, orig, freed, now, tr, ff)
 		if !orig {
 			freed = id
 		}
@@ -681,12 +710,16 @@ func (k *pkt) frameFate(ff *FrameFate) {
 // reuse is the trace id of a clone freed just before (0: none); the
 // result is this copy's trace id when it was dropped (its skb freed),
 // else 0.
-func (e *Engine) bridgeForward(k *pkt, b *bridgeState, in, out string, data []byte, mark uint32, orig bool, reuse uint32, now int64, tr *Tracer, ff *FrameFate) (freed uint32) {
+func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out string, data []byte, mark uint32, orig bool, reuse uint32, now int64, tr *Tracer, ff *FrameFate) (freed uint32) {
 	c := e.cfg.Load()
 	if k != nil {
 		c = k.cfg
 	}
-	fr := &packet.Frame{Data: data}
+	if bc == nil {
+		bc = new(bridgeCall)
+	}
+	fr := &bc.fr1
+	*fr = packet.Frame{Data: data}
 	if fr.Decode() != nil {
 		return 0
 	}
@@ -729,7 +762,8 @@ func (e *Engine) bridgeForward(k *pkt, b *bridgeState, in, out string, data []by
 		return freed
 	}
 	// this copy's packet: the frame's bytes, the pkt's state
-	p := &packet.Packet{Data: data[hl : hl+len(k.p.IP)], L2: data[:hl], Meta: k.p.Meta}
+	p := &bc.p1
+	*p = packet.Packet{Data: data[hl : hl+len(k.p.IP)], L2: data[:hl], Meta: k.p.Meta}
 	if err := p.Decode(); err != nil {
 		ff.Drop = "br_netfilter: " + err.Error()
 		return freed
@@ -833,7 +867,9 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark
 		}
 		k.rcvFinish(k.p.Dst)
 		f = k.fate
-		f.Datagram = k.p
+		// the packet outlives the call (its view is the call's own)
+		dg := *k.p
+		f.Datagram = &dg
 	} else {
 		// the frame's IPv4 packet enters the IP stack on br0
 		p := &packet.Packet{Data: append([]byte(nil), fr.Payload...), L2: fr.Data[:fr.HeaderLen()]}
@@ -925,7 +961,7 @@ func (e *Engine) resumeBridgedDNAT(b *bridgeState, d *bridgedDNAT, mac packet.MA
 	if k.cfg.FIB != nil {
 		k.iif = k.cfg.FIB.Ifindex(b.name())
 	}
-	e.bridgeFinish(k, b, d.in, fr, d.meta.Mark, ff, now, nil)
+	e.bridgeFinish(nil, k, b, d.in, fr, d.meta.Mark, ff, now, nil)
 }
 
 // arpRequest is an ARP request from br0 for target, from src when src

@@ -544,6 +544,9 @@ type worker struct {
 	// first
 	fc   *faultCtx
 	fpkt packet.Packet
+	// ff is the fate of the bridge frame being run, reused (its Out
+	// keeps its capacity)
+	ff datapath.FrameFate
 }
 
 func (d *Datapath) newWorker(idx int) *worker {
@@ -692,7 +695,8 @@ func (w *worker) runFrame(el *elem, tr *datapath.Tracer) {
 	if d.capturing.Load() > 0 {
 		d.tapFrame(el.from.p.name, el.frame, true)
 	}
-	ff := d.eng.ReceiveFrame(el.frame, el.from.p.name, w.now, tr)
+	ff := &w.ff
+	d.eng.ReceiveFrameInto(ff, el.frame, el.from.p.name, w.now, tr)
 	if tr != nil && len(tr.Lines) > 0 {
 		d.publishTrace(tr.Lines)
 	}
