@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/uswitch-lab/uswitch/bridge/ebtables"
 	"github.com/uswitch-lab/uswitch/bridge/fdb"
@@ -219,6 +220,8 @@ type bridgeState struct {
 	mu      sync.Mutex
 	neigh   map[uint32]packet.MAC
 	pending map[uint32]*neighQueue
+	// idxCache is the bridge's index in the last FIB asked
+	idxCache atomic.Pointer[fibIndex]
 }
 
 // neighQueue is an unresolved neighbour's queue (arp_queue): at most
@@ -245,6 +248,22 @@ type bridgedDNAT struct {
 const neighQueueMax = 101
 
 func (b *bridgeState) name() string { return b.fdb.Name }
+
+// ifindex is the bridge device's index in fib, looked up by name once
+// per FIB.
+func (b *bridgeState) ifindex(fib *route.FIB) int {
+	if c := b.idxCache.Load(); c != nil && c.fib == fib {
+		return c.idx
+	}
+	c := &fibIndex{fib: fib, idx: fib.Ifindex(b.name())}
+	b.idxCache.Store(c)
+	return c.idx
+}
+
+type fibIndex struct {
+	fib *route.FIB
+	idx int
+}
 
 func (b *bridgeState) lookupNeigh(a uint32) (packet.MAC, bool) {
 	b.mu.Lock()
@@ -568,7 +587,7 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			}
 		}()
 		if c.FIB != nil {
-			k.iif = c.FIB.Ifindex(br)
+			k.iif = b.ifindex(c.FIB)
 		}
 		dst0 := p.Dst
 		if !k.run(&hookState{hook: netfilter.PreRouting, in: br}) {
@@ -761,12 +780,18 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		ff.Drop = "bridge: frame shorter than its packet"
 		return freed
 	}
-	// this copy's packet: the frame's bytes, the pkt's state
+	// this copy's packet: the frame's bytes, the pkt's state; the one
+	// way out of a frame not copied is the packet itself, decoded
+	// already
 	p := &bc.p1
-	*p = packet.Packet{Data: data[hl : hl+len(k.p.IP)], L2: data[:hl], Meta: k.p.Meta}
-	if err := p.Decode(); err != nil {
-		ff.Drop = "br_netfilter: " + err.Error()
-		return freed
+	if &data[0] == &fr0(k)[0] {
+		*p = *k.p
+	} else {
+		*p = packet.Packet{Data: data[hl : hl+len(k.p.IP)], L2: data[:hl], Meta: k.p.Meta}
+		if err := p.Decode(); err != nil {
+			ff.Drop = "br_netfilter: " + err.Error()
+			return freed
+		}
 	}
 	p.PhysOut, p.Mark = out, mark
 	q := e.newPkt(p, now, tr, k.w)
@@ -805,7 +830,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 	// br_nf_dev_queue_xmit: a reassembled datagram leaves in the
 	// fragments it came in (or cut to the port's MTU)
 	mtu := 0
-	if q.cfg.FIB != nil {
+	if q.fragMax != 0 && q.cfg.FIB != nil {
 		mtu = q.cfg.FIB.MTU(q.cfg.FIB.Ifindex(out))
 	}
 	if q.fragMax != 0 && mtu > 0 {
@@ -891,6 +916,14 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark
 	}
 	e.bridgeSendFate(&f, ff)
 	ff.Up = &f
+}
+
+// fr0 is the frame bytes k's packet lies in (its L2 header onwards).
+func fr0(k *pkt) []byte {
+	if len(k.p.L2) > 0 {
+		return k.p.L2[:1]
+	}
+	return k.p.Data[:1]
 }
 
 // time0 is the pkt's time (0 without one).
