@@ -33,35 +33,7 @@ func RunUswitch(snapshotDir string, packets []Packet, elapsed []time.Duration) (
 	if err != nil {
 		return nil, err
 	}
-	// the snapshot is taken after the kernel's run: the bridges'
-	// learned entries and the neighbours it resolved are what the run
-	// taught it, not where it started (the scenario's own neighbours
-	// are permanent)
-	var neighs []struct {
-		Dst   string   `json:"dst"`
-		State []string `json:"state"`
-	}
-	json.Unmarshal(s.Raw[host.FileNeigh], &neighs)
-	permanent := map[uint32]bool{}
-	for _, n := range neighs {
-		if a, err := netip.ParseAddr(n.Dst); err == nil && a.Is4() && slices.Contains(n.State, "PERMANENT") {
-			permanent[packet.AddrFrom(a)] = true
-		}
-	}
-	for i := range s.Bridges {
-		for a := range s.Bridges[i].Neighbours {
-			if !permanent[a] {
-				delete(s.Bridges[i].Neighbours, a)
-			}
-		}
-		var keep []fdb.ShowEntry
-		for _, en := range s.Bridges[i].Entries {
-			if en.State != "" {
-				keep = append(keep, en)
-			}
-		}
-		s.Bridges[i].Entries = keep
-	}
+	startState(s)
 	e := datapath.New(s.EngineConfig(), s.ConntrackConfig(), 1)
 	r := &Run{}
 	base := int64(time.Hour) // well past zero, and a whole number of 4 ms kernel ticks
@@ -138,6 +110,38 @@ func runOne(e *datapath.Engine, p Packet, now int64, seq uint64) (lines, egress 
 		egress = appendEgress(egress, a.Pkt, a.Fate)
 	}
 	return tr.Lines, egress, f, ""
+}
+
+// startState makes a snapshot taken after a kernel run describe the
+// state before it: the bridges' learned entries and the neighbours the
+// run resolved are what the run taught the kernel, not where it started
+// (a scenario's own neighbours are permanent).
+func startState(s *host.Snapshot) {
+	var neighs []struct {
+		Dst   string   `json:"dst"`
+		State []string `json:"state"`
+	}
+	json.Unmarshal(s.Raw[host.FileNeigh], &neighs)
+	permanent := map[uint32]bool{}
+	for _, n := range neighs {
+		if a, err := netip.ParseAddr(n.Dst); err == nil && a.Is4() && slices.Contains(n.State, "PERMANENT") {
+			permanent[packet.AddrFrom(a)] = true
+		}
+	}
+	for i := range s.Bridges {
+		for a := range s.Bridges[i].Neighbours {
+			if !permanent[a] {
+				delete(s.Bridges[i].Neighbours, a)
+			}
+		}
+		var keep []fdb.ShowEntry
+		for _, en := range s.Bridges[i].Entries {
+			if en.State != "" {
+				keep = append(keep, en)
+			}
+		}
+		s.Bridges[i].Entries = keep
+	}
 }
 
 // appendEgress adds what left R of p: the packet, or its fragments, or
