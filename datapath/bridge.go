@@ -1,7 +1,6 @@
 package datapath
 
 import (
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -1001,33 +1000,21 @@ func (e *Engine) resumeBridgedDNAT(b *bridgeState, d *bridgedDNAT, mac packet.MA
 // is one of the host's addresses, else from br0's address towards it
 // (arp_solicit with arp_announce 0).
 func arpRequest(b *bridgeState, fib *route.FIB, src, target uint32) []byte {
-	req := make([]byte, 28)
-	binary.BigEndian.PutUint16(req[0:], 1)
-	binary.BigEndian.PutUint16(req[2:], packet.EtherTypeIPv4)
-	req[4], req[5] = 6, 4
-	binary.BigEndian.PutUint16(req[6:], 1)
-	copy(req[8:14], b.fdb.MAC[:])
 	if fib != nil && fib.AddrType(addr4(src), 0, false) != route.Local {
-		src = u32(fib.SelectSource(fib.Ifindex(b.name()), addr4(target), route.ScopeLink))
+		src = u32(fib.SelectSource(b.ifindex(fib), addr4(target), route.ScopeLink))
 	}
-	binary.BigEndian.PutUint32(req[14:], src)
-	binary.BigEndian.PutUint32(req[24:], target)
-	return req
+	return packet.ARP{Op: packet.ARPRequest, SHA: b.fdb.MAC, SPA: src, TPA: target}.Bytes()
 }
 
 // bridgeARP is arp_process for br0: a request for one of its addresses
 // is answered (and its sender learned as a neighbour); a reply teaches
 // the neighbour.
 func (e *Engine) bridgeARP(b *bridgeState, fr *packet.Frame, ff *FrameFate) {
-	a := fr.Payload
-	if len(a) < 28 || binary.BigEndian.Uint16(a[0:]) != 1 || binary.BigEndian.Uint16(a[2:]) != packet.EtherTypeIPv4 || a[4] != 6 || a[5] != 4 {
+	m, ok := packet.ParseARP(fr.Payload)
+	if !ok {
 		return
 	}
-	op := binary.BigEndian.Uint16(a[6:])
-	var sha packet.MAC
-	copy(sha[:], a[8:14])
-	spa := binary.BigEndian.Uint32(a[14:])
-	tpa := binary.BigEndian.Uint32(a[24:])
+	op, sha, spa, tpa := m.Op, m.SHA, m.SPA, m.TPA
 	c := e.cfg.Load()
 	if c.FIB == nil {
 		return
@@ -1061,13 +1048,7 @@ func (e *Engine) bridgeARP(b *bridgeState, fr *packet.Frame, ff *FrameFate) {
 		if !local {
 			return
 		}
-		reply := make([]byte, 28)
-		copy(reply, a[:6])
-		binary.BigEndian.PutUint16(reply[6:], 2)
-		copy(reply[8:14], b.fdb.MAC[:])
-		binary.BigEndian.PutUint32(reply[14:], tpa)
-		copy(reply[18:24], sha[:])
-		binary.BigEndian.PutUint32(reply[24:], spa)
+		reply := packet.ARP{Op: packet.ARPReply, SHA: b.fdb.MAC, SPA: tpa, THA: sha, TPA: spa}.Bytes()
 		e.bridgeXmit(b, sha, packet.EtherTypeARP, reply, ff)
 	}
 }

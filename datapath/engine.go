@@ -866,11 +866,6 @@ func (k *pkt) postrouting(in, out string, kind FateKind) {
 	}
 	k.fate.Kind = kind
 	k.fate.OutIf = out
-	defer func() {
-		if b := k.e.bridgeNamed(out); b != nil && k.fate.Kind == kind {
-			k.bridgeOutput(b)
-		}
-	}()
 	if k.cfg.FIB != nil && k.cfg.FIB.LinkName(k.rt.Dev) == out {
 		k.fate.OutIndex = k.rt.Dev
 	}
@@ -886,6 +881,11 @@ func (k *pkt) postrouting(in, out string, kind FateKind) {
 	}
 	if kind == Sent && k.cfg.FIB != nil && k.rt.Dev == k.cfg.FIB.Loopback() {
 		k.loopback()
+		return
+	}
+	// out of a bridge device: its frames (bridge.go)
+	if b := k.e.bridgeNamed(out); b != nil {
+		k.bridgeOutput(b)
 	}
 }
 

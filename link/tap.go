@@ -146,51 +146,13 @@ func putEth(f []byte, dst, src [6]byte, etherType uint16) {
 	binary.BigEndian.PutUint16(f[12:14], etherType)
 }
 
-// arpMsg is an ARP message for IPv4 over Ethernet; addresses are in
-// host byte order.
-type arpMsg struct {
-	op       uint16
-	sha, tha [6]byte
-	spa, tpa uint32
-}
-
-// parseARP reads the ARP message after an Ethernet header, as arp_rcv
-// checks it: Ethernet hardware (or IEEE 802), IPv4 protocol, 6- and
-// 4-byte addresses, a request or a reply.
-func parseARP(b []byte) (m arpMsg, ok bool) {
-	if len(b) < arpLen {
-		return m, false
-	}
-	hrd, pro := binary.BigEndian.Uint16(b[0:2]), binary.BigEndian.Uint16(b[2:4])
-	if (hrd != 1 && hrd != 6) || pro != etherTypeIPv4 || b[4] != 6 || b[5] != 4 {
-		return m, false
-	}
-	m.op = binary.BigEndian.Uint16(b[6:8])
-	if m.op != arpOpRequest && m.op != arpOpReply {
-		return m, false
-	}
-	copy(m.sha[:], b[8:14])
-	m.spa = binary.BigEndian.Uint32(b[14:18])
-	copy(m.tha[:], b[18:24])
-	m.tpa = binary.BigEndian.Uint32(b[24:28])
-	return m, true
-}
-
 // putARP writes a whole ARP frame (42 bytes, unpadded, as arp_create
 // makes it) into f: the Ethernet header to ethDst from ethSrc, then the
 // message.
-func putARP(f []byte, ethDst, ethSrc [6]byte, m arpMsg) []byte {
+func putARP(f []byte, ethDst, ethSrc [6]byte, m packet.ARP) []byte {
 	f = f[:ethHeaderLen+arpLen]
 	putEth(f, ethDst, ethSrc, etherTypeARP)
-	a := f[ethHeaderLen:]
-	binary.BigEndian.PutUint16(a[0:2], 1) // ARPHRD_ETHER
-	binary.BigEndian.PutUint16(a[2:4], etherTypeIPv4)
-	a[4], a[5] = 6, 4
-	binary.BigEndian.PutUint16(a[6:8], m.op)
-	copy(a[8:14], m.sha[:])
-	binary.BigEndian.PutUint32(a[14:18], m.spa)
-	copy(a[18:24], m.tha[:])
-	binary.BigEndian.PutUint32(a[24:28], m.tpa)
+	m.Put(f[ethHeaderLen:])
 	return f
 }
 
@@ -227,7 +189,7 @@ func (t *tapPort) srcFor(target uint32) uint32 {
 // request writes the ARP request for target into f (arp_solicit:
 // broadcast, target hardware address zero).
 func (t *tapPort) request(f []byte, target uint32) []byte {
-	return putARP(f, broadcastMAC, t.mac, arpMsg{op: arpOpRequest, sha: t.mac, spa: t.srcFor(target), tpa: target})
+	return putARP(f, broadcastMAC, t.mac, packet.ARP{Op: arpOpRequest, SHA: t.mac, SPA: t.srcFor(target), TPA: target})
 }
 
 // input classes a frame read from the device. An IPv4 frame for us (or
@@ -263,7 +225,7 @@ func (t *tapPort) input(f []byte, now int64, dev Device) (ip []byte, pt uint8, o
 
 // arp is arp_rcv + arp_process (net/ipv4/arp.c) for one frame.
 func (t *tapPort) arp(f []byte, now int64, dev Device) {
-	m, ok := parseARP(f[ethHeaderLen:])
+	m, ok := packet.ParseARP(f[ethHeaderLen:])
 	if !ok {
 		t.malformed.Add(1)
 		return
@@ -275,23 +237,23 @@ func (t *tapPort) arp(f []byte, now int64, dev Device) {
 	}
 	// arp_process: no requests for multicast or loopback targets; and
 	// nothing is learned for a non-unicast sender hardware address
-	if m.tpa>>28 == 0xe || m.tpa>>24 == 127 || m.sha[0]&1 != 0 || m.sha == [6]byte{} {
+	if m.TPA>>28 == 0xe || m.TPA>>24 == 127 || m.SHA[0]&1 != 0 || m.SHA == [6]byte{} {
 		return
 	}
-	mine := t.owns(m.tpa)
-	if m.op == arpOpRequest && m.spa == 0 {
+	mine := t.owns(m.TPA)
+	if m.Op == arpOpRequest && m.SPA == 0 {
 		// duplicate address detection (RFC 5227 probe): answered,
 		// to the prober's MAC, with target address 0; nothing learned
 		if mine {
-			t.reply(dev, m.sha, arpMsg{op: arpOpReply, sha: t.mac, spa: m.tpa, tha: m.sha, tpa: 0})
+			t.reply(dev, m.SHA, packet.ARP{Op: arpOpReply, SHA: t.mac, SPA: m.TPA, THA: m.SHA, TPA: 0})
 		}
 		return
 	}
 	// a request for us creates the sender's entry (neigh_event_ns);
 	// anything else only refreshes an entry there is
-	flush := t.neigh.learn(m.spa, m.sha, now, m.op == arpOpRequest && mine)
-	if m.op == arpOpRequest && mine {
-		t.reply(dev, m.sha, arpMsg{op: arpOpReply, sha: t.mac, spa: m.tpa, tha: m.sha, tpa: m.spa})
+	flush := t.neigh.learn(m.SPA, m.SHA, now, m.Op == arpOpRequest && mine)
+	if m.Op == arpOpRequest && mine {
+		t.reply(dev, m.SHA, packet.ARP{Op: arpOpReply, SHA: t.mac, SPA: m.TPA, THA: m.SHA, TPA: m.SPA})
 	}
 	if len(flush) > 0 {
 		// the waiting packets go from this goroutine; a worker that
@@ -299,7 +261,7 @@ func (t *tapPort) arp(f []byte, now int64, dev Device) {
 		// the same flow first (only while the address resolves)
 		t.rw = t.rw[:0]
 		for _, q := range flush {
-			putEth(q.b, m.sha, t.mac, etherTypeIPv4)
+			putEth(q.b, m.SHA, t.mac, etherTypeIPv4)
 			t.rw = append(t.rw, q.b)
 		}
 		dev.Write(t.rw)
@@ -311,7 +273,7 @@ func (t *tapPort) arp(f []byte, now int64, dev Device) {
 }
 
 // reply writes an ARP reply (reader goroutine only).
-func (t *tapPort) reply(dev Device, to [6]byte, m arpMsg) {
+func (t *tapPort) reply(dev Device, to [6]byte, m packet.ARP) {
 	q := t.get(ethHeaderLen + arpLen)
 	putARP(q.b, to, t.mac, m)
 	t.rw = append(t.rw[:0], q.b)

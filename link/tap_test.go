@@ -36,7 +36,7 @@ func arpFrame(ethDst [6]byte, op uint16, sha [6]byte, spa, tpa string, tha [6]by
 	if spa != "" {
 		s = packet.MustAddr(spa)
 	}
-	return putARP(make([]byte, 60), ethDst, sha, arpMsg{op: op, sha: sha, spa: s, tha: tha, tpa: packet.MustAddr(tpa)})
+	return putARP(make([]byte, 60), ethDst, sha, packet.ARP{Op: op, SHA: sha, SPA: s, THA: tha, TPA: packet.MustAddr(tpa)})
 }
 
 func ipFrame(dst [6]byte, ip []byte) []byte {

@@ -29,14 +29,7 @@ func eth(dst, src packet.MAC, s, in string) Packet {
 
 // arpFrame is an ARP request (op 1) or reply (op 2).
 func arpFrame(op uint16, dst, sha packet.MAC, spa string, tha packet.MAC, tpa string, in string) Packet {
-	a := make([]byte, 28)
-	a[0], a[1], a[2], a[3], a[4], a[5] = 0, 1, 8, 0, 6, 4
-	a[6], a[7] = byte(op>>8), byte(op)
-	copy(a[8:], sha[:])
-	s, t := packet.MustAddr(spa), packet.MustAddr(tpa)
-	a[14], a[15], a[16], a[17] = byte(s>>24), byte(s>>16), byte(s>>8), byte(s)
-	copy(a[18:], tha[:])
-	a[24], a[25], a[26], a[27] = byte(t>>24), byte(t>>16), byte(t>>8), byte(t)
+	a := packet.ARP{Op: op, SHA: sha, SPA: packet.MustAddr(spa), THA: tha, TPA: packet.MustAddr(tpa)}.Bytes()
 	return Packet{Frame: packet.BuildFrame(dst, sha, packet.EtherTypeARP, a), In: in}
 }
 

@@ -196,11 +196,10 @@ func FrameEgressLine(dev string, b []byte) string {
 		l := EgressLine(dev, f.Payload)
 		s.WriteString(strings.TrimPrefix(l, "EGRESS OUT="+dev+" "))
 	case packet.EtherTypeARP:
-		if a := f.Payload; len(a) >= 28 {
-			fmt.Fprintf(&s, "ARP op %d %s %d.%d.%d.%d > %s %d.%d.%d.%d", binary.BigEndian.Uint16(a[6:]),
-				packet.MAC(a[8:14]), a[14], a[15], a[16], a[17], packet.MAC(a[18:24]), a[24], a[25], a[26], a[27])
+		if a, ok := packet.ParseARP(f.Payload); ok {
+			fmt.Fprintf(&s, "ARP op %d %s %s > %s %s", a.Op, a.SHA, packet.AddrOf(a.SPA), a.THA, packet.AddrOf(a.TPA))
 		} else {
-			fmt.Fprintf(&s, "ARP %d bytes", len(a))
+			fmt.Fprintf(&s, "ARP %d bytes", len(f.Payload))
 		}
 	default:
 		fmt.Fprintf(&s, "%d bytes", len(f.Payload))
