@@ -286,11 +286,25 @@ func parse(get func(string) ([]byte, bool)) (*Snapshot, error) {
 	if b, ok := get(FileEbtables); ok && len(bytes.TrimSpace(b)) > 0 {
 		rs, rerr := (&ebtables.Loader{}).Load(string(b))
 		if rerr != nil {
-			return nil, fmt.Errorf("%s: %s", FileEbtables, strings.TrimSpace(rerr.Stderr))
+			return nil, ebtablesError(b, rerr)
 		}
 		s.Ebtables = rs
 	}
 	return s, nil
+}
+
+// ebtablesError names the ebtables-save line that ebtables-restore
+// refused, with the rule text and the tool's first message line.
+func ebtablesError(data []byte, rerr *ebtables.RestoreError) error {
+	msg, _, _ := strings.Cut(strings.TrimSpace(rerr.Stderr), "\n")
+	if rerr.Line <= 0 {
+		return fmt.Errorf("%s: %s", FileEbtables, msg)
+	}
+	lines := strings.Split(string(data), "\n")
+	if rerr.Line <= len(lines) {
+		msg += ": " + strings.TrimSpace(lines[rerr.Line-1])
+	}
+	return &ParseError{File: FileEbtables, Line: rerr.Line, Offset: -1, Err: errors.New(msg)}
 }
 
 // Capture writes a snapshot of the running host (or of the network

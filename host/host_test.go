@@ -200,3 +200,19 @@ func TestLoadSizeLimit(t *testing.T) {
 		t.Errorf("sparse: %v, want %q", err, want)
 	}
 }
+
+// TestEbtablesSaveError: a rule ebtables-restore refuses is named by
+// file, line and text, and no rule set is loaded.
+func TestEbtablesSaveError(t *testing.T) {
+	s, err := Parse(map[string][]byte{FileEbtables: []byte("*filter\n:INPUT ACCEPT\n-A INPUT -p IPv4 -j ACCEPT\nCOMMIT\n")})
+	if err != nil || s.Ebtables == nil {
+		t.Fatalf("good file: %v", err)
+	}
+	s, err = Parse(map[string][]byte{FileEbtables: []byte("*filter\n:INPUT ACCEPT\n-A INPUT -p IPv4 --bogus\nCOMMIT\n")})
+	var pe *ParseError
+	if !errors.As(err, &pe) || pe.File != FileEbtables || pe.Line != 3 || s != nil ||
+		!strings.HasPrefix(err.Error(), "ebtables-save:3: ") || !strings.HasSuffix(err.Error(), ": -A INPUT -p IPv4 --bogus") ||
+		strings.Contains(err.Error(), "\n") {
+		t.Fatalf("err = %q", err)
+	}
+}
