@@ -54,13 +54,13 @@ func TestParseNetem(t *testing.T) {
 
 // TestParsePlacement: the placements and their printing.
 func TestParsePlacement(t *testing.T) {
-	for _, s := range []string{"wire:tun-web1:ingress", "wire:t:egress", "hook:ipv4:PREROUTING@-250", "hook:ipv4:FORWARD", "hook:bridge:FORWARD@-250", "hook:bridge:BROUTING"} {
+	for _, s := range []string{"wire:tun-web1:ingress", "wire:t:egress", "hook:ipv4:PREROUTING@-250", "hook:ipv4:FORWARD", "hook:bridge:FORWARD@-250", "hook:bridge:BROUTING", "wire:t"} {
 		p, err := ParsePlacement(s)
 		if err != nil || p.String() != s {
 			t.Errorf("%s: %v %q", s, err, p)
 		}
 	}
-	for _, s := range []string{"wire:t", "wire::egress", "wire:t:both", "hook:ipv6:INPUT", "hook:ipv4:NOPE", "hook:ipv4:INPUT@x", "tc:eth0"} {
+	for _, s := range []string{"wire:", "wire::egress", "wire:t:both", "hook:ipv6:INPUT", "hook:ipv4:NOPE", "hook:ipv4:INPUT@x", "tc:eth0"} {
 		if _, err := ParsePlacement(s); err == nil {
 			t.Errorf("%s: accepted", s)
 		}

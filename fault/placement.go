@@ -33,6 +33,8 @@ const (
 	WireEgress
 	HookIPv4
 	HookBridge
+	// WireBoth is wire:IFACE, both ways (link faults)
+	WireBoth
 )
 
 // BridgeBRouting is the bridge family's BROUTING hook, numbered after
@@ -57,6 +59,9 @@ func ParsePlacement(s string) (Placement, error) {
 	}
 	switch parts[0] {
 	case "wire":
+		if len(parts) == 2 && parts[1] != "" && len(parts[1]) <= 15 {
+			return Placement{Kind: WireBoth, Iface: parts[1]}, nil
+		}
 		if len(parts) != 3 || parts[1] == "" {
 			return bad("not three parts")
 		}
@@ -116,6 +121,8 @@ func (p Placement) String() string {
 		return "wire:" + p.Iface + ":ingress"
 	case WireEgress:
 		return "wire:" + p.Iface + ":egress"
+	case WireBoth:
+		return "wire:" + p.Iface
 	}
 	fam, name := "ipv4", ""
 	if p.Kind == HookBridge {
@@ -134,7 +141,7 @@ func (p Placement) String() string {
 // against (-i only where there is an input device, -o an output one).
 func (p Placement) matchHook() netfilter.Hook {
 	switch p.Kind {
-	case WireIngress:
+	case WireIngress, WireBoth:
 		return netfilter.PreRouting
 	case WireEgress:
 		return netfilter.PostRouting

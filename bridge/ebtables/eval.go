@@ -266,3 +266,9 @@ func matchAll(r *Rule, c *Ctx) bool {
 	}
 	return true
 }
+
+// Match reports whether the frame of c matches r's matches (its basic
+// options and extensions; not its target): a fault's ebt_match at a
+// bridge placement. c.Frame is set; In, Out and their bridges as the
+// hook has them.
+func (r *Rule) Match(c *Ctx) bool { return basicMatch(r, c) && matchAll(r, c) }
