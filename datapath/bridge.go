@@ -493,6 +493,8 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 type bridgeCall struct {
 	fr0, fr1 packet.Frame
 	p0, p1   packet.Packet
+	// pf is the frame's IPv4 packet for bridge faults (fault.go)
+	pf packet.Packet
 }
 
 // ReceiveFrameInto is ReceiveFrame into ff, whose Out keeps its
@@ -560,7 +562,19 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	// bridge PREROUTING: ebtables nat (-300), then br_nf_pre_routing
 	// (0); skb->mark is shared by both levels
 	var mark uint32
+	if len(c.BridgeFaults) > 0 {
+		// bridge fault stages: BROUTING's, then PREROUTING's below
+		// ebtables nat, the others after it (fault.go)
+		pf := brFaultPkt(&bc.pf, fr)
+		if !e.bridgeFaults(c, netfilter.Hook(ebtables.BRouting), netfilter.PriFirst, netfilter.PriLast, fr, pf, port, "", br, now, tr, 0, ff) ||
+			!e.brFaultsAround(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriNATDstBridged, true, fr, pf, port, "", br, now, tr, 0, ff) {
+			return
+		}
+	}
 	if !e.ebtStage(c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff) {
+		return
+	}
+	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriNATDstBridged, false, fr, brFaultPkt(&bc.pf, fr), port, "", br, now, tr, 0, ff) {
 		return
 	}
 	var k *pkt
@@ -744,6 +758,19 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 	if k == nil {
 		// bridge FORWARD: ebtables filter (-200); POSTROUTING:
 		// ebtables nat (300)
+		if len(c.BridgeFaults) > 0 {
+			br := b.name()
+			pf := brFaultPkt(&bc.pf, fr)
+			if e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, true, fr, pf, in, out, br, now, tr, 0, ff) &&
+				e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff) &&
+				e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, false, fr, pf, in, out, br, now, tr, 0, ff) &&
+				e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, true, fr, pf, "", out, br, now, tr, 0, ff) &&
+				e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff) &&
+				e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, false, fr, pf, "", out, br, now, tr, 0, ff) {
+				ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
+			}
+			return 0
+		}
 		if e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff) &&
 			e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff) {
 			ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
@@ -767,6 +794,12 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		traced = tid
 	}
 	// bridge FORWARD: ebtables filter (-200), then br_nf_forward (0)
+	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, true, fr, brFaultPkt(&bc.pf, fr), in, out, b.name(), now, tr, traced, ff) {
+		if !orig {
+			return tid
+		}
+		return 0
+	}
 	if !e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, traced, ff) {
 		if !orig {
 			return tid
@@ -793,6 +826,9 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		}
 	}
 	p.PhysOut, p.Mark = out, mark
+	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, false, fr, p, in, out, br, now, tr, traced, ff) {
+		return freed
+	}
 	q := e.newPkt(p, now, tr, k.w)
 	defer func() {
 		if q.tr == nil {
@@ -817,11 +853,19 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 	// bridge POSTROUTING: ebtables nat (300), then br_nf_post_routing
 	// (INT_MAX): the IPv4 POSTROUTING hooks without an input device
 	mark = q.p.Mark
+	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, true, fr, q.p, "", out, br, now, tr, q.traceID(), ff) {
+		q.fate.Kind = Dropped
+		return freed
+	}
 	if !e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, q.traceID(), ff) {
 		q.fate.Kind = Dropped
 		return freed
 	}
 	q.p.Mark = mark
+	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, false, fr, q.p, "", out, br, now, tr, q.traceID(), ff) {
+		q.fate.Kind = Dropped
+		return freed
+	}
 	if !q.run(&hookState{hook: netfilter.PostRouting, out: br}) {
 		q.frameFate(ff)
 		return freed
@@ -858,7 +902,22 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark
 	if k != nil {
 		c = k.cfg
 	}
-	if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, b.fdb.Port(in).Name, "", &mark, nil, time0(k), tr, k.traceID(), ff) {
+	if len(c.BridgeFaults) > 0 {
+		var pf *packet.Packet
+		if k != nil {
+			pf = k.p
+		} else {
+			pf = brFaultPkt(new(packet.Packet), fr)
+		}
+		port := b.fdb.Port(in).Name
+		if !e.brFaultsAround(c, netfilter.Hook(ebtables.LocalIn), netfilter.BrPriFilterBridged, true, fr, pf, port, "", br, time0(k), tr, k.traceID(), ff) {
+			return
+		}
+		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, port, "", &mark, nil, time0(k), tr, k.traceID(), ff) ||
+			!e.brFaultsAround(c, netfilter.Hook(ebtables.LocalIn), netfilter.BrPriFilterBridged, false, fr, pf, port, "", br, time0(k), tr, k.traceID(), ff) {
+			return
+		}
+	} else if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, b.fdb.Port(in).Name, "", &mark, nil, time0(k), tr, k.traceID(), ff) {
 		return
 	}
 	if k != nil {

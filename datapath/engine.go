@@ -49,6 +49,8 @@ type Config struct {
 	Ebtables *ebtables.Ruleset
 	// Faults are fault stages (package fault) on the IPv4 hooks.
 	Faults []FaultStage
+	// BridgeFaults are fault stages on the bridge hooks (fault.go).
+	BridgeFaults []BridgeFaultStage
 }
 
 // FateKind is what finally happened to a packet.

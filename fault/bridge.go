@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/uswitch-lab/uswitch/bridge/ebtables"
 	"github.com/uswitch-lab/uswitch/iptables"
@@ -67,42 +68,40 @@ func (f *Fault) compileEbtMatch(s *Spec, _ iptables.SetLookup) error {
 	return nil
 }
 
-// FrameCtx is what a bridge fault reads of a frame: the frame, its
-// IPv4 packet (nil when the frame is not IPv4 or the packet does not
-// decode), the ports and the bridge. The engine reuses one per call.
-type FrameCtx struct {
-	Frame   *packet.Frame
-	Pkt     *packet.Packet
-	In, Out string
-	Bridge  string
-	// Hook is the bridge hook
-	Hook netfilter.Hook
+// frameCtx is a bridge fault's scratch for one frame, pooled (the
+// engine calls ActFrame through an interface, so a context on the stack
+// would move to the heap).
+type frameCtx struct {
 	ipt  iptables.Ctx
 	ebt  ebtables.Ctx
 	none packet.Packet
 }
 
+var frameCtxs = sync.Pool{New: func() any { return new(frameCtx) }}
+
 // BridgeHook is the fault's bridge hook and priority (a bridge
 // placement's).
 func (f *Fault) BridgeHook() (netfilter.Hook, netfilter.Priority) { return f.At.Hook, f.At.Prio }
 
-// ActFrame is the fault as a bridge stage: it decides for the frame of
-// x at now and applies the decision in place; as Act: matched, drop and
-// (traced) what it did.
-func (f *Fault) ActFrame(x *FrameCtx, now int64, traced bool) (matched, drop bool, text string) {
+// ActFrame is the fault as a bridge stage (datapath.BridgeFaultStage):
+// it decides for the frame fr (p: its IPv4 packet, nil when it has
+// none) between ports in and out ("" for none) of bridge br at now and
+// applies the decision in place; as Act: matched, drop and (traced)
+// what it did.
+func (f *Fault) ActFrame(fr *packet.Frame, p *packet.Packet, in, out, br string, now int64, traced bool) (matched, drop bool, text string) {
 	if !f.active(now) && f.sched.trig == trigNone {
 		return false, false, ""
 	}
-	p := x.Pkt
+	x := frameCtxs.Get().(*frameCtx)
+	defer frameCtxs.Put(x)
 	if f.ebtMatch != nil {
 		e := &x.ebt
-		e.Frame, e.In, e.Out, e.Now = x.Frame, x.In, x.Out, now
-		e.LogicalIn, e.LogicalOut = "", ""
-		if x.In != "" {
-			e.LogicalIn = x.Bridge
+		*e = ebtables.Ctx{Frame: fr, In: in, Out: out, Now: now}
+		if in != "" {
+			e.LogicalIn = br
 		}
-		if x.Out != "" {
-			e.LogicalOut = x.Bridge
+		if out != "" {
+			e.LogicalOut = br
 		}
 		if !f.ebtMatch.Match(e) {
 			return false, false, ""
@@ -116,12 +115,14 @@ func (f *Fault) ActFrame(x *FrameCtx, now int64, traced bool) (matched, drop boo
 		x.none = packet.Packet{}
 		*c = iptables.Ctx{Pkt: &x.none}
 	} else {
+		i0, o0, pi0, po0 := p.InIf, p.OutIf, p.PhysIn, p.PhysOut
+		defer func() { p.InIf, p.OutIf, p.PhysIn, p.PhysOut = i0, o0, pi0, po0 }()
 		p.InIf, p.OutIf = "", ""
-		if x.In != "" {
-			p.InIf, p.PhysIn = x.Bridge, x.In
+		if in != "" {
+			p.InIf, p.PhysIn = br, in
 		}
-		if x.Out != "" {
-			p.OutIf, p.PhysOut = x.Bridge, x.Out
+		if out != "" {
+			p.OutIf, p.PhysOut = br, out
 		}
 		*c = iptables.Ctx{Pkt: p, Hook: f.At.matchHook()}
 	}
@@ -130,7 +131,7 @@ func (f *Fault) ActFrame(x *FrameCtx, now int64, traced bool) (matched, drop boo
 	}
 	var d Decision
 	if p == nil {
-		f.decideFlow(c, frameFlow(x.Frame), now, &d)
+		f.decideFlow(c, frameFlow(fr), now, &d)
 	} else {
 		f.decide(c, now, &d)
 	}

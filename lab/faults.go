@@ -8,6 +8,7 @@ import (
 	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/fault"
+	"github.com/uswitch-lab/uswitch/fault/faulthost"
 	"github.com/uswitch-lab/uswitch/iptables"
 )
 
@@ -39,8 +40,7 @@ func (c *Config) checkFaults(src string) error {
 	return nil
 }
 
-// checkPlacement: a wire placement names one of the lab's interfaces;
-// bridge placements wait for the bridge datapath.
+// checkPlacement: a wire placement names one of the lab's interfaces.
 func (c *Config) checkPlacement(f *fault.Fault) error {
 	switch f.At.Kind {
 	case fault.WireIngress, fault.WireEgress:
@@ -50,8 +50,13 @@ func (c *Config) checkPlacement(f *fault.Fault) error {
 			}
 		}
 		return fmt.Errorf("fault %s: %s: the lab has no interface %s", f.Name, f.At, f.At.Iface)
-	case fault.HookBridge:
-		return fmt.Errorf("fault %s: %s: bridge placements are parsed but wait for the bridge datapath", f.Name, f.At)
+	case fault.WireBoth:
+		for _, it := range c.Interfaces {
+			if it.Name == f.At.Iface {
+				return nil
+			}
+		}
+		return fmt.Errorf("fault %s: %s: the lab has no interface %s", f.Name, f.At, f.At.Iface)
 	}
 	return nil
 }
@@ -117,8 +122,10 @@ func (l *Lab) faultControl(req control.Request) control.Response {
 		return control.Response{Code: 2, Stderr: fmt.Sprintf("uswitch fault: unknown operation %q (list, add, del, pause, resume)\n", req.Op)}
 	}
 	next.BindState(l.eng.CT, l.eng.NAT)
+	next.BindHost(l.faultHost())
 	ec := l.eng.Config()
 	ec.Faults = faultStages(next)
+	ec.BridgeFaults = bridgeFaultStages(next)
 	l.eng.Swap(ec)
 	if err := l.dp.SetFaults(next); err != nil {
 		return control.Response{Code: 1, Stderr: "uswitch fault: " + err.Error() + "\n"}
@@ -189,6 +196,22 @@ func faultStages(s *fault.Set) []datapath.FaultStage {
 		out = append(out, f)
 	}
 	return out
+}
+
+// bridgeFaultStages are the set's bridge hook faults as engine stages.
+func bridgeFaultStages(s *fault.Set) []datapath.BridgeFaultStage {
+	var out []datapath.BridgeFaultStage
+	for _, f := range s.Bridge() {
+		out = append(out, f)
+	}
+	return out
+}
+
+// faultHost is what the lab's state faults act through: the engine;
+// the lab's TUN/TAP datapath cannot be killed or stalled by a fault yet
+// (uswitch nfqueue's can), so those faults count an error here.
+func (l *Lab) faultHost() *faulthost.Host {
+	return &faulthost.Host{Eng: l.eng, Sets: l.cfg.Sets}
 }
 
 // setLookup resolves -m set names in fault matches (nil: no sets).

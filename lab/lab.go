@@ -147,11 +147,13 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 		return l, err
 	}
 	ecfg.Faults = faultStages(fs)
+	ecfg.BridgeFaults = bridgeFaultStages(fs)
 	if len(fs.Faults) > 0 {
 		fmt.Fprintf(log, "faults: %d, seed %d\n", len(fs.Faults), fs.Seed)
 	}
 	l.eng = datapath.New(ecfg, ctcfg, seed)
 	fs.BindState(l.eng.CT, l.eng.NAT)
+	fs.BindHost(l.faultHost())
 	if l.eng.LVS, err = cfg.Director(); err != nil {
 		return l, err
 	}

@@ -211,7 +211,40 @@ type Server struct {
 	// procq is /proc/net/netfilter/nfnetlink_queue opened in the
 	// namespace (nil if it could not be): the kernel's queue depths.
 	procq *os.File
+
+	// stallUntil: the readers read nothing before this time (s.now;
+	// Stall, a datapath-stall fault); killed: Kill ran
+	stallUntil atomic.Int64
+	killed     atomic.Bool
 }
+
+// Stall makes the readers stop reading for d ns (a datapath-stall
+// fault): from their next round on, the kernel keeps queueing, up to
+// queue_maxlen, then drops what comes (or accepts it with fail-open,
+// as bindQueue asks: __nfqnl_enqueue_packet).
+func (s *Server) Stall(d int64) error {
+	s.stallUntil.Store(s.now() + d)
+	return nil
+}
+
+// Kill stops the server as if the process died (a datapath-kill
+// fault): the queues' sockets close without verdicts for what they
+// hold, so the kernel drops every packet still queued (nfqnl_flush
+// with NF_DROP) and later ones meet no listener (dropped, or accepted
+// with --queue-bypass). It returns at once (Close runs beside the
+// packet that asked); d must be 0: a killed server does not come back.
+func (s *Server) Kill(d int64) error {
+	if d != 0 {
+		return errors.New("nfqueue: a killed datapath does not come back (give no duration, or stall it)")
+	}
+	if s.killed.CompareAndSwap(false, true) {
+		go s.Close()
+	}
+	return nil
+}
+
+// Killed reports whether Kill ran.
+func (s *Server) Killed() bool { return s.killed.Load() }
 
 type queue struct {
 	// counters: written by the queue's reader (overruns, enobufs,
@@ -377,6 +410,13 @@ func (s *Server) reader(ctx context.Context, q *queue, inline bool) {
 		return rerr != unix.EAGAIN && rerr != unix.EINTR
 	}
 	for {
+		if d := s.stallUntil.Load() - s.now(); d > 0 {
+			select {
+			case <-time.After(time.Duration(d)):
+			case <-ctx.Done():
+				return
+			}
+		}
 		err := rc.Read(recv)
 		if err != nil || ctx.Err() != nil {
 			return // closed

@@ -13,6 +13,8 @@ import (
 
 	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/fault"
+	"github.com/uswitch-lab/uswitch/fault/faulthost"
 	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/internal/prom"
 	"github.com/uswitch-lab/uswitch/iptables"
@@ -35,6 +37,8 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	maxLen := fs.Uint("queue-maxlen", nfqueue.DefaultMaxQueueLen, "kernel queue length before fail-open accepts")
 	duration := fs.Duration("duration", 0, "stop after this long (0: run until SIGINT/SIGTERM)")
 	sock := fs.String("socket", "", "control socket for iptables-save/-restore, conntrack, metrics (default "+control.SocketPath("nfqueue-N")+", N the first queue; \"none\": no socket)")
+	faultsFile := fs.String("faults", "", "a fault `FILE` ([[fault]] tables: hook and state faults, datapath-kill and -stall on the queues)")
+	faultSeed := fs.Uint64("seed", 0, "the faults' seed (default: the file's, else the clock)")
 	metricsAddr := fs.String("metrics", "", "also serve Prometheus metrics over HTTP at this address, e.g. 127.0.0.1:9469")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -82,6 +86,24 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	var fset *fault.Set
+	if *faultsFile != "" {
+		if fset, err = fault.LoadFile(*faultsFile, *faultSeed, uint64(time.Now().UnixNano())); err != nil {
+			fmt.Fprintf(stderr, "uswitch nfqueue: %v\n", err)
+			return 1
+		}
+		if ifs := fset.Ifaces(); len(ifs) > 0 {
+			fmt.Fprintf(stderr, "uswitch nfqueue: %s: wire placements need a lab (NFQUEUE has no wire)\n", ifs[0])
+			return 1
+		}
+		for _, f := range fset.Hooks() {
+			cfg.Faults = append(cfg.Faults, f)
+		}
+		for _, f := range fset.Bridge() {
+			cfg.BridgeFaults = append(cfg.BridgeFaults, f)
+		}
+		fmt.Fprintf(stdout, "faults: %d, seed %d\n", len(fset.Faults), fset.Seed)
+	}
 	eng := datapath.New(cfg, s.ConntrackConfig(), uint64(time.Now().UnixNano()))
 	srv, err := nfqueue.Start(eng, s.FIB.LinkName, nfqueue.Options{Queues: queues, NetNS: *netnsName,
 		MaxQueueLen: uint32(*maxLen), NoBatch: *noBatch, Inline: *inline,
@@ -91,6 +113,11 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer srv.Close()
+	if fset != nil {
+		fset.SetEpoch(srv.Now())
+		fset.BindState(eng.CT, eng.NAT)
+		fset.BindHost(&faulthost.Host{Eng: eng, Sets: s.Sets, KillFn: srv.Kill, StallFn: srv.Stall})
+	}
 	// live control: the lab's server and commands over this engine
 	ctl := control.NewServer(&control.Engine{Eng: eng, Now: srv.Now, Metrics: func() string {
 		var b strings.Builder

@@ -12,6 +12,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/fault"
+	"github.com/uswitch-lab/uswitch/fault/faulthost"
 	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/internal/capture"
 	"github.com/uswitch-lab/uswitch/ipfrag"
@@ -69,17 +70,15 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "uswitch trace: %v\n", err)
 			return 1
 		}
-		if b := set.Bridge(); len(b) > 0 {
-			fmt.Fprintf(stderr, "uswitch trace: fault %s: %s: bridge placements wait for the bridge datapath\n", b[0].Name, b[0].At)
-			return 1
-		}
 		fmt.Fprintf(out, "FAULTS: %d, seed %d\n", len(set.Faults), set.Seed)
 		tf = newTraceFaults(set, out)
 		ecfg.Faults = tf.stages()
+		ecfg.BridgeFaults = tf.bridgeStages()
 	}
 	e := datapath.New(ecfg, s.ConntrackConfig(), 1)
 	if tf != nil {
 		tf.set.BindState(e.CT, e.NAT)
+		tf.set.BindHost(&faulthost.Host{Eng: e})
 	}
 	e.LVS = s.IPVS
 	traced := 0

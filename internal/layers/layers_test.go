@@ -55,6 +55,8 @@ var layer = map[string]int{
 	"link":          4,
 	"link/linktest": 4,
 	"nfqueue":       4,
+	// fault.Host over an engine
+	"fault/faulthost": 4,
 	// L5: the control plane (serves an engine and a link datapath)
 	"control": 5,
 	// L6: orchestration
