@@ -360,7 +360,7 @@ func (f *Fault) fire(now int64) {
 			n = 1
 			break
 		}
-		st.line, st.lineAt = 0, now
+		st.line, st.lineAt, st.swapping = 0, now, true
 		n, err = f.swapLines(now)
 	case KindSysctl:
 		if st.host == nil {
@@ -435,7 +435,7 @@ func (f *Fault) swapLines(now int64) (int, error) {
 	st := &f.state
 	a := &f.act
 	n := 0
-	for st.line < len(a.lines) && st.lineAt+int64(st.line)*a.step <= now {
+	for st.swapping && st.line < len(a.lines) && st.lineAt+int64(st.line)*a.step <= now {
 		l := a.lines[st.line]
 		st.line++
 		if err := st.host.Command(l, a.bridge); err != nil {
@@ -463,9 +463,17 @@ func (f *Fault) unfire() {
 		st.undo = st.undo[:0]
 	case KindRulesSwap:
 		if st.saved != "" {
-			err = st.host.Restore(st.saved, f.act.bridge)
+			// the tables the swap brought that were not there before
+			// go back to empty
+			text := st.saved
+			for _, l := range strings.Split(f.act.rules, "\n") {
+				if t, ok := strings.CutPrefix(strings.TrimSpace(l), "*"); ok && t != "" && !strings.Contains(text, "*"+t+"\n") {
+					text += "*" + t + "\nCOMMIT\n"
+				}
+			}
+			err = st.host.Restore(text, f.act.bridge)
 			st.saved = ""
-			st.line = len(f.act.lines)
+			st.swapping = false
 		}
 	}
 	if err != nil {

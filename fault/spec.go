@@ -169,7 +169,7 @@ func Compile(s *Spec, seed uint64, sets iptables.SetLookup) (*Fault, error) {
 	action := s.Action
 	if action == "" {
 		switch {
-		case s.Netem != "":
+		case s.Netem != "" || len(s.Steps) > 0:
 			action = "netem"
 		case s.Groups != nil:
 			action = "partition"

@@ -52,6 +52,7 @@ type stateFault struct {
 	host     Host
 	fired    int // instants done
 	saved    string
+	swapping bool  // a non-atomic swap runs its command lines
 	line     int   // a non-atomic swap's next command line
 	lineAt   int64 // and when its first ran
 	undo     [][2]string
@@ -190,7 +191,7 @@ func (f *Fault) tickAction(now int64) {
 	st := &f.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.line < len(f.act.lines) && st.host != nil && (len(f.sched.at) > 0 || st.active) {
+	if st.swapping && st.host != nil {
 		if n, err := f.swapLines(now); err != nil {
 			st.errs++
 			st.lastErr = err.Error()

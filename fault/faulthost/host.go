@@ -17,6 +17,7 @@ import (
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/iptables/cli"
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 // Host is a fault.Host on an engine.
@@ -128,9 +129,30 @@ func (h *Host) Sysctl(name, value string) (string, error) {
 	ct := h.Eng.CT
 	switch name {
 	case "net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding":
+		// devinet_sysctl_forward -> inet_forward_change: every
+		// device's forwarding follows
 		cur := h.Eng.Config()
 		old := b(cur.IPForward)
 		cur.IPForward = v != 0
+		if cur.FIB != nil {
+			rc := cur.FIB.Config()
+			rc.All.Forwarding = v != 0
+			dev := make(map[string]route.DevConf, len(rc.Links))
+			for _, l := range rc.Links {
+				c, ok := rc.Dev[l.Name]
+				if !ok {
+					c = route.DefaultDevConf()
+				}
+				c.Forwarding = v != 0
+				dev[l.Name] = c
+			}
+			rc.Dev = dev
+			fib, err := route.New(rc)
+			if err != nil {
+				return "", fmt.Errorf("sysctl %s: %v", name, err)
+			}
+			cur.FIB = fib
+		}
 		h.Eng.Swap(cur)
 		return old, nil
 	case "net.bridge.bridge-nf-call-iptables":
