@@ -373,3 +373,35 @@ func TestFDBFault(t *testing.T) {
 		t.Fatalf("after flush: the entry is still there")
 	}
 }
+
+// TestLossFaultEstablishedNoAllocs: a loss fault that matches an
+// established flow (and drops about half its packets) costs no
+// allocation per packet.
+func TestLossFaultEstablishedNoAllocs(t *testing.T) {
+	e, _ := engine(t, Spec{Name: "lossy", At: "hook:ipv4:FORWARD", Match: "-p udp --dport 53", Netem: "loss 50%"})
+	tmpl := spec(t, "udp 10.0.0.2:5353 > 192.168.1.2:53 iif eth0").Data
+	for range 4 {
+		e.Receive(spec(t, "udp 10.0.0.2:5353 > 192.168.1.2:53 iif eth0"), 1e6, nil)
+		e.Receive(spec(t, "udp 192.168.1.2:53 > 10.0.0.2:5353 iif eth1"), 2e6, nil)
+	}
+	buf := make([]byte, len(tmpl))
+	p := &packet.Packet{}
+	dropped := 0
+	run := func() {
+		copy(buf, tmpl)
+		*p = packet.Packet{Data: buf, Meta: packet.Meta{InIf: "eth0"}}
+		if err := p.Decode(); err != nil {
+			t.Fatal(err)
+		}
+		if f := e.Receive(p, 3e6, nil); f.Kind == datapath.Dropped {
+			dropped++
+		}
+	}
+	run()
+	if n := testing.AllocsPerRun(400, run); n != 0 {
+		t.Fatalf("%v allocations per packet", n)
+	}
+	if dropped < 100 || dropped > 300 {
+		t.Errorf("dropped %d of 401", dropped)
+	}
+}
