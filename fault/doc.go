@@ -15,6 +15,14 @@
 //	partition    groups A and B, a direction, drop or reject
 //	mangle       TTL, TOS, mark
 //	conntrack-full, nat-exhaust   state faults (state.go)
+//	conntrack-evict, -expire, -clash, rules-swap, sysctl, fdb,
+//	datapath-kill, -stall          state faults at instants or windows
+//	                               (actions.go), through a Host
+//	link         a wire down while active (wire:IFACE)
+//
+// Schedules (schedule.go): start/stop, every/for, instants, triggers
+// (after_packets, conntrack:new), ramps and step lists. Bridge
+// placements and ebt_match: bridge.go.
 //
 // Decisions are repeatable by construction (prf.go): a packet's draws
 // are a function of the experiment's seed, the fault's name, the
