@@ -84,8 +84,8 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 	}
 	var x ebtables.Ctx
 	x.Frame, x.In, x.Out, x.Now, x.Env = fr, in, out, now, b
-	if tr != nil && tid != 0 && tr.Format == FormatMonitor {
-		x.Tracer = &ebtTracer{t: tr, id: tid, fr: fr, in: in, out: out, x: &x}
+	if tr != nil && (tid != 0 && tr.Format == FormatMonitor || tr.Record) {
+		x.Tracer = &ebtTracer{t: tr, id: tid, fr: fr, in: in, out: out, x: &x, lines: tid != 0 && tr.Format == FormatMonitor}
 	}
 	if in != "" {
 		x.LogicalIn = b.name()
@@ -126,6 +126,9 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 			}
 		}
 	}
+	if tr != nil && tr.Record {
+		tr.pathBridgeStage(tid, h, ebtKey(t, ebtStagePrio(t, h)), v == netfilter.Drop, "dropped by ebtables "+t.String()+" "+h.String())
+	}
 	if v == netfilter.Drop {
 		ff.Drop = "ebtables " + t.String() + " " + h.String()
 		return false
@@ -144,6 +147,9 @@ type ebtTracer struct {
 	in, out string
 	x       *ebtables.Ctx
 	printed bool
+	// lines: the chain's events are printed (else only recorded as
+	// path events)
+	lines bool
 }
 
 func (et *ebtTracer) packet() {
@@ -168,11 +174,19 @@ func ebtVerdictName(v ebtables.Verdict, jump string) string {
 }
 
 func (et *ebtTracer) Rule(t ebtables.TableID, chain string, rule int, v ebtables.Verdict, jump string) {
+	et.t.pathEbtRule(et.id, t, chain, rule, ebtVerdictName(v, jump))
+	if !et.lines {
+		return
+	}
 	et.packet()
 	et.t.Lines = append(et.t.Lines, trace.BridgeRuleLine(et.id, t.String(), chain, uint64(rule), ebtVerdictName(v, jump)))
 }
 
 func (et *ebtTracer) Policy(t ebtables.TableID, chain string, v ebtables.Verdict) {
+	et.t.pathEbtRule(et.id, t, chain, 0, ebtVerdictName(v, ""))
+	if !et.lines {
+		return
+	}
 	et.packet()
 	et.t.Lines = append(et.t.Lines, trace.BridgePolicyLine(et.id, t.String(), chain, ebtVerdictName(v, "")))
 }
@@ -508,7 +522,16 @@ func (e *Engine) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now i
 		e.bcalls.Put(bc)
 	}()
 	*ff = FrameFate{Out: ff.Out[:0]}
+	if tr == nil || !tr.Record {
+		e.receiveFrame(bc, ff, data, port, now, tr)
+		return
+	}
+	mark := tr.callStart()
+	tr.pathFrame(PathStart, 0, "frame", FrameText(data, port))
 	e.receiveFrame(bc, ff, data, port, now, tr)
+	tr.pathFrame(PathEnd, 0, "", ff.String())
+	tr.frameIDs(mark)
+	tr.callEnd(mark)
 }
 
 func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port string, now int64, tr *Tracer) {
@@ -560,6 +583,7 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	// bridge PREROUTING: ebtables nat (-300), then br_nf_pre_routing
 	// (0); skb->mark is shared by both levels
 	var mark uint32
+	tr.pathBridge(0, ebtables.PreRouting, port, "")
 	if !e.ebtStage(c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff) {
 		return
 	}
@@ -589,6 +613,7 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			k.iif = b.ifindex(c.FIB)
 		}
 		dst0 := p.Dst
+		tr.pathBridgeStage(0, ebtables.PreRouting, brnfKey0, false, "")
 		if !k.run(&hookState{hook: netfilter.PreRouting, in: br}) {
 			k.frameFate(ff)
 			return
@@ -744,6 +769,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 	if k == nil {
 		// bridge FORWARD: ebtables filter (-200); POSTROUTING:
 		// ebtables nat (300)
+		tr.pathBridge(0, ebtables.Forward, in, out)
 		if e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff) &&
 			e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff) {
 			ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
@@ -767,6 +793,13 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		traced = tid
 	}
 	// bridge FORWARD: ebtables filter (-200), then br_nf_forward (0)
+	if tr != nil && tr.Record {
+		if !orig {
+			tr.pathFrame(PathStart, tid, "bridged copy", "copy out "+out)
+			tr.Path[len(tr.Path)-1].Parent = k.trace
+		}
+		tr.pathBridge(tid, ebtables.Forward, in, out)
+	}
 	if !e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, traced, ff) {
 		if !orig {
 			return tid
@@ -810,6 +843,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		}
 	}()
 	q.fragMax, q.fragPMTU, q.ignoreDF, q.pieces = k.fragMax, k.fragPMTU, k.ignoreDF, k.pieces
+	tr.pathBridgeStage(q.trace, ebtables.Forward, brnfKey0, false, "")
 	if !q.run(&hookState{hook: netfilter.Forward, in: br, out: br}) {
 		q.frameFate(ff)
 		return freed
@@ -817,11 +851,13 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 	// bridge POSTROUTING: ebtables nat (300), then br_nf_post_routing
 	// (INT_MAX): the IPv4 POSTROUTING hooks without an input device
 	mark = q.p.Mark
+	tr.pathBridge(q.trace, ebtables.PostRouting, "", out)
 	if !e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, q.traceID(), ff) {
 		q.fate.Kind = Dropped
 		return freed
 	}
 	q.p.Mark = mark
+	tr.pathBridgeStage(q.trace, ebtables.PostRouting, brnfKeyLast, false, "")
 	if !q.run(&hookState{hook: netfilter.PostRouting, out: br}) {
 		q.frameFate(ff)
 		return freed
@@ -858,6 +894,13 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark
 	if k != nil {
 		c = k.cfg
 	}
+	if tr != nil && tr.Record {
+		id := uint32(0)
+		if k != nil {
+			id = k.trace
+		}
+		tr.pathBridge(id, ebtables.LocalIn, b.fdb.Port(in).Name, "")
+	}
 	if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, b.fdb.Port(in).Name, "", &mark, nil, time0(k), tr, k.traceID(), ff) {
 		return
 	}
@@ -884,7 +927,9 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark
 		// kernel's trace id hashes: a new id
 		k.p.InIf = br
 		if k.tr != nil {
+			old := k.trace
 			k.trace = e.traceID.Add(0x9e3779b9)
+			k.pathStart("up to "+br, old)
 		}
 		if k.p.PktType == packet.PktHost && fr.Dst != b.fdb.MAC && !fr.Dst.IsMulticast() {
 			k.p.PktType = packet.PktOtherHost
@@ -1081,6 +1126,7 @@ func (e *Engine) bridgeXmitTraced(b *bridgeState, dst packet.MAC, proto uint16, 
 			continue
 		}
 		var mark uint32
+		tr.pathBridge(tid, ebtables.LocalOut, "", out)
 		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff) ||
 			!e.ebtStage(c, ebtables.NAT, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff) ||
 			!e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, 0, tr, tid, ff) {
