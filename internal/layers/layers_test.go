@@ -28,6 +28,7 @@ var layer = map[string]int{
 	// test plumbing below everything that uses it
 	"internal/testtools":           0,
 	"internal/capture":             0,
+	"internal/browser":             0,
 	"internal/capture/capturetest": 0,
 	"internal/kerneltest":          1,
 	"internal/labtest":             1,
@@ -55,6 +56,7 @@ var layer = map[string]int{
 	"link":          4,
 	"link/linktest": 4,
 	"nfqueue":       4,
+	"picture":       4,
 	// L5: the control plane (serves an engine and a link datapath)
 	"control": 5,
 	// L6: orchestration
