@@ -56,6 +56,7 @@ var layer = map[string]int{
 	"link":          4,
 	"link/linktest": 4,
 	"nfqueue":       4,
+	"web":           5,
 	"picture":       4,
 	// L5: the control plane (serves an engine and a link datapath)
 	"control": 5,
