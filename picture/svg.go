@@ -191,13 +191,13 @@ func (pc *picture) node(lv level, kind nodeKind, hook uint8) *node {
 
 // way is one path's walk over the nodes while its events are read.
 type way struct {
-	pc      *picture
-	pi      int
-	nodes   []*node
-	cur     *node
-	row     *row
-	pending bool // the in node waits for the first hook's device
-	inCause string
+	pc                        *picture
+	pi                        int
+	nodes                     []*node
+	cur                       *node
+	row                       *row
+	pending                   bool // the in node waits for the first hook's device
+	inCause                   string
 	seenBrPre, seenBrDecision bool
 }
 
@@ -612,7 +612,6 @@ func (pc *picture) place() (float64, float64) {
 	legend := 24 + 18*float64(len(pc.pk.Paths))
 	return cols[5] + 130, y + legend + 18
 }
-
 
 const style = `
 .uswitch-path text{font-family:"DejaVu Sans Mono",monospace;font-size:11px;fill:#222}

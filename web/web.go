@@ -226,7 +226,7 @@ func (s *Server) counters() []Counter {
 			for i, r := range ch.Rules {
 				c := r.LiveCounters()
 				out = append(out, Counter{ID: tn + "/" + ch.Name + "/" + strconv.Itoa(i+1), Table: tn, Chain: ch.Name, Rule: i + 1,
-					Text: iptables.RuleString(r), Packets: c.Packets, Bytes: c.Bytes})
+					Text: strings.TrimSpace(iptables.RuleString(r)), Packets: c.Packets, Bytes: c.Bytes})
 			}
 		}
 	}

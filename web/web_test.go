@@ -60,7 +60,7 @@ func TestState(t *testing.T) {
 			fwd = c
 		}
 	}
-	if fwd.Packets != 1 || fwd.Text != "-A FORWARD -p tcp -j ACCEPT" {
+	if fwd.Packets != 1 || fwd.Text != "-p tcp -j ACCEPT" {
 		t.Errorf("counter %+v", fwd)
 	}
 	if len(st.Packets) != 1 || !strings.Contains(st.Packets[0].SVG, `data-hook="FORWARD"`) || !strings.Contains(st.Packets[0].Summary, "forwarded out eth1") {
