@@ -84,8 +84,8 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 	}
 	var x ebtables.Ctx
 	x.Frame, x.In, x.Out, x.Now, x.Env = fr, in, out, now, b
-	if tr != nil && tid != 0 && tr.Format == FormatMonitor {
-		x.Tracer = &ebtTracer{t: tr, id: tid, fr: fr, in: in, out: out, x: &x}
+	if tr != nil && (tid != 0 && tr.Format == FormatMonitor || tr.Record) {
+		x.Tracer = &ebtTracer{t: tr, id: tid, fr: fr, in: in, out: out, x: &x, lines: tid != 0 && tr.Format == FormatMonitor}
 	}
 	if in != "" {
 		x.LogicalIn = b.name()
@@ -126,6 +126,9 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 			}
 		}
 	}
+	if tr != nil && tr.Record {
+		tr.pathBridgeStage(tid, h, ebtKey(t, ebtStagePrio(t, h)), v == netfilter.Drop, "dropped by ebtables "+t.String()+" "+h.String())
+	}
 	if v == netfilter.Drop {
 		ff.Drop = "ebtables " + t.String() + " " + h.String()
 		return false
@@ -144,6 +147,9 @@ type ebtTracer struct {
 	in, out string
 	x       *ebtables.Ctx
 	printed bool
+	// lines: the chain's events are printed (else only recorded as
+	// path events)
+	lines bool
 }
 
 func (et *ebtTracer) packet() {
@@ -168,11 +174,19 @@ func ebtVerdictName(v ebtables.Verdict, jump string) string {
 }
 
 func (et *ebtTracer) Rule(t ebtables.TableID, chain string, rule int, v ebtables.Verdict, jump string) {
+	et.t.pathEbtRule(et.id, t, chain, rule, ebtVerdictName(v, jump))
+	if !et.lines {
+		return
+	}
 	et.packet()
 	et.t.Lines = append(et.t.Lines, trace.BridgeRuleLine(et.id, t.String(), chain, uint64(rule), ebtVerdictName(v, jump)))
 }
 
 func (et *ebtTracer) Policy(t ebtables.TableID, chain string, v ebtables.Verdict) {
+	et.t.pathEbtRule(et.id, t, chain, 0, ebtVerdictName(v, ""))
+	if !et.lines {
+		return
+	}
 	et.packet()
 	et.t.Lines = append(et.t.Lines, trace.BridgePolicyLine(et.id, t.String(), chain, ebtVerdictName(v, "")))
 }
@@ -510,7 +524,16 @@ func (e *Engine) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now i
 		e.bcalls.Put(bc)
 	}()
 	*ff = FrameFate{Out: ff.Out[:0]}
+	if tr == nil || !tr.Record {
+		e.receiveFrame(bc, ff, data, port, now, tr)
+		return
+	}
+	mark := tr.callStart()
+	tr.pathFrame(PathStart, 0, "frame", FrameText(data, port))
 	e.receiveFrame(bc, ff, data, port, now, tr)
+	tr.pathFrame(PathEnd, 0, "", ff.String())
+	tr.frameIDs(mark)
+	tr.callEnd(mark)
 }
 
 func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port string, now int64, tr *Tracer) {
@@ -562,6 +585,7 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	// bridge PREROUTING: ebtables nat (-300), then br_nf_pre_routing
 	// (0); skb->mark is shared by both levels
 	var mark uint32
+	tr.pathBridge(0, ebtables.PreRouting, port, "")
 	if len(c.BridgeFaults) > 0 {
 		// bridge fault stages: BROUTING's, then PREROUTING's below
 		// ebtables nat, the others after it (fault.go)
@@ -603,6 +627,7 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			k.iif = b.ifindex(c.FIB)
 		}
 		dst0 := p.Dst
+		tr.pathBridgeStage(0, ebtables.PreRouting, brnfKey0, false, "")
 		if !k.run(&hookState{hook: netfilter.PreRouting, in: br}) {
 			k.frameFate(ff)
 			return
@@ -758,6 +783,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 	if k == nil {
 		// bridge FORWARD: ebtables filter (-200); POSTROUTING:
 		// ebtables nat (300)
+		tr.pathBridge(0, ebtables.Forward, in, out)
 		if len(c.BridgeFaults) > 0 {
 			br := b.name()
 			pf := brFaultPkt(&bc.pf, fr)
@@ -794,6 +820,13 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		traced = tid
 	}
 	// bridge FORWARD: ebtables filter (-200), then br_nf_forward (0)
+	if tr != nil && tr.Record {
+		if !orig {
+			tr.pathFrame(PathStart, tid, "bridged copy", "copy out "+out)
+			tr.Path[len(tr.Path)-1].Parent = k.trace
+		}
+		tr.pathBridge(tid, ebtables.Forward, in, out)
+	}
 	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, true, fr, brFaultPkt(&bc.pf, fr), in, out, b.name(), now, tr, traced, ff) {
 		if !orig {
 			return tid
@@ -846,6 +879,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		}
 	}()
 	q.fragMax, q.fragPMTU, q.ignoreDF, q.pieces = k.fragMax, k.fragPMTU, k.ignoreDF, k.pieces
+	tr.pathBridgeStage(q.trace, ebtables.Forward, brnfKey0, false, "")
 	if !q.run(&hookState{hook: netfilter.Forward, in: br, out: br}) {
 		q.frameFate(ff)
 		return freed
@@ -853,6 +887,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 	// bridge POSTROUTING: ebtables nat (300), then br_nf_post_routing
 	// (INT_MAX): the IPv4 POSTROUTING hooks without an input device
 	mark = q.p.Mark
+	tr.pathBridge(q.trace, ebtables.PostRouting, "", out)
 	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, true, fr, q.p, "", out, br, now, tr, q.traceID(), ff) {
 		q.fate.Kind = Dropped
 		return freed
@@ -866,6 +901,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		q.fate.Kind = Dropped
 		return freed
 	}
+	tr.pathBridgeStage(q.trace, ebtables.PostRouting, brnfKeyLast, false, "")
 	if !q.run(&hookState{hook: netfilter.PostRouting, out: br}) {
 		q.frameFate(ff)
 		return freed
@@ -901,6 +937,13 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark
 	c := e.cfg.Load()
 	if k != nil {
 		c = k.cfg
+	}
+	if tr != nil && tr.Record {
+		id := uint32(0)
+		if k != nil {
+			id = k.trace
+		}
+		tr.pathBridge(id, ebtables.LocalIn, b.fdb.Port(in).Name, "")
 	}
 	if len(c.BridgeFaults) > 0 {
 		var pf *packet.Packet
@@ -943,7 +986,9 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark
 		// kernel's trace id hashes: a new id
 		k.p.InIf = br
 		if k.tr != nil {
+			old := k.trace
 			k.trace = e.traceID.Add(0x9e3779b9)
+			k.pathStart("up to "+br, old)
 		}
 		if k.p.PktType == packet.PktHost && fr.Dst != b.fdb.MAC && !fr.Dst.IsMulticast() {
 			k.p.PktType = packet.PktOtherHost
@@ -1140,6 +1185,7 @@ func (e *Engine) bridgeXmitTraced(b *bridgeState, dst packet.MAC, proto uint16, 
 			continue
 		}
 		var mark uint32
+		tr.pathBridge(tid, ebtables.LocalOut, "", out)
 		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff) ||
 			!e.ebtStage(c, ebtables.NAT, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff) ||
 			!e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, 0, tr, tid, ff) {

@@ -455,17 +455,45 @@ type pkt struct {
 // run many packets at once should each use a Worker.
 func (e *Engine) Receive(p *packet.Packet, now int64, tr *Tracer) Fate {
 	k := e.newPkt(p, now, tr, nil)
-	k.receive()
+	k.receiveTop()
 	f := k.fate
 	e.putPkt(k)
 	return f
 }
 
+// receiveTop is receive for a packet handed in, recording its path
+// when its tracer asks.
+func (k *pkt) receiveTop() {
+	if k.tr == nil || !k.tr.Record {
+		k.receive()
+		return
+	}
+	mark := k.tr.callStart()
+	k.pathStart("received", 0)
+	k.receive()
+	k.pathEnd()
+	k.tr.callEnd(mark)
+}
+
+// sendTop is send for a packet handed in, recording its path when its
+// tracer asks.
+func (k *pkt) sendTop() {
+	k.p.Local = true
+	if k.tr == nil || !k.tr.Record {
+		k.send()
+		return
+	}
+	mark := k.tr.callStart()
+	k.pathStart("sent", 0)
+	k.send()
+	k.pathEnd()
+	k.tr.callEnd(mark)
+}
+
 // Send runs a packet the host itself sends (OUTPUT onwards).
 func (e *Engine) Send(p *packet.Packet, now int64, tr *Tracer) Fate {
 	k := e.newPkt(p, now, tr, nil)
-	k.p.Local = true
-	k.send()
+	k.sendTop()
 	f := k.fate
 	e.putPkt(k)
 	return f
@@ -771,6 +799,7 @@ func (k *pkt) rcvFinish(dst0 uint32) {
 		k.rt = fib.Input(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), TOS: p.IP.TOS(), IIF: k.iif, Mark: p.Mark,
 			Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort})
 	}
+	k.pathRoute("input", &k.rt)
 	if k.rt.Err != 0 {
 		// an error route (ip_error: no route, unreachable, prohibit)
 		// has its options compiled first (options.go)
@@ -903,7 +932,9 @@ func (k *pkt) loopback() {
 	q.ipvsDone = k.ipvsDone
 	q.p.Local = false
 	q.p.InIf, q.p.OutIf = "lo", ""
+	q.pathStart("loopback", k.trace)
 	q.receive()
+	q.pathEnd()
 	k.fate = q.fate
 	if q.tr == nil {
 		// nothing refers to q any more (a tracer would: it keeps the
@@ -919,6 +950,7 @@ func (k *pkt) send() {
 		return
 	}
 	k.rt = k.outputRoute()
+	k.pathRoute("output", &k.rt)
 	if k.rt.Err != 0 {
 		k.drop(DropRoute, uint32(k.rt.Err), "")
 		return
@@ -955,6 +987,7 @@ func (k *pkt) outputRoute() route.Result {
 
 func (k *pkt) reroute() bool {
 	k.rt = k.outputRoute()
+	k.pathRoute("reroute", &k.rt)
 	if k.rt.Err != 0 {
 		k.drop(DropRoute, uint32(k.rt.Err), "")
 		return false

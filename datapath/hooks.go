@@ -206,6 +206,15 @@ func (k *pkt) run(st *hookState) bool {
 	if k.ipvsOn() {
 		list = k.cfg.hooks[1][st.hook]
 	}
+	if k.recording() {
+		k.pathHook(st)
+		for i := range list {
+			if !k.tracedStage(&list[i], st) {
+				return false
+			}
+		}
+		return true
+	}
 	for i := range list {
 		if !k.stage(&list[i], st) {
 			return false

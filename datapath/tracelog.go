@@ -93,5 +93,5 @@ func (t *Tracer) logInfo(prefix string, flags uint8) trace.LogInfo {
 
 // sub is the tracer of an answer the traced packet causes.
 func (t *Tracer) sub() *Tracer {
-	return &Tracer{All: t.All, Format: t.Format}
+	return &Tracer{All: t.All, Format: t.Format, Record: t.Record, PathAll: t.PathAll}
 }

@@ -42,9 +42,11 @@ type Lab struct {
 	ec     control.Engine
 	ecInit sync.Once
 	// fmu serialises live fault changes (faults.go)
-	fmu    sync.Mutex
-	closed sync.Once
-	cerr   error
+	fmu sync.Mutex
+	// webStop stops the live pages' servers (web.go)
+	webStop []func()
+	closed  sync.Once
+	cerr    error
 }
 
 // Up makes the lab: namespaces, one TUN (or TAP, kind = "tap") per
@@ -206,6 +208,9 @@ func (l *Lab) Run(ctx context.Context) error {
 func (l *Lab) Close() error {
 	l.closed.Do(func() {
 		var errs []error
+		for _, stop := range l.webStop {
+			stop()
+		}
 		if l.ctl != nil {
 			errs = append(errs, l.ctl.Close())
 		}

@@ -264,6 +264,15 @@ type Datapath struct {
 	nworkers atomic.Int64
 	tdropped atomic.Uint64 // lines a slow listener missed
 
+	// live paths (paths.go): while someone listens, the workers record
+	// the path events of the packets -j TRACE marks and of a sample of
+	// the others
+	pathing atomic.Int32
+	pmu     sync.Mutex // guards psubs
+	psubs   map[chan []datapath.PathEvent]struct{}
+	// psample is when the last sampled packet was taken (Now's clock)
+	psample atomic.Int64
+
 	// packet capture: while someone captures, readers and workers copy
 	// the packets of the captured devices to the capturers
 	capturing atomic.Int32
@@ -641,9 +650,12 @@ func (w *worker) run(elems []*elem) {
 	w.now = d.Now()
 	for _, el := range elems {
 		var tr *datapath.Tracer
-		if d.tracing.Load() > 0 {
-			w.wtr = datapath.Tracer{Lines: w.wtr.Lines[:0]}
+		if d.tracing.Load() > 0 || d.pathing.Load() > 0 {
+			w.wtr = datapath.Tracer{Lines: w.wtr.Lines[:0], Path: w.wtr.Path[:0]}
 			tr = &w.wtr
+			if d.pathing.Load() > 0 {
+				tr.Record, tr.PathAll = true, d.samplePath(w.now)
+			}
 		}
 		if el.frame != nil {
 			w.runFrame(el, tr)
@@ -652,6 +664,9 @@ func (w *worker) run(elems []*elem) {
 		f := w.ew.Receive(&el.pkt, w.now, tr)
 		if tr != nil && len(tr.Lines) > 0 {
 			d.publishTrace(tr.Lines)
+		}
+		if tr != nil && len(tr.Path) > 0 {
+			d.publishPath(tr.Path)
 		}
 		if f.FlowCached {
 			d.flowCached.Add(1)
@@ -699,6 +714,9 @@ func (w *worker) runFrame(el *elem, tr *datapath.Tracer) {
 	d.eng.ReceiveFrameInto(ff, el.frame, el.from.p.name, w.now, tr)
 	if tr != nil && len(tr.Lines) > 0 {
 		d.publishTrace(tr.Lines)
+	}
+	if tr != nil && len(tr.Path) > 0 {
+		d.publishPath(tr.Path)
 	}
 	w.writeFrames(ff.Out)
 	switch {

@@ -27,12 +27,12 @@ var subcommands = map[string]subcommand{
 	"ip":               {ipCmd, "answer ip route get ADDR [from A] [iif D] [oif D] [mark N] [tos T] [ipproto P] [sport N] [dport N] [uid N], ip route show [table T|all] and ip rule show as iproute2 6.1 prints them (-j: JSON), from a host snapshot (--snapshot DIR) or the running instance (--socket PATH | --lab NAME)"},
 	"iptables-save":    {iptablesSave, "print the running instance's rule set (or, with --input FILE, a file's canonical form): [-c] [-t TABLE] [--ipset FILE] [--socket PATH | --lab NAME]"},
 	"nfqueue":          {nfqueueCmd, "decide the packets of kernel NFQUEUE queues with the engine (root): (--queue-num N | --queue-balance A:B) [--netns NAME] [--snapshot DIR] [--rules FILE] [--queue-maxlen N] [--no-batch] [--inline] [--duration D] [--socket PATH] [--metrics ADDR]"},
-	"lab":              {labCmd, "bring up a lab of namespaces routed by uswitch through TUN/TAP devices (root): [down] [--config FILE] [--faults FILE] [--demo-only] [--no-demo] [--print-default] [--socket PATH] [--metrics ADDR]"},
+	"lab":              {labCmd, "bring up a lab of namespaces routed by uswitch through TUN/TAP devices (root): [down] [--config FILE] [--faults FILE] [--demo-only] [--no-demo] [--print-default] [--socket PATH] [--metrics ADDR] [--web ADDR [--web-any]]"},
 	"monitor":          {monitorCmd, "print the running instance's live trace lines of packets marked by -j TRACE, as xtables-monitor --trace: --trace [--socket PATH | --lab NAME]"},
 	"pcap":             {pcapCmd, "write a pcap of the packets a running lab's device reads and writes (tcpdump -r): [-i DEVICE|any] [-w FILE|-] [-c COUNT] [--socket PATH | --lab NAME]"},
 	"metrics":          {metricsCmd, "print the running instance's Prometheus metrics: [--socket PATH | --lab NAME]"},
 	"snapshot":         {snapshot, "capture the host's network state into a folder: DIR [--netns NAME]"},
-	"trace":            {traceCmd, "replay packets against a host snapshot, printing xtables-monitor --trace lines (or the kernel log's LOG and legacy TRACE lines with --format log): --snapshot DIR (--pcap FILE [--iif NAME] | --packet SPEC) [--trace-all] [--format monitor|log] [--faults FILE [--seed N]]; exit 1 on a truncated or oversized capture record, after tracing the packets before it"},
+	"trace":            {traceCmd, "replay packets against a host snapshot, printing xtables-monitor --trace lines (or the kernel log's LOG and legacy TRACE lines with --format log): --snapshot DIR (--pcap FILE [--iif NAME] | --packet SPEC) [--trace-all] [--format monitor|log] [--faults FILE [--seed N]] [--svg DIR] [--html FILE]; exit 1 on a truncated or oversized capture record, after tracing the packets before it"},
 }
 
 func usage() {

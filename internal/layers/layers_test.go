@@ -28,6 +28,7 @@ var layer = map[string]int{
 	// test plumbing below everything that uses it
 	"internal/testtools":           0,
 	"internal/capture":             0,
+	"internal/browser":             0,
 	"internal/capture/capturetest": 0,
 	"internal/kerneltest":          1,
 	"internal/labtest":             1,
@@ -57,6 +58,8 @@ var layer = map[string]int{
 	"nfqueue":       4,
 	// fault.Host over an engine
 	"fault/faulthost": 4,
+	"web":             5,
+	"picture":         4,
 	// L5: the control plane (serves an engine and a link datapath)
 	"control": 5,
 	// L6: orchestration
