@@ -37,13 +37,17 @@ func (rs *Ruleset) Exec(cl *CommandLine, out io.Writer) (next *Ruleset, err *Cmd
 		if !cl.Zero {
 			return nil, nil
 		}
-		zeroCounters(cur, cl.Chain, cl.Verbose, out)
+		if err := zeroCounters(cur, cl.Chain, cl.Verbose, out); err != nil {
+			return nil, err
+		}
 		return rs, nil
 	case 'Z':
-		if cl.Chain != "" && cur.Chain(cl.Chain) == nil {
+		if c := cur.Chain(cl.Chain); cl.Chain != "" && (c == nil || c.gone || rs.Tables[id] == nil) {
 			return nil, cmdFailed(msgNoChain)
 		}
-		zeroCounters(cur, cl.Chain, cl.Verbose, out)
+		if err := zeroCounters(cur, cl.Chain, cl.Verbose, out); err != nil {
+			return nil, err
+		}
 		return rs, nil
 	case 'C':
 		// ebtables-nft 1.8.9 parses -C and does nothing: do_commandeb
@@ -57,10 +61,10 @@ func (rs *Ruleset) Exec(cl *CommandLine, out io.Writer) (next *Ruleset, err *Cmd
 		}
 		return nil, nil
 	}
-	if rs.Tables[id] == nil && (cl.Op == 'F' || cl.Op == 'X') && (cl.Chain == "" || cur.Chain(cl.Chain) != nil) {
+	if rs.Tables[id] == nil && (cl.Op == 'F' || cl.Op == 'X') {
 		// the table is not there: nothing to flush or delete (and
 		// nothing made)
-		if cl.Op == 'X' && cl.Chain != "" {
+		if cl.Chain != "" {
 			return nil, cmdFailed(msgNoChain)
 		}
 		return nil, nil
@@ -90,6 +94,7 @@ func (rs *Ruleset) Exec(cl *CommandLine, out io.Writer) (next *Ruleset, err *Cmd
 				return nil, cmdFailed(msgNoChain)
 			}
 			c.Policy = cl.Policy
+			c.Made, c.gone = true, false
 		}
 	case 'X':
 		if err := deleteChains(t, cl.Chain); err != nil {
@@ -112,7 +117,7 @@ func (rs *Ruleset) Exec(cl *CommandLine, out io.Writer) (next *Ruleset, err *Cmd
 		}
 		c.Name = cl.NewName
 	case 'F':
-		if cl.Chain != "" && t.Chain(cl.Chain) == nil {
+		if c := t.Chain(cl.Chain); cl.Chain != "" && (c == nil || c.gone) {
 			return nil, cmdFailed(msgNoChain)
 		}
 		for _, c := range t.Chains {
@@ -124,12 +129,14 @@ func (rs *Ruleset) Exec(cl *CommandLine, out io.Writer) (next *Ruleset, err *Cmd
 			}
 		}
 	case 'A', 'I':
+		// the jump is resolved when the rule is built, before the
+		// chain is looked up
+		if cl.badJump != "" && t.Chain(cl.badJump) == nil {
+			return nil, cmdParam("Chain '%s' does not exist", cl.badJump)
+		}
 		c := t.Chain(cl.Chain)
 		if c == nil {
 			return nil, cmdFailed(msgNoChain)
-		}
-		if cl.badJump != "" && t.Chain(cl.badJump) == nil {
-			return nil, cmdParam("Chain '%s' does not exist", cl.badJump)
 		}
 		what := "RULE_APPEND"
 		if cl.Op == 'I' {
@@ -138,6 +145,7 @@ func (rs *Ruleset) Exec(cl *CommandLine, out io.Writer) (next *Ruleset, err *Cmd
 		if cl.kernelErr != nil {
 			return nil, cmdKernel(what, cl.kernelErr.msg, "rule in chain "+c.Name)
 		}
+		c.Made, c.gone = true, false
 		if cl.Op == 'A' {
 			c.Rules = append(c.Rules, cl.Rule)
 		} else {
@@ -156,8 +164,13 @@ func (rs *Ruleset) Exec(cl *CommandLine, out io.Writer) (next *Ruleset, err *Cmd
 	case 'D':
 		c := t.Chain(cl.Chain)
 		if !cl.ByNum {
-			if cl.badJump != "" && c != nil && t.Chain(cl.badJump) == nil {
+			if cl.badJump != "" && t.Chain(cl.badJump) == nil {
 				return nil, cmdParam("Chain '%s' does not exist", cl.badJump)
+			}
+			if hasAmong(cl.Rule) {
+				// nft_rule_find builds the rule with its among set,
+				// which the kernel refuses outside a commit: EINVAL
+				return nil, cmdFailed("Invalid argument")
 			}
 			i := -1
 			if c != nil && cl.kernelErr == nil {
@@ -181,7 +194,8 @@ func (rs *Ruleset) Exec(cl *CommandLine, out io.Writer) (next *Ruleset, err *Cmd
 			switch {
 			case n < 0:
 				return nil, cmdFailed(msgBadRule)
-			case len(c.Rules) == 0:
+			case rs.Tables[id] == nil || c.Builtin && !c.Made:
+				// no chain in the kernel to find the rule in
 				return nil, cmdFailed(msgNoChain)
 			case n >= len(c.Rules):
 				return nil, cmdFailed("Index of deletion too big")
@@ -198,6 +212,15 @@ func (rs *Ruleset) Exec(cl *CommandLine, out io.Writer) (next *Ruleset, err *Cmd
 	return next, nil
 }
 
+func hasAmong(r *Rule) bool {
+	for _, m := range r.Matches {
+		if m.Name() == "among" {
+			return true
+		}
+	}
+	return false
+}
+
 // findRule is the index of the first rule of c equal to r (as
 // ebtables-save prints them; counters aside), or -1.
 func findRule(c *Chain, r *Rule) int {
@@ -211,12 +234,32 @@ func findRule(c *Chain, r *Rule) int {
 }
 
 // zeroCounters zeroes the counters of a chain's rules, or of the whole
-// table's (chain "").
-func zeroCounters(t *Table, chain string, verbose bool, out io.Writer) {
-	for _, c := range t.Chains {
-		if chain != "" && c.Name != chain {
-			continue
+// table's (chain ""). ebtables-nft 1.8.9 zeroes a rule by replacing it
+// with a copy rebuilt from what it read back (nft_rule_zero_counters),
+// which the kernel refuses for a rule with an ip, ip6, arp, vlan or
+// among match (the copy fails the match's check: EINVAL); rules whose
+// counters are zero already are left alone. Then nothing is zeroed.
+func zeroCounters(t *Table, chain string, verbose bool, out io.Writer) *CmdError {
+	var cs []*Chain
+	for _, c := range saveOrder(t) {
+		if chain == "" || c.Name == chain {
+			cs = append(cs, c)
 		}
+	}
+	for _, c := range cs {
+		for _, r := range c.Rules {
+			if r.Pkts.Load() == 0 && r.Bytes.Load() == 0 {
+				continue
+			}
+			for _, m := range r.Matches {
+				switch m.Name() {
+				case "ip", "ip6", "arp", "vlan", "among":
+					return cmdKernel("RULE_REPLACE", "Invalid argument", "rule in chain "+c.Name)
+				}
+			}
+		}
+	}
+	for _, c := range cs {
 		if verbose {
 			fmt.Fprintf(out, "Zeroing chain `%s'\n", c.Name)
 		}
@@ -225,6 +268,7 @@ func zeroCounters(t *Table, chain string, verbose bool, out io.Writer) {
 			r.Bytes.Store(0)
 		}
 	}
+	return nil
 }
 
 // deleteChains is -X: one chain, or every user chain (name ""). The
@@ -247,10 +291,18 @@ func deleteChains(t *Table, name string) *CmdError {
 		switch {
 		case c == nil:
 			return cmdFailed(msgNoChain)
-		case c.Builtin && len(c.Rules) > 0:
+		case c.Builtin && (len(c.Rules) > 0 || c.Policy != VAccept):
+			// nft_may_delete_chain: EBUSY
 			return cmdFailed("Directory not empty")
-		case c.Builtin:
+		case c.Builtin && c.gone:
 			return cmdFailed(msgNoChain)
+		case c.Builtin:
+			// an empty ACCEPT base chain is deleted (it lists as
+			// before: ebtables shows builtin chains it lacks)
+			if c.Made {
+				c.Made, c.gone = false, true
+			}
+			return nil
 		case len(c.Rules) > 0 || refd(name):
 			return cmdKernel("CHAIN_DEL", "Device or resource busy", "chain "+name)
 		}
@@ -265,6 +317,9 @@ func deleteChains(t *Table, name string) *CmdError {
 	var keep []*Chain
 	for _, c := range t.Chains {
 		if c.Builtin {
+			if len(c.Rules) == 0 && c.Policy == VAccept && c.Made {
+				c.Made, c.gone = false, true
+			}
 			keep = append(keep, c)
 		}
 	}

@@ -217,6 +217,7 @@ func (st *loadState) line(n int, line string) *RestoreError {
 			return nil
 		}
 		c.Policy = pol
+		c.Made = true
 		return nil
 	}
 	var pc, bc uint64
@@ -306,6 +307,7 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			st.commitBad = true
 			return nil
 		}
+		c.Made = true
 		if pos >= 1 && pos-1 <= len(c.Rules) {
 			c.Rules = append(c.Rules[:pos-1], append([]*Rule{r}, c.Rules[pos-1:]...)...)
 		} else if pos > len(c.Rules)+1 || pos == 0 {
@@ -378,6 +380,7 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			return l.paramError(n, "Policy RETURN only allowed for user defined chains")
 		}
 		c.Policy = pol
+		c.Made = true
 	case "-E", "--rename-chain":
 		if len(args) < 2 {
 			return l.paramError(n, "Unknown argument: '(null)'")
