@@ -448,6 +448,8 @@ func (e *Engine) Control(req Request) Response {
 		return e.ipvsadm(req)
 	case "ip":
 		return e.ip(req)
+	case "ebtables":
+		return e.ebtablesCmd(req)
 	case "ebtables-save":
 		rs := e.Eng.Config().Ebtables
 		if rs == nil {
