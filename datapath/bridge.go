@@ -85,10 +85,19 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 	if p == nil || !p.Has(t, h) {
 		return true
 	}
-	var x ebtables.Ctx
+	// the context goes to the heap (Run hands it to extensions through
+	// interfaces): one from the engine's pool, its outputs reset and
+	// every input set
+	x, _ := e.ebtCtxs.Get().(*ebtables.Ctx)
+	if x == nil {
+		x = new(ebtables.Ctx)
+	}
+	defer e.putEbtCtx(x)
+	x.Reset()
 	x.Frame, x.In, x.Out, x.Now, x.Env = fr, in, out, now, b
+	x.LogicalIn, x.LogicalOut, x.Mark, x.PktType, x.Tracer = "", "", 0, 0, nil
 	if tr != nil && tid != 0 && tr.Format == FormatMonitor {
-		x.Tracer = &ebtTracer{t: tr, id: tid, fr: fr, in: in, out: out, x: &x}
+		x.Tracer = &ebtTracer{t: tr, id: tid, fr: fr, in: in, out: out, x: x}
 	} else if rec != nil {
 		x.Tracer = rec
 	}
@@ -104,7 +113,7 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 	if pktType != nil {
 		x.PktType = ebtables.PktType(*pktType)
 	}
-	v := p.Run(t, h, &x)
+	v := p.Run(t, h, x)
 	if mark != nil {
 		*mark = x.Mark
 	}
@@ -136,6 +145,16 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 		return false
 	}
 	return true
+}
+
+// putEbtCtx returns an ebtables context to the pool without what it
+// points to.
+func (e *Engine) putEbtCtx(x *ebtables.Ctx) {
+	x.Frame, x.Env, x.Tracer = nil, nil, nil
+	for i := range x.NLogs {
+		x.Logs[i] = ebtables.LogRequest{}
+	}
+	e.ebtCtxs.Put(x)
 }
 
 // ebtTracer prints an ebtables chain's events for a traced frame as

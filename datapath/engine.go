@@ -155,8 +155,9 @@ type Engine struct {
 	// error building them (the bridges then are the previous ones)
 	bridges   atomic.Pointer[bridgeSet]
 	BridgeErr error
-	// bcalls pools the per-frame state of ReceiveFrameInto
-	bcalls sync.Pool
+	// bcalls pools the per-frame state of ReceiveFrameInto, ebtCtxs
+	// the contexts of ebtables runs
+	bcalls, ebtCtxs sync.Pool
 
 	// seed seeds the random sources (worker.go); rules and icm are the
 	// engine's own, for Receive and Send (a Worker has its own)
