@@ -44,8 +44,10 @@ import (
 // out first when the neighbour is unknown), then the bridge's own
 // lookup (br_dev_xmit) and bridge OUTPUT/POSTROUTING per port.
 //
-// The ebtables stages are not wired yet: the bracketed ones above pass
-// every frame.
+// A frame of an established flow bridged to one port may replay its
+// way from FORWARD on (the FDB decision, the ebtables FORWARD and
+// POSTROUTING walks, the iptables table runs) from the bridged flow
+// cache (bridgecache.go).
 
 // BridgeConfig is one bridge device of the namespace and br_netfilter's
 // settings for it.
