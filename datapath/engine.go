@@ -157,8 +157,9 @@ type Engine struct {
 	// error building them (the bridges then are the previous ones)
 	bridges   atomic.Pointer[bridgeSet]
 	BridgeErr error
-	// bcalls pools the per-frame state of ReceiveFrameInto
-	bcalls sync.Pool
+	// bcalls pools the per-frame state of ReceiveFrameInto, ebtCtxs
+	// the contexts of ebtables runs
+	bcalls, ebtCtxs sync.Pool
 
 	// seed seeds the random sources (worker.go); rules and icm are the
 	// engine's own, for Receive and Send (a Worker has its own)
@@ -203,6 +204,8 @@ type compiled struct {
 	// the flow cache runs
 	gen    uint32
 	memoOn bool
+	// bmemoOn says the bridged flow cache runs (bridgecache.go)
+	bmemoOn bool
 	// hooks are the stage lists of each hook (hooks.go)
 	hooks hookLists
 	// ebt is the compiled ebtables rule set (nil: none)
@@ -272,10 +275,13 @@ func (e *Engine) Swap(cfg Config) {
 			}
 		}
 	}
-	c.buildHooks()
 	if cfg.Ebtables != nil {
 		c.ebt = ebtables.Compile(cfg.Ebtables)
 	}
+	c.bmemoOn = len(cfg.Bridges) > 0 && cfg.Rules != nil && cfg.Rules.Memoizable() && !cfg.Linear && !cfg.NoFlowCache &&
+		len(cfg.Faults) == 0 && len(cfg.BridgeFaults) == 0 && ebtMemoizable(cfg.Ebtables, ebtables.Filter, ebtables.Forward) &&
+		ebtMemoizable(cfg.Ebtables, ebtables.NAT, ebtables.PostRouting)
+	c.buildHooks()
 	if e.Frags != nil {
 		e.Frags.SetConfig(fragConfig(cfg))
 	}
@@ -435,6 +441,9 @@ type pkt struct {
 	rec, replay bool
 	memoKey     memoKey
 	memo        iptables.Memo
+	// bf is the frame of a packet br_netfilter runs through the hooks
+	// (the bridged flow cache, bridgecache.go); nil for others
+	bf *bframe
 	// reassembly (defrag.go): fragMax is IPCB(skb)->frag_max_size,
 	// fragPMTU IPSKB_FRAG_PMTU, ignoreDF skb->ignore_df (conntrack's
 	// reassembly sets it); pieces are the payload lengths of the
@@ -500,17 +509,22 @@ func (e *Engine) Send(p *packet.Packet, now int64, tr *Tracer) Fate {
 }
 
 func (e *Engine) newPkt(p *packet.Packet, now int64, tr *Tracer, w *Worker) *pkt {
-	c := e.cfg.Load()
 	k, _ := e.pkts.Get().(*pkt)
 	if k == nil {
 		k = new(pkt)
 	}
+	e.initPkt(k, e.cfg.Load(), p, now, tr, w)
+	return k
+}
+
+// initPkt readies a zero pkt (but for its scratch) for p on
+// configuration c.
+func (e *Engine) initPkt(k *pkt, c *compiled, p *packet.Packet, now int64, tr *Tracer, w *Worker) {
 	k.e, k.w, k.cfg, k.p, k.tr = e, w, c, p, tr
 	k.env = env{e: e, k: k, fib: c.FIB, now: now}
 	if tr != nil {
 		k.trace = e.traceID.Add(0x9e3779b9)
 	}
-	return k
 }
 
 func (e *Engine) putPkt(k *pkt) {
