@@ -31,6 +31,8 @@ var subcommands = map[string]subcommand{
 	"lab":              {labCmd, "bring up a lab of namespaces routed by uswitch through TUN/TAP devices (root): [down] [--config FILE] [--faults FILE] [--demo-only] [--no-demo] [--print-default] [--socket PATH] [--metrics ADDR] [--web ADDR [--web-any]]"},
 	"monitor":          {monitorCmd, "print the running instance's live trace lines of packets marked by -j TRACE, as xtables-monitor --trace: --trace [--socket PATH | --lab NAME]"},
 	"pcap":             {pcapCmd, "write a pcap of the packets a running lab's device reads and writes (tcpdump -r): [-i DEVICE|any] [-w FILE|-] [-c COUNT] [--socket PATH | --lab NAME]"},
+	"log":              {logCmd, "print the running instance's kernel log lines (-j LOG, iptables-legacy TRACE, ebtables --log) as dmesg shows them: [-f] [-t] [--socket PATH | --lab NAME]"},
+	"nflog":            {nflogCmd, "write a pcap (link type NFLOG, as tcpdump -i nflog:N -w) of the packets the running instance's NFLOG rules of a group log: [-g GROUP] [-w FILE|-] [-c COUNT] [--socket PATH | --lab NAME]"},
 	"metrics":          {metricsCmd, "print the running instance's Prometheus metrics: [--socket PATH | --lab NAME]"},
 	"snapshot":         {snapshot, "capture the host's network state into a folder: DIR [--netns NAME]"},
 	"trace":            {traceCmd, "replay packets against a host snapshot, printing xtables-monitor --trace lines (or the kernel log's LOG and legacy TRACE lines with --format log): --snapshot DIR (--pcap FILE [--iif NAME] | --packet SPEC) [--trace-all] [--format monitor|log] [--faults FILE [--seed N]] [--svg DIR] [--html FILE]; exit 1 on a truncated or oversized capture record, after tracing the packets before it"},
