@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uswitch-lab/uswitch/bridge/ebtables"
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/packet"
@@ -281,5 +282,59 @@ func TestKernelLogNoAllocs(t *testing.T) {
 				t.Errorf("%d lines written", kl.Written())
 			}
 		})
+	}
+}
+
+// TestLiveEbtablesLog: ebtables --log lines reach the kernel log as
+// trace --format log prints them, and --nflog records (the bridge
+// family, the frame's header as L2HDR) reach group 3's listener.
+func TestLiveEbtablesLog(t *testing.T) {
+	const ebt = "*filter\n:INPUT ACCEPT\n:FORWARD ACCEPT\n:OUTPUT ACCEPT\n" +
+		"-A FORWARD -p IPv4 --log-level info --log-prefix \"ebt-fwd\" --log-ip -j CONTINUE\n" +
+		"-A FORWARD --nflog-group 3 --nflog-prefix \"ebt-nfl\" -j CONTINUE\n"
+	rs, rerr := (&ebtables.Loader{}).Load(ebt)
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	live, ref := bridgeEngine(t), bridgeEngine(t)
+	for _, e := range []*Engine{live, ref} {
+		cfg := e.Config()
+		cfg.Ebtables = rs
+		e.Swap(cfg)
+	}
+	kl := NewKernelLog()
+	live.SetKernelLog(kl)
+	g3, cancel := kl.SubscribeNFLog(3, 8)
+	defer cancel()
+	frames := []struct {
+		b    []byte
+		port string
+	}{
+		{udpFrame(hostB, hostA, "udp 10.1.0.1:1000 > 10.1.0.2:53 len 5"), "p1"},
+		{udpFrame(hostA, hostB, "udp 10.1.0.2:53 > 10.1.0.1:1000"), "p2"},
+	}
+	for i, f := range frames {
+		before := len(kl.Lines())
+		live.ReceiveFrame(append([]byte(nil), f.b...), f.port, int64(i+1), nil)
+		tr := &Tracer{Format: FormatLog}
+		ref.ReceiveFrame(append([]byte(nil), f.b...), f.port, int64(i+1), tr)
+		var got []string
+		for _, l := range kl.Lines()[before:] {
+			got = append(got, l.Line)
+		}
+		if len(got) == 0 || strings.Join(got, "\n") != strings.Join(tr.Lines, "\n") {
+			t.Errorf("frame %d: live\n%s\nwant\n%s", i+1, strings.Join(got, "\n"), strings.Join(tr.Lines, "\n"))
+		}
+	}
+	if len(g3) != 2 {
+		t.Fatalf("%d records, want 2", len(g3))
+	}
+	r, err := trace.DecodeNFLog((<-g3).Record, binary.LittleEndian)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Family != trace.NFProtoBridge || r.Hook != 2 || r.Prefix != "ebt-nfl" || r.HWProtocol != 0x0800 || r.HWType != trace.ARPHRDEther ||
+		string(r.HWAddr) != string(hostA[:]) || string(r.L2Hdr) != string(frames[0].b[:14]) || string(r.Payload) != string(frames[0].b[14:]) {
+		t.Errorf("record %+v", r)
 	}
 }
