@@ -338,3 +338,32 @@ func TestLiveEbtablesLog(t *testing.T) {
 		t.Errorf("record %+v", r)
 	}
 }
+
+// BenchmarkKernelLogEstablished: an established packet (flow cache off,
+// so every table runs) with and without a kernel log installed, in a
+// rule set whose LOG and TRACE rules it does not meet.
+func BenchmarkKernelLogEstablished(b *testing.B) {
+	rules := strings.Replace(testRules, "-A PREROUTING -p tcp -j TRACE", "-A PREROUTING -p udp -j TRACE", 1)
+	rules = strings.Replace(rules, "-A SVC -j RETURN", "-A SVC -j RETURN\n-A INPUT -j LOG", 1)
+	for _, withLog := range []bool{false, true} {
+		b.Run(fmt.Sprintf("klog=%v", withLog), func(b *testing.B) {
+			e := logEngine(b, rules)
+			cfg := e.Config()
+			cfg.NoFlowCache = true
+			e.Swap(cfg)
+			if withLog {
+				e.SetKernelLog(NewKernelLog())
+			}
+			tmpl := established(b, e)
+			buf := make([]byte, len(tmpl))
+			p := &packet.Packet{}
+			b.ReportAllocs()
+			for b.Loop() {
+				copy(buf, tmpl)
+				*p = packet.Packet{Data: buf, Meta: packet.Meta{InIf: "eth0"}}
+				p.Decode()
+				e.Receive(p, 2e9, nil)
+			}
+		})
+	}
+}
