@@ -128,18 +128,12 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 	if tr != nil && tr.Format == FormatLog {
 		for i := range x.NLogs {
 			if w, ok := x.Logs[i].Watcher.(*ebtables.LogWatcher); ok {
-				li := trace.EbtLogInfo{Prefix: w.Prefix, In: x.Logs[i].In, Out: x.Logs[i].Out}
-				if w.IP {
-					li.Flags |= trace.EbtLogIP
-				}
-				if w.ARP {
-					li.Flags |= trace.EbtLogARP
-				}
-				if w.IP6 {
-					li.Flags |= trace.EbtLogIP6
-				}
-				tr.Lines = append(tr.Lines, trace.EbtLogLine(&li, fr))
+				tr.Lines = append(tr.Lines, trace.EbtLogLine(ebtLogInfo(w, x.Logs[i].In, x.Logs[i].Out), fr))
 			}
+		}
+	} else if x.NLogs > 0 {
+		if kl := e.klog.Load(); kl != nil {
+			e.ebtLog(kl, c.FIB, x, fr, b.name(), now)
 		}
 	}
 	if tr != nil && tr.Record {

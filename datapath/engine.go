@@ -174,6 +174,9 @@ type Engine struct {
 	icmp icmpLimits
 
 	traceID atomic.Uint32
+	// klog is the kernel log LOG, NFLOG and legacy TRACE write to
+	// (klog.go; nil: none)
+	klog atomic.Pointer[KernelLog]
 	// pkts recycles the per-packet state, so the steady state allocates
 	// nothing; Put clears every pointer.
 	pkts sync.Pool
@@ -210,6 +213,9 @@ type compiled struct {
 	hooks hookLists
 	// ebt is the compiled ebtables rule set (nil: none)
 	ebt *ebtables.Program
+	// traceTab: the table has a -j TRACE rule, so a packet can become
+	// traced in it (the live kernel log's TRACE lines, klog.go)
+	traceTab [iptables.NumTables]bool
 }
 
 // needsConntrack is whether the rule's extensions call nf_ct_netns_get in
@@ -271,6 +277,9 @@ func (e *Engine) Swap(cfg Config) {
 			for _, ch := range t.Chains {
 				for _, r := range ch.Rules {
 					c.ctOn = c.ctOn || needsConntrack(r)
+					if _, ok := r.Target.(*iptables.TraceTarget); ok {
+						c.traceTab[t.ID] = true
+					}
 				}
 			}
 		}
@@ -455,6 +464,12 @@ type pkt struct {
 	// opt is the packet's IP options as ip_rcv_options compiled them
 	// (options.go); zero for a packet without
 	opt packet.Options
+	// kl is the engine's kernel log when the packet started (nil:
+	// none); lt and tee are the table runs' tracers for its legacy
+	// TRACE lines (klog.go)
+	kl  *KernelLog
+	lt  liveTrace
+	tee teeTracer
 }
 
 // Receive runs a packet that arrived on p.InIf (PREROUTING onwards).
@@ -522,6 +537,7 @@ func (e *Engine) newPkt(p *packet.Packet, now int64, tr *Tracer, w *Worker) *pkt
 func (e *Engine) initPkt(k *pkt, c *compiled, p *packet.Packet, now int64, tr *Tracer, w *Worker) {
 	k.e, k.w, k.cfg, k.p, k.tr = e, w, c, p, tr
 	k.env = env{e: e, k: k, fib: c.FIB, now: now}
+	k.kl = e.klog.Load()
 	if tr != nil {
 		k.trace = e.traceID.Add(0x9e3779b9)
 	}
@@ -563,7 +579,12 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 		// the nat chains run for a connection's first packet only
 		k.memo.Tainted = true
 	}
-	if k.tr == nil {
+	// the live kernel log (klog.go): LOG and NFLOG rules log through
+	// the packet; a packet that is or may become traced runs with
+	// liveTrace. A tracer of the log form writes these lines itself.
+	logs := k.kl != nil && (k.tr == nil || k.tr.Format != FormatLog)
+	live := logs && (k.p.Trace || k.cfg.traceTab[tid])
+	if k.tr == nil && !live {
 		// an empty chain: its policy, without a traversal
 		if v, ok := base.RunEmpty(len(k.p.IP)); ok {
 			if v == iptables.TDrop {
@@ -583,9 +604,21 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 	if k.rec {
 		c.Memo = &k.memo
 	}
+	if logs {
+		c.Logger = k
+	}
 	var tr iptables.Tracer
-	if k.tr != nil {
+	switch {
+	case k.tr != nil && live:
+		k.lt = liveTrace{k: k, in: in, out: out}
+		k.tee = teeTracer{a: k.tr, b: &k.lt}
+		k.tr.chain(k, c, in, out)
+		tr = &k.tee
+	case k.tr != nil:
 		tr = k.tr.chain(k, c, in, out)
+	case live:
+		k.lt = liveTrace{k: k, in: in, out: out}
+		tr = &k.lt
 	}
 	v := k.cfg.Rules.Tables[tid].RunBase(base, c, tr)
 	if v == iptables.TDrop {
