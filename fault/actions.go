@@ -83,6 +83,10 @@ type Host interface {
 	Stall(d int64) error
 }
 
+// StallForever is the stall a datapath-stall fault asks for when its
+// window does not end (Host.Stall's d).
+const StallForever = int64(1) << 60
+
 // actionParams are a state fault's compiled parameters.
 type actionParams struct {
 	filter   *conntrack.Command
@@ -415,7 +419,11 @@ func (f *Fault) fire(now int64) {
 		} else {
 			d := a.duration
 			if d == 0 {
-				d = f.windowLeft(now)
+				// the window's end (a window that does not end:
+				// stalled for good, until the fault is deleted)
+				if d = f.windowLeft(now); d == 0 {
+					d = StallForever
+				}
 			}
 			err = st.host.Stall(d)
 		}
@@ -454,6 +462,11 @@ func (f *Fault) unfire() {
 	}
 	var err error
 	switch f.Kind {
+	case KindDatapathStall:
+		if f.act.duration == 0 {
+			// the window closed (or the fault went): reading resumes
+			err = st.host.Stall(0)
+		}
 	case KindSysctl:
 		for i := len(st.undo) - 1; i >= 0; i-- {
 			if _, e := st.host.Sysctl(st.undo[i][0], st.undo[i][1]); e != nil {

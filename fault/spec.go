@@ -474,6 +474,9 @@ func (f *Fault) check() error {
 	if f.At.Kind == WireBoth && f.Kind != KindLink {
 		return fmt.Errorf("%s: wire:IFACE (both ways) is for link faults; give ingress or egress", f.At)
 	}
+	if f.At.Kind == NFQueueVerdict && f.Kind != KindNetem && f.Kind != KindPartition && f.Kind != KindMangle {
+		return fmt.Errorf("%s: the verdict path takes netem actions (loss, delay, duplicate, corrupt, rate...), partition and mangle", f.At)
+	}
 	if f.EbtMatch != "" && f.At.Kind != HookBridge {
 		return fmt.Errorf("%s: ebt_match is for bridge placements (hook:bridge:HOOK)", f.At)
 	}
