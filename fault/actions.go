@@ -38,11 +38,17 @@ import (
 //	                  learn mac on port (a poisoned entry)
 //	datapath-kill     the datapath stops (uswitch nfqueue: the queue's
 //	                  socket closes, so the kernel drops what it held and
-//	                  --queue-bypass decides for the rest; duration: it
-//	                  comes back after that long)
-//	datapath-stall    the datapath stops reading for the window (NFQUEUE:
-//	                  the kernel's queue fills to queue_maxlen, then
-//	                  drops, or accepts with fail-open)
+//	                  --queue-bypass decides for the rest, for good; a
+//	                  lab: its TUN/TAP queues close and open again after
+//	                  duration, or at the window's end, link/kill.go)
+//	datapath-stall    the datapath stops reading for the window, or for
+//	                  duration (NFQUEUE: the kernel's queue fills to
+//	                  queue_maxlen, then drops, or accepts with
+//	                  fail-open; a lab: the TUN's queue fills to its
+//	                  txqueuelen, then the kernel drops)
+//
+// Both run on the clock (Set.Tick, called by their runners between
+// packets), not at a packet: a stalled datapath sees none.
 //
 // A fault with instants (schedule at) acts at each; one with a window
 // acts when the window opens and undoes (sysctl, rules-swap with a
@@ -415,7 +421,12 @@ func (f *Fault) fire(now int64) {
 			break
 		}
 		if f.Kind == KindDatapathKill {
-			err = st.host.Kill(a.duration)
+			// for duration, else until the window ends (0: for good)
+			d := a.duration
+			if d == 0 {
+				d = f.windowLeft(now)
+			}
+			err = st.host.Kill(d)
 		} else {
 			d := a.duration
 			if d == 0 {

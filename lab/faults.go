@@ -10,6 +10,7 @@ import (
 	"github.com/uswitch-lab/uswitch/fault"
 	"github.com/uswitch-lab/uswitch/fault/faulthost"
 	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/link"
 )
 
 // A lab file's [experiment] and [[fault]] tables (package fault): the
@@ -207,11 +208,30 @@ func bridgeFaultStages(s *fault.Set) []datapath.BridgeFaultStage {
 	return out
 }
 
-// faultHost is what the lab's state faults act through: the engine;
-// the lab's TUN/TAP datapath cannot be killed or stalled by a fault yet
-// (uswitch nfqueue's can), so those faults count an error here.
+// faultHost is what the lab's state faults act through: the engine,
+// and the TUN/TAP datapath for datapath-kill and -stall (link/kill.go).
 func (l *Lab) faultHost() *faulthost.Host {
-	return &faulthost.Host{Eng: l.eng, Sets: l.cfg.Sets}
+	dp := func() (*link.Datapath, error) {
+		if d := l.dpa.Load(); d != nil {
+			return d, nil
+		}
+		return nil, errors.New("the lab's datapath is not up yet")
+	}
+	return &faulthost.Host{Eng: l.eng, Sets: l.cfg.Sets,
+		KillFn: func(d int64) error {
+			p, err := dp()
+			if err != nil {
+				return err
+			}
+			return p.Kill(d)
+		},
+		StallFn: func(d int64) error {
+			p, err := dp()
+			if err != nil {
+				return err
+			}
+			return p.Stall(d)
+		}}
 }
 
 // setLookup resolves -m set names in fault matches (nil: no sets).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,8 +37,10 @@ type Lab struct {
 	made []string // namespaces made, in order
 	eng  *datapath.Engine
 	dp   *link.Datapath
-	srv  []*server
-	ctl  *control.Server // live control socket and metrics listener (nil: none)
+	// dpa is dp for the fault Host's kill and stall, set when dp is up
+	dpa atomic.Pointer[link.Datapath]
+	srv []*server
+	ctl *control.Server // live control socket and metrics listener (nil: none)
 	// ec answers the control commands; set up by the first request
 	ec     control.Engine
 	ecInit sync.Once
@@ -165,6 +168,7 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	}
 	opts = append(opts, link.WithFaults(fs))
 	l.dp = link.NewDatapath(l.eng, devs, mtus, workers, opts...)
+	l.dpa.Store(l.dp)
 	for _, n := range cfg.Namespaces {
 		for _, s := range n.Servers {
 			sv, err := startServer(l.nss[n.Name], n.Name, s)

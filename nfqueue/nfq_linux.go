@@ -257,13 +257,14 @@ func (s *Server) stalled(ctx context.Context) bool {
 // with --queue-bypass). From the call on no verdict leaves (not for
 // the packets read and not yet answered either: a killed process sends
 // none), and it returns at once (Close runs beside the packet that
-// asked); d must be 0: a killed server does not come back.
+// asked). A killed server does not come back: with d not 0 it says so
+// (an error), killed all the same.
 func (s *Server) Kill(d int64) error {
-	if d != 0 {
-		return errors.New("nfqueue: a killed datapath does not come back (give no duration, or stall it)")
-	}
 	if s.killed.CompareAndSwap(false, true) {
 		go s.Close()
+	}
+	if d != 0 {
+		return errors.New("nfqueue: killed for good: uswitch nfqueue does not come back (give no duration or window, or stall it)")
 	}
 	return nil
 }
