@@ -124,10 +124,12 @@ func (l *Lab) faultControl(req control.Request) control.Response {
 	}
 	next.BindState(l.eng.CT, l.eng.NAT)
 	next.BindHost(l.faultHost())
+	l.cfgMu.Lock()
 	ec := l.eng.Config()
 	ec.Faults = faultStages(next)
 	ec.BridgeFaults = bridgeFaultStages(next)
 	l.eng.Swap(ec)
+	l.cfgMu.Unlock()
 	if err := l.dp.SetFaults(next); err != nil {
 		return control.Response{Code: 1, Stderr: "uswitch fault: " + err.Error() + "\n"}
 	}
@@ -217,7 +219,7 @@ func (l *Lab) faultHost() *faulthost.Host {
 		}
 		return nil, errors.New("the lab's datapath is not up yet")
 	}
-	return &faulthost.Host{Eng: l.eng, Sets: l.cfg.Sets,
+	return &faulthost.Host{Eng: l.eng, Sets: l.cfg.Sets, Lock: &l.cfgMu,
 		KillFn: func(d int64) error {
 			p, err := dp()
 			if err != nil {

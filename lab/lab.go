@@ -39,6 +39,10 @@ type Lab struct {
 	dp   *link.Datapath
 	// dpa is dp for the fault Host's kill and stall, set when dp is up
 	dpa atomic.Pointer[link.Datapath]
+	// cfgMu serialises changes of the engine's configuration: the
+	// control socket's restores and commands, the faults' rule swaps
+	// and sysctls, fault add and del
+	cfgMu sync.Mutex
 	srv []*server
 	ctl *control.Server // live control socket and metrics listener (nil: none)
 	// ec answers the control commands; set up by the first request

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -86,6 +87,9 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	// cfgMu: the faults' rule swaps and the control socket's restores
+	// change the engine's configuration one at a time
+	var cfgMu sync.Mutex
 	var fset *fault.Set
 	if *faultsFile != "" {
 		if fset, err = fault.LoadFile(*faultsFile, *faultSeed, uint64(time.Now().UnixNano())); err != nil {
@@ -116,7 +120,7 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if fset != nil {
 		fset.SetEpoch(srv.Now())
 		fset.BindState(eng.CT, eng.NAT)
-		fset.BindHost(&faulthost.Host{Eng: eng, Sets: s.Sets, KillFn: srv.Kill, StallFn: srv.Stall})
+		fset.BindHost(&faulthost.Host{Eng: eng, Sets: s.Sets, KillFn: srv.Kill, StallFn: srv.Stall, Lock: &cfgMu})
 		// datapath-kill and -stall act on the clock, not at a packet
 		// (a stalled datapath decides none)
 		stopTick := make(chan struct{})
@@ -135,7 +139,7 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}()
 	}
 	// live control: the lab's server and commands over this engine
-	ctl := control.NewServer(&control.Engine{Eng: eng, Now: srv.Now, Metrics: func() string {
+	ctl := control.NewServer(&control.Engine{Eng: eng, Now: srv.Now, Lock: &cfgMu, Metrics: func() string {
 		var b strings.Builder
 		srv.WriteMetrics(&b)
 		control.WriteConntrack(prom.New(&b), eng)
