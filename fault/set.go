@@ -376,6 +376,9 @@ var (
 // A corrupted packet is decoded again; one whose header no longer
 // decodes is dropped, as ip_rcv would drop it.
 func (f *Fault) Act(c *iptables.Ctx, now int64, traced bool) (matched, drop bool, text string) {
+	if f.quickReject(c.Pkt) {
+		return false, false, ""
+	}
 	if f.Kind.stateKind() {
 		if f.sched.trig != trigNone && f.sched.fired.Load() == 0 {
 			f.trigger(c, now)

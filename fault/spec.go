@@ -299,7 +299,25 @@ func Compile(s *Spec, seed uint64, sets iptables.SetLookup) (*Fault, error) {
 	if err := f.compileEbtMatch(s, sets); err != nil {
 		return nil, err
 	}
-	return f, f.check()
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	if m := f.match; m != nil && m.IP.Proto != 0 && m.IP.Inv&iptables.InvProto == 0 && !f.Kind.stateKind() {
+		f.qProto = m.IP.Proto
+		for _, x := range m.Matches {
+			switch x := x.(type) {
+			case *iptables.TCPMatch:
+				if f.qProto == 6 && !x.InvDst && !x.Dst.Any() {
+					f.qPorts, f.qDLo, f.qDHi = true, x.Dst.Lo, x.Dst.Hi
+				}
+			case *iptables.UDPMatch:
+				if f.qProto == 17 && !x.InvDst && !x.Dst.Any() {
+					f.qPorts, f.qDLo, f.qDHi = true, x.Dst.Lo, x.Dst.Hi
+				}
+			}
+		}
+	}
+	return f, nil
 }
 
 // kindOf maps the actions that are not netem shorthands to their kind.
