@@ -43,8 +43,8 @@ type Lab struct {
 	// control socket's restores and commands, the faults' rule swaps
 	// and sysctls, fault add and del
 	cfgMu sync.Mutex
-	srv []*server
-	ctl *control.Server // live control socket and metrics listener (nil: none)
+	srv   []*server
+	ctl   *control.Server // live control socket and metrics listener (nil: none)
 	// ec answers the control commands; set up by the first request
 	ec     control.Engine
 	ecInit sync.Once
