@@ -696,8 +696,11 @@ func (t *Table) resolveClashWith(r Ref, winner *Conn) (Ref, bool) {
 // the hooks beside it and confirmed first: the entry has reply tuple
 // reply and c's NAT status bits set in nat (what the twin's own NAT
 // decisions were). c's Confirm then meets the clash as
-// __nf_conntrack_confirm does (package fault's conntrack-clash). It
-// returns the twin, or an error when a tuple of the twin is in the
+// __nf_conntrack_confirm does (package fault's conntrack-clash). The
+// twin's NEW event goes to the listeners as its confirm would send it;
+// the loser sends none (the kernel caches NEW only after a clean
+// insert), but a clash entry that goes in by its reply tuple sends
+// DESTROY when it goes, as the kernel's does. It returns the twin, or an error when a tuple of the twin is in the
 // table already.
 func (t *Table) InsertTwin(c *Conn, reply Tuple, nat Status, now int64) (*Conn, error) {
 	if c == nil || c.Confirmed() {
@@ -715,11 +718,15 @@ func (t *Table) InsertTwin(c *Conn, reply Tuple, nat Status, now int64) (*Conn, 
 	w.proto.udpStream = c.proto.udpStream
 	w.proto.tcp = c.proto.tcp
 	c.mu.Unlock()
+	// the twin was made when c was (the same listeners: the event
+	// extension, nf_ct_ecache_ext_add) and confirms cleanly, so its
+	// NEW event goes out now, before c meets the clash
+	w.proto.ecache.Store(c.proto.ecache.Load() & ecacheExt)
 	i, j := t.bucketOf(&orig), t.bucketOf(&reply)
 	t.lockPair(i, j)
-	defer t.unlockPair(i, j)
 	hi, hj := t.lockedHead(i), t.lockedHead(j)
 	if w.clashIn(hi) != nil || (j != i && w.clashIn(hj) != nil) {
+		t.unlockPair(i, j)
 		return nil, errors.New("conntrack: the twin's tuples are in the table already")
 	}
 	t.link(i, &w.th[Original], hi)
@@ -728,7 +735,9 @@ func (t *Table) InsertTwin(c *Conn, reply Tuple, nat Status, now int64) (*Conn, 
 	}
 	t.link(j, &w.th[Reply], hj)
 	t.count.Add(1)
+	t.unlockPair(i, j)
 	t.stats.insert.Add(1)
+	t.deliverCached(w, true, now)
 	return w, nil
 }
 

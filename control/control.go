@@ -442,9 +442,23 @@ type Engine struct {
 	Metrics func() string
 	// Sets are the instance's ipsets, for restores without --ipset.
 	Sets iptables.Sets
+	// Lock, when set, serialises the engine's configuration changes
+	// with others that change it (a fault's rules-swap or sysctl,
+	// faulthost.Host.Lock; a lab's fault add): each reads the running
+	// configuration and swaps in a changed one, and two at once would
+	// lose one's change. nil: restoreMu.
+	Lock *sync.Mutex
 	// restoreMu serialises live restores, so a --noflush restore's base
 	// is the set it replaces.
 	restoreMu sync.Mutex
+}
+
+// mu is the lock of configuration changes (Lock, else restoreMu).
+func (e *Engine) mu() *sync.Mutex {
+	if e.Lock != nil {
+		return e.Lock
+	}
+	return &e.restoreMu
 }
 
 // Control runs one request.
@@ -475,8 +489,8 @@ func (e *Engine) Control(req Request) Response {
 		rs.Save(&b, ebtables.SaveOptions{Counters: req.Counters})
 		return Response{Stdout: b.String()}
 	case "ebtables-restore":
-		e.restoreMu.Lock()
-		defer e.restoreMu.Unlock()
+		e.mu().Lock()
+		defer e.mu().Unlock()
 		cur := e.Eng.Config()
 		rs, rerr := (&ebtables.Loader{Base: cur.Ebtables, NoFlush: req.NoFlush}).Load(req.Input)
 		if rerr != nil {
@@ -516,8 +530,8 @@ func (e *Engine) iptablesSave(req Request) Response {
 // names are flushed unless NoFlush; the others stay, as the kernel keeps
 // them) and swaps it in. A set that fails to load changes nothing.
 func (e *Engine) iptablesRestore(req Request) Response {
-	e.restoreMu.Lock()
-	defer e.restoreMu.Unlock()
+	e.mu().Lock()
+	defer e.mu().Unlock()
 	eng := e.Eng
 	cur := eng.Config()
 	ld := &iptables.Loader{NoFlush: req.NoFlush, Counters: req.Counters, Base: cur.Rules}

@@ -631,8 +631,20 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	if !e.ebtStage(c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff, nil) {
 		return
 	}
-	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriNATDstBridged, false, fr, brFaultPkt(&bc.pf, fr), port, "", br, now, tr, 0, ff) {
+	if len(c.BridgeFaults) > 0 && !e.bridgeFaults(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriNATDstBridged, netfilter.BrPriBrNF-1, fr, brFaultPkt(&bc.pf, fr), port, "", br, now, tr, 0, ff) {
 		return
+	}
+	// lateFaults: the PREROUTING fault stages at NF_BR_PRI_BRNF and
+	// above run after br_nf_pre_routing, which steals the frame for
+	// the IPv4 PREROUTING hook and hands it back in
+	// br_nf_pre_routing_finish to the bridge hooks above its own
+	// priority (br_nf_hook_thresh): they see the packet after DNAT,
+	// before the bridge forwards it, delivers it up, or looks up the
+	// new destination's neighbour (a fault at 0 comes after
+	// br_netfilter, registered before it)
+	lateFaults := func() bool {
+		return len(c.BridgeFaults) == 0 || e.bridgeFaults(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriBrNF, netfilter.PriLast, fr,
+			brFaultPkt(&bc.pf, fr), port, "", br, now, tr, 0, ff)
 	}
 	var k *pkt
 	isIPv4 := fr.InnerProto == packet.EtherTypeIPv4 && (!fr.VLAN || b.cfg.FilterVLANTagged)
@@ -700,7 +712,13 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			if rt.Dev != k.iif || rt.Type == route.Local {
 				copy(fr.Data[0:6], b.fdb.MAC[:])
 				fr.Dst = b.fdb.MAC
+				if !lateFaults() {
+					return
+				}
 				e.bridgeUp(k, b, ref.idx, fr, k.p.Mark, ff, now, tr)
+				return
+			}
+			if !lateFaults() {
 				return
 			}
 			// bridged DNAT: the neighbour of the new next hop
@@ -718,7 +736,11 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			}
 			copy(fr.Data[0:6], m[:])
 			fr.Dst = m
+		} else if !lateFaults() {
+			return
 		}
+	} else if !lateFaults() {
+		return
 	}
 	if k != nil {
 		mark = k.p.Mark

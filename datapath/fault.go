@@ -80,9 +80,10 @@ func (k *pkt) fault(s *stage, st *hookState) bool {
 // Bridge fault stages. A fault placed at hook:bridge:HOOK@PRIORITY is a
 // stage of the bridge level's hook: before the hook's ebtables chain
 // when its priority is below the chain's (nat PREROUTING -300, filter
-// FORWARD and INPUT -200, nat POSTROUTING 300), after it otherwise,
-// and before br_netfilter's IPv4 hooks (0 and up); the BROUTING ones
-// first on a frame. A trace shows each decision as a line of its own,
+// FORWARD and INPUT -200, nat POSTROUTING 300), after it otherwise;
+// at PREROUTING those at NF_BR_PRI_BRNF (0) and above after
+// br_netfilter's IPv4 PREROUTING (bridge.go: lateFaults), elsewhere
+// before br_netfilter's IPv4 hooks; the BROUTING ones first on a frame. A trace shows each decision as a line of its own,
 // with "fault" as the table and the bridge hook as the chain.
 
 // BridgeFaultStage is a fault on a bridge hook.

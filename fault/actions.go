@@ -38,11 +38,17 @@ import (
 //	                  learn mac on port (a poisoned entry)
 //	datapath-kill     the datapath stops (uswitch nfqueue: the queue's
 //	                  socket closes, so the kernel drops what it held and
-//	                  --queue-bypass decides for the rest; duration: it
-//	                  comes back after that long)
-//	datapath-stall    the datapath stops reading for the window (NFQUEUE:
-//	                  the kernel's queue fills to queue_maxlen, then
-//	                  drops, or accepts with fail-open)
+//	                  --queue-bypass decides for the rest, for good; a
+//	                  lab: its TUN/TAP queues close and open again after
+//	                  duration, or at the window's end, link/kill.go)
+//	datapath-stall    the datapath stops reading for the window, or for
+//	                  duration (NFQUEUE: the kernel's queue fills to
+//	                  queue_maxlen, then drops, or accepts with
+//	                  fail-open; a lab: the TUN's queue fills to its
+//	                  txqueuelen, then the kernel drops)
+//
+// Both run on the clock (Set.Tick, called by their runners between
+// packets), not at a packet: a stalled datapath sees none.
 //
 // A fault with instants (schedule at) acts at each; one with a window
 // acts when the window opens and undoes (sysctl, rules-swap with a
@@ -82,6 +88,10 @@ type Host interface {
 	Kill(d int64) error
 	Stall(d int64) error
 }
+
+// StallForever is the stall a datapath-stall fault asks for when its
+// window does not end (Host.Stall's d).
+const StallForever = int64(1) << 60
 
 // actionParams are a state fault's compiled parameters.
 type actionParams struct {
@@ -411,11 +421,20 @@ func (f *Fault) fire(now int64) {
 			break
 		}
 		if f.Kind == KindDatapathKill {
-			err = st.host.Kill(a.duration)
-		} else {
+			// for duration, else until the window ends (0: for good)
 			d := a.duration
 			if d == 0 {
 				d = f.windowLeft(now)
+			}
+			err = st.host.Kill(d)
+		} else {
+			d := a.duration
+			if d == 0 {
+				// the window's end (a window that does not end:
+				// stalled for good, until the fault is deleted)
+				if d = f.windowLeft(now); d == 0 {
+					d = StallForever
+				}
 			}
 			err = st.host.Stall(d)
 		}
@@ -454,6 +473,11 @@ func (f *Fault) unfire() {
 	}
 	var err error
 	switch f.Kind {
+	case KindDatapathStall:
+		if f.act.duration == 0 {
+			// the window closed (or the fault went): reading resumes
+			err = st.host.Stall(0)
+		}
 	case KindSysctl:
 		for i := len(st.undo) - 1; i >= 0; i-- {
 			if _, e := st.host.Sysctl(st.undo[i][0], st.undo[i][1]); e != nil {

@@ -71,8 +71,18 @@ const (
 // per-flow state and counters change under its own locks, so one Fault
 // serves every worker at once.
 type Fault struct {
-	Name string
-	At   Placement
+	// qProto: the protocol the match requires (its -p, not inverted),
+	// 0 for any, for packet faults only: a packet of another protocol
+	// is turned away before the schedule and the match are looked at,
+	// the common case of a fault that matches nothing (first in the
+	// struct: the cache line a packet reads)
+	qProto uint8
+	// qPorts: with qProto TCP or UDP, the destination ports the match
+	// requires (its --dport, not inverted; qPorts false: any)
+	qPorts     bool
+	qDLo, qDHi uint16
+	Name       string
+	At         Placement
 	// Spec is what the fault was compiled from (for listing).
 	Spec Spec
 	// EbtMatch is the ebtables match text at a bridge placement;
@@ -232,6 +242,9 @@ func (f *Fault) Decide(c *iptables.Ctx, now int64, d *Decision) bool {
 // matches it: Decide's first half, for callers that avoid preparing a
 // Decision for the packets no fault sees.
 func (f *Fault) Sees(c *iptables.Ctx, now int64) bool {
+	if f.quickReject(c.Pkt) {
+		return false
+	}
 	if f.sched.trig != trigNone && f.sched.fired.Load() == 0 {
 		f.trigger(c, now)
 		return false
@@ -254,6 +267,18 @@ func (f *Fault) Sees(c *iptables.Ctx, now int64) bool {
 		}
 	}
 	return true
+}
+
+// quickReject: the packet cannot match (its protocol, or its
+// destination port, is not the one the match requires).
+func (f *Fault) quickReject(p *packet.Packet) bool {
+	if q := f.qProto; q != 0 {
+		if p.Proto != q {
+			return true
+		}
+		return f.qPorts && p.HasL4 && (p.DstPort < f.qDLo || p.DstPort > f.qDHi)
+	}
+	return false
 }
 
 // decide is Decide for a packet the fault sees.

@@ -144,37 +144,6 @@ func TestParseFile(t *testing.T) {
 	}
 }
 
-// FuzzParseFile: the fault file parser and compiler never panic, and a
-// set that compiles decides on a packet without panicking.
-func FuzzParseFile(f *testing.F) {
-	f.Add(sampleFile)
-	f.Add("[[fault]]\nname = \"a\"\nat = \"wire:t:egress\"\nnetem = \"slot distribution pareto 10ms 5ms packets 3 bytes 2k rate 10kbit -20 0 0\"\n")
-	f.Add("[[fault]]\nname = \"a\"\nat = \"wire:t:egress\"\nnetem = \"loss state 1% 2% 3% 4% 5% ecn delay 1s 2s 100% distribution paretonormal\"\n")
-	f.Fuzz(func(t *testing.T, s string) {
-		pf, err := ParseFile("f.toml", []byte(s))
-		if err != nil {
-			return
-		}
-		set, err := NewSet(pf.Faults, 1, nil)
-		if err != nil {
-			return
-		}
-		p := udp(t, ipA, ipB, 1, 53, 64)
-		for _, x := range set.Faults {
-			d, ok := decide(x, p, 1e9)
-			if !ok {
-				continue
-			}
-			if x.Queued() {
-				q := NewQueue[int](x, 0)
-				q.Enqueue(1e9, len(p.IP), &d.Orig, 1)
-				q.Dequeue(1e12)
-			}
-			_ = d.Text()
-		}
-	})
-}
-
 // FuzzParseNetem: netem words never panic.
 func FuzzParseNetem(f *testing.F) {
 	f.Add("delay 40ms 10ms 25% distribution normal loss 5% 25% duplicate 1% corrupt 0.1% reorder 25% 50% gap 5 rate 1mbit limit 1000")

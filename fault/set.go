@@ -219,6 +219,43 @@ func (s *Set) Bridge() []*Fault {
 	return out
 }
 
+// Verdict returns the faults on the verdict path of NFQUEUE queue q
+// (nfqueue:verdict and nfqueue:q:verdict), in file order.
+func (s *Set) Verdict(q uint16) []*Fault {
+	if s == nil {
+		return nil
+	}
+	var out []*Fault
+	for _, f := range s.Faults {
+		if f.At.Kind == NFQueueVerdict && (f.At.Queue < 0 || f.At.Queue == int32(q)) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Tick runs, at now, the instants and window edges of the set's
+// datapath-kill and datapath-stall faults, which stop the process that
+// runs the packets and so cannot wait for a packet to reach their stage
+// (a stalled datapath decides none): the runner (uswitch nfqueue, a
+// lab) calls it on a clock between packets. The other state faults act
+// at the first packet at or after their time, as before, so that they
+// change the same packets live and offline.
+func (s *Set) Tick(now int64) {
+	if s == nil {
+		return
+	}
+	for _, f := range s.Faults {
+		if f.Kind != KindDatapathKill && f.Kind != KindDatapathStall {
+			continue
+		}
+		if f.sched.trig != trigNone && f.sched.fired.Load() == 0 {
+			continue // a trigger waits for its packet
+		}
+		f.tick(now)
+	}
+}
+
 // Ifaces lists the interfaces wire placements name.
 func (s *Set) Ifaces() []string {
 	var out []string
@@ -339,6 +376,9 @@ var (
 // A corrupted packet is decoded again; one whose header no longer
 // decodes is dropped, as ip_rcv would drop it.
 func (f *Fault) Act(c *iptables.Ctx, now int64, traced bool) (matched, drop bool, text string) {
+	if f.quickReject(c.Pkt) {
+		return false, false, ""
+	}
 	if f.Kind.stateKind() {
 		if f.sched.trig != trigNone && f.sched.fired.Load() == 0 {
 			f.trigger(c, now)

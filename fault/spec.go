@@ -299,7 +299,25 @@ func Compile(s *Spec, seed uint64, sets iptables.SetLookup) (*Fault, error) {
 	if err := f.compileEbtMatch(s, sets); err != nil {
 		return nil, err
 	}
-	return f, f.check()
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	if m := f.match; m != nil && m.IP.Proto != 0 && m.IP.Inv&iptables.InvProto == 0 && !f.Kind.stateKind() {
+		f.qProto = m.IP.Proto
+		for _, x := range m.Matches {
+			switch x := x.(type) {
+			case *iptables.TCPMatch:
+				if f.qProto == 6 && !x.InvDst && !x.Dst.Any() {
+					f.qPorts, f.qDLo, f.qDHi = true, x.Dst.Lo, x.Dst.Hi
+				}
+			case *iptables.UDPMatch:
+				if f.qProto == 17 && !x.InvDst && !x.Dst.Any() {
+					f.qPorts, f.qDLo, f.qDHi = true, x.Dst.Lo, x.Dst.Hi
+				}
+			}
+		}
+	}
+	return f, nil
 }
 
 // kindOf maps the actions that are not netem shorthands to their kind.
@@ -473,6 +491,9 @@ func (f *Fault) check() error {
 	}
 	if f.At.Kind == WireBoth && f.Kind != KindLink {
 		return fmt.Errorf("%s: wire:IFACE (both ways) is for link faults; give ingress or egress", f.At)
+	}
+	if f.At.Kind == NFQueueVerdict && f.Kind != KindNetem && f.Kind != KindPartition && f.Kind != KindMangle {
+		return fmt.Errorf("%s: the verdict path takes netem actions (loss, delay, duplicate, corrupt, rate...), partition and mangle", f.At)
 	}
 	if f.EbtMatch != "" && f.At.Kind != HookBridge {
 		return fmt.Errorf("%s: ebt_match is for bridge placements (hook:bridge:HOOK)", f.At)

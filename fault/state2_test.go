@@ -133,13 +133,22 @@ func TestConntrackClashFault(t *testing.T) {
 		name, pkt, dnat string
 		drop            bool
 		count           int
+		// the events: the twin's NEW (its confirm); the loser none
+		// (merged, dropped, or in by its reply tuple only)
+		events string
 	}{
-		{"udp same", "udp 10.0.0.2:5353 > 10.96.0.10:53 iif eth0", "", false, 1},
-		{"udp other backend", "udp 10.0.0.2:5353 > 10.96.0.10:53 iif eth0", "192.168.1.3:53", false, 2},
-		{"tcp", "tcp 10.0.0.2:40000 > 10.96.0.10:80 syn seq 1 iif eth0", "", true, 1},
+		{"udp same", "udp 10.0.0.2:5353 > 10.96.0.10:53 iif eth0", "", false, 1, "NEW 192.168.1.2"},
+		{"udp other backend", "udp 10.0.0.2:5353 > 10.96.0.10:53 iif eth0", "192.168.1.3:53", false, 2, "NEW 192.168.1.3"},
+		{"tcp", "tcp 10.0.0.2:40000 > 10.96.0.10:80 syn seq 1 iif eth0", "", true, 1, "NEW 192.168.1.2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, s := natEngine(t, Spec{Name: "race", Action: "conntrack-clash", Match: "-p " + tc.pkt[:3], TwinDNAT: tc.dnat, Times: 1})
+			var events []string
+			cancel := e.CT.Subscribe(func(ev *conntrack.Event) {
+				r := ev.Conn.Tuple(conntrack.Reply)
+				events = append(events, ev.Type.String()+" "+packet.AddrOf(r.Src).String())
+			})
+			defer cancel()
 			before := e.CT.Stats()
 			tr := &datapath.Tracer{All: true}
 			f := e.Receive(spec(t, tc.pkt), 1e6, tr)
@@ -160,6 +169,28 @@ func TestConntrackClashFault(t *testing.T) {
 			// times = 1: the flow's next new connection goes in cleanly
 			if s.Faults[0].Acted.Load() != 1 {
 				t.Errorf("acted %d", s.Faults[0].Acted.Load())
+			}
+			if got := strings.Join(events, ", "); got != tc.events {
+				t.Errorf("events %q, want %q", got, tc.events)
+			}
+			if tc.dnat == "" {
+				return
+			}
+			// the clash entry (in by its reply tuple) takes its reply
+			// and stays: the kernel no longer deletes it at the first
+			// reply (c46172147ebb); it goes after its second, with a
+			// DESTROY event though no NEW announced it
+			events = nil
+			r := spec(t, "udp 192.168.1.2:53 > 10.0.0.2:5353 iif eth1")
+			if f := e.Receive(r, 2e6, nil); f.Kind != datapath.Forwarded || packet.AddrOf(r.Src).String() != "10.96.0.10" {
+				t.Errorf("the reply: %v from %v, want forwarded from 10.96.0.10", f, packet.AddrOf(r.Src))
+			}
+			if e.CT.Count() != 2 {
+				t.Errorf("after the reply: %d entries, want the clash entry still there (2)", e.CT.Count())
+			}
+			e.CT.Reap(1500e6, 1<<20)
+			if e.CT.Count() != 1 || strings.Join(events, ", ") != "UPDATE 192.168.1.2, DESTROY 192.168.1.2" {
+				t.Errorf("after its second: %d entries, events %q; want the clash entry gone (UPDATE for its reply, DESTROY)", e.CT.Count(), events)
 			}
 		})
 	}

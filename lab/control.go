@@ -55,7 +55,9 @@ func (l *Lab) Control(req control.Request) control.Response {
 	if req.Cmd == "fault" {
 		return l.faultControl(req)
 	}
-	l.ecInit.Do(func() { l.ec = control.Engine{Eng: l.eng, Now: l.now, Metrics: l.Metrics, Sets: l.cfg.Sets} })
+	l.ecInit.Do(func() {
+		l.ec = control.Engine{Eng: l.eng, Now: l.now, Metrics: l.Metrics, Sets: l.cfg.Sets, Lock: &l.cfgMu}
+	})
 	return l.ec.Control(req)
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/uswitch-lab/uswitch/fault"
 	"github.com/uswitch-lab/uswitch/fault/faulthost"
 	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/link"
 )
 
 // A lab file's [experiment] and [[fault]] tables (package fault): the
@@ -123,10 +124,12 @@ func (l *Lab) faultControl(req control.Request) control.Response {
 	}
 	next.BindState(l.eng.CT, l.eng.NAT)
 	next.BindHost(l.faultHost())
+	l.cfgMu.Lock()
 	ec := l.eng.Config()
 	ec.Faults = faultStages(next)
 	ec.BridgeFaults = bridgeFaultStages(next)
 	l.eng.Swap(ec)
+	l.cfgMu.Unlock()
 	if err := l.dp.SetFaults(next); err != nil {
 		return control.Response{Code: 1, Stderr: "uswitch fault: " + err.Error() + "\n"}
 	}
@@ -207,11 +210,30 @@ func bridgeFaultStages(s *fault.Set) []datapath.BridgeFaultStage {
 	return out
 }
 
-// faultHost is what the lab's state faults act through: the engine;
-// the lab's TUN/TAP datapath cannot be killed or stalled by a fault yet
-// (uswitch nfqueue's can), so those faults count an error here.
+// faultHost is what the lab's state faults act through: the engine,
+// and the TUN/TAP datapath for datapath-kill and -stall (link/kill.go).
 func (l *Lab) faultHost() *faulthost.Host {
-	return &faulthost.Host{Eng: l.eng, Sets: l.cfg.Sets}
+	dp := func() (*link.Datapath, error) {
+		if d := l.dpa.Load(); d != nil {
+			return d, nil
+		}
+		return nil, errors.New("the lab's datapath is not up yet")
+	}
+	return &faulthost.Host{Eng: l.eng, Sets: l.cfg.Sets, Lock: &l.cfgMu,
+		KillFn: func(d int64) error {
+			p, err := dp()
+			if err != nil {
+				return err
+			}
+			return p.Kill(d)
+		},
+		StallFn: func(d int64) error {
+			p, err := dp()
+			if err != nil {
+				return err
+			}
+			return p.Stall(d)
+		}}
 }
 
 // setLookup resolves -m set names in fault matches (nil: no sets).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,8 +37,14 @@ type Lab struct {
 	made []string // namespaces made, in order
 	eng  *datapath.Engine
 	dp   *link.Datapath
-	srv  []*server
-	ctl  *control.Server // live control socket and metrics listener (nil: none)
+	// dpa is dp for the fault Host's kill and stall, set when dp is up
+	dpa atomic.Pointer[link.Datapath]
+	// cfgMu serialises changes of the engine's configuration: the
+	// control socket's restores and commands, the faults' rule swaps
+	// and sysctls, fault add and del
+	cfgMu sync.Mutex
+	srv   []*server
+	ctl   *control.Server // live control socket and metrics listener (nil: none)
 	// ec answers the control commands; set up by the first request
 	ec     control.Engine
 	ecInit sync.Once
@@ -167,6 +174,7 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	}
 	opts = append(opts, link.WithFaults(fs))
 	l.dp = link.NewDatapath(l.eng, devs, mtus, workers, opts...)
+	l.dpa.Store(l.dp)
 	for _, n := range cfg.Namespaces {
 		for _, s := range n.Servers {
 			sv, err := startServer(l.nss[n.Name], n.Name, s)

@@ -284,6 +284,8 @@ type Datapath struct {
 	// faults are the wire faults and their delay queues (fault.go;
 	// nil: none); set before the goroutines start
 	faults *wireFaults
+	// kill: datapath-kill and -stall (kill.go)
+	kill killState
 }
 
 // NewDatapath starts the readers, workers and the conntrack reaper over
@@ -345,8 +347,9 @@ func NewDatapath(eng *datapath.Engine, devs []Device, mtu map[string]int, worker
 	d.workers.Add(1)
 	go d.reaper()
 	if d.faults != nil {
-		d.workers.Add(1)
+		d.workers.Add(2)
 		go d.faults.run()
+		go d.faults.ticker()
 	}
 	return d
 }
@@ -409,6 +412,9 @@ func (d *Datapath) reader(q *rxq, qi int) {
 		hr = 0
 	}
 	for {
+		if !d.waitStall() {
+			return
+		}
 		// gather free elements: wait for one, take what else is free
 		if len(stash) == 0 {
 			select {
@@ -437,6 +443,13 @@ func (d *Datapath) reader(q *rxq, qi int) {
 			n, err = vr.ReadValid(bufs[:len(stash)], sizes[:len(stash)], valid[:len(stash)])
 		} else {
 			n, err = q.dev.Read(bufs[:len(stash)], sizes[:len(stash)])
+		}
+		// what was read waits out a stall that began meanwhile
+		if n > 0 && !d.waitStall() {
+			for _, el := range stash {
+				q.free <- el
+			}
+			return
 		}
 		var now int64
 		if p.l2 != nil && n > 0 {
@@ -515,6 +528,9 @@ func (d *Datapath) reader(q *rxq, qi int) {
 			}
 		}
 		if err != nil {
+			if d.kill.killed.Load() && d.waitRestart() {
+				continue // a datapath-kill's restart opened the device again
+			}
 			if !errors.Is(err, os.ErrClosed) && !errors.Is(err, io.EOF) {
 				select {
 				case d.errc <- fmt.Errorf("%s: read: %w", p.name, err):
@@ -1050,12 +1066,17 @@ func (d *Datapath) Err() <-chan error { return d.errc }
 func (d *Datapath) Close() error {
 	var err error
 	d.once.Do(func() {
+		d.kill.mu.Lock()
 		close(d.done)
+		if d.kill.timer != nil {
+			d.kill.timer.Stop()
+		}
 		for _, p := range d.ports {
 			for _, q := range p.queues {
 				err = errors.Join(err, q.dev.Close())
 			}
 		}
+		d.kill.mu.Unlock()
 		d.readers.Wait()
 		for _, q := range d.queues {
 			close(q)

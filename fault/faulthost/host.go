@@ -28,13 +28,26 @@ type Host struct {
 	// KillFn and StallFn stop the datapath (nil: the runner has no
 	// datapath to stop: offline).
 	KillFn, StallFn func(d int64) error
-	mu              sync.Mutex
+	// Lock, when set, is shared with whatever else changes the
+	// engine's configuration (control.Engine.Lock: the control
+	// socket's iptables-restore and iptables commands), so a fault's
+	// swap and a live restore never lose one another's change; nil: a
+	// lock of the Host's own.
+	Lock *sync.Mutex
+	mu   sync.Mutex
+}
+
+func (h *Host) lock() *sync.Mutex {
+	if h.Lock != nil {
+		return h.Lock
+	}
+	return &h.mu
 }
 
 // Restore loads text over the running rules and swaps them in.
 func (h *Host) Restore(text string, bridge bool) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.lock().Lock()
+	defer h.lock().Unlock()
 	cur := h.Eng.Config()
 	if bridge {
 		rs, err := (&ebtables.Loader{Base: cur.Ebtables}).Load(text)
@@ -79,8 +92,8 @@ func (h *Host) Save(bridge bool) (string, error) {
 
 // Command runs one iptables or ebtables command line on the engine.
 func (h *Host) Command(args []string, bridge bool) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.lock().Lock()
+	defer h.lock().Unlock()
 	if bridge {
 		cur := h.Eng.Config()
 		rs, err := (&ebtables.Loader{Base: cur.Ebtables}).Command(args)
@@ -114,8 +127,8 @@ func (r engineRules) Store(next *iptables.Ruleset) error {
 // net.netfilter.nf_conntrack_tcp_be_liberal, nf_conntrack_tcp_loose
 // and nf_conntrack_max.
 func (h *Host) Sysctl(name, value string) (string, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.lock().Lock()
+	defer h.lock().Unlock()
 	v, err := strconv.ParseInt(value, 10, 64)
 	if err != nil || v < 0 {
 		return "", fmt.Errorf("sysctl %s: %q is not a number", name, value)
