@@ -247,6 +247,13 @@ type Demo struct {
 	// Sysctl changes uswitch's sysctls before the step (live, as
 	// `sysctl -w` would): net.bridge.bridge-nf-call-iptables only.
 	Sysctl map[string]any `toml:"sysctl"`
+	// IPTablesRestore is an iptables-restore input loaded before the
+	// step (as `uswitch iptables-restore` does: the tables it names are
+	// replaced, atomically) into the engine of Node ("": the lab's). A
+	// step may be only that (no from and no traffic): a rule swap that
+	// the next steps run under.
+	IPTablesRestore string `toml:"iptables_restore"`
+	Node            string `toml:"node"`
 }
 
 // Server is a built-in server: "tcp-echo", "udp-echo" or "http".
@@ -928,15 +935,29 @@ func (c *Config) check(src string) error {
 			}
 		}
 	}
-	for _, d := range c.Demo {
-		if _, ok := ns[d.From]; !ok {
-			return fail("demo.from", "%q: no [[namespace]] of that name", d.From)
-		}
+	for i, d := range c.Demo {
 		n := 0
 		for _, v := range []string{d.HTTP, d.Ping, d.UDP, d.TCP} {
 			if v != "" {
 				n++
 			}
+		}
+		if d.Node != "" && c.Node(d.Node) == nil {
+			return fail("demo.node", "%q: no [[node]] of that name", d.Node)
+		}
+		if d.Node != "" && d.IPTablesRestore == "" {
+			return fail("demo.node", "%q: node names the engine of an iptables_restore step", d.Node)
+		}
+		if d.IPTablesRestore != "" {
+			if err := c.checkDemoRestore(src, i, d); err != nil {
+				return err
+			}
+			if n == 0 && d.From == "" {
+				continue // a rule swap only
+			}
+		}
+		if _, ok := ns[d.From]; !ok {
+			return fail("demo.from", "%q: no [[namespace]] of that name", d.From)
 		}
 		if n != 1 {
 			return fail("demo.from", "%q: a demo step has exactly one of http, ping, udp, tcp", d.From)
@@ -1012,6 +1033,25 @@ func (c *Config) check(src string) error {
 		return fail("uswitch.routes", "%v", err)
 	}
 	return c.checkFaults(src)
+}
+
+// checkDemoRestore loads a demo step's iptables_restore input as the
+// step would (the engine's sets: the node's or the lab's), so a lab whose
+// demo would fail to swap its rules does not load.
+func (c *Config) checkDemoRestore(src string, i int, d Demo) error {
+	sets := c.Sets
+	if n := c.Node(d.Node); n != nil && n.Engine != nil {
+		sets = n.Engine.Sets
+	}
+	if _, err := (&iptables.Loader{Sets: sets}).LoadString(d.IPTablesRestore); err != nil {
+		line := blockValueLine(src, "demo", i, "iptables_restore", "")
+		var re *iptables.RestoreError
+		if errors.As(err, &re) && line > 0 && re.Line > 0 {
+			return &ConfigError{File: c.File, Line: line + re.Line, Key: "demo.iptables_restore", Err: fmt.Errorf("rule set line %d: %s", re.Line, re.Msg)}
+		}
+		return &ConfigError{File: c.File, Line: line, Key: "demo.iptables_restore", Err: err}
+	}
+	return nil
 }
 
 // valueLine finds the line of a key, preferring one whose line shows the

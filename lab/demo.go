@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/datapath"
 )
 
@@ -91,6 +92,27 @@ func joinPrefixes(ps []PrefixValue) string {
 func (l *Lab) Demo(w io.Writer) error {
 	var failed []string
 	for _, d := range l.cfg.Demo {
+		if d.IPTablesRestore != "" {
+			r := l.Control(control.Request{Cmd: "iptables-restore", Input: d.IPTablesRestore, Node: d.Node})
+			where := "the lab's engine"
+			if d.Node != "" {
+				where = "node " + d.Node
+			}
+			if r.Code != 0 {
+				fmt.Fprintf(w, "  iptables-restore on %s: %s", where, strings.TrimSpace(r.Stderr))
+				failed = append(failed, "iptables-restore on "+where)
+			} else {
+				fmt.Fprintf(w, "  iptables-restore on %s", where)
+			}
+			if d.From == "" {
+				if d.Note != "" {
+					fmt.Fprintf(w, "  (%s)", d.Note)
+				}
+				fmt.Fprintln(w)
+				continue
+			}
+			fmt.Fprintln(w)
+		}
 		if v, ok := d.Sysctl["net.bridge.bridge-nf-call-iptables"]; ok {
 			on := fmt.Sprint(v) != "0" && fmt.Sprint(v) != "false"
 			cfg := l.eng.Config()

@@ -189,7 +189,8 @@ func (l *Lab) upHost(nr *nodeRun) error {
 	var sc []NSSysctl
 	sc = append(sc, NSSysctl{"net.ipv4.conf.all.rp_filter", "0"}, NSSysctl{"net.ipv4.conf.default.rp_filter", "0"})
 	for _, dev := range names {
-		sc = append(sc, NSSysctl{"net.ipv4.conf." + dev + ".rp_filter", "0"}, NSSysctl{"net.ipv4.conf." + dev + ".accept_local", "1"})
+		sc = append(sc, NSSysctl{"net.ipv4.conf." + dev + ".rp_filter", "0"}, NSSysctl{"net.ipv4.conf." + dev + ".accept_local", "1"},
+			NSSysctl{"net.ipv4.conf." + dev + ".route_localnet", "1"})
 	}
 	if err := withHandle(h, func(nh *netlink.Handle) error {
 		lo, err := nh.LinkByName("lo")
@@ -224,7 +225,68 @@ func (l *Lab) upHost(nr *nodeRun) error {
 	if err := writeSysctls(h, sc, true); err != nil {
 		return err
 	}
-	return l.hostRoutes(nr)
+	if err := l.hostRoutes(nr); err != nil {
+		return err
+	}
+	return l.hostLoopback(nr, names, addrs)
+}
+
+// hostTable is the host namespace's routing table for its own traffic to
+// itself (hostLoopback).
+const hostTable = 200
+
+// hostLoopback sends what the host namespace sends to itself (its own
+// addresses, 127.0.0.0/8) through the node's engine, as the node's
+// traffic over lo crosses the node's netfilter hooks (OUTPUT, then
+// PREROUTING and INPUT on lo: the NodePort rules apply to
+// 127.0.0.1:30080): a rule for the namespace's own packets (iif lo
+// matches only locally generated ones) looks up a table that routes
+// those destinations out of the TUNs, before the local table, which
+// moves from priority 0 to 1. The engine sends them back on the TUN,
+// which takes them in because accept_local and route_localnet are on
+// (fib_validate_source, ip_route_input_slow's martian checks); a 127/8
+// source may leave the TUN because route_localnet is on there
+// (__mkroute_output).
+func (l *Lab) hostLoopback(nr *nodeRun, names []string, addrs [][]PrefixValue) error {
+	return withHandle(l.nss[nr.n.HostNetns], func(nh *netlink.Handle) error {
+		for i, dev := range names {
+			d, err := nh.LinkByName(dev)
+			if err != nil {
+				return err
+			}
+			for _, a := range addrs[i] {
+				rt := &netlink.Route{LinkIndex: d.Attrs().Index, Scope: netlink.SCOPE_LINK, Src: a.Addr().AsSlice(), Table: hostTable,
+					Dst: &net.IPNet{IP: a.Addr().AsSlice(), Mask: net.CIDRMask(32, 32)}}
+				if err := nh.RouteAdd(rt); err != nil && !errors.Is(err, syscall.EEXIST) {
+					return fmt.Errorf("route %v dev %s table %d: %w", a.Addr(), dev, hostTable, err)
+				}
+			}
+			if i == 0 {
+				rt := &netlink.Route{LinkIndex: d.Attrs().Index, Scope: netlink.SCOPE_LINK, Src: net.IPv4(127, 0, 0, 1).To4(), Table: hostTable,
+					Dst: &net.IPNet{IP: net.IPv4(127, 0, 0, 0).To4(), Mask: net.CIDRMask(8, 32)}}
+				if err := nh.RouteAdd(rt); err != nil {
+					return fmt.Errorf("route 127.0.0.0/8 dev %s table %d: %w", dev, hostTable, err)
+				}
+			}
+		}
+		own := netlink.NewRule()
+		own.Priority, own.IifName, own.Table = 0, "lo", hostTable
+		if err := nh.RuleAdd(own); err != nil {
+			return fmt.Errorf("ip rule iif lo lookup %d: %w", hostTable, err)
+		}
+		local := netlink.NewRule()
+		local.Priority, local.Table = 1, 255
+		if err := nh.RuleAdd(local); err != nil {
+			return fmt.Errorf("ip rule pref 1 lookup local: %w", err)
+		}
+		// the kernel's own local rule at 0, now after ours
+		old := netlink.NewRule()
+		old.Priority, old.Table = 0, 255
+		if err := nh.RuleDel(old); err != nil {
+			return fmt.Errorf("ip rule del pref 0 lookup local: %w", err)
+		}
+		return nil
+	})
 }
 
 // hostRoutes gives the host namespace the node's own routes of its main
