@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strings"
 )
 
@@ -47,6 +48,11 @@ type Node struct {
 	// (its Ruleset, IPVS, sysctls, FIB: as a lab's).
 	Engine *Config `toml:"-"`
 }
+
+// hostNetnsRe is what a host namespace's name may be: a namespace name
+// (`ip netns add` refuses "/", "." and ".."; the -host suffix rules those
+// out) of the characters lab names use.
+var hostNetnsRe = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,31}$`)
 
 // SwitchPortName is the name of the switch's port that node's interface
 // iface plugs into ("a-eth0").
@@ -101,8 +107,8 @@ func (c *Config) checkNodes(src string, ns map[string]int, attached map[string]s
 		}
 		seen[n.Name] = true
 		n.HostNetns = c.Name + "-" + n.Name + "-host"
-		if !validDevName(n.HostNetns) {
-			return fail("node.name", "%q: its host namespace %q is not a valid namespace name (at most 15 characters of A-Z a-z 0-9 _ . -): shorten the lab's or the node's name", n.Name, n.HostNetns)
+		if !hostNetnsRe.MatchString(n.HostNetns) {
+			return fail("node.name", "%q: its host namespace %q is not a valid namespace name (at most 31 characters of A-Z a-z 0-9 _ . -): shorten the lab's or the node's name", n.Name, n.HostNetns)
 		}
 		if _, dup := ns[n.HostNetns]; dup {
 			return fail("node.name", "%q: its host namespace %q is also a [[namespace]]", n.Name, n.HostNetns)

@@ -183,7 +183,7 @@ addresses = ["192.168.0.1/24"]
 		{node("[[node]]\nname = \"a\"\n"), `node.name: "a" appears twice`},
 		{node("[[node.interface]]\nname = \"eth1\"\npeer = \"b:eth0\"\naddresses = [\"10.9.0.1/30\"]\n"), `node.interface.peer: "b:eth0": want NODE:INTERFACE`},
 		{strings.Replace(node(""), `"10.1.0.0/16 via 192.168.0.9"`, `"10.1.0.0/16 via 172.16.0.9"`, 1), `ok.toml:15: node.uswitch.routes: node "a": route "10.1.0.0/16 via 172.16.0.9": gateway 172.16.0.9 is on no interface's subnet`},
-		{strings.Replace(node(""), `name = "n"`, `name = "a-very-long-lab"`, 1), `its host namespace "a-very-long-lab-a-host" is not a valid namespace name`},
+		{strings.Replace(node(""), `name = "n"`, `name = "a-very-long-lab-name-of-the-cluster"`, 1), `its host namespace "a-very-long-lab-name-of-the-cluster-a-host" is not a valid namespace name`},
 		{base + "[[interface]]\nname = \"x\"\nswitch = \"lan\"\n", `interface.name: "x": switch and peer are for a node's interfaces`},
 		{node("[[demo]]\nnode = \"z\"\niptables_restore = \"*filter\\nCOMMIT\\n\"\n"), `demo.node: "z": no [[node]] of that name`},
 		{node("[[demo]]\nnode = \"a\"\niptables_restore = \"*filter\\n-A NOPE -j ACCEPT\\nCOMMIT\\n\"\n"), `demo.iptables_restore`},
