@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"net/netip"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -193,5 +194,46 @@ addresses = ["192.168.0.1/24"]
 		if err == nil || !strings.Contains(err.Error(), x.want) {
 			t.Errorf("got %v, want %q in:\n%s", err, x.want, x.text)
 		}
+	}
+}
+
+// TestNodePeerLink: two nodes joined by a routed link (peer = ...) and
+// no switch: a's host reaches b's host server over it, from a's address
+// on the link, and b's host answers a ping from a's host.
+func TestNodePeerLink(t *testing.T) {
+	needRoot(t)
+	p := uniquePrefix()
+	text := strings.ReplaceAll(`name = "P"
+[[namespace]]
+name = "P-x"
+[[node]]
+name = "a"
+[[node.interface]]
+name = "p0"
+peer = "b:p0"
+addresses = ["10.0.0.1/30"]
+[[node]]
+name = "b"
+server = [{ kind = "http", port = 8080 }, { kind = "udp-echo", port = 7 }]
+[[node.interface]]
+name = "p0"
+peer = "a:p0"
+addresses = ["10.0.0.2/30"]
+`, "P", p)
+	c, err := Parse("peer.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := upLab(t, c)
+	aHost, bHost := p+"-a-host", p+"-b-host"
+	r, err := l.HTTPGet(aHost, "http://10.0.0.2:8080/", 3*time.Second)
+	if err != nil || r.ServedBy != bHost || !strings.HasPrefix(r.ClientAddr, "10.0.0.1:") {
+		t.Fatalf("GET over the peer link: %+v %v", r, err)
+	}
+	if b, err := l.UDPExchange(aHost, "10.0.0.2:7", []byte("x"), 3*time.Second); err != nil || !strings.HasPrefix(string(b), bHost+" 10.0.0.1:") {
+		t.Errorf("UDP over the peer link: %q %v", b, err)
+	}
+	if _, err := l.Ping(aHost, netip.MustParseAddr("10.0.0.2"), 3*time.Second); err != nil {
+		t.Errorf("ping b from a: %v", err)
 	}
 }
