@@ -66,7 +66,8 @@ func SocketPath(name string) string {
 // Request is one command sent to a running lab.
 type Request struct {
 	// Cmd is "iptables-save", "iptables-restore", "conntrack", "metrics",
-	// "ipvsadm", "ip",
+	// "ipvsadm", "ip", "log" (the kernel log; a stream with Follow),
+	// "nflog" (a pcap stream of an NFLOG group's records),
 	// "trace" (a stream of live trace lines) or "pcap" (a pcap stream of
 	// a device's packets); the streams only over the socket.
 	Cmd string `json:"cmd"`
@@ -98,6 +99,13 @@ type Request struct {
 	// conntrack's DESTROY events name ([USERSPACE] portid=N); the
 	// server sets it.
 	PortID uint32 `json:"-"`
+	// Follow: log -f (a stream of the ring, then new lines); NoTime:
+	// log -t (no timestamps, dmesg -t).
+	Follow bool `json:"follow,omitempty"`
+	NoTime bool `json:"notime,omitempty"`
+	// Group is the NFLOG group of "nflog" (its records as a pcap
+	// stream; Count stops it after that many).
+	Group int `json:"group,omitempty"`
 	// Name is the fault of "fault" with Op "del" (Op "add" takes
 	// [[fault]] tables in Input; "list" nothing).
 	Name string `json:"name,omitempty"`
@@ -330,6 +338,14 @@ func (c *Server) serve(conn net.Conn) {
 	case "pcap":
 		c.streamPcap(conn, enc, req, dp)
 		return
+	case "log":
+		if req.Follow {
+			c.streamLog(conn, enc, req, h)
+			return
+		}
+	case "nflog":
+		c.streamNFLog(conn, enc, req, h)
+		return
 	}
 	enc.Encode(h.Control(req))
 }
@@ -471,6 +487,8 @@ func (e *Engine) Control(req Request) Response {
 		return e.ipvsadm(req)
 	case "ip":
 		return e.ip(req)
+	case "ebtables":
+		return e.ebtablesCmd(req)
 	case "ebtables-save":
 		rs := e.Eng.Config().Ebtables
 		if rs == nil {
@@ -494,7 +512,9 @@ func (e *Engine) Control(req Request) Response {
 		var out, errb strings.Builder
 		code := fdb.Command(e.Eng.Bridges(), req.Args, e.Now(), &out, &errb)
 		return Response{Code: code, Stdout: out.String(), Stderr: errb.String()}
-	case "trace", "pcap":
+	case "log":
+		return e.logCmd(req)
+	case "trace", "pcap", "nflog":
 		return Response{Code: 2, Stderr: "uswitch: " + req.Cmd + " streams only over the control socket\n"}
 	}
 	return Response{Code: 2, Stderr: fmt.Sprintf("uswitch: unknown control command %q\n", req.Cmd)}

@@ -44,8 +44,10 @@ import (
 // out first when the neighbour is unknown), then the bridge's own
 // lookup (br_dev_xmit) and bridge OUTPUT/POSTROUTING per port.
 //
-// The ebtables stages are not wired yet: the bracketed ones above pass
-// every frame.
+// A frame of an established flow bridged to one port may replay its
+// way from FORWARD on (the FDB decision, the ebtables FORWARD and
+// POSTROUTING walks, the iptables table runs) from the bridged flow
+// cache (bridgecache.go).
 
 // BridgeConfig is one bridge device of the namespace and br_netfilter's
 // settings for it.
@@ -77,15 +79,29 @@ type BridgeConfig struct {
 //
 // tid is the frame's trace id when its sk_buff has nf_trace (0: not
 // traced): the chain's events are traced in the bridge family's form.
-func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *bridgeState, fr *packet.Frame, in, out string, mark *uint32, pktType *uint8, now int64, tr *Tracer, tid uint32, ff *FrameFate) bool {
+//
+// rec, when not nil, records the rules that match (the bridged flow
+// cache); it is never set together with a traced frame.
+func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *bridgeState, fr *packet.Frame, in, out string, mark *uint32, pktType *uint8, now int64, tr *Tracer, tid uint32, ff *FrameFate, rec *ebtRec) bool {
 	p := c.ebt
 	if p == nil || !p.Has(t, h) {
 		return true
 	}
-	var x ebtables.Ctx
+	// the context goes to the heap (Run hands it to extensions through
+	// interfaces): one from the engine's pool, its outputs reset and
+	// every input set
+	x, _ := e.ebtCtxs.Get().(*ebtables.Ctx)
+	if x == nil {
+		x = new(ebtables.Ctx)
+	}
+	defer e.putEbtCtx(x)
+	x.Reset()
 	x.Frame, x.In, x.Out, x.Now, x.Env = fr, in, out, now, b
+	x.LogicalIn, x.LogicalOut, x.Mark, x.PktType, x.Tracer = "", "", 0, 0, nil
 	if tr != nil && (tid != 0 && tr.Format == FormatMonitor || tr.Record) {
-		x.Tracer = &ebtTracer{t: tr, id: tid, fr: fr, in: in, out: out, x: &x, lines: tid != 0 && tr.Format == FormatMonitor}
+		x.Tracer = &ebtTracer{t: tr, id: tid, fr: fr, in: in, out: out, x: x, lines: tid != 0 && tr.Format == FormatMonitor}
+	} else if rec != nil {
+		x.Tracer = rec
 	}
 	if in != "" {
 		x.LogicalIn = b.name()
@@ -99,7 +115,7 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 	if pktType != nil {
 		x.PktType = ebtables.PktType(*pktType)
 	}
-	v := p.Run(t, h, &x)
+	v := p.Run(t, h, x)
 	if mark != nil {
 		*mark = x.Mark
 	}
@@ -112,18 +128,12 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 	if tr != nil && tr.Format == FormatLog {
 		for i := range x.NLogs {
 			if w, ok := x.Logs[i].Watcher.(*ebtables.LogWatcher); ok {
-				li := trace.EbtLogInfo{Prefix: w.Prefix, In: x.Logs[i].In, Out: x.Logs[i].Out}
-				if w.IP {
-					li.Flags |= trace.EbtLogIP
-				}
-				if w.ARP {
-					li.Flags |= trace.EbtLogARP
-				}
-				if w.IP6 {
-					li.Flags |= trace.EbtLogIP6
-				}
-				tr.Lines = append(tr.Lines, trace.EbtLogLine(&li, fr))
+				tr.Lines = append(tr.Lines, trace.EbtLogLine(ebtLogInfo(w, x.Logs[i].In, x.Logs[i].Out), fr))
 			}
+		}
+	} else if x.NLogs > 0 {
+		if kl := e.klog.Load(); kl != nil {
+			e.ebtLog(kl, c.FIB, x, fr, b.name(), now)
 		}
 	}
 	if tr != nil && tr.Record {
@@ -134,6 +144,16 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 		return false
 	}
 	return true
+}
+
+// putEbtCtx returns an ebtables context to the pool without what it
+// points to.
+func (e *Engine) putEbtCtx(x *ebtables.Ctx) {
+	x.Frame, x.Env, x.Tracer = nil, nil, nil
+	for i := range x.NLogs {
+		x.Logs[i] = ebtables.LogRequest{}
+	}
+	e.ebtCtxs.Put(x)
 }
 
 // ebtTracer prints an ebtables chain's events for a traced frame as
@@ -235,6 +255,9 @@ type bridgeState struct {
 	pending map[uint32]*neighQueue
 	// idxCache is the bridge's index in the last FIB asked
 	idxCache atomic.Pointer[fibIndex]
+	// classes are the bridged flow cache's frame classes
+	// (bridgecache.go); they live as long as the FDB
+	classes *bclassTable
 }
 
 // neighQueue is an unresolved neighbour's queue (arp_queue): at most
@@ -359,7 +382,7 @@ func buildBridges(cfgs []BridgeConfig, old *bridgeSet, now int64) (*bridgeSet, e
 		var b *bridgeState
 		if old != nil {
 			if ob := old.byName[name]; ob != nil && samePorts(&ob.cfg.FDB, &c.FDB) {
-				b = &bridgeState{cfg: c, fdb: ob.fdb, neigh: ob.neigh}
+				b = &bridgeState{cfg: c, fdb: ob.fdb, neigh: ob.neigh, classes: ob.classes}
 			}
 		}
 		if b == nil {
@@ -372,7 +395,7 @@ func buildBridges(cfgs []BridgeConfig, old *bridgeSet, now int64) (*bridgeSet, e
 					return nil, fmt.Errorf("bridge %s: %w", name, err)
 				}
 			}
-			b = &bridgeState{cfg: c, fdb: f, neigh: map[uint32]packet.MAC{}}
+			b = &bridgeState{cfg: c, fdb: f, neigh: map[uint32]packet.MAC{}, classes: new(bclassTable)}
 			for a, m := range c.Neighbours {
 				b.neigh[a] = m
 			}
@@ -458,6 +481,9 @@ type FrameFate struct {
 	// Drop says why the frame (or the copy for one way) was dropped;
 	// "" when nothing was.
 	Drop string
+	// FlowCached: the bridged flow cache replayed the frame's way
+	// (bridgecache.go).
+	FlowCached bool
 }
 
 func (f FrameFate) String() string {
@@ -507,6 +533,11 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 type bridgeCall struct {
 	fr0, fr1 packet.Frame
 	p0, p1   packet.Packet
+	bf       bframe
+	// k is the frame's IPv4 state when br_netfilter runs for it and
+	// nothing traces it (a tracer keeps the pkts it traced: a traced
+	// frame's comes from the engine's pool and stays with the tracer)
+	k pkt
 	// pf is the frame's IPv4 packet for bridge faults (fault.go)
 	pf packet.Packet
 }
@@ -519,21 +550,23 @@ func (e *Engine) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now i
 	if bc == nil {
 		bc = new(bridgeCall)
 	}
-	defer func() {
-		*bc = bridgeCall{}
-		e.bcalls.Put(bc)
-	}()
 	*ff = FrameFate{Out: ff.Out[:0]}
 	if tr == nil || !tr.Record {
 		e.receiveFrame(bc, ff, data, port, now, tr)
-		return
+	} else {
+		mark := tr.callStart()
+		tr.pathFrame(PathStart, 0, "frame", FrameText(data, port))
+		e.receiveFrame(bc, ff, data, port, now, tr)
+		tr.pathFrame(PathEnd, 0, "", ff.String())
+		tr.frameIDs(mark)
+		tr.callEnd(mark)
 	}
-	mark := tr.callStart()
-	tr.pathFrame(PathStart, 0, "frame", FrameText(data, port))
-	e.receiveFrame(bc, ff, data, port, now, tr)
-	tr.pathFrame(PathEnd, 0, "", ff.String())
-	tr.frameIDs(mark)
-	tr.callEnd(mark)
+	// the traversal stack stays with the pooled state, as putPkt keeps
+	// a pkt's
+	s := bc.k.scratch
+	*bc = bridgeCall{}
+	bc.k.scratch = s
+	e.bcalls.Put(bc)
 }
 
 func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port string, now int64, tr *Tracer) {
@@ -595,7 +628,7 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			return
 		}
 	}
-	if !e.ebtStage(c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff) {
+	if !e.ebtStage(c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff, nil) {
 		return
 	}
 	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriNATDstBridged, false, fr, brFaultPkt(&bc.pf, fr), port, "", br, now, tr, 0, ff) {
@@ -617,15 +650,18 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			// hooks as PACKET_HOST (pkt_otherhost remembered)
 			p.PktType = packet.PktHost
 		}
-		k = e.newPkt(p, now, tr, nil)
-		defer func() {
-			if k.tr == nil {
-				e.putPkt(k)
-			}
-		}()
+		if tr == nil {
+			k = &bc.k
+			e.initPkt(k, c, p, now, nil, nil)
+		} else {
+			k = e.newPkt(p, now, tr, nil)
+		}
 		if c.FIB != nil {
 			k.iif = b.ifindex(c.FIB)
 		}
+		bf := &bc.bf
+		bf.b, bf.in, bf.fr, bf.p0, bf.pktType = b, ref.idx, fr, p, pktType
+		k.bf = bf
 		dst0 := p.Dst
 		tr.pathBridgeStage(0, ebtables.PreRouting, brnfKey0, false, "")
 		if !k.run(&hookState{hook: netfilter.PreRouting, in: br}) {
@@ -643,12 +679,14 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			fr = &packet.Frame{Data: data}
 			fr.Decode()
 			p.L2 = data[:hl]
+			k.bf.noRec = true
 		}
 		if p.Dst != dst0 {
 			// br_nf_pre_routing_finish: a DNAT. Routed to the
 			// bridge itself it stays bridged, to the new
 			// destination's MAC; routed elsewhere it goes up to be
 			// routed.
+			k.bf.noRec = true
 			if c.FIB == nil {
 				ff.Drop = "br_netfilter: no routing configuration"
 				return
@@ -692,8 +730,39 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 // the forwarding database, then the ways out (each port's FORWARD and
 // POSTROUTING) and up.
 func (e *Engine) bridgeFinish(bc *bridgeCall, k *pkt, b *bridgeState, in int, fr *packet.Frame, mark uint32, ff *FrameFate, now int64, tr *Tracer) {
-	b.fdb.Learn(in, fr.Src, now)
-	dec := b.fdb.Decide(in, fr.Dst, now)
+	var bf *bframe
+	if k != nil {
+		bf = k.bf
+	}
+	var dec fdb.Decision
+	var path fdb.Path
+	record := false
+	switch {
+	case bf != nil && bf.cls != nil:
+		// the bridged flow cache: the recorded decision, and what
+		// learning and the lookup do to its entries
+		b.fdb.Touch(&bf.cls.path, now)
+		dec.Verdict = fdb.VerdictForward
+		dec.Out.Add(bf.cls.path.Out)
+		ff.FlowCached = true
+	case bf != nil && k.rec:
+		dec, path, record = b.fdb.LearnDecide(in, fr.Src, fr.Dst, now)
+	default:
+		b.fdb.Learn(in, fr.Src, now)
+		dec = b.fdb.Decide(in, fr.Dst, now)
+	}
+	if dec.Verdict == fdb.VerdictForward && !dec.Up && k != nil {
+		// one way out, the frame itself: its packet state goes on
+		// through FORWARD and POSTROUTING without a copy
+		to := dec.Out.Next(0)
+		out := b.fdb.Port(to).Name
+		out0 := len(ff.Out)
+		e.bridgeForward(bc, k, b, b.fdb.Port(in).Name, out, fr.Data, mark, true, 0, now, tr, ff, fr)
+		if record && ff.Drop == "" && len(ff.Out) == out0+1 {
+			k.bmemoStore(&path, out)
+		}
+		return
+	}
 	if dec.Verdict == fdb.VerdictDrop {
 		ff.Drop = "bridge: " + dec.Reason.String()
 		return
@@ -719,7 +788,7 @@ func (e *Engine) bridgeFinish(bc *bridgeCall, k *pkt, b *bridgeState, in int, fr
 			data = append([]byte(nil), data...)
 		}
 		orig := i == 0 && !dec.Up
-		id := e.bridgeForward(bc, k, b, b.fdb.Port(in).Name, out, data, mark, orig, freed, now, tr, ff)
+		id := e.bridgeForward(bc, k, b, b.fdb.Port(in).Name, out, data, mark, orig, freed, now, tr, ff, nil)
 		if !orig {
 			freed = id
 		}
@@ -767,7 +836,11 @@ func (k *pkt) frameFate(ff *FrameFate) {
 // reuse is the trace id of a clone freed just before (0: none); the
 // result is this copy's trace id when it was dropped (its skb freed),
 // else 0.
-func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out string, data []byte, mark uint32, orig bool, reuse uint32, now int64, tr *Tracer, ff *FrameFate) (freed uint32) {
+//
+// single is the frame itself when it has only this way out (decoded
+// already): k goes on as the copy's state (and records or replays the
+// bridged flow cache).
+func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out string, data []byte, mark uint32, orig bool, reuse uint32, now int64, tr *Tracer, ff *FrameFate, single *packet.Frame) (freed uint32) {
 	c := e.cfg.Load()
 	if k != nil {
 		c = k.cfg
@@ -775,10 +848,13 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 	if bc == nil {
 		bc = new(bridgeCall)
 	}
-	fr := &bc.fr1
-	*fr = packet.Frame{Data: data}
-	if fr.Decode() != nil {
-		return 0
+	fr := single
+	if fr == nil {
+		fr = &bc.fr1
+		*fr = packet.Frame{Data: data}
+		if fr.Decode() != nil {
+			return 0
+		}
 	}
 	if k == nil {
 		// bridge FORWARD: ebtables filter (-200); POSTROUTING:
@@ -788,20 +864,30 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 			br := b.name()
 			pf := brFaultPkt(&bc.pf, fr)
 			if e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, true, fr, pf, in, out, br, now, tr, 0, ff) &&
-				e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff) &&
+				e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff, nil) &&
 				e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, false, fr, pf, in, out, br, now, tr, 0, ff) &&
 				e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, true, fr, pf, "", out, br, now, tr, 0, ff) &&
-				e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff) &&
+				e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff, nil) &&
 				e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, false, fr, pf, "", out, br, now, tr, 0, ff) {
 				ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
 			}
 			return 0
 		}
-		if e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff) &&
-			e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff) {
+		if e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff, nil) &&
+			e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff, nil) {
 			ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
 		}
 		return 0
+	}
+	// the bridged flow cache: a replayed frame skips the ebtables walks
+	// (their counters are replayed), a recording one records them
+	var rec *ebtRec
+	replay := false
+	if single != nil && k.bf != nil {
+		replay = k.bf.cls != nil
+		if k.rec && k.bf.ebt.on {
+			rec = &k.bf.ebt
+		}
 	}
 	// this copy's trace id: the original's, a freed clone's, or new
 	tid := uint32(0)
@@ -833,78 +919,85 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		}
 		return 0
 	}
-	if !e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, traced, ff) {
+	if !replay && !e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, traced, ff, rec) {
 		if !orig {
 			return tid
 		}
 		return 0
 	}
-	br := b.name()
 	hl := len(k.p.L2)
 	if hl+len(k.p.IP) > len(data) {
 		ff.Drop = "bridge: frame shorter than its packet"
 		return freed
 	}
-	// this copy's packet: the frame's bytes, the pkt's state; the one
-	// way out of a frame not copied is the packet itself, decoded
-	// already
-	p := &bc.p1
-	if &data[0] == &fr0(k)[0] {
-		*p = *k.p
+	var q *pkt
+	if single != nil {
+		q = k
+		q.p.PhysOut, q.p.Mark = out, mark
 	} else {
-		*p = packet.Packet{Data: data[hl : hl+len(k.p.IP)], L2: data[:hl], Meta: k.p.Meta}
-		if err := p.Decode(); err != nil {
-			ff.Drop = "br_netfilter: " + err.Error()
-			return freed
+		// this copy's packet: the frame's bytes, the pkt's state
+		p := &bc.p1
+		if &data[0] == &fr0(k)[0] {
+			*p = *k.p
+		} else {
+			*p = packet.Packet{Data: data[hl : hl+len(k.p.IP)], L2: data[:hl], Meta: k.p.Meta}
+			if err := p.Decode(); err != nil {
+				ff.Drop = "br_netfilter: " + err.Error()
+				return freed
+			}
 		}
-	}
-	p.PhysOut, p.Mark = out, mark
-	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, false, fr, p, in, out, br, now, tr, traced, ff) {
-		return freed
-	}
-	q := e.newPkt(p, now, tr, k.w)
-	defer func() {
-		if q.tr == nil {
-			e.putPkt(q)
+		p.PhysOut, p.Mark = out, mark
+		q = e.newPkt(p, now, tr, k.w)
+		q.cfg, q.env.fib = k.cfg, k.cfg.FIB
+		q.ct, q.zone, q.iif = k.ct, k.zone, k.iif
+		if tid != 0 {
+			q.trace = tid
 		}
-	}()
-	q.cfg, q.env.fib = k.cfg, k.cfg.FIB
-	q.ct, q.zone, q.iif = k.ct, k.zone, k.iif
-	if tid != 0 {
-		q.trace = tid
+		q.fragMax, q.fragPMTU, q.ignoreDF, q.pieces = k.fragMax, k.fragPMTU, k.ignoreDF, k.pieces
 	}
-	defer func() {
+	ok := len(c.BridgeFaults) == 0 || e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, false, fr, q.p, in, out, b.name(), now, tr, traced, ff)
+	if ok {
+		e.bridgeForwardIP(q, c, b, fr, out, data, hl, replay, rec, now, tr, ff)
 		if q.fate.Kind == Dropped {
 			freed = q.trace
 		}
-	}()
-	q.fragMax, q.fragPMTU, q.ignoreDF, q.pieces = k.fragMax, k.fragPMTU, k.ignoreDF, k.pieces
+	}
+	if q != k && q.tr == nil {
+		e.putPkt(q)
+	}
+	return freed
+}
+
+// bridgeForwardIP is bridgeForward from br_nf_forward on, for the
+// copy's packet state q.
+func (e *Engine) bridgeForwardIP(q *pkt, c *compiled, b *bridgeState, fr *packet.Frame, out string, data []byte, hl int, replay bool, rec *ebtRec, now int64, tr *Tracer, ff *FrameFate) {
+	br := b.name()
 	tr.pathBridgeStage(q.trace, ebtables.Forward, brnfKey0, false, "")
 	if !q.run(&hookState{hook: netfilter.Forward, in: br, out: br}) {
 		q.frameFate(ff)
-		return freed
+		return
 	}
 	// bridge POSTROUTING: ebtables nat (300), then br_nf_post_routing
 	// (INT_MAX): the IPv4 POSTROUTING hooks without an input device
-	mark = q.p.Mark
+	mark := q.p.Mark
 	tr.pathBridge(q.trace, ebtables.PostRouting, "", out)
 	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, true, fr, q.p, "", out, br, now, tr, q.traceID(), ff) {
 		q.fate.Kind = Dropped
-		return freed
+		return
 	}
-	if !e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, q.traceID(), ff) {
+	if !replay && !e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, q.traceID(), ff, rec) {
 		q.fate.Kind = Dropped
-		return freed
+		return
 	}
 	q.p.Mark = mark
 	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, false, fr, q.p, "", out, br, now, tr, q.traceID(), ff) {
 		q.fate.Kind = Dropped
-		return freed
+		return
 	}
 	tr.pathBridgeStage(q.trace, ebtables.PostRouting, brnfKeyLast, false, "")
 	if !q.run(&hookState{hook: netfilter.PostRouting, out: br}) {
 		q.frameFate(ff)
-		return freed
+		return
 	}
 	// br_nf_dev_queue_xmit: a reassembled datagram leaves in the
 	// fragments it came in (or cut to the port's MTU)
@@ -915,15 +1008,14 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 	if q.fragMax != 0 && mtu > 0 {
 		if q.p.IP.DF() && q.fragMax > mtu {
 			ff.Drop = "br_netfilter: DF set and over MTU"
-			return freed
+			return
 		}
 		for _, f := range q.fragment(mtu) {
 			ff.Out = append(ff.Out, FrameOut{Port: out, Data: append(append([]byte(nil), data[:hl]...), f...)})
 		}
-		return freed
+		return
 	}
 	ff.Out = append(ff.Out, FrameOut{Port: out, Data: data[:hl+len(q.p.IP)]})
-	return freed
 }
 
 // bridgeUp passes a frame up to the bridge device (br_pass_frame_up):
@@ -956,11 +1048,11 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark
 		if !e.brFaultsAround(c, netfilter.Hook(ebtables.LocalIn), netfilter.BrPriFilterBridged, true, fr, pf, port, "", br, time0(k), tr, k.traceID(), ff) {
 			return
 		}
-		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, port, "", &mark, nil, time0(k), tr, k.traceID(), ff) ||
+		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, port, "", &mark, nil, time0(k), tr, k.traceID(), ff, nil) ||
 			!e.brFaultsAround(c, netfilter.Hook(ebtables.LocalIn), netfilter.BrPriFilterBridged, false, fr, pf, port, "", br, time0(k), tr, k.traceID(), ff) {
 			return
 		}
-	} else if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, b.fdb.Port(in).Name, "", &mark, nil, time0(k), tr, k.traceID(), ff) {
+	} else if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, b.fdb.Port(in).Name, "", &mark, nil, time0(k), tr, k.traceID(), ff, nil) {
 		return
 	}
 	if k != nil {
@@ -1186,9 +1278,9 @@ func (e *Engine) bridgeXmitTraced(b *bridgeState, dst packet.MAC, proto uint16, 
 		}
 		var mark uint32
 		tr.pathBridge(tid, ebtables.LocalOut, "", out)
-		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff) ||
-			!e.ebtStage(c, ebtables.NAT, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff) ||
-			!e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, 0, tr, tid, ff) {
+		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) ||
+			!e.ebtStage(c, ebtables.NAT, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) ||
+			!e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) {
 			continue
 		}
 		ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})

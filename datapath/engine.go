@@ -164,8 +164,9 @@ type Engine struct {
 	// error building them (the bridges then are the previous ones)
 	bridges   atomic.Pointer[bridgeSet]
 	BridgeErr error
-	// bcalls pools the per-frame state of ReceiveFrameInto
-	bcalls sync.Pool
+	// bcalls pools the per-frame state of ReceiveFrameInto, ebtCtxs
+	// the contexts of ebtables runs
+	bcalls, ebtCtxs sync.Pool
 
 	// seed seeds the random sources (worker.go); rules and icm are the
 	// engine's own, for Receive and Send (a Worker has its own)
@@ -180,6 +181,9 @@ type Engine struct {
 	icmp icmpLimits
 
 	traceID atomic.Uint32
+	// klog is the kernel log LOG, NFLOG and legacy TRACE write to
+	// (klog.go; nil: none)
+	klog atomic.Pointer[KernelLog]
 	// pkts recycles the per-packet state, so the steady state allocates
 	// nothing; Put clears every pointer.
 	pkts sync.Pool
@@ -210,10 +214,15 @@ type compiled struct {
 	// the flow cache runs
 	gen    uint32
 	memoOn bool
+	// bmemoOn says the bridged flow cache runs (bridgecache.go)
+	bmemoOn bool
 	// hooks are the stage lists of each hook (hooks.go)
 	hooks hookLists
 	// ebt is the compiled ebtables rule set (nil: none)
 	ebt *ebtables.Program
+	// traceTab: the table has a -j TRACE rule, so a packet can become
+	// traced in it (the live kernel log's TRACE lines, klog.go)
+	traceTab [iptables.NumTables]bool
 }
 
 // needsConntrack is whether the rule's extensions call nf_ct_netns_get in
@@ -275,14 +284,20 @@ func (e *Engine) Swap(cfg Config) {
 			for _, ch := range t.Chains {
 				for _, r := range ch.Rules {
 					c.ctOn = c.ctOn || needsConntrack(r)
+					if _, ok := r.Target.(*iptables.TraceTarget); ok {
+						c.traceTab[t.ID] = true
+					}
 				}
 			}
 		}
 	}
-	c.buildHooks()
 	if cfg.Ebtables != nil {
 		c.ebt = ebtables.Compile(cfg.Ebtables)
 	}
+	c.bmemoOn = len(cfg.Bridges) > 0 && cfg.Rules != nil && cfg.Rules.Memoizable() && !cfg.Linear && !cfg.NoFlowCache &&
+		len(cfg.Faults) == 0 && len(cfg.BridgeFaults) == 0 && ebtMemoizable(cfg.Ebtables, ebtables.Filter, ebtables.Forward) &&
+		ebtMemoizable(cfg.Ebtables, ebtables.NAT, ebtables.PostRouting)
+	c.buildHooks()
 	if e.Frags != nil {
 		e.Frags.SetConfig(fragConfig(cfg))
 	}
@@ -442,6 +457,9 @@ type pkt struct {
 	rec, replay bool
 	memoKey     memoKey
 	memo        iptables.Memo
+	// bf is the frame of a packet br_netfilter runs through the hooks
+	// (the bridged flow cache, bridgecache.go); nil for others
+	bf *bframe
 	// reassembly (defrag.go): fragMax is IPCB(skb)->frag_max_size,
 	// fragPMTU IPSKB_FRAG_PMTU, ignoreDF skb->ignore_df (conntrack's
 	// reassembly sets it); pieces are the payload lengths of the
@@ -453,6 +471,12 @@ type pkt struct {
 	// opt is the packet's IP options as ip_rcv_options compiled them
 	// (options.go); zero for a packet without
 	opt packet.Options
+	// kl is the engine's kernel log when the packet started (nil:
+	// none); lt and tee are the table runs' tracers for its legacy
+	// TRACE lines (klog.go)
+	kl  *KernelLog
+	lt  liveTrace
+	tee teeTracer
 }
 
 // Receive runs a packet that arrived on p.InIf (PREROUTING onwards).
@@ -507,17 +531,23 @@ func (e *Engine) Send(p *packet.Packet, now int64, tr *Tracer) Fate {
 }
 
 func (e *Engine) newPkt(p *packet.Packet, now int64, tr *Tracer, w *Worker) *pkt {
-	c := e.cfg.Load()
 	k, _ := e.pkts.Get().(*pkt)
 	if k == nil {
 		k = new(pkt)
 	}
+	e.initPkt(k, e.cfg.Load(), p, now, tr, w)
+	return k
+}
+
+// initPkt readies a zero pkt (but for its scratch) for p on
+// configuration c.
+func (e *Engine) initPkt(k *pkt, c *compiled, p *packet.Packet, now int64, tr *Tracer, w *Worker) {
 	k.e, k.w, k.cfg, k.p, k.tr = e, w, c, p, tr
 	k.env = env{e: e, k: k, fib: c.FIB, now: now}
+	k.kl = e.klog.Load()
 	if tr != nil {
 		k.trace = e.traceID.Add(0x9e3779b9)
 	}
-	return k
 }
 
 func (e *Engine) putPkt(k *pkt) {
@@ -556,7 +586,12 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 		// the nat chains run for a connection's first packet only
 		k.memo.Tainted = true
 	}
-	if k.tr == nil {
+	// the live kernel log (klog.go): LOG and NFLOG rules log through
+	// the packet; a packet that is or may become traced runs with
+	// liveTrace. A tracer of the log form writes these lines itself.
+	logs := k.kl != nil && (k.tr == nil || k.tr.Format != FormatLog)
+	live := logs && (k.p.Trace || k.cfg.traceTab[tid])
+	if k.tr == nil && !live {
 		// an empty chain: its policy, without a traversal
 		if v, ok := base.RunEmpty(len(k.p.IP)); ok {
 			if v == iptables.TDrop {
@@ -576,9 +611,21 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 	if k.rec {
 		c.Memo = &k.memo
 	}
+	if logs {
+		c.Logger = k
+	}
 	var tr iptables.Tracer
-	if k.tr != nil {
+	switch {
+	case k.tr != nil && live:
+		k.lt = liveTrace{k: k, in: in, out: out}
+		k.tee = teeTracer{a: k.tr, b: &k.lt}
+		k.tr.chain(k, c, in, out)
+		tr = &k.tee
+	case k.tr != nil:
 		tr = k.tr.chain(k, c, in, out)
+	case live:
+		k.lt = liveTrace{k: k, in: in, out: out}
+		tr = &k.lt
 	}
 	v := k.cfg.Rules.Tables[tid].RunBase(base, c, tr)
 	if v == iptables.TDrop {

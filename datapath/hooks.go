@@ -155,7 +155,7 @@ func (c *compiled) buildHooks() {
 				case netfilter.LocalIn, netfilter.PostRouting:
 					add(netfilter.PriConntrackConfirm, opConfirm, 0)
 				}
-				if h == netfilter.PreRouting && c.memoOn && !ipvs {
+				if h == netfilter.PreRouting && (c.memoOn || c.bmemoOn) && !ipvs {
 					// after conntrack (the list is sorted stably)
 					add(netfilter.PriConntrack, opFlowCache, 0)
 				}
@@ -233,7 +233,11 @@ func (k *pkt) stage(s *stage, st *hookState) bool {
 	case opConntrack:
 		return k.conntrackIn(st.hook)
 	case opFlowCache:
-		k.memoStart(k.iif)
+		if k.bf != nil {
+			k.bmemoStart()
+		} else if k.cfg.memoOn {
+			k.memoStart(k.iif)
+		}
 		return true
 	case opNAT:
 		m := nat.Src

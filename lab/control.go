@@ -5,6 +5,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/control"
+	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/internal/prom"
 )
 
@@ -81,9 +82,17 @@ func (l *Lab) Metrics() string {
 	l.dp.WriteMetrics(m)
 	if l.eng != nil {
 		control.WriteConntrack(m, l.eng)
+		if kl := l.eng.KernelLog(); kl != nil {
+			m.Counter("uswitch_log_lines_total", "Kernel log lines written (LOG, legacy TRACE, ebtables --log).", kl.Written())
+			m.Counter("uswitch_log_dropped_total", "Kernel log lines and NFLOG records a slow listener had no room for.", kl.Dropped())
+		}
 	}
 	return b.String()
 }
+
+// KernelLog is the lab engine's kernel log and NFLOG groups (the
+// control socket's log and nflog).
+func (l *Lab) KernelLog() *datapath.KernelLog { return l.eng.KernelLog() }
 
 // ConntrackTable is the lab engine's conntrack table and clock (the
 // control socket streams its events for conntrack -E).

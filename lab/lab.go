@@ -169,6 +169,8 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 		fmt.Fprintf(log, "faults: %d, seed %d\n", len(fs.Faults), fs.Seed)
 	}
 	l.eng = datapath.New(ecfg, ctcfg, seed)
+	// the kernel log and NFLOG groups of `uswitch log` and `uswitch nflog`
+	l.eng.SetKernelLog(datapath.NewKernelLog())
 	fs.BindState(l.eng.CT, l.eng.NAT)
 	fs.BindHost(l.faultHost())
 	if l.eng.LVS, err = cfg.Director(); err != nil {

@@ -350,6 +350,8 @@ func (nr *nodeRun) start(labSeed uint64) error {
 		seed = labSeed ^ h.Sum64()
 	}
 	nr.eng = datapath.New(ecfg, ctcfg, seed)
+	// the node's own kernel log and NFLOG groups (uswitch log --node)
+	nr.eng.SetKernelLog(datapath.NewKernelLog())
 	if nr.eng.LVS, err = ne.Director(); err != nil {
 		return err
 	}
@@ -383,6 +385,10 @@ func (nr *nodeRun) metrics() string {
 	control.WriteConntrack(m, nr.eng)
 	return b.String()
 }
+
+// KernelLog is the node engine's kernel log and NFLOG groups
+// (control.KernelLogSource: log -f and nflog --node).
+func (nr *nodeRun) KernelLog() *datapath.KernelLog { return nr.eng.KernelLog() }
 
 // ConntrackTable is the node's conntrack table and clock (conntrack -E).
 func (nr *nodeRun) ConntrackTable() (*conntrack.Table, func() int64) { return nr.eng.CT, nr.dp.Now }

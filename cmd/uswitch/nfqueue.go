@@ -105,6 +105,7 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "faults: %d, seed %d\n", len(fset.Faults), fset.Seed)
 	}
 	eng := datapath.New(cfg, s.ConntrackConfig(), uint64(time.Now().UnixNano()))
+	eng.SetKernelLog(datapath.NewKernelLog()) // uswitch log, uswitch nflog
 	srv, err := nfqueue.Start(eng, s.FIB.LinkName, nfqueue.Options{Queues: queues, NetNS: *netnsName,
 		MaxQueueLen: uint32(*maxLen), NoBatch: *noBatch, Inline: *inline,
 		Logf: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }})

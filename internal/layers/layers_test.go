@@ -47,6 +47,7 @@ var layer = map[string]int{
 	"datapath":              3,
 	"datapath/datapathtest": 3,
 	"iptables/cli":          3,
+	"bridge/ebtables/cli":   3,
 	// fault injection: iptables matches over packets, beside the engine
 	// (the engine runs hook faults through its own FaultStage interface,
 	// so it imports nothing of fault)
