@@ -27,6 +27,7 @@ type cchain struct {
 	name   string
 	policy Verdict
 	rules  []crule
+	index  *chainIndex // the classifier's (classify.go); nil: walked linearly
 }
 
 type crule struct {
@@ -37,7 +38,8 @@ type crule struct {
 // maxDepth bounds nested jumps (loops are refused at load).
 const maxDepth = 64
 
-// Compile resolves a rule set for Run.
+// Compile resolves a rule set for Run and builds the classifier's index
+// of every chain of 16 rules or more (classify.go).
 func Compile(rs *Ruleset) *Program {
 	p := &Program{rs: rs}
 	for i, t := range rs.Tables {
@@ -56,7 +58,7 @@ func Compile(rs *Ruleset) *Program {
 			}
 		}
 		for _, c := range t.Chains {
-			cc := cchain{name: c.Name, policy: c.Policy}
+			cc := cchain{name: c.Name, policy: c.Policy, index: buildIndex(c)}
 			for _, r := range c.Rules {
 				j := -1
 				if r.Verdict == VJump && r.Target == nil {
@@ -181,8 +183,15 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 	if n := len(c.Frame.Data) - c.Frame.HeaderLen(); n > 0 {
 		bytes = uint64(n)
 	}
+	// the classifier's candidates of the current chain visit, worked
+	// out again wherever the frame may have changed since
+	var cur cursor
+	cur.set(ct.chains[ci].index, c)
 	for {
 		chain := &ct.chains[ci]
+		if cur.on {
+			i = cur.next(i, len(chain.rules))
+		}
 		if i >= len(chain.rules) {
 			if c.Tracer != nil {
 				if chain.policy == VAccept || chain.policy == VDrop {
@@ -203,6 +212,7 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 			}
 			sp--
 			ci, i = stack[sp].chain, stack[sp].rule+1
+			cur.set(ct.chains[ci].index, c)
 			continue
 		}
 		cr := &chain.rules[i]
@@ -219,6 +229,11 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 		v := r.Verdict
 		if r.Target != nil {
 			v = r.Target.target(c, c.hook)
+			if v == VContinue {
+				// mark, dnat, snat and redirect may have changed what
+				// the index reads
+				cur.set(chain.index, c)
+			}
 		}
 		if c.Tracer != nil {
 			jump := ""
@@ -247,6 +262,7 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 			}
 			sp--
 			ci, i = stack[sp].chain, stack[sp].rule+1
+			cur.set(ct.chains[ci].index, c)
 		default:
 			if cr.jump < 0 || sp >= maxDepth {
 				return netfilter.Drop
@@ -254,6 +270,7 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 			stack[sp] = frameRet{ci, i}
 			sp++
 			ci, i = cr.jump, 0
+			cur.set(ct.chains[ci].index, c)
 		}
 	}
 }

@@ -90,6 +90,10 @@ type Ctx struct {
 	// frame is left as it is and the target's verdict applies).
 	Env Env
 
+	// Linear walks every chain rule by rule, without the compiled
+	// classifier (the reference the classifier is tested against).
+	Linear bool
+
 	hook Hook // the chain's hook during a traversal
 
 	// Route is set by the broute table when the frame is to be routed
