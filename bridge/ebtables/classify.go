@@ -2,6 +2,7 @@ package ebtables
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"sort"
 	"strings"
 
@@ -11,10 +12,11 @@ import (
 // The compiled classifier: an index over the link-level fields rules
 // test, so a chain's traversal visits only the rules that can match the
 // frame, in their order, instead of every rule (the approach of
-// iptables/classify.go, on L2 fields).
+// iptables/classify.go, on L2 fields, with the fields intersected).
 //
-// For each chain of at least minIndexed rules every rule is filed, per
-// field, under the value it requires:
+// A chain of at least minIndexed rules is cut into blocks of blockRules
+// rules. In each block every rule is filed, per field, under the value
+// it requires:
 //
 //   - from the fixed part (ebt_basic_match, which runs before every
 //     match): the source and destination MAC under their mask, the
@@ -27,65 +29,178 @@ import (
 //     --vlan-id, mark_m's exact --mark, pkttype's --pkttype-type.
 //
 // A rule that does not constrain a field, or constrains it in a way the
-// index does not model (an inversion, a mark mask, more distinct masks
-// or prefixes than a field keeps lists for), is a wildcard of the field.
+// index does not model (an inversion, a mark mask, more distinct masks,
+// prefix lengths or name prefixes than a field keeps), is a wildcard of
+// the field.
 //
-// For a frame each field yields the sorted lists of the rules that admit
-// the frame's value (the wildcards, plus the entries of its value); the
-// field with the fewest candidates is taken and the traversal evaluates
-// just those rules, each in full (basic part, matches, watchers, target)
-// and in order. A rule that matches the frame is a candidate of every
-// field, and a skipped rule would have failed before any stateful match,
-// so the first match, the counters, the log requests and every target's
-// effect are those of the linear walk. The candidates are worked out
-// from the frame as it is when a chain is entered or returned to, and
-// again after an extension target lets the traversal go on (mark, dnat,
+// For a frame, each field a block's rules constrain gives the set of the
+// block's rules admitting the frame's value (the wildcards, plus the
+// entries of its value, each a short list or a bitset); the candidates
+// are the intersection of those sets, a bitset of the block, and the
+// traversal evaluates just those rules, each in full (basic part,
+// matches, watchers, target) and in order. A rule that matches the
+// frame is in every field's set, and a skipped rule would have failed
+// before any stateful match, so the first match, the counters, the log
+// requests and every target's effect are those of the linear walk. A
+// block's candidates are worked out when the traversal first reaches
+// the block, from the frame as it is then; a chain entered or returned
+// to, and an extension target that lets the traversal go on (mark, dnat,
 // snat and redirect change the mark, the MACs and the packet type the
-// index reads). Ctx.Linear keeps the rule-by-rule walk, the reference
-// the tests compare the classifier with.
+// index reads), start over from the frame as it is. Ctx.Linear keeps
+// the rule-by-rule walk, the reference the tests compare the classifier
+// with.
 
 // minIndexed is the chain length from which an index pays.
 const minIndexed = 16
 
-// maxLists bounds the lists one field yields for a frame (the wildcards
-// and one per mask, prefix length or port-name prefix); a field files
-// the rules of groups beyond that as wildcards.
+// blockRules is the rules of one block: its candidate set is a bitset
+// of blockWords words on the traversal's stack.
+const (
+	blockRules = 1024
+	blockWords = blockRules / 64
+)
+
+// maxLists bounds the entries one field yields for a frame (one per
+// mask, prefix length or port-name prefix, besides the exact name); a
+// field files the rules of groups beyond that as wildcards.
 const maxLists = 8
 
-// chainIndex is one chain's index. Immutable once built.
-type chainIndex struct {
-	nrules             int
-	src, dst           macField
-	proto              protoField
-	in, out, lin, lout ifField
-	ipSrc, ipDst       prefixField
-	arpSrc, arpDst     prefixField
-	vlan               exactField[uint16]
-	mark               exactField[uint32]
-	pktType            exactField[PktType]
+// bigEntry is the length from which an entry keeps a bitset besides its
+// list: setting that many bits one by one costs more than or-ing the
+// words.
+const bigEntry = 2 * blockWords
+
+// ruleSet is a set of a block's rules.
+type ruleSet [blockWords]uint64
+
+func (s *ruleSet) add(r uint16) { s[r>>6] |= 1 << (r & 63) }
+
+// entry is the rules of a block filed under one value: their indexes
+// in the block, ascending, and for a long list the same as a bitset.
+type entry struct {
+	rules []uint16
+	set   *ruleSet
+}
+
+func (e *entry) finish() {
+	if len(e.rules) > bigEntry {
+		e.set = new(ruleSet)
+		for _, r := range e.rules {
+			e.set.add(r)
+		}
+	}
+}
+
+// orInto adds the entry's rules to f.
+func (e *entry) orInto(f *ruleSet, nw int) {
+	if e.set != nil {
+		for w := 0; w < nw; w++ {
+			f[w] |= e.set[w]
+		}
+		return
+	}
+	for _, r := range e.rules {
+		f.add(r)
+	}
+}
+
+// entryMap files rules by an exact value.
+type entryMap[K comparable] map[K]*entry
+
+func (m *entryMap[K]) add(k K, r uint16) {
+	if *m == nil {
+		*m = entryMap[K]{}
+	}
+	e := (*m)[k]
+	if e == nil {
+		e = &entry{}
+		(*m)[k] = e
+	}
+	e.rules = append(e.rules, r)
+}
+
+func (m entryMap[K]) finish() {
+	for _, e := range m {
+		e.finish()
+	}
+}
+
+func (m entryMap[K]) size() int {
+	n := 0
+	for _, e := range m {
+		n += len(e.rules)
+	}
+	return n
+}
+
+// wilds are a field's wildcards: active says some rule of the block
+// constrains the field (otherwise it is not looked at).
+type wilds struct {
+	active bool
+	set    ruleSet
+	rules  []uint16 // while building
+}
+
+func (w *wilds) add(r uint16) { w.rules = append(w.rules, r) }
+
+func (w *wilds) finish(n int) {
+	w.active = len(w.rules) < n
+	for _, r := range w.rules {
+		w.set.add(r)
+	}
+	w.rules = nil
+}
+
+// candLists collects the entries of one field for a frame.
+type candLists struct {
+	e [maxLists]*entry
+	n int
+}
+
+func (cl *candLists) add(e *entry) {
+	if e != nil {
+		cl.e[cl.n] = e
+		cl.n++
+	}
+}
+
+// narrow intersects acc with the field's set for the frame (its
+// wildcards and the entries in cl) and reports whether any candidate
+// is left.
+func narrow(acc *ruleSet, nw int, any *wilds, cl *candLists) bool {
+	f := any.set
+	for j := 0; j < cl.n; j++ {
+		cl.e[j].orInto(&f, nw)
+	}
+	left := uint64(0)
+	for w := 0; w < nw; w++ {
+		acc[w] &= f[w]
+		left |= acc[w]
+	}
+	return left != 0
 }
 
 // exactField files rules by an exact value.
 type exactField[K comparable] struct {
-	m   map[K][]int32
-	any []int32
+	m   entryMap[K]
+	any wilds
 }
 
-func (f *exactField[K]) add(i int32, k K, ok bool) {
-	if !ok {
-		f.any = append(f.any, i)
-		return
+func (f *exactField[K]) add(r uint16, k K, ok bool) {
+	if ok {
+		f.m.add(k, r)
+	} else {
+		f.any.add(r)
 	}
-	if f.m == nil {
-		f.m = map[K][]int32{}
-	}
-	f.m[k] = append(f.m[k], i)
 }
 
-// lists adds the field's lists for value k (known: the frame has the
-// field).
+func (f *exactField[K]) finish(n int) {
+	f.m.finish()
+	f.any.finish(n)
+}
+
+// lists adds the entry of value k (known: the frame has the field).
 func (f *exactField[K]) lists(k K, known bool, cl *candLists) {
-	cl.add(f.any)
 	if known && f.m != nil {
 		cl.add(f.m[k])
 	}
@@ -94,23 +209,23 @@ func (f *exactField[K]) lists(k K, known bool, cl *candLists) {
 // macGroup is the rules testing one mask: masked address -> rules.
 type macGroup struct {
 	mask uint64
-	m    map[uint64][]int32
+	m    entryMap[uint64]
 }
 
 // macField files -s or -d by mask and masked address.
 type macField struct {
 	groups []macGroup
-	any    []int32
+	any    wilds
 }
 
 func mac48(m packet.MAC) uint64 {
 	return uint64(m[0])<<40 | uint64(m[1])<<32 | uint64(m[2])<<24 | uint64(m[3])<<16 | uint64(m[4])<<8 | uint64(m[5])
 }
 
-func (f *macField) add(i int32, m *MACMatch) {
+func (f *macField) add(r uint16, m *MACMatch) {
 	mask := mac48(m.Mask)
 	if !m.Set || m.Inv || mask == 0 {
-		f.any = append(f.any, i)
+		f.any.add(r)
 		return
 	}
 	// the address as given, not masked: an address with bits outside
@@ -119,43 +234,35 @@ func (f *macField) add(i int32, m *MACMatch) {
 	a := mac48(m.Addr)
 	for k := range f.groups {
 		if f.groups[k].mask == mask {
-			f.groups[k].m[a] = append(f.groups[k].m[a], i)
+			f.groups[k].m.add(a, r)
 			return
 		}
 	}
-	f.groups = append(f.groups, macGroup{mask, map[uint64][]int32{a: {i}}})
+	g := macGroup{mask: mask}
+	g.m.add(a, r)
+	f.groups = append(f.groups, g)
 }
 
-func groupSize(m map[uint64][]int32) int {
-	n := 0
-	for _, l := range m {
-		n += len(l)
-	}
-	return n
-}
-
-// finish keeps the maxLists-1 largest groups and files the others'
-// rules as wildcards.
-func (f *macField) finish() {
-	if len(f.groups) < maxLists {
-		return
-	}
-	sort.SliceStable(f.groups, func(a, b int) bool { return groupSize(f.groups[a].m) > groupSize(f.groups[b].m) })
-	for _, g := range f.groups[maxLists-1:] {
-		for _, l := range g.m {
-			f.any = append(f.any, l...)
+// finish keeps the maxLists largest groups and files the others' rules
+// as wildcards.
+func (f *macField) finish(n int) {
+	if len(f.groups) > maxLists {
+		sort.SliceStable(f.groups, func(a, b int) bool { return f.groups[a].m.size() > f.groups[b].m.size() })
+		for _, g := range f.groups[maxLists:] {
+			for _, e := range g.m {
+				f.any.rules = append(f.any.rules, e.rules...)
+			}
 		}
+		f.groups = f.groups[:maxLists]
 	}
-	f.groups = f.groups[:maxLists-1]
-	sortRules(f.any)
+	for _, g := range f.groups {
+		g.m.finish()
+	}
+	f.any.finish(n)
 }
 
-func (f *macField) lists(a uint64, cl *candLists, limit int) {
-	cl.add(f.any)
+func (f *macField) lists(a uint64, cl *candLists) {
 	for k := range f.groups {
-		if cl.total >= limit {
-			return
-		}
 		g := &f.groups[k]
 		cl.add(g.m[a&g.mask])
 	}
@@ -163,29 +270,33 @@ func (f *macField) lists(a uint64, cl *candLists, limit int) {
 
 // protoField files -p: an ethertype, or Length (an 802.3 frame).
 type protoField struct {
-	m      map[uint16][]int32
-	length []int32
-	any    []int32
+	m      entryMap[uint16]
+	length entry
+	any    wilds
 }
 
-func (f *protoField) add(i int32, r *Rule) {
+func (f *protoField) add(r uint16, rule *Rule) {
 	switch {
-	case !r.ProtoSet || r.ProtoInv:
-		f.any = append(f.any, i)
-	case r.Length:
-		f.length = append(f.length, i)
+	case !rule.ProtoSet || rule.ProtoInv:
+		f.any.add(r)
+	case rule.Length:
+		f.length.rules = append(f.length.rules, r)
 	default:
-		if f.m == nil {
-			f.m = map[uint16][]int32{}
-		}
-		f.m[r.Proto] = append(f.m[r.Proto], i)
+		f.m.add(rule.Proto, r)
 	}
 }
 
+func (f *protoField) finish(n int) {
+	f.m.finish()
+	f.length.finish()
+	f.any.finish(n)
+}
+
 func (f *protoField) lists(proto uint16, cl *candLists) {
-	cl.add(f.any)
 	if proto < packet.EtherTypeMin {
-		cl.add(f.length)
+		if len(f.length.rules) > 0 {
+			cl.add(&f.length)
+		}
 	} else if f.m != nil {
 		cl.add(f.m[proto])
 	}
@@ -194,55 +305,54 @@ func (f *protoField) lists(proto uint16, cl *candLists) {
 // wildGroup is the rules testing one "name+" prefix.
 type wildGroup struct {
 	prefix string
-	rules  []int32
+	e      *entry
 }
 
 // ifField files -i, -o, --logical-in or --logical-out: exact names, and
 // "name+" by prefix.
 type ifField struct {
-	exact map[string][]int32
+	exact entryMap[string]
 	wild  []wildGroup
-	any   []int32
+	any   wilds
 }
 
-func (f *ifField) add(i int32, m *IfMatch) {
+func (f *ifField) add(r uint16, m *IfMatch) {
 	switch {
 	case !m.Set || m.Inv:
-		f.any = append(f.any, i)
+		f.any.add(r)
 	case m.Wild:
 		for k := range f.wild {
 			if f.wild[k].prefix == m.Name {
-				f.wild[k].rules = append(f.wild[k].rules, i)
+				f.wild[k].e.rules = append(f.wild[k].e.rules, r)
 				return
 			}
 		}
-		f.wild = append(f.wild, wildGroup{m.Name, []int32{i}})
+		f.wild = append(f.wild, wildGroup{m.Name, &entry{rules: []uint16{r}}})
 	default:
-		if f.exact == nil {
-			f.exact = map[string][]int32{}
+		f.exact.add(m.Name, r)
+	}
+}
+
+// finish keeps the maxLists-1 largest prefix groups (the exact name
+// takes an entry too) and files the others' rules as wildcards.
+func (f *ifField) finish(n int) {
+	if len(f.wild) > maxLists-1 {
+		sort.SliceStable(f.wild, func(a, b int) bool { return len(f.wild[a].e.rules) > len(f.wild[b].e.rules) })
+		for _, g := range f.wild[maxLists-1:] {
+			f.any.rules = append(f.any.rules, g.e.rules...)
 		}
-		f.exact[m.Name] = append(f.exact[m.Name], i)
+		f.wild = f.wild[:maxLists-1]
 	}
+	f.exact.finish()
+	for _, g := range f.wild {
+		g.e.finish()
+	}
+	f.any.finish(n)
 }
 
-// finish keeps the maxLists-2 largest prefix groups (the wildcards and
-// the exact name take a list each).
-func (f *ifField) finish() {
-	if len(f.wild) <= maxLists-2 {
-		return
-	}
-	sort.SliceStable(f.wild, func(a, b int) bool { return len(f.wild[a].rules) > len(f.wild[b].rules) })
-	for _, g := range f.wild[maxLists-2:] {
-		f.any = append(f.any, g.rules...)
-	}
-	f.wild = f.wild[:maxLists-2]
-	sortRules(f.any)
-}
-
-// lists adds the lists for the port name; "" (no port) fails every
+// lists adds the entries for the port name; "" (no port) fails every
 // positive test (ebt_dev_check), so only the wildcards remain.
-func (f *ifField) lists(name string, cl *candLists, limit int) {
-	cl.add(f.any)
+func (f *ifField) lists(name string, cl *candLists) {
 	if name == "" {
 		return
 	}
@@ -250,11 +360,8 @@ func (f *ifField) lists(name string, cl *candLists, limit int) {
 		cl.add(f.exact[name])
 	}
 	for k := range f.wild {
-		if cl.total >= limit {
-			return
-		}
 		if strings.HasPrefix(name, f.wild[k].prefix) {
-			cl.add(f.wild[k].rules)
+			cl.add(f.wild[k].e)
 		}
 	}
 }
@@ -262,82 +369,64 @@ func (f *ifField) lists(name string, cl *candLists, limit int) {
 // prefixField files IPv4 addresses by prefix.
 type prefixField struct {
 	lens  []uint8 // prefix lengths with entries
-	byLen [33]map[uint32][]int32
-	any   []int32
+	byLen [33]entryMap[uint32]
+	any   wilds
 }
 
 // prefixLen is the length of a contiguous mask.
 func prefixLen(mask uint32) (int, bool) {
-	n := 0
-	for n < 32 && mask&(1<<(31-n)) != 0 {
-		n++
-	}
+	n := bits.LeadingZeros32(^mask)
 	if n < 32 && mask<<n != 0 {
 		return 0, false
 	}
 	return n, true
 }
 
-func (f *prefixField) add(i int32, set, inv bool, addr, mask uint32) {
+func (f *prefixField) add(r uint16, set, inv bool, addr, mask uint32) {
 	n, ok := prefixLen(mask)
 	if !set || inv || !ok || n == 0 {
-		f.any = append(f.any, i)
+		f.any.add(r)
 		return
-	}
-	if f.byLen[n] == nil {
-		f.byLen[n] = map[uint32][]int32{}
 	}
 	// as given: an address with bits outside its mask matches nothing
-	f.byLen[n][addr] = append(f.byLen[n][addr], i)
+	f.byLen[n].add(addr, r)
 }
 
-// finish lists the lengths in use, longest first, keeping the
-// maxLists-1 most used and filing the others' rules as wildcards.
-func (f *prefixField) finish() {
-	for n := 32; n > 0; n-- {
-		if f.byLen[n] != nil {
-			f.lens = append(f.lens, uint8(n))
+// finish lists the lengths in use, keeping the maxLists most used and
+// filing the others' rules as wildcards.
+func (f *prefixField) finish(n int) {
+	for l := 32; l > 0; l-- {
+		if f.byLen[l] != nil {
+			f.lens = append(f.lens, uint8(l))
 		}
 	}
-	if len(f.lens) < maxLists {
-		return
-	}
-	sort.SliceStable(f.lens, func(a, b int) bool { return groupSize64(f.byLen[f.lens[a]]) > groupSize64(f.byLen[f.lens[b]]) })
-	for _, n := range f.lens[maxLists-1:] {
-		for _, l := range f.byLen[n] {
-			f.any = append(f.any, l...)
+	if len(f.lens) > maxLists {
+		sort.SliceStable(f.lens, func(a, b int) bool { return f.byLen[f.lens[a]].size() > f.byLen[f.lens[b]].size() })
+		for _, l := range f.lens[maxLists:] {
+			for _, e := range f.byLen[l] {
+				f.any.rules = append(f.any.rules, e.rules...)
+			}
+			f.byLen[l] = nil
 		}
-		f.byLen[n] = nil
+		f.lens = f.lens[:maxLists]
 	}
-	f.lens = f.lens[:maxLists-1]
-	sortRules(f.any)
+	for _, l := range f.lens {
+		f.byLen[l].finish()
+	}
+	f.any.finish(n)
 }
 
-func groupSize64(m map[uint32][]int32) int {
-	n := 0
-	for _, l := range m {
-		n += len(l)
-	}
-	return n
-}
-
-func (f *prefixField) lists(a uint32, known bool, cl *candLists, limit int) {
-	cl.add(f.any)
+func (f *prefixField) lists(a uint32, known bool, cl *candLists) {
 	if !known {
 		return
 	}
-	for _, n := range f.lens {
-		if cl.total >= limit {
-			return
-		}
-		cl.add(f.byLen[n][a&(^uint32(0)<<(32-n))])
+	for _, l := range f.lens {
+		cl.add(f.byLen[l][a&(^uint32(0)<<(32-l))])
 	}
 }
 
-func sortRules(l []int32) { sort.Slice(l, func(a, b int) bool { return l[a] < l[b] }) }
-
-// indexedMatches are the fields a rule's matches require, from the
-// matches before the first stateful one (limit).
+// indexedMatches are the matches whose fields a rule requires, from
+// the matches before the first stateful one (limit).
 type indexedMatches struct {
 	ip   *IPMatch
 	arp  *ARPMatch
@@ -367,13 +456,45 @@ func matchesOf(r *Rule) indexedMatches {
 	return x
 }
 
+// chainIndex is one chain's index: its blocks in order. Immutable once
+// built.
+type chainIndex struct {
+	size   int // rules a block (blockRules; tests make it smaller)
+	blocks []*blockIndex
+}
+
+// indexBlockRules is the block size buildIndex uses: blockRules, less in
+// tests, so small chains have several blocks.
+var indexBlockRules = blockRules
+
+// blockIndex indexes the n rules of a chain from base.
+type blockIndex struct {
+	base, n, nw        int
+	src, dst           macField
+	proto              protoField
+	in, out, lin, lout ifField
+	ipSrc, ipDst       prefixField
+	arpSrc, arpDst     prefixField
+	vlan               exactField[uint16]
+	mark               exactField[uint32]
+	pktType            exactField[PktType]
+}
+
 func buildIndex(c *Chain) *chainIndex {
 	if len(c.Rules) < minIndexed {
 		return nil
 	}
-	x := &chainIndex{nrules: len(c.Rules)}
-	for k, r := range c.Rules {
-		i := int32(k)
+	x := &chainIndex{size: indexBlockRules}
+	for base := 0; base < len(c.Rules); base += x.size {
+		x.blocks = append(x.blocks, buildBlock(c.Rules[base:min(base+x.size, len(c.Rules))], base))
+	}
+	return x
+}
+
+func buildBlock(rules []*Rule, base int) *blockIndex {
+	x := &blockIndex{base: base, n: len(rules), nw: (len(rules) + 63) / 64}
+	for k, r := range rules {
+		i := uint16(k)
 		x.src.add(i, &r.Src)
 		x.dst.add(i, &r.Dst)
 		x.proto.add(i, r)
@@ -386,55 +507,48 @@ func buildIndex(c *Chain) *chainIndex {
 			x.ipSrc.add(i, ip.srcSet, ip.srcInv, ip.src, ip.smsk)
 			x.ipDst.add(i, ip.dstSet, ip.dstInv, ip.dst, ip.dmsk)
 		} else {
-			x.ipSrc.add(i, false, false, 0, 0)
-			x.ipDst.add(i, false, false, 0, 0)
+			x.ipSrc.any.add(i)
+			x.ipDst.any.add(i)
 		}
 		if a := m.arp; a != nil {
 			x.arpSrc.add(i, a.sipSet, a.sipInv, a.sip, a.smsk)
 			x.arpDst.add(i, a.dipSet, a.dipInv, a.dip, a.dmsk)
 		} else {
-			x.arpSrc.add(i, false, false, 0, 0)
-			x.arpDst.add(i, false, false, 0, 0)
+			x.arpSrc.any.add(i)
+			x.arpDst.any.add(i)
 		}
-		v := m.vlan
-		x.vlan.add(i, vlanID(v), v != nil && v.idSet && !v.idInv)
-		mk := m.mark
-		x.mark.add(i, markValue(mk), mk != nil && !mk.inv && !mk.anyBit && mk.mask == 0xffffffff)
-		pt := m.pkt
-		x.pktType.add(i, pktTypeOf(pt), pt != nil && !pt.inv)
+		if v := m.vlan; v != nil && v.idSet && !v.idInv {
+			x.vlan.add(i, v.id, true)
+		} else {
+			x.vlan.any.add(i)
+		}
+		if mk := m.mark; mk != nil && !mk.inv && !mk.anyBit && mk.mask == 0xffffffff {
+			x.mark.add(i, mk.value, true)
+		} else {
+			x.mark.any.add(i)
+		}
+		if pt := m.pkt; pt != nil && !pt.inv {
+			x.pktType.add(i, pt.t, true)
+		} else {
+			x.pktType.any.add(i)
+		}
 	}
-	x.src.finish()
-	x.dst.finish()
-	x.in.finish()
-	x.out.finish()
-	x.lin.finish()
-	x.lout.finish()
-	x.ipSrc.finish()
-	x.ipDst.finish()
-	x.arpSrc.finish()
-	x.arpDst.finish()
+	n := x.n
+	x.src.finish(n)
+	x.dst.finish(n)
+	x.proto.finish(n)
+	x.in.finish(n)
+	x.out.finish(n)
+	x.lin.finish(n)
+	x.lout.finish(n)
+	x.ipSrc.finish(n)
+	x.ipDst.finish(n)
+	x.arpSrc.finish(n)
+	x.arpDst.finish(n)
+	x.vlan.finish(n)
+	x.mark.finish(n)
+	x.pktType.finish(n)
 	return x
-}
-
-func vlanID(v *VLANMatch) uint16 {
-	if v == nil {
-		return 0
-	}
-	return v.id
-}
-
-func markValue(m *MarkMatch) uint32 {
-	if m == nil {
-		return 0
-	}
-	return m.value
-}
-
-func pktTypeOf(m *PktTypeMatch) PktType {
-	if m == nil {
-		return 0
-	}
-	return m.t
 }
 
 // frameIPv4 is what the ip match reads as the addresses (ebt_ip_mt: the
@@ -463,159 +577,146 @@ func frameARPIPv4(c *Ctx) (src, dst uint32, ok bool) {
 	return binary.BigEndian.Uint32(h[so:]), binary.BigEndian.Uint32(h[do:]), true
 }
 
-// candLists collects the candidate lists of one field.
-type candLists struct {
-	l [maxLists][]int32
-	n int
-	// total candidates (an upper bound: a field's lists never share a
-	// rule, so it is exact)
-	total int
-}
-
-func (cl *candLists) add(l []int32) {
-	if len(l) == 0 {
-		return
+// candidates sets acc to the block's rules that can match the frame.
+// The fields go from the fixed part to the matches; it stops as soon
+// as no candidate is left.
+func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) {
+	nw := x.nw
+	for w := 0; w < nw; w++ {
+		acc[w] = ^uint64(0)
 	}
-	cl.l[cl.n] = l
-	cl.n++
-	cl.total += len(l)
+	if x.n&63 != 0 {
+		acc[nw-1] = 1<<(x.n&63) - 1
+	}
+	f := c.Frame
+	var cl candLists
+	// each step looks the frame's value up in one field and narrows acc
+	if x.src.any.active {
+		x.src.lists(mac48(f.Src), &cl)
+		if !narrow(acc, nw, &x.src.any, &cl) {
+			return
+		}
+		cl.n = 0
+	}
+	if x.dst.any.active {
+		x.dst.lists(mac48(f.Dst), &cl)
+		if !narrow(acc, nw, &x.dst.any, &cl) {
+			return
+		}
+		cl.n = 0
+	}
+	if x.proto.any.active {
+		x.proto.lists(f.Proto, &cl)
+		if !narrow(acc, nw, &x.proto.any, &cl) {
+			return
+		}
+		cl.n = 0
+	}
+	for _, p := range [...]struct {
+		f    *ifField
+		name string
+	}{{&x.in, c.In}, {&x.out, c.Out}, {&x.lin, c.LogicalIn}, {&x.lout, c.LogicalOut}} {
+		if p.f.any.active {
+			p.f.lists(p.name, &cl)
+			if !narrow(acc, nw, &p.f.any, &cl) {
+				return
+			}
+			cl.n = 0
+		}
+	}
+	if x.ipDst.any.active || x.ipSrc.any.active {
+		s, d, ok := frameIPv4(c)
+		for _, p := range [...]struct {
+			f *prefixField
+			a uint32
+		}{{&x.ipDst, d}, {&x.ipSrc, s}} {
+			if p.f.any.active {
+				p.f.lists(p.a, ok, &cl)
+				if !narrow(acc, nw, &p.f.any, &cl) {
+					return
+				}
+				cl.n = 0
+			}
+		}
+	}
+	if x.arpDst.any.active || x.arpSrc.any.active {
+		s, d, ok := frameARPIPv4(c)
+		for _, p := range [...]struct {
+			f *prefixField
+			a uint32
+		}{{&x.arpDst, d}, {&x.arpSrc, s}} {
+			if p.f.any.active {
+				p.f.lists(p.a, ok, &cl)
+				if !narrow(acc, nw, &p.f.any, &cl) {
+					return
+				}
+				cl.n = 0
+			}
+		}
+	}
+	if x.vlan.any.active {
+		x.vlan.lists(f.VLANID(), f.VLAN, &cl)
+		if !narrow(acc, nw, &x.vlan.any, &cl) {
+			return
+		}
+		cl.n = 0
+	}
+	if x.mark.any.active {
+		x.mark.lists(c.Mark, true, &cl)
+		if !narrow(acc, nw, &x.mark.any, &cl) {
+			return
+		}
+		cl.n = 0
+	}
+	if x.pktType.any.active {
+		x.pktType.lists(c.PktType, true, &cl)
+		narrow(acc, nw, &x.pktType.any, &cl)
+	}
 }
 
-// cursor walks the candidates of one chain visit: the chosen field's
-// sorted lists, merged on the way. on is false for a linear walk.
+// cursor walks the candidates of one chain visit block by block; x is
+// nil for a linear walk.
 type cursor struct {
-	on bool
-	cl candLists
+	x   *chainIndex
+	c   *Ctx
+	blk int // the block whose candidates acc holds; -1: none yet
+	acc ruleSet
 }
 
-// set works out the candidates of a visit of a chain with index x (nil:
-// walk it linearly) for the frame as it is now.
+// set starts the candidates of a visit of a chain with index x (nil:
+// walk it linearly) over, from the frame as it is now.
 func (k *cursor) set(x *chainIndex, c *Ctx) {
-	k.on = false
+	k.x = nil
 	if x == nil || c.Linear {
 		return
 	}
-	k.on = x.candidates(c, &k.cl)
+	k.x, k.c, k.blk = x, c, -1
 }
 
 // next is the first candidate at or after rule i, or n (the chain's
 // length) when none is left.
 func (k *cursor) next(i, n int) int {
-	best := n
-	for j := 0; j < k.cl.n; j++ {
-		l := skip(k.cl.l[j], int32(i))
-		k.cl.l[j] = l
-		if len(l) > 0 && int(l[0]) < best {
-			best = int(l[0])
+	for i < n {
+		b := i / k.x.size
+		bx := k.x.blocks[b]
+		if b != k.blk {
+			bx.candidates(k.c, &k.acc)
+			k.blk = b
 		}
-	}
-	return best
-}
-
-// skip drops the entries of the sorted list l below i.
-func skip(l []int32, i int32) []int32 {
-	if len(l) == 0 || l[0] >= i {
-		return l
-	}
-	if len(l) > 8 && l[8] < i {
-		lo, hi := 9, len(l)
-		for lo < hi {
-			m := int(uint(lo+hi) >> 1)
-			if l[m] < i {
-				lo = m + 1
-			} else {
-				hi = m
+		rel := i - bx.base
+		w := rel >> 6
+		m := k.acc[w] & (^uint64(0) << (rel & 63))
+		for {
+			if m != 0 {
+				return bx.base + w<<6 + bits.TrailingZeros64(m)
 			}
+			w++
+			if w >= bx.nw {
+				break
+			}
+			m = k.acc[w]
 		}
-		return l[lo:]
+		i = bx.base + bx.n
 	}
-	for len(l) > 0 && l[0] < i {
-		l = l[1:]
-	}
-	return l
-}
-
-// candidates fills out with the lists of the field with the fewest
-// candidates for the frame; false when they are too many for the index
-// to pay (the chain is walked linearly).
-//
-// A field's wildcards are candidates whatever the frame, so a field
-// whose wildcards alone are as many as the best field's candidates so
-// far is not looked up, and a field's lookups stop as soon as it has
-// that many. On a tie the earlier field is kept: the candidates of any
-// field give the same traversal.
-func (x *chainIndex) candidates(c *Ctx, out *candLists) bool {
-	f := c.Frame
-	var tmp candLists
-	best, cur := out, &tmp
-	best.n, best.total = 0, 0
-	// pick keeps the better of cur and best in best and empties cur
-	pick := func() {
-		if cur.total < best.total {
-			*best = *cur
-		}
-		cur.n, cur.total = 0, 0
-	}
-	x.src.lists(mac48(f.Src), best, x.nrules)
-	if len(x.dst.any) < best.total {
-		x.dst.lists(mac48(f.Dst), cur, best.total)
-		pick()
-	}
-	if len(x.ipDst.any) < best.total || len(x.ipSrc.any) < best.total {
-		s, d, ok := frameIPv4(c)
-		if len(x.ipDst.any) < best.total {
-			x.ipDst.lists(d, ok, cur, best.total)
-			pick()
-		}
-		if len(x.ipSrc.any) < best.total {
-			x.ipSrc.lists(s, ok, cur, best.total)
-			pick()
-		}
-	}
-	if len(x.in.any) < best.total {
-		x.in.lists(c.In, cur, best.total)
-		pick()
-	}
-	if len(x.out.any) < best.total {
-		x.out.lists(c.Out, cur, best.total)
-		pick()
-	}
-	if len(x.proto.any) < best.total {
-		x.proto.lists(f.Proto, cur)
-		pick()
-	}
-	if len(x.arpDst.any) < best.total || len(x.arpSrc.any) < best.total {
-		s, d, ok := frameARPIPv4(c)
-		if len(x.arpDst.any) < best.total {
-			x.arpDst.lists(d, ok, cur, best.total)
-			pick()
-		}
-		if len(x.arpSrc.any) < best.total {
-			x.arpSrc.lists(s, ok, cur, best.total)
-			pick()
-		}
-	}
-	if len(x.vlan.any) < best.total {
-		x.vlan.lists(f.VLANID(), f.VLAN, cur)
-		pick()
-	}
-	if len(x.mark.any) < best.total {
-		x.mark.lists(c.Mark, true, cur)
-		pick()
-	}
-	if len(x.pktType.any) < best.total {
-		x.pktType.lists(c.PktType, true, cur)
-		pick()
-	}
-	if len(x.lin.any) < best.total {
-		x.lin.lists(c.LogicalIn, cur, best.total)
-		pick()
-	}
-	if len(x.lout.any) < best.total {
-		x.lout.lists(c.LogicalOut, cur, best.total)
-		pick()
-	}
-	// candidates for most of the chain: merging costs more than it
-	// saves
-	return best.total*4 < x.nrules*3
+	return n
 }

@@ -280,14 +280,28 @@ func ctxState(c *Ctx, v netfilter.Verdict) string {
 }
 
 func TestClassifierMatchesLinear(t *testing.T) {
-	seeds, frames := 200, 150
+	for _, size := range []int{blockRules, 64} {
+		t.Run(fmt.Sprint("block", size), func(t *testing.T) {
+			defer func(n int) { indexBlockRules = n }(indexBlockRules)
+			indexBlockRules = size
+			classifierMatchesLinear(t)
+		})
+	}
+}
+
+func classifierMatchesLinear(t *testing.T) {
+	seeds, frames := 120, 150
 	if testing.Short() {
-		seeds = 50
+		seeds = 30
 	}
 	total, indexed := 0, 0
 	for seed := range seeds {
 		r := rand.New(rand.NewPCG(uint64(seed), 0xeb))
-		text := clsRuleset(r, 40+r.IntN(200))
+		n := 40 + r.IntN(200)
+		if seed%25 == 0 {
+			n = 2200 + r.IntN(800) // more than one block
+		}
+		text := clsRuleset(r, n)
 		rs := [2]*Ruleset{}
 		for k := range rs {
 			var err *RestoreError

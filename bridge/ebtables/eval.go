@@ -189,7 +189,7 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 	cur.set(ct.chains[ci].index, c)
 	for {
 		chain := &ct.chains[ci]
-		if cur.on {
+		if cur.x != nil {
 			i = cur.next(i, len(chain.rules))
 		}
 		if i >= len(chain.rules) {
