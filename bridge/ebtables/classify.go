@@ -165,20 +165,41 @@ func (cl *candLists) add(e *entry) {
 }
 
 // narrow intersects acc with the field's set for the frame (its
-// wildcards and the entries in cl) and reports whether any candidate
-// is left.
-func narrow(acc *ruleSet, nw int, any *wilds, cl *candLists) bool {
+// wildcards and the entries in cl) and returns how many candidates are
+// left.
+func narrow(acc *ruleSet, nw int, any *wilds, cl *candLists) int {
+	a, wl := acc[:nw], any.set[:nw]
+	left := 0
+	switch {
+	case cl.n == 0:
+		// the common case of a value no rule names: the wildcards
+		for i := range a {
+			a[i] &= wl[i]
+			left += bits.OnesCount64(a[i])
+		}
+		return left
+	case cl.n == 1 && cl.e[0].set != nil:
+		s := cl.e[0].set[:nw]
+		for i := range a {
+			a[i] &= wl[i] | s[i]
+			left += bits.OnesCount64(a[i])
+		}
+		return left
+	}
 	f := any.set
 	for j := 0; j < cl.n; j++ {
 		cl.e[j].orInto(&f, nw)
 	}
-	left := uint64(0)
-	for w := 0; w < nw; w++ {
-		acc[w] &= f[w]
-		left |= acc[w]
+	for i := range a {
+		a[i] &= f[i]
+		left += bits.OnesCount64(a[i])
 	}
-	return left != 0
+	return left
 }
+
+// fewCandidates is the candidate count at which looking further fields
+// up costs more than evaluating the candidates.
+const fewCandidates = 2
 
 // exactField files rules by an exact value.
 type exactField[K comparable] struct {
@@ -270,7 +291,10 @@ func (f *macField) lists(a uint64, cl *candLists) {
 
 // protoField files -p: an ethertype, or Length (an 802.3 frame).
 type protoField struct {
-	m      entryMap[uint16]
+	m entryMap[uint16]
+	// keys and ents are m when it is small: a scan beats hashing
+	keys   []uint16
+	ents   []*entry
 	length entry
 	any    wilds
 }
@@ -288,6 +312,13 @@ func (f *protoField) add(r uint16, rule *Rule) {
 
 func (f *protoField) finish(n int) {
 	f.m.finish()
+	if len(f.m) <= maxLists {
+		for k, e := range f.m {
+			f.keys = append(f.keys, k)
+			f.ents = append(f.ents, e)
+		}
+		f.m = nil
+	}
 	f.length.finish()
 	f.any.finish(n)
 }
@@ -299,6 +330,13 @@ func (f *protoField) lists(proto uint16, cl *candLists) {
 		}
 	} else if f.m != nil {
 		cl.add(f.m[proto])
+	} else {
+		for k, p := range f.keys {
+			if p == proto {
+				cl.add(f.ents[k])
+				break
+			}
+		}
 	}
 }
 
@@ -579,7 +617,7 @@ func frameARPIPv4(c *Ctx) (src, dst uint32, ok bool) {
 
 // candidates sets acc to the block's rules that can match the frame.
 // The fields go from the fixed part to the matches; it stops as soon
-// as no candidate is left.
+// as fewCandidates or fewer are left (each is evaluated in full anyway).
 func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) {
 	nw := x.nw
 	for w := 0; w < nw; w++ {
@@ -593,21 +631,21 @@ func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) {
 	// each step looks the frame's value up in one field and narrows acc
 	if x.src.any.active {
 		x.src.lists(mac48(f.Src), &cl)
-		if !narrow(acc, nw, &x.src.any, &cl) {
+		if narrow(acc, nw, &x.src.any, &cl) <= fewCandidates {
 			return
 		}
 		cl.n = 0
 	}
 	if x.dst.any.active {
 		x.dst.lists(mac48(f.Dst), &cl)
-		if !narrow(acc, nw, &x.dst.any, &cl) {
+		if narrow(acc, nw, &x.dst.any, &cl) <= fewCandidates {
 			return
 		}
 		cl.n = 0
 	}
 	if x.proto.any.active {
 		x.proto.lists(f.Proto, &cl)
-		if !narrow(acc, nw, &x.proto.any, &cl) {
+		if narrow(acc, nw, &x.proto.any, &cl) <= fewCandidates {
 			return
 		}
 		cl.n = 0
@@ -618,7 +656,7 @@ func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) {
 	}{{&x.in, c.In}, {&x.out, c.Out}, {&x.lin, c.LogicalIn}, {&x.lout, c.LogicalOut}} {
 		if p.f.any.active {
 			p.f.lists(p.name, &cl)
-			if !narrow(acc, nw, &p.f.any, &cl) {
+			if narrow(acc, nw, &p.f.any, &cl) <= fewCandidates {
 				return
 			}
 			cl.n = 0
@@ -632,7 +670,7 @@ func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) {
 		}{{&x.ipDst, d}, {&x.ipSrc, s}} {
 			if p.f.any.active {
 				p.f.lists(p.a, ok, &cl)
-				if !narrow(acc, nw, &p.f.any, &cl) {
+				if narrow(acc, nw, &p.f.any, &cl) <= fewCandidates {
 					return
 				}
 				cl.n = 0
@@ -647,7 +685,7 @@ func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) {
 		}{{&x.arpDst, d}, {&x.arpSrc, s}} {
 			if p.f.any.active {
 				p.f.lists(p.a, ok, &cl)
-				if !narrow(acc, nw, &p.f.any, &cl) {
+				if narrow(acc, nw, &p.f.any, &cl) <= fewCandidates {
 					return
 				}
 				cl.n = 0
@@ -656,14 +694,14 @@ func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) {
 	}
 	if x.vlan.any.active {
 		x.vlan.lists(f.VLANID(), f.VLAN, &cl)
-		if !narrow(acc, nw, &x.vlan.any, &cl) {
+		if narrow(acc, nw, &x.vlan.any, &cl) <= fewCandidates {
 			return
 		}
 		cl.n = 0
 	}
 	if x.mark.any.active {
 		x.mark.lists(c.Mark, true, &cl)
-		if !narrow(acc, nw, &x.mark.any, &cl) {
+		if narrow(acc, nw, &x.mark.any, &cl) <= fewCandidates {
 			return
 		}
 		cl.n = 0
