@@ -277,7 +277,7 @@ type ebtUsw struct {
 	now int64
 }
 
-func newEbtUsw(t *testing.T, ruleset string, linear bool) *ebtUsw {
+func newEbtUsw(t testing.TB, ruleset string, linear bool) *ebtUsw {
 	fib, err := datapathtest.RouterFIB()
 	if err != nil {
 		t.Fatal(err)
@@ -323,24 +323,28 @@ func (u *ebtUsw) run(t *testing.T, frame []byte, d time.Duration, max int) (floa
 
 // BenchmarkBridgeEbtablesForward is the uswitch side of the ebtables
 // rows without the kernel: a new bridged frame through
-// Engine.ReceiveFrameInto with 1,000 filter FORWARD rules matching none,
-// linear walk and compiled classifier. No root needed.
+// Engine.ReceiveFrameInto with 1,000 filter FORWARD rules matching none
+// or the last, linear walk and compiled classifier. No root needed.
 func BenchmarkBridgeEbtablesForward(b *testing.B) {
-	for _, mode := range []string{"walk", "compiled"} {
-		b.Run(mode, func(b *testing.B) {
-			t := &testing.T{}
-			u := newEbtUsw(t, rulegen.EbtablesForward(1000), mode == "walk")
-			frame := ebtFrame(b)
-			b.ReportAllocs()
-			for b.Loop() {
-				u.now++
-				buf := u.buf[:len(frame)]
-				copy(buf, frame)
-				u.e.ReceiveFrameInto(&u.ff, buf, "tap0", u.now, nil)
-			}
-			if len(u.ff.Out) != 1 || u.ff.Out[0].Port != "veth0" {
-				b.Fatalf("frame not bridged to veth0: %s", u.ff.String())
-			}
-		})
+	for _, rs := range []struct{ name, text string }{
+		{"none", rulegen.EbtablesForward(1000)},
+		{"last", rulegen.EbtablesForwardLast(1000)},
+	} {
+		for _, mode := range []string{"walk", "compiled"} {
+			b.Run(rs.name+"/"+mode, func(b *testing.B) {
+				u := newEbtUsw(b, rs.text, mode == "walk")
+				frame := ebtFrame(b)
+				b.ReportAllocs()
+				for b.Loop() {
+					u.now++
+					buf := u.buf[:len(frame)]
+					copy(buf, frame)
+					u.e.ReceiveFrameInto(&u.ff, buf, "tap0", u.now, nil)
+				}
+				if len(u.ff.Out) != 1 || u.ff.Out[0].Port != "veth0" {
+					b.Fatalf("frame not bridged to veth0: %s", u.ff.String())
+				}
+			})
+		}
 	}
 }

@@ -132,7 +132,7 @@ func basicMatch(r *Rule, c *Ctx) bool {
 }
 
 type frameRet struct {
-	chain, rule int
+	chain, rule int32
 }
 
 // Run is ebt_do_table for one frame at table t's builtin chain h: rules
@@ -173,7 +173,9 @@ func (p *Program) Run(t TableID, h Hook, c *Ctx) netfilter.Verdict {
 }
 
 func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
-	var stack [maxDepth]frameRet
+	// the jump stack lives in the caller's Ctx: written before read,
+	// so a reused Ctx needs no clearing
+	stack := &c.stack
 	sp := 0
 	ci, i := start, 0
 	bytes := uint64(0)
@@ -211,7 +213,7 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 				return netfilter.Accept
 			}
 			sp--
-			ci, i = stack[sp].chain, stack[sp].rule+1
+			ci, i = int(stack[sp].chain), int(stack[sp].rule)+1
 			cur.set(ct.chains[ci].index, c)
 			continue
 		}
@@ -261,13 +263,13 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 				return netfilter.Accept
 			}
 			sp--
-			ci, i = stack[sp].chain, stack[sp].rule+1
+			ci, i = int(stack[sp].chain), int(stack[sp].rule)+1
 			cur.set(ct.chains[ci].index, c)
 		default:
 			if cr.jump < 0 || sp >= maxDepth {
 				return netfilter.Drop
 			}
-			stack[sp] = frameRet{ci, i}
+			stack[sp] = frameRet{int32(ci), int32(i)}
 			sp++
 			ci, i = cr.jump, 0
 			cur.set(ct.chains[ci].index, c)

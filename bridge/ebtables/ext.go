@@ -95,6 +95,9 @@ type Ctx struct {
 	Linear bool
 
 	hook Hook // the chain's hook during a traversal
+	// stack is the traversal's jump stack (ebt_do_table's per-cpu
+	// chainstack)
+	stack [maxDepth]frameRet
 
 	// Route is set by the broute table when the frame is to be routed
 	// (passed up on the port device) instead of bridged.
