@@ -166,35 +166,48 @@ func (cl *candLists) add(e *entry) {
 
 // narrow intersects acc with the field's set for the frame (its
 // wildcards and the entries in cl) and returns how many candidates are
-// left.
+// left, counted up to fewCandidates+1.
 func narrow(acc *ruleSet, nw int, any *wilds, cl *candLists) int {
 	a, wl := acc[:nw], any.set[:nw]
-	left := 0
+	or := uint64(0)
 	switch {
 	case cl.n == 0:
 		// the common case of a value no rule names: the wildcards
 		for i := range a {
 			a[i] &= wl[i]
-			left += bits.OnesCount64(a[i])
+			or |= a[i]
 		}
-		return left
 	case cl.n == 1 && cl.e[0].set != nil:
 		s := cl.e[0].set[:nw]
 		for i := range a {
 			a[i] &= wl[i] | s[i]
-			left += bits.OnesCount64(a[i])
+			or |= a[i]
 		}
-		return left
+	default:
+		f := any.set
+		for j := 0; j < cl.n; j++ {
+			cl.e[j].orInto(&f, nw)
+		}
+		for i := range a {
+			a[i] &= f[i]
+			or |= a[i]
+		}
 	}
-	f := any.set
-	for j := 0; j < cl.n; j++ {
-		cl.e[j].orInto(&f, nw)
+	if or == 0 {
+		return 0
 	}
-	for i := range a {
-		a[i] &= f[i]
-		left += bits.OnesCount64(a[i])
+	return countUpTo(a, fewCandidates+1)
+}
+
+// countUpTo counts the rules of a, stopping at max.
+func countUpTo(a []uint64, max int) int {
+	n := 0
+	for _, w := range a {
+		if n += bits.OnesCount64(w); n >= max {
+			return n
+		}
 	}
-	return left
+	return n
 }
 
 // fewCandidates is the candidate count at which looking further fields
