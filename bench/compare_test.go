@@ -63,7 +63,6 @@ type compareCfg struct {
 	maxFlows int           // new flows per run (bounded by conntrack tables)
 	filterNs []int         // sweep (a) sizes
 	kubeNs   []int         // sweep (b) sizes
-	ebtNs    []int         // ebtables sweeps (d), (e) sizes (compare_ebtables_test.go)
 	svg      string        // plot path ("" none)
 }
 
@@ -110,7 +109,6 @@ func TestCompareKernel(t *testing.T) {
 		runs: runs, runTime: rt, maxFlows: 60000,
 		filterNs: upTo(100, 1000, 3000, 10000, 30000),
 		kubeNs:   upTo(100, 1000, 10000, 30000),
-		ebtNs:    upTo(100, 1000, 10000),
 		svg:      envOr("USWITCH_COMPARE_SVG", "out/compare.svg"),
 	})
 }
@@ -156,9 +154,6 @@ func runCompare(t *testing.T, cfg compareCfg) {
 			s.rows[len(s.rows)-1].n = n
 		}
 		sweeps = append(sweeps, s)
-	}
-	if len(cfg.ebtNs) > 0 {
-		sweeps = append(sweeps, ebtSweeps(t, cfg)...)
 	}
 	var est *point
 	if len(cfg.kubeNs) > 0 { // the full run
