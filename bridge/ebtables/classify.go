@@ -35,7 +35,8 @@ import (
 //
 // For a frame, each field a block's rules constrain gives the set of the
 // block's rules admitting the frame's value (the wildcards, plus the
-// entries of its value, each a short list or a bitset); the candidates
+// entries of its value, each a short list or a bitset; a one-hash Bloom
+// filter in front of each map answers most misses); the candidates
 // are the intersection of those sets, a bitset of the block, and the
 // traversal evaluates just those rules, each in full (basic part,
 // matches, watchers, target) and in order. A rule that matches the
@@ -132,6 +133,25 @@ func (m entryMap[K]) size() int {
 	}
 	return n
 }
+
+// keyFilter is a one-hash Bloom filter over a map's keys: most frames'
+// values are in no rule, and a bit test is cheaper than the map's miss.
+type keyFilter [64]uint64
+
+// keyHash spreads a key over the filter's 4,096 bits (Fibonacci
+// hashing: the top 12 bits of the product).
+func keyHash(k uint64) uint64 { return (k * 0x9e3779b97f4a7c15) >> 52 }
+
+func strHash(s string) uint64 {
+	h := uint64(14695981039346656037) // FNV-1a
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	return keyHash(h)
+}
+
+func (f *keyFilter) add(h uint64)      { f[h>>6] |= 1 << (h & 63) }
+func (f *keyFilter) has(h uint64) bool { return f[h>>6]&(1<<(h&63)) != 0 }
 
 // wilds are a field's wildcards: active says some rule of the block
 // constrains the field (otherwise it is not looked at).
@@ -244,6 +264,7 @@ func (f *exactField[K]) lists(k K, known bool, cl *candLists) {
 type macGroup struct {
 	mask uint64
 	m    entryMap[uint64]
+	f    *keyFilter // m's keys
 }
 
 // macField files -s or -d by mask and masked address.
@@ -289,8 +310,13 @@ func (f *macField) finish(n int) {
 		}
 		f.groups = f.groups[:maxLists]
 	}
-	for _, g := range f.groups {
+	for k := range f.groups {
+		g := &f.groups[k]
 		g.m.finish()
+		g.f = new(keyFilter)
+		for a := range g.m {
+			g.f.add(keyHash(a))
+		}
 	}
 	f.any.finish(n)
 }
@@ -298,7 +324,9 @@ func (f *macField) finish(n int) {
 func (f *macField) lists(a uint64, cl *candLists) {
 	for k := range f.groups {
 		g := &f.groups[k]
-		cl.add(g.m[a&g.mask])
+		if key := a & g.mask; g.f.has(keyHash(key)) {
+			cl.add(g.m[key])
+		}
 	}
 }
 
@@ -363,6 +391,7 @@ type wildGroup struct {
 // "name+" by prefix.
 type ifField struct {
 	exact entryMap[string]
+	ef    keyFilter // exact's keys
 	wild  []wildGroup
 	any   wilds
 }
@@ -395,6 +424,9 @@ func (f *ifField) finish(n int) {
 		f.wild = f.wild[:maxLists-1]
 	}
 	f.exact.finish()
+	for name := range f.exact {
+		f.ef.add(strHash(name))
+	}
 	for _, g := range f.wild {
 		g.e.finish()
 	}
@@ -407,7 +439,7 @@ func (f *ifField) lists(name string, cl *candLists) {
 	if name == "" {
 		return
 	}
-	if f.exact != nil {
+	if f.exact != nil && f.ef.has(strHash(name)) {
 		cl.add(f.exact[name])
 	}
 	for k := range f.wild {
@@ -421,6 +453,7 @@ func (f *ifField) lists(name string, cl *candLists) {
 type prefixField struct {
 	lens  []uint8 // prefix lengths with entries
 	byLen [33]entryMap[uint32]
+	filt  [33]*keyFilter // byLen's keys
 	any   wilds
 }
 
@@ -463,6 +496,10 @@ func (f *prefixField) finish(n int) {
 	}
 	for _, l := range f.lens {
 		f.byLen[l].finish()
+		f.filt[l] = new(keyFilter)
+		for a := range f.byLen[l] {
+			f.filt[l].add(keyHash(uint64(a)))
+		}
 	}
 	f.any.finish(n)
 }
@@ -472,7 +509,9 @@ func (f *prefixField) lists(a uint32, known bool, cl *candLists) {
 		return
 	}
 	for _, l := range f.lens {
-		cl.add(f.byLen[l][a&(^uint32(0)<<(32-l))])
+		if key := a & (^uint32(0) << (32 - l)); f.filt[l].has(keyHash(uint64(key))) {
+			cl.add(f.byLen[l][key])
+		}
 	}
 }
 
