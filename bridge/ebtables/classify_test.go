@@ -16,7 +16,8 @@ import (
 // match often), with user chains, RETURN, CONTINUE, targets that change
 // what the index reads (mark, dnat, snat, redirect) and limit before and
 // after the indexed matches; random frames from the same universe
-// through nat PREROUTING, filter FORWARD and INPUT, nat POSTROUTING.
+// through broute BROUTING, nat PREROUTING, filter FORWARD and INPUT, nat
+// POSTROUTING.
 // Each rule set is loaded twice, one copy run linearly and the other
 // through the classifier, with their own counters and limit buckets;
 // every traversal's verdict, frame bytes, mark, packet type, log
@@ -188,7 +189,7 @@ func clsRuleset(r *rand.Rand, nRules int) string {
 		switch k := r.IntN(20); {
 		case k < 4:
 			w = append(w, "-j", "mark", pick("--mark-set", "--mark-or", "--mark-xor", "--mark-and"), pick("1", "2", "3", "0"), "--mark-target", sub())
-		case k < 6 && table == "nat" && chain == "PREROUTING":
+		case k < 6 && (table == "nat" && chain == "PREROUTING" || table == "broute"):
 			if r.IntN(2) == 0 {
 				w = append(w, "-j", "dnat", "--to-dst", pick(clsMACs...), "--dnat-target", sub())
 			} else {
@@ -227,6 +228,11 @@ func clsRuleset(r *rand.Rand, nRules int) string {
 	}
 	for i := 0; i < nRules/4; i++ {
 		rule("nat", "POSTROUTING", -1)
+	}
+	// broute: DROP routes the frame, dnat and redirect use the port's MAC
+	b.WriteString("*broute\n:BROUTING ACCEPT\n")
+	for i := 0; i < nRules/4; i++ {
+		rule("broute", "BROUTING", -1)
 	}
 	return b.String()
 }
@@ -305,7 +311,7 @@ func classifierMatchesLinear(t *testing.T) {
 		rs := [2]*Ruleset{}
 		for k := range rs {
 			var err *RestoreError
-			if rs[k], err = (&Loader{}).Load(text); err != nil {
+			if rs[k], err = (&Loader{Broute: true}).Load(text); err != nil {
 				t.Fatalf("seed %d: %v\n%s", seed, err, text)
 			}
 		}
@@ -349,6 +355,7 @@ func classifierMatchesLinear(t *testing.T) {
 				h       Hook
 				in, out string
 			}{
+				{BRoute, BRouting, in, ""},
 				{NAT, PreRouting, in, ""},
 				{Filter, Forward, in, out},
 				{Filter, LocalIn, in, ""},
@@ -407,7 +414,11 @@ func FuzzClassifier(f *testing.F) {
 	for s := range progs {
 		text := clsRuleset(rand.New(rand.NewPCG(uint64(s), 0xf2)), 120)
 		for k := range progs[s] {
-			progs[s][k] = Compile(mustLoad(text))
+			rs, err := (&Loader{Broute: true}).Load(text)
+			if err != nil {
+				f.Fatal(err)
+			}
+			progs[s][k] = Compile(rs)
 		}
 	}
 	f.Fuzz(func(t *testing.T, seed uint8, data []byte, in, out uint8, mark uint32, pt uint8) {
@@ -424,7 +435,7 @@ func FuzzClassifier(f *testing.F) {
 		for _, s := range []struct {
 			t TableID
 			h Hook
-		}{{NAT, PreRouting}, {Filter, Forward}, {Filter, LocalIn}, {NAT, PostRouting}} {
+		}{{BRoute, BRouting}, {NAT, PreRouting}, {Filter, Forward}, {Filter, LocalIn}, {NAT, PostRouting}} {
 			var got [2]string
 			for k, x := range xs {
 				x.Reset()
