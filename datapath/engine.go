@@ -36,7 +36,8 @@ type Config struct {
 	// the kernel defaults.
 	ICMP *ICMPConfig
 	// Linear walks every chain rule by rule instead of through the
-	// compiled classifier (the reference; benchmarks compare the two).
+	// compiled classifiers of iptables and ebtables (the reference;
+	// benchmarks compare the two).
 	// It turns the flow cache off too.
 	Linear bool
 	// NoFlowCache turns the flow cache (flowcache.go) off.
