@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/uswitch-lab/uswitch/control"
-	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/fault/faulthost"
 )
 
 // demoTimeout bounds each demo request.
@@ -85,6 +85,69 @@ func joinPrefixes(ps []PrefixValue) string {
 	return strings.Join(s, ",")
 }
 
+// demoChange applies a demo step's sysctls (to Node's engine, or the
+// lab's) and its server change, printing each.
+func (l *Lab) demoChange(w io.Writer, d Demo) error {
+	where := "the lab's engine"
+	h := l.faultHost()
+	if d.Node != "" {
+		nr := l.node(d.Node)
+		if nr == nil || nr.eng == nil {
+			return fmt.Errorf("node %s is not running", d.Node)
+		}
+		where = "node " + d.Node
+		h = &faulthost.Host{Eng: nr.eng, Sets: nr.n.Engine.Sets, Lock: &nr.cfgMu}
+	}
+	keys := make([]string, 0, len(d.Sysctl))
+	for k := range d.Sysctl {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v, _ := sysctlValue(d.Sysctl[k])
+		old, err := h.Sysctl(k, v)
+		if err != nil {
+			return fmt.Errorf("sysctl on %s: %v", where, err)
+		}
+		fmt.Fprintf(w, "  sysctl -w %s=%s on %s (was %s)\n", k, v, where, old)
+	}
+	if d.Server != nil {
+		if err := l.replaceServer(d.Node, *d.Server); err != nil {
+			return err
+		}
+		bind := "0.0.0.0"
+		if d.Server.Bind.IsValid() {
+			bind = d.Server.Bind.String()
+		}
+		fmt.Fprintf(w, "  node %s: %s server restarted on %s:%d\n", d.Node, d.Server.Kind, bind, d.Server.Port)
+	}
+	return nil
+}
+
+// replaceServer stops node's built-in server of s's protocol and port
+// in its host namespace and starts s there instead.
+func (l *Lab) replaceServer(node string, s Server) error {
+	nr := l.node(node)
+	if nr == nil {
+		return fmt.Errorf("no node %s", node)
+	}
+	ns := nr.n.HostNetns
+	for i, sv := range l.srv {
+		if sv.ns != ns || sv.port != int(s.Port) || (sv.kind == string(UDPEcho)) != (s.Kind == UDPEcho) {
+			continue
+		}
+		sv.Close()
+		nsv, err := startServer(l.nss[ns], ns, s)
+		if err != nil {
+			l.srv = append(l.srv[:i], l.srv[i+1:]...)
+			return fmt.Errorf("node %s: %w", node, err)
+		}
+		l.srv[i] = nsv
+		return nil
+	}
+	return fmt.Errorf("node %s: no %s server on port %d to replace", node, s.Kind, s.Port)
+}
+
 // Demo runs the config's demo steps and prints what happened. It returns
 // an error when a step that should succeed failed (a TCP step whose note
 // mentions REJECT is expected to be refused) or an expect_fail step
@@ -113,16 +176,17 @@ func (l *Lab) Demo(w io.Writer) error {
 			}
 			fmt.Fprintln(w)
 		}
-		if v, ok := d.Sysctl["net.bridge.bridge-nf-call-iptables"]; ok {
-			on := fmt.Sprint(v) != "0" && fmt.Sprint(v) != "false"
-			cfg := l.eng.Config()
-			bs := append([]datapath.BridgeConfig(nil), cfg.Bridges...)
-			for i := range bs {
-				bs[i].CallIPTables = on
+		if len(d.Sysctl) > 0 || d.Server != nil {
+			if err := l.demoChange(w, d); err != nil {
+				fmt.Fprintf(w, "  %v\n", err)
+				failed = append(failed, err.Error())
 			}
-			cfg.Bridges = bs
-			l.eng.Swap(cfg)
-			fmt.Fprintf(w, "  sysctl net.bridge.bridge-nf-call-iptables=%v\n", v)
+			if d.From == "" {
+				if d.Note != "" {
+					fmt.Fprintf(w, "  (%s)\n", d.Note)
+				}
+				continue
+			}
 		}
 		switch {
 		case d.HTTP != "":

@@ -141,7 +141,10 @@ func TestK8sNodePortHostNetwork(t *testing.T) {
 		if err := l.Demo(&out); err != nil {
 			t.Errorf("%v\n%s", err, out.String())
 		}
-		for _, want := range []string{"E3: the SYN-ACK", "failed, as expected", "E5 fix: pod -> b"} {
+		for _, want := range []string{"E3: the SYN-ACK", "failed, as expected", "E5 fix: pod -> b",
+			"sysctl -w net.ipv4.conf.all.route_localnet=0 on node a (was 1)",
+			"udp-echo server restarted on 192.168.0.2:8081",
+			`UDP echo 192.168.0.2:30082 from ` + pod + `: "` + bHost + ` 10.244.1.5:`} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("demo output lacks %q:\n%s", want, out.String())
 			}
