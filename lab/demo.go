@@ -74,6 +74,9 @@ func (l *Lab) Describe(w io.Writer) {
 		for _, b := range n.Bridges {
 			fmt.Fprintf(w, "    %-10s %s (bridge)\n", b.Name, joinPrefixes(b.Addresses))
 		}
+		for _, d := range n.Dummies {
+			fmt.Fprintf(w, "    %-10s %s (dummy)\n", d.Name, joinPrefixes(d.Addresses))
+		}
 	}
 }
 

@@ -17,7 +17,14 @@ import (
 // stay apart) and returns it with the rename.
 func k8sLab(t *testing.T) (*Config, func(string) string) {
 	t.Helper()
-	c, err := Load(filepath.Join("..", "examples", "labs", "k8s-nodeport-hostnetwork.toml"))
+	return k8sLabFile(t, "k8s-nodeport-hostnetwork.toml")
+}
+
+// k8sLabFile is k8sLab for another lab file of examples/labs whose
+// namespaces are named usw-k8s-X.
+func k8sLabFile(t *testing.T, file string) (*Config, func(string) string) {
+	t.Helper()
+	c, err := Load(filepath.Join("..", "examples", "labs", file))
 	if err != nil {
 		t.Fatal(err)
 	}
