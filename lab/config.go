@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	// BurntSushi/toml: the lab file format the issue asks for; its
 	// MetaData.Undecoded finds unknown keys and its ParseError carries
@@ -266,6 +267,9 @@ type Demo struct {
 	// bridge-nf-call-iptables, nf_conntrack_tcp_be_liberal,
 	// nf_conntrack_tcp_loose, nf_conntrack_max).
 	Sysctl map[string]any `toml:"sysctl"`
+	// Timeout bounds the step's request (a Go duration, "10s"; 0: 2s),
+	// for a step that moves much data.
+	Timeout DemoDuration `toml:"timeout"`
 	// Server replaces, before the step, Node's built-in server of the
 	// same protocol and port in its host namespace with this one (a
 	// hostNetwork server restarted with another bind or reply_src).
@@ -1106,6 +1110,19 @@ func sysctlValue(v any) (string, bool) {
 		return x, err == nil && n >= 0
 	}
 	return "", false
+}
+
+// DemoDuration is a demo step's timeout: a Go duration, 1ms to 5m.
+type DemoDuration struct{ D time.Duration }
+
+// UnmarshalText parses the duration.
+func (d *DemoDuration) UnmarshalText(b []byte) error {
+	x, err := time.ParseDuration(string(b))
+	if err != nil || x < time.Millisecond || x > 5*time.Minute {
+		return fmt.Errorf("timeout %q: want a duration from 1ms to 5m (\"10s\")", b)
+	}
+	d.D = x
+	return nil
 }
 
 // findServer is the index of the server in ss with s's protocol and

@@ -14,8 +14,16 @@ import (
 	"github.com/uswitch-lab/uswitch/fault/faulthost"
 )
 
-// demoTimeout bounds each demo request.
+// demoTimeout bounds each demo request (a step's timeout overrides it).
 const demoTimeout = 2 * time.Second
+
+// timeout is the step's bound on its request.
+func (d *Demo) timeout() time.Duration {
+	if d.Timeout.D > 0 {
+		return d.Timeout.D
+	}
+	return demoTimeout
+}
 
 // Describe prints the lab's layout.
 func (l *Lab) Describe(w io.Writer) {
@@ -196,7 +204,7 @@ func (l *Lab) Demo(w io.Writer) error {
 			n := max(d.Count, 1)
 			seen := map[string]int{}
 			for range n {
-				r, err := l.HTTPGet(d.From, d.HTTP, demoTimeout)
+				r, err := l.HTTPGet(d.From, d.HTTP, d.timeout())
 				if err != nil {
 					if d.ExpectFail {
 						fmt.Fprintf(w, "  GET %s from %s: failed, as expected (%v)\n", d.HTTP, d.From, err)
@@ -223,7 +231,7 @@ func (l *Lab) Demo(w io.Writer) error {
 			}
 			fmt.Fprintf(w, "    -> %s answered by: %s", d.HTTP, strings.Join(by, ", "))
 		case d.Ping != "":
-			rtt, err := l.Ping(d.From, netip.MustParseAddr(d.Ping), demoTimeout)
+			rtt, err := l.Ping(d.From, netip.MustParseAddr(d.Ping), d.timeout())
 			switch {
 			case err != nil && d.ExpectFail:
 				fmt.Fprintf(w, "  ping %s from %s: failed, as expected (%v)", d.Ping, d.From, err)
@@ -237,7 +245,7 @@ func (l *Lab) Demo(w io.Writer) error {
 				}
 			}
 		case d.UDP != "":
-			b, err := l.UDPExchange(d.From, d.UDP, []byte("hello from "+d.From), demoTimeout)
+			b, err := l.UDPExchange(d.From, d.UDP, []byte("hello from "+d.From), d.timeout())
 			switch {
 			case err != nil && d.ExpectFail:
 				fmt.Fprintf(w, "  UDP echo %s from %s: failed, as expected (%v)", d.UDP, d.From, err)
@@ -252,7 +260,7 @@ func (l *Lab) Demo(w io.Writer) error {
 			}
 		case d.TCP != "":
 			expectRefused := d.ExpectRefused
-			hello, err := l.TCPHello(d.From, d.TCP, demoTimeout)
+			hello, err := l.TCPHello(d.From, d.TCP, d.timeout())
 			switch {
 			case err != nil && d.ExpectFail:
 				fmt.Fprintf(w, "  TCP %s from %s: failed, as expected (%v)", d.TCP, d.From, err)
