@@ -199,6 +199,13 @@ addresses = ["192.168.0.1/24"]
 		{node("[[demo]]\nnode = \"z\"\niptables_restore = \"*filter\\nCOMMIT\\n\"\n"), `demo.node: "z": no [[node]] of that name`},
 		{node("[[demo]]\nnode = \"a\"\niptables_restore = \"*filter\\n-A NOPE -j ACCEPT\\nCOMMIT\\n\"\n"), `demo.iptables_restore`},
 		{strings.Replace(base, "name = \"c\"\n", "name = \"c\"\nserver = [{ kind = \"http\", port = 80, reply_src = \"route\" }]\n", 1), `only a udp-echo server chooses its reply's source`},
+		{node("[[node.dummy]]\nname = \"kube-ipvs0\"\n"), `node.dummy.name: node "a": "kube-ipvs0": a dummy device is there for its addresses`},
+		{node("[[node.dummy]]\nname = \"eth0\"\naddresses = [\"10.96.0.1/32\"]\n"), `"eth0" is also an interface's or bridge's name`},
+		{node("[[demo]]\nnode = \"a\"\nsysctl = { \"net.ipv4.tcp_syncookies\" = 1 }\n"), `demo.sysctl: "net.ipv4.tcp_syncookies": a demo step can change`},
+		{node("[[demo]]\nnode = \"a\"\nsysctl = { \"net.ipv4.ip_forward\" = 1.5 }\n"), `want a number or a boolean`},
+		{node("[[demo]]\nserver = { kind = \"udp-echo\", port = 53 }\n"), `demo.server: "udp-echo": a server step names the node`},
+		{node("[[demo]]\nnode = \"a\"\nserver = { kind = \"udp-echo\", port = 53 }\n"), `node "a" has no udp-echo server on port 53 to replace`},
+		{node("[[demo]]\nfrom = \"c\"\nping = \"192.168.0.1\"\ntimeout = \"forever\"\n"), `timeout "forever": want a duration`},
 	} {
 		_, err := Parse("ok.toml", []byte(x.text))
 		if err == nil || !strings.Contains(err.Error(), x.want) {
