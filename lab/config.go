@@ -732,6 +732,9 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 		return nil, &ConfigError{File: file, Line: keyLine(src, k), Key: k.String(), Err: errors.New("unknown key")}
 	}
+	if err := c.expandSnapshots(src); err != nil {
+		return nil, err
+	}
 	if err := c.check(src); err != nil {
 		return nil, err
 	}

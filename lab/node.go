@@ -43,6 +43,9 @@ type Node struct {
 	Dummies []Dummy `toml:"dummy"`
 	// Servers run in the node's host namespace (hostNetwork servers).
 	Servers []Server `toml:"server"`
+	// SnapshotNode are the keys of a node made from a snapshot
+	// (snapshot.go).
+	SnapshotNode
 
 	// HostNetns is the node's host namespace, "<lab>-<node>-host".
 	HostNetns string `toml:"-"`
