@@ -726,8 +726,8 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	for _, k := range md.Undecoded() {
 		// toml lists the nested keys of a sysctl table as undecoded
-		// although they are in its map[string]any
-		if isSysctlKey(k) {
+		// although they are in its map[string]any (pod_server's too)
+		if isSysctlKey(k) || isPodServerKey(k) {
 			continue
 		}
 		return nil, &ConfigError{File: file, Line: keyLine(src, k), Key: k.String(), Err: errors.New("unknown key")}

@@ -128,6 +128,10 @@ func (p *PodServers) UnmarshalTOML(v any) error {
 	return nil
 }
 
+// isPodServerKey reports whether k is inside a node's pod_server, which
+// PodServers.UnmarshalTOML reads (and checks) itself.
+func isPodServerKey(k toml.Key) bool { return len(k) > 2 && k[0] == "node" && k[1] == "pod_server" }
+
 // podBridgeNames are the devices taken for the pod bridge whatever the
 // snapshot's device is.
 var podBridgeNames = map[string]bool{"cni0": true, "cbr0": true, "docker0": true}

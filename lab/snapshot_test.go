@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -25,17 +26,24 @@ func snapLab(t *testing.T, file string) (*Config, func(string) string) {
 	return c.Rename(ren), ren
 }
 
-// saveNorm is an iptables-save text without its comments and counters.
+// saveNorm is an iptables-save text without its comments and counters,
+// its tables in name order (iptables-save prints them in the kernel's
+// order of their making).
 func saveNorm(s string) string {
 	cnt := regexp.MustCompile(`\[\d+:\d+\]`)
-	var out []string
+	var tables []string
+	var cur []string
 	for _, ln := range strings.Split(s, "\n") {
 		if strings.HasPrefix(ln, "#") || strings.TrimSpace(ln) == "" {
 			continue
 		}
-		out = append(out, cnt.ReplaceAllString(ln, "[0:0]"))
+		cur = append(cur, cnt.ReplaceAllString(ln, "[0:0]"))
+		if ln == "COMMIT" {
+			tables, cur = append(tables, strings.Join(cur, "\n")), nil
+		}
 	}
-	return strings.Join(out, "\n")
+	sort.Strings(tables)
+	return strings.Join(append(tables, cur...), "\n")
 }
 
 // TestSnapshotNodeKubeIPVS runs examples/kube-ipvs as a lab node
@@ -109,4 +117,120 @@ func TestSnapshotNodeKubeIPVS(t *testing.T) {
 		}
 		t.Log(out.String())
 	})
+}
+
+// copySnapshot copies the snapshot folder src into a new temporary
+// folder and writes the files of over there (replacing or adding).
+func copySnapshot(t *testing.T, src string, over map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, text := range over {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// bridgeSnapRules are examples/bridge's rules with Docker's nat rules
+// for a container publishing -p 8080:80 (10.1.0.1).
+const bridgeSnapRules = `*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [2:80]
+-A PREROUTING -p udp -j TRACE
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 10.1.0.0/24 ! -o br0 -j MASQUERADE
+-A DOCKER -i br0 -j RETURN
+-A DOCKER ! -i br0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.1.0.1:80
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [1:40]
+-A FORWARD -m physdev --physdev-is-bridged -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT
+COMMIT
+`
+
+// TestSnapshotNodeBridge runs examples/bridge (br0 10.1.0.254/24,
+// FORWARD DROP but for bridged traffic, br_netfilter on), with a
+// neighbour behind br0 and Docker's published port added, as a lab
+// node: pods for the neighbour (ip-neigh.json) and the DNAT target
+// (iptables-save), pod to pod across the bridge, the published port
+// from the node's own host namespace (OUTPUT's DOCKER jump), not from a
+// pod (DOCKER -i br0 RETURN: refused), and iptables-save --node.
+func TestSnapshotNodeBridge(t *testing.T) {
+	needRoot(t)
+	snap := copySnapshot(t, filepath.Join("..", "examples", "bridge"), map[string]string{
+		"ip-neigh.json": `[{"dst":"10.1.0.2","dev":"br0","lladdr":"f6:83:3f:cd:a7:84","state":["REACHABLE"]},` +
+			`{"dst":"10.1.0.9","dev":"br0","state":["FAILED"]}]`,
+		"iptables-save": bridgeSnapRules,
+	})
+	src := `name = "usw-snap"
+[[node]]
+name = "b"
+snapshot = "` + snap + `"
+pods = "auto"
+pod_server = [{ kind = "http", port = 80 }, { kind = "tcp-echo", port = 7 }]
+`
+	c0, err := Parse("bridge-snap.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := uniquePrefix()
+	ren := func(s string) string { return p + "-" + strings.TrimPrefix(s, "usw-snap-") }
+	c := c0.Rename(ren)
+	var got []string
+	for _, p := range c.Nodes[0].SnapshotPods {
+		got = append(got, p.Addr.String()+"@"+p.Bridge)
+	}
+	if want := "10.1.0.1@br0 10.1.0.2@br0"; strings.Join(got, " ") != want {
+		t.Fatalf("pods %v, want %s (not the FAILED neighbour)", got, want)
+	}
+	l := upLab(t, c)
+	p1, p2, hostNS := ren("usw-snap-b-p1"), ren("usw-snap-b-p2"), c.Nodes[0].HostNetns
+	get := func(from, url, servedBy, seen string) {
+		t.Helper()
+		r, err := l.HTTPGet(from, url, 3*time.Second)
+		if err != nil {
+			t.Fatalf("GET %s from %s: %v", url, from, err)
+		}
+		if r.Status != 200 || r.ServedBy != servedBy || !strings.HasPrefix(r.ClientAddr, seen+":") {
+			t.Errorf("GET %s from %s: %d by %q seeing %q; want 200 by %s seeing %s", url, from, r.Status, r.ServedBy, r.ClientAddr, servedBy, seen)
+		}
+	}
+	get(p2, "http://10.1.0.1/", p1, "10.1.0.2")           // bridged: FORWARD's physdev-is-bridged accept
+	get(hostNS, "http://10.1.0.254:8080/", p1, "10.1.0.254") // the published port from the host (OUTPUT -> DOCKER)
+	get(hostNS, "http://10.1.0.2/", p2, "10.1.0.254")
+	if _, err := l.TCPHello(p2, "10.1.0.254:8080", time.Second); err == nil {
+		t.Errorf("tcp 10.1.0.254:8080 from a pod: connected; DOCKER -i br0 RETURN leaves it undNATed and the host has no listener")
+	}
+	r := l.Control(control.Request{Cmd: "iptables-save", Node: "b"})
+	if r.Code != 0 || saveNorm(r.Stdout) != saveNorm(bridgeSnapRules) {
+		t.Errorf("iptables-save --node b (%d %s) differs from the snapshot's:\n%s", r.Code, r.Stderr, r.Stdout)
+	}
+	r = l.Control(control.Request{Cmd: "ebtables-save", Node: "b"})
+	if r.Code != 0 {
+		t.Errorf("ebtables-save --node b: %d %s", r.Code, r.Stderr)
+	}
 }
