@@ -15,6 +15,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/uswitch-lab/uswitch/host"
+	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/route"
 )
 
@@ -204,15 +205,19 @@ func (c *Config) expandSnapshot(src string, n *Node) error {
 	if !filepath.IsAbs(dir) && c.File != "" {
 		dir = filepath.Join(filepath.Dir(c.File), dir)
 	}
+	snapFile := func(name string) string { return filepath.Join(dir, name) }
 	s, err := host.Load(dir)
 	if err != nil {
 		var pe *host.ParseError
-		if errors.As(err, &pe) {
-			return fail("%s: %v", filepath.Join(dir, pe.File), err)
+		var re *iptables.RestoreError
+		switch {
+		case errors.As(err, &pe):
+			return fail("%s: %v", snapFile(pe.File), err)
+		case errors.As(err, &re) && re.Line > 0:
+			return fail("%s:%d: %s", snapFile(host.FileIPTables), re.Line, re.Msg)
 		}
 		return fail("%v", err)
 	}
-	snapFile := func(name string) string { return filepath.Join(dir, name) }
 	var links []snapLink
 	if b, err := os.ReadFile(snapFile(host.FileLink)); err == nil {
 		if err := json.Unmarshal(b, &links); err != nil {
@@ -347,14 +352,14 @@ func (c *Config) expandSnapshot(src string, n *Node) error {
 	}
 	n.SnapshotPods = pods
 	// the engine's state
-	for k, r := range s.Routes {
+	for _, r := range s.Routes {
 		if !r.Dst.Addr().Is4() || kernelRoute(r) {
 			continue
 		}
 		for _, nh := range r.Nexthops {
 			if nh.Dev != "" && nh.Dev != "lo" && !made[nh.Dev] {
-				return fail("%s: route %d (%s): its device %s is not one the lab makes (a device with IPv4 addresses, a pod bridge, a pod's veth with pods = \"auto\", or one in [node.attach])",
-					snapFile(host.FileRoute), k+1, snapRouteText(r), nh.Dev)
+				return fail("%s: route entry %d (%s): its device %s is not one the lab makes (a device with IPv4 addresses, a pod bridge, a pod's veth with pods = \"auto\", or one in [node.attach])",
+					snapFile(host.FileRoute), routeEntry(snapFile(host.FileRoute), r, nh.Dev), snapRouteText(r), nh.Dev)
 			}
 		}
 		n.Uswitch.Routes = append(n.Uswitch.Routes, RouteSpec{Route: r, Text: snapRouteText(r)})
@@ -382,6 +387,28 @@ func (c *Config) expandSnapshot(src string, n *Node) error {
 	}
 	c.Namespaces = append(c.Namespaces, outside...)
 	return nil
+}
+
+// routeEntry is the number (from 1) of r's entry in ip-route.json (0:
+// not found): the first whose dst and dev are r's.
+func routeEntry(file string, r route.Route, dev string) int {
+	var arr []map[string]any
+	data, err := os.ReadFile(file)
+	if err != nil || json.Unmarshal(data, &arr) != nil {
+		return 0
+	}
+	dst := r.Dst.String()
+	if r.Dst.Bits() == 32 {
+		dst = r.Dst.Addr().String()
+	} else if r.Dst.Bits() == 0 {
+		dst = "default"
+	}
+	for i, e := range arr {
+		if e["dst"] == dst && e["dev"] == dev {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // kernelRoute is a route the kernel made for an address (the lab makes

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -232,5 +233,145 @@ pod_server = [{ kind = "http", port = 80 }, { kind = "tcp-echo", port = 7 }]
 	r = l.Control(control.Request{Cmd: "ebtables-save", Node: "b"})
 	if r.Code != 0 {
 		t.Errorf("ebtables-save --node b: %d %s", r.Code, r.Stderr)
+	}
+}
+
+// appendJSON is the JSON array text with the objects added.
+func appendJSON(t *testing.T, file string, add ...map[string]any) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var arr []any
+	if err := json.Unmarshal(b, &arr); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range add {
+		arr = append(arr, a)
+	}
+	out, err := json.Marshal(arr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// TestSnapshotNodeAttachVeth runs examples/kube-ipvs with a Calico-style
+// pod added (a cali device and its /32 route) and eth0 attached to a lab
+// switch: a client on the switch reaches the NodePort; the cali pod (on
+// a TUN called as its device) reaches the ClusterIP unmasqueraded; the
+// client's own connection to the pod dies in the snapshot's FORWARD DROP
+// (only KUBE-FORWARD's marked and established traffic passes).
+func TestSnapshotNodeAttachVeth(t *testing.T) {
+	needRoot(t)
+	src := filepath.Join("..", "examples", "kube-ipvs")
+	snap := copySnapshot(t, src, map[string]string{
+		"ip-link.json": appendJSON(t, filepath.Join(src, "ip-link.json"), map[string]any{"ifindex": 20, "ifname": "cali1a2b",
+			"flags": []string{"BROADCAST", "MULTICAST", "UP", "LOWER_UP"}, "mtu": 1500, "link_type": "ether", "address": "ee:ee:ee:ee:ee:ee"}),
+		"ip-route.json": appendJSON(t, filepath.Join(src, "ip-route.json"), map[string]any{"dst": "10.244.7.7", "dev": "cali1a2b", "scope": "link", "flags": []string{}}),
+	})
+	text := `name = "usw-snap"
+[[bridge]]
+name = "lan"
+[[interface]]
+name = "lan-client"
+kind = "tap"
+bridge = "lan"
+netns = "usw-snap-client"
+[[namespace]]
+name = "usw-snap-client"
+addresses = ["192.168.122.50/24"]
+routes = ["10.244.0.0/16 via 192.168.122.10", "10.96.0.0/12 via 192.168.122.10"]
+[[node]]
+name = "a"
+snapshot = "` + snap + `"
+pods = "auto"
+pod_server = { kind = "http", port = 80 }
+[node.attach]
+eth0 = "lan"
+`
+	c0, err := Parse("attach-snap.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := uniquePrefix()
+	ren := func(s string) string { return p + "-" + strings.TrimPrefix(s, "usw-snap-") }
+	c := c0.Rename(ren)
+	pods := c.Nodes[0].SnapshotPods
+	if len(pods) != 5 || pods[4].Addr.String() != "10.244.7.7" || pods[4].Dev != "cali1a2b" || pods[4].Bridge != "" {
+		t.Fatalf("pods %+v: want the four real servers on cni0 and 10.244.7.7 on cali1a2b", pods)
+	}
+	for _, n := range c.Namespaces {
+		if strings.HasSuffix(n.Name, "-a-eth0") {
+			t.Fatalf("eth0 is attached to lan, yet the lab makes a namespace %s behind it", n.Name)
+		}
+	}
+	l := upLab(t, c)
+	cli, cali, p3, p4 := ren("usw-snap-client"), ren("usw-snap-a-p5"), ren("usw-snap-a-p3"), ren("usw-snap-a-p4")
+	get := func(from, url, seen string) {
+		t.Helper()
+		r, err := l.HTTPGet(from, url, 3*time.Second)
+		if err != nil {
+			t.Fatalf("GET %s from %s: %v", url, from, err)
+		}
+		if r.Status != 200 || (r.ServedBy != p3 && r.ServedBy != p4) || !strings.HasPrefix(r.ClientAddr, seen+":") {
+			t.Errorf("GET %s from %s: %d by %q seeing %q; want 200 by %s or %s seeing %s", url, from, r.Status, r.ServedBy, r.ClientAddr, p3, p4, seen)
+		}
+	}
+	get(cli, "http://192.168.122.10:30080/", "10.244.0.1")
+	get(cali, "http://10.96.100.50/", "10.244.7.7")
+	if r, err := l.HTTPGet(cli, "http://10.244.7.7/", time.Second); err == nil {
+		t.Errorf("GET http://10.244.7.7/ from the client: %d by %q; the snapshot's FORWARD DROP should drop it", r.Status, r.ServedBy)
+	}
+	r := l.Control(control.Request{Cmd: "ip", Args: []string{"route", "get", "10.244.7.7"}, Node: "a"})
+	if r.Code != 0 || !strings.Contains(r.Stdout, "dev cali1a2b") {
+		t.Errorf("ip route get 10.244.7.7 --node a: %d %q %q", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// TestSnapshotNodeConfigErrors: a snapshot node's bad keys and bad
+// snapshots are refused with the lab file's line of the key and the
+// snapshot file (and its line) at fault.
+func TestSnapshotNodeConfigErrors(t *testing.T) {
+	src := filepath.Join("..", "examples", "kube-ipvs")
+	abs, err := filepath.Abs(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab := func(snap, extra string) string {
+		return "name = \"s\"\n[[node]]\nname = \"a\"\nsnapshot = \"" + snap + "\"\npods = \"auto\"\n" + extra
+	}
+	c, err := Parse("ok.toml", []byte(lab(abs, "")))
+	if err != nil {
+		t.Fatalf("the kube-ipvs snapshot: %v", err)
+	}
+	if n := c.Nodes[0]; len(n.SnapshotPods) != 4 || len(n.Dummies) != 1 || len(n.Bridges) != 1 || n.Uswitch.IPVS == "" || n.Uswitch.IPSet == "" {
+		t.Errorf("kube-ipvs node: pods %v, dummies %v, bridges %v, ipvs %d bytes, ipset %d bytes", n.SnapshotPods, n.Dummies, n.Bridges, len(n.Uswitch.IPVS), len(n.Uswitch.IPSet))
+	}
+	badRules := copySnapshot(t, src, map[string]string{"iptables-save": "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m bogus -j ACCEPT\nCOMMIT\n"})
+	badRoute := copySnapshot(t, src, map[string]string{"ip-route.json": appendJSON(t, filepath.Join(src, "ip-route.json"),
+		map[string]any{"dst": "10.50.0.0/16", "dev": "eth0-peer", "scope": "link", "flags": []string{}})})
+	badJSON := copySnapshot(t, src, map[string]string{"ip-addr.json": "[\n{\"ifname\": 3}\n]"})
+	for _, x := range []struct{ text, want string }{
+		{lab("/nonexistent/snap", ""), `ok.toml:4: node.snapshot: node "a": snapshot /nonexistent/snap: no such folder`},
+		{lab(badRules, ""), `ok.toml:4: node.snapshot: node "a": ` + filepath.Join(badRules, "iptables-save") + `:3: Couldn't load match`},
+		{lab(badRoute, ""), `ok.toml:4: node.snapshot: node "a": ` + filepath.Join(badRoute, "ip-route.json") + `: route entry 27 (10.50.0.0/16 dev eth0-peer): its device eth0-peer is not one the lab makes`},
+		{lab(badJSON, ""), filepath.Join(badJSON, "ip-addr.json") + `: ip-addr.json:2:`},
+		{lab(abs, "[node.attach]\neth9 = \"lan\"\n"), `ok.toml:7: node.attach.eth9: node "a": the snapshot ` + filepath.Join(abs, "ip-link.json") + ` has no device "eth9"`},
+		{lab(abs, "[node.attach]\neth0 = \"lan\"\n"), `node.interface.switch: "lan": the lab has no [[bridge]]`},
+		{lab(abs, "[[node.interface]]\nname = \"x\"\n"), `a snapshot node's devices are the snapshot's`},
+		{lab(abs, "[node.uswitch]\nrules = \"*filter\\nCOMMIT\\n\"\n"), `[node.uswitch] may set only workers`},
+		{strings.Replace(lab(abs, ""), `pods = "auto"`, `pods = "all"`, 1), `ok.toml:5: node.pods: node "a": pods "all": want "auto"`},
+		{strings.Replace(lab(abs, "pod_server = { kind = \"http\", port = 80 }\n"), `pods = "auto"`, ``, 1), `node.pod_server: node "a": pod_server needs pods = "auto"`},
+		{lab(abs, "pod_server = { kind = \"ftp\", port = 21 }\n"), `server kind "ftp"`},
+		{lab(abs, "pod_server = [{ kind = \"http\", port = 80, colour = 1 }]\n"), `unknown key "colour"`},
+		{"name = \"s\"\n[[namespace]]\nname = \"c\"\n[[node]]\nname = \"a\"\npods = \"auto\"\n[[node.interface]]\nname = \"e\"\nnetns = \"c\"\n", `pods, pod_server and attach are for a node made from a snapshot`},
+		{strings.Replace(lab(abs, ""), `name = "s"`, `name = "a-long-lab"`, 1), `the namespace "a-long-lab-a-eth0" for its eth0 is not a valid namespace name`},
+	} {
+		_, err := Parse("ok.toml", []byte(x.text))
+		if err == nil || !strings.Contains(err.Error(), x.want) {
+			t.Errorf("got %v, want %q in:\n%s", err, x.want, x.text)
+		}
 	}
 }
