@@ -220,7 +220,7 @@ pod_server = [{ kind = "http", port = 80 }, { kind = "tcp-echo", port = 7 }]
 			t.Errorf("GET %s from %s: %d by %q seeing %q; want 200 by %s seeing %s", url, from, r.Status, r.ServedBy, r.ClientAddr, servedBy, seen)
 		}
 	}
-	get(p2, "http://10.1.0.1/", p1, "10.1.0.2")           // bridged: FORWARD's physdev-is-bridged accept
+	get(p2, "http://10.1.0.1/", p1, "10.1.0.2")              // bridged: FORWARD's physdev-is-bridged accept
 	get(hostNS, "http://10.1.0.254:8080/", p1, "10.1.0.254") // the published port from the host (OUTPUT -> DOCKER)
 	get(hostNS, "http://10.1.0.2/", p2, "10.1.0.254")
 	if _, err := l.TCPHello(p2, "10.1.0.254:8080", time.Second); err == nil {
