@@ -87,7 +87,9 @@ type Snapshot struct {
 
 	// Raw is every snapshot file read, by name, for the readers of the
 	// files the snapshot keeps as they are (ebtables-save,
-	// bridge-fdb.json, ip-neigh.json).
+	// bridge-fdb.json, ip-neigh.json) and of what the parsed values
+	// leave out (ip-link.json's kinds and MACs, ip-route.json's
+	// entries, ipvsadm-save's text: package lab's snapshot nodes).
 	Raw map[string][]byte
 }
 
@@ -194,7 +196,7 @@ func Parse(files map[string][]byte) (*Snapshot, error) {
 
 func parse(get func(string) ([]byte, bool)) (*Snapshot, error) {
 	s := &Snapshot{Sysctl: DefaultSysctl(), Raw: map[string][]byte{}}
-	for _, name := range []string{FileEbtables, FileBridgeFDB, FileNeigh} {
+	for _, name := range []string{FileEbtables, FileBridgeFDB, FileNeigh, FileLink, FileRoute, FileIPVS} {
 		if b, ok := get(name); ok {
 			s.Raw[name] = b
 		}

@@ -1248,6 +1248,10 @@ func (c *Config) Rename(ns func(string) string) *Config {
 		n := &d.Nodes[i]
 		n.HostNetns = ns(n.HostNetns)
 		n.Interfaces = append([]Interface(nil), n.Interfaces...)
+		n.SnapshotPods = append([]SnapshotPod(nil), n.SnapshotPods...)
+		for j := range n.SnapshotPods {
+			n.SnapshotPods[j].Netns = ns(n.SnapshotPods[j].Netns)
+		}
 		for j := range n.Interfaces {
 			if n.Interfaces[j].Netns != "" {
 				n.Interfaces[j].Netns = ns(n.Interfaces[j].Netns)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -219,7 +218,7 @@ func (c *Config) expandSnapshot(src string, n *Node) error {
 		return fail("%v", err)
 	}
 	var links []snapLink
-	if b, err := os.ReadFile(snapFile(host.FileLink)); err == nil {
+	if b, ok := s.Raw[host.FileLink]; ok {
 		if err := json.Unmarshal(b, &links); err != nil {
 			return fail("%s: %v", snapFile(host.FileLink), err)
 		}
@@ -317,7 +316,7 @@ func (c *Config) expandSnapshot(src string, n *Node) error {
 	// pods
 	var pods []SnapshotPod
 	if n.Pods == "auto" {
-		pods = snapshotPods(s, dir, isBridge, own)
+		pods = snapshotPods(s, isBridge, own)
 		for k := range pods {
 			p := &pods[k]
 			name, err := nsName("p" + strconv.Itoa(k+1))
@@ -359,7 +358,7 @@ func (c *Config) expandSnapshot(src string, n *Node) error {
 		for _, nh := range r.Nexthops {
 			if nh.Dev != "" && nh.Dev != "lo" && !made[nh.Dev] {
 				return fail("%s: route entry %d (%s): its device %s is not one the lab makes (a device with IPv4 addresses, a pod bridge, a pod's veth with pods = \"auto\", or one in [node.attach])",
-					snapFile(host.FileRoute), routeEntry(snapFile(host.FileRoute), r, nh.Dev), snapRouteText(r), nh.Dev)
+					snapFile(host.FileRoute), routeEntry(s.Raw[host.FileRoute], r, nh.Dev), snapRouteText(r), nh.Dev)
 			}
 		}
 		n.Uswitch.Routes = append(n.Uswitch.Routes, RouteSpec{Route: r, Text: snapRouteText(r)})
@@ -372,9 +371,7 @@ func (c *Config) expandSnapshot(src string, n *Node) error {
 	}
 	n.Uswitch.Rules = s.IPTables
 	n.Uswitch.IPSet = s.IPSet
-	if b, err := os.ReadFile(snapFile(host.FileIPVS)); err == nil {
-		n.Uswitch.IPVS = string(b)
-	}
+	n.Uswitch.IPVS = string(s.Raw[host.FileIPVS])
 	n.Uswitch.Ebtables = string(s.Raw[host.FileEbtables])
 	n.Uswitch.Sysctl = map[string]any{}
 	for k, v := range s.Sysctl.Raw {
@@ -391,10 +388,9 @@ func (c *Config) expandSnapshot(src string, n *Node) error {
 
 // routeEntry is the number (from 1) of r's entry in ip-route.json (0:
 // not found): the first whose dst and dev are r's.
-func routeEntry(file string, r route.Route, dev string) int {
+func routeEntry(data []byte, r route.Route, dev string) int {
 	var arr []map[string]any
-	data, err := os.ReadFile(file)
-	if err != nil || json.Unmarshal(data, &arr) != nil {
+	if json.Unmarshal(data, &arr) != nil {
 		return 0
 	}
 	dst := r.Dst.String()
@@ -503,7 +499,7 @@ var (
 // neighbours, and IPVS real servers and DNAT targets that its routes
 // send out of a pod bridge that has an address. The node's own
 // addresses are never pods.
-func snapshotPods(s *host.Snapshot, dir string, isBridge func(string) bool, own map[netip.Addr]bool) []SnapshotPod {
+func snapshotPods(s *host.Snapshot, isBridge func(string) bool, own map[netip.Addr]bool) []SnapshotPod {
 	found := map[netip.Addr]SnapshotPod{}
 	for _, r := range s.Routes {
 		if r.Table != route.TableMain || r.Type != route.Unicast || !r.Dst.Addr().Is4() || r.Dst.Bits() != 32 || len(r.Nexthops) != 1 {
@@ -545,11 +541,9 @@ func snapshotPods(s *host.Snapshot, dir string, isBridge func(string) bool, own 
 			}
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, host.FileIPVS)); err == nil {
-		for _, m := range ipvsRealRe.FindAllStringSubmatch(string(b), -1) {
-			if x, err := netip.ParseAddr(m[1]); err == nil {
-				onBridge(x)
-			}
+	for _, m := range ipvsRealRe.FindAllStringSubmatch(string(s.Raw[host.FileIPVS]), -1) {
+		if x, err := netip.ParseAddr(m[1]); err == nil {
+			onBridge(x)
 		}
 	}
 	for _, m := range dnatToRe.FindAllStringSubmatch(s.IPTables, -1) {
