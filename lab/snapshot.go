@@ -497,7 +497,7 @@ var (
 // snapshotPods are the addresses the snapshot routes to its pods, in
 // address order: /32 routes through veth*/cali* devices, a pod bridge's
 // neighbours, and IPVS real servers and DNAT targets that its routes
-// send out of a pod bridge that has an address. The node's own
+// send out of a pod bridge, on one of its subnets. The node's own
 // addresses are never pods.
 func snapshotPods(s *host.Snapshot, isBridge func(string) bool, own map[netip.Addr]bool) []SnapshotPod {
 	found := map[netip.Addr]SnapshotPod{}
@@ -510,11 +510,21 @@ func snapshotPods(s *host.Snapshot, isBridge func(string) bool, own map[netip.Ad
 			found[r.Dst.Addr()] = SnapshotPod{Addr: r.Dst.Addr(), Dev: nh.Dev}
 		}
 	}
-	bridgeAddrs := map[string]bool{}
+	// a pod behind a bridge is on one of the bridge's subnets (its
+	// default route goes via the bridge's address there)
+	bridgeNets := map[string][]netip.Prefix{}
 	for _, a := range s.Addrs {
 		if a.Local.Is4() && isBridge(a.Dev) {
-			bridgeAddrs[a.Dev] = true
+			bridgeNets[a.Dev] = append(bridgeNets[a.Dev], a.Prefix)
 		}
+	}
+	onSubnet := func(dev string, x netip.Addr) bool {
+		for _, p := range bridgeNets[dev] {
+			if p.Contains(x) {
+				return true
+			}
+		}
+		return false
 	}
 	onBridge := func(x netip.Addr) {
 		if _, ok := found[x]; ok || own[x] || !x.Is4() {
@@ -524,7 +534,7 @@ func snapshotPods(s *host.Snapshot, isBridge func(string) bool, own map[netip.Ad
 		if res.Err != 0 || res.Gateway.IsValid() || res.Type != route.Unicast {
 			return
 		}
-		if d := s.FIB.LinkName(res.Dev); isBridge(d) && bridgeAddrs[d] {
+		if d := s.FIB.LinkName(res.Dev); isBridge(d) && onSubnet(d, x) {
 			found[x] = SnapshotPod{Addr: x, Bridge: d}
 		}
 	}
