@@ -62,9 +62,12 @@ type Config struct {
 	// Demo is what `uswitch lab` does to show traffic crossing uswitch.
 	Demo []Demo `toml:"demo"`
 	// Experiment and Faults are the fault-injection tables (package
-	// fault, faults.go).
-	Experiment fault.Experiment `toml:"experiment"`
-	Faults     []fault.Spec     `toml:"fault"`
+	// fault, faults.go); Workloads and Steps the rest of an experiment
+	// (experiment.go; package experiment runs them).
+	Experiment Experiment   `toml:"experiment"`
+	Faults     []fault.Spec `toml:"fault"`
+	Workloads  []Workload   `toml:"workload"`
+	Steps      []Step       `toml:"step"`
 
 	// File is where the config came from ("" for an embedded one).
 	File string `toml:"-"`
@@ -968,6 +971,9 @@ func (c *Config) check(src string) error {
 	if _, err := c.fibConfig(nil); err != nil {
 		return fail("uswitch.routes", "%v", err)
 	}
+	if err := c.checkExperiment(src); err != nil {
+		return err
+	}
 	return c.checkFaults(src)
 }
 
@@ -1043,6 +1049,19 @@ func (c *Config) Rename(ns func(string) string) *Config {
 	}
 	for i := range d.Demo {
 		d.Demo[i].From = ns(d.Demo[i].From)
+	}
+	d.Workloads = append([]Workload(nil), c.Workloads...)
+	for i := range d.Workloads {
+		d.Workloads[i].From = ns(d.Workloads[i].From)
+		if d.Workloads[i].Listen != "" {
+			d.Workloads[i].Listen = ns(d.Workloads[i].Listen)
+		}
+	}
+	d.Steps = append([]Step(nil), c.Steps...)
+	for i := range d.Steps {
+		if n, port, ok := strings.Cut(d.Steps[i].StopServer, ":"); ok {
+			d.Steps[i].StopServer = ns(n) + ":" + port
+		}
 	}
 	for i := range d.Namespaces {
 		d.Namespaces[i].Name = ns(d.Namespaces[i].Name)
