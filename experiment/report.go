@@ -275,7 +275,12 @@ func writeText(w io.Writer, s *Summary) error {
 			mode = " (" + r.Mode + ")"
 		}
 		fmt.Fprintf(bw, "workload %s: %s%s from %s to %s, %.3f-%.3fs\n", r.Name, r.Kind, mode, r.From, r.To, r.Active[0], r.Active[1])
-		fmt.Fprintf(bw, "  %d requests, ok %d (%.1f%%), failed %d", r.Requests, r.OK, 100*r.SuccessRatio, r.Failed)
+		bulk := r.Kind == "tcp-bulk"
+		if bulk {
+			fmt.Fprintf(bw, "  connections %d, ended with the run %d, broke %d", r.Requests, r.OK, r.Failed)
+		} else {
+			fmt.Fprintf(bw, "  %d requests, ok %d (%.1f%%), failed %d", r.Requests, r.OK, 100*r.SuccessRatio, r.Failed)
+		}
 		if len(r.Errors) > 0 {
 			var ek []string
 			for k, v := range r.Errors {
@@ -287,8 +292,12 @@ func writeText(w io.Writer, s *Summary) error {
 		if r.Resent > 0 {
 			fmt.Fprintf(bw, "; queries resent after a timeout %d", r.Resent)
 		}
-		fmt.Fprintf(bw, "\n  latency p50 %.3fms p90 %.3fms p99 %.3fms max %.3fms; goodput %s (%d bytes)\n",
-			r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max, rate(r.GoodputBps), r.Bytes)
+		if bulk {
+			fmt.Fprintf(bw, "\n  goodput %s (%d bytes)\n", rate(r.GoodputBps), r.Bytes)
+		} else {
+			fmt.Fprintf(bw, "\n  latency p50 %.3fms p90 %.3fms p99 %.3fms max %.3fms; goodput %s (%d bytes)\n",
+				r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max, rate(r.GoodputBps), r.Bytes)
+		}
 		if len(r.ServedBy) > 0 {
 			var sb []string
 			for k, v := range r.ServedBy {
@@ -301,6 +310,10 @@ func writeText(w io.Writer, s *Summary) error {
 			name := w.Fault
 			if name == "" {
 				name = "(no fault)"
+			}
+			if bulk {
+				fmt.Fprintf(bw, "  %-16s %7.3f-%7.3fs  goodput %s\n", name, w.From, w.To, rate(w.GoodputBps))
+				continue
 			}
 			fmt.Fprintf(bw, "  %-16s %7.3f-%7.3fs  %5d requests, ok %5.1f%%, p50 %.3fms p99 %.3fms, goodput %s\n",
 				name, w.From, w.To, w.Requests, 100*w.SuccessRatio, w.Latency.P50, w.Latency.P99, rate(w.GoodputBps))

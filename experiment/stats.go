@@ -77,6 +77,21 @@ func (s *series) request(start time.Time, lat time.Duration, errKind, servedBy s
 	}
 }
 
+// conn records a tcp-bulk connection that started at start: it ended
+// with the run ("" errKind) or broke; it has no latency.
+func (s *series) conn(start time.Time, errKind string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.bucket(start)
+	b.starts = append(b.starts, sample{t: start.Sub(s.t0).Seconds(), ok: errKind == "", lat: -1})
+	if errKind != "" {
+		b.fail++
+		s.errs[errKind]++
+		return
+	}
+	b.ok++
+}
+
 // bytes records n bytes received at at.
 func (s *series) bytes(at time.Time, n int) {
 	s.mu.Lock()
@@ -239,8 +254,11 @@ func (s *series) result(from, to float64, windows []FaultWindows) WorkloadResult
 		}
 	}
 	if len(windows) > 0 {
+		// outside every window (left out when the windows cover the run)
 		nw := s.window("", from, to, func(t float64) bool { return t >= from && t < to && !in(t, union) })
-		r.Windows = append(r.Windows, nw)
+		if nw.Requests > 0 || nw.GoodputBps > 0 {
+			r.Windows = append(r.Windows, nw)
+		}
 	}
 	return r
 }
@@ -257,7 +275,9 @@ func (s *series) window(name string, from, to float64, keep func(float64) bool) 
 			}
 			if sm.ok {
 				w.OK++
-				lat = append(lat, sm.lat)
+				if sm.lat >= 0 {
+					lat = append(lat, sm.lat)
+				}
 			} else {
 				w.Failed++
 			}

@@ -50,14 +50,37 @@ func writeSVG(w io.Writer, s *Summary) error {
 		width  = 960.0
 		left   = 70.0
 		right  = 70.0
-		top    = 86.0
 		panelH = 150.0
 		gap    = 46.0
 	)
 	plotW := width - left - right
 	n := len(s.Workloads)
-	height := top + float64(n)*(panelH+gap) + 20
 	dur := math.Max(s.Duration, 0.001)
+	// legend rows: the faults; a fault active the whole run is named,
+	// not shaded (it would hide the others)
+	type entry struct {
+		x, y  float64
+		label string
+		col   string
+		whole bool
+	}
+	var legend []entry
+	lx, ly := left, 30.0
+	for i, f := range s.Faults {
+		whole := len(f.Windows) == 1 && f.Windows[0][0] <= 0.001 && f.Windows[0][1] >= dur-0.001
+		label := fmt.Sprintf("%s (%s): %s", f.Name, f.Kind, fmtWindows(f.Windows))
+		if whole {
+			label = fmt.Sprintf("%s (%s): the whole run, not shaded", f.Name, f.Kind)
+		}
+		w := 16 + 6.0*float64(len(label)) + 16
+		if lx+w > width-right && lx > left {
+			lx, ly = left, ly+16
+		}
+		legend = append(legend, entry{lx, ly, label, palette[i%len(palette)], whole})
+		lx += w
+	}
+	top := ly + 56
+	height := top + float64(n)*(panelH+gap) + 20
 	x := func(t float64) float64 { return left + plotW*math.Min(math.Max(t, 0), dur)/dur }
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, `<?xml version="1.0" encoding="UTF-8"?>
@@ -66,22 +89,22 @@ func writeSVG(w io.Writer, s *Summary) error {
 	fmt.Fprintf(bw, "<title>%s</title>\n", esc(fmt.Sprintf("experiment %s, seed %d", s.Experiment, s.Seed)))
 	fmt.Fprintf(bw, `<rect x="0" y="0" width="%.0f" height="%.0f" fill="#ffffff"/>`+"\n", width, height)
 	fmt.Fprintf(bw, `<text x="%.0f" y="20" font-size="14" font-weight="bold">%s</text>`+"\n", left, esc(fmt.Sprintf("experiment %s — seed %d — %.3gs%s", s.Experiment, s.Seed, s.Duration, map[bool]string{true: " (short)"}[s.Short])))
-	// legend: the faults
-	lx := left
-	for i, f := range s.Faults {
-		col := palette[i%len(palette)]
-		label := fmt.Sprintf("%s (%s): %s", f.Name, f.Kind, fmtWindows(f.Windows))
-		fmt.Fprintf(bw, `<rect x="%.1f" y="30" width="12" height="12" fill="%s" fill-opacity="0.35"/><text x="%.1f" y="40">%s</text>`+"\n", lx, col, lx+16, esc(label))
-		lx += 16 + 6.2*float64(len(label)) + 14
-		if lx > width-200 && i < len(s.Faults)-1 {
-			lx = left // wraps over the next legend row's place: keep it short
+	for _, e := range legend {
+		op := "0.35"
+		if e.whole {
+			op = "0"
 		}
+		fmt.Fprintf(bw, `<rect x="%.1f" y="%.1f" width="12" height="12" fill="%s" fill-opacity="%s" stroke="%s"/><text x="%.1f" y="%.1f">%s</text>`+"\n",
+			e.x, e.y, e.col, op, e.col, e.x+16, e.y+10, esc(e.label))
 	}
-	fmt.Fprintf(bw, `<text x="%.0f" y="62" fill="#555">green: successes/s, red: failures/s, blue: goodput; orange: latency p50 (solid), p99 (dashed), right axis</text>`+"\n", left)
+	fmt.Fprintf(bw, `<text x="%.0f" y="%.0f" fill="#555">green: successes/s, red: failures/s, blue: goodput (log scale); orange: latency p50 (solid), p99 (dashed), right axis</text>`+"\n", left, ly+30)
 	// the fault windows, behind every panel
 	y0, y1 := top, top+float64(n)*(panelH+gap)-gap
 	fmt.Fprintln(bw, `<g id="fault-windows">`)
 	for i, f := range s.Faults {
+		if legend[i].whole {
+			continue
+		}
 		col := palette[i%len(palette)]
 		for _, wd := range f.Windows {
 			fmt.Fprintf(bw, `<rect class="fault-window" data-fault="%s" x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="%s" fill-opacity="0.18"><title>%s</title></rect>`+"\n",
@@ -132,11 +155,44 @@ func writePanel(bw *bufio.Writer, r *WorkloadResult, py, ph, left, plotW float64
 	lmax = math.Ceil(lmax/lstep) * lstep
 	y := func(v float64) float64 { return py + ph - ph*v/ymax }
 	ly := func(v float64) float64 { return py + ph - ph*math.Min(v, lmax)/lmax }
+	// goodput on a log scale: a fault's effect is a ratio
+	var d0, d1 float64
+	if bulk {
+		lo := math.Inf(1)
+		for _, sl := range r.Slots {
+			if sl.Bps > 0 {
+				lo = math.Min(lo, sl.Bps/1e6)
+			}
+		}
+		if math.IsInf(lo, 1) {
+			lo = ymax / 10
+		}
+		d0, d1 = math.Floor(math.Log10(lo)), math.Ceil(math.Log10(ymax))
+		if d1 <= d0 {
+			d1 = d0 + 1
+		}
+		y = func(v float64) float64 {
+			if v <= 0 {
+				return py + ph
+			}
+			return py + ph - ph*math.Max(0, math.Log10(v)-d0)/(d1-d0)
+		}
+	}
 	unit := "requests/s"
 	if bulk {
 		unit = "Mbit/s"
 	}
-	for v := 0.0; v <= ymax+ystep/2; v += ystep {
+	ticks := []float64{}
+	if bulk {
+		for e := d0; e <= d1; e++ {
+			ticks = append(ticks, math.Pow(10, e))
+		}
+	} else {
+		for v := 0.0; v <= ymax+ystep/2; v += ystep {
+			ticks = append(ticks, v)
+		}
+	}
+	for _, v := range ticks {
 		fmt.Fprintf(bw, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#eee"/><text x="%.1f" y="%.1f" text-anchor="end">%s</text>`+"\n",
 			left, left+plotW, y(v), y(v), left-4, y(v)+4, fmtTick(v))
 	}

@@ -599,7 +599,7 @@ func (g *gen) bulk(ctx context.Context) {
 			return syscall.SetsockoptString(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CONGESTION, g.w.CC)
 		})
 		if err != nil {
-			g.s.request(start, 0, errKind(err), "")
+			g.s.conn(start, errKind(err))
 			select {
 			case <-ctx.Done():
 			case <-time.After(100 * time.Millisecond):
@@ -616,10 +616,10 @@ func (g *gen) bulk(ctx context.Context) {
 		stop()
 		c.Close()
 		if ctx.Err() != nil {
-			g.s.request(start, time.Since(start), "", "")
+			g.s.conn(start, "")
 			break
 		}
-		g.s.request(start, 0, errKind(err), "")
+		g.s.conn(start, errKind(err))
 	}
 	ln.Close()
 	wg.Wait()
