@@ -306,6 +306,18 @@ func writeText(w io.Writer, s *Summary) error {
 			sort.Strings(sb)
 			fmt.Fprintf(bw, "  served by: %s\n", strings.Join(sb, ", "))
 		}
+		for _, w := range r.Phases {
+			name := "from the start"
+			if w.Fault != "" {
+				name = "after " + w.Fault
+			}
+			if bulk {
+				fmt.Fprintf(bw, "  %7.3f-%7.3fs goodput %s: %s\n", w.From, w.To, rate(w.GoodputBps), name)
+				continue
+			}
+			fmt.Fprintf(bw, "  %7.3f-%7.3fs %5d requests, ok %5.1f%%, p50 %.3fms p99 %.3fms: %s\n",
+				w.From, w.To, w.Requests, 100*w.SuccessRatio, w.Latency.P50, w.Latency.P99, name)
+		}
 		for _, w := range r.Windows {
 			name := w.Fault
 			if name == "" {

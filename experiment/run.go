@@ -326,8 +326,20 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 	}
 	sort.Slice(sum.Steps, func(i, j int) bool { return sum.Steps[i].At < sum.Steps[j].At })
 	sum.Conntrack = ctDelta(ctBefore, ctAfter)
+	var stepAt []float64
+	var stepWhat []string
+	for _, st := range sum.Steps {
+		if len(stepAt) > 0 && stepAt[len(stepAt)-1] == st.At {
+			stepWhat[len(stepWhat)-1] += "; " + st.What
+			continue
+		}
+		stepAt, stepWhat = append(stepAt, st.At), append(stepWhat, st.What)
+	}
 	for i, g := range gens {
 		r := g.s.result(spans[i][0], spans[i][1], windows)
+		g.s.mu.Lock()
+		r.Phases = g.s.phases(spans[i][0], spans[i][1], stepAt, stepWhat)
+		g.s.mu.Unlock()
 		r.Name, r.Kind, r.From, r.To, r.Mode = g.w.Name, g.w.Kind, g.w.From, g.w.To, g.w.Mode
 		if r.Kind == lab.WorkDNS && r.Mode == "" {
 			r.Mode = "parallel"

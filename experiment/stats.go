@@ -174,6 +174,10 @@ type WorkloadResult struct {
 	Windows   []Window       `json:"windows"`
 	// Active is the workload's window in the run (s).
 	Active [2]float64 `json:"active"`
+	// Phases are the workload's results between the steps: from the
+	// start to the first step's time, then from each step's time to
+	// the next's (Fault names the step that began it, "" the start).
+	Phases []Window `json:"phases,omitempty"`
 	// Slots are the plot's bins (timeline.svg), not in the file.
 	Slots []Slot `json:"-"`
 }
@@ -261,6 +265,31 @@ func (s *series) result(from, to float64, windows []FaultWindows) WorkloadResult
 		}
 	}
 	return r
+}
+
+// phases splits [from, to) at the steps' times (s, sorted; names what
+// each did).
+func (s *series) phases(from, to float64, at []float64, names []string) []Window {
+	if len(at) == 0 {
+		return nil
+	}
+	var out []Window
+	start, name := from, ""
+	for i := 0; i <= len(at); i++ {
+		end := to
+		if i < len(at) {
+			end = math.Min(math.Max(at[i], from), to)
+		}
+		if end > start {
+			a, b := start, end
+			w := s.window(name, a, b, func(t float64) bool { return t >= a && t < b })
+			out = append(out, w)
+		}
+		if i < len(at) {
+			start, name = math.Max(end, start), names[i]
+		}
+	}
+	return out
 }
 
 // window counts the requests that started where keep says, and the
