@@ -55,6 +55,7 @@ type Summary struct {
 	Steps     []StepResult     `json:"steps"`
 	Events    EventCount       `json:"events"`
 	Model     *ModelResult     `json:"model,omitempty"`
+	NFQueue   *NFQueueResult   `json:"nfqueue,omitempty"`
 	// Out is the report folder (not in the file).
 	Out string `json:"-"`
 }
@@ -216,7 +217,7 @@ func writeText(w io.Writer, s *Summary) error {
 		short = fmt.Sprintf(" (short: times x%.3g)", s.Scale)
 	}
 	fmt.Fprintf(bw, "experiment %s  seed=%d  start=%s  duration=%.3fs%s  config=%s %s\n", s.Experiment, s.Seed, s.Start, s.Duration, short, s.Config, s.ConfigSHA256)
-	fmt.Fprintf(bw, "packets read by uswitch: %d; timeline events: %d (lost %d)\n\n", s.Packets, s.Events.Total, s.Events.Lost)
+	fmt.Fprintf(bw, "packets uswitch read from the lab's devices: %d; timeline events: %d (lost %d)\n\n", s.Packets, s.Events.Total, s.Events.Lost)
 	if len(s.Faults) > 0 {
 		fmt.Fprintf(bw, "%-16s %-28s %-22s %9s %9s  %s\n", "fault", "placement", "active", "matched", "acted", "detail")
 		for _, f := range s.Faults {
@@ -259,6 +260,13 @@ func writeText(w io.Writer, s *Summary) error {
 		cd = append(cd, fmt.Sprintf("%s %+d", k, s.Conntrack.Delta[k]))
 	}
 	fmt.Fprintf(bw, "conntrack -S delta: %s; entries %d -> %d\n\n", strings.Join(cd, " "), s.Conntrack.Before["count"], s.Conntrack.After["count"])
+	if q := s.NFQueue; q != nil {
+		fmt.Fprintf(bw, "nfqueue: queues %v of %s: uswitch decided %d packets (accepted %d, dropped %d, fail-open overruns %d)", q.Queues, q.Netns, q.Packets, q.Accepted, q.Dropped, q.Overruns)
+		if q.Killed > 0 {
+			fmt.Fprintf(bw, "; killed at %.3fs, the kernel then held %v (dropped), %d read and undecided", q.Killed, q.HeldAtKill, q.BacklogAtKill)
+		}
+		fmt.Fprintf(bw, "\n\n")
+	}
 	for _, st := range s.Steps {
 		fmt.Fprintf(bw, "step at %.3fs (done %.3fs): %s: %s", st.At, st.Did, st.What, st.Result)
 		if st.Note != "" {

@@ -182,6 +182,13 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 			l.Close()
 		}
 	}()
+	var nq *nfq
+	if c.NFQueue != nil {
+		if nq, err = startNFQueue(c.NFQueue, seed, logw); err != nil {
+			return nil, err
+		}
+		defer nq.result() // stopped on every way out
+	}
 	set := l.Faults()
 	// the run's time 0 is the faults' epoch: their schedules count from it
 	t0 := time.Now().Add(-time.Duration(l.Now() - set.Epoch()))
@@ -243,8 +250,8 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 		off, _ := lab.ParseTime(st.At)
 		st := st
 		at(off, func() {
-			what, res := doStep(l, st)
 			now := time.Since(t0).Seconds()
+			what, res := doStep(l, nq, st, now)
 			addEvent(event{T: round6(now), Seq: l.Received(), Ev: "step", Step: what, Out: res})
 			stmu.Lock()
 			steps = append(steps, StepResult{At: off.Seconds(), Did: round6(now), What: what, Result: res, Note: st.Note})
@@ -308,6 +315,11 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 	ctAfter := ctStats(l)
 	faults := faultResults(set, windows)
 	metrics := l.Metrics()
+	var nqr *NFQueueResult
+	if nq != nil {
+		metrics += nq.metrics()
+		nqr = nq.result()
+	}
 	if tcancel != nil {
 		tcancel()
 		<-tdone
@@ -322,7 +334,7 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 	sum := &Summary{
 		Experiment: name, Seed: seed, Start: startWall.UTC().Format(time.RFC3339Nano), Duration: dur.Seconds(),
 		Short: o.Short && scale != 1, Scale: scale, Config: cfg.File, ConfigSHA256: sha(src),
-		Faults: faults, Windows: windows, Steps: steps, Packets: received,
+		Faults: faults, Windows: windows, Steps: steps, Packets: received, NFQueue: nqr,
 	}
 	sort.Slice(sum.Steps, func(i, j int) bool { return sum.Steps[i].At < sum.Steps[j].At })
 	sum.Conntrack = ctDelta(ctBefore, ctAfter)
@@ -455,8 +467,9 @@ func faultWindows(s *fault.Set, dur time.Duration) []FaultWindows {
 	return out
 }
 
-// doStep does a step; it returns what it did and the result.
-func doStep(l *lab.Lab, st lab.Step) (what, result string) {
+// doStep does a step at now (s); it returns what it did and the
+// result.
+func doStep(l *lab.Lab, nq *nfq, st lab.Step, now float64) (what, result string) {
 	switch {
 	case st.Run != "":
 		args := strings.Fields(st.Run)
@@ -483,6 +496,8 @@ func doStep(l *lab.Lab, st lab.Step) (what, result string) {
 			return "stop_server " + st.StopServer, err.Error()
 		}
 		return "stop_server " + st.StopServer, fmt.Sprintf("%d server(s) stopped", n)
+	case st.Kill == "nfqueue":
+		return "kill nfqueue", nq.kill(now)
 	case st.Kill == "datapath":
 		if err := l.StopDatapath(); err != nil {
 			return "kill datapath", err.Error()

@@ -97,7 +97,7 @@ func writeSVG(w io.Writer, s *Summary) error {
 		fmt.Fprintf(bw, `<rect x="%.1f" y="%.1f" width="12" height="12" fill="%s" fill-opacity="%s" stroke="%s"/><text x="%.1f" y="%.1f">%s</text>`+"\n",
 			e.x, e.y, e.col, op, e.col, e.x+16, e.y+10, esc(e.label))
 	}
-	fmt.Fprintf(bw, `<text x="%.0f" y="%.0f" fill="#555">green: successes/s, red: failures/s, blue: goodput (log scale); orange: latency p50 (solid), p99 (dashed), right axis</text>`+"\n", left, ly+30)
+	fmt.Fprintf(bw, `<text x="%.0f" y="%.0f" fill="#555">green: successes/s, red: failures/s, blue: goodput (log scale); orange: latency p50 (solid), p99 (dashed), right axis; dotted lines: steps</text>`+"\n", left, ly+30)
 	// the fault windows, behind every panel
 	y0, y1 := top, top+float64(n)*(panelH+gap)-gap
 	fmt.Fprintln(bw, `<g id="fault-windows">`)
@@ -110,6 +110,13 @@ func writeSVG(w io.Writer, s *Summary) error {
 			fmt.Fprintf(bw, `<rect class="fault-window" data-fault="%s" x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="%s" fill-opacity="0.18"><title>%s</title></rect>`+"\n",
 				esc(f.Name), x(wd[0]), y0, math.Max(x(wd[1])-x(wd[0]), 1), y1-y0, col, esc(fmt.Sprintf("%s %.3f-%.3fs", f.Name, wd[0], wd[1])))
 		}
+	}
+	fmt.Fprintln(bw, `</g>`)
+	// the steps: a line each, across the panels
+	fmt.Fprintln(bw, `<g id="steps">`)
+	for _, st := range s.Steps {
+		fmt.Fprintf(bw, `<line class="step" x1="%.2f" x2="%.2f" y1="%.2f" y2="%.2f" stroke="#333" stroke-dasharray="2,3"><title>%s</title></line>`+"\n",
+			x(st.Did), x(st.Did), y0-4, y1, esc(fmt.Sprintf("%.3fs %s: %s", st.Did, st.What, st.Result)))
 	}
 	fmt.Fprintln(bw, `</g>`)
 	for i, r := range s.Workloads {

@@ -68,6 +68,7 @@ type Config struct {
 	Faults     []fault.Spec `toml:"fault"`
 	Workloads  []Workload   `toml:"workload"`
 	Steps      []Step       `toml:"step"`
+	NFQueue    *NFQueue     `toml:"nfqueue"`
 
 	// File is where the config came from ("" for an embedded one).
 	File string `toml:"-"`
@@ -1056,6 +1057,11 @@ func (c *Config) Rename(ns func(string) string) *Config {
 		if d.Workloads[i].Listen != "" {
 			d.Workloads[i].Listen = ns(d.Workloads[i].Listen)
 		}
+	}
+	if c.NFQueue != nil {
+		q := *c.NFQueue
+		q.Netns = ns(q.Netns)
+		d.NFQueue = &q
 	}
 	d.Steps = append([]Step(nil), c.Steps...)
 	for i := range d.Steps {

@@ -116,10 +116,46 @@ type Step struct {
 	// PORT ("NS:PORT"): listening sockets and connections closed, as
 	// when the process dies (the kernel then refuses new connections).
 	StopServer string `toml:"stop_server"`
-	// Kill is what a datapath-kill is where the runner does it itself:
-	// "datapath" stops uswitch's datapath (its TUN devices close).
+	// Kill is a datapath-kill done by the runner itself: "datapath"
+	// stops uswitch's lab datapath (its TUN devices close); "nfqueue"
+	// stops the [nfqueue] decider (its netlink sockets close, as when
+	// its process is killed: the kernel drops what it had queued, and
+	// later packets pass only with --queue-bypass).
 	Kill string `toml:"kill"`
 	Note string `toml:"note"`
+}
+
+// NFQueue is the [nfqueue] table: an experiment in NFQUEUE mode. The
+// kernel of namespace Netns forwards (the lab's [[link]] veths and
+// routes), Kernel is loaded into it with iptables-restore (the rules
+// that queue packets: -j NFQUEUE --queue-num N [--queue-bypass]), and
+// uswitch decides queues Queues ("5" or "5:6") with the rule set Rules
+// (iptables-save form; "" = the namespace's own, as `uswitch nfqueue`
+// captures it).
+type NFQueue struct {
+	Netns  string `toml:"netns"`
+	Queues string `toml:"queues"`
+	Kernel string `toml:"kernel"`
+	Rules  string `toml:"rules"`
+}
+
+// QueueList is Queues as numbers.
+func (q *NFQueue) QueueList() ([]uint16, error) {
+	a, b, rng := strings.Cut(q.Queues, ":")
+	lo, err1 := strconv.ParseUint(a, 10, 16)
+	hi := lo
+	var err2 error
+	if rng {
+		hi, err2 = strconv.ParseUint(b, 10, 16)
+	}
+	if err1 != nil || err2 != nil || hi < lo || hi-lo > 63 {
+		return nil, fmt.Errorf("queues %q: N or A:B (0-65535, at most 64)", q.Queues)
+	}
+	var out []uint16
+	for n := lo; n <= hi; n++ {
+		out = append(out, uint16(n))
+	}
+	return out, nil
 }
 
 // RateValue is a rate: an integer or a float, at least 0.
@@ -210,6 +246,20 @@ func (c *Config) checkExperiment(src string) error {
 		return &ConfigError{File: c.File, Line: keyLine(src, toml.Key{"experiment", "model"}), Key: "experiment.model",
 			Err: fmt.Errorf("%q: the one model is mathis", e.Model)}
 	}
+	if q := c.NFQueue; q != nil {
+		qfail := func(format string, a ...any) error {
+			return &ConfigError{File: c.File, Line: headerLine(src, "[nfqueue]", 0), Key: "nfqueue", Err: fmt.Errorf(format, a...)}
+		}
+		if ns[q.Netns] == nil {
+			return qfail("netns %q: no [[namespace]] of that name", q.Netns)
+		}
+		if _, err := q.QueueList(); err != nil {
+			return qfail("%v", err)
+		}
+		if strings.TrimSpace(q.Kernel) == "" {
+			return qfail("kernel: the iptables-restore input that queues packets (-j NFQUEUE)")
+		}
+	}
 	for i, s := range c.Steps {
 		if _, err := ParseTime(s.At); err != nil {
 			return fail("step", i, "at: %v", err)
@@ -236,8 +286,14 @@ func (c *Config) checkExperiment(src string) error {
 				return fail("step", i, "stop_server %q: namespace %s has no built-in server on port %d", s.StopServer, name, port)
 			}
 		}
-		if s.Kill != "" && s.Kill != "datapath" {
-			return fail("step", i, "kill %q: the one thing to kill is \"datapath\"", s.Kill)
+		switch s.Kill {
+		case "", "datapath":
+		case "nfqueue":
+			if c.NFQueue == nil {
+				return fail("step", i, "kill \"nfqueue\": the experiment has no [nfqueue] table")
+			}
+		default:
+			return fail("step", i, "kill %q: datapath or nfqueue", s.Kill)
 		}
 		if s.Run != "" {
 			switch strings.Fields(s.Run)[0] {
@@ -361,10 +417,13 @@ func (c *Config) checkWorkload(w *Workload, ns map[string]*Namespace, dur time.D
 }
 
 // tableLine is the line of the i-th [[key]] header.
-func tableLine(src, key string, i int) int {
+func tableLine(src, key string, i int) int { return headerLine(src, "[["+key+"]]", i) }
+
+// headerLine is the line of the i-th table header h ("[nfqueue]").
+func headerLine(src, h string, i int) int {
 	n := -1
 	for ln, line := range strings.Split(src, "\n") {
-		if strings.TrimSpace(line) == "[["+key+"]]" {
+		if strings.TrimSpace(line) == h {
 			n++
 			if n == i {
 				return ln + 1

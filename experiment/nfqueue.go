@@ -1,0 +1,144 @@
+package experiment
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+
+	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/host"
+	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/lab"
+	"github.com/uswitch-lab/uswitch/nfqueue"
+)
+
+// An experiment in NFQUEUE mode ([nfqueue]): the kernel of a lab
+// namespace forwards and queues packets to uswitch, which decides them
+// with its engine, as `uswitch nfqueue --netns NS` does, in the runner's
+// process. A kill step closes its queue sockets: for the kernel that is
+// what the death of a `uswitch nfqueue` process is (the socket release
+// destroys the queue instances, nfqnl_rcv_nl_event: the packets they
+// held are dropped, nfqnl_flush with NF_DROP; later packets meet no
+// listener and pass only with --queue-bypass, nf_queue.c).
+
+// NFQueueResult is the NFQUEUE part of the summary.
+type NFQueueResult struct {
+	Netns  string   `json:"netns"`
+	Queues []uint16 `json:"queues"`
+	// Killed is when the decider was stopped (s; 0: never).
+	Killed float64 `json:"killed_at,omitempty"`
+	// HeldAtKill are the packets the kernel held for uswitch at the
+	// kill (queue_total of /proc/net/netfilter/nfnetlink_queue, per
+	// queue), which it dropped; BacklogAtKill those uswitch had read
+	// and not yet decided.
+	HeldAtKill    map[uint16]uint32 `json:"held_at_kill,omitempty"`
+	BacklogAtKill int               `json:"backlog_at_kill,omitempty"`
+	// Packets, Accepted, Dropped: what uswitch decided.
+	Packets  uint64 `json:"packets"`
+	Accepted uint64 `json:"accepted"`
+	Dropped  uint64 `json:"dropped"`
+	Overruns uint64 `json:"overruns"`
+}
+
+type nfq struct {
+	mu     sync.Mutex
+	cfg    *lab.NFQueue
+	srv    *nfqueue.Server
+	eng    *datapath.Engine
+	res    NFQueueResult
+	killed bool
+}
+
+// startNFQueue loads the kernel's queueing rules into the namespace and
+// starts deciding its queues.
+func startNFQueue(c *lab.NFQueue, seed uint64, logw io.Writer) (*nfq, error) {
+	qs, err := c.QueueList()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("ip", "netns", "exec", c.Netns, "iptables-restore")
+	cmd.Stdin = strings.NewReader(c.Kernel)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("nfqueue: iptables-restore in %s: %v: %s", c.Netns, err, bytes.TrimSpace(out))
+	}
+	tmp, err := os.MkdirTemp("", "uswitch-experiment-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := host.Capture(tmp, c.Netns); err != nil {
+		return nil, fmt.Errorf("nfqueue: capture %s: %w", c.Netns, err)
+	}
+	s, err := host.Load(tmp)
+	if err != nil {
+		return nil, fmt.Errorf("nfqueue: %w", err)
+	}
+	ecfg := s.EngineConfig()
+	if c.Rules != "" {
+		ld := &iptables.Loader{}
+		if s.Sets != nil {
+			ld.Sets = s.Sets
+		}
+		if ecfg.Rules, err = ld.LoadString(c.Rules); err != nil {
+			return nil, fmt.Errorf("nfqueue: rules: %w", err)
+		}
+	}
+	eng := datapath.New(ecfg, s.ConntrackConfig(), seed)
+	srv, err := nfqueue.Start(eng, s.FIB.LinkName, nfqueue.Options{Queues: qs, NetNS: c.Netns,
+		Logf: func(f string, a ...any) { fmt.Fprintf(logw, "nfqueue: "+f+"\n", a...) }})
+	if err != nil {
+		return nil, fmt.Errorf("nfqueue: %w", err)
+	}
+	fmt.Fprintf(logw, "nfqueue: deciding queues %v of %s\n", qs, c.Netns)
+	return &nfq{cfg: c, srv: srv, eng: eng, res: NFQueueResult{Netns: c.Netns, Queues: qs}}, nil
+}
+
+// kill stops the decider at t (s), recording what it and the kernel
+// held.
+func (q *nfq) kill(t float64) string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.killed {
+		return "already stopped"
+	}
+	st := q.srv.Stats()
+	q.res.HeldAtKill = map[uint16]uint32{}
+	var held uint32
+	for _, qs := range st.Queues {
+		if qs.HasKernel {
+			q.res.HeldAtKill[qs.Num] = qs.Kernel.Depth
+			held += qs.Kernel.Depth
+		}
+		q.res.BacklogAtKill += qs.Backlog
+	}
+	q.srv.Close()
+	q.killed = true
+	q.res.Killed = t
+	return fmt.Sprintf("queue sockets closed: the kernel held %d packets (dropped), uswitch had read %d undecided", held, q.res.BacklogAtKill)
+}
+
+// result stops the decider (if it runs) and returns its part of the
+// summary.
+func (q *nfq) result() *NFQueueResult {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.killed {
+		q.srv.Close()
+		q.killed = true
+	}
+	st := q.srv.Stats()
+	q.res.Packets, q.res.Accepted, q.res.Dropped, q.res.Overruns = st.Packets, st.Accepted, st.Dropped, st.Overruns
+	r := q.res
+	return &r
+}
+
+// metrics is the decider's Prometheus text.
+func (q *nfq) metrics() string {
+	var b strings.Builder
+	q.srv.WriteMetrics(&b)
+	return b.String()
+}
