@@ -26,7 +26,8 @@ import (
 //	timeline.svg   per workload its successes, failures and goodput per
 //	               second and latency, fault windows shaded
 //	metrics.prom   the lab's Prometheus metrics at the end (the faults'
-//	               counters among them)
+//	               counters among them); nfqueue-metrics.prom those of
+//	               the NFQUEUE decider ([nfqueue])
 //	trace.txt      with --trace: the live trace lines (fault decisions
 //	               as "fault:PLACEMENT" lines)
 //	model.svg      with model = "mathis": goodput against loss, measured
@@ -92,6 +93,7 @@ type StepResult struct {
 	What   string  `json:"what"`
 	Result string  `json:"result"`
 	Note   string  `json:"note,omitempty"`
+	idx    int     // the step's place in the file (the order of steps at one time)
 }
 
 // EventCount counts timeline.jsonl's events and those not kept.
@@ -123,7 +125,7 @@ func faultResults(s *fault.Set, windows []FaultWindows) []FaultResult {
 	return out
 }
 
-func writeReport(dir string, s *Summary, events []event, metrics string, trace []string, withTrace bool) error {
+func writeReport(dir string, s *Summary, events []event, metrics string, trace []string, withTrace bool, extra map[string]string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -161,6 +163,9 @@ func writeReport(dir string, s *Summary, events []event, metrics string, trace [
 			}
 			return nil
 		}
+	}
+	for name, text := range extra {
+		files[name] = func(w io.Writer) error { _, err := io.WriteString(w, text); return err }
 	}
 	if s.Model != nil {
 		files["model.svg"] = func(w io.Writer) error { return writeModelSVG(w, s) }

@@ -195,16 +195,33 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 	startWall := time.Now()
 
 	var trace []string
-	var tdone chan struct{}
+	var tdone, tstop chan struct{}
 	var tcancel func()
 	if o.Trace {
+		// cancel stops the lines (it does not close the channel): the
+		// reader then takes what is left and ends
 		lines, cancel := l.SubscribeTrace(4096)
-		tcancel, tdone = cancel, make(chan struct{})
+		tcancel, tdone, tstop = cancel, make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(tdone)
-			for ln := range lines {
+			keep := func(ln string) {
 				if len(trace) < maxEvents {
 					trace = append(trace, ln)
+				}
+			}
+			for {
+				select {
+				case ln := <-lines:
+					keep(ln)
+				case <-tstop:
+					for {
+						select {
+						case ln := <-lines:
+							keep(ln)
+						default:
+							return
+						}
+					}
 				}
 			}
 		}()
@@ -246,15 +263,14 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 	// steps
 	var steps []StepResult
 	var stmu sync.Mutex
-	for _, st := range c.Steps {
+	for i, st := range c.Steps {
 		off, _ := lab.ParseTime(st.At)
-		st := st
 		at(off, func() {
 			now := time.Since(t0).Seconds()
 			what, res := doStep(l, nq, st, now)
 			addEvent(event{T: round6(now), Seq: l.Received(), Ev: "step", Step: what, Out: res})
 			stmu.Lock()
-			steps = append(steps, StepResult{At: off.Seconds(), Did: round6(now), What: what, Result: res, Note: st.Note})
+			steps = append(steps, StepResult{At: off.Seconds(), Did: round6(now), What: what, Result: res, Note: st.Note, idx: i})
 			stmu.Unlock()
 			fmt.Fprintf(logw, "  %.3fs step: %s: %s\n", now, what, res)
 		})
@@ -316,12 +332,14 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 	faults := faultResults(set, windows)
 	metrics := l.Metrics()
 	var nqr *NFQueueResult
+	extra := map[string]string{}
 	if nq != nil {
-		metrics += nq.metrics()
+		extra["nfqueue-metrics.prom"] = nq.metrics()
 		nqr = nq.result()
 	}
 	if tcancel != nil {
 		tcancel()
+		close(tstop)
 		<-tdone
 	}
 	received := l.Received()
@@ -336,7 +354,12 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 		Short: o.Short && scale != 1, Scale: scale, Config: cfg.File, ConfigSHA256: sha(src),
 		Faults: faults, Windows: windows, Steps: steps, Packets: received, NFQueue: nqr,
 	}
-	sort.Slice(sum.Steps, func(i, j int) bool { return sum.Steps[i].At < sum.Steps[j].At })
+	stmu.Lock()
+	sort.Slice(sum.Steps, func(i, j int) bool {
+		a, b := sum.Steps[i], sum.Steps[j]
+		return a.At < b.At || a.At == b.At && a.idx < b.idx
+	})
+	stmu.Unlock()
 	sum.Conntrack = ctDelta(ctBefore, ctAfter)
 	var stepAt []float64
 	var stepWhat []string
@@ -368,7 +391,7 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 	if e.Model == "mathis" {
 		sum.Model = mathis(&c, set, sum)
 	}
-	if err := writeReport(out, sum, events, metrics, trace, o.Trace); err != nil {
+	if err := writeReport(out, sum, events, metrics, trace, o.Trace, extra); err != nil {
 		return sum, err
 	}
 	sum.Out = out

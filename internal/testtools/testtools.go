@@ -44,6 +44,7 @@ var packages = map[string]string{
 	"ping":                    "iputils-ping",
 	"sysctl":                  "procps",
 	"stdbuf":                  "coreutils",
+	"chromium":                "chromium",
 }
 
 // Required reports whether USWITCH_REQUIRE_TOOLS=1: what would be a skip
