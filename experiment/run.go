@@ -236,15 +236,27 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 		events = append(events, ev)
 		evmu.Unlock()
 	}
+	// timers: the window edges and the steps; cbs counts the callbacks
+	// that may still run (stopTimers waits for them)
 	var timers []*time.Timer
-	defer func() {
-		for _, t := range timers {
-			t.Stop()
-		}
-	}()
+	var cbs sync.WaitGroup
 	at := func(off time.Duration, fn func()) {
-		timers = append(timers, time.AfterFunc(time.Until(t0.Add(off)), fn))
+		cbs.Add(1)
+		timers = append(timers, time.AfterFunc(time.Until(t0.Add(off)), func() {
+			defer cbs.Done()
+			fn()
+		}))
 	}
+	stopTimers := func() {
+		for _, t := range timers {
+			if t.Stop() {
+				cbs.Done()
+			}
+		}
+		timers = nil
+		cbs.Wait()
+	}
+	defer stopTimers()
 	// fault window edges, stamped live with the packet number
 	for _, fw := range windows {
 		for _, w := range fw.Windows {
@@ -287,6 +299,9 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 			g.size = map[string]int{lab.WorkUDP: 64, lab.WorkTCPRR: 32}[w.Kind]
 		}
 		if err := g.prepare(); err != nil {
+			for _, h := range gens[:i] {
+				h.release()
+			}
 			return nil, fmt.Errorf("workload %s: %w", w.Name, err)
 		}
 		gens[i] = g
@@ -308,6 +323,7 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 		go func() {
 			defer wg.Done()
 			defer cancel()
+			defer g.release()
 			if d := time.Until(t0.Add(from)); d > 0 {
 				select {
 				case <-time.After(d):
@@ -323,9 +339,7 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 	if d := time.Until(t0.Add(dur)); d > 0 {
 		time.Sleep(d)
 	}
-	for _, t := range timers {
-		t.Stop()
-	}
+	stopTimers()
 
 	// what the faults and conntrack counted, before the lab goes
 	ctAfter := ctStats(l)

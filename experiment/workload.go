@@ -121,6 +121,17 @@ func (g *gen) dial(network, addr string, timeout time.Duration, control func(fd 
 	return c, err
 }
 
+// release closes the receiver's socket (a workload that never ran, or
+// one that did: closing twice is harmless).
+func (g *gen) release() {
+	if g.ln != nil {
+		g.ln.Close()
+	}
+	if g.pc != nil {
+		g.pc.Close()
+	}
+}
+
 // run runs the workload until ctx is done; its last requests may take
 // up to the timeout longer.
 func (g *gen) run(ctx context.Context) {

@@ -14,10 +14,6 @@ const experimentUsage = "usage: uswitch experiment run FILE [--faults FILE] [--o
 // experimentCmd runs an experiment: a lab file with [experiment],
 // [[workload]], [[step]] and [[fault]] tables (package experiment).
 func experimentCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "run" {
-		fmt.Fprintln(stderr, experimentUsage)
-		return 2
-	}
 	fs := flag.NewFlagSet("experiment run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	faults := fs.String("faults", "", "a fault file: its [experiment], [[fault]], [[workload]] and [[step]] tables join the lab file's")
@@ -25,6 +21,13 @@ func experimentCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 	seed := fs.Uint64("seed", 0, "the seed (default: [experiment] seed, else the clock; printed either way)")
 	short := fs.Bool("short", false, "the short form: every time of the run scaled to [experiment] short")
 	trace := fs.Bool("trace", false, "also write the live trace lines (fault decisions among them) to trace.txt")
+	if len(args) == 0 || args[0] != "run" {
+		fmt.Fprintln(stderr, experimentUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			fs.PrintDefaults()
+		}
+		return 2
+	}
 	// the file may come before the flags
 	rest := args[1:]
 	var file string
