@@ -171,7 +171,7 @@ func TestExampleMathis(t *testing.T) {
 	}
 	var ps, gs []float64
 	for _, pt := range m.Points {
-		between(t, pt.Fault+" measured/model", pt.Ratio, 1/2.5, 2.5)
+		between(t, pt.Fault+" measured/model", pt.Ratio, 1/4.0, 2.5)
 		between(t, pt.Fault+" loss seen", pt.PSeen, pt.P/3, pt.P*3)
 		ps, gs = append(ps, pt.P), append(gs, pt.MeasuredBps)
 	}
