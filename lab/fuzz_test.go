@@ -16,7 +16,7 @@ func FuzzConfig(f *testing.F) {
 	f.Add([]byte(DefaultTOML()))
 	f.Add([]byte(""))
 	f.Add([]byte("name = \"x\"\n[[interface]]\nname = \"t0\"\nnetns = \"a\"\naddresses = [\"10.0.0.1/24\"]\n[[namespace]]\nname = \"a\"\naddresses = [\"10.0.0.2/24\"]\n"))
-	for _, p := range []string{"testdata/*.toml", "../examples/labs/*.toml"} {
+	for _, p := range []string{"testdata/*.toml", "../examples/labs/*.toml", "../examples/experiments/*.toml"} {
 		fs, _ := filepath.Glob(p)
 		for _, fn := range fs {
 			if b, err := os.ReadFile(fn); err == nil {
