@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -222,7 +223,24 @@ func TestExampleConntrackFull(t *testing.T) {
 	if est.Failed != 0 {
 		t.Errorf("the established connection failed %d times: %v", est.Failed, est.Errors)
 	}
+	// the timeline has the drops, inside the window, with the log line
+	b, _ := os.ReadFile(filepath.Join(s.Out, "timeline.jsonl"))
+	var drops uint64
+	for _, ln := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var e event
+		json.Unmarshal([]byte(ln), &e)
+		if e.Ev == "conntrack -S" && e.Delta["drop"] > 0 {
+			w := s.Windows[0].Windows[0]
+			if e.Fault != "ct-full" || e.Log == "" || e.T < w[0] || e.T > w[1]+0.2 {
+				t.Errorf("timeline: %+v outside the window %v", e, w)
+			}
+			drops += e.Delta["drop"]
+		}
+	}
 	f := s.Faults[0]
+	if drops != f.State["drop"] {
+		t.Errorf("timeline: %d drops, the fault counted %d", drops, f.State["drop"])
+	}
 	if f.State["drop"] == 0 || !strings.Contains(f.Log, "nf_conntrack: table full, dropping packet") || s.Conntrack.Delta["drop"] < int64(f.State["drop"]) {
 		t.Errorf("fault %+v, conntrack -S delta %v", f, s.Conntrack.Delta)
 	}

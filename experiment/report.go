@@ -21,8 +21,10 @@ import (
 //	timeline.jsonl one event a line: fault window edges ("start",
 //	               "stop"), every packet a fault acted on ("drop",
 //	               "delay 40.123ms", "reject"...: fault.Decision.Action),
-//	               steps; each with t (s from the run's start) and seq
-//	               (packets uswitch had read by then)
+//	               conntrack -S counters that moved (sampled every 100
+//	               ms, with the state fault active then: a full table's
+//	               drops), steps; each with t (s from the run's start)
+//	               and seq (packets uswitch had read by then)
 //	timeline.svg   per workload its successes, failures and goodput per
 //	               second and latency, fault windows shaded
 //	metrics.prom   the lab's Prometheus metrics at the end (the faults'

@@ -76,6 +76,11 @@ type event struct {
 	N     uint64  `json:"n,omitempty"`
 	Step  string  `json:"step,omitempty"`
 	Out   string  `json:"result,omitempty"`
+	// Log is the kernel's log line the event stands for.
+	Log string `json:"log,omitempty"`
+	// Delta is what conntrack -S counted since the last sample (ev
+	// "conntrack -S"; the sampler looks every 100 ms).
+	Delta map[string]uint64 `json:"delta,omitempty"`
 }
 
 // observed is a fault decision as the observer saw it.
@@ -335,11 +340,15 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 		}()
 	}
 	fmt.Fprintf(logw, "running %d workloads for %v (faults: %d)\n", len(gens), dur, len(set.Faults))
+	sstop, sdone := make(chan struct{}), make(chan struct{})
+	go sampleConntrack(l, set, t0, sstop, sdone, addEvent)
 	wg.Wait()
 	if d := time.Until(t0.Add(dur)); d > 0 {
 		time.Sleep(d)
 	}
 	stopTimers()
+	close(sstop)
+	<-sdone
 
 	// what the faults and conntrack counted, before the lab goes
 	ctAfter := ctStats(l)
@@ -542,6 +551,61 @@ func doStep(l *lab.Lab, nq *nfq, st lab.Step, now float64) (what, result string)
 		return "kill datapath", "datapath stopped: TUN devices closed"
 	}
 	return "?", "nothing to do"
+}
+
+// sampleConntrack adds an event each time conntrack -S's drop,
+// early_drop, insert_failed, clash_resolve or invalid counters moved
+// (looked at every 100 ms), naming the state fault active then: the
+// timeline's view of what state faults did, which has no per-packet
+// decision.
+func sampleConntrack(l *lab.Lab, set *fault.Set, t0 time.Time, stop, done chan struct{}, add func(event)) {
+	defer close(done)
+	ct := l.Engine().CT
+	prev := ct.Stats()
+	prevT := time.Since(t0)
+	tk := time.NewTicker(100 * time.Millisecond)
+	defer tk.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tk.C:
+		}
+		cur := ct.Stats()
+		var inv, pinv uint64
+		for i := range cur.Invalid {
+			inv += cur.Invalid[i]
+			pinv += prev.Invalid[i]
+		}
+		d := map[string]uint64{}
+		for _, x := range []struct {
+			k    string
+			a, b uint64
+		}{{"drop", cur.Drop, prev.Drop}, {"early_drop", cur.EarlyDrop, prev.EarlyDrop}, {"insert_failed", cur.InsertFailed, prev.InsertFailed},
+			{"clash_resolve", cur.Clash, prev.Clash}, {"invalid", inv, pinv}} {
+			if x.a > x.b {
+				d[x.k] = x.a - x.b
+			}
+		}
+		t, since := time.Since(t0), prevT
+		prev, prevT = cur, t
+		if len(d) == 0 {
+			continue
+		}
+		// the counts moved in (since, t]: the state fault active then
+		name := ""
+		for _, f := range set.Faults {
+			if (f.Kind == fault.KindConntrackFull || f.Kind == fault.KindNATExhaust) && (f.ActiveAt(int64(t)) || f.ActiveAt(int64(since))) {
+				name = f.Name
+				break
+			}
+		}
+		ev := event{T: round6(t.Seconds()), Seq: l.Received(), Fault: name, Ev: "conntrack -S", Delta: d}
+		if d["drop"] > 0 && name != "" {
+			ev.Log = fault.TableFullMessage
+		}
+		add(ev)
+	}
 }
 
 // ctStats is the lab's conntrack -S line as a map, and its count.
