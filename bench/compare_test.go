@@ -160,6 +160,14 @@ func runCompare(t *testing.T, cfg compareCfg) {
 		p := measurePoint(t, cfg, "established", workload{spec: func(int) string { return estData }, established: true}, natRules)
 		est = &p
 	}
+	// more tables of the full run, measured by their own files
+	// (compareExtras)
+	var extras []string
+	if len(cfg.kubeNs) > 0 {
+		for _, f := range compareExtras {
+			extras = append(extras, f(t, cfg))
+		}
+	}
 	if t.Failed() {
 		return
 	}
@@ -179,6 +187,9 @@ func runCompare(t *testing.T, cfg compareCfg) {
 		writeRow(&out, "estab NAT", est.ns)
 		fmt.Fprintln(&out)
 	}
+	for _, x := range extras {
+		out.WriteString(x)
+	}
 	if cfg.svg != "" {
 		if err := writeSVGFile(cfg.svg, sweeps, "uswitch vs kernel — "+machine); err != nil {
 			t.Fatal(err)
@@ -187,6 +198,11 @@ func runCompare(t *testing.T, cfg compareCfg) {
 	}
 	fmt.Print(out.String())
 }
+
+// compareExtras measure more tables in the full run (after the
+// sweeps, before the report) and return their text: each file of rows
+// adds its own (compare_bridge_test.go).
+var compareExtras []func(t *testing.T, cfg compareCfg) string
 
 // workload is the packet a point sends.
 type workload struct {

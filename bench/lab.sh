@@ -13,7 +13,9 @@
 #  - forwarding rates (*Rate): the best 64-byte UDP pps reaching the
 #    server over a sweep of paced offered loads (benchUDP64Rate in
 #    bench/lab_test.go), for the lab, the kernel, both with the
-#    10,000-rule chain, and NFQUEUE mode.
+#    10,000-rule chain, and NFQUEUE mode; and the same bridged between
+#    two namespaces on one bridge (bench/lab_bridge_test.go: uswitch's
+#    TAP bridge and a kernel bridge, br_netfilter on).
 # Prints the raw benchmark lines, then the median of each benchmark and
 # the ratios uswitch/kernel.
 set -eu
@@ -24,7 +26,7 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 go test ./bench -run '^$' -bench '^Benchmark((Lab|Kernel)(UDP64|UDP64Rules10k|TCP)|NFQueueUDP64)$' \
 	-benchtime "$benchtime" -count "$count" 2>&1 | tee "$out"
-go test ./bench -run '^$' -bench '^Benchmark(Lab|Kernel|NFQueue)UDP64(Rules10k)?Rate$' \
+go test ./bench -run '^$' -bench '^Benchmark(Lab|Kernel|NFQueue)(Bridge)?UDP64(Rules10k)?Rate$' \
 	-benchtime 1x -count "$count" 2>&1 | tee -a "$out"
 awk '
 function median(k,   m, i, j, t, a) {
@@ -56,5 +58,7 @@ END {
 	ratio("forwarding rate", "LabUDP64Rate", "KernelUDP64Rate")
 	ratio("forwarding rate, 10,000 rules", "LabUDP64Rules10kRate", "KernelUDP64Rules10kRate")
 	ratio("forwarding rate, NFQUEUE", "NFQueueUDP64Rate", "KernelUDP64Rate")
+	ratio("bridged forwarding rate", "LabBridgeUDP64Rate", "KernelBridgeUDP64Rate")
+	ratio("bridged forwarding rate, 10,000 rules", "LabBridgeUDP64Rules10kRate", "KernelBridgeUDP64Rules10kRate")
 }' "$out"
 ! grep -q '^FAIL' "$out"

@@ -290,6 +290,12 @@ func udp64With(b *testing.B, client, server string, n int, timer, proc bool) (pp
 // sender paces by USWITCH_BENCH_PPS alone) and, when dur > 0, stopping
 // after dur with what they have sent by then (in-process senders).
 func udp64Paced(b *testing.B, client, server string, n int, timer, proc bool, rate float64, dur time.Duration) (pps, loss float64) {
+	return udp64To(b, client, server, vip, n, timer, proc, rate, dur)
+}
+
+// udp64To is udp64Paced to the address dst (port udpPort) instead of
+// the service address.
+func udp64To(b *testing.B, client, server, dst string, n int, timer, proc bool, rate float64, dur time.Duration) (pps, loss float64) {
 	var rc *net.UDPConn
 	inNS(b, server, func() error {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: udpPort})
@@ -306,7 +312,7 @@ func udp64Paced(b *testing.B, client, server string, n int, timer, proc bool, ra
 	conns := make([]*net.UDPConn, udpFlows)
 	for i := range conns {
 		inNS(b, client, func() error {
-			c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP(vip), Port: udpPort})
+			c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP(dst), Port: udpPort})
 			if err == nil {
 				c.SetWriteBuffer(4 << 20)
 				conns[i] = c
@@ -734,10 +740,15 @@ const sweepTime = 500 * time.Millisecond
 // offered-pps (where), and loss-at-best. b.N is ignored but for
 // repetition: run it with -benchtime 1x.
 func benchUDP64Rate(b *testing.B, client, server string) {
+	benchUDP64RateTo(b, client, server, vip)
+}
+
+// benchUDP64RateTo is benchUDP64Rate to the address dst.
+func benchUDP64RateTo(b *testing.B, client, server, dst string) {
 	for range b.N {
 		var best, at, bloss float64
 		for _, r := range offeredRates {
-			pps, loss := udp64Paced(b, client, server, int(r*sweepTime.Seconds()), false, false, r, sweepTime)
+			pps, loss := udp64To(b, client, server, dst, int(r*sweepTime.Seconds()), false, false, r, sweepTime)
 			b.Logf("offered %.0f pps: %.0f pps reached the server (%.1f%% lost)", r, pps, loss)
 			if pps > best {
 				best, at, bloss = pps, r, loss

@@ -65,9 +65,14 @@ package conntrack
 //     labels. Events are NEW, UPDATE (reply, assured, TCP state, mark)
 //     and DESTROY; no helper, seqadj or label events, no per-entry
 //     event masks (-j CT --ctevents).
-//   - Confirm resolves a clash only when the other entry has identical
-//     tuples (nf_ct_resolve_clash); the NAT-clash variant that inserts a
-//     short-lived IPS_NAT_CLASH entry for UDP is not done.
+//   - A clash entry (nf_ct_resolve_clash_harder: in by its reply tuple
+//     only, IPS_NAT_CLASH, one second) lives its second, also past its
+//     first reply: the kernel stopped deleting it there in "netfilter:
+//     conntrack: do not auto-delete clash entries on reply"
+//     (c46172147ebb; the comment in nf_ct_resolve_clash_harder that
+//     says otherwise is stale, as its maintainers noted on
+//     netfilter-devel in November 2024); the kernel's UDP tracker does
+//     not make it ASSURED either, as here.
 //   - nf_conntrack_max is checked against confirmed entries; the kernel
 //     also counts unconfirmed ones in flight on other CPUs.
 //   - The TCP tracker follows 6.x nf_conntrack_proto_tcp.c without the

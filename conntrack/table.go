@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"errors"
 	"math/bits"
 	"sync"
 	"sync/atomic"
@@ -142,6 +143,37 @@ type Table struct {
 	// maxOverride, when above 0, is nf_conntrack_max instead of
 	// cfg.Max (SetMax: a fault's emulated limit)
 	maxOverride atomic.Int64
+	// loose and liberal, when not 0, override cfg.TCPLoose and
+	// cfg.TCPBeLiberal (1 off, 2 on: SetTCPLoose, SetTCPBeLiberal, a
+	// sysctl flipped while running)
+	loose, liberal atomic.Int32
+}
+
+// SetTCPLoose sets nf_conntrack_tcp_loose while the table runs (the
+// sysctl is read per packet in the kernel too).
+func (t *Table) SetTCPLoose(on bool) { t.loose.Store(boolOverride(on)) }
+
+// SetTCPBeLiberal sets nf_conntrack_tcp_be_liberal while the table runs.
+func (t *Table) SetTCPBeLiberal(on bool) { t.liberal.Store(boolOverride(on)) }
+
+// TCPLoose is nf_conntrack_tcp_loose now.
+func (t *Table) TCPLoose() bool { return overridden(t.loose.Load(), t.cfg.TCPLoose) }
+
+// TCPBeLiberal is nf_conntrack_tcp_be_liberal now.
+func (t *Table) TCPBeLiberal() bool { return overridden(t.liberal.Load(), t.cfg.TCPBeLiberal) }
+
+func boolOverride(on bool) int32 {
+	if on {
+		return 2
+	}
+	return 1
+}
+
+func overridden(v int32, def bool) bool {
+	if v == 0 {
+		return def
+	}
+	return v == 2
 }
 
 // SetMax makes n the table's nf_conntrack_max until SetMax(0) restores
@@ -340,7 +372,10 @@ func (t *Table) delete(c *Conn, now int64, user bool, portid uint32) bool {
 	c.SetStatus(StatusDying)
 	confirmed := c.Confirmed()
 	if confirmed {
-		t.unlink(i, &c.th[0])
+		if c.Status()&StatusNATClash == 0 {
+			// a clash entry is in by its reply tuple only
+			t.unlink(i, &c.th[0])
+		}
 		t.unlink(j, &c.th[1])
 		t.count.Add(-1)
 	}
@@ -574,22 +609,144 @@ func (t *Table) Confirm(r Ref, now int64) (Ref, Verdict) {
 			return r, Accept
 		}
 		old := clash.conn
-		t.unlockPair(i, j)
 		if old.expired(now) {
+			t.unlockPair(i, j)
 			if t.delete(old, now, false, 0) {
 				t.stats.expired.Add(1)
 			}
 			continue
 		}
-		proto := c.th[0].tuple.Proto
-		if clash == &old.th[Original] && old.th[Reply].tuple == c.th[Reply].tuple &&
-			(proto == packet.ProtoUDP || proto == packet.ProtoUDPLite || proto == packet.ProtoICMP || proto == packet.ProtoGRE) &&
-			(old.Status()^c.Status())&StatusNATMask == 0 {
-			t.stats.clash.Add(1)
-			return Ref{Conn: old, Info: r.Info}, Accept
+		// no NEW event for a clash: __nf_conntrack_confirm caches it
+		// only after a clean insert
+		res, v := t.resolveClash(r, clash, j, hj, now)
+		t.unlockPair(i, j)
+		return res, v
+	}
+}
+
+// allowClash: the protocols whose tracker sets allow_clash (udp,
+// udplite, icmp, gre in net/netfilter/nf_conntrack_proto_*.c).
+func allowClash(proto uint8) bool {
+	return proto == packet.ProtoUDP || proto == packet.ProtoUDPLite || proto == packet.ProtoICMP || proto == packet.ProtoGRE
+}
+
+// resolveClash is nf_ct_resolve_clash (nf_conntrack_core.c), both
+// bucket locks held: the entry of r lost the race to confirm against
+// h's. For a protocol that allows clashes, __nf_ct_resolve_clash first:
+// when the winner has no NAT done or both entries are the same flow
+// both ways (nf_ct_match), the packet takes the winner's entry
+// (clash_resolve); else nf_ct_resolve_clash_harder: when the loser's
+// reply tuple is not in the table, the loser goes in by its reply
+// tuple only (its original one stays out, so lookups find the winner
+// and conntrack -L does not show it) with a fixed timeout of one
+// second and IPS_NAT_CLASH, which keeps UDP from making it ASSURED
+// (clash_resolve); when it is, __nf_ct_resolve_clash against that
+// entry. Else the packet is dropped (drop and insert_failed).
+func (t *Table) resolveClash(r Ref, h *tupleHash, j int, hj *tupleHash, now int64) (Ref, Verdict) {
+	c := r.Conn
+	if allowClash(c.th[Original].tuple.Proto) {
+		if res, ok := t.resolveClashWith(r, h.conn); ok {
+			return res, Accept
 		}
-		t.stats.insertFailed.Add(1)
-		return Ref{}, DropInsertFailed
+		// nf_ct_resolve_clash_harder
+		var rh *tupleHash
+		for x := hj; x != nil; x = x.next.Load() {
+			if x.tuple == c.th[Reply].tuple {
+				rh = x
+				break
+			}
+		}
+		if rh != nil {
+			if res, ok := t.resolveClashWith(r, rh.conn); ok {
+				return res, Accept
+			}
+		} else {
+			c.timeout.Store(now + 1e9)
+			c.SetStatus(StatusConfirmed | StatusFixedTimeout | StatusNATClash)
+			t.link(j, &c.th[Reply], hj)
+			t.count.Add(1)
+			t.stats.clash.Add(1)
+			return r, Accept
+		}
+	}
+	t.stats.drop.Add(1)
+	t.stats.insertFailed.Add(1)
+	return Ref{}, DropInsertFailed
+}
+
+// resolveClashWith is __nf_ct_resolve_clash: the packet of r takes
+// winner's entry when winner is not dying and has no NAT done or is
+// the same flow both ways (nf_ct_match).
+func (t *Table) resolveClashWith(r Ref, winner *Conn) (Ref, bool) {
+	ws := winner.Status()
+	if ws&StatusDying != 0 {
+		return Ref{}, false
+	}
+	c := r.Conn
+	if ws&StatusNATDoneMask == 0 || (winner.th[Original].tuple == c.th[Original].tuple && winner.th[Reply].tuple == c.th[Reply].tuple) {
+		t.stats.clash.Add(1)
+		return Ref{Conn: winner, Info: r.Info}, true
+	}
+	return Ref{}, false
+}
+
+// InsertTwin puts a confirmed entry in the table for c's original
+// tuple, as if a twin of the packet that made the unconfirmed c (the
+// same flow: a DNS A and AAAA query from one socket) had gone through
+// the hooks beside it and confirmed first: the entry has reply tuple
+// reply and c's NAT status bits set in nat (what the twin's own NAT
+// decisions were). c's Confirm then meets the clash as
+// __nf_conntrack_confirm does (package fault's conntrack-clash). The
+// twin's NEW event goes to the listeners as its confirm would send it;
+// the loser sends none (the kernel caches NEW only after a clean
+// insert), but a clash entry that goes in by its reply tuple sends
+// DESTROY when it goes, as the kernel's does. It returns the twin, or an error when a tuple of the twin is in the
+// table already.
+func (t *Table) InsertTwin(c *Conn, reply Tuple, nat Status, now int64) (*Conn, error) {
+	if c == nil || c.Confirmed() {
+		return nil, errors.New("conntrack: a twin races an unconfirmed entry")
+	}
+	orig := c.th[Original].tuple
+	reply.Zone = orig.Zone
+	w := &Conn{created: now}
+	w.th[Original] = tupleHash{tuple: orig, conn: w}
+	w.th[Reply] = tupleHash{tuple: reply, conn: w}
+	w.status.Store(uint32(nat&(StatusNATMask|StatusNATDoneMask) | StatusConfirmed))
+	w.timeout.Store(now + c.timeout.Load())
+	w.proto = protoState{}
+	c.mu.Lock()
+	w.proto.udpStream = c.proto.udpStream
+	w.proto.tcp = c.proto.tcp
+	c.mu.Unlock()
+	// the twin was made when c was (the same listeners: the event
+	// extension, nf_ct_ecache_ext_add) and confirms cleanly, so its
+	// NEW event goes out now, before c meets the clash
+	w.proto.ecache.Store(c.proto.ecache.Load() & ecacheExt)
+	i, j := t.bucketOf(&orig), t.bucketOf(&reply)
+	t.lockPair(i, j)
+	hi, hj := t.lockedHead(i), t.lockedHead(j)
+	if w.clashIn(hi) != nil || (j != i && w.clashIn(hj) != nil) {
+		t.unlockPair(i, j)
+		return nil, errors.New("conntrack: the twin's tuples are in the table already")
+	}
+	t.link(i, &w.th[Original], hi)
+	if j == i {
+		hj = &w.th[Original]
+	}
+	t.link(j, &w.th[Reply], hj)
+	t.count.Add(1)
+	t.unlockPair(i, j)
+	t.stats.insert.Add(1)
+	t.deliverCached(w, true, now)
+	return w, nil
+}
+
+// SetTimeout gives a confirmed entry d nanoseconds to live from now
+// (conntrack -U --timeout; package fault's conntrack-expire). The next
+// packet refreshes it as usual unless its timeout is fixed.
+func (c *Conn) SetTimeout(d, now int64) {
+	if c.Confirmed() {
+		c.timeout.Store(now + d)
 	}
 }
 
@@ -634,8 +791,8 @@ func (t *Table) Reap(now int64, budget int) int {
 		n := 0
 		mu.Lock()
 		for h := b.head.Load(); h != nil && n < len(victims); h = h.next.Load() {
-			if h != &h.conn.th[Original] {
-				continue // visit each entry once, by its original tuple
+			if h != &h.conn.th[Original] && h.conn.Status()&StatusNATClash == 0 {
+				continue // visit each entry once, by its original tuple (a clash entry by its reply one)
 			}
 			seen++
 			c := h.conn

@@ -286,7 +286,7 @@ func tcpInitSender(sender, receiver *tcpSeen, s *tcpSeg, end, win uint32, dir Di
 }
 
 func (t *Table) tcpLogInvalid(sender *tcpSeen, ret tcpAction) tcpAction {
-	if sender.flags&tcpFlagBeLiberal != 0 || t.cfg.TCPBeLiberal {
+	if sender.flags&tcpFlagBeLiberal != 0 || t.TCPBeLiberal() {
 		return tcpAccept
 	}
 	return ret
@@ -439,7 +439,7 @@ func (t *Table) tcpNew(c *Conn, s *tcpSeg) bool {
 		st.seen[0].maxend = st.seen[0].end
 		tcpOptions(s.h, &st.seen[0])
 	} else {
-		if !t.cfg.TCPLoose {
+		if !t.TCPLoose() {
 			return false
 		}
 		st.seen[0].maxend = st.seen[0].end + st.seen[0].maxwin

@@ -66,7 +66,8 @@ func SocketPath(name string) string {
 // Request is one command sent to a running lab.
 type Request struct {
 	// Cmd is "iptables-save", "iptables-restore", "conntrack", "metrics",
-	// "ipvsadm", "ip",
+	// "ipvsadm", "ip", "log" (the kernel log; a stream with Follow),
+	// "nflog" (a pcap stream of an NFLOG group's records),
 	// "trace" (a stream of live trace lines) or "pcap" (a pcap stream of
 	// a device's packets); the streams only over the socket.
 	Cmd string `json:"cmd"`
@@ -98,9 +99,20 @@ type Request struct {
 	// conntrack's DESTROY events name ([USERSPACE] portid=N); the
 	// server sets it.
 	PortID uint32 `json:"-"`
+	// Follow: log -f (a stream of the ring, then new lines); NoTime:
+	// log -t (no timestamps, dmesg -t).
+	Follow bool `json:"follow,omitempty"`
+	NoTime bool `json:"notime,omitempty"`
+	// Group is the NFLOG group of "nflog" (its records as a pcap
+	// stream; Count stops it after that many).
+	Group int `json:"group,omitempty"`
 	// Name is the fault of "fault" with Op "del" (Op "add" takes
 	// [[fault]] tables in Input; "list" nothing).
 	Name string `json:"name,omitempty"`
+	// Node picks a node of a multi-node lab (--node NAME): the request
+	// is that node's engine's, streams included; "" is the instance's
+	// own engine.
+	Node string `json:"node,omitempty"`
 }
 
 // Response is the outcome: what the tool prints and its exit code.
@@ -139,6 +151,13 @@ func CheckSize(n int) error {
 // one; Engine gives them for any engine (uswitch nfqueue uses it).
 type Handler interface {
 	Control(req Request) Response
+}
+
+// NodeHandler is a Handler with nodes (a multi-node lab): a request
+// with Node set is answered by the node's handler, and its streams read
+// the node's datapath.
+type NodeHandler interface {
+	Node(name string) (Handler, *link.Datapath, error)
 }
 
 // Server serves a Handler on a Unix socket only its owner
@@ -294,28 +313,48 @@ func (c *Server) serve(conn net.Conn) {
 		return
 	}
 	req.PortID = pid
+	h, dp := c.h, c.dp
+	if req.Node != "" {
+		nh, ok := c.h.(NodeHandler)
+		if !ok {
+			enc.Encode(Response{Code: 2, Stderr: "uswitch: --node " + req.Node + ": this instance has no nodes (--node is for multi-node labs)\n"})
+			return
+		}
+		var err error
+		if h, dp, err = nh.Node(req.Node); err != nil {
+			enc.Encode(Response{Code: 2, Stderr: "uswitch: " + err.Error() + "\n"})
+			return
+		}
+	}
 	switch req.Cmd {
 	case "trace":
-		c.streamTrace(conn, enc)
+		c.streamTrace(conn, enc, dp)
 		return
 	case "conntrack":
 		if cmd, err := conntrack.ParseCommand(req.Args); err == nil && cmd.Op == conntrack.OpEvent {
-			c.streamConntrack(conn, enc, cmd)
+			c.streamConntrack(conn, enc, cmd, h)
 			return
 		}
 	case "pcap":
-		c.streamPcap(conn, enc, req)
+		c.streamPcap(conn, enc, req, dp)
+		return
+	case "log":
+		if req.Follow {
+			c.streamLog(conn, enc, req, h)
+			return
+		}
+	case "nflog":
+		c.streamNFLog(conn, enc, req, h)
 		return
 	}
-	enc.Encode(c.h.Control(req))
+	enc.Encode(h.Control(req))
 }
 
 // streamPcap answers a "pcap" request: a Response with Stream
 // set, then a pcap file (LINKTYPE_RAW: the IPv4 packets as the TUN
 // carries them) of the packets read from and written to the device,
 // until the client goes, Count packets were sent or the lab closes.
-func (c *Server) streamPcap(conn net.Conn, enc *json.Encoder, req Request) {
-	dp := c.dp
+func (c *Server) streamPcap(conn net.Conn, enc *json.Encoder, req Request, dp *link.Datapath) {
 	if dp == nil {
 		enc.Encode(Response{Code: 1, Stderr: "uswitch: this instance has no device to capture (pcap is for labs)\n"})
 		return
@@ -354,12 +393,12 @@ func (c *Server) streamPcap(conn net.Conn, enc *json.Encoder, req Request) {
 // streamTrace answers a "trace" request: a Response with Stream
 // set, then trace lines (xtables-monitor --trace), one a line, until the
 // client goes or the lab closes.
-func (c *Server) streamTrace(conn net.Conn, enc *json.Encoder) {
-	if c.dp == nil {
+func (c *Server) streamTrace(conn net.Conn, enc *json.Encoder, dp *link.Datapath) {
+	if dp == nil {
 		enc.Encode(Response{Code: 1, Stderr: "uswitch: this instance has no live trace (monitor --trace is for labs)\n"})
 		return
 	}
-	lines, cancel := c.dp.SubscribeTrace(4096)
+	lines, cancel := dp.SubscribeTrace(4096)
 	defer cancel()
 	var w *bufio.Writer
 	stream(c, conn, enc, lines, func(bw *bufio.Writer) error {
@@ -426,9 +465,23 @@ type Engine struct {
 	Metrics func() string
 	// Sets are the instance's ipsets, for restores without --ipset.
 	Sets iptables.Sets
+	// Lock, when set, serialises the engine's configuration changes
+	// with others that change it (a fault's rules-swap or sysctl,
+	// faulthost.Host.Lock; a lab's fault add): each reads the running
+	// configuration and swaps in a changed one, and two at once would
+	// lose one's change. nil: restoreMu.
+	Lock *sync.Mutex
 	// restoreMu serialises live restores, so a --noflush restore's base
 	// is the set it replaces.
 	restoreMu sync.Mutex
+}
+
+// mu is the lock of configuration changes (Lock, else restoreMu).
+func (e *Engine) mu() *sync.Mutex {
+	if e.Lock != nil {
+		return e.Lock
+	}
+	return &e.restoreMu
 }
 
 // Control runs one request.
@@ -448,6 +501,8 @@ func (e *Engine) Control(req Request) Response {
 		return e.ipvsadm(req)
 	case "ip":
 		return e.ip(req)
+	case "ebtables":
+		return e.ebtablesCmd(req)
 	case "ebtables-save":
 		rs := e.Eng.Config().Ebtables
 		if rs == nil {
@@ -457,8 +512,8 @@ func (e *Engine) Control(req Request) Response {
 		rs.Save(&b, ebtables.SaveOptions{Counters: req.Counters})
 		return Response{Stdout: b.String()}
 	case "ebtables-restore":
-		e.restoreMu.Lock()
-		defer e.restoreMu.Unlock()
+		e.mu().Lock()
+		defer e.mu().Unlock()
 		cur := e.Eng.Config()
 		rs, rerr := (&ebtables.Loader{Base: cur.Ebtables, NoFlush: req.NoFlush}).Load(req.Input)
 		if rerr != nil {
@@ -471,7 +526,9 @@ func (e *Engine) Control(req Request) Response {
 		var out, errb strings.Builder
 		code := fdb.Command(e.Eng.Bridges(), req.Args, e.Now(), &out, &errb)
 		return Response{Code: code, Stdout: out.String(), Stderr: errb.String()}
-	case "trace", "pcap":
+	case "log":
+		return e.logCmd(req)
+	case "trace", "pcap", "nflog":
 		return Response{Code: 2, Stderr: "uswitch: " + req.Cmd + " streams only over the control socket\n"}
 	}
 	return Response{Code: 2, Stderr: fmt.Sprintf("uswitch: unknown control command %q\n", req.Cmd)}
@@ -496,8 +553,8 @@ func (e *Engine) iptablesSave(req Request) Response {
 // names are flushed unless NoFlush; the others stay, as the kernel keeps
 // them) and swaps it in. A set that fails to load changes nothing.
 func (e *Engine) iptablesRestore(req Request) Response {
-	e.restoreMu.Lock()
-	defer e.restoreMu.Unlock()
+	e.mu().Lock()
+	defer e.mu().Unlock()
 	eng := e.Eng
 	cur := eng.Config()
 	ld := &iptables.Loader{NoFlush: req.NoFlush, Counters: req.Counters, Base: cur.Rules}
@@ -612,8 +669,8 @@ const EventQueue = 4096
 // the events cmd selects, one a line as conntrack prints them (the XML
 // header before the first with -o xml), until the client goes or the
 // server closes. The client prints the trailer (conntrack.EventsTrailer).
-func (c *Server) streamConntrack(conn net.Conn, enc *json.Encoder, cmd *conntrack.Command) {
-	src, ok := c.h.(ConntrackSource)
+func (c *Server) streamConntrack(conn net.Conn, enc *json.Encoder, cmd *conntrack.Command, h Handler) {
+	src, ok := h.(ConntrackSource)
 	if !ok {
 		enc.Encode(Response{Code: 1, Stderr: "uswitch: this instance has no conntrack table\n"})
 		return

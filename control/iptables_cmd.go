@@ -13,8 +13,8 @@ import (
 // other change interleaves. Rules the command leaves alone keep their
 // counters.
 func (e *Engine) iptablesCmd(req Request) Response {
-	e.restoreMu.Lock()
-	defer e.restoreMu.Unlock()
+	e.mu().Lock()
+	defer e.mu().Unlock()
 	var out, errb strings.Builder
 	code := cli.Run(req.Args, engineRules{e}, hostNames, &out, &errb)
 	return Response{Code: code, Stdout: out.String(), Stderr: errb.String()}

@@ -76,10 +76,14 @@ func (k *pkt) sendAnswerFrom(b []byte, anySrc, attach bool) {
 		}
 		a.ct = conntrack.Ref{Conn: k.ct.Conn, Info: info}
 	}
+	a.pathStart("answer", k.trace)
 	a.send()
+	a.pathEnd()
 	f := a.fate
 	if tr != nil && k.tr != nil {
 		k.tr.Lines = append(k.tr.Lines, tr.Lines...)
+		k.tr.Path = append(k.tr.Path, tr.Path...)
+		k.tr.keep = k.tr.keep || tr.keep
 	}
 	if tr == nil {
 		// nothing refers to a any more: back to the pool with its

@@ -44,8 +44,10 @@ import (
 // out first when the neighbour is unknown), then the bridge's own
 // lookup (br_dev_xmit) and bridge OUTPUT/POSTROUTING per port.
 //
-// The ebtables stages are not wired yet: the bracketed ones above pass
-// every frame.
+// A frame of an established flow bridged to one port may replay its
+// way from FORWARD on (the FDB decision, the ebtables FORWARD and
+// POSTROUTING walks, the iptables table runs) from the bridged flow
+// cache (bridgecache.go).
 
 // BridgeConfig is one bridge device of the namespace and br_netfilter's
 // settings for it.
@@ -77,15 +79,30 @@ type BridgeConfig struct {
 //
 // tid is the frame's trace id when its sk_buff has nf_trace (0: not
 // traced): the chain's events are traced in the bridge family's form.
-func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *bridgeState, fr *packet.Frame, in, out string, mark *uint32, pktType *uint8, now int64, tr *Tracer, tid uint32, ff *FrameFate) bool {
+//
+// rec, when not nil, records the rules that match (the bridged flow
+// cache); it is never set together with a traced frame.
+func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *bridgeState, fr *packet.Frame, in, out string, mark *uint32, pktType *uint8, now int64, tr *Tracer, tid uint32, ff *FrameFate, rec *ebtRec) bool {
 	p := c.ebt
 	if p == nil || !p.Has(t, h) {
 		return true
 	}
-	var x ebtables.Ctx
+	// the context goes to the heap (Run hands it to extensions through
+	// interfaces): one from the engine's pool, its outputs reset and
+	// every input set
+	x, _ := e.ebtCtxs.Get().(*ebtables.Ctx)
+	if x == nil {
+		x = new(ebtables.Ctx)
+	}
+	defer e.putEbtCtx(x)
+	x.Reset()
 	x.Frame, x.In, x.Out, x.Now, x.Env = fr, in, out, now, b
-	if tr != nil && tid != 0 && tr.Format == FormatMonitor {
-		x.Tracer = &ebtTracer{t: tr, id: tid, fr: fr, in: in, out: out, x: &x}
+	x.Linear = c.Linear // Config.Linear: the rule-by-rule reference walk
+	x.LogicalIn, x.LogicalOut, x.Mark, x.PktType, x.Tracer = "", "", 0, 0, nil
+	if tr != nil && (tid != 0 && tr.Format == FormatMonitor || tr.Record) {
+		x.Tracer = &ebtTracer{t: tr, id: tid, fr: fr, in: in, out: out, x: x, lines: tid != 0 && tr.Format == FormatMonitor}
+	} else if rec != nil {
+		x.Tracer = rec
 	}
 	if in != "" {
 		x.LogicalIn = b.name()
@@ -99,7 +116,7 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 	if pktType != nil {
 		x.PktType = ebtables.PktType(*pktType)
 	}
-	v := p.Run(t, h, &x)
+	v := p.Run(t, h, x)
 	if mark != nil {
 		*mark = x.Mark
 	}
@@ -112,25 +129,32 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 	if tr != nil && tr.Format == FormatLog {
 		for i := range x.NLogs {
 			if w, ok := x.Logs[i].Watcher.(*ebtables.LogWatcher); ok {
-				li := trace.EbtLogInfo{Prefix: w.Prefix, In: x.Logs[i].In, Out: x.Logs[i].Out}
-				if w.IP {
-					li.Flags |= trace.EbtLogIP
-				}
-				if w.ARP {
-					li.Flags |= trace.EbtLogARP
-				}
-				if w.IP6 {
-					li.Flags |= trace.EbtLogIP6
-				}
-				tr.Lines = append(tr.Lines, trace.EbtLogLine(&li, fr))
+				tr.Lines = append(tr.Lines, trace.EbtLogLine(ebtLogInfo(w, x.Logs[i].In, x.Logs[i].Out), fr))
 			}
 		}
+	} else if x.NLogs > 0 {
+		if kl := e.klog.Load(); kl != nil {
+			e.ebtLog(kl, c.FIB, x, fr, b.name(), now)
+		}
+	}
+	if tr != nil && tr.Record {
+		tr.pathBridgeStage(tid, h, ebtKey(t, ebtStagePrio(t, h)), v == netfilter.Drop, "dropped by ebtables "+t.String()+" "+h.String())
 	}
 	if v == netfilter.Drop {
 		ff.Drop = "ebtables " + t.String() + " " + h.String()
 		return false
 	}
 	return true
+}
+
+// putEbtCtx returns an ebtables context to the pool without what it
+// points to.
+func (e *Engine) putEbtCtx(x *ebtables.Ctx) {
+	x.Frame, x.Env, x.Tracer = nil, nil, nil
+	for i := range x.NLogs {
+		x.Logs[i] = ebtables.LogRequest{}
+	}
+	e.ebtCtxs.Put(x)
 }
 
 // ebtTracer prints an ebtables chain's events for a traced frame as
@@ -144,6 +168,9 @@ type ebtTracer struct {
 	in, out string
 	x       *ebtables.Ctx
 	printed bool
+	// lines: the chain's events are printed (else only recorded as
+	// path events)
+	lines bool
 }
 
 func (et *ebtTracer) packet() {
@@ -168,11 +195,19 @@ func ebtVerdictName(v ebtables.Verdict, jump string) string {
 }
 
 func (et *ebtTracer) Rule(t ebtables.TableID, chain string, rule int, v ebtables.Verdict, jump string) {
+	et.t.pathEbtRule(et.id, t, chain, rule, ebtVerdictName(v, jump))
+	if !et.lines {
+		return
+	}
 	et.packet()
 	et.t.Lines = append(et.t.Lines, trace.BridgeRuleLine(et.id, t.String(), chain, uint64(rule), ebtVerdictName(v, jump)))
 }
 
 func (et *ebtTracer) Policy(t ebtables.TableID, chain string, v ebtables.Verdict) {
+	et.t.pathEbtRule(et.id, t, chain, 0, ebtVerdictName(v, ""))
+	if !et.lines {
+		return
+	}
 	et.packet()
 	et.t.Lines = append(et.t.Lines, trace.BridgePolicyLine(et.id, t.String(), chain, ebtVerdictName(v, "")))
 }
@@ -221,6 +256,9 @@ type bridgeState struct {
 	pending map[uint32]*neighQueue
 	// idxCache is the bridge's index in the last FIB asked
 	idxCache atomic.Pointer[fibIndex]
+	// classes are the bridged flow cache's frame classes
+	// (bridgecache.go); they live as long as the FDB
+	classes *bclassTable
 }
 
 // neighQueue is an unresolved neighbour's queue (arp_queue): at most
@@ -345,7 +383,7 @@ func buildBridges(cfgs []BridgeConfig, old *bridgeSet, now int64) (*bridgeSet, e
 		var b *bridgeState
 		if old != nil {
 			if ob := old.byName[name]; ob != nil && samePorts(&ob.cfg.FDB, &c.FDB) {
-				b = &bridgeState{cfg: c, fdb: ob.fdb, neigh: ob.neigh}
+				b = &bridgeState{cfg: c, fdb: ob.fdb, neigh: ob.neigh, classes: ob.classes}
 			}
 		}
 		if b == nil {
@@ -358,7 +396,7 @@ func buildBridges(cfgs []BridgeConfig, old *bridgeSet, now int64) (*bridgeSet, e
 					return nil, fmt.Errorf("bridge %s: %w", name, err)
 				}
 			}
-			b = &bridgeState{cfg: c, fdb: f, neigh: map[uint32]packet.MAC{}}
+			b = &bridgeState{cfg: c, fdb: f, neigh: map[uint32]packet.MAC{}, classes: new(bclassTable)}
 			for a, m := range c.Neighbours {
 				b.neigh[a] = m
 			}
@@ -444,6 +482,9 @@ type FrameFate struct {
 	// Drop says why the frame (or the copy for one way) was dropped;
 	// "" when nothing was.
 	Drop string
+	// FlowCached: the bridged flow cache replayed the frame's way
+	// (bridgecache.go).
+	FlowCached bool
 }
 
 func (f FrameFate) String() string {
@@ -493,6 +534,13 @@ func (e *Engine) ReceiveFrame(data []byte, port string, now int64, tr *Tracer) F
 type bridgeCall struct {
 	fr0, fr1 packet.Frame
 	p0, p1   packet.Packet
+	bf       bframe
+	// k is the frame's IPv4 state when br_netfilter runs for it and
+	// nothing traces it (a tracer keeps the pkts it traced: a traced
+	// frame's comes from the engine's pool and stays with the tracer)
+	k pkt
+	// pf is the frame's IPv4 packet for bridge faults (fault.go)
+	pf packet.Packet
 }
 
 // ReceiveFrameInto is ReceiveFrame into ff, whose Out keeps its
@@ -503,12 +551,23 @@ func (e *Engine) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now i
 	if bc == nil {
 		bc = new(bridgeCall)
 	}
-	defer func() {
-		*bc = bridgeCall{}
-		e.bcalls.Put(bc)
-	}()
 	*ff = FrameFate{Out: ff.Out[:0]}
-	e.receiveFrame(bc, ff, data, port, now, tr)
+	if tr == nil || !tr.Record {
+		e.receiveFrame(bc, ff, data, port, now, tr)
+	} else {
+		mark := tr.callStart()
+		tr.pathFrame(PathStart, 0, "frame", FrameText(data, port))
+		e.receiveFrame(bc, ff, data, port, now, tr)
+		tr.pathFrame(PathEnd, 0, "", ff.String())
+		tr.frameIDs(mark)
+		tr.callEnd(mark)
+	}
+	// the traversal stack stays with the pooled state, as putPkt keeps
+	// a pkt's
+	s := bc.k.scratch
+	*bc = bridgeCall{}
+	bc.k.scratch = s
+	e.bcalls.Put(bc)
 }
 
 func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port string, now int64, tr *Tracer) {
@@ -560,8 +619,33 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	// bridge PREROUTING: ebtables nat (-300), then br_nf_pre_routing
 	// (0); skb->mark is shared by both levels
 	var mark uint32
-	if !e.ebtStage(c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff) {
+	tr.pathBridge(0, ebtables.PreRouting, port, "")
+	if len(c.BridgeFaults) > 0 {
+		// bridge fault stages: BROUTING's, then PREROUTING's below
+		// ebtables nat, the others after it (fault.go)
+		pf := brFaultPkt(&bc.pf, fr)
+		if !e.bridgeFaults(c, netfilter.Hook(ebtables.BRouting), netfilter.PriFirst, netfilter.PriLast, fr, pf, port, "", br, now, tr, 0, ff) ||
+			!e.brFaultsAround(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriNATDstBridged, true, fr, pf, port, "", br, now, tr, 0, ff) {
+			return
+		}
+	}
+	if !e.ebtStage(c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff, nil) {
 		return
+	}
+	if len(c.BridgeFaults) > 0 && !e.bridgeFaults(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriNATDstBridged, netfilter.BrPriBrNF-1, fr, brFaultPkt(&bc.pf, fr), port, "", br, now, tr, 0, ff) {
+		return
+	}
+	// lateFaults: the PREROUTING fault stages at NF_BR_PRI_BRNF and
+	// above run after br_nf_pre_routing, which steals the frame for
+	// the IPv4 PREROUTING hook and hands it back in
+	// br_nf_pre_routing_finish to the bridge hooks above its own
+	// priority (br_nf_hook_thresh): they see the packet after DNAT,
+	// before the bridge forwards it, delivers it up, or looks up the
+	// new destination's neighbour (a fault at 0 comes after
+	// br_netfilter, registered before it)
+	lateFaults := func() bool {
+		return len(c.BridgeFaults) == 0 || e.bridgeFaults(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriBrNF, netfilter.PriLast, fr,
+			brFaultPkt(&bc.pf, fr), port, "", br, now, tr, 0, ff)
 	}
 	var k *pkt
 	isIPv4 := fr.InnerProto == packet.EtherTypeIPv4 && (!fr.VLAN || b.cfg.FilterVLANTagged)
@@ -579,16 +663,20 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			// hooks as PACKET_HOST (pkt_otherhost remembered)
 			p.PktType = packet.PktHost
 		}
-		k = e.newPkt(p, now, tr, nil)
-		defer func() {
-			if k.tr == nil {
-				e.putPkt(k)
-			}
-		}()
+		if tr == nil {
+			k = &bc.k
+			e.initPkt(k, c, p, now, nil, nil)
+		} else {
+			k = e.newPkt(p, now, tr, nil)
+		}
 		if c.FIB != nil {
 			k.iif = b.ifindex(c.FIB)
 		}
+		bf := &bc.bf
+		bf.b, bf.in, bf.fr, bf.p0, bf.pktType = b, ref.idx, fr, p, pktType
+		k.bf = bf
 		dst0 := p.Dst
+		tr.pathBridgeStage(0, ebtables.PreRouting, brnfKey0, false, "")
 		if !k.run(&hookState{hook: netfilter.PreRouting, in: br}) {
 			k.frameFate(ff)
 			return
@@ -604,12 +692,14 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			fr = &packet.Frame{Data: data}
 			fr.Decode()
 			p.L2 = data[:hl]
+			k.bf.noRec = true
 		}
 		if p.Dst != dst0 {
 			// br_nf_pre_routing_finish: a DNAT. Routed to the
 			// bridge itself it stays bridged, to the new
 			// destination's MAC; routed elsewhere it goes up to be
 			// routed.
+			k.bf.noRec = true
 			if c.FIB == nil {
 				ff.Drop = "br_netfilter: no routing configuration"
 				return
@@ -623,7 +713,13 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			if rt.Dev != k.iif || rt.Type == route.Local {
 				copy(fr.Data[0:6], b.fdb.MAC[:])
 				fr.Dst = b.fdb.MAC
+				if !lateFaults() {
+					return
+				}
 				e.bridgeUp(k, b, ref.idx, fr, k.p.Mark, ff, now, tr)
+				return
+			}
+			if !lateFaults() {
 				return
 			}
 			// bridged DNAT: the neighbour of the new next hop
@@ -641,7 +737,11 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			}
 			copy(fr.Data[0:6], m[:])
 			fr.Dst = m
+		} else if !lateFaults() {
+			return
 		}
+	} else if !lateFaults() {
+		return
 	}
 	if k != nil {
 		mark = k.p.Mark
@@ -653,8 +753,39 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 // the forwarding database, then the ways out (each port's FORWARD and
 // POSTROUTING) and up.
 func (e *Engine) bridgeFinish(bc *bridgeCall, k *pkt, b *bridgeState, in int, fr *packet.Frame, mark uint32, ff *FrameFate, now int64, tr *Tracer) {
-	b.fdb.Learn(in, fr.Src, now)
-	dec := b.fdb.Decide(in, fr.Dst, now)
+	var bf *bframe
+	if k != nil {
+		bf = k.bf
+	}
+	var dec fdb.Decision
+	var path fdb.Path
+	record := false
+	switch {
+	case bf != nil && bf.cls != nil:
+		// the bridged flow cache: the recorded decision, and what
+		// learning and the lookup do to its entries
+		b.fdb.Touch(&bf.cls.path, now)
+		dec.Verdict = fdb.VerdictForward
+		dec.Out.Add(bf.cls.path.Out)
+		ff.FlowCached = true
+	case bf != nil && k.rec:
+		dec, path, record = b.fdb.LearnDecide(in, fr.Src, fr.Dst, now)
+	default:
+		b.fdb.Learn(in, fr.Src, now)
+		dec = b.fdb.Decide(in, fr.Dst, now)
+	}
+	if dec.Verdict == fdb.VerdictForward && !dec.Up && k != nil {
+		// one way out, the frame itself: its packet state goes on
+		// through FORWARD and POSTROUTING without a copy
+		to := dec.Out.Next(0)
+		out := b.fdb.Port(to).Name
+		out0 := len(ff.Out)
+		e.bridgeForward(bc, k, b, b.fdb.Port(in).Name, out, fr.Data, mark, true, 0, now, tr, ff, fr)
+		if record && ff.Drop == "" && len(ff.Out) == out0+1 {
+			k.bmemoStore(&path, out)
+		}
+		return
+	}
 	if dec.Verdict == fdb.VerdictDrop {
 		ff.Drop = "bridge: " + dec.Reason.String()
 		return
@@ -680,7 +811,7 @@ func (e *Engine) bridgeFinish(bc *bridgeCall, k *pkt, b *bridgeState, in int, fr
 			data = append([]byte(nil), data...)
 		}
 		orig := i == 0 && !dec.Up
-		id := e.bridgeForward(bc, k, b, b.fdb.Port(in).Name, out, data, mark, orig, freed, now, tr, ff)
+		id := e.bridgeForward(bc, k, b, b.fdb.Port(in).Name, out, data, mark, orig, freed, now, tr, ff, nil)
 		if !orig {
 			freed = id
 		}
@@ -728,7 +859,11 @@ func (k *pkt) frameFate(ff *FrameFate) {
 // reuse is the trace id of a clone freed just before (0: none); the
 // result is this copy's trace id when it was dropped (its skb freed),
 // else 0.
-func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out string, data []byte, mark uint32, orig bool, reuse uint32, now int64, tr *Tracer, ff *FrameFate) (freed uint32) {
+//
+// single is the frame itself when it has only this way out (decoded
+// already): k goes on as the copy's state (and records or replays the
+// bridged flow cache).
+func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out string, data []byte, mark uint32, orig bool, reuse uint32, now int64, tr *Tracer, ff *FrameFate, single *packet.Frame) (freed uint32) {
 	c := e.cfg.Load()
 	if k != nil {
 		c = k.cfg
@@ -736,19 +871,46 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 	if bc == nil {
 		bc = new(bridgeCall)
 	}
-	fr := &bc.fr1
-	*fr = packet.Frame{Data: data}
-	if fr.Decode() != nil {
-		return 0
+	fr := single
+	if fr == nil {
+		fr = &bc.fr1
+		*fr = packet.Frame{Data: data}
+		if fr.Decode() != nil {
+			return 0
+		}
 	}
 	if k == nil {
 		// bridge FORWARD: ebtables filter (-200); POSTROUTING:
 		// ebtables nat (300)
-		if e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff) &&
-			e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff) {
+		tr.pathBridge(0, ebtables.Forward, in, out)
+		if len(c.BridgeFaults) > 0 {
+			br := b.name()
+			pf := brFaultPkt(&bc.pf, fr)
+			if e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, true, fr, pf, in, out, br, now, tr, 0, ff) &&
+				e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff, nil) &&
+				e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, false, fr, pf, in, out, br, now, tr, 0, ff) &&
+				e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, true, fr, pf, "", out, br, now, tr, 0, ff) &&
+				e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff, nil) &&
+				e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, false, fr, pf, "", out, br, now, tr, 0, ff) {
+				ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
+			}
+			return 0
+		}
+		if e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff, nil) &&
+			e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff, nil) {
 			ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
 		}
 		return 0
+	}
+	// the bridged flow cache: a replayed frame skips the ebtables walks
+	// (their counters are replayed), a recording one records them
+	var rec *ebtRec
+	replay := false
+	if single != nil && k.bf != nil {
+		replay = k.bf.cls != nil
+		if k.rec && k.bf.ebt.on {
+			rec = &k.bf.ebt
+		}
 	}
 	// this copy's trace id: the original's, a freed clone's, or new
 	tid := uint32(0)
@@ -767,64 +929,98 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		traced = tid
 	}
 	// bridge FORWARD: ebtables filter (-200), then br_nf_forward (0)
-	if !e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, traced, ff) {
+	if tr != nil && tr.Record {
+		if !orig {
+			tr.pathFrame(PathStart, tid, "bridged copy", "copy out "+out)
+			tr.Path[len(tr.Path)-1].Parent = k.trace
+		}
+		tr.pathBridge(tid, ebtables.Forward, in, out)
+	}
+	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, true, fr, brFaultPkt(&bc.pf, fr), in, out, b.name(), now, tr, traced, ff) {
 		if !orig {
 			return tid
 		}
 		return 0
 	}
-	br := b.name()
+	if !replay && !e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, traced, ff, rec) {
+		if !orig {
+			return tid
+		}
+		return 0
+	}
 	hl := len(k.p.L2)
 	if hl+len(k.p.IP) > len(data) {
 		ff.Drop = "bridge: frame shorter than its packet"
 		return freed
 	}
-	// this copy's packet: the frame's bytes, the pkt's state; the one
-	// way out of a frame not copied is the packet itself, decoded
-	// already
-	p := &bc.p1
-	if &data[0] == &fr0(k)[0] {
-		*p = *k.p
+	var q *pkt
+	if single != nil {
+		q = k
+		q.p.PhysOut, q.p.Mark = out, mark
 	} else {
-		*p = packet.Packet{Data: data[hl : hl+len(k.p.IP)], L2: data[:hl], Meta: k.p.Meta}
-		if err := p.Decode(); err != nil {
-			ff.Drop = "br_netfilter: " + err.Error()
-			return freed
+		// this copy's packet: the frame's bytes, the pkt's state
+		p := &bc.p1
+		if &data[0] == &fr0(k)[0] {
+			*p = *k.p
+		} else {
+			*p = packet.Packet{Data: data[hl : hl+len(k.p.IP)], L2: data[:hl], Meta: k.p.Meta}
+			if err := p.Decode(); err != nil {
+				ff.Drop = "br_netfilter: " + err.Error()
+				return freed
+			}
 		}
-	}
-	p.PhysOut, p.Mark = out, mark
-	q := e.newPkt(p, now, tr, k.w)
-	defer func() {
-		if q.tr == nil {
-			e.putPkt(q)
+		p.PhysOut, p.Mark = out, mark
+		q = e.newPkt(p, now, tr, k.w)
+		q.cfg, q.env.fib = k.cfg, k.cfg.FIB
+		q.ct, q.zone, q.iif = k.ct, k.zone, k.iif
+		if tid != 0 {
+			q.trace = tid
 		}
-	}()
-	q.cfg, q.env.fib = k.cfg, k.cfg.FIB
-	q.ct, q.zone, q.iif = k.ct, k.zone, k.iif
-	if tid != 0 {
-		q.trace = tid
+		q.fragMax, q.fragPMTU, q.ignoreDF, q.pieces = k.fragMax, k.fragPMTU, k.ignoreDF, k.pieces
 	}
-	defer func() {
+	ok := len(c.BridgeFaults) == 0 || e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, false, fr, q.p, in, out, b.name(), now, tr, traced, ff)
+	if ok {
+		e.bridgeForwardIP(q, c, b, fr, out, data, hl, replay, rec, now, tr, ff)
 		if q.fate.Kind == Dropped {
 			freed = q.trace
 		}
-	}()
-	q.fragMax, q.fragPMTU, q.ignoreDF, q.pieces = k.fragMax, k.fragPMTU, k.ignoreDF, k.pieces
+	}
+	if q != k && q.tr == nil {
+		e.putPkt(q)
+	}
+	return freed
+}
+
+// bridgeForwardIP is bridgeForward from br_nf_forward on, for the
+// copy's packet state q.
+func (e *Engine) bridgeForwardIP(q *pkt, c *compiled, b *bridgeState, fr *packet.Frame, out string, data []byte, hl int, replay bool, rec *ebtRec, now int64, tr *Tracer, ff *FrameFate) {
+	br := b.name()
+	tr.pathBridgeStage(q.trace, ebtables.Forward, brnfKey0, false, "")
 	if !q.run(&hookState{hook: netfilter.Forward, in: br, out: br}) {
 		q.frameFate(ff)
-		return freed
+		return
 	}
 	// bridge POSTROUTING: ebtables nat (300), then br_nf_post_routing
 	// (INT_MAX): the IPv4 POSTROUTING hooks without an input device
-	mark = q.p.Mark
-	if !e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, q.traceID(), ff) {
+	mark := q.p.Mark
+	tr.pathBridge(q.trace, ebtables.PostRouting, "", out)
+	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, true, fr, q.p, "", out, br, now, tr, q.traceID(), ff) {
 		q.fate.Kind = Dropped
-		return freed
+		return
+	}
+	if !replay && !e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, q.traceID(), ff, rec) {
+		q.fate.Kind = Dropped
+		return
 	}
 	q.p.Mark = mark
+	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, false, fr, q.p, "", out, br, now, tr, q.traceID(), ff) {
+		q.fate.Kind = Dropped
+		return
+	}
+	tr.pathBridgeStage(q.trace, ebtables.PostRouting, brnfKeyLast, false, "")
 	if !q.run(&hookState{hook: netfilter.PostRouting, out: br}) {
 		q.frameFate(ff)
-		return freed
+		return
 	}
 	// br_nf_dev_queue_xmit: a reassembled datagram leaves in the
 	// fragments it came in (or cut to the port's MTU)
@@ -835,15 +1031,14 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 	if q.fragMax != 0 && mtu > 0 {
 		if q.p.IP.DF() && q.fragMax > mtu {
 			ff.Drop = "br_netfilter: DF set and over MTU"
-			return freed
+			return
 		}
 		for _, f := range q.fragment(mtu) {
 			ff.Out = append(ff.Out, FrameOut{Port: out, Data: append(append([]byte(nil), data[:hl]...), f...)})
 		}
-		return freed
+		return
 	}
 	ff.Out = append(ff.Out, FrameOut{Port: out, Data: data[:hl+len(q.p.IP)]})
-	return freed
 }
 
 // bridgeUp passes a frame up to the bridge device (br_pass_frame_up):
@@ -858,7 +1053,29 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark
 	if k != nil {
 		c = k.cfg
 	}
-	if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, b.fdb.Port(in).Name, "", &mark, nil, time0(k), tr, k.traceID(), ff) {
+	if tr != nil && tr.Record {
+		id := uint32(0)
+		if k != nil {
+			id = k.trace
+		}
+		tr.pathBridge(id, ebtables.LocalIn, b.fdb.Port(in).Name, "")
+	}
+	if len(c.BridgeFaults) > 0 {
+		var pf *packet.Packet
+		if k != nil {
+			pf = k.p
+		} else {
+			pf = brFaultPkt(new(packet.Packet), fr)
+		}
+		port := b.fdb.Port(in).Name
+		if !e.brFaultsAround(c, netfilter.Hook(ebtables.LocalIn), netfilter.BrPriFilterBridged, true, fr, pf, port, "", br, time0(k), tr, k.traceID(), ff) {
+			return
+		}
+		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, port, "", &mark, nil, time0(k), tr, k.traceID(), ff, nil) ||
+			!e.brFaultsAround(c, netfilter.Hook(ebtables.LocalIn), netfilter.BrPriFilterBridged, false, fr, pf, port, "", br, time0(k), tr, k.traceID(), ff) {
+			return
+		}
+	} else if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, b.fdb.Port(in).Name, "", &mark, nil, time0(k), tr, k.traceID(), ff, nil) {
 		return
 	}
 	if k != nil {
@@ -884,7 +1101,9 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark
 		// kernel's trace id hashes: a new id
 		k.p.InIf = br
 		if k.tr != nil {
+			old := k.trace
 			k.trace = e.traceID.Add(0x9e3779b9)
+			k.pathStart("up to "+br, old)
 		}
 		if k.p.PktType == packet.PktHost && fr.Dst != b.fdb.MAC && !fr.Dst.IsMulticast() {
 			k.p.PktType = packet.PktOtherHost
@@ -1081,9 +1300,10 @@ func (e *Engine) bridgeXmitTraced(b *bridgeState, dst packet.MAC, proto uint16, 
 			continue
 		}
 		var mark uint32
-		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff) ||
-			!e.ebtStage(c, ebtables.NAT, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff) ||
-			!e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, 0, tr, tid, ff) {
+		tr.pathBridge(tid, ebtables.LocalOut, "", out)
+		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) ||
+			!e.ebtStage(c, ebtables.NAT, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) ||
+			!e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) {
 			continue
 		}
 		ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})

@@ -72,7 +72,9 @@
 //	raw, mangle, filter, security   the table has the hook's builtin chain
 //	defrag, conntrack, confirm      a rule needs conntrack (nf_ct_netns_get)
 //	nat                             conntrack and a nat table
-//	flowcache                       conntrack and the flow cache on (Config)
+//	flowcache                       conntrack and the flow cache on (Config):
+//	                                the routed cache, or the bridged one
+//	                                for a frame br_netfilter runs
 //	ipvs-*                          the director has a service: each hook has
 //	                                a second list with IPVS's stages (and no
 //	                                flowcache), used while it has one
@@ -83,7 +85,9 @@
 // scratch) is pooled, chains are walked through the classifier, input
 // routes come from a per-FIB cache, and an established flow whose
 // traversal depended only on the flow replays it from the flow cache
-// kept on its conntrack entry (flowcache.go). A drop is a DropReason
+// kept on its conntrack entry (flowcache.go); a bridged frame of one
+// replays its FDB path, ebtables hits and iptables counters from a frame
+// class its entry names (bridgecache.go). A drop is a DropReason
 // with small values, not a string (drop.go), counted per reason by
 // atomic counters (DropCounts). Interfaces travel by index where the
 // reader knows it (packet.Meta.InIndex, Fate.OutIndex). A configuration (rules,

@@ -36,7 +36,8 @@ type Config struct {
 	// the kernel defaults.
 	ICMP *ICMPConfig
 	// Linear walks every chain rule by rule instead of through the
-	// compiled classifier (the reference; benchmarks compare the two).
+	// compiled classifiers of iptables and ebtables (the reference;
+	// benchmarks compare the two).
 	// It turns the flow cache off too.
 	Linear bool
 	// NoFlowCache turns the flow cache (flowcache.go) off.
@@ -49,6 +50,15 @@ type Config struct {
 	Ebtables *ebtables.Ruleset
 	// Faults are fault stages (package fault) on the IPv4 hooks.
 	Faults []FaultStage
+	// BridgeFaults are fault stages on the bridge hooks (fault.go).
+	BridgeFaults []BridgeFaultStage
+	// HostStack: a real network stack holds the host's sockets (a lab
+	// node's host namespace, fed by the front end): a packet delivered
+	// locally is its to answer, so the engine sends none of the
+	// answers of a host without sockets (answers.go: echo replies,
+	// RSTs, port unreachable). What the IP layer itself sends (ICMP
+	// errors of forwarding, REJECT) is unchanged.
+	HostStack bool
 }
 
 // FateKind is what finally happened to a packet.
@@ -155,8 +165,9 @@ type Engine struct {
 	// error building them (the bridges then are the previous ones)
 	bridges   atomic.Pointer[bridgeSet]
 	BridgeErr error
-	// bcalls pools the per-frame state of ReceiveFrameInto
-	bcalls sync.Pool
+	// bcalls pools the per-frame state of ReceiveFrameInto, ebtCtxs
+	// the contexts of ebtables runs
+	bcalls, ebtCtxs sync.Pool
 
 	// seed seeds the random sources (worker.go); rules and icm are the
 	// engine's own, for Receive and Send (a Worker has its own)
@@ -171,6 +182,9 @@ type Engine struct {
 	icmp icmpLimits
 
 	traceID atomic.Uint32
+	// klog is the kernel log LOG, NFLOG and legacy TRACE write to
+	// (klog.go; nil: none)
+	klog atomic.Pointer[KernelLog]
 	// pkts recycles the per-packet state, so the steady state allocates
 	// nothing; Put clears every pointer.
 	pkts sync.Pool
@@ -201,10 +215,15 @@ type compiled struct {
 	// the flow cache runs
 	gen    uint32
 	memoOn bool
+	// bmemoOn says the bridged flow cache runs (bridgecache.go)
+	bmemoOn bool
 	// hooks are the stage lists of each hook (hooks.go)
 	hooks hookLists
 	// ebt is the compiled ebtables rule set (nil: none)
 	ebt *ebtables.Program
+	// traceTab: the table has a -j TRACE rule, so a packet can become
+	// traced in it (the live kernel log's TRACE lines, klog.go)
+	traceTab [iptables.NumTables]bool
 }
 
 // needsConntrack is whether the rule's extensions call nf_ct_netns_get in
@@ -266,14 +285,20 @@ func (e *Engine) Swap(cfg Config) {
 			for _, ch := range t.Chains {
 				for _, r := range ch.Rules {
 					c.ctOn = c.ctOn || needsConntrack(r)
+					if _, ok := r.Target.(*iptables.TraceTarget); ok {
+						c.traceTab[t.ID] = true
+					}
 				}
 			}
 		}
 	}
-	c.buildHooks()
 	if cfg.Ebtables != nil {
 		c.ebt = ebtables.Compile(cfg.Ebtables)
 	}
+	c.bmemoOn = len(cfg.Bridges) > 0 && cfg.Rules != nil && cfg.Rules.Memoizable() && !cfg.Linear && !cfg.NoFlowCache &&
+		len(cfg.Faults) == 0 && len(cfg.BridgeFaults) == 0 && ebtMemoizable(cfg.Ebtables, ebtables.Filter, ebtables.Forward) &&
+		ebtMemoizable(cfg.Ebtables, ebtables.NAT, ebtables.PostRouting)
+	c.buildHooks()
 	if e.Frags != nil {
 		e.Frags.SetConfig(fragConfig(cfg))
 	}
@@ -433,6 +458,9 @@ type pkt struct {
 	rec, replay bool
 	memoKey     memoKey
 	memo        iptables.Memo
+	// bf is the frame of a packet br_netfilter runs through the hooks
+	// (the bridged flow cache, bridgecache.go); nil for others
+	bf *bframe
 	// reassembly (defrag.go): fragMax is IPCB(skb)->frag_max_size,
 	// fragPMTU IPSKB_FRAG_PMTU, ignoreDF skb->ignore_df (conntrack's
 	// reassembly sets it); pieces are the payload lengths of the
@@ -444,6 +472,12 @@ type pkt struct {
 	// opt is the packet's IP options as ip_rcv_options compiled them
 	// (options.go); zero for a packet without
 	opt packet.Options
+	// kl is the engine's kernel log when the packet started (nil:
+	// none); lt and tee are the table runs' tracers for its legacy
+	// TRACE lines (klog.go)
+	kl  *KernelLog
+	lt  liveTrace
+	tee teeTracer
 }
 
 // Receive runs a packet that arrived on p.InIf (PREROUTING onwards).
@@ -453,34 +487,68 @@ type pkt struct {
 // run many packets at once should each use a Worker.
 func (e *Engine) Receive(p *packet.Packet, now int64, tr *Tracer) Fate {
 	k := e.newPkt(p, now, tr, nil)
-	k.receive()
+	k.receiveTop()
 	f := k.fate
 	e.putPkt(k)
 	return f
 }
 
+// receiveTop is receive for a packet handed in, recording its path
+// when its tracer asks.
+func (k *pkt) receiveTop() {
+	if k.tr == nil || !k.tr.Record {
+		k.receive()
+		return
+	}
+	mark := k.tr.callStart()
+	k.pathStart("received", 0)
+	k.receive()
+	k.pathEnd()
+	k.tr.callEnd(mark)
+}
+
+// sendTop is send for a packet handed in, recording its path when its
+// tracer asks.
+func (k *pkt) sendTop() {
+	k.p.Local = true
+	if k.tr == nil || !k.tr.Record {
+		k.send()
+		return
+	}
+	mark := k.tr.callStart()
+	k.pathStart("sent", 0)
+	k.send()
+	k.pathEnd()
+	k.tr.callEnd(mark)
+}
+
 // Send runs a packet the host itself sends (OUTPUT onwards).
 func (e *Engine) Send(p *packet.Packet, now int64, tr *Tracer) Fate {
 	k := e.newPkt(p, now, tr, nil)
-	k.p.Local = true
-	k.send()
+	k.sendTop()
 	f := k.fate
 	e.putPkt(k)
 	return f
 }
 
 func (e *Engine) newPkt(p *packet.Packet, now int64, tr *Tracer, w *Worker) *pkt {
-	c := e.cfg.Load()
 	k, _ := e.pkts.Get().(*pkt)
 	if k == nil {
 		k = new(pkt)
 	}
+	e.initPkt(k, e.cfg.Load(), p, now, tr, w)
+	return k
+}
+
+// initPkt readies a zero pkt (but for its scratch) for p on
+// configuration c.
+func (e *Engine) initPkt(k *pkt, c *compiled, p *packet.Packet, now int64, tr *Tracer, w *Worker) {
 	k.e, k.w, k.cfg, k.p, k.tr = e, w, c, p, tr
 	k.env = env{e: e, k: k, fib: c.FIB, now: now}
+	k.kl = e.klog.Load()
 	if tr != nil {
 		k.trace = e.traceID.Add(0x9e3779b9)
 	}
-	return k
 }
 
 func (e *Engine) putPkt(k *pkt) {
@@ -519,7 +587,12 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 		// the nat chains run for a connection's first packet only
 		k.memo.Tainted = true
 	}
-	if k.tr == nil {
+	// the live kernel log (klog.go): LOG and NFLOG rules log through
+	// the packet; a packet that is or may become traced runs with
+	// liveTrace. A tracer of the log form writes these lines itself.
+	logs := k.kl != nil && (k.tr == nil || k.tr.Format != FormatLog)
+	live := logs && (k.p.Trace || k.cfg.traceTab[tid])
+	if k.tr == nil && !live {
 		// an empty chain: its policy, without a traversal
 		if v, ok := base.RunEmpty(len(k.p.IP)); ok {
 			if v == iptables.TDrop {
@@ -539,9 +612,21 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 	if k.rec {
 		c.Memo = &k.memo
 	}
+	if logs {
+		c.Logger = k
+	}
 	var tr iptables.Tracer
-	if k.tr != nil {
+	switch {
+	case k.tr != nil && live:
+		k.lt = liveTrace{k: k, in: in, out: out}
+		k.tee = teeTracer{a: k.tr, b: &k.lt}
+		k.tr.chain(k, c, in, out)
+		tr = &k.tee
+	case k.tr != nil:
 		tr = k.tr.chain(k, c, in, out)
+	case live:
+		k.lt = liveTrace{k: k, in: in, out: out}
+		tr = &k.lt
 	}
 	v := k.cfg.Rules.Tables[tid].RunBase(base, c, tr)
 	if v == iptables.TDrop {
@@ -769,6 +854,7 @@ func (k *pkt) rcvFinish(dst0 uint32) {
 		k.rt = fib.Input(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), TOS: p.IP.TOS(), IIF: k.iif, Mark: p.Mark,
 			Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort})
 	}
+	k.pathRoute("input", &k.rt)
 	if k.rt.Err != 0 {
 		// an error route (ip_error: no route, unreachable, prohibit)
 		// has its options compiled first (options.go)
@@ -817,7 +903,9 @@ func (k *pkt) input() {
 		return
 	}
 	k.fate.Kind = Delivered
-	k.answer()
+	if !k.cfg.HostStack {
+		k.answer()
+	}
 }
 
 func (k *pkt) forward() {
@@ -901,7 +989,9 @@ func (k *pkt) loopback() {
 	q.ipvsDone = k.ipvsDone
 	q.p.Local = false
 	q.p.InIf, q.p.OutIf = "lo", ""
+	q.pathStart("loopback", k.trace)
 	q.receive()
+	q.pathEnd()
 	k.fate = q.fate
 	if q.tr == nil {
 		// nothing refers to q any more (a tracer would: it keeps the
@@ -917,6 +1007,7 @@ func (k *pkt) send() {
 		return
 	}
 	k.rt = k.outputRoute()
+	k.pathRoute("output", &k.rt)
 	if k.rt.Err != 0 {
 		k.drop(DropRoute, uint32(k.rt.Err), "")
 		return
@@ -953,6 +1044,7 @@ func (k *pkt) outputRoute() route.Result {
 
 func (k *pkt) reroute() bool {
 	k.rt = k.outputRoute()
+	k.pathRoute("reroute", &k.rt)
 	if k.rt.Err != 0 {
 		k.drop(DropRoute, uint32(k.rt.Err), "")
 		return false

@@ -3,6 +3,7 @@ package datapath
 import (
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/netfilter"
+	"github.com/uswitch-lab/uswitch/packet"
 	"github.com/uswitch-lab/uswitch/trace"
 )
 
@@ -74,4 +75,84 @@ func (k *pkt) fault(s *stage, st *hookState) bool {
 		k.reject(c.Reject)
 	}
 	return false
+}
+
+// Bridge fault stages. A fault placed at hook:bridge:HOOK@PRIORITY is a
+// stage of the bridge level's hook: before the hook's ebtables chain
+// when its priority is below the chain's (nat PREROUTING -300, filter
+// FORWARD and INPUT -200, nat POSTROUTING 300), after it otherwise;
+// at PREROUTING those at NF_BR_PRI_BRNF (0) and above after
+// br_netfilter's IPv4 PREROUTING (bridge.go: lateFaults), elsewhere
+// before br_netfilter's IPv4 hooks; the BROUTING ones first on a frame. A trace shows each decision as a line of its own,
+// with "fault" as the table and the bridge hook as the chain.
+
+// BridgeFaultStage is a fault on a bridge hook.
+type BridgeFaultStage interface {
+	// BridgeHook is where the stage sits: the bridge hook (numbered
+	// as package ebtables numbers them: BROUTING is 5) and priority.
+	BridgeHook() (netfilter.Hook, netfilter.Priority)
+	FaultName() string
+	// ActFrame decides for the frame fr (p: its IPv4 packet, nil when
+	// it has none) between ports in and out ("" for none) of bridge br
+	// at now and applies the decision in place: matched, drop, and
+	// what it did when traced.
+	ActFrame(fr *packet.Frame, p *packet.Packet, in, out, br string, now int64, traced bool) (matched, drop bool, text string)
+}
+
+// brFaultNames are the bridge hooks as a trace names them.
+var brFaultNames = [...]string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING", "BROUTING"}
+
+// bridgeFaults runs the bridge fault stages of hook h with priority in
+// [lo, hi] on the frame (p its IPv4 packet or nil); false: one dropped
+// it (ff.Drop says which).
+func (e *Engine) bridgeFaults(c *compiled, h netfilter.Hook, lo, hi netfilter.Priority, fr *packet.Frame, p *packet.Packet,
+	in, out, br string, now int64, tr *Tracer, tid uint32, ff *FrameFate) bool {
+	for _, f := range c.BridgeFaults {
+		fh, prio := f.BridgeHook()
+		if fh != h || prio < lo || prio > hi {
+			continue
+		}
+		traced := tr != nil && (tr.All || tid != 0)
+		matched, drop, text := f.ActFrame(fr, p, in, out, br, now, traced)
+		if matched && traced {
+			v := "ACCEPT"
+			if drop {
+				v = "DROP"
+			}
+			tr.Lines = append(tr.Lines, trace.RuleLine(tid, "fault", brFaultNames[h], 0, v, " "+text))
+		}
+		if drop {
+			ff.Drop = "fault: " + f.FaultName() + " (bridge " + brFaultNames[h] + ")"
+			return false
+		}
+	}
+	return true
+}
+
+// brFaultPkt is the frame's IPv4 packet for bridge faults' iptables
+// matches, decoded into pf (nil: the frame is not IPv4, or the packet
+// does not decode). Its bytes are the frame's: a corruption lands in
+// the frame.
+func brFaultPkt(pf *packet.Packet, fr *packet.Frame) *packet.Packet {
+	if fr.InnerProto != packet.EtherTypeIPv4 || fr.VLAN {
+		return nil
+	}
+	*pf = packet.Packet{Data: fr.Payload, L2: fr.Data[:fr.HeaderLen()]}
+	if pf.Decode() != nil {
+		return nil
+	}
+	return pf
+}
+
+// brFaultsAround runs the bridge faults of hook h below prio (before
+// the hook's ebtables chain) when before, else those at prio and above.
+func (e *Engine) brFaultsAround(c *compiled, h netfilter.Hook, prio netfilter.Priority, before bool, fr *packet.Frame, p *packet.Packet,
+	in, out, br string, now int64, tr *Tracer, tid uint32, ff *FrameFate) bool {
+	if len(c.BridgeFaults) == 0 {
+		return true
+	}
+	if before {
+		return e.bridgeFaults(c, h, netfilter.PriFirst, prio-1, fr, p, in, out, br, now, tr, tid, ff)
+	}
+	return e.bridgeFaults(c, h, prio, netfilter.PriLast, fr, p, in, out, br, now, tr, tid, ff)
 }

@@ -100,7 +100,7 @@ func (k *pkt) memoStart(iif int) {
 // memoLoad replays m if it holds a recording for key in this generation.
 func (k *pkt) memoLoad(m *conntrack.Memo, key memoKey) bool {
 	w0 := m.W[0].Load()
-	if w0&(memoValid|memoLocked) != memoValid || uint32(w0>>32) != k.cfg.gen {
+	if w0&(memoValid|memoLocked|memoBridged) != memoValid || uint32(w0>>32) != k.cfg.gen {
 		return false
 	}
 	w1, w2, w3 := m.W[1].Load(), m.W[2].Load(), m.W[3].Load()

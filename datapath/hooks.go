@@ -155,7 +155,7 @@ func (c *compiled) buildHooks() {
 				case netfilter.LocalIn, netfilter.PostRouting:
 					add(netfilter.PriConntrackConfirm, opConfirm, 0)
 				}
-				if h == netfilter.PreRouting && c.memoOn && !ipvs {
+				if h == netfilter.PreRouting && (c.memoOn || c.bmemoOn) && !ipvs {
 					// after conntrack (the list is sorted stably)
 					add(netfilter.PriConntrack, opFlowCache, 0)
 				}
@@ -206,6 +206,15 @@ func (k *pkt) run(st *hookState) bool {
 	if k.ipvsOn() {
 		list = k.cfg.hooks[1][st.hook]
 	}
+	if k.recording() {
+		k.pathHook(st)
+		for i := range list {
+			if !k.tracedStage(&list[i], st) {
+				return false
+			}
+		}
+		return true
+	}
 	for i := range list {
 		if !k.stage(&list[i], st) {
 			return false
@@ -224,7 +233,11 @@ func (k *pkt) stage(s *stage, st *hookState) bool {
 	case opConntrack:
 		return k.conntrackIn(st.hook)
 	case opFlowCache:
-		k.memoStart(k.iif)
+		if k.bf != nil {
+			k.bmemoStart()
+		} else if k.cfg.memoOn {
+			k.memoStart(k.iif)
+		}
 		return true
 	case opNAT:
 		m := nat.Src

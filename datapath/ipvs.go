@@ -213,6 +213,7 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn, icmp bool) bool {
 	}
 	k.ipvsDone = true
 	k.rt = rt
+	k.pathRoute("ipvs", &k.rt)
 	k.hasDst = false
 	kind := Forwarded
 	if p.Local {

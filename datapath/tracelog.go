@@ -38,14 +38,8 @@ func (t *Tracer) Target(tab *iptables.Table, c *iptables.Chain, r *iptables.Rule
 func (t *Tracer) logRule(tab *iptables.Table, c *iptables.Chain, r *iptables.Rule, v iptables.TVerdict, jump *iptables.Chain) {
 	if r.Target == nil {
 		if t.on() {
-			kind := "rule"
-			if unconditional(r) {
-				kind = "return"
-				if c.Builtin {
-					kind = "policy"
-				}
-			}
-			t.logTrace(tab, c, kind, ruleNum(c, r))
+			kind, num := legacyKind(c, r)
+			t.logTrace(tab, c, kind, num)
 		}
 		return
 	}
@@ -53,6 +47,20 @@ func (t *Tracer) logRule(tab *iptables.Table, c *iptables.Chain, r *iptables.Rul
 		li := t.logInfo(l.Prefix, l.Flags)
 		t.Lines = append(t.Lines, trace.LogLine(&li, t.k.p.IP))
 	}
+}
+
+// legacyKind is how legacy TRACE names a matched rule without a target
+// (get_chainname_rulenum): "rule", or "return"/"policy" for an
+// unconditional one, and its number.
+func legacyKind(c *iptables.Chain, r *iptables.Rule) (string, int) {
+	kind := "rule"
+	if unconditional(r) {
+		kind = "return"
+		if c.Builtin {
+			kind = "policy"
+		}
+	}
+	return kind, ruleNum(c, r)
 }
 
 // unconditional is ip_tables.c unconditional() for a rule with a
@@ -75,23 +83,10 @@ func (t *Tracer) logTrace(tab *iptables.Table, c *iptables.Chain, kind string, n
 
 // logInfo is what nf_log knows of the packet at this hook.
 func (t *Tracer) logInfo(prefix string, flags uint8) trace.LogInfo {
-	p := t.k.p
-	li := trace.LogInfo{Prefix: prefix, Flags: flags, In: t.in, Out: t.out,
-		PhysIn: p.PhysIn, PhysOut: p.PhysOut, Mark: p.Mark}
-	switch {
-	case t.in == "lo":
-		li.MAC = trace.LoopbackMAC
-	case t.in != "" && len(p.L2) >= 14:
-		li.MAC, li.Ether = p.L2[:14], true
-	}
-	// skb->sk of a process's packet, until loopback orphans it
-	if t.in == "" && p.HasSocket {
-		li.HasSocket, li.UID, li.GID = true, p.UID, p.GID
-	}
-	return li
+	return logInfoOf(t.k.p, t.in, t.out, prefix, flags)
 }
 
 // sub is the tracer of an answer the traced packet causes.
 func (t *Tracer) sub() *Tracer {
-	return &Tracer{All: t.All, Format: t.Format}
+	return &Tracer{All: t.All, Format: t.Format, Record: t.Record, PathAll: t.PathAll}
 }

@@ -30,6 +30,14 @@ type Tracer struct {
 	Format TraceFormat
 	Lines  []string
 
+	// Record collects Path: the path events (path.go) of the packets
+	// it traces (All, nf_trace) and, with PathAll, of every packet it
+	// sees, without their lines.
+	Record, PathAll bool
+	Path            []PathEvent
+	// keep: a packet of the current call was traced (path.go)
+	keep bool
+
 	// per base-chain traversal
 	k       *pkt
 	c       *iptables.Ctx
@@ -84,6 +92,16 @@ func ruleNum(c *iptables.Chain, r *iptables.Rule) int {
 func (t *Tracer) Rule(tab *iptables.Table, c *iptables.Chain, r *iptables.Rule, v iptables.TVerdict, jump *iptables.Chain, gotoFlag bool) {
 	if v == iptables.TDrop {
 		t.dropChain, t.dropRule = c.Name, int32(ruleNum(c, r))
+	}
+	if t.Record {
+		w := v.String()
+		if jump != nil {
+			w = trace.JumpVerdict(gotoFlag, jump.Name)
+		}
+		if r.Target != nil {
+			w = r.Target.Name() + " " + w
+		}
+		t.pathRule(tab, c, ruleNum(c, r), w)
 	}
 	if t.Format == FormatLog {
 		t.logRule(tab, c, r, v, jump)
@@ -142,6 +160,7 @@ func (t *Tracer) Policy(tab *iptables.Table, c *iptables.Chain, v iptables.TVerd
 	if v == iptables.TDrop {
 		t.dropChain, t.dropRule = c.Name, 0
 	}
+	t.pathRule(tab, c, 0, v.String())
 	if !t.on() {
 		return
 	}

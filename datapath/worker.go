@@ -98,7 +98,7 @@ func (e *Engine) NewWorker(index int) *Worker {
 // Receive is Engine.Receive on the worker.
 func (w *Worker) Receive(p *packet.Packet, now int64, tr *Tracer) Fate {
 	k := w.e.newPkt(p, now, tr, w)
-	k.receive()
+	k.receiveTop()
 	f := k.fate
 	w.e.putPkt(k)
 	return f
@@ -107,8 +107,7 @@ func (w *Worker) Receive(p *packet.Packet, now int64, tr *Tracer) Fate {
 // Send is Engine.Send on the worker.
 func (w *Worker) Send(p *packet.Packet, now int64, tr *Tracer) Fate {
 	k := w.e.newPkt(p, now, tr, w)
-	k.p.Local = true
-	k.send()
+	k.sendTop()
 	f := k.fate
 	w.e.putPkt(k)
 	return f

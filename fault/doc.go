@@ -15,6 +15,15 @@
 //	partition    groups A and B, a direction, drop or reject
 //	mangle       TTL, TOS, mark
 //	conntrack-full, nat-exhaust   state faults (state.go)
+//	conntrack-evict, -expire, -clash, rules-swap, sysctl, fdb,
+//	datapath-kill, -stall          state faults at instants or windows
+//	                               (actions.go), through a Host
+//	link         a wire down while active (wire:IFACE)
+//
+// Schedules (schedule.go): start/stop, every/for, instants, triggers
+// (after_packets, conntrack:new), ramps and step lists. Bridge
+// placements and ebt_match: bridge.go. The verdict path of uswitch
+// nfqueue (nfqueue:verdict, nfqueue:N:verdict): package nfqueue.
 //
 // Decisions are repeatable by construction (prf.go): a packet's draws
 // are a function of the experiment's seed, the fault's name, the
@@ -30,7 +39,14 @@
 // Who runs them: the engine runs hook faults as stages of its hook
 // lists (datapath.FaultStage, implemented by *Fault: Act); package link
 // runs wire faults right after a read and before a write, and one delay
-// goroutine that drains the faults' queues; `uswitch trace --faults`
-// runs the same decisions offline with a capture's timestamps as the
-// clock.
+// goroutine that drains the faults' queues; package nfqueue runs
+// nfqueue:[N:]verdict faults on the verdicts; link and uswitch nfqueue
+// run Set.Tick on a clock for datapath-kill and -stall; `uswitch trace
+// --faults` runs the same decisions offline with a capture's timestamps
+// as the clock.
+//
+// A packet fault whose match names a protocol (and a TCP or UDP
+// destination port) turns other packets away on those alone, before
+// its schedule and match: a fault that matches nothing costs a packet
+// a few nanoseconds (BenchmarkFaultStageNoMatch).
 package fault

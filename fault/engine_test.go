@@ -8,6 +8,7 @@ import (
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/datapath/datapathtest"
 	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -259,5 +260,31 @@ func TestNATExhaust(t *testing.T) {
 	}
 	if f, p := send(2005, "192.168.1.2", 2e9); f.Kind != datapath.Forwarded || p.SrcPort != 2005 {
 		t.Errorf("after the window: %v from %d, want the port kept", f, p.SrcPort)
+	}
+}
+
+// BenchmarkFaultStageNoMatch: what a fault stage that matches nothing
+// costs a packet by itself (the engine's call of Act: the schedule and
+// the match), without the rest of the path whose noise hides it in
+// BenchmarkEngineFaultNoMatch: a UDP packet against a TCP fault (turned
+// away on the protocol alone) and against a UDP fault of another port
+// (the schedule and the whole match).
+func BenchmarkFaultStageNoMatch(b *testing.B) {
+	for _, bc := range []struct{ name, match string }{
+		{"other-proto", "-p tcp --dport 80"},
+		{"same-proto", "-p udp --dport 80"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := mustFault(b, Spec{Name: "web", At: "hook:ipv4:PREROUTING@-250", Match: bc.match, Netem: "loss 50%"}, 1)
+			var st datapath.FaultStage = f
+			p := udp(b, ipA, ipB, 5353, 53, 64)
+			c := &iptables.Ctx{Pkt: p, Hook: netfilter.PreRouting}
+			b.ReportAllocs()
+			for b.Loop() {
+				if m, _, _ := st.Act(c, 3e6, false); m {
+					b.Fatal("matched")
+				}
+			}
+		})
 	}
 }

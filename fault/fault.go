@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/packet"
 )
@@ -29,12 +30,31 @@ const (
 	// KindNATExhaust: while active, source NAT port pools are cut to
 	// Ports ports (state.go).
 	KindNATExhaust
+	// The state faults of actions.go: at scheduled instants (or for
+	// the windows of the schedule) on the engine's state.
+	KindConntrackEvict
+	KindConntrackExpire
+	KindRulesSwap
+	KindSysctl
+	KindFDB
+	KindDatapathKill
+	KindDatapathStall
+	// KindConntrackClash: a matching NEW packet's entry races a twin
+	// to confirm (actions.go); a packet fault at a hook before confirm.
+	KindConntrackClash
+	// KindLink: the link is down (or flapping) while active: its wire
+	// placements see no packet (link.go).
+	KindLink
 )
 
-var kindNames = [...]string{"netem", "partition", "mangle", "conntrack-full", "nat-exhaust"}
+var kindNames = [...]string{"netem", "partition", "mangle", "conntrack-full", "nat-exhaust",
+	"conntrack-evict", "conntrack-expire", "rules-swap", "sysctl", "fdb", "datapath-kill", "datapath-stall",
+	"conntrack-clash", "link"}
 
 // stateKind: a fault on the engine's state, not on packets.
-func (k Kind) stateKind() bool { return k == KindConntrackFull || k == KindNATExhaust }
+func (k Kind) stateKind() bool {
+	return k == KindConntrackFull || k == KindNATExhaust || (k >= KindConntrackEvict && k <= KindDatapathStall)
+}
 
 func (k Kind) String() string { return kindNames[k] }
 
@@ -51,10 +71,24 @@ const (
 // per-flow state and counters change under its own locks, so one Fault
 // serves every worker at once.
 type Fault struct {
-	Name string
-	At   Placement
+	// qProto: the protocol the match requires (its -p, not inverted),
+	// 0 for any, for packet faults only: a packet of another protocol
+	// is turned away before the schedule and the match are looked at,
+	// the common case of a fault that matches nothing (first in the
+	// struct: the cache line a packet reads)
+	qProto uint8
+	// qPorts: with qProto TCP or UDP, the destination ports the match
+	// requires (its --dport, not inverted; qPorts false: any)
+	qPorts     bool
+	qDLo, qDHi uint16
+	Name       string
+	At         Placement
 	// Spec is what the fault was compiled from (for listing).
 	Spec Spec
+	// EbtMatch is the ebtables match text at a bridge placement;
+	// ebtMatch its parsed form (bridge.go)
+	EbtMatch string
+	ebtMatch ebtMatcher
 	// Match is the iptables match text ("" matches every packet);
 	// match its parsed rule.
 	Match string
@@ -101,6 +135,11 @@ type Fault struct {
 	// conntrack-full and nat-exhaust (state.go)
 	Max, Ports int
 	state      stateFault
+
+	// the state faults of actions.go, conntrack-clash and link
+	act actionParams
+	// sched: instants, a trigger, phases (schedule.go)
+	sched schedule
 
 	key uint64
 	// epoch is when the schedules start (Set.SetEpoch), on the
@@ -172,6 +211,8 @@ type Decision struct {
 	Dup    One
 	// Mangled: the packet's TTL, TOS or mark were set.
 	Mangled bool
+	// Raced: a twin confirmed first (conntrack-clash).
+	Raced bool
 }
 
 // Queued reports whether the packet goes through the fault's queue (a
@@ -201,8 +242,20 @@ func (f *Fault) Decide(c *iptables.Ctx, now int64, d *Decision) bool {
 // matches it: Decide's first half, for callers that avoid preparing a
 // Decision for the packets no fault sees.
 func (f *Fault) Sees(c *iptables.Ctx, now int64) bool {
+	if f.quickReject(c.Pkt) {
+		return false
+	}
+	if f.sched.trig != trigNone && f.sched.fired.Load() == 0 {
+		f.trigger(c, now)
+		return false
+	}
 	if !f.active(now) {
 		return false
+	}
+	if f.Kind == KindConntrackClash {
+		if r := c.CT; r.Conn == nil || r.Conn.Confirmed() || r.Info != conntrack.CtNew {
+			return false
+		}
 	}
 	if f.Kind == KindPartition && !f.partitioned(c.Pkt) {
 		return false
@@ -216,15 +269,37 @@ func (f *Fault) Sees(c *iptables.Ctx, now int64) bool {
 	return true
 }
 
+// quickReject: the packet cannot match (its protocol, or its
+// destination port, is not the one the match requires).
+func (f *Fault) quickReject(p *packet.Packet) bool {
+	if q := f.qProto; q != 0 {
+		if p.Proto != q {
+			return true
+		}
+		return f.qPorts && p.HasL4 && (p.DstPort < f.qDLo || p.DstPort > f.qDHi)
+	}
+	return false
+}
+
 // decide is Decide for a packet the fault sees.
 func (f *Fault) decide(c *iptables.Ctx, now int64, d *Decision) {
+	var fl Flow
+	if !f.ScopeFault {
+		fl = FlowOf(c.Pkt)
+	}
+	f.decideFlow(c, fl, now, d)
+}
+
+// decideFlow is decide for a packet of flow fl (the zero Flow with
+// scope "fault").
+func (f *Fault) decideFlow(c *iptables.Ctx, fl Flow, now int64, d *Decision) {
+	if f.ScopeFault {
+		fl = Flow{}
+	}
+	nm := f.netemAt(now)
 	now -= f.epoch
 	p := c.Pkt
 	f.Matched.Add(1)
-	var fl Flow
-	if !f.ScopeFault {
-		fl = FlowOf(p)
-	}
 	fk := f.key ^ fl.hash()
 	sh := &f.flows[fk%flowShards]
 	sh.mu.Lock()
@@ -261,7 +336,15 @@ func (f *Fault) decide(c *iptables.Ctx, now int64, d *Decision) {
 		d.Mangled = true
 		f.Mangled.Add(1)
 	case KindNetem:
-		f.netem(st, fk, p, d)
+		if nm != &f.Netem {
+			st.phase(nm)
+		}
+		f.netem(st, fk, p, d, nm)
+	case KindConntrackClash:
+		f.clash(c, now+f.epoch, d)
+	case KindLink:
+		d.Orig.Drop = true
+		f.Dropped.Add(1)
 	}
 	f.seen(d)
 }
@@ -288,10 +371,21 @@ func (sh *flowShard) sweep(now int64) {
 // at now (the callers' clock).
 func (f *Fault) active(now int64) bool {
 	now -= f.epoch
+	if f.sched.trig != trigNone {
+		// the schedule counts from the trigger
+		t0 := f.sched.fired.Load()
+		if t0 == 0 {
+			return false
+		}
+		now -= t0 - 1
+	}
 	if now < f.Start || (f.Stop > 0 && now >= f.Stop) || f.paused.Load() {
 		return false
 	}
-	return f.Period == 0 || (now-f.Start)%f.Period < f.For
+	if f.Period == 0 {
+		return true
+	}
+	return (now-f.Start)%f.Period < f.For
 }
 
 // Pause stops the fault from acting until Resume (its state stays).
@@ -352,13 +446,12 @@ func (f *Fault) selected(st *flowState) bool {
 // original's reorder/delay decision. The queue limit, the rate's
 // chaining and the slots are the queue's (queue.go), which needs the
 // time.
-func (f *Fault) netem(st *flowState, fk uint64, p *packet.Packet, d *Decision) {
-	n := &f.Netem
+func (f *Fault) netem(st *flowState, fk uint64, p *packet.Packet, d *Decision, n *Netem) {
 	count := 1
 	if n.Duplicate != 0 && uint32(n.Duplicate) >= st.dup.next(draw(fk, d.N, laneDup)) {
 		count++
 	}
-	if f.lossEvent(st, fk, d.N, 0) {
+	if f.lossEvent(n, st, fk, d.N, 0) {
 		if n.ECN && ect(p) {
 			d.Orig.ECN = true
 			f.Marked.Add(1)
@@ -371,13 +464,13 @@ func (f *Fault) netem(st *flowState, fk uint64, p *packet.Packet, d *Decision) {
 		f.Dropped.Add(1)
 		return
 	}
-	f.corrupt(st, fk, d.N, 0, len(p.IP), &d.Orig)
+	f.corrupt(n, st, fk, d.N, 0, len(p.IP), &d.Orig)
 	if count > 1 {
 		d.HasDup = true
 		f.Duplicated.Add(1)
 		// the clone is enqueued at the root again: loss, corrupt and
 		// its own reorder/delay, before the original's
-		if f.lossEvent(st, fk, d.N, dupLanes) {
+		if f.lossEvent(n, st, fk, d.N, dupLanes) {
 			if n.ECN && ect(p) {
 				d.Dup.ECN = true
 			} else {
@@ -385,15 +478,14 @@ func (f *Fault) netem(st *flowState, fk uint64, p *packet.Packet, d *Decision) {
 			}
 		}
 		if !d.Dup.Drop {
-			f.corrupt(st, fk, d.N, dupLanes, len(p.IP), &d.Dup)
-			f.delay(st, fk, d.N, dupLanes, &d.Dup)
+			f.corrupt(n, st, fk, d.N, dupLanes, len(p.IP), &d.Dup)
+			f.delay(n, st, fk, d.N, dupLanes, &d.Dup)
 		}
 	}
-	f.delay(st, fk, d.N, 0, &d.Orig)
+	f.delay(n, st, fk, d.N, 0, &d.Orig)
 }
 
-func (f *Fault) lossEvent(st *flowState, fk, nIdx uint64, lanes int) bool {
-	n := &f.Netem
+func (f *Fault) lossEvent(n *Netem, st *flowState, fk, nIdx uint64, lanes int) bool {
 	switch n.Model {
 	case LossRandom:
 		return n.Loss != 0 && uint32(n.Loss) >= st.loss.next(draw(fk, nIdx, lanes+laneLoss))
@@ -405,8 +497,7 @@ func (f *Fault) lossEvent(st *flowState, fk, nIdx uint64, lanes int) bool {
 	return false
 }
 
-func (f *Fault) corrupt(st *flowState, fk, nIdx uint64, lanes, length int, o *One) {
-	n := &f.Netem
+func (f *Fault) corrupt(n *Netem, st *flowState, fk, nIdx uint64, lanes, length int, o *One) {
 	if n.Corrupt == 0 || uint32(n.Corrupt) < st.corrupt.next(draw(fk, nIdx, lanes+laneCorrupt)) || length == 0 {
 		return
 	}
@@ -421,8 +512,7 @@ func (f *Fault) corrupt(st *flowState, fk, nIdx uint64, lanes, length int, o *On
 // delay is the gap rule and tabledist: while the gap counter is below
 // gap−1 the packet is delayed (counter++); otherwise with probability
 // Reorder it is sent at once and the counter resets.
-func (f *Fault) delay(st *flowState, fk, nIdx uint64, lanes int, o *One) {
-	n := &f.Netem
+func (f *Fault) delay(n *Netem, st *flowState, fk, nIdx uint64, lanes int, o *One) {
 	if n.Gap == 0 || st.counter < n.Gap-1 || uint32(n.Reorder) < st.reorder.next(draw(fk, nIdx, lanes+laneReorder)) {
 		var rnd uint32
 		if n.Jitter != 0 {
@@ -430,7 +520,7 @@ func (f *Fault) delay(st *flowState, fk, nIdx uint64, lanes int, o *One) {
 		}
 		o.Delay = tabledist(n.Latency, int32(n.Jitter), rnd, n.Dist)
 		st.counter++
-		if f.Netem.delays() {
+		if n.delays() {
 			f.Delayed.Add(1)
 		}
 		return
@@ -511,6 +601,15 @@ func (d *Decision) Action() string {
 	}
 	if d.Mangled {
 		return "mangle"
+	}
+	switch d.Fault.Kind {
+	case KindConntrackClash:
+		if d.Raced {
+			return "race: a twin of the flow confirmed first"
+		}
+		return "race: no twin (its tuples are taken)"
+	case KindLink:
+		return "drop (link down)"
 	}
 	s := oneText(&d.Orig, d.Fault.Queued())
 	if d.HasDup {

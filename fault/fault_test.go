@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -338,5 +339,23 @@ func TestFlowIdle(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d flows after a sweep with none idle, want 1", n)
+	}
+}
+
+// TestQuickReject: turning packets away on protocol and destination
+// port before the schedule and the match decides as the match does.
+func TestQuickReject(t *testing.T) {
+	for _, m := range []string{"-p tcp --dport 80", "-p udp --dport 50:60", "-p udp ! --dport 53", "! -p udp", "-p icmp", "-p tcp -m tcp --sport 80"} {
+		f := mustFault(t, Spec{Name: "q", At: "hook:ipv4:PREROUTING", Match: m, Action: "loss"}, 1)
+		for _, ps := range []string{"tcp 10.0.0.2:80 > 10.0.0.3:80 syn", "tcp 10.0.0.2:1 > 10.0.0.3:81 syn", "udp 10.0.0.2:1 > 10.0.0.3:53",
+			"udp 10.0.0.2:1 > 10.0.0.3:55", "udp 10.0.0.2:1 > 10.0.0.3:61", "icmp 10.0.0.2 > 10.0.0.3"} {
+			p := spec(t, ps)
+			c := iptables.Ctx{Pkt: p, Hook: netfilter.PreRouting}
+			want := f.match.Match(&c)
+			c = iptables.Ctx{Pkt: p, Hook: netfilter.PreRouting}
+			if got := f.Sees(&c, 0); got != want {
+				t.Errorf("%q on %q: sees %v, the match says %v", m, ps, got, want)
+			}
+		}
 	}
 }

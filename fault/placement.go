@@ -22,8 +22,15 @@ import (
 //	                       the same priority
 //	hook:bridge:HOOK[@PRIO] the same for the bridge family (BROUTING,
 //	                       PREROUTING, INPUT, FORWARD, OUTPUT,
-//	                       POSTROUTING): parsed, not yet run (uswitch has
-//	                       no bridge datapath yet)
+//	                       POSTROUTING): a stage of the bridge level
+//	nfqueue:verdict        uswitch nfqueue's verdict path: after the engine
+//	nfqueue:N:verdict      decided a queued packet (of any queue, or of
+//	                       queue N), before its verdict goes to the
+//	                       kernel: a drop turns ACCEPT into DROP, a delay
+//	                       holds the verdict (the packet waits in the
+//	                       kernel's queue, counting towards queue_maxlen),
+//	                       a duplicate sends a copy through the
+//	                       namespace's raw socket (nfqueue/verdictfault.go)
 
 // PlaceKind is a placement's kind.
 type PlaceKind uint8
@@ -33,6 +40,11 @@ const (
 	WireEgress
 	HookIPv4
 	HookBridge
+	// WireBoth is wire:IFACE, both ways (link faults)
+	WireBoth
+	// NFQueueVerdict is nfqueue:[N:]verdict: uswitch nfqueue's
+	// verdict path (Queue: the queue number, -1 every queue)
+	NFQueueVerdict
 )
 
 // BridgeBRouting is the bridge family's BROUTING hook, numbered after
@@ -45,6 +57,8 @@ type Placement struct {
 	Iface string         // wire placements
 	Hook  netfilter.Hook // hook placements (BridgeBRouting: the bridge's BROUTING)
 	Prio  netfilter.Priority
+	// Queue is an NFQueueVerdict placement's queue (-1: every queue)
+	Queue int32
 }
 
 var bridgeHookNames = [...]string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING", "BROUTING"}
@@ -53,10 +67,25 @@ var bridgeHookNames = [...]string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "P
 func ParsePlacement(s string) (Placement, error) {
 	parts := strings.Split(s, ":")
 	bad := func(why string) (Placement, error) {
-		return Placement{}, fmt.Errorf("placement %q: %s (want wire:IFACE:ingress|egress or hook:ipv4|bridge:HOOK[@PRIORITY])", s, why)
+		return Placement{}, fmt.Errorf("placement %q: %s (want wire:IFACE:ingress|egress, hook:ipv4|bridge:HOOK[@PRIORITY] or nfqueue:[N:]verdict)", s, why)
 	}
 	switch parts[0] {
+	case "nfqueue":
+		switch {
+		case len(parts) == 2 && parts[1] == "verdict":
+			return Placement{Kind: NFQueueVerdict, Queue: -1}, nil
+		case len(parts) == 3 && parts[2] == "verdict":
+			n, err := strconv.ParseUint(parts[1], 10, 16)
+			if err != nil {
+				return bad("queue number 0 to 65535")
+			}
+			return Placement{Kind: NFQueueVerdict, Queue: int32(n)}, nil
+		}
+		return bad("nfqueue:verdict or nfqueue:N:verdict")
 	case "wire":
+		if len(parts) == 2 && parts[1] != "" && len(parts[1]) <= 15 {
+			return Placement{Kind: WireBoth, Iface: parts[1]}, nil
+		}
 		if len(parts) != 3 || parts[1] == "" {
 			return bad("not three parts")
 		}
@@ -116,6 +145,13 @@ func (p Placement) String() string {
 		return "wire:" + p.Iface + ":ingress"
 	case WireEgress:
 		return "wire:" + p.Iface + ":egress"
+	case WireBoth:
+		return "wire:" + p.Iface
+	case NFQueueVerdict:
+		if p.Queue < 0 {
+			return "nfqueue:verdict"
+		}
+		return "nfqueue:" + strconv.Itoa(int(p.Queue)) + ":verdict"
 	}
 	fam, name := "ipv4", ""
 	if p.Kind == HookBridge {
@@ -134,10 +170,13 @@ func (p Placement) String() string {
 // against (-i only where there is an input device, -o an output one).
 func (p Placement) matchHook() netfilter.Hook {
 	switch p.Kind {
-	case WireIngress:
+	case WireIngress, WireBoth:
 		return netfilter.PreRouting
 	case WireEgress:
 		return netfilter.PostRouting
+	case NFQueueVerdict:
+		// a queue rule may sit at any hook: -i and -o both allowed
+		return netfilter.Forward
 	}
 	if p.Hook >= netfilter.NumHooks {
 		return netfilter.PreRouting

@@ -176,7 +176,14 @@ func (s *Set) Wire(iface string, egress bool) []*Fault {
 	}
 	var out []*Fault
 	for _, f := range s.Faults {
-		if f.At.Kind == k && f.At.Iface == iface {
+		// a link fault goes first: a link that is down shows nothing to
+		// the faults behind it
+		if (f.At.Kind == k || f.At.Kind == WireBoth) && f.Kind == KindLink && f.At.Iface == iface {
+			out = append(out, f)
+		}
+	}
+	for _, f := range s.Faults {
+		if f.At.Kind == k && f.Kind != KindLink && f.At.Iface == iface {
 			out = append(out, f)
 		}
 	}
@@ -212,12 +219,49 @@ func (s *Set) Bridge() []*Fault {
 	return out
 }
 
+// Verdict returns the faults on the verdict path of NFQUEUE queue q
+// (nfqueue:verdict and nfqueue:q:verdict), in file order.
+func (s *Set) Verdict(q uint16) []*Fault {
+	if s == nil {
+		return nil
+	}
+	var out []*Fault
+	for _, f := range s.Faults {
+		if f.At.Kind == NFQueueVerdict && (f.At.Queue < 0 || f.At.Queue == int32(q)) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Tick runs, at now, the instants and window edges of the set's
+// datapath-kill and datapath-stall faults, which stop the process that
+// runs the packets and so cannot wait for a packet to reach their stage
+// (a stalled datapath decides none): the runner (uswitch nfqueue, a
+// lab) calls it on a clock between packets. The other state faults act
+// at the first packet at or after their time, as before, so that they
+// change the same packets live and offline.
+func (s *Set) Tick(now int64) {
+	if s == nil {
+		return
+	}
+	for _, f := range s.Faults {
+		if f.Kind != KindDatapathKill && f.Kind != KindDatapathStall {
+			continue
+		}
+		if f.sched.trig != trigNone && f.sched.fired.Load() == 0 {
+			continue // a trigger waits for its packet
+		}
+		f.tick(now)
+	}
+}
+
 // Ifaces lists the interfaces wire placements name.
 func (s *Set) Ifaces() []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, f := range s.Faults {
-		if (f.At.Kind == WireIngress || f.At.Kind == WireEgress) && !seen[f.At.Iface] {
+		if (f.At.Kind == WireIngress || f.At.Kind == WireEgress || f.At.Kind == WireBoth) && !seen[f.At.Iface] {
 			seen[f.At.Iface] = true
 			out = append(out, f.At.Iface)
 		}
@@ -237,6 +281,21 @@ func (f *Fault) Describe() string {
 		s += " conntrack-full max " + strconv.Itoa(f.Max)
 	} else if f.Kind == KindNATExhaust {
 		s += " nat-exhaust ports " + strconv.Itoa(f.Ports)
+	} else if f.Kind >= KindConntrackEvict {
+		s += " " + f.Kind.String()
+		for _, x := range [][2]string{{"filter", sp.Filter}, {"timeout", sp.Timeout}, {"twin", sp.Twin}, {"twin_dnat", sp.TwinDNAT},
+			{"twin_snat", sp.TwinSNAT}, {"file", sp.File}, {"family", sp.Family}, {"op", sp.Op}, {"bridge", sp.Bridge},
+			{"mac", sp.MAC}, {"port", sp.Port}, {"duration", sp.Duration}} {
+			if x[1] != "" {
+				s += " " + x[0] + " '" + x[1] + "'"
+			}
+		}
+		if f.Kind == KindRulesSwap && !f.act.atomic {
+			s += " (line by line)"
+		}
+		for _, kv := range f.act.sysctls {
+			s += " " + kv[0] + "=" + kv[1]
+		}
 	} else if sp.Action != "" {
 		s += " " + sp.Action
 		if sp.Probability != nil {
@@ -260,6 +319,7 @@ func (f *Fault) Describe() string {
 	if f.Period != 0 {
 		s += " every " + time.Duration(f.Period).String() + " for " + time.Duration(f.For).String()
 	}
+	s += f.describeSchedule()
 	if f.Paused() {
 		s += " (paused)"
 	}
@@ -277,8 +337,17 @@ func (f *Fault) Describe() string {
 func (s *Set) WriteList(w io.Writer) {
 	fmt.Fprintf(w, "seed %d\n", s.Seed)
 	for _, f := range s.Faults {
-		if f.Kind.stateKind() {
+		if f.Kind == KindConntrackFull || f.Kind == KindNATExhaust {
 			fmt.Fprintf(w, "%s: %s\n  %s\n", f.Name, f.Describe(), f.stateText())
+			continue
+		}
+		if f.Kind.stateKind() {
+			fmt.Fprintf(w, "%s: %s\n  %s\n", f.Name, f.Describe(), f.actionText())
+			continue
+		}
+		if f.Kind == KindConntrackClash {
+			n, e := f.Errors()
+			fmt.Fprintf(w, "%s: %s\n  matched %d raced %d (twin failed %d: %s)\n", f.Name, f.Describe(), f.Matched.Load(), f.Acted.Load()-n, n, e)
 			continue
 		}
 		fmt.Fprintf(w, "%s: %s\n  matched %d acted %d: dropped %d duplicated %d corrupted %d delayed %d reordered %d ecn %d mangled %d limit %d\n",
@@ -307,7 +376,13 @@ var (
 // A corrupted packet is decoded again; one whose header no longer
 // decodes is dropped, as ip_rcv would drop it.
 func (f *Fault) Act(c *iptables.Ctx, now int64, traced bool) (matched, drop bool, text string) {
+	if f.quickReject(c.Pkt) {
+		return false, false, ""
+	}
 	if f.Kind.stateKind() {
+		if f.sched.trig != trigNone && f.sched.fired.Load() == 0 {
+			f.trigger(c, now)
+		}
 		f.tick(now)
 		return false, false, ""
 	}

@@ -79,6 +79,37 @@ type Spec struct {
 	// ports left in every source NAT pool
 	Max   int `toml:"max"`
 	Ports int `toml:"ports"`
+	// conntrack-evict, conntrack-expire: a conntrack(8) filter and
+	// (expire) the time left
+	Filter  string `toml:"filter"`
+	Timeout string `toml:"timeout"`
+	// conntrack-clash: what the twin's NAT was
+	Twin     string `toml:"twin"`
+	TwinDNAT string `toml:"twin_dnat"`
+	TwinSNAT string `toml:"twin_snat"`
+	// rules-swap
+	File   string `toml:"file"`
+	Rules  string `toml:"rules"`
+	Family string `toml:"family"`
+	Atomic *bool  `toml:"atomic"`
+	Step   string `toml:"step"`
+	// sysctl: name=value
+	Set []string `toml:"set"`
+	// fdb
+	Op     string `toml:"op"`
+	Bridge string `toml:"bridge"`
+	MAC    string `toml:"mac"`
+	Port   string `toml:"port"`
+	Ageing string `toml:"ageing"`
+	// datapath-kill (0: for good), datapath-stall at instants
+	Duration string `toml:"duration"`
+	// ramp and steps: netem parameters over time (schedule.go)
+	Ramp  *Ramp  `toml:"ramp"`
+	Steps []Step `toml:"steps"`
+	// EbtMatch: at a bridge placement, an ebtables match on the frame
+	// (-p ARP, -s MAC, --arp-ip-dst ...): it sees every frame, IPv4 or
+	// not (bridge.go)
+	EbtMatch string `toml:"ebt_match"`
 }
 
 // Schedule is the schedule table: { start = "5s", stop = "15s" }.
@@ -90,6 +121,11 @@ type Schedule struct {
 	// { every = "10s", for = "3s" }).
 	Every string `toml:"every"`
 	For   string `toml:"for"`
+	// At are instants (state faults act at each); AfterPackets and On
+	// are triggers that start the schedule's clock (schedule.go).
+	At           Instants `toml:"at"`
+	AfterPackets uint64   `toml:"after_packets"`
+	On           string   `toml:"on"`
 }
 
 // Percent is a probability written as "5%", or as a number: a fraction
@@ -133,7 +169,7 @@ func Compile(s *Spec, seed uint64, sets iptables.SetLookup) (*Fault, error) {
 	action := s.Action
 	if action == "" {
 		switch {
-		case s.Netem != "":
+		case s.Netem != "" || len(s.Steps) > 0:
 			action = "netem"
 		case s.Groups != nil:
 			action = "partition"
@@ -142,10 +178,16 @@ func Compile(s *Spec, seed uint64, sets iptables.SetLookup) (*Fault, error) {
 		}
 	}
 	at := s.At
-	if at == "" && (action == "conntrack-full" || action == "nat-exhaust") {
-		// a state fault: its stage only watches the clock, before
-		// conntrack
+	if k := kindOf[action]; at == "" && k.stateKind() {
+		// a state fault: its stage watches the clock, before conntrack
+		// (after it, to see a new entry, with on = "conntrack:new")
 		at = "hook:ipv4:PREROUTING@-201"
+		if s.Schedule != nil && s.Schedule.On != "" {
+			at = "hook:ipv4:PREROUTING@-199"
+		}
+	}
+	if at == "" && action == "conntrack-clash" {
+		at = "hook:ipv4:POSTROUTING@2147483646" // just before confirm
 	}
 	if at == "" {
 		if action != "partition" && action != "mangle" {
@@ -162,64 +204,26 @@ func Compile(s *Spec, seed uint64, sets iptables.SetLookup) (*Fault, error) {
 			return nil, fmt.Errorf("match %q: %w", f.Match, err)
 		}
 	}
-	words := strings.Fields(s.Netem)
-	prob := func(def string) string {
-		w := def
-		if s.Probability != nil {
-			w = s.Probability.words()
-		}
-		if s.Correlation != nil {
-			w += " " + s.Correlation.words()
-		}
-		return w
+	kind, ok := kindOf[action]
+	if !ok && !netemActions[action] {
+		return nil, fmt.Errorf("unknown action %q (netem, loss, delay, duplicate, corrupt, rate, partition, mangle, link, %s)", action, strings.Join(stateActions, ", "))
 	}
-	switch action {
-	case "netem":
-	case "loss", "drop":
-		words = append(words, strings.Fields("loss random "+prob("100%"))...)
-	case "duplicate", "corrupt":
-		words = append(words, strings.Fields(action+" "+prob("100%"))...)
-	case "delay":
-		if s.Delay == "" {
-			return nil, errors.New("action delay: no delay")
-		}
-		w := "delay " + s.Delay
-		if s.Jitter != "" {
-			w += " " + s.Jitter
-			if s.Correlation != nil {
-				w += " " + s.Correlation.words()
-			}
-		}
-		if s.Distribution != "" {
-			w += " distribution " + s.Distribution
-		}
-		words = append(words, strings.Fields(w)...)
-	case "rate":
-		if s.Rate == "" {
-			return nil, errors.New("action rate: no rate")
-		}
-		words = append(words, "rate", s.Rate)
-	case "partition":
-		f.Kind = KindPartition
-	case "mangle":
-		f.Kind = KindMangle
-	case "conntrack-full":
-		f.Kind = KindConntrackFull
+	f.Kind = kind
+	words, err := actionWords(action, s)
+	if err != nil {
+		return nil, err
+	}
+	switch f.Kind {
+	case KindConntrackFull:
 		if s.Max <= 0 {
 			return nil, errors.New("conntrack-full: max = N (the emulated nf_conntrack_max, at least 1)")
 		}
 		f.Max = s.Max
-	case "nat-exhaust":
-		f.Kind = KindNATExhaust
+	case KindNATExhaust:
 		if s.Ports <= 0 || s.Ports > 65535 {
 			return nil, errors.New("nat-exhaust: ports = K (1 to 65535: the ports left in each source NAT pool)")
 		}
 		f.Ports = s.Ports
-	default:
-		return nil, fmt.Errorf("unknown action %q (netem, loss, delay, duplicate, corrupt, rate, partition, mangle, conntrack-full, nat-exhaust)", action)
-	}
-	if s.Limit > 0 {
-		words = append(words, "limit", strconv.Itoa(s.Limit))
 	}
 	if f.Kind == KindNetem {
 		if f.Netem, err = ParseNetem(words); err != nil {
@@ -286,7 +290,96 @@ func Compile(s *Spec, seed uint64, sets iptables.SetLookup) (*Fault, error) {
 	if err := f.compileKind(s); err != nil {
 		return nil, err
 	}
-	return f, f.check()
+	if err := f.compileSchedule(s, func(sp *Spec) ([]string, error) { return actionWords(sp.Action, sp) }); err != nil {
+		return nil, err
+	}
+	if err := f.compileAction(s); err != nil {
+		return nil, err
+	}
+	if err := f.compileEbtMatch(s, sets); err != nil {
+		return nil, err
+	}
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	if m := f.match; m != nil && m.IP.Proto != 0 && m.IP.Inv&iptables.InvProto == 0 && !f.Kind.stateKind() {
+		f.qProto = m.IP.Proto
+		for _, x := range m.Matches {
+			switch x := x.(type) {
+			case *iptables.TCPMatch:
+				if f.qProto == 6 && !x.InvDst && !x.Dst.Any() {
+					f.qPorts, f.qDLo, f.qDHi = true, x.Dst.Lo, x.Dst.Hi
+				}
+			case *iptables.UDPMatch:
+				if f.qProto == 17 && !x.InvDst && !x.Dst.Any() {
+					f.qPorts, f.qDLo, f.qDHi = true, x.Dst.Lo, x.Dst.Hi
+				}
+			}
+		}
+	}
+	return f, nil
+}
+
+// kindOf maps the actions that are not netem shorthands to their kind.
+var kindOf = map[string]Kind{
+	"partition": KindPartition, "mangle": KindMangle, "conntrack-full": KindConntrackFull, "nat-exhaust": KindNATExhaust,
+	"conntrack-evict": KindConntrackEvict, "conntrack-expire": KindConntrackExpire, "rules-swap": KindRulesSwap,
+	"sysctl": KindSysctl, "fdb": KindFDB, "datapath-kill": KindDatapathKill, "datapath-stall": KindDatapathStall,
+	"conntrack-clash": KindConntrackClash, "link": KindLink,
+}
+
+var stateActions = []string{"conntrack-full", "nat-exhaust", "conntrack-evict", "conntrack-expire", "conntrack-clash",
+	"rules-swap", "sysctl", "fdb", "datapath-kill", "datapath-stall"}
+
+var netemActions = map[string]bool{"netem": true, "loss": true, "drop": true, "duplicate": true, "corrupt": true, "delay": true, "rate": true}
+
+// actionWords are the netem words of a spec: its netem line and what a
+// shorthand action (loss, delay...) with its keys makes.
+func actionWords(action string, s *Spec) ([]string, error) {
+	if action == "" && s.Netem != "" {
+		action = "netem"
+	}
+	words := strings.Fields(s.Netem)
+	prob := func(def string) string {
+		w := def
+		if s.Probability != nil {
+			w = s.Probability.words()
+		}
+		if s.Correlation != nil {
+			w += " " + s.Correlation.words()
+		}
+		return w
+	}
+	switch action {
+	case "loss", "drop":
+		words = append(words, strings.Fields("loss random "+prob("100%"))...)
+	case "duplicate", "corrupt":
+		words = append(words, strings.Fields(action+" "+prob("100%"))...)
+	case "delay":
+		if s.Delay == "" {
+			return nil, errors.New("action delay: no delay")
+		}
+		w := "delay " + s.Delay
+		if s.Jitter != "" {
+			w += " " + s.Jitter
+			if s.Correlation != nil {
+				w += " " + s.Correlation.words()
+			}
+		}
+		if s.Distribution != "" {
+			w += " distribution " + s.Distribution
+		}
+		words = append(words, strings.Fields(w)...)
+	case "rate":
+		if s.Rate == "" {
+			return nil, errors.New("action rate: no rate")
+		}
+		words = append(words, "rate", s.Rate)
+	}
+	if s.Limit > 0 {
+		words = append(words, "limit", strconv.Itoa(s.Limit))
+	}
+	return words, nil
 }
 
 func parseDuration(s string) (int64, error) {
@@ -385,13 +478,25 @@ func (f *Fault) compileKind(s *Spec) error {
 
 // check refuses what a placement cannot do.
 func (f *Fault) check() error {
-	if f.Kind.stateKind() {
+	if f.Kind.stateKind() || f.Kind == KindConntrackClash {
 		if f.At.Kind != HookIPv4 {
 			return fmt.Errorf("%s: %s runs as an IPv4 hook stage (leave `at` out)", f.At, f.Kind)
 		}
-		if f.Match != "" {
-			return fmt.Errorf("%s: a state fault has no match", f.Kind)
-		}
+	}
+	if f.Kind.stateKind() && f.Match != "" && f.sched.trig == trigNone {
+		return fmt.Errorf("%s: a state fault has no match (but for its trigger: schedule on or after_packets)", f.Kind)
+	}
+	if f.Kind == KindLink && f.At.Kind != WireIngress && f.At.Kind != WireEgress && f.At.Kind != WireBoth {
+		return fmt.Errorf("%s: link needs a wire placement (wire:IFACE, both ways, or wire:IFACE:ingress|egress)", f.At)
+	}
+	if f.At.Kind == WireBoth && f.Kind != KindLink {
+		return fmt.Errorf("%s: wire:IFACE (both ways) is for link faults; give ingress or egress", f.At)
+	}
+	if f.At.Kind == NFQueueVerdict && f.Kind != KindNetem && f.Kind != KindPartition && f.Kind != KindMangle {
+		return fmt.Errorf("%s: the verdict path takes netem actions (loss, delay, duplicate, corrupt, rate...), partition and mangle", f.At)
+	}
+	if f.EbtMatch != "" && f.At.Kind != HookBridge {
+		return fmt.Errorf("%s: ebt_match is for bridge placements (hook:bridge:HOOK)", f.At)
 	}
 	switch f.At.Kind {
 	case HookIPv4, HookBridge:

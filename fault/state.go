@@ -47,13 +47,25 @@ type stateFault struct {
 	// became active; acc what earlier windows added
 	base, acc conntrack.Stats
 	windows   int
+
+	// the state faults of actions.go
+	host     Host
+	fired    int // instants done
+	saved    string
+	swapping bool  // a non-atomic swap runs its command lines
+	line     int   // a non-atomic swap's next command line
+	lineAt   int64 // and when its first ran
+	undo     [][2]string
+	affected uint64
+	errs     uint64
+	lastErr  string
 }
 
 // BindState gives the set's state faults the engine's conntrack table
 // and NAT core. Call it before packets flow.
 func (s *Set) BindState(t *conntrack.Table, n *nat.Core) {
 	for _, f := range s.Faults {
-		if f.Kind == KindConntrackFull || f.Kind == KindNATExhaust {
+		if f.Kind.stateKind() || f.Kind == KindConntrackClash {
 			f.state.mu.Lock()
 			f.state.ct, f.state.nat = t, n
 			f.state.mu.Unlock()
@@ -83,8 +95,13 @@ func (f *Fault) set(on bool) {
 	}
 }
 
-// tick switches the limit at the schedule's edges.
+// tick switches the limit at the schedule's edges; for the faults of
+// actions.go it fires their instants, or their windows' edges.
 func (f *Fault) tick(now int64) {
+	if f.Kind != KindConntrackFull && f.Kind != KindNATExhaust {
+		f.tickAction(now)
+		return
+	}
 	on := f.active(now)
 	st := &f.state
 	st.mu.Lock()
@@ -111,6 +128,13 @@ func (f *Fault) Release() {
 	st := &f.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if f.Kind != KindConntrackFull && f.Kind != KindNATExhaust {
+		if st.active {
+			f.unfire()
+			st.active = false
+		}
+		return
+	}
 	if st.active && st.ct != nil {
 		f.set(false)
 		st.active = false
@@ -159,4 +183,49 @@ func (f *Fault) stateText() string {
 		s += fmt.Sprintf(" (%q x%d)", TableFullMessage, drop)
 	}
 	return s
+}
+
+// tickAction fires the instants that came (schedule at), or the
+// window's edges, and the next lines of a non-atomic swap.
+func (f *Fault) tickAction(now int64) {
+	st := &f.state
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.swapping && st.host != nil {
+		if n, err := f.swapLines(now); err != nil {
+			st.errs++
+			st.lastErr = err.Error()
+		} else {
+			st.affected += uint64(n)
+		}
+	}
+	if at := f.sched.at; len(at) > 0 {
+		if f.paused.Load() {
+			return
+		}
+		rel := now - f.epoch
+		if f.sched.trig != trigNone {
+			t, ok := f.Triggered()
+			if !ok {
+				return
+			}
+			rel -= t
+		}
+		for st.fired < len(at) && at[st.fired] <= rel {
+			st.fired++
+			f.fire(now)
+		}
+		return
+	}
+	on := f.active(now)
+	if on == st.active {
+		return
+	}
+	st.active = on
+	if on {
+		st.windows++
+		f.fire(now)
+	} else {
+		f.unfire()
+	}
 }

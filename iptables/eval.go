@@ -98,6 +98,9 @@ type Ctx struct {
 	// package-wide State, for tools and tests that run rules without an
 	// engine, never to fresh state per packet.
 	State *State
+	// Logger receives the packets LOG and NFLOG rules hand to the
+	// kernel's loggers (nf_log_packet); nil: they are only counted.
+	Logger Logger
 	// Scratch is the traversal stack Run uses; nil: one on Run's own
 	// stack, cleared by every call (~6 KiB). An engine hands each packet
 	// one it reuses, so its table runs clear nothing. Run writes before
@@ -161,6 +164,15 @@ type RejectRequest struct {
 // Evaluator is implemented by matches: does the packet match?
 type Evaluator interface {
 	Eval(c *Ctx) bool
+}
+
+// Logger is what LOG and NFLOG rules log through: nf_log's syslog
+// logger (nf_log_syslog.c) and nfnetlink_log. Each is called as the
+// target runs, with the packet as the target sees it (Ctx.Pkt, its
+// InIf and OutIf the hook's devices).
+type Logger interface {
+	Log(c *Ctx, t *LogTarget)
+	NFLog(c *Ctx, t *NFLogTarget)
 }
 
 // Executor is implemented by targets: act on the packet, return a verdict.

@@ -217,9 +217,11 @@ type Rule struct {
 	op       byte   // the command that added the rule (A, I, R)
 	// hitID numbers hits for the flow cache (0: none); firstImpure is
 	// the first match whose result can differ between the packets of a
-	// flow (len(Matches): none; -1: the fixed part, -f)
-	hitID       uint32
-	firstImpure int16
+	// flow (len(Matches): none; -1: the fixed part, -f); firstImpureL2
+	// the same for a bridged flow's recording (Memo.L2)
+	hitID         uint32
+	firstImpure   int16
+	firstImpureL2 int16
 }
 
 // LiveCounters are the rule's counters now: those it was loaded with

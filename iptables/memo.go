@@ -28,10 +28,15 @@ type Memo struct {
 	// Hits are the counter ids (Ruleset.Replay) in the order they were
 	// added to.
 	Hits [MaxMemoHits]uint32
+	// L2: the recording is a bridged frame's (br_netfilter), kept for
+	// its input port, MAC addresses and pkt_type and replayed only
+	// towards the same output port: -m physdev, -m mac and -m pkttype
+	// give the same answer for all its packets too.
+	L2 bool
 }
 
 // Reset empties the recording.
-func (m *Memo) Reset() { m.Tainted, m.N = false, 0 }
+func (m *Memo) Reset() { m.Tainted, m.N, m.L2 = false, 0, false }
 
 func (m *Memo) hit(id uint32) {
 	if id == 0 || m.N == MaxMemoHits {
@@ -88,13 +93,20 @@ func (rs *Ruleset) prepareMemo() {
 			for _, r := range c.Rules {
 				r.hitID = number(r.hits)
 				r.firstImpure = int16(len(r.Matches))
+				r.firstImpureL2 = r.firstImpure
 				if r.IP.Frag {
-					r.firstImpure = -1
+					r.firstImpure, r.firstImpureL2 = -1, -1
 					continue
 				}
 				for i, m := range r.Matches {
 					if !flowInvariant(m) {
 						r.firstImpure = int16(i)
+						break
+					}
+				}
+				for i, m := range r.Matches {
+					if !flowInvariant(m) && !frameInvariant(m) {
+						r.firstImpureL2 = int16(i)
 						break
 					}
 				}
@@ -130,11 +142,26 @@ func flowInvariant(m Match) bool {
 	return false
 }
 
+// frameInvariant is whether a match gives the same answer for every
+// bridged frame of a flow with the same input port, MAC addresses and
+// pkt_type that leaves by the same port (a Memo with L2 set).
+func frameInvariant(m Match) bool {
+	switch m.(type) {
+	case *PhysdevMatch, *MACMatch, *PktTypeMatch:
+		return true
+	}
+	return false
+}
+
 // eval records that a recording traversal evaluated rule r up to match
 // number last (-1: only the fixed IP part; len(r.Matches)-1 when all
 // matched).
 func (m *Memo) eval(r *Rule, last int) {
-	if int(r.firstImpure) <= last {
+	fi := r.firstImpure
+	if m.L2 {
+		fi = r.firstImpureL2
+	}
+	if int(fi) <= last {
 		m.Tainted = true
 	}
 }

@@ -109,10 +109,14 @@ func (t *LogTarget) Save(w *SaveWriter) {
 }
 
 // Exec is log_tg (net/netfilter/xt_LOG.c): hand the packet to nf_log with
-// the rule's level, prefix and flags, then XT_CONTINUE. uswitch writes no
-// kernel log; the packets are counted (Logged) and evaluation goes on.
+// the rule's level, prefix and flags, then XT_CONTINUE. The packets are
+// counted (Logged) and handed to the Ctx's Logger when there is one (a
+// running lab's kernel log); evaluation goes on.
 func (t *LogTarget) Exec(c *Ctx) TVerdict {
 	t.logged.Add(1)
+	if c.Logger != nil {
+		c.Logger.Log(c, t)
+	}
 	return TContinue
 }
 

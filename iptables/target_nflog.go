@@ -131,10 +131,14 @@ func (t *NFLogTarget) Save(w *SaveWriter) {
 // Exec is nflog_tg (net/netfilter/xt_NFLOG.c; iptables-nft's native
 // "log group" expression, nft_log_eval, does the same): pass the packet
 // to the nfnetlink_log group with the copy length, threshold and
-// prefix, then XT_CONTINUE. There is no netlink listener in uswitch yet;
-// the packets are counted (Logged) and evaluation goes on.
+// prefix, then XT_CONTINUE. The packets are counted (Logged) and handed
+// to the Ctx's Logger when there is one (a running lab's NFLOG groups);
+// evaluation goes on.
 func (t *NFLogTarget) Exec(c *Ctx) TVerdict {
 	t.logged.Add(1)
+	if c.Logger != nil {
+		c.Logger.NFLog(c, t)
+	}
 	return TContinue
 }
 

@@ -62,13 +62,18 @@ type Config struct {
 	// Demo is what `uswitch lab` does to show traffic crossing uswitch.
 	Demo []Demo `toml:"demo"`
 	// Experiment and Faults are the fault-injection tables (package
-	// fault, faults.go); Workloads and Steps the rest of an experiment
-	// (experiment.go; package experiment runs them).
+	// fault, faults.go); Workloads, Steps and NFQueue the rest of an
+	// experiment (experiment.go; package experiment runs them).
 	Experiment Experiment   `toml:"experiment"`
 	Faults     []fault.Spec `toml:"fault"`
 	Workloads  []Workload   `toml:"workload"`
 	Steps      []Step       `toml:"step"`
 	NFQueue    *NFQueue     `toml:"nfqueue"`
+	// Nodes are the lab's hosts of their own, each an engine with a
+	// host namespace (node.go); the lab's own engine ([uswitch],
+	// [[interface]], [[bridge]]) is then the switch or router between
+	// them.
+	Nodes []Node `toml:"node"`
 
 	// File is where the config came from ("" for an embedded one).
 	File string `toml:"-"`
@@ -83,6 +88,12 @@ type Config struct {
 	Sets iptables.Sets `toml:"-"`
 	// Sysctl holds the parsed sysctls (Uswitch.Sysctl).
 	Sysctl sysctls `toml:"-"`
+
+	// switchPorts are the ports of the lab's bridges that the nodes'
+	// switch links plug into (node.go); set by check
+	switchPorts []Interface
+	// node is set on a node's engine config (Node.Engine): its name
+	node string
 }
 
 // Router is the [uswitch] table.
@@ -167,6 +178,14 @@ type Interface struct {
 	// Hairpin is the port's hairpin mode: frames may leave by the port
 	// they came in on.
 	Hairpin bool `toml:"hairpin"`
+	// Switch (a [[node.interface]] only, without netns) plugs the
+	// node's device into the lab's [[bridge]] of that name: an
+	// Ethernet link whose other end is the bridge's port NODE-NAME.
+	Switch string `toml:"switch"`
+	// Peer (a [[node.interface]] only, without netns) is a routed link
+	// to another node's interface, "NODE:INTERFACE", which names this
+	// one back.
+	Peer string `toml:"peer"`
 }
 
 // Bridge is one of uswitch's bridges (a Linux bridge device, br0): its
@@ -232,12 +251,24 @@ type Demo struct {
 	// Sysctl changes uswitch's sysctls before the step (live, as
 	// `sysctl -w` would): net.bridge.bridge-nf-call-iptables only.
 	Sysctl map[string]any `toml:"sysctl"`
+	// IPTablesRestore is an iptables-restore input loaded before the
+	// step (as `uswitch iptables-restore` does: the tables it names are
+	// replaced, atomically) into the engine of Node ("": the lab's). A
+	// step may be only that (no from and no traffic): a rule swap that
+	// the next steps run under.
+	IPTablesRestore string `toml:"iptables_restore"`
+	Node            string `toml:"node"`
 }
 
 // Server is a built-in server: "tcp-echo", "udp-echo" or "http".
 type Server struct {
 	Kind ServerKind `toml:"kind"`
 	Port PortValue  `toml:"port"`
+	// Bind is the address the server binds (zero: 0.0.0.0).
+	Bind AddrValue `toml:"bind"`
+	// ReplySrc is how a udp-echo server picks its answers' source:
+	// "dst" (the default, IP_PKTINFO) or "route" (node.go).
+	ReplySrc ReplySource `toml:"reply_src"`
 }
 
 // ServerKind names a built-in server.
@@ -663,7 +694,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		// toml matches a key to a field case-insensitively, and which of
 		// [[namespace]] and [[Namespace]] wins is up to map order: every
 		// key is lower case, as written here (a sysctl's name is not a key)
-		if len(k) > 2 && (k[0] == "uswitch" || k[0] == "namespace") && k[1] == "sysctl" {
+		if isSysctlKey(k) {
 			continue
 		}
 		if s := k.String(); s != strings.ToLower(s) {
@@ -673,7 +704,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	for _, k := range md.Undecoded() {
 		// toml lists the nested keys of a sysctl table as undecoded
 		// although they are in its map[string]any
-		if len(k) > 2 && (k[0] == "uswitch" || k[0] == "namespace") && k[1] == "sysctl" {
+		if isSysctlKey(k) {
 			continue
 		}
 		return nil, &ConfigError{File: file, Line: keyLine(src, k), Key: k.String(), Err: errors.New("unknown key")}
@@ -682,6 +713,15 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// isSysctlKey reports whether k is a sysctl's name inside a sysctl
+// table ([uswitch.sysctl], a namespace's, a node's [node.uswitch.sysctl]).
+func isSysctlKey(k toml.Key) bool {
+	if len(k) > 2 && (k[0] == "uswitch" || k[0] == "namespace") && k[1] == "sysctl" {
+		return true
+	}
+	return len(k) > 3 && k[0] == "node" && k[1] == "uswitch" && k[2] == "sysctl"
 }
 
 var decodeErrRe = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
@@ -801,20 +841,8 @@ func (c *Config) check(src string) error {
 			return fail("namespace.name", "%q appears twice", n.Name)
 		}
 		ns[n.Name] = i
-		seen := map[string]bool{}
-		for _, s := range n.Servers {
-			if s.Kind == "" || s.Port == 0 {
-				return fail("namespace.server", "%q: a server needs kind and port", n.Name)
-			}
-			proto := "tcp"
-			if s.Kind == UDPEcho {
-				proto = "udp"
-			}
-			k := fmt.Sprintf("%s/%d", proto, s.Port)
-			if seen[k] {
-				return fail("namespace.server.port", "%d: two %s servers on one port in %q", s.Port, proto, n.Name)
-			}
-			seen[k] = true
+		if err := checkServers(n.Servers, n.Name, "namespace.server", fail); err != nil {
+			return err
 		}
 	}
 	ifs := map[string]bool{}
@@ -827,13 +855,24 @@ func (c *Config) check(src string) error {
 			return fail("interface.name", "%q appears twice", it.Name)
 		}
 		ifs[it.Name] = true
-		if _, ok := ns[it.Netns]; !ok {
-			return fail("interface.netns", "%q: no [[namespace]] of that name", it.Netns)
+		link := it.Switch != "" || it.Peer != ""
+		switch {
+		case link && c.node == "":
+			return fail("interface.name", "%q: switch and peer are for a node's interfaces ([[node.interface]])", it.Name)
+		case link && it.Netns != "":
+			return fail("interface.netns", "%q: a link to a switch or peer is in no namespace", it.Netns)
+		case link && len(it.Addresses) == 0 && it.Peer != "":
+			return fail("interface.peer", "%q: a routed link needs addresses", it.Peer)
+		case link:
+		default:
+			if _, ok := ns[it.Netns]; !ok {
+				return fail("interface.netns", "%q: no [[namespace]] of that name", it.Netns)
+			}
+			if o, dup := attached[it.Netns]; dup {
+				return fail("interface.netns", "%q already has interface %q (one TUN per namespace)", it.Netns, o)
+			}
+			attached[it.Netns] = it.Name
 		}
-		if o, dup := attached[it.Netns]; dup {
-			return fail("interface.netns", "%q already has interface %q (one TUN per namespace)", it.Netns, o)
-		}
-		attached[it.Netns] = it.Name
 		if it.MTU != 0 && (it.MTU < 576 || it.MTU > 65535) {
 			return fail("interface.mtu", "%d: want 576-65535", it.MTU)
 		}
@@ -874,13 +913,24 @@ func (c *Config) check(src string) error {
 			return fail("bridge.ageing_time", "%d: want 0 to 1000000 seconds", *b.AgeingTime)
 		}
 	}
-	for _, n := range c.Namespaces {
-		if _, ok := attached[n.Name]; !ok && len(n.Addresses) > 0 {
-			return fail("namespace.addresses", "%q has addresses but no [[interface]] attaches it", n.Name)
+	if c.node != "" {
+		// a node's engine: its own devices' addresses; the lab
+		// checks its namespaces
+		if err := c.checkAddresses(src); err != nil {
+			return err
 		}
-	}
-	if err := c.checkTopology(src, ns, attached); err != nil {
-		return err
+	} else {
+		if err := c.checkNodes(src, ns, attached, ifs); err != nil {
+			return err
+		}
+		for _, n := range c.Namespaces {
+			if _, ok := attached[n.Name]; !ok && len(n.Addresses) > 0 {
+				return fail("namespace.addresses", "%q has addresses but no [[interface]] attaches it", n.Name)
+			}
+		}
+		if err := c.checkTopology(src, ns, attached); err != nil {
+			return err
+		}
 	}
 	for _, r := range c.Uswitch.Routes {
 		for _, nh := range r.Nexthops {
@@ -889,15 +939,29 @@ func (c *Config) check(src string) error {
 			}
 		}
 	}
-	for _, d := range c.Demo {
-		if _, ok := ns[d.From]; !ok {
-			return fail("demo.from", "%q: no [[namespace]] of that name", d.From)
-		}
+	for i, d := range c.Demo {
 		n := 0
 		for _, v := range []string{d.HTTP, d.Ping, d.UDP, d.TCP} {
 			if v != "" {
 				n++
 			}
+		}
+		if d.Node != "" && c.Node(d.Node) == nil {
+			return fail("demo.node", "%q: no [[node]] of that name", d.Node)
+		}
+		if d.Node != "" && d.IPTablesRestore == "" {
+			return fail("demo.node", "%q: node names the engine of an iptables_restore step", d.Node)
+		}
+		if d.IPTablesRestore != "" {
+			if err := c.checkDemoRestore(src, i, d); err != nil {
+				return err
+			}
+			if n == 0 && d.From == "" {
+				continue // a rule swap only
+			}
+		}
+		if _, ok := ns[d.From]; !ok {
+			return fail("demo.from", "%q: no [[namespace]] of that name", d.From)
 		}
 		if n != 1 {
 			return fail("demo.from", "%q: a demo step has exactly one of http, ping, udp, tcp", d.From)
@@ -978,6 +1042,25 @@ func (c *Config) check(src string) error {
 	return c.checkFaults(src)
 }
 
+// checkDemoRestore loads a demo step's iptables_restore input as the
+// step would (the engine's sets: the node's or the lab's), so a lab whose
+// demo would fail to swap its rules does not load.
+func (c *Config) checkDemoRestore(src string, i int, d Demo) error {
+	sets := c.Sets
+	if n := c.Node(d.Node); n != nil && n.Engine != nil {
+		sets = n.Engine.Sets
+	}
+	if _, err := (&iptables.Loader{Sets: sets}).LoadString(d.IPTablesRestore); err != nil {
+		line := blockValueLine(src, "demo", i, "iptables_restore", "")
+		var re *iptables.RestoreError
+		if errors.As(err, &re) && line > 0 && re.Line > 0 {
+			return &ConfigError{File: c.File, Line: line + re.Line, Key: "demo.iptables_restore", Err: fmt.Errorf("rule set line %d: %s", re.Line, re.Msg)}
+		}
+		return &ConfigError{File: c.File, Line: line, Key: "demo.iptables_restore", Err: err}
+	}
+	return nil
+}
+
 // valueLine finds the line of a key, preferring one whose line shows the
 // first quoted argument (the bad value) when there is one.
 func valueLine(src, key string, a ...any) int {
@@ -1018,6 +1101,12 @@ func (c *Config) Names() (namespaces, interfaces []string) {
 	}
 	for _, it := range c.Interfaces {
 		interfaces = append(interfaces, it.Name)
+	}
+	for _, n := range c.Nodes {
+		namespaces = append(namespaces, n.HostNetns)
+		for _, it := range n.Interfaces {
+			interfaces = append(interfaces, n.Name+":"+it.Name)
+		}
 	}
 	sort.Strings(namespaces)
 	sort.Strings(interfaces)
@@ -1074,6 +1163,22 @@ func (c *Config) Rename(ns func(string) string) *Config {
 	}
 	for i := range d.Interfaces {
 		d.Interfaces[i].Netns = ns(d.Interfaces[i].Netns)
+	}
+	d.Nodes = append([]Node(nil), c.Nodes...)
+	for i := range d.Nodes {
+		n := &d.Nodes[i]
+		n.HostNetns = ns(n.HostNetns)
+		n.Interfaces = append([]Interface(nil), n.Interfaces...)
+		for j := range n.Interfaces {
+			if n.Interfaces[j].Netns != "" {
+				n.Interfaces[j].Netns = ns(n.Interfaces[j].Netns)
+			}
+		}
+		if n.Engine != nil {
+			e := *n.Engine
+			e.Interfaces, e.Namespaces = n.Interfaces, d.Namespaces
+			n.Engine = &e
+		}
 	}
 	return &d
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/control"
+	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/internal/prom"
 )
 
@@ -51,10 +52,19 @@ func (l *Lab) controlState() *control.Server {
 // Control runs one control request against the lab (what the socket
 // server does for each connection).
 func (l *Lab) Control(req control.Request) control.Response {
+	if req.Node != "" {
+		h, _, err := l.Node(req.Node)
+		if err != nil {
+			return control.Response{Code: 2, Stderr: "uswitch: " + err.Error() + "\n"}
+		}
+		return h.Control(req)
+	}
 	if req.Cmd == "fault" {
 		return l.faultControl(req)
 	}
-	l.ecInit.Do(func() { l.ec = control.Engine{Eng: l.eng, Now: l.now, Metrics: l.Metrics, Sets: l.cfg.Sets} })
+	l.ecInit.Do(func() {
+		l.ec = control.Engine{Eng: l.eng, Now: l.now, Metrics: l.Metrics, Sets: l.cfg.Sets, Lock: &l.cfgMu}
+	})
 	return l.ec.Control(req)
 }
 
@@ -74,9 +84,17 @@ func (l *Lab) Metrics() string {
 	l.dp.WriteMetrics(m)
 	if l.eng != nil {
 		control.WriteConntrack(m, l.eng)
+		if kl := l.eng.KernelLog(); kl != nil {
+			m.Counter("uswitch_log_lines_total", "Kernel log lines written (LOG, legacy TRACE, ebtables --log).", kl.Written())
+			m.Counter("uswitch_log_dropped_total", "Kernel log lines and NFLOG records a slow listener had no room for.", kl.Dropped())
+		}
 	}
 	return b.String()
 }
+
+// KernelLog is the lab engine's kernel log and NFLOG groups (the
+// control socket's log and nflog).
+func (l *Lab) KernelLog() *datapath.KernelLog { return l.eng.KernelLog() }
 
 // ConntrackTable is the lab engine's conntrack table and clock (the
 // control socket streams its events for conntrack -E).

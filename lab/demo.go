@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/datapath"
 )
 
@@ -46,6 +47,34 @@ func (l *Lab) Describe(w io.Writer) {
 		fmt.Fprintf(w, "  link %s/%s %s <-> %s/%s %s\n", k.ANetns, k.AName, joinPrefixes(k.AAddresses),
 			k.BNetns, k.BName, joinPrefixes(k.BAddresses))
 	}
+	for _, n := range c.Nodes {
+		fmt.Fprintf(w, "  node %s: host namespace %s", n.Name, n.HostNetns)
+		var sv []string
+		for _, s := range n.Servers {
+			sv = append(sv, fmt.Sprintf("%s:%d", s.Kind, s.Port))
+		}
+		if len(sv) > 0 {
+			fmt.Fprintf(w, "  [%s]", strings.Join(sv, " "))
+		}
+		fmt.Fprintln(w)
+		for _, it := range n.Interfaces {
+			line := fmt.Sprintf("    %-10s %-18s", it.Name, joinPrefixes(it.Addresses))
+			switch {
+			case it.Switch != "":
+				line += " <-> switch " + it.Switch + " port " + SwitchPortName(n.Name, it.Name)
+			case it.Peer != "":
+				line += " <-> node " + it.Peer
+			case it.Bridge != "":
+				line += " port of " + it.Bridge + " <-> " + it.Netns
+			default:
+				line += " <-> " + it.Netns
+			}
+			fmt.Fprintln(w, strings.TrimRight(line, " "))
+		}
+		for _, b := range n.Bridges {
+			fmt.Fprintf(w, "    %-10s %s (bridge)\n", b.Name, joinPrefixes(b.Addresses))
+		}
+	}
 }
 
 func joinPrefixes(ps []PrefixValue) string {
@@ -63,6 +92,27 @@ func joinPrefixes(ps []PrefixValue) string {
 func (l *Lab) Demo(w io.Writer) error {
 	var failed []string
 	for _, d := range l.cfg.Demo {
+		if d.IPTablesRestore != "" {
+			r := l.Control(control.Request{Cmd: "iptables-restore", Input: d.IPTablesRestore, Node: d.Node})
+			where := "the lab's engine"
+			if d.Node != "" {
+				where = "node " + d.Node
+			}
+			if r.Code != 0 {
+				fmt.Fprintf(w, "  iptables-restore on %s: %s", where, strings.TrimSpace(r.Stderr))
+				failed = append(failed, "iptables-restore on "+where)
+			} else {
+				fmt.Fprintf(w, "  iptables-restore on %s", where)
+			}
+			if d.From == "" {
+				if d.Note != "" {
+					fmt.Fprintf(w, "  (%s)", d.Note)
+				}
+				fmt.Fprintln(w)
+				continue
+			}
+			fmt.Fprintln(w)
+		}
 		if v, ok := d.Sysctl["net.bridge.bridge-nf-call-iptables"]; ok {
 			on := fmt.Sprint(v) != "0" && fmt.Sprint(v) != "false"
 			cfg := l.eng.Config()
@@ -160,6 +210,9 @@ func (l *Lab) Demo(w io.Writer) error {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "uswitch datapath: %v\n", l.Stats())
+	for _, nr := range l.nodes {
+		fmt.Fprintf(w, "node %s datapath: %v\n", nr.n.Name, l.NodeStats(nr.n.Name))
+	}
 	if len(failed) > 0 {
 		return fmt.Errorf("demo steps failed: %s", strings.Join(failed, "; "))
 	}

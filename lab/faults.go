@@ -10,7 +10,9 @@ import (
 	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/fault"
+	"github.com/uswitch-lab/uswitch/fault/faulthost"
 	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/link"
 )
 
 // A lab file's [experiment] and [[fault]] tables (package fault): the
@@ -41,8 +43,7 @@ func (c *Config) checkFaults(src string) error {
 	return nil
 }
 
-// checkPlacement: a wire placement names one of the lab's interfaces;
-// bridge placements wait for the bridge datapath.
+// checkPlacement: a wire placement names one of the lab's interfaces.
 func (c *Config) checkPlacement(f *fault.Fault) error {
 	switch f.At.Kind {
 	case fault.WireIngress, fault.WireEgress:
@@ -52,8 +53,13 @@ func (c *Config) checkPlacement(f *fault.Fault) error {
 			}
 		}
 		return fmt.Errorf("fault %s: %s: the lab has no interface %s", f.Name, f.At, f.At.Iface)
-	case fault.HookBridge:
-		return fmt.Errorf("fault %s: %s: bridge placements are parsed but wait for the bridge datapath", f.Name, f.At)
+	case fault.WireBoth:
+		for _, it := range c.Interfaces {
+			if it.Name == f.At.Iface {
+				return nil
+			}
+		}
+		return fmt.Errorf("fault %s: %s: the lab has no interface %s", f.Name, f.At, f.At.Iface)
 	}
 	return nil
 }
@@ -119,9 +125,13 @@ func (l *Lab) faultControl(req control.Request) control.Response {
 		return control.Response{Code: 2, Stderr: fmt.Sprintf("uswitch fault: unknown operation %q (list, add, del, pause, resume)\n", req.Op)}
 	}
 	next.BindState(l.eng.CT, l.eng.NAT)
+	next.BindHost(l.faultHost())
+	l.cfgMu.Lock()
 	ec := l.eng.Config()
 	ec.Faults = faultStages(next)
+	ec.BridgeFaults = bridgeFaultStages(next)
 	l.eng.Swap(ec)
+	l.cfgMu.Unlock()
 	if err := l.dp.SetFaults(next); err != nil {
 		return control.Response{Code: 1, Stderr: "uswitch fault: " + err.Error() + "\n"}
 	}
@@ -209,6 +219,41 @@ func faultStages(s *fault.Set) []datapath.FaultStage {
 		out = append(out, f)
 	}
 	return out
+}
+
+// bridgeFaultStages are the set's bridge hook faults as engine stages.
+func bridgeFaultStages(s *fault.Set) []datapath.BridgeFaultStage {
+	var out []datapath.BridgeFaultStage
+	for _, f := range s.Bridge() {
+		out = append(out, f)
+	}
+	return out
+}
+
+// faultHost is what the lab's state faults act through: the engine,
+// and the TUN/TAP datapath for datapath-kill and -stall (link/kill.go).
+func (l *Lab) faultHost() *faulthost.Host {
+	dp := func() (*link.Datapath, error) {
+		if d := l.dpa.Load(); d != nil {
+			return d, nil
+		}
+		return nil, errors.New("the lab's datapath is not up yet")
+	}
+	return &faulthost.Host{Eng: l.eng, Sets: l.cfg.Sets, Lock: &l.cfgMu,
+		KillFn: func(d int64) error {
+			p, err := dp()
+			if err != nil {
+				return err
+			}
+			return p.Kill(d)
+		},
+		StallFn: func(d int64) error {
+			p, err := dp()
+			if err != nil {
+				return err
+			}
+			return p.Stall(d)
+		}}
 }
 
 // setLookup resolves -m set names in fault matches (nil: no sets).

@@ -94,7 +94,8 @@ func (c *Config) fibConfig(ifindex map[string]int) (route.Config, error) {
 		addrs []PrefixValue
 	}
 	var devs []l3
-	for _, it := range c.Interfaces {
+	ifaces := c.engineIfaces()
+	for _, it := range ifaces {
 		mtu := it.MTU
 		if mtu == 0 {
 			mtu = link.DefaultMTU
@@ -104,7 +105,7 @@ func (c *Config) fibConfig(ifindex map[string]int) (route.Config, error) {
 	for _, b := range c.Bridges {
 		// a bridge's MTU is its ports' smallest (br_mtu_auto)
 		mtu := 0
-		for _, it := range c.Interfaces {
+		for _, it := range ifaces {
 			if it.Bridge == b.Name {
 				m := it.MTU
 				if m == 0 {
@@ -226,7 +227,9 @@ func (c *Config) EngineConfig() (datapath.Config, conntrack.Config, error) {
 		ct = conntrack.DefaultConfig()
 	}
 	fc := c.Sysctl.FragConfig()
-	return datapath.Config{Rules: c.Ruleset, FIB: fib, IPForward: c.Sysctl.IPForward, Frag: &fc, Bridges: c.bridgeConfigs(fib), Ebtables: c.Ebtables}, ct, nil
+	// a node's host namespace answers what is delivered to it
+	return datapath.Config{Rules: c.Ruleset, FIB: fib, IPForward: c.Sysctl.IPForward, Frag: &fc, Bridges: c.bridgeConfigs(fib), Ebtables: c.Ebtables,
+		HostStack: c.node != ""}, ct, nil
 }
 
 // bridgeConfigs are the lab's bridges for the engine: each with its
@@ -252,8 +255,9 @@ func (c *Config) bridgeConfigs(fib *route.FIB) []datapath.BridgeConfig {
 				bc.FDB.AgeingTime = int64(*b.AgeingTime) * 1e9
 			}
 		}
-		for i := range c.Interfaces {
-			it := &c.Interfaces[i]
+		ifaces := c.engineIfaces()
+		for i := range ifaces {
+			it := &ifaces[i]
 			if it.Bridge != b.Name {
 				continue
 			}

@@ -33,8 +33,14 @@ import (
 // the UDP datagrams, where the kernel has USO).
 type Queue struct {
 	name string
-	f    *os.File
-	rc   syscall.RawConn
+	// file is the open queue (replaced by Reattach after a Detach)
+	file atomic.Pointer[qfile]
+	// ns and flags reopen the queue (Reattach); ns is the opener's
+	// handle, which must stay open as long as the queue
+	ns    netns.NsHandle
+	flags uint16
+	// first: the device's first queue (it sets TUNSETPERSIST)
+	first bool
 	// vnet: the device has IFF_VNET_HDR; immutable after open.
 	vnet bool
 	// gro: Write coalesces TCP segments (vnet only); uso: and UDP
@@ -56,6 +62,12 @@ type Queue struct {
 	// wpool holds Write's scratch state (*tunWriter): workers write
 	// to one queue concurrently.
 	wpool sync.Pool
+}
+
+// qfile is an open queue: the file and its raw connection.
+type qfile struct {
+	f  *os.File
+	rc syscall.RawConn
 }
 
 // tunWriter is one Write's scratch state (pooled; its references to
@@ -149,7 +161,7 @@ func openTunTap(ns netns.NsHandle, name string, flags uint16, queues int) (devs 
 	defer func() {
 		if err != nil {
 			for _, d := range devs {
-				d.f.Close()
+				d.file.Load().f.Close()
 			}
 			devs = nil
 		}
@@ -188,7 +200,8 @@ func openTunTap(ns netns.NsHandle, name string, flags uint16, queues int) (devs 
 			err = errors.Join(err, e)
 			continue
 		}
-		d := &Queue{name: name, f: f, rc: rc, vnet: vnet, gro: vnet, uso: vnet && uso}
+		d := &Queue{name: name, ns: ns, flags: flags, first: len(devs) == 0, vnet: vnet, gro: vnet, uso: vnet && uso}
+		d.file.Store(&qfile{f: f, rc: rc})
 		if vnet {
 			d.rbuf = make([]byte, vnetHdrLen+maxGSOPacket)
 		}
@@ -223,6 +236,12 @@ func setTxQueueLen(name string, n int) error {
 
 func (t *Queue) Name() string { return t.name }
 
+// Rename changes the name the datapath knows the queue by (the kernel's
+// device keeps its own): a lab node's host TUN called eth0 in its
+// namespace is "host-eth0" to the node's datapath, whose eth0 is
+// another device. Call it before NewDatapath.
+func (t *Queue) Rename(name string) { t.name = name }
+
 // Read reads up to len(bufs) packets: it waits for the first, then takes
 // what is already queued without waiting. sizes[i] is the length of
 // packet i. The n packets read are valid even when err is not nil.
@@ -243,7 +262,7 @@ func (t *Queue) ReadValid(bufs [][]byte, sizes []int, valid []bool) (n int, err 
 		return t.readVnet(bufs, sizes, valid)
 	}
 	var rerr error
-	err = t.rc.Read(func(fd uintptr) bool {
+	err = t.file.Load().rc.Read(func(fd uintptr) bool {
 		for n < len(bufs) {
 			m, e := unix.Read(int(fd), bufs[n])
 			switch {
@@ -272,7 +291,7 @@ func (t *Queue) ReadValid(bufs [][]byte, sizes []int, valid []bool) (n int, err 
 // as its segments, the other with its checksum completed.
 func (t *Queue) readVnet(bufs [][]byte, sizes []int, valid []bool) (n int, err error) {
 	var rerr error
-	err = t.rc.Read(func(fd uintptr) bool {
+	err = t.file.Load().rc.Read(func(fd uintptr) bool {
 		for n < len(bufs) {
 			if t.gso.pending() > 0 {
 				m, ok := t.gso.cut(bufs[n])
@@ -354,7 +373,7 @@ func (t *Queue) Write(pkts [][]byte) (int, error) {
 	}
 	ok, i := 0, 0
 	var first error
-	err := t.rc.Write(func(fd uintptr) bool {
+	err := t.file.Load().rc.Write(func(fd uintptr) bool {
 		for i < len(pkts) {
 			_, e := unix.Write(int(fd), pkts[i])
 			switch {
@@ -384,7 +403,7 @@ func (t *Queue) writeVnet(pkts [][]byte) (int, error) {
 	w.gro.coalesce(pkts, t.gro, t.uso)
 	ok, u := 0, 0
 	var first error
-	err := t.rc.Write(func(fd uintptr) bool {
+	err := t.file.Load().rc.Write(func(fd uintptr) bool {
 		for u < len(w.gro.units) {
 			w.iov = w.gro.build(u, pkts, w.iov[:0])
 			w.iovecs = w.iovecs[:0]
@@ -436,9 +455,63 @@ func (t *Queue) offloadStats(s *Stats) {
 
 // Close closes the queue; a Read in progress returns os.ErrClosed.
 func (t *Queue) Close() error {
-	err := t.f.Close()
+	err := t.file.Load().f.Close()
 	if errors.Is(err, os.ErrClosed) {
 		return nil
 	}
 	return err
+}
+
+// Detach closes the queue as a process that dies closes it, but keeps
+// the device: the first queue makes it persistent first (TUNSETPERSIST),
+// so its addresses and routes stay for Reattach. The kernel then does
+// what it does with a TUN no process holds: the packets queued towards
+// uswitch are freed (tun_detach purges the queue), the carrier goes
+// off, and what the namespace sends is dropped (tun_net_xmit without a
+// queue, tx_dropped). A Read in progress returns os.ErrClosed, and so
+// do Writes.
+func (t *Queue) Detach() error {
+	qf := t.file.Load()
+	if t.first {
+		var serr error
+		if err := qf.rc.Control(func(fd uintptr) { serr = unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, 1) }); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("TUNSETPERSIST %s: %w", t.name, serr)
+		}
+	}
+	return qf.f.Close()
+}
+
+// Reattach opens the queue again on the device Detach kept (TUNSETIFF
+// with the same flags attaches a queue to it, the carrier comes back);
+// the first queue makes the device non-persistent again, so it goes
+// with its last queue as before.
+func (t *Queue) Reattach() error {
+	var fd int
+	err := netnsrun.In(t.ns, func() error {
+		var err error
+		fd, err = OpenFD(t.name, t.flags)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s: reattach: %w", t.name, err)
+	}
+	f := os.NewFile(uintptr(fd), "tun:"+t.name)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	if t.first {
+		var serr error
+		rc.Control(func(fd uintptr) { serr = unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, 0) })
+		if serr != nil {
+			f.Close()
+			return fmt.Errorf("TUNSETPERSIST %s: %w", t.name, serr)
+		}
+	}
+	t.file.Store(&qfile{f: f, rc: rc})
+	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/fault"
 )
 
 const (
@@ -84,6 +85,9 @@ type Options struct {
 	Inline bool
 	// Logf reports errors that do not stop the server.
 	Logf func(format string, args ...any)
+	// Faults are the experiment's faults: the server runs those on
+	// the verdict path (nfqueue:verdict, verdictfault.go); nil: none.
+	Faults *fault.Set
 
 	// hold, in tests, stops the workers until it is closed (Inline is
 	// ignored).
@@ -211,7 +215,62 @@ type Server struct {
 	// procq is /proc/net/netfilter/nfnetlink_queue opened in the
 	// namespace (nil if it could not be): the kernel's queue depths.
 	procq *os.File
+
+	// stallUntil: the readers read nothing before this time (s.now;
+	// Stall, a datapath-stall fault); killed: Kill ran
+	stallUntil atomic.Int64
+	killed     atomic.Bool
+
+	// vf: the verdict-path faults' queues (nil: none); set at Start
+	vf *verdictFaults
 }
+
+// Stall makes the readers stop reading for d ns (a datapath-stall
+// fault): from their next round on, the kernel keeps queueing, up to
+// queue_maxlen, then drops what comes (or accepts it with fail-open,
+// as bindQueue asks: __nfqnl_enqueue_packet).
+func (s *Server) Stall(d int64) error {
+	s.stallUntil.Store(s.now() + d)
+	return nil
+}
+
+// stalled waits while a stall lasts (checking every few milliseconds,
+// so Stall(0) ends it); false: the server stopped meanwhile.
+func (s *Server) stalled(ctx context.Context) bool {
+	for {
+		d := s.stallUntil.Load() - s.now()
+		if d <= 0 {
+			return !s.killed.Load()
+		}
+		select {
+		case <-time.After(min(time.Duration(d), 20*time.Millisecond)):
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// Kill stops the server as if the process died (a datapath-kill
+// fault): the queues' sockets close without verdicts for what they
+// hold, so the kernel drops every packet still queued (nfqnl_flush
+// with NF_DROP) and later ones meet no listener (dropped, or accepted
+// with --queue-bypass). From the call on no verdict leaves (not for
+// the packets read and not yet answered either: a killed process sends
+// none), and it returns at once (Close runs beside the packet that
+// asked). A killed server does not come back: with d not 0 it says so
+// (an error), killed all the same.
+func (s *Server) Kill(d int64) error {
+	if s.killed.CompareAndSwap(false, true) {
+		go s.Close()
+	}
+	if d != 0 {
+		return errors.New("nfqueue: killed for good: uswitch nfqueue does not come back (give no duration or window, or stall it)")
+	}
+	return nil
+}
+
+// Killed reports whether Kill ran.
+func (s *Server) Killed() bool { return s.killed.Load() }
 
 type queue struct {
 	// counters: written by the queue's reader (overruns, enobufs,
@@ -231,6 +290,10 @@ type queue struct {
 	ch   chan Queued
 	// free holds payload buffers the worker is done with.
 	free chan []byte
+	// vf are the queue's verdict faults; holds: one of them holds
+	// verdicts (no batch verdicts then); set at Start
+	vf    []*fault.Fault
+	holds bool
 }
 
 // Start binds the queues and starts their readers and workers. name
@@ -296,6 +359,7 @@ func Start(eng *datapath.Engine, name func(int) string, o Options) (*Server, err
 			s.Close()
 			return nil, fmt.Errorf("nfqueue: bind queue %d: %w", n, err)
 		}
+		s.verdictFaultsOf(q, o.Faults)
 		if !o.Inline || o.hold != nil {
 			s.wg.Add(2)
 			go s.reader(ctx, q, false)
@@ -304,6 +368,10 @@ func Start(eng *datapath.Engine, name func(int) string, o Options) (*Server, err
 			s.wg.Add(1)
 			go s.reader(ctx, q, true)
 		}
+	}
+	if s.vf != nil && len(s.vf.queues) > 0 {
+		s.wg.Add(1)
+		go s.runVerdictFaults(ctx.Done())
 	}
 	s.wg.Add(1)
 	go s.reaper(ctx)
@@ -377,9 +445,17 @@ func (s *Server) reader(ctx context.Context, q *queue, inline bool) {
 		return rerr != unix.EAGAIN && rerr != unix.EINTR
 	}
 	for {
+		if !s.stalled(ctx) {
+			return
+		}
 		err := rc.Read(recv)
 		if err != nil || ctx.Err() != nil {
 			return // closed
+		}
+		// what was read waits out a stall that began meanwhile: the
+		// kernel holds those packets until their verdicts
+		if !s.stalled(ctx) {
+			return
 		}
 		if rerr != nil {
 			s.rerr.Add(1)
@@ -671,6 +747,7 @@ func (s *Server) worker(ctx context.Context, q *queue) {
 // rounds is the state of a goroutine that decides packets in rounds.
 type rounds struct {
 	d     *Decider
+	vc    verdictCtx
 	items []Queued
 	msgs  []netlink.Message
 }
@@ -700,9 +777,14 @@ func (s *Server) round(q *queue, r *rounds) {
 	for i := range items {
 		it := &items[i]
 		dec := r.d.Decide(it)
+		if q.vf != nil && dec.Verdict == netfilter.Accept && s.verdictFault(q, &r.vc, it, &dec) {
+			// a fault holds the verdict: it leaves later
+			s.count(q, &dec)
+			continue
+		}
 		s.count(q, &dec)
 		s.sendAnswers(&dec.Fate)
-		if !s.opts.NoBatch && dec.Batchable() {
+		if !s.opts.NoBatch && !q.holds && dec.Batchable() {
 			last, plain = it.ID, true
 			continue
 		}
@@ -728,6 +810,9 @@ func (s *Server) round(q *queue, r *rounds) {
 
 // send sends msgs in one sendmsg; they give the verdicts of n packets.
 func (s *Server) send(q *queue, msgs []netlink.Message, n int) {
+	if s.killed.Load() {
+		return // a killed process answers nothing
+	}
 	s.sends.Add(1)
 	if _, err := q.conn.SendMessages(msgs); err != nil {
 		s.serr.Add(1)

@@ -168,6 +168,14 @@ type Chain struct {
 	Hook    Hook    // builtin chains only
 	Policy  Verdict // ACCEPT or DROP; RETURN also for user chains
 	Rules   []*Rule
+	// Made says a builtin chain exists in the kernel: nf_tables makes
+	// a base chain when a restore names it, a rule goes to it or its
+	// policy is set, and -X removes an empty ACCEPT one (the command
+	// line tells the two apart: -D N, -X CHAIN).
+	Made bool
+	// gone: a base chain -X deleted; until made again, -F, -Z and -X
+	// of it fail ("No chain"), where one never made passes
+	gone bool
 }
 
 // MACMatch is -s or -d: the frame's address masked equals Addr.

@@ -32,7 +32,14 @@ func (rs *Ruleset) List(w io.Writer, t TableID, o ListOptions) (bool, error) {
 			continue
 		}
 		found = true
-		fmt.Fprintf(&b, "\nBridge chain: %s, entries: %d, policy: %s\n", c.Name, len(c.Rules), c.Policy)
+		// a user chain lists as "policy: RETURN" whatever its policy
+		// (ebtables-nft 1.8.9 keeps it as a trailing rule, which -L
+		// neither counts nor shows; ebtables-save shows it)
+		pol := c.Policy
+		if !c.Builtin {
+			pol = VReturn
+		}
+		fmt.Fprintf(&b, "\nBridge chain: %s, entries: %d, policy: %s\n", c.Name, len(c.Rules), pol)
 		for i, r := range c.Rules {
 			if o.Numbers {
 				fmt.Fprintf(&b, "%d ", i+1)

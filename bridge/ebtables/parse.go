@@ -264,10 +264,29 @@ func (p *ruleParser) option(o optDef, arg string, inv bool) *ruleError {
 	if o.ext == "" {
 		key = baseCanon[o.name]
 	}
-	if p.seen[key] {
-		return paramErr("Multiple use of same option not allowed")
+	// "Multiple use of same option not allowed" as ebtables-nft 1.8.9
+	// says it: the base options, the targets and the extensions whose
+	// parse functions use EBT_CHECK_OPTION (arp, vlan, stp, limit,
+	// nflog) refuse a repeated option; ip, ip6, mark_m, among, 802_3,
+	// pkttype and log never check, and a repeated option's last value
+	// counts (TestCommandKernel)
+	check := true
+	if o.ext != "" && extByName(o.ext).kind != kTarget {
+		if a, ok := optAlias[o.name]; ok {
+			key = o.ext + "/" + a
+		}
+		switch o.ext {
+		case "ip", "ip6", "mark_m", "among", "802_3", "pkttype", "log":
+			// their parse functions never check
+			check = false
+		}
 	}
-	p.seen[key] = true
+	if check {
+		if p.seen[key] {
+			return paramErr("Multiple use of same option not allowed")
+		}
+		p.seen[key] = true
+	}
 	r := p.r
 	if o.ext != "" {
 		x := p.ext(o.ext)
@@ -318,9 +337,6 @@ func (p *ruleParser) option(o optDef, arg string, inv bool) *ruleError {
 			r.Dst = m
 		}
 	case "i", "o", "logical-in", "logical-out":
-		if len(arg) >= 16 {
-			return paramErr("interface name `%s' must be shorter than IFNAMSIZ (15)", arg)
-		}
 		if p.ch.builtin {
 			h := p.ch.hook
 			inOK := h == LocalIn || h == Forward || h == PreRouting || h == BRouting
@@ -335,6 +351,13 @@ func (p *ruleParser) option(o optDef, arg string, inv bool) *ruleError {
 			case key == "logical-out" && !outOK:
 				return paramErr("Use --logical-out only in OUTPUT, FORWARD and POSTROUTING chains")
 			}
+		}
+		// xtables_parse_interface, then ebtables_parse_interface
+		if len(arg) >= 16 {
+			return paramErr("interface name `%s' must be shorter than IFNAMSIZ (15)", arg)
+		}
+		if k := strings.IndexByte(arg, '+'); k >= 0 && k != len(arg)-1 {
+			return paramErr("Spurious characters after '+' wildcard")
 		}
 		m := IfMatch{Set: true, Inv: inv, Name: arg}
 		if strings.HasSuffix(arg, "+") {

@@ -31,6 +31,9 @@ type Loader struct {
 	NoBridgeMeta bool
 	// Prog is the program name in messages ("ebtables-restore").
 	Prog string
+	// Counters takes a rule's counters from its "[pcnt:bcnt]" prefix
+	// (ebtables-save -c), which ebtables-restore ignores.
+	Counters bool
 
 	cmdMode bool // Command: messages as the ebtables command prints them
 }
@@ -132,6 +135,9 @@ type loadState struct {
 	commitBad bool
 	kernelErr *RestoreError
 	badJump   string
+	// the line's "[pcnt:bcnt]" (Loader.Counters)
+	counters   bool
+	pcnt, bcnt uint64
 }
 
 // Load reads a whole ebtables-restore input and returns the new rule
@@ -211,18 +217,34 @@ func (st *loadState) line(n int, line string) *RestoreError {
 			return nil
 		}
 		c.Policy = pol
+		c.Made = true
 		return nil
 	}
+	var pc, bc uint64
+	hasCounters := false
 	if t[0] == '[' {
-		// a "[pcnt:bcnt]" prefix: ebtables-restore reads and ignores it
+		// a "[pcnt:bcnt]" prefix: ebtables-restore reads and ignores
+		// it; with Loader.Counters it sets the rule's counters
 		if i := strings.IndexByte(t, ']'); i >= 0 {
+			if p, b, ok := strings.Cut(t[1:i], ":"); ok && l.Counters {
+				var e1, e2 error
+				pc, e1 = strconv.ParseUint(p, 10, 64)
+				bc, e2 = strconv.ParseUint(b, 10, 64)
+				hasCounters = e1 == nil && e2 == nil
+			}
 			t = strings.TrimSpace(t[i+1:])
 		}
 	}
 	if st.tbl == nil {
 		return &RestoreError{ExitCode: 1, Line: n, Stderr: fmt.Sprintf("%s: line %d failed: No chain/target/match by that name.\n", l.prog(), n)}
 	}
-	return st.command(n, SplitWords(t))
+	if !hasCounters {
+		return st.command(n, SplitWords(t))
+	}
+	st.counters, st.pcnt, st.bcnt = true, pc, bc
+	err := st.command(n, SplitWords(t))
+	st.counters = false
+	return err
 }
 
 // command runs one ebtables command of the table being restored.
@@ -273,14 +295,19 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 		if p.badJump != "" && st.badJump == "" {
 			st.badJump = p.badJump
 		}
-		if p.counters {
+		switch {
+		case p.counters:
 			r.Pkts.Store(p.pcnt)
 			r.Bytes.Store(p.bcnt)
+		case st.counters:
+			r.Pkts.Store(st.pcnt)
+			r.Bytes.Store(st.bcnt)
 		}
 		if c == nil {
 			st.commitBad = true
 			return nil
 		}
+		c.Made = true
 		if pos >= 1 && pos-1 <= len(c.Rules) {
 			c.Rules = append(c.Rules[:pos-1], append([]*Rule{r}, c.Rules[pos-1:]...)...)
 		} else if pos > len(c.Rules)+1 || pos == 0 {
@@ -353,6 +380,7 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			return l.paramError(n, "Policy RETURN only allowed for user defined chains")
 		}
 		c.Policy = pol
+		c.Made = true
 	case "-E", "--rename-chain":
 		if len(args) < 2 {
 			return l.paramError(n, "Unknown argument: '(null)'")

@@ -134,6 +134,10 @@ type Bridge struct {
 	promisc      bool
 	maxLearned   uint32
 	ageing       atomic.Int64 // ns; 0 disables learning
+	// epoch counts the changes that can alter a decision without
+	// touching an entry (port flags, ageing time, the bridge's address):
+	// a Path made before one is stale
+	epoch atomic.Uint64
 
 	t table
 
@@ -260,6 +264,7 @@ func (b *Bridge) SetMAC(mac packet.MAC, now int64) error {
 	}
 	b.MAC = mac
 	b.addLocal(BridgePort, mac, now)
+	b.epoch.Add(1)
 	return nil
 }
 
@@ -289,7 +294,10 @@ func (b *Bridge) PortByName(name string) int {
 }
 
 // SetPortFlags replaces port i's flags (`bridge link set`).
-func (b *Bridge) SetPortFlags(i int, f PortFlags) { b.ports[i].flags.Store(uint32(f)) }
+func (b *Bridge) SetPortFlags(i int, f PortFlags) {
+	b.ports[i].flags.Store(uint32(f))
+	b.epoch.Add(1)
+}
 
 // AgeingTime returns the ageing time in nanoseconds (0: learning off).
 func (b *Bridge) AgeingTime() int64 { return b.ageing.Load() }
@@ -302,6 +310,7 @@ func (b *Bridge) SetAgeingTime(ns int64) {
 		ns = 0
 	}
 	b.ageing.Store(ns)
+	b.epoch.Add(1)
 }
 
 // Counters are the bridge's event counts.

@@ -37,6 +37,8 @@ type entry struct {
 	flags   atomic.Uint32
 	updated atomic.Int64 // last learned or refreshed (ageing counts from here)
 	used    atomic.Int64 // last forwarded to
+	// dead: the entry left the table (a Path holding it is stale)
+	dead atomic.Bool
 }
 
 const numStripes = 64
@@ -98,6 +100,7 @@ func (t *table) remove(e *entry) bool {
 		return false
 	}
 	delete(s.m, e.key)
+	e.dead.Store(true)
 	if e.flags.Load()&flagLearned != 0 {
 		t.nLearn.Add(-1)
 	}
@@ -122,6 +125,9 @@ func (t *table) clear() {
 	for i := range t.stripes {
 		s := &t.stripes[i]
 		s.mu.Lock()
+		for _, e := range s.m {
+			e.dead.Store(true)
+		}
 		clear(s.m)
 		s.mu.Unlock()
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/lab"
+	"github.com/uswitch-lab/uswitch/web"
 )
 
 // labCmd brings up a lab (the embedded default or --config FILE), runs its
@@ -30,6 +31,8 @@ func labCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	sock := fs.String("socket", "", "control socket for iptables-save/-restore, conntrack, metrics (default "+control.SocketPath("NAME")+"; \"none\": no socket)")
 	metrics := fs.String("metrics", "", "also serve Prometheus metrics over HTTP at this address, e.g. 127.0.0.1:9469")
 	faults := fs.String("faults", "", "a fault file: its [experiment] and [[fault]] tables join the lab's")
+	webAddr := fs.String("web", "", "serve the live page (topology, rule counters, conntrack, traced packets drawn) at this address, e.g. 127.0.0.1:8080")
+	webAny := fs.Bool("web-any", false, "let --web listen on an address other than loopback (the page has no authentication)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -76,6 +79,12 @@ func labCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	if *webAddr != "" {
+		if err := web.CheckAddr(*webAddr, *webAny); err != nil {
+			fmt.Fprintf(stderr, "uswitch: lab: %v\n", err)
+			return 2
+		}
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(stderr, "uswitch: lab: needs root (it makes network namespaces and TUN devices)")
 		return 1
@@ -105,6 +114,14 @@ func labCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 1
 		}
 		fmt.Fprintf(stdout, "metrics: http://%s/metrics\n", a)
+	}
+	if *webAddr != "" {
+		a, err := l.ListenWeb(*webAddr, *webAny)
+		if err != nil {
+			fmt.Fprintf(stderr, "uswitch: lab: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "live page: http://%s/\n", a)
 	}
 	status := 0
 	if !*noDemo {

@@ -14,7 +14,7 @@ func TestHelpNamesEveryFlag(t *testing.T) {
 	// "  -n\tusage" (a short boolean) or "  -name [value]\n    \tusage"
 	flagLine := regexp.MustCompile(`(?m)^  -([a-z][a-z0-9-]*)(?:\t([^\n]*)|[^\n]*\n[ \t]+([^\n]*))`)
 	for name, sc := range subcommands {
-		if name == "ipvsadm" || name == "iptables" || name == "conntrack" {
+		if name == "ipvsadm" || name == "iptables" || name == "ebtables" || name == "conntrack" {
 			continue // the tools' own option parsers; -h prints the tool's usage
 		}
 		var out, errb bytes.Buffer

@@ -8,11 +8,14 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/fault"
+	"github.com/uswitch-lab/uswitch/fault/faulthost"
 	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/internal/prom"
 	"github.com/uswitch-lab/uswitch/iptables"
@@ -35,6 +38,8 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	maxLen := fs.Uint("queue-maxlen", nfqueue.DefaultMaxQueueLen, "kernel queue length before fail-open accepts")
 	duration := fs.Duration("duration", 0, "stop after this long (0: run until SIGINT/SIGTERM)")
 	sock := fs.String("socket", "", "control socket for iptables-save/-restore, conntrack, metrics (default "+control.SocketPath("nfqueue-N")+", N the first queue; \"none\": no socket)")
+	faultsFile := fs.String("faults", "", "a fault `FILE` ([[fault]] tables: hook and state faults, nfqueue:verdict faults, datapath-kill and -stall on the queues)")
+	faultSeed := fs.Uint64("seed", 0, "the faults' seed (default: the file's, else the clock)")
 	metricsAddr := fs.String("metrics", "", "also serve Prometheus metrics over HTTP at this address, e.g. 127.0.0.1:9469")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -82,17 +87,60 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	// cfgMu: the faults' rule swaps and the control socket's restores
+	// change the engine's configuration one at a time
+	var cfgMu sync.Mutex
+	var fset *fault.Set
+	if *faultsFile != "" {
+		if fset, err = fault.LoadFile(*faultsFile, *faultSeed, uint64(time.Now().UnixNano())); err != nil {
+			fmt.Fprintf(stderr, "uswitch nfqueue: %v\n", err)
+			return 1
+		}
+		if ifs := fset.Ifaces(); len(ifs) > 0 {
+			fmt.Fprintf(stderr, "uswitch nfqueue: %s: wire placements need a lab (NFQUEUE has no wire)\n", ifs[0])
+			return 1
+		}
+		for _, f := range fset.Hooks() {
+			cfg.Faults = append(cfg.Faults, f)
+		}
+		for _, f := range fset.Bridge() {
+			cfg.BridgeFaults = append(cfg.BridgeFaults, f)
+		}
+		fmt.Fprintf(stdout, "faults: %d, seed %d\n", len(fset.Faults), fset.Seed)
+	}
 	eng := datapath.New(cfg, s.ConntrackConfig(), uint64(time.Now().UnixNano()))
+	eng.SetKernelLog(datapath.NewKernelLog()) // uswitch log, uswitch nflog
 	srv, err := nfqueue.Start(eng, s.FIB.LinkName, nfqueue.Options{Queues: queues, NetNS: *netnsName,
-		MaxQueueLen: uint32(*maxLen), NoBatch: *noBatch, Inline: *inline,
+		MaxQueueLen: uint32(*maxLen), NoBatch: *noBatch, Inline: *inline, Faults: fset,
 		Logf: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }})
 	if err != nil {
 		fmt.Fprintf(stderr, "uswitch nfqueue: %v\n", err)
 		return 1
 	}
 	defer srv.Close()
+	if fset != nil {
+		fset.SetEpoch(srv.Now())
+		fset.BindState(eng.CT, eng.NAT)
+		fset.BindHost(&faulthost.Host{Eng: eng, Sets: s.Sets, KillFn: srv.Kill, StallFn: srv.Stall, Lock: &cfgMu})
+		// datapath-kill and -stall act on the clock, not at a packet
+		// (a stalled datapath decides none)
+		stopTick := make(chan struct{})
+		defer close(stopTick)
+		go func() {
+			t := time.NewTicker(10 * time.Millisecond)
+			defer t.Stop()
+			for {
+				fset.Tick(srv.Now())
+				select {
+				case <-t.C:
+				case <-stopTick:
+					return
+				}
+			}
+		}()
+	}
 	// live control: the lab's server and commands over this engine
-	ctl := control.NewServer(&control.Engine{Eng: eng, Now: srv.Now, Metrics: func() string {
+	ctl := control.NewServer(&control.Engine{Eng: eng, Now: srv.Now, Lock: &cfgMu, Metrics: func() string {
 		var b strings.Builder
 		srv.WriteMetrics(&b)
 		control.WriteConntrack(prom.New(&b), eng)
@@ -133,6 +181,12 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctl.Close()
 	srv.Close()
 	fmt.Fprintf(stdout, "uswitch nfqueue: %v\n", srv.Stats())
+	if fset != nil {
+		if vs := srv.VerdictFaults(); vs != (nfqueue.VerdictFaultStats{}) {
+			fmt.Fprintf(stdout, "verdict faults: held %d, duplicates %d (failed %d), dropped %d\n", vs.Held, vs.Duplicates, vs.DuplicateErrors, vs.Dropped)
+		}
+		fset.WriteList(stdout)
+	}
 	return 0
 }
 

@@ -2,20 +2,24 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/google/gopacket/layers"
 
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/fault"
+	"github.com/uswitch-lab/uswitch/fault/faulthost"
 	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/internal/capture"
 	"github.com/uswitch-lab/uswitch/ipfrag"
 	"github.com/uswitch-lab/uswitch/packet"
+	"github.com/uswitch-lab/uswitch/picture"
 )
 
 // tracePacket is one packet to replay.
@@ -26,7 +30,7 @@ type tracePacket struct {
 	ts   int64
 }
 
-func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int) {
 	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	snap := fs.String("snapshot", "", "host snapshot folder (see `uswitch snapshot`)")
@@ -37,6 +41,8 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	human := fs.String("packet", "", "one packet in human form, e.g. 'tcp 10.0.0.1:1234 > 10.96.0.10:80 syn iif eth0'")
 	faultsFile := fs.String("faults", "", "fault file ([experiment] and [[fault]] tables): each fault's decision per packet is printed as a FAULT line, with the capture's timestamps as the clock")
 	faultSeed := fs.Uint64("seed", 0, "the faults' seed (default: the fault file's [experiment] seed, else 1)")
+	svgDir := fs.String("svg", "", "write one SVG per traced packet into this folder (packet-N.svg): the netfilter flow picture with the packet's path and its answers drawn on it")
+	htmlFile := fs.String("html", "", "write one self-contained HTML page with the pictures of every traced packet")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -69,19 +75,31 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "uswitch trace: %v\n", err)
 			return 1
 		}
-		if b := set.Bridge(); len(b) > 0 {
-			fmt.Fprintf(stderr, "uswitch trace: fault %s: %s: bridge placements wait for the bridge datapath\n", b[0].Name, b[0].At)
-			return 1
-		}
 		fmt.Fprintf(out, "FAULTS: %d, seed %d\n", len(set.Faults), set.Seed)
 		tf = newTraceFaults(set, out)
 		ecfg.Faults = tf.stages()
+		ecfg.BridgeFaults = tf.bridgeStages()
 	}
 	e := datapath.New(ecfg, s.ConntrackConfig(), 1)
 	if tf != nil {
 		tf.set.BindState(e.CT, e.NAT)
+		tf.set.BindHost(&faulthost.Host{Eng: e})
 	}
 	e.LVS = s.IPVS
+	pics := &tracePictures{svgDir: *svgDir, html: *htmlFile}
+	if err := pics.check(); err != nil {
+		fmt.Fprintf(stderr, "uswitch trace: %v\n", err)
+		return 2
+	}
+	defer func() {
+		// also after a capture's bad record: the packets before it
+		if pics.on() && (rc == 0 || len(pics.pks) > 0) {
+			if err := pics.write(e.Layout(), *snap); err != nil {
+				fmt.Fprintf(stderr, "uswitch trace: %v\n", err)
+				rc = 1
+			}
+		}
+	}()
 	traced := 0
 	var expire func(int64)
 	trace := func(tp tracePacket) {
@@ -91,7 +109,8 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		expire(tp.ts)
 		if tp.l2 != nil && e.BridgeOf(tp.meta.InIf) != "" {
 			// a frame on a bridge port: the bridge level first
-			tr := &datapath.Tracer{All: *all}
+			tr := &datapath.Tracer{All: *all, Record: pics.on()}
+			defer pics.add(i, tr)
 			ff := e.ReceiveFrame(append(append([]byte(nil), tp.l2...), tp.data...), tp.meta.InIf, tp.ts, tr)
 			for _, l := range tr.Lines {
 				fmt.Fprintln(out, l)
@@ -117,7 +136,8 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				}
 			}
 		}
-		tr := &datapath.Tracer{All: *all, Format: tfmt}
+		tr := &datapath.Tracer{All: *all, Format: tfmt, Record: pics.on()}
+		defer pics.add(i, tr)
 		var f datapath.Fate
 		if p.Local {
 			f = e.Send(p, tp.ts, tr)
@@ -289,4 +309,80 @@ func readCapture(file, iif string, bridgePort func(string) bool, trace func(trac
 		}
 		trace(tp)
 	}
+}
+
+// tracePictures collects the traced packets' paths for --svg and
+// --html.
+type tracePictures struct {
+	svgDir, html string
+	pks          []picture.Packet
+}
+
+func (tp *tracePictures) on() bool { return tp.svgDir != "" || tp.html != "" }
+
+// check refuses what cannot be written before anything is traced.
+func (tp *tracePictures) check() error {
+	if tp.svgDir != "" {
+		if err := os.MkdirAll(tp.svgDir, 0o755); err != nil {
+			return fmt.Errorf("--svg: %v", err)
+		}
+	}
+	return nil
+}
+
+// add keeps packet i's paths, if it was traced.
+func (tp *tracePictures) add(i int, tr *datapath.Tracer) {
+	if !tp.on() || len(tr.Path) == 0 {
+		return
+	}
+	tp.pks = append(tp.pks, picture.Group(fmt.Sprintf("packet %d", i), tr.Path))
+	tr.Path = nil
+}
+
+// write writes the pictures; each file is written whole through a
+// temporary file and a rename.
+func (tp *tracePictures) write(l datapath.Layout, snap string) error {
+	if tp.svgDir != "" {
+		for _, pk := range tp.pks {
+			var b bytes.Buffer
+			if err := picture.SVG(&b, l, pk, picture.Options{}); err != nil {
+				return err
+			}
+			name := strings.ReplaceAll(pk.Title, " ", "-") + ".svg"
+			if err := writeFileAtomic(filepath.Join(tp.svgDir, name), b.Bytes()); err != nil {
+				return fmt.Errorf("--svg: %v", err)
+			}
+		}
+	}
+	if tp.html != "" {
+		var b bytes.Buffer
+		if err := picture.HTML(&b, l, "uswitch trace: "+snap, tp.pks); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(tp.html, b.Bytes()); err != nil {
+			return fmt.Errorf("--html: %v", err)
+		}
+	}
+	return nil
+}
+
+func writeFileAtomic(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return os.Rename(f.Name(), name)
 }

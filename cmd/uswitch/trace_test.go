@@ -341,3 +341,31 @@ func TestBridgeFDBShow(t *testing.T) {
 		t.Errorf("unknown bridge: exit %d", code)
 	}
 }
+
+// TestTracePictures: --svg writes one picture per traced packet, --html
+// one page with all of them.
+func TestTracePictures(t *testing.T) {
+	dir := t.TempDir()
+	page := filepath.Join(dir, "trace.html")
+	out, errs, code := runTrace(t, "--snapshot", "../../examples/router", "--trace-all", "--packet", "udp 10.0.0.2:5000 > 10.0.0.1:53 iif eth0",
+		"--svg", filepath.Join(dir, "pics"), "--html", page)
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, errs, out)
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "pics", "packet-1.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`<svg xmlns="http://www.w3.org/2000/svg"`, `data-hook="INPUT"`, "FATE: delivered", "answer: icmp 10.0.0.1 &gt; 10.0.0.2 type 3 code 3"} {
+		if !bytes.Contains(svg, []byte(want)) {
+			t.Errorf("the SVG lacks %q", want)
+		}
+	}
+	html, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Count(html, []byte("<svg ")) != 1 || !bytes.Contains(html, []byte("<!DOCTYPE html>")) {
+		t.Error("the page does not hold the picture")
+	}
+}

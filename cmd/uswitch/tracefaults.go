@@ -39,7 +39,7 @@ type traceFaults struct {
 func newTraceFaults(s *fault.Set, out io.Writer) *traceFaults {
 	t := &traceFaults{set: s, out: out, queues: map[*fault.Fault]*fault.Queue[int]{}}
 	s.Observe(func(d fault.Decision) {
-		if d.Fault.At.Kind == fault.HookIPv4 {
+		if d.Fault.At.Kind == fault.HookIPv4 || d.Fault.At.Kind == fault.HookBridge {
 			fmt.Fprintf(t.out, "FAULT: %d %s %s n=%d %s\n", t.cur, d.Fault.Name, d.Fault.At, d.N, d.Action())
 		}
 	})
@@ -50,6 +50,15 @@ func newTraceFaults(s *fault.Set, out io.Writer) *traceFaults {
 func (t *traceFaults) stages() []datapath.FaultStage {
 	var st []datapath.FaultStage
 	for _, f := range t.set.Hooks() {
+		st = append(st, f)
+	}
+	return st
+}
+
+// bridgeStages are the bridge hook faults for the engine's configuration.
+func (t *traceFaults) bridgeStages() []datapath.BridgeFaultStage {
+	var st []datapath.BridgeFaultStage
+	for _, f := range t.set.Bridge() {
 		st = append(st, f)
 	}
 	return st

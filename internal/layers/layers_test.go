@@ -28,6 +28,7 @@ var layer = map[string]int{
 	// test plumbing below everything that uses it
 	"internal/testtools":           0,
 	"internal/capture":             0,
+	"internal/browser":             0,
 	"internal/capture/capturetest": 0,
 	"internal/kerneltest":          1,
 	"internal/labtest":             1,
@@ -46,6 +47,7 @@ var layer = map[string]int{
 	"datapath":              3,
 	"datapath/datapathtest": 3,
 	"iptables/cli":          3,
+	"bridge/ebtables/cli":   3,
 	// fault injection: iptables matches over packets, beside the engine
 	// (the engine runs hook faults through its own FaultStage interface,
 	// so it imports nothing of fault)
@@ -55,6 +57,10 @@ var layer = map[string]int{
 	"link":          4,
 	"link/linktest": 4,
 	"nfqueue":       4,
+	// fault.Host over an engine
+	"fault/faulthost": 4,
+	"web":             5,
+	"picture":         4,
 	// L5: the control plane (serves an engine and a link datapath)
 	"control": 5,
 	// L6: orchestration

@@ -43,6 +43,7 @@ var packages = map[string]string{
 	"tcpdump":                 "tcpdump",
 	"ping":                    "iputils-ping",
 	"sysctl":                  "procps",
+	"script":                  "bsdutils",
 	"stdbuf":                  "coreutils",
 	"chromium":                "chromium",
 }

@@ -1,0 +1,318 @@
+package datapath
+
+import (
+	"sync/atomic"
+
+	"github.com/uswitch-lab/uswitch/bridge/ebtables"
+	"github.com/uswitch-lab/uswitch/bridge/fdb"
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/packet"
+)
+
+// The bridged flow cache: the routed flow cache's idea (flowcache.go)
+// for a frame br_netfilter runs through the IPv4 hooks on its way
+// across a bridge. A frame of a confirmed TCP or UDP connection that was
+// bridged to one port, whose traversal after conntrack depended only on
+// what every frame of its flow and direction shares, is recorded: the
+// bridge's forwarding decision (an fdb.Path: the entries learning and
+// the lookup touched), the ebtables rules that matched in filter FORWARD
+// and nat POSTROUTING, and the iptables counters of PREROUTING after
+// conntrack, FORWARD and POSTROUTING. The recording is a frame class
+// (bclass, shared by the flows that take the same way between the same
+// two MAC addresses), and the connection's memo slot of that direction
+// names it. The next frame of the flow and direction that finds a class
+// of this configuration, for its input port, MAC addresses, pkt_type,
+// mark, TOS, ctinfo and conntrack status, whose path is still valid
+// (no entry aged out, moved or replaced; no port flag, ageing or
+// bridge address change), skips the ebtables walks, the FDB lookups and
+// the table runs: it replays the counters and the entries' times and
+// leaves by the recorded port. Everything else runs as always: ebtables
+// nat PREROUTING (before conntrack: its verdict is part of the key's
+// making), raw, the conntrack lookup, NAT's established rewrite,
+// confirmation, and the frame's way out.
+//
+// What can be recorded: an iptables traversal as for the routed cache,
+// with -m physdev, -m mac and -m pkttype trusted too (iptables.Memo.L2:
+// the key has the ports, addresses and pkt_type); an ebtables chain (and
+// the user chains it reaches) whose rules have no watcher (log,
+// nflog), no target but the standard ones and mark, no --limit, and
+// whose other matches read only fields the key fixes (ebtMemoizable).
+// Not recorded: floods, frames also passed up, VLAN-tagged frames,
+// fragments and reassembled datagrams, bridged DNAT, traced frames,
+// anything while IPVS has services or a hook has a fault stage.
+
+// memoBridged marks a memo slot that holds a bridged recording (W[0]):
+// the routed cache never reads one, the bridged cache only those.
+//
+// Layout of a bridged recording (the sequence lock of flowcache.go):
+//
+//	W[0] gen<<32 | seq<<8 | memoBridged | memoValid | memoLocked
+//	W[1] mark | status<<32 | pkt_type<<48
+//	W[2] tos | ctinfo<<8 | class slot<<16 | class serial<<32
+const memoBridged = 4
+
+// bclassSlots is the size of a bridge's class table: a class takes the
+// slot its hash names, replacing what was there (whose flows then miss
+// once and record again).
+const bclassSlots = 4096
+
+// maxEbtHits bounds the ebtables rules a recorded frame may match.
+const maxEbtHits = 16
+
+// bclass is one recorded way across a bridge. Immutable once published.
+type bclass struct {
+	gen      uint32
+	serial   uint32
+	src, dst packet.MAC
+	path     fdb.Path
+	out      string
+	nebt     int
+	ebt      [maxEbtHits]*ebtables.Rule
+	nipt     int
+	ipt      [iptables.MaxMemoHits]uint32
+	hash     uint64
+}
+
+func (a *bclass) same(b *bclass) bool {
+	return a.gen == b.gen && a.src == b.src && a.dst == b.dst && a.path.Same(&b.path) && a.out == b.out &&
+		a.nebt == b.nebt && a.ebt == b.ebt && a.nipt == b.nipt && a.ipt == b.ipt
+}
+
+// bclassTable is a bridge's classes; it survives swaps with the FDB
+// (a class names the configuration generation it was made in).
+type bclassTable struct {
+	slots  [bclassSlots]atomic.Pointer[bclass]
+	serial atomic.Uint32
+}
+
+// bframe is what the bridged cache knows of a frame br_netfilter runs
+// through: its bridge, input port, frame and pkt_type as the port
+// classed it (after ebtables nat PREROUTING).
+type bframe struct {
+	b       *bridgeState
+	in      int
+	fr      *packet.Frame
+	p0      *packet.Packet
+	pktType uint8
+	// noRec: the frame cannot be recorded (reassembled, DNATed)
+	noRec bool
+	// cls is the class replayed (nil: none); key is the recording's
+	// key when recording
+	cls *bclass
+	key memoKey
+	// ebt records the ebtables rules that match while recording
+	ebt ebtRec
+}
+
+// ebtRec is an ebtables.Tracer that records the rules that matched.
+type ebtRec struct {
+	on   bool
+	bad  bool
+	n    int
+	hits [maxEbtHits]*ebtables.Rule
+	hash uint64
+	rs   *ebtables.Ruleset
+}
+
+func (r *ebtRec) Rule(t ebtables.TableID, chain string, rule int, v ebtables.Verdict, jump string) {
+	if r.bad {
+		return
+	}
+	var ch *ebtables.Chain
+	if tb := r.rs.Tables[t]; tb != nil {
+		ch = tb.Chain(chain)
+	}
+	if ch == nil || rule < 1 || rule > len(ch.Rules) || r.n == maxEbtHits {
+		r.bad = true
+		return
+	}
+	r.hits[r.n] = ch.Rules[rule-1]
+	r.n++
+	h := r.hash ^ uint64(t)<<56 ^ uint64(rule)
+	for i := 0; i < len(chain); i++ {
+		h = (h ^ uint64(chain[i])) * 0x100000001b3
+	}
+	r.hash = h * 0x9e3779b97f4a7c15
+}
+
+func (r *ebtRec) Policy(t ebtables.TableID, chain string, v ebtables.Verdict) {}
+func (r *ebtRec) Return(t ebtables.TableID, chain string)                     {}
+
+// ebtMemoizable says whether every rule the base chain of table t at
+// hook h can reach gives the same answer, and does the same, for every
+// untagged IPv4 TCP or UDP frame of a flow with the same ports, MAC
+// addresses, pkt_type, mark and TOS (no chain there: true).
+func ebtMemoizable(rs *ebtables.Ruleset, t ebtables.TableID, h ebtables.Hook) bool {
+	if rs == nil || rs.Tables[t] == nil {
+		return true
+	}
+	tb := rs.Tables[t]
+	var base *ebtables.Chain
+	for _, c := range tb.Chains {
+		if c.Builtin && c.Hook == h {
+			base = c
+		}
+	}
+	if base == nil {
+		return true
+	}
+	seen := map[*ebtables.Chain]bool{}
+	var walk func(c *ebtables.Chain) bool
+	walk = func(c *ebtables.Chain) bool {
+		if seen[c] {
+			return true
+		}
+		seen[c] = true
+		for _, r := range c.Rules {
+			if !ebtRuleMemoizable(r) {
+				return false
+			}
+			if r.Verdict == ebtables.VJump && r.Target == nil {
+				u := tb.Chain(r.Jump)
+				if u == nil || !walk(u) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	return walk(base)
+}
+
+// ebtRuleMemoizable: see ebtMemoizable. The extensions that read
+// headers other than IPv4's (ip6, arp, vlan, 802_3, stp) need a -p
+// that no IPv4 frame passes: ebtables asks for one, and the basic
+// match fails before they look.
+func ebtRuleMemoizable(r *ebtables.Rule) bool {
+	if len(r.Watchers) > 0 {
+		return false
+	}
+	switch r.Target.(type) {
+	case nil, *ebtables.MarkTarget:
+	default:
+		return false
+	}
+	notIPv4 := r.ProtoSet && !r.ProtoInv && (r.Length || r.Proto != packet.EtherTypeIPv4)
+	for _, m := range r.Matches {
+		switch m.(type) {
+		case *ebtables.IPMatch, *ebtables.MarkMatch, *ebtables.PktTypeMatch, *ebtables.AmongMatch:
+		case *ebtables.IP6Match, *ebtables.ARPMatch, *ebtables.VLANMatch, *ebtables.Match8023, *ebtables.STPMatch:
+			if !notIPv4 {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// bmemoStart consults the bridged cache after the PREROUTING conntrack
+// hook: on a hit the frame replays its class (k.replay, bf.cls set); on
+// a miss it records (k.rec) if it can.
+func (k *pkt) bmemoStart() {
+	bf := k.bf
+	c := k.ct.Conn
+	p := k.p
+	if !k.cfg.bmemoOn || c == nil || k.tr != nil || bf.noRec || bf.fr.VLAN || p != bf.p0 || !p.HasL4 ||
+		(p.Proto != packet.ProtoTCP && p.Proto != packet.ProtoUDP) || p.IP.IsFragment() ||
+		(k.e.LVS != nil && !k.e.LVS.Empty()) {
+		return
+	}
+	st := c.Status()
+	if st&conntrack.StatusConfirmed == 0 {
+		return
+	}
+	key := memoKey{
+		w1: uint64(p.Mark) | uint64(uint16(st))<<32 | uint64(bf.pktType)<<48,
+		w2: uint64(p.IP.TOS()) | uint64(k.ct.Info)<<8,
+	}
+	m := &c.Memo[k.ct.Info.Dir()]
+	if k.bmemoLoad(m, key) {
+		return
+	}
+	k.rec, bf.key = true, key
+	k.memo.Reset()
+	k.memo.L2 = true
+	bf.ebt = ebtRec{on: k.cfg.ebt != nil}
+	if k.cfg.ebt != nil {
+		bf.ebt.rs = k.cfg.ebt.Ruleset()
+	}
+}
+
+// bmemoLoad replays m if it names a class of this generation for the
+// frame's key, whose path is valid.
+func (k *pkt) bmemoLoad(m *conntrack.Memo, key memoKey) bool {
+	w0 := m.W[0].Load()
+	if w0&(memoValid|memoLocked|memoBridged) != memoValid|memoBridged || uint32(w0>>32) != k.cfg.gen {
+		return false
+	}
+	w1, w2 := m.W[1].Load(), m.W[2].Load()
+	if m.W[0].Load() != w0 || w1 != key.w1 || w2&0xffff != key.w2 {
+		return false
+	}
+	bf := k.bf
+	tab := bf.b.classes
+	cls := tab.slots[(w2>>16)&(bclassSlots-1)].Load()
+	if cls == nil || cls.serial != uint32(w2>>32) || cls.gen != k.cfg.gen || cls.path.In != bf.in ||
+		cls.src != bf.fr.Src || cls.dst != bf.fr.Dst || !bf.b.fdb.Valid(&cls.path) {
+		return false
+	}
+	rs, bytes := k.cfg.Rules, len(k.p.IP)
+	for _, id := range cls.ipt[:cls.nipt] {
+		rs.Replay(id, bytes)
+	}
+	if cls.nebt > 0 {
+		// the ebtables counters count skb->len at the bridge hooks:
+		// the frame without its MAC header (ebtables.Program.Run)
+		eb := uint64(max(len(bf.fr.Data)-bf.fr.HeaderLen(), 0))
+		for _, r := range cls.ebt[:cls.nebt] {
+			r.Pkts.Add(1)
+			r.Bytes.Add(eb)
+		}
+	}
+	k.replay, bf.cls = true, cls
+	return true
+}
+
+// bmemoStore keeps the recording of a frame bridged to one port by
+// path: its class (an existing one with the same content, or a new one
+// in its slot) and the connection's memo slot naming it.
+func (k *pkt) bmemoStore(path *fdb.Path, out string) {
+	bf := k.bf
+	if k.memo.Tainted || bf.ebt.bad || bf.noRec || k.ct.Conn == nil || k.fate.Kind == Dropped || k.fragMax != 0 {
+		return
+	}
+	tab := bf.b.classes
+	cls := bclass{gen: k.cfg.gen, src: bf.fr.Src, dst: bf.fr.Dst, path: *path, out: out,
+		nebt: bf.ebt.n, ebt: bf.ebt.hits, nipt: k.memo.N, ipt: k.memo.Hits}
+	h := uint64(cls.gen)*0x9e3779b97f4a7c15 ^ bf.ebt.hash
+	h = (h ^ uint64(path.In)<<20 ^ uint64(path.Out)) * 0x100000001b3
+	for i := range 6 {
+		h = (h ^ uint64(cls.src[i])<<8 ^ uint64(cls.dst[i])) * 0x100000001b3
+	}
+	for _, id := range cls.ipt[:cls.nipt] {
+		h = (h ^ uint64(id)) * 0x100000001b3
+	}
+	h ^= h >> 29
+	slot := h & (bclassSlots - 1)
+	cls.hash = h
+	cur := tab.slots[slot].Load()
+	if cur == nil || !cur.same(&cls) {
+		cls.serial = tab.serial.Add(1)
+		n := new(bclass)
+		*n = cls
+		tab.slots[slot].Store(n)
+		cur = n
+	}
+	m := &k.ct.Conn.Memo[k.ct.Info.Dir()]
+	w0 := m.W[0].Load()
+	if w0&memoLocked != 0 || !m.W[0].CompareAndSwap(w0, w0|memoLocked) {
+		return
+	}
+	m.W[1].Store(bf.key.w1)
+	m.W[2].Store(bf.key.w2 | slot<<16 | uint64(cur.serial)<<32)
+	seq := (w0 >> 8) + 1
+	m.W[0].Store(uint64(k.cfg.gen)<<32 | (seq&0xffffff)<<8 | memoBridged | memoValid)
+}

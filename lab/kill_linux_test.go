@@ -1,0 +1,207 @@
+package lab
+
+import (
+	"encoding/json"
+	"net"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/uswitch-lab/uswitch/internal/testtools"
+)
+
+// killLab: a client and a server on two TUNs, one queue each, with a
+// datapath-stall from 2s to 3s and a datapath-kill from 4s to 5s.
+const killLab = `
+name = "kill"
+[uswitch]
+workers = 1
+queues = 1
+seed = 5
+[uswitch.sysctl]
+"net.ipv4.ip_forward" = 1
+
+[[interface]]
+name = "kc"
+netns = "P-c"
+addresses = ["10.21.1.1/24"]
+[[interface]]
+name = "ks"
+netns = "P-s"
+addresses = ["10.21.2.1/24"]
+
+[[namespace]]
+name = "P-c"
+addresses = ["10.21.1.2/24"]
+routes = ["default via 10.21.1.1"]
+[[namespace]]
+name = "P-s"
+addresses = ["10.21.2.2/24"]
+routes = ["default via 10.21.2.1"]
+
+[[fault]]
+name = "stall"
+action = "datapath-stall"
+schedule = { start = "2s", stop = "3s" }
+
+[[fault]]
+name = "kill"
+action = "datapath-kill"
+schedule = { start = "4s", stop = "5s" }
+`
+
+// TestLabKillStall: datapath-stall and datapath-kill in a TUN lab, with
+// real traffic. While stalled, what the client sends waits in its TUN's
+// queue (txqueuelen, here 16) and the kernel drops the rest (the
+// device's tx dropped counter); when the stall ends the queued
+// datagrams arrive: every datagram either arrives or is counted
+// dropped by the kernel. While killed, the TUN queues are closed: the
+// device stays with its address but has no carrier, ping fails and
+// datagrams are dropped; after the window the datapath restarts and
+// both go through again.
+func TestLabKillStall(t *testing.T) {
+	needRoot(t)
+	testtools.Need(t, "ip", "ping")
+	c, p := prefixedConfig(t, "kill.toml", killLab)
+	l := upLab(t, c)
+	cli, srv := p+"-c", p+"-s"
+	in := func(ns string, args ...string) (string, error) {
+		out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	txDropped := func() uint64 {
+		out, err := in(cli, "ip", "-s", "-j", "link", "show", "kc")
+		if err != nil {
+			t.Fatalf("ip -s link: %v %s", err, out)
+		}
+		var v []struct {
+			Flags   []string `json:"flags"`
+			Stats64 struct {
+				TX struct {
+					Dropped uint64 `json:"dropped"`
+				} `json:"tx"`
+			} `json:"stats64"`
+		}
+		if err := json.Unmarshal([]byte(out), &v); err != nil || len(v) != 1 {
+			t.Fatalf("ip -s -j link: %v %s", err, out)
+		}
+		return v[0].Stats64.TX.Dropped
+	}
+	if out, err := in(cli, "ip", "link", "set", "kc", "txqueuelen", "16"); err != nil {
+		t.Fatalf("txqueuelen: %v %s", err, out)
+	}
+	var pc net.PacketConn
+	if err := inNetns(l.nss[srv], func() error {
+		var err error
+		pc, err = net.ListenPacket("udp4", "10.21.2.2:9000")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	var got atomic.Int64
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+			got.Add(1)
+		}
+	}()
+	conn, err := l.Dial(cli, "udp4", "10.21.2.2:9000", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	send := func(n int) {
+		for range n {
+			conn.Write(make([]byte, 32))
+		}
+	}
+	until := func(at time.Duration) {
+		if d := time.Duration(l.dp.Now()) - at; d > 0 {
+			t.Fatalf("the test came %v late for %v on the lab's clock (a loaded machine?)", d, at)
+		}
+		time.Sleep(at - time.Duration(l.dp.Now()))
+	}
+	ping := func() error {
+		out, err := in(cli, "ping", "-c1", "-W1", "10.21.2.2")
+		if err != nil {
+			return &pingError{out}
+		}
+		return nil
+	}
+	if err := ping(); err != nil {
+		t.Fatalf("before the faults: %v", err)
+	}
+
+	// the stall
+	until(2200 * time.Millisecond)
+	d0 := txDropped()
+	got.Store(0)
+	const burst = 100
+	send(burst)
+	time.Sleep(300 * time.Millisecond)
+	during := got.Load()
+	dropped := txDropped() - d0
+	until(3300 * time.Millisecond)
+	arrived := got.Load()
+	t.Logf("stall: %d of %d arrived during it, %d after; the kernel dropped %d", during, burst, arrived, dropped)
+	if during != 0 {
+		t.Errorf("stall: %d datagrams went through while stalled", during)
+	}
+	// in hand: what the reader's last read returned (at most a batch,
+	// 64) when the stall began
+	if arrived < 16 || arrived > 16+64 || int(arrived)+int(dropped) != burst {
+		t.Errorf("stall: %d arrived after it and %d dropped by the kernel, want the 16 the TUN queue holds (and what the reader had in hand) to arrive and the rest of %d dropped", arrived, dropped, burst)
+	}
+
+	// the kill
+	until(4200 * time.Millisecond)
+	out, err := in(cli, "ip", "-j", "addr", "show", "kc")
+	if err != nil || !strings.Contains(out, "10.21.1.2") || !strings.Contains(out, "NO-CARRIER") {
+		t.Errorf("killed: the client's TUN should be there, with its address and no carrier: %v %s", err, out)
+	}
+	got.Store(0)
+	send(10)
+	if err := ping(); err == nil {
+		t.Errorf("killed: ping went through")
+	}
+	if n := got.Load(); n != 0 {
+		t.Errorf("killed: %d datagrams went through", n)
+	}
+	until(5300 * time.Millisecond)
+	select {
+	case err := <-l.dp.Err():
+		t.Errorf("datapath: %v", err)
+	default:
+	}
+	if err := ping(); err != nil {
+		o1, _ := in(cli, "ip", "-s", "link", "show", "kc")
+		o2, _ := in(srv, "ip", "-s", "link", "show", "ks")
+		t.Logf("%s\n%s", o1, o2)
+		t.Errorf("after the restart: %v", err)
+	}
+	got.Store(0)
+	send(10)
+	time.Sleep(200 * time.Millisecond)
+	if n := got.Load(); n != 10 {
+		t.Errorf("after the restart: %d of 10 datagrams arrived", n)
+	}
+	if n := l.dp.Kills(); n != 1 {
+		t.Errorf("kills %d, want 1", n)
+	}
+	var b strings.Builder
+	l.dp.Faults().WriteList(&b)
+	t.Logf("%s%v", b.String(), l.dp.Stats())
+	if !strings.Contains(b.String(), "kills 1") || !strings.Contains(b.String(), "stalls 1") || strings.Contains(b.String(), "errors") {
+		t.Errorf("fault list:\n%s", b.String())
+	}
+}
+
+type pingError struct{ out string }
+
+func (e *pingError) Error() string { return "ping: " + e.out }
