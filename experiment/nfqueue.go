@@ -8,8 +8,11 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/fault"
+	"github.com/uswitch-lab/uswitch/fault/faulthost"
 	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/lab"
@@ -29,12 +32,16 @@ import (
 type NFQueueResult struct {
 	Netns  string   `json:"netns"`
 	Queues []uint16 `json:"queues"`
-	// Killed is when the decider was stopped (s; 0: never).
-	Killed float64 `json:"killed_at,omitempty"`
+	// Killed is when a kill step stopped the decider (s; 0: never, or
+	// by a fault: the fault's events say when); KilledBy "step" or
+	// "fault" (datapath-kill).
+	Killed   float64 `json:"killed_at,omitempty"`
+	KilledBy string  `json:"killed_by,omitempty"`
 	// HeldAtKill are the packets the kernel held for uswitch at the
 	// kill (queue_total of /proc/net/netfilter/nfnetlink_queue, per
-	// queue), which it dropped; BacklogAtKill those uswitch had read
-	// and not yet decided.
+	// queue; for a fault's kill, as last seen up to 100 ms before),
+	// which it dropped; BacklogAtKill those uswitch had read and not
+	// yet decided.
 	HeldAtKill    map[uint16]uint32 `json:"held_at_kill,omitempty"`
 	BacklogAtKill int               `json:"backlog_at_kill,omitempty"`
 	// Packets, Accepted, Dropped: what uswitch decided.
@@ -49,13 +56,29 @@ type nfq struct {
 	cfg    *lab.NFQueue
 	srv    *nfqueue.Server
 	eng    *datapath.Engine
+	set    *fault.Set
 	res    NFQueueResult
 	killed bool
+	// stop ends the faults' clock (Set.Tick for datapath-kill and
+	// -stall)
+	stop, done chan struct{}
 }
 
 // startNFQueue loads the kernel's queueing rules into the namespace and
-// starts deciding its queues.
-func startNFQueue(c *lab.NFQueue, seed uint64, logw io.Writer) (*nfq, error) {
+// starts deciding its queues, with the experiment's faults (compiled
+// with seed; observe sees their decisions): hook faults as stages of
+// its engine, nfqueue:verdict faults on its verdict path, state faults
+// bound to it, datapath-kill and -stall acting on its queues, as
+// `uswitch nfqueue --faults` runs them.
+func startNFQueue(c *lab.NFQueue, specs []fault.Spec, seed uint64, observe func(fault.Decision), logw io.Writer) (*nfq, error) {
+	fset, err := fault.NewSet(specs, seed, nil)
+	if err != nil {
+		return nil, fmt.Errorf("nfqueue: %w", err)
+	}
+	if ifs := fset.Ifaces(); len(ifs) > 0 {
+		return nil, fmt.Errorf("nfqueue: fault at wire:%s: wire placements need the lab's TUN/TAP devices (NFQUEUE has no wire)", ifs[0])
+	}
+	fset.Observe(observe)
 	qs, err := c.QueueList()
 	if err != nil {
 		return nil, err
@@ -87,14 +110,70 @@ func startNFQueue(c *lab.NFQueue, seed uint64, logw io.Writer) (*nfq, error) {
 			return nil, fmt.Errorf("nfqueue: rules: %w", err)
 		}
 	}
+	for _, f := range fset.Hooks() {
+		ecfg.Faults = append(ecfg.Faults, f)
+	}
+	for _, f := range fset.Bridge() {
+		ecfg.BridgeFaults = append(ecfg.BridgeFaults, f)
+	}
 	eng := datapath.New(ecfg, s.ConntrackConfig(), seed)
-	srv, err := nfqueue.Start(eng, s.FIB.LinkName, nfqueue.Options{Queues: qs, NetNS: c.Netns,
+	srv, err := nfqueue.Start(eng, s.FIB.LinkName, nfqueue.Options{Queues: qs, NetNS: c.Netns, Faults: fset,
 		Logf: func(f string, a ...any) { fmt.Fprintf(logw, "nfqueue: "+f+"\n", a...) }})
 	if err != nil {
 		return nil, fmt.Errorf("nfqueue: %w", err)
 	}
+	fset.SetEpoch(srv.Now())
+	fset.BindState(eng.CT, eng.NAT)
+	fset.BindHost(&faulthost.Host{Eng: eng, Sets: s.Sets, KillFn: srv.Kill, StallFn: srv.Stall})
+	q := &nfq{cfg: c, srv: srv, eng: eng, set: fset, res: NFQueueResult{Netns: c.Netns, Queues: qs},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(q.done)
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for i := 0; ; i++ {
+			fset.Tick(srv.Now())
+			if i%10 == 0 {
+				q.watch()
+			}
+			select {
+			case <-t.C:
+			case <-q.stop:
+				return
+			}
+		}
+	}()
 	fmt.Fprintf(logw, "nfqueue: deciding queues %v of %s\n", qs, c.Netns)
-	return &nfq{cfg: c, srv: srv, eng: eng, res: NFQueueResult{Netns: c.Netns, Queues: qs}}, nil
+	return q, nil
+}
+
+// packets is the number of packets the decider has read (the
+// timeline's global packet number in NFQUEUE mode).
+func (q *nfq) packets() uint64 { return q.srv.Stats().Packets }
+
+// watch looks at the kernel's queues every 100 ms while the decider
+// lives; when a datapath-kill fault has stopped it, the last look is
+// what the kernel held (up to 100 ms before the kill) and dropped.
+func (q *nfq) watch() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.killed {
+		return
+	}
+	if q.srv.Killed() {
+		q.killed = true
+		q.res.KilledBy = "fault"
+		return
+	}
+	st := q.srv.Stats()
+	q.res.HeldAtKill = map[uint16]uint32{}
+	q.res.BacklogAtKill = 0
+	for _, qs := range st.Queues {
+		if qs.HasKernel {
+			q.res.HeldAtKill[qs.Num] = qs.Kernel.Depth
+		}
+		q.res.BacklogAtKill += qs.Backlog
+	}
 }
 
 // kill stops the decider at t (s), recording what it and the kernel
@@ -117,7 +196,7 @@ func (q *nfq) kill(t float64) string {
 	}
 	q.srv.Close()
 	q.killed = true
-	q.res.Killed = t
+	q.res.Killed, q.res.KilledBy = t, "step"
 	return fmt.Sprintf("queue sockets closed: the kernel held %d packets (dropped), uswitch had read %d undecided", held, q.res.BacklogAtKill)
 }
 
@@ -126,6 +205,12 @@ func (q *nfq) kill(t float64) string {
 func (q *nfq) result() *NFQueueResult {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	select {
+	case <-q.stop:
+	default:
+		close(q.stop)
+		<-q.done
+	}
 	if !q.killed {
 		q.srv.Close()
 		q.killed = true

@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,8 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/fault"
+	"github.com/uswitch-lab/uswitch/internal/prom"
 	"github.com/uswitch-lab/uswitch/lab"
 	"github.com/uswitch-lab/uswitch/packet"
 )
@@ -147,14 +150,14 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 	// per-packet fault decisions, from the datapath's goroutines
 	obs := make(chan observed, 1<<16)
 	var lost atomic.Uint64
-	var lref atomic.Pointer[lab.Lab]
+	var lref atomic.Pointer[seqSource]
 	observe := func(d fault.Decision) {
 		if !d.Acted {
 			return
 		}
 		var seq uint64
-		if l := lref.Load(); l != nil {
-			seq = l.Received()
+		if src := lref.Load(); src != nil {
+			seq = src.n()
 		}
 		select {
 		case obs <- observed{at: time.Now(), seq: seq, d: d}:
@@ -174,13 +177,18 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 			}
 		}
 	}()
+	// in NFQUEUE mode the faults are the decider's (the lab has no
+	// datapath of its own to fault)
+	var nqSpecs []fault.Spec
+	if c.NFQueue != nil {
+		nqSpecs, c.Faults = c.Faults, nil
+	}
 	l, err := lab.UpWith(&c, logw, lab.UpOptions{Observe: observe})
 	if err != nil {
 		close(obs)
 		<-cdone
 		return nil, err
 	}
-	lref.Store(l)
 	closed := false
 	defer func() {
 		if !closed {
@@ -188,15 +196,18 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 		}
 	}()
 	var nq *nfq
+	set, now, ct := l.Faults(), l.Now, l.Engine().CT
+	received := l.Received
 	if c.NFQueue != nil {
-		if nq, err = startNFQueue(c.NFQueue, seed, logw); err != nil {
+		if nq, err = startNFQueue(c.NFQueue, nqSpecs, seed, observe, logw); err != nil {
 			return nil, err
 		}
 		defer nq.result() // stopped on every way out
+		set, now, ct, received = nq.set, nq.srv.Now, nq.eng.CT, nq.packets
 	}
-	set := l.Faults()
+	lref.Store(&seqSource{received})
 	// the run's time 0 is the faults' epoch: their schedules count from it
-	t0 := time.Now().Add(-time.Duration(l.Now() - set.Epoch()))
+	t0 := time.Now().Add(-time.Duration(now() - set.Epoch()))
 	startWall := time.Now()
 
 	var trace []string
@@ -232,7 +243,7 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 		}()
 	}
 
-	ctBefore := ctStats(l)
+	ctBefore := ctStats(ct)
 	windows := faultWindows(set, dur)
 	var evmu sync.Mutex
 	var events []event
@@ -272,7 +283,7 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 					continue
 				}
 				at(time.Duration(edge*1e9), func() {
-					addEvent(event{T: edge, Seq: l.Received(), Fault: f, Ev: ev})
+					addEvent(event{T: edge, Seq: received(), Fault: f, Ev: ev})
 				})
 			}
 		}
@@ -285,7 +296,7 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 		at(off, func() {
 			now := time.Since(t0).Seconds()
 			what, res := doStep(l, nq, st, now)
-			addEvent(event{T: round6(now), Seq: l.Received(), Ev: "step", Step: what, Out: res})
+			addEvent(event{T: round6(now), Seq: received(), Ev: "step", Step: what, Out: res})
 			stmu.Lock()
 			steps = append(steps, StepResult{At: off.Seconds(), Did: round6(now), What: what, Result: res, Note: st.Note, idx: i})
 			stmu.Unlock()
@@ -341,7 +352,7 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 	}
 	fmt.Fprintf(logw, "running %d workloads for %v (faults: %d)\n", len(gens), dur, len(set.Faults))
 	sstop, sdone := make(chan struct{}), make(chan struct{})
-	go sampleConntrack(l, set, t0, sstop, sdone, addEvent)
+	go sampleConntrack(ct, received, set, t0, sstop, sdone, addEvent)
 	wg.Wait()
 	if d := time.Until(t0.Add(dur)); d > 0 {
 		time.Sleep(d)
@@ -351,9 +362,15 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 	<-sdone
 
 	// what the faults and conntrack counted, before the lab goes
-	ctAfter := ctStats(l)
+	ctAfter := ctStats(ct)
 	faults := faultResults(set, windows)
 	metrics := l.Metrics()
+	if nq != nil {
+		// the decider's faults: the lab's datapath has none
+		var b bytes.Buffer
+		set.WriteMetrics(prom.New(&b))
+		metrics += b.String()
+	}
 	var nqr *NFQueueResult
 	extra := map[string]string{}
 	if nq != nil {
@@ -365,7 +382,7 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 		close(tstop)
 		<-tdone
 	}
-	received := l.Received()
+	packets := received()
 	lref.Store(nil)
 	closed = true
 	cerr := l.Close()
@@ -375,7 +392,7 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 	sum := &Summary{
 		Experiment: name, Seed: seed, Start: startWall.UTC().Format(time.RFC3339Nano), Duration: dur.Seconds(),
 		Short: o.Short && scale != 1, Scale: scale, Config: cfg.File, ConfigSHA256: sha(src),
-		Faults: faults, Windows: windows, Steps: steps, Packets: received, NFQueue: nqr,
+		Faults: faults, Windows: windows, Steps: steps, Packets: packets, NFQueue: nqr,
 	}
 	stmu.Lock()
 	sort.Slice(sum.Steps, func(i, j int) bool {
@@ -558,9 +575,8 @@ func doStep(l *lab.Lab, nq *nfq, st lab.Step, now float64) (what, result string)
 // (looked at every 100 ms), naming the state fault active then: the
 // timeline's view of what state faults did, which has no per-packet
 // decision.
-func sampleConntrack(l *lab.Lab, set *fault.Set, t0 time.Time, stop, done chan struct{}, add func(event)) {
+func sampleConntrack(ct *conntrack.Table, received func() uint64, set *fault.Set, t0 time.Time, stop, done chan struct{}, add func(event)) {
 	defer close(done)
-	ct := l.Engine().CT
 	prev := ct.Stats()
 	prevT := time.Since(t0)
 	tk := time.NewTicker(100 * time.Millisecond)
@@ -600,7 +616,7 @@ func sampleConntrack(l *lab.Lab, set *fault.Set, t0 time.Time, stop, done chan s
 				break
 			}
 		}
-		ev := event{T: round6(t.Seconds()), Seq: l.Received(), Fault: name, Ev: "conntrack -S", Delta: d}
+		ev := event{T: round6(t.Seconds()), Seq: received(), Fault: name, Ev: "conntrack -S", Delta: d}
 		if d["drop"] > 0 && name != "" {
 			ev.Log = fault.TableFullMessage
 		}
@@ -608,25 +624,20 @@ func sampleConntrack(l *lab.Lab, set *fault.Set, t0 time.Time, stop, done chan s
 	}
 }
 
-// ctStats is the lab's conntrack -S line as a map, and its count.
-func ctStats(l *lab.Lab) map[string]uint64 {
+// ctStats is conntrack -S's line (as the table prints it) as a map,
+// and the entries as count (conntrack -C).
+func ctStats(ct *conntrack.Table) map[string]uint64 {
 	m := map[string]uint64{}
-	r := l.Control(control.Request{Cmd: "conntrack", Args: []string{"-S"}})
-	for _, f := range strings.Fields(r.Stdout) {
+	for _, f := range strings.Fields(string(ct.AppendStats(nil))) {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok || k == "cpu" {
 			continue
 		}
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err == nil {
+		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
 			m[k] += n
 		}
 	}
-	if r := l.Control(control.Request{Cmd: "conntrack", Args: []string{"-C"}}); r.Code == 0 {
-		if n, err := strconv.ParseUint(strings.TrimSpace(r.Stdout), 10, 64); err == nil {
-			m["count"] = n
-		}
-	}
+	m["count"] = uint64(ct.Count())
 	return m
 }
 
@@ -652,3 +663,7 @@ func flowText(f fault.Flow) string {
 	}
 	return fmt.Sprintf("%s %s>%s", p, a(f.Src), a(f.Dst))
 }
+
+// seqSource gives the global packet number: the packets the lab's
+// datapath (or the NFQUEUE decider) has read.
+type seqSource struct{ n func() uint64 }
