@@ -155,6 +155,11 @@ func phase(t *testing.T, w *WorkloadResult, prefix string) Window {
 	return Window{}
 }
 
+// untouched is the least success ratio of traffic a claim says a fault
+// leaves alone: not 1, so that a loaded machine's stalls (a CI runner
+// beside other jobs) do not fail the claim.
+const untouched = 0.9
+
 func between(t *testing.T, what string, v, lo, hi float64) {
 	t.Helper()
 	if v < lo || v > hi {
@@ -216,7 +221,7 @@ func TestExampleConntrackFull(t *testing.T) {
 	s := runExample(t, "conntrack-full.toml", "")
 	nw, est := workload(t, s, "new"), workload(t, s, "established")
 	between(t, "new connections' success in the window", window(t, nw, "ct-full").SuccessRatio, 0, 0.1)
-	between(t, "new connections' success outside", window(t, nw, "").SuccessRatio, 0.95, 1)
+	between(t, "new connections' success outside", window(t, nw, "").SuccessRatio, untouched, 1)
 	if w := window(t, est, "ct-full"); w.Requests < 10 || w.Failed != 0 {
 		t.Errorf("the established connection in the window: %+v", w)
 	}
@@ -251,10 +256,10 @@ func TestExampleConntrackFull(t *testing.T) {
 func TestExampleIPVSKill(t *testing.T) {
 	s := runExample(t, "ipvs-kill.toml", "")
 	rr, pe := workload(t, s, "rr"), workload(t, s, "persistent")
-	between(t, "rr before the kill", phase(t, rr, "ipvsadm -e -t 10.10.1.100:81 -r 10.10.3.2:8080 -m -w 1").SuccessRatio, 0.95, 1)
+	between(t, "rr before the kill", phase(t, rr, "ipvsadm -e -t 10.10.1.100:81 -r 10.10.3.2:8080 -m -w 1").SuccessRatio, untouched, 1)
 	between(t, "rr after the kill", phase(t, rr, "stop_server").SuccessRatio, 0.3, 0.7)
-	between(t, "rr after weight 0", phase(t, rr, "ipvsadm -e -t 10.10.1.100:80").SuccessRatio, 0.95, 1)
-	between(t, "persistent before the kill", phase(t, pe, "").SuccessRatio, 0.95, 1)
+	between(t, "rr after weight 0", phase(t, rr, "ipvsadm -e -t 10.10.1.100:80").SuccessRatio, untouched, 1)
+	between(t, "persistent before the kill", phase(t, pe, "").SuccessRatio, untouched, 1)
 	between(t, "persistent after the kill", phase(t, pe, "stop_server").SuccessRatio, 0, 0.05)
 	between(t, "persistent after weight 0", phase(t, pe, "ipvsadm -e -t 10.10.1.100:80").SuccessRatio, 0, 0.05)
 	if rr.Errors["refused"] == 0 || pe.Errors["refused"] == 0 {
@@ -270,11 +275,11 @@ func TestExamplePartition(t *testing.T) {
 	s := runExample(t, "partition.toml", "")
 	const f = "cut-client-web2"
 	between(t, "the service inside the window", window(t, workload(t, s, "vip"), f).SuccessRatio, 0.15, 0.85)
-	between(t, "the service outside", window(t, workload(t, s, "vip"), "").SuccessRatio, 0.95, 1)
-	between(t, "web1 inside", window(t, workload(t, s, "web1"), f).SuccessRatio, 0.95, 1)
+	between(t, "the service outside", window(t, workload(t, s, "vip"), "").SuccessRatio, untouched, 1)
+	between(t, "web1 inside", window(t, workload(t, s, "web1"), f).SuccessRatio, untouched, 1)
 	between(t, "client -> web2 inside", window(t, workload(t, s, "to-web2"), f).SuccessRatio, 0, 0.02)
-	between(t, "client -> web2 outside", window(t, workload(t, s, "to-web2"), "").SuccessRatio, 0.98, 1)
-	between(t, "web2 -> client inside", window(t, workload(t, s, "from-web2"), f).SuccessRatio, 0.98, 1)
+	between(t, "client -> web2 outside", window(t, workload(t, s, "to-web2"), "").SuccessRatio, untouched, 1)
+	between(t, "web2 -> client inside", window(t, workload(t, s, "from-web2"), f).SuccessRatio, untouched, 1)
 	if s.Faults[0].Acted == 0 || s.Faults[0].Actions["drop"] != s.Faults[0].Acted {
 		t.Errorf("fault: %+v", s.Faults[0])
 	}
@@ -297,8 +302,8 @@ func TestExamplePartition(t *testing.T) {
 func TestExampleNFQueueKill(t *testing.T) {
 	s := runExample(t, "nfqueue-kill.toml", "", "iptables-restore", "iptables-save", "sysctl")
 	by, nb := workload(t, s, "bypass"), workload(t, s, "no-bypass")
-	between(t, "bypass before", window(t, by, "").SuccessRatio, 0.95, 1)
-	between(t, "no-bypass before", window(t, nb, "").SuccessRatio, 0.95, 1)
+	between(t, "bypass before", window(t, by, "").SuccessRatio, untouched, 1)
+	between(t, "no-bypass before", window(t, nb, "").SuccessRatio, untouched, 1)
 	between(t, "bypass after the kill", window(t, by, "kill").SuccessRatio, 0.9, 1)
 	between(t, "no-bypass after the kill", window(t, nb, "kill").SuccessRatio, 0, 0.05)
 	q := s.NFQueue
@@ -323,7 +328,7 @@ func TestExampleDNSRace(t *testing.T) {
 		wait bool
 	}{{"parallel", true}, {"single-request", false}, {"single-request-reopen", true}, {"notrack", false}} {
 		w := workload(t, s, tc.name)
-		between(t, tc.name+" success", w.SuccessRatio, 0.95, 1)
+		between(t, tc.name+" success", w.SuccessRatio, untouched, 1)
 		if tc.wait {
 			between(t, tc.name+" p50 latency (ms)", w.Latency.P50, 450, 1000)
 			between(t, tc.name+" resent/lookups", float64(w.Resent)/float64(w.Requests), 0.8, 1)
