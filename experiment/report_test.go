@@ -84,7 +84,9 @@ func TestSeriesWindowsAndPhases(t *testing.T) {
 
 func TestScaleTimes(t *testing.T) {
 	c := &lab.Config{
-		Faults:    []fault.Spec{{Name: "f", Start: "4s", Stop: "10s"}, {Name: "g", Schedule: &fault.Schedule{Start: "2s", Every: "4s", For: "1s"}}},
+		Faults: []fault.Spec{{Name: "f", Start: "4s", Stop: "10s"}, {Name: "g", Schedule: &fault.Schedule{Start: "2s", Every: "4s", For: "1s"}},
+			{Name: "h", Schedule: &fault.Schedule{At: fault.Instants{"2s", "6s"}}, Ramp: &fault.Ramp{Over: "8s", Step: "2s"},
+				Steps: []fault.Step{{At: "0s"}, {At: "4s"}}, Duration: "1s"}},
 		Workloads: []lab.Workload{{Name: "w", Start: "1s"}},
 		Steps:     []lab.Step{{At: "8s"}},
 	}
@@ -95,6 +97,10 @@ func TestScaleTimes(t *testing.T) {
 	if c.Faults[0].Start != "2s" || c.Faults[0].Stop != "5s" || c.Faults[1].Schedule.Every != "2s" || c.Faults[1].Schedule.For != "500ms" ||
 		c.Workloads[0].Start != "500ms" || c.Steps[0].At != "4s" {
 		t.Errorf("scaled: %+v %+v %+v %+v", c.Faults, *c.Faults[1].Schedule, c.Workloads, c.Steps)
+	}
+	h := c.Faults[2]
+	if h.Schedule.At[1] != "3s" || h.Ramp.Over != "4s" || h.Ramp.Step != "1s" || h.Steps[1].At != "2s" || h.Duration != "1s" {
+		t.Errorf("scaled h: %+v %+v %+v %q", *h.Schedule, *h.Ramp, h.Steps, h.Duration)
 	}
 	if orig.Every != "4s" {
 		t.Errorf("the original schedule changed: %+v", orig)

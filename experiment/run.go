@@ -474,14 +474,39 @@ func scaleTimes(c *lab.Config, s float64) error {
 				return fmt.Errorf("fault %s: %w", f.Name, err)
 			}
 		}
+		// the fault's own times: a kill's or stall's duration, an
+		// expiry's timeout and a line-by-line swap's step stay (they are
+		// the fault's size, not when it happens)
 		if f.Schedule != nil {
 			sch := *f.Schedule
-			for _, v := range []*string{&sch.Start, &sch.Stop, &sch.Every, &sch.For} {
+			sch.At = append(fault.Instants(nil), sch.At...)
+			vs := []*string{&sch.Start, &sch.Stop, &sch.Every, &sch.For}
+			for i := range sch.At {
+				vs = append(vs, &sch.At[i])
+			}
+			for _, v := range vs {
 				if err := sc(v); err != nil {
 					return fmt.Errorf("fault %s: schedule: %w", f.Name, err)
 				}
 			}
 			f.Schedule = &sch
+		}
+		if f.Ramp != nil {
+			r := *f.Ramp
+			for _, v := range []*string{&r.Over, &r.Step} {
+				if err := sc(v); err != nil {
+					return fmt.Errorf("fault %s: ramp: %w", f.Name, err)
+				}
+			}
+			f.Ramp = &r
+		}
+		if f.Steps != nil {
+			f.Steps = append([]fault.Step(nil), f.Steps...)
+			for i := range f.Steps {
+				if err := sc(&f.Steps[i].At); err != nil {
+					return fmt.Errorf("fault %s: steps: %w", f.Name, err)
+				}
+			}
 		}
 	}
 	c.Workloads = append([]lab.Workload(nil), c.Workloads...)
