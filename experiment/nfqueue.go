@@ -149,7 +149,7 @@ func startNFQueue(c *lab.NFQueue, specs []fault.Spec, seed uint64, observe func(
 
 // packets is the number of packets the decider has read (the
 // timeline's global packet number in NFQUEUE mode).
-func (q *nfq) packets() uint64 { return q.srv.Stats().Packets }
+func (q *nfq) packets() uint64 { return q.srv.Packets() }
 
 // watch looks at the kernel's queues every 100 ms while the decider
 // lives; when a datapath-kill fault has stopped it, the last look is
