@@ -4,12 +4,13 @@
 // faults' epoch, which is the run's time 0), runs the workloads of its
 // [[workload]] tables from inside the lab's namespaces, does its
 // [[step]] tables at their times (control commands such as `ipvsadm
-// -e`, a built-in server stopped, the datapath killed), brings the lab
-// down and writes the report (report.go).
+// -e`, a built-in server stopped), brings the lab down and writes the
+// report (report.go). With [nfqueue] the kernel of a lab namespace
+// forwards and uswitch decides its queues with the faults (nfqueue.go).
 //
 //	lab file ─ lab.Parse ─┬─ [[fault]] ──> fault.Set (schedules: fault.ActiveAt)
 //	(--faults FILE joins) ├─ [[workload]] ─> generators (workload.go) ─> series (stats.go)
-//	                      ├─ [[step]] ────> timers ─> lab.Control, StopServer, StopDatapath
+//	                      ├─ [[step]] ────> timers ─> lab.Control, lab.StopServer
 //	                      └─ [experiment] seed, duration, short, report, model
 //	fault decisions (lab.UpOptions.Observe) ─┐
 //	window edges and steps (timers) ─────────┴─> timeline.jsonl

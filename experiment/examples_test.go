@@ -48,7 +48,7 @@ func TestExamplesLoad(t *testing.T) {
 		{"[[workload]]\nname = \"w\"\nkind = \"udp\"\nfrom = \"a\"\nto = \"10.0.0.1:1\"\nrate = 1\nstart = \"20s\"\n", "not within"},
 		{"[[step]]\nat = \"1s\"\nrun = \"rm -rf /\"\n", "x.toml:4: step: run \"rm -rf /\": a control command"},
 		{"[[step]]\nat = \"1s\"\nstop_server = \"a:80\"\n", "no built-in server on port 80"},
-		{"[[step]]\nat = \"1s\"\nkill = \"nfqueue\"\n", "no [nfqueue] table"},
+		{"[[step]]\nat = \"1s\"\nkill = \"nfqueue\"\n", "step.kill: unknown key"},
 		{"[experiment]\nduration = \"soon\"\n", "experiment.duration"},
 		{"[experiment]\nmodel = \"mathis\"\n", "needs mss"},
 	} {
@@ -307,7 +307,7 @@ func TestExampleNFQueueKill(t *testing.T) {
 	between(t, "bypass after the kill", window(t, by, "kill").SuccessRatio, 0.9, 1)
 	between(t, "no-bypass after the kill", window(t, nb, "kill").SuccessRatio, 0, 0.05)
 	q := s.NFQueue
-	if q == nil || q.Packets == 0 || q.KilledBy != "fault" || len(q.Queues) != 2 {
+	if q == nil || q.Packets == 0 || !q.Killed || len(q.Queues) != 2 {
 		t.Fatalf("nfqueue: %+v", q)
 	}
 	held := uint32(0)

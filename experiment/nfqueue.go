@@ -22,8 +22,8 @@ import (
 // An experiment in NFQUEUE mode ([nfqueue]): the kernel of a lab
 // namespace forwards and queues packets to uswitch, which decides them
 // with its engine, as `uswitch nfqueue --netns NS` does, in the runner's
-// process. A kill step closes its queue sockets: for the kernel that is
-// what the death of a `uswitch nfqueue` process is (the socket release
+// process. A datapath-kill fault closes its queue sockets: for the
+// kernel that is what the death of a `uswitch nfqueue` process is (the socket release
 // destroys the queue instances, nfqnl_rcv_nl_event: the packets they
 // held are dropped, nfqnl_flush with NF_DROP; later packets meet no
 // listener and pass only with --queue-bypass, nf_queue.c).
@@ -32,11 +32,9 @@ import (
 type NFQueueResult struct {
 	Netns  string   `json:"netns"`
 	Queues []uint16 `json:"queues"`
-	// Killed is when a kill step stopped the decider (s; 0: never, or
-	// by a fault: the fault's events say when); KilledBy "step" or
-	// "fault" (datapath-kill).
-	Killed   float64 `json:"killed_at,omitempty"`
-	KilledBy string  `json:"killed_by,omitempty"`
+	// Killed: a datapath-kill fault stopped the decider (its events in
+	// the timeline say when).
+	Killed bool `json:"killed"`
 	// HeldAtKill are the packets the kernel held for uswitch at the
 	// kill (queue_total of /proc/net/netfilter/nfnetlink_queue, per
 	// queue; for a fault's kill, as last seen up to 100 ms before),
@@ -162,7 +160,7 @@ func (q *nfq) watch() {
 	}
 	if q.srv.Killed() {
 		q.killed = true
-		q.res.KilledBy = "fault"
+		q.res.Killed = true
 		return
 	}
 	st := q.srv.Stats()
@@ -174,30 +172,6 @@ func (q *nfq) watch() {
 		}
 		q.res.BacklogAtKill += qs.Backlog
 	}
-}
-
-// kill stops the decider at t (s), recording what it and the kernel
-// held.
-func (q *nfq) kill(t float64) string {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.killed {
-		return "already stopped"
-	}
-	st := q.srv.Stats()
-	q.res.HeldAtKill = map[uint16]uint32{}
-	var held uint32
-	for _, qs := range st.Queues {
-		if qs.HasKernel {
-			q.res.HeldAtKill[qs.Num] = qs.Kernel.Depth
-			held += qs.Kernel.Depth
-		}
-		q.res.BacklogAtKill += qs.Backlog
-	}
-	q.srv.Close()
-	q.killed = true
-	q.res.Killed, q.res.KilledBy = t, "step"
-	return fmt.Sprintf("queue sockets closed: the kernel held %d packets (dropped), uswitch had read %d undecided", held, q.res.BacklogAtKill)
 }
 
 // result stops the decider (if it runs) and returns its part of the

@@ -269,10 +269,7 @@ func writeText(w io.Writer, s *Summary) error {
 	fmt.Fprintf(bw, "conntrack -S delta: %s; entries %d -> %d\n\n", strings.Join(cd, " "), s.Conntrack.Before["count"], s.Conntrack.After["count"])
 	if q := s.NFQueue; q != nil {
 		fmt.Fprintf(bw, "nfqueue: queues %v of %s: uswitch decided %d packets (accepted %d, dropped %d, fail-open overruns %d)", q.Queues, q.Netns, q.Packets, q.Accepted, q.Dropped, q.Overruns)
-		switch q.KilledBy {
-		case "step":
-			fmt.Fprintf(bw, "; killed at %.3fs, the kernel then held %v (dropped), %d read and undecided", q.Killed, q.HeldAtKill, q.BacklogAtKill)
-		case "fault":
+		if q.Killed {
 			fmt.Fprintf(bw, "; killed by a datapath-kill fault, the kernel then held %v (dropped; seen up to 100 ms before), %d read and undecided", q.HeldAtKill, q.BacklogAtKill)
 		}
 		fmt.Fprintf(bw, "\n\n")

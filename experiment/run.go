@@ -295,7 +295,7 @@ func Run(cfg *lab.Config, src []byte, o Options) (*Summary, error) {
 		off, _ := lab.ParseTime(st.At)
 		at(off, func() {
 			now := time.Since(t0).Seconds()
-			what, res := doStep(l, nq, st, now)
+			what, res := doStep(l, st)
 			addEvent(event{T: round6(now), Seq: received(), Ev: "step", Step: what, Out: res})
 			stmu.Lock()
 			steps = append(steps, StepResult{At: off.Seconds(), Did: round6(now), What: what, Result: res, Note: st.Note, idx: i})
@@ -557,7 +557,7 @@ func faultWindows(s *fault.Set, dur time.Duration) []FaultWindows {
 
 // doStep does a step at now (s); it returns what it did and the
 // result.
-func doStep(l *lab.Lab, nq *nfq, st lab.Step, now float64) (what, result string) {
+func doStep(l *lab.Lab, st lab.Step) (what, result string) {
 	switch {
 	case st.Run != "":
 		args := strings.Fields(st.Run)
@@ -584,13 +584,6 @@ func doStep(l *lab.Lab, nq *nfq, st lab.Step, now float64) (what, result string)
 			return "stop_server " + st.StopServer, err.Error()
 		}
 		return "stop_server " + st.StopServer, fmt.Sprintf("%d server(s) stopped", n)
-	case st.Kill == "nfqueue":
-		return "kill nfqueue", nq.kill(now)
-	case st.Kill == "datapath":
-		if err := l.StopDatapath(); err != nil {
-			return "kill datapath", err.Error()
-		}
-		return "kill datapath", "datapath stopped: TUN devices closed"
 	}
 	return "?", "nothing to do"
 }

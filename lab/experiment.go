@@ -116,13 +116,7 @@ type Step struct {
 	// PORT ("NS:PORT"): listening sockets and connections closed, as
 	// when the process dies (the kernel then refuses new connections).
 	StopServer string `toml:"stop_server"`
-	// Kill is a datapath-kill done by the runner itself: "datapath"
-	// stops uswitch's lab datapath (its TUN devices close); "nfqueue"
-	// stops the [nfqueue] decider (its netlink sockets close, as when
-	// its process is killed: the kernel drops what it had queued, and
-	// later packets pass only with --queue-bypass).
-	Kill string `toml:"kill"`
-	Note string `toml:"note"`
+	Note       string `toml:"note"`
 }
 
 // NFQueue is the [nfqueue] table: an experiment in NFQUEUE mode. The
@@ -265,13 +259,13 @@ func (c *Config) checkExperiment(src string) error {
 			return fail("step", i, "at: %v", err)
 		}
 		n := 0
-		for _, v := range []string{s.Run, s.StopServer, s.Kill} {
+		for _, v := range []string{s.Run, s.StopServer} {
 			if v != "" {
 				n++
 			}
 		}
 		if n != 1 {
-			return fail("step", i, "give one of run, stop_server, kill")
+			return fail("step", i, "give one of run and stop_server (a datapath is killed by a datapath-kill fault)")
 		}
 		if s.StopServer != "" {
 			name, port, err := c.serverRef(s.StopServer)
@@ -285,15 +279,6 @@ func (c *Config) checkExperiment(src string) error {
 			if !found {
 				return fail("step", i, "stop_server %q: namespace %s has no built-in server on port %d", s.StopServer, name, port)
 			}
-		}
-		switch s.Kill {
-		case "", "datapath":
-		case "nfqueue":
-			if c.NFQueue == nil {
-				return fail("step", i, "kill \"nfqueue\": the experiment has no [nfqueue] table")
-			}
-		default:
-			return fail("step", i, "kill %q: datapath or nfqueue", s.Kill)
 		}
 		if s.Run != "" {
 			switch strings.Fields(s.Run)[0] {
@@ -489,9 +474,3 @@ func (l *Lab) StopServer(ns string, port int) (int, error) {
 	}
 	return n, errors.Join(errs...)
 }
-
-// StopDatapath stops uswitch's datapath as a killed process would
-// leave it: its TUN devices close (non-persistent TUNs vanish with the
-// last descriptor, and with them the namespaces' routes through them).
-// The lab stays up otherwise; Close still removes it.
-func (l *Lab) StopDatapath() error { return l.dp.Close() }
