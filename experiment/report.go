@@ -224,7 +224,7 @@ func writeText(w io.Writer, s *Summary) error {
 		short = fmt.Sprintf(" (short: times x%.3g)", s.Scale)
 	}
 	fmt.Fprintf(bw, "experiment %s  seed=%d  start=%s  duration=%.3fs%s  config=%s %s\n", s.Experiment, s.Seed, s.Start, s.Duration, short, s.Config, s.ConfigSHA256)
-	fmt.Fprintf(bw, "packets uswitch read from the lab's devices: %d; timeline events: %d (lost %d)\n\n", s.Packets, s.Events.Total, s.Events.Lost)
+	fmt.Fprintf(bw, "packets uswitch read (from the lab's devices, or its NFQUEUE queues): %d; timeline events: %d (lost %d)\n\n", s.Packets, s.Events.Total, s.Events.Lost)
 	if len(s.Faults) > 0 {
 		fmt.Fprintf(bw, "%-16s %-28s %-22s %9s %9s  %s\n", "fault", "placement", "active", "matched", "acted", "detail")
 		for _, f := range s.Faults {
