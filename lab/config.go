@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	// BurntSushi/toml: the lab file format the issue asks for; its
 	// MetaData.Undecoded finds unknown keys and its ParseError carries
@@ -54,6 +55,8 @@ type Config struct {
 	Interfaces []Interface `toml:"interface"`
 	// Bridges are uswitch's bridges; their ports are TAP interfaces.
 	Bridges []Bridge `toml:"bridge"`
+	// Dummies are devices with addresses and no link (kube-ipvs0).
+	Dummies []Dummy `toml:"dummy"`
 	// Namespaces are the network namespaces the lab makes.
 	Namespaces []Namespace `toml:"namespace"`
 	// Links are veth pairs straight between two namespaces, outside
@@ -202,6 +205,18 @@ type Bridge struct {
 	AgeingTime *int `toml:"ageing_time"`
 }
 
+// Dummy is a device of the engine with addresses and no link, as `ip
+// link add NAME type dummy` makes: kube-proxy's IPVS mode puts every
+// service address on one, kube-ipvs0, so the kernel adds a local route
+// for each (fib_add_ifaddr adds it before its IFF_UP test, so it is
+// there although kube-proxy never sets kube-ipvs0 up: the device is
+// down here too) and the packets to them are delivered locally, where
+// IPVS takes them. Nothing is ever sent out of it.
+type Dummy struct {
+	Name      string        `toml:"name"`
+	Addresses []PrefixValue `toml:"addresses"`
+}
+
 // Namespace is a network namespace of the lab.
 type Namespace struct {
 	Name string `toml:"name"`
@@ -248,9 +263,21 @@ type Demo struct {
 	// TCP reset: REJECT --reject-with tcp-reset, or no listener), not
 	// time out or succeed.
 	ExpectRefused bool `toml:"expect_refused"`
-	// Sysctl changes uswitch's sysctls before the step (live, as
-	// `sysctl -w` would): net.bridge.bridge-nf-call-iptables only.
+	// Sysctl changes the sysctls of Node's engine ("": the lab's)
+	// before the step, live, as `sysctl -w` would: the ones a running
+	// engine follows (faulthost.Host.Sysctl: ip_forward,
+	// net.ipv4.conf.{all,DEV}.{route_localnet,rp_filter,accept_local,
+	// src_valid_mark,send_redirects,forwarding},
+	// bridge-nf-call-iptables, nf_conntrack_tcp_be_liberal,
+	// nf_conntrack_tcp_loose, nf_conntrack_max).
 	Sysctl map[string]any `toml:"sysctl"`
+	// Timeout bounds the step's request (a Go duration, "10s"; 0: 2s),
+	// for a step that moves much data.
+	Timeout DemoDuration `toml:"timeout"`
+	// Server replaces, before the step, Node's built-in server of the
+	// same protocol and port in its host namespace with this one (a
+	// hostNetwork server restarted with another bind or reply_src).
+	Server *Server `toml:"server"`
 	// IPTablesRestore is an iptables-restore input loaded before the
 	// step (as `uswitch iptables-restore` does: the tables it names are
 	// replaced, atomically) into the engine of Node ("": the lab's). A
@@ -913,6 +940,18 @@ func (c *Config) check(src string) error {
 			return fail("bridge.ageing_time", "%d: want 0 to 1000000 seconds", *b.AgeingTime)
 		}
 	}
+	for _, d := range c.Dummies {
+		if !validDevName(d.Name) || d.Name == "lo" {
+			return fail("dummy.name", "%q: want 1-15 characters of A-Z a-z 0-9 _ . - (not lo, . or ..)", d.Name)
+		}
+		if ifs[d.Name] {
+			return fail("dummy.name", "%q is also an interface's or bridge's name, or appears twice", d.Name)
+		}
+		ifs[d.Name] = true
+		if len(d.Addresses) == 0 {
+			return fail("dummy.name", "%q: a dummy device is there for its addresses: give addresses", d.Name)
+		}
+	}
 	if c.node != "" {
 		// a node's engine: its own devices' addresses; the lab
 		// checks its namespaces
@@ -949,15 +988,36 @@ func (c *Config) check(src string) error {
 		if d.Node != "" && c.Node(d.Node) == nil {
 			return fail("demo.node", "%q: no [[node]] of that name", d.Node)
 		}
-		if d.Node != "" && d.IPTablesRestore == "" {
-			return fail("demo.node", "%q: node names the engine of an iptables_restore step", d.Node)
+		if d.Node != "" && d.IPTablesRestore == "" && len(d.Sysctl) == 0 && d.Server == nil {
+			return fail("demo.node", "%q: node names the engine of an iptables_restore or sysctl step, or the host of a server step", d.Node)
+		}
+		for k, v := range d.Sysctl {
+			if !demoSysctl.MatchString(k) {
+				return fail("demo.sysctl", "%q: a demo step can change ip_forward, net.ipv4.conf.{all,DEV}.{route_localnet,rp_filter,accept_local,src_valid_mark,send_redirects,forwarding}, net.bridge.bridge-nf-call-iptables, nf_conntrack_tcp_be_liberal, nf_conntrack_tcp_loose, nf_conntrack_max", k)
+			}
+			if _, ok := sysctlValue(v); !ok {
+				return fail("demo.sysctl", "%q: %v: want a number or a boolean", k, v)
+			}
+		}
+		if d.Server != nil {
+			if d.Node == "" {
+				return fail("demo.server", "%q: a server step names the node whose host runs it (node = ...)", d.Server.Kind)
+			}
+			if err := checkServers([]Server{*d.Server}, d.Node, "demo.server", fail); err != nil {
+				return err
+			}
+			if findServer(c.Node(d.Node).Servers, *d.Server) < 0 {
+				return fail("demo.server", "%q: node %q has no %s server on port %d to replace", d.Server.Kind, d.Node, d.Server.Kind, d.Server.Port)
+			}
 		}
 		if d.IPTablesRestore != "" {
 			if err := c.checkDemoRestore(src, i, d); err != nil {
 				return err
 			}
+		}
+		if d.IPTablesRestore != "" || len(d.Sysctl) > 0 || d.Server != nil {
 			if n == 0 && d.From == "" {
-				continue // a rule swap only
+				continue // a rule swap, sysctl or server change only
 			}
 		}
 		if _, ok := ns[d.From]; !ok {
@@ -973,11 +1033,6 @@ func (c *Config) check(src string) error {
 		}
 		if d.Count < 0 || d.Count > 1000 {
 			return fail("demo.count", "%d: want 0-1000", d.Count)
-		}
-		for k := range d.Sysctl {
-			if k != "net.bridge.bridge-nf-call-iptables" {
-				return fail("demo.sysctl", "%q: a demo step can change net.bridge.bridge-nf-call-iptables only", k)
-			}
 		}
 		if d.ExpectRefused && (d.TCP == "" || d.ExpectFail) {
 			return fail("demo.expect_refused", "%v: only a tcp step without expect_fail can expect a refusal", d.ExpectRefused)
@@ -1040,6 +1095,52 @@ func (c *Config) check(src string) error {
 		return err
 	}
 	return c.checkFaults(src)
+}
+
+// demoSysctl are the sysctls a demo step may change: those a running
+// engine follows (faulthost.Host.Sysctl).
+var demoSysctl = regexp.MustCompile(`^(net\.ipv4\.ip_forward|net\.ipv4\.conf\.[^.]+\.(route_localnet|rp_filter|accept_local|src_valid_mark|send_redirects|forwarding)|` +
+	`net\.bridge\.bridge-nf-call-iptables|net\.netfilter\.nf_conntrack_(tcp_be_liberal|tcp_loose|max))$`)
+
+// sysctlValue is a demo sysctl's value as `sysctl -w` takes it.
+func sysctlValue(v any) (string, bool) {
+	switch x := v.(type) {
+	case bool:
+		if x {
+			return "1", true
+		}
+		return "0", true
+	case int64:
+		return strconv.FormatInt(x, 10), x >= 0
+	case string:
+		n, err := strconv.ParseInt(x, 10, 64)
+		return x, err == nil && n >= 0
+	}
+	return "", false
+}
+
+// DemoDuration is a demo step's timeout: a Go duration, 1ms to 5m.
+type DemoDuration struct{ D time.Duration }
+
+// UnmarshalText parses the duration.
+func (d *DemoDuration) UnmarshalText(b []byte) error {
+	x, err := time.ParseDuration(string(b))
+	if err != nil || x < time.Millisecond || x > 5*time.Minute {
+		return fmt.Errorf("timeout %q: want a duration from 1ms to 5m (\"10s\")", b)
+	}
+	d.D = x
+	return nil
+}
+
+// findServer is the index of the server in ss with s's protocol and
+// port (-1: none).
+func findServer(ss []Server, s Server) int {
+	for i, x := range ss {
+		if x.Port == s.Port && (x.Kind == UDPEcho) == (s.Kind == UDPEcho) {
+			return i
+		}
+	}
+	return -1
 }
 
 // checkDemoRestore loads a demo step's iptables_restore input as the

@@ -11,11 +11,19 @@ import (
 	"time"
 
 	"github.com/uswitch-lab/uswitch/control"
-	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/fault/faulthost"
 )
 
-// demoTimeout bounds each demo request.
+// demoTimeout bounds each demo request (a step's timeout overrides it).
 const demoTimeout = 2 * time.Second
+
+// timeout is the step's bound on its request.
+func (d *Demo) timeout() time.Duration {
+	if d.Timeout.D > 0 {
+		return d.Timeout.D
+	}
+	return demoTimeout
+}
 
 // Describe prints the lab's layout.
 func (l *Lab) Describe(w io.Writer) {
@@ -74,6 +82,9 @@ func (l *Lab) Describe(w io.Writer) {
 		for _, b := range n.Bridges {
 			fmt.Fprintf(w, "    %-10s %s (bridge)\n", b.Name, joinPrefixes(b.Addresses))
 		}
+		for _, d := range n.Dummies {
+			fmt.Fprintf(w, "    %-10s %s (dummy)\n", d.Name, joinPrefixes(d.Addresses))
+		}
 	}
 }
 
@@ -83,6 +94,69 @@ func joinPrefixes(ps []PrefixValue) string {
 		s[i] = p.String()
 	}
 	return strings.Join(s, ",")
+}
+
+// demoChange applies a demo step's sysctls (to Node's engine, or the
+// lab's) and its server change, printing each.
+func (l *Lab) demoChange(w io.Writer, d Demo) error {
+	where := "the lab's engine"
+	h := l.faultHost()
+	if d.Node != "" {
+		nr := l.node(d.Node)
+		if nr == nil || nr.eng == nil {
+			return fmt.Errorf("node %s is not running", d.Node)
+		}
+		where = "node " + d.Node
+		h = &faulthost.Host{Eng: nr.eng, Sets: nr.n.Engine.Sets, Lock: &nr.cfgMu}
+	}
+	keys := make([]string, 0, len(d.Sysctl))
+	for k := range d.Sysctl {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v, _ := sysctlValue(d.Sysctl[k])
+		old, err := h.Sysctl(k, v)
+		if err != nil {
+			return fmt.Errorf("sysctl on %s: %v", where, err)
+		}
+		fmt.Fprintf(w, "  sysctl -w %s=%s on %s (was %s)\n", k, v, where, old)
+	}
+	if d.Server != nil {
+		if err := l.replaceServer(d.Node, *d.Server); err != nil {
+			return err
+		}
+		bind := "0.0.0.0"
+		if d.Server.Bind.IsValid() {
+			bind = d.Server.Bind.String()
+		}
+		fmt.Fprintf(w, "  node %s: %s server restarted on %s:%d\n", d.Node, d.Server.Kind, bind, d.Server.Port)
+	}
+	return nil
+}
+
+// replaceServer stops node's built-in server of s's protocol and port
+// in its host namespace and starts s there instead.
+func (l *Lab) replaceServer(node string, s Server) error {
+	nr := l.node(node)
+	if nr == nil {
+		return fmt.Errorf("no node %s", node)
+	}
+	ns := nr.n.HostNetns
+	for i, sv := range l.srv {
+		if sv.ns != ns || sv.port != int(s.Port) || (sv.kind == string(UDPEcho)) != (s.Kind == UDPEcho) {
+			continue
+		}
+		sv.Close()
+		nsv, err := startServer(l.nss[ns], ns, s)
+		if err != nil {
+			l.srv = append(l.srv[:i], l.srv[i+1:]...)
+			return fmt.Errorf("node %s: %w", node, err)
+		}
+		l.srv[i] = nsv
+		return nil
+	}
+	return fmt.Errorf("node %s: no %s server on port %d to replace", node, s.Kind, s.Port)
 }
 
 // Demo runs the config's demo steps and prints what happened. It returns
@@ -113,23 +187,24 @@ func (l *Lab) Demo(w io.Writer) error {
 			}
 			fmt.Fprintln(w)
 		}
-		if v, ok := d.Sysctl["net.bridge.bridge-nf-call-iptables"]; ok {
-			on := fmt.Sprint(v) != "0" && fmt.Sprint(v) != "false"
-			cfg := l.eng.Config()
-			bs := append([]datapath.BridgeConfig(nil), cfg.Bridges...)
-			for i := range bs {
-				bs[i].CallIPTables = on
+		if len(d.Sysctl) > 0 || d.Server != nil {
+			if err := l.demoChange(w, d); err != nil {
+				fmt.Fprintf(w, "  %v\n", err)
+				failed = append(failed, err.Error())
 			}
-			cfg.Bridges = bs
-			l.eng.Swap(cfg)
-			fmt.Fprintf(w, "  sysctl net.bridge.bridge-nf-call-iptables=%v\n", v)
+			if d.From == "" {
+				if d.Note != "" {
+					fmt.Fprintf(w, "  (%s)\n", d.Note)
+				}
+				continue
+			}
 		}
 		switch {
 		case d.HTTP != "":
 			n := max(d.Count, 1)
 			seen := map[string]int{}
 			for range n {
-				r, err := l.HTTPGet(d.From, d.HTTP, demoTimeout)
+				r, err := l.HTTPGet(d.From, d.HTTP, d.timeout())
 				if err != nil {
 					if d.ExpectFail {
 						fmt.Fprintf(w, "  GET %s from %s: failed, as expected (%v)\n", d.HTTP, d.From, err)
@@ -156,7 +231,7 @@ func (l *Lab) Demo(w io.Writer) error {
 			}
 			fmt.Fprintf(w, "    -> %s answered by: %s", d.HTTP, strings.Join(by, ", "))
 		case d.Ping != "":
-			rtt, err := l.Ping(d.From, netip.MustParseAddr(d.Ping), demoTimeout)
+			rtt, err := l.Ping(d.From, netip.MustParseAddr(d.Ping), d.timeout())
 			switch {
 			case err != nil && d.ExpectFail:
 				fmt.Fprintf(w, "  ping %s from %s: failed, as expected (%v)", d.Ping, d.From, err)
@@ -170,7 +245,7 @@ func (l *Lab) Demo(w io.Writer) error {
 				}
 			}
 		case d.UDP != "":
-			b, err := l.UDPExchange(d.From, d.UDP, []byte("hello from "+d.From), demoTimeout)
+			b, err := l.UDPExchange(d.From, d.UDP, []byte("hello from "+d.From), d.timeout())
 			switch {
 			case err != nil && d.ExpectFail:
 				fmt.Fprintf(w, "  UDP echo %s from %s: failed, as expected (%v)", d.UDP, d.From, err)
@@ -185,7 +260,7 @@ func (l *Lab) Demo(w io.Writer) error {
 			}
 		case d.TCP != "":
 			expectRefused := d.ExpectRefused
-			hello, err := l.TCPHello(d.From, d.TCP, demoTimeout)
+			hello, err := l.TCPHello(d.From, d.TCP, d.timeout())
 			switch {
 			case err != nil && d.ExpectFail:
 				fmt.Fprintf(w, "  TCP %s from %s: failed, as expected (%v)", d.TCP, d.From, err)

@@ -39,6 +39,8 @@ type Node struct {
 	Interfaces []Interface `toml:"interface"`
 	// Bridges are the node's own bridges (cni0).
 	Bridges []Bridge `toml:"bridge"`
+	// Dummies are the node's dummy devices (kube-ipvs0).
+	Dummies []Dummy `toml:"dummy"`
 	// Servers run in the node's host namespace (hostNetwork servers).
 	Servers []Server `toml:"server"`
 
@@ -200,7 +202,7 @@ func (c *Config) checkNode(src string, i int) error {
 		}
 	}
 	nc := &Config{File: c.File, Name: c.Name, Uswitch: n.Uswitch, Interfaces: n.Interfaces, Bridges: n.Bridges,
-		Namespaces: c.Namespaces, node: n.Name}
+		Dummies: n.Dummies, Namespaces: c.Namespaces, node: n.Name}
 	if err := nc.check(nodeSource(src, i)); err != nil {
 		var ce *ConfigError
 		if errors.As(err, &ce) {

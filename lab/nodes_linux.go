@@ -67,6 +67,9 @@ type nodeRun struct {
 	dp      *link.Datapath
 	ec      control.Engine
 	ecInit  sync.Once
+	// cfgMu serialises the node engine's configuration changes: the
+	// control socket's (ec.Lock) and a demo step's sysctls
+	cfgMu sync.Mutex
 }
 
 // attachment is the engine config and interface that attach namespace
@@ -96,8 +99,8 @@ func (l *Lab) node(name string) *nodeRun {
 	return nil
 }
 
-// mirrorDevs are a node's devices that have addresses: its interfaces'
-// and its bridges', in config order.
+// mirrorDevs are a node's devices that have addresses: its interfaces',
+// its bridges' and its dummies', in config order.
 func (n *Node) mirrorDevs() (names []string, addrs [][]PrefixValue, mtus []int) {
 	for _, it := range n.Interfaces {
 		if len(it.Addresses) > 0 && it.Bridge == "" {
@@ -112,6 +115,11 @@ func (n *Node) mirrorDevs() (names []string, addrs [][]PrefixValue, mtus []int) 
 		if len(b.Addresses) > 0 {
 			names, addrs, mtus = append(names, b.Name), append(addrs, b.Addresses), append(mtus, link.DefaultMTU)
 		}
+	}
+	// a dummy's addresses are the node's too (kube-ipvs0's service
+	// addresses: the node's own sockets reach them through its engine)
+	for _, d := range n.Dummies {
+		names, addrs, mtus = append(names, d.Name), append(addrs, d.Addresses), append(mtus, link.DefaultMTU)
 	}
 	return names, addrs, mtus
 }
@@ -373,7 +381,7 @@ func (nr *nodeRun) Control(req control.Request) control.Response {
 		return control.Response{Code: 2, Stderr: "uswitch: fault: the faults of a lab are on its own engine, not a node's (leave out --node)\n"}
 	}
 	nr.ecInit.Do(func() {
-		nr.ec = control.Engine{Eng: nr.eng, Now: nr.dp.Now, Metrics: nr.metrics, Sets: nr.n.Engine.Sets}
+		nr.ec = control.Engine{Eng: nr.eng, Now: nr.dp.Now, Metrics: nr.metrics, Sets: nr.n.Engine.Sets, Lock: &nr.cfgMu}
 	})
 	return nr.ec.Control(req)
 }

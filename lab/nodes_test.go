@@ -17,7 +17,14 @@ import (
 // stay apart) and returns it with the rename.
 func k8sLab(t *testing.T) (*Config, func(string) string) {
 	t.Helper()
-	c, err := Load(filepath.Join("..", "examples", "labs", "k8s-nodeport-hostnetwork.toml"))
+	return k8sLabFile(t, "k8s-nodeport-hostnetwork.toml")
+}
+
+// k8sLabFile is k8sLab for another lab file of examples/labs whose
+// namespaces are named usw-k8s-X.
+func k8sLabFile(t *testing.T, file string) (*Config, func(string) string) {
+	t.Helper()
+	c, err := Load(filepath.Join("..", "examples", "labs", file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +148,10 @@ func TestK8sNodePortHostNetwork(t *testing.T) {
 		if err := l.Demo(&out); err != nil {
 			t.Errorf("%v\n%s", err, out.String())
 		}
-		for _, want := range []string{"E3: the SYN-ACK", "failed, as expected", "E5 fix: pod -> b"} {
+		for _, want := range []string{"E3: the SYN-ACK", "failed, as expected", "E5 fix: pod -> b",
+			"sysctl -w net.ipv4.conf.all.route_localnet=0 on node a (was 1)",
+			"udp-echo server restarted on 192.168.0.2:8081",
+			`UDP echo 192.168.0.2:30082 from ` + pod + `: "` + bHost + ` 10.244.1.5:`} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("demo output lacks %q:\n%s", want, out.String())
 			}
@@ -189,6 +199,13 @@ addresses = ["192.168.0.1/24"]
 		{node("[[demo]]\nnode = \"z\"\niptables_restore = \"*filter\\nCOMMIT\\n\"\n"), `demo.node: "z": no [[node]] of that name`},
 		{node("[[demo]]\nnode = \"a\"\niptables_restore = \"*filter\\n-A NOPE -j ACCEPT\\nCOMMIT\\n\"\n"), `demo.iptables_restore`},
 		{strings.Replace(base, "name = \"c\"\n", "name = \"c\"\nserver = [{ kind = \"http\", port = 80, reply_src = \"route\" }]\n", 1), `only a udp-echo server chooses its reply's source`},
+		{node("[[node.dummy]]\nname = \"kube-ipvs0\"\n"), `node.dummy.name: node "a": "kube-ipvs0": a dummy device is there for its addresses`},
+		{node("[[node.dummy]]\nname = \"eth0\"\naddresses = [\"10.96.0.1/32\"]\n"), `"eth0" is also an interface's or bridge's name`},
+		{node("[[demo]]\nnode = \"a\"\nsysctl = { \"net.ipv4.tcp_syncookies\" = 1 }\n"), `demo.sysctl: "net.ipv4.tcp_syncookies": a demo step can change`},
+		{node("[[demo]]\nnode = \"a\"\nsysctl = { \"net.ipv4.ip_forward\" = 1.5 }\n"), `want a number or a boolean`},
+		{node("[[demo]]\nserver = { kind = \"udp-echo\", port = 53 }\n"), `demo.server: "udp-echo": a server step names the node`},
+		{node("[[demo]]\nnode = \"a\"\nserver = { kind = \"udp-echo\", port = 53 }\n"), `node "a" has no udp-echo server on port 53 to replace`},
+		{node("[[demo]]\nfrom = \"c\"\nping = \"192.168.0.1\"\ntimeout = \"forever\"\n"), `timeout "forever": want a duration`},
 	} {
 		_, err := Parse("ok.toml", []byte(x.text))
 		if err == nil || !strings.Contains(err.Error(), x.want) {
