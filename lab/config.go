@@ -182,6 +182,10 @@ type Interface struct {
 	// to another node's interface, "NODE:INTERFACE", which names this
 	// one back.
 	Peer string `toml:"peer"`
+
+	// Tunnel is a kind = "vxlan" or "ipip" [[node.interface]]: a
+	// tunnel device of the node that uswitch plays (tunnel.go).
+	Tunnel
 }
 
 // Bridge is one of uswitch's bridges (a Linux bridge device, br0): its
@@ -254,6 +258,9 @@ type Demo struct {
 	// the next steps run under.
 	IPTablesRestore string `toml:"iptables_restore"`
 	Node            string `toml:"node"`
+	// Src binds an http, udp or tcp step's socket to this address of
+	// its namespace (none: the route's source).
+	Src AddrValue `toml:"src"`
 }
 
 // Server is a built-in server: "tcp-echo", "udp-echo" or "http".
@@ -423,6 +430,13 @@ func (r *RouteSpec) UnmarshalText(b []byte) error {
 	var nh route.Nexthop
 	scopeSet := false
 	for i := 1; i < len(f); i += 2 {
+		if f[i] == "onlink" {
+			// a flag word: the gateway is on the link even if no
+			// address's subnet holds it (RTNH_F_ONLINK)
+			nh.OnLink = true
+			i--
+			continue
+		}
 		if i+1 >= len(f) {
 			return fail("%q needs a value", f[i])
 		}
@@ -851,12 +865,17 @@ func (c *Config) check(src string) error {
 			return fail("interface.name", "%q appears twice", it.Name)
 		}
 		ifs[it.Name] = true
-		link := it.Switch != "" || it.Peer != ""
+		if err := it.checkTunnel(c.node != "", fail); err != nil {
+			return err
+		}
+		link := it.Switch != "" || it.Peer != "" || it.Kind.IsTunnel()
 		switch {
 		case link && c.node == "":
 			return fail("interface.name", "%q: switch and peer are for a node's interfaces ([[node.interface]])", it.Name)
 		case link && it.Netns != "":
 			return fail("interface.netns", "%q: a link to a switch or peer is in no namespace", it.Netns)
+		case link && it.Kind.IsTunnel() && (it.Switch != "" || it.Peer != "" || it.Bridge != ""):
+			return fail("interface.kind", "%q: a tunnel device is no switch, peer or bridge port", it.Kind)
 		case link && len(it.Addresses) == 0 && it.Peer != "":
 			return fail("interface.peer", "%q: a routed link needs addresses", it.Peer)
 		case link:
@@ -872,8 +891,8 @@ func (c *Config) check(src string) error {
 		if it.MTU != 0 && (it.MTU < 576 || it.MTU > 65535) {
 			return fail("interface.mtu", "%d: want 576-65535", it.MTU)
 		}
-		if it.MAC.Set && it.Kind != KindTAP {
-			return fail("interface.mac", "%q: only a kind = \"tap\" interface has a MAC address", it.MAC.String())
+		if it.MAC.Set && it.Kind != KindTAP && it.Kind != KindVXLAN {
+			return fail("interface.mac", "%q: only a kind = \"tap\" or \"vxlan\" interface has a MAC address", it.MAC.String())
 		}
 		if it.Offload != nil && *it.Offload && it.Kind == KindTAP {
 			return fail("interface.offload", "%q: a kind = \"tap\" interface has no offloads", it.Name)
@@ -974,6 +993,9 @@ func (c *Config) check(src string) error {
 			if k != "net.bridge.bridge-nf-call-iptables" {
 				return fail("demo.sysctl", "%q: a demo step can change net.bridge.bridge-nf-call-iptables only", k)
 			}
+		}
+		if d.Src.IsValid() && (d.Ping != "" || d.TCP != "") {
+			return fail("demo.src", "%v: src is for http and udp steps", d.Src)
 		}
 		if d.ExpectRefused && (d.TCP == "" || d.ExpectFail) {
 			return fail("demo.expect_refused", "%v: only a tcp step without expect_fail can expect a refusal", d.ExpectRefused)
