@@ -207,9 +207,9 @@ type tunnelWriter struct {
 	p *port
 }
 
-func (t *tunnelWriter) Name() string                    { return t.p.name }
+func (t *tunnelWriter) Name() string                      { return t.p.name }
 func (t *tunnelWriter) Read([][]byte, []int) (int, error) { return 0, nil }
-func (t *tunnelWriter) Close() error                    { return nil }
+func (t *tunnelWriter) Close() error                      { return nil }
 func (t *tunnelWriter) Write(fs [][]byte) (int, error) {
 	for _, f := range fs {
 		t.w.vxlanXmit(t.p, f)
