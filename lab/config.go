@@ -257,7 +257,11 @@ type Demo struct {
 	// step may be only that (no from and no traffic): a rule swap that
 	// the next steps run under.
 	IPTablesRestore string `toml:"iptables_restore"`
-	Node            string `toml:"node"`
+	// IPTablesRestoreFile names a file (relative to the lab file)
+	// loaded as IPTablesRestore is: a step that puts a node's whole
+	// rule set back.
+	IPTablesRestoreFile string `toml:"iptables_restore_file"`
+	Node                string `toml:"node"`
 	// Src binds an http, udp or tcp step's socket to this address of
 	// its namespace (none: the route's source).
 	Src AddrValue `toml:"src"`
@@ -954,6 +958,21 @@ func (c *Config) check(src string) error {
 			}
 		}
 	}
+	for i := range c.Demo {
+		d := &c.Demo[i]
+		if d.IPTablesRestoreFile != "" {
+			if d.IPTablesRestore != "" {
+				return fail("demo.iptables_restore_file", "%q: give iptables_restore or iptables_restore_file, not both", d.IPTablesRestoreFile)
+			}
+			text, _, err := c.ruleText("", d.IPTablesRestoreFile, "x", func(_ string, format string, a ...any) error {
+				return fail("demo.iptables_restore_file", format, a...)
+			})
+			if err != nil {
+				return err
+			}
+			d.IPTablesRestore = text
+		}
+	}
 	for i, d := range c.Demo {
 		n := 0
 		for _, v := range []string{d.HTTP, d.Ping, d.UDP, d.TCP} {
@@ -1066,8 +1085,19 @@ func (c *Config) checkDemoRestore(src string, i int, d Demo) error {
 		sets = n.Engine.Sets
 	}
 	if _, err := (&iptables.Loader{Sets: sets}).LoadString(d.IPTablesRestore); err != nil {
-		line := blockValueLine(src, "demo", i, "iptables_restore", "")
 		var re *iptables.RestoreError
+		if d.IPTablesRestoreFile != "" {
+			// the file's own line
+			p := d.IPTablesRestoreFile
+			if !filepath.IsAbs(p) && c.File != "" {
+				p = filepath.Join(filepath.Dir(c.File), p)
+			}
+			if errors.As(err, &re) {
+				return &ConfigError{File: p, Line: re.Line, Key: "demo.iptables_restore_file", Err: errors.New(re.Msg)}
+			}
+			return &ConfigError{File: p, Key: "demo.iptables_restore_file", Err: err}
+		}
+		line := blockValueLine(src, "demo", i, "iptables_restore", "")
 		if errors.As(err, &re) && line > 0 && re.Line > 0 {
 			return &ConfigError{File: c.File, Line: line + re.Line, Key: "demo.iptables_restore", Err: fmt.Errorf("rule set line %d: %s", re.Line, re.Msg)}
 		}
