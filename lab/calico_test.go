@@ -46,7 +46,7 @@ func TestK8sCalicoVXLAN(t *testing.T) {
 			t.Errorf("GET %s from %s (src %q): %d served by %q seeing %q; want 200 by %q seeing %s", url, from, src, r.Status, r.ServedBy, r.ClientAddr, servedBy, clientIP)
 		}
 	}
-	get(t, pa, "", "http://10.244.1.5/", pb, "10.244.0.5")              // pod to pod: no SNAT
+	get(t, pa, "", "http://10.244.1.5/", pb, "10.244.0.5")               // pod to pod: no SNAT
 	get(t, pb, "", "http://192.168.0.100/", ext, "192.168.0.2")          // pod to outside: cali-nat-outgoing
 	get(t, aHost, "", "http://10.244.1.5/", pb, "10.244.0.0")            // unbound: vxlan.calico's source
 	get(t, aHost, "192.168.0.1", "http://10.244.1.5/", pb, "10.244.0.0") // bound: felix's MASQUERADE
