@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"path/filepath"
 	"regexp"
@@ -92,4 +93,57 @@ func TestK8sCalicoVXLAN(t *testing.T) {
 			t.Errorf("%d expected failures, want 3:\n%s", n, out.String())
 		}
 	})
+}
+
+// TestTunnelConfigErrors: a tunnel interface's mistakes are refused with
+// the key and line.
+func TestTunnelConfigErrors(t *testing.T) {
+	base := `name = "n"
+[[namespace]]
+name = "c"
+[[node]]
+name = "a"
+[[node.interface]]
+name = "eth0"
+peer = "b:eth0"
+addresses = ["192.168.0.1/24"]
+[[node]]
+name = "b"
+[[node.interface]]
+name = "eth0"
+peer = "a:eth0"
+addresses = ["192.168.0.2/24"]
+[[node.interface]]
+name = "t0"
+`
+	for _, c := range []struct{ extra, key, msg string }{
+		{"kind = \"vxlan\"\n", "node.interface.name", "needs vni"},
+		{"kind = \"vxlan\"\nvni = 16777216\n", "node.interface.vni", "want 0-16777215"},
+		{"kind = \"vxlan\"\nvni = 1\nremote = \"1.2.3.4\"\n", "node.interface.remote", "has no remote"},
+		{"kind = \"ipip\"\nfdb = [\"66:00:00:00:00:01 dst 1.2.3.4\"]\n", "node.interface.fdb", "has no fdb"},
+		{"kind = \"vxlan\"\nvni = 1\nfdb = [\"66:00:00:00:00:01 to 1.2.3.4\"]\n", "node.interface.fdb", "unknown word"},
+		{"kind = \"vxlan\"\nvni = 1\nneigh = [\"10.0.0.1 66:00:00:00:00:01\"]\n", "node.interface.neigh", "want IP lladdr MAC"},
+		{"kind = \"vxlan\"\nvni = 1\nsrcport = [2000, 1000]\n", "node.interface.srcport", "MIN <= MAX"},
+		{"kind = \"vxlan\"\nvni = 1\nnetns = \"c\"\n", "node.interface.netns", "in no namespace"},
+		{"kind = \"vxlan\"\nvni = 1\nttl = \"always\"\n", "node.interface.ttl", "inherit"},
+		{"kind = \"tun\"\nnetns = \"c\"\nvni = 1\n", "node.interface.vni", "key of a kind"},
+	} {
+		_, err := Parse("t.toml", []byte(base+c.extra))
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Key != c.key || ce.Line == 0 || !strings.Contains(ce.Err.Error(), c.msg) {
+			t.Errorf("%q: %v (key %q), want key %q containing %q", c.extra, err, keyOf(ce), c.key, c.msg)
+		}
+	}
+	// on a lab's own engine
+	_, err := Parse("t.toml", []byte("[[namespace]]\nname = \"c\"\n[[interface]]\nname = \"v\"\nkind = \"vxlan\"\nvni = 1\n"))
+	if err == nil || !strings.Contains(err.Error(), "a node's") {
+		t.Errorf("vxlan on the lab's engine: %v", err)
+	}
+}
+
+func keyOf(ce *ConfigError) string {
+	if ce == nil {
+		return ""
+	}
+	return ce.Key
 }
