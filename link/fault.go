@@ -399,6 +399,7 @@ func (wf *wireFaults) run() {
 func (w *worker) runDelayed(p *packet.Packet) {
 	d := w.d
 	f := w.ew.Receive(p, w.now, nil)
+	w.mark = p.Mark
 	switch f.Kind {
 	case datapath.Forwarded, datapath.Sent:
 		b := p.IP

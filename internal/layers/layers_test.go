@@ -39,6 +39,8 @@ var layer = map[string]int{
 	"trace":      1,
 	"bridge/fdb": 1,
 	"iproute":    1,
+	// tunnel formats and a vxlan device's FDB (under link)
+	"encap": 1,
 	// L2: what reads conntrack: NAT and the iptables language
 	"nat":             2,
 	"iptables":        2,
