@@ -18,7 +18,6 @@ import (
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
 	"github.com/uswitch-lab/uswitch/internal/labtest"
 	"github.com/uswitch-lab/uswitch/internal/netnsrun"
-	"github.com/uswitch-lab/uswitch/internal/testtools"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -87,7 +86,7 @@ type iptSide struct {
 // every packet across all of them.
 func TestLiveIptablesCmd(t *testing.T) {
 	labtest.TUN(t)
-	kerneltest.Require(t)
+	kerneltest.Require(t, "sysctl")
 	p := labtest.Name("uipt")
 	l := upLab(t, "ipt.toml", strings.ReplaceAll(strings.ReplaceAll(iptLiveLab, "RULES", iptLiveRules), "LAB", p))
 	if err := l.ListenControl(""); err != nil {
@@ -326,7 +325,7 @@ func kernelRouter(t *testing.T, wanLabel int) *kernelRouterT {
 	run(c, "link set lo up\nlink set c0 up\naddr add 10.10.1.2/24 dev c0\nroute add default via 10.10.1.1\n")
 	run(w, "link set lo up\nlink set w0 up\naddr add 203.0.113.2/24 dev w0\nroute add default via 203.0.113.1\n")
 	if _, e, code, err := r.Run("", "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"); err != nil || code != 0 {
-		testtools.Skipf(t, "sysctl in the router namespace: %v %s", err, e)
+		t.Fatalf("sysctl in the router namespace: %v %s", err, e)
 	}
 	// the wan's UDP echo answers as the lab's does: a label of the
 	// wan's name length, the client's address, the payload
