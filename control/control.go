@@ -109,6 +109,10 @@ type Request struct {
 	// Name is the fault of "fault" with Op "del" (Op "add" takes
 	// [[fault]] tables in Input; "list" nothing).
 	Name string `json:"name,omitempty"`
+	// Node picks a node of a multi-node lab (--node NAME): the request
+	// is that node's engine's, streams included; "" is the instance's
+	// own engine.
+	Node string `json:"node,omitempty"`
 }
 
 // Response is the outcome: what the tool prints and its exit code.
@@ -147,6 +151,13 @@ func CheckSize(n int) error {
 // one; Engine gives them for any engine (uswitch nfqueue uses it).
 type Handler interface {
 	Control(req Request) Response
+}
+
+// NodeHandler is a Handler with nodes (a multi-node lab): a request
+// with Node set is answered by the node's handler, and its streams read
+// the node's datapath.
+type NodeHandler interface {
+	Node(name string) (Handler, *link.Datapath, error)
 }
 
 // Server serves a Handler on a Unix socket only its owner
@@ -302,36 +313,48 @@ func (c *Server) serve(conn net.Conn) {
 		return
 	}
 	req.PortID = pid
+	h, dp := c.h, c.dp
+	if req.Node != "" {
+		nh, ok := c.h.(NodeHandler)
+		if !ok {
+			enc.Encode(Response{Code: 2, Stderr: "uswitch: --node " + req.Node + ": this instance has no nodes (--node is for multi-node labs)\n"})
+			return
+		}
+		var err error
+		if h, dp, err = nh.Node(req.Node); err != nil {
+			enc.Encode(Response{Code: 2, Stderr: "uswitch: " + err.Error() + "\n"})
+			return
+		}
+	}
 	switch req.Cmd {
 	case "trace":
-		c.streamTrace(conn, enc)
+		c.streamTrace(conn, enc, dp)
 		return
 	case "conntrack":
 		if cmd, err := conntrack.ParseCommand(req.Args); err == nil && cmd.Op == conntrack.OpEvent {
-			c.streamConntrack(conn, enc, cmd)
+			c.streamConntrack(conn, enc, cmd, h)
 			return
 		}
 	case "pcap":
-		c.streamPcap(conn, enc, req)
+		c.streamPcap(conn, enc, req, dp)
 		return
 	case "log":
 		if req.Follow {
-			c.streamLog(conn, enc, req)
+			c.streamLog(conn, enc, req, h)
 			return
 		}
 	case "nflog":
-		c.streamNFLog(conn, enc, req)
+		c.streamNFLog(conn, enc, req, h)
 		return
 	}
-	enc.Encode(c.h.Control(req))
+	enc.Encode(h.Control(req))
 }
 
 // streamPcap answers a "pcap" request: a Response with Stream
 // set, then a pcap file (LINKTYPE_RAW: the IPv4 packets as the TUN
 // carries them) of the packets read from and written to the device,
 // until the client goes, Count packets were sent or the lab closes.
-func (c *Server) streamPcap(conn net.Conn, enc *json.Encoder, req Request) {
-	dp := c.dp
+func (c *Server) streamPcap(conn net.Conn, enc *json.Encoder, req Request, dp *link.Datapath) {
 	if dp == nil {
 		enc.Encode(Response{Code: 1, Stderr: "uswitch: this instance has no device to capture (pcap is for labs)\n"})
 		return
@@ -370,12 +393,12 @@ func (c *Server) streamPcap(conn net.Conn, enc *json.Encoder, req Request) {
 // streamTrace answers a "trace" request: a Response with Stream
 // set, then trace lines (xtables-monitor --trace), one a line, until the
 // client goes or the lab closes.
-func (c *Server) streamTrace(conn net.Conn, enc *json.Encoder) {
-	if c.dp == nil {
+func (c *Server) streamTrace(conn net.Conn, enc *json.Encoder, dp *link.Datapath) {
+	if dp == nil {
 		enc.Encode(Response{Code: 1, Stderr: "uswitch: this instance has no live trace (monitor --trace is for labs)\n"})
 		return
 	}
-	lines, cancel := c.dp.SubscribeTrace(4096)
+	lines, cancel := dp.SubscribeTrace(4096)
 	defer cancel()
 	var w *bufio.Writer
 	stream(c, conn, enc, lines, func(bw *bufio.Writer) error {
@@ -646,8 +669,8 @@ const EventQueue = 4096
 // the events cmd selects, one a line as conntrack prints them (the XML
 // header before the first with -o xml), until the client goes or the
 // server closes. The client prints the trailer (conntrack.EventsTrailer).
-func (c *Server) streamConntrack(conn net.Conn, enc *json.Encoder, cmd *conntrack.Command) {
-	src, ok := c.h.(ConntrackSource)
+func (c *Server) streamConntrack(conn net.Conn, enc *json.Encoder, cmd *conntrack.Command, h Handler) {
+	src, ok := h.(ConntrackSource)
 	if !ok {
 		enc.Encode(Response{Code: 1, Stderr: "uswitch: this instance has no conntrack table\n"})
 		return

@@ -78,8 +78,8 @@ func (e *Engine) logCmd(req Request) Response {
 
 // kernelLog finds the handler's kernel log, or answers why there is
 // none.
-func (c *Server) kernelLog(enc *json.Encoder) *datapath.KernelLog {
-	src, ok := c.h.(KernelLogSource)
+func (c *Server) kernelLog(enc *json.Encoder, h Handler) *datapath.KernelLog {
+	src, ok := h.(KernelLogSource)
 	var kl *datapath.KernelLog
 	if ok {
 		kl = src.KernelLog()
@@ -93,8 +93,8 @@ func (c *Server) kernelLog(enc *json.Encoder) *datapath.KernelLog {
 // streamLog answers log -f: a Response with Stream set, the lines the
 // ring holds, then each new line, until the client goes or the server
 // closes.
-func (c *Server) streamLog(conn net.Conn, enc *json.Encoder, req Request) {
-	kl := c.kernelLog(enc)
+func (c *Server) streamLog(conn net.Conn, enc *json.Encoder, req Request, h Handler) {
+	kl := c.kernelLog(enc, h)
 	if kl == nil {
 		return
 	}
@@ -122,13 +122,13 @@ func (c *Server) streamLog(conn net.Conn, enc *json.Encoder, req Request) {
 // file of link type NFLOG (239) with a record per packet the group's
 // NFLOG rules log from now on, until the client goes, Count records
 // were sent or the server closes.
-func (c *Server) streamNFLog(conn net.Conn, enc *json.Encoder, req Request) {
+func (c *Server) streamNFLog(conn net.Conn, enc *json.Encoder, req Request, h Handler) {
 	if req.Group < 0 || req.Group > 0xffff {
 		// libpcap's netfilter_activate
 		enc.Encode(Response{Code: 1, Stderr: fmt.Sprintf("uswitch: nflog: Netfilter group range from 0 to 65535 (got %d)\n", req.Group)})
 		return
 	}
-	kl := c.kernelLog(enc)
+	kl := c.kernelLog(enc, h)
 	if kl == nil {
 		return
 	}

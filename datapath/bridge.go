@@ -97,6 +97,7 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 	defer e.putEbtCtx(x)
 	x.Reset()
 	x.Frame, x.In, x.Out, x.Now, x.Env = fr, in, out, now, b
+	x.Linear = c.Linear // Config.Linear: the rule-by-rule reference walk
 	x.LogicalIn, x.LogicalOut, x.Mark, x.PktType, x.Tracer = "", "", 0, 0, nil
 	if tr != nil && (tid != 0 && tr.Format == FormatMonitor || tr.Record) {
 		x.Tracer = &ebtTracer{t: tr, id: tid, fr: fr, in: in, out: out, x: x, lines: tid != 0 && tr.Format == FormatMonitor}

@@ -36,7 +36,8 @@ type Config struct {
 	// the kernel defaults.
 	ICMP *ICMPConfig
 	// Linear walks every chain rule by rule instead of through the
-	// compiled classifier (the reference; benchmarks compare the two).
+	// compiled classifiers of iptables and ebtables (the reference;
+	// benchmarks compare the two).
 	// It turns the flow cache off too.
 	Linear bool
 	// NoFlowCache turns the flow cache (flowcache.go) off.
@@ -51,6 +52,13 @@ type Config struct {
 	Faults []FaultStage
 	// BridgeFaults are fault stages on the bridge hooks (fault.go).
 	BridgeFaults []BridgeFaultStage
+	// HostStack: a real network stack holds the host's sockets (a lab
+	// node's host namespace, fed by the front end): a packet delivered
+	// locally is its to answer, so the engine sends none of the
+	// answers of a host without sockets (answers.go: echo replies,
+	// RSTs, port unreachable). What the IP layer itself sends (ICMP
+	// errors of forwarding, REJECT) is unchanged.
+	HostStack bool
 }
 
 // FateKind is what finally happened to a packet.
@@ -895,7 +903,9 @@ func (k *pkt) input() {
 		return
 	}
 	k.fate.Kind = Delivered
-	k.answer()
+	if !k.cfg.HostStack {
+		k.answer()
+	}
 }
 
 func (k *pkt) forward() {

@@ -13,7 +13,7 @@
 //	             ecn) -> corrupt (one bit) -> limit -> reorder (the gap
 //	             rule) / delay (tabledist, tfifo) with rate and slots
 //	partition    groups A and B, a direction, drop or reject
-//	mangle       TTL, TOS, mark
+//	mangle       TTL, TOS, mark, TCP sequence number (tcp_seq)
 //	conntrack-full, nat-exhaust   state faults (state.go)
 //	conntrack-evict, -expire, -clash, rules-swap, sysctl, fdb,
 //	datapath-kill, -stall          state faults at instants or windows

@@ -288,3 +288,34 @@ func BenchmarkFaultStageNoMatch(b *testing.B) {
 		})
 	}
 }
+
+// TestMangleTCPSeq: tcp_seq moves a segment's sequence number (mod 2^32)
+// and keeps its checksum right; a UDP datagram and a fragment are left
+// alone; a zero or too large offset is refused.
+func TestMangleTCPSeq(t *testing.T) {
+	for _, add := range []int64{1 << 30, -5, 1} {
+		p := spec(t, "tcp 10.244.1.5:8080 > 10.244.0.5:40000 seq 4294967290 ack 7 len 100 iif tun-server")
+		if !p.TransportChecksumOK() {
+			t.Fatal("the spec packet's checksum is wrong")
+		}
+		before := packet.TCP(p.Data[p.IP.HeaderLen():]).Seq()
+		f := &Fault{Kind: KindMangle, SeqAdd: uint32(add)}
+		f.Apply(&Decision{Mangled: true}, &One{}, p.Data, p)
+		after := packet.TCP(p.Data[p.IP.HeaderLen():]).Seq()
+		if after != before+uint32(add) || !p.TransportChecksumOK() {
+			t.Errorf("tcp_seq %d: seq %d -> %d, checksum good %v", add, before, after, p.TransportChecksumOK())
+		}
+	}
+	u := spec(t, "udp 10.0.0.2:5353 > 192.168.1.2:53 iif eth0")
+	orig := append([]byte(nil), u.Data...)
+	addTCPSeq(u.Data, 99)
+	if string(orig) != string(u.Data) {
+		t.Error("a UDP datagram was changed")
+	}
+	for _, v := range []int64{0, 1 << 31, -(1 << 31)} {
+		v := v
+		if _, err := Compile(&Spec{Name: "s", At: "wire:eth0:ingress", Action: "mangle", TCPSeq: &v}, 1, nil); err == nil || !strings.Contains(err.Error(), "tcp_seq") {
+			t.Errorf("tcp_seq %d: %v", v, err)
+		}
+	}
+}

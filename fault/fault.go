@@ -1,6 +1,7 @@
 package fault
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -131,6 +132,10 @@ type Fault struct {
 	SetTTL, SetTOS, SetMark bool
 	TTL, TOS                uint8
 	Mark, MarkMask          uint32
+	// SeqAdd is added to a TCP segment's sequence number (tcp_seq:
+	// a segment conntrack finds outside the window), the checksum
+	// updated as RFC 1624 does
+	SeqAdd uint32
 
 	// conntrack-full and nat-exhaust (state.go)
 	Max, Ports int
@@ -574,10 +579,39 @@ func (f *Fault) Apply(d *Decision, o *One, data []byte, p *packet.Packet) {
 		if f.SetMark && p != nil {
 			p.Mark = p.Mark&^f.MarkMask | f.Mark
 		}
+		if f.SeqAdd != 0 {
+			addTCPSeq(data, f.SeqAdd)
+		}
 	}
 	if o.Corrupt && o.CorruptOff < len(data) {
 		data[o.CorruptOff] ^= 1 << o.CorruptBit
 	}
+}
+
+// addTCPSeq adds n to the sequence number of the TCP segment in data
+// (an IPv4 packet; anything else, a fragment or a short header is left
+// alone) and updates its checksum incrementally (RFC 1624, eqn. 3), so
+// a segment whose checksum was right stays right.
+func addTCPSeq(data []byte, n uint32) {
+	if len(data) < packet.IPv4MinHeaderLen {
+		return
+	}
+	ip := packet.IPv4(data)
+	hl := ip.HeaderLen()
+	if ip.Protocol() != packet.ProtoTCP || ip.FragOffset() != 0 || hl < packet.IPv4MinHeaderLen || len(data) < hl+packet.TCPMinHeaderLen {
+		return
+	}
+	t := data[hl:]
+	old := binary.BigEndian.Uint32(t[4:])
+	nw := old + n
+	binary.BigEndian.PutUint32(t[4:], nw)
+	sum := uint32(^binary.BigEndian.Uint16(t[16:]))
+	sum += uint32(^uint16(old>>16)) + uint32(^uint16(old))
+	sum += nw>>16 + nw&0xffff
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(t[16:], ^uint16(sum))
 }
 
 // Text is the decision as one line for traces: the fault, the packet's

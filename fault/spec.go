@@ -75,6 +75,9 @@ type Spec struct {
 	TTL  *int   `toml:"ttl"`
 	TOS  *int   `toml:"tos"`
 	Mark string `toml:"mark"`
+	// TCPSeq is added to a TCP segment's sequence number (mod 2^32;
+	// negative moves it back)
+	TCPSeq *int64 `toml:"tcp_seq"`
 	// conntrack-full: the emulated nf_conntrack_max; nat-exhaust: the
 	// ports left in every source NAT pool
 	Max   int `toml:"max"`
@@ -469,8 +472,14 @@ func (f *Fault) compileKind(s *Spec) error {
 			}
 			f.SetMark, f.Mark, f.MarkMask = true, uint32(mark&mask), uint32(mask)
 		}
-		if !f.SetTTL && !f.SetTOS && !f.SetMark {
-			return errors.New("mangle: set ttl, tos or mark")
+		if s.TCPSeq != nil {
+			if *s.TCPSeq == 0 || *s.TCPSeq <= -(1<<31) || *s.TCPSeq >= 1<<31 {
+				return errors.New("mangle: tcp_seq: a nonzero offset within ±2^31 (a sequence number moved further is behind, not ahead)")
+			}
+			f.SeqAdd = uint32(*s.TCPSeq)
+		}
+		if !f.SetTTL && !f.SetTOS && !f.SetMark && f.SeqAdd == 0 {
+			return errors.New("mangle: set ttl, tos, mark or tcp_seq")
 		}
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	// BurntSushi/toml: the lab file format the issue asks for; its
 	// MetaData.Undecoded finds unknown keys and its ParseError carries
@@ -54,6 +55,8 @@ type Config struct {
 	Interfaces []Interface `toml:"interface"`
 	// Bridges are uswitch's bridges; their ports are TAP interfaces.
 	Bridges []Bridge `toml:"bridge"`
+	// Dummies are devices with addresses and no link (kube-ipvs0).
+	Dummies []Dummy `toml:"dummy"`
 	// Namespaces are the network namespaces the lab makes.
 	Namespaces []Namespace `toml:"namespace"`
 	// Links are veth pairs straight between two namespaces, outside
@@ -62,9 +65,18 @@ type Config struct {
 	// Demo is what `uswitch lab` does to show traffic crossing uswitch.
 	Demo []Demo `toml:"demo"`
 	// Experiment and Faults are the fault-injection tables (package
-	// fault, faults.go).
-	Experiment fault.Experiment `toml:"experiment"`
-	Faults     []fault.Spec     `toml:"fault"`
+	// fault, faults.go); Workloads, Steps and NFQueue the rest of an
+	// experiment (experiment.go; package experiment runs them).
+	Experiment Experiment   `toml:"experiment"`
+	Faults     []fault.Spec `toml:"fault"`
+	Workloads  []Workload   `toml:"workload"`
+	Steps      []Step       `toml:"step"`
+	NFQueue    *NFQueue     `toml:"nfqueue"`
+	// Nodes are the lab's hosts of their own, each an engine with a
+	// host namespace (node.go); the lab's own engine ([uswitch],
+	// [[interface]], [[bridge]]) is then the switch or router between
+	// them.
+	Nodes []Node `toml:"node"`
 
 	// File is where the config came from ("" for an embedded one).
 	File string `toml:"-"`
@@ -79,6 +91,12 @@ type Config struct {
 	Sets iptables.Sets `toml:"-"`
 	// Sysctl holds the parsed sysctls (Uswitch.Sysctl).
 	Sysctl sysctls `toml:"-"`
+
+	// switchPorts are the ports of the lab's bridges that the nodes'
+	// switch links plug into (node.go); set by check
+	switchPorts []Interface
+	// node is set on a node's engine config (Node.Engine): its name
+	node string
 }
 
 // Router is the [uswitch] table.
@@ -163,6 +181,14 @@ type Interface struct {
 	// Hairpin is the port's hairpin mode: frames may leave by the port
 	// they came in on.
 	Hairpin bool `toml:"hairpin"`
+	// Switch (a [[node.interface]] only, without netns) plugs the
+	// node's device into the lab's [[bridge]] of that name: an
+	// Ethernet link whose other end is the bridge's port NODE-NAME.
+	Switch string `toml:"switch"`
+	// Peer (a [[node.interface]] only, without netns) is a routed link
+	// to another node's interface, "NODE:INTERFACE", which names this
+	// one back.
+	Peer string `toml:"peer"`
 }
 
 // Bridge is one of uswitch's bridges (a Linux bridge device, br0): its
@@ -177,6 +203,18 @@ type Bridge struct {
 	// AgeingTime is the forwarding database's ageing time in seconds
 	// (ageing_time; nil: 300; 0: no learning).
 	AgeingTime *int `toml:"ageing_time"`
+}
+
+// Dummy is a device of the engine with addresses and no link, as `ip
+// link add NAME type dummy` makes: kube-proxy's IPVS mode puts every
+// service address on one, kube-ipvs0, so the kernel adds a local route
+// for each (fib_add_ifaddr adds it before its IFF_UP test, so it is
+// there although kube-proxy never sets kube-ipvs0 up: the device is
+// down here too) and the packets to them are delivered locally, where
+// IPVS takes them. Nothing is ever sent out of it.
+type Dummy struct {
+	Name      string        `toml:"name"`
+	Addresses []PrefixValue `toml:"addresses"`
 }
 
 // Namespace is a network namespace of the lab.
@@ -225,15 +263,39 @@ type Demo struct {
 	// TCP reset: REJECT --reject-with tcp-reset, or no listener), not
 	// time out or succeed.
 	ExpectRefused bool `toml:"expect_refused"`
-	// Sysctl changes uswitch's sysctls before the step (live, as
-	// `sysctl -w` would): net.bridge.bridge-nf-call-iptables only.
+	// Sysctl changes the sysctls of Node's engine ("": the lab's)
+	// before the step, live, as `sysctl -w` would: the ones a running
+	// engine follows (faulthost.Host.Sysctl: ip_forward,
+	// net.ipv4.conf.{all,DEV}.{route_localnet,rp_filter,accept_local,
+	// src_valid_mark,send_redirects,forwarding},
+	// bridge-nf-call-iptables, nf_conntrack_tcp_be_liberal,
+	// nf_conntrack_tcp_loose, nf_conntrack_max).
 	Sysctl map[string]any `toml:"sysctl"`
+	// Timeout bounds the step's request (a Go duration, "10s"; 0: 2s),
+	// for a step that moves much data.
+	Timeout DemoDuration `toml:"timeout"`
+	// Server replaces, before the step, Node's built-in server of the
+	// same protocol and port in its host namespace with this one (a
+	// hostNetwork server restarted with another bind or reply_src).
+	Server *Server `toml:"server"`
+	// IPTablesRestore is an iptables-restore input loaded before the
+	// step (as `uswitch iptables-restore` does: the tables it names are
+	// replaced, atomically) into the engine of Node ("": the lab's). A
+	// step may be only that (no from and no traffic): a rule swap that
+	// the next steps run under.
+	IPTablesRestore string `toml:"iptables_restore"`
+	Node            string `toml:"node"`
 }
 
 // Server is a built-in server: "tcp-echo", "udp-echo" or "http".
 type Server struct {
 	Kind ServerKind `toml:"kind"`
 	Port PortValue  `toml:"port"`
+	// Bind is the address the server binds (zero: 0.0.0.0).
+	Bind AddrValue `toml:"bind"`
+	// ReplySrc is how a udp-echo server picks its answers' source:
+	// "dst" (the default, IP_PKTINFO) or "route" (node.go).
+	ReplySrc ReplySource `toml:"reply_src"`
 }
 
 // ServerKind names a built-in server.
@@ -659,7 +721,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		// toml matches a key to a field case-insensitively, and which of
 		// [[namespace]] and [[Namespace]] wins is up to map order: every
 		// key is lower case, as written here (a sysctl's name is not a key)
-		if len(k) > 2 && (k[0] == "uswitch" || k[0] == "namespace") && k[1] == "sysctl" {
+		if isSysctlKey(k) {
 			continue
 		}
 		if s := k.String(); s != strings.ToLower(s) {
@@ -669,7 +731,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	for _, k := range md.Undecoded() {
 		// toml lists the nested keys of a sysctl table as undecoded
 		// although they are in its map[string]any
-		if len(k) > 2 && (k[0] == "uswitch" || k[0] == "namespace") && k[1] == "sysctl" {
+		if isSysctlKey(k) {
 			continue
 		}
 		return nil, &ConfigError{File: file, Line: keyLine(src, k), Key: k.String(), Err: errors.New("unknown key")}
@@ -678,6 +740,15 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// isSysctlKey reports whether k is a sysctl's name inside a sysctl
+// table ([uswitch.sysctl], a namespace's, a node's [node.uswitch.sysctl]).
+func isSysctlKey(k toml.Key) bool {
+	if len(k) > 2 && (k[0] == "uswitch" || k[0] == "namespace") && k[1] == "sysctl" {
+		return true
+	}
+	return len(k) > 3 && k[0] == "node" && k[1] == "uswitch" && k[2] == "sysctl"
 }
 
 var decodeErrRe = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
@@ -797,20 +868,8 @@ func (c *Config) check(src string) error {
 			return fail("namespace.name", "%q appears twice", n.Name)
 		}
 		ns[n.Name] = i
-		seen := map[string]bool{}
-		for _, s := range n.Servers {
-			if s.Kind == "" || s.Port == 0 {
-				return fail("namespace.server", "%q: a server needs kind and port", n.Name)
-			}
-			proto := "tcp"
-			if s.Kind == UDPEcho {
-				proto = "udp"
-			}
-			k := fmt.Sprintf("%s/%d", proto, s.Port)
-			if seen[k] {
-				return fail("namespace.server.port", "%d: two %s servers on one port in %q", s.Port, proto, n.Name)
-			}
-			seen[k] = true
+		if err := checkServers(n.Servers, n.Name, "namespace.server", fail); err != nil {
+			return err
 		}
 	}
 	ifs := map[string]bool{}
@@ -823,13 +882,24 @@ func (c *Config) check(src string) error {
 			return fail("interface.name", "%q appears twice", it.Name)
 		}
 		ifs[it.Name] = true
-		if _, ok := ns[it.Netns]; !ok {
-			return fail("interface.netns", "%q: no [[namespace]] of that name", it.Netns)
+		link := it.Switch != "" || it.Peer != ""
+		switch {
+		case link && c.node == "":
+			return fail("interface.name", "%q: switch and peer are for a node's interfaces ([[node.interface]])", it.Name)
+		case link && it.Netns != "":
+			return fail("interface.netns", "%q: a link to a switch or peer is in no namespace", it.Netns)
+		case link && len(it.Addresses) == 0 && it.Peer != "":
+			return fail("interface.peer", "%q: a routed link needs addresses", it.Peer)
+		case link:
+		default:
+			if _, ok := ns[it.Netns]; !ok {
+				return fail("interface.netns", "%q: no [[namespace]] of that name", it.Netns)
+			}
+			if o, dup := attached[it.Netns]; dup {
+				return fail("interface.netns", "%q already has interface %q (one TUN per namespace)", it.Netns, o)
+			}
+			attached[it.Netns] = it.Name
 		}
-		if o, dup := attached[it.Netns]; dup {
-			return fail("interface.netns", "%q already has interface %q (one TUN per namespace)", it.Netns, o)
-		}
-		attached[it.Netns] = it.Name
 		if it.MTU != 0 && (it.MTU < 576 || it.MTU > 65535) {
 			return fail("interface.mtu", "%d: want 576-65535", it.MTU)
 		}
@@ -870,13 +940,36 @@ func (c *Config) check(src string) error {
 			return fail("bridge.ageing_time", "%d: want 0 to 1000000 seconds", *b.AgeingTime)
 		}
 	}
-	for _, n := range c.Namespaces {
-		if _, ok := attached[n.Name]; !ok && len(n.Addresses) > 0 {
-			return fail("namespace.addresses", "%q has addresses but no [[interface]] attaches it", n.Name)
+	for _, d := range c.Dummies {
+		if !validDevName(d.Name) || d.Name == "lo" {
+			return fail("dummy.name", "%q: want 1-15 characters of A-Z a-z 0-9 _ . - (not lo, . or ..)", d.Name)
+		}
+		if ifs[d.Name] {
+			return fail("dummy.name", "%q is also an interface's or bridge's name, or appears twice", d.Name)
+		}
+		ifs[d.Name] = true
+		if len(d.Addresses) == 0 {
+			return fail("dummy.name", "%q: a dummy device is there for its addresses: give addresses", d.Name)
 		}
 	}
-	if err := c.checkTopology(src, ns, attached); err != nil {
-		return err
+	if c.node != "" {
+		// a node's engine: its own devices' addresses; the lab
+		// checks its namespaces
+		if err := c.checkAddresses(src); err != nil {
+			return err
+		}
+	} else {
+		if err := c.checkNodes(src, ns, attached, ifs); err != nil {
+			return err
+		}
+		for _, n := range c.Namespaces {
+			if _, ok := attached[n.Name]; !ok && len(n.Addresses) > 0 {
+				return fail("namespace.addresses", "%q has addresses but no [[interface]] attaches it", n.Name)
+			}
+		}
+		if err := c.checkTopology(src, ns, attached); err != nil {
+			return err
+		}
 	}
 	for _, r := range c.Uswitch.Routes {
 		for _, nh := range r.Nexthops {
@@ -885,15 +978,50 @@ func (c *Config) check(src string) error {
 			}
 		}
 	}
-	for _, d := range c.Demo {
-		if _, ok := ns[d.From]; !ok {
-			return fail("demo.from", "%q: no [[namespace]] of that name", d.From)
-		}
+	for i, d := range c.Demo {
 		n := 0
 		for _, v := range []string{d.HTTP, d.Ping, d.UDP, d.TCP} {
 			if v != "" {
 				n++
 			}
+		}
+		if d.Node != "" && c.Node(d.Node) == nil {
+			return fail("demo.node", "%q: no [[node]] of that name", d.Node)
+		}
+		if d.Node != "" && d.IPTablesRestore == "" && len(d.Sysctl) == 0 && d.Server == nil {
+			return fail("demo.node", "%q: node names the engine of an iptables_restore or sysctl step, or the host of a server step", d.Node)
+		}
+		for k, v := range d.Sysctl {
+			if !demoSysctl.MatchString(k) {
+				return fail("demo.sysctl", "%q: a demo step can change ip_forward, net.ipv4.conf.{all,DEV}.{route_localnet,rp_filter,accept_local,src_valid_mark,send_redirects,forwarding}, net.bridge.bridge-nf-call-iptables, nf_conntrack_tcp_be_liberal, nf_conntrack_tcp_loose, nf_conntrack_max", k)
+			}
+			if _, ok := sysctlValue(v); !ok {
+				return fail("demo.sysctl", "%q: %v: want a number or a boolean", k, v)
+			}
+		}
+		if d.Server != nil {
+			if d.Node == "" {
+				return fail("demo.server", "%q: a server step names the node whose host runs it (node = ...)", d.Server.Kind)
+			}
+			if err := checkServers([]Server{*d.Server}, d.Node, "demo.server", fail); err != nil {
+				return err
+			}
+			if findServer(c.Node(d.Node).Servers, *d.Server) < 0 {
+				return fail("demo.server", "%q: node %q has no %s server on port %d to replace", d.Server.Kind, d.Node, d.Server.Kind, d.Server.Port)
+			}
+		}
+		if d.IPTablesRestore != "" {
+			if err := c.checkDemoRestore(src, i, d); err != nil {
+				return err
+			}
+		}
+		if d.IPTablesRestore != "" || len(d.Sysctl) > 0 || d.Server != nil {
+			if n == 0 && d.From == "" {
+				continue // a rule swap, sysctl or server change only
+			}
+		}
+		if _, ok := ns[d.From]; !ok {
+			return fail("demo.from", "%q: no [[namespace]] of that name", d.From)
 		}
 		if n != 1 {
 			return fail("demo.from", "%q: a demo step has exactly one of http, ping, udp, tcp", d.From)
@@ -905,11 +1033,6 @@ func (c *Config) check(src string) error {
 		}
 		if d.Count < 0 || d.Count > 1000 {
 			return fail("demo.count", "%d: want 0-1000", d.Count)
-		}
-		for k := range d.Sysctl {
-			if k != "net.bridge.bridge-nf-call-iptables" {
-				return fail("demo.sysctl", "%q: a demo step can change net.bridge.bridge-nf-call-iptables only", k)
-			}
 		}
 		if d.ExpectRefused && (d.TCP == "" || d.ExpectFail) {
 			return fail("demo.expect_refused", "%v: only a tcp step without expect_fail can expect a refusal", d.ExpectRefused)
@@ -968,7 +1091,75 @@ func (c *Config) check(src string) error {
 	if _, err := c.fibConfig(nil); err != nil {
 		return fail("uswitch.routes", "%v", err)
 	}
+	if err := c.checkExperiment(src); err != nil {
+		return err
+	}
 	return c.checkFaults(src)
+}
+
+// demoSysctl are the sysctls a demo step may change: those a running
+// engine follows (faulthost.Host.Sysctl).
+var demoSysctl = regexp.MustCompile(`^(net\.ipv4\.ip_forward|net\.ipv4\.conf\.[^.]+\.(route_localnet|rp_filter|accept_local|src_valid_mark|send_redirects|forwarding)|` +
+	`net\.bridge\.bridge-nf-call-iptables|net\.netfilter\.nf_conntrack_(tcp_be_liberal|tcp_loose|max))$`)
+
+// sysctlValue is a demo sysctl's value as `sysctl -w` takes it.
+func sysctlValue(v any) (string, bool) {
+	switch x := v.(type) {
+	case bool:
+		if x {
+			return "1", true
+		}
+		return "0", true
+	case int64:
+		return strconv.FormatInt(x, 10), x >= 0
+	case string:
+		n, err := strconv.ParseInt(x, 10, 64)
+		return x, err == nil && n >= 0
+	}
+	return "", false
+}
+
+// DemoDuration is a demo step's timeout: a Go duration, 1ms to 5m.
+type DemoDuration struct{ D time.Duration }
+
+// UnmarshalText parses the duration.
+func (d *DemoDuration) UnmarshalText(b []byte) error {
+	x, err := time.ParseDuration(string(b))
+	if err != nil || x < time.Millisecond || x > 5*time.Minute {
+		return fmt.Errorf("timeout %q: want a duration from 1ms to 5m (\"10s\")", b)
+	}
+	d.D = x
+	return nil
+}
+
+// findServer is the index of the server in ss with s's protocol and
+// port (-1: none).
+func findServer(ss []Server, s Server) int {
+	for i, x := range ss {
+		if x.Port == s.Port && (x.Kind == UDPEcho) == (s.Kind == UDPEcho) {
+			return i
+		}
+	}
+	return -1
+}
+
+// checkDemoRestore loads a demo step's iptables_restore input as the
+// step would (the engine's sets: the node's or the lab's), so a lab whose
+// demo would fail to swap its rules does not load.
+func (c *Config) checkDemoRestore(src string, i int, d Demo) error {
+	sets := c.Sets
+	if n := c.Node(d.Node); n != nil && n.Engine != nil {
+		sets = n.Engine.Sets
+	}
+	if _, err := (&iptables.Loader{Sets: sets}).LoadString(d.IPTablesRestore); err != nil {
+		line := blockValueLine(src, "demo", i, "iptables_restore", "")
+		var re *iptables.RestoreError
+		if errors.As(err, &re) && line > 0 && re.Line > 0 {
+			return &ConfigError{File: c.File, Line: line + re.Line, Key: "demo.iptables_restore", Err: fmt.Errorf("rule set line %d: %s", re.Line, re.Msg)}
+		}
+		return &ConfigError{File: c.File, Line: line, Key: "demo.iptables_restore", Err: err}
+	}
+	return nil
 }
 
 // valueLine finds the line of a key, preferring one whose line shows the
@@ -1012,6 +1203,12 @@ func (c *Config) Names() (namespaces, interfaces []string) {
 	for _, it := range c.Interfaces {
 		interfaces = append(interfaces, it.Name)
 	}
+	for _, n := range c.Nodes {
+		namespaces = append(namespaces, n.HostNetns)
+		for _, it := range n.Interfaces {
+			interfaces = append(interfaces, n.Name+":"+it.Name)
+		}
+	}
 	sort.Strings(namespaces)
 	sort.Strings(interfaces)
 	return namespaces, interfaces
@@ -1044,11 +1241,45 @@ func (c *Config) Rename(ns func(string) string) *Config {
 	for i := range d.Demo {
 		d.Demo[i].From = ns(d.Demo[i].From)
 	}
+	d.Workloads = append([]Workload(nil), c.Workloads...)
+	for i := range d.Workloads {
+		d.Workloads[i].From = ns(d.Workloads[i].From)
+		if d.Workloads[i].Listen != "" {
+			d.Workloads[i].Listen = ns(d.Workloads[i].Listen)
+		}
+	}
+	if c.NFQueue != nil {
+		q := *c.NFQueue
+		q.Netns = ns(q.Netns)
+		d.NFQueue = &q
+	}
+	d.Steps = append([]Step(nil), c.Steps...)
+	for i := range d.Steps {
+		if n, port, ok := strings.Cut(d.Steps[i].StopServer, ":"); ok {
+			d.Steps[i].StopServer = ns(n) + ":" + port
+		}
+	}
 	for i := range d.Namespaces {
 		d.Namespaces[i].Name = ns(d.Namespaces[i].Name)
 	}
 	for i := range d.Interfaces {
 		d.Interfaces[i].Netns = ns(d.Interfaces[i].Netns)
+	}
+	d.Nodes = append([]Node(nil), c.Nodes...)
+	for i := range d.Nodes {
+		n := &d.Nodes[i]
+		n.HostNetns = ns(n.HostNetns)
+		n.Interfaces = append([]Interface(nil), n.Interfaces...)
+		for j := range n.Interfaces {
+			if n.Interfaces[j].Netns != "" {
+				n.Interfaces[j].Netns = ns(n.Interfaces[j].Netns)
+			}
+		}
+		if n.Engine != nil {
+			e := *n.Engine
+			e.Interfaces, e.Namespaces = n.Interfaces, d.Namespaces
+			n.Engine = &e
+		}
 	}
 	return &d
 }

@@ -52,6 +52,13 @@ func (l *Lab) controlState() *control.Server {
 // Control runs one control request against the lab (what the socket
 // server does for each connection).
 func (l *Lab) Control(req control.Request) control.Response {
+	if req.Node != "" {
+		h, _, err := l.Node(req.Node)
+		if err != nil {
+			return control.Response{Code: 2, Stderr: "uswitch: " + err.Error() + "\n"}
+		}
+		return h.Control(req)
+	}
 	if req.Cmd == "fault" {
 		return l.faultControl(req)
 	}

@@ -10,11 +10,20 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/control"
+	"github.com/uswitch-lab/uswitch/fault/faulthost"
 )
 
-// demoTimeout bounds each demo request.
+// demoTimeout bounds each demo request (a step's timeout overrides it).
 const demoTimeout = 2 * time.Second
+
+// timeout is the step's bound on its request.
+func (d *Demo) timeout() time.Duration {
+	if d.Timeout.D > 0 {
+		return d.Timeout.D
+	}
+	return demoTimeout
+}
 
 // Describe prints the lab's layout.
 func (l *Lab) Describe(w io.Writer) {
@@ -46,6 +55,37 @@ func (l *Lab) Describe(w io.Writer) {
 		fmt.Fprintf(w, "  link %s/%s %s <-> %s/%s %s\n", k.ANetns, k.AName, joinPrefixes(k.AAddresses),
 			k.BNetns, k.BName, joinPrefixes(k.BAddresses))
 	}
+	for _, n := range c.Nodes {
+		fmt.Fprintf(w, "  node %s: host namespace %s", n.Name, n.HostNetns)
+		var sv []string
+		for _, s := range n.Servers {
+			sv = append(sv, fmt.Sprintf("%s:%d", s.Kind, s.Port))
+		}
+		if len(sv) > 0 {
+			fmt.Fprintf(w, "  [%s]", strings.Join(sv, " "))
+		}
+		fmt.Fprintln(w)
+		for _, it := range n.Interfaces {
+			line := fmt.Sprintf("    %-10s %-18s", it.Name, joinPrefixes(it.Addresses))
+			switch {
+			case it.Switch != "":
+				line += " <-> switch " + it.Switch + " port " + SwitchPortName(n.Name, it.Name)
+			case it.Peer != "":
+				line += " <-> node " + it.Peer
+			case it.Bridge != "":
+				line += " port of " + it.Bridge + " <-> " + it.Netns
+			default:
+				line += " <-> " + it.Netns
+			}
+			fmt.Fprintln(w, strings.TrimRight(line, " "))
+		}
+		for _, b := range n.Bridges {
+			fmt.Fprintf(w, "    %-10s %s (bridge)\n", b.Name, joinPrefixes(b.Addresses))
+		}
+		for _, d := range n.Dummies {
+			fmt.Fprintf(w, "    %-10s %s (dummy)\n", d.Name, joinPrefixes(d.Addresses))
+		}
+	}
 }
 
 func joinPrefixes(ps []PrefixValue) string {
@@ -56,6 +96,69 @@ func joinPrefixes(ps []PrefixValue) string {
 	return strings.Join(s, ",")
 }
 
+// demoChange applies a demo step's sysctls (to Node's engine, or the
+// lab's) and its server change, printing each.
+func (l *Lab) demoChange(w io.Writer, d Demo) error {
+	where := "the lab's engine"
+	h := l.faultHost()
+	if d.Node != "" {
+		nr := l.node(d.Node)
+		if nr == nil || nr.eng == nil {
+			return fmt.Errorf("node %s is not running", d.Node)
+		}
+		where = "node " + d.Node
+		h = &faulthost.Host{Eng: nr.eng, Sets: nr.n.Engine.Sets, Lock: &nr.cfgMu}
+	}
+	keys := make([]string, 0, len(d.Sysctl))
+	for k := range d.Sysctl {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v, _ := sysctlValue(d.Sysctl[k])
+		old, err := h.Sysctl(k, v)
+		if err != nil {
+			return fmt.Errorf("sysctl on %s: %v", where, err)
+		}
+		fmt.Fprintf(w, "  sysctl -w %s=%s on %s (was %s)\n", k, v, where, old)
+	}
+	if d.Server != nil {
+		if err := l.replaceServer(d.Node, *d.Server); err != nil {
+			return err
+		}
+		bind := "0.0.0.0"
+		if d.Server.Bind.IsValid() {
+			bind = d.Server.Bind.String()
+		}
+		fmt.Fprintf(w, "  node %s: %s server restarted on %s:%d\n", d.Node, d.Server.Kind, bind, d.Server.Port)
+	}
+	return nil
+}
+
+// replaceServer stops node's built-in server of s's protocol and port
+// in its host namespace and starts s there instead.
+func (l *Lab) replaceServer(node string, s Server) error {
+	nr := l.node(node)
+	if nr == nil {
+		return fmt.Errorf("no node %s", node)
+	}
+	ns := nr.n.HostNetns
+	for i, sv := range l.srv {
+		if sv.ns != ns || sv.port != int(s.Port) || (sv.kind == string(UDPEcho)) != (s.Kind == UDPEcho) {
+			continue
+		}
+		sv.Close()
+		nsv, err := startServer(l.nss[ns], ns, s)
+		if err != nil {
+			l.srv = append(l.srv[:i], l.srv[i+1:]...)
+			return fmt.Errorf("node %s: %w", node, err)
+		}
+		l.srv[i] = nsv
+		return nil
+	}
+	return fmt.Errorf("node %s: no %s server on port %d to replace", node, s.Kind, s.Port)
+}
+
 // Demo runs the config's demo steps and prints what happened. It returns
 // an error when a step that should succeed failed (a TCP step whose note
 // mentions REJECT is expected to be refused) or an expect_fail step
@@ -63,23 +166,45 @@ func joinPrefixes(ps []PrefixValue) string {
 func (l *Lab) Demo(w io.Writer) error {
 	var failed []string
 	for _, d := range l.cfg.Demo {
-		if v, ok := d.Sysctl["net.bridge.bridge-nf-call-iptables"]; ok {
-			on := fmt.Sprint(v) != "0" && fmt.Sprint(v) != "false"
-			cfg := l.eng.Config()
-			bs := append([]datapath.BridgeConfig(nil), cfg.Bridges...)
-			for i := range bs {
-				bs[i].CallIPTables = on
+		if d.IPTablesRestore != "" {
+			r := l.Control(control.Request{Cmd: "iptables-restore", Input: d.IPTablesRestore, Node: d.Node})
+			where := "the lab's engine"
+			if d.Node != "" {
+				where = "node " + d.Node
 			}
-			cfg.Bridges = bs
-			l.eng.Swap(cfg)
-			fmt.Fprintf(w, "  sysctl net.bridge.bridge-nf-call-iptables=%v\n", v)
+			if r.Code != 0 {
+				fmt.Fprintf(w, "  iptables-restore on %s: %s", where, strings.TrimSpace(r.Stderr))
+				failed = append(failed, "iptables-restore on "+where)
+			} else {
+				fmt.Fprintf(w, "  iptables-restore on %s", where)
+			}
+			if d.From == "" {
+				if d.Note != "" {
+					fmt.Fprintf(w, "  (%s)", d.Note)
+				}
+				fmt.Fprintln(w)
+				continue
+			}
+			fmt.Fprintln(w)
+		}
+		if len(d.Sysctl) > 0 || d.Server != nil {
+			if err := l.demoChange(w, d); err != nil {
+				fmt.Fprintf(w, "  %v\n", err)
+				failed = append(failed, err.Error())
+			}
+			if d.From == "" {
+				if d.Note != "" {
+					fmt.Fprintf(w, "  (%s)\n", d.Note)
+				}
+				continue
+			}
 		}
 		switch {
 		case d.HTTP != "":
 			n := max(d.Count, 1)
 			seen := map[string]int{}
 			for range n {
-				r, err := l.HTTPGet(d.From, d.HTTP, demoTimeout)
+				r, err := l.HTTPGet(d.From, d.HTTP, d.timeout())
 				if err != nil {
 					if d.ExpectFail {
 						fmt.Fprintf(w, "  GET %s from %s: failed, as expected (%v)\n", d.HTTP, d.From, err)
@@ -106,7 +231,7 @@ func (l *Lab) Demo(w io.Writer) error {
 			}
 			fmt.Fprintf(w, "    -> %s answered by: %s", d.HTTP, strings.Join(by, ", "))
 		case d.Ping != "":
-			rtt, err := l.Ping(d.From, netip.MustParseAddr(d.Ping), demoTimeout)
+			rtt, err := l.Ping(d.From, netip.MustParseAddr(d.Ping), d.timeout())
 			switch {
 			case err != nil && d.ExpectFail:
 				fmt.Fprintf(w, "  ping %s from %s: failed, as expected (%v)", d.Ping, d.From, err)
@@ -120,7 +245,7 @@ func (l *Lab) Demo(w io.Writer) error {
 				}
 			}
 		case d.UDP != "":
-			b, err := l.UDPExchange(d.From, d.UDP, []byte("hello from "+d.From), demoTimeout)
+			b, err := l.UDPExchange(d.From, d.UDP, []byte("hello from "+d.From), d.timeout())
 			switch {
 			case err != nil && d.ExpectFail:
 				fmt.Fprintf(w, "  UDP echo %s from %s: failed, as expected (%v)", d.UDP, d.From, err)
@@ -135,7 +260,7 @@ func (l *Lab) Demo(w io.Writer) error {
 			}
 		case d.TCP != "":
 			expectRefused := d.ExpectRefused
-			hello, err := l.TCPHello(d.From, d.TCP, demoTimeout)
+			hello, err := l.TCPHello(d.From, d.TCP, d.timeout())
 			switch {
 			case err != nil && d.ExpectFail:
 				fmt.Fprintf(w, "  TCP %s from %s: failed, as expected (%v)", d.TCP, d.From, err)
@@ -160,6 +285,9 @@ func (l *Lab) Demo(w io.Writer) error {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "uswitch datapath: %v\n", l.Stats())
+	for _, nr := range l.nodes {
+		fmt.Fprintf(w, "node %s datapath: %v\n", nr.n.Name, l.NodeStats(nr.n.Name))
+	}
 	if len(failed) > 0 {
 		return fmt.Errorf("demo steps failed: %s", strings.Join(failed, "; "))
 	}

@@ -92,19 +92,21 @@ func (c *Config) fibConfig(ifindex map[string]int) (route.Config, error) {
 		name  string
 		mtu   int
 		addrs []PrefixValue
+		down  bool
 	}
 	var devs []l3
-	for _, it := range c.Interfaces {
+	ifaces := c.engineIfaces()
+	for _, it := range ifaces {
 		mtu := it.MTU
 		if mtu == 0 {
 			mtu = link.DefaultMTU
 		}
-		devs = append(devs, l3{it.Name, mtu, it.Addresses})
+		devs = append(devs, l3{it.Name, mtu, it.Addresses, false})
 	}
 	for _, b := range c.Bridges {
 		// a bridge's MTU is its ports' smallest (br_mtu_auto)
 		mtu := 0
-		for _, it := range c.Interfaces {
+		for _, it := range ifaces {
 			if it.Bridge == b.Name {
 				m := it.MTU
 				if m == 0 {
@@ -118,12 +120,18 @@ func (c *Config) fibConfig(ifindex map[string]int) (route.Config, error) {
 		if mtu == 0 {
 			mtu = link.DefaultMTU
 		}
-		devs = append(devs, l3{b.Name, mtu, b.Addresses})
+		devs = append(devs, l3{b.Name, mtu, b.Addresses, false})
+	}
+	for _, d := range c.Dummies {
+		// a dummy is down (kube-ipvs0 is never set up): its local
+		// routes are there, its prefix routes are not
+		// (fib_add_ifaddr returns before them)
+		devs = append(devs, l3{d.Name, link.DefaultMTU, d.Addresses, true})
 	}
 	for i, it := range devs {
 		mtu := it.mtu
 		// a TUN is point-to-point without ARP; multicast is off
-		cfg.Links = append(cfg.Links, route.Link{Name: it.name, Index: idx(i, it.name), Up: true, MTU: mtu})
+		cfg.Links = append(cfg.Links, route.Link{Name: it.name, Index: idx(i, it.name), Up: !it.down, MTU: mtu})
 		for _, a := range it.addrs {
 			p := a.Prefix
 			ad := route.Addr{Ifindex: idx(i, it.name), Dev: it.name, Local: p.Addr(), Prefix: p.Masked()}
@@ -134,6 +142,9 @@ func (c *Config) fibConfig(ifindex map[string]int) (route.Config, error) {
 			nh := []route.Nexthop{{Dev: it.name}}
 			cfg.Routes = append(cfg.Routes, route.Route{Table: route.TableLocal, Type: route.Local, Dst: netip.PrefixFrom(p.Addr(), 32),
 				Scope: route.ScopeHost, Protocol: "kernel", PrefSrc: p.Addr(), Nexthops: nh})
+			if it.down {
+				continue
+			}
 			if p.Bits() < 32 {
 				cfg.Routes = append(cfg.Routes, route.Route{Table: route.TableMain, Type: route.Unicast, Dst: p.Masked(),
 					Scope: route.ScopeLink, Protocol: "kernel", PrefSrc: p.Addr(), Nexthops: nh})
@@ -229,7 +240,9 @@ func (c *Config) EngineConfig() (datapath.Config, conntrack.Config, error) {
 		ct = conntrack.DefaultConfig()
 	}
 	fc := c.Sysctl.FragConfig()
-	return datapath.Config{Rules: c.Ruleset, FIB: fib, IPForward: c.Sysctl.IPForward, Frag: &fc, Bridges: c.bridgeConfigs(fib), Ebtables: c.Ebtables}, ct, nil
+	// a node's host namespace answers what is delivered to it
+	return datapath.Config{Rules: c.Ruleset, FIB: fib, IPForward: c.Sysctl.IPForward, Frag: &fc, Bridges: c.bridgeConfigs(fib), Ebtables: c.Ebtables,
+		HostStack: c.node != ""}, ct, nil
 }
 
 // bridgeConfigs are the lab's bridges for the engine: each with its
@@ -255,8 +268,9 @@ func (c *Config) bridgeConfigs(fib *route.FIB) []datapath.BridgeConfig {
 				bc.FDB.AgeingTime = int64(*b.AgeingTime) * 1e9
 			}
 		}
-		for i := range c.Interfaces {
-			it := &c.Interfaces[i]
+		ifaces := c.engineIfaces()
+		for i := range ifaces {
+			it := &ifaces[i]
 			if it.Bridge != b.Name {
 				continue
 			}

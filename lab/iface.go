@@ -80,7 +80,7 @@ func (it *Interface) LinkMAC() [6]byte {
 // ends').
 func (c *Config) DatapathOptions() []link.DatapathOption {
 	var opts []link.DatapathOption
-	for _, it := range c.Interfaces {
+	for _, it := range c.engineIfaces() {
 		switch {
 		case it.Bridge != "":
 			opts = append(opts, link.WithBridgePort(it.Name))

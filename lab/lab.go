@@ -17,6 +17,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/fault"
 	"github.com/uswitch-lab/uswitch/link"
 )
 
@@ -54,6 +55,9 @@ type Lab struct {
 	webStop []func()
 	closed  sync.Once
 	cerr    error
+	// nodes are the lab's nodes' engines (nodes_linux.go), in config
+	// order; immutable after Up
+	nodes []*nodeRun
 }
 
 // Up makes the lab: namespaces, one TUN (or TAP, kind = "tap") per
@@ -62,12 +66,27 @@ type Lab struct {
 // exists (a crashed lab: run Down). log receives progress lines (nil:
 // none).
 func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
+	return UpWith(cfg, log, UpOptions{})
+}
+
+// UpOptions are what a caller adds to a lab at Up.
+type UpOptions struct {
+	// Observe, when set, sees every decision of the lab's faults
+	// (fault.Set.Observe: it runs on the datapath's goroutines, under
+	// the fault's flow lock, so it must be quick); the experiment
+	// runner records them.
+	Observe func(fault.Decision)
+}
+
+// UpWith is Up with options.
+func UpWith(cfg *Config, log io.Writer, o UpOptions) (l *Lab, err error) {
 	if log == nil {
 		log = io.Discard
 	}
-	for _, n := range cfg.Namespaces {
-		if nsExists(n.Name) {
-			return nil, fmt.Errorf("namespace %s already exists (a lab left behind? `uswitch lab down` removes it)", n.Name)
+	allNS, _ := cfg.Names()
+	for _, n := range allNS {
+		if nsExists(n) {
+			return nil, fmt.Errorf("namespace %s already exists (a lab left behind? `uswitch lab down` removes it)", n)
 		}
 	}
 	l = &Lab{cfg: cfg, log: log, nss: map[string]netns.NsHandle{}}
@@ -77,56 +96,63 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 			l = nil
 		}
 	}()
-	for _, n := range cfg.Namespaces {
-		h, err := createNamedNS(n.Name)
+	for _, n := range allNS {
+		h, err := createNamedNS(n)
 		if err != nil {
-			return l, fmt.Errorf("namespace %s: %w", n.Name, err)
+			return l, fmt.Errorf("namespace %s: %w", n, err)
 		}
-		l.nss[n.Name] = h
-		l.made = append(l.made, n.Name)
-		if err := markNS(n.Name); err != nil {
+		l.nss[n] = h
+		l.made = append(l.made, n)
+		if err := markNS(n); err != nil {
 			return l, err
 		}
 	}
 	if err := upTopology(cfg, l.nss); err != nil {
 		return l, err
 	}
-	var devs []link.Device
-	mtus := map[string]int{}
+	// the devices of each engine: the lab's (top) and each node's
+	top := &engineDevs{mtus: map[string]int{}}
+	for _, n := range cfg.Nodes {
+		l.nodes = append(l.nodes, &nodeRun{n: n, devs: engineDevs{mtus: map[string]int{}}})
+	}
 	defer func() {
 		if err != nil && l.dp == nil {
-			for _, d := range devs {
-				d.Close()
+			top.close()
+		}
+		if err != nil {
+			for _, nr := range l.nodes {
+				if nr.dp == nil {
+					nr.devs.close()
+				}
 			}
 		}
 	}()
-	workers := cfg.Uswitch.Workers
-	if workers == 0 {
-		workers = runtime.NumCPU()
-	}
-	queues := cfg.Uswitch.Queues
-	if queues == 0 {
-		queues = workers
-	}
+	workers, queues := cfg.Uswitch.threads()
 	for _, n := range cfg.Namespaces {
-		it := cfg.iface(n.Name)
+		owner, it := cfg.attachment(n.Name)
 		if it == nil {
 			if err := configureNS(l.nss[n.Name], "", 0, &n); err != nil {
 				return l, fmt.Errorf("namespace %s: %w", n.Name, err)
 			}
 			continue
 		}
+		ed, q := top, queues
+		if owner != cfg {
+			nr := l.node(owner.node)
+			ed = &nr.devs
+			_, q = nr.n.Engine.Uswitch.threads()
+		}
 		open := link.OpenTUN
 		if it.Kind == KindTAP {
 			open = link.OpenTAP // an Ethernet port (tap.go)
 		}
-		offload := cfg.Uswitch.Offload == nil || *cfg.Uswitch.Offload
+		offload := owner.Uswitch.Offload == nil || *owner.Uswitch.Offload
 		if it.Offload != nil {
 			offload = *it.Offload
 		}
-		qs, err := open(l.nss[n.Name], it.Name, link.Options{Queues: queues, Offload: offload})
+		qs, err := open(l.nss[n.Name], it.Name, link.Options{Queues: q, Offload: offload})
 		for _, q := range qs {
-			devs = append(devs, q)
+			ed.devs = append(ed.devs, q)
 		}
 		if err != nil {
 			return l, fmt.Errorf("namespace %s: %w", n.Name, err)
@@ -135,14 +161,18 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 		if mtu == 0 {
 			mtu = link.DefaultMTU
 		}
-		mtus[it.Name] = mtu
+		ed.mtus[it.Name] = mtu
 		if err := configureNS(l.nss[n.Name], it.Name, mtu, &n); err != nil {
 			return l, fmt.Errorf("namespace %s: %w", n.Name, err)
 		}
 	}
+	if err := l.upNodeDevices(top); err != nil {
+		return l, err
+	}
 	if err := upRouting(cfg, l.nss); err != nil {
 		return l, err
 	}
+	devs, mtus := top.devs, top.mtus
 	ecfg, ctcfg, err := cfg.EngineConfig()
 	if err != nil {
 		return l, err
@@ -154,6 +184,9 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	fs, err := cfg.FaultSet(cfg.FaultSeed(seed))
 	if err != nil {
 		return l, err
+	}
+	if o.Observe != nil {
+		fs.Observe(o.Observe)
 	}
 	ecfg.Faults = faultStages(fs)
 	ecfg.BridgeFaults = bridgeFaultStages(fs)
@@ -175,6 +208,11 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	opts = append(opts, link.WithFaults(fs))
 	l.dp = link.NewDatapath(l.eng, devs, mtus, workers, opts...)
 	l.dpa.Store(l.dp)
+	for _, nr := range l.nodes {
+		if err := nr.start(seed); err != nil {
+			return l, fmt.Errorf("node %s: %w", nr.n.Name, err)
+		}
+	}
 	for _, n := range cfg.Namespaces {
 		for _, s := range n.Servers {
 			sv, err := startServer(l.nss[n.Name], n.Name, s)
@@ -184,7 +222,30 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 			l.srv = append(l.srv, sv)
 		}
 	}
+	for _, n := range cfg.Nodes {
+		for _, s := range n.Servers {
+			sv, err := startServer(l.nss[n.HostNetns], n.HostNetns, s)
+			if err != nil {
+				return l, fmt.Errorf("node %s: %w", n.Name, err)
+			}
+			l.srv = append(l.srv, sv)
+		}
+	}
 	return l, nil
+}
+
+// threads are the workers and queues of each TUN the [uswitch] table
+// asks for (0: one per CPU; as many queues as workers).
+func (r *Router) threads() (workers, queues int) {
+	workers = r.Workers
+	if workers == 0 {
+		workers = runtime.NumCPU()
+	}
+	queues = r.Queues
+	if queues == 0 {
+		queues = workers
+	}
+	return workers, queues
 }
 
 // Config is the lab's configuration.
@@ -229,6 +290,11 @@ func (l *Lab) Close() error {
 		}
 		if l.dp != nil {
 			errs = append(errs, l.dp.Close())
+		}
+		for _, nr := range l.nodes {
+			if nr.dp != nil {
+				errs = append(errs, nr.dp.Close())
+			}
 		}
 		for i := len(l.made) - 1; i >= 0; i-- {
 			n := l.made[i]

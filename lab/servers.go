@@ -32,6 +32,9 @@ import (
 
 type server struct {
 	ns, kind string
+	// routeSrc: a udp-echo that lets the route pick its answers'
+	// source (reply_src = "route")
+	routeSrc bool
 	port     int
 	ln       net.Listener
 	pc       net.PacketConn
@@ -39,11 +42,18 @@ type server struct {
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
 	wg       sync.WaitGroup
+	// closed: Close ran (a server stopped by an experiment's step is
+	// closed again with the lab); cerr its error
+	closed sync.Once
+	cerr   error
 }
 
 func startServer(h netns.NsHandle, nsName string, s Server) (*server, error) {
-	sv := &server{ns: nsName, kind: string(s.Kind), port: int(s.Port), conns: map[net.Conn]struct{}{}}
+	sv := &server{ns: nsName, kind: string(s.Kind), port: int(s.Port), conns: map[net.Conn]struct{}{}, routeSrc: s.ReplySrc == ReplyRoute}
 	addr := fmt.Sprintf("0.0.0.0:%d", s.Port)
+	if s.Bind.IsValid() {
+		addr = fmt.Sprintf("%s:%d", s.Bind.Addr, s.Port)
+	}
 	err := inNetns(h, func() error {
 		var err error
 		if s.Kind == UDPEcho {
@@ -76,10 +86,14 @@ func startServer(h netns.NsHandle, nsName string, s Server) (*server, error) {
 // as a UDP server bound to 0.0.0.0 must for a client whose socket is
 // connected to that address: a DR or TUN real server receives the VIP's
 // traffic on lo, and a reply from its own address would be dropped.
+// With routeSrc it sends as a plain sendto() does: the kernel's route
+// picks the source (inet_select_addr), which is how the hostNetwork
+// server of kubernetes#95565 answers a pod of its own node from the
+// wrong address.
 func (sv *server) udpEcho() {
 	defer sv.wg.Done()
 	pc := ipv4.NewPacketConn(sv.pc)
-	dstOK := pc.SetControlMessage(ipv4.FlagDst, true) == nil
+	dstOK := !sv.routeSrc && pc.SetControlMessage(ipv4.FlagDst, true) == nil
 	buf := make([]byte, 65536)
 	for {
 		n, cm, from, err := pc.ReadFrom(buf)
@@ -156,7 +170,13 @@ func (sv *server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, sv.ns+"\n")
 }
 
+// Close stops the server; idempotent.
 func (sv *server) Close() error {
+	sv.closed.Do(func() { sv.cerr = sv.close() })
+	return sv.cerr
+}
+
+func (sv *server) close() error {
 	var err error
 	switch {
 	case sv.hs != nil:

@@ -294,7 +294,10 @@ func (c *Config) checkAddresses(src string) error {
 		for _, a := range it.Addresses {
 			all = append(all, linkAddr{a.Prefix, id, "interface", i, "addresses"})
 		}
-		j := nsIndex[it.Netns]
+		j, ok := nsIndex[it.Netns]
+		if !ok {
+			continue // a node's link to a switch or peer: in no namespace
+		}
 		for _, a := range c.Namespaces[j].Addresses {
 			all = append(all, linkAddr{a.Prefix, id, "namespace", j, "addresses"})
 		}

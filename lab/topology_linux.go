@@ -50,7 +50,7 @@ func upTopology(cfg *Config, nss map[string]netns.NsHandle) error {
 func upRouting(cfg *Config, nss map[string]netns.NsHandle) error {
 	for _, n := range cfg.Namespaces {
 		tun := ""
-		if it := cfg.iface(n.Name); it != nil {
+		if _, it := cfg.attachment(n.Name); it != nil {
 			tun = it.Name
 		}
 		err := withHandle(nss[n.Name], func(h *netlink.Handle) error {

@@ -120,6 +120,34 @@ type port struct {
 	// faults are the port's wire faults (fault.go; nil: none),
 	// swapped whole by SetFaults
 	faults atomic.Pointer[portFaults]
+	// host: the port is a TUN into the host's own stack (WithHost):
+	// what it reads runs OUTPUT (Engine.Send), and it is written the
+	// packets the engine delivers locally; set before the start
+	host bool
+}
+
+// WithHost makes the TUN dev a port to the host's own network stack (a
+// lab node's host namespace, whose sockets are the node's): the packets
+// read from it are the host's own, run from OUTPUT on (Engine.Send),
+// and the packets the engine delivers locally are written to it instead
+// of being answered by the engine (datapath.Config.HostStack) — those
+// that came in on one of the devices mirrors names (the node device
+// the host TUN stands for), and, for the first host port, every other.
+func WithHost(dev string, mirrors ...string) DatapathOption {
+	return func(d *Datapath) {
+		p := d.byName[dev]
+		if p == nil {
+			return
+		}
+		p.host = true
+		d.hosts = append(d.hosts, p)
+		if d.hostFor == nil {
+			d.hostFor = map[string]*port{}
+		}
+		for _, m := range mirrors {
+			d.hostFor[m] = p
+		}
+	}
 }
 
 // WithBridgePort makes the TAP device dev a port of a bridge of the
@@ -157,6 +185,9 @@ type Stats struct {
 	// OffloadErrors are packets the devices' offloads dropped on
 	// reading: malformed super-packets or checksum offsets (offload.go).
 	OffloadErrors uint64
+	// WireDrops are packets a full wire (an in-process link between
+	// two datapaths, wire.go) dropped on their way to this datapath.
+	WireDrops uint64
 	// GSOIn are the super-packets read from the devices and cut into
 	// segments; GROOut the super-packets written, each coalesced from
 	// several segments (offload.go).
@@ -201,6 +232,9 @@ func (s Stats) String() string {
 	}
 	if s.OffloadErrors > 0 {
 		fmt.Fprintf(&b, ", %d dropped by offloads", s.OffloadErrors)
+	}
+	if s.WireDrops > 0 {
+		fmt.Fprintf(&b, ", %d dropped by full wires", s.WireDrops)
 	}
 	if s.TxErrors > 0 || s.NoDevice > 0 {
 		fmt.Fprintf(&b, ", %d write errors, %d without device", s.TxErrors, s.NoDevice)
@@ -286,6 +320,11 @@ type Datapath struct {
 	faults *wireFaults
 	// kill: datapath-kill and -stall (kill.go)
 	kill killState
+	// hosts are the host ports (WithHost), the first the default one;
+	// hostFor the host port of each device a host port mirrors; set
+	// before the goroutines start, read-only after
+	hosts   []*port
+	hostFor map[string]*port
 }
 
 // NewDatapath starts the readers, workers and the conntrack reaper over
@@ -491,7 +530,10 @@ func (d *Datapath) reader(q *rxq, qi int) {
 				q.free <- el
 				continue
 			}
-			el.pkt.InIf, el.pkt.InIndex = p.name, p.ifindex
+			if !p.host {
+				// the host's own packets have no input device
+				el.pkt.InIf, el.pkt.InIndex = p.name, p.ifindex
+			}
 			el.pkt.CsumValid = valid[i]
 			if d.capturing.Load() > 0 {
 				d.tap(p.name, el.pkt.Data)
@@ -677,7 +719,12 @@ func (w *worker) run(elems []*elem) {
 			w.runFrame(el, tr)
 			continue
 		}
-		f := w.ew.Receive(&el.pkt, w.now, tr)
+		var f datapath.Fate
+		if el.from.p.host {
+			f = w.ew.Send(&el.pkt, w.now, tr)
+		} else {
+			f = w.ew.Receive(&el.pkt, w.now, tr)
+		}
 		if tr != nil && len(tr.Lines) > 0 {
 			d.publishTrace(tr.Lines)
 		}
@@ -700,6 +747,11 @@ func (w *worker) run(elems []*elem) {
 			}
 		case datapath.Delivered:
 			d.delivered.Add(1)
+			if f.Datagram != nil {
+				w.deliver(&el.pkt, f.Datagram.IP)
+			} else {
+				w.deliver(&el.pkt, el.pkt.IP)
+			}
 		case datapath.Dropped:
 			d.dropped.Add(1)
 			d.drops.Add(&f)
@@ -746,6 +798,9 @@ func (w *worker) runFrame(el *elem, tr *datapath.Tracer) {
 	if f := ff.Up; f != nil {
 		if f.Kind == datapath.Delivered {
 			d.delivered.Add(1)
+			if f.Datagram != nil {
+				w.deliver(f.Datagram, f.Datagram.IP)
+			}
 		}
 		if f.Frames == nil && (f.Kind == datapath.Forwarded || f.Kind == datapath.Sent) && f.Datagram != nil {
 			w.sendFate(f, f.Datagram.IP, nil)
@@ -793,6 +848,22 @@ func (w *worker) sendFate(f *datapath.Fate, b, own []byte) bool {
 		ok = w.send(f.OutIndex, f.OutIf, fr, f.NextHop, nil) && ok
 	}
 	return ok
+}
+
+// deliver hands a packet the engine delivered locally (p, whose
+// bytes, or its reassembled datagram's, are b) to the host port that
+// mirrors its input device, or the first host port; without host ports
+// the engine has answered it and nothing is written.
+func (w *worker) deliver(p *packet.Packet, b []byte) {
+	d := w.d
+	if len(d.hosts) == 0 {
+		return
+	}
+	hp := d.hostFor[p.InIf]
+	if hp == nil {
+		hp = d.hosts[0]
+	}
+	w.emit(hp, b, 0, nil)
 }
 
 // sendAnswers writes the packets the engine generated that leave.
@@ -890,6 +961,9 @@ func (d *Datapath) Stats() Stats {
 		for _, q := range p.queues {
 			if o, ok := q.dev.(interface{ offloadStats(*Stats) }); ok {
 				o.offloadStats(&s)
+			}
+			if we, ok := q.dev.(*WireEnd); ok {
+				s.WireDrops += we.Drops()
 			}
 		}
 	}

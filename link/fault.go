@@ -421,6 +421,11 @@ func (w *worker) runDelayed(p *packet.Packet) {
 	w.sendAnswers(f.Answers)
 }
 
+// Received is the number of packets read from the devices so far (a
+// global packet number: the experiment's timeline stamps fault events
+// with it).
+func (d *Datapath) Received() uint64 { return d.rx.Load() }
+
 // FaultDrops is the number of packets the wire faults dropped.
 func (d *Datapath) FaultDrops() uint64 {
 	if d.faults == nil {

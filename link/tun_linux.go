@@ -236,6 +236,12 @@ func setTxQueueLen(name string, n int) error {
 
 func (t *Queue) Name() string { return t.name }
 
+// Rename changes the name the datapath knows the queue by (the kernel's
+// device keeps its own): a lab node's host TUN called eth0 in its
+// namespace is "host-eth0" to the node's datapath, whose eth0 is
+// another device. Call it before NewDatapath.
+func (t *Queue) Rename(name string) { t.name = name }
+
 // Read reads up to len(bufs) packets: it waits for the first, then takes
 // what is already queued without waiting. sizes[i] is the length of
 // packet i. The n packets read are valid even when err is not nil.

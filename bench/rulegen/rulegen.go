@@ -245,3 +245,56 @@ func Random(seed uint64, table string, rules int) string {
 	b.WriteString("COMMIT\n")
 	return b.String()
 }
+
+// Ebtables frames: EbtablesForward's rules never match a frame from
+// EbtSrcMAC to EbtDstMAC (IPv4, 10.0.1.2 to 192.168.1.2, UDP, in any
+// port but vm*); EbtablesForwardLast adds a last rule that does.
+const (
+	EbtSrcMAC = "02:00:00:00:00:0a"
+	EbtDstMAC = "02:00:00:00:00:0b"
+)
+
+// EbtablesForward returns an ebtables-restore filter table whose FORWARD
+// chain (policy ACCEPT) has n rules of four shapes in turn, the kinds a
+// virtualisation host's bridge carries: a blocked source MAC; per-VM
+// port IPv4 and ARP anti-spoofing (-i vmN with an inverted --ip-src /
+// --arp-ip-src); a destination MAC with an IPv4 service (--ip-dst,
+// --ip-proto tcp, --ip-dport).
+func EbtablesForward(n int) string {
+	var b strings.Builder
+	b.Grow(n * 80)
+	b.WriteString("*filter\n:INPUT ACCEPT\n:FORWARD ACCEPT\n:OUTPUT ACCEPT\n")
+	ebtRules(&b, n)
+	return b.String()
+}
+
+// EbtablesForwardLast is EbtablesForward with policy DROP and a last,
+// n+1st rule accepting the frame EbtablesForward lets through.
+func EbtablesForwardLast(n int) string {
+	var b strings.Builder
+	b.Grow(n*80 + 100)
+	b.WriteString("*filter\n:INPUT ACCEPT\n:FORWARD DROP\n:OUTPUT ACCEPT\n")
+	ebtRules(&b, n)
+	fmt.Fprintf(&b, "-A FORWARD -p IPv4 -s %s -d %s --ip-dst 192.168.1.2 -j ACCEPT\n", EbtSrcMAC, EbtDstMAC)
+	return b.String()
+}
+
+func ebtRules(b *strings.Builder, n int) {
+	mac := func(pfx byte, i int) string {
+		return fmt.Sprintf("02:%02x:00:%02x:%02x:%02x", pfx, i>>16&0xff, i>>8&0xff, i&0xff)
+	}
+	base := uint32(10)<<24 | 8<<16
+	for i := 0; i < n; i++ {
+		switch i % 4 {
+		case 0:
+			fmt.Fprintf(b, "-A FORWARD -s %s -j DROP\n", mac(0x10, i))
+		case 1:
+			fmt.Fprintf(b, "-A FORWARD -p IPv4 -i vm%d --ip-src ! %s -j DROP\n", i/4, ip(base, i))
+		case 2:
+			fmt.Fprintf(b, "-A FORWARD -p ARP -i vm%d --arp-ip-src ! %s -j DROP\n", i/4, ip(base, i))
+		case 3:
+			fmt.Fprintf(b, "-A FORWARD -p IPv4 -d %s --ip-dst %s --ip-proto tcp --ip-dport %d -j ACCEPT\n",
+				mac(0x20, i), ip(uint32(172)<<24|16<<16, i), 1024+i%60000)
+		}
+	}
+}

@@ -27,6 +27,7 @@ type cchain struct {
 	name   string
 	policy Verdict
 	rules  []crule
+	index  *chainIndex // the classifier's (classify.go); nil: walked linearly
 }
 
 type crule struct {
@@ -37,7 +38,8 @@ type crule struct {
 // maxDepth bounds nested jumps (loops are refused at load).
 const maxDepth = 64
 
-// Compile resolves a rule set for Run.
+// Compile resolves a rule set for Run and builds the classifier's index
+// of every chain of 16 rules or more (classify.go).
 func Compile(rs *Ruleset) *Program {
 	p := &Program{rs: rs}
 	for i, t := range rs.Tables {
@@ -56,7 +58,7 @@ func Compile(rs *Ruleset) *Program {
 			}
 		}
 		for _, c := range t.Chains {
-			cc := cchain{name: c.Name, policy: c.Policy}
+			cc := cchain{name: c.Name, policy: c.Policy, index: buildIndex(c)}
 			for _, r := range c.Rules {
 				j := -1
 				if r.Verdict == VJump && r.Target == nil {
@@ -130,7 +132,7 @@ func basicMatch(r *Rule, c *Ctx) bool {
 }
 
 type frameRet struct {
-	chain, rule int
+	chain, rule int32
 }
 
 // Run is ebt_do_table for one frame at table t's builtin chain h: rules
@@ -171,7 +173,9 @@ func (p *Program) Run(t TableID, h Hook, c *Ctx) netfilter.Verdict {
 }
 
 func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
-	var stack [maxDepth]frameRet
+	// the jump stack lives in the caller's Ctx: written before read,
+	// so a reused Ctx needs no clearing
+	stack := &c.stack
 	sp := 0
 	ci, i := start, 0
 	bytes := uint64(0)
@@ -181,8 +185,15 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 	if n := len(c.Frame.Data) - c.Frame.HeaderLen(); n > 0 {
 		bytes = uint64(n)
 	}
+	// the classifier's candidates of the current chain visit, worked
+	// out again wherever the frame may have changed since
+	var cur cursor
+	cur.set(ct.chains[ci].index, c)
 	for {
 		chain := &ct.chains[ci]
+		if cur.x != nil {
+			i = cur.next(i, len(chain.rules))
+		}
 		if i >= len(chain.rules) {
 			if c.Tracer != nil {
 				if chain.policy == VAccept || chain.policy == VDrop {
@@ -202,7 +213,8 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 				return netfilter.Accept
 			}
 			sp--
-			ci, i = stack[sp].chain, stack[sp].rule+1
+			ci, i = int(stack[sp].chain), int(stack[sp].rule)+1
+			cur.set(ct.chains[ci].index, c)
 			continue
 		}
 		cr := &chain.rules[i]
@@ -219,6 +231,11 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 		v := r.Verdict
 		if r.Target != nil {
 			v = r.Target.target(c, c.hook)
+			if v == VContinue {
+				// mark, dnat, snat and redirect may have changed what
+				// the index reads
+				cur.set(chain.index, c)
+			}
 		}
 		if c.Tracer != nil {
 			jump := ""
@@ -246,14 +263,16 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 				return netfilter.Accept
 			}
 			sp--
-			ci, i = stack[sp].chain, stack[sp].rule+1
+			ci, i = int(stack[sp].chain), int(stack[sp].rule)+1
+			cur.set(ct.chains[ci].index, c)
 		default:
 			if cr.jump < 0 || sp >= maxDepth {
 				return netfilter.Drop
 			}
-			stack[sp] = frameRet{ci, i}
+			stack[sp] = frameRet{int32(ci), int32(i)}
 			sp++
 			ci, i = cr.jump, 0
+			cur.set(ct.chains[ci].index, c)
 		}
 	}
 }

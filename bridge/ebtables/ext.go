@@ -90,7 +90,14 @@ type Ctx struct {
 	// frame is left as it is and the target's verdict applies).
 	Env Env
 
+	// Linear walks every chain rule by rule, without the compiled
+	// classifier (the reference the classifier is tested against).
+	Linear bool
+
 	hook Hook // the chain's hook during a traversal
+	// stack is the traversal's jump stack (ebt_do_table's per-cpu
+	// chainstack)
+	stack [maxDepth]frameRet
 
 	// Route is set by the broute table when the frame is to be routed
 	// (passed up on the port device) instead of bridged.

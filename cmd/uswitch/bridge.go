@@ -24,7 +24,7 @@ func bridgeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		bArgs = append([]string{"-j"}, bArgs...)
 	}
 	if *snapshot == "" {
-		return controlCall(inst.path(), control.Request{Cmd: "bridge", Args: bArgs}, stdout, stderr)
+		return controlCall(inst.path(), inst.with(control.Request{Cmd: "bridge", Args: bArgs}), stdout, stderr)
 	}
 	s, err := host.Load(*snapshot)
 	if err != nil {

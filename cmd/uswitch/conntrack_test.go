@@ -82,7 +82,7 @@ func TestLiveConntrack(t *testing.T) {
 	var evOut, evErr syncBuffer
 	evDone := make(chan int)
 	go func() {
-		evDone <- conntrackEvents(ctx, sock, []string{"-E"}, 0, &evOut, &evErr)
+		evDone <- conntrackEvents(ctx, sock, "", []string{"-E"}, 0, &evOut, &evErr)
 	}()
 	tb, _ := l.ConntrackTable()
 	for i := 0; !tb.Listening(); i++ {
@@ -96,7 +96,7 @@ func TestLiveConntrack(t *testing.T) {
 	defer udpCancel()
 	udpDone := make(chan int)
 	go func() {
-		udpDone <- conntrackEvents(udpCtx, sock, []string{"-E", "-p", "udp", "-e", "NEW", "-o", "xml"}, conntrack.OutXML, &evUDP, &bytes.Buffer{})
+		udpDone <- conntrackEvents(udpCtx, sock, "", []string{"-E", "-p", "udp", "-e", "NEW", "-o", "xml"}, conntrack.OutXML, &evUDP, &bytes.Buffer{})
 	}()
 	// both listeners attached before the traffic
 	for i := 0; tb.Listeners() < 2; i++ {

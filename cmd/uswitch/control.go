@@ -23,6 +23,15 @@ import (
 // instanceFlags choose the running lab a command talks to.
 type instanceFlags struct {
 	socket, lab string
+	// node is a node of a multi-node lab (--node NAME; "": the lab's
+	// own engine)
+	node string
+}
+
+// with is the request for the chosen node.
+func (f *instanceFlags) with(req control.Request) control.Request {
+	req.Node = f.node
+	return req
 }
 
 // newFlags is a subcommand's flag set, its errors and usage to stderr,
@@ -38,6 +47,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *instanceFlags) {
 func (f *instanceFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.socket, "socket", "", "control socket of the running uswitch (default: $USWITCH_SOCKET, else "+control.SocketPath("LAB")+")")
 	fs.StringVar(&f.lab, "lab", "default", "name of the running lab whose socket to use")
+	fs.StringVar(&f.node, "node", "", "a node of a multi-node lab: the command is that node's engine's")
 }
 
 func (f *instanceFlags) path() string {
@@ -126,19 +136,19 @@ func conntrackCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	case conntrack.OpEvent:
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		return conntrackEvents(ctx, inst.path(), rest, cmd.Out, stdout, stderr)
+		return conntrackEvents(ctx, inst.path(), inst.node, rest, cmd.Out, stdout, stderr)
 	}
-	return controlCall(inst.path(), control.Request{Cmd: "conntrack", Args: rest}, stdout, stderr)
+	return controlCall(inst.path(), inst.with(control.Request{Cmd: "conntrack", Args: rest}), stdout, stderr)
 }
 
-// instanceArgs takes --lab NAME and --socket PATH (or -lab, -socket,
-// =VALUE) out of a tool's own arguments.
+// instanceArgs takes --lab NAME, --socket PATH and --node NAME (or -lab,
+// -socket, -node, =VALUE) out of a tool's own arguments.
 func instanceArgs(args []string) (*instanceFlags, []string, error) {
 	inst := &instanceFlags{lab: "default"}
 	var rest []string
 	for i := 0; i < len(args); i++ {
 		name, val, hasVal := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
-		if !strings.HasPrefix(args[i], "-") || (name != "lab" && name != "socket") {
+		if !strings.HasPrefix(args[i], "-") || (name != "lab" && name != "socket" && name != "node") {
 			rest = append(rest, args[i])
 			continue
 		}
@@ -149,9 +159,12 @@ func instanceArgs(args []string) (*instanceFlags, []string, error) {
 			i++
 			val = args[i]
 		}
-		if name == "lab" {
+		switch name {
+		case "lab":
 			inst.lab = val
-		} else {
+		case "node":
+			inst.node = val
+		default:
 			inst.socket = val
 		}
 	}
@@ -161,10 +174,10 @@ func instanceArgs(args []string) (*instanceFlags, []string, error) {
 // conntrackEvents is conntrack -E: the instance's event lines until ctx
 // is done (SIGINT, SIGTERM) or the instance goes, then conntrack's
 // trailer.
-func conntrackEvents(ctx context.Context, path string, args []string, out conntrack.Output, stdout, stderr io.Writer) int {
+func conntrackEvents(ctx context.Context, path, node string, args []string, out conntrack.Output, stdout, stderr io.Writer) int {
 	n := 0
 	lines := &lineCounter{w: stdout}
-	code := streamCall(ctx, path, control.Request{Cmd: "conntrack", Args: args}, lines, stderr)
+	code := streamCall(ctx, path, control.Request{Cmd: "conntrack", Args: args, Node: node}, lines, stderr)
 	if code != 0 {
 		return code
 	}
@@ -195,7 +208,7 @@ func metricsCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	return controlCall(inst.path(), control.Request{Cmd: "metrics"}, stdout, stderr)
+	return controlCall(inst.path(), inst.with(control.Request{Cmd: "metrics"}), stdout, stderr)
 }
 
 // monitorCmd is `xtables-monitor --trace` against the running instance:
@@ -207,12 +220,12 @@ func monitorCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if !*tr || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: uswitch monitor --trace [--socket PATH | --lab NAME]")
+		fmt.Fprintln(stderr, "usage: uswitch monitor --trace [--socket PATH | --lab NAME] [--node NAME]")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return traceStream(ctx, inst.path(), stdout, stderr)
+	return traceStream(ctx, inst.path(), inst.node, stdout, stderr)
 }
 
 // pcapCmd writes a pcap of a device's packets (read and written by
@@ -226,7 +239,7 @@ func pcapCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() != 0 || *count < 0 {
-		fmt.Fprintln(stderr, "usage: uswitch pcap [-i DEVICE] [-w FILE] [-c COUNT] [--socket PATH | --lab NAME]")
+		fmt.Fprintln(stderr, "usage: uswitch pcap [-i DEVICE] [-w FILE] [-c COUNT] [--socket PATH | --lab NAME] [--node NAME]")
 		return 2
 	}
 	w := stdout
@@ -241,13 +254,13 @@ func pcapCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return streamCall(ctx, inst.path(), control.Request{Cmd: "pcap", Iface: *iface, Count: *count}, w, stderr)
+	return streamCall(ctx, inst.path(), inst.with(control.Request{Cmd: "pcap", Iface: *iface, Count: *count}), w, stderr)
 }
 
 // traceStream copies the instance's live trace lines to w until ctx is
 // done or the instance goes.
-func traceStream(ctx context.Context, path string, w, stderr io.Writer) int {
-	return streamCall(ctx, path, control.Request{Cmd: "trace"}, w, stderr)
+func traceStream(ctx context.Context, path, node string, w, stderr io.Writer) int {
+	return streamCall(ctx, path, control.Request{Cmd: "trace", Node: node}, w, stderr)
 }
 
 // streamCall sends a streaming request and copies the stream to w until

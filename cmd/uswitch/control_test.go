@@ -255,7 +255,7 @@ func TestLiveControl(t *testing.T) {
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	traced := make(chan int, 1)
-	go func() { traced <- traceStream(ctx, sock, pw, io.Discard); pw.Close() }()
+	go func() { traced <- traceStream(ctx, sock, "", pw, io.Discard); pw.Close() }()
 	lines := bufio.NewScanner(pr)
 	waitSubscribed := time.Now().Add(5 * time.Second)
 	for !tracing(l) {

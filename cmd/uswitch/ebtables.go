@@ -19,7 +19,7 @@ func ebtablesSave(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		return 2
 	}
 	if *input == "" {
-		return controlCall(inst.path(), control.Request{Cmd: "ebtables-save", Counters: *counters}, stdout, stderr)
+		return controlCall(inst.path(), inst.with(control.Request{Cmd: "ebtables-save", Counters: *counters}), stdout, stderr)
 	}
 	b, err := os.ReadFile(*input)
 	if err != nil {
@@ -66,5 +66,5 @@ func ebtablesRestore(args []string, stdin io.Reader, stdout, stderr io.Writer) i
 		}
 		return 0
 	}
-	return controlCall(inst.path(), control.Request{Cmd: "ebtables-restore", Input: string(data), NoFlush: *noflush}, stdout, stderr)
+	return controlCall(inst.path(), inst.with(control.Request{Cmd: "ebtables-restore", Input: string(data), NoFlush: *noflush}), stdout, stderr)
 }

@@ -14,7 +14,7 @@ import (
 )
 
 // ebtablesCmd is `uswitch ebtables ARGS`: uswitch's own options (--lab,
-// --socket, --file, --snapshot) are taken out wherever they are, the
+// --socket, --node, --file, --snapshot) are taken out wherever they are, the
 // rest is ebtables' command line, run by the instance (control
 // "ebtables") or here on a file.
 func ebtablesCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -30,6 +30,8 @@ func ebtablesCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			dst = &inst.lab
 		case "--socket":
 			dst = &inst.socket
+		case "--node":
+			dst = &inst.node
 		case "--file":
 			dst = &file
 		case "--snapshot":
@@ -61,5 +63,5 @@ func ebtablesCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if cl, err := ebtables.ParseCommandLine(rest, ebtables.CmdOptions{}); err != nil || cl.Op == 'h' {
 		return ebtcli.Run(rest, &ebtcli.File{Path: os.DevNull, ReadOnly: true}, ebtables.CmdOptions{}, stdout, stderr)
 	}
-	return controlCall(inst.path(), control.Request{Cmd: "ebtables", Args: rest}, stdout, stderr)
+	return controlCall(inst.path(), inst.with(control.Request{Cmd: "ebtables", Args: rest}), stdout, stderr)
 }

@@ -123,5 +123,5 @@ func faultCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, faultUsage)
 		return 2
 	}
-	return controlCall(inst.path(), req, stdout, stderr)
+	return controlCall(inst.path(), inst.with(req), stdout, stderr)
 }

@@ -24,7 +24,7 @@ func ipCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		ipArgs = append([]string{"-j"}, ipArgs...)
 	}
 	if *snapshot == "" {
-		return controlCall(inst.path(), control.Request{Cmd: "ip", Args: ipArgs}, stdout, stderr)
+		return controlCall(inst.path(), inst.with(control.Request{Cmd: "ip", Args: ipArgs}), stdout, stderr)
 	}
 	s, err := host.Load(*snapshot)
 	if err != nil {

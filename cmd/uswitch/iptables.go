@@ -67,7 +67,7 @@ func iptablesRestore(args []string, stdin io.Reader, stdout, stderr io.Writer) i
 		return 2
 	}
 	if !*test {
-		return restoreLive(inst.path(), &lf, *noflush, fs.Arg(0), stdin, stdout, stderr)
+		return restoreLive(inst.path(), inst.node, &lf, *noflush, fs.Arg(0), stdin, stdout, stderr)
 	}
 	ld, err := lf.loader()
 	if err != nil {
@@ -95,7 +95,7 @@ func iptablesRestore(args []string, stdin io.Reader, stdout, stderr io.Writer) i
 // restoreLive sends the rule set to the running instance, which loads it
 // over its own (Base) and swaps it in atomically, or keeps the old one
 // and answers with iptables-restore's error and exit code.
-func restoreLive(sock string, lf *loadFlags, noflush bool, file string, stdin io.Reader, stdout, stderr io.Writer) int {
+func restoreLive(sock, node string, lf *loadFlags, noflush bool, file string, stdin io.Reader, stdout, stderr io.Writer) int {
 	in := stdin
 	if file != "" {
 		f, err := os.Open(file)
@@ -111,7 +111,7 @@ func restoreLive(sock string, lf *loadFlags, noflush bool, file string, stdin io
 		fmt.Fprintf(stderr, "%s: %v\n", iptables.Program, err)
 		return 1
 	}
-	req := control.Request{Cmd: "iptables-restore", Input: string(data), NoFlush: noflush, Counters: lf.counters}
+	req := control.Request{Cmd: "iptables-restore", Input: string(data), NoFlush: noflush, Counters: lf.counters, Node: node}
 	if lf.ipset != "" {
 		b, err := os.ReadFile(lf.ipset)
 		if err != nil {
@@ -134,7 +134,7 @@ func iptablesSave(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		return 2
 	}
 	if *input == "" {
-		return controlCall(inst.path(), control.Request{Cmd: "iptables-save", Counters: lf.counters, Table: *table}, stdout, stderr)
+		return controlCall(inst.path(), inst.with(control.Request{Cmd: "iptables-save", Counters: lf.counters, Table: *table}), stdout, stderr)
 	}
 	ld, err := lf.loader()
 	if err != nil {

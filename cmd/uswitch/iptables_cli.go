@@ -14,7 +14,7 @@ import (
 )
 
 // iptablesCmd is `uswitch iptables ARGS`: uswitch's own options (--lab,
-// --socket, --file, --snapshot) are taken out wherever they are, the rest
+// --socket, --node, --file, --snapshot) are taken out wherever they are, the rest
 // is iptables' command line, run by the instance (control "iptables") or
 // here on a file.
 func iptablesCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -30,6 +30,8 @@ func iptablesCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			dst = &inst.lab
 		case "--socket":
 			dst = &inst.socket
+		case "--node":
+			dst = &inst.node
 		case "--file":
 			dst = &file
 		case "--snapshot":
@@ -61,5 +63,5 @@ func iptablesCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if cl, err := iptables.ParseCommandLine(rest); err != nil || cl.Help != "" || cl.Version {
 		return iptcli.Run(rest, &iptcli.File{Path: os.DevNull, ReadOnly: true}, nil, stdout, stderr)
 	}
-	return controlCall(inst.path(), control.Request{Cmd: "iptables", Args: rest}, stdout, stderr)
+	return controlCall(inst.path(), inst.with(control.Request{Cmd: "iptables", Args: rest}), stdout, stderr)
 }

@@ -34,7 +34,7 @@ func ipvsadmCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var rest []string
 	for i := 0; i < len(args); i++ {
 		name, val, hasVal := strings.Cut(args[i], "=")
-		if name != "--snapshot" && name != "--input" && name != "--socket" && name != "--lab" {
+		if name != "--snapshot" && name != "--input" && name != "--socket" && name != "--lab" && name != "--node" {
 			rest = append(rest, args[i])
 			continue
 		}
@@ -53,6 +53,8 @@ func ipvsadmCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			input = val
 		case "--socket":
 			inst.socket = val
+		case "--node":
+			inst.node = val
 		default:
 			inst.lab = val
 		}
@@ -80,7 +82,7 @@ func ipvsadmCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 			req.Input = string(b)
 		}
-		return controlCall(inst.path(), req, stdout, stderr)
+		return controlCall(inst.path(), inst.with(req), stdout, stderr)
 	}
 	switch c.Cmd {
 	case lvs.CmdList, lvs.CmdSave, lvs.CmdRestore:

@@ -23,16 +23,16 @@ func logCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: uswitch log [-f] [-t] [--socket PATH | --lab NAME]")
+		fmt.Fprintln(stderr, "usage: uswitch log [-f] [-t] [--socket PATH | --lab NAME] [--node NAME]")
 		return 2
 	}
 	req := control.Request{Cmd: "log", Follow: *follow, NoTime: *noTime}
 	if !*follow {
-		return controlCall(inst.path(), req, stdout, stderr)
+		return controlCall(inst.path(), inst.with(req), stdout, stderr)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return streamCall(ctx, inst.path(), req, stdout, stderr)
+	return streamCall(ctx, inst.path(), inst.with(req), stdout, stderr)
 }
 
 // nflogCmd is tcpdump -i nflog:N -w FILE for a running instance: a pcap
@@ -47,7 +47,7 @@ func nflogCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() != 0 || *count < 0 {
-		fmt.Fprintln(stderr, "usage: uswitch nflog [-g GROUP] [-w FILE] [-c COUNT] [--socket PATH | --lab NAME]")
+		fmt.Fprintln(stderr, "usage: uswitch nflog [-g GROUP] [-w FILE] [-c COUNT] [--socket PATH | --lab NAME] [--node NAME]")
 		return 2
 	}
 	if *group < 0 || *group > 0xffff {
@@ -66,5 +66,5 @@ func nflogCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return streamCall(ctx, inst.path(), control.Request{Cmd: "nflog", Group: *group, Count: *count}, w, stderr)
+	return streamCall(ctx, inst.path(), inst.with(control.Request{Cmd: "nflog", Group: *group, Count: *count}), w, stderr)
 }

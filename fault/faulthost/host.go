@@ -140,6 +140,9 @@ func (h *Host) Sysctl(name, value string) (string, error) {
 		return "0"
 	}
 	ct := h.Eng.CT
+	if rest, ok := strings.CutPrefix(name, "net.ipv4.conf."); ok {
+		return h.devConf(name, rest, v)
+	}
 	switch name {
 	case "net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding":
 		// devinet_sysctl_forward -> inet_forward_change: every
@@ -194,7 +197,102 @@ func (h *Host) Sysctl(name, value string) (string, error) {
 		ct.SetMax(int(v))
 		return old, nil
 	}
-	return "", fmt.Errorf("sysctl %s: not one uswitch follows (ip_forward, bridge-nf-call-iptables, nf_conntrack_tcp_be_liberal, nf_conntrack_tcp_loose, nf_conntrack_max)", name)
+	return "", fmt.Errorf("sysctl %s: not one uswitch follows (ip_forward, net.ipv4.conf.{all,DEV}.{route_localnet,rp_filter,accept_local,src_valid_mark,send_redirects,forwarding}, bridge-nf-call-iptables, nf_conntrack_tcp_be_liberal, nf_conntrack_tcp_loose, nf_conntrack_max)", name)
+}
+
+// devConf sets net.ipv4.conf.DEV.KNOB (rest is "DEV.KNOB"; DEV "all"
+// or a device of the engine's routing; "default" only changes devices
+// made later, and an engine's devices are all made): the routing
+// state is rebuilt with it and swapped in. "all" is the devinet "all"
+// entry the kernel ORs or maxes with the device's (route_localnet,
+// accept_local: IN_DEV_ORCONF; rp_filter: IN_DEV_MAXCONF); forwarding
+// on "all" sets every device's, as ip_forward does.
+func (h *Host) devConf(name, rest string, v int64) (string, error) {
+	i := strings.LastIndexByte(rest, '.')
+	if i <= 0 {
+		return "", fmt.Errorf("sysctl %s: want net.ipv4.conf.DEV.KNOB", name)
+	}
+	dev, knob := rest[:i], rest[i+1:]
+	cur := h.Eng.Config()
+	if cur.FIB == nil {
+		return "", fmt.Errorf("sysctl %s: the engine has no routing state", name)
+	}
+	rc := cur.FIB.Config()
+	var c route.DevConf
+	switch {
+	case dev == "all":
+		c = rc.All
+	case dev == "default":
+		return "", fmt.Errorf("sysctl %s: conf.default changes only devices made later; name all or a device", name)
+	default:
+		found := false
+		for _, l := range rc.Links {
+			found = found || l.Name == dev
+		}
+		if !found {
+			return "", fmt.Errorf("sysctl %s: no device %q", name, dev)
+		}
+		var ok bool
+		if c, ok = rc.Dev[dev]; !ok {
+			c = route.DefaultDevConf()
+		}
+	}
+	b := func(x bool) string {
+		if x {
+			return "1"
+		}
+		return "0"
+	}
+	var old string
+	on := v != 0
+	switch knob {
+	case "route_localnet":
+		old, c.RouteLocalnet = b(c.RouteLocalnet), on
+	case "accept_local":
+		old, c.AcceptLocal = b(c.AcceptLocal), on
+	case "src_valid_mark":
+		old, c.SrcValidMark = b(c.SrcValidMark), on
+	case "send_redirects":
+		old, c.SendRedirects = b(c.SendRedirects), on
+	case "forwarding":
+		old, c.Forwarding = b(c.Forwarding), on
+	case "rp_filter":
+		if v > 2 {
+			return "", fmt.Errorf("sysctl %s: %d: want 0, 1 or 2", name, v)
+		}
+		old, c.RPFilter = strconv.Itoa(c.RPFilter), int(v)
+	default:
+		return "", fmt.Errorf("sysctl %s: not a knob uswitch follows (route_localnet, rp_filter, accept_local, src_valid_mark, send_redirects, forwarding)", name)
+	}
+	dm := make(map[string]route.DevConf, len(rc.Dev)+1)
+	for k, x := range rc.Dev {
+		dm[k] = x
+	}
+	if dev == "all" {
+		rc.All = c
+		if knob == "forwarding" {
+			// devinet_sysctl_forward on "all": inet_forward_change
+			for _, l := range rc.Links {
+				x, ok := dm[l.Name]
+				if !ok {
+					x = route.DefaultDevConf()
+				}
+				x.Forwarding = on
+				dm[l.Name] = x
+			}
+			cur.IPForward = on
+		}
+	} else {
+		dm[dev] = c
+	}
+	rc.Dev = dm
+	fib, err := route.New(rc)
+	if err != nil {
+		return "", fmt.Errorf("sysctl %s: %v", name, err)
+	}
+	cur.FIB = fib
+	h.Eng.Swap(cur)
+	return old, nil
 }
 
 // Bridge is the forwarding database of bridge name.

@@ -66,12 +66,14 @@ var layer = map[string]int{
 	"control": 5,
 	// L6: orchestration
 	"lab": 6,
-	// L7: the command and test plumbing
-	"cmd/uswitch":        7,
-	"bench":              7,
-	"bench/rulegen":      7,
-	"internal/tracetest": 7,
-	"internal/layers":    7,
+	// L7: experiments over a lab (workloads, schedules, reports)
+	"experiment": 7,
+	// L8: the command and test plumbing
+	"cmd/uswitch":        8,
+	"bench":              8,
+	"bench/rulegen":      8,
+	"internal/tracetest": 8,
+	"internal/layers":    8,
 }
 
 // violations lists the imports of graph (package -> its imports, module

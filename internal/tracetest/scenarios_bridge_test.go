@@ -1,8 +1,10 @@
 package tracetest
 
 import (
+	"strings"
 	"testing"
 
+	"github.com/uswitch-lab/uswitch/bench/rulegen"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -270,3 +272,51 @@ COMMIT
 }
 
 func TestEbtablesScenarios(t *testing.T) { runScenarios(t, ebtScenarios) }
+
+// ebtables chains long enough for the compiled classifier (16 rules or
+// more, bench/rulegen's filler rules that none of the frames match)
+// against the kernel: the rules that do match sit between them, a dnat
+// with CONTINUE changes the destination MAC a later rule of the same
+// chain tests, a mark set in nat PREROUTING and filter FORWARD is tested
+// further down FORWARD.
+var ebtClassifierScenarios = []Scenario{{
+	Name:    "ebtables-classifier",
+	Bridges: br0,
+	Rules:   traceAll,
+	Ebtables: "*filter\n:INPUT ACCEPT\n:FORWARD ACCEPT\n:OUTPUT ACCEPT\n" + ebtFiller("FORWARD", 200, map[int]string{
+		50:  "-p IPv4 -s 02:00:00:00:00:0c --ip-dst 10.1.0.1 -j DROP",
+		120: "-p IPv4 -i p1 --ip-proto udp -j mark --mark-or 0x40 --mark-target CONTINUE",
+		150: "-p IPv4 --mark 0x45 --ip-proto udp --ip-dport 9 -j DROP",
+		199: "-p ARP -i p1 --arp-ip-dst 10.1.0.3 -j DROP",
+	}) + "*nat\n:PREROUTING ACCEPT\n:OUTPUT ACCEPT\n:POSTROUTING ACCEPT\n" + ebtFiller("PREROUTING", 40, map[int]string{
+		10: "-d 02:00:00:00:00:77 -j dnat --to-dst 02:00:00:00:00:0b --dnat-target CONTINUE",
+		20: "-d 02:00:00:00:00:0b -j mark --mark-set 0x5 --mark-target CONTINUE",
+	}),
+	Packets: []Packet{
+		eth(macA, macB, "udp 10.1.0.2:2 > 10.1.0.1:1", "p2"),
+		eth(macB, macA, "udp 10.1.0.1:1 > 10.1.0.2:2", "p1"),
+		eth(macB, macA, "udp 10.1.0.1:1 > 10.1.0.2:9", "p1"),
+		eth(macA, macC, "udp 10.1.0.3:1 > 10.1.0.1:2", "p3"),
+		eth(macB, macC, "udp 10.1.0.3:1 > 10.1.0.2:9", "p3"),
+		eth(packet.MAC{2, 0, 0, 0, 0, 0x77}, macA, "udp 10.1.0.1:1 > 10.1.0.2:3", "p1"),
+		arpFrame(1, packet.Broadcast, macA, "10.1.0.1", packet.MAC{}, "10.1.0.2", "p1"),
+		arpFrame(1, packet.Broadcast, macA, "10.1.0.1", packet.MAC{}, "10.1.0.3", "p1"),
+	},
+}}
+
+// ebtFiller is n rules of chain: rulegen.EbtablesForward's (which none
+// of the scenario's frames match) with the rules of at in their places.
+func ebtFiller(chain string, n int, at map[int]string) string {
+	var fill []string
+	for _, l := range strings.Split(rulegen.EbtablesForward(n), "\n") {
+		if strings.HasPrefix(l, "-A FORWARD ") {
+			fill = append(fill, "-A "+chain+" "+strings.TrimPrefix(l, "-A FORWARD "))
+		}
+	}
+	for i, r := range at {
+		fill[i] = "-A " + chain + " " + r
+	}
+	return strings.Join(fill, "\n") + "\n"
+}
+
+func TestEbtablesClassifierScenarios(t *testing.T) { runScenarios(t, ebtClassifierScenarios) }
