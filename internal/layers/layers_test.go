@@ -20,7 +20,6 @@ const module = "github.com/uswitch-lab/uswitch"
 var layer = map[string]int{
 	// L0: packet views, routing, the hook enum, small leaf helpers
 	"packet":            0,
-	"route":             0,
 	"netfilter":         0,
 	"internal/kernhash": 0,
 	"internal/prom":     0,
@@ -32,19 +31,21 @@ var layer = map[string]int{
 	"internal/capture/capturetest": 0,
 	"internal/kerneltest":          1,
 	"internal/labtest":             1,
-	// L1: state machines over packets
+	// L1: state machines over packets; routing (its multipath hash is
+	// the kernel's siphash)
+	"route":      1,
 	"conntrack":  1,
 	"ipfrag":     1,
 	"lvs":        1,
 	"trace":      1,
 	"bridge/fdb": 1,
-	"iproute":    1,
 	// tunnel formats and a vxlan device's FDB (under link)
 	"encap": 1,
 	// L2: what reads conntrack: NAT and the iptables language
 	"nat":             2,
 	"iptables":        2,
 	"bridge/ebtables": 2,
+	"iproute":         2,
 	// L3: the engine
 	"datapath":              3,
 	"datapath/datapathtest": 3,
