@@ -13,7 +13,8 @@ import (
 )
 
 // killLab: a client and a server on two TUNs, one queue each, with a
-// datapath-stall from 6s to 7s and a datapath-kill from 8s to 9s (late enough that a loaded machine has the lab up and the first ping done).
+// datapath-stall from 6s to 7s and a datapath-kill from 8s to 9s (late
+// enough that a loaded machine has the lab up and the first ping done).
 const killLab = `
 name = "kill"
 [uswitch]
