@@ -497,4 +497,12 @@ func TestDirectorKernelDestOrder(t *testing.T) {
 	if got := pick(d, 3); got != "BCA" {
 		t.Fatalf("rr after the re-add: %s, want BCA", got)
 	}
+	// Clone (restore's scratch copy) keeps the order
+	c2, err := Clone(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := order(c2); got != "BCA" {
+		t.Errorf("clone: %s, want BCA", got)
+	}
 }

@@ -483,6 +483,7 @@ func TestIpvsadmRoundTrip(t *testing.T) {
 	if exact < 30 {
 		t.Fatalf("only %d of 300 cases had a total order", exact)
 	}
+	t.Logf("%d of 300 cases compared exactly, the others as sets of rules", exact)
 }
 
 // compareIsTotal reports whether ipvsadm's compares order d's services
