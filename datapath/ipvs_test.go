@@ -40,7 +40,9 @@ func rs(last byte, fwd lvs.FwdMethod) lvs.DestConfig {
 }
 
 func TestIPVSMasqFlow(t *testing.T) {
-	e, _ := ipvsEngine(t, "", "rr", rs(2, lvs.Masq), rs(3, lvs.Masq))
+	// each -a puts the dest at the head of the kernel's list and rr
+	// starts from the head: the dest added last (.2) is picked first
+	e, _ := ipvsEngine(t, "", "rr", rs(3, lvs.Masq), rs(2, lvs.Masq))
 	tr := &Tracer{All: true}
 	syn := mk(t, "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 1 iif eth0")
 	f := e.Receive(syn, 1e9, tr)
@@ -86,7 +88,8 @@ func TestIPVSMasqFlow(t *testing.T) {
 }
 
 func TestIPVSDirectRouteAndTunnel(t *testing.T) {
-	e, _ := ipvsEngine(t, "", "rr", rs(4, lvs.Route), lvs.DestConfig{Addr: 0xc0a80105, Port: 80, Fwd: lvs.Tunnel, Weight: 1})
+	// added last, the DR dest is at the head of the list: rr's first pick
+	e, _ := ipvsEngine(t, "", "rr", lvs.DestConfig{Addr: 0xc0a80105, Port: 80, Fwd: lvs.Tunnel, Weight: 1}, rs(4, lvs.Route))
 	syn := mk(t, "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 1 iif eth0")
 	orig := append([]byte(nil), syn.IP...)
 	// DR: only the TTL changed; the next hop is the real server

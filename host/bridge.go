@@ -8,6 +8,7 @@ import (
 	"github.com/uswitch-lab/uswitch/bridge/fdb"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/packet"
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 // The bridge level of a snapshot: bridge devices and their ports from
@@ -151,6 +152,34 @@ func (s *Snapshot) bridges(linkJSON []byte) ([]datapath.BridgeConfig, error) {
 			c.Neighbours[packet.AddrFrom(a)] = m
 		}
 		out = append(out, c)
+	}
+	return out, nil
+}
+
+// neighbours reads `ip -j neigh show` for fib_multipath_use_neigh: an
+// entry is valid in the NUD_VALID states (include/net/neighbour.h).
+func neighbours(b []byte) ([]route.Neighbour, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var ns []jsonNeigh
+	if err := json.Unmarshal(b, &ns); err != nil {
+		return nil, fmt.Errorf("%s: %w", FileNeigh, err)
+	}
+	var out []route.Neighbour
+	for _, n := range ns {
+		a, err := netip.ParseAddr(n.Dst)
+		if err != nil || !a.Is4() {
+			continue
+		}
+		valid := false
+		for _, st := range n.State {
+			switch st {
+			case "PERMANENT", "NOARP", "REACHABLE", "PROBE", "STALE", "DELAY":
+				valid = true
+			}
+		}
+		out = append(out, route.Neighbour{Dev: n.Dev, Addr: a, Valid: valid})
 	}
 	return out, nil
 }

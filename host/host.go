@@ -239,7 +239,13 @@ func parse(get func(string) ([]byte, bool)) (*Snapshot, error) {
 	}
 	cfg := route.Config{Links: s.Links, Addrs: s.Addrs, Routes: s.Routes, Rules: s.Rules,
 		All: s.Sysctl.DevConf("all"), Dev: map[string]route.DevConf{},
-		MultipathHashPolicy: s.Sysctl.MultipathHashPolicy}
+		MultipathHashPolicy: s.Sysctl.MultipathHashPolicy, MultipathHashSeed: s.Sysctl.MultipathHashSeed,
+		MultipathHashFields: s.Sysctl.MultipathHashFields, MultipathUseNeigh: s.Sysctl.MultipathUseNeigh}
+	if cfg.MultipathUseNeigh {
+		if cfg.Neighbours, err = neighbours(s.Raw[FileNeigh]); err != nil {
+			return nil, err
+		}
+	}
 	for _, l := range s.Links {
 		cfg.Dev[l.Name] = s.Sysctl.DevConf(l.Name)
 	}

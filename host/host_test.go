@@ -63,6 +63,22 @@ func TestSysctl(t *testing.T) {
 	if err != nil || !s.Conf["all"].AcceptSourceRoute || !s.Conf["tun1"].AcceptSourceRoute || s.Conf["tun2"].AcceptSourceRoute {
 		t.Errorf("accept_source_route: %v %+v", err, s.Conf)
 	}
+	s, err = parseSysctl("sysctl", []byte("net.ipv4.fib_multipath_hash_seed = 4294967295\nnet.ipv4.fib_multipath_hash_fields = 0x0037\n"+
+		"net.ipv4.fib_multipath_use_neigh = 1\nnet.ipv4.fib_multipath_hash_policy = 3\n"))
+	if err != nil || s.MultipathHashSeed != 0xffffffff || s.MultipathHashFields != 0x37 || !s.MultipathUseNeigh || s.MultipathHashPolicy != 3 {
+		t.Errorf("multipath sysctls: %v %+v", err, s)
+	}
+	if d := DefaultSysctl(); d.MultipathHashFields != 7 || d.MultipathHashSeed != 0 {
+		t.Errorf("default multipath fields %#x seed %d", d.MultipathHashFields, d.MultipathHashSeed)
+	}
+	if _, err = parseSysctl("sysctl", []byte("net.ipv4.fib_multipath_hash_seed = -1\n")); err == nil {
+		t.Errorf("a negative seed is accepted")
+	}
+	ns, err := neighbours([]byte(`[{"dst":"10.1.0.48","dev":"a0","state":["FAILED"]},{"dst":"10.1.0.170","dev":"a0","lladdr":"02:00:00:00:00:01","state":["STALE"]},` +
+		`{"dst":"fe80::1","dev":"a0","state":["REACHABLE"]},{"dst":"10.1.0.9","dev":"b0","state":["INCOMPLETE"]}]`))
+	if err != nil || len(ns) != 3 || ns[0].Valid || !ns[1].Valid || ns[2].Valid || ns[2].Dev != "b0" {
+		t.Errorf("neighbours: %v %+v", err, ns)
+	}
 	_, err = parseSysctl("sysctl", []byte("net.ipv4.ip_forward = 1\nnet.ipv4.ip_forward = x\n"))
 	var pe *ParseError
 	if !errors.As(err, &pe) || pe.File != "sysctl" || pe.Line != 2 {

@@ -40,7 +40,10 @@ type Sysctl struct {
 	IPForward bool // net.ipv4.ip_forward
 	// Conf is net.ipv4.conf.NAME for "all", "default" and every device.
 	Conf                map[string]route.DevConf
-	MultipathHashPolicy int // net.ipv4.fib_multipath_hash_policy
+	MultipathHashPolicy int    // net.ipv4.fib_multipath_hash_policy
+	MultipathHashSeed   uint32 // net.ipv4.fib_multipath_hash_seed (0: the boot's random seed)
+	MultipathHashFields uint32 // net.ipv4.fib_multipath_hash_fields (policy 3)
+	MultipathUseNeigh   bool   // net.ipv4.fib_multipath_use_neigh
 	Conntrack           Conntrack
 	// IPVS is net.ipv4.vs.* (only present where the ip_vs module is
 	// loaded; a snapshot or lab may give them for uswitch's IPVS).
@@ -52,8 +55,9 @@ type Sysctl struct {
 // DefaultSysctl is a fresh namespace's values.
 func DefaultSysctl() Sysctl {
 	return Sysctl{
-		Conf: map[string]route.DevConf{"all": route.DefaultDevConf(), "default": route.DefaultDevConf()},
-		IPVS: lvs.DefaultSysctls,
+		Conf:                map[string]route.DevConf{"all": route.DefaultDevConf(), "default": route.DefaultDevConf()},
+		MultipathHashFields: 7,
+		IPVS:                lvs.DefaultSysctls,
 		Conntrack: Conntrack{
 			Max:               262144,
 			TCPLoose:          true,
@@ -198,6 +202,23 @@ func (s *Sysctl) set(k, v string) error {
 	case "net.ipv4.fib_multipath_hash_policy":
 		n, err := atoi(v)
 		s.MultipathHashPolicy = n
+		return err
+	case "net.ipv4.fib_multipath_hash_seed", "net.ipv4.fib_multipath_hash_fields":
+		// sysctl -a prints both in decimal; a lab file may give the
+		// fields in hex as sysctl -w takes them
+		n, err := strconv.ParseUint(v, 0, 32)
+		if err != nil {
+			return fmt.Errorf("want an unsigned 32-bit integer, found %q", v)
+		}
+		if strings.HasSuffix(k, "seed") {
+			s.MultipathHashSeed = uint32(n)
+		} else {
+			s.MultipathHashFields = uint32(n)
+		}
+		return nil
+	case "net.ipv4.fib_multipath_use_neigh":
+		n, err := atoi(v)
+		s.MultipathUseNeigh = n != 0
 		return err
 	case "net.netfilter.nf_conntrack_max", "net.nf_conntrack_max":
 		n, err := atoi(v)

@@ -282,7 +282,9 @@ func Get(env Env, g *GetArgs, json bool) (string, *Error) {
 	if names == nil {
 		names = DefaultNames()
 	}
-	fl := route.Flow{Dst: g.Dst, TOS: g.TOS &^ 3, Mark: g.Mark, Proto: 17, SPort: g.SPort, DPort: g.DPort, UID: env.UID}
+	// inet_rtm_getroute builds an skb of the question (inet_rtm_getroute_build_skb)
+	// and the multipath hash dissects it: Packet
+	fl := route.Flow{Dst: g.Dst, TOS: g.TOS &^ 3, Mark: g.Mark, Proto: 17, SPort: g.SPort, DPort: g.DPort, UID: env.UID, Packet: true}
 	if g.HasSrc {
 		fl.Src = g.Src
 	}

@@ -45,6 +45,13 @@ var kernelSetup = []string{
 	"route add 10.50.2.0/24 via 10.1.0.252 metric 1",
 	"route add 10.60.0.0/16 nexthop via 10.1.0.250 weight 1 nexthop via 10.2.0.250 weight 3",
 	"route add 10.61.0.0/16 proto static nexthop via 10.1.0.249 nexthop dev c0",
+	"route add 10.63.0.0/16 nexthop via 10.1.0.240 weight 2 nexthop via 10.2.0.240 nexthop dev c0 weight 5 nexthop via 10.4.0.2 weight 3",
+	"route add 10.64.0.0/24 table 100 nexthop via 192.168.5.240 nexthop via 10.1.0.241 weight 7",
+	// neighbour states for fib_multipath_use_neigh: a failed and an
+	// incomplete gateway are skipped, a stale one is not
+	"neigh add 10.2.0.240 dev b0 lladdr 02:00:00:00:00:01 nud failed",
+	"neigh add 10.4.0.2 dev d0 nud incomplete",
+	"neigh add 10.1.0.241 dev a0 lladdr 02:00:00:00:00:02 nud stale",
 	"route add unreachable 10.70.0.0/16",
 	"route add prohibit 10.71.0.0/16",
 	"route add blackhole 10.72.0.0/16",
@@ -106,6 +113,8 @@ var kernelSetup = []string{
 
 var kernelSysctls = []string{
 	"net.ipv4.ip_forward=1",
+	// a known multipath seed: with 0 the kernel draws one at boot
+	"net.ipv4.fib_multipath_hash_seed=" + fmt.Sprint(mpSeed),
 	"net.ipv4.conf.c0.forwarding=0",
 	"net.ipv4.conf.b0.rp_filter=1",
 	"net.ipv4.conf.a0.rp_filter=2",
@@ -134,6 +143,14 @@ func setup(t *testing.T) (*kerneltest.Netns, *host.Snapshot) {
 			t.Fatalf("sysctl %s: %v %s", s, err, e)
 		}
 	}
+	return ns, capture(t, ns)
+}
+
+// mpSeed is the fib_multipath_hash_seed the namespace gets.
+const mpSeed = 0x5eed1234
+
+// capture snapshots the namespace.
+func capture(t *testing.T, ns *kerneltest.Netns) *host.Snapshot {
 	dir := filepath.Join(t.TempDir(), "snap")
 	if err := host.Capture(dir, ns.Name); err != nil {
 		t.Fatal(err)
@@ -142,7 +159,7 @@ func setup(t *testing.T) (*kerneltest.Netns, *host.Snapshot) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ns, snap
+	return snap
 }
 
 func env(snap *host.Snapshot) iproute.Env {
@@ -163,6 +180,7 @@ func genQuery(r *rand.Rand) []string {
 	}
 	dst := fill(pick("10.50.%d.%d", "10.50.1.%d", "10.50.2.%d", "10.51.0.%d", "10.52.0.%d", "10.55.0.%d",
 		"10.56.0.%d", "10.57.0.%d", "10.58.0.%d", "10.59.0.%d", "10.60.%d.%d", "10.61.0.%d", "10.62.0.%d",
+		"10.63.%d.%d", "10.63.%d.%d", "10.64.0.%d",
 		"10.70.0.%d", "10.71.0.%d", "10.72.0.%d", "10.73.0.%d", "10.80.0.%d", "10.81.0.%d", "10.82.0.%d",
 		"10.83.0.%d", "10.84.0.%d", "10.90.0.%d", "10.1.0.%d", "10.2.0.%d", "192.168.5.%d", "172.16.%d.%d",
 		"8.8.%d.%d", "10.200.0.%d", "10.201.0.%d", "10.4.0.2", "10.9.0.2", "10.9.0.1", "10.4.0.1",
@@ -220,6 +238,34 @@ func genQuery(r *rand.Rand) []string {
 	return args
 }
 
+// genMultipathQuery draws an `ip route get` towards the multipath
+// routes: sources that are and are not a nexthop's own address, input
+// and output, protocols and ports, the table 100 route by mark.
+func genMultipathQuery(r *rand.Rand) []string {
+	pick := func(s ...string) string { return s[r.IntN(len(s))] }
+	n := func() string { return fmt.Sprint(r.IntN(256)) }
+	dst := pick("10.60."+n()+"."+n(), "10.61.0."+n(), "10.63."+n()+"."+n(), "10.63."+n()+"."+n(), "10.64.0."+n())
+	args := []string{dst}
+	switch r.IntN(4) {
+	case 0: // input
+		args = append(args, "from", pick("10.1.0."+n(), "10.2.0."+n(), "192.168.5."+n(), "8.8."+n()+"."+n()), "iif", pick("a0", "b0", "c0", "d0p"))
+	case 1: // output from one of our addresses
+		args = append(args, "from", pick("10.1.0.1", "10.1.0.2", "10.2.0.1", "192.168.5.1", "172.16.0.1", "10.4.0.1", "10.9.0.1"))
+	}
+	if strings.HasPrefix(dst, "10.64.") {
+		args = append(args, "mark", "1")
+	}
+	switch r.IntN(4) {
+	case 0:
+		args = append(args, "ipproto", "tcp", "sport", fmt.Sprint(1+r.IntN(65535)), "dport", fmt.Sprint(1+r.IntN(65535)))
+	case 1:
+		args = append(args, "ipproto", "udp", "sport", fmt.Sprint(1+r.IntN(65535)))
+	case 2:
+		args = append(args, "ipproto", "icmp", "dport", fmt.Sprint(1+r.IntN(65535)))
+	}
+	return args
+}
+
 // kernelAnswers runs the commands in one `ip -force -batch -` (with
 // the options opts), a delimiter command after each, and returns each
 // command's stdout and the stderr of the failed ones.
@@ -259,7 +305,7 @@ func kernelAnswers(t *testing.T, ns *kerneltest.Netns, opts []string, cmds []str
 }
 
 // nexthopFields are the parts of an answer that name the path a
-// multipath route took: uswitch's multipath hash is not the kernel's.
+// multipath route took (to tell such differences apart in the log).
 var nexthopFields = regexp.MustCompile(`(via|dev|src) \S+ |"(gateway|dev|prefsrc)":"[^"]*",?`)
 
 // TestKernelRouteGet compares `uswitch ip route get` on the snapshot
@@ -267,11 +313,37 @@ var nexthopFields = regexp.MustCompile(`(via|dev|src) \S+ |"(gateway|dev|prefsrc
 // -j, with exit statuses; then ip route show (every table, all) and ip
 // rule show.
 func TestKernelRouteGet(t *testing.T) {
-	ns, snap := setup(t)
+	ns, _ := setup(t)
+	// every fib_multipath_hash_policy; policy 3 with the default fields
+	// and with ports
+	for _, pol := range []struct{ name, policy, fields string }{
+		{"L3", "0", "7"}, {"L4", "1", "7"}, {"L3 or inner L3", "2", "7"},
+		{"custom 0x0007", "3", "7"}, {"custom 0x0037", "3", "0x0037"}, {"custom 0x0030", "3", "0x0030"},
+		{"custom 0x0040", "3", "0x0040"}, {"L4 use_neigh", "1", "7"},
+	} {
+		t.Run(pol.name, func(t *testing.T) {
+			neigh := "0"
+			if strings.HasSuffix(pol.name, "use_neigh") {
+				neigh = "1"
+			}
+			for _, s := range []string{"net.ipv4.fib_multipath_hash_policy=" + pol.policy, "net.ipv4.fib_multipath_hash_fields=" + pol.fields,
+				"net.ipv4.fib_multipath_use_neigh=" + neigh} {
+				if _, e, code, err := ns.Run("", "sysctl", "-q", "-w", s); err != nil || code != 0 {
+					t.Fatalf("sysctl %s: %v %s", s, err, e)
+				}
+			}
+			snap := capture(t, ns)
+			routeGet(t, ns, snap, "random", 2400, genQuery)
+			routeGet(t, ns, snap, "multipath", 1600, genMultipathQuery)
+		})
+	}
+}
+
+// routeGet runs the random queries against the kernel and uswitch.
+func routeGet(t *testing.T, ns *kerneltest.Netns, snap *host.Snapshot, label string, n int, genQuery func(*rand.Rand) []string) {
 	e := env(snap)
-	n := 2400
 	if testing.Short() {
-		n = 400
+		n /= 6
 	}
 	seed := uint64(1)
 	if s := os.Getenv("USWITCH_IPROUTE_SEED"); s != "" {
@@ -298,7 +370,7 @@ func TestKernelRouteGet(t *testing.T) {
 	}
 	for _, opts := range [][]string{nil, {"-j"}} {
 		outs, errs := kernelAnswers(t, ns, opts, cmds)
-		agree, multipath, mpAgree, fails := 0, 0, 0, 0
+		agree, multipath, mpAgree, fails, mpAnswers := 0, 0, 0, 0, 0
 		kinds := map[string]int{}
 		for i, q := range queries {
 			var o, eb bytes.Buffer
@@ -311,6 +383,9 @@ func TestKernelRouteGet(t *testing.T) {
 				kinds["ok"]++
 			}
 			same := o.String() == outs[i] && eb.String() == errs[i] && code == wantCode
+			if wantCode == 0 && isMultipath(snap.FIB, e, q) {
+				mpAnswers++
+			}
 			if same {
 				agree++
 				continue
@@ -320,7 +395,6 @@ func TestKernelRouteGet(t *testing.T) {
 				if code == wantCode && eb.String() == errs[i] &&
 					nexthopFields.ReplaceAllString(o.String(), "") == nexthopFields.ReplaceAllString(outs[i], "") {
 					mpAgree++
-					continue
 				}
 			}
 			fails++
@@ -328,13 +402,13 @@ func TestKernelRouteGet(t *testing.T) {
 				t.Errorf("ip %s %s:\nkernel (exit %d):\n%s%s\nuswitch (exit %d):\n%s%s", strings.Join(opts, " "), cmds[i], wantCode, outs[i], errs[i], code, o.String(), eb.String())
 			}
 		}
-		t.Logf("ip %s route get: %d/%d byte-identical; %d more differ only in the multipath nexthop taken (%d of them otherwise identical); %d differences; kernel answers: %v",
-			strings.Join(opts, " "), agree, n, multipath, mpAgree, fails, kinds)
+		t.Logf("%s: ip %s route get: %d/%d byte-identical (%d answered by multipath routes); %d differences (%d from multipath routes, %d of them only in the nexthop taken); kernel answers: %v",
+			label, strings.Join(opts, " "), agree, n, mpAnswers, fails, multipath, mpAgree, kinds)
 	}
 }
 
 // isMultipath says whether the query's answer came from a multipath
-// route (uswitch's multipath hash is its own).
+// route.
 func isMultipath(f *route.FIB, e iproute.Env, q []string) bool {
 	c, err := iproute.Parse(append([]string{"route", "get"}, q...), e.Names)
 	if err != nil {

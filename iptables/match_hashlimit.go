@@ -388,16 +388,8 @@ func (m *HashlimitMatch) Save(w *SaveWriter) {
 		w.Opt("hashlimit-burst", uitoa(m.Burst))
 	}
 	if m.Mode&(HashlimitSIP|HashlimitSPT|HashlimitDIP|HashlimitDPT) != 0 {
-		var parts []string
-		for _, x := range []struct {
-			bit  uint32
-			name string
-		}{{HashlimitSIP, "srcip"}, {HashlimitSPT, "srcport"}, {HashlimitDIP, "dstip"}, {HashlimitDPT, "dstport"}} {
-			if m.Mode&x.bit != 0 {
-				parts = append(parts, x.name)
-			}
-		}
-		w.Opt("hashlimit-mode", strings.Join(parts, ","))
+		w.WriteString(" --hashlimit-mode")
+		hlMode(w, m.Mode, ",")
 	}
 	w.WriteString(" --hashlimit-name " + m.HName)
 	if m.Size != 0 {
@@ -422,6 +414,70 @@ func (m *HashlimitMatch) Save(w *SaveWriter) {
 		w.Opt("hashlimit-rate-match", "")
 		if m.Interval != 1 {
 			w.Opt("hashlimit-rate-interval", uitoa(uint64(m.Interval)))
+		}
+	}
+}
+
+// hlMode writes print_mode's list of the hashed fields.
+func hlMode(w *SaveWriter, mode uint32, sep string) {
+	var parts []string
+	for _, x := range []struct {
+		bit  uint32
+		name string
+	}{{HashlimitSIP, "srcip"}, {HashlimitSPT, "srcport"}, {HashlimitDIP, "dstip"}, {HashlimitDPT, "dstport"}} {
+		if mode&x.bit != 0 {
+			parts = append(parts, x.name)
+		}
+	}
+	w.WriteString(" " + strings.Join(parts, sep))
+}
+
+// list is hashlimit_mt4_print, hashlimit_mt_print for revision 3 and
+// IPv4 (libxt_hashlimit.c): unlike save, the rate printed is the
+// period times the rate interval when one is set.
+func (m *HashlimitMatch) list(w *SaveWriter, _ *IPHeader, _ listFmt) {
+	if m.Mode&HashlimitInvert != 0 {
+		w.WriteString(" limit: above")
+	} else {
+		w.WriteString(" limit: up to")
+	}
+	var quantum uint32
+	if m.Mode&HashlimitBytes != 0 {
+		quantum = hlPrintBytes(w, m.Avg, m.Burst, "")
+	} else {
+		period := m.Avg
+		if m.Interval != 0 {
+			period *= uint64(m.Interval)
+		}
+		quantum = hlPrintRate(w, period)
+		w.WriteString(" burst " + uitoa(m.Burst))
+	}
+	if m.Mode&(HashlimitSIP|HashlimitSPT|HashlimitDIP|HashlimitDPT) != 0 {
+		w.WriteString(" mode")
+		hlMode(w, m.Mode, "-")
+	}
+	if m.Size != 0 {
+		w.WriteString(" htable-size " + uitoa(uint64(m.Size)))
+	}
+	if m.Max != 0 {
+		w.WriteString(" htable-max " + uitoa(uint64(m.Max)))
+	}
+	if m.GCInterval != hlGCInterval {
+		w.WriteString(" htable-gcinterval " + uitoa(uint64(m.GCInterval)))
+	}
+	if m.Expire != quantum {
+		w.WriteString(" htable-expire " + uitoa(uint64(m.Expire)))
+	}
+	if m.SrcMask != 32 {
+		w.WriteString(" srcmask " + uitoa(uint64(m.SrcMask)))
+	}
+	if m.DstMask != 32 {
+		w.WriteString(" dstmask " + uitoa(uint64(m.DstMask)))
+	}
+	if m.Mode&HashlimitRateMatch != 0 {
+		w.WriteString(" rate-match")
+		if m.Interval != 1 {
+			w.WriteString(" rate-interval " + uitoa(uint64(m.Interval)))
 		}
 	}
 }

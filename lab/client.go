@@ -21,14 +21,28 @@ import (
 
 // Dial connects from inside the namespace ns.
 func (l *Lab) Dial(ns, network, addr string, timeout time.Duration) (net.Conn, error) {
+	return l.DialFrom(ns, netip.Addr{}, network, addr, timeout)
+}
+
+// DialFrom connects from inside the namespace ns with its socket bound
+// to the address src (invalid: unbound, the route picks the source).
+func (l *Lab) DialFrom(ns string, src netip.Addr, network, addr string, timeout time.Duration) (net.Conn, error) {
 	h, ok := l.nss[ns]
 	if !ok {
 		return nil, fmt.Errorf("no namespace %q in the lab", ns)
 	}
+	d := net.Dialer{Timeout: timeout}
+	if src.IsValid() {
+		if strings.HasPrefix(network, "udp") {
+			d.LocalAddr = &net.UDPAddr{IP: src.AsSlice()}
+		} else {
+			d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+		}
+	}
 	var c net.Conn
 	err := inNetns(h, func() error {
 		var err error
-		c, err = net.DialTimeout(network, addr, timeout)
+		c, err = d.Dial(network, addr)
 		return err
 	})
 	return c, err
@@ -47,10 +61,15 @@ type HTTPResult struct {
 // (no keep-alive, so each request is a new flow and a new load-balancing
 // decision).
 func (l *Lab) HTTPGet(ns, url string, timeout time.Duration) (HTTPResult, error) {
+	return l.HTTPGetFrom(ns, netip.Addr{}, url, timeout)
+}
+
+// HTTPGetFrom is HTTPGet from a socket bound to src (invalid: unbound).
+func (l *Lab) HTTPGetFrom(ns string, src netip.Addr, url string, timeout time.Duration) (HTTPResult, error) {
 	tr := &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return l.Dial(ns, network, addr, timeout)
+			return l.DialFrom(ns, src, network, addr, timeout)
 		},
 	}
 	defer tr.CloseIdleConnections()
@@ -71,7 +90,13 @@ func (l *Lab) HTTPGet(ns, url string, timeout time.Duration) (HTTPResult, error)
 
 // UDPExchange sends one datagram from inside ns and waits for one answer.
 func (l *Lab) UDPExchange(ns, addr string, payload []byte, timeout time.Duration) ([]byte, error) {
-	c, err := l.Dial(ns, "udp4", addr, timeout)
+	return l.UDPExchangeFrom(ns, netip.Addr{}, addr, payload, timeout)
+}
+
+// UDPExchangeFrom is UDPExchange from a socket bound to src (invalid:
+// unbound).
+func (l *Lab) UDPExchangeFrom(ns string, src netip.Addr, addr string, payload []byte, timeout time.Duration) ([]byte, error) {
+	c, err := l.DialFrom(ns, src, "udp4", addr, timeout)
 	if err != nil {
 		return nil, err
 	}

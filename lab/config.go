@@ -65,9 +65,13 @@ type Config struct {
 	// Demo is what `uswitch lab` does to show traffic crossing uswitch.
 	Demo []Demo `toml:"demo"`
 	// Experiment and Faults are the fault-injection tables (package
-	// fault, faults.go).
-	Experiment fault.Experiment `toml:"experiment"`
-	Faults     []fault.Spec     `toml:"fault"`
+	// fault, faults.go); Workloads, Steps and NFQueue the rest of an
+	// experiment (experiment.go; package experiment runs them).
+	Experiment Experiment   `toml:"experiment"`
+	Faults     []fault.Spec `toml:"fault"`
+	Workloads  []Workload   `toml:"workload"`
+	Steps      []Step       `toml:"step"`
+	NFQueue    *NFQueue     `toml:"nfqueue"`
 	// Nodes are the lab's hosts of their own, each an engine with a
 	// host namespace (node.go); the lab's own engine ([uswitch],
 	// [[interface]], [[bridge]]) is then the switch or router between
@@ -185,6 +189,10 @@ type Interface struct {
 	// to another node's interface, "NODE:INTERFACE", which names this
 	// one back.
 	Peer string `toml:"peer"`
+
+	// Tunnel is a kind = "vxlan" or "ipip" [[node.interface]]: a
+	// tunnel device of the node that uswitch plays (tunnel.go).
+	Tunnel
 }
 
 // Bridge is one of uswitch's bridges (a Linux bridge device, br0): its
@@ -280,7 +288,14 @@ type Demo struct {
 	// step may be only that (no from and no traffic): a rule swap that
 	// the next steps run under.
 	IPTablesRestore string `toml:"iptables_restore"`
-	Node            string `toml:"node"`
+	// IPTablesRestoreFile names a file (relative to the lab file)
+	// loaded as IPTablesRestore is: a step that puts a node's whole
+	// rule set back.
+	IPTablesRestoreFile string `toml:"iptables_restore_file"`
+	Node                string `toml:"node"`
+	// Src binds an http, udp or tcp step's socket to this address of
+	// its namespace (none: the route's source).
+	Src AddrValue `toml:"src"`
 }
 
 // Server is a built-in server: "tcp-echo", "udp-echo" or "http".
@@ -450,6 +465,13 @@ func (r *RouteSpec) UnmarshalText(b []byte) error {
 	var nh route.Nexthop
 	scopeSet := false
 	for i := 1; i < len(f); i += 2 {
+		if f[i] == "onlink" {
+			// a flag word: the gateway is on the link even if no
+			// address's subnet holds it (RTNH_F_ONLINK)
+			nh.OnLink = true
+			i--
+			continue
+		}
 		if i+1 >= len(f) {
 			return fail("%q needs a value", f[i])
 		}
@@ -881,12 +903,17 @@ func (c *Config) check(src string) error {
 			return fail("interface.name", "%q appears twice", it.Name)
 		}
 		ifs[it.Name] = true
-		link := it.Switch != "" || it.Peer != ""
+		if err := it.checkTunnel(c.node != "", fail); err != nil {
+			return err
+		}
+		link := it.Switch != "" || it.Peer != "" || it.Kind.IsTunnel()
 		switch {
 		case link && c.node == "":
 			return fail("interface.name", "%q: switch and peer are for a node's interfaces ([[node.interface]])", it.Name)
 		case link && it.Netns != "":
 			return fail("interface.netns", "%q: a link to a switch or peer is in no namespace", it.Netns)
+		case link && it.Kind.IsTunnel() && (it.Switch != "" || it.Peer != "" || it.Bridge != ""):
+			return fail("interface.kind", "%q: a tunnel device is no switch, peer or bridge port", it.Kind)
 		case link && len(it.Addresses) == 0 && it.Peer != "":
 			return fail("interface.peer", "%q: a routed link needs addresses", it.Peer)
 		case link:
@@ -902,8 +929,8 @@ func (c *Config) check(src string) error {
 		if it.MTU != 0 && (it.MTU < 576 || it.MTU > 65535) {
 			return fail("interface.mtu", "%d: want 576-65535", it.MTU)
 		}
-		if it.MAC.Set && it.Kind != KindTAP {
-			return fail("interface.mac", "%q: only a kind = \"tap\" interface has a MAC address", it.MAC.String())
+		if it.MAC.Set && it.Kind != KindTAP && it.Kind != KindVXLAN {
+			return fail("interface.mac", "%q: only a kind = \"tap\" or \"vxlan\" interface has a MAC address", it.MAC.String())
 		}
 		if it.Offload != nil && *it.Offload && it.Kind == KindTAP {
 			return fail("interface.offload", "%q: a kind = \"tap\" interface has no offloads", it.Name)
@@ -977,6 +1004,21 @@ func (c *Config) check(src string) error {
 			}
 		}
 	}
+	for i := range c.Demo {
+		d := &c.Demo[i]
+		if d.IPTablesRestoreFile != "" {
+			if d.IPTablesRestore != "" {
+				return fail("demo.iptables_restore_file", "%q: give iptables_restore or iptables_restore_file, not both", d.IPTablesRestoreFile)
+			}
+			text, _, err := c.ruleText("", d.IPTablesRestoreFile, "x", func(_ string, format string, a ...any) error {
+				return fail("demo.iptables_restore_file", format, a...)
+			})
+			if err != nil {
+				return err
+			}
+			d.IPTablesRestore = text
+		}
+	}
 	for i, d := range c.Demo {
 		n := 0
 		for _, v := range []string{d.HTTP, d.Ping, d.UDP, d.TCP} {
@@ -1032,6 +1074,9 @@ func (c *Config) check(src string) error {
 		}
 		if d.Count < 0 || d.Count > 1000 {
 			return fail("demo.count", "%d: want 0-1000", d.Count)
+		}
+		if d.Src.IsValid() && (d.Ping != "" || d.TCP != "") {
+			return fail("demo.src", "%v: src is for http and udp steps", d.Src)
 		}
 		if d.ExpectRefused && (d.TCP == "" || d.ExpectFail) {
 			return fail("demo.expect_refused", "%v: only a tcp step without expect_fail can expect a refusal", d.ExpectRefused)
@@ -1089,6 +1134,9 @@ func (c *Config) check(src string) error {
 	c.Sysctl = sc
 	if _, err := c.fibConfig(nil); err != nil {
 		return fail("uswitch.routes", "%v", err)
+	}
+	if err := c.checkExperiment(src); err != nil {
+		return err
 	}
 	return c.checkFaults(src)
 }
@@ -1148,8 +1196,19 @@ func (c *Config) checkDemoRestore(src string, i int, d Demo) error {
 		sets = n.Engine.Sets
 	}
 	if _, err := (&iptables.Loader{Sets: sets}).LoadString(d.IPTablesRestore); err != nil {
-		line := blockValueLine(src, "demo", i, "iptables_restore", "")
 		var re *iptables.RestoreError
+		if d.IPTablesRestoreFile != "" {
+			// the file's own line
+			p := d.IPTablesRestoreFile
+			if !filepath.IsAbs(p) && c.File != "" {
+				p = filepath.Join(filepath.Dir(c.File), p)
+			}
+			if errors.As(err, &re) {
+				return &ConfigError{File: p, Line: re.Line, Key: "demo.iptables_restore_file", Err: errors.New(re.Msg)}
+			}
+			return &ConfigError{File: p, Key: "demo.iptables_restore_file", Err: err}
+		}
+		line := blockValueLine(src, "demo", i, "iptables_restore", "")
 		if errors.As(err, &re) && line > 0 && re.Line > 0 {
 			return &ConfigError{File: c.File, Line: line + re.Line, Key: "demo.iptables_restore", Err: fmt.Errorf("rule set line %d: %s", re.Line, re.Msg)}
 		}
@@ -1236,6 +1295,24 @@ func (c *Config) Rename(ns func(string) string) *Config {
 	}
 	for i := range d.Demo {
 		d.Demo[i].From = ns(d.Demo[i].From)
+	}
+	d.Workloads = append([]Workload(nil), c.Workloads...)
+	for i := range d.Workloads {
+		d.Workloads[i].From = ns(d.Workloads[i].From)
+		if d.Workloads[i].Listen != "" {
+			d.Workloads[i].Listen = ns(d.Workloads[i].Listen)
+		}
+	}
+	if c.NFQueue != nil {
+		q := *c.NFQueue
+		q.Netns = ns(q.Netns)
+		d.NFQueue = &q
+	}
+	d.Steps = append([]Step(nil), c.Steps...)
+	for i := range d.Steps {
+		if n, port, ok := strings.Cut(d.Steps[i].StopServer, ":"); ok {
+			d.Steps[i].StopServer = ns(n) + ":" + port
+		}
 	}
 	for i := range d.Namespaces {
 		d.Namespaces[i].Name = ns(d.Namespaces[i].Name)

@@ -72,6 +72,8 @@ func (l *Lab) Describe(w io.Writer) {
 				line += " <-> switch " + it.Switch + " port " + SwitchPortName(n.Name, it.Name)
 			case it.Peer != "":
 				line += " <-> node " + it.Peer
+			case it.Kind.IsTunnel():
+				line += " " + it.tunnelDescribe()
 			case it.Bridge != "":
 				line += " port of " + it.Bridge + " <-> " + it.Netns
 			default:
@@ -199,18 +201,22 @@ func (l *Lab) Demo(w io.Writer) error {
 				continue
 			}
 		}
+		from := d.From
+		if d.Src.IsValid() {
+			from += " (bound to " + d.Src.String() + ")"
+		}
 		switch {
 		case d.HTTP != "":
 			n := max(d.Count, 1)
 			seen := map[string]int{}
 			for range n {
-				r, err := l.HTTPGet(d.From, d.HTTP, d.timeout())
+				r, err := l.HTTPGetFrom(d.From, d.Src.Addr, d.HTTP, d.timeout())
 				if err != nil {
 					if d.ExpectFail {
-						fmt.Fprintf(w, "  GET %s from %s: failed, as expected (%v)\n", d.HTTP, d.From, err)
+						fmt.Fprintf(w, "  GET %s from %s: failed, as expected (%v)\n", d.HTTP, from, err)
 						continue
 					}
-					fmt.Fprintf(w, "  GET %s from %s: %v\n", d.HTTP, d.From, err)
+					fmt.Fprintf(w, "  GET %s from %s: %v\n", d.HTTP, from, err)
 					failed = append(failed, "GET "+d.HTTP)
 					continue
 				}
@@ -219,7 +225,7 @@ func (l *Lab) Demo(w io.Writer) error {
 				}
 				seen[r.ServedBy]++
 				fmt.Fprintf(w, "  GET %s from %s: %d, answered by %s (it saw the client as %s) in %v\n",
-					d.HTTP, d.From, r.Status, r.ServedBy, r.ClientAddr, r.Took.Round(10*time.Microsecond))
+					d.HTTP, from, r.Status, r.ServedBy, r.ClientAddr, r.Took.Round(10*time.Microsecond))
 			}
 			var by []string
 			for k, v := range seen {
@@ -245,15 +251,15 @@ func (l *Lab) Demo(w io.Writer) error {
 				}
 			}
 		case d.UDP != "":
-			b, err := l.UDPExchange(d.From, d.UDP, []byte("hello from "+d.From), d.timeout())
+			b, err := l.UDPExchangeFrom(d.From, d.Src.Addr, d.UDP, []byte("hello from "+d.From), d.timeout())
 			switch {
 			case err != nil && d.ExpectFail:
-				fmt.Fprintf(w, "  UDP echo %s from %s: failed, as expected (%v)", d.UDP, d.From, err)
+				fmt.Fprintf(w, "  UDP echo %s from %s: failed, as expected (%v)", d.UDP, from, err)
 			case err != nil:
-				fmt.Fprintf(w, "  UDP echo %s from %s: %v", d.UDP, d.From, err)
+				fmt.Fprintf(w, "  UDP echo %s from %s: %v", d.UDP, from, err)
 				failed = append(failed, "udp "+d.UDP)
 			default:
-				fmt.Fprintf(w, "  UDP echo %s from %s: %q", d.UDP, d.From, b)
+				fmt.Fprintf(w, "  UDP echo %s from %s: %q", d.UDP, from, b)
 				if d.ExpectFail {
 					failed = append(failed, "udp "+d.UDP+" (it should have failed)")
 				}

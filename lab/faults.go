@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/BurntSushi/toml"
+
 	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/fault"
@@ -137,23 +139,41 @@ func (l *Lab) faultControl(req control.Request) control.Response {
 }
 
 // AddFaults adds a fault file's tables to the lab (uswitch lab
-// --faults FILE): its [[fault]] tables join the lab's, its [experiment]
-// seed replaces the lab's when set. They are checked as the lab file's.
+// --faults FILE, uswitch experiment run --faults FILE): its [[fault]],
+// [[workload]] and [[step]] tables join the lab's, its [experiment]
+// keys replace the lab's where set. They are checked as the lab file's.
 func (c *Config) AddFaults(file string, data []byte) error {
-	f, err := fault.ParseFile(file, data)
+	var f experimentFile
+	md, err := toml.Decode(string(data), &f)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", file, err)
 	}
-	old := c.Faults
+	if u := md.Undecoded(); len(u) > 0 {
+		return &ConfigError{File: file, Line: keyLine(string(data), u[0]), Key: u[0].String(), Err: errors.New("unknown key")}
+	}
+	old := *c
 	c.Faults = append(append([]fault.Spec(nil), c.Faults...), f.Faults...)
-	if f.Experiment.Seed != 0 {
-		c.Experiment.Seed = f.Experiment.Seed
+	c.Workloads = append(append([]Workload(nil), c.Workloads...), f.Workloads...)
+	c.Steps = append(append([]Step(nil), c.Steps...), f.Steps...)
+	e, o := &c.Experiment, &f.Experiment
+	for _, kv := range []struct{ dst, src *string }{{&e.Name, &o.Name}, {&e.Duration, &o.Duration}, {&e.Short, &o.Short},
+		{&e.Report, &o.Report}, {&e.Model, &o.Model}, {&e.ModelWorkload, &o.ModelWorkload}, {&e.RTT, &o.RTT}} {
+		if *kv.src != "" {
+			*kv.dst = *kv.src
+		}
 	}
-	if f.Experiment.Name != "" {
-		c.Experiment.Name = f.Experiment.Name
+	if o.Seed != 0 {
+		e.Seed = o.Seed
 	}
-	if err := c.checkFaults(""); err != nil {
-		c.Faults = old
+	if o.MSS != 0 {
+		e.MSS = o.MSS
+	}
+	err = c.checkExperiment("")
+	if err == nil {
+		err = c.checkFaults("")
+	}
+	if err != nil {
+		*c = old
 		var ce *ConfigError
 		if errors.As(err, &ce) {
 			ce.File, ce.Line = file, 0

@@ -32,7 +32,7 @@ func (e *sysctlError) Error() string { return e.key + ": " + e.err.Error() }
 
 // knownSysctl is what uswitch's datapath reads; other keys are errors
 // rather than silently ignored.
-var knownSysctl = regexp.MustCompile(`^(net\.ipv4\.ip_forward|net\.ipv4\.fib_multipath_hash_policy|` +
+var knownSysctl = regexp.MustCompile(`^(net\.ipv4\.ip_forward|net\.ipv4\.fib_multipath_(hash_policy|hash_seed|hash_fields|use_neigh)|` +
 	`net\.ipv4\.ipfrag_(high_thresh|low_thresh|time|max_dist)|` +
 	`net\.bridge\.bridge-nf-(call-iptables|call-ip6tables|call-arptables|filter-vlan-tagged|pass-vlan-input-dev)|` +
 	`net\.ipv4\.vs\.(conntrack|expire_nodest_conn|expire_quiescent_template|snat_reroute|conn_reuse_mode|nat_icmp_send)|` +
@@ -197,6 +197,9 @@ func (c *Config) fibConfig(ifindex map[string]int) (route.Config, error) {
 	}
 	cfg.All = s.DevConf("all")
 	cfg.MultipathHashPolicy = s.MultipathHashPolicy
+	cfg.MultipathHashSeed = s.MultipathHashSeed
+	cfg.MultipathHashFields = s.MultipathHashFields
+	cfg.MultipathUseNeigh = s.MultipathUseNeigh
 	for _, l := range cfg.Links {
 		cfg.Dev[l.Name] = s.DevConf(l.Name)
 	}

@@ -24,7 +24,7 @@ func FuzzConfig(f *testing.F) {
 	f.Add([]byte(strings.Replace(nodeSeed, `switch = "lan"`, `switch = "lan"\nnetns = "c"`, 1)))
 	f.Add([]byte("name = \"n\"\n[[namespace]]\nname = \"c\"\n[[node]]\nname = \"a\"\n[[node]]\nname = \"a\"\n"))
 	f.Add([]byte("name = \"n\"\nnode = [{name = \"a\", interface = [{name = \"e\", switch = \"x\"}]}]\n[[namespace]]\nname = \"c\"\n"))
-	for _, p := range []string{"testdata/*.toml", "../examples/labs/*.toml"} {
+	for _, p := range []string{"testdata/*.toml", "../examples/labs/*.toml", "../examples/experiments/*.toml"} {
 		fs, _ := filepath.Glob(p)
 		for _, fn := range fs {
 			if b, err := os.ReadFile(fn); err == nil {

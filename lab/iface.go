@@ -16,16 +16,22 @@ type IfaceKind string
 const (
 	KindTUN IfaceKind = "tun"
 	KindTAP IfaceKind = "tap"
+	// KindVXLAN and KindIPIP are a node's tunnel devices (tunnel.go).
+	KindVXLAN IfaceKind = "vxlan"
+	KindIPIP  IfaceKind = "ipip"
 )
+
+// IsTunnel says the kind is a tunnel device's.
+func (k IfaceKind) IsTunnel() bool { return k == KindVXLAN || k == KindIPIP }
 
 // UnmarshalText checks the kind.
 func (k *IfaceKind) UnmarshalText(b []byte) error {
 	switch IfaceKind(b) {
-	case KindTUN, KindTAP:
+	case KindTUN, KindTAP, KindVXLAN, KindIPIP:
 		*k = IfaceKind(b)
 		return nil
 	}
-	return fmt.Errorf("kind %q: want tun or tap", b)
+	return fmt.Errorf("kind %q: want tun, tap, vxlan or ipip", b)
 }
 
 // MACValue is a MAC address key, "02:75:73:00:00:01"; Set is false when
@@ -86,6 +92,10 @@ func (c *Config) DatapathOptions() []link.DatapathOption {
 			opts = append(opts, link.WithBridgePort(it.Name))
 		case it.Kind == KindTAP:
 			opts = append(opts, link.WithTAP(it.Name, it.LinkMAC(), prefixes(it.Addresses)))
+		case it.Kind == KindVXLAN:
+			opts = append(opts, link.WithVXLAN(it.Name, it.MTU, it.vxlanConfig()))
+		case it.Kind == KindIPIP:
+			opts = append(opts, link.WithIPIP(it.Name, it.MTU, it.ipipConfig()))
 		}
 		if it.Decap.Kind == link.DecapNone {
 			continue

@@ -71,7 +71,7 @@ addresses = ["10.0.0.2/24"]
 		t.Errorf("tap port %+v", p)
 	}
 	for _, tc := range []struct{ text, key, msg string }{
-		{`kind = "tup"`, "interface.kind", `kind "tup": want tun or tap`},
+		{`kind = "tup"`, "interface.kind", `kind "tup": want tun, tap, vxlan or ipip`},
 		{`kind = "tap"` + "\n" + `mac = "01:00:5e:00:00:01"`, "interface.mac", "unicast"},
 		{`kind = "tap"` + "\n" + `mac = "02:00:00"`, "interface.mac", "Ethernet address"},
 		{`mac = "02:00:00:00:00:01"`, "interface.mac", `only a kind = "tap"`},

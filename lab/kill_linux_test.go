@@ -13,7 +13,8 @@ import (
 )
 
 // killLab: a client and a server on two TUNs, one queue each, with a
-// datapath-stall from 2s to 3s and a datapath-kill from 4s to 5s.
+// datapath-stall from 6s to 7s and a datapath-kill from 8s to 9s (late
+// enough that a loaded machine has the lab up and the first ping done).
 const killLab = `
 name = "kill"
 [uswitch]
@@ -44,12 +45,12 @@ routes = ["default via 10.21.2.1"]
 [[fault]]
 name = "stall"
 action = "datapath-stall"
-schedule = { start = "2s", stop = "3s" }
+schedule = { start = "6s", stop = "7s" }
 
 [[fault]]
 name = "kill"
 action = "datapath-kill"
-schedule = { start = "4s", stop = "5s" }
+schedule = { start = "8s", stop = "9s" }
 `
 
 // TestLabKillStall: datapath-stall and datapath-kill in a TUN lab, with
@@ -139,7 +140,7 @@ func TestLabKillStall(t *testing.T) {
 	}
 
 	// the stall
-	until(2200 * time.Millisecond)
+	until(6200 * time.Millisecond)
 	d0 := txDropped()
 	got.Store(0)
 	const burst = 100
@@ -147,7 +148,7 @@ func TestLabKillStall(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	during := got.Load()
 	dropped := txDropped() - d0
-	until(3300 * time.Millisecond)
+	until(7300 * time.Millisecond)
 	arrived := got.Load()
 	t.Logf("stall: %d of %d arrived during it, %d after; the kernel dropped %d", during, burst, arrived, dropped)
 	if during != 0 {
@@ -160,7 +161,7 @@ func TestLabKillStall(t *testing.T) {
 	}
 
 	// the kill
-	until(4200 * time.Millisecond)
+	until(8200 * time.Millisecond)
 	out, err := in(cli, "ip", "-j", "addr", "show", "kc")
 	if err != nil || !strings.Contains(out, "10.21.1.2") || !strings.Contains(out, "NO-CARRIER") {
 		t.Errorf("killed: the client's TUN should be there, with its address and no carrier: %v %s", err, out)
@@ -173,7 +174,7 @@ func TestLabKillStall(t *testing.T) {
 	if n := got.Load(); n != 0 {
 		t.Errorf("killed: %d datagrams went through", n)
 	}
-	until(5300 * time.Millisecond)
+	until(9300 * time.Millisecond)
 	select {
 	case err := <-l.dp.Err():
 		t.Errorf("datapath: %v", err)

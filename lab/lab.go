@@ -17,6 +17,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/fault"
 	"github.com/uswitch-lab/uswitch/link"
 )
 
@@ -65,6 +66,20 @@ type Lab struct {
 // exists (a crashed lab: run Down). log receives progress lines (nil:
 // none).
 func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
+	return UpWith(cfg, log, UpOptions{})
+}
+
+// UpOptions are what a caller adds to a lab at Up.
+type UpOptions struct {
+	// Observe, when set, sees every decision of the lab's faults
+	// (fault.Set.Observe: it runs on the datapath's goroutines, under
+	// the fault's flow lock, so it must be quick); the experiment
+	// runner records them.
+	Observe func(fault.Decision)
+}
+
+// UpWith is Up with options.
+func UpWith(cfg *Config, log io.Writer, o UpOptions) (l *Lab, err error) {
 	if log == nil {
 		log = io.Discard
 	}
@@ -169,6 +184,9 @@ func Up(cfg *Config, log io.Writer) (l *Lab, err error) {
 	fs, err := cfg.FaultSet(cfg.FaultSeed(seed))
 	if err != nil {
 		return l, err
+	}
+	if o.Observe != nil {
+		fs.Observe(o.Observe)
 	}
 	ecfg.Faults = faultStages(fs)
 	ecfg.BridgeFaults = bridgeFaultStages(fs)

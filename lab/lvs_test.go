@@ -233,10 +233,12 @@ func count(by []string) map[string]int {
 
 // checkForwarding: TCP (HTTP GETs, a large download, tcp-echo round trips
 // of 64 KiB) and UDP (udp-echo) through the lab's VIP, rr over rs1-rs3,
-// every real server answering in turn.
+// every real server answering in turn. The labs add rs1, rs2, rs3 in
+// that order; each -a puts the dest at the head of the kernel's list and
+// rr starts from the head, so rs3 answers first.
 func checkForwarding(t *testing.T, l *Lab, role func(string) string) {
 	cli := role("client")
-	want := names(role, "rs1", "rs2", "rs3")
+	want := names(role, "rs3", "rs2", "rs1")
 	t.Run("tcp-http", func(t *testing.T) {
 		by := gets(t, l, cli, 80, 3)
 		if fmt.Sprint(by) != fmt.Sprint(want) {
@@ -378,8 +380,9 @@ func TestLVSNAT(t *testing.T) {
 	t.Run("rr", func(t *testing.T) {
 		setSched(t, svc, "-s rr")
 		by := gets(t, l, cli, 80, 12)
+		// a fresh rr starts at the head of the list: rs3 (added last)
 		for i, s := range by {
-			if w := []string{rs1, rs2, rs3}[i%3]; s != w {
+			if w := []string{rs3, rs2, rs1}[i%3]; s != w {
 				t.Fatalf("rr: connection %d answered by %s, want %s (all: %v)", i, s, w, by)
 			}
 		}
@@ -400,8 +403,10 @@ func TestLVSNAT(t *testing.T) {
 		}
 		// ip_vs_wrr_schedule: the current weight starts at the maximum
 		// (3) and steps down by the gcd (1) each time the cursor wraps;
-		// a dest is picked when its weight reaches the current weight
-		cycle := []string{rs1, rs1, rs2, rs1, rs2, rs3}
+		// a dest is picked when its weight reaches the current weight.
+		// The list is rs3 (w 1), rs2 (w 2), rs1 (w 3), newest first:
+		// cw 3 picks rs1; cw 2 rs2, rs1; cw 1 rs3, rs2, rs1.
+		cycle := []string{rs1, rs2, rs1, rs3, rs2, rs1}
 		for i, s := range by {
 			if s != cycle[i%6] {
 				t.Fatalf("wrr order %v, want %v twice", by, cycle)
@@ -521,8 +526,9 @@ func TestLVSNAT(t *testing.T) {
 				t.Fatalf("persistent UDP: answer %d from %s, the first from %s", i, name, first)
 			}
 		}
-		if first != rs1 {
-			t.Errorf("a fresh rr picked %s first, want %s", first, rs1)
+		// the UDP service's list is rs3, rs2, rs1 (added rs1 first)
+		if first != rs3 {
+			t.Errorf("a fresh rr picked %s first, want %s", first, rs3)
 		}
 		// wait for the template to go: its connections expire after 1 s,
 		// it after them (reaped by the datapath's 1 s tick)

@@ -170,6 +170,7 @@ func (c *Config) checkNodes(src string, ns map[string]int, attached map[string]s
 				if peer.Kind != it.Kind && !(peer.Kind == "" && it.Kind == KindTUN || peer.Kind == KindTUN && it.Kind == "") {
 					return fail("node.interface.peer", "%q: both ends of a link are of one kind (tun or tap)", it.Peer)
 				}
+			case it.Kind.IsTunnel():
 			default:
 				if it.Netns == "" {
 					continue // checkNode names it
@@ -203,6 +204,9 @@ func (c *Config) checkNode(src string, i int) error {
 		if it.Switch != "" && it.Kind == "" {
 			it.Kind = KindTAP // an Ethernet link
 		}
+		if it.Kind.IsTunnel() && it.MTU == 0 {
+			it.MTU = tunnelMTU(it.Kind)
+		}
 	}
 	nc := &Config{File: c.File, Name: c.Name, Uswitch: n.Uswitch, Interfaces: n.Interfaces, Bridges: n.Bridges,
 		Dummies: n.Dummies, Namespaces: c.Namespaces, node: n.Name}
@@ -221,7 +225,7 @@ func (c *Config) checkNode(src string, i int) error {
 	// nodes' eth0 differ on the switch
 	for j := range n.Interfaces {
 		it := &n.Interfaces[j]
-		if it.Kind == KindTAP && !it.MAC.Set {
+		if (it.Kind == KindTAP || it.Kind == KindVXLAN) && !it.MAC.Set {
 			it.MAC = MACValue{Addr: DefaultMAC(n.Name + "/" + it.Name), Set: true}
 		}
 	}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
+	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -197,8 +199,8 @@ func (l *Lab) upHost(nr *nodeRun) error {
 	var sc []NSSysctl
 	sc = append(sc, NSSysctl{"net.ipv4.conf.all.rp_filter", "0"}, NSSysctl{"net.ipv4.conf.default.rp_filter", "0"})
 	for _, dev := range names {
-		sc = append(sc, NSSysctl{"net.ipv4.conf." + dev + ".rp_filter", "0"}, NSSysctl{"net.ipv4.conf." + dev + ".accept_local", "1"},
-			NSSysctl{"net.ipv4.conf." + dev + ".route_localnet", "1"})
+		k := "net.ipv4.conf." + strings.ReplaceAll(dev, ".", "/") // sysctl(8)'s name of vxlan.calico
+		sc = append(sc, NSSysctl{k + ".rp_filter", "0"}, NSSysctl{k + ".accept_local", "1"}, NSSysctl{k + ".route_localnet", "1"})
 	}
 	if err := withHandle(h, func(nh *netlink.Handle) error {
 		lo, err := nh.LinkByName("lo")
@@ -321,7 +323,7 @@ func (l *Lab) hostRoutes(nr *nodeRun) error {
 			if r.Table != route.TableMain || r.Type != route.Unicast {
 				continue
 			}
-			res := fib.Output(&route.Flow{Dst: r.Dst.Addr()})
+			res := fib.Output(&route.Flow{Dst: routeProbe(r.Route)})
 			if res.Err != 0 || !res.Src.IsValid() {
 				continue // the node has no route or no source for it either
 			}
@@ -341,6 +343,23 @@ func (l *Lab) hostRoutes(nr *nodeRun) error {
 		}
 		return nil
 	})
+}
+
+// routeProbe is the destination whose output route gives a route's
+// source: its gateway (inet_select_addr towards the next hop), else the
+// first address of its prefix (not the network address: 0.0.0.0, the
+// default route's, is local to the lookup).
+func routeProbe(r route.Route) netip.Addr {
+	for _, nh := range r.Nexthops {
+		if nh.Gateway.IsValid() {
+			return nh.Gateway
+		}
+	}
+	a := r.Dst.Masked().Addr()
+	if r.Dst.Bits() < 31 {
+		a = a.Next()
+	}
+	return a
 }
 
 // start makes the node's engine and runs its datapath.

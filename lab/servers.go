@@ -42,6 +42,10 @@ type server struct {
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
 	wg       sync.WaitGroup
+	// closed: Close ran (a server stopped by an experiment's step is
+	// closed again with the lab); cerr its error
+	closed sync.Once
+	cerr   error
 }
 
 func startServer(h netns.NsHandle, nsName string, s Server) (*server, error) {
@@ -166,7 +170,13 @@ func (sv *server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, sv.ns+"\n")
 }
 
+// Close stops the server; idempotent.
 func (sv *server) Close() error {
+	sv.closed.Do(func() { sv.cerr = sv.close() })
+	return sv.cerr
+}
+
+func (sv *server) close() error {
 	var err error
 	switch {
 	case sv.hs != nil:

@@ -211,7 +211,18 @@ func writeSysctls(ns netns.NsHandle, sc []NSSysctl, perDevice bool) error {
 	}
 	return inNetns(ns, func() error {
 		for _, s := range todo {
-			p := filepath.Join("/proc/sys", strings.ReplaceAll(s.Key, ".", "/"))
+			// sysctl(8)'s names: "." separates, "/" stands for a
+			// dot inside a component (a device called vxlan.calico
+			// is net.ipv4.conf.vxlan/calico)
+			p := filepath.Join("/proc/sys", strings.Map(func(r rune) rune {
+				switch r {
+				case '.':
+					return '/'
+				case '/':
+					return '.'
+				}
+				return r
+			}, s.Key))
 			if err := os.WriteFile(p, []byte(s.Value+"\n"), 0); err != nil {
 				if errors.Is(err, os.ErrNotExist) {
 					return fmt.Errorf("sysctl %s: no such key in the namespace", s.Key)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/encap"
 	"github.com/uswitch-lab/uswitch/internal/prom"
 	"github.com/uswitch-lab/uswitch/packet"
 )
@@ -120,6 +121,9 @@ type port struct {
 	// faults are the port's wire faults (fault.go; nil: none),
 	// swapped whole by SetFaults
 	faults atomic.Pointer[portFaults]
+	// tun: the port is a tunnel device the workers play (tunnel.go);
+	// it has no queues; set before the start
+	tun *tunnel
 	// host: the port is a TUN into the host's own stack (WithHost):
 	// what it reads runs OUTPUT (Engine.Send), and it is written the
 	// packets the engine delivers locally; set before the start
@@ -325,6 +329,9 @@ type Datapath struct {
 	// before the goroutines start, read-only after
 	hosts   []*port
 	hostFor map[string]*port
+	// tunnels are the tunnel ports (WithVXLAN, WithIPIP); set before
+	// the start
+	tunnels []*port
 }
 
 // NewDatapath starts the readers, workers and the conntrack reaper over
@@ -614,6 +621,18 @@ type worker struct {
 	// ff is the fate of the bridge frame being run, reused (its Out
 	// keeps its capacity)
 	ff datapath.FrameFate
+	// mark is the mark of the packet whose fate is being sent: a
+	// tunnel's outer packet keeps it (tunnel.go)
+	mark uint32
+	// tunnel packets (tunnel.go): tunq waits to run after the current
+	// packet, tused were run and are written with the batch, tfree
+	// are free; cur is the one running (nil: a read packet); tw is
+	// the L2 code's writer on a vxlan port; remotes a lookup's
+	// scratch
+	tunq, tused, tfree []*tunPkt
+	cur                *tunPkt
+	tw                 tunnelWriter
+	remotes            []encap.Remote
 }
 
 func (d *Datapath) newWorker(idx int) *worker {
@@ -683,6 +702,11 @@ func (w *worker) emit(p *port, b []byte, nh uint32, own []byte) {
 		// as on a TUN; tap.go)
 		d.tap(name, b)
 	}
+	if p.tun != nil {
+		// a tunnel device: encapsulated (tunnel.go)
+		w.tunnelOut(p, b, nh, own)
+		return
+	}
 	// a decapsulating device gets the inner packet, a subslice of
 	// b with the same owner (decap.go)
 	b = p.decap.apply(b)
@@ -704,63 +728,16 @@ func (w *worker) emit(p *port, b []byte, nh uint32, own []byte) {
 // run runs the engine on the elements, writes what leaves, and gives
 // the elements back to their readers.
 func (w *worker) run(elems []*elem) {
-	d := w.d
-	w.now = d.Now()
+	w.now = w.d.Now()
 	for _, el := range elems {
-		var tr *datapath.Tracer
-		if d.tracing.Load() > 0 || d.pathing.Load() > 0 {
-			w.wtr = datapath.Tracer{Lines: w.wtr.Lines[:0], Path: w.wtr.Path[:0]}
-			tr = &w.wtr
-			if d.pathing.Load() > 0 {
-				tr.Record, tr.PathAll = true, d.samplePath(w.now)
-			}
-		}
 		if el.frame != nil {
-			w.runFrame(el, tr)
-			continue
-		}
-		var f datapath.Fate
-		if el.from.p.host {
-			f = w.ew.Send(&el.pkt, w.now, tr)
+			w.runFrame(el, w.tracer())
 		} else {
-			f = w.ew.Receive(&el.pkt, w.now, tr)
+			w.one(&el.pkt, el.buf, el.from.p.host)
 		}
-		if tr != nil && len(tr.Lines) > 0 {
-			d.publishTrace(tr.Lines)
+		if len(w.tunq) > 0 {
+			w.drain()
 		}
-		if tr != nil && len(tr.Path) > 0 {
-			d.publishPath(tr.Path)
-		}
-		if f.FlowCached {
-			d.flowCached.Add(1)
-		}
-		switch f.Kind {
-		case datapath.Forwarded, datapath.Sent:
-			if f.Datagram != nil {
-				// the packet completed a datagram: the datagram
-				// (or its fragments) leaves, not the fragment
-				if w.sendFate(&f, f.Datagram.IP, nil) {
-					d.fwd.Add(1)
-				}
-			} else if w.sendFate(&f, el.pkt.IP, el.buf) {
-				d.fwd.Add(1)
-			}
-		case datapath.Delivered:
-			d.delivered.Add(1)
-			if f.Datagram != nil {
-				w.deliver(&el.pkt, f.Datagram.IP)
-			} else {
-				w.deliver(&el.pkt, el.pkt.IP)
-			}
-		case datapath.Dropped:
-			d.dropped.Add(1)
-			d.drops.Add(&f)
-		case datapath.Held:
-			d.held.Add(1)
-		default:
-			d.other.Add(1)
-		}
-		w.sendAnswers(f.Answers)
 	}
 	w.flush()
 	for _, el := range elems {
@@ -768,6 +745,69 @@ func (w *worker) run(elems []*elem) {
 		el.frame = nil
 		el.from.free <- el
 	}
+}
+
+// tracer is the tracer for the next packet (nil: nobody listens).
+func (w *worker) tracer() *datapath.Tracer {
+	d := w.d
+	if d.tracing.Load() == 0 && d.pathing.Load() == 0 {
+		return nil
+	}
+	w.wtr = datapath.Tracer{Lines: w.wtr.Lines[:0], Path: w.wtr.Path[:0]}
+	if d.pathing.Load() > 0 {
+		w.wtr.Record, w.wtr.PathAll = true, d.samplePath(w.now)
+	}
+	return &w.wtr
+}
+
+// one runs the engine on one packet (read into own; send: the host's
+// own, from OUTPUT) and sends what leaves.
+func (w *worker) one(pkt *packet.Packet, own []byte, send bool) {
+	d := w.d
+	tr := w.tracer()
+	var f datapath.Fate
+	if send {
+		f = w.ew.Send(pkt, w.now, tr)
+	} else {
+		f = w.ew.Receive(pkt, w.now, tr)
+	}
+	if tr != nil && len(tr.Lines) > 0 {
+		d.publishTrace(tr.Lines)
+	}
+	if tr != nil && len(tr.Path) > 0 {
+		d.publishPath(tr.Path)
+	}
+	if f.FlowCached {
+		d.flowCached.Add(1)
+	}
+	w.mark = pkt.Mark
+	switch f.Kind {
+	case datapath.Forwarded, datapath.Sent:
+		if f.Datagram != nil {
+			// the packet completed a datagram: the datagram
+			// (or its fragments) leaves, not the fragment
+			if w.sendFate(&f, f.Datagram.IP, nil) {
+				d.fwd.Add(1)
+			}
+		} else if w.sendFate(&f, pkt.IP, own) {
+			d.fwd.Add(1)
+		}
+	case datapath.Delivered:
+		d.delivered.Add(1)
+		if f.Datagram != nil {
+			w.deliver(f.Datagram, f.Datagram.IP)
+		} else {
+			w.deliver(pkt, pkt.IP)
+		}
+	case datapath.Dropped:
+		d.dropped.Add(1)
+		d.drops.Add(&f)
+	case datapath.Held:
+		d.held.Add(1)
+	default:
+		d.other.Add(1)
+	}
+	w.sendAnswers(f.Answers)
 }
 
 // runFrame bridges a frame read from a bridge port: the frames that
@@ -796,6 +836,9 @@ func (w *worker) runFrame(el *elem, tr *datapath.Tracer) {
 		d.dropped.Add(1)
 	}
 	if f := ff.Up; f != nil {
+		if f.Datagram != nil {
+			w.mark = f.Datagram.Mark
+		}
 		if f.Kind == datapath.Delivered {
 			d.delivered.Add(1)
 			if f.Datagram != nil {
@@ -856,6 +899,9 @@ func (w *worker) sendFate(f *datapath.Fate, b, own []byte) bool {
 // the engine has answered it and nothing is written.
 func (w *worker) deliver(p *packet.Packet, b []byte) {
 	d := w.d
+	if len(d.tunnels) > 0 && w.tunnelIn(p, b) {
+		return // a tunnel's socket or protocol handler took it
+	}
 	if len(d.hosts) == 0 {
 		return
 	}
@@ -870,6 +916,7 @@ func (w *worker) deliver(p *packet.Packet, b []byte) {
 func (w *worker) sendAnswers(as []datapath.Answer) {
 	for _, a := range as {
 		if a.Fate.Kind == datapath.Sent || a.Fate.Kind == datapath.Forwarded {
+			w.mark = a.Pkt.Mark
 			if w.sendFate(&a.Fate, a.Pkt.IP, nil) {
 				w.d.answers.Add(1)
 			}
@@ -881,6 +928,9 @@ func (w *worker) sendAnswers(as []datapath.Answer) {
 // batch's TAP frames.
 func (w *worker) flush() {
 	d := w.d
+	if len(w.tunq) > 0 {
+		w.drain() // what the reaper's answers queued
+	}
 	for i := range w.outs {
 		o := &w.outs[i]
 		if len(o.pkts) == 0 {
@@ -899,6 +949,9 @@ func (w *worker) flush() {
 		w.held[i] = nil
 	}
 	w.held = w.held[:0]
+	if len(w.tused) > 0 {
+		w.releaseTun()
+	}
 }
 
 // reaper is conntrack's amortised garbage collection (gc_worker), one
@@ -933,9 +986,15 @@ func (d *Datapath) reaper() {
 			}
 			// TAP ports: ARP retransmissions, neighbour ageing
 			for _, p := range d.ports {
-				if p.l2 != nil {
+				if p.l2 != nil && p.tun == nil {
 					p.l2.tick(now, p.dev)
 				}
+			}
+			if len(d.tunnels) > 0 {
+				// tunnels: FDB ageing, ARP over the tunnel
+				rw.now = now
+				rw.tunnelTick(now)
+				rw.flush()
 			}
 			if lv := d.eng.LVS; lv != nil {
 				// IPVS connection timers, and its rate estimator

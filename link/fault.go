@@ -399,6 +399,7 @@ func (wf *wireFaults) run() {
 func (w *worker) runDelayed(p *packet.Packet) {
 	d := w.d
 	f := w.ew.Receive(p, w.now, nil)
+	w.mark = p.Mark
 	switch f.Kind {
 	case datapath.Forwarded, datapath.Sent:
 		b := p.IP
@@ -420,6 +421,11 @@ func (w *worker) runDelayed(p *packet.Packet) {
 	}
 	w.sendAnswers(f.Answers)
 }
+
+// Received is the number of packets read from the devices so far (a
+// global packet number: the experiment's timeline stamps fault events
+// with it).
+func (d *Datapath) Received() uint64 { return d.rx.Load() }
 
 // FaultDrops is the number of packets the wire faults dropped.
 func (d *Datapath) FaultDrops() uint64 {

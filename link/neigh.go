@@ -69,6 +69,9 @@ func (f *frameBuf) release() {
 type neighEntry struct {
 	mac      [6]byte
 	resolved bool
+	// permanent: a static entry (ip neigh ... nud permanent): never
+	// ages, and ARP does not change it
+	permanent bool
 	// confirmed is the time of the last ARP from the host (resolved).
 	confirmed int64
 	// probes and lastProbe: requests sent while incomplete.
@@ -140,6 +143,9 @@ func (t *neighTable) learn(ip uint32, mac [6]byte, now int64, create bool) (flus
 		e = &neighEntry{}
 		t.m[ip] = e
 	}
+	if e.permanent {
+		return nil
+	}
 	e.mac, e.resolved, e.confirmed, e.probes = mac, true, now, 0
 	flush, e.queue = e.queue, nil
 	return flush
@@ -155,6 +161,7 @@ func (t *neighTable) age(now int64) (resolicit []uint32, failed []*frameBuf) {
 	defer t.mu.Unlock()
 	for ip, e := range t.m {
 		switch {
+		case e.permanent:
 		case e.resolved:
 			if now-e.confirmed >= neighLifetime {
 				delete(t.m, ip)
@@ -170,6 +177,13 @@ func (t *neighTable) age(now int64) (resolicit []uint32, failed []*frameBuf) {
 		}
 	}
 	return resolicit, failed
+}
+
+// setPermanent adds a static entry: ip is at mac for good.
+func (t *neighTable) setPermanent(ip uint32, mac [6]byte) {
+	t.mu.Lock()
+	t.m[ip] = &neighEntry{mac: mac, resolved: true, permanent: true}
+	t.mu.Unlock()
 }
 
 // entries is the table's content for tests and the control plane: the

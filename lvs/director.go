@@ -2,7 +2,6 @@ package lvs
 
 import (
 	"errors"
-	"sort"
 	"sync"
 	"sync/atomic"
 )
@@ -448,8 +447,12 @@ func (dst *Dest) apply(c *DestConfig) {
 	dst.Flags.Or(DestAvailable)
 }
 
-// AddDest is -a. A dest that was removed but still has connections is
-// brought back with its counters, as the kernel takes it out of the trash.
+// AddDest is -a. The new dest goes to the head of the list, as
+// __ip_vs_update_dest's list_add_rcu(&dest->n_list, &svc->destinations)
+// puts it: the schedulers' scans, rr's first pick and the --nosort
+// listing see the newest dest first. A dest that was removed but still
+// has connections is brought back with its counters, as the kernel takes
+// it out of the trash (ip_vs_trash_get_dest), and also goes to the head.
 func (d *Director) AddDest(k ServiceKey, c DestConfig) error {
 	if err := checkDestConfig(&c); err != nil {
 		return err
@@ -464,14 +467,15 @@ func (d *Director) AddDest(k ServiceKey, c DestConfig) error {
 		}
 		dst.apply(&c)
 		return d.replace(w, old, func(svc *Service) error {
-			svc.Dests = append(svc.Dests, dst)
+			svc.Dests = append([]*Dest{dst}, svc.Dests...)
 			svc.Sched.Update(svc)
 			return nil
 		})
 	})
 }
 
-// EditDest is -e.
+// EditDest is -e: the dest keeps its place in the list
+// (__ip_vs_update_dest with add = 0 does not move it).
 func (d *Director) EditDest(k ServiceKey, c DestConfig) error {
 	if err := checkDestConfig(&c); err != nil {
 		return err
@@ -548,7 +552,7 @@ func (d *Director) Zero(k *ServiceKey) error {
 // vs_service_cmp (the address compare is a signed 32-bit difference).
 func SortedServices(list []*Service) []*Service {
 	out := append([]*Service(nil), list...)
-	sort.SliceStable(out, func(i, j int) bool { return serviceCmp(out[i], out[j]) < 0 })
+	qsortMerge(out, func(a, b *Service) bool { return serviceCmp(a, b) <= 0 })
 	return out
 }
 
@@ -565,15 +569,54 @@ func serviceCmp(a, b *Service) int32 {
 	return int32(a.Port) - int32(b.Port)
 }
 
-// SortedDests is ipvsadm's dest order (vs_dest_cmp): address, then port.
+// SortedDests is ipvsadm's dest order (ipvs_cmp_dests): address, then
+// port, sorting the list as the kernel dumps it (newest first).
 func SortedDests(list []*Dest) []*Dest {
 	out := append([]*Dest(nil), list...)
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if r := int32(a.Addr - b.Addr); r != 0 {
-			return r < 0
-		}
-		return int32(a.Port)-int32(b.Port) < 0
-	})
+	qsortMerge(out, func(a, b *Dest) bool { return destCmp(a, b) <= 0 })
 	return out
+}
+
+func destCmp(a, b *Dest) int32 {
+	if r := int32(a.Addr - b.Addr); r != 0 {
+		return r
+	}
+	return int32(a.Port) - int32(b.Port)
+}
+
+// qsortMerge sorts s as ipvsadm's qsort does with glibc (stdlib/msort.c
+// msort_with_tmp): a top-down merge sort that halves at n/2 and takes
+// from the left run while first(left, right). The signed address
+// difference is not a total order (addresses 2^31 or more apart compare
+// inverted), so the result depends on the input order and on the
+// algorithm: this is the algorithm, and the input is the kernel's list
+// order.
+func qsortMerge[T any](s []T, first func(a, b T) bool) {
+	if len(s) < 2 {
+		return
+	}
+	tmp := make([]T, len(s))
+	var msort func(b []T)
+	msort = func(b []T) {
+		n := len(b)
+		if n <= 1 {
+			return
+		}
+		n1 := n / 2
+		b1, b2 := b[:n1], b[n1:]
+		msort(b1)
+		msort(b2)
+		t := tmp[:0]
+		for len(b1) > 0 && len(b2) > 0 {
+			if first(b1[0], b2[0]) {
+				t, b1 = append(t, b1[0]), b1[1:]
+			} else {
+				t, b2 = append(t, b2[0]), b2[1:]
+			}
+		}
+		t = append(t, b1...)
+		// what is left of b2 is already in place at the end of b
+		copy(b, t)
+	}
+	msort(s)
 }

@@ -24,6 +24,13 @@
 // re-enters at LOCAL_OUT. Decap is the real server's side of a tunnel,
 // which the lab plays for namespaces (this kernel has no ipip module).
 //
+// Order: a service's real servers are kept in the kernel's
+// svc->destinations order, newest first (-a, also out of the dest trash,
+// adds at the head; -e keeps the place), which is what the schedulers
+// walk (rr's first pick is the dest added last) and what ipvsadm -L
+// --nosort shows. The sorted listings and -S sort that list as ipvsadm
+// does (glibc's merge sort with the signed address compare).
+//
 // Protocol state: TCP follows ip_vs_proto_tcp.c's tcp_states tables
 // (INPUT, OUTPUT, INPUT-ONLY for DR/TUN), with the active/inactive counts
 // of the dest moved as the kernel moves them; UDP has one state and the
@@ -43,5 +50,5 @@
 //   - Direct routing needs an L2 link to change only the MAC; over a TUN
 //     the packet is sent unchanged to the real server's device.
 //   - The connection table's hash order (what ipvsadm -Lnc lists first)
-//     is not the kernel's.
+//     and the service table's (ipvsadm -L --nosort) are not the kernel's.
 package lvs

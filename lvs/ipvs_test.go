@@ -176,7 +176,9 @@ func TestScheduleRules(t *testing.T) {
 // A weight-0 dest takes no new connections but keeps its established
 // ones; a removed dest's connections are dropped.
 func TestQuiesceAndRemove(t *testing.T) {
-	d := director(t, ServiceConfig{Key: vip}, dest(2, 1), dest(3, 1))
+	// -a puts each dest at the head of the list, so test-first picks
+	// the one added last (.2)
+	d := director(t, ServiceConfig{Key: vip}, dest(3, 1), dest(2, 1))
 	r := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn"), netfilter.LocalIn, sec, nil)
 	if r.Conn.DAddr != 0xc0a80102 {
 		t.Fatalf("first to %08x", r.Conn.DAddr)
@@ -201,7 +203,11 @@ func TestQuiesceAndRemove(t *testing.T) {
 	if err := d.AddDest(vip, dest(2, 1)); err != nil {
 		t.Fatal(err)
 	}
-	back := d.Services()[0].Dests[1]
+	// ... and goes back to the head of the list, as a new dest
+	back := d.Services()[0].Dests[0]
+	if back.Addr != 0xc0a80102 || d.Services()[0].Dests[1].Addr != 0xc0a80103 {
+		t.Fatalf("dest back from the trash is not at the head: %08x", back.Addr)
+	}
 	if back.ActiveConns.Load() != 1 {
 		t.Errorf("dest back from the trash: active %d", back.ActiveConns.Load())
 	}
@@ -406,5 +412,97 @@ func TestEstimator(t *testing.T) {
 	}
 	if dr := d.Services()[0].Dests[0].Stats.Rates(); dr != r {
 		t.Errorf("dest rates %+v, service %+v", dr, r)
+	}
+}
+
+// The director keeps the kernel's svc->destinations order: -a puts the
+// dest at the head (list_add_rcu in __ip_vs_update_dest), also when it
+// comes back from the trash; -e leaves it in place; -d unlinks it. The
+// schedulers walk that list, so rr's first pick after adding A, B, C is
+// C (sched_data starts at the list head), and wlc's tie goes to C.
+func TestDirectorKernelDestOrder(t *testing.T) {
+	a, b, c := dest(1, 1), dest(2, 1), dest(3, 1)
+	order := func(d *Director) string {
+		s := ""
+		for _, x := range d.Service(vip).Dests {
+			s += string(rune('A' + x.Addr&0xff - 1))
+		}
+		return s
+	}
+	pick := func(d *Director, n int) string {
+		svc := d.Service(vip)
+		s := ""
+		for range n {
+			x := svc.Sched.Schedule(svc, &Flow{Proto: ProtoTCP})
+			if x == nil {
+				s += "-"
+				continue
+			}
+			s += string(rune('A' + x.Addr&0xff - 1))
+		}
+		return s
+	}
+	for _, tc := range []struct{ sched, want string }{
+		{"rr", "CBACBA"},
+		{"wrr", "CBACBA"},
+		{"wlc", "CCC"}, // no connections counted here: always the tie
+		{"lc", "CCC"},
+		{"sed", "CCC"},
+		{"nq", "CCC"},
+		{"fo", "CCC"},
+		{"ovf", "CCC"},
+	} {
+		d := director(t, ServiceConfig{Key: vip, SchedName: tc.sched}, a, b, c)
+		if got := order(d); got != "CBA" {
+			t.Fatalf("%s: list %s after adding A, B, C; want CBA", tc.sched, got)
+		}
+		if got := pick(d, len(tc.want)); got != tc.want {
+			t.Errorf("%s: picks %s, want %s", tc.sched, got, tc.want)
+		}
+	}
+
+	d := director(t, ServiceConfig{Key: vip, SchedName: "rr"}, a, b, c)
+	if got := pick(d, 1); got != "C" {
+		t.Fatalf("rr first pick %s", got)
+	}
+	// -e keeps the place, and leaves rr's cursor on C
+	a2 := a
+	a2.Weight = 5
+	if err := d.EditDest(vip, a2); err != nil {
+		t.Fatal(err)
+	}
+	if got := order(d); got != "CBA" {
+		t.Fatalf("after -e A: %s", got)
+	}
+	if got := pick(d, 2); got != "BA" {
+		t.Fatalf("rr after -e: %s, want BA", got)
+	}
+	// -d B with a connection: it goes to the trash; -a B takes it back
+	// and puts it at the head
+	old := d.Service(vip).Dests[1]
+	old.ActiveConns.Store(1)
+	if err := d.DelDest(vip, b.Addr, b.Port); err != nil {
+		t.Fatal(err)
+	}
+	if got := order(d); got != "CA" {
+		t.Fatalf("after -d B: %s", got)
+	}
+	if err := d.AddDest(vip, b); err != nil {
+		t.Fatal(err)
+	}
+	if got := order(d); got != "BCA" || d.Service(vip).Dests[0] != old {
+		t.Fatalf("after -a B from the trash: %s (same dest %v)", got, d.Service(vip).Dests[0] == old)
+	}
+	// rr's cursor is still on A (the tail), so the list head comes next
+	if got := pick(d, 3); got != "BCA" {
+		t.Fatalf("rr after the re-add: %s, want BCA", got)
+	}
+	// Clone (restore's scratch copy) keeps the order
+	c2, err := Clone(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := order(c2); got != "BCA" {
+		t.Errorf("clone: %s, want BCA", got)
 	}
 }

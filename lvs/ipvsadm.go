@@ -939,7 +939,10 @@ func Clone(d *Director) (*Director, error) {
 		if err := n.AddService(cfg); err != nil {
 			return nil, fmt.Errorf("service %v: %w", svc.ServiceKey, err)
 		}
-		for _, dst := range svc.Dests {
+		// AddDest puts each dest at the head: add them last to first so
+		// the copy's list has the same order.
+		for i := len(svc.Dests) - 1; i >= 0; i-- {
+			dst := svc.Dests[i]
 			dp := dst.P()
 			dc := DestConfig{Addr: dst.Addr, Port: dst.Port, Fwd: dp.Fwd, Weight: dst.Weight.Load(),
 				UThreshold: dp.UThreshold, LThreshold: dp.LThreshold, TunType: dp.TunType,

@@ -6,8 +6,10 @@ package lvs
 //
 // Names are never resolved: without FmtNumeric the output is the
 // numeric one (ipvsadm -L on a host with neither reverse DNS nor an
-// /etc/services entry prints the same). The --nosort order is the order
-// the services and dests were added (the kernel's is its hash order).
+// /etc/services entry prints the same). With --nosort the dests come in
+// the kernel's list order (newest first, as the netlink dump walks
+// svc->destinations) and the services in the order they were added (the
+// kernel's is its hash table order, not modelled).
 
 import (
 	"bufio"

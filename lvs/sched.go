@@ -11,9 +11,9 @@ import "math/rand/v2"
 //	sched_lblc.go   lblc lblcr           per-destination-IP caches with ageing
 //
 // Every scheduler walks svc.Dests, which is the kernel's
-// svc->destinations list (order of addition), so ties are broken as the
-// kernel breaks them: the first dest in list order wins unless a later
-// one is strictly better. Update stands for the kernel's add_dest,
+// svc->destinations list (newest first: -a adds at the head), so ties
+// are broken as the kernel breaks them: the first dest in list order
+// wins unless a later one is strictly better. Update stands for the kernel's add_dest,
 // del_dest and upd_dest callbacks (init_service is the factory).
 
 func init() {

@@ -48,16 +48,18 @@ func newRefList(dests []*Dest) *refList {
 	h := &refNode{}
 	h.next, h.prev = h, h
 	l := &refList{h}
-	for _, d := range dests {
-		l.add(d)
+	// each add goes to the head: add last to first to get dests' order
+	for i := len(dests) - 1; i >= 0; i-- {
+		l.add(dests[i])
 	}
 	return l
 }
 
+// add is list_add_rcu(&dest->n_list, &svc->destinations): at the head.
 func (l *refList) add(d *Dest) {
-	n := &refNode{d: d, prev: l.head.prev, next: l.head}
-	l.head.prev.next = n
-	l.head.prev = n
+	n := &refNode{d: d, prev: l.head, next: l.head.next}
+	l.head.next.prev = n
+	l.head.next = n
 }
 
 func (l *refList) find(d *Dest) *refNode {
@@ -69,9 +71,10 @@ func (l *refList) find(d *Dest) *refNode {
 	return nil
 }
 
-// sync brings the ring to svc.Dests by single deletions and tail
-// additions (what the director does), calling del for each removed
-// node after it is unlinked.
+// sync brings the ring to svc.Dests by single deletions and head
+// additions (what the kernel does for -d and -a), calling del for each
+// removed node after it is unlinked. svc.Dests must then be the ring:
+// the director has to keep the kernel's order, newest first.
 func (l *refList) sync(dests []*Dest, del func(*refNode)) {
 	in := map[*Dest]bool{}
 	for _, d := range dests {
@@ -86,10 +89,20 @@ func (l *refList) sync(dests []*Dest, del func(*refNode)) {
 		}
 		n = nx
 	}
-	for _, d := range dests {
-		if l.find(d) == nil {
-			l.add(d)
+	for i := len(dests) - 1; i >= 0; i-- {
+		if l.find(dests[i]) == nil {
+			l.add(dests[i])
 		}
+	}
+	n := l.head.next
+	for _, d := range dests {
+		if n == l.head || n.d != d {
+			panic("svc.Dests is not the kernel's list order (new dests at the head)")
+		}
+		n = n.next
+	}
+	if n != l.head {
+		panic("svc.Dests is shorter than the kernel's list")
 	}
 }
 

@@ -108,7 +108,8 @@ func diffRun(t *testing.T, name string, flags uint32, seed uint64) {
 	addDest := func() {
 		d := mkDest(next, int32(rng.IntN(7)))
 		next++
-		svc.Dests = append(svc.Dests[:len(svc.Dests):len(svc.Dests)], d)
+		// -a: at the head, as the director and the kernel add
+		svc.Dests = append([]*Dest{d}, svc.Dests...)
 	}
 	for range 2 + rng.IntN(6) {
 		addDest()

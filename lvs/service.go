@@ -168,8 +168,9 @@ type Service struct {
 	// PE is the persistence engine name ("sip"), unused by the datapath.
 	PE string
 
-	// Dests are the real servers in the order they were added (the
-	// kernel's svc->destinations list: new ones at the tail).
+	// Dests are the real servers in the order of the kernel's
+	// svc->destinations list: each added one goes to the head, so the
+	// newest is first; -e keeps a dest's place.
 	Dests []*Dest
 
 	// Sched is the scheduler instance bound to the service.

@@ -890,6 +890,10 @@ func (s *Server) reaper(ctx context.Context) {
 	}
 }
 
+// Packets is the number of packets read from the queues (Stats'
+// Packets, without Stats' reading of the kernel's queue table).
+func (s *Server) Packets() uint64 { return s.pkts.Load() }
+
 // Stats returns the counters.
 func (s *Server) Stats() Stats {
 	st := Stats{Packets: s.pkts.Load(), Accepted: s.acc.Load(), Dropped: s.drop.Load(), Malformed: s.malf.Load(),

@@ -2,6 +2,8 @@ package route
 
 import (
 	"fmt"
+
+	"github.com/uswitch-lab/uswitch/internal/kernhash"
 	"net/netip"
 	"slices"
 	"sort"
@@ -21,6 +23,11 @@ type FIB struct {
 	addrs    []addrInfo       // every address, in device then list order
 	localSet map[uint32]int32 // ifa_local -> index into addrs (inet_lookup_ifaddr_rcu)
 	mpPolicy int
+	mpFields uint32              // fib_multipath_hash_fields
+	mpKey    kernhash.SiphashKey // fib_multipath_hash_construct_key of the seed
+	// badNeigh: with fib_multipath_use_neigh, the gateways whose
+	// neighbour entry is not NUD_VALID (nil when the sysctl is off)
+	badNeigh map[neighKey]bool
 
 	// customRules is net->ipv4.fib_has_custom_rules: the rule list is
 	// not the default three (fib_validate_source takes the full check).
@@ -135,6 +142,15 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 func New(cfg Config) (*FIB, error) {
 	f := &FIB{byName: map[string]int{}, tables: map[uint32]*table{}, localSet: map[uint32]int32{},
 		all: cfg.All, mpPolicy: cfg.MultipathHashPolicy, cfg: cfg}
+	f.mpFields = cfg.MultipathHashFields
+	if f.mpFields == 0 {
+		f.mpFields = mpFieldsDefault
+	}
+	s := uint64(cfg.MultipathHashSeed)
+	f.mpKey = kernhash.SiphashKey{s<<32 | s, s<<32 | s}
+	if cfg.MultipathUseNeigh {
+		f.badNeigh = map[neighKey]bool{}
+	}
 	maxIdx := 0
 	for i, l := range cfg.Links {
 		if l.Index <= 0 {
@@ -185,6 +201,13 @@ func New(cfg Config) (*FIB, error) {
 		f.links[idx].addrs = append(f.links[idx].addrs, n)
 		if _, dup := f.localSet[ai.local]; !dup {
 			f.localSet[ai.local] = n
+		}
+	}
+	if f.badNeigh != nil {
+		for _, n := range cfg.Neighbours {
+			if d := f.byName[n.Dev]; d != 0 && n.Addr.Is4() && !n.Valid {
+				f.badNeigh[neighKey{d, u32(n.Addr)}] = true
+			}
 		}
 	}
 	for i := range cfg.Routes {
@@ -306,10 +329,14 @@ func (f *FIB) addRoute(r *Route, seq int) error {
 				c.scope = ScopeHost
 			}
 		}
-		total += c.weight
+		if !c.dead {
+			total += c.weight
+		}
 		a.nhs = append(a.nhs, c)
 	}
-	// fib_rebalance (net/ipv4/fib_semantics.c): upper bounds in 31 bits.
+	// fib_rebalance (net/ipv4/fib_semantics.c): upper bounds in 31 bits
+	// over the live nexthops' weights; a dead one gets -1.
+	total = max(total, 1)
 	w := 0
 	for i := range a.nhs {
 		if a.nhs[i].dead {

@@ -28,6 +28,12 @@ type Flow struct {
 	// UID is the socket owner (output only; input lookups use uid 0,
 	// sock_net_uid(net, NULL)).
 	UID uint32
+	// Packet says an output lookup is made for a packet (an skb, as
+	// `ip route get` builds one): the multipath hash then dissects the
+	// packet's headers, ports only for protocols that carry them, as the
+	// kernel does; without it the hash takes the flow's fields (a
+	// socket's lookup, fl4). Input lookups always hash the packet.
+	Packet bool
 }
 
 // Result is the route decision.
@@ -61,6 +67,7 @@ type flow struct {
 	sport, dport uint16
 	uid          uint32
 	scope        Scope
+	pkt          bool // the multipath hash dissects a packet (skb), not fl4
 }
 
 func isZeronet(a uint32) bool        { return a>>24 == 0 }
@@ -233,7 +240,7 @@ func (f *FIB) Lookup(fl *Flow) Result {
 
 func (f *FIB) toFlow(fl *Flow) flow {
 	return flow{dst: u32(fl.Dst), src: u32(fl.Src), tos: fl.TOS & 0xfc, iif: fl.IIF, oif: fl.OIF,
-		mark: fl.Mark, proto: fl.Proto, sport: fl.SPort, dport: fl.DPort, uid: fl.UID}
+		mark: fl.Mark, proto: fl.Proto, sport: fl.SPort, dport: fl.DPort, uid: fl.UID, pkt: fl.Packet}
 }
 
 func (f *FIB) fill(res *tableResult, rule *fibRule) Result {
@@ -373,7 +380,7 @@ func (f *FIB) Output(in *Flow) Result {
 // choice when no oif is bound, then the source address.
 func (f *FIB) selectPath(fl *flow, res *tableResult) {
 	if fl.oif == 0 && len(res.a.nhs) > 1 {
-		f.selectMultipath(fl, res, f.multipathHash(fl))
+		f.selectMultipath(fl, res, f.multipathHash(fl), false)
 	}
 	if fl.src == 0 {
 		fl.src = f.resultPrefsrc(res)
@@ -462,7 +469,8 @@ func (f *FIB) Input(in *Flow) Result {
 func (f *FIB) input(in *Flow) Result {
 	fl := f.toFlow(in)
 	fl.oif = 0
-	fl.uid = 0 // sock_net_uid(net, NULL)
+	fl.uid = 0    // sock_net_uid(net, NULL)
+	fl.pkt = true // ip_mkroute_input hashes the skb
 	dev := fl.iif
 	if f.link(dev) == nil {
 		return Result{Err: syscall.ENODEV}
@@ -545,7 +553,7 @@ func (f *FIB) input(in *Flow) Result {
 	}
 	// ip_mkroute_input: the multipath choice, then __mkroute_input.
 	if len(res.a.nhs) > 1 {
-		f.selectMultipath(&fl, &res, f.multipathHash(&fl))
+		f.selectMultipath(&fl, &res, f.multipathHash(&fl), true)
 	}
 	outDev := res.a.nhs[res.nhsel].dev
 	ret, err := f.validateSource(&fl, fl.src, fl.dst, outDev, dev)

@@ -317,6 +317,30 @@ type Config struct {
 	// name (missing = DefaultDevConf).
 	All DevConf
 	Dev map[string]DevConf
-	// MultipathHashPolicy is net.ipv4.fib_multipath_hash_policy (0 = L3, 1 = L4).
+	// MultipathHashPolicy is net.ipv4.fib_multipath_hash_policy: 0 L3,
+	// 1 L4, 2 L3 or inner L3, 3 the fields of MultipathHashFields.
 	MultipathHashPolicy int
+	// MultipathHashSeed is net.ipv4.fib_multipath_hash_seed. With 0 (the
+	// default) the kernel hashes with a seed drawn at boot, which no
+	// snapshot shows: uswitch then hashes with seed 0 and its nexthop
+	// choices are its own; set a seed to have the kernel's.
+	MultipathHashSeed uint32
+	// MultipathHashFields is net.ipv4.fib_multipath_hash_fields (policy
+	// 3); 0 means the default 0x0007 (source, destination, protocol).
+	MultipathHashFields uint32
+	// MultipathUseNeigh is net.ipv4.fib_multipath_use_neigh: skip a
+	// gateway whose neighbour entry (in Neighbours) is not valid.
+	MultipathUseNeigh bool
+	// Neighbours are the neighbour entries fib_multipath_use_neigh
+	// consults (`ip neigh`); a gateway without one counts as reachable.
+	Neighbours []Neighbour
+}
+
+// Neighbour is one neighbour entry as fib_good_nh sees it.
+type Neighbour struct {
+	Dev  string
+	Addr netip.Addr
+	// Valid is nud_state & NUD_VALID: PERMANENT, NOARP, REACHABLE,
+	// PROBE, STALE or DELAY (not INCOMPLETE, FAILED or NONE).
+	Valid bool
 }

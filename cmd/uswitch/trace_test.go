@@ -103,6 +103,9 @@ func TestTracePcapng(t *testing.T) {
 // KUBE-POSTROUTING after IPVS scheduled it (vs.conntrack=1). The pod's
 // reply leaves by the device it came in on towards an on-link source,
 // so the node also sends an ICMP redirect (2.1), as the kernel would.
+// The snapshot's ipvsadm-save lists each service's endpoints in order
+// (.5 before .6); restoring it adds each at the head of the kernel's
+// list, so rr's first pick is the last one (.6, and .3 for DNS).
 func TestTraceKubeIPVS(t *testing.T) {
 	dir := t.TempDir()
 	ng := filepath.Join(dir, "k.pcapng")
@@ -118,7 +121,7 @@ func TestTraceKubeIPVS(t *testing.T) {
 		ifc  int
 	}{
 		{"tcp 10.244.0.9:40000 > 10.96.100.50:80 syn seq 1", 0},
-		{"tcp 10.244.0.5:80 > 10.244.0.9:40000 syn ack 2 seq 7", 0},
+		{"tcp 10.244.0.6:80 > 10.244.0.9:40000 syn ack 2 seq 7", 0},
 		{"tcp 192.168.122.50:41000 > 192.168.122.10:30080 syn seq 1", eth0},
 		{"udp 10.244.0.9:5353 > 10.96.0.10:53", 0},
 	} {
@@ -135,17 +138,17 @@ func TestTraceKubeIPVS(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	for _, want := range []string{
-		"ipvs:INPUT:99:schedule TCP 10.244.0.9:40000 -> 10.96.100.50:80 -> 10.244.0.5:80 Masq SYN_RECV",
-		"OUT=cni0 SRC=10.244.0.9 DST=10.244.0.5 LEN=40 TOS=0x0 TTL=63",
+		"ipvs:INPUT:99:schedule TCP 10.244.0.9:40000 -> 10.96.100.50:80 -> 10.244.0.6:80 Masq SYN_RECV",
+		"OUT=cni0 SRC=10.244.0.9 DST=10.244.0.6 LEN=40 TOS=0x0 TTL=63",
 		"FATE: 1 forwarded out cni0\n",
-		"ipvs:FORWARD:100:reply TCP 10.244.0.9:40000 -> 10.96.100.50:80 -> 10.244.0.5:80 Masq SYN_RECV",
+		"ipvs:FORWARD:100:reply TCP 10.244.0.9:40000 -> 10.96.100.50:80 -> 10.244.0.6:80 Masq SYN_RECV",
 		"FATE: 2 forwarded out cni0\n",
 		"nat:KUBE-NODE-PORT:rule:",
 		"nat:KUBE-MARK-MASQ:rule:0xd:CONTINUE",
-		"ipvs:INPUT:99:schedule TCP 192.168.122.50:41000 -> 192.168.122.10:30080 -> 10.244.0.5:80 Masq SYN_RECV",
+		"ipvs:INPUT:99:schedule TCP 192.168.122.50:41000 -> 192.168.122.10:30080 -> 10.244.0.6:80 Masq SYN_RECV",
 		"nat:KUBE-POSTROUTING:rule:0x12:ACCEPT  -4 -t nat -A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully",
 		"FATE: 3 forwarded out cni0\n",
-		"ipvs:INPUT:99:schedule UDP 10.244.0.9:5353 -> 10.96.0.10:53 -> 10.244.0.2:53 Masq UDP",
+		"ipvs:INPUT:99:schedule UDP 10.244.0.9:5353 -> 10.96.0.10:53 -> 10.244.0.3:53 Masq UDP",
 		"FATE: 4 forwarded out cni0\n",
 	} {
 		if !strings.Contains(out, want) {

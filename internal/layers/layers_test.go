@@ -20,7 +20,6 @@ const module = "github.com/uswitch-lab/uswitch"
 var layer = map[string]int{
 	// L0: packet views, routing, the hook enum, small leaf helpers
 	"packet":            0,
-	"route":             0,
 	"netfilter":         0,
 	"internal/kernhash": 0,
 	"internal/prom":     0,
@@ -32,17 +31,21 @@ var layer = map[string]int{
 	"internal/capture/capturetest": 0,
 	"internal/kerneltest":          1,
 	"internal/labtest":             1,
-	// L1: state machines over packets
+	// L1: state machines over packets; routing (its multipath hash is
+	// the kernel's siphash)
+	"route":      1,
 	"conntrack":  1,
 	"ipfrag":     1,
 	"lvs":        1,
 	"trace":      1,
 	"bridge/fdb": 1,
-	"iproute":    1,
+	// tunnel formats and a vxlan device's FDB (under link)
+	"encap": 1,
 	// L2: what reads conntrack: NAT and the iptables language
 	"nat":             2,
 	"iptables":        2,
 	"bridge/ebtables": 2,
+	"iproute":         2,
 	// L3: the engine
 	"datapath":              3,
 	"datapath/datapathtest": 3,
@@ -65,12 +68,14 @@ var layer = map[string]int{
 	"control": 5,
 	// L6: orchestration
 	"lab": 6,
-	// L7: the command and test plumbing
-	"cmd/uswitch":        7,
-	"bench":              7,
-	"bench/rulegen":      7,
-	"internal/tracetest": 7,
-	"internal/layers":    7,
+	// L7: experiments over a lab (workloads, schedules, reports)
+	"experiment": 7,
+	// L8: the command and test plumbing
+	"cmd/uswitch":        8,
+	"bench":              8,
+	"bench/rulegen":      8,
+	"internal/tracetest": 8,
+	"internal/layers":    8,
 }
 
 // violations lists the imports of graph (package -> its imports, module
