@@ -132,6 +132,10 @@ func (p *PodServers) UnmarshalTOML(v any) error {
 // PodServers.UnmarshalTOML reads (and checks) itself.
 func isPodServerKey(k toml.Key) bool { return len(k) > 2 && k[0] == "node" && k[1] == "pod_server" }
 
+// snapTunnelKinds are the tunnel devices a snapshot node refuses (it
+// would otherwise make one a TAP into a namespace of its own).
+var snapTunnelKinds = map[string]bool{"vxlan": true, "ipip": true, "gre": true, "gretap": true, "geneve": true, "wireguard": true, "sit": true, "ip6tnl": true}
+
 // podBridgeNames are the devices taken for the pod bridge whatever the
 // snapshot's device is.
 var podBridgeNames = map[string]bool{"cni0": true, "cbr0": true, "docker0": true}
@@ -283,6 +287,9 @@ func (c *Config) expandSnapshot(src string, n *Node) error {
 			n.Bridges = append(n.Bridges, Bridge{Name: l.Name, Addresses: as, MAC: mac})
 		case len(as) == 0:
 			continue // a pod's veth (pods), a bridge port or an unused device
+		case snapTunnelKinds[kind] || li.LinkType == "ipip" || li.LinkType == "none" && kind != "":
+			return fail("%s: device %s is a %s device: a snapshot node does not make tunnel devices yet (write the node's tables by hand, [[node.interface]] kind = \"vxlan\" or \"ipip\")",
+				snapFile(host.FileLink), l.Name, kind)
 		case !l.Up || kind == "dummy":
 			n.Dummies = append(n.Dummies, Dummy{Name: l.Name, Addresses: as})
 		default:

@@ -352,11 +352,18 @@ func TestSnapshotNodeConfigErrors(t *testing.T) {
 	badRules := copySnapshot(t, src, map[string]string{"iptables-save": "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m bogus -j ACCEPT\nCOMMIT\n"})
 	badRoute := copySnapshot(t, src, map[string]string{"ip-route.json": appendJSON(t, filepath.Join(src, "ip-route.json"),
 		map[string]any{"dst": "10.50.0.0/16", "dev": "eth0-peer", "scope": "link", "flags": []string{}})})
+	tunnel := copySnapshot(t, src, map[string]string{
+		"ip-link.json": appendJSON(t, filepath.Join(src, "ip-link.json"), map[string]any{"ifindex": 30, "ifname": "vxlan.calico",
+			"flags": []string{"UP"}, "mtu": 1450, "link_type": "ether", "linkinfo": map[string]any{"info_kind": "vxlan"}}),
+		"ip-addr.json": appendJSON(t, filepath.Join(src, "ip-addr.json"), map[string]any{"ifindex": 30, "ifname": "vxlan.calico",
+			"addr_info": []any{map[string]any{"family": "inet", "local": "10.244.0.128", "prefixlen": 32}}}),
+	})
 	badJSON := copySnapshot(t, src, map[string]string{"ip-addr.json": "[\n{\"ifname\": 3}\n]"})
 	for _, x := range []struct{ text, want string }{
 		{lab("/nonexistent/snap", ""), `ok.toml:4: node.snapshot: node "a": snapshot /nonexistent/snap: no such folder`},
 		{lab(badRules, ""), `ok.toml:4: node.snapshot: node "a": ` + filepath.Join(badRules, "iptables-save") + `:3: Couldn't load match`},
 		{lab(badRoute, ""), `ok.toml:4: node.snapshot: node "a": ` + filepath.Join(badRoute, "ip-route.json") + `: route entry 27 (10.50.0.0/16 dev eth0-peer): its device eth0-peer is not one the lab makes`},
+		{lab(tunnel, ""), `device vxlan.calico is a vxlan device: a snapshot node does not make tunnel devices yet`},
 		{lab(badJSON, ""), filepath.Join(badJSON, "ip-addr.json") + `: ip-addr.json:2:`},
 		{lab(abs, "[node.attach]\neth9 = \"lan\"\n"), `ok.toml:7: node.attach.eth9: node "a": the snapshot ` + filepath.Join(abs, "ip-link.json") + ` has no device "eth9"`},
 		{lab(abs, "[node.attach]\neth0 = \"lan\"\n"), `node.interface.switch: "lan": the lab has no [[bridge]]`},
