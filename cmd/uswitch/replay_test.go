@@ -81,11 +81,11 @@ func writeReplayCapture(tb testing.TB, file string, n int, seed uint64) {
 		tb.Fatal(err)
 	}
 	bw := bufio.NewWriterSize(f, 1<<20)
-	w, err := pcapgo.NewNgWriterInterface(bw, pcapgo.NgInterface{Name: "eth0", LinkType: layers.LinkTypeRaw}, pcapgo.DefaultNgWriterOptions)
+	w, err := pcapgo.NewNgWriterInterface(bw, pcapgo.NgInterface{Name: "eth0", LinkType: layers.LinkTypeIPv4}, pcapgo.DefaultNgWriterOptions)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	eth1, err := w.AddInterface(pcapgo.NgInterface{Name: "eth1", LinkType: layers.LinkTypeRaw})
+	eth1, err := w.AddInterface(pcapgo.NgInterface{Name: "eth1", LinkType: layers.LinkTypeIPv4})
 	if err != nil {
 		tb.Fatal(err)
 	}

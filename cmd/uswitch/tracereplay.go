@@ -173,7 +173,10 @@ func policyName(v iptables.Verdict) string {
 
 // pcapOut is --write-pcap: a pcapng of the packets uswitch sends, one
 // interface per output device (and link type) in the order they are
-// first used, "local" for what is delivered to the host.
+// first used, "local" for what is delivered to the host. IP packets
+// are LINKTYPE_IPV4 (228), not LINKTYPE_RAW (101): libpcap 1.10
+// refuses a pcapng whose second raw interface's 101 differs from the
+// first's, which it has turned into DLT_RAW (12).
 type pcapOut struct {
 	f   *os.File
 	bw  *bufio.Writer
@@ -228,7 +231,7 @@ func (o *pcapOut) fate(f *datapath.Fate, p *packet.Packet, ts int64) {
 	}
 	switch f.Kind {
 	case datapath.Delivered:
-		o.write("local", layers.LinkTypeRaw, ts, q.Data)
+		o.write("local", layers.LinkTypeIPv4, ts, q.Data)
 	case datapath.Forwarded, datapath.Sent:
 		switch {
 		case len(f.Frames) > 0:
@@ -237,10 +240,10 @@ func (o *pcapOut) fate(f *datapath.Fate, p *packet.Packet, ts int64) {
 			}
 		case len(f.Frags) > 0:
 			for _, fr := range f.Frags {
-				o.write(f.OutIf, layers.LinkTypeRaw, ts, fr)
+				o.write(f.OutIf, layers.LinkTypeIPv4, ts, fr)
 			}
 		default:
-			o.write(f.OutIf, layers.LinkTypeRaw, ts, q.Data)
+			o.write(f.OutIf, layers.LinkTypeIPv4, ts, q.Data)
 		}
 	}
 }
@@ -248,7 +251,7 @@ func (o *pcapOut) fate(f *datapath.Fate, p *packet.Packet, ts int64) {
 func (o *pcapOut) close() error {
 	if o.err == nil && o.w == nil {
 		// nothing was sent: a valid capture with the local interface
-		o.w, o.err = pcapgo.NewNgWriterInterface(o.bw, pcapgo.NgInterface{Name: "local", LinkType: layers.LinkTypeRaw}, pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "uswitch trace"}})
+		o.w, o.err = pcapgo.NewNgWriterInterface(o.bw, pcapgo.NgInterface{Name: "local", LinkType: layers.LinkTypeIPv4}, pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "uswitch trace"}})
 	}
 	if o.err == nil {
 		o.err = o.w.Flush()

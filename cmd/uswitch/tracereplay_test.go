@@ -171,7 +171,7 @@ func TestTraceReplayStats(t *testing.T) {
 		t.Errorf("--stats differs with every packet traced:\n%s\nuntraced:\n%s", tsout, sout)
 	}
 	for _, want := range []string{"-t filter -A FORWARD -p udp -m udp --dport 9998 -j DROP", "-t filter -P FORWARD DROP",
-		"-t filter -A KUBE-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment \"kubernetes forwarding conntrack rule\" -j ACCEPT"} {
+		"-t filter -A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"} {
 		if _, ok := secs["RULES"][want]; !ok {
 			t.Errorf("RULES lacks %q:\n%s", want, sout)
 		}
