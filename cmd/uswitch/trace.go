@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/google/gopacket/layers"
 
@@ -369,46 +370,134 @@ func readCapture(file, iif string, bridgePort func(string) bool, trace func(trac
 	if err != nil {
 		return fmt.Errorf("%s: %v", file, err)
 	}
-	for n := 1; ; n++ {
-		cp, err := cr.Next()
-		if err == io.EOF {
+	full, free, stop := readAhead(cr)
+	defer stop()
+	n := 0
+	for bt := range full {
+		for _, r := range bt.recs {
+			n++
+			// the packet's bytes are the batch's, until it is handed
+			// back: trace runs (and may rewrite them) before that, and
+			// the engine keeps no reference (reassembly copies)
+			data := bt.buf[r.off : r.off+r.n : r.off+r.n]
+			name := r.iface
+			if iif != "" {
+				name = iif
+			}
+			tp := tracePacket{meta: packet.Meta{InIf: name}, ts: r.time}
+			switch r.link {
+			case layers.LinkTypeEthernet:
+				if len(data) < 14 {
+					return fmt.Errorf("%s: packet %d: %d bytes, shorter than an Ethernet header", file, n, len(data))
+				}
+				if et := uint16(data[12])<<8 | uint16(data[13]); et != 0x0800 && !bridgePort(name) {
+					continue // not IPv4 and not on a bridge port: skipped
+				}
+				tp.l2, tp.data = data[:14:14], data[14:]
+			case layers.LinkTypeRaw, layers.LinkTypeIPv4:
+				tp.data = data
+			case layers.LinkTypeLinuxSLL:
+				if len(data) < 16 {
+					return fmt.Errorf("%s: packet %d: short Linux cooked header", file, n)
+				}
+				tp.data = data[16:]
+			default:
+				return fmt.Errorf("%s: packet %d: link type %v is not supported (Ethernet, raw IP and Linux cooked are)", file, n, r.link)
+			}
+			if tp.meta.InIf == "" {
+				return fmt.Errorf("%s: packet %d has no ingress interface: give --iif", file, n)
+			}
+			trace(tp)
+		}
+		if bt.err == io.EOF {
 			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("%s: packet %d: %v", file, n, err)
+		if bt.err != nil {
+			return fmt.Errorf("%s: packet %d: %v", file, n+1, bt.err)
 		}
-		// the packet's bytes are the reader's, valid until the next
-		// record: trace runs (and may rewrite them) before that, and
-		// the engine keeps no reference (reassembly copies)
-		data := cp.Data[:len(cp.Data):len(cp.Data)]
-		name := cp.Iface
-		if iif != "" {
-			name = iif
-		}
-		tp := tracePacket{meta: packet.Meta{InIf: name}, ts: cp.Time}
-		switch cp.Link {
-		case layers.LinkTypeEthernet:
-			if len(data) < 14 {
-				return fmt.Errorf("%s: packet %d: %d bytes, shorter than an Ethernet header", file, n, len(data))
-			}
-			if et := uint16(data[12])<<8 | uint16(data[13]); et != 0x0800 && !bridgePort(name) {
-				continue // not IPv4 and not on a bridge port: skipped
-			}
-			tp.l2, tp.data = data[:14:14], data[14:]
-		case layers.LinkTypeRaw, layers.LinkTypeIPv4:
-			tp.data = data
-		case layers.LinkTypeLinuxSLL:
-			if len(data) < 16 {
-				return fmt.Errorf("%s: packet %d: short Linux cooked header", file, n)
-			}
-			tp.data = data[16:]
+		select {
+		case free <- bt:
 		default:
-			return fmt.Errorf("%s: packet %d: link type %v is not supported (Ethernet, raw IP and Linux cooked are)", file, n, cp.Link)
 		}
-		if tp.meta.InIf == "" {
-			return fmt.Errorf("%s: packet %d has no ingress interface: give --iif", file, n)
+	}
+	return nil
+}
+
+// readBatch is a run of a capture's records read ahead: their bytes
+// one after the other in buf, and what ended the capture after them
+// (io.EOF: its clean end; nil: more follows).
+type readBatch struct {
+	buf  []byte
+	recs []readRec
+	err  error
+}
+
+type readRec struct {
+	off, n int
+	link   layers.LinkType
+	iface  string
+	time   int64
+}
+
+// readAheadRecs and readAheadBytes bound a batch; readAheadBatches
+// bound the batches read ahead (the memory a capture costs: a few MB
+// whatever its size).
+const (
+	readAheadRecs    = 256
+	readAheadBytes   = 512 << 10
+	readAheadBatches = 4
+)
+
+// readAhead reads the capture in a goroutine of its own, in batches
+// handed over in order on full (closed after the batch with an error or
+// the end), so reading and copying records overlap the engine; batches
+// handed back on free are reused. stop ends the goroutine (idempotent:
+// call it when the consumer stops early).
+func readAhead(cr capture.Reader) (full <-chan *readBatch, free chan<- *readBatch, stop func()) {
+	fullc := make(chan *readBatch, readAheadBatches)
+	freec := make(chan *readBatch, readAheadBatches+2)
+	done := make(chan struct{})
+	go func() {
+		defer close(fullc)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			var bt *readBatch
+			select {
+			case bt = <-freec:
+				bt.buf, bt.recs, bt.err = bt.buf[:0], bt.recs[:0], nil
+			default:
+				bt = &readBatch{buf: make([]byte, 0, readAheadBytes+capture.MaxLen), recs: make([]readRec, 0, readAheadRecs)}
+			}
+			for len(bt.recs) < readAheadRecs && len(bt.buf) < readAheadBytes {
+				cp, err := cr.Next()
+				if err != nil {
+					bt.err = err
+					break
+				}
+				bt.recs = append(bt.recs, readRec{off: len(bt.buf), n: len(cp.Data), link: cp.Link, iface: cp.Iface, time: cp.Time})
+				bt.buf = append(bt.buf, cp.Data...)
+			}
+			select {
+			case fullc <- bt:
+			case <-done:
+				return
+			}
+			if bt.err != nil {
+				return
+			}
 		}
-		trace(tp)
+	}()
+	var once sync.Once
+	return fullc, freec, func() {
+		once.Do(func() {
+			close(done)
+			for range fullc { // wait for the goroutine's end
+			}
+		})
 	}
 }
 
