@@ -70,8 +70,14 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 	}
 	ecfg := s.EngineConfig()
 	var tf *traceFaults
-	out := bufio.NewWriter(stdout)
+	out := bufio.NewWriterSize(stdout, 256<<10)
 	defer out.Flush()
+	lines := out // the per-packet lines; with --stats, counted instead
+	var rstats *replayStats
+	if *stats {
+		rstats = newReplayStats(ecfg.Rules)
+		lines = bufio.NewWriterSize(kindCounter{rstats.other, "FAULT"}, 4096)
+	}
 	if *faultsFile != "" {
 		set, err := fault.LoadFile(*faultsFile, *faultSeed, 1)
 		if err != nil {
@@ -79,7 +85,7 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 			return 1
 		}
 		fmt.Fprintf(out, "FAULTS: %d, seed %d\n", len(set.Faults), set.Seed)
-		tf = newTraceFaults(set, out)
+		tf = newTraceFaults(set, lines)
 		ecfg.Faults = tf.stages()
 		ecfg.BridgeFaults = tf.bridgeStages()
 	}
@@ -107,16 +113,12 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 	// engine runs as it does live (the flow cache replays established
 	// flows) and the fates are the same (datapath.Engine.Traces)
 	useTracer := *all || pics.on() || (!*stats && e.Traces(tfmt))
-	lines := out // the per-packet lines; with --stats, none
-	if *stats {
-		lines = bufio.NewWriterSize(io.Discard, 4096)
-	}
-	fo := &fateOut{out: lines}
-	if *stats {
-		fo.stats = newReplayStats(ecfg.Rules)
+	fo := &fateOut{out: lines, stats: rstats}
+	if rstats != nil {
 		defer func() {
-			if rc == 0 || fo.stats.packets > 0 {
-				fo.stats.write(out)
+			if rc == 0 || rstats.packets > 0 {
+				lines.Flush() // the FAULT lines counted
+				rstats.write(out)
 			}
 		}()
 	}
@@ -156,6 +158,9 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 		id     []byte
 		text   []byte
 		pdrain = func(tr *datapath.Tracer) {
+			if fo.stats != nil {
+				return // --stats: no trace lines
+			}
 			for _, l := range tr.Lines {
 				lines.WriteString(l)
 				lines.WriteByte('\n')
@@ -236,7 +241,7 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 		if f.Kind == datapath.Held {
 			// one FATE line per datagram: a fragment that waits
 			// for the others gets a HELD line instead
-			fo.other("held", "HELD: %d fragment of %s, waiting for its datagram\n", i, fragDesc(p))
+			fo.other("HELD", "HELD: %d fragment of %s, waiting for its datagram\n", i, fragDesc(p))
 			return
 		}
 		faulted := false
@@ -259,7 +264,7 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 						continue
 					}
 					if fl := tf.wire(q, f.OutIf, true, tp.ts); fl != nil {
-						fo.other("fault", "FAULT: %d fragment %d dropped by fault: %s (%s)\n", i, k+1, fl.Name, fl.At)
+						fo.other("FAULT", "FAULT: %d fragment %d dropped by fault: %s (%s)\n", i, k+1, fl.Name, fl.At)
 					}
 				}
 			}
@@ -278,7 +283,7 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 			fo.fate(id, text)
 			if tf != nil && (a.Fate.Kind == datapath.Forwarded || a.Fate.Kind == datapath.Sent) && len(a.Fate.Frags) == 0 {
 				if fl := tf.wire(a.Pkt, a.Fate.OutIf, true, tp.ts); fl != nil {
-					fo.other("fault", "FAULT: %d.%d answer dropped by fault: %s (%s)\n", i, j+1, fl.Name, fl.At)
+					fo.other("FAULT", "FAULT: %d.%d answer dropped by fault: %s (%s)\n", i, j+1, fl.Name, fl.At)
 					continue
 				}
 			}
@@ -288,7 +293,7 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 	// expire reports the reassembly queues whose time ran out by now
 	expire = func(now int64) {
 		for _, x := range e.ExpireFragments(now, nil) {
-			fo.other("expired", "EXPIRED: datagram %s, packets %s dropped: reassembly timed out (ipfrag_time)\n", keyDesc(x.Key), seqs(x.Frags))
+			fo.other("EXPIRED", "EXPIRED: datagram %s, packets %s dropped: reassembly timed out (ipfrag_time)\n", keyDesc(x.Key), seqs(x.Frags))
 			for j, a := range x.Answers {
 				fo.fatef(fmt.Appendf(nil, "expired.%d", j+1), "answer %s", a.Fate)
 				sent(&a.Fate, a.Pkt, now)
@@ -298,7 +303,7 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 	// pending reports what is still held when the input ends
 	pending := func() {
 		for _, x := range e.Frags.Pending() {
-			fo.other("held at the end", "HELD: at the end, datagram %s never completed: packets %s\n", keyDesc(x.Key), seqs(x.Frags))
+			fo.other("HELD at the end", "HELD: at the end, datagram %s never completed: packets %s\n", keyDesc(x.Key), seqs(x.Frags))
 		}
 	}
 	if *human != "" {

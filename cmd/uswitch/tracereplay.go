@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"fmt"
 	"io"
@@ -97,6 +98,19 @@ func (s *replayStats) fate(text []byte) {
 		return
 	}
 	s.fates[string(text)] = 1
+}
+
+// kindCounter counts the lines written to it under kind (--stats: the
+// FAULT lines of the faults' decisions, which are written, not made
+// through fateOut).
+type kindCounter struct {
+	m    map[string]int
+	kind string
+}
+
+func (c kindCounter) Write(p []byte) (int, error) {
+	c.m[c.kind] += bytes.Count(p, []byte{'\n'})
+	return len(p), nil
 }
 
 // device counts a packet out of dev ("local": delivered).

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -321,4 +322,25 @@ func TestTraceFateLineAllocs(t *testing.T) {
 			t.Errorf("%v: %v allocations per line", f, n)
 		}
 	}
+}
+
+// TestTraceStatsFaults: with --stats the faults' FAULT lines are
+// counted, not printed, as many as the replay without --stats prints.
+func TestTraceStatsFaults(t *testing.T) {
+	snap, capFile := replayFixture(t, 3000)
+	args := []string{"--snapshot", snap, "--pcap", capFile, "--faults", "../../examples/faults/router.toml"}
+	out, errs, code := runTrace(t, args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	faults := strings.Count(out, "\nFAULT: ")
+	sout, errs, code := runTrace(t, append(args, "--stats")...)
+	if code != 0 {
+		t.Fatalf("--stats: exit %d: %s", code, errs)
+	}
+	if faults == 0 || strings.Contains(sout, "\nFAULT: ") || !strings.Contains(sout, fmt.Sprintf("\n%12d  FAULT\n", faults)) {
+		t.Errorf("%d FAULT lines; --stats:\n%s", faults, sout[:strings.Index(sout, "RULES:")])
+	}
+	fates, _, _ := fateCounts(t, out)
+	sameMap(t, "FATES", statsSections(t, sout)["FATES"], toStrings(fates))
 }
