@@ -10,7 +10,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket/pcapgo"
 
@@ -343,4 +345,37 @@ func TestTraceStatsFaults(t *testing.T) {
 	}
 	fates, _, _ := fateCounts(t, out)
 	sameMap(t, "FATES", statsSections(t, sout)["FATES"], toStrings(fates))
+}
+
+// endless is a capture without end: each Next is one more 40-byte
+// packet.
+type endless struct{ n atomic.Int64 }
+
+func (e *endless) Next() (capture.Packet, error) {
+	e.n.Add(1)
+	return capture.Packet{Data: make([]byte, 40), Iface: "eth0"}, nil
+}
+
+// TestReadAheadBounded: the reading goroutine stays a bounded number of
+// records ahead of the consumer (a capture is streamed, never read
+// whole), and stop ends it.
+func TestReadAheadBounded(t *testing.T) {
+	src := &endless{}
+	full, free, stop := readAhead(src)
+	bt := <-full
+	if len(bt.recs) != readAheadRecs || bt.err != nil {
+		t.Fatalf("first batch: %d records, %v", len(bt.recs), bt.err)
+	}
+	free <- bt
+	time.Sleep(50 * time.Millisecond) // let it run as far as it may
+	limit := int64((readAheadBatches + 3) * readAheadRecs)
+	if n := src.n.Load(); n > limit {
+		t.Errorf("%d records read ahead of a consumer that took one batch, want at most %d", n, limit)
+	}
+	stop()
+	n := src.n.Load()
+	time.Sleep(20 * time.Millisecond)
+	if m := src.n.Load(); m != n {
+		t.Errorf("read on after stop: %d, then %d", n, m)
+	}
 }
