@@ -167,6 +167,29 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 			}
 		}
 	)
+	// ifIndex is the ingress device's index, as link gives it the
+	// engine (which checks it against the name): the few names of a
+	// capture are looked up once, not in a map per packet
+	type ifEntry struct {
+		name string
+		idx  int
+	}
+	var ifCache []ifEntry
+	ifIndex := func(name string) int {
+		for _, c := range ifCache {
+			if c.name == name {
+				return c.idx
+			}
+		}
+		if ecfg.FIB == nil {
+			return 0
+		}
+		idx := ecfg.FIB.Ifindex(name)
+		if len(ifCache) < 16 {
+			ifCache = append(ifCache, ifEntry{name, idx})
+		}
+		return idx
+	}
 	newTracer := func() *datapath.Tracer {
 		if !useTracer {
 			return nil
@@ -208,6 +231,7 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 		}
 		pk = packet.Packet{Data: tp.data, L2: tp.l2, Meta: tp.meta}
 		p := &pk
+		p.InIndex = ifIndex(p.InIf)
 		p.Seq = uint64(i)
 		if err := p.Decode(); err != nil {
 			fo.fatef(id, "dropped by ip_rcv: %v", err)
