@@ -408,7 +408,7 @@ func readCapture(file, iif string, bridgePort func(string) bool, trace func(trac
 			// the packet's bytes are the batch's, until it is handed
 			// back: trace runs (and may rewrite them) before that, and
 			// the engine keeps no reference (reassembly copies)
-			data := bt.buf[r.off : r.off+r.n : r.off+r.n]
+			data := r.data
 			name := r.iface
 			if iif != "" {
 				name = iif
@@ -453,8 +453,9 @@ func readCapture(file, iif string, bridgePort func(string) bool, trace func(trac
 }
 
 // readBatch is a run of a capture's records read ahead: their bytes
-// one after the other in buf, and what ended the capture after them
-// (io.EOF: its clean end; nil: more follows).
+// one after the other in buf (read there by the capture reader, not
+// copied), and what ended the capture after them (io.EOF: its clean
+// end; nil: more follows).
 type readBatch struct {
 	buf  []byte
 	recs []readRec
@@ -462,10 +463,10 @@ type readBatch struct {
 }
 
 type readRec struct {
-	off, n int
-	link   layers.LinkType
-	iface  string
-	time   int64
+	data  []byte // in buf (or an array buf outgrew), capacity cut
+	link  layers.LinkType
+	iface string
+	time  int64
 }
 
 // readAheadRecs and readAheadBytes bound a batch; readAheadBatches
@@ -499,16 +500,18 @@ func readAhead(cr capture.Reader) (full <-chan *readBatch, free chan<- *readBatc
 			case bt = <-freec:
 				bt.buf, bt.recs, bt.err = bt.buf[:0], bt.recs[:0], nil
 			default:
-				bt = &readBatch{buf: make([]byte, 0, readAheadBytes+capture.MaxLen), recs: make([]readRec, 0, readAheadRecs)}
+				// room for the last record's pcapng block too
+				bt = &readBatch{buf: make([]byte, 0, readAheadBytes+capture.MaxLen+64<<10), recs: make([]readRec, 0, readAheadRecs)}
 			}
 			for len(bt.recs) < readAheadRecs && len(bt.buf) < readAheadBytes {
-				cp, err := cr.Next()
+				// the record is read straight into the batch
+				cp, buf, err := cr.NextAppend(bt.buf)
 				if err != nil {
 					bt.err = err
 					break
 				}
-				bt.recs = append(bt.recs, readRec{off: len(bt.buf), n: len(cp.Data), link: cp.Link, iface: cp.Iface, time: cp.Time})
-				bt.buf = append(bt.buf, cp.Data...)
+				bt.buf = buf
+				bt.recs = append(bt.recs, readRec{data: cp.Data[:len(cp.Data):len(cp.Data)], link: cp.Link, iface: cp.Iface, time: cp.Time})
 			}
 			select {
 			case fullc <- bt:

@@ -352,8 +352,14 @@ func TestTraceStatsFaults(t *testing.T) {
 type endless struct{ n atomic.Int64 }
 
 func (e *endless) Next() (capture.Packet, error) {
+	p, _, err := e.NextAppend(nil)
+	return p, err
+}
+
+func (e *endless) NextAppend(dst []byte) (capture.Packet, []byte, error) {
 	e.n.Add(1)
-	return capture.Packet{Data: make([]byte, 40), Iface: "eth0"}, nil
+	dst = append(dst, make([]byte, 40)...)
+	return capture.Packet{Data: dst[len(dst)-40:], Iface: "eth0"}, dst, nil
 }
 
 // TestReadAheadBounded: the reading goroutine stays a bounded number of
