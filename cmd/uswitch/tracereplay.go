@@ -68,6 +68,12 @@ type replayStats struct {
 	fates   map[string]int
 	other   map[string]int
 	devs    map[string]int
+	// few and fewDevs hold the first texts and devices seen, with
+	// their counts; more and devs the others, more by pointer so that
+	// counting a known text needs only a lookup (m[string(b)] does not
+	// allocate; m[string(b)]++ does)
+	few, fewDevs []count
+	more         map[string]*int
 	// before are the rules' and policies' counters before the replay
 	// (a snapshot may carry counters)
 	rules  *iptables.Ruleset
@@ -75,7 +81,7 @@ type replayStats struct {
 }
 
 func newReplayStats(rs *iptables.Ruleset) *replayStats {
-	s := &replayStats{fates: map[string]int{}, other: map[string]int{}, devs: map[string]int{}, rules: rs, before: map[any]iptables.Counters{}}
+	s := &replayStats{fates: map[string]int{}, more: map[string]*int{}, other: map[string]int{}, devs: map[string]int{}, rules: rs, before: map[any]iptables.Counters{}}
 	if rs != nil {
 		for _, t := range rs.Tables {
 			if t == nil {
@@ -92,12 +98,31 @@ func newReplayStats(rs *iptables.Ruleset) *replayStats {
 	return s
 }
 
+// fate counts a fate by its text. The few texts a capture has most are
+// counted in a short list (a comparison or two, no hashing); the rest,
+// once it is full, in the map.
 func (s *replayStats) fate(text []byte) {
-	if n, ok := s.fates[string(text)]; ok { // no allocation for a known text
-		s.fates[string(text)] = n + 1
+	for i := range s.few {
+		if s.few[i].k == string(text) {
+			s.few[i].n++
+			return
+		}
+	}
+	if len(s.few) < 16 {
+		s.few = append(s.few, count{string(text), 1})
 		return
 	}
-	s.fates[string(text)] = 1
+	if n := s.more[string(text)]; n != nil { // a lookup: no allocation
+		*n++
+		return
+	}
+	s.more[string(text)] = &[]int{1}[0]
+}
+
+// count is a text and how often it was seen.
+type count struct {
+	k string
+	n int
 }
 
 // kindCounter counts the lines written to it under kind (--stats: the
@@ -113,8 +138,21 @@ func (c kindCounter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// device counts a packet out of dev ("local": delivered).
-func (s *replayStats) device(dev string) { s.devs[dev]++ }
+// device counts a packet out of dev ("local": delivered), in a short
+// list first as fate does.
+func (s *replayStats) device(dev string) {
+	for i := range s.fewDevs {
+		if s.fewDevs[i].k == dev {
+			s.fewDevs[i].n++
+			return
+		}
+	}
+	if len(s.fewDevs) < 16 {
+		s.fewDevs = append(s.fewDevs, count{dev, 1})
+		return
+	}
+	s.devs[dev]++
+}
 
 // write prints the summary: each section sorted by count, then by
 // name; rules in iptables-save order.
@@ -136,6 +174,16 @@ func (s *replayStats) write(w io.Writer) {
 		})
 		return l
 	}
+	for _, c := range s.few {
+		s.fates[c.k] += c.n
+	}
+	for k, n := range s.more {
+		s.fates[k] += *n
+	}
+	for _, c := range s.fewDevs {
+		s.devs[c.k] += c.n
+	}
+	s.few, s.fewDevs, s.more = nil, nil, map[string]*int{}
 	fmt.Fprintf(w, "STATS: %d packets\n", s.packets)
 	fmt.Fprintf(w, "FATES: (packets, the fate as its FATE line says it)\n")
 	for _, e := range sorted(s.fates) {

@@ -324,6 +324,27 @@ func TestTraceFateLineAllocs(t *testing.T) {
 			t.Errorf("%v: %v allocations per line", f, n)
 		}
 	}
+	// --stats: counting a fate and a device seen before allocates
+	// nothing either, in the short list or in the map beyond it
+	fo.stats = newReplayStats(nil)
+	for i := range 20 {
+		fo.fate(nil, []byte(fmt.Sprintf("dropped by filter:X:rule:%d", i)))
+		fo.stats.device(fmt.Sprint("eth", i))
+	}
+	for _, text := range []string{"dropped by filter:X:rule:3", "dropped by filter:X:rule:19"} {
+		b := []byte(text)
+		if n := testing.AllocsPerRun(100, func() {
+			fo.fate(nil, b)
+			fo.stats.device("eth19")
+		}); n != 0 {
+			t.Errorf("--stats %q: %v allocations", text, n)
+		}
+	}
+	var sb strings.Builder
+	fo.stats.write(&sb)
+	if !strings.Contains(sb.String(), "         102  dropped by filter:X:rule:19\n") || !strings.Contains(sb.String(), "         203  eth19\n") {
+		t.Errorf("--stats counts:\n%s", sb.String())
+	}
 }
 
 // TestTraceStatsFaults: with --stats the faults' FAULT lines are
