@@ -34,6 +34,10 @@ func TestDropNoAllocs(t *testing.T) {
 	if f.Kind != Dropped || f.Reason != DropTable || f.Table != iptables.Filter || f.Hook != netfilter.Forward {
 		t.Fatalf("fate %v (%+v)", f, f)
 	}
+	// untraced, the fate names the policy as a traced one does
+	if s := f.String(); s != "dropped by filter:FORWARD:policy" {
+		t.Errorf("untraced fate %q", s)
+	}
 	if n := testing.AllocsPerRun(200, run); n != 1 {
 		t.Errorf("a dropped new flow allocates %v times, want 1 (its conntrack entry)", n)
 	}
@@ -63,6 +67,32 @@ func TestDropBy(t *testing.T) {
 	for r := DropNone + 1; r < NumDropReasons; r++ {
 		if r.String() == "" || strings.ContainsAny(r.String(), " :\"") {
 			t.Errorf("reason %d has label %q", r, r.String())
+		}
+	}
+}
+
+// TestFateAppendText: AppendText writes String's text, and allocates
+// nothing for the fates a replay prints most.
+func TestFateAppendText(t *testing.T) {
+	for _, f := range []Fate{
+		{Kind: Forwarded, OutIf: "eth1"},
+		{Kind: Sent, OutIf: "eth0", Frags: [][]byte{nil, nil, nil}},
+		{Kind: Delivered},
+		{Kind: Queued},
+		{Kind: Dropped, Reason: DropTable, Table: iptables.Filter, Hook: netfilter.Forward},
+		{Kind: Dropped, Reason: DropTable, Table: iptables.Nat, Hook: netfilter.PreRouting, Arg: "KUBE-SVC", Rule: 12},
+		{Kind: Dropped, Reason: DropTable, Table: iptables.Raw, Hook: netfilter.PreRouting, Arg: "PREROUTING"},
+		{Kind: Dropped, Reason: DropRoute, Detail: uint32(syscall.EHOSTUNREACH)},
+		{Kind: Dropped, Reason: DropTTL},
+	} {
+		if got := string(f.AppendText([]byte("x "))); got != "x "+f.String() {
+			t.Errorf("%+v: %q, want %q", f, got, "x "+f.String())
+		}
+		if f.Kind == Forwarded || f.Reason == DropTable {
+			b := make([]byte, 0, 64)
+			if n := testing.AllocsPerRun(100, func() { b = f.AppendText(b[:0]) }); n != 0 {
+				t.Errorf("%v: %v allocations", f, n)
+			}
 		}
 	}
 }

@@ -3,6 +3,7 @@ package datapath
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -89,7 +90,7 @@ type Fate struct {
 	// unknown), for a writer that keeps its devices by index.
 	OutIndex int
 	// Reason is why a Dropped packet was dropped, with where (Table,
-	// Hook, and for a traced packet the chain Arg and Rule) or what
+	// Hook, and for a table's rule or policy the chain Arg and Rule) or what
 	// (Detail: an errno, a verdict, an address; Arg: a device, an
 	// error's text) as the reason says (drop.go). By prints them.
 	Reason DropReason
@@ -144,6 +145,42 @@ func (f Fate) String() string {
 		return "dropped by " + f.By()
 	}
 	return f.Kind.String()
+}
+
+// AppendText appends String's text to b; the common fates (out a
+// device, delivered, dropped by a table) allocate nothing, for a
+// caller that prints one line per packet.
+func (f *Fate) AppendText(b []byte) []byte {
+	switch f.Kind {
+	case Forwarded, Sent:
+		b = append(b, f.Kind.String()...)
+		b = append(b, " out "...)
+		b = append(b, f.OutIf...)
+		if len(f.Frags) > 0 {
+			b = append(b, " in "...)
+			b = strconv.AppendInt(b, int64(len(f.Frags)), 10)
+			b = append(b, " fragments"...)
+		}
+		return b
+	case Dropped:
+		if f.Reason != DropTable {
+			return append(b, f.String()...)
+		}
+		b = append(b, "dropped by "...)
+		b = append(b, f.Table.String()...)
+		b = append(b, ':')
+		switch {
+		case f.Arg == "":
+			return append(b, f.Hook.String()...)
+		case f.Rule == 0:
+			b = append(b, f.Arg...)
+			return append(b, ":policy"...)
+		}
+		b = append(b, f.Arg...)
+		b = append(b, ":rule:"...)
+		return strconv.AppendInt(b, int64(f.Rule), 10)
+	}
+	return append(b, f.Kind.String()...)
 }
 
 // Engine is the packet pipeline. Its configuration is swapped atomically;
@@ -224,6 +261,8 @@ type compiled struct {
 	// traceTab: the table has a -j TRACE rule, so a packet can become
 	// traced in it (the live kernel log's TRACE lines, klog.go)
 	traceTab [iptables.NumTables]bool
+	// logRules: some table has a -j LOG rule
+	logRules bool
 }
 
 // needsConntrack is whether the rule's extensions call nf_ct_netns_get in
@@ -269,6 +308,23 @@ func New(cfg Config, ctcfg conntrack.Config, seed uint64) *Engine {
 	return e
 }
 
+// Traces reports whether a packet run without Tracer.All can produce
+// lines of format f under the current configuration: a -j TRACE rule
+// can mark it for tracing, and in FormatLog a LOG rule writes a line
+// for every packet it matches. When it cannot, a caller that only wants
+// those lines and the fate may pass a nil Tracer, which loses nothing
+// (the fate names the dropping rule either way: tableDropAt) and lets
+// the flow cache replay established flows.
+func (e *Engine) Traces(f TraceFormat) bool {
+	c := e.cfg.Load()
+	for _, on := range c.traceTab {
+		if on {
+			return true
+		}
+	}
+	return f == FormatLog && c.logRules
+}
+
 // Swap installs a new configuration; packets in flight finish on the old.
 func (e *Engine) Swap(cfg Config) {
 	c := &compiled{Config: cfg, gen: nextMemoGen()}
@@ -285,8 +341,11 @@ func (e *Engine) Swap(cfg Config) {
 			for _, ch := range t.Chains {
 				for _, r := range ch.Rules {
 					c.ctOn = c.ctOn || needsConntrack(r)
-					if _, ok := r.Target.(*iptables.TraceTarget); ok {
+					switch r.Target.(type) {
+					case *iptables.TraceTarget:
 						c.traceTab[t.ID] = true
+					case *iptables.LogTarget:
+						c.logRules = true
 					}
 				}
 			}
@@ -575,6 +634,20 @@ func (k *pkt) tableDrop(tid iptables.TableID, h netfilter.Hook) {
 	}
 }
 
+// tableDropAt is tableDrop for a traversal that ended in a drop at
+// chain's rule number rule (0: the policy; chain nil: a hot drop),
+// which the packet gets whether it is traced or not: what the
+// tracer's Rule and Policy events would have recorded.
+func (k *pkt) tableDropAt(tid iptables.TableID, h netfilter.Hook, chain *iptables.Chain, rule int32) {
+	if k.fate.Reason != DropNone {
+		return
+	}
+	k.fate.Reason, k.fate.Table, k.fate.Hook = DropTable, tid, h
+	if chain != nil {
+		k.fate.Arg, k.fate.Rule = chain.Name, rule
+	}
+}
+
 // runTable runs one table's chain for the hook and reports whether the
 // packet goes on.
 func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (iptables.TVerdict, *iptables.Ctx) {
@@ -596,7 +669,7 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 		// an empty chain: its policy, without a traversal
 		if v, ok := base.RunEmpty(len(k.p.IP)); ok {
 			if v == iptables.TDrop {
-				k.tableDrop(tid, h)
+				k.tableDropAt(tid, h, base, 0)
 			}
 			if k.rec {
 				k.memo.Policy(base)
@@ -630,7 +703,7 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 	}
 	v := k.cfg.Rules.Tables[tid].RunBase(base, c, tr)
 	if v == iptables.TDrop {
-		k.tableDrop(tid, h)
+		k.tableDropAt(tid, h, c.DropChain, c.DropRule)
 	}
 	return v, c
 }

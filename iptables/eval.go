@@ -77,6 +77,12 @@ type Ctx struct {
 	// HotDrop is set by a match that wants the packet dropped at once
 	// (xt's par->hotdrop, e.g. a truncated TCP header).
 	HotDrop bool
+	// DropChain and DropRule are where a run that ended in TDrop was
+	// dropped: the chain and the rule's number in it (0: the base
+	// chain's policy), as a tracer's Rule and Policy events report them;
+	// nil for a hot drop or the jump depth limit. Set only on a drop.
+	DropChain *Chain
+	DropRule  int32
 	// Set by targets for the engine to act on:
 	NAT         *NATRequest // DNAT/SNAT/MASQUERADE/REDIRECT/NETMAP binding to make
 	Reject      *RejectRequest
@@ -311,6 +317,9 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 				if c.Memo != nil {
 					c.Memo.hit(chain.hitID)
 				}
+				if v == TDrop {
+					c.DropChain, c.DropRule = chain, 0
+				}
 				if tr != nil {
 					tr.Policy(t, chain, v)
 				}
@@ -378,6 +387,9 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 				pre.Target(t, chain, r)
 			}
 			v := r.Target.Exec(c)
+			if v == TDrop {
+				c.DropChain, c.DropRule = chain, int32(i)
+			}
 			if tr != nil {
 				tr.Rule(t, chain, r, v, nil, false)
 			}
@@ -426,6 +438,7 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 			switch r.Verdict {
 			case VerdictDrop:
 				v = TDrop
+				c.DropChain, c.DropRule = chain, int32(i)
 			case VerdictQueue:
 				v = TQueue
 				c.QueueNum, c.QueueBypass = 0, false

@@ -36,7 +36,7 @@ var subcommands = map[string]subcommand{
 	"nflog":            {nflogCmd, "write a pcap (link type NFLOG, as tcpdump -i nflog:N -w) of the packets the running instance's NFLOG rules of a group log: [-g GROUP] [-w FILE|-] [-c COUNT] [--socket PATH | --lab NAME] [--node NAME]"},
 	"metrics":          {metricsCmd, "print the running instance's Prometheus metrics: [--socket PATH | --lab NAME] [--node NAME]"},
 	"snapshot":         {snapshot, "capture the host's network state into a folder: DIR [--netns NAME]"},
-	"trace":            {traceCmd, "replay packets against a host snapshot, printing xtables-monitor --trace lines (or the kernel log's LOG and legacy TRACE lines with --format log): --snapshot DIR (--pcap FILE [--iif NAME] | --packet SPEC) [--trace-all] [--format monitor|log] [--faults FILE [--seed N]] [--svg DIR] [--html FILE]; exit 1 on a truncated or oversized capture record, after tracing the packets before it"},
+	"trace":            {traceCmd, "replay packets against a host snapshot, printing xtables-monitor --trace lines (or the kernel log's LOG and legacy TRACE lines with --format log): --snapshot DIR (--pcap FILE [--iif NAME] | --packet SPEC) [--trace-all] [--format monitor|log] [--faults FILE [--seed N]] [--svg DIR] [--html FILE] [--stats] [--write-pcap FILE]; exit 1 on a truncated or oversized capture record, after tracing the packets before it"},
 }
 
 func usage() {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/google/gopacket/layers"
 
@@ -43,6 +44,8 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 	faultSeed := fs.Uint64("seed", 0, "the faults' seed (default: the fault file's [experiment] seed, else 1)")
 	svgDir := fs.String("svg", "", "write one SVG per traced packet into this folder (packet-N.svg): the netfilter flow picture with the packet's path and its answers drawn on it")
 	htmlFile := fs.String("html", "", "write one self-contained HTML page with the pictures of every traced packet")
+	stats := fs.Bool("stats", false, "print a summary instead of the per-packet lines: packets per fate (as the FATE lines say it), per output device (local: delivered) and per rule (packets and bytes each rule and policy matched, with the rule's text)")
+	pcapOutFile := fs.String("write-pcap", "", "write the packets uswitch sends (forwarded, sent, answers; delivered ones on interface \"local\") into this pcapng, one interface per output device")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -67,8 +70,14 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 	}
 	ecfg := s.EngineConfig()
 	var tf *traceFaults
-	out := bufio.NewWriter(stdout)
+	out := bufio.NewWriterSize(stdout, 256<<10)
 	defer out.Flush()
+	lines := out // the per-packet lines; with --stats, counted instead
+	var rstats *replayStats
+	if *stats {
+		rstats = newReplayStats(ecfg.Rules)
+		lines = bufio.NewWriterSize(kindCounter{rstats.other, "FAULT"}, 4096)
+	}
 	if *faultsFile != "" {
 		set, err := fault.LoadFile(*faultsFile, *faultSeed, 1)
 		if err != nil {
@@ -76,7 +85,7 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 			return 1
 		}
 		fmt.Fprintf(out, "FAULTS: %d, seed %d\n", len(set.Faults), set.Seed)
-		tf = newTraceFaults(set, out)
+		tf = newTraceFaults(set, lines)
 		ecfg.Faults = tf.stages()
 		ecfg.BridgeFaults = tf.bridgeStages()
 	}
@@ -100,11 +109,101 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 			}
 		}
 	}()
+	// nothing else but a trace can need a tracer: without one the
+	// engine runs as it does live (the flow cache replays established
+	// flows) and the fates are the same (datapath.Engine.Traces)
+	useTracer := *all || pics.on() || (!*stats && e.Traces(tfmt))
+	fo := &fateOut{out: lines, stats: rstats}
+	if rstats != nil {
+		defer func() {
+			if rc == 0 || rstats.packets > 0 {
+				lines.Flush() // the FAULT lines counted
+				rstats.write(out)
+			}
+		}()
+	}
+	if *pcapOutFile != "" {
+		po, err := createPcapOut(*pcapOutFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "uswitch trace: --write-pcap: %v\n", err)
+			return 1
+		}
+		fo.pcap = po
+		defer func() {
+			if err := po.close(); err != nil && rc == 0 {
+				fmt.Fprintf(stderr, "uswitch trace: %v\n", err)
+				rc = 1
+			}
+		}()
+	}
+	// sent counts (--stats) and writes (--write-pcap) what a fate sent
+	sent := func(f *datapath.Fate, p *packet.Packet, ts int64) {
+		if fo.stats != nil {
+			switch f.Kind {
+			case datapath.Delivered:
+				fo.stats.device("local")
+			case datapath.Forwarded, datapath.Sent:
+				fo.stats.device(f.OutIf)
+			}
+		}
+		if fo.pcap != nil {
+			fo.pcap.fate(f, p, ts)
+		}
+	}
 	traced := 0
 	var expire func(int64)
+	var (
+		tr     *datapath.Tracer
+		pk     packet.Packet // reused: the engine keeps nothing of it
+		id     []byte
+		text   []byte
+		pdrain = func(tr *datapath.Tracer) {
+			if fo.stats != nil {
+				return // --stats: no trace lines
+			}
+			for _, l := range tr.Lines {
+				lines.WriteString(l)
+				lines.WriteByte('\n')
+			}
+		}
+	)
+	// ifIndex is the ingress device's index, as link gives it the
+	// engine (which checks it against the name): the few names of a
+	// capture are looked up once, not in a map per packet
+	type ifEntry struct {
+		name string
+		idx  int
+	}
+	var ifCache []ifEntry
+	ifIndex := func(name string) int {
+		for _, c := range ifCache {
+			if c.name == name {
+				return c.idx
+			}
+		}
+		if ecfg.FIB == nil {
+			return 0
+		}
+		idx := ecfg.FIB.Ifindex(name)
+		if len(ifCache) < 16 {
+			ifCache = append(ifCache, ifEntry{name, idx})
+		}
+		return idx
+	}
+	newTracer := func() *datapath.Tracer {
+		if !useTracer {
+			return nil
+		}
+		tr = &datapath.Tracer{All: *all, Format: tfmt, Record: pics.on()}
+		return tr
+	}
 	trace := func(tp tracePacket) {
 		traced++
 		i := traced
+		if fo.stats != nil {
+			fo.stats.packets++
+		}
+		id = appendID(id[:0], i, 0)
 		// reassembly timers due by this packet's time (ip_expire)
 		expire(tp.ts)
 		if tp.l2 != nil && e.BridgeOf(tp.meta.InIf) != "" {
@@ -112,16 +211,30 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 			tr := &datapath.Tracer{All: *all, Record: pics.on()}
 			defer pics.add(i, tr)
 			ff := e.ReceiveFrame(append(append([]byte(nil), tp.l2...), tp.data...), tp.meta.InIf, tp.ts, tr)
-			for _, l := range tr.Lines {
-				fmt.Fprintln(out, l)
+			pdrain(tr)
+			fo.fatef(id, "%s", ff)
+			for _, o := range ff.Out {
+				if fo.stats != nil {
+					fo.stats.device(o.Port)
+				}
+				if fo.pcap != nil {
+					fo.pcap.write(o.Port, layers.LinkTypeEthernet, tp.ts, o.Data)
+				}
 			}
-			fmt.Fprintf(out, "FATE: %d %s\n", i, ff)
+			if ff.Up != nil && ff.Up.Kind == datapath.Delivered {
+				if fo.stats != nil {
+					fo.stats.device("local")
+				}
+				// the delivered packet's bytes are not kept by a FrameFate
+			}
 			return
 		}
-		p := &packet.Packet{Data: tp.data, L2: tp.l2, Meta: tp.meta}
+		pk = packet.Packet{Data: tp.data, L2: tp.l2, Meta: tp.meta}
+		p := &pk
+		p.InIndex = ifIndex(p.InIf)
 		p.Seq = uint64(i)
 		if err := p.Decode(); err != nil {
-			fmt.Fprintf(out, "FATE: %d dropped by ip_rcv: %v\n", i, err)
+			fo.fatef(id, "dropped by ip_rcv: %v", err)
 			return
 		}
 		if p.Meta.InIf == "local" {
@@ -131,28 +244,31 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 			tf.start(i, tp.ts)
 			if !p.Local {
 				if fl := tf.wire(p, p.InIf, false, tp.ts); fl != nil {
-					fmt.Fprintf(out, "FATE: %d dropped by fault: %s (%s)\n", i, fl.Name, fl.At)
+					fo.fatef(id, "dropped by fault: %s (%s)", fl.Name, fl.At)
 					return
 				}
 			}
 		}
-		tr := &datapath.Tracer{All: *all, Format: tfmt, Record: pics.on()}
-		defer pics.add(i, tr)
+		tr := newTracer()
+		if tr != nil {
+			defer pics.add(i, tr)
+		}
 		var f datapath.Fate
 		if p.Local {
 			f = e.Send(p, tp.ts, tr)
 		} else {
 			f = e.Receive(p, tp.ts, tr)
 		}
-		for _, l := range tr.Lines {
-			fmt.Fprintln(out, l)
+		if tr != nil {
+			pdrain(tr)
 		}
 		if f.Kind == datapath.Held {
 			// one FATE line per datagram: a fragment that waits
 			// for the others gets a HELD line instead
-			fmt.Fprintf(out, "HELD: %d fragment of %s, waiting for its datagram\n", i, fragDesc(p))
+			fo.other("HELD", "HELD: %d fragment of %s, waiting for its datagram\n", i, fragDesc(p))
 			return
 		}
+		faulted := false
 		if tf != nil && (f.Kind == datapath.Forwarded || f.Kind == datapath.Sent) {
 			// the wire's egress faults see what the device is given:
 			// the packet (or datagram), or each of its fragments
@@ -162,8 +278,8 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 					q = f.Datagram
 				}
 				if fl := tf.wire(q, f.OutIf, true, tp.ts); fl != nil {
-					fmt.Fprintf(out, "FATE: %d %s, then dropped by fault: %s (%s)%s\n", i, f, fl.Name, fl.At, reassembled(f.Reassembled))
-					return
+					fo.fatef(id, "%s, then dropped by fault: %s (%s)%s", f, fl.Name, fl.At, reassembled(f.Reassembled))
+					faulted = true
 				}
 			} else {
 				for k, fr := range f.Frags {
@@ -172,34 +288,46 @@ func traceCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) (rc int)
 						continue
 					}
 					if fl := tf.wire(q, f.OutIf, true, tp.ts); fl != nil {
-						fmt.Fprintf(out, "FAULT: %d fragment %d dropped by fault: %s (%s)\n", i, k+1, fl.Name, fl.At)
+						fo.other("FAULT", "FAULT: %d fragment %d dropped by fault: %s (%s)\n", i, k+1, fl.Name, fl.At)
 					}
 				}
 			}
 		}
-		fmt.Fprintf(out, "FATE: %d %s%s\n", i, f, reassembled(f.Reassembled))
+		if !faulted {
+			text = f.AppendText(text[:0])
+			if len(f.Reassembled) > 0 {
+				text = append(text, reassembled(f.Reassembled)...)
+			}
+			fo.fate(id, text)
+			sent(&f, p, tp.ts)
+		}
 		for j, a := range f.Answers {
-			fmt.Fprintf(out, "FATE: %d.%d answer %s\n", i, j+1, a.Fate)
+			id = appendID(id[:0], i, j+1)
+			text = append(append(text[:0], "answer "...), a.Fate.String()...)
+			fo.fate(id, text)
 			if tf != nil && (a.Fate.Kind == datapath.Forwarded || a.Fate.Kind == datapath.Sent) && len(a.Fate.Frags) == 0 {
 				if fl := tf.wire(a.Pkt, a.Fate.OutIf, true, tp.ts); fl != nil {
-					fmt.Fprintf(out, "FAULT: %d.%d answer dropped by fault: %s (%s)\n", i, j+1, fl.Name, fl.At)
+					fo.other("FAULT", "FAULT: %d.%d answer dropped by fault: %s (%s)\n", i, j+1, fl.Name, fl.At)
+					continue
 				}
 			}
+			sent(&a.Fate, a.Pkt, tp.ts)
 		}
 	}
 	// expire reports the reassembly queues whose time ran out by now
 	expire = func(now int64) {
 		for _, x := range e.ExpireFragments(now, nil) {
-			fmt.Fprintf(out, "EXPIRED: datagram %s, packets %s dropped: reassembly timed out (ipfrag_time)\n", keyDesc(x.Key), seqs(x.Frags))
+			fo.other("EXPIRED", "EXPIRED: datagram %s, packets %s dropped: reassembly timed out (ipfrag_time)\n", keyDesc(x.Key), seqs(x.Frags))
 			for j, a := range x.Answers {
-				fmt.Fprintf(out, "FATE: expired.%d answer %s\n", j+1, a.Fate)
+				fo.fatef(fmt.Appendf(nil, "expired.%d", j+1), "answer %s", a.Fate)
+				sent(&a.Fate, a.Pkt, now)
 			}
 		}
 	}
 	// pending reports what is still held when the input ends
 	pending := func() {
 		for _, x := range e.Frags.Pending() {
-			fmt.Fprintf(out, "HELD: at the end, datagram %s never completed: packets %s\n", keyDesc(x.Key), seqs(x.Frags))
+			fo.other("HELD at the end", "HELD: at the end, datagram %s never completed: packets %s\n", keyDesc(x.Key), seqs(x.Frags))
 		}
 	}
 	if *human != "" {
@@ -271,43 +399,137 @@ func readCapture(file, iif string, bridgePort func(string) bool, trace func(trac
 	if err != nil {
 		return fmt.Errorf("%s: %v", file, err)
 	}
-	for n := 1; ; n++ {
-		cp, err := cr.Next()
-		if err == io.EOF {
+	full, free, stop := readAhead(cr)
+	defer stop()
+	n := 0
+	for bt := range full {
+		for _, r := range bt.recs {
+			n++
+			// the packet's bytes are the batch's, until it is handed
+			// back: trace runs (and may rewrite them) before that, and
+			// the engine keeps no reference (reassembly copies)
+			data := r.data
+			name := r.iface
+			if iif != "" {
+				name = iif
+			}
+			tp := tracePacket{meta: packet.Meta{InIf: name}, ts: r.time}
+			switch r.link {
+			case layers.LinkTypeEthernet:
+				if len(data) < 14 {
+					return fmt.Errorf("%s: packet %d: %d bytes, shorter than an Ethernet header", file, n, len(data))
+				}
+				if et := uint16(data[12])<<8 | uint16(data[13]); et != 0x0800 && !bridgePort(name) {
+					continue // not IPv4 and not on a bridge port: skipped
+				}
+				tp.l2, tp.data = data[:14:14], data[14:]
+			case layers.LinkTypeRaw, layers.LinkTypeIPv4:
+				tp.data = data
+			case layers.LinkTypeLinuxSLL:
+				if len(data) < 16 {
+					return fmt.Errorf("%s: packet %d: short Linux cooked header", file, n)
+				}
+				tp.data = data[16:]
+			default:
+				return fmt.Errorf("%s: packet %d: link type %v is not supported (Ethernet, raw IP and Linux cooked are)", file, n, r.link)
+			}
+			if tp.meta.InIf == "" {
+				return fmt.Errorf("%s: packet %d has no ingress interface: give --iif", file, n)
+			}
+			trace(tp)
+		}
+		if bt.err == io.EOF {
 			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("%s: packet %d: %v", file, n, err)
+		if bt.err != nil {
+			return fmt.Errorf("%s: packet %d: %v", file, n+1, bt.err)
 		}
-		name := cp.Iface
-		if iif != "" {
-			name = iif
-		}
-		tp := tracePacket{meta: packet.Meta{InIf: name}, ts: cp.Time}
-		data := cp.Data
-		switch cp.Link {
-		case layers.LinkTypeEthernet:
-			if len(data) < 14 {
-				return fmt.Errorf("%s: packet %d: %d bytes, shorter than an Ethernet header", file, n, len(data))
-			}
-			if et := uint16(data[12])<<8 | uint16(data[13]); et != 0x0800 && !bridgePort(name) {
-				continue // not IPv4 and not on a bridge port: skipped
-			}
-			tp.l2, tp.data = append([]byte(nil), data[:14]...), append([]byte(nil), data[14:]...)
-		case layers.LinkTypeRaw, layers.LinkTypeIPv4:
-			tp.data = append([]byte(nil), data...)
-		case layers.LinkTypeLinuxSLL:
-			if len(data) < 16 {
-				return fmt.Errorf("%s: packet %d: short Linux cooked header", file, n)
-			}
-			tp.data = append([]byte(nil), data[16:]...)
+		select {
+		case free <- bt:
 		default:
-			return fmt.Errorf("%s: packet %d: link type %v is not supported (Ethernet, raw IP and Linux cooked are)", file, n, cp.Link)
 		}
-		if tp.meta.InIf == "" {
-			return fmt.Errorf("%s: packet %d has no ingress interface: give --iif", file, n)
+	}
+	return nil
+}
+
+// readBatch is a run of a capture's records read ahead: their bytes
+// one after the other in buf (read there by the capture reader, not
+// copied), and what ended the capture after them (io.EOF: its clean
+// end; nil: more follows).
+type readBatch struct {
+	buf  []byte
+	recs []readRec
+	err  error
+}
+
+type readRec struct {
+	data  []byte // in buf (or an array buf outgrew), capacity cut
+	link  layers.LinkType
+	iface string
+	time  int64
+}
+
+// readAheadRecs and readAheadBytes bound a batch; readAheadBatches
+// bound the batches read ahead (the memory a capture costs: a few MB
+// whatever its size).
+const (
+	readAheadRecs    = 256
+	readAheadBytes   = 512 << 10
+	readAheadBatches = 4
+)
+
+// readAhead reads the capture in a goroutine of its own, in batches
+// handed over in order on full (closed after the batch with an error or
+// the end), so reading and copying records overlap the engine; batches
+// handed back on free are reused. stop ends the goroutine (idempotent:
+// call it when the consumer stops early).
+func readAhead(cr capture.Reader) (full <-chan *readBatch, free chan<- *readBatch, stop func()) {
+	fullc := make(chan *readBatch, readAheadBatches)
+	freec := make(chan *readBatch, readAheadBatches+2)
+	done := make(chan struct{})
+	go func() {
+		defer close(fullc)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			var bt *readBatch
+			select {
+			case bt = <-freec:
+				bt.buf, bt.recs, bt.err = bt.buf[:0], bt.recs[:0], nil
+			default:
+				// room for the last record's pcapng block too
+				bt = &readBatch{buf: make([]byte, 0, readAheadBytes+capture.MaxLen+64<<10), recs: make([]readRec, 0, readAheadRecs)}
+			}
+			for len(bt.recs) < readAheadRecs && len(bt.buf) < readAheadBytes {
+				// the record is read straight into the batch
+				cp, buf, err := cr.NextAppend(bt.buf)
+				if err != nil {
+					bt.err = err
+					break
+				}
+				bt.buf = buf
+				bt.recs = append(bt.recs, readRec{data: cp.Data[:len(cp.Data):len(cp.Data)], link: cp.Link, iface: cp.Iface, time: cp.Time})
+			}
+			select {
+			case fullc <- bt:
+			case <-done:
+				return
+			}
+			if bt.err != nil {
+				return
+			}
 		}
-		trace(tp)
+	}()
+	var once sync.Once
+	return fullc, freec, func() {
+		once.Do(func() {
+			close(done)
+			for range fullc { // wait for the goroutine's end
+			}
+		})
 	}
 }
 

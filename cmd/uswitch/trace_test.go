@@ -305,6 +305,44 @@ func TestTraceBridge(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	// --write-pcap: the frames that left the ports, on them, as
+	// Ethernet; the bridged ones unchanged
+	wfile := filepath.Join(t.TempDir(), "out.pcapng")
+	if _, errs, code := runTrace(t, "--snapshot", "../../examples/bridge", "--pcap", file, "--write-pcap", wfile); code != 0 {
+		t.Fatalf("--write-pcap: exit %d: %s", code, errs)
+	}
+	wf, err := os.Open(wfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wf.Close()
+	r, err := pcapgo.NewNgReader(wf, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		data, ci, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		ifc, _ := r.Interface(ci.InterfaceIndex)
+		kind := "ip"
+		switch {
+		case ifc.LinkType != layers.LinkTypeEthernet:
+			kind = "not ethernet"
+		case bytes.Equal(data, packet.BuildFrame(b, a, packet.EtherTypeIPv4, udp)):
+			kind = "frame 1"
+		case bytes.Equal(data, packet.BuildFrame(a, b, packet.EtherTypeIPv4, back)):
+			kind = "frame 2"
+		case len(data) >= 14 && data[12] == 0x08 && data[13] == 0x06:
+			kind = "arp"
+		}
+		got = append(got, ifc.Name+" "+kind)
+	}
+	if w := "veth2 frame 1, veth1 frame 2, veth1 arp, veth2 arp"; strings.Join(got, ", ") != w {
+		t.Errorf("--write-pcap holds %q, want %q", strings.Join(got, ", "), w)
+	}
 }
 
 // TestBridgeFDBShow: `uswitch bridge -j fdb show` on a snapshot prints

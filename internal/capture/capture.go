@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"slices"
 
 	"github.com/google/gopacket/layers"
 )
@@ -38,10 +39,18 @@ type Packet struct {
 
 // Reader reads a pcap or pcapng capture packet by packet, with
 // every length checked against its bounds before anything is allocated
-// for it. next returns io.EOF at the clean end of the capture and
-// io.ErrUnexpectedEOF (wrapped) when it ends inside a record.
+// for it. Next returns io.EOF at the clean end of the capture and
+// ErrTruncated when it ends inside a record.
+//
+// NextAppend is Next reading the packet's record straight into dst's
+// spare room (dst grows when it has too little): it returns dst
+// extended by the record (the packet's bytes, and for pcapng its block
+// header and options around them), with Packet.Data within it, valid as
+// long as the caller keeps that array; a reader that batches records
+// so copies nothing more. On an error dst comes back as it was.
 type Reader interface {
 	Next() (Packet, error)
+	NextAppend(dst []byte) (Packet, []byte, error)
 }
 
 // ErrTruncated is a capture that ends in the middle of a record.
@@ -108,31 +117,36 @@ func newPcapReader(r *bufio.Reader) (*pcapReader, error) {
 }
 
 func (p *pcapReader) Next() (Packet, error) {
+	pk, buf, err := p.NextAppend(p.buf[:0])
+	p.buf = buf[:0]
+	return pk, err
+}
+
+func (p *pcapReader) NextAppend(dst []byte) (Packet, []byte, error) {
 	if n, err := io.ReadFull(p.r, p.hdr[:]); err != nil {
 		if n == 0 && errors.Is(err, io.EOF) {
-			return Packet{}, io.EOF
+			return Packet{}, dst, io.EOF
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return Packet{}, ErrTruncated
+			return Packet{}, dst, ErrTruncated
 		}
-		return Packet{}, err
+		return Packet{}, dst, err
 	}
 	caplen := p.bo.Uint32(p.hdr[8:12])
 	if caplen > p.bound {
-		return Packet{}, fmt.Errorf("capture length %d exceeds the bound of %d bytes (the snapshot length, at most %d)", caplen, p.bound, MaxLen)
+		return Packet{}, dst, fmt.Errorf("capture length %d exceeds the bound of %d bytes (the snapshot length, at most %d)", caplen, p.bound, MaxLen)
 	}
-	if cap(p.buf) < int(caplen) {
-		p.buf = make([]byte, p.bound)
-	}
-	data := p.buf[:caplen]
+	base := len(dst)
+	out := slices.Grow(dst, int(caplen))
+	data := out[base : base+int(caplen)]
 	if err := readFull(p.r, data); err != nil {
-		return Packet{}, err
+		return Packet{}, dst, err
 	}
 	sec, frac := int64(p.bo.Uint32(p.hdr[0:4])), int64(p.bo.Uint32(p.hdr[4:8]))
 	if !p.nano {
 		frac *= 1000
 	}
-	return Packet{Data: data, Link: p.lt, Time: sec*1e9 + frac}, nil
+	return Packet{Data: data, Link: p.lt, Time: sec*1e9 + frac}, out[:base+int(caplen)], nil
 }
 
 // ngInterface is a pcapng interface description.
@@ -154,21 +168,28 @@ type ngReader struct {
 }
 
 func (g *ngReader) Next() (Packet, error) {
+	pk, buf, err := g.NextAppend(g.buf[:0])
+	g.buf = buf[:0]
+	return pk, err
+}
+
+func (g *ngReader) NextAppend(dst []byte) (Packet, []byte, error) {
+	base := len(dst)
 	for {
 		if n, err := io.ReadFull(g.r, g.hdr[:]); err != nil {
 			if n == 0 && errors.Is(err, io.EOF) {
-				return Packet{}, io.EOF
+				return Packet{}, dst[:base], io.EOF
 			}
 			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return Packet{}, ErrTruncated
+				return Packet{}, dst[:base], ErrTruncated
 			}
-			return Packet{}, err
+			return Packet{}, dst[:base], err
 		}
 		typ := binary.BigEndian.Uint32(g.hdr[0:4])
 		if typ == 0x0a0d0d0a { // section header: its byte order follows
 			m, err := g.r.Peek(4)
 			if err != nil {
-				return Packet{}, ErrTruncated
+				return Packet{}, dst[:base], ErrTruncated
 			}
 			switch {
 			case binary.BigEndian.Uint32(m) == 0x1a2b3c4d:
@@ -176,65 +197,64 @@ func (g *ngReader) Next() (Packet, error) {
 			case binary.LittleEndian.Uint32(m) == 0x1a2b3c4d:
 				g.bo = binary.LittleEndian
 			default:
-				return Packet{}, fmt.Errorf("pcapng section header with a bad byte order magic %x", m)
+				return Packet{}, dst[:base], fmt.Errorf("pcapng section header with a bad byte order magic %x", m)
 			}
 			g.ifaces = g.ifaces[:0]
 		} else if g.bo == nil {
-			return Packet{}, errors.New("pcapng block before the section header")
+			return Packet{}, dst[:base], errors.New("pcapng block before the section header")
 		} else {
 			typ = g.bo.Uint32(g.hdr[0:4])
 		}
 		total := g.bo.Uint32(g.hdr[4:8])
 		if total < 12 || total%4 != 0 {
-			return Packet{}, fmt.Errorf("pcapng block of type %#x has a bad length %d", typ, total)
+			return Packet{}, dst[:base], fmt.Errorf("pcapng block of type %#x has a bad length %d", typ, total)
 		}
 		if total > maxBlockLen {
-			return Packet{}, fmt.Errorf("pcapng block of type %#x is %d bytes, more than the bound of %d", typ, total, maxBlockLen)
+			return Packet{}, dst[:base], fmt.Errorf("pcapng block of type %#x is %d bytes, more than the bound of %d", typ, total, maxBlockLen)
 		}
-		if cap(g.buf) < int(total)-8 {
-			g.buf = make([]byte, total-8)
-		}
-		body := g.buf[:total-8]
+		dst = slices.Grow(dst[:base], int(total)-8)
+		end := base + int(total) - 8
+		body := dst[base:end]
 		if err := readFull(g.r, body); err != nil {
-			return Packet{}, err
+			return Packet{}, dst[:base], err
 		}
 		if g.bo.Uint32(body[len(body)-4:]) != total {
-			return Packet{}, fmt.Errorf("pcapng block of type %#x: trailing length %d is not %d", typ, g.bo.Uint32(body[len(body)-4:]), total)
+			return Packet{}, dst[:base], fmt.Errorf("pcapng block of type %#x: trailing length %d is not %d", typ, g.bo.Uint32(body[len(body)-4:]), total)
 		}
 		body = body[:len(body)-4]
 		switch typ {
 		case 1: // interface description
 			if err := g.iface(body); err != nil {
-				return Packet{}, err
+				return Packet{}, dst[:base], err
 			}
 		case 6, 2: // enhanced packet, obsolete packet
 			if len(body) < 20 {
-				return Packet{}, fmt.Errorf("pcapng packet block of %d bytes", total)
+				return Packet{}, dst[:base], fmt.Errorf("pcapng packet block of %d bytes", total)
 			}
 			id := g.bo.Uint32(body[0:4])
 			if typ == 2 {
 				id = uint32(g.bo.Uint16(body[0:2]))
 			}
 			if id >= uint32(len(g.ifaces)) {
-				return Packet{}, fmt.Errorf("pcapng packet on interface %d: the section has %d", id, len(g.ifaces))
+				return Packet{}, dst[:base], fmt.Errorf("pcapng packet on interface %d: the section has %d", id, len(g.ifaces))
 			}
 			ifc := &g.ifaces[id]
 			caplen := g.bo.Uint32(body[12:16])
 			if caplen > ifc.bound {
-				return Packet{}, fmt.Errorf("capture length %d exceeds the bound of %d bytes (the snapshot length, at most %d)", caplen, ifc.bound, MaxLen)
+				return Packet{}, dst[:base], fmt.Errorf("capture length %d exceeds the bound of %d bytes (the snapshot length, at most %d)", caplen, ifc.bound, MaxLen)
 			}
 			if caplen > uint32(len(body)-20) {
-				return Packet{}, fmt.Errorf("capture length %d exceeds its block of %d bytes", caplen, total)
+				return Packet{}, dst[:base], fmt.Errorf("capture length %d exceeds its block of %d bytes", caplen, total)
 			}
 			ts := uint64(g.bo.Uint32(body[4:8]))<<32 | uint64(g.bo.Uint32(body[8:12]))
-			return Packet{Data: body[20 : 20+caplen], Link: ifc.lt, Iface: ifc.name, Time: ifc.nanos(ts)}, nil
+			return Packet{Data: body[20 : 20+caplen], Link: ifc.lt, Iface: ifc.name, Time: ifc.nanos(ts)}, dst[:end], nil
 		case 3: // simple packet: interface 0, no timestamp
 			if len(body) < 4 || len(g.ifaces) == 0 {
-				return Packet{}, errors.New("pcapng simple packet block without an interface or a length")
+				return Packet{}, dst[:base], errors.New("pcapng simple packet block without an interface or a length")
 			}
 			ifc := &g.ifaces[0]
 			caplen := min(g.bo.Uint32(body[0:4]), ifc.bound, uint32(len(body)-4))
-			return Packet{Data: body[4 : 4+caplen], Link: ifc.lt, Iface: ifc.name}, nil
+			return Packet{Data: body[4 : 4+caplen], Link: ifc.lt, Iface: ifc.name}, dst[:end], nil
 		}
 		// any other block (statistics, name resolution, ...) is skipped
 	}

@@ -16,7 +16,9 @@ import (
 
 // FuzzCapture reads arbitrary bytes as a pcap or pcapng capture: it
 // must never panic nor return a packet longer than MaxLen (or
-// its snapshot length), and must end.
+// its snapshot length), and must end; NextAppend, into one growing
+// buffer that starts with a prefix, gives the same packets and errors
+// as Next and keeps what was in the buffer.
 func FuzzCapture(f *testing.F) {
 	ip := []byte{0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2}
 	var pc, ng bytes.Buffer
@@ -39,8 +41,38 @@ func FuzzCapture(f *testing.F) {
 		if err != nil {
 			return
 		}
+		ra, _ := NewReader(bytes.NewReader(data))
+		prefix := []byte("kept")
+		buf := append([]byte(nil), prefix...)
+		var held [][]byte // NextAppend's packets, checked at the end
+		var want [][]byte
+		defer func() {
+			if !bytes.HasPrefix(buf, prefix) {
+				t.Fatalf("NextAppend lost the buffer's prefix")
+			}
+			for i := range held {
+				if !bytes.Equal(held[i], want[i]) {
+					t.Fatalf("packet %d: NextAppend's bytes changed: % x, want % x", i+1, held[i], want[i])
+				}
+			}
+		}()
 		for n := 0; ; n++ {
 			p, err := r.Next()
+			pa, nbuf, erra := ra.NextAppend(buf)
+			if (err == nil) != (erra == nil) || (err != nil && err.Error() != erra.Error()) {
+				t.Fatalf("packet %d: Next %v, NextAppend %v", n+1, err, erra)
+			}
+			if err != nil && len(nbuf) != len(buf) {
+				t.Fatalf("packet %d: NextAppend grew the buffer on %v", n+1, erra)
+			}
+			buf = nbuf
+			if err == nil {
+				if !bytes.Equal(p.Data, pa.Data) || p.Link != pa.Link || p.Iface != pa.Iface || p.Time != pa.Time {
+					t.Fatalf("packet %d: Next %+v, NextAppend %+v", n+1, p, pa)
+				}
+				held = append(held, pa.Data)
+				want = append(want, bytes.Clone(p.Data))
+			}
 			if err != nil {
 				if errors.Is(err, io.EOF) && n > len(data) {
 					t.Fatalf("%d packets from %d bytes", n, len(data))
