@@ -90,7 +90,7 @@ func TestControlCommands(t *testing.T) {
 	if f := receive(t, l, "udp 10.10.1.2:5000 > 203.0.113.2:7 len 10 iif tc"); f.Kind != datapath.Forwarded {
 		t.Errorf("established flow after the swap: %v", f)
 	}
-	if f := receive(t, l, "udp 10.10.1.2:5001 > 203.0.113.2:7 len 10 iif tc"); f.Kind != datapath.Dropped || f.By() != "filter:FORWARD" {
+	if f := receive(t, l, "udp 10.10.1.2:5001 > 203.0.113.2:7 len 10 iif tc"); f.Kind != datapath.Dropped || f.By() != "filter:FORWARD:policy" {
 		t.Errorf("new flow after the swap: %v", f)
 	}
 	got = save("")
