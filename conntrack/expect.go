@@ -23,7 +23,9 @@ type Expect struct {
 	SrcMask     uint32
 	SrcPortMask uint16
 	Master      *Conn
-	// Helper is what the expected entry gets (exp->helper: the master's)
+	// Helper is what the expected entry gets (exp->helper). The FTP and
+	// TFTP helpers leave it nil: on this kernel (6.18) their data
+	// connections show no helper in conntrack -L, as compared.
 	Helper *Helper
 	// Permanent keeps the expectation after it is used
 	// (NF_CT_EXPECT_PERMANENT); no helper here sets it
@@ -78,9 +80,9 @@ type expectTable struct {
 
 // Errors of ExpectRelated, as nf_ct_expect_related_report returns them.
 var (
-	ErrExpectShutdown = errors.New("conntrack: master has no helper")                           // -ESHUTDOWN
-	ErrExpectBusy     = errors.New("conntrack: expectation clashes with another")               // -EBUSY
-	ErrExpectFull     = errors.New("conntrack: too many expectations")                          // -EMFILE
+	ErrExpectShutdown = errors.New("conntrack: master has no helper")             // -ESHUTDOWN
+	ErrExpectBusy     = errors.New("conntrack: expectation clashes with another") // -EBUSY
+	ErrExpectFull     = errors.New("conntrack: too many expectations")            // -EMFILE
 )
 
 // ExpectMax is nf_conntrack_expect_max: nf_ct_expect_hsize (the table's

@@ -296,7 +296,6 @@ func ftpExpect(t *Table, p *packet.Packet, c *Conn, info CtInfo, cmd FTPCommand,
 		Tuple:   Tuple{Src: other.Src, Dst: other.Dst, DstPort: cmd.Port, Proto: packet.ProtoTCP, Zone: c.Zone()},
 		SrcMask: ^uint32(0),
 		Master:  c,
-		Helper:  c.ext.helper,
 	}
 	if n := t.natHelper; n != nil && c.Status()&StatusNATMask != 0 {
 		// the NAT side mangles the payload and registers e itself

@@ -96,7 +96,7 @@ type counters struct {
 	tupleFound, icmpErrors atomic.Uint64
 	// expectNew counts entries made for an expectation (expect_new)
 	expectNew atomic.Uint64
-	invalid                [numInvalidReasons]atomic.Uint64
+	invalid   [numInvalidReasons]atomic.Uint64
 }
 
 // bucket is one hash chain (an hlist_nulls_head of nf_conntrack_hash):

@@ -34,7 +34,6 @@ func tftpHelp(t *Table, p *packet.Packet, c *Conn, info CtInfo, now int64) Verdi
 		Tuple:   Tuple{Src: r.Src, Dst: r.Dst, DstPort: r.DstPort, Proto: packet.ProtoUDP, Zone: c.Zone()},
 		SrcMask: ^uint32(0),
 		Master:  c,
-		Helper:  c.ext.helper,
 	}
 	if n := t.natHelper; n != nil && c.Status()&StatusNATMask != 0 {
 		return n.NATTFTP(t, p, c, info, e, now)
