@@ -262,3 +262,88 @@ func ftpClient(server, cliNS string) ([]string, error) {
 	_, err = expect("221")
 	return got, err
 }
+
+// tftpServe answers one read request on pc (port 69) from a new port,
+// as a TFTP server does: DATA block 1, the client's ACK, DATA block 2
+// (short: the end), the last ACK.
+func tftpServe(pc net.PacketConn, srvNS string) error {
+	pc.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 1500)
+	n, client, err := pc.ReadFrom(buf)
+	if err != nil {
+		return err
+	}
+	if n < 4 || buf[1] != 1 {
+		return fmt.Errorf("not a read request: % x", buf[:n])
+	}
+	var c net.PacketConn
+	err = netnsrun.InNamed(srvNS, func() (err error) {
+		c, err = net.ListenPacket("udp4", ":0")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	for block := 1; block <= 2; block++ {
+		pkt := []byte{0, 3, 0, byte(block)}
+		if block == 1 {
+			pkt = append(pkt, make([]byte, 512)...)
+		} else {
+			pkt = append(pkt, "end"...)
+		}
+		if _, err := c.WriteTo(pkt, client); err != nil {
+			return err
+		}
+		n, _, err := c.ReadFrom(buf)
+		if err != nil {
+			return err
+		}
+		if n < 4 || buf[1] != 4 || buf[3] != byte(block) {
+			return fmt.Errorf("want ACK %d, got % x", block, buf[:n])
+		}
+	}
+	return nil
+}
+
+// tftpClient reads a file from server (host:69) in cliNS and returns
+// the bytes.
+func tftpClient(server, cliNS string) (int, error) {
+	var c net.PacketConn
+	err := netnsrun.InNamed(cliNS, func() (err error) {
+		c, err = net.ListenPacket("udp4", ":0")
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	to, err := net.ResolveUDPAddr("udp4", server)
+	if err != nil {
+		return 0, err
+	}
+	rrq := append([]byte{0, 1}, "file\x00octet\x00"...)
+	if _, err := c.WriteTo(rrq, to); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 1500)
+	total := 0
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return total, err
+		}
+		if n < 4 || buf[1] != 3 {
+			return total, fmt.Errorf("not DATA: % x", buf[:n])
+		}
+		total += n - 4
+		if _, err := c.WriteTo([]byte{0, 4, buf[2], buf[3]}, from); err != nil {
+			return total, err
+		}
+		if n-4 < 512 {
+			return total, nil
+		}
+	}
+}

@@ -447,45 +447,97 @@ func TestFTPHelperAgainstKernel(t *testing.T) {
 			if want := []string{"data for port", "data for pasv", "data for epsv", "data for eprt"}; strings.Join(got, "|") != strings.Join(want, "|") {
 				t.Fatalf("data %q, want %q", got, want)
 			}
-			time.Sleep(200 * time.Millisecond)
-			kpkts := rc.Stop()
-			kexp := labtest.In(t, tp.rtr, "conntrack", "-L", "expect")
-			kconns := kernelConns(t, tp.rtr)
-			ksave := labtest.In(t, tp.rtr, "iptables-save", "-c", "-t", "filter")
-			snap := t.TempDir() + "/snap"
-			if err := host.Capture(snap, tp.rtr); err != nil {
+			compareWithKernel(t, tp, rc)
+		})
+	}
+}
+
+// compareWithKernel stops the capture and compares the kernel's run with
+// uswitch's replay of it: packets sent, FORWARD counters, conntrack
+// entries and their helpers, the expectations left.
+func compareWithKernel(t *testing.T, tp *helperTopo, rc *routerCapture) {
+	t.Helper()
+	time.Sleep(200 * time.Millisecond)
+	kpkts := rc.Stop()
+	kexp := labtest.In(t, tp.rtr, "conntrack", "-L", "expect")
+	kconns := kernelConns(t, tp.rtr)
+	ksave := labtest.In(t, tp.rtr, "iptables-save", "-c", "-t", "filter")
+	snap := t.TempDir() + "/snap"
+	if err := host.Capture(snap, tp.rtr); err != nil {
+		t.Fatal(err)
+	}
+	r := replay(t, snap, kpkts)
+
+	comparePackets(t, kpkts, r.sent)
+	for _, dev := range []string{"r0", "r1"} {
+		t.Logf("kernel payloads out %s: %q", dev, payloads(kpkts, dev, true))
+	}
+	kc := forwardCounters(ksave)
+	if strings.Join(kc, "\n") != strings.Join(r.counters, "\n") {
+		t.Errorf("FORWARD counters:\nkernel:\n%s\nuswitch:\n%s", strings.Join(kc, "\n"), strings.Join(r.counters, "\n"))
+	} else {
+		t.Logf("FORWARD counters agree:\n%s", strings.Join(kc, "\n"))
+	}
+	if strings.Join(kconns, "\n") != strings.Join(r.conns, "\n") {
+		t.Errorf("conntrack -L:\nkernel:\n%s\nuswitch:\n%s", strings.Join(kconns, "\n"), strings.Join(r.conns, "\n"))
+	}
+	var uexp []string
+	for _, e := range r.expects {
+		uexp = append(uexp, fmt.Sprintf("proto=%d src=%s dst=%s sport=0 dport=%d", e.Tuple.Proto, ip4(e.Tuple.Src), ip4(e.Tuple.Dst), e.Tuple.DstPort))
+	}
+	var kx []string
+	for _, l := range strings.Split(kexp, "\n") {
+		if i := strings.Index(l, "proto="); i >= 0 {
+			f := strings.Fields(l[i:])
+			if len(f) >= 5 {
+				kx = append(kx, strings.Join(f[:5], " "))
+			}
+		}
+	}
+	if strings.Join(kx, "\n") != strings.Join(uexp, "\n") {
+		t.Errorf("expectations:\nkernel: %s\nuswitch: %q", kexp, uexp)
+	}
+}
+
+func TestTFTPHelperAgainstKernel(t *testing.T) {
+	for _, tc := range []struct {
+		name, nat string
+		server    string
+	}{
+		{"masquerade", "-A POSTROUTING -o r1 -j MASQUERADE\n", "192.168.100.2:69"},
+		{"dnat", "-A PREROUTING -d 10.1.0.1/32 -p udp -m udp --dport 69 -j DNAT --to-destination 192.168.100.2\n", "10.1.0.1:69"},
+		{"nonat", "", "192.168.100.2:69"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tp := newHelperTopo(t)
+			cmd := exec.Command("ip", "netns", "exec", tp.rtr, "iptables-restore")
+			cmd.Stdin = strings.NewReader(helperRules(tc.nat))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("iptables-restore: %v %s", err, out)
+			}
+			var pc net.PacketConn
+			err := netnsrun.InNamed(tp.srv, func() (err error) {
+				pc, err = net.ListenPacket("udp4", "0.0.0.0:69")
+				return err
+			})
+			if err != nil {
 				t.Fatal(err)
 			}
-			r := replay(t, snap, kpkts)
-
-			comparePackets(t, kpkts, r.sent)
-			for _, dev := range []string{"r0", "r1"} {
-				t.Logf("kernel payloads out %s: %q", dev, payloads(kpkts, dev, true))
+			defer pc.Close()
+			rc := startCapture(t, tp.rtr)
+			srvErr := make(chan error, 1)
+			go func() { srvErr <- tftpServe(pc, tp.srv) }()
+			n, err := tftpClient(tc.server, tp.cli)
+			if err != nil {
+				t.Fatalf("client: %v", err)
 			}
-			kc := forwardCounters(ksave)
-			if strings.Join(kc, "\n") != strings.Join(r.counters, "\n") {
-				t.Errorf("FORWARD counters:\nkernel:\n%s\nuswitch:\n%s", strings.Join(kc, "\n"), strings.Join(r.counters, "\n"))
+			if err := <-srvErr; err != nil {
+				t.Fatalf("server: %v", err)
 			}
-			if strings.Join(kconns, "\n") != strings.Join(r.conns, "\n") {
-				t.Errorf("conntrack -L:\nkernel:\n%s\nuswitch:\n%s", strings.Join(kconns, "\n"), strings.Join(r.conns, "\n"))
+			if n != 515 {
+				t.Fatalf("read %d bytes, want 515", n)
 			}
-			// the last PORT's expectation
-			var uexp []string
-			for _, e := range r.expects {
-				uexp = append(uexp, fmt.Sprintf("proto=%d src=%s dst=%s sport=0 dport=%d", e.Tuple.Proto, ip4(e.Tuple.Src), ip4(e.Tuple.Dst), e.Tuple.DstPort))
-			}
-			var kx []string
-			for _, l := range strings.Split(kexp, "\n") {
-				if i := strings.Index(l, "proto="); i >= 0 {
-					f := strings.Fields(l[i:])
-					if len(f) >= 5 {
-						kx = append(kx, strings.Join(f[:5], " "))
-					}
-				}
-			}
-			if strings.Join(kx, "\n") != strings.Join(uexp, "\n") {
-				t.Errorf("expectations:\nkernel: %s\nuswitch: %q", kexp, uexp)
-			}
+			compareWithKernel(t, tp, rc)
 		})
 	}
 }
