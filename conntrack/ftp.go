@@ -299,7 +299,7 @@ func ftpExpect(t *Table, p *packet.Packet, c *Conn, info CtInfo, cmd FTPCommand,
 	}
 	if n := t.natHelper; n != nil && c.Status()&StatusNATMask != 0 {
 		// the NAT side mangles the payload and registers e itself
-		return n.NATFTP(t, p, c, info, cmd.Type, int(p.L4[12]>>4)*4+cmd.MatchOff, cmd.MatchLen, e, now)
+		return n.NATFTP(t, p, c, info, cmd.Type, cmd.MatchOff, cmd.MatchLen, e, now)
 	}
 	if err := t.ExpectRelated(e, now); err != nil {
 		return DropHelper // "cannot add expectation"

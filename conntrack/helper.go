@@ -130,7 +130,8 @@ func (c *Conn) TakeExpectation() *Expect {
 // package's nf_nat_ftp and nf_nat_tftp (nf_nat_ftp_hook,
 // nf_nat_tftp_hook). The table calls it only for an entry whose status
 // has a NAT bit; it must register the expectation itself
-// (ExpectRelated) and return the packet's verdict.
+// (ExpectRelated) and return the packet's verdict. matchOff is the
+// numbers' offset in the TCP payload, as the kernel passes it.
 type NATHelper interface {
 	NATFTP(t *Table, p *packet.Packet, c *Conn, info CtInfo, typ FTPType, matchOff, matchLen int, e *Expect, now int64) Verdict
 	NATTFTP(t *Table, p *packet.Packet, c *Conn, info CtInfo, e *Expect, now int64) Verdict

@@ -104,7 +104,7 @@ func (n *Core) expFindPort(t *conntrack.Table, e *conntrack.Expect, port uint16,
 }
 
 // MangleTCP is nf_nat_mangle_tcp_packet: the match bytes at matchOff of
-// the TCP segment (from its header's start) are replaced by rep; the IP
+// the TCP payload are replaced by rep; the IP
 // total length and header checksum, and the TCP checksum (from scratch,
 // as nf_nat_csum_recalc does for a packet without a partial checksum)
 // are fixed; a length change is recorded for the sequence adjustment
@@ -112,16 +112,20 @@ func (n *Core) expFindPort(t *conntrack.Table, e *conntrack.Expect, port uint16,
 // again. False when the packet would pass 65,535 bytes or the match is
 // not inside it.
 func MangleTCP(p *packet.Packet, c *conntrack.Conn, info conntrack.CtInfo, matchOff, matchLen int, rep []byte) bool {
+	if p.Proto != packet.ProtoTCP || !p.HasL4 {
+		return false
+	}
 	hl := p.IP.HeaderLen()
+	doff := packet.TCP(p.L4).DataOffset()
 	tot := len(p.IP)
-	if matchOff < 0 || matchLen < 0 || matchOff+matchLen > len(p.L4) {
+	if matchOff < 0 || matchLen < 0 || matchOff+matchLen > len(p.L4)-doff {
 		return false
 	}
 	delta := len(rep) - matchLen
 	if tot+delta > 65535 {
 		return false
 	}
-	at := hl + matchOff
+	at := hl + doff + matchOff
 	var d []byte
 	if delta > 0 && cap(p.Data) < tot+delta {
 		d = make([]byte, tot+delta, tot+delta+64)
