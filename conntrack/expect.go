@@ -3,6 +3,8 @@ package conntrack
 import (
 	"errors"
 	"slices"
+	"strconv"
+	"time"
 	"sync"
 	"sync/atomic"
 )
@@ -266,4 +268,66 @@ func (t *Table) expected(c *Conn, tu *Tuple, now int64) bool {
 	}
 	t.stats.expectNew.Add(1)
 	return true
+}
+
+// FlushExpectations removes every expectation (conntrack -F expect).
+func (t *Table) FlushExpectations() {
+	x := &t.exp
+	x.mu.Lock()
+	for len(x.list) > 0 {
+		t.unlinkExpect(x.list[0])
+	}
+	x.mu.Unlock()
+}
+
+// AppendExpect appends e as conntrack -L expect prints it
+// (libnetfilter_conntrack's default expectation format): the remaining
+// whole seconds, the expected tuple, its mask, the master's original
+// tuple, the class and the master's helper.
+func AppendExpect(b []byte, e *Expect, now int64) []byte {
+	b = strconv.AppendInt(b, e.Remaining(now)/int64(time.Second), 10)
+	b = append(b, " proto="...)
+	b = strconv.AppendUint(b, uint64(e.Tuple.Proto), 10)
+	tu := e.Tuple
+	b = appendAddrKV(b, " src=", tu.Src)
+	b = appendAddrKV(b, " dst=", tu.Dst)
+	b = appendPortKV(b, " sport=", tu.SrcPort)
+	b = appendPortKV(b, " dport=", tu.DstPort)
+	b = appendAddrKV(b, " mask-src=", e.SrcMask)
+	b = appendAddrKV(b, " mask-dst=", ^uint32(0))
+	b = appendPortKV(b, " sport=", e.SrcPortMask)
+	b = appendPortKV(b, " dport=", 0xffff)
+	if m := e.Master; m != nil {
+		mt := m.Tuple(Original)
+		b = appendAddrKV(b, " master-src=", mt.Src)
+		b = appendAddrKV(b, " master-dst=", mt.Dst)
+		b = appendPortKV(b, " sport=", mt.SrcPort)
+		b = appendPortKV(b, " dport=", mt.DstPort)
+	}
+	if e.Permanent {
+		b = append(b, " PERMANENT"...)
+	}
+	b = append(b, " class=0"...)
+	if e.Master != nil {
+		if h := e.Master.HelperName(); h != "" {
+			b = append(b, " helper="...)
+			b = append(b, h...)
+		}
+	}
+	return b
+}
+
+func appendAddrKV(b []byte, k string, a uint32) []byte {
+	b = append(b, k...)
+	for i := 3; i >= 0; i-- {
+		b = strconv.AppendUint(b, uint64(byte(a>>(8*i))), 10)
+		if i > 0 {
+			b = append(b, '.')
+		}
+	}
+	return b
+}
+
+func appendPortKV(b []byte, k string, p uint16) []byte {
+	return strconv.AppendUint(append(b, k...), uint64(p), 10)
 }
