@@ -4,9 +4,9 @@ import (
 	"errors"
 	"slices"
 	"strconv"
-	"time"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Expectations (net/netfilter/nf_conntrack_expect.c): a helper that saw
