@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -291,4 +292,48 @@ func FuzzTFTPHelper(f *testing.F) {
 			t.Fatalf("%d expectations for % x", n, b)
 		}
 	})
+}
+
+// nf_conntrack_expect_max (buckets/256*4) bounds the expectations of all
+// masters: past it a helper cannot expect and drops; two masters
+// expecting the same tuple clash (EBUSY).
+func TestExpectLimits(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Buckets = 256 // expect_max 4
+	tb := NewTable(cfg, 1)
+	if tb.ExpectMax() != 4 {
+		t.Fatalf("expect_max %d", tb.ExpectMax())
+	}
+	for i := 0; i < 5; i++ {
+		s := newFTPSession(t, tb, uint16(40000+i))
+		s.line(true, fmt.Sprintf("PORT 10,1,0,2,4,%d\r\n", 1+i))
+		if i < 4 && s.lastVerdict != Accept {
+			t.Fatalf("master %d: %v", i, s.lastVerdict)
+		}
+		if i == 4 && s.lastVerdict != DropHelper {
+			t.Fatalf("a fifth expectation: %v, want a drop", s.lastVerdict)
+		}
+	}
+	if tb.ExpectCount() != 4 {
+		t.Fatalf("%d expectations", tb.ExpectCount())
+	}
+	// the same tuple from two masters: the first one's already exists
+	x := tb.Expectations(int64(time.Hour))[0]
+	m := x.Master
+	e := &Expect{Tuple: x.Tuple, SrcMask: ^uint32(0)}
+	var other *Conn
+	tb.Range(int64(time.Hour), func(c *Conn) bool {
+		if c != m {
+			other = c
+		}
+		return other == nil
+	})
+	e.Master = other
+	if err := tb.ExpectRelated(e, int64(time.Hour)); err != ErrExpectBusy {
+		t.Fatalf("clash: %v", err)
+	}
+	tb.FlushExpectations()
+	if tb.ExpectCount() != 0 {
+		t.Fatalf("flush left %d", tb.ExpectCount())
+	}
 }

@@ -100,8 +100,11 @@ func (c *Conn) Master() *Conn {
 
 // Helped reports whether the entry's packets must pass the helper stage
 // (a helper, or a sequence adjustment): the flow cache does not memoize
-// such flows.
-func (c *Conn) Helped() bool { return c.ext != nil }
+// such flows. An expected entry without a helper (an FTP or TFTP data
+// connection) is not helped: its master and state do not change.
+func (c *Conn) Helped() bool {
+	return c.ext != nil && (c.ext.helper != nil || c.Status()&StatusSeqAdjust != 0)
+}
 
 // SetHelper binds h to an unconfirmed entry (a CT template's helper,
 // __nf_ct_try_assign_helper). It does nothing once confirmed.
