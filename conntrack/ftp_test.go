@@ -85,7 +85,7 @@ func FuzzParseFTP(f *testing.F) {
 // handshake, the server's greeting (its first line is never parsed),
 // the client's USER, then lines.
 type ftpSession struct {
-	t           *testing.T
+	t           testing.TB
 	tb          *Table
 	now         int64
 	cseq, sseq  uint32
@@ -94,7 +94,7 @@ type ftpSession struct {
 	lastVerdict Verdict
 }
 
-func newFTPSession(t *testing.T, tb *Table, sport uint16) *ftpSession {
+func newFTPSession(t testing.TB, tb *Table, sport uint16) *ftpSession {
 	s := &ftpSession{t: t, tb: tb, now: int64(time.Hour), cseq: 1000, sseq: 5000, sport: sport}
 	s.pkt(true, packet.TCPSyn, nil)
 	s.cseq++
@@ -335,5 +335,34 @@ func TestExpectLimits(t *testing.T) {
 	tb.FlushExpectations()
 	if tb.ExpectCount() != 0 {
 		t.Fatalf("flush left %d", tb.ExpectCount())
+	}
+}
+
+// An established packet of a helped control connection that announces
+// nothing costs no allocation in the helper.
+func TestFTPHelpNoAllocs(t *testing.T) {
+	tb := testTable()
+	s := newFTPSession(t, tb, 40000)
+	p := mkpkt(t, packet.Spec{Proto: packet.ProtoTCP, Src: cliIP, Dst: srvIP, SrcPort: 40000, DstPort: 21,
+		TCPFlags: packet.TCPAck | packet.TCPPsh, Seq: s.cseq, Ack: s.sseq, Payload: []byte("NOOP\r\n")}, nil)
+	r := Ref{Conn: s.control, Info: CtEstablished}
+	if n := testing.AllocsPerRun(100, func() {
+		if tb.Help(p, r, s.now) != Accept {
+			t.Fatal("dropped")
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per packet", n)
+	}
+}
+
+func BenchmarkFTPHelp(b *testing.B) {
+	tb := testTable()
+	s := newFTPSession(b, tb, 40000)
+	p := mkpkt(b, packet.Spec{Proto: packet.ProtoTCP, Src: cliIP, Dst: srvIP, SrcPort: 40000, DstPort: 21,
+		TCPFlags: packet.TCPAck | packet.TCPPsh, Seq: s.cseq, Ack: s.sseq, Payload: []byte("PORT 10,1,0,2,4,1\r\n")}, nil)
+	r := Ref{Conn: s.control, Info: CtEstablished}
+	b.ReportAllocs()
+	for b.Loop() {
+		tb.Help(p, r, s.now)
 	}
 }
