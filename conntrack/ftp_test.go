@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"encoding/binary"
 	"fmt"
 	"testing"
 	"time"
@@ -364,5 +365,39 @@ func BenchmarkFTPHelp(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		tb.Help(p, r, s.now)
+	}
+}
+
+// SACK blocks in the other direction's packets move back with the
+// acknowledgement (nf_ct_sack_adjust).
+func TestSeqAdjustSACK(t *testing.T) {
+	c := &Conn{}
+	c.SetHelper(FTP)
+	c.SeqAdjSet(CtEstablished, 100, 5) // the client's stream grew by 5 at 100
+	opts := []byte{1, 1, 5, 10, 0, 0, 0, 0, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(opts[4:], 90+0)  // before the change: offset 0
+	binary.BigEndian.PutUint32(opts[8:], 200+5) // after it, as the server saw it
+	p := mkpkt(t, tcpSpec(false, 2, 1, packet.TCPAck, 7, 205, 0), nil)
+	// make the 12 option bytes part of the header
+	b := append([]byte(nil), p.Data[:40]...)
+	b = append(b, opts...)
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)))
+	b[32] = 8 << 4
+	q := &packet.Packet{Data: b}
+	packet.IPv4(b).SetChecksum()
+	binary.BigEndian.PutUint16(b[36:], 0)
+	binary.BigEndian.PutUint16(b[36:], ^packet.Checksum(b[20:], packet.PseudoHeaderSum(srvIP, cliIP, packet.ProtoTCP, uint16(len(b)-20))))
+	if err := q.Decode(); err != nil || !q.TransportChecksumOK() {
+		t.Fatalf("test packet: %v", err)
+	}
+	if !seqAdjust(q, c, CtEstablishedReply) {
+		t.Fatal("seqAdjust failed")
+	}
+	h := q.L4
+	if ack, s0, s1 := binary.BigEndian.Uint32(h[8:]), binary.BigEndian.Uint32(h[24:]), binary.BigEndian.Uint32(h[28:]); ack != 200 || s0 != 90 || s1 != 200 {
+		t.Errorf("ack %d, SACK %d-%d; want 200, 90-200", ack, s0, s1)
+	}
+	if !q.TransportChecksumOK() {
+		t.Error("checksum broken")
 	}
 }
