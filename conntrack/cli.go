@@ -689,13 +689,20 @@ func (c *Command) Exec(t *Table, now int64, portid uint32) Result {
 	if c.Table == "expect" {
 		switch c.Op {
 		case OpFlush:
+			t.FlushExpectations()
 			return Result{Stderr: Program + ": expectation table has been emptied.\n"}
 		case OpGet:
 			return Result{Stderr: Program + ": Operation failed: such conntrack doesn't exist\n", Code: 1}
 		case OpDelete:
 			return Result{Stderr: Program + ": 0 expectations have been deleted.\n", Code: 1}
 		}
-		return Result{Stderr: Program + ": 0 expectations have been shown.\n"}
+		var b []byte
+		ex := t.Expectations(now)
+		for i := range ex {
+			b = AppendExpect(b, &ex[i], now)
+			b = append(b, '\n')
+		}
+		return Result{Stdout: string(b), Stderr: Program + ": " + strconv.Itoa(len(ex)) + " expectations have been shown.\n"}
 	}
 	var b []byte
 	n := 0

@@ -151,9 +151,10 @@ type Conn struct {
 
 	// created is the now of the packet that made the entry.
 	created int64
-	// Helper names the conntrack helper bound to the entry ("" = none).
-	// Set it before Confirm; no helper logic runs here.
-	Helper string
+	// ext is the helper, master and sequence adjustment of a helped or
+	// expected entry (helper.go); nil for all others. Set before
+	// Confirm.
+	ext *connExt
 
 	// mu guards proto (ct->lock).
 	mu    sync.Mutex

@@ -60,11 +60,14 @@ package conntrack
 //     one, without ports (the kernel tracks both with ports and states).
 //     GRE is tracked as version 0 only (keys zero; PPTP's GREv1 keys need
 //     the PPTP helper). UDP-Lite's partial checksum is not verified.
-//   - No helpers or expectations (EXPECTED is never set), no sequence
-//     adjustment (seqadj), no cttimeout policies, no accounting, no
-//     labels. Events are NEW, UPDATE (reply, assured, TCP state, mark)
-//     and DESTROY; no helper, seqadj or label events, no per-entry
-//     event masks (-j CT --ctevents).
+//   - Helpers: FTP and TFTP only (helper.go, ftp.go, tftp.go), with
+//     their expectations (expect.go) and the sequence adjustment
+//     (seqadj.go); assigned only by a CT template (nf_conntrack_helper=0),
+//     loose=0 and no ports= parameter; no expectation events. No
+//     cttimeout policies, no accounting, no labels. Events are NEW,
+//     UPDATE (reply, assured, TCP state, mark) and DESTROY; no helper,
+//     seqadj or label events, no per-entry event masks (-j CT
+//     --ctevents).
 //   - A clash entry (nf_ct_resolve_clash_harder: in by its reply tuple
 //     only, IPS_NAT_CLASH, one second) lives its second, also past its
 //     first reply: the kernel stopped deleting it there in "netfilter:

@@ -155,9 +155,9 @@ func (c *Conn) appendLine(b []byte, now int64, out Output, ev *Event) []byte {
 	if z := c.Zone(); z != 0 {
 		b = appendKV(b, "zone", uint64(z))
 	}
-	if c.Helper != "" {
+	if h := c.HelperName(); h != "" {
 		b = append(b, "helper="...)
-		b = append(b, c.Helper...)
+		b = append(b, h...)
 		b = append(b, ' ')
 	}
 	switch {

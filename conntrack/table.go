@@ -30,9 +30,13 @@ const (
 	// DropReopen: a TCP SYN reopening an entry that another path is
 	// already destroying (nf_ct_kill failed, NF_DROP).
 	DropReopen
+	// DropHelper: a conntrack helper dropped the packet (a partial FTP
+	// command, an expectation it could not add, a payload it could not
+	// mangle) or the sequence adjustment failed.
+	DropHelper
 )
 
-var verdictNames = [...]string{"ACCEPT", "DROP(table full)", "DROP(insert failed)", "DROP(reopen race)"}
+var verdictNames = [...]string{"ACCEPT", "DROP(table full)", "DROP(insert failed)", "DROP(reopen race)", "DROP(helper)"}
 
 func (v Verdict) String() string {
 	if int(v) < len(verdictNames) {
@@ -80,6 +84,8 @@ type Stats struct {
 	// checksum, error about no flow): the kernel's error, counted in
 	// nf_conntrack_handle_icmp. They are in Invalid by reason too.
 	Errors uint64
+	// ExpectNew counts entries made for an expectation (expect_new).
+	ExpectNew uint64
 }
 
 type counters struct {
@@ -88,7 +94,9 @@ type counters struct {
 	// (conntrack -S): nf_conntrack_tuple_taken finding the tuple taken;
 	// nf_conntrack_handle_icmp refusing an ICMP packet.
 	tupleFound, icmpErrors atomic.Uint64
-	invalid                [numInvalidReasons]atomic.Uint64
+	// expectNew counts entries made for an expectation (expect_new)
+	expectNew atomic.Uint64
+	invalid   [numInvalidReasons]atomic.Uint64
 }
 
 // bucket is one hash chain (an hlist_nulls_head of nf_conntrack_hash):
@@ -147,6 +155,11 @@ type Table struct {
 	// cfg.TCPBeLiberal (1 off, 2 on: SetTCPLoose, SetTCPBeLiberal, a
 	// sysctl flipped while running)
 	loose, liberal atomic.Int32
+
+	// exp is the expectation table (expect.go); natHelper the NAT side
+	// of the helpers (SetNATHelper)
+	exp       expectTable
+	natHelper NATHelper
 }
 
 // SetTCPLoose sets nf_conntrack_tcp_loose while the table runs (the
@@ -231,6 +244,7 @@ func (t *Table) Stats() Stats {
 		EarlyDrop: t.stats.earlyDrop.Load(), Ignore: t.stats.ignore.Load(),
 		Expired: t.stats.expired.Load(), Clash: t.stats.clash.Load(), Count: t.count.Load(),
 		TupleFound: t.stats.tupleFound.Load(), Errors: t.stats.icmpErrors.Load(),
+		ExpectNew: t.stats.expectNew.Load(),
 	}
 	for i := range s.Invalid {
 		s.Invalid[i] = t.stats.invalid[i].Load()
@@ -383,6 +397,7 @@ func (t *Table) delete(c *Conn, now int64, user bool, portid uint32) bool {
 	if confirmed {
 		t.deliverDestroy(c, now, user, portid)
 	}
+	t.removeExpectations(c)
 	if t.onDelete != nil {
 		t.onDelete(c)
 	}
@@ -477,6 +492,14 @@ func (t *Table) invalid(r invalidReason) (Ref, Verdict) {
 // PREROUTING (tcp_error, udp_error and icmp_error in
 // net/netfilter/nf_conntrack_proto_*.c check only there).
 func (t *Table) In(p *packet.Packet, zone uint16, hook netfilter.Hook, now int64) (Ref, Verdict) {
+	return t.InTemplate(p, zone, nil, hook, now)
+}
+
+// InTemplate is In for a packet that carries a CT template with helper
+// (nil: none): a new entry that no expectation claims gets the helper
+// (__nf_ct_try_assign_helper); an expected one gets its expectation's
+// instead, and is RELATED (init_conntrack, resolve_normal_ct).
+func (t *Table) InTemplate(p *packet.Packet, zone uint16, helper *Helper, hook netfilter.Hook, now int64) (Ref, Verdict) {
 	if p.IP == nil || (!p.HasL4 && !p.L4Truncated) {
 		// Non-first fragment (conntrack wants defragmented packets).
 		return t.invalid(invNoL4)
@@ -511,6 +534,11 @@ func (t *Table) In(p *packet.Packet, zone uint16, hook netfilter.Hook, now int64
 			}
 			t.stats.new.Add(1)
 			info = CtNew
+			if t.expected(c, &tu, now) {
+				info = CtRelated
+			} else if helper != nil && helper.Proto == tu.Proto {
+				c.SetHelper(helper)
+			}
 		} else {
 			t.stats.found.Add(1)
 			switch st := c.Status(); {
@@ -779,6 +807,7 @@ func (c *Conn) clashIn(h *tupleHash) *tupleHash {
 func (t *Table) Reap(now int64, budget int) int {
 	t.reapMu.Lock()
 	defer t.reapMu.Unlock()
+	t.reapExpectations(now)
 	removed, seen := 0, 0
 	var max95 int64
 	if max := t.max(); t.pressure.Load() && max > 0 {

@@ -297,7 +297,7 @@ func maxAckWindow(s *tcpSeen) uint32 {
 }
 
 // tcpInWindow is tcp_in_window.
-func (t *Table) tcpInWindow(st *tcpState, dir Dir, index uint8, s *tcpSeg) tcpAction {
+func (t *Table) tcpInWindow(c *Conn, st *tcpState, dir Dir, index uint8, s *tcpSeg) tcpAction {
 	sender := &st.seen[dir]
 	receiver := &st.seen[dir^1]
 	seq, ack := s.seq, s.ack
@@ -307,7 +307,12 @@ func (t *Table) tcpInWindow(st *tcpState, dir Dir, index uint8, s *tcpSeg) tcpAc
 	if receiver.flags&tcpFlagSackPerm != 0 {
 		tcpSack(s.h, &sack)
 	}
-	// No sequence adjustment (seqadj) is implemented: offset 0.
+	// Take into account NAT sequence number mangling: the receiver's
+	// sequence numbers as this packet's sender saw them
+	if roff := seqOffset(c, dir^1, ack-1); roff != 0 {
+		ack -= uint32(roff)
+		sack -= uint32(roff)
+	}
 
 	if sender.maxwin == 0 {
 		if s.has(packet.TCPSyn) {
@@ -615,7 +620,7 @@ func (t *Table) tcpPacket(c *Conn, p *packet.Packet, info CtInfo, hook netfilter
 		}
 	}
 
-	switch t.tcpInWindow(st, dir, index, &s) {
+	switch t.tcpInWindow(c, st, dir, index, &s) {
 	case tcpIgnoreAct:
 		c.mu.Unlock()
 		return tcpVAccept, 0

@@ -221,7 +221,7 @@ func (k *pkt) bmemoStart() {
 		return
 	}
 	st := c.Status()
-	if st&conntrack.StatusConfirmed == 0 {
+	if st&conntrack.StatusConfirmed == 0 || c.Helped() {
 		return
 	}
 	key := memoKey{

@@ -299,6 +299,7 @@ type ruleInfo struct {
 func New(cfg Config, ctcfg conntrack.Config, seed uint64) *Engine {
 	ct := conntrack.NewTable(ctcfg, seed)
 	e := &Engine{CT: ct, NAT: nat.New(ct, seed), State: &iptables.State{}, seed: seed, Frags: ipfrag.New(fragConfig(cfg))}
+	ct.SetNATHelper(e.NAT)
 	r, i := seeds(seed, 0)
 	e.rules.s.Store(r)
 	e.icm.s.Store(i)
@@ -495,6 +496,9 @@ type pkt struct {
 	fate  Fate
 	trace uint32 // trace id
 	zone  uint16 // conntrack zone set by -j CT --zone in raw
+	// helper is the conntrack helper of the packet's CT template (-j CT
+	// --helper in raw); nil: none
+	helper *conntrack.Helper
 	// anySrc: the packet's source need not be a local address
 	// (FLOWI_FLAG_ANYSRC, as ip_route_me_harder routes nf_send_reset's RST)
 	anySrc bool
@@ -740,12 +744,19 @@ func (k *pkt) conntrackIn(h netfilter.Hook) bool {
 	if !k.cfg.ctOn || k.ct.IsUntracked() || k.ct.Conn != nil {
 		return true
 	}
-	ref, v := k.e.CT.In(k.p, k.zone, h, k.env.now)
+	ref, v := k.e.CT.InTemplate(k.p, k.zone, k.helper, h, k.env.now)
 	if v != conntrack.Accept {
 		k.drop(DropConntrack, uint32(v), "")
 		return false
 	}
 	k.ct = ref
+	if ref.Info == conntrack.CtRelated && ref.Conn != nil {
+		// init_conntrack runs the expectation's expectfn:
+		// nf_nat_follow_master; a failure shows at confirm
+		if x := ref.Conn.TakeExpectation(); x != nil {
+			_ = k.e.NAT.FollowMaster(ref.Conn, x, k.env.now)
+		}
+	}
 	return true
 }
 
@@ -862,6 +873,13 @@ func (k *pkt) bind(req *iptables.NATRequest, m nat.Manip, in, out string) bool {
 func (k *pkt) confirm() bool {
 	if k.ct.Conn == nil {
 		return true
+	}
+	if k.ct.Conn.Helped() {
+		// nf_confirm: the helper, then the sequence adjustment
+		if v := k.e.CT.Help(k.p, k.ct, k.env.now); v != conntrack.Accept {
+			k.drop(DropConntrack, uint32(v), "")
+			return false
+		}
 	}
 	ref, v := k.e.CT.Confirm(k.ct, k.env.now)
 	if v != conntrack.Accept {

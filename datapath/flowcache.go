@@ -79,7 +79,8 @@ func (k *pkt) memoStart(iif int) {
 		return
 	}
 	st := c.Status()
-	if st&conntrack.StatusConfirmed == 0 {
+	if st&conntrack.StatusConfirmed == 0 || c.Helped() {
+		// a helped flow's packets all need the helper stage
 		return
 	}
 	if iif <= 0 || iif > 0xffff {

@@ -276,6 +276,9 @@ func (k *pkt) table(tid iptables.TableID, st *hookState) bool {
 	if c != nil && c.HasZone {
 		k.zone = c.CTZone
 	}
+	if c != nil && c.CTTemplate != nil {
+		k.helper = c.CTTemplate.HelperImpl()
+	}
 	return k.verdictOK(v, c, tid, st.hook)
 }
 

@@ -51,10 +51,6 @@ func init() {
 // connections a helper set up can match; "" matches any helper, a name
 // matches when it starts with the helper's name (strncmp over the
 // helper's length).
-//
-// uswitch's conntrack creates no expectations (no helper logic runs), so
-// no connection has a master and the result is always what the kernel
-// returns for a master-less connection: false, or true with "!".
 func (m *HelperMatch) Eval(c *Ctx) bool {
 	master := ctMaster(c)
 	if master == "" {
@@ -67,6 +63,14 @@ func (m *HelperMatch) Eval(c *Ctx) bool {
 	return ok != m.Invert
 }
 
-// ctMaster is the helper name of the packet's master connection; ""
-// while conntrack tracks no expectations (conntrack.Conn has no master).
-func ctMaster(c *Ctx) string { return "" }
+// ctMaster is the helper name of the packet's master connection; "" when
+// the packet has no entry, the entry no master or the master no helper.
+func ctMaster(c *Ctx) string {
+	if c.CT.Conn == nil {
+		return ""
+	}
+	if m := c.CT.Conn.Master(); m != nil {
+		return m.HelperName()
+	}
+	return ""
+}

@@ -58,7 +58,15 @@ type CTTarget struct {
 	// the rule's layer-4 protocol as xt_ct_find_proto sees it (0 when
 	// absent or inverted), recorded by Final for the kernel checks
 	proto uint8
+	// helper is the conntrack helper uswitch runs for --helper (FTP,
+	// TFTP), resolved by Final; nil for the helpers the kernel has and
+	// uswitch does not implement (their entries get no helper)
+	helper *conntrack.Helper
 }
+
+// HelperImpl is the conntrack helper a template of this rule assigns
+// (nil: none, or one uswitch does not implement).
+func (t *CTTarget) HelperImpl() *conntrack.Helper { return t.helper }
 
 func (t *CTTarget) Name() string { return "CT" }
 
@@ -129,6 +137,9 @@ func (t *CTTarget) Parse(o *OptArg) error {
 func (t *CTTarget) Final(r *RuleContext) error {
 	if !r.ProtoInvert {
 		t.proto = r.Proto
+	}
+	if t.Helper != "" && t.Flags&CTNoTrack == 0 {
+		t.helper = conntrack.LookupHelper(t.Helper, t.proto)
 	}
 	return nil
 }

@@ -298,7 +298,7 @@ type Demo struct {
 	Src AddrValue `toml:"src"`
 }
 
-// Server is a built-in server: "tcp-echo", "udp-echo" or "http".
+// Server is a built-in server: "tcp-echo", "udp-echo", "http" or "ftp".
 type Server struct {
 	Kind ServerKind `toml:"kind"`
 	Port PortValue  `toml:"port"`
@@ -317,16 +317,18 @@ const (
 	TCPEcho ServerKind = "tcp-echo"
 	UDPEcho ServerKind = "udp-echo"
 	HTTP    ServerKind = "http"
+	// FTP is the FTP-like server of ftp.go, for the conntrack helper
+	FTP ServerKind = "ftp"
 )
 
 // UnmarshalText checks the kind.
 func (k *ServerKind) UnmarshalText(b []byte) error {
 	switch ServerKind(b) {
-	case TCPEcho, UDPEcho, HTTP:
+	case TCPEcho, UDPEcho, HTTP, FTP:
 		*k = ServerKind(b)
 		return nil
 	}
-	return fmt.Errorf("server kind %q: want tcp-echo, udp-echo or http", b)
+	return fmt.Errorf("server kind %q: want tcp-echo, udp-echo, http or ftp", b)
 }
 
 // PortValue is a TCP/UDP port, 1-65535.

@@ -61,7 +61,7 @@ addresses = ["10.0.0.2/24"]
 		{"unknown nested key", base + "mtux = 3\n", "namespace.mtux", "unknown key", 11},
 		{"unknown server key", base + "[[namespace.server]]\nkind = \"http\"\nprot = 80\n", "namespace.server.prot", "unknown key", 13},
 		{"bad address", strings.Replace(base, `"10.0.0.2/24"`, `"10.0.0.300/24"`, 1), "namespace.addresses", "10.0.0.300/24", 10},
-		{"bad server kind", base + "server = [{ kind = \"ftp\", port = 21 }]\n", "namespace.server.kind", "ftp", 11},
+		{"bad server kind", base + "server = [{ kind = \"gopher\", port = 70 }]\n", "namespace.server.kind", "gopher", 11},
 		{"bad port", base + "[[namespace.server]]\nkind = \"http\"\nport = 70000\n", "namespace.server.port", "70000", 13},
 		{"wrong type", strings.Replace(base, "workers = 1", `workers = "two"`, 1), "uswitch.workers", "incompatible types", 3},
 		{"bad route", base + "routes = [\"10.1.0.0/16 via nowhere\"]\n", "namespace.routes", "nowhere", 11},

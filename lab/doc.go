@@ -61,7 +61,8 @@
 //	                                    a device's own (conf.DEV.*) once the
 //	                                    devices exist
 //	  server = [{ kind = "http", port = 8080 }]
-//	                                    built-in http, tcp-echo, udp-echo
+//	                                    built-in http, tcp-echo, udp-echo,
+//	                                    ftp (FTP-like: PORT/EPRT/PASV/EPSV)
 //	[[link]]                            a veth pair straight between two
 //	                                    namespaces, outside uswitch
 //	  a_netns = "usw-rs1"   a_name = "veth-gw"   a_addresses = ["10.30.1.2/24"]

@@ -22,6 +22,8 @@ import (
 //
 //	tcp-echo  on connect sends "NAME CLIENT\n", then echoes every byte
 //	udp-echo  answers each datagram with "NAME CLIENT " + the datagram
+//	ftp       an FTP-like server (ftp.go): PORT/EPRT/PASV/EPSV, RETR
+//	          sends "NAME CLIENT\n" over the data connection
 //	http      GET / -> "NAME\n" (headers X-Served-By: NAME,
 //	          X-Client-Addr: CLIENT); GET /bytes/N -> N bytes (0..255
 //	          repeating), for transfers
@@ -46,10 +48,32 @@ type server struct {
 	// closed again with the lab); cerr its error
 	closed sync.Once
 	cerr   error
+	// h is the server's namespace (an ftp server's data connections
+	// are made in it)
+	h netns.NsHandle
+}
+
+// inNS runs fn in the server's namespace.
+func (sv *server) inNS(fn func() error) error { return inNetns(sv.h, fn) }
+
+// track records an open connection for Close; untrack closes and
+// forgets it.
+func (sv *server) track(c net.Conn) bool {
+	sv.mu.Lock()
+	sv.conns[c] = struct{}{}
+	sv.mu.Unlock()
+	return true
+}
+
+func (sv *server) untrack(c net.Conn) {
+	sv.mu.Lock()
+	delete(sv.conns, c)
+	sv.mu.Unlock()
+	c.Close()
 }
 
 func startServer(h netns.NsHandle, nsName string, s Server) (*server, error) {
-	sv := &server{ns: nsName, kind: string(s.Kind), port: int(s.Port), conns: map[net.Conn]struct{}{}, routeSrc: s.ReplySrc == ReplyRoute}
+	sv := &server{ns: nsName, kind: string(s.Kind), port: int(s.Port), conns: map[net.Conn]struct{}{}, routeSrc: s.ReplySrc == ReplyRoute, h: h}
 	addr := fmt.Sprintf("0.0.0.0:%d", s.Port)
 	if s.Bind.IsValid() {
 		addr = fmt.Sprintf("%s:%d", s.Bind.Addr, s.Port)
@@ -72,6 +96,8 @@ func startServer(h netns.NsHandle, nsName string, s Server) (*server, error) {
 		go sv.udpEcho()
 	case TCPEcho:
 		go sv.tcpEcho()
+	case FTP:
+		go sv.ftpServe()
 	case HTTP:
 		sv.hs = &http.Server{Handler: http.HandlerFunc(sv.serveHTTP)}
 		go func() {

@@ -42,10 +42,10 @@
 //     hashlimits whose refill is faster than a scenario: the kernel's
 //     draws and jiffies are not reproducible; probabilities 0 and 1 and
 //     slow refills (per hour/day) are compared.
-//   - -m helper matching a real expectation and recent/hashlimit expiry
-//     (--seconds, --hashlimit-htable-expire) would need FTP payload or
-//     waiting; only helper-less conntracks and unexpired entries are
-//     compared.
+//   - recent/hashlimit expiry (--seconds, --hashlimit-htable-expire)
+//     would need waiting; only unexpired entries are compared. (-m
+//     helper and expectations are compared with FTP payloads:
+//     scenarios_helper_test.go, helpers_kernel_test.go.)
 //   - IP options: a source-routed packet of a masqueraded connection
 //     that leaves by another device is dropped by the kernel
 //     (nf_nat_oif_changed kills the connection), which uswitch does
