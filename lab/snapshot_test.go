@@ -371,7 +371,7 @@ func TestSnapshotNodeConfigErrors(t *testing.T) {
 		{lab(abs, "[node.uswitch]\nrules = \"*filter\\nCOMMIT\\n\"\n"), `[node.uswitch] may set only workers`},
 		{strings.Replace(lab(abs, ""), `pods = "auto"`, `pods = "all"`, 1), `ok.toml:5: node.pods: node "a": pods "all": want "auto"`},
 		{strings.Replace(lab(abs, "pod_server = { kind = \"http\", port = 80 }\n"), `pods = "auto"`, ``, 1), `node.pod_server: node "a": pod_server needs pods = "auto"`},
-		{lab(abs, "pod_server = { kind = \"ftp\", port = 21 }\n"), `server kind "ftp"`},
+		{lab(abs, "pod_server = { kind = \"gopher\", port = 70 }\n"), `server kind "gopher"`},
 		{lab(abs, "pod_server = [{ kind = \"http\", port = 80, colour = 1 }]\n"), `unknown key "colour"`},
 		{"name = \"s\"\n[[namespace]]\nname = \"c\"\n[[node]]\nname = \"a\"\npods = \"auto\"\n[[node.interface]]\nname = \"e\"\nnetns = \"c\"\n", `pods, pod_server and attach are for a node made from a snapshot`},
 		{strings.Replace(lab(abs, ""), `name = "s"`, `name = "a-long-lab"`, 1), `the namespace "a-long-lab-a-eth0" for its eth0 is not a valid namespace name`},
