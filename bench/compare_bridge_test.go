@@ -242,24 +242,7 @@ type bridgeRig struct {
 // failure), loads the rules when asked (iptables-legacy for legacy) and
 // establishes the flow.
 func newBridgeRig(t *testing.T, legacy, rules bool) *bridgeRig {
-	r := &bridgeRig{newNsRig(t, "ubr")}
-	labtest.In(t, r.ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
-	r.open(t, "tap0", unix.IFF_TAP|unix.IFF_NO_PI)
-	for _, args := range [][]string{
-		// no multicast snooping (the bridge's own IGMP traffic would
-		// cross the timed path)
-		{"link", "add", "br0", "type", "bridge", "mcast_snooping", "0"},
-		{"link", "add", "eth1", "type", "veth", "peer", "name", "eth1p"},
-		{"link", "set", "tap0", "master", "br0"},
-		{"link", "set", "eth1", "master", "br0"},
-		{"link", "set", "lo", "up"},
-		{"link", "set", "tap0", "up"},
-		{"link", "set", "eth1", "up"},
-		{"link", "set", "eth1p", "up"},
-		{"link", "set", "br0", "up"},
-	} {
-		labtest.Run(t, append([]string{"ip", "-n", r.ns}, args...)...)
-	}
+	r := &bridgeRig{newTapBridge(t, "ubr", "eth1")}
 	labtest.In(t, r.ns, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
 	if rules {
 		tool := "iptables-restore"

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/uswitch-lab/uswitch/bench/rulegen"
 	"github.com/uswitch-lab/uswitch/bridge/ebtables"
 	"github.com/uswitch-lab/uswitch/bridge/fdb"
@@ -98,14 +96,7 @@ func TestCompareKernelEbtables(t *testing.T) {
 		t.Skip("the kernel comparison takes minutes: run bench/compare.sh (or set USWITCH_COMPARE=1)")
 	}
 	needEbtRig(t)
-	runs, err := strconv.Atoi(envOr("USWITCH_COMPARE_RUNS", "3"))
-	if err != nil || runs < 1 {
-		t.Fatalf("USWITCH_COMPARE_RUNS: %q", os.Getenv("USWITCH_COMPARE_RUNS"))
-	}
-	rt, err := time.ParseDuration(envOr("USWITCH_COMPARE_TIME", "1s"))
-	if err != nil {
-		t.Fatalf("USWITCH_COMPARE_TIME: %v", err)
-	}
+	runs, rt := compareRuns(t)
 	var ns []int
 	for _, f := range strings.Split(envOr("USWITCH_COMPARE_EBT_N", "100,1000,10000"), ",") {
 		n, err := strconv.Atoi(f)
@@ -205,28 +196,12 @@ type ebtRig struct {
 }
 
 func newEbtRig(t *testing.T) *ebtRig {
-	r := &ebtRig{newNsRig(t, "uebt")}
-	labtest.In(t, r.ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+	r := &ebtRig{newTapBridge(t, "uebt", "veth0", []string{"link", "set", "br0", "multicast", "off"})}
 	// with br_netfilter loaded, bridged IPv4 would also cross the
 	// (empty) iptables hooks: off, as on uswitch's side (-e: absent
 	// without the module)
 	labtest.In(t, r.ns, "sysctl", "-qew", "net.bridge.bridge-nf-call-iptables=0",
 		"net.bridge.bridge-nf-call-ip6tables=0", "net.bridge.bridge-nf-call-arptables=0")
-	r.open(t, "tap0", unix.IFF_TAP|unix.IFF_NO_PI)
-	for _, args := range [][]string{
-		{"link", "add", "br0", "type", "bridge", "mcast_snooping", "0"},
-		{"link", "add", "veth0", "type", "veth", "peer", "name", "veth0p"},
-		{"link", "set", "tap0", "master", "br0"},
-		{"link", "set", "veth0", "master", "br0"},
-		{"link", "set", "br0", "multicast", "off"},
-		{"link", "set", "lo", "up"},
-		{"link", "set", "tap0", "up"},
-		{"link", "set", "veth0", "up"},
-		{"link", "set", "veth0p", "up"},
-		{"link", "set", "br0", "up"},
-	} {
-		labtest.Run(t, append([]string{"ip", "-n", r.ns}, args...)...)
-	}
 	labtest.In(t, r.ns, "bridge", "fdb", "add", rulegen.EbtDstMAC, "dev", "veth0", "master", "static")
 	r.handle(t)
 	return r

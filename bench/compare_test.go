@@ -71,6 +71,20 @@ func envOr(key, def string) string {
 	return def
 }
 
+// compareRuns is USWITCH_COMPARE_RUNS (3) and USWITCH_COMPARE_TIME (1s):
+// how many runs of how long each engine gets at each point.
+func compareRuns(t *testing.T) (int, time.Duration) {
+	runs, err := strconv.Atoi(envOr("USWITCH_COMPARE_RUNS", "3"))
+	if err != nil || runs < 1 {
+		t.Fatalf("USWITCH_COMPARE_RUNS: %q", os.Getenv("USWITCH_COMPARE_RUNS"))
+	}
+	rt, err := time.ParseDuration(envOr("USWITCH_COMPARE_TIME", "1s"))
+	if err != nil {
+		t.Fatalf("USWITCH_COMPARE_TIME: %v", err)
+	}
+	return runs, rt
+}
+
 // TestCompareKernel is the full comparison (bench/compare.sh; README,
 // "Comparing with the kernel"). It runs only with USWITCH_COMPARE=1, as
 // root; USWITCH_COMPARE_RUNS (3), USWITCH_COMPARE_TIME (1s per run) and
@@ -81,14 +95,7 @@ func TestCompareKernel(t *testing.T) {
 		t.Skip("the kernel comparison takes minutes: run bench/compare.sh (or set USWITCH_COMPARE=1)")
 	}
 	needKernelRig(t)
-	runs, err := strconv.Atoi(envOr("USWITCH_COMPARE_RUNS", "3"))
-	if err != nil || runs < 1 {
-		t.Fatalf("USWITCH_COMPARE_RUNS: %q", os.Getenv("USWITCH_COMPARE_RUNS"))
-	}
-	rt, err := time.ParseDuration(envOr("USWITCH_COMPARE_TIME", "1s"))
-	if err != nil {
-		t.Fatalf("USWITCH_COMPARE_TIME: %v", err)
-	}
+	runs, rt := compareRuns(t)
 	maxN, err := strconv.Atoi(envOr("USWITCH_COMPARE_MAXN", "30000"))
 	if err != nil {
 		t.Fatalf("USWITCH_COMPARE_MAXN: %v", err)

@@ -32,6 +32,31 @@ func newNsRig(t *testing.T, prefix string) nsRig {
 	return r
 }
 
+// newTapBridge makes a namespace named from prefix with IPv6 off, the
+// TAP tap0 and the veth port (its peer port+"p") as ports of br0 with no
+// multicast snooping (the bridge's own IGMP traffic would cross the
+// timed path), extra ip commands run after the ports are added, and
+// everything up.
+func newTapBridge(t *testing.T, prefix, port string, extra ...[]string) nsRig {
+	r := newNsRig(t, prefix)
+	labtest.In(t, r.ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+	r.open(t, "tap0", unix.IFF_TAP|unix.IFF_NO_PI)
+	cmds := [][]string{
+		{"link", "add", "br0", "type", "bridge", "mcast_snooping", "0"},
+		{"link", "add", port, "type", "veth", "peer", "name", port + "p"},
+		{"link", "set", "tap0", "master", "br0"},
+		{"link", "set", port, "master", "br0"},
+	}
+	cmds = append(cmds, extra...)
+	for _, dev := range []string{"lo", "tap0", port, port + "p", "br0"} {
+		cmds = append(cmds, []string{"link", "set", dev, "up"})
+	}
+	for _, args := range cmds {
+		labtest.Run(t, append([]string{"ip", "-n", r.ns}, args...)...)
+	}
+	return r
+}
+
 // open makes the TUN or TAP dev (flags: unix.IFF_TUN or IFF_TAP, with
 // IFF_NO_PI) in the namespace; its fd is closed at cleanup.
 func (r *nsRig) open(t *testing.T, dev string, flags uint16) {
