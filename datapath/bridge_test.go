@@ -74,8 +74,11 @@ func TestBridgeEstablished(t *testing.T) {
 	}
 }
 
-func BenchmarkBridgeEstablished(b *testing.B) {
-	e := bridgeEngine(b)
+func BenchmarkBridgeEstablished(b *testing.B) { benchBridgeEstablished(b, bridgeEngine(b)) }
+
+// benchBridgeEstablished establishes the hostA-hostB flow on e and
+// times its frames from p1; it returns the last frame's fate.
+func benchBridgeEstablished(b *testing.B, e *Engine) FrameFate {
 	ab := udpFrame(hostB, hostA, "udp 10.1.0.1:1000 > 10.1.0.2:53")
 	ba := udpFrame(hostA, hostB, "udp 10.1.0.2:53 > 10.1.0.1:1000")
 	e.ReceiveFrame(append([]byte(nil), ab...), "p1", 1, nil)
@@ -87,6 +90,7 @@ func BenchmarkBridgeEstablished(b *testing.B) {
 		copy(buf, ab)
 		e.ReceiveFrameInto(&ff, buf, "p1", int64(3+i), nil)
 	}
+	return ff
 }
 
 // TestBridgeEstablishedNoAllocs: an established bridged flow through
@@ -177,18 +181,7 @@ func bridgeEngineEbtables(t testing.TB) *Engine {
 // BenchmarkBridgeEstablishedEbtables is BenchmarkBridgeEstablished with
 // ebtables rules in nat PREROUTING, filter FORWARD and nat POSTROUTING.
 func BenchmarkBridgeEstablishedEbtables(b *testing.B) {
-	e := bridgeEngineEbtables(b)
-	ab := udpFrame(hostB, hostA, "udp 10.1.0.1:1000 > 10.1.0.2:53")
-	ba := udpFrame(hostA, hostB, "udp 10.1.0.2:53 > 10.1.0.1:1000")
-	e.ReceiveFrame(append([]byte(nil), ab...), "p1", 1, nil)
-	e.ReceiveFrame(append([]byte(nil), ba...), "p2", 2, nil)
-	buf := make([]byte, len(ab))
-	var ff FrameFate
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		copy(buf, ab)
-		e.ReceiveFrameInto(&ff, buf, "p1", int64(3+i), nil)
-	}
+	ff := benchBridgeEstablished(b, bridgeEngineEbtables(b))
 	if len(ff.Out) != 1 || !ff.FlowCached {
 		b.Fatalf("fate %v (cached %v)", ff, ff.FlowCached)
 	}
