@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/internal/labtest"
-	"github.com/uswitch-lab/uswitch/lab"
 )
 
 // The bridged live-datapath benchmarks: 64-byte UDP between two
@@ -78,18 +77,7 @@ func bridgeRulesN(n int) string {
 // labBridgePair brings up the bridge lab with ruleset and returns its
 // client and server namespaces; it is removed at cleanup.
 func labBridgePair(b *testing.B, ruleset string) (client, server string) {
-	needRoot(b)
-	p := uniqueName()
-	src := strings.ReplaceAll(strings.Replace(labBridgeTOML, "RULES", ruleset, 1), "P-", p+"-")
-	c, err := lab.Parse("bench-bridge.toml", []byte(src))
-	if err != nil {
-		b.Fatal(err)
-	}
-	labtest.Up(b, func() (*lab.Lab, error) { return lab.Up(c, nil) }, func() error {
-		_, _, err := lab.Down(c)
-		return err
-	})
-	return p + "-c", p + "-s"
+	return upLabPair(b, "bench-bridge.toml", strings.Replace(labBridgeTOML, "RULES", ruleset, 1))
 }
 
 // kernelBridgePair makes client, bridge and server namespaces: the

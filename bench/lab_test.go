@@ -115,11 +115,17 @@ func labPairWith(b *testing.B, uswitch string) (client, server string) {
 
 // labPairRules is labPairWith with another rule set.
 func labPairRules(b *testing.B, ruleset, uswitch string) (client, server string) {
+	src := strings.Replace(strings.Replace(labTOML, "RULES", ruleset, 1), "[uswitch]\n", "[uswitch]\n"+uswitch+"\n", 1)
+	return upLabPair(b, "bench.toml", src)
+}
+
+// upLabPair brings up the lab of src, its "P-" names made unique, and
+// returns its client and server namespaces (P-c, P-s); it is removed
+// at cleanup.
+func upLabPair(b *testing.B, file, src string) (client, server string) {
 	needRoot(b)
 	p := uniqueName()
-	src := strings.ReplaceAll(strings.Replace(labTOML, "RULES", ruleset, 1), "P-", p+"-")
-	src = strings.Replace(src, "[uswitch]\n", "[uswitch]\n"+uswitch+"\n", 1)
-	c, err := lab.Parse("bench.toml", []byte(src))
+	c, err := lab.Parse(file, []byte(strings.ReplaceAll(src, "P-", p+"-")))
 	if err != nil {
 		b.Fatal(err)
 	}
