@@ -76,13 +76,21 @@ func TestBridgeEstablished(t *testing.T) {
 
 func BenchmarkBridgeEstablished(b *testing.B) { benchBridgeEstablished(b, bridgeEngine(b)) }
 
-// benchBridgeEstablished establishes the hostA-hostB flow on e and
-// times its frames from p1; it returns the last frame's fate.
-func benchBridgeEstablished(b *testing.B, e *Engine) FrameFate {
+// establishBridgeFlow sends a UDP flow's first frame (hostA to hostB)
+// in p1 and its answer in p2, at times 1 and 2, and returns the flow's
+// frame from p1.
+func establishBridgeFlow(e *Engine) []byte {
 	ab := udpFrame(hostB, hostA, "udp 10.1.0.1:1000 > 10.1.0.2:53")
 	ba := udpFrame(hostA, hostB, "udp 10.1.0.2:53 > 10.1.0.1:1000")
 	e.ReceiveFrame(append([]byte(nil), ab...), "p1", 1, nil)
 	e.ReceiveFrame(append([]byte(nil), ba...), "p2", 2, nil)
+	return ab
+}
+
+// benchBridgeEstablished establishes the hostA-hostB flow on e and
+// times its frames from p1; it returns the last frame's fate.
+func benchBridgeEstablished(b *testing.B, e *Engine) FrameFate {
+	ab := establishBridgeFlow(e)
 	buf := make([]byte, len(ab))
 	var ff FrameFate
 	b.ReportAllocs()
@@ -98,10 +106,7 @@ func benchBridgeEstablished(b *testing.B, e *Engine) FrameFate {
 // its FrameFate (ReceiveFrameInto, as the lab's workers do).
 func TestBridgeEstablishedNoAllocs(t *testing.T) {
 	e := bridgeEngine(t)
-	ab := udpFrame(hostB, hostA, "udp 10.1.0.1:1000 > 10.1.0.2:53")
-	ba := udpFrame(hostA, hostB, "udp 10.1.0.2:53 > 10.1.0.1:1000")
-	e.ReceiveFrame(append([]byte(nil), ab...), "p1", 1, nil)
-	e.ReceiveFrame(append([]byte(nil), ba...), "p2", 2, nil)
+	ab := establishBridgeFlow(e)
 	buf := make([]byte, len(ab))
 	var ff FrameFate
 	now := int64(3)
@@ -190,10 +195,7 @@ func BenchmarkBridgeEstablishedEbtables(b *testing.B) {
 // TestBridgeEstablishedEbtablesNoAllocs: the same through ebtables.
 func TestBridgeEstablishedEbtablesNoAllocs(t *testing.T) {
 	e := bridgeEngineEbtables(t)
-	ab := udpFrame(hostB, hostA, "udp 10.1.0.1:1000 > 10.1.0.2:53")
-	ba := udpFrame(hostA, hostB, "udp 10.1.0.2:53 > 10.1.0.1:1000")
-	e.ReceiveFrame(append([]byte(nil), ab...), "p1", 1, nil)
-	e.ReceiveFrame(append([]byte(nil), ba...), "p2", 2, nil)
+	ab := establishBridgeFlow(e)
 	buf := make([]byte, len(ab))
 	var ff FrameFate
 	now := int64(3)
