@@ -2,13 +2,10 @@ package bench
 
 import (
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/uswitch-lab/uswitch/bridge/ebtables"
@@ -19,7 +16,6 @@ import (
 	"github.com/uswitch-lab/uswitch/internal/labtest"
 	"github.com/uswitch-lab/uswitch/internal/testtools"
 	"github.com/uswitch-lab/uswitch/iptables"
-	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -239,39 +235,14 @@ func (u *bridgeRunner) run(t *testing.T, frame []byte, d time.Duration) (float64
 
 // bridgeRig is a namespace with the TAP → bridge → veth path.
 type bridgeRig struct {
-	ns  string
-	tap int // tap0's fd: frames written here are received on tap0
-	h   *netlink.Handle
+	nsRig // the TAP is tap0
 }
 
 // newBridgeRig makes the namespace (removed at cleanup, also on
 // failure), loads the rules when asked (iptables-legacy for legacy) and
 // establishes the flow.
 func newBridgeRig(t *testing.T, legacy, rules bool) *bridgeRig {
-	r := &bridgeRig{ns: labtest.Name("ubr"), tap: -1}
-	labtest.Netns(t, r.ns)
-	labtest.In(t, r.ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
-	labtest.InNetns(t, r.ns, func() error {
-		fd, err := link.OpenFD("tap0", unix.IFF_TAP|unix.IFF_NO_PI)
-		r.tap = fd
-		return err
-	})
-	t.Cleanup(func() { unix.Close(r.tap) })
-	for _, args := range [][]string{
-		// no multicast snooping (the bridge's own IGMP traffic would
-		// cross the timed path)
-		{"link", "add", "br0", "type", "bridge", "mcast_snooping", "0"},
-		{"link", "add", "eth1", "type", "veth", "peer", "name", "eth1p"},
-		{"link", "set", "tap0", "master", "br0"},
-		{"link", "set", "eth1", "master", "br0"},
-		{"link", "set", "lo", "up"},
-		{"link", "set", "tap0", "up"},
-		{"link", "set", "eth1", "up"},
-		{"link", "set", "eth1p", "up"},
-		{"link", "set", "br0", "up"},
-	} {
-		labtest.Run(t, append([]string{"ip", "-n", r.ns}, args...)...)
-	}
+	r := &bridgeRig{newTapBridge(t, "ubr", "eth1")}
 	labtest.In(t, r.ns, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
 	if rules {
 		tool := "iptables-restore"
@@ -281,36 +252,9 @@ func newBridgeRig(t *testing.T, legacy, rules bool) *bridgeRig {
 		r.restore(t, bridgeIPT, tool, "-w")
 		r.restore(t, bridgeEbtables, "ebtables-restore")
 	}
-	h, err := netns.GetFromName(r.ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if r.h, err = netlink.NewHandleAt(h); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.h.Close)
+	r.handle(t)
 	r.establish(t)
 	return r
-}
-
-func (r *bridgeRig) restore(t *testing.T, rules string, tool ...string) {
-	cmd := exec.Command("ip", append([]string{"netns", "exec", r.ns}, tool...)...)
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s in %s: %v\n%s", tool[0], r.ns, err, out)
-	}
-}
-
-func (r *bridgeRig) tx(t *testing.T, dev string) uint64 {
-	l, err := r.h.LinkByName(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l.Attrs().Statistics == nil {
-		t.Fatalf("%s: no statistics", dev)
-	}
-	return l.Attrs().Statistics.TxPackets
 }
 
 // establish sends the flow's first frame (flooded to eth1), its answer
@@ -321,7 +265,7 @@ func (r *bridgeRig) establish(t *testing.T) {
 	ba := packet.BuildFrame(brHostA, brHostB, packet.EtherTypeIPv4, build(t, brSpecBA))
 	write := func() {
 		before := r.tx(t, "eth1")
-		if _, err := unix.Write(r.tap, ab); err != nil {
+		if _, err := unix.Write(r.fd, ab); err != nil {
 			t.Fatal(err)
 		}
 		if r.tx(t, "eth1") == before {
@@ -346,11 +290,11 @@ func (r *bridgeRig) establish(t *testing.T) {
 	buf := make([]byte, 2048)
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		fds := []unix.PollFd{{Fd: int32(r.tap), Events: unix.POLLIN}}
+		fds := []unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN}}
 		if n, err := unix.Poll(fds, 500); err != nil || n == 0 {
 			t.Fatalf("%s: hostB's answer was not bridged out tap0 (%v)", r.ns, err)
 		}
-		n, err := unix.Read(r.tap, buf)
+		n, err := unix.Read(r.fd, buf)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -367,18 +311,5 @@ func (r *bridgeRig) establish(t *testing.T) {
 // run writes frame into the TAP until d has passed; it fails t unless
 // eth1 sent every frame, and returns ns/frame and the frames sent.
 func (r *bridgeRig) run(t *testing.T, frame []byte, d time.Duration) (float64, int) {
-	tx0 := r.tx(t, "eth1")
-	var werr error
-	n, el := timedLoop(d, 1<<62, func(i int) {
-		if _, err := unix.Write(r.tap, frame); err != nil && werr == nil {
-			werr = err
-		}
-	})
-	if werr != nil {
-		t.Fatalf("write to TAP: %v", werr)
-	}
-	if sent := r.tx(t, "eth1") - tx0; sent < uint64(n) {
-		t.Fatalf("%s: eth1 sent %d of %d frames: the kernel dropped some", r.ns, sent, n)
-	}
-	return float64(el.Nanoseconds()) / float64(n), n
+	return r.writeTimed(t, d, 1<<62, "eth1", r.ns, "frames", func(int) []byte { return frame })
 }

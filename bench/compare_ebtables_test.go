@@ -4,16 +4,11 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"github.com/uswitch-lab/uswitch/bench/rulegen"
 	"github.com/uswitch-lab/uswitch/bridge/ebtables"
@@ -23,7 +18,6 @@ import (
 	"github.com/uswitch-lab/uswitch/datapath/datapathtest"
 	"github.com/uswitch-lab/uswitch/internal/labtest"
 	"github.com/uswitch-lab/uswitch/internal/testtools"
-	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -102,14 +96,7 @@ func TestCompareKernelEbtables(t *testing.T) {
 		t.Skip("the kernel comparison takes minutes: run bench/compare.sh (or set USWITCH_COMPARE=1)")
 	}
 	needEbtRig(t)
-	runs, err := strconv.Atoi(envOr("USWITCH_COMPARE_RUNS", "3"))
-	if err != nil || runs < 1 {
-		t.Fatalf("USWITCH_COMPARE_RUNS: %q", os.Getenv("USWITCH_COMPARE_RUNS"))
-	}
-	rt, err := time.ParseDuration(envOr("USWITCH_COMPARE_TIME", "1s"))
-	if err != nil {
-		t.Fatalf("USWITCH_COMPARE_TIME: %v", err)
-	}
+	runs, rt := compareRuns(t)
 	var ns []int
 	for _, f := range strings.Split(envOr("USWITCH_COMPARE_EBT_N", "100,1000,10000"), ",") {
 		n, err := strconv.Atoi(f)
@@ -160,7 +147,7 @@ func measureEbtPoint(t *testing.T, cfg compareCfg, name, ruleset string) point {
 		k := newEbtRig(t)
 		if ruleset != "" {
 			t0 := time.Now()
-			k.restore(t, ruleset)
+			k.restore(t, ruleset, "ebtables-restore")
 			t.Logf("%s kernel-nft: ebtables-restore %v", name, time.Since(t0).Round(time.Millisecond))
 		}
 		var usw [2]*ebtUsw
@@ -205,89 +192,25 @@ func measureEbtPoint(t *testing.T, cfg compareCfg, name, ruleset string) point {
 
 // ebtRig is a namespace with the TAP → br0 → veth path.
 type ebtRig struct {
-	ns  string
-	tap int // the TAP's fd; frames written here arrive on tap0
-	h   *netlink.Handle
+	nsRig // the TAP is tap0
 }
 
 func newEbtRig(t *testing.T) *ebtRig {
-	r := &ebtRig{ns: labtest.Name("uebt"), tap: -1}
-	labtest.Netns(t, r.ns)
-	labtest.In(t, r.ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+	r := &ebtRig{newTapBridge(t, "uebt", "veth0", []string{"link", "set", "br0", "multicast", "off"})}
 	// with br_netfilter loaded, bridged IPv4 would also cross the
 	// (empty) iptables hooks: off, as on uswitch's side (-e: absent
 	// without the module)
 	labtest.In(t, r.ns, "sysctl", "-qew", "net.bridge.bridge-nf-call-iptables=0",
 		"net.bridge.bridge-nf-call-ip6tables=0", "net.bridge.bridge-nf-call-arptables=0")
-	labtest.InNetns(t, r.ns, func() error {
-		fd, err := link.OpenFD("tap0", unix.IFF_TAP|unix.IFF_NO_PI)
-		r.tap = fd
-		return err
-	})
-	t.Cleanup(func() { unix.Close(r.tap) })
-	for _, args := range [][]string{
-		{"link", "add", "br0", "type", "bridge", "mcast_snooping", "0"},
-		{"link", "add", "veth0", "type", "veth", "peer", "name", "veth0p"},
-		{"link", "set", "tap0", "master", "br0"},
-		{"link", "set", "veth0", "master", "br0"},
-		{"link", "set", "br0", "multicast", "off"},
-		{"link", "set", "lo", "up"},
-		{"link", "set", "tap0", "up"},
-		{"link", "set", "veth0", "up"},
-		{"link", "set", "veth0p", "up"},
-		{"link", "set", "br0", "up"},
-	} {
-		labtest.Run(t, append([]string{"ip", "-n", r.ns}, args...)...)
-	}
 	labtest.In(t, r.ns, "bridge", "fdb", "add", rulegen.EbtDstMAC, "dev", "veth0", "master", "static")
-	h, err := netns.GetFromName(r.ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if r.h, err = netlink.NewHandleAt(h); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.h.Close)
+	r.handle(t)
 	return r
-}
-
-func (r *ebtRig) restore(t *testing.T, rules string) {
-	cmd := exec.Command("ip", "netns", "exec", r.ns, "ebtables-restore")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ebtables-restore in %s: %v\n%s", r.ns, err, out)
-	}
-}
-
-func (r *ebtRig) tx(t *testing.T, dev string) uint64 {
-	l, err := r.h.LinkByName(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l.Attrs().Statistics == nil {
-		t.Fatalf("%s: no statistics", dev)
-	}
-	return l.Attrs().Statistics.TxPackets
 }
 
 // run writes the frame into the TAP until max frames or d has passed; it
 // fails t unless veth0 sent every frame.
 func (r *ebtRig) run(t *testing.T, frame []byte, d time.Duration, max int) (float64, int) {
-	tx0 := r.tx(t, "veth0")
-	var werr error
-	n, el := timedLoop(d, max, func(int) {
-		if _, err := unix.Write(r.tap, frame); err != nil && werr == nil {
-			werr = err
-		}
-	})
-	if werr != nil {
-		t.Fatalf("write to TAP: %v", werr)
-	}
-	if sent := r.tx(t, "veth0") - tx0; sent < uint64(n) {
-		t.Fatalf("%s: veth0 sent %d of %d frames: the kernel dropped some", r.ns, sent, n)
-	}
-	return float64(el.Nanoseconds()) / float64(n), n
+	return r.writeTimed(t, d, max, "veth0", r.ns, "frames", func(int) []byte { return frame })
 }
 
 // ebtUsw is a uswitch engine with the same bridge.

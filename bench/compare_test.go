@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/uswitch-lab/uswitch/bench/rulegen"
@@ -21,7 +19,6 @@ import (
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/internal/labtest"
 	"github.com/uswitch-lab/uswitch/internal/testtools"
-	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -74,6 +71,20 @@ func envOr(key, def string) string {
 	return def
 }
 
+// compareRuns is USWITCH_COMPARE_RUNS (3) and USWITCH_COMPARE_TIME (1s):
+// how many runs of how long each engine gets at each point.
+func compareRuns(t *testing.T) (int, time.Duration) {
+	runs, err := strconv.Atoi(envOr("USWITCH_COMPARE_RUNS", "3"))
+	if err != nil || runs < 1 {
+		t.Fatalf("USWITCH_COMPARE_RUNS: %q", os.Getenv("USWITCH_COMPARE_RUNS"))
+	}
+	rt, err := time.ParseDuration(envOr("USWITCH_COMPARE_TIME", "1s"))
+	if err != nil {
+		t.Fatalf("USWITCH_COMPARE_TIME: %v", err)
+	}
+	return runs, rt
+}
+
 // TestCompareKernel is the full comparison (bench/compare.sh; README,
 // "Comparing with the kernel"). It runs only with USWITCH_COMPARE=1, as
 // root; USWITCH_COMPARE_RUNS (3), USWITCH_COMPARE_TIME (1s per run) and
@@ -84,14 +95,7 @@ func TestCompareKernel(t *testing.T) {
 		t.Skip("the kernel comparison takes minutes: run bench/compare.sh (or set USWITCH_COMPARE=1)")
 	}
 	needKernelRig(t)
-	runs, err := strconv.Atoi(envOr("USWITCH_COMPARE_RUNS", "3"))
-	if err != nil || runs < 1 {
-		t.Fatalf("USWITCH_COMPARE_RUNS: %q", os.Getenv("USWITCH_COMPARE_RUNS"))
-	}
-	rt, err := time.ParseDuration(envOr("USWITCH_COMPARE_TIME", "1s"))
-	if err != nil {
-		t.Fatalf("USWITCH_COMPARE_TIME: %v", err)
-	}
+	runs, rt := compareRuns(t)
 	maxN, err := strconv.Atoi(envOr("USWITCH_COMPARE_MAXN", "30000"))
 	if err != nil {
 		t.Fatalf("USWITCH_COMPARE_MAXN: %v", err)
@@ -415,25 +419,17 @@ func (u *uswRunner) run(t *testing.T, tmpl []byte, d time.Duration, max int) (fl
 
 // kernelRig is a namespace with the TUN → forward → veth path.
 type kernelRig struct {
-	ns     string
+	nsRig  // the TUN is eth0
 	legacy bool
-	tun    int // the TUN's fd; packets written here are received on eth0
-	h      *netlink.Handle
 }
 
 // newKernelRig makes the namespace (removed at cleanup, also on failure).
 func newKernelRig(t *testing.T, legacy bool) *kernelRig {
-	r := &kernelRig{ns: labtest.Name("ucmp"), legacy: legacy, tun: -1}
-	labtest.Netns(t, r.ns)
+	r := &kernelRig{nsRig: newNsRig(t, "ucmp"), legacy: legacy}
 	labtest.In(t, r.ns, "sysctl", "-qw", "net.ipv4.ip_forward=1",
 		"net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
 		"net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
-	labtest.InNetns(t, r.ns, func() error {
-		fd, err := link.OpenFD("eth0", unix.IFF_TUN|unix.IFF_NO_PI)
-		r.tun = fd
-		return err
-	})
-	t.Cleanup(func() { unix.Close(r.tun) })
+	r.open(t, "eth0", unix.IFF_TUN|unix.IFF_NO_PI)
 	for _, args := range [][]string{
 		{"link", "add", "eth1", "type", "veth", "peer", "name", "eth1p"},
 		{"addr", "add", "10.0.1.1/24", "dev", "eth0"},
@@ -450,15 +446,7 @@ func newKernelRig(t *testing.T, legacy bool) *kernelRig {
 		labtest.Run(t, append([]string{"ip", "-n", r.ns}, args...)...)
 	}
 	labtest.In(t, r.ns, "sysctl", "-qw", "net.ipv4.conf.eth0.rp_filter=0", "net.ipv4.conf.eth1.rp_filter=0")
-	h, err := netns.GetFromName(r.ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if r.h, err = netlink.NewHandleAt(h); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.h.Close)
+	r.handle(t)
 	return r
 }
 
@@ -469,23 +457,7 @@ func (r *kernelRig) restore(t *testing.T, rules string) {
 	if r.legacy {
 		tool = "iptables-legacy-restore"
 	}
-	cmd := exec.Command("ip", "netns", "exec", r.ns, tool, "-w")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s in %s: %v\n%s", tool, r.ns, err, out)
-	}
-}
-
-// stats returns a device's tx packet counter.
-func (r *kernelRig) tx(t *testing.T, dev string) uint64 {
-	l, err := r.h.LinkByName(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l.Attrs().Statistics == nil {
-		t.Fatalf("%s: no statistics", dev)
-	}
-	return l.Attrs().Statistics.TxPackets
+	r.nsRig.restore(t, rules, tool, "-w")
 }
 
 // run writes packets into the TUN, packet i being pkts[i%len(pkts)],
@@ -498,20 +470,8 @@ func (r *kernelRig) run(t *testing.T, pkts [][]byte, d time.Duration, max int, f
 		// there is nothing to flush
 		exec.Command("ip", "netns", "exec", r.ns, "conntrack", "-F").Run()
 	}
-	tx0 := r.tx(t, "eth1")
-	var werr error
-	n, el := timedLoop(d, max, func(i int) {
-		if _, err := unix.Write(r.tun, pkts[i%len(pkts)]); err != nil && werr == nil {
-			werr = err
-		}
-	})
-	if werr != nil {
-		t.Fatalf("write to TUN: %v", werr)
-	}
-	if sent := r.tx(t, "eth1") - tx0; sent < uint64(n) {
-		t.Fatalf("%s (legacy %v): eth1 sent %d of %d packets: the kernel dropped some", r.ns, r.legacy, sent, n)
-	}
-	return float64(el.Nanoseconds()) / float64(n), n
+	who := fmt.Sprintf("%s (legacy %v)", r.ns, r.legacy)
+	return r.writeTimed(t, d, max, "eth1", who, "packets", func(i int) []byte { return pkts[i%len(pkts)] })
 }
 
 // handshake runs the established flow's SYN (TUN), SYN-ACK (into eth1
@@ -527,7 +487,7 @@ func (r *kernelRig) handshake(t *testing.T) {
 	}
 	write := func(spec string) func() {
 		return func() {
-			if _, err := unix.Write(r.tun, build(t, spec)); err != nil {
+			if _, err := unix.Write(r.fd, build(t, spec)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -556,12 +516,12 @@ func (r *kernelRig) handshake(t *testing.T) {
 			copy(sa.Addr[:], eth1.Attrs().HardwareAddr)
 			return unix.Sendto(fd, frame, 0, sa)
 		})
-		fds := []unix.PollFd{{Fd: int32(r.tun), Events: unix.POLLIN}}
+		fds := []unix.PollFd{{Fd: int32(r.fd), Events: unix.POLLIN}}
 		if n, err := unix.Poll(fds, 2000); err != nil || n == 0 {
 			t.Fatalf("%s: the SYN-ACK was not forwarded out eth0 (%v)", r.ns, err)
 		}
 		buf := make([]byte, 2048)
-		n, err := unix.Read(r.tun, buf)
+		n, err := unix.Read(r.fd, buf)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,9 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/uswitch-lab/uswitch/internal/kerneltest"
 	"github.com/uswitch-lab/uswitch/internal/labtest"
-	"github.com/uswitch-lab/uswitch/lab"
 )
 
 // The bridged live-datapath benchmarks: 64-byte UDP between two
@@ -79,18 +77,7 @@ func bridgeRulesN(n int) string {
 // labBridgePair brings up the bridge lab with ruleset and returns its
 // client and server namespaces; it is removed at cleanup.
 func labBridgePair(b *testing.B, ruleset string) (client, server string) {
-	needRoot(b)
-	p := uniqueName()
-	src := strings.ReplaceAll(strings.Replace(labBridgeTOML, "RULES", ruleset, 1), "P-", p+"-")
-	c, err := lab.Parse("bench-bridge.toml", []byte(src))
-	if err != nil {
-		b.Fatal(err)
-	}
-	labtest.Up(b, func() (*lab.Lab, error) { return lab.Up(c, nil) }, func() error {
-		_, _, err := lab.Down(c)
-		return err
-	})
-	return p + "-c", p + "-s"
+	return upLabPair(b, "bench-bridge.toml", strings.Replace(labBridgeTOML, "RULES", ruleset, 1))
 }
 
 // kernelBridgePair makes client, bridge and server namespaces: the
@@ -98,20 +85,8 @@ func labBridgePair(b *testing.B, ruleset string) (client, server string) {
 // namespace's ta and tb, ports of its br0; br_netfilter is on and
 // ruleset restored there. Removed at cleanup.
 func kernelBridgePair(b *testing.B, ruleset string) (client, server string) {
-	needRoot(b)
-	kerneltest.Require(b, "sysctl")
-	p := uniqueName()
-	cl, br, sv := p+"-c", p+"-b", p+"-s"
-	for _, ns := range []string{cl, br, sv} {
-		labtest.Netns(b, ns)
-	}
-	run := func(args ...string) { b.Helper(); labtest.Run(b, args...) }
+	cl, br, sv := kernelTrio(b, "b", "ta", "tb")
 	in := func(ns string, args ...string) { b.Helper(); labtest.In(b, ns, args...) }
-	run("ip", "link", "add", "eth0", "netns", cl, "type", "veth", "peer", "name", "ta", "netns", br)
-	run("ip", "link", "add", "eth0", "netns", sv, "type", "veth", "peer", "name", "tb", "netns", br)
-	for _, ns := range []string{cl, br, sv} {
-		in(ns, "ip", "link", "set", "lo", "up")
-	}
 	in(cl, "ip", "addr", "add", "10.10.0.2/24", "dev", "eth0")
 	in(cl, "ip", "link", "set", "eth0", "up")
 	in(sv, "ip", "addr", "add", bridgeServer+"/24", "dev", "eth0")

@@ -115,11 +115,17 @@ func labPairWith(b *testing.B, uswitch string) (client, server string) {
 
 // labPairRules is labPairWith with another rule set.
 func labPairRules(b *testing.B, ruleset, uswitch string) (client, server string) {
+	src := strings.Replace(strings.Replace(labTOML, "RULES", ruleset, 1), "[uswitch]\n", "[uswitch]\n"+uswitch+"\n", 1)
+	return upLabPair(b, "bench.toml", src)
+}
+
+// upLabPair brings up the lab of src, its "P-" names made unique, and
+// returns its client and server namespaces (P-c, P-s); it is removed
+// at cleanup.
+func upLabPair(b *testing.B, file, src string) (client, server string) {
 	needRoot(b)
 	p := uniqueName()
-	src := strings.ReplaceAll(strings.Replace(labTOML, "RULES", ruleset, 1), "P-", p+"-")
-	src = strings.Replace(src, "[uswitch]\n", "[uswitch]\n"+uswitch+"\n", 1)
-	c, err := lab.Parse("bench.toml", []byte(src))
+	c, err := lab.Parse(file, []byte(strings.ReplaceAll(src, "P-", p+"-")))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -218,20 +224,8 @@ func rxPackets(b *testing.B, router string) uint64 {
 // routerPair makes the client, router and server namespaces and their
 // veth links, addresses, routes and forwarding, and no rule.
 func routerPair(b *testing.B) (client, router, server string) {
-	needRoot(b)
-	kerneltest.Require(b, "sysctl")
-	p := uniqueName()
-	cl, rt, sv := p+"-c", p+"-r", p+"-s"
-	for _, ns := range []string{cl, rt, sv} {
-		labtest.Netns(b, ns)
-	}
-	run := func(args ...string) { b.Helper(); labtest.Run(b, args...) }
+	cl, rt, sv := kernelTrio(b, "r", "ua", "ub")
 	in := func(ns string, args ...string) { b.Helper(); labtest.In(b, ns, args...) }
-	run("ip", "link", "add", "eth0", "netns", cl, "type", "veth", "peer", "name", "ua", "netns", rt)
-	run("ip", "link", "add", "eth0", "netns", sv, "type", "veth", "peer", "name", "ub", "netns", rt)
-	for _, ns := range []string{cl, rt, sv} {
-		in(ns, "ip", "link", "set", "lo", "up")
-	}
 	in(cl, "ip", "addr", "add", "10.10.1.2/24", "dev", "eth0")
 	in(cl, "ip", "link", "set", "eth0", "up")
 	in(cl, "ip", "route", "add", "default", "via", "10.10.1.1")
@@ -244,6 +238,26 @@ func routerPair(b *testing.B) (client, router, server string) {
 	in(rt, "ip", "link", "set", "ub", "up")
 	in(rt, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	return cl, rt, sv
+}
+
+// kernelTrio makes the client, middle and server namespaces (NAME-c,
+// NAME-mid, NAME-s; removed at cleanup) with lo up, the client's eth0 a
+// veth pair with the middle's a, the server's eth0 one with its bn (both
+// still down, without addresses).
+func kernelTrio(b *testing.B, mid, a, bn string) (cl, md, sv string) {
+	needRoot(b)
+	kerneltest.Require(b, "sysctl")
+	p := uniqueName()
+	cl, md, sv = p+"-c", p+"-"+mid, p+"-s"
+	for _, ns := range []string{cl, md, sv} {
+		labtest.Netns(b, ns)
+	}
+	labtest.Run(b, "ip", "link", "add", "eth0", "netns", cl, "type", "veth", "peer", "name", a, "netns", md)
+	labtest.Run(b, "ip", "link", "add", "eth0", "netns", sv, "type", "veth", "peer", "name", bn, "netns", md)
+	for _, ns := range []string{cl, md, sv} {
+		labtest.In(b, ns, "ip", "link", "set", "lo", "up")
+	}
+	return cl, md, sv
 }
 
 // inNS runs fn on a thread inside the named namespace, so the sockets it

@@ -74,12 +74,23 @@ func TestBridgeEstablished(t *testing.T) {
 	}
 }
 
-func BenchmarkBridgeEstablished(b *testing.B) {
-	e := bridgeEngine(b)
+func BenchmarkBridgeEstablished(b *testing.B) { benchBridgeEstablished(b, bridgeEngine(b)) }
+
+// establishBridgeFlow sends a UDP flow's first frame (hostA to hostB)
+// in p1 and its answer in p2, at times 1 and 2, and returns the flow's
+// frame from p1.
+func establishBridgeFlow(e *Engine) []byte {
 	ab := udpFrame(hostB, hostA, "udp 10.1.0.1:1000 > 10.1.0.2:53")
 	ba := udpFrame(hostA, hostB, "udp 10.1.0.2:53 > 10.1.0.1:1000")
 	e.ReceiveFrame(append([]byte(nil), ab...), "p1", 1, nil)
 	e.ReceiveFrame(append([]byte(nil), ba...), "p2", 2, nil)
+	return ab
+}
+
+// benchBridgeEstablished establishes the hostA-hostB flow on e and
+// times its frames from p1; it returns the last frame's fate.
+func benchBridgeEstablished(b *testing.B, e *Engine) FrameFate {
+	ab := establishBridgeFlow(e)
 	buf := make([]byte, len(ab))
 	var ff FrameFate
 	b.ReportAllocs()
@@ -87,6 +98,7 @@ func BenchmarkBridgeEstablished(b *testing.B) {
 		copy(buf, ab)
 		e.ReceiveFrameInto(&ff, buf, "p1", int64(3+i), nil)
 	}
+	return ff
 }
 
 // TestBridgeEstablishedNoAllocs: an established bridged flow through
@@ -94,10 +106,7 @@ func BenchmarkBridgeEstablished(b *testing.B) {
 // its FrameFate (ReceiveFrameInto, as the lab's workers do).
 func TestBridgeEstablishedNoAllocs(t *testing.T) {
 	e := bridgeEngine(t)
-	ab := udpFrame(hostB, hostA, "udp 10.1.0.1:1000 > 10.1.0.2:53")
-	ba := udpFrame(hostA, hostB, "udp 10.1.0.2:53 > 10.1.0.1:1000")
-	e.ReceiveFrame(append([]byte(nil), ab...), "p1", 1, nil)
-	e.ReceiveFrame(append([]byte(nil), ba...), "p2", 2, nil)
+	ab := establishBridgeFlow(e)
 	buf := make([]byte, len(ab))
 	var ff FrameFate
 	now := int64(3)
@@ -177,18 +186,7 @@ func bridgeEngineEbtables(t testing.TB) *Engine {
 // BenchmarkBridgeEstablishedEbtables is BenchmarkBridgeEstablished with
 // ebtables rules in nat PREROUTING, filter FORWARD and nat POSTROUTING.
 func BenchmarkBridgeEstablishedEbtables(b *testing.B) {
-	e := bridgeEngineEbtables(b)
-	ab := udpFrame(hostB, hostA, "udp 10.1.0.1:1000 > 10.1.0.2:53")
-	ba := udpFrame(hostA, hostB, "udp 10.1.0.2:53 > 10.1.0.1:1000")
-	e.ReceiveFrame(append([]byte(nil), ab...), "p1", 1, nil)
-	e.ReceiveFrame(append([]byte(nil), ba...), "p2", 2, nil)
-	buf := make([]byte, len(ab))
-	var ff FrameFate
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		copy(buf, ab)
-		e.ReceiveFrameInto(&ff, buf, "p1", int64(3+i), nil)
-	}
+	ff := benchBridgeEstablished(b, bridgeEngineEbtables(b))
 	if len(ff.Out) != 1 || !ff.FlowCached {
 		b.Fatalf("fate %v (cached %v)", ff, ff.FlowCached)
 	}
@@ -197,10 +195,7 @@ func BenchmarkBridgeEstablishedEbtables(b *testing.B) {
 // TestBridgeEstablishedEbtablesNoAllocs: the same through ebtables.
 func TestBridgeEstablishedEbtablesNoAllocs(t *testing.T) {
 	e := bridgeEngineEbtables(t)
-	ab := udpFrame(hostB, hostA, "udp 10.1.0.1:1000 > 10.1.0.2:53")
-	ba := udpFrame(hostA, hostB, "udp 10.1.0.2:53 > 10.1.0.1:1000")
-	e.ReceiveFrame(append([]byte(nil), ab...), "p1", 1, nil)
-	e.ReceiveFrame(append([]byte(nil), ba...), "p2", 2, nil)
+	ab := establishBridgeFlow(e)
 	buf := make([]byte, len(ab))
 	var ff FrameFate
 	now := int64(3)

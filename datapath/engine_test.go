@@ -180,8 +180,11 @@ func TestEstablishedNoAllocs(t *testing.T) {
 	}
 }
 
-func establishedNoAllocs(t *testing.T, cached bool) {
-	e := testEngine(t)
+// establishedRun turns e's flow cache off unless cached, establishes
+// the test connection and returns a run that sends its next packet
+// (failing t unless it is forwarded, from the flow cache as asked) and
+// the packet run decodes into.
+func establishedRun(t *testing.T, e *Engine, cached bool) (func(), *packet.Packet) {
 	if !cached {
 		cfg := e.Config()
 		cfg.NoFlowCache = true
@@ -200,6 +203,12 @@ func establishedNoAllocs(t *testing.T, cached bool) {
 			t.Fatalf("fate %v, from the flow cache %v", f, f.FlowCached)
 		}
 	}
+	return run, p
+}
+
+func establishedNoAllocs(t *testing.T, cached bool) {
+	e := testEngine(t)
+	run, p := establishedRun(t, e, cached)
 	// the handshake's last packet recorded the flow
 	run()
 	if p.Dst != 0xc0a80102 || p.DstPort != 8080 || p.Src != 0xc0a80101 {

@@ -238,30 +238,14 @@ func TestKernelLogNoAllocs(t *testing.T) {
 			defer cancel()
 			_, cancel3 := kl.SubscribeNFLog(3, 16)
 			defer cancel3()
-			if !cached {
-				cfg := e.Config()
-				cfg.NoFlowCache = true
-				e.Swap(cfg)
-			}
-			tmpl := established(t, e)
-			buf := make([]byte, len(tmpl))
-			p := &packet.Packet{}
-			run := func() {
-				copy(buf, tmpl)
-				*p = packet.Packet{Data: buf, Meta: packet.Meta{InIf: "eth0"}}
-				if err := p.Decode(); err != nil {
-					t.Fatal(err)
-				}
-				if f := e.Receive(p, 2e9, nil); f.Kind != Forwarded || f.FlowCached != cached {
-					t.Fatalf("fate %v, from the flow cache %v", f, f.FlowCached)
-				}
-			}
+			run, p := establishedRun(t, e, cached)
 			run()
 			if n := testing.AllocsPerRun(200, run); n != 0 {
 				t.Errorf("established packet allocates %v times with a kernel log", n)
 			}
 			sp, _, _ := packet.ParseSpec("tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 1")
 			syn := packet.Build(sp)
+			buf := make([]byte, len(syn))
 			flow := 0
 			newConn := func() {
 				copy(buf[:len(syn)], syn)

@@ -304,10 +304,7 @@ func (g *gen) udp(ctx context.Context) {
 			}
 			seq := binary.BigEndian.Uint64(buf[n-size:])
 			now := time.Now()
-			mu.Lock()
-			t, ok := sent[seq]
-			delete(sent, seq)
-			mu.Unlock()
+			t, ok := take(&mu, sent, seq)
 			if !ok {
 				continue // a duplicate, or answered after its timeout
 			}
@@ -316,20 +313,7 @@ func (g *gen) udp(ctx context.Context) {
 			g.s.request(t, now.Sub(t), "", srv)
 		}
 	}()
-	msg := make([]byte, size)
-	pace(ctx, float64(g.w.Rate), func(i int) {
-		binary.BigEndian.PutUint64(msg, uint64(i))
-		now := time.Now()
-		mu.Lock()
-		sent[uint64(i)] = now
-		mu.Unlock()
-		if _, err := c.Write(msg); err != nil {
-			mu.Lock()
-			delete(sent, uint64(i))
-			mu.Unlock()
-			g.s.request(now, 0, errKind(err), "")
-		}
-	})
+	g.sendNumbered(ctx, c, size, &mu, sent)
 	g.drain(&mu, sent)
 	c.Close()
 	<-done
@@ -361,16 +345,25 @@ func (g *gen) oneWay(ctx context.Context, c net.Conn, size int) {
 			}
 			seq := binary.BigEndian.Uint64(buf)
 			now := time.Now()
-			mu.Lock()
-			t, ok := sent[seq]
-			delete(sent, seq)
-			mu.Unlock()
+			t, ok := take(&mu, sent, seq)
 			if ok {
 				g.s.bytes(now, n)
 				g.s.request(t, now.Sub(t), "", "")
 			}
 		}
 	}()
+	g.sendNumbered(ctx, c, size, &mu, sent)
+	g.drain(&mu, sent)
+	g.pc.Close()
+	<-done
+	g.lost(&mu, sent)
+}
+
+// sendNumbered writes size-byte datagrams to c at the workload's rate
+// until ctx is done, each carrying its number (big-endian, in its first
+// 8 bytes), noted in sent with the time it left; a failed write is a
+// failed request, and not noted.
+func (g *gen) sendNumbered(ctx context.Context, c net.Conn, size int, mu *sync.Mutex, sent map[uint64]time.Time) {
 	msg := make([]byte, size)
 	pace(ctx, float64(g.w.Rate), func(i int) {
 		binary.BigEndian.PutUint64(msg, uint64(i))
@@ -385,10 +378,16 @@ func (g *gen) oneWay(ctx context.Context, c net.Conn, size int) {
 			g.s.request(now, 0, errKind(err), "")
 		}
 	})
-	g.drain(&mu, sent)
-	g.pc.Close()
-	<-done
-	g.lost(&mu, sent)
+}
+
+// take removes datagram seq from sent and returns its send time (false:
+// not there: a duplicate, or expired).
+func take(mu *sync.Mutex, sent map[uint64]time.Time, seq uint64) (time.Time, bool) {
+	mu.Lock()
+	defer mu.Unlock()
+	t, ok := sent[seq]
+	delete(sent, seq)
+	return t, ok
 }
 
 // drain waits up to the timeout for the answers still due.

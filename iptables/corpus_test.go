@@ -1,10 +1,8 @@
 package iptables
 
 import (
-	"fmt"
-
 	"errors"
-	"github.com/uswitch-lab/uswitch/bench/rulegen"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uswitch-lab/uswitch/bench/rulegen"
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
 )
 
@@ -97,31 +96,8 @@ func checkAgainstKernel(t *testing.T, name, input string) {
 		t.Fatal(err)
 	}
 	if got != want {
-		t.Errorf("%s: iptables-save differs:\n%s", name, lineDiff(want, got))
+		t.Errorf("%s: iptables-save differs:\n%s", name, kerneltest.LineDiff(want, got, 5))
 	}
-}
-
-// lineDiff shows the first differing lines of two outputs.
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	shown := 0
-	for i := 0; i < len(w) || i < len(g); i++ {
-		var a, c string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			c = g[i]
-		}
-		if a != c {
-			b.WriteString("  line " + strconv.Itoa(i+1) + "\n    kernel:  " + a + "\n    uswitch: " + c + "\n")
-			if shown++; shown >= 5 {
-				break
-			}
-		}
-	}
-	return b.String()
 }
 
 // TestCorpusKernelRoundTrip is the kernel round trip of every real-world
@@ -162,7 +138,7 @@ func TestCorpusStable(t *testing.T) {
 			continue
 		}
 		if again != out {
-			t.Errorf("%s: printed form is not a fixed point:\n%s", filepath.Base(f), lineDiff(out, again))
+			t.Errorf("%s: printed form is not a fixed point:\n%s", filepath.Base(f), kerneltest.LineDiff(out, again, 5))
 		}
 	}
 }

@@ -134,7 +134,7 @@ func TestNoflushAgainstKernel(t *testing.T) {
 			var got strings.Builder
 			rs.Save(&got, SaveOptions{})
 			if got.String() != want {
-				t.Errorf("differs:\n%s", lineDiff(want, got.String()))
+				t.Errorf("differs:\n%s", kerneltest.LineDiff(want, got.String(), 5))
 			}
 		})
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
-	"github.com/uswitch-lab/uswitch/route"
 	"github.com/uswitch-lab/uswitch/trace"
 )
 
@@ -217,22 +216,10 @@ func (wf *wireFaults) publish(d *fault.Decision) {
 	wf.d.publishTrace([]string{trace.RuleLine(0, "fault", d.Fault.At.String(), 0, v, " "+d.Text())})
 }
 
-// wireEnv answers a wire fault's match: no routes at the wire (every
-// address unicast, every reverse path good), and a fixed Rand32 (a
-// fault's probabilities come from its own draws, not -m statistic).
-type wireEnv struct{ now int64 }
-
-func (e *wireEnv) AddrType(uint32, string) uint8 { return uint8(route.Unicast) }
-func (e *wireEnv) Now() int64                    { return e.now }
-func (e *wireEnv) Rand32() uint32                { return 0 }
-func (e *wireEnv) ReversePath(src, dst uint32, inIf string, mark uint32, tos uint8, loose, validMark, acceptLocal bool) bool {
-	return true
-}
-
 // faultCtx is a goroutine's reused match context for wire faults.
 type faultCtx struct {
 	c   iptables.Ctx
-	env wireEnv
+	env fault.NoRouteEnv
 	d   fault.Decision
 }
 
@@ -243,7 +230,7 @@ type faultCtx struct {
 func (wf *wireFaults) ingress(fc *faultCtx, p *port, pf *portFaults, pk *packet.Packet, from int, now int64) bool {
 	for i := from; i < len(pf.ingress); i++ {
 		f := pf.ingress[i]
-		fc.env.now = now
+		fc.env.At = now
 		fc.c = iptables.Ctx{Pkt: pk, Hook: netfilter.PreRouting, Env: &fc.env, State: wf.d.eng.State}
 		if !f.Decide(&fc.c, now, &fc.d) || !fc.d.Acted {
 			continue
@@ -285,7 +272,7 @@ func (wf *wireFaults) egress(fc *faultCtx, pk *packet.Packet, p *port, pf *portF
 			pk.OutIf = p.name
 			decoded = true
 		}
-		fc.env.now = now
+		fc.env.At = now
 		fc.c = iptables.Ctx{Pkt: pk, Hook: netfilter.PostRouting, Env: &fc.env, State: wf.d.eng.State}
 		if !f.Decide(&fc.c, now, &fc.d) || !fc.d.Acted {
 			continue

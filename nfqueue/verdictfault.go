@@ -17,7 +17,6 @@ import (
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
-	"github.com/uswitch-lab/uswitch/route"
 )
 
 // Faults on the verdict path (placement nfqueue:verdict or
@@ -49,20 +48,10 @@ import (
 // not at hand there (-m conntrack sees an untracked packet). One
 // goroutine sends what the queues release, sleeping on one timer.
 
-// verdictEnv answers a verdict fault's match (no routes there).
-type verdictEnv struct{ now int64 }
-
-func (e *verdictEnv) AddrType(uint32, string) uint8 { return uint8(route.Unicast) }
-func (e *verdictEnv) Now() int64                    { return e.now }
-func (e *verdictEnv) Rand32() uint32                { return 0 }
-func (e *verdictEnv) ReversePath(src, dst uint32, inIf string, mark uint32, tos uint8, loose, validMark, acceptLocal bool) bool {
-	return true
-}
-
 // verdictCtx is a deciding goroutine's reused state for verdict faults.
 type verdictCtx struct {
 	c   iptables.Ctx
-	env verdictEnv
+	env fault.NoRouteEnv
 	d   fault.Decision
 	pk  packet.Packet
 }
@@ -145,7 +134,7 @@ func (s *Server) verdictFault(q *queue, vc *verdictCtx, it *Queued, dec *Decisio
 	pk.Mark = dec.Mark
 	now := s.now()
 	for _, f := range q.vf {
-		vc.env.now = now
+		vc.env.At = now
 		vc.c = iptables.Ctx{Pkt: pk, Hook: it.Hook, Env: &vc.env, State: s.eng.State}
 		if !f.Decide(&vc.c, now, &vc.d) || !vc.d.Acted {
 			continue

@@ -339,8 +339,13 @@ func removeChain(cs []*Chain, c *Chain) []*Chain {
 // reachesLoop says whether a builtin chain reaches a jump loop (the
 // kernel's nft_chain_validate refuses the rule: EMLINK). Loops among
 // user chains no base chain reaches are accepted, as nf_tables does.
-func reachesLoop(t *Table) bool {
-	state := map[string]int{}
+func reachesLoop(t *Table) bool { return jumpLoop(t, true, false) }
+
+// jumpLoop says whether a walk of t's jumps from its chains (only the
+// builtin ones with fromBuiltin) finds a loop; with dangling, a jump to
+// a chain t does not have counts as one.
+func jumpLoop(t *Table, fromBuiltin, dangling bool) bool {
+	state := map[string]int{} // 1: on the walk's path, 2: done
 	var visit func(c *Chain) bool
 	visit = func(c *Chain) bool {
 		switch state[c.Name] {
@@ -351,17 +356,25 @@ func reachesLoop(t *Table) bool {
 		}
 		state[c.Name] = 1
 		for _, r := range c.Rules {
-			if r.Verdict == VJump {
-				if d := t.Chain(r.Jump); d != nil && visit(d) {
+			if r.Verdict != VJump {
+				continue
+			}
+			d := t.Chain(r.Jump)
+			if d == nil {
+				if dangling {
 					return true
 				}
+				continue
+			}
+			if visit(d) {
+				return true
 			}
 		}
 		state[c.Name] = 2
 		return false
 	}
 	for _, c := range t.Chains {
-		if c.Builtin && visit(c) {
+		if (c.Builtin || !fromBuiltin) && visit(c) {
 			return true
 		}
 	}

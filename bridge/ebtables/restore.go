@@ -425,32 +425,8 @@ func (st *loadState) loops() bool {
 		if t == nil {
 			continue
 		}
-		state := map[string]int{}
-		var visit func(c *Chain) bool
-		visit = func(c *Chain) bool {
-			switch state[c.Name] {
-			case 1:
-				return true
-			case 2:
-				return false
-			}
-			state[c.Name] = 1
-			for _, r := range c.Rules {
-				if r.Verdict == VJump {
-					if d := t.Chain(r.Jump); d != nil && visit(d) {
-						return true
-					} else if d == nil {
-						return true
-					}
-				}
-			}
-			state[c.Name] = 2
-			return false
-		}
-		for _, c := range t.Chains {
-			if visit(c) {
-				return true
-			}
+		if jumpLoop(t, false, true) {
+			return true
 		}
 	}
 	return false

@@ -242,9 +242,16 @@ func pcapCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: uswitch pcap [-i DEVICE] [-w FILE] [-c COUNT] [--socket PATH | --lab NAME] [--node NAME]")
 		return 2
 	}
+	return streamToFile(inst, control.Request{Cmd: "pcap", Iface: *iface, Count: *count}, *file, stdout, stderr)
+}
+
+// streamToFile sends req to the instance and copies the stream it
+// answers with (pcap records) to file ("-": stdout) until interrupted or
+// the instance ends it.
+func streamToFile(inst *instanceFlags, req control.Request, file string, stdout, stderr io.Writer) int {
 	w := stdout
-	if *file != "-" {
-		f, err := os.Create(*file)
+	if file != "-" {
+		f, err := os.Create(file)
 		if err != nil {
 			fmt.Fprintf(stderr, "uswitch: %v\n", err)
 			return 1
@@ -254,7 +261,7 @@ func pcapCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return streamCall(ctx, inst.path(), inst.with(control.Request{Cmd: "pcap", Iface: *iface, Count: *count}), w, stderr)
+	return streamCall(ctx, inst.path(), inst.with(req), w, stderr)
 }
 
 // traceStream copies the instance's live trace lines to w until ctx is

@@ -351,19 +351,26 @@ func upLab(t *testing.T, name, text string) *lab.Lab {
 // request has reached the lab).
 func tracing(l *lab.Lab) bool { return l.Tracing() }
 
-// checkPcap reads the capture: a raw-IP pcap of an echo request from the
-// client to 10.10.1.1 and its reply.
-func checkPcap(t *testing.T, file string) {
+// openPcap opens a pcap file for reading; it is closed at cleanup.
+func openPcap(t *testing.T, file string) *pcapgo.Reader {
 	t.Helper()
 	f, err := os.Open(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
 	r, err := pcapgo.NewReader(f)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+// checkPcap reads the capture: a raw-IP pcap of an echo request from the
+// client to 10.10.1.1 and its reply.
+func checkPcap(t *testing.T, file string) {
+	t.Helper()
+	r := openPcap(t, file)
 	if r.LinkType() != layers.LinkTypeRaw {
 		t.Errorf("link type %v", r.LinkType())
 	}

@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/uswitch-lab/uswitch/bridge/ebtables"
 	ebtcli "github.com/uswitch-lab/uswitch/bridge/ebtables/cli"
@@ -18,37 +17,11 @@ import (
 // rest is ebtables' command line, run by the instance (control
 // "ebtables") or here on a file.
 func ebtablesCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	var inst instanceFlags
-	inst.lab = "default"
 	var file, snap string
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		name, val, hasVal := strings.Cut(args[i], "=")
-		var dst *string
-		switch name {
-		case "--lab":
-			dst = &inst.lab
-		case "--socket":
-			dst = &inst.socket
-		case "--node":
-			dst = &inst.node
-		case "--file":
-			dst = &file
-		case "--snapshot":
-			dst = &snap
-		default:
-			rest = append(rest, args[i])
-			continue
-		}
-		if !hasVal {
-			if i+1 >= len(args) {
-				fmt.Fprintf(stderr, "uswitch ebtables: %s needs a value\n", name)
-				return 2
-			}
-			i++
-			val = args[i]
-		}
-		*dst = val
+	inst, rest, missing := cutOwnFlags(args, map[string]*string{"--file": &file, "--snapshot": &snap})
+	if missing != "" {
+		fmt.Fprintf(stderr, "uswitch ebtables: %s needs a value\n", missing)
+		return 2
 	}
 	switch {
 	case file != "" && snap != "":

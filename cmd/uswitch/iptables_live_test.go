@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,7 +167,7 @@ func TestLiveIptablesCmd(t *testing.T) {
 			}
 			if ko != uo || ke != ue || kc != uc {
 				t.Errorf("step %d (iptables %s): iptables %s differs:\n%s", i, strings.Join(step, " "), strings.Join(ls, " "),
-					diffLines(ko+ke+strconv.Itoa(kc), uo+ue+strconv.Itoa(uc)))
+					kerneltest.LineDiff(ko+ke+strconv.Itoa(kc), uo+ue+strconv.Itoa(uc), 8))
 			}
 		}
 	}
@@ -407,27 +406,4 @@ func kernelRouter(t *testing.T, wanLabel int) *kernelRouterT {
 			return err
 		}}
 	return &kernelRouterT{router: r, side: side}
-}
-
-var lineRE = regexp.MustCompile("\n")
-
-// diffLines shows the lines of want and got that differ.
-func diffLines(want, got string) string {
-	w, g := lineRE.Split(want, -1), lineRE.Split(got, -1)
-	var b strings.Builder
-	n := 0
-	for i := 0; i < max(len(w), len(g)) && n < 8; i++ {
-		var x, y string
-		if i < len(w) {
-			x = w[i]
-		}
-		if i < len(g) {
-			y = g[i]
-		}
-		if x != y {
-			fmt.Fprintf(&b, "  line %d\n    kernel:  %q\n    uswitch: %q\n", i+1, x, y)
-			n++
-		}
-	}
-	return b.String()
 }

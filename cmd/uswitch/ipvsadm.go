@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/host"
@@ -29,35 +28,10 @@ what -Ln prints).
 // rule file, listed or saved as ipvsadm 1.31 prints it.
 func ipvsadmCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var snapshot, input string
-	var inst instanceFlags
-	inst.lab = "default"
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		name, val, hasVal := strings.Cut(args[i], "=")
-		if name != "--snapshot" && name != "--input" && name != "--socket" && name != "--lab" && name != "--node" {
-			rest = append(rest, args[i])
-			continue
-		}
-		if !hasVal {
-			if i+1 >= len(args) {
-				fmt.Fprintf(stderr, "uswitch ipvsadm: %s needs an argument\n%s", name, ipvsadmUsage)
-				return 2
-			}
-			i++
-			val = args[i]
-		}
-		switch name {
-		case "--snapshot":
-			snapshot = val
-		case "--input":
-			input = val
-		case "--socket":
-			inst.socket = val
-		case "--node":
-			inst.node = val
-		default:
-			inst.lab = val
-		}
+	inst, rest, missing := cutOwnFlags(args, map[string]*string{"--snapshot": &snapshot, "--input": &input})
+	if missing != "" {
+		fmt.Fprintf(stderr, "uswitch ipvsadm: %s needs an argument\n%s", missing, ipvsadmUsage)
+		return 2
 	}
 	if len(rest) == 0 || rest[0] == "-h" || rest[0] == "--help" {
 		fmt.Fprint(stderr, ipvsadmUsage)

@@ -54,17 +54,5 @@ func nflogCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "uswitch: nflog: Netfilter group range from 0 to 65535 (got %d)\n", *group)
 		return 2
 	}
-	w := stdout
-	if *file != "-" {
-		f, err := os.Create(*file)
-		if err != nil {
-			fmt.Fprintf(stderr, "uswitch: %v\n", err)
-			return 1
-		}
-		defer f.Close()
-		w = f
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return streamCall(ctx, inst.path(), inst.with(control.Request{Cmd: "nflog", Group: *group, Count: *count}), w, stderr)
+	return streamToFile(inst, control.Request{Cmd: "nflog", Group: *group, Count: *count}, *file, stdout, stderr)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"io"
 	"net/netip"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -14,8 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/google/gopacket/pcapgo"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/control"
@@ -268,15 +265,7 @@ type captured struct {
 // from it: those from src.
 func readCaptured(t *testing.T, file, dev, src string) []captured {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openPcap(t, file)
 	a := netip.MustParseAddr(src).As4()
 	var out []captured
 	for {
@@ -292,15 +281,7 @@ func readCaptured(t *testing.T, file, dev, src string) []captured {
 
 func readNFLogFile(t *testing.T, file string) [][]byte {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openPcap(t, file)
 	if r.LinkType() != trace.LinkTypeNFLOG {
 		t.Fatalf("%s: link type %d, want NFLOG", file, r.LinkType())
 	}

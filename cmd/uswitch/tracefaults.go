@@ -10,7 +10,6 @@ import (
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
-	"github.com/uswitch-lab/uswitch/route"
 )
 
 // uswitch trace --faults FILE: the faults decide offline as they do
@@ -32,7 +31,7 @@ type traceFaults struct {
 	epoch  bool
 	queues map[*fault.Fault]*fault.Queue[int]
 	c      iptables.Ctx
-	env    traceEnv
+	env    fault.NoRouteEnv
 	d      fault.Decision
 }
 
@@ -82,7 +81,7 @@ func (t *traceFaults) wire(p *packet.Packet, iface string, egress bool, ts int64
 		h = netfilter.PostRouting
 	}
 	for _, f := range t.set.Wire(iface, egress) {
-		t.env.now = ts
+		t.env.At = ts
 		t.c = iptables.Ctx{Pkt: p, Hook: h, Env: &t.env}
 		if !f.Decide(&t.c, ts, &t.d) {
 			continue
@@ -130,14 +129,4 @@ func (t *traceFaults) wire(p *packet.Packet, iface string, egress bool, ts int64
 
 func rel(ns int64) string {
 	return "+" + strconv.FormatFloat(float64(ns)/1e6, 'f', 3, 64) + "ms"
-}
-
-// traceEnv answers wire faults' matches offline, as the runtime's does.
-type traceEnv struct{ now int64 }
-
-func (e *traceEnv) AddrType(uint32, string) uint8 { return uint8(route.Unicast) }
-func (e *traceEnv) Now() int64                    { return e.now }
-func (e *traceEnv) Rand32() uint32                { return 0 }
-func (e *traceEnv) ReversePath(src, dst uint32, inIf string, mark uint32, tos uint8, loose, validMark, acceptLocal bool) bool {
-	return true
 }

@@ -132,3 +132,25 @@ func Corpus(t testing.TB, sub string) string {
 	}
 	return p
 }
+
+// LineDiff shows the first most lines where the kernel's output (want)
+// and uswitch's (got) differ, each with its number, quoted.
+func LineDiff(want, got string, most int) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	n := 0
+	for i := 0; i < max(len(w), len(g)) && n < most; i++ {
+		var x, y string
+		if i < len(w) {
+			x = w[i]
+		}
+		if i < len(g) {
+			y = g[i]
+		}
+		if x != y {
+			fmt.Fprintf(&b, "  line %d\n    kernel:  %q\n    uswitch: %q\n", i+1, x, y)
+			n++
+		}
+	}
+	return b.String()
+}

@@ -24,6 +24,8 @@ var layer = map[string]int{
 	"internal/kernhash": 0,
 	"internal/prom":     0,
 	"internal/netnsrun": 0,
+	// a file replaced whole (temp file, rename)
+	"internal/atomicfile": 0,
 	// test plumbing below everything that uses it
 	"internal/testtools":           0,
 	"internal/capture":             0,

@@ -117,17 +117,12 @@ func (k *kernelRun) sh(args ...string) error {
 	return nil
 }
 
-// RunKernel builds the scenario in a fresh namespace, injects its
-// packets one by one while xtables-monitor --trace records, and captures
-// the namespace's snapshot into a temporary folder. Everything it makes
-// is removed in t.Cleanup.
-func RunKernel(t testing.TB, scn *Scenario) *Result {
+// newKernelRun makes a fresh namespace (removed at cleanup) with lo up
+// and IPv6 off, and the run over it; the devices and the raw socket it
+// opens are closed at cleanup.
+func newKernelRun(t testing.TB) *kernelRun {
 	t.Helper()
-	if len(scn.IPSet) > 0 {
-		testtools.Need(t, "ipset")
-	}
-	ns := kerneltest.NewNetns(t)
-	k := &kernelRun{t: t, ns: ns, tuns: map[string]int{}, taps: map[string]bool{}, raw: -1}
+	k := &kernelRun{t: t, ns: kerneltest.NewNetns(t), tuns: map[string]int{}, taps: map[string]bool{}, raw: -1}
 	t.Cleanup(func() {
 		for _, fd := range k.tuns {
 			unix.Close(fd)
@@ -145,35 +140,68 @@ func RunKernel(t testing.TB, scn *Scenario) *Result {
 			t.Fatal(err)
 		}
 	}
+	return k
+}
+
+// openDev opens the TUN (or, with tap, the TAP bridge port) name; call
+// it on a thread in the run's namespace (the device belongs to the
+// opener's).
+func (k *kernelRun) openDev(name string, tap bool) error {
+	flags := uint16(unix.IFF_TUN)
+	if tap {
+		flags = unix.IFF_TAP
+	}
+	fd, err := link.OpenFD(name, flags|unix.IFF_NO_PI)
+	if err != nil {
+		return err
+	}
+	k.tuns[name] = fd
+	if tap {
+		k.taps[name] = true
+	}
+	k.order = append(k.order, name)
+	return nil
+}
+
+// openRaw opens the raw IPv4 socket local packets are sent from; on a
+// thread in the run's namespace, as openDev.
+func (k *kernelRun) openRaw() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	if err != nil {
+		return err
+	}
+	k.raw = fd
+	return nil
+}
+
+// RunKernel builds the scenario in a fresh namespace, injects its
+// packets one by one while xtables-monitor --trace records, and captures
+// the namespace's snapshot into a temporary folder. Everything it makes
+// is removed in t.Cleanup.
+func RunKernel(t testing.TB, scn *Scenario) *Result {
+	t.Helper()
+	if len(scn.IPSet) > 0 {
+		testtools.Need(t, "ipset")
+	}
+	k := newKernelRun(t)
+	ns := k.ns
 	ifs := append([]Iface{{Name: SentinelIf}}, scn.Ifaces...)
 	// the TUN and TAP devices and the raw socket belong to the
 	// namespace of the thread that opens them
 	err := netnsrun.InNamed(ns.Name, func() error {
 		for _, ifc := range ifs {
-			fd, err := link.OpenFD(ifc.Name, unix.IFF_TUN|unix.IFF_NO_PI)
-			if err != nil {
+			if err := k.openDev(ifc.Name, false); err != nil {
 				return err
 			}
-			k.tuns[ifc.Name] = fd
-			k.order = append(k.order, ifc.Name)
 		}
 		for _, br := range scn.Bridges {
 			for _, pt := range br.Ports {
-				fd, err := link.OpenFD(pt.Name, unix.IFF_TAP|unix.IFF_NO_PI)
-				if err != nil {
+				if err := k.openDev(pt.Name, true); err != nil {
 					return err
 				}
-				k.tuns[pt.Name] = fd
-				k.taps[pt.Name] = true
-				k.order = append(k.order, pt.Name)
 			}
 		}
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
-		if err != nil {
-			return err
-		}
-		k.raw = fd
-		return nil
+		return k.openRaw()
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -16,10 +16,8 @@ import (
 
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/host"
-	"github.com/uswitch-lab/uswitch/internal/kerneltest"
 	"github.com/uswitch-lab/uswitch/internal/netnsrun"
 	"github.com/uswitch-lab/uswitch/internal/testtools"
-	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -117,6 +115,33 @@ func TestKernelLogLines(t *testing.T) {
 
 var runSeq int
 
+// twoTUNRun is a kernelRun with the TUNs devA (NET.1.1/24) and devB
+// (NET.2.1/24), up, and the raw socket.
+func twoTUNRun(t *testing.T, devA, devB, net string) *kernelRun {
+	t.Helper()
+	k := newKernelRun(t)
+	err := netnsrun.InNamed(k.ns.Name, func() error {
+		for _, name := range []string{devA, devB} {
+			if err := k.openDev(name, false); err != nil {
+				return err
+			}
+		}
+		return k.openRaw()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for dev, a := range map[string]string{devA: net + ".1.1/24", devB: net + ".2.1/24"} {
+		if err := k.sh("ip", "addr", "add", a, "dev", dev); err != nil {
+			t.Fatal(err)
+		}
+		if err := k.sh("ip", "link", "set", dev, "up"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return k
+}
+
 // runLogScenario runs scn on both sides and reports the lines compared
 // and those that agree.
 func runLogScenario(t *testing.T, scn *logScenario) (int, int) {
@@ -125,49 +150,8 @@ func runLogScenario(t *testing.T, scn *logScenario) (int, int) {
 	devA, devB := "lga"+tag, "lgb"+tag
 	pfx := "U" + tag
 	rules := strings.NewReplacer("TUNA", devA, "TUNB", devB, "PFX", pfx).Replace(scn.rules)
-	ns := kerneltest.NewNetns(t)
-	k := &kernelRun{t: t, ns: ns, tuns: map[string]int{}, raw: -1}
-	t.Cleanup(func() {
-		for _, fd := range k.tuns {
-			unix.Close(fd)
-		}
-		if k.raw >= 0 {
-			unix.Close(k.raw)
-		}
-	})
-	for _, c := range [][]string{
-		{"ip", "link", "set", "lo", "up"},
-		{"sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"},
-		{"sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"},
-	} {
-		if err := k.sh(c...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	err := netnsrun.InNamed(ns.Name, func() error {
-		for _, name := range []string{devA, devB} {
-			fd, err := link.OpenFD(name, unix.IFF_TUN|unix.IFF_NO_PI)
-			if err != nil {
-				return err
-			}
-			k.tuns[name] = fd
-			k.order = append(k.order, name)
-		}
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
-		k.raw = fd
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for dev, a := range map[string]string{devA: "10.70.1.1/24", devB: "10.70.2.1/24"} {
-		if err := k.sh("ip", "addr", "add", a, "dev", dev); err != nil {
-			t.Fatal(err)
-		}
-		if err := k.sh("ip", "link", "set", dev, "up"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	k := twoTUNRun(t, devA, devB, "10.70")
+	ns := k.ns
 	if len(scn.sysctls) > 0 {
 		if err := k.sh(append([]string{"sysctl", "-q", "-w"}, scn.sysctls...)...); err != nil {
 			t.Fatal(err)

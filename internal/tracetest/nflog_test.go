@@ -14,14 +14,10 @@ import (
 	"time"
 
 	"github.com/google/gopacket/pcapgo"
-	"golang.org/x/sys/unix"
 
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/host"
-	"github.com/uswitch-lab/uswitch/internal/kerneltest"
-	"github.com/uswitch-lab/uswitch/internal/netnsrun"
 	"github.com/uswitch-lab/uswitch/internal/testtools"
-	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/packet"
 	"github.com/uswitch-lab/uswitch/trace"
 )
@@ -63,49 +59,10 @@ func TestKernelNFLog(t *testing.T) {
 	testtools.Need(t, "tcpdump", "iptables-restore")
 	tag := fmt.Sprintf("%d", os.Getpid()%100000)
 	devA, devB := "nfa"+tag, "nfb"+tag
-	ns := kerneltest.NewNetns(t)
-	k := &kernelRun{t: t, ns: ns, tuns: map[string]int{}, raw: -1}
-	t.Cleanup(func() {
-		for _, fd := range k.tuns {
-			unix.Close(fd)
-		}
-		if k.raw >= 0 {
-			unix.Close(k.raw)
-		}
-	})
-	for _, c := range [][]string{
-		{"ip", "link", "set", "lo", "up"},
-		{"sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"},
-		{"sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"},
-		{"sysctl", "-q", "-w", "net.ipv4.ip_forward=1"},
-	} {
-		if err := k.sh(c...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	err := netnsrun.InNamed(ns.Name, func() error {
-		for _, name := range []string{devA, devB} {
-			fd, err := link.OpenFD(name, unix.IFF_TUN|unix.IFF_NO_PI)
-			if err != nil {
-				return err
-			}
-			k.tuns[name] = fd
-			k.order = append(k.order, name)
-		}
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
-		k.raw = fd
-		return err
-	})
-	if err != nil {
+	k := twoTUNRun(t, devA, devB, "10.71")
+	ns := k.ns
+	if err := k.sh("sysctl", "-q", "-w", "net.ipv4.ip_forward=1"); err != nil {
 		t.Fatal(err)
-	}
-	for dev, a := range map[string]string{devA: "10.71.1.1/24", devB: "10.71.2.1/24"} {
-		if err := k.sh("ip", "addr", "add", a, "dev", dev); err != nil {
-			t.Fatal(err)
-		}
-		if err := k.sh("ip", "link", "set", dev, "up"); err != nil {
-			t.Fatal(err)
-		}
 	}
 	rules := strings.ReplaceAll(nflogRules, "PFX", "u"+tag)
 	if e, c, err := ns.Restore(rules); err != nil || c != 0 {

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
+	"github.com/uswitch-lab/uswitch/internal/atomicfile"
 	"github.com/uswitch-lab/uswitch/iptables"
 )
 
@@ -50,24 +50,5 @@ func (f *File) Store(next *iptables.Ruleset) error {
 	if err := next.Save(&b, iptables.SaveOptions{Counters: true}); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(f.Path), "."+filepath.Base(f.Path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(b.String()); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if st, err := os.Stat(f.Path); err == nil {
-		os.Chmod(tmp.Name(), st.Mode().Perm())
-	}
-	return os.Rename(tmp.Name(), f.Path)
+	return atomicfile.Write(f.Path, []byte(b.String()))
 }

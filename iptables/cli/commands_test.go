@@ -67,7 +67,7 @@ func TestCommandsAgainstKernel(t *testing.T) {
 				continue
 			}
 			t.Errorf("sequence %d: iptables %s:\n%s%s", i, line,
-				lineDiff(ko+ke+fmt.Sprint(kc), uo+ue+fmt.Sprint(uc)), lineDiff(ksave, usave))
+				kerneltest.LineDiff(ko+ke+fmt.Sprint(kc), uo+ue+fmt.Sprint(uc), 6), kerneltest.LineDiff(ksave, usave, 6))
 		}
 	}
 	t.Logf("commands: %d/%d agree (output, error, exit status and iptables-save after each)", agree, total)
@@ -135,7 +135,7 @@ func TestHelpAgainstKernel(t *testing.T) {
 			agree++
 			continue
 		}
-		t.Errorf("iptables %s:\n%s", strings.Join(args, " "), lineDiff(ko+ke+fmt.Sprint(kc), o.String()+e.String()+fmt.Sprint(uc)))
+		t.Errorf("iptables %s:\n%s", strings.Join(args, " "), kerneltest.LineDiff(ko+ke+fmt.Sprint(kc), o.String()+e.String()+fmt.Sprint(uc), 6))
 	}
 	t.Logf("help: %d/%d agree", agree, len(cmds))
 }

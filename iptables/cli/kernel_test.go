@@ -113,7 +113,7 @@ func TestListingsAgainstKernel(t *testing.T) {
 				}
 				t.Errorf("%s: iptables %s differs", name, strings.Join(args, " "))
 				if testing.Verbose() || os.Getenv("USWITCH_IPTCLI_DIFF") != "" {
-					t.Logf("%s: iptables %s:\n%s", name, strings.Join(args, " "), lineDiff(ko+ke+fmt.Sprint(kc), uo+ue+fmt.Sprint(uc)))
+					t.Logf("%s: iptables %s:\n%s", name, strings.Join(args, " "), kerneltest.LineDiff(ko+ke+fmt.Sprint(kc), uo+ue+fmt.Sprint(uc), 6))
 				}
 			}
 		}
@@ -132,27 +132,6 @@ func tableText(save, table string) string {
 		s = s[:j]
 	}
 	return s
-}
-
-// lineDiff shows the first lines that differ.
-func lineDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	n := 0
-	for i := 0; i < max(len(w), len(g)) && n < 6; i++ {
-		var x, y string
-		if i < len(w) {
-			x = w[i]
-		}
-		if i < len(g) {
-			y = g[i]
-		}
-		if x != y {
-			fmt.Fprintf(&b, "  line %d\n    kernel:  %q\n    uswitch: %q\n", i+1, x, y)
-			n++
-		}
-	}
-	return b.String()
 }
 
 // TestHashlimitListingAgainstKernel lists hashlimit rules in the forms the
@@ -206,7 +185,7 @@ func TestHashlimitListingAgainstKernel(t *testing.T) {
 		}
 		uo, ue, uc := runFile(path, args...)
 		if ko != uo || ke != ue || kc != uc {
-			t.Errorf("iptables %s differs:\n%s", strings.Join(args, " "), lineDiff(ko+ke+fmt.Sprint(kc), uo+ue+fmt.Sprint(uc)))
+			t.Errorf("iptables %s differs:\n%s", strings.Join(args, " "), kerneltest.LineDiff(ko+ke+fmt.Sprint(kc), uo+ue+fmt.Sprint(uc), 6))
 		}
 	}
 }
