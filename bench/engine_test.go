@@ -154,7 +154,7 @@ func benchNewConnFilter(b *testing.B, n int, linear bool) {
 // service VIP through a kube-proxy-shaped nat table of N services.
 func BenchmarkKubeProxyFirstPacket(b *testing.B) {
 	for _, m := range modes {
-		for _, n := range []int{1000, 10000, 30000} {
+		for _, n := range []int{100, 1000, 10000, 30000} {
 			b.Run(fmt.Sprintf("%s/services-%d", m.name, n), func(b *testing.B) {
 				benchKubeFirst(b, n, m.linear)
 			})

@@ -827,8 +827,10 @@ func (k *pkt) bind(req *iptables.NATRequest, m nat.Manip, in, out string) bool {
 			nh = u32(k.rt.Gateway)
 		}
 		var src uint32
+		oif := 0 // one lookup of the device's index by name
 		if fib != nil {
-			src = u32(fib.SelectSource(fib.Ifindex(out), addr4(nh), route.ScopeUniverse))
+			oif = fib.Ifindex(out)
+			src = u32(fib.SelectSource(oif, addr4(nh), route.ScopeUniverse))
 		}
 		if src == 0 {
 			k.drop(DropMasqNoAddr, 0, out)
@@ -837,7 +839,7 @@ func (k *pkt) bind(req *iptables.NATRequest, m nat.Manip, in, out string) bool {
 		r.Flags |= nat.MapIPs
 		r.MinIP, r.MaxIP = src, src
 		// nat->masq_index
-		k.ct.Conn.NAT.MasqIndex = int32(fib.Ifindex(out))
+		k.ct.Conn.NAT.MasqIndex = int32(oif)
 	case req.Redirect:
 		// nf_nat_redirect_ipv4: 127.0.0.1 for OUTPUT, else the first
 		// address of the incoming device
