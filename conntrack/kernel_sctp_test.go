@@ -31,7 +31,7 @@ func TestKernelSCTPDifferential(t *testing.T) {
 			l4[2], l4[3] = byte(port>>8), byte(port)
 		}
 		copy(l4[8:12], []byte{0, 0, 0, 0})
-		v := SCTPChecksum(l4)
+		v := packet.SCTPChecksum(l4)
 		l4[8], l4[9], l4[10], l4[11] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
 		return sp
 	}

@@ -2,7 +2,6 @@ package conntrack
 
 import (
 	"encoding/binary"
-	"hash/crc32"
 	"unsafe"
 
 	"github.com/uswitch-lab/uswitch/netfilter"
@@ -232,21 +231,6 @@ func sctpInitTag(l4 []byte, ch sctpChunk) (uint32, bool) {
 	return binary.BigEndian.Uint32(l4[o:]), true
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// SCTPChecksum is the CRC32c of an SCTP packet with its checksum field
-// taken as zero, as sctp_compute_cksum computes it; it is stored little
-// endian at offset 8.
-func SCTPChecksum(l4 []byte) uint32 {
-	if len(l4) < sctpHeaderLen {
-		return 0
-	}
-	var zero [4]byte
-	c := crc32.Update(0, castagnoli, l4[:8])
-	c = crc32.Update(c, castagnoli, zero[:])
-	return crc32.Update(c, castagnoli, l4[sctpHeaderLen:])
-}
-
 // sctpPacket is nf_conntrack_sctp_packet, sctp_error and sctp_new. It
 // returns a reason when the packet is invalid (-NF_ACCEPT: no entry).
 func (t *Table) sctpPacket(c *Conn, p *packet.Packet, info CtInfo, hook netfilter.Hook, now int64) invalidReason {
@@ -255,8 +239,7 @@ func (t *Table) sctpPacket(c *Conn, p *packet.Packet, info CtInfo, hook netfilte
 	if !p.HasL4 || len(l4) < sctpHeaderLen {
 		return invTruncated
 	}
-	if hook == netfilter.PreRouting && t.cfg.Checksum && !p.CsumValid &&
-		binary.LittleEndian.Uint32(l4[8:]) != SCTPChecksum(l4) {
+	if hook == netfilter.PreRouting && t.cfg.Checksum && !p.CsumValid && !packet.SCTPChecksumOK(l4) {
 		return invChecksum
 	}
 	vtag := binary.BigEndian.Uint32(l4[4:])
