@@ -237,3 +237,16 @@ func FuzzSCTPChunks(f *testing.F) {
 		}
 	})
 }
+
+func TestSCTPStateOption(t *testing.T) {
+	c, err := ParseCommand(strings.Fields("-L -p sctp --state ESTABLISHED --dport 9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Filter.States != 1<<SCTPEstablished || !c.Filter.OrigDPort.Set {
+		t.Errorf("filter %+v", c.Filter)
+	}
+	if _, err := ParseCommand(strings.Fields("-L -p sctp --state HEARTBEAT_SENT")); err == nil {
+		t.Error("HEARTBEAT_SENT accepted (conntrack-tools 1.4.7 does not know it)")
+	}
+}
