@@ -366,9 +366,12 @@ func (t *Table) sctpPacket(c *Conn, p *packet.Packet, info CtInfo, hook netfilte
 			s.vtag[dir^1] = tag
 		}
 		s.state = newState
-		if oldState != newState && newState == SCTPEstablished && c.Status()&StatusAssured == 0 {
-			c.SetStatus(StatusAssured)
-			t.cacheEvent(c, ecacheAssured)
+		if oldState != newState {
+			t.cacheEvent(c, ecacheProtoinfo)
+			if newState == SCTPEstablished && c.Status()&StatusAssured == 0 {
+				c.SetStatus(StatusAssured)
+				t.cacheEvent(c, ecacheAssured)
+			}
 		}
 	}
 	if ignore {
