@@ -259,8 +259,11 @@ func (c *Conn) appendXML(b []byte, now int64, out Output, ev *Event) []byte {
 		b = append(b, c.TCPState().String()...)
 		b = append(b, "</state>"...)
 	case packet.ProtoSCTP:
+		// libnetfilter_conntrack's XML names the SCTP state from the
+		// TCP table (ESTABLISHED, 4, prints FIN_WAIT), as the kernel's
+		// conntrack -o xml shows
 		b = append(b, "<state>"...)
-		b = append(b, c.SCTPState().String()...)
+		b = append(b, TCPState(c.SCTPState()).String()...)
 		b = append(b, "</state>"...)
 	}
 	b = appendXMLElem(b, "timeout", uint64(c.Expires(now)/1e9))
