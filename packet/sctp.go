@@ -11,6 +11,10 @@ const SCTPHeaderLen = 12
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// zero4 stands in for the checksum field (a local array would escape
+// into crc32.Update and cost an allocation per packet).
+var zero4 [4]byte
+
 // SCTPChecksum is the CRC32c of an SCTP packet (common header and
 // chunks) with its checksum field taken as zero, as sctp_compute_cksum
 // computes it; the field holds it little endian at offset 8. Zero for
@@ -19,9 +23,8 @@ func SCTPChecksum(l4 []byte) uint32 {
 	if len(l4) < SCTPHeaderLen {
 		return 0
 	}
-	var zero [4]byte
 	c := crc32.Update(0, castagnoli, l4[:8])
-	c = crc32.Update(c, castagnoli, zero[:])
+	c = crc32.Update(c, castagnoli, zero4[:])
 	return crc32.Update(c, castagnoli, l4[SCTPHeaderLen:])
 }
 
