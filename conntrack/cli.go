@@ -182,6 +182,19 @@ var tcpStateOpt = protoOpt{"state", func(f *Filter, v string) error {
 	return paramErr("unknown TCP state `" + v + "'")
 }}
 
+// sctpStateOpt is --state for -p sctp: conntrack-tools 1.4.7 knows NONE
+// to SHUTDOWN_ACK_SENT; it crashes on any other name (HEARTBEAT_SENT
+// included), which is refused here with an error instead.
+var sctpStateOpt = protoOpt{"state", func(f *Filter, v string) error {
+	for s := SCTPNone; s <= SCTPShutdownAckSent; s++ {
+		if sctpStateNames[s] == v {
+			f.States |= 1 << s
+			return nil
+		}
+	}
+	return paramErr("unknown SCTP state `" + v + "'")
+}}
+
 var icmpOpts = []protoOpt{
 	{"icmp-type", func(f *Filter, v string) error { f.ICMPType = PortMatch{uint16(uint8(atoi(v))), true}; return nil }},
 	{"icmp-code", func(f *Filter, v string) error { f.ICMPCode = PortMatch{uint16(uint8(atoi(v))), true}; return nil }},
@@ -192,7 +205,9 @@ func protoOpts(p uint8) []protoOpt {
 	switch p {
 	case packet.ProtoTCP:
 		return append(portOpts[:len(portOpts):len(portOpts)], tcpStateOpt)
-	case packet.ProtoUDP, packet.ProtoUDPLite, packet.ProtoSCTP, packet.ProtoDCCP:
+	case packet.ProtoSCTP:
+		return append(portOpts[:len(portOpts):len(portOpts)], sctpStateOpt)
+	case packet.ProtoUDP, packet.ProtoUDPLite, packet.ProtoDCCP:
 		return portOpts
 	case packet.ProtoICMP:
 		return icmpOpts
@@ -654,7 +669,7 @@ Commands:
   -S                      print the statistics
 
 Filters: -s/-d/-r/-q ADDR[/PREFIX], -p PROTO, --sport/--dport, --reply-port-src/-dst,
-  --state (tcp), --icmp-type/-code/-id, -m MARK[/MASK], -w ZONE, -u STATUS, -f ipv4
+  --state (tcp, sctp), --icmp-type/-code/-id, -m MARK[/MASK], -w ZONE, -u STATUS, -f ipv4
 Output: -o extended,xml,id,timestamp
 `
 

@@ -43,6 +43,17 @@ type Config struct {
 	GRETimeout       time.Duration
 	GRETimeoutStream time.Duration
 
+	// SCTP (nf_conntrack_proto_sctp.c): one timeout per state
+	// (nf_conntrack_sctp_timeout_*); NONE takes CLOSED's.
+	SCTPTimeoutClosed          time.Duration
+	SCTPTimeoutCookieWait      time.Duration
+	SCTPTimeoutCookieEchoed    time.Duration
+	SCTPTimeoutEstablished     time.Duration
+	SCTPTimeoutShutdownSent    time.Duration
+	SCTPTimeoutShutdownRecd    time.Duration
+	SCTPTimeoutShutdownAckSent time.Duration
+	SCTPTimeoutHeartbeatSent   time.Duration
+
 	// GenericTimeout is for protocols without a tracker
 	// (nf_conntrack_proto_generic.c).
 	GenericTimeout time.Duration
@@ -75,6 +86,15 @@ func DefaultConfig() Config {
 		GRETimeout:            30 * time.Second,
 		GRETimeoutStream:      180 * time.Second,
 		GenericTimeout:        600 * time.Second,
+
+		SCTPTimeoutClosed:          10 * time.Second,
+		SCTPTimeoutCookieWait:      3 * time.Second,
+		SCTPTimeoutCookieEchoed:    3 * time.Second,
+		SCTPTimeoutEstablished:     210 * time.Second,
+		SCTPTimeoutShutdownSent:    3 * time.Second,
+		SCTPTimeoutShutdownRecd:    3 * time.Second,
+		SCTPTimeoutShutdownAckSent: 3 * time.Second,
+		SCTPTimeoutHeartbeatSent:   30 * time.Second,
 	}
 }
 

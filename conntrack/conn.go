@@ -192,6 +192,8 @@ type protoState struct {
 	// udpStream is when a replied UDP flow becomes a stream (ns);
 	// GRE keeps nothing beyond the timeouts.
 	udpStream int64
+	// The SCTP tracker's state shares tcp's bytes (the kernel's union
+	// nf_conntrack_proto): see sctp().
 }
 
 // Tuple returns the tuple of one direction.

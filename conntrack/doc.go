@@ -56,9 +56,15 @@ package conntrack
 
 // # Known gaps
 //
-//   - SCTP and DCCP have no tracker here: they are tracked by the generic
-//     one, without ports (the kernel tracks both with ports and states).
-//     GRE is tracked as version 0 only (keys zero; PPTP's GREv1 keys need
+//   - SCTP (sctp.go) follows nf_conntrack_proto_sctp.c of 6.18: chunk
+//     checks, the state table, vtags per direction, the HEARTBEAT
+//     secondary-path entries, CRC32c at PREROUTING, per-state timeouts.
+//     Not modelled: cttimeout policies, the vtags in ctnetlink messages,
+//     IPVS's own SCTP state machine. The
+//     CRC32c is checked unless Packet.CsumValid says a device verified it
+//     (the kernel's CHECKSUM_UNNECESSARY).
+//   - DCCP has no tracker here: it is tracked by the generic one, without
+//     ports (the kernel tracks it with ports and states). GRE is tracked as version 0 only (keys zero; PPTP's GREv1 keys need
 //     the PPTP helper). UDP-Lite's partial checksum is not verified.
 //   - Helpers: FTP and TFTP only (helper.go, ftp.go, tftp.go), with
 //     their expectations (expect.go) and the sequence adjustment

@@ -31,7 +31,7 @@ import (
 // ecache bits (enum ip_conntrack_events, the ones uswitch raises).
 const (
 	ecacheNew       uint32 = 1 << 0 // IPCT_NEW
-	ecacheProtoinfo uint32 = 1 << 4 // IPCT_PROTOINFO: TCP state change
+	ecacheProtoinfo uint32 = 1 << 4 // IPCT_PROTOINFO: TCP or SCTP state change
 	ecacheReply     uint32 = 1 << 3 // IPCT_REPLY: first reply seen
 	ecacheAssured   uint32 = 1 << 2 // IPCT_ASSURED
 	ecacheMark      uint32 = 1 << 8 // IPCT_MARK

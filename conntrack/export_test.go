@@ -29,6 +29,11 @@ var (
 	UDPSpec  = udpSpec
 	ICMPSpec = icmpSpec
 	ICMPErr  = icmpErr
+	// SCTP packets: SCTPSpec(fromCli, vtag, chunks...), SCTPChunk(type,
+	// flags, body), SCTPInitBody(initiate tag).
+	SCTPSpec     = sctpSpec
+	SCTPChunk    = sctpChunkBytes
+	SCTPInitBody = sctpInitBody
 )
 
 const (

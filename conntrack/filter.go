@@ -26,7 +26,8 @@ type Filter struct {
 	// entry here).
 	Zone    uint16
 	HasZone bool
-	// States: --state, TCP states (bit 1<<TCPState).
+	// States: --state, TCP states (bit 1<<TCPState) or, with -p sctp,
+	// SCTP states (bit 1<<SCTPState).
 	States uint32
 	// Status: -u, status bits that must be set; Unreplied: -u
 	// UNREPLIED, SEEN_REPLY must be clear.
@@ -84,8 +85,19 @@ func (f *Filter) Match(c *Conn) bool {
 	if f.HasZone && c.Zone() != f.Zone {
 		return false
 	}
-	if f.States != 0 && (o.Proto != packet.ProtoTCP || f.States&(1<<c.TCPState()) == 0) {
-		return false
+	if f.States != 0 {
+		switch o.Proto {
+		case packet.ProtoTCP:
+			if f.States&(1<<c.TCPState()) == 0 {
+				return false
+			}
+		case packet.ProtoSCTP:
+			if f.States&(1<<c.SCTPState()) == 0 {
+				return false
+			}
+		default:
+			return false
+		}
 	}
 	st := c.Status()
 	if st&f.Status != f.Status {

@@ -168,6 +168,14 @@ func TestKernelCLI(t *testing.T) {
 		// counted: invalid flags, an ICMP error about no flow
 		tcpSpec(c, 2009, 80, fS|fF, isn, 0, 0),
 		icmpErr(srvIP, cliIP, 3, 3, udpSpec(c, 6000, 7)),
+		// an SCTP association (ports 5000 -> 9) established, and a
+		// DATA chunk with a wrong verification tag (counted invalid)
+		SCTPSpec(c, 0, SCTPChunk(1, 0, SCTPInitBody(0xa1))),
+		SCTPSpec(sv, 0xa1, SCTPChunk(2, 0, SCTPInitBody(0xb2))),
+		SCTPSpec(c, 0xb2, SCTPChunk(10, 0, make([]byte, 8))),
+		SCTPSpec(sv, 0xa1, SCTPChunk(11, 0, nil)),
+		SCTPSpec(c, 0xb2, SCTPChunk(0, 3, make([]byte, 16))),
+		SCTPSpec(c, 0xa1, SCTPChunk(0, 3, make([]byte, 16))),
 	}
 	fates := map[string]int{}
 	for i, spec := range pk {
@@ -196,7 +204,8 @@ func TestKernelCLI(t *testing.T) {
 		{"-L", "-q", "10.1.0.2", "-p", "tcp", "--reply-port-src", "443"},
 		{"-L", "-u", "UNREPLIED"}, {"-L", "-u", "ASSURED"}, {"-L", "-u", "SEEN_REPLY"},
 		{"-L", "-p", "icmp"}, {"-L", "-p", "icmp", "--icmp-type", "8", "--icmp-id", "77"},
-		{"-L", "-p", "253"}, {"-L", "-m", "0x17"}, {"-L", "-m", "0x10/0x10"}, {"-L", "-m", "0"},
+		{"-L", "-p", "sctp"}, {"-L", "-p", "sctp", "--state", "ESTABLISHED", "-o", "xml"},
+		{"-L", "-p", "sctp", "--dport", "9", "-o", "extended"}, {"-L", "-p", "253"}, {"-L", "-m", "0x17"}, {"-L", "-m", "0x10/0x10"}, {"-L", "-m", "0"},
 		{"-L", "-w", "0"}, {"-L", "-w", "1"}, {"-L", "-f", "ipv6"},
 		{"-L", "-o", "extended"}, {"-L", "-o", "xml"}, {"-L", "-o", "id"}, {"-L", "-o", "extended,id"},
 		{"-L", "-p", "udp", "-o", "xml"}, {"-L", "-p", "tcp", "--dport", "443", "-o", "xml,id"},

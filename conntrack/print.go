@@ -134,8 +134,12 @@ func (c *Conn) appendLine(b []byte, now int64, out Output, ev *Event) []byte {
 	b = append(b, ' ')
 	b = strconv.AppendUint(b, uint64(c.Expires(now)/1e9), 10)
 	b = append(b, ' ')
-	if orig.Proto == packet.ProtoTCP {
+	switch orig.Proto {
+	case packet.ProtoTCP:
 		b = append(b, c.TCPState().String()...)
+		b = append(b, ' ')
+	case packet.ProtoSCTP:
+		b = append(b, c.SCTPState().String()...)
 		b = append(b, ' ')
 	}
 	b = appendTuple(b, orig)
@@ -249,9 +253,17 @@ func (c *Conn) appendXML(b []byte, now int64, out Output, ev *Event) []byte {
 	b = appendXMLTuple(b, "original", c.th[Original].tuple)
 	b = appendXMLTuple(b, "reply", c.th[Reply].tuple)
 	b = append(b, `<meta direction="independent">`...)
-	if c.th[Original].tuple.Proto == packet.ProtoTCP {
+	switch c.th[Original].tuple.Proto {
+	case packet.ProtoTCP:
 		b = append(b, "<state>"...)
 		b = append(b, c.TCPState().String()...)
+		b = append(b, "</state>"...)
+	case packet.ProtoSCTP:
+		// libnetfilter_conntrack's XML names the SCTP state from the
+		// TCP table (ESTABLISHED, 4, prints FIN_WAIT), as the kernel's
+		// conntrack -o xml shows
+		b = append(b, "<state>"...)
+		b = append(b, TCPState(c.SCTPState()).String()...)
 		b = append(b, "</state>"...)
 	}
 	b = appendXMLElem(b, "timeout", uint64(c.Expires(now)/1e9))

@@ -62,13 +62,18 @@ const (
 	invICMPNew                     // ICMP type that cannot create an entry / invert
 	invICMPErrorNoCt               // ICMP error about no known flow
 	invICMPErrorDst                // ICMP error whose outer daddr mismatches
+	invSCTPChunks                  // SCTP chunk walk refused (do_basic_checks)
+	invSCTPNew                     // SCTP packet that cannot start an association
+	invSCTPVtag                    // SCTP verification tag check failed
+	invSCTPState                   // SCTP sIV transition
 	numInvalidReasons
 )
 
 // InvalidReasonNames names Stats.Invalid's slots.
 var InvalidReasonNames = [numInvalidReasons]string{"", "no-l4", "truncated", "checksum",
 	"tcp-flags", "tcp-new", "tcp-state", "tcp-window", "tcp-rst", "icmp-type",
-	"icmp-new", "icmp-error-no-ct", "icmp-error-daddr"}
+	"icmp-new", "icmp-error-no-ct", "icmp-error-daddr", "sctp-chunks", "sctp-new", "sctp-vtag",
+	"sctp-state"}
 
 // Stats are the table's counters (/proc/net/stat/nf_conntrack).
 type Stats struct {
@@ -579,6 +584,10 @@ func (t *Table) InTemplate(p *packet.Packet, zone uint16, helper *Helper, hook n
 			if reason := t.icmpPacket(c, now); reason != invNone {
 				return t.invalid(reason)
 			}
+		case packet.ProtoSCTP:
+			if reason := t.sctpPacket(c, p, info, hook, now); reason != invNone {
+				return t.invalid(reason)
+			}
 		case packet.ProtoGRE:
 			t.grePacket(c, now)
 		default:
@@ -866,6 +875,9 @@ func gcCanEarlyDrop(c *Conn) bool {
 	}
 	if c.th[0].tuple.Proto == packet.ProtoTCP {
 		return tcpCanEarlyDrop(c.TCPState())
+	}
+	if c.th[0].tuple.Proto == packet.ProtoSCTP {
+		return sctpCanEarlyDrop(c.SCTPState())
 	}
 	return false
 }

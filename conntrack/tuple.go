@@ -77,10 +77,11 @@ func (t Tuple) Invert() (Tuple, bool) {
 }
 
 // hasPorts reports the protocols whose tuple carries ports (the trackers
-// nf_ct_get_tuple knows). SCTP and DCCP are tracked by the generic
-// tracker here (a documented gap), so their tuples carry no ports.
+// nf_ct_get_tuple knows). DCCP is tracked by the generic tracker here
+// (a documented gap), so its tuples carry no ports.
 func hasPorts(proto uint8) bool {
-	return proto == packet.ProtoTCP || proto == packet.ProtoUDP || proto == packet.ProtoUDPLite
+	return proto == packet.ProtoTCP || proto == packet.ProtoUDP || proto == packet.ProtoUDPLite ||
+		proto == packet.ProtoSCTP
 }
 
 // tupleFromL4 builds the tuple of an IPv4 header at ip (already checked to

@@ -257,6 +257,9 @@ func (p *Packet) SetSrcPort(port uint16) {
 		old := binary.BigEndian.Uint16(p.L4)
 		binary.BigEndian.PutUint16(p.L4, port)
 		p.updateL4Checksum16(old, port)
+		if p.Proto == ProtoSCTP {
+			SetSCTPChecksum(p.L4) // sctp_manip_pkt: CRC32c over the whole packet
+		}
 		p.SrcPort = port
 	case ProtoICMP:
 		p.SetICMPID(port)
@@ -273,6 +276,9 @@ func (p *Packet) SetDstPort(port uint16) {
 		old := binary.BigEndian.Uint16(p.L4[2:])
 		binary.BigEndian.PutUint16(p.L4[2:], port)
 		p.updateL4Checksum16(old, port)
+		if p.Proto == ProtoSCTP {
+			SetSCTPChecksum(p.L4)
+		}
 		p.DstPort = port
 	}
 }
