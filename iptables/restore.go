@@ -814,6 +814,17 @@ func (t *Table) clone() *Table {
 		nt.Chains = append(nt.Chains, &nc)
 		nt.byName[nc.Name] = &nc
 	}
+	// a jump names the copy's chain: a table the next input leaves
+	// alone is not committed again (which binds jumps), and a rule of
+	// the copy that jumped into the old table's chain would count and
+	// trace there
+	for _, c := range nt.Chains {
+		for _, r := range c.Rules {
+			if r.Jump != nil {
+				r.Jump = nt.byName[r.Jump.Name]
+			}
+		}
+	}
 	return nt
 }
 
