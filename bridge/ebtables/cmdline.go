@@ -431,6 +431,10 @@ func ParseCommandLine(args []string, o CmdOptions) (*CommandLine, *CmdError) {
 
 // ruleOptionNoInverse is -j: no "!" handling.
 func ruleOptionNoInverse(rp *ruleParser, g *getopt) *CmdError {
+	if g.optarg == "" {
+		// `-j ''` (checked with ebtables 1.8.9: exit 2)
+		return cmdParam("Invalid target name (too short)")
+	}
 	if e := rp.option(optDef{name: "j", hasArg: true}, g.optarg, false); e != nil {
 		return cmdParam("%s", e.msg)
 	}
