@@ -7,7 +7,7 @@ import (
 	"github.com/uswitch-lab/uswitch/bridge/ebtables"
 )
 
-// TestEmptyJumpTarget: `ebtables -A FORWARD -j ''` is refused as the
+// TestEmptyJumpTarget: `ebtables -A FORWARD -j ""` (an empty target) is refused as the
 // real ebtables 1.8.9 refuses it ("Invalid target name (too short)",
 // exit 2), and so is an argument that C would see as empty because it
 // starts with a NUL byte (argv strings end at their first NUL).
