@@ -17,6 +17,7 @@ import (
 	"github.com/uswitch-lab/uswitch/fault"
 	"github.com/uswitch-lab/uswitch/fault/faulthost"
 	"github.com/uswitch-lab/uswitch/host"
+	"github.com/uswitch-lab/uswitch/internal/atomicfile"
 	"github.com/uswitch-lab/uswitch/internal/capture"
 	"github.com/uswitch-lab/uswitch/ipfrag"
 	"github.com/uswitch-lab/uswitch/packet"
@@ -571,7 +572,7 @@ func (tp *tracePictures) write(l datapath.Layout, snap string) error {
 				return err
 			}
 			name := strings.ReplaceAll(pk.Title, " ", "-") + ".svg"
-			if err := writeFileAtomic(filepath.Join(tp.svgDir, name), b.Bytes()); err != nil {
+			if err := atomicfile.WritePerm(filepath.Join(tp.svgDir, name), b.Bytes(), 0o644); err != nil {
 				return fmt.Errorf("--svg: %v", err)
 			}
 		}
@@ -581,30 +582,9 @@ func (tp *tracePictures) write(l datapath.Layout, snap string) error {
 		if err := picture.HTML(&b, l, "uswitch trace: "+snap, tp.pks); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(tp.html, b.Bytes()); err != nil {
+		if err := atomicfile.WritePerm(tp.html, b.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("--html: %v", err)
 		}
 	}
 	return nil
-}
-
-func writeFileAtomic(name string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return os.Rename(f.Name(), name)
 }

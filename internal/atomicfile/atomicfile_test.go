@@ -34,3 +34,23 @@ func TestWrite(t *testing.T) {
 		t.Error("Write into a missing directory succeeded")
 	}
 }
+
+func TestWritePermNewAndExisting(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "page.html")
+	if err := WritePerm(p, []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o644 {
+		t.Fatalf("new file mode %v, want 0644", st.Mode().Perm())
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WritePerm(p, []byte("b"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o600 {
+		t.Fatalf("existing file mode %v, want its own 0600 kept", st.Mode().Perm())
+	}
+}
