@@ -335,6 +335,16 @@ func TestKernelDifferential(t *testing.T) {
 
 	kern := l.entries()
 	now := nowNS()
+	compareListings(t, kern, tb, now)
+	t.Logf("%d packets and %d kernel entries compared; %d per-packet differences", len(pk)+1, len(kern), bad)
+}
+
+// compareListings compares the kernel's `conntrack -L -o extended`
+// entries (kern: the line with its timeout cut out -> timeout, as
+// splitTimeouts gives) with tb's listing now: the same entries, and
+// timeouts within 2 s.
+func compareListings(t *testing.T, kern map[string]int, tb *Table, now int64) {
+	t.Helper()
 	var lines []string
 	tb.Range(now, func(c *Conn) bool { lines = append(lines, c.Format(now, true)); return true })
 	ours := splitTimeouts(lines)
@@ -363,7 +373,6 @@ func TestKernelDifferential(t *testing.T) {
 			t.Errorf("timeout %d (kernel) vs %d: %s", kt, ut, k)
 		}
 	}
-	t.Logf("%d packets and %d kernel entries compared; %d per-packet differences", len(pk)+1, len(kern), bad)
 }
 
 func describe(p *packet.Packet) string {
