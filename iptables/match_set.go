@@ -268,6 +268,7 @@ type setIndex struct {
 	cidrs   [][3]uint8
 	members []*setIndex // list:set
 	err     string
+	errAt   int // the index in Members of the entry err is about, or -1
 }
 
 type setIndexOnce struct {
@@ -337,12 +338,22 @@ func parseSetPort(s string) (uint16, uint8, bool) {
 		a, err1 := strconv.ParseUint(t, 10, 8)
 		b, err2 := strconv.ParseUint(code, 10, 8)
 		if err1 != nil || err2 != nil {
+			// ipset save prints the types it knows by name
+			// (echo-request is 8/0)
+			for _, n := range icmpNames {
+				if n.name == s && n.typ != 0xFF {
+					return uint16(n.typ)<<8 | uint16(n.codeMin), proto, true
+				}
+			}
 			return 0, 0, false
 		}
 		return uint16(a<<8 | b), proto, true
 	}
 	v, err := strconv.ParseUint(s, 10, 16)
 	if err != nil {
+		if s == "" || strings.Trim(s, "0123456789") == "" {
+			return 0, 0, false // out of range: ipset refuses it
+		}
 		if n, ok := getPortByName(s); ok {
 			return n, proto, true
 		}
@@ -352,7 +363,7 @@ func parseSetPort(s string) (uint16, uint8, bool) {
 }
 
 func buildSetIndex(s *Set, sets SetLookup, depth int) *setIndex {
-	idx := &setIndex{elems: map[setKey]*setElem{}}
+	idx := &setIndex{elems: map[setKey]*setElem{}, errAt: -1}
 	kind, dims, ok := setTypeDims(s.Type)
 	if !ok {
 		idx.err = "set type " + s.Type + " is not supported"
@@ -365,7 +376,7 @@ func buildSetIndex(s *Set, sets SetLookup, depth int) *setIndex {
 		}
 	}
 	if kind == "list" {
-		for _, name := range s.Members {
+		for mi, name := range s.Members {
 			name, _, _ = strings.Cut(name, " ")
 			var ms IPSet
 			found := false
@@ -374,7 +385,7 @@ func buildSetIndex(s *Set, sets SetLookup, depth int) *setIndex {
 			}
 			mset, isSet := ms.(*Set)
 			if !found || !isSet || depth > 8 {
-				idx.err = "list:set member " + name + " unknown"
+				idx.err, idx.errAt = "list:set member "+name+" unknown", mi
 				return idx
 			}
 			idx.members = append(idx.members, mset.built(sets))
@@ -382,14 +393,14 @@ func buildSetIndex(s *Set, sets SetLookup, depth int) *setIndex {
 		return idx
 	}
 	cidrSeen := map[[3]uint8]bool{}
-	for _, entry := range s.Members {
+	for ei, entry := range s.Members {
 		f := strings.Fields(entry)
 		if len(f) == 0 {
 			continue
 		}
 		parts := strings.Split(f[0], ",")
 		if len(parts) != len(dims) {
-			idx.err = "entry " + entry + " does not fit " + s.Type
+			idx.err, idx.errAt = "entry "+entry+" does not fit "+s.Type, ei
 			return idx
 		}
 		var k setKey
@@ -404,7 +415,7 @@ func buildSetIndex(s *Set, sets SetLookup, depth int) *setIndex {
 				if a, l, hasLen := strings.Cut(v, "/"); hasLen {
 					n, err := strconv.Atoi(l)
 					if err != nil || n < 0 || n > 32 {
-						idx.err = "bad entry " + entry
+						idx.err, idx.errAt = "bad entry "+entry, ei
 						return idx
 					}
 					v, cidr = a, n
@@ -413,7 +424,7 @@ func buildSetIndex(s *Set, sets SetLookup, depth int) *setIndex {
 					x, ok1 := ParseAddr(a)
 					y, ok2 := ParseAddr(b)
 					if !ok1 || !ok2 || x > y || y-x > 1<<16 {
-						idx.err = "bad entry " + entry
+						idx.err, idx.errAt = "bad entry "+entry, ei
 						return idx
 					}
 					lo, hi, ranged = x, y, true
@@ -421,7 +432,7 @@ func buildSetIndex(s *Set, sets SetLookup, depth int) *setIndex {
 				}
 				a, ok := ParseAddr(v)
 				if !ok {
-					idx.err = "bad entry " + entry
+					idx.err, idx.errAt = "bad entry "+entry, ei
 					return idx
 				}
 				if d == dimIP && cidr != 32 && len(dims) == 1 {
@@ -444,7 +455,7 @@ func buildSetIndex(s *Set, sets SetLookup, depth int) *setIndex {
 				}
 				port, proto, ok := parseSetPort(v)
 				if !ok {
-					idx.err = "bad entry " + entry
+					idx.err, idx.errAt = "bad entry "+entry, ei
 					return idx
 				}
 				k.port = port
@@ -454,7 +465,7 @@ func buildSetIndex(s *Set, sets SetLookup, depth int) *setIndex {
 			case dimMark:
 				v, err := strconv.ParseUint(v, 0, 32)
 				if err != nil {
-					idx.err = "bad entry " + entry
+					idx.err, idx.errAt = "bad entry "+entry, ei
 					return idx
 				}
 				k.mark = uint32(v)
