@@ -838,8 +838,10 @@ func (k *pkt) bind(req *iptables.NATRequest, m nat.Manip, in, out string) bool {
 		}
 		r.Flags |= nat.MapIPs
 		r.MinIP, r.MaxIP = src, src
-		// nat->masq_index
-		k.ct.Conn.NAT.MasqIndex = int32(oif)
+		// nat->masq_index (a confirmed entry binds nothing: Setup)
+		if !k.ct.Conn.Confirmed() {
+			k.ct.Conn.NAT.MasqIndex = int32(oif)
+		}
 	case req.Redirect:
 		// nf_nat_redirect_ipv4: 127.0.0.1 for OUTPUT, else the first
 		// address of the incoming device

@@ -551,13 +551,14 @@ func (f *Fault) clash(c *iptables.Ctx, now int64, d *Decision) {
 		if a.twinPort != 0 {
 			reply.SrcPort = a.twinPort
 		}
-		nat = conntrack.StatusDstNAT | conntrack.StatusDstNATDone
+		// the twin crossed POSTROUTING too: a null SNAT binding
+		nat = conntrack.StatusDstNAT | conntrack.StatusDstNATDone | conntrack.StatusSrcNATDone
 	case twinSNAT:
 		reply.Dst = a.twinAddr
 		if a.twinPort != 0 {
 			reply.DstPort = a.twinPort
 		}
-		nat = conntrack.StatusSrcNAT | conntrack.StatusSrcNATDone
+		nat = conntrack.StatusSrcNAT | conntrack.StatusSrcNATDone | conntrack.StatusDstNATDone
 	}
 	if _, err := ct.InsertTwin(conn, reply, nat, now); err != nil {
 		st.mu.Lock()

@@ -192,6 +192,18 @@ func TestConntrackClashFault(t *testing.T) {
 			if e.CT.Count() != 1 || strings.Join(events, ", ") != "UPDATE 192.168.1.2, DESTROY 192.168.1.2" {
 				t.Errorf("after its second: %d entries, events %q; want the clash entry gone (UPDATE for its reply, DESTROY)", e.CT.Count(), events)
 			}
+			// the flow's next query (glibc's AAAA after the A answer, on
+			// the same socket) finds the winner: it goes to the twin's
+			// backend, and that backend's answer comes back from the
+			// service address
+			q2 := spec(t, tc.pkt)
+			if f := e.Receive(q2, 1600e6, nil); f.Kind != datapath.Forwarded || packet.AddrOf(q2.Dst).String() != "192.168.1.3" {
+				t.Errorf("the next query: %v to %v, want forwarded to the twin's 192.168.1.3", f, packet.AddrOf(q2.Dst))
+			}
+			r2 := spec(t, "udp 192.168.1.3:53 > 10.0.0.2:5353 iif eth1")
+			if f := e.Receive(r2, 1700e6, nil); f.Kind != datapath.Forwarded || packet.AddrOf(r2.Src).String() != "10.96.0.10" {
+				t.Errorf("its answer: %v from %v, want forwarded from 10.96.0.10", f, packet.AddrOf(r2.Src))
+			}
 		})
 	}
 }

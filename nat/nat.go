@@ -231,15 +231,16 @@ func Initialized(c *conntrack.Conn, m Manip) bool {
 	return c.Status()&conntrack.StatusDstNATDone != 0
 }
 
-// ErrConfirmed: bindings can only be made before the connection is
-// confirmed.
-var ErrConfirmed = errors.New("nat: connection already confirmed")
-
 // Setup binds the manip of an unconfirmed connection to a tuple in r
-// (nf_nat_setup_info). now is the packet's time (for tuple checks).
+// (nf_nat_setup_info). now is the packet's time (for tuple checks). On
+// a confirmed connection it does nothing and the packet goes on, as
+// nf_nat_setup_info returns NF_ACCEPT there ("Can't setup nat info for
+// confirmed ct"): a NEW packet whose entry another packet confirmed
+// first (a clash's winner without this manip done) runs the nat chain,
+// and its NAT target binds nothing.
 func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
 	if c.Confirmed() {
-		return ErrConfirmed
+		return nil
 	}
 	// what we have looks like the inverse of the reply tuple
 	curr, ok := c.Tuple(conntrack.Reply).Invert()

@@ -445,3 +445,30 @@ func BenchmarkSNAT(b *testing.B) {
 		})
 	})
 }
+
+// TestSetupConfirmedIsANoop: nf_nat_setup_info on a confirmed entry
+// returns NF_ACCEPT and binds nothing; uswitch's Setup likewise returns
+// no error and leaves the entry (its reply tuple, its status) alone.
+func TestSetupConfirmedIsANoop(t *testing.T) {
+	ct, n := newCore()
+	now := int64(1e9)
+	q := pkt(t, packet.Spec{Src: client, Dst: vip, Proto: packet.ProtoUDP, SrcPort: 5353, DstPort: 53})
+	ref, _ := ct.In(q, 0, netfilter.PreRouting, now)
+	if _, v := ct.Confirm(ref, now); v != conntrack.Accept {
+		t.Fatal(v)
+	}
+	reply, status := ref.Conn.Tuple(conntrack.Reply), ref.Conn.Status()
+	for _, m := range []Manip{Src, Dst} {
+		if err := n.Setup(ref.Conn, &Range{Flags: MapIPs, MinIP: server, MaxIP: server}, m, now); err != nil {
+			t.Fatalf("manip %v: %v", m, err)
+		}
+		if err := n.NullBinding(ref.Conn, m, now); err != nil {
+			t.Fatalf("null binding %v: %v", m, err)
+		}
+	}
+	if ref.Conn.Tuple(conntrack.Reply) != reply || ref.Conn.Status() != status {
+		t.Fatalf("a confirmed entry changed: reply %v status %b (was %v, %b)", ref.Conn.Tuple(conntrack.Reply), ref.Conn.Status(), reply, status)
+	}
+	Translate(q, ref, Src)
+	check(t, q, client, vip, 5353, 53)
+}
