@@ -138,8 +138,8 @@ const (
 
 // sctpStates is sctp_states[direction][event][state] of
 // ip_vs_proto_sctp.c: INPUT (client to real server), OUTPUT (real
-// server's replies, VS/NAT), INPUT-ONLY (DR/TUN, or NAT before the first
-// reply).
+// server's replies, VS/NAT), INPUT-ONLY (client packets of a connection
+// that has seen no reply: DR/TUN, IP_VS_CONN_F_NOOUTPUT).
 var sctpStates = [3][sctpEvLast][sctpLast]uint8{
 	{ // INPUT
 		//  sNO, sI1, sIN, sCS, sCR, sCW, sCO, sCE, sES, sSS, sSR, sSA, sRJ, sCL
