@@ -676,3 +676,33 @@ func FuzzSCTPIPVS(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSCTPEstablished: one DATA packet of an established VS/NAT
+// association, alternately the client's (In, DNAT with the CRC32c over
+// its 64-byte payload) and the real server's (Out, the same).
+func BenchmarkSCTPEstablished(b *testing.B) {
+	d := sctpDirector(b, Masq, ServiceConfig{})
+	d.In(cli(b, chunk(sctpChunkInit, 0, initBody(1))), netfilter.LocalIn, sec, nil)
+	d.Out(srv(b, chunk(sctpChunkInitAck, 0, initBody(2))), netfilter.Forward, sec)
+	d.In(cli(b, chunk(sctpChunkCookieEcho, 0, nil)), netfilter.LocalIn, sec, nil)
+	d.Out(srv(b, chunk(sctpChunkCookieAck, 0, nil)), netfilter.Forward, sec)
+	data := chunk(sctpChunkData, 3, make([]byte, 12+64))
+	in, out := cli(b, data), srv(b, data)
+	inOrig, outOrig := append([]byte(nil), in.Data...), append([]byte(nil), out.Data...)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if i&1 == 0 {
+			copy(in.Data, inOrig)
+			_ = in.Decode()
+			if r := d.In(in, netfilter.LocalIn, 2*sec, nil); r.V != Xmit || !DNAT(in, r.Conn) {
+				b.Fatal(r.V)
+			}
+		} else {
+			copy(out.Data, outOrig)
+			_ = out.Decode()
+			if r := d.Out(out, netfilter.Forward, 2*sec); r.Conn == nil {
+				b.Fatal("no conn")
+			}
+		}
+	}
+}
