@@ -46,6 +46,14 @@ func (k *pkt) ipvsOut(st *hookState, prio netfilter.Priority) bool {
 	if r.Conn == nil {
 		return true
 	}
+	if r.V == lvs.Drop {
+		// handle_response: the snat_handler could not rewrite it
+		if k.tracing() {
+			k.ipvsTrace(h, prio, "drop reply "+r.Conn.String()+": "+r.Reason)
+		}
+		k.drop(DropIPVS, 0, r.Reason)
+		return false
+	}
 	if k.tracing() {
 		k.ipvsTrace(h, prio, "reply "+r.Conn.String())
 	}
@@ -113,7 +121,11 @@ func (k *pkt) ipvsIn(h netfilter.Hook, prio netfilter.Priority) bool {
 		return false
 	case lvs.Drop:
 		if k.tracing() {
-			k.ipvsTrace(h, prio, "drop "+r.Conn.String()+": "+r.Reason)
+			ev := "drop: " + r.Reason
+			if r.Conn != nil {
+				ev = "drop " + r.Conn.String() + ": " + r.Reason
+			}
+			k.ipvsTrace(h, prio, ev)
 		}
 		k.drop(DropIPVS, 0, r.Reason)
 		return false
@@ -162,8 +174,8 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn, icmp bool) bool {
 	if rt.Type == route.Local {
 		// the real server is this host: the packet goes on to local
 		// delivery (NAT rewritten first)
-		if fwd == lvs.Masq {
-			k.natToServer(cp, icmp)
+		if fwd == lvs.Masq && !k.natToServer(cp, icmp) {
+			return false
 		}
 		k.ipvsDone = true
 		return true
@@ -192,7 +204,9 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn, icmp bool) bool {
 	p.SetTTL(p.IP.TTL() - 1)
 	switch fwd {
 	case lvs.Masq:
-		k.natToServer(cp, icmp)
+		if !k.natToServer(cp, icmp) {
+			return false
+		}
 	case lvs.Tunnel:
 		src := u32(rt.Src)
 		if src == 0 {
@@ -224,13 +238,18 @@ func (k *pkt) ipvsXmit(cp *lvs.Conn, icmp bool) bool {
 }
 
 // natToServer is ip_vs_nat_xmit's rewrite (or ip_vs_nat_icmp's for an
-// ICMP error) and its conntrack handling.
-func (k *pkt) natToServer(cp *lvs.Conn, icmp bool) {
+// ICMP error) and its conntrack handling. false: the dnat_handler failed
+// and the packet was dropped (tx_error).
+func (k *pkt) natToServer(cp *lvs.Conn, icmp bool) bool {
 	if icmp {
 		lvs.NATICMPIn(k.p, cp)
 		k.ipvsNotrack(cp)
-		return
+		return true
 	}
-	lvs.DNAT(k.p, cp)
+	if !lvs.DNAT(k.p, cp) {
+		k.drop(DropIPVS, 0, "ipvs: SCTP header truncated")
+		return false
+	}
 	k.ipvsUntrack(cp, true)
+	return true
 }

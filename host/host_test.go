@@ -68,6 +68,10 @@ func TestSysctl(t *testing.T) {
 	if err != nil || s.MultipathHashSeed != 0xffffffff || s.MultipathHashFields != 0x37 || !s.MultipathUseNeigh || s.MultipathHashPolicy != 3 {
 		t.Errorf("multipath sysctls: %v %+v", err, s)
 	}
+	s, err = parseSysctl("sysctl", []byte("net.ipv4.vs.sloppy_sctp = 1\nnet.ipv4.vs.conn_reuse_mode = 2\n"))
+	if err != nil || !s.IPVS.SloppySCTP || s.IPVS.ConnReuseMode != 2 {
+		t.Errorf("vs sysctls: %v %+v", err, s.IPVS)
+	}
 	if d := DefaultSysctl(); d.MultipathHashFields != 7 || d.MultipathHashSeed != 0 {
 		t.Errorf("default multipath fields %#x seed %d", d.MultipathHashFields, d.MultipathHashSeed)
 	}

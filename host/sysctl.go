@@ -181,7 +181,7 @@ func (s *Sysctl) set(k, v string) error {
 		vs := &s.IPVS
 		flags := map[string]*bool{"conntrack": &vs.Conntrack, "expire_nodest_conn": &vs.ExpireNodestConn,
 			"expire_quiescent_template": &vs.ExpireQuiescentTemplate, "snat_reroute": &vs.SnatReroute,
-			"nat_icmp_send": &vs.NatICMPSend}
+			"nat_icmp_send": &vs.NatICMPSend, "sloppy_sctp": &vs.SloppySCTP}
 		if f := flags[knob]; f != nil {
 			n, err := atoi(v)
 			*f = n != 0

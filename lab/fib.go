@@ -35,7 +35,7 @@ func (e *sysctlError) Error() string { return e.key + ": " + e.err.Error() }
 var knownSysctl = regexp.MustCompile(`^(net\.ipv4\.ip_forward|net\.ipv4\.fib_multipath_(hash_policy|hash_seed|hash_fields|use_neigh)|` +
 	`net\.ipv4\.ipfrag_(high_thresh|low_thresh|time|max_dist)|` +
 	`net\.bridge\.bridge-nf-(call-iptables|call-ip6tables|call-arptables|filter-vlan-tagged|pass-vlan-input-dev)|` +
-	`net\.ipv4\.vs\.(conntrack|expire_nodest_conn|expire_quiescent_template|snat_reroute|conn_reuse_mode|nat_icmp_send)|` +
+	`net\.ipv4\.vs\.(conntrack|expire_nodest_conn|expire_quiescent_template|snat_reroute|conn_reuse_mode|nat_icmp_send|sloppy_sctp)|` +
 	`net\.ipv4\.conf\.[^.]+\.(forwarding|rp_filter|route_localnet|accept_local|src_valid_mark|send_redirects)|` +
 	`net\.netfilter\.nf_conntrack_(max|tcp_loose|tcp_be_liberal|tcp_max_retrans|tcp_timeout_[a-z_]+|udp_timeout(_stream)?|icmp_timeout|generic_timeout))$`)
 

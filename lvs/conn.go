@@ -41,9 +41,16 @@ const (
 var tcpStateNames = [...]string{"NONE", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT", "TIME_WAIT", "CLOSE",
 	"CLOSE_WAIT", "LAST_ACK", "LISTEN", "SYNACK"}
 
-// UDP has one state (IP_VS_UDP_S_NORMAL) named "UDP"; SCTP states are
-// approximated by NONE/ESTABLISHED/CLOSED here.
+// UDP has one state (IP_VS_UDP_S_NORMAL) named "UDP"; the SCTP states
+// are in sctp.go.
 const udpNormal uint8 = 0
+
+// States of a persistence template (IP_VS_CTPL_S_*): ASSURED once a
+// connection it controls reached ESTABLISHED (ip_vs_control_assure_ct).
+const (
+	tmplNone    uint8 = 0
+	tmplAssured uint8 = 1
+)
 
 // Conn is one IPVS connection (struct ip_vs_conn): client, virtual and
 // destination address/port, the dest it is bound to and its state.
@@ -98,6 +105,16 @@ func (c *Conn) State() uint8 { return uint8(c.state.Load()) }
 
 // StateName is what ipvsadm -Lnc prints in the state column.
 func (c *Conn) StateName() string {
+	if c.Template() {
+		// ip_vs_state_name: ip_vs_ctpl_state_name_table
+		switch c.State() {
+		case tmplNone:
+			return "NONE"
+		case tmplAssured:
+			return "ASSURED"
+		}
+		return "ERR!"
+	}
 	switch c.Proto {
 	case ProtoTCP:
 		s := c.State()
@@ -124,12 +141,11 @@ func (c *Conn) Expires(now int64) int64 {
 	return 0
 }
 
-func sctpStateName(s uint8) string {
-	switch s {
-	case 0:
-		return "NONE"
-	case 1:
-		return "ESTABLISHED"
+// assureControl is ip_vs_control_assure_ct: the template controlling a
+// connection that became ESTABLISHED is ASSURED (cp.mu held; the
+// template's state is written only here, and only ever to ASSURED).
+func (c *Conn) assureControl() {
+	if ct := c.Control; ct != nil && ct.Template() {
+		ct.state.Store(uint32(tmplAssured))
 	}
-	return "CLOSED"
 }

@@ -174,6 +174,10 @@ type Sysctls struct {
 	// scheduled afresh (1, the default; bit 2 adds FIN_WAIT for
 	// DR/TUN).
 	ConnReuseMode int
+	// SloppySCTP (vs.sloppy_sctp): a connection may be scheduled by
+	// any first chunk but ABORT, not only by an INIT (to pick up
+	// associations that were there before the director).
+	SloppySCTP bool
 	// NatICMPSend: answer a real server's packet without connection
 	// with ICMP port unreachable.
 	NatICMPSend bool

@@ -34,12 +34,27 @@
 // Protocol state: TCP follows ip_vs_proto_tcp.c's tcp_states tables
 // (INPUT, OUTPUT, INPUT-ONLY for DR/TUN), with the active/inactive counts
 // of the dest moved as the kernel moves them; UDP has one state and the
-// UDP timeout.
+// UDP timeout. SCTP follows ip_vs_proto_sctp.c (sctp.go): scheduled by
+// an INIT first chunk (any but ABORT with vs.sloppy_sctp), the first
+// chunk's event (a COOKIE ECHO/ACK followed by an ABORT is the ABORT)
+// through sctp_states' three directions, the kernel's state names
+// (INIT1, C-SENT, ..., REJECTED, CLOSED) and fixed per-state timeouts,
+// an INIT on a CLOSED connection scheduled afresh (conn_reuse_mode), the
+// CRC32c recomputed when VS/NAT changes a port, and the packets the
+// kernel drops (no chunk header without a connection; shorter than the
+// common header on a VS/NAT connection). A persistence template becomes
+// ASSURED when a connection it controls reaches ESTABLISHED (TCP and
+// SCTP, ip_vs_control_assure_ct).
 //
 // Known differences from the kernel:
-//   - SCTP connections are scheduled on INIT and kept ESTABLISHED with the
-//     TCP timeout; the SCTP state machine (ip_vs_proto_sctp.c) is not
-//     modelled.
+//   - The TCP state code predates 4.7: it counts only ESTABLISHED as
+//     active (the kernel's tcp_state_active also counts SYN_SENT and
+//     SYN_RECV), and conn_reuse_mode neither reschedules a SYN on a
+//     CLOSE connection nor spares connections a template controls
+//     (is_new_conn_expected); SCTP does as the kernel.
+//   - IPVS never verifies SCTP's CRC32c (sctp_csum_check runs only for
+//     application helpers, of which SCTP has none): a wrong one passes,
+//     and comes out right when the port is rewritten.
 //   - No application helpers (FTP), no persistence engines (sip is
 //     accepted and ignored), no sync daemon, no cache bypass
 //     (sysctl_cache_bypass), no defragmentation (fragments other than the

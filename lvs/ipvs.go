@@ -84,7 +84,12 @@ func (d *Director) In(p *packet.Packet, h netfilter.Hook, now int64, rnd func() 
 	}
 	res := Result{}
 	if cp == nil {
-		if !schedulable(p) {
+		sched, drop := schedulable(p, d.Sysctls().SloppySCTP)
+		if drop {
+			// sctp_conn_schedule: no chunk header, no ports: NF_DROP
+			return Result{V: Drop, Reason: "ipvs: SCTP packet without a chunk header"}
+		}
+		if !sched {
 			return Result{}
 		}
 		svc := d.Lookup(p.Mark, p.Proto, p.Dst, p.DstPort)
@@ -122,17 +127,29 @@ func (d *Director) In(p *packet.Packet, h netfilter.Hook, now int64, rnd func() 
 	return res
 }
 
-// reuse is conn_reuse_mode: a new SYN on a connection in TIME_WAIT (not
-// controlling others) expires it so the SYN is scheduled afresh
-// (is_new_conn_expected).
+// reuse is conn_reuse_mode: a packet that opens a connection (a TCP SYN,
+// an SCTP INIT: is_new_conn) on one that is over (TCP TIME_WAIT, or
+// FIN_WAIT with bit 2 for DR/TUN; SCTP CLOSED: is_new_conn_expected)
+// and controls no other expires it, so the packet is scheduled afresh.
+// A connection a persistence template controls is not reused (SCTP;
+// see doc.go for TCP).
 func (d *Director) reuse(p *packet.Packet, cp *Conn) bool {
 	mode := d.Sysctls().ConnReuseMode
-	if mode == 0 || p.Proto != ProtoTCP || p.TCPFlags&(packet.TCPSyn|packet.TCPAck|packet.TCPRst|packet.TCPFin) != packet.TCPSyn {
+	if mode == 0 || cp.nControlled.Load() > 0 {
 		return false
 	}
-	st := cp.State()
-	expected := st == TCPTimeWait || (mode&2 != 0 && st == TCPFinWait && cp.flags.Load()&ConnNoOutput != 0)
-	if !expected || cp.nControlled.Load() > 0 {
+	var expected bool
+	switch p.Proto {
+	case ProtoTCP:
+		if p.TCPFlags&(packet.TCPSyn|packet.TCPAck|packet.TCPRst|packet.TCPFin) != packet.TCPSyn {
+			return false
+		}
+		st := cp.State()
+		expected = st == TCPTimeWait || (mode&2 != 0 && st == TCPFinWait && cp.flags.Load()&ConnNoOutput != 0)
+	case ProtoSCTP:
+		expected = sctpIsInit(p.L4) && cp.Control == nil && cp.State() == SCTPClosed
+	}
+	if !expected {
 		return false
 	}
 	d.Conns.expireNow(cp)
@@ -140,17 +157,17 @@ func (d *Director) reuse(p *packet.Packet, cp *Conn) bool {
 }
 
 // schedulable is the protocol's conn_schedule test: TCP schedules on a
-// SYN without RST (tcp_conn_schedule), SCTP on an INIT chunk, UDP on any
-// packet.
-func schedulable(p *packet.Packet) bool {
+// SYN without RST (tcp_conn_schedule), SCTP on an INIT first chunk (any
+// but ABORT with sloppy_sctp; drop: too short to have one,
+// sctp_conn_schedule), UDP on any packet.
+func schedulable(p *packet.Packet, sloppySCTP bool) (sched, drop bool) {
 	switch p.Proto {
 	case ProtoTCP:
-		return p.TCPFlags&packet.TCPSyn != 0 && p.TCPFlags&packet.TCPRst == 0
+		return p.TCPFlags&packet.TCPSyn != 0 && p.TCPFlags&packet.TCPRst == 0, false
 	case ProtoSCTP:
-		// the first chunk's type follows the 12-byte common header
-		return len(p.L4) > 12 && p.L4[12] == 1 // INIT
+		return sctpScheduleVerdict(p.L4, sloppySCTP)
 	}
-	return true
+	return true, false
 }
 
 // schedule is ip_vs_schedule: pick a dest (through a persistence
@@ -283,6 +300,11 @@ func (d *Director) Out(p *packet.Packet, h netfilter.Hook, now int64) Result {
 		// ignore_cp: only VS/NAT connections see their replies here
 		return Result{}
 	}
+	if p.Proto == ProtoSCTP && len(p.L4) < sctpHeaderLen {
+		// sctp_snat_handler: the common header cannot be made
+		// writable (handle_response drops)
+		return Result{V: Drop, Conn: cp, Reason: "ipvs: SCTP header truncated"}
+	}
 	// snat_handler + saddr = vaddr, with incremental checksums
 	if p.SrcPort != cp.VPort {
 		p.SetSrcPort(cp.VPort)
@@ -295,12 +317,20 @@ func (d *Director) Out(p *packet.Packet, h netfilter.Hook, now int64) Result {
 }
 
 // DNAT is the rewrite of ip_vs_nat_xmit: the destination becomes the
-// real server (tcp_dnat_handler, udp_dnat_handler: ports and checksums).
-func DNAT(p *packet.Packet, cp *Conn) {
+// real server (tcp_dnat_handler, udp_dnat_handler, sctp_dnat_handler:
+// ports and checksums; SCTP's CRC32c is computed afresh over the packet
+// when the port changes, and left as it came otherwise, since it covers
+// no address). false: the packet cannot be rewritten (an SCTP packet
+// shorter than its common header) and is dropped (tx_error).
+func DNAT(p *packet.Packet, cp *Conn) bool {
+	if p.Proto == ProtoSCTP && len(p.L4) < sctpHeaderLen {
+		return false
+	}
 	if p.DstPort != cp.DPort {
 		p.SetDstPort(cp.DPort)
 	}
 	p.SetDst(cp.DAddr)
+	return true
 }
 
 // directions of ip_vs_set_state
@@ -365,12 +395,7 @@ func (cp *Conn) setState(d *Director, dir int, p *packet.Packet) {
 		cp.timeout.Store(int64(d.Timeouts().UDP) * int64(time.Second))
 		return
 	case ProtoSCTP:
-		// the SCTP state machine is not modelled: a connection is
-		// ESTABLISHED from its first packet, with the TCP timeout
-		cp.mu.Lock()
-		cp.state.Store(1)
-		cp.timeout.Store(int64(d.tcpTimeout(TCPEstablished)))
-		cp.mu.Unlock()
+		cp.sctpSetState(dir, p.L4)
 		return
 	}
 	cp.mu.Lock()
@@ -401,17 +426,9 @@ func (cp *Conn) setState(d *Director, dir int, p *packet.Packet) {
 		next = tcpStates[off+idx][cur]
 	}
 	if next != cur {
-		if dest := cp.Dest; dest != nil {
-			fl = cp.flags.Load()
-			if fl&ConnInactive == 0 && next != TCPEstablished {
-				dest.ActiveConns.Add(-1)
-				dest.InactConns.Add(1)
-				cp.flags.Or(ConnInactive)
-			} else if fl&ConnInactive != 0 && next == TCPEstablished {
-				dest.ActiveConns.Add(1)
-				dest.InactConns.Add(-1)
-				cp.flags.And(^ConnInactive)
-			}
+		cp.moveActive(next == TCPEstablished)
+		if next == TCPEstablished {
+			cp.assureControl()
 		}
 	}
 	cp.state.Store(uint32(next))
