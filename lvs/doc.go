@@ -33,7 +33,10 @@
 //
 // Protocol state: TCP follows ip_vs_proto_tcp.c's tcp_states tables
 // (INPUT, OUTPUT, INPUT-ONLY for DR/TUN), with the active/inactive counts
-// of the dest moved as the kernel moves them; UDP has one state and the
+// of the dest moved as the kernel moves them (SYN_SENT, SYN_RECV, SYNACK
+// and ESTABLISHED are active: tcp_state_active), a SYN on a TIME_WAIT or
+// CLOSE connection no template controls scheduled afresh
+// (conn_reuse_mode); UDP has one state and the
 // UDP timeout. SCTP follows ip_vs_proto_sctp.c (sctp.go): scheduled by
 // an INIT first chunk (any but ABORT with vs.sloppy_sctp), the first
 // chunk's event (a COOKIE ECHO/ACK followed by an ABORT is the ABORT)
@@ -47,11 +50,6 @@
 // SCTP, ip_vs_control_assure_ct).
 //
 // Known differences from the kernel:
-//   - The TCP state code predates 4.7: it counts only ESTABLISHED as
-//     active (the kernel's tcp_state_active also counts SYN_SENT and
-//     SYN_RECV), and conn_reuse_mode neither reschedules a SYN on a
-//     CLOSE connection nor spares connections a template controls
-//     (is_new_conn_expected); SCTP does as the kernel.
 //   - IPVS never verifies SCTP's CRC32c (sctp_csum_check runs only for
 //     application helpers, of which SCTP has none): a wrong one passes,
 //     and comes out right when the port is rewritten.

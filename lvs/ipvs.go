@@ -128,11 +128,11 @@ func (d *Director) In(p *packet.Packet, h netfilter.Hook, now int64, rnd func() 
 }
 
 // reuse is conn_reuse_mode: a packet that opens a connection (a TCP SYN,
-// an SCTP INIT: is_new_conn) on one that is over (TCP TIME_WAIT, or
-// FIN_WAIT with bit 2 for DR/TUN; SCTP CLOSED: is_new_conn_expected)
-// and controls no other expires it, so the packet is scheduled afresh.
-// A connection a persistence template controls is not reused (SCTP;
-// see doc.go for TCP).
+// an SCTP INIT: is_new_conn) on one that is over (TCP TIME_WAIT or
+// CLOSE, or FIN_WAIT with bit 2 for DR/TUN; SCTP CLOSED:
+// is_new_conn_expected) and controls no other expires it, so the packet
+// is scheduled afresh. A connection a persistence template controls is
+// not reused.
 func (d *Director) reuse(p *packet.Packet, cp *Conn) bool {
 	mode := d.Sysctls().ConnReuseMode
 	if mode == 0 || cp.nControlled.Load() > 0 {
@@ -141,11 +141,13 @@ func (d *Director) reuse(p *packet.Packet, cp *Conn) bool {
 	var expected bool
 	switch p.Proto {
 	case ProtoTCP:
-		if p.TCPFlags&(packet.TCPSyn|packet.TCPAck|packet.TCPRst|packet.TCPFin) != packet.TCPSyn {
+		// is_new_conn: any SYN
+		if p.TCPFlags&packet.TCPSyn == 0 {
 			return false
 		}
 		st := cp.State()
-		expected = st == TCPTimeWait || (mode&2 != 0 && st == TCPFinWait && cp.flags.Load()&ConnNoOutput != 0)
+		expected = cp.Control == nil && (st == TCPTimeWait || st == TCPClose ||
+			(mode&2 != 0 && st == TCPFinWait && cp.flags.Load()&ConnNoOutput != 0))
 	case ProtoSCTP:
 		expected = sctpIsInit(p.L4) && cp.Control == nil && cp.State() == SCTPClosed
 	}
@@ -383,6 +385,12 @@ func (d *Director) tcpTimeout(s uint8) time.Duration {
 	return 2 * time.Second
 }
 
+// tcpStateActive is tcp_state_active (ip_vs_proto_tcp.c, since 4.7):
+// the states a connection counts in the dest's ActiveConn.
+func tcpStateActive(s uint8) bool {
+	return s == TCPEstablished || s == TCPSynSent || s == TCPSynRecv || s == TCPSynAck
+}
+
 // setState is ip_vs_set_state: the protocol's state transition, the
 // active/inactive counters of the dest and the new timeout.
 func (cp *Conn) setState(d *Director, dir int, p *packet.Packet) {
@@ -426,7 +434,7 @@ func (cp *Conn) setState(d *Director, dir int, p *packet.Packet) {
 		next = tcpStates[off+idx][cur]
 	}
 	if next != cur {
-		cp.moveActive(next == TCPEstablished)
+		cp.moveActive(tcpStateActive(next))
 		if next == TCPEstablished {
 			cp.assureControl()
 		}

@@ -1,6 +1,7 @@
 package lvs
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -80,8 +81,9 @@ func TestTCPStatesNAT(t *testing.T) {
 		cnt   [3]int32
 		tmo   int64
 	}{
-		{"tcp 10.0.0.2:1000 > 10.0.0.1:80 syn", false, "SYN_RECV", [3]int32{0, 1, 0}, 60},
-		{"tcp 192.168.1.2:8080 > 10.0.0.2:1000 syn ack 1", true, "SYN_RECV", [3]int32{0, 1, 0}, 60},
+		// SYN_RECV counts as active (tcp_state_active, since 4.7)
+		{"tcp 10.0.0.2:1000 > 10.0.0.1:80 syn", false, "SYN_RECV", [3]int32{1, 0, 0}, 60},
+		{"tcp 192.168.1.2:8080 > 10.0.0.2:1000 syn ack 1", true, "SYN_RECV", [3]int32{1, 0, 0}, 60},
 		{"tcp 10.0.0.2:1000 > 10.0.0.1:80 ack 1", false, "ESTABLISHED", [3]int32{1, 0, 0}, 900},
 		{"tcp 10.0.0.2:1000 > 10.0.0.1:80 fin ack 1", false, "CLOSE_WAIT", [3]int32{0, 1, 0}, 60},
 		{"tcp 192.168.1.2:8080 > 10.0.0.2:1000 fin ack 1", true, "TIME_WAIT", [3]int32{0, 1, 0}, 120},
@@ -233,7 +235,7 @@ func TestPersistence(t *testing.T) {
 		t.Fatalf("rr gave the other net the same dest")
 	}
 	ds := a.Dest
-	if got := counts(ds); got != [3]int32{0, 2, 1} {
+	if got := counts(ds); got != [3]int32{2, 0, 1} { // SYN_RECV is active
 		t.Errorf("counts %v", got)
 	}
 	// the connections end (SYN_RECV: 60 s); the template outlives them:
@@ -504,5 +506,52 @@ func TestDirectorKernelDestOrder(t *testing.T) {
 	}
 	if got := order(c2); got != "BCA" {
 		t.Errorf("clone: %s, want BCA", got)
+	}
+}
+
+// conn_reuse_mode for TCP (is_new_conn_expected): a SYN on a connection
+// in TIME_WAIT or CLOSE is scheduled afresh; one a persistence template
+// controls is kept (the SYN goes to the same connection).
+func TestTCPConnReuse(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		persist bool
+		close   []string // the packets that end the first connection
+		state   string
+		fresh   bool
+	}{
+		{"time-wait", false, []string{"tcp 10.0.0.2:1000 > 10.0.0.1:80 fin ack 1", "out tcp 192.168.1.2:8080 > 10.0.0.2:1000 fin ack 1"}, "TIME_WAIT", true},
+		{"close", false, []string{"tcp 10.0.0.2:1000 > 10.0.0.1:80 rst"}, "CLOSE", true},
+		{"established", false, nil, "ESTABLISHED", false},
+		{"close under a template", true, []string{"tcp 10.0.0.2:1000 > 10.0.0.1:80 rst"}, "CLOSE", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := ServiceConfig{Key: vip}
+			if tc.persist {
+				svc.Flags, svc.Timeout, svc.Netmask = SvcPersistent, 300, 0xffffffff
+			}
+			d := director(t, svc, dest(2, 1))
+			now := sec
+			first := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn"), netfilter.LocalIn, now, nil).Conn
+			d.Out(pk(t, "tcp 192.168.1.2:8080 > 10.0.0.2:1000 syn ack 1"), netfilter.Forward, now)
+			d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 ack 1"), netfilter.LocalIn, now, nil)
+			for _, s := range tc.close {
+				if o, ok := strings.CutPrefix(s, "out "); ok {
+					d.Out(pk(t, o), netfilter.Forward, now)
+				} else {
+					d.In(pk(t, s), netfilter.LocalIn, now, nil)
+				}
+			}
+			if first.StateName() != tc.state {
+				t.Fatalf("first connection %s, want %s", first.StateName(), tc.state)
+			}
+			r := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn"), netfilter.LocalIn, now+sec, nil)
+			if r.V != Xmit {
+				t.Fatalf("the new SYN: %v", r.V)
+			}
+			if fresh := r.Conn != first; fresh != tc.fresh {
+				t.Errorf("scheduled afresh %v, want %v (state %s)", fresh, tc.fresh, r.Conn.StateName())
+			}
+		})
 	}
 }
