@@ -108,7 +108,7 @@ func (k *pkt) ipvsIn(h netfilter.Hook, prio netfilter.Priority) bool {
 	if !k.ipvsOn() {
 		return true
 	}
-	r := k.e.LVS.In(k.p, h, k.env.now, k.randFunc())
+	r := k.e.LVS.InTracked(k.p, h, k.env.now, k.randFunc(), k.ct.Conn != nil && k.ct.Conn.Confirmed())
 	switch r.V {
 	case lvs.Accept:
 		return true

@@ -316,3 +316,36 @@ func TestIPVSTunnelMTU(t *testing.T) {
 		t.Fatalf("small: %v len %d", f, len(small.IP))
 	}
 }
+
+// vs.conntrack=1: after the real server resets a connection, the
+// client's next SYN from the same port meets IPVS's CLOSE connection
+// (conn_reuse_mode) while conntrack still has the old, confirmed entry
+// (a server's RST does not let a SYN reopen it): IPVS drops that SYN
+// and expires its connection; the retransmission is scheduled afresh.
+func TestIPVSReuseOldConntrackDrop(t *testing.T) {
+	e, _ := ipvsEngine(t, ipvsFilter, "rr", rs(2, lvs.Masq))
+	sc := e.LVS.Sysctls()
+	sc.Conntrack = true
+	e.LVS.SetSysctls(sc)
+	now := int64(1e9)
+	for i, s := range []string{
+		"tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 1 iif eth0",
+		"tcp 192.168.1.2:8080 > 10.0.0.2:40000 syn ack 2 seq 7 iif eth1",
+		"tcp 10.0.0.2:40000 > 10.0.0.1:80 ack 8 seq 2 iif eth0",
+		"tcp 192.168.1.2:8080 > 10.0.0.2:40000 rst seq 8 iif eth1",
+	} {
+		if f := e.Receive(mk(t, s), now, nil); f.Kind != Forwarded {
+			t.Fatalf("packet %d: %v", i, f)
+		}
+		now++
+	}
+	tr := &Tracer{All: true}
+	f := e.Receive(mk(t, "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 100 iif eth0"), now, tr)
+	if f.Kind != Dropped || !strings.Contains(strings.Join(tr.Lines, "\n"), "still uses its old conntrack entry") {
+		t.Fatalf("the SYN reusing the port: %v\n%s", f, strings.Join(tr.Lines, "\n"))
+	}
+	syn := mk(t, "tcp 10.0.0.2:40000 > 10.0.0.1:80 syn seq 100 iif eth0")
+	if f := e.Receive(syn, now+1e9, nil); f.Kind != Forwarded || syn.Dst != 0xc0a80102 {
+		t.Fatalf("its retransmission: %v to %08x", f, syn.Dst)
+	}
+}

@@ -162,7 +162,9 @@ type Sysctls struct {
 	// off (the default) makes scheduled packets untracked.
 	Conntrack bool
 	// ExpireNodestConn: a packet for a connection whose dest was
-	// removed expires it at once (it is dropped either way).
+	// removed expires it at once (it is dropped either way), and a
+	// new connection's first packet (SYN, INIT) on a connection whose
+	// dest has weight 0 is scheduled afresh.
 	ExpireNodestConn bool
 	// ExpireQuiescentTemplate: a persistence template whose dest has
 	// weight 0 is no longer used.
@@ -170,9 +172,10 @@ type Sysctls struct {
 	// SnatReroute: replies whose source became the VIP are routed
 	// again as the host's own packets (default on).
 	SnatReroute bool
-	// ConnReuseMode: a SYN that hits a connection in TIME_WAIT is
-	// scheduled afresh (1, the default; bit 2 adds FIN_WAIT for
-	// DR/TUN).
+	// ConnReuseMode: a SYN that hits a connection in TIME_WAIT or
+	// CLOSE (an INIT: CLOSED) is scheduled afresh (1, the default; bit
+	// 2 adds FIN_WAIT for DR/TUN); while the packet still uses the old
+	// connection's confirmed conntrack entry it is dropped instead.
 	ConnReuseMode int
 	// SloppySCTP (vs.sloppy_sctp): a connection may be scheduled by
 	// any first chunk but ABORT, not only by an INIT (to pick up

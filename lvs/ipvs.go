@@ -63,6 +63,16 @@ type Result struct {
 // modified (the caller transmits on Xmit). rnd is the random source of
 // the schedulers that need one.
 func (d *Director) In(p *packet.Packet, h netfilter.Hook, now int64, rnd func() uint32) Result {
+	return d.InTracked(p, h, now, rnd, false)
+}
+
+// InTracked is In for a packet whose netfilter conntrack entry is
+// already confirmed (ctConfirmed): an old connection's entry that the
+// packet still uses (ip_vs_conn_uses_old_conntrack). A new connection's
+// first packet on a connection that is rescheduled is then dropped, as
+// the kernel drops it (the client's retransmission finds no IPVS
+// connection and is scheduled afresh).
+func (d *Director) InTracked(p *packet.Packet, h netfilter.Hook, now int64, rnd func() uint32, ctConfirmed bool) Result {
 	if d.Empty() || !p.HasL4 {
 		return Result{}
 	}
@@ -80,6 +90,9 @@ func (d *Director) In(p *packet.Packet, h netfilter.Hook, now int64, rnd func() 
 	t := d.Conns
 	cp := t.lookupIn(p.Proto, p.Src, p.SrcPort, p.Dst, p.DstPort, now)
 	if cp != nil && d.reuse(p, cp) {
+		if ctConfirmed {
+			return Result{V: Drop, Conn: cp, Reason: "ipvs: new connection on a rescheduled one still uses its old conntrack entry"}
+		}
 		cp = nil
 	}
 	res := Result{}
@@ -127,31 +140,43 @@ func (d *Director) In(p *packet.Packet, h netfilter.Hook, now int64, rnd func() 
 	return res
 }
 
-// reuse is conn_reuse_mode: a packet that opens a connection (a TCP SYN,
-// an SCTP INIT: is_new_conn) on one that is over (TCP TIME_WAIT or
-// CLOSE, or FIN_WAIT with bit 2 for DR/TUN; SCTP CLOSED:
-// is_new_conn_expected) and controls no other expires it, so the packet
-// is scheduled afresh. A connection a persistence template controls is
-// not reused.
+// reuse is the rescheduling of ip_vs_in_hook: a packet that opens a
+// connection (a TCP SYN, an SCTP INIT: is_new_conn) on one no template
+// controls is scheduled afresh, the old connection expired, when
+// expire_nodest_conn is on and the old one's dest has weight 0, or under
+// conn_reuse_mode when the old one is over (TCP TIME_WAIT or CLOSE, or
+// FIN_WAIT with bit 2 for DR/TUN; SCTP CLOSED: is_new_conn_expected).
+// A connection that controls others (the kernel's FTP data connections,
+// which uswitch does not make) is left alone.
 func (d *Director) reuse(p *packet.Packet, cp *Conn) bool {
-	mode := d.Sysctls().ConnReuseMode
-	if mode == 0 || cp.nControlled.Load() > 0 {
+	if cp.Control != nil || cp.nControlled.Load() > 0 {
 		return false
 	}
-	var expected bool
 	switch p.Proto {
 	case ProtoTCP:
 		// is_new_conn: any SYN
 		if p.TCPFlags&packet.TCPSyn == 0 {
 			return false
 		}
-		st := cp.State()
-		expected = cp.Control == nil && (st == TCPTimeWait || st == TCPClose ||
-			(mode&2 != 0 && st == TCPFinWait && cp.flags.Load()&ConnNoOutput != 0))
 	case ProtoSCTP:
-		expected = sctpIsInit(p.L4) && cp.Control == nil && cp.State() == SCTPClosed
+		if !sctpIsInit(p.L4) {
+			return false
+		}
+	default:
+		return false
 	}
-	if !expected {
+	sc := d.Sysctls()
+	resched := sc.ExpireNodestConn && cp.Dest != nil && cp.Dest.Weight.Load() == 0
+	if !resched && sc.ConnReuseMode != 0 {
+		switch st := cp.State(); p.Proto {
+		case ProtoTCP:
+			resched = st == TCPTimeWait || st == TCPClose ||
+				(sc.ConnReuseMode&2 != 0 && st == TCPFinWait && cp.flags.Load()&ConnNoOutput != 0)
+		case ProtoSCTP:
+			resched = st == SCTPClosed
+		}
+	}
+	if !resched {
 		return false
 	}
 	d.Conns.expireNow(cp)

@@ -555,3 +555,68 @@ func TestTCPConnReuse(t *testing.T) {
 		})
 	}
 }
+
+// expire_nodest_conn: a SYN on a connection whose dest has weight 0 (a
+// terminating pod under kube-proxy) is scheduled afresh on another dest;
+// without the sysctl, or for UDP (is_new_conn is TCP SYN and SCTP INIT
+// only), it stays on the old one.
+func TestExpireNodestConnWeightZero(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		expire bool
+		pkt    string
+		fresh  bool
+	}{
+		{"syn, expire_nodest_conn", true, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn", true},
+		{"syn, off", false, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn", false},
+		{"ack, expire_nodest_conn", true, "tcp 10.0.0.2:1000 > 10.0.0.1:80 ack 1", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := director(t, ServiceConfig{Key: vip}, dest(3, 1), dest(2, 1))
+			sc := d.Sysctls()
+			sc.ExpireNodestConn = tc.expire
+			d.SetSysctls(sc)
+			first := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn"), netfilter.LocalIn, sec, nil).Conn
+			d.Out(pk(t, "tcp 192.168.1.2:8080 > 10.0.0.2:1000 syn ack 1"), netfilter.Forward, sec)
+			d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 ack 1"), netfilter.LocalIn, sec, nil)
+			// ipvsadm -e ... -w 0 on the first connection's dest
+			dc := DestConfig{Addr: first.DAddr, Port: 8080, Fwd: Masq, Weight: 0}
+			if err := d.EditDest(vip, dc); err != nil {
+				t.Fatal(err)
+			}
+			r := d.In(pk(t, tc.pkt), netfilter.LocalIn, 2*sec, nil)
+			if r.V != Xmit {
+				t.Fatalf("%v", r.V)
+			}
+			if fresh := r.Conn != first; fresh != tc.fresh {
+				t.Fatalf("scheduled afresh %v, want %v", fresh, tc.fresh)
+			}
+			if tc.fresh && r.Conn.DAddr == first.DAddr {
+				t.Errorf("rescheduled to the weight-0 dest %08x", r.Conn.DAddr)
+			}
+		})
+	}
+}
+
+// A SYN that would reschedule a TIME_WAIT connection while it still
+// uses that connection's confirmed conntrack entry is dropped, and the
+// old connection expired: the retransmitted SYN is scheduled afresh
+// (ip_vs_conn_uses_old_conntrack).
+func TestReuseWithOldConntrackDrops(t *testing.T) {
+	d := director(t, ServiceConfig{Key: vip}, dest(2, 1))
+	first := d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn"), netfilter.LocalIn, sec, nil).Conn
+	d.Out(pk(t, "tcp 192.168.1.2:8080 > 10.0.0.2:1000 syn ack 1"), netfilter.Forward, sec)
+	d.In(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 ack 1"), netfilter.LocalIn, sec, nil)
+	d.Out(pk(t, "tcp 192.168.1.2:8080 > 10.0.0.2:1000 rst"), netfilter.Forward, sec)
+	if first.StateName() != "CLOSE" {
+		t.Fatalf("state %s", first.StateName())
+	}
+	r := d.InTracked(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn"), netfilter.LocalIn, 2*sec, nil, true)
+	if r.V != Drop {
+		t.Fatalf("the SYN on the old conntrack entry: %v, want dropped", r.V)
+	}
+	r = d.InTracked(pk(t, "tcp 10.0.0.2:1000 > 10.0.0.1:80 syn"), netfilter.LocalIn, 3*sec, nil, true)
+	if r.V != Xmit || r.Conn == first || !r.New {
+		t.Fatalf("the retransmitted SYN: %v new %v (same connection %v)", r.V, r.New, r.Conn == first)
+	}
+}
