@@ -248,12 +248,10 @@ type portRef struct {
 type bridgeState struct {
 	cfg BridgeConfig
 	fdb *fdb.Bridge
-	// neigh is br0's neighbour table, and pending the neighbours being
-	// resolved (NUD_INCOMPLETE) with the packets waiting for them
-	// (guarded by mu)
-	mu      sync.Mutex
-	neigh   map[uint32]packet.MAC
-	pending map[uint32]*neighQueue
+	// neigh is br0's neighbour table (bridgeneigh.go), with the
+	// packets waiting for the MACs being resolved (guarded by mu)
+	mu    sync.Mutex
+	neigh map[uint32]*neighEntry
 	// idxCache is the bridge's index in the last FIB asked
 	idxCache atomic.Pointer[fibIndex]
 	// classes are the bridged flow cache's frame classes
@@ -264,7 +262,10 @@ type bridgeState struct {
 // neighQueue is an unresolved neighbour's queue (arp_queue): at most
 // neighQueueMax packets, the oldest dropped first (__neigh_event_send).
 type neighQueue struct {
-	pkts [][]byte
+	pkts []queuedPkt
+	// src is the source of the packet queued last (arp_solicit asks
+	// from it when it is the host's)
+	src uint32
 	// dnat are bridged frames a DNAT sent to this neighbour
 	dnat []*bridgedDNAT
 }
@@ -300,58 +301,6 @@ func (b *bridgeState) ifindex(fib *route.FIB) int {
 type fibIndex struct {
 	fib *route.FIB
 	idx int
-}
-
-func (b *bridgeState) lookupNeigh(a uint32) (packet.MAC, bool) {
-	b.mu.Lock()
-	m, ok := b.neigh[a]
-	b.mu.Unlock()
-	return m, ok
-}
-
-// hasNeigh: a is a neighbour entry, resolved or being resolved.
-func (b *bridgeState) hasNeigh(a uint32) bool {
-	b.mu.Lock()
-	_, ok := b.neigh[a]
-	_, pend := b.pending[a]
-	b.mu.Unlock()
-	return ok || pend
-}
-
-// learnNeigh records a neighbour's address and returns what was
-// waiting for it.
-func (b *bridgeState) learnNeigh(a uint32, m packet.MAC) *neighQueue {
-	b.mu.Lock()
-	b.neigh[a] = m
-	w := b.pending[a]
-	delete(b.pending, a)
-	b.mu.Unlock()
-	return w
-}
-
-// queueNeigh puts a packet in the queue of an unresolved neighbour; it
-// reports whether the neighbour was new (a solicitation goes out: the
-// kernel sends one at once, and the next ones from its timer,
-// retrans_time apart, which an offline replay does not run).
-func (b *bridgeState) queueNeigh(a uint32, pkts [][]byte) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.pending == nil {
-		b.pending = map[uint32]*neighQueue{}
-	}
-	w := b.pending[a]
-	isNew := w == nil
-	if isNew {
-		w = &neighQueue{}
-		b.pending[a] = w
-	}
-	for _, p := range pkts {
-		if len(w.pkts) >= neighQueueMax {
-			w.pkts = w.pkts[1:]
-		}
-		w.pkts = append(w.pkts, append([]byte(nil), p...))
-	}
-	return isNew
 }
 
 // samePorts: two bridge configurations have the same ports by name.
@@ -396,9 +345,11 @@ func buildBridges(cfgs []BridgeConfig, old *bridgeSet, now int64) (*bridgeSet, e
 					return nil, fmt.Errorf("bridge %s: %w", name, err)
 				}
 			}
-			b = &bridgeState{cfg: c, fdb: f, neigh: map[uint32]packet.MAC{}, classes: new(bclassTable)}
+			b = &bridgeState{cfg: c, fdb: f, neigh: map[uint32]*neighEntry{}, classes: new(bclassTable)}
 			for a, m := range c.Neighbours {
-				b.neigh[a] = m
+				// a configured (snapshot) neighbour: its MAC, of unknown
+				// freshness
+				b.neigh[a] = &neighEntry{mac: m, state: nudStale}
 			}
 		}
 		s.byName[name] = b
@@ -727,7 +678,7 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			if rt.Gateway.IsValid() {
 				nh = u32(rt.Gateway)
 			}
-			m, ok := b.lookupNeigh(nh)
+			m, ok := b.resolveNeigh(nh, now)
 			if !ok {
 				// br_nf_pre_routing_finish_bridge: the neighbour's
 				// output queues the frame behind an ARP request from
@@ -1085,7 +1036,7 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark
 	case packet.EtherTypeIPv4:
 	case packet.EtherTypeARP:
 		ff.UpARP = true
-		e.bridgeARP(b, fr, ff)
+		e.bridgeARP(b, fr, ff, now)
 		return
 	default:
 		return
@@ -1172,15 +1123,8 @@ func (e *Engine) queueBridgedDNAT(k *pkt, b *bridgeState, in int, fr *packet.Fra
 	copy(frame[hl:], k.p.IP)
 	d := &bridgedDNAT{frame: frame, in: in, meta: k.p.Meta, ct: k.ct, zone: k.zone}
 	b.mu.Lock()
-	if b.pending == nil {
-		b.pending = map[uint32]*neighQueue{}
-	}
-	w := b.pending[nh]
-	isNew := w == nil
-	if isNew {
-		w = &neighQueue{}
-		b.pending[nh] = w
-	}
+	n, isNew := b.startNeigh(nh, k.env.now)
+	w := n.q
 	if len(w.dnat) < neighQueueMax {
 		w.dnat = append(w.dnat, d)
 	}
@@ -1228,7 +1172,7 @@ func arpRequest(b *bridgeState, fib *route.FIB, src, target uint32) []byte {
 // bridgeARP is arp_process for br0: a request for one of its addresses
 // is answered (and its sender learned as a neighbour); a reply teaches
 // the neighbour.
-func (e *Engine) bridgeARP(b *bridgeState, fr *packet.Frame, ff *FrameFate) {
+func (e *Engine) bridgeARP(b *bridgeState, fr *packet.Frame, ff *FrameFate, now int64) {
 	m, ok := packet.ParseARP(fr.Payload)
 	if !ok {
 		return
@@ -1243,8 +1187,8 @@ func (e *Engine) bridgeARP(b *bridgeState, fr *packet.Frame, ff *FrameFate) {
 		if w == nil {
 			return
 		}
-		for _, ip := range w.pkts {
-			e.bridgeXmit(b, sha, packet.EtherTypeIPv4, ip, ff)
+		for _, q := range w.pkts {
+			e.bridgeXmit(b, sha, packet.EtherTypeIPv4, q.ip, ff)
 		}
 		for _, d := range w.dnat {
 			e.resumeBridgedDNAT(b, d, sha, ff)
@@ -1257,10 +1201,12 @@ func (e *Engine) bridgeARP(b *bridgeState, fr *packet.Frame, ff *FrameFate) {
 	// updates its sender's entry (neigh_event_ns); any other request or
 	// reply only updates an entry that exists, a resolved or a pending
 	// one (__neigh_lookup without create)
+	// the new state: REACHABLE for a reply sent to br0 (PACKET_HOST),
+	// STALE for a request or a broadcast reply
 	if op == 1 && local {
-		flush(b.learnNeigh(spa, sha))
+		flush(b.learnNeigh(spa, sha, false, now))
 	} else if b.hasNeigh(spa) {
-		flush(b.learnNeigh(spa, sha))
+		flush(b.learnNeigh(spa, sha, op == 2 && fr.Dst == b.fdb.MAC, now))
 	}
 	switch op {
 	case 1: // request
@@ -1317,9 +1263,12 @@ func (e *Engine) bridgeXmitTraced(b *bridgeState, dst packet.MAC, proto uint16, 
 func (k *pkt) bridgeOutput(b *bridgeState) {
 	var ff FrameFate
 	nh := k.fate.NextHop
-	mac, ok := b.lookupNeigh(nh)
+	var mac packet.MAC
+	var ok bool
 	if nh == 0xffffffff || k.rt.Type == route.Broadcast {
 		mac, ok = packet.Broadcast, true
+	} else {
+		mac, ok = b.resolveNeigh(nh, k.env.now)
 	}
 	pkts := k.fate.Frags
 	if pkts == nil {
@@ -1331,7 +1280,11 @@ func (k *pkt) bridgeOutput(b *bridgeState) {
 		// the packet's source when it is ours (arp_solicit,
 		// arp_announce 0)
 		k.fate.ARPPending = true
-		if !b.queueNeigh(nh, pkts) {
+		q := make([]queuedPkt, len(pkts))
+		for i, ip := range pkts {
+			q[i] = queuedPkt{ip: ip, iif: k.iif, ct: k.ct, zone: k.zone}
+		}
+		if !b.queueNeigh(nh, q, k.p.Src, k.env.now) {
 			return
 		}
 		req := arpRequest(b, k.cfg.FIB, k.p.Src, nh)

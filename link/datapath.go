@@ -975,6 +975,14 @@ func (d *Datapath) reaper() {
 			for _, b := range d.eng.Bridges() {
 				b.Expire(now)
 			}
+			// the bridge devices' neighbour timers: ARP requests
+			// again, and host unreachable for what waited in vain
+			if ff, as := d.eng.BridgeNeighTick(now); len(ff.Out) > 0 || len(as) > 0 {
+				rw.now = now
+				rw.writeFrames(ff.Out)
+				rw.sendAnswers(as)
+				rw.flush()
+			}
 			// reassembly timers (ip_expire)
 			if x := d.eng.ExpireFragments(now, nil); len(x) > 0 {
 				rw.now = now
@@ -984,11 +992,20 @@ func (d *Datapath) reaper() {
 				}
 				rw.flush()
 			}
-			// TAP ports: ARP retransmissions, neighbour ageing
+			// TAP ports: ARP retransmissions, neighbour ageing, and
+			// host unreachable for what waited in vain
+			var unreach []datapath.Answer
 			for _, p := range d.ports {
 				if p.l2 != nil && p.tun == nil {
-					p.l2.tick(now, p.dev)
+					for _, ip := range p.l2.tick(now, p.dev) {
+						unreach = append(unreach, d.eng.HostUnreachable(ip, now)...)
+					}
 				}
+			}
+			if len(unreach) > 0 {
+				rw.now = now
+				rw.sendAnswers(unreach)
+				rw.flush()
 			}
 			if len(d.tunnels) > 0 {
 				// tunnels: FDB ageing, ARP over the tunnel

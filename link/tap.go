@@ -376,15 +376,18 @@ func (t *tapPort) output(b []byte, nh uint32, own []byte, now int64, held *[]*fr
 
 // tick is the reaper's neighbour pass: re-sends the requests of
 // unresolved next hops (written to dev at once) and drops the packets of
-// the ones that never answered.
-func (t *tapPort) tick(now int64, dev Device) {
-	again, failed := t.neigh.age(now)
-	for _, q := range failed {
+// the ones that never answered, returning copies of them (IPv4) for the
+// ICMP host unreachable errors the kernel sends about them
+// (arp_error_report).
+func (t *tapPort) tick(now int64, dev Device) (failed [][]byte) {
+	again, fq := t.neigh.age(now)
+	for _, q := range fq {
 		t.unresolved.Add(1)
+		failed = append(failed, append([]byte(nil), q.b[ethHeaderLen:]...))
 		q.release()
 	}
 	if len(again) == 0 {
-		return
+		return failed
 	}
 	var fs []*frameBuf
 	var out [][]byte
@@ -399,6 +402,7 @@ func (t *tapPort) tick(now int64, dev Device) {
 	for _, r := range fs {
 		r.release()
 	}
+	return failed
 }
 
 // addStats adds a port's counters to s.

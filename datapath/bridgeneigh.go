@@ -1,0 +1,358 @@
+package datapath
+
+import (
+	"sort"
+	"time"
+
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/packet"
+	"github.com/uswitch-lab/uswitch/route"
+)
+
+// The neighbour table of a bridge device (arp_tbl on br0), the states
+// and timers of net/core/neighbour.c with arp_tbl's defaults:
+//
+//	(none, FAILED) ──a packet for it──> INCOMPLETE: the packet queued,
+//	   ▲                                 a broadcast request at once and
+//	   │                                 one per retrans_time, mcast_probes
+//	   │ no answer (3 requests):         (3) in all
+//	   │ the queue is dropped, each        │ ARP reply (unicast: REACHABLE)
+//	   │ forwarded packet answered with    │ or request (STALE)
+//	   │ ICMP host unreachable             ▼
+//	   │                                 REACHABLE ──reachable_time──> STALE
+//	   │                                   ▲  (used within delay_first_     │
+//	   │                                   │   probe_time: DELAY)           │ a packet: sent,
+//	   │                                   │                                ▼ and DELAY
+//	   └───── PROBE: ucast_probes (3) <── DELAY (delay_first_probe_time):
+//	          unicast requests to the        confirmed meanwhile: REACHABLE
+//	          old MAC, packets still sent
+//	          to it; a reply: REACHABLE
+//
+// A packet to a REACHABLE, STALE, DELAY or PROBE neighbour goes to its
+// MAC. The timers run in Engine.BridgeNeighTick, which the lab's reaper
+// calls once a second (an offline replay runs none: its ARP requests
+// are never answered and never repeated). reachable_time is
+// base_reachable_time's 30 s (the kernel draws it between 15 and 45 s
+// every 300 s). Locktime is not modelled: a changed MAC always wins.
+// Entries are not garbage-collected (the kernel collects only above
+// gc_thresh1, 128 entries).
+
+// Neighbour states (NUD_*).
+const (
+	nudIncomplete uint8 = iota + 1
+	nudReachable
+	nudStale
+	nudDelay
+	nudProbe
+	nudFailed
+)
+
+var nudNames = [...]string{nudIncomplete: "INCOMPLETE", nudReachable: "REACHABLE", nudStale: "STALE",
+	nudDelay: "DELAY", nudProbe: "PROBE", nudFailed: "FAILED"}
+
+// arp_tbl's timers and probe counts.
+const (
+	neighReachable   = int64(30 * time.Second) // base_reachable_time
+	neighDelayProbe  = int64(5 * time.Second)  // delay_first_probe_time
+	neighRetrans     = int64(time.Second)      // retrans_time
+	neighUcastProbes = 3
+	neighMcastProbes = 3
+)
+
+// neighEntry is one neighbour of br0 (guarded by bridgeState.mu).
+type neighEntry struct {
+	mac   packet.MAC
+	state uint8
+	// confirmed: the last proof of reachability (a unicast ARP reply);
+	// used: the last packet sent to it; next: when its timer fires (0:
+	// none)
+	confirmed, used, next int64
+	// probes is neigh->probes: an INCOMPLETE entry starts at
+	// ucast_probes, so all of its requests are broadcast
+	probes int
+	// q holds what waits for an INCOMPLETE entry's MAC
+	q *neighQueue
+}
+
+// queuedPkt is an IPv4 packet waiting for its next hop's MAC: its
+// input device (0: the host's own) and connection, for the ICMP error
+// sent about it when the neighbour fails.
+type queuedPkt struct {
+	ip   []byte
+	iif  int
+	ct   conntrack.Ref
+	zone uint16
+}
+
+// resolveNeigh is the neighbour lookup of a packet to a out of br0 at
+// now: the MAC when the entry has one (a STALE entry becomes DELAY, its
+// first probe delay_first_probe_time away), else false (queue it).
+func (b *bridgeState) resolveNeigh(a uint32, now int64) (packet.MAC, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.neigh[a]
+	if n == nil || n.state == nudIncomplete || n.state == nudFailed {
+		return packet.MAC{}, false
+	}
+	n.used = now
+	if n.state == nudStale {
+		n.state, n.next = nudDelay, now+neighDelayProbe
+	}
+	return n.mac, true
+}
+
+// hasNeigh: a has an entry, in any state.
+func (b *bridgeState) hasNeigh(a uint32) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.neigh[a] != nil
+}
+
+// learnNeigh is neigh_update from arp_process: a's MAC is m, reachable
+// for a unicast reply, else STALE (a request, or a broadcast reply); an
+// entry that has a MAC and keeps it keeps its state on a STALE update.
+// It returns what was waiting for the MAC.
+func (b *bridgeState) learnNeigh(a uint32, m packet.MAC, reachable bool, now int64) *neighQueue {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.neigh[a]
+	if n == nil {
+		n = &neighEntry{}
+		b.neigh[a] = n
+	}
+	valid := n.state >= nudReachable && n.state <= nudProbe
+	if !reachable && valid && n.mac == m {
+		return nil
+	}
+	n.mac, n.probes = m, 0
+	if reachable {
+		n.state, n.confirmed, n.next = nudReachable, now, now+neighReachable
+	} else {
+		n.state, n.next = nudStale, 0
+	}
+	q := n.q
+	n.q = nil
+	return q
+}
+
+// queueNeigh puts packets in the queue of a neighbour without a MAC (at
+// most neighQueueMax, the oldest dropped first, as __neigh_event_send
+// does); src is their source. It reports whether a request goes out now:
+// a new resolution (no entry, or a FAILED one) sends its first at once.
+func (b *bridgeState) queueNeigh(a uint32, pkts []queuedPkt, src uint32, now int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n, isNew := b.startNeigh(a, now)
+	w := n.q
+	w.src = src
+	for _, p := range pkts {
+		if len(w.pkts) >= neighQueueMax {
+			w.pkts = w.pkts[1:]
+		}
+		p.ip = append([]byte(nil), p.ip...)
+		w.pkts = append(w.pkts, p)
+	}
+	return isNew
+}
+
+// startNeigh returns a's INCOMPLETE entry, starting its resolution when
+// there is none (b.mu held): a new one counts its first request.
+func (b *bridgeState) startNeigh(a uint32, now int64) (*neighEntry, bool) {
+	n := b.neigh[a]
+	if n != nil && n.state == nudIncomplete {
+		return n, false
+	}
+	if n == nil {
+		n = &neighEntry{}
+		b.neigh[a] = n
+	}
+	n.state, n.probes, n.next = nudIncomplete, neighUcastProbes+1, now+neighRetrans
+	n.q = &neighQueue{}
+	return n, true
+}
+
+// neighRequest is an ARP request a timer sends: broadcast (zero dst)
+// or unicast to the old MAC (PROBE).
+type neighRequest struct {
+	target, src uint32
+	dst         packet.MAC
+}
+
+// neighTick runs the timers of b's neighbours due at now
+// (neigh_timer_handler): the requests to send, and the queues of the
+// entries that failed.
+func (b *bridgeState) neighTick(now int64) (reqs []neighRequest, failed []*neighQueue) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for a, n := range b.neigh {
+		if n.next == 0 || n.next > now {
+			continue
+		}
+		switch n.state {
+		case nudReachable:
+			switch {
+			case now <= n.confirmed+neighReachable:
+				n.next = n.confirmed + neighReachable
+			case now <= n.used+neighDelayProbe:
+				n.state, n.next = nudDelay, now+neighDelayProbe
+			default:
+				n.state, n.next = nudStale, 0
+			}
+			continue
+		case nudDelay:
+			if now <= n.confirmed+neighDelayProbe {
+				n.state, n.next = nudReachable, n.confirmed+neighReachable
+				continue
+			}
+			n.state, n.probes = nudProbe, 0
+		case nudIncomplete, nudProbe:
+		default:
+			n.next = 0
+			continue
+		}
+		max := neighUcastProbes
+		if n.state == nudIncomplete {
+			max += neighMcastProbes
+		}
+		if n.probes >= max {
+			// neigh_invalidate: the queue goes, each packet reported
+			n.state, n.next = nudFailed, 0
+			if n.q != nil {
+				failed = append(failed, n.q)
+				n.q = nil
+			}
+			continue
+		}
+		r := neighRequest{target: a}
+		if n.state == nudProbe {
+			r.dst = n.mac
+		} else if n.q != nil {
+			r.src = n.q.src
+		}
+		reqs = append(reqs, r)
+		n.probes++
+		n.next = now + neighRetrans
+	}
+	sort.Slice(reqs, func(i, j int) bool { return reqs[i].target < reqs[j].target })
+	return reqs, failed
+}
+
+// BridgeNeighTick runs the timers of the bridge devices' neighbour
+// tables due at now. The lab's reaper calls it once a second. It returns
+// the ARP requests the timers send, as frames leaving bridge ports
+// (ff.Out), and the ICMP host unreachable errors sent about the queued
+// packets of neighbours that failed (arp_error_report; a packet the host
+// itself sent, or a bridged DNAT frame, is dropped without one).
+func (e *Engine) BridgeNeighTick(now int64) (ff FrameFate, answers []Answer) {
+	s := e.bridges.Load()
+	if s == nil {
+		return ff, nil
+	}
+	c := e.cfg.Load()
+	names := make([]string, 0, len(s.byName))
+	for name := range s.byName {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		b := s.byName[name]
+		reqs, failed := b.neighTick(now)
+		for _, r := range reqs {
+			dst := r.dst
+			if dst == (packet.MAC{}) {
+				dst = packet.Broadcast
+			}
+			a := arpRequest(b, c.FIB, r.src, r.target)
+			if r.dst != (packet.MAC{}) {
+				m, _ := packet.ParseARP(a)
+				m.THA = r.dst
+				a = m.Bytes()
+			}
+			e.bridgeXmit(b, dst, packet.EtherTypeARP, a, &ff)
+		}
+		for _, w := range failed {
+			for _, q := range w.pkts {
+				answers = append(answers, e.neighUnreachable(q, now)...)
+			}
+		}
+	}
+	return ff, answers
+}
+
+// HostUnreachable is ipv4_link_failure for an IPv4 packet the link
+// layer dropped because its next hop never answered ARP (a TAP port's
+// neighbour that failed; the lab calls it): the ICMP host unreachable
+// error sent to its sender, as for a packet forwarded from the device
+// its sender is routed through. A packet from the host itself gets none
+// (its socket would see the error; uswitch has none).
+func (e *Engine) HostUnreachable(ip []byte, now int64) []Answer {
+	return e.neighUnreachable(queuedPkt{ip: ip, iif: -1}, now)
+}
+
+// neighUnreachable is ipv4_link_failure for a packet whose neighbour
+// failed: ICMP host unreachable to its sender, as for the packet on its
+// forwarded route. iif -1: the input device is not known (the device
+// towards the sender stands for it).
+func (e *Engine) neighUnreachable(q queuedPkt, now int64) []Answer {
+	if q.iif == 0 {
+		return nil
+	}
+	p := &packet.Packet{Data: q.ip}
+	if p.Decode() != nil {
+		return nil
+	}
+	k := e.newPkt(p, now, nil, nil)
+	defer e.putPkt(k)
+	fib := k.cfg.FIB
+	if fib == nil {
+		return nil
+	}
+	if q.iif < 0 {
+		if fib.AddrType(addr4(p.Src), 0, false) == route.Local {
+			return nil
+		}
+		back := fib.Output(&route.Flow{Dst: addr4(p.Src)})
+		if back.Err != 0 {
+			return nil
+		}
+		q.iif = back.Dev
+	}
+	k.ct, k.zone, k.iif = q.ct, q.zone, q.iif
+	p.InIf = fib.LinkName(q.iif)
+	k.rt = fib.Input(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), TOS: p.IP.TOS(), IIF: q.iif})
+	if k.rt.Err != 0 {
+		return nil
+	}
+	k.icmpError(packet.ICMPDestUnreach, 1)
+	return append([]Answer(nil), k.fate.Answers...)
+}
+
+// BridgeNeighbour is one entry of a bridge device's neighbour table
+// (`ip neigh show dev br0`).
+type BridgeNeighbour struct {
+	Addr  uint32
+	MAC   packet.MAC // zero while INCOMPLETE
+	State string     // REACHABLE, STALE, DELAY, PROBE, INCOMPLETE, FAILED
+}
+
+// BridgeNeighbours lists the neighbour table of the bridge device name,
+// by address.
+func (e *Engine) BridgeNeighbours(name string) []BridgeNeighbour {
+	s := e.bridges.Load()
+	if s == nil || s.byName[name] == nil {
+		return nil
+	}
+	b := s.byName[name]
+	b.mu.Lock()
+	out := make([]BridgeNeighbour, 0, len(b.neigh))
+	for a, n := range b.neigh {
+		x := BridgeNeighbour{Addr: a, State: nudNames[n.state]}
+		if n.state != nudIncomplete && n.state != nudFailed {
+			x.MAC = n.mac
+		}
+		out = append(out, x)
+	}
+	b.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
+	return out
+}
