@@ -1,0 +1,296 @@
+package nfqueue
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/internal/testtools"
+	"github.com/uswitch-lab/uswitch/iptables"
+)
+
+// offloadRuleSet is uswitch's rule set of the offload tests: DNATs of
+// the service 10.77.9.9 (TCP 80 to the echo server 8001, UDP 53 to the
+// echo server 9001), a MASQUERADE, a FORWARD policy of DROP.
+const offloadRuleSet = `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 10.77.9.9/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.77.2.2:8001
+-A PREROUTING -d 10.77.9.9/32 -p udp -m udp --dport 53 -m statistic --mode random --probability 1.0 -j DNAT --to-destination 10.77.2.2:9001
+-A POSTROUTING -o rb -p tcp -m tcp --dport 8003 -j MASQUERADE
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -p tcp -m tcp --dport 8001 -j ACCEPT
+-A FORWARD -p tcp -m tcp --dport 8003 -j ACCEPT
+-A FORWARD -p udp -m udp --dport 9001 -j ACCEPT
+COMMIT
+`
+
+// offloadTopo is the test topology with the queue rule in mangle
+// PREROUTING (after the kernel's conntrack) and uswitch deciding with
+// rs, offload as given.
+func offloadTopo(t *testing.T, rs string, offload bool) (*topo, *Server) {
+	tp := newTopo(t, "-t mangle -A PREROUTING -j NFQUEUE --queue-num %[1]d")
+	testtools.Need(t, "conntrack")
+	// a MASQUERADEd first packet has the router's own address as its
+	// source when the kernel routes it
+	run(t, "ip", "netns", "exec", tp.router, "sysctl", "-qw", "net.ipv4.conf.ra.accept_local=1")
+	eng, _, names := tp.engine(t, rs)
+	srv, err := Start(eng, names, Options{Queues: []uint16{tp.queue}, NetNS: tp.router, Logf: t.Logf, Offload: offload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	tp.servers(t)
+	return tp, srv
+}
+
+// udpFlow sends n datagrams of one flow (one socket) to dst and waits
+// for each one's echo; it returns the echoes that came back.
+func (tp *topo) udpFlow(t *testing.T, dst string, n int) int {
+	var c *net.UDPConn
+	inNS(t, tp.client, func() {
+		a, _ := net.ResolveUDPAddr("udp4", dst)
+		var err error
+		if c, err = net.DialUDP("udp4", nil, a); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer c.Close()
+	got := 0
+	buf := make([]byte, 64)
+	for i := range n {
+		msg := fmt.Sprintf("datagram %d", i)
+		c.Write([]byte(msg))
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		k, err := c.Read(buf)
+		if err == nil && string(buf[:k]) == msg {
+			got++
+		}
+	}
+	return got
+}
+
+// kernelCT is the router's kernel conntrack table (conntrack -L).
+func (tp *topo) kernelCT(t *testing.T) string {
+	return run(t, "ip", "netns", "exec", tp.router, "conntrack", "-L")
+}
+
+// TestOffloadUDP: 1,000 datagrams of one DNATed UDP flow; uswitch sees
+// the first (and what arrives before the kernel has the entry), the
+// kernel's conntrack shows uswitch's binding with the offload mark.
+func TestOffloadUDP(t *testing.T) {
+	tp, srv := offloadTopo(t, offloadRuleSet, true)
+	const n = 1000
+	if got := tp.udpFlow(t, "10.77.9.9:53", n); got != n {
+		t.Errorf("%d of %d echoes came back", got, n)
+	}
+	st := srv.Stats()
+	if st.Packets == 0 || st.Packets > 4 {
+		t.Errorf("the queue saw %d packets of the flow, want the first (a few at most): %v", st.Packets, st)
+	}
+	ct := tp.kernelCT(t)
+	want := "dst=10.77.9.9 sport="
+	found := false
+	for _, l := range strings.Split(ct, "\n") {
+		if strings.Contains(l, want) && strings.Contains(l, "dport=53 src=10.77.2.2 dst=10.77.1.2 sport=9001") &&
+			strings.Contains(l, fmt.Sprintf("mark=%d", DefaultOffloadMark)) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("kernel conntrack has no offloaded binding 10.77.9.9:53 -> 10.77.2.2:9001 with mark %d:\n%s", DefaultOffloadMark, ct)
+	}
+	os := srv.OffloadStats()
+	if os.Offloaded != 1 {
+		t.Errorf("offloaded %d flows, want 1: %+v", os.Offloaded, os)
+	}
+	// uswitch's own conntrack keeps the entry
+	if c, _, ok := srv.eng.CT.Lookup(srvTuple(t, ct), srv.Now()); !ok || c == nil {
+		t.Errorf("uswitch's conntrack lost the flow's entry")
+	}
+	kq := srv.kernelQueues()[tp.queue]
+	t.Logf("queue: uswitch read %d packets, kernel ids given %d; %+v", st.Packets, kq.IDSequence, os)
+	if kq.IDSequence > 4 {
+		t.Errorf("the kernel queued %d packets, want the first (a few at most)", kq.IDSequence)
+	}
+}
+
+// srvTuple is the original tuple of the UDP flow to 10.77.9.9:53 in
+// the kernel table ct.
+func srvTuple(t *testing.T, ct string) (tu conntrack.Tuple) {
+	for _, l := range strings.Split(ct, "\n") {
+		if !strings.Contains(l, "dst=10.77.9.9") || !strings.Contains(l, "dport=53") {
+			continue
+		}
+		var sport int
+		for _, f := range strings.Fields(l) {
+			if strings.HasPrefix(f, "sport=") {
+				fmt.Sscan(f[6:], &sport)
+				break
+			}
+		}
+		return conntrack.Tuple{Src: 10<<24 | 77<<16 | 1<<8 | 2, Dst: 10<<24 | 77<<16 | 9<<8 | 9, SrcPort: uint16(sport), DstPort: 53, Proto: 17}
+	}
+	t.Errorf("no flow to 10.77.9.9:53 in\n%s", ct)
+	return tu
+}
+
+// TestOffloadTCP: a 4 MB transfer to a DNATed service, SHA-256
+// checked; the queue sees the SYN (and what came before the kernel's
+// entry), not the transfer. A MASQUERADEd connection too.
+func TestOffloadTCP(t *testing.T) {
+	tp, srv := offloadTopo(t, offloadRuleSet, true)
+	c, err := tp.dialFrom(t, "10.77.1.2", "10.77.9.9:80", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	transferOn(t, c, 4<<20)
+	st := srv.Stats()
+	if st.Packets == 0 || st.Packets > 6 {
+		t.Errorf("the queue saw %d packets, want the connection's first (a few at most): %v", st.Packets, st)
+	}
+	ct := tp.kernelCT(t)
+	if !strings.Contains(ct, "dst=10.77.9.9 sport=") || !strings.Contains(ct, "dport=80 src=10.77.2.2 dst=10.77.1.2 sport=8001") {
+		t.Errorf("kernel conntrack has no 10.77.9.9:80 -> 10.77.2.2:8001 binding:\n%s", ct)
+	}
+	if seen, err := tp.tcpSeen(t, 8003); err != nil || seen != "10.77.2.1" {
+		t.Errorf("tcp 8003 MASQUERADEd: seen %q, want 10.77.2.1: %v", seen, err)
+	}
+	if os := srv.OffloadStats(); os.Offloaded != 2 {
+		t.Errorf("offloaded %d flows, want 2: %+v", os.Offloaded, os)
+	}
+	t.Logf("stats: %v; offload %+v", srv.Stats(), srv.OffloadStats())
+}
+
+// transferOn echoes n random bytes through c (the echo server's 16-byte
+// greeting first) and checks their SHA-256.
+func transferOn(t *testing.T, c net.Conn, n int) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := io.ReadFull(c, make([]byte, 16)); err != nil {
+		t.Fatalf("transfer: greeting: %v", err)
+	}
+	data := make([]byte, n)
+	rand.Read(data)
+	go c.Write(data)
+	h := sha256.New()
+	if _, err := io.CopyN(h, c, int64(n)); err != nil {
+		t.Fatalf("transfer: %v", err)
+	}
+	if sha256.Sum256(data) != [32]byte(h.Sum(nil)) {
+		t.Errorf("transfer: the %d bytes came back different", n)
+	}
+}
+
+// TestOffloadStaysQueued: a rule every packet meets (statistic in
+// FORWARD) keeps the flow queued: uswitch sees every datagram, the
+// kernel's entry has no offload mark, the reason is counted.
+func TestOffloadStaysQueued(t *testing.T) {
+	rs := strings.Replace(offloadRuleSet, "-A FORWARD -m conntrack", "-A FORWARD -m statistic --mode random --probability 0.5 -j ACCEPT\n-A FORWARD -m conntrack", 1)
+	tp, srv := offloadTopo(t, rs, true)
+	const n = 200
+	if got := tp.udpFlow(t, "10.77.9.9:53", n); got != n {
+		t.Errorf("%d of %d echoes came back", got, n)
+	}
+	if st := srv.Stats(); st.Packets < 2*n {
+		t.Errorf("the queue saw %d packets, want every one of %d datagrams and echoes", st.Packets, 2*n)
+	}
+	os := srv.OffloadStats()
+	if os.Offloaded != 0 || os.Queued["match:statistic"] == 0 {
+		t.Errorf("offload %+v: want none offloaded, queued for match:statistic", os)
+	}
+	if ct := tp.kernelCT(t); strings.Contains(ct, fmt.Sprintf("mark=%d", DefaultOffloadMark)) {
+		t.Errorf("an offloaded entry in the kernel:\n%s", ct)
+	}
+}
+
+// TestOffloadOff: the same topology without offload: every datagram is
+// queued (the old behaviour), no kernel rule is added.
+func TestOffloadOff(t *testing.T) {
+	tp, srv := offloadTopo(t, offloadRuleSet, false)
+	const n = 100
+	if got := tp.udpFlow(t, "10.77.9.9:53", n); got != n {
+		t.Errorf("%d of %d echoes came back", got, n)
+	}
+	if st := srv.Stats(); st.Packets < 2*n {
+		t.Errorf("the queue saw %d packets, want all %d", st.Packets, 2*n)
+	}
+	if out := run(t, "ip", "netns", "exec", tp.router, "iptables-save", "-t", "mangle"); strings.Contains(out, "connmark") {
+		t.Errorf("offload off installed a rule:\n%s", out)
+	}
+}
+
+// TestOffloadRulesRemoved: Close deletes the connmark rules.
+func TestOffloadRulesRemoved(t *testing.T) {
+	tp, srv := offloadTopo(t, offloadRuleSet, true)
+	if out := run(t, "ip", "netns", "exec", tp.router, "iptables-save", "-t", "mangle"); strings.Count(out, "connmark") != 2 {
+		t.Errorf("want the two connmark rules:\n%s", out)
+	}
+	srv.Close()
+	if out := run(t, "ip", "netns", "exec", tp.router, "iptables-save", "-t", "mangle"); strings.Contains(out, "connmark") {
+		t.Errorf("Close left rules:\n%s", out)
+	}
+}
+
+// TestOffloadBlocker: each kind of per-packet rule keeps connections
+// queued, in every table but nat; a nat statistic (kube-proxy's) does
+// not.
+func TestOffloadBlocker(t *testing.T) {
+	base := "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n%sCOMMIT\n"
+	for _, c := range []struct{ rule, want string }{
+		{"", ""},
+		{"-A FORWARD -p tcp -m tcp --dport 80 -j ACCEPT\n", ""},
+		{"-A FORWARD -m statistic --mode random --probability 0.5 -j ACCEPT\n", "match:statistic"},
+		{"-A FORWARD -m limit --limit 10/sec -j ACCEPT\n", "match:limit"},
+		{"-A FORWARD -m hashlimit --hashlimit-upto 10/sec --hashlimit-name h -j ACCEPT\n", "match:hashlimit"},
+		{"-A FORWARD -m recent --name r --set\n", "match:recent"},
+		{"-A FORWARD -m string --string abc --algo bm -j DROP\n", "match:string"},
+		{"-A FORWARD -m length --length 0:100 -j ACCEPT\n", "match:length"},
+		{"-A FORWARD -m connbytes --connbytes 10 --connbytes-dir both --connbytes-mode packets -j ACCEPT\n", "match:connbytes"},
+		{"-A FORWARD -m quota --quota 1000 -j ACCEPT\n", "match:quota"},
+		{"-A FORWARD -j LOG\n", "target:LOG"},
+	} {
+		rs, err := (&iptables.Loader{}).LoadString(fmt.Sprintf(base, c.rule))
+		if err != nil && strings.Contains(err.Error(), "Couldn't load match") {
+			// the loader checks the rule with this machine's iptables,
+			// which lacks the extension
+			t.Logf("%q: not checked here: %v", c.rule, err)
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", c.rule, err)
+			continue
+		}
+		if got, where := offloadBlocker(rs); got != c.want {
+			t.Errorf("%q: blocker %q (%s), want %q", c.rule, got, where, c.want)
+		}
+	}
+	// TRACE is raw's; a statistic in nat is decided once a connection
+	rs, err := (&iptables.Loader{}).LoadString("*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -p udp -j TRACE\nCOMMIT\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := offloadBlocker(rs); got != "target:TRACE" {
+		t.Errorf("TRACE: blocker %q", got)
+	}
+	rs, err = (&iptables.Loader{}).LoadString(offloadRuleSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, where := offloadBlocker(rs); got != "" {
+		t.Errorf("a nat statistic blocks: %q at %s", got, where)
+	}
+}
