@@ -117,6 +117,11 @@ func TestOffloadUDP(t *testing.T) {
 	if os.Offloaded != 1 {
 		t.Errorf("offloaded %d flows, want 1: %+v", os.Offloaded, os)
 	}
+	var mb strings.Builder
+	srv.WriteMetrics(&mb)
+	if !strings.Contains(mb.String(), "uswitch_nfqueue_offloaded_flows_total 1") {
+		t.Errorf("metrics: no offloaded flow:\n%s", mb.String())
+	}
 	// uswitch's own conntrack keeps the entry
 	if c, _, ok := srv.eng.CT.Lookup(srvTuple(t, ct), srv.Now()); !ok || c == nil {
 		t.Errorf("uswitch's conntrack lost the flow's entry")
@@ -211,6 +216,11 @@ func TestOffloadStaysQueued(t *testing.T) {
 	os := srv.OffloadStats()
 	if os.Offloaded != 0 || os.Queued["match:statistic"] == 0 {
 		t.Errorf("offload %+v: want none offloaded, queued for match:statistic", os)
+	}
+	var mb strings.Builder
+	srv.WriteMetrics(&mb)
+	if !strings.Contains(mb.String(), `uswitch_nfqueue_queued_flows_total{reason="match:statistic"} 1`) {
+		t.Errorf("metrics: no queued flow for match:statistic:\n%s", mb.String())
 	}
 	if ct := tp.kernelCT(t); strings.Contains(ct, fmt.Sprintf("mark=%d", DefaultOffloadMark)) {
 		t.Errorf("an offloaded entry in the kernel:\n%s", ct)
