@@ -1,0 +1,124 @@
+package bench
+
+import (
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/uswitch-lab/uswitch/nfqueue"
+	"golang.org/x/sys/unix"
+)
+
+// BenchmarkNFQueueUDP64RateOffload: the forwarding rate
+// (benchUDP64Rate) of the kernel with uswitch deciding each flow's
+// first packet from the queue and the flow then offloaded to the
+// kernel (nfqueue.Options.Offload), beside BenchmarkKernelUDP64Rate.
+func BenchmarkNFQueueUDP64RateOffload(b *testing.B) {
+	c, _, s, srv := nfqueuePairWith(b, nfqueue.Options{Offload: true})
+	benchUDP64Rate(b, c, s)
+	b.ReportMetric(float64(srv.Packets()), "queued-packets")
+}
+
+// BenchmarkNFQueueOffloadVsKernel: BenchmarkNFQueueUDP64RateOffload
+// and BenchmarkKernelUDP64Rate in turn in the same run (each op one
+// sweep of each), so the ratio is taken under the same load.
+func BenchmarkNFQueueOffloadVsKernel(b *testing.B) {
+	kc, ks := kernelPair(b)
+	oc, _, os, srv := nfqueuePairWith(b, nfqueue.Options{Offload: true})
+	best := func(c, s string) float64 {
+		var top float64
+		for _, r := range offeredRates {
+			pps, _ := udp64To(b, c, s, vip, int(r*sweepTime.Seconds()), false, false, r, sweepTime)
+			top = max(top, pps)
+		}
+		return top
+	}
+	var k, o float64
+	for range b.N {
+		k += best(kc, ks)
+		o += best(oc, os)
+	}
+	b.ReportMetric(k/float64(b.N), "kernel-pps")
+	b.ReportMetric(o/float64(b.N), "offload-pps")
+	b.ReportMetric(o/k, "offload/kernel")
+	b.ReportMetric(float64(srv.Packets()), "queued-packets")
+}
+
+// BenchmarkNFQueueNewFlows: new connections decided per second with
+// offload: the client sends one 64-byte UDP datagram to the service on
+// each of many flows (distinct source addresses and ports, from a raw
+// socket), each the first of its flow, so each is queued, decided
+// (DNAT), answered and installed in the kernel. Offered loads sweep as
+// benchUDP64Rate's do; it reports the most flows a second uswitch
+// installed (decided/s: offloaded flows over the time from the first
+// send until the count stopped growing), where, and the share of the
+// step's flows not installed (fail-open or refused). -benchtime 1x.
+func BenchmarkNFQueueNewFlows(b *testing.B) {
+	c, _, s, srv := nfqueuePairWith(b, nfqueue.Options{Offload: true})
+	_ = s
+	var fd int
+	inNS(b, c, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		return err
+	})
+	defer unix.Close(fd)
+	pkt := make([]byte, 64)
+	next := uint32(0)
+	send := func(n int, rate float64) time.Time {
+		t0 := time.Now()
+		dst := unix.SockaddrInet4{Addr: [4]byte{10, 96, 0, 10}}
+		for i := range n {
+			if d := time.Duration(float64(i) / rate * float64(time.Second)); time.Since(t0) < d {
+				time.Sleep(d - time.Since(t0))
+			}
+			// source 10.10.1.(2..201), port 1024 + k: a new flow each
+			k := next
+			next++
+			pkt[0], pkt[1] = 0x45, 0
+			binary.BigEndian.PutUint16(pkt[2:], 64)
+			binary.BigEndian.PutUint16(pkt[4:], 0)
+			binary.BigEndian.PutUint16(pkt[6:], 0)
+			pkt[8], pkt[9] = 64, unix.IPPROTO_UDP
+			binary.BigEndian.PutUint16(pkt[10:], 0)
+			copy(pkt[12:], []byte{10, 10, 1, byte(2 + k%200)})
+			copy(pkt[16:], dst.Addr[:])
+			binary.BigEndian.PutUint16(pkt[20:], uint16(1024+k/200))
+			binary.BigEndian.PutUint16(pkt[22:], udpPort)
+			binary.BigEndian.PutUint16(pkt[24:], 44)
+			binary.BigEndian.PutUint16(pkt[26:], 0) // no checksum
+			for unix.Sendto(fd, pkt, 0, &dst) == unix.ENOBUFS {
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+		return t0
+	}
+	for range b.N {
+		var best, at, miss float64
+		for _, r := range []float64{50e3, 100e3, 150e3, 200e3, 300e3} {
+			n := int(r * 0.1)
+			o0 := srv.OffloadStats().Offloaded
+			t0 := send(n, r)
+			// wait until the count stops growing (bounded)
+			prev, last := o0, time.Now()
+			for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+				time.Sleep(2 * time.Millisecond)
+				cur := srv.OffloadStats().Offloaded
+				if cur != prev {
+					prev, last = cur, time.Now()
+				} else if time.Since(last) > 50*time.Millisecond {
+					break
+				}
+			}
+			got := float64(prev - o0)
+			rate := got / last.Sub(t0).Seconds()
+			b.Logf("offered %.0f flows/s: %.0f installed, %.0f/s (%.1f%% not installed)", r, got, rate, 100*(float64(n)-got)/float64(n))
+			if rate > best {
+				best, at, miss = rate, r, 100*(float64(n)-got)/float64(n)
+			}
+		}
+		b.ReportMetric(best, "decided/s")
+		b.ReportMetric(at, "offered/s")
+		b.ReportMetric(miss, "%not-installed")
+	}
+}
