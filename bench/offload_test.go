@@ -53,9 +53,14 @@ func BenchmarkNFQueueOffloadVsKernel(b *testing.B) {
 // installed (decided/s: offloaded flows over the time from the first
 // send until the count stopped growing), where, and the share of the
 // step's flows not installed (fail-open or refused). -benchtime 1x.
-func BenchmarkNFQueueNewFlows(b *testing.B) {
-	c, _, s, srv := nfqueuePairWith(b, nfqueue.Options{Offload: true})
-	_ = s
+func BenchmarkNFQueueNewFlows(b *testing.B) { newFlows(b, false) }
+
+// BenchmarkNFQueueNewFlowsInline: BenchmarkNFQueueNewFlows with the
+// queue's reader deciding what it read (Options.Inline).
+func BenchmarkNFQueueNewFlowsInline(b *testing.B) { newFlows(b, true) }
+
+func newFlows(b *testing.B, inline bool) {
+	c, _, _, srv := nfqueuePairWith(b, nfqueue.Options{Offload: true, Inline: inline})
 	var fd int
 	inNS(b, c, func() error {
 		var err error

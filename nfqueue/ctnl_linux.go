@@ -181,10 +181,17 @@ func (m *ctMsg) install(f *flowReq, mark uint32, flow int32) {
 	// and the entry a reply made when it reached the kernel before
 	// this install (its original tuple is uswitch's reply tuple;
 	// nf_conntrack_find_get finds either direction): the new entry's
-	// reply tuple would clash with it (nf_conntrack_hash_check_insert)
-	s = m.begin(ipctnlMsgCtDelete, 0, flow)
-	m.tuple(ctaTupleOrig, f.Reply)
-	m.end(s)
+	// reply tuple would clash with it (nf_conntrack_hash_check_insert).
+	// A TCP connection is installed after its handshake's replies made
+	// one; a UDP flow's first packet rarely has an answer yet (if it
+	// did, the create fails with EEXIST and the next packet, not the
+	// first, deletes it), and the delete that finds nothing costs an
+	// error message.
+	if f.Orig.Proto == 6 || !f.First {
+		s = m.begin(ipctnlMsgCtDelete, 0, flow)
+		m.tuple(ctaTupleOrig, f.Reply)
+		m.end(s)
+	}
 	// NLM_F_CREATE|NLM_F_EXCL: a new entry, never an update
 	s = m.begin(ipctnlMsgCtNew, 0x400|0x200, flow)
 	m.tuple(ctaTupleOrig, f.Orig)
