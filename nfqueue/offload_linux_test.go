@@ -3,6 +3,7 @@ package nfqueue
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -10,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/netlink"
 	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/fault"
+	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/internal/testtools"
 	"github.com/uswitch-lab/uswitch/iptables"
 )
@@ -302,5 +307,136 @@ func TestOffloadBlocker(t *testing.T) {
 	}
 	if got, where := offloadBlocker(rs); got != "" {
 		t.Errorf("a nat statistic blocks: %q at %s", got, where)
+	}
+}
+
+// TestOffloadVerdictFault: an nfqueue:verdict fault on the queue keeps
+// every flow queued (the fault must see each packet).
+func TestOffloadVerdictFault(t *testing.T) {
+	tp := newTopo(t, "-t mangle -A PREROUTING -j NFQUEUE --queue-num %[1]d")
+	testtools.Need(t, "conntrack")
+	dir := t.TempDir()
+	if err := host.Capture(dir, tp.router); err != nil {
+		t.Fatal(err)
+	}
+	s, err := host.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.EngineConfig()
+	if cfg.Rules, err = (&iptables.Loader{}).LoadString(offloadRuleSet); err != nil {
+		t.Fatal(err)
+	}
+	file, err := fault.ParseFile("faults", []byte("[[fault]]\nname = \"slow\"\nat = \"nfqueue:verdict\"\nmatch = \"-p tcp --dport 8001\"\naction = \"delay\"\ndelay = \"1ms\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := fault.NewSet(file.Faults, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := datapath.New(cfg, s.ConntrackConfig(), 1)
+	srv, err := Start(eng, s.FIB.LinkName, Options{Queues: []uint16{tp.queue}, NetNS: tp.router, Logf: t.Logf, Faults: set, Offload: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	set.SetEpoch(srv.Now())
+	tp.servers(t)
+	const n = 50
+	if got := tp.udpFlow(t, "10.77.9.9:53", n); got != n {
+		t.Errorf("%d of %d echoes came back", got, n)
+	}
+	if st := srv.Stats(); st.Packets < 2*n {
+		t.Errorf("the queue saw %d packets, want all %d", st.Packets, 2*n)
+	}
+	if os := srv.OffloadStats(); os.Offloaded != 0 || os.Queued["fault:nfqueue:verdict"] != 1 {
+		t.Errorf("offload %+v: want the flow queued for the fault", os)
+	}
+}
+
+// TestCtMsgInstall: the messages of a DNATed TCP flow (delete of the
+// original and the reply tuple, create with the NAT range, mark, TCP
+// state) and of a flow without NAT (a mark update), read back; the
+// builder reuses its buffer.
+func TestCtMsgInstall(t *testing.T) {
+	f := flowReq{Orig: conntrack.Tuple{Src: 0x0a4d0102, Dst: 0x0a4d0909, SrcPort: 40000, DstPort: 80, Proto: 6},
+		Reply:    conntrack.Tuple{Src: 0x0a4d0202, Dst: 0x0a4d0102, SrcPort: 8001, DstPort: 40000, Proto: 6},
+		TCPState: conntrack.TCPEstablished, Install: true}
+	var m ctMsg
+	m.reset()
+	m.install(&f, DefaultOffloadMark, 7)
+	type msg struct {
+		typ, flags uint16
+		attrs      map[uint16][]byte
+	}
+	var got []msg
+	for b := m.b; len(b) >= nlmsgHdrLen; {
+		l := int(binary.NativeEndian.Uint32(b))
+		ad, err := netlink.NewAttributeDecoder(b[nlmsgHdrLen+4 : l])
+		if err != nil {
+			t.Fatal(err)
+		}
+		mm := msg{typ: binary.NativeEndian.Uint16(b[4:]), flags: binary.NativeEndian.Uint16(b[6:]), attrs: map[uint16][]byte{}}
+		for ad.Next() {
+			mm.attrs[ad.Type()] = ad.Bytes()
+		}
+		got = append(got, mm)
+		b = b[nlmsgAlign(l):]
+	}
+	if len(got) != 3 || got[0].typ != 1<<8|2 || got[1].typ != 1<<8|2 || got[2].typ != 1<<8 || got[2].flags != 0x601 {
+		t.Fatalf("messages %+v: want delete, delete, create (NLM_F_REQUEST|CREATE|EXCL)", got)
+	}
+	c := got[2].attrs
+	if binary.BigEndian.Uint32(c[ctaMark]) != DefaultOffloadMark || binary.BigEndian.Uint32(c[ctaTimeout]) != offloadTimeout {
+		t.Errorf("mark/timeout: %x %x", c[ctaMark], c[ctaTimeout])
+	}
+	if c[ctaNatDst] == nil || c[ctaNatSrc] != nil || c[ctaProtoinfo] == nil {
+		t.Errorf("DNAT only, with TCP protoinfo: %v", c)
+	}
+	nat, _ := netlink.UnmarshalAttributes(c[ctaNatDst])
+	if len(nat) != 3 || binary.BigEndian.Uint32(nat[0].Data) != 0x0a4d0202 || binary.BigEndian.Uint32(nat[1].Data) != 0x0a4d0202 {
+		t.Errorf("NAT range %+v", nat)
+	}
+	if m.msgs[0] != 7 || len(m.msgs) != 3 {
+		t.Errorf("flows of the messages %v", m.msgs)
+	}
+	plain := flowReq{Orig: f.Orig, Reply: conntrack.Tuple{Src: f.Orig.Dst, Dst: f.Orig.Src, SrcPort: 80, DstPort: 40000, Proto: 6}, Install: true}
+	m.reset()
+	m.install(&plain, DefaultOffloadMark, 0)
+	if l := binary.NativeEndian.Uint32(m.b); int(l) != len(m.b) || binary.NativeEndian.Uint16(m.b[6:]) != 1 {
+		t.Errorf("no-NAT flow: want one update message, got %d bytes of %d, flags %x", l, len(m.b), binary.NativeEndian.Uint16(m.b[6:]))
+	}
+	if n := testing.AllocsPerRun(100, func() { m.reset(); m.install(&f, DefaultOffloadMark, 1) }); n != 0 {
+		t.Errorf("install allocates %v times", n)
+	}
+}
+
+// TestParseCtErrors: an NLMSG_ERROR naming the failed request, an
+// acknowledgement, and a message that is not an error.
+func TestParseCtErrors(t *testing.T) {
+	var b []byte
+	errMsg := func(errno int32, typ uint16, seq uint32) {
+		b = binary.NativeEndian.AppendUint32(b, 16+4+16)
+		b = binary.NativeEndian.AppendUint16(b, 2)
+		b = binary.NativeEndian.AppendUint16(b, 0)
+		b = binary.NativeEndian.AppendUint32(b, seq)
+		b = binary.NativeEndian.AppendUint32(b, 0)
+		b = binary.NativeEndian.AppendUint32(b, uint32(-errno))
+		b = binary.NativeEndian.AppendUint32(b, 16)
+		b = binary.NativeEndian.AppendUint16(b, typ)
+		b = binary.NativeEndian.AppendUint16(b, 0)
+		b = binary.NativeEndian.AppendUint32(b, seq)
+		b = binary.NativeEndian.AppendUint32(b, 0)
+	}
+	errMsg(17, 1<<8, 5)
+	errMsg(0, 1<<8|2, 6)
+	b = append(b, 16, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0) // NLMSG_DONE
+	got, err := parseCtErrors(b, nil)
+	if err != nil || len(got) != 2 || got[0] != (ctError{Seq: 5, Errno: 17, Type: 1 << 8}) || got[1].Errno != 0 || got[1].Type != 1<<8|2 {
+		t.Errorf("parseCtErrors: %+v, %v", got, err)
+	}
+	if _, err := parseCtErrors(b[:20], nil); err == nil {
+		t.Errorf("a cut message: no error")
 	}
 }
