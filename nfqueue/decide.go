@@ -150,7 +150,9 @@ func (d *Decider) Decide(q *Queued) Decision {
 		// replies through the queue and the entry starts established.
 		// A later packet of a flow not installed (the kernel refused
 		// it, or its entry went) tries again.
-		if c, dir, ok := d.Eng.CT.Lookup(tu, now); ok && dir == conntrack.Original {
+		c, dir, ok := d.Eng.CT.Lookup(tu, now)
+		switch {
+		case ok && dir == conntrack.Original:
 			first := c.Created() == now
 			install := p.Proto == packet.ProtoUDP || c.TCPState() == conntrack.TCPEstablished
 			if first || install {
@@ -158,6 +160,15 @@ func (d *Decider) Decide(q *Queued) Decision {
 				dec.Flow = flowReq{Orig: c.Tuple(conntrack.Original), Reply: c.Tuple(conntrack.Reply), TCPState: c.TCPState(),
 					First: first, Install: install}
 			}
+		case !ok:
+			// no entry of uswitch's: its rule set needs no conntrack
+			// (as in the kernel, nothing then tracks), so no NAT
+			// either; the kernel's own entry gets the mark (found by
+			// either of its tuples). TCP after the handshake's SYNs.
+			syn := p.Proto == packet.ProtoTCP && p.TCPFlags&0x02 != 0
+			dec.Offload = true
+			dec.Flow = flowReq{Orig: tu, Reply: conntrack.Tuple{Src: tu.Dst, Dst: tu.Src, SrcPort: tu.DstPort, DstPort: tu.SrcPort, Proto: tu.Proto},
+				First: p.Proto == packet.ProtoUDP || syn, Install: !syn}
 		}
 	}
 	return dec

@@ -184,6 +184,14 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctl.Close()
 	srv.Close()
 	fmt.Fprintf(stdout, "uswitch nfqueue: %v\n", srv.Stats())
+	if *offload {
+		o := srv.OffloadStats()
+		fmt.Fprintf(stdout, "uswitch nfqueue: offload: %d flows offloaded, kept queued %v", o.Offloaded, o.Queued)
+		if o.Blocker != "" {
+			fmt.Fprintf(stdout, " (rule set: %s)", o.Blocker)
+		}
+		fmt.Fprintln(stdout)
+	}
 	if fset != nil {
 		if vs := srv.VerdictFaults(); vs != (nfqueue.VerdictFaultStats{}) {
 			fmt.Fprintf(stdout, "verdict faults: held %d, duplicates %d (failed %d), dropped %d\n", vs.Held, vs.Duplicates, vs.DuplicateErrors, vs.Dropped)
