@@ -26,8 +26,8 @@ type offloadState struct {
 
 	mu      sync.Mutex
 	blocker struct {
-		rs            *iptables.Ruleset
-		reason, where string
+		rs *iptables.Ruleset
+		b  blockers
 	}
 	// queued counts the connections kept queued, by reason; failed the
 	// installs the kernel refused, by errno name
@@ -118,18 +118,18 @@ func (s *Server) stopOffload() {
 	s.off.rules = nil
 }
 
-// offloadBlock is why the engine's current rule set keeps connections
-// queued ("" = none), cached per rule set.
-func (s *Server) offloadBlock() string {
+// offloadBlock is why the engine's current rule set keeps TCP and UDP
+// connections queued, cached per rule set.
+func (s *Server) offloadBlock() blockers {
 	rs := s.eng.Config().Rules
 	o := s.off
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.blocker.rs != rs || rs == nil {
 		o.blocker.rs = rs
-		o.blocker.reason, o.blocker.where = offloadBlocker(rs)
+		o.blocker.b = offloadBlockers(rs)
 	}
-	return o.blocker.reason
+	return o.blocker.b
 }
 
 // ctSocket opens the queue's ctnetlink socket in the namespace.
@@ -162,26 +162,46 @@ func (s *Server) offloadRound(q *queue, r *rounds) {
 		return
 	}
 	o := s.off
-	reason := ""
-	switch {
-	case q.vf != nil:
-		reason = "fault:nfqueue:verdict"
-	default:
-		reason = s.offloadBlock()
+	var b blockers
+	fault := q.vf != nil
+	if !fault {
+		b = s.offloadBlock()
 	}
-	if reason != "" || s.killed.Load() || q.ctfd < 0 {
-		if reason == "" {
-			reason = "no-ctnetlink"
-		}
-		var n uint64
-		for i := range r.cands {
-			if r.cands[i].First {
-				n++
+	// the flows the rule set (or a fault) keeps queued leave the list
+	k := 0
+	var queued [2]uint64 // by blockers' index, counted at first packets
+	for i := range r.cands {
+		f := &r.cands[i]
+		reason := b.of(f.Orig.Proto)
+		if fault || reason != "" {
+			if f.First {
+				if f.Orig.Proto == 17 {
+					queued[1]++
+				} else {
+					queued[0]++
+				}
 			}
+			continue
 		}
+		r.cands[k] = *f
+		k++
+	}
+	if k < len(r.cands) {
 		o.mu.Lock()
-		o.queued[reason] += n
+		for i, n := range queued {
+			if n == 0 {
+				continue
+			}
+			reason := b.reason[i]
+			if fault {
+				reason = "fault:nfqueue:verdict"
+			}
+			o.queued[reason] += n
+		}
 		o.mu.Unlock()
+	}
+	r.cands = r.cands[:k]
+	if s.killed.Load() || q.ctfd < 0 || k == 0 {
 		r.cands = r.cands[:0]
 		return
 	}
@@ -262,8 +282,8 @@ type OffloadStats struct {
 	// ("fault:nfqueue:verdict"), or the kernel refusing the entry
 	// ("ctnetlink:EEXIST").
 	Queued map[string]uint64
-	// Blocker is where the rule set's first per-packet rule is ("" =
-	// none).
+	// Blocker is where the rule set's first per-packet rule a TCP or
+	// UDP flow can reach is ("" = none).
 	Blocker string
 	Mark    uint32
 }
@@ -280,8 +300,14 @@ func (s *Server) OffloadStats() OffloadStats {
 	for k, v := range o.queued {
 		st.Queued[k] = v
 	}
-	if o.blocker.reason != "" {
-		st.Blocker = o.blocker.reason + " at " + o.blocker.where
+	b := &o.blocker.b
+	for i, p := range []string{"TCP", "UDP"} {
+		if b.reason[i] != "" {
+			if st.Blocker != "" {
+				st.Blocker += "; "
+			}
+			st.Blocker += p + ": " + b.reason[i] + " at " + b.where[i]
+		}
 	}
 	return st
 }

@@ -232,6 +232,28 @@ func TestOffloadStaysQueued(t *testing.T) {
 	}
 }
 
+// TestOffloadOtherProtocol: a per-packet rule only TCP reaches keeps
+// TCP connections queued and lets UDP flows go to the kernel.
+func TestOffloadOtherProtocol(t *testing.T) {
+	rs := strings.Replace(offloadRuleSet, "-A FORWARD -m conntrack", "-A FORWARD -p tcp -m limit --limit 10000/sec --limit-burst 10000 -j ACCEPT\n-A FORWARD -m conntrack", 1)
+	tp, srv := offloadTopo(t, rs, true)
+	if got := tp.udpFlow(t, "10.77.9.9:53", 100); got != 100 {
+		t.Errorf("%d of 100 echoes came back", got)
+	}
+	c, err := tp.dialFrom(t, "10.77.1.2", "10.77.9.9:80", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	transferOn(t, c, 256<<10)
+	os := srv.OffloadStats()
+	if os.Offloaded != 1 || os.Queued["match:limit"] != 1 {
+		t.Errorf("offload %+v: want the UDP flow offloaded, the TCP connection queued for match:limit", os)
+	}
+	if st := srv.Stats(); st.Packets < 20 {
+		t.Errorf("the queue saw %d packets: the TCP transfer went by", st.Packets)
+	}
+}
+
 // TestOffloadOff: the same topology without offload: every datagram is
 // queued (the old behaviour), no kernel rule is added.
 func TestOffloadOff(t *testing.T) {
@@ -261,36 +283,61 @@ func TestOffloadRulesRemoved(t *testing.T) {
 }
 
 // TestOffloadBlocker: each kind of per-packet rule keeps connections
-// queued, in every table but nat; a nat statistic (kube-proxy's) does
-// not.
+// queued, in every table but nat (a nat statistic, kube-proxy's, does
+// not), for the protocols that can reach it: its -p and those of the
+// jumps to its chain, ICMP (a flow's errors) reaching every flow.
 func TestOffloadBlocker(t *testing.T) {
-	base := "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n%sCOMMIT\n"
-	for _, c := range []struct{ rule, want string }{
-		{"", ""},
-		{"-A FORWARD -p tcp -m tcp --dport 80 -j ACCEPT\n", ""},
-		{"-A FORWARD -m statistic --mode random --probability 0.5 -j ACCEPT\n", "match:statistic"},
-		{"-A FORWARD -m limit --limit 10/sec -j ACCEPT\n", "match:limit"},
-		{"-A FORWARD -m hashlimit --hashlimit-upto 10/sec --hashlimit-name h -j ACCEPT\n", "match:hashlimit"},
-		{"-A FORWARD -m recent --name r --set\n", "match:recent"},
-		{"-A FORWARD -m string --string abc --algo bm -j DROP\n", "match:string"},
-		{"-A FORWARD -m length --length 0:100 -j ACCEPT\n", "match:length"},
-		{"-A FORWARD -m connbytes --connbytes 10 --connbytes-dir both --connbytes-mode packets -j ACCEPT\n", "match:connbytes"},
-		{"-A FORWARD -m quota --quota 1000 -j ACCEPT\n", "match:quota"},
-		{"-A FORWARD -j LOG\n", "target:LOG"},
+	base := "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:T - [0:0]\n%sCOMMIT\n"
+	for _, c := range []struct{ rules, tcp, udp string }{
+		{"", "", ""},
+		{"-A FORWARD -p tcp -m tcp --dport 80 -j ACCEPT\n", "", ""},
+		{"-A FORWARD -m statistic --mode random --probability 0.5 -j ACCEPT\n", "match:statistic", "match:statistic"},
+		{"-A FORWARD -m limit --limit 10/sec -j ACCEPT\n", "match:limit", "match:limit"},
+		{"-A FORWARD -m hashlimit --hashlimit-upto 10/sec --hashlimit-name h -j ACCEPT\n", "match:hashlimit", "match:hashlimit"},
+		{"-A FORWARD -m recent --name r --set\n", "match:recent", "match:recent"},
+		{"-A FORWARD -m string --string abc --algo bm -j DROP\n", "match:string", "match:string"},
+		{"-A FORWARD -m length --length 0:100 -j ACCEPT\n", "match:length", "match:length"},
+		{"-A FORWARD -m connbytes --connbytes 10 --connbytes-dir both --connbytes-mode packets -j ACCEPT\n", "match:connbytes", "match:connbytes"},
+		{"-A FORWARD -m quota --quota 1000 -j ACCEPT\n", "match:quota", "match:quota"},
+		{"-A FORWARD -j LOG\n", "target:LOG", "target:LOG"},
+		{"-A OUTPUT -j MARK --set-mark 1\n", "target:MARK", "target:MARK"},
+		// by protocol
+		{"-A FORWARD -p tcp -m limit --limit 10/sec -j ACCEPT\n", "match:limit", ""},
+		{"-A FORWARD -p udp -j LOG\n", "", "target:LOG"},
+		{"-A FORWARD ! -p udp -j LOG\n", "target:LOG", "target:LOG"}, // ICMP errors of UDP flows
+		{"-A FORWARD -p icmp -j LOG\n", "target:LOG", "target:LOG"},
+		{"-A FORWARD -p sctp -j LOG\n", "", ""},
+		{"-A FORWARD -p tcp -j T\n-A T -j LOG\n", "target:LOG", ""},
+		{"-A FORWARD -p udp -j T\n-A T -p tcp -j LOG\n", "", ""},
+		{"-A T -j LOG\n", "", ""}, // T unreachable
 	} {
-		rs, err := (&iptables.Loader{}).LoadString(fmt.Sprintf(base, c.rule))
-		if err != nil && strings.Contains(err.Error(), "Couldn't load match") {
+		rs, err := (&iptables.Loader{}).LoadString(fmt.Sprintf(base, c.rules))
+		if err != nil && strings.Contains(err.Error(), "Couldn't load") {
 			// the loader checks the rule with this machine's iptables,
 			// which lacks the extension
-			t.Logf("%q: not checked here: %v", c.rule, err)
+			t.Logf("%q: not checked here: %v", c.rules, err)
 			continue
 		}
 		if err != nil {
-			t.Errorf("%q: %v", c.rule, err)
+			t.Errorf("%q: %v", c.rules, err)
 			continue
 		}
-		if got, where := offloadBlocker(rs); got != c.want {
-			t.Errorf("%q: blocker %q (%s), want %q", c.rule, got, where, c.want)
+		b := offloadBlockers(rs)
+		if b.of(6) != c.tcp || b.of(17) != c.udp {
+			t.Errorf("%q: blockers TCP %q (%s), UDP %q (%s); want %q, %q", c.rules, b.of(6), b.where[0], b.of(17), b.where[1], c.tcp, c.udp)
+		}
+	}
+	// the matches this machine's iptables cannot load (string,
+	// connbytes, quota): a loaded rule's match under their names
+	for _, name := range []string{"string", "connbytes", "quota"} {
+		rs, err := (&iptables.Loader{}).LoadString(fmt.Sprintf(base, "-A FORWARD -m limit --limit 10/sec -j ACCEPT\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rs.Tables[iptables.Filter].Chain("FORWARD").Rules[0]
+		r.Matches[0] = renamed{r.Matches[0], name}
+		if b := offloadBlockers(rs); b.of(6) != "match:"+name || b.of(17) != "match:"+name {
+			t.Errorf("%s: blockers %+v", name, b)
 		}
 	}
 	// TRACE is raw's; a statistic in nat is decided once a connection
@@ -298,15 +345,15 @@ func TestOffloadBlocker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := offloadBlocker(rs); got != "target:TRACE" {
-		t.Errorf("TRACE: blocker %q", got)
+	if b := offloadBlockers(rs); b.of(17) != "target:TRACE" || b.of(6) != "" {
+		t.Errorf("TRACE: blockers %+v", b)
 	}
 	rs, err = (&iptables.Loader{}).LoadString(offloadRuleSet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, where := offloadBlocker(rs); got != "" {
-		t.Errorf("a nat statistic blocks: %q at %s", got, where)
+	if b := offloadBlockers(rs); b.of(6) != "" || b.of(17) != "" {
+		t.Errorf("a nat statistic blocks: %+v", b)
 	}
 }
 
@@ -440,3 +487,11 @@ func TestParseCtErrors(t *testing.T) {
 		t.Errorf("a cut message: no error")
 	}
 }
+
+// renamed is a match under another name.
+type renamed struct {
+	iptables.Match
+	name string
+}
+
+func (m renamed) Name() string { return m.name }

@@ -28,40 +28,132 @@ var perPacketTargets = map[string]bool{
 	"NFQUEUE": true, "QUEUE": true, "SECMARK": true, "CONNSECMARK": true, "HMARK": true,
 }
 
-// offloadBlocker is why rs keeps every connection queued: the first
-// rule, in a table every packet traverses (raw, mangle, filter,
-// security: not nat, which only a connection's first packet sees, so
-// kube-proxy's statistic draws there are per connection), of a chain
-// some hook reaches, with a per-packet match or target; "" when there
-// is none, and where the rule is. The decision is per rule set,
-// conservative: a connection that would never reach that rule stays
+// Protocol classes of the offload analysis: which packets a rule can
+// see. A TCP or UDP flow's packets are its own protocol's and the ICMP
+// errors related to it (the kernel accepts those by the flow's connmark
+// too).
+const (
+	protoTCP = 1 << iota
+	protoUDP
+	protoICMP
+	protoOther
+	protoAll = protoTCP | protoUDP | protoICMP | protoOther
+)
+
+func protoClass(p uint8) uint8 {
+	switch p {
+	case 6:
+		return protoTCP
+	case 17:
+		return protoUDP
+	case 1:
+		return protoICMP
+	}
+	return protoOther
+}
+
+// ruleProtos is the protocol classes a rule's -p lets through.
+func ruleProtos(ip *iptables.IPHeader) uint8 {
+	switch {
+	case ip.Proto == 0:
+		return protoAll
+	case ip.Inv&iptables.InvProto != 0:
+		if c := protoClass(ip.Proto); c != protoOther {
+			return protoAll &^ c
+		}
+		return protoAll
+	}
+	return protoClass(ip.Proto)
+}
+
+// blockers are, for TCP and UDP flows, why the rule set keeps them
+// queued ("" = it does not) and where.
+type blockers struct {
+	reason, where [2]string
+}
+
+// of is the reason for a flow of protocol p (6 or 17).
+func (b *blockers) of(p uint8) string {
+	if p == 17 {
+		return b.reason[1]
+	}
+	return b.reason[0]
+}
+
+// offloadBlockers finds why rs keeps TCP and UDP flows queued: the
+// first rule of raw, mangle, filter or security (not nat, which only a
+// connection's first packet traverses, so kube-proxy's statistic draws
+// there are per connection), in a chain some hook reaches, with a
+// match or target that acts per packet, that a packet of the flow can
+// reach: its -p, and those of the jumps on the way to its chain, let
+// the flow's protocol or ICMP through. The decision is per rule set
+// and protocol, conservative: a flow that would never reach that rule
+// for other reasons (addresses, interfaces, conntrack state) stays
 // queued too.
-func offloadBlocker(rs *iptables.Ruleset) (reason, where string) {
+func offloadBlockers(rs *iptables.Ruleset) (b blockers) {
 	if rs == nil {
-		return "", ""
+		return b
 	}
 	for _, id := range []iptables.TableID{iptables.Raw, iptables.Mangle, iptables.Filter, iptables.Security} {
 		t := rs.Tables[id]
 		if t == nil {
 			continue
 		}
+		// the protocols that can reach each chain: a builtin chain
+		// sees every packet, a user chain what its jumps pass, to a
+		// fixed point (a jump can only narrow)
+		reach := map[*iptables.Chain]uint8{}
 		for _, c := range t.Chains {
-			if c.Reach == 0 {
+			if c.Builtin && c.Reach != 0 {
+				reach[c] = protoAll
+			}
+		}
+		for changed := true; changed; {
+			changed = false
+			for _, c := range t.Chains {
+				m := reach[c]
+				if m == 0 {
+					continue
+				}
+				for _, r := range c.Rules {
+					if r.Jump == nil || (r.Verdict != iptables.VerdictJump && r.Verdict != iptables.VerdictGoto) {
+						continue
+					}
+					if n := reach[r.Jump] | m&ruleProtos(&r.IP); n != reach[r.Jump] {
+						reach[r.Jump], changed = n, true
+					}
+				}
+			}
+		}
+		for _, c := range t.Chains {
+			m := reach[c]
+			if m == 0 {
 				continue
 			}
 			for i, r := range c.Rules {
-				for _, m := range r.Matches {
-					if perPacketMatches[m.Name()] {
-						return "match:" + m.Name(), fmt.Sprintf("%s %s rule %d", id, c.Name, i+1)
+				why := ""
+				for _, x := range r.Matches {
+					if perPacketMatches[x.Name()] {
+						why = "match:" + x.Name()
+						break
 					}
 				}
-				if r.Target != nil && perPacketTargets[r.Target.Name()] {
-					return "target:" + r.Target.Name(), fmt.Sprintf("%s %s rule %d", id, c.Name, i+1)
+				if why == "" && r.Target != nil && perPacketTargets[r.Target.Name()] {
+					why = "target:" + r.Target.Name()
+				}
+				if why == "" {
+					continue
+				}
+				sees := m & ruleProtos(&r.IP)
+				for k, p := range [2]uint8{protoTCP, protoUDP} {
+					if b.reason[k] == "" && sees&(p|protoICMP) != 0 {
+						b.reason[k], b.where[k] = why, fmt.Sprintf("%s %s rule %d", id, c.Name, i+1)
+					}
 				}
 			}
 		}
 	}
-	return "", ""
+	return b
 }
 
 // flowReq is one flow to install in the kernel: uswitch's entry's
