@@ -68,12 +68,24 @@ func BenchmarkNFQueueNewFlowsInline(b *testing.B) { newFlows(b, true) }
 // newFlowRates are the offered new flows per second of the sweep.
 var newFlowRates = []float64{50e3, 100e3, 150e3, 200e3, 300e3}
 
-func newFlows(b *testing.B, inline bool) {
+// BenchmarkNFQueueNewFlowsNoOffload: the same new flows decided by
+// uswitch without offload (the queue in raw PREROUTING, as
+// BenchmarkNFQueueUDP64Rate has it): decided/s counts what reached the
+// server; the difference to BenchmarkNFQueueNewFlows is the installs'
+// cost (and the kernel's conntrack).
+func BenchmarkNFQueueNewFlowsNoOffload(b *testing.B) { newFlowsMode(b, false, false) }
+
+func newFlows(b *testing.B, inline bool) { newFlowsMode(b, inline, true) }
+
+func newFlowsMode(b *testing.B, inline, offload bool) {
 	kc, ks := kernelPair(b)
-	c, _, s, srv := nfqueuePairWith(b, nfqueue.Options{Offload: true, Inline: inline})
+	c, _, s, srv := nfqueuePairWith(b, nfqueue.Options{Offload: offload, Inline: inline})
 	kf, ksink := newFlowSender(b, kc, ks)
 	uf, usink := newFlowSender(b, c, s)
 	installed := func() uint64 { return srv.OffloadStats().Offloaded }
+	if !offload {
+		installed = usink
+	}
 	for range b.N {
 		kbest, _, _ := sweepNewFlows(b, "kernel", kf, ksink)
 		best, at, miss := sweepNewFlows(b, "uswitch", uf, installed)
