@@ -168,7 +168,13 @@ func nfqueuePair(b *testing.B, noBatch bool) (client, router, server string, srv
 func nfqueuePairWith(b *testing.B, o nfqueue.Options) (client, router, server string, srv *nfqueue.Server) {
 	cl, rt, sv := routerPair(b)
 	q := uint16(30000 + os.Getpid()%20000 + int(queueSeq.Add(1))*50)
-	if out, err := exec.Command("ip", "netns", "exec", rt, "iptables", "-t", "raw", "-A", "PREROUTING",
+	// with offload the queue is after the kernel's conntrack (mangle),
+	// behind the connmark rule Start inserts
+	table := "raw"
+	if o.Offload {
+		table = "mangle"
+	}
+	if out, err := exec.Command("ip", "netns", "exec", rt, "iptables", "-t", table, "-A", "PREROUTING",
 		"-j", "NFQUEUE", "--queue-num", fmt.Sprint(q)).CombinedOutput(); err != nil {
 		b.Fatalf("queue rule: %v\n%s", err, out)
 	}

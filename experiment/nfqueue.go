@@ -115,7 +115,7 @@ func startNFQueue(c *lab.NFQueue, specs []fault.Spec, seed uint64, observe func(
 		ecfg.BridgeFaults = append(ecfg.BridgeFaults, f)
 	}
 	eng := datapath.New(ecfg, s.ConntrackConfig(), seed)
-	srv, err := nfqueue.Start(eng, s.FIB.LinkName, nfqueue.Options{Queues: qs, NetNS: c.Netns, Faults: fset,
+	srv, err := nfqueue.Start(eng, s.FIB.LinkName, nfqueue.Options{Queues: qs, NetNS: c.Netns, Faults: fset, Offload: c.Offload,
 		Logf: func(f string, a ...any) { fmt.Fprintf(logw, "nfqueue: "+f+"\n", a...) }})
 	if err != nil {
 		return nil, fmt.Errorf("nfqueue: %w", err)

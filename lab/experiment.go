@@ -125,12 +125,15 @@ type Step struct {
 // that queue packets: -j NFQUEUE --queue-num N [--queue-bypass]), and
 // uswitch decides queues Queues ("5" or "5:6") with the rule set Rules
 // (iptables-save form; "" = the namespace's own, as `uswitch nfqueue`
-// captures it).
+// captures it). Offload installs each accepted connection in the
+// kernel after its first packets (nfqueue.Options.Offload; Kernel's
+// queue rule then goes in mangle PREROUTING/OUTPUT).
 type NFQueue struct {
-	Netns  string `toml:"netns"`
-	Queues string `toml:"queues"`
-	Kernel string `toml:"kernel"`
-	Rules  string `toml:"rules"`
+	Netns   string `toml:"netns"`
+	Queues  string `toml:"queues"`
+	Kernel  string `toml:"kernel"`
+	Rules   string `toml:"rules"`
+	Offload bool   `toml:"offload"`
 }
 
 // QueueList is Queues as numbers.

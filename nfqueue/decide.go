@@ -3,6 +3,7 @@ package nfqueue
 import (
 	"bytes"
 
+	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
@@ -36,6 +37,11 @@ type Decision struct {
 	// RouteMismatch: at FORWARD, uswitch's route left through another
 	// device than the kernel's (the kernel does not reroute there).
 	RouteMismatch bool
+	// Offload is set (Decider.Offload) when the packet was the first of
+	// a TCP or UDP connection uswitch accepted: Flow is what to install
+	// in the kernel's conntrack (offload_linux.go).
+	Offload bool
+	Flow    flowReq
 }
 
 // Batchable is whether the decision is a plain ACCEPT that a batch
@@ -56,6 +62,9 @@ type Decider struct {
 	Name func(ifindex int) string
 	// Now is the engine's clock (monotonic nanoseconds).
 	Now func() int64
+	// Offload: report the first packets of the connections uswitch
+	// accepts (Decision.Offload).
+	Offload bool
 
 	orig []byte
 	pkt  packet.Packet
@@ -75,6 +84,11 @@ func (d *Decider) Decide(q *Queued) Decision {
 	}
 	p.Mark = q.Mark
 	ttl := p.IP.TTL()
+	// the tuple the kernel's conntrack gave the packet (it looked the
+	// packet up before the queue: mangle, not raw, with offload)
+	tu := conntrack.Tuple{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Proto: p.Proto}
+	hasL4 := p.HasL4 && (p.Proto == packet.ProtoTCP || p.Proto == packet.ProtoUDP)
+	now := d.Now()
 	var f datapath.Fate
 	switch {
 	case q.Hook == netfilter.LocalOut || (q.Hook == netfilter.PostRouting && q.InDev == 0):
@@ -84,9 +98,9 @@ func (d *Decider) Decide(q *Queued) Decision {
 			p.HasSocket, p.UID, p.GID = true, q.UID, q.GID
 		}
 		if d.W != nil {
-			f = d.W.Send(p, d.Now(), nil)
+			f = d.W.Send(p, now, nil)
 		} else {
-			f = d.Eng.Send(p, d.Now(), nil)
+			f = d.Eng.Send(p, now, nil)
 		}
 	default:
 		// The engine runs the packet's way from PREROUTING. At FORWARD
@@ -97,9 +111,9 @@ func (d *Decider) Decide(q *Queued) Decision {
 			p.SetTTL(ttl + 1)
 		}
 		if d.W != nil {
-			f = d.W.Receive(p, d.Now(), nil)
+			f = d.W.Receive(p, now, nil)
 		} else {
-			f = d.Eng.Receive(p, d.Now(), nil)
+			f = d.Eng.Receive(p, now, nil)
 		}
 		// The kernel decrements the TTL itself when it forwards.
 		if p.IP.TTL() != ttl {
@@ -126,6 +140,36 @@ func (d *Decider) Decide(q *Queued) Decision {
 	}
 	if len(p.IP) != len(d.orig) || !bytes.Equal(p.IP, d.orig) {
 		dec.Payload = p.IP
+	}
+	if d.Offload && hasL4 && f.Kind != datapath.Queued && f.Kind != datapath.Held {
+		// A packet of the original direction: the first one (a UDP
+		// flow is installed then; a TCP flow's first packet is counted
+		// when the rule set keeps it queued), and for TCP the first
+		// once uswitch's entry is ESTABLISHED (the handshake's last
+		// ACK): installed then, the kernel has seen the handshake's
+		// replies through the queue and the entry starts established.
+		// A later packet of a flow not installed (the kernel refused
+		// it, or its entry went) tries again.
+		c, dir, ok := d.Eng.CT.Lookup(tu, now)
+		switch {
+		case ok && dir == conntrack.Original:
+			first := c.Created() == now
+			install := p.Proto == packet.ProtoUDP || c.TCPState() == conntrack.TCPEstablished
+			if first || install {
+				dec.Offload = true
+				dec.Flow = flowReq{Orig: c.Tuple(conntrack.Original), Reply: c.Tuple(conntrack.Reply), TCPState: c.TCPState(),
+					First: first, Install: install}
+			}
+		case !ok:
+			// no entry of uswitch's: its rule set needs no conntrack
+			// (as in the kernel, nothing then tracks), so no NAT
+			// either; the kernel's own entry gets the mark (found by
+			// either of its tuples). TCP after the handshake's SYNs.
+			syn := p.Proto == packet.ProtoTCP && p.TCPFlags&0x02 != 0
+			dec.Offload = true
+			dec.Flow = flowReq{Orig: tu, Reply: conntrack.Tuple{Src: tu.Dst, Dst: tu.Src, SrcPort: tu.DstPort, DstPort: tu.SrcPort, Proto: tu.Proto},
+				First: p.Proto == packet.ProtoUDP || syn, Install: !syn}
+		}
 	}
 	return dec
 }

@@ -42,6 +42,13 @@
 //     on its ingress device, or the kernel's input route calls its
 //     source martian.
 //
+// With Options.Offload (offload_linux.go, ARCHITECTURE.md "NFQUEUE
+// offload") the kernel's conntrack does run: the queue rule goes in
+// mangle PREROUTING and OUTPUT, after it, behind a connmark ACCEPT rule
+// Start inserts, and each accepted TCP or UDP connection is installed
+// in the kernel (NAT binding, connmark) once uswitch has decided it, so
+// the kernel forwards and NATs its later packets without the queue.
+//
 // The engine's routing table is the namespace's (captured at start),
 // so both agree on routes as long as the namespace's routes do not
 // change underneath.

@@ -112,3 +112,23 @@ func FuzzNextPacket(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseCtErrors: parseCtErrors never panics and reads no error out
+// of a message shorter than one.
+func FuzzParseCtErrors(f *testing.F) {
+	var b []byte
+	b = binary.NativeEndian.AppendUint32(b, 36)
+	b = binary.NativeEndian.AppendUint16(b, 2)
+	b = append(b, make([]byte, 10)...)
+	b = binary.NativeEndian.AppendUint32(b, uint32(0xffffffef))
+	b = append(b, make([]byte, 16)...)
+	f.Add(b)
+	f.Add([]byte{16, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, _ := parseCtErrors(b, nil)
+		if len(got)*(nlmsgHdrLen+4+nlmsgHdrLen) > len(b) {
+			t.Fatalf("%d errors out of %d bytes", len(got), len(b))
+		}
+	})
+}

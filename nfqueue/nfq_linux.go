@@ -88,6 +88,19 @@ type Options struct {
 	// Faults are the experiment's faults: the server runs those on
 	// the verdict path (nfqueue:verdict, verdictfault.go); nil: none.
 	Faults *fault.Set
+	// Offload installs each accepted TCP or UDP connection's decision
+	// in the kernel after its first packet (offload_linux.go): the
+	// kernel's conntrack entry with uswitch's NAT binding and the
+	// OffloadMark connmark, which a rule Start inserts before the queue
+	// rule accepts. The queue rule must then be in mangle PREROUTING /
+	// OUTPUT (after the kernel's conntrack), not raw.
+	Offload bool
+	// OffloadMark is the connmark bit of offloaded connections; 0 =
+	// DefaultOffloadMark.
+	OffloadMark uint32
+	// NoOffloadRules: Start installs no kernel rule for the offload
+	// (the caller has the connmark rule in place).
+	NoOffloadRules bool
 
 	// hold, in tests, stops the workers until it is closed (Inline is
 	// ignored).
@@ -223,6 +236,9 @@ type Server struct {
 
 	// vf: the verdict-path faults' queues (nil: none); set at Start
 	vf *verdictFaults
+
+	// off is the offload's state (nil: Options.Offload is off)
+	off *offloadState
 }
 
 // Stall makes the readers stop reading for d ns (a datapath-stall
@@ -294,6 +310,9 @@ type queue struct {
 	// verdicts (no batch verdicts then); set at Start
 	vf    []*fault.Fault
 	holds bool
+	// ctfd is the queue's ctnetlink socket for the offload (-1: none),
+	// used by the goroutine that decides the queue's rounds
+	ctfd int
 }
 
 // Start binds the queues and starts their readers and workers. name
@@ -326,6 +345,12 @@ func Start(eng *datapath.Engine, name func(int) string, o Options) (*Server, err
 		return nil, fmt.Errorf("nfqueue: raw socket for answers: %w", err)
 	}
 	s.raw = fd
+	if o.Offload {
+		if err := s.startOffload(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	// the kernel's queue table of the namespace: a proc file's network
 	// namespace is the opener's, so open it from a thread in there
 	// (/proc/thread-self: /proc/self/net is the main thread's)
@@ -349,8 +374,14 @@ func Start(eng *datapath.Engine, name func(int) string, o Options) (*Server, err
 		if o.hold != nil {
 			depth = 1 // tests of fail-open: the kernel queue fills first
 		}
-		q := &queue{num: n, idx: len(s.queues), conn: c, ch: make(chan Queued, depth), free: make(chan []byte, chanDepth+maxBatch)}
+		q := &queue{num: n, idx: len(s.queues), conn: c, ch: make(chan Queued, depth), free: make(chan []byte, chanDepth+maxBatch), ctfd: -1}
 		s.queues = append(s.queues, q)
+		if o.Offload {
+			if q.ctfd, err = ctSocket(o.NetNS); err != nil {
+				s.Close()
+				return nil, fmt.Errorf("nfqueue: queue %d: ctnetlink socket: %w", n, err)
+			}
+		}
 		if err := setupSocket(c, o.rcvbuf); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("nfqueue: queue %d: %w", n, err)
@@ -750,13 +781,24 @@ type rounds struct {
 	vc    verdictCtx
 	items []Queued
 	msgs  []netlink.Message
+	// the offload's: the round's first packets to install, the
+	// ctnetlink messages, the kernel's errors and their buffer
+	cands []flowReq
+	ct    ctMsg
+	errs  []ctError
+	ebuf  []byte
 }
 
 // newRounds makes the round state of q's deciding goroutine, with its
 // own engine worker.
 func (s *Server) newRounds(q *queue) *rounds {
-	return &rounds{d: &Decider{Eng: s.eng, W: s.eng.NewWorker(q.idx), Name: s.name, Now: s.now},
+	r := &rounds{d: &Decider{Eng: s.eng, W: s.eng.NewWorker(q.idx), Name: s.name, Now: s.now, Offload: s.off != nil},
 		items: make([]Queued, 0, maxBatch), msgs: make([]netlink.Message, 0, maxBatch+1)}
+	if s.off != nil {
+		r.cands = make([]flowReq, 0, maxBatch)
+		r.ebuf = make([]byte, 64<<10)
+	}
+	return r
 }
 
 // reset empties r.items.
@@ -784,6 +826,9 @@ func (s *Server) round(q *queue, r *rounds) {
 		}
 		s.count(q, &dec)
 		s.sendAnswers(&dec.Fate)
+		if dec.Offload && dec.Verdict == netfilter.Accept {
+			r.cands = append(r.cands, dec.Flow)
+		}
 		if !s.opts.NoBatch && !q.holds && dec.Batchable() {
 			last, plain = it.ID, true
 			continue
@@ -806,6 +851,12 @@ func (s *Server) round(q *queue, r *rounds) {
 	}
 	clear(msgs)
 	r.msgs = msgs[:0]
+	if s.off != nil {
+		// after the verdicts: the kernel has confirmed the packets'
+		// entries (nf_reinject runs their way to the confirm hook in
+		// the sendmsg)
+		s.offloadRound(q, r)
+	}
 }
 
 // send sends msgs in one sendmsg; they give the verdicts of n packets.
@@ -975,6 +1026,12 @@ func (s *Server) Close() error {
 			q.conn.Close() // unbinds: the kernel destroys the queue instance
 		}
 		s.wg.Wait()
+		for _, q := range s.queues {
+			if q.ctfd >= 0 {
+				unix.Close(q.ctfd)
+			}
+		}
+		s.stopOffload()
 		if s.raw >= 0 {
 			unix.Close(s.raw)
 		}

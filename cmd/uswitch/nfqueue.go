@@ -40,6 +40,8 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	sock := fs.String("socket", "", "control socket for iptables-save/-restore, conntrack, metrics (default "+control.SocketPath("nfqueue-N")+", N the first queue; \"none\": no socket)")
 	faultsFile := fs.String("faults", "", "a fault `FILE` ([[fault]] tables: hook and state faults, nfqueue:verdict faults, datapath-kill and -stall on the queues)")
 	faultSeed := fs.Uint64("seed", 0, "the faults' seed (default: the file's, else the clock)")
+	offload := fs.Bool("offload", false, "install each accepted TCP/UDP connection in the kernel's conntrack (uswitch's NAT binding, the offload connmark) after its first packets, and a mangle rule accepting that connmark before the queue: later packets pass the kernel unqueued (the queue rule must be in mangle PREROUTING/OUTPUT)")
+	offloadMark := fs.Uint("offload-mark", nfqueue.DefaultOffloadMark, "the offload's connmark bit")
 	metricsAddr := fs.String("metrics", "", "also serve Prometheus metrics over HTTP at this address, e.g. 127.0.0.1:9469")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -112,6 +114,7 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	eng.SetKernelLog(datapath.NewKernelLog()) // uswitch log, uswitch nflog
 	srv, err := nfqueue.Start(eng, s.FIB.LinkName, nfqueue.Options{Queues: queues, NetNS: *netnsName,
 		MaxQueueLen: uint32(*maxLen), NoBatch: *noBatch, Inline: *inline, Faults: fset,
+		Offload: *offload, OffloadMark: uint32(*offloadMark),
 		Logf: func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }})
 	if err != nil {
 		fmt.Fprintf(stderr, "uswitch nfqueue: %v\n", err)
@@ -181,6 +184,14 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctl.Close()
 	srv.Close()
 	fmt.Fprintf(stdout, "uswitch nfqueue: %v\n", srv.Stats())
+	if *offload {
+		o := srv.OffloadStats()
+		fmt.Fprintf(stdout, "uswitch nfqueue: offload: %d flows offloaded, kept queued %v", o.Offloaded, o.Queued)
+		if o.Blocker != "" {
+			fmt.Fprintf(stdout, " (rule set: %s)", o.Blocker)
+		}
+		fmt.Fprintln(stdout)
+	}
 	if fset != nil {
 		if vs := srv.VerdictFaults(); vs != (nfqueue.VerdictFaultStats{}) {
 			fmt.Fprintf(stdout, "verdict faults: held %d, duplicates %d (failed %d), dropped %d\n", vs.Held, vs.Duplicates, vs.DuplicateErrors, vs.Dropped)

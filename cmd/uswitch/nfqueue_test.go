@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -202,5 +203,75 @@ func TestNFQueueControl(t *testing.T) {
 	done <- 0
 	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+// TestNFQueueOffload: `uswitch nfqueue --offload` inserts the connmark
+// rule before the queue rule (mangle OUTPUT here) while it runs and
+// removes it at exit; 100 datagrams of one UDP flow over lo reach the
+// queue once.
+func TestNFQueueOffload(t *testing.T) {
+	labtest.Root(t, "makes a network namespace and binds an NFQUEUE queue")
+	if testing.Short() {
+		t.Skip("namespaces: not in -short")
+	}
+	testtools.Need(t, "ip", "iptables", "conntrack")
+	ns := labtest.Name("usq-off")
+	labtest.Netns(t, ns)
+	q := fmt.Sprint(3500 + os.Getpid()%20000)
+	labtest.In(t, ns, "ip", "link", "set", "lo", "up")
+	labtest.In(t, ns, "iptables", "-t", "mangle", "-A", "OUTPUT", "-j", "NFQUEUE", "--queue-num", q)
+	rules := filepath.Join(t.TempDir(), "rules")
+	os.WriteFile(rules, []byte("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -p udp -j ACCEPT\nCOMMIT\n"), 0o644)
+	var out, errb syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- nfqueueCmd([]string{"--queue-num", q, "--netns", ns, "--rules", rules, "--duration", "3s", "--offload", "--socket", "none"}, nil, &out, &errb)
+	}()
+	for start := time.Now(); !strings.Contains(out.String(), "deciding queues"); time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("not bound after 3s: %s", errb.String())
+		}
+	}
+	save := func() string { return labtest.Run(t, "ip", "netns", "exec", ns, "iptables-save", "-t", "mangle") }
+	if s := save(); !strings.Contains(s, "-A OUTPUT -m connmark --mark 0x40000000/0x40000000 -j ACCEPT\n-A OUTPUT -j NFQUEUE") {
+		t.Errorf("no connmark rule before the queue rule:\n%s", s)
+	}
+	// 100 datagrams of one flow to a local socket
+	var l net.PacketConn
+	labtest.InNetns(t, ns, func() error {
+		var err error
+		l, err = net.ListenPacket("udp4", "127.0.0.1:9999")
+		return err
+	})
+	defer l.Close()
+	labtest.InNetns(t, ns, func() error {
+		c, err := net.Dial("udp4", "127.0.0.1:9999")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for range 100 {
+			c.Write([]byte("x"))
+			time.Sleep(200 * time.Microsecond)
+		}
+		return nil
+	})
+	if code := <-done; code != 0 {
+		t.Errorf("exit %d: %s", code, errb.String())
+	}
+	t.Logf("%s", out.String())
+	var n int
+	if m := regexp.MustCompile(`uswitch nfqueue: (\d+) packets`).FindStringSubmatch(out.String()); m != nil {
+		fmt.Sscan(m[1], &n)
+	}
+	if n == 0 || n > 3 {
+		t.Errorf("the queue saw %d packets of the flow, want the first (a few at most)", n)
+	}
+	if !strings.Contains(out.String(), "offload: 1 flows offloaded") {
+		t.Errorf("no offload line: %s", out.String())
+	}
+	if s := save(); strings.Contains(s, "connmark") {
+		t.Errorf("the connmark rule stayed after exit:\n%s", s)
 	}
 }
