@@ -43,6 +43,14 @@ func (k *pkt) ipvsOut(st *hookState, prio netfilter.Priority) bool {
 		return true
 	}
 	r := k.e.LVS.Out(k.p, h, k.env.now)
+	if r.PortUnreach {
+		if k.tracing() {
+			k.ipvsTrace(h, prio, "drop: "+r.Reason)
+		}
+		k.drop(DropIPVS, 0, r.Reason)
+		k.icmpError(packet.ICMPDestUnreach, 3)
+		return false
+	}
 	if r.Conn == nil {
 		return true
 	}

@@ -349,3 +349,42 @@ func TestIPVSReuseOldConntrackDrop(t *testing.T) {
 		t.Fatalf("its retransmission: %v to %08x", f, syn.Dst)
 	}
 }
+
+// nat_icmp_send: a VS/NAT real server's packet that belongs to no
+// connection is dropped and answered with ICMP port unreachable (a TCP
+// RST is left alone, as is anyone else's packet); off, it is forwarded.
+func TestIPVSNatICMPSend(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		e, _ := ipvsEngine(t, "", "rr", rs(2, lvs.Masq))
+		sc := e.LVS.Sysctls()
+		sc.NatICMPSend = on
+		e.LVS.SetSysctls(sc)
+		tr := &Tracer{All: true}
+		f := e.Receive(mk(t, "tcp 192.168.1.2:8080 > 10.0.0.2:40000 ack 5 seq 9 iif eth1"), 1e9, tr)
+		if !on {
+			if f.Kind != Forwarded {
+				t.Fatalf("off: %v", f)
+			}
+			continue
+		}
+		if f.Kind != Dropped || len(f.Answers) != 1 {
+			t.Fatalf("on: %v, %d answers\n%s", f, len(f.Answers), strings.Join(tr.Lines, "\n"))
+		}
+		a := f.Answers[0].Pkt
+		if a.Proto != packet.ProtoICMP || a.ICMPType != packet.ICMPDestUnreach || a.ICMPCode != 3 || a.Dst != 0xc0a80102 || a.Src != 0xc0a80101 {
+			t.Errorf("the answer: %08x > %08x type %d code %d", a.Src, a.Dst, a.ICMPType, a.ICMPCode)
+		}
+		if !strings.Contains(strings.Join(tr.Lines, "\n"), "nat_icmp_send") {
+			t.Errorf("trace:\n%s", strings.Join(tr.Lines, "\n"))
+		}
+		for _, s := range []string{
+			"tcp 192.168.1.2:8080 > 10.0.0.2:40000 rst seq 9 iif eth1", // a reset
+			"tcp 192.168.1.3:8080 > 10.0.0.2:40000 ack 5 seq 9 iif eth1", // not a real server
+			"tcp 192.168.1.2:8081 > 10.0.0.2:40000 ack 5 seq 9 iif eth1", // another port
+		} {
+			if f := e.Receive(mk(t, s), 2e9, nil); f.Kind != Forwarded || len(f.Answers) != 0 {
+				t.Errorf("%s: %v, %d answers", s, f, len(f.Answers))
+			}
+		}
+	}
+}

@@ -47,7 +47,9 @@
 // kernel drops (no chunk header without a connection; shorter than the
 // common header on a VS/NAT connection). A persistence template becomes
 // ASSURED when a connection it controls reaches ESTABLISHED (TCP and
-// SCTP, ip_vs_control_assure_ct).
+// SCTP, ip_vs_control_assure_ct). With vs.nat_icmp_send, a VS/NAT real
+// server's packet that belongs to no connection is dropped and answered
+// with ICMP port unreachable (not a TCP RST or an SCTP ABORT).
 //
 // Known differences from the kernel:
 //   - IPVS never verifies SCTP's CRC32c (sctp_csum_check runs only for

@@ -55,6 +55,9 @@ type Result struct {
 	ICMP bool
 	// Reason names a drop.
 	Reason string
+	// PortUnreach: the drop is answered with ICMP port unreachable
+	// (nat_icmp_send).
+	PortUnreach bool
 }
 
 // In is ip_vs_in (LOCAL_IN 99, LOCAL_OUT -98) and ip_vs_forward_icmp
@@ -323,7 +326,15 @@ func (d *Director) Out(p *packet.Packet, h netfilter.Hook, now int64) Result {
 		return Result{}
 	}
 	cp := d.Conns.lookupOut(p.Proto, p.Src, p.SrcPort, p.Dst, p.DstPort, now)
-	if cp == nil || cp.Fwd() != Masq {
+	if cp == nil {
+		if d.Sysctls().NatICMPSend && d.hasRealService(p.Proto, p.Src, p.SrcPort) && !resetOrAbort(p) {
+			// nat_icmp_send: tell a VS/NAT real server that its
+			// packet belongs to no connection
+			return Result{V: Drop, PortUnreach: true, Reason: "ipvs: a real server's packet without connection (nat_icmp_send)"}
+		}
+		return Result{}
+	}
+	if cp.Fwd() != Masq {
 		// ignore_cp: only VS/NAT connections see their replies here
 		return Result{}
 	}
@@ -341,6 +352,35 @@ func (d *Director) Out(p *packet.Packet, h netfilter.Hook, now int64) Result {
 	cp.setState(d, dirOutput, p)
 	cp.touch(now)
 	return Result{V: Accept, Conn: cp}
+}
+
+// hasRealService is ip_vs_has_real_service: addr:port is a VS/NAT real
+// server of a service of protocol proto (or of a fwmark service).
+func (d *Director) hasRealService(proto uint8, addr uint32, port uint16) bool {
+	for _, svc := range d.services.Load().list {
+		if svc.Proto != proto && svc.FwMark == 0 {
+			continue
+		}
+		for _, ds := range svc.Dests {
+			if ds.Addr == addr && ds.Port == port && ds.P().Fwd == Masq {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// resetOrAbort: a TCP RST or an SCTP packet whose first chunk is an
+// ABORT (is_tcp_reset, is_sctp_abort), which nat_icmp_send leaves alone.
+func resetOrAbort(p *packet.Packet) bool {
+	switch p.Proto {
+	case ProtoTCP:
+		return p.TCPFlags&packet.TCPRst != 0
+	case ProtoSCTP:
+		typ, ok := sctpFirstChunk(p.L4)
+		return ok && typ == sctpChunkAbort
+	}
+	return false
 }
 
 // DNAT is the rewrite of ip_vs_nat_xmit: the destination becomes the
