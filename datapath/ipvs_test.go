@@ -378,7 +378,7 @@ func TestIPVSNatICMPSend(t *testing.T) {
 			t.Errorf("trace:\n%s", strings.Join(tr.Lines, "\n"))
 		}
 		for _, s := range []string{
-			"tcp 192.168.1.2:8080 > 10.0.0.2:40000 rst seq 9 iif eth1", // a reset
+			"tcp 192.168.1.2:8080 > 10.0.0.2:40000 rst seq 9 iif eth1",   // a reset
 			"tcp 192.168.1.3:8080 > 10.0.0.2:40000 ack 5 seq 9 iif eth1", // not a real server
 			"tcp 192.168.1.2:8081 > 10.0.0.2:40000 ack 5 seq 9 iif eth1", // another port
 		} {
