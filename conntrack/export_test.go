@@ -29,11 +29,8 @@ var (
 	UDPSpec  = udpSpec
 	ICMPSpec = icmpSpec
 	ICMPErr  = icmpErr
-	// SCTP packets: SCTPSpec(fromCli, vtag, chunks...), SCTPChunk(type,
-	// flags, body), SCTPInitBody(initiate tag).
-	SCTPSpec     = sctpSpec
-	SCTPChunk    = sctpChunkBytes
-	SCTPInitBody = sctpInitBody
+	// SCTP packets: SCTPSpec(fromCli, vtag, chunks...).
+	SCTPSpec = sctpSpec
 )
 
 const (

@@ -170,12 +170,12 @@ func TestKernelCLI(t *testing.T) {
 		icmpErr(srvIP, cliIP, 3, 3, udpSpec(c, 6000, 7)),
 		// an SCTP association (ports 5000 -> 9) established, and a
 		// DATA chunk with a wrong verification tag (counted invalid)
-		SCTPSpec(c, 0, SCTPChunk(1, 0, SCTPInitBody(0xa1))),
-		SCTPSpec(sv, 0xa1, SCTPChunk(2, 0, SCTPInitBody(0xb2))),
-		SCTPSpec(c, 0xb2, SCTPChunk(10, 0, make([]byte, 8))),
-		SCTPSpec(sv, 0xa1, SCTPChunk(11, 0, nil)),
-		SCTPSpec(c, 0xb2, SCTPChunk(0, 3, make([]byte, 16))),
-		SCTPSpec(c, 0xa1, SCTPChunk(0, 3, make([]byte, 16))),
+		SCTPSpec(c, 0, packet.SCTPChunk(1, 0, packet.SCTPInitValue(0xa1, 10))),
+		SCTPSpec(sv, 0xa1, packet.SCTPChunk(2, 0, packet.SCTPInitValue(0xb2, 10))),
+		SCTPSpec(c, 0xb2, packet.SCTPChunk(10, 0, make([]byte, 8))),
+		SCTPSpec(sv, 0xa1, packet.SCTPChunk(11, 0, nil)),
+		SCTPSpec(c, 0xb2, packet.SCTPChunk(0, 3, make([]byte, 16))),
+		SCTPSpec(c, 0xa1, packet.SCTPChunk(0, 3, make([]byte, 16))),
 	}
 	fates := map[string]int{}
 	for i, spec := range pk {

@@ -19,7 +19,7 @@ func TestKernelSCTPDifferential(t *testing.T) {
 	start := time.Now()
 	nowNS := func() int64 { return int64(time.Since(start)) + 1e9 }
 	const c, s = true, false
-	ch := sctpChunkBytes
+	ch := packet.SCTPChunk
 	data := ch(sctpData, 3, make([]byte, 16))
 	// each association uses its own client port
 	at := func(port uint16, sp packet.Spec) packet.Spec {
@@ -36,8 +36,8 @@ func TestKernelSCTPDifferential(t *testing.T) {
 	}
 	hs := func(port uint16, a, b uint32) []packet.Spec {
 		return []packet.Spec{
-			at(port, sctpSpec(c, 0, ch(sctpInit, 0, sctpInitBody(a)))),
-			at(port, sctpSpec(s, a, ch(sctpInitAck, 0, sctpInitBody(b)))),
+			at(port, sctpSpec(c, 0, ch(sctpInit, 0, packet.SCTPInitValue(a, 10)))),
+			at(port, sctpSpec(s, a, ch(sctpInitAck, 0, packet.SCTPInitValue(b, 10)))),
 			at(port, sctpSpec(c, b, ch(sctpCookieEcho, 0, make([]byte, 8)))),
 			at(port, sctpSpec(s, a, ch(sctpCookieAck, 0, nil))),
 		}
@@ -65,8 +65,8 @@ func TestKernelSCTPDifferential(t *testing.T) {
 		at(5005, sctpSpec(s, 0x1005, ch(sctpHeartbeatAck, 0, make([]byte, 8)))))
 	// 6. invalid starts: INIT with a vtag, INIT bundled, ABORT and
 	// COOKIE-ACK out of the blue, no chunks, COOKIE-ECHO second
-	pk = append(pk, at(5006, sctpSpec(c, 9, ch(sctpInit, 0, sctpInitBody(1)))),
-		at(5007, sctpSpec(c, 0, ch(sctpInit, 0, sctpInitBody(1)), data)),
+	pk = append(pk, at(5006, sctpSpec(c, 9, ch(sctpInit, 0, packet.SCTPInitValue(1, 10)))),
+		at(5007, sctpSpec(c, 0, ch(sctpInit, 0, packet.SCTPInitValue(1, 10)), data)),
 		at(5008, sctpSpec(c, 9, ch(sctpAbort, 0, nil))),
 		at(5009, sctpSpec(c, 9, ch(sctpCookieAck, 0, nil))),
 		at(5010, sctpSpec(c, 0)),
@@ -75,8 +75,8 @@ func TestKernelSCTPDifferential(t *testing.T) {
 	pk = append(pk, hs(5012, 0x1012, 0x2012)[:2]...)
 	pk = append(pk, hs(5013, 0x1013, 0x2013)[:3]...)
 	// 8. INIT retransmitted
-	pk = append(pk, at(5014, sctpSpec(c, 0, ch(sctpInit, 0, sctpInitBody(0x1014)))),
-		at(5014, sctpSpec(c, 0, ch(sctpInit, 0, sctpInitBody(0x1014)))))
+	pk = append(pk, at(5014, sctpSpec(c, 0, ch(sctpInit, 0, packet.SCTPInitValue(0x1014, 10)))),
+		at(5014, sctpSpec(c, 0, ch(sctpInit, 0, packet.SCTPInitValue(0x1014, 10)))))
 
 	bad := 0
 	for i, spec := range pk {
@@ -101,7 +101,7 @@ func TestKernelSCTPDifferential(t *testing.T) {
 	}
 	// A broken CRC on a new INIT: the kernel checks it only when the
 	// packet's checksum is not already known good (CHECKSUM_NONE).
-	b := packet.Build(at(5020, sctpSpec(c, 0, ch(sctpInit, 0, sctpInitBody(7)))))
+	b := packet.Build(at(5020, sctpSpec(c, 0, ch(sctpInit, 0, packet.SCTPInitValue(7, 10)))))
 	b[28] ^= 1
 	ks, _ := l.send(b)
 	p := &packet.Packet{Data: b}

@@ -9,54 +9,20 @@ import (
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
-// sctpChunkBytes is one chunk, padded to 4 bytes.
-func sctpChunkBytes(typ, flags uint8, body []byte) []byte {
-	n := 4 + len(body)
-	b := make([]byte, (n+3)&^3)
-	b[0], b[1] = typ, flags
-	binary.BigEndian.PutUint16(b[2:], uint16(n))
-	copy(b[4:], body)
-	return b
-}
-
-// sctpInitBody is an INIT/INIT-ACK's fixed part with the initiate tag.
-func sctpInitBody(tag uint32) []byte {
-	b := make([]byte, 16)
-	binary.BigEndian.PutUint32(b, tag)
-	binary.BigEndian.PutUint32(b[4:], 65536) // a_rwnd
-	binary.BigEndian.PutUint16(b[8:], 10)    // outbound streams
-	binary.BigEndian.PutUint16(b[10:], 10)   // inbound streams
-	binary.BigEndian.PutUint32(b[12:], 1)    // initial TSN
-	return b
-}
-
-// sctpBytes is an SCTP packet with its CRC32c.
-func sctpBytes(sport, dport uint16, vtag uint32, chunks ...[]byte) []byte {
-	b := make([]byte, 12)
-	binary.BigEndian.PutUint16(b, sport)
-	binary.BigEndian.PutUint16(b[2:], dport)
-	binary.BigEndian.PutUint32(b[4:], vtag)
-	for _, c := range chunks {
-		b = append(b, c...)
-	}
-	binary.LittleEndian.PutUint32(b[8:], packet.SCTPChecksum(b))
-	return b
-}
-
 func sctpSpec(fromCli bool, vtag uint32, chunks ...[]byte) packet.Spec {
 	s := packet.Spec{Proto: packet.ProtoSCTP, Src: cliIP, Dst: srvIP}
 	sp, dp := uint16(5000), uint16(9)
 	if !fromCli {
 		s.Src, s.Dst, sp, dp = srvIP, cliIP, dp, sp
 	}
-	s.Payload = sctpBytes(sp, dp, vtag, chunks...)
+	s.Payload = packet.SCTPPacket(sp, dp, vtag, chunks...)
 	return s
 }
 
 func TestSCTPAssociation(t *testing.T) {
 	const c, s = true, false
 	const A, B = 0x11111111, 0x22222222 // cli's and srv's initiate tags
-	ch := sctpChunkBytes
+	ch := packet.SCTPChunk
 	data := ch(sctpData, 3, make([]byte, 12+4))
 	type st struct {
 		name    string
@@ -69,8 +35,8 @@ func TestSCTPAssociation(t *testing.T) {
 	}
 	init := func(sp uint16) []st {
 		return []st{
-			{name: "init", spec: sctpSpec(c, 0, ch(sctpInit, 0, sctpInitBody(A))), state: StateNew, sctp: SCTPClosed, timeout: 10},
-			{name: "init-ack", spec: sctpSpec(s, A, ch(sctpInitAck, 0, sctpInitBody(B))), state: StateEstablished, sctp: SCTPCookieWait, timeout: 3},
+			{name: "init", spec: sctpSpec(c, 0, ch(sctpInit, 0, packet.SCTPInitValue(A, 10))), state: StateNew, sctp: SCTPClosed, timeout: 10},
+			{name: "init-ack", spec: sctpSpec(s, A, ch(sctpInitAck, 0, packet.SCTPInitValue(B, 10))), state: StateEstablished, sctp: SCTPCookieWait, timeout: 3},
 			{name: "cookie-echo", spec: sctpSpec(c, B, ch(sctpCookieEcho, 0, make([]byte, 8))), state: StateEstablished, sctp: SCTPCookieEchoed, timeout: 3},
 			{name: "cookie-ack", spec: sctpSpec(s, A, ch(sctpCookieAck, 0, nil)), state: StateEstablished, sctp: SCTPEstablished, timeout: 210},
 		}
@@ -117,8 +83,8 @@ func TestSCTPAssociation(t *testing.T) {
 			{name: "heartbeat-ack", spec: sctpSpec(s, A, ch(sctpHeartbeatAck, 0, make([]byte, 8))), state: StateEstablished, sctp: SCTPEstablished, timeout: 210},
 			{name: "data", spec: sctpSpec(c, B, data), state: StateEstablished, sctp: SCTPEstablished},
 		}, "ESTABLISHED"},
-		{"init with vtag", []st{{name: "init", spec: sctpSpec(c, 5, ch(sctpInit, 0, sctpInitBody(A))), state: StateInvalid}}, ""},
-		{"init bundled", []st{{name: "init+data", spec: sctpSpec(c, 0, ch(sctpInit, 0, sctpInitBody(A)), data), state: StateInvalid}}, ""},
+		{"init with vtag", []st{{name: "init", spec: sctpSpec(c, 5, ch(sctpInit, 0, packet.SCTPInitValue(A, 10))), state: StateInvalid}}, ""},
+		{"init bundled", []st{{name: "init+data", spec: sctpSpec(c, 0, ch(sctpInit, 0, packet.SCTPInitValue(A, 10)), data), state: StateInvalid}}, ""},
 		{"init truncated", []st{{name: "init", spec: sctpSpec(c, 0, ch(sctpInit, 0, make([]byte, 8))), state: StateInvalid}}, ""},
 		{"cookie-echo not first", []st{{name: "data+echo", spec: sctpSpec(c, 0, data, ch(sctpCookieEcho, 0, nil)), state: StateInvalid}}, ""},
 		{"zero-length chunk", []st{{name: "zero", spec: sctpSpec(c, 0, ch(sctpData, 0, nil)), raw: func(b []byte) {
@@ -129,22 +95,22 @@ func TestSCTPAssociation(t *testing.T) {
 		{"no chunks", []st{{name: "bare", spec: sctpSpec(c, 0), state: StateInvalid}}, ""},
 		{"out of the blue abort", []st{{name: "abort", spec: sctpSpec(c, 7, ch(sctpAbort, 0, nil)), state: StateInvalid}}, ""},
 		{"out of the blue cookie-ack", []st{{name: "cookie-ack", spec: sctpSpec(c, 7, ch(sctpCookieAck, 0, nil)), state: StateInvalid}}, ""},
-		{"bad crc at prerouting", []st{{name: "init", spec: sctpSpec(c, 0, ch(sctpInit, 0, sctpInitBody(A))),
+		{"bad crc at prerouting", []st{{name: "init", spec: sctpSpec(c, 0, ch(sctpInit, 0, packet.SCTPInitValue(A, 10))),
 			raw: func(b []byte) { b[28] ^= 1 }, state: StateInvalid}}, ""},
-		{"bad crc on output", []st{{name: "init", spec: sctpSpec(c, 0, ch(sctpInit, 0, sctpInitBody(A))),
+		{"bad crc on output", []st{{name: "init", spec: sctpSpec(c, 0, ch(sctpInit, 0, packet.SCTPInitValue(A, 10))),
 			raw: func(b []byte) { b[28] ^= 1 }, hook: netfilter.LocalOut, state: StateNew, sctp: SCTPClosed}}, "CLOSED"},
 		// INIT-ACK is no vtag exception: a new entry expects vtag 0
 		{"init-ack first", []st{
-			{name: "init-ack vtag", spec: sctpSpec(c, 9, ch(sctpInitAck, 0, sctpInitBody(A))), state: StateInvalid},
-			{name: "init-ack", spec: sctpSpec(c, 0, ch(sctpInitAck, 0, sctpInitBody(A))), state: StateNew, sctp: SCTPClosed, timeout: 10},
+			{name: "init-ack vtag", spec: sctpSpec(c, 9, ch(sctpInitAck, 0, packet.SCTPInitValue(A, 10))), state: StateInvalid},
+			{name: "init-ack", spec: sctpSpec(c, 0, ch(sctpInitAck, 0, packet.SCTPInitValue(A, 10))), state: StateNew, sctp: SCTPClosed, timeout: 10},
 		}, "CLOSED"},
 		{"init-ack with wrong tag", []st{
-			{name: "init", spec: sctpSpec(c, 0, ch(sctpInit, 0, sctpInitBody(A))), state: StateNew, sctp: SCTPClosed},
-			{name: "init-ack", spec: sctpSpec(s, A+1, ch(sctpInitAck, 0, sctpInitBody(B))), state: StateInvalid},
+			{name: "init", spec: sctpSpec(c, 0, ch(sctpInit, 0, packet.SCTPInitValue(A, 10))), state: StateNew, sctp: SCTPClosed},
+			{name: "init-ack", spec: sctpSpec(s, A+1, ch(sctpInitAck, 0, packet.SCTPInitValue(B, 10))), state: StateInvalid},
 		}, "[UNREPLIED]"},
 		{"init retransmit keeps the timeout", []st{
-			{name: "init", spec: sctpSpec(c, 0, ch(sctpInit, 0, sctpInitBody(A))), state: StateNew, sctp: SCTPClosed, timeout: 10},
-			{name: "init again", spec: sctpSpec(c, 0, ch(sctpInit, 0, sctpInitBody(A))), state: StateNew, sctp: SCTPClosed, timeout: 9},
+			{name: "init", spec: sctpSpec(c, 0, ch(sctpInit, 0, packet.SCTPInitValue(A, 10))), state: StateNew, sctp: SCTPClosed, timeout: 10},
+			{name: "init again", spec: sctpSpec(c, 0, ch(sctpInit, 0, packet.SCTPInitValue(A, 10))), state: StateNew, sctp: SCTPClosed, timeout: 9},
 		}, "CLOSED"},
 	}
 	for _, tc := range tests {
@@ -216,9 +182,9 @@ func TestSCTPTableShape(t *testing.T) {
 }
 
 func FuzzSCTPChunks(f *testing.F) {
-	f.Add(sctpBytes(1, 2, 0, sctpChunkBytes(sctpInit, 0, sctpInitBody(5))))
-	f.Add(sctpBytes(1, 2, 7, sctpChunkBytes(sctpData, 0, make([]byte, 16)), sctpChunkBytes(sctpHeartbeat, 0, nil)))
-	f.Add(sctpBytes(1, 2, 7, sctpChunkBytes(sctpAbort, 1, nil)))
+	f.Add(packet.SCTPPacket(1, 2, 0, packet.SCTPChunk(sctpInit, 0, packet.SCTPInitValue(5, 10))))
+	f.Add(packet.SCTPPacket(1, 2, 7, packet.SCTPChunk(sctpData, 0, make([]byte, 16)), packet.SCTPChunk(sctpHeartbeat, 0, nil)))
+	f.Add(packet.SCTPPacket(1, 2, 7, packet.SCTPChunk(sctpAbort, 1, nil)))
 	f.Fuzz(func(t *testing.T, l4 []byte) {
 		var m [4]uint64
 		sctpBasicChecks(l4, &m)
@@ -256,15 +222,15 @@ func TestSCTPStateOption(t *testing.T) {
 func sctpEstablished(tb testing.TB, t *Table) (*packet.Packet, *packet.Packet) {
 	const A, B = 0x1234, 0x5678
 	for i, s := range []packet.Spec{
-		sctpSpec(true, 0, sctpChunkBytes(sctpInit, 0, sctpInitBody(A))),
-		sctpSpec(false, A, sctpChunkBytes(sctpInitAck, 0, sctpInitBody(B))),
-		sctpSpec(true, B, sctpChunkBytes(sctpCookieEcho, 0, make([]byte, 8))),
-		sctpSpec(false, A, sctpChunkBytes(sctpCookieAck, 0, nil)),
+		sctpSpec(true, 0, packet.SCTPChunk(sctpInit, 0, packet.SCTPInitValue(A, 10))),
+		sctpSpec(false, A, packet.SCTPChunk(sctpInitAck, 0, packet.SCTPInitValue(B, 10))),
+		sctpSpec(true, B, packet.SCTPChunk(sctpCookieEcho, 0, make([]byte, 8))),
+		sctpSpec(false, A, packet.SCTPChunk(sctpCookieAck, 0, nil)),
 	} {
 		r, _ := t.In(mkpkt(tb, s, nil), 0, netfilter.PreRouting, int64(i))
 		t.Confirm(r, int64(i))
 	}
-	data := sctpChunkBytes(sctpData, 3, make([]byte, 16+64))
+	data := packet.SCTPChunk(sctpData, 3, make([]byte, 16+64))
 	return mkpkt(tb, sctpSpec(true, B, data), nil), mkpkt(tb, sctpSpec(false, A, data), nil)
 }
 

@@ -11,38 +11,10 @@ import (
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
-// chunk is one SCTP chunk, padded to 4 bytes.
-func chunk(typ, flags uint8, body []byte) []byte {
-	n := 4 + len(body)
-	b := make([]byte, (n+3)&^3)
-	b[0], b[1] = typ, flags
-	binary.BigEndian.PutUint16(b[2:], uint16(n))
-	copy(b[4:], body)
-	return b
-}
-
-// initBody is an INIT/INIT-ACK's fixed part.
-func initBody(tag uint32) []byte {
-	b := make([]byte, 16)
-	binary.BigEndian.PutUint32(b, tag)
-	binary.BigEndian.PutUint32(b[4:], 65536)
-	binary.BigEndian.PutUint16(b[8:], 10)
-	binary.BigEndian.PutUint16(b[10:], 10)
-	binary.BigEndian.PutUint32(b[12:], 1)
-	return b
-}
-
 // sctpPkt is an SCTP packet src:sport > dst:dport with a right CRC32c.
 func sctpPkt(t testing.TB, src uint32, sport uint16, dst uint32, dport uint16, vtag uint32, chunks ...[]byte) *packet.Packet {
 	t.Helper()
-	l4 := make([]byte, 12)
-	binary.BigEndian.PutUint16(l4, sport)
-	binary.BigEndian.PutUint16(l4[2:], dport)
-	binary.BigEndian.PutUint32(l4[4:], vtag)
-	for _, c := range chunks {
-		l4 = append(l4, c...)
-	}
-	packet.SetSCTPChecksum(l4)
+	l4 := packet.SCTPPacket(sport, dport, vtag, chunks...)
 	p := &packet.Packet{Data: packet.Build(packet.Spec{Proto: packet.ProtoSCTP, Src: src, Dst: dst, Payload: l4})}
 	if err := p.Decode(); err != nil {
 		t.Fatal(err)
@@ -189,7 +161,7 @@ func TestSCTPStateTable(t *testing.T) {
 					fwd = Route
 				}
 				d := sctpDirector(t, fwd, ServiceConfig{})
-				r := d.In(cli(t, chunk(sctpChunkInit, 0, initBody(1))), netfilter.LocalIn, sec, nil)
+				r := d.In(cli(t, packet.SCTPChunk(sctpChunkInit, 0, packet.SCTPInitValue(1, 10))), netfilter.LocalIn, sec, nil)
 				cp, ds := r.Conn, r.Conn.Dest
 				// put the connection in state from, its counts and
 				// INACTIVE flag as the kernel would have them there
@@ -204,11 +176,11 @@ func TestSCTPStateTable(t *testing.T) {
 				}
 				var body []byte
 				if typ == sctpChunkInit || typ == sctpChunkInitAck {
-					body = initBody(2)
+					body = packet.SCTPInitValue(2, 10)
 				}
-				p := cli(t, chunk(typ, 0, body))
+				p := cli(t, packet.SCTPChunk(typ, 0, body))
 				if dir == dirOutput {
-					p = srv(t, chunk(typ, 0, body))
+					p = srv(t, packet.SCTPChunk(typ, 0, body))
 				}
 				if dir == dirOutput {
 					if r := d.Out(p, netfilter.Forward, 2*sec); r.Conn != cp {
@@ -261,31 +233,31 @@ func TestSCTPEvents(t *testing.T) {
 		if !ok {
 			want = sctpEvData
 		}
-		p := cli(t, chunk(uint8(typ), 0, nil))
+		p := cli(t, packet.SCTPChunk(uint8(typ), 0, nil))
 		if ev, ok := sctpEvent(p.L4); !ok || ev != want {
 			t.Errorf("chunk %d: event %d %v, want %d", typ, ev, ok, want)
 		}
 	}
 	// COOKIE ECHO / COOKIE ACK followed by an ABORT: the ABORT
 	for _, typ := range []uint8{sctpChunkCookieEcho, sctpChunkCookieAck} {
-		p := cli(t, chunk(typ, 0, make([]byte, 5)), chunk(sctpChunkAbort, 0, nil))
+		p := cli(t, packet.SCTPChunk(typ, 0, make([]byte, 5)), packet.SCTPChunk(sctpChunkAbort, 0, nil))
 		if ev, _ := sctpEvent(p.L4); ev != sctpEvAbort {
 			t.Errorf("chunk %d + ABORT: event %d", typ, ev)
 		}
 		// ... not when the ABORT is not the next chunk
-		p = cli(t, chunk(typ, 0, nil), chunk(sctpChunkData, 0, nil), chunk(sctpChunkAbort, 0, nil))
+		p = cli(t, packet.SCTPChunk(typ, 0, nil), packet.SCTPChunk(sctpChunkData, 0, nil), packet.SCTPChunk(sctpChunkAbort, 0, nil))
 		if ev, _ := sctpEvent(p.L4); ev == sctpEvAbort {
 			t.Errorf("chunk %d + DATA + ABORT: ABORT", typ)
 		}
 	}
 	// other chunks are not looked past
-	p := cli(t, chunk(sctpChunkShutdown, 0, make([]byte, 4)), chunk(sctpChunkAbort, 0, nil))
+	p := cli(t, packet.SCTPChunk(sctpChunkShutdown, 0, make([]byte, 4)), packet.SCTPChunk(sctpChunkAbort, 0, nil))
 	if ev, _ := sctpEvent(p.L4); ev != sctpEvShutdown {
 		t.Errorf("SHUTDOWN + ABORT: event %d", ev)
 	}
 	// a zero-length COOKIE ECHO: its length is below a chunk header,
 	// nothing is looked past it
-	p = cli(t, []byte{sctpChunkCookieEcho, 0, 0, 0}, chunk(sctpChunkAbort, 0, nil))
+	p = cli(t, []byte{sctpChunkCookieEcho, 0, 0, 0}, packet.SCTPChunk(sctpChunkAbort, 0, nil))
 	if ev, _ := sctpEvent(p.L4); ev != sctpEvCookieEcho {
 		t.Errorf("zero-length COOKIE ECHO + ABORT: event %d", ev)
 	}
@@ -319,7 +291,7 @@ func lncLine(proto, expire, state, src, vip, dst string) string {
 func TestSCTPAssociationNAT(t *testing.T) {
 	d := sctpDirector(t, Masq, ServiceConfig{})
 	ds := d.Services()[0].Dests[0]
-	data := chunk(sctpChunkData, 3, make([]byte, 12+20))
+	data := packet.SCTPChunk(sctpChunkData, 3, make([]byte, 12+20))
 	steps := []struct {
 		name   string
 		out    bool
@@ -328,17 +300,17 @@ func TestSCTPAssociationNAT(t *testing.T) {
 		expire string // mm:ss as -Lnc prints it
 		cnt    [3]int32
 	}{
-		{"INIT", false, [][]byte{chunk(sctpChunkInit, 0, initBody(0xa))}, "INIT1", "00:04", [3]int32{0, 1, 0}},
-		{"INIT-ACK", true, [][]byte{chunk(sctpChunkInitAck, 0, initBody(0xb))}, "C-SENT", "01:01", [3]int32{0, 1, 0}},
-		{"COOKIE-ECHO", false, [][]byte{chunk(sctpChunkCookieEcho, 0, make([]byte, 20))}, "C-REPLIED", "01:01", [3]int32{0, 1, 0}},
-		{"COOKIE-ACK", true, [][]byte{chunk(sctpChunkCookieAck, 0, nil)}, "ESTABLISHED", "15:00", [3]int32{1, 0, 0}},
+		{"INIT", false, [][]byte{packet.SCTPChunk(sctpChunkInit, 0, packet.SCTPInitValue(0xa, 10))}, "INIT1", "00:04", [3]int32{0, 1, 0}},
+		{"INIT-ACK", true, [][]byte{packet.SCTPChunk(sctpChunkInitAck, 0, packet.SCTPInitValue(0xb, 10))}, "C-SENT", "01:01", [3]int32{0, 1, 0}},
+		{"COOKIE-ECHO", false, [][]byte{packet.SCTPChunk(sctpChunkCookieEcho, 0, make([]byte, 20))}, "C-REPLIED", "01:01", [3]int32{0, 1, 0}},
+		{"COOKIE-ACK", true, [][]byte{packet.SCTPChunk(sctpChunkCookieAck, 0, nil)}, "ESTABLISHED", "15:00", [3]int32{1, 0, 0}},
 		{"DATA", false, [][]byte{data}, "ESTABLISHED", "15:00", [3]int32{1, 0, 0}},
-		{"SACK+DATA", true, [][]byte{chunk(sctpChunkSack, 0, make([]byte, 12)), data}, "ESTABLISHED", "15:00", [3]int32{1, 0, 0}},
-		{"HEARTBEAT", true, [][]byte{chunk(sctpChunkHeartbeat, 0, make([]byte, 8))}, "ESTABLISHED", "15:00", [3]int32{1, 0, 0}},
-		{"HEARTBEAT-ACK", false, [][]byte{chunk(sctpChunkHeartbeatAck, 0, make([]byte, 8))}, "ESTABLISHED", "15:00", [3]int32{1, 0, 0}},
-		{"SHUTDOWN", false, [][]byte{chunk(sctpChunkShutdown, 0, make([]byte, 4))}, "S-RECEIVED", "01:01", [3]int32{0, 1, 0}},
-		{"SHUTDOWN-ACK", true, [][]byte{chunk(sctpChunkShutdownAck, 0, nil)}, "S-ACK-SENT", "01:01", [3]int32{0, 1, 0}},
-		{"SHUTDOWN-COMPLETE", false, [][]byte{chunk(sctpChunkShutdownComplete, 0, nil)}, "CLOSED", "01:01", [3]int32{0, 1, 0}},
+		{"SACK+DATA", true, [][]byte{packet.SCTPChunk(sctpChunkSack, 0, make([]byte, 12)), data}, "ESTABLISHED", "15:00", [3]int32{1, 0, 0}},
+		{"HEARTBEAT", true, [][]byte{packet.SCTPChunk(sctpChunkHeartbeat, 0, make([]byte, 8))}, "ESTABLISHED", "15:00", [3]int32{1, 0, 0}},
+		{"HEARTBEAT-ACK", false, [][]byte{packet.SCTPChunk(sctpChunkHeartbeatAck, 0, make([]byte, 8))}, "ESTABLISHED", "15:00", [3]int32{1, 0, 0}},
+		{"SHUTDOWN", false, [][]byte{packet.SCTPChunk(sctpChunkShutdown, 0, make([]byte, 4))}, "S-RECEIVED", "01:01", [3]int32{0, 1, 0}},
+		{"SHUTDOWN-ACK", true, [][]byte{packet.SCTPChunk(sctpChunkShutdownAck, 0, nil)}, "S-ACK-SENT", "01:01", [3]int32{0, 1, 0}},
+		{"SHUTDOWN-COMPLETE", false, [][]byte{packet.SCTPChunk(sctpChunkShutdownComplete, 0, nil)}, "CLOSED", "01:01", [3]int32{0, 1, 0}},
 	}
 	now := sec
 	for _, s := range steps {
@@ -374,7 +346,7 @@ func TestSCTPAssociationNAT(t *testing.T) {
 	}
 	// a new INIT on the CLOSED connection: the old one goes, the INIT
 	// is scheduled
-	r := d.In(cli(t, chunk(sctpChunkInit, 0, initBody(0xc))), netfilter.LocalIn, now, nil)
+	r := d.In(cli(t, packet.SCTPChunk(sctpChunkInit, 0, packet.SCTPInitValue(0xc, 10))), netfilter.LocalIn, now, nil)
 	if !r.New || r.Conn.StateName() != "INIT1" || d.Conns.Len() != 1 || counts(ds) != [3]int32{0, 1, 0} {
 		t.Errorf("INIT on CLOSED: new=%v %s, %d conns, counts %v", r.New, r.Conn.StateName(), d.Conns.Len(), counts(ds))
 	}
@@ -389,11 +361,11 @@ func TestSCTPAssociationNAT(t *testing.T) {
 // after a COOKIE ECHO in the same packet counts as the ABORT; an ABORT
 // (or any chunk but INIT) without a connection schedules nothing.
 func TestSCTPAbort(t *testing.T) {
-	init := chunk(sctpChunkInit, 0, initBody(1))
-	abort := chunk(sctpChunkAbort, 0, nil)
+	init := packet.SCTPChunk(sctpChunkInit, 0, packet.SCTPInitValue(1, 10))
+	abort := packet.SCTPChunk(sctpChunkAbort, 0, nil)
 	d := sctpDirector(t, Masq, ServiceConfig{})
-	for _, c := range [][]byte{abort, chunk(sctpChunkData, 0, make([]byte, 16)), chunk(sctpChunkCookieEcho, 0, nil),
-		chunk(sctpChunkHeartbeat, 0, nil)} {
+	for _, c := range [][]byte{abort, packet.SCTPChunk(sctpChunkData, 0, make([]byte, 16)), packet.SCTPChunk(sctpChunkCookieEcho, 0, nil),
+		packet.SCTPChunk(sctpChunkHeartbeat, 0, nil)} {
 		if r := d.In(cli(t, c), netfilter.LocalIn, sec, nil); r.V != Accept || r.Conn != nil {
 			t.Errorf("chunk %d without a connection: %v", c[0], r.V)
 		}
@@ -411,17 +383,17 @@ func TestSCTPAbort(t *testing.T) {
 	d.Conns.Flush()
 	// client aborts after the cookie: COOKIE ECHO + ABORT in one packet
 	d.In(cli(t, init), netfilter.LocalIn, sec, nil)
-	d.Out(srv(t, chunk(sctpChunkInitAck, 0, initBody(2))), netfilter.Forward, sec)
-	r = d.In(cli(t, chunk(sctpChunkCookieEcho, 0, make([]byte, 8)), abort), netfilter.LocalIn, sec, nil)
+	d.Out(srv(t, packet.SCTPChunk(sctpChunkInitAck, 0, packet.SCTPInitValue(2, 10))), netfilter.Forward, sec)
+	r = d.In(cli(t, packet.SCTPChunk(sctpChunkCookieEcho, 0, make([]byte, 8)), abort), netfilter.LocalIn, sec, nil)
 	if r.Conn.StateName() != "CLOSED" || counts(r.Conn.Dest) != [3]int32{0, 1, 0} {
 		t.Errorf("COOKIE ECHO + ABORT: %s %v", r.Conn.StateName(), counts(r.Conn.Dest))
 	}
 	d.Conns.Flush()
 	// established, then the real server aborts
 	d.In(cli(t, init), netfilter.LocalIn, sec, nil)
-	d.Out(srv(t, chunk(sctpChunkInitAck, 0, initBody(2))), netfilter.Forward, sec)
-	d.In(cli(t, chunk(sctpChunkCookieEcho, 0, nil)), netfilter.LocalIn, sec, nil)
-	r = d.Out(srv(t, chunk(sctpChunkCookieAck, 0, nil)), netfilter.Forward, sec)
+	d.Out(srv(t, packet.SCTPChunk(sctpChunkInitAck, 0, packet.SCTPInitValue(2, 10))), netfilter.Forward, sec)
+	d.In(cli(t, packet.SCTPChunk(sctpChunkCookieEcho, 0, nil)), netfilter.LocalIn, sec, nil)
+	r = d.Out(srv(t, packet.SCTPChunk(sctpChunkCookieAck, 0, nil)), netfilter.Forward, sec)
 	if counts(r.Conn.Dest) != [3]int32{1, 0, 0} {
 		t.Fatalf("established counts %v", counts(r.Conn.Dest))
 	}
@@ -438,10 +410,10 @@ func TestSCTPSloppy(t *testing.T) {
 	sc := d.Sysctls()
 	sc.SloppySCTP = true
 	d.SetSysctls(sc)
-	if r := d.In(cli(t, chunk(sctpChunkAbort, 0, nil)), netfilter.LocalIn, sec, nil); r.Conn != nil {
+	if r := d.In(cli(t, packet.SCTPChunk(sctpChunkAbort, 0, nil)), netfilter.LocalIn, sec, nil); r.Conn != nil {
 		t.Error("ABORT scheduled with sloppy_sctp")
 	}
-	r := d.In(cli(t, chunk(sctpChunkData, 0, make([]byte, 16))), netfilter.LocalIn, sec, nil)
+	r := d.In(cli(t, packet.SCTPChunk(sctpChunkData, 0, make([]byte, 16))), netfilter.LocalIn, sec, nil)
 	if !r.New || r.Conn.StateName() != "ESTABLISHED" || counts(r.Conn.Dest) != [3]int32{1, 0, 0} {
 		t.Errorf("sloppy DATA: new=%v %v", r.New, r.Conn)
 	}
@@ -469,7 +441,7 @@ func TestSCTPTruncated(t *testing.T) {
 			t.Errorf("%d bytes, no service port: %v", n, r.V)
 		}
 	}
-	r := d.In(cli(t, chunk(sctpChunkInit, 0, initBody(1))), netfilter.LocalIn, sec, nil)
+	r := d.In(cli(t, packet.SCTPChunk(sctpChunkInit, 0, packet.SCTPInitValue(1, 10))), netfilter.LocalIn, sec, nil)
 	// with the connection: the client's 8-byte packet finds it (4 bytes
 	// of ports are enough) but cannot be rewritten
 	p := short(sctpCli, sctpCPort, sctpVIP, sctpVPort, 8)
@@ -501,7 +473,7 @@ func TestSCTPNATChecksum(t *testing.T) {
 		if err := d.AddDest(sctpVS, DestConfig{Addr: sctpRS, Port: dport, Fwd: Masq, Weight: 1}); err != nil {
 			t.Fatal(err)
 		}
-		p := cli(t, chunk(sctpChunkInit, 0, initBody(1)), chunk(0xc0, 0, make([]byte, 33)))
+		p := cli(t, packet.SCTPChunk(sctpChunkInit, 0, packet.SCTPInitValue(1, 10)), packet.SCTPChunk(0xc0, 0, make([]byte, 33)))
 		p.L4[8] ^= 0xff // a wrong CRC32c
 		bad := binary.LittleEndian.Uint32(p.L4[8:])
 		r := d.In(p, netfilter.LocalIn, sec, nil)
@@ -516,7 +488,7 @@ func TestSCTPNATChecksum(t *testing.T) {
 			t.Error("CRC32c not recomputed after the port changed")
 		}
 		// the reply: source port back to the VIP's
-		q := sctpPkt(t, sctpRS, dport, sctpCli, sctpCPort, 9, chunk(sctpChunkInitAck, 0, initBody(2)))
+		q := sctpPkt(t, sctpRS, dport, sctpCli, sctpCPort, 9, packet.SCTPChunk(sctpChunkInitAck, 0, packet.SCTPInitValue(2, 10)))
 		if r := d.Out(q, netfilter.Forward, sec); r.V != Accept || q.SrcPort != sctpVPort || q.Src != sctpVIP || !packet.SCTPChecksumOK(q.L4) {
 			t.Errorf("reply %v %08x:%d crc ok %v", r.V, q.Src, q.SrcPort, packet.SCTPChecksumOK(q.L4))
 		}
@@ -531,18 +503,18 @@ func TestSCTPDirectRoute(t *testing.T) {
 		c     []byte
 		state string
 	}{
-		{chunk(sctpChunkInit, 0, initBody(1)), "INIT1"},
-		{chunk(sctpChunkCookieEcho, 0, make([]byte, 8)), "ESTABLISHED"},
-		{chunk(sctpChunkData, 0, make([]byte, 16)), "ESTABLISHED"},
-		{chunk(sctpChunkShutdown, 0, make([]byte, 4)), "S-RECEIVED"},
-		{chunk(sctpChunkShutdownComplete, 0, nil), "CLOSED"},
+		{packet.SCTPChunk(sctpChunkInit, 0, packet.SCTPInitValue(1, 10)), "INIT1"},
+		{packet.SCTPChunk(sctpChunkCookieEcho, 0, make([]byte, 8)), "ESTABLISHED"},
+		{packet.SCTPChunk(sctpChunkData, 0, make([]byte, 16)), "ESTABLISHED"},
+		{packet.SCTPChunk(sctpChunkShutdown, 0, make([]byte, 4)), "S-RECEIVED"},
+		{packet.SCTPChunk(sctpChunkShutdownComplete, 0, nil), "CLOSED"},
 	} {
 		r := d.In(cli(t, s.c), netfilter.LocalIn, sec, nil)
 		if r.Conn.StateName() != s.state {
 			t.Errorf("chunk %d: %s, want %s", s.c[0], r.Conn.StateName(), s.state)
 		}
 	}
-	if r := d.Out(srv(t, chunk(sctpChunkData, 0, nil)), netfilter.Forward, sec); r.Conn != nil {
+	if r := d.Out(srv(t, packet.SCTPChunk(sctpChunkData, 0, nil)), netfilter.Forward, sec); r.Conn != nil {
 		t.Error("a DR connection's reply was rewritten")
 	}
 }
@@ -562,7 +534,7 @@ func TestSCTPPersistenceOnePacket(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	init := chunk(sctpChunkInit, 0, initBody(1))
+	init := packet.SCTPChunk(sctpChunkInit, 0, packet.SCTPInitValue(1, 10))
 	a := d.In(cli(t, init), netfilter.LocalIn, sec, nil).Conn
 	b := d.In(sctpPkt(t, sctpCli, 5001, sctpVIP, sctpVPort, 0, init), netfilter.LocalIn, sec, nil).Conn
 	if a == nil || b == nil || a.Control == nil || a.Control != b.Control || a.DAddr != b.DAddr {
@@ -575,9 +547,9 @@ func TestSCTPPersistenceOnePacket(t *testing.T) {
 	if got := listing(t, d, sec); !strings.Contains(got, tmpl) {
 		t.Errorf("template line missing:\n%s", got)
 	}
-	d.Out(sctpPkt(t, a.DAddr, sctpDPort, sctpCli, sctpCPort, 9, chunk(sctpChunkInitAck, 0, initBody(2))), netfilter.Forward, sec)
-	d.In(cli(t, chunk(sctpChunkCookieEcho, 0, nil)), netfilter.LocalIn, sec, nil)
-	d.Out(sctpPkt(t, a.DAddr, sctpDPort, sctpCli, sctpCPort, 9, chunk(sctpChunkCookieAck, 0, nil)), netfilter.Forward, sec)
+	d.Out(sctpPkt(t, a.DAddr, sctpDPort, sctpCli, sctpCPort, 9, packet.SCTPChunk(sctpChunkInitAck, 0, packet.SCTPInitValue(2, 10))), netfilter.Forward, sec)
+	d.In(cli(t, packet.SCTPChunk(sctpChunkCookieEcho, 0, nil)), netfilter.LocalIn, sec, nil)
+	d.Out(sctpPkt(t, a.DAddr, sctpDPort, sctpCli, sctpCPort, 9, packet.SCTPChunk(sctpChunkCookieAck, 0, nil)), netfilter.Forward, sec)
 	if a.StateName() != "ESTABLISHED" || a.Control.StateName() != "ASSURED" {
 		t.Errorf("after COOKIE ACK: %s, template %s", a.StateName(), a.Control.StateName())
 	}
@@ -590,11 +562,11 @@ func TestSCTPPersistenceOnePacket(t *testing.T) {
 // (lookup, state, counters, rewrite with the CRC32c).
 func TestSCTPEstablishedNoAllocs(t *testing.T) {
 	d := sctpDirector(t, Masq, ServiceConfig{})
-	d.In(cli(t, chunk(sctpChunkInit, 0, initBody(1))), netfilter.LocalIn, sec, nil)
-	d.Out(srv(t, chunk(sctpChunkInitAck, 0, initBody(2))), netfilter.Forward, sec)
-	d.In(cli(t, chunk(sctpChunkCookieEcho, 0, nil)), netfilter.LocalIn, sec, nil)
-	d.Out(srv(t, chunk(sctpChunkCookieAck, 0, nil)), netfilter.Forward, sec)
-	data := chunk(sctpChunkData, 3, make([]byte, 12+64))
+	d.In(cli(t, packet.SCTPChunk(sctpChunkInit, 0, packet.SCTPInitValue(1, 10))), netfilter.LocalIn, sec, nil)
+	d.Out(srv(t, packet.SCTPChunk(sctpChunkInitAck, 0, packet.SCTPInitValue(2, 10))), netfilter.Forward, sec)
+	d.In(cli(t, packet.SCTPChunk(sctpChunkCookieEcho, 0, nil)), netfilter.LocalIn, sec, nil)
+	d.Out(srv(t, packet.SCTPChunk(sctpChunkCookieAck, 0, nil)), netfilter.Forward, sec)
+	data := packet.SCTPChunk(sctpChunkData, 3, make([]byte, 12+64))
 	in, out := cli(t, data), srv(t, data)
 	inOrig, outOrig := append([]byte(nil), in.Data...), append([]byte(nil), out.Data...)
 	n := testing.AllocsPerRun(200, func() {
@@ -622,9 +594,9 @@ func TestSCTPEstablishedNoAllocs(t *testing.T) {
 // and no state is out of the table.
 func FuzzSCTPIPVS(f *testing.F) {
 	l4 := func(p *packet.Packet) []byte { return append([]byte(nil), p.L4[12:]...) }
-	f.Add(l4(cli(f, chunk(sctpChunkInit, 0, initBody(1)))), l4(srv(f, chunk(sctpChunkInitAck, 0, initBody(2)))),
-		l4(cli(f, chunk(sctpChunkCookieEcho, 0, make([]byte, 8)), chunk(sctpChunkAbort, 0, nil))), uint8(2), uint8(0))
-	f.Add(l4(cli(f, chunk(sctpChunkData, 0, make([]byte, 16)))), []byte{}, []byte{6, 0, 0, 4}, uint8(0), uint8(1))
+	f.Add(l4(cli(f, packet.SCTPChunk(sctpChunkInit, 0, packet.SCTPInitValue(1, 10)))), l4(srv(f, packet.SCTPChunk(sctpChunkInitAck, 0, packet.SCTPInitValue(2, 10)))),
+		l4(cli(f, packet.SCTPChunk(sctpChunkCookieEcho, 0, make([]byte, 8)), packet.SCTPChunk(sctpChunkAbort, 0, nil))), uint8(2), uint8(0))
+	f.Add(l4(cli(f, packet.SCTPChunk(sctpChunkData, 0, make([]byte, 16)))), []byte{}, []byte{6, 0, 0, 4}, uint8(0), uint8(1))
 	f.Add([]byte{1, 0, 0, 20}, []byte{11, 0, 0, 4, 6, 0, 0, 4}, []byte{14, 0, 0}, uint8(7), uint8(2))
 	f.Fuzz(func(t *testing.T, c1, c2, c3 []byte, dirs, flags uint8) {
 		d := sctpDirector(t, Masq, ServiceConfig{})
@@ -682,11 +654,11 @@ func FuzzSCTPIPVS(f *testing.F) {
 // its 64-byte payload) and the real server's (Out, the same).
 func BenchmarkSCTPEstablished(b *testing.B) {
 	d := sctpDirector(b, Masq, ServiceConfig{})
-	d.In(cli(b, chunk(sctpChunkInit, 0, initBody(1))), netfilter.LocalIn, sec, nil)
-	d.Out(srv(b, chunk(sctpChunkInitAck, 0, initBody(2))), netfilter.Forward, sec)
-	d.In(cli(b, chunk(sctpChunkCookieEcho, 0, nil)), netfilter.LocalIn, sec, nil)
-	d.Out(srv(b, chunk(sctpChunkCookieAck, 0, nil)), netfilter.Forward, sec)
-	data := chunk(sctpChunkData, 3, make([]byte, 12+64))
+	d.In(cli(b, packet.SCTPChunk(sctpChunkInit, 0, packet.SCTPInitValue(1, 10))), netfilter.LocalIn, sec, nil)
+	d.Out(srv(b, packet.SCTPChunk(sctpChunkInitAck, 0, packet.SCTPInitValue(2, 10))), netfilter.Forward, sec)
+	d.In(cli(b, packet.SCTPChunk(sctpChunkCookieEcho, 0, nil)), netfilter.LocalIn, sec, nil)
+	d.Out(srv(b, packet.SCTPChunk(sctpChunkCookieAck, 0, nil)), netfilter.Forward, sec)
+	data := packet.SCTPChunk(sctpChunkData, 3, make([]byte, 12+64))
 	in, out := cli(b, data), srv(b, data)
 	inOrig, outOrig := append([]byte(nil), in.Data...), append([]byte(nil), out.Data...)
 	b.ReportAllocs()

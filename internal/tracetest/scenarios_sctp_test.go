@@ -25,16 +25,6 @@ func sctpRaw(src, dst uint32, sport, dport uint16, vtag uint32, typ, flags uint8
 	return packet.Build(packet.Spec{Proto: packet.ProtoSCTP, Src: src, Dst: dst, TTL: 64, Payload: l4})
 }
 
-func sctpInitBody(tag uint32) []byte {
-	b := make([]byte, 16)
-	binary.BigEndian.PutUint32(b, tag)
-	binary.BigEndian.PutUint32(b[4:], 65536)
-	binary.BigEndian.PutUint16(b[8:], 1)
-	binary.BigEndian.PutUint16(b[10:], 1)
-	binary.BigEndian.PutUint32(b[12:], 1)
-	return b
-}
-
 // TestSCTPConntrackScenarios compares the kernel's SCTP tracker with
 // uswitch's through ctstate/ctstatus/ctdir matches in traced rules: an
 // association (INIT, INIT-ACK, COOKIE-ECHO, COOKIE-ACK, DATA, SHUTDOWN,
@@ -61,10 +51,10 @@ func TestSCTPConntrackScenarios(t *testing.T) {
 -A PREROUTING -p sctp -m conntrack --ctdir REPLY
 `),
 		Packets: []Packet{
-			RawPacket(sctpRaw(cli, srv, 4000, 80, 0, 1, 0, sctpInitBody(A), true), "tun1"), // bad CRC
-			c(5, 1, 0, sctpInitBody(A)), // INIT with a vtag
-			c(0, 1, 0, sctpInitBody(A)),
-			s(A, 2, 0, sctpInitBody(B)),
+			RawPacket(sctpRaw(cli, srv, 4000, 80, 0, 1, 0, packet.SCTPInitValue(A, 1), true), "tun1"), // bad CRC
+			c(5, 1, 0, packet.SCTPInitValue(A, 1)),                                                    // INIT with a vtag
+			c(0, 1, 0, packet.SCTPInitValue(A, 1)),
+			s(A, 2, 0, packet.SCTPInitValue(B, 1)),
 			c(B, 10, 0, make([]byte, 8)),
 			s(A, 11, 0, nil),
 			c(B, 0, 3, data),
@@ -75,8 +65,8 @@ func TestSCTPConntrackScenarios(t *testing.T) {
 			c(B, 14, 0, nil),
 			RawPacket(sctpRaw(cli, srv, 4001, 80, 7, 6, 0, nil, false), "tun1"),  // out-of-the-blue ABORT
 			RawPacket(sctpRaw(cli, srv, 4002, 80, 7, 11, 0, nil, false), "tun1"), // out-of-the-blue COOKIE-ACK
-			RawPacket(sctpRaw(cli, srv, 4003, 80, 0, 1, 0, sctpInitBody(A), false), "tun1"),
-			RawPacket(sctpRaw(srv, cli, 80, 4003, A, 2, 0, sctpInitBody(B), false), "tun2"),
+			RawPacket(sctpRaw(cli, srv, 4003, 80, 0, 1, 0, packet.SCTPInitValue(A, 1), false), "tun1"),
+			RawPacket(sctpRaw(srv, cli, 80, 4003, A, 2, 0, packet.SCTPInitValue(B, 1), false), "tun2"),
 			RawPacket(sctpRaw(cli, srv, 4003, 80, B, 10, 0, make([]byte, 8), false), "tun1"),
 			RawPacket(sctpRaw(srv, cli, 80, 4003, A, 11, 0, nil, false), "tun2"),
 			RawPacket(sctpRaw(srv, cli, 80, 4003, A, 6, 1, nil, false), "tun2"), // T bit, own tag: invalid
