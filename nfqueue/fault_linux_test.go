@@ -20,8 +20,9 @@ import (
 
 // faultEngine is uswitch's engine on the router's captured state with
 // rule set rs and the faults of the fault file text ff (hook faults as
-// stages, state faults bound), and a server on the router's queue.
-func (tp *topo) faultServer(t *testing.T, rs, ff string) (*Server, *datapath.Engine, *fault.Set) {
+// stages, state faults bound), and a server on the router's queue
+// (offload: with Options.Offload).
+func (tp *topo) faultServer(t *testing.T, rs, ff string, offload ...bool) (*Server, *datapath.Engine, *fault.Set) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := host.Capture(dir, tp.router); err != nil {
@@ -47,7 +48,8 @@ func (tp *topo) faultServer(t *testing.T, rs, ff string) (*Server, *datapath.Eng
 		cfg.Faults = append(cfg.Faults, f)
 	}
 	eng := datapath.New(cfg, s.ConntrackConfig(), 1)
-	srv, err := Start(eng, s.FIB.LinkName, Options{Queues: []uint16{tp.queue}, NetNS: tp.router, Logf: t.Logf, Faults: set})
+	srv, err := Start(eng, s.FIB.LinkName, Options{Queues: []uint16{tp.queue}, NetNS: tp.router, Logf: t.Logf, Faults: set,
+		Offload: len(offload) > 0 && offload[0]})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,9 +13,6 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"github.com/uswitch-lab/uswitch/conntrack"
-	"github.com/uswitch-lab/uswitch/datapath"
-	"github.com/uswitch-lab/uswitch/fault"
-	"github.com/uswitch-lab/uswitch/host"
 	"github.com/uswitch-lab/uswitch/internal/testtools"
 	"github.com/uswitch-lab/uswitch/iptables"
 )
@@ -362,33 +359,7 @@ func TestOffloadBlocker(t *testing.T) {
 func TestOffloadVerdictFault(t *testing.T) {
 	tp := newTopo(t, "-t mangle -A PREROUTING -j NFQUEUE --queue-num %[1]d")
 	testtools.Need(t, "conntrack")
-	dir := t.TempDir()
-	if err := host.Capture(dir, tp.router); err != nil {
-		t.Fatal(err)
-	}
-	s, err := host.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.EngineConfig()
-	if cfg.Rules, err = (&iptables.Loader{}).LoadString(offloadRuleSet); err != nil {
-		t.Fatal(err)
-	}
-	file, err := fault.ParseFile("faults", []byte("[[fault]]\nname = \"slow\"\nat = \"nfqueue:verdict\"\nmatch = \"-p tcp --dport 8001\"\naction = \"delay\"\ndelay = \"1ms\"\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := fault.NewSet(file.Faults, 1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng := datapath.New(cfg, s.ConntrackConfig(), 1)
-	srv, err := Start(eng, s.FIB.LinkName, Options{Queues: []uint16{tp.queue}, NetNS: tp.router, Logf: t.Logf, Faults: set, Offload: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	set.SetEpoch(srv.Now())
+	srv, _, _ := tp.faultServer(t, offloadRuleSet, "[[fault]]\nname = \"slow\"\nat = \"nfqueue:verdict\"\nmatch = \"-p tcp --dport 8001\"\naction = \"delay\"\ndelay = \"1ms\"\n", true)
 	tp.servers(t)
 	const n = 50
 	if got := tp.udpFlow(t, "10.77.9.9:53", n); got != n {
