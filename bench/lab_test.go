@@ -268,6 +268,21 @@ func kernelTrio(b *testing.B, mid, a, bn string) (cl, md, sv string) {
 
 // inNS runs fn on a thread inside the named namespace, so the sockets it
 // opens belong there.
+// udpListener is a UDP socket on udpPort in namespace ns with an 8 MiB
+// receive buffer.
+func udpListener(b *testing.B, ns string) *net.UDPConn {
+	var rc *net.UDPConn
+	inNS(b, ns, func() error {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: udpPort})
+		if err == nil {
+			c.SetReadBuffer(8 << 20)
+			rc = c
+		}
+		return err
+	})
+	return rc
+}
+
 func inNS(b *testing.B, name string, fn func() error) {
 	b.Helper()
 	labtest.InNetns(b, name, fn)
@@ -316,15 +331,7 @@ func udp64Paced(b *testing.B, client, server string, n int, timer, proc bool, ra
 // udp64To is udp64Paced to the address dst (port udpPort) instead of
 // the service address.
 func udp64To(b *testing.B, client, server, dst string, n int, timer, proc bool, rate float64, dur time.Duration) (pps, loss float64) {
-	var rc *net.UDPConn
-	inNS(b, server, func() error {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: udpPort})
-		if err == nil {
-			c.SetReadBuffer(8 << 20)
-			rc = c
-		}
-		return err
-	})
+	rc := udpListener(b, server)
 	defer rc.Close()
 	var got atomic.Int64
 	var last atomic.Int64 // UnixNano of the last receive

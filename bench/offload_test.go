@@ -2,7 +2,6 @@ package bench
 
 import (
 	"encoding/binary"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -109,15 +108,7 @@ func newFlowSender(b *testing.B, client, server string) (send func(n int, rate f
 		return err
 	})
 	b.Cleanup(func() { unix.Close(fd) })
-	var rc *net.UDPConn
-	inNS(b, server, func() error {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: udpPort})
-		if err == nil {
-			c.SetReadBuffer(8 << 20)
-			rc = c
-		}
-		return err
-	})
+	rc := udpListener(b, server)
 	b.Cleanup(func() { rc.Close() })
 	var got, last atomic.Int64
 	go recvUDP(rc, &got, &last)
