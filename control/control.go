@@ -31,6 +31,7 @@ import (
 	"github.com/uswitch-lab/uswitch/iptables"
 	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/lvs"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // Live control and observation of a running lab, over a Unix socket only
@@ -465,6 +466,10 @@ type Engine struct {
 	Metrics func() string
 	// Sets are the instance's ipsets, for restores without --ipset.
 	Sets iptables.Sets
+	// Neighbours, when set, lists the neighbour tables of the
+	// instance's devices other than bridges (a lab's TAP ports), for ip
+	// neigh show; the bridges' come from Eng.
+	Neighbours func() []iproute.Neighbour
 	// Lock, when set, serialises the engine's configuration changes
 	// with others that change it (a fault's rules-swap or sysctl,
 	// faulthost.Host.Lock; a lab's fault add): each reads the running
@@ -607,7 +612,17 @@ func (e *Engine) ip(req Request) Response {
 		return Response{Code: 1, Stderr: "uswitch: this instance has no routing table\n"}
 	}
 	var out, errb strings.Builder
-	code := iproute.Run(iproute.Env{FIB: f, UID: uint32(os.Getuid())}, req.Args, &out, &errb)
+	env := iproute.Env{FIB: f, UID: uint32(os.Getuid())}
+	for _, b := range e.Eng.Bridges() {
+		for _, n := range e.Eng.BridgeNeighbours(b.Name) {
+			env.Neighbours = append(env.Neighbours, iproute.Neighbour{Dst: packet.AddrOf(n.Addr), Dev: b.Name,
+				LLAddr: n.MAC, HasLL: n.MAC != (packet.MAC{}), State: n.State})
+		}
+	}
+	if e.Neighbours != nil {
+		env.Neighbours = append(env.Neighbours, e.Neighbours()...)
+	}
+	code := iproute.Run(env, req.Args, &out, &errb)
 	return Response{Code: code, Stdout: out.String(), Stderr: errb.String()}
 }
 

@@ -3,10 +3,13 @@ package host
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/uswitch-lab/uswitch/bridge/fdb"
 	"github.com/uswitch-lab/uswitch/datapath"
+	"github.com/uswitch-lab/uswitch/iproute"
 	"github.com/uswitch-lab/uswitch/packet"
 	"github.com/uswitch-lab/uswitch/route"
 )
@@ -152,6 +155,32 @@ func (s *Snapshot) bridges(linkJSON []byte) ([]datapath.BridgeConfig, error) {
 			c.Neighbours[packet.AddrFrom(a)] = m
 		}
 		out = append(out, c)
+	}
+	return out, nil
+}
+
+// IPNeighbours is the snapshot's `ip -j neigh show` (ip-neigh.json) as
+// ip neigh show lists it again: its IPv4 entries (nil without the file).
+func (s *Snapshot) IPNeighbours() ([]iproute.Neighbour, error) {
+	b := s.Raw[FileNeigh]
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var ns []jsonNeigh
+	if err := json.Unmarshal(b, &ns); err != nil {
+		return nil, fmt.Errorf("%s: %w", FileNeigh, err)
+	}
+	var out []iproute.Neighbour
+	for _, n := range ns {
+		a, err := netip.ParseAddr(n.Dst)
+		if err != nil || !a.Is4() || len(n.State) == 0 {
+			continue
+		}
+		x := iproute.Neighbour{Dst: a, Dev: n.Dev, State: strings.Join(n.State, " ")}
+		if hw, err := net.ParseMAC(n.LLAddr); err == nil && len(hw) == 6 {
+			x.LLAddr, x.HasLL = [6]byte(hw), true
+		}
+		out = append(out, x)
 	}
 	return out, nil
 }

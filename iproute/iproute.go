@@ -1,6 +1,7 @@
-// Package iproute answers `ip route get`, `ip route show` and `ip rule
-// show` (and their -j forms) from a route.FIB exactly as iproute2 6.1
-// prints the kernel's answers: the question "where does this packet go"
+// Package iproute answers `ip route get`, `ip route show`, `ip rule show`
+// and `ip neigh show` (and their -j forms) from a route.FIB (and the
+// neighbour tables it is given) exactly as iproute2 6.1 prints the
+// kernel's answers: the question "where does this packet go"
 // asked of a snapshot or of a running lab.
 //
 // The arguments are read as iproute2 reads them (ip/ip.c, ip/iproute.c
@@ -31,6 +32,8 @@ type Env struct {
 	// UID is the caller's uid: `ip route get` shows it for output
 	// routes (inet_rtm_getroute takes current_uid()).
 	UID uint32
+	// Neighbours are the neighbour tables' entries (ip neigh show).
+	Neighbours []Neighbour
 }
 
 // Error is a command ip rejects or fails: the text it prints on
@@ -57,7 +60,7 @@ func invarg(msg, arg string) *Error {
 var errIncomplete = &Error{Msg: "Command line is not complete. Try option \"help\"\n", Code: exitInvarg}
 
 func unsupported(what string) *Error {
-	return &Error{Msg: fmt.Sprintf("uswitch: ip %s is not supported (uswitch answers ip route get, ip route show and ip rule show)\n", what), Code: exitFail}
+	return &Error{Msg: fmt.Sprintf("uswitch: ip %s is not supported (uswitch answers ip route get, ip route show, ip rule show and ip neigh show)\n", what), Code: exitFail}
 }
 
 // matches is iproute2's matches(): arg is a non-empty prefix of word.
@@ -71,10 +74,12 @@ type Options struct {
 // Command is a parsed ip command line.
 type Command struct {
 	Options
-	// Object is "route" or "rule"; Verb "get" or "show".
+	// Object is "route", "rule" or "neigh"; Verb "get" or "show".
 	Object, Verb string
 	Get          GetArgs
 	Show         ShowArgs
+	// NeighDev is ip neigh show's dev selector.
+	NeighDev string
 }
 
 // Parse reads an ip command line (the arguments after "ip").
@@ -100,7 +105,7 @@ func Parse(args []string, names *Names) (*Command, *Error) {
 		args = args[1:]
 	}
 	if len(args) == 0 {
-		return nil, &Error{Msg: "Usage: ip [ OPTIONS ] OBJECT { COMMAND | help }\nuswitch answers: ip [-j] route get ADDRESS ..., ip [-j] route show [table TABLE|all], ip [-j] rule show\n", Code: exitFail}
+		return nil, &Error{Msg: "Usage: ip [ OPTIONS ] OBJECT { COMMAND | help }\nuswitch answers: ip [-j] route get ADDRESS ..., ip [-j] route show [table TABLE|all], ip [-j] rule show, ip [-j] neigh show [dev DEV]\n", Code: exitFail}
 	}
 	obj, rest := args[0], args[1:]
 	// ip.c's command table order: "r" and "ro" are route, "ru" rule.
@@ -148,6 +153,12 @@ func Parse(args []string, names *Names) (*Command, *Error) {
 			}
 		}
 		c.Verb = "show"
+	case matches(obj, "neighbor") || matches(obj, "neighbour"):
+		dev, err := parseNeigh(rest)
+		if err != nil {
+			return nil, err
+		}
+		c.Object, c.Verb, c.NeighDev = "neigh", "show", dev
 	default:
 		return nil, &Error{Msg: fmt.Sprintf("Object \"%s\" is unknown, try \"ip help\".\n", obj), Code: exitFail}
 	}
@@ -187,6 +198,9 @@ func (c *Command) Answer(env Env) (stdout, warnings string, err *Error) {
 		return out, strings.Join(c.Get.Warnings, ""), err
 	case c.Object == "route":
 		out, err := ShowRoutes(env, &c.Show, c.JSON)
+		return out, "", err
+	case c.Object == "neigh":
+		out, err := ShowNeighbours(env, c.NeighDev, c.JSON)
 		return out, "", err
 	default:
 		return ShowRules(env, c.JSON), "", nil

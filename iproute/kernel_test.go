@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 
@@ -445,6 +446,59 @@ func TestKernelShow(t *testing.T) {
 			if o.String() != want || eb.String() != werr || code != wcode {
 				t.Errorf("ip %s:\nkernel (exit %d):\n%s%s\nuswitch (exit %d):\n%s%s", strings.Join(args, " "), wcode, want, werr, code, o.String(), eb.String())
 			}
+		}
+	}
+}
+
+// TestKernelNeighShow: `ip [-j] neigh show [dev DEV]` from a snapshot's
+// ip-neigh.json prints what ip prints for the same table (the kernel
+// lists its hash table's order, uswitch by device and address: the lines
+// are compared as sets). The states are ones that do not change within
+// the test: PERMANENT, REACHABLE (30 s), STALE, FAILED.
+func TestKernelNeighShow(t *testing.T) {
+	peer := kerneltest.NewNetns(t)
+	ns := kerneltest.NewNetns(t)
+	batch := strings.ReplaceAll(`link add n0 type veth peer name n0p netns PEER
+link add n1 type veth peer name n1p netns PEER
+link set n0 up
+link set n1 up
+addr add 10.30.0.1/24 dev n0
+addr add 10.31.0.1/24 dev n1
+neigh add 10.30.0.5 dev n0 lladdr 02:00:00:00:00:05 nud permanent
+neigh add 10.30.0.6 dev n0 lladdr 02:00:00:00:00:06 nud reachable
+neigh add 10.30.0.7 dev n0 lladdr 02:00:00:00:00:07 nud stale
+neigh add 10.30.0.8 dev n0 lladdr 02:00:00:00:00:08 nud failed
+neigh add 10.31.0.9 dev n1 lladdr 02:00:00:00:01:09 nud permanent
+neigh add 10.31.0.10 dev n1 lladdr 02:00:00:00:01:0a nud stale
+`, "PEER", peer.Name)
+	if _, e, code, err := ns.Run(batch, "ip", "-batch", "-"); err != nil || code != 0 {
+		t.Fatalf("ip -batch: %v %s", err, e)
+	}
+	snap := capture(t, ns)
+	e := env(snap)
+	var err error
+	if e.Neighbours, err = snap.IPNeighbours(); err != nil {
+		t.Fatal(err)
+	}
+	sorted := func(s string) string {
+		if strings.HasPrefix(s, "[") {
+			// JSON: one object a line
+			s = strings.ReplaceAll(strings.TrimSpace(strings.Trim(strings.TrimSpace(s), "[]")), "},{", "}\n{")
+		}
+		l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+		sort.Strings(l)
+		return strings.Join(l, "\n")
+	}
+	for _, c := range []string{"neigh show", "neigh", "neigh list", "n show dev n0", "neigh show dev n1", "-j neigh show", "-j neigh show dev n0", "neigh show dev nosuch"} {
+		args := strings.Fields(c)
+		want, werr, wcode, err := ns.Run("", append([]string{"ip"}, args...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o, eb bytes.Buffer
+		code := iproute.Run(e, args, &o, &eb)
+		if sorted(o.String()) != sorted(want) || eb.String() != werr || code != wcode {
+			t.Errorf("ip %s:\nkernel (exit %d):\n%s%s\nuswitch (exit %d):\n%s%s", c, wcode, want, werr, code, o.String(), eb.String())
 		}
 	}
 }

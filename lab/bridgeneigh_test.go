@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/internal/labtest"
 	"github.com/uswitch-lab/uswitch/internal/testtools"
 )
@@ -107,6 +108,16 @@ func TestBridgeNeighbourFailsLive(t *testing.T) {
 	if state != "FAILED" {
 		t.Errorf("10.21.0.99 in br0's neighbour table: %q, want FAILED", state)
 	}
+	// `uswitch ip neigh show dev br0` lists it as ip lists the kernel
+	// router's
+	kn := labtest.In(t, r, "ip", "neigh", "show", "dev", "br0")
+	res := l.Control(control.Request{Cmd: "ip", Args: []string{"neigh", "show", "dev", "br0"}})
+	if res.Code != 0 || !strings.Contains(res.Stdout, "10.21.0.99 FAILED \n") || !regexp.MustCompile(`10\.21\.0\.2 lladdr [0-9a-f:]{17} (REACHABLE|STALE|DELAY) \n`).MatchString(res.Stdout) {
+		t.Errorf("uswitch ip neigh show dev br0 (exit %d):\n%s%s\nthe kernel router's:\n%s", res.Code, res.Stdout, res.Stderr, kn)
+	}
+	if !strings.Contains(kn, "10.21.0.99 FAILED \n") {
+		t.Errorf("the kernel router's table lacks the failed entry:\n%s", kn)
+	}
 }
 
 // The same on a routed TAP port (no bridge): the router's ARP for the
@@ -152,5 +163,9 @@ routes = ["default via 10.32.0.1"]
 	}
 	if s := l.Stats(); s.Unresolved == 0 {
 		t.Errorf("no unresolved packet counted: %+v", s)
+	}
+	r := l.Control(control.Request{Cmd: "ip", Args: []string{"-j", "neigh", "show", "dev", "tt"}})
+	if r.Code != 0 || !regexp.MustCompile(`^\[\{"dst":"10\.22\.0\.2","lladdr":"[0-9a-f:]{17}","state":\["REACHABLE"\]\}\]\n$`).MatchString(r.Stdout) {
+		t.Errorf("uswitch ip -j neigh show dev tt (exit %d):\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/internal/prom"
+	"github.com/uswitch-lab/uswitch/iproute"
+	"github.com/uswitch-lab/uswitch/link"
 )
 
 // The lab's side of live control: the control socket and metrics of a
@@ -63,7 +65,8 @@ func (l *Lab) Control(req control.Request) control.Response {
 		return l.faultControl(req)
 	}
 	l.ecInit.Do(func() {
-		l.ec = control.Engine{Eng: l.eng, Now: l.now, Metrics: l.Metrics, Sets: l.cfg.Sets, Lock: &l.cfgMu}
+		l.ec = control.Engine{Eng: l.eng, Now: l.now, Metrics: l.Metrics, Sets: l.cfg.Sets, Lock: &l.cfgMu,
+			Neighbours: func() []iproute.Neighbour { return tapNeighbours(l.dp) }}
 	})
 	return l.ec.Control(req)
 }
@@ -99,3 +102,16 @@ func (l *Lab) KernelLog() *datapath.KernelLog { return l.eng.KernelLog() }
 // ConntrackTable is the lab engine's conntrack table and clock (the
 // control socket streams its events for conntrack -E).
 func (l *Lab) ConntrackTable() (*conntrack.Table, func() int64) { return l.eng.CT, l.now }
+
+// tapNeighbours is the TAP ports' neighbour tables as ip neigh lists
+// them.
+func tapNeighbours(dp *link.Datapath) []iproute.Neighbour {
+	if dp == nil {
+		return nil
+	}
+	var out []iproute.Neighbour
+	for _, n := range dp.NeighbourTable() {
+		out = append(out, iproute.Neighbour{Dst: n.Addr, Dev: n.Port, LLAddr: n.MAC, HasLL: n.State != "INCOMPLETE", State: n.State})
+	}
+	return out
+}

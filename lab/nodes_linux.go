@@ -18,6 +18,7 @@ import (
 	"github.com/uswitch-lab/uswitch/control"
 	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/internal/prom"
+	"github.com/uswitch-lab/uswitch/iproute"
 	"github.com/uswitch-lab/uswitch/link"
 	"github.com/uswitch-lab/uswitch/route"
 )
@@ -400,7 +401,8 @@ func (nr *nodeRun) Control(req control.Request) control.Response {
 		return control.Response{Code: 2, Stderr: "uswitch: fault: the faults of a lab are on its own engine, not a node's (leave out --node)\n"}
 	}
 	nr.ecInit.Do(func() {
-		nr.ec = control.Engine{Eng: nr.eng, Now: nr.dp.Now, Metrics: nr.metrics, Sets: nr.n.Engine.Sets, Lock: &nr.cfgMu}
+		nr.ec = control.Engine{Eng: nr.eng, Now: nr.dp.Now, Metrics: nr.metrics, Sets: nr.n.Engine.Sets, Lock: &nr.cfgMu,
+			Neighbours: func() []iproute.Neighbour { return tapNeighbours(nr.dp) }}
 	})
 	return nr.ec.Control(req)
 }

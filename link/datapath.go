@@ -1300,6 +1300,30 @@ func (d *Datapath) WriteMetrics(m *prom.Writer) {
 	}
 }
 
+// NeighbourEntry is one entry of a TAP port's neighbour table with its
+// state (PERMANENT, REACHABLE or INCOMPLETE).
+type NeighbourEntry struct {
+	Port  string
+	Addr  netip.Addr
+	MAC   [6]byte
+	State string
+}
+
+// NeighbourTable lists the neighbour tables of all TAP ports (ip neigh
+// show).
+func (d *Datapath) NeighbourTable() []NeighbourEntry {
+	var out []NeighbourEntry
+	for _, p := range d.ports {
+		if p.l2 == nil || p.tun != nil {
+			continue
+		}
+		p.l2.neigh.states(func(ip uint32, mac [6]byte, state string) {
+			out = append(out, NeighbourEntry{Port: p.name, Addr: packet.AddrOf(ip), MAC: mac, State: state})
+		})
+	}
+	return out
+}
+
 // Neighbours is the neighbour table of the TAP port called port (as `ip
 // neigh show dev PORT` lists its reachable entries): the resolved next
 // hops and their MACs; nil for a TUN or no such port.

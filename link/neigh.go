@@ -199,3 +199,22 @@ func (t *neighTable) entries() map[uint32][6]byte {
 	}
 	return m
 }
+
+// states lists the table with each entry's state as ip neigh names it:
+// PERMANENT for a static entry, REACHABLE for a learned one (this
+// table's reachable entries have no STALE, DELAY or PROBE: see above),
+// INCOMPLETE while being resolved.
+func (t *neighTable) states(f func(ip uint32, mac [6]byte, state string)) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for ip, e := range t.m {
+		switch {
+		case e.permanent:
+			f(ip, e.mac, "PERMANENT")
+		case e.resolved:
+			f(ip, e.mac, "REACHABLE")
+		default:
+			f(ip, [6]byte{}, "INCOMPLETE")
+		}
+	}
+}

@@ -10,7 +10,7 @@ import (
 	"github.com/uswitch-lab/uswitch/iproute"
 )
 
-// ipCmd is `ip route get|show` and `ip rule show` against a snapshot
+// ipCmd is `ip route get|show`, `ip rule show` and `ip neigh show` against a snapshot
 // (--snapshot DIR) or the running instance (its control socket).
 func ipCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs, inst := newFlags("ip", stderr)
@@ -34,5 +34,10 @@ func ipCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	names := iproute.DefaultNames()
 	names.AddRTTables(s.Raw[host.FileRTTables])
 	names.AddDSField(s.Raw[host.FileDSField])
-	return iproute.Run(iproute.Env{FIB: s.FIB, Names: names, UID: uint32(os.Getuid())}, ipArgs, stdout, stderr)
+	neigh, err := s.IPNeighbours()
+	if err != nil {
+		fmt.Fprintf(stderr, "uswitch ip: %v\n", err)
+		return 1
+	}
+	return iproute.Run(iproute.Env{FIB: s.FIB, Names: names, UID: uint32(os.Getuid()), Neighbours: neigh}, ipArgs, stdout, stderr)
 }

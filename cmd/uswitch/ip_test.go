@@ -42,6 +42,11 @@ func TestIPSnapshotAndSocket(t *testing.T) {
 		{[]string{"route", "show"}, "10.0.0.0/24 dev eth0 proto kernel scope link src 10.0.0.1 \n192.168.1.0/24 dev eth1 proto kernel scope link src 192.168.1.1 \n", 0},
 		{[]string{"rule", "show"}, "0:\tfrom all lookup local\n32766:\tfrom all lookup main\n32767:\tfrom all lookup default\n", 0},
 		{[]string{"route", "get"}, "", 1},
+		// the snapshot has no ip-neigh.json, the instance no bridge or
+		// TAP port: empty tables
+		{[]string{"neigh", "show"}, "", 0},
+		{[]string{"-j", "neigh"}, "[]\n", 0},
+		{[]string{"neigh", "show", "dev", "nosuch"}, "", 1},
 	}
 	for _, c := range cases {
 		for _, where := range [][]string{{"--snapshot", dir}, {"--socket", sock}} {
