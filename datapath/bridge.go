@@ -349,7 +349,7 @@ func buildBridges(cfgs []BridgeConfig, old *bridgeSet, now int64) (*bridgeSet, e
 			for a, m := range c.Neighbours {
 				// a configured (snapshot) neighbour: its MAC, of unknown
 				// freshness
-				b.neigh[a] = &neighEntry{mac: m, state: nudStale}
+				b.neigh[a] = &neighEntry{NUD: route.NUD{MAC: m, State: route.NUDStale}}
 			}
 		}
 		s.byName[name] = b

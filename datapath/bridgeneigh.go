@@ -2,75 +2,23 @@ package datapath
 
 import (
 	"sort"
-	"time"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/packet"
 	"github.com/uswitch-lab/uswitch/route"
 )
 
-// The neighbour table of a bridge device (arp_tbl on br0), the states
-// and timers of net/core/neighbour.c with arp_tbl's defaults:
-//
-//	(none, FAILED) ──a packet for it──> INCOMPLETE: the packet queued,
-//	   ▲                                 a broadcast request at once and
-//	   │                                 one per retrans_time, mcast_probes
-//	   │ no answer (3 requests):         (3) in all
-//	   │ the queue is dropped, each        │ ARP reply (unicast: REACHABLE)
-//	   │ forwarded packet answered with    │ or request (STALE)
-//	   │ ICMP host unreachable             ▼
-//	   │                                 REACHABLE ──reachable_time──> STALE
-//	   │                                   ▲  (used within delay_first_     │
-//	   │                                   │   probe_time: DELAY)           │ a packet: sent,
-//	   │                                   │                                ▼ and DELAY
-//	   └───── PROBE: ucast_probes (3) <── DELAY (delay_first_probe_time):
-//	          unicast requests to the        confirmed meanwhile: REACHABLE
-//	          old MAC, packets still sent
-//	          to it; a reply: REACHABLE
-//
-// A packet to a REACHABLE, STALE, DELAY or PROBE neighbour goes to its
-// MAC. The timers run in Engine.BridgeNeighTick, which the lab's reaper
-// calls once a second (an offline replay runs none: its ARP requests
-// are never answered and never repeated). reachable_time is
-// base_reachable_time's 30 s (the kernel draws it between 15 and 45 s
-// every 300 s). Locktime is not modelled: a changed MAC always wins.
-// Entries are not garbage-collected (the kernel collects only above
-// gc_thresh1, 128 entries).
+// The neighbour table of a bridge device (arp_tbl on br0): each entry
+// runs route.NUD, the kernel's states and timers. The timers run in
+// Engine.BridgeNeighTick, which the lab's reaper calls once a second (an
+// offline replay runs none: its ARP requests are never answered and
+// never repeated). Entries are not garbage-collected (the kernel
+// collects only above gc_thresh1, 128 entries).
 
-// Neighbour states (NUD_*).
-const (
-	nudIncomplete uint8 = iota + 1
-	nudReachable
-	nudStale
-	nudDelay
-	nudProbe
-	nudFailed
-)
-
-var nudNames = [...]string{nudIncomplete: "INCOMPLETE", nudReachable: "REACHABLE", nudStale: "STALE",
-	nudDelay: "DELAY", nudProbe: "PROBE", nudFailed: "FAILED"}
-
-// arp_tbl's timers and probe counts.
-const (
-	neighReachable   = int64(30 * time.Second) // base_reachable_time
-	neighDelayProbe  = int64(5 * time.Second)  // delay_first_probe_time
-	neighRetrans     = int64(time.Second)      // retrans_time
-	neighUcastProbes = 3
-	neighMcastProbes = 3
-)
-
-// neighEntry is one neighbour of br0 (guarded by bridgeState.mu).
+// neighEntry is one neighbour of br0 (guarded by bridgeState.mu): its
+// state machine and what waits for its MAC while INCOMPLETE.
 type neighEntry struct {
-	mac   packet.MAC
-	state uint8
-	// confirmed: the last proof of reachability (a unicast ARP reply);
-	// used: the last packet sent to it; next: when its timer fires (0:
-	// none)
-	confirmed, used, next int64
-	// probes is neigh->probes: an INCOMPLETE entry starts at
-	// ucast_probes, so all of its requests are broadcast
-	probes int
-	// q holds what waits for an INCOMPLETE entry's MAC
+	route.NUD
 	q *neighQueue
 }
 
@@ -85,20 +33,16 @@ type queuedPkt struct {
 }
 
 // resolveNeigh is the neighbour lookup of a packet to a out of br0 at
-// now: the MAC when the entry has one (a STALE entry becomes DELAY, its
-// first probe delay_first_probe_time away), else false (queue it).
+// now: the MAC when the entry has one (route.NUD.Use), else false
+// (queue it).
 func (b *bridgeState) resolveNeigh(a uint32, now int64) (packet.MAC, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := b.neigh[a]
-	if n == nil || n.state == nudIncomplete || n.state == nudFailed {
+	if n == nil || !n.Use(now) {
 		return packet.MAC{}, false
 	}
-	n.used = now
-	if n.state == nudStale {
-		n.state, n.next = nudDelay, now+neighDelayProbe
-	}
-	return n.mac, true
+	return n.MAC, true
 }
 
 // hasNeigh: a has an entry, in any state.
@@ -108,10 +52,9 @@ func (b *bridgeState) hasNeigh(a uint32) bool {
 	return b.neigh[a] != nil
 }
 
-// learnNeigh is neigh_update from arp_process: a's MAC is m, reachable
-// for a unicast reply, else STALE (a request, or a broadcast reply); an
-// entry that has a MAC and keeps it keeps its state on a STALE update.
-// It returns what was waiting for the MAC.
+// learnNeigh is neigh_update from arp_process (route.NUD.Learn): a's
+// MAC is m, REACHABLE for a unicast reply, else STALE. It returns what
+// was waiting for the MAC.
 func (b *bridgeState) learnNeigh(a uint32, m packet.MAC, reachable bool, now int64) *neighQueue {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -120,15 +63,8 @@ func (b *bridgeState) learnNeigh(a uint32, m packet.MAC, reachable bool, now int
 		n = &neighEntry{}
 		b.neigh[a] = n
 	}
-	valid := n.state >= nudReachable && n.state <= nudProbe
-	if !reachable && valid && n.mac == m {
+	if !n.Learn(m, reachable, now) {
 		return nil
-	}
-	n.mac, n.probes = m, 0
-	if reachable {
-		n.state, n.confirmed, n.next = nudReachable, now, now+neighReachable
-	} else {
-		n.state, n.next = nudStale, 0
 	}
 	q := n.q
 	n.q = nil
@@ -156,19 +92,18 @@ func (b *bridgeState) queueNeigh(a uint32, pkts []queuedPkt, src uint32, now int
 }
 
 // startNeigh returns a's INCOMPLETE entry, starting its resolution when
-// there is none (b.mu held): a new one counts its first request.
+// there is none (b.mu held).
 func (b *bridgeState) startNeigh(a uint32, now int64) (*neighEntry, bool) {
 	n := b.neigh[a]
-	if n != nil && n.state == nudIncomplete {
-		return n, false
-	}
 	if n == nil {
 		n = &neighEntry{}
 		b.neigh[a] = n
 	}
-	n.state, n.probes, n.next = nudIncomplete, neighUcastProbes+1, now+neighRetrans
-	n.q = &neighQueue{}
-	return n, true
+	isNew := n.Start(now)
+	if isNew || n.q == nil {
+		n.q = &neighQueue{}
+	}
+	return n, isNew
 }
 
 // neighRequest is an ARP request a timer sends: broadcast (zero dst)
@@ -185,53 +120,22 @@ func (b *bridgeState) neighTick(now int64) (reqs []neighRequest, failed []*neigh
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for a, n := range b.neigh {
-		if n.next == 0 || n.next > now {
-			continue
-		}
-		switch n.state {
-		case nudReachable:
-			switch {
-			case now <= n.confirmed+neighReachable:
-				n.next = n.confirmed + neighReachable
-			case now <= n.used+neighDelayProbe:
-				n.state, n.next = nudDelay, now+neighDelayProbe
-			default:
-				n.state, n.next = nudStale, 0
-			}
-			continue
-		case nudDelay:
-			if now <= n.confirmed+neighDelayProbe {
-				n.state, n.next = nudReachable, n.confirmed+neighReachable
-				continue
-			}
-			n.state, n.probes = nudProbe, 0
-		case nudIncomplete, nudProbe:
-		default:
-			n.next = 0
-			continue
-		}
-		max := neighUcastProbes
-		if n.state == nudIncomplete {
-			max += neighMcastProbes
-		}
-		if n.probes >= max {
-			// neigh_invalidate: the queue goes, each packet reported
-			n.state, n.next = nudFailed, 0
+		probe, unicast, fail := n.Timer(now)
+		switch {
+		case fail:
 			if n.q != nil {
 				failed = append(failed, n.q)
 				n.q = nil
 			}
-			continue
+		case probe:
+			r := neighRequest{target: a}
+			if unicast {
+				r.dst = n.MAC
+			} else if n.q != nil {
+				r.src = n.q.src
+			}
+			reqs = append(reqs, r)
 		}
-		r := neighRequest{target: a}
-		if n.state == nudProbe {
-			r.dst = n.mac
-		} else if n.q != nil {
-			r.src = n.q.src
-		}
-		reqs = append(reqs, r)
-		n.probes++
-		n.next = now + neighRetrans
 	}
 	sort.Slice(reqs, func(i, j int) bool { return reqs[i].target < reqs[j].target })
 	return reqs, failed
@@ -262,13 +166,9 @@ func (e *Engine) BridgeNeighTick(now int64) (ff FrameFate, answers []Answer) {
 			if dst == (packet.MAC{}) {
 				dst = packet.Broadcast
 			}
-			a := arpRequest(b, c.FIB, r.src, r.target)
-			if r.dst != (packet.MAC{}) {
-				m, _ := packet.ParseARP(a)
-				m.THA = r.dst
-				a = m.Bytes()
-			}
-			e.bridgeXmit(b, dst, packet.EtherTypeARP, a, &ff)
+			// a PROBE's request goes to the old MAC, its target
+			// hardware address still zero (arp_solicit)
+			e.bridgeXmit(b, dst, packet.EtherTypeARP, arpRequest(b, c.FIB, r.src, r.target), &ff)
 		}
 		for _, w := range failed {
 			for _, q := range w.pkts {
@@ -346,9 +246,9 @@ func (e *Engine) BridgeNeighbours(name string) []BridgeNeighbour {
 	b.mu.Lock()
 	out := make([]BridgeNeighbour, 0, len(b.neigh))
 	for a, n := range b.neigh {
-		x := BridgeNeighbour{Addr: a, State: nudNames[n.state]}
-		if n.state != nudIncomplete && n.state != nudFailed {
-			x.MAC = n.mac
+		x := BridgeNeighbour{Addr: a, State: route.NUDName(n.State)}
+		if n.HasMAC() {
+			x.MAC = n.MAC
 		}
 		out = append(out, x)
 	}

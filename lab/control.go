@@ -111,7 +111,7 @@ func tapNeighbours(dp *link.Datapath) []iproute.Neighbour {
 	}
 	var out []iproute.Neighbour
 	for _, n := range dp.NeighbourTable() {
-		out = append(out, iproute.Neighbour{Dst: n.Addr, Dev: n.Port, LLAddr: n.MAC, HasLL: n.State != "INCOMPLETE", State: n.State})
+		out = append(out, iproute.Neighbour{Dst: n.Addr, Dev: n.Port, LLAddr: n.MAC, HasLL: n.MAC != [6]byte{}, State: n.State})
 	}
 	return out
 }

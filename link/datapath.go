@@ -1301,7 +1301,7 @@ func (d *Datapath) WriteMetrics(m *prom.Writer) {
 }
 
 // NeighbourEntry is one entry of a TAP port's neighbour table with its
-// state (PERMANENT, REACHABLE or INCOMPLETE).
+// NUD state (MAC zero in INCOMPLETE and FAILED).
 type NeighbourEntry struct {
 	Port  string
 	Addr  netip.Addr

@@ -2,53 +2,29 @@ package link
 
 import (
 	"sync"
-	"time"
+	"sync/atomic"
+
+	"github.com/uswitch-lab/uswitch/route"
 )
 
 // The neighbour table of one TAP port: the kernel's arp_tbl for one
-// device (net/core/neighbour.c, net/ipv4/arp.c), reduced to what a lab
-// needs. An entry is a next hop's IPv4 address and, once known, its MAC:
+// device (net/core/neighbour.c, net/ipv4/arp.c). Each entry runs
+// route.NUD, the kernel's states and timers: INCOMPLETE with broadcast
+// requests, REACHABLE, STALE, DELAY, PROBE with unicast requests,
+// FAILED (its waiting packets answered with ICMP host unreachable by the
+// caller), PERMANENT for static entries. The reaper (Datapath.reaper,
+// once a second) runs the timers.
 //
-//	(none) ──a packet for it──> incomplete: the packet queued (at most
-//	   ▲                        unresQLen; beyond, the oldest is dropped,
-//	   │                        as __neigh_event_send does), one ARP
-//	   │                        request sent at once
-//	   │                          │ ARP from the host (reply, or request)
-//	   │                          ▼
-//	   │    no answer to     reachable: queued packets flushed; any ARP
-//	   │    arpProbes      ◄─ from the host confirms it again
-//	   │    requests            │
-//	   │   (queue dropped)      │ neighLifetime without ARP from the host
-//	   └────────────────────────┘
-//
-// The reaper (Datapath.reaper, once a second) re-sends the request of an
-// incomplete entry (retrans_time: at most once a second, mcast_probes:
-// arpProbes in all) and ages the entries. The kernel's entry goes
-// REACHABLE -> STALE -> DELAY -> PROBE with unicast probes while still
-// used; here a reachable entry simply lives neighLifetime after the last
-// ARP from its host (whose own kernel re-resolves uswitch's address well
-// within that, which confirms the entry), and a packet after that
-// resolves it anew.
-//
-// Locking: mu guards m and every entry's fields. The write path's lookup
-// takes the read lock and allocates nothing; everything else (a miss, a
-// learned address, the reaper) takes the write lock.
+// Locking: mu guards m and every entry's fields but used. The write
+// path's lookup takes the read lock and allocates nothing: it stores the
+// entry's used time (atomic, once a second at most) and takes the write
+// lock only for a STALE entry (which becomes DELAY); everything else (a
+// miss, a learned address, the reaper) takes the write lock.
 
-const (
-	// unresQLen is how many packets wait for one unresolved neighbour
-	// (the kernel counts bytes, unres_qlen_bytes; a few packets is the
-	// same idea).
-	unresQLen = 3
-	// arpProbes is how many requests an incomplete entry gets before it
-	// fails (mcast_probes).
-	arpProbes = 3
-	// arpRetrans is the interval between them (retrans_time).
-	arpRetrans = int64(time.Second)
-	// neighLifetime is how long a learned MAC is kept after the last
-	// ARP from its host (base_reachable_time is 30 s, and a stale entry
-	// lingers until gc; one minute is the simple middle).
-	neighLifetime = int64(60 * time.Second)
-)
+// unresQLen is how many packets wait for one unresolved neighbour (the
+// kernel counts bytes, unres_qlen_bytes; a few packets is the same
+// idea).
+const unresQLen = 3
 
 // frameBuf is a pooled frame buffer of a TAP port: an IPv4 packet that
 // has to wait (or was made by the engine) with room for the Ethernet
@@ -67,17 +43,11 @@ func (f *frameBuf) release() {
 }
 
 type neighEntry struct {
-	mac      [6]byte
-	resolved bool
-	// permanent: a static entry (ip neigh ... nud permanent): never
-	// ages, and ARP does not change it
-	permanent bool
-	// confirmed is the time of the last ARP from the host (resolved).
-	confirmed int64
-	// probes and lastProbe: requests sent while incomplete.
-	probes    int
-	lastProbe int64
-	// queue holds the packets waiting for the MAC (incomplete), as
+	nud route.NUD
+	// used is the last time a packet went to the neighbour, stored by
+	// readers (nud.Used is brought up to date under the write lock)
+	used atomic.Int64
+	// queue holds the packets waiting for the MAC (INCOMPLETE), as
 	// frames whose Ethernet header is still to be written.
 	queue []*frameBuf
 }
@@ -90,33 +60,66 @@ type neighTable struct {
 
 func newNeighTable() *neighTable { return &neighTable{m: map[uint32]*neighEntry{}} }
 
-// lookup returns the MAC of a resolved next hop. It does not allocate.
-func (t *neighTable) lookup(ip uint32) (mac [6]byte, ok bool) {
-	t.mu.RLock()
-	if e := t.m[ip]; e != nil && e.resolved {
-		mac, ok = e.mac, true
+// sync brings nud.Used up to date (mu held for writing).
+func (e *neighEntry) sync() {
+	if u := e.used.Load(); u > e.nud.Used {
+		e.nud.Used = u
 	}
-	t.mu.RUnlock()
-	return mac, ok
 }
 
-// enqueue is the miss path: if the next hop was resolved meanwhile it
-// returns its MAC (resolved) and does not take f; otherwise f waits in
-// the entry's queue (made incomplete if new). dropped is a frame pushed
-// out of a full queue (the oldest), for the caller to count and
-// release; solicit says a request must go out now (a new entry).
+// lookup returns the MAC of a next hop that has one (REACHABLE, STALE,
+// DELAY, PROBE, PERMANENT) for a packet sent at now. It does not
+// allocate.
+func (t *neighTable) lookup(ip uint32, now int64) (mac [6]byte, ok bool) {
+	t.mu.RLock()
+	e := t.m[ip]
+	if e == nil || !e.nud.HasMAC() {
+		t.mu.RUnlock()
+		return mac, false
+	}
+	if e.nud.State != route.NUDStale {
+		if u := e.used.Load(); now-u >= int64(1e9) || now < u {
+			e.used.Store(now)
+		}
+		mac = e.nud.MAC
+		t.mu.RUnlock()
+		return mac, true
+	}
+	t.mu.RUnlock()
+	// STALE: the packet goes, and the entry becomes DELAY
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e = t.m[ip]; e == nil {
+		return mac, false
+	}
+	e.sync()
+	if !e.nud.Use(now) {
+		return mac, false
+	}
+	e.used.Store(now)
+	return e.nud.MAC, true
+}
+
+// enqueue is the miss path: if the next hop got a MAC meanwhile it
+// returns it (resolved) and does not take f; otherwise f waits in the
+// entry's queue (a resolution starts if none runs). dropped is a frame
+// pushed out of a full queue (the oldest), for the caller to count and
+// release; solicit says a request must go out now (a new resolution).
 func (t *neighTable) enqueue(ip uint32, f *frameBuf, now int64) (mac [6]byte, resolved bool, dropped *frameBuf, solicit bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.m[ip]
-	if e != nil && e.resolved {
-		return e.mac, true, nil, false
+	if e != nil && e.nud.HasMAC() {
+		e.sync()
+		e.nud.Use(now)
+		e.used.Store(now)
+		return e.nud.MAC, true, nil, false
 	}
 	if e == nil {
-		e = &neighEntry{probes: 1, lastProbe: now}
+		e = &neighEntry{}
 		t.m[ip] = e
-		solicit = true
 	}
+	solicit = e.nud.Start(now)
 	if len(e.queue) >= unresQLen {
 		dropped = e.queue[0]
 		copy(e.queue, e.queue[1:])
@@ -126,13 +129,14 @@ func (t *neighTable) enqueue(ip uint32, f *frameBuf, now int64) (mac [6]byte, re
 	return mac, false, dropped, solicit
 }
 
-// learn records that ip is at mac (an ARP from it). Only an existing
-// entry is updated unless create (arp_process creates one for the
-// sender of a request for one of our addresses, neigh_event_ns; other
-// ARP only updates what is there: unsolicited ARP is not accepted,
-// arp_accept = 0). It returns the frames that were waiting, for the
-// caller to send and release.
-func (t *neighTable) learn(ip uint32, mac [6]byte, now int64, create bool) (flush []*frameBuf) {
+// learn records that ip is at mac (an ARP from it): REACHABLE for a
+// reply sent to us (reachable), else STALE. Only an existing entry is
+// updated unless create (arp_process creates one for the sender of a
+// request for one of our addresses, neigh_event_ns; other ARP only
+// updates what is there: unsolicited ARP is not accepted, arp_accept =
+// 0). It returns the frames that were waiting, for the caller to send
+// and release.
+func (t *neighTable) learn(ip uint32, mac [6]byte, now int64, create, reachable bool) (flush []*frameBuf) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.m[ip]
@@ -143,78 +147,71 @@ func (t *neighTable) learn(ip uint32, mac [6]byte, now int64, create bool) (flus
 		e = &neighEntry{}
 		t.m[ip] = e
 	}
-	if e.permanent {
-		return nil
+	e.sync()
+	if e.nud.Learn(mac, reachable, now) {
+		flush, e.queue = e.queue, nil
 	}
-	e.mac, e.resolved, e.confirmed, e.probes = mac, true, now, 0
-	flush, e.queue = e.queue, nil
 	return flush
 }
 
-// age is the reaper's pass: reachable entries unconfirmed for
-// neighLifetime go; an incomplete entry whose last request is
-// arpRetrans old gets another one (resolicit) until arpProbes were
-// sent, then fails: it goes and its queue is returned (failed) for the
-// caller to count and release.
-func (t *neighTable) age(now int64) (resolicit []uint32, failed []*frameBuf) {
+// neighProbe is a request a timer sends: to target, unicast to mac when
+// unicast (PROBE), else broadcast.
+type neighProbe struct {
+	target  uint32
+	mac     [6]byte
+	unicast bool
+}
+
+// age is the reaper's pass (neigh_timer_handler for every entry due):
+// the requests to send, and the queues of the entries that FAILED, for
+// the caller to report and release.
+func (t *neighTable) age(now int64) (probes []neighProbe, failed []*frameBuf) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for ip, e := range t.m {
+		e.sync()
+		probe, unicast, fail := e.nud.Timer(now)
 		switch {
-		case e.permanent:
-		case e.resolved:
-			if now-e.confirmed >= neighLifetime {
-				delete(t.m, ip)
-			}
-		case now-e.lastProbe < arpRetrans:
-		case e.probes < arpProbes:
-			e.probes++
-			e.lastProbe = now
-			resolicit = append(resolicit, ip)
-		default:
+		case fail:
 			failed = append(failed, e.queue...)
-			delete(t.m, ip)
+			e.queue = nil
+		case probe:
+			probes = append(probes, neighProbe{target: ip, mac: e.nud.MAC, unicast: unicast})
 		}
 	}
-	return resolicit, failed
+	return probes, failed
 }
 
 // setPermanent adds a static entry: ip is at mac for good.
 func (t *neighTable) setPermanent(ip uint32, mac [6]byte) {
 	t.mu.Lock()
-	t.m[ip] = &neighEntry{mac: mac, resolved: true, permanent: true}
+	t.m[ip] = &neighEntry{nud: route.NUD{MAC: mac, State: route.NUDPermanent}}
 	t.mu.Unlock()
 }
 
 // entries is the table's content for tests and the control plane: the
-// resolved next hops and their MACs.
+// next hops that have a MAC, and their MACs.
 func (t *neighTable) entries() map[uint32][6]byte {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	m := map[uint32][6]byte{}
 	for ip, e := range t.m {
-		if e.resolved {
-			m[ip] = e.mac
+		if e.nud.HasMAC() {
+			m[ip] = e.nud.MAC
 		}
 	}
 	return m
 }
 
-// states lists the table with each entry's state as ip neigh names it:
-// PERMANENT for a static entry, REACHABLE for a learned one (this
-// table's reachable entries have no STALE, DELAY or PROBE: see above),
-// INCOMPLETE while being resolved.
+// states lists the table with each entry's state as ip neigh names it.
 func (t *neighTable) states(f func(ip uint32, mac [6]byte, state string)) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	for ip, e := range t.m {
-		switch {
-		case e.permanent:
-			f(ip, e.mac, "PERMANENT")
-		case e.resolved:
-			f(ip, e.mac, "REACHABLE")
-		default:
-			f(ip, [6]byte{}, "INCOMPLETE")
+		var mac [6]byte
+		if e.nud.HasMAC() {
+			mac = e.nud.MAC
 		}
+		f(ip, mac, route.NUDName(e.nud.State))
 	}
 }

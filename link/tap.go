@@ -189,7 +189,13 @@ func (t *tapPort) srcFor(target uint32) uint32 {
 // request writes the ARP request for target into f (arp_solicit:
 // broadcast, target hardware address zero).
 func (t *tapPort) request(f []byte, target uint32) []byte {
-	return putARP(f, broadcastMAC, t.mac, packet.ARP{Op: arpOpRequest, SHA: t.mac, SPA: t.srcFor(target), TPA: target})
+	return t.requestTo(f, target, broadcastMAC)
+}
+
+// requestTo is request sent to dst (a PROBE's unicast request: its
+// target hardware address stays zero, as arp_solicit sends it).
+func (t *tapPort) requestTo(f []byte, target uint32, dst [6]byte) []byte {
+	return putARP(f, dst, t.mac, packet.ARP{Op: arpOpRequest, SHA: t.mac, SPA: t.srcFor(target), TPA: target})
 }
 
 // input classes a frame read from the device. An IPv4 frame for us (or
@@ -251,7 +257,10 @@ func (t *tapPort) arp(f []byte, now int64, dev Device) {
 	}
 	// a request for us creates the sender's entry (neigh_event_ns);
 	// anything else only refreshes an entry there is
-	flush := t.neigh.learn(m.SPA, m.SHA, now, m.Op == arpOpRequest && mine)
+	// a reply sent to us confirms the neighbour (REACHABLE); a request
+	// or a broadcast reply only tells its MAC (STALE)
+	reachable := m.Op == arpOpReply && pktType(f[0:6], t.mac) == packet.PktHost
+	flush := t.neigh.learn(m.SPA, m.SHA, now, m.Op == arpOpRequest && mine, reachable)
 	if m.Op == arpOpRequest && mine {
 		t.reply(dev, m.SHA, packet.ARP{Op: arpOpReply, SHA: t.mac, SPA: m.TPA, THA: m.SHA, TPA: m.SPA})
 	}
@@ -336,7 +345,7 @@ func (t *tapPort) output(b []byte, nh uint32, own []byte, now int64, held *[]*fr
 	if nh == 0 {
 		nh = binary.BigEndian.Uint32(b[16:20])
 	}
-	mac, ok := t.neigh.lookup(nh)
+	mac, ok := t.neigh.lookup(nh, now)
 	if !ok {
 		mac, ok = t.linkMAC(nh)
 	}
@@ -374,9 +383,9 @@ func (t *tapPort) output(b []byte, nh uint32, own []byte, now int64, held *[]*fr
 	return nil, nil
 }
 
-// tick is the reaper's neighbour pass: re-sends the requests of
-// unresolved next hops (written to dev at once) and drops the packets of
-// the ones that never answered, returning copies of them (IPv4) for the
+// tick is the reaper's neighbour pass: the requests the timers send
+// (INCOMPLETE: broadcast; PROBE: unicast; written to dev at once), and
+// the packets of the next hops that never answered dropped, returning copies of them (IPv4) for the
 // ICMP host unreachable errors the kernel sends about them
 // (arp_error_report).
 func (t *tapPort) tick(now int64, dev Device) (failed [][]byte) {
@@ -391,9 +400,13 @@ func (t *tapPort) tick(now int64, dev Device) (failed [][]byte) {
 	}
 	var fs []*frameBuf
 	var out [][]byte
-	for _, ip := range again {
+	for _, pr := range again {
 		r := t.get(ethHeaderLen + arpLen)
-		t.request(r.b, ip)
+		if pr.unicast {
+			t.requestTo(r.b, pr.target, pr.mac)
+		} else {
+			t.request(r.b, pr.target)
+		}
 		fs = append(fs, r)
 		out = append(out, r.b)
 	}

@@ -109,7 +109,7 @@ func TestTapARP(t *testing.T) {
 	if len(w) != 1 || string(w[0]) != string(want) {
 		t.Fatalf("reply %x, want %x", w, want)
 	}
-	if mac, ok := tp.neigh.lookup(packet.MustAddr("10.10.2.2")); !ok || mac != testPeerMAC {
+	if mac, ok := peekNeigh(tp, packet.MustAddr("10.10.2.2")); !ok || mac != testPeerMAC {
 		t.Errorf("sender not learned: %v %v", mac, ok)
 	}
 	if tp.arpReplied.Load() != 1 {
@@ -131,7 +131,7 @@ func TestTapARP(t *testing.T) {
 	if len(w) != 1 || string(w[0]) != string(want) {
 		t.Fatalf("DAD reply %x, want %x", w, want)
 	}
-	if _, ok := tp.neigh.lookup(0); ok {
+	if _, ok := peekNeigh(tp, 0); ok {
 		t.Errorf("learned 0.0.0.0")
 	}
 
@@ -147,13 +147,13 @@ func TestTapARP(t *testing.T) {
 	if w := dev.Take(); len(w) != 0 {
 		t.Errorf("wrote %x", w)
 	}
-	if _, ok := tp.neigh.lookup(packet.MustAddr("10.10.2.3")); ok {
+	if _, ok := peekNeigh(tp, packet.MustAddr("10.10.2.3")); ok {
 		t.Errorf("learned 10.10.2.3 from unsolicited ARP")
 	}
 
 	// any ARP from a known host refreshes (and moves) its entry
 	tp.input(arpFrame(broadcastMAC, arpOpRequest, testOtherMAC, "10.10.2.2", "10.10.2.9", [6]byte{}), 5, dev)
-	if mac, _ := tp.neigh.lookup(packet.MustAddr("10.10.2.2")); mac != testOtherMAC {
+	if mac, _ := peekNeigh(tp, packet.MustAddr("10.10.2.2")); mac != testOtherMAC {
 		t.Errorf("entry not updated: %v", mac)
 	}
 }
@@ -237,43 +237,110 @@ func TestTapNeighbourQueue(t *testing.T) {
 	}
 }
 
+// peekNeigh is a next hop's MAC in the port's table, if it has one
+// (without the lookup's side effects).
+func peekNeigh(tp *tapPort, ip uint32) ([6]byte, bool) {
+	mac, ok := tp.neigh.entries()[ip]
+	return mac, ok
+}
+
+// neighState is a next hop's NUD state in the port's table.
+func neighState(tp *tapPort, ip uint32) string {
+	state := "none"
+	tp.neigh.states(func(a uint32, _ [6]byte, s string) {
+		if a == ip {
+			state = s
+		}
+	})
+	return state
+}
+
 // TestTapNeighbourAging: an unanswered next hop is asked once a second,
-// arpProbes times, then its packets are dropped; a learned one lasts
-// neighLifetime after its last ARP.
+// three times, then FAILS and its packets are returned for the ICMP
+// errors; a learned one goes REACHABLE (a reply to us) -> STALE unused
+// -> DELAY when used -> PROBE with unicast requests -> FAILED; a reply
+// while probing makes it REACHABLE again.
 func TestTapNeighbourAging(t *testing.T) {
 	tp, dev := testTapPort(), linktest.New("tp")
 	var held []*frameBuf
 	pkt := packet.Build(packet.Spec{Src: packet.MustAddr("10.10.1.2"), Dst: packet.MustAddr("10.10.2.9"), Proto: packet.ProtoUDP, SrcPort: 1, DstPort: 2})
 	const s = int64(time.Second)
-	tp.output(pkt, packet.MustAddr("10.10.2.9"), nil, 0, &held)
-	tp.output(pkt, packet.MustAddr("10.10.2.9"), nil, 0, &held)
+	nh := packet.MustAddr("10.10.2.9")
+	tp.output(pkt, nh, nil, 0, &held)
+	tp.output(pkt, nh, nil, 0, &held)
 	tp.tick(s/2, dev) // too early
 	if w := dev.Take(); len(w) != 0 {
 		t.Fatalf("re-sent after half a second")
 	}
 	for i := int64(1); i <= 2; i++ {
 		tp.tick(i*s, dev)
-		if w := dev.Take(); len(w) != 1 || w[0][ethHeaderLen+7] != arpOpRequest {
+		if w := dev.Take(); len(w) != 1 || w[0][ethHeaderLen+7] != arpOpRequest || [6]byte(w[0][:6]) != broadcastMAC {
 			t.Fatalf("second %d: wrote %x", i, w)
 		}
 	}
-	tp.tick(3*s, dev)
-	if w := dev.Take(); len(w) != 0 || tp.unresolved.Load() != 2 || tp.arpRequested.Load() != 3 {
-		t.Fatalf("after %d requests: wrote %d, unresolved %d (want 2), requested %d", arpProbes, len(w), tp.unresolved.Load(), tp.arpRequested.Load())
+	failed := tp.tick(3*s, dev)
+	if w := dev.Take(); len(w) != 0 || tp.unresolved.Load() != 2 || tp.arpRequested.Load() != 3 || len(failed) != 2 {
+		t.Fatalf("after 3 requests: wrote %d, unresolved %d (want 2), requested %d, %d failed", len(w), tp.unresolved.Load(), tp.arpRequested.Load(), len(failed))
 	}
-	if len(tp.neigh.m) != 0 {
-		t.Errorf("failed entry kept")
+	if st := neighState(tp, nh); st != "FAILED" {
+		t.Errorf("after the requests: %s, want FAILED", st)
 	}
-	// learned at 10 s, refreshed at 50 s: gone at 110 s, not before
-	tp.input(arpFrame(broadcastMAC, arpOpRequest, testPeerMAC, "10.10.2.2", "10.10.2.1", [6]byte{}), 10*s, dev)
-	tp.input(arpFrame(broadcastMAC, arpOpRequest, testPeerMAC, "10.10.2.2", "10.10.2.77", [6]byte{}), 50*s, dev)
-	tp.tick(109*s, dev)
-	if _, ok := tp.neigh.lookup(packet.MustAddr("10.10.2.2")); !ok {
-		t.Errorf("entry gone before its lifetime")
+	if string(failed[0]) != string(pkt) {
+		t.Errorf("the failed packet is not the one queued")
 	}
-	tp.tick(110*s, dev)
-	if _, ok := tp.neigh.lookup(packet.MustAddr("10.10.2.2")); ok {
-		t.Errorf("entry kept past its lifetime")
+	// a reply to us: REACHABLE; unused for 30 s: STALE
+	peer := packet.MustAddr("10.10.2.2")
+	tp.output(pkt, peer, nil, 10*s, &held)
+	dev.Take()
+	tp.input(arpFrame(testOurMAC, arpOpReply, testPeerMAC, "10.10.2.2", "10.10.2.1", testOurMAC), 10*s, dev)
+	if st := neighState(tp, peer); st != "REACHABLE" {
+		t.Fatalf("after the reply: %s", st)
+	}
+	dev.Take()
+	tp.tick(39*s, dev)
+	if st := neighState(tp, peer); st != "REACHABLE" {
+		t.Errorf("at 39 s: %s, want REACHABLE", st)
+	}
+	tp.tick(41*s, dev)
+	if st := neighState(tp, peer); st != "STALE" {
+		t.Errorf("at 41 s: %s, want STALE", st)
+	}
+	// used: the packet goes to the old MAC and the entry is DELAY; 5 s
+	// later PROBE, a unicast request a second, three, then FAILED
+	if f, _ := tp.output(pkt, peer, nil, 42*s, &held); f == nil || [6]byte(f[:6]) != testPeerMAC {
+		t.Fatalf("to a STALE neighbour: %x", f)
+	}
+	if st := neighState(tp, peer); st != "DELAY" {
+		t.Fatalf("after a packet: %s", st)
+	}
+	for i, at := range []int64{47, 48, 49} {
+		tp.tick(at*s, dev)
+		w := dev.Take()
+		if len(w) != 1 || [6]byte(w[0][:6]) != testPeerMAC || w[0][ethHeaderLen+7] != arpOpRequest || neighState(tp, peer) != "PROBE" {
+			t.Fatalf("probe %d at %d s: %x, %s", i, at, w, neighState(tp, peer))
+		}
+		if f, _ := tp.output(pkt, peer, nil, at*s+1, &held); f == nil {
+			t.Fatalf("a packet while probing waits")
+		}
+	}
+	tp.tick(50*s, dev)
+	if st := neighState(tp, peer); st != "FAILED" || len(dev.Take()) != 0 {
+		t.Errorf("after three unicast probes: %s", st)
+	}
+	// resolved again; a reply while probing confirms it
+	tp.output(pkt, peer, nil, 60*s, &held)
+	tp.input(arpFrame(testOurMAC, arpOpReply, testPeerMAC, "10.10.2.2", "10.10.2.1", testOurMAC), 60*s, dev)
+	tp.tick(91*s, dev)
+	tp.output(pkt, peer, nil, 92*s, &held)
+	tp.tick(97*s, dev)
+	if st := neighState(tp, peer); st != "PROBE" {
+		t.Fatalf("at 97 s: %s, want PROBE", st)
+	}
+	tp.input(arpFrame(testOurMAC, arpOpReply, testPeerMAC, "10.10.2.2", "10.10.2.1", testOurMAC), 97*s+1, dev)
+	dev.Take()
+	tp.tick(98*s, dev)
+	if st := neighState(tp, peer); st != "REACHABLE" || len(dev.Take()) != 0 {
+		t.Errorf("after a reply in PROBE: %s", st)
 	}
 }
 
