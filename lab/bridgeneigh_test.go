@@ -165,7 +165,7 @@ routes = ["default via 10.32.0.1"]
 		t.Errorf("no unresolved packet counted: %+v", s)
 	}
 	r := l.Control(control.Request{Cmd: "ip", Args: []string{"-j", "neigh", "show", "dev", "tt"}})
-	if r.Code != 0 || !regexp.MustCompile(`^\[\{"dst":"10\.22\.0\.2","lladdr":"[0-9a-f:]{17}","state":\["REACHABLE"\]\}\]\n$`).MatchString(r.Stdout) {
+	if r.Code != 0 || !regexp.MustCompile(`^\[\{"dst":"10\.22\.0\.2","lladdr":"[0-9a-f:]{17}","state":\["REACHABLE"\]\},\{"dst":"10\.22\.0\.99","state":\["FAILED"\]\}\]\n$`).MatchString(r.Stdout) {
 		t.Errorf("uswitch ip -j neigh show dev tt (exit %d):\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 }
