@@ -269,10 +269,14 @@ func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
 		hi := n.srcHash(&o)
 		mu := n.srcLock(hi)
 		mu.Lock()
+		// the loads that miss, issued together before the first
+		// locked instruction waits for them: the chain's head (nil
+		// exactly when the chain is empty) and the conntrack buckets
+		// Confirm is about to link c into
+		head := n.bysource[hi]
+		n.ct.Prefetch(c)
 		if l := &c.NAT; !l.Linked && c.Status()&conntrack.StatusDying == 0 {
-			var head *conntrack.Conn
-			if n.srcOccupied(hi) {
-				head = n.bysource[hi]
+			if head != nil {
 				head.NAT.Prev = c
 			} else {
 				n.srcOcc[hi>>6].Or(1 << (hi & 63))
