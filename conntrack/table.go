@@ -348,7 +348,12 @@ func (t *Table) unlockPair(i, j int) {
 // occupied. old is the chain's head, as the caller loaded it under the
 // lock.
 func (t *Table) link(bi int, h, old *tupleHash) {
-	h.next.Store(old)
+	// h is not published yet and its next is usually right already
+	// (nil: a new entry into an empty bucket), which saves the store,
+	// a locked exchange
+	if h.next.Load() != old {
+		h.next.Store(old)
+	}
 	t.buckets[bi].head.Store(h)
 	if old == nil {
 		t.occupied[bi>>6].Or(1 << (bi & 63))

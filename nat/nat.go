@@ -250,6 +250,13 @@ func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
 		r = cutPool(r, curr, k)
 	}
 	nt := n.uniqueTuple(curr, r, c, m, now)
+	// the status bits are set at the end in one atomic OR (the kernel
+	// sets them with plain ORs: it owns the unconfirmed entry); the
+	// by-source walk of another packet (findSrc) reads neither
+	done := conntrack.StatusDstNATDone
+	if m == Src {
+		done = conntrack.StatusSrcNATDone
+	}
 	if nt != curr {
 		reply, ok := nt.Invert()
 		if !ok {
@@ -259,9 +266,9 @@ func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
 			return err
 		}
 		if m == Src {
-			c.SetStatus(conntrack.StatusSrcNAT)
+			done |= conntrack.StatusSrcNAT
 		} else {
-			c.SetStatus(conntrack.StatusDstNAT)
+			done |= conntrack.StatusDstNAT
 		}
 	}
 	if m == Src {
@@ -285,10 +292,8 @@ func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
 			n.bysource[hi] = c
 		}
 		mu.Unlock()
-		c.SetStatus(conntrack.StatusSrcNATDone)
-	} else {
-		c.SetStatus(conntrack.StatusDstNATDone)
 	}
+	c.SetStatus(done)
 	return nil
 }
 
