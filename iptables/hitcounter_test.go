@@ -15,6 +15,12 @@ func TestHitCounterFold(t *testing.T) {
 	if h.pkts.Load() != 0 {
 		t.Fatal("folded early")
 	}
+	// just short of either mark: no fold
+	h.acc.Store((foldPkts-2)<<accShift | (foldBytes - 100))
+	h.add(50)
+	if h.pkts.Load() != 0 || h.acc.Load() != (foldPkts-1)<<accShift|(foldBytes-50) {
+		t.Fatalf("folded short of the marks: acc %x pkts %d", h.acc.Load(), h.pkts.Load())
+	}
 	// the packets field reaches its mark
 	h.acc.Store((foldPkts-1)<<accShift | 7)
 	h.add(3)

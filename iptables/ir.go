@@ -109,6 +109,9 @@ const (
 	// fold (each at most 1<<24 bytes) cannot fill the other half
 	foldPkts  = 1 << 22
 	foldBytes = 1 << 39
+	// foldMarks are the bits one of which is set exactly when a field
+	// is at its mark or past it (packets: the field's top two bits)
+	foldMarks = 3<<(accShift+22) | foldBytes
 	// bigHit is a length too big for acc's arithmetic above; such a
 	// hit (none of IPv4's 64 KiB) goes to the totals directly
 	bigHit = 1 << 24
@@ -120,7 +123,7 @@ func (h *hitCounter) add(n int) {
 		h.bytes.Add(uint64(n))
 		return
 	}
-	if v := h.acc.Add(1<<accShift | uint64(n)); v>>accShift >= foldPkts || v&accBytes >= foldBytes {
+	if h.acc.Add(1<<accShift|uint64(n))&foldMarks != 0 {
 		h.fold()
 	}
 }
