@@ -358,7 +358,11 @@ func timedLoop(d time.Duration, max int, send func(i int)) (int, time.Duration) 
 
 // uswRunner is one uswitch engine and its packet state.
 type uswRunner struct {
-	e    *datapath.Engine
+	e *datapath.Engine
+	// wk and in: the timed packets run as the TUN readers run them
+	// (link/datapath.go), on a worker with the input index known
+	wk   *datapath.Worker
+	in   packet.Meta
 	buf  []byte
 	p    packet.Packet
 	w    workload
@@ -368,6 +372,8 @@ type uswRunner struct {
 
 func newUswRunner(t *testing.T, ruleset string, linear bool, w workload) *uswRunner {
 	u := &uswRunner{e: engineMode(t, ruleset, linear), buf: make([]byte, 2048), w: w, now: 1e9}
+	u.wk = u.e.NewWorker(0)
+	u.in = packet.Meta{InIf: "eth0", InIndex: u.e.Config().FIB.Ifindex("eth0")}
 	if w.established {
 		for _, s := range []struct{ spec, in string }{{estSyn, "eth0"}, {estSynAck, "eth1"}, {estAck, "eth0"}} {
 			if f := runPkt(t, u.e, u.buf, build(t, s.spec), &u.p, s.in, u.now); f.Kind != datapath.Forwarded {
@@ -402,10 +408,10 @@ func (u *uswRunner) run(t *testing.T, tmpl []byte, d time.Duration, max int) (fl
 		u.now++
 		var f datapath.Fate
 		if u.w.newFlows {
-			f = runFlow(t, u.e, u.buf, tmpl, &u.p, "eth0", u.now, u.flow)
+			f = runFlowAt(t, u.wk, u.buf, tmpl, &u.p, u.in, u.now, u.flow)
 			u.flow++
 		} else {
-			f = runPkt(t, u.e, u.buf, tmpl, &u.p, "eth0", u.now)
+			f = runFlowAt(t, u.wk, u.buf, tmpl, &u.p, u.in, u.now, -1)
 		}
 		if f.Kind != datapath.Forwarded && !failed {
 			bad, failed = f, true

@@ -781,7 +781,7 @@ func (k *pkt) natHook(h netfilter.Hook, m nat.Manip, in, out string) bool {
 	// leave by another device is killed and the packet dropped (its
 	// source address belongs to the old device)
 	if h == netfilter.PostRouting && c.NAT.MasqIndex != 0 && info.Dir() == conntrack.Original && nat.Initialized(c, m) &&
-		k.cfg.FIB != nil && int32(k.cfg.FIB.Ifindex(out)) != c.NAT.MasqIndex {
+		k.cfg.FIB != nil && int32(k.outIndex(out)) != c.NAT.MasqIndex {
 		k.e.CT.Delete(c)
 		k.drop(DropNAT, 0, "MASQUERADE: output device changed")
 		return false
@@ -827,9 +827,9 @@ func (k *pkt) bind(req *iptables.NATRequest, m nat.Manip, in, out string) bool {
 			nh = u32(k.rt.Gateway)
 		}
 		var src uint32
-		oif := 0 // one lookup of the device's index by name
+		oif := 0
 		if fib != nil {
-			oif = fib.Ifindex(out)
+			oif = k.outIndex(out)
 			src = u32(fib.SelectSource(oif, addr4(nh), route.ScopeUniverse))
 		}
 		if src == 0 {
@@ -871,6 +871,17 @@ func (k *pkt) bind(req *iptables.NATRequest, m nat.Manip, in, out string) bool {
 		return false
 	}
 	return true
+}
+
+// outIndex is the index of output device out: the route's device when
+// out is its name (a forwarded packet's, whose out was made from it: a
+// string compare of one string with itself), else looked up by name.
+func (k *pkt) outIndex(out string) int {
+	fib := k.cfg.FIB
+	if fib.LinkName(k.rt.Dev) == out {
+		return k.rt.Dev
+	}
+	return fib.Ifindex(out)
 }
 
 // confirm is the confirm hook at the end of INPUT/POSTROUTING.

@@ -251,6 +251,13 @@ func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
 		r = cutPool(r, curr, k)
 	}
 	nt := n.uniqueTuple(curr, r, c, m, now)
+	// the status bits are set at the end in one atomic OR (the kernel
+	// sets them with plain ORs: it owns the unconfirmed entry); the
+	// by-source walk of another packet (findSrc) reads neither
+	done := conntrack.StatusDstNATDone
+	if m == Src {
+		done = conntrack.StatusSrcNATDone
+	}
 	if nt != curr {
 		reply, ok := nt.Invert()
 		if !ok {
@@ -260,9 +267,9 @@ func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
 			return err
 		}
 		if m == Src {
-			c.SetStatus(conntrack.StatusSrcNAT)
+			done |= conntrack.StatusSrcNAT
 		} else {
-			c.SetStatus(conntrack.StatusDstNAT)
+			done |= conntrack.StatusDstNAT
 		}
 	}
 	if m == Src {
@@ -270,10 +277,14 @@ func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
 		hi := n.srcHash(&o)
 		mu := n.srcLock(hi)
 		mu.Lock()
+		// the loads that miss, issued together before the first
+		// locked instruction waits for them: the chain's head (nil
+		// exactly when the chain is empty) and the conntrack buckets
+		// Confirm is about to link c into
+		head := n.bysource[hi]
+		n.ct.Prefetch(c)
 		if l := &c.NAT; !l.Linked && c.Status()&conntrack.StatusDying == 0 {
-			var head *conntrack.Conn
-			if n.srcOccupied(hi) {
-				head = n.bysource[hi]
+			if head != nil {
 				head.NAT.Prev = c
 			} else {
 				n.srcOcc[hi>>6].Or(1 << (hi & 63))
@@ -282,10 +293,8 @@ func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
 			n.bysource[hi] = c
 		}
 		mu.Unlock()
-		c.SetStatus(conntrack.StatusSrcNATDone)
-	} else {
-		c.SetStatus(conntrack.StatusDstNATDone)
 	}
+	c.SetStatus(done)
 	return nil
 }
 

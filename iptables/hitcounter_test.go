@@ -1,0 +1,111 @@
+package iptables
+
+import (
+	"sync"
+	"testing"
+)
+
+func TestHitCounterFold(t *testing.T) {
+	var h hitCounter
+	h.add(100)
+	h.add(60)
+	if got := h.load(Counters{}); got != (Counters{2, 160}) {
+		t.Fatalf("before a fold: %+v", got)
+	}
+	if h.pkts.Load() != 0 {
+		t.Fatal("folded early")
+	}
+	// just short of either mark: no fold
+	h.acc.Store((foldPkts-2)<<accShift | (foldBytes - 100))
+	h.add(50)
+	if h.pkts.Load() != 0 || h.acc.Load() != (foldPkts-1)<<accShift|(foldBytes-50) {
+		t.Fatalf("folded short of the marks: acc %x pkts %d", h.acc.Load(), h.pkts.Load())
+	}
+	// the packets field reaches its mark
+	h.acc.Store((foldPkts-1)<<accShift | 7)
+	h.add(3)
+	if h.acc.Load() != 0 || h.pkts.Load() != foldPkts || h.bytes.Load() != 10 || h.seq.Load() != 2 {
+		t.Fatalf("packets fold: acc %x pkts %d bytes %d seq %d", h.acc.Load(), h.pkts.Load(), h.bytes.Load(), h.seq.Load())
+	}
+	// the bytes field reaches its mark
+	h.acc.Store(5<<accShift | (foldBytes - 10))
+	h.add(20)
+	if h.acc.Load() != 0 || h.pkts.Load() != foldPkts+6 || h.bytes.Load() != 10+foldBytes+10 {
+		t.Fatalf("bytes fold: acc %x pkts %d bytes %d", h.acc.Load(), h.pkts.Load(), h.bytes.Load())
+	}
+	// a hit too big for acc goes to the totals
+	h.add(bigHit + 1)
+	if got := h.load(Counters{Packets: 1, Bytes: 1}); got != (Counters{foldPkts + 8, foldBytes + 20 + bigHit + 2}) {
+		t.Fatalf("big hit: %+v", got)
+	}
+	var nilh *hitCounter
+	if got := nilh.load(Counters{3, 4}); got != (Counters{3, 4}) {
+		t.Fatalf("nil counter: %+v", got)
+	}
+}
+
+// TestHitCounterConcurrent: adders cross the fold mark while a reader
+// reads; nothing is lost and no read goes backwards (run with -race).
+func TestHitCounterConcurrent(t *testing.T) {
+	var h hitCounter
+	const start = foldPkts - 5000
+	h.acc.Store(start << accShift)
+	const workers, each = 4, 20000
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	var readErr error
+	go func() {
+		defer close(done)
+		var last Counters
+		for {
+			c := h.load(Counters{})
+			if c.Packets < last.Packets || c.Bytes < last.Bytes {
+				readErr = errBackwards{last, c}
+				return
+			}
+			last = c
+			if c.Packets == start+workers*each {
+				return
+			}
+		}
+	}()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				h.add(40 + (i+w)%1460)
+			}
+		}(w)
+	}
+	wg.Wait()
+	<-done
+	if readErr != nil {
+		t.Fatal(readErr)
+	}
+	var bytes uint64
+	for w := 0; w < workers; w++ {
+		for i := 0; i < each; i++ {
+			bytes += uint64(40 + (i+w)%1460)
+		}
+	}
+	if got := h.load(Counters{}); got != (Counters{start + workers*each, bytes}) {
+		t.Fatalf("got %+v, want %d packets %d bytes", got, start+workers*each, bytes)
+	}
+	if h.pkts.Load() == 0 {
+		t.Fatal("no fold happened")
+	}
+}
+
+type errBackwards [2]Counters
+
+func (e errBackwards) Error() string { return "a read went backwards" }
+
+// BenchmarkHitCounter: one rule hit's counting, as every packet that
+// matches a rule (or meets a policy) pays it.
+func BenchmarkHitCounter(b *testing.B) {
+	var h hitCounter
+	for i := 0; i < b.N; i++ {
+		h.add(60)
+	}
+}
