@@ -86,9 +86,15 @@ func newFlowsMode(b *testing.B, inline, offload bool) {
 	if !offload {
 		installed = usink
 	}
+	var kcpu, ucpu float64
 	for range b.N {
+		c0, k0 := cpuTime(), ksink()
 		kbest, _, _ := sweepNewFlows(b, "kernel", kf, ksink)
+		c1, u0 := cpuTime(), installed()
 		best, at, miss := sweepNewFlows(b, "uswitch", uf, installed)
+		c2 := cpuTime()
+		kcpu += float64(c1-c0) / 1e3 / float64(max(ksink()-k0, 1))
+		ucpu += float64(c2-c1) / 1e3 / float64(max(installed()-u0, 1))
 		b.ReportMetric(kbest, "kernel-flows/s")
 		b.ReportMetric(best, "decided/s")
 		b.ReportMetric(best/kbest, "decided/kernel")
@@ -96,6 +102,21 @@ func newFlowsMode(b *testing.B, inline, offload bool) {
 		b.ReportMetric(miss, "%not-installed")
 		b.Logf("uswitch: the server received %d datagrams; %v", usink(), srv.Stats())
 	}
+	// the process's CPU time (user and system: the sender's sends, the
+	// kernel's work in them, uswitch, the server's reads) a flow the
+	// kernel forwarded or uswitch installed: less sensitive to the
+	// other load of a shared machine than the rates
+	b.ReportMetric(kcpu/float64(b.N), "kernel-cpu-us/flow")
+	b.ReportMetric(ucpu/float64(b.N), "cpu-us/flow")
+}
+
+// cpuTime is the process's user and system CPU time in ns.
+func cpuTime() int64 {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // newFlowSender returns a function sending n first packets of new UDP
