@@ -75,11 +75,18 @@ var newFlowRates = []float64{50e3, 100e3, 150e3, 200e3, 300e3}
 // cost (and the kernel's conntrack).
 func BenchmarkNFQueueNewFlowsNoOffload(b *testing.B) { newFlowsMode(b, false, false) }
 
+// BenchmarkNFQueueNewFlowsTwoQueues: BenchmarkNFQueueNewFlows with two
+// queues (--queue-balance; a reader and a worker each), as many as the
+// machine has cores.
+func BenchmarkNFQueueNewFlowsTwoQueues(b *testing.B) { newFlowsQueues(b, false, true, 2) }
+
 func newFlows(b *testing.B, inline bool) { newFlowsMode(b, inline, true) }
 
-func newFlowsMode(b *testing.B, inline, offload bool) {
+func newFlowsMode(b *testing.B, inline, offload bool) { newFlowsQueues(b, inline, offload, 1) }
+
+func newFlowsQueues(b *testing.B, inline, offload bool, queues int) {
 	kc, ks := kernelPair(b)
-	c, _, s, srv := nfqueuePairWith(b, nfqueue.Options{Offload: offload, Inline: inline})
+	c, _, s, srv := nfqueuePairWith(b, nfqueue.Options{Offload: offload, Inline: inline, Queues: make([]uint16, queues)})
 	kf, ksink := newFlowSender(b, kc, ks)
 	uf, usink := newFlowSender(b, c, s)
 	installed := func() uint64 { return srv.OffloadStats().Offloaded }
