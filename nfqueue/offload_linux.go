@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"github.com/uswitch-lab/uswitch/iptables"
 	"golang.org/x/sys/unix"
@@ -226,7 +227,7 @@ func (s *Server) offloadRound(q *queue, r *rounds) {
 	} else {
 		r.errs = r.errs[:0]
 		for {
-			n, _, err := unix.Recvfrom(q.ctfd, r.ebuf, unix.MSG_DONTWAIT)
+			n, err := recvDontWait(q.ctfd, r.ebuf)
 			if err != nil || n <= 0 {
 				break
 			}
@@ -259,6 +260,16 @@ func (s *Server) offloadRound(q *queue, r *rounds) {
 	}
 	o.mu.Unlock()
 	r.cands = r.cands[:0]
+}
+
+// recvDontWait is recv(2) with MSG_DONTWAIT into b: unix.Recvfrom
+// would allocate the sender's address every call.
+func recvDontWait(fd int, b []byte) (int, error) {
+	n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }
 
 func errnoName(err error) string {
