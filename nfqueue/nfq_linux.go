@@ -213,6 +213,7 @@ type Server struct {
 	// time exceeded): a DROP verdict cannot carry them. -1 if none.
 	raw    int
 	cancel context.CancelFunc
+	done   <-chan struct{} // closed by cancel
 	wg     sync.WaitGroup
 	once   sync.Once
 
@@ -314,8 +315,11 @@ type queue struct {
 	// goroutine); set at Start with the faults
 	fwrite func([]byte) error
 	// ctfd is the queue's ctnetlink socket for the offload (-1: none),
-	// used by the goroutine that decides the queue's rounds
+	// used by its installer
 	ctfd int
+	// inst hands rounds of installs to the installer, which gives
+	// them back on ifree (offload only)
+	inst, ifree chan *installJob
 }
 
 // Start binds the queues and starts their readers and workers. name
@@ -341,7 +345,7 @@ func Start(eng *datapath.Engine, name func(int) string, o Options) (*Server, err
 		nsfd = int(h)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{eng: eng, name: name, opts: o, start: time.Now(), cancel: cancel, raw: -1, pbuf: make([]byte, 0, 64<<10)}
+	s := &Server{eng: eng, name: name, opts: o, start: time.Now(), cancel: cancel, done: ctx.Done(), raw: -1, pbuf: make([]byte, 0, 64<<10)}
 	fd, err := rawSocket(o.NetNS)
 	if err != nil {
 		cancel()
@@ -384,6 +388,12 @@ func Start(eng *datapath.Engine, name func(int) string, o Options) (*Server, err
 				s.Close()
 				return nil, fmt.Errorf("nfqueue: queue %d: ctnetlink socket: %w", n, err)
 			}
+			q.inst, q.ifree = make(chan *installJob, installJobs), make(chan *installJob, installJobs)
+			for range installJobs {
+				q.ifree <- &installJob{}
+			}
+			s.wg.Add(1)
+			go s.installer(ctx, q)
 		}
 		if err := setupSocket(c, o.rcvbuf); err != nil {
 			s.Close()
@@ -815,12 +825,8 @@ type rounds struct {
 	// write writes a buffer to the queue's socket (made once: a
 	// closure per write would be allocated)
 	write func([]byte) error
-	// the offload's: the round's first packets to install, the
-	// ctnetlink messages, the kernel's errors and their buffer
+	// the offload's: the round's first packets to install
 	cands []flowReq
-	ct    ctMsg
-	errs  []ctError
-	ebuf  []byte
 }
 
 // newRounds makes the round state of q's deciding goroutine, with its
@@ -831,7 +837,6 @@ func (s *Server) newRounds(q *queue) *rounds {
 	r.write = q.writer()
 	if s.off != nil {
 		r.cands = make([]flowReq, 0, maxBatch)
-		r.ebuf = make([]byte, 64<<10)
 	}
 	return r
 }
