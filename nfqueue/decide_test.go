@@ -164,3 +164,24 @@ func TestVerdictMsg(t *testing.T) {
 		t.Errorf("appendVerdict into a buffer with room: %v allocations", n)
 	}
 }
+
+// TestInstallsAsked: a flow asks for its install once within
+// installWindow; another flow, and the same one after the window, may.
+func TestInstallsAsked(t *testing.T) {
+	a := new(installsAsked)
+	f := conntrack.Tuple{Src: 0x0a000001, Dst: 0x0a000002, SrcPort: 1000, DstPort: 53, Proto: 17}
+	g := f
+	g.SrcPort++
+	if !a.ask(f, 1) || a.ask(f, 2) || a.ask(f, installWindow) {
+		t.Errorf("the same flow within the window")
+	}
+	if !a.ask(g, 3) {
+		t.Errorf("another flow")
+	}
+	if !a.ask(f, 1+installWindow) {
+		t.Errorf("the same flow after the window")
+	}
+	if n := testing.AllocsPerRun(100, func() { a.ask(f, 5) }); n != 0 {
+		t.Errorf("ask allocates %v times", n)
+	}
+}
