@@ -174,8 +174,16 @@ func nfqueuePairWith(b *testing.B, o nfqueue.Options) (client, router, server st
 	if o.Offload {
 		table = "mangle"
 	}
-	if out, err := exec.Command("ip", "netns", "exec", rt, "iptables", "-t", table, "-A", "PREROUTING",
-		"-j", "NFQUEUE", "--queue-num", fmt.Sprint(q)).CombinedOutput(); err != nil {
+	// len(o.Queues) > 1 asks for that many queues: --queue-balance
+	// (the kernel spreads the flows over them by hash), a reader and a
+	// worker each
+	nq := max(1, len(o.Queues))
+	target := []string{"--queue-num", fmt.Sprint(q)}
+	if nq > 1 {
+		target = []string{"--queue-balance", fmt.Sprintf("%d:%d", q, q+uint16(nq)-1)}
+	}
+	if out, err := exec.Command("ip", append([]string{"netns", "exec", rt, "iptables", "-t", table, "-A", "PREROUTING",
+		"-j", "NFQUEUE"}, target...)...).CombinedOutput(); err != nil {
 		b.Fatalf("queue rule: %v\n%s", err, out)
 	}
 	dir := b.TempDir()
@@ -191,7 +199,10 @@ func nfqueuePairWith(b *testing.B, o nfqueue.Options) (client, router, server st
 		b.Fatal(err)
 	}
 	eng := datapath.New(cfg, snap.ConntrackConfig(), 1)
-	o.Queues, o.NetNS, o.Logf = []uint16{q}, rt, b.Logf
+	o.Queues, o.NetNS, o.Logf = nil, rt, b.Logf
+	for i := range nq {
+		o.Queues = append(o.Queues, q+uint16(i))
+	}
 	srv, err = nfqueue.Start(eng, snap.FIB.LinkName, o)
 	if err != nil {
 		b.Fatal(err)

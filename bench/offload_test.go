@@ -74,20 +74,33 @@ var newFlowRates = []float64{50e3, 100e3, 150e3, 200e3, 300e3}
 // cost (and the kernel's conntrack).
 func BenchmarkNFQueueNewFlowsNoOffload(b *testing.B) { newFlowsMode(b, false, false) }
 
+// BenchmarkNFQueueNewFlowsTwoQueues: BenchmarkNFQueueNewFlows with two
+// queues (--queue-balance; a reader and a worker each), as many as the
+// machine has cores.
+func BenchmarkNFQueueNewFlowsTwoQueues(b *testing.B) { newFlowsQueues(b, false, true, 2) }
+
 func newFlows(b *testing.B, inline bool) { newFlowsMode(b, inline, true) }
 
-func newFlowsMode(b *testing.B, inline, offload bool) {
+func newFlowsMode(b *testing.B, inline, offload bool) { newFlowsQueues(b, inline, offload, 1) }
+
+func newFlowsQueues(b *testing.B, inline, offload bool, queues int) {
 	kc, ks := kernelPair(b)
-	c, _, s, srv := nfqueuePairWith(b, nfqueue.Options{Offload: offload, Inline: inline})
+	c, _, s, srv := nfqueuePairWith(b, nfqueue.Options{Offload: offload, Inline: inline, Queues: make([]uint16, queues)})
 	kf, ksink := newFlowSender(b, kc, ks)
 	uf, usink := newFlowSender(b, c, s)
 	installed := func() uint64 { return srv.OffloadStats().Offloaded }
 	if !offload {
 		installed = usink
 	}
+	var kcpu, ucpu float64
 	for range b.N {
+		c0, k0 := cpuTime(), ksink()
 		kbest, _, _ := sweepNewFlows(b, "kernel", kf, ksink)
+		c1, u0 := cpuTime(), installed()
 		best, at, miss := sweepNewFlows(b, "uswitch", uf, installed)
+		c2 := cpuTime()
+		kcpu += float64(c1-c0) / 1e3 / float64(max(ksink()-k0, 1))
+		ucpu += float64(c2-c1) / 1e3 / float64(max(installed()-u0, 1))
 		b.ReportMetric(kbest, "kernel-flows/s")
 		b.ReportMetric(best, "decided/s")
 		b.ReportMetric(best/kbest, "decided/kernel")
@@ -95,6 +108,21 @@ func newFlowsMode(b *testing.B, inline, offload bool) {
 		b.ReportMetric(miss, "%not-installed")
 		b.Logf("uswitch: the server received %d datagrams; %v", usink(), srv.Stats())
 	}
+	// the process's CPU time (user and system: the sender's sends, the
+	// kernel's work in them, uswitch, the server's reads) a flow the
+	// kernel forwarded or uswitch installed: less sensitive to the
+	// other load of a shared machine than the rates
+	b.ReportMetric(kcpu/float64(b.N), "kernel-cpu-us/flow")
+	b.ReportMetric(ucpu/float64(b.N), "cpu-us/flow")
+}
+
+// cpuTime is the process's user and system CPU time in ns.
+func cpuTime() int64 {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 // newFlowSender returns a function sending n first packets of new UDP

@@ -68,6 +68,40 @@ type Decider struct {
 
 	orig []byte
 	pkt  packet.Packet
+	// asked remembers the installs this decider asked for lately
+	// (made on first use)
+	asked *installsAsked
+}
+
+// installWindow is how long a flow's install is taken to be under way:
+// a packet of the flow queued meanwhile (it reached the kernel before
+// the install landed) asks for none again. A refused install is tried
+// again by the flow's first packet after it.
+const installWindow = 50e6 // ns
+
+// installsAsked is a direct-mapped table of the installs asked for
+// lately, by original tuple: fixed size, nothing allocated a flow; a
+// slot another flow took only costs an install asked for twice.
+type installsAsked [1 << 13]struct {
+	t  conntrack.Tuple
+	at int64
+}
+
+func (a *installsAsked) slot(t conntrack.Tuple) int {
+	h := (t.Src*0x9e3779b1 ^ t.Dst) * 0x85ebca6b
+	h ^= (uint32(t.SrcPort)<<16 | uint32(t.DstPort)) * 0xc2b2ae35
+	return int((h ^ h>>15 ^ uint32(t.Proto)) & (uint32(len(a)) - 1))
+}
+
+// ask reports whether flow t may ask for an install at now (none asked
+// for within installWindow) and notes it when it may.
+func (a *installsAsked) ask(t conntrack.Tuple, now int64) bool {
+	e := &a[a.slot(t)]
+	if e.t == t && now-e.at < installWindow {
+		return false
+	}
+	e.t, e.at = t, now
+	return true
 }
 
 // Decide runs q through the engine and returns the verdict. q.Payload
@@ -169,6 +203,16 @@ func (d *Decider) Decide(q *Queued) Decision {
 			dec.Offload = true
 			dec.Flow = flowReq{Orig: tu, Reply: conntrack.Tuple{Src: tu.Dst, Dst: tu.Src, SrcPort: tu.DstPort, DstPort: tu.SrcPort, Proto: tu.Proto},
 				First: p.Proto == packet.ProtoUDP || syn, Install: !syn}
+		}
+	}
+	if dec.Offload && dec.Flow.Install {
+		if d.asked == nil {
+			d.asked = new(installsAsked)
+		}
+		if !d.asked.ask(dec.Flow.Orig, now) {
+			// its install is under way (the installer writes it after
+			// this round): another would delete the entry it makes
+			dec.Offload = false
 		}
 	}
 	return dec

@@ -1,6 +1,7 @@
 package nfqueue
 
 import (
+	"encoding/binary"
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/conntrack"
@@ -124,9 +125,16 @@ func TestDecide(t *testing.T) {
 }
 
 func TestVerdictMsg(t *testing.T) {
-	m := verdictMsg(7, 0x01020304, netfilter.Accept, false, true, 0x42, []byte{0x45})
-	if m.Header.Type != 3<<8|1 {
-		t.Errorf("type %#x", m.Header.Type)
+	m := appendVerdict([]byte{0xaa}, 7, 0x01020304, netfilter.Accept, false, true, 0x42, []byte{0x45})
+	if m[0] != 0xaa {
+		t.Fatalf("the buffer's first byte was overwritten")
+	}
+	m = m[1:]
+	if l := binary.NativeEndian.Uint32(m); int(l) != len(m) || l != 16+32 {
+		t.Errorf("length %d of %d bytes", l, len(m))
+	}
+	if typ, flags := binary.NativeEndian.Uint16(m[4:]), binary.NativeEndian.Uint16(m[6:]); typ != 3<<8|1 || flags != 1 {
+		t.Errorf("type %#x flags %#x", typ, flags)
 	}
 	want := []byte{
 		2, 0, 0, 7, // nfgenmsg: AF_INET, v0, queue 7
@@ -134,10 +142,46 @@ func TestVerdictMsg(t *testing.T) {
 		8, 0, 3, 0, 0, 0, 0, 0x42, // NFQA_MARK
 		5, 0, 10, 0, 0x45, 0, 0, 0, // NFQA_PAYLOAD, padded
 	}
-	if string(m.Data) != string(want) {
-		t.Errorf("data\n% x\nwant\n% x", m.Data, want)
+	if string(m[16:]) != string(want) {
+		t.Errorf("data\n% x\nwant\n% x", m[16:], want)
 	}
-	if b := verdictMsg(7, 9, netfilter.Accept, true, false, 0, nil); b.Header.Type != 3<<8|3 || len(b.Data) != 16 {
-		t.Errorf("batch: type %#x, % x", b.Header.Type, b.Data)
+	b := appendVerdict(nil, 7, 9, netfilter.Accept, true, false, 0, nil)
+	if typ := binary.NativeEndian.Uint16(b[4:]); typ != 3<<8|3 || len(b) != 16+16 {
+		t.Errorf("batch: type %#x, % x", typ, b)
+	}
+	// two messages back to back: the second starts where the first
+	// says it ends
+	two := appendVerdict(appendVerdict(nil, 1, 2, netfilter.Drop, false, false, 0, []byte{1, 2, 3, 4, 5, 6}), 1, 3, netfilter.Accept, true, false, 0, nil)
+	l := binary.NativeEndian.Uint32(two)
+	if l != 16+16+12 || binary.NativeEndian.Uint32(two[l:]) != 32 || len(two) != int(l)+32 {
+		t.Errorf("two messages: % x", two)
+	}
+	buf := make([]byte, 0, 4096)
+	p := make([]byte, 1500)
+	if n := testing.AllocsPerRun(100, func() {
+		buf = appendVerdict(buf[:0], 1, 2, netfilter.Accept, false, true, 3, p)
+	}); n != 0 {
+		t.Errorf("appendVerdict into a buffer with room: %v allocations", n)
+	}
+}
+
+// TestInstallsAsked: a flow asks for its install once within
+// installWindow; another flow, and the same one after the window, may.
+func TestInstallsAsked(t *testing.T) {
+	a := new(installsAsked)
+	f := conntrack.Tuple{Src: 0x0a000001, Dst: 0x0a000002, SrcPort: 1000, DstPort: 53, Proto: 17}
+	g := f
+	g.SrcPort++
+	if !a.ask(f, 1) || a.ask(f, 2) || a.ask(f, installWindow) {
+		t.Errorf("the same flow within the window")
+	}
+	if !a.ask(g, 3) {
+		t.Errorf("another flow")
+	}
+	if !a.ask(f, 1+installWindow) {
+		t.Errorf("the same flow after the window")
+	}
+	if n := testing.AllocsPerRun(100, func() { a.ask(f, 5) }); n != 0 {
+		t.Errorf("ask allocates %v times", n)
 	}
 }

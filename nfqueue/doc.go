@@ -95,7 +95,10 @@
 // socket per queue, bound with NFQNL_MSG_CONFIG, read with recvmmsg(2)
 // up to 64 datagrams (packets) a syscall into per-slot buffers mapped
 // once per reader, the attributes read in place; verdicts go back
-// batched, one sendmsg per worker round.
+// batched, built by hand into a reused buffer, one write(2) per worker
+// round. With offload, a third goroutine per queue, the installer,
+// writes each round's ctnetlink messages (offload_linux.go) after the
+// round's verdicts, while the worker decides the next round.
 //
 // # Counters
 //

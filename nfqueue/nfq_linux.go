@@ -213,6 +213,7 @@ type Server struct {
 	// time exceeded): a DROP verdict cannot carry them. -1 if none.
 	raw    int
 	cancel context.CancelFunc
+	done   <-chan struct{} // closed by cancel
 	wg     sync.WaitGroup
 	once   sync.Once
 
@@ -310,9 +311,15 @@ type queue struct {
 	// verdicts (no batch verdicts then); set at Start
 	vf    []*fault.Fault
 	holds bool
+	// fwrite writes the verdicts the faults held (runVerdictFaults'
+	// goroutine); set at Start with the faults
+	fwrite func([]byte) error
 	// ctfd is the queue's ctnetlink socket for the offload (-1: none),
-	// used by the goroutine that decides the queue's rounds
+	// used by its installer
 	ctfd int
+	// inst hands rounds of installs to the installer, which gives
+	// them back on ifree (offload only)
+	inst, ifree chan *installJob
 }
 
 // Start binds the queues and starts their readers and workers. name
@@ -338,7 +345,7 @@ func Start(eng *datapath.Engine, name func(int) string, o Options) (*Server, err
 		nsfd = int(h)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{eng: eng, name: name, opts: o, start: time.Now(), cancel: cancel, raw: -1, pbuf: make([]byte, 0, 64<<10)}
+	s := &Server{eng: eng, name: name, opts: o, start: time.Now(), cancel: cancel, done: ctx.Done(), raw: -1, pbuf: make([]byte, 0, 64<<10)}
 	fd, err := rawSocket(o.NetNS)
 	if err != nil {
 		cancel()
@@ -381,6 +388,12 @@ func Start(eng *datapath.Engine, name func(int) string, o Options) (*Server, err
 				s.Close()
 				return nil, fmt.Errorf("nfqueue: queue %d: ctnetlink socket: %w", n, err)
 			}
+			q.inst, q.ifree = make(chan *installJob, installJobs), make(chan *installJob, installJobs)
+			for range installJobs {
+				q.ifree <- &installJob{}
+			}
+			s.wg.Add(1)
+			go s.installer(ctx, q)
 		}
 		if err := setupSocket(c, o.rcvbuf); err != nil {
 			s.Close()
@@ -731,6 +744,33 @@ func parsePacket(b []byte, q *queue, copyPayload bool) (Queued, bool) {
 const pktBuf = 2048
 
 // recycle gives a payload buffer back to the queue's free list.
+// writer returns a function writing a buffer of netlink messages to
+// the queue's socket in one write(2) (netlink_sendmsg: one skb, its
+// messages handled in order by nfnetlink_rcv), through the runtime's
+// raw connection (the descriptor stays valid while it runs). It is
+// made once per deciding goroutine: it allocates nothing a call.
+func (q *queue) writer() func([]byte) error {
+	rc, err := q.conn.SyscallConn()
+	if err != nil {
+		return func([]byte) error { return err }
+	}
+	var buf []byte
+	var werr error
+	w := func(fd uintptr) bool {
+		_, werr = unix.Write(int(fd), buf)
+		return werr != unix.EAGAIN
+	}
+	return func(b []byte) error {
+		buf = b
+		err := rc.Write(w)
+		buf = nil
+		if err != nil {
+			return err
+		}
+		return werr
+	}
+}
+
 func (q *queue) recycle(b []byte) {
 	if cap(b) != pktBuf {
 		return
@@ -780,23 +820,23 @@ type rounds struct {
 	d     *Decider
 	vc    verdictCtx
 	items []Queued
-	msgs  []netlink.Message
-	// the offload's: the round's first packets to install, the
-	// ctnetlink messages, the kernel's errors and their buffer
+	// out is the round's verdict messages, back to back (reused)
+	out []byte
+	// write writes a buffer to the queue's socket (made once: a
+	// closure per write would be allocated)
+	write func([]byte) error
+	// the offload's: the round's first packets to install
 	cands []flowReq
-	ct    ctMsg
-	errs  []ctError
-	ebuf  []byte
 }
 
 // newRounds makes the round state of q's deciding goroutine, with its
 // own engine worker.
 func (s *Server) newRounds(q *queue) *rounds {
 	r := &rounds{d: &Decider{Eng: s.eng, W: s.eng.NewWorker(q.idx), Name: s.name, Now: s.now, Offload: s.off != nil},
-		items: make([]Queued, 0, maxBatch), msgs: make([]netlink.Message, 0, maxBatch+1)}
+		items: make([]Queued, 0, maxBatch), out: make([]byte, 0, 64<<10)}
+	r.write = q.writer()
 	if s.off != nil {
 		r.cands = make([]flowReq, 0, maxBatch)
-		r.ebuf = make([]byte, 64<<10)
 	}
 	return r
 }
@@ -813,7 +853,7 @@ func (s *Server) round(q *queue, r *rounds) {
 	items := r.items
 	q.pkts.Add(uint64(len(items)))
 	q.lastBatch.Store(int64(len(items)))
-	msgs := r.msgs[:0]
+	r.out = r.out[:0]
 	var last uint32
 	plain := false
 	for i := range items {
@@ -833,24 +873,22 @@ func (s *Server) round(q *queue, r *rounds) {
 			last, plain = it.ID, true
 			continue
 		}
-		msgs = append(msgs, verdictMsg(q.num, it.ID, dec.Verdict, false, dec.SetMark, dec.Mark, dec.Payload))
+		r.out = appendVerdict(r.out, q.num, it.ID, dec.Verdict, false, dec.SetMark, dec.Mark, dec.Payload)
 		if s.opts.NoBatch {
-			s.send(q, msgs, 1)
-			msgs = msgs[:0]
+			s.send(q, r.write, r.out, 1)
+			r.out = r.out[:0]
 		}
 	}
 	if plain {
 		// every id up to last is decided: the special ones by the
 		// messages before this one, the rest are plain accepts
-		msgs = append(msgs, verdictMsg(q.num, last, netfilter.Accept, true, false, 0, nil))
+		r.out = appendVerdict(r.out, q.num, last, netfilter.Accept, true, false, 0, nil)
 		s.batches.Add(1)
 	}
-	if len(msgs) > 0 {
+	if len(r.out) > 0 {
 		// one sendmsg for the round: it carries every verdict
-		s.send(q, msgs, len(items))
+		s.send(q, r.write, r.out, len(items))
 	}
-	clear(msgs)
-	r.msgs = msgs[:0]
 	if s.off != nil {
 		// after the verdicts: the kernel has confirmed the packets'
 		// entries (nf_reinject runs their way to the confirm hook in
@@ -859,13 +897,15 @@ func (s *Server) round(q *queue, r *rounds) {
 	}
 }
 
-// send sends msgs in one sendmsg; they give the verdicts of n packets.
-func (s *Server) send(q *queue, msgs []netlink.Message, n int) {
+// send writes b with write (netlink messages back to back: one write,
+// one skb, whose messages nfnetlink_rcv handles in order); they give
+// the verdicts of n packets.
+func (s *Server) send(q *queue, write func([]byte) error, b []byte, n int) {
 	if s.killed.Load() {
 		return // a killed process answers nothing
 	}
 	s.sends.Add(1)
-	if _, err := q.conn.SendMessages(msgs); err != nil {
+	if err := write(b); err != nil {
 		s.serr.Add(1)
 		s.opts.Logf("nfqueue: queue %d: verdict: %v", q.num, err)
 		return
@@ -897,34 +937,45 @@ func (s *Server) count(q *queue, d *Decision) {
 	}
 }
 
-// verdictMsg builds an NFQNL_MSG_VERDICT (or _BATCH) message:
-// nfgenmsg, NFQA_VERDICT_HDR, and NFQA_MARK and NFQA_PAYLOAD when set
-// (net/netfilter/nfnetlink_queue.c nfqnl_recv_verdict).
-func verdictMsg(queue uint16, id uint32, verdict netfilter.Verdict, batch, setMark bool, mark uint32, payload []byte) netlink.Message {
-	var hdr [8]byte
-	binary.BigEndian.PutUint32(hdr[0:], uint32(verdict))
-	binary.BigEndian.PutUint32(hdr[4:], id)
-	ae := netlink.NewAttributeEncoder()
-	ae.Bytes(nfqaVerdictHdr, hdr[:])
-	if setMark {
-		var m [4]byte
-		binary.BigEndian.PutUint32(m[:], mark)
-		ae.Bytes(nfqaMark, m[:])
-	}
-	if payload != nil {
-		ae.Bytes(nfqaPayload, payload)
-	}
-	attrs, _ := ae.Encode() // Bytes attributes cannot fail to encode
-	data := make([]byte, 4, 4+len(attrs))
-	data[0] = unix.AF_INET
-	data[1] = unix.NFNETLINK_V0
-	binary.BigEndian.PutUint16(data[2:], queue)
-	data = append(data, attrs...)
-	typ := nfnlSubsysQueue<<8 | nfqnlMsgVerdict
+// appendVerdict appends an NFQNL_MSG_VERDICT (or _BATCH) message to b:
+// nlmsghdr, nfgenmsg, NFQA_VERDICT_HDR, and NFQA_MARK and NFQA_PAYLOAD
+// when set (net/netfilter/nfnetlink_queue.c nfqnl_recv_verdict). The
+// sequence number and port id stay 0: the kernel answers nothing
+// without NLM_F_ACK.
+func appendVerdict(b []byte, queue uint16, id uint32, verdict netfilter.Verdict, batch, setMark bool, mark uint32, payload []byte) []byte {
+	start := len(b)
+	typ := uint16(nfnlSubsysQueue<<8 | nfqnlMsgVerdict)
 	if batch {
 		typ = nfnlSubsysQueue<<8 | nfqnlMsgVerdictBatch
 	}
-	return netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request}, Data: data}
+	b = binary.NativeEndian.AppendUint32(b, 0) // length, set below
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = binary.NativeEndian.AppendUint16(b, unix.NLM_F_REQUEST)
+	b = binary.NativeEndian.AppendUint64(b, 0) // seq, portid
+	b = append(b, unix.AF_INET, unix.NFNETLINK_V0)
+	b = binary.BigEndian.AppendUint16(b, queue)
+	b = appendAttrHdr(b, nfqaVerdictHdr, 8)
+	b = binary.BigEndian.AppendUint32(b, uint32(verdict))
+	b = binary.BigEndian.AppendUint32(b, id)
+	if setMark {
+		b = appendAttrHdr(b, nfqaMark, 4)
+		b = binary.BigEndian.AppendUint32(b, mark)
+	}
+	if payload != nil {
+		b = appendAttrHdr(b, nfqaPayload, len(payload))
+		b = append(b, payload...)
+		for (len(b)-start)%4 != 0 {
+			b = append(b, 0)
+		}
+	}
+	binary.NativeEndian.PutUint32(b[start:], uint32(len(b)-start))
+	return b
+}
+
+// appendAttrHdr appends a netlink attribute header for n bytes of value.
+func appendAttrHdr(b []byte, typ uint16, n int) []byte {
+	b = binary.NativeEndian.AppendUint16(b, uint16(4+n))
+	return binary.NativeEndian.AppendUint16(b, typ)
 }
 
 func (s *Server) reaper(ctx context.Context) {

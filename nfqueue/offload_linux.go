@@ -1,6 +1,7 @@
 package nfqueue
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"github.com/uswitch-lab/uswitch/iptables"
 	"golang.org/x/sys/unix"
@@ -153,10 +155,9 @@ func ctSocket(netns string) (int, error) {
 	return fd, nil
 }
 
-// offloadRound installs the round's candidate flows (r.cands) in the
-// kernel after their verdicts went: one write for every message, then
-// the errors the kernel queued for the failed ones (it handles the
-// messages inside the write, so they are there when it returns).
+// offloadRound hands the round's candidate flows (r.cands) that the
+// rule set lets go, as ctnetlink messages, to the queue's installer,
+// after their verdicts went.
 func (s *Server) offloadRound(q *queue, r *rounds) {
 	if len(r.cands) == 0 {
 		return
@@ -205,34 +206,92 @@ func (s *Server) offloadRound(q *queue, r *rounds) {
 		r.cands = r.cands[:0]
 		return
 	}
-	m := &r.ct
-	m.reset()
-	nNew := 0 // one IPCTNL_MSG_CT_NEW (create or update) a flow
-	for i := range r.cands {
-		if r.cands[i].Install {
-			m.install(&r.cands[i], o.mark, int32(i))
-			nNew++
-		}
-	}
-	if nNew == 0 {
+	var j *installJob
+	select {
+	case j = <-q.ifree:
+	case <-s.done:
 		r.cands = r.cands[:0]
 		return
 	}
-	_, werr := unix.Write(q.ctfd, m.b)
+	m := &j.m
+	m.reset()
+	j.n = 0 // one IPCTNL_MSG_CT_NEW (create or update) a flow
+	for i := range r.cands {
+		if r.cands[i].Install {
+			m.install(&r.cands[i], o.mark, int32(i))
+			j.n++
+		}
+	}
+	r.cands = r.cands[:0]
+	if j.n == 0 {
+		q.ifree <- j
+		return
+	}
+	// the installer writes them while this goroutine decides the next
+	// round (after this round's verdicts: the order the kernel needs)
+	select {
+	case q.inst <- j:
+	case <-s.done:
+	}
+}
+
+// installJob is one round's ctnetlink messages for the installer; n
+// is the flows they install.
+type installJob struct {
+	m ctMsg
+	n int
+}
+
+// installJobs is how many rounds' messages a queue's installer can
+// have waiting (and in hand): the deciding goroutine waits for a free
+// one beyond.
+const installJobs = 4
+
+// installer writes the rounds' ctnetlink messages to q.ctfd (one
+// write a round), then reads the errors the kernel queued for the
+// failed ones (it handles the messages inside the write, so they are
+// there when it returns) and counts the installs. It runs beside the
+// deciding goroutine, a stage of the pipeline: the kernel's work for
+// the installs (deleting the entry the verdict confirmed, making the
+// one with the binding) then overlaps the next round's decisions and
+// verdicts.
+func (s *Server) installer(ctx context.Context, q *queue) {
+	defer s.wg.Done()
+	var errs []ctError
+	ebuf := make([]byte, 64<<10)
+	for {
+		var j *installJob
+		select {
+		case j = <-q.inst:
+		case <-ctx.Done():
+			return
+		}
+		if !s.killed.Load() {
+			errs = s.install(q, j, errs, ebuf)
+		}
+		q.ifree <- j
+	}
+}
+
+// install writes j's messages and counts the result.
+func (s *Server) install(q *queue, j *installJob, errs []ctError, ebuf []byte) []ctError {
+	o := s.off
+	nNew := j.n
+	_, werr := unix.Write(q.ctfd, j.m.b)
 	var failed map[string]uint64
 	if werr != nil {
 		failed = map[string]uint64{"write:" + errnoName(werr): uint64(nNew)}
 		s.opts.Logf("nfqueue: queue %d: offload: %v", q.num, werr)
 	} else {
-		r.errs = r.errs[:0]
+		errs = errs[:0]
 		for {
-			n, _, err := unix.Recvfrom(q.ctfd, r.ebuf, unix.MSG_DONTWAIT)
+			n, err := recvDontWait(q.ctfd, ebuf)
 			if err != nil || n <= 0 {
 				break
 			}
-			r.errs, _ = parseCtErrors(r.ebuf[:n], r.errs)
+			errs, _ = parseCtErrors(ebuf[:n], errs)
 		}
-		for _, e := range r.errs {
+		for _, e := range errs {
 			// a refused delete (the entry went meanwhile) is no failure:
 			// the create that follows decides
 			if e.Errno == 0 || e.Type&0xff == ipctnlMsgCtDelete {
@@ -258,7 +317,17 @@ func (s *Server) offloadRound(q *queue, r *rounds) {
 		o.queued[k] += v
 	}
 	o.mu.Unlock()
-	r.cands = r.cands[:0]
+	return errs
+}
+
+// recvDontWait is recv(2) with MSG_DONTWAIT into b: unix.Recvfrom
+// would allocate the sender's address every call.
+func recvDontWait(fd int, b []byte) (int, error) {
+	n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }
 
 func errnoName(err error) string {

@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/mdlayher/netlink"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/uswitch-lab/uswitch/datapath"
@@ -96,6 +94,7 @@ func (s *Server) verdictFaultsOf(q *queue, set *fault.Set) {
 		q.vf = nil
 		return
 	}
+	q.fwrite = q.writer()
 	if s.vf == nil {
 		s.vf = &verdictFaults{byFault: map[*fault.Fault]*verdictQueue{}, kick: make(chan struct{}, 1)}
 	}
@@ -277,7 +276,7 @@ func (s *Server) release(h *heldVerdict) {
 		return
 	}
 	s.vf.held.Add(1)
-	s.send(h.q, []netlink.Message{verdictMsg(h.q.num, h.id, h.verdict, false, h.setMark, h.mark, h.payload)}, 1)
+	s.send(h.q, h.q.fwrite, appendVerdict(nil, h.q.num, h.id, h.verdict, false, h.setMark, h.mark, h.payload), 1)
 }
 
 // VerdictFaultStats are the verdict path's counts: verdicts held and
