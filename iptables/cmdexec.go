@@ -3,6 +3,7 @@ package iptables
 import (
 	"errors"
 	"fmt"
+	"io"
 )
 
 // CmdError is how the iptables command reports a failure: its exact
@@ -82,7 +83,14 @@ func (c *CommandLine) TableOf() (TableID, error) {
 // on the rule set and returns the new one; rs is left alone. Rules the
 // command does not touch keep their counters. -C returns rs itself.
 // Errors are *CmdError.
-func (rs *Ruleset) Exec(c *CommandLine) (*Ruleset, error) {
+func (rs *Ruleset) Exec(c *CommandLine) (*Ruleset, error) { return rs.ExecEcho(c, nil) }
+
+// ExecEcho is Exec that writes to echo, when not nil, the line iptables
+// -v prints for each rule -A, -I, -R, -D or -C names, where iptables-nft
+// 1.8.9 prints it: -A before the chain is looked for, -I and -R once
+// the chain and index are found, -D and -C once the rule is (up to the
+// first that is not).
+func (rs *Ruleset) ExecEcho(c *CommandLine, echo io.Writer) (*Ruleset, error) {
 	tid, err := c.TableOf()
 	if err != nil {
 		return nil, err
@@ -98,7 +106,7 @@ func (rs *Ruleset) Exec(c *CommandLine) (*Ruleset, error) {
 		}
 		return rs.withTable(tid, t).ZeroCounters(tid, c.Chain, rn), nil
 	}
-	st := &loadState{l: &Loader{NoFlush: true, Base: rs}, rs: rs.clone()}
+	st := &loadState{l: &Loader{NoFlush: true, Base: rs}, rs: rs.clone(), echo: echo}
 	t := st.rs.Tables[tid]
 	if t == nil {
 		t = newTable(tid)

@@ -38,7 +38,10 @@ type Names interface {
 // listFmt is the FMT_* mask of do_commandx.
 type listFmt struct {
 	numeric, counts, via, kmg, lines bool
-	names                            Names
+	// notable is FMT_NOTABLE: the one-line form -v prints for the rules
+	// a command adds, deletes or checks ("in eth0 out *", "-> DST")
+	notable bool
+	names   Names
 }
 
 func (o ListOptions) fmt() listFmt {
@@ -206,14 +209,22 @@ func (t *Table) listRule(b *SaveWriter, r *Rule, num int, f listFmt) {
 	case r.Verdict != VerdictNone:
 		target = r.Verdict.String()
 	}
-	fmt.Fprintf(b, "%-9s ", target)
+	if f.notable {
+		b.WriteString(target + " ")
+	} else {
+		fmt.Fprintf(b, "%-9s ", target)
+	}
 	if ip.Inv&InvProto != 0 {
 		b.WriteByte('!')
 	} else {
 		b.WriteByte(' ')
 	}
 	pname := ""
-	if !f.numeric {
+	if f.notable {
+		// print_rule's proto_to_name: the fixed table even with
+		// FMT_NUMERIC ("tcp", "all"), no getprotobynumber (gre is 47)
+		pname = protoName(ip.Proto)
+	} else if !f.numeric {
 		if ip.Proto != 0 {
 			pname = f.names.Proto(ip.Proto)
 		}
@@ -224,8 +235,15 @@ func (t *Table) listRule(b *SaveWriter, r *Rule, num int, f listFmt) {
 	if pname == "" {
 		pname = strconv.Itoa(int(ip.Proto))
 	}
-	fmt.Fprintf(b, "%-4s ", pname)
+	if f.notable {
+		b.WriteString(pname + " ")
+	} else {
+		fmt.Fprintf(b, "%-4s ", pname)
+	}
 	// print_fragment
+	if f.notable {
+		b.WriteString("opt ")
+	}
 	if ip.Inv&InvFrag != 0 {
 		b.WriteByte('!')
 	} else {
@@ -255,11 +273,18 @@ func (t *Table) listRule(b *SaveWriter, r *Rule, num int, f listFmt) {
 		if ip.Inv&InvOut != 0 {
 			out = "!" + out
 		}
-		fmt.Fprintf(b, " %-6s ", in)
-		fmt.Fprintf(b, "%-6s ", out)
+		if f.notable {
+			b.WriteString("in " + in + " out " + out + " ")
+		} else {
+			fmt.Fprintf(b, " %-6s ", in)
+			fmt.Fprintf(b, "%-6s ", out)
+		}
 	}
-	listAddr(b, ip.Src, ip.SrcMask, ip.Inv&InvSrc != 0, f)
-	listAddr(b, ip.Dst, ip.DstMask, ip.Inv&InvDst != 0, f)
+	listAddr(b, ip.Src, ip.SrcMask, ip.Inv&InvSrc != 0, f, "")
+	listAddr(b, ip.Dst, ip.DstMask, ip.Inv&InvDst != 0, f, "-> ")
+	if f.notable {
+		b.WriteString("  ")
+	}
 	if r.Verdict == VerdictGoto {
 		b.WriteString("[goto] ")
 	}
@@ -281,17 +306,36 @@ type lister interface {
 	list(b *SaveWriter, ip *IPHeader, f listFmt)
 }
 
-func listAddr(b *SaveWriter, a, m uint32, inv bool, f listFmt) {
+// listAddr is one address of print_ipv4_addresses; arrow is what the
+// one-line form (notable) puts before it ("-> " for the destination,
+// which then has no space after it).
+func listAddr(b *SaveWriter, a, m uint32, inv bool, f listFmt, arrow string) {
 	if inv {
 		b.WriteByte('!')
 	} else {
 		b.WriteByte(' ')
 	}
+	text := f.anyname(a) + maskSuffix(m)
 	if m == 0 && !f.numeric {
-		fmt.Fprintf(b, "%-19s ", "anywhere")
-		return
+		text = "anywhere"
 	}
-	fmt.Fprintf(b, "%-19s ", f.anyname(a)+maskSuffix(m))
+	switch {
+	case !f.notable:
+		fmt.Fprintf(b, "%-19s ", text)
+	case arrow != "":
+		b.WriteString(arrow + text)
+	default:
+		b.WriteString(text + " ")
+	}
+}
+
+// RuleLine is the line iptables -v prints for a rule that -A, -I, -R,
+// -D or -C names (print_rule with FMT_PRINT_RULE: numeric, no
+// counters, the one-line form), with its newline.
+func RuleLine(r *Rule) string {
+	var b SaveWriter
+	(&Table{}).listRule(&b, r, 0, listFmt{numeric: true, via: true, notable: true, names: noNames{}})
+	return b.String()
 }
 
 // anyname is xtables_ipaddr_to_anyname, or the number with -n.

@@ -167,6 +167,25 @@ type loadState struct {
 	// keeps either once the line is applied)
 	words  []string
 	parser cmdParser
+	// echo, when set, gets the line iptables -v prints for each rule a
+	// command adds, replaces, deletes or checks, where iptables-nft
+	// prints it (apply)
+	echo io.Writer
+}
+
+// echoRules writes the -v lines of rules to st.echo; none for a jump to
+// a chain that is not there (iptables refuses that while it parses the
+// command, before printing).
+func (st *loadState) echoRules(rules ...*Rule) {
+	if st.echo == nil {
+		return
+	}
+	if len(rules) > 0 && rules[0].jumpName != "" && st.cur.byName[rules[0].jumpName] == nil {
+		return
+	}
+	for _, r := range rules {
+		io.WriteString(st.echo, RuleLine(r))
+	}
 }
 
 func (st *loadState) line(s string, n int) error {
@@ -389,6 +408,9 @@ func (st *loadState) apply(cmd *command, n int) error {
 	}
 	switch cmd.op {
 	case 'A':
+		// iptables-nft prints an appended rule before the kernel is
+		// asked, so also into a chain that is not there
+		st.echoRules(cmd.rules...)
 		if c == nil {
 			return lineFailed(n, msgNoChain)
 		}
@@ -401,6 +423,7 @@ func (st *loadState) apply(cmd *command, n int) error {
 		if pos > len(c.Rules) {
 			return lineFailed(n, msgIndex)
 		}
+		st.echoRules(cmd.rules...)
 		for _, r := range cmd.rules {
 			c.Rules = append(c.Rules[:pos], append([]*Rule{r}, c.Rules[pos:]...)...)
 		}
@@ -414,6 +437,7 @@ func (st *loadState) apply(cmd *command, n int) error {
 		if cmd.rulenum > len(c.Rules) {
 			return lineFailed(n, msgNoChain)
 		}
+		st.echoRules(cmd.rules[0])
 		c.Rules[cmd.rulenum-1] = cmd.rules[0]
 	case 'D':
 		if c == nil {
@@ -431,6 +455,7 @@ func (st *loadState) apply(cmd *command, n int) error {
 			if i < 0 {
 				return lineFailed(n, msgBadRule)
 			}
+			st.echoRules(r)
 			c.Rules = append(c.Rules[:i], c.Rules[i+1:]...)
 		}
 	case 'C':
@@ -441,6 +466,7 @@ func (st *loadState) apply(cmd *command, n int) error {
 			if findRule(c, r) < 0 {
 				return lineFailed(n, msgBadRule)
 			}
+			st.echoRules(r)
 		}
 	case 'N':
 		if c != nil {

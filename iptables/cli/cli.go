@@ -73,7 +73,11 @@ func Run(args []string, b Backend, names iptables.Names, stdout, stderr io.Write
 	if cl.Verbose {
 		verbose(cl, rs.Table(tid), stdout)
 	}
-	next, err := rs.Exec(cl)
+	var echo io.Writer
+	if cl.Verbose {
+		echo = stdout
+	}
+	next, err := rs.ExecEcho(cl, echo)
 	if err != nil {
 		return fail(err, stderr)
 	}

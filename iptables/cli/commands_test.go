@@ -39,6 +39,22 @@ var sequences = [][]string{
 		"-Z", "-L -n -v -x", "-A INPUT -x", "-L -s 1.2.3.4", "-N X -n", "-D INPUT 1 -v", "-S -n", "-L -Z -F",
 		"", "-L INPUT -j ACCEPT", "-C INPUT --line-numbers", "-V", "-F -v", "-Z -v",
 	},
+	{
+		// -v echoes the rules -A, -I, -R, -D and -C name, where
+		// iptables-nft prints them (also into a missing chain for -A,
+		// not past a missing rule for -D and -C)
+		"-v -A INPUT -s 1.2.3.4 -p tcp --dport 22 -j DROP", "-v -I INPUT 1 -i eth0 -d 10.0.0.0/8 -j ACCEPT",
+		"-v -A INPUT -s 1.1.1.1,2.2.2.2 -d 3.3.3.3,4.4.4.4 -j ACCEPT", "-v -C INPUT -s 1.2.3.4 -p tcp --dport 22 -j DROP",
+		"-v -C INPUT -s 9.9.9.9 -j ACCEPT", "-v -C INPUT -s 1.1.1.1,9.9.9.9 -d 3.3.3.3 -j ACCEPT",
+		"-v -D INPUT -s 1.2.3.4 -p tcp --dport 22 -j DROP", "-v -D INPUT -s 8.8.8.8 -j ACCEPT",
+		"-v -D INPUT -s 2.2.2.2,8.8.8.8 -d 4.4.4.4 -j ACCEPT", "-v -R INPUT 1 -j ACCEPT", "-v -R INPUT 40 -j ACCEPT",
+		"-v -I INPUT 40 -j ACCEPT", "-v -I NOSUCH -j ACCEPT", "-v -A NOSUCH -j ACCEPT", "-v -A INPUT -j NOSUCHT",
+		"-N FOO", "-v -A INPUT -m comment --comment \"hi there\" -p udp -m multiport --dports 1,2 ! -i lo -g FOO",
+		"-v -A INPUT -f -j REJECT --reject-with tcp-reset -p tcp", "-v -A INPUT ! -p 6 -j LOG --log-prefix \"x: \"",
+		"-v -A INPUT -p 99 -j ACCEPT", "-v -A INPUT -s 10.0.0.0/255.0.255.0 ! -d 10.0.0.0/8 -j ACCEPT",
+		"-v -t nat -A POSTROUTING -o eth1 -j MASQUERADE", "-v -A FOO -m conntrack --ctstate NEW -m limit --limit 3/min -j ACCEPT",
+		"-v -D INPUT 1", "-S",
+	},
 }
 
 // TestCommandsAgainstKernel runs the sequences on the real iptables and
