@@ -82,19 +82,22 @@ type BridgeConfig struct {
 //
 // rec, when not nil, records the rules that match (the bridged flow
 // cache); it is never set together with a traced frame.
-func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *bridgeState, fr *packet.Frame, in, out string, mark *uint32, pktType *uint8, now int64, tr *Tracer, tid uint32, ff *FrameFate, rec *ebtRec) bool {
+func (e *Engine) ebtStage(x *ebtables.Ctx, c *compiled, t ebtables.TableID, h ebtables.Hook, b *bridgeState, fr *packet.Frame, in, out string, mark *uint32, pktType *uint8, now int64, tr *Tracer, tid uint32, ff *FrameFate, rec *ebtRec) bool {
 	p := c.ebt
 	if p == nil || !p.Has(t, h) {
 		return true
 	}
 	// the context goes to the heap (Run hands it to extensions through
-	// interfaces): one from the engine's pool, its outputs reset and
-	// every input set
-	x, _ := e.ebtCtxs.Get().(*ebtables.Ctx)
+	// interfaces): the frame's own (x, in its pooled bridgeCall, which
+	// clears it after the frame) or one from the engine's pool; its
+	// outputs reset and every input set
 	if x == nil {
-		x = new(ebtables.Ctx)
+		x, _ = e.ebtCtxs.Get().(*ebtables.Ctx)
+		if x == nil {
+			x = new(ebtables.Ctx)
+		}
+		defer e.putEbtCtx(x)
 	}
-	defer e.putEbtCtx(x)
 	x.Reset()
 	x.Frame, x.In, x.Out, x.Now, x.Env = fr, in, out, now, b
 	x.Linear = c.Linear // Config.Linear: the rule-by-rule reference walk
@@ -137,6 +140,10 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 			e.ebtLog(kl, c.FIB, x, fr, b.name(), now)
 		}
 	}
+	// the log requests point into the rule set: not kept past the stage
+	for i := range x.NLogs {
+		x.Logs[i] = ebtables.LogRequest{}
+	}
 	if tr != nil && tr.Record {
 		tr.pathBridgeStage(tid, h, ebtKey(t, ebtStagePrio(t, h)), v == netfilter.Drop, "dropped by ebtables "+t.String()+" "+h.String())
 	}
@@ -148,12 +155,9 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 }
 
 // putEbtCtx returns an ebtables context to the pool without what it
-// points to.
+// points to (ebtStage has cleared its log requests).
 func (e *Engine) putEbtCtx(x *ebtables.Ctx) {
 	x.Frame, x.Env, x.Tracer = nil, nil, nil
-	for i := range x.NLogs {
-		x.Logs[i] = ebtables.LogRequest{}
-	}
 	e.ebtCtxs.Put(x)
 }
 
@@ -238,6 +242,31 @@ func (b *bridgeState) BridgeMAC(port string) (packet.MAC, bool) { return b.fdb.M
 type bridgeSet struct {
 	byName map[string]*bridgeState
 	byPort map[string]portRef
+	// ports is byPort as a list when it is short (at most
+	// portScanMax): a scan of a few names beats hashing the name
+	ports []portName
+}
+
+type portName struct {
+	name string
+	ref  portRef
+}
+
+// portScanMax is the port count up to which port scans a list.
+const portScanMax = 8
+
+// port looks a bridge port up by name.
+func (s *bridgeSet) port(name string) (portRef, bool) {
+	if s.ports != nil {
+		for i := range s.ports {
+			if s.ports[i].name == name {
+				return s.ports[i].ref, true
+			}
+		}
+		return portRef{}, false
+	}
+	r, ok := s.byPort[name]
+	return r, ok
 }
 
 type portRef struct {
@@ -410,6 +439,11 @@ func buildBridges(cfgs []BridgeConfig, old *bridgeSet, now int64) (*bridgeSet, e
 			s.byPort[pn] = portRef{b: b, idx: j}
 		}
 	}
+	if len(s.byPort) <= portScanMax {
+		for n, r := range s.byPort {
+			s.ports = append(s.ports, portName{n, r})
+		}
+	}
 	return s, nil
 }
 
@@ -445,7 +479,7 @@ func (e *Engine) Bridges() []*fdb.Bridge {
 // BridgeOf names the bridge a port belongs to ("" for none).
 func (e *Engine) BridgeOf(port string) string {
 	if s := e.bridges.Load(); s != nil {
-		if r, ok := s.byPort[port]; ok {
+		if r, ok := s.port(port); ok {
 			return r.b.name()
 		}
 	}
@@ -541,6 +575,42 @@ type bridgeCall struct {
 	k pkt
 	// pf is the frame's IPv4 packet for bridge faults (fault.go)
 	pf packet.Packet
+	// ebt is the ebtables context of the frame's stages (one at a
+	// time): no pool round trip per stage
+	ebt ebtables.Ctx
+	// kUsed: k, p0 and bf were set (br_netfilter ran); p1Used: p1 was
+	// (a copy's packet); pfUsed: pf was (bridge faults). What was not
+	// set is still zero and need not be cleared.
+	kUsed, p1Used, pfUsed bool
+}
+
+// faultPkt is brFaultPkt into pf.
+func (bc *bridgeCall) faultPkt(fr *packet.Frame) *packet.Packet {
+	bc.pfUsed = true
+	return brFaultPkt(&bc.pf, fr)
+}
+
+// reset clears what the call set, for the pool: the pointers it holds
+// and the state the next call expects zero. The traversal stack stays
+// with k, as putPkt keeps a pkt's; the ebtables context keeps its
+// buffers (every stage resets its outputs and sets every input).
+func (bc *bridgeCall) reset() {
+	bc.fr0, bc.fr1 = packet.Frame{}, packet.Frame{}
+	if bc.kUsed {
+		s := bc.k.scratch
+		bc.k = pkt{scratch: s}
+		bc.p0 = packet.Packet{}
+		bc.bf = bframe{}
+	}
+	if bc.p1Used {
+		bc.p1 = packet.Packet{}
+	}
+	if bc.pfUsed {
+		bc.pf = packet.Packet{}
+	}
+	bc.kUsed, bc.p1Used, bc.pfUsed = false, false, false
+	x := &bc.ebt
+	x.Frame, x.Env, x.Tracer = nil, nil, nil
 }
 
 // ReceiveFrameInto is ReceiveFrame into ff, whose Out keeps its
@@ -562,11 +632,7 @@ func (e *Engine) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now i
 		tr.frameIDs(mark)
 		tr.callEnd(mark)
 	}
-	// the traversal stack stays with the pooled state, as putPkt keeps
-	// a pkt's
-	s := bc.k.scratch
-	*bc = bridgeCall{}
-	bc.k.scratch = s
+	bc.reset()
 	e.bcalls.Put(bc)
 }
 
@@ -574,7 +640,7 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	s := e.bridges.Load()
 	ref, ok := portRef{}, false
 	if s != nil {
-		ref, ok = s.byPort[port]
+		ref, ok = s.port(port)
 	}
 	if !ok {
 		ff.Drop = "bridge: " + port + " is not a bridge port"
@@ -623,16 +689,16 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	if len(c.BridgeFaults) > 0 {
 		// bridge fault stages: BROUTING's, then PREROUTING's below
 		// ebtables nat, the others after it (fault.go)
-		pf := brFaultPkt(&bc.pf, fr)
+		pf := bc.faultPkt(fr)
 		if !e.bridgeFaults(c, netfilter.Hook(ebtables.BRouting), netfilter.PriFirst, netfilter.PriLast, fr, pf, port, "", br, now, tr, 0, ff) ||
 			!e.brFaultsAround(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriNATDstBridged, true, fr, pf, port, "", br, now, tr, 0, ff) {
 			return
 		}
 	}
-	if !e.ebtStage(c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff, nil) {
+	if !e.ebtStage(&bc.ebt, c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff, nil) {
 		return
 	}
-	if len(c.BridgeFaults) > 0 && !e.bridgeFaults(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriNATDstBridged, netfilter.BrPriBrNF-1, fr, brFaultPkt(&bc.pf, fr), port, "", br, now, tr, 0, ff) {
+	if len(c.BridgeFaults) > 0 && !e.bridgeFaults(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriNATDstBridged, netfilter.BrPriBrNF-1, fr, bc.faultPkt(fr), port, "", br, now, tr, 0, ff) {
 		return
 	}
 	// lateFaults: the PREROUTING fault stages at NF_BR_PRI_BRNF and
@@ -645,11 +711,12 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	// br_netfilter, registered before it)
 	lateFaults := func() bool {
 		return len(c.BridgeFaults) == 0 || e.bridgeFaults(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriBrNF, netfilter.PriLast, fr,
-			brFaultPkt(&bc.pf, fr), port, "", br, now, tr, 0, ff)
+			bc.faultPkt(fr), port, "", br, now, tr, 0, ff)
 	}
 	var k *pkt
 	isIPv4 := fr.InnerProto == packet.EtherTypeIPv4 && (!fr.VLAN || b.cfg.FilterVLANTagged)
 	if isIPv4 && b.cfg.CallIPTables {
+		bc.kUsed = true
 		p := &bc.p0
 		*p = packet.Packet{Data: fr.Payload, L2: fr.Data[:fr.HeaderLen()]}
 		if err := p.Decode(); err != nil {
@@ -774,6 +841,12 @@ func (e *Engine) bridgeFinish(bc *bridgeCall, k *pkt, b *bridgeState, in int, fr
 		b.fdb.Learn(in, fr.Src, now)
 		dec = b.fdb.Decide(in, fr.Dst, now)
 	}
+	if dec.Verdict == fdb.VerdictForward && !dec.Up && k == nil {
+		// one way out without br_netfilter: the frame itself, decoded
+		// already (what the loop below does for one port)
+		e.bridgeForward(bc, nil, b, b.fdb.Port(in).Name, b.fdb.Port(dec.Out.Next(0)).Name, fr.Data, mark, true, 0, now, tr, ff, fr)
+		return
+	}
 	if dec.Verdict == fdb.VerdictForward && !dec.Up && k != nil {
 		// one way out, the frame itself: its packet state goes on
 		// through FORWARD and POSTROUTING without a copy
@@ -885,19 +958,19 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		tr.pathBridge(0, ebtables.Forward, in, out)
 		if len(c.BridgeFaults) > 0 {
 			br := b.name()
-			pf := brFaultPkt(&bc.pf, fr)
+			pf := bc.faultPkt(fr)
 			if e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, true, fr, pf, in, out, br, now, tr, 0, ff) &&
-				e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff, nil) &&
+				e.ebtStage(&bc.ebt, c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff, nil) &&
 				e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, false, fr, pf, in, out, br, now, tr, 0, ff) &&
 				e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, true, fr, pf, "", out, br, now, tr, 0, ff) &&
-				e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff, nil) &&
+				e.ebtStage(&bc.ebt, c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff, nil) &&
 				e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, false, fr, pf, "", out, br, now, tr, 0, ff) {
 				ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
 			}
 			return 0
 		}
-		if e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff, nil) &&
-			e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff, nil) {
+		if e.ebtStage(&bc.ebt, c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff, nil) &&
+			e.ebtStage(&bc.ebt, c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff, nil) {
 			ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
 		}
 		return 0
@@ -936,13 +1009,13 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		}
 		tr.pathBridge(tid, ebtables.Forward, in, out)
 	}
-	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, true, fr, brFaultPkt(&bc.pf, fr), in, out, b.name(), now, tr, traced, ff) {
+	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, true, fr, bc.faultPkt(fr), in, out, b.name(), now, tr, traced, ff) {
 		if !orig {
 			return tid
 		}
 		return 0
 	}
-	if !replay && !e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, traced, ff, rec) {
+	if !replay && !e.ebtStage(&bc.ebt, c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, traced, ff, rec) {
 		if !orig {
 			return tid
 		}
@@ -959,6 +1032,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		q.p.PhysOut, q.p.Mark = out, mark
 	} else {
 		// this copy's packet: the frame's bytes, the pkt's state
+		bc.p1Used = true
 		p := &bc.p1
 		if &data[0] == &fr0(k)[0] {
 			*p = *k.p
@@ -980,7 +1054,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 	}
 	ok := len(c.BridgeFaults) == 0 || e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, false, fr, q.p, in, out, b.name(), now, tr, traced, ff)
 	if ok {
-		e.bridgeForwardIP(q, c, b, fr, out, data, hl, replay, rec, now, tr, ff)
+		e.bridgeForwardIP(&bc.ebt, q, c, b, fr, out, data, hl, replay, rec, now, tr, ff)
 		if q.fate.Kind == Dropped {
 			freed = q.trace
 		}
@@ -993,7 +1067,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 
 // bridgeForwardIP is bridgeForward from br_nf_forward on, for the
 // copy's packet state q.
-func (e *Engine) bridgeForwardIP(q *pkt, c *compiled, b *bridgeState, fr *packet.Frame, out string, data []byte, hl int, replay bool, rec *ebtRec, now int64, tr *Tracer, ff *FrameFate) {
+func (e *Engine) bridgeForwardIP(x *ebtables.Ctx, q *pkt, c *compiled, b *bridgeState, fr *packet.Frame, out string, data []byte, hl int, replay bool, rec *ebtRec, now int64, tr *Tracer, ff *FrameFate) {
 	br := b.name()
 	tr.pathBridgeStage(q.trace, ebtables.Forward, brnfKey0, false, "")
 	if !q.run(&hookState{hook: netfilter.Forward, in: br, out: br}) {
@@ -1008,7 +1082,7 @@ func (e *Engine) bridgeForwardIP(q *pkt, c *compiled, b *bridgeState, fr *packet
 		q.fate.Kind = Dropped
 		return
 	}
-	if !replay && !e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, q.traceID(), ff, rec) {
+	if !replay && !e.ebtStage(x, c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, q.traceID(), ff, rec) {
 		q.fate.Kind = Dropped
 		return
 	}
@@ -1071,11 +1145,11 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark
 		if !e.brFaultsAround(c, netfilter.Hook(ebtables.LocalIn), netfilter.BrPriFilterBridged, true, fr, pf, port, "", br, time0(k), tr, k.traceID(), ff) {
 			return
 		}
-		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, port, "", &mark, nil, time0(k), tr, k.traceID(), ff, nil) ||
+		if !e.ebtStage(nil, c, ebtables.Filter, ebtables.LocalIn, b, fr, port, "", &mark, nil, time0(k), tr, k.traceID(), ff, nil) ||
 			!e.brFaultsAround(c, netfilter.Hook(ebtables.LocalIn), netfilter.BrPriFilterBridged, false, fr, pf, port, "", br, time0(k), tr, k.traceID(), ff) {
 			return
 		}
-	} else if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, b.fdb.Port(in).Name, "", &mark, nil, time0(k), tr, k.traceID(), ff, nil) {
+	} else if !e.ebtStage(nil, c, ebtables.Filter, ebtables.LocalIn, b, fr, b.fdb.Port(in).Name, "", &mark, nil, time0(k), tr, k.traceID(), ff, nil) {
 		return
 	}
 	if k != nil {
@@ -1301,9 +1375,9 @@ func (e *Engine) bridgeXmitTraced(b *bridgeState, dst packet.MAC, proto uint16, 
 		}
 		var mark uint32
 		tr.pathBridge(tid, ebtables.LocalOut, "", out)
-		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) ||
-			!e.ebtStage(c, ebtables.NAT, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) ||
-			!e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) {
+		if !e.ebtStage(nil, c, ebtables.Filter, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) ||
+			!e.ebtStage(nil, c, ebtables.NAT, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) ||
+			!e.ebtStage(nil, c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) {
 			continue
 		}
 		ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
