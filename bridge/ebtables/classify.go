@@ -186,13 +186,27 @@ func (cl *candLists) add(e *entry) {
 
 // narrow intersects acc with the field's set for the frame (its
 // wildcards and the entries in cl) and returns how many candidates are
-// left, counted up to fewCandidates+1.
+// left, counted up to fewCandidates+1 (0: none).
 func narrow(acc *ruleSet, nw int, any *wilds, cl *candLists) int {
+	if nw == blockWords {
+		// a full block: the fixed-size forms, without bounds checks
+		switch {
+		case cl.n == 0:
+			// the common case of a value no rule names: the wildcards
+			return andFull(acc, &any.set)
+		case cl.n == 1 && cl.e[0].set != nil:
+			return andOrFull(acc, &any.set, cl.e[0].set)
+		}
+		f := any.set
+		for j := 0; j < cl.n; j++ {
+			cl.e[j].orInto(&f, blockWords)
+		}
+		return andFull(acc, &f)
+	}
 	a, wl := acc[:nw], any.set[:nw]
 	or := uint64(0)
 	switch {
 	case cl.n == 0:
-		// the common case of a value no rule names: the wildcards
 		for i := range a {
 			a[i] &= wl[i]
 			or |= a[i]
@@ -217,6 +231,44 @@ func narrow(acc *ruleSet, nw int, any *wilds, cl *candLists) int {
 		return 0
 	}
 	return countUpTo(a, fewCandidates+1)
+}
+
+// andFull is acc &= w over a full block, returning the candidates left
+// as narrow does.
+func andFull(acc, w *ruleSet) int {
+	or := uint64(0)
+	for i := 0; i < blockWords; i += 4 {
+		a := (*[4]uint64)(acc[i : i+4])
+		b := (*[4]uint64)(w[i : i+4])
+		a[0] &= b[0]
+		a[1] &= b[1]
+		a[2] &= b[2]
+		a[3] &= b[3]
+		or |= a[0] | a[1] | a[2] | a[3]
+	}
+	if or == 0 {
+		return 0
+	}
+	return countUpTo(acc[:], fewCandidates+1)
+}
+
+// andOrFull is acc &= w | s over a full block, as andFull.
+func andOrFull(acc, w, s *ruleSet) int {
+	or := uint64(0)
+	for i := 0; i < blockWords; i += 4 {
+		a := (*[4]uint64)(acc[i : i+4])
+		b := (*[4]uint64)(w[i : i+4])
+		c := (*[4]uint64)(s[i : i+4])
+		a[0] &= b[0] | c[0]
+		a[1] &= b[1] | c[1]
+		a[2] &= b[2] | c[2]
+		a[3] &= b[3] | c[3]
+		or |= a[0] | a[1] | a[2] | a[3]
+	}
+	if or == 0 {
+		return 0
+	}
+	return countUpTo(acc[:], fewCandidates+1)
 }
 
 // countUpTo counts the rules of a, stopping at max.
@@ -564,10 +616,12 @@ type blockIndex struct {
 	proto              protoField
 	in, out, lin, lout ifField
 	ipSrc, ipDst       prefixField
-	arpSrc, arpDst     prefixField
-	vlan               exactField[uint16]
-	mark               exactField[uint32]
-	pktType            exactField[PktType]
+	// all is the set of the block's n rules (the words past nw zero)
+	all            ruleSet
+	arpSrc, arpDst prefixField
+	vlan           exactField[uint16]
+	mark           exactField[uint32]
+	pktType        exactField[PktType]
 }
 
 func buildIndex(c *Chain) *chainIndex {
@@ -583,6 +637,9 @@ func buildIndex(c *Chain) *chainIndex {
 
 func buildBlock(rules []*Rule, base int) *blockIndex {
 	x := &blockIndex{base: base, n: len(rules), nw: (len(rules) + 63) / 64}
+	for k := range rules {
+		x.all.add(uint16(k))
+	}
 	for k, r := range rules {
 		i := uint16(k)
 		x.src.add(i, &r.Src)
@@ -667,52 +724,64 @@ func frameARPIPv4(c *Ctx) (src, dst uint32, ok bool) {
 	return binary.BigEndian.Uint32(h[so:]), binary.BigEndian.Uint32(h[do:]), true
 }
 
-// candidates sets acc to the block's rules that can match the frame.
-// The fields go from the fixed part to the matches; it stops as soon
-// as fewCandidates or fewer are left (each is evaluated in full anyway).
-func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) {
+// candidates sets acc to the block's rules that can match the frame
+// and reports whether there is one. The fields go from the fixed part
+// to the matches; it stops as soon as fewCandidates or fewer are left
+// (each is evaluated in full anyway).
+func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) bool {
 	nw := x.nw
-	for w := 0; w < nw; w++ {
-		acc[w] = ^uint64(0)
-	}
-	if x.n&63 != 0 {
-		acc[nw-1] = 1<<(x.n&63) - 1
-	}
+	*acc = x.all
 	f := c.Frame
 	var cl candLists
 	// each step looks the frame's value up in one field and narrows acc
 	if x.src.any.active {
 		x.src.lists(mac48(f.Src), &cl)
-		if narrow(acc, nw, &x.src.any, &cl) <= fewCandidates {
-			return
+		if n := narrow(acc, nw, &x.src.any, &cl); n <= fewCandidates {
+			return n > 0
 		}
 		cl.n = 0
 	}
 	if x.dst.any.active {
 		x.dst.lists(mac48(f.Dst), &cl)
-		if narrow(acc, nw, &x.dst.any, &cl) <= fewCandidates {
-			return
+		if n := narrow(acc, nw, &x.dst.any, &cl); n <= fewCandidates {
+			return n > 0
 		}
 		cl.n = 0
 	}
 	if x.proto.any.active {
 		x.proto.lists(f.Proto, &cl)
-		if narrow(acc, nw, &x.proto.any, &cl) <= fewCandidates {
-			return
+		if n := narrow(acc, nw, &x.proto.any, &cl); n <= fewCandidates {
+			return n > 0
 		}
 		cl.n = 0
 	}
-	for _, p := range [...]struct {
-		f    *ifField
-		name string
-	}{{&x.in, c.In}, {&x.out, c.Out}, {&x.lin, c.LogicalIn}, {&x.lout, c.LogicalOut}} {
-		if p.f.any.active {
-			p.f.lists(p.name, &cl)
-			if narrow(acc, nw, &p.f.any, &cl) <= fewCandidates {
-				return
-			}
-			cl.n = 0
+	if x.in.any.active {
+		x.in.lists(c.In, &cl)
+		if n := narrow(acc, nw, &x.in.any, &cl); n <= fewCandidates {
+			return n > 0
 		}
+		cl.n = 0
+	}
+	if x.out.any.active {
+		x.out.lists(c.Out, &cl)
+		if n := narrow(acc, nw, &x.out.any, &cl); n <= fewCandidates {
+			return n > 0
+		}
+		cl.n = 0
+	}
+	if x.lin.any.active {
+		x.lin.lists(c.LogicalIn, &cl)
+		if n := narrow(acc, nw, &x.lin.any, &cl); n <= fewCandidates {
+			return n > 0
+		}
+		cl.n = 0
+	}
+	if x.lout.any.active {
+		x.lout.lists(c.LogicalOut, &cl)
+		if n := narrow(acc, nw, &x.lout.any, &cl); n <= fewCandidates {
+			return n > 0
+		}
+		cl.n = 0
 	}
 	if x.ipDst.any.active || x.ipSrc.any.active {
 		s, d, ok := frameIPv4(c)
@@ -722,8 +791,8 @@ func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) {
 		}{{&x.ipDst, d}, {&x.ipSrc, s}} {
 			if p.f.any.active {
 				p.f.lists(p.a, ok, &cl)
-				if narrow(acc, nw, &p.f.any, &cl) <= fewCandidates {
-					return
+				if n := narrow(acc, nw, &p.f.any, &cl); n <= fewCandidates {
+					return n > 0
 				}
 				cl.n = 0
 			}
@@ -737,8 +806,8 @@ func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) {
 		}{{&x.arpDst, d}, {&x.arpSrc, s}} {
 			if p.f.any.active {
 				p.f.lists(p.a, ok, &cl)
-				if narrow(acc, nw, &p.f.any, &cl) <= fewCandidates {
-					return
+				if n := narrow(acc, nw, &p.f.any, &cl); n <= fewCandidates {
+					return n > 0
 				}
 				cl.n = 0
 			}
@@ -746,22 +815,23 @@ func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) {
 	}
 	if x.vlan.any.active {
 		x.vlan.lists(f.VLANID(), f.VLAN, &cl)
-		if narrow(acc, nw, &x.vlan.any, &cl) <= fewCandidates {
-			return
+		if n := narrow(acc, nw, &x.vlan.any, &cl); n <= fewCandidates {
+			return n > 0
 		}
 		cl.n = 0
 	}
 	if x.mark.any.active {
 		x.mark.lists(c.Mark, true, &cl)
-		if narrow(acc, nw, &x.mark.any, &cl) <= fewCandidates {
-			return
+		if n := narrow(acc, nw, &x.mark.any, &cl); n <= fewCandidates {
+			return n > 0
 		}
 		cl.n = 0
 	}
 	if x.pktType.any.active {
 		x.pktType.lists(c.PktType, true, &cl)
-		narrow(acc, nw, &x.pktType.any, &cl)
+		return narrow(acc, nw, &x.pktType.any, &cl) > 0
 	}
+	return true
 }
 
 // cursor walks the candidates of one chain visit block by block; x is
@@ -771,6 +841,7 @@ type cursor struct {
 	c   *Ctx
 	blk int // the block whose candidates acc holds; -1: none yet
 	acc ruleSet
+	any bool // acc has a candidate
 }
 
 // set starts the candidates of a visit of a chain with index x (nil:
@@ -790,8 +861,12 @@ func (k *cursor) next(i, n int) int {
 		b := i / k.x.size
 		bx := k.x.blocks[b]
 		if b != k.blk {
-			bx.candidates(k.c, &k.acc)
+			k.any = bx.candidates(k.c, &k.acc)
 			k.blk = b
+		}
+		if !k.any {
+			i = bx.base + bx.n
+			continue
 		}
 		rel := i - bx.base
 		w := rel >> 6
