@@ -286,8 +286,10 @@ type bridgeState struct {
 	// idxCache is the bridge's index in the last FIB asked
 	idxCache atomic.Pointer[fibIndex]
 	// classes are the bridged flow cache's frame classes
-	// (bridgecache.go); they live as long as the FDB
+	// (bridgecache.go); they live as long as the FDB, as do the
+	// recorded ebtables nat PREROUTING walks (pre)
 	classes *bclassTable
+	pre     *preTable
 }
 
 // neighQueue is an unresolved neighbour's queue (arp_queue): at most
@@ -412,7 +414,7 @@ func buildBridges(cfgs []BridgeConfig, old *bridgeSet, now int64) (*bridgeSet, e
 		var b *bridgeState
 		if old != nil {
 			if ob := old.byName[name]; ob != nil && samePorts(&ob.cfg.FDB, &c.FDB) {
-				b = &bridgeState{cfg: c, fdb: ob.fdb, neigh: ob.neigh, classes: ob.classes}
+				b = &bridgeState{cfg: c, fdb: ob.fdb, neigh: ob.neigh, classes: ob.classes, pre: ob.pre}
 			}
 		}
 		if b == nil {
@@ -425,7 +427,7 @@ func buildBridges(cfgs []BridgeConfig, old *bridgeSet, now int64) (*bridgeSet, e
 					return nil, fmt.Errorf("bridge %s: %w", name, err)
 				}
 			}
-			b = &bridgeState{cfg: c, fdb: f, neigh: map[uint32]packet.MAC{}, classes: new(bclassTable)}
+			b = &bridgeState{cfg: c, fdb: f, neigh: map[uint32]packet.MAC{}, classes: new(bclassTable), pre: new(preTable)}
 			for a, m := range c.Neighbours {
 				b.neigh[a] = m
 			}
@@ -578,10 +580,12 @@ type bridgeCall struct {
 	// ebt is the ebtables context of the frame's stages (one at a
 	// time): no pool round trip per stage
 	ebt ebtables.Ctx
+	// pre records the ebtables nat PREROUTING walk (bridgecache.go)
+	pre ebtRec
 	// kUsed: k, p0 and bf were set (br_netfilter ran); p1Used: p1 was
-	// (a copy's packet); pfUsed: pf was (bridge faults). What was not
-	// set is still zero and need not be cleared.
-	kUsed, p1Used, pfUsed bool
+	// (a copy's packet); pfUsed: pf was (bridge faults); preUsed: pre
+	// was. What was not set is still zero and need not be cleared.
+	kUsed, p1Used, pfUsed, preUsed bool
 }
 
 // faultPkt is brFaultPkt into pf.
@@ -608,7 +612,10 @@ func (bc *bridgeCall) reset() {
 	if bc.pfUsed {
 		bc.pf = packet.Packet{}
 	}
-	bc.kUsed, bc.p1Used, bc.pfUsed = false, false, false
+	if bc.preUsed {
+		bc.pre = ebtRec{}
+	}
+	bc.kUsed, bc.p1Used, bc.pfUsed, bc.preUsed = false, false, false, false
 	x := &bc.ebt
 	x.Frame, x.Env, x.Tracer = nil, nil, nil
 }
@@ -695,9 +702,29 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			return
 		}
 	}
-	if !e.ebtStage(&bc.ebt, c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff, nil) {
-		return
+	// a memoizable chain's walk may be replayed (bridgecache.go)
+	var pk preKey
+	pkOK, preHit := false, false
+	if c.ebtPreOn && tr == nil {
+		pk, pkOK = preKeyOf(fr, ref.idx, pktType)
 	}
+	if pkOK {
+		if pe := b.pre.lookup(&pk, c.gen); pe != nil {
+			pe.replay(fr)
+			mark, preHit = pe.mark, true
+		}
+	}
+	if !preHit {
+		var rec *ebtRec
+		if pkOK {
+			bc.pre, bc.preUsed = ebtRec{on: true, rs: c.ebt.Ruleset()}, true
+			rec = &bc.pre
+		}
+		if !e.ebtStage(&bc.ebt, c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff, rec) {
+			return
+		}
+	}
+	markPre := mark
 	if len(c.BridgeFaults) > 0 && !e.bridgeFaults(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriNATDstBridged, netfilter.BrPriBrNF-1, fr, bc.faultPkt(fr), port, "", br, now, tr, 0, ff) {
 		return
 	}
@@ -747,6 +774,10 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 		if !k.run(&hookState{hook: netfilter.PreRouting, in: br}) {
 			k.frameFate(ff)
 			return
+		}
+		if pkOK && !preHit && k.ct.Conn != nil && k.ct.Conn.Confirmed() {
+			// the walk of a confirmed connection's frame is kept
+			b.pre.store(&pk, c.gen, markPre, &bc.pre)
 		}
 		// reassembly may have put the datagram in the fragment's place:
 		// the frame carries it from now on

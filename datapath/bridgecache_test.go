@@ -432,3 +432,63 @@ func TestBridgeFlowCacheUsed(t *testing.T) {
 		t.Fatalf("replayed across a port flag change: %v", f)
 	}
 }
+
+// TestBridgePreroutingCache: a replayed ebtables nat PREROUTING walk
+// gives each frame the mark its own walk would: frames of one
+// established flow that differ only in TOS (or in pkt_type, through the
+// destination MAC) get different marks from a chain that reads them,
+// and the rule counts every frame it marked.
+func TestBridgePreroutingCache(t *testing.T) {
+	e := bridgeEngine(t)
+	ipt, err := (&iptables.Loader{}).LoadString(`*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m mark --mark 0x1/0x1 -j DROP
+-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A FORWARD -m physdev --physdev-is-bridged -m conntrack --ctstate NEW -j ACCEPT
+COMMIT
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ebt, eerr := (&ebtables.Loader{}).Load(`*nat
+:PREROUTING ACCEPT
+:OUTPUT ACCEPT
+:POSTROUTING ACCEPT
+-A PREROUTING -p IPv4 --ip-tos 0x10 -j mark --mark-or 0x1 --mark-target CONTINUE
+-A PREROUTING -p IPv4 --ip-proto udp -j mark --mark-or 0x2 --mark-target CONTINUE
+`)
+	if eerr != nil {
+		t.Fatal(eerr)
+	}
+	cfg := e.Config()
+	cfg.Rules, cfg.Ebtables = ipt, ebt
+	e.Swap(cfg)
+	if !e.cfg.Load().ebtPreOn {
+		t.Fatal("the PREROUTING cache is off")
+	}
+	ab := establishBridgeFlow(e)
+	tos := udpFrame(hostB, hostA, "udp 10.1.0.1:1000 > 10.1.0.2:53 tos 0x10")
+	now := int64(10)
+	marked := 0
+	for i := range 40 {
+		f, want := ab, 1
+		if i%3 == 1 {
+			f, want = tos, 0
+			marked++
+		}
+		now++
+		ff := e.ReceiveFrame(append([]byte(nil), f...), "p1", now, nil)
+		if len(ff.Out) != want {
+			t.Fatalf("frame %d (tos %v): %v", i, i%3 == 1, ff)
+		}
+	}
+	r := e.Config().Ebtables.Tables[ebtables.NAT].Chain("PREROUTING").Rules[0]
+	if n := r.Pkts.Load(); n != uint64(marked) {
+		t.Errorf("the TOS rule counted %d frames, want %d", n, marked)
+	}
+	if n := e.Config().Ebtables.Tables[ebtables.NAT].Chain("PREROUTING").Rules[1].Pkts.Load(); n < 40 {
+		t.Errorf("the udp rule counted %d frames, want at least 40", n)
+	}
+}
