@@ -154,6 +154,12 @@ func (e *Engine) ebtStage(x *ebtables.Ctx, c *compiled, t ebtables.TableID, h eb
 	return true
 }
 
+// ebtOn says whether ebtStage has a chain to run for table t at hook
+// h (the check ebtStage starts with, inlined at the hot call sites).
+func (c *compiled) ebtOn(t ebtables.TableID, h ebtables.Hook) bool {
+	return c.ebt != nil && c.ebt.Has(t, h)
+}
+
 // putEbtCtx returns an ebtables context to the pool without what it
 // points to (ebtStage has cleared its log requests).
 func (e *Engine) putEbtCtx(x *ebtables.Ctx) {
@@ -720,7 +726,7 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			bc.pre, bc.preUsed = ebtRec{on: true, rs: c.ebt.Ruleset()}, true
 			rec = &bc.pre
 		}
-		if !e.ebtStage(&bc.ebt, c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff, rec) {
+		if c.ebtOn(ebtables.NAT, ebtables.PreRouting) && !e.ebtStage(&bc.ebt, c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff, rec) {
 			return
 		}
 	}
@@ -869,8 +875,12 @@ func (e *Engine) bridgeFinish(bc *bridgeCall, k *pkt, b *bridgeState, in int, fr
 	case bf != nil && k.rec:
 		dec, path, record = b.fdb.LearnDecide(in, fr.Src, fr.Dst, now)
 	default:
-		b.fdb.Learn(in, fr.Src, now)
-		dec = b.fdb.Decide(in, fr.Dst, now)
+		if to, ok := b.fdb.LearnForward(in, fr.Src, fr.Dst, now); ok {
+			dec.Verdict = fdb.VerdictForward
+			dec.Out.Add(to)
+		} else {
+			dec = b.fdb.Decide(in, fr.Dst, now)
+		}
 	}
 	if dec.Verdict == fdb.VerdictForward && !dec.Up && k == nil {
 		// one way out without br_netfilter: the frame itself, decoded
@@ -1000,8 +1010,8 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 			}
 			return 0
 		}
-		if e.ebtStage(&bc.ebt, c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff, nil) &&
-			e.ebtStage(&bc.ebt, c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff, nil) {
+		if (!c.ebtOn(ebtables.Filter, ebtables.Forward) || e.ebtStage(&bc.ebt, c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff, nil)) &&
+			(!c.ebtOn(ebtables.NAT, ebtables.PostRouting) || e.ebtStage(&bc.ebt, c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff, nil)) {
 			ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
 		}
 		return 0
@@ -1046,7 +1056,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		}
 		return 0
 	}
-	if !replay && !e.ebtStage(&bc.ebt, c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, traced, ff, rec) {
+	if !replay && c.ebtOn(ebtables.Filter, ebtables.Forward) && !e.ebtStage(&bc.ebt, c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, traced, ff, rec) {
 		if !orig {
 			return tid
 		}
@@ -1113,7 +1123,7 @@ func (e *Engine) bridgeForwardIP(x *ebtables.Ctx, q *pkt, c *compiled, b *bridge
 		q.fate.Kind = Dropped
 		return
 	}
-	if !replay && !e.ebtStage(x, c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, q.traceID(), ff, rec) {
+	if !replay && c.ebtOn(ebtables.NAT, ebtables.PostRouting) && !e.ebtStage(x, c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, q.traceID(), ff, rec) {
 		q.fate.Kind = Dropped
 		return
 	}

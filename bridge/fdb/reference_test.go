@@ -132,7 +132,19 @@ func TestAgainstReference(t *testing.T) {
 		default:
 			in := rng.IntN(3)
 			src, dst := pool[rng.IntN(len(pool))], pool[rng.IntN(len(pool))]
-			d := b.Input(in, frame(dst, src), now)
+			var d Decision
+			if rng.IntN(2) == 0 && src.IsValidUnicast() && !(isLinkLocal(dst) && dst[5] == 1) {
+				// the datapath's way: LearnForward, Decide when it
+				// declines
+				if to, ok := b.LearnForward(in, src, dst, now); ok {
+					d.Verdict = VerdictForward
+					d.Out.Add(to)
+				} else {
+					d = b.Decide(in, dst, now)
+				}
+			} else {
+				d = b.Input(in, frame(dst, src), now)
+			}
 			v, up, out := ref.input(in, src, dst, now)
 			seen[v]++
 			if d.Verdict != v || d.Up != up || !slices.Equal(ports(d), out) {
