@@ -74,7 +74,8 @@ const bigEntry = 2 * blockWords
 // ruleSet is a set of a block's rules.
 type ruleSet [blockWords]uint64
 
-func (s *ruleSet) add(r uint16) { s[r>>6] |= 1 << (r & 63) }
+func (s *ruleSet) add(r uint16)      { s[r>>6] |= 1 << (r & 63) }
+func (s *ruleSet) has(r uint16) bool { return s[r>>6]&(1<<(r&63)) != 0 }
 
 // entry is the rules of a block filed under one value: their indexes
 // in the block, ascending, and for a long list the same as a bitset.
@@ -616,12 +617,15 @@ type blockIndex struct {
 	proto              protoField
 	in, out, lin, lout ifField
 	ipSrc, ipDst       prefixField
-	// all is the set of the block's n rules (the words past nw zero)
-	all            ruleSet
-	arpSrc, arpDst prefixField
-	vlan           exactField[uint16]
-	mark           exactField[uint32]
-	pktType        exactField[PktType]
+	arpSrc, arpDst     prefixField
+	vlan               exactField[uint16]
+	mark               exactField[uint32]
+	pktType            exactField[PktType]
+	// all is the set of the block's n rules (the words past nw zero);
+	// sd is all narrowed by the source and destination MACs' wildcards
+	// (what a frame whose addresses no rule names keeps), sdN its size
+	all, sd ruleSet
+	sdN     int
 }
 
 func buildIndex(c *Chain) *chainIndex {
@@ -695,6 +699,16 @@ func buildBlock(rules []*Rule, base int) *blockIndex {
 	x.vlan.finish(n)
 	x.mark.finish(n)
 	x.pktType.finish(n)
+	x.sd = x.all
+	for w := range x.sd {
+		if x.src.any.active {
+			x.sd[w] &= x.src.any.set[w]
+		}
+		if x.dst.any.active {
+			x.sd[w] &= x.dst.any.set[w]
+		}
+		x.sdN += bits.OnesCount64(x.sd[w])
+	}
 	return x
 }
 
@@ -730,21 +744,38 @@ func frameARPIPv4(c *Ctx) (src, dst uint32, ok bool) {
 // (each is evaluated in full anyway).
 func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) bool {
 	nw := x.nw
-	*acc = x.all
 	f := c.Frame
-	var cl candLists
-	// each step looks the frame's value up in one field and narrows acc
+	var cl, cl2 candLists
+	// each step looks the frame's value up in one field and narrows acc;
+	// the MACs first, both at once when no rule names either (their
+	// wildcards' intersection is precomputed)
 	if x.src.any.active {
 		x.src.lists(mac48(f.Src), &cl)
-		if n := narrow(acc, nw, &x.src.any, &cl); n <= fewCandidates {
+	}
+	if x.dst.any.active {
+		x.dst.lists(mac48(f.Dst), &cl2)
+	}
+	if cl.n == 0 && cl2.n == 0 {
+		*acc = x.sd
+		if x.sdN <= fewCandidates {
+			return x.sdN > 0
+		}
+	} else if n, ok := x.macsInto(acc, &cl, &cl2); ok {
+		if n <= fewCandidates {
 			return n > 0
 		}
 		cl.n = 0
-	}
-	if x.dst.any.active {
-		x.dst.lists(mac48(f.Dst), &cl)
-		if n := narrow(acc, nw, &x.dst.any, &cl); n <= fewCandidates {
-			return n > 0
+	} else {
+		*acc = x.all
+		if x.src.any.active {
+			if n := narrow(acc, nw, &x.src.any, &cl); n <= fewCandidates {
+				return n > 0
+			}
+		}
+		if x.dst.any.active {
+			if n := narrow(acc, nw, &x.dst.any, &cl2); n <= fewCandidates {
+				return n > 0
+			}
 		}
 		cl.n = 0
 	}
@@ -832,6 +863,60 @@ func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) bool {
 		return narrow(acc, nw, &x.pktType.any, &cl) > 0
 	}
 	return true
+}
+
+// maxMACList bounds the rules macsInto takes from each address's
+// entries.
+const maxMACList = 16
+
+// macsInto sets acc to the block's rules the frame's source and
+// destination MACs admit when the entries they found (cl for the
+// source, cl2 for the destination) are short lists: the precomputed
+// intersection of both wildcards, plus each listed rule the other
+// address admits (a wildcard there, or listed there too). It returns
+// the candidates' count; ok false leaves acc alone for the general way.
+func (x *blockIndex) macsInto(acc *ruleSet, cl, cl2 *candLists) (n int, ok bool) {
+	ns, nd := 0, 0
+	for j := 0; j < cl.n; j++ {
+		ns += len(cl.e[j].rules)
+	}
+	for j := 0; j < cl2.n; j++ {
+		nd += len(cl2.e[j].rules)
+	}
+	if ns > maxMACList || nd > maxMACList {
+		return 0, false
+	}
+	*acc = x.sd
+	n = x.sdN
+	for j := 0; j < cl.n; j++ {
+		for _, r := range cl.e[j].rules {
+			if (x.dst.any.set.has(r) || cl2.lists(r)) && !acc.has(r) {
+				acc.add(r)
+				n++
+			}
+		}
+	}
+	for j := 0; j < cl2.n; j++ {
+		for _, r := range cl2.e[j].rules {
+			if x.src.any.set.has(r) && !acc.has(r) {
+				acc.add(r)
+				n++
+			}
+		}
+	}
+	return n, true
+}
+
+// lists says whether rule r is in one of the entries' lists.
+func (cl *candLists) lists(r uint16) bool {
+	for j := 0; j < cl.n; j++ {
+		for _, q := range cl.e[j].rules {
+			if q == r {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // cursor walks the candidates of one chain visit block by block; x is
