@@ -749,9 +749,11 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	var k *pkt
 	isIPv4 := fr.InnerProto == packet.EtherTypeIPv4 && (!fr.VLAN || b.cfg.FilterVLANTagged)
 	if isIPv4 && b.cfg.CallIPTables {
+		// p0 is zero here (reset clears it after a call that used it):
+		// only what Decode does not set is set
 		bc.kUsed = true
 		p := &bc.p0
-		*p = packet.Packet{Data: fr.Payload, L2: fr.Data[:fr.HeaderLen()]}
+		p.Data, p.L2 = fr.Payload, fr.Data[:fr.HeaderLen()]
 		if err := p.Decode(); err != nil {
 			// br_validate_ipv4
 			ff.Drop = "br_netfilter: " + err.Error()
