@@ -29,8 +29,8 @@ const (
 )
 
 // entry is struct net_bridge_fdb_entry. key and seq never change; the
-// rest is atomic so that learning and forwarding update it under the
-// stripe's read lock.
+// rest is atomic so that learning and forwarding update it without a
+// lock.
 type entry struct {
 	key     Key
 	seq     uint64       // creation order: the kernel's fdb_list has the newest first
