@@ -276,6 +276,9 @@ func andOrFull(acc, w, s *ruleSet) int {
 func countUpTo(a []uint64, max int) int {
 	n := 0
 	for _, w := range a {
+		if w == 0 {
+			continue // most words of a narrowed set
+		}
 		if n += bits.OnesCount64(w); n >= max {
 			return n
 		}
@@ -318,6 +321,42 @@ type macGroup struct {
 	mask uint64
 	m    entryMap[uint64]
 	f    *keyFilter // m's keys
+	t    addrTable  // m for lookups
+}
+
+// addrTable is an entryMap[uint64] as an open-addressed table (linear
+// probing, at most half full; a nil entry is an empty slot): a lookup
+// is a few loads, no call into the map runtime. Its index is keyHash's
+// 12 bits: a block's at most blockRules keys need no more slots.
+type addrTable struct {
+	keys []uint64
+	ents []*entry
+	mask uint64
+}
+
+func (t *addrTable) build(m entryMap[uint64]) {
+	n := 4
+	for n < 2*len(m) {
+		n *= 2
+	}
+	t.keys, t.ents, t.mask = make([]uint64, n), make([]*entry, n), uint64(n-1)
+	for k, e := range m {
+		i := keyHash(k) & t.mask
+		for t.ents[i] != nil {
+			i = (i + 1) & t.mask
+		}
+		t.keys[i], t.ents[i] = k, e
+	}
+}
+
+// get is the entry of k, nil if none; h is keyHash(k).
+func (t *addrTable) get(k, h uint64) *entry {
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		e := t.ents[i]
+		if e == nil || t.keys[i] == k {
+			return e
+		}
+	}
 }
 
 // macField files -s or -d by mask and masked address.
@@ -370,6 +409,7 @@ func (f *macField) finish(n int) {
 		for a := range g.m {
 			g.f.add(keyHash(a))
 		}
+		g.t.build(g.m)
 	}
 	f.any.finish(n)
 }
@@ -377,8 +417,9 @@ func (f *macField) finish(n int) {
 func (f *macField) lists(a uint64, cl *candLists) {
 	for k := range f.groups {
 		g := &f.groups[k]
-		if key := a & g.mask; g.f.has(keyHash(key)) {
-			cl.add(g.m[key])
+		key := a & g.mask
+		if h := keyHash(key); g.f.has(h) {
+			cl.add(g.t.get(key, h))
 		}
 	}
 }
@@ -961,6 +1002,10 @@ func (k *cursor) next(i, n int) int {
 				return bx.base + w<<6 + bits.TrailingZeros64(m)
 			}
 			w++
+			// empty words four at a time
+			for w+4 <= bx.nw && k.acc[w]|k.acc[w+1]|k.acc[w+2]|k.acc[w+3] == 0 {
+				w += 4
+			}
 			if w >= bx.nw {
 				break
 			}
