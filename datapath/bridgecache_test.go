@@ -492,3 +492,38 @@ COMMIT
 		t.Errorf("the udp rule counted %d frames, want at least 40", n)
 	}
 }
+
+// FuzzPreKey: preKeyOf never panics on a frame's bytes, and a key it
+// makes holds the frame's MACs and, for a packet that decodes with its
+// transport header, the packet's addresses, protocol and ports (what
+// ebt_ip reads).
+func FuzzPreKey(f *testing.F) {
+	f.Add(udpFrame(hostB, hostA, "udp 10.1.0.1:1000 > 10.1.0.2:53 tos 0x10"), uint16(1), uint8(3))
+	f.Add(udpFrame(hostB, hostA, "tcp 10.1.0.1:1000 > 10.1.0.2:80"), uint16(0), uint8(0))
+	f.Add(udpFrame(hostB, hostA, "icmp 10.1.0.1 > 10.1.0.2 id 1 seq 1"), uint16(2), uint8(1))
+	f.Add(packet.BuildFrame(packet.Broadcast, hostA, packet.EtherTypeARP, make([]byte, 28)), uint16(0), uint8(1))
+	f.Fuzz(func(t *testing.T, b []byte, in uint16, pktType uint8) {
+		fr := packet.Frame{Data: b}
+		if fr.Decode() != nil {
+			return
+		}
+		k, ok := preKeyOf(&fr, int(in), pktType)
+		if !ok {
+			return
+		}
+		mac := func(m packet.MAC) uint64 {
+			return uint64(m[0])<<40 | uint64(m[1])<<32 | uint64(m[2])<<24 | uint64(m[3])<<16 | uint64(m[4])<<8 | uint64(m[5])
+		}
+		if k[0] != mac(fr.Src)<<16|uint64(in) || k[1]>>16 != mac(fr.Dst) || uint8(k[1]>>8) != pktType {
+			t.Fatalf("key %x: MACs %v %v, port %d, pkt_type %d", k, fr.Src, fr.Dst, in, pktType)
+		}
+		p := packet.Packet{Data: fr.Payload}
+		if p.Decode() != nil || !p.HasL4 {
+			return
+		}
+		if uint32(k[2]>>32) != p.Src || uint32(k[2]) != p.Dst || uint8(k[3]) != p.Proto ||
+			uint16(k[3]>>32) != p.SrcPort || uint16(k[3]>>16) != p.DstPort || uint8(k[1]) != p.IP.TOS() {
+			t.Fatalf("key %x, packet %v:%d > %v:%d proto %d tos %#x", k, p.Src, p.SrcPort, p.Dst, p.DstPort, p.Proto, p.IP.TOS())
+		}
+	})
+}
