@@ -644,11 +644,13 @@ func matchesOf(r *Rule) indexedMatches {
 // built.
 type chainIndex struct {
 	size   int // rules a block (blockRules; tests make it smaller)
+	shift  int // log2(size): sizes are powers of two
 	blocks []*blockIndex
 }
 
 // indexBlockRules is the block size buildIndex uses: blockRules, less in
-// tests, so small chains have several blocks.
+// tests, so small chains have several blocks; a power of two (the
+// traversal shifts instead of dividing).
 var indexBlockRules = blockRules
 
 // blockIndex indexes the n rules of a chain from base.
@@ -673,7 +675,10 @@ func buildIndex(c *Chain) *chainIndex {
 	if len(c.Rules) < minIndexed {
 		return nil
 	}
-	x := &chainIndex{size: indexBlockRules}
+	if indexBlockRules&(indexBlockRules-1) != 0 {
+		panic("ebtables: classifier block size not a power of two")
+	}
+	x := &chainIndex{size: indexBlockRules, shift: bits.TrailingZeros(uint(indexBlockRules))}
 	for base := 0; base < len(c.Rules); base += x.size {
 		x.blocks = append(x.blocks, buildBlock(c.Rules[base:min(base+x.size, len(c.Rules))], base))
 	}
@@ -984,7 +989,7 @@ func (k *cursor) set(x *chainIndex, c *Ctx) {
 // length) when none is left.
 func (k *cursor) next(i, n int) int {
 	for i < n {
-		b := i / k.x.size
+		b := i >> k.x.shift
 		bx := k.x.blocks[b]
 		if b != k.blk {
 			k.any = bx.candidates(k.c, &k.acc)
