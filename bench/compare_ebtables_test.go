@@ -267,14 +267,19 @@ func (u *ebtUsw) run(t *testing.T, frame []byte, d time.Duration, max int) (floa
 
 // BenchmarkBridgeEbtablesForward is the uswitch side of the ebtables
 // rows without the kernel: a new bridged frame through
-// Engine.ReceiveFrameInto with 1,000 filter FORWARD rules matching none
-// or the last, linear walk and compiled classifier. No root needed.
+// Engine.ReceiveFrameInto with no rule set (base: the bridge alone) and
+// with 1,000 filter FORWARD rules matching none or the last, linear
+// walk and compiled classifier. No root needed.
 func BenchmarkBridgeEbtablesForward(b *testing.B) {
 	for _, rs := range []struct{ name, text string }{
+		{"base", ""},
 		{"none", rulegen.EbtablesForward(1000)},
 		{"last", rulegen.EbtablesForwardLast(1000)},
 	} {
 		for _, mode := range []string{"walk", "compiled"} {
+			if rs.text == "" && mode == "walk" {
+				continue // no rule to walk
+			}
 			b.Run(rs.name+"/"+mode, func(b *testing.B) {
 				u := newEbtUsw(b, rs.text, mode == "walk")
 				frame := ebtFrame(b)

@@ -82,19 +82,22 @@ type BridgeConfig struct {
 //
 // rec, when not nil, records the rules that match (the bridged flow
 // cache); it is never set together with a traced frame.
-func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *bridgeState, fr *packet.Frame, in, out string, mark *uint32, pktType *uint8, now int64, tr *Tracer, tid uint32, ff *FrameFate, rec *ebtRec) bool {
+func (e *Engine) ebtStage(x *ebtables.Ctx, c *compiled, t ebtables.TableID, h ebtables.Hook, b *bridgeState, fr *packet.Frame, in, out string, mark *uint32, pktType *uint8, now int64, tr *Tracer, tid uint32, ff *FrameFate, rec *ebtRec) bool {
 	p := c.ebt
 	if p == nil || !p.Has(t, h) {
 		return true
 	}
 	// the context goes to the heap (Run hands it to extensions through
-	// interfaces): one from the engine's pool, its outputs reset and
-	// every input set
-	x, _ := e.ebtCtxs.Get().(*ebtables.Ctx)
+	// interfaces): the frame's own (x, in its pooled bridgeCall, which
+	// clears it after the frame) or one from the engine's pool; its
+	// outputs reset and every input set
 	if x == nil {
-		x = new(ebtables.Ctx)
+		x, _ = e.ebtCtxs.Get().(*ebtables.Ctx)
+		if x == nil {
+			x = new(ebtables.Ctx)
+		}
+		defer e.putEbtCtx(x)
 	}
-	defer e.putEbtCtx(x)
 	x.Reset()
 	x.Frame, x.In, x.Out, x.Now, x.Env = fr, in, out, now, b
 	x.Linear = c.Linear // Config.Linear: the rule-by-rule reference walk
@@ -137,6 +140,10 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 			e.ebtLog(kl, c.FIB, x, fr, b.name(), now)
 		}
 	}
+	// the log requests point into the rule set: not kept past the stage
+	for i := range x.NLogs {
+		x.Logs[i] = ebtables.LogRequest{}
+	}
 	if tr != nil && tr.Record {
 		tr.pathBridgeStage(tid, h, ebtKey(t, ebtStagePrio(t, h)), v == netfilter.Drop, "dropped by ebtables "+t.String()+" "+h.String())
 	}
@@ -147,13 +154,16 @@ func (e *Engine) ebtStage(c *compiled, t ebtables.TableID, h ebtables.Hook, b *b
 	return true
 }
 
+// ebtOn says whether ebtStage has a chain to run for table t at hook
+// h (the check ebtStage starts with, inlined at the hot call sites).
+func (c *compiled) ebtOn(t ebtables.TableID, h ebtables.Hook) bool {
+	return c.ebt != nil && c.ebt.Has(t, h)
+}
+
 // putEbtCtx returns an ebtables context to the pool without what it
-// points to.
+// points to (ebtStage has cleared its log requests).
 func (e *Engine) putEbtCtx(x *ebtables.Ctx) {
 	x.Frame, x.Env, x.Tracer = nil, nil, nil
-	for i := range x.NLogs {
-		x.Logs[i] = ebtables.LogRequest{}
-	}
 	e.ebtCtxs.Put(x)
 }
 
@@ -238,6 +248,31 @@ func (b *bridgeState) BridgeMAC(port string) (packet.MAC, bool) { return b.fdb.M
 type bridgeSet struct {
 	byName map[string]*bridgeState
 	byPort map[string]portRef
+	// ports is byPort as a list when it is short (at most
+	// portScanMax): a scan of a few names beats hashing the name
+	ports []portName
+}
+
+type portName struct {
+	name string
+	ref  portRef
+}
+
+// portScanMax is the port count up to which port scans a list.
+const portScanMax = 8
+
+// port looks a bridge port up by name.
+func (s *bridgeSet) port(name string) (portRef, bool) {
+	if s.ports != nil {
+		for i := range s.ports {
+			if s.ports[i].name == name {
+				return s.ports[i].ref, true
+			}
+		}
+		return portRef{}, false
+	}
+	r, ok := s.byPort[name]
+	return r, ok
 }
 
 type portRef struct {
@@ -255,8 +290,10 @@ type bridgeState struct {
 	// idxCache is the bridge's index in the last FIB asked
 	idxCache atomic.Pointer[fibIndex]
 	// classes are the bridged flow cache's frame classes
-	// (bridgecache.go); they live as long as the FDB
+	// (bridgecache.go); they live as long as the FDB, as do the
+	// recorded ebtables nat PREROUTING walks (pre)
 	classes *bclassTable
+	pre     *preTable
 }
 
 // neighQueue is an unresolved neighbour's queue (arp_queue): at most
@@ -332,7 +369,7 @@ func buildBridges(cfgs []BridgeConfig, old *bridgeSet, now int64) (*bridgeSet, e
 		var b *bridgeState
 		if old != nil {
 			if ob := old.byName[name]; ob != nil && samePorts(&ob.cfg.FDB, &c.FDB) {
-				b = &bridgeState{cfg: c, fdb: ob.fdb, neigh: ob.neigh, classes: ob.classes}
+				b = &bridgeState{cfg: c, fdb: ob.fdb, neigh: ob.neigh, classes: ob.classes, pre: ob.pre}
 			}
 		}
 		if b == nil {
@@ -345,7 +382,7 @@ func buildBridges(cfgs []BridgeConfig, old *bridgeSet, now int64) (*bridgeSet, e
 					return nil, fmt.Errorf("bridge %s: %w", name, err)
 				}
 			}
-			b = &bridgeState{cfg: c, fdb: f, neigh: map[uint32]*neighEntry{}, classes: new(bclassTable)}
+			b = &bridgeState{cfg: c, fdb: f, neigh: map[uint32]*neighEntry{}, classes: new(bclassTable), pre: new(preTable)}
 			for a, m := range c.Neighbours {
 				// a configured (snapshot) neighbour: its MAC, of unknown
 				// freshness
@@ -359,6 +396,11 @@ func buildBridges(cfgs []BridgeConfig, old *bridgeSet, now int64) (*bridgeSet, e
 				return nil, fmt.Errorf("port %s in two bridges", pn)
 			}
 			s.byPort[pn] = portRef{b: b, idx: j}
+		}
+	}
+	if len(s.byPort) <= portScanMax {
+		for n, r := range s.byPort {
+			s.ports = append(s.ports, portName{n, r})
 		}
 	}
 	return s, nil
@@ -396,7 +438,7 @@ func (e *Engine) Bridges() []*fdb.Bridge {
 // BridgeOf names the bridge a port belongs to ("" for none).
 func (e *Engine) BridgeOf(port string) string {
 	if s := e.bridges.Load(); s != nil {
-		if r, ok := s.byPort[port]; ok {
+		if r, ok := s.port(port); ok {
 			return r.b.name()
 		}
 	}
@@ -492,6 +534,47 @@ type bridgeCall struct {
 	k pkt
 	// pf is the frame's IPv4 packet for bridge faults (fault.go)
 	pf packet.Packet
+	// ebt is the ebtables context of the frame's stages (one at a
+	// time): no pool round trip per stage
+	ebt ebtables.Ctx
+	// pre records the ebtables nat PREROUTING walk (bridgecache.go)
+	pre ebtRec
+	// kUsed: k, p0 and bf were set (br_netfilter ran); p1Used: p1 was
+	// (a copy's packet); pfUsed: pf was (bridge faults); preUsed: pre
+	// was. What was not set is still zero and need not be cleared.
+	kUsed, p1Used, pfUsed, preUsed bool
+}
+
+// faultPkt is brFaultPkt into pf.
+func (bc *bridgeCall) faultPkt(fr *packet.Frame) *packet.Packet {
+	bc.pfUsed = true
+	return brFaultPkt(&bc.pf, fr)
+}
+
+// reset clears what the call set, for the pool: the pointers it holds
+// and the state the next call expects zero. The traversal stack stays
+// with k, as putPkt keeps a pkt's; the ebtables context keeps its
+// buffers (every stage resets its outputs and sets every input).
+func (bc *bridgeCall) reset() {
+	bc.fr0, bc.fr1 = packet.Frame{}, packet.Frame{}
+	if bc.kUsed {
+		s := bc.k.scratch
+		bc.k = pkt{scratch: s}
+		bc.p0 = packet.Packet{}
+		bc.bf = bframe{}
+	}
+	if bc.p1Used {
+		bc.p1 = packet.Packet{}
+	}
+	if bc.pfUsed {
+		bc.pf = packet.Packet{}
+	}
+	if bc.preUsed {
+		bc.pre = ebtRec{}
+	}
+	bc.kUsed, bc.p1Used, bc.pfUsed, bc.preUsed = false, false, false, false
+	x := &bc.ebt
+	x.Frame, x.Env, x.Tracer = nil, nil, nil
 }
 
 // ReceiveFrameInto is ReceiveFrame into ff, whose Out keeps its
@@ -513,11 +596,7 @@ func (e *Engine) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now i
 		tr.frameIDs(mark)
 		tr.callEnd(mark)
 	}
-	// the traversal stack stays with the pooled state, as putPkt keeps
-	// a pkt's
-	s := bc.k.scratch
-	*bc = bridgeCall{}
-	bc.k.scratch = s
+	bc.reset()
 	e.bcalls.Put(bc)
 }
 
@@ -525,7 +604,7 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	s := e.bridges.Load()
 	ref, ok := portRef{}, false
 	if s != nil {
-		ref, ok = s.byPort[port]
+		ref, ok = s.port(port)
 	}
 	if !ok {
 		ff.Drop = "bridge: " + port + " is not a bridge port"
@@ -574,16 +653,36 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	if len(c.BridgeFaults) > 0 {
 		// bridge fault stages: BROUTING's, then PREROUTING's below
 		// ebtables nat, the others after it (fault.go)
-		pf := brFaultPkt(&bc.pf, fr)
+		pf := bc.faultPkt(fr)
 		if !e.bridgeFaults(c, netfilter.Hook(ebtables.BRouting), netfilter.PriFirst, netfilter.PriLast, fr, pf, port, "", br, now, tr, 0, ff) ||
 			!e.brFaultsAround(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriNATDstBridged, true, fr, pf, port, "", br, now, tr, 0, ff) {
 			return
 		}
 	}
-	if !e.ebtStage(c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff, nil) {
-		return
+	// a memoizable chain's walk may be replayed (bridgecache.go)
+	var pk preKey
+	pkOK, preHit := false, false
+	if c.ebtPreOn && tr == nil {
+		pk, pkOK = preKeyOf(fr, ref.idx, pktType)
 	}
-	if len(c.BridgeFaults) > 0 && !e.bridgeFaults(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriNATDstBridged, netfilter.BrPriBrNF-1, fr, brFaultPkt(&bc.pf, fr), port, "", br, now, tr, 0, ff) {
+	if pkOK {
+		if pe := b.pre.lookup(&pk, c.gen); pe != nil {
+			pe.replay(fr)
+			mark, preHit = pe.mark, true
+		}
+	}
+	if !preHit {
+		var rec *ebtRec
+		if pkOK {
+			bc.pre, bc.preUsed = ebtRec{on: true, rs: c.ebt.Ruleset()}, true
+			rec = &bc.pre
+		}
+		if c.ebtOn(ebtables.NAT, ebtables.PreRouting) && !e.ebtStage(&bc.ebt, c, ebtables.NAT, ebtables.PreRouting, b, fr, port, "", &mark, &pktType, now, tr, 0, ff, rec) {
+			return
+		}
+	}
+	markPre := mark
+	if len(c.BridgeFaults) > 0 && !e.bridgeFaults(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriNATDstBridged, netfilter.BrPriBrNF-1, fr, bc.faultPkt(fr), port, "", br, now, tr, 0, ff) {
 		return
 	}
 	// lateFaults: the PREROUTING fault stages at NF_BR_PRI_BRNF and
@@ -596,13 +695,16 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	// br_netfilter, registered before it)
 	lateFaults := func() bool {
 		return len(c.BridgeFaults) == 0 || e.bridgeFaults(c, netfilter.Hook(ebtables.PreRouting), netfilter.BrPriBrNF, netfilter.PriLast, fr,
-			brFaultPkt(&bc.pf, fr), port, "", br, now, tr, 0, ff)
+			bc.faultPkt(fr), port, "", br, now, tr, 0, ff)
 	}
 	var k *pkt
 	isIPv4 := fr.InnerProto == packet.EtherTypeIPv4 && (!fr.VLAN || b.cfg.FilterVLANTagged)
 	if isIPv4 && b.cfg.CallIPTables {
+		// p0 is zero here (reset clears it after a call that used it):
+		// only what Decode does not set is set
+		bc.kUsed = true
 		p := &bc.p0
-		*p = packet.Packet{Data: fr.Payload, L2: fr.Data[:fr.HeaderLen()]}
+		p.Data, p.L2 = fr.Payload, fr.Data[:fr.HeaderLen()]
 		if err := p.Decode(); err != nil {
 			// br_validate_ipv4
 			ff.Drop = "br_netfilter: " + err.Error()
@@ -631,6 +733,10 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 		if !k.run(&hookState{hook: netfilter.PreRouting, in: br}) {
 			k.frameFate(ff)
 			return
+		}
+		if pkOK && !preHit && k.ct.Conn != nil && k.ct.Conn.Confirmed() {
+			// the walk of a confirmed connection's frame is kept
+			b.pre.store(&pk, c.gen, markPre, &bc.pre)
 		}
 		// reassembly may have put the datagram in the fragment's place:
 		// the frame carries it from now on
@@ -722,8 +828,18 @@ func (e *Engine) bridgeFinish(bc *bridgeCall, k *pkt, b *bridgeState, in int, fr
 	case bf != nil && k.rec:
 		dec, path, record = b.fdb.LearnDecide(in, fr.Src, fr.Dst, now)
 	default:
-		b.fdb.Learn(in, fr.Src, now)
-		dec = b.fdb.Decide(in, fr.Dst, now)
+		if to, ok := b.fdb.LearnForward(in, fr.Src, fr.Dst, now); ok {
+			dec.Verdict = fdb.VerdictForward
+			dec.Out.Add(to)
+		} else {
+			dec = b.fdb.Decide(in, fr.Dst, now)
+		}
+	}
+	if dec.Verdict == fdb.VerdictForward && !dec.Up && k == nil {
+		// one way out without br_netfilter: the frame itself, decoded
+		// already (what the loop below does for one port)
+		e.bridgeForward(bc, nil, b, b.fdb.Port(in).Name, b.fdb.Port(dec.Out.Next(0)).Name, fr.Data, mark, true, 0, now, tr, ff, fr)
+		return
 	}
 	if dec.Verdict == fdb.VerdictForward && !dec.Up && k != nil {
 		// one way out, the frame itself: its packet state goes on
@@ -836,19 +952,19 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		tr.pathBridge(0, ebtables.Forward, in, out)
 		if len(c.BridgeFaults) > 0 {
 			br := b.name()
-			pf := brFaultPkt(&bc.pf, fr)
+			pf := bc.faultPkt(fr)
 			if e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, true, fr, pf, in, out, br, now, tr, 0, ff) &&
-				e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff, nil) &&
+				e.ebtStage(&bc.ebt, c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff, nil) &&
 				e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, false, fr, pf, in, out, br, now, tr, 0, ff) &&
 				e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, true, fr, pf, "", out, br, now, tr, 0, ff) &&
-				e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff, nil) &&
+				e.ebtStage(&bc.ebt, c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff, nil) &&
 				e.brFaultsAround(c, netfilter.Hook(ebtables.PostRouting), netfilter.BrPriNATSrc, false, fr, pf, "", out, br, now, tr, 0, ff) {
 				ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
 			}
 			return 0
 		}
-		if e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff, nil) &&
-			e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff, nil) {
+		if (!c.ebtOn(ebtables.Filter, ebtables.Forward) || e.ebtStage(&bc.ebt, c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, 0, ff, nil)) &&
+			(!c.ebtOn(ebtables.NAT, ebtables.PostRouting) || e.ebtStage(&bc.ebt, c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, 0, ff, nil)) {
 			ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})
 		}
 		return 0
@@ -887,13 +1003,13 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		}
 		tr.pathBridge(tid, ebtables.Forward, in, out)
 	}
-	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, true, fr, brFaultPkt(&bc.pf, fr), in, out, b.name(), now, tr, traced, ff) {
+	if len(c.BridgeFaults) > 0 && !e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, true, fr, bc.faultPkt(fr), in, out, b.name(), now, tr, traced, ff) {
 		if !orig {
 			return tid
 		}
 		return 0
 	}
-	if !replay && !e.ebtStage(c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, traced, ff, rec) {
+	if !replay && c.ebtOn(ebtables.Filter, ebtables.Forward) && !e.ebtStage(&bc.ebt, c, ebtables.Filter, ebtables.Forward, b, fr, in, out, &mark, nil, now, tr, traced, ff, rec) {
 		if !orig {
 			return tid
 		}
@@ -910,6 +1026,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 		q.p.PhysOut, q.p.Mark = out, mark
 	} else {
 		// this copy's packet: the frame's bytes, the pkt's state
+		bc.p1Used = true
 		p := &bc.p1
 		if &data[0] == &fr0(k)[0] {
 			*p = *k.p
@@ -931,7 +1048,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 	}
 	ok := len(c.BridgeFaults) == 0 || e.brFaultsAround(c, netfilter.Hook(ebtables.Forward), netfilter.BrPriFilterBridged, false, fr, q.p, in, out, b.name(), now, tr, traced, ff)
 	if ok {
-		e.bridgeForwardIP(q, c, b, fr, out, data, hl, replay, rec, now, tr, ff)
+		e.bridgeForwardIP(&bc.ebt, q, c, b, fr, out, data, hl, replay, rec, now, tr, ff)
 		if q.fate.Kind == Dropped {
 			freed = q.trace
 		}
@@ -944,7 +1061,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 
 // bridgeForwardIP is bridgeForward from br_nf_forward on, for the
 // copy's packet state q.
-func (e *Engine) bridgeForwardIP(q *pkt, c *compiled, b *bridgeState, fr *packet.Frame, out string, data []byte, hl int, replay bool, rec *ebtRec, now int64, tr *Tracer, ff *FrameFate) {
+func (e *Engine) bridgeForwardIP(x *ebtables.Ctx, q *pkt, c *compiled, b *bridgeState, fr *packet.Frame, out string, data []byte, hl int, replay bool, rec *ebtRec, now int64, tr *Tracer, ff *FrameFate) {
 	br := b.name()
 	tr.pathBridgeStage(q.trace, ebtables.Forward, brnfKey0, false, "")
 	if !q.run(&hookState{hook: netfilter.Forward, in: br, out: br}) {
@@ -959,7 +1076,7 @@ func (e *Engine) bridgeForwardIP(q *pkt, c *compiled, b *bridgeState, fr *packet
 		q.fate.Kind = Dropped
 		return
 	}
-	if !replay && !e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, q.traceID(), ff, rec) {
+	if !replay && c.ebtOn(ebtables.NAT, ebtables.PostRouting) && !e.ebtStage(x, c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, now, tr, q.traceID(), ff, rec) {
 		q.fate.Kind = Dropped
 		return
 	}
@@ -1022,11 +1139,11 @@ func (e *Engine) bridgeUp(k *pkt, b *bridgeState, in int, fr *packet.Frame, mark
 		if !e.brFaultsAround(c, netfilter.Hook(ebtables.LocalIn), netfilter.BrPriFilterBridged, true, fr, pf, port, "", br, time0(k), tr, k.traceID(), ff) {
 			return
 		}
-		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, port, "", &mark, nil, time0(k), tr, k.traceID(), ff, nil) ||
+		if !e.ebtStage(nil, c, ebtables.Filter, ebtables.LocalIn, b, fr, port, "", &mark, nil, time0(k), tr, k.traceID(), ff, nil) ||
 			!e.brFaultsAround(c, netfilter.Hook(ebtables.LocalIn), netfilter.BrPriFilterBridged, false, fr, pf, port, "", br, time0(k), tr, k.traceID(), ff) {
 			return
 		}
-	} else if !e.ebtStage(c, ebtables.Filter, ebtables.LocalIn, b, fr, b.fdb.Port(in).Name, "", &mark, nil, time0(k), tr, k.traceID(), ff, nil) {
+	} else if !e.ebtStage(nil, c, ebtables.Filter, ebtables.LocalIn, b, fr, b.fdb.Port(in).Name, "", &mark, nil, time0(k), tr, k.traceID(), ff, nil) {
 		return
 	}
 	if k != nil {
@@ -1247,9 +1364,9 @@ func (e *Engine) bridgeXmitTraced(b *bridgeState, dst packet.MAC, proto uint16, 
 		}
 		var mark uint32
 		tr.pathBridge(tid, ebtables.LocalOut, "", out)
-		if !e.ebtStage(c, ebtables.Filter, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) ||
-			!e.ebtStage(c, ebtables.NAT, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) ||
-			!e.ebtStage(c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) {
+		if !e.ebtStage(nil, c, ebtables.Filter, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) ||
+			!e.ebtStage(nil, c, ebtables.NAT, ebtables.LocalOut, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) ||
+			!e.ebtStage(nil, c, ebtables.NAT, ebtables.PostRouting, b, fr, "", out, &mark, nil, 0, tr, tid, ff, nil) {
 			continue
 		}
 		ff.Out = append(ff.Out, FrameOut{Port: out, Data: data})

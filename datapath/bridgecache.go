@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"encoding/binary"
 	"sync/atomic"
 
 	"github.com/uswitch-lab/uswitch/bridge/ebtables"
@@ -29,8 +30,10 @@ import (
 // the table runs: it replays the counters and the entries' times and
 // leaves by the recorded port. Everything else runs as always: ebtables
 // nat PREROUTING (before conntrack: its verdict is part of the key's
-// making), raw, the conntrack lookup, NAT's established rewrite,
-// confirmation, and the frame's way out.
+// making; its own cache, at the end of this file, replays a memoizable
+// chain by the frame's L2, IPv4 and port fields), raw, the conntrack
+// lookup, NAT's established rewrite, confirmation, and the frame's way
+// out.
 //
 // What can be recorded: an iptables traversal as for the routed cache,
 // with -m physdev, -m mac and -m pkttype trusted too (iptables.Memo.L2:
@@ -315,4 +318,103 @@ func (k *pkt) bmemoStore(path *fdb.Path, out string) {
 	m.W[2].Store(bf.key.w2 | slot<<16 | uint64(cur.serial)<<32)
 	seq := (w0 >> 8) + 1
 	m.W[0].Store(uint64(k.cfg.gen)<<32 | (seq&0xffffff)<<8 | memoBridged | memoValid)
+}
+
+// The ebtables nat PREROUTING cache. Bridge PREROUTING's ebtables walk
+// comes before conntrack (its mark is part of the bridged flow cache's
+// key), so that cache cannot replay it; this one can, for a chain that
+// ebtMemoizable allows (no watcher, only the mark target, matches on
+// fields of the key): its verdict, the mark it leaves and its counters
+// are a function of the input port, the MAC addresses, pkt_type, the
+// IPv4 header's addresses, TOS and protocol and the TCP or UDP ports
+// (the mark it starts from is always 0: a frame enters the bridge
+// without one). A bridge keeps the walks that accepted frames of
+// confirmed connections (so that a new flow's first frame allocates
+// nothing), one per slot of a table indexed by the key's hash, for the
+// configuration they were made in; an untagged, unfragmented IPv4 TCP
+// or UDP frame with the same key replays its slot's counters and mark
+// instead of walking the chain.
+
+// preSlots is the size of a bridge's PREROUTING cache (slot uses the
+// hash's top 12 bits).
+const preSlots = 1 << 12
+
+// preKey is what a memoizable PREROUTING chain can read of a frame,
+// packed in four words:
+//
+//	[0] source MAC<<16 | input port
+//	[1] destination MAC<<16 | pkt_type<<8 | TOS
+//	[2] source address<<32 | destination address
+//	[3] source port<<32 | destination port<<16 | protocol
+type preKey [4]uint64
+
+// preEntry is one recorded walk. Immutable once published.
+type preEntry struct {
+	gen  uint32
+	key  preKey
+	mark uint32
+	n    int
+	hits [maxEbtHits]*ebtables.Rule
+}
+
+type preTable struct {
+	slots [preSlots]atomic.Pointer[preEntry]
+}
+
+// preKeyOf is the key of an untagged frame on port in with pkt_type
+// pktType, when it is an unfragmented IPv4 TCP or UDP packet whose
+// ports are in the frame (what ebt_ip reads: the header at the network
+// offset, the ports after its IHL).
+func preKeyOf(fr *packet.Frame, in int, pktType uint8) (preKey, bool) {
+	h := fr.Payload
+	if fr.VLAN || fr.InnerProto != packet.EtherTypeIPv4 || len(h) < 20 || h[0]>>4 != 4 || uint(in) > 0xffff {
+		return preKey{}, false
+	}
+	ihl := int(h[0]&0xf) * 4
+	proto := h[9]
+	if ihl < 20 || len(h) < ihl+4 || binary.BigEndian.Uint16(h[6:])&0x3fff != 0 ||
+		(proto != packet.ProtoTCP && proto != packet.ProtoUDP) {
+		return preKey{}, false
+	}
+	d := fr.Data
+	return preKey{
+		binary.BigEndian.Uint64(d[6:14])&^0xffff | uint64(in),
+		binary.BigEndian.Uint64(d[0:8])&^0xffff | uint64(pktType)<<8 | uint64(h[1]),
+		binary.BigEndian.Uint64(h[12:20]),
+		uint64(binary.BigEndian.Uint32(h[ihl:]))<<16 | uint64(proto),
+	}, true
+}
+
+func (k *preKey) slot() uint64 {
+	h := (k[0]^k[2])*0x9e3779b97f4a7c15 + (k[1]^k[3])*0xbf58476d1ce4e5b9
+	return (h ^ h>>29) >> (64 - 12) & (preSlots - 1)
+}
+
+// lookup returns the walk recorded for k in configuration gen, or nil.
+func (t *preTable) lookup(k *preKey, gen uint32) *preEntry {
+	e := t.slots[k.slot()].Load()
+	if e == nil || e.gen != gen || e.key != *k {
+		return nil
+	}
+	return e
+}
+
+// replay counts the frame in the rules the recorded walk matched (the
+// bytes as ebtables.Program.Run counts them).
+func (e *preEntry) replay(fr *packet.Frame) {
+	bytes := uint64(max(len(fr.Data)-fr.HeaderLen(), 0))
+	for _, r := range e.hits[:e.n] {
+		r.Pkts.Add(1)
+		r.Bytes.Add(bytes)
+	}
+}
+
+// store keeps the walk r recorded for k in configuration gen, which
+// accepted the frame with mark.
+func (t *preTable) store(k *preKey, gen, mark uint32, r *ebtRec) {
+	if r.bad {
+		return
+	}
+	e := &preEntry{gen: gen, key: *k, mark: mark, n: r.n, hits: r.hits}
+	t.slots[k.slot()].Store(e)
 }

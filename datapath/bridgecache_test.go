@@ -432,3 +432,98 @@ func TestBridgeFlowCacheUsed(t *testing.T) {
 		t.Fatalf("replayed across a port flag change: %v", f)
 	}
 }
+
+// TestBridgePreroutingCache: a replayed ebtables nat PREROUTING walk
+// gives each frame the mark its own walk would: frames of one
+// established flow that differ only in TOS (or in pkt_type, through the
+// destination MAC) get different marks from a chain that reads them,
+// and the rule counts every frame it marked.
+func TestBridgePreroutingCache(t *testing.T) {
+	e := bridgeEngine(t)
+	ipt, err := (&iptables.Loader{}).LoadString(`*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m mark --mark 0x1/0x1 -j DROP
+-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A FORWARD -m physdev --physdev-is-bridged -m conntrack --ctstate NEW -j ACCEPT
+COMMIT
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ebt, eerr := (&ebtables.Loader{}).Load(`*nat
+:PREROUTING ACCEPT
+:OUTPUT ACCEPT
+:POSTROUTING ACCEPT
+-A PREROUTING -p IPv4 --ip-tos 0x10 -j mark --mark-or 0x1 --mark-target CONTINUE
+-A PREROUTING -p IPv4 --ip-proto udp -j mark --mark-or 0x2 --mark-target CONTINUE
+`)
+	if eerr != nil {
+		t.Fatal(eerr)
+	}
+	cfg := e.Config()
+	cfg.Rules, cfg.Ebtables = ipt, ebt
+	e.Swap(cfg)
+	if !e.cfg.Load().ebtPreOn {
+		t.Fatal("the PREROUTING cache is off")
+	}
+	ab := establishBridgeFlow(e)
+	tos := udpFrame(hostB, hostA, "udp 10.1.0.1:1000 > 10.1.0.2:53 tos 0x10")
+	now := int64(10)
+	marked := 0
+	for i := range 40 {
+		f, want := ab, 1
+		if i%3 == 1 {
+			f, want = tos, 0
+			marked++
+		}
+		now++
+		ff := e.ReceiveFrame(append([]byte(nil), f...), "p1", now, nil)
+		if len(ff.Out) != want {
+			t.Fatalf("frame %d (tos %v): %v", i, i%3 == 1, ff)
+		}
+	}
+	r := e.Config().Ebtables.Tables[ebtables.NAT].Chain("PREROUTING").Rules[0]
+	if n := r.Pkts.Load(); n != uint64(marked) {
+		t.Errorf("the TOS rule counted %d frames, want %d", n, marked)
+	}
+	if n := e.Config().Ebtables.Tables[ebtables.NAT].Chain("PREROUTING").Rules[1].Pkts.Load(); n < 40 {
+		t.Errorf("the udp rule counted %d frames, want at least 40", n)
+	}
+}
+
+// FuzzPreKey: preKeyOf never panics on a frame's bytes, and a key it
+// makes holds the frame's MACs and, for a packet that decodes with its
+// transport header, the packet's addresses, protocol and ports (what
+// ebt_ip reads).
+func FuzzPreKey(f *testing.F) {
+	f.Add(udpFrame(hostB, hostA, "udp 10.1.0.1:1000 > 10.1.0.2:53 tos 0x10"), uint16(1), uint8(3))
+	f.Add(udpFrame(hostB, hostA, "tcp 10.1.0.1:1000 > 10.1.0.2:80"), uint16(0), uint8(0))
+	f.Add(udpFrame(hostB, hostA, "icmp 10.1.0.1 > 10.1.0.2 id 1 seq 1"), uint16(2), uint8(1))
+	f.Add(packet.BuildFrame(packet.Broadcast, hostA, packet.EtherTypeARP, make([]byte, 28)), uint16(0), uint8(1))
+	f.Fuzz(func(t *testing.T, b []byte, in uint16, pktType uint8) {
+		fr := packet.Frame{Data: b}
+		if fr.Decode() != nil {
+			return
+		}
+		k, ok := preKeyOf(&fr, int(in), pktType)
+		if !ok {
+			return
+		}
+		mac := func(m packet.MAC) uint64 {
+			return uint64(m[0])<<40 | uint64(m[1])<<32 | uint64(m[2])<<24 | uint64(m[3])<<16 | uint64(m[4])<<8 | uint64(m[5])
+		}
+		if k[0] != mac(fr.Src)<<16|uint64(in) || k[1]>>16 != mac(fr.Dst) || uint8(k[1]>>8) != pktType {
+			t.Fatalf("key %x: MACs %v %v, port %d, pkt_type %d", k, fr.Src, fr.Dst, in, pktType)
+		}
+		p := packet.Packet{Data: fr.Payload}
+		if p.Decode() != nil || !p.HasL4 {
+			return
+		}
+		if uint32(k[2]>>32) != p.Src || uint32(k[2]) != p.Dst || uint8(k[3]) != p.Proto ||
+			uint16(k[3]>>32) != p.SrcPort || uint16(k[3]>>16) != p.DstPort || uint8(k[1]) != p.IP.TOS() {
+			t.Fatalf("key %x, packet %v:%d > %v:%d proto %d tos %#x", k, p.Src, p.SrcPort, p.Dst, p.DstPort, p.Proto, p.IP.TOS())
+		}
+	})
+}

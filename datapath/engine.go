@@ -252,8 +252,9 @@ type compiled struct {
 	// the flow cache runs
 	gen    uint32
 	memoOn bool
-	// bmemoOn says the bridged flow cache runs (bridgecache.go)
-	bmemoOn bool
+	// bmemoOn says the bridged flow cache runs (bridgecache.go);
+	// ebtPreOn that it also replays ebtables nat PREROUTING walks
+	bmemoOn, ebtPreOn bool
 	// hooks are the stage lists of each hook (hooks.go)
 	hooks hookLists
 	// ebt is the compiled ebtables rule set (nil: none)
@@ -358,6 +359,8 @@ func (e *Engine) Swap(cfg Config) {
 	c.bmemoOn = len(cfg.Bridges) > 0 && cfg.Rules != nil && cfg.Rules.Memoizable() && !cfg.Linear && !cfg.NoFlowCache &&
 		len(cfg.Faults) == 0 && len(cfg.BridgeFaults) == 0 && ebtMemoizable(cfg.Ebtables, ebtables.Filter, ebtables.Forward) &&
 		ebtMemoizable(cfg.Ebtables, ebtables.NAT, ebtables.PostRouting)
+	c.ebtPreOn = c.bmemoOn && c.ebt != nil && c.ebt.Has(ebtables.NAT, ebtables.PreRouting) &&
+		ebtMemoizable(cfg.Ebtables, ebtables.NAT, ebtables.PreRouting)
 	c.buildHooks()
 	if e.Frags != nil {
 		e.Frags.SetConfig(fragConfig(cfg))

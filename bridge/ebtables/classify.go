@@ -74,7 +74,8 @@ const bigEntry = 2 * blockWords
 // ruleSet is a set of a block's rules.
 type ruleSet [blockWords]uint64
 
-func (s *ruleSet) add(r uint16) { s[r>>6] |= 1 << (r & 63) }
+func (s *ruleSet) add(r uint16)      { s[r>>6] |= 1 << (r & 63) }
+func (s *ruleSet) has(r uint16) bool { return s[r>>6]&(1<<(r&63)) != 0 }
 
 // entry is the rules of a block filed under one value: their indexes
 // in the block, ascending, and for a long list the same as a bitset.
@@ -186,13 +187,27 @@ func (cl *candLists) add(e *entry) {
 
 // narrow intersects acc with the field's set for the frame (its
 // wildcards and the entries in cl) and returns how many candidates are
-// left, counted up to fewCandidates+1.
+// left, counted up to fewCandidates+1 (0: none).
 func narrow(acc *ruleSet, nw int, any *wilds, cl *candLists) int {
+	if nw == blockWords {
+		// a full block: the fixed-size forms, without bounds checks
+		switch {
+		case cl.n == 0:
+			// the common case of a value no rule names: the wildcards
+			return andFull(acc, &any.set)
+		case cl.n == 1 && cl.e[0].set != nil:
+			return andOrFull(acc, &any.set, cl.e[0].set)
+		}
+		f := any.set
+		for j := 0; j < cl.n; j++ {
+			cl.e[j].orInto(&f, blockWords)
+		}
+		return andFull(acc, &f)
+	}
 	a, wl := acc[:nw], any.set[:nw]
 	or := uint64(0)
 	switch {
 	case cl.n == 0:
-		// the common case of a value no rule names: the wildcards
 		for i := range a {
 			a[i] &= wl[i]
 			or |= a[i]
@@ -219,10 +234,51 @@ func narrow(acc *ruleSet, nw int, any *wilds, cl *candLists) int {
 	return countUpTo(a, fewCandidates+1)
 }
 
+// andFull is acc &= w over a full block, returning the candidates left
+// as narrow does.
+func andFull(acc, w *ruleSet) int {
+	or := uint64(0)
+	for i := 0; i < blockWords; i += 4 {
+		a := (*[4]uint64)(acc[i : i+4])
+		b := (*[4]uint64)(w[i : i+4])
+		a[0] &= b[0]
+		a[1] &= b[1]
+		a[2] &= b[2]
+		a[3] &= b[3]
+		or |= a[0] | a[1] | a[2] | a[3]
+	}
+	if or == 0 {
+		return 0
+	}
+	return countUpTo(acc[:], fewCandidates+1)
+}
+
+// andOrFull is acc &= w | s over a full block, as andFull.
+func andOrFull(acc, w, s *ruleSet) int {
+	or := uint64(0)
+	for i := 0; i < blockWords; i += 4 {
+		a := (*[4]uint64)(acc[i : i+4])
+		b := (*[4]uint64)(w[i : i+4])
+		c := (*[4]uint64)(s[i : i+4])
+		a[0] &= b[0] | c[0]
+		a[1] &= b[1] | c[1]
+		a[2] &= b[2] | c[2]
+		a[3] &= b[3] | c[3]
+		or |= a[0] | a[1] | a[2] | a[3]
+	}
+	if or == 0 {
+		return 0
+	}
+	return countUpTo(acc[:], fewCandidates+1)
+}
+
 // countUpTo counts the rules of a, stopping at max.
 func countUpTo(a []uint64, max int) int {
 	n := 0
 	for _, w := range a {
+		if w == 0 {
+			continue // most words of a narrowed set
+		}
 		if n += bits.OnesCount64(w); n >= max {
 			return n
 		}
@@ -265,6 +321,42 @@ type macGroup struct {
 	mask uint64
 	m    entryMap[uint64]
 	f    *keyFilter // m's keys
+	t    addrTable  // m for lookups
+}
+
+// addrTable is an entryMap[uint64] as an open-addressed table (linear
+// probing, at most half full; a nil entry is an empty slot): a lookup
+// is a few loads, no call into the map runtime. Its index is keyHash's
+// 12 bits: a block's at most blockRules keys need no more slots.
+type addrTable struct {
+	keys []uint64
+	ents []*entry
+	mask uint64
+}
+
+func (t *addrTable) build(m entryMap[uint64]) {
+	n := 4
+	for n < 2*len(m) {
+		n *= 2
+	}
+	t.keys, t.ents, t.mask = make([]uint64, n), make([]*entry, n), uint64(n-1)
+	for k, e := range m {
+		i := keyHash(k) & t.mask
+		for t.ents[i] != nil {
+			i = (i + 1) & t.mask
+		}
+		t.keys[i], t.ents[i] = k, e
+	}
+}
+
+// get is the entry of k, nil if none; h is keyHash(k).
+func (t *addrTable) get(k, h uint64) *entry {
+	for i := h & t.mask; ; i = (i + 1) & t.mask {
+		e := t.ents[i]
+		if e == nil || t.keys[i] == k {
+			return e
+		}
+	}
 }
 
 // macField files -s or -d by mask and masked address.
@@ -317,6 +409,7 @@ func (f *macField) finish(n int) {
 		for a := range g.m {
 			g.f.add(keyHash(a))
 		}
+		g.t.build(g.m)
 	}
 	f.any.finish(n)
 }
@@ -324,8 +417,9 @@ func (f *macField) finish(n int) {
 func (f *macField) lists(a uint64, cl *candLists) {
 	for k := range f.groups {
 		g := &f.groups[k]
-		if key := a & g.mask; g.f.has(keyHash(key)) {
-			cl.add(g.m[key])
+		key := a & g.mask
+		if h := keyHash(key); g.f.has(h) {
+			cl.add(g.t.get(key, h))
 		}
 	}
 }
@@ -550,11 +644,13 @@ func matchesOf(r *Rule) indexedMatches {
 // built.
 type chainIndex struct {
 	size   int // rules a block (blockRules; tests make it smaller)
+	shift  int // log2(size): sizes are powers of two
 	blocks []*blockIndex
 }
 
 // indexBlockRules is the block size buildIndex uses: blockRules, less in
-// tests, so small chains have several blocks.
+// tests, so small chains have several blocks; a power of two (the
+// traversal shifts instead of dividing).
 var indexBlockRules = blockRules
 
 // blockIndex indexes the n rules of a chain from base.
@@ -568,13 +664,21 @@ type blockIndex struct {
 	vlan               exactField[uint16]
 	mark               exactField[uint32]
 	pktType            exactField[PktType]
+	// all is the set of the block's n rules (the words past nw zero);
+	// sd is all narrowed by the source and destination MACs' wildcards
+	// (what a frame whose addresses no rule names keeps), sdN its size
+	all, sd ruleSet
+	sdN     int
 }
 
 func buildIndex(c *Chain) *chainIndex {
 	if len(c.Rules) < minIndexed {
 		return nil
 	}
-	x := &chainIndex{size: indexBlockRules}
+	if indexBlockRules&(indexBlockRules-1) != 0 {
+		panic("ebtables: classifier block size not a power of two")
+	}
+	x := &chainIndex{size: indexBlockRules, shift: bits.TrailingZeros(uint(indexBlockRules))}
 	for base := 0; base < len(c.Rules); base += x.size {
 		x.blocks = append(x.blocks, buildBlock(c.Rules[base:min(base+x.size, len(c.Rules))], base))
 	}
@@ -583,6 +687,9 @@ func buildIndex(c *Chain) *chainIndex {
 
 func buildBlock(rules []*Rule, base int) *blockIndex {
 	x := &blockIndex{base: base, n: len(rules), nw: (len(rules) + 63) / 64}
+	for k := range rules {
+		x.all.add(uint16(k))
+	}
 	for k, r := range rules {
 		i := uint16(k)
 		x.src.add(i, &r.Src)
@@ -638,6 +745,16 @@ func buildBlock(rules []*Rule, base int) *blockIndex {
 	x.vlan.finish(n)
 	x.mark.finish(n)
 	x.pktType.finish(n)
+	x.sd = x.all
+	for w := range x.sd {
+		if x.src.any.active {
+			x.sd[w] &= x.src.any.set[w]
+		}
+		if x.dst.any.active {
+			x.sd[w] &= x.dst.any.set[w]
+		}
+		x.sdN += bits.OnesCount64(x.sd[w])
+	}
 	return x
 }
 
@@ -667,52 +784,81 @@ func frameARPIPv4(c *Ctx) (src, dst uint32, ok bool) {
 	return binary.BigEndian.Uint32(h[so:]), binary.BigEndian.Uint32(h[do:]), true
 }
 
-// candidates sets acc to the block's rules that can match the frame.
-// The fields go from the fixed part to the matches; it stops as soon
-// as fewCandidates or fewer are left (each is evaluated in full anyway).
-func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) {
+// candidates sets acc to the block's rules that can match the frame
+// and reports whether there is one. The fields go from the fixed part
+// to the matches; it stops as soon as fewCandidates or fewer are left
+// (each is evaluated in full anyway).
+func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) bool {
 	nw := x.nw
-	for w := 0; w < nw; w++ {
-		acc[w] = ^uint64(0)
-	}
-	if x.n&63 != 0 {
-		acc[nw-1] = 1<<(x.n&63) - 1
-	}
 	f := c.Frame
-	var cl candLists
-	// each step looks the frame's value up in one field and narrows acc
+	var cl, cl2 candLists
+	// each step looks the frame's value up in one field and narrows acc;
+	// the MACs first, both at once when no rule names either (their
+	// wildcards' intersection is precomputed)
 	if x.src.any.active {
 		x.src.lists(mac48(f.Src), &cl)
-		if narrow(acc, nw, &x.src.any, &cl) <= fewCandidates {
-			return
-		}
-		cl.n = 0
 	}
 	if x.dst.any.active {
-		x.dst.lists(mac48(f.Dst), &cl)
-		if narrow(acc, nw, &x.dst.any, &cl) <= fewCandidates {
-			return
+		x.dst.lists(mac48(f.Dst), &cl2)
+	}
+	if cl.n == 0 && cl2.n == 0 {
+		*acc = x.sd
+		if x.sdN <= fewCandidates {
+			return x.sdN > 0
+		}
+	} else if n, ok := x.macsInto(acc, &cl, &cl2); ok {
+		if n <= fewCandidates {
+			return n > 0
+		}
+		cl.n = 0
+	} else {
+		*acc = x.all
+		if x.src.any.active {
+			if n := narrow(acc, nw, &x.src.any, &cl); n <= fewCandidates {
+				return n > 0
+			}
+		}
+		if x.dst.any.active {
+			if n := narrow(acc, nw, &x.dst.any, &cl2); n <= fewCandidates {
+				return n > 0
+			}
 		}
 		cl.n = 0
 	}
 	if x.proto.any.active {
 		x.proto.lists(f.Proto, &cl)
-		if narrow(acc, nw, &x.proto.any, &cl) <= fewCandidates {
-			return
+		if n := narrow(acc, nw, &x.proto.any, &cl); n <= fewCandidates {
+			return n > 0
 		}
 		cl.n = 0
 	}
-	for _, p := range [...]struct {
-		f    *ifField
-		name string
-	}{{&x.in, c.In}, {&x.out, c.Out}, {&x.lin, c.LogicalIn}, {&x.lout, c.LogicalOut}} {
-		if p.f.any.active {
-			p.f.lists(p.name, &cl)
-			if narrow(acc, nw, &p.f.any, &cl) <= fewCandidates {
-				return
-			}
-			cl.n = 0
+	if x.in.any.active {
+		x.in.lists(c.In, &cl)
+		if n := narrow(acc, nw, &x.in.any, &cl); n <= fewCandidates {
+			return n > 0
 		}
+		cl.n = 0
+	}
+	if x.out.any.active {
+		x.out.lists(c.Out, &cl)
+		if n := narrow(acc, nw, &x.out.any, &cl); n <= fewCandidates {
+			return n > 0
+		}
+		cl.n = 0
+	}
+	if x.lin.any.active {
+		x.lin.lists(c.LogicalIn, &cl)
+		if n := narrow(acc, nw, &x.lin.any, &cl); n <= fewCandidates {
+			return n > 0
+		}
+		cl.n = 0
+	}
+	if x.lout.any.active {
+		x.lout.lists(c.LogicalOut, &cl)
+		if n := narrow(acc, nw, &x.lout.any, &cl); n <= fewCandidates {
+			return n > 0
+		}
+		cl.n = 0
 	}
 	if x.ipDst.any.active || x.ipSrc.any.active {
 		s, d, ok := frameIPv4(c)
@@ -722,8 +868,8 @@ func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) {
 		}{{&x.ipDst, d}, {&x.ipSrc, s}} {
 			if p.f.any.active {
 				p.f.lists(p.a, ok, &cl)
-				if narrow(acc, nw, &p.f.any, &cl) <= fewCandidates {
-					return
+				if n := narrow(acc, nw, &p.f.any, &cl); n <= fewCandidates {
+					return n > 0
 				}
 				cl.n = 0
 			}
@@ -737,8 +883,8 @@ func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) {
 		}{{&x.arpDst, d}, {&x.arpSrc, s}} {
 			if p.f.any.active {
 				p.f.lists(p.a, ok, &cl)
-				if narrow(acc, nw, &p.f.any, &cl) <= fewCandidates {
-					return
+				if n := narrow(acc, nw, &p.f.any, &cl); n <= fewCandidates {
+					return n > 0
 				}
 				cl.n = 0
 			}
@@ -746,22 +892,77 @@ func (x *blockIndex) candidates(c *Ctx, acc *ruleSet) {
 	}
 	if x.vlan.any.active {
 		x.vlan.lists(f.VLANID(), f.VLAN, &cl)
-		if narrow(acc, nw, &x.vlan.any, &cl) <= fewCandidates {
-			return
+		if n := narrow(acc, nw, &x.vlan.any, &cl); n <= fewCandidates {
+			return n > 0
 		}
 		cl.n = 0
 	}
 	if x.mark.any.active {
 		x.mark.lists(c.Mark, true, &cl)
-		if narrow(acc, nw, &x.mark.any, &cl) <= fewCandidates {
-			return
+		if n := narrow(acc, nw, &x.mark.any, &cl); n <= fewCandidates {
+			return n > 0
 		}
 		cl.n = 0
 	}
 	if x.pktType.any.active {
 		x.pktType.lists(c.PktType, true, &cl)
-		narrow(acc, nw, &x.pktType.any, &cl)
+		return narrow(acc, nw, &x.pktType.any, &cl) > 0
 	}
+	return true
+}
+
+// maxMACList bounds the rules macsInto takes from each address's
+// entries.
+const maxMACList = 16
+
+// macsInto sets acc to the block's rules the frame's source and
+// destination MACs admit when the entries they found (cl for the
+// source, cl2 for the destination) are short lists: the precomputed
+// intersection of both wildcards, plus each listed rule the other
+// address admits (a wildcard there, or listed there too). It returns
+// the candidates' count; ok false leaves acc alone for the general way.
+func (x *blockIndex) macsInto(acc *ruleSet, cl, cl2 *candLists) (n int, ok bool) {
+	ns, nd := 0, 0
+	for j := 0; j < cl.n; j++ {
+		ns += len(cl.e[j].rules)
+	}
+	for j := 0; j < cl2.n; j++ {
+		nd += len(cl2.e[j].rules)
+	}
+	if ns > maxMACList || nd > maxMACList {
+		return 0, false
+	}
+	*acc = x.sd
+	n = x.sdN
+	for j := 0; j < cl.n; j++ {
+		for _, r := range cl.e[j].rules {
+			if (x.dst.any.set.has(r) || cl2.lists(r)) && !acc.has(r) {
+				acc.add(r)
+				n++
+			}
+		}
+	}
+	for j := 0; j < cl2.n; j++ {
+		for _, r := range cl2.e[j].rules {
+			if x.src.any.set.has(r) && !acc.has(r) {
+				acc.add(r)
+				n++
+			}
+		}
+	}
+	return n, true
+}
+
+// lists says whether rule r is in one of the entries' lists.
+func (cl *candLists) lists(r uint16) bool {
+	for j := 0; j < cl.n; j++ {
+		for _, q := range cl.e[j].rules {
+			if q == r {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // cursor walks the candidates of one chain visit block by block; x is
@@ -771,6 +972,7 @@ type cursor struct {
 	c   *Ctx
 	blk int // the block whose candidates acc holds; -1: none yet
 	acc ruleSet
+	any bool // acc has a candidate
 }
 
 // set starts the candidates of a visit of a chain with index x (nil:
@@ -787,11 +989,15 @@ func (k *cursor) set(x *chainIndex, c *Ctx) {
 // length) when none is left.
 func (k *cursor) next(i, n int) int {
 	for i < n {
-		b := i / k.x.size
+		b := i >> k.x.shift
 		bx := k.x.blocks[b]
 		if b != k.blk {
-			bx.candidates(k.c, &k.acc)
+			k.any = bx.candidates(k.c, &k.acc)
 			k.blk = b
+		}
+		if !k.any {
+			i = bx.base + bx.n
+			continue
 		}
 		rel := i - bx.base
 		w := rel >> 6
@@ -801,6 +1007,10 @@ func (k *cursor) next(i, n int) int {
 				return bx.base + w<<6 + bits.TrailingZeros64(m)
 			}
 			w++
+			// empty words four at a time
+			for w+4 <= bx.nw && k.acc[w]|k.acc[w+1]|k.acc[w+2]|k.acc[w+3] == 0 {
+				w += 4
+			}
 			if w >= bx.nw {
 				break
 			}

@@ -296,6 +296,30 @@ func (b *Bridge) Decide(in int, dst packet.MAC, now int64) Decision {
 	return d
 }
 
+// LearnForward is Learn, then Decide's answer when it is the common
+// one: a known unicast destination on one port, nothing going up. It
+// returns that port, or ok false, and the caller then asks Decide
+// (which does again the one thing LearnForward may have done to the
+// destination's entry: its used time set to now). It allocates nothing.
+func (b *Bridge) LearnForward(in int, src, dst packet.MAC, now int64) (to int, ok bool) {
+	b.Learn(in, src, now)
+	if in < 0 || in >= len(b.ports) || dst.IsMulticast() || b.promisc {
+		return -1, false
+	}
+	e := b.t.find(Key{MAC: dst})
+	if e == nil || e.flags.Load()&flagLocal != 0 {
+		return -1, false
+	}
+	if e.used.Load() != now {
+		e.used.Store(now)
+	}
+	to = int(e.port.Load())
+	if to < 0 || !b.shouldDeliver(in, to) {
+		return -1, false
+	}
+	return to, true
+}
+
 // shouldDeliver is should_deliver (br_forward.c) for a port in state
 // FORWARDING without VLAN filtering: not back out of the input port
 // unless the output port has hairpin mode, and not from an isolated

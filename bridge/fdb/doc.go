@@ -50,13 +50,14 @@
 //
 // # Locks and memory
 //
-// The FDB is split into stripes by a hash of the key; each stripe is a map
-// behind its own RWMutex. A lookup takes the stripe's read lock; the
+// The FDB is a hash table whose lookups take no lock (the kernel's
+// rhashtable under RCU): an open-addressed array of atomic pointers that
+// writers change under one mutex and replace whole when it fills up. The
 // per-entry state that a frame changes (the port an address moved to,
 // updated, used) is atomic, so learning an address already known and
-// forwarding to it take only read locks and allocate nothing, as the
-// kernel's fast path under RCU writes with WRITE_ONCE. Creating or
-// deleting an entry takes the stripe's write lock. The port list and the
+// forwarding to it take no lock and allocate nothing, as the kernel's
+// fast path under RCU writes with WRITE_ONCE. Creating or deleting an
+// entry takes the mutex. The port list and the
 // bridge's own address are fixed when the Bridge is built (New); port
 // flags and the ageing time are atomic and may change at any time.
 //

@@ -132,7 +132,19 @@ func TestAgainstReference(t *testing.T) {
 		default:
 			in := rng.IntN(3)
 			src, dst := pool[rng.IntN(len(pool))], pool[rng.IntN(len(pool))]
-			d := b.Input(in, frame(dst, src), now)
+			var d Decision
+			if rng.IntN(2) == 0 && src.IsValidUnicast() && !(isLinkLocal(dst) && dst[5] == 1) {
+				// the datapath's way: LearnForward, Decide when it
+				// declines
+				if to, ok := b.LearnForward(in, src, dst, now); ok {
+					d.Verdict = VerdictForward
+					d.Out.Add(to)
+				} else {
+					d = b.Decide(in, dst, now)
+				}
+			} else {
+				d = b.Input(in, frame(dst, src), now)
+			}
 			v, up, out := ref.input(in, src, dst, now)
 			seen[v]++
 			if d.Verdict != v || d.Up != up || !slices.Equal(ports(d), out) {
@@ -193,4 +205,68 @@ func TestConcurrent(t *testing.T) {
 		}
 	}()
 	wg.Wait()
+}
+
+// TestTableAgainstMap: the lock-free hash table against a map on random
+// inserts, removals and clears that grow it, fill it with tombstones and
+// shrink it again: every key is found exactly when the map has it.
+func TestTableAgainstMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var tb table
+	tb.init()
+	ref := map[Key]*entry{}
+	key := func() Key {
+		n := rng.IntN(6000)
+		return Key{MAC: packet.MAC{2, byte(rng.IntN(2)), 0, byte(n >> 16), byte(n >> 8), byte(n)}}
+	}
+	for i := 0; i < 300000; i++ {
+		k := key()
+		switch op := rng.IntN(100); {
+		case op < 45:
+			e := &entry{key: k}
+			got, ok := tb.insert(e)
+			if r := ref[k]; r != nil {
+				if ok || got != r {
+					t.Fatalf("step %d: insert of a key there: %v %v", i, ok, got == r)
+				}
+			} else {
+				if !ok || got != e {
+					t.Fatalf("step %d: insert of a new key refused", i)
+				}
+				ref[k] = e
+			}
+		case op < 85:
+			if r := ref[k]; r != nil {
+				if !tb.remove(r) || !r.dead.Load() {
+					t.Fatalf("step %d: remove failed", i)
+				}
+				delete(ref, k)
+			} else if tb.remove(&entry{key: k}) {
+				t.Fatalf("step %d: removed an entry not there", i)
+			}
+		case op < 99:
+			if got := tb.find(k); got != ref[k] {
+				t.Fatalf("step %d: find %v: %p, map %p", i, k, got, ref[k])
+			}
+		default:
+			if rng.IntN(50) == 0 {
+				tb.clear()
+				clear(ref)
+			}
+		}
+		if tb.live != len(ref) {
+			t.Fatalf("step %d: %d live, map %d", i, tb.live, len(ref))
+		}
+	}
+	if n := len(tb.all()); n != len(ref) {
+		t.Fatalf("all: %d, map %d", n, len(ref))
+	}
+	for k, e := range ref {
+		if tb.find(k) != e {
+			t.Fatalf("%v not found", k)
+		}
+	}
+	if a := tb.slots.Load(); 2*tb.used > len(a.slots) {
+		t.Errorf("%d of %d slots used", tb.used, len(a.slots))
+	}
 }

@@ -2,6 +2,7 @@ package fdb
 
 import (
 	"cmp"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -28,8 +29,8 @@ const (
 )
 
 // entry is struct net_bridge_fdb_entry. key and seq never change; the
-// rest is atomic so that learning and forwarding update it under the
-// stripe's read lock.
+// rest is atomic so that learning and forwarding update it without a
+// lock.
 type entry struct {
 	key     Key
 	seq     uint64       // creation order: the kernel's fdb_list has the newest first
@@ -41,96 +42,183 @@ type entry struct {
 	dead atomic.Bool
 }
 
-const numStripes = 64
-
-// stripe is one part of the table; mu guards m (the map, not the
-// entries' atomic fields).
-type stripe struct {
-	mu sync.RWMutex
-	m  map[Key]*entry
-	_  [40]byte // keep stripes on separate cache lines
-}
-
+// table is the FDB's hash table (the kernel's rhashtable under RCU):
+// lookups take no lock; they probe an array of atomic pointers, which
+// writers (learning a new address, adding, removing) change under mu
+// and replace whole when it fills up.
+//
+// The array is open-addressed with linear probing. A removed entry
+// leaves a tombstone (a reader probing past it must go on), which a
+// later insert may reuse; the array is rebuilt, without tombstones and
+// twice as large if the entries need it, when entries and tombstones
+// fill half of it. A reader that loaded the array before a rebuild
+// works on the old one: it finds what was there when it started, as an
+// RCU reader does.
 type table struct {
-	stripes [numStripes]stripe
-	seq     atomic.Uint64
-	nLearn  atomic.Int64 // fdb_n_learned
+	mu    sync.Mutex // writers
+	slots atomic.Pointer[slotArray]
+	// live and used (live entries plus tombstones) count the current
+	// array's slots; guarded by mu
+	live, used int
+	seq        atomic.Uint64
+	nLearn     atomic.Int64 // fdb_n_learned
+	// seed keys the hash (the kernel's rhashtable has a random seed
+	// too): addresses a sender picks cannot be made to collide
+	seed uint64
 }
+
+// slotArray is one generation of the table: 1<<k slots.
+type slotArray struct {
+	mask  uint64
+	slots []atomic.Pointer[entry]
+}
+
+// tombstone marks a slot whose entry was removed.
+var tombstone = new(entry)
+
+// minSlots is the smallest array.
+const minSlots = 64
 
 func (t *table) init() {
-	for i := range t.stripes {
-		t.stripes[i].m = make(map[Key]*entry)
-	}
+	t.seed = rand.Uint64()
+	t.slots.Store(newSlotArray(minSlots))
 }
 
-// stripeOf picks the stripe by a multiplicative hash of the key.
-func (t *table) stripeOf(k Key) *stripe {
+func newSlotArray(n int) *slotArray {
+	return &slotArray{mask: uint64(n - 1), slots: make([]atomic.Pointer[entry], n)}
+}
+
+// hash is a seeded multiplicative hash of the key (the top bits
+// spread best: they are folded down).
+func (t *table) hash(k Key) uint64 {
 	v := uint64(k.MAC[0])<<40 | uint64(k.MAC[1])<<32 | uint64(k.MAC[2])<<24 |
 		uint64(k.MAC[3])<<16 | uint64(k.MAC[4])<<8 | uint64(k.MAC[5]) | uint64(k.VLAN)<<48
-	return &t.stripes[(v*0x9e3779b97f4a7c15)>>58]
+	h := (v ^ t.seed) * 0x9e3779b97f4a7c15
+	h = (h ^ h>>29) * 0xbf58476d1ce4e5b9
+	return h ^ h>>32
 }
 
+// find returns k's entry, nil if there is none. It takes no lock and
+// allocates nothing.
 func (t *table) find(k Key) *entry {
-	s := t.stripeOf(k)
-	s.mu.RLock()
-	e := s.m[k]
-	s.mu.RUnlock()
-	return e
+	a := t.slots.Load()
+	for i := t.hash(k) & a.mask; ; i = (i + 1) & a.mask {
+		e := a.slots[i].Load()
+		if e == nil {
+			return nil
+		}
+		if e.key == k && e != tombstone {
+			return e
+		}
+	}
 }
 
 // insert adds e unless its key is there; it returns the entry in the
 // table. The caller sets e's fields before.
 func (t *table) insert(e *entry) (*entry, bool) {
-	s := t.stripeOf(e.key)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if old := s.m[e.key]; old != nil {
-		return old, false
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := t.slots.Load()
+	free := -1
+	for i := t.hash(e.key) & a.mask; ; i = (i + 1) & a.mask {
+		o := a.slots[i].Load()
+		if o == nil {
+			if free < 0 {
+				free = int(i)
+			}
+			break
+		}
+		if o == tombstone {
+			if free < 0 {
+				free = int(i)
+			}
+			continue
+		}
+		if o.key == e.key {
+			return o, false
+		}
 	}
 	e.seq = t.seq.Add(1)
-	s.m[e.key] = e
+	if a.slots[free].Load() == nil {
+		t.used++
+	}
+	a.slots[free].Store(e)
+	t.live++
+	if 2*t.used > len(a.slots) {
+		t.rebuild(a)
+	}
 	return e, true
 }
 
+// rebuild replaces a (full of entries and tombstones) with an array
+// without tombstones, large enough for the entries to fill at most a
+// quarter of it. Called with mu held.
+func (t *table) rebuild(a *slotArray) {
+	n := minSlots
+	for 4*t.live > n {
+		n *= 2
+	}
+	b := newSlotArray(n)
+	for i := range a.slots {
+		e := a.slots[i].Load()
+		if e == nil || e == tombstone {
+			continue
+		}
+		j := t.hash(e.key) & b.mask
+		for b.slots[j].Load() != nil {
+			j = (j + 1) & b.mask
+		}
+		b.slots[j].Store(e)
+	}
+	t.used = t.live
+	t.slots.Store(b)
+}
+
 func (t *table) remove(e *entry) bool {
-	s := t.stripeOf(e.key)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m[e.key] != e {
-		return false
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := t.slots.Load()
+	for i := t.hash(e.key) & a.mask; ; i = (i + 1) & a.mask {
+		o := a.slots[i].Load()
+		if o == nil {
+			return false
+		}
+		if o != e {
+			continue
+		}
+		a.slots[i].Store(tombstone)
+		t.live--
+		e.dead.Store(true)
+		if e.flags.Load()&flagLearned != 0 {
+			t.nLearn.Add(-1)
+		}
+		return true
 	}
-	delete(s.m, e.key)
-	e.dead.Store(true)
-	if e.flags.Load()&flagLearned != 0 {
-		t.nLearn.Add(-1)
-	}
-	return true
 }
 
 // all returns the entries (any order).
 func (t *table) all() []*entry {
+	a := t.slots.Load()
 	var l []*entry
-	for i := range t.stripes {
-		s := &t.stripes[i]
-		s.mu.RLock()
-		for _, e := range s.m {
+	for i := range a.slots {
+		if e := a.slots[i].Load(); e != nil && e != tombstone {
 			l = append(l, e)
 		}
-		s.mu.RUnlock()
 	}
 	return l
 }
 
 func (t *table) clear() {
-	for i := range t.stripes {
-		s := &t.stripes[i]
-		s.mu.Lock()
-		for _, e := range s.m {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := t.slots.Load()
+	for i := range a.slots {
+		if e := a.slots[i].Load(); e != nil && e != tombstone {
 			e.dead.Store(true)
 		}
-		clear(s.m)
-		s.mu.Unlock()
 	}
+	t.live, t.used = 0, 0
+	t.slots.Store(newSlotArray(minSlots))
 	t.nLearn.Store(0)
 }
 
