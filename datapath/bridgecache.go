@@ -271,8 +271,7 @@ func (k *pkt) bmemoLoad(m *conntrack.Memo, key memoKey) bool {
 		// the frame without its MAC header (ebtables.Program.Run)
 		eb := uint64(max(len(bf.fr.Data)-bf.fr.HeaderLen(), 0))
 		for _, r := range cls.ebt[:cls.nebt] {
-			r.Pkts.Add(1)
-			r.Bytes.Add(eb)
+			r.Hits.Add(int(eb))
 		}
 	}
 	k.replay, bf.cls = true, cls
@@ -404,8 +403,7 @@ func (t *preTable) lookup(k *preKey, gen uint32) *preEntry {
 func (e *preEntry) replay(fr *packet.Frame) {
 	bytes := uint64(max(len(fr.Data)-fr.HeaderLen(), 0))
 	for _, r := range e.hits[:e.n] {
-		r.Pkts.Add(1)
-		r.Bytes.Add(bytes)
+		r.Hits.Add(int(bytes))
 	}
 }
 

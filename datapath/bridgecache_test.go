@@ -485,10 +485,10 @@ COMMIT
 		}
 	}
 	r := e.Config().Ebtables.Tables[ebtables.NAT].Chain("PREROUTING").Rules[0]
-	if n := r.Pkts.Load(); n != uint64(marked) {
+	if n := r.Packets(); n != uint64(marked) {
 		t.Errorf("the TOS rule counted %d frames, want %d", n, marked)
 	}
-	if n := e.Config().Ebtables.Tables[ebtables.NAT].Chain("PREROUTING").Rules[1].Pkts.Load(); n < 40 {
+	if n := e.Config().Ebtables.Tables[ebtables.NAT].Chain("PREROUTING").Rules[1].Packets(); n < 40 {
 		t.Errorf("the udp rule counted %d frames, want at least 40", n)
 	}
 }

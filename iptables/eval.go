@@ -312,7 +312,7 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 					v = TDrop
 				}
 				if chain.hits != nil {
-					chain.hits.add(len(c.Pkt.IP))
+					chain.hits.Add(len(c.Pkt.IP))
 				}
 				if c.Memo != nil {
 					c.Memo.hit(chain.hitID)
@@ -373,7 +373,7 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 		// ADD_COUNTER; iptables-nft's counter expression before the
 		// verdict)
 		if r.hits != nil {
-			r.hits.add(len(c.Pkt.IP))
+			r.hits.Add(len(c.Pkt.IP))
 		}
 		if c.Memo != nil {
 			c.Memo.hit(r.hitID)
@@ -465,7 +465,7 @@ func (base *Chain) RunEmpty(bytes int) (v TVerdict, ok bool) {
 		return 0, false
 	}
 	if base.hits != nil {
-		base.hits.add(bytes)
+		base.hits.Add(bytes)
 	}
 	if base.Policy == VerdictDrop {
 		return TDrop, true

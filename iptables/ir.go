@@ -2,9 +2,7 @@ package iptables
 
 import (
 	"fmt"
-	"runtime"
 	"strings"
-	"sync/atomic"
 
 	"github.com/uswitch-lab/uswitch/netfilter"
 )
@@ -81,82 +79,21 @@ type Counters struct {
 
 // hitCounter counts, while a rule set runs, the packets and bytes
 // (skb->len: the IP packet) that matched a rule or met a base chain's
-// policy. It is allocated when the rule or chain is made, so counting
-// allocates nothing. A rule or builtin chain a --noflush restore (or a
-// restore that does not name its table) carries over shares its
-// counter with the old set, as the kernel keeps the counters of rules a
-// restore leaves alone; a flushed table's rules start again from zero
-// (or from the input's [pkts:bytes] with -c).
-//
-// A hit is one atomic add, not two: acc holds the packets and bytes
-// counted since the last fold, packets in its top 24 bits and bytes in
-// the low 40, and the add that takes either field past half its room
-// folds acc into the 64-bit totals. A fold happens every 4 M packets
-// or 512 GiB at most; seq, odd while one runs, lets a reader retry
-// rather than see a fold half done (the kernel's readers of its
-// per-CPU counters retry on a seqcount likewise, get_counters).
-type hitCounter struct {
-	acc         atomic.Uint64
-	seq         atomic.Uint32
-	pkts, bytes atomic.Uint64
-}
+// policy (netfilter.HitCounter: one atomic add a hit). It is allocated
+// when the rule or chain is made, so counting allocates nothing. A rule
+// or builtin chain a --noflush restore (or a restore that does not name
+// its table) carries over shares its counter with the old set, as the
+// kernel keeps the counters of rules a restore leaves alone; a flushed
+// table's rules start again from zero (or from the input's [pkts:bytes]
+// with -c).
+type hitCounter = netfilter.HitCounter
 
-const (
-	accShift = 40
-	accBytes = 1<<accShift - 1
-	// a fold when the packets reach 1<<22 of their 1<<24 or the bytes
-	// 1<<39 of their 1<<40: the adds racing past the mark before the
-	// fold (each at most 1<<24 bytes) cannot fill the other half
-	foldPkts  = 1 << 22
-	foldBytes = 1 << 39
-	// foldMarks are the bits one of which is set exactly when a field
-	// is at its mark or past it (packets: the field's top two bits)
-	foldMarks = 3<<(accShift+22) | foldBytes
-	// bigHit is a length too big for acc's arithmetic above; such a
-	// hit (none of IPv4's 64 KiB) goes to the totals directly
-	bigHit = 1 << 24
-)
-
-func (h *hitCounter) add(n int) {
-	if uint(n) >= bigHit {
-		h.pkts.Add(1)
-		h.bytes.Add(uint64(n))
-		return
-	}
-	if h.acc.Add(1<<accShift|uint64(n))&foldMarks != 0 {
-		h.fold()
-	}
-}
-
-// fold moves acc into the totals, unless another fold is running
-// (which takes these hits with it).
-func (h *hitCounter) fold() {
-	s := h.seq.Load()
-	if s&1 != 0 || !h.seq.CompareAndSwap(s, s+1) {
-		return
-	}
-	v := h.acc.Swap(0)
-	h.pkts.Add(v >> accShift)
-	h.bytes.Add(v & accBytes)
-	h.seq.Store(s + 2)
-}
-
-func (h *hitCounter) load(base Counters) Counters {
-	if h == nil {
-		return base
-	}
-	for {
-		s := h.seq.Load()
-		if s&1 == 0 {
-			p, b, v := h.pkts.Load(), h.bytes.Load(), h.acc.Load()
-			if h.seq.Load() == s {
-				base.Packets += p + v>>accShift
-				base.Bytes += b + v&accBytes
-				return base
-			}
-		}
-		runtime.Gosched()
-	}
+// loadHits is base plus what h counted (base alone for nil).
+func loadHits(h *hitCounter, base Counters) Counters {
+	p, b := h.Load()
+	base.Packets += p
+	base.Bytes += b
+	return base
 }
 
 // Ruleset is a whole IPv4 xtables configuration: up to five tables.
@@ -282,8 +219,8 @@ type Rule struct {
 
 // LiveCounters are the rule's counters now: those it was loaded with
 // (-c) plus the packets and bytes that matched it since.
-func (r *Rule) LiveCounters() Counters { return r.hits.load(r.Counters) }
+func (r *Rule) LiveCounters() Counters { return loadHits(r.hits, r.Counters) }
 
 // LiveCounters are a builtin chain's policy counters now: those it was
 // loaded with plus the packets that met the policy since.
-func (c *Chain) LiveCounters() Counters { return c.hits.load(c.Counters) }
+func (c *Chain) LiveCounters() Counters { return loadHits(c.hits, c.Counters) }

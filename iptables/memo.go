@@ -55,7 +55,7 @@ func (m *Memo) Policy(c *Chain) { m.hit(c.hitID) }
 // this rule set).
 func (rs *Ruleset) Replay(id uint32, bytes int) {
 	if id > 0 && int(id) <= len(rs.counters) {
-		rs.counters[id-1].add(bytes)
+		rs.counters[id-1].Add(bytes)
 	}
 }
 

@@ -248,7 +248,7 @@ func zeroCounters(t *Table, chain string, verbose bool, out io.Writer) *CmdError
 	}
 	for _, c := range cs {
 		for _, r := range c.Rules {
-			if r.Pkts.Load() == 0 && r.Bytes.Load() == 0 {
+			if p, b := r.Counts(); p == 0 && b == 0 {
 				continue
 			}
 			for _, m := range r.Matches {
@@ -264,8 +264,7 @@ func zeroCounters(t *Table, chain string, verbose bool, out io.Writer) *CmdError
 			fmt.Fprintf(out, "Zeroing chain `%s'\n", c.Name)
 		}
 		for _, r := range c.Rules {
-			r.Pkts.Store(0)
-			r.Bytes.Store(0)
+			r.Hits.Set(0, 0)
 		}
 	}
 	return nil

@@ -415,8 +415,7 @@ func ParseCommandLine(args []string, o CmdOptions) (*CommandLine, *CmdError) {
 			}
 		}
 		if rp.counters {
-			rp.r.Pkts.Store(rp.pcnt)
-			rp.r.Bytes.Store(rp.bcnt)
+			rp.r.Hits.Set(rp.pcnt, rp.bcnt)
 		}
 		cl.Rule = rp.r
 		cl.badJump = rp.badJump

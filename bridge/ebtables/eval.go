@@ -223,8 +223,7 @@ func (p *Program) walk(ct *ctable, start int, c *Ctx) netfilter.Verdict {
 			i++
 			continue
 		}
-		r.Pkts.Add(1)
-		r.Bytes.Add(bytes)
+		r.Hits.Add(int(bytes))
 		for _, w := range r.Watchers {
 			w.watch(c, r)
 		}

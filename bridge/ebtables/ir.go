@@ -2,7 +2,6 @@ package ebtables
 
 import (
 	"strings"
-	"sync/atomic"
 
 	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
@@ -210,10 +209,20 @@ type Rule struct {
 	Jump    string
 	Target  Target
 
-	// Counters: set from -c at load, counted by the evaluator.
-	Pkts, Bytes atomic.Uint64
+	// Hits are the rule's counters: set from -c at load, counted by
+	// the evaluator (one atomic add a frame).
+	Hits netfilter.HitCounter
 
 	// saveOrder is the matches and watchers in the order their first
 	// option came, which is how ebtables-nft prints them back.
 	saveOrder []interface{ save(*strings.Builder) }
+}
+
+// Counts returns the rule's packet and byte counters.
+func (r *Rule) Counts() (pkts, bytes uint64) { return r.Hits.Load() }
+
+// Packets returns the rule's packet counter.
+func (r *Rule) Packets() uint64 {
+	p, _ := r.Hits.Load()
+	return p
 }

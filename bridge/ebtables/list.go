@@ -46,7 +46,8 @@ func (rs *Ruleset) List(w io.Writer, t TableID, o ListOptions) (bool, error) {
 			}
 			writeRule(&b, r)
 			if o.Counters {
-				fmt.Fprintf(&b, " , pcnt = %d -- bcnt = %d", r.Pkts.Load(), r.Bytes.Load())
+				p, n := r.Counts()
+				fmt.Fprintf(&b, " , pcnt = %d -- bcnt = %d", p, n)
 			}
 			b.WriteString("\n")
 		}

@@ -297,11 +297,9 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 		}
 		switch {
 		case p.counters:
-			r.Pkts.Store(p.pcnt)
-			r.Bytes.Store(p.bcnt)
+			r.Hits.Set(p.pcnt, p.bcnt)
 		case st.counters:
-			r.Pkts.Store(st.pcnt)
-			r.Bytes.Store(st.bcnt)
+			r.Hits.Set(st.pcnt, st.bcnt)
 		}
 		if c == nil {
 			st.commitBad = true
@@ -503,7 +501,6 @@ func (r *Rule) withJump(name string) *Rule {
 		Matches: r.Matches, Watchers: r.Watchers, Verdict: r.Verdict, Jump: name, Target: r.Target,
 		saveOrder: r.saveOrder,
 	}
-	n.Pkts.Store(r.Pkts.Load())
-	n.Bytes.Store(r.Bytes.Load())
+	n.Hits.Set(r.Counts())
 	return n
 }

@@ -171,7 +171,8 @@ func (rs *Ruleset) Save(w io.Writer, o SaveOptions) error {
 		for _, c := range chains {
 			for _, r := range c.Rules {
 				if o.Counters {
-					fmt.Fprintf(&b, "[%d:%d] ", r.Pkts.Load(), r.Bytes.Load())
+					p, n := r.Counts()
+					fmt.Fprintf(&b, "[%d:%d] ", p, n)
 				}
 				b.WriteString("-A " + c.Name + " ")
 				writeRule(&b, r)

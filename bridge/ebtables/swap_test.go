@@ -57,7 +57,7 @@ func TestSwap(t *testing.T) {
 		t.Errorf("FORWARD has %d rules, want 52", n)
 	}
 	// the rule carried over kept counting across the swaps
-	if base.Tables[Filter].Chain("a").Rules[0].Pkts.Load() == 0 {
+	if base.Tables[Filter].Chain("a").Rules[0].Packets() == 0 {
 		t.Errorf("counters did not survive the swaps")
 	}
 }

@@ -1,14 +1,22 @@
-package iptables
+package netfilter
 
 import (
 	"sync"
 	"testing"
 )
 
+// Counters is a HitCounter's reading, for the tests.
+type Counters struct{ Packets, Bytes uint64 }
+
+func (h *HitCounter) load(base Counters) Counters {
+	p, b := h.Load()
+	return Counters{base.Packets + p, base.Bytes + b}
+}
+
 func TestHitCounterFold(t *testing.T) {
-	var h hitCounter
-	h.add(100)
-	h.add(60)
+	var h HitCounter
+	h.Add(100)
+	h.Add(60)
 	if got := h.load(Counters{}); got != (Counters{2, 160}) {
 		t.Fatalf("before a fold: %+v", got)
 	}
@@ -17,28 +25,28 @@ func TestHitCounterFold(t *testing.T) {
 	}
 	// just short of either mark: no fold
 	h.acc.Store((foldPkts-2)<<accShift | (foldBytes - 100))
-	h.add(50)
+	h.Add(50)
 	if h.pkts.Load() != 0 || h.acc.Load() != (foldPkts-1)<<accShift|(foldBytes-50) {
 		t.Fatalf("folded short of the marks: acc %x pkts %d", h.acc.Load(), h.pkts.Load())
 	}
 	// the packets field reaches its mark
 	h.acc.Store((foldPkts-1)<<accShift | 7)
-	h.add(3)
+	h.Add(3)
 	if h.acc.Load() != 0 || h.pkts.Load() != foldPkts || h.bytes.Load() != 10 || h.seq.Load() != 2 {
 		t.Fatalf("packets fold: acc %x pkts %d bytes %d seq %d", h.acc.Load(), h.pkts.Load(), h.bytes.Load(), h.seq.Load())
 	}
 	// the bytes field reaches its mark
 	h.acc.Store(5<<accShift | (foldBytes - 10))
-	h.add(20)
+	h.Add(20)
 	if h.acc.Load() != 0 || h.pkts.Load() != foldPkts+6 || h.bytes.Load() != 10+foldBytes+10 {
 		t.Fatalf("bytes fold: acc %x pkts %d bytes %d", h.acc.Load(), h.pkts.Load(), h.bytes.Load())
 	}
 	// a hit too big for acc goes to the totals
-	h.add(bigHit + 1)
+	h.Add(bigHit + 1)
 	if got := h.load(Counters{Packets: 1, Bytes: 1}); got != (Counters{foldPkts + 8, foldBytes + 20 + bigHit + 2}) {
 		t.Fatalf("big hit: %+v", got)
 	}
-	var nilh *hitCounter
+	var nilh *HitCounter
 	if got := nilh.load(Counters{3, 4}); got != (Counters{3, 4}) {
 		t.Fatalf("nil counter: %+v", got)
 	}
@@ -47,7 +55,7 @@ func TestHitCounterFold(t *testing.T) {
 // TestHitCounterConcurrent: adders cross the fold mark while a reader
 // reads; nothing is lost and no read goes backwards (run with -race).
 func TestHitCounterConcurrent(t *testing.T) {
-	var h hitCounter
+	var h HitCounter
 	const start = foldPkts - 5000
 	h.acc.Store(start << accShift)
 	const workers, each = 4, 20000
@@ -74,7 +82,7 @@ func TestHitCounterConcurrent(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				h.add(40 + (i+w)%1460)
+				h.Add(40 + (i+w)%1460)
 			}
 		}(w)
 	}
@@ -104,8 +112,8 @@ func (e errBackwards) Error() string { return "a read went backwards" }
 // BenchmarkHitCounter: one rule hit's counting, as every packet that
 // matches a rule (or meets a policy) pays it.
 func BenchmarkHitCounter(b *testing.B) {
-	var h hitCounter
+	var h HitCounter
 	for i := 0; i < b.N; i++ {
-		h.add(60)
+		h.Add(60)
 	}
 }
