@@ -189,9 +189,11 @@ type protoState struct {
 	// word; ecacheNew...). Atomic, not guarded by mu; it sits here, in
 	// tcpState's tail padding, to keep Conn at 320 bytes.
 	ecache atomic.Uint32
-	// udpStream is when a replied UDP flow becomes a stream (ns);
-	// GRE keeps nothing beyond the timeouts.
-	udpStream int64
+	// udpStream is when a replied UDP flow becomes a stream (ns),
+	// written by the entry's first packets before it is confirmed and
+	// only read after (atomic: readers take no lock); GRE keeps nothing
+	// beyond the timeouts.
+	udpStream atomic.Int64
 	// The SCTP tracker's state shares tcp's bytes (the kernel's union
 	// nf_conntrack_proto): see sctp().
 }
@@ -249,6 +251,9 @@ func (c *Conn) expired(now int64) bool {
 	return c.Confirmed() && c.timeout.Load()-now <= 0
 }
 
+// jiffy is the granularity of a refreshed timeout (ns).
+const jiffy = int64(1e6)
+
 // refresh sets the lifetime to extra from now (__nf_ct_refresh_acct).
 func (c *Conn) refresh(extra, now int64) {
 	if c.Status()&StatusFixedTimeout != 0 {
@@ -257,9 +262,11 @@ func (c *Conn) refresh(extra, now int64) {
 	if c.Confirmed() {
 		extra += now
 	}
-	// only when it changes, as __nf_ct_refresh_acct does (an atomic
-	// store is a locked exchange on amd64)
-	if c.timeout.Load() != extra {
+	// only when it moves by a jiffy or more (__nf_ct_refresh_acct
+	// stores jiffies only when they changed; HZ=1000's jiffy, 1 ms,
+	// stands for it) or goes back: an atomic store is a locked exchange
+	// on amd64, and a deadline in nanoseconds changes with every packet
+	if d := extra - c.timeout.Load(); d >= jiffy || d < 0 {
 		c.timeout.Store(extra)
 	}
 }

@@ -30,9 +30,7 @@ func (t *Table) udpPacket(c *Conn, p *packet.Packet, hook netfilter.Hook, now in
 		}
 	}
 	if !c.Confirmed() {
-		c.mu.Lock()
-		c.proto.udpStream = now + 2e9
-		c.mu.Unlock()
+		c.proto.udpStream.Store(now + 2e9)
 	}
 	st := c.Status()
 	if st&StatusSeenReply == 0 {
@@ -43,9 +41,7 @@ func (t *Table) udpPacket(c *Conn, p *packet.Packet, hook netfilter.Hook, now in
 	// only then). UDP-Lite extends at once.
 	extra := int64(t.cfg.UDPTimeout)
 	stream := false
-	c.mu.Lock()
-	isStream := p.Proto == packet.ProtoUDPLite || now-c.proto.udpStream > 0
-	c.mu.Unlock()
+	isStream := p.Proto == packet.ProtoUDPLite || now-c.proto.udpStream.Load() > 0
 	if isStream {
 		extra = int64(t.cfg.UDPTimeoutStream)
 		stream = st&StatusAssured == 0

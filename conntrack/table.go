@@ -756,9 +756,8 @@ func (t *Table) InsertTwin(c *Conn, reply Tuple, nat Status, now int64) (*Conn, 
 	w.th[Reply] = tupleHash{tuple: reply, conn: w}
 	w.status.Store(uint32(nat&(StatusNATMask|StatusNATDoneMask) | StatusConfirmed))
 	w.timeout.Store(now + c.timeout.Load())
-	w.proto = protoState{}
+	w.proto.udpStream.Store(c.proto.udpStream.Load())
 	c.mu.Lock()
-	w.proto.udpStream = c.proto.udpStream
 	w.proto.tcp = c.proto.tcp
 	c.mu.Unlock()
 	// the twin was made when c was (the same listeners: the event

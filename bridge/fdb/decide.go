@@ -264,7 +264,7 @@ func (b *Bridge) Decide(in int, dst packet.MAC, now int64) Decision {
 				d.Verdict, d.Up = VerdictLocal, true
 				return d
 			}
-			if e.used.Load() != now {
+			if timeAdvanced(e.used.Load(), now) {
 				e.used.Store(now)
 			}
 			to := int(e.port.Load())
@@ -310,7 +310,7 @@ func (b *Bridge) LearnForward(in int, src, dst packet.MAC, now int64) (to int, o
 	if e == nil || e.flags.Load()&flagLocal != 0 {
 		return -1, false
 	}
-	if e.used.Load() != now {
+	if timeAdvanced(e.used.Load(), now) {
 		e.used.Store(now)
 	}
 	to = int(e.port.Load())

@@ -79,13 +79,23 @@ func (b *Bridge) Valid(p *Path) bool {
 
 // Touch does what Learn and Decide do to the entries of a valid path
 // at now: the source's updated time, the destination's used time.
+// The times are stored when they move by a jiffy (1 ms, HZ=1000's) or go
+// back, as br_fdb_update and br_handle_frame_finish store jiffies only
+// when they changed: a time in nanoseconds changes with every frame, and
+// an atomic store is a locked exchange on amd64.
 func (b *Bridge) Touch(p *Path, now int64) {
-	if s := p.src; s != nil && s.updated.Load() != now {
+	if s := p.src; s != nil && timeAdvanced(s.updated.Load(), now) {
 		s.updated.Store(now)
 	}
-	if t := p.dst; t.used.Load() != now {
+	if t := p.dst; timeAdvanced(t.used.Load(), now) {
 		t.used.Store(now)
 	}
+}
+
+// timeAdvanced: now is a jiffy or more after old, or before it.
+func timeAdvanced(old, now int64) bool {
+	d := now - old
+	return d >= 1e6 || d < 0
 }
 
 // Same says whether two paths are the same decision on the same

@@ -276,7 +276,7 @@ func (b *Bridge) update(in int, src packet.MAC, now int64) {
 			b.ownSrcWarnings.Add(1)
 			return
 		}
-		if e.updated.Load() != now {
+		if timeAdvanced(e.updated.Load(), now) {
 			e.updated.Store(now)
 		}
 		if e.port.Load() != int32(in) && f&flagSticky == 0 {
