@@ -347,7 +347,7 @@ func (t *Table) AppendStats(b []byte) []byte {
 	for _, f := range [...]struct {
 		k string
 		v uint64
-	}{{"found", s.TupleFound}, {"invalid", inv}, {"insert", 0}, {"insert_failed", s.InsertFailed},
+	}{{"found", s.Found}, {"invalid", inv}, {"insert", 0}, {"insert_failed", s.InsertFailed},
 		{"drop", s.Drop}, {"early_drop", s.EarlyDrop}, {"error", s.Errors}, {"search_restart", 0},
 		{"clash_resolve", s.Clash}, {"chaintoolong", 0}} {
 		b = appendKV(b, f.k, f.v)

@@ -77,14 +77,16 @@ var InvalidReasonNames = [numInvalidReasons]string{"", "no-l4", "truncated", "ch
 
 // Stats are the table's counters (/proc/net/stat/nf_conntrack).
 type Stats struct {
-	Found, New, Insert, InsertFailed, Drop, EarlyDrop, Ignore, Expired, Clash uint64
+	// Found counts tuples TupleTaken found taken: the kernel's found
+	// since 4.x (nf_conntrack_tuple_taken). A packet's lookup is not
+	// counted, as the kernel does not count it (a shared counter per
+	// packet would cost every packet a locked add).
+	Found                                                              uint64
+	New, Insert, InsertFailed, Drop, EarlyDrop, Ignore, Expired, Clash uint64
 	// Invalid counts invalid packets by reason (InvalidReasonNames).
 	Invalid [numInvalidReasons]uint64
 	// Count is the number of confirmed entries.
 	Count int64
-	// TupleFound counts tuples TupleTaken found taken (the kernel's
-	// found since 4.x: nf_conntrack_tuple_taken).
-	TupleFound uint64
 	// Errors counts ICMP packets the ICMP error path refused (bad type,
 	// checksum, error about no flow): the kernel's error, counted in
 	// nf_conntrack_handle_icmp. They are in Invalid by reason too.
@@ -94,7 +96,7 @@ type Stats struct {
 }
 
 type counters struct {
-	found, new, insert, insertFailed, drop, earlyDrop, ignore, expired, clash atomic.Uint64
+	new, insert, insertFailed, drop, earlyDrop, ignore, expired, clash atomic.Uint64
 	// tupleFound and icmpErrors are the kernel's own found and error
 	// (conntrack -S): nf_conntrack_tuple_taken finding the tuple taken;
 	// nf_conntrack_handle_icmp refusing an ICMP packet.
@@ -244,11 +246,11 @@ func (t *Table) Count() int { return int(t.count.Load()) }
 // Stats returns a snapshot of the counters.
 func (t *Table) Stats() Stats {
 	s := Stats{
-		Found: t.stats.found.Load(), New: t.stats.new.Load(), Insert: t.stats.insert.Load(),
+		New: t.stats.new.Load(), Insert: t.stats.insert.Load(),
 		InsertFailed: t.stats.insertFailed.Load(), Drop: t.stats.drop.Load(),
 		EarlyDrop: t.stats.earlyDrop.Load(), Ignore: t.stats.ignore.Load(),
 		Expired: t.stats.expired.Load(), Clash: t.stats.clash.Load(), Count: t.count.Load(),
-		TupleFound: t.stats.tupleFound.Load(), Errors: t.stats.icmpErrors.Load(),
+		Found: t.stats.tupleFound.Load(), Errors: t.stats.icmpErrors.Load(),
 		ExpectNew: t.stats.expectNew.Load(),
 	}
 	for i := range s.Invalid {
@@ -550,7 +552,6 @@ func (t *Table) InTemplate(p *packet.Packet, zone uint16, helper *Helper, hook n
 				c.SetHelper(helper)
 			}
 		} else {
-			t.stats.found.Add(1)
 			switch st := c.Status(); {
 			case dir == Reply:
 				info = CtEstablishedReply
