@@ -81,7 +81,8 @@ type Stats struct {
 	// since 4.x (nf_conntrack_tuple_taken). A packet's lookup is not
 	// counted, as the kernel does not count it (a shared counter per
 	// packet would cost every packet a locked add).
-	Found                                                              uint64
+	Found uint64
+
 	New, Insert, InsertFailed, Drop, EarlyDrop, Ignore, Expired, Clash uint64
 	// Invalid counts invalid packets by reason (InvalidReasonNames).
 	Invalid [numInvalidReasons]uint64
