@@ -74,6 +74,36 @@ type iptSide struct {
 	wanLabel int // length of the wan's name, which the echo prefixes
 }
 
+// udpExchange sends a datagram from namespace ns to the wan's echo
+// server from source port port and waits for the answer. Both sides
+// use the same port for the same exchange (udpPorts), so their
+// connections are the same and neither meets, by chance, an entry an
+// earlier exchange left on a port the kernel picked again.
+func udpExchange(ns string, port int) error {
+	var conn net.Conn
+	if err := netnsrun.InNamed(ns, func() error {
+		var err error
+		conn, err = net.DialUDP("udp4", &net.UDPAddr{Port: port}, &net.UDPAddr{IP: net.IPv4(203, 0, 113, 2), Port: 7})
+		return err
+	}); err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(400 * time.Millisecond))
+	if _, err := conn.Write([]byte("iptables live test payload")); err != nil {
+		return err
+	}
+	buf := make([]byte, 65536)
+	_, err := conn.Read(buf)
+	return err
+}
+
+// udpPorts returns the source ports of one side's exchanges, in order.
+func udpPorts() func() int {
+	next := 41000
+	return func() int { next++; return next }
+}
+
 // TestLiveIptablesCmd runs iptables commands over a running lab's
 // control socket while traffic crosses it, and the same commands with
 // the kernel's iptables in a namespace router with the same traffic:
@@ -93,6 +123,7 @@ func TestLiveIptablesCmd(t *testing.T) {
 	}
 	S := []string{"--socket", l.ControlPath()}
 	const to = 2 * time.Second
+	labPorts := udpPorts()
 	lab := &iptSide{name: "uswitch",
 		ipt: func(args ...string) (string, string, int) {
 			return cli(iptablesCmd, "", append(append([]string{}, S...), args...)...)
@@ -101,10 +132,7 @@ func TestLiveIptablesCmd(t *testing.T) {
 			_, err := l.Ping(p+"-c", netip.MustParseAddr(dst), 400*time.Millisecond)
 			return err
 		},
-		udp: func() error {
-			_, err := l.UDPExchange(p+"-c", "203.0.113.2:7", []byte("iptables live test payload"), 400*time.Millisecond)
-			return err
-		}}
+		udp: func() error { return udpExchange(p+"-c", labPorts()) }}
 
 	kern := kernelRouter(t, len(p+"-w"))
 	if e, code, err := kern.router.Restore(iptLiveRules); err != nil || code != 0 {
@@ -311,6 +339,7 @@ type kernelRouterT struct {
 }
 
 func kernelRouter(t *testing.T, wanLabel int) *kernelRouterT {
+	kernPorts := udpPorts()
 	t.Helper()
 	c, r, w := kerneltest.NewNetns(t), kerneltest.NewNetns(t), kerneltest.NewNetns(t)
 	run := func(ns *kerneltest.Netns, batch string) {
@@ -387,23 +416,6 @@ func kernelRouter(t *testing.T, wanLabel int) *kernelRouterT {
 				}
 			}
 		},
-		udp: func() error {
-			var conn net.Conn
-			if err := netnsrun.InNamed(c.Name, func() error {
-				var err error
-				conn, err = net.Dial("udp4", "203.0.113.2:7")
-				return err
-			}); err != nil {
-				return err
-			}
-			defer conn.Close()
-			conn.SetDeadline(time.Now().Add(400 * time.Millisecond))
-			if _, err := conn.Write([]byte("iptables live test payload")); err != nil {
-				return err
-			}
-			buf := make([]byte, 65536)
-			_, err := conn.Read(buf)
-			return err
-		}}
+		udp: func() error { return udpExchange(c.Name, kernPorts()) }}
 	return &kernelRouterT{router: r, side: side}
 }
