@@ -81,18 +81,7 @@ func TestKernelSCTPDifferential(t *testing.T) {
 	bad := 0
 	for i, spec := range pk {
 		b := packet.Build(spec)
-		ks, kdir := l.send(b)
-		p := &packet.Packet{Data: b}
-		if err := p.Decode(); err != nil {
-			t.Fatal(err)
-		}
-		now := nowNS()
-		ref, _ := tb.In(p, 0, netfilter.PreRouting, now)
-		tb.Confirm(ref, now)
-		us, udir := ref.State(), ""
-		if ref.Conn != nil {
-			udir = ref.Info.Dir().String()
-		}
+		p, ks, kdir, us, udir := l.sendBoth(t, tb, b, nowNS)
 		if ks != us || kdir != udir {
 			bad++
 			t.Errorf("packet %d sctp %d->%d vtag %#x chunk %d: kernel %s/%s, uswitch %s/%s", i, p.SrcPort, p.DstPort,

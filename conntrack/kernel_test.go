@@ -178,6 +178,26 @@ func (l *ctLab) counters() []uint64 {
 
 // send injects b from the namespace owning its source address and
 // returns the ctstate bits and direction R's kernel gave it.
+// sendBoth sends b through the kernel and through tb (lookup and
+// confirm at PREROUTING, time from now): the decoded packet and the
+// state and direction each gave it.
+func (l *ctLab) sendBoth(t *testing.T, tb *Table, b []byte, now func() int64) (p *packet.Packet, ks StateBits, kdir string, us StateBits, udir string) {
+	t.Helper()
+	ks, kdir = l.send(b)
+	p = &packet.Packet{Data: b}
+	if err := p.Decode(); err != nil {
+		t.Fatal(err)
+	}
+	at := now()
+	ref, _ := tb.In(p, 0, netfilter.PreRouting, at)
+	tb.Confirm(ref, at)
+	us = ref.State()
+	if ref.Conn != nil {
+		udir = ref.Info.Dir().String()
+	}
+	return p, ks, kdir, us, udir
+}
+
 func (l *ctLab) send(b []byte) (StateBits, string) {
 	sp := l.sa
 	if b[12] == 10 && b[13] == 2 {
@@ -305,18 +325,7 @@ func TestKernelDifferential(t *testing.T) {
 			time.Sleep(2100 * time.Millisecond)
 		}
 		b := packet.Build(spec)
-		ks, kdir := l.send(b)
-		p := &packet.Packet{Data: b}
-		if err := p.Decode(); err != nil {
-			t.Fatal(err)
-		}
-		now := nowNS()
-		ref, _ := tb.In(p, 0, netfilter.PreRouting, now)
-		tb.Confirm(ref, now)
-		us, udir := ref.State(), ""
-		if ref.Conn != nil {
-			udir = ref.Info.Dir().String()
-		}
+		p, ks, kdir, us, udir := l.sendBoth(t, tb, b, nowNS)
 		if (result{ks, kdir}) != (result{us, udir}) {
 			bad++
 			t.Errorf("packet %d %s: kernel %s/%s, uswitch %s/%s", i, describe(p), stateString(ks), kdir, stateString(us), udir)
