@@ -1321,9 +1321,9 @@ func (e *Engine) bridgeARP(b *bridgeState, fr *packet.Frame, ff *FrameFate, now 
 	// the new state: REACHABLE for a reply sent to br0 (PACKET_HOST),
 	// STALE for a request or a broadcast reply
 	if op == 1 && local {
-		flush(b.learnNeigh(spa, sha, false, now))
-	} else if b.hasNeigh(spa) {
-		flush(b.learnNeigh(spa, sha, op == 2 && fr.Dst == b.fdb.MAC, now))
+		flush(b.learnNeigh(spa, sha, true, false, now))
+	} else {
+		flush(b.learnNeigh(spa, sha, false, op == 2 && fr.Dst == b.fdb.MAC, now))
 	}
 	switch op {
 	case 1: // request

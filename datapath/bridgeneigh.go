@@ -45,21 +45,19 @@ func (b *bridgeState) resolveNeigh(a uint32, now int64) (packet.MAC, bool) {
 	return n.MAC, true
 }
 
-// hasNeigh: a has an entry, in any state.
-func (b *bridgeState) hasNeigh(a uint32) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.neigh[a] != nil
-}
-
 // learnNeigh is neigh_update from arp_process (route.NUD.Learn): a's
-// MAC is m, REACHABLE for a unicast reply, else STALE. It returns what
-// was waiting for the MAC.
-func (b *bridgeState) learnNeigh(a uint32, m packet.MAC, reachable bool, now int64) *neighQueue {
+// MAC is m, REACHABLE for a unicast reply, else STALE. An entry is made
+// only when create (a request for our address: neigh_event_ns); else
+// only one there, in any state, learns. It returns what was waiting for
+// the MAC.
+func (b *bridgeState) learnNeigh(a uint32, m packet.MAC, create, reachable bool, now int64) *neighQueue {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := b.neigh[a]
 	if n == nil {
+		if !create {
+			return nil
+		}
 		n = &neighEntry{}
 		b.neigh[a] = n
 	}
