@@ -171,7 +171,7 @@ var cmdScript = [][]string{
 	{"-D", "FORWARD", "-v", "-p", "IPv4", "--ip-dst", "10.0.0.0/8", "-j", "ACCEPT"},
 	{"-t", "nat", "-A", "PREROUTING", "-o", "eth0"}, {"-t", "nat", "-A", "POSTROUTING", "-i", "eth0"},
 	{"-A", "PREROUTING", "-o", "eth0"}, {"-A", "FORWARD", "-i", "eth+0"}, {"-A", "FORWARD", "-i", "eth0", "-i", "eth1"},
-	{"-A", "FORWARD", "-i", "0123456789abcdefg"}, {"-A", "FORWARD", "-i", "eth+", "-o", "!", "veth1", "-j", "ACCEPT"},
+	{"-A", "FORWARD", "-i", "0123456789abcdefg"}, {"-A", "FORWARD", "-i", "eth+", "-o", "!", "veth1", "-j", "ACCEPT"}, {"-A", "FORWARD", "-o", "!", "", "-j", "CONTINUE"},
 	{"-A", "FORWARD", "--logical-in", "br0", "-j", "ACCEPT"}, {"-I", "FORWARD", "1", "--logical-out", "br+", "-j", "ACCEPT"},
 	{"-A", "FORWARD", "-s", "00:11:22:33:44:55/ff:ff:ff:00:00:00", "-d", "Broadcast", "-j", "ACCEPT"},
 	{"-A", "FORWARD", "-s", "bad"}, {"-A", "FORWARD", "-d", "!", "Multicast"},

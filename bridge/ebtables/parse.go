@@ -420,8 +420,10 @@ func (p *ruleParser) finish() *ruleError {
 	}
 	// "-i +" matches every device: ebtables-nft drops it.
 	for _, m := range []*IfMatch{&r.In, &r.Out, &r.LogicalIn, &r.LogicalOut} {
-		// so does an empty name (ebt_dev_check: an empty entry matches)
-		if m.Set && m.Name == "" && !m.Inv {
+		// so does an empty name (ebt_dev_check: an empty entry matches),
+		// "! ''" too: ebtables-nft adds no match for it and the "!" is
+		// lost (checked with the real ebtables); only "! +" stays
+		if m.Set && m.Name == "" && (!m.Inv || !m.Wild) {
 			*m = IfMatch{}
 		}
 	}
