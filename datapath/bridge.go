@@ -539,10 +539,22 @@ type bridgeCall struct {
 	ebt ebtables.Ctx
 	// pre records the ebtables nat PREROUTING walk (bridgecache.go)
 	pre ebtRec
+	// w is the worker whose call this is (nil: a pooled call of the
+	// engine's): its random source and its hit batch
+	w *Worker
 	// kUsed: k, p0 and bf were set (br_netfilter ran); p1Used: p1 was
 	// (a copy's packet); pfUsed: pf was (bridge faults); preUsed: pre
 	// was. What was not set is still zero and need not be cleared.
 	kUsed, p1Used, pfUsed, preUsed bool
+}
+
+// hits is the hit batch of the call's worker (nil: none, the
+// counters are added to directly).
+func (bc *bridgeCall) hits() *netfilter.HitBatch {
+	if bc.w == nil {
+		return nil
+	}
+	return &bc.w.hits
 }
 
 // faultPkt is brFaultPkt into pf.
@@ -585,6 +597,13 @@ func (e *Engine) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now i
 	if bc == nil {
 		bc = new(bridgeCall)
 	}
+	e.receiveFrameCall(bc, ff, data, port, now, tr)
+	e.bcalls.Put(bc)
+}
+
+// receiveFrameCall is ReceiveFrameInto with the call state bc, which it
+// leaves reset.
+func (e *Engine) receiveFrameCall(bc *bridgeCall, ff *FrameFate, data []byte, port string, now int64, tr *Tracer) {
 	*ff = FrameFate{Out: ff.Out[:0]}
 	if tr == nil || !tr.Record {
 		e.receiveFrame(bc, ff, data, port, now, tr)
@@ -597,7 +616,6 @@ func (e *Engine) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now i
 		tr.callEnd(mark)
 	}
 	bc.reset()
-	e.bcalls.Put(bc)
 }
 
 func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port string, now int64, tr *Tracer) {
@@ -667,7 +685,7 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	}
 	if pkOK {
 		if pe := b.pre.lookup(&pk, c.gen); pe != nil {
-			pe.replay(fr)
+			pe.replay(fr, bc.hits())
 			mark, preHit = pe.mark, true
 		}
 	}
@@ -718,9 +736,10 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 		}
 		if tr == nil {
 			k = &bc.k
-			e.initPkt(k, c, p, now, nil, nil)
+			e.initPkt(k, c, p, now, nil, bc.w)
+			k.hits = bc.hits()
 		} else {
-			k = e.newPkt(p, now, tr, nil)
+			k = e.newPkt(p, now, tr, bc.w)
 		}
 		if c.FIB != nil {
 			k.iif = b.ifindex(c.FIB)

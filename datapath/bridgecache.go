@@ -8,6 +8,7 @@ import (
 	"github.com/uswitch-lab/uswitch/bridge/fdb"
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -263,15 +264,24 @@ func (k *pkt) bmemoLoad(m *conntrack.Memo, key memoKey) bool {
 		return false
 	}
 	rs, bytes := k.cfg.Rules, len(k.p.IP)
+	hb := k.hits
 	for _, id := range cls.ipt[:cls.nipt] {
-		rs.Replay(id, bytes)
+		if hb != nil {
+			rs.ReplayBatch(hb, id, bytes)
+		} else {
+			rs.Replay(id, bytes)
+		}
 	}
 	if cls.nebt > 0 {
 		// the ebtables counters count skb->len at the bridge hooks:
 		// the frame without its MAC header (ebtables.Program.Run)
-		eb := uint64(max(len(bf.fr.Data)-bf.fr.HeaderLen(), 0))
+		eb := max(len(bf.fr.Data)-bf.fr.HeaderLen(), 0)
 		for _, r := range cls.ebt[:cls.nebt] {
-			r.Hits.Add(int(eb))
+			if hb != nil {
+				hb.Add(&r.Hits, eb)
+			} else {
+				r.Hits.Add(eb)
+			}
 		}
 	}
 	k.replay, bf.cls = true, cls
@@ -399,11 +409,16 @@ func (t *preTable) lookup(k *preKey, gen uint32) *preEntry {
 }
 
 // replay counts the frame in the rules the recorded walk matched (the
-// bytes as ebtables.Program.Run counts them).
-func (e *preEntry) replay(fr *packet.Frame) {
-	bytes := uint64(max(len(fr.Data)-fr.HeaderLen(), 0))
+// bytes as ebtables.Program.Run counts them), through the worker's
+// batch hb when there is one.
+func (e *preEntry) replay(fr *packet.Frame, hb *netfilter.HitBatch) {
+	bytes := max(len(fr.Data)-fr.HeaderLen(), 0)
 	for _, r := range e.hits[:e.n] {
-		r.Hits.Add(int(bytes))
+		if hb != nil {
+			hb.Add(&r.Hits, bytes)
+		} else {
+			r.Hits.Add(bytes)
+		}
 	}
 }
 

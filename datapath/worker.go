@@ -3,6 +3,7 @@ package datapath
 import (
 	"sync/atomic"
 
+	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -81,6 +82,13 @@ type Worker struct {
 	// schedulers take one; a method value made per packet would
 	// allocate)
 	randFn func() uint32
+	// hits are the rule counters the worker's replayed bridged frames
+	// hit (the flow caches' replays), added to the counters at
+	// FlushHits (netfilter.HitBatch)
+	hits netfilter.HitBatch
+	// bc is the worker's per-frame state of ReceiveFrameInto (the
+	// engine's calls take one from a pool)
+	bc *bridgeCall
 }
 
 // NewWorker returns worker index's handle on the engine. Its random
@@ -112,6 +120,27 @@ func (w *Worker) Send(p *packet.Packet, now int64, tr *Tracer) Fate {
 	w.e.putPkt(k)
 	return f
 }
+
+// ReceiveFrameInto is Engine.ReceiveFrameInto on the worker: the
+// frame's per-call state is the worker's own (no pool), its random
+// draws are the worker's, and the rule counters that the bridged flow
+// caches replay for it gather in the worker's batch: they reach the
+// counters (iptables -L -v, ebtables -L --Lc, the saves, metrics) at
+// FlushHits, which the worker's owner calls at the end of each batch of
+// frames (a batch also flushes itself when full).
+func (w *Worker) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now int64, tr *Tracer) {
+	bc := w.bc
+	if bc == nil {
+		bc = &bridgeCall{w: w}
+		w.bc = bc
+	}
+	w.e.receiveFrameCall(bc, ff, data, port, now, tr)
+}
+
+// FlushHits adds the rule counters' hits the worker gathered to the
+// counters. Call it at the end of each batch of ReceiveFrameInto calls
+// (and before reading counters that must show the batch's frames).
+func (w *Worker) FlushHits() { w.hits.Flush() }
 
 // rand32 is a draw of the rules' stream of the packet's worker.
 func (k *pkt) rand32() uint32 {

@@ -16,6 +16,8 @@ package iptables
 // taint a traversal when they fire: they change the packet or the state
 // (MARK, LOG, NAT, REJECT...). QUEUE taints too.
 
+import "github.com/uswitch-lab/uswitch/netfilter"
+
 // MaxMemoHits is the number of counters a recorded traversal may add to.
 const MaxMemoHits = 9
 
@@ -56,6 +58,14 @@ func (m *Memo) Policy(c *Chain) { m.hit(c.hitID) }
 func (rs *Ruleset) Replay(id uint32, bytes int) {
 	if id > 0 && int(id) <= len(rs.counters) {
 		rs.counters[id-1].Add(bytes)
+	}
+}
+
+// ReplayBatch is Replay into a worker's batch b (netfilter.HitBatch):
+// the hit reaches the counter when b is flushed.
+func (rs *Ruleset) ReplayBatch(b *netfilter.HitBatch, id uint32, bytes int) {
+	if id > 0 && int(id) <= len(rs.counters) {
+		b.Add(rs.counters[id-1], bytes)
 	}
 }
 

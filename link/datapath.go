@@ -739,6 +739,10 @@ func (w *worker) run(elems []*elem) {
 			w.drain()
 		}
 	}
+	// the rule counters the batch's replayed frames hit, gathered in
+	// the worker's batch, reach the counters before the batch's frames
+	// are written
+	w.ew.FlushHits()
 	w.flush()
 	for _, el := range elems {
 		el.pkt = packet.Packet{}
@@ -819,7 +823,7 @@ func (w *worker) runFrame(el *elem, tr *datapath.Tracer) {
 		d.tapFrame(el.from.p.name, el.frame, true)
 	}
 	ff := &w.ff
-	d.eng.ReceiveFrameInto(ff, el.frame, el.from.p.name, w.now, tr)
+	w.ew.ReceiveFrameInto(ff, el.frame, el.from.p.name, w.now, tr)
 	if tr != nil && len(tr.Lines) > 0 {
 		d.publishTrace(tr.Lines)
 	}
