@@ -83,7 +83,9 @@ func BenchmarkBridgeEstablished(b *testing.B) { benchBridgeEstablished(b, bridge
 // BenchmarkBridgeEstablishedEngine is BenchmarkBridgeEstablished
 // through Engine.ReceiveFrameInto (no Worker: a pooled call state, the
 // counters added to per frame).
-func BenchmarkBridgeEstablishedEngine(b *testing.B) { benchBridgeEstablished(b, bridgeEngine(b), false) }
+func BenchmarkBridgeEstablishedEngine(b *testing.B) {
+	benchBridgeEstablished(b, bridgeEngine(b), false)
+}
 
 // establishBridgeFlow sends a UDP flow's first frame (hostA to hostB)
 // in p1 and its answer in p2, at times 1 and 2, and returns the flow's
