@@ -550,7 +550,7 @@ type bridgeCall struct {
 
 // hits is the hit batch of the call's worker (nil: none, the
 // counters are added to directly).
-func (bc *bridgeCall) hits() *netfilter.HitBatch {
+func (bc *bridgeCall) hits() *hitBatch {
 	if bc.w == nil {
 		return nil
 	}

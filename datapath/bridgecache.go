@@ -8,7 +8,6 @@ import (
 	"github.com/uswitch-lab/uswitch/bridge/fdb"
 	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/iptables"
-	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -263,25 +262,19 @@ func (k *pkt) bmemoLoad(m *conntrack.Memo, key memoKey) bool {
 		cls.src != bf.fr.Src || cls.dst != bf.fr.Dst || !bf.b.fdb.Valid(&cls.path) {
 		return false
 	}
+	// the ebtables counters count skb->len at the bridge hooks: the
+	// frame without its MAC header (ebtables.Program.Run); iptables's
+	// the IP packet
 	rs, bytes := k.cfg.Rules, len(k.p.IP)
-	hb := k.hits
-	for _, id := range cls.ipt[:cls.nipt] {
-		if hb != nil {
-			rs.ReplayBatch(hb, id, bytes)
-		} else {
+	eb := max(len(bf.fr.Data)-bf.fr.HeaderLen(), 0)
+	if k.hits != nil {
+		k.hits.addClass(cls, rs, bytes, eb)
+	} else {
+		for _, id := range cls.ipt[:cls.nipt] {
 			rs.Replay(id, bytes)
 		}
-	}
-	if cls.nebt > 0 {
-		// the ebtables counters count skb->len at the bridge hooks:
-		// the frame without its MAC header (ebtables.Program.Run)
-		eb := max(len(bf.fr.Data)-bf.fr.HeaderLen(), 0)
 		for _, r := range cls.ebt[:cls.nebt] {
-			if hb != nil {
-				hb.Add(&r.Hits, eb)
-			} else {
-				r.Hits.Add(eb)
-			}
+			r.Hits.Add(eb)
 		}
 	}
 	k.replay, bf.cls = true, cls
@@ -411,14 +404,14 @@ func (t *preTable) lookup(k *preKey, gen uint32) *preEntry {
 // replay counts the frame in the rules the recorded walk matched (the
 // bytes as ebtables.Program.Run counts them), through the worker's
 // batch hb when there is one.
-func (e *preEntry) replay(fr *packet.Frame, hb *netfilter.HitBatch) {
+func (e *preEntry) replay(fr *packet.Frame, hb *hitBatch) {
 	bytes := max(len(fr.Data)-fr.HeaderLen(), 0)
+	if hb != nil {
+		hb.addPre(e, bytes)
+		return
+	}
 	for _, r := range e.hits[:e.n] {
-		if hb != nil {
-			hb.Add(&r.Hits, bytes)
-		} else {
-			r.Hits.Add(bytes)
-		}
+		r.Hits.Add(bytes)
 	}
 }
 

@@ -524,9 +524,9 @@ type pkt struct {
 	rec, replay bool
 	memoKey     memoKey
 	memo        iptables.Memo
-	// hits is the worker's hit batch the flow caches replay the
-	// packet's counters into (nil: straight to the counters)
-	hits *netfilter.HitBatch
+	// hits is the worker's hit batch the bridged flow caches replay the
+	// packet's counters into (nil: straight to the counters; hits.go)
+	hits *hitBatch
 	// bf is the frame of a packet br_netfilter runs through the hooks
 	// (the bridged flow cache, bridgecache.go); nil for others
 	bf *bframe

@@ -3,7 +3,6 @@ package datapath
 import (
 	"sync/atomic"
 
-	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
 
@@ -82,10 +81,10 @@ type Worker struct {
 	// schedulers take one; a method value made per packet would
 	// allocate)
 	randFn func() uint32
-	// hits are the rule counters the worker's replayed bridged frames
-	// hit (the flow caches' replays), added to the counters at
-	// FlushHits (netfilter.HitBatch)
-	hits netfilter.HitBatch
+	// hits are the recordings the worker's bridged frames replayed and
+	// what they counted, added to the rule counters at FlushHits
+	// (hits.go)
+	hits hitBatch
 	// bc is the worker's per-frame state of ReceiveFrameInto (the
 	// engine's calls take one from a pool)
 	bc *bridgeCall
@@ -140,7 +139,7 @@ func (w *Worker) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now i
 // FlushHits adds the rule counters' hits the worker gathered to the
 // counters. Call it at the end of each batch of ReceiveFrameInto calls
 // (and before reading counters that must show the batch's frames).
-func (w *Worker) FlushHits() { w.hits.Flush() }
+func (w *Worker) FlushHits() { w.hits.flush() }
 
 // rand32 is a draw of the rules' stream of the packet's worker.
 func (k *pkt) rand32() uint32 {

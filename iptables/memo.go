@@ -16,8 +16,6 @@ package iptables
 // taint a traversal when they fire: they change the packet or the state
 // (MARK, LOG, NAT, REJECT...). QUEUE taints too.
 
-import "github.com/uswitch-lab/uswitch/netfilter"
-
 // MaxMemoHits is the number of counters a recorded traversal may add to.
 const MaxMemoHits = 9
 
@@ -61,11 +59,11 @@ func (rs *Ruleset) Replay(id uint32, bytes int) {
 	}
 }
 
-// ReplayBatch is Replay into a worker's batch b (netfilter.HitBatch):
-// the hit reaches the counter when b is flushed.
-func (rs *Ruleset) ReplayBatch(b *netfilter.HitBatch, id uint32, bytes int) {
+// ReplayN adds pkts packets of bytes bytes in all to the counter id (a
+// worker's batch of replays, netfilter.HitCounter.AddN).
+func (rs *Ruleset) ReplayN(id uint32, pkts, bytes uint64) {
 	if id > 0 && int(id) <= len(rs.counters) {
-		b.Add(rs.counters[id-1], bytes)
+		rs.counters[id-1].AddN(pkts, bytes)
 	}
 }
 

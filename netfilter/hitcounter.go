@@ -47,8 +47,12 @@ func (h *HitCounter) Add(n int) {
 	}
 }
 
-// AddN counts pkts packets of bytes bytes in all (a HitBatch's flush):
-// one atomic add, as Add, while they fit acc's arithmetic.
+// AddN counts pkts packets of bytes bytes in all (a worker's batch of
+// hits on the counter, flushed at once: see datapath.Worker.FlushHits):
+// one atomic add, as Add, while they fit acc's arithmetic. The kernel
+// keeps per-CPU counters and sums them on read (xt_counters,
+// get_counters); a worker's batch is summed into the counter instead,
+// once per batch of packets.
 func (h *HitCounter) AddN(pkts, bytes uint64) {
 	if pkts == 0 {
 		return
@@ -107,66 +111,3 @@ func (h *HitCounter) Set(pkts, bytes uint64) {
 	h.bytes.Store(bytes)
 }
 
-// HitBatch gathers one goroutine's hits on a few counters and adds them
-// to the counters at Flush, one atomic add per counter instead of one
-// per hit: a worker that replays the same rules for a run of packets
-// (the flow caches) pays the shared cache line once per batch. The
-// kernel keeps per-CPU counters and sums them on read (xt_counters,
-// get_counters); here the sum happens at Flush, which the batch's owner
-// calls at the end of each batch of packets (and which Add calls when
-// the batch is full), so a reader sees every hit of the packets whose
-// batch ended. A HitBatch is not safe for concurrent use; its zero value
-// is empty.
-type HitBatch struct {
-	n     int
-	hits  int
-	c     [hitBatchSlots]*HitCounter
-	pkts  [hitBatchSlots]uint64
-	bytes [hitBatchSlots]uint64
-}
-
-// hitBatchSlots is the counters a batch holds before it flushes; a
-// replayed flow hits a handful.
-const hitBatchSlots = 16
-
-// hitBatchMax is the hits a batch holds before it flushes (its counts
-// then stay well inside AddN's one-add arithmetic).
-const hitBatchMax = 1 << 12
-
-// Add counts one packet of n bytes for h in the batch.
-func (b *HitBatch) Add(h *HitCounter, n int) {
-	if uint(n) >= bigHit {
-		h.Add(n)
-		return
-	}
-	if b.hits == hitBatchMax {
-		b.Flush()
-	}
-	b.hits++
-	for i := 0; i < b.n; i++ {
-		if b.c[i] == h {
-			b.pkts[i]++
-			b.bytes[i] += uint64(n)
-			return
-		}
-	}
-	if b.n == hitBatchSlots {
-		b.Flush()
-		b.hits = 1
-	}
-	i := b.n
-	b.c[i], b.pkts[i], b.bytes[i] = h, 1, uint64(n)
-	b.n++
-}
-
-// Pending is the hits the batch holds.
-func (b *HitBatch) Pending() int { return b.hits }
-
-// Flush adds the batch's hits to their counters and empties it.
-func (b *HitBatch) Flush() {
-	for i := 0; i < b.n; i++ {
-		b.c[i].AddN(b.pkts[i], b.bytes[i])
-		b.c[i] = nil
-	}
-	b.n, b.hits = 0, 0
-}

@@ -118,82 +118,53 @@ func BenchmarkHitCounter(b *testing.B) {
 	}
 }
 
-// TestHitBatch: a batch's hits reach their counters at Flush, and when
-// it fills (counters or hits), never twice and none lost.
-func TestHitBatch(t *testing.T) {
-	var cs [hitBatchSlots + 3]HitCounter
-	var b HitBatch
-	want := make([]Counters, len(cs))
-	for i := range 3 * hitBatchMax {
-		j := (i * 7) % len(cs)
-		n := 40 + i%1500
-		if i == 5 {
-			n = bigHit + 3 // straight to the counter
-		}
-		b.Add(&cs[j], n)
-		want[j].Packets++
-		want[j].Bytes += uint64(n)
-		if b.Pending() > hitBatchMax {
-			t.Fatalf("%d hits pending", b.Pending())
-		}
-	}
-	b.Flush()
-	if b.Pending() != 0 {
-		t.Fatalf("%d hits pending after Flush", b.Pending())
-	}
-	for j := range cs {
-		if got := cs[j].load(Counters{}); got != want[j] {
-			t.Errorf("counter %d: %+v, want %+v", j, got, want[j])
-		}
-	}
-	// before a flush, nothing of the batch shows
-	b.Add(&cs[0], 10)
-	if got := cs[0].load(Counters{}); got != want[0] {
-		t.Errorf("counted before Flush: %+v", got)
-	}
-	b.Flush()
-	b.Flush()
-	if got := cs[0].load(Counters{}); got != (Counters{want[0].Packets + 1, want[0].Bytes + 10}) {
-		t.Errorf("after two flushes: %+v", got)
-	}
-	// AddN: past the packets bound it goes to the totals
+
+// TestHitCounterAddN: AddN's counts add up with Add's, through acc and,
+// past its bounds, the totals.
+func TestHitCounterAddN(t *testing.T) {
 	var h HitCounter
-	h.AddN(bigBatchPkts, 5)
-	h.AddN(3, 7)
+	h.AddN(3, 300)
+	h.Add(50)
 	h.AddN(0, 0)
-	if got := h.load(Counters{}); got != (Counters{bigBatchPkts + 3, 12}) {
-		t.Errorf("AddN: %+v", got)
+	if got := h.load(Counters{}); got != (Counters{4, 350}) || h.pkts.Load() != 0 {
+		t.Fatalf("through acc: %+v (totals %d)", got, h.pkts.Load())
+	}
+	h.AddN(bigBatchPkts, 5)
+	h.AddN(2, bigHit)
+	if got := h.load(Counters{}); got != (Counters{4 + bigBatchPkts + 2, 355 + bigHit}) {
+		t.Fatalf("past the bounds: %+v", got)
+	}
+	// across the fold mark
+	h.acc.Store((foldPkts - 10) << accShift)
+	h.AddN(20, 7)
+	if h.acc.Load() != 0 || h.seq.Load() != 2 {
+		t.Fatalf("no fold: acc %x seq %d", h.acc.Load(), h.seq.Load())
 	}
 }
 
-// TestHitBatchConcurrent: goroutines each with a batch, flushing at
-// their own pace, lose no hit (run with -race).
-func TestHitBatchConcurrent(t *testing.T) {
-	var h [4]HitCounter
-	const workers, each = 4, 50000
+// TestHitCounterAddNConcurrent: goroutines adding batches of their own
+// sizes at once lose no hit (run with -race).
+func TestHitCounterAddNConcurrent(t *testing.T) {
+	var h HitCounter
+	h.acc.Store((foldPkts - 3000) << accShift)
+	const workers, each = 4, 20000
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var b HitBatch
-			for i := range each {
-				b.Add(&h[i%len(h)], 100+w)
-				if i%(61+w) == 0 {
-					b.Flush()
-				}
+			for range each {
+				h.AddN(uint64(w+1), uint64(100*(w+1)))
 			}
-			b.Flush()
 		}()
 	}
 	wg.Wait()
-	for i := range h {
-		var bytes uint64
-		for w := range workers {
-			bytes += uint64(each/len(h)) * uint64(100+w)
-		}
-		if got := h[i].load(Counters{}); got != (Counters{uint64(workers * each / len(h)), bytes}) {
-			t.Errorf("counter %d: %+v", i, got)
-		}
+	want := Counters{foldPkts - 3000, 0}
+	for w := range workers {
+		want.Packets += uint64(each * (w + 1))
+		want.Bytes += uint64(each * 100 * (w + 1))
+	}
+	if got := h.load(Counters{}); got != want {
+		t.Fatalf("%+v, want %+v", got, want)
 	}
 }
