@@ -110,4 +110,3 @@ func (h *HitCounter) Set(pkts, bytes uint64) {
 	h.pkts.Store(pkts)
 	h.bytes.Store(bytes)
 }
-

@@ -118,7 +118,6 @@ func BenchmarkHitCounter(b *testing.B) {
 	}
 }
 
-
 // TestHitCounterAddN: AddN's counts add up with Add's, through acc and,
 // past its bounds, the totals.
 func TestHitCounterAddN(t *testing.T) {
