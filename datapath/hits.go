@@ -34,11 +34,14 @@ const hitSlots = 8
 // frames of up to 4 KiB).
 const hitMaxPkts = 1 << 12
 
-// hitBatch is a worker's replayed recordings and what they counted.
+// hitBatch is a worker's replayed recordings and what they counted:
+// the bridged classes and the nat PREROUTING walks apart, each list
+// most recent first to find (a flow's frames find theirs at index 0).
 // Not safe for concurrent use; the zero value is empty.
 type hitBatch struct {
-	n int
-	e [hitSlots]hitEntry
+	ncls, npre int
+	cls        [hitSlots]hitEntry
+	pre        [hitSlots]hitEntry
 }
 
 // hitEntry is one recording's frames: a bridged class (cls, whose
@@ -55,69 +58,98 @@ type hitEntry struct {
 
 // addClass counts a frame that replayed cls (on rule set rs).
 func (b *hitBatch) addClass(cls *bclass, rs *iptables.Ruleset, ipBytes, ebtBytes int) {
-	for i := 0; i < b.n; i++ {
-		if e := &b.e[i]; e.cls == cls && e.rs == rs {
-			e.pkts++
-			e.ipBytes += uint64(ipBytes)
-			e.ebtBytes += uint64(ebtBytes)
-			if e.pkts == hitMaxPkts {
-				b.flush()
-			}
-			return
-		}
+	if e := &b.cls[0]; b.ncls > 0 && e.cls == cls && e.rs == rs && e.pkts < hitMaxPkts {
+		e.pkts++
+		e.ipBytes += uint64(ipBytes)
+		e.ebtBytes += uint64(ebtBytes)
+		return
 	}
-	if b.n == hitSlots {
+	b.addClassSlow(cls, rs, ipBytes, ebtBytes)
+}
+
+func (b *hitBatch) addClassSlow(cls *bclass, rs *iptables.Ruleset, ipBytes, ebtBytes int) {
+	i := 0
+	for i < b.ncls && (b.cls[i].cls != cls || b.cls[i].rs != rs) {
+		i++
+	}
+	if i < b.ncls && b.cls[i].pkts >= hitMaxPkts || i == b.ncls && b.ncls == hitSlots {
 		b.flush()
+		i = 0
 	}
-	b.e[b.n] = hitEntry{cls: cls, rs: rs, pkts: 1, ipBytes: uint64(ipBytes), ebtBytes: uint64(ebtBytes)}
-	b.n++
+	if i == b.ncls {
+		b.cls[i] = hitEntry{cls: cls, rs: rs}
+		b.ncls++
+	}
+	// to the front
+	e := b.cls[i]
+	copy(b.cls[1:i+1], b.cls[:i])
+	e.pkts++
+	e.ipBytes += uint64(ipBytes)
+	e.ebtBytes += uint64(ebtBytes)
+	b.cls[0] = e
 }
 
 // addPre counts a frame that replayed the nat PREROUTING walk pe.
 func (b *hitBatch) addPre(pe *preEntry, ebtBytes int) {
-	for i := 0; i < b.n; i++ {
-		if e := &b.e[i]; e.pre == pe {
-			e.pkts++
-			e.ebtBytes += uint64(ebtBytes)
-			if e.pkts == hitMaxPkts {
-				b.flush()
-			}
-			return
-		}
+	if e := &b.pre[0]; b.npre > 0 && e.pre == pe && e.pkts < hitMaxPkts {
+		e.pkts++
+		e.ebtBytes += uint64(ebtBytes)
+		return
 	}
-	if b.n == hitSlots {
+	b.addPreSlow(pe, ebtBytes)
+}
+
+func (b *hitBatch) addPreSlow(pe *preEntry, ebtBytes int) {
+	i := 0
+	for i < b.npre && b.pre[i].pre != pe {
+		i++
+	}
+	if i < b.npre && b.pre[i].pkts >= hitMaxPkts || i == b.npre && b.npre == hitSlots {
 		b.flush()
+		i = 0
 	}
-	b.e[b.n] = hitEntry{pre: pe, pkts: 1, ebtBytes: uint64(ebtBytes)}
-	b.n++
+	if i == b.npre {
+		b.pre[i] = hitEntry{pre: pe}
+		b.npre++
+	}
+	e := b.pre[i]
+	copy(b.pre[1:i+1], b.pre[:i])
+	e.pkts++
+	e.ebtBytes += uint64(ebtBytes)
+	b.pre[0] = e
 }
 
 // flush adds what the batch counted to the recordings' counters and
 // empties it.
 func (b *hitBatch) flush() {
-	for i := 0; i < b.n; i++ {
-		e := &b.e[i]
-		if c := e.cls; c != nil {
-			for _, id := range c.ipt[:c.nipt] {
-				e.rs.ReplayN(id, e.pkts, e.ipBytes)
-			}
-			for _, r := range c.ebt[:c.nebt] {
-				r.Hits.AddN(e.pkts, e.ebtBytes)
-			}
-		} else if pe := e.pre; pe != nil {
-			for _, r := range pe.hits[:pe.n] {
-				r.Hits.AddN(e.pkts, e.ebtBytes)
-			}
+	for i := 0; i < b.ncls; i++ {
+		e := &b.cls[i]
+		c := e.cls
+		for _, id := range c.ipt[:c.nipt] {
+			e.rs.ReplayN(id, e.pkts, e.ipBytes)
+		}
+		for _, r := range c.ebt[:c.nebt] {
+			r.Hits.AddN(e.pkts, e.ebtBytes)
 		}
 		*e = hitEntry{}
 	}
-	b.n = 0
+	for i := 0; i < b.npre; i++ {
+		e := &b.pre[i]
+		for _, r := range e.pre.hits[:e.pre.n] {
+			r.Hits.AddN(e.pkts, e.ebtBytes)
+		}
+		*e = hitEntry{}
+	}
+	b.ncls, b.npre = 0, 0
 }
 
 // pending is the frames the batch holds.
 func (b *hitBatch) pending() (n uint64) {
-	for i := 0; i < b.n; i++ {
-		n += b.e[i].pkts
+	for i := 0; i < b.ncls; i++ {
+		n += b.cls[i].pkts
+	}
+	for i := 0; i < b.npre; i++ {
+		n += b.pre[i].pkts
 	}
 	return n
 }
