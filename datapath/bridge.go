@@ -542,6 +542,9 @@ type bridgeCall struct {
 	// w is the worker whose call this is (nil: a pooled call of the
 	// engine's): its random source and its hit batch
 	w *Worker
+	// csumValid: the frame's device vouched for its transport checksum
+	// (Worker.ReceiveFrameCsum)
+	csumValid bool
 	// kUsed: k, p0 and bf were set (br_netfilter ran); p1Used: p1 was
 	// (a copy's packet); pfUsed: pf was (bridge faults); preUsed: pre
 	// was. What was not set is still zero and need not be cleared.
@@ -584,7 +587,7 @@ func (bc *bridgeCall) reset() {
 	if bc.preUsed {
 		bc.pre = ebtRec{}
 	}
-	bc.kUsed, bc.p1Used, bc.pfUsed, bc.preUsed = false, false, false, false
+	bc.kUsed, bc.p1Used, bc.pfUsed, bc.preUsed, bc.csumValid = false, false, false, false, false
 	x := &bc.ebt
 	x.Frame, x.Env, x.Tracer = nil, nil, nil
 }
@@ -728,7 +731,7 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			ff.Drop = "br_netfilter: " + err.Error()
 			return
 		}
-		p.InIf, p.PhysIn, p.PktType, p.Mark = br, port, pktType, mark
+		p.InIf, p.PhysIn, p.PktType, p.Mark, p.CsumValid = br, port, pktType, mark, bc.csumValid
 		if p.PktType == packet.PktOtherHost {
 			// setup_pre_routing: PACKET_OTHERHOST runs the IPv4
 			// hooks as PACKET_HOST (pkt_otherhost remembered)

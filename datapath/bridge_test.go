@@ -324,3 +324,43 @@ func TestBridgeEstablishedEbtablesNoAllocs(t *testing.T) {
 		t.Errorf("%v allocations per frame; fate %v (cached %v)", n, ff, ff.FlowCached)
 	}
 }
+
+// TestBridgeFrameCsumValid: conntrack verifies the UDP checksum of a
+// bridged frame in PREROUTING (br_netfilter, nf_conntrack_checksum):
+// an established flow's frame with a bad checksum is INVALID, and
+// FORWARD's policy drops it, unless its device vouched for the checksum
+// (Worker.ReceiveFrameCsum), which nf_ip_checksum does not verify.
+func TestBridgeFrameCsumValid(t *testing.T) {
+	e := bridgeEngine(t)
+	ab := establishBridgeFlow(e)
+	bad := append([]byte(nil), ab...)
+	bad[14+20+6] ^= 0x5a // the UDP checksum
+	w := e.NewWorker(1)
+	var ff FrameFate
+	for i, c := range []struct {
+		frame   []byte
+		how     string
+		through bool
+	}{
+		{ab, "engine", true},
+		{bad, "engine", false},
+		{bad, "worker, unvouched", false},
+		{bad, "worker, vouched", true},
+		{ab, "worker, vouched", true},
+		{bad, "worker, unvouched", false},
+	} {
+		buf := append([]byte(nil), c.frame...)
+		now := int64(10 + i)
+		switch c.how {
+		case "engine":
+			ff = e.ReceiveFrame(buf, "p1", now, nil)
+		case "worker, unvouched":
+			w.ReceiveFrameCsum(&ff, buf, false, "p1", now, nil)
+		default:
+			w.ReceiveFrameCsum(&ff, buf, true, "p1", now, nil)
+		}
+		if through := len(ff.Out) == 1 && ff.Out[0].Port == "p2"; through != c.through {
+			t.Errorf("%d (%s, bad checksum %v): fate %v", i, c.how, &c.frame[0] == &bad[0], ff)
+		}
+	}
+}

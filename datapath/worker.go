@@ -136,6 +136,26 @@ func (w *Worker) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now i
 	w.e.receiveFrameCall(bc, ff, data, port, now, tr)
 }
 
+// ReceiveFrameCsum is ReceiveFrameInto for a frame whose device says
+// whether it vouched for the IPv4 packet's transport checksum
+// (csumValid: a TAP's virtio_net_hdr with DATA_VALID or NEEDS_CSUM, an
+// skb CHECKSUM_UNNECESSARY or CHECKSUM_PARTIAL). br_netfilter runs the
+// frame through PREROUTING, where conntrack verifies a TCP or UDP
+// checksum (udp_error, tcp_error with nf_conntrack_checksum) through
+// nf_ip_checksum, which checks only a CHECKSUM_NONE or
+// CHECKSUM_COMPLETE skb (net/netfilter/utils.c): a vouched frame is not
+// verified (packet.Meta.CsumValid), an unvouched one is, as
+// ReceiveFrameInto does.
+func (w *Worker) ReceiveFrameCsum(ff *FrameFate, data []byte, csumValid bool, port string, now int64, tr *Tracer) {
+	bc := w.bc
+	if bc == nil {
+		bc = &bridgeCall{w: w}
+		w.bc = bc
+	}
+	bc.csumValid = csumValid
+	w.e.receiveFrameCall(bc, ff, data, port, now, tr)
+}
+
 // FlushHits adds the rule counters' hits the worker gathered to the
 // counters. Call it at the end of each batch of ReceiveFrameInto calls
 // (and before reading counters that must show the batch's frames).
