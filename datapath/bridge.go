@@ -545,9 +545,11 @@ type bridgeCall struct {
 	// csumValid: the frame's device vouched for its transport checksum
 	// (Worker.ReceiveFrameCsum)
 	csumValid bool
-	// kUsed: k, p0 and bf were set (br_netfilter ran); p1Used: p1 was
-	// (a copy's packet); pfUsed: pf was (bridge faults); preUsed: pre
-	// was. What was not set is still zero and need not be cleared.
+	// kUsed: k, p0 and bf were set (br_netfilter ran); p1Used: fr1 or
+	// p1 was (a copy's frame and packet); pfUsed: pf was (bridge
+	// faults); preUsed: pre was. What was not set is still zero and need
+	// not be cleared (TestBridgeFlowCacheMatchesReference checks a
+	// Worker's call after every frame).
 	kUsed, p1Used, pfUsed, preUsed bool
 }
 
@@ -571,14 +573,23 @@ func (bc *bridgeCall) faultPkt(fr *packet.Frame) *packet.Packet {
 // with k, as putPkt keeps a pkt's; the ebtables context keeps its
 // buffers (every stage resets its outputs and sets every input).
 func (bc *bridgeCall) reset() {
-	bc.fr0, bc.fr1 = packet.Frame{}, packet.Frame{}
+	bc.fr0 = packet.Frame{}
 	if bc.kUsed {
+		rec := bc.k.rec
 		s := bc.k.scratch
 		bc.k = pkt{scratch: s}
 		bc.p0 = packet.Packet{}
-		bc.bf = bframe{}
+		if rec {
+			bc.bf = bframe{}
+		} else {
+			// key and ebt are set only when recording (bmemoStart)
+			bf := &bc.bf
+			bf.b, bf.fr, bf.p0, bf.cls = nil, nil, nil, nil
+			bf.in, bf.pktType, bf.noRec = 0, 0, false
+		}
 	}
 	if bc.p1Used {
+		bc.fr1 = packet.Frame{}
 		bc.p1 = packet.Packet{}
 	}
 	if bc.pfUsed {
@@ -962,6 +973,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 	}
 	fr := single
 	if fr == nil {
+		bc.p1Used = true
 		fr = &bc.fr1
 		*fr = packet.Frame{Data: data}
 		if fr.Decode() != nil {
