@@ -257,6 +257,9 @@ type compiled struct {
 	bmemoOn, ebtPreOn bool
 	// hooks are the stage lists of each hook (hooks.go)
 	hooks hookLists
+	// tablesOnly: hooks[0]'s list of the hook has no stage but tables
+	// (none at all, too), each of which a replayed packet skips
+	tablesOnly [netfilter.NumHooks]bool
 	// ebt is the compiled ebtables rule set (nil: none)
 	ebt *ebtables.Program
 	// traceTab: the table has a -j TRACE rule, so a packet can become

@@ -186,6 +186,14 @@ func (c *compiled) buildHooks() {
 			l = c.addFaultStages(h, l)
 			slices.SortStableFunc(l, func(a, b stage) int { return cmp.Compare(a.prio, b.prio) })
 			c.hooks[v][h] = l
+			if v == 0 {
+				c.tablesOnly[h] = true
+				for i := range l {
+					if l[i].op != opTable {
+						c.tablesOnly[h] = false
+					}
+				}
+			}
 		}
 	}
 }
@@ -202,6 +210,10 @@ type hookState struct {
 // goes on past the hook; false: a stage dropped, queued or stole it, or
 // sent it on itself (IPVS).
 func (k *pkt) run(st *hookState) bool {
+	if k.replay && k.cfg.tablesOnly[st.hook] && !k.ipvsOn() && !k.recording() {
+		// the flow cache replayed every table of the hook (table)
+		return true
+	}
 	list := k.cfg.hooks[0][st.hook]
 	if k.ipvsOn() {
 		list = k.cfg.hooks[1][st.hook]
