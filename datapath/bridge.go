@@ -835,8 +835,45 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	}
 	if k != nil {
 		mark = k.p.Mark
+		if k.bf.cls != nil && tr == nil && len(c.BridgeFaults) == 0 && k.fragMax == 0 {
+			e.bridgeReplayed(k, b, fr, mark, ff, now)
+			return
+		}
 	}
 	e.bridgeFinish(bc, k, b, ref.idx, fr, mark, ff, now, tr)
+}
+
+// bridgeReplayed is bridgeFinish and bridgeForward for a frame that
+// replays a bridged class (k.bf.cls) untraced, without bridge fault
+// stages and not reassembled (bmemoStart replays no reassembled
+// datagram): what they do then, in one place. The class's decision (its
+// FDB entries' times touched), bridge FORWARD (ebtables filter
+// replayed; the IPv4 FORWARD hook, whose tables are replayed), bridge
+// POSTROUTING (ebtables nat replayed; the IPv4 POSTROUTING hook) and
+// the one way out. TestBridgeFlowCacheMatchesReference compares it with
+// the engine without the cache.
+func (e *Engine) bridgeReplayed(k *pkt, b *bridgeState, fr *packet.Frame, mark uint32, ff *FrameFate, now int64) {
+	cls := k.bf.cls
+	b.fdb.Touch(&cls.path, now)
+	ff.FlowCached = true
+	out := b.fdb.Port(cls.path.Out).Name
+	data := fr.Data
+	hl := len(k.p.L2)
+	if hl+len(k.p.IP) > len(data) {
+		ff.Drop = "bridge: frame shorter than its packet"
+		return
+	}
+	k.p.PhysOut, k.p.Mark = out, mark
+	br := b.name()
+	if !k.run(&hookState{hook: netfilter.Forward, in: br, out: br}) {
+		k.frameFate(ff)
+		return
+	}
+	if !k.run(&hookState{hook: netfilter.PostRouting, out: br}) {
+		k.frameFate(ff)
+		return
+	}
+	ff.Out = append(ff.Out, FrameOut{Port: out, Data: data[:hl+len(k.p.IP)]})
 }
 
 // bridgeFinish is br_handle_frame_finish: learning after PREROUTING,
