@@ -865,7 +865,10 @@ func (e *Engine) bridgeReplayed(k *pkt, b *bridgeState, fr *packet.Frame, mark u
 	}
 	k.p.PhysOut, k.p.Mark = out, mark
 	br := b.name()
-	if !k.run(&hookState{hook: netfilter.Forward, in: br, out: br}) {
+	// (run's own shortcut for a hook of replayed tables, inline: the
+	// FORWARD hook has no stage but the filter tables unless IPVS or
+	// fault stages are on)
+	if !(k.cfg.tablesOnly[netfilter.Forward] && !k.ipvsOn()) && !k.run(&hookState{hook: netfilter.Forward, in: br, out: br}) {
 		k.frameFate(ff)
 		return
 	}

@@ -210,12 +210,13 @@ type hookState struct {
 // goes on past the hook; false: a stage dropped, queued or stole it, or
 // sent it on itself (IPVS).
 func (k *pkt) run(st *hookState) bool {
-	if k.replay && k.cfg.tablesOnly[st.hook] && !k.ipvsOn() && !k.recording() {
+	ipvs := k.ipvsOn()
+	if k.replay && k.cfg.tablesOnly[st.hook] && !ipvs && !k.recording() {
 		// the flow cache replayed every table of the hook (table)
 		return true
 	}
 	list := k.cfg.hooks[0][st.hook]
-	if k.ipvsOn() {
+	if ipvs {
 		list = k.cfg.hooks[1][st.hook]
 	}
 	if k.recording() {
