@@ -576,8 +576,7 @@ func (bc *bridgeCall) reset() {
 	bc.fr0 = packet.Frame{}
 	if bc.kUsed {
 		rec := bc.k.rec
-		s := bc.k.scratch
-		bc.k = pkt{scratch: s}
+		bc.k.reset()
 		bc.p0 = packet.Packet{}
 		if rec {
 			bc.bf = bframe{}

@@ -235,7 +235,7 @@ func (k *pkt) bmemoStart() {
 	if k.bmemoLoad(m, key) {
 		return
 	}
-	k.rec, bf.key = true, key
+	k.rec, bf.key, k.cold = true, key, true
 	k.memo.Reset()
 	k.memo.L2 = true
 	bf.ebt = ebtRec{on: k.cfg.ebt != nil}

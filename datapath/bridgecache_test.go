@@ -402,9 +402,15 @@ func callResetDiff(bc *bridgeCall) string {
 		case "w", "ebt":
 			continue
 		case "k":
-			for j := range f.NumField() {
-				if kn := f.Type().Field(j).Name; kn != "scratch" && !f.Field(j).IsZero() {
+			hot, cold := f.Field(0), f.Field(1)
+			for j := range hot.NumField() {
+				if kn := hot.Type().Field(j).Name; kn != "scratch" && !hot.Field(j).IsZero() {
 					return "k." + kn + " is not zero"
+				}
+			}
+			for j := range cold.NumField() {
+				if !cold.Field(j).IsZero() {
+					return "k." + cold.Type().Field(j).Name + " is not zero (written without setting cold?)"
 				}
 			}
 			continue
