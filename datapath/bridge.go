@@ -694,7 +694,7 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	var pk preKey
 	pkOK, preHit := false, false
 	if c.ebtPreOn && tr == nil {
-		pk, pkOK = preKeyOf(fr, ref.idx, pktType)
+		pkOK = preKeyOf(&pk, fr, ref.idx, pktType)
 	}
 	if pkOK {
 		if pe := b.pre.lookup(&pk, c.gen); pe != nil {
@@ -875,7 +875,16 @@ func (e *Engine) bridgeReplayed(k *pkt, b *bridgeState, fr *packet.Frame, mark u
 		k.frameFate(ff)
 		return
 	}
-	ff.Out = append(ff.Out, FrameOut{Port: out, Data: data[:hl+len(k.p.IP)]})
+	// the element's fields stored in place: a FrameOut made apart and
+	// copied in would be read 16 bytes at a time from 8-byte stores
+	n := len(ff.Out)
+	if n < cap(ff.Out) {
+		ff.Out = ff.Out[:n+1]
+	} else {
+		ff.Out = append(ff.Out, FrameOut{})
+	}
+	o := &ff.Out[n]
+	o.Port, o.Data = out, data[:hl+len(k.p.IP)]
 }
 
 // bridgeFinish is br_handle_frame_finish: learning after PREROUTING,

@@ -363,28 +363,30 @@ type preTable struct {
 	slots [preSlots]atomic.Pointer[preEntry]
 }
 
-// preKeyOf is the key of an untagged frame on port in with pkt_type
-// pktType, when it is an unfragmented IPv4 TCP or UDP packet whose
-// ports are in the frame (what ebt_ip reads: the header at the network
-// offset, the ports after its IHL).
-func preKeyOf(fr *packet.Frame, in int, pktType uint8) (preKey, bool) {
+// preKeyOf sets k to the key of an untagged frame on port in with
+// pkt_type pktType, when it is an unfragmented IPv4 TCP or UDP packet
+// whose ports are in the frame (what ebt_ip reads: the header at the
+// network offset, the ports after its IHL). The key is written in place,
+// word by word, and read so (slot, lookup): a [4]uint64 returned by value
+// is copied 16 bytes at a time from 8-byte stores, and the copy waits
+// for them to retire.
+func preKeyOf(k *preKey, fr *packet.Frame, in int, pktType uint8) bool {
 	h := fr.Payload
 	if fr.VLAN || fr.InnerProto != packet.EtherTypeIPv4 || len(h) < 20 || h[0]>>4 != 4 || uint(in) > 0xffff {
-		return preKey{}, false
+		return false
 	}
 	ihl := int(h[0]&0xf) * 4
 	proto := h[9]
 	if ihl < 20 || len(h) < ihl+4 || binary.BigEndian.Uint16(h[6:])&0x3fff != 0 ||
 		(proto != packet.ProtoTCP && proto != packet.ProtoUDP) {
-		return preKey{}, false
+		return false
 	}
 	d := fr.Data
-	return preKey{
-		binary.BigEndian.Uint64(d[6:14])&^0xffff | uint64(in),
-		binary.BigEndian.Uint64(d[0:8])&^0xffff | uint64(pktType)<<8 | uint64(h[1]),
-		binary.BigEndian.Uint64(h[12:20]),
-		uint64(binary.BigEndian.Uint32(h[ihl:]))<<16 | uint64(proto),
-	}, true
+	k[0] = binary.BigEndian.Uint64(d[6:14])&^0xffff | uint64(in)
+	k[1] = binary.BigEndian.Uint64(d[0:8])&^0xffff | uint64(pktType)<<8 | uint64(h[1])
+	k[2] = binary.BigEndian.Uint64(h[12:20])
+	k[3] = uint64(binary.BigEndian.Uint32(h[ihl:]))<<16 | uint64(proto)
+	return true
 }
 
 func (k *preKey) slot() uint64 {
@@ -395,7 +397,8 @@ func (k *preKey) slot() uint64 {
 // lookup returns the walk recorded for k in configuration gen, or nil.
 func (t *preTable) lookup(k *preKey, gen uint32) *preEntry {
 	e := t.slots[k.slot()].Load()
-	if e == nil || e.gen != gen || e.key != *k {
+	// word by word (see preKeyOf)
+	if e == nil || e.gen != gen || e.key[0] != k[0] || e.key[1] != k[1] || e.key[2] != k[2] || e.key[3] != k[3] {
 		return nil
 	}
 	return e

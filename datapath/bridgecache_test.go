@@ -564,7 +564,8 @@ func FuzzPreKey(f *testing.F) {
 		if fr.Decode() != nil {
 			return
 		}
-		k, ok := preKeyOf(&fr, int(in), pktType)
+		var k preKey
+		ok := preKeyOf(&k, &fr, int(in), pktType)
 		if !ok {
 			return
 		}
