@@ -124,6 +124,8 @@ func TestNewlineNameAgainstKernel(t *testing.T) {
 		"*filter\n-A INPUT -i\"\nCOMMIT\n",
 		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i -i\n\nCOMMIT\n",
 		"*filter\n-A OUTPUT ! -o eth\"0\nCOMMIT\n",
+		// iptables -A INPUT '-i"' saves this (FuzzCommandLine in cli)
+		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i -i\"\nCOMMIT\n",
 	} {
 		checkAgainstKernel(t, fmt.Sprintf("%q", in), in)
 	}
