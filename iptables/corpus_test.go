@@ -114,6 +114,23 @@ func TestCorpusKernelRoundTrip(t *testing.T) {
 	}
 }
 
+// TestNewlineNameAgainstKernel: a quote left open to the end of the
+// line puts the newline into an interface name ("-i\"" names "-i<NL>");
+// the kernel's iptables-save prints it raw and iptables-restore reads
+// that back without it. FuzzLoad found the first input.
+func TestNewlineNameAgainstKernel(t *testing.T) {
+	kerneltest.Require(t)
+	for _, in := range []string{
+		"*filter\n-A INPUT -i\"\nCOMMIT\n",
+		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i -i\n\nCOMMIT\n",
+		"*filter\n-A OUTPUT ! -o eth\"0\nCOMMIT\n",
+		// iptables -A INPUT '-i"' saves this (FuzzCommandLine in cli)
+		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i -i\"\nCOMMIT\n",
+	} {
+		checkAgainstKernel(t, fmt.Sprintf("%q", in), in)
+	}
+}
+
 // TestCorpusStable needs no kernel: every corpus file either fails with a
 // located error or loads to a form that loads back to itself.
 func TestCorpusStable(t *testing.T) {

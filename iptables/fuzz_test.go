@@ -66,10 +66,54 @@ func FuzzLoad(f *testing.F) {
 		}
 		var b strings.Builder
 		rs2.Save(&b, SaveOptions{Counters: true})
+		if name, ok := ifaceWithNewline(rs); ok {
+			// a quote left open to the end of the line keeps the
+			// newline in an interface name too ("-i\"" names "-i<NL>"):
+			// iptables-save prints it raw, and iptables-restore reads
+			// that back without the newline (the printed line ends
+			// there, a blank line follows); the kernel's iptables 1.8.9
+			// does the same ("-i -i<NL><NL>", then "-i -i<NL>";
+			// TestNewlineNameAgainstKernel), so the printed form only
+			// needs to hold the name raw, and the second one to be the
+			// fixed point
+			if !strings.Contains(a.String(), " "+name) {
+				t.Fatalf("an interface name %q is not printed raw, as the kernel prints it:\n%s", name, a.String())
+			}
+			rs3, err := ld.LoadString(b.String())
+			if err != nil {
+				t.Fatalf("second printed form does not load: %v\n%s", err, b.String())
+			}
+			var c strings.Builder
+			rs3.Save(&c, SaveOptions{Counters: true})
+			if b.String() != c.String() {
+				t.Fatalf("second printed form is not a fixed point:\n%s\n---\n%s", b.String(), c.String())
+			}
+			return
+		}
 		if a.String() != b.String() {
 			t.Fatalf("printed form is not a fixed point:\n%s\n---\n%s", a.String(), b.String())
 		}
 	})
+}
+
+// ifaceWithNewline returns an interface name (-i/-o) of a rule of rs
+// that holds a newline.
+func ifaceWithNewline(rs *Ruleset) (string, bool) {
+	for _, t := range rs.Tables {
+		if t == nil {
+			continue
+		}
+		for _, c := range t.Chains {
+			for _, r := range c.Rules {
+				for _, n := range []string{r.IP.In.Name, r.IP.Out.Name} {
+					if strings.Contains(n, "\n") {
+						return n, true
+					}
+				}
+			}
+		}
+	}
+	return "", false
 }
 
 // commentWithNewline reports whether a rule of rs has a comment holding

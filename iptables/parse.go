@@ -560,6 +560,12 @@ func (p *cmdParser) base(c byte, arg string, have, invert bool) error {
 			}
 		}
 	case 'N':
+		// parse_chain asks xtables_find_target for the name, and it
+		// takes "" for the standard target: iptables 1.8.9 refuses
+		// -N '' with the clash error (-E OLD '' it accepts, below)
+		if arg == "" {
+			return Errorf("chain name may not clash with target name")
+		}
 		if err := validChainName(arg); err != nil {
 			return err
 		}

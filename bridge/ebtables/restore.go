@@ -170,9 +170,17 @@ func (l *Loader) Load(text string) (*Ruleset, *RestoreError) {
 	return st.rs, nil
 }
 
+// asciiSpace is the white space a restore line is split and trimmed
+// on: ebtables-restore works on bytes (strtok " \t\n"), so a UTF-8
+// space such as U+00A0 is part of a name, as in ":\u00a0 ACCEPT"
+// (strings.Fields and TrimSpace took it for a separator).
+const asciiSpace = " \t\n\v\f\r"
+
+func isASCIISpace(r rune) bool { return r < 0x80 && strings.ContainsRune(asciiSpace, r) }
+
 func (st *loadState) line(n int, line string) *RestoreError {
 	l := st.l
-	t := strings.TrimSpace(line)
+	t := strings.Trim(line, asciiSpace)
 	switch {
 	case t == "" || t[0] == '#':
 		return nil
@@ -182,7 +190,7 @@ func (st *loadState) line(n int, line string) *RestoreError {
 		}
 		return nil
 	case t[0] == '*':
-		name := strings.TrimSpace(t[1:])
+		name := strings.Trim(t[1:], asciiSpace)
 		id, ok := ParseTable(name)
 		if !ok || id == BRoute && !l.Broute {
 			return l.paramError(n, fmt.Sprintf("%s: line %d table name '%s' invalid", l.prog(), n, name))
@@ -198,7 +206,7 @@ func (st *loadState) line(n int, line string) *RestoreError {
 		if st.tbl == nil {
 			return &RestoreError{ExitCode: 1, Line: n, Stderr: fmt.Sprintf("%s: line %d failed: No chain/target/match by that name.\n", l.prog(), n)}
 		}
-		f := strings.Fields(t[1:])
+		f := strings.FieldsFunc(t[1:], isASCIISpace)
 		if len(f) < 2 {
 			return l.paramError(n, fmt.Sprintf("%s: line %d policy invalid", l.prog(), n))
 		}
@@ -232,7 +240,7 @@ func (st *loadState) line(n int, line string) *RestoreError {
 				bc, e2 = strconv.ParseUint(b, 10, 64)
 				hasCounters = e1 == nil && e2 == nil
 			}
-			t = strings.TrimSpace(t[i+1:])
+			t = strings.Trim(t[i+1:], asciiSpace)
 		}
 	}
 	if st.tbl == nil {

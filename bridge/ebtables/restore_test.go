@@ -27,6 +27,8 @@ var restoreSeqs = []struct {
 	{"comments and blanks", "", "# hi\n\n*filter\n\n# x\n:FORWARD DROP\n-A FORWARD -p ip6 -j ACCEPT\n", false},
 	{"user chain policies", "", "*filter\n:x DROP\n:y RETURN\n:z ACCEPT\n-A FORWARD -j x\n-A FORWARD -j y\n-A FORWARD -j z\n", false},
 	{"quoted prefix", "", "*filter\n-A FORWARD --log-prefix \"a b\" --log-ip\n-A FORWARD --nflog-prefix \"x y z\" --nflog-group 4\n", false},
+	// a UTF-8 space (U+00A0) is part of a name; FuzzRestore found it
+	{"non-ASCII space in a name", "", "*filter\n:\u00a0 ACCEPT\n-A \u00a0 -j DROP\n-A FORWARD -j \u00a0\n", false},
 }
 
 func TestRestoreSeqKernel(t *testing.T) {

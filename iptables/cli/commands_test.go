@@ -16,7 +16,7 @@ import (
 // same, and leave the same iptables-save behind.
 var sequences = [][]string{
 	{
-		"-N FOO", "-N FOO", "-A INPUT -j FOO", "-A INPUT -p tcp --dport 22 -j ACCEPT",
+		"-N FOO", "-N FOO", "-N \"\"", "-A INPUT -j FOO", "-A INPUT -p tcp --dport 22 -j ACCEPT",
 		"-I INPUT 2 -s 10.0.0.0/8 -j DROP", "-I INPUT 9 -j ACCEPT", "-C INPUT -j DROP",
 		"-C INPUT -s 10.0.0.0/8 -j DROP", "-D INPUT -p tcp -j ACCEPT", "-D INPUT 7",
 		"-R INPUT 9 -j ACCEPT", "-R INPUT 1 -p udp --sport 53 -j FOO", "-X FOO", "-X INPUT",

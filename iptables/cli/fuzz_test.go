@@ -46,10 +46,14 @@ func FuzzCommandLine(f *testing.F) {
 		var b strings.Builder
 		m.rs.Save(&b, iptables.SaveOptions{Counters: true})
 		again, err := (&iptables.Loader{Counters: true}).LoadString(b.String())
-		if err != nil && strings.ContainsAny(line, "\"'\\") {
-			// a chain renamed to a name with quotes: iptables-save
-			// prints it bare and iptables-restore cannot read it back
-			// either (add_param_to_argv); not uswitch's to fix
+		// a chain or interface name with quotes: iptables-save prints
+		// it bare and iptables-restore cannot read it back either
+		// (add_param_to_argv), or reads another name: the kernel's
+		// iptables 1.8.9 saves -A INPUT '-i"' as "-A INPUT -i -i\"",
+		// which restores to the interface "-i<NL>" (checked with the
+		// real tools); not uswitch's to fix
+		quoted := strings.ContainsAny(line, "\"'\\")
+		if err != nil && quoted {
 			return
 		}
 		if err != nil {
@@ -57,7 +61,7 @@ func FuzzCommandLine(f *testing.F) {
 		}
 		var b2 strings.Builder
 		again.Save(&b2, iptables.SaveOptions{Counters: true})
-		if b.String() != b2.String() {
+		if b.String() != b2.String() && !quoted {
 			t.Fatalf("result not stable:\n%s\n%s", b.String(), b2.String())
 		}
 	})
