@@ -425,6 +425,9 @@ func (rs *Ruleset) Compile() {
 		}
 		for _, c := range t.Chains {
 			c.index = buildIndex(c)
+			for _, r := range c.Rules {
+				r.prepareLean()
+			}
 		}
 	}
 }

@@ -270,6 +270,9 @@ func (t *Table) RunBase(base *Chain, c *Ctx, tr Tracer) TVerdict {
 }
 
 func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
+	if tr == nil && c.Memo == nil {
+		return t.runLean(base, c, s)
+	}
 	c.Table = t.ID
 	pre, _ := tr.(TargetTracer) // nil without a tracer
 	stack, cstack, cbuf := &s.stack, &s.cstack, s.cbuf[:]

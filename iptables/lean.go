@@ -1,0 +1,165 @@
+package iptables
+
+// The lean walk: Table.run for a packet that nothing traces and the flow
+// cache does not record (Ctx.Memo nil), which is every new connection's
+// first packet. It is the same traversal as run's, rule for rule (the
+// same rules evaluated in the same order, the same counters, targets,
+// verdicts and DropChain/DropRule), without the tracer's and the
+// recording's bookkeeping, so the loop keeps its state in registers. Two
+// things it does not repeat per rule: the fixed part of a rule without
+// interfaces or -f is its address and protocol tests, inline; and
+// comment matches, which match every packet, are not called (Rule.evals).
+// TestLeanMatchesTraced runs random rule sets both ways.
+
+// prepareLean sets the rule's lean view (Ruleset.Compile).
+func (r *Rule) prepareLean() {
+	r.plainIP = r.IP.In.Name == "" && r.IP.Out.Name == "" && !r.IP.Frag
+	r.evals = nil
+	for _, m := range r.Matches {
+		if _, ok := m.(*CommentMatch); ok {
+			continue
+		}
+		r.evals = append(r.evals, m)
+	}
+	r.prepared = true
+}
+
+// runLean is run with no tracer and no Memo.
+func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
+	c.Table = t.ID
+	p := c.Pkt
+	chain, rules := base, base.Rules
+	i, sp := 0, 0
+	cand := visit(base, c, s.cbuf[:])
+	cpos, vbase, top := 0, 0, len(cand)
+	for {
+		if cand != nil {
+			// skip to the next rule that can match
+			for cpos < len(cand) && int(cand[cpos]) < i {
+				cpos++
+			}
+			if cpos < len(cand) {
+				i = int(cand[cpos])
+			} else {
+				i = len(rules)
+			}
+		}
+		if i >= len(rules) {
+			// the end of the base chain, or of a user chain entered by
+			// goto with nothing pushed: the policy
+			if chain == base || sp == 0 {
+				return base.policy(c)
+			}
+			// the end of a user chain: back to the rule after the jump
+			sp--
+			chain, i = s.stack[sp].chain, s.stack[sp].next
+			rules = chain.Rules
+			cf := &s.cstack[sp]
+			cpos, vbase, top = int(cf.cpos), int(cf.vbase), int(cf.top)
+			cand = nil
+			if !cf.linear {
+				cand = s.cbuf[vbase:top:top]
+			}
+			continue
+		}
+		r := rules[i]
+		i++
+		ms := r.Matches
+		if r.plainIP {
+			ip := &r.IP
+			if (p.Src&ip.SrcMask != ip.Src) != (ip.Inv&InvSrc != 0) ||
+				(p.Dst&ip.DstMask != ip.Dst) != (ip.Inv&InvDst != 0) ||
+				ip.Proto != 0 && (p.Proto != ip.Proto) != (ip.Inv&InvProto != 0) {
+				continue
+			}
+			ms = r.evals
+		} else {
+			if !r.IP.matchIP(c) {
+				continue
+			}
+			if r.prepared {
+				ms = r.evals
+			}
+		}
+		matched := true
+		for _, m := range ms {
+			if !m.Eval(c) {
+				matched = false
+				break
+			}
+		}
+		if c.HotDrop {
+			return TDrop
+		}
+		if !matched {
+			continue
+		}
+		if r.hits != nil {
+			r.hits.Add(len(p.IP))
+		}
+		if r.Target != nil {
+			v := r.Target.Exec(c)
+			if v == TDrop {
+				c.DropChain, c.DropRule = chain, int32(i)
+			}
+			if v != TContinue {
+				return v
+			}
+			continue
+		}
+		switch r.Verdict {
+		case VerdictNone:
+		case VerdictJump, VerdictGoto:
+			if r.Verdict == VerdictJump {
+				if sp == maxJumpDepth {
+					return TDrop
+				}
+				s.stack[sp] = frame{chain, i}
+				s.cstack[sp] = cframe{cand == nil, int32(cpos), int32(vbase), int32(top)}
+				sp++
+				vbase = top
+			}
+			// a goto ends the current visit: its candidates' space is
+			// reused
+			chain, rules, i = r.Jump, r.Jump.Rules, 0
+			cand, cpos = visit(chain, c, s.cbuf[vbase:]), 0
+			top = vbase + len(cand)
+		case VerdictReturn:
+			if chain == base || sp == 0 {
+				return base.policy(c)
+			}
+			sp--
+			chain, i = s.stack[sp].chain, s.stack[sp].next
+			rules = chain.Rules
+			cf := &s.cstack[sp]
+			cpos, vbase, top = int(cf.cpos), int(cf.vbase), int(cf.top)
+			cand = nil
+			if !cf.linear {
+				cand = s.cbuf[vbase:top:top]
+			}
+		default:
+			switch r.Verdict {
+			case VerdictDrop:
+				c.DropChain, c.DropRule = chain, int32(i)
+				return TDrop
+			case VerdictQueue:
+				c.QueueNum, c.QueueBypass = 0, false
+				return TQueue
+			}
+			return TAccept
+		}
+	}
+}
+
+// policy is a base chain's policy for a packet of c that reached it,
+// counted.
+func (base *Chain) policy(c *Ctx) TVerdict {
+	if base.hits != nil {
+		base.hits.Add(len(c.Pkt.IP))
+	}
+	if base.Policy == VerdictDrop {
+		c.DropChain, c.DropRule = base, 0
+		return TDrop
+	}
+	return TAccept
+}
