@@ -16,7 +16,7 @@ type nopTracer struct{ events int }
 
 func (n *nopTracer) Rule(*Table, *Chain, *Rule, TVerdict, *Chain, bool) { n.events++ }
 func (n *nopTracer) Return(*Table, *Chain, *Rule)                       { n.events++ }
-func (n *nopTracer) Policy(*Table, *Chain, TVerdict)                     { n.events++ }
+func (n *nopTracer) Policy(*Table, *Chain, TVerdict)                    { n.events++ }
 
 // leanRuleset is a clsRuleset with comments on some rules and output
 // interfaces and -f on a few, so the lean walk's comment skipping and
