@@ -30,7 +30,7 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 	p := c.Pkt
 	chain, rules := base, base.Rules
 	i, sp := 0, 0
-	cand := visit(base, c, s.cbuf[:])
+	cand := visit(base, c, s.cbuf[:], &s.cls)
 	cpos, vbase, top := 0, 0, len(cand)
 	for {
 		if cand != nil {
@@ -122,7 +122,7 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 			// a goto ends the current visit: its candidates' space is
 			// reused
 			chain, rules, i = r.Jump, r.Jump.Rules, 0
-			cand, cpos = visit(chain, c, s.cbuf[vbase:]), 0
+			cand, cpos = visit(chain, c, s.cbuf[vbase:], &s.cls), 0
 			top = vbase + len(cand)
 		case VerdictReturn:
 			if chain == base || sp == 0 {
