@@ -95,7 +95,11 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 			continue
 		}
 		if r.hits != nil {
-			r.hits.Add(len(p.IP))
+			if n := len(p.IP); n <= 0xffff {
+				r.hits.AddShort(uint16(n))
+			} else {
+				r.hits.Add(n)
+			}
 		}
 		if r.Target != nil {
 			v := r.Target.Exec(c)
@@ -155,7 +159,11 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 // counted.
 func (base *Chain) policy(c *Ctx) TVerdict {
 	if base.hits != nil {
-		base.hits.Add(len(c.Pkt.IP))
+		if n := len(c.Pkt.IP); n <= 0xffff {
+			base.hits.AddShort(uint16(n))
+		} else {
+			base.hits.Add(n)
+		}
 	}
 	if base.Policy == VerdictDrop {
 		c.DropChain, c.DropRule = base, 0

@@ -49,6 +49,15 @@ func (h *HitCounter) Add(n int) {
 
 // fold moves acc into the totals, unless another fold is running
 // (which takes these hits with it).
+// AddShort is Add for a hit of at most 65,535 bytes (an IPv4 packet),
+// which needs no test for a big hit: small enough to be inlined into
+// the rule walks.
+func (h *HitCounter) AddShort(n uint16) {
+	if h.acc.Add(1<<accShift|uint64(n))&foldMarks != 0 {
+		h.fold()
+	}
+}
+
 func (h *HitCounter) fold() {
 	s := h.seq.Load()
 	if s&1 != 0 || !h.seq.CompareAndSwap(s, s+1) {
