@@ -24,27 +24,32 @@ func (r *Rule) prepareLean() {
 	r.prepared = true
 }
 
-// runLean is run with no tracer and no Memo.
+// runLean is run with no tracer and no Memo. Its loop carries as little
+// as it can (a Go call keeps no register, so each match and target
+// reloads what the loop carries): the chain, the rule index, the stack
+// depth, and the current visit's candidates as indexes into s.cbuf
+// (cbuf[cpos:top] the ones not yet passed, indexed false for a linear
+// visit; its frames keep cpos absolute, unlike run's).
 func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 	c.Table = t.ID
-	p := c.Pkt
-	chain, rules := base, base.Rules
+	chain := base
 	i, sp := 0, 0
 	cand := visit(base, c, s.cbuf[:], &s.cls)
+	indexed := cand != nil
 	cpos, vbase, top := 0, 0, len(cand)
 	for {
-		if cand != nil {
+		if indexed {
 			// skip to the next rule that can match
-			for cpos < len(cand) && int(cand[cpos]) < i {
+			for cpos < top && int(s.cbuf[cpos]) < i {
 				cpos++
 			}
-			if cpos < len(cand) {
-				i = int(cand[cpos])
+			if cpos < top {
+				i = int(s.cbuf[cpos])
 			} else {
-				i = len(rules)
+				i = len(chain.Rules)
 			}
 		}
-		if i >= len(rules) {
+		if i >= len(chain.Rules) {
 			// the end of the base chain, or of a user chain entered by
 			// goto with nothing pushed: the policy
 			if chain == base || sp == 0 {
@@ -53,49 +58,20 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 			// the end of a user chain: back to the rule after the jump
 			sp--
 			chain, i = s.stack[sp].chain, s.stack[sp].next
-			rules = chain.Rules
 			cf := &s.cstack[sp]
-			cpos, vbase, top = int(cf.cpos), int(cf.vbase), int(cf.top)
-			cand = nil
-			if !cf.linear {
-				cand = s.cbuf[vbase:top:top]
-			}
+			indexed, cpos, vbase, top = !cf.linear, int(cf.cpos), int(cf.vbase), int(cf.top)
 			continue
 		}
-		r := rules[i]
+		r := chain.Rules[i]
 		i++
-		ms := r.Matches
-		if r.plainIP {
-			ip := &r.IP
-			if (p.Src&ip.SrcMask != ip.Src) != (ip.Inv&InvSrc != 0) ||
-				(p.Dst&ip.DstMask != ip.Dst) != (ip.Inv&InvDst != 0) ||
-				ip.Proto != 0 && (p.Proto != ip.Proto) != (ip.Inv&InvProto != 0) {
-				continue
+		if !r.matchLean(c) {
+			if c.HotDrop {
+				return TDrop
 			}
-			ms = r.evals
-		} else {
-			if !r.IP.matchIP(c) {
-				continue
-			}
-			if r.prepared {
-				ms = r.evals
-			}
-		}
-		matched := true
-		for _, m := range ms {
-			if !m.Eval(c) {
-				matched = false
-				break
-			}
-		}
-		if c.HotDrop {
-			return TDrop
-		}
-		if !matched {
 			continue
 		}
 		if r.hits != nil {
-			if n := len(p.IP); n <= 0xffff {
+			if n := len(c.Pkt.IP); n <= 0xffff {
 				r.hits.AddShort(uint16(n))
 			} else {
 				r.hits.Add(n)
@@ -119,28 +95,23 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 					return TDrop
 				}
 				s.stack[sp] = frame{chain, i}
-				s.cstack[sp] = cframe{cand == nil, int32(cpos), int32(vbase), int32(top)}
+				s.cstack[sp] = cframe{!indexed, int32(cpos), int32(vbase), int32(top)}
 				sp++
 				vbase = top
 			}
 			// a goto ends the current visit: its candidates' space is
 			// reused
-			chain, rules, i = r.Jump, r.Jump.Rules, 0
-			cand, cpos = visit(chain, c, s.cbuf[vbase:], &s.cls), 0
-			top = vbase + len(cand)
+			chain, i = r.Jump, 0
+			cand := visit(chain, c, s.cbuf[vbase:], &s.cls)
+			indexed, cpos, top = cand != nil, vbase, vbase+len(cand)
 		case VerdictReturn:
 			if chain == base || sp == 0 {
 				return base.policy(c)
 			}
 			sp--
 			chain, i = s.stack[sp].chain, s.stack[sp].next
-			rules = chain.Rules
 			cf := &s.cstack[sp]
-			cpos, vbase, top = int(cf.cpos), int(cf.vbase), int(cf.top)
-			cand = nil
-			if !cf.linear {
-				cand = s.cbuf[vbase:top:top]
-			}
+			indexed, cpos, vbase, top = !cf.linear, int(cf.cpos), int(cf.vbase), int(cf.top)
 		default:
 			switch r.Verdict {
 			case VerdictDrop:
@@ -153,6 +124,36 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 			return TAccept
 		}
 	}
+}
+
+// matchLean is whether the packet of c matches the rule: its fixed part
+// and its matches; false when a match set c.HotDrop.
+func (r *Rule) matchLean(c *Ctx) bool {
+	ms := r.Matches
+	if r.plainIP {
+		p, ip := c.Pkt, &r.IP
+		if (p.Src&ip.SrcMask != ip.Src) != (ip.Inv&InvSrc != 0) ||
+			(p.Dst&ip.DstMask != ip.Dst) != (ip.Inv&InvDst != 0) ||
+			ip.Proto != 0 && (p.Proto != ip.Proto) != (ip.Inv&InvProto != 0) {
+			return false
+		}
+		ms = r.evals
+	} else {
+		if !r.IP.matchIP(c) {
+			return false
+		}
+		if r.prepared {
+			ms = r.evals
+		}
+	}
+	for _, m := range ms {
+		if !m.Eval(c) {
+			return false
+		}
+	}
+	// a hot drop ends the walk whatever the match said (ipt_do_table's
+	// loop condition); every match that sets it fails too, but say so
+	return !c.HotDrop
 }
 
 // policy is a base chain's policy for a packet of c that reached it,
