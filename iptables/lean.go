@@ -1,5 +1,7 @@
 package iptables
 
+import "github.com/uswitch-lab/uswitch/packet"
+
 // The lean walk: Table.run for a packet that nothing traces and the flow
 // cache does not record (Ctx.Memo nil), which is every new connection's
 // first packet. It is the same traversal as run's, rule for rule (the
@@ -48,6 +50,10 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 			} else {
 				i = len(chain.Rules)
 			}
+		} else if len(chain.Rules)-i >= minIndexed {
+			// a long linear visit: the rules that fail on their fixed
+			// part in a tight loop
+			i = skipPlain(chain.Rules, i, c.Pkt)
 		}
 		if i >= len(chain.Rules) {
 			// the end of the base chain, or of a user chain entered by
@@ -64,6 +70,16 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 		}
 		r := chain.Rules[i]
 		i++
+		// a rule's fixed part without interfaces or -f is tested here,
+		// without a call (a linear walk fails most rules on it)
+		if r.plainIP {
+			p, ip := c.Pkt, &r.IP
+			if (p.Src&ip.SrcMask != ip.Src) != (ip.Inv&InvSrc != 0) ||
+				(p.Dst&ip.DstMask != ip.Dst) != (ip.Inv&InvDst != 0) ||
+				ip.Proto != 0 && (p.Proto != ip.Proto) != (ip.Inv&InvProto != 0) {
+				continue
+			}
+		}
 		if !r.matchLean(c) {
 			if c.HotDrop {
 				return TDrop
@@ -126,17 +142,35 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 	}
 }
 
+// skipPlain is the index of the first rule from i on that the packet p
+// does not fail on its fixed part's address and protocol tests (a rule
+// with interfaces or -f stops it): a linear walk's tight loop over the
+// rules that cannot match.
+func skipPlain(rules []*Rule, i int, p *packet.Packet) int {
+	src, dst, proto := p.Src, p.Dst, p.Proto
+	for ; i < len(rules); i++ {
+		r := rules[i]
+		if !r.plainIP {
+			return i
+		}
+		ip := &r.IP
+		if (src&ip.SrcMask != ip.Src) != (ip.Inv&InvSrc != 0) ||
+			(dst&ip.DstMask != ip.Dst) != (ip.Inv&InvDst != 0) ||
+			ip.Proto != 0 && (proto != ip.Proto) != (ip.Inv&InvProto != 0) {
+			continue
+		}
+		return i
+	}
+	return i
+}
+
 // matchLean is whether the packet of c matches the rule: its fixed part
-// and its matches; false when a match set c.HotDrop.
+// (unless plainIP: runLean tested it) and its matches; false when a
+// match set c.HotDrop.
 func (r *Rule) matchLean(c *Ctx) bool {
 	ms := r.Matches
 	if r.plainIP {
-		p, ip := c.Pkt, &r.IP
-		if (p.Src&ip.SrcMask != ip.Src) != (ip.Inv&InvSrc != 0) ||
-			(p.Dst&ip.DstMask != ip.Dst) != (ip.Inv&InvDst != 0) ||
-			ip.Proto != 0 && (p.Proto != ip.Proto) != (ip.Inv&InvProto != 0) {
-			return false
-		}
+		// the fixed part passed in runLean
 		ms = r.evals
 	} else {
 		if !r.IP.matchIP(c) {
