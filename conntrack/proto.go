@@ -123,7 +123,7 @@ func (t *Table) icmpError(p *packet.Packet, zone uint16, hook netfilter.Hook, no
 	if !ok {
 		return Ref{}, false, invICMPErrorNoCt
 	}
-	c, dir := t.find(want, now)
+	c, dir := t.find(&want, now)
 	if c == nil {
 		return Ref{}, false, invICMPErrorNoCt
 	}

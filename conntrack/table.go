@@ -271,8 +271,8 @@ func (t *Table) lock(i int) *sync.Mutex { return &t.locks[i&t.lockMask].mu }
 // an entry being inserted meanwhile (Confirm resolves that clash); an
 // entry being deleted meanwhile is passed over once marked dying, as the
 // locked walk never saw one.
-func (t *Table) find(tu Tuple, now int64) (*Conn, Dir) {
-	bi := t.bucketOf(&tu)
+func (t *Table) find(tu *Tuple, now int64) (*Conn, Dir) {
+	bi := t.bucketOf(tu)
 	if t.occupied[bi>>6].Load()&(1<<(bi&63)) == 0 {
 		return nil, 0
 	}
@@ -280,7 +280,7 @@ func (t *Table) find(tu Tuple, now int64) (*Conn, Dir) {
 	for {
 		var stale *Conn
 		for h := b.head.Load(); h != nil; h = h.next.Load() {
-			if h.tuple != tu {
+			if h.tuple != *tu {
 				continue
 			}
 			c := h.conn
@@ -309,7 +309,7 @@ func (t *Table) find(tu Tuple, now int64) (*Conn, Dir) {
 // Lookup finds the confirmed, unexpired entry having tu as one of its
 // tuples, and which direction tu is.
 func (t *Table) Lookup(tu Tuple, now int64) (*Conn, Dir, bool) {
-	c, d := t.find(tu, now)
+	c, d := t.find(&tu, now)
 	return c, d, c != nil
 }
 
@@ -317,7 +317,7 @@ func (t *Table) Lookup(tu Tuple, now int64) (*Conn, Dir, bool) {
 // as its reply tuple or original tuple (nf_conntrack_tuple_taken, as NAT
 // asks with the would-be reply tuple).
 func (t *Table) TupleTaken(tu Tuple, ignore *Conn, now int64) bool {
-	c, _ := t.find(tu, now)
+	c, _ := t.find(&tu, now)
 	if c != nil && c != ignore {
 		t.stats.tupleFound.Add(1)
 		return true
@@ -527,13 +527,13 @@ func (t *Table) InTemplate(p *packet.Packet, zone uint16, helper *Helper, hook n
 			return ref, Accept
 		}
 	}
-	tu, ok := tupleFromL4(p.Proto, p.Src, p.Dst, p.L4, zone)
-	if !ok {
+	var tu Tuple
+	if !tu.setFromL4(p.Proto, p.Src, p.Dst, p.L4, zone) {
 		return t.invalid(invTruncated)
 	}
 	for repeat := 0; ; repeat++ {
 		// resolve_normal_ct
-		c, dir := t.find(tu, now)
+		c, dir := t.find(&tu, now)
 		var info CtInfo
 		if c == nil {
 			repl, ok := tu.Invert()

@@ -89,29 +89,46 @@ func hasPorts(proto uint8) bool {
 // available. It follows nf_ct_get_tuple: TCP/UDP/UDPLite need the 4
 // port bytes, ICMP the 8-byte header, GRE and the rest nothing.
 func tupleFromL4(proto uint8, src, dst uint32, l4 []byte, zone uint16) (Tuple, bool) {
-	t := Tuple{Src: src, Dst: dst, Proto: proto, Zone: zone}
+	var t Tuple
+	ok := t.setFromL4(proto, src, dst, l4, zone)
+	return t, ok
+}
+
+// setFromL4 is tupleFromL4 into t, field by field: a lookup then reads
+// the fields as they were stored (find, hash), where a Tuple returned by
+// value is copied 16 bytes at a time from its field-sized stores, and
+// the copy waits for them to retire. t is zero when it reports false.
+func (t *Tuple) setFromL4(proto uint8, src, dst uint32, l4 []byte, zone uint16) bool {
+	var sport, dport uint16
 	switch {
 	case hasPorts(proto):
 		if len(l4) < 4 {
-			return Tuple{}, false
+			*t = Tuple{}
+			return false
 		}
-		t.SrcPort = binary.BigEndian.Uint16(l4)
-		t.DstPort = binary.BigEndian.Uint16(l4[2:])
+		sport = binary.BigEndian.Uint16(l4)
+		dport = binary.BigEndian.Uint16(l4[2:])
 	case proto == packet.ProtoICMP:
 		if len(l4) < packet.ICMPHeaderLen {
-			return Tuple{}, false
+			*t = Tuple{}
+			return false
 		}
-		t.SrcPort = binary.BigEndian.Uint16(l4[4:])
-		t.DstPort = uint16(l4[0])<<8 | uint16(l4[1])
+		sport = binary.BigEndian.Uint16(l4[4:])
+		dport = uint16(l4[0])<<8 | uint16(l4[1])
 	}
 	// GRE: gre_pkt_to_tuple keys only version-1 (PPTP) headers, which need
 	// the PPTP helper's keymap; without it the keys stay zero.
-	return t, true
+	t.Src, t.Dst, t.SrcPort, t.DstPort, t.Zone, t.Proto = src, dst, sport, dport, zone, proto
+	return true
 }
 
 // hash mixes the tuple with the table's seed (a 64-bit multiply-xorshift
-// finaliser; the kernel uses siphash with a random key).
-func (t Tuple) hash(seed uint64) uint64 {
+// finaliser; the kernel uses siphash with a random key). It reads the
+// fields one by one through a pointer: a tuple just made is in memory as
+// the field-sized stores that made it, and one 16-byte load of it (a
+// copy for a value receiver) would wait for them to retire instead of
+// taking them from the store buffer.
+func (t *Tuple) hash(seed uint64) uint64 {
 	a := uint64(t.Src)<<32 | uint64(t.Dst)
 	b := uint64(t.SrcPort)<<48 | uint64(t.DstPort)<<32 | uint64(t.Zone)<<16 | uint64(t.Proto)
 	h := seed ^ a

@@ -539,10 +539,27 @@ type bridgeCall struct {
 	ebt ebtables.Ctx
 	// pre records the ebtables nat PREROUTING walk (bridgecache.go)
 	pre ebtRec
-	// kUsed: k, p0 and bf were set (br_netfilter ran); p1Used: p1 was
-	// (a copy's packet); pfUsed: pf was (bridge faults); preUsed: pre
-	// was. What was not set is still zero and need not be cleared.
+	// w is the worker whose call this is (nil: a pooled call of the
+	// engine's): its random source and its hit batch
+	w *Worker
+	// csumValid: the frame's device vouched for its transport checksum
+	// (Worker.ReceiveFrameCsum)
+	csumValid bool
+	// kUsed: k, p0 and bf were set (br_netfilter ran); p1Used: fr1 or
+	// p1 was (a copy's frame and packet); pfUsed: pf was (bridge
+	// faults); preUsed: pre was. What was not set is still zero and need
+	// not be cleared (TestBridgeFlowCacheMatchesReference checks a
+	// Worker's call after every frame).
 	kUsed, p1Used, pfUsed, preUsed bool
+}
+
+// hits is the hit batch of the call's worker (nil: none, the
+// counters are added to directly).
+func (bc *bridgeCall) hits() *hitBatch {
+	if bc.w == nil {
+		return nil
+	}
+	return &bc.w.hits
 }
 
 // faultPkt is brFaultPkt into pf.
@@ -556,14 +573,22 @@ func (bc *bridgeCall) faultPkt(fr *packet.Frame) *packet.Packet {
 // with k, as putPkt keeps a pkt's; the ebtables context keeps its
 // buffers (every stage resets its outputs and sets every input).
 func (bc *bridgeCall) reset() {
-	bc.fr0, bc.fr1 = packet.Frame{}, packet.Frame{}
+	bc.fr0 = packet.Frame{}
 	if bc.kUsed {
-		s := bc.k.scratch
-		bc.k = pkt{scratch: s}
+		rec := bc.k.rec
+		bc.k.reset()
 		bc.p0 = packet.Packet{}
-		bc.bf = bframe{}
+		if rec {
+			bc.bf = bframe{}
+		} else {
+			// key and ebt are set only when recording (bmemoStart)
+			bf := &bc.bf
+			bf.b, bf.fr, bf.p0, bf.cls = nil, nil, nil, nil
+			bf.in, bf.pktType, bf.noRec = 0, 0, false
+		}
 	}
 	if bc.p1Used {
+		bc.fr1 = packet.Frame{}
 		bc.p1 = packet.Packet{}
 	}
 	if bc.pfUsed {
@@ -572,7 +597,7 @@ func (bc *bridgeCall) reset() {
 	if bc.preUsed {
 		bc.pre = ebtRec{}
 	}
-	bc.kUsed, bc.p1Used, bc.pfUsed, bc.preUsed = false, false, false, false
+	bc.kUsed, bc.p1Used, bc.pfUsed, bc.preUsed, bc.csumValid = false, false, false, false, false
 	x := &bc.ebt
 	x.Frame, x.Env, x.Tracer = nil, nil, nil
 }
@@ -585,6 +610,13 @@ func (e *Engine) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now i
 	if bc == nil {
 		bc = new(bridgeCall)
 	}
+	e.receiveFrameCall(bc, ff, data, port, now, tr)
+	e.bcalls.Put(bc)
+}
+
+// receiveFrameCall is ReceiveFrameInto with the call state bc, which it
+// leaves reset.
+func (e *Engine) receiveFrameCall(bc *bridgeCall, ff *FrameFate, data []byte, port string, now int64, tr *Tracer) {
 	*ff = FrameFate{Out: ff.Out[:0]}
 	if tr == nil || !tr.Record {
 		e.receiveFrame(bc, ff, data, port, now, tr)
@@ -597,7 +629,6 @@ func (e *Engine) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now i
 		tr.callEnd(mark)
 	}
 	bc.reset()
-	e.bcalls.Put(bc)
 }
 
 func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port string, now int64, tr *Tracer) {
@@ -663,11 +694,11 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	var pk preKey
 	pkOK, preHit := false, false
 	if c.ebtPreOn && tr == nil {
-		pk, pkOK = preKeyOf(fr, ref.idx, pktType)
+		pkOK = preKeyOf(&pk, fr, ref.idx, pktType)
 	}
 	if pkOK {
 		if pe := b.pre.lookup(&pk, c.gen); pe != nil {
-			pe.replay(fr)
+			pe.replay(fr, bc.hits())
 			mark, preHit = pe.mark, true
 		}
 	}
@@ -710,7 +741,7 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			ff.Drop = "br_netfilter: " + err.Error()
 			return
 		}
-		p.InIf, p.PhysIn, p.PktType, p.Mark = br, port, pktType, mark
+		p.InIf, p.PhysIn, p.PktType, p.Mark, p.CsumValid = br, port, pktType, mark, bc.csumValid
 		if p.PktType == packet.PktOtherHost {
 			// setup_pre_routing: PACKET_OTHERHOST runs the IPv4
 			// hooks as PACKET_HOST (pkt_otherhost remembered)
@@ -718,9 +749,10 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 		}
 		if tr == nil {
 			k = &bc.k
-			e.initPkt(k, c, p, now, nil, nil)
+			e.initPkt(k, c, p, now, nil, bc.w)
+			k.hits = bc.hits()
 		} else {
-			k = e.newPkt(p, now, tr, nil)
+			k = e.newPkt(p, now, tr, bc.w)
 		}
 		if c.FIB != nil {
 			k.iif = b.ifindex(c.FIB)
@@ -802,8 +834,57 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	}
 	if k != nil {
 		mark = k.p.Mark
+		if k.bf.cls != nil && tr == nil && len(c.BridgeFaults) == 0 && k.fragMax == 0 {
+			e.bridgeReplayed(k, b, fr, mark, ff, now)
+			return
+		}
 	}
 	e.bridgeFinish(bc, k, b, ref.idx, fr, mark, ff, now, tr)
+}
+
+// bridgeReplayed is bridgeFinish and bridgeForward for a frame that
+// replays a bridged class (k.bf.cls) untraced, without bridge fault
+// stages and not reassembled (bmemoStart replays no reassembled
+// datagram): what they do then, in one place. The class's decision (its
+// FDB entries' times touched), bridge FORWARD (ebtables filter
+// replayed; the IPv4 FORWARD hook, whose tables are replayed), bridge
+// POSTROUTING (ebtables nat replayed; the IPv4 POSTROUTING hook) and
+// the one way out. TestBridgeFlowCacheMatchesReference compares it with
+// the engine without the cache.
+func (e *Engine) bridgeReplayed(k *pkt, b *bridgeState, fr *packet.Frame, mark uint32, ff *FrameFate, now int64) {
+	cls := k.bf.cls
+	b.fdb.Touch(&cls.path, now)
+	ff.FlowCached = true
+	out := b.fdb.Port(cls.path.Out).Name
+	data := fr.Data
+	hl := len(k.p.L2)
+	if hl+len(k.p.IP) > len(data) {
+		ff.Drop = "bridge: frame shorter than its packet"
+		return
+	}
+	k.p.PhysOut, k.p.Mark = out, mark
+	br := b.name()
+	// (run's own shortcut for a hook of replayed tables, inline: the
+	// FORWARD hook has no stage but the filter tables unless IPVS or
+	// fault stages are on)
+	if !(k.cfg.tablesOnly[netfilter.Forward] && !k.ipvsOn()) && !k.run(&hookState{hook: netfilter.Forward, in: br, out: br}) {
+		k.frameFate(ff)
+		return
+	}
+	if !k.run(&hookState{hook: netfilter.PostRouting, out: br}) {
+		k.frameFate(ff)
+		return
+	}
+	// the element's fields stored in place: a FrameOut made apart and
+	// copied in would be read 16 bytes at a time from 8-byte stores
+	n := len(ff.Out)
+	if n < cap(ff.Out) {
+		ff.Out = ff.Out[:n+1]
+	} else {
+		ff.Out = append(ff.Out, FrameOut{})
+	}
+	o := &ff.Out[n]
+	o.Port, o.Data = out, data[:hl+len(k.p.IP)]
 }
 
 // bridgeFinish is br_handle_frame_finish: learning after PREROUTING,
@@ -940,6 +1021,7 @@ func (e *Engine) bridgeForward(bc *bridgeCall, k *pkt, b *bridgeState, in, out s
 	}
 	fr := single
 	if fr == nil {
+		bc.p1Used = true
 		fr = &bc.fr1
 		*fr = packet.Frame{Data: data}
 		if fr.Decode() != nil {

@@ -235,7 +235,7 @@ func (k *pkt) bmemoStart() {
 	if k.bmemoLoad(m, key) {
 		return
 	}
-	k.rec, bf.key = true, key
+	k.rec, bf.key, k.cold = true, key, true
 	k.memo.Reset()
 	k.memo.L2 = true
 	bf.ebt = ebtRec{on: k.cfg.ebt != nil}
@@ -262,16 +262,19 @@ func (k *pkt) bmemoLoad(m *conntrack.Memo, key memoKey) bool {
 		cls.src != bf.fr.Src || cls.dst != bf.fr.Dst || !bf.b.fdb.Valid(&cls.path) {
 		return false
 	}
+	// the ebtables counters count skb->len at the bridge hooks: the
+	// frame without its MAC header (ebtables.Program.Run); iptables's
+	// the IP packet
 	rs, bytes := k.cfg.Rules, len(k.p.IP)
-	for _, id := range cls.ipt[:cls.nipt] {
-		rs.Replay(id, bytes)
-	}
-	if cls.nebt > 0 {
-		// the ebtables counters count skb->len at the bridge hooks:
-		// the frame without its MAC header (ebtables.Program.Run)
-		eb := uint64(max(len(bf.fr.Data)-bf.fr.HeaderLen(), 0))
+	eb := max(len(bf.fr.Data)-bf.fr.HeaderLen(), 0)
+	if k.hits != nil {
+		k.hits.addClass(cls, rs, bytes, eb)
+	} else {
+		for _, id := range cls.ipt[:cls.nipt] {
+			rs.Replay(id, bytes)
+		}
 		for _, r := range cls.ebt[:cls.nebt] {
-			r.Hits.Add(int(eb))
+			r.Hits.Add(eb)
 		}
 	}
 	k.replay, bf.cls = true, cls
@@ -360,28 +363,30 @@ type preTable struct {
 	slots [preSlots]atomic.Pointer[preEntry]
 }
 
-// preKeyOf is the key of an untagged frame on port in with pkt_type
-// pktType, when it is an unfragmented IPv4 TCP or UDP packet whose
-// ports are in the frame (what ebt_ip reads: the header at the network
-// offset, the ports after its IHL).
-func preKeyOf(fr *packet.Frame, in int, pktType uint8) (preKey, bool) {
+// preKeyOf sets k to the key of an untagged frame on port in with
+// pkt_type pktType, when it is an unfragmented IPv4 TCP or UDP packet
+// whose ports are in the frame (what ebt_ip reads: the header at the
+// network offset, the ports after its IHL). The key is written in place,
+// word by word, and read so (slot, lookup): a [4]uint64 returned by value
+// is copied 16 bytes at a time from 8-byte stores, and the copy waits
+// for them to retire.
+func preKeyOf(k *preKey, fr *packet.Frame, in int, pktType uint8) bool {
 	h := fr.Payload
 	if fr.VLAN || fr.InnerProto != packet.EtherTypeIPv4 || len(h) < 20 || h[0]>>4 != 4 || uint(in) > 0xffff {
-		return preKey{}, false
+		return false
 	}
 	ihl := int(h[0]&0xf) * 4
 	proto := h[9]
 	if ihl < 20 || len(h) < ihl+4 || binary.BigEndian.Uint16(h[6:])&0x3fff != 0 ||
 		(proto != packet.ProtoTCP && proto != packet.ProtoUDP) {
-		return preKey{}, false
+		return false
 	}
 	d := fr.Data
-	return preKey{
-		binary.BigEndian.Uint64(d[6:14])&^0xffff | uint64(in),
-		binary.BigEndian.Uint64(d[0:8])&^0xffff | uint64(pktType)<<8 | uint64(h[1]),
-		binary.BigEndian.Uint64(h[12:20]),
-		uint64(binary.BigEndian.Uint32(h[ihl:]))<<16 | uint64(proto),
-	}, true
+	k[0] = binary.BigEndian.Uint64(d[6:14])&^0xffff | uint64(in)
+	k[1] = binary.BigEndian.Uint64(d[0:8])&^0xffff | uint64(pktType)<<8 | uint64(h[1])
+	k[2] = binary.BigEndian.Uint64(h[12:20])
+	k[3] = uint64(binary.BigEndian.Uint32(h[ihl:]))<<16 | uint64(proto)
+	return true
 }
 
 func (k *preKey) slot() uint64 {
@@ -392,18 +397,24 @@ func (k *preKey) slot() uint64 {
 // lookup returns the walk recorded for k in configuration gen, or nil.
 func (t *preTable) lookup(k *preKey, gen uint32) *preEntry {
 	e := t.slots[k.slot()].Load()
-	if e == nil || e.gen != gen || e.key != *k {
+	// word by word (see preKeyOf)
+	if e == nil || e.gen != gen || e.key[0] != k[0] || e.key[1] != k[1] || e.key[2] != k[2] || e.key[3] != k[3] {
 		return nil
 	}
 	return e
 }
 
 // replay counts the frame in the rules the recorded walk matched (the
-// bytes as ebtables.Program.Run counts them).
-func (e *preEntry) replay(fr *packet.Frame) {
-	bytes := uint64(max(len(fr.Data)-fr.HeaderLen(), 0))
+// bytes as ebtables.Program.Run counts them), through the worker's
+// batch hb when there is one.
+func (e *preEntry) replay(fr *packet.Frame, hb *hitBatch) {
+	bytes := max(len(fr.Data)-fr.HeaderLen(), 0)
+	if hb != nil {
+		hb.addPre(e, bytes)
+		return
+	}
 	for _, r := range e.hits[:e.n] {
-		r.Hits.Add(int(bytes))
+		r.Hits.Add(bytes)
 	}
 }
 

@@ -257,6 +257,9 @@ type compiled struct {
 	bmemoOn, ebtPreOn bool
 	// hooks are the stage lists of each hook (hooks.go)
 	hooks hookLists
+	// tablesOnly: hooks[0]'s list of the hook has no stage but tables
+	// (none at all, too), each of which a replayed packet skips
+	tablesOnly [netfilter.NumHooks]bool
 	// ebt is the compiled ebtables rule set (nil: none)
 	ebt *ebtables.Program
 	// traceTab: the table has a -j TRACE rule, so a packet can become
@@ -481,8 +484,31 @@ func u32(a netip.Addr) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
-// pkt is one packet's way through the hooks.
+// pkt is one packet's way through the hooks: pktHot, and pktCold
+// (what table runs and recordings use, which most packets of an
+// established flow never touch). Whoever writes pktCold's fields sets
+// cold first, so a reset clears pktCold only when cold is set
+// (pkt.reset) and it is otherwise still zero.
 type pkt struct {
+	pktHot
+	pktCold
+}
+
+// pktCold is the part of a pkt that table runs, fault stages and the
+// flow caches' recordings write (all of them set pktHot.cold).
+type pktCold struct {
+	// ctx is reused by every table run of the packet
+	ctx iptables.Ctx
+	// memo is the recording of the packet's table runs (rec)
+	memo iptables.Memo
+	// lt and tee are the table runs' tracers for its legacy TRACE
+	// lines (klog.go)
+	lt  liveTrace
+	tee teeTracer
+}
+
+// pktHot is the rest of a pkt.
+type pktHot struct {
 	e *Engine
 	// w is the worker the packet runs on (its random source); nil: the
 	// engine's own
@@ -492,8 +518,9 @@ type pkt struct {
 	ct  conntrack.Ref
 	env env
 	tr  *Tracer
-	// ctx is reused by every table run of the packet
-	ctx iptables.Ctx
+	// cold: a pktCold field may have been written since the pkt was
+	// reset
+	cold bool
 	// route decided for the packet
 	rt    route.Result
 	fate  Fate
@@ -523,7 +550,9 @@ type pkt struct {
 	// are replayed, k.rt is its route)
 	rec, replay bool
 	memoKey     memoKey
-	memo        iptables.Memo
+	// hits is the worker's hit batch the bridged flow caches replay the
+	// packet's counters into (nil: straight to the counters; hits.go)
+	hits *hitBatch
 	// bf is the frame of a packet br_netfilter runs through the hooks
 	// (the bridged flow cache, bridgecache.go); nil for others
 	bf *bframe
@@ -539,11 +568,8 @@ type pkt struct {
 	// (options.go); zero for a packet without
 	opt packet.Options
 	// kl is the engine's kernel log when the packet started (nil:
-	// none); lt and tee are the table runs' tracers for its legacy
-	// TRACE lines (klog.go)
-	kl  *KernelLog
-	lt  liveTrace
-	tee teeTracer
+	// none)
+	kl *KernelLog
 }
 
 // Receive runs a packet that arrived on p.InIf (PREROUTING onwards).
@@ -618,9 +644,18 @@ func (e *Engine) initPkt(k *pkt, c *compiled, p *packet.Packet, now int64, tr *T
 }
 
 func (e *Engine) putPkt(k *pkt) {
-	s := k.scratch
-	*k = pkt{scratch: s}
+	k.reset()
 	e.pkts.Put(k)
+}
+
+// reset makes k zero but for its scratch: pktCold only when something
+// wrote it (cold).
+func (k *pkt) reset() {
+	s, cold := k.scratch, k.cold
+	k.pktHot = pktHot{scratch: s}
+	if cold {
+		k.pktCold = pktCold{}
+	}
 }
 
 // drop drops the packet for reason, with its detail and argument.
@@ -665,7 +700,7 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 	k.p.InIf, k.p.OutIf = in, out
 	if k.rec && tid == iptables.Nat {
 		// the nat chains run for a connection's first packet only
-		k.memo.Tainted = true
+		k.memo.Tainted = true // (cold: set by rec)
 	}
 	// the live kernel log (klog.go): LOG and NFLOG rules log through
 	// the packet; a packet that is or may become traced runs with
@@ -687,6 +722,7 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 	if k.scratch == nil {
 		k.scratch = new(iptables.Scratch)
 	}
+	k.cold = true
 	c := &k.ctx
 	// cleared, then set field by field: a composite literal would be
 	// built on the stack and copied over

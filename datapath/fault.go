@@ -49,6 +49,7 @@ func (k *pkt) fault(s *stage, st *hookState) bool {
 	k.p.InIf, k.p.OutIf = st.in, st.out
 	// only what a match reads and Act sets: the rest of the reused
 	// context is a table run's, which sets it all before it reads it
+	k.cold = true
 	c := &k.ctx
 	c.Pkt, c.Hook, c.CT, c.Env, c.State = k.p, st.hook, k.ct, &k.env, k.e.State
 	c.Reject, c.HotDrop = nil, false

@@ -94,7 +94,7 @@ func (k *pkt) memoStart(iif int) {
 	if k.memoLoad(m, key) {
 		return
 	}
-	k.rec, k.memoKey = true, key
+	k.rec, k.memoKey, k.cold = true, key, true
 	k.memo.Reset()
 }
 

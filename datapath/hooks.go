@@ -186,6 +186,14 @@ func (c *compiled) buildHooks() {
 			l = c.addFaultStages(h, l)
 			slices.SortStableFunc(l, func(a, b stage) int { return cmp.Compare(a.prio, b.prio) })
 			c.hooks[v][h] = l
+			if v == 0 {
+				c.tablesOnly[h] = true
+				for i := range l {
+					if l[i].op != opTable {
+						c.tablesOnly[h] = false
+					}
+				}
+			}
 		}
 	}
 }
@@ -202,65 +210,75 @@ type hookState struct {
 // goes on past the hook; false: a stage dropped, queued or stole it, or
 // sent it on itself (IPVS).
 func (k *pkt) run(st *hookState) bool {
+	ipvs := k.ipvsOn()
+	if k.replay && k.cfg.tablesOnly[st.hook] && !ipvs && !k.recording() {
+		// the flow cache replayed every table of the hook (table)
+		return true
+	}
 	list := k.cfg.hooks[0][st.hook]
-	if k.ipvsOn() {
+	if ipvs {
 		list = k.cfg.hooks[1][st.hook]
 	}
 	if k.recording() {
 		k.pathHook(st)
 		for i := range list {
-			if !k.tracedStage(&list[i], st) {
+			if !k.tracedStage(list[i:i+1], st) {
 				return false
 			}
 		}
 		return true
 	}
+	return k.stages(list, st)
+}
+
+// stages runs the stages of list in order (the loop and the dispatch in
+// one function: no call per stage); false: the packet is gone.
+func (k *pkt) stages(list []stage, st *hookState) bool {
 	for i := range list {
-		if !k.stage(&list[i], st) {
+		s := &list[i]
+		var ok bool
+		switch s.op {
+		case opTable:
+			ok = k.table(s.table, st)
+		case opMangleOut:
+			ok = k.mangleOut(st)
+		case opConntrack:
+			ok = k.conntrackIn(st.hook)
+		case opFlowCache:
+			if k.bf != nil {
+				k.bmemoStart()
+			} else if k.cfg.memoOn {
+				k.memoStart(k.iif)
+			}
+			ok = true
+		case opNAT:
+			m := nat.Src
+			if st.hook == netfilter.PreRouting {
+				m = nat.Dst
+			}
+			ok = k.natHook(st.hook, m, st.in, st.out)
+		case opNATOut:
+			ok = k.natOut(st)
+		case opConfirm:
+			ok = k.confirm()
+		case opIPVSOut:
+			ok = k.ipvsOut(st, s.prio)
+		case opIPVSIn:
+			ok = k.ipvsIn(st.hook, s.prio)
+		case opIPVSForwardICMP:
+			ok = k.ipvsForwardICMP(s.prio)
+		case opDefrag:
+			ok = k.defragHook(st.hook)
+		case opFault:
+			ok = k.fault(s, st)
+		default:
+			panic("datapath: unknown stage " + s.String())
+		}
+		if !ok {
 			return false
 		}
 	}
 	return true
-}
-
-// stage runs one stage; false: the packet is gone.
-func (k *pkt) stage(s *stage, st *hookState) bool {
-	switch s.op {
-	case opTable:
-		return k.table(s.table, st)
-	case opMangleOut:
-		return k.mangleOut(st)
-	case opConntrack:
-		return k.conntrackIn(st.hook)
-	case opFlowCache:
-		if k.bf != nil {
-			k.bmemoStart()
-		} else if k.cfg.memoOn {
-			k.memoStart(k.iif)
-		}
-		return true
-	case opNAT:
-		m := nat.Src
-		if st.hook == netfilter.PreRouting {
-			m = nat.Dst
-		}
-		return k.natHook(st.hook, m, st.in, st.out)
-	case opNATOut:
-		return k.natOut(st)
-	case opConfirm:
-		return k.confirm()
-	case opIPVSOut:
-		return k.ipvsOut(st, s.prio)
-	case opIPVSIn:
-		return k.ipvsIn(st.hook, s.prio)
-	case opIPVSForwardICMP:
-		return k.ipvsForwardICMP(s.prio)
-	case opDefrag:
-		return k.defragHook(st.hook)
-	case opFault:
-		return k.fault(s, st)
-	}
-	panic("datapath: unknown stage " + s.String())
 }
 
 // table runs a table's base chain for the hook and applies what its

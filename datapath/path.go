@@ -221,13 +221,15 @@ func (k *pkt) pathHook(st *hookState) {
 	k.note(PathEvent{Kind: PathHook, Hook: uint8(st.hook), In: st.in, Out: st.out})
 }
 
-// tracedStage runs stage s recording it, its end and what it rewrote.
-func (k *pkt) tracedStage(s *stage, st *hookState) bool {
+// tracedStage runs the one stage of one (a list's element) recording
+// it, its end and what it rewrote.
+func (k *pkt) tracedStage(one []stage, st *hookState) bool {
+	s := &one[0]
 	i := len(k.tr.Path)
 	k.note(PathEvent{Kind: PathStage, Hook: uint8(st.hook), Stage: k.cfg.stageKey(s)})
 	before := endpoints(k.p)
 	p := k.p
-	ok := k.stage(s, st)
+	ok := k.stages(one, st)
 	if !ok {
 		k.tr.Path[i].Gone = true
 		k.tr.Path[i].Text = k.fate.String()

@@ -86,6 +86,13 @@ type Worker struct {
 	// on the same worker takes one from the pool)
 	k    *pkt
 	busy bool
+	// hits are the recordings the worker's bridged frames replayed and
+	// what they counted, added to the rule counters at FlushHits
+	// (hits.go)
+	hits hitBatch
+	// bc is the worker's per-frame state of ReceiveFrameInto (the
+	// engine's calls take one from a pool)
+	bc *bridgeCall
 }
 
 // NewWorker returns worker index's handle on the engine. Its random
@@ -137,10 +144,50 @@ func (w *Worker) putPkt(k *pkt) {
 		w.e.putPkt(k)
 		return
 	}
-	s := k.scratch
-	*k = pkt{scratch: s}
+	k.reset()
 	w.busy = false
 }
+
+// ReceiveFrameInto is Engine.ReceiveFrameInto on the worker: the
+// frame's per-call state is the worker's own (no pool), its random
+// draws are the worker's, and the rule counters that the bridged flow
+// caches replay for it gather in the worker's batch: they reach the
+// counters (iptables -L -v, ebtables -L --Lc, the saves, metrics) at
+// FlushHits, which the worker's owner calls at the end of each batch of
+// frames (a batch also flushes itself when full).
+func (w *Worker) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now int64, tr *Tracer) {
+	bc := w.bc
+	if bc == nil {
+		bc = &bridgeCall{w: w}
+		w.bc = bc
+	}
+	w.e.receiveFrameCall(bc, ff, data, port, now, tr)
+}
+
+// ReceiveFrameCsum is ReceiveFrameInto for a frame whose device says
+// whether it vouched for the IPv4 packet's transport checksum
+// (csumValid: a TAP's virtio_net_hdr with DATA_VALID or NEEDS_CSUM, an
+// skb CHECKSUM_UNNECESSARY or CHECKSUM_PARTIAL). br_netfilter runs the
+// frame through PREROUTING, where conntrack verifies a TCP or UDP
+// checksum (udp_error, tcp_error with nf_conntrack_checksum) through
+// nf_ip_checksum, which checks only a CHECKSUM_NONE or
+// CHECKSUM_COMPLETE skb (net/netfilter/utils.c): a vouched frame is not
+// verified (packet.Meta.CsumValid), an unvouched one is, as
+// ReceiveFrameInto does.
+func (w *Worker) ReceiveFrameCsum(ff *FrameFate, data []byte, csumValid bool, port string, now int64, tr *Tracer) {
+	bc := w.bc
+	if bc == nil {
+		bc = &bridgeCall{w: w}
+		w.bc = bc
+	}
+	bc.csumValid = csumValid
+	w.e.receiveFrameCall(bc, ff, data, port, now, tr)
+}
+
+// FlushHits adds the rule counters' hits the worker gathered to the
+// counters. Call it at the end of each batch of ReceiveFrameInto calls
+// (and before reading counters that must show the batch's frames).
+func (w *Worker) FlushHits() { w.hits.flush() }
 
 // rand32 is a draw of the rules' stream of the packet's worker.
 func (k *pkt) rand32() uint32 {

@@ -430,3 +430,11 @@ func (m *ConntrackMatch) Eval(c *Ctx) bool {
 	}
 	return true
 }
+
+// FirstPacketsOnly reports whether the match can be true only for a
+// packet whose conntrack state is NEW: its --ctstate/--state is not
+// inverted and lists NEW at most (SNAT and DNAT, the virtual states,
+// hold for a connection's later packets too).
+func (m *ConntrackMatch) FirstPacketsOnly() bool {
+	return m.MatchFlags&ctFlagState != 0 && m.InvFlags&ctFlagState == 0 && m.StateMask&^CTStateNew == 0
+}

@@ -59,6 +59,14 @@ func (rs *Ruleset) Replay(id uint32, bytes int) {
 	}
 }
 
+// ReplayN adds pkts packets of bytes bytes in all to the counter id (a
+// worker's batch of replays, netfilter.HitCounter.AddN).
+func (rs *Ruleset) ReplayN(id uint32, pkts, bytes uint64) {
+	if id > 0 && int(id) <= len(rs.counters) {
+		rs.counters[id-1].AddN(pkts, bytes)
+	}
+}
+
 // Memoizable is whether the rule set was analysed for the flow cache
 // (Loader does it; a Ruleset assembled by hand is not, and its
 // traversals are never recorded).

@@ -5,12 +5,14 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/uswitch-lab/uswitch/bridge/ebtables"
 	"github.com/uswitch-lab/uswitch/internal/testtools"
+	"github.com/uswitch-lab/uswitch/iptables"
 )
 
 // TestBridgeLab: namespaces on TAP ports of a uswitch bridge reach each
@@ -75,6 +77,46 @@ func TestBridgeLab(t *testing.T) {
 		rs.Save(&b, ebtables.SaveOptions{Counters: true})
 		if !regexp.MustCompile(`\[[1-9]\d*:\d+\] -A FORWARD -p IPv4 --ip-dst 10\.20\.0\.4 --ip-proto udp -j DROP`).MatchString(b.String()) {
 			t.Errorf("the DROP rule's counters did not count the datagram:\n%s", b.String())
+		}
+	})
+	t.Run("counters of replayed frames", func(t *testing.T) {
+		// one UDP flow across the bridge, answered datagram by
+		// datagram: after the first exchange its frames replay the
+		// bridged flow cache, whose counters the workers gather and
+		// add at the end of each batch (datapath.Worker.FlushHits),
+		// so every frame shows once its answer is back
+		const n = 50
+		est := func() uint64 {
+			var b strings.Builder
+			if err := l.Engine().Config().Rules.Save(&b, iptables.SaveOptions{Counters: true}); err != nil {
+				t.Fatal(err)
+			}
+			m := regexp.MustCompile(`\[(\d+):\d+\] -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`).FindStringSubmatch(b.String())
+			if m == nil {
+				t.Fatalf("no ESTABLISHED rule in\n%s", b.String())
+			}
+			v, _ := strconv.ParseUint(m[1], 10, 64)
+			return v
+		}
+		before := est()
+		c, err := l.Dial(a, "udp", "10.20.0.3:7", to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		for i := range n {
+			c.SetDeadline(time.Now().Add(to))
+			if _, err := c.Write([]byte("datagram " + strconv.Itoa(i))); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Read(buf); err != nil {
+				t.Fatalf("datagram %d: %v", i, err)
+			}
+		}
+		// all but the first request are ESTABLISHED
+		if d := est() - before; d < 2*n-1 {
+			t.Errorf("the ESTABLISHED rule counted %d of the flow's %d established frames", d, 2*n-1)
 		}
 	})
 	fdb := l.Engine().Bridge("br0")

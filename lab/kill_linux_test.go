@@ -139,8 +139,21 @@ func TestLabKillStall(t *testing.T) {
 		t.Fatalf("before the faults: %v", err)
 	}
 
+	// waitFor waits until cond holds (the fault set's ticker, every
+	// 10 ms, starts a stall or a kill: late on a loaded machine), at
+	// most until deadline on the lab's clock
+	waitFor := func(what string, cond func() bool, deadline time.Duration) {
+		for !cond() {
+			if time.Duration(l.dp.Now()) > deadline {
+				t.Fatalf("%s had not begun at %v on the lab's clock (a loaded machine?)", what, deadline)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+
 	// the stall
 	until(6200 * time.Millisecond)
+	waitFor("the stall", l.dp.Stalled, 6600*time.Millisecond)
 	d0 := txDropped()
 	got.Store(0)
 	const burst = 100
@@ -162,6 +175,7 @@ func TestLabKillStall(t *testing.T) {
 
 	// the kill
 	until(8200 * time.Millisecond)
+	waitFor("the kill", l.dp.Killed, 8600*time.Millisecond)
 	out, err := in(cli, "ip", "-j", "addr", "show", "kc")
 	if err != nil || !strings.Contains(out, "10.21.1.2") || !strings.Contains(out, "NO-CARRIER") {
 		t.Errorf("killed: the client's TUN should be there, with its address and no carrier: %v %s", err, out)

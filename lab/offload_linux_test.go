@@ -175,8 +175,14 @@ func TestOffloadUDPBurst(t *testing.T) {
 	go func() {
 		bad := 0
 		buf := make([]byte, 2048)
+		// the first datagram comes after the txqueuelen change and the
+		// dial below (seconds on a loaded machine: a CI run with other
+		// work saw the reader give up before it); then a second of
+		// quiet ends the burst
+		wait := 20 * time.Second
 		for {
-			srv.SetReadDeadline(time.Now().Add(time.Second))
+			srv.SetReadDeadline(time.Now().Add(wait))
+			wait = time.Second
 			k, err := srv.Read(buf)
 			if err != nil {
 				done <- bad

@@ -90,6 +90,9 @@ type elem struct {
 	// frame is set for a bridge port's frame (the whole frame in buf);
 	// pkt is then unused
 	frame []byte
+	// valid: the device vouched for the frame's transport checksum
+	// (ReadValid)
+	valid bool
 }
 
 // rxq is one queue of a port: its device and its reader's elements.
@@ -505,7 +508,7 @@ func (d *Datapath) reader(q *rxq, qi int) {
 			el := stash[i]
 			d.rx.Add(1)
 			if p.bridge {
-				el.frame = el.buf[:sizes[i]]
+				el.frame, el.valid = el.buf[:sizes[i]], valid[i]
 				if self != nil {
 					batch = append(batch, el)
 					continue
@@ -739,10 +742,14 @@ func (w *worker) run(elems []*elem) {
 			w.drain()
 		}
 	}
+	// the rule counters the batch's replayed frames hit, gathered in
+	// the worker's batch, reach the counters before the batch's frames
+	// are written
+	w.ew.FlushHits()
 	w.flush()
 	for _, el := range elems {
 		el.pkt = packet.Packet{}
-		el.frame = nil
+		el.frame, el.valid = nil, false
 		el.from.free <- el
 	}
 }
@@ -819,7 +826,7 @@ func (w *worker) runFrame(el *elem, tr *datapath.Tracer) {
 		d.tapFrame(el.from.p.name, el.frame, true)
 	}
 	ff := &w.ff
-	d.eng.ReceiveFrameInto(ff, el.frame, el.from.p.name, w.now, tr)
+	w.ew.ReceiveFrameCsum(ff, el.frame, el.valid, el.from.p.name, w.now, tr)
 	if tr != nil && len(tr.Lines) > 0 {
 		d.publishTrace(tr.Lines)
 	}

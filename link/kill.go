@@ -157,6 +157,12 @@ func (d *Datapath) waitRestart() bool {
 // Kills is how many times the datapath was killed.
 func (d *Datapath) Kills() uint64 { return d.kill.kills.Load() }
 
+// Stalled reports whether a stall holds the readers now.
+func (d *Datapath) Stalled() bool { return d.kill.stallUntil.Load() > d.Now() }
+
+// Killed reports whether the devices are detached now.
+func (d *Datapath) Killed() bool { return d.kill.killed.Load() }
+
 // ticker runs the fault set's clock (datapath-kill and -stall).
 func (wf *wireFaults) ticker() {
 	d := wf.d

@@ -47,8 +47,31 @@ func (h *HitCounter) Add(n int) {
 	}
 }
 
-// fold moves acc into the totals, unless another fold is running
-// (which takes these hits with it).
+// AddN counts pkts packets of bytes bytes in all (a worker's batch of
+// hits on the counter, flushed at once: see datapath.Worker.FlushHits):
+// one atomic add, as Add, while they fit acc's arithmetic. The kernel
+// keeps per-CPU counters and sums them on read (xt_counters,
+// get_counters); a worker's batch is summed into the counter instead,
+// once per batch of packets.
+func (h *HitCounter) AddN(pkts, bytes uint64) {
+	if pkts == 0 {
+		return
+	}
+	if pkts >= bigBatchPkts || bytes >= bigHit {
+		h.pkts.Add(pkts)
+		h.bytes.Add(bytes)
+		return
+	}
+	if h.acc.Add(pkts<<accShift|bytes)&foldMarks != 0 {
+		h.fold()
+	}
+}
+
+// bigBatchPkts bounds the packets one AddN puts in acc: the adds racing
+// past the fold mark (a few goroutines, each under this many packets and
+// bigHit bytes) still cannot fill the field's other half
+const bigBatchPkts = 1 << 16
+
 // AddShort is Add for a hit of at most 65,535 bytes (an IPv4 packet),
 // which needs no test for a big hit: small enough to be inlined into
 // the rule walks.
@@ -58,6 +81,8 @@ func (h *HitCounter) AddShort(n uint16) {
 	}
 }
 
+// fold moves acc into the totals, unless another fold is running
+// (which takes these hits with it).
 func (h *HitCounter) fold() {
 	s := h.seq.Load()
 	if s&1 != 0 || !h.seq.CompareAndSwap(s, s+1) {

@@ -137,3 +137,53 @@ func TestHitCounterAddShort(t *testing.T) {
 		t.Fatal("no fold happened")
 	}
 }
+
+// TestHitCounterAddN: AddN's counts add up with Add's, through acc and,
+// past its bounds, the totals.
+func TestHitCounterAddN(t *testing.T) {
+	var h HitCounter
+	h.AddN(3, 300)
+	h.Add(50)
+	h.AddN(0, 0)
+	if got := h.load(Counters{}); got != (Counters{4, 350}) || h.pkts.Load() != 0 {
+		t.Fatalf("through acc: %+v (totals %d)", got, h.pkts.Load())
+	}
+	h.AddN(bigBatchPkts, 5)
+	h.AddN(2, bigHit)
+	if got := h.load(Counters{}); got != (Counters{4 + bigBatchPkts + 2, 355 + bigHit}) {
+		t.Fatalf("past the bounds: %+v", got)
+	}
+	// across the fold mark
+	h.acc.Store((foldPkts - 10) << accShift)
+	h.AddN(20, 7)
+	if h.acc.Load() != 0 || h.seq.Load() != 2 {
+		t.Fatalf("no fold: acc %x seq %d", h.acc.Load(), h.seq.Load())
+	}
+}
+
+// TestHitCounterAddNConcurrent: goroutines adding batches of their own
+// sizes at once lose no hit (run with -race).
+func TestHitCounterAddNConcurrent(t *testing.T) {
+	var h HitCounter
+	h.acc.Store((foldPkts - 3000) << accShift)
+	const workers, each = 4, 20000
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				h.AddN(uint64(w+1), uint64(100*(w+1)))
+			}
+		}()
+	}
+	wg.Wait()
+	want := Counters{foldPkts - 3000, 0}
+	for w := range workers {
+		want.Packets += uint64(each * (w + 1))
+		want.Bytes += uint64(each * 100 * (w + 1))
+	}
+	if got := h.load(Counters{}); got != want {
+		t.Fatalf("%+v, want %+v", got, want)
+	}
+}

@@ -307,6 +307,18 @@ func TestOffloadBlocker(t *testing.T) {
 		{"-A FORWARD -p tcp -j T\n-A T -j LOG\n", "target:LOG", ""},
 		{"-A FORWARD -p udp -j T\n-A T -p tcp -j LOG\n", "", ""},
 		{"-A T -j LOG\n", "", ""}, // T unreachable
+		// TCP flags and options differ between a flow's packets
+		{"-A FORWARD -p tcp -m tcp --tcp-flags RST RST -j DROP\n", "match:tcp-flags", ""},
+		{"-A FORWARD -p tcp -m tcp --syn -j ACCEPT\n", "match:tcp-flags", ""},
+		{"-A FORWARD -p tcp -m tcp ! --tcp-option 2 -j DROP\n", "match:tcp-flags", ""},
+		{"-A FORWARD -p tcp -m tcp --sport 80 -j DROP\n", "", ""},
+		{"-A FORWARD -p udp -j T\n-A T -p tcp -m tcp --syn -j DROP\n", "", ""},
+		// ... unless only a connection's first packets reach the test
+		{"-A FORWARD -p tcp -m tcp ! --syn -m conntrack --ctstate NEW -j DROP\n", "", ""},
+		{"-A FORWARD -p tcp -m tcp ! --syn -m state --state NEW -j DROP\n", "", ""},
+		{"-A FORWARD -p tcp -m tcp ! --syn -m conntrack --ctstate NEW,INVALID -j DROP\n", "match:tcp-flags", ""},
+		{"-A FORWARD -p tcp -m tcp ! --syn -m conntrack ! --ctstate NEW -j DROP\n", "match:tcp-flags", ""},
+		{"-A FORWARD -p tcp -m tcp ! --syn -m conntrack --ctstate NEW,DNAT -j DROP\n", "match:tcp-flags", ""},
 	} {
 		rs, err := (&iptables.Loader{}).LoadString(fmt.Sprintf(base, c.rules))
 		if err != nil && strings.Contains(err.Error(), "Couldn't load") {

@@ -141,10 +141,17 @@ func offloadBlockers(rs *iptables.Ruleset) (b blockers) {
 				if why == "" && r.Target != nil && perPacketTargets[r.Target.Name()] {
 					why = "target:" + r.Target.Name()
 				}
+				sees := m & ruleProtos(&r.IP)
 				if why == "" {
+					// a TCP flow's flags and options change from packet
+					// to packet: --tcp-flags, --syn and --tcp-option
+					// look at each one, unless the rule's conntrack
+					// state lets only a connection's first packets in
+					if b.reason[0] == "" && sees&protoTCP != 0 && tcpPerPacket(r) {
+						b.reason[0], b.where[0] = "match:tcp-flags", fmt.Sprintf("%s %s rule %d", id, c.Name, i+1)
+					}
 					continue
 				}
-				sees := m & ruleProtos(&r.IP)
 				for k, p := range [2]uint8{protoTCP, protoUDP} {
 					if b.reason[k] == "" && sees&(p|protoICMP) != 0 {
 						b.reason[k], b.where[k] = why, fmt.Sprintf("%s %s rule %d", id, c.Name, i+1)
@@ -154,6 +161,23 @@ func offloadBlockers(rs *iptables.Ruleset) (b blockers) {
 		}
 	}
 	return b
+}
+
+// tcpPerPacket reports whether r tests TCP flags or options on
+// packets a connection's later packets can be among.
+func tcpPerPacket(r *iptables.Rule) bool {
+	flags := false
+	for _, x := range r.Matches {
+		switch m := x.(type) {
+		case *iptables.TCPMatch:
+			flags = flags || m.FlagMask != 0 || m.Option != 0
+		case *iptables.ConntrackMatch:
+			if m.FirstPacketsOnly() {
+				return false
+			}
+		}
+	}
+	return flags
 }
 
 // flowReq is one flow to install in the kernel: uswitch's entry's

@@ -2,6 +2,7 @@ package packet
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -82,6 +83,43 @@ func TestChecksumReference(t *testing.T) {
 	}
 }
 
+// TestHeaderSumOK: headerSumOK is Checksum(h, 0) == 0xffff on random
+// headers of every IPv4 header length, on all-0xff and all-zero ones,
+// and on headers whose checksum field is set right.
+func TestHeaderSumOK(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	ok := 0
+	for i := range 200000 {
+		h := make([]byte, 20+4*(i%11))
+		for j := range h {
+			h[j] = byte(r.Uint32())
+		}
+		switch i % 4 {
+		case 1:
+			h[10], h[11] = 0, 0
+			binary.BigEndian.PutUint16(h[10:], ^Checksum(h, 0))
+		case 2:
+			for j := range h {
+				h[j] = 0xff
+			}
+		case 3:
+			if i%8 == 3 {
+				clear(h)
+			}
+		}
+		want := Checksum(h, 0) == 0xffff
+		if want {
+			ok++
+		}
+		if got := headerSumOK(h); got != want {
+			t.Fatalf("% x: %v, Checksum says %v", h, got, want)
+		}
+	}
+	if ok < 50000 {
+		t.Fatalf("only %d good headers", ok)
+	}
+}
+
 func TestChecksumNoAllocs(t *testing.T) {
 	b := make([]byte, 1500)
 	if n := testing.AllocsPerRun(100, func() { Checksum(b, 1) }); n != 0 {
@@ -98,6 +136,9 @@ func FuzzChecksum(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte, initial uint32) {
 		if got, want := Checksum(b, initial), refChecksum(b, initial); got != want {
 			t.Fatalf("len %d initial %#x: %#04x, reference %#04x", len(b), initial, got, want)
+		}
+		if got, want := headerSumOK(b), refChecksum(b, 0) == 0xffff; got != want {
+			t.Fatalf("headerSumOK(% x) = %v, reference %v", b, got, want)
 		}
 	})
 }

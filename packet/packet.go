@@ -127,7 +127,7 @@ func (p *Packet) Decode() error {
 	if tl < hl {
 		return derr(2, "total length %d shorter than the header (%d)", tl, hl)
 	}
-	if Checksum(b[:hl], 0) != 0xffff {
+	if !headerSumOK(b[:hl]) {
 		return derr(10, "bad IPv4 header checksum 0x%04x", h.Checksum())
 	}
 	h = h[:tl]

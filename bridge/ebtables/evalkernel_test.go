@@ -190,7 +190,7 @@ func evalKernelFrames() []namedFrame {
 
 // bridgeNS makes the namespace TestEvalKernel describes.
 func bridgeNS(t *testing.T) *kerneltest.Netns {
-	kerneltest.Require(t, "ebtables", "ebtables-restore", "ebtables-save", "sysctl")
+	kerneltest.Require(t, "ebtables", "ebtables-restore", "ebtables-save", "sysctl", "bridge")
 	ns := kerneltest.NewNetns(t)
 	run := func(args ...string) {
 		t.Helper()
@@ -212,7 +212,7 @@ func bridgeNS(t *testing.T) *kerneltest.Netns {
 	// no IGMP reports of the host's own out of the ports
 	run("ip", "link", "set", "br0", "multicast", "off")
 	run("ip", "link", "set", "br0", "up")
-
+	ns.WaitForwarding(t, "vetha", "vethb")
 	return ns
 }
 

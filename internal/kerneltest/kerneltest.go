@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/uswitch-lab/uswitch/internal/testtools"
 )
@@ -89,6 +90,26 @@ func (n *Netns) Save(args ...string) (string, error) {
 		return "", fmt.Errorf("iptables-save: exit %d: %s", c, e)
 	}
 	return StripComments(o), nil
+}
+
+// WaitForwarding waits until each of ports, a bridge port in n, is in
+// the forwarding state: the bridge moves a port there when linkwatch has
+// seen its carrier, up to a second after `ip link set up` (more on a
+// loaded machine), and drops the frames it gets before. It needs
+// iproute2's bridge tool.
+func (n *Netns) WaitForwarding(t testing.TB, ports ...string) {
+	t.Helper()
+	for _, p := range ports {
+		for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+			out, _, _, err := n.Run("", "bridge", "link", "show", "dev", p)
+			if err == nil && strings.Contains(out, "state forwarding") {
+				break
+			}
+			if time.Since(start) > 20*time.Second {
+				t.Fatalf("bridge port %s is not forwarding after 20 s: %s %v", p, out, err)
+			}
+		}
+	}
 }
 
 // StripComments removes the lines starting with '#'.

@@ -217,6 +217,7 @@ func RunKernel(t testing.TB, scn *Scenario) *Result {
 		}
 	}
 	for _, br := range scn.Bridges {
+		testtools.Need(t, "bridge")
 		// no multicast snooping: with it the bridge device joins the
 		// snoopers' groups (224.0.0.106, br_ip4_multicast_join_snoopers)
 		// and sends IGMP reports from its timers, at moments no replay
@@ -244,6 +245,9 @@ func RunKernel(t testing.TB, scn *Scenario) *Result {
 			if err := k.sh(c...); err != nil {
 				t.Fatal(err)
 			}
+		}
+		for _, pt := range br.Ports {
+			ns.WaitForwarding(t, pt.Name)
 		}
 	}
 	if len(scn.Sysctls) > 0 {
