@@ -46,7 +46,7 @@ func (t Tuple) ICMPCode() uint8 { return uint8(t.DstPort) }
 
 // icmpInvMap maps a query type to its answer plus one, zero when the type
 // cannot be inverted (invmap in nf_conntrack_proto_icmp.c).
-var icmpInvMap = [...]uint8{
+var icmpInvMap = [256]uint8{
 	packet.ICMPEcho:           packet.ICMPEchoReply + 1,
 	packet.ICMPEchoReply:      packet.ICMPEcho + 1,
 	packet.ICMPTimestamp:      packet.ICMPTimestampReply + 1,
@@ -61,19 +61,19 @@ var icmpInvMap = [...]uint8{
 // protocol cannot invert it (an ICMP type that is no query or answer),
 // as nf_ct_invert_tuple does.
 func (t Tuple) Invert() (Tuple, bool) {
-	r := Tuple{Src: t.Dst, Dst: t.Src, Proto: t.Proto, Zone: t.Zone}
-	switch t.Proto {
-	case packet.ProtoICMP:
-		typ := t.ICMPType()
-		if int(typ) >= len(icmpInvMap) || icmpInvMap[typ] == 0 {
+	// small enough to be inlined (a table of all 256 types, no call)
+	if t.Proto == packet.ProtoICMP {
+		inv := icmpInvMap[t.ICMPType()]
+		if inv == 0 {
 			return Tuple{}, false
 		}
-		r.SrcPort = t.SrcPort
-		r.DstPort = uint16(icmpInvMap[typ]-1)<<8 | uint16(t.ICMPCode())
-	default:
-		r.SrcPort, r.DstPort = t.DstPort, t.SrcPort
+		// the id stays; the type becomes its answer's (or query's)
+		t.DstPort = uint16(inv-1)<<8 | t.DstPort&0xff
+	} else {
+		t.SrcPort, t.DstPort = t.DstPort, t.SrcPort
 	}
-	return r, true
+	t.Src, t.Dst = t.Dst, t.Src
+	return t, true
 }
 
 // hasPorts reports the protocols whose tuple carries ports (the trackers

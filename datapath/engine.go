@@ -707,7 +707,7 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 	// liveTrace. A tracer of the log form writes these lines itself.
 	logs := k.kl != nil && (k.tr == nil || k.tr.Format != FormatLog)
 	live := logs && (k.p.Trace || k.cfg.traceTab[tid])
-	if k.tr == nil && !live {
+	if k.tr == nil && !live && len(base.Rules) == 0 {
 		// an empty chain: its policy, without a traversal
 		if v, ok := base.RunEmpty(len(k.p.IP)); ok {
 			if v == iptables.TDrop {
@@ -724,7 +724,10 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 	}
 	k.cold = true
 	c := &k.ctx
-	*c = iptables.Ctx{Pkt: k.p, Hook: h, CT: k.ct, Env: &k.env, State: k.e.State, Linear: k.cfg.Linear, Scratch: k.scratch}
+	// cleared, then set field by field: a composite literal would be
+	// built on the stack and copied over
+	*c = iptables.Ctx{}
+	c.Pkt, c.Hook, c.CT, c.Env, c.State, c.Linear, c.Scratch = k.p, h, k.ct, &k.env, k.e.State, k.cfg.Linear, k.scratch
 	if k.rec {
 		c.Memo = &k.memo
 	}

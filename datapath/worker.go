@@ -81,6 +81,11 @@ type Worker struct {
 	// schedulers take one; a method value made per packet would
 	// allocate)
 	randFn func() uint32
+	// k is the packet state the worker's packets reuse, without the
+	// engine's pool; busy while one runs (a packet run inside another
+	// on the same worker takes one from the pool)
+	k    *pkt
+	busy bool
 	// hits are the recordings the worker's bridged frames replayed and
 	// what they counted, added to the rule counters at FlushHits
 	// (hits.go)
@@ -104,20 +109,43 @@ func (e *Engine) NewWorker(index int) *Worker {
 
 // Receive is Engine.Receive on the worker.
 func (w *Worker) Receive(p *packet.Packet, now int64, tr *Tracer) Fate {
-	k := w.e.newPkt(p, now, tr, w)
+	k := w.getPkt(p, now, tr)
 	k.receiveTop()
 	f := k.fate
-	w.e.putPkt(k)
+	w.putPkt(k)
 	return f
 }
 
 // Send is Engine.Send on the worker.
 func (w *Worker) Send(p *packet.Packet, now int64, tr *Tracer) Fate {
-	k := w.e.newPkt(p, now, tr, w)
+	k := w.getPkt(p, now, tr)
 	k.sendTop()
 	f := k.fate
-	w.e.putPkt(k)
+	w.putPkt(k)
 	return f
+}
+
+// getPkt is Engine.newPkt with the worker's own pkt when it is free.
+func (w *Worker) getPkt(p *packet.Packet, now int64, tr *Tracer) *pkt {
+	if w.busy {
+		return w.e.newPkt(p, now, tr, w)
+	}
+	if w.k == nil {
+		w.k = new(pkt)
+	}
+	w.busy = true
+	w.e.initPkt(w.k, w.e.cfg.Load(), p, now, tr, w)
+	return w.k
+}
+
+// putPkt is Engine.putPkt for a pkt from getPkt.
+func (w *Worker) putPkt(k *pkt) {
+	if k != w.k {
+		w.e.putPkt(k)
+		return
+	}
+	k.reset()
+	w.busy = false
 }
 
 // ReceiveFrameInto is Engine.ReceiveFrameInto on the worker: the

@@ -141,3 +141,30 @@ func TestWorkerNoAllocs(t *testing.T) {
 		t.Fatalf("established packet on a worker allocates %v times", n)
 	}
 }
+
+// TestWorkerPktReuse: a worker's packets reuse its own pkt, cleared
+// between them; a packet run while the worker's pkt is busy (one run
+// inside another) gets the pool's and leaves the worker's alone.
+func TestWorkerPktReuse(t *testing.T) {
+	e := coinEngine(t, 5)
+	w := e.NewWorker(0)
+	ref := flips(t, 64, func(p *packet.Packet) Fate { return e.Receive(p, 1e9, nil) })
+	if got := flips(t, 64, func(p *packet.Packet) Fate { return w.Receive(p, 1e9, nil) }); got != ref {
+		t.Fatalf("worker 0 with its own pkt: %s, engine %s", got, ref)
+	}
+	k := w.k
+	if k == nil || w.busy || k.p != nil || k.fate.Kind != 0 {
+		t.Fatalf("worker pkt after the packets: %p busy %v, not cleared", k, w.busy)
+	}
+	// as if a packet of this worker were running: the next one does not
+	// touch the worker's pkt
+	w.busy = true
+	k.fate.Arg = "in use"
+	f := w.Receive(mk(t, "udp 10.0.0.2:999 > 192.168.1.2:53 iif eth0"), 1e9, nil)
+	if f.Kind != Forwarded && f.Kind != Dropped {
+		t.Fatalf("nested packet: %v", f)
+	}
+	if w.k != k || !w.busy || k.fate.Arg != "in use" {
+		t.Fatal("a nested packet used the busy worker pkt")
+	}
+}

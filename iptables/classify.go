@@ -327,10 +327,13 @@ func (f *portField) lists(p uint16, cl *candLists, limit int) {
 // far cannot win and is not looked up; a field's lookups stop as soon
 // as it has that many. On a tie the earlier field is kept, as the
 // candidates of any field give the same traversal.
-func (x *chainIndex) candidates(c *Ctx, buf []int32) (out []int32, ok bool) {
+//
+// cls is scratch space for the lists (in the traversal's Scratch: on the
+// stack, its 1.7 KB would be cleared for every visit).
+func (x *chainIndex) candidates(c *Ctx, buf []int32, cls *[2]candLists) (out []int32, ok bool) {
 	p := c.Pkt
-	var cls [2]candLists
 	best, cur := &cls[0], &cls[1]
+	best.n, best.total, cur.n, cur.total = 0, 0, 0, 0
 	x.dst.lists(p.Dst, best, len(buf)+1)
 	// pick keeps the better of cur and best in best and empties cur
 	pick := func() {
@@ -425,6 +428,9 @@ func (rs *Ruleset) Compile() {
 		}
 		for _, c := range t.Chains {
 			c.index = buildIndex(c)
+			for _, r := range c.Rules {
+				r.prepareLean()
+			}
 		}
 	}
 }

@@ -260,10 +260,11 @@ func BenchmarkCandidates(b *testing.B) {
 			}
 			c := &Ctx{Pkt: p}
 			var buf [maxCand]int32
+			var cls [2]candLists
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if _, ok := ch.index.candidates(c, buf[:]); !ok {
+				if _, ok := ch.index.candidates(c, buf[:], &cls); !ok {
 					b.Fatal("linear")
 				}
 			}

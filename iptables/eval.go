@@ -128,6 +128,8 @@ type Scratch struct {
 	cstack [maxJumpDepth]cframe
 	// candidate lists of the chain visits on the stack, bump-allocated
 	cbuf [maxCand]int32
+	// cls is the classifier's scratch space for one visit's lookups
+	cls [2]candLists
 }
 
 type frame struct {
@@ -237,11 +239,11 @@ func (ip *IPHeader) matchIP(c *Ctx) bool {
 
 // visit sets up the classifier for a visit of ch from its first rule:
 // the candidate rules, in buf, or nil to walk it linearly.
-func visit(ch *Chain, c *Ctx, buf []int32) []int32 {
+func visit(ch *Chain, c *Ctx, buf []int32, cls *[2]candLists) []int32 {
 	if ch.index == nil || c.Linear {
 		return nil
 	}
-	got, _ := ch.index.candidates(c, buf)
+	got, _ := ch.index.candidates(c, buf, cls)
 	return got
 }
 
@@ -270,6 +272,9 @@ func (t *Table) RunBase(base *Chain, c *Ctx, tr Tracer) TVerdict {
 }
 
 func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
+	if tr == nil && c.Memo == nil {
+		return t.runLean(base, c, s)
+	}
 	c.Table = t.ID
 	pre, _ := tr.(TargetTracer) // nil without a tracer
 	stack, cstack, cbuf := &s.stack, &s.cstack, s.cbuf[:]
@@ -280,7 +285,7 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 	chain, i := base, 0
 	var cand []int32
 	cpos := 0
-	cand = visit(base, c, cbuf)
+	cand = visit(base, c, cbuf, &s.cls)
 	top = len(cand)
 	// pop returns to the visit on top of the stack
 	pop := func() {
@@ -412,7 +417,7 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 			// a goto ends the current visit: its candidates' space is
 			// reused
 			chain, i = r.Jump, 0
-			cand, cpos = visit(chain, c, cbuf[vbase:]), 0
+			cand, cpos = visit(chain, c, cbuf[vbase:], &s.cls), 0
 			top = vbase + len(cand)
 		case r.Verdict == VerdictReturn:
 			// a rule event with the RETURN verdict, then (when something

@@ -215,6 +215,14 @@ type Rule struct {
 	hitID         uint32
 	firstImpure   int16
 	firstImpureL2 int16
+	// The lean walk's view of the rule (Ruleset.Compile; lean.go):
+	// prepared says evals and plainIP are set; evals are the Matches
+	// without those that match every packet (comment); plainIP is
+	// that the fixed part tests no interface and no fragment bit, so
+	// its address and protocol tests are all of it.
+	prepared bool
+	plainIP  bool
+	evals    []Match
 }
 
 // LiveCounters are the rule's counters now: those it was loaded with

@@ -346,7 +346,23 @@ var ctStateKernel = [...]struct {
 	{CTStateDNAT, conntrack.StateDNAT},
 }
 
+// kernelStates is kernelStateMask of every set of the seven state bits,
+// so a packet's test is one load.
+var kernelStates = func() (t [1 << len(ctStateKernel)]conntrack.StateBits) {
+	for u := range t {
+		t[u] = kernelStateMaskOf(uint32(u))
+	}
+	return t
+}()
+
 func kernelStateMask(user uint32) conntrack.StateBits {
+	if user < uint32(len(kernelStates)) {
+		return kernelStates[user]
+	}
+	return kernelStateMaskOf(user)
+}
+
+func kernelStateMaskOf(user uint32) conntrack.StateBits {
 	var k conntrack.StateBits
 	for _, b := range ctStateKernel {
 		if user&b.user != 0 {

@@ -72,6 +72,15 @@ func (h *HitCounter) AddN(pkts, bytes uint64) {
 // bigHit bytes) still cannot fill the field's other half
 const bigBatchPkts = 1 << 16
 
+// AddShort is Add for a hit of at most 65,535 bytes (an IPv4 packet),
+// which needs no test for a big hit: small enough to be inlined into
+// the rule walks.
+func (h *HitCounter) AddShort(n uint16) {
+	if h.acc.Add(1<<accShift|uint64(n))&foldMarks != 0 {
+		h.fold()
+	}
+}
+
 // fold moves acc into the totals, unless another fold is running
 // (which takes these hits with it).
 func (h *HitCounter) fold() {

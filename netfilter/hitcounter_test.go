@@ -118,6 +118,26 @@ func BenchmarkHitCounter(b *testing.B) {
 	}
 }
 
+// AddShort counts as Add does, folding at the same marks.
+func TestHitCounterAddShort(t *testing.T) {
+	var a, b HitCounter
+	for _, start := range []uint64{0, (foldPkts-1)<<accShift | 7, 5<<accShift | (foldBytes - 10)} {
+		a.acc.Store(start)
+		b.acc.Store(start)
+		for _, n := range []int{0, 20, 1500, 65535} {
+			a.Add(n)
+			b.AddShort(uint16(n))
+			if a.acc.Load() != b.acc.Load() || a.pkts.Load() != b.pkts.Load() || a.bytes.Load() != b.bytes.Load() || a.seq.Load() != b.seq.Load() {
+				t.Fatalf("start %x, %d bytes: Add acc %x pkts %d bytes %d, AddShort acc %x pkts %d bytes %d", start, n,
+					a.acc.Load(), a.pkts.Load(), a.bytes.Load(), b.acc.Load(), b.pkts.Load(), b.bytes.Load())
+			}
+		}
+	}
+	if b.pkts.Load() == 0 {
+		t.Fatal("no fold happened")
+	}
+}
+
 // TestHitCounterAddN: AddN's counts add up with Add's, through acc and,
 // past its bounds, the totals.
 func TestHitCounterAddN(t *testing.T) {

@@ -1,0 +1,208 @@
+package iptables
+
+import "github.com/uswitch-lab/uswitch/packet"
+
+// The lean walk: Table.run for a packet that nothing traces and the flow
+// cache does not record (Ctx.Memo nil), which is every new connection's
+// first packet. It is the same traversal as run's, rule for rule (the
+// same rules evaluated in the same order, the same counters, targets,
+// verdicts and DropChain/DropRule), without the tracer's and the
+// recording's bookkeeping, so the loop keeps its state in registers. Two
+// things it does not repeat per rule: the fixed part of a rule without
+// interfaces or -f is its address and protocol tests, inline; and
+// comment matches, which match every packet, are not called (Rule.evals).
+// TestLeanMatchesTraced runs random rule sets both ways.
+
+// prepareLean sets the rule's lean view (Ruleset.Compile).
+func (r *Rule) prepareLean() {
+	r.plainIP = r.IP.In.Name == "" && r.IP.Out.Name == "" && !r.IP.Frag
+	r.evals = nil
+	for _, m := range r.Matches {
+		if _, ok := m.(*CommentMatch); ok {
+			continue
+		}
+		r.evals = append(r.evals, m)
+	}
+	r.prepared = true
+}
+
+// runLean is run with no tracer and no Memo. Its loop carries as little
+// as it can (a Go call keeps no register, so each match and target
+// reloads what the loop carries): the chain, the rule index, the stack
+// depth, and the current visit's candidates as indexes into s.cbuf
+// (cbuf[cpos:top] the ones not yet passed, indexed false for a linear
+// visit; its frames keep cpos absolute, unlike run's).
+func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
+	c.Table = t.ID
+	chain := base
+	i, sp := 0, 0
+	cand := visit(base, c, s.cbuf[:], &s.cls)
+	indexed := cand != nil
+	cpos, vbase, top := 0, 0, len(cand)
+	for {
+		if indexed {
+			// skip to the next rule that can match
+			for cpos < top && int(s.cbuf[cpos]) < i {
+				cpos++
+			}
+			if cpos < top {
+				i = int(s.cbuf[cpos])
+			} else {
+				i = len(chain.Rules)
+			}
+		} else if len(chain.Rules)-i >= minIndexed {
+			// a long linear visit: the rules that fail on their fixed
+			// part in a tight loop
+			i = skipPlain(chain.Rules, i, c.Pkt)
+		}
+		if i >= len(chain.Rules) {
+			// the end of the base chain, or of a user chain entered by
+			// goto with nothing pushed: the policy
+			if chain == base || sp == 0 {
+				return base.policy(c)
+			}
+			// the end of a user chain: back to the rule after the jump
+			sp--
+			chain, i = s.stack[sp].chain, s.stack[sp].next
+			cf := &s.cstack[sp]
+			indexed, cpos, vbase, top = !cf.linear, int(cf.cpos), int(cf.vbase), int(cf.top)
+			continue
+		}
+		r := chain.Rules[i]
+		i++
+		// a rule's fixed part without interfaces or -f is tested here,
+		// without a call (a linear walk fails most rules on it)
+		if r.plainIP {
+			p, ip := c.Pkt, &r.IP
+			if (p.Src&ip.SrcMask != ip.Src) != (ip.Inv&InvSrc != 0) ||
+				(p.Dst&ip.DstMask != ip.Dst) != (ip.Inv&InvDst != 0) ||
+				ip.Proto != 0 && (p.Proto != ip.Proto) != (ip.Inv&InvProto != 0) {
+				continue
+			}
+		}
+		if !r.matchLean(c) {
+			if c.HotDrop {
+				return TDrop
+			}
+			continue
+		}
+		if r.hits != nil {
+			if n := len(c.Pkt.IP); n <= 0xffff {
+				r.hits.AddShort(uint16(n))
+			} else {
+				r.hits.Add(n)
+			}
+		}
+		if r.Target != nil {
+			v := r.Target.Exec(c)
+			if v == TDrop {
+				c.DropChain, c.DropRule = chain, int32(i)
+			}
+			if v != TContinue {
+				return v
+			}
+			continue
+		}
+		switch r.Verdict {
+		case VerdictNone:
+		case VerdictJump, VerdictGoto:
+			if r.Verdict == VerdictJump {
+				if sp == maxJumpDepth {
+					return TDrop
+				}
+				s.stack[sp] = frame{chain, i}
+				s.cstack[sp] = cframe{!indexed, int32(cpos), int32(vbase), int32(top)}
+				sp++
+				vbase = top
+			}
+			// a goto ends the current visit: its candidates' space is
+			// reused
+			chain, i = r.Jump, 0
+			cand := visit(chain, c, s.cbuf[vbase:], &s.cls)
+			indexed, cpos, top = cand != nil, vbase, vbase+len(cand)
+		case VerdictReturn:
+			if chain == base || sp == 0 {
+				return base.policy(c)
+			}
+			sp--
+			chain, i = s.stack[sp].chain, s.stack[sp].next
+			cf := &s.cstack[sp]
+			indexed, cpos, vbase, top = !cf.linear, int(cf.cpos), int(cf.vbase), int(cf.top)
+		default:
+			switch r.Verdict {
+			case VerdictDrop:
+				c.DropChain, c.DropRule = chain, int32(i)
+				return TDrop
+			case VerdictQueue:
+				c.QueueNum, c.QueueBypass = 0, false
+				return TQueue
+			}
+			return TAccept
+		}
+	}
+}
+
+// skipPlain is the index of the first rule from i on that the packet p
+// does not fail on its fixed part's address and protocol tests (a rule
+// with interfaces or -f stops it): a linear walk's tight loop over the
+// rules that cannot match.
+func skipPlain(rules []*Rule, i int, p *packet.Packet) int {
+	src, dst, proto := p.Src, p.Dst, p.Proto
+	for ; i < len(rules); i++ {
+		r := rules[i]
+		if !r.plainIP {
+			return i
+		}
+		ip := &r.IP
+		if (src&ip.SrcMask != ip.Src) != (ip.Inv&InvSrc != 0) ||
+			(dst&ip.DstMask != ip.Dst) != (ip.Inv&InvDst != 0) ||
+			ip.Proto != 0 && (proto != ip.Proto) != (ip.Inv&InvProto != 0) {
+			continue
+		}
+		return i
+	}
+	return i
+}
+
+// matchLean is whether the packet of c matches the rule: its fixed part
+// (unless plainIP: runLean tested it) and its matches; false when a
+// match set c.HotDrop.
+func (r *Rule) matchLean(c *Ctx) bool {
+	ms := r.Matches
+	if r.plainIP {
+		// the fixed part passed in runLean
+		ms = r.evals
+	} else {
+		if !r.IP.matchIP(c) {
+			return false
+		}
+		if r.prepared {
+			ms = r.evals
+		}
+	}
+	for _, m := range ms {
+		if !m.Eval(c) {
+			return false
+		}
+	}
+	// a hot drop ends the walk whatever the match said (ipt_do_table's
+	// loop condition); every match that sets it fails too, but say so
+	return !c.HotDrop
+}
+
+// policy is a base chain's policy for a packet of c that reached it,
+// counted.
+func (base *Chain) policy(c *Ctx) TVerdict {
+	if base.hits != nil {
+		if n := len(c.Pkt.IP); n <= 0xffff {
+			base.hits.AddShort(uint16(n))
+		} else {
+			base.hits.Add(n)
+		}
+	}
+	if base.Policy == VerdictDrop {
+		c.DropChain, c.DropRule = base, 0
+		return TDrop
+	}
+	return TAccept
+}
