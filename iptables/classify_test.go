@@ -183,17 +183,7 @@ func TestClassifierMatchesLinear(t *testing.T) {
 			total++
 		}
 		// every rule matched the same packets
-		for ci, c := range lin.Tables[Filter].Chains {
-			cc := cmp.Tables[Filter].Chains[ci]
-			for ri, rl := range c.Rules {
-				if a, b := rl.LiveCounters(), cc.Rules[ri].LiveCounters(); a != b {
-					t.Fatalf("seed %d: %s rule %d counters linear %v compiled %v", seed, c.Name, ri+1, a, b)
-				}
-			}
-			if a, b := c.LiveCounters(), cc.LiveCounters(); a != b {
-				t.Fatalf("seed %d: %s policy counters %v / %v", seed, c.Name, a, b)
-			}
-		}
+		sameFilterCounters(t, seed, lin, cmp, "linear", "compiled")
 	}
 	t.Logf("%d packets over %d rule sets agree", total, indexed)
 }
@@ -269,5 +259,23 @@ func BenchmarkCandidates(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// sameFilterCounters fails the test unless every filter rule and policy
+// of x and y (the same rule set run two ways, named xn and yn) counted
+// the same.
+func sameFilterCounters(t *testing.T, seed uint64, x, y *Ruleset, xn, yn string) {
+	t.Helper()
+	for ci, c := range x.Tables[Filter].Chains {
+		cc := y.Tables[Filter].Chains[ci]
+		for ri, rl := range c.Rules {
+			if a, b := rl.LiveCounters(), cc.Rules[ri].LiveCounters(); a != b {
+				t.Fatalf("seed %d: %s rule %d counters %s %v %s %v", seed, c.Name, ri+1, xn, a, yn, b)
+			}
+		}
+		if a, b := c.LiveCounters(), cc.LiveCounters(); a != b {
+			t.Fatalf("seed %d: %s policy counters %s %v %s %v", seed, c.Name, xn, a, yn, b)
+		}
 	}
 }

@@ -97,17 +97,7 @@ func TestLeanMatchesTraced(t *testing.T) {
 			}
 			total++
 		}
-		for ci, c := range lean.Tables[Filter].Chains {
-			cc := full.Tables[Filter].Chains[ci]
-			for ri, rl := range c.Rules {
-				if a, b := rl.LiveCounters(), cc.Rules[ri].LiveCounters(); a != b {
-					t.Fatalf("seed %d: %s rule %d counters lean %v traced %v", seed, c.Name, ri+1, a, b)
-				}
-			}
-			if a, b := c.LiveCounters(), cc.LiveCounters(); a != b {
-				t.Fatalf("seed %d: %s policy counters %v / %v", seed, c.Name, a, b)
-			}
-		}
+		sameFilterCounters(t, seed, lean, full, "lean", "traced")
 	}
 	t.Logf("%d packets agree", total)
 }
