@@ -21,8 +21,9 @@ import (
 
 // The bridged rows of the kernel comparison: one established UDP flow
 // between two hosts on a bridge, frames of 64 bytes from hostA to hostB,
-// through the kernel's bridge in a namespace and through
-// Engine.ReceiveFrameInto, measured in the same run as the routed rows.
+// through the kernel's bridge in a namespace and through a
+// datapath.Worker's ReceiveFrameInto (as the lab's workers run frames),
+// measured in the same run as the routed rows.
 //
 // The kernel is timed through write(2) on a TAP device, as the routed
 // rows through a TUN: tun_get_user hands the frame to
@@ -166,6 +167,7 @@ func measureBridgePoint(t *testing.T, cfg compareCfg, name string, rules bool) p
 // and eth1) and its frame state.
 type bridgeRunner struct {
 	e      *datapath.Engine
+	wk     *datapath.Worker // runs the timed frames, as link's workers do
 	buf    []byte
 	ff     datapath.FrameFate
 	now    int64
@@ -197,6 +199,7 @@ func newBridgeRunner(t *testing.T, linear, rules bool) *bridgeRunner {
 	if u.e.BridgeErr != nil {
 		t.Fatal(u.e.BridgeErr)
 	}
+	u.wk = u.e.NewWorker(0)
 	ba := packet.BuildFrame(brHostA, brHostB, packet.EtherTypeIPv4, build(t, brSpecBA))
 	ab := packet.BuildFrame(brHostB, brHostA, packet.EtherTypeIPv4, build(t, brSpecAB))
 	for _, s := range []struct {
@@ -212,20 +215,31 @@ func newBridgeRunner(t *testing.T, linear, rules bool) *bridgeRunner {
 	return u
 }
 
-// run sends frame through the engine on tap0 for d and returns
-// ns/frame and the frames sent.
+// linkBatch is the frames a link worker runs between counter flushes
+// (its read batch).
+const linkBatch = 64
+
+// run sends frame through a Worker on tap0 for d, flushing its counters
+// every linkBatch frames as link's workers do, and returns ns/frame and
+// the frames sent.
 func (u *bridgeRunner) run(t *testing.T, frame []byte, d time.Duration) (float64, int) {
 	bad := ""
 	cached := true
 	n, el := timedLoop(d, 1<<62, func(i int) {
 		u.now++
 		copy(u.buf, frame)
-		u.e.ReceiveFrameInto(&u.ff, u.buf[:len(frame)], "tap0", u.now, nil)
+		u.wk.ReceiveFrameInto(&u.ff, u.buf[:len(frame)], "tap0", u.now, nil)
 		if (len(u.ff.Out) != 1 || u.ff.Out[0].Port != "eth1") && bad == "" {
 			bad = u.ff.String()
 		}
 		cached = cached && u.ff.FlowCached
+		if i&(linkBatch-1) == linkBatch-1 {
+			// a link worker adds its batch's replayed counters when
+			// the batch is done
+			u.wk.FlushHits()
+		}
 	})
+	u.wk.FlushHits()
 	if bad != "" {
 		t.Fatalf("uswitch: frame not bridged out eth1: %s", bad)
 	}
