@@ -154,11 +154,7 @@ func TestClassifierMatchesLinear(t *testing.T) {
 	for seed := uint64(1); seed <= clsSeeds; seed++ {
 		r := rand.New(rand.NewPCG(seed, 7))
 		text := clsRuleset(r, 40+r.IntN(400))
-		lin, err := (&Loader{}).LoadString(text)
-		if err != nil {
-			t.Fatalf("seed %d: %v\n%s", seed, err, text)
-		}
-		cmp, _ := (&Loader{}).LoadString(text)
+		lin, cmp := loadTwice(t, seed, text)
 		if cmp.Tables[Filter].Chain("FORWARD").index == nil {
 			t.Fatalf("seed %d: no index on a %d-rule chain", seed, len(cmp.Tables[Filter].Chain("FORWARD").Rules))
 		}
@@ -260,6 +256,18 @@ func BenchmarkCandidates(b *testing.B) {
 			}
 		})
 	}
+}
+
+// loadTwice loads text as two rule sets of their own (their own counters
+// and match state), for a test that runs the same packets through both.
+func loadTwice(t *testing.T, seed uint64, text string) (*Ruleset, *Ruleset) {
+	t.Helper()
+	a, err := (&Loader{}).LoadString(text)
+	if err != nil {
+		t.Fatalf("seed %d: %v\n%s", seed, err, text)
+	}
+	b, _ := (&Loader{}).LoadString(text)
+	return a, b
 }
 
 // sameFilterCounters fails the test unless every filter rule and policy

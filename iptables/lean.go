@@ -121,13 +121,9 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 			cand := visit(chain, c, s.cbuf[vbase:], &s.cls)
 			indexed, cpos, top = cand != nil, vbase, vbase+len(cand)
 		case VerdictReturn:
-			if chain == base || sp == 0 {
-				return base.policy(c)
-			}
-			sp--
-			chain, i = s.stack[sp].chain, s.stack[sp].next
-			cf := &s.cstack[sp]
-			indexed, cpos, vbase, top = !cf.linear, int(cf.cpos), int(cf.vbase), int(cf.top)
+			// as the chain's end: the loop's top pops the frame (or
+			// takes the policy)
+			i = len(chain.Rules)
 		default:
 			switch r.Verdict {
 			case VerdictDrop:

@@ -52,11 +52,7 @@ func TestLeanMatchesTraced(t *testing.T) {
 	for seed := uint64(1); seed <= clsSeeds; seed++ {
 		r := rand.New(rand.NewPCG(seed, 11))
 		text := leanRuleset(r, 40+r.IntN(400))
-		lean, err := (&Loader{}).LoadString(text)
-		if err != nil {
-			t.Fatalf("seed %d: %v\n%s", seed, err, text)
-		}
-		full, _ := (&Loader{}).LoadString(text)
+		lean, full := loadTwice(t, seed, text)
 		linear := seed%2 == 0
 		envL, envF := newEvalEnv(), newEvalEnv()
 		stL, stF := &State{}, &State{}
