@@ -156,12 +156,7 @@ func (w *Worker) putPkt(k *pkt) {
 // FlushHits, which the worker's owner calls at the end of each batch of
 // frames (a batch also flushes itself when full).
 func (w *Worker) ReceiveFrameInto(ff *FrameFate, data []byte, port string, now int64, tr *Tracer) {
-	bc := w.bc
-	if bc == nil {
-		bc = &bridgeCall{w: w}
-		w.bc = bc
-	}
-	w.e.receiveFrameCall(bc, ff, data, port, now, tr)
+	w.ReceiveFrameCsum(ff, data, false, port, now, tr)
 }
 
 // ReceiveFrameCsum is ReceiveFrameInto for a frame whose device says
