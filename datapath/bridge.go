@@ -545,12 +545,14 @@ type bridgeCall struct {
 	// csumValid: the frame's device vouched for its transport checksum
 	// (Worker.ReceiveFrameCsum)
 	csumValid bool
-	// kUsed: k, p0 and bf were set (br_netfilter ran); p1Used: fr1 or
+	// kUsed: p0 and bf were set (br_netfilter ran); p1Used: fr1 or
 	// p1 was (a copy's frame and packet); pfUsed: pf was (bridge
 	// faults); preUsed: pre was. What was not set is still zero and need
 	// not be cleared (TestBridgeFlowCacheMatchesReference checks a
 	// Worker's call after every frame).
 	kUsed, p1Used, pfUsed, preUsed bool
+	// pktUsed: k was (br_netfilter ran through a pkt, not bridgeFast)
+	pktUsed bool
 }
 
 // hits is the hit batch of the call's worker (nil: none, the
@@ -575,8 +577,11 @@ func (bc *bridgeCall) faultPkt(fr *packet.Frame) *packet.Packet {
 func (bc *bridgeCall) reset() {
 	bc.fr0 = packet.Frame{}
 	if bc.kUsed {
-		rec := bc.k.rec
-		bc.k.reset()
+		rec := false
+		if bc.pktUsed {
+			rec = bc.k.rec
+			bc.k.reset()
+		}
 		bc.p0 = packet.Packet{}
 		if rec {
 			bc.bf = bframe{}
@@ -585,6 +590,7 @@ func (bc *bridgeCall) reset() {
 			bf := &bc.bf
 			bf.b, bf.fr, bf.p0, bf.cls = nil, nil, nil, nil
 			bf.in, bf.pktType, bf.noRec = 0, 0, false
+			bf.ctPre, bf.ctV, bf.ctRef = false, 0, conntrack.Ref{}
 		}
 	}
 	if bc.p1Used {
@@ -597,7 +603,7 @@ func (bc *bridgeCall) reset() {
 	if bc.preUsed {
 		bc.pre = ebtRec{}
 	}
-	bc.kUsed, bc.p1Used, bc.pfUsed, bc.preUsed, bc.csumValid = false, false, false, false, false
+	bc.kUsed, bc.pktUsed, bc.p1Used, bc.pfUsed, bc.preUsed, bc.csumValid = false, false, false, false, false, false
 	x := &bc.ebt
 	x.Frame, x.Env, x.Tracer = nil, nil, nil
 }
@@ -747,7 +753,11 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			// hooks as PACKET_HOST (pkt_otherhost remembered)
 			p.PktType = packet.PktHost
 		}
+		if tr == nil && c.brFast && e.bridgeFast(bc, c, b, ref.idx, fr, p, pktType, pkOK && !preHit, &pk, markPre, ff, now) {
+			return
+		}
 		if tr == nil {
+			bc.pktUsed = true
 			k = &bc.k
 			e.initPkt(k, c, p, now, nil, bc.w)
 			k.hits = bc.hits()

@@ -106,6 +106,12 @@ type bframe struct {
 	key memoKey
 	// ebt records the ebtables rules that match while recording
 	ebt ebtRec
+	// ctPre: bridgeFast looked the frame up in conntrack (ctRef, ctV:
+	// what InTemplate returned) and let it take the usual way, whose
+	// conntrack stage takes this result instead of looking it up again
+	ctPre bool
+	ctV   conntrack.Verdict
+	ctRef conntrack.Ref
 }
 
 // ebtRec is an ebtables.Tracer that records the rules that matched.
@@ -247,38 +253,53 @@ func (k *pkt) bmemoStart() {
 // bmemoLoad replays m if it names a class of this generation for the
 // frame's key, whose path is valid.
 func (k *pkt) bmemoLoad(m *conntrack.Memo, key memoKey) bool {
-	w0 := m.W[0].Load()
-	if w0&(memoValid|memoLocked|memoBridged) != memoValid|memoBridged || uint32(w0>>32) != k.cfg.gen {
+	bf := k.bf
+	cls := bclassFor(m, key, k.cfg.gen, bf.b, bf.in, bf.fr)
+	if cls == nil {
 		return false
+	}
+	replayClass(cls, k.cfg.Rules, k.hits, len(k.p.IP), bf.fr)
+	k.replay, bf.cls = true, cls
+	return true
+}
+
+// bclassFor returns the class m names for key in configuration gen, if
+// it was made for frames of fr's addresses entering port in of b and its
+// path is still valid; nil otherwise.
+func bclassFor(m *conntrack.Memo, key memoKey, gen uint32, b *bridgeState, in int, fr *packet.Frame) *bclass {
+	w0 := m.W[0].Load()
+	if w0&(memoValid|memoLocked|memoBridged) != memoValid|memoBridged || uint32(w0>>32) != gen {
+		return nil
 	}
 	w1, w2 := m.W[1].Load(), m.W[2].Load()
 	if m.W[0].Load() != w0 || w1 != key.w1 || w2&0xffff != key.w2 {
-		return false
+		return nil
 	}
-	bf := k.bf
-	tab := bf.b.classes
-	cls := tab.slots[(w2>>16)&(bclassSlots-1)].Load()
-	if cls == nil || cls.serial != uint32(w2>>32) || cls.gen != k.cfg.gen || cls.path.In != bf.in ||
-		cls.src != bf.fr.Src || cls.dst != bf.fr.Dst || !bf.b.fdb.Valid(&cls.path) {
-		return false
+	cls := b.classes.slots[(w2>>16)&(bclassSlots-1)].Load()
+	if cls == nil || cls.serial != uint32(w2>>32) || cls.gen != gen || cls.path.In != in ||
+		cls.src != fr.Src || cls.dst != fr.Dst || !b.fdb.Valid(&cls.path) {
+		return nil
 	}
-	// the ebtables counters count skb->len at the bridge hooks: the
-	// frame without its MAC header (ebtables.Program.Run); iptables's
-	// the IP packet
-	rs, bytes := k.cfg.Rules, len(k.p.IP)
-	eb := max(len(bf.fr.Data)-bf.fr.HeaderLen(), 0)
-	if k.hits != nil {
-		k.hits.addClass(cls, rs, bytes, eb)
-	} else {
-		for _, id := range cls.ipt[:cls.nipt] {
-			rs.Replay(id, bytes)
-		}
-		for _, r := range cls.ebt[:cls.nebt] {
-			r.Hits.Add(eb)
-		}
+	return cls
+}
+
+// replayClass counts a frame (its IPv4 packet ipBytes long) that
+// replays cls in the rules it records, of rule set rs, through the
+// worker's batch hb when there is one. The ebtables counters count
+// skb->len at the bridge hooks: the frame without its MAC header
+// (ebtables.Program.Run); iptables's the IP packet.
+func replayClass(cls *bclass, rs *iptables.Ruleset, hb *hitBatch, ipBytes int, fr *packet.Frame) {
+	eb := max(len(fr.Data)-fr.HeaderLen(), 0)
+	if hb != nil {
+		hb.addClass(cls, rs, ipBytes, eb)
+		return
 	}
-	k.replay, bf.cls = true, cls
-	return true
+	for _, id := range cls.ipt[:cls.nipt] {
+		rs.Replay(id, ipBytes)
+	}
+	for _, r := range cls.ebt[:cls.nebt] {
+		r.Hits.Add(eb)
+	}
 }
 
 // bmemoStore keeps the recording of a frame bridged to one port by

@@ -253,8 +253,9 @@ type compiled struct {
 	gen    uint32
 	memoOn bool
 	// bmemoOn says the bridged flow cache runs (bridgecache.go);
-	// ebtPreOn that it also replays ebtables nat PREROUTING walks
-	bmemoOn, ebtPreOn bool
+	// ebtPreOn that it also replays ebtables nat PREROUTING walks;
+	// brFast that bridgeFast may take a frame (bridgefast.go)
+	bmemoOn, ebtPreOn, brFast bool
 	// hooks are the stage lists of each hook (hooks.go)
 	hooks hookLists
 	// tablesOnly: hooks[0]'s list of the hook has no stage but tables
@@ -365,6 +366,7 @@ func (e *Engine) Swap(cfg Config) {
 	c.ebtPreOn = c.bmemoOn && c.ebt != nil && c.ebt.Has(ebtables.NAT, ebtables.PreRouting) &&
 		ebtMemoizable(cfg.Ebtables, ebtables.NAT, ebtables.PreRouting)
 	c.buildHooks()
+	c.brFast = c.bmemoOn && c.ctOn && brFastHooks(&c.hooks[0], &c.tablesOnly)
 	if e.Frags != nil {
 		e.Frags.SetConfig(fragConfig(cfg))
 	}
@@ -786,7 +788,14 @@ func (k *pkt) conntrackIn(h netfilter.Hook) bool {
 	if !k.cfg.ctOn || k.ct.IsUntracked() || k.ct.Conn != nil {
 		return true
 	}
-	ref, v := k.e.CT.InTemplate(k.p, k.zone, k.helper, h, k.env.now)
+	var ref conntrack.Ref
+	var v conntrack.Verdict
+	if bf := k.bf; bf != nil && bf.ctPre {
+		// bridgeFast's lookup of this frame (bridgefast.go)
+		ref, v, bf.ctPre = bf.ctRef, bf.ctV, false
+	} else {
+		ref, v = k.e.CT.InTemplate(k.p, k.zone, k.helper, h, k.env.now)
+	}
 	if v != conntrack.Accept {
 		k.drop(DropConntrack, uint32(v), "")
 		return false

@@ -93,6 +93,8 @@ type Worker struct {
 	// bc is the worker's per-frame state of ReceiveFrameInto (the
 	// engine's calls take one from a pool)
 	bc *bridgeCall
+	// bridgeFast counts the frames bridgeFast took (for tests)
+	bridgeFast uint64
 }
 
 // NewWorker returns worker index's handle on the engine. Its random
