@@ -640,8 +640,15 @@ func (e *Engine) receiveFrameCall(bc *bridgeCall, ff *FrameFate, data []byte, po
 func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port string, now int64, tr *Tracer) {
 	s := e.bridges.Load()
 	ref, ok := portRef{}, false
-	if s != nil {
+	if w := bc.w; w != nil && w.portSet == s && s != nil && w.portName == port {
+		// the worker's last port (a front end's worker reads one
+		// device: the same string each time, compared by pointer)
+		ref, ok = w.portRef, true
+	} else if s != nil {
 		ref, ok = s.port(port)
+		if ok && w != nil {
+			w.portSet, w.portName, w.portRef = s, port, ref
+		}
 	}
 	if !ok {
 		ff.Drop = "bridge: " + port + " is not a bridge port"

@@ -95,6 +95,11 @@ type Worker struct {
 	bc *bridgeCall
 	// bridgeFast counts the frames bridgeFast took (for tests)
 	bridgeFast uint64
+	// portSet, portName and portRef are the last bridge port a frame
+	// of the worker's came in by, in bridge set portSet
+	portSet  *bridgeSet
+	portName string
+	portRef  portRef
 }
 
 // NewWorker returns worker index's handle on the engine. Its random
