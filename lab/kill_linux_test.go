@@ -122,11 +122,19 @@ func TestLabKillStall(t *testing.T) {
 			conn.Write(make([]byte, 32))
 		}
 	}
+	// until sleeps until at on the lab's clock (not at all once it has
+	// passed: what must happen inside a window is checked by within)
 	until := func(at time.Duration) {
-		if d := time.Duration(l.dp.Now()) - at; d > 0 {
-			t.Fatalf("the test came %v late for %v on the lab's clock (a loaded machine?)", d, at)
+		if d := at - time.Duration(l.dp.Now()); d > 0 {
+			time.Sleep(d)
 		}
-		time.Sleep(at - time.Duration(l.dp.Now()))
+	}
+	// within fails the test if the lab's clock has reached end, the end
+	// of the window what the test did since it began was meant for
+	within := func(what string, end time.Duration) {
+		if now := time.Duration(l.dp.Now()); now >= end {
+			t.Fatalf("%s: at %v on the lab's clock, past the window's end %v (a loaded machine?)", what, now, end)
+		}
 	}
 	ping := func() error {
 		out, err := in(cli, "ping", "-c1", "-W1", "10.21.2.2")
@@ -160,8 +168,9 @@ func TestLabKillStall(t *testing.T) {
 	send(burst)
 	time.Sleep(300 * time.Millisecond)
 	during := got.Load()
-	dropped := txDropped() - d0
+	within("the stall's burst", 7000*time.Millisecond)
 	until(7300 * time.Millisecond)
+	dropped := txDropped() - d0
 	arrived := got.Load()
 	t.Logf("stall: %d of %d arrived during it, %d after; the kernel dropped %d", during, burst, arrived, dropped)
 	if during != 0 {
@@ -182,6 +191,9 @@ func TestLabKillStall(t *testing.T) {
 	}
 	got.Store(0)
 	send(10)
+	// the ping's request leaves now, inside the window; its answer
+	// would come within the second it waits
+	within("the kill's datagrams", 9000*time.Millisecond)
 	if err := ping(); err == nil {
 		t.Errorf("killed: ping went through")
 	}
