@@ -551,8 +551,9 @@ type bridgeCall struct {
 	// not be cleared (TestBridgeFlowCacheMatchesReference checks a
 	// Worker's call after every frame).
 	kUsed, p1Used, pfUsed, preUsed bool
-	// pktUsed: k was (br_netfilter ran through a pkt, not bridgeFast)
-	pktUsed bool
+	// pktUsed: k was (br_netfilter ran through a pkt, not bridgeFast);
+	// bfUsed: bf was (the frame took the usual way)
+	pktUsed, bfUsed bool
 }
 
 // hits is the hit batch of the call's worker (nil: none, the
@@ -583,7 +584,9 @@ func (bc *bridgeCall) reset() {
 			bc.k.reset()
 		}
 		bc.p0 = packet.Packet{}
-		if rec {
+		if !bc.bfUsed {
+			// bridgeFast took the frame: bf is still zero
+		} else if rec {
 			bc.bf = bframe{}
 		} else {
 			// key and ebt are set only when recording (bmemoStart)
@@ -603,7 +606,7 @@ func (bc *bridgeCall) reset() {
 	if bc.preUsed {
 		bc.pre = ebtRec{}
 	}
-	bc.kUsed, bc.pktUsed, bc.p1Used, bc.pfUsed, bc.preUsed, bc.csumValid = false, false, false, false, false, false
+	bc.kUsed, bc.pktUsed, bc.bfUsed, bc.p1Used, bc.pfUsed, bc.preUsed, bc.csumValid = false, false, false, false, false, false, false
 	x := &bc.ebt
 	x.Frame, x.Env, x.Tracer = nil, nil, nil
 }
@@ -760,7 +763,11 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			// hooks as PACKET_HOST (pkt_otherhost remembered)
 			p.PktType = packet.PktHost
 		}
-		if tr == nil && c.brFast && e.bridgeFast(bc, c, b, ref.idx, fr, p, pktType, pkOK && !preHit, &pk, markPre, ff, now) {
+		if tr == nil && c.brFast && e.bridgeFast(bc, c, b, ref.idx, pktType, ff, now) {
+			if pkOK && !preHit {
+				// the walk of a confirmed connection's frame is kept
+				b.pre.store(&pk, c.gen, markPre, &bc.pre)
+			}
 			return
 		}
 		if tr == nil {
@@ -775,6 +782,7 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			k.iif = b.ifindex(c.FIB)
 		}
 		bf := &bc.bf
+		bc.bfUsed = true
 		bf.b, bf.in, bf.fr, bf.p0, bf.pktType = b, ref.idx, fr, p, pktType
 		k.bf = bf
 		dst0 := p.Dst

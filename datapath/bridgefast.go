@@ -50,17 +50,15 @@ func brFastHooks(l *[netfilter.NumHooks][]stage, tablesOnly *[netfilter.NumHooks
 	return tablesOnly[netfilter.Forward]
 }
 
-// bridgeFast takes frame fr, entering port in of bridge b and decoded
-// into p (mark and pkt_type set as the bridge PREROUTING hooks left
-// them; pktType is the port's class before setup_pre_routing), when it
-// is an untagged, unfragmented TCP or UDP frame of an established,
-// confirmed connection (not helped, without a NAT manip, not
-// masqueraded) whose memo names a valid class of configuration c. It
-// reports whether it did; storePre: the ebtables nat PREROUTING walk
-// (bc.pre, which left markPre) is to be kept for pk once the connection
-// is confirmed, as receiveFrame keeps it.
-func (e *Engine) bridgeFast(bc *bridgeCall, c *compiled, b *bridgeState, in int, fr *packet.Frame, p *packet.Packet, pktType uint8,
-	storePre bool, pk *preKey, markPre uint32, ff *FrameFate, now int64) bool {
+// bridgeFast takes the frame bc.fr0, entering port in of bridge b and
+// decoded into bc.p0 (mark and pkt_type set as the bridge PREROUTING
+// hooks left them; pktType is the port's class before
+// setup_pre_routing), when it is an untagged, unfragmented TCP or UDP
+// frame of an established, confirmed connection (not helped, without a
+// NAT manip, not masqueraded) whose memo names a valid class of
+// configuration c. It reports whether it did.
+func (e *Engine) bridgeFast(bc *bridgeCall, c *compiled, b *bridgeState, in int, pktType uint8, ff *FrameFate, now int64) bool {
+	fr, p := &bc.fr0, &bc.p0
 	if fr.VLAN || !p.HasL4 || (p.Proto != packet.ProtoTCP && p.Proto != packet.ProtoUDP) || p.IP.IsFragment() ||
 		(e.LVS != nil && !e.LVS.Empty()) {
 		return false
@@ -86,9 +84,6 @@ func (e *Engine) bridgeFast(bc *bridgeCall, c *compiled, b *bridgeState, in int,
 	}
 	hb := bc.hits()
 	replayClass(cls, c.Rules, hb, len(p.IP), fr)
-	if storePre {
-		b.pre.store(pk, c.gen, markPre, &bc.pre)
-	}
 	// bridgeReplayed
 	b.fdb.Touch(&cls.path, now)
 	ff.FlowCached = true
