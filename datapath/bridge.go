@@ -900,8 +900,14 @@ func (e *Engine) bridgeReplayed(k *pkt, b *bridgeState, fr *packet.Frame, mark u
 		k.frameFate(ff)
 		return
 	}
-	// the element's fields stored in place: a FrameOut made apart and
-	// copied in would be read 16 bytes at a time from 8-byte stores
+	ff.addOut(out, data[:hl+len(k.p.IP)])
+}
+
+// addOut adds the frame data leaving by port to ff.Out, whose capacity
+// it reuses. The element's fields are stored in place: a FrameOut made
+// apart and copied in would be read 16 bytes at a time from 8-byte
+// stores.
+func (ff *FrameFate) addOut(port string, data []byte) {
 	n := len(ff.Out)
 	if n < cap(ff.Out) {
 		ff.Out = ff.Out[:n+1]
@@ -909,7 +915,7 @@ func (e *Engine) bridgeReplayed(k *pkt, b *bridgeState, fr *packet.Frame, mark u
 		ff.Out = append(ff.Out, FrameOut{})
 	}
 	o := &ff.Out[n]
-	o.Port, o.Data = out, data[:hl+len(k.p.IP)]
+	o.Port, o.Data = port, data
 }
 
 // bridgeFinish is br_handle_frame_finish: learning after PREROUTING,

@@ -97,14 +97,7 @@ func (e *Engine) bridgeFast(bc *bridgeCall, c *compiled, b *bridgeState, in int,
 	// POSTROUTING's confirmation: a confirmed entry's cached events
 	// (Confirm accepts a confirmed entry)
 	e.CT.Confirm(ref, now)
-	n := len(ff.Out)
-	if n < cap(ff.Out) {
-		ff.Out = ff.Out[:n+1]
-	} else {
-		ff.Out = append(ff.Out, FrameOut{})
-	}
-	o := &ff.Out[n]
-	o.Port, o.Data = out, data[:hl+len(p.IP)]
+	ff.addOut(out, data[:hl+len(p.IP)])
 	if bc.w != nil {
 		bc.w.bridgeFast++
 	}
