@@ -513,6 +513,43 @@ func (t *Table) In(p *packet.Packet, zone uint16, hook netfilter.Hook, now int64
 // (__nf_ct_try_assign_helper); an expected one gets its expectation's
 // instead, and is RELATED (init_conntrack, resolve_normal_ct).
 func (t *Table) InTemplate(p *packet.Packet, zone uint16, helper *Helper, hook netfilter.Hook, now int64) (Ref, Verdict) {
+	return t.in(p, zone, helper, hook, now, nil, 0)
+}
+
+// InHint is In in zone 0 for a TCP or UDP packet whose flow a caller's
+// cache says belongs to entry hint (nil: none): if hint is confirmed,
+// neither dying nor expired, in the table by both tuples and has the
+// packet's tuple as one of them, it is the entry the lookup would find
+// (a tuple names one confirmed entry at a time), and the lookup is
+// skipped; otherwise it is In.
+func (t *Table) InHint(p *packet.Packet, hint *Conn, hook netfilter.Hook, now int64) (Ref, Verdict) {
+	if hint == nil || !p.HasL4 || (p.Proto != packet.ProtoTCP && p.Proto != packet.ProtoUDP) {
+		return t.in(p, 0, nil, hook, now, nil, 0)
+	}
+	st := hint.Status()
+	if st&(StatusConfirmed|StatusDying|StatusNATClash) != StatusConfirmed || hint.expired(now) {
+		return t.in(p, 0, nil, hook, now, nil, 0)
+	}
+	d := Original
+	if !hint.th[Original].tuple.isPacket(p) {
+		if !hint.th[Reply].tuple.isPacket(p) {
+			return t.in(p, 0, nil, hook, now, nil, 0)
+		}
+		d = Reply
+	}
+	return t.in(p, 0, nil, hook, now, hint, d)
+}
+
+// isPacket reports whether tu is the zone 0 tuple of TCP or UDP packet
+// p (field by field: p's fields were just stored one by one).
+func (tu *Tuple) isPacket(p *packet.Packet) bool {
+	return tu.Src == p.Src && tu.Dst == p.Dst && tu.SrcPort == p.SrcPort && tu.DstPort == p.DstPort &&
+		tu.Proto == p.Proto && tu.Zone == 0
+}
+
+// in is InTemplate; found, when not nil, is the packet's entry in
+// direction dir, checked by InHint, for the first lookup.
+func (t *Table) in(p *packet.Packet, zone uint16, helper *Helper, hook netfilter.Hook, now int64, found *Conn, fdir Dir) (Ref, Verdict) {
 	if p.IP == nil || (!p.HasL4 && !p.L4Truncated) {
 		// Non-first fragment (conntrack wants defragmented packets).
 		return t.invalid(invNoL4)
@@ -527,13 +564,21 @@ func (t *Table) InTemplate(p *packet.Packet, zone uint16, helper *Helper, hook n
 			return ref, Accept
 		}
 	}
+	// the packet's tuple (found: made when the lookup is repeated; a
+	// packet InHint checked has one)
 	var tu Tuple
-	if !tu.setFromL4(p.Proto, p.Src, p.Dst, p.L4, zone) {
+	if found == nil && !tu.setFromL4(p.Proto, p.Src, p.Dst, p.L4, zone) {
 		return t.invalid(invTruncated)
 	}
 	for repeat := 0; ; repeat++ {
 		// resolve_normal_ct
-		c, dir := t.find(&tu, now)
+		c, dir := found, fdir
+		if c == nil || repeat > 0 {
+			if found != nil && repeat == 1 {
+				tu.setFromL4(p.Proto, p.Src, p.Dst, p.L4, zone)
+			}
+			c, dir = t.find(&tu, now)
+		}
 		var info CtInfo
 		if c == nil {
 			repl, ok := tu.Invert()

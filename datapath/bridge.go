@@ -551,6 +551,9 @@ type bridgeCall struct {
 	// not be cleared (TestBridgeFlowCacheMatchesReference checks a
 	// Worker's call after every frame).
 	kUsed, p1Used, pfUsed, preUsed bool
+	// fastConn is the entry of the frame bridgeFast took, for its
+	// caller (nil after)
+	fastConn *conntrack.Conn
 	// pktUsed: k was (br_netfilter ran through a pkt, not bridgeFast);
 	// bfUsed: bf was (the frame took the usual way)
 	pktUsed, bfUsed bool
@@ -709,11 +712,12 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 	// a memoizable chain's walk may be replayed (bridgecache.go)
 	var pk preKey
 	pkOK, preHit := false, false
+	var pe *preEntry
 	if c.ebtPreOn && tr == nil {
 		pkOK = preKeyOf(&pk, fr, ref.idx, pktType)
 	}
 	if pkOK {
-		if pe := b.pre.lookup(&pk, c.gen); pe != nil {
+		if pe = b.pre.lookup(&pk, c.gen); pe != nil {
 			pe.replay(fr, bc.hits())
 			mark, preHit = pe.mark, true
 		}
@@ -763,11 +767,14 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			// hooks as PACKET_HOST (pkt_otherhost remembered)
 			p.PktType = packet.PktHost
 		}
-		if tr == nil && c.brFast && e.bridgeFast(bc, c, b, ref.idx, pktType, ff, now) {
+		if tr == nil && c.brFast && e.bridgeFast(bc, c, b, ref.idx, pktType, pe, ff, now) {
 			if pkOK && !preHit {
 				// the walk of a confirmed connection's frame is kept
-				b.pre.store(&pk, c.gen, markPre, &bc.pre)
+				if pe = b.pre.store(&pk, c.gen, markPre, &bc.pre); pe != nil {
+					pe.conn.Store(bc.fastConn)
+				}
 			}
+			bc.fastConn = nil
 			return
 		}
 		if tr == nil {

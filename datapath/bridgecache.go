@@ -371,13 +371,19 @@ const preSlots = 1 << 12
 //	[3] source port<<32 | destination port<<16 | protocol
 type preKey [4]uint64
 
-// preEntry is one recorded walk. Immutable once published.
+// preEntry is one recorded walk. Immutable once published, but for
+// conn.
 type preEntry struct {
 	gen  uint32
 	key  preKey
 	mark uint32
 	n    int
 	hits [maxEbtHits]*ebtables.Rule
+	// conn is the confirmed conntrack entry the last frame of the key
+	// that bridgeFast saw belonged to (the key holds the flow's
+	// addresses, ports and protocol): a hint for conntrack's lookup
+	// (conntrack.Table.InHint checks it)
+	conn atomic.Pointer[conntrack.Conn]
 }
 
 type preTable struct {
@@ -441,10 +447,11 @@ func (e *preEntry) replay(fr *packet.Frame, hb *hitBatch) {
 
 // store keeps the walk r recorded for k in configuration gen, which
 // accepted the frame with mark.
-func (t *preTable) store(k *preKey, gen, mark uint32, r *ebtRec) {
+func (t *preTable) store(k *preKey, gen, mark uint32, r *ebtRec) *preEntry {
 	if r.bad {
-		return
+		return nil
 	}
 	e := &preEntry{gen: gen, key: *k, mark: mark, n: r.n, hits: r.hits}
 	t.slots[k.slot()].Store(e)
+	return e
 }

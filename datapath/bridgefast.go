@@ -57,15 +57,26 @@ func brFastHooks(l *[netfilter.NumHooks][]stage, tablesOnly *[netfilter.NumHooks
 // frame of an established, confirmed connection (not helped, without a
 // NAT manip, not masqueraded) whose memo names a valid class of
 // configuration c. It reports whether it did.
-func (e *Engine) bridgeFast(bc *bridgeCall, c *compiled, b *bridgeState, in int, pktType uint8, ff *FrameFate, now int64) bool {
+func (e *Engine) bridgeFast(bc *bridgeCall, c *compiled, b *bridgeState, in int, pktType uint8, pe *preEntry, ff *FrameFate, now int64) bool {
 	fr, p := &bc.fr0, &bc.p0
 	if fr.VLAN || !p.HasL4 || (p.Proto != packet.ProtoTCP && p.Proto != packet.ProtoUDP) || p.IP.IsFragment() ||
 		(e.LVS != nil && !e.LVS.Empty()) {
 		return false
 	}
-	ref, v := e.CT.InTemplate(p, 0, nil, netfilter.PreRouting, now)
+	// the ebtables nat PREROUTING walk's entry replayed (pe) names the
+	// entry of its flow's last frame (a hint conntrack checks)
+	var ref conntrack.Ref
+	var v conntrack.Verdict
+	if pe != nil {
+		ref, v = e.CT.InHint(p, pe.conn.Load(), netfilter.PreRouting, now)
+	} else {
+		ref, v = e.CT.InTemplate(p, 0, nil, netfilter.PreRouting, now)
+	}
 	conn := ref.Conn
 	var cls *bclass
+	if v == conntrack.Accept && conn != nil && conn.Confirmed() && pe != nil && pe.conn.Load() != conn {
+		pe.conn.Store(conn)
+	}
 	if v == conntrack.Accept && conn != nil && (ref.Info == conntrack.CtEstablished || ref.Info == conntrack.CtEstablishedReply) {
 		st := conn.Status()
 		if st&conntrack.StatusConfirmed != 0 && st&conntrack.StatusNATMask == 0 && conn.NAT.MasqIndex == 0 && !conn.Helped() {
@@ -101,5 +112,6 @@ func (e *Engine) bridgeFast(bc *bridgeCall, c *compiled, b *bridgeState, in int,
 	if bc.w != nil {
 		bc.w.bridgeFast++
 	}
+	bc.fastConn = conn
 	return true
 }
