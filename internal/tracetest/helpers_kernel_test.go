@@ -345,30 +345,66 @@ func byDev(p []capPkt, out bool) map[string][]string {
 	return m
 }
 
+// comparePackets compares the packets each device sent, flow by flow:
+// the kernel keeps a flow's packets in order, but two flows' packets
+// that arrive together on a veth enter the backlogs of the CPUs that
+// sent them and may leave in either order (the FTP server's "150" reply
+// and its data connection's SYN did), while uswitch replays them in the
+// order the capture saw them.
 func comparePackets(t *testing.T, kernel []capPkt, us []capPkt) {
 	t.Helper()
 	k, u := byDev(kernel, true), byDev(us, true)
 	for _, dev := range []string{"r0", "r1"} {
 		kl, ul := k[dev], u[dev]
-		n := max(len(kl), len(ul))
+		kf, uf := byFlow(kl), byFlow(ul)
+		var flows []string
+		for f := range kf {
+			flows = append(flows, f)
+		}
+		for f := range uf {
+			if _, ok := kf[f]; !ok {
+				flows = append(flows, f)
+			}
+		}
+		sort.Strings(flows)
 		bad := 0
-		for i := 0; i < n; i++ {
-			var a, b string
-			if i < len(kl) {
-				a = kl[i]
-			}
-			if i < len(ul) {
-				b = ul[i]
-			}
-			if a != b {
-				bad++
-				if bad <= 3 {
-					t.Errorf("%s packet %d differs:\nkernel  %s\nuswitch %s\n%s", dev, i, a, b, describe(a, b))
+		for _, f := range flows {
+			ka, ua := kf[f], uf[f]
+			for i := range max(len(ka), len(ua)) {
+				var a, b string
+				if i < len(ka) {
+					a = ka[i]
+				}
+				if i < len(ua) {
+					b = ua[i]
+				}
+				if a != b {
+					bad++
+					if bad <= 3 {
+						t.Errorf("%s flow %s packet %d differs:\nkernel  %s\nuswitch %s\n%s", dev, f, i, a, b, describe(a, b))
+					}
 				}
 			}
 		}
-		t.Logf("%s: kernel sent %d, uswitch %d, %d differ", dev, len(kl), len(ul), bad)
+		t.Logf("%s: kernel sent %d, uswitch %d, in %d flows; %d differ", dev, len(kl), len(ul), len(flows), bad)
 	}
+}
+
+// byFlow groups hex packets by their addresses, protocol and ports (a
+// packet that does not decode is a flow of its own kind, "?"), keeping
+// their order.
+func byFlow(l []string) map[string][]string {
+	m := map[string][]string{}
+	for _, h := range l {
+		d, _ := hex.DecodeString(h)
+		p := &packet.Packet{Data: d}
+		f := "?"
+		if p.Decode() == nil {
+			f = fmt.Sprintf("%d %s:%d>%s:%d", p.Proto, ip4(p.Src), p.SrcPort, ip4(p.Dst), p.DstPort)
+		}
+		m[f] = append(m[f], h)
+	}
+	return m
 }
 
 // describe prints both packets' TCP/UDP view.
