@@ -1,6 +1,9 @@
 package iptables
 
-import "github.com/uswitch-lab/uswitch/packet"
+import (
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/packet"
+)
 
 // The lean walk: Table.run for a packet that nothing traces and the flow
 // cache does not record (Ctx.Memo nil), which is every new connection's
@@ -10,8 +13,12 @@ import "github.com/uswitch-lab/uswitch/packet"
 // recording's bookkeeping, so the loop keeps its state in registers. Two
 // things it does not repeat per rule: the fixed part of a rule without
 // interfaces or -f is its address and protocol tests, inline; and
-// comment matches, which match every packet, are not called (Rule.evals).
-// TestLeanMatchesTraced runs random rule sets both ways.
+// comment matches, which match every packet, are not called (Rule.evals);
+// and a rule whose other matches are all of the kinds kube-proxy-shaped
+// rule sets are made of (tcp/udp ports and flags, mark, conntrack state)
+// has them as typed tests (Rule.lean) run without an interface call.
+// TestLeanMatchesTraced runs random rule sets both ways; TestLeanTests
+// compares the typed tests with the matches' Eval.
 
 // prepareLean sets the rule's lean view (Ruleset.Compile).
 func (r *Rule) prepareLean() {
@@ -23,7 +30,128 @@ func (r *Rule) prepareLean() {
 		}
 		r.evals = append(r.evals, m)
 	}
+	r.lean, r.leanAll = nil, r.plainIP
+	for _, m := range r.evals {
+		t, ok := leanTestOf(m)
+		if !ok {
+			r.lean, r.leanAll = nil, false
+			break
+		}
+		r.lean = append(r.lean, t)
+	}
 	r.prepared = true
+}
+
+// leanKind is the kind of a typed test of the lean walk.
+type leanKind uint8
+
+const (
+	// leanPorts: a tcp or udp match in the form iptables-nft makes
+	// of it (nftables payload expressions; TCPMatch.Eval)
+	leanPorts leanKind = iota + 1
+	// leanXT: a tcp (without --tcp-option) or udp match iptables-nft
+	// keeps as an xt match; a fragment or a header shorter than minLen
+	// (where tcp_mt and udp_mt drop or fail) is left to Eval
+	leanXT
+	leanMark  // -m mark
+	leanState // -m conntrack --ctstate or -m state, with nothing else
+)
+
+// leanTest is one match of a rule as a typed test (prepareLean).
+type leanTest struct {
+	kind leanKind
+	// inv is the inversion of the ports' source range, of the mark
+	// and of the state
+	inv, invDst, invFlags bool
+	flagMask, flagCmp     uint8
+	minLen                uint8
+	src, dst              PortRange
+	// mark: mask and value; state: the kernel state bits
+	mask, val uint32
+}
+
+// leanTestOf is the typed test of a match, if it has one.
+func leanTestOf(m Match) (leanTest, bool) {
+	switch m := m.(type) {
+	case *TCPMatch:
+		if m.InvOpt || m.Option != 0 || nftCombinedInv(m.Src, m.Dst, m.InvSrc, m.InvDst) {
+			return leanTest{}, false
+		}
+		t := leanTest{kind: leanPorts, src: m.Src, dst: m.Dst, inv: m.InvSrc, invDst: m.InvDst,
+			flagMask: m.FlagMask, flagCmp: m.FlagCmp, invFlags: m.InvFlags}
+		if !m.nftNative() {
+			t.kind, t.minLen = leanXT, 20
+		}
+		return t, true
+	case *UDPMatch:
+		if nftCombinedInv(m.Src, m.Dst, m.InvSrc, m.InvDst) {
+			return leanTest{}, false
+		}
+		t := leanTest{kind: leanPorts, src: m.Src, dst: m.Dst, inv: m.InvSrc, invDst: m.InvDst}
+		if !m.nftNative() {
+			t.kind, t.minLen = leanXT, 8
+		}
+		return t, true
+	case *MarkMatch:
+		return leanTest{kind: leanMark, mask: m.Mask, val: m.Mark, inv: m.Invert}, true
+	case *ConntrackMatch:
+		if m.MatchFlags != ctFlagState {
+			return leanTest{}, false
+		}
+		return leanTest{kind: leanState, mask: uint32(kernelStateMask(m.StateMask)), inv: m.InvFlags&ctFlagState != 0}, true
+	}
+	return leanTest{}, false
+}
+
+// leanMatch runs the rule's typed tests: 1 when they all pass, 0 when
+// one fails, -1 when one cannot tell without its match's Eval (an xt
+// tcp or udp match on a fragment or a short header, which may hot-drop:
+// the caller runs matchLean, whose matches have no side effect before
+// that one, as these tests have none).
+func (r *Rule) leanMatch(c *Ctx) int {
+	p := c.Pkt
+	th := p.L4
+	for i := range r.lean {
+		t := &r.lean[i]
+		switch t.kind {
+		case leanPorts:
+			if !p.HasL4 && !p.L4Truncated {
+				return 0
+			}
+			if !t.src.Any() && (len(th) < 2 || t.src.Contains(be16(th, 0)) == t.inv) {
+				return 0
+			}
+			if !t.dst.Any() && (len(th) < 4 || t.dst.Contains(be16(th, 2)) == t.invDst) {
+				return 0
+			}
+			if t.flagMask != 0 && (len(th) < 14 || (th[13]&t.flagMask == t.flagCmp) == t.invFlags) {
+				return 0
+			}
+		case leanXT:
+			if p.IP.FragOffset() != 0 || len(th) < int(t.minLen) {
+				return -1
+			}
+			if t.src.Contains(be16(th, 0)) == t.inv || t.dst.Contains(be16(th, 2)) == t.invDst {
+				return 0
+			}
+			// tcp_mt's flags test; a udp test has no flags (and an
+			// xt tcp match none either: it would be native)
+			if t.flagMask|t.flagCmp != 0 || t.invFlags {
+				if (th[13]&t.flagMask == t.flagCmp) == t.invFlags {
+					return 0
+				}
+			}
+		case leanMark:
+			if (p.Mark&t.mask == t.val) == t.inv {
+				return 0
+			}
+		case leanState:
+			if (c.CT.State()&conntrack.StateBits(t.mask) != 0) == t.inv {
+				return 0
+			}
+		}
+	}
+	return 1
 }
 
 // runLean is run with no tracer and no Memo. Its loop carries as little
@@ -80,7 +208,18 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 				continue
 			}
 		}
-		if !r.matchLean(c) {
+		if r.leanAll {
+			// the fixed part passed above; the typed tests without a
+			// call when there are none
+			if len(r.lean) != 0 {
+				if v := r.leanMatch(c); v == 0 || v < 0 && !r.matchLean(c) {
+					if c.HotDrop {
+						return TDrop
+					}
+					continue
+				}
+			}
+		} else if !r.matchLean(c) {
 			if c.HotDrop {
 				return TDrop
 			}
