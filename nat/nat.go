@@ -594,6 +594,16 @@ func applies(c *conntrack.Conn, dir conntrack.Dir, m Manip) bool {
 // address and port become the target's. ICMP queries carry the id in
 // the source part for either manip (icmp_manip_pkt).
 func manipPacket(p *packet.Packet, target conntrack.Tuple, m Manip) {
+	if p.Proto != packet.ProtoICMP {
+		// address and port in one pass (the same bytes as the steps
+		// below)
+		if m == Src {
+			p.SetSrcAddrPort(target.Src, target.SrcPort)
+		} else {
+			p.SetDstAddrPort(target.Dst, target.DstPort)
+		}
+		return
+	}
 	if m == Src {
 		if p.Src != target.Src {
 			p.SetSrc(target.Src)

@@ -245,6 +245,94 @@ func (p *Packet) SetDst(a uint32) {
 	p.Dst = a
 }
 
+// SetSrcAddrPort is SetSrc(a) when the source address differs, then
+// SetSrcPort(port) when the source port differs, with the same
+// checksum arithmetic in the same order (the bytes are those the two
+// calls write), in one pass for TCP, UDP and UDP-Lite: the NAT
+// rewrite of a connection's packets (nf_nat_ipv4_manip_pkt, then the
+// protocol's manip_pkt).
+func (p *Packet) SetSrcAddrPort(a uint32, port uint16) { p.setAddrPort(a, port, 12, 0) }
+
+// SetDstAddrPort is SetSrcAddrPort for the destination.
+func (p *Packet) SetDstAddrPort(a uint32, port uint16) { p.setAddrPort(a, port, 16, 2) }
+
+// setAddrPort rewrites the address at aoff of the IPv4 header and the
+// port at poff of the transport header.
+func (p *Packet) setAddrPort(a uint32, port uint16, aoff, poff int) {
+	oldA, oldP := p.Src, p.SrcPort
+	if aoff == 16 {
+		oldA, oldP = p.Dst, p.DstPort
+	}
+	var off int
+	switch p.Proto {
+	case ProtoTCP:
+		off = 16
+	case ProtoUDP, ProtoUDPLite:
+		off = 6
+	}
+	l4 := p.L4
+	if off == 0 || !p.HasL4 || len(l4) < off+2 || len(p.IP) < 20 {
+		// another protocol, or no transport header: one field at a time
+		if oldA != a {
+			if aoff == 12 {
+				p.SetSrc(a)
+			} else {
+				p.SetDst(a)
+			}
+		}
+		if aoff == 12 {
+			if p.SrcPort != port {
+				p.SetSrcPort(port)
+			}
+		} else if p.DstPort != port {
+			p.SetDstPort(port)
+		}
+		return
+	}
+	udp := p.Proto == ProtoUDP
+	c := binary.BigEndian.Uint16(l4[off:])
+	// UDP's checksum 0 is "none" and stays (transportChecksumOffset)
+	sum := !udp || c != 0
+	// as in SetSrc and SetSrcPort: the decoded fields say whether a
+	// field changes and are the old address of the transport checksum;
+	// the header's bytes are the old values of the others
+	if oldA != a {
+		h := p.IP
+		wire := binary.BigEndian.Uint32(h[aoff:])
+		binary.BigEndian.PutUint32(h[aoff:], a)
+		h.setChecksum(UpdateChecksum32(h.Checksum(), wire, a))
+		if sum {
+			c = UpdateChecksum32(c, oldA, a)
+			if udp && c == 0 {
+				c = 0xffff // RFC 768: a computed zero is sent as all ones
+			}
+		}
+		if aoff == 12 {
+			p.Src = a
+		} else {
+			p.Dst = a
+		}
+	}
+	if oldP != port {
+		wire := binary.BigEndian.Uint16(l4[poff:])
+		binary.BigEndian.PutUint16(l4[poff:], port)
+		if sum {
+			c = UpdateChecksum16(c, wire, port)
+			if udp && c == 0 {
+				c = 0xffff
+			}
+		}
+		if poff == 0 {
+			p.SrcPort = port
+		} else {
+			p.DstPort = port
+		}
+	}
+	if sum {
+		binary.BigEndian.PutUint16(l4[off:], c)
+	}
+}
+
 // SetSrcPort rewrites the TCP/UDP/UDPLite source port (or the ICMP echo
 // id) with an incremental checksum update. No-op without a transport
 // header.
