@@ -555,8 +555,27 @@ func Translate(p *packet.Packet, ref conntrack.Ref, m Manip) bool {
 	if !applies(c, dir, m) {
 		return true
 	}
+	other := c.Tuple(1 - dir)
+	if other.Proto != packet.ProtoICMP && p.Proto != packet.ProtoICMP {
+		// the inverse of the other direction's tuple, field by field
+		// (manipPacket's TCP/UDP/... case without the tuple built)
+		if p.IP.FragOffset() == 0 {
+			switch p.Proto {
+			case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoUDPLite, packet.ProtoGRE:
+				if len(p.IP)-p.IP.HeaderLen() < 8 {
+					return false
+				}
+			}
+		}
+		if m == Src {
+			p.SetSrcAddrPort(other.Dst, other.DstPort)
+		} else {
+			p.SetDstAddrPort(other.Src, other.SrcPort)
+		}
+		return true
+	}
 	var target conntrack.Tuple
-	if other := c.Tuple(1 - dir); other.Proto == packet.ProtoICMP {
+	if other.Proto == packet.ProtoICMP {
 		var ok bool
 		if target, ok = other.Invert(); !ok {
 			return true
