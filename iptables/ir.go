@@ -221,9 +221,12 @@ type Rule struct {
 	// that the fixed part tests no interface and no fragment bit, so
 	// its address and protocol tests are all of it. leanAll says the
 	// rule is plainIP and every one of its evals has a typed test in
-	// lean, in the same order (lean.go: leanTestOf).
+	// lean, in the same order (lean.go: leanTestOf). anyIP is that the
+	// rule is plainIP and its fixed part matches every packet (no
+	// address, no protocol: nothing to test).
 	prepared bool
 	plainIP  bool
+	anyIP    bool
 	leanAll  bool
 	evals    []Match
 	lean     []leanTest

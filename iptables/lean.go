@@ -23,6 +23,9 @@ import (
 // prepareLean sets the rule's lean view (Ruleset.Compile).
 func (r *Rule) prepareLean() {
 	r.plainIP = r.IP.In.Name == "" && r.IP.Out.Name == "" && !r.IP.Frag
+	ip := &r.IP
+	r.anyIP = r.plainIP && ip.Src == 0 && ip.SrcMask == 0 && ip.Dst == 0 && ip.DstMask == 0 && ip.Proto == 0 &&
+		ip.Inv&(InvSrc|InvDst|InvProto) == 0
 	r.evals = nil
 	for _, m := range r.Matches {
 		if _, ok := m.(*CommentMatch); ok {
@@ -200,7 +203,7 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 		i++
 		// a rule's fixed part without interfaces or -f is tested here,
 		// without a call (a linear walk fails most rules on it)
-		if r.plainIP {
+		if r.plainIP && !r.anyIP {
 			p, ip := c.Pkt, &r.IP
 			if (p.Src&ip.SrcMask != ip.Src) != (ip.Inv&InvSrc != 0) ||
 				(p.Dst&ip.DstMask != ip.Dst) != (ip.Inv&InvDst != 0) ||

@@ -109,7 +109,7 @@ func TestLeanUncompiled(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range rs.Tables[Filter].Chain("FORWARD").Rules {
-		r.prepared, r.plainIP, r.evals = false, false, nil
+		r.prepared, r.plainIP, r.anyIP, r.leanAll, r.evals, r.lean = false, false, false, false, nil, nil
 	}
 	for _, tc := range []struct {
 		spec string
