@@ -504,6 +504,12 @@ func (n *Core) l4UniqueTuple(t *conntrack.Tuple, r *Range, m Manip, c *conntrack
 	case r.Flags&protoRandomAll != 0 || m != Dst:
 		off = n.random16()
 	}
+	if size == 1 {
+		// a one-port range takes its port used or not (the kernel
+		// looks it up and returns either way): no lookup
+		*key = uint16(min)
+		return
+	}
 	attempts := size
 	if attempts > maxAttempts {
 		attempts = maxAttempts
@@ -520,9 +526,7 @@ func (n *Core) l4UniqueTuple(t *conntrack.Tuple, r *Range, m Manip, c *conntrack
 	for {
 		for i := uint32(0); i < attempts; i, off = i+1, off+1 {
 			*key = uint16(min + uint32(off)%size)
-			// a one-port range takes its port used or not (the kernel
-			// looks it up and returns either way): skip the lookup
-			if size == 1 || !invertible {
+			if !invertible {
 				return
 			}
 			*rkey = *key
