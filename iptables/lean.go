@@ -158,30 +158,33 @@ func (r *Rule) leanMatch(c *Ctx) int {
 }
 
 // runLean is run with no tracer and no Memo. Its loop carries as little
-// as it can (a Go call keeps no register, so each match and target
-// reloads what the loop carries): the chain, the rule index, the stack
-// depth, and the current visit's candidates as indexes into s.cbuf
-// (cbuf[cpos:top] the ones not yet passed, indexed false for a linear
-// visit; its frames keep cpos absolute, unlike run's).
+// as it can in registers (a Go call keeps no register, so each match
+// and target makes the loop reload what it carries): the chain, the
+// rule index and the stack depth; the current visit's classifier state
+// (linear or not, its candidates cbuf[cpos:top], where they start) is
+// in s.vis, read where the loop needs it (its frames keep cpos
+// absolute, unlike run's).
 func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 	c.Table = t.ID
 	chain := base
 	i, sp := 0, 0
+	v := &s.vis
 	cand := visit(base, c, s.cbuf[:], &s.cls)
-	indexed := cand != nil
-	cpos, vbase, top := 0, 0, len(cand)
+	*v = cframe{mode: visitMode(base, cand), top: int32(len(cand))}
 	for {
-		if indexed {
+		if m := v.mode; m == visitIndexed {
 			// skip to the next rule that can match
+			cpos, top := int(v.cpos), int(v.top)
 			for cpos < top && int(s.cbuf[cpos]) < i {
 				cpos++
 			}
+			v.cpos = int32(cpos)
 			if cpos < top {
 				i = int(s.cbuf[cpos])
 			} else {
 				i = len(chain.Rules)
 			}
-		} else if len(chain.Rules)-i >= minIndexed {
+		} else if m == visitLong && len(chain.Rules)-i >= minIndexed {
 			// a long linear visit: the rules that fail on their fixed
 			// part in a tight loop
 			i = skipPlain(chain.Rules, i, c.Pkt)
@@ -195,8 +198,7 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 			// the end of a user chain: back to the rule after the jump
 			sp--
 			chain, i = s.stack[sp].chain, s.stack[sp].next
-			cf := &s.cstack[sp]
-			indexed, cpos, vbase, top = !cf.linear, int(cf.cpos), int(cf.vbase), int(cf.top)
+			*v = s.cstack[sp]
 			continue
 		}
 		r := chain.Rules[i]
@@ -215,7 +217,7 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 			// the fixed part passed above; the typed tests without a
 			// call when there are none
 			if len(r.lean) != 0 {
-				if v := r.leanMatch(c); v == 0 || v < 0 && !r.matchLean(c) {
+				if m := r.leanMatch(c); m == 0 || m < 0 && !r.matchLean(c) {
 					if c.HotDrop {
 						return TDrop
 					}
@@ -236,12 +238,12 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 			}
 		}
 		if r.Target != nil {
-			v := r.Target.Exec(c)
-			if v == TDrop {
+			tv := r.Target.Exec(c)
+			if tv == TDrop {
 				c.DropChain, c.DropRule = chain, int32(i)
 			}
-			if v != TContinue {
-				return v
+			if tv != TContinue {
+				return tv
 			}
 			continue
 		}
@@ -253,15 +255,16 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 					return TDrop
 				}
 				s.stack[sp] = frame{chain, i}
-				s.cstack[sp] = cframe{!indexed, int32(cpos), int32(vbase), int32(top)}
+				s.cstack[sp] = *v
 				sp++
-				vbase = top
+				v.vbase = v.top
 			}
 			// a goto ends the current visit: its candidates' space is
 			// reused
 			chain, i = r.Jump, 0
-			cand := visit(chain, c, s.cbuf[vbase:], &s.cls)
-			indexed, cpos, top = cand != nil, vbase, vbase+len(cand)
+			vb := int(v.vbase)
+			cand := visit(chain, c, s.cbuf[vb:], &s.cls)
+			v.mode, v.cpos, v.top = visitMode(chain, cand), int32(vb), int32(vb+len(cand))
 		case VerdictReturn:
 			// as the chain's end: the loop's top pops the frame (or
 			// takes the policy)
@@ -278,6 +281,18 @@ func (t *Table) runLean(base *Chain, c *Ctx, s *Scratch) TVerdict {
 			return TAccept
 		}
 	}
+}
+
+// visitMode is the kind of the lean walk's visit of ch whose
+// candidates visit returned.
+func visitMode(ch *Chain, cand []int32) uint8 {
+	if cand != nil {
+		return visitIndexed
+	}
+	if len(ch.Rules) >= minIndexed {
+		return visitLong
+	}
+	return visitShort
 }
 
 // skipPlain is the index of the first rule from i on that the packet p
