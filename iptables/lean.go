@@ -64,8 +64,10 @@ const (
 type leanTest struct {
 	kind leanKind
 	// inv is the inversion of the ports' source range, of the mark
-	// and of the state
+	// and of the state; hasSrc and hasDst say that a port range is
+	// not every port (the native form tests only those)
 	inv, invDst, invFlags bool
+	hasSrc, hasDst        bool
 	flagMask, flagCmp     uint8
 	minLen                uint8
 	src, dst              PortRange
@@ -81,7 +83,7 @@ func leanTestOf(m Match) (leanTest, bool) {
 			return leanTest{}, false
 		}
 		t := leanTest{kind: leanPorts, src: m.Src, dst: m.Dst, inv: m.InvSrc, invDst: m.InvDst,
-			flagMask: m.FlagMask, flagCmp: m.FlagCmp, invFlags: m.InvFlags}
+			hasSrc: !m.Src.Any(), hasDst: !m.Dst.Any(), flagMask: m.FlagMask, flagCmp: m.FlagCmp, invFlags: m.InvFlags}
 		if !m.nftNative() {
 			t.kind, t.minLen = leanXT, 20
 		}
@@ -90,7 +92,8 @@ func leanTestOf(m Match) (leanTest, bool) {
 		if nftCombinedInv(m.Src, m.Dst, m.InvSrc, m.InvDst) {
 			return leanTest{}, false
 		}
-		t := leanTest{kind: leanPorts, src: m.Src, dst: m.Dst, inv: m.InvSrc, invDst: m.InvDst}
+		t := leanTest{kind: leanPorts, src: m.Src, dst: m.Dst, inv: m.InvSrc, invDst: m.InvDst,
+			hasSrc: !m.Src.Any(), hasDst: !m.Dst.Any()}
 		if !m.nftNative() {
 			t.kind, t.minLen = leanXT, 8
 		}
@@ -113,18 +116,19 @@ func leanTestOf(m Match) (leanTest, bool) {
 // that one, as these tests have none).
 func (r *Rule) leanMatch(c *Ctx) int {
 	p := c.Pkt
-	th := p.L4
-	for i := range r.lean {
-		t := &r.lean[i]
+	lean := r.lean
+	for i := range lean {
+		t := &lean[i]
+		th := p.L4
 		switch t.kind {
 		case leanPorts:
 			if !p.HasL4 && !p.L4Truncated {
 				return 0
 			}
-			if !t.src.Any() && (len(th) < 2 || t.src.Contains(be16(th, 0)) == t.inv) {
+			if t.hasSrc && (len(th) < 2 || t.src.Contains(be16(th, 0)) == t.inv) {
 				return 0
 			}
-			if !t.dst.Any() && (len(th) < 4 || t.dst.Contains(be16(th, 2)) == t.invDst) {
+			if t.hasDst && (len(th) < 4 || t.dst.Contains(be16(th, 2)) == t.invDst) {
 				return 0
 			}
 			if t.flagMask != 0 && (len(th) < 14 || (th[13]&t.flagMask == t.flagCmp) == t.invFlags) {
