@@ -250,7 +250,8 @@ func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
 	if k := n.poolLimit.Load(); k > 0 && m == Src {
 		r = cutPool(r, curr, k)
 	}
-	nt := n.uniqueTuple(curr, r, c, m, now)
+	nt := curr
+	n.uniqueTuple(&nt, r, c, m, now)
 	// the status bits are set at the end in one atomic OR (the kernel
 	// sets them with plain ORs: it owns the unconfirmed entry); the
 	// by-source walk of another packet (findSrc) reads neither
@@ -337,36 +338,36 @@ func inRange(t conntrack.Tuple, r *Range, m Manip) bool {
 	return port >= r.MinPort && port <= r.MaxPort
 }
 
-// uniqueTuple is get_unique_tuple.
-func (n *Core) uniqueTuple(orig conntrack.Tuple, r *Range, c *conntrack.Conn, m Manip, now int64) conntrack.Tuple {
+// uniqueTuple is get_unique_tuple: t is the tuple to map on entry, the
+// mapped one on return (in place: no 16-byte copies in and out).
+func (n *Core) uniqueTuple(t *conntrack.Tuple, r *Range, c *conntrack.Conn, m Manip, now int64) {
 	// 1) SRC manip: keep the original tuple if in range and free, or
 	// reuse the client's current mapping
 	if m == Src && r.Flags&protoRandomAll == 0 {
-		if inRange(orig, r, m) {
-			if !n.usedTuple(orig, c, now) {
-				return orig
+		if inRange(*t, r, m) {
+			if !n.usedTuple(*t, c, now) {
+				return
 			}
-		} else if t, ok := n.findSrc(orig, r, now); ok && !n.usedTuple(t, c, now) {
-			return t
+		} else if f, ok := n.findSrc(*t, r, now); ok && !n.usedTuple(f, c, now) {
+			*t = f
+			return
 		}
 	}
 	// 2) the address
-	t := orig
-	bestIP(&t, r, m)
+	bestIP(t, r, m)
 	// 3) keep the port part if it is in range and unique
 	if r.Flags&protoRandomAll == 0 {
 		if r.Flags&ProtoSpecified != 0 {
-			if r.Flags&ProtoOffset == 0 && l4InRange(t, m, r) &&
-				(r.MinPort == r.MaxPort || !n.usedTuple(t, c, now)) {
-				return t
+			if r.Flags&ProtoOffset == 0 && l4InRange(*t, m, r) &&
+				(r.MinPort == r.MaxPort || !n.usedTuple(*t, c, now)) {
+				return
 			}
-		} else if !n.usedTuple(t, c, now) {
-			return t
+		} else if !n.usedTuple(*t, c, now) {
+			return
 		}
 	}
 	// last chance: search the port range
-	n.l4UniqueTuple(&t, r, m, c, now)
-	return t
+	n.l4UniqueTuple(t, r, m, c, now)
 }
 
 func l4InRange(t conntrack.Tuple, m Manip, r *Range) bool {
