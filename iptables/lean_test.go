@@ -39,6 +39,15 @@ func leanRuleset(r *rand.Rand, nRules int) string {
 			if r.IntN(4) == 0 {
 				f[1] += " " + maybeNot(r) + " -f"
 			}
+		case 5:
+			if r.IntN(2) == 0 {
+				// a random draw, perhaps before an xt tcp match that a
+				// fragment leaves to its Eval
+				f[1] += " -m statistic --mode random " + maybeNot(r) + " --probability 0.5"
+				if r.IntN(2) == 0 && !strings.Contains(l, " -p ") {
+					f[1] += " -p tcp -m tcp"
+				}
+			}
 		}
 		lines[k] = strings.Join(f, " ")
 	}
@@ -89,7 +98,7 @@ func TestLeanMatchesTraced(t *testing.T) {
 				df = cf.DropChain.Name
 			}
 			if vl != vf || p.Mark != q.Mark || (cl.Reject == nil) != (cf.Reject == nil) || cl.HotDrop != cf.HotDrop ||
-				dl != df || cl.DropRule != cf.DropRule || cl.Table != cf.Table {
+				dl != df || cl.DropRule != cf.DropRule || cl.Table != cf.Table || envL.rnd != envF.rnd {
 				t.Fatalf("seed %d packet %d (proto %d %08x>%08x:%d in %s out %s): lean %v mark %x drop %s:%d, traced %v mark %x drop %s:%d\n%s",
 					seed, n, p.Proto, p.Src, p.Dst, p.DstPort, p.InIf, p.OutIf, vl, p.Mark, dl, cl.DropRule, vf, q.Mark, df, cf.DropRule, text)
 			}
@@ -176,6 +185,8 @@ func leanTestRule(r *rand.Rand) string {
 		p = append(p, "-m conntrack", maybeNot(r), "--ctstate", pick("INVALID", "NEW", "RELATED,ESTABLISHED", "DNAT", "SNAT,UNTRACKED"))
 	case 1:
 		p = append(p, "-m state", maybeNot(r), "--state", pick("NEW", "ESTABLISHED", "INVALID"))
+	case 3:
+		p = append(p, "-m statistic --mode random", maybeNot(r), "--probability", pick("0.5", "0.25", "0.9"))
 	case 2:
 		if r.IntN(4) == 0 {
 			p = append(p, "-m conntrack --ctstate NEW --ctdir ORIGINAL")
@@ -253,7 +264,11 @@ func TestLeanTests(t *testing.T) {
 			typed++
 			for k := 0; k < 20; k++ {
 				p := leanTestPacket(t, r)
-				c := &Ctx{Pkt: p, Hook: netfilter.Forward, Env: newEvalEnv(), State: &State{}}
+				// the typed tests and Eval draw from equal sources
+				envT, envE := newEvalEnv(), newEvalEnv()
+				envT.rnd = r.Uint32()
+				envE.rnd = envT.rnd
+				c := &Ctx{Pkt: p, Hook: netfilter.Forward, Env: envT, State: &State{}}
 				switch r.IntN(4) {
 				case 0:
 					c.CT = conntrack.Untracked
@@ -275,6 +290,7 @@ func TestLeanTests(t *testing.T) {
 					continue
 				}
 				decided++
+				c.Env = envE
 				want := true
 				for _, m := range rule.evals {
 					if !m.Eval(c) {
@@ -282,7 +298,7 @@ func TestLeanTests(t *testing.T) {
 						break
 					}
 				}
-				if (got == 1) != want || c.HotDrop {
+				if (got == 1) != want || c.HotDrop || envT.rnd != envE.rnd {
 					t.Fatalf("rule %q, packet % x (ct %v): typed tests %d, matches %v hotdrop %v", RuleString(rule), p.Data, c.CT.State(), got, want, c.HotDrop)
 				}
 			}
