@@ -188,7 +188,7 @@ func benchNewConnFilter(b *testing.B, n int, linear bool) {
 // instead: valgrind --tool=callgrind
 // --toggle-collect=github.com/uswitch-lab/uswitch/bench.runFlowAt with
 // GODEBUG=asyncpreemptoff=1 (callgrind stops at Go's preemption
-// signal), and divide the collected count by N+3 (about 8,750 at every
+// signal), and divide the collected count by N+3 (about 8,700 at every
 // size; 10,000 before the lean walk's typed tests and visit state and
 // the one-pass NAT rewrite).
 func BenchmarkKubeProxyFirstPacket(b *testing.B) {
