@@ -180,16 +180,17 @@ func benchNewConnFilter(b *testing.B, n int, linear bool) {
 // A count that does not vary is the instructions per packet: run the
 // test binary under valgrind --tool=cachegrind with GOGC=off
 // GOMAXPROCS=1 at -test.benchtime 5000x and 25000x and divide the
-// difference of the I refs by 20,000 (about 10,250 at 100 services).
-// With GOGC left on the GC's share of the entry's allocation adds about
-// 2,300 (30000x against 90000x, both with their flushes: 13,500 against
-// 11,200 with GOGC=off). From 10,000 services on the rule set's loading varies
+// difference of the I refs by 20,000.
+// With GOGC left on the GC's share of the entry's allocation adds
+// 4,500-5,000 (30000x against 90000x, both with their flushes: 14,400-
+// 14,700 against 9,700-9,850 with GOGC=off). From 10,000 services on the rule set's loading varies
 // by more than that difference (map seeds); count only inside runFlowAt
 // instead: valgrind --tool=callgrind
 // --toggle-collect=github.com/uswitch-lab/uswitch/bench.runFlowAt with
 // GODEBUG=asyncpreemptoff=1 (callgrind stops at Go's preemption
-// signal), and divide the collected count by N+3 (about 10,200 at every
-// size).
+// signal), and divide the collected count by N+3 (about 8,700 at every
+// size; 10,000 before the lean walk's typed tests and visit state and
+// the one-pass NAT rewrite).
 func BenchmarkKubeProxyFirstPacket(b *testing.B) {
 	for _, m := range modes {
 		for _, n := range []int{100, 1000, 10000, 30000} {

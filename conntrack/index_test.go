@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/netfilter"
+	"github.com/uswitch-lab/uswitch/packet"
 )
 
 // checkIndex verifies the lock-free lookup structures: every chain is
@@ -76,6 +77,25 @@ func TestIndexChurn(t *testing.T) {
 		checkIndex(t, tb)
 		if tb.Count() != len(live) {
 			t.Fatalf("count %d, live %d", tb.Count(), len(live))
+		}
+	}
+}
+
+// invertFrom, which a new entry's reply tuple is made with, is Invert
+// for every protocol and every ICMP type that has an inverse.
+func TestInvertFrom(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 13))
+	for i := 0; i < 200000; i++ {
+		o := Tuple{Src: r.Uint32(), Dst: r.Uint32(), SrcPort: uint16(r.Uint32()), DstPort: uint16(r.Uint32()),
+			Zone: uint16(r.IntN(3)), Proto: []uint8{packet.ProtoTCP, packet.ProtoUDP, packet.ProtoICMP, packet.ProtoSCTP, packet.ProtoGRE, 0}[r.IntN(6)]}
+		want, ok := o.Invert()
+		if !ok {
+			continue
+		}
+		var got Tuple
+		got.invertFrom(&o)
+		if got != want {
+			t.Fatalf("invertFrom(%+v) = %+v, Invert %+v", o, got, want)
 		}
 	}
 }

@@ -475,17 +475,21 @@ func (t *Table) earlyDrop(bi int, now int64) bool {
 
 // alloc makes an unconfirmed entry for tuple (init_conntrack): nil and a
 // verdict when the table is full.
-func (t *Table) alloc(orig, repl Tuple, now int64) (*Conn, Verdict) {
+func (t *Table) alloc(orig *Tuple, now int64) (*Conn, Verdict) {
 	if max := t.max(); max > 0 && t.count.Load()+1 > max {
-		if !t.earlyDrop(t.bucketOf(&orig), now) {
+		if !t.earlyDrop(t.bucketOf(orig), now) {
 			t.pressure.Store(true)
 			t.stats.drop.Add(1)
 			return nil, DropTableFull
 		}
 	}
 	c := &Conn{created: now}
-	c.th[Original] = tupleHash{tuple: orig, conn: c}
-	c.th[Reply] = tupleHash{tuple: repl, conn: c}
+	// the tuples in place (the entry is zero): no 16-byte copies of
+	// values just stored field by field
+	o, r := &c.th[Original], &c.th[Reply]
+	o.tuple, o.conn = *orig, c
+	r.conn = c
+	r.tuple.invertFrom(orig)
 	t.ecacheAdd(c)
 	return c, Accept
 }
@@ -581,12 +585,11 @@ func (t *Table) in(p *packet.Packet, zone uint16, helper *Helper, hook netfilter
 		}
 		var info CtInfo
 		if c == nil {
-			repl, ok := tu.Invert()
-			if !ok {
-				return t.invalid(invICMPNew)
+			if tu.Proto == packet.ProtoICMP && icmpInvMap[tu.ICMPType()] == 0 {
+				return t.invalid(invICMPNew) // no inverse (Invert)
 			}
 			var v Verdict
-			c, v = t.alloc(tu, repl, now)
+			c, v = t.alloc(&tu, now)
 			if c == nil {
 				return Ref{}, v
 			}

@@ -175,9 +175,11 @@ type tcpSeg struct {
 	end      uint32 // segment_seq_plus_len
 }
 
-func newTCPSeg(p *packet.Packet) tcpSeg {
+// set fills s from p's TCP header, in place (a tcpSeg returned by
+// value is copied whole from the fields just stored).
+func (s *tcpSeg) set(p *packet.Packet) {
 	h := packet.TCP(p.L4)
-	s := tcpSeg{h: h, seq: h.Seq(), ack: h.Ack(), win: h.Window(), flags: h.Flags()}
+	s.h, s.seq, s.ack, s.win, s.flags = h, h.Seq(), h.Ack(), h.Window(), h.Flags()
 	s.end = s.seq + uint32(len(p.L4)-h.DataOffset())
 	if s.flags&packet.TCPSyn != 0 {
 		s.end++
@@ -185,7 +187,6 @@ func newTCPSeg(p *packet.Packet) tcpSeg {
 	if s.flags&packet.TCPFin != 0 {
 		s.end++
 	}
-	return s
 }
 
 func (s *tcpSeg) has(f uint8) bool { return s.flags&f != 0 }
@@ -496,7 +497,8 @@ func (t *Table) tcpPacket(c *Conn, p *packet.Packet, info CtInfo, hook netfilter
 	if !tcpValidFlags[p.TCPFlags&^(packet.TCPEce|packet.TCPCwr|packet.TCPPsh)] {
 		return tcpVInvalid, invTCPFlags
 	}
-	s := newTCPSeg(p)
+	var s tcpSeg
+	s.set(p)
 	if !c.Confirmed() && !t.tcpNew(c, &s) {
 		return tcpVInvalid, invTCPNew
 	}

@@ -38,6 +38,19 @@ type Tuple struct {
 	_                uint8
 }
 
+// invertFrom sets t to the inverse of o, field by field, as Invert
+// returns it; o must be invertible (an ICMP type with an answer).
+func (t *Tuple) invertFrom(o *Tuple) {
+	t.Src, t.Dst = o.Dst, o.Src
+	t.SrcPort, t.DstPort = o.DstPort, o.SrcPort
+	if o.Proto == packet.ProtoICMP {
+		// the id stays; the type becomes its answer's (or query's)
+		t.SrcPort = o.SrcPort
+		t.DstPort = uint16(icmpInvMap[o.ICMPType()]-1)<<8 | o.DstPort&0xff
+	}
+	t.Zone, t.Proto = o.Zone, o.Proto
+}
+
 // ICMPType is the ICMP type of an ICMP tuple.
 func (t Tuple) ICMPType() uint8 { return uint8(t.DstPort >> 8) }
 

@@ -881,7 +881,7 @@ func (k *pkt) bind(req *iptables.NATRequest, m nat.Manip, in, out string) bool {
 		oif := 0
 		if fib != nil {
 			oif = k.outIndex(out)
-			src = u32(fib.SelectSource(oif, addr4(nh), route.ScopeUniverse))
+			src = fib.SelectSource4(oif, nh, route.ScopeUniverse)
 		}
 		if src == 0 {
 			k.drop(DropMasqNoAddr, 0, out)

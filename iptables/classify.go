@@ -398,8 +398,18 @@ func mergeLists(ls [][]int32, out []int32) []int32 {
 				out, a, b = append(out, a[0]), a[1:], b[1:]
 			}
 		}
-		out = append(out, a...)
-		return append(out, b...)
+		// one of them is empty; the other's tail is short (one
+		// entry, usually): copied without memmove's call
+		if len(b) > len(a) {
+			a = b
+		}
+		if len(a) > 8 {
+			return append(out, a...)
+		}
+		for _, x := range a {
+			out = append(out, x)
+		}
+		return out
 	}
 	var pos [35]int
 	for {

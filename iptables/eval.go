@@ -126,6 +126,8 @@ type Scratch struct {
 	// free entry above them (top); a non-linear visit's candidates are
 	// cbuf[vbase:top]
 	cstack [maxJumpDepth]cframe
+	// vis is the lean walk's current visit (runLean)
+	vis cframe
 	// candidate lists of the chain visits on the stack, bump-allocated
 	cbuf [maxCand]int32
 	// cls is the classifier's scratch space for one visit's lookups
@@ -138,9 +140,22 @@ type frame struct {
 }
 
 type cframe struct {
-	linear           bool
+	linear bool
+	// mode is the lean walk's form of linear (runLean): visitShort,
+	// visitLong or visitIndexed
+	mode             uint8
 	cpos, vbase, top int32
 }
+
+// The lean walk's kinds of visit: a linear one of a chain shorter than
+// minIndexed, a linear one of a longer chain (which skips the rules
+// failing on their fixed part in skipPlain's loop), one of the
+// classifier's candidates.
+const (
+	visitShort uint8 = iota
+	visitLong
+	visitIndexed
+)
 
 // NATRequest is the binding a NAT target asks the NAT core to make: the
 // manip type and the range (struct nf_nat_range2).
@@ -410,7 +425,7 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 					return TDrop
 				}
 				stack[sp] = frame{chain, i}
-				cstack[sp] = cframe{cand == nil, int32(cpos), int32(vbase), int32(top)}
+				cstack[sp] = cframe{linear: cand == nil, cpos: int32(cpos), vbase: int32(vbase), top: int32(top)}
 				sp++
 				vbase = top
 			}

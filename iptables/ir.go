@@ -219,10 +219,17 @@ type Rule struct {
 	// prepared says evals and plainIP are set; evals are the Matches
 	// without those that match every packet (comment); plainIP is
 	// that the fixed part tests no interface and no fragment bit, so
-	// its address and protocol tests are all of it.
+	// its address and protocol tests are all of it. leanAll says the
+	// rule is plainIP and every one of its evals has a typed test in
+	// lean, in the same order (lean.go: leanTestOf). anyIP is that the
+	// rule is plainIP and its fixed part matches every packet (no
+	// address, no protocol: nothing to test).
 	prepared bool
 	plainIP  bool
+	anyIP    bool
+	leanAll  bool
 	evals    []Match
+	lean     []leanTest
 }
 
 // LiveCounters are the rule's counters now: those it was loaded with

@@ -1,11 +1,13 @@
 package iptables
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
 
+	"github.com/uswitch-lab/uswitch/conntrack"
 	"github.com/uswitch-lab/uswitch/netfilter"
 	"github.com/uswitch-lab/uswitch/packet"
 )
@@ -36,6 +38,15 @@ func leanRuleset(r *rand.Rand, nRules int) string {
 		case 4:
 			if r.IntN(4) == 0 {
 				f[1] += " " + maybeNot(r) + " -f"
+			}
+		case 5:
+			if r.IntN(2) == 0 {
+				// a random draw, perhaps before an xt tcp match that a
+				// fragment leaves to its Eval
+				f[1] += " -m statistic --mode random " + maybeNot(r) + " --probability 0.5"
+				if r.IntN(2) == 0 && !strings.Contains(l, " -p ") {
+					f[1] += " -p tcp -m tcp"
+				}
 			}
 		}
 		lines[k] = strings.Join(f, " ")
@@ -87,7 +98,7 @@ func TestLeanMatchesTraced(t *testing.T) {
 				df = cf.DropChain.Name
 			}
 			if vl != vf || p.Mark != q.Mark || (cl.Reject == nil) != (cf.Reject == nil) || cl.HotDrop != cf.HotDrop ||
-				dl != df || cl.DropRule != cf.DropRule || cl.Table != cf.Table {
+				dl != df || cl.DropRule != cf.DropRule || cl.Table != cf.Table || envL.rnd != envF.rnd {
 				t.Fatalf("seed %d packet %d (proto %d %08x>%08x:%d in %s out %s): lean %v mark %x drop %s:%d, traced %v mark %x drop %s:%d\n%s",
 					seed, n, p.Proto, p.Src, p.Dst, p.DstPort, p.InIf, p.OutIf, vl, p.Mark, dl, cl.DropRule, vf, q.Mark, df, cf.DropRule, text)
 			}
@@ -107,7 +118,7 @@ func TestLeanUncompiled(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range rs.Tables[Filter].Chain("FORWARD").Rules {
-		r.prepared, r.plainIP, r.evals = false, false, nil
+		r.prepared, r.plainIP, r.anyIP, r.leanAll, r.evals, r.lean = false, false, false, false, nil, nil
 	}
 	for _, tc := range []struct {
 		spec string
@@ -131,4 +142,170 @@ func TestLeanUncompiled(t *testing.T) {
 			t.Errorf("%s: %v at rule %d, want %v at %d", tc.spec, v, c.DropRule, tc.want, tc.rule)
 		}
 	}
+}
+
+// leanTestRule is a random rule made of the matches that have typed
+// tests (tcp/udp ports and flags, empty tcp/udp matches, mark,
+// conntrack state), sometimes with one that has none (a --ctdir test,
+// a --tcp-option).
+func leanTestRule(r *rand.Rand) string {
+	pick := func(l ...string) string { return l[r.IntN(len(l))] }
+	var p []string
+	switch r.IntN(3) {
+	case 0:
+		p = append(p, "-p tcp -m tcp")
+		switch r.IntN(6) {
+		case 0:
+			p = append(p, maybeNot(r), "--dport", pick("80", "53", "1000:2000", "0:79"))
+		case 1:
+			p = append(p, maybeNot(r), "--sport", pick("1024:65535", "2000"))
+		case 2:
+			p = append(p, maybeNot(r), pick("--syn", "--tcp-flags SYN,ACK ACK", "--tcp-flags ALL NONE"))
+		case 3:
+			p = append(p, "--dport 80", maybeNot(r), "--tcp-flags FIN,SYN,RST,ACK SYN")
+		case 4:
+			if r.IntN(4) == 0 {
+				p = append(p, maybeNot(r), "--tcp-option", pick("2", "8"))
+			}
+		}
+	case 1:
+		p = append(p, "-p udp -m udp")
+		switch r.IntN(3) {
+		case 0:
+			p = append(p, maybeNot(r), "--dport", pick("53", "80", "1:1023"))
+		case 1:
+			p = append(p, maybeNot(r), "--sport", pick("1024:65535", "53"))
+		}
+	}
+	if r.IntN(2) == 0 {
+		p = append(p, "-m mark", maybeNot(r), "--mark", pick("0x1", "0x2/0x2", "0x0/0x3"))
+	}
+	switch r.IntN(4) {
+	case 0:
+		p = append(p, "-m conntrack", maybeNot(r), "--ctstate", pick("INVALID", "NEW", "RELATED,ESTABLISHED", "DNAT", "SNAT,UNTRACKED"))
+	case 1:
+		p = append(p, "-m state", maybeNot(r), "--state", pick("NEW", "ESTABLISHED", "INVALID"))
+	case 3:
+		p = append(p, "-m statistic --mode random", maybeNot(r), "--probability", pick("0.5", "0.25", "0.9"))
+	case 2:
+		if r.IntN(4) == 0 {
+			p = append(p, "-m conntrack --ctstate NEW --ctdir ORIGINAL")
+		}
+	}
+	return strings.Join(p, " ")
+}
+
+// leanTestPacket is a random TCP, UDP or ICMP packet, sometimes a
+// fragment (first, at offset 8 bytes, or further on) or cut short in
+// its transport header, with a random mark.
+func leanTestPacket(t *testing.T, r *rand.Rand) *packet.Packet {
+	for {
+		var spec string
+		switch r.IntN(3) {
+		case 0:
+			spec = fmt.Sprintf("tcp 10.0.0.1:%d > 10.0.0.2:%d %s", []int{53, 2000, 40000}[r.IntN(3)], []int{80, 53, 1500}[r.IntN(3)],
+				[]string{"syn", "ack 1", "syn ack 1", "fin ack 1", "rst"}[r.IntN(5)])
+			if r.IntN(3) == 0 {
+				spec += " len 10"
+			}
+		case 1:
+			spec = fmt.Sprintf("udp 10.0.0.1:%d > 10.0.0.2:%d", []int{53, 2000}[r.IntN(2)], []int{80, 53, 1500}[r.IntN(3)])
+		default:
+			spec = "icmp 10.0.0.1 > 10.0.0.2 type 8"
+		}
+		sp, meta, err := packet.ParseSpec(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := packet.Build(sp)
+		h := packet.IPv4(b)
+		switch r.IntN(6) {
+		case 0:
+			// cut in the transport header
+			n := 20 + r.IntN(len(b)-20)
+			b = b[:n]
+			binary.BigEndian.PutUint16(b[2:], uint16(n))
+		case 1:
+			// a fragment: first (MF), at offset 8 bytes, or beyond
+			binary.BigEndian.PutUint16(b[6:], []uint16{0x2000, 1, 2 + uint16(r.IntN(100))}[r.IntN(3)])
+		}
+		h = packet.IPv4(b)
+		h.SetChecksum()
+		p := &packet.Packet{Data: b, Meta: meta}
+		if p.Decode() != nil {
+			continue
+		}
+		p.Mark = uint32(r.IntN(4))
+		return p
+	}
+}
+
+// The typed tests of the lean walk against the matches' own Eval: on
+// random rules and packets (fragments, truncated headers, marks, every
+// conntrack state), whenever leanMatch decides, it says what the
+// matches say, and they do not hot-drop.
+func TestLeanTests(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 17))
+	decided, typed := 0, 0
+	tab := conntrack.NewTable(conntrack.DefaultConfig(), 1)
+	for n := 0; n < 400; n++ {
+		text := "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+		for i := 0; i < 10; i++ {
+			text += "-A FORWARD " + leanTestRule(r) + " -j ACCEPT\n"
+		}
+		rs, err := (&Loader{}).LoadString(text + "COMMIT\n")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, text)
+		}
+		for _, rule := range rs.Tables[Filter].Chain("FORWARD").Rules {
+			if !rule.leanAll {
+				continue
+			}
+			typed++
+			for k := 0; k < 20; k++ {
+				p := leanTestPacket(t, r)
+				// the typed tests and Eval draw from equal sources
+				envT, envE := newEvalEnv(), newEvalEnv()
+				envT.rnd = r.Uint32()
+				envE.rnd = envT.rnd
+				c := &Ctx{Pkt: p, Hook: netfilter.Forward, Env: envT, State: &State{}}
+				switch r.IntN(4) {
+				case 0:
+					c.CT = conntrack.Untracked
+				case 1:
+					// a new entry, or a later packet of one
+					c.CT, _ = tab.In(p.Clone(), 0, netfilter.PreRouting, int64(n))
+					if r.IntN(2) == 0 {
+						c.CT, _ = tab.Confirm(c.CT, int64(n))
+					}
+					if r.IntN(2) == 0 && c.CT.Conn != nil {
+						c.CT.Conn.SetStatus([]conntrack.Status{conntrack.StatusSrcNAT, conntrack.StatusDstNAT}[r.IntN(2)])
+					}
+					if r.IntN(3) == 0 {
+						c.CT.Info = []conntrack.CtInfo{conntrack.CtRelated, conntrack.CtRelatedReply, conntrack.CtEstablished}[r.IntN(3)]
+					}
+				}
+				got := rule.leanMatch(c)
+				if got < 0 {
+					continue
+				}
+				decided++
+				c.Env = envE
+				want := true
+				for _, m := range rule.evals {
+					if !m.Eval(c) {
+						want = false
+						break
+					}
+				}
+				if (got == 1) != want || c.HotDrop || envT.rnd != envE.rnd {
+					t.Fatalf("rule %q, packet % x (ct %v): typed tests %d, matches %v hotdrop %v", RuleString(rule), p.Data, c.CT.State(), got, want, c.HotDrop)
+				}
+			}
+		}
+	}
+	if typed < 1000 || decided < 10000 {
+		t.Fatalf("only %d rules with typed tests, %d packets decided", typed, decided)
+	}
+	t.Logf("%d rules with typed tests, %d packets decided", typed, decided)
 }

@@ -250,7 +250,8 @@ func (n *Core) Setup(c *conntrack.Conn, r *Range, m Manip, now int64) error {
 	if k := n.poolLimit.Load(); k > 0 && m == Src {
 		r = cutPool(r, curr, k)
 	}
-	nt := n.uniqueTuple(curr, r, c, m, now)
+	nt := curr
+	n.uniqueTuple(&nt, r, c, m, now)
 	// the status bits are set at the end in one atomic OR (the kernel
 	// sets them with plain ORs: it owns the unconfirmed entry); the
 	// by-source walk of another packet (findSrc) reads neither
@@ -337,36 +338,36 @@ func inRange(t conntrack.Tuple, r *Range, m Manip) bool {
 	return port >= r.MinPort && port <= r.MaxPort
 }
 
-// uniqueTuple is get_unique_tuple.
-func (n *Core) uniqueTuple(orig conntrack.Tuple, r *Range, c *conntrack.Conn, m Manip, now int64) conntrack.Tuple {
+// uniqueTuple is get_unique_tuple: t is the tuple to map on entry, the
+// mapped one on return (in place: no 16-byte copies in and out).
+func (n *Core) uniqueTuple(t *conntrack.Tuple, r *Range, c *conntrack.Conn, m Manip, now int64) {
 	// 1) SRC manip: keep the original tuple if in range and free, or
 	// reuse the client's current mapping
 	if m == Src && r.Flags&protoRandomAll == 0 {
-		if inRange(orig, r, m) {
-			if !n.usedTuple(orig, c, now) {
-				return orig
+		if inRange(*t, r, m) {
+			if !n.usedTuple(*t, c, now) {
+				return
 			}
-		} else if t, ok := n.findSrc(orig, r, now); ok && !n.usedTuple(t, c, now) {
-			return t
+		} else if f, ok := n.findSrc(*t, r, now); ok && !n.usedTuple(f, c, now) {
+			*t = f
+			return
 		}
 	}
 	// 2) the address
-	t := orig
-	bestIP(&t, r, m)
+	bestIP(t, r, m)
 	// 3) keep the port part if it is in range and unique
 	if r.Flags&protoRandomAll == 0 {
 		if r.Flags&ProtoSpecified != 0 {
-			if r.Flags&ProtoOffset == 0 && l4InRange(t, m, r) &&
-				(r.MinPort == r.MaxPort || !n.usedTuple(t, c, now)) {
-				return t
+			if r.Flags&ProtoOffset == 0 && l4InRange(*t, m, r) &&
+				(r.MinPort == r.MaxPort || !n.usedTuple(*t, c, now)) {
+				return
 			}
-		} else if !n.usedTuple(t, c, now) {
-			return t
+		} else if !n.usedTuple(*t, c, now) {
+			return
 		}
 	}
 	// last chance: search the port range
-	n.l4UniqueTuple(&t, r, m, c, now)
-	return t
+	n.l4UniqueTuple(t, r, m, c, now)
 }
 
 func l4InRange(t conntrack.Tuple, m Manip, r *Range) bool {
@@ -504,6 +505,12 @@ func (n *Core) l4UniqueTuple(t *conntrack.Tuple, r *Range, m Manip, c *conntrack
 	case r.Flags&protoRandomAll != 0 || m != Dst:
 		off = n.random16()
 	}
+	if size == 1 {
+		// a one-port range takes its port used or not (the kernel
+		// looks it up and returns either way): no lookup
+		*key = uint16(min)
+		return
+	}
 	attempts := size
 	if attempts > maxAttempts {
 		attempts = maxAttempts
@@ -520,9 +527,7 @@ func (n *Core) l4UniqueTuple(t *conntrack.Tuple, r *Range, m Manip, c *conntrack
 	for {
 		for i := uint32(0); i < attempts; i, off = i+1, off+1 {
 			*key = uint16(min + uint32(off)%size)
-			// a one-port range takes its port used or not (the kernel
-			// looks it up and returns either way): skip the lookup
-			if size == 1 || !invertible {
+			if !invertible {
 				return
 			}
 			*rkey = *key
@@ -555,8 +560,27 @@ func Translate(p *packet.Packet, ref conntrack.Ref, m Manip) bool {
 	if !applies(c, dir, m) {
 		return true
 	}
+	other := c.Tuple(1 - dir)
+	if other.Proto != packet.ProtoICMP && p.Proto != packet.ProtoICMP {
+		// the inverse of the other direction's tuple, field by field
+		// (manipPacket's TCP/UDP/... case without the tuple built)
+		if p.IP.FragOffset() == 0 {
+			switch p.Proto {
+			case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoUDPLite, packet.ProtoGRE:
+				if len(p.IP)-p.IP.HeaderLen() < 8 {
+					return false
+				}
+			}
+		}
+		if m == Src {
+			p.SetSrcAddrPort(other.Dst, other.DstPort)
+		} else {
+			p.SetDstAddrPort(other.Src, other.SrcPort)
+		}
+		return true
+	}
 	var target conntrack.Tuple
-	if other := c.Tuple(1 - dir); other.Proto == packet.ProtoICMP {
+	if other.Proto == packet.ProtoICMP {
 		var ok bool
 		if target, ok = other.Invert(); !ok {
 			return true
@@ -594,6 +618,16 @@ func applies(c *conntrack.Conn, dir conntrack.Dir, m Manip) bool {
 // address and port become the target's. ICMP queries carry the id in
 // the source part for either manip (icmp_manip_pkt).
 func manipPacket(p *packet.Packet, target conntrack.Tuple, m Manip) {
+	if p.Proto != packet.ProtoICMP {
+		// address and port in one pass (the same bytes as the steps
+		// below)
+		if m == Src {
+			p.SetSrcAddrPort(target.Src, target.SrcPort)
+		} else {
+			p.SetDstAddrPort(target.Dst, target.DstPort)
+		}
+		return
+	}
 	if m == Src {
 		if p.Src != target.Src {
 			p.SetSrc(target.Src)

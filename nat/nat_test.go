@@ -2,6 +2,7 @@ package nat
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 
@@ -471,4 +472,127 @@ func TestSetupConfirmedIsANoop(t *testing.T) {
 	}
 	Translate(q, ref, Src)
 	check(t, q, client, vip, 5353, 53)
+}
+
+// translateSteps is Translate as it was written before its TCP/UDP case
+// rewrote the packet field by field: the target tuple built, then
+// manipPacket.
+func translateSteps(p *packet.Packet, ref conntrack.Ref, m Manip) bool {
+	c := ref.Conn
+	if c == nil {
+		return true
+	}
+	dir := ref.Info.Dir()
+	if !applies(c, dir, m) {
+		return true
+	}
+	var target conntrack.Tuple
+	if other := c.Tuple(1 - dir); other.Proto == packet.ProtoICMP {
+		var ok bool
+		if target, ok = other.Invert(); !ok {
+			return true
+		}
+	} else {
+		target = conntrack.Tuple{Src: other.Dst, Dst: other.Src, SrcPort: other.DstPort, DstPort: other.SrcPort}
+	}
+	if p.IP.FragOffset() == 0 {
+		switch p.Proto {
+		case packet.ProtoTCP, packet.ProtoUDP, packet.ProtoUDPLite, packet.ProtoICMP, packet.ProtoGRE:
+			if len(p.IP)-p.IP.HeaderLen() < 8 {
+				return false
+			}
+		}
+	}
+	if m == Src {
+		if p.Src != target.Src {
+			p.SetSrc(target.Src)
+		}
+	} else if p.Dst != target.Dst {
+		p.SetDst(target.Dst)
+	}
+	switch {
+	case p.Proto == packet.ProtoICMP:
+		if p.HasL4 && p.ICMPID != target.SrcPort && !packet.IsICMPError(p.ICMPType) {
+			p.SetICMPID(target.SrcPort)
+		}
+	case m == Src:
+		if p.SrcPort != target.SrcPort {
+			p.SetSrcPort(target.SrcPort)
+		}
+	case p.DstPort != target.DstPort:
+		p.SetDstPort(target.DstPort)
+	}
+	return true
+}
+
+// Translate against translateSteps on random NATed connections of every
+// protocol and random packets of them (both directions, both manips,
+// fragments, cut headers, UDP without a checksum): the same verdict,
+// bytes and fields.
+func TestTranslateSteps(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 9))
+	ct, n := newCore()
+	same := 0
+	for i := 0; i < 20000; i++ {
+		proto := []uint8{packet.ProtoTCP, packet.ProtoUDP, packet.ProtoUDPLite, packet.ProtoSCTP, packet.ProtoICMP, packet.ProtoGRE, packet.ProtoDCCP}[r.IntN(7)]
+		s := packet.Spec{Src: client + uint32(r.IntN(4)), Dst: vip + uint32(r.IntN(4)), Proto: proto, SrcPort: uint16(1000 + r.IntN(50000)),
+			DstPort: uint16(1 + r.IntN(1000)), TCPFlags: packet.TCPSyn, ICMPType: packet.ICMPEcho, ICMPID: uint16(r.Uint32()), Payload: make([]byte, r.IntN(20))}
+		first := pkt(t, s)
+		now := int64(i) * 1e6
+		ref, _ := ct.In(first, 0, netfilter.PreRouting, now)
+		if ref.Conn == nil || ref.Conn.Confirmed() {
+			continue
+		}
+		if r.IntN(4) != 0 {
+			_ = n.Setup(ref.Conn, &Range{Flags: MapIPs | ProtoSpecified, MinIP: server + uint32(r.IntN(3)), MaxIP: server + uint32(r.IntN(3)),
+				MinPort: uint16(8000 + r.IntN(10)), MaxPort: uint16(8000 + r.IntN(10))}, Dst, now)
+		}
+		if r.IntN(2) == 0 {
+			_ = n.Setup(ref.Conn, &Range{Flags: MapIPs | ProtoRandomFully, MinIP: router, MaxIP: router}, Src, now)
+		}
+		// a packet of either direction, perhaps a fragment, cut short or
+		// without a UDP checksum
+		dir := conntrack.Dir(r.IntN(2))
+		tu := ref.Conn.Tuple(dir)
+		ps := s
+		ps.Src, ps.Dst, ps.SrcPort, ps.DstPort = tu.Src, tu.Dst, tu.SrcPort, tu.DstPort
+		if proto == packet.ProtoICMP {
+			ps.ICMPID = tu.SrcPort
+		}
+		b := packet.Build(ps)
+		switch r.IntN(6) {
+		case 0:
+			b[7] = 1 + byte(r.IntN(3))
+		case 1:
+			n := 20 + r.IntN(len(b)-19)
+			b = b[:n]
+			b[2], b[3] = byte(n>>8), byte(n)
+		case 2:
+			if proto == packet.ProtoUDP {
+				b[26], b[27] = 0, 0
+			}
+		}
+		packet.IPv4(b).SetChecksum()
+		w0 := string(b)
+		a, w := &packet.Packet{Data: b}, &packet.Packet{Data: append([]byte(nil), b...)}
+		if a.Decode() != nil || w.Decode() != nil {
+			continue
+		}
+		info := conntrack.CtNew
+		if dir == conntrack.Reply {
+			info = conntrack.CtEstablishedReply
+		}
+		rf := conntrack.Ref{Conn: ref.Conn, Info: info}
+		m := Manip(r.IntN(2))
+		ga, gw := Translate(a, rf, m), translateSteps(w, rf, m)
+		if ga != gw || string(a.Data) != string(w.Data) || a.Src != w.Src || a.Dst != w.Dst || a.SrcPort != w.SrcPort || a.DstPort != w.DstPort || a.ICMPID != w.ICMPID {
+			t.Fatalf("proto %d dir %d manip %d on % x: Translate %v % x, steps %v % x", proto, dir, m, b, ga, a.Data, gw, w.Data)
+		}
+		if string(a.Data) != string(w0) {
+			same++
+		}
+	}
+	if same < 5000 {
+		t.Fatalf("only %d packets rewritten", same)
+	}
 }

@@ -168,3 +168,21 @@ func BenchmarkChecksum(b *testing.B) {
 		}
 	}
 }
+
+// UpdateChecksum32 is UpdateChecksum16 of the high words, then of the
+// low words, for every kind of input (the edges 0 and 0xffff too).
+func TestUpdateChecksum32Steps(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	edge := []uint32{0, 0xffff, 0xffff0000, 0xffffffff, 1, 0x10000}
+	for i := 0; i < 2_000_000; i++ {
+		sum, old, new := uint16(r.Uint32()), r.Uint32(), r.Uint32()
+		if i%4 == 0 {
+			sum = []uint16{0, 0xffff, 1, 0xfffe}[r.IntN(4)]
+			old, new = edge[r.IntN(len(edge))], edge[r.IntN(len(edge))]
+		}
+		want := UpdateChecksum16(UpdateChecksum16(sum, uint16(old>>16), uint16(new>>16)), uint16(old), uint16(new))
+		if got := UpdateChecksum32(sum, old, new); got != want {
+			t.Fatalf("UpdateChecksum32(%#x, %#x, %#x) = %#x, steps %#x", sum, old, new, got, want)
+		}
+	}
+}

@@ -185,9 +185,18 @@ func UpdateChecksum16(sum, old, new uint16) uint16 {
 }
 
 // UpdateChecksum32 is UpdateChecksum16 for a 32-bit field.
+// It is UpdateChecksum16 of the high words, then of the low words,
+// written so that it inlines: the first step's complemented result,
+// fed back complemented, is its folded sum (at most 0xffff after two
+// folds).
 func UpdateChecksum32(sum uint16, old, new uint32) uint16 {
-	sum = UpdateChecksum16(sum, uint16(old>>16), uint16(new>>16))
-	return UpdateChecksum16(sum, uint16(old), uint16(new))
+	s := uint32(^sum) + uint32(^uint16(old>>16)) + new>>16
+	s = s&0xffff + s>>16
+	s = s&0xffff + s>>16
+	s += uint32(^uint16(old)) + new&0xffff
+	s = s&0xffff + s>>16
+	s = s&0xffff + s>>16
+	return ^uint16(s)
 }
 
 // PseudoHeaderSum is the one's-complement sum of the IPv4 pseudo-header.

@@ -245,6 +245,105 @@ func (p *Packet) SetDst(a uint32) {
 	p.Dst = a
 }
 
+// SetSrcAddrPort is SetSrc(a) when the source address differs, then
+// SetSrcPort(port) when the source port differs, with the same
+// checksum arithmetic in the same order (the bytes are those the two
+// calls write), in one pass for TCP, UDP and UDP-Lite: the NAT
+// rewrite of a connection's packets (nf_nat_ipv4_manip_pkt, then the
+// protocol's manip_pkt).
+func (p *Packet) SetSrcAddrPort(a uint32, port uint16) { p.setAddrPort(true, a, port) }
+
+// SetDstAddrPort is SetSrcAddrPort for the destination.
+func (p *Packet) SetDstAddrPort(a uint32, port uint16) { p.setAddrPort(false, a, port) }
+
+// setAddrPort rewrites the source (src) or destination address and
+// port. The fields are sliced once to their fixed lengths, so their
+// loads and stores need no bounds checks, and the call-free body keeps
+// its values in registers; other protocols take setAddrPortSteps.
+func (p *Packet) setAddrPort(src bool, a uint32, port uint16) {
+	var off int
+	switch p.Proto {
+	case ProtoTCP:
+		off = 16
+	case ProtoUDP, ProtoUDPLite:
+		off = 6
+	}
+	l4, h := p.L4, p.IP
+	if off == 0 || !p.HasL4 || len(l4) < off+2 || len(h) < IPv4MinHeaderLen {
+		p.setAddrPortSteps(src, a, port)
+		return
+	}
+	oldA, oldP, aoff, poff := p.Dst, p.DstPort, 16, 2
+	if src {
+		oldA, oldP, aoff, poff = p.Src, p.SrcPort, 12, 0
+	}
+	addr, pt, ck := h[aoff:aoff+4], l4[poff:poff+2], l4[off:off+2]
+	udp := p.Proto == ProtoUDP
+	c := binary.BigEndian.Uint16(ck)
+	// UDP's checksum 0 is "none" and stays (transportChecksumOffset)
+	sum := !udp || c != 0
+	// as in SetSrc and SetSrcPort: the decoded fields say whether a
+	// field changes and are the old address of the transport checksum;
+	// the header's bytes are the old values of the others
+	if oldA != a {
+		wire := binary.BigEndian.Uint32(addr)
+		binary.BigEndian.PutUint32(addr, a)
+		hc := h[10:12]
+		binary.BigEndian.PutUint16(hc, UpdateChecksum32(binary.BigEndian.Uint16(hc), wire, a))
+		if sum {
+			c = UpdateChecksum32(c, oldA, a)
+			if udp && c == 0 {
+				c = 0xffff // RFC 768: a computed zero is sent as all ones
+			}
+		}
+		if src {
+			p.Src = a
+		} else {
+			p.Dst = a
+		}
+	}
+	if oldP != port {
+		wire := binary.BigEndian.Uint16(pt)
+		binary.BigEndian.PutUint16(pt, port)
+		if sum {
+			c = UpdateChecksum16(c, wire, port)
+			if udp && c == 0 {
+				c = 0xffff
+			}
+		}
+		if src {
+			p.SrcPort = port
+		} else {
+			p.DstPort = port
+		}
+	}
+	if sum {
+		binary.BigEndian.PutUint16(ck, c)
+	}
+}
+
+// setAddrPortSteps is setAddrPort one field at a time (another
+// protocol, or no transport header).
+//
+//go:noinline
+func (p *Packet) setAddrPortSteps(src bool, a uint32, port uint16) {
+	if src {
+		if p.Src != a {
+			p.SetSrc(a)
+		}
+		if p.SrcPort != port {
+			p.SetSrcPort(port)
+		}
+		return
+	}
+	if p.Dst != a {
+		p.SetDst(a)
+	}
+	if p.DstPort != port {
+		p.SetDstPort(port)
+	}
+}
+
 // SetSrcPort rewrites the TCP/UDP/UDPLite source port (or the ICMP echo
 // id) with an incremental checksum update. No-op without a transport
 // header.

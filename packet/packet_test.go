@@ -110,6 +110,8 @@ func FuzzDecode(f *testing.F) {
 		}
 		_ = p.IP.Options()
 		_ = p.IP.Payload()
+		// the one-pass NAT rewrite writes what its steps write
+		sameAddrPort(t, p, len(b)%2 == 0, p.Src^uint32(len(b)), p.SrcPort^uint16(len(b)>>1))
 		if p.HasL4 {
 			p.SetSrcPort(p.SrcPort ^ 1)
 			p.SetSrc(p.Src ^ 1)
@@ -160,4 +162,117 @@ func FuzzFrame(f *testing.F) {
 			t.Fatalf("header %d + payload %d != %d", fr.HeaderLen(), len(fr.Payload), len(b))
 		}
 	})
+}
+
+// setAddrPortSteps is what SetSrcAddrPort (src) or SetDstAddrPort
+// stands for: the address, then the port, each when it differs.
+func setAddrPortSteps(p *Packet, src bool, a uint32, port uint16) {
+	if src {
+		if p.Src != a {
+			p.SetSrc(a)
+		}
+		if p.SrcPort != port {
+			p.SetSrcPort(port)
+		}
+		return
+	}
+	if p.Dst != a {
+		p.SetDst(a)
+	}
+	if p.DstPort != port {
+		p.SetDstPort(port)
+	}
+}
+
+// clonePkt is a copy of the decoded packet p over its own bytes.
+func clonePkt(t *testing.T, p *Packet) *Packet {
+	t.Helper()
+	q := &Packet{Data: append([]byte(nil), p.Data...)}
+	if err := q.Decode(); err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// sameAddrPort fails unless SetSrcAddrPort/SetDstAddrPort and the steps
+// it stands for leave the same bytes and fields.
+func sameAddrPort(t *testing.T, p *Packet, src bool, a uint32, port uint16) {
+	t.Helper()
+	q, want := clonePkt(t, p), clonePkt(t, p)
+	setAddrPortSteps(want, src, a, port)
+	if src {
+		q.SetSrcAddrPort(a, port)
+	} else {
+		q.SetDstAddrPort(a, port)
+	}
+	if string(q.Data) != string(want.Data) || q.Src != want.Src || q.Dst != want.Dst || q.SrcPort != want.SrcPort || q.DstPort != want.DstPort {
+		t.Fatalf("src %v %08x:%d on % x:\none pass % x\nsteps    % x", src, a, port, p.Data, q.Data, want.Data)
+	}
+}
+
+// SetSrcAddrPort and SetDstAddrPort write what SetSrc/SetDst then
+// SetSrcPort/SetDstPort write, for every protocol, fragments, cut
+// transport headers, any checksum (UDP's 0, results that fold to 0),
+// changed and unchanged fields.
+func TestSetAddrPort(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	zeros := 0
+	for i := 0; i < 20000; i++ {
+		proto := []uint8{ProtoTCP, ProtoUDP, ProtoUDPLite, ProtoSCTP, ProtoDCCP, ProtoICMP, 47}[r.IntN(7)]
+		s := Spec{Src: r.Uint32(), Dst: r.Uint32(), Proto: proto, SrcPort: uint16(r.Uint32()), DstPort: uint16(r.Uint32()),
+			ICMPType: ICMPEcho, ICMPID: uint16(r.Uint32()), Payload: make([]byte, r.IntN(30))}
+		b := Build(s)
+		switch r.IntN(8) {
+		case 0:
+			b[6] = 0x20 // first fragment (MF)
+		case 1:
+			b[7] = 1 + byte(r.IntN(5)) // a later one
+		case 2:
+			n := 20 + r.IntN(len(b)-19)
+			b = b[:n]
+			b[2], b[3] = byte(n>>8), byte(n)
+		}
+		IPv4(b).SetChecksum()
+		p := &Packet{Data: b}
+		if p.Decode() != nil {
+			continue
+		}
+		if p.HasL4 && (proto == ProtoTCP || proto == ProtoUDP || proto == ProtoUDPLite) && r.IntN(3) == 0 {
+			off := 16
+			if proto != ProtoTCP {
+				off = 6
+			}
+			p.L4[off], p.L4[off+1] = []byte{0, 0xff, byte(r.Uint32())}[r.IntN(3)], []byte{0, 0xff, byte(r.Uint32())}[r.IntN(3)]
+		}
+		src := r.IntN(2) == 0
+		a, port := r.Uint32(), uint16(r.Uint32())
+		if r.IntN(3) == 0 {
+			a = p.Src
+			if !src {
+				a = p.Dst
+			}
+		}
+		if r.IntN(3) == 0 {
+			port = p.SrcPort
+			if !src {
+				port = p.DstPort
+			}
+		}
+		if proto == ProtoUDP && p.HasL4 && i%50 == 0 {
+			// a port whose step computes a zero checksum (sent as 0xffff)
+			for try := 0; try < 1<<16; try++ {
+				w := clonePkt(t, p)
+				setAddrPortSteps(w, src, a, uint16(try))
+				if c := UDP(w.L4).Checksum(); c == 0xffff && uint16(try) != port {
+					port = uint16(try)
+					zeros++
+					break
+				}
+			}
+		}
+		sameAddrPort(t, p, src, a, port)
+	}
+	if zeros == 0 {
+		t.Fatal("no rewrite whose checksum folds to zero")
+	}
 }

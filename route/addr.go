@@ -61,6 +61,13 @@ func (f *FIB) SelectSource(dev int, dst netip.Addr, scope Scope) netip.Addr {
 	return addr4(a)
 }
 
+// SelectSource4 is SelectSource with the addresses as uint32s (host
+// byte order; 0: none), for the datapath's per-connection calls
+// (MASQUERADE).
+func (f *FIB) SelectSource4(dev int, dst uint32, scope Scope) uint32 {
+	return f.selectAddr(dev, dst, scope)
+}
+
 // AddrType is inet_dev_addr_type / inet_addr_type
 // (net/ipv4/fib_frontend.c __inet_dev_addr_type) as xt_addrtype uses it
 // (net/netfilter/xt_addrtype.c): 0.0.0.0/8 and 255.255.255.255 are

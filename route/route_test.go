@@ -144,6 +144,16 @@ func TestAddrTypeAndSelectSource(t *testing.T) {
 	if got := f.SelectSource(1, netip.Addr{}, ScopeHost); got != a("127.0.0.1") {
 		t.Errorf("SelectSource(lo, host) = %v", got)
 	}
+	// SelectSource4 is SelectSource on uint32s
+	for dev := 0; dev < 5; dev++ {
+		for _, dst := range []string{"8.8.8.8", "10.0.0.9", "10.1.0.7", "127.0.0.1", "0.0.0.0"} {
+			for _, sc := range []Scope{ScopeUniverse, ScopeLink, ScopeHost} {
+				if got, want := f.SelectSource4(dev, u32(a(dst)), sc), u32(f.SelectSource(dev, a(dst), sc)); got != want {
+					t.Errorf("SelectSource4(%d, %s, %v) = %08x, SelectSource %08x", dev, dst, sc, got, want)
+				}
+			}
+		}
+	}
 }
 
 // A lookup allocates nothing.
