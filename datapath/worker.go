@@ -183,6 +183,13 @@ func (w *Worker) ReceiveFrameCsum(ff *FrameFate, data []byte, csumValid bool, po
 		w.bc = bc
 	}
 	bc.csumValid = csumValid
+	if tr == nil {
+		// receiveFrameCall without a tracer, one call less
+		*ff = FrameFate{Out: ff.Out[:0]}
+		w.e.receiveFrame(bc, ff, data, port, now, nil)
+		bc.reset()
+		return
+	}
 	w.e.receiveFrameCall(bc, ff, data, port, now, tr)
 }
 
