@@ -551,9 +551,6 @@ type bridgeCall struct {
 	// not be cleared (TestBridgeFlowCacheMatchesReference checks a
 	// Worker's call after every frame).
 	kUsed, p1Used, pfUsed, preUsed bool
-	// fastConn is the entry of the frame bridgeFast took, for its
-	// caller (nil after)
-	fastConn *conntrack.Conn
 	// pktUsed: k was (br_netfilter ran through a pkt, not bridgeFast);
 	// bfUsed: bf was (the frame took the usual way)
 	pktUsed, bfUsed bool
@@ -587,11 +584,10 @@ func (bc *bridgeCall) reset() {
 			bc.k.reset()
 		}
 		bc.p0 = packet.Packet{}
-		if !bc.bfUsed {
-			// bridgeFast took the frame: bf is still zero
-		} else if rec {
+		// (a frame bridgeFast took left bf zero)
+		if bc.bfUsed && rec {
 			bc.bf = bframe{}
-		} else {
+		} else if bc.bfUsed {
 			// key and ebt are set only when recording (bmemoStart)
 			bf := &bc.bf
 			bf.b, bf.fr, bf.p0, bf.cls = nil, nil, nil, nil
@@ -767,15 +763,16 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 			// hooks as PACKET_HOST (pkt_otherhost remembered)
 			p.PktType = packet.PktHost
 		}
-		if tr == nil && c.brFast && e.bridgeFast(bc, c, b, ref.idx, pktType, pe, ff, now) {
-			if pkOK && !preHit {
-				// the walk of a confirmed connection's frame is kept
-				if pe = b.pre.store(&pk, c.gen, markPre, &bc.pre); pe != nil {
-					pe.conn.Store(bc.fastConn)
+		if tr == nil && c.brFast {
+			if ok, conn := e.bridgeFast(bc, c, b, ref.idx, pktType, pe, ff, now); ok {
+				if pkOK && !preHit {
+					// the walk of a confirmed connection's frame is kept
+					if pe = b.pre.store(&pk, c.gen, markPre, &bc.pre); pe != nil {
+						pe.conn.Store(conn)
+					}
 				}
+				return
 			}
-			bc.fastConn = nil
-			return
 		}
 		if tr == nil {
 			bc.pktUsed = true
@@ -884,14 +881,8 @@ func (e *Engine) receiveFrame(bc *bridgeCall, ff *FrameFate, data []byte, port s
 // the one way out. TestBridgeFlowCacheMatchesReference compares it with
 // the engine without the cache.
 func (e *Engine) bridgeReplayed(k *pkt, b *bridgeState, fr *packet.Frame, mark uint32, ff *FrameFate, now int64) {
-	cls := k.bf.cls
-	b.fdb.Touch(&cls.path, now)
-	ff.FlowCached = true
-	out := b.fdb.Port(cls.path.Out).Name
-	data := fr.Data
-	hl := len(k.p.L2)
-	if hl+len(k.p.IP) > len(data) {
-		ff.Drop = "bridge: frame shorter than its packet"
+	out, data, ok := b.replayedWay(k.bf.cls, fr, len(k.p.L2), len(k.p.IP), ff, now)
+	if !ok {
 		return
 	}
 	k.p.PhysOut, k.p.Mark = out, mark
@@ -907,7 +898,22 @@ func (e *Engine) bridgeReplayed(k *pkt, b *bridgeState, fr *packet.Frame, mark u
 		k.frameFate(ff)
 		return
 	}
-	ff.addOut(out, data[:hl+len(k.p.IP)])
+	ff.addOut(out, data)
+}
+
+// replayedWay is what a frame that replays cls does before its way out
+// (bridgeReplayed, bridgeFast): the class's decision, its FDB entries'
+// times touched. It returns the port out and the frame to send, its
+// header hl bytes and its IPv4 packet ipLen; false: the frame is shorter
+// than its packet and dropped (ff.Drop).
+func (b *bridgeState) replayedWay(cls *bclass, fr *packet.Frame, hl, ipLen int, ff *FrameFate, now int64) (string, []byte, bool) {
+	b.fdb.Touch(&cls.path, now)
+	ff.FlowCached = true
+	if hl+ipLen > len(fr.Data) {
+		ff.Drop = "bridge: frame shorter than its packet"
+		return "", nil, false
+	}
+	return b.fdb.Port(cls.path.Out).Name, fr.Data[:hl+ipLen], true
 }
 
 // addOut adds the frame data leaving by port to ff.Out, whose capacity

@@ -233,10 +233,7 @@ func (k *pkt) bmemoStart() {
 	if st&conntrack.StatusConfirmed == 0 || c.Helped() {
 		return
 	}
-	key := memoKey{
-		w1: uint64(p.Mark) | uint64(uint16(st))<<32 | uint64(bf.pktType)<<48,
-		w2: uint64(p.IP.TOS()) | uint64(k.ct.Info)<<8,
-	}
+	key := bclassKey(p.Mark, st, bf.pktType, p.IP.TOS(), k.ct.Info)
 	m := &c.Memo[k.ct.Info.Dir()]
 	if k.bmemoLoad(m, key) {
 		return
@@ -247,6 +244,15 @@ func (k *pkt) bmemoStart() {
 	bf.ebt = ebtRec{on: k.cfg.ebt != nil}
 	if k.cfg.ebt != nil {
 		bf.ebt.rs = k.cfg.ebt.Ruleset()
+	}
+}
+
+// bclassKey is a bridged recording's key (W[1], W[2]'s low bits): the
+// frame's mark, its entry's status, pkt_type, TOS and ctinfo.
+func bclassKey(mark uint32, st conntrack.Status, pktType, tos uint8, info conntrack.CtInfo) memoKey {
+	return memoKey{
+		w1: uint64(mark) | uint64(uint16(st))<<32 | uint64(pktType)<<48,
+		w2: uint64(tos) | uint64(info)<<8,
 	}
 }
 

@@ -56,12 +56,12 @@ func brFastHooks(l *[netfilter.NumHooks][]stage, tablesOnly *[netfilter.NumHooks
 // setup_pre_routing), when it is an untagged, unfragmented TCP or UDP
 // frame of an established, confirmed connection (not helped, without a
 // NAT manip, not masqueraded) whose memo names a valid class of
-// configuration c. It reports whether it did.
-func (e *Engine) bridgeFast(bc *bridgeCall, c *compiled, b *bridgeState, in int, pktType uint8, pe *preEntry, ff *FrameFate, now int64) bool {
+// configuration c. It reports whether it did, and the frame's entry.
+func (e *Engine) bridgeFast(bc *bridgeCall, c *compiled, b *bridgeState, in int, pktType uint8, pe *preEntry, ff *FrameFate, now int64) (bool, *conntrack.Conn) {
 	fr, p := &bc.fr0, &bc.p0
 	if fr.VLAN || !p.HasL4 || (p.Proto != packet.ProtoTCP && p.Proto != packet.ProtoUDP) || p.IP.IsFragment() ||
 		(e.LVS != nil && !e.LVS.Empty()) {
-		return false
+		return false, nil
 	}
 	// the ebtables nat PREROUTING walk's entry replayed (pe) names the
 	// entry of its flow's last frame (a hint conntrack checks)
@@ -80,38 +80,26 @@ func (e *Engine) bridgeFast(bc *bridgeCall, c *compiled, b *bridgeState, in int,
 	if v == conntrack.Accept && conn != nil && (ref.Info == conntrack.CtEstablished || ref.Info == conntrack.CtEstablishedReply) {
 		st := conn.Status()
 		if st&conntrack.StatusConfirmed != 0 && st&conntrack.StatusNATMask == 0 && conn.NAT.MasqIndex == 0 && !conn.Helped() {
-			// bmemoStart's key
-			key := memoKey{
-				w1: uint64(p.Mark) | uint64(uint16(st))<<32 | uint64(pktType)<<48,
-				w2: uint64(p.IP.TOS()) | uint64(ref.Info)<<8,
-			}
+			key := bclassKey(p.Mark, st, pktType, p.IP.TOS(), ref.Info)
 			cls = bclassFor(&conn.Memo[ref.Info.Dir()], key, c.gen, b, in, fr)
 		}
 	}
 	if cls == nil {
 		bf := &bc.bf
 		bf.ctPre, bf.ctRef, bf.ctV = true, ref, v
-		return false
+		return false, nil
 	}
-	hb := bc.hits()
-	replayClass(cls, c.Rules, hb, len(p.IP), fr)
-	// bridgeReplayed
-	b.fdb.Touch(&cls.path, now)
-	ff.FlowCached = true
-	out := b.fdb.Port(cls.path.Out).Name
-	data := fr.Data
-	hl := len(p.L2)
-	if hl+len(p.IP) > len(data) {
-		ff.Drop = "bridge: frame shorter than its packet"
-		return true
+	replayClass(cls, c.Rules, bc.hits(), len(p.IP), fr)
+	out, data, ok := b.replayedWay(cls, fr, len(p.L2), len(p.IP), ff, now)
+	if !ok {
+		return true, conn
 	}
 	// POSTROUTING's confirmation: a confirmed entry's cached events
 	// (Confirm accepts a confirmed entry)
 	e.CT.Confirm(ref, now)
-	ff.addOut(out, data[:hl+len(p.IP)])
+	ff.addOut(out, data)
 	if bc.w != nil {
 		bc.w.bridgeFast++
 	}
-	bc.fastConn = conn
-	return true
+	return true, conn
 }
