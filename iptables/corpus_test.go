@@ -126,6 +126,10 @@ func TestNewlineNameAgainstKernel(t *testing.T) {
 		"*filter\n-A OUTPUT ! -o eth\"0\nCOMMIT\n",
 		// iptables -A INPUT '-i"' saves this (FuzzCommandLine in cli)
 		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i -i\"\nCOMMIT\n",
+		// a name with a blank and a newline (FuzzLoad), and its printed
+		// form, which neither tool loads back (Bad argument `0' at line 5)
+		"*filter 000000000000000\n-AINPUT -\"i0000000 0\nCOMMIT\n",
+		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i -i0000000 0\n\nCOMMIT\n",
 	} {
 		checkAgainstKernel(t, fmt.Sprintf("%q", in), in)
 	}
