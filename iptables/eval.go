@@ -73,6 +73,9 @@ type Ctx struct {
 	Linear bool
 	// Memo, when set, records the traversal for the flow cache (memo.go).
 	Memo *Memo
+	// Probe: a what-if walk (the datapath's reply probe) that counts no
+	// hits; it takes the traced walk's way, not the lean one.
+	Probe bool
 
 	// HotDrop is set by a match that wants the packet dropped at once
 	// (xt's par->hotdrop, e.g. a truncated TCP header).
@@ -287,7 +290,7 @@ func (t *Table) RunBase(base *Chain, c *Ctx, tr Tracer) TVerdict {
 }
 
 func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
-	if tr == nil && c.Memo == nil {
+	if tr == nil && c.Memo == nil && !c.Probe {
 		return t.runLean(base, c, s)
 	}
 	c.Table = t.ID
@@ -331,7 +334,7 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 				if chain.Policy == VerdictDrop {
 					v = TDrop
 				}
-				if chain.hits != nil {
+				if chain.hits != nil && !c.Probe {
 					chain.hits.Add(len(c.Pkt.IP))
 				}
 				if c.Memo != nil {
@@ -392,7 +395,7 @@ func (t *Table) run(base *Chain, c *Ctx, tr Tracer, s *Scratch) TVerdict {
 		// the rule's counter, before its target (ipt_do_table's
 		// ADD_COUNTER; iptables-nft's counter expression before the
 		// verdict)
-		if r.hits != nil {
+		if r.hits != nil && !c.Probe {
 			r.hits.Add(len(c.Pkt.IP))
 		}
 		if c.Memo != nil {

@@ -113,8 +113,10 @@ func (d *Decider) Decide(q *Queued) Decision {
 	if err := p.Decode(); err != nil {
 		return Decision{Verdict: netfilter.Drop, Malformed: true}
 	}
+	in := ""
 	if q.InDev != 0 {
-		p.InIf = d.Name(int(q.InDev))
+		in = d.Name(int(q.InDev))
+		p.InIf = in
 	}
 	p.Mark = q.Mark
 	ttl := p.IP.TTL()
@@ -192,7 +194,7 @@ func (d *Decider) Decide(q *Queued) Decision {
 			if first || install {
 				dec.Offload = true
 				dec.Flow = flowReq{Orig: c.Tuple(conntrack.Original), Reply: c.Tuple(conntrack.Reply), TCPState: c.TCPState(),
-					First: first, Install: install}
+					First: first, Install: install, conn: c}
 			}
 		case !ok:
 			// no entry of uswitch's: its rule set needs no conntrack
@@ -204,6 +206,9 @@ func (d *Decider) Decide(q *Queued) Decision {
 			dec.Flow = flowReq{Orig: tu, Reply: conntrack.Tuple{Src: tu.Dst, Dst: tu.Src, SrcPort: tu.DstPort, DstPort: tu.SrcPort, Proto: tu.Proto},
 				First: p.Proto == packet.ProtoUDP || syn, Install: !syn}
 		}
+	}
+	if dec.Offload {
+		dec.Flow.kind, dec.Flow.outIf, dec.Flow.inIf = f.Kind, f.OutIf, in
 	}
 	if dec.Offload && dec.Flow.Install {
 		if d.asked == nil {

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/uswitch-lab/uswitch/datapath"
 	"github.com/uswitch-lab/uswitch/iptables"
 	"golang.org/x/sys/unix"
 )
@@ -183,6 +184,19 @@ func (s *Server) offloadRound(q *queue, r *rounds) {
 				}
 			}
 			continue
+		}
+		if f.Install && f.Orig.Proto == 17 {
+			// the kernel will accept the flow's replies by its
+			// connmark: only if uswitch's rules accept them too (a TCP
+			// connection's handshake reply has been through uswitch)
+			if ok, where := s.eng.ProbeReply(f.conn, f.Orig, datapath.Fate{Kind: f.kind, OutIf: f.outIf}, f.inIf, s.Now()); !ok {
+				if f.First {
+					o.mu.Lock()
+					o.queued[where]++
+					o.mu.Unlock()
+				}
+				continue
+			}
 		}
 		r.cands[k] = *f
 		k++

@@ -267,6 +267,51 @@ func TestOffloadOff(t *testing.T) {
 	}
 }
 
+// TestOffloadReplyDropped: uswitch's rules drop the server's UDP
+// replies (a FORWARD rule before the ESTABLISHED accept). Offloading
+// the flow at its first datagram would let the kernel accept the
+// replies by the connmark; the reply probe keeps the flow queued, so
+// no echo comes back, as without offload, and the reason names the
+// rule. TCP connections still go to the kernel.
+func TestOffloadReplyDropped(t *testing.T) {
+	rs := strings.Replace(offloadRuleSet, "-A FORWARD -m conntrack", "-A FORWARD -s 10.77.2.2/32 -p udp -m udp --sport 9001 -j DROP\n-A FORWARD -m conntrack", 1)
+	for _, offload := range []bool{false, true} {
+		t.Run(fmt.Sprintf("offload=%v", offload), func(t *testing.T) {
+			tp, srv := offloadTopo(t, rs, offload)
+			const n = 3
+			if got := tp.udpFlow(t, "10.77.9.9:53", n); got != 0 {
+				t.Errorf("%d of %d echoes came back; uswitch's rules drop them", got, n)
+			}
+			if st := srv.Stats(); st.Packets < 2*n {
+				t.Errorf("the queue saw %d packets, want every one of %d datagrams and echoes", st.Packets, 2*n)
+			}
+			if !offload {
+				return
+			}
+			c, err := tp.dialFrom(t, "10.77.1.2", "10.77.9.9:80", time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			transferOn(t, c, 64<<10)
+			os := srv.OffloadStats()
+			const reason = "reply: filter FORWARD rule 1"
+			if os.Offloaded != 1 || os.Queued[reason] != 1 {
+				t.Errorf("offload %+v: want the UDP flow queued for %q, the TCP connection offloaded", os, reason)
+			}
+			var mb strings.Builder
+			srv.WriteMetrics(&mb)
+			if !strings.Contains(mb.String(), `uswitch_nfqueue_queued_flows_total{reason="`+reason+`"} 1`) {
+				t.Errorf("metrics: no queued flow for %q:\n%s", reason, mb.String())
+			}
+			for _, l := range strings.Split(tp.kernelCT(t), "\n") {
+				if strings.Contains(l, "udp") && strings.Contains(l, fmt.Sprintf("mark=%d", DefaultOffloadMark)) {
+					t.Errorf("the UDP flow was offloaded: %s", l)
+				}
+			}
+		})
+	}
+}
+
 // TestOffloadRulesRemoved: Close deletes the connmark rules.
 func TestOffloadRulesRemoved(t *testing.T) {
 	tp, srv := offloadTopo(t, offloadRuleSet, true)

@@ -1,0 +1,174 @@
+package datapath
+
+import (
+	"fmt"
+
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/iptables"
+	"github.com/uswitch-lab/uswitch/netfilter"
+	"github.com/uswitch-lab/uswitch/packet"
+	"github.com/uswitch-lab/uswitch/route"
+)
+
+// probeStep is one table a reply packet meets at a hook; noCT: the
+// packet has no conntrack entry there yet (raw runs before conntrack).
+type probeStep struct {
+	h    netfilter.Hook
+	tid  iptables.TableID
+	noCT bool
+}
+
+// The tables an established connection's reply meets, in the kernel's
+// priority order, on each of its ways (the nat tables see a
+// connection's first packet only).
+var (
+	probeForward = []probeStep{
+		{netfilter.PreRouting, iptables.Raw, true}, {netfilter.PreRouting, iptables.Mangle, false},
+		{netfilter.Forward, iptables.Mangle, false}, {netfilter.Forward, iptables.Filter, false},
+		{netfilter.Forward, iptables.Security, false}, {netfilter.PostRouting, iptables.Mangle, false},
+	}
+	probeInput = []probeStep{
+		{netfilter.PreRouting, iptables.Raw, true}, {netfilter.PreRouting, iptables.Mangle, false},
+		{netfilter.LocalIn, iptables.Mangle, false}, {netfilter.LocalIn, iptables.Filter, false},
+		{netfilter.LocalIn, iptables.Security, false},
+	}
+	probeOutput = []probeStep{
+		{netfilter.LocalOut, iptables.Raw, true}, {netfilter.LocalOut, iptables.Mangle, false},
+		{netfilter.LocalOut, iptables.Filter, false}, {netfilter.LocalOut, iptables.Security, false},
+		{netfilter.PostRouting, iptables.Mangle, false},
+	}
+)
+
+// ProbeReply asks what a reply packet of connection c would meet in the
+// tables that can refuse or change it, once the connection is
+// established: a packet of c's reply tuple (a bare TCP ACK or an empty
+// UDP datagram, mark 0, ctinfo ESTABLISHED_REPLY) runs through raw,
+// mangle, filter and security on the reply's way, without counting a
+// hit. orig is the fate uswitch gave the connection's packet that came
+// in by device in ("" for one the host sent). c is nil when the rule set
+// needs no conntrack (nothing tracks the connection, as in the kernel):
+// the reply is then tu's inverse, and no table sees an entry. The reply's way mirrors
+// the packet's: a forwarded one's reply comes in by orig.OutIf and
+// leaves as the FIB routes it; a delivered one's leaves as the host's
+// own; a sent one's comes in by orig.OutIf for the host.
+//
+// ok: every table accepts the reply as it is. Otherwise where says
+// which table, chain and rule (or policy) would not, or why the probe
+// could not tell (no route, a fate with no reply way); the caller keeps
+// such a connection's packets coming to uswitch. The NFQUEUE offload
+// uses it before handing a UDP flow to the kernel: the kernel then
+// accepts the flow's replies by its connmark, so uswitch must have
+// found that its own rules accept them too (a TCP connection's
+// handshake reply has been through uswitch before its offload).
+//
+// The probe runs the tables' walks as the datapath does (the traced
+// walk, not the lean one) with the matches' answers for that packet.
+// Rule sets with matches whose answers change from packet to packet
+// (limit, statistic, recent, ...) are the caller's to refuse: the probe
+// would draw from their state.
+func (e *Engine) ProbeReply(c *conntrack.Conn, tu conntrack.Tuple, orig Fate, in string, now int64) (ok bool, where string) {
+	cfg := e.cfg.Load()
+	r := conntrack.Tuple{Src: tu.Dst, Dst: tu.Src, SrcPort: tu.DstPort, DstPort: tu.SrcPort, Proto: tu.Proto}
+	if c != nil {
+		r = c.Tuple(conntrack.Reply)
+	}
+	spec := packet.Spec{Src: r.Src, Dst: r.Dst, Proto: r.Proto, SrcPort: r.SrcPort, DstPort: r.DstPort}
+	switch r.Proto {
+	case packet.ProtoTCP:
+		spec.TCPFlags = packet.TCPAck
+	case packet.ProtoUDP:
+	default:
+		return false, fmt.Sprintf("reply: protocol %d not probed", r.Proto)
+	}
+	p := &packet.Packet{Data: packet.Build(spec)}
+	if err := p.Decode(); err != nil {
+		return false, "reply: " + err.Error()
+	}
+	// the reply's way: the steps before the routing decision, then the
+	// rest, which the route picks (and the device it leaves by)
+	var pre, post []probeStep
+	rin := ""
+	switch orig.Kind {
+	case Forwarded, Sent:
+		rin = orig.OutIf
+		pre = probeForward[:2]
+	case Delivered:
+	default:
+		return false, fmt.Sprintf("reply: the packet was %v", orig.Kind)
+	}
+	k := new(pkt)
+	e.initPkt(k, cfg, p, now, nil, nil)
+	k.kl = nil // a probe logs nothing
+	k.probe = true
+	if ok, where := k.probeSteps(c, pre, rin, ""); !ok {
+		return false, where
+	}
+	if c != nil && c.Status()&conntrack.StatusSrcNAT != 0 && orig.Kind != Delivered {
+		// nat PREROUTING undoes a source NAT on the reply's destination
+		// (after raw and mangle, before the route)
+		o := c.Tuple(conntrack.Original)
+		p.SetDstAddrPort(o.Src, o.SrcPort)
+	}
+	rout := ""
+	switch orig.Kind {
+	case Forwarded, Sent:
+		res := cfg.FIB.Route(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), IIF: cfg.FIB.Ifindex(rin),
+			Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort, Packet: true})
+		want, steps := route.Unicast, probeForward[2:]
+		if orig.Kind == Sent {
+			want, steps = route.Local, probeInput[2:]
+		}
+		if res.Err != 0 || res.Type != want {
+			return false, fmt.Sprintf("reply: routed as %v %v by %s, not back", res.Type, res.Err, rin)
+		}
+		if orig.Kind == Forwarded {
+			rout = cfg.FIB.LinkName(res.Dev)
+		}
+		post = steps
+	case Delivered:
+		res := cfg.FIB.Output(&route.Flow{Dst: addr4(p.Dst), Src: addr4(p.Src), Proto: p.Proto, SPort: p.SrcPort, DPort: p.DstPort})
+		if res.Err != 0 {
+			return false, fmt.Sprintf("reply: no route to %v (%v)", addr4(p.Dst), res.Err)
+		}
+		rout = cfg.FIB.LinkName(res.Dev)
+		post = probeOutput
+	}
+	return k.probeSteps(c, post, rin, rout)
+}
+
+// probeSteps runs the probe's packet through steps (ProbeReply).
+func (k *pkt) probeSteps(c *conntrack.Conn, steps []probeStep, rin, rout string) (ok bool, where string) {
+	p := k.p
+	for _, s := range steps {
+		k.ct = conntrack.Ref{Conn: c, Info: conntrack.CtEstablishedReply}
+		if s.noCT || c == nil {
+			k.ct = conntrack.Ref{}
+		}
+		din, dout := rin, rout
+		switch s.h {
+		case netfilter.PreRouting, netfilter.LocalIn:
+			dout = ""
+		case netfilter.LocalOut, netfilter.PostRouting:
+			din = ""
+		}
+		mark := p.Mark
+		v, x := k.runTable(s.tid, s.h, din, dout)
+		at := fmt.Sprintf("reply: %s %s", s.tid, s.h)
+		switch {
+		case v == iptables.TDrop && x != nil && x.DropChain != nil && x.DropRule > 0:
+			return false, fmt.Sprintf("reply: %s %s rule %d", s.tid, x.DropChain.Name, x.DropRule)
+		case v == iptables.TDrop && x != nil && x.DropChain != nil:
+			return false, fmt.Sprintf("reply: %s %s policy", s.tid, x.DropChain.Name)
+		case v == iptables.TDrop && x == nil:
+			// an empty chain's policy
+			return false, at + " policy"
+		case v != iptables.TAccept && v != iptables.TContinue:
+			return false, at
+		case x != nil && (x.NAT != nil || x.Notrack || x.CTTemplate != nil || x.HasZone):
+			return false, at + " (conntrack or NAT target)"
+		case p.Mark != mark:
+			return false, at + " (mark)"
+		}
+	}
+	return true, ""
+}

@@ -1,0 +1,112 @@
+package datapath
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/uswitch-lab/uswitch/conntrack"
+	"github.com/uswitch-lab/uswitch/iptables"
+)
+
+// TestProbeReply: the reply probe's answer for a connection's reply is
+// what the engine then does with the real reply packet (forwarded or
+// delivered exactly when the probe finds it accepted), where names the
+// rule, and the probe counts no hit.
+func TestProbeReply(t *testing.T) {
+	const (
+		fwd   = "udp 10.0.0.2:5000 > 192.168.1.2:53 iif eth0"
+		fwdRe = "udp 192.168.1.2:53 > 10.0.0.2:5000 iif eth1"
+		local = "udp 10.0.0.2:5000 > 10.0.0.1:53 iif eth0"
+		locRe = "udp 10.0.0.1:53 > 10.0.0.2:5000"
+		tcp   = "tcp 10.0.0.2:5000 > 192.168.1.2:80 syn seq 1 iif eth0"
+		tcpRe = "tcp 192.168.1.2:80 > 10.0.0.2:5000 ack 2 seq 9 iif eth1"
+	)
+	masq := "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o eth1 -j MASQUERADE\nCOMMIT\n"
+	filter := func(policy, rules string) string {
+		return "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD " + policy + " [0:0]\n:OUTPUT ACCEPT [0:0]\n:X - [0:0]\n" + rules + "COMMIT\n"
+	}
+	for _, c := range []struct {
+		name, rules, orig, reply, want string
+	}{
+		{"established accepted", filter("DROP", "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A FORWARD -i eth0 -p udp -j ACCEPT\n"), fwd, fwdRe, ""},
+		{"one way only", filter("DROP", "-A FORWARD -i eth0 -j ACCEPT\n"), fwd, fwdRe, "reply: filter FORWARD policy"},
+		{"server's source dropped", filter("ACCEPT", "-A FORWARD -s 192.168.1.2/32 -p udp -j DROP\n"), fwd, fwdRe, "reply: filter FORWARD rule 1"},
+		{"out by the client's device", filter("ACCEPT", "-A FORWARD -o eth1 -j ACCEPT\n-A FORWARD -o eth0 -j DROP\n"), fwd, fwdRe, "reply: filter FORWARD rule 2"},
+		{"rejected", filter("ACCEPT", "-A FORWARD -i eth1 -p udp -m udp --sport 53 -j REJECT\n"), fwd, fwdRe, "reply: filter FORWARD rule 1"},
+		{"in a user chain", filter("ACCEPT", "-A FORWARD -j X\n-A X -d 10.0.0.2/32 -j DROP\n"), fwd, fwdRe, "reply: filter X rule 1"},
+		{"user chain returns", filter("ACCEPT", "-A FORWARD -j X\n-A X -d 10.0.0.3/32 -j DROP\n"), fwd, fwdRe, ""},
+		{"reply direction", filter("ACCEPT", "-A FORWARD -m conntrack --ctdir REPLY -j DROP\n"), fwd, fwdRe, "reply: filter FORWARD rule 1"},
+		{"raw, before conntrack", "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -m conntrack --ctstate INVALID -s 192.168.1.2/32 -j DROP\nCOMMIT\n", fwd, fwdRe, "reply: raw PREROUTING rule 1"},
+		{"mangle POSTROUTING", "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o eth0 -p udp -j DROP\nCOMMIT\n", fwd, fwdRe, "reply: mangle POSTROUTING rule 1"},
+		// a masqueraded flow: its reply comes to the router's address
+		// and port, nat PREROUTING gives it the client's back before
+		// FORWARD
+		{"masqueraded, accepted", masq + filter("ACCEPT", "-A FORWARD -d 192.168.1.1/32 -j DROP\n"), fwd, "", ""},
+		{"masqueraded, dropped", masq + filter("ACCEPT", "-A FORWARD -d 10.0.0.2/32 -p udp -m udp --dport 5000 -j DROP\n"), fwd, "", "reply: filter FORWARD rule 1"},
+		// the host's own reply to a local server
+		{"local, accepted", filter("ACCEPT", "-A OUTPUT -d 10.0.0.3/32 -j DROP\n"), local, locRe, ""},
+		{"local, dropped", filter("ACCEPT", "-A OUTPUT -d 10.0.0.2/32 -p udp -j DROP\n"), local, locRe, "reply: filter OUTPUT rule 1"},
+		// TCP: a bare ACK
+		{"tcp, flags", filter("ACCEPT", "-A FORWARD -i eth1 -p tcp -m tcp --tcp-flags ACK ACK -j DROP\n"), tcp, tcpRe, "reply: filter FORWARD rule 1"},
+		{"tcp, accepted", filter("ACCEPT", "-A FORWARD -i eth1 -p tcp -m tcp --tcp-flags SYN SYN -j DROP\n"), tcp, tcpRe, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rs, err := (&iptables.Loader{Counters: true}).LoadString(c.rules)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := New(Config{Rules: rs, FIB: testFIB(t), IPForward: true}, conntrack.DefaultConfig(), 1)
+			p := mk(t, c.orig)
+			orig := conntrack.Tuple{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Proto: p.Proto}
+			f := e.Receive(p, 1e9, nil)
+			if f.Kind != Forwarded && f.Kind != Delivered {
+				t.Fatalf("first packet: %v", f)
+			}
+			// nil when the rule set needs no conntrack
+			ct, _, _ := e.CT.Lookup(orig, 1e9)
+			var before, after strings.Builder
+			rs.Save(&before, iptables.SaveOptions{Counters: true})
+			okp, where := e.ProbeReply(ct, orig, f, "eth0", 2e9)
+			rs.Save(&after, iptables.SaveOptions{Counters: true})
+			if okp != (c.want == "") || where != c.want {
+				t.Errorf("probe: %v %q, want %q", okp, where, c.want)
+			}
+			if before.String() != after.String() {
+				t.Errorf("the probe counted hits:\n%s\n---\n%s", before.String(), after.String())
+			}
+			// the real reply
+			re := c.reply
+			if re == "" {
+				if ct == nil {
+					t.Fatal("no conntrack entry")
+				}
+				r := ct.Tuple(conntrack.Reply)
+				re = "udp " + addr4(r.Src).String() + ":" + itoa(r.SrcPort) + " > " + addr4(r.Dst).String() + ":" + itoa(r.DstPort) + " iif eth1"
+			}
+			rp := mk(t, re)
+			var rf Fate
+			if f.Kind == Delivered {
+				rf = e.Send(rp, 2e9, nil)
+			} else {
+				rf = e.Receive(rp, 2e9, nil)
+			}
+			passed := rf.Kind == Forwarded || rf.Kind == Sent
+			if passed != okp {
+				t.Errorf("the reply %q: %v; the probe said %v %q", re, rf, okp, where)
+			}
+		})
+	}
+}
+
+func itoa(n uint16) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [5]byte
+	i := len(b)
+	for ; n > 0; n /= 10 {
+		i--
+		b[i] = byte('0' + n%10)
+	}
+	return string(b[i:])
+}
