@@ -96,10 +96,14 @@ func (e *Engine) ProbeReply(c *conntrack.Conn, tu conntrack.Tuple, orig Fate, in
 	default:
 		return false, fmt.Sprintf("reply: the packet was %v", orig.Kind)
 	}
-	k := new(pkt)
+	k, _ := e.pkts.Get().(*pkt)
+	if k == nil {
+		k = new(pkt)
+	}
 	e.initPkt(k, cfg, p, now, nil, nil)
+	defer e.putPkt(k)
 	k.kl = nil // a probe logs nothing
-	k.probe = true
+	k.probe, k.cold = true, true
 	if ok, where := k.probeSteps(c, pre, rin, ""); !ok {
 		return false, where
 	}
@@ -153,7 +157,6 @@ func (k *pkt) probeSteps(c *conntrack.Conn, steps []probeStep, rin, rout string)
 		}
 		mark := p.Mark
 		v, x := k.runTable(s.tid, s.h, din, dout)
-		at := fmt.Sprintf("reply: %s %s", s.tid, s.h)
 		switch {
 		case v == iptables.TDrop && x != nil && x.DropChain != nil && x.DropRule > 0:
 			return false, fmt.Sprintf("reply: %s %s rule %d", s.tid, x.DropChain.Name, x.DropRule)
@@ -161,13 +164,13 @@ func (k *pkt) probeSteps(c *conntrack.Conn, steps []probeStep, rin, rout string)
 			return false, fmt.Sprintf("reply: %s %s policy", s.tid, x.DropChain.Name)
 		case v == iptables.TDrop && x == nil:
 			// an empty chain's policy
-			return false, at + " policy"
+			return false, fmt.Sprintf("reply: %s %s policy", s.tid, s.h)
 		case v != iptables.TAccept && v != iptables.TContinue:
-			return false, at
+			return false, fmt.Sprintf("reply: %s %s", s.tid, s.h)
 		case x != nil && (x.NAT != nil || x.Notrack || x.CTTemplate != nil || x.HasZone):
-			return false, at + " (conntrack or NAT target)"
+			return false, fmt.Sprintf("reply: %s %s (conntrack or NAT target)", s.tid, s.h)
 		case p.Mark != mark:
-			return false, at + " (mark)"
+			return false, fmt.Sprintf("reply: %s %s (mark)", s.tid, s.h)
 		}
 	}
 	return true, ""

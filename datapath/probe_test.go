@@ -110,3 +110,23 @@ func itoa(n uint16) string {
 	}
 	return string(b[i:])
 }
+
+// BenchmarkProbeReply: the reply probe of a forwarded UDP flow through
+// a FORWARD chain that accepts established packets.
+func BenchmarkProbeReply(b *testing.B) {
+	rs, err := (&iptables.Loader{}).LoadString("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A FORWARD -i eth0 -p udp -j ACCEPT\nCOMMIT\n")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := New(Config{Rules: rs, FIB: testFIB(b), IPForward: true}, conntrack.DefaultConfig(), 1)
+	p := mk(b, "udp 10.0.0.2:5000 > 192.168.1.2:53 iif eth0")
+	orig := conntrack.Tuple{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Proto: p.Proto}
+	f := e.Receive(p, 1e9, nil)
+	ct, _, _ := e.CT.Lookup(orig, 1e9)
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, where := e.ProbeReply(ct, orig, f, "eth0", 2e9); !ok {
+			b.Fatal(where)
+		}
+	}
+}
