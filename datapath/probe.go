@@ -44,8 +44,8 @@ var (
 // established: a packet of c's reply tuple (a bare TCP ACK or an empty
 // UDP datagram, mark 0, ctinfo ESTABLISHED_REPLY) runs through raw,
 // mangle, filter and security on the reply's way, without counting a
-// hit. orig is the fate uswitch gave the connection's packet that came
-// in by device in ("" for one the host sent). c is nil when the rule set
+// hit. orig is the fate uswitch gave the connection's packet (tu its
+// tuple). c is nil when the rule set
 // needs no conntrack (nothing tracks the connection, as in the kernel):
 // the reply is then tu's inverse, and no table sees an entry. The reply's way mirrors
 // the packet's: a forwarded one's reply comes in by orig.OutIf and
@@ -66,8 +66,16 @@ var (
 // Rule sets with matches whose answers change from packet to packet
 // (limit, statistic, recent, ...) are the caller's to refuse: the probe
 // would draw from their state.
-func (e *Engine) ProbeReply(c *conntrack.Conn, tu conntrack.Tuple, orig Fate, in string, now int64) (ok bool, where string) {
+func (e *Engine) ProbeReply(c *conntrack.Conn, tu conntrack.Tuple, orig Fate, now int64) (ok bool, where string) {
 	cfg := e.cfg.Load()
+	if c != nil && probeAccepts(cfg, orig.Kind) {
+		return true, ""
+	}
+	return e.probe(cfg, c, tu, orig, now)
+}
+
+// probe is ProbeReply without probeAccepts' shortcut.
+func (e *Engine) probe(cfg *compiled, c *conntrack.Conn, tu conntrack.Tuple, orig Fate, now int64) (ok bool, where string) {
 	r := conntrack.Tuple{Src: tu.Dst, Dst: tu.Src, SrcPort: tu.DstPort, DstPort: tu.SrcPort, Proto: tu.Proto}
 	if c != nil {
 		r = c.Tuple(conntrack.Reply)
@@ -174,4 +182,69 @@ func (k *pkt) probeSteps(c *conntrack.Conn, steps []probeStep, rin, rout string)
 		}
 	}
 	return true, ""
+}
+
+// probeAccepts reports whether every chain an established reply meets
+// on the way for a packet of fate kind accepts it at once, whatever its
+// addresses, devices and route (the common first rule
+// `-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`, or no rule and
+// policy ACCEPT): the probe's answer without building the reply.
+func probeAccepts(cfg *compiled, kind FateKind) bool {
+	var steps []probeStep
+	switch kind {
+	case Forwarded:
+		steps = probeForward
+	case Sent:
+		steps = probeInput
+	case Delivered:
+		steps = probeOutput
+	default:
+		return false
+	}
+	for _, s := range steps {
+		if !acceptsEstablished(cfg.base[s.h][s.tid], s.noCT) {
+			return false
+		}
+	}
+	return true
+}
+
+// acceptsEstablished reports whether base (nil: no such chain) accepts
+// an ESTABLISHED_REPLY packet (noCT: one without an entry yet) before
+// anything else can happen to it: every rule before a certain ACCEPT is
+// one whose state test excludes the packet.
+func acceptsEstablished(base *iptables.Chain, noCT bool) bool {
+	if base == nil {
+		return true
+	}
+	if noCT {
+		return len(base.Rules) == 0 && base.Policy == iptables.VerdictAccept
+	}
+	// the reply's state bits: ESTABLISHED, and SNAT/DNAT as the entry has
+	const reply = iptables.CTStateEstablished | iptables.CTStateSNAT | iptables.CTStateDNAT
+	for _, r := range base.Rules {
+		state, only := uint32(0), true
+		for _, m := range r.Matches {
+			switch x := m.(type) {
+			case *iptables.ConntrackMatch:
+				if mask, ok := x.StateOnly(); ok && state == 0 {
+					state = mask
+					continue
+				}
+			case *iptables.CommentMatch:
+				continue
+			}
+			only = false
+		}
+		switch {
+		case state != 0 && state&reply == 0:
+			// the state test excludes the reply: the rule cannot match
+		case only && (state == 0 || state&iptables.CTStateEstablished != 0) && r.IP == (iptables.IPHeader{}) &&
+			r.Target == nil && r.Verdict == iptables.VerdictAccept:
+			return true
+		default:
+			return false
+		}
+	}
+	return base.Policy == iptables.VerdictAccept
 }

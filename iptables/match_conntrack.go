@@ -435,6 +435,16 @@ func (m *ConntrackMatch) Eval(c *Ctx) bool {
 // packet whose conntrack state is NEW: its --ctstate/--state is not
 // inverted and lists NEW at most (SNAT and DNAT, the virtual states,
 // hold for a connection's later packets too).
+// StateOnly returns the --ctstate/--state mask when the match tests
+// the state alone, not inverted (ok false otherwise): it is true exactly
+// for the packets whose state bits meet the mask.
+func (m *ConntrackMatch) StateOnly() (mask uint32, ok bool) {
+	if m.MatchFlags != ctFlagState || m.InvFlags != 0 {
+		return 0, false
+	}
+	return m.StateMask, true
+}
+
 func (m *ConntrackMatch) FirstPacketsOnly() bool {
 	return m.MatchFlags&ctFlagState != 0 && m.InvFlags&ctFlagState == 0 && m.StateMask&^CTStateNew == 0
 }

@@ -113,10 +113,8 @@ func (d *Decider) Decide(q *Queued) Decision {
 	if err := p.Decode(); err != nil {
 		return Decision{Verdict: netfilter.Drop, Malformed: true}
 	}
-	in := ""
 	if q.InDev != 0 {
-		in = d.Name(int(q.InDev))
-		p.InIf = in
+		p.InIf = d.Name(int(q.InDev))
 	}
 	p.Mark = q.Mark
 	ttl := p.IP.TTL()
@@ -208,7 +206,7 @@ func (d *Decider) Decide(q *Queued) Decision {
 		}
 	}
 	if dec.Offload {
-		dec.Flow.kind, dec.Flow.outIf, dec.Flow.inIf = f.Kind, f.OutIf, in
+		dec.Flow.kind, dec.Flow.outIf = f.Kind, f.OutIf
 	}
 	if dec.Offload && dec.Flow.Install {
 		if d.asked == nil {

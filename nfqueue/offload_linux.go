@@ -189,7 +189,7 @@ func (s *Server) offloadRound(q *queue, r *rounds) {
 			// the kernel will accept the flow's replies by its
 			// connmark: only if uswitch's rules accept them too (a TCP
 			// connection's handshake reply has been through uswitch)
-			if ok, where := s.eng.ProbeReply(f.conn, f.Orig, datapath.Fate{Kind: f.kind, OutIf: f.outIf}, f.inIf, s.Now()); !ok {
+			if ok, where := s.eng.ProbeReply(f.conn, f.Orig, datapath.Fate{Kind: f.kind, OutIf: f.outIf}, s.Now()); !ok {
 				if f.First {
 					o.mu.Lock()
 					o.queued[where]++

@@ -192,11 +192,10 @@ type flowReq struct {
 	First, Install bool
 	// What the reply probe of a UDP flow's install needs
 	// (datapath.Engine.ProbeReply): uswitch's entry (nil: its rule set
-	// tracks nothing), the packet's fate and the device it came in by.
+	// tracks nothing) and the packet's fate.
 	conn  *conntrack.Conn
 	kind  datapath.FateKind
 	outIf string
-	inIf  string
 }
 
 // natted reports whether the reply tuple is not the original's inverse.
