@@ -507,8 +507,6 @@ type pktCold struct {
 	// lines (klog.go)
 	lt  liveTrace
 	tee teeTracer
-	// probe: the packet is ProbeReply's what-if reply (no hit counted)
-	probe bool
 }
 
 // pktHot is the rest of a pkt.
@@ -711,7 +709,7 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 	// liveTrace. A tracer of the log form writes these lines itself.
 	logs := k.kl != nil && (k.tr == nil || k.tr.Format != FormatLog)
 	live := logs && (k.p.Trace || k.cfg.traceTab[tid])
-	if k.tr == nil && !live && len(base.Rules) == 0 && !k.probe {
+	if k.tr == nil && !live && len(base.Rules) == 0 {
 		// an empty chain: its policy, without a traversal
 		if v, ok := base.RunEmpty(len(k.p.IP)); ok {
 			if v == iptables.TDrop {
@@ -737,9 +735,6 @@ func (k *pkt) runTable(tid iptables.TableID, h netfilter.Hook, in, out string) (
 	}
 	if logs {
 		c.Logger = k
-	}
-	if k.probe {
-		c.Probe = true
 	}
 	var tr iptables.Tracer
 	switch {

@@ -110,8 +110,7 @@ func (e *Engine) probe(cfg *compiled, c *conntrack.Conn, tu conntrack.Tuple, ori
 	}
 	e.initPkt(k, cfg, p, now, nil, nil)
 	defer e.putPkt(k)
-	k.kl = nil // a probe logs nothing
-	k.probe, k.cold = true, true
+	k.cold = true
 	if ok, where := k.probeSteps(c, pre, rin, ""); !ok {
 		return false, where
 	}
@@ -164,7 +163,7 @@ func (k *pkt) probeSteps(c *conntrack.Conn, steps []probeStep, rin, rout string)
 			din = ""
 		}
 		mark := p.Mark
-		v, x := k.runTable(s.tid, s.h, din, dout)
+		v, x := k.probeTable(s.tid, s.h, din, dout)
 		switch {
 		case v == iptables.TDrop && x != nil && x.DropChain != nil && x.DropRule > 0:
 			return false, fmt.Sprintf("reply: %s %s rule %d", s.tid, x.DropChain.Name, x.DropRule)
@@ -247,4 +246,22 @@ func acceptsEstablished(base *iptables.Chain, noCT bool) bool {
 		}
 	}
 	return base.Policy == iptables.VerdictAccept
+}
+
+// probeTable is runTable for the probe's packet: the walk that counts
+// no hit (Ctx.Probe), with no log, trace or recording.
+func (k *pkt) probeTable(tid iptables.TableID, h netfilter.Hook, in, out string) (iptables.TVerdict, *iptables.Ctx) {
+	base := k.cfg.base[h][tid]
+	if base == nil {
+		return iptables.TAccept, nil
+	}
+	k.p.InIf, k.p.OutIf = in, out
+	if k.scratch == nil {
+		k.scratch = new(iptables.Scratch)
+	}
+	c := &k.ctx
+	*c = iptables.Ctx{}
+	c.Pkt, c.Hook, c.CT, c.Env, c.State, c.Linear, c.Scratch = k.p, h, k.ct, &k.env, k.e.State, k.cfg.Linear, k.scratch
+	c.Probe = true
+	return k.cfg.Rules.Tables[tid].RunBase(base, c, nil), c
 }
