@@ -44,13 +44,13 @@ var (
 // established: a packet of c's reply tuple (a bare TCP ACK or an empty
 // UDP datagram, mark 0, ctinfo ESTABLISHED_REPLY) runs through raw,
 // mangle, filter and security on the reply's way, without counting a
-// hit. orig is the fate uswitch gave the connection's packet (tu its
-// tuple). c is nil when the rule set
-// needs no conntrack (nothing tracks the connection, as in the kernel):
-// the reply is then tu's inverse, and no table sees an entry. The reply's way mirrors
-// the packet's: a forwarded one's reply comes in by orig.OutIf and
-// leaves as the FIB routes it; a delivered one's leaves as the host's
-// own; a sent one's comes in by orig.OutIf for the host.
+// hit. orig is the fate uswitch gave the connection's packet, tu that
+// packet's tuple. c is nil when the rule set needs no conntrack (nothing
+// tracks the connection, as in the kernel): the reply is then tu's
+// inverse, and no table sees an entry. The reply's way mirrors the
+// packet's: a forwarded one's reply comes in by orig.OutIf and leaves as
+// the FIB routes it; a delivered one's leaves as the host's own; a sent
+// one's comes in by orig.OutIf for the host.
 //
 // ok: every table accepts the reply as it is. Otherwise where says
 // which table, chain and rule (or policy) would not, or why the probe
@@ -169,9 +169,6 @@ func (k *pkt) probeSteps(c *conntrack.Conn, steps []probeStep, rin, rout string)
 			return false, fmt.Sprintf("reply: %s %s rule %d", s.tid, x.DropChain.Name, x.DropRule)
 		case v == iptables.TDrop && x != nil && x.DropChain != nil:
 			return false, fmt.Sprintf("reply: %s %s policy", s.tid, x.DropChain.Name)
-		case v == iptables.TDrop && x == nil:
-			// an empty chain's policy
-			return false, fmt.Sprintf("reply: %s %s policy", s.tid, s.h)
 		case v != iptables.TAccept && v != iptables.TContinue:
 			return false, fmt.Sprintf("reply: %s %s", s.tid, s.h)
 		case x != nil && (x.NAT != nil || x.Notrack || x.CTTemplate != nil || x.HasZone):
