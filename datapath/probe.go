@@ -80,18 +80,6 @@ func (e *Engine) probe(cfg *compiled, c *conntrack.Conn, tu conntrack.Tuple, ori
 	if c != nil {
 		r = c.Tuple(conntrack.Reply)
 	}
-	spec := packet.Spec{Src: r.Src, Dst: r.Dst, Proto: r.Proto, SrcPort: r.SrcPort, DstPort: r.DstPort}
-	switch r.Proto {
-	case packet.ProtoTCP:
-		spec.TCPFlags = packet.TCPAck
-	case packet.ProtoUDP:
-	default:
-		return false, fmt.Sprintf("reply: protocol %d not probed", r.Proto)
-	}
-	p := &packet.Packet{Data: packet.Build(spec)}
-	if err := p.Decode(); err != nil {
-		return false, "reply: " + err.Error()
-	}
 	// the reply's way: the steps before the routing decision, then the
 	// rest, which the route picks (and the device it leaves by)
 	var pre, post []probeStep
@@ -104,14 +92,13 @@ func (e *Engine) probe(cfg *compiled, c *conntrack.Conn, tu conntrack.Tuple, ori
 	default:
 		return false, fmt.Sprintf("reply: the packet was %v", orig.Kind)
 	}
-	k, _ := e.pkts.Get().(*pkt)
+	k, where := e.probePkt(cfg, r, "reply", now)
 	if k == nil {
-		k = new(pkt)
+		return false, where
 	}
-	e.initPkt(k, cfg, p, now, nil, nil)
 	defer e.putPkt(k)
-	k.cold = true
-	if ok, where := k.probeSteps(c, pre, rin, ""); !ok {
+	p := k.p
+	if ok, where := k.probeSteps(c, conntrack.CtEstablishedReply, "reply", pre, rin, ""); !ok {
 		return false, where
 	}
 	if c != nil && c.Status()&conntrack.StatusSrcNAT != 0 && orig.Kind != Delivered {
@@ -144,14 +131,96 @@ func (e *Engine) probe(cfg *compiled, c *conntrack.Conn, tu conntrack.Tuple, ori
 		rout = cfg.FIB.LinkName(res.Dev)
 		post = probeOutput
 	}
-	return k.probeSteps(c, post, rin, rout)
+	return k.probeSteps(c, conntrack.CtEstablishedReply, "reply", post, rin, rout)
 }
 
-// probeSteps runs the probe's packet through steps (ProbeReply).
-func (k *pkt) probeSteps(c *conntrack.Conn, steps []probeStep, rin, rout string) (ok bool, where string) {
+// ProbeOriginal is ProbeReply for the connection's later packets in the
+// original direction once it is established: the packet as the first
+// one came in by device in (tu, before NAT), ctinfo ESTABLISHED, through
+// raw, mangle, filter and security on the first packet's way, with the
+// connection's destination NAT applied where nat PREROUTING or OUTPUT
+// applies it. They leave by orig.OutIf, as the first packet did (the
+// same tuple after NAT, the same FIB). A first packet that was NEW and
+// accepted says nothing of an ESTABLISHED one: `--ctstate NEW -j ACCEPT`
+// and a DROP policy pass the first datagram and drop the ones after a
+// reply. With no entry (c nil: a rule set without conntrack) nothing
+// distinguishes the later packets from the first, and the answer is
+// yes; so it is for TCP, whose install follows the handshake's last
+// ACK, an established packet uswitch decided itself.
+func (e *Engine) ProbeOriginal(c *conntrack.Conn, tu conntrack.Tuple, orig Fate, in string, now int64) (ok bool, where string) {
+	if c == nil {
+		return true, ""
+	}
+	cfg := e.cfg.Load()
+	var pre, post []probeStep
+	switch orig.Kind {
+	case Forwarded:
+		pre, post = probeForward[:2], probeForward[2:]
+	case Delivered:
+		pre, post = probeInput[:2], probeInput[2:]
+	case Sent:
+		pre, post = probeOutput[:2], probeOutput[2:]
+		in = ""
+	default:
+		return false, fmt.Sprintf("original: the packet was %v", orig.Kind)
+	}
+	if stepsAccept(cfg, pre) && stepsAccept(cfg, post) {
+		return true, ""
+	}
+	k, where := e.probePkt(cfg, tu, "original", now)
+	if k == nil {
+		return false, where
+	}
+	defer e.putPkt(k)
+	p := k.p
+	out := orig.OutIf
+	if orig.Kind == Delivered {
+		out = ""
+	}
+	info := conntrack.CtEstablished
+	if ok, where := k.probeSteps(c, info, "original", pre, in, out); !ok {
+		return false, where
+	}
+	if c.Status()&conntrack.StatusDstNAT != 0 {
+		// nat PREROUTING (OUTPUT) gives the packet the connection's
+		// destination after raw and mangle
+		r := c.Tuple(conntrack.Reply)
+		p.SetDstAddrPort(r.Src, r.SrcPort)
+	}
+	return k.probeSteps(c, info, "original", post, in, out)
+}
+
+// probePkt readies the probe's packet of tuple t (a bare TCP ACK or an
+// empty UDP datagram) on a pooled pkt, which the caller puts back
+// (putPkt); where says why there is none (dir names the direction).
+func (e *Engine) probePkt(cfg *compiled, t conntrack.Tuple, dir string, now int64) (k *pkt, where string) {
+	spec := packet.Spec{Src: t.Src, Dst: t.Dst, Proto: t.Proto, SrcPort: t.SrcPort, DstPort: t.DstPort}
+	switch t.Proto {
+	case packet.ProtoTCP:
+		spec.TCPFlags = packet.TCPAck
+	case packet.ProtoUDP:
+	default:
+		return nil, fmt.Sprintf("%s: protocol %d not probed", dir, t.Proto)
+	}
+	p := &packet.Packet{Data: packet.Build(spec)}
+	if err := p.Decode(); err != nil {
+		return nil, dir + ": " + err.Error()
+	}
+	k, _ = e.pkts.Get().(*pkt)
+	if k == nil {
+		k = new(pkt)
+	}
+	e.initPkt(k, cfg, p, now, nil, nil)
+	k.cold = true
+	return k, ""
+}
+
+// probeSteps runs the probe's packet, of ctinfo info, through steps
+// (ProbeReply, ProbeOriginal); dir names the direction in where.
+func (k *pkt) probeSteps(c *conntrack.Conn, info conntrack.CtInfo, dir string, steps []probeStep, rin, rout string) (ok bool, where string) {
 	p := k.p
 	for _, s := range steps {
-		k.ct = conntrack.Ref{Conn: c, Info: conntrack.CtEstablishedReply}
+		k.ct = conntrack.Ref{Conn: c, Info: info}
 		if s.noCT || c == nil {
 			k.ct = conntrack.Ref{}
 		}
@@ -166,15 +235,15 @@ func (k *pkt) probeSteps(c *conntrack.Conn, steps []probeStep, rin, rout string)
 		v, x := k.probeTable(s.tid, s.h, din, dout)
 		switch {
 		case v == iptables.TDrop && x != nil && x.DropChain != nil && x.DropRule > 0:
-			return false, fmt.Sprintf("reply: %s %s rule %d", s.tid, x.DropChain.Name, x.DropRule)
+			return false, fmt.Sprintf("%s: %s %s rule %d", dir, s.tid, x.DropChain.Name, x.DropRule)
 		case v == iptables.TDrop && x != nil && x.DropChain != nil:
-			return false, fmt.Sprintf("reply: %s %s policy", s.tid, x.DropChain.Name)
+			return false, fmt.Sprintf("%s: %s %s policy", dir, s.tid, x.DropChain.Name)
 		case v != iptables.TAccept && v != iptables.TContinue:
-			return false, fmt.Sprintf("reply: %s %s", s.tid, s.h)
+			return false, fmt.Sprintf("%s: %s %s", dir, s.tid, s.h)
 		case x != nil && (x.NAT != nil || x.Notrack || x.CTTemplate != nil || x.HasZone):
-			return false, fmt.Sprintf("reply: %s %s (conntrack or NAT target)", s.tid, s.h)
+			return false, fmt.Sprintf("%s: %s %s (conntrack or NAT target)", dir, s.tid, s.h)
 		case p.Mark != mark:
-			return false, fmt.Sprintf("reply: %s %s (mark)", s.tid, s.h)
+			return false, fmt.Sprintf("%s: %s %s (mark)", dir, s.tid, s.h)
 		}
 	}
 	return true, ""
@@ -186,17 +255,20 @@ func (k *pkt) probeSteps(c *conntrack.Conn, steps []probeStep, rin, rout string)
 // `-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`, or no rule and
 // policy ACCEPT): the probe's answer without building the reply.
 func probeAccepts(cfg *compiled, kind FateKind) bool {
-	var steps []probeStep
 	switch kind {
 	case Forwarded:
-		steps = probeForward
+		return stepsAccept(cfg, probeForward)
 	case Sent:
-		steps = probeInput
+		return stepsAccept(cfg, probeInput)
 	case Delivered:
-		steps = probeOutput
-	default:
-		return false
+		return stepsAccept(cfg, probeOutput)
 	}
+	return false
+}
+
+// stepsAccept reports whether every chain of steps accepts an
+// established packet at once (acceptsEstablished).
+func stepsAccept(cfg *compiled, steps []probeStep) bool {
 	for _, s := range steps {
 		if !acceptsEstablished(cfg.base[s.h][s.tid], s.noCT) {
 			return false

@@ -55,19 +55,7 @@ func TestProbeReply(t *testing.T) {
 		{"tcp, accepted", filter("ACCEPT", "-A FORWARD -i eth1 -p tcp -m tcp --tcp-flags SYN SYN -j DROP\n"), tcp, tcpRe, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			rs, err := (&iptables.Loader{Counters: true}).LoadString(c.rules)
-			if err != nil {
-				t.Fatal(err)
-			}
-			e := New(Config{Rules: rs, FIB: testFIB(t), IPForward: true}, conntrack.DefaultConfig(), 1)
-			p := mk(t, c.orig)
-			orig := conntrack.Tuple{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Proto: p.Proto}
-			f := e.Receive(p, 1e9, nil)
-			if f.Kind != Forwarded && f.Kind != Delivered {
-				t.Fatalf("first packet: %v", f)
-			}
-			// nil when the rule set needs no conntrack
-			ct, _, _ := e.CT.Lookup(orig, 1e9)
+			e, rs, orig, f, ct := probeFlow(t, c.rules, c.orig)
 			var before, after strings.Builder
 			rs.Save(&before, iptables.SaveOptions{Counters: true})
 			okp, where := e.ProbeReply(ct, orig, f, 2e9)
@@ -105,6 +93,25 @@ func TestProbeReply(t *testing.T) {
 			}
 		})
 	}
+}
+
+// probeFlow runs a flow's first packet (spec orig) through an engine
+// with rules, which must forward or deliver it; ct is its entry, nil
+// when the rule set needs no conntrack.
+func probeFlow(t *testing.T, rules, orig string) (e *Engine, rs *iptables.Ruleset, tu conntrack.Tuple, f Fate, ct *conntrack.Conn) {
+	t.Helper()
+	rs, err := (&iptables.Loader{Counters: true}).LoadString(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e = New(Config{Rules: rs, FIB: testFIB(t), IPForward: true}, conntrack.DefaultConfig(), 1)
+	p := mk(t, orig)
+	tu = conntrack.Tuple{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort, Proto: p.Proto}
+	if f = e.Receive(p, 1e9, nil); f.Kind != Forwarded && f.Kind != Delivered {
+		t.Fatalf("first packet: %v", f)
+	}
+	ct, _, _ = e.CT.Lookup(tu, 1e9)
+	return e, rs, tu, f, ct
 }
 
 func itoa(n uint16) string {
@@ -152,7 +159,10 @@ func BenchmarkProbeReply(b *testing.B) {
 // or may not touch the reply (state tests, addresses, devices, ports,
 // marks, user chains, a masquerade): the probe's answer is what the
 // engine does with the real reply, probeAccepts never says yes where
-// the probe says no, and the hit counters do not move.
+// the probe says no, and the hit counters do not move. Where the reply
+// passed, ProbeOriginal's answer is what the engine does with the
+// flow's next datagram (ESTABLISHED by then); a DNAT joins the
+// masquerade among the sets' nat tables.
 func TestProbeReplyRandom(t *testing.T) {
 	pool := map[string][]string{
 		"raw PREROUTING": {
@@ -184,6 +194,8 @@ func TestProbeReplyRandom(t *testing.T) {
 			"-A FORWARD -j ACCEPT",
 			"-A FORWARD -m conntrack --ctstate DNAT -j DROP",
 			"-A FORWARD -m conntrack --ctstate SNAT -j DROP",
+			"-A FORWARD -i eth0 -m conntrack --ctstate ESTABLISHED -j DROP",
+			"-A FORWARD -d 192.168.1.3/32 -m state --state ESTABLISHED -j DROP",
 		},
 		"filter X": {
 			"-A X -p udp -m udp --dport 5000 -j DROP",
@@ -208,15 +220,18 @@ func TestProbeReplyRandom(t *testing.T) {
 		}
 		return b.String()
 	}
-	var shortcut, accepted, refused int
+	var shortcut, accepted, refused, origOK, origRefused int
 	for i := range 1000 {
 		rules := "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" + pick("raw PREROUTING") + "COMMIT\n" +
 			"*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n" +
 			pick("mangle PREROUTING") + pick("mangle FORWARD") + pick("mangle POSTROUTING") + "COMMIT\n" +
 			"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD " + policies[next(2)] + " [0:0]\n:OUTPUT ACCEPT [0:0]\n:X - [0:0]\n" +
 			pick("filter FORWARD") + pick("filter X") + "COMMIT\n"
-		if next(3) == 0 {
+		switch next(4) {
+		case 0:
 			rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o eth1 -j MASQUERADE\nCOMMIT\n" + rules
+		case 1:
+			rules = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A PREROUTING -d 192.168.1.2/32 -j DNAT --to-destination 192.168.1.3\nCOMMIT\n" + rules
 		}
 		if next(4) == 0 {
 			// no mangle or raw rules: the shortcut's usual case
@@ -267,14 +282,98 @@ func TestProbeReplyRandom(t *testing.T) {
 		if passed != ok {
 			t.Fatalf("set %d: the reply %s: %v; the probe said %v %q\n%s", i, re, rf, ok, where, rules)
 		}
+		// the flow's next datagram, ESTABLISHED once a reply passed
+		if rf.Kind == Forwarded && rf.OutIf == "eth0" {
+			var b1, b2 strings.Builder
+			rs.Save(&b1, iptables.SaveOptions{Counters: true})
+			ook, owhere := e.ProbeOriginal(ct, orig, f, "eth0", 3e9)
+			rs.Save(&b2, iptables.SaveOptions{Counters: true})
+			if b1.String() != b2.String() {
+				t.Fatalf("set %d: the original probe counted hits\n%s", i, rules)
+			}
+			np := mk(t, "udp 10.0.0.2:5000 > 192.168.1.2:53 iif eth0")
+			nf := e.Receive(np, 3e9, nil)
+			npassed := nf.Kind == Forwarded && nf.OutIf == f.OutIf
+			if strings.HasSuffix(owhere, "(mark)") {
+				if np.Mark == 0 {
+					t.Fatalf("set %d: the original probe saw a mark set, the datagram has none\n%s", i, rules)
+				}
+				npassed = false
+			}
+			if npassed != ook {
+				t.Fatalf("set %d: the next datagram: %v; the probe said %v %q\n%s", i, nf, ook, owhere, rules)
+			}
+			if ook {
+				origOK++
+			} else {
+				origRefused++
+			}
+		}
 		if ok {
 			accepted++
 		} else {
 			refused++
 		}
 	}
-	t.Logf("%d probed: %d accepted (%d by the shortcut), %d refused", accepted+refused, accepted, shortcut, refused)
-	if shortcut == 0 || accepted == 0 || refused == 0 {
+	t.Logf("%d probed: %d accepted (%d by the shortcut), %d refused; the next datagram: %d accepted, %d refused", accepted+refused, accepted, shortcut, refused, origOK, origRefused)
+	if shortcut == 0 || accepted == 0 || refused == 0 || origOK == 0 || origRefused == 0 {
 		t.Errorf("the sets did not cover both answers and the shortcut: %d accepted, %d by the shortcut, %d refused", accepted, shortcut, refused)
+	}
+}
+
+// TestProbeOriginal: the original direction's probe against what the
+// engine does with the flow's next datagram once a reply has made the
+// connection ESTABLISHED, and no hit counted.
+func TestProbeOriginal(t *testing.T) {
+	dnat := "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A PREROUTING -d 10.0.0.1/32 -p udp -m udp --dport 53 -j DNAT --to-destination 192.168.1.2:5353\nCOMMIT\n"
+	filter := func(policy, rules string) string {
+		return "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD " + policy + " [0:0]\n:OUTPUT ACCEPT [0:0]\n:X - [0:0]\n" + rules + "COMMIT\n"
+	}
+	const (
+		fwd    = "udp 10.0.0.2:5000 > 192.168.1.2:53 iif eth0"
+		fwdRe  = "udp 192.168.1.2:53 > 10.0.0.2:5000 iif eth1"
+		svc    = "udp 10.0.0.2:5000 > 10.0.0.1:53 iif eth0"
+		svcRe  = "udp 192.168.1.2:5353 > 10.0.0.2:5000 iif eth1"
+		local  = "udp 10.0.0.2:5000 > 10.0.0.1:99 iif eth0"
+		locRe  = "udp 10.0.0.1:99 > 10.0.0.2:5000"
+		replyX = "-A FORWARD -i eth1 -j ACCEPT\n"
+	)
+	for _, c := range []struct{ name, rules, orig, reply, want string }{
+		{"established accepted", filter("DROP", "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A FORWARD -m conntrack --ctstate NEW -j ACCEPT\n"), fwd, fwdRe, ""},
+		{"only new accepted", filter("DROP", replyX+"-A FORWARD -m conntrack --ctstate NEW -j ACCEPT\n"), fwd, fwdRe, "original: filter FORWARD policy"},
+		{"established dropped", filter("ACCEPT", "-A FORWARD -i eth0 -m state --state ESTABLISHED -j DROP\n"), fwd, fwdRe, "original: filter FORWARD rule 1"},
+		{"stateless", filter("DROP", replyX+"-A FORWARD -i eth0 -p udp -j ACCEPT\n"), fwd, fwdRe, ""},
+		// the later datagrams reach FORWARD with the service's endpoint
+		{"dnat, endpoint dropped", dnat + filter("ACCEPT", "-A FORWARD -i eth0 -d 192.168.1.2/32 -m conntrack --ctstate ESTABLISHED -j DROP\n"), svc, svcRe, "original: filter FORWARD rule 1"},
+		{"dnat, service address", dnat + filter("ACCEPT", "-A FORWARD -i eth0 -d 10.0.0.1/32 -m conntrack --ctstate ESTABLISHED -j DROP\n"), svc, svcRe, ""},
+		{"dnat, mangle before nat", dnat + "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A PREROUTING -d 10.0.0.1/32 -m conntrack --ctstate ESTABLISHED -j DROP\nCOMMIT\n", svc, svcRe, "original: mangle PREROUTING rule 1"},
+		{"local server", filter("ACCEPT", "-A INPUT -m conntrack --ctstate ESTABLISHED -p udp -m udp --dport 99 -j DROP\n"), local, locRe, "original: filter INPUT rule 1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e, rs, orig, f, ct := probeFlow(t, c.rules, c.orig)
+			var before, after strings.Builder
+			rs.Save(&before, iptables.SaveOptions{Counters: true})
+			ok, where := e.ProbeOriginal(ct, orig, f, "eth0", 2e9)
+			rs.Save(&after, iptables.SaveOptions{Counters: true})
+			if ok != (c.want == "") || where != c.want {
+				t.Errorf("probe: %v %q, want %q", ok, where, c.want)
+			}
+			if before.String() != after.String() {
+				t.Errorf("the probe counted hits")
+			}
+			var rf Fate
+			if f.Kind == Delivered {
+				rf = e.Send(mk(t, c.reply), 2e9, nil)
+			} else {
+				rf = e.Receive(mk(t, c.reply), 2e9, nil)
+			}
+			if rf.Kind != Forwarded && rf.Kind != Sent {
+				t.Fatalf("the reply did not pass: %v", rf)
+			}
+			nf := e.Receive(mk(t, c.orig), 3e9, nil)
+			if passed := nf.Kind == f.Kind; passed != ok {
+				t.Errorf("the next datagram: %v; the probe said %v %q", nf, ok, where)
+			}
+		})
 	}
 }

@@ -113,8 +113,10 @@ func (d *Decider) Decide(q *Queued) Decision {
 	if err := p.Decode(); err != nil {
 		return Decision{Verdict: netfilter.Drop, Malformed: true}
 	}
+	in := ""
 	if q.InDev != 0 {
-		p.InIf = d.Name(int(q.InDev))
+		in = d.Name(int(q.InDev))
+		p.InIf = in
 	}
 	p.Mark = q.Mark
 	ttl := p.IP.TTL()
@@ -206,7 +208,7 @@ func (d *Decider) Decide(q *Queued) Decision {
 		}
 	}
 	if dec.Offload {
-		dec.Flow.kind, dec.Flow.outIf = f.Kind, f.OutIf
+		dec.Flow.kind, dec.Flow.outIf, dec.Flow.inIf = f.Kind, f.OutIf, in
 	}
 	if dec.Offload && dec.Flow.Install {
 		if d.asked == nil {

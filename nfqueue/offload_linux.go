@@ -186,10 +186,17 @@ func (s *Server) offloadRound(q *queue, r *rounds) {
 			continue
 		}
 		if f.Install && f.Orig.Proto == 17 {
-			// the kernel will accept the flow's replies by its
-			// connmark: only if uswitch's rules accept them too (a TCP
-			// connection's handshake reply has been through uswitch)
-			if ok, where := s.eng.ProbeReply(f.conn, f.Orig, datapath.Fate{Kind: f.kind, OutIf: f.outIf}, s.Now()); !ok {
+			// the kernel will accept the flow's later packets both ways
+			// by its connmark: only if uswitch's rules accept them too,
+			// its replies and its datagrams once established (a TCP
+			// connection is installed after its handshake, whose reply
+			// and last ACK went through uswitch)
+			fate := datapath.Fate{Kind: f.kind, OutIf: f.outIf}
+			ok, where := s.eng.ProbeReply(f.conn, f.Orig, fate, s.Now())
+			if ok {
+				ok, where = s.eng.ProbeOriginal(f.conn, f.Orig, fate, f.inIf, s.Now())
+			}
+			if !ok {
 				if f.First {
 					o.mu.Lock()
 					o.queued[where]++

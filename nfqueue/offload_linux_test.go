@@ -267,48 +267,59 @@ func TestOffloadOff(t *testing.T) {
 	}
 }
 
-// TestOffloadReplyDropped: uswitch's rules drop the server's UDP
-// replies (a FORWARD rule before the ESTABLISHED accept). Offloading
-// the flow at its first datagram would let the kernel accept the
-// replies by the connmark; the reply probe keeps the flow queued, so
-// no echo comes back, as without offload, and the reason names the
-// rule. TCP connections still go to the kernel.
-func TestOffloadReplyDropped(t *testing.T) {
-	rs := strings.Replace(offloadRuleSet, "-A FORWARD -m conntrack", "-A FORWARD -s 10.77.2.2/32 -p udp -m udp --sport 9001 -j DROP\n-A FORWARD -m conntrack", 1)
-	for _, offload := range []bool{false, true} {
-		t.Run(fmt.Sprintf("offload=%v", offload), func(t *testing.T) {
-			tp, srv := offloadTopo(t, rs, offload)
-			const n = 3
-			if got := tp.udpFlow(t, "10.77.9.9:53", n); got != 0 {
-				t.Errorf("%d of %d echoes came back; uswitch's rules drop them", got, n)
-			}
-			if st := srv.Stats(); st.Packets < 2*n {
-				t.Errorf("the queue saw %d packets, want every one of %d datagrams and echoes", st.Packets, 2*n)
-			}
-			if !offload {
-				return
-			}
-			c, err := tp.dialFrom(t, "10.77.1.2", "10.77.9.9:80", time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			transferOn(t, c, 64<<10)
-			os := srv.OffloadStats()
-			const reason = "reply: filter FORWARD rule 1"
-			if os.Offloaded != 1 || os.Queued[reason] != 1 {
-				t.Errorf("offload %+v: want the UDP flow queued for %q, the TCP connection offloaded", os, reason)
-			}
-			var mb strings.Builder
-			srv.WriteMetrics(&mb)
-			if !strings.Contains(mb.String(), `uswitch_nfqueue_queued_flows_total{reason="`+reason+`"} 1`) {
-				t.Errorf("metrics: no queued flow for %q:\n%s", reason, mb.String())
-			}
-			for _, l := range strings.Split(tp.kernelCT(t), "\n") {
-				if strings.Contains(l, "udp") && strings.Contains(l, fmt.Sprintf("mark=%d", DefaultOffloadMark)) {
-					t.Errorf("the UDP flow was offloaded: %s", l)
+// TestOffloadProbes: uswitch's rules treat a UDP flow's later packets
+// differently from its first. Offloading the flow at its first datagram
+// would let the kernel accept them by the connmark; the probes keep the
+// flow queued, so as many echoes come back as without offload, and the
+// reason names the rule. TCP connections still go to the kernel.
+//   - replies: a FORWARD rule drops the server's UDP replies (no echo);
+//   - established: FORWARD accepts UDP datagrams that are NEW only, so
+//     after the first echo the flow's datagrams are dropped (one echo).
+func TestOffloadProbes(t *testing.T) {
+	for _, c := range []struct {
+		name, rs, reason string
+		echoes           int
+	}{
+		{"replies", strings.Replace(offloadRuleSet, "-A FORWARD -m conntrack", "-A FORWARD -s 10.77.2.2/32 -p udp -m udp --sport 9001 -j DROP\n-A FORWARD -m conntrack", 1),
+			"reply: filter FORWARD rule 1", 0},
+		{"established", strings.NewReplacer("-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-A FORWARD -i rb -j ACCEPT\n-A FORWARD -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+			"--dport 9001 -j ACCEPT", "--dport 9001 -m conntrack --ctstate NEW -j ACCEPT").Replace(offloadRuleSet),
+			"original: filter FORWARD policy", 1},
+	} {
+		for _, offload := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/offload=%v", c.name, offload), func(t *testing.T) {
+				tp, srv := offloadTopo(t, c.rs, offload)
+				const n = 3
+				if got := tp.udpFlow(t, "10.77.9.9:53", n); got != c.echoes {
+					t.Errorf("%d of %d echoes came back; uswitch's rules let %d through", got, n, c.echoes)
 				}
-			}
-		})
+				if st := srv.Stats(); st.Packets < uint64(n+c.echoes) {
+					t.Errorf("the queue saw %d packets, want every one of %d datagrams and %d echoes", st.Packets, n, c.echoes)
+				}
+				if !offload {
+					return
+				}
+				conn, err := tp.dialFrom(t, "10.77.1.2", "10.77.9.9:80", time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				transferOn(t, conn, 64<<10)
+				os := srv.OffloadStats()
+				if os.Offloaded != 1 || os.Queued[c.reason] != 1 {
+					t.Errorf("offload %+v: want the UDP flow queued for %q, the TCP connection offloaded", os, c.reason)
+				}
+				var mb strings.Builder
+				srv.WriteMetrics(&mb)
+				if !strings.Contains(mb.String(), `uswitch_nfqueue_queued_flows_total{reason="`+c.reason+`"} 1`) {
+					t.Errorf("metrics: no queued flow for %q:\n%s", c.reason, mb.String())
+				}
+				for _, l := range strings.Split(tp.kernelCT(t), "\n") {
+					if strings.Contains(l, "udp") && strings.Contains(l, fmt.Sprintf("mark=%d", DefaultOffloadMark)) {
+						t.Errorf("the UDP flow was offloaded: %s", l)
+					}
+				}
+			})
+		}
 	}
 }
 

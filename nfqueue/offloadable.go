@@ -190,12 +190,12 @@ type flowReq struct {
 	// First: the connection's first packet (counted once when the
 	// rule set keeps the connection queued); Install: install it now.
 	First, Install bool
-	// What the reply probe of a UDP flow's install needs
-	// (datapath.Engine.ProbeReply): uswitch's entry (nil: its rule set
-	// tracks nothing) and the packet's fate.
-	conn  *conntrack.Conn
-	kind  datapath.FateKind
-	outIf string
+	// What the probes of a UDP flow's install need
+	// (datapath.Engine.ProbeReply, ProbeOriginal): uswitch's entry (nil: its rule set
+	// tracks nothing), the packet's fate and the device it came in by.
+	conn        *conntrack.Conn
+	kind        datapath.FateKind
+	outIf, inIf string
 }
 
 // natted reports whether the reply tuple is not the original's inverse.
