@@ -84,7 +84,7 @@ func (s *Server) WriteMetrics(w io.Writer) error {
 		os := s.OffloadStats()
 		m.Counter("uswitch_nfqueue_offloaded_flows_total", "Connections installed in the kernel's conntrack with the offload connmark (their later packets pass the kernel without the queue).", os.Offloaded)
 		const q = "uswitch_nfqueue_queued_flows_total"
-		m.Family(q, "counter", "Connections kept queued with offload on, by reason (a per-packet rule of the rule set, a verdict fault, the kernel refusing the entry).")
+		m.Family(q, "counter", "Connections kept queued with offload on, by reason (a per-packet rule of the rule set, a rule that would drop or change the flow's replies or later packets, a verdict fault, the kernel refusing the entry).")
 		for _, r := range reasons(os.Queued) {
 			m.Sample(q, os.Queued[r], "reason", r)
 		}
