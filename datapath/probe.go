@@ -160,7 +160,6 @@ func (e *Engine) ProbeOriginal(c *conntrack.Conn, tu conntrack.Tuple, orig Fate,
 		pre, post = probeInput[:2], probeInput[2:]
 	case Sent:
 		pre, post = probeOutput[:2], probeOutput[2:]
-		in = ""
 	default:
 		return false, fmt.Sprintf("original: the packet was %v", orig.Kind)
 	}
@@ -173,12 +172,10 @@ func (e *Engine) ProbeOriginal(c *conntrack.Conn, tu conntrack.Tuple, orig Fate,
 	}
 	defer e.putPkt(k)
 	p := k.p
-	out := orig.OutIf
-	if orig.Kind == Delivered {
-		out = ""
-	}
+	// probeSteps gives each hook only the devices it has (no output
+	// device at PREROUTING and INPUT, no input one at OUTPUT)
 	info := conntrack.CtEstablished
-	if ok, where := k.probeSteps(c, info, "original", pre, in, out); !ok {
+	if ok, where := k.probeSteps(c, info, "original", pre, in, orig.OutIf); !ok {
 		return false, where
 	}
 	if c.Status()&conntrack.StatusDstNAT != 0 {
@@ -187,7 +184,7 @@ func (e *Engine) ProbeOriginal(c *conntrack.Conn, tu conntrack.Tuple, orig Fate,
 		r := c.Tuple(conntrack.Reply)
 		p.SetDstAddrPort(r.Src, r.SrcPort)
 	}
-	return k.probeSteps(c, info, "original", post, in, out)
+	return k.probeSteps(c, info, "original", post, in, orig.OutIf)
 }
 
 // probePkt readies the probe's packet of tuple t (a bare TCP ACK or an

@@ -73,8 +73,9 @@ type Ctx struct {
 	Linear bool
 	// Memo, when set, records the traversal for the flow cache (memo.go).
 	Memo *Memo
-	// Probe: a what-if walk (the datapath's reply probe) that counts no
-	// hits; it takes the traced walk's way, not the lean one.
+	// Probe: a what-if walk (the datapath's probes of an offloaded
+	// flow's later packets) that counts no hits; it takes the traced
+	// walk's way, not the lean one.
 	Probe bool
 
 	// HotDrop is set by a match that wants the packet dropped at once

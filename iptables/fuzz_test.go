@@ -60,49 +60,43 @@ func FuzzLoad(f *testing.F) {
 			}
 			return
 		}
-		if name, ok := ifaceWithNewline(rs); ok {
-			// a quote left open to the end of the line keeps the
-			// newline in an interface name too ("-i\"" names "-i<NL>"):
-			// iptables-save prints it raw, and iptables-restore reads
-			// that back without the newline (the printed line ends
-			// there, a blank line follows); the kernel's iptables 1.8.9
-			// does the same ("-i -i<NL><NL>", then "-i -i<NL>";
-			// TestNewlineNameAgainstKernel), so the printed form only
-			// needs to hold the name raw, and the second one to be the
-			// fixed point. A name that also holds a blank ("-\"i0 0"
-			// names "-i0 0<NL>") is printed raw as well and then does
-			// not load back (Bad argument `0'), in the real tool too
-			if !strings.Contains(a.String(), " "+name) {
-				t.Fatalf("an interface name %q is not printed raw, as the kernel prints it:\n%s", name, a.String())
-			}
-			rs2, err := ld.LoadString(a.String())
-			if err != nil {
-				if !strings.ContainsAny(name, " \t") {
-					t.Fatalf("printed form does not load: %v\ninput:\n%s\nprinted:\n%s", err, input, a.String())
-				}
-				return
-			}
-			var b strings.Builder
-			rs2.Save(&b, SaveOptions{Counters: true})
-			rs3, err := ld.LoadString(b.String())
-			if err != nil {
-				t.Fatalf("second printed form does not load: %v\n%s", err, b.String())
-			}
-			var c strings.Builder
-			rs3.Save(&c, SaveOptions{Counters: true})
-			if b.String() != c.String() {
-				t.Fatalf("second printed form is not a fixed point:\n%s\n---\n%s", b.String(), c.String())
-			}
-			return
+		// a quote left open to the end of the line keeps the newline in
+		// an interface name too ("-i\"" names "-i<NL>"): iptables-save
+		// prints it raw, and iptables-restore reads that back without
+		// the newline (the printed line ends there, a blank line
+		// follows); the kernel's iptables 1.8.9 does the same ("-i
+		// -i<NL><NL>", then "-i -i<NL>"; TestNewlineNameAgainstKernel),
+		// so the printed form only needs to hold the name raw, and the
+		// second one to be the fixed point. A name that also holds a
+		// blank ("-\"i0 0" names "-i0 0<NL>") is printed raw as well and
+		// then does not load back (Bad argument `0'), in the real tool too
+		name, nl := ifaceWithNewline(rs)
+		if nl && !strings.Contains(a.String(), " "+name) {
+			t.Fatalf("an interface name %q is not printed raw, as the kernel prints it:\n%s", name, a.String())
 		}
 		rs2, err := ld.LoadString(a.String())
 		if err != nil {
+			if nl && strings.ContainsAny(name, " \t") {
+				return
+			}
 			t.Fatalf("printed form does not load: %v\ninput:\n%s\nprinted:\n%s", err, input, a.String())
 		}
 		var b strings.Builder
 		rs2.Save(&b, SaveOptions{Counters: true})
-		if a.String() != b.String() {
-			t.Fatalf("printed form is not a fixed point:\n%s\n---\n%s", a.String(), b.String())
+		if !nl {
+			if a.String() != b.String() {
+				t.Fatalf("printed form is not a fixed point:\n%s\n---\n%s", a.String(), b.String())
+			}
+			return
+		}
+		rs3, err := ld.LoadString(b.String())
+		if err != nil {
+			t.Fatalf("second printed form does not load: %v\n%s", err, b.String())
+		}
+		var c strings.Builder
+		rs3.Save(&c, SaveOptions{Counters: true})
+		if b.String() != c.String() {
+			t.Fatalf("second printed form is not a fixed point:\n%s\n---\n%s", b.String(), c.String())
 		}
 	})
 }
