@@ -130,6 +130,10 @@ func TestNewlineNameAgainstKernel(t *testing.T) {
 		// form, which neither tool loads back (Bad argument `0' at line 5)
 		"*filter 000000000000000\n-AINPUT -\"i0000000 0\nCOMMIT\n",
 		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i -i0000000 0\n\nCOMMIT\n",
+		// the rule's rest after such a name goes to the next line,
+		// which neither tool loads back (no command specified, line 6)
+		"*filter\n-AFORWARD -j LOG -i0\"\nCOMMIT\n",
+		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -i -i0\n -j LOG\nCOMMIT\n",
 	} {
 		checkAgainstKernel(t, fmt.Sprintf("%q", in), in)
 	}
