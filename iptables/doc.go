@@ -15,7 +15,7 @@
 // # Pipeline
 //
 //	iptables-restore text
-//	   │ Loader.Load: restore.go (lines), SplitWords and parse.go
+//	   │ Loader.Load: restore.go (lines), netfilter.SplitWords and parse.go
 //	   │ (commands), xtopt.go and addr.go (values), ext.go (registry)
 //	   ▼
 //	Table, Chain, Rule with Match and Target values (ir.go)
@@ -35,7 +35,7 @@
 // line is the next line), ending at a NUL; words of 1024 bytes or more
 // ("Parameter too long!") and more than 251 words ("Parser cannot
 // handle more arguments") are refused. Lines are split as
-// add_param_to_argv (iptables/xshared.c) does (SplitWords) and parsed as do_parse does
+// add_param_to_argv (iptables/xshared.c) does (netfilter.SplitWords) and parsed as do_parse does
 // with getopt_long (parse.go): abbreviations, "!" words, the options of
 // extensions loaded by -m and -j, the implicit match of -p tcp. Values
 // go through libxtables' parsers (xtopt.go, addr.go, after

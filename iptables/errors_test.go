@@ -46,6 +46,12 @@ var restoreErrorCases = []struct {
 	{"missing argument", "*filter\n-A INPUT -s\nCOMMIT\n"},
 	{"second table fails", "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n*nat\n-A NOPE -j ACCEPT\nCOMMIT\n"},
 	{"counters required", "*filter\n:INPUT ACCEPT\nCOMMIT\n"},
+	// tokenize_rule_counters' two strtok calls (netfilter.CutRuleCounters)
+	{"counters without ]", "*filter\n[1:2 -A INPUT -j ACCEPT\nCOMMIT\n"},
+	{"counters without :", "*filter\n[12] -A INPUT -j ACCEPT\nCOMMIT\n"},
+	{"counters without bytes", "*filter\n[1:] -A INPUT -j ACCEPT\nCOMMIT\n"},
+	{"counters cut the command", "*filter\n[1] -A INPUT -j ACCEPT:x\nCOMMIT\n"},
+	{"counters cut the command at ]", "*filter\n[1:2 x] -A INPUT -j ACCEPT]x\nCOMMIT\n"},
 }
 
 func TestRestoreErrorsAgainstKernel(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // FuzzLoad feeds arbitrary restore input to the loader: it must never
@@ -166,13 +167,13 @@ func FuzzSplitWords(f *testing.F) {
 	f.Add(`-m comment --comment "a b \" c"`)
 	f.Add(`""`)
 	f.Fuzz(func(t *testing.T, s string) {
-		SplitWords(s)
+		netfilter.SplitWords(s)
 		if strings.ContainsAny(s, "\x00\n") {
 			return
 		}
 		var w SaveWriter
 		SaveString(&w, s)
-		words := SplitWords(w.String())
+		words := netfilter.SplitWords(w.String())
 		if s == "" {
 			if len(words) != 1 || words[0] != "" {
 				t.Fatalf("empty string printed as %q reads back as %q", w.String(), words)

@@ -127,20 +127,8 @@ func (l *Loader) LoadString(s string) (*Ruleset, error) {
 	st := &loadState{l: l, rs: l.Base.clone()}
 	line := 0
 	for len(s) > 0 {
-		// fgets into iptables-restore's 10240-byte buffer: a line is
-		// up to its newline or maxLine bytes, the rest of a longer one
-		// is the next line; C strings end at a NUL, so the rest of a
-		// line after one is never seen
-		lim := min(len(s), maxLine)
-		end := strings.IndexByte(s[:lim], '\n')
-		if end < 0 {
-			end = lim - 1
-		}
-		ln := s[:end+1]
-		s = s[end+1:]
-		if z := strings.IndexByte(ln, 0); z >= 0 {
-			ln = ln[:z]
-		}
+		var ln string
+		ln, s = netfilter.NextRestoreLine(s)
 		line++
 		if e := st.line(ln, line); e != nil {
 			return nil, e
@@ -310,28 +298,18 @@ func parseBracketCounters(s string) (Counters, bool) {
 
 func (st *loadState) commandLine(s string, n int) error {
 	var pre []string
-	if strings.HasPrefix(s, "[") {
+	p, b, rest, need := netfilter.CutRuleCounters(s)
+	if need != "" {
+		return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Bad line %d: need %s", n, need)}
+	}
+	if p != "" && st.l.Counters {
 		// tokenize_rule_counters: "[pkts:bytes]" becomes
 		// "--set-counters pkts bytes" when restoring with -c
-		end := strings.IndexByte(s, ']')
-		if end < 0 {
-			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Bad line %d: need ]", n)}
-		}
-		p, b, ok := strings.Cut(s[1:end], ":")
-		if !ok || p == "" {
-			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Bad line %d: need :", n)}
-		}
-		if b == "" {
-			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Bad line %d: need ]", n)}
-		}
-		if st.l.Counters {
-			pre = []string{"--set-counters", p, b}
-		}
-		s = s[end+1:]
+		pre = []string{"--set-counters", p, b}
 	}
-	st.words = appendWords(append(st.words[:0], pre...), s)
-	if err := checkWordLimits(st.words, len(pre), n); err != nil {
-		return err
+	st.words = netfilter.AppendWords(append(st.words[:0], pre...), rest)
+	if msg := netfilter.RestoreWordsError(st.words, len(pre)); msg != "" {
+		return &RestoreError{Kind: KindParam, Line: n, Msg: msg}
 	}
 	cmd, err := st.parser.parse(st.words, st.cur.ID, n, st.l.Sets)
 	if err != nil {
@@ -351,34 +329,6 @@ func (st *loadState) commandLine(s string, n int) error {
 		return nil
 	}
 	return st.apply(cmd, n)
-}
-
-// iptables-restore's fixed buffers (iptables/xtables-restore.c and
-// xshared.c): a line is read into 10240 bytes with fgets, a word into
-// 1024 (struct xt_param_buf) and a command's words into 255 pointers
-// (MAX_ARGC) of which argv[0], "-t" and the table name take three.
-const (
-	maxLine     = 10240 - 1
-	maxParamLen = 1024 - 1
-	maxWords    = 255 - 1 - 3
-)
-
-// checkWordLimits refuses a command line whose words do not fit
-// add_param_to_argv's buffers, with its message for the first word
-// that does not fit: a word is refused while it is read (Parameter too
-// long!), before it would be stored (Parser cannot handle more
-// arguments). The first pre words are the "--set-counters" words of
-// -c, stored without the length check.
-func checkWordLimits(words []string, pre, n int) error {
-	for i, w := range words {
-		if i >= pre && len(w) > maxParamLen {
-			return &RestoreError{Kind: KindParam, Line: n, Msg: "Parameter too long!"}
-		}
-		if i >= maxWords {
-			return &RestoreError{Kind: KindParam, Line: n, Msg: "Parser cannot handle more arguments"}
-		}
-	}
-	return nil
 }
 
 func lineFailed(n int, msg string) error {

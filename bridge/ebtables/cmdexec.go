@@ -29,7 +29,7 @@ func (rs *Ruleset) Exec(cl *CommandLine, out io.Writer) (next *Ruleset, err *Cmd
 		return nil, nil
 	case 'L':
 		if cl.Chain != "" && cur.Chain(cl.Chain) == nil {
-			return nil, &CmdError{1, fmt.Sprintf("%s %s: chain `%s' in table `%s' is incompatible, use 'nft' tool.\n", cmdProg, version, cl.Chain, id)}
+			return nil, &CmdError{Code: 1, Stderr: fmt.Sprintf("%s %s: chain `%s' in table `%s' is incompatible, use 'nft' tool.\n", cmdProg, version, cl.Chain, id)}
 		}
 		var b strings.Builder
 		rs.List(&b, id, ListOptions{Chain: cl.Chain, Counters: cl.Counters, Numbers: cl.Numbers})

@@ -18,6 +18,9 @@ import (
 type CmdError struct {
 	Code   int
 	Stderr string
+	// msg is a parameter problem's message alone (cmdParam), which
+	// ebtables-restore prints in its own frame
+	msg string
 }
 
 func (e *CmdError) Error() string { return strings.TrimRight(e.Stderr, "\n") }
@@ -26,16 +29,17 @@ const cmdProg = "ebtables"
 
 // cmdParam is xtables_error(PARAMETER_PROBLEM): exit status 2.
 func cmdParam(format string, a ...any) *CmdError {
-	return &CmdError{2, fmt.Sprintf("%s %s: %s\nTry `%s -h' or '%s --help' for more information.\n",
-		cmdProg, version, fmt.Sprintf(format, a...), cmdProg, cmdProg)}
+	msg := fmt.Sprintf(format, a...)
+	return &CmdError{Code: 2, msg: msg, Stderr: fmt.Sprintf("%s %s: %s\nTry `%s -h' or '%s --help' for more information.\n",
+		cmdProg, version, msg, cmdProg, cmdProg)}
 }
 
 // cmdFailed is xtables_eb_main's "ebtables: <nft_strerror>" (exit 1).
-func cmdFailed(msg string) *CmdError { return &CmdError{1, cmdProg + ": " + msg + "\n"} }
+func cmdFailed(msg string) *CmdError { return &CmdError{Code: 1, Stderr: cmdProg + ": " + msg + "\n"} }
 
 // cmdKernel is a batch the kernel refused (exit 4).
 func cmdKernel(what, errno, object string) *CmdError {
-	return &CmdError{4, fmt.Sprintf("%s %s:  %s failed (%s): %s\n", cmdProg, version, what, errno, object)}
+	return &CmdError{Code: 4, Stderr: fmt.Sprintf("%s %s:  %s failed (%s): %s\n", cmdProg, version, what, errno, object)}
 }
 
 const (
@@ -77,6 +81,7 @@ type CommandLine struct {
 	newChains []string // -N, at parse time (nft_cmd_chain_user_add)
 	kernelErr *ruleError
 	badJump   string
+	counters  bool // -c gave the rule's counters
 }
 
 // CmdOptions tune ParseCommandLine to a kernel.
@@ -86,6 +91,9 @@ type CmdOptions struct {
 	NoBridgeMeta bool
 	// Broute accepts -t broute (ebtables-nft 1.8.9 has no broute table).
 	Broute bool
+	// restoreProg names ebtables-restore when it runs a line's words
+	// (after its own -t TABLE): a second -t is refused in its words
+	restoreProg string
 }
 
 // Modifies says whether the command changes the rule set.
@@ -311,12 +319,15 @@ func ParseCommandLine(args []string, o CmdOptions) (*CommandLine, *CmdError) {
 				g.optind++
 			}
 		case 't':
+			if flags&fTable != 0 && o.restoreProg != "" {
+				return nil, cmdParam("The -t option cannot be used in %s.", o.restoreProg)
+			}
 			if flags&fTable != 0 {
 				return nil, cmdParam("Multiple use of same option not allowed")
 			}
 			id, ok := ParseTable(g.optarg)
 			if !ok || id == BRoute && !o.Broute {
-				return nil, &CmdError{3, fmt.Sprintf("%s %s: table '%s' does not exist\nPerhaps %s or your kernel needs to be upgraded.\n", cmdProg, version, g.optarg, cmdProg)}
+				return nil, &CmdError{Code: 3, Stderr: fmt.Sprintf("%s %s: table '%s' does not exist\nPerhaps %s or your kernel needs to be upgraded.\n", cmdProg, version, g.optarg, cmdProg)}
 			}
 			cl.Table = id
 			flags |= fTable
@@ -370,7 +381,7 @@ func ParseCommandLine(args []string, o CmdOptions) (*CommandLine, *CmdError) {
 			invert = true
 			continue
 		case codeUnsupported:
-			return nil, &CmdError{2, fmt.Sprintf("uswitch: ebtables --%s is not implemented\n", g.opt.name)}
+			return nil, &CmdError{Code: 2, Stderr: fmt.Sprintf("uswitch: ebtables --%s is not implemented\n", g.opt.name)}
 		default:
 			inv, err := checkInverse()
 			if err != nil {
@@ -416,6 +427,7 @@ func ParseCommandLine(args []string, o CmdOptions) (*CommandLine, *CmdError) {
 		}
 		if rp.counters {
 			rp.r.Hits.Set(rp.pcnt, rp.bcnt)
+			cl.counters = true
 		}
 		cl.Rule = rp.r
 		cl.badJump = rp.badJump
@@ -430,9 +442,16 @@ func ParseCommandLine(args []string, o CmdOptions) (*CommandLine, *CmdError) {
 
 // ruleOptionNoInverse is -j: no "!" handling.
 func ruleOptionNoInverse(rp *ruleParser, g *getopt) *CmdError {
-	if g.optarg == "" {
+	// command_jump's xt_parse_target, for all but CONTINUE
+	switch a := g.optarg; {
+	case a == "":
 		// `-j ''` (checked with ebtables 1.8.9: exit 2)
 		return cmdParam("Invalid target name (too short)")
+	case a == "CONTINUE":
+	case len(a) >= 29:
+		return cmdParam("Invalid target name `%s' (28 chars max)", a)
+	case strings.ContainsAny(a, " \t\n\v\f\r"):
+		return cmdParam("Invalid target name `%s'", a)
 	}
 	if e := rp.option(optDef{name: "j", hasArg: true}, g.optarg, false); e != nil {
 		return cmdParam("%s", e.msg)

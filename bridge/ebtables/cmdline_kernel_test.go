@@ -11,6 +11,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
 	"github.com/uswitch-lab/uswitch/internal/testtools"
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // The ebtables command against this machine's ebtables (ebtables-nft
@@ -234,7 +235,7 @@ func TestCommandTFilesKernel(t *testing.T) {
 	h := newCmdHarness(t)
 	lines := readTFiles(t, dir)
 	for _, l := range lines {
-		words := SplitWords(l.rule)
+		words := netfilter.SplitWords(l.rule)
 		chain := l.chain
 		base := []string{"-t", l.table}
 		if _, builtin := chainHook(chain); !builtin && chain != "BROUTING" {

@@ -8,9 +8,12 @@
 // # Pipeline
 //
 //	ebtables-restore text
-//	   │ Loader.Load (restore.go): *table, :CHAIN POLICY, COMMIT,
-//	   │ -A -I -N -X -F -P -E; parseRuleWords (parse.go) with every
-//	   │ extension's options always known (ext.go registry)
+//	   │ Loader.Load (restore.go): lines and words as xtables-restore
+//	   │ cuts them (netfilter.NextRestoreLine, SplitWords); *table,
+//	   │ :CHAIN POLICY, COMMIT; each command line parsed as the ebtables
+//	   │ command parses its arguments (ParseCommandLine, cmdline.go, with
+//	   │ ruleParser in parse.go and every extension's options always
+//	   │ known: ext.go registry)
 //	   ▼
 //	Ruleset, Table, Chain, Rule with Match, Watcher, Target (ir.go)
 //	   │ Save / RuleString (save.go): ebtables-save text

@@ -2,7 +2,6 @@ package ebtables
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/uswitch-lab/uswitch/packet"
@@ -52,17 +51,6 @@ type optDef struct {
 	ext    string // "" for the base options
 }
 
-var baseOpts = []optDef{
-	{"p", true, ""}, {"protocol", true, ""}, {"proto", true, ""},
-	{"s", true, ""}, {"source", true, ""}, {"src", true, ""},
-	{"d", true, ""}, {"destination", true, ""}, {"dst", true, ""},
-	{"i", true, ""}, {"in-interface", true, ""}, {"in-if", true, ""},
-	{"o", true, ""}, {"out-interface", true, ""}, {"out-if", true, ""},
-	{"logical-in", true, ""}, {"logical-out", true, ""},
-	{"j", true, ""}, {"jump", true, ""},
-	{"c", true, ""}, {"set-counters", true, ""},
-}
-
 // extDef describes an extension: its options and how to make it.
 type extDef struct {
 	name string
@@ -104,42 +92,6 @@ func extByName(name string) *extDef {
 	return nil
 }
 
-// lookupLong finds a long option by its full name or a unique prefix,
-// as getopt_long does; ambiguous and unknown names are not found.
-func lookupLong(name string) (optDef, bool) {
-	var found optDef
-	n := 0
-	try := func(o optDef) bool {
-		if len(o.name) < 2 {
-			return false
-		}
-		if o.name == name {
-			found, n = o, 1
-			return true
-		}
-		if strings.HasPrefix(o.name, name) {
-			if n == 0 || found.name != o.name || found.ext != o.ext {
-				n++
-			}
-			found = o
-		}
-		return false
-	}
-	for _, o := range baseOpts {
-		if try(o) {
-			return found, true
-		}
-	}
-	for _, d := range extDefs {
-		for _, o := range d.opts {
-			if try(o) {
-				return found, true
-			}
-		}
-	}
-	return found, n == 1
-}
-
 // chainInfo is what the parser knows of the chain a rule goes to.
 type chainInfo struct {
 	table   TableID
@@ -156,96 +108,12 @@ type ruleParser struct {
 	extNames   []string
 	seen       map[string]bool
 	target     string // -j value
-	chainOK    func(name string) bool
 	badJump    string // a -j to a chain that did not exist
 	counters   bool
 	pcnt, bcnt uint64
 	// NoBridgeMeta: refuse --logical-in/out as this kernel does
 	// (CONFIG_NFT_BRIDGE_META unset).
 	noBridgeMeta bool
-}
-
-// ParseRule parses the words of an ebtables rule (what follows "-A
-// CHAIN") for chain ch of table t. chainExists says whether a user chain
-// exists, for -j.
-func parseRuleWords(words []string, ch chainInfo, chainExists func(string) bool, noBridgeMeta bool) (*Rule, *ruleParser, *ruleError) {
-	p := &ruleParser{ch: ch, r: &Rule{Verdict: VContinue}, seen: map[string]bool{}, chainOK: chainExists, noBridgeMeta: noBridgeMeta}
-	inv := false
-	for i := 0; i < len(words); i++ {
-		w := words[i]
-		if w == "!" {
-			inv = true
-			continue
-		}
-		var o optDef
-		ok := false
-		switch {
-		case strings.HasPrefix(w, "--") && len(w) > 2:
-			o, ok = lookupLong(w[2:])
-		case len(w) == 2 && w[0] == '-' && w[1] != '-':
-			for _, b := range baseOpts {
-				if b.name == w[1:] {
-					o, ok = b, true
-				}
-			}
-		default:
-			return nil, nil, paramErr("Bad argument : '%s'", w)
-		}
-		if !ok {
-			if i+1 < len(words) {
-				return nil, nil, paramErr("Unknown argument: '%s'", words[i+1])
-			}
-			return nil, nil, paramErr("Unknown argument: '(null)'")
-		}
-		arg := ""
-		if o.hasArg {
-			if i+1 >= len(words) {
-				return nil, nil, paramErr("Unknown argument: '(null)'")
-			}
-			i++
-			arg = words[i]
-			if arg == "!" && o.name != "c" && o.name != "set-counters" {
-				inv = true
-				if i+1 >= len(words) {
-					return nil, nil, paramErr("Unknown argument: '(null)'")
-				}
-				i++
-				arg = words[i]
-			}
-		}
-		if o.name == "c" || o.name == "set-counters" {
-			if i+1 >= len(words) {
-				return nil, nil, paramErr("Option -c needs 2 arguments")
-			}
-			i++
-			if err := p.setCounters(arg, words[i]); err != nil {
-				return nil, nil, err
-			}
-			inv = false
-			continue
-		}
-		if err := p.option(o, arg, inv); err != nil {
-			return nil, nil, err
-		}
-		inv = false
-	}
-	if err := p.finish(); err != nil {
-		return nil, nil, err
-	}
-	return p.r, p, nil
-}
-
-func (p *ruleParser) setCounters(a, b string) *ruleError {
-	pc, err := strconv.ParseUint(a, 10, 64)
-	if err != nil {
-		return paramErr("Packet counter '%s' invalid", a)
-	}
-	bc, err := strconv.ParseUint(b, 10, 64)
-	if err != nil {
-		return paramErr("Byte counter '%s' invalid", b)
-	}
-	p.counters, p.pcnt, p.bcnt = true, pc, bc
-	return nil
 }
 
 // canonical names of the base options, for "Multiple use".
@@ -383,10 +251,9 @@ func (p *ruleParser) option(o optDef, arg string, inv bool) *ruleError {
 			p.ext(arg)
 			return nil
 		}
+		// the caller resolves the jump against its table
 		r.Verdict, r.Jump = VJump, arg
-		if p.chainOK == nil || !p.chainOK(arg) {
-			p.badJump = arg
-		}
+		p.badJump = arg
 	}
 	return nil
 }

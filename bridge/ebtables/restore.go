@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // RestoreError is a refused restore: what ebtables-restore prints on
@@ -99,40 +101,15 @@ func (rs *Ruleset) Clone() *Ruleset {
 	return out
 }
 
-// SplitWords splits a line into words as ebtables-restore does: blanks
-// separate, double quotes group (and are removed).
-func SplitWords(s string) []string {
-	var out []string
-	var cur strings.Builder
-	in, quoted := false, false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"':
-			quoted = !quoted
-			in = true
-		case !quoted && (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'):
-			if in {
-				out = append(out, cur.String())
-				cur.Reset()
-				in = false
-			}
-		default:
-			cur.WriteByte(c)
-			in = true
-		}
-	}
-	if in {
-		out = append(out, cur.String())
-	}
-	return out
-}
-
 type loadState struct {
 	l         *Loader
 	rs        *Ruleset
 	tbl       *Table
 	commitBad bool
+	// sawTable: a table line was read (the "line N failed" message
+	// then has no errno text: ebtables-restore's ENOENT of its start is
+	// gone once it has worked on a table)
+	sawTable  bool
 	kernelErr *RestoreError
 	badJump   string
 	// the line's "[pcnt:bcnt]" (Loader.Counters)
@@ -143,23 +120,28 @@ type loadState struct {
 // Load reads a whole ebtables-restore input and returns the new rule
 // set, or the error ebtables-restore would report. Nothing is half
 // applied: the result replaces Base only when err is nil.
+//
+// ebtables-restore (ebtables-nft 1.8.9) is xtables-restore.c, as
+// iptables-restore is: lines are read and split into words as
+// iptables-restore does (netfilter.NextRestoreLine, SplitWords), and a
+// line's kind is told by its first byte, with no white space skipped
+// before it.
 func (l *Loader) Load(text string) (*Ruleset, *RestoreError) {
 	st := &loadState{l: l, rs: &Ruleset{}}
 	if l.Base != nil {
 		st.rs = l.Base.Clone()
 	}
-	lines := strings.Split(text, "\n")
-	if len(lines) > 0 && lines[len(lines)-1] == "" {
-		lines = lines[:len(lines)-1]
-	}
-	for i, line := range lines {
-		n := i + 1
+	n := 0
+	for len(text) > 0 {
+		var line string
+		line, text = netfilter.NextRestoreLine(text)
+		n++
 		if err := st.line(n, line); err != nil {
 			return nil, err
 		}
 	}
 	if st.badJump != "" {
-		return nil, l.paramError(len(lines), fmt.Sprintf("Chain '%s' does not exist", st.badJump))
+		return nil, l.paramError(n, fmt.Sprintf("Chain '%s' does not exist", st.badJump))
 	}
 	if st.kernelErr != nil {
 		return nil, st.kernelErr
@@ -170,31 +152,36 @@ func (l *Loader) Load(text string) (*Ruleset, *RestoreError) {
 	return st.rs, nil
 }
 
-// asciiSpace is the white space a restore line is split and trimmed
-// on: ebtables-restore works on bytes (strtok " \t\n"), so a UTF-8
-// space such as U+00A0 is part of a name, as in ":\u00a0 ACCEPT"
-// (strings.Fields and TrimSpace took it for a separator).
-const asciiSpace = " \t\n\v\f\r"
+// isRestoreSep tells the bytes xtables-restore cuts a table or chain
+// line on (strtok " \t\n"): other white space, \r or a UTF-8 space such
+// as U+00A0, is part of a name.
+func isRestoreSep(r rune) bool { return r == ' ' || r == '\t' || r == '\n' }
 
-func isASCIISpace(r rune) bool { return r < 0x80 && strings.ContainsRune(asciiSpace, r) }
-
-func (st *loadState) line(n int, line string) *RestoreError {
+// line runs one line, newline included (xtables_restore_parse_line).
+func (st *loadState) line(n int, s string) *RestoreError {
 	l := st.l
-	t := strings.Trim(line, asciiSpace)
+	inTable := st.tbl != nil
 	switch {
-	case t == "" || t[0] == '#':
+	case s == "\n" || strings.HasPrefix(s, "#"):
 		return nil
-	case t == "COMMIT":
+	case inTable && strings.HasPrefix(s, "COMMIT") && (len(s) == 6 || s[6] == '\n'):
 		if st.badJump != "" {
 			return l.paramError(n, fmt.Sprintf("Chain '%s' does not exist", st.badJump))
 		}
+		st.tbl = nil
 		return nil
-	case t[0] == '*':
-		name := strings.Trim(t[1:], asciiSpace)
-		id, ok := ParseTable(name)
-		if !ok || id == BRoute && !l.Broute {
-			return l.paramError(n, fmt.Sprintf("%s: line %d table name '%s' invalid", l.prog(), n, name))
+	case strings.HasPrefix(s, "*"):
+		// also inside a table: ebtables-restore commits once, at the
+		// end, so a new table line needs no COMMIT before it
+		f := strings.FieldsFunc(s[1:], isRestoreSep)
+		if len(f) == 0 {
+			return l.paramError(n, fmt.Sprintf("%s: line %d table name invalid", l.prog(), n))
 		}
+		id, ok := ParseTable(f[0])
+		if !ok || id == BRoute && !l.Broute {
+			return l.paramError(n, fmt.Sprintf("%s: line %d table name '%s' invalid", l.prog(), n, f[0]))
+		}
+		st.sawTable = true
 		if l.NoFlush && st.rs.Tables[id] != nil {
 			st.tbl = st.rs.Tables[id]
 		} else {
@@ -202,139 +189,193 @@ func (st *loadState) line(n int, line string) *RestoreError {
 			st.rs.Tables[id] = st.tbl
 		}
 		return nil
-	case t[0] == ':':
-		if st.tbl == nil {
-			return &RestoreError{ExitCode: 1, Line: n, Stderr: fmt.Sprintf("%s: line %d failed: No chain/target/match by that name.\n", l.prog(), n)}
+	case strings.HasPrefix(s, ":") && inTable:
+		return st.chainLine(n, s)
+	case !inTable:
+		why := ""
+		if !st.sawTable {
+			why = ": No chain/target/match by that name."
 		}
-		f := strings.FieldsFunc(t[1:], isASCIISpace)
-		if len(f) < 2 {
-			return l.paramError(n, fmt.Sprintf("%s: line %d policy invalid", l.prog(), n))
-		}
-		pol, ok := parseVerdict(f[1])
-		c := st.tbl.Chain(f[0])
-		if c == nil {
-			if !ok || pol == VContinue {
-				st.commitBad = true
-				return nil
-			}
-			st.tbl.Chains = append(st.tbl.Chains, &Chain{Name: f[0], Policy: pol})
-			return nil
-		}
-		if !ok || pol == VContinue || c.Builtin && pol == VReturn {
-			st.commitBad = true
-			return nil
-		}
-		c.Policy = pol
-		c.Made = true
-		return nil
+		return &RestoreError{ExitCode: 1, Line: n, Stderr: fmt.Sprintf("%s: line %d failed%s\n", l.prog(), n, why)}
 	}
-	var pc, bc uint64
+	// a "[pcnt:bcnt]" prefix: ebtables-restore reads and ignores it;
+	// with Loader.Counters it sets the rule's counters
+	p, b, rest, need := netfilter.CutRuleCounters(s)
+	if need != "" {
+		return l.paramError(n, fmt.Sprintf("Bad line %d: need %s", n, need))
+	}
 	hasCounters := false
-	if t[0] == '[' {
-		// a "[pcnt:bcnt]" prefix: ebtables-restore reads and ignores
-		// it; with Loader.Counters it sets the rule's counters
-		if i := strings.IndexByte(t, ']'); i >= 0 {
-			if p, b, ok := strings.Cut(t[1:i], ":"); ok && l.Counters {
-				var e1, e2 error
-				pc, e1 = strconv.ParseUint(p, 10, 64)
-				bc, e2 = strconv.ParseUint(b, 10, 64)
-				hasCounters = e1 == nil && e2 == nil
-			}
-			t = strings.Trim(t[i+1:], asciiSpace)
-		}
+	var pc, bc uint64
+	if p != "" && l.Counters {
+		var e1, e2 error
+		pc, e1 = strconv.ParseUint(p, 10, 64)
+		bc, e2 = strconv.ParseUint(b, 10, 64)
+		hasCounters = e1 == nil && e2 == nil
 	}
-	if st.tbl == nil {
-		return &RestoreError{ExitCode: 1, Line: n, Stderr: fmt.Sprintf("%s: line %d failed: No chain/target/match by that name.\n", l.prog(), n)}
+	words := netfilter.SplitWords(rest)
+	if msg := netfilter.RestoreWordsError(words, 0); msg != "" {
+		return l.paramError(n, msg)
 	}
 	if !hasCounters {
-		return st.command(n, SplitWords(t))
+		return st.command(n, words)
 	}
 	st.counters, st.pcnt, st.bcnt = true, pc, bc
-	err := st.command(n, SplitWords(t))
+	err := st.command(n, words)
 	st.counters = false
 	return err
 }
 
-// command runs one ebtables command of the table being restored.
+// chainNameProblem is assert_valid_chain_name (xshared.c), which
+// xtables-restore runs on a chain line's name: "" when the name is
+// good, else the message. The names that clash with a target are the
+// standard verdicts (the bridge family's extension targets are not
+// looked up there: ":mark ACCEPT" is taken).
+func chainNameProblem(name string) string {
+	switch {
+	case len(name) >= 29:
+		return fmt.Sprintf("chain name `%s' too long (must be under 29 chars)", name)
+	case name[0] == '-' || name[0] == '!':
+		return fmt.Sprintf("chain name not allowed to start with `%c'", name[0])
+	case name == "ACCEPT" || name == "DROP" || name == "RETURN" || name == "QUEUE":
+		return "chain name may not clash with target name"
+	case strings.ContainsAny(name, " \t\n\v\f\r"):
+		return fmt.Sprintf("Invalid chain name `%s'", name)
+	}
+	return ""
+}
+
+// chainLine is a ":NAME POLICY" line: a policy for a builtin chain, a
+// user chain made.
+func (st *loadState) chainLine(n int, s string) *RestoreError {
+	l := st.l
+	f := strings.FieldsFunc(s[1:], isRestoreSep)
+	if len(f) == 0 {
+		return l.paramError(n, fmt.Sprintf("%s: line %d chain name invalid", l.prog(), n))
+	}
+	if msg := chainNameProblem(f[0]); msg != "" {
+		return l.paramError(n, msg)
+	}
+	if len(f) < 2 {
+		return l.paramError(n, fmt.Sprintf("%s: line %d policy invalid", l.prog(), n))
+	}
+	pol, ok := parseVerdict(f[1])
+	c := st.tbl.Chain(f[0])
+	if c == nil {
+		if !ok || pol == VContinue {
+			st.commitBad = true
+			return nil
+		}
+		st.tbl.Chains = append(st.tbl.Chains, &Chain{Name: f[0], Policy: pol})
+		return nil
+	}
+	if !ok || pol == VContinue || c.Builtin && pol == VReturn {
+		st.commitBad = true
+		return nil
+	}
+	c.Policy = pol
+	c.Made = true
+	return nil
+}
+
+// command runs one ebtables command of the table being restored. The
+// words are parsed as the ebtables command parses its arguments
+// (ParseCommandLine: ebtables-restore hands each line to do_commandeb
+// after "-t TABLE"); what a command changes is queued in the one batch
+// ebtables-restore commits at the end, so what the kernel refuses
+// there (a missing chain, a bad index) is remembered and reported after
+// the last line.
 func (st *loadState) command(n int, w []string) *RestoreError {
 	l := st.l
 	if len(w) == 0 {
 		return nil
 	}
-	cmd := w[0]
-	args := w[1:]
-	needChain := func() (string, *RestoreError) {
-		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-			return "", l.paramError(n, "Unknown argument: '(null)'")
-		}
-		return args[0], nil
-	}
 	tbl := st.tbl
-	switch cmd {
-	case "-A", "--append", "-I", "--insert":
-		name, err := needChain()
-		if err != nil {
-			return err
+	o := CmdOptions{NoBridgeMeta: l.NoBridgeMeta, Broute: l.Broute}
+	if !l.cmdMode {
+		o.restoreProg = l.prog()
+	}
+	cl, cerr := ParseCommandLine(append([]string{"-t", tbl.ID.String()}, w...), o)
+	if cerr != nil {
+		if cerr.msg != "" {
+			return l.paramError(n, cerr.msg)
 		}
-		rest := args[1:]
-		pos := -1
-		if (cmd == "-I" || cmd == "--insert") && len(rest) > 0 {
-			if v, err := strconv.Atoi(rest[0]); err == nil {
-				pos, rest = v, rest[1:]
+		return &RestoreError{ExitCode: cerr.Code, Line: n, Stderr: cerr.Stderr}
+	}
+	switch cl.Op {
+	case 'A', 'I':
+		if cl.kernelErr != nil {
+			if st.kernelErr == nil {
+				st.kernelErr = l.kernelError(n, cl.kernelErr.msg, cl.Chain)
 			}
+			return nil
 		}
-		c := tbl.Chain(name)
-		ci := chainInfo{table: tbl.ID, name: name}
-		if c != nil {
-			ci.builtin, ci.hook = c.Builtin, c.Hook
+		if cl.badJump != "" && tbl.Chain(cl.badJump) == nil && st.badJump == "" {
+			st.badJump = cl.badJump
 		}
-		r, p, perr := parseRuleWords(rest, ci, func(s string) bool { return tbl.Chain(s) != nil }, l.NoBridgeMeta)
-		if perr != nil {
-			switch perr.kind {
-			case errKernel:
-				if st.kernelErr == nil {
-					st.kernelErr = l.kernelError(n, perr.msg, name)
-				}
-				return nil
-			default:
-				return l.paramError(n, perr.msg)
-			}
-		}
-		if p.badJump != "" && st.badJump == "" {
-			st.badJump = p.badJump
-		}
-		switch {
-		case p.counters:
-			r.Hits.Set(p.pcnt, p.bcnt)
-		case st.counters:
+		r := cl.Rule
+		if st.counters && !cl.counters {
 			r.Hits.Set(st.pcnt, st.bcnt)
 		}
+		c := tbl.Chain(cl.Chain)
 		if c == nil {
 			st.commitBad = true
 			return nil
 		}
 		c.Made = true
-		if pos >= 1 && pos-1 <= len(c.Rules) {
-			c.Rules = append(c.Rules[:pos-1], append([]*Rule{r}, c.Rules[pos-1:]...)...)
-		} else if pos > len(c.Rules)+1 || pos == 0 {
-			st.commitBad = true
-		} else if pos == -1 && (cmd == "-I" || cmd == "--insert") {
-			c.Rules = append([]*Rule{r}, c.Rules...)
-		} else {
+		switch pos := cl.RuleNum - 1; {
+		case cl.Op == 'A':
 			c.Rules = append(c.Rules, r)
+		case pos > len(c.Rules):
+			st.commitBad = true
+		default:
+			c.Rules = append(c.Rules[:pos], append([]*Rule{r}, c.Rules[pos:]...)...)
 		}
-	case "-N", "--new-chain":
-		name, err := needChain()
-		if err != nil {
-			return err
-		}
-		if tbl.Chain(name) != nil {
+	case 'D':
+		c := tbl.Chain(cl.Chain)
+		if c == nil || cl.kernelErr != nil {
 			st.commitBad = true
 			return nil
 		}
-		tbl.Chains = append(tbl.Chains, &Chain{Name: name, Policy: VAccept})
-	case "-X", "--delete-chain":
-		if len(args) == 0 {
+		if !cl.ByNum {
+			if i := findRule(c, cl.Rule); i >= 0 {
+				c.Rules = append(c.Rules[:i], c.Rules[i+1:]...)
+			} else {
+				st.commitBad = true
+			}
+			return nil
+		}
+		// delete_entry: rule numbers of the list as the previous
+		// deletions left it
+		for k := cl.RuleNum - 1; ; {
+			if k < 0 || k >= len(c.Rules) {
+				st.commitBad = true
+				return nil
+			}
+			c.Rules = append(c.Rules[:k], c.Rules[k+1:]...)
+			k++
+			if k >= cl.RuleEnd {
+				return nil
+			}
+		}
+	case 'N', 'P':
+		for _, name := range cl.newChains {
+			if tbl.Chain(name) != nil {
+				st.commitBad = true
+				return nil
+			}
+			tbl.Chains = append(tbl.Chains, &Chain{Name: name, Policy: VAccept})
+		}
+		if cl.PolicySet {
+			c := tbl.Chain(cl.Chain)
+			if c == nil {
+				st.commitBad = true
+				return nil
+			}
+			c.Policy = cl.Policy
+			c.Made = true
+		}
+	case 'X':
+		if cl.Chain == "" {
 			var keep []*Chain
 			for _, c := range tbl.Chains {
 				if c.Builtin {
@@ -344,55 +385,27 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			tbl.Chains = keep
 			return nil
 		}
-		c := tbl.Chain(args[0])
-		if c == nil || c.Builtin || len(c.Rules) > 0 || st.referenced(args[0]) {
+		c := tbl.Chain(cl.Chain)
+		if c == nil || c.Builtin || len(c.Rules) > 0 || st.referenced(cl.Chain) {
 			st.commitBad = true
 			return nil
 		}
-		for i, x := range tbl.Chains {
-			if x == c {
-				tbl.Chains = append(tbl.Chains[:i], tbl.Chains[i+1:]...)
-				break
-			}
-		}
-	case "-F", "--flush":
-		if len(args) == 0 {
+		tbl.Chains = removeChain(tbl.Chains, c)
+	case 'F':
+		if cl.Chain == "" {
 			// ebtables-restore 1.8.9 leaves the table as it is for a
 			// bare -F (TestRestoreSeqKernel)
 			return nil
 		}
-		for _, c := range tbl.Chains {
-			if len(args) == 0 || c.Name == args[0] {
-				c.Rules = nil
-			}
-		}
-		if len(args) > 0 && tbl.Chain(args[0]) == nil {
-			st.commitBad = true
-		}
-	case "-P", "--policy":
-		if len(args) < 2 {
-			return l.paramError(n, "Unknown argument: '(null)'")
-		}
-		c := tbl.Chain(args[0])
-		pol, ok := parseVerdict(args[1])
-		if !ok || pol == VContinue {
-			return l.paramError(n, fmt.Sprintf("Wrong policy '%s'", args[1]))
-		}
+		c := tbl.Chain(cl.Chain)
 		if c == nil {
 			st.commitBad = true
 			return nil
 		}
-		if c.Builtin && pol == VReturn {
-			return l.paramError(n, "Policy RETURN only allowed for user defined chains")
-		}
-		c.Policy = pol
-		c.Made = true
-	case "-E", "--rename-chain":
-		if len(args) < 2 {
-			return l.paramError(n, "Unknown argument: '(null)'")
-		}
-		c := tbl.Chain(args[0])
-		if c == nil || c.Builtin || tbl.Chain(args[1]) != nil {
+		c.Rules = nil
+	case 'E':
+		c := tbl.Chain(cl.Chain)
+		if c == nil || c.Builtin || tbl.Chain(cl.NewName) != nil {
 			st.commitBad = true
 			return nil
 		}
@@ -401,14 +414,11 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 		for _, x := range tbl.Chains {
 			for i, r := range x.Rules {
 				if r.Verdict == VJump && r.Jump == c.Name {
-					x.Rules[i] = r.withJump(args[1])
+					x.Rules[i] = r.withJump(cl.NewName)
 				}
 			}
 		}
-		c.Name = args[1]
-	case "-Z", "--zero":
-	default:
-		return l.paramError(n, fmt.Sprintf("Bad argument : '%s'", cmd))
+		c.Name = cl.NewName
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
 	"github.com/uswitch-lab/uswitch/internal/testtools"
+	"github.com/uswitch-lab/uswitch/netfilter"
 )
 
 // The iptables project's ebtables extension tests (extensions/
@@ -239,7 +240,7 @@ func TestTCommandKernel(t *testing.T) {
 	ns := kerneltest.NewNetns(t)
 	agreeN, total := 0, 0
 	for _, l := range readTFiles(t, dir) {
-		words := append([]string{"-t", l.table, "-A", l.chain}, SplitWords(l.rule)...)
+		words := append([]string{"-t", l.table, "-A", l.chain}, netfilter.SplitWords(l.rule)...)
 		if _, _, _, err := ns.Run("", "ebtables", "-t", l.table, "-F"); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,117 @@
+package ebtables
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/uswitch-lab/uswitch/internal/kerneltest"
+)
+
+// Restore inputs that test how ebtables-restore reads lines and splits
+// them into words (xtables-restore's fgets and add_param_to_argv, which
+// ebtables-nft-restore shares with iptables-restore): quotes, escapes,
+// white space, comments, long lines. TestRestoreLinesKernel compares
+// each with the real program: its exit status and message, or what
+// ebtables-save shows after it.
+var restoreLines = []struct{ name, in string }{
+	{"quote inside a word", "*filter\n-N a\"b\"c\n"},
+	{"escaped quote", "*filter\n-N \"a\\\"b\"\n"},
+	{"escaped backslash", "*filter\n-N \"a\\\\b\"\n"},
+	{"backslash outside quotes", "*filter\n-N x\\y\n"},
+	{"quote left open", "*filter\n-N \"ab\n"},
+	{"quote left open, blanks", "*filter\n-N \"ab  \n"},
+	{"quote left open on the last line", "*filter\n-N \"ab"},
+	{"empty quotes", "*filter\n-N \"\"\n"},
+	{"quoted blank", "*filter\n-N \"a b\"\n"},
+	{"quoted prefix with escape", "*filter\n-A FORWARD --log-prefix \"a\\\"b\" --log-ip\n"},
+	{"tabs", "*filter\n-A\tFORWARD\t-j\tDROP\n"},
+	{"carriage return", "*filter\n-A FORWARD -j DROP\r\n"},
+	{"comment after blanks", "*filter\n  # x\n-A FORWARD -j DROP\n"},
+	{"COMMIT after a blank", "*filter\n-A FORWARD -j DROP\n COMMIT\n"},
+	{"COMMIT with more", "*filter\n-A FORWARD -j DROP\nCOMMITTED\n"},
+	{"table after a blank", " *filter\n-A FORWARD -j DROP\n"},
+	{"table with a blank after", "*filter \n-A FORWARD -j DROP\n"},
+	{"chain line after a blank", "*filter\n :foo ACCEPT\n"},
+	{"chain line with more", "*filter\n:foo ACCEPT extra\n"},
+	{"chain line with tabs", "*filter\n:foo\tDROP\n"},
+	{"two tables without COMMIT", "*filter\n-A FORWARD -j DROP\n*nat\n-A OUTPUT -j DROP\n"},
+	{"blank line", "*filter\n   \n-A FORWARD -j DROP\n"},
+	{"NUL in a line", "*filter\n-A FORWARD -j DROP\x00 -j ACCEPT\n"},
+	{"long line", "*filter\n-A FORWARD --log-prefix " + strings.Repeat("x", 10300) + "\n"},
+	{"COMMIT before a table", "COMMIT\n*filter\n-A FORWARD -j DROP\n"},
+	{"rule after COMMIT", "*filter\nCOMMIT\n-A FORWARD -j DROP\n"},
+	{"chain line after COMMIT", "*filter\nCOMMIT\n:foo ACCEPT\n"},
+	{"table name missing", "*\n-A FORWARD -j DROP\n"},
+	{"chain name missing", "*filter\n:\n"},
+	{"chain line with a carriage return", "*filter\n:foo\rDROP ACCEPT\n-A FORWARD -j foo\rDROP\n"},
+	{"long chain name", "*filter\n:" + strings.Repeat("c", 40) + " ACCEPT\n"},
+	{"long chain name by -N", "*filter\n-N " + strings.Repeat("c", 40) + "\n"},
+	{"counters", "*filter\n[1:2] -A FORWARD -j DROP\n"},
+	{"counters without ]", "*filter\n[1:2 -A FORWARD -j DROP\n"},
+	{"counters without :", "*filter\n[12] -A FORWARD -j DROP\n"},
+	{"counters without bytes", "*filter\n[1:] -A FORWARD -j DROP\n"},
+	{"counters not numbers", "*filter\n[a:b] -A FORWARD -j DROP\n"},
+	{"NUL at a line's start", "*filter\n\x00-A FORWARD -j DROP\n-A FORWARD -j ACCEPT\n"},
+	{"too many words", "*filter\n-A FORWARD" + strings.Repeat(" -j", 300) + "\n"},
+	{"chain line, name starts with -", "*filter\n:-foo ACCEPT\n"},
+	{"chain line, name starts with !", "*filter\n:!foo ACCEPT\n"},
+	{"chain line, name of a target", "*filter\n:mark ACCEPT\n"},
+	{"chain line, name of a verdict", "*filter\n:DROP ACCEPT\n"},
+	{"chain line, name QUEUE", "*filter\n:QUEUE ACCEPT\n"},
+	{"chain line, name CONTINUE", "*filter\n:CONTINUE ACCEPT\n"},
+	{"chain line, name of a match", "*filter\n:ip ACCEPT\n"},
+	{"chain line, 28 characters", "*filter\n:" + strings.Repeat("c", 28) + " ACCEPT\n"},
+	{"chain line, 29 characters", "*filter\n:" + strings.Repeat("c", 29) + " ACCEPT\n"},
+	{"target name with a vertical tab", "*filter\n-A FORWARD -j a\vb\n"},
+	{"target name of 29 characters", "*filter\n-A FORWARD -j " + strings.Repeat("t", 29) + "\n"},
+	{"target CONTINUE", "*filter\n-A FORWARD -j CONTINUE\n"},
+	{"delete a rule", "*filter\n-A FORWARD -j DROP\n-A FORWARD -j ACCEPT\n-D FORWARD -j DROP\n"},
+	{"delete a missing rule", "*filter\n-A FORWARD -j ACCEPT\n-D FORWARD -j DROP\n"},
+	{"delete by number", "*filter\n-A FORWARD -j DROP\n-A FORWARD -j ACCEPT\n-A FORWARD -j CONTINUE\n-D FORWARD 2\n"},
+	{"delete a range", "*filter\n-A FORWARD -j DROP\n-A FORWARD -j ACCEPT\n-A FORWARD -j CONTINUE\n-D FORWARD 1:2\n"},
+	{"delete past the end", "*filter\n-A FORWARD -j DROP\n-D FORWARD 3\n"},
+	{"insert past the end", "*filter\n-A FORWARD -j DROP\n-I FORWARD 3 -j ACCEPT\n"},
+	{"insert at the end", "*filter\n-A FORWARD -j DROP\n-I FORWARD 2 -j ACCEPT\n"},
+	{"new chain with a policy", "*filter\n-N foo -P DROP\n"},
+	{"zero in a restore", "*filter\n-A FORWARD -j DROP\n-Z\n"},
+	{"check in a restore", "*filter\n-A FORWARD -j DROP\n--check FORWARD -j DROP\n"},
+	{"second table option", "*filter\n-t nat -A FORWARD -j DROP\n"},
+	{"counters cut a command", "*filter\n[1] -A FORWARD -j DROP:x\n"},
+	{"counters with a colon later", "*filter\n[1:2 x] -A FORWARD -j DROP]y\n"},
+	{"long comment", "*filter\n#" + strings.Repeat("x", 10300) + " -A FORWARD -j DROP\n"},
+}
+
+func TestRestoreLinesKernel(t *testing.T) {
+	kerneltest.Require(t, "ebtables", "ebtables-restore", "ebtables-save")
+	for _, c := range restoreLines {
+		t.Run(c.name, func(t *testing.T) {
+			ns := kerneltest.NewNetns(t)
+			_, stderr, code, err := ns.Run(c.in, "ebtables-restore")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs, lerr := (&Loader{}).Load(c.in)
+			if code != 0 {
+				if lerr == nil {
+					t.Fatalf("uswitch loaded it; ebtables-restore exit %d\n%s", code, stderr)
+				}
+				if lerr.Stderr != stderr || lerr.ExitCode != code {
+					t.Fatalf("uswitch exit %d\n%s\nebtables-restore exit %d\n%s", lerr.ExitCode, lerr.Stderr, code, stderr)
+				}
+				return
+			}
+			if lerr != nil {
+				t.Fatalf("uswitch: %v; ebtables-restore loaded it", lerr)
+			}
+			out, _, _, err := ns.Run("", "ebtables-save", "-c")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			rs.Save(&b, SaveOptions{Counters: true})
+			if want := kerneltest.StripComments(out); b.String() != want {
+				t.Errorf("--- uswitch\n%q\n--- ebtables-save\n%q", b.String(), want)
+			}
+		})
+	}
+}
