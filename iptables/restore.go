@@ -193,7 +193,7 @@ func (st *loadState) line(s string, n int) error {
 		return nil
 	}
 	if strings.HasPrefix(s, "*") && !inTable {
-		f := strings.Fields(strings.TrimRight(s[1:], "\n"))
+		f := netfilter.RestoreFields(s[1:])
 		if len(f) == 0 {
 			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("%s: line %d table name invalid", Program, n)}
 		}
@@ -227,7 +227,7 @@ func (st *loadState) line(s string, n int) error {
 }
 
 func (st *loadState) chainLine(s string, n int) error {
-	f := strings.Fields(strings.TrimRight(s[1:], "\n"))
+	f := netfilter.RestoreFields(s[1:])
 	if len(f) == 0 {
 		return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("%s: line %d chain name invalid", Program, n)}
 	}

@@ -174,3 +174,10 @@ func CutRuleCounters(line string) (pkts, bytes, rest, need string) {
 	}
 	return pkts, bytes, line[ptr+1 : cut], ""
 }
+
+// RestoreFields cuts a table or chain line ("*filter", ":CHAIN POLICY
+// [p:b]") into fields as xtables-restore's strtok(" \t\n") does: other
+// white space (\r, \v, a UTF-8 space such as U+00A0) is part of a field.
+func RestoreFields(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' || r == '\n' })
+}

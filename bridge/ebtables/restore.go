@@ -152,11 +152,6 @@ func (l *Loader) Load(text string) (*Ruleset, *RestoreError) {
 	return st.rs, nil
 }
 
-// isRestoreSep tells the bytes xtables-restore cuts a table or chain
-// line on (strtok " \t\n"): other white space, \r or a UTF-8 space such
-// as U+00A0, is part of a name.
-func isRestoreSep(r rune) bool { return r == ' ' || r == '\t' || r == '\n' }
-
 // line runs one line, newline included (xtables_restore_parse_line).
 func (st *loadState) line(n int, s string) *RestoreError {
 	l := st.l
@@ -173,7 +168,7 @@ func (st *loadState) line(n int, s string) *RestoreError {
 	case strings.HasPrefix(s, "*"):
 		// also inside a table: ebtables-restore commits once, at the
 		// end, so a new table line needs no COMMIT before it
-		f := strings.FieldsFunc(s[1:], isRestoreSep)
+		f := netfilter.RestoreFields(s[1:])
 		if len(f) == 0 {
 			return l.paramError(n, fmt.Sprintf("%s: line %d table name invalid", l.prog(), n))
 		}
@@ -248,7 +243,7 @@ func chainNameProblem(name string) string {
 // user chain made.
 func (st *loadState) chainLine(n int, s string) *RestoreError {
 	l := st.l
-	f := strings.FieldsFunc(s[1:], isRestoreSep)
+	f := netfilter.RestoreFields(s[1:])
 	if len(f) == 0 {
 		return l.paramError(n, fmt.Sprintf("%s: line %d chain name invalid", l.prog(), n))
 	}
