@@ -134,6 +134,9 @@ var cmdScript = [][]string{
 	{"-t", "filter", "-t", "nat", "-L"}, {"--table=nat", "-L"}, {"-tnat", "-L", "--Lc"}, {"-t"},
 	{"-F"}, {"-Z"}, {"-X"}, {"-X", "INPUT"}, {"-F", "nochain"}, {"-Z", "nochain"},
 	{"-A", "FORWARD", "-j", "DROP"}, {"-A", "FORWARD", "-j", "ACCEPT"}, {"-A", "FORWARD", "-p", "ARP", "-j", "ACCEPT"},
+	// command_jump's target name checks (not for CONTINUE)
+	{"-A", "FORWARD", "-j", "a b"}, {"-A", "FORWARD", "-j", "DROP\r"}, {"-A", "FORWARD", "-j", strings.Repeat("t", 28)},
+	{"-A", "FORWARD", "-j", strings.Repeat("t", 29)}, {"-A", "FORWARD", "-j", "a\vb"},
 	{"-A", "FORWARD", "-p", "IPv6", "-j", "ACCEPT"}, {"-A", "FORWARD", "-p", "IPv4", "-j", "ACCEPT"},
 	{"-D", "FORWARD", "1:2"}, {"-D", "FORWARD", "2:"}, {"-A", "FORWARD", "-j", "DROP"}, {"-A", "FORWARD", "-j", "CONTINUE"},
 	{"-D", "FORWARD", ":2"}, {"-I", "FORWARD", "3", "-j", "DROP"}, {"-I", "FORWARD", "5", "-j", "DROP"},
