@@ -127,15 +127,21 @@ func nfqueueCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fset.BindHost(&faulthost.Host{Eng: eng, Sets: s.Sets, KillFn: srv.Kill, StallFn: srv.Stall, Lock: &cfgMu})
 		// datapath-kill and -stall act on the clock, not at a packet
 		// (a stalled datapath decides none)
+		// The faults due at the start act before the queues are
+		// announced: a stall from 0s holds the first packet sent after
+		// "deciding queues" (the ticker's first tick could come after
+		// it on a loaded machine; TestNFQueueKillAsKernel saw 10
+		// packets decided so).
+		fset.Tick(srv.Now())
 		stopTick := make(chan struct{})
 		defer close(stopTick)
 		go func() {
 			t := time.NewTicker(10 * time.Millisecond)
 			defer t.Stop()
 			for {
-				fset.Tick(srv.Now())
 				select {
 				case <-t.C:
+					fset.Tick(srv.Now())
 				case <-stopTick:
 					return
 				}
