@@ -103,7 +103,7 @@ func hasOddChain(rs *Ruleset) bool {
 			// more): ebtables-save prints them, and its output does not
 			// load back either (TestRestoreLinesKernel's "long chain
 			// name" cases)
-			if chainNameProblem(c.Name) != "" {
+			if ChainNameProblem(c.Name) != "" {
 				return true
 			}
 			if _, ok := parseVerdict(c.Name); ok || extByName(c.Name) != nil {

@@ -64,13 +64,13 @@ func (l *Loader) commitError() *RestoreError {
 	return &RestoreError{ExitCode: 1, Stderr: fmt.Sprintf("%s %s: %s: final implicit COMMIT failed\n", p, version, p)}
 }
 
-func (l *Loader) kernelError(line int, errno, chain string) *RestoreError {
+func (l *Loader) kernelError(line int, what, errno, chain string) *RestoreError {
 	if l.cmdMode {
 		return &RestoreError{ExitCode: 4, Stderr: fmt.Sprintf(
-			"%s %s:  RULE_APPEND failed (%s): rule in chain %s\n", l.prog(), version, errno, chain)}
+			"%s %s:  %s failed (%s): rule in chain %s\n", l.prog(), version, what, errno, chain)}
 	}
 	return &RestoreError{ExitCode: 4, Line: line, Stderr: fmt.Sprintf(
-		"%s %s: \nline %d: RULE_APPEND failed (%s): rule in chain %s\n", l.prog(), version, line, errno, chain)}
+		"%s %s: \nline %d: %s failed (%s): rule in chain %s\n", l.prog(), version, line, what, errno, chain)}
 }
 
 // newTable makes a table with its builtin chains, policy ACCEPT.
@@ -112,6 +112,8 @@ type loadState struct {
 	sawTable  bool
 	kernelErr *RestoreError
 	badJump   string
+	// fresh are the rules this input added (for -Z)
+	fresh map[*Rule]bool
 	// the line's "[pcnt:bcnt]" (Loader.Counters)
 	counters   bool
 	pcnt, bcnt uint64
@@ -220,12 +222,14 @@ func (st *loadState) line(n int, s string) *RestoreError {
 	return err
 }
 
-// chainNameProblem is assert_valid_chain_name (xshared.c), which
+// ChainNameProblem is assert_valid_chain_name (xshared.c), which
 // xtables-restore runs on a chain line's name: "" when the name is
-// good, else the message. The names that clash with a target are the
+// good, else the message. The ebtables command's -N and -E do not run
+// it, so a name they take may print (ebtables-save) to a chain line
+// that ebtables-restore refuses. The names that clash with a target are the
 // standard verdicts (the bridge family's extension targets are not
 // looked up there: ":mark ACCEPT" is taken).
-func chainNameProblem(name string) string {
+func ChainNameProblem(name string) string {
 	switch {
 	case len(name) >= 29:
 		return fmt.Sprintf("chain name `%s' too long (must be under 29 chars)", name)
@@ -247,7 +251,7 @@ func (st *loadState) chainLine(n int, s string) *RestoreError {
 	if len(f) == 0 {
 		return l.paramError(n, fmt.Sprintf("%s: line %d chain name invalid", l.prog(), n))
 	}
-	if msg := chainNameProblem(f[0]); msg != "" {
+	if msg := ChainNameProblem(f[0]); msg != "" {
 		return l.paramError(n, msg)
 	}
 	if len(f) < 2 {
@@ -300,7 +304,11 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 	case 'A', 'I':
 		if cl.kernelErr != nil {
 			if st.kernelErr == nil {
-				st.kernelErr = l.kernelError(n, cl.kernelErr.msg, cl.Chain)
+				what := "RULE_APPEND"
+				if cl.Op == 'I' {
+					what = "RULE_INSERT"
+				}
+				st.kernelErr = l.kernelError(n, what, cl.kernelErr.msg, cl.Chain)
 			}
 			return nil
 		}
@@ -317,6 +325,10 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			return nil
 		}
 		c.Made = true
+		if st.fresh == nil {
+			st.fresh = map[*Rule]bool{}
+		}
+		st.fresh[r] = true
 		switch pos := cl.RuleNum - 1; {
 		case cl.Op == 'A':
 			c.Rules = append(c.Rules, r)
@@ -398,6 +410,35 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			return nil
 		}
 		c.Rules = nil
+	case 'Z':
+		// the chain must be in the kernel (a builtin chain is made by
+		// its first rule or policy)
+		if c := tbl.Chain(cl.Chain); cl.Chain != "" && (c == nil || c.Builtin && !c.Made) {
+			st.commitBad = true
+			return nil
+		}
+		// zeroing replaces each rule whose counters are not zero, and
+		// the kernel refuses to replace a rule of this same batch
+		// (RULE_REPLACE, EINVAL). A rule already in the kernel (with
+		// --noflush) keeps its counters here: uswitch's restore does
+		// not zero them.
+		for _, c := range tbl.Chains {
+			if cl.Chain != "" && c.Name != cl.Chain {
+				continue
+			}
+			for _, r := range c.Rules {
+				if p, b := r.Hits.Load(); st.fresh[r] && p|b != 0 && st.kernelErr == nil {
+					st.kernelErr = l.kernelError(n, "RULE_REPLACE", "Invalid argument", c.Name)
+				}
+			}
+		}
+	case 'K':
+		// --check: the batch fails at commit when the rule is not there
+		if c := tbl.Chain(cl.Chain); c == nil || cl.kernelErr != nil || findRule(c, cl.Rule) < 0 {
+			st.commitBad = true
+		}
+	case 'T':
+		return l.paramError(n, "--init-table is not supported in daemon mode")
 	case 'E':
 		c := tbl.Chain(cl.Chain)
 		if c == nil || c.Builtin || tbl.Chain(cl.NewName) != nil {

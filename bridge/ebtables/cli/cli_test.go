@@ -128,6 +128,12 @@ func oddChainName(rs *ebtables.Ruleset) bool {
 			if c.Name == "" || strings.ContainsAny(c.Name, "\"'!") || strings.HasPrefix(c.Name, "-") {
 				return true
 			}
+			// -N and -E take names a chain line refuses (29
+			// characters or more), which ebtables-save prints as
+			// they are
+			if ebtables.ChainNameProblem(c.Name) != "" {
+				return true
+			}
 		}
 	}
 	return false
