@@ -21,6 +21,8 @@ var restoreLines = []struct{ name, in string }{
 	{"quote left open", "*filter\n-N \"ab\n"},
 	{"quote left open, blanks", "*filter\n-N \"ab  \n"},
 	{"quote left open on the last line", "*filter\n-N \"ab"},
+	{"interface name left open", "*filter\n:foo RETURN\n-Afoo -o\"\n"},
+	{"interface name left open, as saved", "*filter\n:INPUT ACCEPT\n:FORWARD ACCEPT\n:OUTPUT ACCEPT\n:foo RETURN\n-A foo -o \n -j CONTINUE\n"},
 	{"empty quotes", "*filter\n-N \"\"\n"},
 	{"quoted blank", "*filter\n-N \"a b\"\n"},
 	{"quoted prefix with escape", "*filter\n-A FORWARD --log-prefix \"a\\\"b\" --log-ip\n"},
