@@ -116,15 +116,7 @@ func TestRestoreLinesKernel(t *testing.T) {
 			if lerr != nil {
 				t.Fatalf("uswitch: %v; ebtables-restore loaded it", lerr)
 			}
-			out, _, _, err := ns.Run("", "ebtables-save", "-c")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var b strings.Builder
-			rs.Save(&b, SaveOptions{Counters: true})
-			if want := kerneltest.StripComments(out); b.String() != want {
-				t.Errorf("--- uswitch\n%q\n--- ebtables-save\n%q", b.String(), want)
-			}
+			sameAsKernelSave(t, ns, rs)
 		})
 	}
 }

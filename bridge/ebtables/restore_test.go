@@ -50,19 +50,26 @@ func TestRestoreSeqKernel(t *testing.T) {
 			if _, stderr, code, err := ns.Run(c.in, args...); err != nil || code != 0 {
 				t.Fatalf("restore: %d %s %v", code, stderr, err)
 			}
-			out, _, _, err := ns.Run("", "ebtables-save", "-c")
-			if err != nil {
-				t.Fatal(err)
-			}
 			rs, lerr := (&Loader{Base: base, NoFlush: c.noflush}).Load(c.in)
 			if lerr != nil {
 				t.Fatal(lerr)
 			}
-			var b strings.Builder
-			rs.Save(&b, SaveOptions{Counters: true})
-			if want := kerneltest.StripComments(out); b.String() != want {
-				t.Errorf("--- uswitch\n%s--- ebtables-save\n%s", b.String(), want)
-			}
+			sameAsKernelSave(t, ns, rs)
 		})
+	}
+}
+
+// sameAsKernelSave compares rs, saved with counters, with what
+// ebtables-save -c prints in ns.
+func sameAsKernelSave(t *testing.T, ns *kerneltest.Netns, rs *Ruleset) {
+	t.Helper()
+	out, _, _, err := ns.Run("", "ebtables-save", "-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	rs.Save(&b, SaveOptions{Counters: true})
+	if want := kerneltest.StripComments(out); b.String() != want {
+		t.Errorf("--- uswitch\n%q\n--- ebtables-save\n%q", b.String(), want)
 	}
 }
