@@ -115,9 +115,11 @@ func TestCorpusKernelRoundTrip(t *testing.T) {
 }
 
 // TestNewlineNameAgainstKernel: a quote left open to the end of the
-// line puts the newline into an interface name ("-i\"" names "-i<NL>");
-// the kernel's iptables-save prints it raw and iptables-restore reads
-// that back without it. FuzzLoad found the first input.
+// line puts the newline into an interface name ("-i\"" names "-i<NL>"),
+// and quotes put blanks and tabs into one; the kernel's iptables-save
+// prints such names raw and iptables-restore reads that back without
+// the newline or the blanks at its ends, or refuses it. FuzzLoad found
+// the first inputs.
 func TestNewlineNameAgainstKernel(t *testing.T) {
 	kerneltest.Require(t)
 	for _, in := range []string{
@@ -134,6 +136,16 @@ func TestNewlineNameAgainstKernel(t *testing.T) {
 		// which neither tool loads back (no command specified, line 6)
 		"*filter\n-AFORWARD -j LOG -i0\"\nCOMMIT\n",
 		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -i -i0\n -j LOG\nCOMMIT\n",
+		// quoted blanks and tabs in a name, printed raw: the printed
+		// form loads without the blank at the end ("-i -i ", which
+		// CI's FuzzLoad found), or not at all ("-i a b": Bad
+		// argument `b')
+		"*filter \n-AINPUT -\"i \"\nCOMMIT",
+		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i -i \nCOMMIT\n",
+		"*filter\n-A INPUT -i \"a b\"\nCOMMIT\n",
+		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i a b\nCOMMIT\n",
+		"*filter\n-A OUTPUT -o \"\tx\"\nCOMMIT\n",
+		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -o \tx\nCOMMIT\n",
 	} {
 		checkAgainstKernel(t, fmt.Sprintf("%q", in), in)
 	}

@@ -19,6 +19,7 @@ func FuzzLoad(f *testing.F) {
 	f.Add("*filter\n-A INPUT ! -i eth+ -p udp ! --sport 1:2 -g FOO\nCOMMIT\n")
 	f.Add("*filter\n-A INPUT -m comment --comment \"abc\n-A INPUT -j ACCEPT\nCOMMIT\n")
 	f.Add("*filter\n:X - [0:0]\n-A X -j X\n-A INPUT -j X\nCOMMIT\n")
+	f.Add("*filter\n-A INPUT -i \"a b\" -o \"c \"\nCOMMIT\n")
 	f.Add("*mangle\n[5:6] -A PREROUTING -f -d 1.2.3.4/255.0.255.0 -j ACCEPT\n-I PREROUTING 1 -j DROP\n-D PREROUTING 2\nCOMMIT\n")
 	// seed with the corpus when it is there
 	if dir, ok := kerneltest.CorpusDir("iptables-save"); ok {
@@ -62,19 +63,21 @@ func FuzzLoad(f *testing.F) {
 			return
 		}
 		// a quote left open to the end of the line keeps the newline in
-		// an interface name too ("-i\"" names "-i<NL>"): iptables-save
-		// prints it raw, and iptables-restore reads that back without
-		// the newline (the printed line ends there, a blank line
-		// follows); the kernel's iptables 1.8.9 does the same ("-i
-		// -i<NL><NL>", then "-i -i<NL>"; TestNewlineNameAgainstKernel),
-		// so the printed form only needs to hold the name raw, and the
-		// second one to be the fixed point. When more follows on the
-		// line, a blank in the name ("-\"i0 0" names "-i0 0<NL>": Bad
-		// argument `0') or the rule's rest after the name ("-j LOG
-		// -i0\"": its next line starts " -j LOG", no command specified),
-		// the printed form does not load back, in the real tool too; the
-		// error must then name its line
-		name, nl := ifaceWithNewline(rs)
+		// an interface name too ("-i\"" names "-i<NL>"), and quotes
+		// put blanks and tabs in one ("-i \"a b\"", "\"-i \"" names
+		// "-i "): iptables-save prints such a name raw, and
+		// iptables-restore reads that back without the newline or the
+		// blanks at its ends (the printed line ends there, a blank line
+		// follows a newline); the kernel's iptables 1.8.9 does the same
+		// ("-i -i<NL><NL>", then "-i -i<NL>"; "-i -i ", then "-i -i";
+		// TestNewlineNameAgainstKernel), so the printed form only needs
+		// to hold the name raw, and the second one to be the fixed
+		// point. When more follows on the line, a blank in the name
+		// ("-i a b": Bad argument `b') or the rule's rest after a
+		// newline ("-j LOG -i0\"": its next line starts " -j LOG", no
+		// command specified), the printed form does not load back, in
+		// the real tool too; the error must then name its line
+		name, nl := oddIface(rs)
 		if nl && !strings.Contains(a.String(), " "+name) {
 			t.Fatalf("an interface name %q is not printed raw, as the kernel prints it:\n%s", name, a.String())
 		}
@@ -121,9 +124,9 @@ func moreAfter(text, s string) bool {
 	return false
 }
 
-// ifaceWithNewline returns an interface name (-i/-o) of a rule of rs
-// that holds a newline.
-func ifaceWithNewline(rs *Ruleset) (string, bool) {
+// oddIface returns an interface name (-i/-o) of a rule of rs that
+// holds a newline, a blank or a tab, which iptables-save prints raw.
+func oddIface(rs *Ruleset) (string, bool) {
 	for _, t := range rs.Tables {
 		if t == nil {
 			continue
@@ -131,7 +134,7 @@ func ifaceWithNewline(rs *Ruleset) (string, bool) {
 		for _, c := range t.Chains {
 			for _, r := range c.Rules {
 				for _, n := range []string{r.IP.In.Name, r.IP.Out.Name} {
-					if strings.Contains(n, "\n") {
+					if strings.ContainsAny(n, "\n \t") {
 						return n, true
 					}
 				}
