@@ -547,8 +547,8 @@ func parseAmong(s string) ([]amongEntry, error) {
 	for _, item := range strings.Split(s, ",") {
 		item = strings.TrimSpace(item)
 		ms, ips, hasIP := strings.Cut(item, "=")
-		mac, err := packet.ParseMAC(ms)
-		if err != nil {
+		mac, ok := etherAton(ms)
+		if !ok {
 			return nil, paramErr("Invalid MAC address '%s'", ms)
 		}
 		e := amongEntry{mac: mac}

@@ -397,23 +397,80 @@ func parseMACMask(s string) (MACMatch, bool) {
 	return MACMatch{Set: true, Addr: a, Mask: m}, true
 }
 
-// macAndMask parses MAC[/MASK]; the address is stored masked.
+// macAndMask parses MAC[/MASK] as ebt_get_mac_and_mask does (the mask
+// after the last '/', each part read by ether_aton); the address is
+// stored masked.
 func macAndMask(s string) (packet.MAC, packet.MAC, bool) {
 	all := packet.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
-	as, ms, hasMask := strings.Cut(s, "/")
-	a, err := packet.ParseMAC(as)
-	if err != nil {
-		return a, all, false
-	}
-	m := all
-	if hasMask {
-		m, err = packet.ParseMAC(ms)
-		if err != nil {
-			return a, all, false
+	as, m := s, all
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		var ok bool
+		if m, ok = etherAton(s[i+1:]); !ok {
+			return packet.MAC{}, all, false
 		}
+		as = s[:i]
+	}
+	a, ok := etherAton(as)
+	if !ok {
+		return a, all, false
 	}
 	for i := range a {
 		a[i] &= m[i]
 	}
 	return a, m, true
+}
+
+// etherAton is glibc's ether_aton, which ebtables reads every MAC with:
+// six groups of one or two hex digits (either case) joined by ':'; a
+// group of one digit ends at the ':' or, the last one, at the string's
+// end or a white space; whatever follows the last group is ignored
+// ("02:00:00:00:00:01x" is 02:00:00:00:00:01, and so is
+// "...:012"; "...:1x" is refused).
+func etherAton(s string) (packet.MAC, bool) {
+	var m packet.MAC
+	hex := func(c byte) (byte, bool) {
+		switch {
+		case c >= '0' && c <= '9':
+			return c - '0', true
+		case c >= 'a' && c <= 'f':
+			return c - 'a' + 10, true
+		case c >= 'A' && c <= 'F':
+			return c - 'A' + 10, true
+		}
+		return 0, false
+	}
+	at := func(i int) byte {
+		if i < len(s) {
+			return s[i]
+		}
+		return 0 // the C string's end
+	}
+	i := 0
+	for k := range m {
+		n, ok := hex(at(i))
+		if !ok {
+			return packet.MAC{}, false
+		}
+		i++
+		c := at(i)
+		if k < 5 && c != ':' || k == 5 && c != 0 && !isCSpace(c) {
+			d, ok := hex(c)
+			if !ok {
+				return packet.MAC{}, false
+			}
+			n = n<<4 | d
+			i++
+			if k < 5 && at(i) != ':' {
+				return packet.MAC{}, false
+			}
+		}
+		m[k] = n
+		i++ // the ':'
+	}
+	return m, true
+}
+
+// isCSpace is C's isspace in the C locale.
+func isCSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
 }

@@ -102,10 +102,17 @@ func (rs *Ruleset) Clone() *Ruleset {
 }
 
 type loadState struct {
-	l         *Loader
-	rs        *Ruleset
-	tbl       *Table
+	l   *Loader
+	rs  *Ruleset
+	tbl *Table
+	// commitBad: a command the batch cannot be built for (a missing
+	// chain or rule, a bad index), at line badLine, with badMsg the
+	// errno text ebtables-restore prints when a COMMIT line commits
+	// ("" for none). Only the first failure counts, a jump to a missing
+	// chain (badJump) included: the batch is built in order.
 	commitBad bool
+	badLine   int
+	badMsg    string
 	// sawTable: a table line was read (the "line N failed" message
 	// then has no errno text: ebtables-restore's ENOENT of its start is
 	// gone once it has worked on a table)
@@ -145,13 +152,37 @@ func (l *Loader) Load(text string) (*Ruleset, *RestoreError) {
 	if st.badJump != "" {
 		return nil, l.paramError(n, fmt.Sprintf("Chain '%s' does not exist", st.badJump))
 	}
+	// a command the batch cannot be built for (a missing chain or rule)
+	// stops the commit before the kernel sees a rule it would refuse
+	if st.commitBad {
+		return nil, l.commitError()
+	}
 	if st.kernelErr != nil {
 		return nil, st.kernelErr
 	}
-	if st.commitBad || st.loops() {
+	if st.loops() {
 		return nil, l.commitError()
 	}
+	// a table this input named but made nothing in (no rule, policy
+	// or user chain) is not made in the kernel either: ebtables-save
+	// shows none
+	for id, t := range st.rs.Tables {
+		if t != nil && (l.Base == nil || l.Base.Tables[id] == nil) && !t.made() {
+			st.rs.Tables[id] = nil
+		}
+	}
 	return st.rs, nil
+}
+
+// made reports whether the restore made anything in t: a user chain,
+// or a builtin chain by a rule or a policy.
+func (t *Table) made() bool {
+	for _, c := range t.Chains {
+		if !c.Builtin || c.Made || len(c.Rules) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // line runs one line, newline included (xtables_restore_parse_line).
@@ -164,6 +195,15 @@ func (st *loadState) line(n int, s string) *RestoreError {
 	case inTable && strings.HasPrefix(s, "COMMIT") && (len(s) == 6 || s[6] == '\n'):
 		if st.badJump != "" {
 			return l.paramError(n, fmt.Sprintf("Chain '%s' does not exist", st.badJump))
+		}
+		if st.commitBad {
+			// a COMMIT line commits what came so far, and names the
+			// command that failed
+			why := ""
+			if st.badMsg != "" {
+				why = ": " + st.badMsg + "."
+			}
+			return &RestoreError{ExitCode: 1, Line: st.badLine, Stderr: fmt.Sprintf("%s: line %d failed%s\n", l.prog(), st.badLine, why)}
 		}
 		st.tbl = nil
 		return nil
@@ -261,14 +301,14 @@ func (st *loadState) chainLine(n int, s string) *RestoreError {
 	c := st.tbl.Chain(f[0])
 	if c == nil {
 		if !ok || pol == VContinue {
-			st.commitBad = true
+			st.bad(n, "")
 			return nil
 		}
 		st.tbl.Chains = append(st.tbl.Chains, &Chain{Name: f[0], Policy: pol})
 		return nil
 	}
 	if !ok || pol == VContinue || c.Builtin && pol == VReturn {
-		st.commitBad = true
+		st.bad(n, "")
 		return nil
 	}
 	c.Policy = pol
@@ -302,6 +342,16 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 	}
 	switch cl.Op {
 	case 'A', 'I':
+		// the jump is resolved when the rule is built, before its
+		// chain is looked up, and the kernel sees the rule last
+		if cl.badJump != "" && tbl.Chain(cl.badJump) == nil && st.badJump == "" && !st.commitBad {
+			st.badJump = cl.badJump
+		}
+		c := tbl.Chain(cl.Chain)
+		if c == nil {
+			st.bad(n, msgNoChain)
+			return nil
+		}
 		if cl.kernelErr != nil {
 			if st.kernelErr == nil {
 				what := "RULE_APPEND"
@@ -312,17 +362,9 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			}
 			return nil
 		}
-		if cl.badJump != "" && tbl.Chain(cl.badJump) == nil && st.badJump == "" {
-			st.badJump = cl.badJump
-		}
 		r := cl.Rule
 		if st.counters && !cl.counters {
 			r.Hits.Set(st.pcnt, st.bcnt)
-		}
-		c := tbl.Chain(cl.Chain)
-		if c == nil {
-			st.commitBad = true
-			return nil
 		}
 		c.Made = true
 		if st.fresh == nil {
@@ -333,29 +375,38 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 		case cl.Op == 'A':
 			c.Rules = append(c.Rules, r)
 		case pos > len(c.Rules):
-			st.commitBad = true
+			st.bad(n, "Index of insertion too big")
 		default:
 			c.Rules = append(c.Rules[:pos], append([]*Rule{r}, c.Rules[pos:]...)...)
 		}
 	case 'D':
 		c := tbl.Chain(cl.Chain)
-		if c == nil || cl.kernelErr != nil {
-			st.commitBad = true
+		if c == nil {
+			st.bad(n, msgNoChain)
 			return nil
 		}
 		if !cl.ByNum {
-			if i := findRule(c, cl.Rule); i >= 0 {
-				c.Rules = append(c.Rules[:i], c.Rules[i+1:]...)
-			} else {
-				st.commitBad = true
+			if i := -1; cl.kernelErr == nil {
+				if i = findRule(c, cl.Rule); i >= 0 {
+					c.Rules = append(c.Rules[:i], c.Rules[i+1:]...)
+					return nil
+				}
 			}
+			st.bad(n, msgBadRule)
 			return nil
 		}
 		// delete_entry: rule numbers of the list as the previous
-		// deletions left it
+		// deletions left it (Ruleset.Exec's messages)
 		for k := cl.RuleNum - 1; ; {
-			if k < 0 || k >= len(c.Rules) {
-				st.commitBad = true
+			switch {
+			case k < 0:
+				st.bad(n, msgBadRule)
+				return nil
+			case c.Builtin && !c.Made:
+				st.bad(n, msgNoChain)
+				return nil
+			case k >= len(c.Rules):
+				st.bad(n, "Index of deletion too big")
 				return nil
 			}
 			c.Rules = append(c.Rules[:k], c.Rules[k+1:]...)
@@ -367,7 +418,7 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 	case 'N', 'P':
 		for _, name := range cl.newChains {
 			if tbl.Chain(name) != nil {
-				st.commitBad = true
+				st.bad(n, "Chain already exists")
 				return nil
 			}
 			tbl.Chains = append(tbl.Chains, &Chain{Name: name, Policy: VAccept})
@@ -375,7 +426,7 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 		if cl.PolicySet {
 			c := tbl.Chain(cl.Chain)
 			if c == nil {
-				st.commitBad = true
+				st.bad(n, "")
 				return nil
 			}
 			c.Policy = cl.Policy
@@ -393,8 +444,14 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			return nil
 		}
 		c := tbl.Chain(cl.Chain)
-		if c == nil || c.Builtin || len(c.Rules) > 0 || st.referenced(cl.Chain) {
-			st.commitBad = true
+		if c == nil || c.Builtin {
+			st.bad(n, msgNoChain)
+			return nil
+		}
+		if len(c.Rules) > 0 || st.referenced(cl.Chain) {
+			// not modelled: the kernel's own messages for this batch
+			// (CHAIN_DEL failed, and its other commands' lines)
+			st.bad(n, "Device or resource busy")
 			return nil
 		}
 		tbl.Chains = removeChain(tbl.Chains, c)
@@ -406,7 +463,7 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 		}
 		c := tbl.Chain(cl.Chain)
 		if c == nil {
-			st.commitBad = true
+			st.bad(n, msgNoChain)
 			return nil
 		}
 		c.Rules = nil
@@ -414,8 +471,21 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 		// the chain must be in the kernel (a builtin chain is made by
 		// its first rule or policy)
 		if c := tbl.Chain(cl.Chain); cl.Chain != "" && (c == nil || c.Builtin && !c.Made) {
-			st.commitBad = true
+			st.bad(n, msgNoChain)
 			return nil
+		}
+		// zeroing sets each builtin chain again with the policy the
+		// kernel has for it (ebtables-restore's cache: ACCEPT for a
+		// chain this input makes), undoing a policy this input set
+		for _, c := range tbl.Chains {
+			if c.Builtin && (cl.Chain == "" || c.Name == cl.Chain) {
+				c.Policy = VAccept
+				if l.Base != nil && l.NoFlush && l.Base.Tables[tbl.ID] != nil {
+					if bc := l.Base.Tables[tbl.ID].Chain(c.Name); bc != nil {
+						c.Policy = bc.Policy
+					}
+				}
+			}
 		}
 		// zeroing replaces each rule whose counters are not zero, and
 		// the kernel refuses to replace a rule of this same batch
@@ -435,14 +505,18 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 	case 'K':
 		// --check: the batch fails at commit when the rule is not there
 		if c := tbl.Chain(cl.Chain); c == nil || cl.kernelErr != nil || findRule(c, cl.Rule) < 0 {
-			st.commitBad = true
+			st.bad(n, msgBadRule)
 		}
 	case 'T':
 		return l.paramError(n, "--init-table is not supported in daemon mode")
 	case 'E':
 		c := tbl.Chain(cl.Chain)
-		if c == nil || c.Builtin || tbl.Chain(cl.NewName) != nil {
-			st.commitBad = true
+		if c == nil || c.Builtin {
+			st.bad(n, msgNoChain)
+			return nil
+		}
+		if tbl.Chain(cl.NewName) != nil {
+			st.bad(n, "File exists")
 			return nil
 		}
 		// jumps follow the chain (nft refers to it by handle); rules are
@@ -457,6 +531,15 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 		c.Name = cl.NewName
 	}
 	return nil
+}
+
+// bad records a command the batch cannot be built for, unless an
+// earlier command failed.
+func (st *loadState) bad(n int, msg string) {
+	if st.commitBad || st.badJump != "" {
+		return
+	}
+	st.commitBad, st.badLine, st.badMsg = true, n, msg
 }
 
 func (st *loadState) referenced(name string) bool {

@@ -146,8 +146,8 @@ func (t *DNATTarget) parse(opt, arg string, inv bool) error {
 		t.verdict = v
 		return err
 	}
-	m, err := packet.ParseMAC(arg)
-	if err != nil {
+	m, ok := etherAton(arg)
+	if !ok {
 		return paramErr("Problem with specified --to-destination mac")
 	}
 	t.MAC, t.macSet = m, true
@@ -232,8 +232,8 @@ func (t *SNATTarget) parse(opt, arg string, inv bool) error {
 		t.ARP = true
 		return nil
 	}
-	m, err := packet.ParseMAC(arg)
-	if err != nil {
+	m, ok := etherAton(arg)
+	if !ok {
 		return paramErr("Problem with specified --to-source mac")
 	}
 	t.MAC, t.macSet = m, true
@@ -335,8 +335,8 @@ func (t *ARPReplyTarget) parse(opt, arg string, inv bool) error {
 		t.verdict = v
 		return err
 	}
-	m, err := packet.ParseMAC(arg)
-	if err != nil {
+	m, ok := etherAton(arg)
+	if !ok {
 		return paramErr("Problem with specified --arpreply-mac mac")
 	}
 	t.MAC = m
