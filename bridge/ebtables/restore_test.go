@@ -73,3 +73,31 @@ func sameAsKernelSave(t *testing.T, ns *kerneltest.Netns, rs *Ruleset) {
 		t.Errorf("--- uswitch\n%q\n--- ebtables-save\n%q", b.String(), want)
 	}
 }
+
+// TestEtherAton: glibc's ether_aton on the inputs TestCommandMACKernel
+// runs through the real ebtables (no kernel needed here).
+func TestEtherAton(t *testing.T) {
+	for in, want := range map[string]string{
+		"02:00:00:00:00:01":    "02:00:00:00:00:01",
+		"02:00:00:00:00:01xyz": "02:00:00:00:00:01",
+		"2:0:0:0:0:1":          "02:00:00:00:00:01",
+		"02:00:00:00:00:012":   "02:00:00:00:00:01",
+		"2:0:0:0:0:1 ":         "02:00:00:00:00:01",
+		"02:0A:bc:00:00:01":    "02:0a:bc:00:00:01",
+		"02:00:00:00:00:1x":    "",
+		"002:00:00:00:00:01":   "",
+		"02:00:00:00:00":       "",
+		"02:00:00:00:00:":      "",
+		"02:00:00:00:00:0g":    "",
+		"":                     "",
+	} {
+		m, ok := etherAton(in)
+		got := ""
+		if ok {
+			got = m.String()
+		}
+		if got != want {
+			t.Errorf("etherAton(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
