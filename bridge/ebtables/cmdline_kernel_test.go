@@ -212,27 +212,22 @@ var cmdMACScript = [][]string{
 }
 
 // TestCommandMACKernel runs cmdMACScript on the kernel and on uswitch.
-func TestCommandMACKernel(t *testing.T) {
-	h := newCmdHarness(t)
-	for _, args := range cmdMACScript {
-		h.run(args...)
-		if !h.state(quoteArgs(args)) {
-			break
-		}
-	}
-}
+func TestCommandMACKernel(t *testing.T) { newCmdHarness(t).script(cmdMACScript) }
 
 // TestCommandKernel runs cmdScript on the kernel and on uswitch and
 // compares every answer and the state after each command.
-func TestCommandKernel(t *testing.T) {
-	h := newCmdHarness(t)
-	for _, args := range cmdScript {
+func TestCommandKernel(t *testing.T) { newCmdHarness(t).script(cmdScript) }
+
+// script runs each command line on both and compares their answers and
+// the state after each, up to the first difference in the state.
+func (h *cmdHarness) script(lines [][]string) {
+	for _, args := range lines {
 		h.run(args...)
 		if !h.state(quoteArgs(args)) {
 			break
 		}
 	}
-	t.Logf("%d command lines", h.n)
+	h.t.Logf("%d command lines", h.n)
 }
 
 // TestCommandHelpKernel: -h TARGET for every target ebtables-nft
