@@ -51,6 +51,28 @@ var restoreLineCases = []string{
 	"*filter\n-A INPUT -j " + strings.Repeat("t", 29) + "\nCOMMIT\n",
 	"*filter\n-A INPUT -j a\vb\nCOMMIT\n",
 	"*filter\n-A INPUT -j DROP\nCOMMIT",
+	// without -c the policy counters are not read
+	"*filter\n:INPUT DROP [0:x]\nCOMMIT\n",
+	"*filter\n:INPUT DROP foo\nCOMMIT\n",
+	// a table's commands run at COMMIT: a later parse error, or no
+	// COMMIT, is what is reported
+	"*filter\n-A NOPE -j ACCEPT\n-A INPUT extra\nCOMMIT\n",
+	"*filter\n-D INPUT -j ACCEPT\n-A INPUT -j ACCEPT\n",
+	"*filter\n-X nochain\nCOMMIT\n",
+	// a bare -F flushes only the chains the kernel had; a table with
+	// nothing made is not made
+	"*filter\n-A INPUT -j ACCEPT\n-F\nCOMMIT\n",
+	"*filter\nCOMMIT\n",
+	"*filter\n-Z\n# c\nCOMMIT\n",
+	"*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n",
+	"*filter\n-N foo\n-X foo\nCOMMIT\n",
+	// -Z sets builtin chains again with the kernel's policy
+	"*filter\n-P INPUT DROP\n-Z\nCOMMIT\n",
+	"*filter\n-P INPUT DROP\n-Z INPUT\n:FORWARD DROP [0:0]\nCOMMIT\n",
+	// the first failure wins: a jump to a missing chain, then a flush
+	// of a missing chain
+	"*filter\n-A INPUT -j foo\n-F foo\nCOMMIT\n",
+	"*filter\n-F foo\n-A INPUT -j foo\nCOMMIT\n",
 }
 
 func TestRestoreLinesAgainstKernel(t *testing.T) {

@@ -146,9 +146,19 @@ type loadState struct {
 	// pendingJump is the first jump to a chain that did not exist when
 	// its rule was added; nft reports it when the table commits.
 	pendingJump string
-	l           *Loader
-	rs          *Ruleset
-	cur         *Table // table being edited, nil outside *TABLE ... COMMIT
+	// failed is the first command of the table being edited that the
+	// batch could not run (a missing chain or rule, a bad index or
+	// policy): iptables-restore runs a table's commands when it
+	// commits, so a later line's parse error, or a missing COMMIT, is
+	// what it reports instead
+	failed error
+	// made: the table being edited got a chain line or a command that
+	// makes something (-A, -I, -R, -N, -P); one that got neither is not
+	// made in the kernel by the commit (iptables-save shows none)
+	made bool
+	l    *Loader
+	rs   *Ruleset
+	cur  *Table // table being edited, nil outside *TABLE ... COMMIT
 	// skip is set while a table other than Loader.Table is read.
 	skip bool
 	// words and parser are reused by every command line (nothing
@@ -186,6 +196,9 @@ func (st *loadState) line(s string, n int) error {
 			st.skip = false
 			return nil
 		}
+		if st.failed != nil {
+			return st.failed
+		}
 		if err := st.commit(n); err != nil {
 			return err
 		}
@@ -211,28 +224,44 @@ func (st *loadState) line(s string, n int) error {
 		} else {
 			t = t.clone()
 		}
-		st.cur = t
+		st.cur, st.made = t, false
 		return nil
 	}
 	if st.skip {
 		return nil
 	}
-	if strings.HasPrefix(s, ":") && st.cur != nil {
-		return st.chainLine(s, n)
-	}
-	if st.cur == nil {
+	if st.cur == nil && !strings.HasPrefix(s, ":") {
 		return &RestoreError{Kind: KindLineFailed, Line: n}
 	}
-	return st.commandLine(s, n)
+	var err error
+	switch {
+	case strings.HasPrefix(s, ":") && st.cur != nil:
+		err = st.chainLine(s, n)
+	case st.cur == nil:
+		return &RestoreError{Kind: KindLineFailed, Line: n}
+	default:
+		err = st.commandLine(s, n)
+	}
+	if re, ok := err.(*RestoreError); ok && re.Kind == KindLineFailed {
+		// a command the batch cannot run: reported at COMMIT, unless
+		// an earlier command failed first (a jump to a missing chain
+		// included)
+		if st.failed == nil && st.pendingJump == "" {
+			st.failed = err
+		}
+		return nil
+	}
+	return err
 }
 
 func (st *loadState) chainLine(s string, n int) error {
+	st.made = true
 	f := netfilter.RestoreFields(s[1:])
 	if len(f) == 0 {
 		return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("%s: line %d chain name invalid", Program, n)}
 	}
 	name := f[0]
-	if err := validChainName(name); err != nil {
+	if err := ValidChainName(name); err != nil {
 		return &RestoreError{Kind: KindParam, Line: n, Msg: err.Error()}
 	}
 	if len(f) < 2 {
@@ -240,15 +269,17 @@ func (st *loadState) chainLine(s string, n int) error {
 	}
 	t := st.cur
 	if c := t.byName[name]; c != nil && c.Builtin {
+		// the counters are read only with -c (iptables-restore 1.8.9
+		// takes ":INPUT DROP [0:x]" and ":INPUT DROP foo" without it)
 		var ctr Counters
-		hasCtr := len(f) > 2
-		if hasCtr {
-			var ok bool
-			if ctr, ok = parseBracketCounters(f[2]); !ok {
+		if st.l.Counters {
+			ok := false
+			if len(f) > 2 {
+				ctr, ok = parseBracketCounters(f[2])
+			}
+			if !ok {
 				return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("invalid policy counters for chain '%s'", name)}
 			}
-		} else if st.l.Counters {
-			return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("invalid policy counters for chain '%s'", name)}
 		}
 		switch f[1] {
 		case "ACCEPT":
@@ -347,6 +378,9 @@ const (
 func (st *loadState) apply(cmd *command, n int) error {
 	t := st.cur
 	c := t.byName[cmd.chain]
+	if strings.IndexByte("AIRNP", cmd.op) >= 0 {
+		st.made = true
+	}
 	for _, r := range cmd.rules {
 		r.jumpName = cmd.jumpName
 		r.op = cmd.op
@@ -446,8 +480,17 @@ func (st *loadState) apply(cmd *command, n int) error {
 		t.delChain(c)
 	case 'F':
 		if cmd.chain == "" {
+			// the chains the kernel has (iptables-restore's cache): none
+			// in a table this input replaces, so a bare -F there leaves
+			// the rules this input added; with --noflush the chains the
+			// table already had
+			if !st.l.NoFlush || st.l.Base == nil || st.l.Base.Tables[t.ID] == nil {
+				return nil
+			}
 			for _, ch := range t.Chains {
-				t.flushChain(ch)
+				if st.l.Base.Tables[t.ID].byName[ch.Name] != nil {
+					t.flushChain(ch)
+				}
 			}
 			return nil
 		}
@@ -474,6 +517,18 @@ func (st *loadState) apply(cmd *command, n int) error {
 			ch.Counters = Counters{}
 			for i, r := range ch.Rules {
 				ch.Rules[i] = r.withCounters(Counters{})
+			}
+			if ch.Builtin {
+				// zeroing sets the chain again with the policy the
+				// kernel has for it (iptables-restore's cache: ACCEPT
+				// for a chain this input makes), undoing a policy this
+				// input set
+				ch.Policy = VerdictAccept
+				if st.l.NoFlush && st.l.Base != nil && st.l.Base.Tables[t.ID] != nil {
+					if bc := st.l.Base.Tables[t.ID].byName[ch.Name]; bc != nil {
+						ch.Policy = bc.Policy
+					}
+				}
 			}
 		}
 	case 'P':
@@ -572,6 +627,10 @@ func (st *loadState) commit(n int) error {
 	}
 	if err := t.validate(); err != nil {
 		return err
+	}
+	if !st.made && (st.l.Base == nil || st.l.Base.Tables[t.ID] == nil) {
+		// nothing made: the table is not made in the kernel
+		return nil
 	}
 	st.rs.Tables[t.ID] = t
 	return nil

@@ -53,7 +53,7 @@ func FuzzCommandLine(f *testing.F) {
 		// which restores to the interface "-i<NL>" (checked with the
 		// real tools); not uswitch's to fix
 		quoted := strings.ContainsAny(line, "\"'\\")
-		if err != nil && quoted {
+		if err != nil && (quoted || oddChain(m.rs)) {
 			return
 		}
 		if err != nil {
@@ -65,4 +65,22 @@ func FuzzCommandLine(f *testing.F) {
 			t.Fatalf("result not stable:\n%s\n%s", b.String(), b2.String())
 		}
 	})
+}
+
+// oddChain reports a chain whose name a chain line refuses: -E takes
+// any new name ("DROP", 29 characters), as iptables 1.8.9's -E does,
+// and iptables-save's output then does not load back, the real tool's
+// neither.
+func oddChain(rs *iptables.Ruleset) bool {
+	for _, t := range rs.Tables {
+		if t == nil {
+			continue
+		}
+		for _, c := range t.Chains {
+			if !c.Builtin && iptables.ValidChainName(c.Name) != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
