@@ -145,6 +145,10 @@ func TestNewlineNameAgainstKernel(t *testing.T) {
 		"*filter\n-A INPUT -i \"a b\"\nCOMMIT\n",
 		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i a b\nCOMMIT\n",
 		"*filter\n-A OUTPUT -o \"\tx\"\nCOMMIT\n",
+		// a name that is a newline alone (CI's FuzzLoad): printed
+		// "-i " and a blank line, which neither tool loads back
+		"*filter\n-AINPUT -i \"\nCOMMIT\n",
+		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i \n\nCOMMIT\n",
 		"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -o \tx\nCOMMIT\n",
 	} {
 		checkAgainstKernel(t, fmt.Sprintf("%q", in), in)

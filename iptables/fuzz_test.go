@@ -83,7 +83,10 @@ func FuzzLoad(f *testing.F) {
 		}
 		rs2, err := ld.LoadString(a.String())
 		if err != nil {
-			if re, ok := err.(*RestoreError); nl && ok && re.Line > 0 && (strings.ContainsAny(name, " \t") || moreAfter(a.String(), " "+name)) {
+			// (a name of white space alone, "-i \"" naming "<NL>",
+			// prints "-i " and a blank line: option "-i" requires an
+			// argument, in iptables 1.8.9 too)
+			if re, ok := err.(*RestoreError); nl && ok && re.Line > 0 && (strings.ContainsAny(name, " \t") || moreAfter(a.String(), " "+name) || strings.TrimSpace(name) == "") {
 				return
 			}
 			t.Fatalf("printed form does not load: %v\ninput:\n%s\nprinted:\n%s", err, input, a.String())
