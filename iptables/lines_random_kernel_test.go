@@ -3,14 +3,14 @@ package iptables
 import (
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
 )
 
 // restoreRandomPool are whole lines a random iptables-restore input is
-// made of; restoreRandomBend bends them as restoreLineCases' inputs do.
+// made of (kerneltest.RandomRestoreInput bends them as
+// restoreLineCases' inputs do).
 var restoreRandomPool = []string{
 	"*filter", "*nat", "COMMIT", "# c", "",
 	":INPUT DROP [0:0]", ":FORWARD ACCEPT [1:2]", ":foo - [0:0]", ":bar - [0:0]",
@@ -24,26 +24,6 @@ var restoreRandomPool = []string{
 	"-A INPUT -i eth0 -p udp -m udp --sport 53 -j ACCEPT",
 }
 
-func restoreRandomBend(r *rand.Rand, l string) string {
-	switch r.IntN(12) {
-	case 0:
-		return " " + l
-	case 1:
-		return l + "\r"
-	case 2:
-		i := r.IntN(len(l) + 1)
-		return l[:i] + "\"" + l[i:]
-	case 3:
-		i := r.IntN(len(l) + 1)
-		return l[:i] + "\t" + l[i:]
-	case 4:
-		return l + " extra"
-	case 5:
-		return "[" + l
-	}
-	return l
-}
-
 // TestRestoreRandomAgainstKernel: 300 random inputs from
 // restoreRandomPool (seed fixed) through iptables-restore and uswitch:
 // the line an input is refused at, or iptables-save's output after it.
@@ -55,16 +35,7 @@ func TestRestoreRandomAgainstKernel(t *testing.T) {
 	kerneltest.Require(t)
 	r := rand.New(rand.NewPCG(5, 17))
 	for i := 0; i < 300; i++ {
-		var b strings.Builder
-		if r.IntN(4) != 0 {
-			b.WriteString("*filter\n")
-		}
-		for n := 1 + r.IntN(6); n > 0; n-- {
-			b.WriteString(restoreRandomBend(r, restoreRandomPool[r.IntN(len(restoreRandomPool))]) + "\n")
-		}
-		if r.IntN(3) != 0 {
-			b.WriteString("COMMIT\n")
-		}
-		checkAgainstKernel(t, fmt.Sprintf("%q", b.String()), b.String())
+		in := kerneltest.RandomRestoreInput(r, restoreRandomPool, true)
+		checkAgainstKernel(t, fmt.Sprintf("%q", in), in)
 	}
 }

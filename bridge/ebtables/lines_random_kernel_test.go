@@ -2,14 +2,14 @@ package ebtables
 
 import (
 	"math/rand/v2"
-	"strings"
 	"testing"
 
 	"github.com/uswitch-lab/uswitch/internal/kerneltest"
 )
 
-// restoreLinePool are whole lines a random restore input is made of;
-// restoreMutate bends them the ways TestRestoreLinesKernel's cases do.
+// restoreLinePool are whole lines a random restore input is made of
+// (kerneltest.RandomRestoreInput bends them the ways
+// TestRestoreLinesKernel's cases do).
 var restoreLinePool = []string{
 	"*filter", "*nat", "COMMIT", "# c", "",
 	":foo ACCEPT", ":foo RETURN", ":bar DROP", ":FORWARD DROP", ":OUTPUT ACCEPT",
@@ -23,28 +23,8 @@ var restoreLinePool = []string{
 	"-A INPUT -i eth0 -p ARP --arp-op Request -j DROP",
 }
 
-func restoreMutate(r *rand.Rand, l string) string {
-	switch r.IntN(12) {
-	case 0:
-		return " " + l
-	case 1:
-		return l + "\r"
-	case 2:
-		i := r.IntN(len(l) + 1)
-		return l[:i] + "\"" + l[i:]
-	case 3:
-		i := r.IntN(len(l) + 1)
-		return l[:i] + "\t" + l[i:]
-	case 4:
-		return l + " extra"
-	case 5:
-		return "[" + l
-	}
-	return l
-}
-
 // TestRestoreRandomKernel: random restore inputs from restoreLinePool,
-// bent by restoreMutate, through ebtables-restore and uswitch (300 of
+// bent by kerneltest.BendRestoreLine, through ebtables-restore and uswitch (300 of
 // them, from a fixed seed). Other seeds still find differences, of
 // three kinds not modelled: a second table line inside a table
 // (ebtables-restore then takes some inputs whose earlier commands
@@ -55,14 +35,7 @@ func TestRestoreRandomKernel(t *testing.T) {
 	kerneltest.Require(t, "ebtables", "ebtables-restore", "ebtables-save")
 	r := rand.New(rand.NewPCG(5, 17))
 	for i := 0; i < 300; i++ {
-		var b strings.Builder
-		if r.IntN(4) != 0 {
-			b.WriteString("*filter\n")
-		}
-		for n := 1 + r.IntN(6); n > 0; n-- {
-			b.WriteString(restoreMutate(r, restoreLinePool[r.IntN(len(restoreLinePool))]) + "\n")
-		}
-		in := b.String()
+		in := kerneltest.RandomRestoreInput(r, restoreLinePool, false)
 		ns := kerneltest.NewNetns(t)
 		_, stderr, code, err := ns.Run(in, "ebtables-restore")
 		if err != nil {
