@@ -108,14 +108,7 @@ func (rs *Ruleset) Exec(cl *CommandLine, out io.Writer) (next *Ruleset, err *Cmd
 		if c == nil || c.Builtin {
 			return nil, cmdFailed(msgNoChain)
 		}
-		for _, x := range t.Chains {
-			for i, r := range x.Rules {
-				if r.Verdict == VJump && r.Jump == c.Name {
-					x.Rules[i] = r.withJump(cl.NewName)
-				}
-			}
-		}
-		c.Name = cl.NewName
+		renameChain(t, c, cl.NewName)
 	case 'F':
 		if c := t.Chain(cl.Chain); cl.Chain != "" && (c == nil || c.gone) {
 			return nil, cmdFailed(msgNoChain)
@@ -149,11 +142,9 @@ func (rs *Ruleset) Exec(cl *CommandLine, out io.Writer) (next *Ruleset, err *Cmd
 		if cl.Op == 'A' {
 			c.Rules = append(c.Rules, cl.Rule)
 		} else {
-			pos := cl.RuleNum - 1
-			if pos > len(c.Rules) {
-				return nil, cmdFailed("Index of insertion too big")
+			if !insertRule(c, cl.RuleNum, cl.Rule) {
+				return nil, cmdFailed(msgInsertTooBig)
 			}
-			c.Rules = append(c.Rules[:pos], append([]*Rule{cl.Rule}, c.Rules[pos:]...)...)
 		}
 		if reachesLoop(t) {
 			return nil, cmdKernel(what, "Too many links", "rule in chain "+c.Name)
@@ -188,28 +179,67 @@ func (rs *Ruleset) Exec(cl *CommandLine, out io.Writer) (next *Ruleset, err *Cmd
 		if c == nil {
 			return nil, cmdFailed(msgNoChain)
 		}
-		// delete_entry: rule numbers of the list as the previous
-		// deletions left it
-		for n := cl.RuleNum - 1; ; {
-			switch {
-			case n < 0:
-				return nil, cmdFailed(msgBadRule)
-			case rs.Tables[id] == nil || c.Builtin && !c.Made:
-				// no chain in the kernel to find the rule in
-				return nil, cmdFailed(msgNoChain)
-			case n >= len(c.Rules):
-				return nil, cmdFailed("Index of deletion too big")
-			}
-			c.Rules = append(c.Rules[:n], c.Rules[n+1:]...)
-			n++
-			if n >= cl.RuleEnd {
-				break
-			}
+		if msg := deleteRange(c, cl.RuleNum, cl.RuleEnd, rs.Tables[id] != nil); msg != "" {
+			return nil, cmdFailed(msg)
 		}
 	default:
 		return nil, nil
 	}
 	return next, nil
+}
+
+// msgInsertTooBig is -I's message for a position past the chain's end
+// plus one.
+const msgInsertTooBig = "Index of insertion too big"
+
+// insertRule puts r at rule number num (1 first) of c, as -I does; false
+// when num is past the end plus one.
+func insertRule(c *Chain, num int, r *Rule) bool {
+	pos := num - 1
+	if pos > len(c.Rules) {
+		return false
+	}
+	c.Rules = append(c.Rules[:pos], append([]*Rule{r}, c.Rules[pos:]...)...)
+	return true
+}
+
+// deleteRange deletes rules from..end (1 first, end inclusive) of c as
+// ebtables-nft's delete_entry does: each number is of the list as the
+// previous deletions left it, so the rules deleted are every other one.
+// inTable says the chain's table is in the kernel; a builtin chain no rule
+// or policy made is not. It returns the command's message, or "" (rules
+// deleted before a failure stay deleted: the caller drops the batch).
+func deleteRange(c *Chain, from, end int, inTable bool) string {
+	for n := from - 1; ; {
+		switch {
+		case n < 0:
+			return msgBadRule
+		case !inTable || c.Builtin && !c.Made:
+			// no chain in the kernel to find the rule in
+			return msgNoChain
+		case n >= len(c.Rules):
+			return "Index of deletion too big"
+		}
+		c.Rules = append(c.Rules[:n], c.Rules[n+1:]...)
+		n++
+		if n >= end {
+			return ""
+		}
+	}
+}
+
+// renameChain renames c (-E). Jumps follow the chain (nft refers to it by
+// handle); rules are shared with older rule sets, so the jumping ones
+// are copied.
+func renameChain(t *Table, c *Chain, name string) {
+	for _, x := range t.Chains {
+		for i, r := range x.Rules {
+			if r.Verdict == VJump && r.Jump == c.Name {
+				x.Rules[i] = r.withJump(name)
+			}
+		}
+	}
+	c.Name = name
 }
 
 func hasAmong(r *Rule) bool {

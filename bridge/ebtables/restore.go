@@ -371,13 +371,10 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			st.fresh = map[*Rule]bool{}
 		}
 		st.fresh[r] = true
-		switch pos := cl.RuleNum - 1; {
-		case cl.Op == 'A':
+		if cl.Op == 'A' {
 			c.Rules = append(c.Rules, r)
-		case pos > len(c.Rules):
-			st.bad(n, "Index of insertion too big")
-		default:
-			c.Rules = append(c.Rules[:pos], append([]*Rule{r}, c.Rules[pos:]...)...)
+		} else if !insertRule(c, cl.RuleNum, r) {
+			st.bad(n, msgInsertTooBig)
 		}
 	case 'D':
 		c := tbl.Chain(cl.Chain)
@@ -386,8 +383,8 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			return nil
 		}
 		if !cl.ByNum {
-			if i := -1; cl.kernelErr == nil {
-				if i = findRule(c, cl.Rule); i >= 0 {
+			if cl.kernelErr == nil {
+				if i := findRule(c, cl.Rule); i >= 0 {
 					c.Rules = append(c.Rules[:i], c.Rules[i+1:]...)
 					return nil
 				}
@@ -395,25 +392,8 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			st.bad(n, msgBadRule)
 			return nil
 		}
-		// delete_entry: rule numbers of the list as the previous
-		// deletions left it (Ruleset.Exec's messages)
-		for k := cl.RuleNum - 1; ; {
-			switch {
-			case k < 0:
-				st.bad(n, msgBadRule)
-				return nil
-			case c.Builtin && !c.Made:
-				st.bad(n, msgNoChain)
-				return nil
-			case k >= len(c.Rules):
-				st.bad(n, "Index of deletion too big")
-				return nil
-			}
-			c.Rules = append(c.Rules[:k], c.Rules[k+1:]...)
-			k++
-			if k >= cl.RuleEnd {
-				return nil
-			}
+		if msg := deleteRange(c, cl.RuleNum, cl.RuleEnd, true); msg != "" {
+			st.bad(n, msg)
 		}
 	case 'N', 'P':
 		for _, name := range cl.newChains {
@@ -519,16 +499,7 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			st.bad(n, "File exists")
 			return nil
 		}
-		// jumps follow the chain (nft refers to it by handle); rules are
-		// shared with older rule sets, so the jumping ones are copied
-		for _, x := range tbl.Chains {
-			for i, r := range x.Rules {
-				if r.Verdict == VJump && r.Jump == c.Name {
-					x.Rules[i] = r.withJump(cl.NewName)
-				}
-			}
-		}
-		c.Name = cl.NewName
+		renameChain(tbl, c, cl.NewName)
 	}
 	return nil
 }
