@@ -97,7 +97,8 @@ func (rs *Ruleset) ExecEcho(c *CommandLine, echo io.Writer) (*Ruleset, error) {
 	}
 	if c.Op == 'Z' || (c.Zero && (c.Op == 'L' || c.Op == 'S')) {
 		t := rs.table(tid)
-		if c.Chain != "" && t.byName[c.Chain] == nil {
+		if ch := t.byName[c.Chain]; c.Chain != "" && (ch == nil || c.Op == 'Z' && ch.Builtin && !ch.made) {
+			// a builtin chain nothing made is not in the kernel
 			return nil, lineFailedCmd(msgNoChain)
 		}
 		rn := 0
@@ -114,10 +115,9 @@ func (rs *Ruleset) ExecEcho(c *CommandLine, echo io.Writer) (*Ruleset, error) {
 		t = t.clone()
 	}
 	st.cur = t
-	// what iptables-nft 1.8.9 says where the restore path says less:
-	// a rule number past the end of a chain that has rules (an empty
-	// chain has no rule to find: ENOENT), and -X of a builtin chain
-	// (ENOENT when empty, the kernel's EBUSY when it has rules)
+	// what iptables-nft 1.8.9 says where the restore path says less: a
+	// rule number past the end of a chain that has rules (an empty
+	// chain has no rule to find: ENOENT)
 	ch := t.byName[c.cmd.chain]
 	switch {
 	case ch == nil:
@@ -129,11 +129,6 @@ func (rs *Ruleset) ExecEcho(c *CommandLine, echo io.Writer) (*Ruleset, error) {
 			return nil, lineFailedCmd("Index of replacement too big")
 		}
 		return nil, lineFailedCmd("Index of deletion too big")
-	case c.cmd.op == 'X' && ch.Builtin:
-		if len(ch.Rules) == 0 {
-			return nil, lineFailedCmd(msgNoChain)
-		}
-		return nil, &CmdError{4, fmt.Sprintf("%s %s:  CHAIN_DEL failed (Device or resource busy): chain %s\n", cmdProgram, Version, ch.Name)}
 	}
 	if err := st.apply(&c.cmd, 1); err != nil {
 		return nil, CommandError(err)

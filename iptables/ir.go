@@ -144,6 +144,17 @@ type Chain struct {
 	Reach netfilter.HookMask
 	// refs counts rules jumping here (for -X).
 	refs int
+	// made: a builtin chain the kernel has. iptables-nft 1.8.9 makes a
+	// builtin chain only when something names it (a chain line, -P,
+	// -A, -I, -R, -F), and -X deletes one that is empty with policy
+	// ACCEPT; iptables-save shows every builtin chain either way.
+	made bool
+	// cachePolicy is the policy of iptables-nft's cached copy of a made
+	// builtin chain while a batch is built (nft_may_delete_chain reads
+	// it, -Z sets it again): the kernel's when the batch began, ACCEPT
+	// for a chain the batch made. A -P or chain line goes into the
+	// batch, not into this copy.
+	cachePolicy Verdict
 	// index is the compiled classifier (nil: walk linearly); built by
 	// Ruleset.Compile once the chain is final.
 	index *chainIndex

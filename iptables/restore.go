@@ -153,12 +153,21 @@ type loadState struct {
 	// what it reports instead
 	failed error
 	// made: the table being edited got a chain line or a command that
-	// makes something (-A, -I, -R, -N, -P); one that got neither is not
-	// made in the kernel by the commit (iptables-save shows none)
+	// makes something (-A, -I, -R, -N, -P, -F of a chain); one that got
+	// neither is not made in the kernel by the commit (iptables-save
+	// shows none)
 	made bool
-	l    *Loader
-	rs   *Ruleset
-	cur  *Table // table being edited, nil outside *TABLE ... COMMIT
+	// kernelFails are the table's messages the kernel refuses when the
+	// batch commits, in line order
+	kernelFails []kernelFail
+	// batchChains are the user chains the table's batch made (-N, a
+	// chain line): the kernel cannot rename one in the same batch
+	batchChains map[*Chain]bool
+	// renames are the table's -E, done when it commits
+	renames []rename
+	l       *Loader
+	rs      *Ruleset
+	cur     *Table // table being edited, nil outside *TABLE ... COMMIT
 	// skip is set while a table other than Loader.Table is read.
 	skip bool
 	// words and parser are reused by every command line (nothing
@@ -225,6 +234,8 @@ func (st *loadState) line(s string, n int) error {
 			t = t.clone()
 		}
 		st.cur, st.made = t, false
+		st.kernelFails, st.renames = st.kernelFails[:0], st.renames[:0]
+		clear(st.batchChains)
 		return nil
 	}
 	if st.skip {
@@ -269,6 +280,7 @@ func (st *loadState) chainLine(s string, n int) error {
 	}
 	t := st.cur
 	if c := t.byName[name]; c != nil && c.Builtin {
+		makeBuiltin(c)
 		// the counters are read only with -c (iptables-restore 1.8.9
 		// takes ":INPUT DROP [0:x]" and ":INPUT DROP foo" without it)
 		var ctr Counters
@@ -302,12 +314,22 @@ func (st *loadState) chainLine(s string, n int) error {
 		return nil
 	}
 	if c := t.byName[name]; c != nil {
-		// an existing user chain is flushed (nft_cmd_chain_restore)
+		// an existing user chain is flushed (nft_cmd_chain_restore),
+		// and added again with the batch
 		t.flushChain(c)
+		st.madeInBatch(c)
 		return nil
 	}
-	t.addUserChain(name)
+	st.madeInBatch(t.addUserChain(name))
 	return nil
+}
+
+// madeInBatch notes a user chain the table's batch makes.
+func (st *loadState) madeInBatch(c *Chain) {
+	if st.batchChains == nil {
+		st.batchChains = map[*Chain]bool{}
+	}
+	st.batchChains[c] = true
 }
 
 // parseBracketCounters parses "[pkts:bytes]".
@@ -378,7 +400,8 @@ const (
 func (st *loadState) apply(cmd *command, n int) error {
 	t := st.cur
 	c := t.byName[cmd.chain]
-	if strings.IndexByte("AIRNP", cmd.op) >= 0 {
+	if strings.IndexByte("AIRNP", cmd.op) >= 0 || cmd.op == 'F' && c != nil {
+		// (-F of a chain makes it, a builtin one included)
 		st.made = true
 	}
 	for _, r := range cmd.rules {
@@ -398,6 +421,7 @@ func (st *loadState) apply(cmd *command, n int) error {
 		if c == nil {
 			return lineFailed(n, msgNoChain)
 		}
+		makeBuiltin(c)
 		c.Rules = append(c.Rules, cmd.rules...)
 	case 'I':
 		if c == nil {
@@ -407,6 +431,7 @@ func (st *loadState) apply(cmd *command, n int) error {
 		if pos > len(c.Rules) {
 			return lineFailed(n, msgIndex)
 		}
+		makeBuiltin(c)
 		st.echoRules(cmd.rules...)
 		for _, r := range cmd.rules {
 			c.Rules = append(c.Rules[:pos], append([]*Rule{r}, c.Rules[pos:]...)...)
@@ -421,6 +446,7 @@ func (st *loadState) apply(cmd *command, n int) error {
 		if cmd.rulenum > len(c.Rules) {
 			return lineFailed(n, msgNoChain)
 		}
+		makeBuiltin(c)
 		st.echoRules(cmd.rules[0])
 		c.Rules[cmd.rulenum-1] = cmd.rules[0]
 	case 'D':
@@ -456,14 +482,22 @@ func (st *loadState) apply(cmd *command, n int) error {
 		if c != nil {
 			return lineFailed(n, "Chain already exists")
 		}
-		t.addUserChain(cmd.chain)
+		st.madeInBatch(t.addUserChain(cmd.chain))
 	case 'X':
 		if cmd.chain == "" {
 			for _, uc := range t.userChains() {
 				if t.referenced(uc.Name) {
-					return &RestoreError{Kind: KindKernel, Line: n, Msg: fmt.Sprintf("CHAIN_DEL failed (Device or resource busy): chain %s", uc.Name)}
+					st.kernelFail(n, "CHAIN_DEL failed (Device or resource busy): chain "+uc.Name)
 				}
 				t.delChain(uc)
+			}
+			// and every builtin chain nft_may_delete_chain lets go: made,
+			// empty (the kernel's rules counted too), its cached policy
+			// ACCEPT. A policy this batch set on it is lost with it.
+			for _, bc := range t.Chains {
+				if bc.Builtin && bc.made && bc.cachePolicy == VerdictAccept && len(bc.Rules) == 0 {
+					deleteBuiltin(bc)
+				}
 			}
 			return nil
 		}
@@ -471,11 +505,22 @@ func (st *loadState) apply(cmd *command, n int) error {
 			return lineFailed(n, msgNoChain)
 		}
 		if c.Builtin {
-			return lineFailed(n, "Operation not permitted")
+			// a builtin chain goes as in a bare -X, but the kernel's own
+			// rules are not in the cache: the kernel refuses then (EBUSY)
+			switch {
+			case !c.made:
+				return lineFailed(n, msgNoChain)
+			case c.cachePolicy != VerdictAccept || hasFresh(c):
+				return lineFailed(n, "Directory not empty")
+			case len(c.Rules) > 0:
+				st.kernelFail(n, "CHAIN_DEL failed (Device or resource busy): chain "+c.Name)
+			}
+			deleteBuiltin(c)
+			return nil
 		}
 		t.flushChain(c)
 		if t.referenced(c.Name) {
-			return &RestoreError{Kind: KindKernel, Line: n, Msg: fmt.Sprintf("CHAIN_DEL failed (Device or resource busy): chain %s", c.Name)}
+			st.kernelFail(n, "CHAIN_DEL failed (Device or resource busy): chain "+c.Name)
 		}
 		t.delChain(c)
 	case 'F':
@@ -497,11 +542,12 @@ func (st *loadState) apply(cmd *command, n int) error {
 		if c == nil {
 			return lineFailed(n, msgNoChain)
 		}
+		makeBuiltin(c)
 		t.flushChain(c)
 	case 'Z':
 		chains := t.Chains
 		if cmd.chain != "" {
-			if c == nil {
+			if c == nil || c.Builtin && !c.made {
 				return lineFailed(n, msgNoChain)
 			}
 			chains = []*Chain{c}
@@ -518,31 +564,28 @@ func (st *loadState) apply(cmd *command, n int) error {
 			for i, r := range ch.Rules {
 				ch.Rules[i] = r.withCounters(Counters{})
 			}
-			if ch.Builtin {
-				// zeroing sets the chain again with the policy the
-				// kernel has for it (iptables-restore's cache: ACCEPT
-				// for a chain this input makes), undoing a policy this
-				// input set
-				ch.Policy = VerdictAccept
-				if st.l.NoFlush && st.l.Base != nil && st.l.Base.Tables[t.ID] != nil {
-					if bc := st.l.Base.Tables[t.ID].byName[ch.Name]; bc != nil {
-						ch.Policy = bc.Policy
-					}
-				}
+			if ch.Builtin && ch.made {
+				// zeroing sets the chain again with the cache's copy:
+				// the policy the kernel has for it (ACCEPT for a chain
+				// this input made), undoing a policy this input set
+				ch.Policy = ch.cachePolicy
 			}
 		}
 	case 'P':
 		if c == nil || !c.Builtin {
 			return lineFailed(n, msgBuiltin)
 		}
+		var v Verdict
 		switch cmd.policy {
 		case "ACCEPT":
-			c.Policy = VerdictAccept
+			v = VerdictAccept
 		case "DROP":
-			c.Policy = VerdictDrop
+			v = VerdictDrop
 		default:
 			return lineFailed(n, msgBadPolicy)
 		}
+		makeBuiltin(c)
+		c.Policy = v
 	case 'E':
 		if c == nil {
 			return lineFailed(n, msgNoChain)
@@ -553,18 +596,75 @@ func (st *loadState) apply(cmd *command, n int) error {
 		if t.byName[cmd.newName] != nil {
 			return lineFailed(n, "File exists")
 		}
+		// nft_chain_user_rename queues the rename by the chain's handle
+		// and leaves iptables-nft's cache as it was: the batch's later
+		// commands still name the chain by its old name, and the kernel
+		// renames it when the batch commits. A chain this batch made has
+		// no handle yet: the kernel finds nothing to rename.
+		if st.batchChains[c] {
+			st.kernelFail(n, "CHAIN_RENAME failed (No such file or directory): chain "+cmd.newName)
+		}
+		st.renames = append(st.renames, rename{c, cmd.newName})
+	}
+	return nil
+}
+
+// rename is a -E the batch commits.
+type rename struct {
+	c    *Chain
+	name string
+}
+
+// kernelFail is a message of the batch the kernel refuses at commit.
+type kernelFail struct {
+	line int
+	msg  string
+}
+
+// kernelFail records that the kernel refuses line n's message when the
+// batch commits (the batch then fails: the commands after it still run
+// against iptables-nft's cache).
+func (st *loadState) kernelFail(n int, msg string) {
+	st.kernelFails = append(st.kernelFails, kernelFail{n, msg})
+}
+
+// kernelFailError is the batch's failed messages as iptables-nft 1.8.9
+// prints them, one line each, at most maxBatchErrors.
+func (st *loadState) kernelFailError() error {
+	fails := st.kernelFails
+	if len(fails) > maxBatchErrors {
+		fails = fails[:maxBatchErrors]
+	}
+	var msg strings.Builder
+	for i, f := range fails {
+		if i > 0 {
+			fmt.Fprintf(&msg, "\nline %d: ", f.line)
+		}
+		msg.WriteString(f.msg)
+	}
+	return &RestoreError{Kind: KindKernel, Line: fails[0].line, Msg: msg.String()}
+}
+
+// applyRenames does the batch's -E in order, on the chains still there.
+func (st *loadState) applyRenames() {
+	t := st.cur
+	for _, rn := range st.renames {
+		c := rn.c
+		if t.byName[c.Name] != c {
+			continue // deleted after its -E
+		}
 		for _, ch := range t.Chains {
 			for _, r := range ch.Rules {
 				if r.jumpName == c.Name {
-					r.jumpName = cmd.newName
+					r.jumpName = rn.name
 				}
 			}
 		}
 		delete(t.byName, c.Name)
-		c.Name = cmd.newName
+		c.Name = rn.name
 		t.byName[c.Name] = c
 	}
-	return nil
+	st.renames = st.renames[:0]
 }
 
 func (r *Rule) withCounters(c Counters) *Rule {
@@ -596,6 +696,7 @@ func ruleSpec(r *Rule) string {
 // committed, binds jumps, and installs the table in the working set.
 func (st *loadState) commit(n int) error {
 	t := st.cur
+	st.applyRenames()
 	t.sortChains()
 	if st.l.Test {
 		// --test aborts the batch instead of committing it: what only
@@ -606,6 +707,9 @@ func (st *loadState) commit(n int) error {
 	}
 	if st.pendingJump != "" {
 		return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Chain '%s' does not exist", st.pendingJump)}
+	}
+	if len(st.kernelFails) > 0 {
+		return st.kernelFailError()
 	}
 	// every jump target must exist (nft checks this at commit and
 	// reports the COMMIT line)
@@ -840,6 +944,8 @@ func (t *Table) clone() *Table {
 	nt := &Table{ID: t.ID, byName: make(map[string]*Chain, len(t.Chains))}
 	for _, c := range t.Chains {
 		nc := *c
+		// a copy starts a batch: the cache holds the policy it has
+		nc.cachePolicy = c.Policy
 		nc.Rules = make([]*Rule, len(c.Rules))
 		for i, r := range c.Rules {
 			nr := *r
@@ -917,6 +1023,37 @@ func (t *Table) userChains() []*Chain {
 }
 
 func (t *Table) flushChain(c *Chain) { c.Rules = nil }
+
+// makeBuiltin notes that the batch makes builtin chain c in the kernel
+// (nft_xt_builtin_init for one chain, when a command names it): the
+// cache's copy has the default policy, ACCEPT.
+func makeBuiltin(c *Chain) {
+	if c != nil && c.Builtin && !c.made {
+		c.made, c.cachePolicy = true, VerdictAccept
+	}
+}
+
+// deleteBuiltin deletes builtin chain c from the kernel (-X): it is shown
+// again with policy ACCEPT and no counters, and made again by the next
+// command that names it.
+func deleteBuiltin(c *Chain) {
+	c.made = false
+	c.Policy, c.cachePolicy = VerdictAccept, VerdictAccept
+	c.Counters = Counters{}
+	c.hits = new(hitCounter)
+}
+
+// hasFresh reports whether c has a rule this batch added (one in
+// iptables-nft's rule cache, unlike the kernel's own rules when a
+// single chain is deleted).
+func hasFresh(c *Chain) bool {
+	for _, r := range c.Rules {
+		if r.fresh {
+			return true
+		}
+	}
+	return false
+}
 
 func (t *Table) referenced(name string) bool {
 	for _, c := range t.Chains {

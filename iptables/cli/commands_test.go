@@ -57,32 +57,83 @@ var sequences = [][]string{
 	},
 }
 
+// builtinSequences make and delete builtin chains: iptables-nft 1.8.9
+// makes one only when a command names it (-P, -A, -I, -R, -F; -Z and -X
+// of one it has not made say ENOENT), and -X deletes one that is empty
+// with policy ACCEPT (counters and all) and refuses one with policy DROP
+// ("Directory not empty"). They run against a rule set held in memory,
+// as a running uswitch holds it: a --file is an iptables-save text,
+// which shows every builtin chain, so a chain read back from it is
+// always made.
+var builtinSequences = [][]string{
+	{
+		"-Z INPUT", "-X INPUT", "-F INPUT", "-X INPUT", "-X INPUT", "-Z INPUT", "-P INPUT DROP", "-X INPUT",
+		"-X", "-P INPUT ACCEPT", "-X", "-Z INPUT", "-A OUTPUT -j ACCEPT", "-X OUTPUT", "-X", "-S",
+		"-I FORWARD 2 -j ACCEPT", "-X FORWARD", "-R FORWARD 1 -j DROP", "-X FORWARD", "-N foo", "-X FORWARD",
+		"-D OUTPUT 1", "-X OUTPUT", "-X OUTPUT", "-t nat -A POSTROUTING -j MASQUERADE", "-t nat -F", "-t nat -X",
+		"-t nat -Z POSTROUTING", "-t nat -X PREROUTING", "-t nat -S",
+	},
+}
+
+// memory is a Backend that keeps the rule set in memory, as the control
+// socket's does.
+type memory struct{ rs *iptables.Ruleset }
+
+func (m *memory) Load() (*iptables.Ruleset, error) { return m.rs, nil }
+
+func (m *memory) Store(next *iptables.Ruleset) error { m.rs = next; return nil }
+
 // TestCommandsAgainstKernel runs the sequences on the real iptables and
-// on uswitch iptables --file.
+// on uswitch iptables, with the rule set in a --file and in memory (and
+// builtinSequences in memory only).
 func TestCommandsAgainstKernel(t *testing.T) {
 	kerneltest.Require(t)
 	var agree, total int
-	for i, seq := range sequences {
+	type run struct {
+		seq  []string
+		file bool
+	}
+	var runs []run
+	for _, seq := range sequences {
+		runs = append(runs, run{seq, true}, run{seq, false})
+	}
+	for _, seq := range builtinSequences {
+		runs = append(runs, run{seq, false})
+	}
+	for i, r := range runs {
 		ns := kerneltest.NewNetns(t)
 		path := filepath.Join(t.TempDir(), "rules")
-		for _, line := range seq {
+		mem := &memory{}
+		for _, line := range r.seq {
 			args := splitArgs(line)
 			total++
 			ko, ke, kc, err := ns.Run("", append([]string{"iptables"}, args...)...)
 			if err != nil {
 				t.Fatal(err)
 			}
-			uo, ue, uc := runFile(path, args...)
 			ksave, err := ns.Save()
 			if err != nil {
 				t.Fatal(err)
 			}
-			usave := fileSave(t, path)
+			var uo, ue, usave string
+			var uc int
+			if r.file {
+				uo, ue, uc = runFile(path, args...)
+				usave = fileSave(t, path)
+			} else {
+				var o, e, b strings.Builder
+				uc = Run(args, mem, &FileNames{}, &o, &e)
+				uo, ue = o.String(), e.String()
+				if mem.rs != nil {
+					mem.rs.Save(&b, iptables.SaveOptions{})
+				}
+				usave = b.String()
+			}
 			if ko == uo && ke == ue && kc == uc && ksave == usave {
 				agree++
 				continue
 			}
-			t.Errorf("sequence %d: iptables %s:\n%s%s", i, line,
+			t.Errorf("run %d (file %v): iptables %s:\n%s%s", i, r.file, line,
 				kerneltest.LineDiff(ko+ke+fmt.Sprint(kc), uo+ue+fmt.Sprint(uc), 6), kerneltest.LineDiff(ksave, usave, 6))
 		}
 	}
