@@ -175,6 +175,12 @@ type Chain struct {
 	// gone: a base chain -X deleted; until made again, -F, -Z and -X
 	// of it fail ("No chain"), where one never made passes
 	gone bool
+	// cachePolicy is the policy of ebtables-restore's cached copy of a
+	// made builtin chain while a restore builds its batch (-X deletes
+	// the chain only when it is ACCEPT, -Z sets it again): the kernel's
+	// when the restore began, ACCEPT for a chain the restore made. A -P
+	// or chain line goes into the batch, not into this copy.
+	cachePolicy Verdict
 }
 
 // MACMatch is -s or -d: the frame's address masked equals Addr.

@@ -1,6 +1,7 @@
 package ebtables
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -111,6 +112,17 @@ var restoreLines = []struct{ name, in string }{
 	{"counters cut a command", "*filter\n[1] -A FORWARD -j DROP:x\n"},
 	{"counters with a colon later", "*filter\n[1:2 x] -A FORWARD -j DROP]y\n"},
 	{"long comment", "*filter\n#" + strings.Repeat("x", 10300) + " -A FORWARD -j DROP\n"},
+	// builtin chains are made when something names them; -X deletes
+	// an empty one whose cached policy is ACCEPT (iptables/nft.c
+	// nft_chain_del, shared with iptables-restore)
+	{"bare -X undoes a policy", "*filter\n-P FORWARD DROP\n-X\n"},
+	{"bare -X undoes a chain line's policy", "*filter\n:FORWARD DROP\n-X\n"},
+	{"bare -X keeps a chain with rules", "*filter\n-A FORWARD -j ACCEPT\n-P FORWARD DROP\n-X\n"},
+	{"-X of a builtin chain", "*filter\n-P FORWARD DROP\n-X FORWARD\n"},
+	{"-X of a builtin chain with rules", "*filter\n-A FORWARD -j ACCEPT\n-X FORWARD\n"},
+	{"-X of a builtin chain not made", "*filter\n-X FORWARD\n"},
+	{"-Z of a builtin chain not made", "*filter\n-Z FORWARD\n"},
+	{"-X then a rule", "*filter\n-P FORWARD DROP\n-X\n-A FORWARD -j ACCEPT\n"},
 }
 
 func TestRestoreLinesKernel(t *testing.T) {
@@ -136,6 +148,50 @@ func TestRestoreLinesKernel(t *testing.T) {
 				t.Fatalf("uswitch: %v; ebtables-restore loaded it", lerr)
 			}
 			sameAsKernelSave(t, ns, rs)
+		})
+	}
+}
+
+// noflushBuiltinCases: ebtables-restore --noflush on a kernel base
+// restored first: the kernel's builtin chains are in the cache with their
+// own policy and rules, so -X deletes only an empty ACCEPT one.
+var noflushBuiltinCases = []struct{ base, in string }{
+	{"*filter\n-P FORWARD DROP\n", "*filter\n-X FORWARD\nCOMMIT\n"},
+	{"*filter\n-A FORWARD -j ACCEPT\n", "*filter\n-X FORWARD\nCOMMIT\n"},
+	{"*filter\n-P FORWARD ACCEPT\n", "*filter\n-X FORWARD\nCOMMIT\n"},
+	{"*filter\n-P FORWARD DROP\n", "*filter\n-P FORWARD DROP\n-X\nCOMMIT\n"},
+	{"*filter\n-P FORWARD DROP\n", "*filter\n-P FORWARD ACCEPT\n-X\nCOMMIT\n"},
+	{"*filter\n-P INPUT DROP\n", "*filter\n-P FORWARD DROP\n-X\n-Z\nCOMMIT\n"},
+	{"*filter\n-P FORWARD ACCEPT\n", "*filter\n-X FORWARD\n-X FORWARD\nCOMMIT\n"},
+}
+
+func TestRestoreNoFlushBuiltinKernel(t *testing.T) {
+	kerneltest.Require(t, "ebtables", "ebtables-restore", "ebtables-save")
+	for i, c := range noflushBuiltinCases {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			ns := kerneltest.NewNetns(t)
+			if _, stderr, code, err := ns.Run(c.base, "ebtables-restore"); err != nil || code != 0 {
+				t.Fatalf("base: %v, exit %d: %s", err, code, stderr)
+			}
+			base, lerr := (&Loader{}).Load(c.base)
+			if lerr != nil {
+				t.Fatalf("base: %v", lerr)
+			}
+			_, stderr, code, err := ns.Run(c.in, "ebtables-restore", "--noflush")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs, lerr := (&Loader{NoFlush: true, Base: base}).Load(c.in)
+			switch {
+			case code != 0 && lerr == nil:
+				t.Fatalf("%q: uswitch loaded it; ebtables-restore exit %d\n%s", c.in, code, stderr)
+			case code != 0 && (lerr.Stderr != stderr || lerr.ExitCode != code):
+				t.Fatalf("%q: uswitch exit %d\n%s\nebtables-restore exit %d\n%s", c.in, lerr.ExitCode, lerr.Stderr, code, stderr)
+			case code == 0 && lerr != nil:
+				t.Fatalf("%q: uswitch: %v; ebtables-restore loaded it", c.in, lerr)
+			case code == 0:
+				sameAsKernelSave(t, ns, rs)
+			}
 		})
 	}
 }

@@ -93,6 +93,7 @@ func (rs *Ruleset) Clone() *Ruleset {
 		nt := &Table{ID: t.ID}
 		for _, c := range t.Chains {
 			nc := *c
+			nc.cachePolicy = c.Policy
 			nc.Rules = append([]*Rule(nil), c.Rules...)
 			nt.Chains = append(nt.Chains, &nc)
 		}
@@ -175,10 +176,10 @@ func (l *Loader) Load(text string) (*Ruleset, *RestoreError) {
 }
 
 // made reports whether the restore made anything in t: a user chain,
-// or a builtin chain by a rule or a policy.
+// or a builtin chain by a rule or a policy (deleted again or not).
 func (t *Table) made() bool {
 	for _, c := range t.Chains {
-		if !c.Builtin || c.Made || len(c.Rules) > 0 {
+		if !c.Builtin || c.Made || c.gone || len(c.Rules) > 0 {
 			return true
 		}
 	}
@@ -312,7 +313,7 @@ func (st *loadState) chainLine(n int, s string) *RestoreError {
 		return nil
 	}
 	c.Policy = pol
-	c.Made = true
+	c.make()
 	return nil
 }
 
@@ -366,7 +367,7 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 		if st.counters && !cl.counters {
 			r.Hits.Set(st.pcnt, st.bcnt)
 		}
-		c.Made = true
+		c.make()
 		if st.fresh == nil {
 			st.fresh = map[*Rule]bool{}
 		}
@@ -410,13 +411,19 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 				return nil
 			}
 			c.Policy = cl.Policy
-			c.Made = true
+			c.make()
 		}
 	case 'X':
 		if cl.Chain == "" {
+			// the user chains, and each made builtin chain that is empty
+			// with ACCEPT in the cache (nft_may_delete_chain): a policy
+			// this input set on it goes with it
 			var keep []*Chain
 			for _, c := range tbl.Chains {
 				if c.Builtin {
+					if c.Made && c.cachePolicy == VAccept && len(c.Rules) == 0 {
+						c.unmake()
+					}
 					keep = append(keep, c)
 				}
 			}
@@ -424,7 +431,18 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			return nil
 		}
 		c := tbl.Chain(cl.Chain)
-		if c == nil || c.Builtin {
+		if c != nil && c.Builtin {
+			switch {
+			case !c.Made:
+				st.bad(n, msgNoChain)
+			case c.cachePolicy != VAccept || len(c.Rules) > 0:
+				st.bad(n, "Directory not empty")
+			default:
+				c.unmake()
+			}
+			return nil
+		}
+		if c == nil {
 			st.bad(n, msgNoChain)
 			return nil
 		}
@@ -458,13 +476,8 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 		// kernel has for it (ebtables-restore's cache: ACCEPT for a
 		// chain this input makes), undoing a policy this input set
 		for _, c := range tbl.Chains {
-			if c.Builtin && (cl.Chain == "" || c.Name == cl.Chain) {
-				c.Policy = VAccept
-				if l.Base != nil && l.NoFlush && l.Base.Tables[tbl.ID] != nil {
-					if bc := l.Base.Tables[tbl.ID].Chain(c.Name); bc != nil {
-						c.Policy = bc.Policy
-					}
-				}
+			if c.Builtin && c.Made && (cl.Chain == "" || c.Name == cl.Chain) {
+				c.Policy = c.cachePolicy
 			}
 		}
 		// zeroing replaces each rule whose counters are not zero, and
@@ -502,6 +515,20 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 		renameChain(tbl, c, cl.NewName)
 	}
 	return nil
+}
+
+// make notes that the restore makes c in the kernel: a builtin chain
+// made now is cached with the default policy, ACCEPT.
+func (c *Chain) make() {
+	if !c.Made {
+		c.Made, c.gone, c.cachePolicy = true, false, VAccept
+	}
+}
+
+// unmake deletes builtin chain c (-X): it lists again as ACCEPT, and the
+// next command that names it makes it again.
+func (c *Chain) unmake() {
+	c.Made, c.gone, c.Policy, c.cachePolicy = false, true, VAccept, VAccept
 }
 
 // bad records a command the batch cannot be built for, unless an
