@@ -67,7 +67,19 @@
 // of iptables-restore, on the line iptables-nft blames: the rule, or the
 // later jump that made it reachable from a forbidden hook. Nothing is
 // applied until every table has committed: Load returns a new Ruleset or
-// an error, never half of one. Loader.Test is --test: commands are parsed
+// an error, never half of one.
+//
+// The batch is built as iptables-nft 1.8.9 builds it against its cache
+// of the kernel's table: a command the cache refuses (a missing chain or
+// rule, a bad index) fails at COMMIT with its own line, the first such
+// failure winning; what the kernel refuses when the batch commits
+// (CHAIN_DEL of a busy chain, CHAIN_RENAME of a chain the same batch
+// made) is reported there too, one line per message. A builtin chain is
+// made only when something names it (a chain line, -P, -A, -I, -R, -F;
+// Chain.made), and -X deletes one that is empty with ACCEPT in the
+// cache, so a policy the same batch set goes with it; -E renames when
+// the batch commits, the later commands still naming the old chain.
+// Loader.Test is --test: commands are parsed
 // but iptables-nft never runs them nor commits the batch, so only what
 // reading and parsing refuse is reported.
 //
