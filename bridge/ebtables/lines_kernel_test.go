@@ -123,6 +123,16 @@ var restoreLines = []struct{ name, in string }{
 	{"-X of a builtin chain not made", "*filter\n-X FORWARD\n"},
 	{"-Z of a builtin chain not made", "*filter\n-Z FORWARD\n"},
 	{"-X then a rule", "*filter\n-P FORWARD DROP\n-X\n-A FORWARD -j ACCEPT\n"},
+	// a user chain made and deleted (or renamed) in one batch: the
+	// kernel refuses its CHAIN_USER_ADD and every later message naming it
+	{"new chain deleted", "*filter\n-N foo\n-X foo\n"},
+	{"chain line deleted by a bare -X", "*filter\n:foo RETURN\n-X\n"},
+	{"new chain flushed, deleted", "*filter\n-N foo\n-F foo\n-X foo\n"},
+	{"new chain with a rule deleted", "*filter\n-N foo\n-A foo -j ACCEPT\n-X foo\n"},
+	{"new chain jumped to, deleted", "*filter\n-N foo\n-A FORWARD -j foo\n-X\n"},
+	{"new chain deleted, COMMIT", "*filter\n-N foo\n-A foo -j ACCEPT\n-X foo\nCOMMIT\n"},
+	{"new chain renamed", "*filter\n-N foo\n-E foo bar\n"},
+	{"two new chains deleted", "*filter\n-N foo\n-N bar -P DROP\n-X\n"},
 }
 
 func TestRestoreLinesKernel(t *testing.T) {
@@ -163,6 +173,12 @@ var noflushBuiltinCases = []struct{ base, in string }{
 	{"*filter\n-P FORWARD DROP\n", "*filter\n-P FORWARD ACCEPT\n-X\nCOMMIT\n"},
 	{"*filter\n-P INPUT DROP\n", "*filter\n-P FORWARD DROP\n-X\n-Z\nCOMMIT\n"},
 	{"*filter\n-P FORWARD ACCEPT\n", "*filter\n-X FORWARD\n-X FORWARD\nCOMMIT\n"},
+	// a user chain the kernel has is not deleted while it has rules or a
+	// rule jumps to it (CHAIN_DEL, EBUSY)
+	{"*filter\n-N foo\n-A foo -j ACCEPT\n", "*filter\n-X\n"},
+	{"*filter\n-N foo\n-A foo -j ACCEPT\n", "*filter\n-X foo\nCOMMIT\n"},
+	{"*filter\n-N foo\n-A FORWARD -j foo\n", "*filter\n-X foo\n"},
+	{"*filter\n-N foo\n", "*filter\n-E foo bar\n"},
 }
 
 func TestRestoreNoFlushBuiltinKernel(t *testing.T) {

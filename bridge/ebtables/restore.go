@@ -2,6 +2,7 @@ package ebtables
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -64,13 +65,33 @@ func (l *Loader) commitError() *RestoreError {
 	return &RestoreError{ExitCode: 1, Stderr: fmt.Sprintf("%s %s: %s: final implicit COMMIT failed\n", p, version, p)}
 }
 
-func (l *Loader) kernelError(line int, what, errno, chain string) *RestoreError {
+// kernelFail is a message of the batch the kernel refuses when it
+// commits: "WHAT failed (ERRNO): OBJECT", from line.
+type kernelFail struct {
+	line int
+	msg  string
+}
+
+// kernelFail records that the kernel refuses line n's message (what, its
+// errno text, and the object, "rule in chain X" or "chain X").
+func (st *loadState) kernelFail(n int, what, errno, object string) {
+	st.kernelFails = append(st.kernelFails, kernelFail{n, fmt.Sprintf("%s failed (%s): %s", what, errno, object)})
+}
+
+// kernelError is the batch's refused messages as ebtables-nft prints
+// them: one line each, in line order (the ebtables command: its one).
+func (l *Loader) kernelError(fails []kernelFail) *RestoreError {
 	if l.cmdMode {
-		return &RestoreError{ExitCode: 4, Stderr: fmt.Sprintf(
-			"%s %s:  %s failed (%s): rule in chain %s\n", l.prog(), version, what, errno, chain)}
+		return &RestoreError{ExitCode: 4, Stderr: fmt.Sprintf("%s %s:  %s\n", l.prog(), version, fails[0].msg)}
 	}
-	return &RestoreError{ExitCode: 4, Line: line, Stderr: fmt.Sprintf(
-		"%s %s: \nline %d: %s failed (%s): rule in chain %s\n", l.prog(), version, line, what, errno, chain)}
+	fails = slices.Clone(fails)
+	slices.SortStableFunc(fails, func(a, b kernelFail) int { return a.line - b.line })
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s: \n", l.prog(), version)
+	for _, f := range fails {
+		fmt.Fprintf(&b, "line %d: %s\n", f.line, f.msg)
+	}
+	return &RestoreError{ExitCode: 4, Line: fails[0].line, Stderr: b.String()}
 }
 
 // newTable makes a table with its builtin chains, policy ACCEPT.
@@ -117,9 +138,19 @@ type loadState struct {
 	// sawTable: a table line was read (the "line N failed" message
 	// then has no errno text: ebtables-restore's ENOENT of its start is
 	// gone once it has worked on a table)
-	sawTable  bool
-	kernelErr *RestoreError
-	badJump   string
+	sawTable bool
+	// kernelFails are the messages the kernel refuses when the batch
+	// commits
+	kernelFails []kernelFail
+	// batchChains are the user chains this input made (-N, a chain
+	// line), with the line. The kernel cannot delete or rename one in
+	// the same batch: it refuses the CHAIN_USER_ADD (EOPNOTSUPP) and
+	// what named the chain after it (ENOENT).
+	batchChains map[*Chain]int
+	// named are the later messages that name such a chain: rules into
+	// it or jumping to it, flushes of it
+	named map[*Chain][]kernelFail
+	badJump     string
 	// fresh are the rules this input added (for -Z)
 	fresh map[*Rule]bool
 	// the line's "[pcnt:bcnt]" (Loader.Counters)
@@ -158,8 +189,8 @@ func (l *Loader) Load(text string) (*Ruleset, *RestoreError) {
 	if st.commitBad {
 		return nil, l.commitError()
 	}
-	if st.kernelErr != nil {
-		return nil, st.kernelErr
+	if len(st.kernelFails) > 0 {
+		return nil, l.kernelError(st.kernelFails)
 	}
 	if st.loops() {
 		return nil, l.commitError()
@@ -305,7 +336,7 @@ func (st *loadState) chainLine(n int, s string) *RestoreError {
 			st.bad(n, "")
 			return nil
 		}
-		st.tbl.Chains = append(st.tbl.Chains, &Chain{Name: f[0], Policy: pol})
+		st.madeInBatch(n, st.tbl.addUserChain(f[0], pol))
 		return nil
 	}
 	if !ok || pol == VContinue || c.Builtin && pol == VReturn {
@@ -354,13 +385,11 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			return nil
 		}
 		if cl.kernelErr != nil {
-			if st.kernelErr == nil {
-				what := "RULE_APPEND"
-				if cl.Op == 'I' {
-					what = "RULE_INSERT"
-				}
-				st.kernelErr = l.kernelError(n, what, cl.kernelErr.msg, cl.Chain)
+			what := "RULE_APPEND"
+			if cl.Op == 'I' {
+				what = "RULE_INSERT"
 			}
+			st.kernelFail(n, what, cl.kernelErr.msg, "rule in chain "+cl.Chain)
 			return nil
 		}
 		r := cl.Rule
@@ -376,6 +405,15 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			c.Rules = append(c.Rules, r)
 		} else if !insertRule(c, cl.RuleNum, r) {
 			st.bad(n, msgInsertTooBig)
+			return nil
+		}
+		what := "RULE_APPEND"
+		if cl.Op == 'I' {
+			what = "RULE_INSERT"
+		}
+		st.naming(c, n, what, "rule in chain "+c.Name)
+		if j := tbl.Chain(r.Jump); r.Verdict == VJump && j != nil && j != c {
+			st.naming(j, n, what, "rule in chain "+c.Name)
 		}
 	case 'D':
 		c := tbl.Chain(cl.Chain)
@@ -402,7 +440,7 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 				st.bad(n, "Chain already exists")
 				return nil
 			}
-			tbl.Chains = append(tbl.Chains, &Chain{Name: name, Policy: VAccept})
+			st.madeInBatch(n, tbl.addUserChain(name, VAccept))
 		}
 		if cl.PolicySet {
 			c := tbl.Chain(cl.Chain)
@@ -420,12 +458,14 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			// this input set on it goes with it
 			var keep []*Chain
 			for _, c := range tbl.Chains {
-				if c.Builtin {
-					if c.Made && c.cachePolicy == VAccept && len(c.Rules) == 0 {
-						c.unmake()
-					}
-					keep = append(keep, c)
+				if !c.Builtin {
+					st.deleted(n, c)
+					continue
 				}
+				if c.Made && c.cachePolicy == VAccept && len(c.Rules) == 0 {
+					c.unmake()
+				}
+				keep = append(keep, c)
 			}
 			tbl.Chains = keep
 			return nil
@@ -446,12 +486,7 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			st.bad(n, msgNoChain)
 			return nil
 		}
-		if len(c.Rules) > 0 || st.referenced(cl.Chain) {
-			// not modelled: the kernel's own messages for this batch
-			// (CHAIN_DEL failed, and its other commands' lines)
-			st.bad(n, "Device or resource busy")
-			return nil
-		}
+		st.deleted(n, c)
 		tbl.Chains = removeChain(tbl.Chains, c)
 	case 'F':
 		if cl.Chain == "" {
@@ -464,6 +499,7 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			st.bad(n, msgNoChain)
 			return nil
 		}
+		st.naming(c, n, "RULE_FLUSH", "rule in chain "+c.Name)
 		c.Rules = nil
 	case 'Z':
 		// the chain must be in the kernel (a builtin chain is made by
@@ -490,8 +526,8 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 				continue
 			}
 			for _, r := range c.Rules {
-				if p, b := r.Hits.Load(); st.fresh[r] && p|b != 0 && st.kernelErr == nil {
-					st.kernelErr = l.kernelError(n, "RULE_REPLACE", "Invalid argument", c.Name)
+				if p, b := r.Hits.Load(); st.fresh[r] && p|b != 0 {
+					st.kernelFail(n, "RULE_REPLACE", "Invalid argument", "rule in chain "+c.Name)
 				}
 			}
 		}
@@ -512,9 +548,55 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			st.bad(n, "File exists")
 			return nil
 		}
+		if _, ok := st.batchChains[c]; ok {
+			// renamed by its handle, which a chain of this batch does
+			// not have yet
+			st.kernelFail(n, "CHAIN_RENAME", "No such file or directory", "chain "+cl.NewName)
+		}
 		renameChain(tbl, c, cl.NewName)
 	}
 	return nil
+}
+
+// addUserChain appends a user chain with policy pol.
+func (t *Table) addUserChain(name string, pol Verdict) *Chain {
+	c := &Chain{Name: name, Policy: pol}
+	t.Chains = append(t.Chains, c)
+	return c
+}
+
+// madeInBatch notes user chain c, made by line n.
+func (st *loadState) madeInBatch(n int, c *Chain) {
+	if st.batchChains == nil {
+		st.batchChains, st.named = map[*Chain]int{}, map[*Chain][]kernelFail{}
+	}
+	st.batchChains[c] = n
+}
+
+// naming notes line n's message what (on object) if it names a chain
+// this batch made: it fails (ENOENT) should the chain be deleted.
+func (st *loadState) naming(c *Chain, n int, what, object string) {
+	if _, ok := st.batchChains[c]; ok {
+		st.named[c] = append(st.named[c], kernelFail{n, what + " failed (No such file or directory): " + object})
+	}
+}
+
+// deleted notes the deletion of user chain c at line n. One this batch
+// made fails in the kernel: its CHAIN_USER_ADD (EOPNOTSUPP), and the
+// messages that named it and the CHAIN_DEL (ENOENT). One the kernel has
+// is not deleted while it has rules or a rule jumps to it (EBUSY).
+func (st *loadState) deleted(n int, c *Chain) {
+	add, ok := st.batchChains[c]
+	if !ok {
+		if len(c.Rules) > 0 || st.referenced(c.Name) {
+			st.kernelFail(n, "CHAIN_DEL", "Device or resource busy", "chain "+c.Name)
+		}
+		return
+	}
+	st.kernelFail(add, "CHAIN_USER_ADD", "Operation not supported", "chain "+c.Name)
+	st.kernelFails = append(st.kernelFails, st.named[c]...)
+	st.kernelFail(n, "CHAIN_DEL", "No such file or directory", "chain "+c.Name)
+	delete(st.batchChains, c)
 }
 
 // make notes that the restore makes c in the kernel: a builtin chain
@@ -599,8 +681,8 @@ func (l *Loader) Command(words []string) (*Ruleset, *RestoreError) {
 	if st.badJump != "" {
 		return nil, lc.paramError(1, fmt.Sprintf("Chain '%s' does not exist", st.badJump))
 	}
-	if st.kernelErr != nil {
-		return nil, st.kernelErr
+	if len(st.kernelFails) > 0 {
+		return nil, lc.kernelError(st.kernelFails)
 	}
 	if st.commitBad || st.loops() {
 		return nil, &RestoreError{ExitCode: 1, Stderr: lc.Prog + ": No chain/target/match by that name\n"}
