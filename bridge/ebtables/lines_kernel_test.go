@@ -139,25 +139,7 @@ func TestRestoreLinesKernel(t *testing.T) {
 	kerneltest.Require(t, "ebtables", "ebtables-restore", "ebtables-save")
 	for _, c := range restoreLines {
 		t.Run(c.name, func(t *testing.T) {
-			ns := kerneltest.NewNetns(t)
-			_, stderr, code, err := ns.Run(c.in, "ebtables-restore")
-			if err != nil {
-				t.Fatal(err)
-			}
-			rs, lerr := (&Loader{}).Load(c.in)
-			if code != 0 {
-				if lerr == nil {
-					t.Fatalf("uswitch loaded it; ebtables-restore exit %d\n%s", code, stderr)
-				}
-				if lerr.Stderr != stderr || lerr.ExitCode != code {
-					t.Fatalf("uswitch exit %d\n%s\nebtables-restore exit %d\n%s", lerr.ExitCode, lerr.Stderr, code, stderr)
-				}
-				return
-			}
-			if lerr != nil {
-				t.Fatalf("uswitch: %v; ebtables-restore loaded it", lerr)
-			}
-			sameAsKernelSave(t, ns, rs)
+			sameAsKernelRestore(t, kerneltest.NewNetns(t), &Loader{}, c.in)
 		})
 	}
 }
@@ -193,21 +175,7 @@ func TestRestoreNoFlushBuiltinKernel(t *testing.T) {
 			if lerr != nil {
 				t.Fatalf("base: %v", lerr)
 			}
-			_, stderr, code, err := ns.Run(c.in, "ebtables-restore", "--noflush")
-			if err != nil {
-				t.Fatal(err)
-			}
-			rs, lerr := (&Loader{NoFlush: true, Base: base}).Load(c.in)
-			switch {
-			case code != 0 && lerr == nil:
-				t.Fatalf("%q: uswitch loaded it; ebtables-restore exit %d\n%s", c.in, code, stderr)
-			case code != 0 && (lerr.Stderr != stderr || lerr.ExitCode != code):
-				t.Fatalf("%q: uswitch exit %d\n%s\nebtables-restore exit %d\n%s", c.in, lerr.ExitCode, lerr.Stderr, code, stderr)
-			case code == 0 && lerr != nil:
-				t.Fatalf("%q: uswitch: %v; ebtables-restore loaded it", c.in, lerr)
-			case code == 0:
-				sameAsKernelSave(t, ns, rs)
-			}
+			sameAsKernelRestore(t, ns, &Loader{NoFlush: true, Base: base}, c.in, "--noflush")
 		})
 	}
 }

@@ -36,21 +36,6 @@ func TestRestoreRandomKernel(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 17))
 	for i := 0; i < 300; i++ {
 		in := kerneltest.RandomRestoreInput(r, restoreLinePool, false)
-		ns := kerneltest.NewNetns(t)
-		_, stderr, code, err := ns.Run(in, "ebtables-restore")
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs, lerr := (&Loader{NoBridgeMeta: true}).Load(in)
-		switch {
-		case code != 0 && lerr == nil:
-			t.Errorf("%q: uswitch loaded it; ebtables-restore exit %d\n%s", in, code, stderr)
-		case code != 0 && (lerr.Stderr != stderr || lerr.ExitCode != code):
-			t.Errorf("%q: uswitch exit %d\n%s\nebtables-restore exit %d\n%s", in, lerr.ExitCode, lerr.Stderr, code, stderr)
-		case code == 0 && lerr != nil:
-			t.Errorf("%q: uswitch: %v; ebtables-restore loaded it", in, lerr)
-		case code == 0:
-			sameAsKernelSave(t, ns, rs)
-		}
+		sameAsKernelRestore(t, kerneltest.NewNetns(t), &Loader{NoBridgeMeta: true}, in)
 	}
 }

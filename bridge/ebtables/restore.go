@@ -149,8 +149,8 @@ type loadState struct {
 	batchChains map[*Chain]int
 	// named are the later messages that name such a chain: rules into
 	// it or jumping to it, flushes of it
-	named map[*Chain][]kernelFail
-	badJump     string
+	named   map[*Chain][]kernelFail
+	badJump string
 	// fresh are the rules this input added (for -Z)
 	fresh map[*Rule]bool
 	// the line's "[pcnt:bcnt]" (Loader.Counters)

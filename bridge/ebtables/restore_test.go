@@ -61,6 +61,28 @@ func TestRestoreSeqKernel(t *testing.T) {
 
 // sameAsKernelSave compares rs, saved with counters, with what
 // ebtables-save -c prints in ns.
+// sameAsKernelRestore restores in with ebtables-restore (and flags) in
+// ns and with ld: the same exit status and message, or the same
+// ebtables-save -c after it. Differences are reported with t.Errorf.
+func sameAsKernelRestore(t *testing.T, ns *kerneltest.Netns, ld *Loader, in string, flags ...string) {
+	t.Helper()
+	_, stderr, code, err := ns.Run(in, append([]string{"ebtables-restore"}, flags...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, lerr := ld.Load(in)
+	switch {
+	case code != 0 && lerr == nil:
+		t.Errorf("%q: uswitch loaded it; ebtables-restore exit %d\n%s", in, code, stderr)
+	case code != 0 && (lerr.Stderr != stderr || lerr.ExitCode != code):
+		t.Errorf("%q: uswitch exit %d\n%s\nebtables-restore exit %d\n%s", in, lerr.ExitCode, lerr.Stderr, code, stderr)
+	case code == 0 && lerr != nil:
+		t.Errorf("%q: uswitch: %v; ebtables-restore loaded it", in, lerr)
+	case code == 0:
+		sameAsKernelSave(t, ns, rs)
+	}
+}
+
 func sameAsKernelSave(t *testing.T, ns *kerneltest.Netns, rs *Ruleset) {
 	t.Helper()
 	out, _, _, err := ns.Run("", "ebtables-save", "-c")
