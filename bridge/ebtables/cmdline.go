@@ -456,6 +456,9 @@ func ruleOptionNoInverse(rp *ruleParser, g *getopt) *CmdError {
 	if e := rp.option(optDef{name: "j", hasArg: true}, g.optarg, false); e != nil {
 		return cmdParam("%s", e.msg)
 	}
+	if d := extByName(g.optarg); d != nil && d.kind == kTarget {
+		g.dupExt = d.name
+	}
 	return nil
 }
 

@@ -156,6 +156,17 @@ func (p *ruleParser) option(o optDef, arg string, inv bool) *ruleError {
 		p.seen[key] = true
 	}
 	r := p.r
+	if o.ext != "" && p.target != "" && p.target != o.ext && extByName(o.ext).kind == kTarget {
+		// another target's option after -j: parsed (its errors stand)
+		// and lost with the watcher do_commandeb makes of it
+		if err := extByName(o.ext).make().parse(o.name, arg, inv); err != nil {
+			if re, ok := err.(*ruleError); ok {
+				return re
+			}
+			return paramErr("%s", err.Error())
+		}
+		return nil
+	}
 	if o.ext != "" {
 		x := p.ext(o.ext)
 		if err := x.parse(o.name, arg, inv); err != nil {
@@ -243,6 +254,12 @@ func (p *ruleParser) option(o optDef, arg string, inv bool) *ruleError {
 		}
 	case "j":
 		p.target = arg
+		// -j sets the rule's target anew: a target extension its
+		// options made before (do_commandeb adds it as a watcher, which
+		// the rule loses) is dropped, and an extension target starts
+		// with none of its options set ("--mark-set 1 -j mark": "You
+		// must specify some option")
+		p.dropTargets()
 		if v, ok := parseVerdict(arg); ok {
 			r.Verdict = v
 			return nil
@@ -256,6 +273,26 @@ func (p *ruleParser) option(o optDef, arg string, inv bool) *ruleError {
 		p.badJump = arg
 	}
 	return nil
+}
+
+// dropTargets forgets the target extensions the rule's options made,
+// with their options' "Multiple use" marks.
+func (p *ruleParser) dropTargets() {
+	k := 0
+	for i, name := range p.extNames {
+		if extByName(name).kind == kTarget {
+			for key := range p.seen {
+				if strings.HasPrefix(key, name+"/") {
+					delete(p.seen, key)
+				}
+			}
+			continue
+		}
+		p.exts[k], p.extNames[k] = p.exts[i], name
+		k++
+	}
+	clear(p.exts[k:])
+	p.exts, p.extNames = p.exts[:k], p.extNames[:k]
 }
 
 // ext returns the rule's instance of extension name, making it.
