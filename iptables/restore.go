@@ -241,9 +241,6 @@ func (st *loadState) line(s string, n int) error {
 	if st.skip {
 		return nil
 	}
-	if st.cur == nil && !strings.HasPrefix(s, ":") {
-		return &RestoreError{Kind: KindLineFailed, Line: n}
-	}
 	var err error
 	switch {
 	case strings.HasPrefix(s, ":") && st.cur != nil:
@@ -628,10 +625,11 @@ func (st *loadState) kernelFail(n int, msg string) {
 	st.kernelFails = append(st.kernelFails, kernelFail{n, msg})
 }
 
-// kernelFailError is the batch's failed messages as iptables-nft 1.8.9
-// prints them, one line each, at most maxBatchErrors.
-func (st *loadState) kernelFailError() error {
-	fails := st.kernelFails
+// batchError is the failed messages of a batch as iptables-nft 1.8.9
+// prints them: blamed on line, then one line each in line order, at most
+// maxBatchErrors.
+func batchError(line int, fails []kernelFail) error {
+	slices.SortStableFunc(fails, func(a, b kernelFail) int { return a.line - b.line })
 	if len(fails) > maxBatchErrors {
 		fails = fails[:maxBatchErrors]
 	}
@@ -642,7 +640,7 @@ func (st *loadState) kernelFailError() error {
 		}
 		msg.WriteString(f.msg)
 	}
-	return &RestoreError{Kind: KindKernel, Line: fails[0].line, Msg: msg.String()}
+	return &RestoreError{Kind: KindKernel, Line: line, Msg: msg.String()}
 }
 
 // applyRenames does the batch's -E in order, on the chains still there.
@@ -709,7 +707,7 @@ func (st *loadState) commit(n int) error {
 		return &RestoreError{Kind: KindParam, Line: n, Msg: fmt.Sprintf("Chain '%s' does not exist", st.pendingJump)}
 	}
 	if len(st.kernelFails) > 0 {
-		return st.kernelFailError()
+		return batchError(st.kernelFails[0].line, st.kernelFails)
 	}
 	// every jump target must exist (nft checks this at commit and
 	// reports the COMMIT line)
@@ -1164,28 +1162,13 @@ func (t *Table) validateJumps() error {
 		first = lines[i]
 	}
 	t.jumpsValid(-1) // Reach of the whole table
-	type failed struct {
-		r *Rule
-		c *Chain
-	}
-	var fails []failed
+	var fails []kernelFail
 	for _, c := range t.Chains {
 		for _, r := range c.Rules {
 			if r.fresh && r.Line >= first {
-				fails = append(fails, failed{r, c})
+				fails = append(fails, kernelFail{r.Line, fmt.Sprintf("%s failed (Too many links): rule in chain %s", opName(r.op), c.Name)})
 			}
 		}
 	}
-	slices.SortStableFunc(fails, func(a, b failed) int { return a.r.Line - b.r.Line })
-	if len(fails) > maxBatchErrors {
-		fails = fails[:maxBatchErrors]
-	}
-	var msg strings.Builder
-	for i, f := range fails {
-		if i > 0 {
-			fmt.Fprintf(&msg, "\nline %d: ", f.r.Line)
-		}
-		fmt.Fprintf(&msg, "%s failed (Too many links): rule in chain %s", opName(f.r.op), f.c.Name)
-	}
-	return &RestoreError{Kind: KindKernel, Line: first, Msg: msg.String()}
+	return batchError(first, fails)
 }
