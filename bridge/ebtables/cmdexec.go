@@ -94,7 +94,7 @@ func (rs *Ruleset) Exec(cl *CommandLine, out io.Writer) (next *Ruleset, err *Cmd
 				return nil, cmdFailed(msgNoChain)
 			}
 			c.Policy = cl.Policy
-			c.Made, c.gone = true, false
+			c.make()
 		}
 	case 'X':
 		if err := deleteChains(t, cl.Chain); err != nil {
@@ -138,7 +138,7 @@ func (rs *Ruleset) Exec(cl *CommandLine, out io.Writer) (next *Ruleset, err *Cmd
 		if cl.kernelErr != nil {
 			return nil, cmdKernel(what, cl.kernelErr.msg, "rule in chain "+c.Name)
 		}
-		c.Made, c.gone = true, false
+		c.make()
 		if cl.Op == 'A' {
 			c.Rules = append(c.Rules, cl.Rule)
 		} else {
@@ -329,7 +329,7 @@ func deleteChains(t *Table, name string) *CmdError {
 			// an empty ACCEPT base chain is deleted (it lists as
 			// before: ebtables shows builtin chains it lacks)
 			if c.Made {
-				c.Made, c.gone = false, true
+				c.unmake()
 			}
 			return nil
 		case len(c.Rules) > 0 || refd(name):
@@ -347,7 +347,7 @@ func deleteChains(t *Table, name string) *CmdError {
 	for _, c := range t.Chains {
 		if c.Builtin {
 			if len(c.Rules) == 0 && c.Policy == VAccept && c.Made {
-				c.Made, c.gone = false, true
+				c.unmake()
 			}
 			keep = append(keep, c)
 		}

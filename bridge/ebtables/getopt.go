@@ -39,7 +39,6 @@ type gopt struct {
 	arg  int // 0: no argument, 1: required, 2: optional
 	code int
 	def  optDef // for rule options: what the rule parser gets
-	ext  string // the extension the option is of ("" for the command's)
 }
 
 // shortArgs is EBT_OPTSTRING as letter -> argument kind (0 none, 1
@@ -51,22 +50,22 @@ var shortArgs = map[byte]int{
 
 // baseLong is ebt_original_options (1.8.9), in its order.
 var baseLong = []gopt{
-	{"append", 1, 'A', optDef{}, ""}, {"insert", 1, 'I', optDef{}, ""}, {"delete", 1, 'D', optDef{}, ""},
-	{"list", 2, 'L', optDef{}, ""}, {"Lc", 0, codeLc, optDef{}, ""}, {"Ln", 0, codeLn, optDef{}, ""},
-	{"Lx", 0, codeLx, optDef{}, ""}, {"Lmac2", 0, codeLmac2, optDef{}, ""}, {"zero", 2, 'Z', optDef{}, ""},
-	{"flush", 2, 'F', optDef{}, ""}, {"policy", 1, 'P', optDef{}, ""},
-	{"in-interface", 1, 'i', optDef{}, ""}, {"in-if", 1, 'i', optDef{}, ""},
-	{"logical-in", 1, codeLogicalIn, optDef{}, ""}, {"logical-out", 1, codeLogicalOut, optDef{}, ""},
-	{"out-interface", 1, 'o', optDef{}, ""}, {"out-if", 1, 'o', optDef{}, ""},
-	{"version", 0, 'V', optDef{}, ""}, {"verbose", 0, 'v', optDef{}, ""}, {"help", 0, 'h', optDef{}, ""},
-	{"jump", 1, 'j', optDef{}, ""}, {"set-counters", 1, 'c', optDef{}, ""}, {"change-counters", 1, 'C', optDef{}, ""},
-	{"proto", 1, 'p', optDef{}, ""}, {"protocol", 1, 'p', optDef{}, ""}, {"db", 1, 'b', optDef{}, ""},
-	{"source", 1, 's', optDef{}, ""}, {"src", 1, 's', optDef{}, ""},
-	{"destination", 1, 'd', optDef{}, ""}, {"dst", 1, 'd', optDef{}, ""},
-	{"table", 1, 't', optDef{}, ""}, {"modprobe", 1, 'M', optDef{}, ""},
-	{"new-chain", 1, 'N', optDef{}, ""}, {"rename-chain", 1, 'E', optDef{}, ""},
-	{"delete-chain", 2, 'X', optDef{}, ""}, {"init-table", 0, codeInitTable, optDef{}, ""},
-	{"concurrent", 0, codeConcurrent, optDef{}, ""}, {"check", 1, codeCheck, optDef{}, ""},
+	{"append", 1, 'A', optDef{}}, {"insert", 1, 'I', optDef{}}, {"delete", 1, 'D', optDef{}},
+	{"list", 2, 'L', optDef{}}, {"Lc", 0, codeLc, optDef{}}, {"Ln", 0, codeLn, optDef{}},
+	{"Lx", 0, codeLx, optDef{}}, {"Lmac2", 0, codeLmac2, optDef{}}, {"zero", 2, 'Z', optDef{}},
+	{"flush", 2, 'F', optDef{}}, {"policy", 1, 'P', optDef{}},
+	{"in-interface", 1, 'i', optDef{}}, {"in-if", 1, 'i', optDef{}},
+	{"logical-in", 1, codeLogicalIn, optDef{}}, {"logical-out", 1, codeLogicalOut, optDef{}},
+	{"out-interface", 1, 'o', optDef{}}, {"out-if", 1, 'o', optDef{}},
+	{"version", 0, 'V', optDef{}}, {"verbose", 0, 'v', optDef{}}, {"help", 0, 'h', optDef{}},
+	{"jump", 1, 'j', optDef{}}, {"set-counters", 1, 'c', optDef{}}, {"change-counters", 1, 'C', optDef{}},
+	{"proto", 1, 'p', optDef{}}, {"protocol", 1, 'p', optDef{}}, {"db", 1, 'b', optDef{}},
+	{"source", 1, 's', optDef{}}, {"src", 1, 's', optDef{}},
+	{"destination", 1, 'd', optDef{}}, {"dst", 1, 'd', optDef{}},
+	{"table", 1, 't', optDef{}}, {"modprobe", 1, 'M', optDef{}},
+	{"new-chain", 1, 'N', optDef{}}, {"rename-chain", 1, 'E', optDef{}},
+	{"delete-chain", 2, 'X', optDef{}}, {"init-table", 0, codeInitTable, optDef{}},
+	{"concurrent", 0, codeConcurrent, optDef{}}, {"check", 1, codeCheck, optDef{}},
 }
 
 // extLoadOrder is ebt_load_match_extensions' order: the matches, the
@@ -110,13 +109,13 @@ var longOpts = sync.OnceValue(func() []gopt {
 			if o.hasArg {
 				arg = 1
 			}
-			out = append(out, gopt{o.name, arg, code, o, d.name})
+			out = append(out, gopt{o.name, arg, code, o})
 		}
 		if name == "among" {
 			// libebt_among.c's file options, which uswitch does not
 			// read: known to getopt (they make prefixes ambiguous)
-			out = append(out, gopt{"among-dst-file", 1, codeUnsupported, optDef{}, ""},
-				gopt{"among-src-file", 1, codeUnsupported + 0, optDef{}, ""})
+			out = append(out, gopt{"among-dst-file", 1, codeUnsupported, optDef{}},
+				gopt{"among-src-file", 1, codeUnsupported + 0, optDef{}})
 		}
 	}
 	return out
@@ -211,7 +210,7 @@ func (g *getopt) long(s string) int {
 			break
 		}
 		if strings.HasPrefix(o.name, name) {
-			if g.dupExt != "" && o.ext == g.dupExt {
+			if g.dupExt != "" && o.def.ext == g.dupExt {
 				ambig = true
 			}
 			if found == nil {

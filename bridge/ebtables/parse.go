@@ -156,19 +156,15 @@ func (p *ruleParser) option(o optDef, arg string, inv bool) *ruleError {
 		p.seen[key] = true
 	}
 	r := p.r
-	if o.ext != "" && p.target != "" && p.target != o.ext && extByName(o.ext).kind == kTarget {
-		// another target's option after -j: parsed (its errors stand)
-		// and lost with the watcher do_commandeb makes of it
-		if err := extByName(o.ext).make().parse(o.name, arg, inv); err != nil {
-			if re, ok := err.(*ruleError); ok {
-				return re
-			}
-			return paramErr("%s", err.Error())
-		}
-		return nil
-	}
 	if o.ext != "" {
-		x := p.ext(o.ext)
+		var x extParser
+		if p.target != "" && p.target != o.ext && extByName(o.ext).kind == kTarget {
+			// another target's option after -j: parsed (its errors
+			// stand) and lost with the watcher do_commandeb makes of it
+			x = extByName(o.ext).make()
+		} else {
+			x = p.ext(o.ext)
+		}
 		if err := x.parse(o.name, arg, inv); err != nil {
 			if re, ok := err.(*ruleError); ok {
 				return re

@@ -384,11 +384,11 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 			st.bad(n, msgNoChain)
 			return nil
 		}
+		what := "RULE_APPEND"
+		if cl.Op == 'I' {
+			what = "RULE_INSERT"
+		}
 		if cl.kernelErr != nil {
-			what := "RULE_APPEND"
-			if cl.Op == 'I' {
-				what = "RULE_INSERT"
-			}
 			st.kernelFail(n, what, cl.kernelErr.msg, "rule in chain "+cl.Chain)
 			return nil
 		}
@@ -406,10 +406,6 @@ func (st *loadState) command(n int, w []string) *RestoreError {
 		} else if !insertRule(c, cl.RuleNum, r) {
 			st.bad(n, msgInsertTooBig)
 			return nil
-		}
-		what := "RULE_APPEND"
-		if cl.Op == 'I' {
-			what = "RULE_INSERT"
 		}
 		st.naming(c, n, what, "rule in chain "+c.Name)
 		if j := tbl.Chain(r.Jump); r.Verdict == VJump && j != nil && j != c {
@@ -599,7 +595,7 @@ func (st *loadState) deleted(n int, c *Chain) {
 	delete(st.batchChains, c)
 }
 
-// make notes that the restore makes c in the kernel: a builtin chain
+// make notes that a command makes c in the kernel: a builtin chain
 // made now is cached with the default policy, ACCEPT.
 func (c *Chain) make() {
 	if !c.Made {
